@@ -1,0 +1,4 @@
+// Registers every subcommand with the CLI (one import line per command module).
+import { registerCommand } from '../main.js';
+
+registerCommand(async () => (await import('./version.js')).default);

@@ -1,0 +1,91 @@
+// `blip`: the command-line entry point. Dispatches to src/cli/commands/*.ts.
+import { BlipError, UsageError, type Command } from './Command.js';
+
+/** Subcommands, in the order `blip --help` lists them. Add a command by adding its module here. */
+const COMMANDS: Array<() => Promise<Command>> = [];
+
+export function registerCommand(load: () => Promise<Command>): void {
+  COMMANDS.push(load);
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length][b.length];
+}
+
+export function nearest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const dist = editDistance(word, c);
+    if (dist < bestD) [best, bestD] = [c, dist];
+  }
+  return bestD <= Math.max(2, Math.floor(word.length / 2)) ? best : undefined;
+}
+
+async function loadCommands(): Promise<Command[]> {
+  await import('./commands/index.js');
+  return Promise.all(COMMANDS.map((l) => l()));
+}
+
+function mainHelp(cmds: Command[]): string {
+  const w = Math.max(...cmds.map((c) => c.name.length));
+  return [
+    'blip — compile and run BLIP, BLIP-2 and InstructBLIP models described in .blip files',
+    '',
+    'Usage: blip <command> [options]',
+    '',
+    'Commands:',
+    ...cmds.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`),
+    '',
+    'Examples:',
+    '  blip check graphs/blip2-opt.blip',
+    '  blip compile graphs/blip2-opt.blip --weights ./blip2-opt-2.7b --out ./out/blip2-opt',
+    '  blip run ./out/blip2-opt --image cat.jpg --prompt "Question: what is this? Answer:"',
+    '',
+    "Run 'blip <command> --help' for a command's options.",
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cmds = await loadCommands();
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(mainHelp(cmds) + '\n');
+    return 0;
+  }
+  if (name === '--version' || name === '-v') {
+    const { VERSION } = await import('../version.js');
+    process.stdout.write(`blip-graph ${VERSION}\n`);
+    return 0;
+  }
+  const cmd = cmds.find((c) => c.name === name);
+  if (!cmd) {
+    const hint = nearest(name, cmds.map((c) => c.name));
+    process.stderr.write(`blip: unknown command '${name}'.${hint ? ` Did you mean '${hint}'?` : ''} Run 'blip --help' for the list.\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(cmd.help.trimEnd() + '\n');
+    return 0;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`blip ${cmd.name}: ${e.message}\nRun 'blip ${cmd.name} --help' for usage.\n`);
+      return 2;
+    }
+    if (e instanceof BlipError || (e instanceof Error && /^BLIP\d{4}$/.test((e as { code?: string }).code ?? ''))) {
+      const code = (e as unknown as { code: string }).code;
+      process.stderr.write(`error ${code}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    process.stderr.write(`blip ${cmd.name}: internal error: ${(e as Error)?.stack ?? String(e)}\nThis is a bug in blip-graph; please report it with the command you ran.\n`);
+    return 2;
+  }
+}

@@ -1,0 +1,117 @@
+// Collects the checkpoint-backed initializers of every graph of one compiled artifact and streams
+// their bytes into one external-data file, one tensor at a time, so that peak memory stays near the
+// largest tensor (plus its transformed copy) and a weight shared by two graphs is written once.
+import { openSync, writeSync, closeSync } from 'node:fs';
+import { float32ToFloat16 } from '../weights/float16.js';
+
+export type WeightData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+
+export interface WeightSpec {
+  /** Initializer name: the checkpoint key, or `<key>:<transform>` for a derived view. */
+  key: string;
+  /** ONNX shape of the produced tensor. */
+  dims: number[];
+  /** Element type of the produced data (floats may be stored as float16, see `storeAs`). */
+  dtype?: 'float32' | 'int64' | 'int32' | 'uint8';
+  /** Produces the tensor's data (called once, while streaming). */
+  produce: () => WeightData | Promise<WeightData>;
+  /** Where it came from, for error messages ("node vision at graphs/x.blip:3:3"). */
+  origin?: string;
+}
+
+export interface StoredWeight {
+  spec: WeightSpec;
+  /** Stored element type: float tensors follow the store's float type. */
+  dataType: 'float32' | 'float16' | 'int64' | 'int32' | 'uint8';
+  offset: number;
+  length: number;
+}
+
+const ALIGN = 64;
+
+export class WeightStore {
+  private readonly specs = new Map<string, WeightSpec>();
+  private readonly stored = new Map<string, StoredWeight>();
+
+  constructor(readonly floatType: 'float32' | 'float16' = 'float32') {}
+
+  define(spec: WeightSpec): void {
+    const prev = this.specs.get(spec.key);
+    if (prev) {
+      if (prev.dims.join(',') !== spec.dims.join(',')) {
+        throw new Error(`weight ${spec.key} requested with shapes [${prev.dims}] and [${spec.dims}]`);
+      }
+      return;
+    }
+    this.specs.set(spec.key, spec);
+  }
+
+  has(key: string): boolean {
+    return this.specs.has(key);
+  }
+
+  get keys(): string[] {
+    return [...this.specs.keys()];
+  }
+
+  /** Parameter count of everything defined. */
+  get parameterCount(): number {
+    let n = 0;
+    for (const s of this.specs.values()) n += s.dims.reduce((a, b) => a * b, 1);
+    return n;
+  }
+
+  /** Where a weight went in the data file (after `writeAll`). */
+  location(key: string): StoredWeight {
+    const w = this.stored.get(key);
+    if (!w) throw new Error(`weight ${key} has not been written`);
+    return w;
+  }
+
+  /**
+   * Stream every defined weight into `path`, in definition order. `only` restricts to the weights a
+   * set of graphs actually references (dead weights are not written). `onProgress` sees bytes written.
+   */
+  async writeAll(path: string, only?: Set<string>, onProgress?: (done: number, total: number, key: string) => void): Promise<number> {
+    const fd = openSync(path, 'w');
+    let offset = 0;
+    const todo = [...this.specs.values()].filter((s) => !only || only.has(s.key));
+    const total = todo.length;
+    try {
+      let i = 0;
+      for (const spec of todo) {
+        const data = await spec.produce();
+        const count = spec.dims.reduce((a, b) => a * b, 1);
+        if (data.length !== count) {
+          throw new Error(`weight ${spec.key}: produced ${data.length} values for shape [${spec.dims}] (${count} expected)`);
+        }
+        let bytes: Uint8Array;
+        let dataType: StoredWeight['dataType'];
+        if (data instanceof Float32Array) {
+          if (this.floatType === 'float16') {
+            const h = float32ToFloat16(data);
+            bytes = new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+            dataType = 'float16';
+          } else {
+            bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+            dataType = 'float32';
+          }
+        } else {
+          bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          dataType = data instanceof BigInt64Array ? 'int64' : data instanceof Int32Array ? 'int32' : 'uint8';
+        }
+        const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
+        if (pad) writeSync(fd, new Uint8Array(pad), 0, pad, offset);
+        offset += pad;
+        let written = 0;
+        while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written, offset + written);
+        this.stored.set(spec.key, { spec, dataType, offset, length: bytes.length });
+        offset += bytes.length;
+        onProgress?.(++i, total, spec.key);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return offset;
+  }
+}

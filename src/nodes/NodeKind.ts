@@ -1,0 +1,43 @@
+// What a node kind is. One kind per file in src/nodes/ (vit.ts, bert.ts, qformer.ts, linear.ts,
+// mlp.ts, opt.ts, llama.ts, t5.ts, classifier.ts, embed.ts), registered in src/nodes/index.ts.
+// A file holds everything about its kind: the attribute schema the checker validates, how the
+// attributes are read from a HuggingFace config.json section, width inference for the checks,
+// the checkpoint tensors it reads, and its ONNX lowering.
+import type { IrType, IrValue } from '../ir/types.js';
+
+export type Attrs = Record<string, IrValue>;
+
+export interface PortSpec {
+  /** '' is the first positional argument: `vit(image)`; others are named: `bert(text, cross: vision)`. */
+  name: string;
+  accepts: IrType[];
+  required: boolean;
+  doc: string;
+}
+
+/** A JSON Schema (draft 2020-12 subset understood by ajv) for the pinned attributes. */
+export type JsonSchema = Record<string, unknown>;
+
+export interface NodeKind {
+  kind: string;
+  /** One sentence, shown by `blip check --explain` and in docs/language.md. */
+  doc: string;
+  ports: PortSpec[];
+  /** What the node's output is. */
+  output: IrType;
+  /** Attributes a `.blip` file may pin; every property optional, `additionalProperties: false`. */
+  attrSchema: JsonSchema;
+  /** config.json section read when the node doesn't say `config: "..."` (e.g. "vision_config"). */
+  defaultConfig?: string;
+  /**
+   * Attributes from a HuggingFace config section (`root` is the whole config.json, for keys such
+   * as BLIP-2's top-level `num_query_tokens`). Keys must be attrSchema property names.
+   */
+  fromConfig?(section: Record<string, unknown>, root: Record<string, unknown>): Attrs;
+  /** Attributes derived from checkpoint tensor shapes (for kinds with no config section: linear, mlp, heads). */
+  fromShapes?(shape: (key: string) => number[] | undefined, prefix: string): Attrs;
+  /** Width of the output features, when the attributes (pinned or resolved) determine it. */
+  outputWidth(attrs: Attrs): number | undefined;
+  /** Width a port expects to receive, when known (checked against the producer's outputWidth). */
+  inputWidth?(port: string, attrs: Attrs): number | undefined;
+}
