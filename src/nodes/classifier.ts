@@ -1,0 +1,23 @@
+// classifier: a linear head over pooled features, e.g. the ITM head (match / no match).
+// features (B, T, in_width) -> pool (CLS position, or mean over the Q-Former queries) -> (B, classes)
+import type { Attrs, NodeKind } from './NodeKind.js';
+import { attrSchema, int, n, oneOf } from './schema.js';
+
+export const Classifier: NodeKind = {
+  kind: 'classifier',
+  doc: 'A linear classification head over pooled features (the ITM head).',
+  ports: [{ name: '', accepts: ['features'], required: true, doc: 'the fused image-text features' }],
+  output: 'logits',
+  attrSchema: attrSchema('classifier', {
+    in_width: int('input width (checkpoint: weight shape [classes, in])'),
+    classes: int('number of classes (2 for ITM)', 1, 1 << 20),
+    pool: oneOf('how positions are pooled: first (CLS) position, or the mean over the query outputs', ['cls', 'mean_queries']),
+  }),
+  fromShapes(shape, prefix): Attrs {
+    const w = shape(`${prefix}.weight`);
+    if (!w || w.length !== 2) return {};
+    return { classes: w[0], in_width: w[1] };
+  },
+  outputWidth: (a) => n(a, 'classes'),
+  inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};

@@ -1,0 +1,23 @@
+// embed: a linear projection to the shared image-text embedding space for ITC, L2-normalised.
+// features (B, T, in_width) -> pool (CLS: (B, in), or every query: (B, Q, in)) -> (B[, Q], out_width)
+import type { Attrs, NodeKind } from './NodeKind.js';
+import { attrSchema, int, n, oneOf } from './schema.js';
+
+export const Embed: NodeKind = {
+  kind: 'embed',
+  doc: 'A projection to the image-text contrastive embedding space, L2-normalised (ITC).',
+  ports: [{ name: '', accepts: ['features'], required: true, doc: 'image or text features' }],
+  output: 'embedding',
+  attrSchema: attrSchema('embed', {
+    in_width: int('input width (checkpoint: weight shape [out, in])'),
+    out_width: int('embedding width (config: image_text_hidden_size)'),
+    pool: oneOf('the first (CLS) position, or every Q-Former query', ['cls', 'queries']),
+  }),
+  fromShapes(shape, prefix): Attrs {
+    const w = shape(`${prefix}.weight`);
+    if (!w || w.length !== 2) return {};
+    return { out_width: w[0], in_width: w[1] };
+  },
+  outputWidth: (a) => n(a, 'out_width'),
+  inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};

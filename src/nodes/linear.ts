@@ -1,0 +1,23 @@
+// linear: one affine projection, e.g. BLIP-2's language_projection from the Q-Former width to the
+// LLM hidden size. features (B, T, in_width) -> (B, T, out_width). Widths come from `weight` (out, in).
+import type { Attrs, NodeKind } from './NodeKind.js';
+import { attrSchema, bool, int, n } from './schema.js';
+
+export const Linear: NodeKind = {
+  kind: 'linear',
+  doc: 'An affine projection of every position from one width to another.',
+  ports: [{ name: '', accepts: ['features'], required: true, doc: 'the features to project' }],
+  output: 'features',
+  attrSchema: attrSchema('linear', {
+    in_width: int('input width (checkpoint: weight shape [out, in])'),
+    out_width: int('output width'),
+    bias: bool('the projection has a bias'),
+  }),
+  fromShapes(shape, prefix): Attrs {
+    const w = shape(`${prefix}.weight`);
+    if (!w || w.length !== 2) return {};
+    return { out_width: w[0], in_width: w[1], bias: shape(`${prefix}.bias`) !== undefined };
+  },
+  outputWidth: (a) => n(a, 'out_width'),
+  inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};

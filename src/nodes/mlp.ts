@@ -1,0 +1,25 @@
+// mlp: a two-layer projection (linear_1 -> activation -> linear_2), the LLaVA-style alternative to
+// a single linear language projection. features (B, T, in_width) -> (B, T, out_width).
+import type { Attrs, NodeKind } from './NodeKind.js';
+import { ACTIVATIONS, attrSchema, int, n, oneOf } from './schema.js';
+
+export const Mlp: NodeKind = {
+  kind: 'mlp',
+  doc: 'A two-layer projection (linear, activation, linear) from one width to another.',
+  ports: [{ name: '', accepts: ['features'], required: true, doc: 'the features to project' }],
+  output: 'features',
+  attrSchema: attrSchema('mlp', {
+    in_width: int('input width (checkpoint: linear_1.weight shape [hidden, in])'),
+    hidden_width: int('hidden width'),
+    out_width: int('output width (checkpoint: linear_2.weight shape [out, hidden])'),
+    act: oneOf('activation between the two layers', ACTIVATIONS),
+  }),
+  fromShapes(shape, prefix): Attrs {
+    const w1 = shape(`${prefix}.linear_1.weight`);
+    const w2 = shape(`${prefix}.linear_2.weight`);
+    if (!w1 || !w2 || w1.length !== 2 || w2.length !== 2) return {};
+    return { in_width: w1[1], hidden_width: w1[0], out_width: w2[0] };
+  },
+  outputWidth: (a) => n(a, 'out_width'),
+  inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};

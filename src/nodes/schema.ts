@@ -1,0 +1,37 @@
+// Small builders for node-kind attribute schemas (JSON Schema, checked by ajv) and for reading
+// HuggingFace config sections. Shared by the kind files in this folder.
+import type { Attrs, JsonSchema } from './NodeKind.js';
+
+/** A positive integer attribute (sizes, counts). */
+export const int = (doc: string, minimum = 1, maximum = 1 << 24): JsonSchema => ({ type: 'integer', minimum, maximum, description: doc });
+/** A small positive float such as a layer-norm epsilon. */
+export const eps = (doc: string): JsonSchema => ({ type: 'number', exclusiveMinimum: 0, maximum: 0.1, description: doc });
+export const num = (doc: string, minimum: number, maximum: number): JsonSchema => ({ type: 'number', minimum, maximum, description: doc });
+export const bool = (doc: string): JsonSchema => ({ type: 'boolean', description: doc });
+export const oneOf = (doc: string, values: string[]): JsonSchema => ({ type: 'string', enum: values, description: doc });
+
+/** An attribute schema object: every property optional, nothing else allowed. */
+export function attrSchema(kind: string, properties: Record<string, JsonSchema>): JsonSchema {
+  return { $id: `blip:node/${kind}`, type: 'object', additionalProperties: false, properties };
+}
+
+/** Activation names as HuggingFace configs spell them. */
+export const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'quick_gelu', 'relu', 'silu', 'swish', 'tanh'];
+
+/**
+ * Copies config keys to attributes: `map` is attr name → config key. Keys that are absent, null
+ * or not of a JSON scalar type are left out (the kind's defaults then apply at compile time).
+ */
+export function pick(section: Record<string, unknown>, map: Record<string, string>): Attrs {
+  const out: Attrs = {};
+  for (const [attr, key] of Object.entries(map)) {
+    let v = section[key];
+    // image_size / patch_size may be written as [h, w]; square ones collapse to one number.
+    if (Array.isArray(v) && v.length === 2 && v[0] === v[1] && typeof v[0] === 'number') v = v[0];
+    if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') out[attr] = v;
+  }
+  return out;
+}
+
+/** A number attribute, or undefined when absent or not a number. */
+export const n = (attrs: Attrs, key: string): number | undefined => (typeof attrs[key] === 'number' ? (attrs[key] as number) : undefined);
