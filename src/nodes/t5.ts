@@ -48,7 +48,7 @@ export const T5: NodeKind = {
     const proj = typeof section.feed_forward_proj === 'string' ? section.feed_forward_proj : 'relu';
     const parts = proj.split('-');
     attrs.gated = parts[0] === 'gated';
-    let act = typeof section.dense_act_fn === 'string' ? section.dense_act_fn : parts[parts.length - 1];
+    let act = parts[parts.length - 1]; // dense_act_fn in config.json is recomputed by T5Config too
     if (proj === 'gated-gelu') act = 'gelu_new';
     attrs.act = act;
     if (attrs.tie_embeddings === undefined) attrs.tie_embeddings = true;
