@@ -1,0 +1,211 @@
+// A safetensors reader that never holds more than one tensor in memory.
+//
+// Layout (https://github.com/huggingface/safetensors#format):
+//   u64 little-endian N | N bytes of JSON header | data
+// The header maps tensor names to {dtype, shape, data_offsets: [begin, end]} (offsets relative to
+// the start of the data), plus an optional "__metadata__" of string → string. Everything in the
+// header is checked against the file size before any tensor is read, so a corrupt or truncated file
+// fails at open with a message naming the file and the tensor, not with a garbage tensor later.
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { bfloat16ToFloat32, float16ToFloat32 } from './float16.js';
+import { CheckpointError } from './CheckpointError.js';
+
+/** Bytes per element of every dtype the safetensors format defines. */
+export const DTYPE_SIZE: Record<string, number> = {
+  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
+  I16: 2, U16: 2, F16: 2, BF16: 2,
+  I32: 4, U32: 4, F32: 4,
+  I64: 8, U64: 8, F64: 8,
+};
+
+/** Dtypes whose tensors can be read as float32 weights. */
+export const FLOAT_DTYPES = ['F32', 'F16', 'BF16'];
+
+/** The header is JSON text; anything larger than this is not a real header. */
+const MAX_HEADER = 100 * 1024 * 1024;
+/** Positioned reads are chunked below Node's 2 GiB limit per call. */
+const CHUNK = 1 << 30;
+
+export interface TensorInfo {
+  name: string;
+  dtype: string;
+  shape: number[];
+  /** Absolute byte range in the file. */
+  begin: number;
+  end: number;
+  file: string;
+}
+
+export class SafetensorsFile {
+  readonly tensors = new Map<string, TensorInfo>();
+  readonly metadata: Record<string, string> = {};
+  /** The raw header bytes (length prefix + JSON), for fingerprinting. */
+  readonly header: Buffer;
+  readonly size: number;
+  private fd: number | undefined;
+
+  private constructor(
+    readonly path: string,
+    fd: number,
+  ) {
+    this.fd = fd;
+    this.size = fstatSync(fd).size;
+    const corrupt = (why: string, tensor?: string): never => {
+      throw new CheckpointError('BLIP4003', `${path}: corrupt safetensors header: ${why}`, path, tensor);
+    };
+    if (this.size < 8) corrupt(`the file is ${this.size} bytes long, shorter than the 8-byte header length`);
+    const lenBuf = Buffer.alloc(8);
+    readFully(fd, lenBuf, 0, path);
+    const n = lenBuf.readBigUInt64LE(0);
+    if (n > BigInt(MAX_HEADER)) corrupt(`header length ${n} is implausibly large (the file is not safetensors, or is damaged)`);
+    const headerLen = Number(n);
+    if (8 + headerLen > this.size) {
+      throw new CheckpointError('BLIP4004', `${path}: truncated safetensors file: the header says ${headerLen} bytes of JSON but the file has ${this.size - 8} after the length`, path);
+    }
+    const json = Buffer.alloc(headerLen);
+    readFully(fd, json, 8, path);
+    this.header = Buffer.concat([lenBuf, json]);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json.toString('utf8'));
+    } catch (e) {
+      corrupt(`the header is not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) corrupt('the header is not a JSON object');
+    const dataStart = 8 + headerLen;
+    const dataSize = this.size - dataStart;
+    const ranges: Array<[number, number, string]> = [];
+    let maxEnd = 0;
+    for (const [name, entry] of Object.entries(parsed as Record<string, unknown>)) {
+      if (name === '__metadata__') {
+        if (typeof entry !== 'object' || entry === null) corrupt('"__metadata__" is not an object');
+        for (const [k, v] of Object.entries(entry as Record<string, unknown>)) if (typeof v === 'string') this.metadata[k] = v;
+        continue;
+      }
+      if (typeof entry !== 'object' || entry === null) corrupt(`entry "${name}" is not an object`, name);
+      const { dtype, shape, data_offsets } = entry as Record<string, unknown>;
+      if (typeof dtype !== 'string') corrupt(`tensor "${name}" has no dtype`, name);
+      const itemSize = DTYPE_SIZE[dtype as string];
+      if (!itemSize) corrupt(`tensor "${name}" has unknown dtype "${dtype}"`, name);
+      if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) corrupt(`tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`, name);
+      if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+        corrupt(`tensor "${name}" has invalid data_offsets ${JSON.stringify(data_offsets)}`, name);
+      }
+      const [b, e] = data_offsets as number[];
+      const numel = (shape as number[]).reduce((a, d) => a * d, 1);
+      if (e < b) corrupt(`tensor "${name}" has data_offsets [${b}, ${e}] that end before they begin`, name);
+      if (e - b !== numel * itemSize) {
+        corrupt(`tensor "${name}" is ${dtype} of shape [${shape}] (${numel * itemSize} bytes) but its data_offsets span ${e - b} bytes`, name);
+      }
+      ranges.push([b, e, name]);
+      maxEnd = Math.max(maxEnd, e);
+      this.tensors.set(name, { name, dtype: dtype as string, shape: shape as number[], begin: dataStart + b, end: dataStart + e, file: path });
+    }
+    // Tensors must not overlap (the format also forbids holes; a hole is harmless, so it is not an error).
+    ranges.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+    for (let i = 1; i < ranges.length; i++) {
+      if (ranges[i][0] < ranges[i - 1][1]) corrupt(`tensors "${ranges[i - 1][2]}" and "${ranges[i][2]}" overlap`, ranges[i][2]);
+    }
+    if (maxEnd > dataSize) {
+      const last = ranges.filter((r) => r[1] > dataSize)[0];
+      throw new CheckpointError(
+        'BLIP4004',
+        `${path}: truncated safetensors file: tensor "${last[2]}" ends at byte ${dataStart + last[1]} but the file has ${this.size} bytes`,
+        path,
+        last[2],
+      );
+    }
+  }
+
+  /** Open and validate a safetensors file (the header only is read). */
+  static open(path: string): SafetensorsFile {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      throw new CheckpointError('BLIP4002', `cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, path);
+    }
+    try {
+      return new SafetensorsFile(path, fd);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  info(name: string): TensorInfo | undefined {
+    return this.tensors.get(name);
+  }
+
+  /** The tensor's bytes as stored (little-endian), in a fresh buffer of exactly its size. */
+  readRaw(name: string): Uint8Array {
+    const t = this.tensors.get(name);
+    if (!t) throw new CheckpointError('BLIP4006', `${this.path}: no tensor "${name}"`, this.path, name);
+    if (this.fd === undefined) throw new Error(`${this.path} is closed`);
+    // 8-byte aligned backing store so that the bytes can be viewed as any typed array.
+    const out = new Uint8Array(new ArrayBuffer(t.end - t.begin));
+    readFully(this.fd, out, t.begin, this.path);
+    return out;
+  }
+
+  /** The tensor widened (F16, BF16) or viewed (F32) as float32. */
+  readFloat32(name: string): Float32Array {
+    const t = this.tensors.get(name);
+    if (t && !FLOAT_DTYPES.includes(t.dtype)) {
+      throw new CheckpointError('BLIP4005', `${this.path}: tensor "${name}" has dtype ${t.dtype}; weights must be F32, F16 or BF16`, this.path, name);
+    }
+    const raw = this.readRaw(name);
+    return toFloat32(raw, t!.dtype);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** Interpret little-endian bytes of a float dtype as float32 values. */
+export function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
+  switch (dtype) {
+    case 'F32':
+      return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+    case 'F16':
+      return float16ToFloat32(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
+    case 'BF16':
+      return bfloat16ToFloat32(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
+    default:
+      throw new CheckpointError('BLIP4005', `dtype ${dtype} cannot be read as float weights (F32, F16 or BF16 expected)`);
+  }
+}
+
+function readFully(fd: number, buf: Uint8Array, position: number, path: string): void {
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, Math.min(CHUNK, buf.length - done), position + done);
+    if (n === 0) throw new CheckpointError('BLIP4004', `${path}: truncated safetensors file: unexpected end of file at byte ${position + done}`, path);
+    done += n;
+  }
+}
+
+/**
+ * Serialise tensors to safetensors bytes (for tests and tools). Tensors are written in the order
+ * given; `data` holds the raw little-endian bytes of each.
+ */
+export function encodeSafetensors(
+  tensors: Array<{ name: string; dtype: string; shape: number[]; data: Uint8Array }>,
+  metadata?: Record<string, string>,
+): Buffer {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let off = 0;
+  for (const t of tensors) {
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
+    off += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  // Pad the header with spaces so that data starts 8-byte aligned, as the reference writer does.
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return Buffer.concat([len, Buffer.from(json, 'utf8'), ...tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))]);
+}

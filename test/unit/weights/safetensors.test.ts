@@ -1,0 +1,189 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
+import { Checkpoint } from '../../../src/weights/checkpoint.js';
+import { CheckpointError } from '../../../src/weights/CheckpointError.js';
+import { floatToHalf } from '../../../src/weights/float16.js';
+
+const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const f32 = (xs: number[]) => bytes(new Float32Array(xs));
+const f16 = (xs: number[]) => bytes(new Uint16Array(xs.map(floatToHalf)));
+/** bfloat16 by truncation of exactly representable values. */
+const bf16 = (xs: number[]) => bytes(new Uint16Array(new Uint32Array(new Float32Array(xs).buffer).map((u) => u >>> 16)));
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'st-'));
+}
+
+function expectError(fn: () => unknown, code: string, pattern: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof CheckpointError, `expected a CheckpointError, got ${e}`);
+    assert.equal(e.code, code);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+test('float32, float16 and bfloat16 tensors read back as float32', () => {
+  const dir = tmp();
+  try {
+    const p = join(dir, 'model.safetensors');
+    writeFileSync(
+      p,
+      encodeSafetensors(
+        [
+          { name: 'a', dtype: 'F32', shape: [2, 2], data: f32([1, -2.5, 3e-8, 65504]) },
+          { name: 'b', dtype: 'F16', shape: [3], data: f16([0.5, -1.25, 1024]) },
+          { name: 'c', dtype: 'BF16', shape: [1, 2], data: bf16([-3, 0.15625]) },
+          { name: 'ids', dtype: 'I64', shape: [2], data: bytes(new BigInt64Array([0n, 1n])) },
+        ],
+        { format: 'pt' },
+      ),
+    );
+    const f = SafetensorsFile.open(p);
+    assert.deepEqual(f.metadata, { format: 'pt' });
+    assert.deepEqual(f.info('a')?.shape, [2, 2]);
+    assert.deepEqual([...f.readFloat32('a')], [...new Float32Array([1, -2.5, 3e-8, 65504])]);
+    assert.deepEqual([...f.readFloat32('b')], [0.5, -1.25, 1024]);
+    assert.deepEqual([...f.readFloat32('c')], [-3, 0.15625]);
+    expectError(() => f.readFloat32('ids'), 'BLIP4005', /tensor "ids" has dtype I64; weights must be F32, F16 or BF16/);
+    f.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('corrupt headers are refused at open, naming the file and the tensor', () => {
+  const dir = tmp();
+  try {
+    const p = join(dir, 'x.safetensors');
+    const header = (obj: unknown, data = 16) => {
+      const json = Buffer.from(JSON.stringify(obj));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(json.length));
+      writeFileSync(p, Buffer.concat([len, json, Buffer.alloc(data)]));
+    };
+    writeFileSync(p, Buffer.from([1, 2, 3]));
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /x\.safetensors: corrupt safetensors header: the file is 3 bytes long/);
+    const big = Buffer.alloc(16);
+    big.writeBigUInt64LE(1n << 40n);
+    writeFileSync(p, big);
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /implausibly large/);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(4n);
+    writeFileSync(p, Buffer.concat([len, Buffer.from('{"a"')]));
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /not valid JSON/);
+    header({ w: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } });
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensor "w" is F32 of shape \[2,2\] \(16 bytes\) but its data_offsets span 12 bytes/);
+    header({ w: { dtype: 'Q4', shape: [2], data_offsets: [0, 2] } });
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensor "w" has unknown dtype "Q4"/);
+    header({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, v: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } });
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensors "w" and "v" overlap/);
+    header({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 8] } });
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensor "w" has an invalid shape \[-1\]/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a truncated file is refused at open, naming the tensor cut off', () => {
+  const dir = tmp();
+  try {
+    const p = join(dir, 'model.safetensors');
+    writeFileSync(p, encodeSafetensors([
+      { name: 'first', dtype: 'F32', shape: [4], data: f32([1, 2, 3, 4]) },
+      { name: 'last', dtype: 'F32', shape: [4], data: f32([1, 2, 3, 4]) },
+    ]));
+    truncateSync(p, statSync(p).size - 3);
+    expectError(() => SafetensorsFile.open(p), 'BLIP4004', /truncated safetensors file: tensor "last" ends at byte \d+ but the file has \d+ bytes/);
+    truncateSync(p, 20);
+    expectError(() => SafetensorsFile.open(p), 'BLIP4004', /truncated safetensors file: the header says \d+ bytes of JSON/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function writeCheckpoint(dir: string, shards: Record<string, Array<{ name: string; dtype: string; shape: number[]; data: Uint8Array }>>, index?: Record<string, string>) {
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'blip' }));
+  for (const [file, tensors] of Object.entries(shards)) writeFileSync(join(dir, file), encodeSafetensors(tensors));
+  if (index) writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: index }));
+}
+
+test('a sharded checkpoint is one key space; reads go to the right shard', () => {
+  const dir = tmp();
+  try {
+    writeCheckpoint(
+      dir,
+      {
+        'model-00001-of-00002.safetensors': [{ name: 'x.weight', dtype: 'F32', shape: [2], data: f32([1, 2]) }],
+        'model-00002-of-00002.safetensors': [{ name: 'y.weight', dtype: 'BF16', shape: [2], data: bf16([3, 4]) }],
+      },
+      { 'x.weight': 'model-00001-of-00002.safetensors', 'y.weight': 'model-00002-of-00002.safetensors' },
+    );
+    const c = Checkpoint.open(dir);
+    assert.deepEqual(c.keys(), ['x.weight', 'y.weight']);
+    assert.deepEqual(c.shape('y.weight'), [2]);
+    assert.deepEqual([...c.readFloat32('y.weight')], [3, 4]);
+    assert.deepEqual([...c.readFloat32('x.weight')], [1, 2]);
+    assert.deepEqual(c.dtypes(), { F32: 1, BF16: 1 });
+    assert.match(c.fingerprint(), /^[0-9a-f]{64}$/);
+    assert.deepEqual(c.config, { model_type: 'blip' });
+    c.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the fingerprint changes with tensor contents', () => {
+  const prints = [1, 2].map((v) => {
+    const dir = tmp();
+    try {
+      writeCheckpoint(dir, { 'model.safetensors': [{ name: 'x', dtype: 'F32', shape: [1], data: f32([v]) }] });
+      const c = Checkpoint.open(dir);
+      c.readFloat32('x');
+      c.close();
+      return c.fingerprint();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  assert.notEqual(prints[0], prints[1]);
+});
+
+test('a missing shard, a tensor missing from its shard and a duplicated tensor are refused', () => {
+  const t = { name: 'x.weight', dtype: 'F32', shape: [1], data: f32([1]) };
+  const index = { 'x.weight': 'model-00001-of-00002.safetensors', 'y.weight': 'model-00002-of-00002.safetensors' };
+  const cases: Array<[Record<string, (typeof t)[]>, RegExp]> = [
+    [{ 'model-00001-of-00002.safetensors': [t] }, /missing shard .*model-00002-of-00002\.safetensors: model\.safetensors\.index\.json lists 1 tensors in it \(e\.g\. "y\.weight"\)/],
+    [{ 'model-00001-of-00002.safetensors': [t], 'model-00002-of-00002.safetensors': [{ ...t, name: 'z' }] }, /tensor "y\.weight" is listed in model\.safetensors\.index\.json but not stored in this shard/],
+    [{ 'model-00001-of-00002.safetensors': [t], 'model-00002-of-00002.safetensors': [t, { ...t, name: 'y.weight' }] }, /tensor "x\.weight" is stored twice/],
+  ];
+  for (const [shards, pattern] of cases) {
+    const dir = tmp();
+    try {
+      writeCheckpoint(dir, shards, index);
+      expectError(() => Checkpoint.open(dir), 'BLIP4006', pattern);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
+test('directories without config.json or safetensors weights are refused clearly', () => {
+  const dir = tmp();
+  try {
+    expectError(() => Checkpoint.open(join(dir, 'nope')), 'BLIP4001', /does not exist/);
+    expectError(() => Checkpoint.open(dir), 'BLIP4001', /has no config\.json/);
+    writeFileSync(join(dir, 'config.json'), '{"model_type": ');
+    expectError(() => Checkpoint.open(dir), 'BLIP4001', /config\.json is not valid JSON/);
+    writeFileSync(join(dir, 'config.json'), '{}');
+    expectError(() => Checkpoint.open(dir), 'BLIP4002', /has no model\.safetensors/);
+    writeFileSync(join(dir, 'pytorch_model.bin'), '');
+    expectError(() => Checkpoint.open(dir), 'BLIP4002', /PyTorch pickle weights only; save the model with safe_serialization=True/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
