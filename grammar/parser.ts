@@ -1,0 +1,214 @@
+// The `.blip` parser: a chevrotain CstParser with error recovery and no embedded actions. One RULE
+// per production, its EBNF above it (grammar/grammar.md collects them). The CST it builds is typed
+// by grammar/cst.generated.d.ts and turned into the syntax tree by src/syntax/toAst.ts.
+import { CstParser, EOF, type IParserErrorMessageProvider, type IToken, type TokenType } from 'chevrotain';
+import * as T from './tokens.js';
+
+const describe = (t: IToken): string => (t.tokenType === EOF ? 'end of file' : `'${t.image.length > 40 ? t.image.slice(0, 40) + '…' : t.image}'`);
+const label = (t: TokenType): string => t.LABEL ?? t.name;
+
+function oneOf(labels: string[]): string {
+  const u = [...new Set(labels)];
+  return u.length === 1 ? u[0] : `${u.slice(0, -1).join(', ')} or ${u[u.length - 1]}`;
+}
+
+/** What each rule is called in "expected …" messages when no alternative fits. */
+const RULE_DESCRIPTIONS: Record<string, string> = {
+  program: "an 'import' or a 'model' declaration",
+  member: "a model member ('input', 'node', 'output', 'preprocess' or 'generation')",
+  value: 'a value (number, string, true, false, name or [list])',
+  nodeDecl: "':' and a node kind, or an attribute block '{'",
+};
+
+/** Where a closing token ends a repetition, the message names what could have continued it. */
+const CLOSERS: Record<string, string> = {
+  'modelDecl:RCurly': "a model member ('input', 'node', 'output', 'preprocess', 'generation') or '}'",
+  'attrBlock:RCurly': "an attribute 'name: value' or '}'",
+  'nodeDecl:RParen': "',' or ')'",
+  'outputDecl:RParen': "',' or ')'",
+  'list:RBracket': "',' or ']'",
+};
+
+/**
+ * Messages of the form "CODE|expected X, found Y". src/syntax/parse.ts splits off the diagnostic
+ * code: BLIP1010 a token other than the one required, BLIP1011 nothing that could start here,
+ * BLIP1012 text after a declaration where only `import` or `model` may start.
+ */
+export const errorMessageProvider: IParserErrorMessageProvider = {
+  buildMismatchTokenMessage: ({ expected, actual, ruleName }) =>
+    expected === EOF
+      ? `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(actual)}`
+      : `BLIP1010|expected ${CLOSERS[`${ruleName}:${expected.name}`] ?? label(expected)}, found ${describe(actual)}`,
+  buildNotAllInputParsedMessage: ({ firstRedundant }) => `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(firstRedundant)}`,
+  buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) => {
+    const firsts = expectedPathsPerAlt.flatMap((alt) => alt.map((path) => label(path[0])));
+    return `BLIP1011|expected ${RULE_DESCRIPTIONS[ruleName] ?? oneOf(firsts)}, found ${describe(actual[0])}`;
+  },
+  buildEarlyExitMessage: ({ expectedIterationPaths, actual }) =>
+    `BLIP1011|expected ${oneOf(expectedIterationPaths.map((p) => label(p[0])))}, found ${describe(actual[0])}`,
+};
+
+export class BlipParser extends CstParser {
+  constructor() {
+    super(T.allTokens, { recoveryEnabled: true, maxLookahead: 3, errorMessageProvider });
+    this.performSelfAnalysis();
+  }
+
+  // program = { importDecl | modelDecl } ;
+  program = this.RULE('program', () => {
+    this.MANY(() => this.OR([{ ALT: () => this.SUBRULE(this.importDecl) }, { ALT: () => this.SUBRULE(this.modelDecl) }]));
+  });
+
+  // importDecl = "import" String ;
+  importDecl = this.RULE('importDecl', () => {
+    this.CONSUME(T.Import);
+    this.CONSUME(T.StringLiteral);
+  });
+
+  // modelDecl = "model" Name [ "extends" Name ] "{" { member } "}" ;
+  modelDecl = this.RULE('modelDecl', () => {
+    this.CONSUME(T.Model);
+    this.CONSUME(T.Identifier, { LABEL: 'name' });
+    this.OPTION(() => {
+      this.CONSUME(T.Extends);
+      this.CONSUME2(T.Identifier, { LABEL: 'base' });
+    });
+    this.CONSUME(T.LCurly);
+    this.MANY(() => this.SUBRULE(this.member));
+    this.CONSUME(T.RCurly);
+  });
+
+  // member = inputDecl | nodeDecl | outputDecl | block ;
+  member = this.RULE('member', () => {
+    this.OR([
+      { ALT: () => this.SUBRULE(this.inputDecl) },
+      { ALT: () => this.SUBRULE(this.nodeDecl) },
+      { ALT: () => this.SUBRULE(this.outputDecl) },
+      { ALT: () => this.SUBRULE(this.block) },
+    ]);
+  });
+
+  // inputDecl = "input" Name ":" Name ;            (the type: image | text)
+  inputDecl = this.RULE('inputDecl', () => {
+    this.CONSUME(T.Input);
+    this.CONSUME(T.Identifier, { LABEL: 'name' });
+    this.CONSUME(T.Colon);
+    this.CONSUME2(T.Identifier, { LABEL: 'type' });
+  });
+
+  // nodeDecl = [ "override" ] "node" Name
+  //            ( ":" Name "(" [ arg { "," arg } ] ")" [ "frozen" ] [ "@" String ] [ attrBlock ]
+  //            | attrBlock ) ;                      (the second form refines an inherited node)
+  nodeDecl = this.RULE('nodeDecl', () => {
+    this.OPTION(() => this.CONSUME(T.Override));
+    this.CONSUME(T.Node);
+    this.CONSUME(T.Identifier, { LABEL: 'name' });
+    this.OR([
+      {
+        ALT: () => {
+          this.CONSUME(T.Colon);
+          this.CONSUME2(T.Identifier, { LABEL: 'kind' });
+          this.CONSUME(T.LParen);
+          this.OPTION2(() => {
+            this.SUBRULE(this.arg);
+            this.MANY(() => {
+              this.CONSUME(T.Comma);
+              this.SUBRULE2(this.arg);
+            });
+          });
+          this.CONSUME(T.RParen);
+          this.OPTION3(() => this.CONSUME(T.Frozen));
+          this.OPTION4(() => {
+            this.CONSUME(T.At);
+            this.CONSUME(T.StringLiteral, { LABEL: 'checkpoint' });
+          });
+          this.OPTION5(() => this.SUBRULE(this.attrBlock));
+        },
+      },
+      { ALT: () => this.SUBRULE2(this.attrBlock) },
+    ]);
+  });
+
+  // arg = [ Name ":" ] Name ;                       (port: source, or a positional source)
+  arg = this.RULE('arg', () => {
+    this.OPTION(() => {
+      this.CONSUME(T.Identifier, { LABEL: 'port' });
+      this.CONSUME(T.Colon);
+    });
+    this.CONSUME2(T.Identifier, { LABEL: 'source' });
+  });
+
+  // outputDecl = [ "override" ] "output" Name ":" Name "(" [ Name { "," Name } ] ")" ;
+  outputDecl = this.RULE('outputDecl', () => {
+    this.OPTION(() => this.CONSUME(T.Override));
+    this.CONSUME(T.Output);
+    this.CONSUME(T.Identifier, { LABEL: 'name' });
+    this.CONSUME(T.Colon);
+    this.CONSUME2(T.Identifier, { LABEL: 'task' });
+    this.CONSUME(T.LParen);
+    this.OPTION2(() => {
+      this.CONSUME3(T.Identifier, { LABEL: 'args' });
+      this.MANY(() => {
+        this.CONSUME(T.Comma);
+        this.CONSUME4(T.Identifier, { LABEL: 'args' });
+      });
+    });
+    this.CONSUME(T.RParen);
+  });
+
+  // block = ( "preprocess" | "generation" ) attrBlock ;
+  block = this.RULE('block', () => {
+    this.OR([{ ALT: () => this.CONSUME(T.Preprocess) }, { ALT: () => this.CONSUME(T.Generation) }]);
+    this.SUBRULE(this.attrBlock);
+  });
+
+  // attrBlock = "{" { attr [ "," ] } "}" ;
+  attrBlock = this.RULE('attrBlock', () => {
+    this.CONSUME(T.LCurly);
+    this.MANY(() => {
+      this.SUBRULE(this.attr);
+      this.OPTION(() => this.CONSUME(T.Comma));
+    });
+    this.CONSUME(T.RCurly);
+  });
+
+  // attr = Name ":" value ;
+  attr = this.RULE('attr', () => {
+    this.CONSUME(T.Identifier, { LABEL: 'key' });
+    this.CONSUME(T.Colon);
+    this.SUBRULE(this.value);
+  });
+
+  // value = Int | Float | String | "true" | "false" | Name | list ;
+  value = this.RULE('value', () => {
+    this.OR([
+      { ALT: () => this.CONSUME(T.Int) },
+      { ALT: () => this.CONSUME(T.Float) },
+      { ALT: () => this.CONSUME(T.StringLiteral) },
+      { ALT: () => this.CONSUME(T.True) },
+      { ALT: () => this.CONSUME(T.False) },
+      { ALT: () => this.CONSUME(T.Identifier) },
+      { ALT: () => this.SUBRULE(this.list) },
+    ]);
+  });
+
+  // list = "[" [ value { "," value } [ "," ] ] "]" ;
+  list = this.RULE('list', () => {
+    this.CONSUME(T.LBracket);
+    this.OPTION(() => {
+      this.SUBRULE(this.value);
+      this.MANY({
+        GATE: () => this.LA(2).tokenType !== T.RBracket,
+        DEF: () => {
+          this.CONSUME(T.Comma);
+          this.SUBRULE2(this.value);
+        },
+      });
+      this.OPTION2(() => this.CONSUME2(T.Comma));
+    });
+    this.CONSUME(T.RBracket);
+  });
+}
+
+/** One parser instance, reused (chevrotain parsers are reset by assigning `input`). */
+export const parser = new BlipParser();

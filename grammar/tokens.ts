@@ -1,0 +1,74 @@
+// The tokens of the `.blip` language. Order matters: chevrotain tries patterns in this order and
+// takes the first match, so keywords (with `longer_alt: Identifier`) precede Identifier, BlockComment
+// precedes UnterminatedComment, Float precedes Int. Each LABEL is how parse errors name the token.
+// Spec: grammar/grammar.md ("Lexical structure").
+import { createToken, Lexer, type TokenType } from 'chevrotain';
+
+// Whitespace, including a byte-order mark and CR of CRLF line ends. Newlines are not significant.
+export const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\r\n\uFEFF]+/, group: Lexer.SKIPPED, line_breaks: true });
+export const LineComment = createToken({ name: 'LineComment', pattern: /\/\/[^\r\n]*/, group: 'comments' });
+export const BlockComment = createToken({ name: 'BlockComment', pattern: /\/\*[\s\S]*?\*\//, group: 'comments', line_breaks: true });
+/** `/*` with no closing `*\/` before the end of the file: reported as BLIP1003. */
+export const UnterminatedComment = createToken({ name: 'UnterminatedComment', pattern: /\/\*[\s\S]*/, group: 'errors', line_breaks: true });
+
+export const Identifier = createToken({ name: 'Identifier', pattern: /[A-Za-z_][A-Za-z0-9_]*/, label: 'a name' });
+
+function keyword(word: string): TokenType {
+  const name = word[0].toUpperCase() + word.slice(1);
+  return createToken({ name, pattern: new RegExp(word), longer_alt: Identifier, label: `'${word}'` });
+}
+export const Import = keyword('import');
+export const Model = keyword('model');
+export const Extends = keyword('extends');
+export const Input = keyword('input');
+export const Node = keyword('node');
+export const Override = keyword('override');
+export const Frozen = keyword('frozen');
+export const Output = keyword('output');
+export const Preprocess = keyword('preprocess');
+export const Generation = keyword('generation');
+export const True = keyword('true');
+export const False = keyword('false');
+
+/** A double-quoted string; escapes \" \\ \/ \n \r \t \uXXXX (checked when building the syntax tree). */
+export const StringLiteral = createToken({ name: 'StringLiteral', pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*"/, label: 'a string' });
+/** A string with no closing quote on its line: reported as BLIP1002. */
+export const UnterminatedString = createToken({ name: 'UnterminatedString', pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*\\?/, group: 'errors' });
+export const Float = createToken({ name: 'Float', pattern: /-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)/, label: 'a number' });
+export const Int = createToken({ name: 'Int', pattern: /-?\d+/, label: 'an integer' });
+
+export const LCurly = createToken({ name: 'LCurly', pattern: /{/, label: "'{'" });
+export const RCurly = createToken({ name: 'RCurly', pattern: /}/, label: "'}'" });
+export const LParen = createToken({ name: 'LParen', pattern: /\(/, label: "'('" });
+export const RParen = createToken({ name: 'RParen', pattern: /\)/, label: "')'" });
+export const LBracket = createToken({ name: 'LBracket', pattern: /\[/, label: "'['" });
+export const RBracket = createToken({ name: 'RBracket', pattern: /]/, label: "']'" });
+export const Colon = createToken({ name: 'Colon', pattern: /:/, label: "':'" });
+export const Comma = createToken({ name: 'Comma', pattern: /,/, label: "','" });
+export const At = createToken({ name: 'At', pattern: /@/, label: "'@'" });
+
+export const keywords = [Import, Model, Extends, Input, Node, Override, Frozen, Output, Preprocess, Generation, True, False];
+
+export const allTokens: TokenType[] = [
+  WhiteSpace,
+  LineComment,
+  BlockComment,
+  UnterminatedComment,
+  ...keywords,
+  Identifier,
+  StringLiteral,
+  UnterminatedString,
+  Float,
+  Int,
+  LCurly,
+  RCurly,
+  LParen,
+  RParen,
+  LBracket,
+  RBracket,
+  Colon,
+  Comma,
+  At,
+];
+
+export const BlipLexer = new Lexer(allTokens, { positionTracking: 'full', ensureOptimizations: false });

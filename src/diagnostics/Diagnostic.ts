@@ -1,0 +1,37 @@
+// A user-facing problem with a place in a source file. Every error and warning the front end,
+// the compiler and the runtime report about a `.blip` file or a checkpoint is one of these.
+import type { SourceLoc } from '../ir/types.js';
+import { CODES, type Code } from './codes.js';
+
+export type Severity = 'error' | 'warning';
+
+export interface RelatedInfo {
+  message: string;
+  loc: SourceLoc;
+}
+
+export interface Diagnostic {
+  /** `BLIPnnnn`, listed in src/diagnostics/codes.ts and docs/diagnostics.md. */
+  code: string;
+  severity: Severity;
+  /** One line: what was expected and what was found. Never contains the location. */
+  message: string;
+  loc: SourceLoc;
+  related?: RelatedInfo[];
+}
+
+/** A diagnostic with the severity its code is registered with (see codes.ts). */
+export function diagnostic(code: Code, loc: SourceLoc, message: string, related?: RelatedInfo[]): Diagnostic {
+  const d: Diagnostic = { code, severity: CODES[code].severity, message, loc };
+  if (related?.length) d.related = related;
+  return d;
+}
+
+export const hasErrors = (ds: readonly Diagnostic[]): boolean => ds.some((d) => d.severity === 'error');
+
+/** Sorted by file, then offset, then code; stable otherwise. */
+export function sortDiagnostics(ds: readonly Diagnostic[]): Diagnostic[] {
+  return [...ds].sort(
+    (a, b) => (a.loc.file < b.loc.file ? -1 : a.loc.file > b.loc.file ? 1 : 0) || a.loc.start - b.loc.start || (a.code < b.code ? -1 : a.code > b.code ? 1 : 0),
+  );
+}

@@ -1,0 +1,70 @@
+// Every diagnostic code the front end reports, with its severity and a title. Codes are never
+// reused. Ranges: 1xxx lexing and parsing, 2xxx names, graph and widths (src/checks), 3xxx
+// attribute and IR schemas (ajv), 4xxx lowering and checkpoints (src/lower, src/weights), 5xxx
+// runtime. docs/diagnostics.md has one entry per code with an example; a test keeps them in step.
+import type { Severity } from './Diagnostic.js';
+
+export interface CodeInfo {
+  severity: Severity;
+  title: string;
+}
+
+const e = (title: string): CodeInfo => ({ severity: 'error', title });
+const w = (title: string): CodeInfo => ({ severity: 'warning', title });
+
+export const CODES = {
+  // 1xxx: lexing and parsing (grammar/, src/syntax/parse.ts)
+  BLIP1001: e('unexpected character'),
+  BLIP1002: e('unterminated string'),
+  BLIP1003: e('unterminated block comment'),
+  BLIP1004: e('invalid escape in a string'),
+  BLIP1005: e('number out of range'),
+  BLIP1010: e('unexpected token'),
+  BLIP1011: e('no construct starts here'),
+  BLIP1012: e('unexpected text between declarations'),
+  BLIP1013: e('no model declared'),
+  BLIP1014: e('nesting too deep'),
+  BLIP1015: e('file too large'),
+
+  // 2xxx: files, names, the graph and its widths (src/syntax/load.ts, src/checks/)
+  BLIP2001: e('cannot read file'),
+  BLIP2002: e('duplicate model'),
+  BLIP2003: e('unknown base model'),
+  BLIP2004: e('cyclic extends'),
+  BLIP2005: e('duplicate name'),
+  BLIP2006: e('override of nothing inherited'),
+  BLIP2007: e('redeclaration without override'),
+  BLIP2008: e('input redeclared with another type'),
+  BLIP2009: e('duplicate block'),
+  BLIP2010: e('unknown node kind'),
+  BLIP2011: e('unknown input type'),
+  BLIP2012: e('unknown task'),
+  BLIP2020: e('unknown node or input'),
+  BLIP2021: e('unknown port'),
+  BLIP2022: e('port given twice'),
+  BLIP2023: e('missing input'),
+  BLIP2024: e('wrong type on an edge'),
+  BLIP2025: e('wrong number of task arguments'),
+  BLIP2026: e('wrong kind of task argument'),
+  BLIP2027: e('cycle'),
+  BLIP2028: e('output not reached from any input'),
+  BLIP2029: e('model without outputs'),
+  BLIP2030: w('unused node'),
+  BLIP2031: w('unused input'),
+  BLIP2032: e('node without checkpoint prefix'),
+  BLIP2033: e('attribute contradicts the inputs'),
+  BLIP2040: e('width mismatch on an edge'),
+  BLIP2041: e('inconsistent sizes in a node'),
+
+  // 3xxx: attribute and IR schemas (src/ir/validate.ts, ajv)
+  BLIP3001: e('unknown attribute'),
+  BLIP3002: e('attribute of the wrong type'),
+  BLIP3003: e('attribute out of range'),
+  BLIP3004: e('attribute not one of the allowed values'),
+  BLIP3005: e('attribute given twice'),
+  BLIP3006: e('bad config section'),
+  BLIP3007: e('list of the wrong length'),
+  BLIP3099: e('internal: IR does not match its schema'),
+} as const satisfies Record<string, CodeInfo>;
+
+export type Code = keyof typeof CODES;

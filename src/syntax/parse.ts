@@ -1,0 +1,131 @@
+// Text -> tokens -> CST -> syntax tree, with every lexing and parsing problem as a Diagnostic.
+// Never throws: any string (or byte sequence, decoded as UTF-8) gives a tree and diagnostics.
+import type { ILexingError, IRecognitionException, IToken } from 'chevrotain';
+import type * as C from '../../grammar/cst.generated.js';
+import { parser } from '../../grammar/parser.js';
+import * as T from '../../grammar/tokens.js';
+import { diagnostic, type Diagnostic } from '../diagnostics/Diagnostic.js';
+import { SourceFile } from '../diagnostics/SourceFile.js';
+import type { Code } from '../diagnostics/codes.js';
+import type { ProgramSyntax } from './ast.js';
+import { AstBuilder } from './toAst.js';
+
+/** Larger files are refused (BLIP1015): a model description is a few kilobytes. */
+export const MAX_FILE_CHARS = 8 * 1024 * 1024;
+/** Lists nest at most this deep (BLIP1014); deeper ones are dropped before parsing. */
+export const MAX_LIST_DEPTH = 32;
+
+export interface ParseResult {
+  ast: ProgramSyntax;
+  source: SourceFile;
+  diagnostics: Diagnostic[];
+}
+
+function describeChar(ch: string): string {
+  const cp = ch.codePointAt(0)!;
+  const hex = 'U+' + cp.toString(16).toUpperCase().padStart(4, '0');
+  if (cp === 0xfffd) return `'\uFFFD' (${hex}, a byte sequence that is not UTF-8)`;
+  if (cp < 0x20 || cp === 0x7f || (cp >= 0x80 && cp < 0xa0)) return `control character ${hex}`;
+  if (/\s/u.test(ch)) return `whitespace character ${hex}`;
+  return `'${ch}' (${hex})`;
+}
+
+function lexDiagnostics(src: SourceFile, errors: ILexingError[], errorTokens: IToken[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const e of errors) {
+    const ch = String.fromCodePoint(src.text.codePointAt(e.offset) ?? 0xfffd);
+    const hint = /^[^\x00-\x7f]$/u.test(ch) && /\p{L}/u.test(ch) ? ' (names are ASCII letters, digits and _; other text goes in a "string")' : '';
+    out.push(
+      diagnostic(
+        'BLIP1001',
+        src.loc(e.offset, e.offset + ch.length),
+        `unexpected character ${describeChar(ch)}: expected a name, number, string, comment or one of { } ( ) [ ] : , @${hint}`,
+      ),
+    );
+  }
+  for (const t of errorTokens) {
+    if (t.tokenType === T.UnterminatedString)
+      out.push(diagnostic('BLIP1002', src.loc(t.startOffset, t.endOffset! + 1), `unterminated string: expected a closing '"' before the end of the line`));
+    else out.push(diagnostic('BLIP1003', src.loc(t.startOffset, t.startOffset + 2), `unterminated comment: expected '*/' before the end of the file`));
+  }
+  return out;
+}
+
+/** Drops lists nested deeper than MAX_LIST_DEPTH (reported once each) so parsing stays shallow. */
+function limitNesting(src: SourceFile, tokens: IToken[], out: Diagnostic[]): IToken[] {
+  let depth = 0;
+  let dropFrom = -1;
+  const kept: IToken[] = [];
+  for (const t of tokens) {
+    if (t.tokenType === T.LBracket) {
+      depth++;
+      if (depth > MAX_LIST_DEPTH && dropFrom < 0) {
+        dropFrom = depth;
+        out.push(diagnostic('BLIP1014', src.loc(t.startOffset, t.startOffset + 1), `list nested too deeply: expected at most ${MAX_LIST_DEPTH} levels of '['`));
+      }
+    }
+    if (dropFrom < 0) kept.push(t);
+    if (t.tokenType === T.RBracket && depth > 0) {
+      if (depth === dropFrom) dropFrom = -1;
+      depth--;
+    }
+  }
+  return kept;
+}
+
+function parseDiagnostic(src: SourceFile, e: IRecognitionException, tokens: IToken[]): Diagnostic {
+  const [code, message] = e.message.includes('|') ? (e.message.split(/\|(.*)/s, 2) as [Code, string]) : (['BLIP1010', e.message] as [Code, string]);
+  const t = e.token;
+  let start: number;
+  let end: number;
+  if (t && Number.isFinite(t.startOffset) && !t.isInsertedInRecovery) [start, end] = [t.startOffset, (t.endOffset ?? t.startOffset) + 1];
+  else {
+    // End of file or a token inserted in recovery (NaN positions): point just after the last real
+    // token before it.
+    const prev = (e as { previousToken?: IToken }).previousToken;
+    const last = prev && Number.isFinite(prev.startOffset) ? prev : tokens[tokens.length - 1];
+    start = end = last ? (last.endOffset ?? last.startOffset) + 1 : 0;
+  }
+  return diagnostic(code, src.loc(start, end), message);
+}
+
+export function parse(text: string, file: string): ParseResult {
+  const source = new SourceFile(file, text);
+  const empty: ProgramSyntax = { file, decls: [], comments: [] };
+  if (text.length > MAX_FILE_CHARS) {
+    const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
+    return { ast: empty, source, diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(text.length)} MiB`)] };
+  }
+  const lexed = T.BlipLexer.tokenize(text);
+  const diagnostics = lexDiagnostics(source, lexed.errors, (lexed.groups.errors ?? []) as IToken[]);
+  // An unterminated string is reported, then parsed as if closed at the end of its line.
+  const strayStrings = ((lexed.groups.errors ?? []) as IToken[])
+    .filter((t) => t.tokenType === T.UnterminatedString)
+    .map((t) => ({ ...t, tokenType: T.StringLiteral, tokenTypeIdx: T.StringLiteral.tokenTypeIdx!, unterminated: true }));
+  const all = strayStrings.length ? [...lexed.tokens, ...strayStrings].sort((a, b) => a.startOffset - b.startOffset) : lexed.tokens;
+  const tokens = limitNesting(source, all, diagnostics);
+
+  let cst: C.ProgramCstNode | undefined;
+  try {
+    parser.input = tokens;
+    cst = parser.program() as C.ProgramCstNode;
+    const seen = new Set<string>();
+    for (const e of parser.errors) {
+      const d = parseDiagnostic(source, e, tokens);
+      const key = `${d.loc.start}:${d.code}`;
+      if (!seen.has(key)) diagnostics.push(d);
+      seen.add(key);
+    }
+  } finally {
+    parser.input = [];
+  }
+  const builder = new AstBuilder(source);
+  const ast = cst ? builder.program(cst) : empty;
+  diagnostics.push(...builder.diagnostics);
+  ast.comments = ((lexed.groups.comments ?? []) as IToken[]).map((t) => ({ text: t.image, start: t.startOffset, end: t.endOffset! + 1 }));
+  if (!ast.decls.some((d) => d.type === 'model') && !diagnostics.length) {
+    const at = tokens.length ? source.loc(tokens[0].startOffset, tokens[0].endOffset! + 1) : source.loc(text.length, text.length);
+    diagnostics.push(diagnostic('BLIP1013', at, `no model declared: expected at least one 'model NAME { … }' declaration, found ${tokens.length ? 'only imports' : 'an empty file'}`));
+  }
+  return { ast, source, diagnostics };
+}
