@@ -190,11 +190,29 @@ def to_jsonable(x):
     return x
 
 
+def _dumps(x, indent: int = 0) -> str:
+    """JSON with one key per line but lists of scalars (token ids, shapes) kept on one line."""
+    pad = " " * indent
+    if isinstance(x, dict):
+        if not x:
+            return "{}"
+        items = [f'{pad} {json.dumps(k, ensure_ascii=False)}: {_dumps(v, indent + 1)}' for k, v in sorted(x.items())]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(x, list):
+        if all(not isinstance(v, (dict, list)) for v in x):
+            return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in x) + "]"
+        if all(isinstance(v, list) and all(not isinstance(w, (dict, list)) for w in v) for v in x):
+            return "[\n" + ",\n".join(pad + " " + _dumps(v) for v in x) + "\n" + pad + "]"
+        return "[\n" + ",\n".join(pad + " " + _dumps(v, indent + 1) for v in x) + "\n" + pad + "]"
+    return json.dumps(x, ensure_ascii=False, allow_nan=False)
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = _dumps(to_jsonable(obj))
+    json.loads(text)  # sanity
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(to_jsonable(obj), f, indent=1, sort_keys=True, ensure_ascii=False)
-        f.write("\n")
+        f.write(text + "\n")
 
 
 def write_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
