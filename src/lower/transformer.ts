@@ -1,0 +1,340 @@
+// Building blocks for lowering transformer node kinds (qformer, opt, llama, t5): checkpoint-backed
+// parameters, norms, activations, multi-head attention with additive masks, KV-cache plumbing.
+// Everything here works on GraphBuilder Values; shapes are given in the comments as
+// B batch, L current positions, P past positions, T = P + L, N heads, D head width.
+//
+// Arithmetic happens in the store's float type (`ft`); graph inputs and outputs stay float32
+// (the manifest's rule), so `floatInput` / `floatOutput` cast at the boundary under float16.
+// Attention scores, masks and norm statistics are always float32, as transformers keeps them.
+import onnxProto from 'onnx-proto';
+import { GraphBuilder, ONNX_DTYPE, Value, float } from './GraphBuilder.js';
+import { float32ToFloat16 } from '../weights/float16.js';
+import { CheckpointError } from '../weights/CheckpointError.js';
+
+/** What lowering needs from a checkpoint (src/weights/checkpoint.ts's Checkpoint has it). */
+export interface TensorSource {
+  shape(key: string): number[] | undefined;
+  readFloat32(key: string): Float32Array;
+}
+
+export type FloatType = 'float32' | 'float16';
+
+/** The most negative finite value of each float type: transformers' additive mask value. */
+export const FLOAT_MIN: Record<FloatType, number> = { float32: -3.4028234663852886e38, float16: -65504 };
+
+/** Checkpoint tensors as graph initializers, named by their checkpoint keys. */
+export class Params {
+  constructor(
+    readonly b: GraphBuilder,
+    readonly src: TensorSource,
+    /** For error messages: "node llm at graphs/blip2-opt.blip:9:3". */
+    readonly origin = '',
+  ) {}
+
+  get ft(): FloatType {
+    return this.b.weights.floatType;
+  }
+
+  has(key: string): boolean {
+    return this.src.shape(key) !== undefined;
+  }
+
+  /** The tensor's shape; a missing tensor is a checkpoint error naming the key and the node. */
+  shape(key: string): number[] {
+    const s = this.src.shape(key);
+    if (!s) throw new CheckpointError('BLIP4007', `checkpoint has no tensor "${key}"${this.origin ? ` (needed by ${this.origin})` : ''}`, undefined, key);
+    return s;
+  }
+
+  /** The first of `keys` the checkpoint holds (for layouts that moved a tensor), or undefined. */
+  first(...keys: string[]): string | undefined {
+    return keys.find((k) => this.has(k));
+  }
+
+  /** A tensor as stored (reshaped to `dims` when given: same element count). */
+  tensor(key: string, dims?: number[]): Value {
+    const shape = this.shape(key);
+    const out = dims ?? shape;
+    if (numel(out) !== numel(shape)) throw new Error(`weight ${key}: cannot view [${shape}] as [${out}]`);
+    const name = dims && dims.join(',') !== shape.join(',') ? `${key}:view` : key;
+    return this.b.weight({ key: name, dims: out, produce: () => this.src.readFloat32(key), origin: this.origin });
+  }
+
+  /** A torch Linear weight, stored (out, in), transposed to (in, out) for MatMul. */
+  linearWeight(key: string): Value {
+    const [o, i] = this.shape(key);
+    return this.b.weight({
+      key: `${key}:T`,
+      dims: [i, o],
+      produce: () => transpose2d(this.src.readFloat32(key), o, i),
+      origin: this.origin,
+    });
+  }
+
+  /** x·Wᵀ + b for the torch Linear at `prefix` (the bias is used when the checkpoint has one). */
+  linear(x: Value, prefix: string, role = 'linear'): Value {
+    const w = this.linearWeight(`${prefix}.weight`);
+    const bias = this.has(`${prefix}.bias`) ? this.tensor(`${prefix}.bias`) : undefined;
+    return this.b.linear(x, w, bias, role);
+  }
+
+  /** torch LayerNorm at `prefix` (affine when the checkpoint has its weight). */
+  layerNorm(x: Value, prefix: string, eps: number, role = 'layernorm'): Value {
+    const d = lastDimOf(this, prefix);
+    const w = this.has(`${prefix}.weight`) ? this.tensor(`${prefix}.weight`) : fconst(this.b, new Float32Array(d).fill(1), [d], 'ln_ones');
+    const bias = this.has(`${prefix}.bias`) ? this.tensor(`${prefix}.bias`) : undefined;
+    if (this.ft === 'float16') {
+      const y = this.b.layerNorm(this.b.cast(x, 'float32', `${role}_f32`), this.b.cast(w, 'float32'), bias && this.b.cast(bias, 'float32'), eps, role);
+      return this.b.cast(y, 'float16', `${role}_f16`);
+    }
+    return this.b.layerNorm(x, w, bias, eps, role);
+  }
+
+  /** T5 / LLaMA RMS norm: x·rsqrt(mean(x²) + eps), statistics in float32, then ·weight. */
+  rmsNorm(x: Value, key: string, eps: number, role = 'rmsnorm'): Value {
+    const b = this.b;
+    const x32 = this.ft === 'float16' ? b.cast(x, 'float32', `${role}_f32`) : x;
+    const ms = b.op('ReduceMean', [b.mul(x32, x32, `${role}_sq`)], { axes: [-1], keepdims: 1 }, { name: `${role}_ms` }); // (…, 1)
+    const inv = b.op('Reciprocal', [b.op('Sqrt', [b.add(ms, f32(b, eps), `${role}_eps`)], {}, { name: `${role}_rms` })], {}, { name: `${role}_inv` });
+    let y = b.mul(x32, inv, `${role}_normed`);
+    if (this.ft === 'float16') y = b.cast(y, 'float16', `${role}_f16`);
+    return b.mul(y, this.tensor(key), role);
+  }
+
+  /** Rows of the embedding matrix at `key` for int64 ids: (…) -> (…, D). */
+  embed(ids: Value, key: string, role = 'embed'): Value {
+    return this.b.op('Gather', [this.tensor(key), ids], { axis: 0 }, { name: role });
+  }
+}
+
+function lastDimOf(p: Params, prefix: string): number {
+  const s = p.shape(`${prefix}.weight`);
+  return s[s.length - 1];
+}
+
+export function numel(dims: number[]): number {
+  return dims.reduce((a, d) => a * d, 1);
+}
+
+export function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c];
+  return out;
+}
+
+/** A float constant in the graph's float type. */
+export function fconst(b: GraphBuilder, values: Float32Array | number[], dims: number[], role = 'const'): Value {
+  const ft = b.weights.floatType;
+  const data = values instanceof Float32Array ? values : Float32Array.from(values);
+  if (ft === 'float32') return b.float32(data, dims, role);
+  const name = b.fresh(role);
+  const h = float32ToFloat16(data);
+  b.constants.push({ name, dataType: ONNX_DTYPE.float16, dims, rawData: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) } as onnxProto.onnx.ITensorProto);
+  return new Value(name, b);
+}
+
+/** A float32 scalar (0-d) constant: for scores, masks and norm statistics, float32 in every graph. */
+export function f32(b: GraphBuilder, x: number, role = 'f32'): Value {
+  return b.float32([x], [], role);
+}
+
+/** A scalar in the graph's float type. */
+export function fscalar(b: GraphBuilder, x: number, role = 'scalar'): Value {
+  return fconst(b, [x], [], role);
+}
+
+/** A float32 graph input, cast to the graph's float type. */
+export function floatInput(b: GraphBuilder, name: string, dims: (number | string)[]): Value {
+  const v = b.input(name, 'float32', dims);
+  return b.weights.floatType === 'float16' ? b.cast(v, 'float16', `${name}_f16`) : v;
+}
+
+/** Declare `v` (graph float type) a float32 output. */
+export function floatOutput(b: GraphBuilder, v: Value, name: string, dims?: (number | string)[]): Value {
+  const out = b.weights.floatType === 'float16' ? b.cast(v, 'float32', `${name}_f32`) : v;
+  return b.output(out, name, 'float32', dims);
+}
+
+/** HuggingFace ACT2FN, for the activations BLIP-family checkpoints use. */
+export function activation(b: GraphBuilder, x: Value, name: string, role = 'act'): Value {
+  switch (name) {
+    case 'gelu':
+      return b.gelu(x, role);
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh':
+      return b.geluTanh(x, role);
+    case 'relu':
+      return b.op('Relu', [x], {}, { name: role });
+    case 'silu':
+    case 'swish':
+      return b.mul(x, b.op('Sigmoid', [x], {}, { name: `${role}_sigmoid` }), role);
+    case 'quick_gelu':
+      return b.mul(x, b.op('Sigmoid', [b.mul(x, fscalar(b, 1.702), `${role}_scaled`)], {}, { name: `${role}_sigmoid` }), role);
+    case 'tanh':
+      return b.op('Tanh', [x], {}, { name: role });
+    default:
+      throw new Error(`activation "${name}" is not supported`);
+  }
+}
+
+// ---- shapes ----
+
+/** Dimension `axis` of x as a 1-element int64 tensor. */
+export function dim(b: GraphBuilder, x: Value, axis: number, role = 'dim'): Value {
+  return b.op('Shape', [x], { start: axis, end: axis === -1 ? undefined : axis + 1 }, { name: role });
+}
+
+/** (B, L, N·D) -> (B, N, L, D). */
+export function splitHeads(b: GraphBuilder, x: Value, heads: number, headDim: number, role = 'heads'): Value {
+  const r = b.reshape(x, [0, 0, heads, headDim], `${role}_split`); // (B, L, N, D)
+  return b.transpose(r, [0, 2, 1, 3], role); // (B, N, L, D)
+}
+
+/** (B, N, L, D) -> (B, L, N·D). */
+export function mergeHeads(b: GraphBuilder, x: Value, width: number, role = 'merged'): Value {
+  const t = b.transpose(x, [0, 2, 1, 3], `${role}_t`); // (B, L, N, D)
+  return b.reshape(t, [0, 0, width], role); // (B, L, N·D)
+}
+
+/** x[:, start:end] along `axis` (end may be a large number for "to the end"). */
+export function slice(b: GraphBuilder, x: Value, axis: number, start: number | Value, end: number | Value, role = 'slice'): Value {
+  const s = typeof start === 'number' ? b.int64([start], [1], `${role}_start`) : start;
+  const e = typeof end === 'number' ? b.int64([end], [1], `${role}_end`) : end;
+  return b.op('Slice', [x, s, e, b.int64([axis], [1], `${role}_axis`)], {}, { name: role });
+}
+
+// ---- attention ----
+
+export interface AttendOptions {
+  /** Multiply the scores by this (transformers' `scaling`). */
+  scale?: number;
+  /** Divide the scores by this instead (BERT-style `/ sqrt(d)`), as the reference does. */
+  divide?: number;
+  /** Additive float32 bias broadcastable to (B, N, L, T): masks, T5 position bias. */
+  bias?: Value;
+  /** Key/value heads when fewer than the query heads (grouped-query attention). */
+  groups?: { heads: number; kvHeads: number };
+}
+
+/**
+ * softmax(q·kᵀ·scale + bias)·v. q (B, N, L, D), k and v (B, Nkv, T, D) -> (B, N, L, D). Scores
+ * and softmax are float32. With grouped heads, query head h reads key/value head h / (N / Nkv)
+ * (transformers' repeat_kv): the N query heads are folded into the key heads instead of copying K/V.
+ */
+export function attend(b: GraphBuilder, q: Value, k: Value, v: Value, o: AttendOptions, role = 'attn'): Value {
+  const f16 = b.weights.floatType === 'float16';
+  const g = o.groups && o.groups.kvHeads !== o.groups.heads ? o.groups : undefined;
+  // Grouped: query heads h = kv·rep + r are contiguous per key head, so (B, N, L, D) views as
+  // (B, Nkv, rep·L, D) and one MatMul per key head serves its rep query heads.
+  const qg = g ? b.reshape(q, [0, g.kvHeads, -1, 0], `${role}_q_grouped`) : q;
+  const kt = b.transpose(k, [0, 1, 3, 2], `${role}_kt`); // (B, Nkv, D, T)
+  let s = b.matmul(qg, kt, `${role}_scores`); // (B, N, L, T)   [grouped: (B, Nkv, rep·L, T)]
+  if (f16) s = b.cast(s, 'float32', `${role}_scores_f32`);
+  if (o.scale !== undefined) s = b.mul(s, f32(b, o.scale), `${role}_scaled`);
+  if (o.divide !== undefined) s = b.op('Div', [s, f32(b, o.divide)], {}, { name: `${role}_scaled` });
+  if (g) s = b.reshape(s, [0, g.heads, -1, 0], `${role}_scores_heads`); // (B, N, L, T)
+  if (o.bias) s = b.add(s, o.bias, `${role}_biased`);
+  let p = b.softmax(s, -1, `${role}_probs`);
+  if (g) p = b.reshape(p, [0, g.kvHeads, -1, 0], `${role}_probs_grouped`); // (B, Nkv, rep·L, T)
+  if (f16) p = b.cast(p, 'float16', `${role}_probs_f16`);
+  const out = b.matmul(p, v, `${role}_context`); // (B, Nkv, rep·L, D) or (B, N, L, D)
+  return g ? b.reshape(out, [0, g.heads, -1, 0], `${role}_context_heads`) : out; // (B, N, L, D)
+}
+
+/**
+ * Additive float32 padding bias from an int64 0/1 mask: (B, T) -> (B, 1, 1, T), 0 where the mask
+ * is 1 and the float32 minimum where it is 0 (transformers' eager mask).
+ */
+export function paddingBias(b: GraphBuilder, mask: Value, role = 'pad_bias'): Value {
+  const keep = b.cast(b.op('Unsqueeze', [mask, b.int64([1, 2], [2], `${role}_axes`)], {}, { name: `${role}_4d` }), 'bool', `${role}_keep`); // (B, 1, 1, T)
+  return b.op('Where', [keep, f32(b, 0), f32(b, FLOAT_MIN.float32)], {}, { name: role });
+}
+
+/**
+ * Causal + padding bias for L current positions that follow P = T - L cached ones:
+ * mask (B, T) int64 -> (B, 1, L, T), position P+i may see key j when j <= P+i and mask[j] = 1.
+ */
+export function causalBias(b: GraphBuilder, mask: Value, hidden: Value, role = 'causal_bias'): Value {
+  const T = b.op('Squeeze', [dim(b, mask, 1, `${role}_T`)], {}, { name: `${role}_T0` });
+  const L = b.op('Squeeze', [dim(b, hidden, 1, `${role}_L`)], {}, { name: `${role}_L0` });
+  const P = b.op('Sub', [T, L], {}, { name: `${role}_P` });
+  const one = b.int64([1], [], `${role}_one`);
+  const zero = b.int64([0], [], `${role}_zero`);
+  const kpos = b.op('Range', [zero, T, one], {}, { name: `${role}_kpos` }); // (T)
+  const qpos = b.op('Range', [P, T, one], {}, { name: `${role}_qpos` }); // (L) = P .. T-1
+  const qcol = b.op('Unsqueeze', [qpos, b.int64([1], [1], `${role}_ax1`)], {}, { name: `${role}_qcol` }); // (L, 1)
+  const causal = b.op('LessOrEqual', [kpos, qcol], {}, { name: `${role}_causal` }); // (L, T)
+  const pad = b.cast(b.op('Unsqueeze', [mask, b.int64([1, 2], [2], `${role}_axes`)], {}, { name: `${role}_4d` }), 'bool', `${role}_keep`); // (B, 1, 1, T)
+  const keep = b.op('And', [causal, pad], {}, { name: `${role}_and` }); // (B, 1, L, T)
+  return b.op('Where', [keep, f32(b, 0), f32(b, FLOAT_MIN.float32)], {}, { name: role });
+}
+
+/**
+ * Positions of the L current tokens as transformers' generate numbers them from the attention
+ * mask: cumsum(mask) - 1, 0 at padding; mask (B, T) -> (B, L) int64 for the last L columns.
+ */
+export function positionsFromMask(b: GraphBuilder, mask: Value, hidden: Value, role = 'positions'): Value {
+  const cum = b.op('CumSum', [mask, b.int64([1], [], `${role}_axis`)], {}, { name: `${role}_cumsum` }); // (B, T)
+  const pos = b.op('Sub', [cum, b.int64([1], [], `${role}_one`)], {}, { name: `${role}_minus1` });
+  const kept = b.op('Where', [b.cast(mask, 'bool', `${role}_keep`), pos, b.int64([0], [], `${role}_zero`)], {}, { name: `${role}_all` });
+  const L = dim(b, hidden, 1, `${role}_L`);
+  const start = b.op('Neg', [L], {}, { name: `${role}_start` });
+  return slice(b, kept, 1, start, 1 << 30, role); // (B, L)
+}
+
+// ---- decoder steps ----
+
+/** hidden (B, L, W) -> its last position (B, W). */
+export function lastPosition(b: GraphBuilder, h: Value, role = 'last'): Value {
+  return b.op('Gather', [h, b.int64([-1], [], `${role}_index`)], { axis: 1 }, { name: role });
+}
+
+/** Language-model head over one position: x (B, E) · Wᵀ for W (V, E) as stored (tied or not) -> (B, V). */
+export function lmHead(p: Params, x: Value, key: string, role = 'lm_head'): Value {
+  return p.b.op('Gemm', [x, p.tensor(key)], { transB: 1 }, { name: role });
+}
+
+export interface KvCacheOptions {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  /** Width of `prefix_embeds` (decoder-only LLMs: the soft visual prompt, present at prefill). */
+  prefixWidth?: number;
+}
+
+/**
+ * The decoder.onnx step contract: inputs `input_ids` (B, S), `attention_mask` (B, T),
+ * [`prefix_embeds` (B, Qp, E)], `past.{i}.key/value` (B, Nkv, P, D); `extend` appends the step's
+ * keys/values to layer i's past and declares `present.{i}.key/value` (B, Nkv, T, D).
+ */
+export class KvCache {
+  readonly inputIds: Value;
+  readonly mask: Value;
+  readonly prefix?: Value;
+  private readonly past: Array<[Value, Value]> = [];
+
+  constructor(
+    readonly b: GraphBuilder,
+    readonly o: KvCacheOptions,
+  ) {
+    this.inputIds = b.input('input_ids', 'int64', ['batch', 'sequence']);
+    this.mask = b.input('attention_mask', 'int64', ['batch', 'total_sequence']);
+    if (o.prefixWidth !== undefined) this.prefix = floatInput(b, 'prefix_embeds', ['batch', 'prefix_sequence', o.prefixWidth]);
+    for (let i = 0; i < o.layers; i++) {
+      const dims = ['batch', o.kvHeads, 'past_sequence', o.headDim];
+      this.past.push([floatInput(b, `past.${i}.key`, dims), floatInput(b, `past.${i}.value`, dims)]);
+    }
+  }
+
+  /** k, v (B, Nkv, L, D) of layer i -> past ++ them (B, Nkv, T, D), also declared as present.{i}.*. */
+  extend(i: number, k: Value, v: Value): [Value, Value] {
+    const b = this.b;
+    const [pk, pv] = this.past[i];
+    const kk = b.concat([pk, k], 2, 'k_all');
+    const vv = b.concat([pv, v], 2, 'v_all');
+    const dims = ['batch', this.o.kvHeads, 'total_sequence', this.o.headDim];
+    floatOutput(b, kk, `present.${i}.key`, dims);
+    floatOutput(b, vv, `present.${i}.value`, dims);
+    return [kk, vv];
+  }
+}
