@@ -41,6 +41,11 @@ export interface IrNode {
   edges: IrEdge[];
   /** Checkpoint tensor-name prefix this node reads ("vision_model", "qformer", ...). */
   checkpoint: string;
+  /**
+   * The config.json section the node's attributes are read from (`config: "..."` in the file, else
+   * the kind's defaultConfig). Absent for kinds with no section (linear, mlp, classifier, embed).
+   */
+  config?: string;
   /** Attributes pinned in the file (everything else comes from config.json at compile time). */
   attrs: Record<string, IrValue>;
   frozen: boolean;

@@ -78,6 +78,8 @@ export interface ModelSyntax extends Span {
   type: 'model';
   name?: NameSyntax;
   base?: NameSyntax;
+  /** Offset of the '{' that opens the body. */
+  bodyStart: number;
   members: MemberSyntax[];
 }
 

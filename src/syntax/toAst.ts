@@ -75,12 +75,15 @@ export class AstBuilder {
 
   modelDecl(cst: C.ModelDeclCstNode): A.ModelSyntax {
     const c = cst.children;
+    const span = this.span(cst);
+    const lc = first(c.LCurly);
     return {
       type: 'model',
+      bodyStart: lc ? lc.startOffset : span.end,
       name: this.name(first(c.name)),
       base: this.name(first(c.base)),
       members: (c.member ?? []).map((m) => this.member(m)).filter((m): m is A.MemberSyntax => !!m),
-      ...this.span(cst),
+      ...span,
     };
   }
 

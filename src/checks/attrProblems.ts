@@ -1,0 +1,56 @@
+// Turns ajv attribute problems (src/ir/validate.ts) into diagnostics at the offending value.
+import type { SourceLoc } from '../ir/types.js';
+import { checkAttrs, schemaKeys } from '../ir/validate.js';
+import { didYouMean } from '../diagnostics/suggest.js';
+import type { ValueSyntax } from '../syntax/ast.js';
+import type { DraftAttr } from '../syntax/draft.js';
+import { toIrValue, type CheckContext } from './CheckContext.js';
+
+/** How a value is named in "found …". */
+export function describeValue(v: ValueSyntax): string {
+  const raw = 'raw' in v ? (v.raw.length > 40 ? v.raw.slice(0, 40) + '…' : v.raw) : '';
+  switch (v.type) {
+    case 'int':
+    case 'float':
+    case 'bool':
+      return raw;
+    case 'string':
+      return `the string ${raw}`;
+    case 'name':
+      return `the name ${raw}`;
+    case 'list':
+      return `a list of ${v.items.length} item${v.items.length === 1 ? '' : 's'}`;
+  }
+}
+
+/**
+ * Validates `attrs` against schema `schemaId`; `owner` names them in messages ("vit 'vision'",
+ * "the preprocess block"). `skip` keys are checked elsewhere (`config`).
+ */
+export function reportAttrProblems(ctx: CheckContext, schemaId: string, attrs: Map<string, DraftAttr>, owner: string, skip: string[] = []): void {
+  const values: Record<string, ReturnType<typeof toIrValue>> = {};
+  for (const [k, a] of attrs) if (a.value && !skip.includes(k)) values[k] = toIrValue(a.value);
+  for (const p of checkAttrs(schemaId, values)) {
+    const key = String(p.path[0]);
+    const attr = attrs.get(key);
+    if (!attr) continue;
+    if (p.code === 'BLIP3001') {
+      const keys = [...schemaKeys(schemaId), ...skip];
+      ctx.report('BLIP3001', attr.keyLoc, `unknown attribute '${key}' for ${owner}: expected one of ${keys.join(', ')}${didYouMean(key, keys)}`);
+      continue;
+    }
+    let v: ValueSyntax = attr.value!;
+    let loc: SourceLoc = attr.valueLoc;
+    let what = `attribute '${key}' of ${owner}`;
+    if (p.path.length > 1 && v.type === 'list' && typeof p.path[1] === 'number' && v.items[p.path[1]]) {
+      v = v.items[p.path[1]];
+      loc = attr.src.loc(v.start, v.end);
+      what = `item ${p.path[1] + 1} of '${key}' (${owner})`;
+    }
+    if (p.code === 'BLIP3007') {
+      ctx.report('BLIP3007', loc, `${what} expects ${p.expected}, found ${describeValue(v)}`);
+      continue;
+    }
+    ctx.report(p.code, loc, `${what} expects ${p.expected}, found ${describeValue(v)}`);
+  }
+}

@@ -1,0 +1,105 @@
+// The front end's entry point: a `.blip` file (and the files it imports) -> a checked IrProgram
+// and every diagnostic found on the way. Never throws for anything wrong with the input.
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { IrProgram, SourceLoc } from '../ir/types.js';
+import { validateIr } from '../ir/validate.js';
+import { diagnostic, hasErrors, sortDiagnostics, type Diagnostic } from '../diagnostics/Diagnostic.js';
+import { checkModel } from '../checks/index.js';
+import { parse } from './parse.js';
+import { Resolver, type ParsedFile } from './resolve.js';
+import { toIrModel } from './toIr.js';
+
+export interface LoadOptions {
+  /** Reads a file's text; throws (an errno error) when it can't. Default: the file system, as UTF-8. */
+  readFile?: (path: string) => string;
+  /** The root file's text, when it is already in memory (the path is then only its name). */
+  text?: string;
+}
+
+export interface LoadResult {
+  /** Present when there are no errors (warnings allowed). */
+  program?: IrProgram;
+  /** Sorted by file and position. */
+  diagnostics: Diagnostic[];
+  /** Text of every file read, by the path diagnostics use: for code frames. */
+  sources: Map<string, string>;
+}
+
+function defaultReadFile(p: string): string {
+  // Invalid UTF-8 becomes U+FFFD (reported by the lexer), never an exception.
+  return new TextDecoder('utf-8').decode(readFileSync(p));
+}
+
+function readError(e: unknown): string {
+  const code = (e as { code?: string })?.code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : ((e as Error)?.message ?? String(e));
+}
+
+function dedupe(ds: Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>();
+  return ds.filter((d) => {
+    const k = `${d.loc.file}:${d.loc.start}:${d.loc.end}:${d.code}:${d.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
+  const readFile = opts.readFile ?? defaultReadFile;
+  const sources = new Map<string, string>();
+  const diagnostics: Diagnostic[] = [];
+  const files: ParsedFile[] = [];
+  const byRealPath = new Map<string, ParsedFile>();
+
+  const load = (p: string, text: string | undefined, from?: SourceLoc): ParsedFile | undefined => {
+    const key = path.resolve(p);
+    if (byRealPath.has(key)) return byRealPath.get(key);
+    if (text === undefined) {
+      try {
+        text = readFile(p);
+      } catch (e) {
+        const where: SourceLoc = from ?? { file: p, line: 1, column: 1, start: 0, end: 0 };
+        diagnostics.push(diagnostic('BLIP2001', where, `cannot read ${from ? 'imported ' : ''}file '${p}': expected a readable .blip file, found ${readError(e)}`));
+        return undefined;
+      }
+    }
+    sources.set(p, text);
+    const parsed = parse(text, p);
+    diagnostics.push(...parsed.diagnostics);
+    const f: ParsedFile = { path: p, src: parsed.source, ast: parsed.ast };
+    byRealPath.set(key, f);
+    files.push(f);
+    for (const d of parsed.ast.decls) {
+      if (d.type !== 'import' || !d.path) continue;
+      const target = path.isAbsolute(d.path.value) ? d.path.value : path.join(path.dirname(p), d.path.value);
+      load(target, undefined, parsed.source.loc(d.path.start, d.path.end));
+    }
+    return f;
+  };
+
+  const root = load(file, opts.text);
+  if (!root) return { diagnostics, sources };
+
+  const resolver = new Resolver(files);
+  const program: IrProgram = { file, models: [] };
+  for (const d of root.ast.decls) {
+    if (d.type !== 'model' || !d.name) continue;
+    const draft = resolver.resolve(d.name.text);
+    if (!draft) continue;
+    // A model with a syntax error is not checked further: what recovery dropped would show up as
+    // unknown or unused names. Other models of the file still are.
+    const broken = diagnostics.some((x) => x.code < 'BLIP2' && x.loc.file === root.path && x.loc.start >= d.start && x.loc.start <= d.end);
+    if (broken) continue;
+    const found = checkModel(draft);
+    diagnostics.push(...found);
+    if (!hasErrors(found)) program.models.push(toIrModel(draft));
+  }
+  diagnostics.push(...resolver.diagnostics);
+  const all = sortDiagnostics(dedupe(diagnostics));
+  if (hasErrors(all)) return { diagnostics: all, sources };
+  for (const e of validateIr(program))
+    all.push(diagnostic('BLIP3099', program.models[0]?.loc ?? { file, line: 1, column: 1, start: 0, end: 0 }, `internal: the IR does not match src/ir/schema/ir.schema.json at ${e.instancePath || '/'}: ${e.message}`));
+  return hasErrors(all) ? { diagnostics: all, sources } : { program, diagnostics: all, sources };
+}
