@@ -249,3 +249,87 @@ def dir_size(path: Path) -> int:
 
 def rel(path: Path) -> str:
     return os.path.relpath(path, REPO_ROOT)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints and generation records
+# --------------------------------------------------------------------------------------------
+
+
+def strip_half_dtypes(config) -> None:
+    """Make sure no (sub-)config asks for float16 / bfloat16: everything is float32."""
+    for c in [config] + [getattr(config, k, None) for k in ("vision_config", "qformer_config", "text_config")]:
+        if c is None:
+            continue
+        for attr in ("dtype", "torch_dtype"):
+            if getattr(c, attr, None) not in (None, "float32", torch.float32):
+                setattr(c, attr, "float32")
+
+
+def save_model(model, ckpt: Path) -> None:
+    model.save_pretrained(str(ckpt))
+
+
+def topk_margins(scores: torch.Tensor) -> torch.Tensor:
+    """(..., V) -> top1 - top2 of each row."""
+    top = torch.topk(scores.float(), 2, dim=-1).values
+    return top[..., 0] - top[..., 1]
+
+
+def record_generation(model, inputs: dict, kwargs: dict, prompt_length: int, tokenizer, name: str,
+                      tensors: dict, prefix: str) -> dict:
+    """Run model.generate(**inputs, **kwargs) and describe the result.
+
+    sequences: the full generate() output; new_tokens: sequences[:, prompt_length:].
+    For num_beams == 1 also: margins[b][t] = top1 - top2 of the processed scores greedy chose from at step t
+    (a token comparison is unreliable where it is < 1e-4), and for the run named "greedy"
+    `<prefix>/greedy/step_logits` (B, T, V): the raw model logits of every step. For beam search: sequences_scores.
+    """
+    out = model.generate(
+        **inputs, **kwargs, return_dict_in_generate=True, output_scores=True, output_logits=True
+    )
+    seqs = out.sequences
+    rec = {
+        "name": name,
+        "kwargs": dict(kwargs),
+        "prompt_length": prompt_length,
+        "sequences": seqs.tolist(),
+        "new_tokens": seqs[:, prompt_length:].tolist(),
+        "text": tokenizer.batch_decode(seqs[:, prompt_length:], skip_special_tokens=True),
+    }
+    if kwargs.get("num_beams", 1) == 1:
+        scores = torch.stack(out.scores, 1)  # (B, T, V) processed
+        rec["margins"] = [[float(f"{m:.6g}") for m in row] for row in topk_margins(scores).tolist()]
+        rec["min_margin"] = float(min(min(r) for r in rec["margins"]))
+        if name == "greedy":  # (kept for the plain greedy run only, to bound fixture size)
+            tensors[f"{prefix}/{name}/step_logits"] = torch.stack(out.logits, 1)
+    else:
+        rec["sequences_scores"] = out.sequences_scores.tolist()
+    return rec
+
+
+GEN_GREEDY = {"max_new_tokens": 12, "num_beams": 1, "do_sample": False}
+GEN_BEAM3 = {"max_new_tokens": 12, "num_beams": 3, "do_sample": False}
+GEN_GREEDY_PENALTIES = {
+    "max_new_tokens": 12,
+    "num_beams": 1,
+    "do_sample": False,
+    "repetition_penalty": 1.5,
+    "no_repeat_ngram_size": 2,
+    "min_new_tokens": 4,
+}
+GEN_BEAM3_PENALTIES = {
+    "max_new_tokens": 12,
+    "num_beams": 3,
+    "do_sample": False,
+    "repetition_penalty": 1.3,
+    "no_repeat_ngram_size": 2,
+    "length_penalty": 0.6,
+    "min_new_tokens": 5,
+}
+GENERATIONS = [
+    ("greedy", GEN_GREEDY),
+    ("beam3", GEN_BEAM3),
+    ("greedy_penalties", GEN_GREEDY_PENALTIES),
+    ("beam3_penalties", GEN_BEAM3_PENALTIES),
+]
