@@ -9,6 +9,7 @@
 // This is the only file besides emitOnnx.ts that touches onnx-proto.
 import onnxProto from 'onnx-proto';
 import type { WeightStore, WeightSpec } from './WeightStore.js';
+import { float32ToFloat16 } from '../weights/float16.js';
 
 export const { onnx } = onnxProto;
 export type DType = 'float32' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
@@ -94,10 +95,15 @@ export class GraphBuilder {
   /** Source location of the node being lowered (stamped into NodeProto.docString). */
   origin = '';
 
+  /** Float type of the arithmetic (and of the checkpoint weights): the WeightStore's. */
+  readonly floatType: 'float32' | 'float16';
+
   constructor(
     readonly name: string,
     readonly weights: WeightStore,
-  ) {}
+  ) {
+    this.floatType = weights.floatType;
+  }
 
   /** Run `fn` with `name` appended to the naming scope. */
   scope<T>(name: string, fn: () => T): T {
@@ -179,16 +185,25 @@ export class GraphBuilder {
     return new Value(name, this);
   }
 
-  /** A float constant kept in the graph, in the graph's float type when `dtype` says so. */
+  /** A float32 constant kept in the graph. */
   float32(values: number[] | Float32Array, dims: number[] = [values.length], role = 'const'): Value {
     const name = this.fresh(role);
     this.constants.push({ name, dataType: ONNX_DTYPE.float32, dims, floatData: Array.from(values) });
     return new Value(name, this);
   }
 
-  /** A scalar float constant (0-d). */
+  /** A float constant in the graph's float type (float16 graphs get float16 constants). */
+  constant(values: number[] | Float32Array, dims: number[] = [values.length], role = 'const'): Value {
+    if (this.floatType === 'float32') return this.float32(values, dims, role);
+    const name = this.fresh(role);
+    const h = float32ToFloat16(Float32Array.from(values));
+    this.constants.push({ name, dataType: ONNX_DTYPE.float16, dims, rawData: new Uint8Array(h.buffer, h.byteOffset, h.byteLength) });
+    return new Value(name, this);
+  }
+
+  /** A scalar (0-d) constant in the graph's float type. */
   scalar(x: number, role = 'scalar'): Value {
-    return this.float32([x], [], role);
+    return this.constant([x], [], role);
   }
 
   /**
@@ -248,5 +263,36 @@ export class GraphBuilder {
     const inner = this.mul(this.add(x, this.mul(x3, this.scalar(0.044715), `${role}_c`), `${role}_sum`), this.scalar(Math.sqrt(2 / Math.PI)), `${role}_inner`);
     const t = this.op('Tanh', [inner], {}, { name: `${role}_tanh` });
     return this.mul(this.mul(x, this.scalar(0.5), `${role}_half`), this.add(t, this.scalar(1), `${role}_1p`), role);
+  }
+
+  sub(a: Value, b: Value, role?: string): Value {
+    return this.op('Sub', [a, b], {}, { name: role ?? 'sub' });
+  }
+  div(a: Value, b: Value, role?: string): Value {
+    return this.op('Div', [a, b], {}, { name: role ?? 'div' });
+  }
+  /** Dimensions `start..end` of x's shape, as a 1-D int64 tensor. */
+  shape(x: Value, start: number, end?: number, role = 'shape'): Value {
+    return this.op('Shape', [x], { start, end }, { name: role });
+  }
+  /** One dimension of x's shape as a 0-d int64 scalar. */
+  dim(x: Value, axis: number, role = 'dim'): Value {
+    return this.squeeze(this.shape(x, axis, axis + 1, `${role}_1d`), [0], role);
+  }
+  gather(x: Value, indices: Value, axis: number, role = 'gather'): Value {
+    return this.op('Gather', [x, indices], { axis }, { name: role });
+  }
+  unsqueeze(x: Value, axes: number[], role = 'unsqueeze'): Value {
+    return this.op('Unsqueeze', [x, this.int64(axes, [axes.length], `${role}_axes`)], {}, { name: role });
+  }
+  squeeze(x: Value, axes: number[], role = 'squeeze'): Value {
+    return this.op('Squeeze', [x, this.int64(axes, [axes.length], `${role}_axes`)], {}, { name: role });
+  }
+  where(cond: Value, a: Value, b: Value, role = 'where'): Value {
+    return this.op('Where', [cond, a, b], {}, { name: role });
+  }
+  /** int64 0-d scalars start, start+1, ..., limit-1 as a 1-D tensor. */
+  range(start: Value, limit: Value, role = 'range'): Value {
+    return this.op('Range', [start, limit, this.int64([1], [], `${role}_delta`)], {}, { name: role });
   }
 }

@@ -68,17 +68,26 @@ export class WeightStore {
     return w;
   }
 
+  /** Bytes one weight takes in the data file. */
+  storedBytes(spec: WeightSpec): number {
+    const count = spec.dims.reduce((a, b) => a * b, 1);
+    const dtype = spec.dtype ?? 'float32';
+    const size = dtype === 'float32' ? (this.floatType === 'float16' ? 2 : 4) : dtype === 'int64' ? 8 : dtype === 'int32' ? 4 : 1;
+    return count * size;
+  }
+
   /**
    * Stream every defined weight into `path`, in definition order. `only` restricts to the weights a
-   * set of graphs actually references (dead weights are not written). `onProgress` sees bytes written.
+   * set of graphs actually references (dead weights are not written). `onProgress` sees the bytes
+   * written so far and in all, and the tensor just written.
    */
   async writeAll(path: string, only?: Set<string>, onProgress?: (done: number, total: number, key: string) => void): Promise<number> {
     const fd = openSync(path, 'w');
     let offset = 0;
     const todo = [...this.specs.values()].filter((s) => !only || only.has(s.key));
-    const total = todo.length;
+    const total = todo.reduce((a, s) => a + this.storedBytes(s), 0);
     try {
-      let i = 0;
+      let done = 0;
       for (const spec of todo) {
         const data = await spec.produce();
         const count = spec.dims.reduce((a, b) => a * b, 1);
@@ -107,7 +116,8 @@ export class WeightStore {
         while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written, offset + written);
         this.stored.set(spec.key, { spec, dataType, offset, length: bytes.length });
         offset += bytes.length;
-        onProgress?.(++i, total, spec.key);
+        done += bytes.length;
+        onProgress?.(done, total, spec.key);
       }
     } finally {
       closeSync(fd);

@@ -4,6 +4,7 @@
 // attributes are read from a HuggingFace config.json section, width inference for the checks,
 // the checkpoint tensors it reads, and its ONNX lowering.
 import type { IrType, IrValue } from '../ir/types.js';
+import type { NodeLowering } from '../lower/contract.js';
 
 export type Attrs = Record<string, IrValue>;
 
@@ -40,4 +41,6 @@ export interface NodeKind {
   outputWidth(attrs: Attrs): number | undefined;
   /** Width a port expects to receive, when known (checked against the producer's outputWidth). */
   inputWidth?(port: string, attrs: Attrs): number | undefined;
+  /** How the kind lowers to ONNX and which checkpoint tensors it reads (src/lower/contract.ts). */
+  lowering?: NodeLowering;
 }

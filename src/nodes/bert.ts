@@ -3,6 +3,10 @@
 // text (B, S) -> embeddings -> `depth` post-norm layers [self-attn, cross-attn?, MLP] -> (B, S, width)
 import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
+import type { FeaturesFlow, KV, LowerContext, TextFlow } from '../lower/contract.js';
+import type { Value } from '../lower/GraphBuilder.js';
+import { activation, attend, causalBias, mergeHeads, paddingBias, splitHeads } from '../lower/transformer.js';
+import { dense, layerNorm, onesMask, position } from '../lower/blocks.js';
 
 export const Bert: NodeKind = {
   kind: 'bert',
@@ -41,4 +45,165 @@ export const Bert: NodeKind = {
   },
   outputWidth: (a) => n(a, 'width'),
   inputWidth: (port, a) => (port === 'cross' ? n(a, 'encoder_width') : undefined),
+};
+
+// ---- lowering (src/lower/contract.ts) ----
+// BlipTextModel as the encoder (prefix `text_encoder`: embeddings.*, encoder.layer.{i}.*) and
+// BlipTextLMHeadModel as the decoder (`causal: true`, prefix `text_decoder`: the same body under
+// `bert.`, the LM head under `cls.predictions`). Post-norm layers:
+//   x = LN(x + dense(selfattn(x)));  x = LN(x + dense(crossattn(x, cross)));  x = LN(x + fc2(act(fc1(x))))
+interface Dims {
+  W: number;
+  heads: number;
+  D: number;
+  encW: number;
+  mlpW: number;
+  eps: number;
+  act: string;
+}
+
+function dims(ctx: LowerContext): Dims {
+  const [W, heads] = [ctx.int('width'), ctx.int('heads')];
+  const encW = ctx.connected('cross') ? ctx.int('encoder_width') : W;
+  return { W, heads, D: W / heads, encW, mlpW: ctx.int('mlp_width'), eps: ctx.num('layer_norm_eps'), act: ctx.str('act') };
+}
+
+/** Where the transformer body's tensors are: the decoder nests it under `bert.`. */
+const body = (ctx: LowerContext) => (ctx.bool('causal') ? 'bert.' : '');
+
+/** Word + learned position embeddings, then LayerNorm. ids (B, S), positions (S) → (B, S, W). */
+function embed(ctx: LowerContext, d: Dims, ids: Value, positions: Value): Value {
+  const { b } = ctx;
+  const p = `${body(ctx)}embeddings`;
+  return b.scope('embeddings', () => {
+    const words = b.gather(ctx.param(`${p}.word_embeddings.weight`, [ctx.int('vocab_size'), d.W]), ids, 0, 'words'); // (B, S, W)
+    const pos = b.gather(ctx.param(`${p}.position_embeddings.weight`, [ctx.int('max_positions'), d.W]), positions, 0, 'positions'); // (S, W)
+    return layerNorm(ctx, b.add(words, pos, 'sum'), `${p}.LayerNorm`, d.W, d.eps, 'LayerNorm');
+  });
+}
+
+/** Cross-attention keys and values of layer i from the `cross:` features (B, L, encW) → (B, N, L, D). */
+function crossKV(ctx: LowerContext, d: Dims, i: number, hidden: Value): KV {
+  const { b } = ctx;
+  const p = `${body(ctx)}encoder.layer.${i}.crossattention.self`;
+  return b.scope(`encoder.layer.${i}.crossattention`, () => ({
+    key: splitHeads(b, dense(ctx, hidden, `${p}.key`, d.encW, d.W, 'key'), d.heads, d.D, 'key_heads'),
+    value: splitHeads(b, dense(ctx, hidden, `${p}.value`, d.encW, d.W, 'value'), d.heads, d.D, 'value_heads'),
+  }));
+}
+
+/** attention.output / crossattention.output / output: LN(residual + dense(x)). */
+function addNorm(ctx: LowerContext, d: Dims, x: Value, residual: Value, p: string, inW: number, role: string): Value {
+  return layerNorm(ctx, ctx.b.add(dense(ctx, x, `${p}.dense`, inW, d.W, `${role}_dense`), residual, `${role}_residual`), `${p}.LayerNorm`, d.W, d.eps, role);
+}
+
+interface LayerIO {
+  selfBias?: Value;
+  past?: KV;
+  cross?: KV;
+  crossBias?: Value;
+}
+
+/** One layer; with `past`, the self-attention keys/values are appended to it and returned as `present`. */
+function layer(ctx: LowerContext, d: Dims, i: number, x: Value, io: LayerIO): { out: Value; present?: KV } {
+  const { b } = ctx;
+  const p = `${body(ctx)}encoder.layer.${i}`;
+  return b.scope(`encoder.layer.${i}`, () => {
+    const heads = (t: Value, role: string) => splitHeads(b, t, d.heads, d.D, role); // (B, N, S, D)
+    const self = b.scope('attention', () => {
+      const q = heads(dense(ctx, x, `${p}.attention.self.query`, d.W, d.W, 'query'), 'query_heads');
+      let k = heads(dense(ctx, x, `${p}.attention.self.key`, d.W, d.W, 'key'), 'key_heads');
+      let v = heads(dense(ctx, x, `${p}.attention.self.value`, d.W, d.W, 'value'), 'value_heads');
+      if (io.past) {
+        k = b.concat([io.past.key, k], 2, 'present_key'); // (B, N, P + S, D)
+        v = b.concat([io.past.value, v], 2, 'present_value');
+      }
+      const o = attend(b, q, k, v, { divide: Math.sqrt(d.D), bias: io.selfBias }); // scores / √D, as BlipTextSelfAttention
+      return { out: addNorm(ctx, d, mergeHeads(b, o, d.W, 'context'), x, `${p}.attention.output`, d.W, 'output'), present: io.past ? { key: k, value: v } : undefined };
+    });
+    let h = self.out;
+    if (io.cross) {
+      const c = io.cross;
+      h = b.scope('crossattention', () => {
+        const q = heads(dense(ctx, self.out, `${p}.crossattention.self.query`, d.W, d.W, 'query'), 'query_heads');
+        const o = attend(b, q, c.key, c.value, { divide: Math.sqrt(d.D), bias: io.crossBias });
+        return addNorm(ctx, d, mergeHeads(b, o, d.W, 'context'), self.out, `${p}.crossattention.output`, d.W, 'output');
+      });
+    }
+    const ff = b.scope('ffn', () => activation(b, dense(ctx, h, `${p}.intermediate.dense`, d.W, d.mlpW, 'intermediate'), d.act));
+    return { out: b.scope('output', () => addNorm(ctx, d, ff, h, `${p}.output`, d.mlpW, 'output')), present: self.present };
+  });
+}
+
+Bert.lowering = {
+  defaults: { causal: false, act: 'gelu' },
+  ignored: (_attrs, connected) => [
+    /(.*\.)?position_ids/, // a buffer that older checkpoints saved
+    /cls\.predictions\.decoder\.(weight|bias)/, // tied copies of the word embeddings and cls.predictions.bias
+    /(bert\.)?pooler\..*/, // BLIP's heads read the [CLS] hidden state, never the pooler
+    ...(connected('cross') ? [] : [/(bert\.)?encoder\.layer\.\d+\.crossattention\..*/]),
+  ],
+
+  // The text encoder (VQA question, ITM, ITC): bidirectional self-attention over the padded text.
+  lower(ctx, inputs) {
+    const { b } = ctx;
+    const d = dims(ctx);
+    const text = inputs[''] as TextFlow;
+    const cross = inputs.cross as FeaturesFlow | undefined;
+    const S = b.dim(text.ids, 1, 'seq_len');
+    let x = embed(ctx, d, text.ids, b.range(b.int64([0], [], 'first_position'), S, 'position_ids'));
+    const selfBias = paddingBias(b, text.mask, 'self_bias');
+    const crossBias = cross?.mask ? paddingBias(b, cross.mask, 'cross_bias') : undefined;
+    for (let i = 0; i < ctx.int('depth'); i++) {
+      x = layer(ctx, d, i, x, { selfBias, cross: cross && crossKV(ctx, d, i, cross.hidden), crossBias }).out;
+    }
+    return { type: 'features', hidden: x, mask: text.mask }; // (B, S, W)
+  },
+
+  decoder: {
+    facts: (ctx) => {
+      const d = dims(ctx);
+      return { layers: ctx.int('depth'), kvHeads: d.heads, headDim: d.D, hidden: d.W, vocab: ctx.int('vocab_size'), positions: 'past_length' };
+    },
+
+    encode(ctx, inputs) {
+      const cross = inputs.cross as FeaturesFlow | undefined;
+      if (!cross) return {};
+      const d = dims(ctx);
+      return {
+        cross: Array.from({ length: ctx.int('depth') }, (_, i) => crossKV(ctx, d, i, cross.hidden)),
+        // Why all ones: BLIP's generate() passes an all-ones encoder mask for the image and, in VQA,
+        // for the question too, padding included (BlipForQuestionAnswering.generate).
+        crossMask: onesMask(ctx.b, cross.hidden, 'cross_attention_mask'),
+      };
+    },
+
+    step(ctx, io) {
+      const { b } = ctx;
+      const d = dims(ctx);
+      // Positions continue from the cache length, ignoring padding (BlipTextEmbeddings: past_key_values_length + arange).
+      const P = b.dim(io.past[0].key, 2, 'past_len');
+      const S = b.dim(io.ids, 1, 'seq_len');
+      let x = embed(ctx, d, io.ids, b.range(P, b.add(P, S, 'total_len'), 'position_ids'));
+      const selfBias = causalBias(b, io.mask, x, 'self_bias');
+      const crossBias = io.crossMask && paddingBias(b, io.crossMask, 'cross_bias');
+      const present: KV[] = [];
+      for (let i = 0; i < ctx.int('depth'); i++) {
+        const r = layer(ctx, d, i, x, { selfBias, past: io.past[i], cross: io.cross?.[i], crossBias });
+        x = r.out;
+        present.push(r.present!);
+      }
+      const logits = b.scope('cls.predictions', () => {
+        const p = 'cls.predictions';
+        const last = position(b, x, -1, 'last'); // (B, W)
+        const t = activation(b, dense(ctx, last, `${p}.transform.dense`, d.W, d.W, 'transform'), d.act);
+        const h = layerNorm(ctx, t, `${p}.transform.LayerNorm`, d.W, d.eps, 'transform_norm');
+        // The decoder is tied to the word embeddings (V, W): Gemm with transB reads them as stored.
+        const V = ctx.int('vocab_size');
+        const emb = ctx.param(`${body(ctx)}embeddings.word_embeddings.weight`, [V, d.W]);
+        return b.op('Gemm', [h, emb, ctx.param(`${p}.bias`, [V])], { transB: 1 }, { name: 'logits' }); // (B, V)
+      });
+      return { logits, present };
+    },
+  },
 };

@@ -2,6 +2,9 @@
 // features (B, T, in_width) -> pool (CLS position, or mean over the Q-Former queries) -> (B, classes)
 import type { Attrs, NodeKind } from './NodeKind.js';
 import { attrSchema, int, n, oneOf } from './schema.js';
+import type { FeaturesFlow } from '../lower/contract.js';
+import { dense, position } from '../lower/blocks.js';
+import { CompileError } from '../lower/CompileError.js';
 
 export const Classifier: NodeKind = {
   kind: 'classifier',
@@ -20,4 +23,16 @@ export const Classifier: NodeKind = {
   },
   outputWidth: (a) => n(a, 'classes'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};
+
+// ---- lowering (src/lower/contract.ts) ----
+// torch.nn.Linear(in, classes) at the node's prefix (BLIP: `itm_head`) over the [CLS] position.
+Classifier.lowering = {
+  defaults: { pool: 'cls' },
+  lower(ctx, inputs) {
+    const f = inputs[''] as FeaturesFlow;
+    if (ctx.str('pool') !== 'cls') throw new CompileError('BLIP4015', `classifier pool "${ctx.str('pool')}" is not lowered yet (only "cls")`, ctx.attrLoc('pool'));
+    const cls = position(ctx.b, f.hidden, 0, 'cls'); // (B, in)
+    return { type: 'logits', logits: dense(ctx, cls, '', ctx.int('in_width'), ctx.int('classes'), 'logits') }; // (B, classes)
+  },
 };

@@ -2,6 +2,9 @@
 // features (B, T, in_width) -> pool (CLS: (B, in), or every query: (B, Q, in)) -> (B[, Q], out_width)
 import type { Attrs, NodeKind } from './NodeKind.js';
 import { attrSchema, int, n, oneOf } from './schema.js';
+import type { FeaturesFlow } from '../lower/contract.js';
+import { dense, l2normalize, position } from '../lower/blocks.js';
+import { CompileError } from '../lower/CompileError.js';
 
 export const Embed: NodeKind = {
   kind: 'embed',
@@ -20,4 +23,18 @@ export const Embed: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};
+
+// ---- lowering (src/lower/contract.ts) ----
+// torch.nn.Linear(in, out) at the node's prefix (BLIP: `vision_proj`, `text_proj`) over the [CLS]
+// position, then F.normalize(dim=-1), as BlipForImageTextRetrieval does for ITC.
+Embed.lowering = {
+  defaults: { pool: 'cls' },
+  lower(ctx, inputs) {
+    const f = inputs[''] as FeaturesFlow;
+    if (ctx.str('pool') !== 'cls') throw new CompileError('BLIP4015', `embed pool "${ctx.str('pool')}" is not lowered yet (only "cls")`, ctx.attrLoc('pool'));
+    const cls = position(ctx.b, f.hidden, 0, 'cls'); // (B, in)
+    const e = dense(ctx, cls, '', ctx.int('in_width'), ctx.int('out_width'), 'proj'); // (B, out)
+    return { type: 'embedding', embeds: l2normalize(ctx.b, e, 'embeds') };
+  },
 };

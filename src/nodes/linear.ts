@@ -2,6 +2,8 @@
 // LLM hidden size. features (B, T, in_width) -> (B, T, out_width). Widths come from `weight` (out, in).
 import type { Attrs, NodeKind } from './NodeKind.js';
 import { attrSchema, bool, int, n } from './schema.js';
+import type { FeaturesFlow } from '../lower/contract.js';
+import { dense } from '../lower/blocks.js';
 
 export const Linear: NodeKind = {
   kind: 'linear',
@@ -20,4 +22,14 @@ export const Linear: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};
+
+// ---- lowering (src/lower/contract.ts) ----
+// torch.nn.Linear at the node's prefix: `weight` (out, in), optional `bias` (out).
+Linear.lowering = {
+  lower(ctx, inputs) {
+    const f = inputs[''] as FeaturesFlow;
+    const bias = ctx.attrs.bias !== false && ctx.has('bias');
+    return { type: 'features', hidden: dense(ctx, f.hidden, '', ctx.int('in_width'), ctx.int('out_width'), 'linear', bias), mask: f.mask };
+  },
 };

@@ -2,6 +2,9 @@
 // a single linear language projection. features (B, T, in_width) -> (B, T, out_width).
 import type { Attrs, NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, int, n, oneOf } from './schema.js';
+import type { FeaturesFlow } from '../lower/contract.js';
+import { activation } from '../lower/transformer.js';
+import { dense } from '../lower/blocks.js';
 
 export const Mlp: NodeKind = {
   kind: 'mlp',
@@ -22,4 +25,17 @@ export const Mlp: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+};
+
+// ---- lowering (src/lower/contract.ts) ----
+// linear_1 -> activation -> linear_2 at the node's prefix (LLaVA's multi_modal_projector layout).
+Mlp.lowering = {
+  defaults: { act: 'gelu' },
+  lower(ctx, inputs) {
+    const { b } = ctx;
+    const f = inputs[''] as FeaturesFlow;
+    const [inW, hidW, outW] = [ctx.int('in_width'), ctx.int('hidden_width'), ctx.int('out_width')];
+    const h = activation(b, dense(ctx, f.hidden, 'linear_1', inW, hidW, 'linear_1', ctx.has('linear_1.bias')), ctx.str('act'));
+    return { type: 'features', hidden: dense(ctx, h, 'linear_2', hidW, outW, 'linear_2', ctx.has('linear_2.bias')), mask: f.mask };
+  },
 };

@@ -3,6 +3,11 @@
 // -> post layer norm -> features (B, 1 + (S/P)^2, width).
 import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
+import type { ImageFlow, LowerContext } from '../lower/contract.js';
+import type { Value } from '../lower/GraphBuilder.js';
+import { activation, attend, mergeHeads, splitHeads } from '../lower/transformer.js';
+import { dense, layerNorm } from '../lower/blocks.js';
+import { CompileError } from '../lower/CompileError.js';
 
 export const Vit: NodeKind = {
   kind: 'vit',
@@ -38,3 +43,66 @@ export const Vit: NodeKind = {
   },
   outputWidth: (a) => n(a, 'width'),
 };
+
+// ---- lowering (src/lower/contract.ts) ----
+// Tensor names follow BlipVisionModel / Blip2VisionModel (prefix `vision_model`):
+// embeddings.{patch_embedding, class_embedding, position_embedding}, encoder.layers.{i}.{layer_norm1,
+// self_attn.qkv, self_attn.projection, layer_norm2, mlp.fc1, mlp.fc2}, post_layernorm.
+Vit.lowering = {
+  defaults: { pre_norm: true, class_token: true, act: 'gelu' },
+  ignored: () => [/(.*\.)?position_ids/],
+  lower(ctx, inputs) {
+    const { b } = ctx;
+    const image = inputs[''] as ImageFlow;
+    const [W, P, S, heads] = [ctx.int('width'), ctx.int('patch_size'), ctx.int('image_size'), ctx.int('heads')];
+    const [mlpW, eps, act] = [ctx.int('mlp_width'), ctx.num('layer_norm_eps'), ctx.str('act')];
+    if (!ctx.bool('pre_norm') || !ctx.bool('class_token')) throw new CompileError('BLIP4015', 'vit lowers pre-norm ViTs with a class token only', ctx.node.loc);
+    const D = W / heads;
+    const grid = Math.floor(S / P);
+
+    let x = b.scope('embeddings', () => {
+      const w = ctx.param('embeddings.patch_embedding.weight', [W, 3, P, P]);
+      const bias = ctx.param('embeddings.patch_embedding.bias', [W]);
+      const patches = b.op('Conv', [image.pixels, w, bias], { kernel_shape: [P, P], strides: [P, P] }, { name: 'patches' }); // (B, W, g, g)
+      const seq = b.transpose(b.reshape(patches, [0, W, grid * grid], 'patches_flat'), [0, 2, 1], 'patch_embeds'); // (B, g², W)
+      const clsShape = b.concat([b.shape(image.pixels, 0, 1, 'batch'), b.int64([1, W], [2], 'cls_dims')], 0, 'cls_shape');
+      const cls = b.op('Expand', [ctx.param('embeddings.class_embedding', [1, 1, W]), clsShape], {}, { name: 'class_embeds' }); // (B, 1, W)
+      const tokens = b.concat([cls, seq], 1, 'tokens'); // (B, 1 + g², W)
+      return b.add(tokens, ctx.param('embeddings.position_embedding', [1, 1 + grid * grid, W]), 'embeddings');
+    });
+
+    for (let i = 0; i < ctx.int('depth'); i++) {
+      const p = `encoder.layers.${i}`;
+      x = b.scope(p, () => {
+        const h = layerNorm(ctx, x, `${p}.layer_norm1`, W, eps, 'layer_norm1');
+        const attn = b.scope('self_attn', () => {
+          const qkvW = ctx.param(`${p}.self_attn.qkv.weight`, [3 * W, W], { transpose: true });
+          const qkv = b.linear(h, qkvW, qkvBias(ctx, `${p}.self_attn`, W), 'qkv'); // (B, T, 3W) = [q | k | v]
+          const [q, k, v] = b.ops('Split', [qkv], { axis: -1 }, { outputs: ['q', 'k', 'v'] }); // (B, T, W) each
+          const heads4 = (t: Value, role: string) => splitHeads(b, t, heads, D, role); // (B, N, T, D)
+          const o = attend(b, heads4(q, 'query'), heads4(k, 'key'), heads4(v, 'value'), { scale: D ** -0.5 }); // scores · D^-½, as BlipAttention
+          return dense(ctx, mergeHeads(b, o, W, 'context'), `${p}.self_attn.projection`, W, W, 'projection');
+        });
+        const r = b.add(attn, x, 'residual1');
+        const h2 = layerNorm(ctx, r, `${p}.layer_norm2`, W, eps, 'layer_norm2');
+        const m = b.scope('mlp', () => dense(ctx, activation(b, dense(ctx, h2, `${p}.mlp.fc1`, W, mlpW, 'fc1'), act), `${p}.mlp.fc2`, mlpW, W, 'fc2'));
+        return b.add(m, r, 'residual2');
+      });
+    }
+    return { type: 'features', hidden: layerNorm(ctx, x, 'post_layernorm', W, eps, 'post_layernorm') }; // (B, 1 + g², W)
+  },
+};
+
+/**
+ * The qkv bias: BLIP stores `qkv.bias`; BLIP-2's EVA ViT stores `q_bias` and `v_bias` and no key
+ * bias (Blip2Attention concatenates q_bias, zeros, v_bias); a `qkv_bias: false` ViT has none.
+ */
+function qkvBias(ctx: LowerContext, p: string, W: number): Value | undefined {
+  if (ctx.has(`${p}.qkv.bias`)) return ctx.param(`${p}.qkv.bias`, [3 * W]);
+  if (ctx.has(`${p}.q_bias`) || ctx.has(`${p}.v_bias`)) {
+    const zeros = ctx.b.constant(new Float32Array(W), [W], 'k_bias');
+    return ctx.b.concat([ctx.param(`${p}.q_bias`, [W]), zeros, ctx.param(`${p}.v_bias`, [W])], 0, 'qkv_bias');
+  }
+  if (ctx.attrs.qkv_bias === false) return undefined;
+  return ctx.param(`${p}.qkv.bias`, [3 * W]); // reports the missing bias
+}

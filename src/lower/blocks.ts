@@ -1,0 +1,40 @@
+// Shape-checked checkpoint layers for node-kind lowerings, on top of the LowerContext: every tensor
+// goes through ctx.param, so a missing or misshapen tensor is reported against the node and its
+// graph line. Attention, masks and activations are in ./transformer.ts.
+import type { LowerContext } from './contract.js';
+import type { GraphBuilder, Value } from './GraphBuilder.js';
+import { fscalar } from './transformer.js';
+
+/** torch.nn.Linear(inW, outW) at `name` ('' = the node's prefix itself): x·Wᵀ + b, the weight stored transposed (in, out). */
+export function dense(ctx: LowerContext, x: Value, name: string, inW: number, outW: number, role: string, bias = true): Value {
+  const at = (t: string) => (name ? `${name}.${t}` : t);
+  const w = ctx.param(at('weight'), [outW, inW], { transpose: true });
+  return ctx.b.linear(x, w, bias ? ctx.param(at('bias'), [outW]) : undefined, role);
+}
+
+/** torch.nn.LayerNorm(W) at `name`; statistics in float32 in float16 graphs, as torch keeps them. */
+export function layerNorm(ctx: LowerContext, x: Value, name: string, W: number, eps: number, role: string): Value {
+  const { b } = ctx;
+  const [g, beta] = [ctx.param(`${name}.weight`, [W]), ctx.param(`${name}.bias`, [W])];
+  if (b.floatType === 'float32') return b.layerNorm(x, g, beta, eps, role);
+  const y = b.layerNorm(b.cast(x, 'float32', `${role}_f32`), b.cast(g, 'float32', `${role}_g32`), b.cast(beta, 'float32', `${role}_b32`), eps, role);
+  return b.cast(y, 'float16', `${role}_f16`);
+}
+
+/** Ones (B, L) int64: the mask of features without padding. */
+export function onesMask(b: GraphBuilder, hidden: Value, role = 'ones_mask'): Value {
+  const one = { tensor: { dataType: 7 /* INT64 */, dims: [1], int64Data: [1] } };
+  return b.op('ConstantOfShape', [b.shape(hidden, 0, 2, `${role}_shape`)], { value: one }, { name: role }); // (B, L)
+}
+
+/** x / max(‖x‖₂, 1e-12) over the last axis: torch.nn.functional.normalize. */
+export function l2normalize(b: GraphBuilder, x: Value, role = 'normalized'): Value {
+  const norm = b.op('ReduceL2', [x], { axes: [-1], keepdims: 1 }, { name: `${role}_norm` });
+  const clamped = b.op('Max', [norm, fscalar(b, 1e-12, `${role}_eps`)], {}, { name: `${role}_norm_clamped` });
+  return b.div(x, clamped, role);
+}
+
+/** x[:, i] for a (B, T, W) sequence → (B, W); negative i counts from the end. */
+export function position(b: GraphBuilder, x: Value, i: number, role: string): Value {
+  return b.gather(x, b.int64([i], [], `${role}_index`), 1, role);
+}

@@ -1,0 +1,456 @@
+// The compile driver: a checked IrModel + a HuggingFace checkpoint directory -> an artifact
+// directory (docs/architecture.md): encode.onnx / decoder.onnx / retrieval.onnx sharing one
+// weights.bin, tokenizer files, manifest.json.
+//
+//   1. resolve attributes (src/lower/resolve.ts)
+//   2. partition: a model with `generate(x)` gets encode.onnx (every node that runs once per input,
+//      plus x's own once-per-input part: cross K/V, prefix) and decoder.onnx (x's step with a KV
+//      cache); a model with itm/itc outputs gets one retrieval.onnx
+//   3. lower every node through its kind (src/nodes/*.ts, contract in ./contract.ts), recording
+//      each checkpoint tensor it reads; then check coverage: every tensor read by some node or
+//      deliberately ignored by its kind. All problems are reported at once, before anything is written.
+//   4. prune dead nodes, check each graph, stream the weights (one tensor at a time) into
+//      OUT.tmp-<pid>/weights.bin, write the graphs, tokenizer files and, last, the manifest; rename.
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { IrModel, IrNode, IrOutput } from '../ir/types.js';
+import type { Attrs } from '../nodes/NodeKind.js';
+import { Checkpoint } from '../weights/checkpoint.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type GraphEntry, type Manifest, type TensorIO } from '../artifact/manifest.js';
+import { VERSION } from '../version.js';
+import { GraphBuilder, Value } from './GraphBuilder.js';
+import { WeightStore } from './WeightStore.js';
+import { encodeModel, toModelProto } from './emitOnnx.js';
+import { CompileError, type Problem } from './CompileError.js';
+import { resolveNodes, type ResolvedNode } from './resolve.js';
+import { graphProblems, pruneDead } from './graphCheck.js';
+import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
+import { floatInput, floatOutput, transpose2d } from './transformer.js';
+import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
+
+export interface CompileOptions {
+  model: IrModel;
+  /** Path and text of the .blip file (recorded with its sha256 in the manifest). */
+  graphFile: string;
+  graphText: string;
+  /** Checkpoint directory. */
+  weights: string;
+  out: string;
+  dtype?: 'float32' | 'float16';
+  /** Bytes of weights written so far, in all, and the tensor just written. */
+  onProgress?: (done: number, total: number, key: string) => void;
+}
+
+export interface CompileResult {
+  out: string;
+  manifest: Manifest;
+  parameters: number;
+  graphs: Array<{ name: string; file: string; nodes: number; bytes: number }>;
+  weightsBytes: number;
+  seconds: number;
+  warnings: string[];
+}
+
+const WEIGHTS_FILE = 'weights.bin';
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'added_tokens.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'spiece.model'];
+
+type GraphName = 'encode' | 'decoder' | 'retrieval';
+
+/** Lowers nodes into graphs, collecting problems instead of stopping at the first. */
+class Lowerer {
+  readonly problems: Problem[] = [];
+  private readonly seen = new Set<string>();
+
+  constructor(
+    readonly model: IrModel,
+    readonly ckpt: Checkpoint,
+    readonly store: WeightStore,
+    readonly nodes: Map<string, ResolvedNode>,
+  ) {}
+
+  report(p: Problem): void {
+    const k = `${p.code}:${p.message}`;
+    if (!this.seen.has(k)) this.seen.add(k), this.problems.push(p);
+  }
+
+  context(b: GraphBuilder, rn: ResolvedNode, graph: GraphName): LowerContext {
+    const { node, attrs } = rn;
+    const key = (name: string) => (node.checkpoint && name ? `${node.checkpoint}.${name}` : node.checkpoint || name);
+    const where = `node "${node.name}" (${node.kind})`;
+    const origin = `${where} at ${node.loc.file}:${node.loc.line}:${node.loc.column}`;
+    const attr = (a: string, type: 'number' | 'string' | 'boolean') => {
+      const v = attrs[a];
+      if (typeof v === type) return v;
+      throw new CompileError(
+        'BLIP4014',
+        `attribute "${a}" of ${where} is not pinned in the file and the checkpoint does not give it (${node.config ? `config.json "${node.config}"` : 'no config section'}); pin it, e.g. \`${a}: …\``,
+        node.loc,
+      );
+    };
+    b.origin = `${node.loc.file}:${node.loc.line}:${node.loc.column}`;
+    const self = this;
+    return {
+      b,
+      node,
+      attrs,
+      graph,
+      has: (name) => self.ckpt.has(key(name)),
+      connected: (port) => node.edges.some((e) => e.port === port),
+      attrLoc: (a) => node.attrLocs[a] ?? node.loc,
+      int: (a) => attr(a, 'number') as number,
+      num: (a) => attr(a, 'number') as number,
+      str: (a) => attr(a, 'string') as string,
+      bool: (a) => attr(a, 'boolean') as boolean,
+      param(name: string, shape: number[], opts: ParamOptions = {}): Value {
+        const k = key(name);
+        const info = self.ckpt.info(k);
+        const placeholder = new Value(`<missing ${k}>`, b);
+        if (!info) {
+          self.report({ code: 'BLIP4010', message: `the checkpoint has no tensor "${k}", which ${where} needs${hint(self.ckpt, k)}`, loc: node.loc });
+          return placeholder;
+        }
+        if (info.shape.join(',') !== shape.join(',')) {
+          self.report({
+            code: 'BLIP4012',
+            message: `tensor "${k}" has shape [${info.shape.join(', ')}], but ${where} expects [${shape.join(', ')}] from its attributes (${describe(attrs)})`,
+            loc: node.loc,
+          });
+          return placeholder;
+        }
+        if (opts.transpose) {
+          if (shape.length !== 2) throw new Error(`${k}: only 2-D weights can be transposed`);
+          const [o, i] = shape;
+          return b.weight({ key: `${k}:T`, dims: [i, o], produce: () => transpose2d(self.ckpt.readFloat32(k), o, i), origin });
+        }
+        return b.weight({ key: k, dims: shape, produce: () => self.ckpt.readFloat32(k), origin });
+      },
+    };
+  }
+
+  /** Model inputs as graph inputs, declared on first use; nodes lowered in topological order. */
+  lowerNodes(b: GraphBuilder, graph: GraphName, names: Set<string>, imageSize: number): Map<string, Flow> {
+    const flows = new Map<string, Flow>();
+    const textInputs = this.model.inputs.filter((i) => i.type === 'text');
+    const input = (name: string): Flow => {
+      const known = flows.get(name);
+      if (known) return known;
+      const decl = this.model.inputs.find((i) => i.name === name)!;
+      let f: Flow;
+      if (decl.type === 'image') f = { type: 'image', pixels: floatInput(b, 'pixel_values', ['batch', 3, imageSize, imageSize]) };
+      else {
+        // The first text input of a graph is `input_ids`; a second one (InstructBLIP's Q-Former instruction) gets its name.
+        const first = textInputs[0]?.name === name;
+        const ids = first ? 'input_ids' : `${name}_input_ids`;
+        const mask = first ? 'attention_mask' : `${name}_attention_mask`;
+        f = { type: 'text', ids: b.input(ids, 'int64', ['batch', 'sequence']), mask: b.input(mask, 'int64', ['batch', 'sequence']) };
+      }
+      flows.set(name, f);
+      return f;
+    };
+    for (const node of this.model.nodes) {
+      if (!names.has(node.name)) continue;
+      const rn = this.nodes.get(node.name)!;
+      const inputs = this.inputsOf(node, flows, input);
+      flows.set(node.name, b.scope(node.name, () => rn.kind.lowering!.lower!(this.context(b, rn, graph), inputs)));
+    }
+    return flows;
+  }
+
+  inputsOf(node: IrNode, flows: Map<string, Flow>, input: (name: string) => Flow, skip: (f: Flow) => boolean = () => false): Record<string, Flow> {
+    const out: Record<string, Flow> = {};
+    for (const e of node.edges) {
+      const f = flows.get(e.from) ?? (this.model.inputs.some((i) => i.name === e.from) ? input(e.from) : undefined);
+      if (!f) throw new Error(`internal: node ${node.name} reads ${e.from}, which is not lowered in this graph`);
+      if (!skip(f)) out[e.port] = f;
+    }
+    return out;
+  }
+}
+
+/** Nodes an output depends on (transitively), by name. */
+function upstream(model: IrModel, roots: string[]): Set<string> {
+  const byName = new Map(model.nodes.map((n) => [n.name, n]));
+  const out = new Set<string>();
+  const visit = (name: string) => {
+    const n = byName.get(name);
+    if (!n || out.has(name)) return;
+    out.add(name);
+    for (const e of n.edges) visit(e.from);
+  };
+  roots.forEach(visit);
+  return out;
+}
+
+/** A few attributes for shape-mismatch messages. */
+function describe(a: Attrs): string {
+  return Object.entries(a)
+    .filter(([, v]) => typeof v === 'number')
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+}
+
+/** "; did you mean …" when the checkpoint has a near name (another prefix, a renamed layer). */
+function hint(ckpt: Checkpoint, key: string): string {
+  const tail = key.split('.').slice(-3).join('.');
+  const near = ckpt.keys().find((k) => k.endsWith(tail));
+  return near ? ` (it has "${near}")` : '';
+}
+
+function tensorIO(vi: { name?: string | null; type?: { tensorType?: { elemType?: number | null; shape?: { dim?: Array<{ dimValue?: unknown; dimParam?: string | null }> | null } | null } | null } | null }): TensorIO {
+  const t = vi.type!.tensorType!;
+  const type = t.elemType === 7 ? 'int64' : t.elemType === 10 ? 'float16' : 'float32';
+  const shape = (t.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue)));
+  return { name: vi.name!, type, shape };
+}
+
+function emitFloat(b: GraphBuilder, v: Value, name: string, dims: (number | string)[]): void {
+  floatOutput(b, v, name, dims);
+}
+
+export async function compile(opts: CompileOptions): Promise<CompileResult> {
+  const t0 = Date.now();
+  const { model } = opts;
+  const floatType = opts.dtype ?? 'float32';
+  const ckpt = Checkpoint.open(opts.weights);
+  try {
+    const family = familyOf(ckpt.config, opts.weights);
+    const { nodes, problems } = resolveNodes(model, ckpt);
+    if (problems.length) throw new CompileError(problems);
+
+    const gens = model.outputs.filter((o) => o.task === 'generate');
+    const rets = model.outputs.filter((o) => o.task !== 'generate');
+    if (gens.length > 1) throw new CompileError('BLIP4015', `model "${model.name}" has ${gens.length} generate outputs; an artifact drives one decoder`, gens[1].loc);
+    if (gens.length && rets.length) throw new CompileError('BLIP4015', `model "${model.name}" mixes generate and ${rets[0].task} outputs; compile them as two models`, rets[0].loc);
+    for (const t of ['itm', 'itc'] as const) {
+      const same = rets.filter((o) => o.task === t);
+      if (same.length > 1) throw new CompileError('BLIP4015', `model "${model.name}" has ${same.length} ${t} outputs; retrieval.onnx has one of each`, same[1].loc);
+    }
+
+    const vit = model.nodes.find((n) => n.kind === 'vit' && nodes.get(n.name));
+    const imageSize = vit && typeof nodes.get(vit.name)!.attrs.image_size === 'number' ? (nodes.get(vit.name)!.attrs.image_size as number) : 224;
+    const store = new WeightStore(floatType);
+    const lw = new Lowerer(model, ckpt, store, nodes);
+    const graphs: GraphBuilder[] = [];
+    let decoderFacts: DecoderFacts | undefined;
+    let fromEncode: string[] = [];
+    let encodeTakesText = false;
+
+    if (gens.length) {
+      const gen = nodes.get(gens[0].args[0])!;
+      const dec = gen.kind.lowering?.decoder;
+      if (!dec) throw new CompileError('BLIP4015', `node "${gen.node.name}" (${gen.node.kind}) cannot drive generate(): its kind has no decoder lowering`, gens[0].loc);
+      // encode.onnx: everything upstream of the decoder, then the decoder's once-per-input part.
+      const enc = new GraphBuilder('encode', store);
+      const encNodes = upstream(model, gen.node.edges.map((e) => e.from));
+      const flows = lw.lowerNodes(enc, 'encode', encNodes, imageSize);
+      const noInput = () => {
+        throw new Error('internal: generate node input not lowered');
+      };
+      const side: EncodeSide = enc.scope(gen.node.name, () =>
+        dec.encode(lw.context(enc, gen, 'encode'), lw.inputsOf(gen.node, flows, (n) => flows.get(n) ?? noInput(), (f) => f.type === 'text')),
+      );
+      if (vit && flows.get(vit.name)?.type === 'features') emitFloat(enc, (flows.get(vit.name) as { hidden: Value }).hidden, 'image_embeds', ['batch', 'image_sequence', nodes.get(vit.name)!.attrs.width as number]);
+      side.cross?.forEach((kv, i) => {
+        emitFloat(enc, kv.key, `cross.${i}.key`, ['batch', 'heads', 'cross_sequence', 'head_dim']);
+        emitFloat(enc, kv.value, `cross.${i}.value`, ['batch', 'heads', 'cross_sequence', 'head_dim']);
+      });
+      if (side.crossMask) enc.output(side.crossMask, 'cross_attention_mask', 'int64', ['batch', 'cross_sequence']);
+      if (side.prefix) emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', 'hidden']);
+      encodeTakesText = enc.inputs.some((i) => i.name === 'input_ids');
+      graphs.push(enc);
+
+      // decoder.onnx: one step.
+      const d = new GraphBuilder('decoder', store);
+      const ctx = lw.context(d, gen, 'decoder');
+      const facts = (decoderFacts = dec.facts(ctx));
+      const ids = d.input('input_ids', 'int64', ['batch', 'sequence']);
+      const mask = d.input('attention_mask', 'int64', ['batch', 'total_sequence']);
+      const positions = facts.positions === 'input' ? d.input('position_ids', 'int64', ['batch', 'position_sequence']) : undefined;
+      const prefix = side.prefix ? floatInput(d, 'prefix_embeds', ['batch', 'prefix_sequence', facts.hidden]) : undefined;
+      const kvDims = ['batch', facts.kvHeads, 'past_sequence', facts.headDim];
+      const past: KV[] = Array.from({ length: facts.layers }, (_, i) => ({ key: floatInput(d, `past.${i}.key`, kvDims), value: floatInput(d, `past.${i}.value`, kvDims) }));
+      const cross = side.cross?.map((_, i) => ({
+        key: floatInput(d, `cross.${i}.key`, ['batch', 'heads', 'cross_sequence', 'head_dim']),
+        value: floatInput(d, `cross.${i}.value`, ['batch', 'heads', 'cross_sequence', 'head_dim']),
+      }));
+      const crossMask = side.crossMask ? d.input('cross_attention_mask', 'int64', ['batch', 'cross_sequence']) : undefined;
+      const step = d.scope(gen.node.name, () => dec.step(ctx, { ids, mask, past, cross, crossMask, prefix, positions }));
+      emitFloat(d, step.logits, 'logits', ['batch', facts.vocab]);
+      step.present.forEach((kv, i) => {
+        emitFloat(d, kv.key, `present.${i}.key`, ['batch', facts.kvHeads, 'total_sequence', facts.headDim]);
+        emitFloat(d, kv.value, `present.${i}.value`, ['batch', facts.kvHeads, 'total_sequence', facts.headDim]);
+      });
+      fromEncode = d.inputs.map((i) => i.name!).filter((n) => enc.outputs.some((o) => o.name === n));
+      graphs.push(d);
+    } else {
+      const r = new GraphBuilder('retrieval', store);
+      const flows = lw.lowerNodes(r, 'retrieval', upstream(model, rets.flatMap((o) => o.args)), imageSize);
+      for (const o of rets) lowerRetrievalTask(r, o, flows);
+      graphs.push(r);
+    }
+
+    // Coverage: every checkpoint tensor is read by a node, or deliberately ignored by its kind.
+    const read = new Set(store.keys.map((k) => k.split(':')[0]));
+    const used = upstream(model, model.outputs.flatMap((o) => o.args));
+    for (const key of ckpt.keys()) {
+      if (read.has(key)) continue;
+      // The node whose prefix is the longest match owns the tensor.
+      const owners = model.nodes.filter((n) => n.checkpoint === '' || key.startsWith(`${n.checkpoint}.`)).sort((a, b) => b.checkpoint.length - a.checkpoint.length);
+      const ignored = owners.some((n) => {
+        if (!used.has(n.name)) return true; // a node no output needs: its tensors are the file's business
+        const rn = nodes.get(n.name)!;
+        const rel = n.checkpoint ? key.slice(n.checkpoint.length + 1) : key;
+        const connected = (port: string) => n.edges.some((e) => e.port === port);
+        return (rn.kind.lowering?.ignored?.(rn.attrs, connected) ?? []).some((re) => new RegExp(`^(?:${re.source})$`).test(rel));
+      });
+      if (ignored) continue;
+      const owner = owners[0];
+      lw.report({
+        code: 'BLIP4011',
+        message: owner
+          ? `the checkpoint has tensor "${key}" under node "${owner.name}"'s prefix "${owner.checkpoint}", but ${owner.kind} does not read it: a different architecture than the file describes?`
+          : `the checkpoint has tensor "${key}", which no node reads (no node has checkpoint prefix "${key.split('.')[0]}")`,
+        loc: owner?.loc ?? model.loc,
+      });
+    }
+    if (lw.problems.length) throw new CompileError(lw.problems);
+
+    for (const g of graphs) {
+      pruneDead(g);
+      const bad = graphProblems(g);
+      if (bad.length) throw new Error(`internal: invalid ${g.name} graph: ${bad.join('; ')}`);
+    }
+
+    return await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, t0 });
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** itm(head) -> itm_logits, itm_score; itc(image, text) -> image_embeds, text_embeds, itc_score. */
+function lowerRetrievalTask(b: GraphBuilder, o: IrOutput, flows: Map<string, Flow>): void {
+  b.origin = `${o.loc.file}:${o.loc.line}:${o.loc.column}`;
+  b.scope(o.name, () => {
+    if (o.task === 'itm') {
+      const f = flows.get(o.args[0]);
+      if (f?.type !== 'logits') throw new CompileError('BLIP4015', `itm(${o.args[0]}) needs a classifier node`, o.loc);
+      emitFloat(b, f.logits, 'itm_logits', ['batch', 2]);
+      // "match" is class 1 of BLIP's itm_head (softmax(itm_score)[:, 1] in the model card examples).
+      const probs = b.softmax(f.logits, -1, 'itm_probs');
+      emitFloat(b, b.gather(probs, b.int64([1], [], 'match_index'), 1, 'itm_match'), 'itm_score', ['batch']);
+    } else {
+      const [img, txt] = o.args.map((a) => flows.get(a));
+      if (img?.type !== 'embedding' || txt?.type !== 'embedding') throw new CompileError('BLIP4015', `itc(${o.args.join(', ')}) needs two embed nodes`, o.loc);
+      emitFloat(b, img.embeds, 'image_embeds', ['batch', 'embed']);
+      emitFloat(b, txt.embeds, 'text_embeds', ['batch', 'embed']);
+      // Row b of the image batch against row b of the text batch: the diagonal of image_feat @ text_featᵀ.
+      const sim = b.op('ReduceSum', [b.mul(img.embeds, txt.embeds, 'itc_products'), b.int64([-1], [1], 'itc_axis')], { keepdims: 0 }, { name: 'itc_sim' });
+      emitFloat(b, sim, 'itc_score', ['batch']);
+    }
+  });
+}
+
+interface Built {
+  ckpt: Checkpoint;
+  store: WeightStore;
+  graphs: GraphBuilder[];
+  family: Manifest['family'];
+  decoderFacts?: DecoderFacts;
+  fromEncode: string[];
+  encodeTakesText: boolean;
+  rets: IrOutput[];
+  gens: IrOutput[];
+  imageSize: number;
+  t0: number;
+}
+
+/** Write everything into OUT.tmp-<pid>, the manifest last, then move it into place. */
+async function writeArtifact(opts: CompileOptions, x: Built): Promise<CompileResult> {
+  const out = resolve(opts.out);
+  if (existsSync(out)) {
+    const ok = statSync(out).isDirectory() && (existsSync(join(out, MANIFEST_FILE)) || readdirSync(out).length === 0);
+    if (!ok) throw new CompileError('BLIP4016', `${opts.out} exists and is not a compiled model (no ${MANIFEST_FILE}); remove it or choose another --out`);
+  }
+  const tmp = `${out}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const referenced = new Set(x.graphs.flatMap((g) => [...g.weightNames]));
+    const weightsBytes = await x.store.writeAll(join(tmp, WEIGHTS_FILE), referenced, opts.onProgress);
+    const entries: Manifest['graphs'] = {};
+    const written: CompileResult['graphs'] = [];
+    for (const g of x.graphs) {
+      const file = `${g.name}.onnx`;
+      const bytes = encodeModel(toModelProto(g, x.store, { dataFile: WEIGHTS_FILE, producerVersion: VERSION, docString: `${x.family} ${g.name} graph of ${opts.model.name}` }));
+      writeFileSync(join(tmp, file), bytes);
+      const entry: GraphEntry = { file, inputs: g.inputs.map(tensorIO), outputs: g.outputs.map(tensorIO), nodes: g.nodes.length };
+      entries[g.name as keyof Manifest['graphs']] = entry;
+      written.push({ name: g.name, file, nodes: g.nodes.length, bytes: bytes.length });
+    }
+
+    const warnings: string[] = [];
+    const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(join(x.ckpt.dir, f)));
+    if (tokFiles.length) {
+      mkdirSync(join(tmp, 'tokenizer'));
+      for (const f of tokFiles) copyFileSync(join(x.ckpt.dir, f), join(tmp, 'tokenizer', f));
+    } else warnings.push(`${x.ckpt.dir} has no tokenizer files; \`blip run\` will need text given as token ids`);
+    const qDir = join(x.ckpt.dir, 'qformer_tokenizer');
+    const qFiles = existsSync(qDir) ? TOKENIZER_FILES.filter((f) => existsSync(join(qDir, f))) : [];
+    if (qFiles.length) {
+      mkdirSync(join(tmp, 'qformer_tokenizer'));
+      for (const f of qFiles) copyFileSync(join(qDir, f), join(tmp, 'qformer_tokenizer', f));
+    }
+
+    const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
+    const params = [...new Set(x.graphs.flatMap((g) => [...g.weightNames]))].reduce((n, k) => n + x.store.location(k).spec.dims.reduce((a, d) => a * d, 1), 0);
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      compiler: { name: 'blip-graph', version: VERSION },
+      model: opts.model.name,
+      family: x.family,
+      task,
+      dtype: x.store.floatType,
+      outputs: opts.model.outputs.map((o) => ({ name: o.name, task: o.task, graph: o.task === 'generate' ? 'decoder' : 'retrieval' })),
+      graphs: entries,
+      weights: { file: WEIGHTS_FILE, bytes: weightsBytes, tensors: referenced.size, parameters: params },
+      preprocess: preprocessFor(opts.model, x.ckpt, x.imageSize),
+      text: textConventionsFor(x.family, x.ckpt.config, task),
+      source: {
+        graph: { file: opts.graphFile, sha256: createHash('sha256').update(opts.graphText).digest('hex') },
+        checkpoint: { dir: opts.weights, fingerprint: x.ckpt.fingerprint(), files: x.ckpt.fileNames.map((f) => basename(f)), dtypes: x.ckpt.dtypes() },
+      },
+    };
+    if (tokFiles.length) manifest.tokenizer = { dir: 'tokenizer', files: tokFiles };
+    if (qFiles.length) manifest.qformer_tokenizer = { dir: 'qformer_tokenizer', files: qFiles };
+    if (x.decoderFacts && entries.decoder) {
+      const f = x.decoderFacts;
+      manifest.decoder = {
+        layers: f.layers,
+        kv_heads: f.kvHeads,
+        head_dim: f.headDim,
+        hidden_size: f.hidden,
+        vocab_size: f.vocab,
+        inputs: entries.decoder.inputs.map((i) => i.name),
+        from_encode: x.fromEncode,
+        positions: f.positions,
+        cross_attention: x.fromEncode.some((n) => n.startsWith('cross.')),
+      };
+      manifest.generation = generationFor(opts.model, x.ckpt);
+    }
+    if (x.rets.some((o) => o.task === 'itm')) manifest.itm = { match_index: 1 };
+    writeFileSync(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+
+    if (existsSync(out)) {
+      const old = `${out}.old-${process.pid}`;
+      renameSync(out, old);
+      renameSync(tmp, out);
+      rmSync(old, { recursive: true, force: true });
+    } else renameSync(tmp, out);
+    return { out, manifest, parameters: params, graphs: written, weightsBytes, seconds: (Date.now() - x.t0) / 1000, warnings };
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}

@@ -1,0 +1,118 @@
+// Facts the manifest carries besides the graphs, read from the .blip file's blocks and the
+// checkpoint's files, in that order of precedence: image preprocessing, generation defaults, the
+// special token ids and how prompts are built. Each value records where it came from.
+import type { IrGeneration, IrModel, IrPreprocess } from '../ir/types.js';
+import type { Generation, Manifest, Preprocess, TextConventions } from '../artifact/manifest.js';
+import type { Checkpoint, JsonObject } from '../weights/checkpoint.js';
+import { CompileError } from './CompileError.js';
+
+export type Family = Manifest['family'];
+
+export function familyOf(config: JsonObject, dir: string): Family {
+  const t = String(config.model_type ?? '');
+  if (t === 'blip') return 'blip';
+  if (t === 'blip-2' || t === 'blip_2') return 'blip-2';
+  if (t === 'instructblip') return 'instructblip';
+  throw new CompileError('BLIP4015', `${dir}/config.json has model_type ${JSON.stringify(config.model_type)}; blip-graph compiles BLIP ("blip"), BLIP-2 ("blip-2") and InstructBLIP ("instructblip") checkpoints`);
+}
+
+const obj = (v: unknown): JsonObject => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as JsonObject) : {});
+const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+
+/** PIL resampling codes as image processors store them. */
+const RESAMPLE: Record<number, Preprocess['resample']> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
+/** OPENAI_CLIP_MEAN / _STD: the BLIP family's default normalisation. */
+const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
+const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
+
+/**
+ * The graph's preprocess block, else the checkpoint's image processor (transformers 5 nests it in
+ * processor_config.json; older checkpoints have preprocessor_config.json), else BlipImageProcessor's
+ * defaults with the vision encoder's image size.
+ */
+export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: number): Preprocess {
+  const fromProcessor = ckpt.readJson('processor_config.json');
+  const nested = fromProcessor && obj(fromProcessor.image_processor);
+  const [file, ip] = nested && Object.keys(nested).length ? ['processor_config.json', nested] : ['preprocessor_config.json', ckpt.readJson('preprocessor_config.json')];
+  const g: IrPreprocess = model.preprocess ?? {};
+  const source: Record<string, string> = {};
+  const pick = <T>(key: string, graph: T | undefined, checkpoint: T | undefined, dflt: T): T => {
+    if (graph !== undefined) return (source[key] = 'graph'), graph;
+    if (checkpoint !== undefined) return (source[key] = file as string), checkpoint;
+    return (source[key] = 'default'), dflt;
+  };
+  const size = obj(ip?.size);
+  const ckptSize = num(size.height) ?? num(size.shortest_edge) ?? num(ip?.size);
+  const arr = (v: unknown) => (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number') ? (v as number[]) : undefined);
+  const bool = (v: unknown) => (typeof v === 'boolean' ? v : undefined);
+  return {
+    image_size: pick('image_size', g.image_size, ckptSize, imageSize),
+    mean: pick('mean', g.mean, arr(ip?.image_mean), CLIP_MEAN),
+    std: pick('std', g.std, arr(ip?.image_std), CLIP_STD),
+    resample: pick('resample', g.resample, RESAMPLE[num(ip?.resample) ?? -1], 'bicubic'),
+    rescale_factor: pick('rescale_factor', g.rescale_factor, num(ip?.rescale_factor), 1 / 255),
+    do_resize: pick('do_resize', undefined, bool(ip?.do_resize), true),
+    do_rescale: pick('do_rescale', undefined, bool(ip?.do_rescale), true),
+    do_normalize: pick('do_normalize', g.do_normalize, bool(ip?.do_normalize), true),
+    do_convert_rgb: pick('do_convert_rgb', g.do_convert_rgb, bool(ip?.do_convert_rgb), true),
+    source,
+  };
+}
+
+const GENERATION_KEYS = [
+  'max_length', 'max_new_tokens', 'min_length', 'min_new_tokens', 'num_beams', 'do_sample', 'length_penalty', 'early_stopping',
+  'repetition_penalty', 'no_repeat_ngram_size', 'top_p', 'top_k', 'temperature',
+] as const;
+
+/**
+ * Generation defaults: the graph's generation block, else generation_config.json, else
+ * transformers' GenerationConfig defaults (max_length 20, greedy).
+ */
+export function generationFor(model: IrModel, ckpt: Checkpoint): Generation {
+  const file = ckpt.readJson('generation_config.json') ?? {};
+  const g: IrGeneration = model.generation ?? {};
+  const out: Record<string, unknown> = {};
+  const source: Record<string, string> = {};
+  for (const k of GENERATION_KEYS) {
+    const fromGraph = (g as Record<string, unknown>)[k];
+    if (fromGraph !== undefined) (out[k] = fromGraph), (source[k] = 'graph');
+    else if (file[k] !== undefined && file[k] !== null) (out[k] = file[k]), (source[k] = 'generation_config.json');
+  }
+  if (g.prompt !== undefined) (out.prompt = g.prompt), (source.prompt = 'graph');
+  for (const [k, v] of [['max_length', 20], ['num_beams', 1], ['do_sample', false]] as const) {
+    if (out[k] === undefined && !(k === 'max_length' && out.max_new_tokens !== undefined)) (out[k] = v), (source[k] = 'default');
+  }
+  return { ...(out as Omit<Generation, 'source'>), source };
+}
+
+/** Special ids and prompt layout. BLIP's are fixed by its modeling code, not by generation_config. */
+export function textConventionsFor(family: Family, config: JsonObject, task: Manifest['task']): TextConventions {
+  const text = obj(config.text_config);
+  if (family === 'blip') {
+    // BlipTextConfig defaults, for configs that leave them out.
+    const bos = num(text.bos_token_id) ?? 30522;
+    const sep = num(text.sep_token_id) ?? 102;
+    return {
+      bos_token_id: bos,
+      // Why sep: BLIP's generate() stops on [SEP] (text_config.sep_token_id), not on eos_token_id.
+      eos_token_id: [sep],
+      pad_token_id: num(text.pad_token_id) ?? 0,
+      sep_token_id: sep,
+      // Why bos: generate() replaces [CLS] by text_config.bos_token_id ([DEC]) as the first decoder token.
+      decoder_start_token_id: bos,
+      prompt_format: 'blip',
+      text_input: task === 'caption' ? 'decoder' : 'encoder',
+    };
+  }
+  const eos = text.eos_token_id;
+  const conv: TextConventions = {
+    eos_token_id: Array.isArray(eos) ? (eos as number[]) : [num(eos) ?? 2],
+    pad_token_id: num(text.pad_token_id) ?? 0,
+    prompt_format: 'plain',
+  };
+  if (num(text.bos_token_id) !== undefined) conv.bos_token_id = num(text.bos_token_id);
+  if (num(text.decoder_start_token_id) !== undefined) conv.decoder_start_token_id = num(text.decoder_start_token_id);
+  if (num(config.image_token_index) !== undefined) conv.image_token_id = num(config.image_token_index);
+  if (num(config.num_query_tokens) !== undefined) conv.num_query_tokens = num(config.num_query_tokens);
+  return conv;
+}

@@ -1,0 +1,58 @@
+// Attribute resolution at compile time: every node's attributes are what the .blip file pins, else
+// what the checkpoint says (its config.json section, or the shapes of its tensors for kinds
+// without a section), else the kind's lowering defaults. A pinned attribute that disagrees with the
+// checkpoint is an error at the attribute's location: the file describes a different model than
+// the weights hold, and compiling anyway would produce garbage or a shape error far from the cause.
+import type { IrModel, IrNode, IrValue } from '../ir/types.js';
+import type { Attrs, NodeKind } from '../nodes/NodeKind.js';
+import { nodeKinds } from '../nodes/index.js';
+import type { Problem } from './CompileError.js';
+
+export interface ResolvedNode {
+  node: IrNode;
+  kind: NodeKind;
+  attrs: Attrs;
+}
+
+export interface CheckpointView {
+  config: Record<string, unknown>;
+  shape(key: string): number[] | undefined;
+}
+
+const show = (v: IrValue | undefined) => JSON.stringify(v);
+
+export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map<string, ResolvedNode>; problems: Problem[] } {
+  const nodes = new Map<string, ResolvedNode>();
+  const problems: Problem[] = [];
+  for (const node of model.nodes) {
+    const kind = nodeKinds[node.kind];
+    if (!kind?.lowering) {
+      problems.push({ code: 'BLIP4015', message: `node "${node.name}": kind "${node.kind}" cannot be compiled yet`, loc: node.loc });
+      continue;
+    }
+    const sectionName = node.config ?? kind.defaultConfig;
+    const raw = sectionName === undefined ? undefined : sectionName === '' ? ckpt.config : ckpt.config[sectionName];
+    const section = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
+    const sources: Array<[string, Attrs]> = [];
+    if (section && kind.fromConfig) sources.push([`config.json "${sectionName || '(top level)'}"`, kind.fromConfig(section, ckpt.config)]);
+    if (kind.fromShapes) sources.push([`the shapes of the checkpoint's "${node.checkpoint}.*" tensors`, kind.fromShapes((k) => ckpt.shape(k), node.checkpoint)]);
+
+    for (const [attr, pinned] of Object.entries(node.attrs)) {
+      for (const [where, found] of sources) {
+        if (attr in found && found[attr] !== pinned) {
+          problems.push({
+            code: 'BLIP4013',
+            message: `attribute "${attr}" of node "${node.name}" is pinned to ${show(pinned)}, but ${where} says ${show(found[attr])}: the file describes another model than the checkpoint holds`,
+            loc: node.attrLocs[attr] ?? node.loc,
+          });
+          break;
+        }
+      }
+    }
+    const attrs: Attrs = { ...(kind.lowering.defaults ?? {}) };
+    for (const [, found] of [...sources].reverse()) Object.assign(attrs, found);
+    Object.assign(attrs, node.attrs);
+    nodes.set(node.name, { node, kind, attrs });
+  }
+  return { nodes, problems };
+}
