@@ -1,5 +1,5 @@
 // `blip fmt`: the canonical layout of a `.blip` file. Two-space indent; one declaration per line;
-// attribute blocks on one line when they fit in 100 columns and hold no comment, else one
+// attribute blocks on one line when they fit in 120 columns and hold no comment, else one
 // attribute per line; values as written; single blank lines kept where the source had blank
 // lines; comments kept: leading ones above their declaration, trailing ones at the line's end.
 // print(parse(print(parse(x)))) === print(parse(x)).
@@ -7,7 +7,7 @@ import type * as A from './ast.js';
 import { parse } from './parse.js';
 import type { Diagnostic } from '../diagnostics/Diagnostic.js';
 
-const WIDTH = 100;
+const WIDTH = 120;
 const INDENT = '  ';
 
 interface Item {

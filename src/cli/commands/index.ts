@@ -2,3 +2,5 @@
 import { registerCommand } from '../main.js';
 
 registerCommand(async () => (await import('./version.js')).default);
+registerCommand(async () => (await import('./check.js')).default);
+registerCommand(async () => (await import('./fmt.js')).default);

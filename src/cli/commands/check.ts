@@ -1,0 +1,58 @@
+import type { Command } from '../Command.js';
+import { UsageError } from '../Command.js';
+import { loadProgram } from '../../syntax/load.js';
+import { diagnosticsToJson, formatDiagnostics } from '../../diagnostics/format.js';
+import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
+
+const command: Command = {
+  name: 'check',
+  summary: 'check .blip files: syntax, names, graph, attribute types and widths',
+  help: `Usage: blip check [--json] [--max N] FILE...
+
+Parses and checks each FILE (and the files it imports): syntax, name resolution, node kinds,
+ports and edge types, attribute types and ranges (JSON Schemas), cycles, reachability, unused
+declarations, and widths along edges as far as the file pins them. Checkpoints are not read:
+'blip compile' checks pinned sizes against config.json.
+
+Diagnostics go to stderr as 'path:line:col - error BLIPnnnn: message' with a code frame.
+Exit status: 0 when no file has errors (warnings are printed but allowed), 1 otherwise.
+
+Options:
+  --json    print the diagnostics of all files as one JSON array on stdout instead
+            ({code, severity, message, file, line, column, endLine, endColumn, related?})
+  --max N   print at most N diagnostics per file (default 20)
+
+Examples:
+  blip check graphs/blip2-opt.blip
+  blip check graphs/*.blip graphs/pinned/*.blip
+  blip check --json my-model.blip`,
+  async run(argv) {
+    let json = false;
+    let max = 20;
+    const files: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i];
+      if (a === '--json') json = true;
+      else if (a === '--max') {
+        const n = Number(argv[++i]);
+        if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max expects a positive integer, found '${argv[i] ?? ''}'`);
+        max = n;
+      } else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option '${a}'`);
+      else files.push(a);
+    }
+    if (!files.length) throw new UsageError('expected at least one FILE');
+    let failed = false;
+    const all: Diagnostic[] = [];
+    const sources = new Map<string, string>();
+    for (const file of files) {
+      const r = loadProgram(file);
+      if (hasErrors(r.diagnostics)) failed = true;
+      for (const [k, v] of r.sources) sources.set(k, v);
+      if (json) all.push(...r.diagnostics);
+      else process.stderr.write(formatDiagnostics(r.diagnostics, r.sources, { max }));
+    }
+    if (json) process.stdout.write(JSON.stringify(diagnosticsToJson(all, sources), null, 2) + '\n');
+    return failed ? 1 : 0;
+  },
+};
+export default command;

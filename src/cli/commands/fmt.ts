@@ -1,0 +1,69 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Command } from '../Command.js';
+import { UsageError } from '../Command.js';
+import { formatSource } from '../../syntax/print.js';
+import { formatDiagnostics } from '../../diagnostics/format.js';
+
+const command: Command = {
+  name: 'fmt',
+  summary: 'print a .blip file in canonical layout (--write to rewrite it)',
+  help: `Usage: blip fmt [--write | --check] FILE...
+
+Prints FILE in the canonical layout: two-space indent, one declaration per line, attribute
+blocks on one line when they fit in 120 columns (else one attribute per line), values as
+written, blank lines between groups kept, comments kept. Formatting formatted text changes
+nothing. A file with syntax errors is not formatted: its diagnostics go to stderr (exit 1).
+
+Options:
+  --write   rewrite each FILE in place (only when it changes); prints nothing
+  --check   print the names of files that are not formatted; exit 1 if there are any
+
+Without --write or --check, exactly one FILE is printed to stdout.
+
+Examples:
+  blip fmt graphs/blip2-opt.blip
+  blip fmt --write graphs/*.blip graphs/pinned/*.blip
+  blip fmt --check graphs/*.blip`,
+  async run(argv) {
+    let write = false;
+    let check = false;
+    const files: string[] = [];
+    for (const a of argv) {
+      if (a === '--write' || a === '-w') write = true;
+      else if (a === '--check') check = true;
+      else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
+      else files.push(a);
+    }
+    if (write && check) throw new UsageError('--write and --check exclude each other');
+    if (!files.length) throw new UsageError('expected a FILE');
+    if (!write && !check && files.length > 1) throw new UsageError('expected one FILE (use --write or --check for several)');
+    let status = 0;
+    for (const file of files) {
+      let text: string;
+      try {
+        text = new TextDecoder('utf-8').decode(readFileSync(file));
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        process.stderr.write(`${file}:1:1 - error BLIP2001: cannot read file '${file}': expected a readable .blip file, found ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message}\n`);
+        status = 1;
+        continue;
+      }
+      const r = formatSource(text, file);
+      if (r.text === undefined) {
+        process.stderr.write(formatDiagnostics(r.diagnostics, new Map([[file, text]])));
+        status = 1;
+        continue;
+      }
+      if (check) {
+        if (r.text !== text) {
+          process.stdout.write(file + '\n');
+          status = 1;
+        }
+      } else if (write) {
+        if (r.text !== text) writeFileSync(file, r.text);
+      } else process.stdout.write(r.text);
+    }
+    return status;
+  },
+};
+export default command;
