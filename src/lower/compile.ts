@@ -157,12 +157,12 @@ class Lowerer {
     return flows;
   }
 
-  inputsOf(node: IrNode, flows: Map<string, Flow>, input: (name: string) => Flow, skip: (f: Flow) => boolean = () => false): Record<string, Flow> {
+  inputsOf(node: IrNode, flows: Map<string, Flow>, input: (name: string) => Flow): Record<string, Flow> {
     const out: Record<string, Flow> = {};
     for (const e of node.edges) {
       const f = flows.get(e.from) ?? (this.model.inputs.some((i) => i.name === e.from) ? input(e.from) : undefined);
       if (!f) throw new Error(`internal: node ${node.name} reads ${e.from}, which is not lowered in this graph`);
-      if (!skip(f)) out[e.port] = f;
+      out[e.port] = f;
     }
     return out;
   }
@@ -244,12 +244,13 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       const enc = new GraphBuilder('encode', store);
       const encNodes = upstream(model, gen.node.edges.map((e) => e.from));
       const flows = lw.lowerNodes(enc, 'encode', encNodes, imageSize);
-      const noInput = () => {
-        throw new Error('internal: generate node input not lowered');
-      };
-      const side: EncodeSide = enc.scope(gen.node.name, () =>
-        dec.encode(lw.context(enc, gen, 'encode'), lw.inputsOf(gen.node, flows, (n) => flows.get(n) ?? noInput(), (f) => f.type === 'text')),
-      );
+      // The decoder's own text (a caption prompt) is fed to decoder.onnx, not to encode.onnx.
+      const genInputs: Record<string, Flow> = {};
+      for (const e of gen.node.edges) {
+        const f = flows.get(e.from);
+        if (f && f.type !== 'text') genInputs[e.port] = f;
+      }
+      const side: EncodeSide = enc.scope(gen.node.name, () => dec.encode(lw.context(enc, gen, 'encode'), genInputs));
       if (vit && flows.get(vit.name)?.type === 'features') emitFloat(enc, (flows.get(vit.name) as { hidden: Value }).hidden, 'image_embeds', ['batch', 'image_sequence', nodes.get(vit.name)!.attrs.width as number]);
       side.cross?.forEach((kv, i) => {
         emitFloat(enc, kv.key, `cross.${i}.key`, ['batch', 'heads', 'cross_sequence', 'head_dim']);
