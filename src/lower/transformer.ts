@@ -1,115 +1,32 @@
-// Building blocks for lowering transformer node kinds (qformer, opt, llama, t5): checkpoint-backed
-// parameters, norms, activations, multi-head attention with additive masks, KV-cache plumbing.
-// Everything here works on GraphBuilder Values; shapes are given in the comments as
+// Building blocks for lowering transformer node kinds: activations, RMS norm, multi-head attention
+// with additive masks, positions. Everything here works on GraphBuilder Values (checkpoint tensors
+// come in through the LowerContext, see ./blocks.ts); shapes in the comments are
 // B batch, L current positions, P past positions, T = P + L, N heads, D head width.
 //
 // Arithmetic happens in the store's float type (`ft`); graph inputs and outputs stay float32
 // (the manifest's rule), so `floatInput` / `floatOutput` cast at the boundary under float16.
 // Attention scores, masks and norm statistics are always float32, as transformers keeps them.
 import onnxProto from 'onnx-proto';
-import { GraphBuilder, ONNX_DTYPE, Value, float } from './GraphBuilder.js';
+import { GraphBuilder, ONNX_DTYPE, Value } from './GraphBuilder.js';
 import { float32ToFloat16 } from '../weights/float16.js';
-import { CheckpointError } from '../weights/CheckpointError.js';
-
-/** What lowering needs from a checkpoint (src/weights/checkpoint.ts's Checkpoint has it). */
-export interface TensorSource {
-  shape(key: string): number[] | undefined;
-  readFloat32(key: string): Float32Array;
-}
 
 export type FloatType = 'float32' | 'float16';
 
 /** The most negative finite value of each float type: transformers' additive mask value. */
 export const FLOAT_MIN: Record<FloatType, number> = { float32: -3.4028234663852886e38, float16: -65504 };
 
-/** Checkpoint tensors as graph initializers, named by their checkpoint keys. */
-export class Params {
-  constructor(
-    readonly b: GraphBuilder,
-    readonly src: TensorSource,
-    /** For error messages: "node llm at graphs/blip2-opt.blip:9:3". */
-    readonly origin = '',
-  ) {}
-
-  get ft(): FloatType {
-    return this.b.weights.floatType;
-  }
-
-  has(key: string): boolean {
-    return this.src.shape(key) !== undefined;
-  }
-
-  /** The tensor's shape; a missing tensor is a checkpoint error naming the key and the node. */
-  shape(key: string): number[] {
-    const s = this.src.shape(key);
-    if (!s) throw new CheckpointError('BLIP4007', `checkpoint has no tensor "${key}"${this.origin ? ` (needed by ${this.origin})` : ''}`, undefined, key);
-    return s;
-  }
-
-  /** The first of `keys` the checkpoint holds (for layouts that moved a tensor), or undefined. */
-  first(...keys: string[]): string | undefined {
-    return keys.find((k) => this.has(k));
-  }
-
-  /** A tensor as stored (reshaped to `dims` when given: same element count). */
-  tensor(key: string, dims?: number[]): Value {
-    const shape = this.shape(key);
-    const out = dims ?? shape;
-    if (numel(out) !== numel(shape)) throw new Error(`weight ${key}: cannot view [${shape}] as [${out}]`);
-    const name = dims && dims.join(',') !== shape.join(',') ? `${key}:view` : key;
-    return this.b.weight({ key: name, dims: out, produce: () => this.src.readFloat32(key), origin: this.origin });
-  }
-
-  /** A torch Linear weight, stored (out, in), transposed to (in, out) for MatMul. */
-  linearWeight(key: string): Value {
-    const [o, i] = this.shape(key);
-    return this.b.weight({
-      key: `${key}:T`,
-      dims: [i, o],
-      produce: () => transpose2d(this.src.readFloat32(key), o, i),
-      origin: this.origin,
-    });
-  }
-
-  /** x·Wᵀ + b for the torch Linear at `prefix` (the bias is used when the checkpoint has one). */
-  linear(x: Value, prefix: string, role = 'linear'): Value {
-    const w = this.linearWeight(`${prefix}.weight`);
-    const bias = this.has(`${prefix}.bias`) ? this.tensor(`${prefix}.bias`) : undefined;
-    return this.b.linear(x, w, bias, role);
-  }
-
-  /** torch LayerNorm at `prefix` (affine when the checkpoint has its weight). */
-  layerNorm(x: Value, prefix: string, eps: number, role = 'layernorm'): Value {
-    const d = lastDimOf(this, prefix);
-    const w = this.has(`${prefix}.weight`) ? this.tensor(`${prefix}.weight`) : fconst(this.b, new Float32Array(d).fill(1), [d], 'ln_ones');
-    const bias = this.has(`${prefix}.bias`) ? this.tensor(`${prefix}.bias`) : undefined;
-    if (this.ft === 'float16') {
-      const y = this.b.layerNorm(this.b.cast(x, 'float32', `${role}_f32`), this.b.cast(w, 'float32'), bias && this.b.cast(bias, 'float32'), eps, role);
-      return this.b.cast(y, 'float16', `${role}_f16`);
-    }
-    return this.b.layerNorm(x, w, bias, eps, role);
-  }
-
-  /** T5 / LLaMA RMS norm: x·rsqrt(mean(x²) + eps), statistics in float32, then ·weight. */
-  rmsNorm(x: Value, key: string, eps: number, role = 'rmsnorm'): Value {
-    const b = this.b;
-    const x32 = this.ft === 'float16' ? b.cast(x, 'float32', `${role}_f32`) : x;
-    const ms = b.op('ReduceMean', [b.mul(x32, x32, `${role}_sq`)], { axes: [-1], keepdims: 1 }, { name: `${role}_ms` }); // (…, 1)
-    const inv = b.op('Reciprocal', [b.op('Sqrt', [b.add(ms, f32(b, eps), `${role}_eps`)], {}, { name: `${role}_rms` })], {}, { name: `${role}_inv` });
-    let y = b.mul(x32, inv, `${role}_normed`);
-    if (this.ft === 'float16') y = b.cast(y, 'float16', `${role}_f16`);
-    return b.mul(y, this.tensor(key), role);
-  }
-
-  /** Rows of the embedding matrix at `key` for int64 ids: (…) -> (…, D). */
-  embed(ids: Value, key: string, role = 'embed'): Value {
-    return this.b.op('Gather', [this.tensor(key), ids], { axis: 0 }, { name: role });
-  }
-}
-
-function lastDimOf(p: Params, prefix: string): number {
-  const s = p.shape(`${prefix}.weight`);
-  return s[s.length - 1];
+/**
+ * T5 / LLaMA RMS norm: x·rsqrt(mean(x²) + eps) with the statistics in float32 (float16 graphs cast
+ * there and back, as transformers does), then ·weight.
+ */
+export function rmsNorm(b: GraphBuilder, x: Value, weight: Value, eps: number, role = 'rmsnorm'): Value {
+  const f16 = b.weights.floatType === 'float16';
+  const x32 = f16 ? b.cast(x, 'float32', `${role}_f32`) : x;
+  const ms = b.op('ReduceMean', [b.mul(x32, x32, `${role}_sq`)], { axes: [-1], keepdims: 1 }, { name: `${role}_ms` }); // (…, 1)
+  const inv = b.op('Reciprocal', [b.op('Sqrt', [b.add(ms, f32(b, eps), `${role}_eps`)], {}, { name: `${role}_rms` })], {}, { name: `${role}_inv` });
+  let y = b.mul(x32, inv, `${role}_normed`);
+  if (f16) y = b.cast(y, 'float16', `${role}_f16`);
+  return b.mul(y, weight, role);
 }
 
 export function numel(dims: number[]): number {
@@ -287,54 +204,4 @@ export function positionsFromMask(b: GraphBuilder, mask: Value, hidden: Value, r
 /** hidden (B, L, W) -> its last position (B, W). */
 export function lastPosition(b: GraphBuilder, h: Value, role = 'last'): Value {
   return b.op('Gather', [h, b.int64([-1], [], `${role}_index`)], { axis: 1 }, { name: role });
-}
-
-/** Language-model head over one position: x (B, E) · Wᵀ for W (V, E) as stored (tied or not) -> (B, V). */
-export function lmHead(p: Params, x: Value, key: string, role = 'lm_head'): Value {
-  return p.b.op('Gemm', [x, p.tensor(key)], { transB: 1 }, { name: role });
-}
-
-export interface KvCacheOptions {
-  layers: number;
-  kvHeads: number;
-  headDim: number;
-  /** Width of `prefix_embeds` (decoder-only LLMs: the soft visual prompt, present at prefill). */
-  prefixWidth?: number;
-}
-
-/**
- * The decoder.onnx step contract: inputs `input_ids` (B, S), `attention_mask` (B, T),
- * [`prefix_embeds` (B, Qp, E)], `past.{i}.key/value` (B, Nkv, P, D); `extend` appends the step's
- * keys/values to layer i's past and declares `present.{i}.key/value` (B, Nkv, T, D).
- */
-export class KvCache {
-  readonly inputIds: Value;
-  readonly mask: Value;
-  readonly prefix?: Value;
-  private readonly past: Array<[Value, Value]> = [];
-
-  constructor(
-    readonly b: GraphBuilder,
-    readonly o: KvCacheOptions,
-  ) {
-    this.inputIds = b.input('input_ids', 'int64', ['batch', 'sequence']);
-    this.mask = b.input('attention_mask', 'int64', ['batch', 'total_sequence']);
-    if (o.prefixWidth !== undefined) this.prefix = floatInput(b, 'prefix_embeds', ['batch', 'prefix_sequence', o.prefixWidth]);
-    for (let i = 0; i < o.layers; i++) {
-      const dims = ['batch', o.kvHeads, 'past_sequence', o.headDim];
-      this.past.push([floatInput(b, `past.${i}.key`, dims), floatInput(b, `past.${i}.value`, dims)]);
-    }
-  }
-
-  /** k, v (B, Nkv, L, D) of layer i -> past ++ them (B, Nkv, T, D), also declared as present.{i}.*. */
-  extend(i: number, k: Value, v: Value): [Value, Value] {
-    const b = this.b;
-    const [pk, pv] = this.past[i];
-    const kk = b.concat([pk, k], 2, 'k_all');
-    const vv = b.concat([pv, v], 2, 'v_all');
-    const dims = ['batch', this.o.kvHeads, 'total_sequence', this.o.headDim];
-    floatOutput(b, kk, `present.${i}.key`, dims);
-    floatOutput(b, vv, `present.${i}.value`, dims);
-    return [kk, vv];
-  }
 }

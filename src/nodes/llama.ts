@@ -3,6 +3,11 @@
 // prefix (B, Q, width) ++ embed(text) (B, S, width) -> decoder layers -> logits (B, V)
 import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, eps, int, n, num, oneOf, pick } from './schema.js';
+import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs } from '../lower/contract.js';
+import type { Value } from '../lower/GraphBuilder.js';
+import { activation, attend, causalBias, lastPosition, mergeHeads, positionsFromMask, rmsNorm, slice, splitHeads } from '../lower/transformer.js';
+import { dense } from '../lower/blocks.js';
+import { CompileError } from '../lower/CompileError.js';
 
 export const Llama: NodeKind = {
   kind: 'llama',
@@ -23,6 +28,7 @@ export const Llama: NodeKind = {
     max_positions: int('context length (config: max_position_embeddings)'),
     rms_norm_eps: eps('RMSNorm epsilon'),
     rope_theta: num('rotary base (config: rope_theta or rope_parameters.rope_theta)', 1, 1e9),
+    rope_type: oneOf('rotary variant (config: rope_parameters.rope_type); only "default" is lowered', ['default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3']),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
   }),
   defaultConfig: 'text_config',
@@ -40,9 +46,11 @@ export const Llama: NodeKind = {
       rope_theta: 'rope_theta',
       act: 'hidden_act',
     });
-    // Newer transformers move rope_theta under rope_parameters; older configs have it top-level.
-    const rp = section.rope_parameters as Record<string, unknown> | undefined;
-    if (attrs.rope_theta === undefined && rp && typeof rp.rope_theta === 'number') attrs.rope_theta = rp.rope_theta;
+    // Newer transformers move rope_theta under rope_parameters (older configs: top level, and
+    // rope_scaling for the variant); as RotaryEmbeddingConfigMixin, rope_parameters wins.
+    const rp = (section.rope_parameters ?? section.rope_scaling) as Record<string, unknown> | null | undefined;
+    if (rp && typeof rp.rope_theta === 'number') attrs.rope_theta = rp.rope_theta;
+    if (rp && typeof (rp.rope_type ?? rp.type) === 'string') attrs.rope_type = (rp.rope_type ?? rp.type) as string;
     // num_key_value_heads: null means "same as heads" (plain multi-head attention).
     if (attrs.kv_heads === undefined && attrs.heads !== undefined) attrs.kv_heads = attrs.heads;
     return attrs;
@@ -51,90 +59,96 @@ export const Llama: NodeKind = {
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
 };
 
-// ---- lowering ----
-//
-// transformers' LlamaForCausalLM as InstructBLIP drives it. Checkpoint layout (prefix `language_model`):
+// ---- lowering (src/lower/contract.ts) ----
+// transformers' LlamaForCausalLM as InstructBLIP drives it, at prefix `language_model`:
 //   model.embed_tokens (V, H)
 //   model.layers.{i}.{input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm, mlp.{gate,up,down}_proj}
 //   model.norm
-//   lm_head (V, H)                       (absent when tied: the embeddings serve)
-import type { Value } from '../lower/GraphBuilder.js';
-import { Params, activation, attend, causalBias, lastPosition, lmHead, mergeHeads, positionsFromMask, slice, splitHeads, type KvCache } from '../lower/transformer.js';
-import type { Attrs } from './NodeKind.js';
-
-const need = (a: Attrs, k: string): number => {
-  if (typeof a[k] !== 'number') throw new Error(`llama: attribute ${k} is not resolved`);
-  return a[k] as number;
+//   lm_head (V, H)                       absent when tied: the embeddings serve
+Llama.lowering = {
+  defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', act: 'silu' }, // rope_theta: transformers' default_theta
+  ignored: () => [/model\.rotary_emb\.inv_freq/, /(.*\.)?position_ids/], // buffers older checkpoints saved
+  decoder: {
+    facts: (ctx) => ({ layers: ctx.int('depth'), kvHeads: kvHeads(ctx), headDim: headDim(ctx), hidden: ctx.int('width'), vocab: ctx.int('vocab_size'), positions: 'attention_mask' }),
+    encode(_ctx, inputs) {
+      const prefix = inputs.prefix as FeaturesFlow | undefined;
+      return prefix ? { prefix: prefix.hidden } : {};
+    },
+    step: llamaStep,
+  },
 };
+
+const kvHeads = (ctx: LowerContext) => (ctx.attrs.kv_heads === undefined ? ctx.int('heads') : ctx.int('kv_heads'));
+const headDim = (ctx: LowerContext) => (ctx.attrs.head_dim === undefined ? ctx.int('width') / ctx.int('heads') : ctx.int('head_dim'));
 
 /**
  * RoPE inverse frequencies 1 / theta^(2i/D) for i < D/2, rounded as torch computes them in float32
  * (the exponent, the power and the reciprocal each rounded to float32).
  */
-export function ropeInverseFrequencies(theta: number, headDim: number): Float32Array {
+export function ropeInverseFrequencies(theta: number, D: number): Float32Array {
   const f = Math.fround;
-  const out = new Float32Array(headDim / 2);
-  for (let i = 0; i < headDim / 2; i++) out[i] = f(1 / f(Math.pow(theta, f((2 * i) / headDim))));
-  return out;
+  return Float32Array.from({ length: D / 2 }, (_, i) => f(1 / f(Math.pow(theta, f((2 * i) / D)))));
 }
 
-/** q (B, N, L, D) -> q·cos + rotate_half(q)·sin, rotate_half(x) = [-x₂ ; x₁] over the halves of D. */
-function rotate(p: Params, x: Value, cos: Value, sin: Value, D: number, role: string): Value {
-  const b = p.b;
-  const x1 = slice(b, x, 3, 0, D / 2, `${role}_x1`);
-  const x2 = slice(b, x, 3, D / 2, D, `${role}_x2`);
-  const rot = b.concat([b.op('Neg', [x2], {}, { name: `${role}_neg` }), x1], 3, `${role}_rot`);
-  return b.add(b.mul(x, cos, `${role}_cos`), b.mul(rot, sin, `${role}_sin`), role);
+/** x (B, N, L, D) -> x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂ ; x₁] over the halves of D. */
+function rotate(ctx: LowerContext, x: Value, cos: Value, sin: Value, D: number, role: string): Value {
+  const { b } = ctx;
+  const half = b.concat([b.op('Neg', [slice(b, x, 3, D / 2, D, `${role}_x2`)], {}, { name: `${role}_neg` }), slice(b, x, 3, 0, D / 2, `${role}_x1`)], 3, `${role}_rotated`);
+  return b.add(b.mul(x, cos, `${role}_cos`), b.mul(half, sin, `${role}_sin`), role);
 }
 
 /**
- * One decoder step (decoder.onnx): [prefix_embeds ; embed(input_ids)] over the cached past ->
- * last-position logits. RMSNorm, rotary positions (from the attention mask, as generate numbers
- * them), SwiGLU, grouped key/value heads (the cache holds kv_heads).
+ * One decoder step: [prefix_embeds ; embed(input_ids)] over the cached past -> last-position
+ * logits. RMSNorm, rotary positions from the attention mask (as generate numbers them), SwiGLU,
+ * grouped key/value heads (the cache holds kv_heads).
  */
-export function lowerLlamaDecoder(p: Params, prefix: string, attrs: Attrs, cache: KvCache): Value {
-  const b = p.b;
-  const H = need(attrs, 'width');
-  const N = need(attrs, 'heads');
-  const Nkv = typeof attrs.kv_heads === 'number' ? attrs.kv_heads : N;
-  const D = typeof attrs.head_dim === 'number' ? attrs.head_dim : H / N;
-  const depth = need(attrs, 'depth');
-  const eps = typeof attrs.rms_norm_eps === 'number' ? attrs.rms_norm_eps : 1e-6;
-  const theta = typeof attrs.rope_theta === 'number' ? attrs.rope_theta : 10000; // transformers' default_theta
-  const act = typeof attrs.act === 'string' ? attrs.act : 'silu';
-  const m = `${prefix}.model`;
+function llamaStep(ctx: LowerContext, io: StepInputs): StepOutputs {
+  const { b } = ctx;
+  if (ctx.str('rope_type') !== 'default') throw new CompileError('BLIP4015', `llama: rope_type "${ctx.str('rope_type')}" is not supported (only "default")`, ctx.attrLoc('rope_type'));
+  const [H, N, F, V] = [ctx.int('width'), ctx.int('heads'), ctx.int('mlp_width'), ctx.int('vocab_size')];
+  const [Nkv, D] = [kvHeads(ctx), headDim(ctx)];
+  const eps = ctx.num('rms_norm_eps');
+  const bias = ctx.has('model.layers.0.self_attn.q_proj.bias'); // config attention_bias
+  const mlpBias = ctx.has('model.layers.0.mlp.gate_proj.bias'); // config mlp_bias
+  const norm = (x: Value, name: string, role: string) => rmsNorm(b, x, ctx.param(name, [H]), eps, role);
 
-  const tokens = p.embed(cache.inputIds, `${m}.embed_tokens.weight`, 'tokens'); // (B, S, H)
-  let h = cache.prefix ? b.concat([cache.prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, H)
-  const bias = causalBias(b, cache.mask, h); // (B, 1, L, T)
+  const tokens = b.gather(ctx.param('model.embed_tokens.weight', [V, H]), io.ids, 0, 'tokens'); // (B, S, H)
+  let h = io.prefix ? b.concat([io.prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, H)
+  const mask = causalBias(b, io.mask, h); // (B, 1, L, T)
 
-  // cos/sin (B, 1, L, D): positions · inverse frequencies in float32, duplicated over both halves.
-  const pos = b.cast(positionsFromMask(b, cache.mask, h), 'float32', 'positions_f32'); // (B, L)
-  const freqs = b.mul(b.op('Unsqueeze', [pos, b.int64([2], [1], 'pos_axis')], {}, { name: 'positions_col' }), b.float32(ropeInverseFrequencies(theta, D), [D / 2], 'inv_freq'), 'freqs'); // (B, L, D/2)
-  const emb = b.op('Unsqueeze', [b.concat([freqs, freqs], 2, 'rope_angles'), b.int64([1], [1], 'head_axis')], {}, { name: 'rope_angles_4d' }); // (B, 1, L, D)
-  const toFt = (v: Value) => (b.weights.floatType === 'float16' ? b.cast(v, 'float16', `${v.name.split('/').pop()}_f16`) : v);
-  const cos = toFt(b.op('Cos', [emb], {}, { name: 'rope_cos' }));
-  const sin = toFt(b.op('Sin', [emb], {}, { name: 'rope_sin' }));
+  // cos, sin (B, 1, L, D): positions · inverse frequencies in float32, the angles repeated over both halves.
+  const pos = b.cast(positionsFromMask(b, io.mask, h), 'float32', 'positions_f32'); // (B, L)
+  const freqs = b.mul(b.unsqueeze(pos, [2], 'positions_col'), b.float32(ropeInverseFrequencies(ctx.num('rope_theta'), D), [D / 2], 'inv_freq'), 'freqs'); // (B, L, D/2)
+  const angles = b.unsqueeze(b.concat([freqs, freqs], 2, 'angles'), [1], 'angles_heads'); // (B, 1, L, D)
+  const inFt = (v: Value, role: string) => (b.floatType === 'float16' ? b.cast(v, 'float16', role) : v);
+  const cos = inFt(b.op('Cos', [angles], {}, { name: 'cos' }), 'cos_f16');
+  const sin = inFt(b.op('Sin', [angles], {}, { name: 'sin' }), 'sin_f16');
 
-  for (let i = 0; i < depth; i++) {
-    const layer = `${m}.layers.${i}`;
-    h = b.scope(`llama.layer.${i}`, () => {
-      const x = p.rmsNorm(h, `${layer}.input_layernorm.weight`, eps, 'ln_attn');
-      const a = b.scope('attn', () => {
-        const q = rotate(p, splitHeads(b, p.linear(x, `${layer}.self_attn.q_proj`, 'q'), N, D, 'q_heads'), cos, sin, D, 'q_rope'); // (B, N, L, D)
-        const k = rotate(p, splitHeads(b, p.linear(x, `${layer}.self_attn.k_proj`, 'k'), Nkv, D, 'k_heads'), cos, sin, D, 'k_rope'); // (B, Nkv, L, D)
-        const v = splitHeads(b, p.linear(x, `${layer}.self_attn.v_proj`, 'v'), Nkv, D, 'v_heads');
-        const [kk, vv] = cache.extend(i, k, v); // (B, Nkv, T, D)
-        const ctx = attend(b, q, kk, vv, { scale: D ** -0.5, bias, groups: { heads: N, kvHeads: Nkv } }); // (B, N, L, D)
-        return p.linear(mergeHeads(b, ctx, N * D), `${layer}.self_attn.o_proj`, 'out');
+  const present: KV[] = [];
+  for (let i = 0; i < ctx.int('depth'); i++) {
+    const p = `model.layers.${i}`;
+    h = b.scope(`layers.${i}`, () => {
+      const x = norm(h, `${p}.input_layernorm.weight`, 'input_layernorm');
+      const a = b.scope('self_attn', () => {
+        const q = rotate(ctx, splitHeads(b, dense(ctx, x, `${p}.self_attn.q_proj`, H, N * D, 'q_proj', bias), N, D, 'query'), cos, sin, D, 'query_rope'); // (B, N, L, D)
+        const k = rotate(ctx, splitHeads(b, dense(ctx, x, `${p}.self_attn.k_proj`, H, Nkv * D, 'k_proj', bias), Nkv, D, 'key'), cos, sin, D, 'key_rope'); // (B, Nkv, L, D)
+        const v = splitHeads(b, dense(ctx, x, `${p}.self_attn.v_proj`, H, Nkv * D, 'v_proj', bias), Nkv, D, 'value');
+        const key = b.concat([io.past[i].key, k], 2, 'present_key'); // (B, Nkv, T, D)
+        const value = b.concat([io.past[i].value, v], 2, 'present_value');
+        present.push({ key, value });
+        const o = attend(b, q, key, value, { scale: D ** -0.5, bias: mask, groups: { heads: N, kvHeads: Nkv } }); // (B, N, L, D)
+        return dense(ctx, mergeHeads(b, o, N * D, 'context'), `${p}.self_attn.o_proj`, N * D, H, 'o_proj', bias);
       });
       const r = b.add(h, a, 'attn_residual');
-      const y = p.rmsNorm(r, `${layer}.post_attention_layernorm.weight`, eps, 'ln_mlp');
-      const gate = activation(b, p.linear(y, `${layer}.mlp.gate_proj`, 'gate'), act);
-      const mlp = p.linear(b.mul(gate, p.linear(y, `${layer}.mlp.up_proj`, 'up'), 'swiglu'), `${layer}.mlp.down_proj`, 'down');
-      return b.add(r, mlp, 'mlp_residual');
+      const y = norm(r, `${p}.post_attention_layernorm.weight`, 'post_attention_layernorm');
+      const m = b.scope('mlp', () => {
+        const gate = activation(b, dense(ctx, y, `${p}.mlp.gate_proj`, H, F, 'gate_proj', mlpBias), ctx.str('act'));
+        return dense(ctx, b.mul(gate, dense(ctx, y, `${p}.mlp.up_proj`, H, F, 'up_proj', mlpBias), 'swiglu'), `${p}.mlp.down_proj`, F, H, 'down_proj', mlpBias);
+      });
+      return b.add(r, m, 'mlp_residual');
     });
   }
-  const last = p.rmsNorm(lastPosition(b, h), `${m}.norm.weight`, eps, 'final_norm'); // (B, H)
-  return lmHead(p, last, p.first(`${prefix}.lm_head.weight`, `${m}.embed_tokens.weight`)!); // (B, V)
+  const last = norm(lastPosition(b, h), 'model.norm.weight', 'norm'); // (B, H): the norm is per position
+  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight'; // tie_word_embeddings
+  return { logits: b.op('Gemm', [last, ctx.param(head, [V, H])], { transB: 1 }, { name: 'lm_head' }), present }; // (B, V)
 }

@@ -3,6 +3,11 @@
 // prefix (B, Q, width) ++ embed(text) (B, S, width) -> pre-norm decoder layers -> logits (B, V)
 import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, int, n, oneOf, pick } from './schema.js';
+import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs } from '../lower/contract.js';
+import type { Value } from '../lower/GraphBuilder.js';
+import { activation, attend, causalBias, lastPosition, mergeHeads, positionsFromMask, slice, splitHeads } from '../lower/transformer.js';
+import { dense, layerNorm } from '../lower/blocks.js';
+import { CompileError } from '../lower/CompileError.js';
 
 export const Opt: NodeKind = {
   kind: 'opt',
@@ -22,10 +27,11 @@ export const Opt: NodeKind = {
     embed_width: int('token-embedding width (config: word_embed_proj_dim)'),
     pre_norm: bool('layer norm before attention (config: do_layer_norm_before)'),
     act: oneOf('MLP activation (config: activation_function)', ACTIVATIONS),
+    placeholders: bool('the prompt carries `<image>` placeholder tokens that the soft prompt overwrites (root config: image_token_index); without, it is prepended'),
   }),
   defaultConfig: 'text_config',
-  fromConfig(section) {
-    return pick(section, {
+  fromConfig(section, root) {
+    const attrs = pick(section, {
       width: 'hidden_size',
       depth: 'num_hidden_layers',
       heads: 'num_attention_heads',
@@ -36,31 +42,47 @@ export const Opt: NodeKind = {
       pre_norm: 'do_layer_norm_before',
       act: 'activation_function',
     });
+    // OPTConfig: word_embed_proj_dim defaults to hidden_size.
+    if (attrs.embed_width === undefined && attrs.width !== undefined) attrs.embed_width = attrs.width;
+    attrs.placeholders = typeof root.image_token_index === 'number';
+    return attrs;
   },
   outputWidth: (a) => n(a, 'vocab_size'),
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
 };
 
-// ---- lowering ----
-//
-// transformers' OPTForCausalLM as BLIP-2 drives it. Checkpoint layout (prefix `language_model`):
+// ---- lowering (src/lower/contract.ts) ----
+// transformers' OPTForCausalLM as BLIP-2 drives it, at prefix `language_model`:
 //   model.decoder.embed_tokens (V, E)    E = word_embed_proj_dim; also the LM head (tied)
 //   model.decoder.embed_positions (max_positions + 2, H)   learned, offset by 2
 //   model.decoder.project_in (H, E), project_out (E, H)    only when E != H (OPT-350m)
 //   model.decoder.layers.{i}.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm, fc1, fc2, final_layer_norm}
 //   model.decoder.final_layer_norm       pre-norm models only
 //   lm_head (V, E)                       when stored untied
-import { GraphBuilder, Value } from '../lower/GraphBuilder.js';
-import { Params, activation, attend, causalBias, dim, lastPosition, lmHead, mergeHeads, positionsFromMask, splitHeads, type KvCache } from '../lower/transformer.js';
-import type { Attrs } from './NodeKind.js';
+const DEC = 'model.decoder';
 
-const need = (a: Attrs, k: string): number => {
-  if (typeof a[k] !== 'number') throw new Error(`opt: attribute ${k} is not resolved`);
-  return a[k] as number;
+Opt.lowering = {
+  defaults: { pre_norm: true, act: 'relu', placeholders: false },
+  ignored: () => [/(.*\.)?position_ids/],
+  decoder: {
+    facts: (ctx) => ({
+      layers: ctx.int('depth'),
+      kvHeads: ctx.int('heads'),
+      headDim: ctx.int('width') / ctx.int('heads'),
+      hidden: ctx.int('width'),
+      vocab: ctx.int('vocab_size'),
+      positions: 'attention_mask',
+    }),
+    encode(ctx, inputs) {
+      const prefix = inputs.prefix as FeaturesFlow | undefined;
+      return prefix ? { prefix: optPrefix(ctx, prefix.hidden) } : {};
+    },
+    step: optStep,
+  },
 };
 
 /**
- * The soft visual prompt as it enters OPT's input embeddings (encode.onnx side): projected query
+ * The soft visual prompt as it enters OPT's input embeddings (encode.onnx): projected query
  * outputs (B, Q, H) -> (B, Q, E).
  *
  * With placeholders (config image_token_index) transformers writes the projection into the
@@ -69,68 +91,69 @@ const need = (a: Attrs, k: string): number => {
  * (an OPT with project_in) row b receives elements [b·Q·E, (b+1)·Q·E) of the flattened batch, and
  * this reproduces it. Checkpoints without placeholders concatenate, which needs E == H.
  */
-export function optPrefix(b: GraphBuilder, attrs: Attrs, projected: Value, placeholders: boolean): Value {
-  const H = need(attrs, 'width');
-  const E = typeof attrs.embed_width === 'number' ? attrs.embed_width : H;
+function optPrefix(ctx: LowerContext, projected: Value): Value {
+  const { b } = ctx;
+  const [H, E] = [ctx.int('width'), ctx.int('embed_width')];
   if (E === H) return projected;
-  if (!placeholders) throw new Error(`opt: the projected queries are ${H} wide but the token embeddings ${E}; a checkpoint without image_token_index cannot prepend them`);
-  if (E > H) throw new Error(`opt: transformers cannot scatter ${H}-wide projected queries into ${E}-wide token embeddings`);
-  const Q = b.op('Shape', [projected], { start: 1, end: 2 }, { name: 'prefix_queries' });
-  const flat = b.reshape(projected, [-1], 'prefix_flat'); // (B·Q·H)
-  const slots = b.op('Mul', [dim(b, projected, 0, 'prefix_batch'), Q], {}, { name: 'prefix_slots' }); // B·Q
-  const count = b.op('Mul', [slots, b.int64([E], [1], 'embed_width')], {}, { name: 'prefix_count' }); // B·Q·E
-  const taken = b.op('Slice', [flat, b.int64([0], [1], 'prefix_start'), count, b.int64([0], [1], 'prefix_axis')], {}, { name: 'prefix_taken' });
-  const shape = b.concat([b.int64([-1], [1], 'prefix_b'), Q, b.int64([E], [1], 'prefix_e')], 0, 'prefix_shape');
-  return b.op('Reshape', [taken, shape], {}, { name: 'prefix_scattered' }); // (B, Q, E)
+  const fail = (why: string) => new CompileError('BLIP4015', `opt: ${why}`, ctx.node.loc);
+  if (!ctx.bool('placeholders')) throw fail(`the soft prompt is ${H} wide but the token embeddings ${E}: a checkpoint without image_token_index cannot prepend it`);
+  if (E > H) throw fail(`transformers cannot scatter a ${H}-wide soft prompt into ${E}-wide token embeddings`);
+  const Q = b.shape(projected, 1, 2, 'prefix_queries');
+  const count = b.op('Mul', [b.op('Mul', [b.shape(projected, 0, 1, 'prefix_batch'), Q], {}, { name: 'prefix_slots' }), b.int64([E], [1], 'embed_width')], {}, { name: 'prefix_count' }); // B·Q·E
+  const taken = slice(b, b.reshape(projected, [-1], 'prefix_flat'), 0, 0, count, 'prefix_taken'); // the first B·Q·E of (B·Q·H)
+  return b.op('Reshape', [taken, b.concat([b.int64([-1], [1], 'prefix_b'), Q, b.int64([E], [1], 'prefix_e')], 0, 'prefix_shape')], {}, { name: 'prefix_scattered' }); // (B, Q, E)
 }
 
 /**
- * One decoder step (decoder.onnx): [prefix_embeds ; embed(input_ids)] over the cached past ->
- * last-position logits and the grown cache. Positions follow the attention mask as transformers'
- * generate numbers them (cumsum - 1), offset by OPT's 2.
+ * One decoder step: [prefix_embeds ; embed(input_ids)] over the cached past -> last-position
+ * logits. Positions follow the attention mask as transformers' generate numbers them
+ * (cumsum - 1), offset by OPT's 2.
  */
-export function lowerOptDecoder(p: Params, prefix: string, attrs: Attrs, cache: KvCache): Value {
-  const b = p.b;
-  const H = need(attrs, 'width');
-  const N = need(attrs, 'heads');
-  const depth = need(attrs, 'depth');
+function optStep(ctx: LowerContext, io: StepInputs): StepOutputs {
+  const { b } = ctx;
+  const [H, E, N, F, V] = [ctx.int('width'), ctx.int('embed_width'), ctx.int('heads'), ctx.int('mlp_width'), ctx.int('vocab_size')];
   const D = H / N;
-  const preNorm = attrs.pre_norm !== false;
-  const act = typeof attrs.act === 'string' ? attrs.act : 'relu';
-  const dec = `${prefix}.model.decoder`;
+  const preNorm = ctx.bool('pre_norm');
+  const act = ctx.str('act');
   const eps = 1e-5; // OPT's nn.LayerNorm default
+  const bias = ctx.has(`${DEC}.layers.0.self_attn.q_proj.bias`); // config enable_bias
+  const norm = (x: Value, name: string, role: string) => (ctx.has(`${name}.weight`) ? layerNorm(ctx, x, name, H, eps, role) : b.layerNorm(x, b.constant(new Float32Array(H).fill(1), [H], `${role}_ones`), undefined, eps, role)); // layer_norm_elementwise_affine: false stores nothing
 
-  const tokens = p.embed(cache.inputIds, `${dec}.embed_tokens.weight`, 'tokens'); // (B, S, E)
-  let x = cache.prefix ? b.concat([cache.prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, E), L = Qp + S
-  if (p.has(`${dec}.project_in.weight`)) x = p.linear(x, `${dec}.project_in`, 'project_in'); // (B, L, H)
-  const positions = positionsFromMask(b, cache.mask, x); // (B, L)
-  const offset = b.op('Add', [positions, b.int64([2], [], 'position_offset')], {}, { name: 'position_index' });
-  let h = b.add(x, p.embed(offset, `${dec}.embed_positions.weight`, 'position_embeddings'), 'hidden'); // (B, L, H)
-  const bias = causalBias(b, cache.mask, h); // (B, 1, L, T)
+  const tokens = b.gather(ctx.param(`${DEC}.embed_tokens.weight`, [V, E]), io.ids, 0, 'tokens'); // (B, S, E)
+  let x = io.prefix ? b.concat([io.prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, E), L = Qp + S
+  if (E !== H) x = dense(ctx, x, `${DEC}.project_in`, E, H, 'project_in', false); // (B, L, H)
+  const index = b.add(positionsFromMask(b, io.mask, x), b.int64([2], [], 'position_offset'), 'position_index'); // (B, L)
+  const maxPos = ctx.int('max_positions');
+  let h = b.add(x, b.gather(ctx.param(`${DEC}.embed_positions.weight`, [maxPos + 2, H]), index, 0, 'position_embeddings'), 'hidden'); // (B, L, H)
+  const mask = causalBias(b, io.mask, h); // (B, 1, L, T)
 
-  for (let i = 0; i < depth; i++) {
-    const layer = `${dec}.layers.${i}`;
-    h = b.scope(`opt.layer.${i}`, () => {
-      const ln1 = (v: Value) => p.layerNorm(v, `${layer}.self_attn_layer_norm`, eps, 'ln_attn');
-      const ln2 = (v: Value) => p.layerNorm(v, `${layer}.final_layer_norm`, eps, 'ln_mlp');
-      let a = preNorm ? ln1(h) : h;
-      a = b.scope('attn', () => {
-        const q = splitHeads(b, b.mul(p.linear(a, `${layer}.self_attn.q_proj`, 'q'), b.scalar(D ** -0.5), 'q_scaled'), N, D, 'q_heads'); // (B, N, L, D)
-        const [k, v] = cache.extend(i, splitHeads(b, p.linear(a, `${layer}.self_attn.k_proj`, 'k'), N, D, 'k_heads'), splitHeads(b, p.linear(a, `${layer}.self_attn.v_proj`, 'v'), N, D, 'v_heads')); // (B, N, T, D)
-        return p.linear(mergeHeads(b, attend(b, q, k, v, { bias }), H), `${layer}.self_attn.out_proj`, 'out');
-      });
-      let r = b.add(h, a, 'attn_residual');
+  const present: KV[] = [];
+  for (let i = 0; i < ctx.int('depth'); i++) {
+    const p = `${DEC}.layers.${i}`;
+    h = b.scope(`layers.${i}`, () => {
+      const heads4 = (t: Value, role: string) => splitHeads(b, t, N, D, role); // (B, N, L, D)
+      const attn = (a: Value) =>
+        b.scope('self_attn', () => {
+          const q = heads4(b.mul(dense(ctx, a, `${p}.self_attn.q_proj`, H, H, 'q_proj', bias), b.scalar(D ** -0.5), 'q_scaled'), 'query'); // q · D^-½ before the product, as OPTAttention
+          const key = b.concat([io.past[i].key, heads4(dense(ctx, a, `${p}.self_attn.k_proj`, H, H, 'k_proj', bias), 'key')], 2, 'present_key'); // (B, N, T, D)
+          const value = b.concat([io.past[i].value, heads4(dense(ctx, a, `${p}.self_attn.v_proj`, H, H, 'v_proj', bias), 'value')], 2, 'present_value');
+          present.push({ key, value });
+          return dense(ctx, mergeHeads(b, attend(b, q, key, value, { bias: mask }), H, 'context'), `${p}.self_attn.out_proj`, H, H, 'out_proj', bias);
+        });
+      const ln1 = (v: Value) => norm(v, `${p}.self_attn_layer_norm`, 'self_attn_layer_norm');
+      const ln2 = (v: Value) => norm(v, `${p}.final_layer_norm`, 'final_layer_norm');
+      let r = b.add(h, attn(preNorm ? ln1(h) : h), 'attn_residual');
       if (!preNorm) r = ln1(r);
-      let m = preNorm ? ln2(r) : r;
-      m = p.linear(activation(b, p.linear(m, `${layer}.fc1`, 'fc1'), act), `${layer}.fc2`, 'fc2');
-      let out = b.add(r, m, 'mlp_residual');
-      if (!preNorm) out = ln2(out);
-      return out;
+      const m = b.scope('mlp', () => dense(ctx, activation(b, dense(ctx, preNorm ? ln2(r) : r, `${p}.fc1`, H, F, 'fc1', bias), act), `${p}.fc2`, F, H, 'fc2', bias));
+      const out = b.add(r, m, 'mlp_residual');
+      return preNorm ? out : ln2(out);
     });
   }
-  // The final norm exists for pre-norm models unless the config removed it (then it is not stored).
-  if (preNorm && p.has(`${dec}.final_layer_norm.weight`)) h = p.layerNorm(h, `${dec}.final_layer_norm`, eps, 'final_ln');
   let last = lastPosition(b, h); // (B, H)
-  if (p.has(`${dec}.project_out.weight`)) last = p.linear(last, `${dec}.project_out`, 'project_out'); // (B, E)
-  return lmHead(p, last, p.first(`${prefix}.lm_head.weight`, `${dec}.embed_tokens.weight`)!); // (B, V)
+  // Pre-norm OPT ends with a norm (unless the config removed it: then it is not stored either).
+  if (preNorm && ctx.has(`${DEC}.final_layer_norm.weight`)) last = layerNorm(ctx, last, `${DEC}.final_layer_norm`, H, eps, 'final_layer_norm');
+  if (E !== H) last = dense(ctx, last, `${DEC}.project_out`, H, E, 'project_out', false); // (B, E)
+  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : `${DEC}.embed_tokens.weight`; // tied unless stored
+  const logits = b.op('Gemm', [last, ctx.param(head, [V, E])], { transB: 1 }, { name: 'lm_head' }); // (B, V)
+  return { logits, present };
 }

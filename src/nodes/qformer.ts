@@ -4,6 +4,11 @@
 // features (B, N, encoder_width) -> (B, queries, width)   [text-only: (B, S, width)]
 import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
+import type { FeaturesFlow, LowerContext, TextFlow } from '../lower/contract.js';
+import type { Value } from '../lower/GraphBuilder.js';
+import { activation, attend, mergeHeads, paddingBias, slice, splitHeads } from '../lower/transformer.js';
+import { dense, layerNorm, onesMask } from '../lower/blocks.js';
+import { CompileError } from '../lower/CompileError.js';
 
 export const QFormer: NodeKind = {
   kind: 'qformer',
@@ -50,125 +55,91 @@ export const QFormer: NodeKind = {
   inputWidth: (port, a) => (port === '' ? n(a, 'encoder_width') : undefined),
 };
 
-// ---- lowering ----
-//
-// transformers' Blip2QFormerModel / InstructBlipQFormerModel. Checkpoint layout (prefix `qformer`):
-//   query_tokens                               (1, Q, W) beside the Q-Former, not inside it
-//   {layernorm | embeddings.layernorm}         BLIP-2 | InstructBLIP input LayerNorm
-//   embeddings.word_embeddings, .position_embeddings  InstructBLIP text embeddings; BLIP-2 retrieval
-//                                              keeps them beside the Q-Former (`embeddings.*`)
+// ---- lowering (src/lower/contract.ts) ----
+// transformers' Blip2QFormerModel / InstructBlipQFormerModel at prefix `qformer`:
+//   {layernorm | embeddings.layernorm}           BLIP-2 | InstructBLIP input LayerNorm
+//   embeddings.{word,position}_embeddings        InstructBLIP's instruction embeddings
 //   encoder.layer.{i}.attention.{attention.{query,key,value}, output.{dense,LayerNorm}}
-//   encoder.layer.{i}.crossattention.*         when i % cross_attention_frequency == 0
+//   encoder.layer.{i}.crossattention.*           when i % cross_attention_frequency == 0
 //   encoder.layer.{i}.{intermediate_query,output_query}.*   feed-forward of the query positions
-//   encoder.layer.{i}.{intermediate,output}.*  feed-forward of the text positions
-import { Params, activation, attend, mergeHeads, paddingBias, slice, splitHeads } from '../lower/transformer.js';
-import type { Value } from '../lower/GraphBuilder.js';
-import type { Attrs } from './NodeKind.js';
+//   encoder.layer.{i}.{intermediate,output}.*    feed-forward of the text positions
+// and beside it (`../`: the parent of the prefix): query_tokens (1, Q, W), and BLIP-2 retrieval's
+// text embeddings `embeddings.{word,position}_embeddings` (no LayerNorm of their own).
+QFormer.lowering = {
+  defaults: { cross_attention_frequency: 2, layer_norm_eps: 1e-12, act: 'gelu' },
+  ignored: (attrs, connected) => [
+    /(.*\.)?position_ids/,
+    // With an instruction only the query outputs go on, so the last layer's text feed-forward is never used.
+    ...(connected('instruction') && typeof attrs.depth === 'number' ? [new RegExp(`encoder\\.layer\\.${attrs.depth - 1}\\.(intermediate|output)\\..*`)] : []),
+  ],
+  lower(ctx, inputs) {
+    const image = inputs[''] as FeaturesFlow | undefined;
+    const text = (inputs.instruction ?? inputs.text) as TextFlow | undefined;
+    if (!image && !text) throw new CompileError('BLIP4015', 'a qformer node needs image features, text, or both', ctx.node.loc);
+    const hidden = qformer(ctx, image?.hidden, text);
+    // Queries present: only the query outputs go on. Text alone: every text position, with its mask.
+    return image ? { type: 'features', hidden } : { type: 'features', hidden, mask: text!.mask };
+  },
+};
 
-export interface QFormerInputs {
-  /** Image features the queries cross-attend to: (B, Nimg, encoder_width). */
-  image?: Value;
-  /** Text beside the queries (InstructBLIP instruction, BLIP-2 ITM) or alone (BLIP-2 ITC text): (B, S) int64. */
-  text?: { ids: Value; mask: Value };
-}
+/** The Q-Former forward pass: (B, Q, W) query outputs with an image, (B, S, W) text states without. */
+function qformer(ctx: LowerContext, image: Value | undefined, text: TextFlow | undefined): Value {
+  const { b } = ctx;
+  const [W, heads, depth, M] = [ctx.int('width'), ctx.int('heads'), ctx.int('depth'), ctx.int('mlp_width')];
+  const [eps, act, every] = [ctx.num('layer_norm_eps'), ctx.str('act'), ctx.int('cross_attention_frequency')];
+  const encW = image ? ctx.int('encoder_width') : W;
+  const D = W / heads;
+  const Q = image ? ctx.int('queries') : 0;
 
-/** Attribute values with the defaults of transformers' Blip2QFormerConfig. */
-function qformerConfig(a: Attrs) {
-  const num = (k: string, d?: number): number => {
-    const v = a[k] ?? d;
-    if (typeof v !== 'number') throw new Error(`qformer: attribute ${k} is not resolved`);
-    return v;
-  };
-  return {
-    width: num('width'),
-    depth: num('depth'),
-    heads: num('heads'),
-    crossEvery: num('cross_attention_frequency', 2),
-    eps: num('layer_norm_eps', 1e-12),
-    act: typeof a.act === 'string' ? a.act : 'gelu',
-  };
-}
-
-/**
- * The Q-Former forward pass. With an image: the learned queries (and the text, when given) run
- * through the layers and the query outputs (B, Q, W) come out. Without: the text alone (BLIP-2's
- * ITC text pass, query_length 0) and all its positions (B, S, W) come out.
- */
-export function lowerQFormer(p: Params, prefix: string, attrs: Attrs, inp: QFormerInputs): Value {
-  const b = p.b;
-  const c = qformerConfig(attrs);
-  const headDim = c.width / c.heads;
-  const parent = prefix.includes('.') ? prefix.slice(0, prefix.lastIndexOf('.') + 1) : '';
-  const withQueries = inp.image !== undefined;
-
-  // Embeddings: [queries ; word(ids) + position(0..S-1)] -> LayerNorm.     (B, Q + S, W)
+  // Embeddings: LayerNorm([queries ; word(ids) + position(0..S-1)])            (B, Q + S, W)
   const parts: Value[] = [];
-  let Q = 0;
-  if (withQueries) {
-    const qkey = p.first(`${parent}query_tokens`, `${prefix}.query_tokens`) ?? `${parent}query_tokens`;
-    Q = p.shape(qkey)[1];
-    const batch = b.op('Shape', [inp.image!], { start: 0, end: 1 }, { name: 'batch' });
-    const target = b.concat([batch, b.int64([Q, c.width], [2], 'query_dims')], 0, 'query_shape');
-    parts.push(b.op('Expand', [p.tensor(qkey), target], {}, { name: 'queries' })); // (B, Q, W)
+  if (image) {
+    const shape = b.concat([b.shape(image, 0, 1, 'batch'), b.int64([Q, W], [2], 'query_dims')], 0, 'query_shape');
+    parts.push(b.op('Expand', [ctx.param('../query_tokens', [1, Q, W]), shape], {}, { name: 'queries' })); // (B, Q, W)
   }
-  if (inp.text) {
-    const wkey = p.first(`${prefix}.embeddings.word_embeddings.weight`, `${parent}embeddings.word_embeddings.weight`);
-    const pkey = p.first(`${prefix}.embeddings.position_embeddings.weight`, `${parent}embeddings.position_embeddings.weight`);
-    if (!wkey || !pkey) p.shape(`${prefix}.embeddings.word_embeddings.weight`); // throws the missing-tensor error
-    const words = p.embed(inp.text.ids, wkey!, 'word_embeddings'); // (B, S, W)
-    const S = b.op('Shape', [inp.text.ids], { start: 1, end: 2 }, { name: 'text_length' });
-    const positions = slice(b, p.tensor(pkey!), 0, 0, S, 'position_embeddings'); // (S, W): positions 0..S-1
+  if (text) {
+    // InstructBLIP keeps the text embeddings inside the Q-Former, BLIP-2 retrieval beside it.
+    const e = ctx.has('embeddings.word_embeddings.weight') ? 'embeddings' : '../embeddings';
+    const [V, P] = [ctx.int('vocab_size'), ctx.int('max_positions')];
+    const words = b.gather(ctx.param(`${e}.word_embeddings.weight`, [V, W]), text.ids, 0, 'words'); // (B, S, W)
+    const positions = slice(b, ctx.param(`${e}.position_embeddings.weight`, [P, W]), 0, 0, b.shape(text.ids, 1, 2, 'text_len'), 'positions'); // (S, W)
     parts.push(b.add(words, positions, 'text_embeddings'));
   }
-  const joined = parts.length === 1 ? parts[0] : b.concat(parts, 1, 'embeddings'); // (B, Q + S, W)
-  const lnKey = p.first(`${prefix}.layernorm.weight`, `${prefix}.embeddings.layernorm.weight`)?.replace(/\.weight$/, '') ?? `${prefix}.layernorm`;
-  let x = p.layerNorm(joined, lnKey, c.eps, 'embeddings_ln');
+  const ln = ctx.has('layernorm.weight') || !ctx.has('embeddings.layernorm.weight') ? 'layernorm' : 'embeddings.layernorm';
+  let x = layerNorm(ctx, parts.length > 1 ? b.concat(parts, 1, 'embeddings') : parts[0], ln, W, eps, 'embeddings_ln');
 
-  // Self-attention mask over [queries ; text]: queries are never padding.
-  let selfBias: Value | undefined;
-  if (inp.text) {
-    let mask = inp.text.mask;
-    if (withQueries) {
-      const ones = b.op('ConstantOfShape', [b.concat([b.op('Shape', [mask], { start: 0, end: 1 }, { name: 'mask_batch' }), b.int64([Q], [1], 'q_len')], 0, 'ones_shape')], {
-        value: { tensor: { dataType: 7, dims: [1], int64Data: [1] } },
-      }, { name: 'query_mask' }); // (B, Q) int64 ones
-      mask = b.concat([ones, mask], 1, 'self_mask'); // (B, Q + S)
-    }
-    selfBias = paddingBias(b, mask, 'self_bias');
-  }
+  // Self-attention mask: queries are never padding.
+  const selfBias = text ? paddingBias(b, image ? b.concat([onesMask(b, parts[0], 'query_mask'), text.mask], 1, 'self_mask') : text.mask, 'self_bias') : undefined;
 
-  const heads = (v: Value, role: string) => splitHeads(b, v, c.heads, headDim, role);
-  /** BertAttention + BertSelfOutput: LayerNorm(dense(attention(x, kv)) + x). */
-  const attention = (h: Value, kv: Value, key: string, bias: Value | undefined, role: string): Value =>
+  const heads4 = (t: Value, role: string) => splitHeads(b, t, heads, D, role); // (B, N, L, D)
+  /** BertAttention: LayerNorm(dense(attention(h, kv)) + h). */
+  const attention = (h: Value, kv: Value, kvW: number, p: string, bias: Value | undefined, role: string) =>
     b.scope(role, () => {
-      const q = heads(p.linear(h, `${key}.attention.query`, 'q'), 'q_heads'); // (B, N, L, Dh)
-      const k = heads(p.linear(kv, `${key}.attention.key`, 'k'), 'k_heads'); // (B, N, T, Dh)
-      const v = heads(p.linear(kv, `${key}.attention.value`, 'v'), 'v_heads');
-      const ctx = mergeHeads(b, attend(b, q, k, v, { divide: Math.sqrt(headDim), bias }), c.width); // (B, L, W)
-      const out = p.linear(ctx, `${key}.output.dense`, 'dense');
-      return p.layerNorm(b.add(out, h, 'residual'), `${key}.output.LayerNorm`, c.eps, 'ln');
+      const q = heads4(dense(ctx, h, `${p}.attention.query`, W, W, 'query'), 'query_heads');
+      const k = heads4(dense(ctx, kv, `${p}.attention.key`, kvW, W, 'key'), 'key_heads');
+      const v = heads4(dense(ctx, kv, `${p}.attention.value`, kvW, W, 'value'), 'value_heads');
+      const o = mergeHeads(b, attend(b, q, k, v, { divide: Math.sqrt(D), bias }), W, 'context'); // scores / √D, as the reference
+      return layerNorm(ctx, b.add(dense(ctx, o, `${p}.output.dense`, W, W, 'dense'), h, 'residual'), `${p}.output.LayerNorm`, W, eps, 'LayerNorm');
     });
-  /** BertIntermediate + BertOutput: LayerNorm(dense(act(dense(h))) + h). */
-  const feedForward = (h: Value, layer: string, suffix: '' | '_query', role: string): Value =>
+  /** BertIntermediate + BertOutput: LayerNorm(dense(act(dense(h))) + h); suffix '_query' for query positions. */
+  const feedForward = (h: Value, p: string, suffix: '' | '_query', role: string) =>
     b.scope(role, () => {
-      const mid = activation(b, p.linear(h, `${layer}.intermediate${suffix}.dense`, 'fc1'), c.act);
-      const out = p.linear(mid, `${layer}.output${suffix}.dense`, 'fc2');
-      return p.layerNorm(b.add(out, h, 'residual'), `${layer}.output${suffix}.LayerNorm`, c.eps, 'ln');
+      const mid = activation(b, dense(ctx, h, `${p}.intermediate${suffix}.dense`, W, M, 'intermediate'), act);
+      return layerNorm(ctx, b.add(dense(ctx, mid, `${p}.output${suffix}.dense`, M, W, 'dense'), h, 'residual'), `${p}.output${suffix}.LayerNorm`, W, eps, 'LayerNorm');
     });
 
-  for (let i = 0; i < c.depth; i++) {
-    const layer = `${prefix}.encoder.layer.${i}`;
-    x = b.scope(`qformer.layer.${i}`, () => {
-      const a = attention(x, x, `${layer}.attention`, selfBias, 'self'); // (B, Q + S, W)
-      if (!withQueries) return feedForward(a, layer, '', 'ffn'); // text only
-      let q = inp.text ? slice(b, a, 1, 0, Q, 'query_part') : a; // (B, Q, W)
-      if (i % c.crossEvery === 0) q = attention(q, inp.image!, `${layer}.crossattention`, undefined, 'cross');
-      const qOut = feedForward(q, layer, '_query', 'ffn_query');
-      // The text positions only feed later layers' self-attention: the last layer's are unused.
-      if (!inp.text || i === c.depth - 1) return qOut;
-      const tOut = feedForward(slice(b, a, 1, Q, 1 << 30, 'text_part'), layer, '', 'ffn_text');
-      return b.concat([qOut, tOut], 1, 'joined'); // (B, Q + S, W)
+  for (let i = 0; i < depth; i++) {
+    const p = `encoder.layer.${i}`;
+    x = b.scope(p, () => {
+      const a = attention(x, x, W, `${p}.attention`, selfBias, 'attention'); // (B, Q + S, W)
+      if (!image) return feedForward(a, p, '', 'ffn'); // text alone (query_length 0)
+      let q = text ? slice(b, a, 1, 0, Q, 'query_part') : a; // (B, Q, W)
+      if (i % every === 0) q = attention(q, image, encW, `${p}.crossattention`, undefined, 'crossattention'); // the image is never padded
+      const qOut = feedForward(q, p, '_query', 'ffn_query');
+      // Text positions only feed later layers' self-attention: the last layer's would be unused.
+      if (!text || i === depth - 1) return qOut;
+      return b.concat([qOut, feedForward(slice(b, a, 1, Q, 1 << 30, 'text_part'), p, '', 'ffn_text')], 1, 'joined'); // (B, Q + S, W)
     });
   }
-  return inp.text && withQueries ? slice(b, x, 1, 0, Q, 'query_outputs') : x;
+  return x; // (B, Q, W) with an image, (B, S, W) without
 }

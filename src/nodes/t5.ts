@@ -4,6 +4,11 @@
 // prefix (B, Q, width) ++ embed(text) -> encoder -> decoder (cross-attends) -> logits (B, V)
 import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
+import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs, TextFlow } from '../lower/contract.js';
+import type { Value } from '../lower/GraphBuilder.js';
+import { activation, attend, causalBias, lastPosition, mergeHeads, paddingBias, rmsNorm, splitHeads } from '../lower/transformer.js';
+import { dense, onesMask } from '../lower/blocks.js';
+import { CompileError } from '../lower/CompileError.js';
 
 export const T5: NodeKind = {
   kind: 't5',
@@ -61,63 +66,53 @@ export const T5: NodeKind = {
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
 };
 
-// ---- lowering ----
-//
-// transformers' T5ForConditionalGeneration as BLIP-2 / InstructBLIP drive it: the encoder (with
-// the soft prompt in front of the prompt's embeddings) runs once in encode.onnx, which also
+// ---- lowering (src/lower/contract.ts) ----
+// transformers' T5ForConditionalGeneration as BLIP-2 / InstructBLIP drive it. The encoder, with
+// the soft prompt in front of the prompt's embeddings, runs once in encode.onnx, which also
 // projects the encoder states to every decoder layer's cross-attention keys/values; decoder.onnx
-// runs one step. Checkpoint layout (prefix `language_model`):
+// runs one step. At prefix `language_model`:
 //   shared (V, d)                                   token embeddings (encoder and decoder)
 //   {encoder,decoder}.block.{i}.layer.0.{SelfAttention.{q,k,v,o}, layer_norm}
 //   {encoder,decoder}.block.0.layer.0.SelfAttention.relative_attention_bias (buckets, N)
 //   decoder.block.{i}.layer.1.{EncDecAttention.{q,k,v,o}, layer_norm}
-//   {encoder,decoder}.block.{i}.layer.{1|2}.{DenseReluDense.{wi | wi_0, wi_1}, wo}, layer_norm}
+//   {encoder,decoder}.block.{i}.layer.{1|2}.{DenseReluDense.{wi | wi_0, wi_1, wo}, layer_norm}
 //   {encoder,decoder}.final_layer_norm
 //   lm_head (V, d)                                  when stored (Flan-T5); else `shared` serves
 // T5 attention is unscaled (the 1/sqrt(d) lives in the initialisation).
-import type { GraphBuilder, Value } from '../lower/GraphBuilder.js';
-import { Params, activation, attend, causalBias, lastPosition, lmHead, mergeHeads, paddingBias, splitHeads, type KvCache } from '../lower/transformer.js';
-import type { Attrs } from './NodeKind.js';
+T5.lowering = {
+  defaults: { relative_buckets: 32, relative_max_distance: 128, layer_norm_eps: 1e-6, gated: false, act: 'relu', tie_embeddings: true },
+  ignored: () => [
+    /(encoder|decoder)\.embed_tokens\.weight/, // tied copies of `shared`
+    /decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight/, // unused (transformers ignores it too)
+  ],
+  decoder: {
+    facts: (ctx) => ({ layers: ctx.int('decoder_depth'), kvHeads: ctx.int('heads'), headDim: ctx.int('kv_width'), hidden: ctx.int('width'), vocab: ctx.int('vocab_size'), positions: 'past_length' }),
+    encode(ctx, inputs) {
+      const text = inputs.text as TextFlow | undefined;
+      if (!text) throw new CompileError('BLIP4015', 't5: the encoder needs the `text:` prompt in encode.onnx', ctx.node.loc);
+      const e = t5Encode(ctx, (inputs.prefix as FeaturesFlow | undefined)?.hidden, text);
+      return { cross: e.cross, crossMask: e.mask };
+    },
+    step: t5Step,
+  },
+};
 
-interface T5Shape {
+interface Dims {
   d: number;
-  heads: number;
+  N: number;
   dkv: number;
-  depth: number;
-  decoderDepth: number;
-  buckets: number;
-  maxDistance: number;
+  F: number;
+  V: number;
   eps: number;
-  gated: boolean;
-  act: string;
-  scale: boolean;
 }
 
-function t5Shape(a: Attrs): T5Shape {
-  const need = (k: string, d?: number): number => {
-    const v = a[k] ?? d;
-    if (typeof v !== 'number') throw new Error(`t5: attribute ${k} is not resolved`);
-    return v;
-  };
-  return {
-    d: need('width'),
-    heads: need('heads'),
-    dkv: need('kv_width'),
-    depth: need('depth'),
-    decoderDepth: need('decoder_depth', need('depth')),
-    buckets: need('relative_buckets', 32),
-    maxDistance: need('relative_max_distance', 128),
-    eps: need('layer_norm_eps', 1e-6),
-    gated: a.gated === true,
-    act: typeof a.act === 'string' ? a.act : 'relu',
-    scale: a.tie_embeddings !== false,
-  };
-}
+const dims = (ctx: LowerContext): Dims => ({ d: ctx.int('width'), N: ctx.int('heads'), dkv: ctx.int('kv_width'), F: ctx.int('mlp_width'), V: ctx.int('vocab_size'), eps: ctx.num('layer_norm_eps') });
 
 /**
  * T5's relative position bucket for every relative position -maxDistance..maxDistance (beyond that
- * the bucket no longer changes), with transformers' float32 arithmetic: log of the float32 ratio,
- * divided by the float32 log(max_distance / max_exact), scaled, truncated.
+ * the bucket no longer changes), in transformers' float32 arithmetic: log of the float32 ratio,
+ * divided by the float32 log(max_distance / max_exact), scaled, truncated. At the log-spaced edges
+ * (relative position 16 with 32 buckets, ...) the rounding decides the bucket.
  */
 export function relativeBucketTable(bidirectional: boolean, numBuckets: number, maxDistance: number): BigInt64Array {
   const f = Math.fround;
@@ -126,155 +121,132 @@ export function relativeBucketTable(bidirectional: boolean, numBuckets: number, 
   const maxExact = Math.floor(nb / 2);
   const denom = f(Math.log(maxDistance / maxExact));
   for (let rel = -maxDistance; rel <= maxDistance; rel++) {
-    let bucket = 0;
-    let r: number;
-    if (bidirectional) {
-      if (rel > 0) bucket += nb;
-      r = Math.abs(rel);
-    } else r = -Math.min(rel, 0);
+    let bucket = bidirectional && rel > 0 ? nb : 0;
+    const r = bidirectional ? Math.abs(rel) : -Math.min(rel, 0);
     if (r < maxExact) bucket += r;
-    else {
-      const large = maxExact + Math.trunc(f(f(f(Math.log(f(r / maxExact))) / denom) * (nb - maxExact)));
-      bucket += Math.min(large, nb - 1);
-    }
+    else bucket += Math.min(maxExact + Math.trunc(f(f(f(Math.log(f(r / maxExact))) / denom) * (nb - maxExact))), nb - 1);
     out[rel + maxDistance] = BigInt(bucket);
   }
   return out;
 }
 
-/**
- * Relative position bias (1, N, L, T) for queries at positions qStart..qStart+L-1 over keys 0..T-1,
- * from block 0's relative_attention_bias; float32.
- */
-function positionBias(p: Params, key: string, s: T5Shape, bidirectional: boolean, qpos: Value, kpos: Value, role: string): Value {
-  const b = p.b;
-  const rel = b.op('Sub', [kpos, b.op('Unsqueeze', [qpos, b.int64([1], [1], `${role}_ax`)], {}, { name: `${role}_qcol` })], {}, { name: `${role}_rel` }); // (L, T): key - query
-  const md = s.maxDistance;
-  const clipped = b.op('Min', [b.op('Max', [rel, b.int64([-md], [], `${role}_lo`)], {}, { name: `${role}_max` }), b.int64([md], [], `${role}_hi`)], {}, { name: `${role}_clip` });
-  const index = b.op('Add', [clipped, b.int64([md], [], `${role}_shift`)], {}, { name: `${role}_index` });
-  const table = b.int64([...relativeBucketTable(bidirectional, s.buckets, md)].map(Number), [2 * md + 1], `${role}_buckets`);
-  const bucket = b.op('Gather', [table, index], { axis: 0 }, { name: `${role}_bucket` }); // (L, T)
-  let bias = b.op('Gather', [p.tensor(key), bucket], { axis: 0 }, { name: `${role}_values` }); // (L, T, N)
-  if (b.weights.floatType === 'float16') bias = b.cast(bias, 'float32', `${role}_f32`);
-  return b.op('Unsqueeze', [b.transpose(bias, [2, 0, 1], `${role}_heads`), b.int64([0], [1], `${role}_b`)], {}, { name: role }); // (1, N, L, T)
-}
-
-function range(b: GraphBuilder, start: Value, end: Value, role: string): Value {
-  return b.op('Range', [start, end, b.int64([1], [], `${role}_step`)], {}, { name: role });
-}
-
-function scalarDim(b: GraphBuilder, x: Value, axis: number, role: string): Value {
-  return b.op('Squeeze', [b.op('Shape', [x], { start: axis, end: axis + 1 }, { name: `${role}_1d` })], {}, { name: role });
-}
-
-function t5Attention(p: Params, x: Value, kv: Value | [Value, Value], key: string, s: T5Shape, bias: Value | undefined, role: string, cache?: { i: number; c: KvCache }): Value {
-  const b = p.b;
+/** Relative position bias (1, N, L, T), float32, for query positions qpos (L) over key positions kpos (T). */
+function positionBias(ctx: LowerContext, stack: string, bidirectional: boolean, qpos: Value, kpos: Value, role: string): Value {
+  const { b } = ctx;
+  const [buckets, md, N] = [ctx.int('relative_buckets'), ctx.int('relative_max_distance'), ctx.int('heads')];
   return b.scope(role, () => {
-    const heads = (v: Value, r: string) => splitHeads(b, v, s.heads, s.dkv, r);
-    const q = heads(p.linear(x, `${key}.q`, 'q'), 'q_heads'); // (B, N, L, dkv)
-    let k: Value;
-    let v: Value;
-    if (Array.isArray(kv)) [k, v] = kv; // precomputed cross keys/values (B, N, Lenc, dkv)
-    else {
-      k = heads(p.linear(kv, `${key}.k`, 'k'), 'k_heads');
-      v = heads(p.linear(kv, `${key}.v`, 'v'), 'v_heads');
-      if (cache) [k, v] = cache.c.extend(cache.i, k, v);
+    const rel = b.sub(kpos, b.unsqueeze(qpos, [1], 'query_col'), 'relative'); // (L, T): key - query
+    const clipped = b.op('Min', [b.op('Max', [rel, b.int64([-md], [], 'lo')], {}, { name: 'max' }), b.int64([md], [], 'hi')], {}, { name: 'clipped' });
+    const table = b.int64([...relativeBucketTable(bidirectional, buckets, md)].map(Number), [2 * md + 1], 'bucket_table');
+    const bucket = b.gather(table, b.add(clipped, b.int64([md], [], 'shift'), 'table_index'), 0, 'bucket'); // (L, T)
+    let bias = b.gather(ctx.param(`${stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`, [buckets, N]), bucket, 0, 'values'); // (L, T, N)
+    if (b.floatType === 'float16') bias = b.cast(bias, 'float32', 'values_f32');
+    return b.unsqueeze(b.transpose(bias, [2, 0, 1], 'per_head'), [0], 'bias'); // (1, N, L, T)
+  });
+}
+
+function attention(ctx: LowerContext, dm: Dims, x: Value, kv: Value | KV, p: string, bias: Value, past?: KV): { out: Value; present?: KV } {
+  const { b } = ctx;
+  const heads = (t: Value, role: string) => splitHeads(b, t, dm.N, dm.dkv, role); // (B, N, L, dkv)
+  const inner = dm.N * dm.dkv;
+  const q = heads(dense(ctx, x, `${p}.q`, dm.d, inner, 'q', false), 'query');
+  let k: Value;
+  let v: Value;
+  if ('key' in kv) ({ key: k, value: v } = kv); // cross-attention: keys/values from encode.onnx
+  else {
+    k = heads(dense(ctx, kv, `${p}.k`, dm.d, inner, 'k', false), 'key');
+    v = heads(dense(ctx, kv, `${p}.v`, dm.d, inner, 'v', false), 'value');
+    if (past) {
+      k = b.concat([past.key, k], 2, 'present_key'); // (B, N, T, dkv)
+      v = b.concat([past.value, v], 2, 'present_value');
     }
-    return p.linear(mergeHeads(b, attend(b, q, k, v, { bias }), s.heads * s.dkv), `${key}.o`, 'o');
+  }
+  const out = dense(ctx, mergeHeads(b, attend(b, q, k, v, { bias }), inner, 'context'), `${p}.o`, inner, dm.d, 'o', false);
+  return { out, present: past ? { key: k, value: v } : undefined };
+}
+
+function feedForward(ctx: LowerContext, dm: Dims, x: Value, p: string): Value {
+  const { b } = ctx;
+  return b.scope('DenseReluDense', () => {
+    const r = `${p}.DenseReluDense`;
+    const act = ctx.str('act');
+    const hidden = ctx.bool('gated')
+      ? b.mul(activation(b, dense(ctx, x, `${r}.wi_0`, dm.d, dm.F, 'wi_0', false), act), dense(ctx, x, `${r}.wi_1`, dm.d, dm.F, 'wi_1', false), 'gated')
+      : activation(b, dense(ctx, x, `${r}.wi`, dm.d, dm.F, 'wi', false), act);
+    return dense(ctx, hidden, `${r}.wo`, dm.F, dm.d, 'wo', false);
   });
 }
 
-function t5FeedForward(p: Params, x: Value, key: string, s: T5Shape): Value {
-  const b = p.b;
-  return b.scope('ffn', () => {
-    const dense = `${key}.DenseReluDense`;
-    const hidden = s.gated
-      ? b.mul(activation(b, p.linear(x, `${dense}.wi_0`, 'wi_0'), s.act), p.linear(x, `${dense}.wi_1`, 'wi_1'), 'gated')
-      : activation(b, p.linear(x, `${dense}.wi`, 'wi'), s.act);
-    return p.linear(hidden, `${dense}.wo`, 'wo');
-  });
-}
+const norm = (ctx: LowerContext, dm: Dims, x: Value, name: string, role: string) => rmsNorm(ctx.b, x, ctx.param(`${name}.weight`, [dm.d]), dm.eps, role);
+const embeddings = (ctx: LowerContext, dm: Dims, stack: string) => ctx.param(ctx.has('shared.weight') || !ctx.has(`${stack}.embed_tokens.weight`) ? 'shared.weight' : `${stack}.embed_tokens.weight`, [dm.V, dm.d]);
 
-export interface T5EncodeOutputs {
-  /** Per decoder layer: cross-attention keys and values (B, N, Lenc, dkv). */
-  cross: Array<[Value, Value]>;
-  /** The encoder's attention mask (B, Lenc) int64: ones for the soft prompt, then the prompt's. */
-  mask: Value;
-  /** Encoder output (B, Lenc, d). */
-  hidden: Value;
+/**
+ * encode.onnx: [soft prompt (B, Q, d) ; embed(input_ids) (B, S, d)] through the encoder (states
+ * (B, Q + S, d)), then every decoder layer's cross keys/values (B, N, Q + S, dkv) and the encoder
+ * mask (B, Q + S). Placeholder
+ * and legacy checkpoints agree here: the Q `<image>` embeddings the prompt starts with are
+ * overwritten by the soft prompt, which is the same as putting it in front.
+ */
+export function t5Encode(ctx: LowerContext, prefix: Value | undefined, text: TextFlow): { cross: KV[]; mask: Value; states: Value } {
+  const { b } = ctx;
+  const dm = dims(ctx);
+  const tokens = b.gather(embeddings(ctx, dm, 'encoder'), text.ids, 0, 'tokens'); // (B, S, d)
+  let h = prefix ? b.concat([prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, d)
+  const mask = prefix ? b.concat([onesMask(b, prefix, 'prefix_mask'), text.mask], 1, 'encoder_mask') : text.mask; // (B, L)
+  const positions = b.range(b.int64([0], [], 'zero'), b.dim(h, 1, 'encoder_length'), 'encoder_positions');
+  const bias = b.add(positionBias(ctx, 'encoder', true, positions, positions, 'encoder_position_bias'), paddingBias(b, mask, 'encoder_pad_bias'), 'encoder_bias'); // (B, N, L, L)
+  for (let i = 0; i < ctx.int('depth'); i++) {
+    const p = `encoder.block.${i}`;
+    h = b.scope(p, () => {
+      const x = norm(ctx, dm, h, `${p}.layer.0.layer_norm`, 'layer_norm_0');
+      const r = b.add(h, b.scope('SelfAttention', () => attention(ctx, dm, x, x, `${p}.layer.0.SelfAttention`, bias).out), 'attn_residual');
+      return b.add(r, feedForward(ctx, dm, norm(ctx, dm, r, `${p}.layer.1.layer_norm`, 'layer_norm_1'), `${p}.layer.1`), 'ffn_residual');
+    });
+  }
+  const states = norm(ctx, dm, h, 'encoder.final_layer_norm', 'encoder_final_layer_norm'); // (B, L, d)
+  const inner = dm.N * dm.dkv;
+  const cross = Array.from({ length: ctx.int('decoder_depth') }, (_, i) =>
+    b.scope(`decoder.block.${i}.EncDecAttention`, () => {
+      const p = `decoder.block.${i}.layer.1.EncDecAttention`;
+      return {
+        key: splitHeads(b, dense(ctx, states, `${p}.k`, dm.d, inner, 'k', false), dm.N, dm.dkv, 'key'),
+        value: splitHeads(b, dense(ctx, states, `${p}.v`, dm.d, inner, 'v', false), dm.N, dm.dkv, 'value'),
+      };
+    }),
+  );
+  return { cross, mask, states };
 }
 
 /**
- * encode.onnx side: [soft prompt (B, Q, d) ; embed(input_ids) (B, S, d)] through the encoder, then
- * the cross-attention keys/values of every decoder layer. Placeholder and legacy checkpoints agree
- * here: the Q `<image>` embeddings the prompt starts with are replaced by the soft prompt.
+ * decoder.onnx: one step over the self-attention cache and the encoder's cross keys/values ->
+ * last-position logits (B, V). Relative positions count from the past length.
  */
-export function lowerT5Encode(p: Params, prefix: string, attrs: Attrs, inp: { prefix?: Value; ids: Value; mask: Value }): T5EncodeOutputs {
-  const b = p.b;
-  const s = t5Shape(attrs);
-  const embedKey = p.first(`${prefix}.shared.weight`, `${prefix}.encoder.embed_tokens.weight`)!;
-  const tokens = p.embed(inp.ids, embedKey, 'tokens'); // (B, S, d)
-  let h = tokens;
-  let mask = inp.mask;
-  if (inp.prefix) {
-    h = b.concat([inp.prefix, tokens], 1, 'inputs_embeds'); // (B, Q + S, d)
-    const shape = b.concat([b.op('Shape', [inp.mask], { start: 0, end: 1 }, { name: 'mask_batch' }), b.op('Shape', [inp.prefix], { start: 1, end: 2 }, { name: 'prefix_len' })], 0, 'prefix_mask_shape');
-    const ones = b.op('ConstantOfShape', [shape], { value: { tensor: { dataType: 7, dims: [1], int64Data: [1] } } }, { name: 'prefix_mask' }); // (B, Q)
-    mask = b.concat([ones, inp.mask], 1, 'encoder_mask'); // (B, Q + S)
-  }
-  const L = scalarDim(b, h, 1, 'enc_len');
-  const positions = range(b, b.int64([0], [], 'zero'), L, 'enc_positions');
-  const enc = `${prefix}.encoder`;
-  const bias = b.add(positionBias(p, `${enc}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`, s, true, positions, positions, 'enc_position_bias'), paddingBias(b, mask, 'enc_pad_bias'), 'enc_bias'); // (B, N, L, L)
-  for (let i = 0; i < s.depth; i++) {
-    const blk = `${enc}.block.${i}`;
-    h = b.scope(`t5.encoder.${i}`, () => {
-      const x = p.rmsNorm(h, `${blk}.layer.0.layer_norm.weight`, s.eps, 'ln_attn');
-      const a = t5Attention(p, x, x, `${blk}.layer.0.SelfAttention`, s, bias, 'self');
-      const r = b.add(h, a, 'attn_residual');
-      return b.add(r, t5FeedForward(p, p.rmsNorm(r, `${blk}.layer.1.layer_norm.weight`, s.eps, 'ln_ffn'), `${blk}.layer.1`, s), 'ffn_residual');
+function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
+  const { b } = ctx;
+  const dm = dims(ctx);
+  if (!io.cross || !io.crossMask) throw new CompileError('BLIP4015', 't5: the decoder step needs the cross keys/values from encode.onnx', ctx.node.loc);
+  let h = b.gather(embeddings(ctx, dm, 'decoder'), io.ids, 0, 'tokens'); // (B, S, d)
+  const T = b.dim(io.mask, 1, 'total_length');
+  const qpos = b.range(b.sub(T, b.dim(io.ids, 1, 'step_length'), 'past_length'), T, 'query_positions'); // P .. T-1
+  const kpos = b.range(b.int64([0], [], 'zero'), T, 'key_positions');
+  const selfBias = b.add(positionBias(ctx, 'decoder', false, qpos, kpos, 'decoder_position_bias'), causalBias(b, io.mask, h), 'self_bias'); // (B, N, S, T)
+  const crossBias = paddingBias(b, io.crossMask, 'cross_bias'); // (B, 1, 1, L)
+  const present: KV[] = [];
+  for (let i = 0; i < ctx.int('decoder_depth'); i++) {
+    const p = `decoder.block.${i}`;
+    h = b.scope(p, () => {
+      const x = norm(ctx, dm, h, `${p}.layer.0.layer_norm`, 'layer_norm_0');
+      const self = b.scope('SelfAttention', () => attention(ctx, dm, x, x, `${p}.layer.0.SelfAttention`, selfBias, io.past[i]));
+      present.push(self.present!);
+      const r1 = b.add(h, self.out, 'self_residual');
+      const y = norm(ctx, dm, r1, `${p}.layer.1.layer_norm`, 'layer_norm_1');
+      const r2 = b.add(r1, b.scope('EncDecAttention', () => attention(ctx, dm, y, io.cross![i], `${p}.layer.1.EncDecAttention`, crossBias).out), 'cross_residual');
+      return b.add(r2, feedForward(ctx, dm, norm(ctx, dm, r2, `${p}.layer.2.layer_norm`, 'layer_norm_2'), `${p}.layer.2`), 'ffn_residual');
     });
   }
-  const hidden = p.rmsNorm(h, `${enc}.final_layer_norm.weight`, s.eps, 'enc_final_norm'); // (B, Lenc, d)
-  const cross: Array<[Value, Value]> = [];
-  for (let i = 0; i < s.decoderDepth; i++) {
-    const key = `${prefix}.decoder.block.${i}.layer.1.EncDecAttention`;
-    cross.push(b.scope(`t5.cross.${i}`, () => [
-      splitHeads(b, p.linear(hidden, `${key}.k`, 'k'), s.heads, s.dkv, 'key'),
-      splitHeads(b, p.linear(hidden, `${key}.v`, 'v'), s.heads, s.dkv, 'value'),
-    ]));
-  }
-  return { cross, mask, hidden };
-}
-
-/**
- * decoder.onnx: one step of the decoder over its self-attention cache and the encoder's
- * cross keys/values -> last-position logits (B, V). Relative positions count from the past length.
- */
-export function lowerT5Decoder(p: Params, prefix: string, attrs: Attrs, cache: KvCache, cross: { kv: Array<[Value, Value]>; mask: Value }): Value {
-  const b = p.b;
-  const s = t5Shape(attrs);
-  const dec = `${prefix}.decoder`;
-  const embedKey = p.first(`${prefix}.shared.weight`, `${dec}.embed_tokens.weight`)!;
-  let h = p.embed(cache.inputIds, embedKey, 'tokens'); // (B, S, d)
-  const T = scalarDim(b, cache.mask, 1, 'total_len');
-  const S = scalarDim(b, cache.inputIds, 1, 'step_len');
-  const qpos = range(b, b.op('Sub', [T, S], {}, { name: 'past_len' }), T, 'query_positions'); // P .. T-1
-  const kpos = range(b, b.int64([0], [], 'zero'), T, 'key_positions');
-  const selfBias = b.add(positionBias(p, `${dec}.block.0.layer.0.SelfAttention.relative_attention_bias.weight`, s, false, qpos, kpos, 'dec_position_bias'), causalBias(b, cache.mask, h), 'dec_bias'); // (B, N, S, T)
-  const crossBias = paddingBias(b, cross.mask, 'cross_bias'); // (B, 1, 1, Lenc)
-  for (let i = 0; i < s.decoderDepth; i++) {
-    const blk = `${dec}.block.${i}`;
-    h = b.scope(`t5.decoder.${i}`, () => {
-      const x = p.rmsNorm(h, `${blk}.layer.0.layer_norm.weight`, s.eps, 'ln_self');
-      const r1 = b.add(h, t5Attention(p, x, x, `${blk}.layer.0.SelfAttention`, s, selfBias, 'self', { i, c: cache }), 'self_residual');
-      const y = p.rmsNorm(r1, `${blk}.layer.1.layer_norm.weight`, s.eps, 'ln_cross');
-      const r2 = b.add(r1, t5Attention(p, y, cross.kv[i], `${blk}.layer.1.EncDecAttention`, s, crossBias, 'cross'), 'cross_residual');
-      return b.add(r2, t5FeedForward(p, p.rmsNorm(r2, `${blk}.layer.2.layer_norm.weight`, s.eps, 'ln_ffn'), `${blk}.layer.2`, s), 'ffn_residual');
-    });
-  }
-  let last = p.rmsNorm(lastPosition(b, h), `${dec}.final_layer_norm.weight`, s.eps, 'dec_final_norm'); // (B, d)
-  // Original T5 scales before its tied head; Flan-T5 (scale_decoder_outputs false) does not.
-  if (s.scale) last = b.mul(last, b.scalar(s.d ** -0.5), 'scaled');
-  return lmHead(p, last, p.first(`${prefix}.lm_head.weight`, embedKey)!); // (B, V)
+  let last = norm(ctx, dm, lastPosition(b, h), 'decoder.final_layer_norm', 'decoder_final_layer_norm'); // (B, d)
+  // Original T5 scales before its tied head; Flan-T5 (scale_decoder_outputs: false) does not.
+  if (ctx.bool('tie_embeddings')) last = b.mul(last, b.scalar(dm.d ** -0.5), 'scaled');
+  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : 'shared.weight'; // a stored lm_head loads untied
+  return { logits: b.op('Gemm', [last, ctx.param(head, [dm.V, dm.d])], { transB: 1 }, { name: 'lm_head' }), present }; // (B, V)
 }

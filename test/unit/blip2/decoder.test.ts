@@ -6,14 +6,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder, type Value } from '../../../src/lower/GraphBuilder.js';
+import { GraphBuilder } from '../../../src/lower/GraphBuilder.js';
 import { WeightStore } from '../../../src/lower/WeightStore.js';
-import { KvCache, Params, floatOutput } from '../../../src/lower/transformer.js';
+import { floatInput, floatOutput } from '../../../src/lower/transformer.js';
 import { Checkpoint } from '../../../src/weights/checkpoint.js';
-import { Opt, lowerOptDecoder, optPrefix } from '../../../src/nodes/opt.js';
-import { Llama, lowerLlamaDecoder } from '../../../src/nodes/llama.js';
-import type { Attrs } from '../../../src/nodes/NodeKind.js';
-import { Built, DEBUG, assertClose, fixtureExists, readJson, readTensors, type Tensor } from './harness.js';
+import { Opt } from '../../../src/nodes/opt.js';
+import { Llama } from '../../../src/nodes/llama.js';
+import type { NodeKind } from '../../../src/nodes/NodeKind.js';
+import { Built, DEBUG, assertClose, contextFor, fixtureExists, readJson, readTensors, resolved, stepInputs, stepOutputs, type Tensor } from './harness.js';
 
 /** Row t of axis 1 of a (B, T, V) tensor -> (B, V). */
 function at(t: Tensor, pos: number): Float32Array {
@@ -33,53 +33,35 @@ function argmax(x: Float32Array, V: number): number[] {
   return out;
 }
 
-interface Family {
-  attrs(ck: Checkpoint): Attrs;
-  cache(a: Attrs): { layers: number; kvHeads: number; headDim: number; prefixWidth: number };
-  prefix(b: GraphBuilder, a: Attrs, projected: Value, placeholders: boolean): Value;
-  decoder(p: Params, a: Attrs, cache: KvCache): Value;
-}
-
-const text = (ck: Checkpoint) => ck.config.text_config as Record<string, unknown>;
-const OPT: Family = {
-  attrs: (ck) => Opt.fromConfig!(text(ck), ck.config),
-  cache: (a) => ({ layers: a.depth as number, kvHeads: a.heads as number, headDim: (a.width as number) / (a.heads as number), prefixWidth: (a.embed_width ?? a.width) as number }),
-  prefix: optPrefix,
-  decoder: (p, a, c) => lowerOptDecoder(p, 'language_model', a, c),
-};
-const LLAMA: Family = {
-  attrs: (ck) => Llama.fromConfig!(text(ck), ck.config),
-  cache: (a) => ({ layers: a.depth as number, kvHeads: a.kv_heads as number, headDim: (a.head_dim ?? (a.width as number) / (a.heads as number)) as number, prefixWidth: a.width as number }),
-  prefix: (_b, _a, projected) => projected,
-  decoder: (p, a, c) => lowerLlamaDecoder(p, 'language_model', a, c),
-};
-
-const CASES: Array<[string, Family]> = [
-  ['blip2-opt', OPT],
-  ['blip2-opt-proj', OPT],
-  ['blip2-opt-legacy', OPT],
-  ['instructblip-vicuna', LLAMA],
-  ['instructblip-vicuna-theta', LLAMA],
+const CASES: Array<[string, NodeKind]> = [
+  ['blip2-opt', Opt],
+  ['blip2-opt-proj', Opt],
+  ['blip2-opt-legacy', Opt],
+  ['instructblip-vicuna', Llama],
+  ['instructblip-vicuna-theta', Llama],
 ];
 
-for (const [name, fam] of CASES) {
+for (const [name, kind] of CASES) {
   const dir = join(DEBUG, name);
   test(`decoder: ${name} prefill and cached steps match transformers`, { skip: !fixtureExists(dir) && 'run test/oracle/blip2_debug.py' }, async (t) => {
     const ck = Checkpoint.open(dir);
     const exp = readTensors(join(dir, 'expected.safetensors'));
     const meta = readJson(join(dir, 'expected.json')) as { greedy: number[][] };
-    const a = fam.attrs(ck);
-    const c = fam.cache(a);
-    const V = a.vocab_size as number;
-    const placeholders = typeof ck.config.image_token_index === 'number';
+    const a = resolved(kind, ck, 'text_config');
+    const lowering = kind.lowering!.decoder!;
     const store = new WeightStore('float32');
 
+    // encode.onnx's part of the LLM: the soft prompt as it enters the input embeddings.
     const enc = new GraphBuilder('encode', store);
-    const projected = enc.input('projected', 'float32', ['batch', 'queries', exp.get('projected')!.dims[2]]);
-    enc.output(fam.prefix(enc, a, projected, placeholders), 'prefix_embeds', 'float32');
+    const H = exp.get('projected')!.dims[2];
+    const side = lowering.encode(contextFor(enc, ck, 'language_model', a, ['prefix']), { prefix: { type: 'features', hidden: floatInput(enc, 'projected', ['batch', 'queries', H]) } });
+    floatOutput(enc, side.prefix!, 'prefix_embeds');
     const dec = new GraphBuilder('decoder', store);
-    const cache = new KvCache(dec, c);
-    floatOutput(dec, fam.decoder(new Params(dec, ck, name), a, cache), 'logits', ['batch', V]);
+    const dctx = contextFor(dec, ck, 'language_model', a, ['prefix', 'text']);
+    const c = lowering.facts(dctx);
+    const prefixWidth = (a.embed_width ?? a.width) as number;
+    stepOutputs(dec, lowering.step(dctx, stepInputs(dec, c, { prefixWidth })));
+    const V = c.vocab;
     const built = await Built.from(store, [enc, dec]);
     try {
       const { prefix_embeds } = await built.run('encode', { projected: new ort.Tensor('float32', exp.get('projected')!.data as Float32Array, exp.get('projected')!.dims) });
@@ -108,7 +90,7 @@ for (const [name, fam] of CASES) {
         mask = mask.map((row) => [...row, 1n]);
         past = {};
         for (let i = 0; i < c.layers; i++) past = { ...past, [`past.${i}.key`]: out[`present.${i}.key`], [`past.${i}.value`]: out[`present.${i}.value`] };
-        feeds = { input_ids: new ort.Tensor('int64', BigInt64Array.from(next), [B, 1]), prefix_embeds: new ort.Tensor('float32', new Float32Array(0), [B, 0, c.prefixWidth]), attention_mask: feedMask(), ...past };
+        feeds = { input_ids: new ort.Tensor('int64', BigInt64Array.from(next), [B, 1]), prefix_embeds: new ort.Tensor('float32', new Float32Array(0), [B, 0, prefixWidth]), attention_mask: feedMask(), ...past };
       }
       t.diagnostic(`max rel diff over ${steps + 1} steps: ${worst.toExponential(2)}`);
       // Greedy tokens: the reference's continuation (the last argmax predicts one token further).

@@ -10,6 +10,10 @@ import { GraphBuilder } from '../../../src/lower/GraphBuilder.js';
 import { WeightStore } from '../../../src/lower/WeightStore.js';
 import { encodeModel, toModelProto } from '../../../src/lower/emitOnnx.js';
 import { SafetensorsFile, toFloat32 } from '../../../src/weights/safetensors.js';
+import type { Checkpoint } from '../../../src/weights/checkpoint.js';
+import type { DecoderFacts, LowerContext, ParamOptions, StepInputs, StepOutputs } from '../../../src/lower/contract.js';
+import { floatInput, floatOutput, transpose2d } from '../../../src/lower/transformer.js';
+import type { Attrs, NodeKind } from '../../../src/nodes/NodeKind.js';
 
 export const DEBUG = 'test/fixtures/debug';
 
@@ -117,4 +121,76 @@ export function sliceAxis1(t: Tensor, start: number, end: number): Float32Array 
   const src = t.data as Float32Array;
   for (let b = 0; b < B; b++) out.set(src.subarray((b * T + start) * inner, (b * T + end) * inner), b * (end - start) * inner);
   return out;
+}
+
+/**
+ * A LowerContext over a checkpoint for lowering one node outside the compile driver (the driver's
+ * own context does the same, plus coverage and problem collection): names relative to `prefix`,
+ * `../` for tensors beside it, shapes checked.
+ */
+export function contextFor(b: GraphBuilder, ck: Checkpoint, prefix: string, attrs: Attrs, ports: string[] = []): LowerContext {
+  const key = (name: string) => {
+    let base = prefix;
+    let n = name;
+    while (n.startsWith('../')) {
+      base = base.includes('.') ? base.slice(0, base.lastIndexOf('.')) : '';
+      n = n.slice(3);
+    }
+    return base && n ? `${base}.${n}` : base || n;
+  };
+  const attr = <T>(a: string, type: string): T => {
+    assert.equal(typeof attrs[a], type, `attribute ${a}`);
+    return attrs[a] as T;
+  };
+  const loc = { file: 'test', line: 1, column: 1, start: 0, end: 0 };
+  return {
+    b,
+    node: { name: prefix, kind: 'test', edges: [], checkpoint: prefix, attrs: {}, frozen: false, loc, attrLocs: {} },
+    attrs,
+    graph: 'encode',
+    has: (name) => ck.has(key(name)),
+    connected: (port) => ports.includes(port),
+    attrLoc: () => loc,
+    int: (a) => attr<number>(a, 'number'),
+    num: (a) => attr<number>(a, 'number'),
+    str: (a) => attr<string>(a, 'string'),
+    bool: (a) => attr<boolean>(a, 'boolean'),
+    param(name: string, shape: number[], opts: ParamOptions = {}) {
+      const k = key(name);
+      assert.deepEqual(ck.shape(k), shape, `tensor ${k}`);
+      if (opts.transpose) {
+        const [o, i] = shape;
+        return b.weight({ key: `${k}:T`, dims: [i, o], produce: () => transpose2d(ck.readFloat32(k), o, i) });
+      }
+      return b.weight({ key: k, dims: shape, produce: () => ck.readFloat32(k) });
+    },
+  };
+}
+
+/** The kind's defaults under the attributes resolved from the checkpoint's config section. */
+export function resolved(kind: NodeKind, ck: Checkpoint, section: string): Attrs {
+  return { ...(kind.lowering?.defaults ?? {}), ...kind.fromConfig!(ck.config[section] as Record<string, unknown>, ck.config) };
+}
+
+/** decoder.onnx's inputs as the compile driver declares them (float32 at the boundary). */
+export function stepInputs(b: GraphBuilder, f: DecoderFacts, o: { prefixWidth?: number; cross?: number } = {}): StepInputs {
+  const kv = ['batch', f.kvHeads, 'past_sequence', f.headDim];
+  const crossDims = ['batch', 'heads', 'cross_sequence', 'head_dim'];
+  return {
+    ids: b.input('input_ids', 'int64', ['batch', 'sequence']),
+    mask: b.input('attention_mask', 'int64', ['batch', 'total_sequence']),
+    prefix: o.prefixWidth === undefined ? undefined : floatInput(b, 'prefix_embeds', ['batch', 'prefix_sequence', o.prefixWidth]),
+    past: Array.from({ length: f.layers }, (_, i) => ({ key: floatInput(b, `past.${i}.key`, kv), value: floatInput(b, `past.${i}.value`, kv) })),
+    cross: o.cross === undefined ? undefined : Array.from({ length: o.cross }, (_, i) => ({ key: floatInput(b, `cross.${i}.key`, crossDims), value: floatInput(b, `cross.${i}.value`, crossDims) })),
+    crossMask: o.cross === undefined ? undefined : b.input('cross_attention_mask', 'int64', ['batch', 'cross_sequence']),
+  };
+}
+
+/** decoder.onnx's outputs: logits, present.{i}.key/value. */
+export function stepOutputs(b: GraphBuilder, out: StepOutputs): void {
+  floatOutput(b, out.logits, 'logits');
+  out.present.forEach((kv, i) => {
+    floatOutput(b, kv.key, `present.${i}.key`);
+    floatOutput(b, kv.value, `present.${i}.value`);
+  });
 }

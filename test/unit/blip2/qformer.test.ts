@@ -4,10 +4,10 @@ import { test } from 'node:test';
 import { join } from 'node:path';
 import { GraphBuilder } from '../../../src/lower/GraphBuilder.js';
 import { WeightStore } from '../../../src/lower/WeightStore.js';
-import { Params } from '../../../src/lower/transformer.js';
+import type { FeaturesFlow, Flow } from '../../../src/lower/contract.js';
 import { Checkpoint } from '../../../src/weights/checkpoint.js';
-import { QFormer, lowerQFormer } from '../../../src/nodes/qformer.js';
-import { Built, DEBUG, assertClose, fixtureExists, readTensors, sliceAxis1, toOrt } from './harness.js';
+import { QFormer } from '../../../src/nodes/qformer.js';
+import { Built, DEBUG, assertClose, contextFor, fixtureExists, readTensors, resolved, sliceAxis1, toOrt } from './harness.js';
 
 const CASES = ['blip2-opt', 'blip2-opt-proj', 'blip2-t5', 'instructblip-vicuna', 'instructblip-vicuna-theta', 'instructblip-t5'];
 
@@ -16,14 +16,14 @@ for (const name of CASES) {
   test(`qformer: ${name} query outputs match transformers`, { skip: !fixtureExists(dir) && 'run test/oracle/blip2_debug.py' }, async (t) => {
     const ck = Checkpoint.open(dir);
     const exp = readTensors(join(dir, 'expected.safetensors'));
-    const attrs = { ...QFormer.fromConfig!(ck.config.qformer_config as Record<string, unknown>, ck.config) };
+    const attrs = resolved(QFormer, ck, 'qformer_config');
     const store = new WeightStore('float32');
     const b = new GraphBuilder('qformer', store);
-    const p = new Params(b, ck, 'qformer');
-    const image = b.input('image_embeds', 'float32', ['batch', 'patches', attrs.encoder_width as number]);
     const instruct = exp.has('qformer_input_ids');
-    const text = instruct ? { ids: b.input('qformer_input_ids', 'int64', ['batch', 'q_text']), mask: b.input('qformer_attention_mask', 'int64', ['batch', 'q_text']) } : undefined;
-    b.output(lowerQFormer(p, 'qformer', attrs, { image, text }), 'query_outputs', 'float32');
+    const inputs: Record<string, Flow> = { '': { type: 'features', hidden: b.input('image_embeds', 'float32', ['batch', 'patches', attrs.encoder_width as number]) } };
+    if (instruct) inputs.instruction = { type: 'text', ids: b.input('qformer_input_ids', 'int64', ['batch', 'q_text']), mask: b.input('qformer_attention_mask', 'int64', ['batch', 'q_text']) };
+    const out = QFormer.lowering!.lower!(contextFor(b, ck, 'qformer', attrs, Object.keys(inputs)), inputs) as FeaturesFlow;
+    b.output(out.hidden, 'query_outputs', 'float32');
     const built = await Built.from(store, [b]);
     try {
       const feeds: Record<string, ReturnType<typeof toOrt>> = { image_embeds: toOrt(exp.get('image_embeds')!) };
@@ -31,10 +31,9 @@ for (const name of CASES) {
         feeds.qformer_input_ids = toOrt(exp.get('qformer_input_ids')!);
         feeds.qformer_attention_mask = toOrt(exp.get('qformer_attention_mask')!);
       }
-      const out = await built.run('qformer', feeds);
-      const ref = exp.get('qformer_output')!;
-      const Q = attrs.queries as number;
-      t.diagnostic(`max rel diff ${assertClose(out.query_outputs.data as Float32Array, sliceAxis1(ref, 0, Q), 'query outputs').toExponential(2)}`);
+      const res = await built.run('qformer', feeds);
+      const diff = assertClose(res.query_outputs.data as Float32Array, sliceAxis1(exp.get('qformer_output')!, 0, attrs.queries as number), 'query outputs');
+      t.diagnostic(`max rel diff ${diff.toExponential(2)}`);
     } finally {
       await built.close();
       ck.close();

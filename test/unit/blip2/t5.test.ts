@@ -4,12 +4,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder, type Value } from '../../../src/lower/GraphBuilder.js';
+import { GraphBuilder } from '../../../src/lower/GraphBuilder.js';
 import { WeightStore } from '../../../src/lower/WeightStore.js';
-import { KvCache, Params, floatInput, floatOutput } from '../../../src/lower/transformer.js';
+import { floatInput, floatOutput } from '../../../src/lower/transformer.js';
 import { Checkpoint } from '../../../src/weights/checkpoint.js';
-import { T5, lowerT5Decoder, lowerT5Encode, relativeBucketTable } from '../../../src/nodes/t5.js';
-import { Built, DEBUG, assertClose, fixtureExists, readJson, readTensors, toOrt, type Tensor } from './harness.js';
+import { T5, relativeBucketTable, t5Encode } from '../../../src/nodes/t5.js';
+import { Built, DEBUG, assertClose, contextFor, fixtureExists, readJson, readTensors, resolved, stepInputs, stepOutputs, toOrt, type Tensor } from './harness.js';
 
 function at(t: Tensor, pos: number): Float32Array {
   const [B, T, V] = t.dims;
@@ -33,32 +33,27 @@ for (const name of ['blip2-t5', 'blip2-t5-tied', 'instructblip-t5']) {
     const ck = Checkpoint.open(dir);
     const exp = readTensors(join(dir, 'expected.safetensors'));
     const meta = readJson(join(dir, 'expected.json')) as { greedy: number[][] };
-    const a = T5.fromConfig!(ck.config.text_config as Record<string, unknown>, ck.config);
-    const N = a.heads as number;
-    const dkv = a.kv_width as number;
-    const layers = a.decoder_depth as number;
-    const V = a.vocab_size as number;
+    const a = resolved(T5, ck, 'text_config');
+    const lowering = T5.lowering!.decoder!;
     const store = new WeightStore('float32');
 
+    // encode.onnx's part of T5: the encoder over [soft prompt ; prompt], cross keys/values per decoder layer.
     const enc = new GraphBuilder('encode', store);
-    const projected = floatInput(enc, 'projected', ['batch', 'queries', a.width as number]);
-    const ids = enc.input('input_ids', 'int64', ['batch', 'sequence']);
-    const mask = enc.input('attention_mask', 'int64', ['batch', 'sequence']);
-    const e = lowerT5Encode(new Params(enc, ck), 'language_model', a, { prefix: projected, ids, mask });
-    floatOutput(enc, e.hidden, 'encoder_hidden');
-    e.cross.forEach(([k, v], i) => {
-      floatOutput(enc, k, `cross.${i}.key`);
-      floatOutput(enc, v, `cross.${i}.value`);
+    const text = { type: 'text' as const, ids: enc.input('input_ids', 'int64', ['batch', 'sequence']), mask: enc.input('attention_mask', 'int64', ['batch', 'sequence']) };
+    const prefix = { type: 'features' as const, hidden: floatInput(enc, 'projected', ['batch', 'queries', a.width as number]) };
+    const side = t5Encode(contextFor(enc, ck, 'language_model', a, ['prefix', 'text']), prefix.hidden, text);
+    floatOutput(enc, side.states, 'encoder_hidden');
+    side.cross.forEach((kv, i) => {
+      floatOutput(enc, kv.key, `cross.${i}.key`);
+      floatOutput(enc, kv.value, `cross.${i}.value`);
     });
-    enc.output(e.mask, 'cross_attention_mask', 'int64');
+    enc.output(side.mask, 'cross_attention_mask', 'int64');
 
     const dec = new GraphBuilder('decoder', store);
-    const cache = new KvCache(dec, { layers, kvHeads: N, headDim: dkv });
-    const kv: Array<[Value, Value]> = [];
-    for (let i = 0; i < layers; i++) kv.push([floatInput(dec, `cross.${i}.key`, ['batch', N, 'encoder_sequence', dkv]), floatInput(dec, `cross.${i}.value`, ['batch', N, 'encoder_sequence', dkv])]);
-    const crossMask = dec.input('cross_attention_mask', 'int64', ['batch', 'encoder_sequence']);
-    floatOutput(dec, lowerT5Decoder(new Params(dec, ck), 'language_model', a, cache, { kv, mask: crossMask }), 'logits', ['batch', V]);
-
+    const dctx = contextFor(dec, ck, 'language_model', a, ['prefix', 'text']);
+    const f = lowering.facts(dctx);
+    stepOutputs(dec, lowering.step(dctx, stepInputs(dec, f, { cross: side.cross.length })));
+    const [N, dkv, layers, V] = [f.kvHeads, f.headDim, f.layers, f.vocab];
     const built = await Built.from(store, [enc, dec]);
     try {
       const encOut = await built.run('encode', { projected: toOrt(exp.get('projected')!), input_ids: toOrt(exp.get('text_input_ids')!), attention_mask: toOrt(exp.get('text_attention_mask')!) });
