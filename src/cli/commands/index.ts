@@ -4,3 +4,4 @@ import { registerCommand } from '../main.js';
 registerCommand(async () => (await import('./version.js')).default);
 registerCommand(async () => (await import('./check.js')).default);
 registerCommand(async () => (await import('./fmt.js')).default);
+registerCommand(async () => (await import('./capfilt.js')).default);

@@ -1,0 +1,125 @@
+// The output folder of a CapFilt run and how it is written safely:
+//   DEST/<id>                          output shards, mirroring the input shards
+//   DEST/stats.json, DEST/errors.jsonl  written once every planned shard is complete
+//   DEST/_capfilt/run.json             the run's settings and plan; a re-run must match it
+//   DEST/_capfilt/shards/<id>.json     per-shard stats and errors (merged into stats.json)
+//   DEST/_capfilt/tmp/                 files being written (<name>.<host>.<pid>.<random>.tmp)
+// Every file is written under tmp/ and renamed into place when complete; a shard counts as
+// complete when its tar exists (its sidecar is renamed first), so a re-run skips it.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { BlipError } from '../cli/Command.js';
+
+export const META_DIR = '_capfilt';
+
+/** Temp files untouched for this long are taken as left by a dead process on another machine. */
+export const STALE_TEMP_MS = 6 * 3600 * 1000;
+
+export class OutputDir {
+  readonly root: string;
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  get metaDir(): string {
+    return join(this.root, META_DIR);
+  }
+  get tmpDir(): string {
+    return join(this.metaDir, 'tmp');
+  }
+  shardPath(id: string): string {
+    return join(this.root, ...id.split('/'));
+  }
+  sidecarPath(id: string): string {
+    return join(this.metaDir, 'shards', ...`${id}.json`.split('/'));
+  }
+
+  /** BLIP5802 when the output path exists and is not a folder. */
+  async checkNotFile(): Promise<void> {
+    const st = await stat(this.root).catch(() => undefined);
+    if (st && !st.isDirectory()) throw new BlipError('BLIP5802', `output ${this.root} exists and is not a folder`);
+  }
+
+  /** Create the folder (BLIP5802 when it is a file or cannot be created). */
+  async prepare(): Promise<void> {
+    await this.checkNotFile();
+    try {
+      await mkdir(this.tmpDir, { recursive: true });
+      await mkdir(join(this.metaDir, 'shards'), { recursive: true });
+    } catch (e) {
+      throw new BlipError('BLIP5802', `cannot create output folder ${this.root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+
+  /** A fresh temp path for `name` (unique per process and call). */
+  tempPath(name: string): string {
+    const safe = name.replace(/[/\\]/g, '__');
+    return join(this.tmpDir, `${safe}.${hostname().replace(/[^A-Za-z0-9_-]/g, '_')}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  }
+
+  /** Move a finished temp file to `dest`, creating its folder. */
+  async commit(tmp: string, dest: string): Promise<void> {
+    await mkdir(dirname(dest), { recursive: true });
+    await rename(tmp, dest);
+  }
+
+  /** Write `data` to `dest` through a temp file, fsynced, then renamed. */
+  async writeAtomic(dest: string, data: string | Uint8Array): Promise<void> {
+    const tmp = this.tempPath(dest.slice(this.root.length + 1));
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await this.commit(tmp, dest);
+  }
+
+  async isComplete(id: string): Promise<boolean> {
+    const [a, b] = await Promise.all([stat(this.shardPath(id)).catch(() => undefined), stat(this.sidecarPath(id)).catch(() => undefined)]);
+    return !!a?.isFile() && !!b?.isFile();
+  }
+
+  async readJson<T>(path: string): Promise<T | undefined> {
+    try {
+      return JSON.parse(await readFile(path, 'utf8')) as T;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Remove temp files that no running process will finish: those of this machine whose process
+   * is gone, and any not modified for STALE_TEMP_MS (left by a machine that went away).
+   */
+  async removeDeadTemps(): Promise<number> {
+    const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_');
+    let n = 0;
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const m = /\.([A-Za-z0-9_-]+)\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name);
+      if (!m) continue;
+      const p = join(this.tmpDir, name);
+      let dead = false;
+      if (m[1] === host && Number(m[2]) !== process.pid) dead = !isAlive(Number(m[2]));
+      if (!dead) {
+        const st = await stat(p).catch(() => undefined);
+        dead = !!st && Date.now() - st.mtimeMs > STALE_TEMP_MS;
+      }
+      if (dead && (await unlink(p).then(() => true, () => false))) n++;
+    }
+    return n;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

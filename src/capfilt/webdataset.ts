@@ -1,0 +1,217 @@
+// WebDataset shards: reading samples out of a .tar (files grouped by key, as img2dataset writes
+// them: {key}.jpg + {key}.txt + {key}.json) or out of a JSONL chunk, and writing deterministic
+// tars (fixed mtime, uid, gid, mode and owner names; entries in the order written).
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, readFile, unlink } from 'node:fs/promises';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import type { ShardSource } from './inputs.js';
+
+/** Image extensions a sample's image may have, in the order one is picked when a sample has several. */
+export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp'] as const;
+
+export interface InputSample {
+  key: string;
+  /** The image file: its name in the output shard and its bytes, untouched. */
+  image?: { name: string; bytes: Buffer };
+  /** The web text (`.txt`, or the JSONL `text` / `caption` field); undefined when missing. */
+  text?: string;
+  /** The `.json` metadata (or the JSONL record's other fields), passed through. */
+  meta?: unknown;
+  /** Why the sample cannot be used (set by the reader: e.g. a JSONL line that is not JSON). */
+  error?: string;
+}
+
+/** A shard-level read failure (a truncated or malformed tar): samples read before it are kept. */
+export class ShardReadError extends Error {
+  override name = 'ShardReadError';
+}
+
+const utf8 = new TextDecoder('utf-8');
+
+/** WebDataset's key/extension split: the key is the path up to the first dot of the file name. */
+export function splitKey(name: string): { key: string; ext: string } | undefined {
+  const m = /^((?:.*\/|)[^./][^./]*)\.([^/]*)$/.exec(name);
+  return m ? { key: m[1], ext: m[2] } : undefined;
+}
+
+function parseMeta(buf: Buffer): unknown {
+  try {
+    return JSON.parse(utf8.decode(buf));
+  } catch {
+    return { unparsed: utf8.decode(buf) };
+  }
+}
+
+function toSample(key: string, files: Map<string, { name: string; bytes: Buffer }>): InputSample {
+  const s: InputSample = { key };
+  for (const ext of IMAGE_EXTENSIONS) {
+    for (const [e, f] of files) {
+      if (e.toLowerCase() === ext) {
+        s.image = f;
+        break;
+      }
+    }
+    if (s.image) break;
+  }
+  for (const [e, f] of files) {
+    const l = e.toLowerCase();
+    if (l === 'txt' && s.text === undefined) s.text = utf8.decode(f.bytes);
+    else if (l === 'json' && s.meta === undefined) s.meta = parseMeta(f.bytes);
+  }
+  if (!s.image && s.text === undefined && s.meta === undefined) {
+    s.error = `no image, text or metadata (files: ${[...files.values()].map((f) => f.name).join(', ')})`;
+  }
+  return s;
+}
+
+/** Samples of a WebDataset tar, in order. `onBytes` gets the number of input bytes consumed. */
+export async function* readTarSamples(path: string, onBytes: (n: number) => void): AsyncGenerator<InputSample> {
+  const extract = tar.extract();
+  const src = createReadStream(path);
+  let srcError: Error | undefined;
+  src.on('data', (b) => onBytes(b.length));
+  src.on('error', (e) => {
+    srcError = e;
+    extract.destroy(e);
+  });
+  src.pipe(extract);
+  let key: string | undefined;
+  let files = new Map<string, { name: string; bytes: Buffer }>();
+  try {
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      const h = entry.header;
+      if (h.type !== 'file' && h.type !== 'contiguous-file') continue;
+      const split = splitKey(h.name);
+      if (!split) continue; // no extension: not part of a sample
+      if (split.key !== key) {
+        if (key !== undefined) yield toSample(key, files);
+        key = split.key;
+        files = new Map();
+      }
+      if (!files.has(split.ext)) files.set(split.ext, { name: h.name, bytes: Buffer.concat(chunks) });
+    }
+  } catch (e) {
+    if (srcError) throw srcError; // an I/O error: let the caller retry the shard
+    // The sample being read when the archive broke off may be incomplete: report it, don't use it.
+    if (key !== undefined) yield { key, error: `the shard breaks off in this sample (${(e as Error).message})` };
+    throw new ShardReadError(`tar: ${(e as Error).message}`);
+  } finally {
+    src.destroy();
+    extract.destroy();
+  }
+  if (key !== undefined) yield toSample(key, files);
+}
+
+const IMAGE_EXT_SET = new Set<string>(IMAGE_EXTENSIONS);
+
+/**
+ * Samples of a JSONL chunk: one `{"image": path, "text": ...}` object a line (`caption` is read
+ * when `text` is absent); relative image paths are relative to the JSONL file. The key is the
+ * 0-based line number, 9 digits.
+ */
+export async function* readJsonlSamples(source: Extract<ShardSource, { kind: 'jsonl' }>, onBytes: (n: number) => void): AsyncGenerator<InputSample> {
+  let line = source.firstLine;
+  let rest = '';
+  const stream = source.end > source.start ? createReadStream(source.path, { start: source.start, end: source.end - 1 }) : undefined;
+  const dir = dirname(source.path);
+  const handle = async (text: string, n: number): Promise<InputSample | undefined> => {
+    const key = String(n).padStart(9, '0');
+    const t = text.endsWith('\r') ? text.slice(0, -1) : text;
+    if (t.trim() === '') return undefined;
+    let rec: unknown;
+    try {
+      rec = JSON.parse(t);
+    } catch {
+      return { key, error: `line ${n + 1} is not valid JSON` };
+    }
+    if (typeof rec !== 'object' || rec === null || Array.isArray(rec)) return { key, error: `line ${n + 1} is not a JSON object` };
+    const { image, text: txt, caption, ...meta } = rec as Record<string, unknown>;
+    const s: InputSample = { key };
+    const web = txt ?? caption;
+    if (typeof web === 'string') s.text = web;
+    if (Object.keys(meta).length) s.meta = meta;
+    if (typeof image !== 'string' || image === '') {
+      s.error = `line ${n + 1} has no "image" path`;
+      return s;
+    }
+    try {
+      const bytes = await readFile(isAbsolute(image) ? image : resolve(dir, image));
+      let ext = extname(image).slice(1).toLowerCase();
+      if (!IMAGE_EXT_SET.has(ext)) ext = 'img';
+      s.image = { name: `${key}.${ext}`, bytes };
+    } catch (e) {
+      s.error = `cannot read image ${image}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    }
+    return s;
+  };
+  if (stream) {
+    for await (const buf of stream as AsyncIterable<Buffer>) {
+      onBytes(buf.length);
+      const text = rest + utf8.decode(buf, { stream: true });
+      const lines = text.split('\n');
+      rest = lines.pop()!;
+      for (const l of lines) {
+        const s = await handle(l, line++);
+        if (s) yield s;
+      }
+    }
+  }
+  rest += utf8.decode();
+  if (rest !== '') {
+    const s = await handle(rest, line++);
+    if (s) yield s;
+  }
+}
+
+export function readSamples(source: ShardSource, onBytes: (n: number) => void): AsyncGenerator<InputSample> {
+  return source.kind === 'tar' ? readTarSamples(source.path, onBytes) : readJsonlSamples(source, onBytes);
+}
+
+/** A tar written with deterministic headers: same entries in, same bytes out. */
+export class TarWriter {
+  private readonly pack = tar.pack();
+  private readonly done: Promise<void>;
+  private failed: Error | undefined;
+
+  constructor(readonly path: string) {
+    this.done = pipeline(this.pack, createWriteStream(path));
+    this.done.catch((e: Error) => {
+      this.failed = e;
+    });
+  }
+
+  add(name: string, bytes: Uint8Array): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return new Promise((res, rej) => {
+      this.pack.entry(
+        { name, size: buf.length, mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: new Date(0), type: 'file' },
+        buf,
+        (err) => (err ? rej(err) : res()),
+      );
+    });
+  }
+
+  /** Finish the archive and flush it to disk (fsync). */
+  async close(): Promise<void> {
+    this.pack.finalize();
+    await this.done;
+    const fh = await open(this.path, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Stop writing and remove the file. */
+  async abort(): Promise<void> {
+    this.pack.destroy();
+    await this.done.catch(() => undefined);
+    await unlink(this.path).catch(() => undefined);
+  }
+}

@@ -1,0 +1,79 @@
+// `blip capfilt` user errors: one line each, exit 2 for usage errors and 1 for failures.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../../src/cli/main.js';
+import capfiltCommand from '../../../src/cli/commands/capfilt.js';
+import { writeTar, image } from './helpers/fixtures.js';
+
+let root: string;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'capfilt-cli-'));
+  await writeTar(join(root, 'in', '00000.tar'), [
+    ['a.jpg', await image('red', 'jpeg')],
+    ['a.txt', 'a red thing'],
+  ]);
+  await writeFile(join(root, 'a-file'), 'not a folder');
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Run `blip ARGV` in-process, capturing stderr (stdout is left alone: the test reporter writes there). */
+async function blip(...argv: string[]): Promise<{ code: number; err: string }> {
+  let err = '';
+  const ew = process.stderr.write;
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(argv), err };
+  } finally {
+    process.stderr.write = ew;
+  }
+}
+
+const base = (): string[] => ['capfilt', '--captioner', join(root, 'no-captioner'), '--filter', join(root, 'no-itm'), '--quiet'];
+
+test('capfilt has help with every option and examples', () => {
+  for (const opt of ['--captioner', '--filter', '--input', '--output', '--captions-per-image', '--top-p', '--min-itm', '--batch-size', '--device', '--shard', '--seed', '--redis', '--exit-when-idle']) {
+    assert.ok(capfiltCommand.help.includes(opt), opt);
+  }
+  assert.match(capfiltCommand.help, /Examples:\n  blip capfilt /);
+});
+
+test('usage errors exit 2 with one line', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--shard', '2/2'], /--shard expects I\/N/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--shard', 'x'], /--shard expects I\/N/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--bach-size', '2'], /unknown option --bach-size \(did you mean --batch-size\?\)/],
+    [[...base(), '--output', join(root, 'o1')], /--input is required/],
+    [['capfilt', '--input', join(root, 'in'), '--output', join(root, 'o1')], /--captioner is required/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--top-p', '2'], /--top-p must be in \(0, 1\]/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--batch-size', 'many'], /--batch-size expects an integer/],
+    [['capfilt', 'workr', '--redis', 'redis://x'], /unknown subcommand 'workr' \(did you mean 'worker'\?\)/],
+    [['capfilt', 'worker'], /--redis is required/],
+    [['capfilt', 'enqueue', '--redis', 'redis://127.0.0.1:1', '--shard', '0/2'], /--shard does not apply to enqueue/],
+  ];
+  for (const [argv, re] of cases) {
+    const r = await blip(...argv);
+    assert.equal(r.code, 2, `${argv.join(' ')}: ${r.err}`);
+    assert.match(r.err.split('\n')[0], re);
+    assert.equal(r.err.trim().split('\n').length, 2, r.err); // the message and the --help hint
+  }
+});
+
+test('failures exit 1 with one line: missing input, output that is a file, a captioner that is not a compiled model', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [[...base(), '--input', join(root, 'missing', '{00000..00003}.tar'), '--output', join(root, 'o2')], /^error BLIP5801: input .*00000\.tar does not exist$/],
+    [[...base(), '--input', join(root, 'in', '*.tgz'), '--output', join(root, 'o2')], /^error BLIP5801: input '.*' matches no file$/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'a-file')], /^error BLIP5802: output .*a-file exists and is not a folder$/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o3')], /^error BLIP5001: .*no-captioner does not exist/],
+  ];
+  for (const [argv, re] of cases) {
+    const r = await blip(...argv);
+    assert.equal(r.code, 1, `${argv.join(' ')}: ${r.err}`);
+    assert.equal(r.err.trim().split('\n').length, 1, r.err);
+    assert.match(r.err.trim(), re);
+  }
+});

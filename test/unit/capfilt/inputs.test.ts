@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expandBraces, expandGlob, parseShardSpec, planShards, selectShards } from '../../../src/capfilt/inputs.js';
+import { BlipError, UsageError } from '../../../src/cli/Command.js';
+
+test('brace expansion: ranges (zero-padded), lists, nesting, literals', () => {
+  assert.deepEqual(expandBraces('data/{00000..00003}.tar'), ['data/00000.tar', 'data/00001.tar', 'data/00002.tar', 'data/00003.tar']);
+  assert.deepEqual(expandBraces('{8..11}'), ['8', '9', '10', '11']);
+  assert.deepEqual(expandBraces('{3..1}'), ['3', '2', '1']);
+  assert.deepEqual(expandBraces('{0..10..5}'), ['0', '5', '10']);
+  assert.deepEqual(expandBraces('{a,b}/{0..1}.tar'), ['a/0.tar', 'a/1.tar', 'b/0.tar', 'b/1.tar']);
+  assert.deepEqual(expandBraces('x{a,{b,c}}y'), ['xay', 'xby', 'xcy']);
+  assert.deepEqual(expandBraces('lit{x}/{1..2}'), ['lit{x}/1', 'lit{x}/2']);
+  assert.deepEqual(expandBraces('plain.tar'), ['plain.tar']);
+  assert.throws(() => expandBraces('{0..99999999}'), UsageError);
+});
+
+test('--shard I/N: syntax, and the N parts cover the plan exactly once', () => {
+  assert.deepEqual(parseShardSpec('1/3'), { index: 1, count: 3 });
+  for (const bad of ['3/3', '1', '1/0', '-1/2', 'a/b', '1/2/3', '']) assert.throws(() => parseShardSpec(bad), UsageError, bad);
+  const plan = Array.from({ length: 7 }, (_, i) => ({ id: `${i}.tar`, source: { kind: 'tar' as const, path: `/x/${i}.tar`, bytes: 1 } }));
+  const parts = [0, 1, 2].map((index) => selectShards(plan, { index, count: 3 }).map((t) => t.id));
+  assert.deepEqual(parts.flat().sort(), plan.map((t) => t.id).sort());
+  assert.deepEqual(parts[1], ['1.tar', '4.tar']);
+});
+
+test('a folder, a glob and a brace pattern plan the same shards, mirrored by relative name', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-inputs-'));
+  try {
+    const d = join(root, 'data');
+    await mkdir(join(d, 'sub'), { recursive: true });
+    for (const n of ['00000', '00001', '00002']) await writeFile(join(d, `${n}.tar`), '');
+    await writeFile(join(d, 'sub', '00003.tar'), '');
+    await writeFile(join(d, '00000.parquet'), '');
+    await writeFile(join(d, '.hidden.tar'), '');
+    const out = join(root, 'out');
+    const ids = async (inputs: string[]) => (await planShards(inputs, { output: out, samplesPerShard: 10 })).map((t) => t.id);
+    assert.deepEqual(await ids([d]), ['00000.tar', '00001.tar', '00002.tar', 'sub/00003.tar']);
+    assert.deepEqual(await ids([join(d, '*.tar')]), ['00000.tar', '00001.tar', '00002.tar']);
+    assert.deepEqual(await ids([join(d, '**/*.tar')]), ['00000.tar', '00001.tar', '00002.tar', 'sub/00003.tar']);
+    assert.deepEqual(await ids([join(d, '{00000..00002}.tar')]), ['00000.tar', '00001.tar', '00002.tar']);
+    assert.deepEqual(await ids([join(d, '0000[12].tar')]), ['00001.tar', '00002.tar']);
+    assert.deepEqual(await ids([join(d, '00001.tar')]), ['00001.tar']);
+    assert.deepEqual(await expandGlob(join(d, 'nothing*.tar')), []);
+
+    // Errors: one line, BLIP5801.
+    await assert.rejects(ids([join(d, 'missing.tar')]), (e: BlipError) => e.code === 'BLIP5801' && /does not exist/.test(e.message));
+    await assert.rejects(ids([join(d, '{00000..00009}.tar')]), (e: BlipError) => e.code === 'BLIP5801' && /00003\.tar does not exist/.test(e.message));
+    await assert.rejects(ids([join(d, 'zz*.tar')]), (e: BlipError) => e.code === 'BLIP5801' && /matches no file/.test(e.message));
+    await assert.rejects(ids([join(d, '00000.parquet')]), (e: BlipError) => e.code === 'BLIP5801' && /neither/.test(e.message));
+    await mkdir(join(root, 'other'));
+    await writeFile(join(root, 'other', '00000.tar'), '');
+    await assert.rejects(ids([d, join(root, 'other')]), (e: BlipError) => e.code === 'BLIP5801' && /both write output shard 00000\.tar/.test(e.message));
+
+    // The output folder inside a folder input is never read back as input.
+    await mkdir(join(d, 'clean'));
+    await writeFile(join(d, 'clean', '00000.tar'), '');
+    assert.deepEqual(
+      (await planShards([d], { output: join(d, 'clean'), samplesPerShard: 10 })).map((t) => t.id),
+      ['00000.tar', '00001.tar', '00002.tar', 'sub/00003.tar'],
+    );
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a JSONL file is cut into shards of --samples-per-shard lines', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-jsonl-'));
+  try {
+    const lines = Array.from({ length: 7 }, (_, i) => JSON.stringify({ image: `img/${i}.jpg`, text: `t${i}` }));
+    await writeFile(join(root, 'pairs.jsonl'), lines.join('\n')); // no final newline
+    const plan = await planShards([join(root, 'pairs.jsonl')], { output: join(root, 'out'), samplesPerShard: 3 });
+    assert.deepEqual(plan.map((t) => t.id), ['pairs-00000.tar', 'pairs-00001.tar', 'pairs-00002.tar']);
+    const src = plan.map((t) => t.source as { start: number; end: number; firstLine: number; lines: number });
+    assert.deepEqual(src.map((s) => [s.firstLine, s.lines]), [[0, 3], [3, 3], [6, 1]]);
+    assert.equal(src[0].start, 0);
+    assert.equal(src[1].start, src[0].end);
+    assert.equal(src[2].end, Buffer.byteLength(lines.join('\n')));
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,158 @@
+// The reliability bar: CapFilt single-process, resumed after a SIGKILL, split with --shard, and on
+// BullMQ with two workers one of which is SIGKILLed mid-shard, all give byte-identical output
+// folders (shards, stats.json, errors.jsonl, run metadata) and leave no temp file.
+// Uses the TEST DOUBLE models and a real redis-server started here.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { connectRedis, enqueue, runCapfilt, runWorker, type RunOptions } from '../../../src/capfilt/index.js';
+import { capfiltMain } from '../../../src/cli/commands/capfilt.js';
+import { BlipError } from '../../../src/cli/Command.js';
+import { buildFixture, treeDigest, type Fixture } from './helpers/fixtures.js';
+import { capfilt, startRedis, type RedisServer } from './helpers/procs.js';
+import { testDoubleModels } from './helpers/testDoubleModels.js';
+
+const DELAY_MS = 150; // per batch, in the processes that get killed
+let root: string;
+let fx: Fixture;
+let redis: RedisServer;
+let reference: Record<string, string>;
+
+const BATCH = 2;
+const args = (output: string): string[] => [
+  '--captioner', join(root, 'models', 'captioner'),
+  '--filter', join(root, 'models', 'itm'),
+  '--input', fx.input,
+  '--output', output,
+  '--captions-per-image', '3',
+  '--batch-size', String(BATCH),
+  '--seed', '7',
+];
+const opts = (output: string): RunOptions => ({
+  captioner: join(root, 'models', 'captioner'),
+  filter: join(root, 'models', 'itm'),
+  inputs: [fx.input],
+  output,
+  captionsPerImage: 3,
+  batchSize: BATCH,
+  seed: 7,
+});
+const load = async () => testDoubleModels();
+
+/** First keys of the batches that are not the last of their shard: a process that has just scored one is mid-shard. */
+function midShardKeys(ids: string[]): Set<string> {
+  const keys = new Set<string>();
+  for (const id of ids) {
+    const valid = fx.validKeys.get(id)!;
+    for (let i = 0; i + BATCH < valid.length; i += BATCH) keys.add(valid[i]);
+  }
+  return keys;
+}
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'capfilt-modes-'));
+  fx = await buildFixture(root);
+  redis = await startRedis();
+  const ref = join(root, 'reference');
+  await runCapfilt(opts(ref), load);
+  reference = await treeDigest(ref);
+  assert.ok(reference['stats.json'] && reference['errors.jsonl'] && reference['sub/00002.tar']);
+  assert.deepEqual(await readdir(join(ref, '_capfilt', 'tmp')), []);
+});
+after(async () => {
+  await redis?.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+test('resumed after SIGKILL mid-shard: the re-run skips complete shards and the output is byte-identical', async () => {
+  const out = join(root, 'resumed');
+  const kill = midShardKeys([fx.ids[1]]);
+  const p = capfilt([...args(out), '--quiet'], DELAY_MS);
+  await p.waitFor(new RegExp(`^batch (${[...kill].join('|')})$`));
+  const { signal } = await p.kill('SIGKILL');
+  assert.equal(signal, 'SIGKILL');
+  // Killed inside the second shard: the first is complete, the second only a temp file.
+  assert.ok((await stat(join(out, fx.ids[0]))).isFile());
+  await assert.rejects(stat(join(out, fx.ids[1])));
+  assert.ok((await readdir(join(out, '_capfilt', 'tmp'))).some((f) => f.includes(`.${p.pid}.`)), 'a partial temp file is left');
+  await assert.rejects(stat(join(out, 'stats.json')));
+
+  const again = capfilt(args(out));
+  const { code } = await again.exited;
+  assert.equal(code, 0, again.err.join('\n'));
+  assert.ok(again.err.some((l) => /1 already complete, 3 to process/.test(l)), again.err.join('\n'));
+  assert.deepEqual(await treeDigest(out), reference);
+});
+
+test('--shard 0/2 and 1/2 together give the same output; stats.json appears when the last part completes', async () => {
+  const out = join(root, 'split');
+  const a = await runCapfilt({ ...opts(out), shard: { index: 0, count: 2 } }, load);
+  assert.equal(a.processed, 2);
+  assert.equal(a.final, undefined);
+  await assert.rejects(stat(join(out, 'stats.json')));
+  const b = await runCapfilt({ ...opts(out), shard: { index: 1, count: 2 } }, load);
+  assert.equal(b.processed, 2);
+  assert.ok(b.final);
+  assert.deepEqual(await treeDigest(out), reference);
+});
+
+test('two BullMQ workers, one SIGKILLed mid-shard: its job is retried by the other; output byte-identical', async () => {
+  const out = join(root, 'queued');
+  const queue = 'capfilt-test-kill';
+  const worker = (): ReturnType<typeof capfilt> => capfilt(['worker', '--redis', redis.url, '--queue', queue, '--lock-duration', '1500', '--stalled-interval', '500'], DELAY_MS);
+  const [a, b] = [worker(), worker()];
+  try {
+    await Promise.all([a.waitFor(/waiting for jobs/, 'err'), b.waitFor(/waiting for jobs/, 'err')]);
+    const code = await capfiltMain(['enqueue', '--redis', redis.url, '--queue', queue, ...args(out)], { load, stderr: { write: () => true } as unknown as NodeJS.WritableStream });
+    assert.equal(code, 0);
+
+    const kill = midShardKeys(fx.ids);
+    await a.waitFor(new RegExp(`^batch (${[...kill].join('|')})$`));
+    await a.kill('SIGKILL');
+    const started = a.err.filter((l) => / started \(attempt/.test(l));
+    const shard = /capfilt worker: (\S+) started/.exec(started[started.length - 1])![1];
+    assert.ok((await readdir(join(out, '_capfilt', 'tmp'))).some((f) => f.includes(`.${a.pid}.`)), 'the killed worker left a partial temp file');
+    await assert.rejects(stat(join(out, shard)), 'the killed worker did not finish its shard');
+
+    await b.waitFor(/stats\.json written/, 'err');
+    assert.ok(b.err.some((l) => l.includes(`${shard} started`)), `worker B took over ${shard}:\n${b.err.join('\n')}`);
+    const { code: bCode } = await b.kill('SIGTERM');
+    assert.equal(bCode, 0, b.err.join('\n'));
+    assert.deepEqual(await treeDigest(out), reference);
+  } finally {
+    a.child.kill('SIGKILL');
+    b.child.kill('SIGKILL');
+  }
+});
+
+test('enqueue adds each shard once, even twice over; a worker with --exit-when-idle stops on an empty queue', async () => {
+  const out = join(root, 'enqueue-twice');
+  const queue = 'capfilt-test-twice';
+  const e1 = await enqueue({ ...opts(out), redis: redis.url, queue });
+  const e2 = await enqueue({ ...opts(out), redis: redis.url, queue });
+  assert.deepEqual([e1.enqueued, e2.enqueued], [4, 4]);
+  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const q = new Queue(queue, { connection: conn });
+  try {
+    assert.equal(await q.getJobCountByTypes('waiting'), 4);
+    const w = await runWorker({ redis: redis.url, queue, exitWhenIdle: true, stalledInterval: 200 }, load);
+    await w.done;
+    assert.equal(await q.getJobCountByTypes('waiting', 'active', 'failed'), 0);
+    assert.deepEqual(await treeDigest(out), reference);
+    const e3 = await enqueue({ ...opts(out), redis: redis.url, queue });
+    assert.equal(e3.enqueued, 0, 'a complete run enqueues nothing');
+  } finally {
+    await q.obliterate({ force: true });
+    await q.close();
+    conn.disconnect();
+  }
+});
+
+test('an unreachable Redis is a one-line BLIP5804 error', async () => {
+  await assert.rejects(connectRedis('redis://127.0.0.1:1'), (e: BlipError) => e.code === 'BLIP5804' && !e.message.includes('\n'));
+  await assert.rejects(connectRedis('http://x'), (e: BlipError) => e.code === 'BLIP5804');
+});

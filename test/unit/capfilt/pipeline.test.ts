@@ -1,0 +1,170 @@
+// CapFilt in one process over small WebDataset shards, with the TEST DOUBLE models.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCapfilt, type RunOptions, type SampleRecord, type FinalStats, type ModelLoader } from '../../../src/capfilt/index.js';
+import { BlipError } from '../../../src/cli/Command.js';
+import { buildFixture, image, readTar, treeDigest, writeTar, type Fixture } from './helpers/fixtures.js';
+import { testDoubleModels } from './helpers/testDoubleModels.js';
+
+let root: string;
+let fx: Fixture;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'capfilt-pipeline-'));
+  fx = await buildFixture(root);
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const load: ModelLoader = async () => testDoubleModels();
+const opts = (output: string, more: Partial<RunOptions> = {}): RunOptions => ({
+  captioner: join(root, 'models/captioner'),
+  filter: join(root, 'models/itm'),
+  inputs: [fx.input],
+  output,
+  captionsPerImage: 3,
+  batchSize: 2,
+  seed: 7,
+  ...more,
+});
+
+test('output shards mirror the input: image bytes untouched, one .json per sample, deterministic tar headers', async () => {
+  const out = join(root, 'out-basic');
+  const summary = await runCapfilt(opts(out), load);
+  assert.equal(summary.processed, 4);
+  assert.ok(summary.final);
+  for (const id of fx.ids) {
+    const entries = await readTar(join(out, id));
+    const inEntries = await readTar(join(fx.input, id));
+    const keys = fx.validKeys.get(id)!;
+    assert.deepEqual(entries.map((e) => e.name.split('.')[0]), keys.flatMap((k) => [k, k]), id);
+    for (const e of entries) {
+      assert.deepEqual([e.mtime, e.uid, e.gid, e.mode], [0, 0, 0, 0o644]);
+      if (e.name.endsWith('.json')) continue;
+      const src = inEntries.find((x) => x.name === e.name);
+      assert.ok(src, `${e.name} comes from the input`);
+      assert.ok(src.data.equals(e.data), `${e.name}: image bytes untouched`);
+    }
+  }
+
+  const s0 = await readTar(join(out, '00000.tar'));
+  const rec = (key: string): SampleRecord => JSON.parse(s0.find((e) => e.name === `${key}.json`)!.data.toString('utf8'));
+  const r0 = rec('00000000');
+  assert.equal(r0.image, '00000000.jpg');
+  assert.equal(r0.web?.text, 'a red square on a wall');
+  assert.equal(r0.synthetic.length, 3);
+  assert.deepEqual(r0.meta, { url: 'https://example.com/a.jpg', caption: 'a red square on a wall', width: 16, height: 12 });
+  for (const t of [r0.web!, ...r0.synthetic]) {
+    assert.ok(t.itm >= 0 && t.itm <= 1);
+    assert.equal(t.kept, t.itm >= 0.5);
+  }
+  assert.deepEqual(r0.kept, [...new Set([r0.web!, ...r0.synthetic].filter((t) => t.kept).map((t) => t.text))]);
+  assert.equal(rec('00000002').web, null, 'missing text');
+  assert.equal(rec('00000005').web, null, 'whitespace-only text counts as missing');
+  const huge = rec('00000003');
+  assert.ok(huge.web!.text.length > 1_000_000, 'a huge text is kept whole');
+  assert.ok(huge.web!.text.startsWith('a blue very very'));
+
+  const stats: FinalStats = JSON.parse(await readFile(join(out, 'stats.json'), 'utf8'));
+  assert.equal(stats.shards, 4);
+  assert.equal(stats.images_seen, 6 + 8 + 6 + 6);
+  assert.equal(stats.images_ok, 5 + 6 + 6 + 6);
+  assert.equal(stats.errors, 3);
+  assert.equal(stats.texts.web.missing, 2);
+  assert.equal(stats.texts.web.kept + stats.texts.web.dropped, stats.images_ok - 2);
+  assert.equal(stats.texts.synthetic.kept + stats.texts.synthetic.dropped, stats.images_ok * 3);
+  assert.ok(stats.texts.synthetic.kept > 0 && stats.texts.synthetic.dropped > 0, 'the filter keeps some and drops some');
+  assert.ok(stats.texts.web.kept > 0 && stats.texts.web.dropped > 0);
+
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => [e.shard, e.key]), [['00000.tar', '00000001'], ['00001.tar', '00010000'], ['00001.tar', '00010001']]);
+  assert.match(errors[0].error, /^image 00000001\.jpg: .*unsupported image format/);
+  assert.match(errors[1].error, /^image 00010000\.jpg: /);
+  assert.match(errors[2].error, /^no image/);
+  assert.deepEqual(await readdir(join(out, '_capfilt', 'tmp')), [], 'no temp file left');
+});
+
+test('captions and scores do not depend on the batch size; a different seed changes captions', async () => {
+  const a = join(root, 'out-b2');
+  const b = join(root, 'out-b5');
+  const c = join(root, 'out-seed');
+  await runCapfilt(opts(a, { inputs: [join(fx.input, '00003.tar')] }), load);
+  await runCapfilt(opts(b, { inputs: [join(fx.input, '00003.tar')], batchSize: 5 }), load);
+  await runCapfilt(opts(c, { inputs: [join(fx.input, '00003.tar')], seed: 8 }), load);
+  const ta = await readTar(join(a, '00003.tar'));
+  const tb = await readTar(join(b, '00003.tar'));
+  const tc = await readTar(join(c, '00003.tar'));
+  assert.deepEqual(ta.map((e) => e.data.toString('base64')), tb.map((e) => e.data.toString('base64')));
+  assert.notDeepEqual(ta.map((e) => e.data.toString('base64')), tc.map((e) => e.data.toString('base64')));
+});
+
+test('a re-run skips complete shards without loading models; other settings are refused', async () => {
+  const out = join(root, 'out-rerun');
+  await runCapfilt(opts(out), load);
+  const before = await treeDigest(out);
+  const noModels: ModelLoader = async () => {
+    throw new Error('models must not be loaded when every shard is complete');
+  };
+  const s = await runCapfilt(opts(out), noModels);
+  assert.equal(s.skipped, 4);
+  assert.equal(s.processed, 0);
+  assert.deepEqual(await treeDigest(out), before);
+  await assert.rejects(runCapfilt(opts(out, { topP: 0.5 }), load), (e: BlipError) => e.code === 'BLIP5803' && /top_p/.test(e.message));
+  await assert.rejects(runCapfilt(opts(out, { inputs: [join(fx.input, '00000.tar')] }), load), (e: BlipError) => e.code === 'BLIP5803' && /other inputs/.test(e.message));
+});
+
+test('a truncated tar keeps the samples before the damage and records one shard error', async () => {
+  const dir = join(root, 'truncated');
+  await writeTar(join(dir, 'full.tar'), [
+    ['a.jpg', await image('red', 'jpeg')],
+    ['a.txt', 'a red thing'],
+    ['b.png', await image('blue', 'png')],
+    ['b.txt', 'x'.repeat(5000)],
+  ]);
+  const full = await readFile(join(dir, 'full.tar'));
+  await writeFile(join(dir, 'cut.tar'), full.subarray(0, full.length - 1024 - 2000)); // cut inside b.txt
+  await rm(join(dir, 'full.tar'));
+  const out = join(root, 'out-truncated');
+  const s = await runCapfilt(opts(out, { inputs: [dir] }), load);
+  assert.equal(s.final?.errors, 2);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => e.key), ['b', null]);
+  assert.match(errors[0].error, /breaks off in this sample/);
+  assert.match(errors[1].error, /^tar: /);
+  assert.deepEqual((await readTar(join(out, 'cut.tar'))).map((e) => e.name), ['a.jpg', 'a.json']);
+});
+
+test('JSONL input: {"image": path, "text": ...} lines become shards; unreadable lines are errors', async () => {
+  const dir = join(root, 'jsonl');
+  await mkdir(join(dir, 'img'), { recursive: true });
+  await writeFile(join(dir, 'img', 'r.jpg'), await image('red', 'jpeg'));
+  await writeFile(join(dir, 'img', 'g.webp'), await image('green', 'webp'));
+  await writeFile(join(dir, 'img', 'noext'), await image('blue', 'png'));
+  const lines = [
+    JSON.stringify({ image: 'img/r.jpg', text: 'a red card', id: 1 }),
+    'not json',
+    JSON.stringify({ image: 'img/missing.jpg', text: 'gone' }),
+    '',
+    JSON.stringify({ image: 'img/g.webp', caption: 'a green card' }),
+    JSON.stringify({ image: 'img/noext' }),
+  ];
+  await writeFile(join(dir, 'pairs.jsonl'), lines.join('\n') + '\n');
+  const out = join(root, 'out-jsonl');
+  const s = await runCapfilt(opts(out, { inputs: [join(dir, 'pairs.jsonl')], samplesPerShard: 4 }), load);
+  assert.equal(s.planned, 2);
+  const t0 = await readTar(join(out, 'pairs-00000.tar'));
+  const t1 = await readTar(join(out, 'pairs-00001.tar'));
+  assert.deepEqual(t0.map((e) => e.name), ['000000000.jpg', '000000000.json']);
+  assert.deepEqual(t1.map((e) => e.name), ['000000004.webp', '000000004.json', '000000005.png', '000000005.json']);
+  const r0: SampleRecord = JSON.parse(t0[1].data.toString('utf8'));
+  assert.equal(r0.web?.text, 'a red card');
+  assert.deepEqual(r0.meta, { id: 1 });
+  const r4: SampleRecord = JSON.parse(t1[1].data.toString('utf8'));
+  assert.equal(r4.web?.text, 'a green card');
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => e.key), ['000000001', '000000002']);
+  assert.match(errors[1].error, /cannot read image img\/missing\.jpg: ENOENT/);
+});
