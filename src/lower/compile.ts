@@ -24,7 +24,7 @@ import { WeightStore } from './WeightStore.js';
 import { encodeModel, toModelProto } from './emitOnnx.js';
 import { CompileError, type Problem } from './CompileError.js';
 import { resolveNodes, type ResolvedNode } from './resolve.js';
-import { graphProblems, pruneDead } from './graphCheck.js';
+import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
 import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
 import { floatInput, floatOutput, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
@@ -76,7 +76,12 @@ class Lowerer {
 
   context(b: GraphBuilder, rn: ResolvedNode, graph: GraphName): LowerContext {
     const { node, attrs } = rn;
-    const key = (name: string) => (node.checkpoint && name ? `${node.checkpoint}.${name}` : node.checkpoint || name);
+    // `../name`: a tensor beside the node's prefix (BLIP-2's query_tokens sit next to `qformer`).
+    const key = (name: string) => {
+      let base = node.checkpoint;
+      while (name.startsWith('../')) (base = base.includes('.') ? base.slice(0, base.lastIndexOf('.')) : ''), (name = name.slice(3));
+      return base && name ? `${base}.${name}` : base || name;
+    };
     const where = `node "${node.name}" (${node.kind})`;
     const origin = `${where} at ${node.loc.file}:${node.loc.line}:${node.loc.column}`;
     const attr = (a: string, type: 'number' | 'string' | 'boolean') => {
@@ -128,39 +133,46 @@ class Lowerer {
     };
   }
 
-  /** Model inputs as graph inputs, declared on first use; nodes lowered in topological order. */
+  /**
+   * A model input as graph inputs, declared on first use. The first text input of a graph is
+   * `input_ids`/`attention_mask`, another one gets its name; text reaching a Q-Former's
+   * `instruction:` port is tokenized by the Q-Former's own tokenizer, so it is a separate pair,
+   * `qformer_input_ids`/`qformer_attention_mask` (docs/architecture.md).
+   */
+  input(b: GraphBuilder, flows: Map<string, Flow>, imageSize: number, name: string, port: string): Flow {
+    const instruction = port === 'instruction' && this.model.inputs.find((i) => i.name === name)?.type === 'text';
+    const slot = instruction ? `${name}#qformer` : name;
+    const known = flows.get(slot);
+    if (known) return known;
+    const decl = this.model.inputs.find((i) => i.name === name)!;
+    let f: Flow;
+    if (decl.type === 'image') f = { type: 'image', pixels: floatInput(b, 'pixel_values', ['batch', 3, imageSize, imageSize]) };
+    else {
+      const first = this.model.inputs.filter((i) => i.type === 'text')[0]?.name === name;
+      const [ids, mask] = instruction ? ['qformer_input_ids', 'qformer_attention_mask'] : first ? ['input_ids', 'attention_mask'] : [`${name}_input_ids`, `${name}_attention_mask`];
+      const seq = instruction ? 'qformer_sequence' : 'sequence';
+      f = { type: 'text', ids: b.input(ids, 'int64', ['batch', seq]), mask: b.input(mask, 'int64', ['batch', seq]) };
+    }
+    flows.set(slot, f);
+    return f;
+  }
+
+  /** Nodes lowered in topological order, model inputs declared as they are first read. */
   lowerNodes(b: GraphBuilder, graph: GraphName, names: Set<string>, imageSize: number): Map<string, Flow> {
     const flows = new Map<string, Flow>();
-    const textInputs = this.model.inputs.filter((i) => i.type === 'text');
-    const input = (name: string): Flow => {
-      const known = flows.get(name);
-      if (known) return known;
-      const decl = this.model.inputs.find((i) => i.name === name)!;
-      let f: Flow;
-      if (decl.type === 'image') f = { type: 'image', pixels: floatInput(b, 'pixel_values', ['batch', 3, imageSize, imageSize]) };
-      else {
-        // The first text input of a graph is `input_ids`; a second one (InstructBLIP's Q-Former instruction) gets its name.
-        const first = textInputs[0]?.name === name;
-        const ids = first ? 'input_ids' : `${name}_input_ids`;
-        const mask = first ? 'attention_mask' : `${name}_attention_mask`;
-        f = { type: 'text', ids: b.input(ids, 'int64', ['batch', 'sequence']), mask: b.input(mask, 'int64', ['batch', 'sequence']) };
-      }
-      flows.set(name, f);
-      return f;
-    };
     for (const node of this.model.nodes) {
       if (!names.has(node.name)) continue;
       const rn = this.nodes.get(node.name)!;
-      const inputs = this.inputsOf(node, flows, input);
+      const inputs = this.inputsOf(node, flows, (name, port) => this.input(b, flows, imageSize, name, port));
       flows.set(node.name, b.scope(node.name, () => rn.kind.lowering!.lower!(this.context(b, rn, graph), inputs)));
     }
     return flows;
   }
 
-  inputsOf(node: IrNode, flows: Map<string, Flow>, input: (name: string) => Flow): Record<string, Flow> {
+  inputsOf(node: IrNode, flows: Map<string, Flow>, input: (name: string, port: string) => Flow): Record<string, Flow> {
     const out: Record<string, Flow> = {};
     for (const e of node.edges) {
-      const f = flows.get(e.from) ?? (this.model.inputs.some((i) => i.name === e.from) ? input(e.from) : undefined);
+      const f = this.model.inputs.some((i) => i.name === e.from) ? input(e.from, e.port) : flows.get(e.from);
       if (!f) throw new Error(`internal: node ${node.name} reads ${e.from}, which is not lowered in this graph`);
       out[e.port] = f;
     }
@@ -242,38 +254,42 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       if (!dec) throw new CompileError('BLIP4015', `node "${gen.node.name}" (${gen.node.kind}) cannot drive generate(): its kind has no decoder lowering`, gens[0].loc);
       // encode.onnx: everything upstream of the decoder, then the decoder's once-per-input part.
       const enc = new GraphBuilder('encode', store);
+      const facts = (decoderFacts = dec.facts(lw.context(enc, gen, 'encode')));
+      const crossDims = ['batch', facts.kvHeads, 'cross_sequence', facts.headDim];
       const encNodes = upstream(model, gen.node.edges.map((e) => e.from));
       const flows = lw.lowerNodes(enc, 'encode', encNodes, imageSize);
-      // The decoder's own text (a caption prompt) is fed to decoder.onnx, not to encode.onnx.
+      // The decoder's own text (a caption prompt) is fed to decoder.onnx, not to encode.onnx;
+      // an encoder-decoder LLM (dec.textInEncode: T5) reads it in encode.onnx instead.
       const genInputs: Record<string, Flow> = {};
       for (const e of gen.node.edges) {
-        const f = flows.get(e.from);
-        if (f && f.type !== 'text') genInputs[e.port] = f;
+        const isText = model.inputs.some((i) => i.name === e.from && i.type === 'text');
+        if (isText && !dec.textInEncode) continue;
+        const f = isText ? lw.input(enc, flows, imageSize, e.from, e.port) : flows.get(e.from);
+        if (f) genInputs[e.port] = f;
       }
       const side: EncodeSide = enc.scope(gen.node.name, () => dec.encode(lw.context(enc, gen, 'encode'), genInputs));
       if (vit && flows.get(vit.name)?.type === 'features') emitFloat(enc, (flows.get(vit.name) as { hidden: Value }).hidden, 'image_embeds', ['batch', 'image_sequence', nodes.get(vit.name)!.attrs.width as number]);
       side.cross?.forEach((kv, i) => {
-        emitFloat(enc, kv.key, `cross.${i}.key`, ['batch', 'heads', 'cross_sequence', 'head_dim']);
-        emitFloat(enc, kv.value, `cross.${i}.value`, ['batch', 'heads', 'cross_sequence', 'head_dim']);
+        emitFloat(enc, kv.key, `cross.${i}.key`, crossDims);
+        emitFloat(enc, kv.value, `cross.${i}.value`, crossDims);
       });
       if (side.crossMask) enc.output(side.crossMask, 'cross_attention_mask', 'int64', ['batch', 'cross_sequence']);
-      if (side.prefix) emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', 'hidden']);
+      if (side.prefix) emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', facts.hidden]);
       encodeTakesText = enc.inputs.some((i) => i.name === 'input_ids');
       graphs.push(enc);
 
       // decoder.onnx: one step.
       const d = new GraphBuilder('decoder', store);
       const ctx = lw.context(d, gen, 'decoder');
-      const facts = (decoderFacts = dec.facts(ctx));
       const ids = d.input('input_ids', 'int64', ['batch', 'sequence']);
       const mask = d.input('attention_mask', 'int64', ['batch', 'total_sequence']);
       const positions = facts.positions === 'input' ? d.input('position_ids', 'int64', ['batch', 'position_sequence']) : undefined;
-      const prefix = side.prefix ? floatInput(d, 'prefix_embeds', ['batch', 'prefix_sequence', facts.hidden]) : undefined;
+      const prefix = side.prefix ? floatInput(d, 'prefix_embeds', ['batch', 'prefix_sequence', facts.prefixWidth ?? facts.hidden]) : undefined;
       const kvDims = ['batch', facts.kvHeads, 'past_sequence', facts.headDim];
       const past: KV[] = Array.from({ length: facts.layers }, (_, i) => ({ key: floatInput(d, `past.${i}.key`, kvDims), value: floatInput(d, `past.${i}.value`, kvDims) }));
       const cross = side.cross?.map((_, i) => ({
-        key: floatInput(d, `cross.${i}.key`, ['batch', 'heads', 'cross_sequence', 'head_dim']),
-        value: floatInput(d, `cross.${i}.value`, ['batch', 'heads', 'cross_sequence', 'head_dim']),
+        key: floatInput(d, `cross.${i}.key`, crossDims),
+        value: floatInput(d, `cross.${i}.value`, crossDims),
       }));
       const crossMask = side.crossMask ? d.input('cross_attention_mask', 'int64', ['batch', 'cross_sequence']) : undefined;
       const step = d.scope(gen.node.name, () => dec.step(ctx, { ids, mask, past, cross, crossMask, prefix, positions }));
@@ -319,6 +335,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
 
     for (const g of graphs) {
       pruneDead(g);
+      foldOutputIdentities(g);
       const bad = graphProblems(g);
       if (bad.length) throw new Error(`internal: invalid ${g.name} graph: ${bad.join('; ')}`);
     }
@@ -343,10 +360,13 @@ function lowerRetrievalTask(b: GraphBuilder, o: IrOutput, flows: Map<string, Flo
     } else {
       const [img, txt] = o.args.map((a) => flows.get(a));
       if (img?.type !== 'embedding' || txt?.type !== 'embedding') throw new CompileError('BLIP4015', `itc(${o.args.join(', ')}) needs two embed nodes`, o.loc);
-      emitFloat(b, img.embeds, 'image_embeds', ['batch', 'embed']);
+      emitFloat(b, img.embeds, 'image_embeds', img.perQuery ? ['batch', 'queries', 'embed'] : ['batch', 'embed']);
       emitFloat(b, txt.embeds, 'text_embeds', ['batch', 'embed']);
-      // Row b of the image batch against row b of the text batch: the diagonal of image_feat @ text_featᵀ.
-      const sim = b.op('ReduceSum', [b.mul(img.embeds, txt.embeds, 'itc_products'), b.int64([-1], [1], 'itc_axis')], { keepdims: 0 }, { name: 'itc_sim' });
+      // Row b of the image batch against row b of the text batch: the diagonal of image_feat @ text_featᵀ;
+      // per-query image embeddings (BLIP-2) score with their best query (max over Q).
+      const text = img.perQuery ? b.unsqueeze(txt.embeds, [1], 'itc_text_row') : txt.embeds; // (B, 1, E) against (B, Q, E)
+      let sim = b.op('ReduceSum', [b.mul(img.embeds, text, 'itc_products'), b.int64([-1], [1], 'itc_axis')], { keepdims: 0 }, { name: 'itc_sim' });
+      if (img.perQuery) sim = b.op('ReduceMax', [sim], { axes: [1], keepdims: 0 }, { name: 'itc_best_query' }); // (B, Q) -> (B)
       emitFloat(b, sim, 'itc_score', ['batch']);
     }
   });

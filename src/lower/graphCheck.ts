@@ -23,6 +23,29 @@ export function pruneDead(g: GraphBuilder): number {
   return before - live.length;
 }
 
+/**
+ * Name graph outputs at their producers: `x -> Identity -> logits` becomes `... -> logits` when x
+ * is computed by a node of this graph and is not itself a graph output. Returns the count folded.
+ */
+export function foldOutputIdentities(g: GraphBuilder): number {
+  const outputs = new Set(g.outputs.map((o) => o.name!));
+  const producer = new Map<string, (typeof g.nodes)[number]>();
+  for (const n of g.nodes) for (const o of n.output ?? []) producer.set(o, n);
+  let folded = 0;
+  for (const id of [...g.nodes]) {
+    if (id.opType !== 'Identity' || !outputs.has(id.output![0])) continue;
+    const [from, to] = [id.input![0], id.output![0]];
+    const p = producer.get(from);
+    if (!p || outputs.has(from)) continue;
+    p.output = p.output!.map((o) => (o === from ? to : o));
+    for (const n of g.nodes) n.input = (n.input ?? []).map((x) => (x === from ? to : x));
+    g.nodes.splice(g.nodes.indexOf(id), 1);
+    producer.set(to, p);
+    folded++;
+  }
+  return folded;
+}
+
 /** Structural problems of a graph, as messages ([] when sound). */
 export function graphProblems(g: GraphBuilder): string[] {
   const out: string[] = [];

@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from '../Command.js';
+import { UsageError } from '../Command.js';
+import { loadProgram } from '../../syntax/load.js';
+import { formatDiagnostics } from '../../diagnostics/format.js';
+import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
+import { compile, type CompileResult } from '../../lower/compile.js';
+import { CompileError, formatProblem } from '../../lower/CompileError.js';
+
+const command: Command = {
+  name: 'compile',
+  summary: 'compile a .blip model and a HuggingFace checkpoint to ONNX',
+  help: `Usage: blip compile GRAPH.blip --weights DIR --out OUTDIR [--dtype fp32|fp16] [--model NAME]
+
+Checks GRAPH.blip, reads the checkpoint in DIR (config.json and model.safetensors, or sharded
+model-0000k-of-0000n.safetensors with model.safetensors.index.json; float32, float16 or
+bfloat16 tensors), and writes a compiled model directory OUTDIR:
+
+  manifest.json   what 'blip run' reads (task, inputs/outputs, preprocessing, generation defaults)
+  encode.onnx     once-per-input part (image encoder, question encoder, cross-attention K/V)
+  decoder.onnx    one decoder step with a KV cache (generating models)
+  retrieval.onnx  ITM / ITC scores (retrieval models)
+  weights.bin     the weights, each tensor stored once, shared by the graphs
+  tokenizer/      the checkpoint's tokenizer files
+
+Weights stream one tensor at a time, so memory stays near the largest tensor. Attributes the
+file leaves out come from config.json; a pinned attribute that disagrees with the checkpoint, a
+missing, unexpected or misshapen tensor is an error naming the tensor, the node and its line.
+Nothing is left behind on failure; an existing OUTDIR is replaced only if it holds a compiled
+model. A summary goes to stdout, a progress bar to stderr when it is a terminal.
+
+Options:
+  --weights DIR   the HuggingFace checkpoint directory (required)
+  --out OUTDIR    where to write the compiled model (required)
+  --dtype T       fp32 (default) or fp16: precision of the weights and arithmetic
+                  (graph inputs and outputs stay float32)
+  --model NAME    the model to compile when GRAPH.blip declares several
+
+Examples:
+  blip compile graphs/blip-caption.blip --weights ./blip-image-captioning-base --out ./out/caption
+  blip compile graphs/blip-vqa.blip --weights ./blip-vqa-base --out ./out/vqa --dtype fp16`,
+  async run(argv) {
+    const opt: Record<string, string> = {};
+    const files: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+      const a = argv[i];
+      if (['--weights', '--out', '--dtype', '--model'].includes(a)) {
+        if (argv[i + 1] === undefined) throw new UsageError(`${a} expects a value`);
+        opt[a.slice(2)] = argv[++i];
+      } else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
+      else files.push(a);
+    }
+    if (files.length !== 1) throw new UsageError(files.length ? `expected one GRAPH.blip, found ${files.length}` : 'expected GRAPH.blip');
+    if (!opt.weights) throw new UsageError('--weights DIR is required');
+    if (!opt.out) throw new UsageError('--out OUTDIR is required');
+    const dtype = opt.dtype === undefined || opt.dtype === 'fp32' ? 'float32' : opt.dtype === 'fp16' ? 'float16' : undefined;
+    if (!dtype) throw new UsageError(`--dtype expects fp32 or fp16, found '${opt.dtype}'`);
+
+    const [file] = files;
+    const loaded = loadProgram(file);
+    if (hasErrors(loaded.diagnostics) || !loaded.program) {
+      process.stderr.write(formatDiagnostics(loaded.diagnostics, loaded.sources));
+      return 1;
+    }
+    const models = loaded.program.models;
+    const model = opt.model ? models.find((m) => m.name === opt.model) : models.length === 1 ? models[0] : undefined;
+    if (!model) {
+      const names = models.map((m) => m.name).join(', ');
+      throw new UsageError(opt.model ? `${file} has no model '${opt.model}' (it has ${names})` : `${file} declares ${models.length} models (${names}); choose one with --model`);
+    }
+
+    const bar = process.stderr.isTTY ? progressBar() : undefined;
+    let result: CompileResult;
+    try {
+      result = await compile({ model, graphFile: file, graphText: readFileSync(file, 'utf8'), weights: opt.weights, out: opt.out, dtype, onProgress: bar?.update });
+    } catch (e) {
+      bar?.clear();
+      if (e instanceof CompileError) {
+        const located: Diagnostic[] = e.problems.filter((p) => p.loc).map((p) => ({ code: p.code, severity: 'error', message: p.message, loc: p.loc! }));
+        for (const p of e.problems.filter((p) => !p.loc)) process.stderr.write(formatProblem(p) + '\n');
+        process.stderr.write(formatDiagnostics(located, loaded.sources));
+        return 1;
+      }
+      throw e; // checkpoint-file errors (BLIP400x) print as one line; anything else is a bug
+    }
+    bar?.clear();
+    process.stdout.write(summary(result));
+    return 0;
+  },
+};
+export default command;
+
+const MB = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`);
+
+function summary(r: CompileResult): string {
+  const m = r.manifest;
+  const rows: Array<[string, string]> = [['parameters', `${(r.parameters / 1e6).toFixed(2)} M (shared tensors counted once)`]];
+  for (const g of r.graphs) rows.push([g.file, `${g.nodes} nodes, ${MB(g.bytes)}`]);
+  rows.push([m.weights.file, `${MB(r.weightsBytes)}, ${m.weights.tensors} tensors`]);
+  rows.push(['time', `${r.seconds.toFixed(1)} s`]);
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return [
+    `compiled ${m.model} (${m.family} ${m.task}, ${m.dtype}) -> ${r.out}`,
+    ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`),
+    ...r.warnings.map((x) => `warning: ${x}`),
+    '',
+  ].join('\n');
+}
+
+/** A one-line progress bar on stderr, redrawn at most every 100 ms. */
+function progressBar() {
+  let last = 0;
+  const width = 30;
+  return {
+    update(done: number, total: number, key: string) {
+      const now = Date.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      const f = total ? done / total : 1;
+      const filled = Math.round(f * width);
+      const name = key.length > 40 ? '…' + key.slice(-39) : key;
+      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(f * 100).toFixed(0).padStart(3)}% ${MB(done)} / ${MB(total)}  ${name}\x1b[K`);
+    },
+    clear() {
+      process.stderr.write('\r\x1b[K');
+    },
+  };
+}
