@@ -7,7 +7,10 @@ export function EdgeTypesRule(ctx: CheckContext): void {
   for (const node of ctx.model.nodes.values()) {
     const kind = ctx.kindOf(node);
     if (!kind) continue;
+    const seen = new Set<string>();
     for (const arg of node.args) {
+      if (seen.has(arg.port)) continue; // BLIP2022
+      seen.add(arg.port);
       const port = kind.ports.find((p) => p.name === arg.port);
       const type = ctx.typeOf(arg.source);
       if (!port || !type || port.accepts.includes(type)) continue;

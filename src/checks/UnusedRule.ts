@@ -1,4 +1,5 @@
-// Unused declarations (warnings): every node and every input feeds some output.
+// Unused declarations (warnings): every node and every input feeds some output. Not reported for
+// a model with errors, where an unresolved name would make its sources look unused.
 // docs/diagnostics.md#blip2030
 import type { CheckContext } from './CheckContext.js';
 
@@ -11,7 +12,7 @@ export function UnusedRule(ctx: CheckContext): void {
     used.add(name);
     for (const arg of ctx.model.nodes.get(name)?.args ?? []) work.push(arg.source);
   }
-  if (!ctx.model.outputs.size) return; // BLIP2029 already says why
+  if (!ctx.model.outputs.size || ctx.diagnostics.some((d) => d.severity === 'error')) return;
   for (const node of ctx.model.nodes.values())
     if (!used.has(node.name)) ctx.report('BLIP2030', node.loc, `unused node '${node.name}': expected it to feed an output, found no path from it to any`);
   for (const input of ctx.model.inputs.values())

@@ -51,6 +51,7 @@ export function reportAttrProblems(ctx: CheckContext, schemaId: string, attrs: M
       ctx.report('BLIP3007', loc, `${what} expects ${p.expected}, found ${describeValue(v)}`);
       continue;
     }
-    ctx.report(p.code, loc, `${what} expects ${p.expected}, found ${describeValue(v)}`);
+    const hint = p.code === 'BLIP3004' && 'value' in v && typeof v.value === 'string' ? didYouMean(v.value, (p.error.params as { allowedValues: string[] }).allowedValues) : '';
+    ctx.report(p.code, loc, `${what} expects ${p.expected}, found ${describeValue(v)}${hint}`);
   }
 }

@@ -55,6 +55,8 @@ export interface NodeSyntax extends Span {
   frozen: boolean;
   checkpoint?: StringSyntax;
   attrs?: AttrBlockSyntax;
+  /** Neither form could be parsed (error recovery): the declaration is skipped. */
+  recovered?: boolean;
 }
 
 export interface OutputSyntax extends Span {

@@ -82,22 +82,30 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
   const root = load(file, opts.text);
   if (!root) return { diagnostics, sources };
 
+  // A model with a syntax error is not checked further: what recovery dropped would show up as
+  // unknown or unused names. Other models still are.
+  const broken: SourceLoc[] = [];
+  for (const f of files)
+    for (const d of f.ast.decls)
+      if (d.type === 'model' && diagnostics.some((x) => x.code < 'BLIP2' && x.loc.file === f.path && x.loc.start >= d.start && x.loc.start <= d.end))
+        broken.push(f.src.loc(d.start, d.end));
+  const inBroken = (x: Diagnostic) => x.code >= 'BLIP2' && broken.some((b) => b.file === x.loc.file && x.loc.start >= b.start && x.loc.start <= b.end);
+
   const resolver = new Resolver(files);
   const program: IrProgram = { file, models: [] };
   for (const d of root.ast.decls) {
     if (d.type !== 'model' || !d.name) continue;
     const draft = resolver.resolve(d.name.text);
-    if (!draft) continue;
-    // A model with a syntax error is not checked further: what recovery dropped would show up as
-    // unknown or unused names. Other models of the file still are.
-    const broken = diagnostics.some((x) => x.code < 'BLIP2' && x.loc.file === root.path && x.loc.start >= d.start && x.loc.start <= d.end);
-    if (broken) continue;
-    const found = checkModel(draft);
+    if (!draft || broken.some((b) => b.file === root.path && b.start === d.start)) continue;
+    let found = checkModel(draft);
+    const own = resolver.diagnostics.filter((x) => x.loc.file === root.path && x.loc.start >= d.start && x.loc.start <= d.end);
+    // "Unused" warnings are noise next to the error that disconnected the graph.
+    if (hasErrors([...found, ...own])) found = found.filter((x) => x.code !== 'BLIP2030' && x.code !== 'BLIP2031');
     diagnostics.push(...found);
-    if (!hasErrors(found)) program.models.push(toIrModel(draft));
+    if (!hasErrors([...found, ...own])) program.models.push(toIrModel(draft));
   }
   diagnostics.push(...resolver.diagnostics);
-  const all = sortDiagnostics(dedupe(diagnostics));
+  const all = sortDiagnostics(dedupe(diagnostics.filter((x) => !inBroken(x))));
   if (hasErrors(all)) return { diagnostics: all, sources };
   for (const e of validateIr(program))
     all.push(diagnostic('BLIP3099', program.models[0]?.loc ?? { file, line: 1, column: 1, start: 0, end: 0 }, `internal: the IR does not match src/ir/schema/ir.schema.json at ${e.instancePath || '/'}: ${e.message}`));

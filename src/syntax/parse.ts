@@ -24,23 +24,28 @@ export interface ParseResult {
 function describeChar(ch: string): string {
   const cp = ch.codePointAt(0)!;
   const hex = 'U+' + cp.toString(16).toUpperCase().padStart(4, '0');
-  if (cp === 0xfffd) return `'\uFFFD' (${hex}, a byte sequence that is not UTF-8)`;
+  if (cp === 0xfffd) return `bytes that are not UTF-8 (decoded as ${hex})`;
   if (cp < 0x20 || cp === 0x7f || (cp >= 0x80 && cp < 0xa0)) return `control character ${hex}`;
   if (/\s/u.test(ch)) return `whitespace character ${hex}`;
-  return `'${ch}' (${hex})`;
+  return `character '${ch}' (${hex})`;
 }
 
-function lexDiagnostics(src: SourceFile, errors: ILexingError[], errorTokens: IToken[]): Diagnostic[] {
+const EXPECTED_CHARS = 'expected a name, number, string, comment or one of { } ( ) [ ] : , @';
+
+function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[], errorTokens: IToken[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const e of errors) {
     const ch = String.fromCodePoint(src.text.codePointAt(e.offset) ?? 0xfffd);
-    const hint = /^[^\x00-\x7f]$/u.test(ch) && /\p{L}/u.test(ch) ? ' (names are ASCII letters, digits and _; other text goes in a "string")' : '';
+    out.push(diagnostic('BLIP1001', src.loc(e.offset, e.offset + ch.length), `unexpected ${describeChar(ch)}: ${EXPECTED_CHARS}`));
+  }
+  for (const t of tokens) {
+    if (t.tokenType !== T.Identifier) continue;
+    const m = /[^\x00-\x7f]/u.exec(t.image);
+    if (!m) continue;
+    const ch = String.fromCodePoint(t.image.codePointAt(m.index)!);
+    const at = t.startOffset + m.index;
     out.push(
-      diagnostic(
-        'BLIP1001',
-        src.loc(e.offset, e.offset + ch.length),
-        `unexpected character ${describeChar(ch)}: expected a name, number, string, comment or one of { } ( ) [ ] : , @${hint}`,
-      ),
+      diagnostic('BLIP1001', src.loc(at, at + ch.length), `unexpected ${describeChar(ch)} in the name '${t.image}': expected ASCII letters, digits and _ (other text goes in a "string")`),
     );
   }
   for (const t of errorTokens) {
@@ -97,7 +102,7 @@ export function parse(text: string, file: string): ParseResult {
     return { ast: empty, source, diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(text.length)} MiB`)] };
   }
   const lexed = T.BlipLexer.tokenize(text);
-  const diagnostics = lexDiagnostics(source, lexed.errors, (lexed.groups.errors ?? []) as IToken[]);
+  const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, (lexed.groups.errors ?? []) as IToken[]);
   // An unterminated string is reported, then parsed as if closed at the end of its line.
   const strayStrings = ((lexed.groups.errors ?? []) as IToken[])
     .filter((t) => t.tokenType === T.UnterminatedString)
@@ -125,7 +130,7 @@ export function parse(text: string, file: string): ParseResult {
   ast.comments = ((lexed.groups.comments ?? []) as IToken[]).map((t) => ({ text: t.image, start: t.startOffset, end: t.endOffset! + 1 }));
   if (!ast.decls.some((d) => d.type === 'model') && !diagnostics.length) {
     const at = tokens.length ? source.loc(tokens[0].startOffset, tokens[0].endOffset! + 1) : source.loc(text.length, text.length);
-    diagnostics.push(diagnostic('BLIP1013', at, `no model declared: expected at least one 'model NAME { … }' declaration, found ${tokens.length ? 'only imports' : 'an empty file'}`));
+    diagnostics.push(diagnostic('BLIP1013', at, `no model declared: expected at least one 'model NAME { … }' declaration, found ${tokens.length ? 'only imports' : text.trim() ? 'only comments' : 'an empty file'}`));
   }
   return { ast, source, diagnostics };
 }

@@ -171,7 +171,10 @@ export class Resolver {
     return draft;
   }
 
-  /** BLIP2006 / BLIP2007: `override` exactly when the name is inherited. Returns whether to apply. */
+  /**
+   * BLIP2006 / BLIP2007: `override` exactly when the name is inherited. Either way the declaration
+   * is then applied (as a new one, or as a replacement) so that no follow-on errors appear.
+   */
   private checkOverride(what: string, isOverride: boolean, n: A.NameSyntax, src: SourceFile, isInherited: boolean, prevLoc: SourceLoc | undefined, draft: DraftModel): boolean {
     if (isOverride && !isInherited) {
       this.diagnostics.push(
@@ -183,7 +186,7 @@ export class Resolver {
             : `override of nothing inherited: expected 'extends BASE' on model '${draft.name}' for 'override ${what} ${n.text}', found a model without a base`,
         ),
       );
-      return false;
+      return true;
     }
     if (!isOverride && isInherited) {
       this.diagnostics.push(
@@ -191,7 +194,6 @@ export class Resolver {
           { message: 'inherited declaration', loc: prevLoc! },
         ]),
       );
-      return false;
     }
     return true;
   }
@@ -205,7 +207,7 @@ export class Resolver {
     duplicate: (what: string, n: A.NameSyntax, first: SourceLoc) => void,
   ): void {
     const n = mem.name;
-    if (!n) return;
+    if (!n || mem.recovered) return;
     const loc = at(src, n);
     const prevOwn = own.get(n.text);
     if (prevOwn) {

@@ -104,7 +104,9 @@ export class AstBuilder {
   nodeDecl(cst: C.NodeDeclCstNode): A.NodeSyntax {
     const c = cst.children;
     const refine = !c.Colon && !c.kind && !c.LParen;
+    const recovered = refine && !c.attrBlock?.length;
     return {
+      ...(recovered ? { recovered } : {}),
       type: 'node',
       override: !!first(c.Override),
       name: this.name(first(c.name)),
