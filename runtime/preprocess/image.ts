@@ -1,0 +1,140 @@
+// Decoding an image file to 8-bit RGB the way `PIL.Image.open(path).convert("RGB")` does (what
+// transformers' processors see): grayscale is replicated, alpha is dropped without compositing,
+// palettes are expanded, EXIF orientation and embedded ICC profiles are ignored (PIL applies
+// neither), 16-bit RGB keeps the high byte, 16-bit grayscale is clipped at 255 (PIL's I;16 -> RGB),
+// CMYK uses PIL's naive formula. Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive,
+// grayscale, CMYK) and WebP (lossy, lossless, alpha): identical bytes.
+import { readFile } from 'node:fs/promises';
+import sharp from 'sharp';
+import { ImageDecodeError, firstLine } from '../errors.js';
+
+/** An 8-bit image, pixels interleaved row-major (HWC); `channels` is 3 after decoding. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  channels: number;
+  data: Uint8Array;
+}
+
+/** Where an image comes from: a path, or bytes with a name for messages. */
+export type ImageSource = string | { name: string; bytes: Uint8Array };
+
+export interface DecodeOptions {
+  /** Refuse images with more pixels than this (default 2^28, about 16384 x 16384). */
+  maxPixels?: number;
+}
+
+function sourceName(src: ImageSource): string {
+  return typeof src === 'string' ? src : src.name;
+}
+
+/** Read and decode one image to RGB (see the file comment for the exact conversions). */
+export async function decodeImage(src: ImageSource, opts: DecodeOptions = {}): Promise<RgbImage> {
+  const name = sourceName(src);
+  let bytes: Uint8Array;
+  if (typeof src === 'string') {
+    try {
+      bytes = await readFile(src);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      throw new ImageDecodeError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : firstLine(e));
+    }
+  } else {
+    bytes = src.bytes;
+  }
+  if (bytes.length === 0) throw new ImageDecodeError(name, 'the file is empty');
+  return decodeImageBytes(bytes, name, opts);
+}
+
+/** Decode image bytes (PNG, JPEG, WebP, and whatever else sharp reads) to RGB. */
+export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: DecodeOptions = {}): Promise<RgbImage> {
+  const maxPixels = opts.maxPixels ?? 2 ** 28;
+  const base = { ignoreIcc: true, failOn: 'error' as const, limitInputPixels: maxPixels, autoOrient: false };
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(bytes, base).metadata();
+  } catch (e) {
+    throw new ImageDecodeError(name, describeSharpError(e));
+  }
+  if (!meta.width || !meta.height) throw new ImageDecodeError(name, 'the image has no size');
+  if (meta.width * meta.height > maxPixels) {
+    throw new ImageDecodeError(name, `${meta.width}x${meta.height} is more than the ${maxPixels} pixels allowed`);
+  }
+  try {
+    if (meta.space === 'cmyk') return await decodeCmyk(bytes, base);
+    // (16-bit gray with alpha opens as 8-bit LA in PIL, taking the high byte: the default path)
+    if (meta.space === 'grey16' && meta.channels === 1) return await decodeGrey16(bytes, base);
+    const { data, info } = await sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    return toRgb(data, info.width, info.height, info.channels);
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw e;
+    throw new ImageDecodeError(name, describeSharpError(e));
+  }
+}
+
+function describeSharpError(e: unknown): string {
+  const m = firstLine(e);
+  if (/unsupported image format/i.test(m)) return 'not a supported image (PNG, JPEG or WebP expected)';
+  if (/premature end|truncated|unexpected end/i.test(m)) return `the file is truncated (${m})`;
+  if (/corrupt|invalid|bad /i.test(m)) return `the file is corrupt (${m})`;
+  return m;
+}
+
+/** Keep the colour channels of 1-4 channel 8-bit data as RGB (gray replicated, alpha dropped). */
+export function toRgb(data: Uint8Array, width: number, height: number, channels: number): RgbImage {
+  const n = width * height;
+  const out = new Uint8Array(n * 3);
+  if (channels === 3) {
+    out.set(data.subarray(0, n * 3));
+  } else if (channels === 4) {
+    for (let i = 0; i < n; i++) {
+      out[i * 3] = data[i * 4];
+      out[i * 3 + 1] = data[i * 4 + 1];
+      out[i * 3 + 2] = data[i * 4 + 2];
+    }
+  } else if (channels === 1 || channels === 2) {
+    for (let i = 0; i < n; i++) {
+      const v = data[i * channels];
+      out[i * 3] = v;
+      out[i * 3 + 1] = v;
+      out[i * 3 + 2] = v;
+    }
+  } else {
+    throw new Error(`unexpected channel count ${channels}`);
+  }
+  return { width, height, channels: 3, data: out };
+}
+
+async function decodeCmyk(bytes: Uint8Array, base: sharp.SharpOptions): Promise<RgbImage> {
+  // The decoded CMYK samples (Adobe inversion undone, as PIL does), then Pillow's cmyk2rgb:
+  // nk = 255 - k; out = clip8(nk - muldiv255(c, nk)).
+  const { data, info } = await sharp(bytes, base).pipelineColourspace('cmyk').toColourspace('cmyk').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  if (info.channels < 4) return toRgb(data, info.width, info.height, info.channels);
+  const n = info.width * info.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const nk = 255 - data[i * info.channels + 3];
+    for (let c = 0; c < 3; c++) {
+      const t = data[i * info.channels + c] * nk + 128;
+      const v = nk - (((t >> 8) + t) >> 8);
+      out[i * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return { width: info.width, height: info.height, channels: 3, data: out };
+}
+
+async function decodeGrey16(bytes: Uint8Array, base: sharp.SharpOptions): Promise<RgbImage> {
+  // PIL opens a 16-bit grayscale PNG as mode I;16 and convert("RGB") clips each value at 255.
+  const { data, info } = await sharp(bytes, base).toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+  const words = new Uint16Array(data.buffer, data.byteOffset, data.length >> 1);
+  const n = info.width * info.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const w = words[i * info.channels];
+    const v = w > 255 ? 255 : w;
+    out[i * 3] = v;
+    out[i * 3 + 1] = v;
+    out[i * 3 + 2] = v;
+  }
+  return { width: info.width, height: info.height, channels: 3, data: out };
+}

@@ -1,0 +1,247 @@
+"""PIL / transformers oracle for runtime/preprocess (image decoding, PIL resize, rescale + normalise).
+
+Writes test/fixtures/preprocess/:
+  images/*.png|jpg|webp     small inputs of every mode the runtime must read (made here with PIL)
+  configs/*/                preprocessor_config.json (transformers 4 layout) and processor_config.json
+                            (transformers 5 layout, image processor nested), saved by transformers itself
+  expected.bin.gz           concatenated uint8 / float32 arrays (gzip), indexed by cases.json
+  cases.json                decode / resize / pipeline cases, each naming a slice of expected.bin
+
+Reference: Pillow's Image.resize (what transformers' PIL backend, BlipImageProcessorPil, uses) and
+BlipImageProcessorPil itself for pixel_values. transformers 5's default BlipImageProcessor uses the
+torchvision backend instead; the runtime follows the PIL one (transformers 4 / LAVIS behaviour).
+
+    cd /work/main && ../shared/oracle/py test/oracle/preprocess_cases.py
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import transformers
+from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+OUT = ROOT / "test" / "fixtures" / "preprocess"
+
+NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING = 0, 1, 2, 3, 4, 5
+
+
+class Blob:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.offset = 0
+
+    def add(self, arr: np.ndarray, store: bool = True) -> dict:
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype == np.float32:
+            data = arr.astype("<f4").tobytes()
+            dtype = "float32"
+        else:
+            assert arr.dtype == np.uint8, arr.dtype
+            data = arr.tobytes()
+            dtype = "uint8"
+        ref = {"offset": self.offset, "length": len(data), "dtype": dtype, "shape": list(arr.shape),
+               "sha256": hashlib.sha256(data).hexdigest()}
+        if not store:  # too big to keep: the test compares the digest only
+            del ref["offset"], ref["length"]
+            return ref
+        self.parts.append(data)
+        self.offset += len(data)
+        return ref
+
+
+def noise(rng: np.random.Generator, h: int, w: int, c: int | None) -> np.ndarray:
+    shape = (h, w) if c is None else (h, w, c)
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def photo_like(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Smooth gradients + edges + mild noise (JPEG-friendly, still exercises rounding)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = 128 + 100 * np.sin(x / 7.0) * np.cos(y / 11.0)
+    g = 255 * x / max(w - 1, 1)
+    b = np.where((x // 8 + y // 8) % 2 == 0, 40.0, 215.0)
+    img = np.stack([r, g, b], axis=-1) + rng.normal(0, 6, size=(h, w, 3))
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def png16_rgb(arr: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG (PIL cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def formula_image(w: int, h: int) -> np.ndarray:
+    """The same integer formula is implemented in the TS test (no file stored)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.int64)
+    chans = []
+    for c in range(3):
+        v = (x * x * (c + 1) + y * y * (3 - c) + x * y) >> 5
+        chans.append(v & 255)
+    return np.stack(chans, axis=-1).astype(np.uint8)
+
+
+def main() -> None:
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    (OUT / "images").mkdir(parents=True)
+    rng = np.random.default_rng(20261127)
+    blob = Blob()
+    cases: dict = {"transformers": transformers.__version__, "pillow": Image.__version__,
+                   "decode": [], "resize": [], "pipeline": [], "configs": []}
+
+    imgs = OUT / "images"
+    # ---- inputs ---------------------------------------------------------------------------------
+    Image.fromarray(noise(rng, 23, 37, 3), "RGB").save(imgs / "rgb_37x23.png")
+    Image.fromarray(noise(rng, 5, 7, 3), "RGB").save(imgs / "rgb_7x5.png")
+    Image.fromarray(noise(rng, 1, 1, 3), "RGB").save(imgs / "rgb_1x1.png")
+    Image.fromarray(noise(rng, 61, 83, 3), "RGB").save(imgs / "rgb_83x61.png")
+    Image.fromarray(photo_like(rng, 75, 100), "RGB").save(imgs / "photo_100x75.png")
+    Image.fromarray(noise(rng, 29, 41, None), "L").save(imgs / "gray_41x29.png")
+    Image.fromarray(noise(rng, 20, 30, 4), "RGBA").save(imgs / "rgba_30x20.png")
+    Image.fromarray(noise(rng, 19, 13, 2), "LA").save(imgs / "la_13x19.png")
+    pal = Image.fromarray(noise(rng, 17, 33, 3), "RGB").quantize(colors=50)
+    pal.info["transparency"] = 3
+    pal.save(imgs / "palette_33x17.png", transparency=3)
+    Image.fromarray(noise(rng, 15, 21, None) > 127).save(imgs / "bilevel_21x15.png")
+    photo = Image.fromarray(photo_like(rng, 48, 64), "RGB")
+    photo.save(imgs / "photo_64x48.jpg", quality=90)
+    photo.save(imgs / "photo_64x48_444.jpg", quality=95, subsampling=0)
+    photo.save(imgs / "photo_64x48_progressive.jpg", quality=85, progressive=True)
+    photo.convert("L").save(imgs / "gray_64x48.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW; PIL ignores it when loading, so must we
+    photo.save(imgs / "exif_orientation6.jpg", quality=90, exif=exif)
+    photo.save(imgs / "photo_64x48_lossy.webp", quality=80)
+    Image.fromarray(noise(rng, 23, 37, 3), "RGB").save(imgs / "rgb_37x23_lossless.webp", lossless=True)
+    Image.fromarray(noise(rng, 20, 30, 4), "RGBA").save(imgs / "rgba_30x20_lossless.webp", lossless=True)
+    Image.fromarray(rng.integers(0, 65536, size=(17, 23), dtype=np.uint16)).save(imgs / "gray16_23x17.png")
+    (imgs / "rgb16_19x11.png").write_bytes(png16_rgb(rng.integers(0, 65536, size=(11, 19, 3), dtype=np.uint16)))
+    photo.convert("CMYK").save(imgs / "cmyk_64x48.jpg", quality=90)
+    (imgs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(64)))
+    full = io.BytesIO()
+    photo.save(full, format="JPEG", quality=90)
+    (imgs / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    (imgs / "not_an_image.png").write_text("hello, this is text\n")
+
+    # ---- decode: PIL's np.array(Image.open(p).convert("RGB")) -----------------------------------
+    decoded: dict[str, np.ndarray] = {}
+    for p in sorted(imgs.iterdir()):
+        try:
+            with Image.open(p) as im:
+                mode = im.mode
+                arr = np.array(im.convert("RGB"))
+        except Exception as e:  # noqa: BLE001 - recorded as an expected failure
+            cases["decode"].append({"file": p.name, "error": type(e).__name__})
+            continue
+        decoded[p.name] = arr
+        cases["decode"].append({"file": p.name, "mode": mode, "lossless": p.suffix == ".png" or "lossless" in p.name,
+                                "rgb": blob.add(arr)})
+
+    # ---- resize: Image.resize on the RGB image ---------------------------------------------------
+    def add_resize(src_name: str, arr: np.ndarray, w: int, h: int, resample: int, store: bool = True) -> None:
+        out = np.array(Image.fromarray(arr, "RGB").resize((w, h), resample=resample))
+        cases["resize"].append({"input": src_name, "width": w, "height": h, "resample": resample,
+                                "out": blob.add(out, store)})
+
+    all_filters = [NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING]
+    targets = {
+        "rgb_37x23.png": [(64, 64), (16, 9), (37, 23), (80, 11), (5, 50), (1, 1), (36, 22), (38, 24)],
+        "rgb_83x61.png": [(24, 24), (384 // 8, 384 // 8), (17, 90), (83, 61), (13, 7),
+                      # pass order (Pillow 13): vertical first iff the height shrinks by more than
+                      # twice as many pixels as the width
+                      (70, 20), (73, 41), (72, 38), (90, 60)],
+        "rgb_7x5.png": [(30, 40), (3, 2), (7, 5), (8, 5)],
+        "rgb_1x1.png": [(4, 3), (1, 1)],
+        "photo_100x75.png": [(32, 32), (57, 43), (128, 96)],
+        "gray_41x29.png": [(24, 24)],
+        "rgba_30x20.png": [(24, 24)],
+        "palette_33x17.png": [(24, 24)],
+    }
+    for name, sizes in targets.items():
+        for (w, h) in sizes:
+            for f in all_filters:
+                add_resize(name, decoded[name], w, h, f)
+    big = formula_image(1203, 907)
+    for (w, h), f in [((384, 384), BICUBIC), ((224, 224), BILINEAR), ((160, 120), BICUBIC), ((96, 96), LANCZOS),
+                      ((200, 150), NEAREST), ((384, 384), NEAREST), ((364, 480), BICUBIC), ((2000, 17), BICUBIC)]:
+        add_resize("formula:1203x907", big, w, h, f, store=w * h <= 160 * 120)
+
+    # ---- pipeline: BlipImageProcessorPil (transformers' PIL backend) ------------------------------
+    configs = {
+        "clip_bicubic": dict(size={"height": 24, "width": 32}, resample=BICUBIC),
+        "half_bilinear": dict(size={"height": 20, "width": 20}, resample=BILINEAR, image_mean=[0.5, 0.5, 0.5],
+                              image_std=[0.5, 0.5, 0.5]),
+        "no_normalize_lanczos": dict(size={"height": 17, "width": 29}, resample=LANCZOS, do_normalize=False),
+        "nearest_rescale": dict(size={"height": 16, "width": 16}, resample=NEAREST, rescale_factor=1 / 127.5,
+                                image_mean=[0.1, 0.2, 0.3], image_std=[0.9, 0.8, 0.7]),
+    }
+    pipe_inputs = ["rgb_37x23.png", "gray_41x29.png", "rgba_30x20.png", "palette_33x17.png", "photo_100x75.png",
+                   "photo_64x48.jpg", "rgb_37x23_lossless.webp", "photo_64x48_lossy.webp", "la_13x19.png",
+                   "bilevel_21x15.png"]
+    for cname, kw in configs.items():
+        proc = BlipImageProcessorPil(**kw)
+        d = OUT / "configs" / cname
+        d.mkdir(parents=True)
+        proc.save_pretrained(d)  # preprocessor_config.json
+        # transformers 5 layout: the image processor nested in processor_config.json
+        nested = {"image_processor": json.loads((d / "preprocessor_config.json").read_text()),
+                  "processor_class": "BlipProcessor"}
+        (d / "processor_config.json").write_text(json.dumps(nested, indent=2, sort_keys=True) + "\n")
+        ims = []
+        for n in pipe_inputs:
+            ims.append(Image.open(imgs / n))
+        pv = proc(images=ims, return_tensors="np")["pixel_values"].astype(np.float32)
+        # each image alone, too (the batch must equal the rows)
+        cases["pipeline"].append({"config": cname, "inputs": pipe_inputs, "pixel_values": blob.add(pv),
+                                  "settings": {"size": {"height": proc.size.height, "width": proc.size.width}, "resample": int(proc.resample),
+                                               "rescale_factor": proc.rescale_factor,
+                                               "do_normalize": proc.do_normalize, "image_mean": proc.image_mean,
+                                               "image_std": proc.image_std, "do_convert_rgb": proc.do_convert_rgb}})
+        cases["configs"].append(cname)
+
+    # a transformers-5 processor_config.json written by a real processor (BLIP: image processor + BERT tokenizer)
+    with tempfile.TemporaryDirectory() as td:
+        from transformers import BertTokenizerFast, BlipProcessor
+
+        vocab = Path(td) / "vocab.txt"
+        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of"]) + "\n")
+        tok = BertTokenizerFast(vocab_file=str(vocab))
+        proc = BlipProcessor(image_processor=BlipImageProcessorPil(size={"height": 24, "width": 32}), tokenizer=tok)
+        sd = Path(td) / "saved"
+        proc.save_pretrained(sd)
+        d = OUT / "configs" / "saved_by_processor"
+        d.mkdir(parents=True)
+        for f in ("processor_config.json", "preprocessor_config.json"):
+            if (sd / f).exists():
+                shutil.copy(sd / f, d / f)
+        cases["saved_by_processor"] = sorted(p.name for p in d.iterdir())
+
+    with open(OUT / "expected.bin.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
+        for part in blob.parts:
+            f.write(part)
+    (OUT / "cases.json").write_text(json.dumps(cases, indent=1, sort_keys=True) + "\n")
+    print("wrote", OUT, blob.offset, "bytes of expected data")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+// runtime/preprocess against PIL / transformers (fixtures: test/oracle/preprocess_cases.py).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  decodeImage,
+  preprocessFromHf,
+  preprocessFromManifest,
+  preprocessImages,
+  readHfPreprocessConfig,
+  resizePil,
+  PIL_RESAMPLE,
+  type RgbImage,
+} from '../../../runtime/preprocess/index.js';
+import { BlipRuntimeError, ImageDecodeError, PreprocessConfigError } from '../../../runtime/errors.js';
+import { Blob, fixturePath, readFixtureJson, type BlobRef } from './fixtures.js';
+
+interface DecodeCase {
+  file: string;
+  mode?: string;
+  error?: string;
+  lossless?: boolean;
+  rgb?: BlobRef;
+}
+interface ResizeCase {
+  input: string;
+  width: number;
+  height: number;
+  resample: number;
+  out: BlobRef;
+}
+interface PipelineCase {
+  config: string;
+  inputs: string[];
+  pixel_values: BlobRef;
+  settings: {
+    size: { height: number; width: number };
+    resample: number;
+    rescale_factor: number;
+    do_normalize: boolean;
+    image_mean: number[];
+    image_std: number[];
+    do_convert_rgb: boolean;
+  };
+}
+interface Cases {
+  decode: DecodeCase[];
+  resize: ResizeCase[];
+  pipeline: PipelineCase[];
+  configs: string[];
+}
+
+const cases = readFixtureJson<Cases>('preprocess', 'cases.json');
+const blob = new Blob(fixturePath('preprocess', 'expected.bin.gz'));
+const img = (f: string): string => fixturePath('preprocess', 'images', f);
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): { max: number; count: number } {
+  assert.equal(a.length, b.length, 'lengths differ');
+  let max = 0;
+  let count = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (d > 0) count++;
+    if (d > max) max = d;
+  }
+  return { max, count };
+}
+
+function formulaImage(w: number, h: number): RgbImage {
+  // the same integer formula as formula_image() in test/oracle/preprocess_cases.py
+  const data = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      for (let c = 0; c < 3; c++) data[(y * w + x) * 3 + c] = ((x * x * (c + 1) + y * y * (3 - c) + x * y) >> 5) & 255;
+    }
+  }
+  return { width: w, height: h, channels: 3, data };
+}
+
+test('decoding matches PIL open().convert("RGB") byte for byte', async () => {
+  let checked = 0;
+  for (const c of cases.decode) {
+    if (c.error) continue;
+    const im = await decodeImage(img(c.file));
+    const exp = blob.u8(c.rgb!);
+    assert.deepEqual([im.height, im.width, 3], c.rgb!.shape, c.file);
+    const d = maxDiff(im.data, exp);
+    // PNG / lossless WebP must be exact; JPEG / lossy WebP decode with the same libjpeg-turbo / libwebp
+    // algorithms and are exact here too, but are allowed one level
+    assert.ok(c.lossless ? d.max === 0 : d.max <= 1, `${c.file} (${c.mode}): max difference ${d.max} in ${d.count} samples`);
+    checked++;
+  }
+  assert.ok(checked >= 20, `only ${checked} images decoded`);
+});
+
+test('unreadable images are one-line BLIP5010 errors naming the file', async () => {
+  const bad = cases.decode.filter((c) => c.error).map((c) => c.file);
+  assert.ok(bad.includes('corrupt.png') && bad.includes('truncated.jpg') && bad.includes('not_an_image.png'));
+  for (const f of [...bad, 'does_not_exist.png']) {
+    await assert.rejects(decodeImage(img(f)), (e: unknown) => {
+      assert.ok(e instanceof ImageDecodeError, `${f}: ${String(e)}`);
+      assert.ok(e instanceof BlipRuntimeError);
+      assert.equal(e.code, 'BLIP5010');
+      assert.ok(e.message.includes(img(f)), e.message);
+      assert.ok(!e.message.includes('\n'), e.message);
+      return true;
+    });
+  }
+  await assert.rejects(decodeImage({ name: 'empty.jpg', bytes: new Uint8Array(0) }), /empty\.jpg: the file is empty/);
+  await assert.rejects(decodeImage(fixturePath('preprocess')), (e: unknown) => e instanceof ImageDecodeError && /directory/.test(e.message));
+});
+
+test('PIL-compatible resize: every filter, up/down/mixed scaling, odd and tiny sizes', () => {
+  const inputs = new Map<string, RgbImage>();
+  for (const c of cases.decode) {
+    if (c.rgb) inputs.set(c.file, { width: c.rgb.shape[1], height: c.rgb.shape[0], channels: 3, data: blob.u8(c.rgb) });
+  }
+  const offByOne: string[] = [];
+  let exact = 0;
+  for (const c of cases.resize) {
+    if (c.input.startsWith('formula:')) continue;
+    const src = inputs.get(c.input);
+    assert.ok(src, c.input);
+    const out = resizePil(src, c.width, c.height, PIL_RESAMPLE[c.resample]);
+    assert.equal(out.width, c.width);
+    assert.equal(out.height, c.height);
+    const d = maxDiff(out.data, blob.u8(c.out));
+    const what = `${c.input} -> ${c.width}x${c.height} ${PIL_RESAMPLE[c.resample]}`;
+    assert.ok(d.max <= 1, `${what}: max difference ${d.max} in ${d.count} samples`);
+    if (d.max === 0) exact++;
+    else offByOne.push(`${what} (${d.count})`);
+  }
+  // one 8-bit level is the tolerance; in practice every case is identical to PIL
+  assert.deepEqual(offByOne, [], `off by one level: ${offByOne.join(', ')}`);
+  assert.ok(exact > 100, `${exact} cases`);
+});
+
+test('PIL-compatible resize of a large image (1203x907) to model sizes', () => {
+  const src = formulaImage(1203, 907);
+  const big = cases.resize.filter((c) => c.input === 'formula:1203x907');
+  assert.ok(big.length >= 6);
+  for (const c of big) {
+    const out = resizePil(src, c.width, c.height, PIL_RESAMPLE[c.resample]);
+    const what = `1203x907 -> ${c.width}x${c.height} ${PIL_RESAMPLE[c.resample]}`;
+    if (c.out.offset !== undefined) {
+      const d = maxDiff(out.data, blob.u8(c.out));
+      assert.ok(d.max <= 1, `${what}: max difference ${d.max}`);
+      assert.equal(d.max, 0, `${what}: ${d.count} samples off by one`);
+    } else {
+      assert.equal(createHash('sha256').update(out.data).digest('hex'), c.out.sha256, `${what}: differs from PIL`);
+    }
+  }
+});
+
+test('resize edge cases: same size copies, bad sizes are refused', () => {
+  const src: RgbImage = { width: 2, height: 2, channels: 3, data: new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]) };
+  const same = resizePil(src, 2, 2, 'bicubic');
+  assert.deepEqual(same.data, src.data);
+  assert.notEqual(same.data, src.data);
+  assert.throws(() => resizePil(src, 0, 2, 'bicubic'), RangeError);
+  assert.throws(() => resizePil(src, 2.5, 2, 'bicubic'), RangeError);
+});
+
+test('pixel_values equal transformers BlipImageProcessorPil (PNG, JPEG, WebP; gray, RGBA, LA, palette, 1-bit)', async () => {
+  assert.ok(cases.pipeline.length >= 4);
+  for (const c of cases.pipeline) {
+    for (const file of ['preprocessor_config.json', 'processor_config.json']) {
+      // load each layout on its own
+      const dir = mkdtempSync(join(tmpdir(), 'blip-pre-'));
+      try {
+        copyFileSync(fixturePath('preprocess', 'configs', c.config, file), join(dir, file));
+        const { config } = readHfPreprocessConfig(dir);
+        assert.deepEqual(config.image_size, c.settings.size);
+        assert.equal(config.resample, PIL_RESAMPLE[c.settings.resample]);
+        assert.equal(config.rescale_factor, c.settings.rescale_factor);
+        assert.equal(config.do_normalize, c.settings.do_normalize);
+        assert.deepEqual(config.mean, c.settings.image_mean);
+        assert.deepEqual(config.std, c.settings.image_std);
+        if (file === 'processor_config.json') continue;
+        const pv = await preprocessImages(c.inputs.map(img), config);
+        const exp = blob.f32(c.pixel_values);
+        assert.deepEqual(pv.dims, c.pixel_values.shape, c.config);
+        const d = maxDiff(pv.data, exp);
+        assert.equal(d.max, 0, `${c.config}: max |difference| ${d.max} in ${d.count} values`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  }
+});
+
+test('processor_config.json written by a transformers 5 processor is read', () => {
+  const { config, file } = readHfPreprocessConfig(fixturePath('preprocess', 'configs', 'saved_by_processor'));
+  assert.ok(file.endsWith('processor_config.json'));
+  assert.deepEqual(config.image_size, { height: 24, width: 32 });
+  assert.equal(config.resample, 'bicubic');
+});
+
+test('configuration: manifest form, defaults and clear refusals', () => {
+  const m = preprocessFromManifest({ image_size: 384, resample: 'bicubic', mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], rescale_factor: 1 / 255 });
+  assert.deepEqual(m.image_size, { height: 384, width: 384 });
+  assert.equal(m.do_convert_rgb, true);
+  assert.equal(preprocessFromManifest({ image_size: { height: 2, width: 3 }, resample: 1 }).resample, 'lanczos');
+  const hf = preprocessFromHf({});
+  assert.deepEqual(hf.image_size, { height: 384, width: 384 });
+  assert.equal(hf.resample, 'bicubic');
+  assert.throws(() => preprocessFromHf({ resample: 9 }), (e: unknown) => e instanceof PreprocessConfigError && e.code === 'BLIP5012' && /resample 9/.test(e.message));
+  assert.throws(() => preprocessFromHf({ do_center_crop: true }), PreprocessConfigError);
+  assert.throws(() => preprocessFromHf({ size: { shortest_edge: 224 } }), /aspect-preserving/);
+  assert.throws(() => preprocessFromHf({ image_std: [1, 0, 1] }), /std must be positive/);
+  assert.throws(() => preprocessFromHf({ image_mean: [1, 2] }), /mean must be 3 numbers/);
+  const dir = mkdtempSync(join(tmpdir(), 'blip-pre-'));
+  try {
+    assert.throws(() => readHfPreprocessConfig(dir), /neither processor_config\.json/);
+    writeFileSync(join(dir, 'preprocessor_config.json'), '{not json');
+    assert.throws(() => readHfPreprocessConfig(dir), /not valid JSON/);
+    // a processor_config.json without a nested image processor (older layout) falls back
+    writeFileSync(join(dir, 'processor_config.json'), '{"num_query_tokens": 32}');
+    writeFileSync(join(dir, 'preprocessor_config.json'), '{"size": {"height": 224, "width": 224}, "resample": 2}');
+    const r = readHfPreprocessConfig(dir);
+    assert.deepEqual([r.config.image_size.height, r.config.resample], [224, 'bilinear']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('do_resize false: the batch needs equal sizes', async () => {
+  const cfg = { ...preprocessFromHf({}), do_resize: false };
+  await assert.rejects(preprocessImages([img('rgb_7x5.png'), img('rgb_37x23.png')], cfg), (e: unknown) => e instanceof BlipRuntimeError && e.code === 'BLIP5011');
+  const one = await preprocessImages([img('rgb_7x5.png')], cfg);
+  assert.deepEqual(one.dims, [1, 3, 5, 7]);
+});
