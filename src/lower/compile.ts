@@ -60,6 +60,8 @@ type GraphName = 'encode' | 'decoder' | 'retrieval';
 /** Lowers nodes into graphs, collecting problems instead of stopping at the first. */
 class Lowerer {
   readonly problems: Problem[] = [];
+  /** Checkpoint keys some node asked for (found or not, well-shaped or not): the coverage check's "read". */
+  readonly requested = new Set<string>();
   private readonly seen = new Set<string>();
 
   constructor(
@@ -109,6 +111,7 @@ class Lowerer {
       bool: (a) => attr(a, 'boolean') as boolean,
       param(name: string, shape: number[], opts: ParamOptions = {}): Value {
         const k = key(name);
+        self.requested.add(k);
         const info = self.ckpt.info(k);
         const placeholder = new Value(`<missing ${k}>`, b);
         if (!info) {
@@ -308,7 +311,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     }
 
     // Coverage: every checkpoint tensor is read by a node, or deliberately ignored by its kind.
-    const read = new Set(store.keys.map((k) => k.split(':')[0]));
+    const read = new Set([...lw.requested, ...store.keys.map((k) => k.split(':')[0])]);
     const used = upstream(model, model.outputs.flatMap((o) => o.args));
     for (const key of ckpt.keys()) {
       if (read.has(key)) continue;

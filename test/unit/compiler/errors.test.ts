@@ -1,0 +1,163 @@
+// Compile failures: each is reported clearly (code, the tensor / attribute, the node, the graph
+// line) and leaves nothing behind: no output directory, no temporary directory.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { loadProgram } from '../../../src/syntax/load.js';
+import { compile } from '../../../src/lower/compile.js';
+import { CompileError } from '../../../src/lower/CompileError.js';
+import { CheckpointError } from '../../../src/weights/CheckpointError.js';
+import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
+import { FIXTURES, loadModel, tmp } from './harness.js';
+
+type Tensor = { name: string; dtype: string; shape: number[]; data: Uint8Array };
+
+/** A copy of a fixture checkpoint whose tensors went through `edit`. */
+function checkpointCopy(fixture: string, edit: (ts: Tensor[]) => Tensor[] = (t) => t): string {
+  const src = join(FIXTURES, fixture, 'checkpoint');
+  const dir = join(tmp('ckpt-'), 'checkpoint');
+  mkdirSync(dir);
+  for (const f of readdirSync(src)) if (f !== 'model.safetensors') copyFileSync(join(src, f), join(dir, f));
+  const st = SafetensorsFile.open(join(src, 'model.safetensors'));
+  const tensors = [...st.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: st.readRaw(t.name) }));
+  st.close();
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(edit(tensors)));
+  return dir;
+}
+
+/** Line of the first line of `graph` that contains `needle` (1-based). */
+function lineOf(graph: string, needle: string): number {
+  return readFileSync(graph, 'utf8').split('\n').findIndex((l) => l.includes(needle)) + 1;
+}
+
+async function fails(graph: string, weights: string, check: (e: unknown) => void, text?: string): Promise<void> {
+  const out = join(dirname(weights), 'out');
+  const { model } = text ? { model: loadProgram(graph, { text }).program!.models[0] } : loadModel(graph);
+  try {
+    await assert.rejects(compile({ model, graphFile: graph, graphText: text ?? '', weights, out }), (e) => (check(e), true));
+    assert.ok(!existsSync(out), 'no output directory is left behind');
+    assert.deepEqual(readdirSync(dirname(out)).filter((f) => f.startsWith('out.')), [], 'no temporary directory is left behind');
+  } finally {
+    rmSync(dirname(weights), { recursive: true, force: true });
+  }
+}
+
+function problem(e: unknown, code: string) {
+  assert.ok(e instanceof CompileError, `expected a CompileError, got ${e}`);
+  const p = e.problems.find((x) => x.code === code);
+  assert.ok(p, `no ${code} among ${e.problems.map((x) => `${x.code} ${x.message}`).join('; ')}`);
+  return p;
+}
+
+const CAPTION = 'graphs/blip-caption.blip';
+
+test('a missing tensor names the tensor, the node and its line', async () => {
+  const key = 'text_decoder.bert.encoder.layer.1.crossattention.self.key.weight';
+  await fails(CAPTION, checkpointCopy('blip-caption-a', (ts) => ts.filter((t) => t.name !== key)), (e) => {
+    const p = problem(e, 'BLIP4010');
+    assert.match(p.message, new RegExp(`no tensor "${key.replaceAll('.', '\\.')}", which node "decoder" \\(bert\\) needs`));
+    assert.equal(p.loc?.file, CAPTION);
+    assert.equal(p.loc?.line, lineOf(CAPTION, 'node decoder'));
+  });
+});
+
+test('an unexpected tensor under a node prefix, and one under no prefix, are errors', async () => {
+  const extra = (name: string): Tensor => ({ name, dtype: 'F32', shape: [2], data: new Uint8Array(8) });
+  await fails(CAPTION, checkpointCopy('blip-caption-a', (ts) => [...ts, extra('text_decoder.bert.encoder.layer.9.output.dense.bias'), extra('text_encoder.embeddings.LayerNorm.bias')]), (e) => {
+    const under = problem(e, 'BLIP4011');
+    assert.match(under.message, /tensor "text_decoder\.bert\.encoder\.layer\.9\.output\.dense\.bias" under node "decoder"'s prefix "text_decoder", but bert does not read it/);
+    assert.equal(under.loc?.line, lineOf(CAPTION, 'node decoder'));
+    const stray = (e as CompileError).problems.find((p) => p.message.includes('text_encoder.embeddings'));
+    assert.match(stray!.message, /which no node reads \(no node has checkpoint prefix "text_encoder"\)/);
+    assert.equal(stray!.loc?.line, lineOf(CAPTION, 'model blip_caption'));
+  });
+});
+
+test('a tensor of the wrong shape names both shapes, the node and its line', async () => {
+  const key = 'vision_model.encoder.layers.0.mlp.fc1.weight';
+  const wrong = checkpointCopy('blip-caption-a', (ts) => ts.map((t) => (t.name === key ? { ...t, shape: [t.shape[1], t.shape[0]] } : t)));
+  await fails(CAPTION, wrong, (e) => {
+    const p = problem(e, 'BLIP4012');
+    assert.match(p.message, /tensor "vision_model\.encoder\.layers\.0\.mlp\.fc1\.weight" has shape \[32, 64\], but node "vision" \(vit\) expects \[64, 32\]/);
+    assert.equal(p.loc?.line, lineOf(CAPTION, 'node vision'));
+  });
+});
+
+test('every problem is reported at once', async () => {
+  const drop = new Set(['vision_model.post_layernorm.weight', 'text_decoder.cls.predictions.bias']);
+  await fails(CAPTION, checkpointCopy('blip-caption-a', (ts) => ts.filter((t) => !drop.has(t.name))), (e) => {
+    const missing = (e as CompileError).problems.filter((p) => p.code === 'BLIP4010').map((p) => p.message.match(/"([^"]+)"/)![1]);
+    assert.deepEqual(missing.sort(), [...drop].sort());
+  });
+});
+
+test('a pinned attribute that disagrees with config.json is an error at the attribute', async () => {
+  const text = readFileSync(CAPTION, 'utf8').replace('{ config: "vision_config" }', '{ config: "vision_config", heads: 8 }');
+  await fails(CAPTION, checkpointCopy('blip-caption-a'), (e) => {
+    const p = problem(e, 'BLIP4013');
+    assert.match(p.message, /attribute "heads" of node "vision" is pinned to 8, but config\.json "vision_config" says 4/);
+    assert.equal(p.loc?.line, lineOf(CAPTION, 'node vision'));
+    assert.equal(text.slice(p.loc!.start - 'heads: '.length, p.loc!.end), 'heads: 8');
+  }, text);
+});
+
+test('a truncated safetensors file is refused before anything is written', async () => {
+  const dir = checkpointCopy('blip-caption-a');
+  const f = join(dir, 'model.safetensors');
+  writeFileSync(f, readFileSync(f).subarray(0, 100_000));
+  await fails(CAPTION, dir, (e) => {
+    assert.ok(e instanceof CheckpointError);
+    assert.equal(e.code, 'BLIP4004');
+    assert.match(e.message, /model\.safetensors: truncated safetensors file: tensor "[^"]+" ends at byte \d+ but the file has 100000 bytes/);
+  });
+});
+
+test('a corrupt safetensors header is refused', async () => {
+  const dir = checkpointCopy('blip-caption-a');
+  const f = join(dir, 'model.safetensors');
+  const bytes = readFileSync(f);
+  bytes.write('#', 9); // inside the JSON header
+  writeFileSync(f, bytes);
+  await fails(CAPTION, dir, (e) => {
+    assert.ok(e instanceof CheckpointError);
+    assert.equal(e.code, 'BLIP4003');
+    assert.match(e.message, /corrupt safetensors header: the header is not valid JSON/);
+  });
+});
+
+test('a failure while weights stream removes the temporary directory', async () => {
+  // An I32 tensor passes every header check but cannot be read as a weight: it fails mid-write.
+  const key = 'text_decoder.bert.encoder.layer.1.output.dense.weight';
+  await fails(CAPTION, checkpointCopy('blip-caption-a', (ts) => ts.map((t) => (t.name === key ? { ...t, dtype: 'I32' } : t))), (e) => {
+    assert.ok(e instanceof CheckpointError);
+    assert.equal(e.code, 'BLIP4005');
+    assert.match(e.message, /tensor "text_decoder\.bert\.encoder\.layer\.1\.output\.dense\.weight" has dtype I32/);
+  });
+});
+
+test('an output directory that is not a compiled model is left alone; a compiled one is replaced', async () => {
+  const root = tmp('out-');
+  try {
+    const { model, text } = loadModel(CAPTION);
+    const weights = join(FIXTURES, 'blip-caption-a', 'checkpoint');
+    const out = join(root, 'precious');
+    mkdirSync(out);
+    writeFileSync(join(out, 'notes.txt'), 'mine');
+    await assert.rejects(compile({ model, graphFile: CAPTION, graphText: text, weights, out }), (e) => {
+      assert.ok(e instanceof CompileError);
+      assert.equal(e.code, 'BLIP4016');
+      assert.match(e.message, /precious exists and is not a compiled model/);
+      return true;
+    });
+    assert.equal(readFileSync(join(out, 'notes.txt'), 'utf8'), 'mine');
+    const again = join(root, 'artifact');
+    await compile({ model, graphFile: CAPTION, graphText: text, weights, out: again });
+    writeFileSync(join(again, 'stale.txt'), 'old');
+    await compile({ model, graphFile: CAPTION, graphText: text, weights, out: again });
+    assert.ok(existsSync(join(again, 'manifest.json')) && !existsSync(join(again, 'stale.txt')));
+    assert.deepEqual(readdirSync(root).sort(), ['artifact', 'precious']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
