@@ -3,11 +3,12 @@
 //   DEST/stats.json, DEST/errors.jsonl  written once every planned shard is complete
 //   DEST/_capfilt/run.json             the run's settings and plan; a re-run must match it
 //   DEST/_capfilt/shards/<id>.json     per-shard stats and errors (merged into stats.json)
-//   DEST/_capfilt/tmp/                 files being written (<name>.<host>.<pid>.<random>.tmp)
+//   DEST/_capfilt/tmp/                 files being written (<name>.<host>-<pidns>.<pid>.<random>.tmp)
 // Every file is written under tmp/ and renamed into place when complete; a shard counts as
 // complete when its tar exists (its sidecar is renamed first), so a re-run skips it.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BlipError } from '../cli/Command.js';
@@ -16,6 +17,21 @@ export const META_DIR = '_capfilt';
 
 /** Temp files untouched for this long are taken as left by a dead process on another machine. */
 export const STALE_TEMP_MS = 6 * 3600 * 1000;
+
+/**
+ * Who writes a temp file: host name plus, on Linux, the PID namespace, so that a PID is only
+ * checked for liveness by a process that sees the same PIDs (containers share host names at times).
+ */
+function machineTag(): string {
+  let ns = '';
+  try {
+    ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '';
+  } catch {
+    // not Linux: the host name alone
+  }
+  return (hostname() + (ns ? `-${ns}` : '')).replace(/[^A-Za-z0-9_-]/g, '_');
+}
+const MACHINE = machineTag();
 
 export class OutputDir {
   readonly root: string;
@@ -56,7 +72,7 @@ export class OutputDir {
   /** A fresh temp path for `name` (unique per process and call). */
   tempPath(name: string): string {
     const safe = name.replace(/[/\\]/g, '__');
-    return join(this.tmpDir, `${safe}.${hostname().replace(/[^A-Za-z0-9_-]/g, '_')}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    return join(this.tmpDir, `${safe}.${MACHINE}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   }
 
   /** Move a finished temp file to `dest`, creating its folder. */
@@ -97,14 +113,13 @@ export class OutputDir {
    * is gone, and any not modified for STALE_TEMP_MS (left by a machine that went away).
    */
   async removeDeadTemps(): Promise<number> {
-    const host = hostname().replace(/[^A-Za-z0-9_-]/g, '_');
     let n = 0;
     for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
       const m = /\.([A-Za-z0-9_-]+)\.(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name);
       if (!m) continue;
       const p = join(this.tmpDir, name);
       let dead = false;
-      if (m[1] === host && Number(m[2]) !== process.pid) dead = !isAlive(Number(m[2]));
+      if (m[1] === MACHINE && Number(m[2]) !== process.pid) dead = !isAlive(Number(m[2]));
       if (!dead) {
         const st = await stat(p).catch(() => undefined);
         dead = !!st && Date.now() - st.mtimeMs > STALE_TEMP_MS;
