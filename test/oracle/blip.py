@@ -48,8 +48,8 @@ SPECS = {
         seed=101,
         vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                     image_size=32, patch_size=8, layer_norm_eps=1e-5),
-        text=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                  layer_norm_eps=1e-12, max_position_embeddings=64),
+        text=dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  layer_norm_eps=1e-12, max_position_embeddings=32),
         extra_vocab=0,
         resample=3,
         layout="processor_config",  # transformers 5 Processor.save_pretrained layout
@@ -60,7 +60,7 @@ SPECS = {
         cls=BlipForConditionalGeneration,
         seed=102,
         vision=dict(hidden_size=36, intermediate_size=64, num_hidden_layers=3, num_attention_heads=3,
-                    image_size=48, patch_size=16, layer_norm_eps=1e-6),
+                    image_size=48, patch_size=12, layer_norm_eps=1e-6),
         text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
                   layer_norm_eps=1e-6, max_position_embeddings=40),
         extra_vocab=6,  # LM vocabulary padded past the tokenizer: ids >= len(tokenizer) exist
@@ -74,7 +74,7 @@ SPECS = {
         cls=BlipForQuestionAnswering,
         seed=103,
         vision=dict(hidden_size=40, intermediate_size=56, num_hidden_layers=2, num_attention_heads=5,
-                    image_size=32, patch_size=16, layer_norm_eps=1e-5),
+                    image_size=32, patch_size=8, layer_norm_eps=1e-5),
         text=dict(hidden_size=40, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   layer_norm_eps=1e-12, max_position_embeddings=32),
         extra_vocab=0,
@@ -240,7 +240,6 @@ def build_one(name: str) -> None:
         tensors["pixel_values"] = pix
         vis = model.vision_model(pixel_values=pix)
         tensors["image_embeds"] = vis.last_hidden_state
-        tensors["image_pooler_output"] = vis.pooler_output
         if spec["cls"] is BlipForConditionalGeneration:
             rec["cases"] = caption_cases(spec, model, processor, tok, pix, tensors)
         elif spec["cls"] is BlipForQuestionAnswering:

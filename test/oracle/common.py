@@ -282,8 +282,8 @@ def record_generation(model, inputs: dict, kwargs: dict, prompt_length: int, tok
 
     sequences: the full generate() output; new_tokens: sequences[:, prompt_length:].
     For num_beams == 1 also: margins[b][t] = top1 - top2 of the processed scores greedy chose from at step t
-    (a token comparison is unreliable where it is < 1e-4), and for the run named "greedy"
-    `<prefix>/greedy/step_logits` (B, T, V): the raw model logits of every step. For beam search: sequences_scores.
+    (a token comparison is unreliable where it is < 1e-4), and for the run named "greedy" of the cases in
+    STEP_LOGITS_CASES `<prefix>/greedy/step_logits` (B, T, V): the raw model logits of every step. For beam search: sequences_scores.
     """
     out = model.generate(
         **inputs, **kwargs, return_dict_in_generate=True, output_scores=True, output_logits=True
@@ -301,11 +301,26 @@ def record_generation(model, inputs: dict, kwargs: dict, prompt_length: int, tok
         scores = torch.stack(out.scores, 1)  # (B, T, V) processed
         rec["margins"] = [[float(f"{m:.6g}") for m in row] for row in topk_margins(scores).tolist()]
         rec["min_margin"] = float(min(min(r) for r in rec["margins"]))
-        if name == "greedy":  # (kept for the plain greedy run only, to bound fixture size)
+        if name == "greedy" and prefix in STEP_LOGITS_CASES:  # (bounded, for fixture size)
             tensors[f"{prefix}/{name}/step_logits"] = torch.stack(out.logits, 1)
     else:
         rec["sequences_scores"] = out.sequences_scores.tolist()
     return rec
+
+
+# cases whose greedy run also stores the raw logits of every step
+STEP_LOGITS_CASES = ("prompt", "vqa", "question", "instruction")
+
+def store_lm_logits(tensors: dict, case: dict, cname: str, logits: torch.Tensor, n_prefix: int) -> None:
+    """Decoder-only LMs: `<case>/lm_logits` (B, 1, V) at the last prompt position for every row, and for the
+    main prompted case also `<case>/lm_logits_all_row0` (S - n_prefix, V): row 0 at every position after the
+    n_prefix image positions."""
+    tensors[f"{cname}/lm_logits"] = logits[:, -1:, :]
+    note = "lm_logits (B, 1, V): language-model logits at the last prompt position"
+    if cname in STEP_LOGITS_CASES:
+        tensors[f"{cname}/lm_logits_all_row0"] = logits[0, n_prefix:, :]
+        note += f"; lm_logits_all_row0 (S - {n_prefix}, V): row 0 at every position after the {n_prefix} image positions"
+    case["lm_logits_note"] = note
 
 
 GEN_GREEDY = {"max_new_tokens": 12, "num_beams": 1, "do_sample": False}

@@ -104,8 +104,10 @@ SETTINGS = {
 # 384 (full BLIP resolution) is stored as selected rows only.
 IMAGES_384 = ["blocks_1000x700.png", "rgb_37x23.png"]
 SETTING_IMAGES = {
-    "s64_bicubic": ["blocks_1000x700.png", "photo_64x48.jpg", "rgb_37x23.png", "rgba_29x41.png"],
-    "s64_bilinear": ["blocks_1000x700.png", "gray_45x31.png", "rgb_37x23.png"],
+    "s48_bicubic": ["blocks_1000x700.png", "palette_33x17.png", "photo_50x40.webp", "rgb_37x23.png"],
+    "s64_bicubic": ["blocks_1000x700.png", "photo_64x48.jpg", "rgba_29x41.png"],
+    "s32_bilinear": ["blocks_1000x700.png", "gray_45x31.png", "photo_64x48.jpg", "rgb_37x23.png"],
+    "s64_bilinear": ["gray_45x31.png", "rgb_37x23.png"],
     "s384_bicubic": IMAGES_384,
 }
 BIG = "blocks_1000x700.png"  # its decoded pixels are stored as the rows DECODED_ROWS_BIG only
