@@ -18,7 +18,7 @@ export interface ImageInput {
   key: string;
   /** The encoded bytes (JPEG, PNG or WebP) as read from the input. */
   bytes: Uint8Array;
-  /** The same image decoded to RGB by sharp. */
+  /** The same image decoded to RGB as PIL's convert("RGB") does (runtime/preprocess decodeImageBytes), full size. */
   pixels: Pixels;
 }
 

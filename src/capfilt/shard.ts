@@ -4,6 +4,7 @@
 // in every mode, and every caption's seed is derived from (seed, shard, key), so a shard's
 // output does not depend on which process or worker wrote it.
 import sharp from 'sharp';
+import { decodeImageBytes } from '../../runtime/preprocess/image.js';
 import type { ShardTask } from './inputs.js';
 import { captionSeed, type CapfiltModels, type ImageInput } from './model.js';
 import type { OutputDir } from './output.js';
@@ -102,23 +103,23 @@ interface Ready {
   web?: string;
 }
 
+/**
+ * Decode with the runtime's decoder, which gives the RGB bytes PIL's convert("RGB") would (what
+ * the models were trained on), so an adapter can feed `pixels` to the model without decoding again.
+ */
 async function decode(sample: InputSample): Promise<{ image: ImageInput; imageName: string } | { error: string }> {
   const img = sample.image!;
   try {
-    const s = sharp(img.bytes, { failOn: 'error' });
-    const { data, info } = await s.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) return { error: `image ${img.name}: decoded to ${info.channels} channels, 3 expected` };
+    const rgb = await decodeImageBytes(img.bytes, img.name);
+    if (rgb.channels !== 3) return { error: `cannot read image ${img.name}: decoded to ${rgb.channels} channels, 3 expected` };
     let imageName = img.name;
     if (imageName.endsWith('.img')) {
       const fmt = (await sharp(img.bytes).metadata()).format ?? 'img';
       imageName = `${sample.key}.${fmt === 'jpeg' ? 'jpg' : fmt}`;
     }
-    return {
-      image: { key: sample.key, bytes: img.bytes, pixels: { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 } },
-      imageName,
-    };
+    return { image: { key: sample.key, bytes: img.bytes, pixels: { data: rgb.data, width: rgb.width, height: rgb.height, channels: 3 } }, imageName };
   } catch (e) {
-    return { error: `image ${img.name}: ${(e as Error).message.split('\n')[0]}` };
+    return { error: (e as Error).message.split('\n')[0] };
   }
 }
 
