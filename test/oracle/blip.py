@@ -215,13 +215,15 @@ def build_one(name: str) -> None:
         "checkpoint_layout": spec["layout"] + ".json",
         "image_processor": {"class": type(ip).__name__, "size": dict(ip.size), "resample": int(ip.resample)},
         "images": spec["images"],
+        # bos_token_id: text_config.bos_token_id = [DEC], the decoder start; sep_token_id: what generate()
+        # uses as EOS; eos_token_id: text_config.eos_token_id (not used by generate()); cls / enc: tokenizer's
         "special_ids": {
-            "bos_token_id (text_config, [DEC], decoder start)": cfg.text_config.bos_token_id,
-            "sep_token_id (eos for generate)": cfg.text_config.sep_token_id,
+            "bos_token_id": cfg.text_config.bos_token_id,
+            "sep_token_id": cfg.text_config.sep_token_id,
             "pad_token_id": cfg.text_config.pad_token_id,
+            "eos_token_id": cfg.text_config.eos_token_id,
             "cls_token_id": tok.cls_token_id,
-            "enc_token_id ([ENC])": tok.convert_tokens_to_ids("[ENC]"),
-            "text_config.eos_token_id (unused)": cfg.text_config.eos_token_id,
+            "enc_token_id": tok.convert_tokens_to_ids("[ENC]"),
         },
         "vocab": {"tokenizer_len": len(tok), "text_config.vocab_size": cfg.text_config.vocab_size},
         "config": {
