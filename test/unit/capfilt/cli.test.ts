@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
 import capfiltCommand from '../../../src/cli/commands/capfilt.js';
 import { writeTar, image } from './helpers/fixtures.js';
+import { compileTinyModels } from './helpers/tinyModels.js';
 
 let root: string;
 before(async () => {
@@ -76,4 +77,15 @@ test('failures exit 1 with one line: missing input, output that is a file, a cap
     assert.equal(r.err.trim().split('\n').length, 1, r.err);
     assert.match(r.err.trim(), re);
   }
+});
+
+test('the model folders are checked: a compiled ITM model is refused as --captioner, a captioner as --filter', async () => {
+  const { captioner: cap, filter: itm } = await compileTinyModels(join(root, 'models'));
+  const run = (c: string, f: string, out: string) => blip('capfilt', '--captioner', c, '--filter', f, '--input', join(root, 'in'), '--output', join(root, out), '--quiet');
+  let r = await run(itm, itm, 'o5');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err.trim(), /^error BLIP5805: --captioner .* without a generating output/);
+  r = await run(cap, cap, 'o6');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err.trim(), /^error BLIP5805: --filter .* has no ITM output/);
 });
