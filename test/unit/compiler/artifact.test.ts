@@ -1,0 +1,110 @@
+// What a compiled directory holds besides the graphs: the manifest's facts (preprocessing from
+// either processor file layout, special ids, generation defaults, sources), the tokenizer files,
+// and the `blip compile` / `blip inspect` commands around it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readManifest } from '../../../src/artifact/manifest.js';
+import { main } from '../../../src/cli/main.js';
+import { FIXTURES, compileFixture, expected, tmp } from './harness.js';
+
+/**
+ * Run the CLI with its stdout/stderr text captured. Only strings are captured: the test runner's
+ * own reports (binary chunks in a child test process) pass through.
+ */
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const [out, err]: string[][] = [[], []];
+  const w = [process.stdout.write, process.stderr.write];
+  const capture = (into: string[], orig: typeof process.stdout.write, stream: NodeJS.WriteStream) =>
+    ((s: unknown, ...rest: unknown[]) => (typeof s === 'string' ? (into.push(s), true) : (orig as (...a: unknown[]) => boolean).call(stream, s, ...rest))) as typeof process.stdout.write;
+  process.stdout.write = capture(out, w[0], process.stdout);
+  process.stderr.write = capture(err, w[1], process.stderr);
+  try {
+    return { code: await main(args), out: out.join(''), err: err.join('') };
+  } finally {
+    [process.stdout.write, process.stderr.write] = w;
+  }
+}
+
+test('manifest facts come from the graph, then processor_config.json / preprocessor_config.json, then defaults', async () => {
+  const root = tmp('artifact-');
+  try {
+    await compileFixture('graphs/blip-caption.blip', 'blip-caption-a', join(root, 'a'));
+    await compileFixture('graphs/blip-itm.blip', 'blip-itm-b', join(root, 'b'));
+    const a = readManifest(join(root, 'a'));
+    const b = readManifest(join(root, 'b'));
+    assert.equal(a.preprocess.source.mean, 'processor_config.json');
+    assert.equal(b.preprocess.source.mean, 'preprocessor_config.json');
+    for (const [m, fixture] of [[a, 'blip-caption-a'], [b, 'blip-itm-b']] as const) {
+      const ip = expected(fixture).json.image_processor;
+      assert.equal(m.preprocess.image_size, ip.size.height);
+      assert.equal(m.preprocess.resample, ({ 2: 'bilinear', 3: 'bicubic' } as Record<number, string>)[ip.resample]);
+      assert.deepEqual(m.preprocess.mean, [0.48145466, 0.4578275, 0.40821073]);
+    }
+    // BLIP's special ids: generate() stops on [SEP] and starts from [DEC] (text_config.bos_token_id).
+    const ids = expected('blip-caption-a').json.special_ids;
+    assert.deepEqual(a.text.eos_token_id, [ids['sep_token_id (eos for generate)']]);
+    assert.equal(a.text.decoder_start_token_id, ids['bos_token_id (text_config, [DEC], decoder start)']);
+    assert.equal(a.text.pad_token_id, ids.pad_token_id);
+    assert.equal(a.text.prompt_format, 'blip');
+    assert.deepEqual([a.task, b.task], ['caption', 'retrieval']);
+    assert.deepEqual(b.itm, { match_index: 1 });
+    assert.deepEqual(b.outputs, [{ name: 'itm', task: 'itm', graph: 'retrieval' }, { name: 'itc', task: 'itc', graph: 'retrieval' }]);
+    // Generation: the graph's block, else transformers' defaults.
+    assert.equal(a.generation!.max_new_tokens, 20);
+    assert.equal(a.generation!.source.max_new_tokens, 'graph');
+    assert.deepEqual([a.generation!.num_beams, a.generation!.do_sample, a.generation!.source.num_beams], [1, false, 'default']);
+    assert.equal(b.generation, undefined);
+    // Sources and tokenizer files.
+    assert.equal(a.source.graph.sha256, createHash('sha256').update(readFileSync('graphs/blip-caption.blip')).digest('hex'));
+    assert.match(a.source.checkpoint.fingerprint, /^[0-9a-f]{64}$/);
+    for (const f of a.tokenizer!.files) assert.deepEqual(readFileSync(join(root, 'a', 'tokenizer', f)), readFileSync(join(FIXTURES, 'blip-caption-a', 'checkpoint', f)));
+    assert.ok(a.tokenizer!.files.includes('tokenizer.json'));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('blip compile prints a summary; blip inspect prints the manifest and an op histogram', async () => {
+  const root = tmp('cli-');
+  try {
+    const out = join(root, 'vqa');
+    const c = await cli(['compile', 'graphs/blip-vqa.blip', '--weights', join(FIXTURES, 'blip-vqa-a', 'checkpoint'), '--out', out]);
+    assert.equal(c.code, 0, c.err);
+    assert.match(c.out, /^compiled blip_vqa \(blip vqa, float32\) -> .*vqa\n\s+parameters\s+0\.\d+ M/);
+    assert.match(c.out, /encode\.onnx\s+\d+ nodes, [\d.]+ KB\n\s+decoder\.onnx\s+\d+ nodes/);
+    assert.match(c.out, /weights\.bin\s+[\d.]+ KB, \d+ tensors\n\s+time\s+[\d.]+ s/);
+    const i = await cli(['inspect', out]);
+    assert.equal(i.code, 0, i.err);
+    assert.match(i.out, /"task": "vqa"/);
+    assert.match(i.out, /decoder\.onnx: \d+ nodes, \d+ initializers\n\s+inputs:\s+input_ids int64\[batch, sequence\], attention_mask int64\[batch, total_sequence\], past\.0\.key float32\[batch, 4, past_sequence, 10\]/);
+    assert.match(i.out, /\n\s+MatMul\s+\d+\n/);
+    const j = JSON.parse((await cli(['inspect', out, '--json'])).out);
+    assert.equal(j.graphs.encode.ops.Conv, 1);
+    assert.equal(j.graphs.decoder.ops.Softmax, 4); // 2 layers × (self + cross)
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('blip inspect refuses a directory without a valid manifest; blip compile reports located errors', async () => {
+  const root = tmp('cli-');
+  try {
+    const none = await cli(['inspect', root]);
+    assert.equal(none.code, 1);
+    assert.match(none.err, /error BLIP5001: .* is not a compiled model: it has no manifest\.json/);
+    writeFileSync(join(root, 'manifest.json'), '{"format": "blip-graph-artifact", "version": 1}');
+    assert.match((await cli(['inspect', root])).err, /error BLIP5002: .*manifest\.json is invalid: \(top level\): must have required property/);
+    const usage = await cli(['compile', 'graphs/blip-vqa.blip', '--out', join(root, 'x')]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.err, /--weights DIR is required/);
+    const wrong = await cli(['compile', 'graphs/blip-vqa.blip', '--weights', join(FIXTURES, 'blip-caption-a', 'checkpoint'), '--out', join(root, 'x')]);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.err, /graphs\/blip-vqa\.blip:\d+:\d+ - error BLIP4010: the checkpoint has no tensor "text_encoder\.[^"]+", which node "question_encoder" \(bert\) needs/);
+    assert.match(wrong.err, /\| +node question_encoder: bert/); // the code frame
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
