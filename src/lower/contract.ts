@@ -39,6 +39,8 @@ export interface FeaturesFlow {
 export interface EmbeddingFlow {
   type: 'embedding';
   embeds: Value;
+  /** (B, Q, E): one embedding per query (BLIP-2); a similarity is the best query's. */
+  perQuery?: boolean;
 }
 /** Classification logits (B, C). */
 export interface LogitsFlow {
@@ -97,6 +99,8 @@ export interface DecoderFacts {
   vocab: number;
   /** See Manifest.decoder.positions. */
   positions: 'past_length' | 'attention_mask' | 'input';
+  /** Width of `prefix_embeds` when it is not `hidden` (an OPT whose token embeddings are narrower). */
+  prefixWidth?: number;
 }
 
 /** What a generating node's once-per-input part hands to its step graph (via encode.onnx outputs). */
@@ -132,6 +136,11 @@ export interface StepOutputs {
 }
 
 export interface DecoderLowering {
+  /**
+   * The node's text port belongs to encode.onnx (an encoder-decoder LLM's encoder prompt: T5)
+   * rather than to decoder.onnx's input_ids (a decoder-only LLM's prompt).
+   */
+  textInEncode?: boolean;
   facts(ctx: LowerContext): DecoderFacts;
   /** The once-per-input part, lowered into encode.onnx from the node's non-text ports. */
   encode(ctx: LowerContext, inputs: Record<string, Flow>): EncodeSide;

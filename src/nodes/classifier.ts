@@ -4,7 +4,6 @@ import type { Attrs, NodeKind } from './NodeKind.js';
 import { attrSchema, int, n, oneOf } from './schema.js';
 import type { FeaturesFlow } from '../lower/contract.js';
 import { dense, position } from '../lower/blocks.js';
-import { CompileError } from '../lower/CompileError.js';
 
 export const Classifier: NodeKind = {
   kind: 'classifier',
@@ -26,12 +25,17 @@ export const Classifier: NodeKind = {
 };
 
 // ---- lowering (src/lower/contract.ts) ----
-// torch.nn.Linear(in, classes) at the node's prefix (BLIP: `itm_head`) over the [CLS] position.
+// torch.nn.Linear(in, classes) at the node's prefix (BLIP: `itm_head`) over the [CLS] position, or
+// (`pool: mean_queries`, BLIP-2) over every query output, averaged over the queries.
 Classifier.lowering = {
   defaults: { pool: 'cls' },
   lower(ctx, inputs) {
     const f = inputs[''] as FeaturesFlow;
-    if (ctx.str('pool') !== 'cls') throw new CompileError('BLIP4015', `classifier pool "${ctx.str('pool')}" is not lowered yet (only "cls")`, ctx.attrLoc('pool'));
+    if (ctx.str('pool') === 'mean_queries') {
+      // BLIP-2 ITM: the head over every query output, then the mean over the queries (in that order, as transformers).
+      const per = dense(ctx, f.hidden, '', ctx.int('in_width'), ctx.int('classes'), 'per_query'); // (B, Q, classes)
+      return { type: 'logits', logits: ctx.b.op('ReduceMean', [per], { axes: [1], keepdims: 0 }, { name: 'logits' }) }; // (B, classes)
+    }
     const cls = position(ctx.b, f.hidden, 0, 'cls'); // (B, in)
     return { type: 'logits', logits: dense(ctx, cls, '', ctx.int('in_width'), ctx.int('classes'), 'logits') }; // (B, classes)
   },

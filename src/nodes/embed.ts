@@ -4,7 +4,6 @@ import type { Attrs, NodeKind } from './NodeKind.js';
 import { attrSchema, int, n, oneOf } from './schema.js';
 import type { FeaturesFlow } from '../lower/contract.js';
 import { dense, l2normalize, position } from '../lower/blocks.js';
-import { CompileError } from '../lower/CompileError.js';
 
 export const Embed: NodeKind = {
   kind: 'embed',
@@ -27,12 +26,17 @@ export const Embed: NodeKind = {
 
 // ---- lowering (src/lower/contract.ts) ----
 // torch.nn.Linear(in, out) at the node's prefix (BLIP: `vision_proj`, `text_proj`) over the [CLS]
-// position, then F.normalize(dim=-1), as BlipForImageTextRetrieval does for ITC.
+// position, then F.normalize(dim=-1), as BlipForImageTextRetrieval does for ITC; `pool: queries`
+// projects every Q-Former query output (Blip2ForImageTextRetrieval's vision_projection).
 Embed.lowering = {
   defaults: { pool: 'cls' },
   lower(ctx, inputs) {
     const f = inputs[''] as FeaturesFlow;
-    if (ctx.str('pool') !== 'cls') throw new CompileError('BLIP4015', `embed pool "${ctx.str('pool')}" is not lowered yet (only "cls")`, ctx.attrLoc('pool'));
+    if (ctx.str('pool') === 'queries') {
+      // BLIP-2 ITC: every query output projected and normalised, (B, Q, in) -> (B, Q, out).
+      const e = dense(ctx, f.hidden, '', ctx.int('in_width'), ctx.int('out_width'), 'proj');
+      return { type: 'embedding', embeds: l2normalize(ctx.b, e, 'embeds'), perQuery: true };
+    }
     const cls = position(ctx.b, f.hidden, 0, 'cls'); // (B, in)
     const e = dense(ctx, cls, '', ctx.int('in_width'), ctx.int('out_width'), 'proj'); // (B, out)
     return { type: 'embedding', embeds: l2normalize(ctx.b, e, 'embeds') };

@@ -72,6 +72,7 @@ Opt.lowering = {
       hidden: ctx.int('width'),
       vocab: ctx.int('vocab_size'),
       positions: 'attention_mask',
+      prefixWidth: ctx.int('embed_width'), // the soft prompt enters the token-embedding space (E), before project_in
     }),
     encode(ctx, inputs) {
       const prefix = inputs.prefix as FeaturesFlow | undefined;

@@ -86,6 +86,7 @@ T5.lowering = {
     /decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight/, // unused (transformers ignores it too)
   ],
   decoder: {
+    textInEncode: true, // the prompt is the encoder's input; decoder.onnx gets the decoder's tokens
     facts: (ctx) => ({ layers: ctx.int('decoder_depth'), kvHeads: ctx.int('heads'), headDim: ctx.int('kv_width'), hidden: ctx.int('width'), vocab: ctx.int('vocab_size'), positions: 'past_length' }),
     encode(ctx, inputs) {
       const text = inputs.text as TextFlow | undefined;
