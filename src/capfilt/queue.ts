@@ -89,13 +89,15 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
         if (state === 'completed' || state === 'failed') await old.remove();
       }
     }
-    await queue.addBulk(
-      todo.map((task) => ({
-        name: 'shard',
-        data: { output: out.root, settings, task },
-        opts: { jobId: jobId(out.root, task.id), attempts: o.attempts ?? 5, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { count: 10000 }, removeOnFail: false },
-      })),
-    );
+    for (let i = 0; i < todo.length; i += 1000) {
+      await queue.addBulk(
+        todo.slice(i, i + 1000).map((task) => ({
+          name: 'shard',
+          data: { output: out.root, settings, task },
+          opts: { jobId: jobId(out.root, task.id), attempts: o.attempts ?? 5, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { count: 10000 }, removeOnFail: false },
+        })),
+      );
+    }
     if (todo.length === 0) await finalize(out);
     o.log?.write(`capfilt enqueue: ${plan.length} shards planned, ${plan.length - todo.length} already complete, ${todo.length} jobs on queue '${o.queue ?? DEFAULT_QUEUE}'\n`);
     return { planned: plan.length, enqueued: todo.length, complete: plan.length - todo.length };
