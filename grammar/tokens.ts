@@ -50,8 +50,11 @@ export const False = keyword('false');
 export const StringLiteral = createToken({ name: 'StringLiteral', pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*"/, label: 'a string' });
 /** A string with no closing quote on its line: reported as BLIP1002. */
 export const UnterminatedString = createToken({ name: 'UnterminatedString', pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*\\?/, group: 'errors' });
-export const Float = createToken({ name: 'Float', pattern: /-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)/, label: 'a number' });
-export const Int = createToken({ name: 'Int', pattern: /-?\d+/, label: 'an integer' });
+// A number must not run into a name or another dot: `12layers`, `1.` and `1.2.3` are MalformedNumber.
+export const Float = createToken({ name: 'Float', pattern: /-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)(?![\w.])/, label: 'a number' });
+export const Int = createToken({ name: 'Int', pattern: /-?\d+(?![\w.])/, label: 'an integer' });
+/** Digits run into letters or dots (`102vocab_size`, `1.`): reported as BLIP1006, parsed as a number. */
+export const MalformedNumber = createToken({ name: 'MalformedNumber', pattern: /-?\d[\w.]*(?:[eE][+-]\d*[\w.]*)?/, group: 'errors' });
 
 export const LCurly = createToken({ name: 'LCurly', pattern: /{/, label: "'{'" });
 export const RCurly = createToken({ name: 'RCurly', pattern: /}/, label: "'}'" });
@@ -76,6 +79,7 @@ export const allTokens: TokenType[] = [
   UnterminatedString,
   Float,
   Int,
+  MalformedNumber,
   LCurly,
   RCurly,
   LParen,

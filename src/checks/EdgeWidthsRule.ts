@@ -8,7 +8,8 @@ export function EdgeWidthsRule(ctx: CheckContext): void {
   const attrs: Record<string, Attrs> = {};
   const nodes = [...ctx.model.nodes.values()].map((n) => {
     attrs[n.name] = ctx.attrValues(n);
-    return { name: n.name, kind: n.kind, loc: n.loc, edges: n.args.map((a) => ({ port: a.port, from: a.source, loc: a.loc })) };
+    const attrLocs = Object.fromEntries([...n.attrs].map(([k, a]) => [k, a.valueLoc]));
+    return { name: n.name, kind: n.kind, loc: n.loc, attrLocs, edges: n.args.map((a) => ({ port: a.port, from: a.source, loc: a.loc })) };
   });
   ctx.diagnostics.push(...checkWidths({ nodes }, attrs));
 }

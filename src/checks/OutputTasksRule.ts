@@ -1,6 +1,6 @@
 // Outputs: each names a task (generate, itm, itc) with the right number and kind of arguments:
 // generate(decoder), itm(classifier), itc(image embed, text embed). docs/diagnostics.md#blip2012
-import { didYouMean } from '../diagnostics/suggest.js';
+import { didYouMean, someOf } from '../diagnostics/suggest.js';
 import type { DraftNode } from '../syntax/draft.js';
 import type { CheckContext } from './CheckContext.js';
 
@@ -41,7 +41,7 @@ export function OutputTasksRule(ctx: CheckContext): void {
       const node = ctx.model.nodes.get(arg.name);
       if (!node) {
         if (ctx.model.inputs.has(arg.name)) ctx.report('BLIP2026', arg.loc, `${out.task}() expects ${spec.accepts({ kind: '' } as DraftNode, ctx)}, found ${ctx.describe(arg.name)}`);
-        else ctx.report('BLIP2020', arg.loc, `unknown node '${arg.name}': expected one of ${[...ctx.model.nodes.keys()].join(', ')}${didYouMean(arg.name, names)}`);
+        else ctx.report('BLIP2020', arg.loc, `unknown node '${arg.name}': expected one of ${someOf([...ctx.model.nodes.keys()])}${didYouMean(arg.name, names)}`);
         continue;
       }
       if (!ctx.kindOf(node)) continue;

@@ -4,15 +4,20 @@ import type { CheckContext } from './CheckContext.js';
 
 /** Names reachable forward from the model inputs. */
 export function reachableFromInputs(ctx: CheckContext): Set<string> {
+  const users = new Map<string, string[]>();
+  for (const node of ctx.model.nodes.values())
+    for (const a of node.args) {
+      if (!users.has(a.source)) users.set(a.source, []);
+      users.get(a.source)!.push(node.name);
+    }
   const reached = new Set<string>(ctx.model.inputs.keys());
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const node of ctx.model.nodes.values())
-      if (!reached.has(node.name) && node.args.some((a) => reached.has(a.source))) {
-        reached.add(node.name);
-        changed = true;
+  const work = [...reached];
+  while (work.length)
+    for (const u of users.get(work.pop()!) ?? [])
+      if (!reached.has(u)) {
+        reached.add(u);
+        work.push(u);
       }
-  }
   return reached;
 }
 

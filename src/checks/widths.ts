@@ -15,6 +15,16 @@ export interface WidthNode {
   attrLocs?: Record<string, SourceLoc>;
 }
 
+/** The attribute a width comes from: the one whose absence leaves the width unknown. */
+function decisiveAttr(attrs: Attrs, width: (a: Attrs) => number | undefined): string | undefined {
+  for (const key of Object.keys(attrs)) {
+    const without = { ...attrs };
+    delete without[key];
+    if (width(without) === undefined) return key;
+  }
+  return undefined;
+}
+
 /**
  * BLIP2040 for every edge whose two ends disagree. `attrsByNode` holds each node's attributes
  * (pinned, or resolved from the checkpoint); nodes or widths that are unknown are skipped.
@@ -29,11 +39,18 @@ export function checkWidths(model: { nodes: readonly WidthNode[] } | IrModel, at
       const producer = byName.get(edge.from);
       const pkind = producer && Object.hasOwn(nodeKinds, producer.kind) ? nodeKinds[producer.kind] : undefined;
       if (!producer || !pkind || pkind.output !== 'features') continue;
-      const expected = kind.inputWidth(edge.port, attrsByNode[node.name] ?? {});
-      const found = pkind.outputWidth(attrsByNode[producer.name] ?? {});
+      const inAttrs = attrsByNode[node.name] ?? {};
+      const outAttrs = attrsByNode[producer.name] ?? {};
+      const expected = kind.inputWidth(edge.port, inAttrs);
+      const found = pkind.outputWidth(outAttrs);
       if (expected === undefined || found === undefined || expected === found) continue;
       const port = edge.port ? `its '${edge.port}' input` : 'its input';
-      const related: RelatedInfo[] = [{ message: `${producer.kind} '${producer.name}' is declared here`, loc: producer.loc }];
+      const related: RelatedInfo[] = [];
+      const inKey = decisiveAttr(inAttrs, (a) => kind.inputWidth!(edge.port, a));
+      const outKey = decisiveAttr(outAttrs, (a) => pkind.outputWidth(a));
+      if (inKey && node.attrLocs?.[inKey]) related.push({ message: `${inKey}: ${expected} of ${node.kind} '${node.name}'`, loc: node.attrLocs[inKey] });
+      if (outKey && producer.attrLocs?.[outKey]) related.push({ message: `${outKey}: ${found} of ${producer.kind} '${producer.name}'`, loc: producer.attrLocs[outKey] });
+      if (!related.length) related.push({ message: `${producer.kind} '${producer.name}' is declared here`, loc: producer.loc });
       out.push(
         diagnostic(
           'BLIP2040',

@@ -19,6 +19,7 @@ export const CODES = {
   BLIP1003: e('unterminated block comment'),
   BLIP1004: e('invalid escape in a string'),
   BLIP1005: e('number out of range'),
+  BLIP1006: e('malformed number'),
   BLIP1010: e('unexpected token'),
   BLIP1011: e('no construct starts here'),
   BLIP1012: e('unexpected text between declarations'),

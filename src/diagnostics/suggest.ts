@@ -27,6 +27,11 @@ export function didYouMean(word: string, candidates: Iterable<string>): string {
   return c ? `; did you mean '${c}'?` : '';
 }
 
+/** "a, b, c" with at most `max` names, then "… (N more)". */
+export function someOf(names: string[], max = 12): string {
+  return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')}, … (${names.length - max} more)`;
+}
+
 /** "a, b or c" */
 export function listWords(words: string[], conj = 'or'): string {
   if (words.length <= 1) return words.join('');

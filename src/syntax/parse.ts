@@ -49,7 +49,11 @@ function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[
     );
   }
   for (const t of errorTokens) {
-    if (t.tokenType === T.UnterminatedString)
+    if (t.tokenType === T.MalformedNumber)
+      out.push(
+        diagnostic('BLIP1006', src.loc(t.startOffset, t.endOffset! + 1), `malformed number '${t.image.length > 40 ? t.image.slice(0, 40) + '…' : t.image}': expected digits with an optional fraction and exponent, then a space or punctuation`),
+      );
+    else if (t.tokenType === T.UnterminatedString)
       out.push(diagnostic('BLIP1002', src.loc(t.startOffset, t.endOffset! + 1), `unterminated string: expected a closing '"' before the end of the line`));
     else out.push(diagnostic('BLIP1003', src.loc(t.startOffset, t.startOffset + 2), `unterminated comment: expected '*/' before the end of the file`));
   }
@@ -104,9 +108,14 @@ export function parse(text: string, file: string): ParseResult {
   const lexed = T.BlipLexer.tokenize(text);
   const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, (lexed.groups.errors ?? []) as IToken[]);
   // An unterminated string is reported, then parsed as if closed at the end of its line.
+  // A malformed number, as a number (its value NaN, not reported again).
   const strayStrings = ((lexed.groups.errors ?? []) as IToken[])
-    .filter((t) => t.tokenType === T.UnterminatedString)
-    .map((t) => ({ ...t, tokenType: T.StringLiteral, tokenTypeIdx: T.StringLiteral.tokenTypeIdx!, unterminated: true }));
+    .filter((t) => t.tokenType === T.UnterminatedString || t.tokenType === T.MalformedNumber)
+    .map((t) =>
+      t.tokenType === T.MalformedNumber
+        ? { ...t, tokenType: T.Int, tokenTypeIdx: T.Int.tokenTypeIdx! }
+        : { ...t, tokenType: T.StringLiteral, tokenTypeIdx: T.StringLiteral.tokenTypeIdx!, unterminated: true },
+    );
   const all = strayStrings.length ? [...lexed.tokens, ...strayStrings].sort((a, b) => a.startOffset - b.startOffset) : lexed.tokens;
   const tokens = limitNesting(source, all, diagnostics);
 

@@ -2,6 +2,7 @@
 // applied, duplicates reported. Diagnostics: BLIP2002-BLIP2009, BLIP3005.
 import type { SourceLoc } from '../ir/types.js';
 import { diagnostic, type Diagnostic } from '../diagnostics/Diagnostic.js';
+import { someOf } from '../diagnostics/suggest.js';
 import type { SourceFile } from '../diagnostics/SourceFile.js';
 import type * as A from './ast.js';
 import { cloneDraft, type DraftAttr, type DraftModel, type DraftNode } from './draft.js';
@@ -79,7 +80,7 @@ export class Resolver {
       if (!this.models.has(baseName)) {
         const known = [...this.models.keys()].filter((k) => k !== name);
         this.diagnostics.push(
-          diagnostic('BLIP2003', baseLoc, `unknown base model '${baseName}': expected ${known.length ? `one of ${known.join(', ')} (declared here or in an imported file)` : 'a model declared in this file or an imported one'}`),
+          diagnostic('BLIP2003', baseLoc, `unknown base model '${baseName}': expected ${known.length ? `one of ${someOf(known)} (declared here or in an imported file)` : 'a model declared in this file or an imported one'}`),
         );
         return undefined;
       }

@@ -172,7 +172,7 @@ export class AstBuilder {
     if (c.Int || c.Float) {
       const value = Number(t.image);
       const ok = c.Int ? Number.isSafeInteger(value) : Number.isFinite(value);
-      if (!ok)
+      if (!ok && !Number.isNaN(value))
         this.diagnostics.push(
           diagnostic('BLIP1005', this.src.loc(span.start, span.end), `number ${t.image.length > 30 ? t.image.slice(0, 30) + '…' : t.image} is out of range: expected ${c.Int ? 'an integer of magnitude at most 2^53 - 1' : 'a finite number'}`),
         );

@@ -16,18 +16,48 @@ function attrsOf(map: Map<string, DraftAttr>, skip?: string): [Record<string, Ir
   return [values, locs];
 }
 
-/** Kahn's algorithm; assumes no cycles (NoCyclesRule ran). */
+/**
+ * Kahn's algorithm, taking the earliest-declared ready node each time, so a file already in
+ * dependency order keeps its order. Assumes no cycles (NoCyclesRule ran).
+ */
 export function topoOrder(nodes: Map<string, DraftNode>): DraftNode[] {
+  const list = [...nodes.values()];
+  const index = new Map(list.map((n, i) => [n.name, i]));
+  const waiting = list.map((n) => new Set(n.args.filter((a) => nodes.has(a.source)).map((a) => a.source)).size);
+  const users = list.map(() => [] as number[]);
+  list.forEach((n, i) => new Set(n.args.map((a) => a.source)).forEach((s) => index.has(s) && users[index.get(s)!].push(i)));
+  // A binary heap of ready indices (smallest first).
+  const heap: number[] = [];
+  const push = (x: number) => {
+    heap.push(x);
+    for (let i = heap.length - 1; i > 0 && heap[(i - 1) >> 1] > heap[i]; i = (i - 1) >> 1) [heap[i], heap[(i - 1) >> 1]] = [heap[(i - 1) >> 1], heap[i]];
+  };
+  const pop = (): number => {
+    const top = heap[0];
+    const last = heap.pop()!;
+    if (heap.length) {
+      heap[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && heap[l] < heap[m]) m = l;
+        if (r < heap.length && heap[r] < heap[m]) m = r;
+        if (m === i) break;
+        [heap[i], heap[m]] = [heap[m], heap[i]];
+        i = m;
+      }
+    }
+    return top;
+  };
+  waiting.forEach((w, i) => w === 0 && push(i));
   const order: DraftNode[] = [];
-  const placed = new Set<string>();
-  const pending = [...nodes.values()];
-  while (pending.length) {
-    const i = pending.findIndex((n) => n.args.every((a) => !nodes.has(a.source) || placed.has(a.source)));
-    if (i < 0) throw new Error('topoOrder: cycle (the checks should have reported it)');
-    const [n] = pending.splice(i, 1);
-    placed.add(n.name);
-    order.push(n);
+  while (heap.length) {
+    const i = pop();
+    order.push(list[i]);
+    for (const u of users[i]) if (--waiting[u] === 0) push(u);
   }
+  if (order.length !== list.length) throw new Error('topoOrder: cycle (the checks should have reported it)');
   return order;
 }
 

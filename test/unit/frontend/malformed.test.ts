@@ -99,6 +99,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
       { code: "BLIP1005", line: 5, column: 63, message: "number 1e999 is out of range: expected a finite number" },
     ],
   },
+  {
+    name: "number run into a name",
+    src: edit('@ "qformer"', '@ "qformer" { depth: 12layers }'),
+    expect: [
+      { code: "BLIP1006", line: 5, column: 54, message: "malformed number '12layers': expected digits with an optional fraction and exponent, then a space or punctuation" },
+    ],
+  },
   // parsing
   {
     name: "missing closing parenthesis",

@@ -1,0 +1,77 @@
+// Large and pathological inputs: a 1 MB file, a file over the size limit, a 200 KB line, lists
+// and blocks nested or repeated tens of thousands of times. Each must give its diagnostic (or
+// none) without throwing or exhausting the stack.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BLIP2, check, load, simple } from './harness.js';
+import { parse, MAX_FILE_CHARS } from '../../../src/syntax/parse.js';
+import { formatDiagnostics } from '../../../src/diagnostics/format.js';
+
+test('a 1 MB file of comments then a missing brace: one error on the right line', () => {
+  const filler = '// ' + 'x'.repeat(96) + '\n';
+  const lines = Math.ceil((1 << 20) / filler.length);
+  const src = filler.repeat(lines) + BLIP2.trimEnd().slice(0, -1);
+  assert.ok(src.length >= 1 << 20);
+  assert.deepEqual(check(src), [
+    {
+      code: 'BLIP1010',
+      line: lines + 8,
+      column: 29,
+      message: "expected a model member ('input', 'node', 'output', 'preprocess', 'generation') or '}', found end of file",
+    },
+  ]);
+});
+
+test('a 1 MB model: a chain of 20k nodes checks clean and keeps its order', () => {
+  const n = 20_000;
+  const body = ['model chain {', '  input image: image', '  node n0: vit(image) @ "vision_model"'];
+  for (let i = 1; i <= n; i++) body.push(`  node n${i}: linear(n${i - 1}) @ "projection_number_${i}"`);
+  body.push(`  node head: classifier(n${n}) @ "itm_head"`, '  output itm: itm(head)', '}', '');
+  const src = body.join('\n');
+  assert.ok(src.length >= 1 << 20);
+  const r = load({ 'main.blip': src });
+  assert.deepEqual(r.diagnostics.map(simple), []);
+  const nodes = r.program!.models[0].nodes;
+  assert.equal(nodes.length, n + 2);
+  assert.deepEqual(nodes.slice(0, 3).map((x) => x.name), ['n0', 'n1', 'n2']);
+  assert.equal(nodes[nodes.length - 1].name, 'head');
+});
+
+test('a 16k-node cycle is reported once, without exhausting the stack', () => {
+  const n = 16_000;
+  const body = ['model ring {', '  input image: image', '  node n0: vit(image) @ "p"'];
+  // n1 reads n2, n2 reads n3, …, the last reads n1.
+  for (let i = 1; i <= n; i++) body.push(`  node n${i}: linear(n${i === n ? 1 : i + 1}) @ "p"`);
+  body.push('  node head: classifier(n1) @ "h"', '  output itm: itm(head)', '}');
+  const codes = check(body.join('\n')).map((d) => d.code);
+  assert.equal(codes.filter((c) => c === 'BLIP2027').length, 1);
+});
+
+test('a file over the size limit is refused with BLIP1015', () => {
+  const src = ' '.repeat(MAX_FILE_CHARS + 1);
+  assert.deepEqual(check(src), [{ code: 'BLIP1015', line: 1, column: 1, message: 'file too large: expected at most 8.0 MiB of text, found 8.0 MiB' }]);
+});
+
+test('100k nested list brackets: one BLIP1014, nothing else', () => {
+  const src = BLIP2.replace('@ "qformer"', `@ "qformer" { x: ${'['.repeat(100_000)}${']'.repeat(100_000)} }`);
+  const ds = check(src);
+  assert.deepEqual(ds.map((d) => d.code), ['BLIP1014']);
+  assert.equal(ds[0].line, 5);
+});
+
+test('100k unclosed braces: errors, no exception', () => {
+  const r = parse('model m ' + '{'.repeat(100_000), 'x.blip');
+  assert.ok(r.diagnostics.length >= 1);
+  assert.equal(r.diagnostics[0].code, 'BLIP1010');
+});
+
+test('a 200 KB line: the error is found and its frame is cut around it', () => {
+  const long = 'model m { generation { prompt: "' + 'a'.repeat(200_000) + '" max_new_tokens: ] } }';
+  const r = load({ 'main.blip': long });
+  const d = r.diagnostics[0];
+  assert.equal(d.code, 'BLIP1011');
+  assert.equal(d.loc.column, 200_051);
+  const frame = formatDiagnostics([d], r.sources);
+  for (const line of frame.split('\n').slice(1)) assert.ok(line.length <= 140, `frame line of ${line.length} chars`);
+  assert.match(frame, /\n {2}1 \| …a+" max_new_tokens: \] \} \}\n {4}\| +\^\n/);
+});
