@@ -277,7 +277,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         emitFloat(enc, kv.value, `cross.${i}.value`, crossDims);
       });
       if (side.crossMask) enc.output(side.crossMask, 'cross_attention_mask', 'int64', ['batch', 'cross_sequence']);
-      if (side.prefix) emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', facts.hidden]);
+      if (side.prefix) emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', facts.prefixWidth ?? facts.hidden]);
       encodeTakesText = enc.inputs.some((i) => i.name === 'input_ids');
       graphs.push(enc);
 

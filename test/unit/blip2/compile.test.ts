@@ -101,6 +101,7 @@ async function checkDecoderOnly(fixture: string, graph: string, t: { diagnostic(
       close('image_embeds', e.image_embeds.data as Float32Array, exp.array('image_embeds').data, diffs);
       const prefix = e.prefix_embeds as ort.Tensor;
       assert.equal(prefix.dims[1], Q);
+      assert.equal(m.graphs.encode!.outputs.find((x) => x.name === 'prefix_embeds')!.shape[2], prefix.dims[2], 'declared prefix_embeds width');
       const projected = exp.array(exp.json.arrays[`${c.name}/prefix_embeds`] ? `${c.name}/prefix_embeds` : 'prefix_embeds');
       close('prefix_embeds', prefix.data as Float32Array, scattered(projected, prefix.dims[2]), diffs);
       const ids = placeholders ? c.input_ids.map((r) => r.slice(Q)) : c.input_ids;
