@@ -1,0 +1,216 @@
+// runtime/tokenizers against transformers 5.12.1 (fixtures: test/oracle/build_tokenizers.py and the
+// checkpoint fixtures of test/oracle/{blip,blip2,instructblip}.py).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { blipDecoderPrompt, encoderText, llmPrompt, loadTokenizer, parseSentencePieceModel, qformerPrompt, toInt64 } from '../../../runtime/tokenizers/index.js';
+import { TokenizerLoadError } from '../../../runtime/errors.js';
+import { fixturePath, readFixtureJson } from './fixtures.js';
+
+interface TokCase {
+  text: string;
+  ids: number[];
+  ids_no_special: number[];
+  decoded: string;
+  decoded_skip_special: string;
+  tokens: string[];
+}
+interface TokFixture {
+  all_special_ids: number[];
+  batch: { texts: string[]; input_ids: number[][]; attention_mask: number[][] } | null;
+  cases: TokCase[];
+  decode_cases: Array<{ ids: number[]; decoded: string; decoded_skip_special: string }>;
+  class: string;
+  len: number;
+  padding_side: 'left' | 'right';
+  special: Record<string, { id: number; token: string }>;
+  vocab_size: number;
+}
+
+const cases = readFixtureJson<Record<string, TokFixture>>('tokenizers', 'cases.json');
+const NAMES = ['bert', 'opt', 't5', 'llama', 'llama-spm'];
+
+for (const name of NAMES) {
+  test(`${name}: encode / decode / batch / special tokens as transformers`, () => {
+    const fx = cases[name];
+    assert.ok(fx, `no fixture for ${name}`);
+    const tok = loadTokenizer(fixturePath('tokenizers', name));
+    assert.equal(tok.tokenizerClass, fx.class);
+    assert.equal(tok.vocabSize, fx.vocab_size);
+    assert.equal(tok.length, fx.len);
+    assert.equal(tok.paddingSide, fx.padding_side);
+    assert.deepEqual(tok.allSpecialIds, [...fx.all_special_ids].sort((a, b) => a - b));
+    for (const [k, v] of Object.entries(fx.special)) {
+      assert.equal(tok.specialId(k), v.id, `${k}`);
+      assert.equal(tok.specialToken(k), v.token, `${k}`);
+    }
+    assert.ok(fx.cases.length >= 20);
+    for (const c of fx.cases) {
+      const what = `${name} ${JSON.stringify(c.text)}`;
+      assert.deepEqual(tok.encode(c.text), c.ids, what);
+      assert.deepEqual(tok.encode(c.text, { addSpecialTokens: false }), c.ids_no_special, what);
+      assert.equal(tok.decode(c.ids), c.decoded, what);
+      assert.equal(tok.decode(c.ids, { skipSpecialTokens: true }), c.decoded_skip_special, what);
+    }
+    for (const c of fx.decode_cases) {
+      assert.equal(tok.decode(c.ids), c.decoded, `${name} decode ${JSON.stringify(c.ids.slice(0, 8))}...`);
+      assert.equal(tok.decode(c.ids, { skipSpecialTokens: true }), c.decoded_skip_special);
+    }
+    if (fx.batch) {
+      const b = tok.encodeBatch(fx.batch.texts);
+      assert.deepEqual(b.inputIds, fx.batch.input_ids);
+      assert.deepEqual(b.attentionMask, fx.batch.attention_mask);
+    }
+  });
+}
+
+test('decoding drops ids beyond the vocabulary (padded LM vocabularies)', () => {
+  for (const name of NAMES) {
+    const tok = loadTokenizer(fixturePath('tokenizers', name));
+    const c = cases[name].cases[0];
+    const beyond = [tok.length, tok.length + 7, 1_000_000];
+    assert.equal(tok.decode([...beyond, ...c.ids, ...beyond], { skipSpecialTokens: true }), c.decoded_skip_special, name);
+    assert.equal(tok.decode([...c.ids, ...beyond.map(BigInt)]), c.decoded, name);
+    assert.equal(tok.decode(beyond), '');
+  }
+});
+
+test('a SentencePiece-only checkpoint converts to the same tokenizer as its tokenizer.json', () => {
+  const spm = loadTokenizer(fixturePath('tokenizers', 'llama-spm'));
+  const json = loadTokenizer(fixturePath('tokenizers', 'llama'));
+  const model = parseSentencePieceModel(new Uint8Array(readFileSync(fixturePath('tokenizers', 'llama-spm', 'tokenizer.model'))));
+  assert.equal(model.pieces.length, cases['llama-spm'].vocab_size);
+  assert.equal(model.trainer.modelType, 2);
+  assert.equal(model.trainer.byteFallback, true);
+  for (const c of cases.llama.cases) assert.deepEqual(spm.encode(c.text, { addSpecialTokens: false }), json.encode(c.text, { addSpecialTokens: false }), c.text);
+});
+
+test('tokenizer load failures are BLIP5020 / BLIP5021 one-liners', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blip-tok-'));
+  try {
+    assert.throws(() => loadTokenizer(join(dir, 'missing')), (e: unknown) => e instanceof TokenizerLoadError && e.code === 'BLIP5020' && /does not exist/.test(e.message));
+    assert.throws(() => loadTokenizer(dir), (e: unknown) => e instanceof TokenizerLoadError && /has no tokenizer/.test(e.message));
+    writeFileSync(join(dir, 'tokenizer.json'), '{"model": ');
+    assert.throws(() => loadTokenizer(dir), (e: unknown) => e instanceof TokenizerLoadError && /not valid JSON/.test(e.message) && !e.message.includes('\n'));
+    rmSync(join(dir, 'tokenizer.json'));
+    writeFileSync(join(dir, 'tokenizer.model'), Buffer.from([0x0a, 0xff, 0xff, 0xff]));
+    assert.throws(() => loadTokenizer(dir), (e: unknown) => e instanceof TokenizerLoadError && e.code === 'BLIP5021');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('addSpecialToken appends <image> as the processor does and encodes it whole', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blip-tok-'));
+  try {
+    for (const f of readdirSync(fixturePath('tokenizers', 'opt'))) copyFileSync(fixturePath('tokenizers', 'opt', f), join(dir, f));
+    const tok = loadTokenizer(dir);
+    const n = tok.length;
+    const id = tok.addSpecialToken('<image>');
+    assert.equal(id, n);
+    assert.equal(tok.length, n + 1);
+    assert.equal(tok.addSpecialToken('<image>'), id);
+    assert.deepEqual(tok.encode('<image><image>', { addSpecialTokens: false }), [id, id]);
+    assert.equal(tok.decode([id, ...cases.opt.cases[0].ids], { skipSpecialTokens: true }), cases.opt.cases[0].decoded_skip_special);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---- checkpoint fixtures: the tokenizer files a model ships, prompts as the processors build them ----
+
+interface Gen {
+  name: string;
+  prompt_length: number;
+  sequences: number[][];
+  text: string[];
+}
+interface Case {
+  name: string;
+  prompt: string | string[] | null;
+  generation: Gen[];
+  processor_input_ids?: number[][] | null;
+  decoder_input_ids?: number[][];
+  input_ids?: number[][];
+  attention_mask?: number[][];
+  qformer_input_ids?: number[][];
+  qformer_attention_mask?: number[][];
+  padding_side?: 'left' | 'right';
+  questions?: string[];
+}
+interface Expected {
+  cases?: Case[];
+  special_ids?: Record<string, number | null>;
+  num_query_tokens?: number;
+  image_token_index?: number;
+  tokenizer_len?: number;
+  qformer_tokenizer_len?: number;
+  config?: { text_config?: { bos_token_id?: number } };
+}
+
+const checkpoints = existsSync(fixturePath())
+  ? readdirSync(fixturePath()).filter((d) => existsSync(fixturePath(d, 'checkpoint', 'tokenizer_config.json')) && existsSync(fixturePath(d, 'expected.json')))
+  : [];
+
+test('checkpoint fixtures exist', () => {
+  assert.ok(checkpoints.length >= 5, `checkpoints: ${checkpoints.join(', ')}`);
+});
+
+for (const fx of checkpoints) {
+  test(`${fx}: generated ids decode to transformers' text; prompts build as the processor does`, () => {
+    const exp = readFixtureJson<Expected>(fx, 'expected.json');
+    const dir = fixturePath(fx, 'checkpoint');
+    const tok = loadTokenizer(dir);
+    if (exp.tokenizer_len !== undefined) assert.equal(tok.length, exp.tokenizer_len);
+    const qdir = join(dir, 'qformer_tokenizer');
+    const qtok = existsSync(qdir) ? loadTokenizer(qdir) : null;
+    if (exp.qformer_tokenizer_len !== undefined) assert.equal(qtok?.length, exp.qformer_tokenizer_len);
+    const family = fx.startsWith('instructblip') ? 'instructblip' : fx.startsWith('blip2') ? 'blip2' : 'blip';
+    for (const c of exp.cases ?? []) {
+      for (const g of c.generation) {
+        const newTokens = g.sequences.map((s) => s.slice(g.prompt_length));
+        assert.deepEqual(tok.batchDecode(newTokens, { skipSpecialTokens: true }), g.text, `${fx} ${c.name} ${g.name}`);
+      }
+      const batch = (c.input_ids ?? c.decoder_input_ids ?? [[]]).length;
+      const prompts = c.prompt === null ? null : Array.isArray(c.prompt) ? c.prompt : new Array<string>(batch).fill(c.prompt);
+      if (family === 'blip' && c.decoder_input_ids && !c.questions) {
+        if (c.processor_input_ids) assert.deepEqual(encoderText(tok, prompts!).inputIds, c.processor_input_ids);
+        const p = blipDecoderPrompt(tok, prompts, batch, exp.special_ids!.bos_token_id!);
+        assert.deepEqual(p.inputIds, c.decoder_input_ids, `${fx} ${c.name}`);
+      }
+      if (family === 'blip' && c.questions) {
+        const q = encoderText(tok, c.questions);
+        assert.deepEqual(q.inputIds, c.input_ids);
+        assert.deepEqual(q.attentionMask, c.attention_mask);
+      }
+      if (family !== 'blip' && c.input_ids) {
+        const legacy = exp.image_token_index === undefined || fx.includes('legacy');
+        const p = llmPrompt(tok, prompts, batch, {
+          imageTokenId: legacy ? undefined : exp.image_token_index,
+          numQueryTokens: exp.num_query_tokens,
+          bosTokenId: exp.config?.text_config?.bos_token_id ?? exp.special_ids?.bos_token_id ?? undefined,
+          paddingSide: c.padding_side,
+        });
+        assert.deepEqual(p.inputIds, c.input_ids, `${fx} ${c.name}`);
+        assert.deepEqual(p.attentionMask, c.attention_mask, `${fx} ${c.name}`);
+      }
+      if (c.qformer_input_ids) {
+        const q = qformerPrompt(qtok!, prompts!);
+        assert.deepEqual(q.inputIds, c.qformer_input_ids);
+        assert.deepEqual(q.attentionMask, c.qformer_attention_mask);
+      }
+    }
+  });
+}
+
+test('toInt64 flattens a batch for ONNX', () => {
+  const t = toInt64([
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
+  assert.deepEqual(t.dims, [2, 3]);
+  assert.deepEqual(Array.from(t.data), [1n, 2n, 3n, 4n, 5n, 6n]);
+  assert.throws(() => toInt64([[1], [1, 2]]), /ragged/);
+});
