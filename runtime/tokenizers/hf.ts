@@ -14,8 +14,28 @@
 // dropped, special tokens skipped on request, then transformers' optional clean-up) are done here.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ByteFallbackDecoder, PrecompiledNormalizer, Tokenizer } from '@huggingface/tokenizers';
+import * as hfTokenizers from '@huggingface/tokenizers';
 import { PrecompiledCharsmap } from './precompiled.js';
+
+// The package's .d.ts files use extension-less relative imports, which NodeNext resolution cannot
+// follow: describe the small surface used here.
+interface JsEncoding {
+  ids: number[];
+  tokens: string[];
+}
+interface JsTokenizer {
+  normalizer: object | null;
+  decoder: object | null;
+  encode(text: string, options?: { add_special_tokens?: boolean }): JsEncoding;
+  token_to_id(token: string): number | undefined;
+  get_vocab(withAddedTokens?: boolean): Map<string, number>;
+}
+type Ctor = new (...args: never[]) => object;
+const lib = hfTokenizers as unknown as {
+  Tokenizer: new (json: object, config: object) => JsTokenizer;
+  ByteFallbackDecoder: Ctor;
+  PrecompiledNormalizer: Ctor;
+};
 import { TokenizerLoadError } from '../errors.js';
 import { generateMerges, parseSentencePieceModel, PieceType, type SpModel } from './sentencepiece.js';
 
@@ -486,7 +506,7 @@ export interface DecodeOptions {
 /** A loaded tokenizer with transformers 5 semantics. */
 export class HfTokenizer {
   /** The underlying @huggingface/tokenizers instance (rebuilt when a token is added). */
-  tokenizer: Tokenizer;
+  tokenizer: JsTokenizer;
   private readonly idToContent = new Map<number, string>();
   private readonly specialIds = new Set<number>();
   private readonly decodeFn: ((tokens: string[]) => string) | null;
@@ -496,7 +516,7 @@ export class HfTokenizer {
     readonly source = 'tokenizer',
   ) {
     try {
-      this.tokenizer = new Tokenizer(loaded.json, { clean_up_tokenization_spaces: false });
+      this.tokenizer = new lib.Tokenizer(loaded.json, { clean_up_tokenization_spaces: false });
     } catch (e) {
       throw new TokenizerLoadError(`${source}: cannot build the tokenizer (${(e as Error).message})`, source);
     }
@@ -676,7 +696,7 @@ function byteFallbackChain(tokens: string[]): string[] {
 
 /** Replace the library's NFKC approximation of SentencePiece's charsmap with the exact lookup. */
 function patchNormalizer(norm: object, source: string): void {
-  if (norm instanceof PrecompiledNormalizer) {
+  if (norm instanceof lib.PrecompiledNormalizer) {
     const b64 = (norm as unknown as { charsmap: string | null }).charsmap;
     if (b64) {
       let map: PrecompiledCharsmap;
@@ -693,7 +713,7 @@ function patchNormalizer(norm: object, source: string): void {
 }
 
 function patchDecoder(dec: object): void {
-  if (dec instanceof ByteFallbackDecoder) (dec as unknown as { decode_chain: (t: string[]) => string[] }).decode_chain = byteFallbackChain;
+  if (dec instanceof lib.ByteFallbackDecoder) (dec as unknown as { decode_chain: (t: string[]) => string[] }).decode_chain = byteFallbackChain;
   const subs = (dec as { decoders?: object[] }).decoders;
   if (Array.isArray(subs)) subs.forEach(patchDecoder);
 }
