@@ -98,7 +98,8 @@ export class BlipParser extends CstParser {
 
   // nodeDecl = [ "override" ] "node" Name
   //            ( ":" Name "(" [ arg { "," arg } ] ")" [ "frozen" ] [ "@" String ] [ attrBlock ]
-  //            | attrBlock ) ;                      (the second form refines an inherited node)
+  //            | attrBlock ) ;
+  // The second form refines the attributes of an inherited node.
   nodeDecl = this.RULE('nodeDecl', () => {
     this.OPTION(() => this.CONSUME(T.Override));
     this.CONSUME(T.Node);

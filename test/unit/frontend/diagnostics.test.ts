@@ -1,0 +1,108 @@
+// How diagnostics print: `path:line:col - severity CODE: message`, a code frame with a caret
+// under the span, related locations, the summary line, the cap on how many print, and --json.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { CODES } from '../../../src/diagnostics/codes.js';
+import { diagnosticsToJson, formatDiagnostics } from '../../../src/diagnostics/format.js';
+import { BLIP2, edit, load } from './harness.js';
+
+test('an error prints with its location, code, message and a caret frame', () => {
+  const r = load({ 'main.blip': edit('qformer(vision)', 'qformr(vision)') });
+  assert.equal(
+    formatDiagnostics(r.diagnostics, r.sources),
+    `main.blip:5:17 - error BLIP2010: unknown node kind 'qformr': expected one of vit, bert, qformer, linear, mlp, opt, llama, t5, classifier, embed; did you mean 'qformer'?
+
+  4 |   node vision: vit(image) frozen @ "vision_model"
+  5 |   node qformer: qformr(vision) @ "qformer"
+    |                 ^~~~~~
+`,
+  );
+});
+
+test('related locations print under the error, each with its own frame', () => {
+  const r = load({ 'main.blip': edit('  output', '  node llm: opt(prefix: projection) @ "language_model"\n  output') });
+  assert.equal(
+    formatDiagnostics(r.diagnostics, r.sources),
+    `main.blip:8:8 - error BLIP2005: duplicate name 'llm': expected each input and node name once in model 'm', found it declared again
+
+  7 |   node llm: opt(prefix: projection, text: prompt) frozen @ "language_model"
+  8 |   node llm: opt(prefix: projection) @ "language_model"
+    |        ^~~
+
+  main.blip:7:8: 'llm' is first declared here
+    6 |   node projection: linear(qformer) @ "language_projection"
+    7 |   node llm: opt(prefix: projection, text: prompt) frozen @ "language_model"
+      |        ^~~
+`,
+  );
+});
+
+test('several diagnostics: sorted by position, then a count; warnings say so', () => {
+  const src = edit('qformer(vision)', 'qformr(vision)', edit('input prompt: text', 'input prompt: txt'));
+  const r = load({ 'main.blip': src });
+  const text = formatDiagnostics(r.diagnostics, r.sources);
+  assert.match(text, /^main\.blip:3:17 - error BLIP2011: [^]*\nmain\.blip:5:17 - error BLIP2010: /);
+  assert.match(text, /\n\n2 errors\n$/);
+  const warn = load({ 'main.blip': edit('  output', '  node extra: linear(qformer) @ "extra"\n  output') });
+  assert.match(formatDiagnostics(warn.diagnostics, warn.sources), /^main\.blip:8:8 - warning BLIP2030: unused node 'extra'/);
+});
+
+test('at most N diagnostics print, then how many more', () => {
+  const src = 'model m {\n' + Array.from({ length: 30 }, (_, i) => `  input x${i}: nothing\n`).join('') + '}\n';
+  const r = load({ 'main.blip': src });
+  const text = formatDiagnostics(r.diagnostics, r.sources, { max: 3 });
+  assert.equal(text.match(/ - error BLIP/g)!.length, 3);
+  assert.match(text, /… and 28 more \(31 errors in all\)\n$/);
+});
+
+test('a multi-line span shows its first and last lines; tabs keep the caret aligned', () => {
+  const r = load({ 'main.blip': 'model m {\n\tinput x: image\n\tnode v: vit(x) @ "v" {\n\t\twidth: [\n1,\n2,\n3,\n4,\n5]\n\t}\n\toutput o: generate(v)\n}\n' });
+  const text = formatDiagnostics(r.diagnostics.filter((d) => d.code === 'BLIP3002'), r.sources);
+  assert.equal(
+    text,
+    `main.blip:4:10 - error BLIP3002: attribute 'width' of vit 'v' expects an integer, found a list of 5 items
+
+  3 |  node v: vit(x) @ "v" {
+  4 |   width: [
+    |          ^
+  5 | 1,
+    | ~~
+  . |
+  8 | 4,
+    | ~~
+  9 | 5]
+    | ~~
+`,
+  );
+});
+
+test('--json: positions 1-based, end exclusive, related kept', () => {
+  const r = load({ 'main.blip': edit('  output', '  node llm: opt(prefix: projection) @ "language_model"\n  output') });
+  assert.deepEqual(diagnosticsToJson(r.diagnostics, r.sources), [
+    {
+      code: 'BLIP2005',
+      severity: 'error',
+      message: "duplicate name 'llm': expected each input and node name once in model 'm', found it declared again",
+      file: 'main.blip',
+      line: 8,
+      column: 8,
+      endLine: 8,
+      endColumn: 11,
+      related: [{ message: "'llm' is first declared here", file: 'main.blip', line: 7, column: 8 }],
+    },
+  ]);
+});
+
+test('a clean file prints nothing', () => {
+  const r = load({ 'main.blip': BLIP2 });
+  assert.equal(formatDiagnostics(r.diagnostics, r.sources), '');
+});
+
+test('docs/diagnostics.md has an entry for every code, and no entry for a code that does not exist', () => {
+  const doc = readFileSync('docs/diagnostics.md', 'utf8');
+  const documented = new Set([...doc.matchAll(/^### (BLIP\d{4})/gm)].map((m) => m[1]));
+  const frontEnd = Object.keys(CODES);
+  assert.deepEqual(frontEnd.filter((c) => !documented.has(c)), []);
+  assert.deepEqual([...documented].filter((c) => c < 'BLIP4' && !frontEnd.includes(c)), []);
+});

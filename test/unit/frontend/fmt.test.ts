@@ -1,0 +1,122 @@
+// `blip fmt`: canonical layout, comments kept, idempotent; files with syntax errors refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatSource } from '../../../src/syntax/print.js';
+
+const fmt = (text: string): string => {
+  const r = formatSource(text, 'x.blip');
+  assert.equal(r.diagnostics.length, 0);
+  return r.text!;
+};
+
+test('messy layout becomes canonical', () => {
+  const messy = `import   "./base.blip"
+model   m    extends base{
+input image :image
+    node   v:vit( image )frozen@"vision_model"{config:"vision_config",width:768
+depth:12}
+output  o :generate( v )
+generation{max_new_tokens:20,}}`;
+  assert.equal(
+    fmt(messy),
+    `import "./base.blip"
+
+model m extends base {
+  input image: image
+  node v: vit(image) frozen @ "vision_model" { config: "vision_config", width: 768, depth: 12 }
+  output o: generate(v)
+  generation { max_new_tokens: 20 }
+}
+`,
+  );
+});
+
+test('comments stay: leading above their declaration, trailing at the end of its line', () => {
+  const src = `// header
+
+// about m
+model m { // trailing on the header line
+  input image: image   // the picture
+
+  /* block
+     comment */
+  node v: vit(image) @ "v" {
+    width: 768 // pinned
+    // before depth
+    depth: 12
+    // at the end of the block
+  }
+  // at the end of the model
+}
+// at the end of the file
+`;
+  const out = fmt(src);
+  assert.equal(
+    out,
+    `// header
+
+// about m
+model m {
+  // trailing on the header line
+  input image: image // the picture
+
+  /* block
+     comment */
+  node v: vit(image) @ "v" {
+    width: 768 // pinned
+    // before depth
+    depth: 12
+    // at the end of the block
+  }
+  // at the end of the model
+}
+// at the end of the file
+`,
+  );
+  assert.equal(fmt(out), out);
+});
+
+test('a long attribute block breaks into one attribute per line; a short one stays inline', () => {
+  const long = `model m {\n  node v: vit(image) @ "vision_model" { image_size: 224, patch_size: 14, width: 1408, depth: 39, heads: 16, mlp_width: 6144 }\n}\n`;
+  assert.equal(
+    fmt(long),
+    `model m {\n  node v: vit(image) @ "vision_model" {\n    image_size: 224\n    patch_size: 14\n    width: 1408\n    depth: 39\n    heads: 16\n    mlp_width: 6144\n  }\n}\n`,
+  );
+  const short = 'model m {\n  node v: vit(image) @ "vision_model" {\n    width: 768\n  }\n}\n';
+  assert.equal(fmt(short), 'model m {\n  node v: vit(image) @ "vision_model" { width: 768 }\n}\n');
+});
+
+test('blank lines: runs collapse to one, none added inside a model, one between top-level models', () => {
+  const src = 'model a {\n  input x: image\n\n\n\n  input y: text\n}\nmodel b {}\n\n\n';
+  assert.equal(fmt(src), 'model a {\n  input x: image\n\n  input y: text\n}\n\nmodel b {}\n');
+});
+
+test('values are kept as written: number spelling, string escapes, names, lists', () => {
+  const src = 'model m { preprocess { mean: [0.5,.5e0 , 5E-1] } }';
+  // `.5e0` is not a number: the file does not parse, so it is not formatted.
+  assert.ok(formatSource(src, 'x.blip').text === undefined);
+  const ok = 'model m { generation { prompt: "a \\"q\\"\\n", temperature: 1e-1, top_k: 0 } preprocess { resample: bicubic, mean: [0.5,0.5 ,5E-1,] } }';
+  assert.equal(
+    fmt(ok),
+    'model m {\n  generation { prompt: "a \\"q\\"\\n", temperature: 1e-1, top_k: 0 }\n  preprocess { resample: bicubic, mean: [0.5, 0.5, 5E-1] }\n}\n',
+  );
+});
+
+test('override forms, empty blocks and CRLF input', () => {
+  const src = 'model d extends b {\r\n  override node q: qformer(vision, instruction: prompt) @ "qformer"\r\n  override node v {}\r\n  override output o: generate(q)\r\n}\r\n';
+  assert.equal(
+    fmt(src),
+    'model d extends b {\n  override node q: qformer(vision, instruction: prompt) @ "qformer"\n  override node v {}\n  override output o: generate(q)\n}\n',
+  );
+});
+
+test('a file with syntax errors is not formatted', () => {
+  const r = formatSource('model m { node v: vit(image @ "v" }', 'x.blip');
+  assert.equal(r.text, undefined);
+  assert.deepEqual(r.diagnostics.map((d) => d.code), ['BLIP1010']);
+});
+
+test('an empty file formats to an empty file', () => {
+  assert.equal(formatSource('', 'x.blip').text, '');
+  assert.equal(formatSource('// only a comment\n', 'x.blip').text, '// only a comment\n');
+});
