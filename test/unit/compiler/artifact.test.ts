@@ -45,8 +45,8 @@ test('manifest facts come from the graph, then processor_config.json / preproces
     }
     // BLIP's special ids: generate() stops on [SEP] and starts from [DEC] (text_config.bos_token_id).
     const ids = expected('blip-caption-a').json.special_ids;
-    assert.deepEqual(a.text.eos_token_id, [ids['sep_token_id (eos for generate)']]);
-    assert.equal(a.text.decoder_start_token_id, ids['bos_token_id (text_config, [DEC], decoder start)']);
+    assert.deepEqual(a.text.eos_token_id, [ids.sep_token_id]);
+    assert.equal(a.text.decoder_start_token_id, ids.bos_token_id);
     assert.equal(a.text.pad_token_id, ids.pad_token_id);
     assert.equal(a.text.prompt_format, 'blip');
     assert.deepEqual([a.task, b.task], ['caption', 'retrieval']);

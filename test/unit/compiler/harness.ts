@@ -29,6 +29,7 @@ export async function compileFixture(graph: string, fixture: string, out: string
 
 export interface Expected {
   json: Record<string, any>;
+  has(name: string): boolean;
   array(name: string): { data: Float32Array; shape: number[] };
 }
 
@@ -38,6 +39,7 @@ export function expected(fixture: string): Expected {
   const cache = new Map<string, { data: Float32Array; shape: number[] }>();
   return {
     json,
+    has: (name) => st.info(name) !== undefined,
     array(name) {
       if (!cache.has(name)) {
         const info = st.info(name);
