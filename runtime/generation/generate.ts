@@ -1,0 +1,401 @@
+// The host generation loop, step for step as transformers 5.12 GenerationMixin.generate:
+// greedy and multinomial sampling (_sample) and beam search / beam sampling (_beam_search, the
+// vectorised implementation with its float32 arithmetic, -1e9 masks, early-stopping heuristic and
+// output padding). Sampling uses a seeded PRNG: reproducible for a seed, not torch's stream.
+import { GenerationConfigError, BlipRuntimeError } from '../errors.js';
+import { buildProcessors, logSoftmaxRow, softmaxRow, type LogitsProcessor } from './processors.js';
+import { createRandom } from './random.js';
+import type { GenerationOptions, GenerationResult, StepModel, StepOutput } from './types.js';
+
+const f = Math.fround;
+const NEG = -1.0e9;
+
+export interface Prompt {
+  /** Prompt rows, all the same length (pad them as the family's processor does). */
+  inputIds: number[][];
+  /** 1 = token, 0 = padding; default all ones. */
+  attentionMask?: number[][];
+}
+
+interface Resolved {
+  maxLength: number;
+  minLength: number;
+  minNewTokens: number;
+  numBeams: number;
+  numReturnSequences: number;
+  doSample: boolean;
+  eos: number[];
+  pad: number | undefined;
+  lengthPenalty: number;
+  earlyStopping: boolean | 'never';
+  random: () => number;
+  processors: LogitsProcessor[];
+}
+
+function resolve(opts: GenerationOptions, promptLength: number): Resolved {
+  const int = (v: number | undefined, name: string, min: number): number | undefined => {
+    if (v === undefined) return undefined;
+    if (!Number.isInteger(v) || v < min) throw new GenerationConfigError(`${name} must be an integer >= ${min}, found ${v}`);
+    return v;
+  };
+  const maxNew = int(opts.maxNewTokens, 'max_new_tokens', 1);
+  let maxLength = int(opts.maxLength, 'max_length', 1);
+  if (maxNew !== undefined) maxLength = maxNew + promptLength;
+  else if (maxLength === undefined) {
+    maxLength = 20 + promptLength;
+    if (opts.maxPositionEmbeddings !== undefined) maxLength = Math.min(maxLength, opts.maxPositionEmbeddings);
+  }
+  if (promptLength >= maxLength) {
+    throw new GenerationConfigError(`the prompt is ${promptLength} tokens but max_length is ${maxLength}; raise max_length or set max_new_tokens`);
+  }
+  const numBeams = int(opts.numBeams, 'num_beams', 1) ?? 1;
+  const numReturnSequences = int(opts.numReturnSequences, 'num_return_sequences', 1) ?? 1;
+  const doSample = opts.doSample ?? false;
+  if (numReturnSequences > 1 && numBeams === 1 && !doSample) {
+    throw new GenerationConfigError(`greedy decoding returns one sequence per prompt; num_return_sequences ${numReturnSequences} needs num_beams >= it or do_sample`);
+  }
+  if (numBeams > 1 && numReturnSequences > numBeams) {
+    throw new GenerationConfigError(`num_return_sequences (${numReturnSequences}) must not exceed num_beams (${numBeams})`);
+  }
+  const eos = opts.eosTokenId === null || opts.eosTokenId === undefined ? [] : Array.isArray(opts.eosTokenId) ? opts.eosTokenId : [opts.eosTokenId];
+  const pad = opts.padTokenId ?? (eos.length ? eos[0] : undefined);
+  const es = opts.earlyStopping ?? false;
+  if (es !== true && es !== false && es !== 'never') throw new GenerationConfigError(`early_stopping must be true, false or "never", found ${JSON.stringify(es)}`);
+  for (const [name, v] of [
+    ['temperature', opts.temperature],
+    ['repetition_penalty', opts.repetitionPenalty],
+  ] as const) {
+    if (v !== undefined && !(v > 0)) throw new GenerationConfigError(`${name} must be > 0, found ${v}`);
+  }
+  if (opts.topP !== undefined && !(opts.topP >= 0 && opts.topP <= 1)) throw new GenerationConfigError(`top_p must be in [0, 1], found ${opts.topP}`);
+  if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 0)) throw new GenerationConfigError(`top_k must be an integer >= 0, found ${opts.topK}`);
+  let minLength = int(opts.minLength, 'min_length', 0) ?? 0;
+  const minNewTokens = int(opts.minNewTokens, 'min_new_tokens', 0) ?? 0;
+  if (minNewTokens > 0) minLength = 0; // min_new_tokens takes precedence (transformers sets min_length from it)
+  const minTokensToKeep = numBeams > 1 ? (eos.length ? eos.length + 1 : 2) : 1;
+  const processors = buildProcessors({
+    promptLength,
+    eos,
+    repetitionPenalty: opts.repetitionPenalty,
+    noRepeatNgramSize: opts.noRepeatNgramSize,
+    minLength: minNewTokens > 0 ? minNewTokens + promptLength : minLength,
+    minNewTokens,
+    doSample,
+    temperature: opts.temperature,
+    topK: doSample ? (opts.topK ?? 50) : undefined,
+    topP: opts.topP,
+    minP: opts.minP,
+    typicalP: opts.typicalP,
+    minTokensToKeep,
+  });
+  return {
+    maxLength,
+    minLength,
+    minNewTokens,
+    numBeams,
+    numReturnSequences,
+    doSample,
+    eos,
+    pad,
+    lengthPenalty: opts.lengthPenalty ?? 1.0,
+    earlyStopping: es,
+    random: opts.random ?? createRandom(opts.seed ?? 0),
+    processors,
+  };
+}
+
+function mask2d(rows: number[][]): BigInt64Array {
+  const s = rows[0]?.length ?? 0;
+  const out = new BigInt64Array(rows.length * s);
+  rows.forEach((r, i) => r.forEach((v, j) => (out[i * s + j] = BigInt(v))));
+  return out;
+}
+
+function checkStep<S>(out: StepOutput<S>, rows: number, what: string): void {
+  if (!(out.logits instanceof Float32Array) || out.vocab < 1 || out.logits.length !== rows * out.vocab) {
+    throw new BlipRuntimeError('BLIP5031', `${what}: the model returned ${out.logits?.length} logits for ${rows} rows of vocabulary ${out.vocab}`);
+  }
+}
+
+function argmax(scores: Float32Array, off: number, V: number): number {
+  let best = 0;
+  let bv = scores[off];
+  for (let i = 1; i < V; i++) {
+    const v = scores[off + i];
+    if (v > bv || (Number.isNaN(bv) && !Number.isNaN(v))) {
+      bv = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** Draw one index from probabilities (float32 softmax output); `exclude` are not drawable. */
+function draw(probs: Float32Array, random: () => number, exclude?: Set<number>): number {
+  let total = 0;
+  for (let i = 0; i < probs.length; i++) if (!exclude?.has(i) && probs[i] > 0) total += probs[i];
+  if (!(total > 0)) throw new BlipRuntimeError('BLIP5031', 'sampling: every token has probability 0 (all scores are -inf or NaN)');
+  let u = random() * total;
+  let last = -1;
+  for (let i = 0; i < probs.length; i++) {
+    if (exclude?.has(i) || !(probs[i] > 0)) continue;
+    last = i;
+    u -= probs[i];
+    if (u < 0) return i;
+  }
+  return last;
+}
+
+/**
+ * Generate continuations of `prompt` with `model`, as transformers' generate() does for the same
+ * settings (greedy, sampling, beam search, beam sampling).
+ */
+export async function generate<S>(model: StepModel<S>, prompt: Prompt, opts: GenerationOptions = {}): Promise<GenerationResult> {
+  const B = prompt.inputIds.length;
+  if (B === 0) throw new GenerationConfigError('no prompts to generate from');
+  const P = prompt.inputIds[0].length;
+  if (P === 0) throw new GenerationConfigError('empty prompt: generation needs at least one token (a BOS or decoder start token)');
+  if (prompt.inputIds.some((r) => r.length !== P)) throw new GenerationConfigError('prompt rows must all have the same length (pad them)');
+  const mask = prompt.attentionMask ?? prompt.inputIds.map((r) => r.map(() => 1));
+  if (mask.length !== B || mask.some((r) => r.length !== P)) throw new GenerationConfigError('attention mask shape differs from the prompt');
+  const cfg = resolve(opts, P);
+  return cfg.numBeams > 1 ? beamSearch(model, prompt.inputIds, mask, cfg, opts) : sampleOrGreedy(model, prompt.inputIds, mask, cfg, opts);
+}
+
+async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: number[][], cfg: Resolved, opts: GenerationOptions): Promise<GenerationResult> {
+  const B0 = ids.length;
+  const P = ids[0].length;
+  const expand = cfg.doSample ? cfg.numReturnSequences : 1;
+  const expandIdx: number[] = [];
+  for (let b = 0; b < B0; b++) for (let r = 0; r < expand; r++) expandIdx.push(b);
+  const B = expandIdx.length;
+  const seqs = expandIdx.map((b) => ids[b].slice());
+  const mask = expandIdx.map((b) => mask0[b].slice());
+  let calls = 1;
+  let out = await model.step({ inputIds: mask2d(ids.map((r) => r)), batch: B0, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
+  checkStep(out, B0, 'prefill');
+  let V = out.vocab;
+  let state = out.state;
+  let logits = out.logits;
+  if (expand > 1) {
+    state = await model.reorder(state, expandIdx);
+    const e = new Float32Array(B * V);
+    expandIdx.forEach((b, i) => e.set(logits.subarray(b * V, (b + 1) * V), i * V));
+    logits = e;
+  }
+  const unfinished = new Array<boolean>(B).fill(true);
+  const hasEos = cfg.eos.length > 0;
+  let step = 0;
+  for (;;) {
+    const scores = new Float32Array(logits);
+    for (const p of cfg.processors) p(seqs, scores, V);
+    const next: number[] = [];
+    for (let r = 0; r < B; r++) {
+      let t = cfg.doSample ? draw(softmaxRow(scores.subarray(r * V, (r + 1) * V)), cfg.random) : argmax(scores, r * V, V);
+      if (hasEos && !unfinished[r]) t = cfg.pad!;
+      next.push(t);
+    }
+    for (let r = 0; r < B; r++) {
+      seqs[r].push(next[r]);
+      mask[r].push(1);
+    }
+    const len = seqs[0].length;
+    for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(next[r]))) unfinished[r] = false;
+    opts.onToken?.({ step, tokens: next, finished: unfinished.map((u) => !u) });
+    step++;
+    if (!unfinished.some(Boolean)) break;
+    const inp = new BigInt64Array(B);
+    next.forEach((t, i) => (inp[i] = BigInt(t)));
+    out = await model.step({ inputIds: inp, batch: B, seqLen: 1, attentionMask: mask2d(mask), pastLength: len - 1, prefill: false }, state);
+    calls++;
+    checkStep(out, B, `step ${step}`);
+    if (out.vocab !== V) throw new BlipRuntimeError('BLIP5031', `step ${step}: vocabulary changed from ${V} to ${out.vocab}`);
+    model.dispose?.(state);
+    state = out.state;
+    logits = out.logits;
+    V = out.vocab;
+  }
+  model.dispose?.(state);
+  return { sequences: seqs, promptLength: P, modelCalls: calls };
+}
+
+/** Top-k indices of a row, descending, ties by lower index (what torch.topk returns here). */
+function topk(vals: ArrayLike<number>, k: number): number[] {
+  const idx = Array.from({ length: vals.length }, (_, i) => i);
+  idx.sort((a, b) => {
+    const va = vals[a];
+    const vb = vals[b];
+    if (va > vb) return -1;
+    if (va < vb) return 1;
+    return a - b;
+  });
+  return idx.slice(0, k);
+}
+
+async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number[][], cfg: Resolved, opts: GenerationOptions): Promise<GenerationResult> {
+  const B = ids.length;
+  const P = ids[0].length;
+  const K = cfg.numBeams;
+  const L = cfg.maxLength;
+  const eos = cfg.eos;
+  const keep = Math.max(2, 1 + eos.length) * K;
+  // `pad_token_id or eos_token_id[0] if eos_token_id is not None else -1` (a pad id of 0 is falsy)
+  const fill = eos.length ? (opts.padTokenId ? opts.padTokenId : eos[0]) : -1;
+  const lp = cfg.lengthPenalty;
+  const es = cfg.earlyStopping;
+
+  const newSeq = (row: number[]): Int32Array => {
+    const s = new Int32Array(L).fill(fill);
+    s.set(row);
+    return s;
+  };
+  const G = L - P;
+  // running beams
+  let running: Int32Array[][] = ids.map((r) => Array.from({ length: K }, () => newSeq(r)));
+  let runningScores: number[][] = ids.map(() => Array.from({ length: K }, (_, k) => (k === 0 ? 0 : f(NEG))));
+  let runningBeamIdx: Int32Array[][] = ids.map(() => Array.from({ length: K }, () => new Int32Array(G).fill(-1)));
+  // finished hypotheses
+  let sequences: Int32Array[][] = running.map((bs) => bs.map((s) => s.slice()));
+  let beamScores: number[][] = ids.map(() => new Array<number>(K).fill(f(NEG)));
+  let beamIdx: Int32Array[][] = runningBeamIdx.map((bs) => bs.map((s) => s.slice()));
+  let isFinished: boolean[][] = ids.map(() => new Array<boolean>(K).fill(false));
+  const heuristicOpen: boolean[] = new Array<boolean>(B).fill(true);
+  const mask = ids.flatMap((_, b) => Array.from({ length: K }, () => mask0[b].slice()));
+
+  let calls = 1;
+  let out = await model.step({ inputIds: mask2d(ids), batch: B, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
+  checkStep(out, B, 'prefill');
+  const Vl = out.vocab;
+  const V = opts.vocabSize ?? Vl;
+  if (V !== Vl) throw new BlipRuntimeError('BLIP5031', `the model returns ${Vl} logits per row but its vocabulary is ${V}`);
+  const expandIdx = ids.flatMap((_, b) => Array.from({ length: K }, () => b));
+  let state: S = await model.reorder(out.state, expandIdx);
+  let logits: Float32Array = new Float32Array(B * K * V);
+  expandIdx.forEach((b, i) => logits.set(out.logits.subarray(b * V, (b + 1) * V), i * V));
+
+  let cur = P;
+  for (;;) {
+    // b. log-probabilities, processed, accumulated
+    const flat: number[][] = [];
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) flat.push(Array.from(running[b][k].subarray(0, cur)));
+    const logp = new Float32Array(B * K * V);
+    for (let r = 0; r < B * K; r++) logSoftmaxRow(logits.subarray(r * V, (r + 1) * V), logp, r * V);
+    for (const p of cfg.processors) p(flat, logp, V);
+
+    const hitsAll: boolean[][] = [];
+    const nextRunning: Int32Array[][] = [];
+    const nextScores: number[][] = [];
+    const nextRbi: Int32Array[][] = [];
+    for (let b = 0; b < B; b++) {
+      const acc = new Float32Array(K * V);
+      for (let k = 0; k < K; k++) for (let v = 0; v < V; v++) acc[k * V + v] = logp[(b * K + k) * V + v] + runningScores[b][k];
+      // c. top-K continuations (or K samples without replacement)
+      let chosen: number[];
+      if (cfg.doSample) {
+        const probs = softmaxRow(acc);
+        const taken = new Set<number>();
+        chosen = [];
+        for (let j = 0; j < keep; j++) {
+          const i = draw(probs, cfg.random, taken);
+          taken.add(i);
+          chosen.push(i);
+        }
+      } else chosen = topk(acc, keep);
+      const topVals = chosen.map((i) => acc[i]);
+      const topSeq: Int32Array[] = [];
+      const topRbi: Int32Array[] = [];
+      const hits: boolean[] = [];
+      chosen.forEach((i) => {
+        const beam = Math.floor(i / V);
+        const tok = i % V;
+        const s = running[b][beam].slice();
+        s[cur] = tok;
+        const bi = runningBeamIdx[b][beam].slice();
+        bi[cur - P] = beam + b * K;
+        topSeq.push(s);
+        topRbi.push(bi);
+        // d. stopping criteria on the K candidates: max length, EOS
+        hits.push(cur + 1 >= L || eos.includes(tok));
+      });
+      hitsAll.push(hits);
+      // e. running beams for the next step: best K candidates that did not stop
+      const trl = topVals.map((v, j) => f(v + (hits[j] ? NEG : 0)));
+      const nx = topk(trl, K);
+      nextRunning.push(nx.map((j) => topSeq[j]));
+      nextScores.push(nx.map((j) => trl[j]));
+      nextRbi.push(nx.map((j) => topRbi[j]));
+      // f. finished hypotheses: merge the new ones (top K candidates that stopped) with the kept ones
+      const denom = f((cur + 1 - P) ** lp);
+      const full = isFinished[b].every(Boolean) && es === true;
+      const cand = topVals.map((v, j) => {
+        let s = f(v / denom);
+        if (full) s = f(s + NEG);
+        if (!heuristicOpen[b]) s = f(s + NEG);
+        const did = hits[j] && j < K;
+        if (!did) s = f(s + NEG);
+        return s;
+      });
+      const mScores = [...beamScores[b], ...cand];
+      const mSeq = [...sequences[b], ...topSeq];
+      const mIdx = [...beamIdx[b], ...topRbi];
+      const mFin = [...isFinished[b], ...hits.map((h, j) => h && j < K)];
+      const sel = topk(mScores, K);
+      sequences[b] = sel.map((j) => mSeq[j]);
+      beamScores[b] = sel.map((j) => mScores[j]);
+      beamIdx[b] = sel.map((j) => mIdx[j]);
+      isFinished[b] = sel.map((j) => mFin[j]);
+    }
+    running = nextRunning;
+    runningScores = nextScores;
+    runningBeamIdx = nextRbi;
+
+    // g. reorder the cache to the surviving beams, advance
+    const rows: number[] = [];
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) rows.push(runningBeamIdx[b][k][cur - P]);
+    cur++;
+    for (let b = 0; b < B; b++) {
+      const hyp = es === 'never' && lp > 0.0 ? L - P : cur - P;
+      const best = f(runningScores[b][0] / f(hyp ** lp));
+      const minFinished = Math.min(...beamScores[b]);
+      const any = isFinished[b].some((fin) => best > (fin ? minFinished : f(NEG)));
+      heuristicOpen[b] = heuristicOpen[b] && any;
+    }
+    const improvementPossible = heuristicOpen.some(Boolean);
+    const existsOpenBeam = !(isFinished.every((r) => r.every(Boolean)) && es === true);
+    const validContinuations = !hitsAll.every((r) => r.every(Boolean));
+    if (!(improvementPossible && existsOpenBeam && validContinuations)) break;
+
+    state = await model.reorder(state, rows);
+    const inp = new BigInt64Array(B * K);
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) inp[b * K + k] = BigInt(running[b][k][cur - 1]);
+    for (const m of mask) m.push(1);
+    const o = await model.step({ inputIds: inp, batch: B * K, seqLen: 1, attentionMask: mask2d(mask), pastLength: cur - 1, prefill: false }, state);
+    calls++;
+    checkStep(o, B * K, `step ${cur - P}`);
+    model.dispose?.(state);
+    state = o.state;
+    logits = o.logits;
+  }
+  model.dispose?.(state);
+
+  // 5. best beams of each prompt, cropped to the longest generated
+  const n = cfg.numReturnSequences;
+  const outSeqs: Int32Array[] = [];
+  const outScores: number[] = [];
+  let maxGen = 0;
+  for (let b = 0; b < B; b++) {
+    for (let j = 0; j < n; j++) {
+      outSeqs.push(sequences[b][j]);
+      outScores.push(beamScores[b][j]);
+      let g = 0;
+      for (const x of beamIdx[b][j]) if (x !== -1) g++;
+      maxGen = Math.max(maxGen, g);
+    }
+  }
+  return {
+    sequences: outSeqs.map((s) => Array.from(s.subarray(0, P + maxGen))),
+    sequenceScores: outScores,
+    promptLength: P,
+    modelCalls: calls,
+  };
+}

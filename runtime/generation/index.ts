@@ -1,0 +1,5 @@
+export * from './types.js';
+export * from './generate.js';
+export * from './processors.js';
+export * from './random.js';
+export * from './streamer.js';

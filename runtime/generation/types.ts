@@ -1,0 +1,90 @@
+// The contract between the generation loop and a model.
+
+/** One decoder call. Rows are batch rows (batch x beams after expansion). */
+export interface StepInput {
+  /** New token ids, row-major (batch, seqLen): the whole prompt at prefill, one token afterwards. */
+  inputIds: BigInt64Array;
+  batch: number;
+  seqLen: number;
+  /** Attention mask over past and new positions, row-major (batch, pastLength + seqLen); 0 = padding. */
+  attentionMask: BigInt64Array;
+  /** Tokens already in the model's cache (0 at prefill). */
+  pastLength: number;
+  /** True on the first call of a generation. */
+  prefill: boolean;
+}
+
+export interface StepOutput<S> {
+  /** Next-token logits of the last position, row-major (batch, vocab). */
+  logits: Float32Array;
+  vocab: number;
+  /** The model's state after this call (KV cache, cross-attention inputs, ...). */
+  state: S;
+}
+
+/**
+ * A language model driven one step at a time. `state` is opaque to the loop: it is passed back on
+ * the next call and reordered along the batch dimension for beam search.
+ */
+export interface StepModel<S = unknown> {
+  step(input: StepInput, state: S | undefined): Promise<StepOutput<S>>;
+  /** Gather batch rows: row i of the result is row rows[i] of `state` (rows may repeat). */
+  reorder(state: S, rows: number[]): S | Promise<S>;
+  /** Release resources held by a state that will not be used again (optional). */
+  dispose?(state: S): void;
+}
+
+/** A generation step event for streaming (greedy and sampling). */
+export interface TokenEvent {
+  /** 0-based index of the generated token. */
+  step: number;
+  /** The token chosen for every row (padding for rows that had finished). */
+  tokens: number[];
+  /** Rows that are finished after this token. */
+  finished: boolean[];
+}
+
+export interface GenerationOptions {
+  /** New tokens at most (takes precedence over maxLength, as in transformers). */
+  maxNewTokens?: number;
+  /** Total length at most (prompt included). Default: prompt + 20, capped at maxPositionEmbeddings. */
+  maxLength?: number;
+  maxPositionEmbeddings?: number;
+  minNewTokens?: number;
+  minLength?: number;
+  numBeams?: number;
+  numReturnSequences?: number;
+  doSample?: boolean;
+  /** Sampling warpers; transformers' defaults: temperature 1, top_k 50, top_p 1. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  typicalP?: number;
+  repetitionPenalty?: number;
+  noRepeatNgramSize?: number;
+  lengthPenalty?: number;
+  earlyStopping?: boolean | 'never';
+  /** One id or a list; null/undefined: generate until the length limit. */
+  eosTokenId?: number | number[] | null;
+  /** Padding for finished rows; defaults to the first EOS id. */
+  padTokenId?: number | null;
+  /** The language model's configured vocabulary (beam search splits candidates by it); default: logits width. */
+  vocabSize?: number;
+  /** Seed of the sampling PRNG (reproducible for a seed; torch's RNG is not reproduced). */
+  seed?: number;
+  /** A custom uniform [0, 1) source for sampling (overrides seed). */
+  random?: () => number;
+  /** Called after every generated token (greedy and sampling). */
+  onToken?: (e: TokenEvent) => void;
+}
+
+export interface GenerationResult {
+  /** (batch x numReturnSequences) rows: prompt + generated tokens, padded as transformers pads. */
+  sequences: number[][];
+  /** Beam search: the final (length-penalised) score of each returned sequence. */
+  sequenceScores?: number[];
+  promptLength: number;
+  /** Model calls made (prefill included). */
+  modelCalls: number;
+}

@@ -1,0 +1,193 @@
+// runtime/generation against transformers' generate() (fixtures: test/oracle/generation_cases.py).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  createRandom,
+  generate,
+  logSoftmaxRow,
+  minLength,
+  minNewTokens,
+  minP,
+  noRepeatNgram,
+  repetitionPenalty,
+  temperature,
+  TextStreamer,
+  topK,
+  topP,
+  typicalP,
+  type GenerationOptions,
+  type LogitsProcessor,
+  type TokenEvent,
+} from '../../../runtime/generation/index.js';
+import { loadTokenizer } from '../../../runtime/tokenizers/index.js';
+import { GenerationConfigError, BlipRuntimeError } from '../../../runtime/errors.js';
+import { fixturePath, readFixtureJson } from './fixtures.js';
+import { ScriptedModel, type ScriptedSpec } from './scripted.js';
+
+interface GenCase extends ScriptedSpec {
+  name: string;
+  pad: number | null;
+  input_ids: number[][];
+  attention_mask: number[][];
+  kwargs: Record<string, unknown>;
+  sequences: number[][];
+  sequences_scores?: number[];
+  model_calls: number;
+}
+interface Fixture {
+  cases: GenCase[];
+  processors: { scores: string[][]; input_ids: number[][]; processors: Array<{ name: string; out: string[][] }>; log_softmax: string[][] };
+  streamer: Array<{ tokenizer: string; ids: number[]; skip_special_tokens: boolean; pieces: Array<[string, boolean]> }>;
+}
+
+const fx = readFixtureJson<Fixture>('generation', 'cases.json');
+const camel = (k: string): string => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+function optionsOf(c: GenCase): GenerationOptions {
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(c.kwargs)) o[camel(k)] = v;
+  o.eosTokenId = c.eos.length ? c.eos : null;
+  o.padTokenId = c.pad;
+  return o as GenerationOptions;
+}
+
+test('every oracle case runs (greedy, penalties, n-grams, min lengths, beams x early stopping x length penalty, ...)', () => {
+  assert.ok(fx.cases.length >= 60);
+  const kinds = new Set(fx.cases.map((c) => (c.kwargs.num_beams ? 'beam' : 'greedy')));
+  assert.deepEqual([...kinds].sort(), ['beam', 'greedy']);
+});
+
+for (const c of fx.cases) {
+  test(`generate == transformers: ${c.name}`, async () => {
+    const model = new ScriptedModel(c);
+    const r = await generate(model, { inputIds: c.input_ids, attentionMask: c.attention_mask }, optionsOf(c));
+    assert.deepEqual(r.sequences, c.sequences);
+    assert.equal(r.modelCalls, c.model_calls, 'model calls');
+    assert.equal(model.calls, c.model_calls);
+    assert.equal(r.promptLength, c.input_ids[0].length);
+    if (c.sequences_scores) {
+      assert.equal(r.sequenceScores!.length, c.sequences_scores.length);
+      r.sequenceScores!.forEach((s, i) => assert.ok(Math.abs(s - c.sequences_scores![i]) < 1e-5, `score ${i}: ${s} vs ${c.sequences_scores![i]}`));
+    }
+  });
+}
+
+const fromBits = (h: string): number =>
+  h === '-inf' ? -Infinity : h === 'inf' ? Infinity : new Float32Array(new Uint8Array(h.match(/../g)!.map((x) => parseInt(x, 16))).buffer)[0];
+
+test('logits processors and warpers are bit-exact with transformers (float32)', () => {
+  const p = fx.processors;
+  const rows = p.scores.map((r) => r.map(fromBits));
+  const V = rows[0].length;
+  const make: Record<string, LogitsProcessor> = {
+    'temperature_0.7': temperature(0.7),
+    'temperature_1.3': temperature(1.3),
+    top_k_5: topK(5),
+    top_k_5_keep8: topK(5, 8),
+    top_k_1: topK(1),
+    'top_p_0.9': topP(0.9),
+    'top_p_0.5': topP(0.5),
+    'top_p_0.05_keep2': topP(0.05, 2),
+    'min_p_0.1': minP(0.1),
+    'min_p_0.5_keep3': minP(0.5, 3),
+    'typical_0.8': typicalP(0.8),
+    'repetition_1.3': repetitionPenalty(1.3),
+    'repetition_0.6': repetitionPenalty(0.6),
+    ngram_2: noRepeatNgram(2),
+    ngram_3: noRepeatNgram(3),
+    min_length_6: minLength(6, [4, 9]),
+    min_length_5: minLength(5, [4]),
+    min_new_3_of_3: minNewTokens(3, 3, [4]),
+    min_new_2_of_3: minNewTokens(3, 2, [4]),
+  };
+  assert.equal(Object.keys(make).length, p.processors.length);
+  for (const pr of p.processors) {
+    const s = new Float32Array(rows.flat());
+    make[pr.name](p.input_ids, s, V);
+    const exp = pr.out.flat().map(fromBits);
+    for (let i = 0; i < s.length; i++) assert.ok(Object.is(s[i], exp[i]) || s[i] === exp[i], `${pr.name} [${Math.floor(i / V)}, ${i % V}]: ${s[i]} vs ${exp[i]}`);
+  }
+  // log-softmax (beam scores): torch's vectorised float32 differs in the last bits (a few ulp of the
+  // intermediate x - max or log-sum-exp)
+  const ls = new Float32Array(rows.length * V);
+  rows.forEach((r, i) => logSoftmaxRow(r, ls, i * V));
+  const exp = p.log_softmax.flat().map(fromBits);
+  for (let i = 0; i < ls.length; i++) {
+    if (exp[i] === -Infinity) assert.equal(ls[i], -Infinity);
+    else assert.ok(Math.abs(ls[i] - exp[i]) <= 2 ** -20 * Math.max(1, Math.abs(exp[i])), `log_softmax ${i}: ${ls[i]} vs ${exp[i]}`);
+  }
+});
+
+test('TextStreamer releases the same pieces as transformers TextStreamer', () => {
+  assert.ok(fx.streamer.length >= 16);
+  const toks = new Map<string, ReturnType<typeof loadTokenizer>>();
+  for (const c of fx.streamer) {
+    if (!toks.has(c.tokenizer)) toks.set(c.tokenizer, loadTokenizer(fixturePath('tokenizers', c.tokenizer)));
+    const pieces: Array<[string, boolean]> = [];
+    const st = new TextStreamer(toks.get(c.tokenizer)!, (t, end) => pieces.push([t, end]), { skipSpecialTokens: c.skip_special_tokens });
+    for (const id of c.ids) st.put([id]);
+    st.end();
+    assert.deepEqual(pieces, c.pieces, `${c.tokenizer} ${JSON.stringify(c.ids)}`);
+  }
+});
+
+test('onToken streams every generated token with finished flags', async () => {
+  const c = fx.cases.find((x) => x.name === 'greedy_b3')!;
+  const events: TokenEvent[] = [];
+  const r = await generate(new ScriptedModel(c), { inputIds: c.input_ids, attentionMask: c.attention_mask }, { ...optionsOf(c), onToken: (e) => events.push(e) });
+  const P = c.input_ids[0].length;
+  assert.equal(events.length, r.sequences[0].length - P);
+  events.forEach((e, i) => {
+    assert.equal(e.step, i);
+    assert.deepEqual(e.tokens, r.sequences.map((s) => s[P + i]));
+  });
+  assert.ok(events[events.length - 1].finished.every(Boolean));
+});
+
+test('sampling is reproducible for a seed, varies across seeds, and top_k=1 is greedy', async () => {
+  const c = fx.cases.find((x) => x.name === 'greedy_b2_padded')!;
+  const prompt = { inputIds: c.input_ids, attentionMask: c.attention_mask };
+  const base = { ...optionsOf(c), doSample: true, maxNewTokens: 10, numReturnSequences: 3 };
+  const a = await generate(new ScriptedModel(c), prompt, { ...base, seed: 7 });
+  const b = await generate(new ScriptedModel(c), prompt, { ...base, seed: 7 });
+  assert.deepEqual(a.sequences, b.sequences);
+  assert.equal(a.sequences.length, 6);
+  const outs = new Set<string>();
+  for (let s = 0; s < 8; s++) outs.add(JSON.stringify((await generate(new ScriptedModel(c), prompt, { ...base, seed: s, temperature: 2.0, topK: 0 })).sequences));
+  assert.ok(outs.size > 1, 'different seeds gave identical samples');
+  const greedy = await generate(new ScriptedModel(c), prompt, optionsOf(c));
+  const top1 = await generate(new ScriptedModel(c), prompt, { ...optionsOf(c), doSample: true, topK: 1, seed: 3 });
+  assert.deepEqual(top1.sequences, greedy.sequences);
+  const beamSample = await generate(new ScriptedModel(c), prompt, { ...optionsOf(c), doSample: true, numBeams: 3, seed: 5, maxNewTokens: 6 });
+  assert.deepEqual(beamSample.sequences, (await generate(new ScriptedModel(c), prompt, { ...optionsOf(c), doSample: true, numBeams: 3, seed: 5, maxNewTokens: 6 })).sequences);
+});
+
+test('sampled tokens follow the warped distribution', async () => {
+  const spec = { vocab: 6, salt: 9, eos: [], eos_bonus: 0 };
+  const rnd = createRandom(11);
+  const counts = new Array<number>(6).fill(0);
+  for (let i = 0; i < 400; i++) {
+    const r = await generate(new ScriptedModel(spec), { inputIds: [[1, 2]] }, { doSample: true, maxNewTokens: 1, random: rnd, topK: 2 });
+    counts[r.sequences[0][2]]++;
+  }
+  assert.equal(counts.filter((n) => n > 0).length, 2, `top_k=2 sampled ${JSON.stringify(counts)}`);
+});
+
+test('bad settings are BLIP5030 errors; a model returning the wrong shape is BLIP5031', async () => {
+  const c = fx.cases[0];
+  const m = new ScriptedModel(c);
+  const prompt = { inputIds: c.input_ids };
+  const bad: GenerationOptions[] = [
+    { maxLength: 2 },
+    { numReturnSequences: 2 },
+    { numBeams: 2, numReturnSequences: 3 },
+    { temperature: 0, doSample: true },
+    { earlyStopping: 'sometimes' as unknown as boolean },
+    { maxNewTokens: 0 },
+    { topP: 1.5 },
+  ];
+  for (const o of bad) await assert.rejects(generate(m, prompt, o), (e: unknown) => e instanceof GenerationConfigError && e.code === 'BLIP5030', JSON.stringify(o));
+  await assert.rejects(generate(m, { inputIds: [[1, 2], [3]] }), GenerationConfigError);
+  const broken = { step: async () => ({ logits: new Float32Array(3), vocab: 40, state: null }), reorder: (s: null) => s };
+  await assert.rejects(generate(broken, prompt, { maxNewTokens: 2 }), (e: unknown) => e instanceof BlipRuntimeError && e.code === 'BLIP5031');
+});
