@@ -4,6 +4,7 @@ import { registerCommand } from '../main.js';
 registerCommand(async () => (await import('./version.js')).default);
 registerCommand(async () => (await import('./check.js')).default);
 registerCommand(async () => (await import('./fmt.js')).default);
+registerCommand(async () => (await import('./graph.js')).default);
 registerCommand(async () => (await import('./compile.js')).default);
 registerCommand(async () => (await import('./inspect.js')).default);
 registerCommand(async () => (await import('./capfilt.js')).default);

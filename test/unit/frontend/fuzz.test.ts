@@ -23,10 +23,10 @@ function rng(seed: number): () => number {
   };
 }
 
-const GRAPHS = new URL('../../../graphs/', import.meta.url);
+// Paths are relative to the repository root (tests run there, from dist/ or from source).
 const graphFiles: Record<string, string> = {};
-for (const f of readdirSync(GRAPHS)) if (f.endsWith('.blip')) graphFiles[f] = readFileSync(new URL(f, GRAPHS), 'utf8');
-for (const f of readdirSync(new URL('pinned/', GRAPHS))) graphFiles['pinned/' + f] = readFileSync(new URL('pinned/' + f, GRAPHS), 'utf8');
+for (const f of readdirSync('graphs')) if (f.endsWith('.blip')) graphFiles[f] = readFileSync(`graphs/${f}`, 'utf8');
+for (const f of readdirSync('graphs/pinned')) graphFiles['pinned/' + f] = readFileSync(`graphs/pinned/${f}`, 'utf8');
 const corpus = [BLIP2, ...Object.values(graphFiles)];
 
 const PIECES = ['model', 'node', 'input', 'output', 'override', 'extends', 'import', 'frozen', 'preprocess', 'generation', 'true', 'vit', 'qformer',

@@ -1,0 +1,129 @@
+// blip check, fmt and graph as a user runs them: exit codes, what goes to stdout and stderr.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+// The CLI runs in a child process (the test runner owns this process's stdout), loaded once: a
+// batch of invocations runs in order and each one's exit code, stdout and stderr come back as
+// JSON. Under tsx the child gets the same --import hook, so this works from source and dist/.
+const MAIN = new URL('../../../src/cli/main.js', import.meta.url).href;
+const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' || a === '--loader' ? [a, all[i + 1]] : a.startsWith('--import=') ? [a] : []));
+const CHILD = `
+const { main } = await import(${JSON.stringify(MAIN)});
+const results = [];
+const [o, e] = [process.stdout.write, process.stderr.write];
+for (const argv of JSON.parse(process.argv[1])) {
+  let out = '', err = '';
+  process.stdout.write = (s) => ((out += s), true);
+  process.stderr.write = (s) => ((err += s), true);
+  const code = await main(argv);
+  process.stdout.write = o;
+  process.stderr.write = e;
+  results.push({ code, out, err });
+}
+process.stdout.write(JSON.stringify(results));
+`;
+
+type Result = { code: number; out: string; err: string };
+function runAll(batch: string[][]): Result[] {
+  const r = spawnSync(process.execPath, [...hooks, '--input-type=module', '-e', CHILD, JSON.stringify(batch)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as Result[];
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'blip-cli-'));
+const bad = join(dir, 'bad.blip');
+writeFileSync(bad, 'model m {\n  input image: image\n  node v: vitt(image) @ "vision_model"\n  output o: generate(v)\n}\n');
+
+const messy = join(dir, 'messy.blip');
+writeFileSync(messy, 'model m{input image:image\nnode v:vit(image)@"v"\noutput o:generate(v)}');
+const broken = join(dir, 'broken.blip');
+writeFileSync(broken, 'model m { node v: vit(image @ "v" }\n');
+
+const BATCH: Record<string, string[]> = {
+  clean: ['check', 'graphs/blip2-opt.blip', 'graphs/pinned/instructblip-vicuna-7b.blip'],
+  bad: ['check', bad],
+  json: ['check', '--json', bad, 'graphs/blip-vqa.blip'],
+  missing: ['check', join(dir, 'nope.blip')],
+  noArgs: ['check'],
+  bogus: ['check', '--bogus', bad],
+  fmt: ['fmt', messy],
+  fmtCheck1: ['fmt', '--check', messy],
+  fmtWrite: ['fmt', '--write', messy],
+  fmtCheck2: ['fmt', '--check', messy],
+  fmtCheckGraphs: ['fmt', '--check', 'graphs/blip-itm.blip', 'graphs/pinned/blip2-flan-t5-xxl.blip'],
+  fmtBroken: ['fmt', broken],
+  dot: ['graph', 'graphs/instructblip-t5.blip'],
+  json2: ['graph', '--format', 'json', '--model', 'blip2_opt_2_7b', 'graphs/pinned/blip2-opt-2.7b.blip'],
+};
+const names = Object.keys(BATCH);
+let cache: Record<string, Result> | undefined;
+async function run(name: string): Promise<Result> {
+  if (!cache) {
+    const rs = runAll(names.map((n) => BATCH[n]));
+    cache = Object.fromEntries(names.map((n, i) => [n, rs[i]]));
+  }
+  return cache[name];
+}
+
+test('blip check: clean graphs exit 0 and print nothing', async () => {
+  const r = await run('clean');
+  assert.deepEqual(r, { code: 0, out: '', err: '' });
+});
+
+test('blip check: errors exit 1 with located diagnostics on stderr, no stack trace', async () => {
+  const r = await run('bad');
+  assert.equal(r.code, 1);
+  assert.equal(r.out, '');
+  assert.match(r.err, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:11 - error BLIP2010: unknown node kind 'vitt'`));
+  assert.match(r.err, /\n {4}\| {11}\^~~~\n/);
+  assert.doesNotMatch(r.err, /at .*\.(js|ts):\d+/);
+});
+
+test('blip check --json: the diagnostics as JSON on stdout', async () => {
+  const r = await run('json');
+  assert.equal(r.code, 1);
+  const ds = JSON.parse(r.out);
+  assert.deepEqual(ds.map((d: { code: string; line: number; column: number }) => [d.code, d.line, d.column]), [['BLIP2010', 3, 11]]);
+});
+
+test('blip check: a missing file is a diagnostic, a missing argument a usage error', async () => {
+  const r = await run('missing');
+  assert.equal(r.code, 1);
+  assert.match(r.err, /error BLIP2001: cannot read file .*: expected a readable \.blip file, found no such file/);
+  assert.equal((await run('noArgs')).code, 2);
+  assert.equal((await run('bogus')).code, 2);
+});
+
+test('blip fmt: prints the canonical layout; --check and --write', async () => {
+  const canonical = 'model m {\n  input image: image\n  node v: vit(image) @ "v"\n  output o: generate(v)\n}\n';
+  assert.deepEqual(await run('fmt'), { code: 0, out: canonical, err: '' });
+  assert.deepEqual(await run('fmtCheck1'), { code: 1, out: messy + '\n', err: '' });
+  assert.deepEqual(await run('fmtWrite'), { code: 0, out: '', err: '' });
+  assert.equal(readFileSync(messy, 'utf8'), canonical);
+  assert.deepEqual(await run('fmtCheck2'), { code: 0, out: '', err: '' });
+  assert.deepEqual(await run('fmtCheckGraphs'), { code: 0, out: '', err: '' });
+});
+
+test('blip fmt: a syntax error is reported, nothing printed', async () => {
+  const r = await run('fmtBroken');
+  assert.equal(r.code, 1);
+  assert.equal(r.out, '');
+  assert.match(r.err, /:1:29 - error BLIP1010: expected ',' or '\)', found '@'/);
+});
+
+test('blip graph: DOT and IR JSON of the resolved model', async () => {
+  const dot = await run('dot');
+  assert.equal(dot.code, 0);
+  assert.match(dot.out, /^digraph "instructblip_t5" \{/);
+  assert.match(dot.out, /"prompt" -> "qformer" \[label="instruction"\];/);
+  assert.match(dot.out, /"llm" -> "output:text";/);
+  const json = await run('json2');
+  assert.equal(json.code, 0);
+  const m = JSON.parse(json.out);
+  assert.equal(m.name, 'blip2_opt_2_7b');
+  assert.deepEqual(m.nodes.map((n: { name: string }) => n.name), ['vision', 'qformer', 'projection', 'llm']);
+});
