@@ -43,7 +43,7 @@ export interface IrNode {
   checkpoint: string;
   /**
    * The config.json section the node's attributes are read from (`config: "..."` in the file, else
-   * the kind's defaultConfig). Absent for kinds with no section (linear, mlp, classifier, embed).
+   * the kind's defaultConfig; "" is the top level of config.json). Absent for kinds with no section (linear, mlp, classifier, embed).
    */
   config?: string;
   /** Attributes pinned in the file (everything else comes from config.json at compile time). */
