@@ -1,0 +1,68 @@
+// Composition: imports relative to the importing file, `extends` chains, `override` (replace and
+// refine), redeclared inputs, blocks merged key by key.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BLIP2, load, simple } from './harness.js';
+
+test('a chain across files in different folders, with an import cycle, resolves', () => {
+  const files = {
+    'lib/base.blip': BLIP2.replace('  output text', '  generation { max_new_tokens: 30, num_beams: 1 }\n  output text'),
+    'lib/mid.blip':
+      'import "./base.blip"\nimport "../main.blip"\nmodel mid extends m {\n  override node llm: t5(prefix: projection, text: prompt) frozen @ "language_model"\n  override node projection { in_width: 768 }\n}\n',
+    'main.blip': [
+      'import "./lib/mid.blip"',
+      'model top extends mid {',
+      '  input prompt: text', // redeclared identically: allowed
+      '  input question: text',
+      '  override node qformer { queries: 32, width: 768 }',
+      '  override node projection { out_width: 2048 }',
+      '  override output text: generate(llm)',
+      '  output answer: generate(llm2)',
+      '  node llm2: t5(prefix: projection, text: question) frozen @ "language_model"',
+      '  generation { num_beams: 5 }',
+      '}',
+      '',
+    ].join('\n'),
+  };
+  const r = load(files);
+  assert.deepEqual(r.diagnostics.map(simple), []);
+  const [top] = r.program!.models;
+  assert.equal(top.name, 'top');
+  assert.equal(top.extends, 'mid');
+  assert.deepEqual(top.inputs.map((i) => i.name), ['image', 'prompt', 'question']);
+  assert.deepEqual(top.nodes.map((n) => `${n.name}:${n.kind}`), ['vision:vit', 'qformer:qformer', 'projection:linear', 'llm:t5', 'llm2:t5']);
+  // A refinement keeps the node's inputs and binding from the base file; refinements down a chain add up.
+  const q = top.nodes[1];
+  assert.deepEqual(q.attrs, { queries: 32, width: 768 });
+  assert.equal(q.checkpoint, 'qformer');
+  assert.equal(q.loc.file, 'lib/base.blip');
+  assert.equal(q.attrLocs.width.file, 'main.blip');
+  assert.deepEqual(top.nodes[2].attrs, { in_width: 768, out_width: 2048 });
+  assert.equal(top.nodes[2].attrLocs.in_width.file, 'lib/mid.blip');
+  assert.equal(top.nodes[3].loc.file, 'lib/mid.blip');
+  assert.deepEqual(top.outputs.map((o) => [o.name, o.args]), [['text', ['llm']], ['answer', ['llm2']]]);
+  assert.deepEqual(top.generation, { max_new_tokens: 30, num_beams: 5 });
+  assert.equal(top.generationLocs.num_beams.file, 'main.blip');
+  assert.equal(top.generationLocs.max_new_tokens.file, 'lib/base.blip');
+});
+
+test('a node refined twice in one model is a duplicate', () => {
+  const r = load({ 'base.blip': BLIP2, 'main.blip': 'import "./base.blip"\nmodel a extends m {\n  override node qformer { width: 768 }\n  override node qformer { depth: 12 }\n}\n' });
+  assert.deepEqual(r.diagnostics.map(simple), [
+    { code: 'BLIP2005', line: 4, column: 17, message: "duplicate name 'qformer': expected each input and node name once in model 'a', found it declared again" },
+  ]);
+});
+
+test('every model of the root file is in the program; imported models are not', () => {
+  const r = load({ 'base.blip': BLIP2, 'main.blip': 'import "./base.blip"\nmodel a extends m {}\nmodel b extends m {}\n' });
+  assert.deepEqual(r.program!.models.map((m) => m.name), ['a', 'b']);
+  assert.deepEqual([...r.sources.keys()], ['main.blip', 'base.blip']);
+});
+
+test('an error in a base model is reported once, in its file, even with two derived models', () => {
+  const r = load({ 'base.blip': BLIP2.replace('linear(qformer)', 'linear(qformr)'), 'main.blip': 'import "./base.blip"\nmodel a extends m {}\nmodel b extends m {}\n' });
+  assert.deepEqual(
+    r.diagnostics.map((d) => [d.loc.file, d.code, d.loc.line]),
+    [['base.blip', 'BLIP2020', 6]],
+  );
+});
