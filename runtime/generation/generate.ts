@@ -11,7 +11,11 @@ const f = Math.fround;
 const NEG = -1.0e9;
 
 export interface Prompt {
-  /** Prompt rows, all the same length (pad them as the family's processor does). */
+  /**
+   * Prompt rows, all the same length (pad them as the family's processor does). Rows may be empty
+   * when the model feeds its own prefill (transformers generating from inputs_embeds only): the
+   * sequences then hold the new tokens alone.
+   */
   inputIds: number[][];
   /** 1 = token, 0 = padding; default all ones. */
   attentionMask?: number[][];
@@ -154,7 +158,6 @@ export async function generate<S>(model: StepModel<S>, prompt: Prompt, opts: Gen
   const B = prompt.inputIds.length;
   if (B === 0) throw new GenerationConfigError('no prompts to generate from');
   const P = prompt.inputIds[0].length;
-  if (P === 0) throw new GenerationConfigError('empty prompt: generation needs at least one token (a BOS or decoder start token)');
   if (prompt.inputIds.some((r) => r.length !== P)) throw new GenerationConfigError('prompt rows must all have the same length (pad them)');
   const mask = prompt.attentionMask ?? prompt.inputIds.map((r) => r.map(() => 1));
   if (mask.length !== B || mask.some((r) => r.length !== P)) throw new GenerationConfigError('attention mask shape differs from the prompt');

@@ -3,3 +3,4 @@ export * from './generate.js';
 export * from './processors.js';
 export * from './random.js';
 export * from './streamer.js';
+export * from './onnx.js';

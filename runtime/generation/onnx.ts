@@ -1,0 +1,218 @@
+// A StepModel over an artifact's decoder.onnx (docs/architecture.md, "decoder.onnx"): feeds
+// exactly the inputs the manifest's `decoder.inputs` lists, starts from empty past.* tensors,
+// turns present.* into the next step's past.*, sends the visual prefix once (prefill) and an empty
+// one afterwards, keeps the attention mask over past + prefix + current positions, computes
+// position_ids when the graph takes them, and reorders every batch-major tensor on the host for
+// beam search.
+import * as ort from 'onnxruntime-node';
+import { BlipRuntimeError } from '../errors.js';
+import type { StepInput, StepModel, StepOutput } from './types.js';
+
+/** What the runtime needs of a session (an ort.InferenceSession, or a stand-in in tests). */
+export interface DecoderSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+}
+
+/** The manifest's decoder facts this model uses. */
+export interface DecoderFactsLike {
+  layers: number;
+  kv_heads: number;
+  head_dim: number;
+  vocab_size: number;
+  inputs: string[];
+  from_encode: string[];
+  positions: 'past_length' | 'attention_mask' | 'input';
+}
+
+export interface OnnxDecoderOptions {
+  session: DecoderSession;
+  decoder: DecoderFactsLike;
+  /** encode.onnx outputs for the prompt batch (row b = prompt row b): cross.*, cross_attention_mask, prefix_embeds. */
+  encoded?: Record<string, ort.Tensor>;
+  /**
+   * Decoder-only models with a visual prefix (prefix_embeds, Q positions). `placeholders`: the
+   * prompt starts with Q `<image>` ids that the prefix replaces (transformers 5 processors); else
+   * the prefix goes in front of the prompt and Q ones are added in front of its mask (older
+   * checkpoints).
+   */
+  prefix?: { placeholders: boolean };
+  /**
+   * Text fed at prefill when the generation loop's prompt is empty (older BLIP-2 checkpoints:
+   * transformers generates from inputs_embeds only, so its sequences hold the new tokens alone).
+   */
+  prefillText?: { inputIds: number[][]; attentionMask?: number[][] };
+}
+
+export interface DecoderState {
+  rows: number;
+  past: Record<string, ort.Tensor>;
+  /** from_encode tensors other than the prefix, one row per batch row. */
+  fixed: Record<string, ort.Tensor>;
+  /** The attention mask decoder.onnx has seen, one row per batch row. */
+  mask: number[][];
+  /** Last position id of each row (positions: 'input'). */
+  lastPosition: number[];
+}
+
+function gatherRows(t: ort.Tensor, rows: number[]): ort.Tensor {
+  if (t.location !== 'cpu' && t.location !== undefined) {
+    throw new BlipRuntimeError('BLIP5043', `cannot reorder a ${t.location} tensor on the host; keep decoder outputs on the CPU for beam search`);
+  }
+  const n = t.dims[0];
+  type Typed = { length: number; subarray(a: number, b: number): Typed; set(a: Typed, o: number): void; constructor: new (n: number) => Typed };
+  const data = t.data as unknown as Typed;
+  if (Array.isArray(t.data)) throw new BlipRuntimeError('BLIP5031', `reorder: string tensors are not supported`);
+  const per = n === 0 ? 0 : data.length / n;
+  const out = new data.constructor(rows.length * per);
+  rows.forEach((r, i) => {
+    if (r < 0 || r >= n) throw new BlipRuntimeError('BLIP5031', `reorder: row ${r} of ${n}`);
+    out.set(data.subarray(r * per, (r + 1) * per), i * per);
+  });
+  return new ort.Tensor(t.type as 'float32', out as unknown as Float32Array, [rows.length, ...t.dims.slice(1)]);
+}
+
+const i64 = (rows: number[][]): ort.Tensor => {
+  const s = rows[0]?.length ?? 0;
+  const d = new BigInt64Array(rows.length * s);
+  rows.forEach((r, i) => r.forEach((v, j) => (d[i * s + j] = BigInt(v))));
+  return new ort.Tensor('int64', d, [rows.length, s]);
+};
+
+export class OnnxDecoderStepModel implements StepModel<DecoderState> {
+  private readonly inputs: Set<string>;
+  private readonly prefixWidth: number;
+  private readonly prefixLength: number;
+
+  constructor(private readonly o: OnnxDecoderOptions) {
+    const d = o.decoder;
+    this.inputs = new Set(d.inputs);
+    const declared = [...o.session.inputNames];
+    const want = [...d.inputs];
+    if (declared.length !== want.length || declared.some((n) => !this.inputs.has(n))) {
+      throw new BlipRuntimeError('BLIP5044', `decoder.onnx declares inputs [${declared.join(', ')}] but the manifest lists [${want.join(', ')}]; recompile the model`);
+    }
+    const known = /^(input_ids|attention_mask|position_ids|prefix_embeds|past\.\d+\.(key|value)|cross\.\d+\.(key|value)|cross_attention_mask)$/;
+    const unknown = want.filter((n) => !known.test(n) && !d.from_encode.includes(n));
+    if (unknown.length) throw new BlipRuntimeError('BLIP5044', `decoder.onnx takes inputs the runtime cannot supply: ${unknown.join(', ')}`);
+    for (const n of d.from_encode) {
+      if (this.inputs.has(n) && !o.encoded?.[n]) throw new BlipRuntimeError('BLIP5044', `decoder.onnx needs ${n} from encode.onnx, which was not given`);
+    }
+    if (!o.session.outputNames.includes('logits')) throw new BlipRuntimeError('BLIP5044', 'decoder.onnx has no logits output');
+    const prefix = o.encoded?.prefix_embeds;
+    if (this.inputs.has('prefix_embeds')) {
+      if (!prefix || prefix.dims.length !== 3) throw new BlipRuntimeError('BLIP5044', 'decoder.onnx takes prefix_embeds but encode.onnx gave none (B, Q, H)');
+      this.prefixLength = prefix.dims[1];
+      this.prefixWidth = prefix.dims[2];
+    } else {
+      this.prefixLength = 0;
+      this.prefixWidth = 0;
+    }
+  }
+
+  private emptyPast(rows: number): Record<string, ort.Tensor> {
+    const d = this.o.decoder;
+    const past: Record<string, ort.Tensor> = {};
+    for (const n of d.inputs) if (n.startsWith('past.')) past[n] = new ort.Tensor('float32', new Float32Array(0), [rows, d.kv_heads, 0, d.head_dim]);
+    return past;
+  }
+
+  async step(input: StepInput, state: DecoderState | undefined): Promise<StepOutput<DecoderState>> {
+    const B = input.batch;
+    const S = input.seqLen;
+    const rowsOf = (a: BigInt64Array, width: number): number[][] => Array.from({ length: B }, (_, b) => Array.from(a.subarray(b * width, (b + 1) * width), Number));
+    let ids: number[][];
+    let mask: number[][];
+    let st: DecoderState;
+    const feeds: Record<string, ort.Tensor> = {};
+    const Q = this.prefixLength;
+    if (!state) {
+      ids = rowsOf(input.inputIds, S);
+      mask = rowsOf(input.attentionMask, input.pastLength + S);
+      if (S === 0 && this.o.prefillText) {
+        ids = this.o.prefillText.inputIds.map((r) => r.slice());
+        mask = (this.o.prefillText.attentionMask ?? ids.map((r) => r.map(() => 1))).map((r) => r.slice());
+        if (ids.length !== B) throw new BlipRuntimeError('BLIP5031', `prefill text has ${ids.length} rows for a batch of ${B}`);
+      }
+      if (Q > 0) {
+        if (this.o.prefix?.placeholders && !(S === 0 && this.o.prefillText)) {
+          if (ids[0].length < Q) throw new BlipRuntimeError('BLIP5031', `the prompt has ${ids[0].length} ids, fewer than the ${Q} image placeholders`);
+          ids = ids.map((r) => r.slice(Q));
+        } else {
+          mask = mask.map((r) => [...new Array<number>(Q).fill(1), ...r]);
+        }
+      }
+      const fixed: Record<string, ort.Tensor> = {};
+      for (const n of this.o.decoder.from_encode) {
+        if (n === 'prefix_embeds' || !this.inputs.has(n)) continue;
+        const t = this.o.encoded![n];
+        if (t.dims[0] !== B) throw new BlipRuntimeError('BLIP5031', `${n} has ${t.dims[0]} rows for a batch of ${B}`);
+        fixed[n] = t;
+      }
+      st = { rows: B, past: this.emptyPast(B), fixed, mask, lastPosition: [] };
+      if (this.inputs.has('prefix_embeds')) {
+        const p = this.o.encoded!.prefix_embeds;
+        if (p.dims[0] !== B) throw new BlipRuntimeError('BLIP5031', `prefix_embeds has ${p.dims[0]} rows for a batch of ${B}`);
+        feeds.prefix_embeds = p;
+      }
+      if (this.inputs.has('position_ids')) {
+        // transformers: cumsum(mask) - 1, padding positions set to 1
+        const pos = mask.map((r) => {
+          let c = 0;
+          return r.map((m) => {
+            c += m;
+            return m === 0 ? 1 : c - 1;
+          });
+        });
+        st.lastPosition = pos.map((r) => r[r.length - 1]);
+        feeds.position_ids = i64(pos);
+      }
+    } else {
+      if (state.rows !== B) throw new BlipRuntimeError('BLIP5031', `state has ${state.rows} rows, the step ${B}`);
+      ids = rowsOf(input.inputIds, S);
+      mask = state.mask.map((r) => [...r, ...new Array<number>(S).fill(1)]);
+      st = { ...state, mask };
+      if (this.inputs.has('prefix_embeds')) feeds.prefix_embeds = new ort.Tensor('float32', new Float32Array(0), [B, 0, this.prefixWidth]);
+      if (this.inputs.has('position_ids')) {
+        const pos = state.lastPosition.map((p) => Array.from({ length: S }, (_, j) => p + 1 + j));
+        st.lastPosition = pos.map((r) => r[r.length - 1]);
+        feeds.position_ids = i64(pos);
+      }
+    }
+    feeds.input_ids = i64(ids);
+    if (this.inputs.has('attention_mask')) feeds.attention_mask = i64(mask);
+    Object.assign(feeds, st.past, st.fixed);
+    for (const n of this.inputs) if (!feeds[n]) throw new BlipRuntimeError('BLIP5044', `no value for decoder.onnx input ${n}`);
+    for (const n of Object.keys(feeds)) if (!this.inputs.has(n)) delete feeds[n];
+    let out: Record<string, ort.Tensor>;
+    try {
+      out = await this.o.session.run(feeds);
+    } catch (e) {
+      throw new BlipRuntimeError('BLIP5043', `decoder.onnx failed (${(e as Error).message.split('\n')[0]})`);
+    }
+    const logits = out.logits;
+    const V = logits.dims[logits.dims.length - 1];
+    if (logits.type !== 'float32' || logits.dims.length !== 2 || logits.dims[0] !== B) {
+      throw new BlipRuntimeError('BLIP5044', `decoder.onnx logits are ${logits.type} ${JSON.stringify(logits.dims)}, float32 (${B}, V) expected`);
+    }
+    const past: Record<string, ort.Tensor> = {};
+    for (const n of Object.keys(st.past)) {
+      const p = out[n.replace(/^past\./, 'present.')];
+      if (!p) throw new BlipRuntimeError('BLIP5044', `decoder.onnx has no output ${n.replace(/^past\./, 'present.')}`);
+      past[n] = p;
+    }
+    return { logits: logits.data as Float32Array, vocab: V, state: { ...st, past } };
+  }
+
+  reorder(state: DecoderState, rows: number[]): DecoderState {
+    const gather = (r: Record<string, ort.Tensor>): Record<string, ort.Tensor> => Object.fromEntries(Object.entries(r).map(([k, t]) => [k, gatherRows(t, rows)]));
+    return {
+      rows: rows.length,
+      past: gather(state.past),
+      fixed: gather(state.fixed),
+      mask: rows.map((i) => state.mask[i].slice()),
+      lastPosition: rows.map((i) => state.lastPosition[i]),
+    };
+  }
+}

@@ -1,0 +1,132 @@
+// --device cpu|cuda|tensorrt|webgpu|auto -> onnxruntime-node execution providers.
+//
+// onnxruntime-node 1.30 throws at session creation when a requested provider cannot start, even
+// with 'cpu' after it in the list, so each device is tried on its own: a provider whose libraries
+// are not installed, or which finds no GPU / adapter, is a one-line BLIP504x error saying how to get
+// it; `auto` tries CUDA (when its libraries are installed) and WebGPU, then falls back to CPU.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { DeviceError, firstLine } from './errors.js';
+
+export const DEVICES = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'auto'] as const;
+export type Device = (typeof DEVICES)[number];
+export type Provider = Exclude<Device, 'auto'>;
+
+export function parseDevice(name: string): Device {
+  const d = name.trim().toLowerCase();
+  if ((DEVICES as readonly string[]).includes(d)) return d as Device;
+  throw new DeviceError('BLIP5040', `unknown device "${name}": expected one of ${DEVICES.join(', ')}`);
+}
+
+/** Where onnxruntime-node keeps its native libraries for this platform. */
+export function nativeDir(): string | undefined {
+  try {
+    const require = createRequire(import.meta.url);
+    const pkg = dirname(require.resolve('onnxruntime-node/package.json'));
+    return join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    return undefined;
+  }
+}
+
+const PROVIDER_LIBS: Partial<Record<Provider, string[]>> = {
+  cuda: ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'],
+  tensorrt: ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_tensorrt.so'],
+};
+
+export interface ProviderStatus {
+  provider: Provider;
+  /** The provider's libraries are present (WebGPU and CPU are built into libonnxruntime). */
+  installed: boolean;
+  /** Why not, with what to do about it. */
+  reason?: string;
+}
+
+const REINSTALL =
+  "reinstall onnxruntime-node without the onnxruntime-node-install=skip setting (drop it from .npmrc and unset ONNXRUNTIME_NODE_INSTALL, then 'npm rebuild onnxruntime-node' or 'npm install onnxruntime-node' with network access) on a Linux x64 machine with CUDA 12 and cuDNN 9";
+
+/** Whether a provider could be used here, as far as can be told without creating a session. */
+export function providerStatus(p: Provider, dir = nativeDir(), platform = `${process.platform}-${process.arch}`): ProviderStatus {
+  if (p === 'cpu') return { provider: p, installed: true };
+  if (p === 'webgpu') {
+    if (platform === 'linux-arm64') return { provider: p, installed: false, reason: 'onnxruntime-node has no WebGPU provider on Linux arm64' };
+    if (platform.startsWith('linux') && !findVulkanLoader()) {
+      return { provider: p, installed: false, reason: `no WebGPU adapter: the Vulkan loader libvulkan.so.1 is not installed; ${VULKAN_HINT}` };
+    }
+    return { provider: p, installed: true };
+  }
+  if (platform !== 'linux-x64' && platform !== 'win32-x64') {
+    return { provider: p, installed: false, reason: `onnxruntime-node ships the ${p === 'cuda' ? 'CUDA' : 'TensorRT'} provider for Linux x64 and Windows x64 only (this is ${platform})` };
+  }
+  const libs = PROVIDER_LIBS[p] ?? [];
+  const missing = dir ? libs.filter((l) => !existsSync(join(dir, platform.startsWith('win32') ? l.replace(/^lib/, '').replace(/\.so$/, '.dll') : l))) : libs;
+  if (missing.length) {
+    const what = p === 'cuda' ? "onnxruntime's CUDA 12 provider libraries" : "onnxruntime's TensorRT provider libraries (and TensorRT 10 itself)";
+    return { provider: p, installed: false, reason: `${what} are not installed (${missing.join(', ')} missing from ${dir ?? 'onnxruntime-node'}); ${REINSTALL}` };
+  }
+  return { provider: p, installed: true };
+}
+
+/** Execution-provider list for one provider (options onnxruntime-node accepts). */
+export function executionProviders(p: Provider, deviceId = 0): Array<string | { name: string; deviceId?: number }> {
+  if (p === 'cpu') return ['cpu'];
+  if (p === 'cuda' || p === 'tensorrt') return [{ name: p, deviceId }];
+  return ['webgpu'];
+}
+
+/** ORT's first error line without its source-location preamble ("/onnxruntime_src/...:136 ... was false."). */
+export function ortMessage(e: unknown): string {
+  const m = firstLine(e);
+  const cut = m.match(/^\/\S+:\d+ .*?(?:was false\.|failed[:.])\s*(.+)$/);
+  return (cut ? cut[1] : m).trim();
+}
+
+/** The Vulkan loader WebGPU (Dawn) needs on Linux, if it can be found. */
+export function findVulkanLoader(env = process.env): string | undefined {
+  if (process.platform !== 'linux') return 'n/a';
+  const dirs = [
+    ...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu',
+    '/usr/lib/aarch64-linux-gnu',
+    '/usr/lib64',
+    '/usr/lib',
+    '/lib/x86_64-linux-gnu',
+    '/lib64',
+    '/usr/local/lib',
+  ];
+  for (const d of dirs) {
+    const f = join(d, 'libvulkan.so.1');
+    if (existsSync(f)) return f;
+  }
+  return undefined;
+}
+
+const VULKAN_HINT = "WebGPU runs over Vulkan here: install libvulkan1 and a Vulkan driver (the GPU vendor's ICD, e.g. NVIDIA's)";
+
+/** Turn a session-creation failure of a provider into a BLIP5042 line with the fix. */
+export function providerFailure(p: Provider, e: unknown): DeviceError {
+  const msg = ortMessage(e);
+  if (p === 'webgpu') {
+    const vulkan = /vulkan|libvulkan/i.test(msg);
+    return new DeviceError(
+      'BLIP5042',
+      `device webgpu: no usable WebGPU adapter (${msg}); ${VULKAN_HINT}${vulkan ? '' : ', and check that the GPU is visible to this process'}`,
+    );
+  }
+  if (p === 'cuda' || p === 'tensorrt') {
+    const lib = /shared library|\.so|cannot open/i.test(msg);
+    return new DeviceError(
+      lib ? 'BLIP5041' : 'BLIP5042',
+      lib
+        ? `device ${p}: the provider libraries do not load (${msg}); they need CUDA 12 and cuDNN 9${p === 'tensorrt' ? ' and TensorRT 10' : ''} on the library path; ${REINSTALL}`
+        : `device ${p}: the provider cannot start (${msg}); check the NVIDIA driver and that a GPU is visible (nvidia-smi)`,
+    );
+  }
+  return new DeviceError('BLIP5043', `device cpu: cannot create the session (${msg})`);
+}
+
+/** The providers `device` means, in the order they are tried (auto: CUDA, WebGPU, then CPU). */
+export function candidates(device: Device): Provider[] {
+  return device === 'auto' ? ['cuda', 'webgpu', 'cpu'] : [device];
+}

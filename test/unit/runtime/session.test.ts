@@ -1,0 +1,121 @@
+// runtime/session + runtime/providers: device names, provider probing and fallbacks.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+import { candidates, parseDevice, providerFailure, providerStatus } from '../../../runtime/providers.js';
+import { describeDevices, openSession } from '../../../runtime/session.js';
+import { DeviceError } from '../../../runtime/errors.js';
+
+const { onnx } = onnxProto;
+
+/** y = x + x, float32 (N). */
+function tinyModel(dir: string): string {
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'tiny',
+      node: [{ opType: 'Add', input: ['x', 'x'], output: ['y'] }],
+      input: [{ name: 'x', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'n' }] } } } }],
+      output: [{ name: 'y', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'n' }] } } } }],
+    },
+  });
+  const path = join(dir, 'tiny.onnx');
+  writeFileSync(path, onnx.ModelProto.encode(model).finish());
+  return path;
+}
+
+const installed = (p: 'cuda' | 'tensorrt' | 'webgpu') => providerStatus(p).installed;
+
+test('device names: the five accepted, anything else is BLIP5040 naming the choices', () => {
+  for (const d of ['cpu', 'cuda', 'tensorrt', 'webgpu', 'auto', ' CPU ']) assert.equal(parseDevice(d), d.trim().toLowerCase());
+  assert.throws(() => parseDevice('tpu'), (e: unknown) => e instanceof DeviceError && e.code === 'BLIP5040' && /cpu, cuda, tensorrt, webgpu, auto/.test(e.message));
+});
+
+test('cpu session runs; threads are validated; a missing model is BLIP5043', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blip-sess-'));
+  try {
+    const path = tinyModel(dir);
+    const s = await openSession(path, { device: 'cpu', threads: 1 });
+    assert.equal(s.provider, 'cpu');
+    const out = await s.session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2.5]), [2]) });
+    assert.deepEqual(Array.from(out.y.data as Float32Array), [2, 5]);
+    await assert.rejects(openSession(path, { threads: 0 }), (e: unknown) => e instanceof DeviceError && e.code === 'BLIP5043');
+    await assert.rejects(openSession(join(dir, 'nope.onnx')), (e: unknown) => e instanceof DeviceError && /no such file/.test(e.message));
+    writeFileSync(join(dir, 'bad.onnx'), 'not a model');
+    await assert.rejects(openSession(join(dir, 'bad.onnx')), (e: unknown) => e instanceof DeviceError && e.code === 'BLIP5043' && !e.message.includes('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('cuda / tensorrt without their provider libraries: BLIP5041 saying how to install them', { skip: installed('cuda') && 'CUDA provider libraries are installed here' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blip-sess-'));
+  try {
+    const path = tinyModel(dir);
+    for (const d of ['cuda', 'tensorrt']) {
+      await assert.rejects(openSession(path, { device: d }), (e: unknown) => {
+        assert.ok(e instanceof DeviceError, String(e));
+        assert.equal(e.code, 'BLIP5041');
+        assert.match(e.message, /onnxruntime-node-install=skip/);
+        assert.match(e.message, /CUDA 12/);
+        assert.ok(!e.message.includes('\n'));
+        return true;
+      });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('auto falls back to cpu silently, recording why the others were passed over', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blip-sess-'));
+  try {
+    const s = await openSession(tinyModel(dir), { device: 'auto' });
+    assert.ok(['cpu', 'cuda', 'webgpu'].includes(s.provider));
+    assert.deepEqual(candidates('auto').slice(-1), ['cpu']);
+    if (s.provider === 'cpu') for (const f of s.fallbacks) assert.ok(f.reason.length > 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('webgpu: a session, or BLIP5042 naming libvulkan1 and a Vulkan driver', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blip-sess-'));
+  try {
+    const path = tinyModel(dir);
+    try {
+      const s = await openSession(path, { device: 'webgpu' });
+      assert.equal(s.provider, 'webgpu');
+    } catch (e) {
+      assert.ok(e instanceof DeviceError, String(e));
+      assert.equal(e.code, 'BLIP5042');
+      assert.match(e.message, /libvulkan1/);
+      assert.ok(!e.message.includes('\n'));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('provider failure messages: library load vs driver problems', () => {
+  assert.equal(providerFailure('cuda', new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library')).code, 'BLIP5041');
+  assert.equal(providerFailure('cuda', new Error('CUDA failure 100: no CUDA-capable device is detected')).code, 'BLIP5042');
+  assert.match(providerFailure('webgpu', new Error("Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file\nmore")).message, /libvulkan1/);
+  assert.equal(providerStatus('cuda', '/nonexistent', 'linux-x64').installed, false);
+  assert.match(providerStatus('cuda', '/nonexistent', 'darwin-arm64').reason!, /Linux x64 and Windows x64/);
+  assert.equal(describeDevices().find((d) => d.provider === 'cpu')!.installed, true);
+});
+
+test("ORT's source-location preamble is dropped from messages", async () => {
+  const { ortMessage } = await import('../../../runtime/providers.js');
+  assert.equal(
+    ortMessage(new Error('/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 onnxruntime::webgpu::X adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters')),
+    'Failed to get a WebGPU adapter: No supported adapters',
+  );
+  assert.equal(ortMessage(new Error('plain message\nsecond line')), 'plain message');
+});
