@@ -6,8 +6,10 @@ queries, T5 encoder states) that the main fixtures do not record. Run from the r
 
     ../shared/oracle/py test/oracle/blip2_debug.py [case ...]
 
-Writes test/fixtures/debug/<case>/{config.json, model.safetensors, expected.safetensors, expected.json}
-(git-ignored: regenerate with this script). Every parameter is randomised, so no path is trivially zero.
+Writes test/fixtures/debug/<case>/{config.json, model.safetensors, expected.safetensors, expected.json}.
+Every parameter is randomised, so no path is trivially zero. Only the COMMITTED cases are in git
+(layouts the main fixtures do not cover), without their vision tensors (the tests start from the
+recorded image features); the rest are git-ignored: regenerate them with this script.
 """
 
 import json
@@ -109,6 +111,16 @@ CASES = {
                         dict(vision_config=vision(), qformer_config=qformer(), text_config=t5(),
                              num_query_tokens=4, image_token_index=95)),
 }
+
+
+# Original T5 (relu, tied head scaled by d_model**-0.5) and LLaMA with a top-level rope_theta.
+COMMITTED = {"blip2-t5-tied", "instructblip-vicuna-theta"}
+
+
+def strip_vision(d):
+    path = os.path.join(d, "model.safetensors")
+    sd = {k: v for k, v in load_file(path).items() if not k.startswith("vision_model.")}
+    save_file(sd, path, metadata={"format": "pt"})
 
 
 # Flan-T5 checkpoints store their own lm_head; transformers 5 saves a tied one (its config forces
@@ -254,6 +266,8 @@ def run_case(name):
 
 
 def save(d, tensors, meta):
+    if os.path.basename(d) in COMMITTED:
+        strip_vision(d)
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(d, "expected.safetensors"))
     with open(os.path.join(d, "expected.json"), "w") as f:
         json.dump(meta, f)

@@ -2,7 +2,7 @@
 // with GraphBuilder + WeightStore, run them with onnxruntime-node, compare within a tolerance
 // relative to the reference's scale.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -42,10 +42,6 @@ export function readTensors(path: string): Map<string, Tensor> {
 
 export function readJson(path: string): Record<string, unknown> {
   return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-}
-
-export function fixtureExists(dir: string): boolean {
-  return existsSync(join(dir, 'expected.safetensors'));
 }
 
 export function toOrt(t: Tensor): ort.Tensor {
