@@ -136,6 +136,21 @@ def untie_lm_head(d, gen):
     save_file(sd, path, metadata={"format": "pt"})
 
 
+# transformers 5 saves rope_theta under rope_parameters; transformers 4 configs (the published
+# Vicuna ones) have it at the top level of text_config. Rewrite the saved config in the old layout.
+TOP_LEVEL_ROPE_THETA = {"instructblip-vicuna-theta"}
+
+
+def top_level_rope_theta(d):
+    path = os.path.join(d, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    text = cfg["text_config"]
+    text["rope_theta"] = text.pop("rope_parameters")["rope_theta"]
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
 def randomise(model, gen):
     """Every parameter random: norms around 1, the rest N(0, 0.15) (query tokens wider)."""
     with torch.no_grad():
@@ -175,6 +190,8 @@ def run_case(name):
     model.save_pretrained(d)
     if name in UNTIED_LM_HEAD:
         untie_lm_head(d, gen)
+    if name in TOP_LEVEL_ROPE_THETA:
+        top_level_rope_theta(d)
     model = cls.from_pretrained(d).eval()  # expected values come from the checkpoint as loaded
     cfg = model.config
     B, Q = 2, cfg.num_query_tokens

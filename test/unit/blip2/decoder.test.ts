@@ -43,6 +43,7 @@ for (const [name, kind] of CASES) {
     const exp = readTensors(join(dir, 'expected.safetensors'));
     const meta = readJson(join(dir, 'expected.json')) as { greedy: number[][] };
     const a = resolved(kind, ck, 'text_config');
+    assert.equal(a.rope_theta, 500000, 'rope_theta read from the top level of text_config');
     const lowering = kind.lowering!.decoder!;
     const store = new WeightStore('float32');
 
