@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -16,6 +16,7 @@ import {
   type RgbImage,
 } from '../../../runtime/preprocess/index.js';
 import { BlipRuntimeError, ImageDecodeError, PreprocessConfigError } from '../../../runtime/errors.js';
+import { SafetensorsFile } from '../../../src/weights/safetensors.js';
 import { Blob, fixturePath, readFixtureJson, type BlobRef } from './fixtures.js';
 
 interface DecodeCase {
@@ -232,4 +233,52 @@ test('do_resize false: the batch needs equal sizes', async () => {
   await assert.rejects(preprocessImages([img('rgb_7x5.png'), img('rgb_37x23.png')], cfg), (e: unknown) => e instanceof BlipRuntimeError && e.code === 'BLIP5011');
   const one = await preprocessImages([img('rgb_7x5.png')], cfg);
   assert.deepEqual(one.dims, [1, 3, 5, 7]);
+});
+
+// ---- the fixtures helper's image set (test/oracle/images.py: BlipImageProcessorPil) ----
+interface ImagesFixture {
+  settings: Record<string, { image_mean: number[]; image_std: number[]; images: string[]; resample: number; rescale_factor: number; size: { height: number; width: number } }>;
+  rows_384: number[];
+  arrays: Record<string, { dtype: string; shape: number[] }>;
+}
+
+test('pixel_values and resized bytes equal the images fixture (BlipImageProcessorPil)', { skip: !existsSync(fixturePath('images', 'expected.json')) && 'test/fixtures/images not present' }, async () => {
+  const fx = readFixtureJson<ImagesFixture>('images', 'expected.json');
+  const st = SafetensorsFile.open(fixturePath('images', 'expected.safetensors'));
+  let compared = 0;
+  try {
+    for (const [name, s] of Object.entries(fx.settings)) {
+      const cfg = preprocessFromHf({ size: s.size, resample: s.resample, rescale_factor: s.rescale_factor, image_mean: s.image_mean, image_std: s.image_std });
+      for (const image of s.images) {
+        const decoded = await decodeImage(fixturePath('images', image));
+        const resizedKey = `resized/${image}/${name}`;
+        if (fx.arrays[resizedKey]) {
+          const got = resizePil(decoded, s.size.width, s.size.height, cfg.resample);
+          assert.equal(maxDiff(got.data, st.readRaw(resizedKey)).max, 0, resizedKey);
+          compared++;
+        }
+        const pv = await preprocessImages([fixturePath('images', image)], cfg);
+        const full = `pixel_values/${image}/${name}`;
+        const rowsKey = `pixel_values_rows/${image}/${name}`;
+        if (fx.arrays[full]) {
+          assert.equal(maxDiff(pv.data, st.readFloat32(full)).max, 0, full);
+          compared++;
+        } else if (fx.arrays[rowsKey]) {
+          // (3, rows, W): the listed rows of each channel
+          const H = s.size.height;
+          const W = s.size.width;
+          const want = st.readFloat32(rowsKey);
+          const got = new Float32Array(want.length);
+          fx.rows_384.forEach((r, i) => {
+            for (let c = 0; c < 3; c++) got.set(pv.data.subarray(c * H * W + r * W, c * H * W + (r + 1) * W), (c * fx.rows_384.length + i) * W);
+          });
+          assert.equal(maxDiff(got, want).max, 0, rowsKey);
+          compared++;
+        }
+      }
+    }
+  } finally {
+    st.close();
+  }
+  assert.ok(compared >= 20, `${compared} arrays compared`);
 });
