@@ -4,3 +4,4 @@ export * from './processors.js';
 export * from './random.js';
 export * from './streamer.js';
 export * from './onnx.js';
+export * from './config.js';

@@ -19,7 +19,7 @@ export interface RgbImage {
 /** Where an image comes from: a path, or bytes with a name for messages. */
 export type ImageSource = string | { name: string; bytes: Uint8Array };
 
-export interface DecodeOptions {
+export interface ImageDecodeOptions {
   /** Refuse images with more pixels than this (default 2^28, about 16384 x 16384). */
   maxPixels?: number;
 }
@@ -29,7 +29,7 @@ function sourceName(src: ImageSource): string {
 }
 
 /** Read and decode one image to RGB (see the file comment for the exact conversions). */
-export async function decodeImage(src: ImageSource, opts: DecodeOptions = {}): Promise<RgbImage> {
+export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
   const name = sourceName(src);
   let bytes: Uint8Array;
   if (typeof src === 'string') {
@@ -47,7 +47,7 @@ export async function decodeImage(src: ImageSource, opts: DecodeOptions = {}): P
 }
 
 /** Decode image bytes (PNG, JPEG, WebP, and whatever else sharp reads) to RGB. */
-export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: DecodeOptions = {}): Promise<RgbImage> {
+export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
   const maxPixels = opts.maxPixels ?? 2 ** 28;
   const base = { ignoreIcc: true, failOn: 'error' as const, limitInputPixels: maxPixels, autoOrient: false };
   let meta: sharp.Metadata;

@@ -6,7 +6,7 @@
 // (up to ~0.04 after normalisation); the runtime follows PIL, bit for bit.
 import { BlipRuntimeError } from '../errors.js';
 import type { PreprocessConfig } from './config.js';
-import { decodeImage, type DecodeOptions, type ImageSource, type RgbImage } from './image.js';
+import { decodeImage, type ImageDecodeOptions, type ImageSource, type RgbImage } from './image.js';
 import { resizePil } from './resize.js';
 
 export * from './config.js';
@@ -70,7 +70,7 @@ function assemble(resized: RgbImage[], cfg: PreprocessConfig, names?: string[]):
  * Decode, resize, rescale and normalise image files into one pixel_values batch. Images are always
  * converted to RGB (with do_convert_rgb false transformers would fail on non-RGB input instead).
  */
-export async function preprocessImages(sources: ImageSource[], cfg: PreprocessConfig, opts: DecodeOptions = {}): Promise<PixelValues> {
+export async function preprocessImages(sources: ImageSource[], cfg: PreprocessConfig, opts: ImageDecodeOptions = {}): Promise<PixelValues> {
   const names = sources.map((s) => (typeof s === 'string' ? s : s.name));
   if (sources.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images to preprocess');
   // resize each image as soon as it is decoded: only one full-size image is held at a time

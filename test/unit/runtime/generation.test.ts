@@ -191,3 +191,20 @@ test('bad settings are BLIP5030 errors; a model returning the wrong shape is BLI
   const broken = { step: async () => ({ logits: new Float32Array(3), vocab: 40, state: null }), reorder: (s: null) => s };
   await assert.rejects(generate(broken, prompt, { maxNewTokens: 2 }), (e: unknown) => e instanceof BlipRuntimeError && e.code === 'BLIP5031');
 });
+
+test('generation options from a manifest: defaults, sources, overrides', async () => {
+  const { generationOptionsFromManifest } = await import('../../../runtime/generation/index.js');
+  const text = { eos_token_id: [3], pad_token_id: 0, prompt_format: 'blip' as const };
+  const d = generationOptionsFromManifest({ max_length: 20, num_beams: 3, do_sample: false, length_penalty: 0.6, source: { max_length: 'default' } }, text);
+  assert.equal(d.maxLength, undefined, 'a default max_length means 20 new tokens');
+  assert.deepEqual([d.numBeams, d.lengthPenalty, d.eosTokenId, d.padTokenId], [3, 0.6, 3, 0]);
+  const f = generationOptionsFromManifest({ max_length: 30, num_beams: 1, do_sample: false, source: { max_length: 'generation_config.json' } }, { ...text, eos_token_id: [2, 50118] });
+  assert.equal(f.maxLength, 30);
+  assert.deepEqual(f.eosTokenId, [2, 50118]);
+  const o = generationOptionsFromManifest({ max_length: 30, num_beams: 1, do_sample: false, source: {} }, text, { maxNewTokens: 5, numBeams: 2 });
+  assert.deepEqual([o.maxLength, o.maxNewTokens, o.numBeams], [undefined, 5, 2]);
+  // the default max_length behaves as transformers' (prompt + 20)
+  const c = fx.cases.find((x) => x.name === 'greedy_default_length')!;
+  const r = await generate(new ScriptedModel(c), { inputIds: c.input_ids }, { ...d, numBeams: 1, eosTokenId: c.eos, padTokenId: c.pad });
+  assert.deepEqual(r.sequences, c.sequences);
+});
