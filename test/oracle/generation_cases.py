@@ -267,6 +267,26 @@ def streamer_cases() -> list[dict]:
     return out
 
 
+def charsmap_cases() -> list[dict]:
+    """T5 (SentencePiece precompiled charsmap) on characters the shared tokenizer cases do not reach:
+    blocks of Latin-1, general punctuation (zero-width, joiners, directional marks), letterlike
+    symbols, enclosed numbers, CJK symbols, fullwidth forms, combining marks, ligatures."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(ROOT / "test" / "fixtures" / "tokenizers" / "t5"))
+    ranges = [(0x20, 0x7F), (0xA0, 0x250), (0x2000, 0x2070), (0x2100, 0x2200), (0x2460, 0x24FF), (0x3000, 0x3040),
+              (0xFF00, 0xFFEF), (0x1F300, 0x1F320), (0x300, 0x370), (0xFB00, 0xFB10), (0x3300, 0x3320),
+              (0x1D400, 0x1D420)]
+    strs = []
+    for a, b in ranges:
+        chars = [chr(c) for c in range(a, b)]
+        for i in range(0, len(chars), 16):
+            strs.append("x" + "".join(chars[i:i + 16]) + " y")
+    strs += ["a\u3000b", "ＡＢＣ　ｄｅｆ", "ﬁne ﬂow", "①②③", "㍿", "ｶﾀｶﾅ", "e\u0301", "Å", "\u00adsoft", "a\u200bb",
+             "x\ufeffy", "～", "a～b"]
+    return [{"text": t, "ids": tok(t)["input_ids"]} for t in strs]
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     data = {
@@ -275,6 +295,7 @@ def main():
         "cases": generation_cases(),
         "processors": processor_cases(),
         "streamer": streamer_cases(),
+        "t5_charsmap": charsmap_cases(),
     }
     (OUT / "cases.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print("wrote", OUT / "cases.json", len(data["cases"]), "cases")

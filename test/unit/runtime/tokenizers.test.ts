@@ -214,3 +214,10 @@ test('toInt64 flattens a batch for ONNX', () => {
   assert.deepEqual(Array.from(t.data), [1n, 2n, 3n, 4n, 5n, 6n]);
   assert.throws(() => toInt64([[1], [1, 2]]), /ragged/);
 });
+
+test('T5: the SentencePiece charsmap is applied exactly (zero-width, fullwidth, ligatures, ...)', () => {
+  const probe = readFixtureJson<{ t5_charsmap: Array<{ text: string; ids: number[] }> }>('generation', 'cases.json').t5_charsmap;
+  assert.ok(probe.length > 100);
+  const tok = loadTokenizer(fixturePath('tokenizers', 't5'));
+  for (const c of probe) assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text));
+});
