@@ -69,8 +69,11 @@ QFormer.lowering = {
   defaults: { cross_attention_frequency: 2, layer_norm_eps: 1e-12, act: 'gelu' },
   ignored: (attrs, connected) => [
     /(.*\.)?position_ids/,
-    // With an instruction only the query outputs go on, so the last layer's text feed-forward is never used.
-    ...(connected('instruction') && typeof attrs.depth === 'number' ? [new RegExp(`encoder\\.layer\\.${attrs.depth - 1}\\.(intermediate|output)\\..*`)] : []),
+    // Queries beside text (an instruction, BLIP-2's ITM): only the query outputs go on, so the last
+    // layer's text feed-forward is never used.
+    ...((connected('instruction') || (connected('text') && connected(''))) && typeof attrs.depth === 'number'
+      ? [new RegExp(`encoder\\.layer\\.${attrs.depth - 1}\\.(intermediate|output)\\..*`)]
+      : []),
   ],
   lower(ctx, inputs) {
     const image = inputs[''] as FeaturesFlow | undefined;

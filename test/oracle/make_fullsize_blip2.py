@@ -8,6 +8,8 @@ hub); the tensors are the model's own state_dict names and shapes, taken from a 
 meta device (no memory), minus the tied copies transformers does not save. Each tensor is drawn
 (N(0, 0.02), norms 1) and streamed into safetensors shards of at most 5 GB with a
 model.safetensors.index.json, like the hub's, so that this script never holds more than one tensor.
+With --sparse the tensors are zeros in sparse files (instant, no disk): a layout check for the
+largest models, not a benchmark of reading real data.
 """
 
 import argparse
@@ -84,7 +86,7 @@ def tensors(name):
     return cfg, [(k, tuple(v.shape)) for k, v in model.state_dict().items() if k not in skip]
 
 
-def write(name, out, dtype):
+def write(name, out, dtype, sparse=False):
     cfg, specs = tensors(name)
     os.makedirs(out, exist_ok=True)
     cfg.save_pretrained(out)
@@ -113,6 +115,11 @@ def write(name, out, dtype):
         with open(os.path.join(out, fname), "wb") as f:
             f.write(struct.pack("<Q", len(hjson)))
             f.write(hjson)
+            if sparse:
+                # Structure only: the data is a hole in the file (reads as zeros, takes no disk).
+                f.truncate(8 + len(hjson) + off)
+                total += off
+                shard = []
             for key, shape, n in shard:
                 norm = key.endswith(("norm.weight", "layernorm.weight", "LayerNorm.weight", "layer_norm.weight",
                                      "layer_norm1.weight", "layer_norm2.weight", "post_layernorm.weight"))
@@ -131,6 +138,7 @@ if __name__ == "__main__":
     ap.add_argument("name", choices=sorted(PUBLISHED))
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     ap.add_argument("--out", help="default .bench/<name>")
+    ap.add_argument("--sparse", action="store_true", help="zeros in sparse files: checks the layout without random data")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
-    write(a.name, a.out or os.path.join(".bench", a.name), a.dtype)
+    write(a.name, a.out or os.path.join(".bench", a.name), a.dtype, a.sparse)
