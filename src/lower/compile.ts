@@ -24,6 +24,7 @@ import { WeightStore } from './WeightStore.js';
 import { encodeModel, toModelProto } from './emitOnnx.js';
 import { CompileError, type Problem } from './CompileError.js';
 import { resolveNodes, type ResolvedNode } from './resolve.js';
+import { checkWidths } from '../checks/widths.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
 import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
 import { floatInput, floatOutput, transpose2d } from './transformer.js';
@@ -231,6 +232,10 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
   try {
     const family = familyOf(ckpt.config, opts.weights);
     const { nodes, problems } = resolveNodes(model, ckpt);
+    // Widths left out of the file are known only now, from the checkpoint: check the edges again
+    // (a projection fed by a Q-Former of another width, a prefix narrower than the LLM).
+    const resolvedAttrs = Object.fromEntries([...nodes].map(([name, r]) => [name, r.attrs]));
+    for (const d of checkWidths(model, resolvedAttrs)) problems.push({ code: d.code, message: `${d.message} (sizes resolved from the checkpoint)`, loc: d.loc });
     if (problems.length) throw new CompileError(problems);
 
     const gens = model.outputs.filter((o) => o.task === 'generate');

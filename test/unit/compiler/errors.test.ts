@@ -161,3 +161,21 @@ test('an output directory that is not a compiled model is left alone; a compiled
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('widths known only from the checkpoint are checked along the edges at compile time', async () => {
+  // In blip2-opt-legacy the vision width is 32 and the Q-Former's 24: a projection wired straight to
+  // the vision encoder checks clean (no width is pinned) but cannot compile.
+  const text = readFileSync('graphs/blip2-opt.blip', 'utf8').replace('linear(qformer)', 'linear(vision)');
+  await fails(
+    'graphs/blip2-opt.blip',
+    checkpointCopy('blip2-opt-legacy'),
+    (e) => {
+      const p = problem(e, 'BLIP2040');
+      assert.match(p.message, /24/);
+      assert.match(p.message, /32/);
+      assert.match(p.message, /resolved from the checkpoint/);
+      assert.equal(p.loc?.line, lineOf('graphs/blip2-opt.blip', 'node projection'));
+    },
+    text,
+  );
+});
