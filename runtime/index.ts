@@ -5,3 +5,4 @@ export * from './tokenizers/index.js';
 export * from './generation/index.js';
 export * from './providers.js';
 export * from './session.js';
+export * from './model.js';

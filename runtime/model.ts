@@ -1,0 +1,144 @@
+// The library API over a compiled artifact (`blip compile` output): load() reads and checks the
+// manifest, loads the tokenizers and opens every ONNX session once; the model then captions,
+// answers, follows instructions (generate) or scores image-text pairs (itm, embeddings).
+//
+//   const model = await load('out/caption', { device: 'cpu' });
+//   const [r] = await model.generate(['cat.jpg'], { prompt: 'a picture of', numBeams: 3 });
+//   console.log(r.text);
+//   await model.close();
+import { join } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { readManifest, type Manifest } from '../src/artifact/manifest.js';
+import { BlipRuntimeError } from './errors.js';
+import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
+import type { Device, Provider } from './providers.js';
+import { openSession } from './session.js';
+import { loadTokenizer, type HfTokenizer } from './tokenizers/hf.js';
+import { generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
+import { embedImages, embedTexts, itmPairs, type Embedding, type ItmOptions, type ItmResult } from './tasks/retrieval.js';
+import type { ImageInput } from './tasks/images.js';
+
+export type { GenerateOptions, GenerateResult, GeneratedSequence, Timings, PromptStyle } from './tasks/generate.js';
+export type { ItmOptions, ItmResult, Embedding } from './tasks/retrieval.js';
+export type { ImageInput, DecodedImage } from './tasks/images.js';
+
+export interface LoadOptions {
+  /** cpu (default) | cuda | tensorrt | webgpu | auto. */
+  device?: Device | string;
+  /** Intra-op threads per session (ORT's default: one per physical core). */
+  threads?: number;
+  /** GPU index for cuda / tensorrt. */
+  deviceId?: number;
+}
+
+/** What a compiled model can do: `generate` for caption / VQA / instruction graphs, `itm` and the embeddings for retrieval graphs. */
+export interface BlipModel {
+  readonly dir: string;
+  readonly manifest: Manifest;
+  /** 'generate' (caption, VQA, instructions) or 'retrieval' (ITM / ITC). */
+  readonly kind: 'generate' | 'retrieval';
+  /** How the model takes a prompt (generating models). */
+  readonly promptStyle?: PromptStyle;
+  /** The execution provider each session runs on. */
+  readonly providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>>;
+  /** One result per image, in order. */
+  generate(images: ImageInput[], opts?: GenerateOptions): Promise<GenerateResult[]>;
+  /** P(match) and ITC similarity for images[i] with texts[i] (a single image or text pairs with all). */
+  itm(images: ImageInput[], texts: string[], opts?: ItmOptions): Promise<ItmResult[]>;
+  /** Normalised ITC image embeddings: (E), or (Q, E) for BLIP-2. */
+  embedImages(images: ImageInput[], opts?: ItmOptions): Promise<Embedding[]>;
+  /** Normalised ITC text embeddings: (E). */
+  embedTexts(texts: string[], opts?: ItmOptions): Promise<Embedding[]>;
+  /** Release the sessions. The model cannot be used afterwards. */
+  close(): Promise<void>;
+}
+
+class Model implements BlipModel {
+  readonly kind: 'generate' | 'retrieval';
+  readonly promptStyle?: PromptStyle;
+  private closed = false;
+
+  constructor(
+    readonly dir: string,
+    readonly manifest: Manifest,
+    private readonly preprocess: PreprocessConfig,
+    private readonly tokenizer: HfTokenizer,
+    private readonly qformerTokenizer: HfTokenizer | undefined,
+    private readonly sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession>>,
+    readonly providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>>,
+  ) {
+    this.kind = sessions.decoder ? 'generate' : 'retrieval';
+    if (this.kind === 'generate') this.promptStyle = promptStyle(manifest);
+  }
+
+  private live(): void {
+    if (this.closed) throw new BlipRuntimeError('BLIP5043', `the model in ${this.dir} was closed`);
+  }
+
+  private what(): string {
+    return `${this.dir} is a ${this.manifest.family} ${this.manifest.task} model (outputs: ${this.manifest.outputs.map((o) => `${o.name}: ${o.task}`).join(', ')})`;
+  }
+
+  async generate(images: ImageInput[], opts: GenerateOptions = {}): Promise<GenerateResult[]> {
+    this.live();
+    const { encode, decoder } = this.sessions;
+    if (!encode || !decoder) throw new BlipRuntimeError('BLIP5044', `${this.what()}: it does not generate text; use itm()`);
+    return generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder }, images, opts);
+  }
+
+  private retrievalCtx() {
+    this.live();
+    const retrieval = this.sessions.retrieval;
+    if (!retrieval) throw new BlipRuntimeError('BLIP5044', `${this.what()}: it has no ITM / ITC graph; use generate()`);
+    return { manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, retrieval };
+  }
+
+  itm(images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
+    return itmPairs(this.retrievalCtx(), images, texts, opts);
+  }
+
+  embedImages(images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
+    return embedImages(this.retrievalCtx(), images, opts);
+  }
+
+  embedTexts(texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
+    return embedTexts(this.retrievalCtx(), texts, opts);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of Object.values(this.sessions)) await s?.release();
+  }
+}
+
+/**
+ * Load a compiled model directory. Refuses a directory without a manifest (BLIP5001), an invalid
+ * one (BLIP5002), one written by another artifact format version (BLIP5003) or with missing files
+ * (BLIP5004); an unknown or unusable device is BLIP504x.
+ */
+export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipModel> {
+  const manifest = readManifest(dir);
+  const preprocess = preprocessFromManifest(manifest.preprocess, `${join(dir, 'manifest.json')} preprocess`);
+  if (!manifest.tokenizer) throw new BlipRuntimeError('BLIP5020', `${dir}: the manifest names no tokenizer; recompile the model`);
+  const tokenizer = loadTokenizer(join(dir, manifest.tokenizer.dir));
+  const qformerTokenizer = manifest.qformer_tokenizer ? loadTokenizer(join(dir, manifest.qformer_tokenizer.dir)) : undefined;
+  const sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession>> = {};
+  const providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>> = {};
+  try {
+    for (const name of ['encode', 'decoder', 'retrieval'] as const) {
+      const g = manifest.graphs[name];
+      if (!g) continue;
+      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId });
+      sessions[name] = s.session;
+      providers[name] = s.provider;
+    }
+  } catch (e) {
+    for (const s of Object.values(sessions)) await s?.release().catch(() => undefined);
+    throw e;
+  }
+  const generating = !!sessions.decoder;
+  if (generating && !sessions.encode) throw new BlipRuntimeError('BLIP5044', `${dir}: decoder.onnx without encode.onnx; recompile the model`);
+  if (!generating && !sessions.retrieval) throw new BlipRuntimeError('BLIP5044', `${dir}: neither decoder.onnx nor retrieval.onnx; recompile the model`);
+  return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers);
+}

@@ -1,0 +1,375 @@
+// Captioning, VQA and instruction following: images (+ a prompt) -> encode.onnx -> the host
+// generation loop over decoder.onnx. Inputs are built per family as transformers' processors and
+// generate() build them:
+//   BLIP caption   decoder prompt [DEC] + prompt ids (BlipForConditionalGeneration.generate)
+//   BLIP VQA       the question into encode.onnx (right-padded); the decoder starts from [DEC]
+//   BLIP-2 / InstructBLIP, decoder-only LLM (OPT, LLaMA)
+//                  N <image> placeholders + the tokenizer's ids, left-padded (the pads sit between
+//                  the placeholders and the text, as the processor prepends them after padding);
+//                  no prompt: placeholders + text_config.bos_token_id. Checkpoints without an image
+//                  token (older BLIP-2): the text is fed at prefill behind the visual prefix and the
+//                  sequences hold the new tokens alone, as transformers returns them.
+//   BLIP-2 / InstructBLIP, T5
+//                  the prompt into the T5 encoder (tokenizer padding side), the decoder starts from
+//                  decoder_start_token_id
+//   InstructBLIP   the instruction also goes to the Q-Former through its own (BERT) tokenizer
+import * as ort from 'onnxruntime-node';
+import type { Manifest } from '../../src/artifact/manifest.js';
+import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
+import { generate, type Prompt } from '../generation/generate.js';
+import { generationOptionsFromManifest } from '../generation/config.js';
+import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js';
+import { createRandom } from '../generation/random.js';
+import { TextStreamer } from '../generation/streamer.js';
+import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } from '../generation/types.js';
+import type { PreprocessConfig } from '../preprocess/config.js';
+import type { HfTokenizer } from '../tokenizers/hf.js';
+import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
+import { pixelBatch, type ImageInput } from './images.js';
+
+export interface GenerateOptions {
+  /** One prompt for every image, or one per image (BLIP: caption prefix; VQA: the question; BLIP-2: the LLM prompt; InstructBLIP: the instruction). */
+  prompt?: string | string[];
+  maxNewTokens?: number;
+  /** Total length limit (prompt included); maxNewTokens takes precedence. */
+  maxLength?: number;
+  minNewTokens?: number;
+  minLength?: number;
+  numBeams?: number;
+  lengthPenalty?: number;
+  earlyStopping?: boolean | 'never';
+  repetitionPenalty?: number;
+  noRepeatNgramSize?: number;
+  doSample?: boolean;
+  topP?: number;
+  topK?: number;
+  temperature?: number;
+  /**
+   * Sampling seed. A number seeds every output sequence on its own (sequence j gets a seed derived
+   * from (seed, j)), so a sampled text does not depend on the batch size; an array gives the seed of
+   * each output sequence (image i, sequence k -> index i * numReturnSequences + k). Beam sampling
+   * (numBeams > 1 with doSample) uses one stream per batch, seeded by the batch's first seed.
+   */
+  seed?: number | number[];
+  /** Sequences per image (beam search: at most numBeams; sampling: independent samples). */
+  numReturnSequences?: number;
+  /** Images per encode / generate call (default 8). */
+  batchSize?: number;
+  /**
+   * Streaming: called as text becomes printable (whole words, as transformers' TextStreamer), with
+   * the released text ('' when a token released none) and the token id. `row` is the output
+   * sequence (image i, sequence k -> i * numReturnSequences + k). The pieces of a row concatenate to
+   * its `text`. Greedy and sampling stream token by token; beam search replays each final sequence
+   * when its batch is done.
+   */
+  onToken?: (row: number, text: string, id: number) => void;
+}
+
+export interface Timings {
+  /** Image decoding, resizing, normalisation and tokenisation. */
+  preprocess: number;
+  /** encode.onnx. */
+  encode: number;
+  /** The first decoder.onnx call (the whole prompt). */
+  prefill: number;
+  /** The remaining decoding steps, with the host's search work. */
+  decode: number;
+  total: number;
+}
+
+export interface GeneratedSequence {
+  /** Decoded new tokens, special tokens skipped, surrounding white space trimmed. */
+  text: string;
+  /** The new ids: without the prompt or the decoder start, through the first EOS, without padding. */
+  tokenIds: number[];
+  /** Beam search: the length-penalised score. */
+  score?: number;
+}
+
+export interface GenerateResult extends GeneratedSequence {
+  /** All sequences of this image when numReturnSequences > 1 (the first is `text` / `tokenIds`). */
+  sequences?: GeneratedSequence[];
+  /** Milliseconds spent on the batch this image was in. */
+  timingsMs: Timings;
+}
+
+/** What the generating task needs of a loaded model. */
+export interface GenerateContext {
+  manifest: Manifest;
+  preprocess: PreprocessConfig;
+  tokenizer: HfTokenizer;
+  qformerTokenizer?: HfTokenizer;
+  encode: DecoderSession;
+  decoder: DecoderSession;
+}
+
+/** How this artifact takes text. */
+export interface PromptStyle {
+  kind: 'blip-caption' | 'blip-vqa' | 'llm-prefix' | 'llm-legacy' | 't5';
+  /** The prompt is required (VQA question, InstructBLIP instruction). */
+  required: boolean;
+  /** What the prompt is, for messages and help. */
+  what: string;
+}
+
+export function promptStyle(m: Manifest): PromptStyle {
+  const instruct = m.family === 'instructblip';
+  if (m.family === 'blip') {
+    return m.text.text_input === 'encoder' ? { kind: 'blip-vqa', required: true, what: 'the question' } : { kind: 'blip-caption', required: false, what: 'a caption prefix' };
+  }
+  const what = instruct ? 'the instruction' : 'the language-model prompt';
+  if (m.decoder?.cross_attention) return { kind: 't5', required: instruct, what };
+  return { kind: m.text.image_token_id !== undefined ? 'llm-prefix' : 'llm-legacy', required: instruct, what };
+}
+
+const ones = (n: number): number[] => new Array<number>(n).fill(1);
+
+function i64(rows: number[][]): ort.Tensor {
+  const s = rows[0]?.length ?? 0;
+  const d = new BigInt64Array(rows.length * s);
+  rows.forEach((r, i) => r.forEach((v, j) => (d[i * s + j] = BigInt(v))));
+  return new ort.Tensor('int64', d, [rows.length, s]);
+}
+
+/** The tokenizer's batch, padded on `side` (with the model's pad id when the tokenizer has none). */
+function textBatch(tok: HfTokenizer, texts: string[], side: 'left' | 'right' | undefined, fallbackPad: number): TextBatch {
+  return tok.encodeBatch(texts, { paddingSide: side ?? tok.paddingSide, padTokenId: tok.padTokenId ?? fallbackPad });
+}
+
+/** LLM text rows: the prompts, or text_config.bos_token_id alone when there are none. */
+function llmText(ctx: GenerateContext, prompts: string[] | null, batch: number, side: 'left' | 'right' | undefined): TextBatch {
+  const t = ctx.manifest.text;
+  if (prompts) return textBatch(ctx.tokenizer, prompts, side, t.pad_token_id);
+  const bos = t.bos_token_id;
+  if (bos === undefined) throw new GenerationConfigError('this model needs a prompt: its manifest has no bos_token_id to start from');
+  return { inputIds: Array.from({ length: batch }, () => [bos]), attentionMask: Array.from({ length: batch }, () => [1]) };
+}
+
+export interface BuiltInputs {
+  /** Text inputs of encode.onnx (besides pixel_values). */
+  encodeFeeds: Record<string, ort.Tensor>;
+  prompt: Prompt;
+  prefix?: { placeholders: boolean };
+  prefillText?: { inputIds: number[][]; attentionMask: number[][] };
+}
+
+/** The model inputs for a batch of prompts (null: no prompt), as the family's processor and generate() build them. */
+export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batch: number): BuiltInputs {
+  const m = ctx.manifest;
+  const style = promptStyle(m);
+  if (style.required && !prompts) throw new GenerationConfigError(`this ${m.family} ${m.task} model needs ${style.what} (a prompt)`);
+  const encodeFeeds: Record<string, ort.Tensor> = {};
+  if (m.family === 'instructblip') {
+    if (!ctx.qformerTokenizer) throw new BlipRuntimeError('BLIP5020', 'this InstructBLIP model has no qformer_tokenizer in its manifest; recompile it');
+    const q = textBatch(ctx.qformerTokenizer, prompts!, undefined, 0);
+    encodeFeeds.qformer_input_ids = i64(q.inputIds);
+    encodeFeeds.qformer_attention_mask = i64(q.attentionMask);
+  }
+  const startRows = (id: number | undefined, what: string): Prompt => {
+    if (id === undefined) throw new BlipRuntimeError('BLIP5044', `the manifest has no ${what}; recompile the model`);
+    return { inputIds: Array.from({ length: batch }, () => [id]), attentionMask: Array.from({ length: batch }, () => [1]) };
+  };
+  switch (style.kind) {
+    case 'blip-caption': {
+      const start = m.text.decoder_start_token_id ?? m.text.bos_token_id;
+      if (start === undefined) throw new BlipRuntimeError('BLIP5044', 'the manifest has no decoder_start_token_id; recompile the model');
+      const p = blipDecoderPrompt(ctx.tokenizer, prompts, batch, start);
+      return { encodeFeeds, prompt: { inputIds: p.inputIds, attentionMask: p.attentionMask } };
+    }
+    case 'blip-vqa': {
+      const q = textBatch(ctx.tokenizer, prompts!, 'right', m.text.pad_token_id);
+      encodeFeeds.input_ids = i64(q.inputIds);
+      encodeFeeds.attention_mask = i64(q.attentionMask);
+      return { encodeFeeds, prompt: startRows(m.text.decoder_start_token_id ?? m.text.bos_token_id, 'decoder_start_token_id') };
+    }
+    case 't5': {
+      // the encoder prompt without its N placeholders (encode.onnx puts the query outputs there)
+      const e = llmText(ctx, prompts, batch, undefined);
+      encodeFeeds.input_ids = i64(e.inputIds);
+      encodeFeeds.attention_mask = i64(e.attentionMask);
+      return { encodeFeeds, prompt: startRows(m.text.decoder_start_token_id, 'decoder_start_token_id') };
+    }
+    case 'llm-prefix': {
+      const n = m.text.num_query_tokens ?? 0;
+      const e = llmText(ctx, prompts, batch, 'left');
+      const img = new Array<number>(n).fill(m.text.image_token_id!);
+      return {
+        encodeFeeds,
+        prompt: { inputIds: e.inputIds.map((r) => [...img, ...r]), attentionMask: e.attentionMask.map((r) => [...ones(n), ...r]) },
+        prefix: { placeholders: true },
+      };
+    }
+    case 'llm-legacy': {
+      const e = llmText(ctx, prompts, batch, 'left');
+      return { encodeFeeds, prompt: { inputIds: Array.from({ length: batch }, () => []) }, prefix: { placeholders: false }, prefillText: e };
+    }
+  }
+}
+
+/** A 32-bit mix of (seed, row): the seed of output sequence `row` when one seed is given. */
+export function rowSeed(seed: number, row: number): number {
+  let h = (Math.floor(seed) >>> 0) ^ Math.imul(Math.floor(seed / 2 ** 32) >>> 0, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0;
+  h = (h + Math.imul(row + 1, 0x9e3779b9)) >>> 0;
+  h = Math.imul(h ^ (h >>> 15), 0x846ca68b) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Times decoder calls: the prefill apart from the steps. */
+class TimedStepModel<S> implements StepModel<S> {
+  prefillMs = 0;
+  constructor(private readonly inner: StepModel<S>) {}
+  async step(input: StepInput, state: S | undefined): Promise<StepOutput<S>> {
+    const t = performance.now();
+    const out = await this.inner.step(input, state);
+    if (input.prefill) this.prefillMs += performance.now() - t;
+    return out;
+  }
+  reorder(state: S, rows: number[]): S | Promise<S> {
+    return this.inner.reorder(state, rows);
+  }
+  dispose(state: S): void {
+    this.inner.dispose?.(state);
+  }
+}
+
+function checkOptions(o: GenerateOptions): void {
+  const int = (v: number | undefined, name: string, min: number) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < min)) throw new GenerationConfigError(`${name} must be an integer >= ${min}, found ${v}`);
+  };
+  int(o.batchSize, 'batchSize', 1);
+  int(o.numReturnSequences, 'numReturnSequences', 1);
+  if (Array.isArray(o.seed) && !o.seed.every((s) => Number.isFinite(s))) throw new GenerationConfigError('seed must be finite numbers');
+  if (typeof o.seed === 'number' && !Number.isFinite(o.seed)) throw new GenerationConfigError(`seed must be a finite number, found ${o.seed}`);
+}
+
+/** Run generation for `images` (see GenerateOptions); one result per image, in order. */
+export async function generateForImages(ctx: GenerateContext, images: ImageInput[], opts: GenerateOptions = {}): Promise<GenerateResult[]> {
+  checkOptions(opts);
+  const m = ctx.manifest;
+  if (!m.decoder) throw new BlipRuntimeError('BLIP5044', 'this model has no decoder facts in its manifest; recompile it');
+  const N = images.length;
+  if (N === 0) return [];
+  let prompts: string[] | null;
+  if (Array.isArray(opts.prompt)) {
+    if (opts.prompt.length !== N) throw new GenerationConfigError(`${opts.prompt.length} prompts for ${N} images; give one prompt, or one per image`);
+    prompts = opts.prompt;
+  } else {
+    const p = opts.prompt ?? m.generation?.prompt;
+    prompts = p === undefined ? null : new Array<string>(N).fill(p);
+  }
+  const nRet = opts.numReturnSequences ?? 1;
+  if (Array.isArray(opts.seed) && opts.seed.length !== N * nRet) {
+    throw new GenerationConfigError(`${opts.seed.length} seeds for ${N * nRet} output sequences (${N} images x ${nRet})`);
+  }
+  const overrides: GenerationOptions = {
+    maxNewTokens: opts.maxNewTokens,
+    maxLength: opts.maxLength,
+    minNewTokens: opts.minNewTokens,
+    minLength: opts.minLength,
+    numBeams: opts.numBeams,
+    lengthPenalty: opts.lengthPenalty,
+    earlyStopping: opts.earlyStopping,
+    repetitionPenalty: opts.repetitionPenalty,
+    noRepeatNgramSize: opts.noRepeatNgramSize,
+    doSample: opts.doSample,
+    topP: opts.topP,
+    topK: opts.topK,
+    temperature: opts.temperature,
+    numReturnSequences: opts.numReturnSequences,
+  };
+  const base = generationOptionsFromManifest(m.generation, m.text, overrides);
+  base.vocabSize = m.decoder.vocab_size;
+  const eos = new Set(base.eosTokenId === null || base.eosTokenId === undefined ? [] : Array.isArray(base.eosTokenId) ? base.eosTokenId : [base.eosTokenId]);
+  const bs = opts.batchSize ?? 8;
+  const results: GenerateResult[] = [];
+  for (let start = 0; start < N; start += bs) {
+    const chunk = images.slice(start, start + bs);
+    const B = chunk.length;
+    const t0 = performance.now();
+    const pixel_values = await pixelBatch(chunk, ctx.preprocess, start);
+    const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
+    const t1 = performance.now();
+    let encoded: Record<string, ort.Tensor>;
+    try {
+      encoded = await ctx.encode.run({ pixel_values, ...built.encodeFeeds });
+    } catch (e) {
+      throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${(e as Error).message.split('\n')[0]})`);
+    }
+    const t2 = performance.now();
+    const model = new TimedStepModel(
+      new OnnxDecoderStepModel({ session: ctx.decoder, decoder: m.decoder, encoded, prefix: built.prefix, prefillText: built.prefillText }),
+    );
+    const g: GenerationOptions = { ...base };
+    const rowsOut = B * nRet;
+    const firstRow = start * nRet;
+    const sampling = g.doSample === true;
+    const seeds = Array.from({ length: rowsOut }, (_, r) => (Array.isArray(opts.seed) ? opts.seed[firstRow + r] : rowSeed(opts.seed ?? 0, firstRow + r)));
+    let draws = 0;
+    const beam = (g.numBeams ?? 1) > 1;
+    if (sampling) {
+      if (beam) g.random = createRandom(seeds[0]);
+      else {
+        // one stream per output row: the loop draws once per row, in row order, every step
+        const rngs = seeds.map((s) => createRandom(s));
+        g.random = () => rngs[draws++ % rowsOut]();
+      }
+    }
+    const streamers = opts.onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, opts.onToken!)) : [];
+    g.onToken = (e: TokenEvent) => {
+      if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
+        throw new BlipRuntimeError('BLIP5031', `sampling drew ${draws} numbers by step ${e.step} for ${rowsOut} rows; per-row seeds need one draw per row per step`);
+      }
+      streamers.forEach((s, r) => s.event(e, r));
+    };
+    const out = await generate(model, built.prompt, g);
+    const t3 = performance.now();
+    const timingsMs: Timings = { preprocess: t1 - t0, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - model.prefillMs, total: t3 - t0 };
+    const seqs: GeneratedSequence[] = out.sequences.map((s, r) => {
+      const fresh = s.slice(out.promptLength);
+      const cut = fresh.findIndex((t) => eos.has(t));
+      const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
+      const seq: GeneratedSequence = { text: ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true }).trim(), tokenIds };
+      if (out.sequenceScores) seq.score = out.sequenceScores[r];
+      return seq;
+    });
+    if (beam && opts.onToken) seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
+    for (let b = 0; b < B; b++) {
+      const mine = seqs.slice(b * nRet, (b + 1) * nRet);
+      const res: GenerateResult = { ...mine[0], timingsMs };
+      if (nRet > 1) res.sequences = mine;
+      results.push(res);
+    }
+  }
+  return results;
+}
+
+/** Streams one output row through TextStreamer (one callback per token), trimming the white space before its first text. */
+function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: string, id: number) => void) {
+  let started = false;
+  let done = false;
+  let pending = '';
+  const streamer = new TextStreamer(tok, (text, end) => (pending += end ? text.trimEnd() : text), { skipSpecialTokens: true });
+  const feed = (id: number, last: boolean) => {
+    streamer.put([id]);
+    if (last) {
+      done = true;
+      streamer.end();
+    }
+    let text = pending;
+    pending = '';
+    if (!started) {
+      text = text.trimStart();
+      if (text) started = true;
+    }
+    cb(row, text, id);
+  };
+  return {
+    event(e: TokenEvent, r: number) {
+      if (!done) feed(e.tokens[r], e.finished[r]);
+    },
+    replay(ids: number[]) {
+      ids.forEach((id, i) => feed(id, i === ids.length - 1));
+    },
+  };
+}

@@ -1,0 +1,63 @@
+// Image inputs of the task API: a path, encoded bytes, or pixels already decoded, turned into one
+// pixel_values batch as the manifest's `preprocess` says (runtime/preprocess: PIL-exact).
+import * as ort from 'onnxruntime-node';
+import { BlipRuntimeError, ImageDecodeError } from '../errors.js';
+import { decodeImage, toRgb, type ImageDecodeOptions, type RgbImage } from '../preprocess/image.js';
+import { pixelValuesFromImages, type PreprocessConfig } from '../preprocess/index.js';
+
+/** Decoded 8-bit pixels, interleaved row-major (HWC); 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels. */
+export interface DecodedImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: number;
+}
+
+/**
+ * One image: a file path, encoded bytes (PNG, JPEG, WebP, ...), encoded bytes with a name for
+ * messages, or decoded pixels (alpha is dropped and gray replicated, as PIL's convert("RGB")).
+ */
+export type ImageInput = string | Uint8Array | { name: string; bytes: Uint8Array } | DecodedImage;
+
+/** A short name for messages and output records. */
+export function imageName(img: ImageInput, index: number): string {
+  if (typeof img === 'string') return img;
+  if (img instanceof Uint8Array) return `image ${index}`;
+  if ('bytes' in img) return img.name;
+  return `image ${index} (${img.width}x${img.height} pixels)`;
+}
+
+/** Decode one input to RGB (pixels given as pixels are only checked and converted). */
+export async function toRgbImage(img: ImageInput, index: number, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
+  if (typeof img === 'string') return decodeImage(img, opts);
+  if (img instanceof Uint8Array) return decodeImage({ name: imageName(img, index), bytes: img }, opts);
+  if ('bytes' in img) return decodeImage(img, opts);
+  const { width, height, channels, data } = img;
+  const name = imageName(img, index);
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new ImageDecodeError(name, `bad size ${width}x${height}`);
+  if (![1, 2, 3, 4].includes(channels)) throw new ImageDecodeError(name, `${channels} channels; 1 to 4 expected`);
+  if (!(data instanceof Uint8Array) || data.length !== width * height * channels) {
+    throw new ImageDecodeError(name, `${data?.length} bytes of pixel data for ${width}x${height}x${channels}`);
+  }
+  return channels === 3 ? { width, height, channels: 3, data } : toRgb(data, width, height, channels);
+}
+
+/**
+ * pixel_values (B, 3, H, W) for a list of inputs. Inputs that are the same object (or the same
+ * path) are decoded once; `rows[i]` is the batch row of input i.
+ */
+export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset = 0): Promise<ort.Tensor> {
+  if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');
+  const seen = new Map<ImageInput, RgbImage>();
+  const decoded: RgbImage[] = [];
+  for (let i = 0; i < images.length; i++) {
+    let rgb = seen.get(images[i]);
+    if (!rgb) {
+      rgb = await toRgbImage(images[i], offset + i);
+      seen.set(images[i], rgb);
+    }
+    decoded.push(rgb);
+  }
+  const pv = pixelValuesFromImages(decoded, cfg, images.map((im, i) => imageName(im, offset + i)));
+  return new ort.Tensor('float32', pv.data, pv.dims);
+}

@@ -1,0 +1,130 @@
+// Image-text matching and contrastive scores over retrieval.onnx (docs/architecture.md): row b of
+// the image batch is paired with row b of the text batch. Texts go in as the checkpoint's
+// tokenizer gives them ([CLS] text [SEP], right-padded; BLIP-2 without its <image> placeholders,
+// which Blip2ForImageTextRetrieval drops). Embeddings come from the same graph: the image side
+// does not depend on the text and the text side not on the image, so the other input is a stand-in.
+import * as ort from 'onnxruntime-node';
+import type { Manifest } from '../../src/artifact/manifest.js';
+import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
+import type { DecoderSession } from '../generation/onnx.js';
+import type { PreprocessConfig } from '../preprocess/config.js';
+import type { HfTokenizer } from '../tokenizers/hf.js';
+import { pixelBatch, type ImageInput } from './images.js';
+
+export interface RetrievalContext {
+  manifest: Manifest;
+  preprocess: PreprocessConfig;
+  tokenizer: HfTokenizer;
+  retrieval: DecoderSession;
+}
+
+export interface ItmOptions {
+  /** Pairs per retrieval.onnx call (default 16). */
+  batchSize?: number;
+}
+
+export interface ItmResult {
+  /** P(match) from the ITM head (softmax of itm_logits); NaN when the graph has no ITM output. */
+  itm: number;
+  /** ITC cosine similarity of the normalised embeddings (BLIP-2: max over queries); NaN without an ITC output. */
+  itc: number;
+}
+
+/** An embedding: (E) for BLIP, (Q, E) per image for BLIP-2 (one per query); L2-normalised. */
+export interface Embedding {
+  data: Float32Array;
+  dims: number[];
+}
+
+function i64(rows: number[][]): ort.Tensor {
+  const s = rows[0]?.length ?? 0;
+  const d = new BigInt64Array(rows.length * s);
+  rows.forEach((r, i) => r.forEach((v, j) => (d[i * s + j] = BigInt(v))));
+  return new ort.Tensor('int64', d, [rows.length, s]);
+}
+
+function textFeeds(ctx: RetrievalContext, texts: string[]): Record<string, ort.Tensor> {
+  const tok = ctx.tokenizer;
+  const enc = tok.encodeBatch(texts, { paddingSide: 'right', padTokenId: tok.padTokenId ?? ctx.manifest.text.pad_token_id });
+  return { input_ids: i64(enc.inputIds), attention_mask: i64(enc.attentionMask) };
+}
+
+async function run(ctx: RetrievalContext, feeds: Record<string, ort.Tensor>, fetch: string[]): Promise<Record<string, ort.Tensor>> {
+  const have = ctx.retrieval.outputNames;
+  const want = fetch.filter((n) => have.includes(n));
+  if (want.length === 0) throw new BlipRuntimeError('BLIP5044', `retrieval.onnx has none of the outputs ${fetch.join(', ')}`);
+  try {
+    const s = ctx.retrieval as unknown as { run(f: Record<string, ort.Tensor>, o: string[]): Promise<Record<string, ort.Tensor>> };
+    return await s.run(feeds, want);
+  } catch (e) {
+    throw new BlipRuntimeError('BLIP5043', `retrieval.onnx failed (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+function batchSizeOf(o: ItmOptions, dflt: number): number {
+  const bs = o.batchSize ?? dflt;
+  if (!Number.isInteger(bs) || bs < 1) throw new GenerationConfigError(`batchSize must be an integer >= 1, found ${bs}`);
+  return bs;
+}
+
+/**
+ * Score image-text pairs: images[i] with texts[i]; a single image (or a single text) is paired
+ * with every text (every image).
+ */
+export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
+  if (images.length === 0 || texts.length === 0) return [];
+  const n = Math.max(images.length, texts.length);
+  if (images.length !== n && images.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
+  if (texts.length !== n && texts.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
+  const img = (i: number) => images[images.length === 1 ? 0 : i];
+  const txt = (i: number) => texts[texts.length === 1 ? 0 : i];
+  const bs = batchSizeOf(opts, 16);
+  const out: ItmResult[] = [];
+  for (let s = 0; s < n; s += bs) {
+    const idx = Array.from({ length: Math.min(bs, n - s) }, (_, k) => s + k);
+    const pixel_values = await pixelBatch(idx.map(img), ctx.preprocess, s);
+    const r = await run(ctx, { pixel_values, ...textFeeds(ctx, idx.map(txt)) }, ['itm_score', 'itc_score']);
+    const itm = r.itm_score?.data as Float32Array | undefined;
+    const itc = r.itc_score?.data as Float32Array | undefined;
+    idx.forEach((_, k) => out.push({ itm: itm ? itm[k] : NaN, itc: itc ? itc[k] : NaN }));
+  }
+  return out;
+}
+
+function split(t: ort.Tensor): Embedding[] {
+  const B = t.dims[0];
+  const per = (t.data as Float32Array).length / B;
+  return Array.from({ length: B }, (_, b) => ({ data: (t.data as Float32Array).slice(b * per, (b + 1) * per), dims: t.dims.slice(1) as number[] }));
+}
+
+/** The normalised ITC image embeddings (BLIP: (E); BLIP-2: (Q, E)). */
+export async function embedImages(ctx: RetrievalContext, images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
+  if (!ctx.retrieval.outputNames.includes('image_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no image_embeds output (the model has no ITC head)');
+  const bs = batchSizeOf(opts, 16);
+  const out: Embedding[] = [];
+  for (let s = 0; s < images.length; s += bs) {
+    const chunk = images.slice(s, s + bs);
+    const pixel_values = await pixelBatch(chunk, ctx.preprocess, s);
+    const r = await run(ctx, { pixel_values, ...textFeeds(ctx, chunk.map(() => '')) }, ['image_embeds']);
+    out.push(...split(r.image_embeds));
+  }
+  return out;
+}
+
+/** The normalised ITC text embeddings (E). */
+export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
+  if (!ctx.retrieval.outputNames.includes('text_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no text_embeds output (the model has no ITC head)');
+  const bs = batchSizeOf(opts, 16);
+  // the graph's declared image size (the preprocess size unless resizing is off)
+  const shape = ctx.manifest.graphs.retrieval?.inputs.find((i) => i.name === 'pixel_values')?.shape ?? [];
+  const height = typeof shape[2] === 'number' ? shape[2] : ctx.preprocess.image_size.height;
+  const width = typeof shape[3] === 'number' ? shape[3] : ctx.preprocess.image_size.width;
+  const out: Embedding[] = [];
+  for (let s = 0; s < texts.length; s += bs) {
+    const chunk = texts.slice(s, s + bs);
+    const pixel_values = new ort.Tensor('float32', new Float32Array(chunk.length * 3 * height * width), [chunk.length, 3, height, width]);
+    const r = await run(ctx, { pixel_values, ...textFeeds(ctx, chunk) }, ['text_embeds']);
+    out.push(...split(r.text_embeds));
+  }
+  return out;
+}

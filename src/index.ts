@@ -1,0 +1,62 @@
+// The library entry point (`import { compile, load } from 'blip-graph'`): compile a .blip graph
+// and a HuggingFace checkpoint into an artifact directory, and load such a directory to caption,
+// answer, follow instructions or score image-text pairs. See docs/api.md.
+import { readFileSync } from 'node:fs';
+import { loadProgram } from './syntax/load.js';
+import { compile as compileModel, type CompileResult } from './lower/compile.js';
+import { CompileError } from './lower/CompileError.js';
+
+export { load } from '../runtime/model.js';
+export type {
+  BlipModel,
+  LoadOptions,
+  GenerateOptions,
+  GenerateResult,
+  GeneratedSequence,
+  Timings,
+  PromptStyle,
+  ItmOptions,
+  ItmResult,
+  Embedding,
+  ImageInput,
+  DecodedImage,
+} from '../runtime/model.js';
+export { readManifest, MANIFEST_VERSION, type Manifest } from './artifact/manifest.js';
+export { BlipError } from './cli/Command.js';
+export { CompileError, type Problem } from './lower/CompileError.js';
+export type { CompileResult } from './lower/compile.js';
+export { VERSION } from './version.js';
+
+export interface CompileOptions {
+  /** The HuggingFace checkpoint directory (config.json + safetensors + tokenizer files). */
+  weights: string;
+  /** The artifact directory to write (replaced only if it already holds a compiled model). */
+  out: string;
+  /** Precision of the weights and arithmetic (graph inputs and outputs stay float32). Default float32. */
+  dtype?: 'float32' | 'float16' | 'fp32' | 'fp16';
+  /** The model to compile when the file declares several. */
+  model?: string;
+  /** Bytes of weights written so far, in all, and the tensor just written. */
+  onProgress?: (done: number, total: number, key: string) => void;
+}
+
+/**
+ * Compile `graphPath` (a .blip file) with a checkpoint into `opts.out`, as `blip compile` does.
+ * Throws CompileError (its `problems` carry BLIPnnnn codes and .blip locations) when the file does
+ * not check or the checkpoint does not fit it, BlipError for unreadable checkpoint files.
+ */
+export async function compile(graphPath: string, opts: CompileOptions): Promise<CompileResult> {
+  const loaded = loadProgram(graphPath);
+  const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length || !loaded.program) {
+    throw new CompileError(errors.length ? errors.map((d) => ({ code: d.code, message: d.message, loc: d.loc })) : [{ code: 'BLIP4015', message: `${graphPath} declares no model` }]);
+  }
+  const models = loaded.program.models;
+  const model = opts.model ? models.find((m) => m.name === opts.model) : models.length === 1 ? models[0] : undefined;
+  if (!model) {
+    const names = models.map((m) => m.name).join(', ');
+    throw new CompileError('BLIP4015', opts.model ? `${graphPath} has no model '${opts.model}' (it has ${names})` : `${graphPath} declares ${models.length} models (${names}); choose one with the model option`);
+  }
+  const dtype = opts.dtype === 'fp16' || opts.dtype === 'float16' ? 'float16' : 'float32';
+  return compileModel({ model, graphFile: graphPath, graphText: readFileSync(graphPath, 'utf8'), weights: opts.weights, out: opts.out, dtype, onProgress: opts.onProgress });
+}
