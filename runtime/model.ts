@@ -93,15 +93,15 @@ class Model implements BlipModel {
     return { manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, retrieval };
   }
 
-  itm(images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
+  async itm(images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
     return itmPairs(this.retrievalCtx(), images, texts, opts);
   }
 
-  embedImages(images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
+  async embedImages(images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
     return embedImages(this.retrievalCtx(), images, opts);
   }
 
-  embedTexts(texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
+  async embedTexts(texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
     return embedTexts(this.retrievalCtx(), texts, opts);
   }
 

@@ -7,4 +7,5 @@ registerCommand(async () => (await import('./fmt.js')).default);
 registerCommand(async () => (await import('./graph.js')).default);
 registerCommand(async () => (await import('./compile.js')).default);
 registerCommand(async () => (await import('./inspect.js')).default);
+registerCommand(async () => (await import('./run.js')).default);
 registerCommand(async () => (await import('./capfilt.js')).default);

@@ -1,0 +1,315 @@
+// `blip run`: a compiled model on images from the command line — captions, answers and
+// instructions stream to stdout; ITM models score every image against every --text.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import type { Command } from '../Command.js';
+import { UsageError } from '../Command.js';
+import { nearest } from '../main.js';
+import { readManifest, type Manifest } from '../../artifact/manifest.js';
+import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
+import { promptStyle } from '../../../runtime/tasks/generate.js';
+import { toRgbImage } from '../../../runtime/tasks/images.js';
+import { DEVICES } from '../../../runtime/providers.js';
+import { ImageDecodeError } from '../../../runtime/errors.js';
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif']);
+
+type Kind = 'flag' | 'int' | 'float' | 'string' | 'list';
+const OPTIONS: Record<string, Kind> = {
+  image: 'list',
+  prompt: 'string',
+  text: 'list',
+  'max-new-tokens': 'int',
+  'min-new-tokens': 'int',
+  beams: 'int',
+  'length-penalty': 'float',
+  'repetition-penalty': 'float',
+  'no-repeat-ngram': 'int',
+  sample: 'flag',
+  'top-p': 'float',
+  'top-k': 'int',
+  temperature: 'float',
+  seed: 'int',
+  'batch-size': 'int',
+  device: 'string',
+  threads: 'int',
+  json: 'flag',
+};
+
+interface Args {
+  dir: string;
+  images: string[];
+  texts: string[];
+  prompt?: string;
+  flags: Set<string>;
+  num: Record<string, number>;
+  device?: string;
+}
+
+export function parseRunArgs(argv: string[]): Args {
+  const positional: string[] = [];
+  const a: Args = { dir: '', images: [], texts: [], flags: new Set(), num: {} };
+  const seen = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--') || arg === '--') {
+      if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option '${arg}'`);
+      positional.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const kind = OPTIONS[name];
+    if (!kind) {
+      const hint = nearest(name, Object.keys(OPTIONS));
+      throw new UsageError(`unknown option '--${name}'${hint ? ` (did you mean --${hint}?)` : ''}`);
+    }
+    if (kind === 'flag') {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+      a.flags.add(name);
+      continue;
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      if (value === undefined || (value.startsWith('--') && value.length > 2)) throw new UsageError(`--${name} expects a value`);
+      i++;
+    }
+    if (kind !== 'list' && seen.has(name)) throw new UsageError(`--${name} is given twice`);
+    seen.add(name);
+    if (kind === 'list') (name === 'image' ? a.images : a.texts).push(value);
+    else if (kind === 'string') {
+      if (name === 'prompt') a.prompt = value;
+      else a.device = value;
+    } else if (kind === 'int') {
+      if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${name} expects an integer, found '${value}'`);
+      a.num[name] = Number(value);
+    } else {
+      const v = Number(value);
+      if (value.trim() === '' || !Number.isFinite(v)) throw new UsageError(`--${name} expects a number, found '${value}'`);
+      a.num[name] = v;
+    }
+  }
+  if (positional.length === 0) throw new UsageError('expected OUTDIR, the compiled model directory');
+  if (positional.length > 1) throw new UsageError(`expected one OUTDIR, found ${positional.length} (${positional.join(', ')}); give images with --image`);
+  a.dir = positional[0];
+  if (a.images.length === 0) throw new UsageError('--image PATH is required (a file or a folder of images; repeat it for more)');
+  const atLeast = (name: string, min: number) => {
+    const v = a.num[name];
+    if (v !== undefined && v < min) throw new UsageError(`--${name} must be at least ${min}, found ${v}`);
+  };
+  atLeast('max-new-tokens', 1);
+  atLeast('min-new-tokens', 0);
+  atLeast('beams', 1);
+  atLeast('no-repeat-ngram', 0);
+  atLeast('top-k', 0);
+  atLeast('seed', 0);
+  atLeast('batch-size', 1);
+  atLeast('threads', 1);
+  const tp = a.num['top-p'];
+  if (tp !== undefined && !(tp > 0 && tp <= 1)) throw new UsageError(`--top-p must be in (0, 1], found ${tp}`);
+  for (const n of ['temperature', 'repetition-penalty']) {
+    if (a.num[n] !== undefined && !(a.num[n] > 0)) throw new UsageError(`--${n} must be greater than 0, found ${a.num[n]}`);
+  }
+  if (!a.flags.has('sample')) {
+    const s = ['top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
+    if (s) throw new UsageError(`--${s} applies to sampling; add --sample`);
+  }
+  if (a.device !== undefined && !(DEVICES as readonly string[]).includes(a.device.trim().toLowerCase())) {
+    const hint = nearest(a.device.toLowerCase(), [...DEVICES]);
+    throw new UsageError(`unknown device '${a.device}'${hint ? ` (did you mean ${hint}?)` : ''}: expected one of ${DEVICES.join(', ')}`);
+  }
+  return a;
+}
+
+/** Flags that only make sense for one kind of model. */
+function checkFitsTask(a: Args, m: Manifest): void {
+  const generating = !!m.graphs.decoder;
+  const model = `${a.dir} is a ${m.family} ${m.task} model`;
+  if (generating) {
+    if (a.texts.length) throw new UsageError(`--text is for image-text matching, but ${model}; use --prompt for ${promptStyle(m).what}`);
+    const st = promptStyle(m);
+    if (st.required && a.prompt === undefined && m.generation?.prompt === undefined) throw new UsageError(`--prompt is required: ${model} and needs ${st.what}`);
+  } else {
+    const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
+    if (a.prompt !== undefined) throw new UsageError(`--prompt is for generating models, but ${model} (image-text matching); give the texts to score with --text`);
+    if (gen || a.flags.has('sample')) throw new UsageError(`--${gen ?? 'sample'} is a generation setting, but ${model} (image-text matching)`);
+    if (a.texts.length === 0) throw new UsageError(`--text is required: ${model} that scores images against texts`);
+  }
+}
+
+/** The image files named: files as given, folders expanded to their images (sorted, not recursive). */
+function expandImages(paths: string[]): string[] {
+  const out: string[] = [];
+  for (const p of paths) {
+    if (!existsSync(p)) throw new ImageDecodeError(p, 'no such file or folder');
+    if (statSync(p).isDirectory()) {
+      const files = readdirSync(p)
+        .filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase()))
+        .sort()
+        .map((f) => join(p, f))
+        .filter((f) => statSync(f).isFile());
+      if (files.length === 0) throw new ImageDecodeError(p, `the folder has no images (${[...IMAGE_EXTENSIONS].join(', ')})`);
+      out.push(...files);
+    } else out.push(p);
+  }
+  return out;
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+function progress(total: number) {
+  const on = process.stderr.isTTY === true && total > 1;
+  let last = 0;
+  return {
+    update(done: number) {
+      if (!on) return;
+      const now = Date.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      const w = 30;
+      const f = done / total;
+      process.stderr.write(`\r[${'#'.repeat(Math.round(f * w))}${'.'.repeat(w - Math.round(f * w))}] ${done}/${total} images\x1b[K`);
+    },
+    clear() {
+      if (on) process.stderr.write('\r\x1b[K');
+    },
+  };
+}
+
+const command: Command = {
+  name: 'run',
+  summary: 'caption, answer or score images with a compiled model',
+  help: `Usage: blip run OUTDIR --image PATH [--image PATH ...] [options]
+
+Runs the compiled model in OUTDIR (written by 'blip compile') on images. PATH is an image file
+(PNG, JPEG, WebP, ...) or a folder, whose images are all run (sorted by name).
+
+Captioning, VQA and instruction models print the generated text: streamed word by word for a
+single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
+  {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, total}}
+ITM / retrieval models score every image against every --text, one JSON line per pair:
+  {"image", "text", "itm", "itc"}   itm = P(match) from the ITM head, itc = cosine similarity
+An image that cannot be read gets an error line ({"image", "error"} with --json, else on stderr)
+and the others still run; the exit code is then 1. A progress bar goes to stderr when it is a
+terminal and there are several images.
+
+Options:
+  --image PATH              an image file or folder (repeat for more; required)
+  --prompt TEXT             BLIP captioning: the caption's start ("a picture of"); BLIP VQA: the
+                            question (required); BLIP-2: the language-model prompt
+                            ("Question: what is this? Answer:"); InstructBLIP: the instruction (required)
+  --text TEXT               ITM models: a text to score against each image (repeat for more)
+  --max-new-tokens N        generated tokens at most (default: the manifest's)
+  --min-new-tokens N        generated tokens at least before EOS may end the text
+  --beams N                 beam search with N beams (1 = greedy)
+  --length-penalty F        beam search length penalty (exponent of the length; default 1)
+  --repetition-penalty F    penalise tokens already present (> 1 discourages them)
+  --no-repeat-ngram N       never repeat an n-gram of this size
+  --sample                  sample instead of searching; with:
+    --top-p F               nucleus sampling: keep tokens up to probability F (0, 1]
+    --top-k N               keep the N most likely tokens (default 50; 0 = all)
+    --temperature F         divide the logits by F (default 1)
+    --seed N                seed of the sampler (default 0): the same seed gives the same text
+  --batch-size N            images per model call (default 8)
+  --device D                cpu (default), cuda, tensorrt, webgpu or auto
+  --threads N               CPU threads per session (default: one per core)
+  --json                    one JSON object per line (generating models)
+
+Examples:
+  blip run ./out/caption --image cat.jpg
+  blip run ./out/caption --image cat.jpg --prompt "a picture of" --beams 3 --max-new-tokens 30
+  blip run ./out/vqa --image bus.png --prompt "what color is the bus?"
+  blip run ./out/blip2-opt --image photos/ --prompt "Question: what is this? Answer:" --json
+  blip run ./out/instructblip --image cat.jpg --prompt "Describe the image in detail." --device cuda
+  blip run ./out/caption --image photos/ --sample --top-p 0.9 --seed 7 --json > captions.jsonl
+  blip run ./out/itm --image cat.jpg --text "a cat on a sofa" --text "two dogs"`,
+
+  async run(argv) {
+    const a = parseRunArgs(argv);
+    const manifest = readManifest(a.dir);
+    checkFitsTask(a, manifest);
+    const files = expandImages(a.images);
+    const json = a.flags.has('json');
+    const model = await load(a.dir, { device: a.device, threads: a.num.threads });
+    let failed = 0;
+    const bar = progress(files.length);
+    const out = (s: string) => process.stdout.write(s);
+    const fail = (image: string, e: unknown) => {
+      failed++;
+      const code = (e as { code?: string }).code ?? 'BLIP5010';
+      const msg = (e as Error).message ?? String(e);
+      bar.clear();
+      if (json) out(JSON.stringify({ image, error: msg, code }) + '\n');
+      else process.stderr.write(`error ${code}: ${msg}\n`);
+    };
+    try {
+      const bs = a.num['batch-size'] ?? 8;
+      let done = 0;
+      for (let s = 0; s < files.length; s += bs) {
+        const chunk = files.slice(s, s + bs);
+        // decode each image on its own so that one bad file does not sink the batch
+        const ok: Array<{ file: string; pixels: DecodedImage }> = [];
+        for (const f of chunk) {
+          try {
+            ok.push({ file: f, pixels: await toRgbImage(f, 0) });
+          } catch (e) {
+            if (!(e instanceof ImageDecodeError)) throw e;
+            fail(f, e);
+          }
+        }
+        if (ok.length) {
+          if (model.kind === 'retrieval') await runItm(model, ok, a.texts, bs, out);
+          else await runGenerate(model, ok, a, files.length === 1 && !json, json, bs, out);
+        }
+        done += chunk.length;
+        bar.update(done);
+      }
+      bar.clear();
+    } finally {
+      await model.close();
+    }
+    return failed ? 1 : 0;
+  },
+};
+export default command;
+
+async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, stream: boolean, json: boolean, bs: number, out: (s: string) => void): Promise<void> {
+  const n = a.num;
+  const opts: GenerateOptions = {
+    prompt: a.prompt,
+    maxNewTokens: n['max-new-tokens'],
+    minNewTokens: n['min-new-tokens'],
+    numBeams: n.beams,
+    lengthPenalty: n['length-penalty'],
+    repetitionPenalty: n['repetition-penalty'],
+    noRepeatNgramSize: n['no-repeat-ngram'],
+    doSample: a.flags.has('sample') ? true : undefined,
+    topP: n['top-p'],
+    topK: n['top-k'],
+    temperature: n.temperature,
+    seed: n.seed,
+    batchSize: bs,
+  };
+  if (stream) opts.onToken = (_row, text) => text && out(text);
+  const res = await model.generate(
+    ok.map((o) => o.pixels),
+    opts,
+  );
+  res.forEach((r, i) => {
+    const image = ok[i].file;
+    if (json) {
+      const t = r.timingsMs;
+      out(JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), total: round(t.total) } }) + '\n');
+    } else if (stream) out('\n');
+    else out(`${image}: ${r.text}\n`);
+  });
+}
+
+async function runItm(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, texts: string[], bs: number, out: (s: string) => void): Promise<void> {
+  for (const { file, pixels } of ok) {
+    const r = await model.itm([pixels], texts, { batchSize: bs });
+    texts.forEach((text, j) => out(JSON.stringify({ image: file, text, itm: r[j].itm, itc: r[j].itc }) + '\n'));
+  }
+}

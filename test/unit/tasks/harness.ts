@@ -1,0 +1,71 @@
+// Shared by the task tests: compile a fixture checkpoint through the library's compile() into a
+// temporary directory, and read the fixture's transformers records.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compile } from '../../../src/index.js';
+import { fixturePath, repoRoot } from '../runtime/fixtures.js';
+
+export { fixturePath, repoRoot };
+
+export const GRAPH_OF: Record<string, string> = {
+  'blip-caption-a': 'blip-caption',
+  'blip-caption-b': 'blip-caption',
+  'blip-vqa-a': 'blip-vqa',
+  'blip-itm-a': 'blip-itm',
+  'blip-itm-b': 'blip-itm',
+  'blip2-opt-a': 'blip2-opt',
+  'blip2-opt-b': 'blip2-opt',
+  'blip2-opt-legacy': 'blip2-opt',
+  'blip2-t5-a': 'blip2-t5',
+  'blip2-itm-a': 'blip2-itm',
+  'instructblip-vicuna-a': 'instructblip-vicuna',
+  'instructblip-vicuna-b': 'instructblip-vicuna',
+  'instructblip-t5-a': 'instructblip-t5',
+};
+
+/** A temporary directory, removed by the returned function. */
+export function tempDir(prefix: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Compile `fixture` with its shipped graph into `root/fixture`; returns the artifact directory. */
+export async function compileFixture(fixture: string, root: string): Promise<string> {
+  const out = join(root, fixture);
+  await compile(join(repoRoot(), 'graphs', `${GRAPH_OF[fixture]}.blip`), { weights: fixturePath(fixture, 'checkpoint'), out });
+  return out;
+}
+
+export interface GenRecord {
+  name: string;
+  kwargs: Record<string, number | boolean>;
+  sequences: number[][];
+  new_tokens: number[][];
+  prompt_length: number;
+  text: string[];
+  margins?: number[][];
+  sequences_scores?: number[];
+}
+export interface CaseRecord {
+  name: string;
+  prompt?: string | string[] | null;
+  questions?: string[];
+  generation: GenRecord[];
+}
+export interface Expected {
+  images: string[];
+  special_ids: Record<string, number | null>;
+  generation_config_effective?: Record<string, unknown> | null;
+  cases?: CaseRecord[];
+  retrieval?: { texts: string[]; itm_probs: number[]; itc_scores: number[] };
+}
+
+export function expected(fixture: string): Expected {
+  return JSON.parse(readFileSync(fixturePath(fixture, 'expected.json'), 'utf8')) as Expected;
+}
+
+/** The fixture's images, as paths, in batch order. */
+export function imagesOf(e: Expected): string[] {
+  return e.images.map((n) => fixturePath('images', n));
+}
