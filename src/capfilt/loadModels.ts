@@ -1,10 +1,10 @@
-// Loading the captioner and the filter from compiled artifact folders (`blip compile` output).
-// The folders are checked here (a manifest that says it captions, one that has an ITM head);
-// running them is the runtime's job (runtime/), wired in through the adapter once its
-// captioning/ITM task API exists.
+// Loading the captioner and the filter from compiled artifact folders (`blip compile` output):
+// the folders are checked here (a manifest that says it captions, one that has an ITM head), then
+// loaded with the runtime (src/capfilt/runtimeModels.ts).
 import { readManifest, type Manifest } from '../artifact/manifest.js';
 import { BlipError } from '../cli/Command.js';
-import type { CapfiltModels, ModelSpec } from './model.js';
+import type { CapfiltModels } from './model.js';
+import { loadRuntimeModels, type RuntimeModelSpec } from './runtimeModels.js';
 
 export function checkCaptioner(dir: string): Manifest {
   const m = readManifest(dir);
@@ -22,12 +22,9 @@ export function checkFilter(dir: string): Manifest {
   return m;
 }
 
-/** The CLI's model loader. */
-export async function loadModels(spec: ModelSpec): Promise<CapfiltModels> {
+/** The CLI's model loader: check both folders, then load them with the runtime. */
+export async function loadModels(spec: RuntimeModelSpec): Promise<CapfiltModels> {
   checkCaptioner(spec.captioner);
   checkFilter(spec.filter);
-  throw new BlipError(
-    'BLIP5806',
-    'this build of blip-graph cannot run captioning and ITM models yet (the runtime task API is not wired into capfilt); the models were checked and are valid',
-  );
+  return loadRuntimeModels(spec);
 }

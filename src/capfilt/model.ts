@@ -60,6 +60,8 @@ export interface ModelSpec {
   captioner: string;
   filter: string;
   device: string;
+  /** onnxruntime intra-op threads per session (default: one per physical core). */
+  threads?: number;
 }
 
 export type ModelLoader = (spec: ModelSpec) => Promise<CapfiltModels>;

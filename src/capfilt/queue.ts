@@ -111,6 +111,8 @@ export interface WorkerOptions {
   redis: string;
   queue?: string;
   device?: string;
+  /** onnxruntime intra-op threads per session. */
+  threads?: number;
   /** BullMQ lock duration (ms): a job whose worker died is retried this long after its last lock renewal. */
   lockDuration?: number;
   /** How often (ms) workers look for stalled jobs. */
@@ -142,7 +144,7 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
     const key = `${s.captioner}\0${s.filter}`;
     let m = models.get(key);
     if (!m) {
-      m = load({ captioner: s.captioner, filter: s.filter, device: o.device ?? 'cpu' });
+      m = load({ captioner: s.captioner, filter: s.filter, device: o.device ?? 'cpu', threads: o.threads });
       models.set(key, m);
     }
     return m;

@@ -37,6 +37,8 @@ export interface RunOptions {
   minLength?: number;
   samplesPerShard?: number;
   device?: string;
+  /** onnxruntime intra-op threads per session (not part of the run's settings). */
+  threads?: number;
   shard?: ShardSpec;
   /** Where messages and progress go (stderr in the CLI); nothing is printed when undefined. */
   log?: NodeJS.WritableStream;
@@ -211,7 +213,7 @@ export async function runCapfilt(o: RunOptions, load: ModelLoader): Promise<RunS
     `capfilt: ${plan.length} shard${plan.length === 1 ? '' : 's'} planned${o.shard ? `, ${mine.length} for --shard ${o.shard.index}/${o.shard.count}` : ''}, ${mine.length - pending.length} already complete, ${pending.length} to process\n`,
   );
   if (pending.length) {
-    const models = await load({ captioner: settings.captioner, filter: settings.filter, device: o.device ?? DEFAULTS.device });
+    const models = await load({ captioner: settings.captioner, filter: settings.filter, device: o.device ?? DEFAULTS.device, threads: o.threads });
     const progress = new Progress(log, pending.reduce((a, t) => a + taskWeight(t), 0), pending.length);
     try {
       for (const t of pending) {

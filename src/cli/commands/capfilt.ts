@@ -11,10 +11,11 @@ const DEFAULT_QUEUE = 'blip-capfilt';
 const HELP = `Usage:
   blip capfilt --captioner CAPTION_OUTDIR --filter ITM_OUTDIR --input SRC --output DEST [options]
   blip capfilt enqueue --redis URL --captioner ... --filter ... --input SRC --output DEST [options]
-  blip capfilt worker --redis URL [--queue NAME] [--device D] [--exit-when-idle]
+  blip capfilt worker --redis URL [--queue NAME] [--device D] [--threads N] [--exit-when-idle]
 
 CapFilt (BLIP's caption-and-filter): the captioner writes K synthetic captions per image with
-nucleus sampling, and the filter's ITM head drops every text, web or synthetic, it judges not to
+nucleus sampling (prompt "a picture of ", top-k 50, top-p P, 5 to 30 tokens), and the filter's
+ITM head (first 35 tokens of each text) drops every text, web or synthetic, it judges not to
 match the image. Output shards mirror the input shards: each sample keeps its image bytes and
 gets a .json with the web text, the synthetic captions, their ITM probabilities and the kept texts.
 DEST also gets stats.json and errors.jsonl (unreadable samples, which never stop the run).
@@ -35,7 +36,9 @@ Options:
   --seed S                 sampling seed; each caption's seed is derived from S, the shard and the key (default ${DEFAULTS.seed})
   --batch-size N           images per model call (default ${DEFAULTS.batchSize}); part of the run's settings
   --samples-per-shard N    JSONL input: lines per output shard (default ${DEFAULTS.samplesPerShard})
-  --device D               cpu | cuda | ... (default ${DEFAULTS.device})
+  --device D               cpu | cuda | tensorrt | webgpu | auto (default ${DEFAULTS.device})
+  --threads N              onnxruntime threads per session (default: one per physical core; with
+                           several workers on one machine, give each cores / workers)
   --shard I/N              process only plan entries I, I+N, ... (0 <= I < N); run N of these anywhere
   --quiet                  no progress on stderr
 
@@ -66,6 +69,7 @@ const RUN_OPTS = {
   'batch-size': { type: 'string' },
   'samples-per-shard': { type: 'string' },
   device: { type: 'string' },
+  threads: { type: 'string' },
   shard: { type: 'string' },
   quiet: { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
@@ -76,6 +80,7 @@ const WORKER_OPTS = {
   redis: { type: 'string' },
   queue: { type: 'string' },
   device: { type: 'string' },
+  threads: { type: 'string' },
   'exit-when-idle': { type: 'boolean' },
   'lock-duration': { type: 'string' },
   'stalled-interval': { type: 'string' },
@@ -122,6 +127,7 @@ interface RunValues {
   'batch-size'?: string;
   'samples-per-shard'?: string;
   device?: string;
+  threads?: string;
   shard?: string;
   quiet?: boolean;
 }
@@ -141,6 +147,7 @@ function runOptions(v: RunValues, stderr: NodeJS.WritableStream): RunOptions {
     batchSize: num('batch-size', v['batch-size'], true),
     samplesPerShard: num('samples-per-shard', v['samples-per-shard'], true),
     device: v.device,
+    threads: num('threads', v.threads, true),
     shard,
     log: v.quiet ? undefined : stderr,
   };
@@ -170,6 +177,7 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
         redis: need('redis', v.redis),
         queue: v.queue,
         device: v.device,
+        threads: num('threads', v.threads, true),
         exitWhenIdle: v['exit-when-idle'],
         lockDuration: num('lock-duration', v['lock-duration'], true),
         stalledInterval: num('stalled-interval', v['stalled-interval'], true),
