@@ -236,14 +236,6 @@ Examples:
     let failed = 0;
     const bar = progress(files.length);
     const out = (s: string) => process.stdout.write(s);
-    const fail = (image: string, e: unknown) => {
-      failed++;
-      const code = (e as { code?: string }).code ?? 'BLIP5010';
-      const msg = (e as Error).message ?? String(e);
-      bar.clear();
-      if (json) out(JSON.stringify({ image, error: msg, code }) + '\n');
-      else process.stderr.write(`error ${code}: ${msg}\n`);
-    };
     try {
       const bs = a.num['batch-size'] ?? 8;
       let done = 0;
@@ -251,17 +243,30 @@ Examples:
         const chunk = files.slice(s, s + bs);
         // decode each image on its own so that one bad file does not sink the batch
         const ok: Array<{ file: string; pixels: DecodedImage }> = [];
+        const errors = new Map<string, { code: string; msg: string }>();
         for (const f of chunk) {
           try {
             ok.push({ file: f, pixels: await toRgbImage(f, 0) });
           } catch (e) {
             if (!(e instanceof ImageDecodeError)) throw e;
-            fail(f, e);
+            errors.set(f, { code: e.code, msg: e.message });
           }
         }
+        const printed = new Map<string, string>();
         if (ok.length) {
-          if (model.kind === 'retrieval') await runItm(model, ok, a.texts, bs, out);
-          else await runGenerate(model, ok, a, files.length === 1 && !json, json, bs, out);
+          const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts, bs) : await runGenerate(model, ok, a, files.length === 1 && !json, json, bs, out);
+          got.forEach((text, i) => printed.set(ok[i].file, text));
+        }
+        bar.clear();
+        // in input order: results on stdout, errors as records (--json) or on stderr
+        for (const f of chunk) {
+          const err = errors.get(f);
+          if (!err) out(printed.get(f) ?? '');
+          else {
+            failed++;
+            if (json) out(JSON.stringify({ image: f, error: err.msg, code: err.code }) + '\n');
+            else process.stderr.write(`error ${err.code}: ${err.msg}\n`);
+          }
         }
         done += chunk.length;
         bar.update(done);
@@ -275,7 +280,8 @@ Examples:
 };
 export default command;
 
-async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, stream: boolean, json: boolean, bs: number, out: (s: string) => void): Promise<void> {
+/** The text each image prints (streaming writes the text itself as it comes; only its newline is returned). */
+async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, stream: boolean, json: boolean, bs: number, out: (s: string) => void): Promise<string[]> {
   const n = a.num;
   const opts: GenerateOptions = {
     prompt: a.prompt,
@@ -297,19 +303,21 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     ok.map((o) => o.pixels),
     opts,
   );
-  res.forEach((r, i) => {
+  return res.map((r, i) => {
     const image = ok[i].file;
     if (json) {
       const t = r.timingsMs;
-      out(JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), total: round(t.total) } }) + '\n');
-    } else if (stream) out('\n');
-    else out(`${image}: ${r.text}\n`);
+      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), total: round(t.total) } }) + '\n';
+    }
+    return stream ? '\n' : `${image}: ${r.text}\n`;
   });
 }
 
-async function runItm(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, texts: string[], bs: number, out: (s: string) => void): Promise<void> {
+async function runItm(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, texts: string[], bs: number): Promise<string[]> {
+  const res: string[] = [];
   for (const { file, pixels } of ok) {
     const r = await model.itm([pixels], texts, { batchSize: bs });
-    texts.forEach((text, j) => out(JSON.stringify({ image: file, text, itm: r[j].itm, itc: r[j].itc }) + '\n'));
+    res.push(texts.map((text, j) => JSON.stringify({ image: file, text, itm: r[j].itm, itc: r[j].itc }) + '\n').join(''));
   }
+  return res;
 }

@@ -1,0 +1,194 @@
+// `blip run` as a user runs it, in a child process (the test runner owns this process's stdout):
+// captions streamed and as JSON lines equal to transformers' greedy records, ITM pairs, a folder
+// with a corrupt image (an error record, the others still run, exit 1), and every kind of bad
+// input as a one-line error with its exit code (2 usage, 1 failure).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { compileFixture, expected, fixturePath, imagesOf, tempDir } from './harness.js';
+
+// One child process runs a batch of invocations in order; each one's exit code, stdout and stderr
+// come back as JSON. Under tsx the child gets the same --import hook, so this works from source and dist/.
+const MAIN = new URL('../../../src/cli/main.js', import.meta.url).href;
+const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' || a === '--loader' ? [a, all[i + 1]] : a.startsWith('--import=') ? [a] : []));
+const CHILD = `
+const { main } = await import(${JSON.stringify(MAIN)});
+const results = [];
+const [o, e] = [process.stdout.write, process.stderr.write];
+for (const argv of JSON.parse(process.argv[1])) {
+  let out = '', err = '';
+  process.stdout.write = (s) => ((out += s), true);
+  process.stderr.write = (s) => ((err += s), true);
+  const code = await main(argv);
+  process.stdout.write = o;
+  process.stderr.write = e;
+  results.push({ code, out, err });
+}
+process.stdout.write(JSON.stringify(results));
+`;
+type Result = { code: number; out: string; err: string };
+
+const tmp = tempDir('blip-tasks-cli-');
+after(() => tmp.remove());
+let caption: string;
+let itm: string;
+let vqa: string;
+let old: string;
+let folder: string;
+let R: Record<string, Result>;
+
+const [IMG_A, IMG_B] = imagesOf(expected('blip-caption-a'));
+
+before(async () => {
+  caption = await compileFixture('blip-caption-a', tmp.dir);
+  itm = await compileFixture('blip-itm-a', tmp.dir);
+  vqa = await compileFixture('blip-vqa-a', tmp.dir);
+  old = join(tmp.dir, 'old');
+  cpSync(caption, old, { recursive: true });
+  const m = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8'));
+  writeFileSync(join(old, 'manifest.json'), JSON.stringify({ ...m, version: 0 }));
+  folder = join(tmp.dir, 'images');
+  mkdirSync(folder);
+  copyFileSync(IMG_A, join(folder, 'a.png'));
+  writeFileSync(join(folder, 'b.png'), Buffer.concat([readFileSync(IMG_A).subarray(0, 60)])); // truncated PNG
+  copyFileSync(IMG_B, join(folder, 'c.jpg'));
+  writeFileSync(join(folder, 'notes.txt'), 'not an image');
+  const cap = (...a: string[]) => ['run', caption, ...a];
+  const batch: Record<string, string[]> = {
+    json: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json'),
+    stream: cap('--image', IMG_A, '--max-new-tokens', '12'),
+    lines: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--beams', '3'),
+    folderJson: cap('--image', folder, '--max-new-tokens', '5', '--json', '--batch-size', '2'),
+    folderText: cap('--image', folder, '--max-new-tokens', '5'),
+    sample1: cap('--image', IMG_A, '--sample', '--top-p', '0.9', '--seed', '5', '--json'),
+    sample2: cap('--image', IMG_A, '--sample', '--top-p=0.9', '--seed=5', '--json', '--threads', '1'),
+    itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
+    help: ['run', '--help'],
+    // usage errors (2)
+    unknownFlag: cap('--image', IMG_A, '--beam', '3'),
+    textOnCaption: cap('--image', IMG_A, '--text', 'a cat'),
+    promptOnItm: ['run', itm, '--image', IMG_A, '--prompt', 'a cat', '--text', 'x'],
+    itmNoText: ['run', itm, '--image', IMG_A],
+    beamsOnItm: ['run', itm, '--image', IMG_A, '--text', 'x', '--beams', '2'],
+    vqaNoPrompt: ['run', vqa, '--image', IMG_A],
+    device: cap('--image', IMG_A, '--device', 'gpu'),
+    topPNoSample: cap('--image', IMG_A, '--top-p', '0.9'),
+    badInt: cap('--image', IMG_A, '--beams', 'three'),
+    noImage: cap(),
+    noDir: ['run', '--image', IMG_A],
+    // failures (1)
+    missingImage: cap('--image', join(tmp.dir, 'nope.jpg')),
+    oldVersion: ['run', old, '--image', IMG_A],
+    notCompiled: ['run', folder, '--image', IMG_A],
+  };
+  const names = Object.keys(batch);
+  const r = spawnSync(process.execPath, [...hooks, '--input-type=module', '-e', CHILD, JSON.stringify(names.map((n) => batch[n]))], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  assert.equal(r.status, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as Result[];
+  R = Object.fromEntries(names.map((n, i) => [n, res[i]]));
+});
+
+const greedy = () => expected('blip-caption-a').cases![0].generation.find((g) => g.name === 'greedy')!;
+const beam = () => expected('blip-caption-a').cases![0].generation.find((g) => g.name === 'beam3')!;
+const lines = (s: string) => s.split('\n').filter(Boolean);
+
+test('--json: one line per image with transformers greedy tokens, text and timings', () => {
+  assert.equal(R.json.code, 0, R.json.err);
+  assert.equal(R.json.err, '');
+  const recs = lines(R.json.out).map((l) => JSON.parse(l));
+  assert.equal(recs.length, 2);
+  recs.forEach((r, b) => {
+    assert.equal(r.image, [IMG_A, IMG_B][b]);
+    assert.deepEqual(r.token_ids, greedy().new_tokens[b]);
+    assert.equal(r.text, greedy().text[b].trim());
+    assert.deepEqual(Object.keys(r.timings_ms), ['preprocess', 'encode', 'prefill', 'decode', 'total']);
+  });
+});
+
+test('one image streams its text to stdout; several print IMAGE: TEXT lines (beam search here)', () => {
+  assert.equal(R.stream.code, 0, R.stream.err);
+  assert.equal(R.stream.out, greedy().text[0].trim() + '\n');
+  assert.equal(R.lines.code, 0, R.lines.err);
+  assert.deepEqual(lines(R.lines.out), [`${IMG_A}: ${beam().text[0].trim()}`, `${IMG_B}: ${beam().text[1].trim()}`]);
+});
+
+test('a folder: images in name order, a corrupt one gets an error record, the rest run, exit 1', () => {
+  assert.equal(R.folderJson.code, 1);
+  const recs = lines(R.folderJson.out).map((l) => JSON.parse(l));
+  assert.deepEqual(recs.map((r) => r.image), ['a.png', 'b.png', 'c.jpg'].map((f) => join(folder, f)));
+  assert.equal(recs[1].code, 'BLIP5010');
+  assert.match(recs[1].error, /cannot read image .*b\.png/);
+  assert.deepEqual(recs[0].token_ids, greedy().new_tokens[0].slice(0, 5));
+  assert.deepEqual(recs[2].token_ids, greedy().new_tokens[1].slice(0, 5));
+  assert.equal(R.folderJson.err, '', 'no progress bar when stderr is not a terminal');
+  assert.equal(R.folderText.code, 1);
+  assert.equal(lines(R.folderText.out).length, 2);
+  assert.match(R.folderText.err, /^error BLIP5010: cannot read image .*b\.png: .*\n$/);
+});
+
+test('sampling with a seed is reproducible', () => {
+  assert.equal(R.sample1.code, 0, R.sample1.err);
+  assert.equal(JSON.parse(R.sample1.out).text, JSON.parse(R.sample2.out).text);
+  assert.deepEqual(JSON.parse(R.sample1.out).token_ids, JSON.parse(R.sample2.out).token_ids);
+});
+
+test('ITM models print one JSON line per image-text pair', () => {
+  assert.equal(R.itm.code, 0, R.itm.err);
+  const recs = lines(R.itm.out).map((l) => JSON.parse(l));
+  assert.equal(recs.length, 2);
+  const e = expected('blip-itm-a').retrieval!;
+  assert.equal(recs[0].text, e.texts[0]);
+  assert.ok(Math.abs(recs[0].itm - e.itm_probs[0]) < 1e-4);
+  assert.ok(Math.abs(recs[0].itc - e.itc_scores[0]) < 1e-4);
+  assert.ok(recs[1].itm >= 0 && recs[1].itm <= 1);
+});
+
+test('help lists every option with examples', () => {
+  assert.equal(R.help.code, 0);
+  for (const o of ['--image', '--prompt', '--text', '--max-new-tokens', '--min-new-tokens', '--beams', '--length-penalty', '--repetition-penalty', '--no-repeat-ngram', '--sample', '--top-p', '--top-k', '--temperature', '--seed', '--batch-size', '--device', '--threads', '--json']) {
+    assert.ok(R.help.out.includes(o), o);
+  }
+  assert.match(R.help.out, /Examples:\n {2}blip run /);
+});
+
+test('usage errors exit 2 with one line (and the --help hint)', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['unknownFlag', /unknown option '--beam' \(did you mean --beams\?\)/],
+    ['textOnCaption', /--text is for image-text matching, but .* is a blip caption model/],
+    ['promptOnItm', /--prompt is for generating models, but .* is a blip retrieval model/],
+    ['itmNoText', /--text is required/],
+    ['beamsOnItm', /--beams is a generation setting/],
+    ['vqaNoPrompt', /--prompt is required: .* needs the question/],
+    ['device', /unknown device 'gpu'.*expected one of cpu, cuda, tensorrt, webgpu, auto/],
+    ['topPNoSample', /--top-p applies to sampling; add --sample/],
+    ['badInt', /--beams expects an integer, found 'three'/],
+    ['noImage', /--image PATH is required/],
+    ['noDir', /expected OUTDIR/],
+  ];
+  for (const [name, re] of cases) {
+    const r = R[name];
+    assert.equal(r.code, 2, `${name}: ${r.err}`);
+    assert.equal(r.out, '', name);
+    const l = lines(r.err);
+    assert.equal(l.length, 2, `${name}: ${r.err}`);
+    assert.match(l[0], re, name);
+    assert.match(l[1], /Run 'blip run --help'/);
+  }
+});
+
+test('failures exit 1 with one line: missing image, another format version, a folder that is not a model', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['missingImage', /^error BLIP5010: cannot read image .*nope\.jpg: no such file or folder$/],
+    ['oldVersion', /^error BLIP5003: .*format version 0.*reads version 1\. Recompile/],
+    ['notCompiled', /^error BLIP5001: .* is not a compiled model/],
+  ];
+  for (const [name, re] of cases) {
+    const r = R[name];
+    assert.equal(r.code, 1, `${name}: ${r.err}`);
+    assert.equal(r.out, '');
+    assert.equal(lines(r.err).length, 1, r.err);
+    assert.match(r.err.trim(), re, name);
+  }
+});
