@@ -3,63 +3,92 @@ import { UsageError } from '../Command.js';
 import { loadProgram } from '../../syntax/load.js';
 import { formatDiagnostics } from '../../diagnostics/format.js';
 import type { IrModel } from '../../ir/types.js';
+import type { Attrs } from '../../nodes/NodeKind.js';
+import { describeModel, toDotGraph, toMermaid, toSvg } from '../../draw/index.js';
+import { Checkpoint } from '../../weights/checkpoint.js';
+import { resolveNodes } from '../../lower/resolve.js';
 
-/** Graphviz DOT: inputs as ellipses, nodes as boxes (frozen ones grey), outputs as diamonds. */
-export function toDot(m: IrModel): string {
-  const q = (s: string) => JSON.stringify(s);
-  const lines = [`digraph ${q(m.name)} {`, '  rankdir=LR;', '  node [fontname="Helvetica", fontsize=11];'];
-  for (const i of m.inputs) lines.push(`  ${q(i.name)} [shape=ellipse, label=${q(`${i.name}\n${i.type}`)}];`);
-  for (const n of m.nodes) {
-    const style = n.frozen ? ', style=filled, fillcolor="#e8e8e8"' : '';
-    lines.push(`  ${q(n.name)} [shape=box${style}, label=${q(`${n.name}\n${n.kind} @ ${n.checkpoint}`)}];`);
-    for (const e of n.edges) lines.push(`  ${q(e.from)} -> ${q(n.name)}${e.port ? ` [label=${q(e.port)}]` : ''};`);
-  }
-  for (const o of m.outputs) {
-    const id = `output:${o.name}`;
-    lines.push(`  ${q(id)} [shape=diamond, label=${q(`${o.name}\n${o.task}`)}];`);
-    for (const a of o.args) lines.push(`  ${q(a)} -> ${q(id)};`);
-  }
-  lines.push('}');
-  return lines.join('\n') + '\n';
+/**
+ * Graphviz DOT: inputs as ellipses, nodes as boxes (frozen ones grey) with kind, width and depth,
+ * outputs as diamonds, edges labelled with port and shape.
+ */
+export function toDot(m: IrModel, attrsByNode?: Record<string, Attrs>): string {
+  return toDotGraph(describeModel(m, attrsByNode));
 }
+
+/** Each node's attributes resolved against a checkpoint's config.json and tensor shapes (headers only). */
+function resolveAgainst(m: IrModel, dir: string): Record<string, Attrs> {
+  const ckpt = Checkpoint.open(dir);
+  try {
+    const { nodes, problems } = resolveNodes(m, ckpt);
+    for (const p of problems) process.stderr.write(`warning ${p.code}: ${p.message}\n`);
+    return Object.fromEntries([...nodes].map(([name, r]) => [name, r.attrs]));
+  } finally {
+    ckpt.close();
+  }
+}
+
+const FORMATS = ['dot', 'svg', 'mermaid', 'json'];
 
 const command: Command = {
   name: 'graph',
-  summary: 'print the checked graph of a .blip file as Graphviz DOT or IR JSON',
-  help: `Usage: blip graph FILE [--format dot|json] [--model NAME]
+  summary: 'draw the composition of a .blip file (SVG, Mermaid or Graphviz DOT) or print its IR JSON',
+  help: `Usage: blip graph FILE [--format svg|mermaid|dot|json] [--weights DIR] [--model NAME]
 
-Checks FILE like 'blip check' and prints each model's graph after imports and 'extends' are
-resolved: inputs, nodes (kind, checkpoint prefix, frozen) in dependency order, edges with their
-ports, outputs. --format dot (default) is Graphviz; --format json is the IR the compiler reads
-(src/ir/types.ts). Diagnostics go to stderr; exit 1 if there are errors.
+Checks FILE like 'blip check' and draws each model after imports and 'extends' are resolved:
+inputs, nodes with kind, width, depth, frozen or trainable and checkpoint prefix, edges with the
+port and the shape of the tensor along them, outputs. Widths and depths are the ones the file
+pins; --weights DIR resolves the rest from the checkpoint's config.json and tensor headers (no
+weights are read); sizes known from neither are drawn as '?'.
+
+  --format svg      a self-contained SVG picture, laid out in-process (no Graphviz needed)
+  --format mermaid  a Mermaid flowchart (paste into a \`\`\`mermaid block on GitHub)
+  --format dot      Graphviz DOT (default; render with 'dot -Tsvg' if you have Graphviz)
+  --format json     the IR the compiler reads (src/ir/types.ts)
+
+Diagnostics go to stderr; exit 1 if there are errors.
 
 Options:
-  --format F   dot or json
-  --model NAME only this model of the file
+  --format F     svg, mermaid, dot or json
+  --weights DIR  a HuggingFace checkpoint folder to read sizes from (config.json, safetensors headers)
+  --model NAME   only this model of the file
 
 Examples:
-  blip graph graphs/instructblip-t5.blip | dot -Tsvg > instructblip-t5.svg
+  blip graph graphs/pinned/blip2-opt-2.7b.blip --format svg > blip2-opt-2.7b.svg
+  blip graph graphs/blip2-opt.blip --weights demo/model --format svg > demo.svg
+  blip graph graphs/instructblip-vicuna.blip --format mermaid
+  blip graph graphs/instructblip-t5.blip | dot -Tpng > instructblip-t5.png
   blip graph --format json graphs/pinned/blip2-opt-2.7b.blip`,
   async run(argv) {
     let format = 'dot';
     let only: string | undefined;
+    let weights: string | undefined;
     const files: string[] = [];
     for (let i = 0; i < argv.length; i++) {
       const a = argv[i];
       if (a === '--format') format = argv[++i] ?? '';
+      else if (a.startsWith('--format=')) format = a.slice('--format='.length);
       else if (a === '--model') only = argv[++i];
+      else if (a === '--weights') weights = argv[++i];
       else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
       else files.push(a);
     }
-    if (format !== 'dot' && format !== 'json') throw new UsageError(`--format expects dot or json, found '${format}'`);
+    if (!FORMATS.includes(format)) throw new UsageError(`--format expects one of ${FORMATS.join(', ')}, found '${format}'`);
+    if (weights === '') throw new UsageError('--weights expects a checkpoint directory');
     if (files.length !== 1) throw new UsageError('expected one FILE');
     const r = loadProgram(files[0]);
     process.stderr.write(formatDiagnostics(r.diagnostics, r.sources));
     if (!r.program) return 1;
     const models = r.program.models.filter((m) => !only || m.name === only);
     if (!models.length) throw new UsageError(`no model '${only}' in ${files[0]}: expected one of ${r.program.models.map((m) => m.name).join(', ')}`);
-    if (format === 'json') process.stdout.write(JSON.stringify(only ? models[0] : { ...r.program, models }, null, 2) + '\n');
-    else process.stdout.write(models.map(toDot).join('\n'));
+    if (format === 'json') {
+      process.stdout.write(JSON.stringify(only ? models[0] : { ...r.program, models }, null, 2) + '\n');
+      return 0;
+    }
+    const graphs = models.map((m) => describeModel(m, weights === undefined ? undefined : resolveAgainst(m, weights)));
+    if (format === 'svg') process.stdout.write(toSvg(graphs));
+    else if (format === 'mermaid') process.stdout.write(graphs.map(toMermaid).join('\n'));
+    else process.stdout.write(graphs.map(toDotGraph).join('\n'));
     return 0;
   },
 };
