@@ -258,6 +258,9 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const p = opts.prompt ?? m.generation?.prompt;
     prompts = p === undefined ? null : new Array<string>(N).fill(p);
   }
+  if (prompts?.some((p) => typeof p !== 'string')) throw new GenerationConfigError('prompts must be strings');
+  const style = promptStyle(m);
+  if (style.required && !prompts) throw new GenerationConfigError(`this ${m.family} ${m.task} model needs ${style.what} (a prompt)`);
   const nRet = opts.numReturnSequences ?? 1;
   if (Array.isArray(opts.seed) && opts.seed.length !== N * nRet) {
     throw new GenerationConfigError(`${opts.seed.length} seeds for ${N * nRet} output sequences (${N} images x ${nRet})`);

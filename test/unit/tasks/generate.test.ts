@@ -88,6 +88,11 @@ for (const fixture of FIXTURES) {
         }
       }
       assert.ok(runs >= 4, `${runs} generations`);
+      // VQA and InstructBLIP need their question / instruction; the others caption without one
+      const needs = fixture === 'blip-vqa-a' || fixture.startsWith('instructblip');
+      assert.equal(model.promptStyle?.required, needs);
+      if (needs) await assert.rejects(model.generate(images, { maxNewTokens: 2 }), (e: { code?: string; message?: string }) => e.code === 'BLIP5030' && /needs the (question|instruction)/.test(e.message ?? ''));
+      else assert.equal((await model.generate(images, { maxNewTokens: 2 })).length, images.length);
       t.diagnostic(`${runs} generations x ${images.length} images identical to transformers${skipped ? ` (${skipped} rows compared up to a near tie)` : ''}`);
     } finally {
       await model.close();
