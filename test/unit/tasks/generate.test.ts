@@ -105,8 +105,8 @@ for (const fixture of FIXTURES) {
 let caption: BlipModel;
 let opt: BlipModel;
 before(async () => {
-  caption = await load(await compileFixture('blip-caption-a', tmp.dir + '/x'), { threads: 1 });
-  opt = await load(await compileFixture('blip2-opt-a', tmp.dir + '/x'), { threads: 1 });
+  caption = await load(await compileFixture('blip-caption-a', tmp.dir), { threads: 1 });
+  opt = await load(await compileFixture('blip2-opt-a', tmp.dir), { threads: 1 });
 });
 after(async () => {
   await caption?.close();

@@ -30,11 +30,17 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Compile `fixture` with its shipped graph into `root/fixture`; returns the artifact directory. */
-export async function compileFixture(fixture: string, root: string): Promise<string> {
+const compiled = new Map<string, Promise<string>>();
+
+/** Compile `fixture` with its shipped graph into `root/fixture` (once per root); returns the artifact directory. */
+export function compileFixture(fixture: string, root: string): Promise<string> {
   const out = join(root, fixture);
-  await compile(join(repoRoot(), 'graphs', `${GRAPH_OF[fixture]}.blip`), { weights: fixturePath(fixture, 'checkpoint'), out });
-  return out;
+  let p = compiled.get(out);
+  if (!p) {
+    p = compile(join(repoRoot(), 'graphs', `${GRAPH_OF[fixture]}.blip`), { weights: fixturePath(fixture, 'checkpoint'), out }).then(() => out);
+    compiled.set(out, p);
+  }
+  return p;
 }
 
 export interface GenRecord {

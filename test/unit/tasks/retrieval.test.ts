@@ -52,7 +52,7 @@ for (const fixture of ['blip-itm-a', 'blip-itm-b', 'blip2-itm-a']) {
 }
 
 test('load() refuses a missing directory, another format version, an incomplete artifact and an unknown device', async () => {
-  const src = await compileFixture('blip-itm-a', join(tmp.dir, 'v'));
+  const src = await compileFixture('blip-itm-a', tmp.dir);
   const code = (c: string, re?: RegExp) => (e: unknown) => (e as { code?: string }).code === c && (!re || re.test((e as Error).message));
   await assert.rejects(load(join(tmp.dir, 'nothing-here')), code('BLIP5001', /does not exist/));
   const old = join(tmp.dir, 'old');
