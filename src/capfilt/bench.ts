@@ -5,10 +5,12 @@
 //   npm run build
 //   node dist/src/capfilt/bench.js --models tiny:CAP_DIR:ITM_DIR [--models base:CAP_DIR:ITM_DIR]
 //       [--images 256] [--shards 8] [--image-size 384] [--batch-size 8] [--captions-per-image 1]
-//       [--workers 2] [--redis URL] [--device cpu] [--keep DIR]
+//       [--workers 2] [--threads N] [--redis URL] [--device cpu] [--keep DIR]
 //
-// Wall time counts from the command's start (single) or the enqueue (workers, already started and
-// waiting) to stats.json, so it includes model loading; with few images that dominates.
+// The single process gets --threads onnxruntime threads per session (default: the machine's
+// cores), each worker threads / workers, so both modes use the same cores.
+// Wall time counts from the start of the command (single) or of the workers (after the enqueue)
+// until they exit, so it includes process start and model loading; with few images that dominates.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -141,6 +143,7 @@ async function main(): Promise<void> {
       'batch-size': { type: 'string', default: '8' },
       'captions-per-image': { type: 'string', default: '1' },
       workers: { type: 'string', default: '2' },
+      threads: { type: 'string' },
       redis: { type: 'string' },
       device: { type: 'string', default: 'cpu' },
       keep: { type: 'string' },
@@ -154,6 +157,8 @@ async function main(): Promise<void> {
   if (!sets.length) throw new Error('give at least one --models NAME:CAPTIONER_DIR:ITM_DIR');
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('dist/ is missing: run npm run build first');
   const workers = Number(v.workers);
+  const threads = Number(v.threads ?? cpus().length);
+  const perWorker = Math.max(1, Math.floor(threads / workers));
   const work = v.keep ?? (await mkdtemp(join(tmpdir(), 'capfilt-bench-')));
   const input = join(work, 'shards');
   await buildShards(input, Number(v.images), Number(v.shards), Number(v['image-size']));
@@ -177,27 +182,28 @@ async function main(): Promise<void> {
       const single = join(work, `${m.name}-single`);
       await rm(single, { recursive: true, force: true });
       let t0 = performance.now();
-      const p = run(['capfilt', ...common, '--output', single, '--device', v.device!, '--quiet']);
+      const p = run(['capfilt', ...common, '--output', single, '--device', v.device!, '--threads', String(threads), '--quiet']);
       const code = await p.exited;
       if (code !== 0) throw new Error(`blip capfilt failed (${code}):\n${p.stderr.join('\n')}`);
       const s1 = (performance.now() - t0) / 1000;
       const n1 = await stats(single);
       const ref = await digest(single);
-      rows.push({ models: m.name, mode: '1 process', images: n1, seconds: s1, imagesPerSecond: n1 / s1, identical: true });
+      rows.push({ models: m.name, mode: `1 process x ${threads} threads`, images: n1, seconds: s1, imagesPerSecond: n1 / s1, identical: true });
 
       const queued = join(work, `${m.name}-workers`);
       await rm(queued, { recursive: true, force: true });
       const queue = `capfilt-bench-${m.name}-${process.pid}`;
-      const ws = Array.from({ length: workers }, () => run(['capfilt', 'worker', '--redis', redisUrl!, '--queue', queue, '--device', v.device!, '--exit-when-idle']));
-      await Promise.all(ws.map((w) => w.waitFor(/waiting for jobs/)));
-      t0 = performance.now();
       const e = run(['capfilt', 'enqueue', '--redis', redisUrl!, '--queue', queue, ...common, '--output', queued]);
       if ((await e.exited) !== 0) throw new Error(`enqueue failed:\n${e.stderr.join('\n')}`);
+      t0 = performance.now();
+      const ws = Array.from({ length: workers }, () =>
+        run(['capfilt', 'worker', '--redis', redisUrl!, '--queue', queue, '--device', v.device!, '--threads', String(perWorker), '--exit-when-idle']),
+      );
       const codes = await Promise.all(ws.map((w) => w.exited));
       if (codes.some((c) => c !== 0)) throw new Error(`a worker failed:\n${ws.map((w) => w.stderr.join('\n')).join('\n---\n')}`);
       const s2 = (performance.now() - t0) / 1000;
       const n2 = await stats(queued);
-      rows.push({ models: m.name, mode: `${workers} workers`, images: n2, seconds: s2, imagesPerSecond: n2 / s2, identical: (await digest(queued)) === ref });
+      rows.push({ models: m.name, mode: `${workers} workers x ${perWorker} threads`, images: n2, seconds: s2, imagesPerSecond: n2 / s2, identical: (await digest(queued)) === ref });
     }
   } finally {
     redis?.kill('SIGTERM');

@@ -117,7 +117,7 @@ export interface WorkerOptions {
   lockDuration?: number;
   /** How often (ms) workers look for stalled jobs. */
   stalledInterval?: number;
-  /** Stop when the queue has no waiting, delayed or active job. */
+  /** Stop when the queue has no waiting, delayed or active job (checked every second; enqueue first). */
   exitWhenIdle?: boolean;
   log?: NodeJS.WritableStream;
 }

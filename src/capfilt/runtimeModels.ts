@@ -3,7 +3,7 @@
 // with the ITM head. Images arrive decoded (PIL-exact, by the pipeline) and are never decoded again.
 import { join } from 'node:path';
 import { load, type BlipModel } from '../../runtime/model.js';
-import { preprocessFromManifest, resizeForModel } from '../../runtime/preprocess/index.js';
+import { preprocessFromManifest, resizeForModel, type PreprocessConfig } from '../../runtime/preprocess/index.js';
 import { loadTokenizer, type HfTokenizer } from '../../runtime/tokenizers/hf.js';
 import { BlipError } from '../cli/Command.js';
 import type { CapfiltModels, ImageInput, ModelSpec, Pixels } from './model.js';
@@ -50,13 +50,29 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
   const tokDir = itm.manifest.tokenizer?.dir;
   if (!tokDir) throw new BlipError('BLIP5806', `--filter ${spec.filter}: the manifest names no tokenizer; recompile the model`);
   const tok = loadTokenizer(join(spec.filter, tokDir));
+  const capPre = preprocessFromManifest(cap.manifest.preprocess, `${join(spec.captioner, 'manifest.json')} preprocess`);
   const itmPre = preprocessFromManifest(itm.manifest.preprocess, `${join(spec.filter, 'manifest.json')} preprocess`);
+  // Each image is resized once per distinct preprocessing (the captioner and the filter of one BLIP
+  // family usually share theirs), and the runtime then only normalises it.
+  const resized = new WeakMap<ImageInput, Map<string, Pixels>>();
+  const sized = (im: ImageInput, cfg: PreprocessConfig): Pixels => {
+    const key = JSON.stringify([cfg.do_resize, cfg.image_size, cfg.resample]);
+    let per = resized.get(im);
+    if (!per) resized.set(im, (per = new Map()));
+    let px = per.get(key);
+    if (!px) {
+      const r = resizeForModel(im.pixels, cfg);
+      px = { data: r.data, width: r.width, height: r.height, channels: 3 };
+      per.set(key, px);
+    }
+    return px;
+  };
 
   return {
     captioner: {
       async caption(images, o) {
         const res = await cap.generate(
-          images.map((im) => im.pixels),
+          images.map((im) => sized(im, capPre)),
           {
             prompt: CAPTION_PROMPT,
             doSample: true,
@@ -78,12 +94,11 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
     },
     matcher: {
       async itm(images, texts) {
-        // Each image is resized once for the filter and shared by all its pairs.
+        // One resized image object shared by all the pairs of an image.
         const pairsImg: Pixels[] = [];
         const pairsText: string[] = [];
         images.forEach((im: ImageInput, i) => {
-          const r = resizeForModel(im.pixels, itmPre);
-          const px: Pixels = { data: r.data, width: r.width, height: r.height, channels: 3 };
+          const px = sized(im, itmPre);
           for (const t of texts[i]) {
             pairsImg.push(px);
             pairsText.push(truncateForItm(tok, t));
