@@ -132,6 +132,10 @@ export interface Manifest {
   task: 'caption' | 'vqa' | 'retrieval';
   /** Precision of the weights and of the arithmetic; graph inputs and outputs are always float32. */
   dtype: 'float32' | 'float16';
+  /** Runtime target whose fused operators the graphs use (`blip compile --target`); absent: plain ONNX. */
+  target?: 'cpu' | 'cuda' | 'webgpu';
+  /** Weight-only quantization of the linear layers (`--quantize`, com.microsoft.MatMulNBits); absent: none. */
+  quantize?: 'int8' | 'int4';
   outputs: ManifestOutput[];
   graphs: { encode?: GraphEntry; decoder?: GraphEntry; retrieval?: GraphEntry };
   /** The external-data file shared by all graphs. */
@@ -207,6 +211,8 @@ export const manifestSchema = {
     family: { enum: ['blip', 'blip-2', 'instructblip'] },
     task: { enum: ['caption', 'vqa', 'retrieval'] },
     dtype: { enum: ['float32', 'float16'] },
+    target: { enum: ['cpu', 'cuda', 'webgpu'] },
+    quantize: { enum: ['int8', 'int4'] },
     outputs: {
       type: 'array',
       minItems: 1,

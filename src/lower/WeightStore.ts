@@ -50,6 +50,11 @@ export class WeightStore {
     return this.specs.has(key);
   }
 
+  /** The spec of a defined weight (its shape, for graph rewrites that transform it). */
+  spec(key: string): WeightSpec | undefined {
+    return this.specs.get(key);
+  }
+
   get keys(): string[] {
     return [...this.specs.keys()];
   }

@@ -29,6 +29,7 @@ import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js'
 import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
 import { floatInput, floatOutput, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
+import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
 
 export interface CompileOptions {
   model: IrModel;
@@ -39,6 +40,10 @@ export interface CompileOptions {
   weights: string;
   out: string;
   dtype?: 'float32' | 'float16';
+  /** Fused operators for this runtime target (src/rewrite/); 'plain' (the default): standard ONNX only. */
+  target?: Target;
+  /** Weight-only block quantization of the linear layers (MatMulNBits). */
+  quantize?: 'int8' | 'int4';
   /** Bytes of weights written so far, in all, and the tensor just written. */
   onProgress?: (done: number, total: number, key: string) => void;
 }
@@ -51,6 +56,8 @@ export interface CompileResult {
   weightsBytes: number;
   seconds: number;
   warnings: string[];
+  /** Fusions applied per graph (empty for --target plain). */
+  rewrites: Record<string, RewriteReport>;
 }
 
 const WEIGHTS_FILE = 'weights.bin';
@@ -341,14 +348,17 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     }
     if (lw.problems.length) throw new CompileError(lw.problems);
 
+    const rewrites: Record<string, RewriteReport> = {};
     for (const g of graphs) {
       pruneDead(g);
       foldOutputIdentities(g);
+      // Fused operators for the target (src/rewrite/index.ts), before the weights are streamed.
+      if ((opts.target && opts.target !== 'plain') || opts.quantize) rewrites[g.name] = rewriteGraph(g, { target: opts.target ?? 'plain', quantize: opts.quantize });
       const bad = graphProblems(g);
       if (bad.length) throw new Error(`internal: invalid ${g.name} graph: ${bad.join('; ')}`);
     }
 
-    return await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, t0 });
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, t0 })), rewrites };
   } finally {
     ckpt.close();
   }
@@ -395,7 +405,7 @@ interface Built {
 }
 
 /** Write everything into OUT.tmp-<pid>, the manifest last, then move it into place. */
-async function writeArtifact(opts: CompileOptions, x: Built): Promise<CompileResult> {
+async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<CompileResult, 'rewrites'>> {
   const out = resolve(opts.out);
   if (existsSync(out)) {
     const ok = statSync(out).isDirectory() && (existsSync(join(out, MANIFEST_FILE)) || readdirSync(out).length === 0);
@@ -441,6 +451,8 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<CompileRes
       family: x.family,
       task,
       dtype: x.store.floatType,
+      ...(opts.target && opts.target !== 'plain' ? { target: opts.target } : {}),
+      ...(opts.quantize ? { quantize: opts.quantize } : {}),
       outputs: opts.model.outputs.map((o) => ({ name: o.name, task: o.task, graph: o.task === 'generate' ? 'decoder' : 'retrieval' })),
       graphs: entries,
       weights: { file: WEIGHTS_FILE, bytes: weightsBytes, tensors: referenced.size, parameters: params },

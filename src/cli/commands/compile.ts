@@ -6,11 +6,12 @@ import { formatDiagnostics } from '../../diagnostics/format.js';
 import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
 import { compile, type CompileResult } from '../../lower/compile.js';
 import { CompileError, formatProblem } from '../../lower/CompileError.js';
+import { TARGETS, type Target } from '../../rewrite/index.js';
 
 const command: Command = {
   name: 'compile',
   summary: 'compile a .blip model and a HuggingFace checkpoint to ONNX',
-  help: `Usage: blip compile GRAPH.blip --weights DIR --out OUTDIR [--dtype fp32|fp16] [--model NAME]
+  help: `Usage: blip compile GRAPH.blip --weights DIR --out OUTDIR [--dtype fp32|fp16] [--target T] [--quantize Q] [--model NAME]
 
 Checks GRAPH.blip, reads the checkpoint in DIR (config.json and model.safetensors, or sharded
 model-0000k-of-0000n.safetensors with model.safetensors.index.json; float32, float16 or
@@ -34,6 +35,11 @@ Options:
   --out OUTDIR    where to write the compiled model (required)
   --dtype T       fp32 (default) or fp16: precision of the weights and arithmetic
                   (graph inputs and outputs stay float32)
+  --target T      plain (default), cpu, cuda or webgpu: plain writes standard ONNX any runtime
+                  loads; a target replaces attention, residual + layer norm, GELU, RMSNorm and
+                  rotary positions by onnxruntime's fused operators that have kernels there
+  --quantize Q    int8 or int4: weight-only block quantization of the linear layers
+                  (com.microsoft.MatMulNBits; onnxruntime only)
   --model NAME    the model to compile when GRAPH.blip declares several
 
 Examples:
@@ -44,7 +50,7 @@ Examples:
     const files: string[] = [];
     for (let i = 0; i < argv.length; i++) {
       const a = argv[i];
-      if (['--weights', '--out', '--dtype', '--model'].includes(a)) {
+      if (['--weights', '--out', '--dtype', '--model', '--target', '--quantize'].includes(a)) {
         if (argv[i + 1] === undefined) throw new UsageError(`${a} expects a value`);
         opt[a.slice(2)] = argv[++i];
       } else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
@@ -55,6 +61,10 @@ Examples:
     if (!opt.out) throw new UsageError('--out OUTDIR is required');
     const dtype = opt.dtype === undefined || opt.dtype === 'fp32' ? 'float32' : opt.dtype === 'fp16' ? 'float16' : undefined;
     if (!dtype) throw new UsageError(`--dtype expects fp32 or fp16, found '${opt.dtype}'`);
+    const target = (opt.target ?? 'plain') as Target;
+    if (!TARGETS.includes(target)) throw new UsageError(`--target expects ${TARGETS.join(', ')}, found '${opt.target}'`);
+    const quantize = opt.quantize as 'int8' | 'int4' | undefined;
+    if (quantize !== undefined && quantize !== 'int8' && quantize !== 'int4') throw new UsageError(`--quantize expects int8 or int4, found '${opt.quantize}'`);
 
     const [file] = files;
     const loaded = loadProgram(file);
@@ -72,7 +82,7 @@ Examples:
     const bar = process.stderr.isTTY ? progressBar() : undefined;
     let result: CompileResult;
     try {
-      result = await compile({ model, graphFile: file, graphText: readFileSync(file, 'utf8'), weights: opt.weights, out: opt.out, dtype, onProgress: bar?.update });
+      result = await compile({ model, graphFile: file, graphText: readFileSync(file, 'utf8'), weights: opt.weights, out: opt.out, dtype, target, quantize, onProgress: bar?.update });
     } catch (e) {
       bar?.clear();
       if (e instanceof CompileError) {
@@ -95,12 +105,15 @@ const MB = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3
 function summary(r: CompileResult): string {
   const m = r.manifest;
   const rows: Array<[string, string]> = [['parameters', `${(r.parameters / 1e6).toFixed(2)} M (shared tensors counted once)`]];
-  for (const g of r.graphs) rows.push([g.file, `${g.nodes} nodes, ${MB(g.bytes)}`]);
+  for (const g of r.graphs) {
+    const fused = Object.entries(r.rewrites[g.name] ?? {}).map(([k, n]) => `${n} ${k}`);
+    rows.push([g.file, `${g.nodes} nodes, ${MB(g.bytes)}${fused.length ? ` (fused: ${fused.join(', ')})` : ''}`]);
+  }
   rows.push([m.weights.file, `${MB(r.weightsBytes)}, ${m.weights.tensors} tensors`]);
   rows.push(['time', `${r.seconds.toFixed(1)} s`]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return [
-    `compiled ${m.model} (${m.family} ${m.task}, ${m.dtype}) -> ${r.out}`,
+    `compiled ${m.model} (${m.family} ${m.task}, ${m.dtype}${m.target ? `, target ${m.target}` : ''}${m.quantize ? `, ${m.quantize} weights` : ''}) -> ${r.out}`,
     ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`),
     ...r.warnings.map((x) => `warning: ${x}`),
     '',

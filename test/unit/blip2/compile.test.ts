@@ -9,7 +9,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readManifest, type Manifest } from '../../../src/artifact/manifest.js';
-import { FIXTURES, close, compileFixture, emptyPast, expected, f32, i64, nextPast, rows, session, tmp, type Expected } from '../compiler/harness.js';
+import { FIXTURES, TEST_TARGETS, targetTag, close, compileFixture, emptyPast, expected, f32, i64, nextPast, rows, session, tmp, type Expected } from '../compiler/harness.js';
+import type { Target } from '../../../src/rewrite/index.js';
 
 type Diffs = Record<string, number>;
 type Case = {
@@ -77,11 +78,11 @@ function scattered(projected: { data: Float32Array; shape: number[] }, E: number
   return projected.data.slice(0, B * Q * E);
 }
 
-async function checkDecoderOnly(fixture: string, graph: string, t: { diagnostic(m: string): void }) {
+async function checkDecoderOnly(fixture: string, graph: string, t: { diagnostic(m: string): void }, target: Target = 'plain') {
   const out = join(tmp('blip2-'), 'out');
   const diffs: Diffs = {};
   try {
-    await compileFixture(graph, fixture, out);
+    await compileFixture(graph, fixture, out, 'float32', target);
     const m = readManifest(out);
     assert.deepEqual(Object.keys(m.graphs).sort(), ['decoder', 'encode']);
     assert.equal(m.decoder!.positions, 'attention_mask');
@@ -145,11 +146,11 @@ async function checkDecoderOnly(fixture: string, graph: string, t: { diagnostic(
   }
 }
 
-async function checkT5(fixture: string, graph: string, t: { diagnostic(m: string): void }) {
+async function checkT5(fixture: string, graph: string, t: { diagnostic(m: string): void }, target: Target = 'plain') {
   const out = join(tmp('blip2-'), 'out');
   const diffs: Diffs = {};
   try {
-    await compileFixture(graph, fixture, out);
+    await compileFixture(graph, fixture, out, 'float32', target);
     const m = readManifest(out);
     assert.equal(m.decoder!.positions, 'past_length');
     assert.ok(m.decoder!.cross_attention);
@@ -184,11 +185,11 @@ async function checkT5(fixture: string, graph: string, t: { diagnostic(m: string
   }
 }
 
-async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void }) {
+async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void }, target: Target = 'plain') {
   const out = join(tmp('blip2-'), 'out');
   const diffs: Diffs = {};
   try {
-    await compileFixture('graphs/blip2-itm.blip', fixture, out);
+    await compileFixture('graphs/blip2-itm.blip', fixture, out, 'float32', target);
     const m = readManifest(out);
     assert.deepEqual(Object.keys(m.graphs), ['retrieval']);
     const exp = expected(fixture);
@@ -212,7 +213,8 @@ async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void 
   }
 }
 
-const gen = (fixture: string, graph: string, what: string, check: typeof checkDecoderOnly) => test(`${fixture}: ${what}`, { skip: missing(fixture) }, (t) => check(fixture, graph, t));
+const gen = (fixture: string, graph: string, what: string, check: typeof checkDecoderOnly) =>
+  TEST_TARGETS.forEach((target) => test(`${fixture}: ${what}${targetTag(target)}`, { skip: missing(fixture) }, (t) => check(fixture, graph, t, target)));
 
 gen('blip2-opt-a', 'graphs/blip2-opt.blip', 'OPT with placeholders: soft prompt, prefill / cached / greedy logits match transformers', checkDecoderOnly);
 gen('blip2-opt-b', 'graphs/blip2-opt.blip', 'post-norm OPT with project_in/out (masked_scatter of a wider soft prompt), 3 layers', checkDecoderOnly);
@@ -221,4 +223,6 @@ gen('blip2-t5-a', 'graphs/blip2-t5.blip', 'Flan-T5 (gated-gelu, untied unscaled 
 gen('instructblip-vicuna-a', 'graphs/instructblip-vicuna.blip', 'Vicuna with grouped KV heads: instruction in the Q-Former, prefill / cached / greedy logits', checkDecoderOnly);
 gen('instructblip-vicuna-b', 'graphs/instructblip-vicuna.blip', 'Vicuna, plain multi-head attention, another rope theta', checkDecoderOnly);
 gen('instructblip-t5-a', 'graphs/instructblip-t5.blip', 'Flan-T5 with the instruction in the Q-Former: decoder logits, greedy steps', checkT5);
-test('blip2-itm-a: ITM logits/probabilities and per-query ITC embeddings/similarities match transformers', { skip: missing('blip2-itm-a') }, (t) => checkRetrieval('blip2-itm-a', t));
+for (const target of TEST_TARGETS) {
+  test(`blip2-itm-a: ITM logits/probabilities and per-query ITC embeddings/similarities match transformers${targetTag(target)}`, { skip: missing('blip2-itm-a') }, (t) => checkRetrieval('blip2-itm-a', t, target));
+}

@@ -9,7 +9,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
-import { close, compileFixture, emptyPast, expected, f32, i64, nextPast, rows, session, tmp } from './harness.js';
+import { TEST_TARGETS, close, compileFixture, emptyPast, expected, f32, i64, nextPast, rows, session, targetTag, tmp } from './harness.js';
+import type { Target } from '../../../src/rewrite/index.js';
 
 type Diffs = Record<string, number>;
 const report = (t: { diagnostic(m: string): void }, d: Diffs) => t.diagnostic(Object.entries(d).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', '));
@@ -37,11 +38,11 @@ async function drive(dec: ort.InferenceSession, fixed: Record<string, ort.Tensor
   }
 }
 
-async function checkGenerating(fixture: string, graph: string, t: { diagnostic(m: string): void }) {
+async function checkGenerating(fixture: string, graph: string, t: { diagnostic(m: string): void }, target: Target) {
   const out = join(tmp('blip-'), 'out');
   const diffs: Diffs = {};
   try {
-    const r = await compileFixture(graph, fixture, out);
+    const r = await compileFixture(graph, fixture, out, 'float32', target);
     const m = readManifest(out);
     assert.deepEqual(Object.keys(m.graphs).sort(), ['decoder', 'encode']);
     assert.equal(m.decoder!.positions, 'past_length');
@@ -89,11 +90,11 @@ async function checkGenerating(fixture: string, graph: string, t: { diagnostic(m
   }
 }
 
-async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void }) {
+async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void }, target: Target) {
   const out = join(tmp('blip-'), 'out');
   const diffs: Diffs = {};
   try {
-    await compileFixture('graphs/blip-itm.blip', fixture, out);
+    await compileFixture('graphs/blip-itm.blip', fixture, out, 'float32', target);
     const m = readManifest(out);
     assert.deepEqual(Object.keys(m.graphs), ['retrieval']);
     const exp = expected(fixture);
@@ -111,8 +112,10 @@ async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void 
   }
 }
 
-test('blip-caption-a: caption graph matches transformers (embeddings, logits, KV cache, greedy steps)', (t) => checkGenerating('blip-caption-a', 'graphs/blip-caption.blip', t));
-test('blip-caption-b: other sizes, 2 heads, 3 layers, padded vocabulary, preprocessor_config.json', (t) => checkGenerating('blip-caption-b', 'graphs/blip-caption.blip', t));
-test('blip-vqa-a: question encoder + answer decoder match transformers (padded questions)', (t) => checkGenerating('blip-vqa-a', 'graphs/blip-vqa.blip', t));
-test('blip-itm-a: ITM logits/probabilities and ITC embeddings/similarities match transformers', (t) => checkRetrieval('blip-itm-a', t));
-test('blip-itm-b: retrieval with other sizes and padding', (t) => checkRetrieval('blip-itm-b', t));
+for (const target of TEST_TARGETS) {
+  test(`blip-caption-a: caption graph matches transformers (embeddings, logits, KV cache, greedy steps)${targetTag(target)}`, (t) => checkGenerating('blip-caption-a', 'graphs/blip-caption.blip', t, target));
+  test(`blip-caption-b: other sizes, 2 heads, 3 layers, padded vocabulary, preprocessor_config.json${targetTag(target)}`, (t) => checkGenerating('blip-caption-b', 'graphs/blip-caption.blip', t, target));
+  test(`blip-vqa-a: question encoder + answer decoder match transformers (padded questions)${targetTag(target)}`, (t) => checkGenerating('blip-vqa-a', 'graphs/blip-vqa.blip', t, target));
+  test(`blip-itm-a: ITM logits/probabilities and ITC embeddings/similarities match transformers${targetTag(target)}`, (t) => checkRetrieval('blip-itm-a', t, target));
+  test(`blip-itm-b: retrieval with other sizes and padding${targetTag(target)}`, (t) => checkRetrieval('blip-itm-b', t, target));
+}

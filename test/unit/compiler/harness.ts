@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { loadProgram } from '../../../src/syntax/load.js';
 import type { IrModel } from '../../../src/ir/types.js';
 import { compile, type CompileResult } from '../../../src/lower/compile.js';
+import type { Target } from '../../../src/rewrite/index.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
 
 export const FIXTURES = 'test/fixtures';
@@ -22,9 +23,9 @@ export function tmp(prefix: string): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function compileFixture(graph: string, fixture: string, out: string, dtype: 'float32' | 'float16' = 'float32'): Promise<CompileResult> {
+export async function compileFixture(graph: string, fixture: string, out: string, dtype: 'float32' | 'float16' = 'float32', target: Target = 'plain'): Promise<CompileResult> {
   const { model, text } = loadModel(graph);
-  return compile({ model, graphFile: graph, graphText: text, weights: join(FIXTURES, fixture, 'checkpoint'), out, dtype });
+  return compile({ model, graphFile: graph, graphText: text, weights: join(FIXTURES, fixture, 'checkpoint'), out, dtype, target });
 }
 
 export interface Expected {
@@ -87,6 +88,11 @@ export function close(what: string, actual: ArrayLike<number>, want: ArrayLike<n
 export async function session(path: string): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(path, { graphOptimizationLevel: 'all', intraOpNumThreads: 1 });
 }
+
+/** The compile targets every exactness test runs: plain ONNX, and the CPU target's fused operators (src/rewrite/). */
+export const TEST_TARGETS: readonly Target[] = ['plain', 'cpu'];
+/** Test-name suffix of a target ('' for plain). */
+export const targetTag = (t: Target): string => (t === 'plain' ? '' : ` [--target ${t}]`);
 
 /** Empty past key/values (P = 0) for a decoder session. */
 export function emptyPast(s: ort.InferenceSession, batch: number, kvHeads: number, headDim: number): Record<string, ort.Tensor> {

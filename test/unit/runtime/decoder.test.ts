@@ -14,6 +14,7 @@ import { readManifest, type Manifest } from '../../../src/artifact/manifest.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
 import { generate, OnnxDecoderStepModel, type GenerationOptions } from '../../../runtime/generation/index.js';
 import { fixturePath, repoRoot } from './fixtures.js';
+import type { Target } from '../../../src/rewrite/index.js';
 
 interface Gen {
   name: string;
@@ -47,21 +48,22 @@ const GRAPHS: Array<[string, string]> = [
 const camel = (k: string): string => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 const i64 = (rows: number[][]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
 
-async function compileFixture(fixture: string, graph: string, out: string): Promise<Manifest> {
+async function compileFixture(fixture: string, graph: string, out: string, target: Target): Promise<Manifest> {
   const path = join(repoRoot(), 'graphs', `${graph}.blip`);
   const r = loadProgram(path);
   assert.ok(r.program, `${graph} does not load`);
-  await compile({ model: r.program.models[0], graphFile: path, graphText: readFileSync(path, 'utf8'), weights: fixturePath(fixture, 'checkpoint'), out });
+  await compile({ model: r.program.models[0], graphFile: path, graphText: readFileSync(path, 'utf8'), weights: fixturePath(fixture, 'checkpoint'), out, target });
   return readManifest(out);
 }
 
-for (const [fixture, graph] of GRAPHS) {
+// Plain ONNX and the CPU target's fused operators (src/rewrite/) must generate the same tokens.
+for (const [[fixture, graph], target] of GRAPHS.flatMap((g) => (['plain', 'cpu'] as const).map((t) => [g, t] as const))) {
   const present = existsSync(fixturePath(fixture, 'expected.json'));
-  test(`decoder.onnx through OnnxDecoderStepModel + generate == transformers: ${fixture}`, { skip: !present && `fixture ${fixture} not present` }, async (t) => {
+  test(`decoder.onnx through OnnxDecoderStepModel + generate == transformers: ${fixture}${target === 'plain' ? '' : ` [--target ${target}]`}`, { skip: !present && `fixture ${fixture} not present` }, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'blip-rt-'));
     try {
       const out = join(dir, 'out');
-      const m = await compileFixture(fixture, graph, out);
+      const m = await compileFixture(fixture, graph, out, target);
       const exp = JSON.parse(readFileSync(fixturePath(fixture, 'expected.json'), 'utf8'));
       const st = SafetensorsFile.open(fixturePath(fixture, 'expected.safetensors'));
       const pv = st.info('pixel_values')!;

@@ -1,0 +1,44 @@
+// Graph rewrites between lowering and weight streaming (src/lower/compile.ts): the decomposed
+// graphs the node kinds emit load in any ONNX runtime (`--target plain`); for a named target the
+// patterns onnxruntime has fused kernels for are replaced by them, in this order (a later fusion
+// may match what an earlier one produced). Each fusion is one file with its before → after
+// formula; each says for which float types and targets its kernels exist (notes:
+// onnxruntime-node-1.30.md §1, §7). `--quantize` adds the weight-only MatMulNBits rewrite last.
+import type { GraphBuilder } from '../lower/GraphBuilder.js';
+import { BiasGeluFusion } from './BiasGeluFusion.js';
+import { SkipLayerNormFusion } from './SkipLayerNormFusion.js';
+import { MultiHeadAttentionFusion } from './MultiHeadAttentionFusion.js';
+import { RotaryEmbeddingFusion } from './RotaryEmbeddingFusion.js';
+import { SimplifiedLayerNormFusion } from './SimplifiedLayerNormFusion.js';
+import { MatMulNBitsFusion } from './MatMulNBitsFusion.js';
+import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
+
+export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
+
+const FUSED: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, SkipLayerNormFusion, RotaryEmbeddingFusion, MultiHeadAttentionFusion];
+
+/** The ordered fusions of each target (every one checks its own kernels' float types). */
+export const PIPELINES: Record<Target, Fusion[]> = {
+  plain: [],
+  cpu: FUSED,
+  cuda: FUSED,
+  webgpu: FUSED,
+};
+
+/** Fusions that ran on one graph, by name, with their counts. */
+export type RewriteReport = Record<string, number>;
+
+/** Rewrite one graph in place for `opts`; returns how often each fusion fired. */
+export function rewriteGraph(b: GraphBuilder, opts: RewriteOptions): RewriteReport {
+  if (!TARGETS.includes(opts.target)) throw new Error(`unknown target ${opts.target}`);
+  const report: RewriteReport = {};
+  const passes = [...PIPELINES[opts.target], ...(opts.quantize ? [MatMulNBitsFusion] : [])];
+  const g = new GraphView(b);
+  for (const f of passes) {
+    if (!f.applies(b.floatType, opts)) continue;
+    const n = f.run(g, opts);
+    if (n) report[f.name] = n;
+    g.finish();
+  }
+  return report;
+}

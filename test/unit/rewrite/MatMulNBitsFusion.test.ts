@@ -1,0 +1,83 @@
+// MatMulNBitsFusion (--quantize int8|int4): block quantization round trip, and the rewritten graph
+// (com.microsoft.MatMulNBits over the packed weights) equal to the float graph run with the
+// dequantized weights — which checks the packing (nibble order, zero points, scales) against
+// onnxruntime's kernel — and close to the float graph.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BLOCK_SIZE, dequantizeBlockwise, quantizeBlockwise } from '../../../src/rewrite/MatMulNBitsFusion.js';
+import { rewriteGraph } from '../../../src/rewrite/index.js';
+import { opHistogram } from '../../../src/lower/graphCheck.js';
+import { build, open, seeded, tensor, type Build } from './harness.js';
+
+test('block quantization: every weight within half a step of its block, padding of a short last block', () => {
+  for (const [bits, bs] of [
+    [4, 32],
+    [8, 128],
+    [4, 16],
+  ] as const) {
+    const [N, K] = [5, 2 * bs + 7]; // K not a multiple of the block
+    const w = seeded(N * K, 42, 0.5);
+    w[3] = 2.5; // an outlier widens one block only
+    const q = quantizeBlockwise(w, N, K, bits, bs);
+    assert.equal(q.kBlocks, 3);
+    assert.equal(q.packed.length, N * 3 * ((bs * bits) / 8));
+    const back = dequantizeBlockwise(q, N, K, bits, bs);
+    for (let n = 0; n < N; n++)
+      for (let k = 0; k < K; k++) {
+        const step = q.scales[n * 3 + Math.floor(k / bs)];
+        assert.ok(Math.abs(back[n * K + k] - w[n * K + k]) <= step / 2 + 1e-7, `${bits}-bit: w[${n},${k}] ${w[n * K + k]} -> ${back[n * K + k]} (step ${step})`);
+      }
+  }
+});
+
+const [K, N, V] = [64, 48, 40];
+/** A linear layer with bias, then a tied LM head (Gemm, transB) as the decoders lower it. */
+const model: Build = (b, w) => {
+  const x = b.input('x', 'float32', ['B', K]);
+  const h = b.linear(x, w('fc', [K, N]), w('fc_b', [N], 0.1), 'fc');
+  const emb = w('embeddings', [V, N]);
+  b.output(b.op('Gemm', [h, emb, w('head_b', [V], 0.1)], { transB: 1 }, { name: 'logits' }), 'logits', 'float32');
+  b.output(b.gather(emb, b.int64([1, 3], [2], 'ids'), 0, 'tokens'), 'tokens', 'float32'); // the embeddings are read as floats too
+};
+
+for (const quantize of ['int8', 'int4'] as const) {
+  test(`--quantize ${quantize}: MatMulNBits equals the float graph over the dequantized weights`, async () => {
+    const bits = quantize === 'int4' ? 4 : 8;
+    const bs = BLOCK_SIZE[quantize];
+    const qdq = (data: Float32Array, dims: number[]) => {
+      if (dims.length !== 2) return data;
+      // MatMul weights are (K, N): quantized per output column; the head's (V, N) per row.
+      const [rows, cols] = dims[0] === K ? [dims[1], dims[0]] : [dims[0], dims[1]];
+      const t = dims[0] === K ? transpose(data, dims[0], dims[1]) : data;
+      const back = dequantizeBlockwise(quantizeBlockwise(t, rows, cols, bits, bs), rows, cols, bits, bs);
+      return dims[0] === K ? transpose(back, dims[1], dims[0]) : back;
+    };
+    const quantized = build(model);
+    const report = rewriteGraph(quantized, { target: 'plain', quantize });
+    assert.deepEqual(report, { MatMulNBits: 2 });
+    assert.deepEqual(opHistogram(quantized.nodes), { 'com.microsoft.MatMulNBits': 2, Gather: 1 });
+    assert.ok([...quantized.weightNames].some((n) => n.endsWith('embeddings')), 'the float embeddings stay for the Gather');
+    const reference = build(model, 'float32', qdq);
+    const float = build(model);
+    const [q, r, f] = [await open(quantized), await open(reference), await open(float)];
+    try {
+      const feeds = { x: tensor([3, K], 7) };
+      const [yq, yr, yf] = [await q.session.run(feeds), await r.session.run(feeds), await f.session.run(feeds)];
+      const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+      const lq = yq.logits.data as Float32Array;
+      assert.ok(maxDiff(lq, yr.logits.data as Float32Array) < 1e-4, `against dequantized weights: ${maxDiff(lq, yr.logits.data as Float32Array)}`);
+      // Against the float weights: a real but bounded error, relative to the logits' scale.
+      const lf = yf.logits.data as Float32Array;
+      const rel = maxDiff(lq, lf) / lf.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      assert.ok(rel > 0 && rel < (bits === 4 ? 0.2 : 0.02), `against float weights: max error ${rel} of the largest logit`);
+    } finally {
+      [q, r, f].forEach((s) => s.dispose());
+    }
+  });
+}
+
+function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = src[i * cols + j];
+  return out;
+}

@@ -1,0 +1,138 @@
+// MultiHeadAttentionFusion: the attention blocks of transformer.ts (as vit/bert/qformer/opt/t5
+// lower them) become com.microsoft.MultiHeadAttention, numerically equal to the decomposed graph.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-node';
+import { attend, causalBias, f32, mergeHeads, paddingBias, splitHeads } from '../../../src/lower/transformer.js';
+import { assertClose, compare, ints, tensor, type Build } from './harness.js';
+
+const [W, N, D] = [16, 4, 4];
+const MHA = 'com.microsoft.MultiHeadAttention';
+
+/** Self-attention over x (B, S, W), ViT style: one packed projection split in three, scores · D^-½. */
+const vitSelf: Build = (b, w) => {
+  const x = b.input('x', 'float32', ['B', 'S', W]);
+  const qkv = b.linear(x, w('qkv', [W, 3 * W]), w('qkv_b', [3 * W]), 'qkv');
+  const [q, k, v] = b.ops('Split', [qkv], { axis: -1 }, { outputs: ['q', 'k', 'v'] });
+  const h = (t: typeof x, r: string) => splitHeads(b, t, N, D, r);
+  b.output(mergeHeads(b, attend(b, h(q, 'q'), h(k, 'k'), h(v, 'v'), { scale: D ** -0.5 }), W, 'ctx'), 'y', 'float32');
+};
+
+test('ViT self-attention (packed q/k/v, scale) -> MultiHeadAttention with 3-D q, k, v', async () => {
+  const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }, { x: tensor([1, 3, W], 2) }]);
+  assert.equal(c.before[MHA], undefined);
+  assert.equal(c.before.Softmax, 1);
+  assert.equal(c.after[MHA], 1);
+  for (const op of ['Softmax', 'Transpose', 'Reshape']) assert.equal(c.after[op], undefined, `${op} left after the fusion`);
+  assertClose(c);
+});
+
+/** BERT encoder self-attention over padded text: scores / √D, the padding bias of the mask. */
+const bertPadded: Build = (b, w) => {
+  const x = b.input('x', 'float32', ['B', 'S', W]);
+  const mask = b.input('mask', 'int64', ['B', 'S']);
+  const h = (t: typeof x, r: string) => splitHeads(b, b.linear(x, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r), N, D, `${r}_h`);
+  b.output(mergeHeads(b, attend(b, h(x, 'q'), h(x, 'k'), h(x, 'v'), { divide: Math.sqrt(D), bias: paddingBias(b, mask) }), W, 'ctx'), 'y', 'float32');
+};
+
+test('padded self-attention: the padding bias becomes key_padding_mask with transformers’ mask value', async () => {
+  const c = await compare(bertPadded, [{ x: tensor([2, 4, W], 3), mask: ints([[1, 1, 1, 1], [1, 1, 0, 0]]) }]);
+  assert.equal(c.after[MHA], 1);
+  assert.equal(c.after.Where, undefined, 'the additive bias is no longer built');
+  assert.equal(c.after.Cast, 1, 'one int64 -> int32 cast of the mask');
+  assertClose(c);
+});
+
+/** A decoder layer: cached self-attention (past/present, causal bias) and cross-attention over given BNSH keys/values. */
+const decoderStep: Build = (b, w) => {
+  const x = b.input('x', 'float32', ['B', 'S', W]);
+  const mask = b.input('mask', 'int64', ['B', 'T']);
+  const past = { key: b.input('past_key', 'float32', ['B', N, 'P', D]), value: b.input('past_value', 'float32', ['B', N, 'P', D]) };
+  const cross = { key: b.input('cross_key', 'float32', ['B', N, 'L', D]), value: b.input('cross_value', 'float32', ['B', N, 'L', D]) };
+  const crossMask = b.input('cross_mask', 'int64', ['B', 'L']);
+  const h = (t: typeof x, r: string) => splitHeads(b, b.linear(t, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r), N, D, `${r}_h`);
+  const k = b.concat([past.key, h(x, 'k')], 2, 'present_key');
+  const v = b.concat([past.value, h(x, 'v')], 2, 'present_value');
+  const self = mergeHeads(b, attend(b, h(x, 'q'), k, v, { divide: Math.sqrt(D), bias: causalBias(b, mask, x) }), W, 'self');
+  const crossOut = mergeHeads(b, attend(b, h(self, 'cq'), cross.key, cross.value, { divide: Math.sqrt(D), bias: paddingBias(b, crossMask, 'cross_bias') }), W, 'cross');
+  b.output(crossOut, 'y', 'float32');
+  b.output(k, 'present.key', 'float32');
+  b.output(v, 'present.value', 'float32');
+};
+
+test('decoder step: cached self-attention (past -> present, causal) and BNSH cross-attention, prefill and later steps', async () => {
+  const step = (B: number, S: number, P: number, L: number, seed: number, maskRows: number[][]) => ({
+    x: tensor([B, S, W], seed),
+    mask: ints(maskRows),
+    past_key: tensor([B, N, P, D], seed + 1),
+    past_value: tensor([B, N, P, D], seed + 2),
+    cross_key: tensor([B, N, L, D], seed + 3),
+    cross_value: tensor([B, N, L, D], seed + 4),
+    cross_mask: ints(Array.from({ length: B }, (_, r) => Array.from({ length: L }, (_, j) => (r === 1 && j >= L - 2 ? 0 : 1)))),
+  });
+  const c = await compare(decoderStep, [
+    step(2, 3, 0, 5, 10, [
+      [1, 1, 1],
+      [0, 1, 1],
+    ]), // prefill, left padding
+    step(2, 1, 3, 5, 20, [
+      [1, 1, 1, 1],
+      [0, 1, 1, 1],
+    ]), // one token over a 3-token cache
+    step(1, 2, 4, 7, 30, [[1, 1, 1, 1, 1, 1]]),
+  ]);
+  assert.equal(c.before.Softmax, 2);
+  assert.equal(c.after[MHA], 2);
+  assert.equal(c.after.Softmax, undefined);
+  assert.equal(c.after.Concat, undefined, 'present_key/value come from MultiHeadAttention');
+  assert.deepEqual(Object.keys(c.diffs).sort(), ['present.key', 'present.value', 'y']);
+  assertClose(c);
+});
+
+test('grouped-query attention and float16 graphs are left decomposed', async () => {
+  const grouped: Build = (b, w) => {
+    const x = b.input('x', 'float32', ['B', 'S', W]);
+    const q = splitHeads(b, b.linear(x, w('q', [W, W])), N, D, 'q');
+    const k = splitHeads(b, b.linear(x, w('k', [W, W / 2])), N / 2, D, 'k');
+    const v = splitHeads(b, b.linear(x, w('v', [W, W / 2])), N / 2, D, 'v');
+    b.output(mergeHeads(b, attend(b, q, k, v, { scale: D ** -0.5, groups: { heads: N, kvHeads: N / 2 } }), W, 'ctx'), 'y', 'float32');
+  };
+  const c = await compare(grouped, [{ x: tensor([1, 3, W], 5) }]);
+  assert.equal(c.after[MHA], undefined);
+  assert.equal(c.after.Softmax, 1);
+  assertClose(c, 0);
+
+  const half: Build = (b, w) => {
+    const x = b.cast(b.input('x', 'float32', ['B', 'S', W]), 'float16', 'x16');
+    const h = (r: string) => splitHeads(b, b.linear(x, w(r, [W, W])), N, D, `${r}_h`);
+    b.output(b.cast(mergeHeads(b, attend(b, h('q'), h('k'), h('v'), { scale: D ** -0.5 }), W, 'ctx'), 'float32', 'y32'), 'y', 'float32');
+  };
+  const h = await compare(half, [{ x: tensor([1, 3, W], 6) }], { target: 'cpu' }, 'float16');
+  assert.equal(h.after[MHA], undefined);
+});
+
+test('an unknown additive bias (T5 relative positions, per head) is attention_bias; no scale is scale 1', async () => {
+  const t5: Build = (b, w) => {
+    const x = b.input('x', 'float32', ['B', 'S', W]);
+    const bias = b.add(b.input('pos_bias', 'float32', [1, N, 'S', 'S']), f32(b, 0), 'bias'); // computed, not a padding pattern
+    const h = (r: string) => splitHeads(b, b.linear(x, w(r, [W, W])), N, D, `${r}_h`);
+    b.output(mergeHeads(b, attend(b, h('q'), h('k'), h('v'), { bias }), W, 'ctx'), 'y', 'float32');
+  };
+  const c = await compare(t5, [{ x: tensor([2, 3, W], 7), pos_bias: tensor([1, N, 3, 3], 8, 3) }]);
+  assert.equal(c.after[MHA], 1);
+  assertClose(c);
+});
+
+test('the fused graph declares the com.microsoft opset and also runs with ORT’s optimizations on', async () => {
+  const { build, open } = await import('./harness.js');
+  const { rewriteGraph } = await import('../../../src/rewrite/index.js');
+  const b = build(vitSelf);
+  rewriteGraph(b, { target: 'cpu' });
+  const { session, dispose } = await open(b, 'all');
+  try {
+    const y = (await session.run({ x: tensor([1, 2, W], 9) })).y as ort.Tensor;
+    assert.deepEqual(y.dims, [1, 2, W]);
+  } finally {
+    dispose();
+  }
+});

@@ -1,0 +1,56 @@
+// The rewrite registry through the compile driver: per-target pipelines on a real fixture, the
+// manifest's record of the target, float16 graphs on the CPU target, and the plain fallback.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { compileFixture, tmp } from '../compiler/harness.js';
+import { readManifest } from '../../../src/artifact/manifest.js';
+import { decodeModel } from '../../../src/lower/emitOnnx.js';
+import { opHistogram } from '../../../src/lower/graphCheck.js';
+import { PIPELINES, TARGETS } from '../../../src/rewrite/index.js';
+
+const ops = (dir: string, graph: string) => opHistogram(decodeModel(readFileSync(join(dir, `${graph}.onnx`))).graph!.node!);
+const ms = (h: Record<string, number>) => Object.keys(h).filter((k) => k.startsWith('com.microsoft.'));
+
+test('every target has a pipeline; plain has none', () => {
+  assert.deepEqual([...TARGETS].sort(), Object.keys(PIPELINES).sort());
+  assert.deepEqual(PIPELINES.plain, []);
+  for (const t of ['cpu', 'cuda', 'webgpu'] as const) assert.ok(PIPELINES[t].some((f) => f.name === 'MultiHeadAttention'), t);
+});
+
+test('BLIP caption (2-layer ViT, 2-layer BERT decoder): fused op counts per target, recorded in the manifest', async () => {
+  const dir = tmp('blip-rw-');
+  try {
+    const plain = await compileFixture('graphs/blip-caption.blip', 'blip-caption-a', join(dir, 'plain'));
+    assert.deepEqual(plain.rewrites, {});
+    assert.equal(readManifest(join(dir, 'plain')).target, undefined);
+    assert.deepEqual(ms(ops(join(dir, 'plain'), 'encode')), []);
+    for (const target of ['cpu', 'cuda', 'webgpu'] as const) {
+      const out = join(dir, target);
+      const r = await compileFixture('graphs/blip-caption.blip', 'blip-caption-a', out, 'float32', target);
+      // ViT: per layer one attention, two residual norms (the last feeds post_layernorm), one GELU.
+      assert.deepEqual(r.rewrites.encode, { BiasGelu: 2, SkipLayerNormalization: 5, MultiHeadAttention: 2 });
+      // Decoder: per layer self + cross attention, three residual norms, GELU; + embeddings norm and the head's GELU.
+      assert.deepEqual(r.rewrites.decoder, { BiasGelu: 3, SkipLayerNormalization: 7, MultiHeadAttention: 4 });
+      const dec = ops(out, 'decoder');
+      assert.equal(dec.Softmax, undefined);
+      assert.equal(dec.Erf, undefined);
+      assert.equal(readManifest(out).target, target);
+      assert.equal(r.manifest.graphs.decoder!.nodes, decodeModel(readFileSync(join(out, 'decoder.onnx'))).graph!.node!.length);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('float16 for the CPU target: no float-only CPU kernels are emitted', async () => {
+  const dir = tmp('blip-rw-');
+  try {
+    const r = await compileFixture('graphs/blip-caption.blip', 'blip-caption-a', join(dir, 'f16'), 'float16', 'cpu');
+    assert.deepEqual(ms(ops(join(dir, 'f16'), 'encode')), []);
+    assert.deepEqual(r.rewrites, { encode: {}, decoder: {} });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
