@@ -1,5 +1,6 @@
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
+import { nearest } from '../main.js';
 import { loadProgram } from '../../syntax/load.js';
 import { formatDiagnostics } from '../../diagnostics/format.js';
 import type { IrModel } from '../../ir/types.js';
@@ -70,10 +71,16 @@ Examples:
       else if (a.startsWith('--format=')) format = a.slice('--format='.length);
       else if (a === '--model') only = argv[++i];
       else if (a === '--weights') weights = argv[++i];
-      else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
+      else if (a.startsWith('-')) {
+        const hint = nearest(a.replace(/^-+/, '').split('=')[0], ['format', 'weights', 'model']);
+        throw new UsageError(`unknown option '${a}'${hint ? ` (did you mean --${hint}?)` : ''}`);
+      }
       else files.push(a);
     }
-    if (!FORMATS.includes(format)) throw new UsageError(`--format expects one of ${FORMATS.join(', ')}, found '${format}'`);
+    if (!FORMATS.includes(format)) {
+      const hint = nearest(format, FORMATS);
+      throw new UsageError(`--format expects one of ${FORMATS.join(', ')}, found '${format}'${hint ? ` (did you mean ${hint}?)` : ''}`);
+    }
     if (weights === '') throw new UsageError('--weights expects a checkpoint directory');
     if (files.length !== 1) throw new UsageError('expected one FILE');
     const r = loadProgram(files[0]);
