@@ -222,6 +222,7 @@ gen('blip2-opt-legacy', 'graphs/blip2-opt.blip', 'checkpoint without image_token
 gen('blip2-t5-a', 'graphs/blip2-t5.blip', 'Flan-T5 (gated-gelu, untied unscaled head): encoder cross K/V, decoder logits, greedy steps', checkT5);
 gen('instructblip-vicuna-a', 'graphs/instructblip-vicuna.blip', 'Vicuna with grouped KV heads: instruction in the Q-Former, prefill / cached / greedy logits', checkDecoderOnly);
 gen('instructblip-vicuna-b', 'graphs/instructblip-vicuna.blip', 'Vicuna, plain multi-head attention, another rope theta', checkDecoderOnly);
+gen('blip2-llama-a', 'graphs/examples/blip2-llama.blip', 'composition: the BLIP-2 Q-Former feeding a LLaMA with grouped KV heads (a pairing the papers did not ship)', checkDecoderOnly);
 gen('instructblip-t5-a', 'graphs/instructblip-t5.blip', 'Flan-T5 with the instruction in the Q-Former: decoder logits, greedy steps', checkT5);
 for (const target of TEST_TARGETS) {
   test(`blip2-itm-a: ITM logits/probabilities and per-query ITC embeddings/similarities match transformers${targetTag(target)}`, { skip: missing('blip2-itm-a') }, (t) => checkRetrieval('blip2-itm-a', t, target));

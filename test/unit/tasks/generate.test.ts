@@ -22,6 +22,7 @@ const FIXTURES = [
   'instructblip-vicuna-a',
   'instructblip-vicuna-b',
   'instructblip-t5-a',
+  'blip2-llama-a',
 ];
 const MARGIN = 1e-4;
 

@@ -22,6 +22,7 @@ export const GRAPH_OF: Record<string, string> = {
   'instructblip-vicuna-a': 'instructblip-vicuna',
   'instructblip-vicuna-b': 'instructblip-vicuna',
   'instructblip-t5-a': 'instructblip-t5',
+  'blip2-llama-a': 'examples/blip2-llama',
 };
 
 /** A temporary directory, removed by the returned function. */
