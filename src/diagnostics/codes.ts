@@ -103,7 +103,7 @@ export const CODES = {
   BLIP5803: e('CapFilt resume with other settings'),
   BLIP5804: e('CapFilt queue unreachable'),
   BLIP5805: e('CapFilt model of the wrong task'),
-  BLIP5806: e('CapFilt models cannot run'),
+  BLIP5806: e('CapFilt model unusable'),
 } as const satisfies Record<string, CodeInfo>;
 
 export type Code = keyof typeof CODES;
