@@ -45,7 +45,9 @@ def main() -> None:
     ckpt = out / "checkpoint"
     ckpt.mkdir(parents=True, exist_ok=True)
 
-    model = BlipForConditionalGeneration(BlipConfig()).eval()
+    # BlipTextConfig's default has 8 heads; the published blip-image-captioning-base decoder has 12
+    # (the pinned graph says so). Same tensors either way, but the layout should be the real one.
+    model = BlipForConditionalGeneration(BlipConfig(text_config={"num_attention_heads": 12})).eval()
     randomise(model)
     model.save_pretrained(ckpt)
 
