@@ -9,3 +9,4 @@ registerCommand(async () => (await import('./compile.js')).default);
 registerCommand(async () => (await import('./inspect.js')).default);
 registerCommand(async () => (await import('./run.js')).default);
 registerCommand(async () => (await import('./capfilt.js')).default);
+registerCommand(async () => (await import('./serve.js')).default);

@@ -1,0 +1,69 @@
+// Errors of `blip serve`, in OpenAI's error shape:
+//   { "error": { "message": "...", "type": "invalid_request_error", "param": "messages", "code": "..." } }
+// Every failure a client can cause is an ApiError with a 4xx status; anything else is a 500
+// `server_error` whose message is one line (never a stack trace).
+import { BlipError } from '../../src/cli/Command.js';
+import { firstLine } from '../errors.js';
+
+export type ErrorType = 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'not_found_error' | 'rate_limit_error' | 'timeout_error' | 'server_error' | 'service_unavailable';
+
+/** The JSON an error travels as (HTTP body, SSE event, worker message). */
+export interface WireError {
+  status: number;
+  message: string;
+  type: ErrorType;
+  code: string | null;
+  param: string | null;
+}
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type: ErrorType = status >= 500 ? 'server_error' : 'invalid_request_error',
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+    /** Extra response headers (Retry-After, Allow, ...). */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+
+  toWire(): WireError {
+    return { status: this.status, message: this.message, type: this.type, code: this.code, param: this.param };
+  }
+
+  static fromWire(w: WireError): ApiError {
+    return new ApiError(w.status, w.message, w.type, w.code, w.param);
+  }
+}
+
+/** 400 invalid_request_error about one parameter. */
+export function badRequest(message: string, param: string | null = null, code: string | null = null): ApiError {
+  return new ApiError(400, message, 'invalid_request_error', code, param);
+}
+
+/** The error body OpenAI clients parse. */
+export function errorBody(e: ApiError | WireError): { error: { message: string; type: string; param: string | null; code: string | null } } {
+  return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
+}
+
+/**
+ * Map anything thrown by the runtime to an ApiError: images that do not decode or cannot be
+ * processed and bad generation settings are the client's (400); the rest is the server's (500).
+ */
+export function toApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  const code = e instanceof BlipError ? e.code : typeof (e as { code?: unknown })?.code === 'string' ? ((e as { code: string }).code as string) : undefined;
+  const msg = firstLine(e);
+  switch (code) {
+    case 'BLIP5010':
+    case 'BLIP5011':
+      return new ApiError(400, msg, 'invalid_request_error', 'invalid_image', 'messages');
+    case 'BLIP5030':
+      return new ApiError(400, msg, 'invalid_request_error', 'invalid_generation_settings', null);
+    default:
+      return new ApiError(500, code ? `${code}: ${msg}` : `internal error: ${msg}`, 'server_error', code ?? null, null);
+  }
+}

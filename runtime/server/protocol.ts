@@ -1,0 +1,97 @@
+// Messages between the HTTP thread and the inference workers (worker_threads). Images travel as
+// encoded bytes (their buffers are transferred, not copied); each batch carries a
+// SharedArrayBuffer of cancel flags, one Int32 per job, that the worker reads between decoding
+// steps (its event loop is blocked while onnxruntime runs, so a message would arrive too late).
+import type { WireError } from './errors.js';
+import type { ImageBytes } from './images.js';
+import type { DecodedImage } from '../tasks/images.js';
+import type { GenerateOptions, GenerateResult } from '../tasks/generate.js';
+import type { Embedding, ItmResult } from '../tasks/retrieval.js';
+
+/** What the worker needs of a loaded model (runtime/model.ts BlipModel has it). */
+export interface ServedModel {
+  readonly providers?: Partial<Record<string, string>>;
+  generate(images: DecodedImage[], opts: GenerateOptions): Promise<GenerateResult[]>;
+  itm(images: DecodedImage[], texts: string[], opts?: { batchSize?: number }): Promise<ItmResult[]>;
+  embedImages(images: DecodedImage[], opts?: { batchSize?: number }): Promise<Embedding[]>;
+  embedTexts(texts: string[], opts?: { batchSize?: number }): Promise<Embedding[]>;
+  close(): Promise<void>;
+}
+
+export type LoadFn = (dir: string, opts: { device?: string; threads?: number; deviceId?: number; options?: unknown }) => Promise<ServedModel>;
+
+
+export interface WorkerInit {
+  id: string;
+  dir: string;
+  device?: string;
+  threads?: number;
+  deviceId?: number;
+  /** Rows per model call for retrieval batches (ITM pairs, embeddings). */
+  maxBatch: number;
+  /** A module exporting `load(dir, opts)` to use instead of runtime/model.ts (tests). */
+  backendModule?: string;
+  backendOptions?: unknown;
+}
+
+export interface GenSettings {
+  maxNewTokens: number;
+  doSample: boolean;
+  temperature?: number;
+  topP?: number;
+  /** Sequences per image (OpenAI's n). */
+  n: number;
+}
+
+export interface GenJob {
+  image: ImageBytes;
+  /** null: no prompt (the model's own start). */
+  prompt: string | null;
+  /** One seed per returned sequence (sampling). */
+  seeds: number[];
+  stream: boolean;
+}
+
+export interface ItmJob {
+  image: ImageBytes;
+  texts: string[];
+}
+
+export type EmbedItem = { image: ImageBytes } | { text: string };
+
+export interface EmbedJob {
+  items: EmbedItem[];
+}
+
+interface BatchBase {
+  type: 'batch';
+  id: number;
+  cancel: SharedArrayBuffer;
+}
+
+export type BatchMessage =
+  | (BatchBase & { task: 'generate'; settings: GenSettings; jobs: GenJob[] })
+  | (BatchBase & { task: 'itm'; jobs: ItmJob[] })
+  | (BatchBase & { task: 'embed'; jobs: EmbedJob[] });
+
+export type ToWorker = BatchMessage | { type: 'close' };
+
+export interface GenValue {
+  choices: Array<{ text: string; tokenIds: number[] }>;
+}
+export interface ItmValue {
+  itm: number[];
+  itc: number[];
+}
+export interface EmbedValue {
+  embeddings: Array<{ data: Float32Array; dims: number[] }>;
+}
+
+export type JobResult<T = GenValue | ItmValue | EmbedValue> = { ok: true; value: T } | { ok: false; error: WireError };
+
+export type FromWorker =
+  | { type: 'ready'; providers: Record<string, string> }
+  | { type: 'fatal'; error: WireError }
+  | { type: 'token'; batch: number; job: number; choice: number; text: string }
+  | { type: 'result'; batch: number; results: JobResult[]; ms: number; tokens: number }
+  | { type: 'closed' };

@@ -1,0 +1,417 @@
+// The bounded queue, the dynamic batcher and the worker pool.
+//
+// Requests wait in one queue per model (all queues together hold at most --max-queue requests;
+// past that submit() refuses with 429 and a Retry-After estimate). Whenever a worker of a model is
+// idle, it takes the oldest waiting request of that model together with every later one that can
+// share its model call (same task and settings, and for generation the same prompt shape, so no
+// row is padded and results do not depend on the batch) up to --max-batch rows. While a batch
+// runs, new requests accumulate and form the next one: the batch size follows the load.
+//
+// A request past its deadline (or whose client went away) is cancelled: removed from the queue,
+// or, when its batch is running, flagged in the batch's shared cancel array; a batch whose
+// requests are all cancelled stops at the next decoding step and frees its worker.
+import { Worker } from 'node:worker_threads';
+import { ApiError } from './errors.js';
+import type { ServerMetrics } from './metrics.js';
+import type { BatchMessage, EmbedJob, FromWorker, GenJob, GenSettings, ItmJob, JobResult, WorkerInit } from './protocol.js';
+
+export type Task = 'generate' | 'itm' | 'embed';
+
+export interface JobSpec {
+  model: string;
+  task: Task;
+  /** Requests with the same key can share one model call. */
+  key: string;
+  /** Rows this request adds to a batch (images x sequences, pairs, items). */
+  rows: number;
+  payload: GenJob | ItmJob | EmbedJob;
+  settings?: GenSettings;
+  /** Streaming: released text of sequence `choice`. */
+  onToken?: (choice: number, text: string) => void;
+  /** Bytes to transfer to the worker (image buffers). */
+  transfer?: ArrayBuffer[];
+}
+
+export interface JobHandle<T> {
+  promise: Promise<T>;
+  cancel(reason: ApiError, metricReason?: string): void;
+}
+
+interface Job {
+  spec: JobSpec;
+  state: 'queued' | 'running' | 'settled';
+  resolve(v: unknown): void;
+  reject(e: ApiError): void;
+  timer?: NodeJS.Timeout;
+  flags?: Int32Array;
+  index?: number;
+}
+
+interface Batch {
+  id: number;
+  task: Task;
+  model: string;
+  jobs: Job[];
+  started: number;
+}
+
+export interface PoolOptions {
+  maxBatch: number;
+  maxQueue: number;
+  timeoutMs: number;
+  /** Workers per model. */
+  workers: number;
+  device?: string;
+  threads?: number;
+  deviceId?: number;
+  backendModule?: string;
+  backendOptions?: unknown;
+}
+
+class WorkerHandle {
+  worker!: Worker;
+  busy: Batch | null = null;
+  ready = false;
+  closing = false;
+  providers: Record<string, string> = {};
+  constructor(
+    readonly model: string,
+    readonly init: WorkerInit,
+  ) {}
+}
+
+/**
+ * Start a worker thread from the built dist/ (plain .js), or from source under tsx: a worker does
+ * not inherit tsx's loader hooks, so the eval'd entry registers them before importing worker.ts.
+ */
+function spawnWorker(init: WorkerInit): Worker {
+  // the parent's flags minus those that only apply to its entry point (node --input-type=module -e ...)
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+  const fromSource = import.meta.url.endsWith('.ts');
+  if (!fromSource) return new Worker(new URL('./worker.js', import.meta.url), { workerData: init, execArgv });
+  const url = new URL('./worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(url)}); })`;
+  return new Worker(code, { eval: true, workerData: init, execArgv });
+}
+
+export class Scheduler {
+  private readonly queues = new Map<string, Job[]>();
+  private readonly workers = new Map<string, WorkerHandle[]>();
+  private readonly batchMs = new Map<string, number>();
+  private nextBatch = 1;
+  private queued = 0;
+  private running = new Set<Batch>();
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+  metrics?: ServerMetrics;
+
+  constructor(private readonly o: PoolOptions) {}
+
+  /** Start the workers of every model; resolves when all have loaded their model. */
+  async start(models: Array<{ id: string; dir: string }>): Promise<void> {
+    const starts: Array<Promise<void>> = [];
+    for (const m of models) {
+      this.queues.set(m.id, []);
+      const hs: WorkerHandle[] = [];
+      this.workers.set(m.id, hs);
+      for (let i = 0; i < this.o.workers; i++) {
+        const h = new WorkerHandle(m.id, {
+          id: m.id,
+          dir: m.dir,
+          device: this.o.device,
+          threads: this.o.threads,
+          deviceId: this.o.deviceId,
+          maxBatch: this.o.maxBatch,
+          backendModule: this.o.backendModule,
+          backendOptions: this.o.backendOptions,
+        });
+        hs.push(h);
+        starts.push(this.launch(h));
+      }
+    }
+    const r = await Promise.allSettled(starts);
+    const bad = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (bad) {
+      await this.close();
+      throw bad.reason;
+    }
+  }
+
+  private launch(h: WorkerHandle): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const w = spawnWorker(h.init);
+      h.worker = w;
+      h.ready = false;
+      w.on('message', (m: FromWorker) => {
+        switch (m.type) {
+          case 'ready':
+            h.ready = true;
+            h.providers = m.providers;
+            resolve();
+            this.dispatch();
+            break;
+          case 'fatal':
+            reject(new ApiError(500, `cannot load model ${h.model}: ${m.error.message}`, 'server_error', m.error.code));
+            break;
+          case 'token':
+            this.onToken(h, m);
+            break;
+          case 'result':
+            this.onResult(h, m);
+            break;
+          case 'closed':
+            break;
+        }
+      });
+      w.on('error', (e) => {
+        if (!h.ready) reject(new ApiError(500, `cannot start the worker of ${h.model}: ${e.message}`));
+        this.onCrash(h, e);
+      });
+      w.on('exit', (code) => {
+        if (!h.ready) reject(new ApiError(500, `the worker of ${h.model} exited (code ${code}) while loading`));
+        else if (!h.closing) this.onCrash(h, new Error(`exit code ${code}`));
+      });
+    });
+  }
+
+  private onCrash(h: WorkerHandle, e: Error): void {
+    if (h.busy) {
+      const b = h.busy;
+      h.busy = null;
+      this.running.delete(b);
+      for (const j of b.jobs) this.settle(j, undefined, new ApiError(500, `the inference worker of ${h.model} failed (${e.message})`, 'server_error', 'worker_failed'));
+    }
+    const wasReady = h.ready;
+    h.ready = false;
+    if (wasReady && !h.closing && !this.closed) {
+      // replace it; requests keep queueing meanwhile
+      this.launch(h).catch(() => undefined);
+    }
+    this.checkIdle();
+  }
+
+  /** Requests waiting, per model. */
+  depth(): Array<[Record<string, string>, number]> {
+    return [...this.queues].map(([model, q]) => [{ model }, q.length]);
+  }
+  inFlight(): Array<[Record<string, string>, number]> {
+    const by = new Map<string, number>([...this.queues.keys()].map((k) => [k, 0]));
+    for (const b of this.running) by.set(b.model, (by.get(b.model) ?? 0) + b.jobs.filter((j) => j.state === 'running').length);
+    return [...by].map(([model, n]) => [{ model }, n]);
+  }
+  busyWorkers(): Array<[Record<string, string>, number]> {
+    return [...this.workers].map(([model, hs]) => [{ model }, hs.filter((h) => h.busy).length]);
+  }
+  get totalQueued(): number {
+    return this.queued;
+  }
+  get totalRunning(): number {
+    let n = 0;
+    for (const b of this.running) n += b.jobs.filter((j) => j.state === 'running').length;
+    return n;
+  }
+  providers(model: string): Record<string, string> {
+    return this.workers.get(model)?.[0]?.providers ?? {};
+  }
+
+  /** Seconds a client should wait before retrying when the queue is full. */
+  retryAfter(model: string): number {
+    const ms = this.batchMs.get(model) ?? 1000;
+    const waves = Math.ceil((this.queues.get(model)?.length ?? 0) / Math.max(1, this.o.maxBatch) / Math.max(1, this.o.workers));
+    return Math.max(1, Math.ceil((ms * Math.max(1, waves)) / 1000));
+  }
+
+  submit<T>(spec: JobSpec): JobHandle<T> {
+    if (this.closed) throw new ApiError(503, 'the server is shutting down', 'service_unavailable', 'draining');
+    const q = this.queues.get(spec.model);
+    if (!q) throw new ApiError(404, `no model ${spec.model}`, 'not_found_error', 'model_not_found', 'model');
+    if (this.queued >= this.o.maxQueue) {
+      this.metrics?.rejected.inc({ reason: 'queue_full' });
+      const s = this.retryAfter(spec.model);
+      throw new ApiError(429, `the server is busy: ${this.queued} requests are waiting (--max-queue ${this.o.maxQueue}); retry in ${s} s`, 'rate_limit_error', 'queue_full', null, {
+        'Retry-After': String(s),
+      });
+    }
+    let job!: Job;
+    const promise = new Promise<T>((resolve, reject) => {
+      job = { spec, state: 'queued', resolve: resolve as (v: unknown) => void, reject };
+    });
+    job.timer = setTimeout(() => {
+      this.metrics?.rejected.inc({ reason: 'timeout' });
+      this.settle(job, undefined, new ApiError(408, `the request did not finish within ${this.o.timeoutMs} ms (--timeout-ms) and was cancelled`, 'timeout_error', 'timeout'));
+    }, this.o.timeoutMs);
+    q.push(job);
+    this.queued++;
+    // let requests arriving in the same tick join the batch
+    setImmediate(() => this.dispatch());
+    return {
+      promise,
+      cancel: (reason, metricReason) => {
+        if (job.state === 'settled') return;
+        if (metricReason) this.metrics?.rejected.inc({ reason: metricReason });
+        this.settle(job, undefined, reason);
+      },
+    };
+  }
+
+  private settle(job: Job, value: unknown, error?: ApiError): void {
+    if (job.state === 'settled') return;
+    if (job.state === 'queued') {
+      const q = this.queues.get(job.spec.model)!;
+      const i = q.indexOf(job);
+      if (i >= 0) {
+        q.splice(i, 1);
+        this.queued--;
+      }
+    } else if (job.flags && job.index !== undefined) {
+      Atomics.store(job.flags, job.index, 1);
+    }
+    job.state = 'settled';
+    if (job.timer) clearTimeout(job.timer);
+    if (error) job.reject(error);
+    else job.resolve(value);
+    this.checkIdle();
+  }
+
+  private held = false;
+
+  /** Stop starting batches (requests keep queueing) until release(): for maintenance and tests. */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    if (this.held) return;
+    for (const [model, hs] of this.workers) {
+      const q = this.queues.get(model)!;
+      for (const h of hs) {
+        if (q.length === 0) break;
+        if (!h.ready || h.busy || h.closing) continue;
+        this.runBatch(h, this.take(q));
+      }
+    }
+  }
+
+  private take(q: Job[]): Job[] {
+    const head = q[0];
+    const out = [head];
+    let rows = head.spec.rows;
+    for (let i = 1; i < q.length && rows < this.o.maxBatch; i++) {
+      const j = q[i];
+      if (j.spec.key === head.spec.key && rows + j.spec.rows <= this.o.maxBatch) {
+        out.push(j);
+        rows += j.spec.rows;
+      }
+    }
+    for (const j of out) q.splice(q.indexOf(j), 1);
+    this.queued -= out.length;
+    return out;
+  }
+
+  private runBatch(h: WorkerHandle, jobs: Job[]): void {
+    const id = this.nextBatch++;
+    const cancel = new SharedArrayBuffer(4 * jobs.length);
+    const flags = new Int32Array(cancel);
+    const first = jobs[0].spec;
+    const batch: Batch = { id, task: first.task, model: h.model, jobs, started: performance.now() };
+    jobs.forEach((j, i) => {
+      j.state = 'running';
+      j.flags = flags;
+      j.index = i;
+    });
+    h.busy = batch;
+    this.running.add(batch);
+    const rows = jobs.reduce((a, j) => a + j.spec.rows, 0);
+    this.metrics?.batchSize.observe(rows, { model: h.model, task: first.task });
+    const transfer = jobs.flatMap((j) => j.spec.transfer ?? []);
+    let msg: BatchMessage;
+    if (first.task === 'generate') msg = { type: 'batch', id, cancel, task: 'generate', settings: first.settings!, jobs: jobs.map((j) => j.spec.payload as GenJob) };
+    else if (first.task === 'itm') msg = { type: 'batch', id, cancel, task: 'itm', jobs: jobs.map((j) => j.spec.payload as ItmJob) };
+    else msg = { type: 'batch', id, cancel, task: 'embed', jobs: jobs.map((j) => j.spec.payload as EmbedJob) };
+    try {
+      h.worker.postMessage(msg, transfer);
+    } catch (e) {
+      this.onCrash(h, e as Error);
+    }
+  }
+
+  private onToken(h: WorkerHandle, m: Extract<FromWorker, { type: 'token' }>): void {
+    const b = h.busy;
+    if (!b || b.id !== m.batch) return;
+    const j = b.jobs[m.job];
+    if (j && j.state === 'running') j.spec.onToken?.(m.choice, m.text);
+  }
+
+  private onResult(h: WorkerHandle, m: Extract<FromWorker, { type: 'result' }>): void {
+    const b = h.busy;
+    if (!b || b.id !== m.batch) return;
+    h.busy = null;
+    this.running.delete(b);
+    const prev = this.batchMs.get(b.model);
+    this.batchMs.set(b.model, prev === undefined ? m.ms : 0.8 * prev + 0.2 * m.ms);
+    this.metrics?.batchDuration.observe(m.ms / 1000, { model: b.model, task: b.task });
+    if (m.tokens > 0) {
+      this.metrics?.tokens.inc({ model: b.model }, m.tokens);
+      this.metrics?.tokenRate.add(m.tokens);
+    }
+    b.jobs.forEach((j, i) => {
+      const r: JobResult | undefined = m.results[i];
+      if (!r) this.settle(j, undefined, new ApiError(500, 'the worker returned no result', 'server_error'));
+      else if (r.ok) this.settle(j, r.value);
+      else this.settle(j, undefined, ApiError.fromWire(r.error));
+    });
+    this.dispatch();
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (this.queued === 0 && this.running.size === 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  /** Resolves when nothing is queued or running. */
+  idle(): Promise<void> {
+    if (this.queued === 0 && this.running.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Refuse new requests, let queued and running ones finish, then stop the workers. */
+  async drain(): Promise<void> {
+    this.closed = true;
+    this.release();
+    await this.idle();
+    await this.close();
+  }
+
+  /** Stop the workers now (running requests fail). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.workers.values()].flat();
+    await Promise.all(
+      all.map(
+        (h) =>
+          new Promise<void>((resolve) => {
+            h.closing = true;
+            if (!h.worker) return resolve();
+            const t = setTimeout(() => void h.worker.terminate().then(() => resolve()), 5000);
+            h.worker.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            if (h.ready && !h.busy) h.worker.postMessage({ type: 'close' });
+            else void h.worker.terminate();
+          }),
+      ),
+    );
+    for (const q of this.queues.values()) for (const j of [...q]) this.settle(j, undefined, new ApiError(503, 'the server stopped', 'service_unavailable', 'shutdown'));
+  }
+}

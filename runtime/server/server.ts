@@ -1,0 +1,390 @@
+// `blip serve`: an OpenAI-compatible HTTP server over compiled models (node:http only).
+//
+//   POST /v1/chat/completions   caption / VQA / instructions (stream: true -> server-sent events)
+//   POST /v1/itm                image + texts -> ITM probabilities and ITC similarities
+//   POST /v1/embeddings         ITC embeddings of texts and images
+//   GET  /v1/models, /v1/models/{id}, /health, /metrics
+//
+// Inference runs in worker threads (scheduler.ts); this thread parses, validates, queues,
+// batches and streams, so it answers /health and refuses requests while a batch runs.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { realpathSync, statSync } from 'node:fs';
+import { BlipError } from '../../src/cli/Command.js';
+import { loadEntry, type ModelEntry } from './catalog.js';
+import { ApiError, toApiError } from './errors.js';
+import { EventStream, readJson, sendError, sendJson, sendText } from './http.js';
+import { ServerMetrics } from './metrics.js';
+import { chatId, chatResponse, chunk, embeddingValue, finishReason, parseChat, parseEmbeddings, parseItm, type Ctx } from './openai.js';
+import type { EmbedValue, GenJob, GenValue, ItmValue } from './protocol.js';
+import { Scheduler, type JobHandle, type PoolOptions } from './scheduler.js';
+
+export interface ServeOptions {
+  /** Models to serve: `id` is what clients pass as `model`. */
+  models: Array<{ id: string; dir: string }>;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  device?: string;
+  threads?: number;
+  deviceId?: number;
+  /** Rows (images x n, ITM pairs, embedding inputs) per model call. */
+  maxBatch?: number;
+  /** Requests waiting for a worker, all models together; more are refused with 429. */
+  maxQueue?: number;
+  /** A request not finished after this long (queue wait included) is cancelled with 408. */
+  timeoutMs?: number;
+  /** Workers (each with its own sessions) per model. */
+  workers?: number;
+  /** Request body limit in bytes. */
+  maxBodyBytes?: number;
+  /** Folder file:// image URLs may read from. */
+  allowFiles?: string;
+  /** Most sequences per chat request (n). */
+  maxN?: number;
+  /** Most texts / inputs per ITM or embeddings request. */
+  maxInputs?: number;
+  /** Replace runtime/model.ts in the workers (tests): a module exporting load(dir, opts). */
+  backendModule?: string;
+  backendOptions?: unknown;
+  /** One line per event (startup, shutdown); default: nothing. */
+  log?: (line: string) => void;
+}
+
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  maxBatch: 8,
+  maxQueue: 64,
+  timeoutMs: 120_000,
+  workers: 1,
+  maxBodyBytes: 20 * 1024 * 1024,
+  maxN: 16,
+  maxInputs: 256,
+} as const;
+
+export interface BlipServer {
+  readonly url: string;
+  readonly port: number;
+  readonly host: string;
+  readonly models: ModelEntry[];
+  readonly metrics: ServerMetrics;
+  readonly scheduler: Scheduler;
+  readonly http: Server;
+  /** Stop accepting, finish queued and running requests, stop the workers. */
+  close(): Promise<void>;
+  /** True once close() has been called. */
+  readonly draining: boolean;
+}
+
+type Endpoint = 'chat' | 'itm' | 'embeddings' | 'models' | 'health' | 'metrics' | 'other';
+
+export async function startServer(opts: ServeOptions): Promise<BlipServer> {
+  if (opts.models.length === 0) throw new BlipError('BLIP5901', 'no model to serve: give at least one compiled model directory');
+  const ids = new Set<string>();
+  for (const m of opts.models) {
+    if (ids.has(m.id)) throw new BlipError('BLIP5901', `two models are named ${m.id}; name them with NAME=DIR`);
+    ids.add(m.id);
+  }
+  const o = { ...SERVE_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as ServeOptions & typeof SERVE_DEFAULTS;
+  for (const [name, v, min] of [
+    ['maxBatch', o.maxBatch, 1],
+    ['maxQueue', o.maxQueue, 1],
+    ['timeoutMs', o.timeoutMs, 1],
+    ['workers', o.workers, 1],
+    ['maxBodyBytes', o.maxBodyBytes, 1],
+  ] as const) {
+    if (!Number.isInteger(v) || v < min) throw new BlipError('BLIP5901', `${name} must be an integer >= ${min}, found ${v}`);
+  }
+  let allowFiles: string | undefined;
+  if (o.allowFiles !== undefined) {
+    try {
+      allowFiles = realpathSync(o.allowFiles);
+      if (!statSync(allowFiles).isDirectory()) throw new Error('not a directory');
+    } catch (e) {
+      throw new BlipError('BLIP5901', `--allow-files ${o.allowFiles}: ${(e as Error).message.includes('not a directory') ? 'not a directory' : 'no such directory'}`);
+    }
+  }
+  const entries = opts.models.map((m) => loadEntry(m.id, m.dir));
+  const models = new Map(entries.map((e) => [e.id, e]));
+  const ctx: Ctx = { models, images: { allowFiles, maxBytes: o.maxBodyBytes }, maxN: o.maxN, maxInputs: o.maxInputs };
+
+  const pool: PoolOptions = {
+    maxBatch: o.maxBatch,
+    maxQueue: o.maxQueue,
+    timeoutMs: o.timeoutMs,
+    workers: o.workers,
+    device: o.device,
+    threads: o.threads,
+    deviceId: o.deviceId,
+    backendModule: o.backendModule,
+    backendOptions: o.backendOptions,
+  };
+  const scheduler = new Scheduler(pool);
+  const metrics = new ServerMetrics({ queueDepth: () => scheduler.depth(), inFlight: () => scheduler.inFlight(), busyWorkers: () => scheduler.busyWorkers() });
+  scheduler.metrics = metrics;
+  try {
+    await scheduler.start(entries.map((e) => ({ id: e.id, dir: e.dir })));
+  } catch (e) {
+    const err = toApiError(e);
+    const code = err.code && /^BLIP\d{4}$/.test(err.code) ? err.code : 'BLIP5903';
+    throw new BlipError(code, err.message.replace(/^(cannot load model \S+: )BLIP\d{4}: /, '$1'));
+  }
+
+  let draining = false;
+  const started = Math.floor(Date.now() / 1000);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse, endpoint: { name: Endpoint }): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const method = req.method ?? 'GET';
+    const route = (name: Endpoint, allowed: string): boolean => {
+      endpoint.name = name;
+      if (method === allowed || (allowed === 'GET' && method === 'HEAD')) return true;
+      req.resume();
+      throw new ApiError(405, `${method} ${path} is not allowed; use ${allowed}`, 'invalid_request_error', 'method_not_allowed', null, { Allow: allowed });
+    };
+    if (draining) res.setHeader('Connection', 'close');
+    switch (path) {
+      case '/health':
+        route('health', 'GET');
+        return sendJson(res, draining ? 503 : 200, {
+          status: draining ? 'draining' : 'ok',
+          models: entries.map((e) => e.id),
+          queue_depth: scheduler.totalQueued,
+          in_flight: scheduler.totalRunning,
+          uptime_s: Math.floor(Date.now() / 1000) - started,
+        });
+      case '/metrics':
+        route('metrics', 'GET');
+        return sendText(res, 200, metrics.registry.render(), 'text/plain; version=0.0.4; charset=utf-8');
+      case '/v1/models':
+        route('models', 'GET');
+        return sendJson(res, 200, { object: 'list', data: entries.map((e) => modelCard(e, scheduler.providers(e.id))) });
+      case '/v1/chat/completions':
+        route('chat', 'POST');
+        refuseWhileDraining();
+        return chat(req, res);
+      case '/v1/itm':
+        route('itm', 'POST');
+        refuseWhileDraining();
+        return itm(req, res);
+      case '/v1/embeddings':
+        route('embeddings', 'POST');
+        refuseWhileDraining();
+        return embeddings(req, res);
+      default:
+        if (path.startsWith('/v1/models/')) {
+          route('models', 'GET');
+          const id = decodeURIComponent(path.slice('/v1/models/'.length));
+          const e = models.get(id);
+          if (!e) throw new ApiError(404, `The model '${id}' does not exist`, 'invalid_request_error', 'model_not_found', 'model');
+          return sendJson(res, 200, modelCard(e, scheduler.providers(e.id)));
+        }
+        req.resume();
+        throw new ApiError(404, `no endpoint ${method} ${path}; see GET /v1/models, POST /v1/chat/completions, /v1/itm, /v1/embeddings`, 'invalid_request_error', 'unknown_url');
+    }
+  };
+
+  function refuseWhileDraining(): void {
+    if (draining) {
+      metrics.rejected.inc({ reason: 'draining' });
+      throw new ApiError(503, 'the server is shutting down', 'service_unavailable', 'draining');
+    }
+  }
+
+  /** Run a job, cancelling it when the client goes away first. */
+  function track<T>(res: ServerResponse, h: JobHandle<T>): Promise<T> {
+    const onClose = () => {
+      if (!res.writableFinished) h.cancel(new ApiError(499, 'the client closed the connection', 'invalid_request_error', 'client_closed'), 'client_closed');
+    };
+    res.once('close', onClose);
+    return h.promise.finally(() => res.off('close', onClose));
+  }
+
+  async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const plan = await parseChat(ctx, await readJson(req, o.maxBodyBytes));
+    const id = chatId();
+    const created = Math.floor(Date.now() / 1000);
+    const n = plan.settings.n;
+    const payload: GenJob = { image: plan.image, prompt: plan.prompt, seeds: plan.seeds, stream: plan.stream };
+    const transfer = [plan.image.bytes.buffer as ArrayBuffer];
+    const key = plan.key;
+    if (!plan.stream) {
+      const h = scheduler.submit<GenValue>({ model: plan.entry.id, task: 'generate', key, rows: n, payload, settings: plan.settings, transfer });
+      const v = await track(res, h);
+      return sendJson(res, 200, chatResponse(plan, v, id, created));
+    }
+    const sse = new EventStream(res);
+    // the stream starts with the first text (or the end): an image the worker cannot decode is
+    // still a plain 400, not an error event after a 200
+    let opened = false;
+    const open = () => {
+      if (opened) return;
+      opened = true;
+      sse.send(chunk(plan, id, created, Array.from({ length: n }, (_, index) => ({ index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }))));
+    };
+    const h = scheduler.submit<GenValue>({
+      model: plan.entry.id,
+      task: 'generate',
+      key,
+      rows: n,
+      payload,
+      settings: plan.settings,
+      transfer,
+      onToken: (choice, text) => {
+        open();
+        sse.send(chunk(plan, id, created, [{ index: choice, delta: { content: text }, logprobs: null, finish_reason: null }]));
+      },
+    });
+    let v: GenValue;
+    try {
+      v = await track(res, h);
+    } catch (e) {
+      sse.error(toApiError(e));
+      throw new Handled(toApiError(e).status);
+    }
+    open();
+    v.choices.forEach((c, index) => sse.send(chunk(plan, id, created, [{ index, delta: {}, logprobs: null, finish_reason: finishReason(c.tokenIds, plan) }])));
+    if (plan.includeUsage) {
+      const completion = v.choices.reduce((a, c) => a + c.tokenIds.length, 0);
+      sse.send({ ...(chunk(plan, id, created, []) as object), usage: { prompt_tokens: plan.promptTokens, completion_tokens: completion, total_tokens: plan.promptTokens + completion } });
+    }
+    sse.done();
+  }
+
+  async function itm(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const plan = await parseItm(ctx, await readJson(req, o.maxBodyBytes));
+    const h = scheduler.submit<ItmValue>({
+      model: plan.entry.id,
+      task: 'itm',
+      key: 'itm',
+      rows: plan.texts.length,
+      payload: { image: plan.image, texts: plan.texts },
+      transfer: [plan.image.bytes.buffer as ArrayBuffer],
+    });
+    const v = await track(res, h);
+    const num = (x: number) => (Number.isFinite(x) ? x : null);
+    sendJson(res, 200, {
+      object: 'list',
+      model: plan.entry.id,
+      data: plan.texts.map((text, index) => ({ object: 'itm', index, text, itm_probability: num(v.itm[index]), itc_similarity: num(v.itc[index]) })),
+      usage: { prompt_tokens: plan.tokens, total_tokens: plan.tokens },
+    });
+  }
+
+  async function embeddings(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const plan = await parseEmbeddings(ctx, await readJson(req, o.maxBodyBytes));
+    const transfer = plan.items.flatMap((it) => ('image' in it ? [it.image.bytes.buffer as ArrayBuffer] : []));
+    const h = scheduler.submit<EmbedValue>({ model: plan.entry.id, task: 'embed', key: 'embed', rows: plan.items.length, payload: { items: plan.items }, transfer });
+    const v = await track(res, h);
+    sendJson(res, 200, {
+      object: 'list',
+      model: plan.entry.id,
+      data: v.embeddings.map((e, index) => ({
+        object: 'embedding',
+        index,
+        embedding: embeddingValue(e.data, plan.format),
+        ...(e.dims.length > 1 ? { dims: e.dims } : {}),
+        input_type: 'image' in plan.items[index] ? 'image' : 'text',
+      })),
+      usage: { prompt_tokens: plan.tokens, total_tokens: plan.tokens },
+    });
+  }
+
+  const http = createServer({ keepAliveTimeout: 5000 }, (req, res) => {
+    const t0 = performance.now();
+    const endpoint = { name: 'other' as Endpoint };
+    let status: number | undefined;
+    res.once('close', () => {
+      metrics.requests.inc({ endpoint: endpoint.name, status: String(status ?? res.statusCode) });
+      metrics.latency.observe((performance.now() - t0) / 1000, { endpoint: endpoint.name });
+    });
+    handle(req, res, endpoint).catch((e) => {
+      if (e instanceof Handled) {
+        status = e.status;
+        return;
+      }
+      const err = toApiError(e);
+      if (err.status >= 500) o.log?.(`error: ${req.method} ${req.url}: ${err.message}`);
+      if (err.status === 499) {
+        status = 499;
+        res.destroy();
+        return;
+      }
+      try {
+        sendError(res, err);
+      } catch {
+        res.destroy();
+      }
+    });
+  });
+  http.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{"error":{"message":"malformed HTTP request","type":"invalid_request_error","param":null,"code":"bad_request"}}');
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', (e) => {
+      reject(new BlipError('BLIP5902', `cannot listen on ${o.host}:${o.port ?? 0} (${(e as NodeJS.ErrnoException).code ?? e.message})`));
+    });
+    http.listen(o.port ?? 0, o.host, () => resolve());
+  }).catch(async (e) => {
+    await scheduler.close();
+    throw e;
+  });
+  const addr = http.address() as AddressInfo;
+  const hostForUrl = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+
+  let closing: Promise<void> | undefined;
+  const server: BlipServer = {
+    url: `http://${hostForUrl}:${addr.port}`,
+    port: addr.port,
+    host: addr.address,
+    models: entries,
+    metrics,
+    scheduler,
+    http,
+    get draining() {
+      return draining;
+    },
+    close() {
+      if (closing) return closing;
+      draining = true;
+      closing = (async () => {
+        const closed = new Promise<void>((r) => http.close(() => r()));
+        http.closeIdleConnections();
+        await scheduler.drain();
+        // responses are written; give keep-alive sockets a moment to see Connection: close
+        const t = setTimeout(() => http.closeAllConnections(), 1000);
+        await closed;
+        clearTimeout(t);
+      })();
+      return closing;
+    },
+  };
+  return server;
+}
+
+/** Thrown once an error was already written to an event stream. */
+class Handled extends Error {
+  constructor(readonly status: number) {
+    super('handled');
+  }
+}
+
+function modelCard(e: ModelEntry, providers: Record<string, string>): unknown {
+  const m = e.manifest;
+  return {
+    id: e.id,
+    object: 'model',
+    created: e.created,
+    owned_by: 'blip-graph',
+    family: m.family,
+    task: m.task,
+    outputs: m.outputs.map((x) => x.task),
+    endpoints: [...(e.tasks.generate ? ['/v1/chat/completions'] : []), ...(e.tasks.itm || e.tasks.itc ? ['/v1/itm'] : []), ...(e.tasks.itc ? ['/v1/embeddings'] : [])],
+    prompt: e.style ? { kind: e.style.kind, required: e.style.required, what: e.style.what } : undefined,
+    context_length: e.contextLength ?? null,
+    dtype: m.dtype,
+    providers,
+  };
+}

@@ -1,0 +1,65 @@
+// `blip serve` as a user runs it: prints where it listens, serves, and on SIGTERM stops accepting,
+// finishes what is running and exits 0. Usage errors exit 2, model errors 1.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chatBody, compiledFixture } from './helpers.js';
+import { repoRoot } from '../runtime/fixtures.js';
+
+const MAIN = new URL('../../../src/cli/main.js', import.meta.url).href;
+const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' || a === '--loader' ? [a, all[i + 1]] : a.startsWith('--import=') ? [a] : []));
+const CHILD = `const { main } = await import(${JSON.stringify(MAIN)}); process.exit(await main(JSON.parse(process.argv[1])));`;
+const args = (argv: string[]) => [...hooks, '--input-type=module', '-e', CHILD, JSON.stringify(argv)];
+
+test('usage errors exit 2, a folder that is no model exits 1 with its BLIP code', () => {
+  const none = spawnSync(process.execPath, args(['serve', '--port', '0']), { encoding: 'utf8', cwd: repoRoot() });
+  assert.equal(none.status, 2, none.stderr);
+  assert.match(none.stderr, /give at least one compiled model directory/);
+  const noPort = spawnSync(process.execPath, args(['serve', 'x']), { encoding: 'utf8', cwd: repoRoot() });
+  assert.equal(noPort.status, 2);
+  assert.match(noPort.stderr, /--port is required/);
+  const typo = spawnSync(process.execPath, args(['serve', 'x', '--port', '0', '--max-bach', '3']), { encoding: 'utf8', cwd: repoRoot() });
+  assert.equal(typo.status, 2);
+  assert.match(typo.stderr, /did you mean --max-batch/);
+  const missing = spawnSync(process.execPath, args(['serve', 'test/fixtures/images', '--port', '0']), { encoding: 'utf8', cwd: repoRoot() });
+  assert.equal(missing.status, 1, missing.stderr);
+  assert.match(missing.stderr, /^error BLIP5001: /m);
+});
+
+test('SIGTERM: the running request is finished, then the process exits 0', async () => {
+  const dir = await compiledFixture('blip2-opt', 'blip2-opt-a');
+  const child = spawn(process.execPath, args(['serve', `opt=${dir}`, '--port', '0', '--threads', '1']), { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    void exited.then((c) => reject(new Error(`exited ${c} before listening: ${err}`)));
+  });
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(chatBody('opt', { stream: true, max_tokens: 20 })),
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let text = dec.decode((await reader.read()).value); // the first chunk: the batch has started
+  assert.match(text, /"role":"assistant"/);
+  child.kill('SIGTERM');
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += dec.decode(value);
+  }
+  assert.match(text, /"finish_reason":"(stop|length)"/);
+  assert.match(text, /data: \[DONE\]\n\n$/);
+  assert.equal(await exited, 0, err);
+  assert.match(err, /SIGTERM: no new requests/);
+  assert.match(err, /stopped/);
+});

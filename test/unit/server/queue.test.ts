@@ -1,0 +1,205 @@
+// Queueing, dynamic batching, cancellation, back-pressure and shutdown of `blip serve`, with a
+// fake backend in the workers that blocks its thread until the test opens a gate (as onnxruntime
+// blocks during session.run). No assertion depends on timing: the tests wait for states.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import type { BlipServer } from '../../../runtime/server/index.js';
+import { chatBody, compiledFixture, fakeBackend, health, post, serve, until } from './helpers.js';
+
+interface Gate {
+  gate: SharedArrayBuffer;
+  log: SharedArrayBuffer;
+  open(): void;
+  close(): void;
+  batches(): number[];
+}
+
+function gate(): Gate {
+  const g = new SharedArrayBuffer(4);
+  const l = new SharedArrayBuffer(4 * 64);
+  const gi = new Int32Array(g);
+  const li = new Int32Array(l);
+  return {
+    gate: g,
+    log: l,
+    open() {
+      Atomics.store(gi, 0, 1);
+      Atomics.notify(gi, 0);
+    },
+    close() {
+      Atomics.store(gi, 0, 0);
+    },
+    batches() {
+      return Array.from(li.subarray(1, 1 + Math.min(Atomics.load(li, 0), 63)));
+    },
+  };
+}
+
+async function start(g: Gate, o: Record<string, unknown> = {}): Promise<BlipServer> {
+  const dir = await compiledFixture('blip-caption', 'blip-caption-a');
+  return serve({ models: [{ id: 'cap', dir }], backendModule: fakeBackend(), backendOptions: { gate: g.gate, log: g.log }, ...o });
+}
+
+test('requests that arrive while a batch runs share the next model call; /health answers while the worker is blocked', async () => {
+  const g = gate();
+  const s = await start(g, { maxBatch: 4, maxQueue: 16 });
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    const first = post(url, chatBody('cap', { max_tokens: 2 }));
+    await until(async () => (await health(s.url)).in_flight === 1, 'the first request to run');
+    // the worker thread is blocked now; the HTTP thread still answers
+    const h = await health(s.url);
+    assert.equal(h.status, 'ok');
+    const same = [0, 1, 2, 3, 4].map(() => post(url, chatBody('cap', { max_tokens: 2 })));
+    const other = post(url, chatBody('cap', { max_tokens: 3 }));
+    await until(async () => (await health(s.url)).queue_depth === 6, 'six queued requests');
+    g.open();
+    const results = await Promise.all([first, ...same, other]);
+    for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal(results[0].json.choices[0].message.content, '64x48 0');
+    assert.equal(results[0].json.usage.completion_tokens, 2);
+    assert.equal(results[6].json.usage.completion_tokens, 3);
+    // 1 alone, then the five compatible ones as 4 + 1 (--max-batch 4), the max_tokens 3 one on its own
+    const b = g.batches();
+    assert.deepEqual(b[0], 1);
+    assert.deepEqual([...b.slice(1)].sort(), [1, 1, 4]);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    assert.match(metrics, /blip_batch_size_bucket\{le="4",model="cap",task="generate"\} 4/);
+    assert.match(metrics, /blip_requests_total\{endpoint="chat",status="200"\} 7/);
+    assert.match(metrics, /blip_generated_tokens_total\{model="cap"\} 15/);
+  } finally {
+    g.open();
+    await s.close();
+  }
+});
+
+test('a full queue answers 429 with Retry-After, and the openai client sees a RateLimitError', async () => {
+  const g = gate();
+  const s = await start(g, { maxBatch: 1, maxQueue: 2 });
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    const running = post(url, chatBody('cap', { max_tokens: 1 }));
+    await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
+    const queued = [post(url, chatBody('cap', { max_tokens: 1 })), post(url, chatBody('cap', { max_tokens: 1 }))];
+    await until(async () => (await health(s.url)).queue_depth === 2, 'two queued requests');
+    const r = await post(url, chatBody('cap', { max_tokens: 1 }));
+    assert.equal(r.status, 429);
+    assert.equal(r.json.error.type, 'rate_limit_error');
+    assert.equal(r.json.error.code, 'queue_full');
+    assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
+    await assert.rejects(
+      client.chat.completions.create(chatBody('cap', { max_tokens: 1 }) as never),
+      (e: unknown) => e instanceof OpenAI.RateLimitError && e.status === 429,
+    );
+    g.open();
+    for (const x of await Promise.all([running, ...queued])) assert.equal(x.status, 200);
+    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /blip_rejected_total\{reason="queue_full"\} 2/);
+  } finally {
+    g.open();
+    await s.close();
+  }
+});
+
+test('a request past --timeout-ms is cancelled with 408 and its slot freed, queued or running', async () => {
+  const g = gate();
+  const s = await start(g, { maxBatch: 1, maxQueue: 4, timeoutMs: 300 });
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    const [a, b] = await Promise.all([post(url, chatBody('cap', { max_tokens: 2 })), post(url, chatBody('cap', { max_tokens: 2 }))]);
+    for (const r of [a, b]) {
+      assert.equal(r.status, 408);
+      assert.equal(r.json.error.code, 'timeout');
+    }
+    // the queue slot is free at once; the running batch stops at its next step once the worker can look
+    assert.equal((await health(s.url)).queue_depth, 0);
+    g.open();
+    await until(async () => (await health(s.url)).in_flight === 0 && s.scheduler.busyWorkers()[0][1] === 0, 'the worker to be free');
+    const ok = await post(url, chatBody('cap', { max_tokens: 1 }));
+    assert.equal(ok.status, 200);
+    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /blip_rejected_total\{reason="timeout"\} 2/);
+  } finally {
+    g.open();
+    await s.close();
+  }
+});
+
+test('a client that goes away while queued frees its slot', async () => {
+  const g = gate();
+  const s = await start(g, { maxBatch: 1 });
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    const running = post(url, chatBody('cap', { max_tokens: 1 }));
+    await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
+    const ac = new AbortController();
+    const gone = fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(chatBody('cap', { max_tokens: 1 })), signal: ac.signal });
+    await until(async () => (await health(s.url)).queue_depth === 1, 'the request to queue');
+    ac.abort();
+    await assert.rejects(gone);
+    await until(async () => (await health(s.url)).queue_depth === 0, 'the slot to be freed');
+    g.open();
+    assert.equal((await running).status, 200);
+    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /blip_rejected_total\{reason="client_closed"\} 1/);
+  } finally {
+    g.open();
+    await s.close();
+  }
+});
+
+test('streaming through the openai client: role chunk, token deltas, finish_reason, usage', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g);
+  try {
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ ...(chatBody('cap', { max_tokens: 3, n: 2, seed: 1 }) as object), stream: true, stream_options: { include_usage: true } } as never);
+    const text = ['', ''];
+    const finish: Array<string | null> = [null, null];
+    let usage: { completion_tokens: number } | undefined;
+    for await (const c of stream as unknown as AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>) {
+      for (const ch of c.choices) {
+        text[ch.index] += ch.delta.content ?? '';
+        if (ch.finish_reason) finish[ch.index] = ch.finish_reason;
+      }
+      if (c.usage) usage = c.usage;
+    }
+    assert.deepEqual(text, ['w w w ', 'w w w ']);
+    assert.deepEqual(finish, ['length', 'length']);
+    assert.equal(usage?.completion_tokens, 6);
+  } finally {
+    await s.close();
+  }
+});
+
+test('shutdown: stop accepting, finish queued and running requests, then resolve', async () => {
+  const g = gate();
+  const s = await start(g, { maxBatch: 1 });
+  const url = `${s.url}/v1/chat/completions`;
+  const running = post(url, chatBody('cap', { max_tokens: 1 }));
+  await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
+  const queued = post(url, chatBody('cap', { max_tokens: 1 }));
+  await until(async () => (await health(s.url)).queue_depth === 1, 'a queued request');
+  let closed = false;
+  const closing = s.close().then(() => (closed = true));
+  assert.equal(s.draining, true);
+  // new connections are refused (the listener is closed) or answered 503 on a kept-alive one
+  const late = await post(url, chatBody('cap', { max_tokens: 1 })).catch((e: Error) => ({ status: 0, error: e }));
+  assert.ok(late.status === 0 || late.status === 503, `late request got ${late.status}`);
+  assert.equal(closed, false);
+  g.open();
+  assert.equal((await running).status, 200);
+  assert.equal((await queued).status, 200);
+  await closing;
+  assert.equal(closed, true);
+});
+
+test('a model whose worker cannot load fails startup with its code', async () => {
+  const g = gate();
+  const dir = await compiledFixture('blip-caption', 'blip-caption-a');
+  await assert.rejects(serve({ models: [{ id: 'cap', dir }], backendModule: fakeBackend(), backendOptions: { gate: g.gate, log: g.log, failLoad: true } }), (e: Error & { code?: string }) => {
+    assert.equal(e.code, 'BLIP5043');
+    assert.match(e.message, /cannot load model cap: .*fake backend refused to load/);
+    return true;
+  });
+});
