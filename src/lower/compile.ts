@@ -236,14 +236,16 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
   const { model } = opts;
   const floatType = opts.dtype ?? 'float32';
   const ckpt = Checkpoint.open(opts.weights);
+  let widthProblems: Problem[] = [];
   try {
     const family = familyOf(ckpt.config, opts.weights);
     const { nodes, problems } = resolveNodes(model, ckpt);
     // Widths left out of the file are known only now, from the checkpoint: check the edges again
     // (a projection fed by a Q-Former of another width, a prefix narrower than the LLM).
+    // They are reported with the tensor problems found while lowering, all at once.
     const resolvedAttrs = Object.fromEntries([...nodes].map(([name, r]) => [name, r.attrs]));
-    for (const d of checkWidths(model, resolvedAttrs)) problems.push({ code: d.code, message: `${d.message} (sizes resolved from the checkpoint)`, loc: d.loc });
-    if (problems.length) throw new CompileError(problems);
+    widthProblems = checkWidths(model, resolvedAttrs).map((d) => ({ code: d.code, message: `${d.message} (sizes resolved from the checkpoint)`, loc: d.loc }));
+    if (problems.length) throw new CompileError([...problems, ...widthProblems]);
 
     const gens = model.outputs.filter((o) => o.task === 'generate');
     const rets = model.outputs.filter((o) => o.task !== 'generate');
@@ -346,7 +348,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         loc: owner?.loc ?? model.loc,
       });
     }
-    if (lw.problems.length) throw new CompileError(lw.problems);
+    if (lw.problems.length || widthProblems.length) throw new CompileError([...lw.problems, ...widthProblems]);
 
     const rewrites: Record<string, RewriteReport> = {};
     for (const g of graphs) {
@@ -359,6 +361,10 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     }
 
     return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, t0 })), rewrites };
+  } catch (e) {
+    // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
+    if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
+    throw e;
   } finally {
     ckpt.close();
   }
