@@ -144,6 +144,7 @@ export class Scheduler {
       h.worker = w;
       h.ready = false;
       w.on('message', (m: FromWorker) => {
+        if (h.worker !== w) return;
         switch (m.type) {
           case 'ready':
             h.ready = true;
@@ -164,11 +165,14 @@ export class Scheduler {
             break;
         }
       });
+      // (events of a worker already replaced are ignored: 'error' and 'exit' both follow a crash)
       w.on('error', (e) => {
+        if (h.worker !== w) return;
         if (!h.ready) reject(new ApiError(500, `cannot start the worker of ${h.model}: ${e.message}`));
         this.onCrash(h, e);
       });
       w.on('exit', (code) => {
+        if (h.worker !== w) return;
         if (!h.ready) reject(new ApiError(500, `the worker of ${h.model} exited (code ${code}) while loading`));
         else if (!h.closing) this.onCrash(h, new Error(`exit code ${code}`));
       });

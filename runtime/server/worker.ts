@@ -81,7 +81,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
   const decoded = await decodeAll(m.jobs, results);
   const s = m.settings;
   let tokens = 0;
-  const run = async (idx: number[], replay: boolean): Promise<void> => {
+  const run = async (idx: number[]): Promise<void> => {
     const live = idx.filter((i) => decoded[i] && !cancelled(i));
     if (live.length === 0) return;
     const prompts = live.map((i) => m.jobs[i].prompt);
@@ -101,7 +101,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
     opts.onToken = (row, text) => {
       if (live.every(cancelled)) throw new Cancelled('every request of the batch was cancelled');
       const j = live[Math.floor(row / s.n)];
-      if (text && m.jobs[j].stream && !replay && !cancelled(j)) {
+      if (text && m.jobs[j].stream && !cancelled(j)) {
         streamed = true;
         post({ type: 'token', batch: m.id, job: j, choice: row % s.n, text });
       }
@@ -114,7 +114,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
       const api = toApiError(e);
       // a client error in a shared batch: find whose it is by running each request alone
       if (api.status < 500 && live.length > 1 && !streamed) {
-        for (const i of live) await run([i], false);
+        for (const i of live) await run([i]).catch((err) => (results[i] = fail(err)));
         return;
       }
       throw e;
@@ -127,10 +127,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
       results[i] = { ok: true, value };
     });
   };
-  await run(
-    m.jobs.map((_, i) => i),
-    false,
-  );
+  await run(m.jobs.map((_, i) => i));
   return tokens;
 }
 

@@ -22,6 +22,10 @@ export async function load(_dir: string, opts: { options?: unknown }): Promise<S
     providers: { encode: 'cpu', decoder: 'cpu' },
     async generate(images, g) {
       record(images.length);
+      // a setting the model refuses for one image (37 pixels wide): the server must find whose it is
+      // a worker that dies (45 pixels wide): the server answers 500 and starts a new one
+      if (images.some((i) => i.width === 45)) process.exit(3);
+      if (images.some((i) => i.width === 37)) throw Object.assign(new Error('the fake refuses 37-pixel-wide images'), { code: 'BLIP5030' });
       const n = g.numReturnSequences ?? 1;
       const steps = g.maxNewTokens ?? 3;
       for (let s = 0; s < steps; s++) {

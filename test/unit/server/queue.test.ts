@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import type { BlipServer } from '../../../runtime/server/index.js';
-import { chatBody, compiledFixture, fakeBackend, health, post, serve, until } from './helpers.js';
+import { chatBody, compiledFixture, dataUrl, fakeBackend, health, post, serve, until } from './helpers.js';
 
 interface Gate {
   gate: SharedArrayBuffer;
@@ -143,6 +143,47 @@ test('a client that goes away while queued frees its slot', async () => {
     assert.match(await (await fetch(`${s.url}/metrics`)).text(), /blip_rejected_total\{reason="client_closed"\} 1/);
   } finally {
     g.open();
+    await s.close();
+  }
+});
+
+test('a client error in a shared batch is attributed by running its requests one at a time', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g, { maxBatch: 8 });
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    s.scheduler.hold();
+    const pending = ['photo_64x48.jpg', 'rgb_37x23.png', 'photo_50x40.webp'].map((im) => post(url, chatBody('cap', { max_tokens: 1 }, undefined, dataUrl(im))));
+    await until(async () => (await health(s.url)).queue_depth === 3, 'three queued requests');
+    s.scheduler.release();
+    const [a, bad, c] = await Promise.all(pending);
+    assert.equal(a.status, 200);
+    assert.equal(a.json.choices[0].message.content, '64x48 0');
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.code, 'invalid_generation_settings');
+    assert.match(bad.json.error.message, /refuses 37-pixel-wide/);
+    assert.equal(c.status, 200);
+    assert.equal(c.json.choices[0].message.content, '50x40 0');
+    assert.deepEqual(g.batches(), [3, 1, 1, 1]);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a worker that dies fails its batch with 500 and is replaced', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g);
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    const dead = await post(url, chatBody('cap', { max_tokens: 1 }, undefined, dataUrl('gray_45x31.png')));
+    assert.equal(dead.status, 500);
+    assert.equal(dead.json.error.code, 'worker_failed');
+    const ok = await post(url, chatBody('cap', { max_tokens: 1 }));
+    assert.equal(ok.status, 200);
+    assert.equal((await health(s.url)).status, 'ok');
+  } finally {
     await s.close();
   }
 });
