@@ -298,7 +298,20 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     seed: n.seed,
     batchSize: bs,
   };
-  if (stream) opts.onToken = (_row, text) => text && out(text);
+  if (stream) {
+    // Print what `text` will hold (trimmed): whitespace is held back until more text follows, so a
+    // stop token that decodes to "\n" (BLIP-2 OPT's) adds no blank line.
+    let held = '';
+    let started = false;
+    opts.onToken = (_row, text) => {
+      if (!text) return;
+      let s = held + text;
+      if (!started) s = s.trimStart();
+      const body = s.trimEnd();
+      held = s.slice(body.length);
+      if (body) (started = true), out(body);
+    };
+  }
   const res = await model.generate(
     ok.map((o) => o.pixels),
     opts,
