@@ -49,13 +49,18 @@ test('SIGTERM: the running request is finished, then the process exits 0', async
   assert.equal(res.status, 200);
   const reader = res.body!.getReader();
   const dec = new TextDecoder();
-  let text = dec.decode((await reader.read()).value); // the first chunk: the batch has started
-  assert.match(text, /"role":"assistant"/);
+  let text = '';
+  // the first event: the batch has started
+  while (!text.includes('"role":"assistant"')) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, `the stream ended before its first event: ${text}`);
+    text += dec.decode(value, { stream: true });
+  }
   child.kill('SIGTERM');
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    text += dec.decode(value);
+    text += dec.decode(value, { stream: true });
   }
   assert.match(text, /"finish_reason":"(stop|length)"/);
   assert.match(text, /data: \[DONE\]\n\n$/);
