@@ -10,6 +10,7 @@
 //   BLIP5021 a SentencePiece model (tokenizer.model) cannot be parsed or converted
 //   BLIP5030 bad generation settings
 //   BLIP5031 a model step returned something the generation loop cannot use
+//   BLIP5032 a prompt or text longer than the model's learned positions allow
 //   BLIP5040 unknown --device name
 //   BLIP5041 execution provider not installed
 //   BLIP5042 execution provider installed but unusable here (no adapter / driver)
@@ -25,6 +26,7 @@ export const RUNTIME_CODES = {
   BLIP5021: 'cannot convert SentencePiece model',
   BLIP5030: 'bad generation settings',
   BLIP5031: 'bad model step output',
+  BLIP5032: 'text longer than the model can take',
   BLIP5040: 'unknown device',
   BLIP5041: 'execution provider not installed',
   BLIP5042: 'execution provider unusable',

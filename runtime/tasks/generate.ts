@@ -206,6 +206,32 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
   }
 }
 
+/**
+ * Refuse, before any work, text longer than the model's learned positions (the manifest's
+ * text.max_positions): onnxruntime would fail with a shape error far from the cause.
+ */
+function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | undefined): void {
+  const lim = m.text.max_positions;
+  if (!lim) return;
+  const width = (t: ort.Tensor | undefined) => (t ? Number(t.dims[1]) : 0);
+  const q = width(built.encodeFeeds.qformer_input_ids);
+  if (lim.qformer_text !== undefined && q > lim.qformer_text) {
+    throw new BlipRuntimeError('BLIP5032', `the instruction is ${q} tokens for the Q-Former, which has ${lim.qformer_text} positions; shorten it`);
+  }
+  const e = width(built.encodeFeeds.input_ids);
+  if (lim.text !== undefined && e > lim.text) throw new BlipRuntimeError('BLIP5032', `the question is ${e} tokens, the text encoder has ${lim.text} positions; shorten it`);
+  if (lim.decoder !== undefined) {
+    const prompt = (built.prompt.inputIds[0]?.length ?? 0) + (built.prefillText ? (built.prefillText.inputIds[0]?.length ?? 0) + (m.text.num_query_tokens ?? 0) : 0);
+    const total = prompt + (maxNewTokens ?? 0);
+    if (prompt > lim.decoder || total > lim.decoder) {
+      throw new BlipRuntimeError(
+        'BLIP5032',
+        `the prompt takes ${prompt} positions${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower max_new_tokens`,
+      );
+    }
+  }
+}
+
 /** A 32-bit mix of (seed, row): the seed of output sequence `row` when one seed is given. */
 export function rowSeed(seed: number, row: number): number {
   let h = (Math.floor(seed) >>> 0) ^ Math.imul(Math.floor(seed / 2 ** 32) >>> 0, 0x85ebca6b);
@@ -292,6 +318,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const t0 = performance.now();
     const pixel_values = await pixelBatch(chunk, ctx.preprocess, start);
     const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
+    checkLengths(m, built, base.maxNewTokens);
     const t1 = performance.now();
     let encoded: Record<string, ort.Tensor>;
     try {

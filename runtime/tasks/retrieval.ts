@@ -46,6 +46,14 @@ function i64(rows: number[][]): ort.Tensor {
 function textFeeds(ctx: RetrievalContext, texts: string[]): Record<string, ort.Tensor> {
   const tok = ctx.tokenizer;
   const enc = tok.encodeBatch(texts, { paddingSide: 'right', padTokenId: tok.padTokenId ?? ctx.manifest.text.pad_token_id });
+  // BLIP's text encoder or BLIP-2's Q-Former: the text must fit their learned positions.
+  const lim = ctx.manifest.text.max_positions;
+  const limit = lim?.text ?? lim?.qformer_text;
+  const longest = enc.inputIds[0]?.length ?? 0;
+  if (limit !== undefined && longest > limit) {
+    const i = enc.attentionMask.findIndex((r) => r.reduce((a, b) => a + b, 0) > limit);
+    throw new BlipRuntimeError('BLIP5032', `text ${JSON.stringify(texts[i].length > 60 ? texts[i].slice(0, 57) + '...' : texts[i])} is ${longest} tokens; this model reads at most ${limit}: shorten it`);
+  }
   return { input_ids: i64(enc.inputIds), attention_mask: i64(enc.attentionMask) };
 }
 

@@ -91,6 +91,13 @@ export interface TextConventions {
    * `plain` = the tokenizer's ids as they are.
    */
   prompt_format: 'blip' | 'plain';
+  /**
+   * Learned-position limits, in tokens: `decoder` bounds prompt + prefix + new tokens of the
+   * generating decoder; `text` a text encoder's input (BLIP VQA question, BLIP ITM text);
+   * `qformer_text` the text entering a Q-Former (BLIP-2 ITM, InstructBLIP instruction). Longer
+   * inputs are refused (BLIP5032) rather than failing inside onnxruntime.
+   */
+  max_positions?: { decoder?: number; text?: number; qformer_text?: number };
   /** Where the VQA question / retrieval text goes: the encoder (encode.onnx / retrieval.onnx input_ids). */
   text_input?: 'encoder' | 'decoder';
 }
@@ -284,6 +291,11 @@ export const manifestSchema = {
         num_query_tokens: { type: 'integer', minimum: 1 },
         prompt_format: { enum: ['blip', 'plain'] },
         text_input: { enum: ['encoder', 'decoder'] },
+        max_positions: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { decoder: { type: 'integer', minimum: 1 }, text: { type: 'integer', minimum: 1 }, qformer_text: { type: 'integer', minimum: 1 } },
+        },
       },
     },
     generation: {

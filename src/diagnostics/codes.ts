@@ -93,6 +93,7 @@ export const CODES = {
   BLIP5021: e('cannot convert SentencePiece model'),
   BLIP5030: e('bad generation settings'),
   BLIP5031: e('bad model step output'),
+  BLIP5032: e('text longer than the model can take'),
   BLIP5040: e('unknown device'),
   BLIP5041: e('execution provider not installed'),
   BLIP5042: e('execution provider unusable'),

@@ -360,7 +360,8 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       if (bad.length) throw new Error(`internal: invalid ${g.name} graph: ${bad.join('; ')}`);
     }
 
-    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, t0 })), rewrites };
+    const limits = positionLimits(model, nodes, gens);
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, limits, t0 })), rewrites };
   } catch (e) {
     // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
     if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
@@ -407,7 +408,31 @@ interface Built {
   rets: IrOutput[];
   gens: IrOutput[];
   imageSize: number;
+  limits: NonNullable<Manifest['text']['max_positions']>;
   t0: number;
+}
+
+/**
+ * Learned-position limits of the text paths, for the runtime to refuse over-long inputs clearly.
+ * Only kinds with a learned position table (bert, qformer, opt) have one; rotary (llama) and
+ * relative (t5) positions have no hard limit.
+ */
+function positionLimits(model: IrModel, nodes: Map<string, ResolvedNode>, gens: IrOutput[]): NonNullable<Manifest['text']['max_positions']> {
+  const limits: NonNullable<Manifest['text']['max_positions']> = {};
+  const learned = (r: ResolvedNode | undefined) => (r && ['bert', 'qformer', 'opt'].includes(r.node.kind) && typeof r.attrs.max_positions === 'number' ? r.attrs.max_positions : undefined);
+  const min = (a: number | undefined, b: number) => (a === undefined ? b : Math.min(a, b));
+  const gen = gens.length ? nodes.get(gens[0].args[0]) : undefined;
+  const d = learned(gen);
+  if (d !== undefined) limits.decoder = d;
+  const textInputs = new Set(model.inputs.filter((i) => i.type === 'text').map((i) => i.name));
+  for (const r of nodes.values()) {
+    if (r === gen) continue;
+    const n = learned(r);
+    if (n === undefined || !r.node.edges.some((e) => textInputs.has(e.from))) continue;
+    if (r.node.kind === 'qformer') limits.qformer_text = min(limits.qformer_text, n);
+    else limits.text = min(limits.text, n);
+  }
+  return limits;
 }
 
 /** Write everything into OUT.tmp-<pid>, the manifest last, then move it into place. */
@@ -463,7 +488,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
       graphs: entries,
       weights: { file: WEIGHTS_FILE, bytes: weightsBytes, tensors: referenced.size, parameters: params },
       preprocess: preprocessFor(opts.model, x.ckpt, x.imageSize),
-      text: textConventionsFor(x.family, x.ckpt.config, task),
+      text: { ...textConventionsFor(x.family, x.ckpt.config, task), ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}) },
       source: {
         graph: { file: opts.graphFile, sha256: createHash('sha256').update(opts.graphText).digest('hex') },
         checkpoint: { dir: opts.weights, fingerprint: x.ckpt.fingerprint(), files: x.ckpt.fileNames.map((f) => basename(f)), dtypes: x.ckpt.dtypes() },

@@ -1,0 +1,59 @@
+// Text longer than a model's learned positions is refused up front (BLIP5032), naming the limit,
+// instead of failing inside onnxruntime with a shape error.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { load } from '../../../src/index.js';
+import { compileFixture, fixturePath, tempDir } from './harness.js';
+
+const tmp = tempDir('blip-tasks-limits-');
+after(() => tmp.remove());
+
+const image = fixturePath('images', 'rgb_37x23.png');
+
+test('the manifest records the learned-position limits of the text paths', async () => {
+  const caption = await load(await compileFixture('blip-caption-a', tmp.dir));
+  const itm = await load(await compileFixture('blip2-itm-a', tmp.dir));
+  const vicuna = await load(await compileFixture('instructblip-vicuna-a', tmp.dir));
+  try {
+    assert.ok(caption.manifest.text.max_positions?.decoder! > 0);
+    assert.ok(itm.manifest.text.max_positions?.qformer_text! > 0);
+    // LLaMA's rotary positions have no table to run off; only the Q-Former's instruction is bounded.
+    assert.equal(vicuna.manifest.text.max_positions?.decoder, undefined);
+    assert.ok(vicuna.manifest.text.max_positions?.qformer_text! > 0);
+  } finally {
+    await Promise.all([caption.close(), itm.close(), vicuna.close()]);
+  }
+});
+
+test('a prompt plus max_new_tokens beyond the decoder positions is BLIP5032', async () => {
+  const m = await load(await compileFixture('blip-caption-a', tmp.dir));
+  try {
+    const limit = m.manifest.text.max_positions!.decoder!;
+    await assert.rejects(m.generate([image], { maxNewTokens: limit }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'BLIP5032');
+      assert.match(e.message, new RegExp(`decoder has ${limit} positions`));
+      return true;
+    });
+    const ok = await m.generate([image], { maxNewTokens: 2 });
+    assert.equal(ok.length, 1);
+  } finally {
+    await m.close();
+  }
+});
+
+test('an ITM text longer than the Q-Former positions is BLIP5032', async () => {
+  const m = await load(await compileFixture('blip2-itm-a', tmp.dir));
+  try {
+    const limit = m.manifest.text.max_positions!.qformer_text!;
+    const long = Array.from({ length: limit * 2 }, () => 'cat').join(' ');
+    await assert.rejects(m.itm([image], [long]), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'BLIP5032');
+      assert.match(e.message, new RegExp(`at most ${limit}`));
+      return true;
+    });
+    const [r] = await m.itm([image], ['a cat']);
+    assert.ok(r.itm >= 0 && r.itm <= 1);
+  } finally {
+    await m.close();
+  }
+});
