@@ -26,6 +26,7 @@ export { BlipError } from './cli/Command.js';
 export { CompileError, type Problem } from './lower/CompileError.js';
 export type { CompileResult } from './lower/compile.js';
 export { VERSION } from './version.js';
+export { startServer, type BlipServer, type ServeOptions } from '../runtime/server/index.js';
 
 export interface CompileOptions {
   /** The HuggingFace checkpoint directory (config.json + safetensors + tokenizer files). */
