@@ -1,0 +1,126 @@
+"""The peer in every benchmark: HuggingFace transformers' PyTorch `generate` on the same checkpoint,
+image, prompt and settings as blip-graph, timed the same way.
+
+    python3 bench/torch_generate.py --ckpt DIR --image IMG [--prompt P] [--device cpu|cuda]
+        [--dtype float32|float16] [--threads N] [--batch B] [--max-new-tokens N] [--repeat R] [--warmup W]
+
+Prints one JSON object: end-to-end latency (mean of R runs after W warm-ups, default 1), image-encode time
+(vision encoder + Q-Former + projection where the family has them), prefill (generate with one new
+token, minus image encode), decode tokens/s ((t(N) - t(1)) / (N - 1) per token), peak RSS, and the
+generated ids (so the caller can check both sides produced the same tokens).
+"""
+import argparse
+import json
+import resource
+import sys
+import time
+
+import torch
+from PIL import Image
+import transformers
+
+
+def load(ckpt, dtype, device):
+    cfg = transformers.AutoConfig.from_pretrained(ckpt)
+    kind = cfg.model_type
+    cls = {
+        "blip": transformers.BlipForConditionalGeneration,
+        "blip-2": transformers.Blip2ForConditionalGeneration,
+        "instructblip": transformers.InstructBlipForConditionalGeneration,
+    }[kind]
+    model = cls.from_pretrained(ckpt, dtype=dtype).to(device).eval()
+    processor = transformers.AutoProcessor.from_pretrained(ckpt)
+    return kind, model, processor
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeat, warmup=1):
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return sum(times) / len(times), out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--image", required=True)
+    ap.add_argument("--prompt", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--max-new-tokens", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement (0 for the slowest layouts)")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    dtype = getattr(torch, a.dtype)
+    kind, model, processor = load(a.ckpt, dtype, a.device)
+    image = Image.open(a.image).convert("RGB")
+    kwargs = {"images": [image] * a.batch}
+    if a.prompt is not None:
+        kwargs["text"] = [a.prompt] * a.batch
+    inputs = processor(**kwargs, return_tensors="pt").to(a.device)
+    inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+
+    def encode():
+        with torch.inference_mode():
+            v = model.vision_model(pixel_values=inputs["pixel_values"])[0]
+            if kind == "blip-2":
+                q = model.query_tokens.expand(v.shape[0], -1, -1)
+                h = model.qformer(query_embeds=q, encoder_hidden_states=v)[0]
+                return model.language_projection(h)
+            if kind == "instructblip":
+                q = model.query_tokens.expand(v.shape[0], -1, -1)
+                mask = torch.cat([torch.ones(q.shape[:-1], dtype=torch.long, device=q.device), inputs["qformer_attention_mask"]], dim=1)
+                h = model.qformer(input_ids=inputs["qformer_input_ids"], attention_mask=mask, query_embeds=q,
+                                  encoder_hidden_states=v)[0]
+                return model.language_projection(h[:, : q.shape[1]])
+            return v
+
+    def gen(n):
+        def run():
+            with torch.inference_mode():
+                return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1)
+        return run
+
+    t_encode, _ = timed(encode, a.device, a.repeat, a.warmup)
+    t_one, _ = timed(gen(1), a.device, a.repeat, a.warmup)
+    t_full, out = timed(gen(a.max_new_tokens), a.device, a.repeat, a.warmup)
+    decode_per_token = (t_full - t_one) / max(1, a.max_new_tokens - 1)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "peer": f"transformers {transformers.__version__} / torch {torch.__version__}",
+        "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(0),
+        "dtype": a.dtype,
+        "threads": a.threads,
+        "batch": a.batch,
+        "max_new_tokens": a.max_new_tokens,
+        "end_to_end_ms": t_full * 1000,
+        "image_encode_ms": t_encode * 1000,
+        "prefill_ms": max(0.0, (t_one - t_encode)) * 1000,
+        "decode_tokens_per_s": a.batch / decode_per_token if decode_per_token > 0 else None,
+        "peak_rss_mb": peak_rss_mb,
+        "sequences": out.tolist(),
+    }
+    if a.device == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
