@@ -354,6 +354,10 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     for (const g of graphs) {
       pruneDead(g);
       foldOutputIdentities(g);
+    }
+    // Parameters as the checkpoint counts them (before --quantize packs weights), shared tensors once.
+    const parameters = [...new Set(graphs.flatMap((g) => [...g.weightNames]))].reduce((n, k) => n + store.spec(k)!.dims.reduce((a, d) => a * d, 1), 0);
+    for (const g of graphs) {
       // Fused operators for the target (src/rewrite/index.ts), before the weights are streamed.
       if ((opts.target && opts.target !== 'plain') || opts.quantize) rewrites[g.name] = rewriteGraph(g, { target: opts.target ?? 'plain', quantize: opts.quantize });
       const bad = graphProblems(g);
@@ -361,7 +365,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     }
 
     const limits = positionLimits(model, nodes, gens);
-    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, limits, t0 })), rewrites };
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, limits, t0, parameters })), rewrites };
   } catch (e) {
     // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
     if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
@@ -410,6 +414,8 @@ interface Built {
   imageSize: number;
   limits: NonNullable<Manifest['text']['max_positions']>;
   t0: number;
+  /** Parameter count before --quantize packs weights. */
+  parameters: number;
 }
 
 /**
@@ -473,7 +479,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     }
 
     const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
-    const params = [...new Set(x.graphs.flatMap((g) => [...g.weightNames]))].reduce((n, k) => n + x.store.location(k).spec.dims.reduce((a, d) => a * d, 1), 0);
+    const params = x.parameters;
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,

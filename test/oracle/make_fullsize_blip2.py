@@ -66,6 +66,15 @@ PUBLISHED = {
                                 dict(text_config=flan_t5(2048, 5120, 32), image_token_index=32100)),
     "instructblip-flan-t5-xxl": (InstructBlipForConditionalGeneration, InstructBlipConfig,
                                  dict(text_config=flan_t5(4096, 10240, 64), image_token_index=32100)),
+    # Benchmark layouts (npm run bench): the published vision encoder and Q-Former with a small LLM.
+    # OPT-350m: post-norm, 512-wide token embeddings with project_in/out.
+    "blip2-opt-350m-layout": (Blip2ForConditionalGeneration, Blip2Config,
+                              dict(text_config=dict(opt(1024, 4096), num_hidden_layers=24, num_attention_heads=16,
+                                                    word_embed_proj_dim=512, do_layer_norm_before=False, eos_token_id=2),
+                                   image_token_index=50265)),
+    # A small LLaMA: 16 layers of 1024, 16 heads of 64.
+    "instructblip-llama-small-layout": (InstructBlipForConditionalGeneration, InstructBlipConfig,
+                                        dict(text_config=vicuna(1024, 2816, 16, 16), image_token_index=32000)),
 }
 
 # Tied copies transformers does not write (OPT's head is its token embeddings; T5's stacks share `shared`).

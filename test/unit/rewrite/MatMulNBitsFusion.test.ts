@@ -52,8 +52,10 @@ for (const quantize of ['int8', 'int4'] as const) {
       const back = dequantizeBlockwise(quantizeBlockwise(t, rows, cols, bits, bs), rows, cols, bits, bs);
       return dims[0] === K ? transpose(back, dims[1], dims[0]) : back;
     };
+    // accuracy_level 0 (the GPU targets' setting; the kernel runs on the CPU here): float arithmetic
+    // over the dequantized weights, so the packing can be checked exactly.
     const quantized = build(model);
-    const report = rewriteGraph(quantized, { target: 'plain', quantize });
+    const report = rewriteGraph(quantized, { target: 'cuda', quantize });
     assert.deepEqual(report, { MatMulNBits: 2 });
     assert.deepEqual(opHistogram(quantized.nodes), { 'com.microsoft.MatMulNBits': 2, Gather: 1 });
     assert.ok([...quantized.weightNames].some((n) => n.endsWith('embeddings')), 'the float embeddings stay for the Gather');
@@ -68,8 +70,22 @@ for (const quantize of ['int8', 'int4'] as const) {
       assert.ok(maxDiff(lq, yr.logits.data as Float32Array) < 1e-4, `against dequantized weights: ${maxDiff(lq, yr.logits.data as Float32Array)}`);
       // Against the float weights: a real but bounded error, relative to the logits' scale.
       const lf = yf.logits.data as Float32Array;
-      const rel = maxDiff(lq, lf) / lf.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const scale = lf.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const rel = maxDiff(lq, lf) / scale;
       assert.ok(rel > 0 && rel < (bits === 4 ? 0.2 : 0.02), `against float weights: max error ${rel} of the largest logit`);
+      // The CPU target: accuracy_level 4 (int8 activations, MLAS's integer kernels), still close to float.
+      const cpu = build(model);
+      rewriteGraph(cpu, { target: 'cpu', quantize });
+      const levels = cpu.nodes.filter((n) => n.opType === 'MatMulNBits').map((n) => Number(n.attribute!.find((a) => a.name === 'accuracy_level')?.i));
+      assert.deepEqual(levels, [4, 4]);
+      const c = await open(cpu);
+      try {
+        const lc = (await c.session.run(feeds)).logits.data as Float32Array;
+        const relCpu = maxDiff(lc, lf) / scale;
+        assert.ok(relCpu < (bits === 4 ? 0.2 : 0.03), `accuracy_level 4 against float weights: ${relCpu}`);
+      } finally {
+        c.dispose();
+      }
     } finally {
       [q, r, f].forEach((s) => s.dispose());
     }

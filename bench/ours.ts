@@ -1,0 +1,53 @@
+// One blip-graph measurement in a fresh process (so that its peak RSS is its own): load a compiled
+// model through the library API, caption / answer the same image `batch` times, greedy, exactly
+// `tokens` new tokens, one warm-up then `repeat` timed calls. Prints one JSON line.
+//
+//   node --import tsx bench/ours.ts --dir ART --image IMG [--prompt P] --threads 2 --batch B --tokens 20 --repeat R
+import { readFileSync } from 'node:fs';
+import { load } from '../runtime/model.js';
+
+function args(argv: string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
+  return o;
+}
+
+async function main(): Promise<void> {
+  const a = args(process.argv.slice(2));
+  const [batch, tokens, repeat, threads] = [Number(a.batch ?? 1), Number(a.tokens ?? 20), Number(a.repeat ?? 3), Number(a.threads ?? 2)];
+  const t0 = performance.now();
+  const model = await load(a.dir, { threads });
+  const loadMs = performance.now() - t0;
+  const bytes = new Uint8Array(readFileSync(a.image));
+  const images = Array.from({ length: batch }, (_, i) => ({ name: `image ${i}`, bytes }));
+  const opts = { prompt: a.prompt, maxNewTokens: tokens, minNewTokens: tokens, numBeams: 1, doSample: false, batchSize: batch };
+  await model.generate(images, opts); // warm-up
+  const runs: Array<{ wall: number; t: { preprocess: number; encode: number; prefill: number; decode: number; total: number } }> = [];
+  let last: Awaited<ReturnType<typeof model.generate>> = [];
+  for (let r = 0; r < repeat; r++) {
+    const t = performance.now();
+    last = await model.generate(images, opts);
+    runs.push({ wall: performance.now() - t, t: last[0].timingsMs });
+  }
+  const mean = (f: (r: (typeof runs)[number]) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
+  const decodeMs = mean((r) => r.t.decode);
+  await model.close();
+  const out = {
+    end_to_end_ms: mean((r) => r.wall),
+    end_to_end_min_ms: Math.min(...runs.map((r) => r.wall)),
+    preprocess_ms: mean((r) => r.t.preprocess),
+    image_encode_ms: mean((r) => r.t.encode),
+    prefill_ms: mean((r) => r.t.prefill),
+    decode_ms: decodeMs,
+    decode_tokens_per_s: (batch * (tokens - 1) * 1000) / decodeMs,
+    load_ms: loadMs,
+    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    sequences: last.map((r) => r.tokenIds),
+  };
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e?.stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,275 @@
+// npm run bench: blip-graph against transformers' PyTorch generate, in one run on this machine, on
+// the same full-size random-weight checkpoints, image, prompt, thread count and settings (greedy,
+// exactly --tokens new tokens, float32).
+//
+//   npm run bench [-- --cases blip-base-b1,blip-base-b8,blip2-opt-350m-b1,instructblip-llama-small-b1]
+//                 [--threads 2] [--tokens 20] [--repeat 3] [--target cpu] [--recompile] [--no-torch]
+//
+// For each case: make the checkpoint if it is missing (test/oracle/make_fullsize*.py through the
+// reference environment), lay out a bench view of it (the weights linked, config / processor /
+// tokenizer files from the fixtures so both sides tokenize the same prompt), compile it with
+// `--target`, then run blip-graph (bench/ours.ts, library API, a fresh process) and PyTorch
+// (bench/torch_generate.py through ../shared/oracle/py) back to back. Memory read bandwidth is
+// measured first (bench/bandwidth.ts); the decode bound is the bytes one decode step must read
+// (decoder weights + KV cache) divided by it. Results: .bench/results/bench-<time>.{json,md}.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { loadProgram } from '../src/syntax/load.js';
+import { compile } from '../src/lower/compile.js';
+import { readManifest, type Manifest } from '../src/artifact/manifest.js';
+import { decodeModel } from '../src/lower/emitOnnx.js';
+import type { Target } from '../src/rewrite/index.js';
+import { readBandwidth } from './bandwidth.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const BENCH = join(ROOT, '.bench');
+const ORACLE = resolve(ROOT, '..', 'shared', 'oracle', 'py');
+const IMAGE = 'test/fixtures/images/blocks_1000x700.png';
+
+interface Case {
+  name: string;
+  what: string;
+  graph: string;
+  /** Checkpoint directory (relative to the repository) and how to make it. */
+  checkpoint: string;
+  make: string[];
+  /** Fixture whose tokenizer / processor files the bench view takes. */
+  tokenizerFrom: string;
+  /** config.json overrides (written textually: transformers' dataclasses reject 0 for a float 0.0). */
+  config: Record<string, number>;
+  processor: (p: Record<string, any>) => void;
+  prompt: string;
+  batch: number;
+  /** Cross-attention length the decoder reads every step (BLIP: the image tokens), 0 if none. */
+  crossLength: number;
+  /** Torch: warm-ups and repeats (the largest layouts take minutes per call with this PyTorch). */
+  torchWarmup: number;
+  torchRepeat: number;
+  oursRepeat?: number;
+}
+
+const blipBase = (batch: number): Case => ({
+  name: `blip-base-b${batch}`,
+  what: `BLIP-base captioning (ViT-B/16 at 384, BERT-base decoder), batch ${batch}`,
+  graph: 'graphs/blip-caption.blip',
+  checkpoint: '.bench/blip-base-random/checkpoint',
+  make: ['test/oracle/make_fullsize.py'],
+  tokenizerFrom: 'test/fixtures/blip-caption-a/checkpoint',
+  config: {},
+  processor: (p) => (p.image_processor.size = { height: 384, width: 384 }),
+  prompt: 'a picture of',
+  batch,
+  crossLength: 577,
+  torchWarmup: batch === 1 ? 1 : 0,
+  torchRepeat: batch === 1 ? 2 : 1,
+});
+
+const CASES: Case[] = [
+  blipBase(1),
+  blipBase(8),
+  {
+    name: 'blip2-opt-350m-b1',
+    what: 'BLIP-2 layout: EVA ViT-g/14 (39 × 1408) + Q-Former (12 × 768, 32 queries) + OPT-350m layout (24 × 1024, post-norm, project_in/out), batch 1',
+    graph: 'graphs/blip2-opt.blip',
+    checkpoint: '.bench/blip2-opt-350m-layout',
+    make: ['test/oracle/make_fullsize_blip2.py', 'blip2-opt-350m-layout'],
+    tokenizerFrom: 'test/fixtures/blip2-opt-a/checkpoint',
+    config: { image_token_index: 476 }, // the fixture tokenizer's <image>
+    processor: (p) => ((p.image_processor.size = { height: 224, width: 224 }), (p.num_query_tokens = 32)),
+    prompt: 'Question: what is in the picture? Answer:',
+    batch: 1,
+    crossLength: 0,
+    torchWarmup: 0,
+    torchRepeat: 1,
+    oursRepeat: 2,
+  },
+  {
+    name: 'instructblip-llama-small-b1',
+    what: 'InstructBLIP layout: EVA ViT-g/14 + Q-Former with the instruction + a small LLaMA (16 × 1024, 16 heads), batch 1',
+    graph: 'graphs/instructblip-vicuna.blip',
+    checkpoint: '.bench/instructblip-llama-small-layout',
+    make: ['test/oracle/make_fullsize_blip2.py', 'instructblip-llama-small-layout'],
+    tokenizerFrom: 'test/fixtures/instructblip-vicuna-b/checkpoint',
+    config: { image_token_index: 600 },
+    processor: (p) => ((p.image_processor.size = { height: 224, width: 224 }), (p.num_query_tokens = 32)),
+    prompt: 'Describe the picture.',
+    batch: 1,
+    crossLength: 0,
+    torchWarmup: 0,
+    torchRepeat: 1,
+    oursRepeat: 2,
+  },
+];
+
+function args(argv: string[]) {
+  const o = { cases: CASES.slice(0, 3).map((c) => c.name), threads: 2, tokens: 20, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--cases') o.cases = argv[++i] === 'all' ? CASES.map((c) => c.name) : argv[i].split(',');
+    else if (a === '--threads') o.threads = Number(argv[++i]);
+    else if (a === '--tokens') o.tokens = Number(argv[++i]);
+    else if (a === '--repeat') o.repeat = Number(argv[++i]);
+    else if (a === '--target') o.target = argv[++i] as Target;
+    else if (a === '--recompile') o.recompile = true;
+    else if (a === '--no-torch') o.torch = false;
+    else throw new Error(`unknown option ${a}`);
+  }
+  return o;
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+function oracle(script: string[]): string {
+  const r = spawnSync(ORACLE, script, { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(`${script.join(' ')} failed (${r.status}):\n${(r.stderr ?? '').slice(-3000)}`);
+  return r.stdout;
+}
+
+/** The checkpoint's weights linked, config and tokenizer / processor files made to agree. */
+function benchView(c: Case): string {
+  const src = join(ROOT, c.checkpoint);
+  if (!existsSync(join(src, 'config.json'))) {
+    log(`making ${c.checkpoint} (${c.make.join(' ')})`);
+    oracle(c.make);
+  }
+  const view = join(BENCH, 'bench', c.name.replace(/-b\d+$/, ''), 'checkpoint');
+  rmSync(view, { recursive: true, force: true });
+  mkdirSync(view, { recursive: true });
+  for (const f of readdirSync(src)) if (f.endsWith('.safetensors') || f === 'model.safetensors.index.json' || f === 'generation_config.json') symlinkSync(relative(view, join(src, f)), join(view, f));
+  let cfg = readFileSync(join(src, 'config.json'), 'utf8');
+  for (const [k, v] of Object.entries(c.config)) {
+    const re = new RegExp(`("${k}"\\s*:\\s*)-?\\d+`);
+    if (!re.test(cfg)) throw new Error(`${c.checkpoint}/config.json has no integer "${k}"`);
+    cfg = cfg.replace(re, `$1${v}`);
+  }
+  writeFileSync(join(view, 'config.json'), cfg);
+  const from = join(ROOT, c.tokenizerFrom);
+  for (const f of readdirSync(from)) {
+    if (f === 'processor_config.json') {
+      const p = JSON.parse(readFileSync(join(from, f), 'utf8'));
+      c.processor(p);
+      writeFileSync(join(view, f), JSON.stringify(p, null, 2));
+    } else if (f.startsWith('tokenizer') || f === 'special_tokens_map.json') copyFileSync(join(from, f), join(view, f));
+    else if (f === 'qformer_tokenizer') cpSync(join(from, f), join(view, f), { recursive: true });
+  }
+  return view;
+}
+
+async function compiled(c: Case, view: string, target: Target, recompile: boolean): Promise<string> {
+  const out = join(BENCH, 'bench', c.name.replace(/-b\d+$/, ''), `compiled-${target}`);
+  if (!recompile && existsSync(join(out, 'manifest.json'))) return out;
+  log(`compiling ${c.graph} --target ${target} -> ${relative(ROOT, out)}`);
+  const graph = join(ROOT, c.graph);
+  const p = loadProgram(graph);
+  if (!p.program) throw new Error(`${c.graph} does not load`);
+  const r = await compile({ model: p.program.models[0], graphFile: c.graph, graphText: readFileSync(graph, 'utf8'), weights: view, out, target });
+  log(`compiled in ${r.seconds.toFixed(0)} s: ${r.graphs.map((g) => `${g.file} ${g.nodes} nodes`).join(', ')}`);
+  return out;
+}
+
+/** Bytes of the initializers of one graph (external data lengths + inline constants). */
+function graphWeightBytes(file: string): number {
+  const m = decodeModel(readFileSync(file));
+  let n = 0;
+  for (const t of m.graph!.initializer ?? []) {
+    const len = t.externalData?.find((e) => e.key === 'length')?.value;
+    n += len ? Number(len) : (t.rawData?.length ?? 0) + 4 * ((t.floatData?.length ?? 0) + (t.int32Data?.length ?? 0)) + 8 * (t.int64Data?.length ?? 0);
+  }
+  return n;
+}
+
+function lastJson(s: string): any {
+  const line = s.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) throw new Error(`no JSON in output:\n${s.slice(-2000)}`);
+  return JSON.parse(line);
+}
+
+interface Row {
+  case: string;
+  impl: string;
+  end_to_end_ms: number;
+  image_encode_ms: number;
+  prefill_ms: number;
+  decode_tokens_per_s: number;
+  bound_tokens_per_s: number;
+  of_bound: number;
+  peak_rss_mb: number;
+  rss_over_weights: number;
+  same_tokens?: boolean;
+}
+
+async function main(): Promise<void> {
+  const o = args(process.argv.slice(2));
+  const cases = o.cases.map((n) => {
+    const c = CASES.find((x) => x.name === n);
+    if (!c) throw new Error(`unknown case ${n} (${CASES.map((x) => x.name).join(', ')})`);
+    return c;
+  });
+  const started = new Date();
+  log(`measuring memory read bandwidth (${o.threads} threads)`);
+  const bw = await readBandwidth(o.threads);
+  log(`read bandwidth ${bw.toFixed(2)} GB/s`);
+  const rows: Row[] = [];
+  const raw: Record<string, unknown> = {};
+  for (const c of cases) {
+    const view = benchView(c);
+    const dir = await compiled(c, view, o.target, o.recompile);
+    const m: Manifest = readManifest(dir);
+    const weightBytes = m.weights.bytes;
+    const d = m.decoder!;
+    // Bytes one decode step reads: every decoder weight (the tied head reads the whole embedding
+    // table), plus the KV cache at the mean length of the decode (prompt, prefix, half the new tokens).
+    const decoderBytes = graphWeightBytes(join(dir, 'decoder.onnx'));
+    const meanSelf = 16 + (c.crossLength ? 0 : 32) + o.tokens / 2;
+    const kvBytes = d.layers * 2 * c.batch * d.kv_heads * d.head_dim * 4 * (meanSelf + c.crossLength);
+    const boundTokS = (c.batch * bw * 1e9) / (decoderBytes + kvBytes);
+
+    log(`${c.name}: blip-graph (${relative(ROOT, dir)})`);
+    const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--tokens', String(o.tokens), '--repeat', String(c.oursRepeat ?? o.repeat)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+    if (ours.status !== 0) throw new Error(`bench/ours.ts failed:\n${ours.stderr.slice(-3000)}`);
+    const a = lastJson(ours.stdout);
+    let t: any;
+    if (o.torch) {
+      log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${c.torchRepeat})`);
+      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--max-new-tokens', String(o.tokens), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
+    }
+    // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
+    const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
+    raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
+    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: boundTokS, of_bound: a.decode_tokens_per_s / boundTokS, peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, same_tokens: same });
+    if (t) rows.push({ case: c.name, impl: t.peer, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: boundTokS, of_bound: t.decode_tokens_per_s / boundTokS, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
+    log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
+  }
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw };
+  const md = table(rows, machine, o, started);
+  const outDir = join(BENCH, 'results');
+  mkdirSync(outDir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  writeFileSync(join(outDir, `bench-${stamp}.json`), JSON.stringify({ started, machine, options: o, rows, raw }, null, 2));
+  writeFileSync(join(outDir, `bench-${stamp}.md`), md);
+  process.stdout.write(md);
+  log(`results: ${relative(ROOT, join(outDir, `bench-${stamp}.{json,md}`))}`);
+}
+
+function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<typeof args>, started: Date): string {
+  const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
+  const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
+  const lines = [
+    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32, greedy ${o.tokens} new tokens; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s`,
+    '',
+    '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | peak RSS MB | RSS / weights | same tokens |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${(100 * r.of_bound).toFixed(0)}% | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e?.stack ?? e}\n`);
+  process.exit(1);
+});
