@@ -6,29 +6,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { runCliBatch, type CliResult } from '../cliHarness.js';
 import { compileFixture, expected, fixturePath, imagesOf, tempDir } from './harness.js';
 
-// One child process runs a batch of invocations in order; each one's exit code, stdout and stderr
-// come back as JSON. Under tsx the child gets the same --import hook, so this works from source and dist/.
-const MAIN = new URL('../../../src/cli/main.js', import.meta.url).href;
-const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' || a === '--loader' ? [a, all[i + 1]] : a.startsWith('--import=') ? [a] : []));
-const CHILD = `
-const { main } = await import(${JSON.stringify(MAIN)});
-const results = [];
-const [o, e] = [process.stdout.write, process.stderr.write];
-for (const argv of JSON.parse(process.argv[1])) {
-  let out = '', err = '';
-  process.stdout.write = (s) => ((out += s), true);
-  process.stderr.write = (s) => ((err += s), true);
-  const code = await main(argv);
-  process.stdout.write = o;
-  process.stderr.write = e;
-  results.push({ code, out, err });
-}
-process.stdout.write(JSON.stringify(results));
-`;
-type Result = { code: number; out: string; err: string };
+type Result = CliResult;
 
 const tmp = tempDir('blip-tasks-cli-');
 after(() => tmp.remove());
@@ -84,9 +65,7 @@ before(async () => {
     notCompiled: ['run', folder, '--image', IMG_A],
   };
   const names = Object.keys(batch);
-  const r = spawnSync(process.execPath, [...hooks, '--input-type=module', '-e', CHILD, JSON.stringify(names.map((n) => batch[n]))], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  assert.equal(r.status, 0, r.stderr);
-  const res = JSON.parse(r.stdout) as Result[];
+  const res = runCliBatch(names.map((n) => batch[n]));
   R = Object.fromEntries(names.map((n, i) => [n, res[i]]));
 });
 
