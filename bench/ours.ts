@@ -2,9 +2,11 @@
 // model through the library API, caption / answer the same image `batch` times, greedy, exactly
 // `tokens` new tokens, one warm-up then `repeat` timed calls. Prints one JSON line.
 //
-//   node --import tsx bench/ours.ts --dir ART --image IMG [--prompt P] --threads 2 --batch B --tokens 20 --repeat R
+//   node --import tsx bench/ours.ts --dir ART --image IMG [--prompt P] --threads 2 --batch B --tokens 20
+//        [--repetition-penalty 1] --repeat R
 import { readFileSync } from 'node:fs';
 import { load } from '../runtime/model.js';
+import { oursGenerateOptions } from './decoding.js';
 
 function args(argv: string[]): Record<string, string> {
   const o: Record<string, string> = {};
@@ -20,7 +22,7 @@ async function main(): Promise<void> {
   const loadMs = performance.now() - t0;
   const bytes = new Uint8Array(readFileSync(a.image));
   const images = Array.from({ length: batch }, (_, i) => ({ name: `image ${i}`, bytes }));
-  const opts = { prompt: a.prompt, maxNewTokens: tokens, minNewTokens: tokens, numBeams: 1, doSample: false, batchSize: batch };
+  const opts = oursGenerateOptions({ tokens, repetitionPenalty: Number(a['repetition-penalty'] ?? 1) }, a.prompt, batch);
   await model.generate(images, opts); // warm-up
   const runs: Array<{ wall: number; t: { preprocess: number; encode: number; prefill: number; decode: number; total: number } }> = [];
   let last: Awaited<ReturnType<typeof model.generate>> = [];

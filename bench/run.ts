@@ -1,9 +1,11 @@
 // npm run bench: blip-graph against transformers' PyTorch generate, in one run on this machine, on
 // the same full-size random-weight checkpoints, image, prompt, thread count and settings (greedy,
-// exactly --tokens new tokens, float32).
+// exactly --tokens new tokens, --repetition-penalty (default 1: plain greedy), float32; both sides
+// get every decoding setting explicitly, bench/decoding.ts).
 //
 //   npm run bench [-- --cases blip-base-b1,blip-base-b8,blip2-opt-350m-b1,instructblip-llama-small-b1]
-//                 [--threads 2] [--tokens 20] [--repeat 3] [--target cpu] [--recompile] [--no-torch]
+//                 [--threads 2] [--tokens 20] [--repetition-penalty 1] [--repeat 3] [--target cpu]
+//                 [--recompile] [--no-torch]
 //
 // For each case: make the checkpoint if it is missing (test/oracle/make_fullsize*.py through the
 // reference environment), lay out a bench view of it (the weights linked, config / processor /
@@ -22,6 +24,7 @@ import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { decodeModel } from '../src/lower/emitOnnx.js';
 import type { Target } from '../src/rewrite/index.js';
 import { readBandwidth } from './bandwidth.js';
+import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BENCH = join(ROOT, '.bench');
@@ -104,12 +107,13 @@ const CASES: Case[] = [
 ];
 
 function args(argv: string[]) {
-  const o = { cases: CASES.slice(0, 3).map((c) => c.name), threads: 2, tokens: 20, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true };
+  const o = { cases: CASES.slice(0, 3).map((c) => c.name), threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--cases') o.cases = argv[++i] === 'all' ? CASES.map((c) => c.name) : argv[i].split(',');
     else if (a === '--threads') o.threads = Number(argv[++i]);
     else if (a === '--tokens') o.tokens = Number(argv[++i]);
+    else if (a === '--repetition-penalty') o.repetitionPenalty = Number(argv[++i]);
     else if (a === '--repeat') o.repeat = Number(argv[++i]);
     else if (a === '--target') o.target = argv[++i] as Target;
     else if (a === '--recompile') o.recompile = true;
@@ -213,6 +217,7 @@ async function main(): Promise<void> {
   log(`measuring memory read bandwidth (${o.threads} threads)`);
   const bw = await readBandwidth(o.threads);
   log(`read bandwidth ${bw.toFixed(2)} GB/s`);
+  const decoding: BenchDecoding = { tokens: o.tokens, repetitionPenalty: o.repetitionPenalty };
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
   for (const c of cases) {
@@ -229,13 +234,13 @@ async function main(): Promise<void> {
     const boundTokS = (c.batch * bw * 1e9) / (decoderBytes + kvBytes);
 
     log(`${c.name}: blip-graph (${relative(ROOT, dir)})`);
-    const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--tokens', String(o.tokens), '--repeat', String(c.oursRepeat ?? o.repeat)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+    const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...oursArgs(decoding), '--repeat', String(c.oursRepeat ?? o.repeat)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
     if (ours.status !== 0) throw new Error(`bench/ours.ts failed:\n${ours.stderr.slice(-3000)}`);
     const a = lastJson(ours.stdout);
     let t: any;
     if (o.torch) {
       log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${c.torchRepeat})`);
-      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--max-new-tokens', String(o.tokens), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
+      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...torchGenerateArgs(decoding), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
     }
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
@@ -259,7 +264,7 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [
-    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32, greedy ${o.tokens} new tokens; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s`,
+    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32, greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s`,
     '',
     '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | peak RSS MB | RSS / weights | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',

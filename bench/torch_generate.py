@@ -2,12 +2,17 @@
 image, prompt and settings as blip-graph, timed the same way.
 
     python3 bench/torch_generate.py --ckpt DIR --image IMG [--prompt P] [--device cpu|cuda]
-        [--dtype float32|float16] [--threads N] [--batch B] [--max-new-tokens N] [--repeat R] [--warmup W]
+        [--dtype float32|float16] [--threads N] [--batch B] [--max-new-tokens N] [--repetition-penalty P]
+        [--repeat R] [--warmup W]
 
 Prints one JSON object: end-to-end latency (mean of R runs after W warm-ups, default 1), image-encode time
 (vision encoder + Q-Former + projection where the family has them), prefill (generate with one new
 token, minus image encode), decode tokens/s ((t(N) - t(1)) / (N - 1) per token), peak RSS, and the
 generated ids (so the caller can check both sides produced the same tokens).
+
+Greedy, and every setting that changes greedy scores is passed to generate explicitly (the same ones
+bench/decoding.ts gives blip-graph), so a generation_config.json in the checkpoint cannot make the
+two sides decode differently.
 """
 import argparse
 import json
@@ -62,6 +67,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=20)
+    ap.add_argument("--repetition-penalty", type=float, default=1.0)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement (0 for the slowest layouts)")
     a = ap.parse_args()
@@ -94,7 +100,8 @@ def main():
     def gen(n):
         def run():
             with torch.inference_mode():
-                return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1)
+                return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1,
+                                      repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=0)
         return run
 
     t_encode, _ = timed(encode, a.device, a.repeat, a.warmup)
@@ -109,6 +116,7 @@ def main():
         "threads": a.threads,
         "batch": a.batch,
         "max_new_tokens": a.max_new_tokens,
+        "repetition_penalty": a.repetition_penalty,
         "end_to_end_ms": t_full * 1000,
         "image_encode_ms": t_encode * 1000,
         "prefill_ms": max(0.0, (t_one - t_encode)) * 1000,
