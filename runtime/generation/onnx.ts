@@ -2,8 +2,9 @@
 // exactly the inputs the manifest's `decoder.inputs` lists, starts from empty past.* tensors,
 // turns present.* into the next step's past.*, sends the visual prefix once (prefill) and an empty
 // one afterwards, keeps the attention mask over past + prefix + current positions, computes
-// position_ids when the graph takes them, and reorders every batch-major tensor on the host for
-// beam search.
+// position_ids when the graph takes them, and reorders the past K/V on the host for beam search.
+// The encoder-side tensors (cross.*, cross_attention_mask) stay one row per image and are expanded
+// to the beams once; the per-step reorders never copy them (beams of image b read image b's rows).
 import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError } from '../errors.js';
 import type { StepInput, StepModel, StepOutput } from './types.js';
@@ -48,8 +49,17 @@ export interface OnnxDecoderOptions {
 export interface DecoderState {
   rows: number;
   past: Record<string, ort.Tensor>;
-  /** from_encode tensors other than the prefix, one row per batch row. */
+  /**
+   * from_encode tensors other than the prefix (cross.*, cross_attention_mask), one row per batch
+   * row: row i is row origin[i] of `base`. Never gathered from itself: a reorder that keeps every
+   * row on its image (beam search, after the expansion) keeps these very tensors, so states share
+   * them (and `past`, after an identity reorder): releasing a state must not release these.
+   */
   fixed: Record<string, ort.Tensor>;
+  /** The encoded rows as encode.onnx gave them, one per image / prompt row (shared, never copied). */
+  base: Record<string, ort.Tensor>;
+  /** For each row, the encoded row (image) it reads. */
+  origin: number[];
   /** The attention mask decoder.onnx has seen, one row per batch row. */
   mask: number[][];
   /** Last position id of each row (positions: 'input'). */
@@ -150,7 +160,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
         if (t.dims[0] !== B) throw new BlipRuntimeError('BLIP5031', `${n} has ${t.dims[0]} rows for a batch of ${B}`);
         fixed[n] = t;
       }
-      st = { rows: B, past: this.emptyPast(B), fixed, mask, lastPosition: [] };
+      st = { rows: B, past: this.emptyPast(B), fixed, base: fixed, origin: Array.from({ length: B }, (_, b) => b), mask, lastPosition: [] };
       if (this.inputs.has('prefix_embeds')) {
         const p = this.o.encoded!.prefix_embeds;
         if (p.dims[0] !== B) throw new BlipRuntimeError('BLIP5031', `prefix_embeds has ${p.dims[0]} rows for a batch of ${B}`);
@@ -205,12 +215,24 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     return { logits: logits.data as Float32Array, vocab: V, state: { ...st, past } };
   }
 
+  /**
+   * Row i of the result is row rows[i] of `state`. The past K/V is gathered (it differs between
+   * beams); the encoder-side tensors are rebuilt from the per-image `base` only when the row ->
+   * image mapping changes: once for beam search (the expansion after a prefill of one row per
+   * image), never for the per-step reorders, where every beam stays on its image.
+   */
   reorder(state: DecoderState, rows: number[]): DecoderState {
-    const gather = (r: Record<string, ort.Tensor>): Record<string, ort.Tensor> => Object.fromEntries(Object.entries(r).map(([k, t]) => [k, gatherRows(t, rows)]));
+    for (const r of rows) if (!Number.isInteger(r) || r < 0 || r >= state.rows) throw new BlipRuntimeError('BLIP5031', `reorder: row ${r} of ${state.rows}`);
+    const identity = rows.length === state.rows && rows.every((r, i) => r === i);
+    const gather = (r: Record<string, ort.Tensor>, idx: number[]): Record<string, ort.Tensor> => Object.fromEntries(Object.entries(r).map(([k, t]) => [k, gatherRows(t, idx)]));
+    const origin = rows.map((r) => state.origin[r]);
+    const sameImages = origin.length === state.origin.length && origin.every((o, i) => o === state.origin[i]);
     return {
       rows: rows.length,
-      past: gather(state.past),
-      fixed: gather(state.fixed),
+      past: identity ? state.past : gather(state.past, rows),
+      fixed: sameImages ? state.fixed : gather(state.base, origin),
+      base: state.base,
+      origin,
       mask: rows.map((i) => state.mask[i].slice()),
       lastPosition: rows.map((i) => state.lastPosition[i]),
     };
