@@ -14,7 +14,8 @@
 // (B, 1, 1, T)) becomes key_padding_mask (int32) with mask_filter_value = that minimum, so the
 // masked scores are exactly transformers' (score + min); any other bias (causal (B, 1, S, T),
 // T5's (B, N, S, T)) is attention_bias. Grouped-query attention (reshapes around the scores) and
-// float16 graphs (Casts around the scores) do not match and stay decomposed.
+// float16 graphs (Casts around the scores) do not match and stay decomposed; on the CPU target the
+// LLaMA decoder's self-attention is taken first by GroupQueryAttentionFusion.
 import { FLOAT_MIN } from '../lower/transformer.js';
 import { MS, type Fusion, type GraphView, type Node } from './graph.js';
 

@@ -9,20 +9,26 @@ import { BiasGeluFusion } from './BiasGeluFusion.js';
 import { SkipLayerNormFusion } from './SkipLayerNormFusion.js';
 import { MultiHeadAttentionFusion } from './MultiHeadAttentionFusion.js';
 import { RotaryEmbeddingFusion } from './RotaryEmbeddingFusion.js';
+import { GroupQueryAttentionFusion } from './GroupQueryAttentionFusion.js';
 import { SimplifiedLayerNormFusion } from './SimplifiedLayerNormFusion.js';
 import { MatMulNBitsFusion } from './MatMulNBitsFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
 export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
 
-const FUSED: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, SkipLayerNormFusion, RotaryEmbeddingFusion, MultiHeadAttentionFusion];
+// Activations, norms and rotary positions first (the attention fusions read the rotated projections).
+const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, SkipLayerNormFusion, RotaryEmbeddingFusion];
 
-/** The ordered fusions of each target (every one checks its own kernels' float types). */
+/**
+ * The ordered fusions of each target (every one checks its own kernels' float types). The LLaMA
+ * decoder's cached self-attention becomes GroupQueryAttention on the CPU only (its float32 kernel;
+ * CUDA has none, WebGPU is causal-only), before MultiHeadAttention takes the remaining attention.
+ */
 export const PIPELINES: Record<Target, Fusion[]> = {
   plain: [],
-  cpu: FUSED,
-  cuda: FUSED,
-  webgpu: FUSED,
+  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion],
+  cuda: [...BEFORE_ATTENTION, MultiHeadAttentionFusion],
+  webgpu: [...BEFORE_ATTENTION, MultiHeadAttentionFusion],
 };
 
 /** Fusions that ran on one graph, by name, with their counts. */

@@ -1,6 +1,7 @@
 // RotaryEmbeddingFusion: LLaMA's rotate_half RoPE (positions from the attention mask, inverse
 // frequencies as llama.ts computes them) becomes com.microsoft.RotaryEmbedding on the 3-D
-// projections, after which the cached attention fuses into MultiHeadAttention.
+// projections, after which the cached attention fuses (GroupQueryAttention on the CPU target,
+// MultiHeadAttention on the others).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GraphBuilder, Value } from '../../../src/lower/GraphBuilder.js';
@@ -37,14 +38,14 @@ const step: Build = (b, w) => {
   b.output(value, 'present.value', 'float32');
 };
 
-test('rotary positions -> RotaryEmbedding (cos/sin tables for the step) and the attention -> MultiHeadAttention', async () => {
+test('rotary positions -> RotaryEmbedding (cos/sin tables for the step) and the attention -> GroupQueryAttention (cpu) or MultiHeadAttention (cuda)', async () => {
   const feeds = (B: number, L: number, P: number, seed: number, mask: number[][]) => ({
     h: tensor([B, L, W], seed),
     mask: ints(mask),
     past_key: tensor([B, N, P, D], seed + 1),
     past_value: tensor([B, N, P, D], seed + 2),
   });
-  const c = await compare(step, [
+  const cases = [
     feeds(2, 4, 0, 1, [
       [1, 1, 1, 1],
       [0, 0, 1, 1],
@@ -54,9 +55,14 @@ test('rotary positions -> RotaryEmbedding (cos/sin tables for the step) and the 
       [0, 0, 1, 1, 1],
     ]),
     feeds(1, 1, 40, 9, [Array(41).fill(1)]),
-  ]);
+  ];
+  const c = await compare(step, cases);
   assert.equal(c.after['com.microsoft.RotaryEmbedding'], 2);
-  assert.equal(c.after['com.microsoft.MultiHeadAttention'], 1);
+  assert.equal(c.after['com.microsoft.GroupQueryAttention'], 1);
+  const cuda = await compare(step, cases, { target: 'cuda' });
+  assert.equal(cuda.after['com.microsoft.RotaryEmbedding'], 2);
+  assert.equal(cuda.after['com.microsoft.MultiHeadAttention'], 1);
+  assertClose(cuda, 2e-5);
   assert.equal(c.after.Neg, 1, 'only positionsFromMask’s slice start; the rotate_half negations are gone');
   assert.equal(c.after.Cos, 1, 'one cos table shared by q and k');
   assertClose(c, 2e-5);
