@@ -12,7 +12,7 @@ export interface BenchDecoding {
 }
 
 /** blip-graph's generate options for a bench run: greedy, every score-changing setting explicit. */
-export function oursGenerateOptions(d: BenchDecoding, prompt: string | undefined, batchSize: number): GenerateOptions {
+export function oursGenerateOptions(d: BenchDecoding, prompt: GenerateOptions['prompt'], batchSize: number): GenerateOptions {
   return {
     prompt,
     maxNewTokens: d.tokens,
