@@ -4,7 +4,7 @@
 // with 'cpu' after it in the list, so each device is tried on its own: a provider whose libraries
 // are not installed, or which finds no GPU / adapter, is a one-line BLIP504x error saying how to get
 // it; `auto` tries CUDA (when its libraries are installed) and WebGPU, then falls back to CPU.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { DeviceError, firstLine } from './errors.js';
@@ -102,16 +102,47 @@ export function findVulkanLoader(env = process.env): string | undefined {
   return undefined;
 }
 
-const VULKAN_HINT = "WebGPU runs over Vulkan here: install libvulkan1 and a Vulkan driver (the GPU vendor's ICD, e.g. NVIDIA's)";
+const VULKAN_HINT = "WebGPU runs over Vulkan here: install libvulkan1 and a Vulkan driver (the GPU vendor's ICD, e.g. NVIDIA's, or Mesa's lavapipe from mesa-vulkan-drivers >= 24 to run on the CPU)";
+
+/**
+ * The Vulkan drivers (ICD manifests) the loader would see: VK_DRIVER_FILES / VK_ICD_FILENAMES when
+ * set (they replace the search), else the standard manifest folders.
+ */
+export function vulkanDrivers(env = process.env): string[] {
+  const named = env.VK_DRIVER_FILES ?? env.VK_ICD_FILENAMES;
+  if (named) return named.split(':').filter(Boolean).map((f) => f.slice(f.lastIndexOf('/') + 1));
+  const dirs = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', join(env.HOME ?? '/nonexistent', '.local/share/vulkan/icd.d')];
+  const out: string[] = [];
+  for (const d of dirs) {
+    try {
+      for (const f of readdirSync(d)) if (f.endsWith('.json')) out.push(f);
+    } catch {
+      // folder absent
+    }
+  }
+  return out;
+}
+
+/** What to check when Dawn found no adapter although the Vulkan loader loaded. */
+function adapterHint(drivers: string[]): string {
+  if (drivers.length === 0) return `no Vulkan driver (ICD manifest) is installed; ${VULKAN_HINT}`;
+  const lavapipe = drivers.some((d) => d.startsWith('lvp_icd'));
+  return (
+    `Vulkan drivers found: ${drivers.join(', ')}; none gave an adapter Dawn accepts (it prints why on stderr)` +
+    (lavapipe ? "; Mesa's lavapipe (lvp_icd) is accepted from Mesa 24 on (Debian 12: mesa-vulkan-drivers from bookworm-backports)" : '') +
+    '; for a GPU, check that its Vulkan driver is installed and the device is visible to this process'
+  );
+}
 
 /** Turn a session-creation failure of a provider into a BLIP5042 line with the fix. */
 export function providerFailure(p: Provider, e: unknown): DeviceError {
   const msg = ortMessage(e);
   if (p === 'webgpu') {
-    const vulkan = /vulkan|libvulkan/i.test(msg);
+    const loader = /libvulkan|load vulkan/i.test(msg);
+    const linux = process.platform === 'linux';
     return new DeviceError(
       'BLIP5042',
-      `device webgpu: no usable WebGPU adapter (${msg}); ${VULKAN_HINT}${vulkan ? '' : ', and check that the GPU is visible to this process'}`,
+      `device webgpu: no usable WebGPU adapter (${msg}); ${loader || !linux ? VULKAN_HINT : adapterHint(vulkanDrivers())}`,
     );
   }
   if (p === 'cuda' || p === 'tensorrt') {
@@ -126,7 +157,24 @@ export function providerFailure(p: Provider, e: unknown): DeviceError {
   return new DeviceError('BLIP5043', `device cpu: cannot create the session (${msg})`);
 }
 
-/** The providers `device` means, in the order they are tried (auto: CUDA, WebGPU, then CPU). */
+/**
+ * Linux: whether a GPU device node is visible to this process (DRM render nodes, NVIDIA's, WSL's).
+ * Without one, any Vulkan adapter is a CPU driver such as Mesa's lavapipe, slower than the CPU provider.
+ */
+export function gpuNodeVisible(dev = '/dev'): boolean {
+  try {
+    if (readdirSync(dev).some((f) => /^nvidia\d+$/.test(f) || f === 'dxg')) return true;
+    return readdirSync(join(dev, 'dri')).some((f) => f.startsWith('renderD'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The providers `device` means, in the order they are tried (auto: CUDA, WebGPU, then CPU; on
+ * Linux WebGPU only when a GPU is visible: `--device webgpu` still runs on a CPU Vulkan driver).
+ */
 export function candidates(device: Device): Provider[] {
-  return device === 'auto' ? ['cuda', 'webgpu', 'cpu'] : [device];
+  if (device !== 'auto') return [device];
+  return process.platform !== 'linux' || gpuNodeVisible() ? ['cuda', 'webgpu', 'cpu'] : ['cuda', 'cpu'];
 }

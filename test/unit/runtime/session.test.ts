@@ -1,12 +1,12 @@
 // runtime/session + runtime/providers: device names, provider probing and fallbacks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { candidates, parseDevice, providerFailure, providerStatus } from '../../../runtime/providers.js';
+import { candidates, gpuNodeVisible, parseDevice, providerFailure, providerStatus, vulkanDrivers } from '../../../runtime/providers.js';
 import { describeDevices, openSession } from '../../../runtime/session.js';
 import { DeviceError } from '../../../runtime/errors.js';
 
@@ -84,7 +84,7 @@ test('auto falls back to cpu silently, recording why the others were passed over
   }
 });
 
-test('webgpu: a session, or BLIP5042 naming libvulkan1 and a Vulkan driver', async () => {
+test('webgpu: a session, or BLIP5042 naming the Vulkan loader or driver to install', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'blip-sess-'));
   try {
     const path = tinyModel(dir);
@@ -94,7 +94,7 @@ test('webgpu: a session, or BLIP5042 naming libvulkan1 and a Vulkan driver', asy
     } catch (e) {
       assert.ok(e instanceof DeviceError, String(e));
       assert.equal(e.code, 'BLIP5042');
-      assert.match(e.message, /libvulkan1/);
+      assert.match(e.message, /libvulkan1|Vulkan driver/);
       assert.ok(!e.message.includes('\n'));
     }
   } finally {
@@ -109,6 +109,45 @@ test('provider failure messages: library load vs driver problems', () => {
   assert.equal(providerStatus('cuda', '/nonexistent', 'linux-x64').installed, false);
   assert.match(providerStatus('cuda', '/nonexistent', 'darwin-arm64').reason!, /Linux x64 and Windows x64/);
   assert.equal(describeDevices().find((d) => d.provider === 'cpu')!.installed, true);
+});
+
+test('webgpu failures: no loader, no driver, or drivers Dawn rejected (lavapipe before Mesa 24) each say what to install', { skip: process.platform !== 'linux' && 'Linux only (Vulkan)' }, () => {
+  const noAdapter = new Error('/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 x was false. Failed to get a WebGPU adapter: No supported adapters');
+  const saved = { files: process.env.VK_DRIVER_FILES, icd: process.env.VK_ICD_FILENAMES };
+  try {
+    process.env.VK_DRIVER_FILES = '/usr/share/vulkan/icd.d/lvp_icd.json';
+    assert.deepEqual(vulkanDrivers(), ['lvp_icd.json']);
+    const e = providerFailure('webgpu', noAdapter);
+    assert.equal(e.code, 'BLIP5042');
+    assert.match(e.message, /No supported adapters/);
+    assert.match(e.message, /lvp_icd\.json/);
+    assert.match(e.message, /Mesa 24/);
+    assert.ok(!e.message.includes('\n'));
+  } finally {
+    if (saved.files === undefined) delete process.env.VK_DRIVER_FILES;
+    else process.env.VK_DRIVER_FILES = saved.files;
+  }
+  assert.deepEqual(vulkanDrivers({ VK_ICD_FILENAMES: '/a/nvidia_icd.json:/b/lvp_icd.json' }), ['nvidia_icd.json', 'lvp_icd.json']);
+  assert.match(providerFailure('webgpu', new Error("Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file")).message, /install libvulkan1/);
+});
+
+test('auto tries WebGPU on Linux only when a GPU device node is visible (else its adapter would be a CPU driver)', () => {
+  const dev = mkdtempSync(join(tmpdir(), 'blip-dev-'));
+  try {
+    assert.equal(gpuNodeVisible(dev), false);
+    mkdirSync(join(dev, 'dri'));
+    writeFileSync(join(dev, 'dri', 'card0'), '');
+    assert.equal(gpuNodeVisible(dev), false, 'a display node alone is not a render node');
+    writeFileSync(join(dev, 'dri', 'renderD128'), '');
+    assert.equal(gpuNodeVisible(dev), true);
+    rmSync(join(dev, 'dri'), { recursive: true });
+    writeFileSync(join(dev, 'nvidia0'), '');
+    assert.equal(gpuNodeVisible(dev), true);
+  } finally {
+    rmSync(dev, { recursive: true, force: true });
+  }
+  assert.deepEqual(candidates('webgpu'), ['webgpu']);
+  if (process.platform === 'linux') assert.equal(candidates('auto').includes('webgpu'), gpuNodeVisible());
 });
 
 test("ORT's source-location preamble is dropped from messages", async () => {
