@@ -265,6 +265,9 @@ async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number
   const heuristicOpen: boolean[] = new Array<boolean>(B).fill(true);
   const mask = ids.flatMap((_, b) => Array.from({ length: K }, () => mask0[b].slice()));
 
+  // The prefill runs once per prompt row (B rows, not B x K as transformers runs it: its K rows of a
+  // prompt are identical, and so are their logits); the model then expands its state to the beams
+  // (reorder), and the -1e9 initial scores of beams 1..K-1 keep the first step's candidates on beam 0.
   let calls = 1;
   let out = await model.step({ inputIds: mask2d(ids), batch: B, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
   checkStep(out, B, 'prefill');
