@@ -13,6 +13,7 @@ import { BlipRuntimeError } from './errors.js';
 import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
 import type { Device, Provider } from './providers.js';
 import { openSession } from './session.js';
+import { DeviceRowGather } from './generation/deviceRows.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizers/hf.js';
 import { generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
 import { embedImages, embedTexts, itmPairs, type Embedding, type ItmOptions, type ItmResult } from './tasks/retrieval.js';
@@ -29,6 +30,12 @@ export interface LoadOptions {
   threads?: number;
   /** GPU index for cuda / tensorrt. */
   deviceId?: number;
+  /**
+   * WebGPU: keep the decoder's KV cache (present.*) on the device between steps instead of
+   * downloading and re-uploading it every token (default true; beam search then reorders it on
+   * the device). Other providers ignore it.
+   */
+  kvOnDevice?: boolean;
 }
 
 /** What a compiled model can do: `generate` for caption / VQA / instruction graphs, `itm` and the embeddings for retrieval graphs. */
@@ -66,6 +73,7 @@ class Model implements BlipModel {
     private readonly qformerTokenizer: HfTokenizer | undefined,
     private readonly sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession>>,
     readonly providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>>,
+    private readonly deviceRows: DeviceRowGather | undefined,
   ) {
     this.kind = sessions.decoder ? 'generate' : 'retrieval';
     if (this.kind === 'generate') this.promptStyle = promptStyle(manifest);
@@ -83,7 +91,7 @@ class Model implements BlipModel {
     this.live();
     const { encode, decoder } = this.sessions;
     if (!encode || !decoder) throw new BlipRuntimeError('BLIP5044', `${this.what()}: it does not generate text; use itm()`);
-    return generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder }, images, opts);
+    return generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows }, images, opts);
   }
 
   private retrievalCtx() {
@@ -109,6 +117,7 @@ class Model implements BlipModel {
     if (this.closed) return;
     this.closed = true;
     for (const s of Object.values(this.sessions)) await s?.release();
+    await this.deviceRows?.close();
   }
 }
 
@@ -129,7 +138,10 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
     for (const name of ['encode', 'decoder', 'retrieval'] as const) {
       const g = manifest.graphs[name];
       if (!g) continue;
-      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId });
+      // present.* stay on the device (WebGPU only: openSession applies this to that provider alone)
+      const preferredOutputLocation =
+        name === 'decoder' && opts.kvOnDevice !== false ? Object.fromEntries(g.outputs.filter((o) => o.name.startsWith('present.')).map((o) => [o.name, 'gpu-buffer' as const])) : undefined;
+      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation });
       sessions[name] = s.session;
       providers[name] = s.provider;
     }
@@ -140,5 +152,6 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
   const generating = !!sessions.decoder;
   if (generating && !sessions.encode) throw new BlipRuntimeError('BLIP5044', `${dir}: decoder.onnx without encode.onnx; recompile the model`);
   if (!generating && !sessions.retrieval) throw new BlipRuntimeError('BLIP5044', `${dir}: neither decoder.onnx nor retrieval.onnx; recompile the model`);
-  return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers);
+  const kvOnDevice = providers.decoder === 'webgpu' && opts.kvOnDevice !== false;
+  return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, kvOnDevice ? new DeviceRowGather() : undefined);
 }

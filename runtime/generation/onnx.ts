@@ -2,12 +2,14 @@
 // exactly the inputs the manifest's `decoder.inputs` lists, starts from empty past.* tensors,
 // turns present.* into the next step's past.*, sends the visual prefix once (prefill) and an empty
 // one afterwards, keeps the attention mask over past + prefix + current positions, computes
-// position_ids when the graph takes them, and reorders the past K/V on the host for beam search.
+// position_ids when the graph takes them, and reorders the past K/V on the host for beam search
+// (or, when the session keeps present.* on the WebGPU device, on the device: deviceRows.ts).
 // The encoder-side tensors (cross.*, cross_attention_mask) stay one row per image and are expanded
 // to the beams once; the per-step reorders never copy them (beams of image b read image b's rows).
 import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError } from '../errors.js';
 import type { StepInput, StepModel, StepOutput } from './types.js';
+import type { DeviceRowGather } from './deviceRows.js';
 
 /** What the runtime needs of a session (an ort.InferenceSession, or a stand-in in tests). */
 export interface DecoderSession {
@@ -44,6 +46,11 @@ export interface OnnxDecoderOptions {
    * transformers generates from inputs_embeds only, so its sequences hold the new tokens alone).
    */
   prefillText?: { inputIds: number[][]; attentionMask?: number[][] };
+  /**
+   * Reorders a KV cache that stays on the WebGPU device (the session keeps present.* as
+   * 'gpu-buffer'): beam search's row gathers then run on the device, before the next step.
+   */
+  deviceRows?: DeviceRowGather;
 }
 
 export interface DecoderState {
@@ -64,6 +71,21 @@ export interface DecoderState {
   mask: number[][];
   /** Last position id of each row (positions: 'input'). */
   lastPosition: number[];
+  /**
+   * A device-resident `past` not yet reordered: row i of this state is row pending[i] of `past`
+   * (gathered on the device at the next step). Undefined: `past` is in row order.
+   */
+  pending?: number[];
+}
+
+/** gpu-buffer tensors already released (a tensor may be reachable from more than one state). */
+const released = new WeakSet<ort.Tensor>();
+function releaseDevice(r: Record<string, ort.Tensor>): void {
+  for (const t of Object.values(r)) {
+    if (t.location !== 'gpu-buffer' || released.has(t)) continue;
+    released.add(t);
+    t.dispose();
+  }
 }
 
 function gatherRows(t: ort.Tensor, rows: number[]): ort.Tensor {
@@ -192,7 +214,9 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     }
     feeds.input_ids = i64(ids);
     if (this.inputs.has('attention_mask')) feeds.attention_mask = i64(mask);
-    Object.assign(feeds, st.past, st.fixed);
+    // a device-resident cache left unordered by reorder() is gathered here, on the device
+    const pastIn = st.pending ? await this.deviceGather(st.past, st.pending) : st.past;
+    Object.assign(feeds, pastIn, st.fixed);
     for (const n of this.inputs) if (!feeds[n]) throw new BlipRuntimeError('BLIP5044', `no value for decoder.onnx input ${n}`);
     for (const n of Object.keys(feeds)) if (!this.inputs.has(n)) delete feeds[n];
     let out: Record<string, ort.Tensor>;
@@ -200,6 +224,8 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
       out = await this.o.session.run(feeds);
     } catch (e) {
       throw new BlipRuntimeError('BLIP5043', `decoder.onnx failed (${(e as Error).message.split('\n')[0]})`);
+    } finally {
+      if (pastIn !== st.past) releaseDevice(pastIn);
     }
     const logits = out.logits;
     const V = logits.dims[logits.dims.length - 1];
@@ -212,7 +238,22 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
       if (!p) throw new BlipRuntimeError('BLIP5044', `decoder.onnx has no output ${n.replace(/^past\./, 'present.')}`);
       past[n] = p;
     }
-    return { logits: logits.data as Float32Array, vocab: V, state: { ...st, past } };
+    return { logits: logits.data as Float32Array, vocab: V, state: { ...st, past, pending: undefined } };
+  }
+
+  private async deviceGather(past: Record<string, ort.Tensor>, rows: number[]): Promise<Record<string, ort.Tensor>> {
+    if (!this.o.deviceRows) throw new BlipRuntimeError('BLIP5043', 'the KV cache is on the device but no device row gather was given; keep decoder outputs on the CPU for beam search');
+    try {
+      return await this.o.deviceRows.gather(past, rows);
+    } catch (e) {
+      if (e instanceof BlipRuntimeError) throw e;
+      throw new BlipRuntimeError('BLIP5043', `reordering the KV cache on the device failed (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+
+  /** Releases the state's device-resident KV cache (CPU tensors are left to the garbage collector). */
+  dispose(state: DecoderState): void {
+    releaseDevice(state.past);
   }
 
   /**
@@ -227,9 +268,20 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     const gather = (r: Record<string, ort.Tensor>, idx: number[]): Record<string, ort.Tensor> => Object.fromEntries(Object.entries(r).map(([k, t]) => [k, gatherRows(t, idx)]));
     const origin = rows.map((r) => state.origin[r]);
     const sameImages = origin.length === state.origin.length && origin.every((o, i) => o === state.origin[i]);
+    // A cache on the device is not gathered here (that needs a device run): the row map is composed
+    // and applied by the next step.
+    const onDevice = Object.values(state.past).some((t) => t.location === 'gpu-buffer');
+    let pending: number[] | undefined;
+    if (onDevice && !identity) {
+      if (!this.o.deviceRows) throw new BlipRuntimeError('BLIP5043', 'cannot reorder a KV cache kept on the device without a device row gather; keep decoder outputs on the CPU for beam search');
+      const composed = state.pending ? rows.map((r) => state.pending![r]) : rows;
+      const rowsOfPast = Object.values(state.past)[0].dims[0];
+      pending = composed.length === rowsOfPast && composed.every((r, i) => r === i) ? undefined : composed;
+    } else if (identity) pending = state.pending;
     return {
       rows: rows.length,
-      past: identity ? state.past : gather(state.past, rows),
+      past: identity || onDevice ? state.past : gather(state.past, rows),
+      pending,
       fixed: sameImages ? state.fixed : gather(state.base, origin),
       base: state.base,
       origin,

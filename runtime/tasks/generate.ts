@@ -19,6 +19,7 @@ import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
 import { generate, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
 import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js';
+import type { DeviceRowGather } from '../generation/deviceRows.js';
 import { createRandom } from '../generation/random.js';
 import { TextStreamer } from '../generation/streamer.js';
 import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } from '../generation/types.js';
@@ -101,6 +102,8 @@ export interface GenerateContext {
   qformerTokenizer?: HfTokenizer;
   encode: DecoderSession;
   decoder: DecoderSession;
+  /** Set when the decoder keeps its KV cache on the WebGPU device: beam search reorders it there. */
+  deviceRows?: DeviceRowGather;
 }
 
 /** How this artifact takes text. */
@@ -328,7 +331,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     }
     const t2 = performance.now();
     const model = new TimedStepModel(
-      new OnnxDecoderStepModel({ session: ctx.decoder, decoder: m.decoder, encoded, prefix: built.prefix, prefillText: built.prefillText }),
+      new OnnxDecoderStepModel({ session: ctx.decoder, decoder: m.decoder, encoded, prefix: built.prefix, prefillText: built.prefillText, deviceRows: ctx.deviceRows }),
     );
     const g: GenerationOptions = { ...base };
     const rowsOut = B * nRet;
