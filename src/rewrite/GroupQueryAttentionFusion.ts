@@ -27,7 +27,7 @@
 // counts from the cache length, and its CPU kernel wants head_size % 16 for rotary.
 //
 // Where: the CPU kernel takes float32 (head_size a multiple of 8). CUDA has no float32 kernel, and
-// WebGPU implements causal = 1 only (and was not run here), so the cuda and webgpu targets keep
+// WebGPU refuses causal = 0 (onnxruntime-node 1.30), so the cuda and webgpu targets keep
 // MultiHeadAttention (equal heads) or the decomposed form (grouped). The CPU kernel refuses a batch
 // of more than one row when S > 1 positions follow a non-empty cache; the runtime never feeds that
 // (prefill starts from an empty cache, later steps are one token).
