@@ -13,10 +13,7 @@
 // (cross-attention keys/values computed once per image). A padding bias (Where(mask, 0, min) over
 // (B, 1, 1, T)) becomes key_padding_mask (int32) with mask_filter_value = that minimum, so the
 // masked scores are exactly transformers' (score + min); any other bias (causal (B, 1, S, T),
-// T5's (B, N, S, T)) is attention_bias. onnxruntime's WebGPU kernel has no key_padding_mask ("not
-// implemented for webgpu"), and its attention_bias must be (B|1, N|1, S, T): on the webgpu target
-// the padding bias goes in as attention_bias, expanded over the S query positions (same masked
-// scores: score + min). Grouped-query attention (reshapes around the scores) and
+// T5's (B, N, S, T)) is attention_bias. Grouped-query attention (reshapes around the scores) and
 // float16 graphs (Casts around the scores) do not match and stay decomposed; on the CPU target the
 // LLaMA decoder's self-attention is taken first by GroupQueryAttentionFusion.
 import { FLOAT_MIN } from '../lower/transformer.js';
@@ -109,18 +106,10 @@ function match(g: GraphView, sm: Node): Match | undefined {
   return { final, q: q.x, k, v, N: q.N, scale, bias }; // BNSH (B, N, L, D)
 }
 
-/** Expand((B, 1, 1, T) bias, [1, 1, S, 1]) -> (B, 1, S, T), S read from the 3-D query (B, S, W). */
-function biasOverQueries(g: GraphView, like: Node, bias: string, q: string): string {
-  const s = g.emit(like, 'Shape', [q], { start: 1, end: 2 }, ['query_length'])[0];
-  const ones = g.b.int64([1, 1], [2], 'ones').name;
-  const shape = g.emit(like, 'Concat', [ones, s, g.b.int64([1], [1], 'one').name], { axis: 0 }, ['bias_shape'])[0];
-  return g.emit(like, 'Expand', [bias, shape], {}, ['attention_bias'])[0];
-}
-
 export const MultiHeadAttentionFusion: Fusion = {
   name: 'MultiHeadAttention',
   applies: (ft, o) => o.target !== 'plain' && ft === 'float32',
-  run(g, opts) {
+  run(g) {
     let n = 0;
     const masks = new Map<string, string>(); // int64 mask -> its int32 cast, shared by the layers
     for (const sm of [...g.nodes]) {
@@ -130,8 +119,7 @@ export const MultiHeadAttentionFusion: Fusion = {
       let kpm: string | undefined;
       let attnBias: string | undefined;
       const padded = m.bias ? paddingMask(g, m.bias) : undefined;
-      if (padded && opts.target === 'webgpu') attnBias = biasOverQueries(g, m.final, m.bias!, m.q);
-      else if (padded) {
+      if (padded) {
         kpm = masks.get(padded);
         if (!kpm) masks.set(padded, (kpm = g.emit(m.final, 'Cast', [padded], { to: 6 /* INT32 */ }, ['key_padding_mask'])[0]));
       } else attnBias = m.bias;

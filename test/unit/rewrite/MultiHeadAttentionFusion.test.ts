@@ -43,15 +43,6 @@ test('padded self-attention: the padding bias becomes key_padding_mask with tran
   assertClose(c);
 });
 
-test('webgpu target: the padding bias stays an attention_bias expanded to (B, 1, S, T) (the WebGPU kernel has no key_padding_mask)', async () => {
-  const feeds = [{ x: tensor([2, 4, W], 3), mask: ints([[1, 1, 1, 1], [1, 1, 0, 0]]) }, { x: tensor([1, 3, W], 4), mask: ints([[1, 0, 1]]) }];
-  const c = await compare(bertPadded, feeds, { target: 'webgpu' });
-  assert.equal(c.after[MHA], 1);
-  assert.equal(c.after.Cast, c.before.Cast, 'no int32 key_padding_mask is made');
-  assert.equal(c.after.Expand, 1);
-  assertClose(c);
-});
-
 /** A decoder layer: cached self-attention (past/present, causal bias) and cross-attention over given BNSH keys/values. */
 const decoderStep: Build = (b, w) => {
   const x = b.input('x', 'float32', ['B', 'S', W]);

@@ -16,7 +16,9 @@ const ms = (h: Record<string, number>) => Object.keys(h).filter((k) => k.startsW
 test('every target has a pipeline; plain has none', () => {
   assert.deepEqual([...TARGETS].sort(), Object.keys(PIPELINES).sort());
   assert.deepEqual(PIPELINES.plain, []);
-  for (const t of ['cpu', 'cuda', 'webgpu'] as const) assert.ok(PIPELINES[t].some((f) => f.name === 'MultiHeadAttention'), t);
+  for (const t of ['cpu', 'cuda'] as const) assert.ok(PIPELINES[t].some((f) => f.name === 'MultiHeadAttention'), t);
+  // onnxruntime 1.30's WebGPU MultiHeadAttention is wrong from 32 keys on (docs/webgpu.md): attention stays decomposed there
+  assert.ok(!PIPELINES.webgpu.some((f) => f.name === 'MultiHeadAttention'));
 });
 
 test('BLIP caption (2-layer ViT, 2-layer BERT decoder): fused op counts per target, recorded in the manifest', async () => {
@@ -26,7 +28,7 @@ test('BLIP caption (2-layer ViT, 2-layer BERT decoder): fused op counts per targ
     assert.deepEqual(plain.rewrites, {});
     assert.equal(readManifest(join(dir, 'plain')).target, undefined);
     assert.deepEqual(ms(ops(join(dir, 'plain'), 'encode')), []);
-    for (const target of ['cpu', 'cuda', 'webgpu'] as const) {
+    for (const target of ['cpu', 'cuda'] as const) {
       const out = join(dir, target);
       const r = await compileFixture('graphs/blip-caption.blip', 'blip-caption-a', out, 'float32', target);
       // ViT: per layer one attention, two residual norms (the last feeds post_layernorm), one GELU;
