@@ -56,6 +56,8 @@ interface Gen {
   name: string;
   kwargs: Record<string, unknown>;
   sequences: number[][];
+  /** transformers' top-2 logit margin at each greedy step, per row */
+  margins?: number[][];
 }
 interface Case {
   name: string;
@@ -194,6 +196,62 @@ for (const [fixture, graph] of GENERATING) {
     });
   }
 }
+
+/**
+ * float16 (`--dtype fp16`) on WebGPU, against transformers' float32: logits within TOL16 * scale
+ * (float16's precision: measured 6.6e-3 at a logit scale of 2.0 for this fixture on lavapipe, 2.7e-3
+ * with onnxruntime's CPU provider), tokens equal up to the first step whose recorded top-2 margin is
+ * below twice that bar (where float16 may legitimately pick the other token).
+ */
+const TOL16 = 1e-2;
+
+test(`webgpu: blip2-opt-a --dtype fp16 [--target webgpu]: greedy step logits within ${TOL16} x scale of transformers, tokens up to the near ties`, { skip: unavailable ?? (!existsSync(fixturePath('blip2-opt-a', 'expected.json')) && 'fixture blip2-opt-a not present') }, async (t) => {
+  const dir = join(tmp, 'blip2-opt-a-fp16');
+  const path = join(repoRoot(), 'graphs', 'blip2-opt.blip');
+  const r = loadProgram(path);
+  await compile({ model: r.program!.models[0], graphFile: path, graphText: readFileSync(path, 'utf8'), weights: fixturePath('blip2-opt-a', 'checkpoint'), out: dir, target: 'webgpu', dtype: 'float16' });
+  const m = readManifest(dir);
+  assert.equal(m.dtype, 'float16');
+  const exp = JSON.parse(readFileSync(fixturePath('blip2-opt-a', 'expected.json'), 'utf8'));
+  const st = SafetensorsFile.open(fixturePath('blip2-opt-a', 'expected.safetensors'));
+  const arr = (name: string) => ({ data: Float32Array.from(st.readFloat32(name)), shape: st.info(name)!.shape });
+  const enc = await openSession(join(dir, 'encode.onnx'), { device: 'webgpu' });
+  const dec = await openSession(join(dir, 'decoder.onnx'), { device: 'webgpu' });
+  let worst = 0;
+  let compared = 0;
+  try {
+    const pixels = arr('pixel_values');
+    for (const c of exp.cases as Case[]) {
+      const encoded = (await enc.session.run({ pixel_values: new ort.Tensor('float32', pixels.data, pixels.shape) })) as Record<string, ort.Tensor>;
+      const g = c.generation.find((x) => x.name === 'greedy')!;
+      const model = new Recording(new OnnxDecoderStepModel({ session: dec.session, decoder: m.decoder!, encoded, prefix: { placeholders: true } }));
+      const res = await generate(model, { inputIds: c.input_ids!, attentionMask: c.attention_mask! }, { maxNewTokens: g.kwargs.max_new_tokens as number, eosTokenId: m.text.eos_token_id, padTokenId: m.text.pad_token_id, vocabSize: m.decoder!.vocab_size });
+      const P = c.input_ids![0].length;
+      const stepName = `${c.name}/greedy/step_logits`;
+      const want = exp.arrays[stepName] ? arr(stepName) : undefined;
+      const scale = want ? want.data.reduce((a, x) => Math.max(a, Math.abs(x)), 1) : 1;
+      // steps whose token is certain at this precision, in every row
+      const certain = Math.min(...g.margins!.map((row) => { const i = row.findIndex((x) => x < 2 * TOL16 * scale); return i < 0 ? row.length : i; }));
+      res.sequences.forEach((sq, b) => assert.deepEqual(sq.slice(P, P + certain), g.sequences[b].slice(P, P + certain), `${c.name} row ${b}: tokens before the first near tie`));
+      if (!want) continue;
+      const [B, n, V] = want.shape;
+      for (let s = 0; s <= Math.min(certain, n - 1, model.logits.length - 1); s++) {
+        const w = new Float32Array(B * V);
+        for (let b = 0; b < B; b++) w.set(want.data.subarray((b * n + s) * V, (b * n + s + 1) * V), b * V);
+        const d = measure(model.logits[s], w);
+        assert.ok(d.max <= (TOL16 / TOL) * d.bar, `${c.name} step ${s}: max abs difference ${d.max.toExponential(2)} exceeds ${((TOL16 / TOL) * d.bar).toExponential(2)}`);
+        worst = Math.max(worst, d.max);
+        compared++;
+      }
+    }
+    assert.ok(compared > 0);
+    t.diagnostic(`${compared} greedy steps compared; max abs difference ${worst.toExponential(2)}`);
+  } finally {
+    st.close();
+    await enc.session.release();
+    await dec.session.release();
+  }
+});
 
 test('webgpu: load(dir, { device: "webgpu" }) captions image files as transformers does, the KV cache on or off the device; what runs on the CPU provider', { skip: unavailable ?? (!existsSync(fixturePath('blip2-opt-a', 'expected.json')) && 'fixture blip2-opt-a not present') }, async (t) => {
   const { dir } = await compileFixture('blip2-opt-a', 'blip2-opt', 'webgpu');
