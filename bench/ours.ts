@@ -3,7 +3,7 @@
 // `tokens` new tokens, one warm-up then `repeat` timed calls. Prints one JSON line.
 //
 //   node --import tsx bench/ours.ts --dir ART --image IMG [--prompt P] --threads 2 --batch B --tokens 20
-//        [--repetition-penalty 1] --repeat R
+//        [--repetition-penalty 1] --repeat R [--device cpu|cuda|tensorrt|webgpu]
 import { readFileSync } from 'node:fs';
 import { load } from '../runtime/model.js';
 import { oursGenerateOptions } from './decoding.js';
@@ -18,12 +18,14 @@ async function main(): Promise<void> {
   const a = args(process.argv.slice(2));
   const [batch, tokens, repeat, threads] = [Number(a.batch ?? 1), Number(a.tokens ?? 20), Number(a.repeat ?? 3), Number(a.threads ?? 2)];
   const t0 = performance.now();
-  const model = await load(a.dir, { threads });
+  const model = await load(a.dir, { threads, device: a.device ?? 'cpu' });
   const loadMs = performance.now() - t0;
   const bytes = new Uint8Array(readFileSync(a.image));
   const images = Array.from({ length: batch }, (_, i) => ({ name: `image ${i}`, bytes }));
   const opts = oursGenerateOptions({ tokens, repetitionPenalty: Number(a['repetition-penalty'] ?? 1) }, a.prompt, batch);
+  const tw = performance.now();
   await model.generate(images, opts); // warm-up
+  const firstCallMs = performance.now() - tw;
   const runs: Array<{ wall: number; t: { preprocess: number; encode: number; prefill: number; decode: number; total: number } }> = [];
   let last: Awaited<ReturnType<typeof model.generate>> = [];
   for (let r = 0; r < repeat; r++) {
@@ -43,8 +45,11 @@ async function main(): Promise<void> {
     decode_ms: decodeMs,
     decode_tokens_per_s: (batch * (tokens - 1) * 1000) / decodeMs,
     load_ms: loadMs,
+    first_call_ms: firstCallMs,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    providers: model.providers,
     sequences: last.map((r) => r.tokenIds),
+    texts: last.map((r) => r.text),
   };
   process.stdout.write(JSON.stringify(out) + '\n');
 }

@@ -2,6 +2,7 @@
 benchmarks of the pinned graphs (graphs/pinned/*.blip). Never committed: they go to .bench/.
 
     ../shared/oracle/py test/oracle/make_fullsize_blip2.py blip2-opt-2.7b [--dtype float32|float16]
+        [--out DIR] [--sparse] [--layers N] [--device numpy|cpu|cuda]
 
 The config is what transformers 5.12.1 writes for the published sizes (Salesforce/<name> on the
 hub); the tensors are the model's own state_dict names and shapes, taken from a model built on the
@@ -10,6 +11,12 @@ meta device (no memory), minus the tied copies transformers does not save. Each 
 model.safetensors.index.json, like the hub's, so that this script never holds more than one tensor.
 With --sparse the tensors are zeros in sparse files (instant, no disk): a layout check for the
 largest models, not a benchmark of reading real data.
+
+--device cuda (or cpu) draws the tensors with torch on that device (seconds for OPT-2.7b on a GPU,
+where numpy's generator, the default, takes minutes on one core; other values, same distribution): what
+bench/gpu/run.sh uses on the GPU machine. --layers N keeps every width of the layout but gives each
+stack (vision, Q-Former, LLM) N layers: a small checkpoint of the same shapes for dry runs (compile
+it with the unpinned graph; the pinned one refuses the depth).
 """
 
 import argparse
@@ -84,10 +91,18 @@ SHARD = 5 * 1024**3
 DTYPES = {"float32": (np.float32, "F32"), "float16": (np.float16, "F16")}
 
 
-def tensors(name):
+def tensors(name, layers=None):
     cls, cfg_cls, kw = PUBLISHED[name]
     qformer = dict(QFORMER, vocab_size=30523) if cls is InstructBlipForConditionalGeneration else QFORMER
-    cfg = cfg_cls(vision_config=VISION, qformer_config=qformer, num_query_tokens=32, **kw)
+    vision = VISION
+    if layers:
+        vision, qformer = dict(vision, num_hidden_layers=layers), dict(qformer, num_hidden_layers=layers)
+        text = dict(kw["text_config"])
+        for k in ("num_hidden_layers", "num_layers", "num_decoder_layers"):
+            if k in text:
+                text[k] = layers
+        kw = dict(kw, text_config=text)
+    cfg = cfg_cls(vision_config=vision, qformer_config=qformer, num_query_tokens=32, **kw)
     with torch.device("meta"):
         model = cls(cfg)
     t5 = kw["text_config"]["model_type"] == "t5"
@@ -95,8 +110,8 @@ def tensors(name):
     return cfg, [(k, tuple(v.shape)) for k, v in model.state_dict().items() if k not in skip]
 
 
-def write(name, out, dtype, sparse=False):
-    cfg, specs = tensors(name)
+def write(name, out, dtype, sparse=False, layers=None, device="numpy"):
+    cfg, specs = tensors(name, layers)
     os.makedirs(out, exist_ok=True)
     cfg.save_pretrained(out)
     np_dtype, st_dtype = DTYPES[dtype]
@@ -111,6 +126,14 @@ def write(name, out, dtype, sparse=False):
         used += n
     shards.append(cur)
     rng = np.random.default_rng(0)
+    gen = torch.Generator(device=device).manual_seed(0) if device != "numpy" else None
+    t_dtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
+
+    def draw(shape):
+        if gen is None:
+            return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np_dtype, copy=False)
+        return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).mul_(0.02).to(t_dtype).cpu().numpy()
+
     weight_map, total, t0 = {}, 0, time.time()
     for i, shard in enumerate(shards):
         fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
@@ -132,14 +155,16 @@ def write(name, out, dtype, sparse=False):
             for key, shape, n in shard:
                 norm = key.endswith(("norm.weight", "layernorm.weight", "LayerNorm.weight", "layer_norm.weight",
                                      "layer_norm1.weight", "layer_norm2.weight", "post_layernorm.weight"))
-                a = np.ones(shape, np_dtype) if norm else (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np_dtype, copy=False)
+                a = np.ones(shape, np_dtype) if norm else draw(shape)
                 a.tofile(f)
                 total += n
         print(f"{fname}: {len(shard)} tensors, {off / 1e9:.2f} GB ({time.time() - t0:.0f} s)", flush=True)
     with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     params = sum(int(np.prod(s)) for _, s in specs)
-    print(f"{name}: {len(specs)} tensors, {params / 1e9:.3f} B parameters, {total / 1e9:.2f} GB {dtype} in {out}")
+    depth = f" ({layers} layers per stack)" if layers else ""
+    print(f"{name}{depth}: {len(specs)} tensors, {params / 1e9:.3f} B parameters, {total / 1e9:.2f} GB {dtype} in {out} "
+          f"({time.time() - t0:.0f} s, drawn on {device})")
 
 
 if __name__ == "__main__":
@@ -148,6 +173,8 @@ if __name__ == "__main__":
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     ap.add_argument("--out", help="default .bench/<name>")
     ap.add_argument("--sparse", action="store_true", help="zeros in sparse files: checks the layout without random data")
+    ap.add_argument("--layers", type=int, help="N layers in every stack, the layout's widths kept (dry runs)")
+    ap.add_argument("--device", default="numpy", help="numpy (default), or a torch device to draw on (cuda: fast)")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
-    write(a.name, a.out or os.path.join(".bench", a.name), a.dtype, a.sparse)
+    write(a.name, a.out or os.path.join(".bench", a.name), a.dtype, a.sparse, a.layers, a.device)
