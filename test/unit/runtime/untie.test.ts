@@ -59,20 +59,20 @@ test('untieHead: the Gemm reads a second initializer over the same external byte
     const out = untieHead(bytes);
     assert.ok(out, 'a tied head is found');
     const g = onnx.ModelProto.decode(out).graph!;
-    const [gather, gemm] = g.node;
-    assert.equal(gather.input[0], 'emb');
-    assert.equal(gemm.input[1], 'emb' + HEAD_ALIAS);
-    assert.equal(gemm.input[2], 'bias');
-    const byName = new Map(g.initializer.map((t) => [t.name, t]));
-    assert.equal(g.initializer.length, 3);
+    const [gather, gemm] = g.node!;
+    assert.equal(gather.input![0], 'emb');
+    assert.equal(gemm.input![1], 'emb' + HEAD_ALIAS);
+    assert.equal(gemm.input![2], 'bias');
+    const byName = new Map(g.initializer!.map((t) => [t.name, t]));
+    assert.equal(g.initializer!.length, 3);
     const [a, b] = [byName.get('emb')!, byName.get('emb' + HEAD_ALIAS)!];
-    assert.deepEqual(b.externalData.map((kv) => [kv.key, kv.value]), a.externalData.map((kv) => [kv.key, kv.value]));
-    assert.deepEqual(b.dims.map(Number), [V, W]);
+    assert.deepEqual(b.externalData!.map((kv) => [kv.key, kv.value]), a.externalData!.map((kv) => [kv.key, kv.value]));
+    assert.deepEqual(b.dims!.map(Number), [V, W]);
     assert.equal(b.dataType, a.dataType);
     // nothing to do: no Gather shares the head, or the table is inline (a second copy would be real)
     assert.equal(untieHead(readFileSync(tiedModel(dir, true))), undefined);
     const m = onnx.ModelProto.decode(bytes);
-    m.graph!.node[0].input[0] = 'bias';
+    m.graph!.node![0].input![0] = 'bias';
     assert.equal(untieHead(onnx.ModelProto.encode(m).finish()), undefined);
     assert.equal(untieHead(new TextEncoder().encode('not a model')), undefined);
   } finally {
