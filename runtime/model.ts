@@ -64,6 +64,7 @@ class Model implements BlipModel {
   readonly kind: 'generate' | 'retrieval';
   readonly promptStyle?: PromptStyle;
   private closed = false;
+  private readonly encodeRows: number | undefined;
 
   constructor(
     readonly dir: string,
@@ -76,6 +77,10 @@ class Model implements BlipModel {
     private readonly deviceRows: DeviceRowGather | undefined,
   ) {
     this.kind = sessions.decoder ? 'generate' : 'retrieval';
+    // BLIP on the CPU: encode.onnx an image at a time (runtime/tasks/encodeRows.ts). Not for the
+    // Q-Former families yet: one fixture's (blip2-opt-b) prefix_embeds differ between an image run
+    // alone and the same image in a batch, which is to be understood first.
+    this.encodeRows = providers.encode === 'cpu' && manifest.family === 'blip' ? 1 : undefined;
     if (this.kind === 'generate') this.promptStyle = promptStyle(manifest);
   }
 
@@ -91,7 +96,7 @@ class Model implements BlipModel {
     this.live();
     const { encode, decoder } = this.sessions;
     if (!encode || !decoder) throw new BlipRuntimeError('BLIP5044', `${this.what()}: it does not generate text; use itm()`);
-    return generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows }, images, opts);
+    return generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows, encodeRows: this.encodeRows }, images, opts);
   }
 
   private retrievalCtx() {
@@ -135,13 +140,18 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
   const sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession>> = {};
   const providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>> = {};
   try {
-    for (const name of ['encode', 'decoder', 'retrieval'] as const) {
+    // The decoder first: while it loads, its tied LM head is resident twice for a moment (mapped
+    // for prepacking, and prepacked); that moment then comes before the encoder's weights are in.
+    for (const name of ['decoder', 'encode', 'retrieval'] as const) {
       const g = manifest.graphs[name];
       if (!g) continue;
       // present.* stay on the device (WebGPU only: openSession applies this to that provider alone)
       const preferredOutputLocation =
         name === 'decoder' && opts.kvOnDevice !== false ? Object.fromEntries(g.outputs.filter((o) => o.name.startsWith('present.')).map((o) => [o.name, 'gpu-buffer' as const])) : undefined;
-      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation });
+      // encode.onnx runs once per image batch: no arena holding its activations' high-water mark (and
+      // its outputs, which the binding copies out) for the rest of the process (docs/performance.md)
+      const cpuMemArena = name !== 'encode';
+      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation, cpuMemArena });
       sessions[name] = s.session;
       providers[name] = s.provider;
     }

@@ -27,6 +27,7 @@ import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
 import { pixelBatch, type ImageInput } from './images.js';
+import { encodeInRows, release } from './encodeRows.js';
 
 export interface GenerateOptions {
   /** One prompt for every image, or one per image (BLIP: caption prefix; VQA: the question; BLIP-2: the LLM prompt; InstructBLIP: the instruction). */
@@ -104,6 +105,8 @@ export interface GenerateContext {
   decoder: DecoderSession;
   /** Set when the decoder keeps its KV cache on the WebGPU device: beam search reorders it there. */
   deviceRows?: DeviceRowGather;
+  /** Images per encode.onnx run within a batch (default: the whole batch; 1 on the CPU, see encodeRows.ts). */
+  encodeRows?: number;
 }
 
 /** How this artifact takes text. */
@@ -325,7 +328,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const t1 = performance.now();
     let encoded: Record<string, ort.Tensor>;
     try {
-      encoded = await ctx.encode.run({ pixel_values, ...built.encodeFeeds });
+      encoded = await encodeInRows(ctx.encode, { pixel_values, ...built.encodeFeeds }, B, ctx.encodeRows ?? B);
     } catch (e) {
       throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${(e as Error).message.split('\n')[0]})`);
     }
@@ -373,6 +376,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       if (nRet > 1) res.sequences = mine;
       results.push(res);
     }
+    release(encoded); // read by nothing now: its buffers go back at once (encodeRows.ts)
   }
   return results;
 }

@@ -1,0 +1,85 @@
+// encode.onnx over an image batch a few rows at a time, and the hand-back of its outputs' memory
+// once a batch is generated (docs/performance.md, "Against the targets": peak RSS).
+//
+// The image encoder's activations grow with the batch (ViT-B/16 at 384 px: the attention scores
+// alone are 12 x 577^2 floats per image), and onnxruntime-node copies every output into a new
+// JavaScript buffer, so the outputs are briefly held twice. Run a row at a time, the activations and
+// the doubled outputs are one row's; the rows are copied into one batch-major buffer per output.
+// Every row's arithmetic is the same either way (the kernels work row by row or (row, head) by
+// (row, head)): the outputs are identical bit for bit (test/unit/tasks/encodeRows.test.ts).
+import * as ort from 'onnxruntime-node';
+import { BlipRuntimeError } from '../errors.js';
+
+export interface EncodeSession {
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+}
+
+type Typed = { length: number; buffer: ArrayBufferLike; byteOffset: number; byteLength: number; subarray(a: number, b: number): Typed; set(a: Typed, o: number): void; constructor: new (n: number) => Typed };
+
+/** Rows [a, b) of a batch-major CPU tensor, as a view. */
+function rows(t: ort.Tensor, a: number, b: number): ort.Tensor {
+  const n = t.dims[0];
+  const data = t.data as unknown as Typed;
+  const per = n === 0 ? 0 : data.length / n;
+  return new ort.Tensor(t.type as 'float32', data.subarray(a * per, b * per) as unknown as Float32Array, [b - a, ...t.dims.slice(1)]);
+}
+
+/**
+ * Run `session` on `feeds` (every feed batch-major with `batch` rows) `rowsPerRun` rows at a time
+ * and return the outputs for the whole batch, as one run would. Every output must be batch-major.
+ */
+export async function encodeInRows(session: EncodeSession, feeds: Record<string, ort.Tensor>, batch: number, rowsPerRun: number): Promise<Record<string, ort.Tensor>> {
+  if (!(rowsPerRun >= 1) || rowsPerRun >= batch) return session.run(feeds);
+  for (const [k, t] of Object.entries(feeds)) {
+    if (t.dims[0] !== batch || Array.isArray(t.data) || (t.location !== 'cpu' && t.location !== undefined)) {
+      throw new BlipRuntimeError('BLIP5031', `encode.onnx input ${k} is not a batch-major CPU tensor of ${batch} rows`);
+    }
+  }
+  let out: Record<string, ort.Tensor> | undefined;
+  for (let a = 0; a < batch; a += rowsPerRun) {
+    const b = Math.min(batch, a + rowsPerRun);
+    const part = await session.run(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, rows(t, a, b)])));
+    if (!out) {
+      out = {};
+      for (const [k, t] of Object.entries(part)) {
+        if (t.dims[0] !== b - a || Array.isArray(t.data) || (t.location !== 'cpu' && t.location !== undefined)) {
+          throw new BlipRuntimeError('BLIP5044', `encode.onnx output ${k} (${t.dims.join(' x ')}) is not batch-major over ${b - a} rows`);
+        }
+        const data = t.data as unknown as Typed;
+        out[k] = new ort.Tensor(t.type as 'float32', new data.constructor((data.length / (b - a)) * batch) as unknown as Float32Array, [batch, ...t.dims.slice(1)]);
+      }
+    }
+    for (const [k, t] of Object.entries(part)) {
+      const whole = out[k];
+      const per = whole ? (whole.data as unknown as Typed).length / batch : 0;
+      const data = t.data as unknown as Typed;
+      if (!whole || data.length !== per * (b - a)) throw new BlipRuntimeError('BLIP5044', `encode.onnx output ${k} changed shape between rows`);
+      (whole.data as unknown as Typed).set(data, a * per);
+    }
+    release(part);
+  }
+  return out!;
+}
+
+/**
+ * Hand back the memory of CPU tensors that nothing will read again: their ArrayBuffers are
+ * transferred to a clone that is dropped at once (the typed arrays are left empty). Buffers the
+ * binding made for outputs would otherwise wait for a full garbage collection (they outlive many
+ * young-generation collections while the decoder runs), and a process generating again in the
+ * meantime holds both. Only whole, unshared ArrayBuffers are handed back.
+ */
+export function release(tensors: Record<string, ort.Tensor>): void {
+  const seen = new Set<ArrayBuffer>();
+  for (const t of Object.values(tensors)) {
+    if ((t.location !== 'cpu' && t.location !== undefined) || Array.isArray(t.data)) continue;
+    const d = t.data as unknown as Typed;
+    if (!(d.buffer instanceof ArrayBuffer) || d.byteOffset !== 0 || d.byteLength !== d.buffer.byteLength || d.byteLength === 0) continue;
+    seen.add(d.buffer);
+  }
+  if (!seen.size) return;
+  try {
+    structuredClone([...seen], { transfer: [...seen] });
+  } catch {
+    // not transferable (an external buffer): left to the garbage collector
+  }
+}
