@@ -148,10 +148,7 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
       // present.* stay on the device (WebGPU only: openSession applies this to that provider alone)
       const preferredOutputLocation =
         name === 'decoder' && opts.kvOnDevice !== false ? Object.fromEntries(g.outputs.filter((o) => o.name.startsWith('present.')).map((o) => [o.name, 'gpu-buffer' as const])) : undefined;
-      // encode.onnx runs once per image batch: no arena holding its activations' high-water mark (and
-      // its outputs, which the binding copies out) for the rest of the process (docs/performance.md)
-      const cpuMemArena = name !== 'encode';
-      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation, cpuMemArena });
+      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation });
       sessions[name] = s.session;
       providers[name] = s.provider;
     }

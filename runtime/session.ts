@@ -17,12 +17,6 @@ export interface SessionOptions {
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /** Keep named outputs on the GPU (WebGPU only; e.g. present.* for the KV cache). */
   preferredOutputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
-  /**
-   * onnxruntime's CPU memory arena (default on). Off, a run's activations and outputs go back to
-   * the allocator when it ends instead of staying reserved by the session at their high-water
-   * mark: for a graph run once per image batch (encode.onnx) whose outputs the binding copies out.
-   */
-  cpuMemArena?: boolean;
 }
 
 export interface OpenedSession {
@@ -42,7 +36,6 @@ function baseOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
     if (!Number.isInteger(o.threads) || o.threads < 1) throw new DeviceError('BLIP5043', `threads must be a positive integer, found ${o.threads}`);
     opts.intraOpNumThreads = o.threads;
   }
-  if (o.cpuMemArena === false) opts.enableCpuMemArena = false;
   return opts;
 }
 
