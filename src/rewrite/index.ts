@@ -12,7 +12,6 @@ import { RotaryEmbeddingFusion } from './RotaryEmbeddingFusion.js';
 import { GroupQueryAttentionFusion } from './GroupQueryAttentionFusion.js';
 import { SimplifiedLayerNormFusion } from './SimplifiedLayerNormFusion.js';
 import { MatMulNBitsFusion } from './MatMulNBitsFusion.js';
-import { SharedInputMatMulFusion } from './SharedInputMatMulFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
 export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
@@ -30,9 +29,9 @@ const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, S
  */
 export const PIPELINES: Record<Target, Fusion[]> = {
   plain: [],
-  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, SharedInputMatMulFusion],
-  cuda: [...BEFORE_ATTENTION, MultiHeadAttentionFusion, SharedInputMatMulFusion],
-  webgpu: [...BEFORE_ATTENTION, SharedInputMatMulFusion],
+  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion],
+  cuda: [...BEFORE_ATTENTION, MultiHeadAttentionFusion],
+  webgpu: [...BEFORE_ATTENTION],
 };
 
 /** Fusions that ran on one graph, by name, with their counts. */
