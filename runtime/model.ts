@@ -78,8 +78,11 @@ class Model implements BlipModel {
   ) {
     this.kind = sessions.decoder ? 'generate' : 'retrieval';
     // BLIP on the CPU: encode.onnx an image at a time (runtime/tasks/encodeRows.ts). Not for the
-    // Q-Former families yet: one fixture's (blip2-opt-b) prefix_embeds differ between an image run
-    // alone and the same image in a batch, which is to be understood first.
+    // Q-Former families: an OPT with project_in (soft prompt wider than the token embeddings, as
+    // blip2-opt-b) gets transformers' masked_scatter of the flattened batch, so a row's prefix_embeds
+    // depend on the rows before it, in transformers as in encode.onnx (test/unit/blip2/batchRows.test.ts;
+    // the other BLIP-2 / InstructBLIP fixtures are row-independent bit for bit there), and the
+    // manifest does not yet say which case an artifact is.
     this.encodeRows = providers.encode === 'cpu' && manifest.family === 'blip' ? 1 : undefined;
     if (this.kind === 'generate') this.promptStyle = promptStyle(manifest);
   }
