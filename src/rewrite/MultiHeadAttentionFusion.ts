@@ -17,19 +17,7 @@
 // float16 graphs (Casts around the scores) do not match and stay decomposed; on the CPU target the
 // LLaMA decoder's self-attention is taken first by GroupQueryAttentionFusion.
 import { FLOAT_MIN } from '../lower/transformer.js';
-import { MS, type Fusion, type GraphView, type Node } from './graph.js';
-
-const sameInts = (a: number[] | undefined, b: number[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i]);
-
-/** Transpose(Reshape(X, [0,0,N,D]), [0,2,1,3]) -> X, N, D. */
-function splitHeads(g: GraphView, v: string): { x: string; N: number; D: number } | undefined {
-  const t = g.producer(v, 'Transpose');
-  if (!t || !sameInts(g.attrInts(t, 'perm'), [0, 2, 1, 3])) return undefined;
-  const r = g.producer(t.input![0], 'Reshape');
-  const shape = r && g.ints(r.input![1]);
-  if (!r || !shape || shape.length !== 4 || shape[0] !== 0 || shape[1] !== 0 || shape[2] <= 0 || shape[3] <= 0) return undefined;
-  return { x: r.input![0], N: shape[2], D: shape[3] };
-}
+import { MS, sameInts, splitHeads, type Fusion, type GraphView, type Node } from './graph.js';
 
 /** Where(Cast(Unsqueeze(mask, [1, 2]), bool), 0, min): the (B, 1, 1, T) padding bias of a (B, T) int64 mask. */
 function paddingMask(g: GraphView, v: string): string | undefined {

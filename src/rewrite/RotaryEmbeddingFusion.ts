@@ -11,9 +11,7 @@
 // The caches are computed in the graph for the positions of the step (at most a few hundred rows
 // of D/2 values), with the same float32 product and Cos/Sin as the decomposed form, so no table
 // sized by the model's context length is stored.
-import { MS, type Fusion, type GraphView, type Node } from './graph.js';
-
-const sameInts = (a: number[] | undefined, b: number[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i]);
+import { MS, sameInts, type Fusion, type GraphView, type Node } from './graph.js';
 
 interface Angles {
   pos: string; // int64 (B, L)

@@ -217,3 +217,16 @@ export const MS = 'com.microsoft';
 export function near(x: number | undefined, want: number): boolean {
   return x !== undefined && Math.abs(x - want) <= 1e-3 * Math.abs(want);
 }
+
+/** Equal integer lists (an attribute's or a constant's values against a pattern's). */
+export const sameInts = (a: number[] | undefined, b: number[]): boolean => !!a && a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Transpose(Reshape(X, [0,0,N,D]), [0,2,1,3]) -> X, N, D: the attention fusions' split into heads. */
+export function splitHeads(g: GraphView, v: string): { x: string; N: number; D: number } | undefined {
+  const t = g.producer(v, 'Transpose');
+  if (!t || !sameInts(g.attrInts(t, 'perm'), [0, 2, 1, 3])) return undefined;
+  const r = g.producer(t.input![0], 'Reshape');
+  const shape = r && g.ints(r.input![1]);
+  if (!r || !shape || shape.length !== 4 || shape[0] !== 0 || shape[1] !== 0 || shape[2] <= 0 || shape[3] <= 0) return undefined;
+  return { x: r.input![0], N: shape[2], D: shape[3] };
+}
