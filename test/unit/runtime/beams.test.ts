@@ -14,6 +14,7 @@ import { preprocessFromManifest } from '../../../runtime/preprocess/config.js';
 import { loadTokenizer } from '../../../runtime/tokenizers/hf.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
 import { compileFixture, expected, fixturePath, imagesOf, tempDir } from '../tasks/harness.js';
+import type { FixtureInputs } from './fixtures.js';
 
 // ---- a stand-in decoder.onnx: logits from the row's cross value and its past tokens ----
 
@@ -179,21 +180,13 @@ function repeatRows(t: ort.Tensor, k: number): ort.Tensor {
   return new ort.Tensor(t.type as 'float32', out as Float32Array, [t.dims[0] * k, ...t.dims.slice(1)]);
 }
 
-interface FixtureCase {
-  input_ids?: number[][];
-  attention_mask?: number[][];
-  decoder_input_ids?: number[][];
-  qformer_input_ids?: number[][];
-  qformer_attention_mask?: number[][];
-}
-
 for (const fixture of ['blip-caption-a', 'blip2-opt-a', 'blip2-t5-a', 'instructblip-vicuna-a']) {
   const present = existsSync(fixturePath(fixture, 'expected.json'));
   test(`${fixture}: the shared prefill's logits and the next steps equal a B x beams prefill's, bit for bit`, { skip: !present && `fixture ${fixture} not present` }, async () => {
     const dir = await compileFixture(fixture, tmp.dir);
     const m = readManifest(dir);
     const exp = (await import('node:fs')).readFileSync(fixturePath(fixture, 'expected.json'), 'utf8');
-    const e = JSON.parse(exp) as { cases: FixtureCase[]; num_query_tokens?: number; image_token_index?: number };
+    const e = JSON.parse(exp) as { cases: FixtureInputs[]; num_query_tokens?: number; image_token_index?: number };
     const c = e.cases[0];
     const st = SafetensorsFile.open(fixturePath(fixture, 'expected.safetensors'));
     const pv = st.info('pixel_values')!;

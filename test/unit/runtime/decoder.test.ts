@@ -13,24 +13,8 @@ import { compile } from '../../../src/lower/compile.js';
 import { readManifest, type Manifest } from '../../../src/artifact/manifest.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
 import { generate, OnnxDecoderStepModel, type GenerationOptions } from '../../../runtime/generation/index.js';
-import { fixturePath, repoRoot } from './fixtures.js';
+import { fixturePath, repoRoot, type FixtureCase as Case } from './fixtures.js';
 import type { Target } from '../../../src/rewrite/index.js';
-
-interface Gen {
-  name: string;
-  kwargs: Record<string, unknown>;
-  sequences: number[][];
-  prompt_length: number;
-}
-interface Case {
-  name: string;
-  input_ids?: number[][];
-  attention_mask?: number[][];
-  decoder_input_ids?: number[][];
-  qformer_input_ids?: number[][];
-  qformer_attention_mask?: number[][];
-  generation: Gen[];
-}
 
 const GRAPHS: Array<[string, string]> = [
   ['blip-caption-a', 'blip-caption'],

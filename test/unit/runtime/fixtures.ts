@@ -27,6 +27,30 @@ export function readFixtureJson<T>(...parts: string[]): T {
   return JSON.parse(readFileSync(fixturePath(...parts), 'utf8')) as T;
 }
 
+/** The model inputs a fixture case records (expected.json `cases[]`). */
+export interface FixtureInputs {
+  input_ids?: number[][];
+  attention_mask?: number[][];
+  decoder_input_ids?: number[][];
+  qformer_input_ids?: number[][];
+  qformer_attention_mask?: number[][];
+}
+
+/** One of transformers' `generate` runs of a fixture case. */
+export interface FixtureGeneration {
+  name: string;
+  kwargs: Record<string, unknown>;
+  sequences: number[][];
+  prompt_length?: number;
+  /** transformers' top-2 logit margin at each greedy step, per row (where recorded) */
+  margins?: number[][];
+}
+
+export interface FixtureCase extends FixtureInputs {
+  name: string;
+  generation: FixtureGeneration[];
+}
+
 /** A slice of an oracle's concatenated expected.bin(.gz). */
 export interface BlobRef {
   offset?: number;

@@ -23,7 +23,7 @@ import { generate, OnnxDecoderStepModel, type GenerationOptions, type StepModel 
 import { DeviceRowGather } from '../../../runtime/generation/deviceRows.js';
 import { openSession } from '../../../runtime/session.js';
 import { load } from '../../../runtime/model.js';
-import { fixturePath, repoRoot } from './fixtures.js';
+import { fixturePath, repoRoot, type FixtureCase as Case } from './fixtures.js';
 import type { Target } from '../../../src/rewrite/index.js';
 
 /**
@@ -51,23 +51,6 @@ async function webgpuUnavailable(): Promise<string | undefined> {
   }
 }
 const unavailable = await webgpuUnavailable();
-
-interface Gen {
-  name: string;
-  kwargs: Record<string, unknown>;
-  sequences: number[][];
-  /** transformers' top-2 logit margin at each greedy step, per row */
-  margins?: number[][];
-}
-interface Case {
-  name: string;
-  input_ids?: number[][];
-  attention_mask?: number[][];
-  decoder_input_ids?: number[][];
-  qformer_input_ids?: number[][];
-  qformer_attention_mask?: number[][];
-  generation: Gen[];
-}
 
 /** One fixture per decoder family (BLIP BERT + cross-attention, BLIP VQA, OPT, T5, LLaMA with grouped KV heads). */
 const GENERATING: Array<[string, string]> = [
