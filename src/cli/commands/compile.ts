@@ -38,6 +38,8 @@ Options:
   --target T      plain (default), cpu, cuda or webgpu: plain writes standard ONNX any runtime
                   loads; a target replaces attention, residual + layer norm, GELU, RMSNorm and
                   rotary positions by onnxruntime's fused operators that have kernels there
+                  (LLaMA attention: GroupQueryAttention on cpu; webgpu keeps attention
+                  decomposed, see docs/webgpu.md)
   --quantize Q    int8 or int4: weight-only block quantization of the linear layers
                   (com.microsoft.MatMulNBits; onnxruntime only)
   --model NAME    the model to compile when GRAPH.blip declares several
