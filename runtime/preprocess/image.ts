@@ -54,7 +54,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   try {
     meta = await sharp(bytes, base).metadata();
   } catch (e) {
-    throw new ImageDecodeError(name, describeSharpError(e));
+    throw new ImageDecodeError(name, describeSharpError(e, bytes));
   }
   if (!meta.width || !meta.height) throw new ImageDecodeError(name, 'the image has no size');
   if (meta.width * meta.height > maxPixels) {
@@ -68,16 +68,52 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     return toRgb(data, info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
-    throw new ImageDecodeError(name, describeSharpError(e));
+    throw new ImageDecodeError(name, describeSharpError(e, bytes));
   }
 }
 
-function describeSharpError(e: unknown): string {
+/**
+ * Why sharp could not decode `bytes`, the same words every time. libvips' error buffer is one per
+ * process, so when images fail to decode at the same time their messages mix (one gets both, the
+ * other an empty detail): only sharp's own prefix ("Input buffer has corrupt header") and what the
+ * bytes themselves show are used, never libvips' detail text.
+ */
+function describeSharpError(e: unknown, bytes: Uint8Array): string {
   const m = firstLine(e);
   if (/unsupported image format/i.test(m)) return 'not a supported image (PNG, JPEG or WebP expected)';
-  if (/premature end|truncated|unexpected end/i.test(m)) return `the file is truncated (${m})`;
-  if (/corrupt|invalid|bad /i.test(m)) return `the file is corrupt (${m})`;
-  return m;
+  const cut = truncation(bytes);
+  if (cut) return `the file is truncated (${cut})`;
+  const colon = m.indexOf(':');
+  return `the file is corrupt (${(colon > 0 ? m.slice(0, colon) : m).trim() || 'libvips could not read it'})`;
+}
+
+/** How a PNG, JPEG or WebP file is visibly cut short, or undefined when it is not. */
+export function truncation(b: Uint8Array): string | undefined {
+  const at = (i: number, ...v: number[]): boolean => v.every((x, k) => b[i + k] === x);
+  if (at(0, 0x89, 0x50, 0x4e, 0x47)) {
+    // PNG: chunks (length, type, data, CRC) until IEND
+    for (let i = 8; i + 8 <= b.length; ) {
+      const len = ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+      if (at(i + 4, 0x49, 0x45, 0x4e, 0x44)) return undefined;
+      if (i + 12 + len > b.length) return `PNG chunk at byte ${i} needs ${len} bytes of data, the file has ${b.length} bytes`;
+      i += 12 + len;
+    }
+    return 'PNG without its IEND chunk';
+  }
+  if (at(0, 0xff, 0xd8)) {
+    // JPEG: entropy-coded data never holds FF D9 (FF is stuffed or a restart marker), so the image
+    // is complete when an end-of-image marker follows the last start-of-scan
+    let sos = -1;
+    for (let i = 2; i + 1 < b.length; i++) if (b[i] === 0xff && b[i + 1] === 0xda) sos = i;
+    if (sos < 0) return 'JPEG that ends before its image data';
+    for (let i = sos + 2; i + 1 < b.length; i++) if (b[i] === 0xff && b[i + 1] === 0xd9) return undefined;
+    return 'JPEG without its end-of-image marker';
+  }
+  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) {
+    const size = (b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24)) >>> 0;
+    if (size + 8 > b.length) return `WebP says ${size + 8} bytes, the file has ${b.length}`;
+  }
+  return undefined;
 }
 
 /** Keep the colour channels of 1-4 channel 8-bit data as RGB (gray replicated, alpha dropped). */

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -12,6 +12,7 @@ import {
   preprocessImages,
   readHfPreprocessConfig,
   resizePil,
+  truncation,
   PIL_RESAMPLE,
   type RgbImage,
 } from '../../../runtime/preprocess/index.js';
@@ -110,6 +111,8 @@ test('unreadable images are one-line BLIP5010 errors naming the file', async () 
       return true;
     });
   }
+  await assert.rejects(decodeImage(img('truncated.jpg')), /truncated\.jpg: the file is truncated \(JPEG /);
+  await assert.rejects(decodeImage(img('not_an_image.png')), /not a supported image/);
   await assert.rejects(decodeImage({ name: 'empty.jpg', bytes: new Uint8Array(0) }), /empty\.jpg: the file is empty/);
   await assert.rejects(decodeImage(fixturePath('preprocess')), (e: unknown) => e instanceof ImageDecodeError && /directory/.test(e.message));
 });
@@ -281,4 +284,25 @@ test('pixel_values and resized bytes equal the images fixture (BlipImageProcesso
     st.close();
   }
   assert.ok(compared >= 20, `${compared} arrays compared`);
+});
+
+test('a failed decode reads the same however many fail at once (libvips has one error buffer per process)', async () => {
+  const jpeg = readFileSync(img('photo_64x48.jpg'));
+  const png = readFileSync(img('rgb_37x23.png'));
+  const webp = readFileSync(img('photo_64x48_lossy.webp'));
+  for (const whole of [jpeg, png, webp]) assert.equal(truncation(whole), undefined);
+  assert.match(truncation(jpeg.subarray(0, jpeg.length - 40)) ?? '', /JPEG without its end-of-image marker/);
+  assert.match(truncation(jpeg.subarray(0, 30)) ?? '', /JPEG that ends before its image data/);
+  assert.match(truncation(png.subarray(0, png.length - 20)) ?? '', /PNG/);
+  assert.match(truncation(webp.subarray(0, 60)) ?? '', /WebP says \d+ bytes, the file has 60/);
+  const half = jpeg.subarray(0, jpeg.length >> 1);
+  const messages = new Set<string>();
+  for (let round = 0; round < 40; round++) {
+    const all = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => decodeImage({ name: 'half.jpg', bytes: i % 2 ? half : jpeg.subarray(0, 200) })));
+    for (const r of all) messages.add(r.status === 'rejected' ? String((r.reason as Error).message) : 'decoded');
+  }
+  assert.deepEqual([...messages].map((m) => m.replace(/^.*half\.jpg: /, '')).sort(), [
+    'the file is truncated (JPEG that ends before its image data)',
+    'the file is truncated (JPEG without its end-of-image marker)',
+  ]);
 });
