@@ -89,5 +89,5 @@ const sorted = [...totals].sort((a, b) => a - b);
 console.log(`\ncaption latency per image: median ${ms(sorted[Math.floor(sorted.length / 2)])} (the first one includes warm-up)`);
 console.log(`compiled model: ${c.out}`);
 console.log(`  manifest.json, encode.onnx, decoder.onnx, weights.bin, tokenizer/ (docs/architecture.md)`);
-console.log(`next: node bin/blip.js run ${rel(c.out)} --image demo/images/${scene.file} --prompt "Question: what colour is the square? Answer:"`);
+console.log(`next: bin/blip run ${rel(c.out)} --image demo/images/${scene.file} --prompt "Question: what colour is the square? Answer:"`);
 console.log('      a real checkpoint: README.md, "The real path"');

@@ -1,12 +1,35 @@
+import { createRequire } from 'node:module';
 import type { Command } from '../Command.js';
+import { UsageError } from '../Command.js';
 import { VERSION } from '../../version.js';
+import { hugePageStatus } from '../../../runtime/hugePages.js';
+import { providerStatus, type Provider } from '../../../runtime/providers.js';
 
 const command: Command = {
   name: 'version',
   summary: 'print the blip-graph version',
-  help: 'Usage: blip version\n\nPrints the blip-graph version.\n\nExample:\n  blip version',
-  async run() {
-    process.stdout.write(`blip-graph ${VERSION}\n`);
+  help: `Usage: blip version [--verbose]
+
+Prints the blip-graph version. With --verbose, also the Node.js and onnxruntime-node versions,
+which execution providers are installed, and whether large buffers get huge pages.
+
+Example:
+  blip version --verbose`,
+  async run(argv) {
+    const bad = argv.find((a) => a !== '--verbose');
+    if (bad) throw new UsageError(bad.startsWith('-') ? `unknown option '${bad}'` : `unexpected argument '${bad}'`);
+    const lines = [`blip-graph ${VERSION}`];
+    if (argv.includes('--verbose')) {
+      const ort = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
+      lines.push(`node ${process.versions.node}, onnxruntime-node ${ort} (${process.platform}-${process.arch})`);
+      const providers = (['cpu', 'cuda', 'tensorrt', 'webgpu'] as Provider[]).map((p) => {
+        const s = providerStatus(p);
+        return s.installed ? `${p}: installed` : `${p}: not installed (${s.reason})`;
+      });
+      lines.push(...providers.map((p) => `provider ${p}`));
+      lines.push(hugePageStatus().line);
+    }
+    process.stdout.write(lines.join('\n') + '\n');
     return 0;
   },
 };

@@ -1,0 +1,93 @@
+// bin/blip, the `blip` command: it starts node with glibc's malloc asking for transparent huge
+// pages (onnxruntime's prepacked weights and arena), keeps tunables the user set, steps aside for
+// BLIP_HUGE_PAGES=0, works through a symlink (npm's bin links) and execs, so a signal sent to the
+// pid it was started as reaches the server itself.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hugePageStatus } from '../../../runtime/hugePages.js';
+import { repoRoot } from '../runtime/fixtures.js';
+import { compiledFixture } from '../server/helpers.js';
+
+const LAUNCHER = join(repoRoot(), 'bin', 'blip');
+const baseEnv = (): NodeJS.ProcessEnv => {
+  const env = { ...process.env };
+  delete env.GLIBC_TUNABLES;
+  delete env.BLIP_HUGE_PAGES;
+  return env;
+};
+const hugeLine = (out: string): string => out.trim().split('\n').find((l) => l.startsWith('huge pages:')) ?? out;
+
+test('hugePageStatus: on with THP [always], or [madvise] plus the glibc tunable; off otherwise, saying how to turn it on', (t) => {
+  if (process.platform !== 'linux') return t.skip('Linux only');
+  const dir = mkdtempSync(join(tmpdir(), 'thp-'));
+  try {
+    const thp = (mode: string): string => {
+      const f = join(dir, mode);
+      writeFileSync(f, ['always', 'madvise', 'never'].map((m) => (m === mode ? `[${m}]` : m)).join(' ') + '\n');
+      return f;
+    };
+    assert.equal(hugePageStatus({}, thp('always')).active, true);
+    assert.equal(hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' }, thp('never')).active, false);
+    assert.equal(hugePageStatus({}, join(dir, 'missing')).active, false);
+    const glibc = Boolean((process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime);
+    const on = hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.check=0:glibc.malloc.hugetlb=1' }, thp('madvise'));
+    assert.equal(on.active, glibc, on.line);
+    const off = hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, thp('madvise'));
+    assert.equal(off.active, false);
+    if (glibc) assert.match(off.line, /GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bin/blip sets glibc.malloc.hugetlb=1, keeps the user\'s tunables, and leaves them alone for BLIP_HUGE_PAGES=0', (t) => {
+  if (process.platform === 'win32') return t.skip('POSIX shell launcher');
+  const dir = mkdtempSync(join(tmpdir(), 'launcher-'));
+  try {
+    const link = join(dir, 'blip'); // as npm links it into node_modules/.bin
+    symlinkSync(LAUNCHER, link);
+    const run = (env: NodeJS.ProcessEnv) => {
+      const r = spawnSync(link, ['version', '--verbose'], { encoding: 'utf8', env, cwd: dir });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^blip-graph \d+\.\d+\.\d+\nnode /);
+      return hugeLine(r.stdout);
+    };
+    assert.equal(run(baseEnv()), hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' }).line);
+    assert.equal(run({ ...baseEnv(), GLIBC_TUNABLES: 'glibc.malloc.check=0' }), hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.check=0:glibc.malloc.hugetlb=1' }).line);
+    assert.equal(run({ ...baseEnv(), GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }), hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }).line);
+    assert.equal(run({ ...baseEnv(), BLIP_HUGE_PAGES: '0' }), hugePageStatus({}).line);
+    const bad = spawnSync(link, ['version', '--nope'], { encoding: 'utf8', env: baseEnv() });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /unknown option '--nope'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bin/blip serve: the pid it was started as is node itself (exec), so SIGTERM stops it gracefully', { timeout: 120_000 }, async (t) => {
+  if (process.platform !== 'linux') return t.skip('reads /proc');
+  const model = await compiledFixture('blip2-opt', 'blip2-opt-a');
+  const child = spawn(LAUNCHER, ['serve', `opt=${model}`, '--port', '0', '--threads', '1'], { cwd: repoRoot(), env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (/listening on http/.test(out)) resolve();
+    });
+    void exited.then((c) => reject(new Error(`exited ${c} before listening: ${err}`)));
+  });
+  const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+  assert.ok(cmdline.some((a) => a.endsWith(join('bin', 'blip.js'))), cmdline.join(' '));
+  const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
+  assert.ok(environ.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1'), environ.filter((e) => e.startsWith('GLIBC')).join(' '));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, err);
+  assert.match(err, /SIGTERM: no new requests/);
+});
