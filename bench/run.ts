@@ -5,7 +5,7 @@
 //
 //   npm run bench [-- --cases blip-base-b1,blip-base-b8,blip2-opt-350m-b1,instructblip-llama-small-b1]
 //                 [--threads 2] [--tokens 20] [--repetition-penalty 1] [--repeat 3] [--target cpu]
-//                 [--recompile] [--no-torch]
+//                 [--recompile] [--no-torch] [--huge-pages on|off]
 //
 // For each case: make the checkpoint if it is missing (test/oracle/make_fullsize*.py through the
 // reference environment), lay out a bench view of it (the weights linked, config / processor /
@@ -14,6 +14,8 @@
 // (bench/torch_generate.py through ../shared/oracle/py) back to back. Memory read bandwidth is
 // measured first (bench/bandwidth.ts); the decode bound is the bytes one decode step must read
 // (decoder weights + KV cache) divided by it. Results: .bench/results/bench-<time>.{json,md}.
+// scripts/bench.mjs starts this with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (--huge-pages on, the
+// default: what bin/blip gives the blip command), which every process below inherits.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -107,7 +109,7 @@ const CASES: Case[] = [
 ];
 
 function args(argv: string[]) {
-  const o = { cases: CASES.slice(0, 3).map((c) => c.name), threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true };
+  const o = { cases: CASES.slice(0, 3).map((c) => c.name), threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true, hugePages: 'on' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--cases') o.cases = argv[++i] === 'all' ? CASES.map((c) => c.name) : argv[i].split(',');
@@ -118,6 +120,7 @@ function args(argv: string[]) {
     else if (a === '--target') o.target = argv[++i] as Target;
     else if (a === '--recompile') o.recompile = true;
     else if (a === '--no-torch') o.torch = false;
+    else if (a === '--huge-pages') o.hugePages = argv[++i];
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -249,7 +252,7 @@ async function main(): Promise<void> {
     if (t) rows.push({ case: c.name, impl: t.peer, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: boundTokS, of_bound: t.decode_tokens_per_s / boundTokS, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
   }
-  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw };
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, glibc_tunables: process.env.GLIBC_TUNABLES ?? '' };
   const md = table(rows, machine, o, started);
   const outDir = join(BENCH, 'results');
   mkdirSync(outDir, { recursive: true });
@@ -264,7 +267,7 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [
-    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32, greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s`,
+    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32, greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s`,
     '',
     '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | peak RSS MB | RSS / weights | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
