@@ -206,7 +206,22 @@ interface Row {
   of_bound: number;
   peak_rss_mb: number;
   rss_over_weights: number;
+  /** Peak RSS of `blip run` over the case's images (blip-graph rows only). */
+  blip_run_rss_mb?: number;
+  blip_run_rss_over_weights?: number;
   same_tokens?: boolean;
+}
+
+/** Peak RSS (MB) of `blip run` captioning the case's batch of images, one call, as the command runs. */
+function blipRunRss(dir: string, c: Case, threads: number, d: BenchDecoding): number {
+  const images = join(BENCH, 'tmp', `images-${c.batch}`);
+  rmSync(images, { recursive: true, force: true });
+  mkdirSync(images, { recursive: true });
+  for (let i = 0; i < c.batch; i++) copyFileSync(join(ROOT, IMAGE), join(images, `image-${i}.png`));
+  const argv = ['run', dir, '--image', images, '--prompt', c.prompt, '--threads', String(threads), '--batch-size', String(c.batch), '--max-new-tokens', String(d.tokens), '--min-new-tokens', String(d.tokens), '--beams', '1', '--repetition-penalty', String(d.repetitionPenalty), '--no-repeat-ngram', '0', '--json'];
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'blip_run_rss.mjs'), ...argv], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(`blip run failed (${r.status}):\n${r.stderr.slice(-3000)}`);
+  return lastJson(r.stderr).max_rss_mb;
 }
 
 async function main(): Promise<void> {
@@ -246,6 +261,8 @@ async function main(): Promise<void> {
     const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...oursArgs(decoding), '--repeat', String(c.oursRepeat ?? o.repeat)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
     if (ours.status !== 0) throw new Error(`bench/ours.ts failed:\n${ours.stderr.slice(-3000)}`);
     const a = lastJson(ours.stdout);
+    // The issue's RSS target is for `blip run`: the same generation as a one-shot command
+    const runRss = blipRunRss(dir, c, o.threads, decoding);
     let t: any;
     if (o.torch) {
       log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${c.torchRepeat})`);
@@ -254,7 +271,7 @@ async function main(): Promise<void> {
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
-    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, same_tokens: same });
+    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
     if (t) rows.push({ case: c.name, impl: t.peer, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
   }
@@ -280,9 +297,9 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
   const lines = [
     `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32, greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case)`,
     '',
-    '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | peak RSS MB | RSS / weights | same tokens |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${(100 * r.of_bound).toFixed(0)}% | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
+    '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${(100 * r.of_bound).toFixed(0)}% | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
     '',
   ];
   return lines.join('\n');
