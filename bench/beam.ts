@@ -20,15 +20,10 @@ import { preprocessFromManifest } from '../runtime/preprocess/config.js';
 import { loadTokenizer } from '../runtime/tokenizers/hf.js';
 import { buildInputs } from '../runtime/tasks/generate.js';
 import { pixelBatch } from '../runtime/tasks/images.js';
-
-function args(argv: string[]): Record<string, string> {
-  const o: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
-  return o;
-}
+import { flags } from './flags.js';
 
 async function main(): Promise<void> {
-  const a = args(process.argv.slice(2));
+  const a = flags(process.argv.slice(2));
   const [batch, beams, tokens, repeat, threads] = [Number(a.batch ?? 1), Number(a.beams ?? 3), Number(a.tokens ?? 20), Number(a.repeat ?? 3), Number(a.threads ?? 2)];
   if (a['prefill-compare']) return prefillCompare(a.dir, a.image, a.prompt, batch, beams, repeat, threads);
   let reorderMs = 0;

@@ -7,15 +7,10 @@
 import { readFileSync } from 'node:fs';
 import { load } from '../runtime/model.js';
 import { oursGenerateOptions } from './decoding.js';
-
-function args(argv: string[]): Record<string, string> {
-  const o: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i += 2) o[argv[i].replace(/^--/, '')] = argv[i + 1];
-  return o;
-}
+import { flags } from './flags.js';
 
 async function main(): Promise<void> {
-  const a = args(process.argv.slice(2));
+  const a = flags(process.argv.slice(2));
   const [batch, tokens, repeat, threads] = [Number(a.batch ?? 1), Number(a.tokens ?? 20), Number(a.repeat ?? 3), Number(a.threads ?? 2)];
   const t0 = performance.now();
   const model = await load(a.dir, { threads, device: a.device ?? 'cpu' });
