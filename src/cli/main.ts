@@ -2,10 +2,10 @@
 import { BlipError, UsageError, type Command } from './Command.js';
 
 /** Subcommands, in the order `blip --help` lists them. Add a command by adding its module here. */
-const COMMANDS: Array<() => Promise<Command>> = [];
+const COMMANDS: Array<{ name: string; load: () => Promise<Command> }> = [];
 
-export function registerCommand(load: () => Promise<Command>): void {
-  COMMANDS.push(load);
+export function registerCommand(name: string, load: () => Promise<Command>): void {
+  COMMANDS.push({ name, load });
 }
 
 function editDistance(a: string, b: string): number {
@@ -27,9 +27,21 @@ export function nearest(word: string, candidates: string[]): string | undefined 
   return bestD <= Math.max(2, Math.floor(word.length / 2)) ? best : undefined;
 }
 
-async function loadCommands(): Promise<Command[]> {
+async function registered(): Promise<typeof COMMANDS> {
   await import('./commands/index.js');
-  return Promise.all(COMMANDS.map((l) => l()));
+  return COMMANDS;
+}
+
+/** Loads one command's module; the registered name must be the name the module gives itself. */
+async function loadCommand(entry: (typeof COMMANDS)[number]): Promise<Command> {
+  const cmd = await entry.load();
+  if (cmd.name !== entry.name) throw new Error(`command '${entry.name}' is registered for a module named '${cmd.name}'`);
+  return cmd;
+}
+
+/** Every command, loaded (for `blip --help`, which lists their summaries). */
+export async function loadCommands(): Promise<Command[]> {
+  return Promise.all((await registered()).map(loadCommand));
 }
 
 function mainHelp(cmds: Command[]): string {
@@ -52,10 +64,10 @@ function mainHelp(cmds: Command[]): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const cmds = await loadCommands();
+  const entries = await registered();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(mainHelp(cmds) + '\n');
+    process.stdout.write(mainHelp(await loadCommands()) + '\n');
     return 0;
   }
   if (name === '--version' || name === '-v') {
@@ -63,12 +75,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`blip-graph ${VERSION}\n`);
     return 0;
   }
-  const cmd = cmds.find((c) => c.name === name);
-  if (!cmd) {
-    const hint = nearest(name, cmds.map((c) => c.name));
+  const entry = entries.find((c) => c.name === name);
+  if (!entry) {
+    const hint = nearest(name, entries.map((c) => c.name));
     process.stderr.write(`blip: unknown command '${name}'.${hint ? ` Did you mean '${hint}'?` : ''} Run 'blip --help' for the list.\n`);
     return 2;
   }
+  const cmd = await loadCommand(entry);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(cmd.help.trimEnd() + '\n');
     return 0;
