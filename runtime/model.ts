@@ -11,8 +11,9 @@ import type * as ort from 'onnxruntime-node';
 import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { BlipRuntimeError } from './errors.js';
 import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
-import type { Device, Provider } from './providers.js';
+import { parseDevice, type Device, type Provider } from './providers.js';
 import { openSession } from './session.js';
+import { StagedSession } from './stagedSession.js';
 import { DeviceRowGather } from './generation/deviceRows.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizers/hf.js';
 import { generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
@@ -36,6 +37,15 @@ export interface LoadOptions {
    * the device). Other providers ignore it.
    */
   kvOnDevice?: boolean;
+  /**
+   * CPU, generating models: open each graph only while a call needs it. encode.onnx is opened for a
+   * batch's encode and released before decoder.onnx is opened for its decoding (and that one is
+   * released when the batch is done), so the image encoder's and the decoder's weights are never
+   * resident together: peak memory is the larger stage, not their sum. For one-shot work on one
+   * batch (`blip run` with at most --batch-size images); every further batch loads both again.
+   * Ignored on other devices and for retrieval models.
+   */
+  staged?: boolean;
 }
 
 /** What a compiled model can do: `generate` for caption / VQA / instruction graphs, `itm` and the embeddings for retrieval graphs. */
@@ -72,11 +82,11 @@ class Model implements BlipModel {
     private readonly preprocess: PreprocessConfig,
     private readonly tokenizer: HfTokenizer,
     private readonly qformerTokenizer: HfTokenizer | undefined,
-    private readonly sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession>>,
+    private readonly sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession | StagedSession>>,
     readonly providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>>,
     private readonly deviceRows: DeviceRowGather | undefined,
   ) {
-    this.kind = sessions.decoder ? 'generate' : 'retrieval';
+    this.kind = manifest.graphs.decoder ? 'generate' : 'retrieval';
     // BLIP on the CPU: encode.onnx an image at a time (runtime/tasks/encodeRows.ts). Not for the
     // Q-Former families: an OPT with project_in (soft prompt wider than the token embeddings, as
     // blip2-opt-b) gets transformers' masked_scatter of the flattened batch, so a row's prefix_embeds
@@ -99,7 +109,23 @@ class Model implements BlipModel {
     this.live();
     const { encode, decoder } = this.sessions;
     if (!encode || !decoder) throw new BlipRuntimeError('BLIP5044', `${this.what()}: it does not generate text; use itm()`);
-    return generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows, encodeRows: this.encodeRows }, images, opts);
+    const stages =
+      encode instanceof StagedSession && decoder instanceof StagedSession
+        ? {
+            encode: () => encode.open(),
+            decode: async () => {
+              await encode.release();
+              await decoder.open();
+            },
+            done: () => decoder.release(),
+          }
+        : undefined;
+    try {
+      return await generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows, encodeRows: this.encodeRows, stages }, images, opts);
+    } finally {
+      // staged: nothing stays loaded between calls, failed ones included
+      if (stages) await Promise.all([encode.release(), decoder.release()]);
+    }
   }
 
   private retrievalCtx() {
@@ -140,8 +166,17 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
   if (!manifest.tokenizer) throw new BlipRuntimeError('BLIP5020', `${dir}: the manifest names no tokenizer; recompile the model`);
   const tokenizer = loadTokenizer(join(dir, manifest.tokenizer.dir));
   const qformerTokenizer = manifest.qformer_tokenizer ? loadTokenizer(join(dir, manifest.qformer_tokenizer.dir)) : undefined;
-  const sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession>> = {};
+  const sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession | StagedSession>> = {};
   const providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>> = {};
+  const device = typeof opts.device === 'string' ? parseDevice(opts.device) : (opts.device ?? 'cpu');
+  if (opts.staged && device === 'cpu' && manifest.graphs.decoder && manifest.graphs.encode) {
+    for (const name of ['encode', 'decoder'] as const) {
+      const g = manifest.graphs[name]!;
+      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads }));
+      providers[name] = 'cpu';
+    }
+    return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, undefined);
+  }
   try {
     // The decoder first: while it loads, its tied LM head is resident twice for a moment (mapped
     // for prepacking, and prepacked); that moment then comes before the encoder's weights are in.

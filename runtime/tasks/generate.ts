@@ -76,6 +76,8 @@ export interface Timings {
   prefill: number;
   /** The remaining decoding steps, with the host's search work. */
   decode: number;
+  /** Releasing encode.onnx and opening decoder.onnx between the two (staged loading only). */
+  load?: number;
   total: number;
 }
 
@@ -107,6 +109,12 @@ export interface GenerateContext {
   deviceRows?: DeviceRowGather;
   /** Images per encode.onnx run within a batch (default: the whole batch; 1 on the CPU, see encodeRows.ts). */
   encodeRows?: number;
+  /**
+   * Staged sessions (LoadOptions.staged, runtime/stagedSession.ts), per batch: `encode` opens
+   * encode.onnx, `decode` releases it and opens decoder.onnx (both timed as `load`), `done`
+   * releases decoder.onnx.
+   */
+  stages?: { encode(): Promise<void>; decode(): Promise<void>; done(): Promise<void> };
 }
 
 /** How this artifact takes text. */
@@ -325,6 +333,12 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const pixel_values = await pixelBatch(chunk, ctx.preprocess, start);
     const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
     checkLengths(m, built, base.maxNewTokens);
+    let openEncode = 0;
+    if (ctx.stages) {
+      const t = performance.now();
+      await ctx.stages.encode();
+      openEncode = performance.now() - t;
+    }
     const t1 = performance.now();
     let encoded: Record<string, ort.Tensor>;
     try {
@@ -333,6 +347,11 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${(e as Error).message.split('\n')[0]})`);
     }
     const t2 = performance.now();
+    let openDecoder = 0;
+    if (ctx.stages) {
+      await ctx.stages.decode();
+      openDecoder = performance.now() - t2;
+    }
     const model = new TimedStepModel(
       new OnnxDecoderStepModel({ session: ctx.decoder, decoder: m.decoder, encoded, prefix: built.prefix, prefillText: built.prefillText, deviceRows: ctx.deviceRows }),
     );
@@ -360,7 +379,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     };
     const out = await generate(model, built.prompt, g);
     const t3 = performance.now();
-    const timingsMs: Timings = { preprocess: t1 - t0, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - model.prefillMs, total: t3 - t0 };
+    const timingsMs: Timings = { preprocess: t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: t3 - t0 };
+    if (ctx.stages) timingsMs.load = openEncode + openDecoder;
     const seqs: GeneratedSequence[] = out.sequences.map((s, r) => {
       const fresh = s.slice(out.promptLength);
       const cut = fresh.findIndex((t) => eos.has(t));
@@ -377,6 +397,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       results.push(res);
     }
     release(encoded); // read by nothing now: its buffers go back at once (encodeRows.ts)
+    await ctx.stages?.done();
   }
   return results;
 }

@@ -188,7 +188,9 @@ Runs the compiled model in OUTDIR (written by 'blip compile') on images. PATH is
 
 Captioning, VQA and instruction models print the generated text: streamed word by word for a
 single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
-  {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, total}}
+  {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, load, total}}
+(load: opening the graphs. When all images fit in one --batch-size batch, the image encoder is
+released before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
 ITM / retrieval models score every image against every --text, one JSON line per pair:
   {"image", "text", "itm", "itc"}   itm = P(match) from the ITM head, itc = cosine similarity
 An image that cannot be read gets an error line ({"image", "error"} with --json, else on stderr)
@@ -232,12 +234,14 @@ Examples:
     checkFitsTask(a, manifest);
     const files = expandImages(a.images);
     const json = a.flags.has('json');
-    const model = await load(a.dir, { device: a.device, threads: a.num.threads });
+    const bs = a.num['batch-size'] ?? 8;
+    // One batch: the image encoder is released before the decoder loads (runtime/stagedSession.ts),
+    // so the command's peak memory is the larger of the two, not their sum.
+    const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: files.length <= bs });
     let failed = 0;
     const bar = progress(files.length);
     const out = (s: string) => process.stdout.write(s);
     try {
-      const bs = a.num['batch-size'] ?? 8;
       let done = 0;
       for (let s = 0; s < files.length; s += bs) {
         const chunk = files.slice(s, s + bs);
@@ -320,7 +324,7 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     const image = ok[i].file;
     if (json) {
       const t = r.timingsMs;
-      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), total: round(t.total) } }) + '\n';
+      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), ...(t.load !== undefined ? { load: round(t.load) } : {}), total: round(t.total) } }) + '\n';
     }
     return stream ? '\n' : `${image}: ${r.text}\n`;
   });

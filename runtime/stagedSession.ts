@@ -1,0 +1,68 @@
+// A session that is opened when a call first runs it and released when the call's stage is over
+// (LoadOptions.staged). A one-shot `blip run` then never holds the image encoder's and the decoder's
+// weights at once: encode.onnx is opened, encodes the batch and is released before decoder.onnx is
+// opened, so the peak memory is the larger stage, not the sum of both (docs/performance.md, "peak
+// RSS"). Its input and output names come from the manifest until it is open; opening checks that
+// the graph declares exactly those.
+import * as ort from 'onnxruntime-node';
+import { BlipRuntimeError } from './errors.js';
+import type { GraphEntry } from '../src/artifact/manifest.js';
+import type { OpenedSession } from './session.js';
+
+export class StagedSession {
+  private opened: Promise<ort.InferenceSession> | undefined;
+  /** How many times the graph was opened (a stage that reopens it loads its weights again). */
+  opens = 0;
+
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+
+  constructor(
+    private readonly graph: GraphEntry,
+    private readonly opener: () => Promise<OpenedSession>,
+  ) {
+    this.inputNames = graph.inputs.map((t) => t.name);
+    this.outputNames = graph.outputs.map((t) => t.name);
+  }
+
+  /** Whether the graph's session is open now. */
+  get isOpen(): boolean {
+    return this.opened !== undefined;
+  }
+
+  private session(): Promise<ort.InferenceSession> {
+    this.opened ??= (async () => {
+      this.opens++;
+      const { session } = await this.opener();
+      const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
+      if (!same(session.inputNames, this.inputNames) || !same(session.outputNames, this.outputNames)) {
+        await session.release();
+        throw new BlipRuntimeError('BLIP5044', `${this.graph.file} declares inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], not the manifest's; recompile the model`);
+      }
+      return session;
+    })();
+    const p = this.opened;
+    p.catch(() => {
+      if (this.opened === p) this.opened = undefined;
+    });
+    return p;
+  }
+
+  /** Opens the session now (a no-op when it is open). */
+  async open(): Promise<void> {
+    await this.session();
+  }
+
+  async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    return (await this.session()).run(feeds);
+  }
+
+  /** Releases the session (its weights); the next run opens it again. */
+  async release(): Promise<void> {
+    const p = this.opened;
+    this.opened = undefined;
+    if (!p) return;
+    const s = await p.catch(() => undefined);
+    await s?.release();
+  }
+}
