@@ -46,6 +46,12 @@ export interface LoadOptions {
    * Ignored on other devices and for retrieval models.
    */
   staged?: boolean;
+  /**
+   * CPU: run plain greedy decoding (no logits processors, no sampling, one beam) inside
+   * decoder.onnx, wrapped in an ONNX Loop at load (runtime/generation/greedyLoop.ts), instead of
+   * one session run per token (default true). Same tokens either way.
+   */
+  greedyLoop?: boolean;
 }
 
 /** What a compiled model can do: `generate` for caption / VQA / instruction graphs, `itm` and the embeddings for retrieval graphs. */
@@ -172,7 +178,7 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
   if (opts.staged && device === 'cpu' && manifest.graphs.decoder && manifest.graphs.encode) {
     for (const name of ['encode', 'decoder'] as const) {
       const g = manifest.graphs[name]!;
-      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads }));
+      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads, greedyLoop: name === 'decoder' && opts.greedyLoop !== false }));
       providers[name] = 'cpu';
     }
     return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, undefined);
@@ -186,7 +192,7 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
       // present.* stay on the device (WebGPU only: openSession applies this to that provider alone)
       const preferredOutputLocation =
         name === 'decoder' && opts.kvOnDevice !== false ? Object.fromEntries(g.outputs.filter((o) => o.name.startsWith('present.')).map((o) => [o.name, 'gpu-buffer' as const])) : undefined;
-      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation });
+      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation, greedyLoop: name === 'decoder' && opts.greedyLoop !== false });
       sessions[name] = s.session;
       providers[name] = s.provider;
     }

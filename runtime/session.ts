@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { DeviceError, firstLine } from './errors.js';
+import { wrapInGreedyLoop } from './generation/greedyLoop.js';
 import { candidates, executionProviders, parseDevice, providerFailure, providerStatus, type Device, type Provider } from './providers.js';
 
 export interface SessionOptions {
@@ -17,6 +18,8 @@ export interface SessionOptions {
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /** Keep named outputs on the GPU (WebGPU only; e.g. present.* for the KV cache). */
   preferredOutputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
+  /** A decoder step graph, on the CPU: wrap it in the greedy Loop (runtime/generation/greedyLoop.ts). */
+  greedyLoop?: boolean;
 }
 
 export interface OpenedSession {
@@ -57,10 +60,12 @@ export async function openSession(modelPath: string, o: SessionOptions = {}): Pr
     opts.executionProviders = executionProviders(p, o.deviceId) as ort.InferenceSession.SessionOptions['executionProviders'];
     if (o.preferredOutputLocation && p === 'webgpu') opts.preferredOutputLocation = o.preferredOutputLocation;
     try {
-      // CPU: a tied embedding / LM head gets a second initializer over the same bytes (see untieHead)
-      const untied = p === 'cpu' ? untieHead(readFileSync(modelPath)) : undefined;
-      if (untied) opts.extra = { session: { model_external_initializers_file_folder_path: resolve(dirname(modelPath)) } };
-      const session = untied ? await ort.InferenceSession.create(untied, opts) : await ort.InferenceSession.create(modelPath, opts);
+      // CPU: a tied embedding / LM head gets a second initializer over the same bytes (see untieHead),
+      // and a decoder runs greedy steps in the graph (greedyLoop.ts)
+      let rewritten = p === 'cpu' ? untieHead(readFileSync(modelPath)) : undefined;
+      if (p === 'cpu' && o.greedyLoop) rewritten = wrapInGreedyLoop(rewritten ?? readFileSync(modelPath)) ?? rewritten;
+      if (rewritten) opts.extra = { session: { model_external_initializers_file_folder_path: resolve(dirname(modelPath)) } };
+      const session = rewritten ? await ort.InferenceSession.create(rewritten, opts) : await ort.InferenceSession.create(modelPath, opts);
       return { session, provider: p, fallbacks };
     } catch (e) {
       if (p === 'cpu') throw new DeviceError('BLIP5043', `cannot load ${modelPath} (${firstLine(e)})`);

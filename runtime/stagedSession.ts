@@ -14,15 +14,23 @@ export class StagedSession {
   /** How many times the graph was opened (a stage that reopens it loads its weights again). */
   opens = 0;
 
-  readonly inputNames: readonly string[];
-  readonly outputNames: readonly string[];
+  private readonly declared: { inputs: readonly string[]; outputs: readonly string[] };
+  private current: ort.InferenceSession | undefined;
 
   constructor(
     private readonly graph: GraphEntry,
     private readonly opener: () => Promise<OpenedSession>,
   ) {
-    this.inputNames = graph.inputs.map((t) => t.name);
-    this.outputNames = graph.outputs.map((t) => t.name);
+    this.declared = { inputs: graph.inputs.map((t) => t.name), outputs: graph.outputs.map((t) => t.name) };
+  }
+
+  /** The manifest's names until the session is open, then the session's (a rewritten graph may add some: greedyLoop.ts). */
+  get inputNames(): readonly string[] {
+    return this.current?.inputNames ?? this.declared.inputs;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.current?.outputNames ?? this.declared.outputs;
   }
 
   /** Whether the graph's session is open now. */
@@ -34,11 +42,14 @@ export class StagedSession {
     this.opened ??= (async () => {
       this.opens++;
       const { session } = await this.opener();
+      // names the runtime's own rewrites add (greedyLoop.ts) are not the manifest's
+      const own = (n: string) => !n.startsWith('loop.');
       const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
-      if (!same(session.inputNames, this.inputNames) || !same(session.outputNames, this.outputNames)) {
+      if (!same(session.inputNames.filter(own), this.declared.inputs) || !same(session.outputNames.filter(own), this.declared.outputs)) {
         await session.release();
         throw new BlipRuntimeError('BLIP5044', `${this.graph.file} declares inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], not the manifest's; recompile the model`);
       }
+      this.current = session;
       return session;
     })();
     const p = this.opened;
@@ -61,6 +72,7 @@ export class StagedSession {
   async release(): Promise<void> {
     const p = this.opened;
     this.opened = undefined;
+    this.current = undefined;
     if (!p) return;
     const s = await p.catch(() => undefined);
     await s?.release();

@@ -188,6 +188,8 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   }
   const unfinished = new Array<boolean>(B).fill(true);
   const hasEos = cfg.eos.length > 0;
+  // plain greedy (no logits processors) runs in the model when it can (StepModel.greedy)
+  const inGraph = !cfg.doSample && cfg.processors.length === 0 && model.greedy !== undefined && opts.greedyChunk !== 0;
   let step = 0;
   for (;;) {
     const scores = new Float32Array(logits);
@@ -207,6 +209,30 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
     opts.onToken?.({ step, tokens: next, finished: unfinished.map((u) => !u) });
     step++;
     if (!unfinished.some(Boolean)) break;
+    if (inGraph) {
+      // the rest in the model (plain greedy): the tokens it chooses are recorded as above
+      let feed = next;
+      while (unfinished.some(Boolean)) {
+        const steps = Math.min(cfg.maxLength - seqs[0].length, opts.greedyChunk ?? Infinity);
+        const g = await model.greedy!(feed, state, steps, cfg.eos, cfg.pad ?? 0, unfinished.map((u) => !u));
+        calls++;
+        model.dispose?.(state);
+        state = g.state;
+        for (const chosen of g.tokens) {
+          if (chosen.length !== B) throw new BlipRuntimeError('BLIP5031', `greedy step ${step}: ${chosen.length} tokens for ${B} rows`);
+          for (let r = 0; r < B; r++) {
+            seqs[r].push(chosen[r]);
+            mask[r].push(1);
+          }
+          const l = seqs[0].length;
+          for (let r = 0; r < B; r++) if (l >= cfg.maxLength || (hasEos && cfg.eos.includes(chosen[r]))) unfinished[r] = false;
+          opts.onToken?.({ step, tokens: chosen, finished: unfinished.map((u) => !u) });
+          step++;
+        }
+        feed = g.tokens[g.tokens.length - 1];
+      }
+      break;
+    }
     const inp = new BigInt64Array(B);
     next.forEach((t, i) => (inp[i] = BigInt(t)));
     out = await model.step({ inputIds: inp, batch: B, seqLen: 1, attentionMask: mask2d(mask), pastLength: len - 1, prefill: false }, state);

@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError } from '../errors.js';
 import type { StepInput, StepModel, StepOutput } from './types.js';
 import type { DeviceRowGather } from './deviceRows.js';
+import { LOOP } from './greedyLoop.js';
 
 /** What the runtime needs of a session (an ort.InferenceSession, or a stand-in in tests). */
 export interface DecoderSession {
@@ -114,13 +115,16 @@ const i64 = (rows: number[][]): ort.Tensor => {
 
 export class OnnxDecoderStepModel implements StepModel<DecoderState> {
   private readonly inputs: Set<string>;
+  private readonly loop: boolean;
   private readonly prefixWidth: number;
   private readonly prefixLength: number;
 
   constructor(private readonly o: OnnxDecoderOptions) {
     const d = o.decoder;
     this.inputs = new Set(d.inputs);
-    const declared = [...o.session.inputNames];
+    this.loop = o.session.inputNames.includes(LOOP.maxSteps);
+    if (this.loop) this.greedy = this.greedyInGraph.bind(this);
+    const declared = o.session.inputNames.filter((n) => !Object.values(LOOP).includes(n as never));
     const want = [...d.inputs];
     if (declared.length !== want.length || declared.some((n) => !this.inputs.has(n))) {
       throw new BlipRuntimeError('BLIP5044', `decoder.onnx declares inputs [${declared.join(', ')}] but the manifest lists [${want.join(', ')}]; recompile the model`);
@@ -150,7 +154,45 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     return past;
   }
 
-  async step(input: StepInput, state: DecoderState | undefined): Promise<StepOutput<DecoderState>> {
+  /** Greedy steps in the graph (StepModel.greedy): set when decoder.onnx is the greedy-loop form (greedyLoop.ts). */
+  readonly greedy?: StepModel<DecoderState>['greedy'];
+
+  step(input: StepInput, state: DecoderState | undefined): Promise<StepOutput<DecoderState>> {
+    return this.run(input, state).then((r) => r.out);
+  }
+
+  /**
+   * Greedy decoding in the graph: feeds `tokens` (one per row) and lets decoder.onnx choose up to
+   * `steps` more tokens (argmax; `pad` for rows finished before or by an id of `eos`), stopping
+   * early once every row has finished. Returns the tokens chosen, one array per iteration, and the
+   * state after feeding all but the last of them (which is the next input, as after step()).
+   */
+  private async greedyInGraph(tokens: number[], state: DecoderState, steps: number, eos: number[], pad: number, finished: boolean[]): Promise<{ tokens: number[][]; state: DecoderState }> {
+    const B = tokens.length;
+    if (!(steps >= 1) || finished.length !== B) throw new BlipRuntimeError('BLIP5031', `greedy: ${steps} steps, ${finished.length} finished flags for ${B} rows`);
+    const input: StepInput = { inputIds: BigInt64Array.from(tokens, BigInt), batch: B, seqLen: 1, attentionMask: new BigInt64Array(0), pastLength: state.mask[0]?.length ?? 0, prefill: false };
+    const { out, raw } = await this.run(input, state, { steps, eos: eos.length ? eos : [-1], pad, finished });
+    const t = raw[LOOP.tokens];
+    const k = t?.dims[0] ?? 0;
+    if (!t || t.type !== 'int64' || t.dims.length !== 2 || t.dims[1] !== B || k < 1 || k > steps) {
+      throw new BlipRuntimeError('BLIP5044', `decoder.onnx ${LOOP.tokens} is ${t ? `${t.type} ${JSON.stringify(t.dims)}` : 'missing'}, int64 (1..${steps}, ${B}) expected`);
+    }
+    const data = t.data as BigInt64Array;
+    const chosen = Array.from({ length: k }, (_, i) => Array.from(data.subarray(i * B, (i + 1) * B), Number));
+    // run() accounted for the first token fed; the loop fed k - 1 more
+    const st = out.state;
+    const more = k - 1;
+    return {
+      tokens: chosen,
+      state: { ...st, mask: st.mask.map((r) => [...r, ...new Array<number>(more).fill(1)]), lastPosition: st.lastPosition.map((p) => p + more) },
+    };
+  }
+
+  private async run(
+    input: StepInput,
+    state: DecoderState | undefined,
+    loop?: { steps: number; eos: number[]; pad: number; finished: boolean[] },
+  ): Promise<{ out: StepOutput<DecoderState>; raw: Record<string, ort.Tensor> }> {
     const B = input.batch;
     const S = input.seqLen;
     const rowsOf = (a: BigInt64Array, width: number): number[][] => Array.from({ length: B }, (_, b) => Array.from(a.subarray(b * width, (b + 1) * width), Number));
@@ -219,6 +261,14 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     Object.assign(feeds, pastIn, st.fixed);
     for (const n of this.inputs) if (!feeds[n]) throw new BlipRuntimeError('BLIP5044', `no value for decoder.onnx input ${n}`);
     for (const n of Object.keys(feeds)) if (!this.inputs.has(n)) delete feeds[n];
+    if (this.loop) {
+      // one plain step unless greedy() asked for more
+      const l = loop ?? { steps: 1, eos: [-1], pad: 0, finished: new Array<boolean>(B).fill(false) };
+      feeds[LOOP.maxSteps] = new ort.Tensor('int64', BigInt64Array.from([BigInt(l.steps)]), []);
+      feeds[LOOP.eosIds] = new ort.Tensor('int64', BigInt64Array.from(l.eos, BigInt), [l.eos.length]);
+      feeds[LOOP.padId] = new ort.Tensor('int64', BigInt64Array.from([BigInt(l.pad)]), []);
+      feeds[LOOP.finished] = new ort.Tensor('bool', Uint8Array.from(l.finished, (f) => (f ? 1 : 0)), [B]);
+    }
     let out: Record<string, ort.Tensor>;
     try {
       out = await this.o.session.run(feeds);
@@ -238,7 +288,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
       if (!p) throw new BlipRuntimeError('BLIP5044', `decoder.onnx has no output ${n.replace(/^past\./, 'present.')}`);
       past[n] = p;
     }
-    return { logits: logits.data as Float32Array, vocab: V, state: { ...st, past, pending: undefined } };
+    return { out: { logits: logits.data as Float32Array, vocab: V, state: { ...st, past, pending: undefined } }, raw: out };
   }
 
   private async deviceGather(past: Record<string, ort.Tensor>, rows: number[]): Promise<Record<string, ort.Tensor>> {

@@ -200,7 +200,8 @@ export function buildProcessors(s: ProcessorSettings): LogitsProcessor[] {
   const list: LogitsProcessor[] = [];
   if (s.repetitionPenalty !== undefined && s.repetitionPenalty !== 1.0) list.push(repetitionPenalty(s.repetitionPenalty));
   if (s.noRepeatNgramSize && s.noRepeatNgramSize > 0) list.push(noRepeatNgram(s.noRepeatNgramSize));
-  if (s.eos.length && s.minLength && s.minLength > 0) list.push(minLength(s.minLength, s.eos));
+  // a min_length the prompt already reaches never acts (transformers compares the whole length)
+  if (s.eos.length && s.minLength && s.minLength > s.promptLength) list.push(minLength(s.minLength, s.eos));
   if (s.eos.length && s.minNewTokens && s.minNewTokens > 0) list.push(minNewTokens(s.promptLength, s.minNewTokens, s.eos));
   if (s.doSample) {
     const keep = s.minTokensToKeep ?? 1;

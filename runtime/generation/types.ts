@@ -32,6 +32,13 @@ export interface StepModel<S = unknown> {
   reorder(state: S, rows: number[]): S | Promise<S>;
   /** Release resources held by a state that will not be used again (optional). */
   dispose?(state: S): void;
+  /**
+   * Greedy steps inside the model (optional; plain greedy decoding without logits processors
+   * uses it): feed `tokens`, then choose up to `steps` tokens by argmax — `pad` for rows already
+   * finished or finishing on an id of `eos` — stopping once all rows have finished. Returns the
+   * tokens of each iteration and the state with every token but the last one fed.
+   */
+  greedy?(tokens: number[], state: S, steps: number, eos: number[], pad: number, finished: boolean[]): Promise<{ tokens: number[][]; state: S }>;
 }
 
 /** A generation step event for streaming (greedy and sampling). */
@@ -77,6 +84,12 @@ export interface GenerationOptions {
   random?: () => number;
   /** Called after every generated token (greedy and sampling). */
   onToken?: (e: TokenEvent) => void;
+  /**
+   * Greedy decoding inside the model (StepModel.greedy): at most this many tokens per model call
+   * (default: all that are left; 0: one model call per token, on the host). Smaller values stream
+   * onToken events sooner.
+   */
+  greedyChunk?: number;
 }
 
 export interface GenerationResult {

@@ -258,7 +258,10 @@ export function rowSeed(seed: number, row: number): number {
 /** Times decoder calls: the prefill apart from the steps. */
 class TimedStepModel<S> implements StepModel<S> {
   prefillMs = 0;
-  constructor(private readonly inner: StepModel<S>) {}
+  readonly greedy?: StepModel<S>['greedy'];
+  constructor(private readonly inner: StepModel<S>) {
+    if (inner.greedy) this.greedy = inner.greedy.bind(inner);
+  }
   async step(input: StepInput, state: S | undefined): Promise<StepOutput<S>> {
     const t = performance.now();
     const out = await this.inner.step(input, state);
@@ -371,6 +374,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       }
     }
     const streamers = opts.onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, opts.onToken!)) : [];
+    // in-graph greedy (CPU): a caller who streams gets its tokens four at a time
+    if (opts.onToken) g.greedyChunk = 4;
     g.onToken = (e: TokenEvent) => {
       if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
         throw new BlipRuntimeError('BLIP5031', `sampling drew ${draws} numbers by step ${e.step} for ${rowsOut} rows; per-row seeds need one draw per row per step`);

@@ -1,0 +1,155 @@
+// runtime/generation/greedyLoop.ts: decoder.onnx wrapped in an ONNX Loop for greedy decoding on
+// the CPU. The wrapped graph is the step graph (one Loop whose body holds every step node); with
+// loop.max_steps = 1 its logits and present K/V are the step's bit for bit; generation through it
+// gives the host loop's tokens (which the other tests hold to transformers') in 2 decoder calls
+// instead of one per token — four tokens a call when the caller streams; sampling, beams and
+// logits processors keep the host loop.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+import { readManifest } from '../../../src/artifact/manifest.js';
+import { load } from '../../../runtime/model.js';
+import { openSession } from '../../../runtime/session.js';
+import { LOOP, wrapInGreedyLoop } from '../../../runtime/generation/greedyLoop.js';
+import { compileFixture, expected, imagesOf, tempDir } from '../tasks/harness.js';
+
+const { onnx } = onnxProto;
+const tmp = tempDir('blip-greedy-loop-');
+after(() => tmp.remove());
+
+// decoder families: BERT with cross-attention K/V, OPT with a visual prefix, T5 with cross-attention, LLaMA
+const CASES: Array<{ fixture: string; prompt?: string }> = [
+  { fixture: 'blip-caption-a' },
+  { fixture: 'blip2-opt-a', prompt: 'Question: what is it? Answer:' },
+  { fixture: 'blip2-t5-a', prompt: 'Question: what is it? Answer:' },
+  { fixture: 'instructblip-vicuna-a', prompt: 'Describe the image.' },
+];
+
+/** Counts decoder.onnx runs (the session with a logits output) while `fn` runs. */
+async function decoderRuns<T>(fn: () => Promise<T>): Promise<{ result: T; runs: number }> {
+  const proto = (ort.InferenceSession as unknown as { prototype: unknown }).prototype as { run: (...a: unknown[]) => Promise<unknown> };
+  const run = proto.run;
+  let runs = 0;
+  proto.run = function (this: ort.InferenceSession, ...a: unknown[]) {
+    if (this.outputNames.includes('logits')) runs++;
+    return run.apply(this, a);
+  };
+  try {
+    return { result: await fn(), runs };
+  } finally {
+    proto.run = run;
+  }
+}
+
+const opTypes = (nodes: onnxProto.onnx.INodeProto[]): string[] => nodes.map((n) => `${n.domain ?? ''}:${n.opType}`).sort();
+
+for (const { fixture, prompt } of CASES) {
+  test(`${fixture}: the wrapped decoder is one Loop over the step's nodes, and with max_steps 1 it is the step, bit for bit`, async () => {
+    const dir = await compileFixture(fixture, tmp.dir);
+    const m = readManifest(dir);
+    const file = join(dir, m.graphs.decoder!.file);
+    const bytes = new Uint8Array(readFileSync(file));
+    const wrapped = wrapInGreedyLoop(bytes);
+    assert.ok(wrapped, 'wrapped');
+    const before = onnx.ModelProto.decode(bytes).graph!;
+    const after_ = onnx.ModelProto.decode(wrapped).graph!;
+    assert.deepEqual(opTypes(after_.node ?? []), [':Constant', ':Constant', ':Loop']);
+    const body = (after_.node ?? []).find((n) => n.opType === 'Loop')!.attribute!.find((a) => a.name === 'body')!.g!;
+    const stepOps = opTypes(before.node ?? []);
+    const bodyOps = opTypes(body.node ?? []);
+    for (const op of new Set(stepOps)) assert.equal(bodyOps.filter((o) => o === op).length >= stepOps.filter((o) => o === op).length, true, op);
+    assert.ok(bodyOps.includes(':ArgMax') && bodyOps.includes(':Where'));
+    assert.equal((after_.initializer ?? []).length, (before.initializer ?? []).length, 'initializers stay in the main graph, once');
+
+    // one prefill step through both, same feeds
+    const plain = (await openSession(file, { threads: 1 })).session;
+    const loop = (await openSession(file, { threads: 1, greedyLoop: true })).session;
+    assert.ok(loop.inputNames.includes(LOOP.maxSteps) && loop.outputNames.includes(LOOP.tokens));
+    const d = m.decoder!;
+    const B = 2;
+    const S = 3;
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const io of m.graphs.decoder!.inputs) {
+      const dims = io.shape.map((x, i) => (i === 0 ? B : typeof x === 'number' ? x : x === 'past_sequence' ? 0 : x === 'prefix_sequence' ? 2 : x === 'total_sequence' ? S + (m.graphs.decoder!.inputs.some((i2) => i2.name === 'prefix_embeds') ? 2 : 0) : x === 'sequence' ? S : 5));
+      const n = dims.reduce((a, b) => a * b, 1);
+      feeds[io.name] =
+        io.type === 'int64'
+          ? new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => (io.name.includes('mask') ? 1n : BigInt((i * 7) % Math.min(d.vocab_size, 50)))), dims)
+          : new ort.Tensor('float32', Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5), dims);
+    }
+    const a = await plain.run(feeds);
+    const b = await loop.run({
+      ...feeds,
+      [LOOP.maxSteps]: new ort.Tensor('int64', BigInt64Array.from([1n]), []),
+      [LOOP.eosIds]: new ort.Tensor('int64', BigInt64Array.from([-1n]), [1]),
+      [LOOP.padId]: new ort.Tensor('int64', BigInt64Array.from([0n]), []),
+      [LOOP.finished]: new ort.Tensor('bool', new Uint8Array(B), [B]),
+    });
+    for (const name of plain.outputNames) {
+      const x = a[name].data as Float32Array;
+      const y = b[name].data as Float32Array;
+      assert.deepEqual(b[name].dims, a[name].dims, name);
+      assert.ok(Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength)), name);
+    }
+    assert.deepEqual(b[LOOP.tokens].dims, [1, B]);
+    await plain.release();
+    await loop.release();
+  });
+
+  test(`${fixture}: greedy in the graph gives the host loop's tokens in two decoder calls (four tokens a call when streaming)`, async () => {
+    const dir = await compileFixture(fixture, tmp.dir);
+    const images = imagesOf(expected(fixture)).slice(0, 2);
+    const opts = { prompt, maxNewTokens: 10, numBeams: 1, repetitionPenalty: 1, batchSize: 2 };
+    const host = await load(dir, { threads: 1, greedyLoop: false });
+    const want = await decoderRuns(() => host.generate(images, opts));
+    await host.close();
+    const inGraph = await load(dir, { threads: 1 });
+    const got = await decoderRuns(() => inGraph.generate(images, opts));
+    const streamed: Record<number, string> = {};
+    const chunked = await decoderRuns(() => inGraph.generate(images, { ...opts, onToken: (row, text) => void (streamed[row] = (streamed[row] ?? '') + text) }));
+    // a logits processor (here a repetition penalty) keeps the host loop
+    const penalised = await decoderRuns(() => inGraph.generate(images, { ...opts, repetitionPenalty: 1.3 }));
+    await inGraph.close();
+    assert.deepEqual(
+      got.result.map((r) => r.tokenIds),
+      want.result.map((r) => r.tokenIds),
+    );
+    assert.deepEqual(
+      chunked.result.map((r) => r.tokenIds),
+      want.result.map((r) => r.tokenIds),
+    );
+    assert.deepEqual(
+      got.result.map((r) => r.text),
+      want.result.map((r) => r.text),
+    );
+    const longest = Math.max(...want.result.map((r) => r.tokenIds.length));
+    assert.equal(want.runs, longest, 'host: one run per token');
+    assert.equal(got.runs, longest > 1 ? 2 : 1, 'in the graph: the prefill and one loop');
+    assert.equal(chunked.runs, 1 + Math.ceil((longest - 1) / 4), 'streaming: four tokens a call');
+    assert.deepEqual(
+      [0, 1].map((r) => (streamed[r] ?? '').trim()),
+      want.result.map((r) => r.text),
+    );
+    assert.ok(penalised.runs > 2, `a repetition penalty runs on the host (${penalised.runs} runs)`);
+  });
+}
+
+test('graphs it cannot wrap are left alone: position_ids, subgraphs, no logits', () => {
+  const mk = (inputs: string[], outputs: string[], nodes: onnxProto.onnx.INodeProto[] = []) =>
+    onnx.ModelProto.encode({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: { name: 'g', node: nodes, input: inputs.map((name) => ({ name, type: { tensorType: { elemType: 7 } } })), output: outputs.map((name) => ({ name, type: { tensorType: { elemType: 1 } } })) },
+    }).finish();
+  const id = (i: string, o: string): onnxProto.onnx.INodeProto => ({ opType: 'Identity', input: [i], output: [o] });
+  assert.ok(wrapInGreedyLoop(mk(['input_ids'], ['logits'], [id('input_ids', 'logits')])));
+  assert.equal(wrapInGreedyLoop(mk(['input_ids', 'position_ids'], ['logits'], [id('input_ids', 'logits')])), undefined);
+  assert.equal(wrapInGreedyLoop(mk(['input_ids'], ['scores'], [id('input_ids', 'scores')])), undefined);
+  assert.equal(wrapInGreedyLoop(mk(['input_ids', 'past.0.key'], ['logits'], [id('input_ids', 'logits')])), undefined, 'a past without its present');
+  const withSubgraph: onnxProto.onnx.INodeProto = { opType: 'If', input: ['input_ids'], output: ['logits'], attribute: [{ name: 'then_branch', type: onnx.AttributeProto.AttributeType.GRAPH, g: { name: 't' } }] };
+  assert.equal(wrapInGreedyLoop(mk(['input_ids'], ['logits'], [withSubgraph])), undefined);
+  assert.equal(wrapInGreedyLoop(new Uint8Array([1, 2, 3])), undefined);
+});
