@@ -188,8 +188,10 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   }
   const unfinished = new Array<boolean>(B).fill(true);
   const hasEos = cfg.eos.length > 0;
-  // plain greedy (no logits processors) runs in the model when it can (StepModel.greedy)
-  const inGraph = !cfg.doSample && cfg.processors.length === 0 && model.greedy !== undefined && opts.greedyChunk !== 0;
+  // greedy decoding runs in the model when it can (StepModel.greedy): its only logits processors
+  // may be minimum lengths, which ban EOS below a length
+  const inGraph = !cfg.doSample && cfg.processors.every((p) => p.eosBannedBelow !== undefined) && model.greedy !== undefined && opts.greedyChunk !== 0;
+  const eosBannedBelow = Math.max(0, ...cfg.processors.map((p) => p.eosBannedBelow ?? 0));
   let step = 0;
   for (;;) {
     const scores = new Float32Array(logits);
@@ -214,7 +216,8 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
       let feed = next;
       while (unfinished.some(Boolean)) {
         const steps = Math.min(cfg.maxLength - seqs[0].length, opts.greedyChunk ?? Infinity);
-        const g = await model.greedy!(feed, state, steps, cfg.eos, cfg.pad ?? 0, unfinished.map((u) => !u));
+        // the first token chosen makes the rows seqs[0].length + 1 long; EOS is banned while they are shorter than the minimum
+        const g = await model.greedy!(feed, state, steps, cfg.eos, cfg.pad ?? 0, unfinished.map((u) => !u), eosBannedBelow - seqs[0].length);
         calls++;
         model.dispose?.(state);
         state = g.state;

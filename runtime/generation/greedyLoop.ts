@@ -1,6 +1,6 @@
 // Greedy decoding inside the graph, for the CPU: decoder.onnx (one step with a KV cache) is wrapped
-// in an ONNX Loop whose body is the step itself and which chooses each next token (argmax), pads
-// finished rows, stops when every row has hit an EOS id, and feeds the token, the grown attention
+// in an ONNX Loop whose body is the step itself and which chooses each next token (argmax; EOS
+// banned for the first iterations when a minimum length asks for it), pads finished rows, stops when every row has hit an EOS id, and feeds the token, the grown attention
 // mask and the present K/V to the next iteration. A host loop pays onnxruntime's
 // per-run set-up and the Node binding's tensor conversions on every token (~2.5 ms of a ~15 ms
 // BLIP-base step, docs/performance.md); in the graph that is paid once per call.
@@ -27,6 +27,10 @@ export const LOOP = {
   padId: 'loop.pad_id',
   /** bool (B): rows already finished. */
   finished: 'loop.finished',
+  /** float (V, or 1): added to the logits before the argmax in the first loop.ban_steps iterations (-inf at EOS ids: min_length / min_new_tokens). */
+  eosBan: 'loop.eos_ban',
+  /** int64 scalar: iterations that add loop.eos_ban. */
+  banSteps: 'loop.ban_steps',
   /** Output, int64 (iterations, B): the token chosen in each iteration. */
   tokens: 'loop.tokens',
 } as const;
@@ -95,7 +99,12 @@ export function wrapInGreedyLoop(bytes: Uint8Array): Uint8Array | undefined {
   body.push(
     // the next token of every row: argmax, or padding once the row has finished (as transformers)
     constant(L('axis1'), { dataType: INT64, dims: [1], int64Data: [1] }),
-    node('ArgMax', [logits], [L('argmax')], [int('axis', 1), int('keepdims', 0)]),
+    constant(L('no_ban'), { dataType: FLOAT, dims: [], floatData: [0] }),
+    // min_length / min_new_tokens: EOS banned in the first iterations (the logits output is left as is)
+    node('Less', [L('iter'), LOOP.banSteps], [L('banning')]),
+    node('Where', [L('banning'), LOOP.eosBan, L('no_ban')], [L('ban')]),
+    node('Add', [logits, L('ban')], [L('scores')]),
+    node('ArgMax', [L('scores')], [L('argmax')], [int('axis', 1), int('keepdims', 0)]),
     node('Where', [L('in.finished'), LOOP.padId, L('argmax')], [L('next')]),
     node('Unsqueeze', [L('next'), L('axis1')], [L('next_ids')]),
     node('Equal', [L('next_ids'), LOOP.eosIds], [L('is_eos')]),
@@ -148,7 +157,7 @@ export function wrapInGreedyLoop(bytes: Uint8Array): Uint8Array | undefined {
     },
   ];
   g.node = main;
-  g.input = [...inputs, vi(LOOP.maxSteps, INT64, []), vi(LOOP.eosIds, INT64, ['eos']), vi(LOOP.padId, INT64, []), vi(LOOP.finished, BOOL, ['batch'])];
+  g.input = [...inputs, vi(LOOP.maxSteps, INT64, []), vi(LOOP.eosIds, INT64, ['eos']), vi(LOOP.padId, INT64, []), vi(LOOP.finished, BOOL, ['batch']), vi(LOOP.eosBan, FLOAT, ['ban_width']), vi(LOOP.banSteps, INT64, [])];
   g.output = [...outputs, vi(LOOP.tokens, INT64, ['steps', 'batch'])];
   g.valueInfo = [];
   return onnx.ModelProto.encode(model).finish();

@@ -116,6 +116,7 @@ const i64 = (rows: number[][]): ort.Tensor => {
 export class OnnxDecoderStepModel implements StepModel<DecoderState> {
   private readonly inputs: Set<string>;
   private readonly loop: boolean;
+  private logitsWidth = 0;
   private readonly prefixWidth: number;
   private readonly prefixLength: number;
 
@@ -167,11 +168,18 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
    * early once every row has finished. Returns the tokens chosen, one array per iteration, and the
    * state after feeding all but the last of them (which is the next input, as after step()).
    */
-  private async greedyInGraph(tokens: number[], state: DecoderState, steps: number, eos: number[], pad: number, finished: boolean[]): Promise<{ tokens: number[][]; state: DecoderState }> {
+  private async greedyInGraph(tokens: number[], state: DecoderState, steps: number, eos: number[], pad: number, finished: boolean[], eosBanSteps: number): Promise<{ tokens: number[][]; state: DecoderState }> {
     const B = tokens.length;
     if (!(steps >= 1) || finished.length !== B) throw new BlipRuntimeError('BLIP5031', `greedy: ${steps} steps, ${finished.length} finished flags for ${B} rows`);
     const input: StepInput = { inputIds: BigInt64Array.from(tokens, BigInt), batch: B, seqLen: 1, attentionMask: new BigInt64Array(0), pastLength: state.mask[0]?.length ?? 0, prefill: false };
-    const { out, raw } = await this.run(input, state, { steps, eos: eos.length ? eos : [-1], pad, finished });
+    let ban = { steps: 0, add: new Float32Array(1) };
+    if (eosBanSteps > 0 && eos.length) {
+      if (!this.logitsWidth) throw new BlipRuntimeError('BLIP5031', 'greedy: no step has run yet');
+      const add = new Float32Array(this.logitsWidth);
+      for (const e of eos) if (e >= 0 && e < add.length) add[e] = -Infinity;
+      ban = { steps: eosBanSteps, add };
+    }
+    const { out, raw } = await this.run(input, state, { steps, eos: eos.length ? eos : [-1], pad, finished, ban });
     const t = raw[LOOP.tokens];
     const k = t?.dims[0] ?? 0;
     if (!t || t.type !== 'int64' || t.dims.length !== 2 || t.dims[1] !== B || k < 1 || k > steps) {
@@ -191,7 +199,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
   private async run(
     input: StepInput,
     state: DecoderState | undefined,
-    loop?: { steps: number; eos: number[]; pad: number; finished: boolean[] },
+    loop?: { steps: number; eos: number[]; pad: number; finished: boolean[]; ban: { steps: number; add: Float32Array } },
   ): Promise<{ out: StepOutput<DecoderState>; raw: Record<string, ort.Tensor> }> {
     const B = input.batch;
     const S = input.seqLen;
@@ -263,11 +271,13 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     for (const n of Object.keys(feeds)) if (!this.inputs.has(n)) delete feeds[n];
     if (this.loop) {
       // one plain step unless greedy() asked for more
-      const l = loop ?? { steps: 1, eos: [-1], pad: 0, finished: new Array<boolean>(B).fill(false) };
+      const l = loop ?? { steps: 1, eos: [-1], pad: 0, finished: new Array<boolean>(B).fill(false), ban: { steps: 0, add: new Float32Array(1) } };
       feeds[LOOP.maxSteps] = new ort.Tensor('int64', BigInt64Array.from([BigInt(l.steps)]), []);
       feeds[LOOP.eosIds] = new ort.Tensor('int64', BigInt64Array.from(l.eos, BigInt), [l.eos.length]);
       feeds[LOOP.padId] = new ort.Tensor('int64', BigInt64Array.from([BigInt(l.pad)]), []);
       feeds[LOOP.finished] = new ort.Tensor('bool', Uint8Array.from(l.finished, (f) => (f ? 1 : 0)), [B]);
+      feeds[LOOP.eosBan] = new ort.Tensor('float32', l.ban.add, [l.ban.add.length]);
+      feeds[LOOP.banSteps] = new ort.Tensor('int64', BigInt64Array.from([BigInt(l.ban.steps)]), []);
     }
     let out: Record<string, ort.Tensor>;
     try {
@@ -279,6 +289,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     }
     const logits = out.logits;
     const V = logits.dims[logits.dims.length - 1];
+    this.logitsWidth = V;
     if (logits.type !== 'float32' || logits.dims.length !== 2 || logits.dims[0] !== B) {
       throw new BlipRuntimeError('BLIP5044', `decoder.onnx logits are ${logits.type} ${JSON.stringify(logits.dims)}, float32 (${B}, V) expected`);
     }

@@ -6,7 +6,13 @@ const f = Math.fround;
 const NEG_INF = -Infinity;
 
 /** Modifies `scores` (rows x vocab) in place; `ids` are the rows' full token sequences. */
-export type LogitsProcessor = (ids: number[][], scores: Float32Array, vocab: number) => void;
+export type LogitsProcessor = ((ids: number[][], scores: Float32Array, vocab: number) => void) & {
+  /**
+   * Set on the processors that only ban the EOS ids while a row is shorter than this many ids
+   * (min_length, min_new_tokens): greedy decoding in the graph applies them itself (greedyLoop.ts).
+   */
+  eosBannedBelow?: number;
+};
 
 export function repetitionPenalty(penalty: number): LogitsProcessor {
   const p = f(penalty);
@@ -49,17 +55,21 @@ export function noRepeatNgram(n: number): LogitsProcessor {
 }
 
 export function minLength(min: number, eos: number[]): LogitsProcessor {
-  return (ids, scores, V) => {
+  const p: LogitsProcessor = (ids, scores, V) => {
     if (ids.length === 0 || ids[0].length >= min) return;
     for (let r = 0; r < ids.length; r++) for (const e of eos) if (e >= 0 && e < V) scores[r * V + e] = NEG_INF;
   };
+  p.eosBannedBelow = min;
+  return p;
 }
 
 export function minNewTokens(promptLength: number, min: number, eos: number[]): LogitsProcessor {
-  return (ids, scores, V) => {
+  const p: LogitsProcessor = (ids, scores, V) => {
     if (ids.length === 0 || ids[0].length - promptLength >= min) return;
     for (let r = 0; r < ids.length; r++) for (const e of eos) if (e >= 0 && e < V) scores[r * V + e] = NEG_INF;
   };
+  p.eosBannedBelow = promptLength + min;
+  return p;
 }
 
 export function temperature(t: number): LogitsProcessor {

@@ -33,12 +33,13 @@ export interface StepModel<S = unknown> {
   /** Release resources held by a state that will not be used again (optional). */
   dispose?(state: S): void;
   /**
-   * Greedy steps inside the model (optional; plain greedy decoding without logits processors
-   * uses it): feed `tokens`, then choose up to `steps` tokens by argmax — `pad` for rows already
-   * finished or finishing on an id of `eos` — stopping once all rows have finished. Returns the
-   * tokens of each iteration and the state with every token but the last one fed.
+   * Greedy steps inside the model (optional; greedy decoding whose only logits processors are
+   * minimum lengths uses it): feed `tokens`, then choose up to `steps` tokens by argmax — the EOS
+   * ids banned in the first `eosBanSteps` of them, `pad` for rows already finished or finishing on
+   * an id of `eos` — stopping once all rows have finished. Returns the tokens of each iteration
+   * and the state with every token but the last one fed.
    */
-  greedy?(tokens: number[], state: S, steps: number, eos: number[], pad: number, finished: boolean[]): Promise<{ tokens: number[][]; state: S }>;
+  greedy?(tokens: number[], state: S, steps: number, eos: number[], pad: number, finished: boolean[], eosBanSteps: number): Promise<{ tokens: number[][]; state: S }>;
 }
 
 /** A generation step event for streaming (greedy and sampling). */

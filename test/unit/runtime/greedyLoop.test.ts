@@ -2,8 +2,8 @@
 // the CPU. The wrapped graph is the step graph (one Loop whose body holds every step node); with
 // loop.max_steps = 1 its logits and present K/V are the step's bit for bit; generation through it
 // gives the host loop's tokens (which the other tests hold to transformers') in 2 decoder calls
-// instead of one per token — four tokens a call when the caller streams; sampling, beams and
-// logits processors keep the host loop.
+// instead of one per token — four tokens a call when the caller streams — minimum lengths included
+// (EOS banned in the graph); sampling, beams and the other logits processors keep the host loop.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -43,6 +43,9 @@ async function decoderRuns<T>(fn: () => Promise<T>): Promise<{ result: T; runs: 
     proto.run = run;
   }
 }
+
+/** Fixtures where a row stops before 11 tokens unless EOS is banned (the ban is exercised). */
+const banMattered: string[] = [];
 
 const opTypes = (nodes: onnxProto.onnx.INodeProto[]): string[] => nodes.map((n) => `${n.domain ?? ''}:${n.opType}`).sort();
 
@@ -87,6 +90,8 @@ for (const { fixture, prompt } of CASES) {
       [LOOP.eosIds]: new ort.Tensor('int64', BigInt64Array.from([-1n]), [1]),
       [LOOP.padId]: new ort.Tensor('int64', BigInt64Array.from([0n]), []),
       [LOOP.finished]: new ort.Tensor('bool', new Uint8Array(B), [B]),
+      [LOOP.eosBan]: new ort.Tensor('float32', new Float32Array(1), [1]),
+      [LOOP.banSteps]: new ort.Tensor('int64', BigInt64Array.from([0n]), []),
     });
     for (const name of plain.outputNames) {
       const x = a[name].data as Float32Array;
@@ -103,14 +108,20 @@ for (const { fixture, prompt } of CASES) {
     const dir = await compileFixture(fixture, tmp.dir);
     const images = imagesOf(expected(fixture)).slice(0, 2);
     const opts = { prompt, maxNewTokens: 10, numBeams: 1, repetitionPenalty: 1, batchSize: 2 };
+    const minimum = { ...opts, maxNewTokens: 14, minNewTokens: 11 };
     const host = await load(dir, { threads: 1, greedyLoop: false });
     const want = await decoderRuns(() => host.generate(images, opts));
+    const wantMin = await host.generate(images, minimum);
+    const free = await host.generate(images, { ...minimum, minNewTokens: 0 });
+    if (free.some((r) => r.tokenIds.length < 11)) banMattered.push(fixture);
     await host.close();
     const inGraph = await load(dir, { threads: 1 });
     const got = await decoderRuns(() => inGraph.generate(images, opts));
     const streamed: Record<number, string> = {};
     const chunked = await decoderRuns(() => inGraph.generate(images, { ...opts, onToken: (row, text) => void (streamed[row] = (streamed[row] ?? '') + text) }));
-    // a logits processor (here a repetition penalty) keeps the host loop
+    // a minimum length: EOS banned in the graph for the first iterations
+    const gotMin = await decoderRuns(() => inGraph.generate(images, minimum));
+    // another logits processor (here a repetition penalty) keeps the host loop
     const penalised = await decoderRuns(() => inGraph.generate(images, { ...opts, repetitionPenalty: 1.3 }));
     await inGraph.close();
     assert.deepEqual(
@@ -134,8 +145,18 @@ for (const { fixture, prompt } of CASES) {
       want.result.map((r) => r.text),
     );
     assert.ok(penalised.runs > 2, `a repetition penalty runs on the host (${penalised.runs} runs)`);
+    assert.deepEqual(
+      gotMin.result.map((r) => r.tokenIds),
+      wantMin.map((r) => r.tokenIds),
+    );
+    assert.ok(wantMin.every((r) => r.tokenIds.length >= 11));
+    assert.equal(gotMin.runs, 2);
   });
 }
+
+test('the EOS ban was exercised: some fixture stops early without it', () => {
+  assert.ok(banMattered.length > 0, 'no fixture row stopped before 11 tokens');
+});
 
 test('graphs it cannot wrap are left alone: position_ids, subgraphs, no logits', () => {
   const mk = (inputs: string[], outputs: string[], nodes: onnxProto.onnx.INodeProto[] = []) =>
