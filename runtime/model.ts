@@ -6,6 +6,7 @@
 //   const [r] = await model.generate(['cat.jpg'], { prompt: 'a picture of', numBeams: 3 });
 //   console.log(r.text);
 //   await model.close();
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { readManifest, type Manifest } from '../src/artifact/manifest.js';
@@ -14,6 +15,7 @@ import { preprocessFromManifest, type PreprocessConfig } from './preprocess/conf
 import { parseDevice, type Device, type Provider } from './providers.js';
 import { openSession } from './session.js';
 import { StagedSession } from './stagedSession.js';
+import { externalWeightBytes } from './generation/greedyLoop.js';
 import { DeviceRowGather } from './generation/deviceRows.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizers/hf.js';
 import { generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
@@ -47,9 +49,11 @@ export interface LoadOptions {
    */
   staged?: boolean;
   /**
-   * CPU: run plain greedy decoding (no logits processors, no sampling, one beam) inside
-   * decoder.onnx, wrapped in an ONNX Loop at load (runtime/generation/greedyLoop.ts), instead of
-   * one session run per token (default true). Same tokens either way.
+   * CPU: run greedy decoding (one beam, no sampling, no logits processors but minimum lengths)
+   * inside decoder.onnx, wrapped in an ONNX Loop at load (runtime/generation/greedyLoop.ts),
+   * instead of one session run per token. Same tokens either way. Default: on when the decoder's
+   * weights are at most 1.5 x the image encoder's, off with `staged` — opening a graph with a
+   * subgraph briefly holds its weights twice, which must not raise the model's peak memory much.
    */
   greedyLoop?: boolean;
 }
@@ -161,6 +165,15 @@ class Model implements BlipModel {
   }
 }
 
+/** The weight bytes a graph file of the artifact reads from weights.bin. */
+function graphWeightBytes(dir: string, file: string): number {
+  try {
+    return externalWeightBytes(new Uint8Array(readFileSync(join(dir, file))));
+  } catch {
+    return 0; // a missing file is reported when its session is opened
+  }
+}
+
 /**
  * Load a compiled model directory. Refuses a directory without a manifest (BLIP5001), an invalid
  * one (BLIP5002), one written by another artifact format version (BLIP5003) or with missing files
@@ -178,11 +191,22 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
   if (opts.staged && device === 'cpu' && manifest.graphs.decoder && manifest.graphs.encode) {
     for (const name of ['encode', 'decoder'] as const) {
       const g = manifest.graphs[name]!;
-      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads, greedyLoop: name === 'decoder' && opts.greedyLoop !== false }));
+      // No greedy Loop unless asked for: onnxruntime briefly holds the decoder's weights twice while
+      // it opens a graph with a subgraph (BLIP-base: +470 MiB for a moment), which would undo what
+      // staging saves; a one-shot run spends far more time loading than decoding anyway.
+      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads, greedyLoop: name === 'decoder' && opts.greedyLoop === true }));
       providers[name] = 'cpu';
     }
     return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, undefined);
   }
+  // The greedy Loop (greedyLoop.ts) by default only where its cost at load stays near the loaded
+  // model's size: onnxruntime holds a graph's weights twice for a moment while it opens one with a
+  // subgraph, so opening the decoder (first) peaks at twice its weights, against decoder + encoder
+  // once loaded. Allowed up to a decoder 1.5 x the encoder (BLIP-base 1.24: its peak did not rise,
+  // docs/performance.md; BLIP-2 / InstructBLIP with small LLMs 0.2-0.3), not for large LLMs behind
+  // the ViT (OPT-2.7b: 2.6).
+  const greedyLoop =
+    opts.greedyLoop ?? (manifest.graphs.decoder && manifest.graphs.encode ? graphWeightBytes(dir, manifest.graphs.decoder.file) <= 1.5 * graphWeightBytes(dir, manifest.graphs.encode.file) : false);
   try {
     // The decoder first: while it loads, its tied LM head is resident twice for a moment (mapped
     // for prepacking, and prepacked); that moment then comes before the encoder's weights are in.
@@ -192,7 +216,7 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
       // present.* stay on the device (WebGPU only: openSession applies this to that provider alone)
       const preferredOutputLocation =
         name === 'decoder' && opts.kvOnDevice !== false ? Object.fromEntries(g.outputs.filter((o) => o.name.startsWith('present.')).map((o) => [o.name, 'gpu-buffer' as const])) : undefined;
-      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation, greedyLoop: name === 'decoder' && opts.greedyLoop !== false });
+      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation, greedyLoop: name === 'decoder' && greedyLoop });
       sessions[name] = s.session;
       providers[name] = s.provider;
     }

@@ -162,3 +162,22 @@ export function wrapInGreedyLoop(bytes: Uint8Array): Uint8Array | undefined {
   g.valueInfo = [];
   return onnx.ModelProto.encode(model).finish();
 }
+
+/**
+ * Bytes of external-data initializers a graph file reads (its weights in weights.bin), from the
+ * graph alone; 0 for bytes that are not a model.
+ */
+export function externalWeightBytes(bytes: Uint8Array): number {
+  let model: Model;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const t of model.graph?.initializer ?? []) {
+    const length = (t.externalData ?? []).find((e) => e.key === 'length')?.value;
+    if (length) total += Number(length);
+  }
+  return total;
+}

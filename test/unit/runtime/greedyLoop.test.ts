@@ -13,7 +13,7 @@ import * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { load } from '../../../runtime/model.js';
 import { openSession } from '../../../runtime/session.js';
-import { LOOP, wrapInGreedyLoop } from '../../../runtime/generation/greedyLoop.js';
+import { LOOP, externalWeightBytes, wrapInGreedyLoop } from '../../../runtime/generation/greedyLoop.js';
 import { compileFixture, expected, imagesOf, tempDir } from '../tasks/harness.js';
 
 const { onnx } = onnxProto;
@@ -43,6 +43,9 @@ async function decoderRuns<T>(fn: () => Promise<T>): Promise<{ result: T; runs: 
     proto.run = run;
   }
 }
+
+/** Whether each fixture's default load used the Loop (both kinds should occur). */
+const defaults: boolean[] = [];
 
 /** Fixtures where a row stops before 11 tokens unless EOS is banned (the ban is exercised). */
 const banMattered: string[] = [];
@@ -115,7 +118,7 @@ for (const { fixture, prompt } of CASES) {
     const free = await host.generate(images, { ...minimum, minNewTokens: 0 });
     if (free.some((r) => r.tokenIds.length < 11)) banMattered.push(fixture);
     await host.close();
-    const inGraph = await load(dir, { threads: 1 });
+    const inGraph = await load(dir, { threads: 1, greedyLoop: true });
     const got = await decoderRuns(() => inGraph.generate(images, opts));
     const streamed: Record<number, string> = {};
     const chunked = await decoderRuns(() => inGraph.generate(images, { ...opts, onToken: (row, text) => void (streamed[row] = (streamed[row] ?? '') + text) }));
@@ -145,6 +148,16 @@ for (const { fixture, prompt } of CASES) {
       want.result.map((r) => r.text),
     );
     assert.ok(penalised.runs > 2, `a repetition penalty runs on the host (${penalised.runs} runs)`);
+    // the default: in the graph only where the decoder's weights are at most 1.5 x the encoder's
+    const m = readManifest(dir);
+    const bytes = (f: string) => externalWeightBytes(new Uint8Array(readFileSync(join(dir, f))));
+    const [dec, enc] = [bytes(m.graphs.decoder!.file), bytes(m.graphs.encode!.file)];
+    assert.ok(dec > 0 && enc > 0);
+    const byDefault = await load(dir, { threads: 1 });
+    const dflt = await decoderRuns(() => byDefault.generate(images, opts));
+    await byDefault.close();
+    assert.equal(dflt.runs, dec <= 1.5 * enc ? got.runs : want.runs, `decoder ${dec} B, encoder ${enc} B`);
+    defaults.push(dec <= 1.5 * enc);
     assert.deepEqual(
       gotMin.result.map((r) => r.tokenIds),
       wantMin.map((r) => r.tokenIds),
@@ -156,6 +169,10 @@ for (const { fixture, prompt } of CASES) {
 
 test('the EOS ban was exercised: some fixture stops early without it', () => {
   assert.ok(banMattered.length > 0, 'no fixture row stopped before 11 tokens');
+});
+
+test('the default was exercised both ways: a fixture with the Loop, one without', () => {
+  assert.deepEqual([...new Set(defaults)].sort(), [false, true]);
 });
 
 test('graphs it cannot wrap are left alone: position_ids, subgraphs, no logits', () => {
