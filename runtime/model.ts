@@ -44,8 +44,8 @@ export interface LoadOptions {
    * batch's encode and released before decoder.onnx is opened for its decoding (and that one is
    * released when the batch is done), so the image encoder's and the decoder's weights are never
    * resident together: peak memory is the larger stage, not their sum. For one-shot work on one
-   * batch (`blip run` with at most --batch-size images); every further batch loads both again.
-   * Ignored on other devices and for retrieval models.
+   * batch (`blip run` with at most --batch-size images); every further batch loads both again,
+   * and calls must not overlap. Ignored on other devices and for retrieval models.
    */
   staged?: boolean;
   /**
