@@ -53,7 +53,8 @@ export interface LoadOptions {
    * inside decoder.onnx, wrapped in an ONNX Loop at load (runtime/generation/greedyLoop.ts),
    * instead of one session run per token. Same tokens either way. Default: on when the decoder's
    * weights are at most 1.5 x the image encoder's, off with `staged` — opening a graph with a
-   * subgraph briefly holds its weights twice, which must not raise the model's peak memory much.
+   * subgraph keeps its weights' file pages resident until it is ready (twice its weights in RSS for
+   * a moment), which must not raise the model's peak RSS much.
    */
   greedyLoop?: boolean;
 }
@@ -191,18 +192,20 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
   if (opts.staged && device === 'cpu' && manifest.graphs.decoder && manifest.graphs.encode) {
     for (const name of ['encode', 'decoder'] as const) {
       const g = manifest.graphs[name]!;
-      // No greedy Loop unless asked for: onnxruntime briefly holds the decoder's weights twice while
-      // it opens a graph with a subgraph (BLIP-base: +470 MiB for a moment), which would undo what
-      // staging saves; a one-shot run spends far more time loading than decoding anyway.
+      // No greedy Loop unless asked for: opening a graph with a subgraph keeps the decoder's
+      // weights.bin pages resident until it is ready (BLIP-base: +470 MiB of RSS for a moment, see
+      // above), which would undo what staging saves; a one-shot run spends far more time loading
+      // than decoding anyway.
       sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads, greedyLoop: name === 'decoder' && opts.greedyLoop === true }));
       providers[name] = 'cpu';
     }
     return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, undefined);
   }
   // The greedy Loop (greedyLoop.ts) by default only where its cost at load stays near the loaded
-  // model's size: onnxruntime holds a graph's weights twice for a moment while it opens one with a
-  // subgraph, so opening the decoder (first) peaks at twice its weights, against decoder + encoder
-  // once loaded. Allowed up to a decoder 1.5 x the encoder (BLIP-base 1.24: its peak did not rise,
+  // model's size: while onnxruntime prepacks the weights of a graph with a subgraph it keeps every
+  // one of their weights.bin mappings paged in until the end (page cache, reclaimable: the anonymous
+  // memory is the plain step's), so opening the decoder (first) peaks at twice its weights in RSS,
+  // against decoder + encoder once loaded. Allowed up to a decoder 1.5 x the encoder (BLIP-base 1.24: its peak did not rise,
   // docs/performance.md; BLIP-2 / InstructBLIP with small LLMs 0.2-0.3), not for large LLMs behind
   // the ViT (OPT-2.7b: 2.6).
   const greedyLoop =
