@@ -97,13 +97,14 @@ export function wrapInGreedyLoop(bytes: Uint8Array): Uint8Array | undefined {
   const mask = inner.get('attention_mask');
   const prefix = inner.get('prefix_embeds');
   body.push(
-    // the next token of every row: argmax, or padding once the row has finished (as transformers)
     constant(L('axis1'), { dataType: INT64, dims: [1], int64Data: [1] }),
     constant(L('no_ban'), { dataType: FLOAT, dims: [], floatData: [0] }),
     // min_length / min_new_tokens: EOS banned in the first iterations (the logits output is left as is)
     node('Less', [L('iter'), LOOP.banSteps], [L('banning')]),
     node('Where', [L('banning'), LOOP.eosBan, L('no_ban')], [L('ban')]),
     node('Add', [logits, L('ban')], [L('scores')]),
+    // the next token of every row: argmax, or padding once the row has finished (as transformers);
+    // a row finishes on an EOS id, and the loop stops when every row has
     node('ArgMax', [L('scores')], [L('argmax')], [int('axis', 1), int('keepdims', 0)]),
     node('Where', [L('in.finished'), LOOP.padId, L('argmax')], [L('next')]),
     node('Unsqueeze', [L('next'), L('axis1')], [L('next_ids')]),
