@@ -52,9 +52,9 @@ export interface LoadOptions {
    * CPU: run greedy decoding (one beam, no sampling, no logits processors but minimum lengths)
    * inside decoder.onnx, wrapped in an ONNX Loop at load (runtime/generation/greedyLoop.ts),
    * instead of one session run per token. Same tokens either way. Default: on when the decoder's
-   * weights are at most 1.5 x the image encoder's, off with `staged` — opening a graph with a
-   * subgraph keeps its weights' file pages resident until it is ready (twice its weights in RSS for
-   * a moment), which must not raise the model's peak RSS much.
+   * weights are at most 1.5 x the image encoder's (with `staged`: at most half) — opening a graph
+   * with a subgraph keeps its weights' file pages resident until it is ready (twice its weights in
+   * RSS for a moment), which must not raise the model's peak RSS much.
    */
   greedyLoop?: boolean;
 }
@@ -190,13 +190,14 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
   const providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>> = {};
   const device = typeof opts.device === 'string' ? parseDevice(opts.device) : (opts.device ?? 'cpu');
   if (opts.staged && device === 'cpu' && manifest.graphs.decoder && manifest.graphs.encode) {
+    // The greedy Loop only where opening it stays under the encode stage: opening a graph with a
+    // subgraph keeps the decoder's weights.bin pages resident until it is ready (twice its weights
+    // in RSS for a moment, see below), which for BLIP-base (decoder 1.24 x the encoder) would undo
+    // what staging saves; behind a ViT-g a small LLM's doubled moment is still the smaller stage.
+    const stagedLoop = opts.greedyLoop ?? 2 * graphWeightBytes(dir, manifest.graphs.decoder.file) <= graphWeightBytes(dir, manifest.graphs.encode.file);
     for (const name of ['encode', 'decoder'] as const) {
       const g = manifest.graphs[name]!;
-      // No greedy Loop unless asked for: opening a graph with a subgraph keeps the decoder's
-      // weights.bin pages resident until it is ready (BLIP-base: +470 MiB of RSS for a moment, see
-      // above), which would undo what staging saves; a one-shot run spends far more time loading
-      // than decoding anyway.
-      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads, greedyLoop: name === 'decoder' && opts.greedyLoop === true }));
+      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads, greedyLoop: name === 'decoder' && stagedLoop }));
       providers[name] = 'cpu';
     }
     return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, undefined);

@@ -44,8 +44,9 @@ async function decoderRuns<T>(fn: () => Promise<T>): Promise<{ result: T; runs: 
   }
 }
 
-/** Whether each fixture's default load used the Loop (both kinds should occur). */
+/** Whether each fixture's default load used the Loop (both kinds should occur), resident and staged. */
 const defaults: boolean[] = [];
+const stagedDefaults: boolean[] = [];
 
 /** Fixtures where a row stops before 11 tokens unless EOS is banned (the ban is exercised). */
 const banMattered: string[] = [];
@@ -158,6 +159,16 @@ for (const { fixture, prompt } of CASES) {
     await byDefault.close();
     assert.equal(dflt.runs, dec <= 1.5 * enc ? got.runs : want.runs, `decoder ${dec} B, encoder ${enc} B`);
     defaults.push(dec <= 1.5 * enc);
+    // staged loads: only where the decoder's doubled moment stays under the encoder's weights
+    const staged = await load(dir, { threads: 1, staged: true });
+    const stagedRuns = await decoderRuns(() => staged.generate(images, opts));
+    await staged.close();
+    assert.deepEqual(
+      stagedRuns.result.map((r) => r.tokenIds),
+      want.result.map((r) => r.tokenIds),
+    );
+    assert.equal(stagedRuns.runs, 2 * dec <= enc ? got.runs : want.runs, `staged: decoder ${dec} B, encoder ${enc} B`);
+    stagedDefaults.push(2 * dec <= enc);
     assert.deepEqual(
       gotMin.result.map((r) => r.tokenIds),
       wantMin.map((r) => r.tokenIds),
@@ -173,6 +184,7 @@ test('the EOS ban was exercised: some fixture stops early without it', () => {
 
 test('the default was exercised both ways: a fixture with the Loop, one without', () => {
   assert.deepEqual([...new Set(defaults)].sort(), [false, true]);
+  assert.ok(stagedDefaults.length === CASES.length, 'every case ran a staged load');
 });
 
 test('graphs it cannot wrap are left alone: position_ids, subgraphs, no logits', () => {
