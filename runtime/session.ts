@@ -5,6 +5,7 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { DeviceError, firstLine } from './errors.js';
 import { wrapInGreedyLoop } from './generation/greedyLoop.js';
+import { decodeFlatModel } from './onnxModel.js';
 import { candidates, executionProviders, parseDevice, providerFailure, providerStatus, type Device, type Provider } from './providers.js';
 
 export interface SessionOptions {
@@ -94,17 +95,11 @@ export const HEAD_ALIAS = '::lm_head';
  * are identical. Models with subgraphs or inline initializers are left alone.
  */
 export function untieHead(bytes: Uint8Array): Uint8Array | undefined {
-  let model: onnxProto.onnx.ModelProto;
-  try {
-    model = onnx.ModelProto.decode(bytes);
-  } catch {
-    return undefined; // not a model: onnxruntime reports it
-  }
-  const g = model.graph;
-  if (!g) return undefined;
+  const model = decodeFlatModel(bytes);
+  if (!model) return undefined;
+  const g = model.graph!;
   const nodes = g.node ?? [];
   const inits = g.initializer ?? [];
-  if (nodes.some((n) => (n.attribute ?? []).some((a) => a.g || a.graphs?.length))) return undefined;
   const external = new Map(inits.filter((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL).map((t) => [t.name ?? '', t]));
   const input = (n: onnxProto.onnx.INodeProto, i: number): string => n.input?.[i] ?? '';
   const plain = (n: onnxProto.onnx.INodeProto, ...ops: string[]): boolean => ops.includes(n.opType ?? '') && !n.domain;

@@ -8,11 +8,10 @@ import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError } from './errors.js';
 import type { GraphEntry } from '../src/artifact/manifest.js';
 import type { OpenedSession } from './session.js';
+import { isLoopName } from './generation/greedyLoop.js';
 
 export class StagedSession {
   private opened: Promise<ort.InferenceSession> | undefined;
-  /** How many times the graph was opened (a stage that reopens it loads its weights again). */
-  opens = 0;
 
   private readonly declared: { inputs: readonly string[]; outputs: readonly string[] };
   private current: ort.InferenceSession | undefined;
@@ -40,10 +39,9 @@ export class StagedSession {
 
   private session(): Promise<ort.InferenceSession> {
     this.opened ??= (async () => {
-      this.opens++;
       const { session } = await this.opener();
       // names the runtime's own rewrites add (greedyLoop.ts) are not the manifest's
-      const own = (n: string) => !n.startsWith('loop.');
+      const own = (n: string) => !isLoopName(n);
       const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
       if (!same(session.inputNames.filter(own), this.declared.inputs) || !same(session.outputNames.filter(own), this.declared.outputs)) {
         await session.release();

@@ -193,6 +193,18 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   const inGraph = !cfg.doSample && cfg.processors.every((p) => p.eosBannedBelow !== undefined) && model.greedy !== undefined && opts.greedyChunk !== 0;
   const eosBannedBelow = Math.max(0, ...cfg.processors.map((p) => p.eosBannedBelow ?? 0));
   let step = 0;
+  /** Appends one token per row, marks the rows it finishes and reports it. */
+  const record = (tokens: number[]): void => {
+    if (tokens.length !== B) throw new BlipRuntimeError('BLIP5031', `step ${step}: ${tokens.length} tokens for ${B} rows`);
+    for (let r = 0; r < B; r++) {
+      seqs[r].push(tokens[r]);
+      mask[r].push(1);
+    }
+    const len = seqs[0].length;
+    for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(tokens[r]))) unfinished[r] = false;
+    opts.onToken?.({ step, tokens, finished: unfinished.map((u) => !u) });
+    step++;
+  };
   for (;;) {
     const scores = new Float32Array(logits);
     for (const p of cfg.processors) p(seqs, scores, V);
@@ -202,17 +214,11 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
       if (hasEos && !unfinished[r]) t = cfg.pad!;
       next.push(t);
     }
-    for (let r = 0; r < B; r++) {
-      seqs[r].push(next[r]);
-      mask[r].push(1);
-    }
+    record(next);
     const len = seqs[0].length;
-    for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(next[r]))) unfinished[r] = false;
-    opts.onToken?.({ step, tokens: next, finished: unfinished.map((u) => !u) });
-    step++;
     if (!unfinished.some(Boolean)) break;
     if (inGraph) {
-      // the rest in the model (plain greedy): the tokens it chooses are recorded as above
+      // the rest in the model (greedy): the tokens it chooses are recorded as the host's are
       let feed = next;
       while (unfinished.some(Boolean)) {
         const steps = Math.min(cfg.maxLength - seqs[0].length, opts.greedyChunk ?? Infinity);
@@ -221,17 +227,7 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
         calls++;
         model.dispose?.(state);
         state = g.state;
-        for (const chosen of g.tokens) {
-          if (chosen.length !== B) throw new BlipRuntimeError('BLIP5031', `greedy step ${step}: ${chosen.length} tokens for ${B} rows`);
-          for (let r = 0; r < B; r++) {
-            seqs[r].push(chosen[r]);
-            mask[r].push(1);
-          }
-          const l = seqs[0].length;
-          for (let r = 0; r < B; r++) if (l >= cfg.maxLength || (hasEos && cfg.eos.includes(chosen[r]))) unfinished[r] = false;
-          opts.onToken?.({ step, tokens: chosen, finished: unfinished.map((u) => !u) });
-          step++;
-        }
+        g.tokens.forEach(record);
         feed = g.tokens[g.tokens.length - 1];
       }
       break;

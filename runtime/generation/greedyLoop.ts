@@ -11,6 +11,7 @@
 // unchanged and keep reading the main graph's initializers (outer scope); every name the body
 // defines gets a `loop.` prefix, so nothing in it shadows the main graph.
 import onnxProto from 'onnx-proto';
+import { decodeFlatModel } from '../onnxModel.js';
 
 const { onnx } = onnxProto;
 type Model = onnxProto.onnx.ModelProto;
@@ -34,6 +35,11 @@ export const LOOP = {
   /** Output, int64 (iterations, B): the token chosen in each iteration. */
   tokens: 'loop.tokens',
 } as const;
+
+/** Whether a graph input or output name is one the Loop form adds (not the manifest's). */
+export function isLoopName(name: string): boolean {
+  return name.startsWith('loop.');
+}
 
 /**
  * Step inputs that change from one iteration to the next; every other input is the same for all
@@ -62,19 +68,13 @@ const constant = (out: string, t: onnxProto.onnx.ITensorProto): Node => node('Co
  * its present.*, or an opset whose ReduceMax takes axes as an input (18+).
  */
 export function wrapInGreedyLoop(bytes: Uint8Array): Uint8Array | undefined {
-  let model: Model;
-  try {
-    model = onnx.ModelProto.decode(bytes);
-  } catch {
-    return undefined; // not a model: onnxruntime reports it
-  }
-  const g = model.graph;
-  if (!g) return undefined;
+  const model = decodeFlatModel(bytes);
+  if (!model) return undefined;
+  const g = model.graph!;
   // ReduceMax / ReduceMin take their axes as an attribute up to opset 17
   const opset = (model.opsetImport ?? []).find((o) => !o.domain)?.version;
   if (opset === undefined || opset === null || Number(opset) < 13 || Number(opset) > 17) return undefined;
   const nodes = g.node ?? [];
-  if (nodes.some((n) => (n.attribute ?? []).some((a) => a.g || a.graphs?.length))) return undefined;
   const inputs = g.input ?? [];
   const outputs = g.output ?? [];
   const inputNames = inputs.map((i) => i.name ?? '');

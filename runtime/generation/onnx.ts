@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError } from '../errors.js';
 import type { StepInput, StepModel, StepOutput } from './types.js';
 import type { DeviceRowGather } from './deviceRows.js';
-import { LOOP } from './greedyLoop.js';
+import { LOOP, isLoopName } from './greedyLoop.js';
 
 /** What the runtime needs of a session (an ort.InferenceSession, or a stand-in in tests). */
 export interface DecoderSession {
@@ -125,7 +125,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     this.inputs = new Set(d.inputs);
     this.loop = o.session.inputNames.includes(LOOP.maxSteps);
     if (this.loop) this.greedy = this.greedyInGraph.bind(this);
-    const declared = o.session.inputNames.filter((n) => !Object.values(LOOP).includes(n as never));
+    const declared = o.session.inputNames.filter((n) => !isLoopName(n));
     const want = [...d.inputs];
     if (declared.length !== want.length || declared.some((n) => !this.inputs.has(n))) {
       throw new BlipRuntimeError('BLIP5044', `decoder.onnx declares inputs [${declared.join(', ')}] but the manifest lists [${want.join(', ')}]; recompile the model`);

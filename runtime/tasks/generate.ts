@@ -76,7 +76,7 @@ export interface Timings {
   prefill: number;
   /** The remaining decoding steps, with the host's search work. */
   decode: number;
-  /** Releasing encode.onnx and opening decoder.onnx between the two (staged loading only). */
+  /** Opening and releasing the graphs within the call (staged loading only). */
   load?: number;
   total: number;
 }
