@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { loadProgram } from './syntax/load.js';
 import { compile as compileModel, type CompileResult } from './lower/compile.js';
 import { CompileError } from './lower/CompileError.js';
+import { TARGETS, type Target } from './rewrite/index.js';
 
 export { load } from '../runtime/model.js';
 export type {
@@ -37,8 +38,14 @@ export interface CompileOptions {
   dtype?: 'float32' | 'float16' | 'fp32' | 'fp16';
   /** The model to compile when the file declares several. */
   model?: string;
+  /** Fused operators for one onnxruntime provider: 'cpu', 'cuda', 'webgpu'; 'plain' (default) is standard ONNX. */
+  target?: Target;
+  /** Weight-only block quantization of the linear layers (com.microsoft.MatMulNBits). */
+  quantize?: 'int8' | 'int4';
   /** Bytes of weights written so far, in all, and the tensor just written. */
   onProgress?: (done: number, total: number, key: string) => void;
+  /** Stops the compile between tensors: its partial output is removed and `out` is left as it was. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -59,5 +66,8 @@ export async function compile(graphPath: string, opts: CompileOptions): Promise<
     throw new CompileError('BLIP4015', opts.model ? `${graphPath} has no model '${opts.model}' (it has ${names})` : `${graphPath} declares ${models.length} models (${names}); choose one with the model option`);
   }
   const dtype = opts.dtype === 'fp16' || opts.dtype === 'float16' ? 'float16' : 'float32';
-  return compileModel({ model, graphFile: graphPath, graphText: readFileSync(graphPath, 'utf8'), weights: opts.weights, out: opts.out, dtype, onProgress: opts.onProgress });
+  const target = opts.target ?? 'plain';
+  if (!TARGETS.includes(target)) throw new CompileError('BLIP4015', `unknown target '${target}' (expected ${TARGETS.join(', ')})`);
+  if (opts.quantize !== undefined && opts.quantize !== 'int8' && opts.quantize !== 'int4') throw new CompileError('BLIP4015', `unknown quantize '${opts.quantize}' (expected int8 or int4)`);
+  return compileModel({ model, graphFile: graphPath, graphText: readFileSync(graphPath, 'utf8'), weights: opts.weights, out: opts.out, dtype, target, quantize: opts.quantize, onProgress: opts.onProgress, signal: opts.signal });
 }

@@ -3,6 +3,7 @@
 // largest tensor (plus its transformed copy) and a weight shared by two graphs is written once.
 import { openSync, writeSync, closeSync } from 'node:fs';
 import { float32ToFloat16 } from '../weights/float16.js';
+import { yieldToEventLoop } from './partialOutput.js';
 
 export type WeightData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
 
@@ -86,7 +87,7 @@ export class WeightStore {
    * set of graphs actually references (dead weights are not written). `onProgress` sees the bytes
    * written so far and in all, and the tensor just written.
    */
-  async writeAll(path: string, only?: Set<string>, onProgress?: (done: number, total: number, key: string) => void): Promise<number> {
+  async writeAll(path: string, only?: Set<string>, onProgress?: (done: number, total: number, key: string) => void, signal?: AbortSignal): Promise<number> {
     const fd = openSync(path, 'w');
     let offset = 0;
     const todo = [...this.specs.values()].filter((s) => !only || only.has(s.key));
@@ -94,6 +95,10 @@ export class WeightStore {
     try {
       let done = 0;
       for (const spec of todo) {
+        if (signal) {
+          await yieldToEventLoop(); // producing a tensor is synchronous work: let a signal's handler run
+          signal.throwIfAborted();
+        }
         const data = await spec.produce();
         const count = spec.dims.reduce((a, b) => a * b, 1);
         if (data.length !== count) {

@@ -30,6 +30,7 @@ import { familyOf, generationFor, preprocessFor, textConventionsFor } from './co
 import { floatInput, floatOutput, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
+import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
 
 export interface CompileOptions {
   model: IrModel;
@@ -46,6 +47,12 @@ export interface CompileOptions {
   quantize?: 'int8' | 'int4';
   /** Bytes of weights written so far, in all, and the tensor just written. */
   onProgress?: (done: number, total: number, key: string) => void;
+  /**
+   * Stops the compile (checked between tensors): the partial output is removed, OUT is left as it
+   * was, and the promise rejects with the signal's reason. `blip compile` aborts it on SIGINT,
+   * SIGTERM and SIGHUP.
+   */
+  signal?: AbortSignal;
 }
 
 export interface CompileResult {
@@ -448,12 +455,14 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     const ok = statSync(out).isDirectory() && (existsSync(join(out, MANIFEST_FILE)) || readdirSync(out).length === 0);
     if (!ok) throw new CompileError('BLIP4016', `${opts.out} exists and is not a compiled model (no ${MANIFEST_FILE}); remove it or choose another --out`);
   }
-  const tmp = `${out}.tmp-${process.pid}`;
+  const warnings = removeStaleLeftovers(out).map((p) => `removed ${p}, left by a compile that was killed`);
+  opts.signal?.throwIfAborted();
+  const tmp = partialOutputPath(out);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   try {
     const referenced = new Set(x.graphs.flatMap((g) => [...g.weightNames]));
-    const weightsBytes = await x.store.writeAll(join(tmp, WEIGHTS_FILE), referenced, opts.onProgress);
+    const weightsBytes = await x.store.writeAll(join(tmp, WEIGHTS_FILE), referenced, opts.onProgress, opts.signal);
     const entries: Manifest['graphs'] = {};
     const written: CompileResult['graphs'] = [];
     for (const g of x.graphs) {
@@ -465,7 +474,6 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
       written.push({ name: g.name, file, nodes: g.nodes.length, bytes: bytes.length });
     }
 
-    const warnings: string[] = [];
     const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(join(x.ckpt.dir, f)));
     if (tokFiles.length) {
       mkdirSync(join(tmp, 'tokenizer'));
@@ -520,8 +528,9 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     if (x.rets.some((o) => o.task === 'itm')) manifest.itm = { match_index: 1 };
     writeFileSync(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
 
+    opts.signal?.throwIfAborted();
     if (existsSync(out)) {
-      const old = `${out}.old-${process.pid}`;
+      const old = replacedOutputPath(out);
       renameSync(out, old);
       renameSync(tmp, out);
       rmSync(old, { recursive: true, force: true });

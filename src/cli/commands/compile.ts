@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { loadProgram } from '../../syntax/load.js';
@@ -7,6 +7,18 @@ import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
 import { compile, type CompileResult } from '../../lower/compile.js';
 import { CompileError, formatProblem } from '../../lower/CompileError.js';
 import { TARGETS, type Target } from '../../rewrite/index.js';
+import { partialOutputPath } from '../../lower/partialOutput.js';
+
+/** The reason a compile was aborted: the signal that stopped it. */
+class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+/** The shell's convention: 128 + the signal's number. */
+const EXIT_CODE: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
 
 const command: Command = {
   name: 'compile',
@@ -27,8 +39,10 @@ bfloat16 tensors), and writes a compiled model directory OUTDIR:
 Weights stream one tensor at a time, so memory stays near the largest tensor. Attributes the
 file leaves out come from config.json; a pinned attribute that disagrees with the checkpoint, a
 missing, unexpected or misshapen tensor is an error naming the tensor, the node and its line.
-Nothing is left behind on failure; an existing OUTDIR is replaced only if it holds a compiled
-model. A summary goes to stdout, a progress bar to stderr when it is a terminal.
+Nothing is left behind on failure or on Ctrl-C / SIGTERM / SIGHUP (exit 130 / 143 / 129, OUTDIR as
+it was); what a killed compile left (OUTDIR.tmp-<pid>) is removed by the next compile to OUTDIR.
+An existing OUTDIR is replaced only if it holds a compiled model. A summary goes to stdout, a
+progress bar to stderr when it is a terminal.
 
 Options:
   --weights DIR   the HuggingFace checkpoint directory (required)
@@ -82,11 +96,24 @@ Examples:
     }
 
     const bar = process.stderr.isTTY ? progressBar() : undefined;
+    // A signal stops the compile between two tensors, which removes its partial output; a second
+    // one does not wait for that.
+    const abort = new AbortController();
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (!abort.signal.aborted) return abort.abort(new Interrupted(sig));
+      rmSync(partialOutputPath(opt.out), { recursive: true, force: true });
+      process.exit(EXIT_CODE[sig]);
+    };
+    for (const s of STOP_SIGNALS) process.on(s, onSignal);
     let result: CompileResult;
     try {
-      result = await compile({ model, graphFile: file, graphText: readFileSync(file, 'utf8'), weights: opt.weights, out: opt.out, dtype, target, quantize, onProgress: bar?.update });
+      result = await compile({ model, graphFile: file, graphText: readFileSync(file, 'utf8'), weights: opt.weights, out: opt.out, dtype, target, quantize, onProgress: bar?.update, signal: abort.signal });
     } catch (e) {
       bar?.clear();
+      if (e instanceof Interrupted) {
+        process.stderr.write(`blip compile: stopped by ${e.signal}; nothing written, ${opt.out} is as it was\n`);
+        return EXIT_CODE[e.signal];
+      }
       if (e instanceof CompileError) {
         const located: Diagnostic[] = e.problems.filter((p) => p.loc).map((p) => ({ code: p.code, severity: 'error', message: p.message, loc: p.loc! }));
         for (const p of e.problems.filter((p) => !p.loc)) process.stderr.write(formatProblem(p) + '\n');
@@ -94,6 +121,8 @@ Examples:
         return 1;
       }
       throw e; // checkpoint-file errors (BLIP400x) print as one line; anything else is a bug
+    } finally {
+      for (const s of STOP_SIGNALS) process.off(s, onSignal);
     }
     bar?.clear();
     process.stdout.write(summary(result));

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { formatSource } from '../../syntax/print.js';
@@ -60,10 +60,30 @@ Examples:
           status = 1;
         }
       } else if (write) {
-        if (r.text !== text) writeFileSync(file, r.text);
+        if (r.text !== text) {
+          const problem = replaceFile(file, r.text);
+          if (problem) {
+            process.stderr.write(`${file}:1:1 - error BLIP2001: cannot write the formatted file: ${problem}\n`);
+            status = 1;
+          }
+        }
       } else process.stdout.write(r.text);
     }
     return status;
   },
 };
 export default command;
+
+/** Writes `text` beside `file` and renames it over it (same mode), so `file` is never half-written. */
+function replaceFile(file: string, text: string): string | undefined {
+  const tmp = `${file}.fmt-${process.pid}`;
+  try {
+    writeFileSync(tmp, text);
+    chmodSync(tmp, statSync(file).mode & 0o7777);
+    renameSync(tmp, file);
+    return undefined;
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    return (e as Error).message;
+  }
+}

@@ -1,7 +1,7 @@
 // blip check, fmt and graph as a user runs them: exit codes, what goes to stdout and stderr.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
@@ -15,6 +15,7 @@ writeFileSync(bad, 'model m {\n  input image: image\n  node v: vitt(image) @ "vi
 
 const messy = join(dir, 'messy.blip');
 writeFileSync(messy, 'model m{input image:image\nnode v:vit(image)@"v"\noutput o:generate(v)}');
+chmodSync(messy, 0o640);
 const broken = join(dir, 'broken.blip');
 writeFileSync(broken, 'model m { node v: vit(image @ "v" }\n');
 
@@ -79,6 +80,9 @@ test('blip fmt: prints the canonical layout; --check and --write', async () => {
   assert.deepEqual(await run('fmtCheck1'), { code: 1, out: messy + '\n', err: '' });
   assert.deepEqual(await run('fmtWrite'), { code: 0, out: '', err: '' });
   assert.equal(readFileSync(messy, 'utf8'), canonical);
+  // Written beside the file and renamed over it: same mode, no temporary file left.
+  assert.equal(statSync(messy).mode & 0o777, 0o640);
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('messy.')), ['messy.blip']);
   assert.deepEqual(await run('fmtCheck2'), { code: 0, out: '', err: '' });
   assert.deepEqual(await run('fmtCheckGraphs'), { code: 0, out: '', err: '' });
 });

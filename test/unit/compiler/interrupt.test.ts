@@ -1,0 +1,131 @@
+// A compile that is stopped leaves nothing behind: aborted through its AbortSignal (what `blip
+// compile` does on SIGINT / SIGTERM / SIGHUP) it removes its partial output and leaves OUT as it was;
+// what a killed one left (OUT.tmp-<pid>) is removed by the next compile to the same OUT.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compile } from '../../../src/lower/compile.js';
+import { partialOutputPath } from '../../../src/lower/partialOutput.js';
+import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
+import { FIXTURES, loadModel, tmp } from './harness.js';
+
+const CAPTION = 'graphs/blip-caption.blip';
+const WEIGHTS = join(FIXTURES, 'blip-caption-a', 'checkpoint');
+
+function compileTo(out: string, extra: { signal?: AbortSignal; onProgress?: () => void } = {}) {
+  const { model, text } = loadModel(CAPTION);
+  return compile({ model, graphFile: CAPTION, graphText: text, weights: WEIGHTS, out, ...extra });
+}
+
+/** Entries beside `out` that a compile of it writes or leaves (OUT.tmp-<pid>, OUT.old-<pid>). */
+const leftovers = (root: string) => readdirSync(root).filter((f) => f.startsWith('out.'));
+
+test('an aborted compile removes its partial output and leaves the model at OUT as it was', async () => {
+  const root = tmp('abort-');
+  try {
+    const out = join(root, 'out');
+    await compileTo(out);
+    const before = readFileSync(join(out, 'weights.bin'));
+    const manifest = readFileSync(join(out, 'manifest.json'), 'utf8');
+    const abort = new AbortController();
+    let tensors = 0;
+    let sawPartial = false;
+    const reason = new Error('stop here');
+    await assert.rejects(
+      compileTo(out, {
+        signal: abort.signal,
+        onProgress: () => {
+          sawPartial ||= existsSync(partialOutputPath(out));
+          if (++tensors === 3) abort.abort(reason);
+        },
+      }),
+      (e) => e === reason,
+    );
+    assert.ok(sawPartial, 'the compile was writing its partial output when it was aborted');
+    assert.equal(tensors, 3, 'it stopped at the next tensor');
+    assert.deepEqual(leftovers(root), [], 'no partial output is left');
+    assert.equal(readFileSync(join(out, 'manifest.json'), 'utf8'), manifest);
+    assert.ok(readFileSync(join(out, 'weights.bin')).equals(before), 'the earlier model is untouched');
+
+    // Aborted before it starts writing: nothing is created.
+    const fresh = join(root, 'fresh');
+    await assert.rejects(compileTo(fresh, { signal: AbortSignal.abort(reason) }), (e) => e === reason);
+    assert.deepEqual(readdirSync(root).sort(), ['out']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("what killed compiles left beside OUT is removed by the next compile; a running compile's is not", async () => {
+  const root = tmp('stale-');
+  try {
+    const out = join(root, 'out');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!; // a process that has exited
+    const alive = process.ppid;
+    for (const p of [partialOutputPath(out, gone), `${out}.old-${gone}`, partialOutputPath(out, alive)]) {
+      mkdirSync(p);
+      writeFileSync(join(p, 'weights.bin'), 'partial');
+    }
+    writeFileSync(join(root, 'out.tmp-notapid'), 'not ours');
+    const r = await compileTo(out);
+    assert.deepEqual(leftovers(root).sort(), [`out.tmp-${alive}`, 'out.tmp-notapid']);
+    const removed = r.warnings.filter((w) => w.startsWith('removed '));
+    assert.equal(removed.length, 2, r.warnings.join('\n'));
+    assert.match(removed.join('\n'), new RegExp(`out\\.tmp-${gone}, left by a compile that was killed`));
+    assert.match(removed.join('\n'), new RegExp(`out\\.old-${gone}, left by a compile that was killed`));
+    assert.ok(existsSync(join(out, 'manifest.json')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('blip compile stopped by SIGINT exits 130 with one line and leaves nothing behind', async () => {
+  const root = tmp('sigint-');
+  try {
+    // The fixture with a 1M-token vocabulary (a 192 MB embedding), so that the weights take long
+    // enough to write for the signal to arrive while they are written.
+    const ckpt = join(root, 'checkpoint');
+    mkdirSync(ckpt);
+    for (const f of readdirSync(WEIGHTS)) if (f !== 'model.safetensors' && f !== 'config.json') copyFileSync(join(WEIGHTS, f), join(ckpt, f));
+    const V = 1 << 20;
+    const config = JSON.parse(readFileSync(join(WEIGHTS, 'config.json'), 'utf8'));
+    config.text_config.vocab_size = V;
+    writeFileSync(join(ckpt, 'config.json'), JSON.stringify(config));
+    const st = SafetensorsFile.open(join(WEIGHTS, 'model.safetensors'));
+    const tensors = [...st.tensors.values()].map((t) => {
+      if (t.name === 'text_decoder.bert.embeddings.word_embeddings.weight') return { name: t.name, dtype: 'F32', shape: [V, t.shape[1]], data: new Uint8Array(V * t.shape[1] * 4) };
+      if (t.name === 'text_decoder.cls.predictions.bias') return { name: t.name, dtype: 'F32', shape: [V], data: new Uint8Array(V * 4) };
+      return { name: t.name, dtype: t.dtype, shape: t.shape, data: st.readRaw(t.name) };
+    });
+    st.close();
+    writeFileSync(join(ckpt, 'model.safetensors'), encodeSafetensors(tensors));
+
+    const out = join(root, 'out');
+    const main = new URL('../../../src/cli/main.js', import.meta.url).href;
+    const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' ? [a, all[i + 1]] : a.startsWith('--import=') ? [a] : []));
+    const child = spawn(process.execPath, [...hooks, '--input-type=module', '-e', `const { main } = await import(${JSON.stringify(main)}); process.exit(await main(process.argv.slice(1)));`, 'compile', CAPTION, '--weights', ckpt, '--out', out, '--dtype', 'fp16'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    let signalled = false;
+    const poll = setInterval(() => {
+      if (!signalled && existsSync(partialOutputPath(out, child.pid!))) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    }, 2);
+    const code = await exited;
+    clearInterval(poll);
+    assert.ok(signalled, `the compile finished before its partial output was seen (exit ${code}): ${stdout}${stderr}`);
+    assert.equal(code, 130, stderr);
+    assert.equal(stdout, '');
+    assert.equal(stderr, `blip compile: stopped by SIGINT; nothing written, ${out} is as it was\n`);
+    assert.deepEqual(readdirSync(root).sort(), ['checkpoint']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,28 @@
+// The package's compile(): the options `blip compile` has (--target, --quantize) reach the compiler.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { compile, CompileError } from '../../../src/index.js';
+import { FIXTURES, tmp } from './harness.js';
+
+const GRAPH = 'graphs/blip-caption.blip';
+const weights = join(FIXTURES, 'blip-caption-a', 'checkpoint');
+
+test('compile() takes target and quantize, and refuses values it does not know', async () => {
+  const root = tmp('api-');
+  try {
+    const r = await compile(GRAPH, { weights, out: join(root, 'cpu'), target: 'cpu', quantize: 'int8' });
+    assert.equal(r.manifest.target, 'cpu');
+    assert.equal(r.manifest.quantize, 'int8');
+    const decoder = readFileSync(join(root, 'cpu', 'decoder.onnx')).toString('latin1');
+    for (const op of ['MultiHeadAttention', 'SkipLayerNormalization', 'MatMulNBits']) assert.ok(decoder.includes(op), `decoder.onnx has no ${op}`);
+    const plain = await compile(GRAPH, { weights, out: join(root, 'plain') });
+    assert.equal(plain.manifest.target, undefined);
+    assert.ok(!readFileSync(join(root, 'plain', 'decoder.onnx')).toString('latin1').includes('MultiHeadAttention'));
+    await assert.rejects(compile(GRAPH, { weights, out: join(root, 'x'), target: 'tpu' as never }), (e) => e instanceof CompileError && /unknown target 'tpu' \(expected plain, cpu, cuda, webgpu\)/.test(e.message));
+    await assert.rejects(compile(GRAPH, { weights, out: join(root, 'y'), quantize: 'int2' as never }), (e) => e instanceof CompileError && /unknown quantize 'int2'/.test(e.message));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
