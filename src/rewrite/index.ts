@@ -12,6 +12,7 @@ import { RotaryEmbeddingFusion } from './RotaryEmbeddingFusion.js';
 import { GroupQueryAttentionFusion } from './GroupQueryAttentionFusion.js';
 import { SimplifiedLayerNormFusion } from './SimplifiedLayerNormFusion.js';
 import { MatMulNBitsFusion } from './MatMulNBitsFusion.js';
+import { AttentionBiasFusion } from './AttentionBiasFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
 export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
@@ -29,7 +30,7 @@ const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, S
  */
 export const PIPELINES: Record<Target, Fusion[]> = {
   plain: [],
-  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion],
+  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, AttentionBiasFusion],
   cuda: [...BEFORE_ATTENTION, MultiHeadAttentionFusion],
   webgpu: [...BEFORE_ATTENTION],
 };
