@@ -53,6 +53,9 @@ interface Case {
   torchWarmup: number;
   torchRepeat: number;
   oursRepeat?: number;
+  /** blip-graph's `--dtype` (default float32) and PyTorch's dtype (default float32). */
+  dtype?: 'float32' | 'float16';
+  torchDtype?: 'float32' | 'float16';
 }
 
 const blipBase = (batch: number): Case => ({
@@ -106,6 +109,29 @@ const CASES: Case[] = [
     torchRepeat: 2,
     oursRepeat: 3,
   },
+  // The published BLIP-2 OPT-2.7b, from a float16 checkpoint (7.5 GB). Both sides compute in float32
+  // on the CPU (the float16 weights converted exactly): PyTorch's float16 GEMM runs at 0.3 GFLOPS on
+  // this machine (an EVA ViT-g encode would take ~30 min), so float16 PyTorch is no peer here; the
+  // -fp16 case is blip-graph's `--dtype fp16` artifact against the same float32 PyTorch.
+  ...(['float32', 'float16'] as const).map(
+    (dtype): Case => ({
+      name: dtype === 'float32' ? 'blip2-opt-2.7b-b1' : 'blip2-opt-2.7b-fp16-b1',
+      what: `BLIP-2 OPT-2.7b (EVA ViT-g/14 + Q-Former + OPT-2.7b, 32 × 2560), blip-graph ${dtype}, PyTorch float32, batch 1`,
+      graph: 'graphs/pinned/blip2-opt-2.7b.blip',
+      checkpoint: '.bench/blip2-opt-2.7b-fp16',
+      make: ['test/oracle/make_fullsize_blip2.py', 'blip2-opt-2.7b', '--dtype', 'float16', '--out', '.bench/blip2-opt-2.7b-fp16'],
+      tokenizerFrom: 'test/fixtures/blip2-opt-a/checkpoint',
+      config: { image_token_index: 476 },
+      processor: (p) => ((p.image_processor.size = { height: 224, width: 224 }), (p.num_query_tokens = 32)),
+      prompt: 'Question: what is in the picture? Answer:',
+      batch: 1,
+      crossLength: 0,
+      torchWarmup: 1,
+      torchRepeat: 2,
+      oursRepeat: 2,
+      dtype,
+    }),
+  ),
 ];
 
 function args(argv: string[]) {
@@ -169,11 +195,11 @@ function benchView(c: Case): string {
 async function compiled(c: Case, view: string, target: Target, recompile: boolean): Promise<string> {
   const out = join(BENCH, 'bench', c.name.replace(/-b\d+$/, ''), `compiled-${target}`);
   if (!recompile && existsSync(join(out, 'manifest.json'))) return out;
-  log(`compiling ${c.graph} --target ${target} -> ${relative(ROOT, out)}`);
+  log(`compiling ${c.graph} --target ${target}${c.dtype === 'float16' ? ' --dtype fp16' : ''} -> ${relative(ROOT, out)}`);
   const graph = join(ROOT, c.graph);
   const p = loadProgram(graph);
   if (!p.program) throw new Error(`${c.graph} does not load`);
-  const r = await compile({ model: p.program.models[0], graphFile: c.graph, graphText: readFileSync(graph, 'utf8'), weights: view, out, target });
+  const r = await compile({ model: p.program.models[0], graphFile: c.graph, graphText: readFileSync(graph, 'utf8'), weights: view, out, target, dtype: c.dtype ?? 'float32' });
   log(`compiled in ${r.seconds.toFixed(0)} s: ${r.graphs.map((g) => `${g.file} ${g.nodes} nodes`).join(', ')}`);
   return out;
 }
@@ -266,13 +292,13 @@ async function main(): Promise<void> {
     let t: any;
     if (o.torch) {
       log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${c.torchRepeat})`);
-      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...torchGenerateArgs(decoding), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
+      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--dtype', c.torchDtype ?? 'float32', ...torchGenerateArgs(decoding), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
     }
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
-    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
-    if (t) rows.push({ case: c.name, impl: t.peer, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
+    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
   }
   const bw = Math.max(...bws);
@@ -295,7 +321,7 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [
-    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32, greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case)`,
+    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case)`,
     '',
     '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
