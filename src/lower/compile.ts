@@ -456,6 +456,9 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     if (!ok) throw new CompileError('BLIP4016', `${opts.out} exists and is not a compiled model (no ${MANIFEST_FILE}); remove it or choose another --out`);
   }
   const warnings = removeStaleLeftovers(out).map((p) => `removed ${p}, left by a compile that was killed`);
+  if (x.store.floatType === 'float16' && (opts.target ?? 'plain') === 'cpu') {
+    warnings.push('float16 for the CPU target saves disk only: onnxruntime\'s CPU provider runs the matrix products in float32 with converted copies of the weights (more memory than --dtype fp32, no faster); fp16 is for cuda and webgpu, --quantize int8 makes CPU weights smaller');
+  }
   opts.signal?.throwIfAborted();
   const tmp = partialOutputPath(out);
   rmSync(tmp, { recursive: true, force: true });

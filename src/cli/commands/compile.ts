@@ -48,7 +48,8 @@ Options:
   --weights DIR   the HuggingFace checkpoint directory (required)
   --out OUTDIR    where to write the compiled model (required)
   --dtype T       fp32 (default) or fp16: precision of the weights and arithmetic
-                  (graph inputs and outputs stay float32)
+                  (graph inputs and outputs stay float32); fp16 is for GPUs: the CPU
+                  provider computes it in float32 with more memory than fp32
   --target T      plain (default), cpu, cuda or webgpu: plain writes standard ONNX any runtime
                   loads; a target replaces attention, residual + layer norm, GELU, RMSNorm and
                   rotary positions by onnxruntime's fused operators that have kernels there

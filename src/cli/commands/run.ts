@@ -238,6 +238,10 @@ Examples:
     // One batch: the image encoder is released before the decoder loads (runtime/stagedSession.ts),
     // so the command's peak memory is the larger of the two, not their sum.
     const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: files.length <= bs });
+    if (manifest.dtype === 'float16' && Object.values(model.providers).includes('cpu')) {
+      // Measured on BLIP-2 OPT-2.7b (docs/performance.md, run K): 1.08x the float32 model's memory, 10 % slower.
+      process.stderr.write(`warning: ${a.dir} is a float16 model; the CPU provider runs its matrix products in float32 with converted copies of the weights (more memory than the float32 model, and no faster); for the CPU compile with --dtype fp32, or --quantize int8 for smaller weights\n`);
+    }
     let failed = 0;
     const bar = progress(files.length);
     const out = (s: string) => process.stdout.write(s);

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
-import { compileFixture, expected, fixturePath, imagesOf, tempDir } from './harness.js';
+import { compileFixture, expected, fixturePath, imagesOf, repoRoot, tempDir } from './harness.js';
+import { compile } from '../../../src/index.js';
 
 type Result = CliResult;
 
@@ -18,6 +19,7 @@ let itm: string;
 let vqa: string;
 let old: string;
 let folder: string;
+let half: string;
 let R: Record<string, Result>;
 
 const [IMG_A, IMG_B] = imagesOf(expected('blip-caption-a'));
@@ -26,6 +28,8 @@ before(async () => {
   caption = await compileFixture('blip-caption-a', tmp.dir);
   itm = await compileFixture('blip-itm-a', tmp.dir);
   vqa = await compileFixture('blip-vqa-a', tmp.dir);
+  half = join(tmp.dir, 'half');
+  await compile(join(repoRoot(), 'graphs', 'blip-caption.blip'), { weights: fixturePath('blip-caption-a', 'checkpoint'), out: half, dtype: 'fp16' });
   old = join(tmp.dir, 'old');
   cpSync(caption, old, { recursive: true });
   const m = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8'));
@@ -46,6 +50,7 @@ before(async () => {
     sample1: cap('--image', IMG_A, '--sample', '--top-p', '0.9', '--seed', '5', '--json'),
     sample2: cap('--image', IMG_A, '--sample', '--top-p=0.9', '--seed=5', '--json', '--threads', '1'),
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
+    half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
     help: ['run', '--help'],
     // usage errors (2)
     unknownFlag: cap('--image', IMG_A, '--beam', '3'),
@@ -173,4 +178,15 @@ test('failures exit 1 with one line: missing image, another format version, a fo
     assert.equal(lines(r.err).length, 1, r.err);
     assert.match(r.err.trim(), re, name);
   }
+});
+
+test('a float16 model on the CPU runs, with one warning on stderr that it costs memory there and why', () => {
+  const r = R.half;
+  assert.equal(r.code, 0, r.err);
+  assert.equal(lines(r.out).length, 1);
+  assert.ok(JSON.parse(r.out).token_ids.length > 0);
+  assert.equal(lines(r.err).length, 1, r.err);
+  assert.match(r.err, /^warning: .*half is a float16 model; the CPU provider runs its matrix products in float32 .*compile with --dtype fp32, or --quantize int8/);
+  // The float32 model says nothing.
+  assert.equal(R.json.err, '');
 });
