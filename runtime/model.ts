@@ -29,7 +29,7 @@ export type { ImageInput, DecodedImage } from './tasks/images.js';
 export interface LoadOptions {
   /** cpu (default) | cuda | tensorrt | webgpu | auto. */
   device?: Device | string;
-  /** Intra-op threads per session (ORT's default: one per physical core). */
+  /** Intra-op threads per session (default: one per physical core this process may use, runtime/threads.ts). */
   threads?: number;
   /** GPU index for cuda / tensorrt. */
   deviceId?: number;

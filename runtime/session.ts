@@ -7,11 +7,12 @@ import { DeviceError, firstLine } from './errors.js';
 import { wrapInGreedyLoop } from './generation/greedyLoop.js';
 import { decodeFlatModel } from './onnxModel.js';
 import { candidates, executionProviders, parseDevice, providerFailure, providerStatus, type Device, type Provider } from './providers.js';
+import { defaultThreads } from './threads.js';
 
 export interface SessionOptions {
   /** cpu | cuda | tensorrt | webgpu | auto (default cpu). */
   device?: Device | string;
-  /** Intra-op threads (ORT's default: one per physical core). */
+  /** Intra-op threads (default: one per physical core this process may use, runtime/threads.ts). */
   threads?: number;
   deviceId?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
@@ -31,15 +32,14 @@ export interface OpenedSession {
   fallbacks: Array<{ provider: Provider; reason: string }>;
 }
 
-function baseOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
+/** Session options common to every provider (exported for tests). */
+export function baseOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
   const opts: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: o.graphOptimizationLevel ?? 'all',
     logSeverityLevel: o.logSeverityLevel ?? 3,
   };
-  if (o.threads !== undefined) {
-    if (!Number.isInteger(o.threads) || o.threads < 1) throw new DeviceError('BLIP5043', `threads must be a positive integer, found ${o.threads}`);
-    opts.intraOpNumThreads = o.threads;
-  }
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new DeviceError('BLIP5043', `threads must be a positive integer, found ${o.threads}`);
+  opts.intraOpNumThreads = o.threads ?? defaultThreads();
   return opts;
 }
 

@@ -216,7 +216,7 @@ Options:
     --seed N                seed of the sampler (default 0): the same seed gives the same text
   --batch-size N            images per model call (default 8)
   --device D                cpu (default), cuda, tensorrt, webgpu or auto
-  --threads N               CPU threads per session (default: one per core)
+  --threads N               CPU threads per session (default: one per physical core)
   --json                    one JSON object per line (generating models)
 
 Examples:

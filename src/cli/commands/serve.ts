@@ -24,7 +24,8 @@ Options:
   --port N            TCP port (required; 0 picks a free one and prints it)
   --host H            address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --device D          cpu | cuda | tensorrt | webgpu | auto (default cpu)
-  --threads N         ONNX Runtime intra-op threads per worker (default: one per core)
+  --threads N         ONNX Runtime intra-op threads per worker (default: the physical cores
+                      divided among the workers of a model, at least one)
   --workers N         inference workers per model, each with its own sessions (default 1)
   --max-batch N       rows (images x n, ITM pairs, embedding inputs) per model call (default 8)
   --max-queue N       requests waiting for a worker, all models together; beyond it: 429 with
@@ -92,13 +93,18 @@ const command: Command = {
     }
     const log = v.quiet ? undefined : (line: string) => process.stderr.write(`blip serve: ${line}\n`);
     const { startServer, parseModelArg } = await import('../../../runtime/server/index.js');
+    const workers = int('workers', v.workers, 1) ?? 1;
+    // Several workers of one model run at once: by default they share the cores rather than each
+    // taking all of them (spinning thread pools on more threads than cores slow everyone down).
+    const { defaultThreads } = await import('../../../runtime/threads.js');
+    const threads = int('threads', v.threads, 1) ?? Math.max(1, Math.floor(defaultThreads() / workers));
     const server = await startServer({
       models: parsed.positionals.map(parseModelArg),
       host: v.host ?? '127.0.0.1',
       port,
       device: v.device,
-      threads: int('threads', v.threads, 1),
-      workers: int('workers', v.workers, 1),
+      threads,
+      workers,
       maxBatch: int('max-batch', v['max-batch'], 1),
       maxQueue: int('max-queue', v['max-queue'], 1),
       timeoutMs: int('timeout-ms', v['timeout-ms'], 1),
@@ -106,7 +112,7 @@ const command: Command = {
       allowFiles: v['allow-files'],
       log,
     });
-    for (const m of server.models) log?.(`model ${m.id}: ${m.manifest.family} ${m.manifest.task} (${m.dir}) on ${Object.values(server.scheduler.providers(m.id))[0] ?? 'cpu'}`);
+    for (const m of server.models) log?.(`model ${m.id}: ${m.manifest.family} ${m.manifest.task} (${m.dir}) on ${Object.values(server.scheduler.providers(m.id))[0] ?? 'cpu'}, ${workers} worker${workers === 1 ? '' : 's'} × ${threads} thread${threads === 1 ? '' : 's'}`);
     // the one line on stdout: where to connect (scripts read it, e.g. with --port 0)
     process.stdout.write(`listening on ${server.url}\n`);
     await new Promise<void>((resolve) => {

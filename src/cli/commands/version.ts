@@ -4,6 +4,7 @@ import { UsageError } from '../Command.js';
 import { VERSION } from '../../version.js';
 import { hugePageStatus } from '../../../runtime/hugePages.js';
 import { providerStatus, type Provider } from '../../../runtime/providers.js';
+import { cpuFacts, threadsFor } from '../../../runtime/threads.js';
 
 const command: Command = {
   name: 'version',
@@ -11,7 +12,8 @@ const command: Command = {
   help: `Usage: blip version [--verbose]
 
 Prints the blip-graph version. With --verbose, also the Node.js and onnxruntime-node versions,
-which execution providers are installed, and whether large buffers get huge pages.
+which execution providers are installed, the CPU threads a session gets by default, and whether
+large buffers get huge pages.
 
 Example:
   blip version --verbose`,
@@ -27,6 +29,9 @@ Example:
         return s.installed ? `${p}: installed` : `${p}: not installed (${s.reason})`;
       });
       lines.push(...providers.map((p) => `provider ${p}`));
+      const cpu = cpuFacts();
+      const why = [`${cpu.physicalCores ?? '?'} physical cores`, `${cpu.available} CPUs available`, ...(cpu.quota !== undefined ? [`CPU quota ${cpu.quota}`] : [])];
+      lines.push(`cpu threads: ${threadsFor(cpu)} per session by default (${why.join(', ')}; --threads sets it)`);
       lines.push(hugePageStatus().line);
     }
     process.stdout.write(lines.join('\n') + '\n');

@@ -68,3 +68,21 @@ test('SIGTERM: the running request is finished, then the process exits 0', async
   assert.match(err, /SIGTERM: no new requests/);
   assert.match(err, /stopped/);
 });
+
+test("without --threads, a model's workers share the physical cores; the startup line says how", async () => {
+  const dir = await compiledFixture('blip2-opt', 'blip2-opt-a');
+  const { defaultThreads } = await import('../../../runtime/threads.js');
+  const child = spawn(process.execPath, args(['serve', `opt=${dir}`, '--port', '0', '--workers', '2']), { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  const line = await new Promise<string>((resolve, reject) => {
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      const m = /^blip serve: model opt: .*$/m.exec(err);
+      if (m) resolve(m[0]);
+    });
+    child.on('exit', (c) => reject(new Error(`exited ${c}: ${err}`)));
+  });
+  child.kill('SIGTERM');
+  const per = Math.max(1, Math.floor(defaultThreads() / 2));
+  assert.match(line, new RegExp(`on cpu, 2 workers × ${per} threads?$`));
+});
