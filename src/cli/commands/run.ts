@@ -159,6 +159,24 @@ function expandImages(paths: string[]): string[] {
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
+const sizeOf = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.max(1, Math.round(bytes / 1e6))} MB`);
+
+/** One line on stderr (a terminal only) until the first output clears it. */
+export function statusLine(on: boolean, write: (s: string) => void = (s) => process.stderr.write(s)) {
+  let shown = false;
+  return {
+    show(text: string) {
+      if (!on) return;
+      write(`\r${text}\x1b[K`);
+      shown = true;
+    },
+    clear() {
+      if (shown) write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
 function progress(total: number) {
   const on = process.stderr.isTTY === true && total > 1;
   let last = 0;
@@ -194,8 +212,8 @@ released before the decoder is loaded, so the peak memory is the larger of the t
 ITM / retrieval models score every image against every --text, one JSON line per pair:
   {"image", "text", "itm", "itc"}   itm = P(match) from the ITM head, itc = cosine similarity
 An image that cannot be read gets an error line ({"image", "error"} with --json, else on stderr)
-and the others still run; the exit code is then 1. A progress bar goes to stderr when it is a
-terminal and there are several images.
+and the others still run; the exit code is then 1. On a terminal, stderr shows a loading line
+until the first output (a large model takes a while to read) and a progress bar for several images.
 
 Options:
   --image PATH              an image file or folder (repeat for more; required)
@@ -237,14 +255,18 @@ Examples:
     const bs = a.num['batch-size'] ?? 8;
     // One batch: the image encoder is released before the decoder loads (runtime/stagedSession.ts),
     // so the command's peak memory is the larger of the two, not their sum.
+    // A large model takes a while to load (OPT-2.7b: a minute, reading 15 GB): say so on a terminal.
+    const status = statusLine(process.stderr.isTTY === true);
+    status.show(`loading ${a.dir} (${sizeOf(manifest.weights.bytes)} of weights) and running the first ${files.length > 1 ? 'batch' : 'image'}...`);
     const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: files.length <= bs });
     if (manifest.dtype === 'float16' && Object.values(model.providers).includes('cpu')) {
+      status.clear();
       // Measured on BLIP-2 OPT-2.7b (docs/performance.md, run K): 1.08x the float32 model's memory, 10 % slower.
       process.stderr.write(`warning: ${a.dir} is a float16 model; the CPU provider runs its matrix products in float32 with converted copies of the weights (more memory than the float32 model, and no faster); for the CPU compile with --dtype fp32, or --quantize int8 for smaller weights\n`);
     }
     let failed = 0;
     const bar = progress(files.length);
-    const out = (s: string) => process.stdout.write(s);
+    const out = (s: string) => (status.clear(), process.stdout.write(s));
     try {
       let done = 0;
       for (let s = 0; s < files.length; s += bs) {
@@ -273,7 +295,10 @@ Examples:
           else {
             failed++;
             if (json) out(JSON.stringify({ image: f, error: err.msg, code: err.code }) + '\n');
-            else process.stderr.write(`error ${err.code}: ${err.msg}\n`);
+            else {
+              status.clear();
+              process.stderr.write(`error ${err.code}: ${err.msg}\n`);
+            }
           }
         }
         done += chunk.length;
@@ -281,6 +306,7 @@ Examples:
       }
       bar.clear();
     } finally {
+      status.clear();
       await model.close();
     }
     return failed ? 1 : 0;
