@@ -3,7 +3,7 @@
 // for the model already at OUT. A compile stopped by a signal it can handle removes its own (see
 // CompileOptions.signal); one killed outright (SIGKILL, out of memory, power) cannot, so the next
 // compile to the same OUT removes those of processes that no longer exist.
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 
 /** The directory a compile of `out` by process `pid` writes into before renaming it to `out`. */
@@ -32,10 +32,15 @@ function processExists(pid: number): boolean {
  */
 export function removeStaleLeftovers(out: string): string[] {
   const dir = dirname(resolve(out));
-  if (!existsSync(dir)) return [];
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return []; // no such folder yet, or not listable: nothing of ours to find there
+  }
   const name = basename(resolve(out));
   const removed: string[] = [];
-  for (const entry of readdirSync(dir)) {
+  for (const entry of entries) {
     if (!entry.startsWith(name + '.')) continue;
     const m = /^\.(tmp|old)-(\d+)$/.exec(entry.slice(name.length));
     if (!m) continue;
