@@ -28,7 +28,7 @@ function biasAdd(g: GraphView, v: string, reader: Node): { x: string; bias: stri
 /** q, k, v = Split(Add(QKV, b)) into three equal parts along the last axis, read by `mha` alone. */
 function packed(g: GraphView, mha: Node): { split: Node; x: string; bias: string } | undefined {
   const split = g.producer(mha.input![0], 'Split');
-  if (!split || split.domain || split.output!.length !== 3 || mha.input![1] !== split.output![1] || mha.input![2] !== split.output![2]) return undefined;
+  if (!split || split.domain || split.output!.length !== 3 || [0, 1, 2].some((i) => mha.input![i] !== split.output![i])) return undefined;
   if (split.input!.length > 1 && split.input![1]) return undefined; // explicit sizes: not known to be thirds
   if (split.output!.some((o) => !g.onlyFeeds(o, mha) || g.isGraphOutput(o))) return undefined;
   const axis = g.attrInt(split, 'axis', 0);
