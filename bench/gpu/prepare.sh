@@ -71,6 +71,7 @@ say "$(wc -l <"$list") production packages"
 {
   echo "prepared $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) from $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src runtime bench || echo ' + uncommitted changes')"
   echo "node $(node --version), onnxruntime-node $(node -p 'require("onnxruntime-node/package.json").version')"
+  echo "sources $(bash bench/gpu/sources.sh)"
 } >PREPARED
 tar -cf - --exclude='*.map' --exclude='*.d.ts' --exclude='*.md' \
   --exclude='node_modules/onnxruntime-node/bin/napi-v6/darwin' --exclude='node_modules/onnxruntime-node/bin/napi-v6/win32' \

@@ -116,6 +116,16 @@ if [ -f "$CARRY/node.xz" ] && [ -f "$CARRY/app.tar.xz" ]; then
     unxz_to "$CARRY/app.tar.xz" | tar -x -C "$RT"
     "$RT/node" --version; du -sh "$RT"; cat "$RT/PREPARED" 2>/dev/null || true' && export NODE=$RT/node
 fi
+# The carried build must be of these sources: a package prepared before the last change measures old code.
+if [ -n "${NODE:-}" ]; then
+  built=$(sed -n 's/^sources //p' "$RT/PREPARED" 2>/dev/null)
+  here=$(bash bench/gpu/sources.sh)
+  if [ "$built" != "$here" ]; then
+    log "STALE: $CARRY/app.tar.xz was built from other sources (${built:-no fingerprint}) than this tree ($here): run bench/gpu/prepare.sh again"
+    printf 'unpack\tstale\t0\t0\tthe carried build is not of this tree: run bench/gpu/prepare.sh again\n' >>"$W/phases.tsv"
+    [ "$DRY" = 1 ] && exit 1
+  fi
+fi
 if [ -z "${NODE:-}" ]; then
   log "no usable $CARRY/{node.xz,app.tar.xz} (run bench/gpu/prepare.sh here and carry .device/gpu): trying node, dist/ and node_modules/ of the tree"
   [ -f "$CARRY/node.xz" ] || printf 'unpack\tmissing\t0\t0\tnothing carried in .device/gpu\n' >>"$W/phases.tsv"
@@ -184,7 +194,7 @@ torch_cmd() { # output file
 ( phase torch 240 170 "$(torch_cmd "$W/torch.json")" ) &
 TORCH_PID=$!
 
-CKEY="$KEY $GRAPH fp16 $TARGET"
+CKEY="$KEY $GRAPH fp16 $TARGET compiler $(sed -n 's/^sources //p' "$RT/PREPARED" 2>/dev/null || echo tree)"  # a compiler change recompiles
 if [ -f "$W/compiled/.complete" ] && [ "$(cat "$W/compiled/.complete")" = "$CKEY" ]; then
   log "compiled model: reusing $W_REL/compiled ($CKEY)"
   printf 'compile\treused\t0\t0\t%s\n' "$CKEY" >>"$W/phases.tsv"
