@@ -3,20 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { attend, causalBias, f32, mergeHeads, paddingBias, splitHeads } from '../../../src/lower/transformer.js';
+import { attend, f32, mergeHeads, paddingBias, splitHeads } from '../../../src/lower/transformer.js';
 import { assertClose, compare, ints, tensor, type Build } from './harness.js';
-
-const [W, N, D] = [16, 4, 4];
-const MHA = 'com.microsoft.MultiHeadAttention';
-
-/** Self-attention over x (B, S, W), ViT style: one packed projection split in three, scores · D^-½. */
-const vitSelf: Build = (b, w) => {
-  const x = b.input('x', 'float32', ['B', 'S', W]);
-  const qkv = b.linear(x, w('qkv', [W, 3 * W]), w('qkv_b', [3 * W]), 'qkv');
-  const [q, k, v] = b.ops('Split', [qkv], { axis: -1 }, { outputs: ['q', 'k', 'v'] });
-  const h = (t: typeof x, r: string) => splitHeads(b, t, N, D, r);
-  b.output(mergeHeads(b, attend(b, h(q, 'q'), h(k, 'k'), h(v, 'v'), { scale: D ** -0.5 }), W, 'ctx'), 'y', 'float32');
-};
+import { D, MHA, N, W, decoderStep, decoderStepFeeds as step, vitSelf } from './attentionGraphs.js';
 
 test('ViT self-attention (packed q/k/v, scale) -> MultiHeadAttention with 3-D q, k, v', async () => {
   const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }, { x: tensor([1, 3, W], 2) }]);
@@ -43,33 +32,7 @@ test('padded self-attention: the padding bias becomes key_padding_mask with tran
   assertClose(c);
 });
 
-/** A decoder layer: cached self-attention (past/present, causal bias) and cross-attention over given BNSH keys/values. */
-const decoderStep: Build = (b, w) => {
-  const x = b.input('x', 'float32', ['B', 'S', W]);
-  const mask = b.input('mask', 'int64', ['B', 'T']);
-  const past = { key: b.input('past_key', 'float32', ['B', N, 'P', D]), value: b.input('past_value', 'float32', ['B', N, 'P', D]) };
-  const cross = { key: b.input('cross_key', 'float32', ['B', N, 'L', D]), value: b.input('cross_value', 'float32', ['B', N, 'L', D]) };
-  const crossMask = b.input('cross_mask', 'int64', ['B', 'L']);
-  const h = (t: typeof x, r: string) => splitHeads(b, b.linear(t, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r), N, D, `${r}_h`);
-  const k = b.concat([past.key, h(x, 'k')], 2, 'present_key');
-  const v = b.concat([past.value, h(x, 'v')], 2, 'present_value');
-  const self = mergeHeads(b, attend(b, h(x, 'q'), k, v, { divide: Math.sqrt(D), bias: causalBias(b, mask, x) }), W, 'self');
-  const crossOut = mergeHeads(b, attend(b, h(self, 'cq'), cross.key, cross.value, { divide: Math.sqrt(D), bias: paddingBias(b, crossMask, 'cross_bias') }), W, 'cross');
-  b.output(crossOut, 'y', 'float32');
-  b.output(k, 'present.key', 'float32');
-  b.output(v, 'present.value', 'float32');
-};
-
 test('decoder step: cached self-attention (past -> present, causal) and BNSH cross-attention, prefill and later steps', async () => {
-  const step = (B: number, S: number, P: number, L: number, seed: number, maskRows: number[][]) => ({
-    x: tensor([B, S, W], seed),
-    mask: ints(maskRows),
-    past_key: tensor([B, N, P, D], seed + 1),
-    past_value: tensor([B, N, P, D], seed + 2),
-    cross_key: tensor([B, N, L, D], seed + 3),
-    cross_value: tensor([B, N, L, D], seed + 4),
-    cross_mask: ints(Array.from({ length: B }, (_, r) => Array.from({ length: L }, (_, j) => (r === 1 && j >= L - 2 ? 0 : 1)))),
-  });
   const c = await compare(decoderStep, [
     step(2, 3, 0, 5, 10, [
       [1, 1, 1],
