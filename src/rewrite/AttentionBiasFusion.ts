@@ -7,7 +7,8 @@
 //            y = MultiHeadAttention(Split(QKV, 3), …, bias = b)
 //
 // Keys and values given as BNSH (cross-attention K/V computed once per image) get no bias from the
-// kernel and zeros here; a query scaled after its bias (OPT: (xWq + bq)·s) keeps its Add. The
+// kernel and zeros here; a query scaled after its bias keeps its Add (OPT's scale is moved into the
+// kernel first: QueryScaleFusion). The
 // same additions, though the kernel may take another path with a bias (the tests see 2e-7 on O(1)
 // outputs). Measured on full-size BLIP-base's decode step (CPU, two threads, alternating rounds):
 // 48 Adds fewer, -3.5 to -4 % per step, identical logits. CPU target only: it is the kernel this was checked on (BNSH keys with a bias

@@ -13,6 +13,7 @@ import { GroupQueryAttentionFusion } from './GroupQueryAttentionFusion.js';
 import { SimplifiedLayerNormFusion } from './SimplifiedLayerNormFusion.js';
 import { MatMulNBitsFusion } from './MatMulNBitsFusion.js';
 import { AttentionBiasFusion } from './AttentionBiasFusion.js';
+import { QueryScaleFusion } from './QueryScaleFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
 export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
@@ -30,7 +31,7 @@ const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, S
  */
 export const PIPELINES: Record<Target, Fusion[]> = {
   plain: [],
-  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, AttentionBiasFusion],
+  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, QueryScaleFusion, AttentionBiasFusion],
   cuda: [...BEFORE_ATTENTION, MultiHeadAttentionFusion],
   webgpu: [...BEFORE_ATTENTION],
 };

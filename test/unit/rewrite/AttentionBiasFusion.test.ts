@@ -1,13 +1,12 @@
 // AttentionBiasFusion: the Adds of the query / key / value biases before a MultiHeadAttention move
-// into its bias input (zeros for BNSH keys and values and for a query scaled after its bias); the
+// into its bias input (zeros for BNSH keys and values); the
 // outputs stay equal to the decomposed graph's within float rounding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attend, mergeHeads, splitHeads } from '../../../src/lower/transformer.js';
 import { GraphView, type Node } from '../../../src/rewrite/graph.js';
 import { rewriteGraph } from '../../../src/rewrite/index.js';
-import { assertClose, build, compare, tensor, type Build } from './harness.js';
-import { D, MHA, N, W, decoderStep, decoderStepFeeds as step, vitSelf } from './attentionGraphs.js';
+import { assertClose, build, compare, tensor } from './harness.js';
+import { MHA, W, decoderStep, decoderStepFeeds as step, optSelf, vitSelf } from './attentionGraphs.js';
 
 const mhaNodes = (b: ReturnType<typeof build>): Node[] => b.nodes.filter((n) => n.opType === 'MultiHeadAttention');
 
@@ -57,24 +56,15 @@ test('ViT: the packed projection’s bias becomes the bias input as it is, the S
   assert.equal(new GraphView(b).producer(b.nodes.find((n) => n.opType === 'Split')!.input![0])?.opType, 'MatMul');
 });
 
-/** OPT: the query is scaled after its bias, (x·Wq + bq)·D^-½; key and value are plain linear layers. */
-const optSelf: Build = (b, w) => {
-  const x = b.input('x', 'float32', ['B', 'S', W]);
-  const lin = (r: string) => b.linear(x, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r);
-  const q = splitHeads(b, b.mul(lin('q'), b.scalar(D ** -0.5), 'q_scaled'), N, D, 'q_h');
-  b.output(mergeHeads(b, attend(b, q, splitHeads(b, lin('k'), N, D, 'k_h'), splitHeads(b, lin('v'), N, D, 'v_h'), {}), W, 'ctx'), 'y', 'float32');
-};
-
-test('OPT: a query scaled after its bias keeps its Add; key and value biases move, the query part is zeros', async () => {
-  const c = await compare(optSelf, [{ x: tensor([2, 3, W], 4) }]);
-  assert.equal(c.report.AttentionBias, 1);
-  assert.equal(c.after.Add, 1, 'the query bias Add stays (a Mul follows it)');
+test('OPT: with its query scale moved into the kernel (QueryScaleFusion), all three biases move', async () => {
+  const c = await compare(optSelf(), [{ x: tensor([2, 3, W], 4) }]);
+  assert.deepEqual(c.report, { MultiHeadAttention: 1, QueryScale: 1, AttentionBias: 1 });
+  assert.equal(c.after.Add, undefined);
   assertClose(c);
-  const b = build(optSelf);
+  const b = build(optSelf());
   rewriteGraph(b, { target: 'cpu' });
   const bias = (await b.weights.spec(mhaNodes(b)[0].input![3]!)!.produce()) as Float32Array;
-  assert.ok(bias.subarray(0, W).every((x) => x === 0));
-  assert.ok(bias.subarray(W).some((x) => x !== 0));
+  for (const i of [0, 1, 2]) assert.ok(bias.subarray(i * W, (i + 1) * W).some((x) => x !== 0), `part ${i}`);
 });
 
 test('only on the CPU target: on CUDA the Adds stay', () => {

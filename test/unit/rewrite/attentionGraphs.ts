@@ -15,6 +15,19 @@ export const vitSelf: Build = (b, w) => {
   b.output(mergeHeads(b, attend(b, h(q, 'q'), h(k, 'k'), h(v, 'v'), { scale: D ** -0.5 }), W, 'ctx'), 'y', 'float32');
 };
 
+/**
+ * OPT's self-attention: the query scaled after its bias, (x·Wq + bq)·c with c = D^-½ unless given;
+ * key and value plain linear layers; no score scale (or `scores`, to test what composes with it).
+ */
+export const optSelf =
+  (c = D ** -0.5, scores?: number): Build =>
+  (b, w) => {
+    const x = b.input('x', 'float32', ['B', 'S', W]);
+    const lin = (r: string) => b.linear(x, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r);
+    const q = splitHeads(b, b.mul(lin('q'), b.scalar(c), 'q_scaled'), N, D, 'q_h');
+    b.output(mergeHeads(b, attend(b, q, splitHeads(b, lin('k'), N, D, 'k_h'), splitHeads(b, lin('v'), N, D, 'v_h'), { scale: scores }), W, 'ctx'), 'y', 'float32');
+  };
+
 /** A decoder layer: cached self-attention (past/present, causal bias) and cross-attention over given BNSH keys/values. */
 export const decoderStep: Build = (b, w) => {
   const x = b.input('x', 'float32', ['B', 'S', W]);
