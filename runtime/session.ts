@@ -22,6 +22,12 @@ export interface SessionOptions {
   preferredOutputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
   /** A decoder step graph, on the CPU: wrap it in the greedy Loop (runtime/generation/greedyLoop.ts). */
   greedyLoop?: boolean;
+  /**
+   * CPU: let onnxruntime copy each MatMul / Gemm weight into its packed layout at load (default
+   * true). Off, the kernels read the weights where weights.bin is mapped and pack them per call: for
+   * a graph run once per load (a staged encode) that is the same packing, without the copy.
+   */
+  prepack?: boolean;
 }
 
 export interface OpenedSession {
@@ -65,9 +71,12 @@ export async function openSession(modelPath: string, o: SessionOptions = {}): Pr
       // and a decoder runs greedy steps in the graph (greedyLoop.ts)
       let rewritten = p === 'cpu' ? untieHead(readFileSync(modelPath)) : undefined;
       if (p === 'cpu' && o.greedyLoop) rewritten = wrapInGreedyLoop(rewritten ?? readFileSync(modelPath)) ?? rewritten;
-      if (rewritten) opts.extra = { session: { model_external_initializers_file_folder_path: resolve(dirname(modelPath)) } };
-      const session = rewritten ? await ort.InferenceSession.create(rewritten, opts) : await ort.InferenceSession.create(modelPath, opts);
-      return { session, provider: p, fallbacks };
+      const session: Record<string, string> = {};
+      if (rewritten) session.model_external_initializers_file_folder_path = resolve(dirname(modelPath));
+      if (p === 'cpu' && o.prepack === false) session.disable_prepacking = '1';
+      if (Object.keys(session).length) opts.extra = { session };
+      const created = rewritten ? await ort.InferenceSession.create(rewritten, opts) : await ort.InferenceSession.create(modelPath, opts);
+      return { session: created, provider: p, fallbacks };
     } catch (e) {
       if (p === 'cpu') throw new DeviceError('BLIP5043', `cannot load ${modelPath} (${firstLine(e)})`);
       const err = providerFailure(p, e);
