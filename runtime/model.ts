@@ -45,7 +45,9 @@ export interface LoadOptions {
    * released when the batch is done), so the image encoder's and the decoder's weights are never
    * resident together: peak memory is the larger stage, not their sum. For one-shot work on one
    * batch (`blip run` with at most --batch-size images); every further batch loads both again,
-   * and calls must not overlap. Ignored on other devices and for retrieval models.
+   * and calls must not overlap. The encoder, run once per opening, is not prepacked (its weights
+   * are read from the mapped weights.bin, not copied first). Ignored on other devices and for
+   * retrieval models.
    */
   staged?: boolean;
   /**
