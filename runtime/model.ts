@@ -22,6 +22,9 @@ import { generateForImages, promptStyle, type GenerateOptions, type GenerateResu
 import { embedImages, embedTexts, itmPairs, type Embedding, type ItmOptions, type ItmResult } from './tasks/retrieval.js';
 import type { ImageInput } from './tasks/images.js';
 
+/** Staged decoders run at most this many times (new tokens x beams) open unpacked (see load()). */
+export const UNPACKED_DECODER_RUNS = 64;
+
 export type { GenerateOptions, GenerateResult, GeneratedSequence, Timings, PromptStyle } from './tasks/generate.js';
 export type { ItmOptions, ItmResult, Embedding } from './tasks/retrieval.js';
 export type { ImageInput, DecodedImage } from './tasks/images.js';
@@ -45,9 +48,9 @@ export interface LoadOptions {
    * released when the batch is done), so the image encoder's and the decoder's weights are never
    * resident together: peak memory is the larger stage, not their sum. For one-shot work on one
    * batch (`blip run` with at most --batch-size images); every further batch loads both again,
-   * and calls must not overlap. The encoder, run once per opening, is not prepacked (its weights
-   * are read from the mapped weights.bin, not copied first). Ignored on other devices and for
-   * retrieval models.
+   * and calls must not overlap. The encoder, run once per opening, and a decoder run at most
+   * UNPACKED_DECODER_RUNS times are not prepacked (their weights are read from the mapped
+   * weights.bin, not copied first). Ignored on other devices and for retrieval models.
    */
   staged?: boolean;
   /**
@@ -126,9 +129,9 @@ class Model implements BlipModel {
       encode instanceof StagedSession && decoder instanceof StagedSession
         ? {
             encode: () => encode.open(),
-            decode: async () => {
+            decode: async (work: { steps: number; beams: number }) => {
               await encode.release();
-              await decoder.open();
+              await decoder.open({ decoderRuns: work.steps * work.beams });
             },
             done: () => decoder.release(),
           }
@@ -199,12 +202,23 @@ export async function load(dir: string, opts: LoadOptions = {}): Promise<BlipMod
     const stagedLoop = opts.greedyLoop ?? 2 * graphWeightBytes(dir, manifest.graphs.decoder.file) <= graphWeightBytes(dir, manifest.graphs.encode.file);
     for (const name of ['encode', 'decoder'] as const) {
       const g = manifest.graphs[name]!;
-      // The staged encoder runs once per load: its weights are read where weights.bin is mapped and
-      // packed per call (the same packing, no copy at load), and their pages go with the mapping
-      // when it is released. Prepacked, their copies were freed into the C heap, from which the
-      // decoder's did not always get them back (BLIP-base, 8 images: peak 1.22 or 1.43 x the
-      // weights, run to run). The decoder keeps its packed weights: its steps multiply by one row.
-      sessions[name] = new StagedSession(g, () => openSession(join(dir, g.file), { device, threads: opts.threads, greedyLoop: name === 'decoder' && stagedLoop, prepack: name !== 'encode' }));
+      // Prepacking copies every weight into onnxruntime's packed layout at load, which pays off over
+      // many runs. The staged encoder runs once per opening and a short generation runs the
+      // decoder a few dozen times: unpacked, their kernels read the weights where weights.bin is
+      // mapped (packing per call, or the one-row kernel) and the pages go with the mapping. On
+      // the 2-core VM (docs/performance.md), prepacking took 3.4 s for a 1.3 GB decoder and 16-24 s
+      // for ViT-g, while unpacked steps cost 0-15 ms more (greedy) and 80 ms with 3 beams: below
+      // UNPACKED_DECODER_RUNS decoder runs the unpacked decoder is ahead in every case measured.
+      // Unpacked there is also less for the C heap to keep after the encoder (BLIP-base with 8
+      // images peaked at 1.22-1.27 x the weights instead of 1.22 or 1.51, run to run).
+      sessions[name] = new StagedSession(g, (hint) =>
+        openSession(join(dir, g.file), {
+          device,
+          threads: opts.threads,
+          greedyLoop: name === 'decoder' && stagedLoop,
+          prepack: name === 'decoder' && (hint.decoderRuns === undefined || hint.decoderRuns > UNPACKED_DECODER_RUNS),
+        }),
+      );
       providers[name] = 'cpu';
     }
     return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, undefined);

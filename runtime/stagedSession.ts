@@ -10,6 +10,12 @@ import type { GraphEntry } from '../src/artifact/manifest.js';
 import type { OpenedSession } from './session.js';
 import { isLoopName } from './generation/greedyLoop.js';
 
+/** What a stage tells its opener about the work ahead (runtime/model.ts decides from it). */
+export interface OpenHint {
+  /** Decoder runs ahead (steps x beams), when known. */
+  decoderRuns?: number;
+}
+
 export class StagedSession {
   private opened: Promise<ort.InferenceSession> | undefined;
 
@@ -18,7 +24,7 @@ export class StagedSession {
 
   constructor(
     private readonly graph: GraphEntry,
-    private readonly opener: () => Promise<OpenedSession>,
+    private readonly opener: (o: OpenHint) => Promise<OpenedSession>,
   ) {
     this.declared = { inputs: graph.inputs.map((t) => t.name), outputs: graph.outputs.map((t) => t.name) };
   }
@@ -37,9 +43,9 @@ export class StagedSession {
     return this.opened !== undefined;
   }
 
-  private session(): Promise<ort.InferenceSession> {
+  private session(hint: OpenHint = {}): Promise<ort.InferenceSession> {
     this.opened ??= (async () => {
-      const { session } = await this.opener();
+      const { session } = await this.opener(hint);
       // names the runtime's own rewrites add (greedyLoop.ts) are not the manifest's
       const own = (n: string) => !isLoopName(n);
       const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n');
@@ -57,9 +63,9 @@ export class StagedSession {
     return p;
   }
 
-  /** Opens the session now (a no-op when it is open). */
-  async open(): Promise<void> {
-    await this.session();
+  /** Opens the session now (a no-op when it is open), with what the opener should know of its use. */
+  async open(hint: OpenHint = {}): Promise<void> {
+    await this.session(hint);
   }
 
   async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {

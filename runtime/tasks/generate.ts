@@ -111,10 +111,10 @@ export interface GenerateContext {
   encodeRows?: number;
   /**
    * Staged sessions (LoadOptions.staged, runtime/stagedSession.ts), per batch: `encode` opens
-   * encode.onnx, `decode` releases it and opens decoder.onnx (both timed as `load`), `done`
-   * releases decoder.onnx.
+   * encode.onnx, `decode` releases it and opens decoder.onnx for at most `steps` decoder runs of
+   * `beams` beams (both timed as `load`), `done` releases decoder.onnx.
    */
-  stages?: { encode(): Promise<void>; decode(): Promise<void>; done(): Promise<void> };
+  stages?: { encode(): Promise<void>; decode(work: { steps: number; beams: number }): Promise<void>; done(): Promise<void> };
 }
 
 /** How this artifact takes text. */
@@ -352,7 +352,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const t2 = performance.now();
     let openDecoder = 0;
     if (ctx.stages) {
-      await ctx.stages.decode();
+      await ctx.stages.decode({ steps: base.maxNewTokens ?? base.maxLength ?? 20, beams: base.numBeams ?? 1 });
       openDecoder = performance.now() - t2;
     }
     const model = new TimedStepModel(

@@ -6,7 +6,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { load } from '../../../runtime/model.js';
+import { load, UNPACKED_DECODER_RUNS } from '../../../runtime/model.js';
 import { StagedSession } from '../../../runtime/stagedSession.js';
 import { compileFixture, expected, imagesOf, tempDir } from './harness.js';
 
@@ -62,9 +62,9 @@ for (const fixture of ['blip-caption-a', 'blip2-opt-a']) {
       }
     });
     assert.equal(maxOpen, 1, events.join(', '));
-    // The encoder runs once per opening: its weights are not copied into packed buffers at load
-    // (packed per call, the same work); the decoder's are, for its one-row steps.
-    const cycle = ['open encode unpacked', 'release encode', 'open decoder', 'release decoder'];
+    // The encoder runs once per opening and the decoder 6 times here: neither copies its weights
+    // into packed buffers at load (UNPACKED_DECODER_RUNS).
+    const cycle = ['open encode unpacked', 'release encode', 'open decoder unpacked', 'release decoder'];
     assert.deepEqual(events, [...cycle, ...cycle, ...cycle]);
     for (const res of got) {
       assert.deepEqual(
@@ -83,6 +83,39 @@ for (const fixture of ['blip-caption-a', 'blip2-opt-a']) {
     }
   });
 }
+
+test('a staged decoder run more than UNPACKED_DECODER_RUNS times (new tokens x beams) is prepacked; same tokens', async () => {
+  const dir = await compileFixture('blip-caption-a', tmp.dir);
+  const images = imagesOf(expected('blip-caption-a')).slice(0, 1);
+  const resident = await load(dir, { threads: 1 });
+  assert.equal(UNPACKED_DECODER_RUNS, 64, 'the cases straddle it (the fixture decoder has 32 positions)');
+  const cases = [
+    { opts: { maxNewTokens: 16, numBeams: 4 }, decoder: 'open decoder unpacked' },
+    { opts: { maxNewTokens: 17, numBeams: 4 }, decoder: 'open decoder' },
+    { opts: { maxNewTokens: 22, numBeams: 3 }, decoder: 'open decoder' },
+    { opts: { maxNewTokens: 21, numBeams: 3 }, decoder: 'open decoder unpacked' },
+  ];
+  try {
+    for (const c of cases) {
+      const want = await resident.generate(images, c.opts);
+      const { result: got, events } = await sessionLog(async () => {
+        const staged = await load(dir, { threads: 1, staged: true });
+        try {
+          return await staged.generate(images, c.opts);
+        } finally {
+          await staged.close();
+        }
+      });
+      assert.deepEqual(events, ['open encode unpacked', 'release encode', c.decoder, 'release decoder'], JSON.stringify(c.opts));
+      assert.deepEqual(
+        got.map((r) => r.tokenIds),
+        want.map((r) => r.tokenIds),
+      );
+    }
+  } finally {
+    await resident.close();
+  }
+});
 
 test('staged loading is for the CPU: a resident model elsewhere, and retrieval models are never staged', async () => {
   const itm = await compileFixture('blip-itm-a', tmp.dir);
