@@ -3,6 +3,7 @@
 // vectorised implementation with its float32 arithmetic, -1e9 masks, early-stopping heuristic and
 // output padding). Sampling uses a seeded PRNG: reproducible for a seed, not torch's stream.
 import { GenerationConfigError, BlipRuntimeError } from '../errors.js';
+import { topk } from './topk.js';
 import { buildProcessors, logSoftmaxRow, softmaxRow, type LogitsProcessor } from './processors.js';
 import { createRandom } from './random.js';
 import type { GenerationOptions, GenerationResult, StepModel, StepOutput } from './types.js';
@@ -245,32 +246,6 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   }
   model.dispose?.(state);
   return { sequences: seqs, promptLength: P, modelCalls: calls };
-}
-
-/**
- * Top-k indices of a row, descending, ties by lower index (what torch.topk returns here); NaN
- * ranks as -Infinity. One pass keeping the k best in order, instead of sorting the row:
- * beam search takes the top 2 x beams of beams x vocabulary scores every step (3 x 50272 for
- * OPT: 85 ms a step sorted, on the 2-core VM).
- */
-export function topk(vals: ArrayLike<number>, k: number): number[] {
-  const n = vals.length;
-  k = Math.max(0, Math.min(k, n));
-  const top: number[] = []; // indices, best first
-  const v = (i: number): number => {
-    const x = vals[i];
-    return x !== x ? -Infinity : x; // NaN
-  };
-  for (let i = 0; i < n; i++) {
-    const x = v(i);
-    // an equal value later in the row never beats one already kept (ties by lower index)
-    if (top.length === k && (k === 0 || !(x > v(top[k - 1])))) continue;
-    let p = top.length;
-    while (p > 0 && x > v(top[p - 1])) p--;
-    top.splice(p, 0, i);
-    if (top.length > k) top.pop();
-  }
-  return top;
 }
 
 async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number[][], cfg: Resolved, opts: GenerationOptions): Promise<GenerationResult> {

@@ -2,6 +2,8 @@
 // to a (rows, vocab) Float32Array. Order (GenerationMixin._get_logits_processor): repetition
 // penalty, no-repeat n-gram, min length, min new tokens; when sampling, then temperature, top-k,
 // top-p, min-p, typical-p.
+import { topk } from './topk.js';
+
 const f = Math.fround;
 const NEG_INF = -Infinity;
 
@@ -120,8 +122,7 @@ export function topK(k: number, minTokensToKeep = 1): LogitsProcessor {
     const K = Math.min(kk, V);
     for (let r = 0; r * V < scores.length; r++) {
       const row = scores.subarray(r * V, (r + 1) * V);
-      const sorted = Array.from(row).sort((a, b) => b - a);
-      const thr = sorted[K - 1];
+      const thr = row[topk(row, K)[K - 1]]; // the K-th largest value
       for (let i = 0; i < V; i++) if (row[i] < thr) row[i] = NEG_INF;
     }
   };

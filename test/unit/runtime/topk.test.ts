@@ -1,9 +1,9 @@
-// topk (runtime/generation/generate.ts), which beam search calls on beams x vocabulary scores every
+// topk (runtime/generation/topk.ts), which beam search calls on beams x vocabulary scores every
 // step: the same indices as sorting the whole row (descending, ties by lower index, NaN as
 // -Infinity), for rows full of ties, infinities and every k.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { topk } from '../../../runtime/generation/generate.js';
+import { topk } from '../../../runtime/generation/topk.js';
 
 function bySorting(vals: ArrayLike<number>, k: number): number[] {
   const v = (i: number) => (Number.isNaN(vals[i]) ? -Infinity : vals[i]);
