@@ -24,8 +24,9 @@ export interface SessionOptions {
   greedyLoop?: boolean;
   /**
    * CPU: let onnxruntime copy each MatMul / Gemm weight into its packed layout at load (default
-   * true). Off, the kernels read the weights where weights.bin is mapped and pack them per call: for
-   * a graph run once per load (a staged encode) that is the same packing, without the copy.
+   * true). Off, the kernels read the weights where weights.bin is mapped and pack them per call (or
+   * take the one-row kernel): for a graph run a few times per load (a staged encode, a short staged
+   * generation, runtime/model.ts) that costs less than the copy.
    */
   prepack?: boolean;
 }
