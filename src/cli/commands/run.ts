@@ -254,8 +254,9 @@ Examples:
     const json = a.flags.has('json');
     const bs = a.num['batch-size'] ?? 8;
     // One batch: the image encoder is released before the decoder loads (runtime/stagedSession.ts),
-    // so the command's peak memory is the larger of the two, not their sum.
-    // A large model takes a while to load (OPT-2.7b: a minute, reading 15 GB): say so on a terminal.
+    // so the command's peak memory is the larger of the two, not their sum, and graphs run only a
+    // few times read their weights in place instead of copying them first (runtime/model.ts).
+    // A large model still takes a while (OPT-2.7b: ~30 s, reading 15 GB): say so on a terminal.
     const status = statusLine(process.stderr.isTTY === true);
     status.show(`loading ${a.dir} (${sizeOf(manifest.weights.bytes)} of weights) and running the first ${files.length > 1 ? 'batch' : 'image'}...`);
     const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: files.length <= bs });
