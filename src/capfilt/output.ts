@@ -12,6 +12,7 @@ import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BlipError } from '../cli/Command.js';
+import { processExists } from '../lower/partialOutput.js';
 
 export const META_DIR = '_capfilt';
 
@@ -119,7 +120,7 @@ export class OutputDir {
       if (!m) continue;
       const p = join(this.tmpDir, name);
       let dead = false;
-      if (m[1] === MACHINE && Number(m[2]) !== process.pid) dead = !isAlive(Number(m[2]));
+      if (m[1] === MACHINE && Number(m[2]) !== process.pid) dead = !processExists(Number(m[2]));
       if (!dead) {
         const st = await stat(p).catch(() => undefined);
         dead = !!st && Date.now() - st.mtimeMs > STALE_TEMP_MS;
@@ -130,11 +131,3 @@ export class OutputDir {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -16,7 +16,8 @@ export function replacedOutputPath(out: string, pid: number = process.pid): stri
   return `${resolve(out)}.old-${pid}`;
 }
 
-function processExists(pid: number): boolean {
+/** Whether a process with this id exists (on this machine), whoever owns it. */
+export function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
