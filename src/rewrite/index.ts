@@ -14,6 +14,8 @@ import { SimplifiedLayerNormFusion } from './SimplifiedLayerNormFusion.js';
 import { MatMulNBitsFusion } from './MatMulNBitsFusion.js';
 import { AttentionBiasFusion } from './AttentionBiasFusion.js';
 import { QueryScaleFusion } from './QueryScaleFusion.js';
+import { UnitScaleFusion } from './UnitScaleFusion.js';
+import { QkvPackFusion } from './QkvPackFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
 export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
@@ -31,7 +33,7 @@ const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, S
  */
 export const PIPELINES: Record<Target, Fusion[]> = {
   plain: [],
-  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, QueryScaleFusion, AttentionBiasFusion],
+  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, QueryScaleFusion, AttentionBiasFusion, UnitScaleFusion, QkvPackFusion],
   cuda: [...BEFORE_ATTENTION, MultiHeadAttentionFusion],
   webgpu: [...BEFORE_ATTENTION],
 };
@@ -39,8 +41,11 @@ export const PIPELINES: Record<Target, Fusion[]> = {
 /** Fusions that ran on one graph, by name, with their counts. */
 export type RewriteReport = Record<string, number>;
 
-/** Rewrite one graph in place for `opts`; returns how often each fusion fired. */
-export function rewriteGraph(b: GraphBuilder, opts: RewriteOptions): RewriteReport {
+/**
+ * Rewrite one graph in place for `opts`; returns how often each fusion fired. `through` stops the
+ * pipeline after the fusion of that name (to look at, or test, one fusion with what precedes it).
+ */
+export function rewriteGraph(b: GraphBuilder, opts: RewriteOptions, through?: string): RewriteReport {
   if (!TARGETS.includes(opts.target)) throw new Error(`unknown target ${opts.target}`);
   const report: RewriteReport = {};
   const passes = [...PIPELINES[opts.target], ...(opts.quantize ? [MatMulNBitsFusion] : [])];
@@ -50,6 +55,7 @@ export function rewriteGraph(b: GraphBuilder, opts: RewriteOptions): RewriteRepo
     const n = f.run(g, opts);
     if (n) report[f.name] = n;
     g.finish();
+    if (f.name === through) break;
   }
   return report;
 }

@@ -1,6 +1,7 @@
 // AttentionBiasFusion: the Adds of the query / key / value biases before a MultiHeadAttention move
 // into its bias input (zeros for BNSH keys and values); the
-// outputs stay equal to the decomposed graph's within float rounding.
+// outputs stay equal to the decomposed graph's within float rounding. The CPU pipeline runs up to
+// this fusion (the later ones rescale and pack what it produced).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { GraphView, type Node } from '../../../src/rewrite/graph.js';
@@ -21,7 +22,7 @@ test('decoder step: the self-attention q/k/v biases and the cross-attention quer
       [0, 1, 1, 1],
     ]),
   ];
-  const c = await compare(decoderStep, feeds);
+  const c = await compare(decoderStep, feeds, { target: 'cpu' }, 'float32', 'AttentionBias');
   assert.equal(c.report.AttentionBias, 2);
   assert.equal(c.after[MHA], 2);
   const onCuda = build(decoderStep); // the same pipeline without this fusion
@@ -30,7 +31,7 @@ test('decoder step: the self-attention q/k/v biases and the cross-attention quer
   assertClose(c);
 
   const b = build(decoderStep);
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, 'AttentionBias');
   const [self, cross] = mhaNodes(b);
   const g = new GraphView(b);
   for (const n of [self, cross]) {
@@ -45,24 +46,24 @@ test('decoder step: the self-attention q/k/v biases and the cross-attention quer
 });
 
 test('ViT: the packed projection’s bias becomes the bias input as it is, the Split reads the MatMul', async () => {
-  const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }]);
+  const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }], { target: 'cpu' }, 'float32', 'AttentionBias');
   assert.equal(c.report.AttentionBias, 1);
   assert.equal(c.after.Add, undefined);
   assertClose(c);
   const b = build(vitSelf);
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, 'AttentionBias');
   const [mha] = mhaNodes(b);
   assert.equal(mha.input![3], 'w.qkv_b');
   assert.equal(new GraphView(b).producer(b.nodes.find((n) => n.opType === 'Split')!.input![0])?.opType, 'MatMul');
 });
 
 test('OPT: with its query scale moved into the kernel (QueryScaleFusion), all three biases move', async () => {
-  const c = await compare(optSelf(), [{ x: tensor([2, 3, W], 4) }]);
+  const c = await compare(optSelf(), [{ x: tensor([2, 3, W], 4) }], { target: 'cpu' }, 'float32', 'AttentionBias');
   assert.deepEqual(c.report, { MultiHeadAttention: 1, QueryScale: 1, AttentionBias: 1 });
   assert.equal(c.after.Add, undefined);
   assertClose(c);
   const b = build(optSelf());
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, 'AttentionBias');
   const bias = (await b.weights.spec(mhaNodes(b)[0].input![3]!)!.produce()) as Float32Array;
   for (const i of [0, 1, 2]) assert.ok(bias.subarray(i * W, (i + 1) * W).some((x) => x !== 0), `part ${i}`);
 });

@@ -1,6 +1,8 @@
 // Attention blocks as the node kinds lower them (transformer.ts), shared by the attention fusions'
 // tests: widths, the graphs, and the feeds of a decoder step.
-import { attend, causalBias, mergeHeads, paddingBias, splitHeads } from '../../../src/lower/transformer.js';
+import type { GraphBuilder, Value } from '../../../src/lower/GraphBuilder.js';
+import { attend, causalBias, mergeHeads, paddingBias, positionsFromMask, slice, splitHeads } from '../../../src/lower/transformer.js';
+import { ropeInverseFrequencies } from '../../../src/nodes/llama.js';
 import { ints, tensor, type Build } from './harness.js';
 
 export const [W, N, D] = [16, 4, 4];
@@ -55,3 +57,55 @@ export const decoderStepFeeds = (B: number, S: number, P: number, L: number, see
   cross_value: tensor([B, N, L, D], seed + 4),
   cross_mask: ints(Array.from({ length: B }, (_, r) => Array.from({ length: L }, (_, j) => (r === 1 && j >= L - 2 ? 0 : 1)))),
 });
+
+/** llama.ts's rotate(): x·cos + [-x₂ ; x₁]·sin over the halves of D. */
+export function rotate(b: GraphBuilder, x: Value, cos: Value, sin: Value, D: number, role: string): Value {
+  const half = b.concat([b.op('Neg', [slice(b, x, 3, D / 2, D, `${role}_x2`)], {}, { name: `${role}_neg` }), slice(b, x, 3, 0, D / 2, `${role}_x1`)], 3, `${role}_rotated`);
+  return b.add(b.mul(x, cos, `${role}_cos`), b.mul(half, sin, `${role}_sin`), role);
+}
+
+/** One cached LLaMA attention step with N query heads and Nkv key/value heads, lowered as llama.ts lowers it. */
+export const llamaStep =
+  (N: number, Nkv: number, D: number): Build =>
+  (b, w) => {
+    const W = N * D;
+    const h = b.input('h', 'float32', ['B', 'L', W]);
+    const mask = b.input('mask', 'int64', ['B', 'T']);
+    const past = { key: b.input('past_key', 'float32', ['B', Nkv, 'P', D]), value: b.input('past_value', 'float32', ['B', Nkv, 'P', D]) };
+    const pos = b.cast(positionsFromMask(b, mask, h), 'float32', 'positions_f32');
+    const freqs = b.mul(b.unsqueeze(pos, [2], 'positions_col'), b.float32(ropeInverseFrequencies(10000, D), [D / 2], 'inv_freq'), 'freqs');
+    const angles = b.unsqueeze(b.concat([freqs, freqs], 2, 'angles'), [1], 'angles_heads');
+    const cos = b.op('Cos', [angles], {}, { name: 'cos' });
+    const sin = b.op('Sin', [angles], {}, { name: 'sin' });
+    const bias = causalBias(b, mask, h);
+    const q = rotate(b, splitHeads(b, b.linear(h, w('q', [W, W])), N, D, 'query'), cos, sin, D, 'query_rope');
+    const k = rotate(b, splitHeads(b, b.linear(h, w('k', [W, Nkv * D])), Nkv, D, 'key'), cos, sin, D, 'key_rope');
+    const v = splitHeads(b, b.linear(h, w('v', [W, Nkv * D])), Nkv, D, 'value');
+    const key = b.concat([past.key, k], 2, 'present_key');
+    const value = b.concat([past.value, v], 2, 'present_value');
+    const o = attend(b, q, key, value, { scale: D ** -0.5, bias, groups: { heads: N, kvHeads: Nkv } });
+    b.output(b.linear(mergeHeads(b, o, W, 'ctx'), w('o', [W, W])), 'y', 'float32');
+    b.output(key, 'present.key', 'float32');
+    b.output(value, 'present.value', 'float32');
+  };
+
+/** Prefill of a left-padded batch, one token over a left-padded cache, one row over a long cache. */
+export function llamaSteps(N: number, Nkv: number, D: number) {
+  const feeds = (B: number, L: number, P: number, seed: number, mask: number[][]) => ({
+    h: tensor([B, L, N * D], seed),
+    mask: ints(mask),
+    past_key: tensor([B, Nkv, P, D], seed + 1),
+    past_value: tensor([B, Nkv, P, D], seed + 2),
+  });
+  return [
+    feeds(2, 5, 0, 1, [
+      [1, 1, 1, 1, 1],
+      [0, 0, 0, 1, 1],
+    ]),
+    feeds(2, 1, 5, 5, [
+      [1, 1, 1, 1, 1, 1],
+      [0, 0, 0, 1, 1, 1],
+    ]),
+    feeds(1, 1, 40, 9, [Array(41).fill(1)]),
+  ];
+}

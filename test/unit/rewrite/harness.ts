@@ -56,14 +56,14 @@ export interface Compared {
 }
 
 /**
- * Build the graph twice, rewrite the second for `opts`, run both on every feed set and return
+ * Build the graph twice, rewrite the second for `opts` (up to the fusion `through`), run both on every feed set and return
  * the op histograms and the max differences (asserting the outputs' shapes agree).
  */
-export async function compare(fn: Build, feeds: Array<Record<string, ort.Tensor>>, opts: RewriteOptions = { target: 'cpu' }, floatType: 'float32' | 'float16' = 'float32'): Promise<Compared> {
+export async function compare(fn: Build, feeds: Array<Record<string, ort.Tensor>>, opts: RewriteOptions = { target: 'cpu' }, floatType: 'float32' | 'float16' = 'float32', through?: string): Promise<Compared> {
   const plain = build(fn, floatType);
   const fused = build(fn, floatType);
   const before = opHistogram(fused.nodes);
-  const report = rewriteGraph(fused, opts);
+  const report = rewriteGraph(fused, opts, through);
   const after = opHistogram(fused.nodes);
   const [a, b] = [await open(plain), await open(fused)];
   const diffs: Record<string, number> = {};

@@ -31,12 +31,15 @@ test('BLIP caption (2-layer ViT, 2-layer BERT decoder): fused op counts per targ
     for (const target of ['cpu', 'cuda'] as const) {
       const out = join(dir, target);
       const r = await compileFixture('graphs/blip-caption.blip', 'blip-caption-a', out, 'float32', target);
-      // On the CPU, every attention's projection biases then move into it.
+      // On the CPU, every attention's projection biases then move into it; the decoder's query
+      // projections take the score scale, and its self-attention q, k, v are packed into one MatMul
+      // (ViT's projection is packed in the checkpoint and feeds its kernel through a Split).
       const biases = (n: number) => (target === 'cpu' ? { AttentionBias: n } : {});
+      const cpuOnly = (r: Record<string, number>) => (target === 'cpu' ? r : {});
       // ViT: per layer one attention, two residual norms (the last feeds post_layernorm), one GELU.
       assert.deepEqual(r.rewrites.encode, { BiasGelu: 2, SkipLayerNormalization: 5, MultiHeadAttention: 2, ...biases(2) });
       // Decoder: per layer self + cross attention, three residual norms, GELU; + embeddings norm and the head's GELU.
-      assert.deepEqual(r.rewrites.decoder, { BiasGelu: 3, SkipLayerNormalization: 7, MultiHeadAttention: 4, ...biases(4) });
+      assert.deepEqual(r.rewrites.decoder, { BiasGelu: 3, SkipLayerNormalization: 7, MultiHeadAttention: 4, ...biases(4), ...cpuOnly({ UnitScale: 4, QkvPack: 2 }) });
       const dec = ops(out, 'decoder');
       assert.equal(dec.Softmax, undefined);
       assert.equal(dec.Erf, undefined);
