@@ -6,6 +6,7 @@ import { GraphView } from '../../../src/rewrite/graph.js';
 import { rewriteGraph } from '../../../src/rewrite/index.js';
 import { mergeHeads, attend, splitHeads } from '../../../src/lower/transformer.js';
 import { assertClose, build, compare, tensor, type Build } from './harness.js';
+import { BLOCK_SIZE, dequantizeBlockwise, quantizeBlockwise } from '../../../src/rewrite/MatMulNBitsFusion.js';
 import { D, MHA, N, W, decoderStep, decoderStepFeeds as step, llamaStep, llamaSteps, optSelf } from './attentionGraphs.js';
 
 const elements = (b: ReturnType<typeof build>) => [...b.weightNames].reduce((n, k) => n + b.weights.spec(k)!.dims.reduce((x, y) => x * y, 1), 0);
@@ -111,4 +112,35 @@ test('a weight read elsewhere too stays out of the pack (it would be stored twic
 test('CPU target and float32 only', () => {
   for (const target of ['cuda', 'webgpu'] as const) assert.equal(rewriteGraph(build(decoderStep), { target }).QkvPack, undefined, target);
   assert.equal(rewriteGraph(build(decoderStep, 'float16'), { target: 'cpu' }).QkvPack, undefined);
+});
+
+test('--quantize after packing: one MatMulNBits whose blocks are those of each part alone, stacked', async () => {
+  for (const quantize of ['int8', 'int4'] as const) {
+    const [bits, bs] = [quantize === 'int8' ? 8 : 4, BLOCK_SIZE[quantize]] as const;
+    const b = build(decoderStep);
+    assert.equal(rewriteGraph(b, { target: 'cpu', quantize }).QkvPack, 1, quantize);
+    const g = new GraphView(b);
+    const nbits = b.nodes.filter((n) => n.opType === 'MatMulNBits');
+    assert.equal(nbits.length, 2, `${quantize}: the packed projection and the cross-attention query`);
+    const node = nbits.find((n) => g.consumers(n.output![0]!).some((c) => c.opType === 'Split'))!;
+    const spec = (i: number) => b.weights.spec(node.input![i]!)!;
+    const K = Number(g.attrInt(node, 'K')), N = Number(g.attrInt(node, 'N'));
+    assert.deepEqual([K, N], [W, 3 * W]);
+    const q = { packed: (await spec(1).produce()) as Uint8Array, scales: (await spec(2).produce()) as Float32Array, zeros: (await spec(3).produce()) as Uint8Array, kBlocks: Math.ceil(K / bs) };
+    const got = dequantizeBlockwise(q, N, K, bits, bs);
+    // Each part alone: its (K, W) weight as a MatMul reads it, quantized by output column.
+    const parts = build(decoderStep);
+    rewriteGraph(parts, { target: 'cpu' }, 'UnitScale');
+    const pg = new GraphView(parts);
+    const self = parts.nodes.find((n) => n.opType === 'MultiHeadAttention')!;
+    let row = 0;
+    for (const i of [0, 1, 2]) {
+      const w = (await parts.weights.spec(pg.producer(self.input![i], 'MatMul')!.input![1]!)!.produce()) as Float32Array;
+      const t = new Float32Array(W * K);
+      for (let r = 0; r < K; r++) for (let c = 0; c < W; c++) t[c * K + r] = w[r * W + c];
+      const alone = dequantizeBlockwise(quantizeBlockwise(t, W, K, bits, bs), W, K, bits, bs);
+      assert.deepEqual(got.subarray(row * K, (row + W) * K), alone, `${quantize}: part ${i}`);
+      row += W;
+    }
+  }
 });
