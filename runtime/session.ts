@@ -29,6 +29,21 @@ export interface SessionOptions {
    * generation, runtime/model.ts) that costs less than the copy.
    */
   prepack?: boolean;
+  /**
+   * CPU: idle intra-op threads spin for the next op (onnxruntime's default, true). Off where two
+   * sessions take turns at the grain of single steps (bench/decoder_steps.ts --paired): the idle
+   * session's spinning pool would take a core from the running one.
+   */
+  spinning?: boolean;
+}
+
+/** The `session.*` config entries a CPU session gets for `o` (exported for tests). */
+export function cpuSessionConfig(o: SessionOptions, externalFolder?: string): Record<string, string> {
+  const session: Record<string, string> = {};
+  if (externalFolder) session.model_external_initializers_file_folder_path = externalFolder;
+  if (o.prepack === false) session.disable_prepacking = '1';
+  if (o.spinning === false) session['intra_op.allow_spinning'] = '0';
+  return session;
 }
 
 export interface OpenedSession {
@@ -72,9 +87,7 @@ export async function openSession(modelPath: string, o: SessionOptions = {}): Pr
       // and a decoder runs greedy steps in the graph (greedyLoop.ts)
       let rewritten = p === 'cpu' ? untieHead(readFileSync(modelPath)) : undefined;
       if (p === 'cpu' && o.greedyLoop) rewritten = wrapInGreedyLoop(rewritten ?? readFileSync(modelPath)) ?? rewritten;
-      const session: Record<string, string> = {};
-      if (rewritten) session.model_external_initializers_file_folder_path = resolve(dirname(modelPath));
-      if (p === 'cpu' && o.prepack === false) session.disable_prepacking = '1';
+      const session = p === 'cpu' ? cpuSessionConfig(o, rewritten ? resolve(dirname(modelPath)) : undefined) : {};
       if (Object.keys(session).length) opts.extra = { session };
       const created = rewritten ? await ort.InferenceSession.create(rewritten, opts) : await ort.InferenceSession.create(modelPath, opts);
       return { session: created, provider: p, fallbacks };

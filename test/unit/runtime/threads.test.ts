@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuFacts, defaultThreads, threadsFor } from '../../../runtime/threads.js';
-import { baseOptions } from '../../../runtime/session.js';
+import { baseOptions, cpuSessionConfig } from '../../../runtime/session.js';
 import { runCliBatch } from '../cliHarness.js';
 
 /** A /sys with CPUs given as [package, core] pairs, and optional cgroup files. */
@@ -83,4 +83,14 @@ test('blip version --verbose says how many threads a session gets by default and
   assert.equal(r.code, 0, r.err);
   const f = cpuFacts();
   assert.match(r.out, new RegExp(`^cpu threads: ${defaultThreads()} per session by default \\(${f.physicalCores ?? '\\?'} physical cores, ${f.available} CPUs available.*; --threads sets it\\)$`, 'm'));
+});
+
+test('CPU session config: nothing by default; prepacking off, spinning off and the weights folder as onnxruntime spells them', () => {
+  assert.deepEqual(cpuSessionConfig({}), {});
+  assert.deepEqual(cpuSessionConfig({ prepack: true, spinning: true }), {});
+  assert.deepEqual(cpuSessionConfig({ prepack: false, spinning: false }, '/m'), {
+    model_external_initializers_file_folder_path: '/m',
+    disable_prepacking: '1',
+    'intra_op.allow_spinning': '0',
+  });
 });
