@@ -55,11 +55,14 @@ function prefixWidth(dir: string): number {
   return w;
 }
 
+/** What every run of one artifact needs, read once: its manifest's decoder entry and prefix width. */
+function describe(dir: string) {
+  return { d: readManifest(dir).decoder!, width: prefixWidth(dir) };
+}
+
 /** One artifact's greedy decode, a step at a time: `prefill()`, then `step()` `o.steps` times. */
-function decoder(session: ort.InferenceSession, dir: string, o: Record<string, number>) {
-  const m = readManifest(dir);
-  const d = m.decoder!;
-  const [B, S, Q, V, width] = [o.batch, o.prompt, o.prefix, d.vocab_size, prefixWidth(dir)];
+function decoder(session: ort.InferenceSession, { d, width }: ReturnType<typeof describe>, o: Record<string, number>) {
+  const [B, S, Q, V] = [o.batch, o.prompt, o.prefix, d.vocab_size];
   const ids = Array.from({ length: B }, (_, b) => Array.from({ length: S }, (_, j) => 3 + ((b * 131 + j * 977) % (V - 3))));
   let mask = ids.map((r) => Array<number>(Q + r.length).fill(1));
   const argmax = (l: Float32Array, b: number) => {
@@ -95,19 +98,19 @@ function decoder(session: ort.InferenceSession, dir: string, o: Record<string, n
   };
 }
 
-async function run(session: ort.InferenceSession, dir: string, o: Record<string, number>): Promise<Run> {
-  const dec = decoder(session, dir, o);
+async function run(session: ort.InferenceSession, info: ReturnType<typeof describe>, o: Record<string, number>): Promise<Run> {
+  const dec = decoder(session, info, o);
   await dec.prefill();
   for (let s = 0; s < o.steps; s++) await dec.step();
   return dec.run;
 }
 
 /** Two artifacts step by step in turns; the paired differences B − A of every step after the first. */
-async function paired(sessions: ort.InferenceSession[], dirs: string[], o: Record<string, number>): Promise<{ runs: Run[][]; diffs: number[] }> {
+async function paired(sessions: ort.InferenceSession[], infos: ReturnType<typeof describe>[], o: Record<string, number>): Promise<{ runs: Run[][]; diffs: number[] }> {
   const runs: Run[][] = [[], []];
   const diffs: number[] = [];
   for (let r = 0; r < o.rounds; r++) {
-    const decs = [0, 1].map((i) => decoder(sessions[i], dirs[i], o));
+    const decs = [0, 1].map((i) => decoder(sessions[i], infos[i], o));
     for (const i of r % 2 ? [1, 0] : [0, 1]) await decs[i].prefill();
     for (let s = 0; s < o.steps; s++) {
       const ms = [0, 0];
@@ -124,10 +127,11 @@ async function main(): Promise<void> {
   if (o.paired && dirs.length !== 2) throw new Error('--paired compares exactly two artifacts');
   const sessions = [];
   for (const dir of dirs) sessions.push((await openSession(join(dir, 'decoder.onnx'), { threads: o.threads, spinning: o.paired ? false : undefined })).session);
+  const infos = dirs.map(describe);
   let runs: Run[][] = dirs.map(() => []);
   let diffs: number[] | undefined;
-  if (o.paired) ({ runs, diffs } = await paired(sessions, dirs, o));
-  else for (let r = 0; r < o.rounds; r++) for (let i = 0; i < dirs.length; i++) runs[i].push(await run(sessions[i], dirs[i], o));
+  if (o.paired) ({ runs, diffs } = await paired(sessions, infos, o));
+  else for (let r = 0; r < o.rounds; r++) for (let i = 0; i < dirs.length; i++) runs[i].push(await run(sessions[i], infos[i], o));
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const ref = runs[0][0];
   dirs.forEach((dir, i) => {
