@@ -3,11 +3,25 @@
 // `tokens` new tokens, one warm-up then `repeat` timed calls. Prints one JSON line.
 //
 //   node --import tsx bench/ours.ts --dir ART --image IMG [--prompt P] --threads 2 --batch B --tokens 20
-//        [--repetition-penalty 1] --repeat R [--device cpu|cuda|tensorrt|webgpu]
+//        [--repetition-penalty 1] --repeat R [--device cpu|cuda|tensorrt|webgpu] [--probe-threads T]
+//
+// With --probe-threads, memory read bandwidth is measured (bench/bandwidth.ts, in a child process so
+// that its 512 MB buffer stays out of this process's peak RSS) before the first timed call and after
+// each one: every timed call then has a reading taken within a second or two of its decode.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { load } from '../runtime/model.js';
 import { oursGenerateOptions } from './decoding.js';
 import { flags } from './flags.js';
+
+/** One reading of the bandwidth probe, GB/s, from a fresh process. */
+function probeBandwidth(threads: number): number {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bandwidth.ts'), String(threads)], { encoding: 'utf8' });
+  const gbs = Number(/([\d.]+) GB\/s/.exec(r.stdout ?? '')?.[1]);
+  if (r.status !== 0 || !Number.isFinite(gbs)) throw new Error(`bandwidth probe failed (${r.status}): ${(r.stderr ?? '').slice(-500)}`);
+  return gbs;
+}
 
 async function main(): Promise<void> {
   const a = flags(process.argv.slice(2));
@@ -23,10 +37,13 @@ async function main(): Promise<void> {
   const firstCallMs = performance.now() - tw;
   const runs: Array<{ wall: number; t: { preprocess: number; encode: number; prefill: number; decode: number; total: number } }> = [];
   let last: Awaited<ReturnType<typeof model.generate>> = [];
+  const probeThreads = a['probe-threads'] ? Number(a['probe-threads']) : 0;
+  const bandwidth: number[] = probeThreads ? [probeBandwidth(probeThreads)] : [];
   for (let r = 0; r < repeat; r++) {
     const t = performance.now();
     last = await model.generate(images, opts);
     runs.push({ wall: performance.now() - t, t: last[0].timingsMs });
+    if (probeThreads) bandwidth.push(probeBandwidth(probeThreads));
   }
   const mean = (f: (r: (typeof runs)[number]) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
   const decodeMs = mean((r) => r.t.decode);
@@ -39,6 +56,8 @@ async function main(): Promise<void> {
     prefill_ms: mean((r) => r.t.prefill),
     decode_ms: decodeMs,
     decode_tokens_per_s: (batch * (tokens - 1) * 1000) / decodeMs,
+    // Per timed call: its decode rate and the probe readings just before and just after it.
+    runs: runs.map((r, i) => ({ decode_tokens_per_s: (batch * (tokens - 1) * 1000) / r.t.decode, bandwidth_before_gb_s: bandwidth[i], bandwidth_after_gb_s: bandwidth[i + 1] })),
     load_ms: loadMs,
     first_call_ms: firstCallMs,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,

@@ -12,8 +12,10 @@
 // tokenizer files from the fixtures so both sides tokenize the same prompt), compile it with
 // `--target`, then run blip-graph (bench/ours.ts, library API, a fresh process) and PyTorch
 // (bench/torch_generate.py through ../shared/oracle/py) back to back. Memory read bandwidth is
-// measured first (bench/bandwidth.ts); the decode bound is the bytes one decode step must read
-// (decoder weights + KV cache) divided by it. Results: .bench/results/bench-<time>.{json,md}.
+// measured first and before each case (bench/bandwidth.ts); the decode bound is the bytes one decode
+// step must read (decoder weights + KV cache) divided by the run's highest reading. A second fraction
+// uses readings taken beside the decode: just before and after each timed blip-graph call, and
+// around the PyTorch process. Results: .bench/results/bench-<time>.{json,md}.
 // scripts/bench.mjs starts this with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (--huge-pages on, the
 // default: what bin/blip gives the blip command), which every process below inherits.
 import { spawnSync } from 'node:child_process';
@@ -215,6 +217,12 @@ function graphWeightBytes(file: string): number {
   return n;
 }
 
+/** blip-graph's decode against the probe readings taken just before and just after each timed call. */
+function oursBeside(runs: Array<{ decode_tokens_per_s: number; bandwidth_before_gb_s: number; bandwidth_after_gb_s: number }>, stepBytes: number): Pick<Row, 'of_bound_beside' | 'bandwidth_beside'> {
+  const fractions = runs.map((r) => r.decode_tokens_per_s / ((Math.max(r.bandwidth_before_gb_s, r.bandwidth_after_gb_s) * 1e9) / stepBytes));
+  return { of_bound_beside: fractions.reduce((x, y) => x + y, 0) / fractions.length, bandwidth_beside: [runs[0].bandwidth_before_gb_s, ...runs.map((r) => r.bandwidth_after_gb_s)] };
+}
+
 function lastJson(s: string): any {
   const line = s.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (!line) throw new Error(`no JSON in output:\n${s.slice(-2000)}`);
@@ -230,6 +238,11 @@ interface Row {
   decode_tokens_per_s: number;
   bound_tokens_per_s: number;
   of_bound: number;
+  /** The decode rate over the bound from probe readings taken beside it (the higher of the one just
+   * before and the one just after; blip-graph: per timed call, averaged; PyTorch: around its process). */
+  of_bound_beside: number;
+  /** Those readings, GB/s. */
+  bandwidth_beside: number[];
   peak_rss_mb: number;
   rss_over_weights: number;
   /** Peak RSS of `blip run` over the case's images (blip-graph rows only). */
@@ -284,21 +297,24 @@ async function main(): Promise<void> {
     log(`read bandwidth ${bws[bws.length - 1].toFixed(2)} GB/s`);
 
     log(`${c.name}: blip-graph (${relative(ROOT, dir)})`);
-    const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...oursArgs(decoding), '--repeat', String(c.oursRepeat ?? o.repeat)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+    const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...oursArgs(decoding), '--repeat', String(c.oursRepeat ?? o.repeat), '--probe-threads', String(o.threads)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
     if (ours.status !== 0) throw new Error(`bench/ours.ts failed:\n${ours.stderr.slice(-3000)}`);
     const a = lastJson(ours.stdout);
     // The issue's RSS target is for `blip run`: the same generation as a one-shot command
     const runRss = blipRunRss(dir, c, o.threads, decoding);
     let t: any;
+    const torchBandwidth: number[] = [];
     if (o.torch) {
       log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${c.torchRepeat})`);
+      torchBandwidth.push(await readBandwidth(o.threads));
       t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--dtype', c.torchDtype ?? 'float32', ...torchGenerateArgs(decoding), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
+      torchBandwidth.push(await readBandwidth(o.threads));
     }
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
-    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
-    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
+    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, stepBytes[c.name]), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s == null ? NaN : t.decode_tokens_per_s / ((Math.max(...torchBandwidth) * 1e9) / stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
     // PyTorch's encode, one-token and full generate are timed as separate calls (bench/torch_generate.py):
     // on a noisy machine with --repeat 1 they can disagree (run M: a 10 s generate after a 31 s encode)
@@ -327,9 +343,9 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
   const lines = [
     `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case)`,
     '',
-    '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${Number.isFinite(r.of_bound) ? `${(100 * r.of_bound).toFixed(0)}%` : '–'} | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
+    '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | of bound, probes beside it (GB/s) | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${Number.isFinite(r.of_bound) ? `${(100 * r.of_bound).toFixed(0)}%` : '–'} | ${Number.isFinite(r.of_bound_beside) ? `${(100 * r.of_bound_beside).toFixed(0)}%` : '–'} (${r.bandwidth_beside.map((b) => b.toFixed(0)).join(', ')}) | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
     '',
   ];
   return lines.join('\n');
