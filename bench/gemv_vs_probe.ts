@@ -1,9 +1,14 @@
 // How close a one-row float32 product (a decode step's GEMV) comes to the bandwidth probe at the same
-// moment: chains of MatMul([1, K], [K, K]) over the same bytes as the probe's ReduceSum
-// (bench/bandwidth.ts), run in turns, each product's GB/s divided by the probe's of the same round.
-// This VM's bandwidth moves within minutes, so only readings taken side by side are compared.
+// moment. One graph holds the probe's ReduceSum (bench/bandwidth.ts) over B bytes and, for each shape
+// K x N, about B bytes of MatMul([1, K], [K, N]) products (distinct weights, constant initializers:
+// prepacked, as in a decode step; chained when K = N); one session runs it, onnxruntime's profiler times every node,
+// and each chain's GB/s is divided by the probe's of the same run. One session, so one thread pool:
+// separate sessions in turns would compete with each other's spinning workers.
 //
-//   node --import tsx bench/gemv_vs_probe.ts [--threads 2] [--sizes 768,1024,2048,4096] [--rounds 40] [--megabytes 256]
+//   node --import tsx bench/gemv_vs_probe.ts [--threads 2] [--shapes 768x768,768x3072,...] [--runs 20] [--megabytes 128]
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { flags } from './flags.js';
@@ -12,9 +17,7 @@ const { onnx } = onnxProto;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
 const valueInfo = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
 const median = (a: number[]) => a.slice().sort((x, y) => x - y)[a.length >> 1];
-const model = (graph: Record<string, unknown>) => onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph: { name: 'g', ...graph } })).finish();
 
-/** Deterministic small values (a product of zeros could be special-cased by nobody, but be safe). */
 function values(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);
   let s = (seed * 2654435761) >>> 0;
@@ -25,64 +28,62 @@ function values(n: number, seed: number): Float32Array {
   return a;
 }
 
-/** L one-row products chained through distinct K × K weights (constant initializers: prepacked, as in a decode step). */
-function gemvChain(k: number, layers: number): Uint8Array {
-  const node = [], initializer = [];
-  for (let l = 0; l < layers; l++) {
-    initializer.push({ name: `w${l}`, dataType: FLOAT, dims: [k, k], rawData: new Uint8Array(values(k * k, l + 1).buffer) });
-    node.push({ opType: 'MatMul', input: [`x${l}`, `w${l}`], output: [`x${l + 1}`] });
-  }
-  return model({ node, initializer, input: [valueInfo('x0', [1, k])], output: [valueInfo(`x${layers}`, [1, k])] });
-}
-
-function reduceSum(rows: number, cols: number): Uint8Array {
-  return model({
-    node: [{ opType: 'ReduceSum', input: ['x', 'axes'], output: ['y'], attribute: [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }],
-    initializer: [{ name: 'axes', dataType: onnx.TensorProto.DataType.INT64, dims: [1], int64Data: [1] }],
-    input: [valueInfo('x', [rows, cols])],
-    output: [valueInfo('y', [rows])],
-  });
-}
-
-
 async function main(): Promise<void> {
   const a = flags(process.argv.slice(2));
   const threads = Number(a.threads ?? 2);
-  const rounds = Number(a.rounds ?? 40);
-  const bytes = Number(a.megabytes ?? 256) * 2 ** 20;
-  const sizes = (a.sizes ?? '768,1024,2048,4096').split(',').map(Number);
-  const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, graphOptimizationLevel: 'all' };
-  const n = bytes / 4;
-  const cases: Array<{ name: string; session: ort.InferenceSession; feeds: Record<string, ort.Tensor>; bytes: number }> = [
-    { name: 'probe', session: await ort.InferenceSession.create(reduceSum(1024, n / 1024), options), feeds: { x: new ort.Tensor('float32', new Float32Array(n).fill(1), [1024, n / 1024]) }, bytes },
-  ];
-  for (const k of sizes) {
-    const layers = Math.max(1, Math.round(bytes / (k * k * 4)));
-    cases.push({ name: `${k} x ${k} (x${layers})`, session: await ort.InferenceSession.create(gemvChain(k, layers), options), feeds: { x0: new ort.Tensor('float32', values(k, 7), [1, k]) }, bytes: layers * k * k * 4 });
-  }
-  const gbs = cases.map(() => [] as number[]);
-  for (let r = 0; r < rounds; r++) {
-    // Alternate the order so that neither side always runs right after the other.
-    const order = r % 2 ? cases.map((_, i) => cases.length - 1 - i) : cases.map((_, i) => i);
-    for (const i of order) {
-      // Each session has its own intra-op pool, whose threads spin for a while after a run, and a
-      // first run after a switch competes with them (and reads 2-3x slower here): four runs back
-      // to back, the first one dropped, the median of the other three kept.
-      const ms: number[] = [];
-      for (let j = 0; j < 4; j++) {
-        const t = performance.now();
-        await cases[i].session.run(cases[i].feeds);
-        ms.push(performance.now() - t);
-      }
-      gbs[i].push(cases[i].bytes / (median(ms.slice(1)) / 1000) / 1e9);
+  const runs = Number(a.runs ?? 20);
+  const bytes = Number(a.megabytes ?? 128) * 2 ** 20;
+  // The decode steps' products: BLIP-base (768 wide), OPT-350m / the LLaMA layout (1024), square ones up to 4096.
+  const shapes = (a.shapes ?? '768x768,768x2304,768x3072,3072x768,1024x1024,1024x3072,1024x4096,4096x1024,2048x2048,4096x4096').split(',').map((s) => s.split('x').map(Number));
+  const cols = bytes / 4 / 1024;
+  const node: object[] = [{ name: 'probe', opType: 'ReduceSum', input: ['x', 'axes'], output: ['y'], attribute: [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }];
+  const initializer: object[] = [{ name: 'axes', dataType: onnx.TensorProto.DataType.INT64, dims: [1], int64Data: [1] }];
+  const input = [valueInfo('x', [1024, cols])];
+  const output = [valueInfo('y', [1024])];
+  const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor('float32', new Float32Array(bytes / 4).fill(1), [1024, cols]) };
+  const chains = shapes.map(([k, n], c) => {
+    const layers = Math.max(1, Math.round(bytes / (k * n * 4)));
+    input.push(valueInfo(`c${c}_x0`, [1, k]));
+    feeds[`c${c}_x0`] = new ort.Tensor('float32', values(k, 7), [1, k]);
+    for (let l = 0; l < layers; l++) {
+      initializer.push({ name: `c${c}_w${l}`, dataType: FLOAT, dims: [k, n], rawData: new Uint8Array(values(k * n, 1000 * c + l + 1).buffer) });
+      const x = k === n ? `c${c}_x${l}` : `c${c}_x0`;
+      node.push({ name: `c${c}_mm${l}`, opType: 'MatMul', input: [x, `c${c}_w${l}`], output: [`c${c}_x${l + 1}`] });
+      if (k !== n || l === layers - 1) output.push(valueInfo(`c${c}_x${l + 1}`, [1, n]));
     }
-  }
-  console.log(`${threads} threads, ${rounds} rounds of ${Math.round(bytes / 2 ** 20)} MB each`);
-  cases.forEach((c, i) => {
-    const ratio = gbs[i].map((g, r) => g / gbs[0][r]);
-    console.log(`${c.name.padEnd(22)} median ${median(gbs[i]).toFixed(1).padStart(5)} GB/s, highest ${Math.max(...gbs[i]).toFixed(1).padStart(5)}; of the probe in the same round: median ${median(ratio).toFixed(2)}`);
+    return { name: `${k} x ${n} (x${layers})`, prefix: `c${c}_mm`, bytes: layers * k * n * 4, layers };
   });
-  for (const c of cases) await c.session.release();
+  const model = onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph: { name: 'gemv_vs_probe', node, initializer, input, output } })).finish();
+  const prefix = join(tmpdir(), `gemv-vs-probe-${process.pid}`);
+  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: threads, graphOptimizationLevel: 'all', enableProfiling: true, profileFilePrefix: prefix });
+  for (let r = 0; r < runs + 1; r++) await session.run(feeds); // the first run is dropped below
+  session.endProfiling();
+  await session.release();
+  const events = JSON.parse(readFileSync(profileFile(prefix), 'utf8')) as Array<{ cat: string; name: string; dur: number }>;
+  // Kernel times (µs) per node name, one entry per run, in run order.
+  const times = new Map<string, number[]>();
+  for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) {
+    const n = e.name.slice(0, -'_kernel_time'.length);
+    times.set(n, [...(times.get(n) ?? []), e.dur]);
+  }
+  const probe = times.get('probe')!.slice(1).map((us) => bytes / us / 1e3);
+  console.log(`${threads} threads, ${runs} runs (after one dropped), probe ReduceSum over ${Math.round(bytes / 2 ** 20)} MB: median ${median(probe).toFixed(1)} GB/s, highest ${Math.max(...probe).toFixed(1)}`);
+  for (const c of chains) {
+    const perRun = Array.from({ length: runs }, (_, r) => [...times.entries()].filter(([n]) => n.startsWith(c.prefix)).reduce((s, [, t]) => s + t[r + 1], 0));
+    const gbs = perRun.map((us) => c.bytes / us / 1e3);
+    const usPerProduct = median(perRun) / c.layers;
+    console.log(`${c.name.padEnd(20)} median ${median(gbs).toFixed(1).padStart(5)} GB/s (${usPerProduct.toFixed(0).padStart(4)} us a product), highest ${Math.max(...gbs).toFixed(1).padStart(5)}; of the probe in the same run: median ${median(gbs.map((g, r) => g / probe[r])).toFixed(2)}`);
+  }
+}
+
+/** The profile onnxruntime wrote for this prefix (its name ends in a timestamp), read once and removed. */
+function profileFile(prefix: string): string {
+  const dir = tmpdir();
+  const base = prefix.slice(dir.length + 1);
+  const found = readdirSync(dir).filter((f) => f.startsWith(base)).map((f) => join(dir, f));
+  if (found.length !== 1) throw new Error(`expected one profile ${prefix}_*.json, found ${found.length}`);
+  process.on('exit', () => rmSync(found[0], { force: true }));
+  return found[0];
 }
 
 main().catch((e) => {
