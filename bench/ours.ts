@@ -17,7 +17,9 @@ import { flags } from './flags.js';
 
 /** One reading of the bandwidth probe, GB/s, from a fresh process. */
 function probeBandwidth(threads: number): number {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'bandwidth.ts'), String(threads)], { encoding: 'utf8' });
+  // Run as TypeScript (tsx, npm run bench) or as built JavaScript (dist/, the GPU package).
+  const probe = import.meta.url.endsWith('.ts') ? ['--import', 'tsx', join(import.meta.dirname, 'bandwidth.ts')] : [join(import.meta.dirname, 'bandwidth.js')];
+  const r = spawnSync(process.execPath, [...probe, String(threads)], { encoding: 'utf8' });
   const gbs = Number(/([\d.]+) GB\/s/.exec(r.stdout ?? '')?.[1]);
   if (r.status !== 0 || !Number.isFinite(gbs)) throw new Error(`bandwidth probe failed (${r.status}): ${(r.stderr ?? '').slice(-500)}`);
   return gbs;
