@@ -28,6 +28,7 @@ import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { decodeModel } from '../src/lower/emitOnnx.js';
 import type { Target } from '../src/rewrite/index.js';
 import { readBandwidth } from './bandwidth.js';
+import { besideFraction, boundTokensPerSecond, type ProbedCall } from './bound.js';
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -218,9 +219,9 @@ function graphWeightBytes(file: string): number {
 }
 
 /** blip-graph's decode against the probe readings taken just before and just after each timed call. */
-function oursBeside(runs: Array<{ decode_tokens_per_s: number; bandwidth_before_gb_s: number; bandwidth_after_gb_s: number }>, stepBytes: number): Pick<Row, 'of_bound_beside' | 'bandwidth_beside'> {
-  const fractions = runs.map((r) => r.decode_tokens_per_s / ((Math.max(r.bandwidth_before_gb_s, r.bandwidth_after_gb_s) * 1e9) / stepBytes));
-  return { of_bound_beside: fractions.reduce((x, y) => x + y, 0) / fractions.length, bandwidth_beside: [runs[0].bandwidth_before_gb_s, ...runs.map((r) => r.bandwidth_after_gb_s)] };
+function oursBeside(calls: ProbedCall[], stepBytes: number): Pick<Row, 'of_bound_beside' | 'bandwidth_beside'> {
+  const b = besideFraction(calls, stepBytes);
+  return { of_bound_beside: b.fraction, bandwidth_beside: b.readings };
 }
 
 function lastJson(s: string): any {
@@ -314,7 +315,7 @@ async function main(): Promise<void> {
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
     rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, stepBytes[c.name]), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
-    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s == null ? NaN : t.decode_tokens_per_s / ((Math.max(...torchBandwidth) * 1e9) / stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s == null ? NaN : t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
     // PyTorch's encode, one-token and full generate are timed as separate calls (bench/torch_generate.py):
     // on a noisy machine with --repeat 1 they can disagree (run M: a 10 s generate after a 31 s encode)
@@ -323,7 +324,7 @@ async function main(): Promise<void> {
   }
   const bw = Math.max(...bws);
   for (const r of rows) {
-    r.bound_tokens_per_s = (bw * 1e9) / stepBytes[r.case];
+    r.bound_tokens_per_s = boundTokensPerSecond(bw, stepBytes[r.case]);
     r.of_bound = r.decode_tokens_per_s == null ? NaN : r.decode_tokens_per_s / r.bound_tokens_per_s;
   }
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, glibc_tunables: process.env.GLIBC_TUNABLES ?? '' };
