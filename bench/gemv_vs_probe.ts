@@ -5,7 +5,7 @@
 // and each chain's GB/s is divided by the probe's of the same run. One session, so one thread pool:
 // separate sessions in turns would compete with each other's spinning workers.
 //
-//   node --import tsx bench/gemv_vs_probe.ts [--threads 2] [--shapes 768x768,768x3072,...] [--runs 20] [--megabytes 128]
+//   node --import tsx bench/gemv_vs_probe.ts [--threads 2] [--shapes 768x768,768x3072,...] [--runs 20] [--megabytes 128] [--spinning 1|0]
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,7 +55,8 @@ async function main(): Promise<void> {
   });
   const model = onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph: { name: 'gemv_vs_probe', node, initializer, input, output } })).finish();
   const prefix = join(tmpdir(), `gemv-vs-probe-${process.pid}`);
-  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: threads, graphOptimizationLevel: 'all', enableProfiling: true, profileFilePrefix: prefix });
+  const spinning = a.spinning ?? '1';
+  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: threads, graphOptimizationLevel: 'all', enableProfiling: true, profileFilePrefix: prefix, extra: { session: { 'intra_op.allow_spinning': spinning } } });
   for (let r = 0; r < runs + 1; r++) await session.run(feeds); // the first run is dropped below
   session.endProfiling();
   await session.release();
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
     times.set(n, [...(times.get(n) ?? []), e.dur]);
   }
   const probe = times.get('probe')!.slice(1).map((us) => bytes / us / 1e3);
-  console.log(`${threads} threads, ${runs} runs (after one dropped), probe ReduceSum over ${Math.round(bytes / 2 ** 20)} MB: median ${median(probe).toFixed(1)} GB/s, highest ${Math.max(...probe).toFixed(1)}`);
+  console.log(`${threads} threads (spinning ${spinning}), ${runs} runs (after one dropped), probe ReduceSum over ${Math.round(bytes / 2 ** 20)} MB: median ${median(probe).toFixed(1)} GB/s, highest ${Math.max(...probe).toFixed(1)}`);
   for (const c of chains) {
     const perRun = Array.from({ length: runs }, (_, r) => [...times.entries()].filter(([n]) => n.startsWith(c.prefix)).reduce((s, [, t]) => s + t[r + 1], 0));
     const gbs = perRun.map((us) => c.bytes / us / 1e3);
