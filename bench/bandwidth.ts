@@ -6,18 +6,21 @@ import * as ort from 'onnxruntime-node';
 
 const { onnx } = onnxProto;
 
+/** The probe as graph parts: ReduceSum of a float32 input `x` (rows, cols) over its columns (each thread streams whole rows) into `y`. */
+export function probeGraphParts(rows: number, cols: number) {
+  const vi = (name: string, dims: number[]) => ({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+  return {
+    node: [{ name: 'probe', opType: 'ReduceSum', input: ['x', 'axes'], output: ['y'], attribute: [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }],
+    initializer: [{ name: 'axes', dataType: onnx.TensorProto.DataType.INT64, dims: [1], int64Data: [1] }],
+    input: [vi('x', [rows, cols])],
+    output: [vi('y', [rows])],
+  };
+}
+
 export async function readBandwidth(threads: number, megabytes = 512, runs = 7): Promise<number> {
   const n = Math.floor((megabytes * 2 ** 20) / 4);
-  const vi = (name: string, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) } } } });
-  // (R, C) summed over C: each thread streams whole rows.
   const [R, C] = [1024, n / 1024];
-  const model = onnx.ModelProto.encode(
-    onnx.ModelProto.create({
-      irVersion: 8,
-      opsetImport: [{ domain: '', version: 17 }],
-      graph: { name: 'bw', node: [{ opType: 'ReduceSum', input: ['x', 'axes'], output: ['y'], attribute: [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }], input: [vi('x', [R, C])], output: [vi('y', [R])], initializer: [{ name: 'axes', dataType: onnx.TensorProto.DataType.INT64, dims: [1], int64Data: [1] }] },
-    }),
-  ).finish();
+  const model = onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph: { name: 'bw', ...probeGraphParts(R, C) } })).finish();
   const s = await ort.InferenceSession.create(model, { intraOpNumThreads: threads, graphOptimizationLevel: 'all' });
   const x = new Float32Array(n).fill(1);
   const feeds = { x: new ort.Tensor('float32', x, [R, C]) };

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { probeGraphParts } from './bandwidth.js';
 import { flags } from './flags.js';
 
 const { onnx } = onnxProto;
@@ -38,10 +39,10 @@ async function main(): Promise<void> {
   // The decode steps' products: BLIP-base (768 wide), OPT-350m / the LLaMA layout (1024), square ones up to 4096.
   const shapes = (a.shapes ?? '768x768,768x2304,768x3072,3072x768,1024x1024,1024x3072,1024x4096,4096x1024,2048x2048,4096x4096').split(',').map((s) => s.split('x').map(Number));
   const cols = bytes / 4 / 1024;
-  const node: object[] = [{ name: 'probe', opType: 'ReduceSum', input: ['x', 'axes'], output: ['y'], attribute: [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }];
-  const initializer: object[] = [{ name: 'axes', dataType: onnx.TensorProto.DataType.INT64, dims: [1], int64Data: [1] }];
-  const input = [valueInfo('x', [1024, cols])];
-  const output = [valueInfo('y', [1024])];
+  const probeParts = probeGraphParts(1024, cols);
+  const node: object[] = [...probeParts.node];
+  const initializer: object[] = [...probeParts.initializer];
+  const { input, output } = probeParts;
   const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor('float32', new Float32Array(bytes / 4).fill(1), [1024, cols]) };
   shapes.unshift([64, 64]); // the floor: see above
   const chains = shapes.map(([k, n], c) => {
@@ -63,16 +64,20 @@ async function main(): Promise<void> {
   for (let r = 0; r < runs + 1; r++) await session.run(feeds); // the first run is dropped below
   session.endProfiling();
   await session.release();
-  const events = JSON.parse(readFileSync(profileFile(prefix), 'utf8')) as Array<{ cat: string; name: string; dur: number }>;
-  // Kernel times (µs) per node name, one entry per run, in run order.
-  const times = new Map<string, number[]>();
-  for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) {
-    const n = e.name.slice(0, -'_kernel_time'.length);
-    times.set(n, [...(times.get(n) ?? []), e.dur]);
+  // Kernel time (µs) per run, the dropped first run included, of the probe ('probe') and of each chain (its prefix).
+  const totals = new Map<string, number[]>();
+  const runOf = new Map<string, number>(); // node name -> runs seen so far
+  for (const e of readProfile(prefix)) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) {
+    const name = e.name.slice(0, -'_kernel_time'.length);
+    const key = name === 'probe' ? name : name.replace(/(?<=_mm)\d+$/, '');
+    const r = runOf.get(name) ?? 0;
+    runOf.set(name, r + 1);
+    const t = totals.get(key) ?? totals.set(key, []).get(key)!;
+    t[r] = (t[r] ?? 0) + e.dur;
   }
-  const probe = times.get('probe')!.slice(1).map((us) => bytes / us / 1e3);
+  const probe = totals.get('probe')!.slice(1).map((us) => bytes / us / 1e3);
   console.log(`${threads} threads (spinning ${spinning}), ${runs} runs (after one dropped), probe ReduceSum over ${Math.round(bytes / 2 ** 20)} MB: median ${median(probe).toFixed(1)} GB/s, highest ${Math.max(...probe).toFixed(1)}`);
-  const perRun = (c: (typeof chains)[number]) => Array.from({ length: runs }, (_, r) => [...times.entries()].filter(([n]) => n.startsWith(c.prefix)).reduce((s, [, t]) => s + t[r + 1], 0));
+  const perRun = (c: (typeof chains)[number]) => totals.get(c.prefix)!.slice(1);
   const floorUs = median(perRun(chains[0])) / chains[0].layers;
   console.log(`profiler floor: a 64 x 64 product is profiled at ${floorUs.toFixed(1)} us (about 1 us of it the product itself, timed without the profiler)`);
   for (const c of chains.slice(1)) {
@@ -84,14 +89,17 @@ async function main(): Promise<void> {
   }
 }
 
-/** The profile onnxruntime wrote for this prefix (its name ends in a timestamp), read once and removed. */
-function profileFile(prefix: string): string {
+/** The events of the profile onnxruntime wrote for this prefix (its name ends in a timestamp); the file is removed. */
+function readProfile(prefix: string): Array<{ cat: string; name: string; dur: number }> {
   const dir = tmpdir();
   const base = prefix.slice(dir.length + 1);
   const found = readdirSync(dir).filter((f) => f.startsWith(base)).map((f) => join(dir, f));
   if (found.length !== 1) throw new Error(`expected one profile ${prefix}_*.json, found ${found.length}`);
-  process.on('exit', () => rmSync(found[0], { force: true }));
-  return found[0];
+  try {
+    return JSON.parse(readFileSync(found[0], 'utf8'));
+  } finally {
+    rmSync(found[0], { force: true });
+  }
 }
 
 main().catch((e) => {
