@@ -88,13 +88,13 @@ def main():
             if kind == "blip-2":
                 q = model.query_tokens.expand(v.shape[0], -1, -1)
                 h = model.qformer(query_embeds=q, encoder_hidden_states=v)[0]
-                return model.language_projection(h)
+                return model.language_projection(h.to(model.language_projection.weight.dtype))
             if kind == "instructblip":
                 q = model.query_tokens.expand(v.shape[0], -1, -1)
                 mask = torch.cat([torch.ones(q.shape[:-1], dtype=torch.long, device=q.device), inputs["qformer_attention_mask"]], dim=1)
                 h = model.qformer(input_ids=inputs["qformer_input_ids"], attention_mask=mask, query_embeds=q,
                                   encoder_hidden_states=v)[0]
-                return model.language_projection(h[:, : q.shape[1]])
+                return model.language_projection(h[:, : q.shape[1]].to(model.language_projection.weight.dtype))
             return v
 
     def gen(n):

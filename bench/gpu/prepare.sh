@@ -88,7 +88,10 @@ apt_dl() { # dir pkgs...: the device README's recipe (amd64 lists of their own)
   [ -n "$(ls /tmp/amd64/*Packages* 2>/dev/null)" ] || apt-get $o update >/dev/null
   (cd "$dir" && apt-get $o download "$@" >/dev/null)
 }
-ls .gl/libvulkan1_*.deb >/dev/null 2>&1 || { say "downloading libvulkan1 into .gl"; apt_dl .gl libvulkan1; }
+# The device README's recipe: the Vulkan loader and glvnd's libraries (NVIDIA's ICD, libGLX_nvidia.so.0,
+# loads through glvnd; with libvulkan1 alone Dawn found no adapter on the H100 machine).
+GL_PKGS="libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2"
+for p in $GL_PKGS; do ls .gl/${p}_*.deb >/dev/null 2>&1 || { say "downloading $p into .gl"; apt_dl .gl $p; }; done
 ls "$D"/vt/vulkan-tools_*.deb >/dev/null 2>&1 || {
   say "downloading vulkan-tools (+ libraries) into $D/vt"
   apt_dl "$D/vt" vulkan-tools libwayland-client0 libx11-6 libxcb1 libxau6 libxdmcp6 libbsd0 libmd0 libffi8

@@ -3,6 +3,7 @@
 // largest tensor (plus its transformed copy) and a weight shared by two graphs is written once.
 import { openSync, writeSync, closeSync } from 'node:fs';
 import { float32ToFloat16 } from '../weights/float16.js';
+import { Scratch } from '../weights/Scratch.js';
 import { yieldToEventLoop } from './partialOutput.js';
 
 export type WeightData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
@@ -14,8 +15,12 @@ export interface WeightSpec {
   dims: number[];
   /** Element type of the produced data (floats may be stored as float16, see `storeAs`). */
   dtype?: 'float32' | 'int64' | 'int32' | 'uint8';
-  /** Produces the tensor's data (called once, while streaming). */
-  produce: () => WeightData | Promise<WeightData>;
+  /**
+   * Produces the tensor's data (called once, while streaming). Arrays that live only until the
+   * tensor is written may come from `scratch` (reused for the next tensor); a producer called
+   * without one allocates.
+   */
+  produce: (scratch?: Scratch) => WeightData | Promise<WeightData>;
   /** Where it came from, for error messages ("node vision at graphs/x.blip:3:3"). */
   origin?: string;
 }
@@ -92,6 +97,7 @@ export class WeightStore {
     let offset = 0;
     const todo = [...this.specs.values()].filter((s) => !only || only.has(s.key));
     const total = todo.reduce((a, s) => a + this.storedBytes(s), 0);
+    const scratch = new Scratch();
     try {
       let done = 0;
       for (const spec of todo) {
@@ -99,7 +105,7 @@ export class WeightStore {
           await yieldToEventLoop(); // producing a tensor is synchronous work: let a signal's handler run
           signal.throwIfAborted();
         }
-        const data = await spec.produce();
+        const data = await spec.produce(scratch);
         const count = spec.dims.reduce((a, b) => a * b, 1);
         if (data.length !== count) {
           throw new Error(`weight ${spec.key}: produced ${data.length} values for shape [${spec.dims}] (${count} expected)`);
@@ -108,7 +114,7 @@ export class WeightStore {
         let dataType: StoredWeight['dataType'];
         if (data instanceof Float32Array) {
           if (this.floatType === 'float16') {
-            const h = float32ToFloat16(data);
+            const h = float32ToFloat16(data, scratch.uint16(data.length));
             bytes = new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
             dataType = 'float16';
           } else {
@@ -127,6 +133,7 @@ export class WeightStore {
         this.stored.set(spec.key, { spec, dataType, offset, length: bytes.length });
         offset += bytes.length;
         done += bytes.length;
+        scratch.reset(); // the tensor is written: its arrays are dead
         onProgress?.(done, total, spec.key);
       }
     } finally {

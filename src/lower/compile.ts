@@ -144,9 +144,9 @@ class Lowerer {
         if (opts.transpose) {
           if (shape.length !== 2) throw new Error(`${k}: only 2-D weights can be transposed`);
           const [o, i] = shape;
-          return b.weight({ key: `${k}:T`, dims: [i, o], produce: () => transpose2d(self.ckpt.readFloat32(k), o, i), origin });
+          return b.weight({ key: `${k}:T`, dims: [i, o], produce: (s) => transpose2d(self.ckpt.readFloat32(k, s), o, i, s), origin });
         }
-        return b.weight({ key: k, dims: shape, produce: () => self.ckpt.readFloat32(k), origin });
+        return b.weight({ key: k, dims: shape, produce: (s) => self.ckpt.readFloat32(k, s), origin });
       },
     };
   }

@@ -9,6 +9,7 @@
 import onnxProto from 'onnx-proto';
 import { GraphBuilder, ONNX_DTYPE, Value } from './GraphBuilder.js';
 import { float32ToFloat16 } from '../weights/float16.js';
+import type { Scratch } from '../weights/Scratch.js';
 
 export type FloatType = 'float32' | 'float16';
 
@@ -33,9 +34,20 @@ export function numel(dims: number[]): number {
   return dims.reduce((a, d) => a * d, 1);
 }
 
-export function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c];
+/** (rows, cols) row-major → (cols, rows), in tiles so that reads and writes both stay in cache. */
+export function transpose2d(src: Float32Array, rows: number, cols: number, scratch?: Scratch): Float32Array {
+  const out = scratch ? scratch.float32(rows * cols) : new Float32Array(rows * cols);
+  const T = 32;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T);
+      for (let c = c0; c < c1; c++) {
+        const d = c * rows;
+        for (let r = r0; r < r1; r++) out[d + r] = src[r * cols + c];
+      }
+    }
+  }
   return out;
 }
 

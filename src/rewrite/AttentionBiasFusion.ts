@@ -65,9 +65,9 @@ export const AttentionBiasFusion: Fusion = {
       const bias = g.weight({
         key: `${keys.map((k) => k ?? '0').join('+')}:attention_bias`,
         dims: [3 * W],
-        produce: async () => {
-          const out = new Float32Array(3 * W);
-          for (let i = 0; i < 3; i++) if (specs[i]) out.set((await specs[i]!.produce()) as Float32Array, i * W);
+        produce: async (s) => {
+          const out = new Float32Array(3 * W); // fresh: a missing bias is zeros
+          for (let i = 0; i < 3; i++) if (specs[i]) out.set((await specs[i]!.produce(s)) as Float32Array, i * W);
           return out;
         },
         origin: specs.find((s) => s)!.origin,

@@ -69,13 +69,13 @@ export const QkvPackFusion: Fusion = {
       const packed = g.weight({
         key: `${parts.map((p) => p.w).join('+')}:packed`,
         dims: [K, total],
-        // Row r of the packed weight is row r of each part in turn; the parts are read one at a
-        // time, so the peak is the packed tensor plus its largest part.
-        produce: async () => {
-          const out = new Float32Array(K * total);
+        // Row r of the packed weight is row r of each part in turn (every element is written, so
+        // scratch memory will do); the peak is the packed tensor plus its parts.
+        produce: async (s) => {
+          const out = s ? s.float32(K * total) : new Float32Array(K * total);
           let col = 0;
           for (let i = 0; i < parts.length; i++) {
-            const src = (await specs[i].produce()) as Float32Array;
+            const src = (await specs[i].produce(s)) as Float32Array;
             const w = widths[i];
             for (let r = 0; r < K; r++) out.set(src.subarray(r * w, (r + 1) * w), r * total + col);
             col += w;

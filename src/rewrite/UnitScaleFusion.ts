@@ -23,8 +23,8 @@ function scaled(g: GraphView, key: string, s: number, count?: number): string {
   return g.weight({
     key: `${key}:scale=${s}${count === undefined ? '' : `@${count}`}`,
     dims: spec.dims,
-    produce: async () => {
-      const out = Float32Array.from((await spec.produce()) as Float32Array);
+    produce: async (scratch) => {
+      const out = Float32Array.from((await spec.produce(scratch)) as Float32Array);
       const n = count ?? out.length;
       for (let i = 0; i < n; i++) out[i] *= s; // stored as float32: one rounding, as the kernel's
       return out;

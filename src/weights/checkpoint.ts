@@ -13,6 +13,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointError } from './CheckpointError.js';
 import { FLOAT_DTYPES, SafetensorsFile, toFloat32, type TensorInfo } from './safetensors.js';
+import type { Scratch } from './Scratch.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -114,17 +115,17 @@ export class Checkpoint {
     return this.info(key)?.shape;
   }
 
-  /** Read one tensor as float32 (widening F16/BF16). */
-  readFloat32(key: string): Float32Array {
+  /** Read one tensor as float32 (widening F16/BF16); in `scratch` memory if given. */
+  readFloat32(key: string, scratch?: Scratch): Float32Array {
     const f = this.where.get(key);
     if (!f) throw new CheckpointError('BLIP4006', `${this.dir}: no tensor "${key}"`, this.dir, key);
     const t = f.info(key)!;
     if (!FLOAT_DTYPES.includes(t.dtype)) {
       throw new CheckpointError('BLIP4005', `${t.file}: tensor "${key}" has dtype ${t.dtype}; weights must be F32, F16 or BF16`, t.file, key);
     }
-    const raw = f.readRaw(key);
+    const raw = f.readRaw(key, scratch);
     this.digests.set(key, createHash('sha256').update(t.dtype).update(JSON.stringify(t.shape)).update(raw).digest('hex'));
-    return toFloat32(raw, t.dtype);
+    return toFloat32(raw, t.dtype, scratch);
   }
 
   /** Dtypes present, with their tensor counts (for the summary). */

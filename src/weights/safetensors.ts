@@ -9,6 +9,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { bfloat16ToFloat32, float16ToFloat32 } from './float16.js';
 import { CheckpointError } from './CheckpointError.js';
+import type { Scratch } from './Scratch.js';
 
 /** Bytes per element of every dtype the safetensors format defines. */
 export const DTYPE_SIZE: Record<string, number> = {
@@ -137,25 +138,28 @@ export class SafetensorsFile {
     return this.tensors.get(name);
   }
 
-  /** The tensor's bytes as stored (little-endian), in a fresh buffer of exactly its size. */
-  readRaw(name: string): Uint8Array {
+  /**
+   * The tensor's bytes as stored (little-endian), in a buffer of exactly its size: fresh, or from
+   * `scratch` (valid until its next reset).
+   */
+  readRaw(name: string, scratch?: Scratch): Uint8Array {
     const t = this.tensors.get(name);
     if (!t) throw new CheckpointError('BLIP4006', `${this.path}: no tensor "${name}"`, this.path, name);
     if (this.fd === undefined) throw new Error(`${this.path} is closed`);
     // 8-byte aligned backing store so that the bytes can be viewed as any typed array.
-    const out = new Uint8Array(new ArrayBuffer(t.end - t.begin));
+    const out = scratch ? scratch.bytes(t.end - t.begin) : new Uint8Array(new ArrayBuffer(t.end - t.begin));
     readFully(this.fd, out, t.begin, this.path);
     return out;
   }
 
-  /** The tensor widened (F16, BF16) or viewed (F32) as float32. */
-  readFloat32(name: string): Float32Array {
+  /** The tensor widened (F16, BF16) or viewed (F32) as float32; in `scratch` memory if given. */
+  readFloat32(name: string, scratch?: Scratch): Float32Array {
     const t = this.tensors.get(name);
     if (t && !FLOAT_DTYPES.includes(t.dtype)) {
       throw new CheckpointError('BLIP4005', `${this.path}: tensor "${name}" has dtype ${t.dtype}; weights must be F32, F16 or BF16`, this.path, name);
     }
-    const raw = this.readRaw(name);
-    return toFloat32(raw, t!.dtype);
+    const raw = this.readRaw(name, scratch);
+    return toFloat32(raw, t!.dtype, scratch);
   }
 
   close(): void {
@@ -164,15 +168,15 @@ export class SafetensorsFile {
   }
 }
 
-/** Interpret little-endian bytes of a float dtype as float32 values. */
-export function toFloat32(raw: Uint8Array, dtype: string): Float32Array {
+/** Interpret little-endian bytes of a float dtype as float32 values (widened into `scratch` if given). */
+export function toFloat32(raw: Uint8Array, dtype: string, scratch?: Scratch): Float32Array {
   switch (dtype) {
     case 'F32':
       return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
     case 'F16':
-      return float16ToFloat32(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
+      return float16ToFloat32(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2), scratch?.float32(raw.byteLength / 2));
     case 'BF16':
-      return bfloat16ToFloat32(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2));
+      return bfloat16ToFloat32(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2), scratch?.float32(raw.byteLength / 2));
     default:
       throw new CheckpointError('BLIP4005', `dtype ${dtype} cannot be read as float weights (F32, F16 or BF16 expected)`);
   }
