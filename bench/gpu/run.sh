@@ -172,7 +172,7 @@ phase env 90 300 '
     if ! grep -q "\"ok\":true" "$W/probe.json"; then
       # Why the Vulkan loader found no driver: its own account, and what the ICD library lacks.
       echo "== no adapter: the Vulkan loader on the ICD (VK_LOADER_DEBUG=error,warn,driver)"
-      VK_LOADER_DEBUG=error,warn,driver timeout 60 "$NODE" "$RT/dist/bench/gpu/probe.js" --device webgpu 2>&1 >/dev/null | grep -iE "icd|driver|dlopen|error|warn" | cut -c1-300 | head -n 25
+      VK_LOADER_DEBUG=error,warn,driver timeout 60 "$NODE" "$RT/dist/bench/gpu/probe.js" --device webgpu 2>&1 >/dev/null | grep -iE "error|fail|unable|cannot|not found|ICD drivers named|Found ICD|dlopen" | grep -v "MESA_device_select" | cut -c1-300 | head -n 25
       for j in ${VK_DRIVER_FILES:-} /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json; do [ -f "$j" ] && { echo "-- $j"; cat "$j"; }; done
       lib=$(sed -n "s/.*\"library_path\": *\"\([^\"]*\)\".*/\1/p" ${VK_DRIVER_FILES:-/usr/share/vulkan/icd.d/nvidia_icd.json} 2>/dev/null | head -1)
       [ -n "$lib" ] && { p=$(ldconfig -p | awk -v l="$lib" "\$1 == l { print \$NF; exit }"); echo "-- ldd ${p:-$lib}"; ldd "${p:-$lib}" 2>&1 | grep -E "not found|GL|vulkan" | head -n 15; }
