@@ -4,6 +4,7 @@
 //
 //   node --import tsx bench/ours.ts --dir ART --image IMG [--prompt P] --threads 2 --batch B --tokens 20
 //        [--repetition-penalty 1] --repeat R [--device cpu|cuda|tensorrt|webgpu] [--probe-threads T]
+//        [--kv-on-device 0] (WebGPU: the KV cache goes through the host between steps)
 //
 // With --probe-threads, memory read bandwidth is measured (bench/bandwidth.ts, in a child process so
 // that its 512 MB buffer stays out of this process's peak RSS) before the first timed call and after
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
   const a = flags(process.argv.slice(2));
   const [batch, tokens, repeat, threads] = [Number(a.batch ?? 1), Number(a.tokens ?? 20), Number(a.repeat ?? 3), Number(a.threads ?? 2)];
   const t0 = performance.now();
-  const model = await load(a.dir, { threads, device: a.device ?? 'cpu' });
+  const model = await load(a.dir, { threads, device: a.device ?? 'cpu', kvOnDevice: a['kv-on-device'] !== '0' });
   const loadMs = performance.now() - t0;
   const bytes = new Uint8Array(readFileSync(a.image));
   const images = Array.from({ length: batch }, (_, i) => ({ name: `image ${i}`, bytes }));

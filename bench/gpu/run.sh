@@ -23,7 +23,8 @@
 # reference Python (../shared/oracle/py), nothing installed into /. Every setting can be overridden:
 # GPU_LAYOUT GPU_LAYERS GPU_GRAPH GPU_TARGET GPU_OURS_DEVICE GPU_TORCH_DEVICE GPU_TORCH_DTYPE GPU_DRAW
 # GPU_TOKENS GPU_REPEAT GPU_THREADS GPU_TORCH_THREADS GPU_PROMPT GPU_IMAGE GPU_PY GPU_BUDGET_S
-# GPU_RT (where the runtime is unpacked). The checkpoint and the compiled model stay in .bench/gpu/
+# GPU_RT (where the runtime is unpacked), GPU_RESERVE_PCT (scales what each phase leaves for the later ones, for a
+# budget below the default). The checkpoint and the compiled model stay in .bench/gpu/
 # (git-ignored): a second call on the same warm machine reuses them and only measures.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -37,7 +38,7 @@ export W_REL=.bench/gpu            # relative: the reference Python sees the rep
 export W=$ROOT/$W_REL
 mkdir -p "$W/logs"
 : >"$W/phases.tsv"
-rm -f "$W"/ours.json "$W"/torch.json "$W"/torch_alone.json "$W"/probe.json "$W"/gpu_*.csv "$W"/logs/*.log
+rm -f "$W"/ours.json "$W"/ours_kv_host.json "$W"/torch.json "$W"/torch_alone.json "$W"/probe.json "$W"/kernels.json "$W"/gpu_*.csv "$W"/logs/*.log
 exec > >(tee -a "$OUT/run.log") 2>&1
 
 if [ "$DRY" = 1 ]; then
@@ -64,6 +65,8 @@ export IMAGE=${GPU_IMAGE:-test/fixtures/images/blocks_1000x700.png}
 export PY=${GPU_PY:-$d_py}
 export RT=${GPU_RT:-$d_rt}
 BUDGET=${GPU_BUDGET_S:-$d_budget}
+# What each phase leaves for the later ones is sized for the default budget; a shorter budget scales it down.
+RESERVE_PCT=${GPU_RESERVE_PCT:-100}
 export PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error
 START=$(date +%s)
 DEADLINE=$((START + BUDGET))
@@ -79,6 +82,7 @@ summarize() {
 # deadline - RESERVE), its output in $W/logs/NAME.log (last lines echoed), one row in phases.tsv.
 phase() {
   local name=$1 cap=$2 reserve=$3 cmd=$4
+  reserve=$((reserve * RESERVE_PCT / 100))
   local left=$((DEADLINE - $(date +%s) - reserve))
   local t=$((cap < left ? cap : left))
   if ((t < 5)); then
@@ -180,6 +184,9 @@ phase env 90 300 '
   } >"$OUT/env.txt" 2>&1
   cat "$OUT/env.txt"'
 
+# What a node costs on the provider, and whether its MultiHeadAttention is right (bench/gpu/kernels.ts).
+phase kernels 60 240 '"$NODE" "$RT/dist/bench/gpu/kernels.js" --device "$OURS_DEVICE" --json "$W/kernels.json"'
+
 # 3. checkpoint ---------------------------------------------------------------------------------
 KEY="$LAYOUT layers=${LAYERS:-all} float16"
 if [ -f "$W/ckpt/.complete" ] && [ "$(cat "$W/ckpt/.complete")" = "$KEY" ]; then
@@ -227,6 +234,11 @@ phase ours 300 15 "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $W/compiled --im
 [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
 if [ -s "$W/gpu_ours.csv" ]; then
   log "GPU during blip-graph: max memory.used $(cut -d, -f2 "$W/gpu_ours.csv" | sort -n | tail -1) MiB, max utilization $(cut -d, -f3 "$W/gpu_ours.csv" | sort -n | tail -1) %"
+fi
+
+# The same on WebGPU with the KV cache through the host between steps (load(..., { kvOnDevice: false })).
+if [ "$OURS_DEVICE" = webgpu ]; then
+  phase ours_kv_host 120 10 "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $W/compiled --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --threads $THREADS --batch 1 --tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --device $OURS_DEVICE --kv-on-device 0 >$W/ours_kv_host.json; rc=\$?; cat $W/ours_kv_host.json; exit \$rc"
 fi
 
 # 6. PyTorch alone, if time is left -------------------------------------------------------------

@@ -7,7 +7,7 @@
 // Work directory: settings.json (run.sh's settings), phases.tsv (name, status, seconds, timeout,
 // note), ours.json (bench/ours.ts), torch.json (bench/torch_generate.py, run alongside the compile),
 // torch_alone.json (the same, rerun alone after blip-graph when time was left), probe.json
-// (bench/gpu/probe.ts), logs/make.log, logs/compile.log.
+// (bench/gpu/probe.ts), kernels.json (bench/gpu/kernels.ts), logs/make.log, logs/compile.log.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -88,17 +88,19 @@ export function summarize(work: string): { json: Record<string, unknown>; md: st
   const tokens = Number(settings.tokens ?? 20);
   const phases = readPhases(join(work, 'phases.tsv'));
   const ours = lastJson(join(work, 'ours.json'));
+  const oursKvHost = lastJson(join(work, 'ours_kv_host.json'));
   const torchPar = lastJson(join(work, 'torch.json'));
   const torchAlone = lastJson(join(work, 'torch_alone.json'));
   const torch = torchAlone ?? torchPar;
   const probe = lastJson(join(work, 'probe.json'));
+  const kernels = lastJson(join(work, 'kernels.json'));
   const gpu = gpuSamples(join(work, 'gpu_ours.csv'));
   if (ours && gpu) ours.peak_gpu_mb = gpu.maxMemoryMiB;
   const cmp = compareTokens(ours?.sequences, torch?.sequences, tokens);
   const cmpPar = torchAlone ? compareTokens(ours?.sequences, torchPar?.sequences, tokens) : undefined;
   const make = grep(join(work, 'logs', 'make.log'), /parameters|GB/).pop();
   const compile = grep(join(work, 'logs', 'compile.log'), /^compiled |^\s+(encode|decoder)\.onnx|^\s+weights\.bin|^\s+time|^\s+parameters/);
-  const json = { settings, phases, probe, make, compile, gpu_during_ours: gpu, ours, torch_alongside_compile: torchPar, torch_alone: torchAlone, tokens: cmp, tokens_vs_torch_alongside: cmpPar };
+  const json = { settings, phases, probe, kernels, make, compile, gpu_during_ours: gpu, ours, ours_kv_host: oursKvHost, torch_alongside_compile: torchPar, torch_alone: torchAlone, tokens: cmp, tokens_vs_torch_alongside: cmpPar };
 
   const compiled = phases.some((p) => p.name === 'compile' && p.status !== 'reused');
   const f0 = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(0) : '–');
@@ -118,12 +120,14 @@ export function summarize(work: string): { json: Record<string, unknown>; md: st
   if (make) lines.push(`checkpoint: ${make}`, '');
   if (compile.length) lines.push('```', ...compile, '```', '');
   if (probe) lines.push(`WebGPU probe (one Relu): ${probe.ok ? 'ran' : `failed: ${String(probe.error ?? '')}`}${probe.vulkan_loader ? `, Vulkan loader ${String(probe.vulkan_loader)}` : ''}`, '');
+  if (kernels) lines.push(...kernelLines(kernels), '');
   lines.push(
     '| implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | load ms | first call ms | peak RSS MB | peak GPU MB |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     row(`blip-graph (${settings.ours_device ?? '?'}${ours?.providers ? `: ${Object.entries(ours.providers as Record<string, string>).map(([k, v]) => `${k} ${v}`).join(', ')}` : ''})`, ours),
-    row(`${String(torchPar?.peer ?? 'PyTorch')} ${settings.torch_device ?? ''} ${settings.torch_dtype ?? ''}, ${compiled ? 'while the compile ran' : 'first run'}`, torchPar),
   );
+  if (oursKvHost) lines.push(row(`blip-graph (${settings.ours_device ?? '?'}, KV cache through the host)`, oursKvHost));
+  lines.push(row(`${String(torchPar?.peer ?? 'PyTorch')} ${settings.torch_device ?? ''} ${settings.torch_dtype ?? ''}, ${compiled ? 'while the compile ran' : 'first run'}`, torchPar));
   if (torchAlone) lines.push(row(`${String(torchAlone.peer ?? 'PyTorch')} ${settings.torch_device ?? ''} ${settings.torch_dtype ?? ''}, alone`, torchAlone));
   lines.push('');
   if (gpu) lines.push(`GPU during blip-graph (nvidia-smi every 250 ms, ${gpu.samples} samples): memory.used up to ${gpu.maxMemoryMiB} MiB (the whole GPU, context included; PyTorch's peak GPU MB is torch.cuda.max_memory_allocated), utilization up to ${gpu.maxUtilization} %.`, '');
@@ -135,6 +139,25 @@ export function summarize(work: string): { json: Record<string, unknown>; md: st
   }
   lines.push('');
   return { json, md: lines.join('\n') };
+}
+
+/** bench/gpu/kernels.ts's result: the cost of a node, and MultiHeadAttention against the CPU. */
+function kernelLines(k: Record<string, unknown>): string[] {
+  const e = (x: unknown) => (typeof x === 'number' ? x.toExponential(1) : '–');
+  const n = (x: unknown, d: number) => (typeof x === 'number' ? x.toFixed(d) : '–');
+  const out = [`Kernels on \`${String(k.device)}\` (bench/gpu/kernels.ts):`, ''];
+  const add = k.dispatch_Add as Record<string, unknown> | undefined;
+  const mm = k.dispatch_MatMul as Record<string, unknown> | undefined;
+  if (add) out.push(`- a chain of ${String(add.nodes ?? '?')} float16 Adds on (1, ${String(add.width ?? '?')}): ${add.error ? `error: ${String(add.error)}` : `${n(add.per_node_us, 1)} us a node`}`);
+  if (mm) out.push(`- a chain of ${String(mm.nodes ?? '?')} float16 MatMuls (1, ${String(mm.width ?? '?')}) x (${String(mm.width ?? '?')}, ${String(mm.width ?? '?')}): ${mm.error ? `error: ${String(mm.error)}` : `${n(mm.per_node_us, 1)} us a node, weights read at ${n(mm.weight_read_gb_s, 0)} GB/s`}`);
+  const rows = (k.attention as Array<Record<string, unknown>> | undefined) ?? [];
+  if (rows.length) {
+    out.push('', '| MultiHeadAttention vs CPU | heads x size | q | kv | max abs out | max abs present_key | ms |', '|---|---|---:|---:|---:|---:|---:|');
+    for (const r of rows) {
+      out.push(`| ${String(r.elem)}${r.past ? ', past' : ''} | ${String(r.heads)}x${String(r.headSize)} | ${String(r.q)} | ${String(r.kv)} | ${r.error ? `error: ${String(r.error).slice(0, 80)}` : e(r.max_abs_out)} | ${r.past ? e(r.max_abs_present_key) : ''} | ${n(r.device_ms, 3)} |`);
+    }
+  }
+  return out;
 }
 
 function main(argv: string[]): void {

@@ -1,0 +1,177 @@
+// What the WebGPU provider costs per node and whether its MultiHeadAttention is right, on whatever
+// adapter Dawn picks (the GPU check runs it on the H100 machine; here it runs on lavapipe).
+//
+// 1. dispatch: a chain of N float16 Adds on a (1, W) row, and a chain of N one-row float16 MatMuls
+//    (1, W) x (W, W), each in one session; the median run over N is the cost of one node, and for
+//    the MatMuls the weight bytes over that time is the read rate a decode step's products get.
+// 2. attention: com.microsoft.MultiHeadAttention (3-D q/k/v, no bias, no mask; and the decode form
+//    with past_key / past_value) on WebGPU against the same node on the CPU provider, float32 and
+//    float16, at sequence lengths around 32 (where lavapipe's results went wrong) and at full size.
+//    Prints the max abs difference of each case.
+//
+//   node dist/bench/gpu/kernels.js [--device webgpu] [--width 2560] [--nodes 200] [--runs 20] [--json FILE]
+//   (--device cpu runs the same cases on the CPU provider: a check of the tool itself)
+import { writeFileSync } from 'node:fs';
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+import { floatToHalf, halfToFloat } from '../../src/weights/float16.js';
+import { ortMessage } from '../../runtime/providers.js';
+
+const { onnx } = onnxProto;
+const T = onnx.TensorProto.DataType;
+type Elem = 'float32' | 'float16';
+type Provider = ort.InferenceSession.SessionOptions['executionProviders'];
+
+const arg = (name: string, dflt: string) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : dflt);
+const DEVICE = arg('device', 'webgpu');
+const WIDTH = Number(arg('width', '2560'));
+const NODES = Number(arg('nodes', '200'));
+const RUNS = Number(arg('runs', '20'));
+const JSON_OUT = arg('json', '');
+const WEIGHTS = 16;
+
+const vi = (name: string, elem: Elem, dims: Array<number | string>) => ({
+  name,
+  type: { tensorType: { elemType: elem === 'float16' ? T.FLOAT16 : T.FLOAT, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+});
+
+function model(graph: Record<string, unknown>): Uint8Array {
+  return onnx.ModelProto.encode(
+    onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }], graph: { name: 'g', ...graph } }),
+  ).finish();
+}
+
+/** Deterministic values in [-a, a). */
+function values(n: number, seed: number, a = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 2 * a);
+}
+
+const half = (x: Float32Array) => Uint16Array.from(x, floatToHalf);
+const tensor = (elem: Elem, x: Float32Array, dims: number[]) => (elem === 'float16' ? new ort.Tensor('float16', half(x), dims) : new ort.Tensor('float32', x, dims));
+const toF32 = (t: ort.Tensor) => (t.type === 'float16' ? Float32Array.from(t.data as Uint16Array, halfToFloat) : (t.data as Float32Array));
+
+async function session(bytes: Uint8Array, provider: string): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, { executionProviders: [provider] as Provider, graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
+}
+
+async function medianMs(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<number> {
+  for (let i = 0; i < 3; i++) await s.run(feeds);
+  const t: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    await s.run(feeds);
+    t.push(performance.now() - t0);
+  }
+  return t.sort((a, b) => a - b)[Math.floor(t.length / 2)];
+}
+
+/** A chain of N nodes: Add(x, c) or MatMul(x, W_i) on a (1, W) float16 row. */
+async function dispatch(kind: 'Add' | 'MatMul'): Promise<Record<string, number>> {
+  const node = [];
+  const initializer = [];
+  for (let i = 0; i < NODES; i++) {
+    // The MatMuls cycle through WEIGHTS distinct W x W weights, together far larger than the GPU's
+    // L2 (50 MB on an H100), so every node reads its weight from memory.
+    const w = kind === 'Add' ? 'c' : `w${i % WEIGHTS}`;
+    node.push({ opType: kind, input: [i ? `h${i}` : 'x', w], output: [i === NODES - 1 ? 'y' : `h${i + 1}`] });
+    if (i === 0 || (kind === 'MatMul' && i < WEIGHTS)) {
+      const dims = kind === 'Add' ? [1, WIDTH] : [WIDTH, WIDTH];
+      const n = dims[0] * dims[1];
+      // Small values keep the chain finite.
+      initializer.push({ name: w, dataType: T.FLOAT16, dims, rawData: new Uint8Array(half(values(n, i + 7, kind === 'Add' ? 1e-3 : 1 / WIDTH)).buffer) });
+    }
+  }
+  const bytes = model({ node, initializer, input: [vi('x', 'float16', [1, WIDTH])], output: [vi('y', 'float16', [1, WIDTH])] });
+  const s = await session(bytes, DEVICE);
+  const ms = await medianMs(s, { x: tensor('float16', values(WIDTH, 3), [1, WIDTH]) });
+  await s.release();
+  const perNodeUs = (ms * 1000) / NODES;
+  const out: Record<string, number> = { nodes: NODES, width: WIDTH, run_ms: ms, per_node_us: perNodeUs };
+  if (kind === 'MatMul') out.weight_read_gb_s = (WIDTH * WIDTH * 2) / (perNodeUs * 1e-6) / 1e9;
+  return out;
+}
+
+interface AttentionCase {
+  elem: Elem;
+  heads: number;
+  headSize: number;
+  q: number; // query length
+  kv: number; // key length (new keys; with past, the past length)
+  past: boolean;
+}
+
+/** One MultiHeadAttention node on DEVICE and on the CPU; the max abs difference of output (and present_key). */
+async function attention(c: AttentionCase): Promise<Record<string, unknown>> {
+  const HD = c.heads * c.headSize;
+  const inputs = [vi('q', c.elem, [1, c.q, HD]), vi('k', c.elem, [1, c.past ? 1 : c.kv, HD]), vi('v', c.elem, [1, c.past ? 1 : c.kv, HD])];
+  const nodeIn = ['q', 'k', 'v'];
+  const outputs = [vi('out', c.elem, [1, c.q, HD])];
+  const nodeOut = ['out'];
+  if (c.past) {
+    inputs.push(vi('past_key', c.elem, [1, c.heads, c.kv, c.headSize]), vi('past_value', c.elem, [1, c.heads, c.kv, c.headSize]));
+    nodeIn.push('', '', '', 'past_key', 'past_value'); // bias, key_padding_mask, attention_bias left out
+    outputs.push(vi('present_key', c.elem, [1, c.heads, c.kv + 1, c.headSize]), vi('present_value', c.elem, [1, c.heads, c.kv + 1, c.headSize]));
+    nodeOut.push('present_key', 'present_value');
+  }
+  const bytes = model({
+    node: [{ opType: 'MultiHeadAttention', domain: 'com.microsoft', input: nodeIn, output: nodeOut, attribute: [{ name: 'num_heads', type: onnx.AttributeProto.AttributeType.INT, i: c.heads }] }],
+    input: inputs,
+    output: outputs,
+  });
+  const feeds: Record<string, ort.Tensor> = {};
+  inputs.forEach((x, i) => {
+    const dims = x.type.tensorType.shape.dim.map((d) => (d as { dimValue: number }).dimValue);
+    feeds[x.name] = tensor(c.elem, values(dims.reduce((a, b) => a * b, 1), 100 + i, 2), dims);
+  });
+  const row: Record<string, unknown> = { ...c };
+  try {
+    const [dev, cpu] = [await session(bytes, DEVICE), await session(bytes, 'cpu')];
+    const [a, b] = [await dev.run(feeds), await cpu.run(feeds)];
+    for (const name of nodeOut.filter((n) => n !== 'present_value')) {
+      const [x, y] = [toF32(a[name]), toF32(b[name])];
+      let err = 0;
+      for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(x[i] - y[i]));
+      row[`max_abs_${name}`] = err;
+    }
+    row.device_ms = await medianMs(dev, feeds);
+    await dev.release();
+    await cpu.release();
+  } catch (e) {
+    row.error = ortMessage(e);
+  }
+  return row;
+}
+
+async function main(): Promise<void> {
+  const result: Record<string, unknown> = { device: DEVICE, ort: ort.env.versions?.common ?? null };
+  for (const kind of ['Add', 'MatMul'] as const) {
+    try {
+      result[`dispatch_${kind}`] = await dispatch(kind);
+    } catch (e) {
+      result[`dispatch_${kind}`] = { error: ortMessage(e) };
+    }
+    console.log(`${kind} chain:`, JSON.stringify(result[`dispatch_${kind}`]));
+  }
+  const cases: AttentionCase[] = [];
+  for (const elem of ['float32', 'float16'] as const) {
+    for (const s of [8, 24, 32, 33, 65]) cases.push({ elem, heads: 4, headSize: 32, q: s, kv: s, past: false });
+    cases.push({ elem, heads: 16, headSize: 88, q: 257, kv: 257, past: false }); // EVA-CLIP-g's image tokens (1408 wide)
+    cases.push({ elem, heads: 12, headSize: 64, q: 32, kv: 257, past: false }); // Q-Former cross-attention
+    for (const t of [31, 32, 40, 64]) cases.push({ elem, heads: 32, headSize: 80, q: 1, kv: t, past: true }); // OPT-2.7b's decode step
+  }
+  const rows = [];
+  for (const c of cases) {
+    const r = await attention(c);
+    rows.push(r);
+    const errs = Object.entries(r).filter(([k]) => k.startsWith('max_abs')).map(([k, v]) => `${k.slice(8)} ${(v as number).toExponential(1)}`);
+    console.log(`MHA ${c.elem} ${c.heads}x${c.headSize} q ${c.q} kv ${c.kv}${c.past ? ' (past)' : ''}: ${r.error ? `error: ${r.error}` : `${errs.join(', ')}; ${(r.device_ms as number).toFixed(3)} ms`}`);
+  }
+  result.attention = rows;
+  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify(result, null, 1));
+}
+
+main().catch((e) => {
+  process.stderr.write(`${e?.stack ?? e}\n`);
+  process.exit(1);
+});
