@@ -48,6 +48,17 @@ function values(n: number, seed: number, a = 1): Float32Array {
 }
 
 const half = (x: Float32Array) => Uint16Array.from(x, floatToHalf);
+
+/** n float16 values of magnitude 2^-8 to 2^-7 and random sign, made as bits (fast for 100 M values): a chain of products stays finite. */
+function smallHalves(n: number, seed: number): Uint16Array {
+  const out = new Uint16Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = ((s >>> 16) & 0x83ff) | 0x1c00; // sign, mantissa; exponent 7 (2^-8)
+  }
+  return out;
+}
 const tensor = (elem: Elem, x: Float32Array, dims: number[]) => (elem === 'float16' ? new ort.Tensor('float16', half(x), dims) : new ort.Tensor('float32', x, dims));
 const toF32 = (t: ort.Tensor) => (t.type === 'float16' ? Float32Array.from(t.data as Uint16Array, halfToFloat) : (t.data as Float32Array));
 
@@ -78,8 +89,7 @@ async function dispatch(kind: 'Add' | 'MatMul'): Promise<Record<string, number>>
     if (i === 0 || (kind === 'MatMul' && i < WEIGHTS)) {
       const dims = kind === 'Add' ? [1, WIDTH] : [WIDTH, WIDTH];
       const n = dims[0] * dims[1];
-      // Small values keep the chain finite.
-      initializer.push({ name: w, dataType: T.FLOAT16, dims, rawData: new Uint8Array(half(values(n, i + 7, kind === 'Add' ? 1e-3 : 1 / WIDTH)).buffer) });
+      initializer.push({ name: w, dataType: T.FLOAT16, dims, rawData: new Uint8Array((kind === 'Add' ? half(values(n, i + 7, 1e-3)) : smallHalves(n, i + 7)).buffer) });
     }
   }
   const bytes = model({ node, initializer, input: [vi('x', 'float16', [1, WIDTH])], output: [vi('y', 'float16', [1, WIDTH])] });
@@ -145,14 +155,18 @@ async function attention(c: AttentionCase): Promise<Record<string, unknown>> {
 
 async function main(): Promise<void> {
   const result: Record<string, unknown> = { device: DEVICE, ort: ort.env.versions?.common ?? null };
-  for (const kind of ['Add', 'MatMul'] as const) {
+  // Written after every part, so that a run stopped by its time limit still leaves what it measured.
+  const save = () => JSON_OUT && writeFileSync(JSON_OUT, JSON.stringify(result) + '\n'); // one line: summary.ts reads the last JSON line
+  const chain = async (kind: 'Add' | 'MatMul') => {
     try {
       result[`dispatch_${kind}`] = await dispatch(kind);
     } catch (e) {
       result[`dispatch_${kind}`] = { error: ortMessage(e) };
     }
     console.log(`${kind} chain:`, JSON.stringify(result[`dispatch_${kind}`]));
-  }
+    save();
+  };
+  await chain('Add');
   const cases: AttentionCase[] = [];
   for (const elem of ['float32', 'float16'] as const) {
     for (const s of [8, 24, 32, 33, 65]) cases.push({ elem, heads: 4, headSize: 32, q: s, kv: s, past: false });
@@ -160,15 +174,16 @@ async function main(): Promise<void> {
     cases.push({ elem, heads: 12, headSize: 64, q: 32, kv: 257, past: false }); // Q-Former cross-attention
     for (const t of [31, 32, 40, 64]) cases.push({ elem, heads: 32, headSize: 80, q: 1, kv: t, past: true }); // OPT-2.7b's decode step
   }
-  const rows = [];
+  const rows: Array<Record<string, unknown>> = [];
+  result.attention = rows;
   for (const c of cases) {
     const r = await attention(c);
     rows.push(r);
+    save();
     const errs = Object.entries(r).filter(([k]) => k.startsWith('max_abs')).map(([k, v]) => `${k.slice(8)} ${(v as number).toExponential(1)}`);
     console.log(`MHA ${c.elem} ${c.heads}x${c.headSize} q ${c.q} kv ${c.kv}${c.past ? ' (past)' : ''}: ${r.error ? `error: ${r.error}` : `${errs.join(', ')}; ${(r.device_ms as number).toFixed(3)} ms`}`);
   }
-  result.attention = rows;
-  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify(result, null, 1));
+  await chain('MatMul');
 }
 
 main().catch((e) => {
