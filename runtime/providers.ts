@@ -127,9 +127,13 @@ export function vulkanDrivers(env = process.env): string[] {
 function adapterHint(drivers: string[]): string {
   if (drivers.length === 0) return `no Vulkan driver (ICD manifest) is installed; ${VULKAN_HINT}`;
   const lavapipe = drivers.some((d) => d.startsWith('lvp_icd'));
+  // Seen on an H100 machine (docs/webgpu.md): nvidia_icd.json present, libvulkan1 alone, no adapter;
+  // with glvnd's libraries installed as well, the H100 was found.
+  const nvidia = drivers.some((d) => d.startsWith('nvidia'));
   return (
     `Vulkan drivers found: ${drivers.join(', ')}; none gave an adapter Dawn accepts (it prints why on stderr)` +
     (lavapipe ? "; Mesa's lavapipe (lvp_icd) is accepted from Mesa 24 on (Debian 12: mesa-vulkan-drivers from bookworm-backports)" : '') +
+    (nvidia ? "; NVIDIA's Vulkan driver loads through glvnd: install libglvnd0 libegl1 libgl1 libglx0 libopengl0 libgles2 beside libvulkan1" : '') +
     '; for a GPU, check that its Vulkan driver is installed and the device is visible to this process'
   );
 }

@@ -27,9 +27,10 @@ const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, S
  * The ordered fusions of each target (every one checks its own kernels' float types). The LLaMA
  * decoder's cached self-attention becomes GroupQueryAttention on the CPU only (its float32 kernel;
  * CUDA has none, WebGPU is causal-only), before MultiHeadAttention takes the remaining attention.
- * WebGPU keeps attention decomposed: onnxruntime-node 1.30's WebGPU MultiHeadAttention returned
- * wrong outputs (max abs error 2e-2 to 5e-2 against its CPU kernel) once the key sequence reaches 32,
- * with or without a bias, on the one adapter this was run on (Mesa's lavapipe; docs/webgpu.md).
+ * WebGPU keeps attention decomposed: onnxruntime-node 1.30's WebGPU MultiHeadAttention returns
+ * wrong outputs (max abs error 2e-2 to 5e-2 against its CPU kernel) once the key sequence reaches 32
+ * on Mesa's lavapipe, where CI runs WebGPU, though it is right on an H100 with NVIDIA's driver
+ * (docs/webgpu.md); an artifact does not know which adapter will run it.
  */
 export const PIPELINES: Record<Target, Fusion[]> = {
   plain: [],

@@ -127,6 +127,16 @@ test('webgpu failures: no loader, no driver, or drivers Dawn rejected (lavapipe 
     if (saved.files === undefined) delete process.env.VK_DRIVER_FILES;
     else process.env.VK_DRIVER_FILES = saved.files;
   }
+  try {
+    process.env.VK_DRIVER_FILES = '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json';
+    const e = providerFailure('webgpu', noAdapter);
+    assert.match(e.message, /nvidia_icd\.json/);
+    assert.match(e.message, /glvnd: install libglvnd0 /);
+    assert.ok(!/Mesa 24/.test(e.message));
+  } finally {
+    if (saved.files === undefined) delete process.env.VK_DRIVER_FILES;
+    else process.env.VK_DRIVER_FILES = saved.files;
+  }
   assert.deepEqual(vulkanDrivers({ VK_ICD_FILENAMES: '/a/nvidia_icd.json:/b/lvp_icd.json' }), ['nvidia_icd.json', 'lvp_icd.json']);
   assert.match(providerFailure('webgpu', new Error("Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file")).message, /install libvulkan1/);
 });
