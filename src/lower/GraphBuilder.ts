@@ -95,14 +95,37 @@ export class GraphBuilder {
   /** Source location of the node being lowered (stamped into NodeProto.docString). */
   origin = '';
 
-  /** Float type of the arithmetic (and of the checkpoint weights): the WeightStore's. */
-  readonly floatType: 'float32' | 'float16';
+  private currentFloatType: 'float32' | 'float16';
 
   constructor(
     readonly name: string,
     readonly weights: WeightStore,
   ) {
-    this.floatType = weights.floatType;
+    this.currentFloatType = weights.floatType;
+  }
+
+  /**
+   * Float type of the arithmetic and of the checkpoint weights being lowered: the WeightStore's,
+   * except inside `withFloatType`.
+   */
+  get floatType(): 'float32' | 'float16' {
+    return this.currentFloatType;
+  }
+
+  /**
+   * Lower `fn` in float type `ft`: its float constants and checkpoint weights are of that type
+   * (weights stay float32 in a float16 store), as transformers keeps some modules in float32 in a
+   * float16 model (`_keep_in_fp32_modules`: BLIP-2's and InstructBLIP's Q-Former and query tokens).
+   * The caller casts what enters and leaves.
+   */
+  withFloatType<T>(ft: 'float32' | 'float16', fn: () => T): T {
+    const prev = this.currentFloatType;
+    this.currentFloatType = ft;
+    try {
+      return fn();
+    } finally {
+      this.currentFloatType = prev;
+    }
   }
 
   /** Run `fn` with `name` appended to the naming scope. */
@@ -212,6 +235,8 @@ export class GraphBuilder {
    * (from any graph sharing the store) yields the same initializer, stored once.
    */
   weight(spec: WeightSpec): Value {
+    const float = (spec.dtype ?? 'float32') === 'float32';
+    if (float && this.floatType === 'float32' && this.weights.floatType === 'float16' && !spec.storeAs) spec = { ...spec, storeAs: 'float32' };
     this.weights.define(spec);
     this.weightNames.add(spec.key);
     return new Value(spec.key, this);

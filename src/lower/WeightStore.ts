@@ -13,8 +13,10 @@ export interface WeightSpec {
   key: string;
   /** ONNX shape of the produced tensor. */
   dims: number[];
-  /** Element type of the produced data (floats may be stored as float16, see `storeAs`). */
+  /** Element type of the produced data (floats follow the store's float type unless `storeAs`). */
   dtype?: 'float32' | 'int64' | 'int32' | 'uint8';
+  /** A float weight of a float16 store that stays float32 (lowered in a float32 module). */
+  storeAs?: 'float32';
   /**
    * Produces the tensor's data (called once, while streaming). Arrays that live only until the
    * tensor is written may come from `scratch` (reused for the next tensor); a producer called
@@ -47,6 +49,7 @@ export class WeightStore {
       if (prev.dims.join(',') !== spec.dims.join(',')) {
         throw new Error(`weight ${spec.key} requested with shapes [${prev.dims}] and [${spec.dims}]`);
       }
+      if (prev.storeAs !== spec.storeAs) throw new Error(`weight ${spec.key} requested as ${spec.storeAs ?? this.floatType} and as ${prev.storeAs ?? this.floatType}`);
       return;
     }
     this.specs.set(spec.key, spec);
@@ -79,11 +82,16 @@ export class WeightStore {
     return w;
   }
 
+  /** Whether a float weight is stored as float16. */
+  private halves(spec: WeightSpec): boolean {
+    return this.floatType === 'float16' && spec.storeAs !== 'float32';
+  }
+
   /** Bytes one weight takes in the data file. */
   storedBytes(spec: WeightSpec): number {
     const count = spec.dims.reduce((a, b) => a * b, 1);
     const dtype = spec.dtype ?? 'float32';
-    const size = dtype === 'float32' ? (this.floatType === 'float16' ? 2 : 4) : dtype === 'int64' ? 8 : dtype === 'int32' ? 4 : 1;
+    const size = dtype === 'float32' ? (this.halves(spec) ? 2 : 4) : dtype === 'int64' ? 8 : dtype === 'int32' ? 4 : 1;
     return count * size;
   }
 
@@ -113,7 +121,7 @@ export class WeightStore {
         let bytes: Uint8Array;
         let dataType: StoredWeight['dataType'];
         if (data instanceof Float32Array) {
-          if (this.floatType === 'float16') {
+          if (this.halves(spec)) {
             const h = float32ToFloat16(data, scratch.uint16(data.length));
             bytes = new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
             dataType = 'float16';

@@ -21,7 +21,7 @@ export const FLOAT_MIN: Record<FloatType, number> = { float32: -3.40282346638528
  * there and back, as transformers does), then ·weight.
  */
 export function rmsNorm(b: GraphBuilder, x: Value, weight: Value, eps: number, role = 'rmsnorm'): Value {
-  const f16 = b.weights.floatType === 'float16';
+  const f16 = b.floatType === 'float16';
   const x32 = f16 ? b.cast(x, 'float32', `${role}_f32`) : x;
   const ms = b.op('ReduceMean', [b.mul(x32, x32, `${role}_sq`)], { axes: [-1], keepdims: 1 }, { name: `${role}_ms` }); // (…, 1)
   const inv = b.op('Reciprocal', [b.op('Sqrt', [b.add(ms, f32(b, eps), `${role}_eps`)], {}, { name: `${role}_rms` })], {}, { name: `${role}_inv` });
@@ -53,7 +53,7 @@ export function transpose2d(src: Float32Array, rows: number, cols: number, scrat
 
 /** A float constant in the graph's float type. */
 export function fconst(b: GraphBuilder, values: Float32Array | number[], dims: number[], role = 'const'): Value {
-  const ft = b.weights.floatType;
+  const ft = b.floatType;
   const data = values instanceof Float32Array ? values : Float32Array.from(values);
   if (ft === 'float32') return b.float32(data, dims, role);
   const name = b.fresh(role);
@@ -75,12 +75,12 @@ export function fscalar(b: GraphBuilder, x: number, role = 'scalar'): Value {
 /** A float32 graph input, cast to the graph's float type. */
 export function floatInput(b: GraphBuilder, name: string, dims: (number | string)[]): Value {
   const v = b.input(name, 'float32', dims);
-  return b.weights.floatType === 'float16' ? b.cast(v, 'float16', `${name}_f16`) : v;
+  return b.floatType === 'float16' ? b.cast(v, 'float16', `${name}_f16`) : v;
 }
 
 /** Declare `v` (graph float type) a float32 output. */
 export function floatOutput(b: GraphBuilder, v: Value, name: string, dims?: (number | string)[]): Value {
-  const out = b.weights.floatType === 'float16' ? b.cast(v, 'float32', `${name}_f32`) : v;
+  const out = b.floatType === 'float16' ? b.cast(v, 'float32', `${name}_f32`) : v;
   return b.output(out, name, 'float32', dims);
 }
 
@@ -151,7 +151,7 @@ export interface AttendOptions {
  * (transformers' repeat_kv): the N query heads are folded into the key heads instead of copying K/V.
  */
 export function attend(b: GraphBuilder, q: Value, k: Value, v: Value, o: AttendOptions, role = 'attn'): Value {
-  const f16 = b.weights.floatType === 'float16';
+  const f16 = b.floatType === 'float16';
   const g = o.groups && o.groups.kvHeads !== o.groups.heads ? o.groups : undefined;
   // Grouped: query heads h = kv·rep + r are contiguous per key head, so (B, N, L, D) views as
   // (B, Nkv, rep·L, D) and one MatMul per key head serves its rep query heads.

@@ -32,6 +32,7 @@ export const QFormer: NodeKind = {
     layer_norm_eps: eps('layer-norm epsilon'),
     instruction: bool('the instruction text enters the Q-Former (InstructBLIP); implied by an `instruction:` input'),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
+    keep_float32: bool('computed in float32 in a --dtype fp16 artifact, as transformers keeps BLIP-2\'s Q-Former (root config model_type blip-2; InstructBLIP keeps only its query tokens, which it rounds to float16)'),
   }),
   defaultConfig: 'qformer_config',
   fromConfig(section, root) {
@@ -49,6 +50,8 @@ export const QFormer: NodeKind = {
     });
     // The query count lives at the root of BLIP-2 / InstructBLIP configs, not in qformer_config.
     if (typeof root.num_query_tokens === 'number') attrs.queries = root.num_query_tokens;
+    // transformers' _keep_in_fp32_modules: ["query_tokens", "qformer"] in every BLIP-2 class.
+    if (typeof root.model_type === 'string') attrs.keep_float32 = root.model_type === 'blip-2';
     return attrs;
   },
   outputWidth: (a) => n(a, 'width'),
@@ -66,7 +69,7 @@ export const QFormer: NodeKind = {
 // and beside it (`../`: the parent of the prefix): query_tokens (1, Q, W), and BLIP-2 retrieval's
 // text embeddings `embeddings.{word,position}_embeddings` (no LayerNorm of their own).
 QFormer.lowering = {
-  defaults: { cross_attention_frequency: 2, layer_norm_eps: 1e-12, act: 'gelu' },
+  defaults: { cross_attention_frequency: 2, layer_norm_eps: 1e-12, act: 'gelu', keep_float32: false },
   ignored: (attrs, connected) => [
     /(.*\.)?position_ids/,
     // Queries beside text (an instruction, BLIP-2's ITM): only the query outputs go on, so the last
@@ -79,7 +82,17 @@ QFormer.lowering = {
     const image = inputs[''] as FeaturesFlow | undefined;
     const text = (inputs.instruction ?? inputs.text) as TextFlow | undefined;
     if (!image && !text) throw new CompileError('BLIP4015', 'a qformer node needs image features, text, or both', ctx.node.loc);
-    const hidden = qformer(ctx, image?.hidden, text);
+    const { b } = ctx;
+    // transformers keeps BLIP-2's Q-Former and query tokens in float32 in a float16 model
+    // (_keep_in_fp32_modules): the image features are cast up on the way in, the outputs back down.
+    const hidden =
+      b.floatType === 'float16' && ctx.bool('keep_float32')
+        ? b.cast(
+            b.withFloatType('float32', () => qformer(ctx, image && b.cast(image.hidden, 'float32', 'image_f32'), text)),
+            'float16',
+            'qformer_f16',
+          )
+        : qformer(ctx, image?.hidden, text);
     // Queries present: only the query outputs go on. Text alone: every text position, with its mask.
     return image ? { type: 'features', hidden } : { type: 'features', hidden, mask: text!.mask };
   },

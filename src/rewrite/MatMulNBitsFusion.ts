@@ -109,7 +109,8 @@ function quantizedWeights(g: GraphView, key: string, K: number, N: number, kn: b
   const tag = `${key}:${o.quantize}`;
   const origin = src.origin;
   const packed = g.weight({ key: `${tag}`, dims: [N, kBlocks, (bs * bits) / 8], dtype: 'uint8', produce: async () => (await get()).packed, origin });
-  const scales = g.weight({ key: `${tag}:scales`, dims: [N * kBlocks], produce: async () => (await get()).scales, origin });
+  // The scales share the float type of the activations: float32 where the weight was kept float32 in a float16 artifact.
+  const scales = g.weight({ key: `${tag}:scales`, dims: [N * kBlocks], storeAs: src.storeAs, produce: async () => (await get()).scales, origin });
   const zeros = g.weight({
     key: `${tag}:zeros`,
     dims: [N, Math.ceil((kBlocks * bits) / 8)],

@@ -448,7 +448,7 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     name: "unknown attribute",
     src: edit('@ "qformer"', '@ "qformer" { widht: 768 }'),
     expect: [
-      { code: "BLIP3001", line: 5, column: 47, message: "unknown attribute 'widht' for qformer 'qformer': expected one of queries, width, depth, heads, mlp_width, cross_attention_frequency, encoder_width, vocab_size, max_positions, layer_norm_eps, instruction, act, config; did you mean 'width'?" },
+      { code: "BLIP3001", line: 5, column: 47, message: "unknown attribute 'widht' for qformer 'qformer': expected one of queries, width, depth, heads, mlp_width, cross_attention_frequency, encoder_width, vocab_size, max_positions, layer_norm_eps, instruction, act, keep_float32, config; did you mean 'width'?" },
     ],
   },
   {
