@@ -10,7 +10,8 @@ import * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { decodeModel } from '../../../src/lower/emitOnnx.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
-import { FIXTURES, compileFixture, session, tmp } from '../compiler/harness.js';
+import { FIXTURES, compileFixture, loadModel, session, tmp } from '../compiler/harness.js';
+import { compile } from '../../../src/lower/compile.js';
 
 const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = 0;
@@ -49,6 +50,26 @@ test('blip2-opt-a --dtype fp16: the Q-Former runs in float32 (weights stored flo
     assert.ok(prefix < vsHalf, `closer to transformers' float16 model (${prefix}) than to an all-float16 one (${vsHalf})`);
   } finally {
     st.close();
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('blip2-opt-a --dtype fp16 --quantize int8: the float32 Q-Former gets float32 MatMulNBits scales, the float16 layers float16 ones, and the encoder runs', async () => {
+  const out = tmp('blip2-fp16-int8-');
+  try {
+    const { model, text } = loadModel('graphs/blip2-opt.blip');
+    await compile({ model, graphFile: 'graphs/blip2-opt.blip', graphText: text, weights: join(FIXTURES, 'blip2-opt-a', 'checkpoint'), out, dtype: 'float16', quantize: 'int8' });
+    const g = decodeModel(readFileSync(join(out, 'encode.onnx'))).graph!;
+    const types = new Map(g.initializer!.map((i) => [i.name!, i.dataType]));
+    const scales = (pred: (weight: string) => boolean) => new Set(g.node!.filter((n) => n.opType === 'MatMulNBits' && pred(n.input![1]!)).map((n) => types.get(n.input![2]!)));
+    assert.deepEqual(scales((x) => x.startsWith('qformer')), new Set([1]), 'scales of the Q-Former products: FLOAT');
+    assert.deepEqual(scales((x) => x.startsWith('vision') || x.startsWith('language_projection')), new Set([10]), 'scales of the vision and projection products: FLOAT16');
+    const s = await session(join(out, 'encode.onnx'));
+    const pixels = new Float32Array(2 * 3 * 32 * 32).fill(0.25);
+    const got = (await s.run({ pixel_values: new ort.Tensor('float32', pixels, [2, 3, 32, 32]) })) as Record<string, ort.Tensor>;
+    await s.release();
+    assert.ok((got.prefix_embeds.data as Float32Array).every(Number.isFinite));
+  } finally {
     rmSync(out, { recursive: true, force: true });
   }
 });
