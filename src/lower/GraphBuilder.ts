@@ -115,7 +115,7 @@ export class GraphBuilder {
   /**
    * Lower `fn` in float type `ft`: its float constants and checkpoint weights are of that type
    * (weights stay float32 in a float16 store), as transformers keeps some modules in float32 in a
-   * float16 model (`_keep_in_fp32_modules`: BLIP-2's and InstructBLIP's Q-Former and query tokens).
+   * float16 model (`_keep_in_fp32_modules`: BLIP-2's Q-Former and query tokens).
    * The caller casts what enters and leaves.
    */
   withFloatType<T>(ft: 'float32' | 'float16', fn: () => T): T {
