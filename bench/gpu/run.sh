@@ -38,7 +38,7 @@ export W_REL=.bench/gpu            # relative: the reference Python sees the rep
 export W=$ROOT/$W_REL
 mkdir -p "$W/logs"
 : >"$W/phases.tsv"
-rm -f "$W"/ours.json "$W"/ours_kv_host.json "$W"/torch.json "$W"/torch_alone.json "$W"/probe.json "$W"/kernels.json "$W"/gpu_*.csv "$W"/logs/*.log
+rm -f "$W"/ours.json "$W"/ours_kv_host.json "$W"/ours_int4.json "$W"/torch.json "$W"/torch_alone.json "$W"/probe.json "$W"/kernels.json "$W"/gpu_*.csv "$W"/logs/*.log
 exec > >(tee -a "$OUT/run.log") 2>&1
 
 if [ "$DRY" = 1 ]; then
@@ -239,6 +239,22 @@ fi
 # The same on WebGPU with the KV cache through the host between steps (load(..., { kvOnDevice: false })).
 if [ "$OURS_DEVICE" = webgpu ]; then
   phase ours_kv_host 120 10 "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $W/compiled --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --threads $THREADS --batch 1 --tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --device $OURS_DEVICE --kv-on-device 0 >$W/ours_kv_host.json; rc=\$?; cat $W/ours_kv_host.json; exit \$rc"
+fi
+
+# Weight-only int4 (--quantize int4: MatMulNBits) of the same checkpoint on the same provider: the
+# decode's products then read a quarter of the float16 bytes (on the H100, WebGPU's one-row float16
+# MatMul read 158 GB/s: docs/webgpu.md). Compiled once per build, like the float16 model.
+QKEY="$CKEY int4"
+if [ -f "$W/compiled_int4/.complete" ] && [ "$(cat "$W/compiled_int4/.complete")" = "$QKEY" ]; then
+  log "int4 model: reusing $W_REL/compiled_int4"
+  printf 'compile_int4\treused\t0\t0\t%s\n' "$QKEY" >>"$W/phases.tsv"
+else
+  phase compile_int4 240 60 "set -e; rm -rf $W/compiled_int4
+    \"\$NODE\" \"\$RT/bin/blip.js\" compile $GRAPH --weights $W/view --out $W/compiled_int4 --dtype fp16 --quantize int4 --target $TARGET
+    echo '$QKEY' >$W/compiled_int4/.complete"
+fi
+if [ -f "$W/compiled_int4/.complete" ]; then
+  phase ours_int4 120 10 "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $W/compiled_int4 --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --threads $THREADS --batch 1 --tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --device $OURS_DEVICE >$W/ours_int4.json; rc=\$?; cat $W/ours_int4.json; exit \$rc"
 fi
 
 # 6. PyTorch alone, if time is left -------------------------------------------------------------

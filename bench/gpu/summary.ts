@@ -89,6 +89,7 @@ export function summarize(work: string): { json: Record<string, unknown>; md: st
   const phases = readPhases(join(work, 'phases.tsv'));
   const ours = lastJson(join(work, 'ours.json'));
   const oursKvHost = lastJson(join(work, 'ours_kv_host.json'));
+  const oursInt4 = lastJson(join(work, 'ours_int4.json'));
   const torchPar = lastJson(join(work, 'torch.json'));
   const torchAlone = lastJson(join(work, 'torch_alone.json'));
   const torch = torchAlone ?? torchPar;
@@ -100,7 +101,7 @@ export function summarize(work: string): { json: Record<string, unknown>; md: st
   const cmpPar = torchAlone ? compareTokens(ours?.sequences, torchPar?.sequences, tokens) : undefined;
   const make = grep(join(work, 'logs', 'make.log'), /parameters|GB/).pop();
   const compile = grep(join(work, 'logs', 'compile.log'), /^compiled |^\s+(encode|decoder)\.onnx|^\s+weights\.bin|^\s+time|^\s+parameters/);
-  const json = { settings, phases, probe, kernels, make, compile, gpu_during_ours: gpu, ours, ours_kv_host: oursKvHost, torch_alongside_compile: torchPar, torch_alone: torchAlone, tokens: cmp, tokens_vs_torch_alongside: cmpPar };
+  const json = { settings, phases, probe, kernels, make, compile, gpu_during_ours: gpu, ours, ours_kv_host: oursKvHost, ours_int4: oursInt4, torch_alongside_compile: torchPar, torch_alone: torchAlone, tokens: cmp, tokens_vs_torch_alongside: cmpPar };
 
   const compiled = phases.some((p) => p.name === 'compile' && p.status !== 'reused');
   const f0 = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(0) : '–');
@@ -127,6 +128,7 @@ export function summarize(work: string): { json: Record<string, unknown>; md: st
     row(`blip-graph (${settings.ours_device ?? '?'}${ours?.providers ? `: ${Object.entries(ours.providers as Record<string, string>).map(([k, v]) => `${k} ${v}`).join(', ')}` : ''})`, ours),
   );
   if (oursKvHost) lines.push(row(`blip-graph (${settings.ours_device ?? '?'}, KV cache through the host)`, oursKvHost));
+  if (oursInt4) lines.push(row(`blip-graph (${settings.ours_device ?? '?'}, --quantize int4)`, oursInt4));
   lines.push(row(`${String(torchPar?.peer ?? 'PyTorch')} ${settings.torch_device ?? ''} ${settings.torch_dtype ?? ''}, ${compiled ? 'while the compile ran' : 'first run'}`, torchPar));
   if (torchAlone) lines.push(row(`${String(torchAlone.peer ?? 'PyTorch')} ${settings.torch_device ?? ''} ${settings.torch_dtype ?? ''}, alone`, torchAlone));
   lines.push('');

@@ -51,6 +51,25 @@ test('summarize: a run whose later phases failed still gives a summary, with the
   assert.match(again.md, /blip-graph \(webgpu: encode webgpu, decoder webgpu\) \| 150 \| 15 \| 5 \| 140\.0 \| – \| – \| – \| 8100 \|/);
   assert.match(again.md, /same tokens: NO \(leading tokens that agree: 2 of 3\)/);
   assert.match(again.md, /end-to-end blip-graph \/ PyTorch: 0\.50×/);
+
+  // The other blip-graph rows and the kernel probe, when their phases left results.
+  writeFileSync(join(w, 'ours_kv_host.json'), JSON.stringify({ end_to_end_ms: 600, decode_tokens_per_s: 20 }) + '\n');
+  writeFileSync(join(w, 'ours_int4.json'), JSON.stringify({ end_to_end_ms: 90, decode_tokens_per_s: 250 }) + '\n');
+  writeFileSync(
+    join(w, 'kernels.json'),
+    JSON.stringify({
+      device: 'webgpu',
+      dispatch_Add: { nodes: 200, width: 2560, per_node_us: 15.1 },
+      dispatch_MatMul: { nodes: 200, width: 2560, per_node_us: 82.9, weight_read_gb_s: 158.1 },
+      attention: [{ elem: 'float32', heads: 4, headSize: 32, q: 33, kv: 33, past: false, max_abs_out: 8e-7, device_ms: 2.5 }, { elem: 'float16', heads: 32, headSize: 80, q: 1, kv: 40, past: true, error: 'not implemented' }],
+    }) + '\n',
+  );
+  const third = summarize(w).md;
+  assert.match(third, /blip-graph \(webgpu, KV cache through the host\) \| 600 \|.*\| 20\.0 \|/);
+  assert.match(third, /blip-graph \(webgpu, --quantize int4\) \| 90 \|.*\| 250\.0 \|/);
+  assert.match(third, /200 float16 MatMuls \(1, 2560\) x \(2560, 2560\): 82\.9 us a node, weights read at 158 GB\/s/);
+  assert.match(third, /\| float32 \| 4x32 \| 33 \| 33 \| 8\.0e-7 \|  \| 2\.500 \|/);
+  assert.match(third, /\| float16, past \| 32x80 \| 1 \| 40 \| error: not implemented \|/);
 });
 
 test('makeView: weights linked, image token and processor sizes set, fixture tokenizer copied', () => {
