@@ -1,15 +1,17 @@
 // What the WebGPU provider costs per node and whether its MultiHeadAttention is right, on whatever
 // adapter Dawn picks (the GPU check runs it on the H100 machine; here it runs on lavapipe).
 //
-// 1. dispatch: a chain of N float16 Adds on a (1, W) row, and a chain of N one-row float16 MatMuls
-//    (1, W) x (W, W), each in one session; the median run over N is the cost of one node, and for
-//    the MatMuls the weight bytes over that time is the read rate a decode step's products get.
+// 1. dispatch: a chain of N float16 Adds on a (1, W) row, and chains of N one-row products
+//    (1, W) x (W, W) — float16 MatMul, float16 Gemm with transB, 4-bit MatMulNBits — each in one
+//    session; the median run over N is the cost of one node, and for the products the weight bytes
+//    over that time is the read rate a decode step's products get.
 // 2. attention: com.microsoft.MultiHeadAttention (3-D q/k/v, no bias, no mask; and the decode form
 //    with past_key / past_value) on WebGPU against the same node on the CPU provider, float32 and
 //    float16, at sequence lengths around 32 (where lavapipe's results went wrong) and at full size.
 //    Prints the max abs difference of each case.
 //
 //   node dist/bench/gpu/kernels.js [--device webgpu] [--width 2560] [--nodes 200] [--runs 20] [--json FILE]
+//        [--parts chains,attention]
 //   (--device cpu runs the same cases on the CPU provider: a check of the tool itself)
 import { writeFileSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
@@ -28,6 +30,7 @@ const WIDTH = Number(arg('width', '2560'));
 const NODES = Number(arg('nodes', '200'));
 const RUNS = Number(arg('runs', '20'));
 const JSON_OUT = arg('json', '');
+const PARTS = arg('parts', 'chains,attention').split(',');
 const WEIGHTS = 16;
 
 const vi = (name: string, elem: Elem, dims: Array<number | string>) => ({
@@ -62,8 +65,14 @@ function smallHalves(n: number, seed: number): Uint16Array {
 const tensor = (elem: Elem, x: Float32Array, dims: number[]) => (elem === 'float16' ? new ort.Tensor('float16', half(x), dims) : new ort.Tensor('float32', x, dims));
 const toF32 = (t: ort.Tensor) => (t.type === 'float16' ? Float32Array.from(t.data as Uint16Array, halfToFloat) : (t.data as Float32Array));
 
+/** A session on `provider` alone: a node it has no kernel for is an error, not a silent CPU fallback. */
 async function session(bytes: Uint8Array, provider: string): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(bytes, { executionProviders: [provider] as Provider, graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
+  return ort.InferenceSession.create(bytes, {
+    executionProviders: [provider] as Provider,
+    graphOptimizationLevel: 'disabled',
+    logSeverityLevel: 3,
+    ...(provider === 'cpu' ? {} : { extra: { session: { disable_cpu_ep_fallback: '1' } } }),
+  });
 }
 
 async function medianMs(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<number> {
@@ -77,20 +86,73 @@ async function medianMs(s: ort.InferenceSession, feeds: Record<string, ort.Tenso
   return t.sort((a, b) => a - b)[Math.floor(t.length / 2)];
 }
 
-/** A chain of N nodes: Add(x, c) or MatMul(x, W_i) on a (1, W) float16 row. */
-async function dispatch(kind: 'Add' | 'MatMul'): Promise<Record<string, number>> {
+/**
+ * The chained node kinds: a float16 Add, and one-row products (1, W) x (W, W) in three forms, each
+ * reading its own weight:
+ *   MatMul        float16 weights (K, N), as --dtype fp16 artifacts store them
+ *   Gemm          float16 weights (N, K), transB = 1 (each output a dot product over a contiguous row)
+ *   MatMulNBits4  com.microsoft.MatMulNBits, 4-bit blocks of 32 with float16 scales (--quantize int4)
+ */
+type Chained = 'Add' | 'MatMul' | 'Gemm' | 'MatMulNBits4';
+const CHAINED: Chained[] = ['Add', 'MatMul', 'Gemm', 'MatMulNBits4'];
+
+/** Weight bytes one node of the kind reads. */
+function weightBytes(kind: Chained): number {
+  if (kind === 'Add') return WIDTH * 2;
+  if (kind === 'MatMulNBits4') return (WIDTH * WIDTH) / 2 + (WIDTH * WIDTH / 32) * 2;
+  return WIDTH * WIDTH * 2;
+}
+
+/** Random bytes (packed 4-bit weights). */
+function randomBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) out[i] = (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
+  return out;
+}
+
+/** The initializers and the node for position i of a chain of `kind` (weights cycle through WEIGHTS). */
+function chainLink(kind: Chained, i: number, input: string, output: string) {
+  const W = WIDTH;
+  const w = kind === 'Add' ? 'c' : `w${i % WEIGHTS}`;
+  const first = i === 0 || (kind !== 'Add' && i < WEIGHTS);
+  const init: Array<Record<string, unknown>> = [];
+  const fp16 = (name: string, dims: number[], data: Uint16Array) => init.push({ name, dataType: T.FLOAT16, dims, rawData: new Uint8Array(data.buffer) });
+  const ints = (name: string, v: number) => ({ name, type: onnx.AttributeProto.AttributeType.INT, i: v });
+  switch (kind) {
+    case 'Add':
+      if (first) fp16(w, [1, W], half(values(W, i + 7, 1e-3)));
+      return { init, node: { opType: 'Add', input: [input, w], output: [output] } };
+    case 'MatMul':
+      if (first) fp16(w, [W, W], smallHalves(W * W, i + 7));
+      return { init, node: { opType: 'MatMul', input: [input, w], output: [output] } };
+    case 'Gemm':
+      if (first) fp16(w, [W, W], smallHalves(W * W, i + 7));
+      return { init, node: { opType: 'Gemm', input: [input, w], output: [output], attribute: [ints('transB', 1)] } };
+    case 'MatMulNBits4': {
+      const blocks = W / 32;
+      if (first) {
+        init.push({ name: w, dataType: T.UINT8, dims: [W, blocks, 16], rawData: randomBytes(W * blocks * 16, i + 7) });
+        fp16(`${w}_scales`, [W * blocks], new Uint16Array(W * blocks).fill(0x1c00)); // 2^-8
+      }
+      return {
+        init,
+        node: { opType: 'MatMulNBits', domain: 'com.microsoft', input: [input, w, `${w}_scales`], output: [output], attribute: [ints('K', W), ints('N', W), ints('bits', 4), ints('block_size', 32)] },
+      };
+    }
+  }
+}
+
+/** A chain of N nodes of `kind` on a (1, W) float16 row: the median run over N is one node's cost. */
+async function dispatch(kind: Chained): Promise<Record<string, number>> {
   const node = [];
   const initializer = [];
   for (let i = 0; i < NODES; i++) {
-    // The MatMuls cycle through WEIGHTS distinct W x W weights, together far larger than the GPU's
-    // L2 (50 MB on an H100), so every node reads its weight from memory.
-    const w = kind === 'Add' ? 'c' : `w${i % WEIGHTS}`;
-    node.push({ opType: kind, input: [i ? `h${i}` : 'x', w], output: [i === NODES - 1 ? 'y' : `h${i + 1}`] });
-    if (i === 0 || (kind === 'MatMul' && i < WEIGHTS)) {
-      const dims = kind === 'Add' ? [1, WIDTH] : [WIDTH, WIDTH];
-      const n = dims[0] * dims[1];
-      initializer.push({ name: w, dataType: T.FLOAT16, dims, rawData: new Uint8Array((kind === 'Add' ? half(values(n, i + 7, 1e-3)) : smallHalves(n, i + 7)).buffer) });
-    }
+    // Products cycle through WEIGHTS distinct weights, together far larger than the GPU's L2 (50 MB
+    // on an H100), so every node reads its weight from memory.
+    const link = chainLink(kind, i, i ? `h${i}` : 'x', i === NODES - 1 ? 'y' : `h${i + 1}`);
+    node.push(link.node);
+    initializer.push(...link.init);
   }
   const bytes = model({ node, initializer, input: [vi('x', 'float16', [1, WIDTH])], output: [vi('y', 'float16', [1, WIDTH])] });
   const s = await session(bytes, DEVICE);
@@ -98,7 +160,7 @@ async function dispatch(kind: 'Add' | 'MatMul'): Promise<Record<string, number>>
   await s.release();
   const perNodeUs = (ms * 1000) / NODES;
   const out: Record<string, number> = { nodes: NODES, width: WIDTH, run_ms: ms, per_node_us: perNodeUs };
-  if (kind === 'MatMul') out.weight_read_gb_s = (WIDTH * WIDTH * 2) / (perNodeUs * 1e-6) / 1e9;
+  if (kind !== 'Add') out.weight_read_gb_s = weightBytes(kind) / (perNodeUs * 1e-6) / 1e9;
   return out;
 }
 
@@ -157,7 +219,7 @@ async function main(): Promise<void> {
   const result: Record<string, unknown> = { device: DEVICE, ort: ort.env.versions?.common ?? null };
   // Written after every part, so that a run stopped by its time limit still leaves what it measured.
   const save = () => JSON_OUT && writeFileSync(JSON_OUT, JSON.stringify(result) + '\n'); // one line: summary.ts reads the last JSON line
-  const chain = async (kind: 'Add' | 'MatMul') => {
+  const chain = async (kind: Chained) => {
     try {
       result[`dispatch_${kind}`] = await dispatch(kind);
     } catch (e) {
@@ -166,7 +228,7 @@ async function main(): Promise<void> {
     console.log(`${kind} chain:`, JSON.stringify(result[`dispatch_${kind}`]));
     save();
   };
-  await chain('Add');
+  if (PARTS.includes('chains')) await chain('Add');
   const cases: AttentionCase[] = [];
   for (const elem of ['float32', 'float16'] as const) {
     for (const s of [8, 24, 32, 33, 65]) cases.push({ elem, heads: 4, headSize: 32, q: s, kv: s, past: false });
@@ -176,14 +238,14 @@ async function main(): Promise<void> {
   }
   const rows: Array<Record<string, unknown>> = [];
   result.attention = rows;
-  for (const c of cases) {
+  for (const c of PARTS.includes('attention') ? cases : []) {
     const r = await attention(c);
     rows.push(r);
     save();
     const errs = Object.entries(r).filter(([k]) => k.startsWith('max_abs')).map(([k, v]) => `${k.slice(8)} ${(v as number).toExponential(1)}`);
     console.log(`MHA ${c.elem} ${c.heads}x${c.headSize} q ${c.q} kv ${c.kv}${c.past ? ' (past)' : ''}: ${r.error ? `error: ${r.error}` : `${errs.join(', ')}; ${(r.device_ms as number).toFixed(3)} ms`}`);
   }
-  await chain('MatMul');
+  if (PARTS.includes('chains')) for (const kind of CHAINED.slice(1)) await chain(kind);
 }
 
 main().catch((e) => {

@@ -148,10 +148,19 @@ function kernelLines(k: Record<string, unknown>): string[] {
   const e = (x: unknown) => (typeof x === 'number' ? x.toExponential(1) : '–');
   const n = (x: unknown, d: number) => (typeof x === 'number' ? x.toFixed(d) : '–');
   const out = [`Kernels on \`${String(k.device)}\` (bench/gpu/kernels.ts):`, ''];
-  const add = k.dispatch_Add as Record<string, unknown> | undefined;
-  const mm = k.dispatch_MatMul as Record<string, unknown> | undefined;
-  if (add) out.push(`- a chain of ${String(add.nodes ?? '?')} float16 Adds on (1, ${String(add.width ?? '?')}): ${add.error ? `error: ${String(add.error)}` : `${n(add.per_node_us, 1)} us a node`}`);
-  if (mm) out.push(`- a chain of ${String(mm.nodes ?? '?')} float16 MatMuls (1, ${String(mm.width ?? '?')}) x (${String(mm.width ?? '?')}, ${String(mm.width ?? '?')}): ${mm.error ? `error: ${String(mm.error)}` : `${n(mm.per_node_us, 1)} us a node, weights read at ${n(mm.weight_read_gb_s, 0)} GB/s`}`);
+  const what: Record<string, (w: string) => string> = {
+    Add: (w) => `float16 Adds on (1, ${w})`,
+    MatMul: (w) => `float16 MatMuls (1, ${w}) x (${w}, ${w})`,
+    Gemm: (w) => `float16 Gemms (1, ${w}) x (${w}, ${w})ᵀ`,
+    MatMulNBits4: (w) => `4-bit MatMulNBits (1, ${w}) x (${w}, ${w})`,
+  };
+  for (const [key, v] of Object.entries(k).filter(([key]) => key.startsWith('dispatch_'))) {
+    const d = v as Record<string, unknown>;
+    const kind = key.slice('dispatch_'.length);
+    const label = (what[kind] ?? ((w: string) => `${kind} on (1, ${w})`))(String(d.width ?? '?'));
+    const rate = d.weight_read_gb_s === undefined ? '' : `, weights read at ${n(d.weight_read_gb_s, 0)} GB/s`;
+    out.push(`- a chain of ${String(d.nodes ?? '?')} ${label}: ${d.error ? `error: ${String(d.error)}` : `${n(d.per_node_us, 1)} us a node${rate}`}`);
+  }
   const rows = (k.attention as Array<Record<string, unknown>> | undefined) ?? [];
   if (rows.length) {
     out.push('', '| MultiHeadAttention vs CPU | heads x size | q | kv | max abs out | max abs present_key | ms |', '|---|---|---:|---:|---:|---:|---:|');
