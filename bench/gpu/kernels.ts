@@ -44,10 +44,16 @@ function model(graph: Record<string, unknown>): Uint8Array {
   ).finish();
 }
 
+/** A deterministic stream of uint32s (a linear congruential generator). */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
+}
+
 /** Deterministic values in [-a, a). */
 function values(n: number, seed: number, a = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 2 * a);
+  const next = lcg(seed);
+  return Float32Array.from({ length: n }, () => (next() / 2 ** 32 - 0.5) * 2 * a);
 }
 
 const half = (x: Float32Array) => Uint16Array.from(x, floatToHalf);
@@ -55,11 +61,8 @@ const half = (x: Float32Array) => Uint16Array.from(x, floatToHalf);
 /** n float16 values of magnitude 2^-8 to 2^-7 and random sign, made as bits (fast for 100 M values): a chain of products stays finite. */
 function smallHalves(n: number, seed: number): Uint16Array {
   const out = new Uint16Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s >>> 16) & 0x83ff) | 0x1c00; // sign, mantissa; exponent 7 (2^-8)
-  }
+  const next = lcg(seed);
+  for (let i = 0; i < n; i++) out[i] = ((next() >>> 16) & 0x83ff) | 0x1c00; // sign, mantissa; exponent 7 (2^-8)
   return out;
 }
 const tensor = (elem: Elem, x: Float32Array, dims: number[]) => (elem === 'float16' ? new ort.Tensor('float16', half(x), dims) : new ort.Tensor('float32', x, dims));
@@ -96,9 +99,8 @@ async function medianMs(s: ort.InferenceSession, feeds: Record<string, ort.Tenso
 type Chained = 'Add' | 'MatMul' | 'Gemm' | 'MatMulNBits4';
 const CHAINED: Chained[] = ['Add', 'MatMul', 'Gemm', 'MatMulNBits4'];
 
-/** Weight bytes one node of the kind reads. */
-function weightBytes(kind: Chained): number {
-  if (kind === 'Add') return WIDTH * 2;
+/** Weight bytes one product of the kind reads. */
+function weightBytes(kind: Exclude<Chained, 'Add'>): number {
   if (kind === 'MatMulNBits4') return (WIDTH * WIDTH) / 2 + (WIDTH * WIDTH / 32) * 2;
   return WIDTH * WIDTH * 2;
 }
@@ -106,8 +108,8 @@ function weightBytes(kind: Chained): number {
 /** Random bytes (packed 4-bit weights). */
 function randomBytes(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) out[i] = (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24;
+  const next = lcg(seed);
+  for (let i = 0; i < n; i++) out[i] = next() >>> 24;
   return out;
 }
 

@@ -206,6 +206,9 @@ phase view 30 200 '"$NODE" "$RT/dist/bench/gpu/view.js" --ckpt "$W/ckpt" --view 
 torch_cmd() { # output file
   echo "$PY bench/torch_generate.py --ckpt $W_REL/view --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --device $TORCH_DEVICE --dtype $TORCH_DTYPE --threads $TORCH_THREADS --batch 1 --max-new-tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --warmup 1 >$1"
 }
+ours_cmd() { # compiled dir, output file, extra flags: bench/ours.ts, its JSON kept and echoed into the phase log
+  echo "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $1 --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --threads $THREADS --batch 1 --tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --device $OURS_DEVICE ${3:-} >$2; rc=\$?; cat $2; exit \$rc"
+}
 ( phase torch 240 170 "$(torch_cmd "$W/torch.json")" ) &
 TORCH_PID=$!
 
@@ -230,7 +233,7 @@ if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 250 >"$W/gpu_ours.csv" 2>/dev/null &
   SAMPLER=$!
 fi
-phase ours 300 15 "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $W/compiled --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --threads $THREADS --batch 1 --tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --device $OURS_DEVICE >$W/ours.json; rc=\$?; cat $W/ours.json; exit \$rc"
+phase ours 300 15 "$(ours_cmd "$W/compiled" "$W/ours.json")"
 [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
 if [ -s "$W/gpu_ours.csv" ]; then
   log "GPU during blip-graph: max memory.used $(cut -d, -f2 "$W/gpu_ours.csv" | sort -n | tail -1) MiB, max utilization $(cut -d, -f3 "$W/gpu_ours.csv" | sort -n | tail -1) %"
@@ -238,7 +241,7 @@ fi
 
 # The same on WebGPU with the KV cache through the host between steps (load(..., { kvOnDevice: false })).
 if [ "$OURS_DEVICE" = webgpu ]; then
-  phase ours_kv_host 120 10 "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $W/compiled --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --threads $THREADS --batch 1 --tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --device $OURS_DEVICE --kv-on-device 0 >$W/ours_kv_host.json; rc=\$?; cat $W/ours_kv_host.json; exit \$rc"
+  phase ours_kv_host 120 10 "$(ours_cmd "$W/compiled" "$W/ours_kv_host.json" "--kv-on-device 0")"
 fi
 
 # Weight-only int4 (--quantize int4: MatMulNBits) of the same checkpoint on the same provider: the
@@ -254,7 +257,7 @@ else
     echo '$QKEY' >$W/compiled_int4/.complete"
 fi
 if [ -f "$W/compiled_int4/.complete" ]; then
-  phase ours_int4 120 10 "\"\$NODE\" \"\$RT/dist/bench/ours.js\" --dir $W/compiled_int4 --image $IMAGE ${PROMPT:+--prompt \"$PROMPT\"} --threads $THREADS --batch 1 --tokens $TOKENS --repetition-penalty 1 --repeat $REPEAT --device $OURS_DEVICE >$W/ours_int4.json; rc=\$?; cat $W/ours_int4.json; exit \$rc"
+  phase ours_int4 120 10 "$(ours_cmd "$W/compiled_int4" "$W/ours_int4.json")"
 fi
 
 # 6. PyTorch alone, if time is left -------------------------------------------------------------
