@@ -4,8 +4,10 @@
 // one afterwards, keeps the attention mask over past + prefix + current positions, computes
 // position_ids when the graph takes them, and reorders the past K/V on the host for beam search
 // (or, when the session keeps present.* on the WebGPU device, on the device: deviceRows.ts).
-// The encoder-side tensors (cross.*, cross_attention_mask) stay one row per image and are expanded
-// to the beams once; the per-step reorders never copy them (beams of image b read image b's rows).
+// The encoder-side tensors (cross.*, cross_attention_mask) stay one row per image: a decoder
+// compiled with `cross_rows: 'grouped'` takes them as they are while the rows of each image are
+// contiguous (beams, returned sequences); older artifacts get them expanded to the beams once. The
+// per-step reorders never copy them (beams of image b read image b's rows).
 import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError } from '../errors.js';
 import type { StepInput, StepModel, StepOutput } from './types.js';
@@ -28,6 +30,8 @@ export interface DecoderFactsLike {
   inputs: string[];
   from_encode: string[];
   positions: 'past_length' | 'attention_mask' | 'input';
+  /** See Manifest.decoder.cross_rows. */
+  cross_rows?: 'grouped';
 }
 
 export interface OnnxDecoderOptions {
@@ -58,8 +62,9 @@ export interface DecoderState {
   rows: number;
   past: Record<string, ort.Tensor>;
   /**
-   * from_encode tensors other than the prefix (cross.*, cross_attention_mask), one row per batch
-   * row: row i is row origin[i] of `base`. Never gathered from itself: a reorder that keeps every
+   * from_encode tensors other than the prefix (cross.*, cross_attention_mask) as fed: `base` itself
+   * (a grouped decoder, rows of one image contiguous), or one row per batch row, row i being row
+   * origin[i] of `base`. Never gathered from itself: a reorder that keeps every
    * row on its image (beam search, after the expansion) keeps these very tensors, so states share
    * them (and `past`, after an identity reorder): releasing a state must not release these.
    */
@@ -318,10 +323,24 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
   }
 
   /**
+   * The encoder-side tensors for rows reading encoded rows `origin`: `base` itself when the decoder
+   * takes them grouped and each encoded row's readers are one contiguous run of the same length
+   * (beams and returned sequences are), else `base` gathered to one row per step row.
+   */
+  private encodedRows(base: Record<string, ort.Tensor>, origin: number[]): Record<string, ort.Tensor> {
+    const first = Object.values(base)[0];
+    if (!first) return base;
+    const I = first.dims[0];
+    const G = origin.length / I;
+    if (this.o.decoder.cross_rows === 'grouped' && Number.isInteger(G) && G >= 1 && origin.every((o, i) => o === Math.floor(i / G))) return base;
+    return Object.fromEntries(Object.entries(base).map(([k, t]) => [k, gatherRows(t, origin)]));
+  }
+
+  /**
    * Row i of the result is row rows[i] of `state`. The past K/V is gathered (it differs between
    * beams); the encoder-side tensors are rebuilt from the per-image `base` only when the row ->
-   * image mapping changes: once for beam search (the expansion after a prefill of one row per
-   * image), never for the per-step reorders, where every beam stays on its image.
+   * image mapping changes (encodedRows: for a grouped decoder, never for beam search), never for
+   * the per-step reorders, where every beam stays on its image.
    */
   reorder(state: DecoderState, rows: number[]): DecoderState {
     for (const r of rows) if (!Number.isInteger(r) || r < 0 || r >= state.rows) throw new BlipRuntimeError('BLIP5031', `reorder: row ${r} of ${state.rows}`);
@@ -343,7 +362,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
       rows: rows.length,
       past: identity || onDevice ? state.past : gather(state.past, rows),
       pending,
-      fixed: sameImages ? state.fixed : gather(state.base, origin),
+      fixed: sameImages ? state.fixed : this.encodedRows(state.base, origin),
       base: state.base,
       origin,
       mask: rows.map((i) => state.mask[i].slice()),

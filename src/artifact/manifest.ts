@@ -52,6 +52,12 @@ export interface DecoderFacts {
    */
   positions: 'past_length' | 'attention_mask' | 'input';
   cross_attention: boolean;
+  /**
+   * 'grouped': cross.* and cross_attention_mask take one row per encoded row (I), and the step's
+   * B rows are I groups of B / I contiguous rows, group i reading encoded row i (beams, returned
+   * sequences). Absent (artifacts compiled before it): one cross row per step row.
+   */
+  cross_rows?: 'grouped';
 }
 
 export interface Preprocess {
@@ -256,6 +262,7 @@ export const manifestSchema = {
         from_encode: { type: 'array', items: str },
         positions: { enum: ['past_length', 'attention_mask', 'input'] },
         cross_attention: { type: 'boolean' },
+        cross_rows: { enum: ['grouped'] },
       },
     },
     preprocess: {

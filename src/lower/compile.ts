@@ -27,7 +27,7 @@ import { resolveNodes, type ResolvedNode } from './resolve.js';
 import { checkWidths } from '../checks/widths.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
 import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
-import { floatInput, floatOutput, transpose2d } from './transformer.js';
+import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
 import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
@@ -311,12 +311,17 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       const prefix = side.prefix ? floatInput(d, 'prefix_embeds', ['batch', 'prefix_sequence', facts.prefixWidth ?? facts.hidden]) : undefined;
       const kvDims = ['batch', facts.kvHeads, 'past_sequence', facts.headDim];
       const past: KV[] = Array.from({ length: facts.layers }, (_, i) => ({ key: floatInput(d, `past.${i}.key`, kvDims), value: floatInput(d, `past.${i}.value`, kvDims) }));
+      // The cross K/V come one row per encoded row ('cross_batch'); the step's rows ('batch') are
+      // those rows' beams in groups (QueryGroups, manifest decoder.cross_rows 'grouped').
+      const stepCrossDims = ['cross_batch', ...crossDims.slice(1)];
       const cross = side.cross?.map((_, i) => ({
-        key: floatInput(d, `cross.${i}.key`, crossDims),
-        value: floatInput(d, `cross.${i}.value`, crossDims),
+        key: floatInput(d, `cross.${i}.key`, stepCrossDims),
+        value: floatInput(d, `cross.${i}.value`, stepCrossDims),
       }));
-      const crossMask = side.crossMask ? d.input('cross_attention_mask', 'int64', ['batch', 'cross_sequence']) : undefined;
-      const step = d.scope(gen.node.name, () => dec.step(ctx, { ids, mask, past, cross, crossMask, prefix, positions }));
+      const crossMask = side.crossMask ? d.input('cross_attention_mask', 'int64', ['cross_batch', 'cross_sequence']) : undefined;
+      const crossGroups = cross?.length ? new QueryGroups(d, cross[0].key, ids) : undefined;
+      const step = d.scope(gen.node.name, () => dec.step(ctx, { ids, mask, past, cross, crossMask, crossGroups, prefix, positions }));
+      if (crossGroups && !crossGroups.used) throw new Error(`internal: ${gen.node.kind}'s decoder step takes cross keys/values but did not attend through io.crossGroups`);
       emitFloat(d, step.logits, 'logits', ['batch', facts.vocab]);
       step.present.forEach((kv, i) => {
         emitFloat(d, kv.key, `present.${i}.key`, ['batch', facts.kvHeads, 'total_sequence', facts.headDim]);
@@ -526,6 +531,8 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
         positions: f.positions,
         cross_attention: x.fromEncode.some((n) => n.startsWith('cross.')),
       };
+      // Every cross-attending step attends through QueryGroups (checked where it is lowered).
+      if (manifest.decoder.cross_attention) manifest.decoder.cross_rows = 'grouped';
       manifest.generation = generationFor(opts.model, x.ckpt);
     }
     if (x.rets.some((o) => o.task === 'itm')) manifest.itm = { match_index: 1 };

@@ -17,6 +17,7 @@
 import type { IrNode, IrType, SourceLoc } from '../ir/types.js';
 import type { Attrs } from '../nodes/NodeKind.js';
 import type { GraphBuilder, Value } from './GraphBuilder.js';
+import type { QueryGroups } from './transformer.js';
 
 /** An image: pixel values (B, 3, S, S) in the graph's float type, normalised. */
 export interface ImageFlow {
@@ -120,8 +121,12 @@ export interface StepInputs {
   mask: Value;
   /** Per-layer past keys/values (B, Nkv, P, D); P = 0 at prefill. */
   past: KV[];
+  /** Per-layer cross keys/values, (I, N, L, D) for I encoded rows; B = I·G decoder rows. */
   cross?: KV[];
+  /** (I, L) int64. */
   crossMask?: Value;
+  /** With `cross`: the cross-attention's queries must go through it ((B, L, W) <-> (I, G·L, W)). */
+  crossGroups?: QueryGroups;
   /** (B, Qp, H); Qp = Q at prefill, 0 afterwards. */
   prefix?: Value;
   /** (B, Qp + S) int64, when facts.positions is 'input'. */

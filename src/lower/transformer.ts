@@ -113,6 +113,47 @@ export function dim(b: GraphBuilder, x: Value, axis: number, role = 'dim'): Valu
   return b.op('Shape', [x], { start: axis, end: axis === -1 ? undefined : axis + 1 }, { name: role });
 }
 
+/**
+ * Cross-attention of a decoder step whose rows come in groups (manifest `decoder.cross_rows`:
+ * 'grouped'): the B = I·G rows — G beams or returned sequences of each encoded row, contiguous —
+ * attend to I rows of cross keys/values. Attention is independent per query, so group i's G rows
+ * can attend as G·L query positions of row i: (B, L, W) -> (I, G·L, W) before the query
+ * projection, and back after the context. The cross K/V then stay one copy per image: beam search
+ * over 3 beams used to hold three and read each one every step. With G = 1 both are plain views.
+ */
+export class QueryGroups {
+  private readonly shapes = new Map<string, Value>();
+  /** Whether a node attended through it (compile.ts checks that a cross-attending step did). */
+  used = false;
+
+  /** `crossKey`: any (I, N, L, D) cross key; `ids`: the step's (B, S) input ids. */
+  constructor(
+    private readonly b: GraphBuilder,
+    private readonly crossKey: Value,
+    private readonly ids: Value,
+  ) {}
+
+  /** (B, L, W) -> (I, G·L, W). */
+  group(x: Value, width: number): Value {
+    this.used = true;
+    const shape = this.shape(`grouped_${width}`, () => this.b.concat([dim(this.b, this.crossKey, 0, 'cross_rows'), this.b.int64([-1, width], [2], `grouped_${width}_dims`)], 0, `grouped_${width}_shape`));
+    return this.b.op('Reshape', [x, shape], {}, { name: 'queries_grouped' });
+  }
+
+  /** (I, G·L, W) -> (B, L, W). */
+  ungroup(x: Value, width: number): Value {
+    const shape = this.shape(`rows_${width}`, () => this.b.concat([this.b.op('Shape', [this.ids], {}, { name: 'step_rows' }), this.b.int64([width], [1], `rows_${width}_width`)], 0, `rows_${width}_shape`));
+    return this.b.op('Reshape', [x, shape], {}, { name: 'context_rows' });
+  }
+
+  // Built once per graph (at the first layer) and shared by every layer.
+  private shape(key: string, make: () => Value): Value {
+    let v = this.shapes.get(key);
+    if (!v) this.shapes.set(key, (v = make()));
+    return v;
+  }
+}
+
 /** (B, L, N·D) -> (B, N, L, D). */
 export function splitHeads(b: GraphBuilder, x: Value, heads: number, headDim: number, role = 'heads'): Value {
   const r = b.reshape(x, [0, 0, heads, headDim], `${role}_split`); // (B, L, N, D)

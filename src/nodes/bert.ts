@@ -5,7 +5,7 @@ import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
 import type { FeaturesFlow, KV, LowerContext, TextFlow } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
-import { activation, attend, causalBias, mergeHeads, paddingBias, splitHeads } from '../lower/transformer.js';
+import { activation, attend, causalBias, mergeHeads, paddingBias, splitHeads, type QueryGroups } from '../lower/transformer.js';
 import { dense, layerNorm, onesMask, position } from '../lower/blocks.js';
 
 export const Bert: NodeKind = {
@@ -102,6 +102,8 @@ interface LayerIO {
   past?: KV;
   cross?: KV;
   crossBias?: Value;
+  /** decoder.onnx: cross K/V one row per encoded row, the step's rows in groups over them. */
+  crossGroups?: QueryGroups;
 }
 
 /** One layer; with `past`, the self-attention keys/values are appended to it and returned as `present`. */
@@ -125,9 +127,11 @@ function layer(ctx: LowerContext, d: Dims, i: number, x: Value, io: LayerIO): { 
     if (io.cross) {
       const c = io.cross;
       h = b.scope('crossattention', () => {
-        const q = heads(dense(ctx, self.out, `${p}.crossattention.self.query`, d.W, d.W, 'query'), 'query_heads');
-        const o = attend(b, q, c.key, c.value, { divide: Math.sqrt(d.D), bias: io.crossBias });
-        return addNorm(ctx, d, mergeHeads(b, o, d.W, 'context'), self.out, `${p}.crossattention.output`, d.W, 'output');
+        const g = io.crossGroups;
+        const x = g ? g.group(self.out, d.W) : self.out;
+        const q = heads(dense(ctx, x, `${p}.crossattention.self.query`, d.W, d.W, 'query'), 'query_heads');
+        const o = mergeHeads(b, attend(b, q, c.key, c.value, { divide: Math.sqrt(d.D), bias: io.crossBias }), d.W, 'context');
+        return addNorm(ctx, d, g ? g.ungroup(o, d.W) : o, self.out, `${p}.crossattention.output`, d.W, 'output');
       });
     }
     const ff = b.scope('ffn', () => activation(b, dense(ctx, h, `${p}.intermediate.dense`, d.W, d.mlpW, 'intermediate'), d.act));
@@ -189,7 +193,7 @@ Bert.lowering = {
       const crossBias = io.crossMask && paddingBias(b, io.crossMask, 'cross_bias');
       const present: KV[] = [];
       for (let i = 0; i < ctx.int('depth'); i++) {
-        const r = layer(ctx, d, i, x, { selfBias, past: io.past[i], cross: io.cross?.[i], crossBias });
+        const r = layer(ctx, d, i, x, { selfBias, past: io.past[i], cross: io.cross?.[i], crossBias, crossGroups: io.crossGroups });
         x = r.out;
         present.push(r.present!);
       }

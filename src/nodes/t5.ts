@@ -6,7 +6,7 @@ import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
 import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs, TextFlow } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
-import { activation, attend, causalBias, lastPosition, mergeHeads, paddingBias, rmsNorm, splitHeads } from '../lower/transformer.js';
+import { activation, attend, causalBias, lastPosition, mergeHeads, paddingBias, rmsNorm, splitHeads, type QueryGroups } from '../lower/transformer.js';
 import { dense, onesMask } from '../lower/blocks.js';
 import { CompileError } from '../lower/CompileError.js';
 
@@ -146,11 +146,11 @@ function positionBias(ctx: LowerContext, stack: string, bidirectional: boolean, 
   });
 }
 
-function attention(ctx: LowerContext, dm: Dims, x: Value, kv: Value | KV, p: string, bias: Value, past?: KV): { out: Value; present?: KV } {
+function attention(ctx: LowerContext, dm: Dims, x: Value, kv: Value | KV, p: string, bias: Value, past?: KV, groups?: QueryGroups): { out: Value; present?: KV } {
   const { b } = ctx;
   const heads = (t: Value, role: string) => splitHeads(b, t, dm.N, dm.dkv, role); // (B, N, L, dkv)
   const inner = dm.N * dm.dkv;
-  const q = heads(dense(ctx, x, `${p}.q`, dm.d, inner, 'q', false), 'query');
+  const q = heads(dense(ctx, groups ? groups.group(x, dm.d) : x, `${p}.q`, dm.d, inner, 'q', false), 'query');
   let k: Value;
   let v: Value;
   if ('key' in kv) ({ key: k, value: v } = kv); // cross-attention: keys/values from encode.onnx
@@ -162,7 +162,8 @@ function attention(ctx: LowerContext, dm: Dims, x: Value, kv: Value | KV, p: str
       v = b.concat([past.value, v], 2, 'present_value');
     }
   }
-  const out = dense(ctx, mergeHeads(b, attend(b, q, k, v, { bias }), inner, 'context'), `${p}.o`, inner, dm.d, 'o', false);
+  const context = mergeHeads(b, attend(b, q, k, v, { bias }), inner, 'context');
+  const out = dense(ctx, groups ? groups.ungroup(context, inner) : context, `${p}.o`, inner, dm.d, 'o', false);
   return { out, present: past ? { key: k, value: v } : undefined };
 }
 
@@ -241,7 +242,7 @@ function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
       present.push(self.present!);
       const r1 = b.add(h, self.out, 'self_residual');
       const y = norm(ctx, dm, r1, `${p}.layer.1.layer_norm`, 'layer_norm_1');
-      const r2 = b.add(r1, b.scope('EncDecAttention', () => attention(ctx, dm, y, io.cross![i], `${p}.layer.1.EncDecAttention`, crossBias).out), 'cross_residual');
+      const r2 = b.add(r1, b.scope('EncDecAttention', () => attention(ctx, dm, y, io.cross![i], `${p}.layer.1.EncDecAttention`, crossBias, undefined, io.crossGroups).out), 'cross_residual');
       return b.add(r2, feedForward(ctx, dm, norm(ctx, dm, r2, `${p}.layer.2.layer_norm`, 'layer_norm_2'), `${p}.layer.2`), 'ffn_residual');
     });
   }
