@@ -252,37 +252,13 @@ async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number
   const B = ids.length;
   const P = ids[0].length;
   const K = cfg.numBeams;
-  const L = cfg.maxLength;
-  const eos = cfg.eos;
-  const keep = Math.max(2, 1 + eos.length) * K;
-  // `pad_token_id or eos_token_id[0] if eos_token_id is not None else -1` (a pad id of 0 is falsy)
-  const fill = eos.length ? (opts.padTokenId ? opts.padTokenId : eos[0]) : -1;
-  const lp = cfg.lengthPenalty;
-  const es = cfg.earlyStopping;
-
-  const newSeq = (row: number[]): Int32Array => {
-    const s = new Int32Array(L).fill(fill);
-    s.set(row);
-    return s;
-  };
-  const G = L - P;
-  // running beams
-  let running: Int32Array[][] = ids.map((r) => Array.from({ length: K }, () => newSeq(r)));
-  let runningScores: number[][] = ids.map(() => Array.from({ length: K }, (_, k) => (k === 0 ? 0 : f(NEG))));
-  let runningBeamIdx: Int32Array[][] = ids.map(() => Array.from({ length: K }, () => new Int32Array(G).fill(-1)));
-  // finished hypotheses
-  let sequences: Int32Array[][] = running.map((bs) => bs.map((s) => s.slice()));
-  let beamScores: number[][] = ids.map(() => new Array<number>(K).fill(f(NEG)));
-  let beamIdx: Int32Array[][] = runningBeamIdx.map((bs) => bs.map((s) => s.slice()));
-  let isFinished: boolean[][] = ids.map(() => new Array<boolean>(K).fill(false));
-  const heuristicOpen: boolean[] = new Array<boolean>(B).fill(true);
   const mask = ids.flatMap((_, b) => Array.from({ length: K }, () => mask0[b].slice()));
 
   // The prefill runs once per prompt row (B rows, not B x K as transformers runs it: its K rows of a
   // prompt are identical, and so are their logits); the model then expands its state to the beams
   // (reorder), and the -1e9 initial scores of beams 1..K-1 keep the first step's candidates on beam 0.
   let calls = 1;
-  let out = await model.step({ inputIds: mask2d(ids), batch: B, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
+  const out = await model.step({ inputIds: mask2d(ids), batch: B, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
   checkStep(out, B, 'prefill');
   const Vl = out.vocab;
   const V = opts.vocabSize ?? Vl;
@@ -292,110 +268,23 @@ async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number
   let logits: Float32Array = new Float32Array(B * K * V);
   expandIdx.forEach((b, i) => logits.set(out.logits.subarray(b * V, (b + 1) * V), i * V));
 
-  let cur = P;
+  const beams = new Beams(ids, cfg, opts, V);
   for (;;) {
-    // b. log-probabilities, processed, accumulated
-    const flat: number[][] = [];
-    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) flat.push(Array.from(running[b][k].subarray(0, cur)));
-    const logp = new Float32Array(B * K * V);
-    for (let r = 0; r < B * K; r++) logSoftmaxRow(logits.subarray(r * V, (r + 1) * V), logp, r * V);
-    for (const p of cfg.processors) p(flat, logp, V);
-
-    const hitsAll: boolean[][] = [];
-    const nextRunning: Int32Array[][] = [];
-    const nextScores: number[][] = [];
-    const nextRbi: Int32Array[][] = [];
-    for (let b = 0; b < B; b++) {
-      const acc = new Float32Array(K * V);
-      for (let k = 0; k < K; k++) for (let v = 0; v < V; v++) acc[k * V + v] = logp[(b * K + k) * V + v] + runningScores[b][k];
-      // c. top-K continuations (or K samples without replacement)
-      let chosen: number[];
-      if (cfg.doSample) {
-        const probs = softmaxRow(acc);
-        const taken = new Set<number>();
-        chosen = [];
-        for (let j = 0; j < keep; j++) {
-          const i = draw(probs, cfg.random, taken);
-          taken.add(i);
-          chosen.push(i);
-        }
-      } else chosen = topk(acc, keep);
-      const topVals = chosen.map((i) => acc[i]);
-      const topSeq: Int32Array[] = [];
-      const topRbi: Int32Array[] = [];
-      const hits: boolean[] = [];
-      chosen.forEach((i) => {
-        const beam = Math.floor(i / V);
-        const tok = i % V;
-        const s = running[b][beam].slice();
-        s[cur] = tok;
-        const bi = runningBeamIdx[b][beam].slice();
-        bi[cur - P] = beam + b * K;
-        topSeq.push(s);
-        topRbi.push(bi);
-        // d. stopping criteria on the K candidates: max length, EOS
-        hits.push(cur + 1 >= L || eos.includes(tok));
-      });
-      hitsAll.push(hits);
-      // e. running beams for the next step: best K candidates that did not stop
-      const trl = topVals.map((v, j) => f(v + (hits[j] ? NEG : 0)));
-      const nx = topk(trl, K);
-      nextRunning.push(nx.map((j) => topSeq[j]));
-      nextScores.push(nx.map((j) => trl[j]));
-      nextRbi.push(nx.map((j) => topRbi[j]));
-      // f. finished hypotheses: merge the new ones (top K candidates that stopped) with the kept ones
-      const denom = f((cur + 1 - P) ** lp);
-      const full = isFinished[b].every(Boolean) && es === true;
-      const cand = topVals.map((v, j) => {
-        let s = f(v / denom);
-        if (full) s = f(s + NEG);
-        if (!heuristicOpen[b]) s = f(s + NEG);
-        const did = hits[j] && j < K;
-        if (!did) s = f(s + NEG);
-        return s;
-      });
-      const mScores = [...beamScores[b], ...cand];
-      const mSeq = [...sequences[b], ...topSeq];
-      const mIdx = [...beamIdx[b], ...topRbi];
-      const mFin = [...isFinished[b], ...hits.map((h, j) => h && j < K)];
-      const sel = topk(mScores, K);
-      sequences[b] = sel.map((j) => mSeq[j]);
-      beamScores[b] = sel.map((j) => mScores[j]);
-      beamIdx[b] = sel.map((j) => mIdx[j]);
-      isFinished[b] = sel.map((j) => mFin[j]);
-    }
-    running = nextRunning;
-    runningScores = nextScores;
-    runningBeamIdx = nextRbi;
-
-    // g. reorder the cache to the surviving beams, advance
-    const rows: number[] = [];
-    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) rows.push(runningBeamIdx[b][k][cur - P]);
-    cur++;
-    for (let b = 0; b < B; b++) {
-      const hyp = es === 'never' && lp > 0.0 ? L - P : cur - P;
-      const best = f(runningScores[b][0] / f(hyp ** lp));
-      const minFinished = Math.min(...beamScores[b]);
-      const any = isFinished[b].some((fin) => best > (fin ? minFinished : f(NEG)));
-      heuristicOpen[b] = heuristicOpen[b] && any;
-    }
-    const improvementPossible = heuristicOpen.some(Boolean);
-    const existsOpenBeam = !(isFinished.every((r) => r.every(Boolean)) && es === true);
-    const validContinuations = !hitsAll.every((r) => r.every(Boolean));
-    if (!(improvementPossible && existsOpenBeam && validContinuations)) break;
-
+    const rows = beams.advance(logits);
+    if (!rows) break;
     state = await model.reorder(state, rows);
     const inp = new BigInt64Array(B * K);
-    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) inp[b * K + k] = BigInt(running[b][k][cur - 1]);
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) inp[b * K + k] = BigInt(beams.running[b][k][beams.cur - 1]);
     for (const m of mask) m.push(1);
-    const o = await model.step({ inputIds: inp, batch: B * K, seqLen: 1, attentionMask: mask2d(mask), pastLength: cur - 1, prefill: false }, state);
+    const o = await model.step({ inputIds: inp, batch: B * K, seqLen: 1, attentionMask: mask2d(mask), pastLength: beams.cur - 1, prefill: false }, state);
     calls++;
-    checkStep(o, B * K, `step ${cur - P}`);
+    checkStep(o, B * K, `step ${beams.cur - P}`);
     model.dispose?.(state);
     state = o.state;
     logits = o.logits;
   }
   model.dispose?.(state);
+  const { sequences, beamScores, beamIdx } = beams;
 
   // 5. best beams of each prompt, cropped to the longest generated
   const n = cfg.numReturnSequences;
@@ -417,4 +306,185 @@ async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number
     promptLength: P,
     modelCalls: calls,
   };
+}
+
+/** acc[k·V + v] = logp[from + k·V + v] + scores[k] (float32), for the K beams of one prompt. */
+function accumulate(acc: Float32Array, logp: Float32Array, from: number, scores: Float32Array, V: number): void {
+  for (let k = 0; k < scores.length; k++) {
+    const s = scores[k];
+    const o = k * V;
+    for (let v = 0; v < V; v++) acc[o + v] = logp[from + o + v] + s;
+  }
+}
+
+/**
+ * The beam search's bookkeeping, one step at a time (transformers' _beam_search, steps b-g, per
+ * prompt row b). Synchronous and over typed arrays on purpose: as one long async function with
+ * arrays whose element kinds changed (small integers, then doubles) V8 re-optimized the loop
+ * again and again (100-700 ms TurboFan compiles on a background thread), which took a core from
+ * onnxruntime's two-thread steps and made a BLIP-base beam step 2-3x slower than the step alone.
+ * Every score is a float32 value (Math.fround), so Float32Array holds them exactly.
+ */
+class Beams {
+  /** Running beams: the sequences (length max_length), their scores and beam indices per step. */
+  running: Int32Array[][];
+  runningScores: Float32Array[];
+  runningBeamIdx: Int32Array[][];
+  /** Finished hypotheses. */
+  sequences: Int32Array[][];
+  beamScores: Float32Array[];
+  beamIdx: Int32Array[][];
+  isFinished: Uint8Array[];
+  private readonly heuristicOpen: Uint8Array;
+  cur: number;
+  private readonly B: number;
+  private readonly K: number;
+  private readonly P: number;
+  private readonly L: number;
+  private readonly keep: number;
+  private readonly logp: Float32Array;
+  private readonly acc: Float32Array;
+
+  constructor(
+    ids: number[][],
+    private readonly cfg: Resolved,
+    opts: GenerationOptions,
+    private readonly V: number,
+  ) {
+    const B = (this.B = ids.length);
+    const P = (this.P = ids[0].length);
+    const K = (this.K = cfg.numBeams);
+    const L = (this.L = cfg.maxLength);
+    const eos = cfg.eos;
+    this.keep = Math.max(2, 1 + eos.length) * K;
+    // `pad_token_id or eos_token_id[0] if eos_token_id is not None else -1` (a pad id of 0 is falsy)
+    const fill = eos.length ? (opts.padTokenId ? opts.padTokenId : eos[0]) : -1;
+    const newSeq = (row: number[]): Int32Array => {
+      const s = new Int32Array(L).fill(fill);
+      s.set(row);
+      return s;
+    };
+    const G = L - P;
+    this.running = ids.map((r) => Array.from({ length: K }, () => newSeq(r)));
+    this.runningScores = ids.map(() => Float32Array.from({ length: K }, (_, k) => (k === 0 ? 0 : f(NEG))));
+    this.runningBeamIdx = ids.map(() => Array.from({ length: K }, () => new Int32Array(G).fill(-1)));
+    this.sequences = this.running.map((bs) => bs.map((s) => s.slice()));
+    this.beamScores = ids.map(() => new Float32Array(K).fill(f(NEG)));
+    this.beamIdx = this.runningBeamIdx.map((bs) => bs.map((s) => s.slice()));
+    this.isFinished = ids.map(() => new Uint8Array(K));
+    this.heuristicOpen = new Uint8Array(B).fill(1);
+    this.cur = P;
+    this.logp = new Float32Array(B * K * this.V);
+    this.acc = new Float32Array(K * this.V);
+  }
+
+  /**
+   * One step on the logits of the B x K running rows: returns the rows the cache must be reordered
+   * to (row i of the next step continues row rows[i]), or undefined when the search is done.
+   */
+  advance(logits: Float32Array): number[] | undefined {
+    const { B, K, P, L, V, cfg, logp, acc } = this;
+    const eos = cfg.eos;
+    const lp = cfg.lengthPenalty;
+    const es = cfg.earlyStopping;
+    const cur = this.cur;
+    // b. log-probabilities, processed, accumulated
+    const flat: number[][] = [];
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) flat.push(Array.from(this.running[b][k].subarray(0, cur)));
+    for (let r = 0; r < B * K; r++) logSoftmaxRow(logits.subarray(r * V, (r + 1) * V), logp, r * V);
+    for (const p of cfg.processors) p(flat, logp, V);
+
+    let anyContinues = false;
+    const nextRunning: Int32Array[][] = [];
+    const nextScores: Float32Array[] = [];
+    const nextRbi: Int32Array[][] = [];
+    for (let b = 0; b < B; b++) {
+      const scores = this.runningScores[b];
+      accumulate(acc, logp, b * K * V, scores, V);
+      // c. top-K continuations (or K samples without replacement)
+      let chosen: number[];
+      if (cfg.doSample) {
+        const probs = softmaxRow(acc);
+        const taken = new Set<number>();
+        chosen = [];
+        for (let j = 0; j < this.keep; j++) {
+          const i = draw(probs, cfg.random, taken);
+          taken.add(i);
+          chosen.push(i);
+        }
+      } else chosen = topk(acc, this.keep);
+      const n = chosen.length;
+      const topVals = new Float32Array(n);
+      const topSeq: Int32Array[] = [];
+      const topRbi: Int32Array[] = [];
+      const hits = new Uint8Array(n);
+      for (let j = 0; j < n; j++) {
+        const i = chosen[j];
+        topVals[j] = acc[i];
+        const beam = Math.floor(i / V);
+        const tok = i % V;
+        const s = this.running[b][beam].slice();
+        s[cur] = tok;
+        const bi = this.runningBeamIdx[b][beam].slice();
+        bi[cur - P] = beam + b * K;
+        topSeq.push(s);
+        topRbi.push(bi);
+        // d. stopping criteria on the K candidates: max length, EOS
+        hits[j] = cur + 1 >= L || eos.includes(tok) ? 1 : 0;
+        if (!hits[j]) anyContinues = true;
+      }
+      // e. running beams for the next step: best K candidates that did not stop
+      const trl = new Float32Array(n);
+      for (let j = 0; j < n; j++) trl[j] = f(topVals[j] + (hits[j] ? NEG : 0));
+      const nx = topk(trl, K);
+      nextRunning.push(nx.map((j) => topSeq[j]));
+      nextScores.push(Float32Array.from(nx, (j) => trl[j]));
+      nextRbi.push(nx.map((j) => topRbi[j]));
+      // f. finished hypotheses: merge the new ones (top K candidates that stopped) with the kept ones
+      const denom = f((cur + 1 - P) ** lp);
+      const full = this.isFinished[b].every((x) => x === 1) && es === true;
+      const m = K + n;
+      const mScores = new Float32Array(m);
+      mScores.set(this.beamScores[b]);
+      for (let j = 0; j < n; j++) {
+        let s = f(topVals[j] / denom);
+        if (full) s = f(s + NEG);
+        if (!this.heuristicOpen[b]) s = f(s + NEG);
+        const did = hits[j] && j < K;
+        if (!did) s = f(s + NEG);
+        mScores[K + j] = s;
+      }
+      const mSeq = [...this.sequences[b], ...topSeq];
+      const mIdx = [...this.beamIdx[b], ...topRbi];
+      const mFin = new Uint8Array(m);
+      mFin.set(this.isFinished[b]);
+      for (let j = 0; j < n; j++) mFin[K + j] = hits[j] && j < K ? 1 : 0;
+      const sel = topk(mScores, K);
+      this.sequences[b] = sel.map((j) => mSeq[j]);
+      this.beamScores[b] = Float32Array.from(sel, (j) => mScores[j]);
+      this.beamIdx[b] = sel.map((j) => mIdx[j]);
+      this.isFinished[b] = Uint8Array.from(sel, (j) => mFin[j]);
+    }
+    this.running = nextRunning;
+    this.runningScores = nextScores;
+    this.runningBeamIdx = nextRbi;
+
+    // g. reorder the cache to the surviving beams, advance
+    const rows: number[] = [];
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) rows.push(this.runningBeamIdx[b][k][cur - P]);
+    this.cur = cur + 1;
+    for (let b = 0; b < B; b++) {
+      const hyp = es === 'never' && lp > 0.0 ? L - P : this.cur - P;
+      const best = f(this.runningScores[b][0] / f(hyp ** lp));
+      let minFinished = Infinity;
+      for (const x of this.beamScores[b]) minFinished = Math.min(minFinished, x);
+      let any = false;
+      for (let k = 0; k < K; k++) if (best > (this.isFinished[b][k] ? minFinished : f(NEG))) any = true;
+      if (!any) this.heuristicOpen[b] = 0;
+    }
+    const improvementPossible = this.heuristicOpen.some((x) => x === 1);
+    const existsOpenBeam = !(this.isFinished.every((r) => r.every((x) => x === 1)) && es === true);
+    if (!(improvementPossible && existsOpenBeam && anyContinues)) return undefined;
+    return rows;
+  }
 }
