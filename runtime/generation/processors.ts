@@ -81,17 +81,56 @@ export function temperature(t: number): LogitsProcessor {
   };
 }
 
-/** Indices of a row sorted by value (descending or ascending), ties by index. */
-function order(row: Float32Array, descending: boolean): number[] {
-  const idx = Array.from({ length: row.length }, (_, i) => i);
-  idx.sort((a, b) => {
-    const d = descending ? row[b] - row[a] : row[a] - row[b];
-    if (d !== 0 && !Number.isNaN(d)) return d;
-    if (row[a] === row[b]) return a - b;
-    // infinities of the same sign give NaN differences above
-    return descending ? (row[a] > row[b] ? -1 : 1) : row[a] < row[b] ? -1 : 1;
-  });
+/**
+ * Indices of a row sorted by value (descending or ascending), ties by lower index; NaN sorts above
+ * +Infinity, -0 as +0. A stable LSD radix sort of the float32 values' order-preserving bits (four
+ * byte passes), not a comparator sort: top-p sorts the whole vocabulary every sampled token, which
+ * took ~10 ms a token for BLIP's 30524 with a comparator (0.5 ms so).
+ */
+export function order(row: Float32Array, descending: boolean): Int32Array {
+  const n = row.length;
+  const values = Float32Array.from(row);
+  const bits = new Uint32Array(values.buffer);
+  let keys = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = values[i];
+    let u: number;
+    if (x !== x) u = 0xffffffff; // NaN: above +Infinity (0xff800000)
+    else if (x === 0) u = 0x80000000; // -0 and +0 alike
+    else u = bits[i] & 0x80000000 ? ~bits[i] >>> 0 : (bits[i] | 0x80000000) >>> 0;
+    keys[i] = descending ? 0xffffffff - u : u;
+  }
+  let idx = new Int32Array(n);
+  for (let i = 0; i < n; i++) idx[i] = i;
+  let keys2 = new Uint32Array(n);
+  let idx2 = new Int32Array(n);
+  const count = new Int32Array(256);
+  for (let shift = 0; shift < 32; shift += 8) {
+    count.fill(0);
+    for (let i = 0; i < n; i++) count[(keys[i] >>> shift) & 255]++;
+    if (count.some((c) => c === n)) continue; // one bucket: this byte changes no order
+    let sum = 0;
+    for (let b = 0; b < 256; b++) {
+      const c = count[b];
+      count[b] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const pos = count[(keys[i] >>> shift) & 255]++;
+      keys2[pos] = keys[i];
+      idx2[pos] = idx[i];
+    }
+    [keys, keys2] = [keys2, keys];
+    [idx, idx2] = [idx2, idx];
+  }
   return idx;
+}
+
+/** row[idx[0]], row[idx[1]], ... */
+function gathered(row: Float32Array, idx: Int32Array): Float32Array {
+  const out = new Float32Array(idx.length);
+  for (let j = 0; j < idx.length; j++) out[j] = row[idx[j]];
+  return out;
 }
 
 /** float32 softmax of a row (max-subtracted, float64 accumulation, float32 results). */
@@ -134,14 +173,16 @@ export function topP(p: number, minTokensToKeep = 1): LogitsProcessor {
     for (let r = 0; r * V < scores.length; r++) {
       const row = scores.subarray(r * V, (r + 1) * V);
       const idx = order(row, false);
-      const probs = softmaxRow(idx.map((i) => row[i]));
+      const probs = softmaxRow(gathered(row, idx));
+      // the cumulative mass only grows, so the tokens removed are a prefix of the ascending order
       let cum = 0;
-      const remove: number[] = [];
-      for (let j = 0; j < V; j++) {
+      let cut = 0;
+      for (let j = 0; j < V - minTokensToKeep; j++) {
         cum += probs[j];
-        if (f(cum) <= limit && j < V - minTokensToKeep) remove.push(idx[j]);
+        if (!(f(cum) <= limit)) break;
+        cut = j + 1;
       }
-      for (const i of remove) row[i] = NEG_INF;
+      for (let j = 0; j < cut; j++) row[idx[j]] = NEG_INF;
     }
   };
 }
@@ -175,7 +216,7 @@ export function typicalP(mass: number, minTokensToKeep = 1): LogitsProcessor {
       const shifted = new Float32Array(V);
       for (let i = 0; i < V; i++) shifted[i] = Math.abs(-logp[i] - ent);
       const idx = order(shifted, false);
-      const probs = softmaxRow(idx.map((i) => row[i]));
+      const probs = softmaxRow(gathered(row, idx));
       let cum = 0;
       let lastInd = 0;
       for (let j = 0; j < V; j++) {
