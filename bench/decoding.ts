@@ -9,15 +9,17 @@ export interface BenchDecoding {
   tokens: number;
   /** 1 = plain greedy. */
   repetitionPenalty: number;
+  /** Beam search with this many beams (early_stopping false, length_penalty 1); 1 = greedy. */
+  beams: number;
 }
 
-/** blip-graph's generate options for a bench run: greedy, every score-changing setting explicit. */
+/** blip-graph's generate options for a bench run: greedy or beam search, every score-changing setting explicit. */
 export function oursGenerateOptions(d: BenchDecoding, prompt: GenerateOptions['prompt'], batchSize: number): GenerateOptions {
   return {
     prompt,
     maxNewTokens: d.tokens,
     minNewTokens: d.tokens,
-    numBeams: 1,
+    numBeams: d.beams,
     doSample: false,
     repetitionPenalty: d.repetitionPenalty,
     noRepeatNgramSize: 0,
@@ -29,10 +31,10 @@ export function oursGenerateOptions(d: BenchDecoding, prompt: GenerateOptions['p
 
 /** The same settings as bench/torch_generate.py flags (it passes them to transformers' generate). */
 export function torchGenerateArgs(d: BenchDecoding): string[] {
-  return ['--max-new-tokens', String(d.tokens), '--repetition-penalty', String(d.repetitionPenalty)];
+  return ['--max-new-tokens', String(d.tokens), '--repetition-penalty', String(d.repetitionPenalty), '--num-beams', String(d.beams)];
 }
 
 /** The same settings as bench/ours.ts flags. */
 export function oursArgs(d: BenchDecoding): string[] {
-  return ['--tokens', String(d.tokens), '--repetition-penalty', String(d.repetitionPenalty)];
+  return ['--tokens', String(d.tokens), '--repetition-penalty', String(d.repetitionPenalty), '--beams', String(d.beams)];
 }

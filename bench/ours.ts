@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const loadMs = performance.now() - t0;
   const bytes = new Uint8Array(readFileSync(a.image));
   const images = Array.from({ length: batch }, (_, i) => ({ name: `image ${i}`, bytes }));
-  const opts = oursGenerateOptions({ tokens, repetitionPenalty: Number(a['repetition-penalty'] ?? 1) }, a.prompt, batch);
+  const opts = oursGenerateOptions({ tokens, repetitionPenalty: Number(a['repetition-penalty'] ?? 1), beams: Number(a.beams ?? 1) }, a.prompt, batch);
   const tw = performance.now();
   await model.generate(images, opts); // warm-up
   const firstCallMs = performance.now() - tw;

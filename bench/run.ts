@@ -1,9 +1,10 @@
 // npm run bench: blip-graph against transformers' PyTorch generate, in one run on this machine, on
 // the same full-size random-weight checkpoints, image, prompt, thread count and settings (greedy,
-// exactly --tokens new tokens, --repetition-penalty (default 1: plain greedy), float32; both sides
-// get every decoding setting explicitly, bench/decoding.ts).
+// or beam search in the -beamK cases, exactly --tokens new tokens, --repetition-penalty (default 1),
+// float32; both sides get every decoding setting explicitly, bench/decoding.ts).
 //
-//   npm run bench [-- --cases blip-base-b1,blip-base-b8,blip2-opt-350m-b1,instructblip-llama-small-b1]
+//   npm run bench [-- --cases blip-base-b1,blip-base-b8,blip2-opt-350m-b1,instructblip-llama-small-b1,
+//                             blip-base-beam3-b1,blip2-opt-2.7b-b1,blip2-opt-2.7b-fp16-b1 | all]
 //                 [--threads 2] [--tokens 20] [--repetition-penalty 1] [--repeat 3] [--target cpu]
 //                 [--recompile] [--no-torch] [--huge-pages on|off]
 //
@@ -56,6 +57,8 @@ interface Case {
   torchWarmup: number;
   torchRepeat: number;
   oursRepeat?: number;
+  /** Beam search with this many beams (default 1: greedy). */
+  beams?: number;
   /** blip-graph's `--dtype` (default float32) and PyTorch's dtype (default float32). */
   dtype?: 'float32' | 'float16';
   torchDtype?: 'float32' | 'float16';
@@ -80,6 +83,8 @@ const blipBase = (batch: number): Case => ({
 const CASES: Case[] = [
   blipBase(1),
   blipBase(8),
+  // LAVIS captions with beam search (3 beams); same artifact as blip-base-b1.
+  { ...blipBase(1), name: 'blip-base-beam3-b1', what: 'BLIP-base captioning, beam search with 3 beams, batch 1', beams: 3 },
   {
     name: 'blip2-opt-350m-b1',
     what: 'BLIP-2 layout: EVA ViT-g/14 (39 × 1408) + Q-Former (12 × 768, 32 queries) + OPT-350m layout (24 × 1024, post-norm, project_in/out), batch 1',
@@ -138,7 +143,7 @@ const CASES: Case[] = [
 ];
 
 function args(argv: string[]) {
-  const o = { cases: CASES.slice(0, 3).map((c) => c.name), threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true, hugePages: 'on' };
+  const o = { cases: ['blip-base-b1', 'blip-base-b8', 'blip2-opt-350m-b1'], threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true, hugePages: 'on' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--cases') o.cases = argv[++i] === 'all' ? CASES.map((c) => c.name) : argv[i].split(',');
@@ -165,6 +170,9 @@ function oracle(script: string[]): string {
   return r.stdout;
 }
 
+/** The bench view / artifact a case uses: batch sizes and beam counts share one. */
+const artifactName = (c: Case): string => c.name.replace(/-b\d+$/, '').replace(/-beam\d+$/, '');
+
 /** The checkpoint's weights linked, config and tokenizer / processor files made to agree. */
 function benchView(c: Case): string {
   const src = join(ROOT, c.checkpoint);
@@ -172,7 +180,7 @@ function benchView(c: Case): string {
     log(`making ${c.checkpoint} (${c.make.join(' ')})`);
     oracle(c.make);
   }
-  const view = join(BENCH, 'bench', c.name.replace(/-b\d+$/, ''), 'checkpoint');
+  const view = join(BENCH, 'bench', artifactName(c), 'checkpoint');
   rmSync(view, { recursive: true, force: true });
   mkdirSync(view, { recursive: true });
   for (const f of readdirSync(src)) if (f.endsWith('.safetensors') || f === 'model.safetensors.index.json' || f === 'generation_config.json') symlinkSync(relative(view, join(src, f)), join(view, f));
@@ -196,7 +204,7 @@ function benchView(c: Case): string {
 }
 
 async function compiled(c: Case, view: string, target: Target, recompile: boolean): Promise<string> {
-  const out = join(BENCH, 'bench', c.name.replace(/-b\d+$/, ''), `compiled-${target}`);
+  const out = join(BENCH, 'bench', artifactName(c), `compiled-${target}`);
   if (!recompile && existsSync(join(out, 'manifest.json'))) return out;
   log(`compiling ${c.graph} --target ${target}${c.dtype === 'float16' ? ' --dtype fp16' : ''} -> ${relative(ROOT, out)}`);
   const graph = join(ROOT, c.graph);
@@ -258,7 +266,7 @@ function blipRunRss(dir: string, c: Case, threads: number, d: BenchDecoding): nu
   rmSync(images, { recursive: true, force: true });
   mkdirSync(images, { recursive: true });
   for (let i = 0; i < c.batch; i++) copyFileSync(join(ROOT, IMAGE), join(images, `image-${i}.png`));
-  const argv = ['run', dir, '--image', images, '--prompt', c.prompt, '--threads', String(threads), '--batch-size', String(c.batch), '--max-new-tokens', String(d.tokens), '--min-new-tokens', String(d.tokens), '--beams', '1', '--repetition-penalty', String(d.repetitionPenalty), '--no-repeat-ngram', '0', '--json'];
+  const argv = ['run', dir, '--image', images, '--prompt', c.prompt, '--threads', String(threads), '--batch-size', String(c.batch), '--max-new-tokens', String(d.tokens), '--min-new-tokens', String(d.tokens), '--beams', String(d.beams), '--repetition-penalty', String(d.repetitionPenalty), '--no-repeat-ngram', '0', '--json'];
   const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'blip_run_rss.mjs'), ...argv], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
   if (r.status !== 0) throw new Error(`blip run failed (${r.status}):\n${r.stderr.slice(-3000)}`);
   return lastJson(r.stderr).max_rss_mb;
@@ -279,20 +287,23 @@ async function main(): Promise<void> {
   const bws = [await readBandwidth(o.threads)];
   log(`read bandwidth ${bws[0].toFixed(2)} GB/s`);
   const stepBytes: Record<string, number> = {};
-  const decoding: BenchDecoding = { tokens: o.tokens, repetitionPenalty: o.repetitionPenalty };
+
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
   for (const c of cases) {
+    const decoding: BenchDecoding = { tokens: o.tokens, repetitionPenalty: o.repetitionPenalty, beams: c.beams ?? 1 };
     const view = benchView(c);
     const dir = await compiled(c, view, o.target, o.recompile);
     const m: Manifest = readManifest(dir);
     const weightBytes = m.weights.bytes;
     const d = m.decoder!;
     // Bytes one decode step reads: every decoder weight (the tied head reads the whole embedding
-    // table), plus the KV cache at the mean length of the decode (prompt, prefix, half the new tokens).
+    // table), plus the KV cache at the mean length of the decode (prompt, prefix, half the new tokens):
+    // the self-attention cache of every beam, the cross-attention K/V once per image (what a step
+    // must read; blip-graph's grouped decoder does, transformers reads it once per beam).
     const decoderBytes = graphWeightBytes(join(dir, 'decoder.onnx'));
     const meanSelf = 16 + (c.crossLength ? 0 : 32) + o.tokens / 2;
-    const kvBytes = d.layers * 2 * c.batch * d.kv_heads * d.head_dim * 4 * (meanSelf + c.crossLength);
+    const kvBytes = d.layers * 2 * c.batch * d.kv_heads * d.head_dim * 4 * (meanSelf * decoding.beams + c.crossLength);
     stepBytes[c.name] = (decoderBytes + kvBytes) / c.batch;
     bws.push(await readBandwidth(o.threads));
     log(`read bandwidth ${bws[bws.length - 1].toFixed(2)} GB/s`);

@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=20)
     ap.add_argument("--repetition-penalty", type=float, default=1.0)
+    ap.add_argument("--num-beams", type=int, default=1, help="beam search (early_stopping False, length_penalty 1)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement (0 for the slowest layouts)")
     a = ap.parse_args()
@@ -100,8 +101,10 @@ def main():
     def gen(n):
         def run():
             with torch.inference_mode():
-                return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1,
-                                      repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=0)
+                # beam search: transformers' defaults stated (given with one beam they only warn)
+                beam = dict(early_stopping=False, length_penalty=1.0) if a.num_beams > 1 else {}
+                return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=a.num_beams,
+                                      repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=0, **beam)
         return run
 
     t_encode, _ = timed(encode, a.device, a.repeat, a.warmup)
@@ -117,6 +120,7 @@ def main():
         "batch": a.batch,
         "max_new_tokens": a.max_new_tokens,
         "repetition_penalty": a.repetition_penalty,
+        "num_beams": a.num_beams,
         "end_to_end_ms": t_full * 1000,
         "image_encode_ms": t_encode * 1000,
         "prefill_ms": max(0.0, (t_one - t_encode)) * 1000,
