@@ -353,7 +353,7 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [
-    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case)`,
+    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy${rows.some((r) => /-beam\d+-/.test(r.case)) ? ' (the -beamK cases: beam search with K beams)' : ''}, ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case)`,
     '',
     '| case | implementation | end-to-end ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | of bound, probes beside it (GB/s) | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
