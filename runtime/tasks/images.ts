@@ -43,21 +43,23 @@ export async function toRgbImage(img: ImageInput, index: number, opts: ImageDeco
 }
 
 /**
- * pixel_values (B, 3, H, W) for a list of inputs. Inputs that are the same object (or the same
- * path) are decoded once; `rows[i]` is the batch row of input i.
+ * pixel_values (B, 3, H, W) for a list of inputs, row i from input i. Inputs that are the same
+ * object (or the same path) are decoded once. `offset`: the caller's number of input i in
+ * messages, offset + i, or offset[i].
  */
-export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset = 0): Promise<ort.Tensor> {
+export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset: number | number[] = 0): Promise<ort.Tensor> {
+  const at = (i: number): number => (typeof offset === 'number' ? offset + i : offset[i]);
   if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');
   const seen = new Map<ImageInput, RgbImage>();
   const decoded: RgbImage[] = [];
   for (let i = 0; i < images.length; i++) {
     let rgb = seen.get(images[i]);
     if (!rgb) {
-      rgb = await toRgbImage(images[i], offset + i);
+      rgb = await toRgbImage(images[i], at(i));
       seen.set(images[i], rgb);
     }
     decoded.push(rgb);
   }
-  const pv = pixelValuesFromImages(decoded, cfg, images.map((im, i) => imageName(im, offset + i)));
+  const pv = pixelValuesFromImages(decoded, cfg, images.map((im, i) => imageName(im, at(i))));
   return new ort.Tensor('float32', pv.data, pv.dims);
 }

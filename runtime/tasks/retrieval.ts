@@ -1,5 +1,7 @@
-// Image-text matching and contrastive scores over retrieval.onnx (docs/architecture.md): row b of
-// the image batch is paired with row b of the text batch. Texts go in as the checkpoint's
+// Image-text matching and contrastive scores over retrieval.onnx (docs/architecture.md): pair p is
+// text row p with image row pair_image[p], so an image scored against several texts is encoded
+// once (artifacts compiled before `pair_image`: row b of the image batch with row b of the text
+// batch, the image repeated). Texts go in as the checkpoint's
 // tokenizer gives them ([CLS] text [SEP], right-padded; BLIP-2 without its <image> placeholders,
 // which Blip2ForImageTextRetrieval drops). Embeddings come from the same graph: the image side
 // does not depend on the text and the text side not on the image, so the other input is a stand-in.
@@ -69,6 +71,28 @@ async function run(ctx: RetrievalContext, feeds: Record<string, ort.Tensor>, fet
   }
 }
 
+/** Whether retrieval.onnx takes each image once and the pairs' image rows (src/lower/pairs.ts). */
+const paired = (ctx: RetrievalContext): boolean => ctx.retrieval.inputNames.includes('pair_image');
+
+const index = (rows: number[]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [rows.length]);
+
+/** The distinct images of `images` (the same string or object once) and, per entry, its row among them. */
+function distinct(images: ImageInput[]): { unique: ImageInput[]; rows: number[]; first: number[] } {
+  const at = new Map<ImageInput, number>();
+  const unique: ImageInput[] = [];
+  const first: number[] = [];
+  const rows = images.map((im, i) => {
+    let r = at.get(im);
+    if (r === undefined) {
+      at.set(im, (r = unique.length));
+      unique.push(im);
+      first.push(i);
+    }
+    return r;
+  });
+  return { unique, rows, first };
+}
+
 function batchSizeOf(o: ItmOptions, dflt: number): number {
   const bs = o.batchSize ?? dflt;
   if (!Number.isInteger(bs) || bs < 1) throw new GenerationConfigError(`batchSize must be an integer >= 1, found ${bs}`);
@@ -90,8 +114,12 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
   const out: ItmResult[] = [];
   for (let s = 0; s < n; s += bs) {
     const idx = Array.from({ length: Math.min(bs, n - s) }, (_, k) => s + k);
-    const pixel_values = await pixelBatch(idx.map(img), ctx.preprocess, s);
-    const r = await run(ctx, { pixel_values, ...textFeeds(ctx, idx.map(txt)) }, ['itm_score', 'itc_score']);
+    let feeds: Record<string, ort.Tensor>;
+    if (paired(ctx)) {
+      const d = distinct(idx.map(img));
+      feeds = { pixel_values: await pixelBatch(d.unique, ctx.preprocess, d.first.map((k) => s + k)), pair_image: index(d.rows) };
+    } else feeds = { pixel_values: await pixelBatch(idx.map(img), ctx.preprocess, s) };
+    const r = await run(ctx, { ...feeds, ...textFeeds(ctx, idx.map(txt)) }, ['itm_score', 'itc_score']);
     const itm = r.itm_score?.data as Float32Array | undefined;
     const itc = r.itc_score?.data as Float32Array | undefined;
     idx.forEach((_, k) => out.push({ itm: itm ? itm[k] : NaN, itc: itc ? itc[k] : NaN }));
@@ -113,7 +141,9 @@ export async function embedImages(ctx: RetrievalContext, images: ImageInput[], o
   for (let s = 0; s < images.length; s += bs) {
     const chunk = images.slice(s, s + bs);
     const pixel_values = await pixelBatch(chunk, ctx.preprocess, s);
-    const r = await run(ctx, { pixel_values, ...textFeeds(ctx, chunk.map(() => '')) }, ['image_embeds']);
+    // the text side is a stand-in: one empty text when the graph pairs rows, else one per image
+    const texts = paired(ctx) ? { ...textFeeds(ctx, ['']), pair_image: index([0]) } : textFeeds(ctx, chunk.map(() => ''));
+    const r = await run(ctx, { pixel_values, ...texts }, ['image_embeds']);
     out.push(...split(r.image_embeds));
   }
   return out;
@@ -130,8 +160,11 @@ export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: I
   const out: Embedding[] = [];
   for (let s = 0; s < texts.length; s += bs) {
     const chunk = texts.slice(s, s + bs);
-    const pixel_values = new ort.Tensor('float32', new Float32Array(chunk.length * 3 * height * width), [chunk.length, 3, height, width]);
-    const r = await run(ctx, { pixel_values, ...textFeeds(ctx, chunk) }, ['text_embeds']);
+    // the image side is a stand-in: one blank image when the graph pairs rows, else one per text
+    const images = paired(ctx) ? 1 : chunk.length;
+    const pixel_values = new ort.Tensor('float32', new Float32Array(images * 3 * height * width), [images, 3, height, width]);
+    const pairs: Record<string, ort.Tensor> = paired(ctx) ? { pair_image: index(chunk.map(() => 0)) } : {};
+    const r = await run(ctx, { pixel_values, ...pairs, ...textFeeds(ctx, chunk) }, ['text_embeds']);
     out.push(...split(r.text_embeds));
   }
   return out;

@@ -31,6 +31,7 @@ import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
 import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
+import { PairRows } from './pairs.js';
 
 export interface CompileOptions {
   model: IrModel;
@@ -78,6 +79,8 @@ class Lowerer {
   /** Checkpoint keys some node asked for (found or not, well-shaped or not): the coverage check's "read". */
   readonly requested = new Set<string>();
   private readonly seen = new Set<string>();
+  /** retrieval.onnx: which flows have one row per image and which one per pair (./pairs.ts). */
+  pairs?: PairRows;
 
   constructor(
     readonly model: IrModel,
@@ -164,7 +167,10 @@ class Lowerer {
     if (known) return known;
     const decl = this.model.inputs.find((i) => i.name === name)!;
     let f: Flow;
-    if (decl.type === 'image') f = { type: 'image', pixels: floatInput(b, 'pixel_values', ['batch', 3, imageSize, imageSize]) };
+    if (decl.type === 'image') {
+      f = { type: 'image', pixels: floatInput(b, 'pixel_values', [this.pairs ? 'images' : 'batch', 3, imageSize, imageSize]) };
+      this.pairs?.mark(f, 'images');
+    }
     else {
       const first = this.model.inputs.filter((i) => i.type === 'text')[0]?.name === name;
       const [ids, mask] = instruction ? ['qformer_input_ids', 'qformer_attention_mask'] : first ? ['input_ids', 'attention_mask'] : [`${name}_input_ids`, `${name}_attention_mask`];
@@ -181,8 +187,15 @@ class Lowerer {
     for (const node of this.model.nodes) {
       if (!names.has(node.name)) continue;
       const rn = this.nodes.get(node.name)!;
-      const inputs = this.inputsOf(node, flows, (name, port) => this.input(b, flows, imageSize, name, port));
-      flows.set(node.name, b.scope(node.name, () => rn.kind.lowering!.lower!(this.context(b, rn, graph), inputs)));
+      const read = this.inputsOf(node, flows, (name, port) => this.input(b, flows, imageSize, name, port));
+      flows.set(
+        node.name,
+        b.scope(node.name, () => {
+          if (!this.pairs) return rn.kind.lowering!.lower!(this.context(b, rn, graph), read);
+          const { inputs, rows } = this.pairs.align(read);
+          return this.pairs.mark(rn.kind.lowering!.lower!(this.context(b, rn, graph), inputs), rows);
+        }),
+      );
     }
     return flows;
   }
@@ -331,8 +344,9 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       graphs.push(d);
     } else {
       const r = new GraphBuilder('retrieval', store);
+      const pairs = (lw.pairs = new PairRows(r));
       const flows = lw.lowerNodes(r, 'retrieval', upstream(model, rets.flatMap((o) => o.args)), imageSize);
-      for (const o of rets) lowerRetrievalTask(r, o, flows);
+      for (const o of rets) lowerRetrievalTask(r, o, flows, pairs);
       graphs.push(r);
     }
 
@@ -387,23 +401,29 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
   }
 }
 
-/** itm(head) -> itm_logits, itm_score; itc(image, text) -> image_embeds, text_embeds, itc_score. */
-function lowerRetrievalTask(b: GraphBuilder, o: IrOutput, flows: Map<string, Flow>): void {
+/**
+ * itm(head) -> itm_logits, itm_score; itc(image, text) -> image_embeds (one per image),
+ * text_embeds, itc_score (one per pair: ./pairs.ts).
+ */
+function lowerRetrievalTask(b: GraphBuilder, o: IrOutput, flows: Map<string, Flow>, pairs: PairRows): void {
   b.origin = `${o.loc.file}:${o.loc.line}:${o.loc.column}`;
   b.scope(o.name, () => {
     if (o.task === 'itm') {
-      const f = flows.get(o.args[0]);
-      if (f?.type !== 'logits') throw new CompileError('BLIP4015', `itm(${o.args[0]}) needs a classifier node`, o.loc);
+      const head = flows.get(o.args[0]);
+      if (head?.type !== 'logits') throw new CompileError('BLIP4015', `itm(${o.args[0]}) needs a classifier node`, o.loc);
+      const f = pairs.toPairs(head) as typeof head;
       emitFloat(b, f.logits, 'itm_logits', ['batch', 2]);
       // "match" is class 1 of BLIP's itm_head (softmax(itm_score)[:, 1] in the model card examples).
       const probs = b.softmax(f.logits, -1, 'itm_probs');
       emitFloat(b, b.gather(probs, b.int64([1], [], 'match_index'), 1, 'itm_match'), 'itm_score', ['batch']);
     } else {
-      const [img, txt] = o.args.map((a) => flows.get(a));
-      if (img?.type !== 'embedding' || txt?.type !== 'embedding') throw new CompileError('BLIP4015', `itc(${o.args.join(', ')}) needs two embed nodes`, o.loc);
-      emitFloat(b, img.embeds, 'image_embeds', img.perQuery ? ['batch', 'queries', 'embed'] : ['batch', 'embed']);
-      emitFloat(b, txt.embeds, 'text_embeds', ['batch', 'embed']);
-      // Row b of the image batch against row b of the text batch: the diagonal of image_feat @ text_featᵀ;
+      const [image, words] = o.args.map((a) => flows.get(a));
+      if (image?.type !== 'embedding' || words?.type !== 'embedding') throw new CompileError('BLIP4015', `itc(${o.args.join(', ')}) needs two embed nodes`, o.loc);
+      const rows = pairs.rowsOf(image) === 'images' ? 'images' : 'batch';
+      emitFloat(b, image.embeds, 'image_embeds', image.perQuery ? [rows, 'queries', 'embed'] : [rows, 'embed']);
+      emitFloat(b, words.embeds, 'text_embeds', ['batch', 'embed']);
+      const [img, txt] = [pairs.toPairs(image), pairs.toPairs(words)] as Array<typeof image>;
+      // Pair p: its image's embedding against its text's, the diagonal of image_feat @ text_featᵀ;
       // per-query image embeddings (BLIP-2) score with their best query (max over Q).
       const text = img.perQuery ? b.unsqueeze(txt.embeds, [1], 'itc_text_row') : txt.embeds; // (B, 1, E) against (B, Q, E)
       let sim = b.op('ReduceSum', [b.mul(img.embeds, text, 'itc_products'), b.int64([-1], [1], 'itc_axis')], { keepdims: 0 }, { name: 'itc_sim' });

@@ -201,6 +201,7 @@ async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void 
       pixel_values: f32(exp.array('pixel_values')),
       input_ids: i64(rt.input_ids.map((r: number[]) => r.slice(Q))),
       attention_mask: i64(rt.attention_mask.map((r: number[]) => r.slice(Q))),
+      pair_image: new ort.Tensor('int64', BigInt64Array.from(rt.input_ids.map((_: number[], p: number) => BigInt(p))), [rt.input_ids.length]), // pair p: image p
     });
     close('itm_logits', o.itm_logits.data as Float32Array, exp.array('itm_logits').data, diffs);
     close('itm_score', o.itm_score.data as Float32Array, exp.array('itm_probs').data, diffs);

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type * as ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { TEST_TARGETS, close, compileFixture, emptyPast, expected, f32, i64, nextPast, rows, session, targetTag, tmp } from './harness.js';
 import type { Target } from '../../../src/rewrite/index.js';
@@ -100,7 +100,10 @@ async function checkRetrieval(fixture: string, t: { diagnostic(m: string): void 
     const exp = expected(fixture);
     const rt = exp.json.retrieval;
     const s = await session(join(out, 'retrieval.onnx'));
-    const o = await s.run({ pixel_values: f32(exp.array('pixel_values')), input_ids: i64(rt.input_ids), attention_mask: i64(rt.attention_mask) });
+    // pair p = text p with image row pair_image[p]: here image p
+    const pairs = new ort.Tensor('int64', BigInt64Array.from(rt.input_ids.map((_: number[], p: number) => BigInt(p))), [rt.input_ids.length]);
+    assert.deepEqual(s.inputNames, ['pixel_values', 'input_ids', 'attention_mask', 'pair_image']);
+    const o = await s.run({ pixel_values: f32(exp.array('pixel_values')), input_ids: i64(rt.input_ids), attention_mask: i64(rt.attention_mask), pair_image: pairs });
     close('itm_logits', o.itm_logits.data as Float32Array, exp.array('itm_logits').data, diffs);
     close('itm_score', o.itm_score.data as Float32Array, exp.array('itm_probs').data, diffs);
     close('image_embeds (ITC)', o.image_embeds.data as Float32Array, exp.array('image_feat').data, diffs);
