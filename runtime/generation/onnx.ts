@@ -111,6 +111,9 @@ function gatherRows(t: ort.Tensor, rows: number[]): ort.Tensor {
   return new ort.Tensor(t.type as 'float32', out as unknown as Float32Array, [rows.length, ...t.dims.slice(1)]);
 }
 
+/** Every tensor of `r` gathered to rows `idx`. */
+const gatherAll = (r: Record<string, ort.Tensor>, idx: number[]): Record<string, ort.Tensor> => Object.fromEntries(Object.entries(r).map(([k, t]) => [k, gatherRows(t, idx)]));
+
 const i64 = (rows: number[][]): ort.Tensor => {
   const s = rows[0]?.length ?? 0;
   const d = new BigInt64Array(rows.length * s);
@@ -333,7 +336,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     const I = first.dims[0];
     const G = origin.length / I;
     if (this.o.decoder.cross_rows === 'grouped' && Number.isInteger(G) && G >= 1 && origin.every((o, i) => o === Math.floor(i / G))) return base;
-    return Object.fromEntries(Object.entries(base).map(([k, t]) => [k, gatherRows(t, origin)]));
+    return gatherAll(base, origin);
   }
 
   /**
@@ -345,7 +348,6 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
   reorder(state: DecoderState, rows: number[]): DecoderState {
     for (const r of rows) if (!Number.isInteger(r) || r < 0 || r >= state.rows) throw new BlipRuntimeError('BLIP5031', `reorder: row ${r} of ${state.rows}`);
     const identity = rows.length === state.rows && rows.every((r, i) => r === i);
-    const gather = (r: Record<string, ort.Tensor>, idx: number[]): Record<string, ort.Tensor> => Object.fromEntries(Object.entries(r).map(([k, t]) => [k, gatherRows(t, idx)]));
     const origin = rows.map((r) => state.origin[r]);
     const sameImages = origin.length === state.origin.length && origin.every((o, i) => o === state.origin[i]);
     // A cache on the device is not gathered here (that needs a device run): the row map is composed
@@ -360,7 +362,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     } else if (identity) pending = state.pending;
     return {
       rows: rows.length,
-      past: identity || onDevice ? state.past : gather(state.past, rows),
+      past: identity || onDevice ? state.past : gatherAll(state.past, rows),
       pending,
       fixed: sameImages ? state.fixed : this.encodedRows(state.base, origin),
       base: state.base,

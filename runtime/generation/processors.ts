@@ -89,11 +89,10 @@ export function temperature(t: number): LogitsProcessor {
  */
 export function order(row: Float32Array, descending: boolean): Int32Array {
   const n = row.length;
-  const values = Float32Array.from(row);
-  const bits = new Uint32Array(values.buffer);
+  const bits = new Uint32Array(row.buffer, row.byteOffset, n); // the same floats, read as bits
   let keys = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
-    const x = values[i];
+    const x = row[i];
     let u: number;
     if (x !== x) u = 0xffffffff; // NaN: above +Infinity (0xff800000)
     else if (x === 0) u = 0x80000000; // -0 and +0 alike

@@ -11,14 +11,12 @@ export type Rows = 'images' | 'pairs';
 
 export class PairRows {
   private readonly rows = new WeakMap<Flow, Rows>();
+  /** Each image-row flow's gathered form: a flow read by several nodes is gathered once. */
+  private readonly gathered = new WeakMap<Flow, Flow>();
+  /** `pair_image`, declared by the first gather (a graph that pairs nothing does not take it). */
   private index?: Value;
 
   constructor(private readonly b: GraphBuilder) {}
-
-  /** Whether some flow was gathered to the pairs (the graph then declares `pair_image`). */
-  get used(): boolean {
-    return this.index !== undefined;
-  }
 
   mark<F extends Flow>(f: F, rows: Rows): F {
     this.rows.set(f, rows);
@@ -40,6 +38,8 @@ export class PairRows {
   /** `f` with one row per pair: row p is row pair_image[p] of an image-row flow. */
   toPairs(f: Flow): Flow {
     if (this.rowsOf(f) === 'pairs') return f;
+    const known = this.gathered.get(f);
+    if (known) return known;
     const b = this.b;
     this.index ??= b.input('pair_image', 'int64', ['batch']);
     const g = (v: Value, role: string) => b.gather(v, this.index!, 0, role);
@@ -60,6 +60,7 @@ export class PairRows {
       case 'text':
         throw new Error('internal: a text flow is per pair already');
     }
+    this.gathered.set(f, out);
     return this.mark(out, 'pairs');
   }
 }
