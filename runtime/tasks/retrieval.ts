@@ -21,7 +21,7 @@ export interface RetrievalContext {
 }
 
 export interface ItmOptions {
-  /** Pairs per retrieval.onnx call (default 16). */
+  /** At most this many pairs per retrieval.onnx call (default 16); see `calls`. */
   batchSize?: number;
 }
 
@@ -99,6 +99,42 @@ function batchSizeOf(o: ItmOptions, dflt: number): number {
   return bs;
 }
 
+/** The lengths of the runs of consecutive pairs that share one image (the same string or object). */
+function imageRuns(n: number, img: (i: number) => ImageInput): number[] {
+  const runs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i > 0 && img(i) === img(i - 1)) runs[runs.length - 1]++;
+    else runs.push(1);
+  }
+  return runs;
+}
+
+/**
+ * The [start, end) pair ranges of the retrieval.onnx calls: at most `bs` pairs each, and a call
+ * ends where a run of pairs ends unless the run does not fit in a call of its own. Where each image
+ * is encoded once per call (pair_image), an image whose pairs number at most `bs` is then encoded
+ * once in all (CapFilt's K + 1 texts per image), not once in each of two calls it straddled.
+ */
+export function calls(runs: number[], bs: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let start = 0;
+  let end = 0;
+  for (const len of runs) {
+    if (end - start + len > bs && end > start) {
+      out.push([start, end]);
+      start = end;
+    }
+    end += len;
+    // a run longer than a call: full calls of it alone, its remainder open for the next runs
+    while (end - start > bs) {
+      out.push([start, start + bs]);
+      start += bs;
+    }
+  }
+  if (end > start) out.push([start, end]);
+  return out;
+}
+
 /**
  * Score image-text pairs: images[i] with texts[i]; a single image (or a single text) is paired
  * with every text (every image).
@@ -112,8 +148,9 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
   const txt = (i: number) => texts[texts.length === 1 ? 0 : i];
   const bs = batchSizeOf(opts, 16);
   const out: ItmResult[] = [];
-  for (let s = 0; s < n; s += bs) {
-    const idx = Array.from({ length: Math.min(bs, n - s) }, (_, k) => s + k);
+  const runs = paired(ctx) ? imageRuns(n, img) : [n];
+  for (const [s, e] of calls(runs, bs)) {
+    const idx = Array.from({ length: e - s }, (_, k) => s + k);
     let feeds: Record<string, ort.Tensor>;
     if (paired(ctx)) {
       const d = distinct(idx.map(img));

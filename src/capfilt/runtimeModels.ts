@@ -105,7 +105,10 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
           }
         });
         if (pairsImg.length === 0) return images.map(() => []);
-        const scores = await itm.itm(pairsImg, pairsText, { batchSize: Math.max(1, images.length) });
+        // Calls of as many pairs as the batch has images, or as one image has texts if that is
+        // more: itm() keeps an image's pairs in one call, so each image is encoded once.
+        const perCall = Math.max(1, images.length, ...texts.map((t) => t.length));
+        const scores = await itm.itm(pairsImg, pairsText, { batchSize: perCall });
         const out: number[][] = [];
         let k = 0;
         for (let i = 0; i < images.length; i++) {

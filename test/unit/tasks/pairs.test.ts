@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { preprocessFromManifest } from '../../../runtime/preprocess/config.js';
 import { loadTokenizer } from '../../../runtime/tokenizers/hf.js';
-import { embedImages, embedTexts, itmPairs, type RetrievalContext } from '../../../runtime/tasks/retrieval.js';
+import { calls, embedImages, embedTexts, itmPairs, type RetrievalContext } from '../../../runtime/tasks/retrieval.js';
 import { compileFixture, fixturePath, tempDir } from './harness.js';
 
 const tmp = tempDir('blip-pairs-');
@@ -45,6 +45,14 @@ for (const fixture of ['blip-itm-a', 'blip2-itm-a']) {
         assert.ok(Math.abs(r.itm - alone[i].itm) <= 1e-6, `pair ${i} itm ${r.itm} vs ${alone[i].itm}`);
         assert.ok(Math.abs(r.itc - alone[i].itc) <= 1e-6, `pair ${i} itc ${r.itc} vs ${alone[i].itc}`);
       });
+      // an image's consecutive pairs stay in one call: A's three and B's three in calls of at
+      // most 4 pairs are two calls of one image each, not [A A A B] + [B B] (B encoded twice)
+      retrieval.calls.length = 0;
+      const grouped = await itmPairs(ctx, [A, A, A, B, B, B], [...TEXTS.slice(0, 3), ...TEXTS.slice(1, 4)], { batchSize: 4 });
+      assert.deepEqual(retrieval.calls.map((c) => [c.pixel_values.dims[0], c.input_ids.dims[0]]), [[1, 3], [1, 3]]);
+      const oneCall = await itmPairs(ctx, [A, A, A, B, B, B], [...TEXTS.slice(0, 3), ...TEXTS.slice(1, 4)], { batchSize: 6 });
+      assert.equal(retrieval.calls.length, 3);
+      grouped.forEach((r, i) => assert.ok(Math.abs(r.itm - oneCall[i].itm) <= 1e-6, `pair ${i} itm ${r.itm} vs ${oneCall[i].itm}`));
       // embeddings: the other side is a one-row stand-in
       retrieval.calls.length = 0;
       const ie = await embedImages(ctx, [A, B]);
@@ -64,15 +72,33 @@ for (const fixture of ['blip-itm-a', 'blip2-itm-a']) {
   });
 }
 
+test("calls: at most batchSize pairs, split where an image's run of pairs ends", () => {
+  assert.deepEqual(calls([3, 3], 4), [[0, 3], [3, 6]]);
+  assert.deepEqual(calls([2, 2, 2], 4), [[0, 4], [4, 6]]);
+  assert.deepEqual(calls([1, 1, 1, 1, 1], 2), [[0, 2], [2, 4], [4, 5]]);
+  // a run longer than a call: calls of it alone, its remainder shared with the next runs
+  assert.deepEqual(calls([1, 5, 1], 2), [[0, 1], [1, 3], [3, 5], [5, 7]]);
+  assert.deepEqual(calls([5], 2), [[0, 2], [2, 4], [4, 5]]);
+  assert.deepEqual(calls([4], 16), [[0, 4]]);
+  assert.deepEqual(calls([], 3), []);
+  // every pair in exactly one call, in order, none over the cap
+  for (const [runs, bs] of [[[3, 1, 4, 1, 5, 9, 2, 6], 4], [[7, 7, 7], 3], [[1, 2, 3], 1]] as Array<[number[], number]>) {
+    const c = calls(runs, bs);
+    const n = runs.reduce((a, b) => a + b, 0);
+    assert.deepEqual(c.flatMap(([s, e]) => Array.from({ length: e - s }, (_, k) => s + k)), Array.from({ length: n }, (_, k) => k));
+    assert.ok(c.every(([s, e]) => e > s && e - s <= bs));
+  }
+});
+
 test('an artifact without pair_image: one image row per pair, no pair_image fed', async () => {
   const dir = await compileFixture('blip-itm-a', tmp.dir);
   const manifest = readManifest(dir);
-  const calls: Array<Record<string, ort.Tensor>> = [];
+  const fed: Array<Record<string, ort.Tensor>> = [];
   const retrieval = {
     inputNames: ['pixel_values', 'input_ids', 'attention_mask'],
     outputNames: ['itm_score', 'itc_score'],
     async run(f: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-      calls.push(f);
+      fed.push(f);
       const n = f.input_ids.dims[0];
       assert.equal(f.pixel_values.dims[0], n);
       return { itm_score: new ort.Tensor('float32', new Float32Array(n).fill(0.5), [n]), itc_score: new ort.Tensor('float32', new Float32Array(n).fill(0.25), [n]) };
@@ -81,6 +107,10 @@ test('an artifact without pair_image: one image row per pair, no pair_image fed'
   const ctx: RetrievalContext = { manifest, preprocess: preprocessFromManifest(manifest.preprocess), tokenizer: loadTokenizer(join(dir, manifest.tokenizer!.dir)), retrieval };
   const r = await itmPairs(ctx, [A], TEXTS);
   assert.deepEqual(r, TEXTS.map(() => ({ itm: 0.5, itc: 0.25 })));
-  assert.equal(calls[0].pixel_values.dims[0], 4);
-  assert.equal(calls[0].pair_image, undefined);
+  assert.equal(fed[0].pixel_values.dims[0], 4);
+  assert.equal(fed[0].pair_image, undefined);
+  // every call is full: image runs do not matter when each pair has its own image row
+  fed.length = 0;
+  await itmPairs(ctx, [A, A, A, B, B, B], [...TEXTS.slice(0, 3), ...TEXTS.slice(1, 4)], { batchSize: 4 });
+  assert.deepEqual(fed.map((f) => f.input_ids.dims[0]), [4, 2]);
 });
