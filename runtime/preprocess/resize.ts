@@ -127,27 +127,45 @@ function clip8(ss: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
+// The passes below sum integers (8-bit samples times 22-bit weights, below 2^31 in magnitude), so
+// doubles hold them exactly and the order of the additions does not change a result: they are laid
+// out for speed (local accumulators, rows read in order), not in Pillow's loop order.
+
 /** Horizontal pass over rows [offset, offset + outH) of `src`. */
 function resampleHorizontal(src: Image8, outW: number, offset: number, outH: number, c: Coeffs): Image8 {
   const C = src.channels;
+  const data = src.data;
   const out = new Uint8Array(outW * outH * C);
   const { ksize, bounds, kk } = c;
   const inRow = src.width * C;
-  const acc = new Float64Array(C);
   for (let yy = 0; yy < outH; yy++) {
     const rowBase = (yy + offset) * inRow;
+    let o = yy * outW * C;
     for (let xx = 0; xx < outW; xx++) {
       const xmin = bounds[xx * 2];
       const xmax = bounds[xx * 2 + 1];
       const kb = xx * ksize;
-      acc.fill(HALF);
-      for (let x = 0; x < xmax; x++) {
-        const w = kk[kb + x];
-        const p = rowBase + (x + xmin) * C;
-        for (let ch = 0; ch < C; ch++) acc[ch] += src.data[p + ch] * w;
+      let p = rowBase + xmin * C;
+      if (C === 3) {
+        let s0 = HALF;
+        let s1 = HALF;
+        let s2 = HALF;
+        for (let x = 0; x < xmax; x++, p += 3) {
+          const w = kk[kb + x];
+          s0 += data[p] * w;
+          s1 += data[p + 1] * w;
+          s2 += data[p + 2] * w;
+        }
+        out[o++] = clip8(s0);
+        out[o++] = clip8(s1);
+        out[o++] = clip8(s2);
+      } else {
+        for (let ch = 0; ch < C; ch++) {
+          let ss = HALF;
+          for (let x = 0, q = p + ch; x < xmax; x++, q += C) ss += data[q] * kk[kb + x];
+          out[o++] = clip8(ss);
+        }
       }
-      const o = (yy * outW + xx) * C;
-      for (let ch = 0; ch < C; ch++) out[o + ch] = clip8(acc[ch]);
     }
   }
   return { width: outW, height: outH, channels: C, data: out };
@@ -155,21 +173,26 @@ function resampleHorizontal(src: Image8, outW: number, offset: number, outH: num
 
 function resampleVertical(src: Image8, outH: number, c: Coeffs, shift: number): Image8 {
   const C = src.channels;
-  const W = src.width;
-  const out = new Uint8Array(W * outH * C);
+  const data = src.data;
+  const row = src.width * C;
+  const out = new Uint8Array(row * outH);
   const { ksize, bounds, kk } = c;
-  const row = W * C;
+  // one output row at a time, its taps' source rows read in order into a row of sums
+  const acc = new Float64Array(row);
   for (let yy = 0; yy < outH; yy++) {
     const ymin = bounds[yy * 2] - shift;
     const ymax = bounds[yy * 2 + 1];
     const kb = yy * ksize;
-    for (let i = 0; i < row; i++) {
-      let ss = HALF;
-      for (let y = 0; y < ymax; y++) ss += src.data[(y + ymin) * row + i] * kk[kb + y];
-      out[yy * row + i] = clip8(ss);
+    acc.fill(HALF);
+    for (let y = 0; y < ymax; y++) {
+      const w = kk[kb + y];
+      const base = (y + ymin) * row;
+      for (let i = 0; i < row; i++) acc[i] += data[base + i] * w;
     }
+    const o = yy * row;
+    for (let i = 0; i < row; i++) out[o + i] = clip8(acc[i]);
   }
-  return { width: W, height: outH, channels: C, data: out };
+  return { width: src.width, height: outH, channels: C, data: out };
 }
 
 /** ImagingScaleAffine with NEAREST (what Image.resize does for resample=0). */
