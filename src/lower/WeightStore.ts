@@ -82,6 +82,14 @@ export class WeightStore {
     return w;
   }
 
+  /** The element type a defined weight is stored as (floats follow the store's float type unless `storeAs`). */
+  storedType(key: string): StoredWeight['dataType'] | undefined {
+    const spec = this.specs.get(key);
+    if (!spec) return undefined;
+    const dtype = spec.dtype ?? 'float32';
+    return dtype === 'float32' && this.halves(spec) ? 'float16' : dtype;
+  }
+
   /** Whether a float weight is stored as float16. */
   private halves(spec: WeightSpec): boolean {
     return this.floatType === 'float16' && spec.storeAs !== 'float32';

@@ -110,6 +110,34 @@ export class GraphView {
     return this.consts.get(name)?.dataType ?? undefined;
   }
 
+  /**
+   * The ONNX element type of a value where the graph shows it: a weight's stored type, a graph
+   * input's declared one, a Cast's `to`, or, through ops whose output has their data input's type
+   * (elementwise arithmetic, MatMul, reshapes, norms), that input's. Undefined when not evident.
+   */
+  elemType(name: string | undefined | null, depth = 0): number | undefined {
+    if (!name || depth > 64) return undefined;
+    if (this.isWeight(name)) {
+      const t = this.b.weights.storedType(name);
+      return t === 'float16' ? onnx.TensorProto.DataType.FLOAT16 : t === 'float32' ? onnx.TensorProto.DataType.FLOAT : undefined;
+    }
+    const c = this.consts.get(name);
+    if (c) return c.dataType ?? undefined;
+    const p = this.prod.get(name);
+    if (!p) return this.b.inputs.find((i) => i.name === name)?.type?.tensorType?.elemType ?? undefined;
+    const op = p.domain ? `${p.domain}.${p.opType}` : p.opType!;
+    if (op === 'Cast') return this.attrInt(p, 'to');
+    if (op === 'Where') return this.elemType(p.input![1], depth + 1) ?? this.elemType(p.input![2], depth + 1);
+    const sameAsData = ['Add', 'Sub', 'Mul', 'Div', 'MatMul', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Gather', 'Concat', 'Split', 'Slice', 'Expand', 'Softmax', 'LayerNormalization', `${MS}.SkipLayerNormalization`, `${MS}.BiasGelu`, `${MS}.Gelu`];
+    if (!sameAsData.includes(op)) return undefined;
+    // the first input whose type shows (a scalar constant operand has the same type anyway)
+    for (const i of op === 'Gather' || op === 'Reshape' || op === 'Slice' || op === 'Expand' || op === 'Squeeze' || op === 'Unsqueeze' ? [p.input![0]] : p.input!) {
+      const t = this.elemType(i, depth + 1);
+      if (t !== undefined) return t;
+    }
+    return undefined;
+  }
+
   attr(node: Node, name: string): onnxProto.onnx.IAttributeProto | undefined {
     return node.attribute?.find((a) => a.name === name);
   }

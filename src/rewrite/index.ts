@@ -7,6 +7,7 @@
 import type { GraphBuilder } from '../lower/GraphBuilder.js';
 import { BiasGeluFusion } from './BiasGeluFusion.js';
 import { SkipLayerNormFusion } from './SkipLayerNormFusion.js';
+import { Float16LayerNormFusion } from './Float16LayerNormFusion.js';
 import { MultiHeadAttentionFusion } from './MultiHeadAttentionFusion.js';
 import { RotaryEmbeddingFusion } from './RotaryEmbeddingFusion.js';
 import { GroupQueryAttentionFusion } from './GroupQueryAttentionFusion.js';
@@ -21,7 +22,8 @@ import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } fro
 export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
 
 // Activations, norms and rotary positions first (the attention fusions read the rotated projections).
-const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, SkipLayerNormFusion, RotaryEmbeddingFusion];
+// Float16LayerNormFusion before SkipLayerNormFusion: it gives float16 graphs the LayerNormalization that one folds adds into.
+const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, Float16LayerNormFusion, SkipLayerNormFusion, RotaryEmbeddingFusion];
 
 /**
  * The ordered fusions of each target (every one checks its own kernels' float types). The LLaMA
