@@ -55,6 +55,8 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
   // Each image is resized once per distinct preprocessing (the captioner and the filter of one BLIP
   // family usually share theirs), and the runtime then only normalises it.
   const resized = new WeakMap<ImageInput, Map<string, Pixels>>();
+  // whether the filter's retrieval.onnx takes each image once for all its pairs
+  const pairedItm = (itm.manifest.graphs.retrieval?.inputs ?? []).some((i) => i.name === 'pair_image');
   const sized = (im: ImageInput, cfg: PreprocessConfig): Pixels => {
     const key = JSON.stringify([cfg.do_resize, cfg.image_size, cfg.resample]);
     let per = resized.get(im);
@@ -105,9 +107,11 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
           }
         });
         if (pairsImg.length === 0) return images.map(() => []);
-        // Calls of as many pairs as the batch has images, or as one image has texts if that is
-        // more: itm() keeps an image's pairs in one call, so each image is encoded once.
-        const perCall = Math.max(1, images.length, ...texts.map((t) => t.length));
+        // Calls of as many pairs as the batch has images, or, where retrieval.onnx takes each image
+        // once (pair_image), as one image has texts if that is more: itm() keeps an image's pairs in
+        // one call, so each image is encoded once. (An older artifact runs the ViT once per pair:
+        // K + 1 rows would be K + 1 images' activations.)
+        const perCall = Math.max(1, images.length, ...(pairedItm ? texts.map((t) => t.length) : []));
         const scores = await itm.itm(pairsImg, pairsText, { batchSize: perCall });
         const out: number[][] = [];
         let k = 0;
