@@ -9,13 +9,15 @@ const W = 16;
 const SLN = 'com.microsoft.SkipLayerNormalization';
 const CUDA = { target: 'cuda' } as const;
 
+/** Post-norm (BERT): LN(dense(x) + residual). */
+const post: Build = (b, w) => {
+  const x = b.input('x', 'float32', ['B', 'S', W]);
+  const r = b.input('r', 'float32', ['B', 'S', W]);
+  const h = b.add(b.linear(x, w('dense', [W, W]), w('dense_b', [W]), 'dense'), r, 'residual');
+  b.output(b.layerNorm(h, w('g', [W], 0.1, 1), w('beta', [W], 0.1), 1e-12), 'y', 'float32');
+};
+
 test('post-norm: LN(dense(x) + residual) folds the dense bias; the sum is not kept', async () => {
-  const post: Build = (b, w) => {
-    const x = b.input('x', 'float32', ['B', 'S', W]);
-    const r = b.input('r', 'float32', ['B', 'S', W]);
-    const h = b.add(b.linear(x, w('dense', [W, W]), w('dense_b', [W]), 'dense'), r, 'residual');
-    b.output(b.layerNorm(h, w('g', [W], 0.1, 1), w('beta', [W], 0.1), 1e-12), 'y', 'float32');
-  };
   const c = await compare(post, [{ x: tensor([2, 3, W], 1), r: tensor([2, 3, W], 2) }], CUDA);
   assert.equal(c.before.LayerNormalization, 1);
   assert.equal(c.after[SLN], 1);
@@ -62,12 +64,6 @@ test('a plain LayerNormalization (no residual add) and the plain target are left
 });
 
 test('the cpu target keeps the adds and LayerNormalization (its SkipLayerNormalization kernel is the slower one)', async () => {
-  const post: Build = (b, w) => {
-    const x = b.input('x', 'float32', ['B', 'S', W]);
-    const r = b.input('r', 'float32', ['B', 'S', W]);
-    const h = b.add(b.linear(x, w('dense', [W, W]), w('dense_b', [W]), 'dense'), r, 'residual');
-    b.output(b.layerNorm(h, w('g', [W], 0.1, 1), w('beta', [W], 0.1), 1e-12), 'y', 'float32');
-  };
   const c = await compare(post, [{ x: tensor([2, 3, W], 1), r: tensor([2, 3, W], 2) }], { target: 'cpu' });
   assert.equal(c.after[SLN], undefined);
   assert.equal(c.after.LayerNormalization, 1);
