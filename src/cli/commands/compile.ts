@@ -54,7 +54,8 @@ Options:
                   loads; a target replaces attention, residual + layer norm, GELU, RMSNorm and
                   rotary positions by onnxruntime's fused operators that have kernels there
                   (LLaMA attention: GroupQueryAttention on cpu; webgpu keeps attention
-                  decomposed, see docs/webgpu.md)
+                  decomposed, see docs/webgpu.md; residual + layer norm stays unfused on
+                  cpu, whose fused kernel is the slower)
   --quantize Q    int8 or int4: weight-only block quantization of the linear layers
                   (com.microsoft.MatMulNBits; onnxruntime only)
   --model NAME    the model to compile when GRAPH.blip declares several

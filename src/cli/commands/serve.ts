@@ -113,9 +113,7 @@ const command: Command = {
       log,
     });
     for (const m of server.models) log?.(`model ${m.id}: ${m.manifest.family} ${m.manifest.task} (${m.dir}) on ${Object.values(server.scheduler.providers(m.id))[0] ?? 'cpu'}, ${workers} worker${workers === 1 ? '' : 's'} × ${threads} thread${threads === 1 ? '' : 's'}`);
-    // the one line on stdout: where to connect (scripts read it, e.g. with --port 0)
-    process.stdout.write(`listening on ${server.url}\n`);
-    await new Promise<void>((resolve) => {
+    const stopped = new Promise<void>((resolve) => {
       let signals = 0;
       const onSignal = (sig: string) => {
         if (++signals > 1) {
@@ -132,6 +130,10 @@ const command: Command = {
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
     });
+    // the one line on stdout: where to connect (scripts read it, e.g. with --port 0); printed once
+    // the signal handlers are in place, so a script that signals on reading it stops us gracefully
+    process.stdout.write(`listening on ${server.url}\n`);
+    await stopped;
     log?.('stopped');
     return 0;
   },
