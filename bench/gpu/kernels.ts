@@ -5,6 +5,10 @@
 //    (1, W) x (W, W) — float16 MatMul, float16 Gemm with transB, 4-bit MatMulNBits — each in one
 //    session; the median run over N is the cost of one node, and for the products the weight bytes
 //    over that time is the read rate a decode step's products get.
+//    And the residual + LayerNorm of a float16 pre-norm block, as --dtype fp16 artifacts had it
+//    (Add, Cast to float32, LayerNormalization, Cast back: four nodes) and as Float16LayerNormFusion +
+//    SkipLayerNormFusion emit it (one float16 SkipLayerNormalization): a link each, the difference is
+//    what the fusion saves per norm at a decode step.
 // 2. attention: com.microsoft.MultiHeadAttention (3-D q/k/v, no bias, no mask; and the decode form
 //    with past_key / past_value) on WebGPU against the same node on the CPU provider, float32 and
 //    float16, at sequence lengths around 32 (where lavapipe's results went wrong) and at full size.
@@ -96,11 +100,13 @@ async function medianMs(s: ort.InferenceSession, feeds: Record<string, ort.Tenso
  *   Gemm          float16 weights (N, K), transB = 1 (each output a dot product over a contiguous row)
  *   MatMulNBits4  com.microsoft.MatMulNBits, 4-bit blocks of 32 with float16 scales (--quantize int4)
  */
-type Chained = 'Add' | 'MatMul' | 'Gemm' | 'MatMulNBits4';
-const CHAINED: Chained[] = ['Add', 'MatMul', 'Gemm', 'MatMulNBits4'];
+type Chained = 'Add' | 'NormCast' | 'SkipNorm16' | 'MatMul' | 'Gemm' | 'MatMulNBits4';
+/** The chains without weights to read, then the products. */
+const NORMS: Chained[] = ['NormCast', 'SkipNorm16'];
+const PRODUCTS: Chained[] = ['MatMul', 'Gemm', 'MatMulNBits4'];
 
 /** Weight bytes one product of the kind reads. */
-function weightBytes(kind: Exclude<Chained, 'Add'>): number {
+function weightBytes(kind: Chained): number {
   if (kind === 'MatMulNBits4') return (WIDTH * WIDTH) / 2 + (WIDTH * WIDTH / 32) * 2;
   return WIDTH * WIDTH * 2;
 }
@@ -125,6 +131,28 @@ function chainLink(kind: Chained, i: number, input: string, output: string) {
     case 'Add':
       if (first) fp16(w, [1, W], half(values(W, i + 7, 1e-3)));
       return { init, node: { opType: 'Add', input: [input, w], output: [output] } };
+    case 'NormCast':
+    case 'SkipNorm16': {
+      // the residual (a constant row), γ and β; the float32 copies of γ and β as the unfused graph has them
+      if (i === 0) {
+        fp16('c', [1, W], half(values(W, 7, 1e-3)));
+        fp16('gamma', [W], half(values(W, 8, 0.1).map((v) => 1 + v)));
+        fp16('beta', [W], half(values(W, 9, 0.1)));
+        if (kind === 'NormCast') init.push({ name: 'gamma32', dataType: T.FLOAT, dims: [W], floatData: Array.from(values(W, 8, 0.1), (v) => 1 + v) }, { name: 'beta32', dataType: T.FLOAT, dims: [W], floatData: Array.from(values(W, 9, 0.1)) });
+      }
+      const eps = { name: 'epsilon', type: onnx.AttributeProto.AttributeType.FLOAT, f: 1e-5 };
+      if (kind === 'SkipNorm16') return { init, node: [{ opType: 'SkipLayerNormalization', domain: 'com.microsoft', input: [input, 'c', 'gamma', 'beta'], output: [output], attribute: [eps] }] };
+      const to = (t: number) => ({ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: t });
+      return {
+        init,
+        node: [
+          { opType: 'Add', input: [input, 'c'], output: [`${output}_sum`] },
+          { opType: 'Cast', input: [`${output}_sum`], output: [`${output}_f32`], attribute: [to(T.FLOAT)] },
+          { opType: 'LayerNormalization', input: [`${output}_f32`, 'gamma32', 'beta32'], output: [`${output}_ln`], attribute: [eps] },
+          { opType: 'Cast', input: [`${output}_ln`], output: [output], attribute: [to(T.FLOAT16)] },
+        ],
+      };
+    }
     case 'MatMul':
       if (first) fp16(w, [W, W], smallHalves(W * W, i + 7));
       return { init, node: { opType: 'MatMul', input: [input, w], output: [output] } };
@@ -153,7 +181,7 @@ async function dispatch(kind: Chained): Promise<Record<string, number>> {
     // Products cycle through WEIGHTS distinct weights, together far larger than the GPU's L2 (50 MB
     // on an H100), so every node reads its weight from memory.
     const link = chainLink(kind, i, i ? `h${i}` : 'x', i === NODES - 1 ? 'y' : `h${i + 1}`);
-    node.push(link.node);
+    node.push(...[link.node].flat());
     initializer.push(...link.init);
   }
   const bytes = model({ node, initializer, input: [vi('x', 'float16', [1, WIDTH])], output: [vi('y', 'float16', [1, WIDTH])] });
@@ -162,7 +190,7 @@ async function dispatch(kind: Chained): Promise<Record<string, number>> {
   await s.release();
   const perNodeUs = (ms * 1000) / NODES;
   const out: Record<string, number> = { nodes: NODES, width: WIDTH, run_ms: ms, per_node_us: perNodeUs };
-  if (kind !== 'Add') out.weight_read_gb_s = weightBytes(kind) / (perNodeUs * 1e-6) / 1e9;
+  if (PRODUCTS.includes(kind)) out.weight_read_gb_s = weightBytes(kind) / (perNodeUs * 1e-6) / 1e9;
   return out;
 }
 
@@ -230,7 +258,7 @@ async function main(): Promise<void> {
     console.log(`${kind} chain:`, JSON.stringify(result[`dispatch_${kind}`]));
     save();
   };
-  if (PARTS.includes('chains')) await chain('Add');
+  if (PARTS.includes('chains')) for (const kind of ['Add', ...NORMS] as Chained[]) await chain(kind);
   const cases: AttentionCase[] = [];
   for (const elem of ['float32', 'float16'] as const) {
     for (const s of [8, 24, 32, 33, 65]) cases.push({ elem, heads: 4, headSize: 32, q: s, kv: s, past: false });
@@ -247,7 +275,7 @@ async function main(): Promise<void> {
     const errs = Object.entries(r).filter(([k]) => k.startsWith('max_abs')).map(([k, v]) => `${k.slice(8)} ${(v as number).toExponential(1)}`);
     console.log(`MHA ${c.elem} ${c.heads}x${c.headSize} q ${c.q} kv ${c.kv}${c.past ? ' (past)' : ''}: ${r.error ? `error: ${r.error}` : `${errs.join(', ')}; ${(r.device_ms as number).toFixed(3)} ms`}`);
   }
-  if (PARTS.includes('chains')) for (const kind of CHAINED.slice(1)) await chain(kind);
+  if (PARTS.includes('chains')) for (const kind of PRODUCTS) await chain(kind);
 }
 
 main().catch((e) => {

@@ -150,6 +150,8 @@ function kernelLines(k: Record<string, unknown>): string[] {
   const out = [`Kernels on \`${String(k.device)}\` (bench/gpu/kernels.ts):`, ''];
   const what: Record<string, (w: string) => string> = {
     Add: (w) => `float16 Adds on (1, ${w})`,
+    NormCast: (w) => `float16 residual + LayerNorms on (1, ${w}) as Add, Cast, LayerNormalization (float32), Cast (a link of 4 nodes)`,
+    SkipNorm16: (w) => `float16 residual + LayerNorms on (1, ${w}) as one SkipLayerNormalization`,
     MatMul: (w) => `float16 MatMuls (1, ${w}) x (${w}, ${w})`,
     Gemm: (w) => `float16 Gemms (1, ${w}) x (${w}, ${w})ᵀ`,
     MatMulNBits4: (w) => `4-bit MatMulNBits (1, ${w}) x (${w}, ${w})`,
@@ -159,7 +161,7 @@ function kernelLines(k: Record<string, unknown>): string[] {
     const kind = key.slice('dispatch_'.length);
     const label = (what[kind] ?? ((w: string) => `${kind} on (1, ${w})`))(String(d.width ?? '?'));
     const rate = d.weight_read_gb_s === undefined ? '' : `, weights read at ${n(d.weight_read_gb_s, 0)} GB/s`;
-    out.push(`- a chain of ${String(d.nodes ?? '?')} ${label}: ${d.error ? `error: ${String(d.error)}` : `${n(d.per_node_us, 1)} us a node${rate}`}`);
+    out.push(`- a chain of ${String(d.nodes ?? '?')} ${label}: ${d.error ? `error: ${String(d.error)}` : `${n(d.per_node_us, 1)} us a ${kind === 'NormCast' ? 'link' : 'node'}${rate}`}`);
   }
   const rows = (k.attention as Array<Record<string, unknown>> | undefined) ?? [];
   if (rows.length) {
