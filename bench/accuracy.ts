@@ -33,6 +33,8 @@ type Variant = { name: string; opts: Pick<CompileOptions, 'dtype' | 'target' | '
 const VARIANTS: Variant[] = [
   { name: 'fp32 --target cpu', opts: { target: 'cpu' } },
   { name: 'fp16', opts: { dtype: 'float16' } },
+  // the fused float16 norms of the GPU targets, run here on the CPU provider (it has their float16 kernels)
+  { name: 'fp16 --target webgpu', opts: { dtype: 'float16', target: 'webgpu' } },
   { name: 'int8 --target cpu', opts: { target: 'cpu', quantize: 'int8' } },
   { name: 'int4 --target cpu', opts: { target: 'cpu', quantize: 'int4' } },
 ];

@@ -30,3 +30,36 @@ test('residual + RMSNorm, the sum read by the next residual -> SkipSimplifiedLay
   assert.equal(c.after.ReduceMean, undefined);
   assertClose(c);
 });
+
+// float16 graphs (cuda, webgpu): rmsNorm casts to float32 for the statistics and rounds the
+// normalised value to float16 before the weight; the fused float16 kernels take the float16 value
+// and weight and round once. One float16 ulp at 2: the outputs here are O(1).
+const HALF_ULP = 2 ** -9;
+
+test('float16: the Cast-wrapped RMSNorm -> float16 SimplifiedLayerNormalization; with its residual add -> SkipSimplifiedLayerNormalization', async () => {
+  const lone: Build = (b, w) => {
+    const x = b.cast(b.input('x', 'float32', ['B', 'S', W]), 'float16', 'x16');
+    b.output(b.cast(rmsNorm(b, x, w('g', [W], 0.1, 1), 1e-6), 'float32', 'y32'), 'y', 'float32');
+  };
+  const layer: Build = (b, w) => {
+    const h = b.cast(b.input('h', 'float32', ['B', 'S', W]), 'float16', 'h16');
+    const a = b.cast(b.input('a', 'float32', ['B', 'S', W]), 'float16', 'a16');
+    const r = b.add(h, a, 'attn_residual');
+    const y = rmsNorm(b, r, w('g', [W], 0.1, 1), 1e-5, 'post_attention_layernorm');
+    b.output(b.cast(b.add(r, b.linear(y, w('mlp', [W, W]), undefined, 'mlp'), 'mlp_residual'), 'float32', 'y32'), 'y', 'float32');
+  };
+  for (const target of ['webgpu', 'cuda'] as const) {
+    const c = await compare(lone, [{ x: tensor([2, 3, W], 1) }], { target }, 'float16');
+    assert.equal(c.before.ReduceMean, 1);
+    assert.deepEqual(c.after, { Cast: 2, SimplifiedLayerNormalization: 1 }, `${target}: only the test's own input and output casts are left`);
+    assertClose(c, HALF_ULP);
+    const s = await compare(layer, [{ h: tensor([1, 4, W], 2), a: tensor([1, 4, W], 3) }], { target }, 'float16');
+    assert.equal(s.after['com.microsoft.SkipSimplifiedLayerNormalization'], 1, target);
+    assert.equal(s.after.Add, 1, `${target}: only the next residual add is left`);
+    assert.equal(s.after.ReduceMean, undefined);
+    assertClose(s, 4 * HALF_ULP);
+  }
+  // the cpu target keeps float16 graphs as they are (a float16 artifact is for disk there)
+  const cpu = await compare(lone, [{ x: tensor([2, 3, W], 1) }], { target: 'cpu' }, 'float16');
+  assert.deepEqual(cpu.after, cpu.before);
+});
