@@ -10,16 +10,7 @@
 // leaves the norm in the form SkipLayerNormFusion (after it) folds the residual and bias adds
 // into. cuda and webgpu only: on the CPU a float16 artifact is for disk (compile.ts warns), and
 // its float16 kernels would convert anyway.
-import type { Fusion, GraphView, Node } from './graph.js';
-
-const FLOAT = 1;
-const FLOAT16 = 10;
-
-/** The float16 value a Cast-to-float of it reads, if `name` is that Cast's output. */
-function widened(g: GraphView, name: string | undefined | null): { from: string; cast: Node } | undefined {
-  const cast = g.producer(name, 'Cast');
-  return cast && g.attrInt(cast, 'to') === FLOAT && g.elemType(cast.input![0]) === FLOAT16 ? { from: cast.input![0], cast } : undefined;
-}
+import { FLOAT16, type Fusion } from './graph.js';
 
 export const Float16LayerNormFusion: Fusion = {
   name: 'Float16LayerNormalization',
@@ -34,13 +25,13 @@ export const Float16LayerNormFusion: Fusion = {
       if (narrow.length !== 1 || g.isGraphOutput(y)) continue;
       const out = narrow[0];
       if (out.opType !== 'Cast' || out.domain || g.attrInt(out, 'to') !== FLOAT16) continue;
-      const [x, gamma, beta] = [xName, gName, bName].map((v) => widened(g, v));
+      const [x, gamma, beta] = [xName, gName, bName].map((v) => g.widenedFloat16(v)?.input![0]);
       if (!x || !gamma || (bName && !beta)) continue;
       // float16 kernels: every input float16 (the casts of the weights fold away with them)
-      if (![gamma, beta].every((w) => !w || g.isWeight(w.from))) continue;
+      if (![gamma, beta].every((w) => !w || g.isWeight(w))) continue;
       const attrs = { axis: g.attrInt(ln, 'axis', -1)!, epsilon: { float: g.attrFloat(ln, 'epsilon', 1e-5)! }, stash_type: 1 };
       g.drop(ln, out);
-      g.emit(ln, 'LayerNormalization', [x.from, gamma.from, beta?.from], attrs, [{ name: out.output![0] }]);
+      g.emit(ln, 'LayerNormalization', [x, gamma, beta], attrs, [{ name: out.output![0] }]);
       n++;
     }
     return n;

@@ -14,10 +14,7 @@
 //
 // (and the Skip form over x's residual add); their kernels compute x · rsqrt(…) · w in float32 and
 // round once where torch rounds before the weight: within one float16 rounding.
-import { MS, type Fusion, type GraphView, type Node } from './graph.js';
-
-const FLOAT = 1;
-const FLOAT16 = 10;
+import { FLOAT16, MS, type Fusion, type GraphView, type Node } from './graph.js';
 
 interface Match {
   out: Node;
@@ -52,8 +49,8 @@ function match(g: GraphView, mul: Node): Match | undefined {
       if (sq.input![0] !== x || sq.input![1] !== x) continue;
       if (![inv, sqrt, add, mean, sq].every((n) => g.consumers(n.output![0]).length === 1)) continue;
       if (!half) return { out: mul, x, w, eps };
-      const widen = g.producer(x, 'Cast');
-      if (!widen || g.attrInt(widen, 'to') !== FLOAT || g.elemType(widen.input![0]) !== FLOAT16) continue;
+      const widen = g.widenedFloat16(x);
+      if (!widen) continue;
       return { out: mul, x: widen.input![0], w, eps, widen };
     }
   }

@@ -119,7 +119,7 @@ export class GraphView {
     if (!name || depth > 64) return undefined;
     if (this.isWeight(name)) {
       const t = this.b.weights.storedType(name);
-      return t === 'float16' ? onnx.TensorProto.DataType.FLOAT16 : t === 'float32' ? onnx.TensorProto.DataType.FLOAT : undefined;
+      return t === 'float16' ? FLOAT16 : t === 'float32' ? FLOAT : undefined;
     }
     const c = this.consts.get(name);
     if (c) return c.dataType ?? undefined;
@@ -128,14 +128,19 @@ export class GraphView {
     const op = p.domain ? `${p.domain}.${p.opType}` : p.opType!;
     if (op === 'Cast') return this.attrInt(p, 'to');
     if (op === 'Where') return this.elemType(p.input![1], depth + 1) ?? this.elemType(p.input![2], depth + 1);
-    const sameAsData = ['Add', 'Sub', 'Mul', 'Div', 'MatMul', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Gather', 'Concat', 'Split', 'Slice', 'Expand', 'Softmax', 'LayerNormalization', `${MS}.SkipLayerNormalization`, `${MS}.BiasGelu`, `${MS}.Gelu`];
-    if (!sameAsData.includes(op)) return undefined;
+    if (!SAME_AS_DATA.has(op)) return undefined;
     // the first input whose type shows (a scalar constant operand has the same type anyway)
-    for (const i of op === 'Gather' || op === 'Reshape' || op === 'Slice' || op === 'Expand' || op === 'Squeeze' || op === 'Unsqueeze' ? [p.input![0]] : p.input!) {
+    for (const i of DATA_FIRST.has(op) ? [p.input![0]] : p.input!) {
       const t = this.elemType(i, depth + 1);
       if (t !== undefined) return t;
     }
     return undefined;
+  }
+
+  /** The Cast to float32 of a float16 value that produces `name` (how float16 graphs widen for float32 statistics), if it is one. */
+  widenedFloat16(name: string | undefined | null): Node | undefined {
+    const cast = this.producer(name, 'Cast');
+    return cast && this.attrInt(cast, 'to') === FLOAT && this.elemType(cast.input![0]) === FLOAT16 ? cast : undefined;
   }
 
   attr(node: Node, name: string): onnxProto.onnx.IAttributeProto | undefined {
@@ -240,6 +245,14 @@ export function opKey(n: Node): string {
 }
 
 export const MS = 'com.microsoft';
+
+/** ONNX element types the rewrites test for. */
+export const FLOAT = onnx.TensorProto.DataType.FLOAT;
+export const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
+
+/** Ops whose output has their data input's element type (GraphView.elemType), and those whose data is input 0 alone. */
+const DATA_FIRST = new Set(['Gather', 'Reshape', 'Slice', 'Expand', 'Squeeze', 'Unsqueeze']);
+const SAME_AS_DATA = new Set([...DATA_FIRST, 'Add', 'Sub', 'Mul', 'Div', 'MatMul', 'Transpose', 'Concat', 'Split', 'Softmax', 'LayerNormalization', `${MS}.SkipLayerNormalization`, `${MS}.BiasGelu`, `${MS}.Gelu`]);
 
 /** Is `x` within float16 rounding of `want`? (scalars of float16 graphs) */
 export function near(x: number | undefined, want: number): boolean {
