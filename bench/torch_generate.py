@@ -84,8 +84,10 @@ def main():
     def preprocess():
         # What blip-graph's generate does before its image encode: decode the file's bytes, then
         # the checkpoint's processor (resize, normalise, tokenize), on the model's device and dtype.
-        image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
-        kwargs = {"images": [image] * a.batch}
+        # Each row decodes its own copy, as a batch of distinct files would (blip-graph's rows are
+        # distinct inputs with the same bytes).
+        images = [Image.open(io.BytesIO(image_bytes)).convert("RGB") for _ in range(a.batch)]
+        kwargs = {"images": images}
         if a.prompt is not None:
             kwargs["text"] = [a.prompt] * a.batch
         inputs = processor(**kwargs, return_tensors="pt").to(a.device)

@@ -50,6 +50,10 @@ export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {
 export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
   const maxPixels = opts.maxPixels ?? 2 ** 28;
   const base = { ignoreIcc: true, failOn: 'error' as const, limitInputPixels: maxPixels, autoOrient: false };
+  // The header and the pixels are read at once (both in libuv's threads: a caller can resize the
+  // previous image meanwhile); the pixels are dropped for the rare spaces decoded another way.
+  const pixels = sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  pixels.catch(() => {}); // awaited below unless the header fails first
   let meta: sharp.Metadata;
   try {
     meta = await sharp(bytes, base).metadata();
@@ -64,7 +68,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     if (meta.space === 'cmyk') return await decodeCmyk(bytes, base);
     // (16-bit gray with alpha opens as 8-bit LA in PIL, taking the high byte: the default path)
     if (meta.space === 'grey16' && meta.channels === 1) return await decodeGrey16(bytes, base);
-    const { data, info } = await sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    const { data, info } = await pixels;
     return toRgb(data, info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;

@@ -49,10 +49,11 @@ export function writeNormalized(img: RgbImage, cfg: PreprocessConfig, out: Float
 /** Turn decoded images into one pixel_values batch (all must have the same size after resizing). */
 export function pixelValuesFromImages(images: RgbImage[], cfg: PreprocessConfig, names?: string[]): PixelValues {
   if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images to preprocess');
-  return assemble(images.map((im) => resizeForModel(im, cfg)), cfg, names);
+  return assemblePixelValues(images.map((im) => resizeForModel(im, cfg)), cfg, names);
 }
 
-function assemble(resized: RgbImage[], cfg: PreprocessConfig, names?: string[]): PixelValues {
+/** One pixel_values batch from images already resized (all the same size). */
+export function assemblePixelValues(resized: RgbImage[], cfg: PreprocessConfig, names?: string[]): PixelValues {
   const { width: W, height: H } = resized[0];
   resized.forEach((im, i) => {
     if (im.width !== W || im.height !== H) {
@@ -76,5 +77,5 @@ export async function preprocessImages(sources: ImageSource[], cfg: PreprocessCo
   // resize each image as soon as it is decoded: only one full-size image is held at a time
   const resized: RgbImage[] = [];
   for (const s of sources) resized.push(resizeForModel(await decodeImage(s, opts), cfg));
-  return assemble(resized, cfg, names);
+  return assemblePixelValues(resized, cfg, names);
 }

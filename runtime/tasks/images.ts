@@ -3,7 +3,7 @@
 import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError, ImageDecodeError } from '../errors.js';
 import { decodeImage, toRgb, type ImageDecodeOptions, type RgbImage } from '../preprocess/image.js';
-import { pixelValuesFromImages, type PreprocessConfig } from '../preprocess/index.js';
+import { assemblePixelValues, resizeForModel, type PreprocessConfig } from '../preprocess/index.js';
 
 /** Decoded 8-bit pixels, interleaved row-major (HWC); 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels. */
 export interface DecodedImage {
@@ -45,21 +45,30 @@ export async function toRgbImage(img: ImageInput, index: number, opts: ImageDeco
 /**
  * pixel_values (B, 3, H, W) for a list of inputs, row i from input i. Inputs that are the same
  * object (or the same path) are decoded once. `offset`: the caller's number of input i in
- * messages, offset + i, or offset[i].
+ * messages, offset + i, or offset[i]. Each image is resized as soon as it is decoded, so only one
+ * full-size image is held at a time besides the next one, whose decoding (sharp, in libuv's
+ * threads) runs while this one is resized on the main thread.
  */
 export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset: number | number[] = 0): Promise<ort.Tensor> {
   const at = (i: number): number => (typeof offset === 'number' ? offset + i : offset[i]);
   if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');
-  const seen = new Map<ImageInput, RgbImage>();
-  const decoded: RgbImage[] = [];
-  for (let i = 0; i < images.length; i++) {
-    let rgb = seen.get(images[i]);
-    if (!rgb) {
-      rgb = await toRgbImage(images[i], at(i));
-      seen.set(images[i], rgb);
-    }
-    decoded.push(rgb);
+  const firstOf = new Map<ImageInput, number>();
+  images.forEach((im, i) => firstOf.has(im) || firstOf.set(im, i));
+  const distinct = [...firstOf.values()];
+  const decode = (u: number): Promise<RgbImage> | undefined => {
+    if (u >= distinct.length) return undefined;
+    const p = toRgbImage(images[distinct[u]], at(distinct[u]));
+    p.catch(() => {}); // awaited below, unless resizing the image before it throws first
+    return p;
+  };
+  const resized = new Map<number, RgbImage>();
+  let next = decode(0);
+  for (let u = 0; u < distinct.length; u++) {
+    const rgb = await next!;
+    next = decode(u + 1);
+    resized.set(distinct[u], resizeForModel(rgb, cfg));
   }
-  const pv = pixelValuesFromImages(decoded, cfg, images.map((im, i) => imageName(im, at(i))));
+  const rows = images.map((im) => resized.get(firstOf.get(im)!)!);
+  const pv = assemblePixelValues(rows, cfg, images.map((im, i) => imageName(im, at(i))));
   return new ort.Tensor('float32', pv.data, pv.dims);
 }

@@ -18,6 +18,7 @@ import {
 } from '../../../runtime/preprocess/index.js';
 import { BlipRuntimeError, ImageDecodeError, PreprocessConfigError } from '../../../runtime/errors.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
+import { pixelBatch } from '../../../runtime/tasks/images.js';
 import { Blob, fixturePath, readFixtureJson, type BlobRef } from './fixtures.js';
 
 interface DecodeCase {
@@ -305,4 +306,34 @@ test('a failed decode reads the same however many fail at once (libvips has one 
     'the file is truncated (JPEG that ends before its image data)',
     'the file is truncated (JPEG without its end-of-image marker)',
   ]);
+});
+
+test('pixelBatch: rows in input order, repeated inputs decoded once, the first failure named, no stray rejection', async () => {
+  const cfg = preprocessFromHf({ do_resize: true, size: { height: 24, width: 24 }, resample: 3, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.4, 0.3], image_std: [0.2, 0.3, 0.4] });
+  const a = img('rgb_37x23.png');
+  const b = { name: 'photo.jpg', bytes: new Uint8Array(readFileSync(img('photo_64x48.jpg'))) };
+  const batch = await pixelBatch([a, b, a], cfg);
+  assert.deepEqual(batch.dims, [3, 3, 24, 24]);
+  const one = (await preprocessImages([a, b], cfg)).data;
+  const rows = batch.data as Float32Array;
+  const plane = 3 * 24 * 24;
+  assert.deepEqual(rows.subarray(0, plane), one.subarray(0, plane));
+  assert.deepEqual(rows.subarray(plane, 2 * plane), one.subarray(plane));
+  assert.deepEqual(rows.subarray(2 * plane), one.subarray(0, plane));
+  // a corrupt second image followed by another corrupt one: the second is named, and nothing the
+  // batch started (the look-ahead decode) may surface later as an unhandled rejection
+  const stray: unknown[] = [];
+  const onStray = (e: unknown): void => void stray.push(e);
+  process.on('unhandledRejection', onStray);
+  try {
+    await assert.rejects(pixelBatch([a, img('corrupt.png'), img('truncated.jpg'), b], cfg, 10), (e: unknown) => {
+      assert.ok(e instanceof ImageDecodeError, String(e));
+      assert.ok(e.message.includes('corrupt.png') && !e.message.includes('truncated.jpg'), e.message);
+      return true;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+  } finally {
+    process.off('unhandledRejection', onStray);
+  }
+  assert.deepEqual(stray, []);
 });
