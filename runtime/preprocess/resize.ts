@@ -12,6 +12,8 @@
 //  - same size: a copy.
 // Results equal PIL's bytes on every case in test/fixtures/preprocess (up/down/mixed scaling, odd
 // sizes, 1x1, large images).
+import { resampleSimd } from './resampleSimd.js';
+
 export type Resample = 'nearest' | 'lanczos' | 'bilinear' | 'bicubic' | 'box' | 'hamming';
 
 /** PIL's Resampling enum values. */
@@ -232,6 +234,18 @@ function resizeNearest(src: Image8, outW: number, outH: number): Image8 {
   return { width: outW, height: outH, channels: C, data: out };
 }
 
+let useSimd = true;
+
+/**
+ * Run the JavaScript passes instead of the WebAssembly SIMD ones (resampleSimd.ts) — the same
+ * bytes either way; for tests and comparisons. Returns the previous setting.
+ */
+export function setResampleSimd(on: boolean): boolean {
+  const was = useSimd;
+  useSimd = on;
+  return was;
+}
+
 /**
  * `PIL.Image.fromarray(img).resize((width, height), resample)` for an 8-bit image with 1-4
  * interleaved channels treated independently (PIL's L / RGB / RGBX behaviour; for RGBA, PIL
@@ -254,18 +268,23 @@ export function resizePil(src: Image8, width: number, height: number, resample: 
   // runs the vertical pass first, on all columns, when both passes are needed and the height
   // shrinks by more than twice as many pixels as the width does.
   const shrinkV = src.height - height;
-  if (needH && needV && shrinkV > 0 && shrinkV > 2 * (src.width - width)) {
-    const v = resampleVertical(src, height, precomputeCoeffs(src.height, 0, src.height, height, filter), 0);
-    return resampleHorizontal(v, width, 0, height, precomputeCoeffs(src.width, 0, src.width, width, filter));
-  }
+  const verticalFirst = needH && needV && shrinkV > 0 && shrinkV > 2 * (src.width - width);
+  const horiz = needH ? precomputeCoeffs(src.width, 0, src.width, width, filter) : undefined;
   const vert = precomputeCoeffs(src.height, 0, src.height, height, filter);
   const yFirst = vert.bounds[0];
   const yLast = vert.bounds[height * 2 - 2] + vert.bounds[height * 2 - 1];
+  if (useSimd) {
+    const data = resampleSimd({ src, outW: width, outH: height, verticalFirst, horiz, vert: needV ? vert : undefined, rows: [yFirst, yLast] });
+    if (data) return { width, height, channels: src.channels, data };
+  }
+  if (verticalFirst) {
+    const v = resampleVertical(src, height, vert, 0);
+    return resampleHorizontal(v, width, 0, height, horiz!);
+  }
   let img = src;
   let shift = 0;
   if (needH) {
-    const horiz = precomputeCoeffs(src.width, 0, src.width, width, filter);
-    img = resampleHorizontal(src, width, yFirst, yLast - yFirst, horiz);
+    img = resampleHorizontal(src, width, yFirst, yLast - yFirst, horiz!);
     shift = yFirst;
   }
   if (needV) img = resampleVertical(img, height, vert, shift);
