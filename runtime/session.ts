@@ -35,6 +35,15 @@ export interface SessionOptions {
    * session's spinning pool would take a core from the running one.
    */
   spinning?: boolean;
+  /**
+   * CPU: the intra-op threads stop spinning when a run returns (onnxruntime's
+   * session.force_spinning_stop; default true), instead of spinning on for a while in case another
+   * run follows. The next thing after a run is most often other work — the next session's run
+   * (encode -> prefill), preprocessing, the host's share of a beam step — which the spinning
+   * threads take cores from: on 2 cores, BLIP-base's prefill after its encode 26-30 -> 14-16 ms,
+   * the LLaMA layout's 86 -> 62 ms, 3-beam decoding 390-400 -> 376-377 ms (docs/performance.md).
+   */
+  stopSpinningAfterRun?: boolean;
 }
 
 /** The `session.*` config entries a CPU session gets for `o` (exported for tests). */
@@ -43,6 +52,7 @@ export function cpuSessionConfig(o: SessionOptions, externalFolder?: string): Re
   if (externalFolder) session.model_external_initializers_file_folder_path = externalFolder;
   if (o.prepack === false) session.disable_prepacking = '1';
   if (o.spinning === false) session['intra_op.allow_spinning'] = '0';
+  else if (o.stopSpinningAfterRun !== false) session.force_spinning_stop = '1';
   return session;
 }
 

@@ -85,9 +85,10 @@ test('blip version --verbose says how many threads a session gets by default and
   assert.match(r.out, new RegExp(`^cpu threads: ${defaultThreads()} per session by default \\(${f.physicalCores ?? '\\?'} physical cores, ${f.available} CPUs available.*; --threads sets it\\)$`, 'm'));
 });
 
-test('CPU session config: nothing by default; prepacking off, spinning off and the weights folder as onnxruntime spells them', () => {
-  assert.deepEqual(cpuSessionConfig({}), {});
-  assert.deepEqual(cpuSessionConfig({ prepack: true, spinning: true }), {});
+test('CPU session config: spinning stops after each run by default; prepacking off, spinning off and the weights folder as onnxruntime spells them', () => {
+  assert.deepEqual(cpuSessionConfig({}), { force_spinning_stop: '1' });
+  assert.deepEqual(cpuSessionConfig({ prepack: true, spinning: true }), { force_spinning_stop: '1' });
+  assert.deepEqual(cpuSessionConfig({ stopSpinningAfterRun: false }), {});
   assert.deepEqual(cpuSessionConfig({ prepack: false, spinning: false }, '/m'), {
     model_external_initializers_file_folder_path: '/m',
     disable_prepacking: '1',
