@@ -66,7 +66,7 @@ export interface SimdPlan {
 
 /**
  * Run the planned passes; undefined when WebAssembly SIMD is unavailable or the image too large
- * (the caller then runs the JavaScript passes).
+ * for a memory of its own (the caller then runs the JavaScript passes).
  */
 export function resampleSimd(p: SimdPlan): Uint8Array | undefined {
   const mod = wasmModule();
@@ -86,7 +86,7 @@ export function resampleSimd(p: SimdPlan): Uint8Array | undefined {
     // vertical-first:   src -conv-> mid (outH x W) -T-> t1 (W x outH) -conv-> t2 (outW x outH) -T-> out
     t1: p.horiz ? a.take(W * (p.verticalFirst ? p.outH : R) * C) : 0,
     t2: p.horiz ? a.take(p.outW * (p.verticalFirst ? p.outH : R) * C) : 0,
-    mid: a.take((p.verticalFirst ? p.outH * W : R * p.outW) * C),
+    mid: p.horiz && p.vert ? a.take((p.verticalFirst ? p.outH * W : R * p.outW) * C) : 0,
     out: a.take(p.outW * p.outH * C),
   };
   if (a.size > MAX_BYTES) return undefined;
@@ -97,7 +97,13 @@ export function resampleSimd(p: SimdPlan): Uint8Array | undefined {
   else k = new WebAssembly.Instance(mod, {}).exports as unknown as Kernels;
   const mem = k.memory;
   const need = Math.ceil(a.size / PAGE) - mem.buffer.byteLength / PAGE;
-  if (need > 0) mem.grow(need);
+  if (need > 0) {
+    try {
+      mem.grow(need);
+    } catch {
+      return undefined; // no room for a memory this size: the JavaScript passes need less
+    }
+  }
   const heap = new Uint8Array(mem.buffer);
   heap.set(p.src.data.subarray(y0 * W * C, y1 * W * C), at.src);
   if (p.horiz) {
