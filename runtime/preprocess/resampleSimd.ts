@@ -2,7 +2,8 @@
 // time; the same integer arithmetic as resize.ts's JavaScript passes, so the same bytes). A pass
 // along rows is a pass along columns of the transposed image, so one kernel does both:
 //   horizontal: transpose -> convolveRows -> transpose;  vertical: convolveRows.
-// Each call gets its own memory, sized for it and dropped after it.
+// Resizes up to a 2000 x 2000 RGB image share one instance and its memory (at most 32 MiB, kept);
+// a larger one gets an instance of its own, dropped when it returns.
 import { RESAMPLE_WASM } from './resampleWasm.js';
 
 /** Fixed-point weights of one pass (resize.ts precomputeCoeffs). */
