@@ -4,14 +4,8 @@
 //   horizontal: transpose -> convolveRows -> transpose;  vertical: convolveRows.
 // Resizes up to a 2000 x 2000 RGB image share one instance and its memory (at most 32 MiB, kept);
 // a larger one gets an instance of its own, dropped when it returns.
+import type { Coeffs, Image8 } from './resize.js';
 import { RESAMPLE_WASM } from './resampleWasm.js';
-
-/** Fixed-point weights of one pass (resize.ts precomputeCoeffs). */
-export interface PassCoeffs {
-  ksize: number;
-  bounds: Int32Array;
-  kk: Int32Array;
-}
 
 interface Kernels {
   memory: WebAssembly.Memory;
@@ -54,13 +48,13 @@ class Arena {
 }
 
 export interface SimdPlan {
-  src: { width: number; height: number; channels: number; data: Uint8Array };
+  src: Image8;
   outW: number;
   outH: number;
   /** Vertical pass first (Pillow's order when the height shrinks much more than the width). */
   verticalFirst: boolean;
-  horiz?: PassCoeffs;
-  vert?: PassCoeffs;
+  horiz?: Coeffs;
+  vert?: Coeffs;
   /** Horizontal-first: the source rows the vertical pass reads. */
   rows: [number, number];
 }

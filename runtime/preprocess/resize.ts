@@ -80,7 +80,8 @@ const PRECISION_BITS = 32 - 8 - 2;
 const HALF = 1 << (PRECISION_BITS - 1);
 const ONE = 1 << PRECISION_BITS;
 
-interface Coeffs {
+/** Fixed-point weights of one pass (also what resampleSimd.ts places in WebAssembly memory). */
+export interface Coeffs {
   ksize: number;
   /** Per output pixel: first source index, number of taps. */
   bounds: Int32Array;

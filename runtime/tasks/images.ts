@@ -42,6 +42,23 @@ export async function toRgbImage(img: ImageInput, index: number, opts: ImageDeco
   return channels === 3 ? { width, height, channels: 3, data } : toRgb(data, width, height, channels);
 }
 
+/** The distinct images of `images` (the same string or object once) and, per entry, its row among them. */
+export function distinct(images: ImageInput[]): { unique: ImageInput[]; rows: number[]; first: number[] } {
+  const at = new Map<ImageInput, number>();
+  const unique: ImageInput[] = [];
+  const first: number[] = [];
+  const rows = images.map((im, i) => {
+    let r = at.get(im);
+    if (r === undefined) {
+      at.set(im, (r = unique.length));
+      unique.push(im);
+      first.push(i);
+    }
+    return r;
+  });
+  return { unique, rows, first };
+}
+
 /**
  * pixel_values (B, 3, H, W) for a list of inputs, row i from input i. Inputs that are the same
  * object (or the same path) are decoded once. `offset`: the caller's number of input i in
@@ -52,23 +69,20 @@ export async function toRgbImage(img: ImageInput, index: number, opts: ImageDeco
 export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset: number | number[] = 0): Promise<ort.Tensor> {
   const at = (i: number): number => (typeof offset === 'number' ? offset + i : offset[i]);
   if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');
-  const firstOf = new Map<ImageInput, number>();
-  images.forEach((im, i) => firstOf.has(im) || firstOf.set(im, i));
-  const distinct = [...firstOf.values()];
+  const { unique, rows, first } = distinct(images);
   const decode = (u: number): Promise<RgbImage> | undefined => {
-    if (u >= distinct.length) return undefined;
-    const p = toRgbImage(images[distinct[u]], at(distinct[u]));
+    if (u >= unique.length) return undefined;
+    const p = toRgbImage(unique[u], at(first[u]));
     p.catch(() => {}); // awaited below, unless resizing the image before it throws first
     return p;
   };
-  const resized = new Map<number, RgbImage>();
+  const resized: RgbImage[] = [];
   let next = decode(0);
-  for (let u = 0; u < distinct.length; u++) {
+  for (let u = 0; u < unique.length; u++) {
     const rgb = await next!;
     next = decode(u + 1);
-    resized.set(distinct[u], resizeForModel(rgb, cfg));
+    resized.push(resizeForModel(rgb, cfg));
   }
-  const rows = images.map((im) => resized.get(firstOf.get(im)!)!);
-  const pv = assemblePixelValues(rows, cfg, images.map((im, i) => imageName(im, at(i))));
+  const pv = assemblePixelValues(rows.map((r) => resized[r]), cfg, images.map((im, i) => imageName(im, at(i))));
   return new ort.Tensor('float32', pv.data, pv.dims);
 }

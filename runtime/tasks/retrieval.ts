@@ -11,7 +11,7 @@ import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
 import type { DecoderSession } from '../generation/onnx.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
-import { pixelBatch, type ImageInput } from './images.js';
+import { distinct, pixelBatch, type ImageInput } from './images.js';
 
 export interface RetrievalContext {
   manifest: Manifest;
@@ -75,23 +75,6 @@ async function run(ctx: RetrievalContext, feeds: Record<string, ort.Tensor>, fet
 const paired = (ctx: RetrievalContext): boolean => ctx.retrieval.inputNames.includes('pair_image');
 
 const index = (rows: number[]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [rows.length]);
-
-/** The distinct images of `images` (the same string or object once) and, per entry, its row among them. */
-function distinct(images: ImageInput[]): { unique: ImageInput[]; rows: number[]; first: number[] } {
-  const at = new Map<ImageInput, number>();
-  const unique: ImageInput[] = [];
-  const first: number[] = [];
-  const rows = images.map((im, i) => {
-    let r = at.get(im);
-    if (r === undefined) {
-      at.set(im, (r = unique.length));
-      unique.push(im);
-      first.push(i);
-    }
-    return r;
-  });
-  return { unique, rows, first };
-}
 
 function batchSizeOf(o: ItmOptions, dflt: number): number {
   const bs = o.batchSize ?? dflt;
