@@ -5,6 +5,8 @@
 //   node --import tsx bench/ours.ts --dir ART --image IMG [--prompt P] --threads 2 --batch B --tokens 20
 //        [--repetition-penalty 1] --repeat R [--device cpu|cuda|tensorrt|webgpu] [--probe-threads T]
 //        [--kv-on-device 0] (WebGPU: the KV cache goes through the host between steps)
+//        [--rounds-stdin 1] (after the warm-up, one timed call per "go" line on stdin, one JSON line
+//                            each: bench/run.ts's paired rounds against a resident PyTorch)
 //
 // With --probe-threads, memory read bandwidth is measured (bench/bandwidth.ts, in a child process so
 // that its 512 MB buffer stays out of this process's peak RSS) before the first timed call and after
@@ -12,6 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { load } from '../runtime/model.js';
 import { oursGenerateOptions } from './decoding.js';
 import { flags } from './flags.js';
@@ -38,6 +41,7 @@ async function main(): Promise<void> {
   const tw = performance.now();
   await model.generate(images, opts); // warm-up
   const firstCallMs = performance.now() - tw;
+  if (a['rounds-stdin'] === '1') return rounds(() => model.generate(images, opts), () => model.close());
   const runs: Array<{ wall: number; t: { preprocess: number; encode: number; prefill: number; decode: number; total: number } }> = [];
   let last: Awaited<ReturnType<typeof model.generate>> = [];
   const probeThreads = a['probe-threads'] ? Number(a['probe-threads']) : 0;
@@ -69,6 +73,18 @@ async function main(): Promise<void> {
     texts: last.map((r) => r.text),
   };
   process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+/** Paired rounds: "ready", then one timed call per "go" line, until stdin ends or says something else. */
+async function rounds(call: () => Promise<Array<{ tokenIds: number[] }>>, close: () => Promise<void>): Promise<void> {
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() !== 'go') break;
+    const t = performance.now();
+    const r = await call();
+    process.stdout.write(JSON.stringify({ wall_ms: performance.now() - t, sequences: r.map((x) => x.tokenIds) }) + '\n');
+  }
+  await close();
 }
 
 main().catch((e) => {

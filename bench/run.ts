@@ -6,7 +6,7 @@
 //   npm run bench [-- --cases blip-base-b1,blip-base-b8,blip2-opt-350m-b1,instructblip-llama-small-b1,
 //                             blip-base-beam3-b1,blip2-opt-2.7b-b1,blip2-opt-2.7b-fp16-b1 | all]
 //                 [--threads 2] [--tokens 20] [--repetition-penalty 1] [--repeat 3] [--target cpu]
-//                 [--recompile] [--no-torch] [--huge-pages on|off]
+//                 [--recompile] [--no-torch] [--huge-pages on|off] [--paired 5]
 //
 // For each case: make the checkpoint if it is missing (test/oracle/make_fullsize*.py through the
 // reference environment), lay out a bench view of it (the weights linked, config / processor /
@@ -16,10 +16,16 @@
 // measured first and before each case (bench/bandwidth.ts); the decode bound is the bytes one decode
 // step must read (decoder weights + KV cache) divided by the run's highest reading. A second fraction
 // uses readings taken beside the decode: just before and after each timed blip-graph call, and
-// around the PyTorch process. Results: .bench/results/bench-<time>.{json,md}.
+// around the PyTorch process. Then, where both fit in memory at once, the paired rounds: both sides
+// resident in their own processes, one end-to-end call each in turn (--paired rounds, the order
+// alternating, a pause between calls), so that each ratio compares calls a few seconds apart: this
+// VM's speed drifts by a fifth from minute to minute, and the back-to-back blocks above can land in
+// different moods. Results: .bench/results/bench-<time>.{json,md}.
 // scripts/bench.mjs starts this with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (--huge-pages on, the
 // default: what bin/blip gives the blip command), which every process below inherits.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -143,7 +149,7 @@ const CASES: Case[] = [
 ];
 
 function args(argv: string[]) {
-  const o = { cases: ['blip-base-b1', 'blip-base-b8', 'blip2-opt-350m-b1'], threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true, hugePages: 'on' };
+  const o = { cases: ['blip-base-b1', 'blip-base-b8', 'blip2-opt-350m-b1'], threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true, hugePages: 'on', paired: 5 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--cases') o.cases = argv[++i] === 'all' ? CASES.map((c) => c.name) : argv[i].split(',');
@@ -155,6 +161,7 @@ function args(argv: string[]) {
     else if (a === '--recompile') o.recompile = true;
     else if (a === '--no-torch') o.torch = false;
     else if (a === '--huge-pages') o.hugePages = argv[++i];
+    else if (a === '--paired') o.paired = Number(argv[++i]);
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -274,6 +281,89 @@ function blipRunRss(dir: string, c: Case, threads: number, d: BenchDecoding): nu
   return lastJson(r.stderr).max_rss_mb;
 }
 
+/** One side of the paired rounds: a process speaking the --rounds-stdin protocol of bench/ours.ts and bench/torch_generate.py. */
+class Resident {
+  private readonly lines: AsyncIterator<string>;
+  private stderr = '';
+
+  constructor(
+    readonly name: string,
+    private readonly child: ChildProcessWithoutNullStreams,
+  ) {
+    child.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-3000)));
+    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  }
+
+  /** The next JSON line it prints. */
+  async next(): Promise<any> {
+    for (;;) {
+      const r = await this.lines.next();
+      if (r.done) throw new Error(`${this.name} ended (exit ${this.child.exitCode}):\n${this.stderr}`);
+      if (r.value.startsWith('{')) return JSON.parse(r.value);
+    }
+  }
+
+  /** One timed call, from image bytes to tokens. */
+  call(): Promise<{ wall_ms: number; sequences: number[][] }> {
+    this.child.stdin.write('go\n');
+    return this.next();
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((res) => this.child.once('exit', res));
+    this.child.stdin.end();
+    if ((await Promise.race([exited, sleep(60_000, 'timeout')])) === 'timeout') this.child.kill('SIGKILL');
+  }
+}
+
+interface Paired {
+  rounds: number;
+  ours_ms: number[];
+  torch_ms: number[];
+  /** ours / PyTorch per round. */
+  ratios: number[];
+  same_tokens: boolean;
+}
+
+const median = (xs: number[]): number => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+
+/**
+ * Both sides resident (loaded and warmed up one after the other), then `rounds` rounds of one call
+ * each, the order alternating and a second's pause before every call (PyTorch's OpenMP threads keep
+ * spinning a while after a call; onnxruntime's stop when a run returns).
+ */
+async function pairedRounds(c: Case, dir: string, view: string, threads: number, decoding: BenchDecoding, rounds: number, tokens: number): Promise<Paired> {
+  const ours = new Resident('bench/ours.ts', spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(threads), '--batch', String(c.batch), ...oursArgs(decoding), '--rounds-stdin', '1'], { cwd: ROOT }));
+  let torch: Resident | undefined;
+  try {
+    await ours.next();
+    torch = new Resident('bench/torch_generate.py', spawn(ORACLE, ['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(threads), '--batch', String(c.batch), '--dtype', c.torchDtype ?? 'float32', ...torchGenerateArgs(decoding), '--warmup', String(c.torchWarmup), '--rounds-stdin'], { cwd: ROOT }));
+    await torch.next();
+    const p: Paired = { rounds, ours_ms: [], torch_ms: [], ratios: [], same_tokens: true };
+    for (let r = 0; r < rounds; r++) {
+      const got = new Map<Resident, { wall_ms: number; sequences: number[][] }>();
+      for (const side of r % 2 === 0 ? [ours, torch] : [torch, ours]) {
+        await sleep(1000);
+        got.set(side, await side.call());
+      }
+      const [a, t] = [got.get(ours)!, got.get(torch)!];
+      p.ours_ms.push(a.wall_ms);
+      p.torch_ms.push(t.wall_ms);
+      p.ratios.push(a.wall_ms / t.wall_ms);
+      p.same_tokens &&= a.sequences.every((s, i) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-tokens).slice(0, s.length)));
+      log(`${c.name}: paired round ${r + 1}: ours ${a.wall_ms.toFixed(0)} ms, torch ${t.wall_ms.toFixed(0)} ms (${(a.wall_ms / t.wall_ms).toFixed(3)})`);
+    }
+    return p;
+  } finally {
+    await ours.stop();
+    await torch?.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const o = args(process.argv.slice(2));
   const cases = o.cases.map((n) => {
@@ -292,6 +382,7 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
+  const paired: Record<string, Paired> = {};
   for (const c of cases) {
     const decoding: BenchDecoding = { tokens: o.tokens, repetitionPenalty: o.repetitionPenalty, beams: c.beams ?? 1 };
     const view = benchView(c);
@@ -330,6 +421,14 @@ async function main(): Promise<void> {
     rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, stepBytes[c.name]), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
     if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s == null ? NaN : t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
+    // Paired rounds where both resident sides fit in memory with room to spare
+    if (t && o.paired > 0) {
+      if ((a.peak_rss_mb + t.peak_rss_mb) * 2 ** 20 < 0.8 * totalmem()) {
+        log(`${c.name}: paired rounds (${o.paired}, both resident)`);
+        paired[c.name] = await pairedRounds(c, dir, view, o.threads, decoding, o.paired, o.tokens);
+        (raw[c.name] as Record<string, unknown>).paired = paired[c.name];
+      } else log(`${c.name}: no paired rounds: both sides (${a.peak_rss_mb.toFixed(0)} + ${t.peak_rss_mb.toFixed(0)} MB) do not fit in memory together`);
+    }
     // PyTorch's encode, one-token and full generate are timed as separate calls (bench/torch_generate.py):
     // on a noisy machine with --repeat 1 they can disagree (run M: a 10 s generate after a 31 s encode)
     if (t && (t.decode_tokens_per_s == null || t.generate_ms < t.image_encode_ms))
@@ -343,7 +442,7 @@ async function main(): Promise<void> {
     r.of_bound = r.decode_tokens_per_s == null ? NaN : r.decode_tokens_per_s / r.bound_tokens_per_s;
   }
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_beside_gb_s: beside, glibc_tunables: process.env.GLIBC_TUNABLES ?? '' };
-  const md = table(rows, machine, o, started);
+  const md = table(rows, machine, o, started, paired);
   const outDir = join(BENCH, 'results');
   mkdirSync(outDir, { recursive: true });
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
@@ -353,7 +452,7 @@ async function main(): Promise<void> {
   log(`results: ${relative(ROOT, join(outDir, `bench-${stamp}.{json,md}`))}`);
 }
 
-function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<typeof args>, started: Date): string {
+function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<typeof args>, started: Date, paired: Record<string, Paired>): string {
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [
@@ -362,6 +461,16 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
     '| case | implementation | end-to-end ms | preprocess ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | of bound, probes beside it (GB/s) | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.preprocess_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${Number.isFinite(r.of_bound) ? `${(100 * r.of_bound).toFixed(0)}%` : '–'} | ${Number.isFinite(r.of_bound_beside) ? `${(100 * r.of_bound_beside).toFixed(0)}%` : '–'} (${r.bandwidth_beside.map((b) => b.toFixed(0)).join(', ')}) | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
+    '',
+    ...(Object.keys(paired).length
+      ? [
+          `Paired rounds: both sides resident, one end-to-end call each in turn (order alternating, 1 s pause before each), ${o.paired} rounds; ratio = blip-graph / PyTorch of the same round.`,
+          '',
+          '| case | blip-graph ms (median) | PyTorch ms (median) | ratio, median | ratio, range | same tokens |',
+          '|---|---:|---:|---:|---:|---|',
+          ...Object.entries(paired).map(([name, p]) => `| ${name} | ${f0(median(p.ours_ms))} | ${f0(median(p.torch_ms))} | ${median(p.ratios).toFixed(3)} | ${Math.min(...p.ratios).toFixed(3)}–${Math.max(...p.ratios).toFixed(3)} | ${p.same_tokens ? 'yes' : 'NO'} |`),
+        ]
+      : []),
     '',
   ];
   return lines.join('\n');

@@ -73,6 +73,9 @@ def main():
     ap.add_argument("--num-beams", type=int, default=1, help="beam search (early_stopping False, length_penalty 1)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement (0 for the slowest layouts)")
+    ap.add_argument("--rounds-stdin", action="store_true",
+                    help="after a warm-up, one timed preprocess + generate per 'go' line on stdin, a JSON line each "
+                         "(bench/run.ts's paired rounds against a resident blip-graph)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -120,6 +123,15 @@ def main():
                                       repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=0, **beam)
         return run
 
+    if a.rounds_stdin:
+        generate = gen(a.max_new_tokens)
+
+        def one_call():
+            inputs.update(preprocess())  # the generate closure reads `inputs`
+            return generate()
+
+        return rounds(one_call, a.device, a.warmup)
+
     t_pre, _ = timed(preprocess, a.device, a.repeat, a.warmup)
     t_encode, _ = timed(encode, a.device, a.repeat, a.warmup)
     t_one, _ = timed(gen(1), a.device, a.repeat, a.warmup)
@@ -149,6 +161,19 @@ def main():
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
+
+
+def rounds(call, device, warmup):
+    """Paired rounds: 'ready', then per 'go' line one call from image bytes to tokens, timed."""
+    for _ in range(max(1, warmup)):
+        call()
+    sync(device)
+    print(json.dumps({"ready": True}), flush=True)
+    while sys.stdin.readline().strip() == "go":
+        t0 = time.perf_counter()
+        out = call()
+        sync(device)
+        print(json.dumps({"wall_ms": (time.perf_counter() - t0) * 1000, "sequences": out.tolist()}), flush=True)
 
 
 if __name__ == "__main__":
