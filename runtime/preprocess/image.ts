@@ -79,16 +79,27 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
 /**
  * Why sharp could not decode `bytes`, the same words every time. libvips' error buffer is one per
  * process, so when images fail to decode at the same time their messages mix (one gets both, the
- * other an empty detail): only sharp's own prefix ("Input buffer has corrupt header") and what the
- * bytes themselves show are used, never libvips' detail text.
+ * other an empty detail or "Unknown error"): only sharp's own words ("unsupported image format",
+ * "corrupt header") and what the bytes themselves show are used, never libvips' text.
  */
 function describeSharpError(e: unknown, bytes: Uint8Array): string {
   const m = firstLine(e);
   if (/unsupported image format/i.test(m)) return 'not a supported image (PNG, JPEG or WebP expected)';
   const cut = truncation(bytes);
   if (cut) return `the file is truncated (${cut})`;
-  const colon = m.indexOf(':');
-  return `the file is corrupt (${(colon > 0 ? m.slice(0, colon) : m).trim() || 'libvips could not read it'})`;
+  const format = signature(bytes) ?? 'image';
+  return /corrupt header/i.test(m) ? `the file is corrupt (its ${format} header does not decode)` : `the file is corrupt (its ${format} data does not decode)`;
+}
+
+/** The format that a file's first bytes announce. */
+function signature(b: Uint8Array): string | undefined {
+  const at = (i: number, ...v: number[]): boolean => v.every((x, k) => b[i + k] === x);
+  if (at(0, 0x89, 0x50, 0x4e, 0x47)) return 'PNG';
+  if (at(0, 0xff, 0xd8)) return 'JPEG';
+  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'WebP';
+  if (at(0, 0x47, 0x49, 0x46, 0x38)) return 'GIF';
+  if (at(0, 0x49, 0x49, 0x2a, 0x00) || at(0, 0x4d, 0x4d, 0x00, 0x2a)) return 'TIFF';
+  return undefined;
 }
 
 /** How a PNG, JPEG or WebP file is visibly cut short, or undefined when it is not. */

@@ -118,6 +118,27 @@ test('unreadable images are one-line BLIP5010 errors naming the file', async () 
   await assert.rejects(decodeImage(fixturePath('preprocess')), (e: unknown) => e instanceof ImageDecodeError && /directory/.test(e.message));
 });
 
+test('a corrupt image gets the same words however many fail at once (libvips shares one error buffer)', async () => {
+  // a whole PNG whose compressed pixels are broken, a JPEG whose headers are, and a GIF signature alone
+  const png = new Uint8Array(readFileSync(fixturePath('preprocess', 'images', 'photo_100x75.png')));
+  const idat = Buffer.from(png).indexOf('IDAT');
+  const brokenPng = png.slice();
+  for (let i = idat + 4; i < idat + 24; i++) brokenPng[i] ^= 0x5a;
+  const jpg = new Uint8Array(readFileSync(fixturePath('images', 'photo_64x48.jpg')));
+  const brokenJpg = jpg.slice();
+  for (let i = 20; i < 160; i += 7) brokenJpg[i] ^= 0xa5;
+  const gif = new TextEncoder().encode('GIF89a');
+  const expected: Array<[string, Uint8Array, string]> = [
+    ['broken.png', brokenPng, 'the file is corrupt (its PNG data does not decode)'],
+    ['broken.jpg', brokenJpg, 'the file is corrupt (its JPEG header does not decode)'],
+    ['header.gif', gif, 'the file is corrupt (its GIF header does not decode)'],
+  ];
+  for (const [name, bytes] of expected) assert.equal(truncation(bytes), undefined, `${name} must not look truncated`);
+  const all = expected.flatMap((x) => Array.from({ length: 6 }, () => x));
+  const messages = await Promise.all(all.map(([name, bytes]) => decodeImage({ name, bytes }).then(() => 'decoded', (e: Error) => e.message)));
+  messages.forEach((m, i) => assert.equal(m, `cannot read image ${all[i][0]}: ${all[i][2]}`));
+});
+
 test('PIL-compatible resize: every filter, up/down/mixed scaling, odd and tiny sizes', () => {
   const inputs = new Map<string, RgbImage>();
   for (const c of cases.decode) {
