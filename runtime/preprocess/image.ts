@@ -56,9 +56,10 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   pixels.catch(() => {}); // awaited below unless the header fails first
   let meta: sharp.Metadata;
   try {
-    meta = await sharp(bytes, base).metadata();
+    // (no pixel limit for the header alone: sharp would refuse a bomb without saying its size)
+    meta = await sharp(bytes, { ...base, limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new ImageDecodeError(name, describeSharpError(e, bytes));
+    throw new ImageDecodeError(name, describeSharpError(e, bytes, maxPixels));
   }
   if (!meta.width || !meta.height) throw new ImageDecodeError(name, 'the image has no size');
   if (meta.width * meta.height > maxPixels) {
@@ -72,7 +73,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     return toRgb(data, info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
-    throw new ImageDecodeError(name, describeSharpError(e, bytes));
+    throw new ImageDecodeError(name, describeSharpError(e, bytes, maxPixels));
   }
 }
 
@@ -82,9 +83,10 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
  * other an empty detail or "Unknown error"): only sharp's own words ("unsupported image format",
  * "corrupt header") and what the bytes themselves show are used, never libvips' text.
  */
-function describeSharpError(e: unknown, bytes: Uint8Array): string {
+function describeSharpError(e: unknown, bytes: Uint8Array, maxPixels: number): string {
   const m = firstLine(e);
   if (/unsupported image format/i.test(m)) return 'not a supported image (PNG, JPEG or WebP expected)';
+  if (/exceeds pixel limit/i.test(m)) return `it has more than the ${maxPixels} pixels allowed`;
   const cut = truncation(bytes);
   if (cut) return `the file is truncated (${cut})`;
   const format = signature(bytes) ?? 'image';

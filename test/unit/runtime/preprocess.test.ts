@@ -139,6 +139,18 @@ test('a corrupt image gets the same words however many fail at once (libvips sha
   messages.forEach((m, i) => assert.equal(m, `cannot read image ${all[i][0]}: ${all[i][2]}`));
 });
 
+test('an image over the pixel limit is refused by its header, with its size', async () => {
+  for (const f of ['photo_64x48.jpg', 'photo_100x75.png', 'photo_64x48_lossy.webp']) {
+    const [w, h] = /(\d+)x(\d+)/.exec(f)!.slice(1).map(Number);
+    await assert.rejects(decodeImage(img(f), { maxPixels: w * h - 1 }), (e: unknown) => {
+      assert.ok(e instanceof ImageDecodeError);
+      assert.ok(e.message.endsWith(`: ${w}x${h} is more than the ${w * h - 1} pixels allowed`), e.message);
+      return true;
+    });
+    assert.equal((await decodeImage(img(f), { maxPixels: w * h })).width, w);
+  }
+});
+
 test('PIL-compatible resize: every filter, up/down/mixed scaling, odd and tiny sizes', () => {
   const inputs = new Map<string, RgbImage>();
   for (const c of cases.decode) {
