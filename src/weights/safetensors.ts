@@ -88,7 +88,9 @@ export class SafetensorsFile {
       if (typeof dtype !== 'string') corrupt(`tensor "${name}" has no dtype`, name);
       const itemSize = DTYPE_SIZE[dtype as string];
       if (!itemSize) corrupt(`tensor "${name}" has unknown dtype "${dtype}"`, name);
+      if (shape === undefined) corrupt(`tensor "${name}" has no shape`, name);
       if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) corrupt(`tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`, name);
+      if (data_offsets === undefined) corrupt(`tensor "${name}" has no data_offsets`, name);
       if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
         corrupt(`tensor "${name}" has invalid data_offsets ${JSON.stringify(data_offsets)}`, name);
       }

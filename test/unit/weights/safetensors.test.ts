@@ -84,6 +84,10 @@ test('corrupt headers are refused at open, naming the file and the tensor', () =
     expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensors "w" and "v" overlap/);
     header({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 8] } });
     expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensor "w" has an invalid shape \[-1\]/);
+    header({ w: { dtype: 'F32', data_offsets: [0, 8] } });
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensor "w" has no shape$/);
+    header({ w: { dtype: 'F32', shape: [2] } });
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensor "w" has no data_offsets$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
