@@ -16,7 +16,10 @@ export interface SessionOptions {
   threads?: number;
   deviceId?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
-  /** ORT log level: 0 verbose .. 4 fatal (default 3, errors only). */
+  /**
+   * ORT log level: 0 verbose .. 4 fatal (default 4: an error in a run also throws, and is reported
+   * once, as one BLIP line, rather than again by onnxruntime's own logger on stderr).
+   */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /** Keep named outputs on the GPU (WebGPU only; e.g. present.* for the KV cache). */
   preferredOutputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
@@ -68,7 +71,7 @@ export interface OpenedSession {
 export function baseOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
   const opts: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: o.graphOptimizationLevel ?? 'all',
-    logSeverityLevel: o.logSeverityLevel ?? 3,
+    logSeverityLevel: o.logSeverityLevel ?? 4,
   };
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new DeviceError('BLIP5043', `threads must be a positive integer, found ${o.threads}`);
   opts.intraOpNumThreads = o.threads ?? defaultThreads();

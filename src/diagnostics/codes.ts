@@ -80,6 +80,7 @@ export const CODES = {
   BLIP4014: e('attribute neither pinned nor in the checkpoint'),
   BLIP4015: e('cannot be compiled'),
   BLIP4016: e('output directory is not a compiled model'),
+  BLIP4017: e('checkpoint value the node cannot take'),
 
   // 5xxx: runtime (blip run, blip serve, blip capfilt: runtime/, src/artifact, src/capfilt)
   BLIP5001: e('no manifest.json'),

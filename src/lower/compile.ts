@@ -17,7 +17,7 @@ import { basename, join, resolve } from 'node:path';
 import type { IrModel, IrNode, IrOutput } from '../ir/types.js';
 import type { Attrs } from '../nodes/NodeKind.js';
 import { Checkpoint } from '../weights/checkpoint.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type GraphEntry, type Manifest, type TensorIO } from '../artifact/manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, manifestErrors, type GraphEntry, type Manifest, type TensorIO } from '../artifact/manifest.js';
 import { VERSION } from '../version.js';
 import { GraphBuilder, Value } from './GraphBuilder.js';
 import { WeightStore } from './WeightStore.js';
@@ -32,6 +32,7 @@ import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } f
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
 import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
 import { PairRows } from './pairs.js';
+import { manifestValueProblems } from './manifestValues.js';
 
 export interface CompileOptions {
   model: IrModel;
@@ -484,6 +485,13 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   if (x.store.floatType === 'float16' && (opts.target ?? 'plain') === 'cpu') {
     warnings.push('float16 for the CPU target saves disk only: onnxruntime\'s CPU provider runs the matrix products in float32 with converted copies of the weights (more memory than --dtype fp32, no faster); fp16 is for cuda and webgpu, --quantize int8 makes CPU weights smaller');
   }
+  // What config.json / generation_config.json put in the manifest, checked before the weights are
+  // written: the runtime refuses a manifest that fails its schema.
+  const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
+  const text: Manifest['text'] = { ...textConventionsFor(x.family, x.ckpt.config, task), ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}) };
+  const generation = x.decoderFacts ? generationFor(opts.model, x.ckpt) : undefined;
+  const valueProblems = manifestValueProblems(text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc, warnings);
+  if (valueProblems.length) throw new CompileError(valueProblems);
   opts.signal?.throwIfAborted();
   const tmp = partialOutputPath(out);
   rmSync(tmp, { recursive: true, force: true });
@@ -514,7 +522,6 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
       for (const f of qFiles) copyFileSync(join(qDir, f), join(tmp, 'qformer_tokenizer', f));
     }
 
-    const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
     const params = x.parameters;
     const manifest: Manifest = {
       format: MANIFEST_FORMAT,
@@ -530,7 +537,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
       graphs: entries,
       weights: { file: WEIGHTS_FILE, bytes: weightsBytes, tensors: referenced.size, parameters: params },
       preprocess: preprocessFor(opts.model, x.ckpt, x.imageSize),
-      text: { ...textConventionsFor(x.family, x.ckpt.config, task), ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}) },
+      text,
       source: {
         graph: { file: opts.graphFile, sha256: createHash('sha256').update(opts.graphText).digest('hex') },
         checkpoint: { dir: opts.weights, fingerprint: x.ckpt.fingerprint(), files: x.ckpt.fileNames.map((f) => basename(f)), dtypes: x.ckpt.dtypes() },
@@ -553,9 +560,12 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
       };
       // Every cross-attending step attends through QueryGroups (checked where it is lowered).
       if (manifest.decoder.cross_attention) manifest.decoder.cross_rows = 'grouped';
-      manifest.generation = generationFor(opts.model, x.ckpt);
+      manifest.generation = generation;
     }
     if (x.rets.some((o) => o.task === 'itm')) manifest.itm = { match_index: 1 };
+    // Never an artifact that `blip run` would refuse: anything left here is the compiler's own bug.
+    const invalid = manifestErrors(manifest);
+    if (invalid.length) throw new Error(`the manifest would not validate: ${invalid.join('; ')}`);
     writeFileSync(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
 
     opts.signal?.throwIfAborted();

@@ -7,6 +7,7 @@ import type { IrModel, IrNode, IrValue } from '../ir/types.js';
 import type { Attrs, NodeKind } from '../nodes/NodeKind.js';
 import { nodeKinds } from '../nodes/index.js';
 import type { Problem } from './CompileError.js';
+import { checkAttrs, kindSchemaId } from '../ir/validate.js';
 
 export interface ResolvedNode {
   node: IrNode;
@@ -36,6 +37,24 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     const sources: Array<[string, Attrs]> = [];
     if (section && kind.fromConfig) sources.push([`config.json "${sectionName || '(top level)'}"`, kind.fromConfig(section, ckpt.config)]);
     if (kind.fromShapes) sources.push([`the shapes of the checkpoint's "${node.checkpoint}.*" tensors`, kind.fromShapes((k) => ckpt.shape(k), node.checkpoint)]);
+
+    // What the checkpoint says must fit the kind's schema as a pinned value would (the checker
+    // validated those): an activation the lowering does not know, a list where a size belongs or a
+    // patch of 1e30 pixels is reported here, as the checkpoint's, instead of failing in the lowering
+    // or as a shape error. Such values are dropped; the compile stops on these problems anyway.
+    for (const [where, found] of sources) {
+      const unpinned = Object.fromEntries(Object.entries(found).filter(([a]) => !(a in node.attrs)));
+      for (const p of checkAttrs(kindSchemaId(node.kind), unpinned)) {
+        const attr = String(p.path[0]);
+        if (p.code === 'BLIP3001') continue; // lowering-only facts (placeholders, queries, …) are not in the schema
+        problems.push({
+          code: 'BLIP4017',
+          message: `${where} gives ${show(found[attr])} for attribute "${attr}" of node "${node.name}" (${node.kind}), which expects ${p.expected}`,
+          loc: node.loc,
+        });
+        delete found[attr];
+      }
+    }
 
     for (const [attr, pinned] of Object.entries(node.attrs)) {
       for (const [where, found] of sources) {

@@ -19,8 +19,10 @@ export function attrSchema(kind: string, properties: Record<string, JsonSchema>)
 export const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'quick_gelu', 'relu', 'silu', 'swish', 'tanh'];
 
 /**
- * Copies config keys to attributes: `map` is attr name → config key. Keys that are absent, null
- * or not of a JSON scalar type are left out (the kind's defaults then apply at compile time).
+ * Copies config keys to attributes: `map` is attr name → config key. Keys that are absent or null
+ * are left out (the kind's defaults then apply at compile time); any other value is copied as it
+ * is, for the compiler to check against the kind's schema (src/lower/resolve.ts: a list where a
+ * size belongs is then reported as such, not as a size the checkpoint does not give).
  */
 export function pick(section: Record<string, unknown>, map: Record<string, string>): Attrs {
   const out: Attrs = {};
@@ -28,7 +30,7 @@ export function pick(section: Record<string, unknown>, map: Record<string, strin
     let v = section[key];
     // image_size / patch_size may be written as [h, w]; square ones collapse to one number.
     if (Array.isArray(v) && v.length === 2 && v[0] === v[1] && typeof v[0] === 'number') v = v[0];
-    if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') out[attr] = v;
+    if (v !== undefined && v !== null) out[attr] = v as Attrs[string];
   }
   return out;
 }

@@ -10,6 +10,7 @@ import { CompileError } from '../../../src/lower/CompileError.js';
 import { CheckpointError } from '../../../src/weights/CheckpointError.js';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
 import { FIXTURES, loadModel, tmp } from './harness.js';
+import { readManifest } from '../../../src/artifact/manifest.js';
 
 type Tensor = { name: string; dtype: string; shape: number[]; data: Uint8Array };
 
@@ -100,6 +101,75 @@ test('a pinned attribute that disagrees with config.json is an error at the attr
     assert.equal(p.loc?.line, lineOf(CAPTION, 'node vision'));
     assert.equal(text.slice(p.loc!.start - 'heads: '.length, p.loc!.end), 'heads: 8');
   }, text);
+});
+
+test('config.json values outside what a node takes are errors at the node, each named, before lowering', async () => {
+  const weights = checkpointCopy('blip-caption-a');
+  const cfg = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
+  cfg.vision_config.image_size = [384, 512]; // non-square: not one size
+  cfg.vision_config.patch_size = 1e30;
+  cfg.text_config.hidden_act = 'swiglu';
+  cfg.text_config.layer_norm_eps = 'tiny';
+  writeFileSync(join(weights, 'config.json'), JSON.stringify(cfg));
+  await fails(CAPTION, weights, (e) => {
+    assert.ok(e instanceof CompileError);
+    const got = e.problems.filter((p) => p.code === 'BLIP4017').map((p) => [p.message, p.loc?.line]);
+    const [vision, decoder] = [lineOf(CAPTION, 'node vision'), lineOf(CAPTION, 'node decoder')];
+    assert.deepEqual(got, [
+      ['config.json "vision_config" gives [384,512] for attribute "image_size" of node "vision" (vit), which expects an integer', vision],
+      ['config.json "vision_config" gives 1e+30 for attribute "patch_size" of node "vision" (vit), which expects a value <= 256', vision],
+      ['config.json "text_config" gives "tiny" for attribute "layer_norm_eps" of node "decoder" (bert), which expects a number', decoder],
+      ['config.json "text_config" gives "swiglu" for attribute "act" of node "decoder" (bert), which expects one of gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, silu, swish, tanh', decoder],
+    ]);
+    // nothing else: no shape errors, no "not given" for the dropped values
+    assert.deepEqual(e.problems.filter((p) => p.code !== 'BLIP4017'), []);
+  });
+});
+
+test('token ids and generation settings the runtime would refuse are errors naming the file and key, before anything is written', async () => {
+  const weights = checkpointCopy('blip-caption-a');
+  const cfg = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
+  const vocab = cfg.text_config.vocab_size;
+  cfg.text_config.bos_token_id = vocab + 5;
+  writeFileSync(join(weights, 'config.json'), JSON.stringify(cfg));
+  writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ num_beams: 'x', max_length: -5 }));
+  await fails(CAPTION, weights, (e) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(
+      e.problems.map((p) => [p.code, p.message, p.loc?.line]),
+      [
+        ['BLIP4017', 'generation_config.json gives -5 for max_length, which must be >= 1', lineOf(CAPTION, 'output caption')],
+        ['BLIP4017', 'generation_config.json gives "x" for num_beams, which must be integer', lineOf(CAPTION, 'output caption')],
+      ],
+    );
+  });
+  const weights2 = checkpointCopy('blip-caption-a');
+  writeFileSync(join(weights2, 'config.json'), JSON.stringify({ ...cfg, text_config: { ...cfg.text_config, bos_token_id: 2.5 } }));
+  await fails(CAPTION, weights2, (e) => assert.equal(problem(e, 'BLIP4017').message, 'config.json "text_config" bos_token_id is 2.5, which must be integer'));
+  const weights3 = checkpointCopy('blip-caption-a');
+  writeFileSync(join(weights3, 'config.json'), JSON.stringify(cfg));
+  await fails(CAPTION, weights3, (e) => {
+    assert.equal(problem(e, 'BLIP4017').message, `config.json "text_config" bos_token_id is ${vocab + 5}, outside the language model's vocabulary of ${vocab} tokens`);
+  });
+});
+
+test('a sampling setting a greedy model never reads is left out with a warning, and the artifact loads', async () => {
+  const weights = checkpointCopy('blip-caption-a');
+  writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ temperature: 0, top_p: 0, max_length: 12 }));
+  const out = join(dirname(weights), 'out');
+  try {
+    const { model } = loadModel(CAPTION);
+    const r = await compile({ model, graphFile: CAPTION, graphText: '', weights, out });
+    assert.deepEqual(r.warnings.filter((w) => w.startsWith('generation_config.json')), [
+      'generation_config.json gives 0 for top_p, which must be > 0; left out, since the model does not sample (do_sample is false)',
+      'generation_config.json gives 0 for temperature, which must be > 0; left out, since the model does not sample (do_sample is false)',
+    ]);
+    const m = readManifest(out);
+    assert.equal(m.generation!.temperature, undefined);
+    assert.equal(m.generation!.max_length, 12);
+  } finally {
+    rmSync(dirname(weights), { recursive: true, force: true });
+  }
 });
 
 test('a truncated safetensors file is refused before anything is written', async () => {

@@ -87,9 +87,10 @@ test('t5: feed_forward_proj "gated-gelu" is a gated gelu_new; "relu" is plain re
   assert.deepEqual([t5.gated, t5.act, t5.decoder_depth, t5.tie_embeddings], [false, 'relu', 4, true]);
 });
 
-test('vit: a [h, w] image size that is square collapses to one number', () => {
+test('vit: a [h, w] image size that is square collapses to one number; another stays a list for the compiler to refuse', () => {
   assert.equal(nodeKinds.vit.fromConfig!({ image_size: [224, 224], patch_size: 14 }, {}).image_size, 224);
-  assert.equal(nodeKinds.vit.fromConfig!({ image_size: [224, 448] }, {}).image_size, undefined);
+  assert.deepEqual(nodeKinds.vit.fromConfig!({ image_size: [224, 448] }, {}).image_size, [224, 448]);
+  assert.equal('image_size' in nodeKinds.vit.fromConfig!({ image_size: null }, {}), false);
 });
 
 test('linear, classifier, embed: widths from the weight shape [out, in]', () => {

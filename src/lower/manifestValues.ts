@@ -1,0 +1,87 @@
+// What config.json and generation_config.json put in the manifest, checked before it is written:
+// the runtime validates manifest.json when it loads one (src/artifact/manifest.ts), so a value the
+// compiler copied as it found it (a token id of 2.5, `num_beams: "x"`, `max_length: -5`) would
+// otherwise make an artifact that compiles and then refuses to run. Each such value is a BLIP4017
+// error naming the file and key; a sampling setting a greedy model never uses (transformers accepts
+// `temperature: 0` with `do_sample: false`) is dropped with a warning instead. Token ids must also
+// lie in the decoder's vocabulary, which the schema cannot know.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { manifestSchema, type Generation, type TextConventions } from '../artifact/manifest.js';
+import type { SourceLoc } from '../ir/types.js';
+import type { Problem } from './CompileError.js';
+
+/** Where each manifest `text` field comes from in the checkpoint's config.json. */
+const TEXT_SOURCES: Record<string, string> = {
+  bos_token_id: 'config.json "text_config" bos_token_id',
+  eos_token_id: 'config.json "text_config" eos_token_id',
+  pad_token_id: 'config.json "text_config" pad_token_id',
+  sep_token_id: 'config.json "text_config" sep_token_id',
+  decoder_start_token_id: 'config.json "text_config" decoder_start_token_id',
+  image_token_id: 'config.json image_token_index',
+  num_query_tokens: 'config.json num_query_tokens',
+};
+
+/** Read only when sampling: left out, with a warning, when the model decodes without it. */
+const SAMPLING_ONLY = new Set(['temperature', 'top_p', 'top_k']);
+
+const show = (v: unknown): string => JSON.stringify(v) ?? 'nothing';
+
+let validators: { text: ValidateFunction; generation: ValidateFunction } | undefined;
+function validatorsFor(): { text: ValidateFunction; generation: ValidateFunction } {
+  if (!validators) {
+    const ajv = new Ajv({ allErrors: true, strict: true });
+    validators = { text: ajv.compile(manifestSchema.properties.text), generation: ajv.compile(manifestSchema.properties.generation) };
+  }
+  return validators;
+}
+
+/** Schema errors of one manifest section as [key, item index or undefined, message]. */
+function errors(v: ValidateFunction, value: unknown): Array<[string, number | undefined, string]> {
+  if (v(value)) return [];
+  return (v.errors ?? []).map((e: ErrorObject) => {
+    const [key, index] = e.instancePath.split('/').slice(1);
+    return [key ?? '', index === undefined ? undefined : Number(index), e.message ?? 'is invalid'];
+  });
+}
+
+/**
+ * Checks the manifest's `text` and `generation` sections as they come from the checkpoint, before
+ * anything is written; `generation` is edited in place (unused sampling settings dropped). `vocab`:
+ * the generating decoder's vocabulary; `loc`: where in the .blip file to point.
+ */
+export function manifestValueProblems(text: TextConventions, generation: Generation | undefined, vocab: number | undefined, loc: SourceLoc | undefined, warnings: string[]): Problem[] {
+  const problems: Problem[] = [];
+  const v = validatorsFor();
+  if (generation) {
+    const g = generation as unknown as Record<string, unknown>;
+    for (const [key, , message] of errors(v.generation, generation)) {
+      const value = g[key];
+      const from = generation.source[key] === 'graph' ? "the graph's generation block" : 'generation_config.json';
+      if (SAMPLING_ONLY.has(key) && !generation.do_sample && from === 'generation_config.json') {
+        delete g[key];
+        delete generation.source[key];
+        warnings.push(`generation_config.json gives ${show(value)} for ${key}, which ${message}; left out, since the model does not sample (do_sample is false)`);
+      } else problems.push({ code: 'BLIP4017', message: `${from} gives ${show(value)} for ${key}, which ${message}`, loc });
+    }
+  }
+  const t = text as unknown as Record<string, unknown>;
+  for (const [key, index, message] of errors(v.text, text)) {
+    const value = index === undefined ? t[key] : (t[key] as unknown[])[index];
+    problems.push({ code: 'BLIP4017', message: `${TEXT_SOURCES[key] ?? `config.json ${key}`} is ${show(value)}, which ${message}`, loc });
+  }
+  if (vocab !== undefined && !problems.length) {
+    const ids: Array<[string, number | undefined]> = [
+      ['bos_token_id', text.bos_token_id],
+      ['decoder_start_token_id', text.decoder_start_token_id],
+      ['sep_token_id', text.sep_token_id],
+      ['image_token_id', text.image_token_id],
+      ...text.eos_token_id.map((id): [string, number] => ['eos_token_id', id]),
+    ];
+    for (const [key, id] of ids) {
+      if (id !== undefined && (id < 0 || id >= vocab)) problems.push({ code: 'BLIP4017', message: `${TEXT_SOURCES[key]} is ${id}, outside the language model's vocabulary of ${vocab} tokens`, loc });
+    }
+    // a negative pad id counts from the end of the embedding table, as a Gather reads it
+    if (text.pad_token_id < -vocab || text.pad_token_id >= vocab) problems.push({ code: 'BLIP4017', message: `${TEXT_SOURCES.pad_token_id} is ${text.pad_token_id}, outside the language model's vocabulary of ${vocab} tokens`, loc });
+  }
+  return problems;
+}
