@@ -13,7 +13,8 @@ export function familyOf(config: JsonObject, dir: string): Family {
   if (t === 'blip') return 'blip';
   if (t === 'blip-2' || t === 'blip_2') return 'blip-2';
   if (t === 'instructblip') return 'instructblip';
-  throw new CompileError('BLIP4015', `${dir}/config.json has model_type ${JSON.stringify(config.model_type)}; blip-graph compiles BLIP ("blip"), BLIP-2 ("blip-2") and InstructBLIP ("instructblip") checkpoints`);
+  const found = config.model_type === undefined || config.model_type === null ? 'no model_type' : `model_type ${JSON.stringify(config.model_type)}`;
+  throw new CompileError('BLIP4015', `${dir}/config.json has ${found}; blip-graph compiles BLIP ("blip"), BLIP-2 ("blip-2") and InstructBLIP ("instructblip") checkpoints`);
 }
 
 const obj = (v: unknown): JsonObject => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as JsonObject) : {});

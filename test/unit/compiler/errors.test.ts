@@ -172,6 +172,19 @@ test('a sampling setting a greedy model never reads is left out with a warning, 
   }
 });
 
+test('a checkpoint of another model type, or of none, is refused by name', async () => {
+  for (const [type, says] of [['clip', 'model_type "clip"'], [undefined, 'no model_type']] as const) {
+    const weights = checkpointCopy('blip-caption-a');
+    const cfg = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
+    if (type) cfg.model_type = type;
+    else delete cfg.model_type;
+    writeFileSync(join(weights, 'config.json'), JSON.stringify(cfg));
+    await fails(CAPTION, weights, (e) => {
+      assert.match(problem(e, 'BLIP4015').message, new RegExp(`config\\.json has ${says}; blip-graph compiles BLIP \\("blip"\\)`));
+    });
+  }
+});
+
 test('a truncated safetensors file is refused before anything is written', async () => {
   const dir = checkpointCopy('blip-caption-a');
   const f = join(dir, 'model.safetensors');
