@@ -490,7 +490,8 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
   const text: Manifest['text'] = { ...textConventionsFor(x.family, x.ckpt.config, task), ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}) };
   const generation = x.decoderFacts ? generationFor(opts.model, x.ckpt) : undefined;
-  const valueProblems = manifestValueProblems(text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc, warnings);
+  const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
+  const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings);
   if (valueProblems.length) throw new CompileError(valueProblems);
   opts.signal?.throwIfAborted();
   const tmp = partialOutputPath(out);
@@ -536,7 +537,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
       outputs: opts.model.outputs.map((o) => ({ name: o.name, task: o.task, graph: o.task === 'generate' ? 'decoder' : 'retrieval' })),
       graphs: entries,
       weights: { file: WEIGHTS_FILE, bytes: weightsBytes, tensors: referenced.size, parameters: params },
-      preprocess: preprocessFor(opts.model, x.ckpt, x.imageSize),
+      preprocess,
       text,
       source: {
         graph: { file: opts.graphFile, sha256: createHash('sha256').update(opts.graphText).digest('hex') },

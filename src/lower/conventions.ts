@@ -20,8 +20,8 @@ export function familyOf(config: JsonObject, dir: string): Family {
 const obj = (v: unknown): JsonObject => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as JsonObject) : {});
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 
-/** PIL resampling codes as image processors store them. */
-const RESAMPLE: Record<number, Preprocess['resample']> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
+/** PIL resampling codes as image processors store them (4 BOX and 5 HAMMING are not resized with). */
+export const RESAMPLE: Record<number, Preprocess['resample']> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
 /** OPENAI_CLIP_MEAN / _STD: the BLIP family's default normalisation. */
 const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
 const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
@@ -42,20 +42,27 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
     if (checkpoint !== undefined) return (source[key] = file as string), checkpoint;
     return (source[key] = 'default'), dflt;
   };
+  // Values present in the file are taken as they are (a single number for all three channels, as
+  // image processors accept, widened): manifestValues.ts refuses malformed ones by name, where
+  // falling back to a default would preprocess differently from transformers without a word.
+  const given = (v: unknown): unknown => (v === null ? undefined : v);
   const size = obj(ip?.size);
-  const ckptSize = num(size.height) ?? num(size.shortest_edge) ?? num(ip?.size);
-  const arr = (v: unknown) => (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number') ? (v as number[]) : undefined);
-  const bool = (v: unknown) => (typeof v === 'boolean' ? v : undefined);
+  // {height, width} that differ: not a square resize, kept as the pair for the check to refuse
+  const pair = size.height !== undefined && size.width !== undefined && size.height !== size.width ? [size.height, size.width] : undefined;
+  const ckptSize = given(pair ?? size.height ?? size.shortest_edge ?? (typeof ip?.size === 'object' ? undefined : ip?.size));
+  const channels = (v: unknown) => (typeof v === 'number' ? [v, v, v] : given(v));
+  const resample = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'number' && RESAMPLE[v] ? RESAMPLE[v] : v);
+  const value = <T>(v: unknown) => v as T | undefined;
   return {
-    image_size: pick('image_size', g.image_size, ckptSize, imageSize),
-    mean: pick('mean', g.mean, arr(ip?.image_mean), CLIP_MEAN),
-    std: pick('std', g.std, arr(ip?.image_std), CLIP_STD),
-    resample: pick('resample', g.resample, RESAMPLE[num(ip?.resample) ?? -1], 'bicubic'),
-    rescale_factor: pick('rescale_factor', g.rescale_factor, num(ip?.rescale_factor), 1 / 255),
-    do_resize: pick('do_resize', undefined, bool(ip?.do_resize), true),
-    do_rescale: pick('do_rescale', undefined, bool(ip?.do_rescale), true),
-    do_normalize: pick('do_normalize', g.do_normalize, bool(ip?.do_normalize), true),
-    do_convert_rgb: pick('do_convert_rgb', g.do_convert_rgb, bool(ip?.do_convert_rgb), true),
+    image_size: pick('image_size', g.image_size, value<number>(ckptSize), imageSize),
+    mean: pick('mean', g.mean, value<number[]>(channels(ip?.image_mean)), CLIP_MEAN),
+    std: pick('std', g.std, value<number[]>(channels(ip?.image_std)), CLIP_STD),
+    resample: pick('resample', g.resample, value<Preprocess['resample']>(resample(ip?.resample)), 'bicubic'),
+    rescale_factor: pick('rescale_factor', g.rescale_factor, value<number>(given(ip?.rescale_factor)), 1 / 255),
+    do_resize: pick('do_resize', undefined, value<boolean>(given(ip?.do_resize)), true),
+    do_rescale: pick('do_rescale', undefined, value<boolean>(given(ip?.do_rescale)), true),
+    do_normalize: pick('do_normalize', g.do_normalize, value<boolean>(given(ip?.do_normalize)), true),
+    do_convert_rgb: pick('do_convert_rgb', g.do_convert_rgb, value<boolean>(given(ip?.do_convert_rgb)), true),
     source,
   };
 }

@@ -6,8 +6,9 @@
 // `temperature: 0` with `do_sample: false`) is dropped with a warning instead. Token ids must also
 // lie in the decoder's vocabulary, which the schema cannot know.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { manifestSchema, type Generation, type TextConventions } from '../artifact/manifest.js';
+import { manifestSchema, type Generation, type Preprocess, type TextConventions } from '../artifact/manifest.js';
 import type { SourceLoc } from '../ir/types.js';
+import { blockSchemaId, checkAttrs } from '../ir/validate.js';
 import type { Problem } from './CompileError.js';
 
 /** Where each manifest `text` field comes from in the checkpoint's config.json. */
@@ -20,6 +21,9 @@ const TEXT_SOURCES: Record<string, string> = {
   image_token_id: 'config.json image_token_index',
   num_query_tokens: 'config.json num_query_tokens',
 };
+
+/** The image processor's names for the manifest's preprocess fields. */
+const PROCESSOR_KEYS: Record<string, string> = { image_size: 'size', mean: 'image_mean', std: 'image_std' };
 
 /** Read only when sampling: left out, with a warning, when the model decodes without it. */
 const SAMPLING_ONLY = new Set(['temperature', 'top_p', 'top_k']);
@@ -45,13 +49,40 @@ function errors(v: ValidateFunction, value: unknown): Array<[string, number | un
 }
 
 /**
- * Checks the manifest's `text` and `generation` sections as they come from the checkpoint, before
- * anything is written; `generation` is edited in place (unused sampling settings dropped). `vocab`:
- * the generating decoder's vocabulary; `loc`: where in the .blip file to point.
+ * Checks the manifest's `preprocess`, `text` and `generation` sections as they come from the
+ * checkpoint, before anything is written; `generation` is edited in place (unused sampling settings
+ * dropped). `imageSize`: the vision encoder's input size; `vocab`: the generating decoder's
+ * vocabulary; `loc`: where in the .blip file to point.
  */
-export function manifestValueProblems(text: TextConventions, generation: Generation | undefined, vocab: number | undefined, loc: SourceLoc | undefined, warnings: string[]): Problem[] {
+export function manifestValueProblems(
+  preprocess: Preprocess,
+  imageSize: number | undefined,
+  text: TextConventions,
+  generation: Generation | undefined,
+  vocab: number | undefined,
+  loc: SourceLoc | undefined,
+  warnings: string[],
+): Problem[] {
   const problems: Problem[] = [];
   const v = validatorsFor();
+  // The image processor's values, by the rules a graph's preprocess block meets (sizes 16-4096,
+  // three channels, a positive std, a filter blip-graph resizes with) and do_resize / do_rescale.
+  const pp = preprocess as unknown as Record<string, unknown>;
+  const fromFile = Object.keys(pp).filter((k) => k !== 'source' && preprocess.source[k] !== 'graph' && preprocess.source[k] !== 'default');
+  const inBlock = Object.fromEntries(fromFile.filter((k) => k !== 'do_resize' && k !== 'do_rescale').map((k) => [k, pp[k]]));
+  const said = (k: string) => `${preprocess.source[k]} gives ${show(pp[k])} for ${PROCESSOR_KEYS[k] ?? k}`;
+  for (const p of checkAttrs(blockSchemaId('preprocess'), inBlock as Record<string, never>)) {
+    const k = String(p.path[0]);
+    const why = k === 'resample' && typeof pp[k] === 'number' ? 'a PIL filter blip-graph does not resize with (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)' : `expected ${p.expected}`;
+    problems.push({ code: 'BLIP4017', message: `${said(k)}: ${why}`, loc });
+  }
+  for (const k of ['do_resize', 'do_rescale']) if (fromFile.includes(k) && typeof pp[k] !== 'boolean') problems.push({ code: 'BLIP4017', message: `${said(k)}: expected true or false`, loc });
+  // the encoder's position embeddings fix its input size (transformers does not interpolate them either)
+  if (!problems.length && imageSize !== undefined && preprocess.image_size !== imageSize && preprocess.do_resize) {
+    const from = preprocess.source.image_size === 'graph' ? "the graph's preprocess block gives" : `${preprocess.source.image_size} gives`;
+    problems.push({ code: 'BLIP4017', message: `${from} ${preprocess.image_size} for the image size, but the vision encoder takes ${imageSize} × ${imageSize} images`, loc });
+  }
+
   if (generation) {
     const g = generation as unknown as Record<string, unknown>;
     for (const [key, , message] of errors(v.generation, generation)) {

@@ -153,9 +153,33 @@ test('token ids and generation settings the runtime would refuse are errors nami
   });
 });
 
-test('a sampling setting a greedy model never reads is left out with a warning, and the artifact loads', async () => {
+test("the image processor's values are checked by name instead of replaced by defaults, and its size against the encoder's", async () => {
+  const edit = (change: Record<string, unknown>): string => {
+    const weights = checkpointCopy('blip-caption-a');
+    const file = existsSync(join(weights, 'processor_config.json')) ? 'processor_config.json' : 'preprocessor_config.json';
+    const cfg = JSON.parse(readFileSync(join(weights, file), 'utf8'));
+    Object.assign(cfg.image_processor ?? cfg, change);
+    writeFileSync(join(weights, file), JSON.stringify(cfg));
+    return weights;
+  };
+  const vision = JSON.parse(readFileSync(join(FIXTURES, 'blip-caption-a', 'checkpoint', 'config.json'), 'utf8')).vision_config.image_size;
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ image_mean: [0.5, null, 0.4] }, /_config\.json gives \[0\.5,null,0\.4\] for image_mean: expected a number$/],
+    [{ image_std: [0.2, 0.2] }, /gives \[0\.2,0\.2\] for image_std: expected 3 items$/],
+    [{ resample: 5 }, /gives 5 for resample: a PIL filter blip-graph does not resize with \(0 nearest, 1 lanczos, 2 bilinear, 3 bicubic\)$/],
+    [{ size: { height: vision, width: vision + 16 } }, new RegExp(`gives \\[${vision},${vision + 16}\\] for size: expected an integer$`)],
+    [{ size: { height: vision + 16, width: vision + 16 } }, new RegExp(`gives ${vision + 16} for the image size, but the vision encoder takes ${vision} × ${vision} images$`)],
+    [{ do_rescale: 'yes' }, /gives "yes" for do_rescale: expected true or false$/],
+  ];
+  for (const [change, pattern] of cases) await fails(CAPTION, edit(change), (e) => assert.match(problem(e, 'BLIP4017').message, pattern));
+});
+
+test('a sampling setting a greedy model never reads is left out with a warning; a single std is widened; the artifact loads', async () => {
   const weights = checkpointCopy('blip-caption-a');
   writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ temperature: 0, top_p: 0, max_length: 12 }));
+  const processor = JSON.parse(readFileSync(join(weights, 'processor_config.json'), 'utf8'));
+  processor.image_processor.image_std = 0.5;
+  writeFileSync(join(weights, 'processor_config.json'), JSON.stringify(processor));
   const out = join(dirname(weights), 'out');
   try {
     const { model } = loadModel(CAPTION);
@@ -165,6 +189,8 @@ test('a sampling setting a greedy model never reads is left out with a warning, 
       'generation_config.json gives 0 for temperature, which must be > 0; left out, since the model does not sample (do_sample is false)',
     ]);
     const m = readManifest(out);
+    assert.deepEqual(m.preprocess.std, [0.5, 0.5, 0.5], 'a single std for all channels is widened, as image processors do');
+    assert.equal(m.preprocess.source.std, 'processor_config.json');
     assert.equal(m.generation!.temperature, undefined);
     assert.equal(m.generation!.max_length, 12);
   } finally {
