@@ -67,7 +67,7 @@ export const CODES = {
   BLIP3007: e('list of the wrong length'),
   BLIP3099: e('internal: IR does not match its schema'),
   // 4xxx: lowering and checkpoints (blip compile: src/lower, src/weights)
-  BLIP4001: e('checkpoint directory or config.json unreadable'),
+  BLIP4001: e('checkpoint directory, config.json or tokenizer unreadable'),
   BLIP4002: e('no safetensors weights'),
   BLIP4003: e('corrupt safetensors header'),
   BLIP4004: e('truncated safetensors file'),

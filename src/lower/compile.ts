@@ -33,6 +33,8 @@ import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.
 import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
 import { PairRows } from './pairs.js';
 import { manifestValueProblems } from './manifestValues.js';
+import { loadTokenizer } from '../../runtime/tokenizers/hf.js';
+import { TokenizerLoadError } from '../../runtime/errors.js';
 
 export interface CompileOptions {
   model: IrModel;
@@ -493,6 +495,17 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
   const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings);
   if (valueProblems.length) throw new CompileError(valueProblems);
+  // The tokenizers are copied as they are: built once here, so that one `blip run` could not load
+  // is refused now rather than after the weights are written.
+  for (const dir of [x.ckpt.dir, join(x.ckpt.dir, 'qformer_tokenizer')]) {
+    if (!TOKENIZER_FILES.some((f) => existsSync(join(dir, f)))) continue;
+    try {
+      loadTokenizer(dir);
+    } catch (e) {
+      if (e instanceof TokenizerLoadError) throw new CompileError('BLIP4001', `${e.message.replace(/^error BLIP\d+: /, '')}; blip run could not tokenize with it`);
+      throw e;
+    }
+  }
   opts.signal?.throwIfAborted();
   const tmp = partialOutputPath(out);
   rmSync(tmp, { recursive: true, force: true });

@@ -2,7 +2,8 @@
 // safetensors file, an inconsistent shard index, an unsupported dtype. Always names the file (and
 // the tensor, when one is at fault). Codes (4xxx: lowering and checkpoints):
 //
-//   BLIP4001  checkpoint directory or config.json missing / unreadable / not JSON
+//   BLIP4001  checkpoint directory or config.json missing / unreadable / not JSON (the compiler also
+//             raises it for a tokenizer blip run could not build)
 //   BLIP4002  no safetensors weights in the directory (or only PyTorch .bin files)
 //   BLIP4003  corrupt safetensors header (size, JSON, an entry's dtype/shape/offsets)
 //   BLIP4004  truncated safetensors file (data shorter than the header says)

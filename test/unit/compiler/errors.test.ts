@@ -211,6 +211,14 @@ test('a checkpoint of another model type, or of none, is refused by name', async
   }
 });
 
+test('a tokenizer blip run could not build is refused before anything is written', async () => {
+  const weights = checkpointCopy('blip-caption-a');
+  writeFileSync(join(weights, 'tokenizer.json'), readFileSync(join(weights, 'tokenizer.json'), 'utf8').slice(0, 300));
+  await fails(CAPTION, weights, (e) => {
+    assert.match(problem(e, 'BLIP4001').message, /tokenizer\.json is not valid JSON \(.*\); blip run could not tokenize with it$/);
+  });
+});
+
 test('a truncated safetensors file is refused before anything is written', async () => {
   const dir = checkpointCopy('blip-caption-a');
   const f = join(dir, 'model.safetensors');
