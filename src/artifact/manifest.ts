@@ -5,7 +5,7 @@
 //
 // Codes: BLIP5001 no manifest.json, BLIP5002 invalid manifest, BLIP5003 other format version,
 // BLIP5004 a file the manifest names is missing from the directory.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { BlipError } from '../cli/Command.js';
@@ -405,6 +405,12 @@ export function readManifest(dir: string): Manifest {
   for (const t of [man.tokenizer, man.qformer_tokenizer]) if (t) files.push(...t.files.map((f) => join(t.dir, f)));
   for (const f of files) {
     if (!existsSync(join(dir, f))) throw new BlipError('BLIP5004', `${dir} is incomplete: ${f}, named by ${MANIFEST_FILE}, is missing`);
+  }
+  // A copy cut short (an interrupted scp or rsync) would otherwise fail inside onnxruntime's
+  // external-data reader, naming one initializer and its offsets.
+  const size = statSync(join(dir, man.weights.file)).size;
+  if (size !== man.weights.bytes) {
+    throw new BlipError('BLIP5004', `${dir} is incomplete: ${man.weights.file} has ${size} bytes, ${MANIFEST_FILE} says ${man.weights.bytes}; copy it again or recompile`);
   }
   return man;
 }

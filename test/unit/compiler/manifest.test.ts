@@ -34,7 +34,8 @@ export function sampleManifest(): Manifest {
 function artifact(m: unknown, files = ['encode.onnx', 'decoder.onnx', 'weights.bin', 'tokenizer/tokenizer.json']): string {
   const dir = mkdtempSync(join(tmpdir(), 'manifest-'));
   mkdirSync(join(dir, 'tokenizer'));
-  for (const f of files) writeFileSync(join(dir, f), '');
+  // weights.bin as long as the sample manifest says (128 bytes); the graphs' contents are not read here
+  for (const f of files) writeFileSync(join(dir, f), f === 'weights.bin' ? new Uint8Array(128) : '');
   if (m !== undefined) writeFileSync(join(dir, 'manifest.json'), typeof m === 'string' ? m : JSON.stringify(m));
   return dir;
 }
@@ -61,6 +62,12 @@ test('a valid manifest is read back as written', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a weights.bin of another size than the manifest says (a copy cut short) is refused, with both sizes', () => {
+  const dir = artifact(sampleManifest());
+  writeFileSync(join(dir, 'weights.bin'), new Uint8Array(100));
+  refused(dir, 'BLIP5004', /is incomplete: weights\.bin has 100 bytes, manifest\.json says 128; copy it again or recompile$/);
 });
 
 test('a directory without manifest.json is refused as not compiled', () => {
