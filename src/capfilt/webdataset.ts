@@ -138,13 +138,17 @@ export async function* readJsonlSamples(source: Extract<ShardSource, { kind: 'js
       s.error = `line ${n + 1} has no "image" path`;
       return s;
     }
+    const path = isAbsolute(image) ? image : resolve(dir, image);
     try {
-      const bytes = await readFile(isAbsolute(image) ? image : resolve(dir, image));
+      const bytes = await readFile(path);
       let ext = extname(image).slice(1).toLowerCase();
       if (!IMAGE_EXT_SET.has(ext)) ext = 'img';
       s.image = { name: `${key}.${ext}`, bytes };
     } catch (e) {
-      s.error = `cannot read image ${image}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
+      // a relative path is read beside the JSONL file: say where, since that is what surprises
+      s.error = `cannot read image ${image}${path === image ? '' : ` (${path}: relative paths are read from the JSONL file's folder)`}: ${why}`;
     }
     return s;
   };
