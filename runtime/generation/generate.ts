@@ -74,6 +74,9 @@ function resolve(opts: GenerationOptions, promptLength: number): Resolved {
   }
   if (opts.topP !== undefined && !(opts.topP >= 0 && opts.topP <= 1)) throw new GenerationConfigError(`top_p must be in [0, 1], found ${opts.topP}`);
   if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 0)) throw new GenerationConfigError(`top_k must be an integer >= 0, found ${opts.topK}`);
+  int(opts.noRepeatNgramSize, 'no_repeat_ngram_size', 0);
+  if (opts.lengthPenalty !== undefined && !Number.isFinite(opts.lengthPenalty)) throw new GenerationConfigError(`length_penalty must be a number, found ${opts.lengthPenalty}`);
+  if (opts.doSample !== undefined && typeof opts.doSample !== 'boolean') throw new GenerationConfigError(`do_sample must be true or false, found ${JSON.stringify(opts.doSample)}`);
   let minLength = int(opts.minLength, 'min_length', 0) ?? 0;
   const minNewTokens = int(opts.minNewTokens, 'min_new_tokens', 0) ?? 0;
   if (minNewTokens > 0) minLength = 0; // min_new_tokens takes precedence (transformers sets min_length from it)

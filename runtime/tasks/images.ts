@@ -19,16 +19,41 @@ export interface DecodedImage {
  */
 export type ImageInput = string | Uint8Array | { name: string; bytes: Uint8Array } | DecodedImage;
 
+/** Which form of ImageInput `img` is, or undefined for anything else (JavaScript callers). */
+function inputForm(img: unknown): 'path' | 'bytes' | 'named' | 'pixels' | undefined {
+  if (typeof img === 'string') return 'path';
+  if (img instanceof Uint8Array) return 'bytes';
+  if (typeof img !== 'object' || img === null) return undefined;
+  if ('bytes' in img) return img.bytes instanceof Uint8Array && typeof (img as { name?: unknown }).name === 'string' ? 'named' : undefined;
+  return 'data' in img ? 'pixels' : undefined;
+}
+
+/** How an argument that is not what was expected is named in messages. */
+export function describeArgument(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (typeof v === 'object') {
+    const keys = Object.keys(v);
+    return keys.length ? `an object with ${keys.slice(0, 4).map((k) => `${k}: ${typeof (v as Record<string, unknown>)[k]}`).join(', ')}` : 'an empty object';
+  }
+  return `${typeof v} ${String(v)}`;
+}
+
 /** A short name for messages and output records. */
 export function imageName(img: ImageInput, index: number): string {
-  if (typeof img === 'string') return img;
-  if (img instanceof Uint8Array) return `image ${index}`;
-  if ('bytes' in img) return img.name;
-  return `image ${index} (${img.width}x${img.height} pixels)`;
+  const form = inputForm(img);
+  if (form === 'path') return img as string;
+  if (form === 'named') return (img as { name: string }).name;
+  if (form === 'pixels') return `image ${index} (${(img as DecodedImage).width}x${(img as DecodedImage).height} pixels)`;
+  return `image ${index}`;
 }
 
 /** Decode one input to RGB (pixels given as pixels are only checked and converted). */
 export async function toRgbImage(img: ImageInput, index: number, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
+  if (!inputForm(img)) {
+    throw new ImageDecodeError(`image ${index}`, `expected a file path, encoded bytes (a Uint8Array, or {name, bytes}) or decoded pixels ({data, width, height, channels}), found ${describeArgument(img)}`);
+  }
   if (typeof img === 'string') return decodeImage(img, opts);
   if (img instanceof Uint8Array) return decodeImage({ name: imageName(img, index), bytes: img }, opts);
   if ('bytes' in img) return decodeImage(img, opts);

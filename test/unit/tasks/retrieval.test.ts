@@ -70,3 +70,21 @@ test('load() refuses a missing directory, another format version, an incomplete 
   await model.close();
   await assert.rejects(model.itm([fixturePath('images', 'rgb_37x23.png')], ['x']), code('BLIP5043', /closed/));
 });
+
+test('itm / embedImages / embedTexts: JavaScript callers get named errors for arguments of the wrong kind', async () => {
+  const model = await load(await compileFixture('blip-itm-a', tmp.dir), { threads: 1 });
+  try {
+    const m = model as unknown as Record<'itm' | 'embedImages' | 'embedTexts', (...a: unknown[]) => Promise<unknown>>;
+    const img = imagesOf(expected('blip-itm-a'))[0];
+    const says = (message: RegExp) => (e: unknown) => (assert.equal((e as { code?: string }).code, 'BLIP5030', String(e)), assert.match((e as Error).message, message), true);
+    await assert.rejects(m.itm(img, ['a dog']), says(/^images must be an array \(one entry per image\), found /));
+    await assert.rejects(m.itm([img], 'a dog'), says(/^texts must be an array of strings, found the string "a dog"$/));
+    await assert.rejects(m.itm([img], ['a dog', 5]), says(/^texts\[1\] must be a string, found number 5$/));
+    await assert.rejects(m.itm([img], ['a dog'], { batch: 2 }), says(/^unknown option 'batch' \(the options: batchSize\)$/));
+    await assert.rejects(m.embedImages(null), says(/^images must be an array \(one entry per image\), found null$/));
+    await assert.rejects(m.embedTexts([null]), says(/^texts\[0\] must be a string, found null$/));
+    assert.equal(((await m.itm([img], ['a dog'], null)) as unknown[]).length, 1);
+  } finally {
+    await model.close();
+  }
+});
