@@ -1,4 +1,5 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { parseOptions } from '../parseOptions.js';
 import { nearest } from '../main.js';
 import { UsageError, type Command } from '../Command.js';
 import { parseShardSpec } from '../../capfilt/inputs.js';
@@ -88,19 +89,7 @@ const WORKER_OPTS = {
 } as const satisfies ParseArgsConfig['options'];
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
-  try {
-    return parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values;
-  } catch (e) {
-    const msg = (e as Error).message;
-    const m = /Unknown option '(--?[^']+)'/.exec(msg);
-    if (m) {
-      const hint = nearest(m[1].replace(/^-+/, ''), Object.keys(options));
-      throw new UsageError(`unknown option ${m[1]}${hint ? ` (did you mean --${hint}?)` : ''}`);
-    }
-    const p = /Unexpected argument '([^']+)'/.exec(msg);
-    if (p) throw new UsageError(`unexpected argument '${p[1]}'`);
-    throw new UsageError(msg.split('\n')[0].replace(/\. To specify.*$/, ''));
-  }
+  return parseOptions(argv, options, false).values;
 }
 
 function num(name: string, v: string | undefined, integer: boolean): number | undefined {

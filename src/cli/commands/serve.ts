@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util';
-import { nearest } from '../main.js';
+import { parseOptions } from '../parseOptions.js';
 import { UsageError, type Command } from '../Command.js';
 
 const HELP = `Usage: blip serve OUTDIR [OUTDIR ...] --port N [options]
@@ -70,18 +69,7 @@ const command: Command = {
   summary: 'serve compiled models over an OpenAI-compatible HTTP API',
   help: HELP,
   async run(argv) {
-    let parsed;
-    try {
-      parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
-    } catch (e) {
-      const msg = (e as Error).message;
-      const m = /Unknown option '(--?[^']+)'/.exec(msg);
-      if (m) {
-        const hint = nearest(m[1].replace(/^-+/, ''), Object.keys(OPTIONS));
-        throw new UsageError(`unknown option ${m[1]}${hint ? ` (did you mean --${hint}?)` : ''}`);
-      }
-      throw new UsageError(msg.split('\n')[0].replace(/\. To specify.*$/, ''));
-    }
+    const parsed = parseOptions(argv, OPTIONS, true);
     const v = parsed.values;
     if (parsed.positionals.length === 0) throw new UsageError('give at least one compiled model directory (OUTDIR or NAME=OUTDIR)');
     if (v.port === undefined) throw new UsageError('--port is required (0 picks a free port)');

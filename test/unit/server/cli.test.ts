@@ -21,6 +21,16 @@ test('usage errors exit 2, a folder that is no model exits 1 with its BLIP code'
   const typo = spawnSync(process.execPath, args(['serve', 'x', '--port', '0', '--max-bach', '3']), { encoding: 'utf8', cwd: repoRoot() });
   assert.equal(typo.status, 2);
   assert.match(typo.stderr, /did you mean --max-batch/);
+  // a value that starts with '-' is the value (parseArgs alone calls it "ambiguous"), then range-checked
+  const negative = spawnSync(process.execPath, args(['serve', 'x', '--port', '-1']), { encoding: 'utf8', cwd: repoRoot() });
+  assert.equal(negative.status, 2);
+  assert.match(negative.stderr, /^blip serve: --port expects an integer >= 0, got '-1'$/m);
+  const noValue = spawnSync(process.execPath, args(['serve', 'x', '--port']), { encoding: 'utf8', cwd: repoRoot() });
+  assert.equal(noValue.status, 2);
+  assert.match(noValue.stderr, /^blip serve: --port expects a value$/m);
+  const optionAsValue = spawnSync(process.execPath, args(['serve', 'x', '--port', '--quiet']), { encoding: 'utf8', cwd: repoRoot() });
+  assert.equal(optionAsValue.status, 2);
+  assert.match(optionAsValue.stderr, /^blip serve: --port expects a value, found an option after it \(write --port=VALUE for a value that starts with '-'\)$/m);
   const missing = spawnSync(process.execPath, args(['serve', 'test/fixtures/images', '--port', '0']), { encoding: 'utf8', cwd: repoRoot() });
   assert.equal(missing.status, 1, missing.stderr);
   assert.match(missing.stderr, /^error BLIP5001: /m);
