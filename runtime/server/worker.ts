@@ -20,7 +20,9 @@ async function main(): Promise<void> {
   let model: ServedModel;
   try {
     const mod = (await import(init.backendModule ?? new URL(import.meta.url.endsWith('.ts') ? '../model.ts' : '../model.js', import.meta.url).href)) as { load: LoadFn };
-    model = await mod.load(init.dir, { device: init.device, threads: init.threads, deviceId: init.deviceId, options: init.backendOptions });
+    // `options` only for a test backend module: the real load() refuses keys it does not know
+    const opts = { device: init.device, threads: init.threads, deviceId: init.deviceId, ...(init.backendModule ? { options: init.backendOptions } : {}) };
+    model = await mod.load(init.dir, opts);
   } catch (e) {
     post({ type: 'fatal', error: toApiError(e).toWire() });
     return;

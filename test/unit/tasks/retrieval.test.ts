@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { load } from '../../../src/index.js';
+import { compile, load } from '../../../src/index.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
 import { compileFixture, expected, fixturePath, imagesOf, tempDir } from './harness.js';
 
@@ -87,4 +87,24 @@ test('itm / embedImages / embedTexts: JavaScript callers get named errors for ar
   } finally {
     await model.close();
   }
+});
+
+test('load(): a directory that is not a string, an unknown option (with a suggestion), null options', async () => {
+  const loadUntyped = load as unknown as (dir: unknown, opts?: unknown) => Promise<{ close(): Promise<void> }>;
+  await assert.rejects(loadUntyped(5), (e: unknown) => (e as { code?: string }).code === 'BLIP5001' && /directory as a string, found number 5$/.test((e as Error).message));
+  const dir = await compileFixture('blip-itm-a', tmp.dir);
+  await assert.rejects(loadUntyped(dir, { thread: 2 }), (e: unknown) => /unknown load option 'thread'; did you mean 'threads'\?/.test((e as Error).message));
+  await (await loadUntyped(dir, null)).close();
+});
+
+test('compile(): options checked for JavaScript callers — an unknown one (with a suggestion), a dtype it does not make, missing paths', async () => {
+  const compileUntyped = compile as unknown as (graph: unknown, opts?: unknown) => Promise<unknown>;
+  const weights = fixturePath('blip-itm-a', 'checkpoint');
+  const out = join(tmp.dir, 'never-written');
+  const says = (re: RegExp) => (e: unknown) => (assert.equal((e as { code?: string }).code, 'BLIP4015'), assert.match((e as Error).message, re), true);
+  await assert.rejects(compileUntyped('graphs/blip-itm.blip', { weights, out, dtpye: 'fp16' }), says(/unknown compile option 'dtpye'; did you mean 'dtype'\?/));
+  await assert.rejects(compileUntyped('graphs/blip-itm.blip', { weights, out, dtype: 'bf16' }), says(/unknown dtype 'bf16' \(expected fp32 or fp16\)/));
+  await assert.rejects(compileUntyped('graphs/blip-itm.blip', { weights }), says(/needs the out option/));
+  await assert.rejects(compileUntyped('graphs/blip-itm.blip'), says(/needs options with weights and out/));
+  assert.ok(!existsSync(out));
 });
