@@ -12,19 +12,11 @@ import { compile } from '../../../src/lower/compile.js';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { BlipError } from '../../../src/cli/Command.js';
 import { FIXTURES, loadModel, tmp } from './harness.js';
+import { mulberry32 } from '../seededRandom.js';
 
 const root = tmp('checkpoint-fuzz-');
 after(() => rmSync(root, { recursive: true, force: true }));
 
-/** mulberry32, so a failure reproduces from its seed. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const VALUES: unknown[] = [null, -1, 0, 1, 3, 2.5, 1e30, 2 ** 53, '', 'x', 'gelu_new', [], {}, true, [1, 2], [7, 7, 7], { height: 8 }];
 
@@ -46,7 +38,7 @@ const FILES = ['config.json', 'config.json', 'processor_config.json', 'generatio
 for (const [graph, fixture] of CASES) {
   test(`compile either succeeds with a loadable model or stops with a BLIP4xxx error: ${fixture}`, async () => {
     const { model, text } = loadModel(graph);
-    const r = rng(fixture.length * 7919);
+    const r = mulberry32(fixture.length * 7919);
     const outcomes = { compiled: 0, refused: 0 };
     for (let i = 0; i < 14; i++) {
       const weights = join(root, `${fixture}-${i}`);

@@ -12,16 +12,7 @@ import { BlipLexer } from '../../../grammar/tokens.js';
 import { formatSource } from '../../../src/syntax/print.js';
 import { parse } from '../../../src/syntax/parse.js';
 import { load, BLIP2 } from './harness.js';
-
-/** mulberry32: a small seeded PRNG, so failures reproduce. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../seededRandom.js';
 
 // Paths are relative to the repository root (tests run there, from dist/ or from source).
 const graphFiles: Record<string, string> = {};
@@ -70,7 +61,7 @@ const tokens = (text: string) => BlipLexer.tokenize(text).tokens.map((t) => t.im
 const comments = (text: string) => (BlipLexer.tokenize(text).groups.comments ?? []).map((t) => t.image.trimEnd());
 
 test('2000 seeded inputs: no exception, well-formed diagnostics, stable formatting', () => {
-  const r = rng(20240611);
+  const r = mulberry32(20240611);
   let clean = 0;
   for (let i = 0; i < 2000; i++) {
     const text = generate(r, i);

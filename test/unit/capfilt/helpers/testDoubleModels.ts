@@ -4,6 +4,7 @@
 // Like the real models, results depend only on (image, seed) and (image, text), never on the batch.
 import { createHash } from 'node:crypto';
 import type { CapfiltModels, ImageInput } from '../../../../src/capfilt/model.js';
+import { mulberry32 } from '../../seededRandom.js';
 
 const COLOURS: Array<[string, [number, number, number]]> = [
   ['red', [220, 30, 30]],
@@ -29,17 +30,6 @@ export function colourOf(img: ImageInput): string {
     if (d < bestD) [best, bestD] = [name, d];
   }
   return best;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const unit = (s: string): number => createHash('sha256').update(s).digest().readUInt32BE(0) / 4294967296;
