@@ -1,10 +1,12 @@
-// What config.json and generation_config.json put in the manifest, checked before it is written:
-// the runtime validates manifest.json when it loads one (src/artifact/manifest.ts), so a value the
-// compiler copied as it found it (a token id of 2.5, `num_beams: "x"`, `max_length: -5`) would
-// otherwise make an artifact that compiles and then refuses to run. Each such value is a BLIP4017
-// error naming the file and key; a sampling setting a greedy model never uses (transformers accepts
-// `temperature: 0` with `do_sample: false`) is dropped with a warning instead. Token ids must also
-// lie in the decoder's vocabulary, which the schema cannot know.
+// What config.json, the image processor file and generation_config.json put in the manifest,
+// checked before anything is written: the runtime validates manifest.json when it loads one
+// (src/artifact/manifest.ts), so a value the compiler copied as it found it (a token id of 2.5,
+// `num_beams: "x"`, an image size of 0) would otherwise make an artifact that compiles and then
+// refuses to run, and a malformed one replaced by a default would preprocess unlike transformers.
+// Each such value is a BLIP4017 error naming the file and key; a sampling setting a greedy model
+// never uses (transformers accepts `temperature: 0` with `do_sample: false`) is dropped with a
+// warning instead. Token ids must also lie in the decoder's vocabulary, and the processor's size
+// match the vision encoder's, which no schema knows.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { manifestSchema, type Generation, type Preprocess, type TextConventions } from '../artifact/manifest.js';
 import type { SourceLoc } from '../ir/types.js';
