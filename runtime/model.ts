@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { BlipRuntimeError, DeviceError } from './errors.js';
-import { didYouMean } from '../src/diagnostics/suggest.js';
+import { unknownOption } from '../src/diagnostics/suggest.js';
 import { BlipError } from '../src/cli/Command.js';
 import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
 import { parseDevice, type Device, type Provider } from './providers.js';
@@ -22,7 +22,8 @@ import { DeviceRowGather } from './generation/deviceRows.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizers/hf.js';
 import { generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
 import { embedImages, embedTexts, itmPairs, type Embedding, type ItmOptions, type ItmResult } from './tasks/retrieval.js';
-import { describeArgument, type ImageInput } from './tasks/images.js';
+import type { ImageInput } from './tasks/images.js';
+import { describeArgument } from './tasks/arguments.js';
 
 /** Staged decoders run at most this many times (new tokens x beams) open unpacked (see load()). */
 export const UNPACKED_DECODER_RUNS = 64;
@@ -182,20 +183,19 @@ function graphWeightBytes(dir: string, file: string): number {
   }
 }
 
+/** Every key LoadOptions has (checked at run time for JavaScript callers). */
+const LOAD_OPTIONS: Array<keyof LoadOptions> = ['device', 'threads', 'deviceId', 'kvOnDevice', 'staged', 'greedyLoop'];
+
 /**
  * Load a compiled model directory. Refuses a directory without a manifest (BLIP5001), an invalid
  * one (BLIP5002), one written by another artifact format version (BLIP5003) or with missing files
  * (BLIP5004); an unknown or unusable device is BLIP504x.
  */
-/** Every key LoadOptions has (checked at run time for JavaScript callers). */
-const LOAD_OPTIONS: Array<keyof LoadOptions> = ['device', 'threads', 'deviceId', 'kvOnDevice', 'staged', 'greedyLoop'];
-
 export async function load(dir: string, opts: LoadOptions | null = {}): Promise<BlipModel> {
   if (typeof dir !== 'string') throw new BlipError('BLIP5001', `load() takes the compiled model's directory as a string, found ${describeArgument(dir)}`);
   opts ??= {};
-  for (const k of Object.keys(opts)) {
-    if (!LOAD_OPTIONS.includes(k as keyof LoadOptions)) throw new DeviceError('BLIP5043', `unknown load option '${k}'${didYouMean(k, LOAD_OPTIONS)} (the options: ${LOAD_OPTIONS.join(', ')})`);
-  }
+  const unknown = unknownOption(opts, LOAD_OPTIONS, 'load option');
+  if (unknown) throw new DeviceError('BLIP5043', unknown);
   const manifest = readManifest(dir);
   const preprocess = preprocessFromManifest(manifest.preprocess, `${join(dir, 'manifest.json')} preprocess`);
   if (!manifest.tokenizer) throw new BlipRuntimeError('BLIP5020', `${dir}: the manifest names no tokenizer; recompile the model`);

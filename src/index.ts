@@ -6,7 +6,7 @@ import { loadProgram } from './syntax/load.js';
 import { compile as compileModel, type CompileResult } from './lower/compile.js';
 import { CompileError } from './lower/CompileError.js';
 import { TARGETS, type Target } from './rewrite/index.js';
-import { didYouMean } from './diagnostics/suggest.js';
+import { unknownOption } from './diagnostics/suggest.js';
 
 export { load } from '../runtime/model.js';
 export type {
@@ -49,20 +49,19 @@ export interface CompileOptions {
   signal?: AbortSignal;
 }
 
+const COMPILE_OPTIONS: Array<keyof CompileOptions> = ['weights', 'out', 'dtype', 'model', 'target', 'quantize', 'onProgress', 'signal'];
+
 /**
  * Compile `graphPath` (a .blip file) with a checkpoint into `opts.out`, as `blip compile` does.
  * Throws CompileError (its `problems` carry BLIPnnnn codes and .blip locations) when the file does
  * not check or the checkpoint does not fit it, BlipError for unreadable checkpoint files.
  */
-const COMPILE_OPTIONS: Array<keyof CompileOptions> = ['weights', 'out', 'dtype', 'model', 'target', 'quantize', 'onProgress', 'signal'];
-
 export async function compile(graphPath: string, opts: CompileOptions): Promise<CompileResult> {
   // checked at run time too, for JavaScript callers
   if (typeof graphPath !== 'string') throw new CompileError('BLIP4015', `compile() takes the .blip file's path as a string, found ${typeof graphPath}`);
   if (typeof opts !== 'object' || opts === null) throw new CompileError('BLIP4015', 'compile() needs options with weights and out');
-  for (const k of Object.keys(opts)) {
-    if (!COMPILE_OPTIONS.includes(k as keyof CompileOptions)) throw new CompileError('BLIP4015', `unknown compile option '${k}'${didYouMean(k, COMPILE_OPTIONS)} (the options: ${COMPILE_OPTIONS.join(', ')})`);
-  }
+  const unknown = unknownOption(opts, COMPILE_OPTIONS, 'compile option');
+  if (unknown) throw new CompileError('BLIP4015', unknown);
   for (const k of ['weights', 'out'] as const) if (typeof opts[k] !== 'string') throw new CompileError('BLIP4015', `compile() needs the ${k} option, a directory path`);
   if (opts.dtype !== undefined && !['float32', 'float16', 'fp32', 'fp16'].includes(opts.dtype)) throw new CompileError('BLIP4015', `unknown dtype '${opts.dtype}' (expected fp32 or fp16)`);
   const loaded = loadProgram(graphPath);

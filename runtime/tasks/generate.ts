@@ -26,8 +26,8 @@ import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } 
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
-import { describeArgument, pixelBatch, type ImageInput } from './images.js';
-import { didYouMean } from '../../src/diagnostics/suggest.js';
+import { pixelBatch, type ImageInput } from './images.js';
+import { checkImageList, optionsObject } from './arguments.js';
 import { encodeInRows, release } from './encodeRows.js';
 
 export interface GenerateOptions {
@@ -286,10 +286,6 @@ function checkOptions(o: GenerateOptions): void {
   if (Array.isArray(o.seed) && !o.seed.every((s) => Number.isFinite(s))) throw new GenerationConfigError('seed must be finite numbers');
   if (o.seed !== undefined && !Array.isArray(o.seed) && !(typeof o.seed === 'number' && Number.isFinite(o.seed))) throw new GenerationConfigError(`seed must be a finite number, found ${JSON.stringify(o.seed)}`);
   if (o.onToken !== undefined && typeof o.onToken !== 'function') throw new GenerationConfigError('onToken must be a function');
-  // JavaScript callers have no type checker: a misspelt option would otherwise be ignored
-  for (const k of Object.keys(o)) {
-    if (!GENERATE_OPTIONS.includes(k as keyof GenerateOptions)) throw new GenerationConfigError(`unknown option '${k}'${didYouMean(k, GENERATE_OPTIONS)} (the options: ${GENERATE_OPTIONS.join(', ')})`);
-  }
 }
 
 /** Every key GenerateOptions has (checked at run time for JavaScript callers). */
@@ -300,9 +296,9 @@ const GENERATE_OPTIONS: Array<keyof GenerateOptions> = [
 
 /** Run generation for `images` (see GenerateOptions); one result per image, in order. */
 export async function generateForImages(ctx: GenerateContext, images: ImageInput[], opts: GenerateOptions | null = {}): Promise<GenerateResult[]> {
-  if (!Array.isArray(images)) throw new GenerationConfigError(`images must be an array (one entry per image), found ${describeArgument(images)}`);
-  opts ??= {};
-  if (typeof opts !== 'object') throw new GenerationConfigError(`options must be an object, found ${describeArgument(opts)}`);
+  checkImageList(images);
+  // JavaScript callers have no type checker: a misspelt option would otherwise be ignored
+  opts = optionsObject<GenerateOptions>(opts, GENERATE_OPTIONS);
   checkOptions(opts);
   const m = ctx.manifest;
   if (!m.decoder) throw new BlipRuntimeError('BLIP5044', 'this model has no decoder facts in its manifest; recompile it');

@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError, ImageDecodeError } from '../errors.js';
 import { decodeImage, toRgb, type ImageDecodeOptions, type RgbImage } from '../preprocess/image.js';
 import { assemblePixelValues, resizeForModel, type PreprocessConfig } from '../preprocess/index.js';
+import { describeArgument } from './arguments.js';
 
 /** Decoded 8-bit pixels, interleaved row-major (HWC); 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels. */
 export interface DecodedImage {
@@ -28,18 +29,6 @@ function inputForm(img: unknown): 'path' | 'bytes' | 'named' | 'pixels' | undefi
   return 'data' in img ? 'pixels' : undefined;
 }
 
-/** How an argument that is not what was expected is named in messages. */
-export function describeArgument(v: unknown): string {
-  if (v === null || v === undefined) return String(v);
-  if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  if (typeof v === 'object') {
-    const keys = Object.keys(v);
-    return keys.length ? `an object with ${keys.slice(0, 4).map((k) => `${k}: ${typeof (v as Record<string, unknown>)[k]}`).join(', ')}` : 'an empty object';
-  }
-  return `${typeof v} ${String(v)}`;
-}
-
 /** A short name for messages and output records. */
 export function imageName(img: ImageInput, index: number): string {
   const form = inputForm(img);
@@ -51,13 +40,14 @@ export function imageName(img: ImageInput, index: number): string {
 
 /** Decode one input to RGB (pixels given as pixels are only checked and converted). */
 export async function toRgbImage(img: ImageInput, index: number, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
-  if (!inputForm(img)) {
+  const form = inputForm(img);
+  if (!form) {
     throw new ImageDecodeError(`image ${index}`, `expected a file path, encoded bytes (a Uint8Array, or {name, bytes}) or decoded pixels ({data, width, height, channels}), found ${describeArgument(img)}`);
   }
-  if (typeof img === 'string') return decodeImage(img, opts);
-  if (img instanceof Uint8Array) return decodeImage({ name: imageName(img, index), bytes: img }, opts);
-  if ('bytes' in img) return decodeImage(img, opts);
-  const { width, height, channels, data } = img;
+  if (form === 'path') return decodeImage(img as string, opts);
+  if (form === 'bytes') return decodeImage({ name: imageName(img, index), bytes: img as Uint8Array }, opts);
+  if (form === 'named') return decodeImage(img as { name: string; bytes: Uint8Array }, opts);
+  const { width, height, channels, data } = img as DecodedImage;
   const name = imageName(img, index);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new ImageDecodeError(name, `bad size ${width}x${height}`);
   if (![1, 2, 3, 4].includes(channels)) throw new ImageDecodeError(name, `${channels} channels; 1 to 4 expected`);

@@ -11,7 +11,8 @@ import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
 import type { DecoderSession } from '../generation/onnx.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
-import { describeArgument, distinct, pixelBatch, type ImageInput } from './images.js';
+import { distinct, pixelBatch, type ImageInput } from './images.js';
+import { checkImageList, checkTextList, optionsObject } from './arguments.js';
 
 export interface RetrievalContext {
   manifest: Manifest;
@@ -76,25 +77,6 @@ const paired = (ctx: RetrievalContext): boolean => ctx.retrieval.inputNames.incl
 
 const index = (rows: number[]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [rows.length]);
 
-// The arguments as JavaScript callers may pass them (no type checker): arrays, texts that are
-// strings, an options object with known keys. Images themselves are checked as they are read.
-function checkImages(images: unknown): void {
-  if (!Array.isArray(images)) throw new GenerationConfigError(`images must be an array (one entry per image), found ${describeArgument(images)}`);
-}
-
-function checkTexts(texts: unknown): void {
-  if (!Array.isArray(texts)) throw new GenerationConfigError(`texts must be an array of strings, found ${describeArgument(texts)}`);
-  const bad = texts.findIndex((t) => typeof t !== 'string');
-  if (bad >= 0) throw new GenerationConfigError(`texts[${bad}] must be a string, found ${describeArgument(texts[bad])}`);
-}
-
-function checkOptions(opts: unknown): ItmOptions {
-  if (opts === undefined || opts === null) return {};
-  if (typeof opts !== 'object') throw new GenerationConfigError(`options must be an object, found ${describeArgument(opts)}`);
-  for (const k of Object.keys(opts)) if (k !== 'batchSize') throw new GenerationConfigError(`unknown option '${k}' (the options: batchSize)`);
-  return opts as ItmOptions;
-}
-
 function batchSizeOf(o: ItmOptions, dflt: number): number {
   const bs = o.batchSize ?? dflt;
   if (!Number.isInteger(bs) || bs < 1) throw new GenerationConfigError(`batchSize must be an integer >= 1, found ${bs}`);
@@ -142,9 +124,9 @@ export function calls(runs: number[], bs: number): Array<[number, number]> {
  * with every text (every image).
  */
 export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
-  checkImages(images);
-  checkTexts(texts);
-  opts = checkOptions(opts);
+  checkImageList(images);
+  checkTextList(texts);
+  opts = optionsObject<ItmOptions>(opts, ['batchSize']);
   if (images.length === 0 || texts.length === 0) return [];
   const n = Math.max(images.length, texts.length);
   if (images.length !== n && images.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
@@ -177,8 +159,8 @@ function split(t: ort.Tensor): Embedding[] {
 
 /** The normalised ITC image embeddings (BLIP: (E); BLIP-2: (Q, E)). */
 export async function embedImages(ctx: RetrievalContext, images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
-  checkImages(images);
-  opts = checkOptions(opts);
+  checkImageList(images);
+  opts = optionsObject<ItmOptions>(opts, ['batchSize']);
   if (!ctx.retrieval.outputNames.includes('image_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no image_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
   const out: Embedding[] = [];
@@ -195,8 +177,8 @@ export async function embedImages(ctx: RetrievalContext, images: ImageInput[], o
 
 /** The normalised ITC text embeddings (E). */
 export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
-  checkTexts(texts);
-  opts = checkOptions(opts);
+  checkTextList(texts);
+  opts = optionsObject<ItmOptions>(opts, ['batchSize']);
   if (!ctx.retrieval.outputNames.includes('text_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no text_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
   // the graph's declared image size (the preprocess size unless resizing is off)

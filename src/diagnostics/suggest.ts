@@ -27,6 +27,15 @@ export function didYouMean(word: string, candidates: Iterable<string>): string {
   return c ? `; did you mean '${c}'?` : '';
 }
 
+/**
+ * "unknown option 'k'; did you mean 'x'? (the options: a, b, c)" for the first key of `given` that
+ * `known` lacks, or undefined: options objects checked at run time, for JavaScript callers.
+ */
+export function unknownOption(given: object, known: readonly string[], what = 'option'): string | undefined {
+  const k = Object.keys(given).find((key) => !known.includes(key));
+  return k === undefined ? undefined : `unknown ${what} '${k}'${didYouMean(k, known)} (the options: ${known.join(', ')})`;
+}
+
 /** "a, b, c" with at most `max` names, then "… (N more)". */
 export function someOf(names: string[], max = 12): string {
   return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')}, … (${names.length - max} more)`;

@@ -502,7 +502,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     try {
       loadTokenizer(dir);
     } catch (e) {
-      if (e instanceof TokenizerLoadError) throw new CompileError('BLIP4001', `${e.message.replace(/^error BLIP\d+: /, '')}; blip run could not tokenize with it`);
+      if (e instanceof TokenizerLoadError) throw new CompileError('BLIP4001', `${e.message}; blip run could not tokenize with it`);
       throw e;
     }
   }

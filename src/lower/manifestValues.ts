@@ -12,6 +12,7 @@ import { manifestSchema, type Generation, type Preprocess, type TextConventions 
 import type { SourceLoc } from '../ir/types.js';
 import { blockSchemaId, checkAttrs } from '../ir/validate.js';
 import type { Problem } from './CompileError.js';
+import { RESAMPLE } from './conventions.js';
 
 /** Where each manifest `text` field comes from in the checkpoint's config.json. */
 const TEXT_SOURCES: Record<string, string> = {
@@ -75,7 +76,7 @@ export function manifestValueProblems(
   const said = (k: string) => `${preprocess.source[k]} gives ${show(pp[k])} for ${PROCESSOR_KEYS[k] ?? k}`;
   for (const p of checkAttrs(blockSchemaId('preprocess'), inBlock as Record<string, never>)) {
     const k = String(p.path[0]);
-    const why = k === 'resample' && typeof pp[k] === 'number' ? 'a PIL filter blip-graph does not resize with (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)' : `expected ${p.expected}`;
+    const why = k === 'resample' && typeof pp[k] === 'number' ? `a PIL filter blip-graph does not resize with (${Object.entries(RESAMPLE).map(([code, name]) => `${code} ${name}`).join(', ')})` : `expected ${p.expected}`;
     problems.push({ code: 'BLIP4017', message: `${said(k)}: ${why}`, loc });
   }
   for (const k of ['do_resize', 'do_rescale']) if (fromFile.includes(k) && typeof pp[k] !== 'boolean') problems.push({ code: 'BLIP4017', message: `${said(k)}: expected true or false`, loc });

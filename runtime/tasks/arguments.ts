@@ -1,0 +1,36 @@
+// The task methods' arguments as JavaScript callers may pass them (no type checker): a list where a
+// list belongs, texts that are strings, an options object with known keys. Images themselves are
+// checked as they are read (images.ts). Each failure is a BLIP5030 naming what was found.
+import { GenerationConfigError } from '../errors.js';
+import { unknownOption } from '../../src/diagnostics/suggest.js';
+
+/** How an argument that is not what was expected is named in messages. */
+export function describeArgument(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (typeof v === 'object') {
+    const keys = Object.keys(v);
+    return keys.length ? `an object with ${keys.slice(0, 4).map((k) => `${k}: ${typeof (v as Record<string, unknown>)[k]}`).join(', ')}` : 'an empty object';
+  }
+  return `${typeof v} ${String(v)}`;
+}
+
+export function checkImageList(images: unknown): void {
+  if (!Array.isArray(images)) throw new GenerationConfigError(`images must be an array (one entry per image), found ${describeArgument(images)}`);
+}
+
+export function checkTextList(texts: unknown): void {
+  if (!Array.isArray(texts)) throw new GenerationConfigError(`texts must be an array of strings, found ${describeArgument(texts)}`);
+  const bad = texts.findIndex((t) => typeof t !== 'string');
+  if (bad >= 0) throw new GenerationConfigError(`texts[${bad}] must be a string, found ${describeArgument(texts[bad])}`);
+}
+
+/** `opts` as an options object with none but `known` keys; null or undefined are no options. */
+export function optionsObject<T extends object>(opts: unknown, known: ReadonlyArray<keyof T & string>): T {
+  if (opts === undefined || opts === null) return {} as T;
+  if (typeof opts !== 'object') throw new GenerationConfigError(`options must be an object, found ${describeArgument(opts)}`);
+  const unknown = unknownOption(opts, known);
+  if (unknown) throw new GenerationConfigError(unknown);
+  return opts as T;
+}
