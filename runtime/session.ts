@@ -1,6 +1,6 @@
 // ONNX Runtime sessions for an artifact's graphs, on the requested device.
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { DeviceError, firstLine } from './errors.js';
@@ -99,7 +99,7 @@ export async function openSession(modelPath: string, o: SessionOptions = {}): Pr
       // CPU: a tied embedding / LM head gets a second initializer over the same bytes (see untieHead),
       // and a decoder runs greedy steps in the graph (greedyLoop.ts)
       let rewritten = p === 'cpu' ? untieHead(readFileSync(modelPath)) : undefined;
-      if (p === 'cpu' && o.greedyLoop) rewritten = wrapInGreedyLoop(rewritten ?? readFileSync(modelPath)) ?? rewritten;
+      if (p === 'cpu' && o.greedyLoop) rewritten = wrapInGreedyLoop(rewritten ?? readFileSync(modelPath), { weightsInBody: !hardLinked(join(dirname(modelPath), 'weights.bin')) }) ?? rewritten;
       const session = p === 'cpu' ? cpuSessionConfig(o, rewritten ? resolve(dirname(modelPath)) : undefined) : {};
       if (Object.keys(session).length) opts.extra = { session };
       const created = rewritten ? await ort.InferenceSession.create(rewritten, opts) : await ort.InferenceSession.create(modelPath, opts);
@@ -115,6 +115,15 @@ export async function openSession(modelPath: string, o: SessionOptions = {}): Pr
 }
 
 const { onnx } = onnxProto;
+
+/** Whether a file has more than one hard link (a `cp -al` copy of an artifact, say). */
+function hardLinked(path: string): boolean {
+  try {
+    return statSync(path).nlink > 1;
+  } catch {
+    return false;
+  }
+}
 
 /** Suffix of the second initializer untieHead gives a tied LM head. */
 export const HEAD_ALIAS = '::lm_head';

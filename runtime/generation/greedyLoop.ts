@@ -8,8 +8,8 @@
 // The wrapped graph still is the step graph: with loop.max_steps = 1 it runs one step and returns
 // its logits and present.* as before (beam search, sampling, logits processors), so one session —
 // one copy of the prepacked weights — serves both. The step's nodes move into the Loop body
-// unchanged and keep reading the main graph's initializers (outer scope); every name the body
-// defines gets a `loop.` prefix, so nothing in it shadows the main graph.
+// unchanged, their initializers with them (GreedyLoopOptions); every name the body defines gets a
+// `loop.` prefix, so nothing in it shadows the main graph.
 import onnxProto from 'onnx-proto';
 import { decodeFlatModel } from '../onnxModel.js';
 
@@ -62,12 +62,22 @@ const int = (name: string, v: number): onnxProto.onnx.IAttributeProto => ({ name
 const tensorAttr = (name: string, t: onnxProto.onnx.ITensorProto): onnxProto.onnx.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.TENSOR, t });
 const constant = (out: string, t: onnxProto.onnx.ITensorProto): Node => node('Constant', [], [out], [tensorAttr('value', t)]);
 
+export interface GreedyLoopOptions {
+  /**
+   * The step's initializers become the Loop body's own (default true). False keeps them in the main
+   * graph, read from the outer scope: onnxruntime 1.30 refuses a subgraph initializer whose
+   * external-data file has more than one hard link ("potential hardlink attack"), which it does not
+   * for the main graph's (runtime/session.ts decides).
+   */
+  weightsInBody?: boolean;
+}
+
 /**
  * The greedy-loop form of a step graph (model bytes), or undefined when the graph is not one this
  * can wrap: it has subgraphs already, no input_ids, position_ids, no 2-D logits, a past.* without
  * its present.*, or an opset whose ReduceMax takes axes as an input (18+).
  */
-export function wrapInGreedyLoop(bytes: Uint8Array): Uint8Array | undefined {
+export function wrapInGreedyLoop(bytes: Uint8Array, opts: GreedyLoopOptions = {}): Uint8Array | undefined {
   const model = decodeFlatModel(bytes);
   if (!model) return undefined;
   const g = model.graph!;
@@ -144,6 +154,14 @@ export function wrapInGreedyLoop(bytes: Uint8Array): Uint8Array | undefined {
     input: [vi(L('iter'), INT64, []), vi(L('cond_in'), BOOL, []), ...carried.map((n) => vi(inner.get(n)!, elem(n))), vi(L('in.finished'), BOOL), vi(L('in.logits'), FLOAT)],
     output: [vi(L('cond_out'), BOOL, []), ...next.map((n, i) => vi(n, elem(carried[i]))), ...past.map((p) => vi(rename(p.replace(/^past\./, 'present.')), elem(p))), vi(L('finished'), BOOL), vi(logits, FLOAT), vi(L('token'), INT64)],
   };
+  if (opts.weightsInBody !== false) {
+    // The weights move with the nodes that read them (nothing in the main graph does): onnxruntime's
+    // layout passes rewrite a node's weight only when it is an initializer of the node's own graph
+    // (its NCHWc pass leaves a 1×1 Conv over an outer-scope weight as a plain Conv between two
+    // Transposes, PointwiseConvFusion's form, which is then slower than the MatMul it replaced).
+    bodyGraph.initializer = g.initializer ?? [];
+    g.initializer = [];
+  }
 
   // The main graph: one Loop over the body; presents and logits are its final carried values.
   const main: Node[] = [

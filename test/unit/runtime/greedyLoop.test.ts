@@ -6,7 +6,7 @@
 // (EOS banned in the graph); sampling, beams and the other logits processors keep the host loop.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
@@ -69,7 +69,11 @@ for (const { fixture, prompt } of CASES) {
     const bodyOps = opTypes(body.node ?? []);
     for (const op of new Set(stepOps)) assert.equal(bodyOps.filter((o) => o === op).length >= stepOps.filter((o) => o === op).length, true, op);
     assert.ok(bodyOps.includes(':ArgMax') && bodyOps.includes(':Where'));
-    assert.equal((after_.initializer ?? []).length, (before.initializer ?? []).length, 'initializers stay in the main graph, once');
+    // the weights go with the nodes into the body (onnxruntime's NCHWc pass rewrites only a graph's own)
+    assert.equal((body.initializer ?? []).length, (before.initializer ?? []).length, 'initializers move into the body, once');
+    assert.equal((after_.initializer ?? []).length, 0);
+    const outer = onnx.ModelProto.decode(wrapInGreedyLoop(bytes, { weightsInBody: false })!).graph!;
+    assert.equal((outer.initializer ?? []).length, (before.initializer ?? []).length, 'weightsInBody false: they stay in the main graph');
 
     // one prefill step through both, same feeds
     const plain = (await openSession(file, { threads: 1 })).session;
@@ -202,4 +206,28 @@ test('graphs it cannot wrap are left alone: position_ids, subgraphs, no logits',
   const withSubgraph: onnxProto.onnx.INodeProto = { opType: 'If', input: ['input_ids'], output: ['logits'], attribute: [{ name: 'then_branch', type: onnx.AttributeProto.AttributeType.GRAPH, g: { name: 't' } }] };
   assert.equal(wrapInGreedyLoop(mk(['input_ids'], ['logits'], [withSubgraph])), undefined);
   assert.equal(wrapInGreedyLoop(new Uint8Array([1, 2, 3])), undefined);
+});
+
+test('an artifact whose weights.bin is hard-linked (cp -al) still loads with greedy in the graph, its tokens the same', async () => {
+  // onnxruntime refuses a Loop body's initializer in a file with two links; the weights then stay outer
+  const dir = await compileFixture('blip2-opt-a', tmp.dir);
+  const linked = join(tmp.dir, 'hard-linked');
+  mkdirSync(linked, { recursive: true });
+  for (const f of readdirSync(dir, { withFileTypes: true })) {
+    if (f.name === 'weights.bin') linkSync(join(dir, f.name), join(linked, f.name));
+    else if (f.isFile()) copyFileSync(join(dir, f.name), join(linked, f.name));
+    else {
+      mkdirSync(join(linked, f.name), { recursive: true });
+      for (const g of readdirSync(join(dir, f.name))) copyFileSync(join(dir, f.name, g), join(linked, f.name, g));
+    }
+  }
+  const images = imagesOf(expected('blip2-opt-a')).slice(0, 1);
+  const opts = { prompt: 'Question: what is it? Answer:', maxNewTokens: 6, numBeams: 1, repetitionPenalty: 1 };
+  const own = await load(dir, { threads: 1, greedyLoop: true });
+  const want = await own.generate(images, opts);
+  await own.close();
+  const shared = await load(linked, { threads: 1, greedyLoop: true });
+  const got = await shared.generate(images, opts);
+  await shared.close();
+  assert.deepEqual(got.map((r) => r.tokenIds), want.map((r) => r.tokenIds));
 });
