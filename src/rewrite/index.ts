@@ -17,6 +17,7 @@ import { AttentionBiasFusion } from './AttentionBiasFusion.js';
 import { QueryScaleFusion } from './QueryScaleFusion.js';
 import { UnitScaleFusion } from './UnitScaleFusion.js';
 import { QkvPackFusion } from './QkvPackFusion.js';
+import { PointwiseConvFusion } from './PointwiseConvFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
 export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
@@ -36,7 +37,7 @@ const BEFORE_ATTENTION: Fusion[] = [BiasGeluFusion, SimplifiedLayerNormFusion, F
  */
 export const PIPELINES: Record<Target, Fusion[]> = {
   plain: [],
-  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, QueryScaleFusion, AttentionBiasFusion, UnitScaleFusion, QkvPackFusion],
+  cpu: [...BEFORE_ATTENTION, GroupQueryAttentionFusion, MultiHeadAttentionFusion, QueryScaleFusion, AttentionBiasFusion, UnitScaleFusion, QkvPackFusion, PointwiseConvFusion],
   cuda: [...BEFORE_ATTENTION, MultiHeadAttentionFusion],
   webgpu: [...BEFORE_ATTENTION],
 };

@@ -23,8 +23,8 @@ export function seeded(n: number, seed: number, sd = 0.5, mean = 0): Float32Arra
 export type Build = (b: GraphBuilder, w: (key: string, dims: number[], sd?: number, mean?: number) => Value) => void;
 
 /** `transform` may replace a weight's data (e.g. by its quantized-dequantized copy). */
-export function build(fn: Build, floatType: 'float32' | 'float16' = 'float32', transform?: (data: Float32Array, dims: number[]) => Float32Array): GraphBuilder {
-  const b = new GraphBuilder('test', new WeightStore(floatType));
+export function build(fn: Build, floatType: 'float32' | 'float16' = 'float32', transform?: (data: Float32Array, dims: number[]) => Float32Array, graphName = 'test'): GraphBuilder {
+  const b = new GraphBuilder(graphName, new WeightStore(floatType));
   let seed = 1;
   fn(b, (key, dims, sd = 0.3, mean = 0) => {
     const s = seed++;
@@ -59,9 +59,9 @@ export interface Compared {
  * Build the graph twice, rewrite the second for `opts` (up to the fusion `through`), run both on every feed set and return
  * the op histograms and the max differences (asserting the outputs' shapes agree).
  */
-export async function compare(fn: Build, feeds: Array<Record<string, ort.Tensor>>, opts: RewriteOptions = { target: 'cpu' }, floatType: 'float32' | 'float16' = 'float32', through?: string): Promise<Compared> {
-  const plain = build(fn, floatType);
-  const fused = build(fn, floatType);
+export async function compare(fn: Build, feeds: Array<Record<string, ort.Tensor>>, opts: RewriteOptions = { target: 'cpu' }, floatType: 'float32' | 'float16' = 'float32', through?: string, graphName = 'test'): Promise<Compared> {
+  const plain = build(fn, floatType, undefined, graphName);
+  const fused = build(fn, floatType, undefined, graphName);
   const before = opHistogram(fused.nodes);
   const report = rewriteGraph(fused, opts, through);
   const after = opHistogram(fused.nodes);
