@@ -75,6 +75,7 @@ test('bin/blip serve: the pid it was started as is node itself (exec), so SIGTER
   let err = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.after(() => void child.kill('SIGKILL')); // a failed assertion must not leave the server running
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -85,8 +86,9 @@ test('bin/blip serve: the pid it was started as is node itself (exec), so SIGTER
   });
   const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
   assert.ok(cmdline.some((a) => a.endsWith(join('bin', 'blip.js'))), cmdline.join(' '));
-  const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0');
-  assert.ok(environ.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=1'), environ.filter((e) => e.startsWith('GLIBC')).join(' '));
+  // glibc parses GLIBC_TUNABLES in place at start-up, so /proc shows its ':' separators as NULs.
+  const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8');
+  assert.match(environ, /(^|\0)GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1[:\0]glibc\.malloc\.mmap_threshold=1048576\0/, environ.split('\0').filter((e) => e.startsWith('GLIBC')).join(' '));
   child.kill('SIGTERM');
   assert.equal(await exited, 0, err);
   assert.match(err, /SIGTERM: no new requests/);
