@@ -28,6 +28,6 @@ export function hugePageStatus(env: NodeJS.ProcessEnv = process.env, thpFile = '
   if (tunable === '1' || tunable === '2') return { active: true, line: `huge pages: on (GLIBC_TUNABLES glibc.malloc.hugetlb=${tunable}, THP [madvise], glibc ${glibc})` };
   return {
     active: false,
-    line: `huge pages: off (THP is [madvise]; start through bin/blip, or set GLIBC_TUNABLES=glibc.malloc.hugetlb=1 before node starts: a one-shot run is 20-50 % faster)`,
+    line: `huge pages: off (THP is [madvise]; start through bin/blip, or set GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576 (as bin/blip does) before node starts: a one-shot run is 20-50 % faster)`,
   };
 }
