@@ -34,7 +34,7 @@ import { compile } from '../src/lower/compile.js';
 import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { decodeModel } from '../src/lower/emitOnnx.js';
 import type { Target } from '../src/rewrite/index.js';
-import { readBandwidth } from './bandwidth.js';
+import { readBandwidth, readBandwidthDetail, type BandwidthReading } from './bandwidth.js';
 import { besideFraction, boundTokensPerSecond, type ProbedCall } from './bound.js';
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 
@@ -376,8 +376,15 @@ async function main(): Promise<void> {
   // This VM's read bandwidth swings by a third from minute to minute (39-58 GB/s measured within
   // ten minutes): it is measured again before each case and the highest value makes every row's
   // bound, the strictest choice.
-  const bws = [await readBandwidth(o.threads)];
-  log(`read bandwidth ${bws[0].toFixed(2)} GB/s`);
+  // Each before-case reading with both probes' own numbers (bench/bandwidth.ts: the faster counts).
+  const probes: BandwidthReading[] = [];
+  const probe = async (): Promise<number> => {
+    const r = await readBandwidthDetail(o.threads);
+    probes.push(r);
+    log(`read bandwidth ${r.gbs.toFixed(2)} GB/s (ReduceSum ${r.reduceSum.toFixed(2)}, MatMul by a vector ${r.matMul.toFixed(2)})`);
+    return r.gbs;
+  };
+  const bws = [await probe()];
   const stepBytes: Record<string, number> = {};
 
   const rows: Row[] = [];
@@ -398,8 +405,7 @@ async function main(): Promise<void> {
     const meanSelf = 16 + (c.crossLength ? 0 : 32) + o.tokens / 2;
     const kvBytes = d.layers * 2 * c.batch * d.kv_heads * d.head_dim * 4 * (meanSelf * decoding.beams + c.crossLength);
     stepBytes[c.name] = (decoderBytes + kvBytes) / c.batch;
-    bws.push(await readBandwidth(o.threads));
-    log(`read bandwidth ${bws[bws.length - 1].toFixed(2)} GB/s`);
+    bws.push(await probe());
 
     log(`${c.name}: blip-graph (${relative(ROOT, dir)})`);
     const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...oursArgs(decoding), '--repeat', String(c.oursRepeat ?? o.repeat), '--probe-threads', String(o.threads)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
@@ -441,7 +447,7 @@ async function main(): Promise<void> {
     r.bound_tokens_per_s = boundTokensPerSecond(bw, stepBytes[r.case]);
     r.of_bound = r.decode_tokens_per_s == null ? NaN : r.decode_tokens_per_s / r.bound_tokens_per_s;
   }
-  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_beside_gb_s: beside, glibc_tunables: process.env.GLIBC_TUNABLES ?? '' };
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_probes: probes, read_bandwidth_beside_gb_s: beside, glibc_tunables: process.env.GLIBC_TUNABLES ?? '' };
   const md = table(rows, machine, o, started, paired);
   const outDir = join(BENCH, 'results');
   mkdirSync(outDir, { recursive: true });
@@ -456,7 +462,7 @@ function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<type
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [
-    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy${rows.some((r) => /-beam\d+-/.test(r.case)) ? ' (the -beamK cases: beam search with K beams)' : ''}, ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case, and of the ${(machine.read_bandwidth_beside_gb_s as number[]).length} readings beside the timed calls)`,
+    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy${rows.some((r) => /-beam\d+-/.test(r.case)) ? ' (the -beamK cases: beam search with K beams)' : ''}, ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (the faster of onnxruntime's ReduceSum and MatMul by a vector over 512 MB, which read ${(machine.read_bandwidth_probes as BandwidthReading[]).map((p) => `${p.reduceSum.toFixed(1)} / ${p.matMul.toFixed(1)}`).join(', ')} before the cases; highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case, and of the ${(machine.read_bandwidth_beside_gb_s as number[]).length} readings beside the timed calls)`,
     '',
     '| case | implementation | end-to-end ms | preprocess ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | of bound, probes beside it (GB/s) | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
