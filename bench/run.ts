@@ -35,7 +35,7 @@ import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { decodeModel } from '../src/lower/emitOnnx.js';
 import type { Target } from '../src/rewrite/index.js';
 import { readBandwidth, readBandwidthDetail, type BandwidthReading } from './bandwidth.js';
-import { besideFraction, boundTokensPerSecond, type ProbedCall } from './bound.js';
+import { besideFraction, boundTokensPerSecond, stepWeightBytes, type ProbedCall } from './bound.js';
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -223,16 +223,6 @@ async function compiled(c: Case, view: string, target: Target, recompile: boolea
 }
 
 /** Bytes of the initializers of one graph (external data lengths + inline constants). */
-function graphWeightBytes(file: string): number {
-  const m = decodeModel(readFileSync(file));
-  let n = 0;
-  for (const t of m.graph!.initializer ?? []) {
-    const len = t.externalData?.find((e) => e.key === 'length')?.value;
-    n += len ? Number(len) : (t.rawData?.length ?? 0) + 4 * ((t.floatData?.length ?? 0) + (t.int32Data?.length ?? 0)) + 8 * (t.int64Data?.length ?? 0);
-  }
-  return n;
-}
-
 /** blip-graph's decode against the probe readings taken just before and just after each timed call. */
 function oursBeside(calls: ProbedCall[], stepBytes: number): Pick<Row, 'of_bound_beside' | 'bandwidth_beside'> {
   const b = besideFraction(calls, stepBytes);
@@ -398,10 +388,10 @@ async function main(): Promise<void> {
     const weightBytes = m.weights.bytes;
     const d = m.decoder!;
     // Bytes one decode step reads: every decoder weight (the tied head reads the whole embedding
-    // table), plus the KV cache at the mean length of the decode (prompt, prefix, half the new tokens):
+    // table), except a table only looked up (an untied input embedding: one row per token row), plus the KV cache at the mean length of the decode (prompt, prefix, half the new tokens):
     // the self-attention cache of every beam, the cross-attention K/V once per image (what a step
     // must read; blip-graph's grouped decoder does, transformers reads it once per beam).
-    const decoderBytes = graphWeightBytes(join(dir, 'decoder.onnx'));
+    const decoderBytes = stepWeightBytes(decodeModel(readFileSync(join(dir, 'decoder.onnx'))).graph!, c.batch * decoding.beams);
     const meanSelf = 16 + (c.crossLength ? 0 : 32) + o.tokens / 2;
     const kvBytes = d.layers * 2 * c.batch * d.kv_heads * d.head_dim * 4 * (meanSelf * decoding.beams + c.crossLength);
     stepBytes[c.name] = (decoderBytes + kvBytes) / c.batch;
