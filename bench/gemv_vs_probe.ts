@@ -1,5 +1,6 @@
 // How close a one-row float32 product (a decode step's GEMV) comes to the bandwidth probe at the same
-// moment. One graph holds the probe's ReduceSum (bench/bandwidth.ts) over B bytes and, for each shape
+// moment. One graph holds the probe's two readers (bench/bandwidth.ts: ReduceSum, and MatMul by a
+// vector of ones; the faster is the probe) over the same B bytes and, for each shape
 // K x N, about B bytes of MatMul([1, K], [K, N]) products (distinct weights, constant initializers:
 // prepacked, as in a decode step; chained when K = N); one session runs it, onnxruntime's profiler times every node,
 // and each chain's GB/s is divided by the probe's of the same run. One session, so one thread pool:
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { probeGraphParts } from './bandwidth.js';
+import { matmulProbeGraphParts, probeGraphParts } from './bandwidth.js';
 import { flags } from './flags.js';
 
 const { onnx } = onnxProto;
@@ -40,10 +41,12 @@ async function main(): Promise<void> {
   const shapes = (a.shapes ?? '768x768,768x2304,768x3072,3072x768,1024x1024,1024x3072,1024x4096,4096x1024,2048x2048,4096x4096').split(',').map((s) => s.split('x').map(Number));
   const cols = bytes / 4 / 1024;
   const probeParts = probeGraphParts(1024, cols);
-  const node: object[] = [...probeParts.node];
+  const mmParts = matmulProbeGraphParts(1024, cols);
+  const node: object[] = [...probeParts.node, ...mmParts.node.map((n) => ({ ...n, name: 'probe_mm', output: ['y_mm'] }))];
   const initializer: object[] = [...probeParts.initializer];
-  const { input, output } = probeParts;
-  const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor('float32', new Float32Array(bytes / 4).fill(1), [1024, cols]) };
+  const input = [...probeParts.input, ...mmParts.input.filter((i) => i.name !== 'x')];
+  const output = [...probeParts.output, { ...mmParts.output[0], name: 'y_mm' }];
+  const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor('float32', new Float32Array(bytes / 4).fill(1), [1024, cols]), ones: new ort.Tensor('float32', new Float32Array(cols).fill(1), [cols, 1]) };
   shapes.unshift([64, 64]); // the floor: see above
   const chains = shapes.map(([k, n], c) => {
     const layers = c === 0 ? 256 : Math.max(1, Math.round(bytes / (k * n * 4)));
@@ -69,14 +72,16 @@ async function main(): Promise<void> {
   const runOf = new Map<string, number>(); // node name -> runs seen so far
   for (const e of readProfile(prefix)) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) {
     const name = e.name.slice(0, -'_kernel_time'.length);
-    const key = name === 'probe' ? name : name.replace(/(?<=_mm)\d+$/, '');
+    const key = name === 'probe' || name === 'probe_mm' ? name : name.replace(/(?<=_mm)\d+$/, '');
     const r = runOf.get(name) ?? 0;
     runOf.set(name, r + 1);
     const t = totals.get(key) ?? totals.set(key, []).get(key)!;
     t[r] = (t[r] ?? 0) + e.dur;
   }
-  const probe = totals.get('probe')!.slice(1).map((us) => bytes / us / 1e3);
-  console.log(`${threads} threads (spinning ${spinning}), ${runs} runs (after one dropped), probe ReduceSum over ${Math.round(bytes / 2 ** 20)} MB: median ${median(probe).toFixed(1)} GB/s, highest ${Math.max(...probe).toFixed(1)}`);
+  const reduceSum = totals.get('probe')!.slice(1).map((us) => bytes / us / 1e3);
+  const matMul = totals.get('probe_mm')!.slice(1).map((us) => bytes / us / 1e3);
+  const probe = reduceSum.map((g, r) => Math.max(g, matMul[r]));
+  console.log(`${threads} threads (spinning ${spinning}), ${runs} runs (after one dropped), probes over ${Math.round(bytes / 2 ** 20)} MB: ReduceSum median ${median(reduceSum).toFixed(1)} GB/s, MatMul by a vector median ${median(matMul).toFixed(1)}; the faster of the two each run: median ${median(probe).toFixed(1)}, highest ${Math.max(...probe).toFixed(1)}`);
   const perRun = (c: (typeof chains)[number]) => totals.get(c.prefix)!.slice(1);
   const floorUs = median(perRun(chains[0])) / chains[0].layers;
   console.log(`profiler floor: a 64 x 64 product is profiled at ${floorUs.toFixed(1)} us (about 1 us of it the product itself, timed without the profiler)`);
