@@ -222,7 +222,6 @@ async function compiled(c: Case, view: string, target: Target, recompile: boolea
   return out;
 }
 
-/** Bytes of the initializers of one graph (external data lengths + inline constants). */
 /** blip-graph's decode against the probe readings taken just before and just after each timed call. */
 function oursBeside(calls: ProbedCall[], stepBytes: number): Pick<Row, 'of_bound_beside' | 'bandwidth_beside'> {
   const b = besideFraction(calls, stepBytes);
