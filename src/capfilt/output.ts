@@ -7,12 +7,13 @@
 // Every file is written under tmp/ and renamed into place when complete; a shard counts as
 // complete when its tar exists (its sidecar is renamed first), so a re-run skips it.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BlipError } from '../cli/Command.js';
 import { processExists } from '../lower/partialOutput.js';
+import { isSystemError, makeDirectories, systemErrorMeaning } from '../filesystem.js';
 
 export const META_DIR = '_capfilt';
 
@@ -63,10 +64,10 @@ export class OutputDir {
   async prepare(): Promise<void> {
     await this.checkNotFile();
     try {
-      await mkdir(this.tmpDir, { recursive: true });
-      await mkdir(join(this.metaDir, 'shards'), { recursive: true });
+      makeDirectories(this.tmpDir);
+      makeDirectories(join(this.metaDir, 'shards'));
     } catch (e) {
-      throw new BlipError('BLIP5802', `cannot create output folder ${this.root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new BlipError('BLIP5802', `cannot create output folder ${this.root}: ${isSystemError(e) ? systemErrorMeaning(e) : (e as Error).message}`);
     }
   }
 
@@ -78,7 +79,7 @@ export class OutputDir {
 
   /** Move a finished temp file to `dest`, creating its folder. */
   async commit(tmp: string, dest: string): Promise<void> {
-    await mkdir(dirname(dest), { recursive: true });
+    makeDirectories(dirname(dest));
     await rename(tmp, dest);
   }
 
@@ -87,12 +88,18 @@ export class OutputDir {
     const tmp = this.tempPath(dest.slice(this.root.length + 1));
     const fh = await open(tmp, 'w');
     try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.commit(tmp, dest);
+    } catch (e) {
+      // never a partial temp file left behind (a full disk: the write failed half way)
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw e;
     }
-    await this.commit(tmp, dest);
   }
 
   async isComplete(id: string): Promise<boolean> {

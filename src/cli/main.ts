@@ -1,5 +1,6 @@
 // `blip`: the command-line entry point. Dispatches to src/cli/commands/*.ts.
 import { BlipError, UsageError, type Command } from './Command.js';
+import { isSystemError, systemErrorLine } from '../filesystem.js';
 
 /** Subcommands, in the order `blip --help` lists them. Add a command by adding its module here. */
 const COMMANDS: Array<{ name: string; load: () => Promise<Command> }> = [];
@@ -96,6 +97,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof BlipError || (e instanceof Error && /^BLIP\d{4}$/.test((e as { code?: string }).code ?? ''))) {
       const code = (e as unknown as { code: string }).code;
       process.stderr.write(`error ${code}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    // the machine's refusal (disk full, permissions, a file where a folder belongs), not a bug
+    if (isSystemError(e)) {
+      process.stderr.write(`blip ${cmd.name}: ${systemErrorLine(e)}\n`);
       return 1;
     }
     process.stderr.write(`blip ${cmd.name}: internal error: ${(e as Error)?.stack ?? String(e)}\nThis is a bug in blip-graph; please report it with the command you ran.\n`);

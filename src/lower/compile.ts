@@ -31,6 +31,7 @@ import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
 import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
+import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { PairRows } from './pairs.js';
 import { manifestValueProblems } from './manifestValues.js';
 import { loadTokenizer } from '../../runtime/tokenizers/hf.js';
@@ -508,8 +509,12 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   }
   opts.signal?.throwIfAborted();
   const tmp = partialOutputPath(out);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+    makeDirectories(tmp);
+  } catch (e) {
+    throw outputError(e, opts.out, tmp);
+  }
   try {
     const referenced = new Set(x.graphs.flatMap((g) => [...g.weightNames]));
     const weightsBytes = await x.store.writeAll(join(tmp, WEIGHTS_FILE), referenced, opts.onProgress, opts.signal);
@@ -591,7 +596,18 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     } else renameSync(tmp, out);
     return { out, manifest, parameters: params, graphs: written, weightsBytes, seconds: (Date.now() - x.t0) / 1000, warnings };
   } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+    } catch {
+      // the error below is the one to report; a folder that cannot be removed is named by it
+    }
+    throw outputError(e, opts.out, tmp);
   }
+}
+
+/** A file-system error while writing `--out` as a one-line BLIP4018 (others pass through). */
+function outputError(e: unknown, out: string, tmp: string): unknown {
+  if (!isSystemError(e)) return e;
+  const ours = !e.path || e.path.startsWith(tmp) || e.path.startsWith(resolve(out));
+  return new CompileError('BLIP4018', ours ? `cannot write the compiled model to ${out}: ${systemErrorMeaning(e)}${e.path ? ` at ${e.path}` : ''}` : systemErrorLine(e));
 }

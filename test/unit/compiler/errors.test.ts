@@ -279,6 +279,36 @@ test('an output directory that is not a compiled model is left alone; a compiled
   }
 });
 
+test('an --out the machine will not create is one BLIP4018 line naming it and why, with nothing left behind', async () => {
+  const root = tmp('unwritable-');
+  try {
+    const { model, text } = loadModel(CAPTION);
+    const weights = join(FIXTURES, 'blip-caption-a', 'checkpoint');
+    writeFileSync(join(root, 'a-file'), 'not a folder');
+    // a file where a folder belongs; and (Linux) a place that takes no new entries, where Node's own
+    // recursive mkdir retries forever
+    const outs: Array<[string, RegExp]> = [[join(root, 'a-file', 'out'), /a part of the path is a file, not a folder \(ENOTDIR\)/]];
+    if (existsSync('/proc/self')) outs.push(['/proc/blip-graph-test-out', /\(ENOENT\)/]);
+    for (const [out, why] of outs) {
+      await assert.rejects(compile({ model, graphFile: CAPTION, graphText: text, weights, out }), (e) => {
+        assert.ok(e instanceof CompileError, String(e));
+        assert.equal(e.code, 'BLIP4018');
+        assert.ok(e.message.startsWith(`cannot write the compiled model to ${out}: `), e.message);
+        assert.match(e.message, why);
+        assert.doesNotMatch(e.message, /\n/);
+        return true;
+      });
+    }
+    assert.deepEqual(readdirSync(root), ['a-file']);
+    // missing parents are created, as mkdir -p does
+    const deep = join(root, 'x', 'y', 'model');
+    await compile({ model, graphFile: CAPTION, graphText: text, weights, out: deep });
+    assert.ok(existsSync(join(deep, 'manifest.json')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('widths known only from the checkpoint are checked along the edges at compile time', async () => {
   // In blip2-opt-legacy the vision width is 32 and the Q-Former's 24: a projection wired straight to
   // the vision encoder checks clean (no width is pinned) but cannot compile.
