@@ -4,7 +4,7 @@
 // neither), 16-bit RGB keeps the high byte, 16-bit grayscale is clipped at 255 (PIL's I;16 -> RGB),
 // CMYK uses PIL's naive formula. Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive,
 // grayscale, CMYK) and WebP (lossy, lossless, alpha): identical bytes.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ImageDecodeError, firstLine } from '../errors.js';
 
@@ -34,8 +34,12 @@ export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {
   let bytes: Uint8Array;
   if (typeof src === 'string') {
     try {
+      // a device or a pipe (/dev/zero, a FIFO) would be read without end
+      const st = await stat(src);
+      if (!st.isFile() && !st.isDirectory()) throw new ImageDecodeError(name, 'not a regular file (a device, pipe or socket)');
       bytes = await readFile(src);
     } catch (e) {
+      if (e instanceof ImageDecodeError) throw e;
       const code = (e as { code?: string }).code;
       throw new ImageDecodeError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : firstLine(e));
     }
@@ -85,7 +89,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
  */
 function describeSharpError(e: unknown, bytes: Uint8Array, maxPixels: number): string {
   const m = firstLine(e);
-  if (/unsupported image format/i.test(m)) return 'not a supported image (PNG, JPEG or WebP expected)';
+  if (/unsupported image format/i.test(m)) return 'not a supported image (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)';
   if (/exceeds pixel limit/i.test(m)) return `it has more than the ${maxPixels} pixels allowed`;
   const cut = truncation(bytes);
   if (cut) return `the file is truncated (${cut})`;

@@ -116,6 +116,8 @@ test('unreadable images are one-line BLIP5010 errors naming the file', async () 
   await assert.rejects(decodeImage(img('not_an_image.png')), /not a supported image/);
   await assert.rejects(decodeImage({ name: 'empty.jpg', bytes: new Uint8Array(0) }), /empty\.jpg: the file is empty/);
   await assert.rejects(decodeImage(fixturePath('preprocess')), (e: unknown) => e instanceof ImageDecodeError && /directory/.test(e.message));
+  // a device would be read without end: refused by what it is, before any read
+  if (existsSync('/dev/zero')) await assert.rejects(decodeImage('/dev/zero'), /\/dev\/zero: not a regular file \(a device, pipe or socket\)/);
 });
 
 test('a corrupt image gets the same words however many fail at once (libvips shares one error buffer)', async () => {
