@@ -7,7 +7,12 @@ import { DeviceError, firstLine } from './errors.js';
 import { wrapInGreedyLoop } from './generation/greedyLoop.js';
 import { decodeFlatModel } from './onnxModel.js';
 import { candidates, executionProviders, parseDevice, providerFailure, providerStatus, type Device, type Provider } from './providers.js';
-import { defaultThreads } from './threads.js';
+import { defaultThreads, threadsProblem } from './threads.js';
+
+// onnxruntime's process-wide logger, set before its first session creates it: at its default
+// (warning) it prints, in colour, that it could not save a telemetry id where HOME is not
+// writable (a service user); the sessions' own logs are off already (logSeverityLevel 4).
+ort.env.logLevel = 'error';
 
 export interface SessionOptions {
   /** cpu | cuda | tensorrt | webgpu | auto (default cpu). */
@@ -73,7 +78,8 @@ export function baseOptions(o: SessionOptions): ort.InferenceSession.SessionOpti
     graphOptimizationLevel: o.graphOptimizationLevel ?? 'all',
     logSeverityLevel: o.logSeverityLevel ?? 4,
   };
-  if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new DeviceError('BLIP5043', `threads must be a positive integer, found ${o.threads}`);
+  const bad = o.threads === undefined ? undefined : threadsProblem(o.threads);
+  if (bad) throw new DeviceError('BLIP5043', `threads ${bad}`);
   opts.intraOpNumThreads = o.threads ?? defaultThreads();
   return opts;
 }

@@ -70,3 +70,19 @@ let cached: number | undefined;
 export function defaultThreads(): number {
   return (cached ??= threadsFor(cpuFacts()));
 }
+
+/**
+ * The most intra-op threads a session may ask for: 4 per CPU this process may run on. More only
+ * spin against each other (1000 threads on 2 CPUs took 38 s to open one model; 100000 never did).
+ */
+export function maxThreads(available = availableParallelism()): number {
+  return 4 * Math.max(1, available);
+}
+
+/** Why `n` threads cannot be given, or undefined when they can. */
+export function threadsProblem(n: number, available = availableParallelism()): string | undefined {
+  if (!Number.isInteger(n) || n < 1) return `must be a positive integer, found ${n}`;
+  const max = maxThreads(available);
+  if (n > max) return `is ${n}, more than the ${max} this process can use (4 per CPU; it may run on ${available})`;
+  return undefined;
+}

@@ -8,6 +8,9 @@ import { buildProcessors, logSoftmaxRow, softmaxRow, type LogitsProcessor } from
 import { createRandom } from './random.js';
 import type { GenerationOptions, GenerationResult, StepModel, StepOutput } from './types.js';
 
+/** Beams (or sampled sequences) one prompt may ask for. */
+export const MAX_ROWS_PER_PROMPT = 256;
+
 const f = Math.fround;
 const NEG = -1.0e9;
 
@@ -55,6 +58,11 @@ function resolve(opts: GenerationOptions, promptLength: number): Resolved {
   }
   const numBeams = int(opts.numBeams, 'num_beams', 1) ?? 1;
   const numReturnSequences = int(opts.numReturnSequences, 'num_return_sequences', 1) ?? 1;
+  // every beam and returned sequence is a batch row with its own logits and cache (100000 beams
+  // took 10 GB before the first step); LAVIS captions with 3, transformers' examples use up to 10
+  for (const [name, v] of [['num_beams', numBeams], ['num_return_sequences', numReturnSequences]] as const) {
+    if (v > MAX_ROWS_PER_PROMPT) throw new GenerationConfigError(`${name} is ${v}, more than the ${MAX_ROWS_PER_PROMPT} rows per prompt this runtime takes`);
+  }
   const doSample = opts.doSample ?? false;
   if (numReturnSequences > 1 && numBeams === 1 && !doSample) {
     throw new GenerationConfigError(`greedy decoding returns one sequence per prompt; num_return_sequences ${numReturnSequences} needs num_beams >= it or do_sample`);

@@ -1,5 +1,6 @@
 import { parseOptions } from '../parseOptions.js';
 import { UsageError, type Command } from '../Command.js';
+import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
 
 const HELP = `Usage: blip serve OUTDIR [OUTDIR ...] --port N [options]
 
@@ -75,17 +76,14 @@ const command: Command = {
     if (v.port === undefined) throw new UsageError('--port is required (0 picks a free port)');
     const port = int('port', v.port, 0)!;
     if (port > 65535) throw new UsageError(`--port expects 0..65535, got '${v.port}'`);
-    if (v.device !== undefined) {
-      const { parseDevice } = await import('../../../runtime/providers.js');
-      parseDevice(v.device);
-    }
+    checkDeviceOption(v.device);
     const log = v.quiet ? undefined : (line: string) => process.stderr.write(`blip serve: ${line}\n`);
     const { startServer, parseModelArg } = await import('../../../runtime/server/index.js');
     const workers = int('workers', v.workers, 1) ?? 1;
     // Several workers of one model run at once: by default they share the cores rather than each
     // taking all of them (spinning thread pools on more threads than cores slow everyone down).
     const { defaultThreads } = await import('../../../runtime/threads.js');
-    const threads = int('threads', v.threads, 1) ?? Math.max(1, Math.floor(defaultThreads() / workers));
+    const threads = checkThreadsOption(int('threads', v.threads, 1)) ?? Math.max(1, Math.floor(defaultThreads() / workers));
     const server = await startServer({
       models: parsed.positionals.map(parseModelArg),
       host: v.host ?? '127.0.0.1',

@@ -5,6 +5,7 @@ import {
   createRandom,
   generate,
   logSoftmaxRow,
+  MAX_ROWS_PER_PROMPT,
   minLength,
   minNewTokens,
   minP,
@@ -185,6 +186,8 @@ test('bad settings are BLIP5030 errors; a model returning the wrong shape is BLI
     { earlyStopping: 'sometimes' as unknown as boolean },
     { maxNewTokens: 0 },
     { topP: 1.5 },
+    { numBeams: MAX_ROWS_PER_PROMPT + 1 },
+    { numReturnSequences: MAX_ROWS_PER_PROMPT + 1, doSample: true },
   ];
   for (const o of bad) await assert.rejects(generate(m, prompt, o), (e: unknown) => e instanceof GenerationConfigError && e.code === 'BLIP5030', JSON.stringify(o));
   await assert.rejects(generate(m, { inputIds: [[1, 2], [3]] }), GenerationConfigError);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cpuFacts, defaultThreads, threadsFor } from '../../../runtime/threads.js';
+import { cpuFacts, defaultThreads, maxThreads, threadsFor, threadsProblem } from '../../../runtime/threads.js';
 import { baseOptions, cpuSessionConfig } from '../../../runtime/session.js';
 import { runCliBatch } from '../cliHarness.js';
 
@@ -76,6 +76,25 @@ test('CPU sessions get the default when no thread count is given, and the given 
   assert.equal(baseOptions({ threads: 3 }).intraOpNumThreads, 3);
   assert.ok(defaultThreads() >= 1);
   assert.throws(() => baseOptions({ threads: 0 }), /threads must be a positive integer, found 0/);
+  assert.throws(() => baseOptions({ threads: maxThreads() + 1 }), /threads is \d+, more than the \d+ this process can use \(4 per CPU/);
+  assert.equal(baseOptions({ threads: maxThreads() }).intraOpNumThreads, maxThreads());
+});
+
+test('--threads beyond 4 per CPU is a usage error naming the flag in run, serve and capfilt, before anything loads', () => {
+  assert.equal(threadsProblem(8, 2), undefined);
+  assert.match(threadsProblem(9, 2)!, /^is 9, more than the 8 this process can use \(4 per CPU; it may run on 2\)$/);
+  assert.match(threadsProblem(1.5, 2)!, /positive integer/);
+  const n = String(maxThreads() + 1);
+  const rs = runCliBatch([
+    ['run', 'no-such-model', '--image', 'x.png', '--threads', n],
+    ['serve', 'no-such-model', '--port', '0', '--threads', n],
+    ['capfilt', '--captioner', 'a', '--filter', 'b', '--input', 'c.jsonl', '--output', 'd', '--threads', n],
+    ['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--threads', n],
+  ]);
+  for (const r of rs) {
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, new RegExp(`--threads is ${n}, more than the`));
+  }
 });
 
 test('blip version --verbose says how many threads a session gets by default and why', () => {
