@@ -314,7 +314,11 @@ export async function planShards(inputs: string[], opts: PlanOptions): Promise<S
       chunks.forEach((c, i) => add(`${stem}-${String(i).padStart(5, '0')}.tar`, { kind: 'jsonl', path: abs, ...c }));
     }
   }
-  if (tasks.length === 0) throw new BlipError('BLIP5801', `no input shard to process: every input is inside the output folder ${opts.output}`);
+  if (tasks.length === 0) {
+    const inside = [...seen].filter((p) => isInside(p, output)).length;
+    const why = inside === seen.size ? `every input is inside the output folder ${opts.output}` : inside ? `the .jsonl inputs are empty and the others inside the output folder ${opts.output}` : `the .jsonl input${seen.size === 1 ? ' is' : 's are'} empty (no samples)`;
+    throw new BlipError('BLIP5801', `no input shard to process: ${why}`);
+  }
   return tasks.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 

@@ -75,8 +75,16 @@ export interface EnqueueSummary {
 
 /** `blip capfilt enqueue`: plan, record run.json, and add one job per shard that is not complete. */
 export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
-  const { out, settings, plan } = await prepareRun(o);
+  // Redis first: an enqueue that cannot reach it records no run
   const connection = await connectRedis(o.redis);
+  let prepared: Awaited<ReturnType<typeof prepareRun>>;
+  try {
+    prepared = await prepareRun(o);
+  } catch (e) {
+    connection.disconnect();
+    throw e;
+  }
+  const { out, settings, plan } = prepared;
   const queue = new Queue<CapfiltJobData, CapfiltJobResult>(o.queue ?? DEFAULT_QUEUE, { connection });
   try {
     const todo: ShardTask[] = [];

@@ -42,6 +42,11 @@ export interface RunOptions {
   shard?: ShardSpec;
   /** Where messages and progress go (stderr in the CLI); nothing is printed when undefined. */
   log?: NodeJS.WritableStream;
+  /**
+   * Refuses a captioner or filter folder that is not such a model (the CLI's: manifest checks),
+   * before anything is written: a run.json naming a wrong folder would bar the corrected rerun.
+   */
+  checkModels?: (captioner: string, filter: string) => void | Promise<void>;
 }
 
 /** DEST/_capfilt/run.json */
@@ -187,6 +192,7 @@ export async function prepareRun(o: RunOptions): Promise<Prepared> {
   const out = new OutputDir(o.output);
   await out.checkNotFile();
   const plan = await planShards(o.inputs, { output: out.root, samplesPerShard: settings.samplesPerShard });
+  await o.checkModels?.(o.captioner, o.filter);
   await out.prepare();
   await recordRun(out, settings, plan);
   return { out, settings, plan };

@@ -2,6 +2,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { parseOptions } from '../parseOptions.js';
 import { nearest } from '../main.js';
 import { UsageError, type Command } from '../Command.js';
+import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
 import { parseShardSpec } from '../../capfilt/inputs.js';
 import type { ModelLoader } from '../../capfilt/model.js';
 import { DEFAULTS, runCapfilt, type RunOptions } from '../../capfilt/run.js';
@@ -96,6 +97,13 @@ function num(name: string, v: string | undefined, integer: boolean): number | un
   if (v === undefined) return undefined;
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}, got '${v}'`);
+  if (integer && !Number.isSafeInteger(n)) throw new UsageError(`--${name} is ${v.trim()}, beyond the integers a double holds exactly (2^53)`);
+  return n;
+}
+
+/** A duration in milliseconds: at least 1 (Redis refuses a lock of 0 or less, bullmq an interval). */
+function positive(name: string, n: number | undefined): number | undefined {
+  if (n !== undefined && n < 1) throw new UsageError(`--${name} must be at least 1 (milliseconds), got ${n}`);
   return n;
 }
 
@@ -135,8 +143,8 @@ function runOptions(v: RunValues, stderr: NodeJS.WritableStream): RunOptions {
     seed: num('seed', v.seed, true),
     batchSize: num('batch-size', v['batch-size'], true),
     samplesPerShard: num('samples-per-shard', v['samples-per-shard'], true),
-    device: v.device,
-    threads: num('threads', v.threads, true),
+    device: checkDeviceOption(v.device),
+    threads: checkThreadsOption(num('threads', v.threads, true)),
     shard,
     log: v.quiet ? undefined : stderr,
   };
@@ -145,6 +153,8 @@ function runOptions(v: RunValues, stderr: NodeJS.WritableStream): RunOptions {
 export interface CapfiltDeps {
   load: ModelLoader;
   stderr: NodeJS.WritableStream;
+  /** Checks the two model folders before anything is written (RunOptions.checkModels). */
+  checkModels?: RunOptions['checkModels'];
 }
 
 /** `blip capfilt ...` with the model loader given (the CLI's loads compiled artifacts). */
@@ -153,7 +163,7 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
   if (sub === 'enqueue') {
     const v = parse(rest, ENQUEUE_OPTS);
     if (v.shard !== undefined) throw new UsageError('--shard does not apply to enqueue (the queue spreads the shards)');
-    const o = runOptions(v, deps.stderr);
+    const o = { ...runOptions(v, deps.stderr), checkModels: deps.checkModels };
     const { enqueue } = await import('../../capfilt/queue.js');
     await enqueue({ ...o, redis: need('redis', v.redis), queue: v.queue });
     return 0;
@@ -165,11 +175,11 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
       {
         redis: need('redis', v.redis),
         queue: v.queue,
-        device: v.device,
-        threads: num('threads', v.threads, true),
+        device: checkDeviceOption(v.device),
+        threads: checkThreadsOption(num('threads', v.threads, true)),
         exitWhenIdle: v['exit-when-idle'],
-        lockDuration: num('lock-duration', v['lock-duration'], true),
-        stalledInterval: num('stalled-interval', v['stalled-interval'], true),
+        lockDuration: positive('lock-duration', num('lock-duration', v['lock-duration'], true)),
+        stalledInterval: positive('stalled-interval', num('stalled-interval', v['stalled-interval'], true)),
         log: v.quiet ? undefined : deps.stderr,
       },
       deps.load,
@@ -195,7 +205,7 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
     throw new UsageError(`unknown subcommand '${sub}'${hint ? ` (did you mean '${hint}'?)` : ''}; expected enqueue, worker or options`);
   }
   const v = parse(argv, RUN_OPTS);
-  await runCapfilt(runOptions(v, deps.stderr), deps.load);
+  await runCapfilt({ ...runOptions(v, deps.stderr), checkModels: deps.checkModels }, deps.load);
   return 0;
 }
 
@@ -203,6 +213,15 @@ const command: Command = {
   name: 'capfilt',
   summary: 'caption and filter web image-text data (BLIP CapFilt) over WebDataset shards',
   help: HELP,
-  run: (argv) => capfiltMain(argv, { load: async (spec) => (await import('../../capfilt/loadModels.js')).loadModels(spec), stderr: process.stderr }),
+  run: (argv) =>
+    capfiltMain(argv, {
+      load: async (spec) => (await import('../../capfilt/loadModels.js')).loadModels(spec),
+      stderr: process.stderr,
+      checkModels: async (captioner, filter) => {
+        const { checkCaptioner, checkFilter } = await import('../../capfilt/loadModels.js');
+        checkCaptioner(captioner);
+        checkFilter(filter);
+      },
+    }),
 };
 export default command;

@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
@@ -17,6 +18,7 @@ before(async () => {
     ['a.txt', 'a red thing'],
   ]);
   await writeFile(join(root, 'a-file'), 'not a folder');
+  await writeFile(join(root, 'empty.jsonl'), '');
 });
 after(async () => {
   await rm(root, { recursive: true, force: true });
@@ -55,6 +57,10 @@ test('usage errors exit 2 with one line', async () => {
     [['capfilt', 'workr', '--redis', 'redis://x'], /unknown subcommand 'workr' \(did you mean 'worker'\?\)/],
     [['capfilt', 'worker'], /--redis is required/],
     [['capfilt', 'enqueue', '--redis', 'redis://127.0.0.1:1', '--shard', '0/2'], /--shard does not apply to enqueue/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--device', 'tpu'], /unknown device 'tpu'.*expected one of cpu, cuda/],
+    [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--device', 'tpu'], /unknown device 'tpu'/],
+    [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--lock-duration', '-5'], /--lock-duration must be at least 1 \(milliseconds\), got -5/],
+    [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--stalled-interval', '0'], /--stalled-interval must be at least 1/],
   ];
   for (const [argv, re] of cases) {
     const r = await blip(...argv);
@@ -70,6 +76,7 @@ test('failures exit 1 with one line: missing input, output that is a file, a cap
     [[...base(), '--input', join(root, 'in', '*.tgz'), '--output', join(root, 'o2')], /^error BLIP5801: input '.*' matches no file$/],
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'a-file')], /^error BLIP5802: output .*a-file exists and is not a folder$/],
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o3')], /^error BLIP5001: .*no-captioner does not exist/],
+    [[...base(), '--input', join(root, 'empty.jsonl'), '--output', join(root, 'o4')], /^error BLIP5801: no input shard to process: the \.jsonl input is empty \(no samples\)$/],
   ];
   for (const [argv, re] of cases) {
     const r = await blip(...argv);
@@ -88,4 +95,12 @@ test('the model folders are checked: a compiled ITM model is refused as --captio
   r = await run(cap, cap, 'o6');
   assert.equal(r.code, 1, r.err);
   assert.match(r.err.trim(), /^error BLIP5805: --filter .* has no ITM output/);
+  // refused before anything is written: no run.json recording the wrong folder to bar the rerun
+  assert.ok(!existsSync(join(root, 'o5')) && !existsSync(join(root, 'o6')));
+  r = await run(join(root, 'no-captioner'), itm, 'o5');
+  assert.equal(r.code, 1, r.err);
+  assert.ok(!existsSync(join(root, 'o5')));
+  r = await run(cap, itm, 'o5');
+  assert.equal(r.code, 0, r.err);
+  assert.ok(existsSync(join(root, 'o5', 'stats.json')));
 });
