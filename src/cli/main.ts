@@ -67,6 +67,8 @@ function mainHelp(cmds: Command[]): string {
 export async function main(argv: string[]): Promise<number> {
   const entries = await registered();
   const [name, ...rest] = argv;
+  // `blip help run` is `blip run --help`
+  if (name === 'help' && rest.length === 1 && entries.some((c) => c.name === rest[0])) return main([rest[0], '--help']);
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(mainHelp(await loadCommands()) + '\n');
     return 0;

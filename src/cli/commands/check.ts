@@ -33,9 +33,10 @@ Examples:
     for (let i = 0; i < argv.length; i++) {
       const a = argv[i];
       if (a === '--json') json = true;
-      else if (a === '--max') {
-        const n = Number(argv[++i]);
-        if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max expects a positive integer, found '${argv[i] ?? ''}'`);
+      else if (a === '--max' || a.startsWith('--max=')) {
+        const v = a === '--max' ? argv[++i] : a.slice('--max='.length);
+        const n = v === undefined || v.trim() === '' ? NaN : Number(v);
+        if (!Number.isInteger(n) || n < 1) throw new UsageError(v === undefined ? '--max expects a positive integer' : `--max expects a positive integer, found '${v}'`);
         max = n;
       } else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option '${a}'`);
       else files.push(a);

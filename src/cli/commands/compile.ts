@@ -67,10 +67,13 @@ Examples:
     const opt: Record<string, string> = {};
     const files: string[] = [];
     for (let i = 0; i < argv.length; i++) {
-      const a = argv[i];
+      const [a, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
       if (['--weights', '--out', '--dtype', '--model', '--target', '--quantize'].includes(a)) {
-        if (argv[i + 1] === undefined) throw new UsageError(`${a} expects a value`);
-        opt[a.slice(2)] = argv[++i];
+        const value = inline ?? argv[++i];
+        if (value === undefined) throw new UsageError(`${a} expects a value`);
+        if (inline === undefined && value.startsWith('--')) throw new UsageError(`${a} expects a value, found the option ${value} (write ${a}=VALUE for a value that starts with '--')`);
+        if (opt[a.slice(2)] !== undefined) throw new UsageError(`${a} is given twice`);
+        opt[a.slice(2)] = value;
       } else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
       else files.push(a);
     }

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from '../Command.js';
-import { UsageError } from '../Command.js';
+import { BlipError, UsageError } from '../Command.js';
+import { isSystemError } from '../../filesystem.js';
 import { readManifest } from '../../artifact/manifest.js';
 import { decodeModel } from '../../lower/emitOnnx.js';
 import { opHistogram } from '../../lower/graphCheck.js';
@@ -31,7 +32,7 @@ Examples:
     const manifest = readManifest(dir);
     const graphs: Record<string, { nodes: number; initializers: number; ops: Record<string, number> }> = {};
     for (const [name, g] of Object.entries(manifest.graphs)) {
-      const model = decodeModel(readFileSync(join(dir, g.file)));
+      const model = readGraph(dir, g.file);
       const ops = opHistogram(model.graph!.node ?? []);
       graphs[name] = { nodes: model.graph!.node!.length, initializers: model.graph!.initializer?.length ?? 0, ops: Object.fromEntries(Object.entries(ops).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))) };
     }
@@ -55,3 +56,17 @@ Examples:
   },
 };
 export default command;
+
+/** A graph file of the artifact, decoded; BLIP5004 when it is not an ONNX model with a graph (a copy cut short). */
+function readGraph(dir: string, file: string): ReturnType<typeof decodeModel> {
+  let model: ReturnType<typeof decodeModel> | undefined;
+  let why = 'it has no graph';
+  try {
+    model = decodeModel(readFileSync(join(dir, file)));
+  } catch (e) {
+    if (isSystemError(e)) throw e;
+    why = `it does not decode: ${(e as Error).message.split('\n')[0]}`;
+  }
+  if (!model?.graph?.node) throw new BlipError('BLIP5004', `${dir} is incomplete: ${file} is not an ONNX model (${why}); copy it again or recompile`);
+  return model;
+}

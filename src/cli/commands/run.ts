@@ -9,10 +9,11 @@ import { readManifest, type Manifest } from '../../artifact/manifest.js';
 import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
 import { promptStyle } from '../../../runtime/tasks/generate.js';
 import { toRgbImage } from '../../../runtime/tasks/images.js';
-import { DEVICES } from '../../../runtime/providers.js';
 import { ImageDecodeError } from '../../../runtime/errors.js';
+import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
+import { MAX_ROWS_PER_PROMPT } from '../../../runtime/generation/generate.js';
 
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.bmp', '.tif', '.tiff', '.avif']);
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
 type Kind = 'flag' | 'int' | 'float' | 'string' | 'list';
 const OPTIONS: Record<string, Kind> = {
@@ -84,6 +85,7 @@ export function parseRunArgs(argv: string[]): Args {
       else a.device = value;
     } else if (kind === 'int') {
       if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${name} expects an integer, found '${value}'`);
+      if (!Number.isSafeInteger(Number(value))) throw new UsageError(`--${name} is ${value.trim()}, beyond the integers a double holds exactly (2^53)`);
       a.num[name] = Number(value);
     } else {
       const v = Number(value);
@@ -107,6 +109,8 @@ export function parseRunArgs(argv: string[]): Args {
   atLeast('seed', 0);
   atLeast('batch-size', 1);
   atLeast('threads', 1);
+  checkThreadsOption(a.num.threads);
+  if (a.num.beams !== undefined && a.num.beams > MAX_ROWS_PER_PROMPT) throw new UsageError(`--beams is ${a.num.beams}, more than the ${MAX_ROWS_PER_PROMPT} this runtime takes`);
   const tp = a.num['top-p'];
   if (tp !== undefined && !(tp > 0 && tp <= 1)) throw new UsageError(`--top-p must be in (0, 1], found ${tp}`);
   for (const n of ['temperature', 'repetition-penalty']) {
@@ -116,10 +120,7 @@ export function parseRunArgs(argv: string[]): Args {
     const s = ['top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
     if (s) throw new UsageError(`--${s} applies to sampling; add --sample`);
   }
-  if (a.device !== undefined && !(DEVICES as readonly string[]).includes(a.device.trim().toLowerCase())) {
-    const hint = nearest(a.device.toLowerCase(), [...DEVICES]);
-    throw new UsageError(`unknown device '${a.device}'${hint ? ` (did you mean ${hint}?)` : ''}: expected one of ${DEVICES.join(', ')}`);
-  }
+  checkDeviceOption(a.device);
   return a;
 }
 
@@ -131,6 +132,7 @@ function checkFitsTask(a: Args, m: Manifest): void {
     if (a.texts.length) throw new UsageError(`--text is for image-text matching, but ${model}; use --prompt for ${promptStyle(m).what}`);
     const st = promptStyle(m);
     if (st.required && a.prompt === undefined && m.generation?.prompt === undefined) throw new UsageError(`--prompt is required: ${model} and needs ${st.what}`);
+    if (st.required && a.prompt !== undefined && a.prompt.trim() === '') throw new UsageError(`--prompt is empty: ${model} and needs ${st.what}`);
   } else {
     const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
     if (a.prompt !== undefined) throw new UsageError(`--prompt is for generating models, but ${model} (image-text matching); give the texts to score with --text`);

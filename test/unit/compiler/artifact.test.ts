@@ -84,6 +84,19 @@ test('blip compile prints a summary; blip inspect prints the manifest and an op 
     const j = JSON.parse((await cli(['inspect', out, '--json'])).out);
     assert.equal(j.graphs.encode.ops.Conv, 1);
     assert.equal(j.graphs.decoder.ops.Softmax, 4); // 2 layers × (self + cross)
+    // a graph file cut short, emptied or overwritten: one BLIP5004 line naming it
+    const enc = readFileSync(join(out, 'encode.onnx'));
+    for (const [bytes, why] of [
+      [enc.subarray(0, 500), /it does not decode: /],
+      [new Uint8Array(0), /it has no graph/],
+    ] as const) {
+      writeFileSync(join(out, 'encode.onnx'), bytes);
+      const bad = await cli(['inspect', out]);
+      assert.equal(bad.code, 1, bad.err);
+      assert.match(bad.err, /^error BLIP5004: .*vqa is incomplete: encode\.onnx is not an ONNX model \(/);
+      assert.match(bad.err, why);
+      assert.equal(bad.err.trim().split('\n').length, 1, bad.err);
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -100,6 +113,17 @@ test('blip inspect refuses a directory without a valid manifest; blip compile re
     const usage = await cli(['compile', 'graphs/blip-vqa.blip', '--out', join(root, 'x')]);
     assert.equal(usage.code, 2);
     assert.match(usage.err, /--weights DIR is required/);
+    for (const [argv, re] of [
+      [['--weights', '--out', join(root, 'x')], /^blip compile: --weights expects a value, found the option --out/],
+      [['--weights=w', '--out', join(root, 'x'), '--out=y'], /^blip compile: --out is given twice/],
+    ] as const) {
+      const r = await cli(['compile', 'graphs/blip-vqa.blip', ...argv]);
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, re);
+    }
+    // --name=value as --name value
+    const inline = await cli(['compile', 'graphs/blip-vqa.blip', `--weights=${join(FIXTURES, 'blip-vqa-a', 'checkpoint')}`, `--out=${join(root, 'inline')}`]);
+    assert.equal(inline.code, 0, inline.err);
     const wrong = await cli(['compile', 'graphs/blip-vqa.blip', '--weights', join(FIXTURES, 'blip-caption-a', 'checkpoint'), '--out', join(root, 'x')]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.err, /graphs\/blip-vqa\.blip:\d+:\d+ - error BLIP4010: the checkpoint has no tensor "text_encoder\.[^"]+", which node "question_encoder" \(bert\) needs/);

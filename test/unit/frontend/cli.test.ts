@@ -26,6 +26,8 @@ const BATCH: Record<string, string[]> = {
   missing: ['check', join(dir, 'nope.blip')],
   noArgs: ['check'],
   bogus: ['check', '--bogus', bad],
+  maxInline: ['check', '--max=1', bad],
+  maxMissing: ['check', bad, '--max'],
   fmt: ['fmt', messy],
   fmtCheck1: ['fmt', '--check', messy],
   fmtWrite: ['fmt', '--write', messy],
@@ -72,6 +74,8 @@ test('blip check: a missing file is a diagnostic, a missing argument a usage err
   assert.match(r.err, /error BLIP2001: cannot read file .*: expected a readable \.blip file, found no such file/);
   assert.equal((await run('noArgs')).code, 2);
   assert.equal((await run('bogus')).code, 2);
+  assert.equal((await run('maxInline')).code, 1); // --max=N as --max N
+  assert.match((await run('maxMissing')).err, /^blip check: --max expects a positive integer\n/);
 });
 
 test('blip fmt: prints the canonical layout; --check and --write', async () => {

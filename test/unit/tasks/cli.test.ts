@@ -52,6 +52,7 @@ before(async () => {
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
     half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
     help: ['run', '--help'],
+    helpCommand: ['help', 'run'],
     // usage errors (2)
     unknownFlag: cap('--image', IMG_A, '--beam', '3'),
     textOnCaption: cap('--image', IMG_A, '--text', 'a cat'),
@@ -62,6 +63,9 @@ before(async () => {
     device: cap('--image', IMG_A, '--device', 'gpu'),
     topPNoSample: cap('--image', IMG_A, '--top-p', '0.9'),
     badInt: cap('--image', IMG_A, '--beams', 'three'),
+    hugeInt: cap('--image', IMG_A, '--sample', '--seed', '99999999999999999999999'),
+    manyBeams: cap('--image', IMG_A, '--beams', '100000'),
+    vqaBlankPrompt: ['run', vqa, '--image', IMG_A, '--prompt', '   '],
     noImage: cap(),
     noDir: ['run', '--image', IMG_A],
     // failures (1)
@@ -138,6 +142,7 @@ test('help lists every option with examples', () => {
     assert.ok(R.help.out.includes(o), o);
   }
   assert.match(R.help.out, /Examples:\n {2}blip run /);
+  assert.deepEqual(R.helpCommand, R.help); // `blip help run`
 });
 
 test('usage errors exit 2 with one line (and the --help hint)', () => {
@@ -151,6 +156,9 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['device', /unknown device 'gpu'.*expected one of cpu, cuda, tensorrt, webgpu, auto/],
     ['topPNoSample', /--top-p applies to sampling; add --sample/],
     ['badInt', /--beams expects an integer, found 'three'/],
+    ['hugeInt', /--seed is 99999999999999999999999, beyond the integers a double holds exactly/],
+    ['manyBeams', /--beams is 100000, more than the 256 this runtime takes/],
+    ['vqaBlankPrompt', /--prompt is empty: .* needs the question/],
     ['noImage', /--image PATH is required/],
     ['noDir', /expected OUTDIR/],
   ];
