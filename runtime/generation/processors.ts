@@ -138,9 +138,12 @@ export function softmaxRow(row: ArrayLike<number>): Float32Array {
   for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
   const out = new Float32Array(row.length);
   if (max === NEG_INF) return out.fill(NaN);
+  // each exp once, kept in float64 until divided (the same values as computing it twice); a
+  // filtered token's is 0 without the call
+  const e = new Float64Array(row.length);
   let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  for (let i = 0; i < row.length; i++) out[i] = Math.exp(row[i] - max) / sum;
+  for (let i = 0; i < row.length; i++) sum += e[i] = row[i] === NEG_INF ? 0 : Math.exp(row[i] - max);
+  for (let i = 0; i < row.length; i++) out[i] = e[i] / sum;
   return out;
 }
 
@@ -171,17 +174,31 @@ export function topP(p: number, minTokensToKeep = 1): LogitsProcessor {
   return (_ids, scores, V) => {
     for (let r = 0; r * V < scores.length; r++) {
       const row = scores.subarray(r * V, (r + 1) * V);
-      const idx = order(row, false);
-      const probs = softmaxRow(gathered(row, idx));
+      // Only the tokens still in play are sorted and weighed: those an earlier filter (top-k) set
+      // to -inf lead the ascending order with probability exactly 0, so they fall in the cut
+      // whatever p is, and leave the others' order (the sort is stable), softmax and running sum
+      // as they were — the same tokens are removed as with the whole row, at a fraction of the
+      // cost (top-k 50 then top-p over 30524 tokens: 1.7 ms a row sorting everything).
+      let live = 0;
+      for (let i = 0; i < V; i++) if (row[i] !== NEG_INF) live++;
+      if (live === 0) continue; // every probability NaN: nothing is removed
+      let at: Int32Array | undefined;
+      if (live < V) {
+        at = new Int32Array(live);
+        for (let i = 0, k = 0; i < V; i++) if (row[i] !== NEG_INF) at[k++] = i;
+      }
+      const vals = at ? gathered(row, at) : row;
+      const idx = order(vals, false);
+      const probs = softmaxRow(gathered(vals, idx));
       // the cumulative mass only grows, so the tokens removed are a prefix of the ascending order
       let cum = 0;
       let cut = 0;
-      for (let j = 0; j < V - minTokensToKeep; j++) {
+      for (let j = 0; j < live - minTokensToKeep; j++) {
         cum += probs[j];
         if (!(f(cum) <= limit)) break;
         cut = j + 1;
       }
-      for (let j = 0; j < cut; j++) row[idx[j]] = NEG_INF;
+      for (let j = 0; j < cut; j++) row[at ? at[idx[j]] : idx[j]] = NEG_INF;
     }
   };
 }

@@ -10,6 +10,8 @@ import {
   minNewTokens,
   minP,
   noRepeatNgram,
+  order,
+  softmaxRow,
   repetitionPenalty,
   temperature,
   TextStreamer,
@@ -117,6 +119,48 @@ test('logits processors and warpers are bit-exact with transformers (float32)', 
     if (exp[i] === -Infinity) assert.equal(ls[i], -Infinity);
     else assert.ok(Math.abs(ls[i] - exp[i]) <= 2 ** -20 * Math.max(1, Math.abs(exp[i])), `log_softmax ${i}: ${ls[i]} vs ${exp[i]}`);
   }
+});
+
+test('top-p after top-k weighs only the tokens left in play and removes exactly what sorting the whole row does', () => {
+  // the whole-row form (transformers' TopPLogitsWarper, as the runtime did it before): sort every
+  // score ascending, softmax in that order, remove the prefix whose mass stays within 1 - p
+  const reference = (row: Float32Array, p: number, keep: number): Float32Array => {
+    const out = row.slice();
+    const idx = order(row, false);
+    const probs = softmaxRow(Float32Array.from(idx, (i) => row[i]));
+    let cum = 0;
+    let cut = 0;
+    for (let j = 0; j < row.length - keep; j++) {
+      cum += probs[j];
+      if (!(Math.fround(cum) <= Math.fround(1 - p))) break;
+      cut = j + 1;
+    }
+    for (let j = 0; j < cut; j++) out[idx[j]] = -Infinity;
+    return out;
+  };
+  const rnd = createRandom(11);
+  const V = 3000;
+  let compared = 0;
+  let removing = 0;
+  for (const k of [1, 2, 5, 50, 2999, 3000]) {
+    for (const [p, keep, nan] of [[0.9, 1, false], [0.5, 1, false], [0.05, 2, false], [0.05, 4, false], [0.999, 7, false], [1, 1, false], [0.9, 1, true]] as const) {
+      const row = Float32Array.from({ length: V }, () => Math.fround(Math.floor(rnd() * 400) / 40 - 5)); // ties on purpose
+      if (nan) row[17] = NaN; // (a NaN makes every probability NaN: nothing is removed)
+      row[18] = -Infinity;
+      topK(k)([], row, V);
+      const want = reference(row, p, keep);
+      const got = row.slice();
+      topP(p, keep)([], got, V);
+      for (let i = 0; i < V; i++) assert.ok(Object.is(got[i], want[i]), `k ${k}, p ${p}, keep ${keep}, token ${i}: ${got[i]} vs ${want[i]}`);
+      compared++;
+      if (want.filter((x) => x === -Infinity).length > row.filter((x) => x === -Infinity).length) removing++;
+    }
+  }
+  assert.equal(compared, 42);
+  assert.ok(removing >= 20, `top-p removed tokens in ${removing} of 42 cases`);
+  const dead = new Float32Array(5).fill(-Infinity);
+  topP(0.9)([], dead, 5);
+  assert.ok(dead.every((x) => x === -Infinity));
 });
 
 test('TextStreamer releases the same pieces as transformers TextStreamer', () => {
