@@ -29,6 +29,8 @@ export interface WorkerInit {
   deviceId?: number;
   /** Rows per model call for retrieval batches (ITM pairs, embeddings). */
   maxBatch: number;
+  /** The most pixels a request's image may decode to (its header says; refused before decoding). */
+  maxImagePixels: number;
   /** A module exporting `load(dir, opts)` to use instead of runtime/model.ts (tests). */
   backendModule?: string;
   backendOptions?: unknown;

@@ -64,6 +64,8 @@ export interface PoolOptions {
   device?: string;
   threads?: number;
   deviceId?: number;
+  /** See WorkerInit.maxImagePixels. */
+  maxImagePixels: number;
   backendModule?: string;
   backendOptions?: unknown;
 }
@@ -123,6 +125,7 @@ export class Scheduler {
           threads: this.o.threads,
           deviceId: this.o.deviceId,
           maxBatch: this.o.maxBatch,
+          maxImagePixels: this.o.maxImagePixels,
           backendModule: this.o.backendModule,
           backendOptions: this.o.backendOptions,
         });

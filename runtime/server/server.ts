@@ -38,6 +38,12 @@ export interface ServeOptions {
   workers?: number;
   /** Request body limit in bytes. */
   maxBodyBytes?: number;
+  /**
+   * The most pixels one image may decode to (width x height by its header; default 50 M, a
+   * 8660 x 5773 photo). A 656 KB PNG of 15000 x 15000 decodes to 675 MB: without this, --max-body
+   * would not bound a request's memory.
+   */
+  maxImagePixels?: number;
   /** Folder file:// image URLs may read from. */
   allowFiles?: string;
   /** Most sequences per chat request (n). */
@@ -58,6 +64,7 @@ export const SERVE_DEFAULTS = {
   timeoutMs: 120_000,
   workers: 1,
   maxBodyBytes: 20 * 1024 * 1024,
+  maxImagePixels: 50_000_000,
   maxN: 16,
   maxInputs: 256,
 } as const;
@@ -92,6 +99,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     ['timeoutMs', o.timeoutMs, 1],
     ['workers', o.workers, 1],
     ['maxBodyBytes', o.maxBodyBytes, 1],
+    ['maxImagePixels', o.maxImagePixels, 1],
   ] as const) {
     if (!Number.isInteger(v) || v < min) throw new BlipError('BLIP5901', `${name} must be an integer >= ${min}, found ${v}`);
   }
@@ -116,6 +124,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     device: o.device,
     threads: o.threads,
     deviceId: o.deviceId,
+    maxImagePixels: o.maxImagePixels,
     backendModule: o.backendModule,
     backendOptions: o.backendOptions,
   };

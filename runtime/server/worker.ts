@@ -54,7 +54,7 @@ async function decodeAll<T extends { image: { name: string; bytes: Uint8Array } 
   const out: Array<DecodedImage | undefined> = [];
   for (let i = 0; i < jobs.length; i++) {
     try {
-      out.push(await toRgbImage({ name: jobs[i].image.name, bytes: jobs[i].image.bytes }, i));
+      out.push(await toRgbImage({ name: jobs[i].image.name, bytes: jobs[i].image.bytes }, i, { maxPixels: init.maxImagePixels }));
     } catch (e) {
       out.push(undefined);
       results[i] = fail(e);
@@ -173,7 +173,7 @@ async function runEmbed(model: ServedModel, m: Extract<BatchMessage, { task: 'em
         continue;
       }
       try {
-        row.push(await toRgbImage({ name: it.image.name, bytes: it.image.bytes }, 0));
+        row.push(await toRgbImage({ name: it.image.name, bytes: it.image.bytes }, 0, { maxPixels: init.maxImagePixels }));
       } catch (e) {
         results[i] = fail(e);
         break;

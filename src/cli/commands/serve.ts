@@ -33,6 +33,8 @@ Options:
   --timeout-ms N      a request not done after N ms (queue time included) is cancelled: 408
                       (default 120000)
   --max-body BYTES    request body limit (default 20971520 = 20 MiB); also the image size limit
+  --max-image-pixels N  the most pixels (width x height) an image may decode to; larger ones are
+                      refused by their header, before decoding: 400 (default 50000000)
   --allow-files DIR   accept file:// image URLs for files inside DIR (never outside it)
   --quiet             no log lines on stderr
 
@@ -54,6 +56,7 @@ const OPTIONS = {
   'max-queue': { type: 'string' },
   'timeout-ms': { type: 'string' },
   'max-body': { type: 'string' },
+  'max-image-pixels': { type: 'string' },
   'allow-files': { type: 'string' },
   quiet: { type: 'boolean' },
 } as const;
@@ -95,6 +98,7 @@ const command: Command = {
       maxQueue: int('max-queue', v['max-queue'], 1),
       timeoutMs: int('timeout-ms', v['timeout-ms'], 1),
       maxBodyBytes: int('max-body', v['max-body'], 1),
+      maxImagePixels: int('max-image-pixels', v['max-image-pixels'], 1),
       allowFiles: v['allow-files'],
       log,
     });

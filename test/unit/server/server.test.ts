@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import OpenAI from 'openai';
+import sharp from 'sharp';
 import { load, type BlipModel } from '../../../runtime/model.js';
 import type { BlipServer } from '../../../runtime/server/index.js';
 import { chatBody, compiledFixture, dataUrl, health, imageBytes, post, serve, until } from './helpers.js';
@@ -38,6 +39,7 @@ before(async () => {
     ],
     maxBatch: 4,
     maxBodyBytes: 256 * 1024,
+    maxImagePixels: 4000, // the fixtures' photos are 64 x 48 at most
     allowFiles: allowed,
   });
   client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -211,6 +213,15 @@ test('bad input is a 4xx in OpenAI error shape, through the openai client', asyn
     });
   }
   assert.equal((await health(s.url)).status, 'ok');
+  // an image whose header says more pixels than --max-image-pixels: refused before decoding
+  const big = await sharp({ create: { width: 100, height: 50, channels: 3, background: '#808080' } }).png().toBuffer();
+  await assert.rejects(chat(chatBody('cap', {}, undefined, `data:image/png;base64,${big.toString('base64')}`)), (e: unknown) => {
+    assert.ok(e instanceof OpenAI.BadRequestError, String(e));
+    const err = (e as unknown as { error: { message: string; code: string } }).error;
+    assert.equal(err.code, 'invalid_image');
+    assert.match(err.message, /100x50 is more than the 4000 pixels allowed/);
+    return true;
+  });
 });
 
 test('bad input over raw HTTP: malformed JSON, oversized body, wrong content type, wrong method, unknown path', async () => {
