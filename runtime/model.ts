@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { readManifest, type Manifest } from '../src/artifact/manifest.js';
-import { BlipRuntimeError, DeviceError } from './errors.js';
+import { BlipRuntimeError, GenerationConfigError } from './errors.js';
+import { threadsProblem } from './threads.js';
 import { unknownOption } from '../src/diagnostics/suggest.js';
 import { BlipError } from '../src/cli/Command.js';
 import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
@@ -124,7 +125,31 @@ class Model implements BlipModel {
     return `${this.dir} is a ${this.manifest.family} ${this.manifest.task} model (outputs: ${this.manifest.outputs.map((o) => `${o.name}: ${o.task}`).join(', ')})`;
   }
 
+  /** Calls not finished yet: close() waits for them before it releases the sessions they use. */
+  private readonly running = new Set<Promise<unknown>>();
+  /** A staged model's calls, one after another (each opens and releases the sessions itself). */
+  private stagedTurn: Promise<unknown> = Promise.resolve();
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.running.add(work);
+    const forget = () => this.running.delete(work);
+    work.then(forget, forget);
+    return work;
+  }
+
   async generate(images: ImageInput[], opts: GenerateOptions = {}): Promise<GenerateResult[]> {
+    this.live();
+    if (!(this.sessions.encode instanceof StagedSession)) return this.track(this.generateNow(images, opts));
+    // staged: a second call waits for the first to release its sessions
+    const turn = this.stagedTurn.then(
+      () => this.generateNow(images, opts),
+      () => this.generateNow(images, opts),
+    );
+    this.stagedTurn = turn.catch(() => undefined);
+    return this.track(turn);
+  }
+
+  private async generateNow(images: ImageInput[], opts: GenerateOptions): Promise<GenerateResult[]> {
     this.live();
     const { encode, decoder } = this.sessions;
     if (!encode || !decoder) throw new BlipRuntimeError('BLIP5044', `${this.what()}: it does not generate text; use itm()`);
@@ -155,20 +180,22 @@ class Model implements BlipModel {
   }
 
   async itm(images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
-    return itmPairs(this.retrievalCtx(), images, texts, opts);
+    return this.track(itmPairs(this.retrievalCtx(), images, texts, opts));
   }
 
   async embedImages(images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
-    return embedImages(this.retrievalCtx(), images, opts);
+    return this.track(embedImages(this.retrievalCtx(), images, opts));
   }
 
   async embedTexts(texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
-    return embedTexts(this.retrievalCtx(), texts, opts);
+    return this.track(embedTexts(this.retrievalCtx(), texts, opts));
   }
 
+  /** Refuses new calls at once, lets the running ones finish, then releases the sessions. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await Promise.allSettled([...this.running]);
     for (const s of Object.values(this.sessions)) await s?.release();
     await this.deviceRows?.close();
   }
@@ -186,6 +213,23 @@ function graphWeightBytes(dir: string, file: string): number {
 /** Every key LoadOptions has (checked at run time for JavaScript callers). */
 const LOAD_OPTIONS: Array<keyof LoadOptions> = ['device', 'threads', 'deviceId', 'kvOnDevice', 'staged', 'greedyLoop'];
 
+/** load()'s options as JavaScript callers may pass them: BLIP5030, as the methods' options. */
+function checkLoadOptions(opts: unknown): asserts opts is LoadOptions {
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw new GenerationConfigError(`load() options must be an object, found ${describeArgument(opts)}`);
+  const o = opts as Record<string, unknown>;
+  const unknown = unknownOption(o, LOAD_OPTIONS, 'load option');
+  if (unknown) throw new GenerationConfigError(unknown);
+  const bad = (name: string, want: string) => new GenerationConfigError(`load option ${name} must be ${want}, found ${describeArgument(o[name])}`);
+  if (o.device !== undefined && typeof o.device !== 'string') throw bad('device', 'a string (cpu, cuda, tensorrt, webgpu or auto)');
+  if (o.threads !== undefined) {
+    if (typeof o.threads !== 'number') throw bad('threads', 'a number');
+    const why = threadsProblem(o.threads);
+    if (why) throw new GenerationConfigError(`load option threads ${why}`);
+  }
+  if (o.deviceId !== undefined && !(typeof o.deviceId === 'number' && Number.isInteger(o.deviceId) && o.deviceId >= 0)) throw bad('deviceId', 'a non-negative integer');
+  for (const name of ['kvOnDevice', 'staged', 'greedyLoop']) if (o[name] !== undefined && typeof o[name] !== 'boolean') throw bad(name, 'true or false');
+}
+
 /**
  * Load a compiled model directory. Refuses a directory without a manifest (BLIP5001), an invalid
  * one (BLIP5002), one written by another artifact format version (BLIP5003) or with missing files
@@ -194,8 +238,7 @@ const LOAD_OPTIONS: Array<keyof LoadOptions> = ['device', 'threads', 'deviceId',
 export async function load(dir: string, opts: LoadOptions | null = {}): Promise<BlipModel> {
   if (typeof dir !== 'string') throw new BlipError('BLIP5001', `load() takes the compiled model's directory as a string, found ${describeArgument(dir)}`);
   opts ??= {};
-  const unknown = unknownOption(opts, LOAD_OPTIONS, 'load option');
-  if (unknown) throw new DeviceError('BLIP5043', unknown);
+  checkLoadOptions(opts);
   const manifest = readManifest(dir);
   const preprocess = preprocessFromManifest(manifest.preprocess, `${join(dir, 'manifest.json')} preprocess`);
   if (!manifest.tokenizer) throw new BlipRuntimeError('BLIP5020', `${dir}: the manifest names no tokenizer; recompile the model`);

@@ -173,6 +173,8 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
   const m = ctx.manifest;
   const style = promptStyle(m);
   if (style.required && !prompts) throw new GenerationConfigError(`this ${m.family} ${m.task} model needs ${style.what} (a prompt)`);
+  const blank = style.required ? (prompts?.findIndex((p) => p.trim() === '') ?? -1) : -1;
+  if (blank >= 0) throw new GenerationConfigError(`prompt ${blank} is empty: this ${m.family} ${m.task} model needs ${style.what}`);
   const encodeFeeds: Record<string, ort.Tensor> = {};
   if (m.family === 'instructblip') {
     if (!ctx.qformerTokenizer) throw new BlipRuntimeError('BLIP5020', 'this InstructBLIP model has no qformer_tokenizer in its manifest; recompile it');

@@ -189,6 +189,25 @@ test('bad requests fail with BLIP5030 before running', async () => {
   await assert.rejects(caption.itm(imgs(), ['x']), code('BLIP5044'));
 });
 
+test('a model whose prompt is required refuses a blank one (BLIP5030), naming which', async () => {
+  const vqa = await load(await compileFixture('blip-vqa-a', tmp.dir), { threads: 1 });
+  try {
+    await assert.rejects(vqa.generate(imgs(), { prompt: ['what is it?', '  '] }), (e: unknown) => (e as { code?: string }).code === 'BLIP5030' && /^prompt 1 is empty: this blip vqa model needs the question$/.test((e as Error).message));
+    assert.equal((await vqa.generate(imgs().slice(0, 1), { prompt: 'what is it?', maxNewTokens: 3 })).length, 1);
+  } finally {
+    await vqa.close();
+  }
+});
+
+test('close() lets running calls finish, then refuses new ones', async () => {
+  const m = await load(await compileFixture('blip-caption-a', tmp.dir), { threads: 1 });
+  const want = await m.generate(imgs(), { maxNewTokens: 6 });
+  const running = m.generate(imgs(), { maxNewTokens: 6 });
+  await m.close();
+  assert.deepEqual((await running).map((r) => r.tokenIds), want.map((r) => r.tokenIds));
+  await assert.rejects(m.generate(imgs()), (e: unknown) => (e as { code?: string }).code === 'BLIP5043' && /was closed/.test((e as Error).message));
+});
+
 test('JavaScript callers get named errors, not TypeErrors: a misspelt option, a non-array, a value that is no image', async () => {
   const says = (c: string, message: RegExp) => (e: unknown) => (assert.equal((e as { code?: string }).code, c, String(e)), assert.match((e as Error).message, message), true);
   const untyped = caption as unknown as { generate(images: unknown, opts?: unknown): Promise<unknown> };

@@ -93,7 +93,17 @@ test('load(): a directory that is not a string, an unknown option (with a sugges
   const loadUntyped = load as unknown as (dir: unknown, opts?: unknown) => Promise<{ close(): Promise<void> }>;
   await assert.rejects(loadUntyped(5), (e: unknown) => (e as { code?: string }).code === 'BLIP5001' && /directory as a string, found number 5$/.test((e as Error).message));
   const dir = await compileFixture('blip-itm-a', tmp.dir);
-  await assert.rejects(loadUntyped(dir, { thread: 2 }), (e: unknown) => /unknown load option 'thread'; did you mean 'threads'\?/.test((e as Error).message));
+  await assert.rejects(loadUntyped(dir, { thread: 2 }), (e: unknown) => (e as { code?: string }).code === 'BLIP5030' && /unknown load option 'thread'; did you mean 'threads'\?/.test((e as Error).message));
+  // wrong types are named, as the methods' options are (BLIP5030), before anything loads
+  for (const [opts, re] of [
+    ['cpu', /^load\(\) options must be an object, found the string "cpu"$/],
+    [{ threads: '2' }, /^load option threads must be a number, found the string "2"$/],
+    [{ threads: 0 }, /^load option threads must be a positive integer, found 0$/],
+    [{ staged: 'yes' }, /^load option staged must be true or false, found the string "yes"$/],
+    [{ deviceId: -1 }, /^load option deviceId must be a non-negative integer, found number -1$/],
+  ] as const) {
+    await assert.rejects(loadUntyped(dir, opts), (e: unknown) => (assert.equal((e as { code?: string }).code, 'BLIP5030', String(e)), assert.match((e as Error).message, re), true));
+  }
   await (await loadUntyped(dir, null)).close();
 });
 
