@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { realpathSync, statSync } from 'node:fs';
 import { BlipError } from '../../src/cli/Command.js';
+import { unknownOption } from '../../src/diagnostics/suggest.js';
 import { loadEntry, type ModelEntry } from './catalog.js';
 import { ApiError, toApiError } from './errors.js';
 import { EventStream, readJson, sendError, sendJson, sendText } from './http.js';
@@ -85,10 +86,20 @@ export interface BlipServer {
 
 type Endpoint = 'chat' | 'itm' | 'embeddings' | 'models' | 'health' | 'metrics' | 'other';
 
+/** Every key ServeOptions has (checked at run time for JavaScript callers: a misspelt limit would be ignored). */
+const SERVE_OPTIONS: Array<keyof ServeOptions> = [
+  'models', 'host', 'port', 'device', 'threads', 'deviceId', 'maxBatch', 'maxQueue', 'timeoutMs', 'workers',
+  'maxBodyBytes', 'maxImagePixels', 'allowFiles', 'maxN', 'maxInputs', 'backendModule', 'backendOptions', 'log',
+];
+
 export async function startServer(opts: ServeOptions): Promise<BlipServer> {
-  if (opts.models.length === 0) throw new BlipError('BLIP5901', 'no model to serve: give at least one compiled model directory');
+  if (typeof opts !== 'object' || opts === null) throw new BlipError('BLIP5901', 'startServer() takes an options object with models');
+  const unknown = unknownOption(opts, SERVE_OPTIONS, 'server option');
+  if (unknown) throw new BlipError('BLIP5901', unknown);
+  if (!Array.isArray(opts.models) || opts.models.length === 0) throw new BlipError('BLIP5901', 'no model to serve: give at least one compiled model directory');
   const ids = new Set<string>();
   for (const m of opts.models) {
+    if (typeof m?.id !== 'string' || m.id === '' || typeof m.dir !== 'string') throw new BlipError('BLIP5901', `each model needs an id (the name clients pass as model) and a dir, found ${JSON.stringify(m)}`);
     if (ids.has(m.id)) throw new BlipError('BLIP5901', `two models are named ${m.id}; name them with NAME=DIR`);
     ids.add(m.id);
   }

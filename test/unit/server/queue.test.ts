@@ -244,3 +244,16 @@ test('a model whose worker cannot load fails startup with its code', async () =>
     return true;
   });
 });
+
+test('startServer() options are checked by name for JavaScript callers: a misspelt limit, no models, a model without an id', async () => {
+  const dir = await compiledFixture('blip-caption', 'blip-caption-a');
+  const untyped = serve as unknown as (o: unknown) => Promise<BlipServer>;
+  for (const [opts, re] of [
+    [{ models: [{ id: 'cap', dir }], maxBody: 100 }, /^unknown server option 'maxBody' \(the options: .*maxBodyBytes, maxImagePixels/],
+    [{ port: 0 }, /^no model to serve/],
+    [{ models: [{ dir }] }, /^each model needs an id .* and a dir, found \{"dir":/],
+    [{ models: [{ id: '', dir }] }, /^each model needs an id/],
+  ] as const) {
+    await assert.rejects(untyped(opts), (e: Error & { code?: string }) => (assert.equal(e.code, 'BLIP5901', String(e)), assert.match(e.message, re), true));
+  }
+});
