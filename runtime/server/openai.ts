@@ -150,7 +150,10 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   if (temperature !== undefined) doSample = temperature > 0;
   else if (topP !== undefined && topP < 1) doSample = true;
   else doSample = gen?.do_sample ?? false;
-  if (n > 1 && !doSample && numBeams < n) doSample = true; // n different answers: sample them
+  if (n > 1 && !doSample && numBeams < n) {
+    if (temperature === 0) throw badRequest(`n is ${n}, but temperature 0 asks for the one greedy answer; give a temperature above 0 to sample ${n} answers`, 'n');
+    doSample = true; // n different answers: sample them
+  }
   if (doSample && topP === 0) throw badRequest('top_p must be > 0 when sampling', 'top_p');
 
   let facts;

@@ -213,6 +213,11 @@ test('bad input is a 4xx in OpenAI error shape, through the openai client', asyn
     });
   }
   assert.equal((await health(s.url)).status, 'ok');
+  // n answers from greedy decoding: the conflict is named at n
+  const greedyN = await post(`${s.url}/v1/chat/completions`, chatBody('cap', { n: 2, temperature: 0 }));
+  assert.equal(greedyN.status, 400);
+  assert.equal(greedyN.json.error.param, 'n');
+  assert.match(greedyN.json.error.message, /^n is 2, but temperature 0 asks for the one greedy answer/);
   // an image whose header says more pixels than --max-image-pixels: refused before decoding
   const big = await sharp({ create: { width: 100, height: 50, channels: 3, background: '#808080' } }).png().toBuffer();
   await assert.rejects(chat(chatBody('cap', {}, undefined, `data:image/png;base64,${big.toString('base64')}`)), (e: unknown) => {
