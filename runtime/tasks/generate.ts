@@ -27,7 +27,7 @@ import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
 import { pixelBatch, type ImageInput } from './images.js';
-import { checkImageList, optionsObject } from './arguments.js';
+import { checkImageList, describeArgument, optionsObject } from './arguments.js';
 import { encodeInRows, release } from './encodeRows.js';
 
 export interface GenerateOptions {
@@ -285,8 +285,12 @@ function checkOptions(o: GenerateOptions): void {
   };
   int(o.batchSize, 'batchSize', 1);
   int(o.numReturnSequences, 'numReturnSequences', 1);
-  if (Array.isArray(o.seed) && !o.seed.every((s) => Number.isFinite(s))) throw new GenerationConfigError('seed must be finite numbers');
-  if (o.seed !== undefined && !Array.isArray(o.seed) && !(typeof o.seed === 'number' && Number.isFinite(o.seed))) throw new GenerationConfigError(`seed must be a finite number, found ${JSON.stringify(o.seed)}`);
+  // (before the prompt-length check, which would take Infinity for a length)
+  int(o.maxNewTokens, 'maxNewTokens', 1);
+  int(o.maxLength, 'maxLength', 1);
+  // a seed is an integer: 1.5 would draw what 1 draws
+  if (Array.isArray(o.seed) && !o.seed.every((s) => Number.isSafeInteger(s))) throw new GenerationConfigError('seed must be integers (below 2^53 in size)');
+  if (o.seed !== undefined && !Array.isArray(o.seed) && !Number.isSafeInteger(o.seed)) throw new GenerationConfigError(`seed must be an integer (below 2^53 in size), found ${describeArgument(o.seed)}`);
   if (o.onToken !== undefined && typeof o.onToken !== 'function') throw new GenerationConfigError('onToken must be a function');
 }
 

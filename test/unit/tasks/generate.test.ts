@@ -184,6 +184,8 @@ test('bad requests fail with BLIP5030 before running', async () => {
   await assert.rejects(caption.generate(imgs(), { prompt: ['a', 'b'] }), code('BLIP5030'));
   await assert.rejects(caption.generate(imgs(), { doSample: true, seed: [1, 2] }), code('BLIP5030'));
   await assert.rejects(caption.generate(imgs(), { batchSize: 0 }), code('BLIP5030'));
+  await assert.rejects(caption.generate(imgs(), { maxNewTokens: Infinity }), code('BLIP5030'));
+  await assert.rejects(caption.generate(imgs(), { doSample: true, seed: 1.5 }), code('BLIP5030'));
   await assert.rejects(caption.generate(imgs(), { numBeams: 2, numReturnSequences: 3 }), code('BLIP5030'));
   await assert.rejects(caption.generate([fixturePath('images', 'nope.png')]), code('BLIP5010'));
   await assert.rejects(caption.itm(imgs(), ['x']), code('BLIP5044'));
