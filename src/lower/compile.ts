@@ -518,6 +518,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   try {
     const referenced = new Set(x.graphs.flatMap((g) => [...g.weightNames]));
     const weightsBytes = await x.store.writeAll(join(tmp, WEIGHTS_FILE), referenced, opts.onProgress, opts.signal);
+    for (const [key, n] of x.ckpt.withNaN) warnings.push(`checkpoint tensor ${key} has ${n} NaN value${n === 1 ? '' : 's'}: the checkpoint is corrupt there, and the model's outputs will be NaN`);
     const entries: Manifest['graphs'] = {};
     const written: CompileResult['graphs'] = [];
     for (const g of x.graphs) {

@@ -115,6 +115,9 @@ export class Checkpoint {
     return this.info(key)?.shape;
   }
 
+  /** Tensors read with NaN values, and how many: a corrupt checkpoint (every output would be NaN). */
+  readonly withNaN = new Map<string, number>();
+
   /** Read one tensor as float32 (widening F16/BF16); in `scratch` memory if given. */
   readFloat32(key: string, scratch?: Scratch): Float32Array {
     const f = this.where.get(key);
@@ -125,7 +128,16 @@ export class Checkpoint {
     }
     const raw = f.readRaw(key, scratch);
     this.digests.set(key, createHash('sha256').update(t.dtype).update(JSON.stringify(t.shape)).update(raw).digest('hex'));
-    return toFloat32(raw, t.dtype, scratch);
+    const data = toFloat32(raw, t.dtype, scratch);
+    // x * 0 is NaN only for NaN and the infinities: one cheap pass (~1 ns a value), a count only then
+    let probe = 0;
+    for (let i = 0; i < data.length; i++) probe += data[i] * 0;
+    if (probe !== probe) {
+      let nan = 0;
+      for (let i = 0; i < data.length; i++) if (data[i] !== data[i]) nan++;
+      if (nan) this.withNaN.set(key, nan);
+    }
+    return data;
   }
 
   /** Dtypes present, with their tensor counts (for the summary). */

@@ -279,6 +279,29 @@ test('an output directory that is not a compiled model is left alone; a compiled
   }
 });
 
+test('NaN weights (a corrupt checkpoint transformers would load) compile with a warning naming the tensor and the count', async () => {
+  const key = 'text_decoder.bert.encoder.layer.1.output.dense.weight';
+  const weights = checkpointCopy('blip-caption-a', (ts) =>
+    ts.map((t) => {
+      if (t.name !== key) return t;
+      const f = new Float32Array(t.data.slice().buffer);
+      f[0] = NaN;
+      f[5] = NaN;
+      return { ...t, data: new Uint8Array(f.buffer) };
+    }),
+  );
+  try {
+    const { model, text } = loadModel(CAPTION);
+    const r = await compile({ model, graphFile: CAPTION, graphText: text, weights, out: join(dirname(weights), 'out') });
+    assert.deepEqual(
+      r.warnings.filter((w) => w.includes('NaN')),
+      [`checkpoint tensor ${key} has 2 NaN values: the checkpoint is corrupt there, and the model's outputs will be NaN`],
+    );
+  } finally {
+    rmSync(dirname(weights), { recursive: true, force: true });
+  }
+});
+
 test('an --out the machine will not create is one BLIP4018 line naming it and why, with nothing left behind', async () => {
   const root = tmp('unwritable-');
   try {
