@@ -64,6 +64,15 @@ function mainHelp(cmds: Command[]): string {
   ].join('\n');
 }
 
+/**
+ * `--help` / `-h` anywhere, except as the value of an option that takes one (`--prompt --help` is
+ * a prompt): the options that take a value are those the help lists with one (`  --prompt TEXT`).
+ */
+function asksForHelp(cmd: Command, rest: string[]): boolean {
+  const takesValue = new Set([...cmd.help.matchAll(/^\s+(--[a-z][a-z0-9-]*)[ =][A-Z]/gm)].map((m) => m[1]));
+  return rest.some((a, i) => (a === '--help' || a === '-h') && !(i > 0 && takesValue.has(rest[i - 1])));
+}
+
 export async function main(argv: string[]): Promise<number> {
   const entries = await registered();
   const [name, ...rest] = argv;
@@ -85,7 +94,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const cmd = await loadCommand(entry);
-  if (rest.includes('--help') || rest.includes('-h')) {
+  if (asksForHelp(cmd, rest)) {
     process.stdout.write(cmd.help.trimEnd() + '\n');
     return 0;
   }

@@ -66,6 +66,7 @@ before(async () => {
     hugeInt: cap('--image', IMG_A, '--sample', '--seed', '99999999999999999999999'),
     manyBeams: cap('--image', IMG_A, '--beams', '100000'),
     vqaBlankPrompt: ['run', vqa, '--image', IMG_A, '--prompt', '   '],
+    helpAsValue: cap('--image', IMG_A, '--prompt', '--help'),
     noImage: cap(),
     noDir: ['run', '--image', IMG_A],
     // failures (1)
@@ -159,6 +160,7 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['hugeInt', /--seed is 99999999999999999999999, beyond the integers a double holds exactly/],
     ['manyBeams', /--beams is 100000, more than the 256 this runtime takes/],
     ['vqaBlankPrompt', /--prompt is empty: .* needs the question/],
+    ['helpAsValue', /--prompt expects a value/], // not the help: --help stands where --prompt's value belongs
     ['noImage', /--image PATH is required/],
     ['noDir', /expected OUTDIR/],
   ];
