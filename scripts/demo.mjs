@@ -42,7 +42,18 @@ console.log('blip-graph demo: a tiny BLIP-2 (ViT → Q-Former → OPT, 1.9 M par
 console.log('scenes of coloured shapes; it knows nothing else (demo/README.md).\n');
 
 // 1. Compile.
-const c = await ensureDemoModel({ force: args.includes('--force') });
+// A user error (a device that cannot start, a broken model folder) is one line, as `blip` prints it.
+async function orExit(work) {
+  try {
+    return await work;
+  } catch (e) {
+    if (!/^BLIP\d{4}$/.test(e?.code ?? '')) throw e;
+    console.error(`error ${e.code}: ${e.message}`);
+    process.exit(1);
+  }
+}
+
+const c = await orExit(ensureDemoModel({ force: args.includes('--force') }));
 if (c.compiled) {
   const r = c.result;
   console.log(`compile  ${rel(GRAPH)} + ${rel(WEIGHTS)} -> ${rel(c.out)}  (${c.seconds.toFixed(1)} s)`);
@@ -53,7 +64,7 @@ if (c.compiled) {
 
 // 2. Load.
 let t = performance.now();
-const model = await load(c.out, { device, threads });
+const model = await orExit(load(c.out, { device, threads }));
 console.log(`load     ${ms(performance.now() - t)}, on ${[...new Set(Object.values(model.providers))].join(', ')}\n`);
 
 // 3. Captions, one image at a time (per-image timings).
