@@ -429,6 +429,7 @@ function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: stri
   let started = false;
   let done = false;
   let pending = '';
+  let held = '';
   const streamer = new TextStreamer(tok, (text, end) => (pending += end ? text.trimEnd() : text), { skipSpecialTokens: true });
   const feed = (id: number, last: boolean) => {
     streamer.put([id]);
@@ -436,11 +437,19 @@ function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: stri
       done = true;
       streamer.end();
     }
-    let text = pending;
+    let text = held + pending;
     pending = '';
     if (!started) {
       text = text.trimStart();
       if (text) started = true;
+    }
+    // white space at the end waits for more text: the last token's (a newline the tokenizer
+    // decodes) would otherwise reach the caller though the row's text is trimmed
+    held = '';
+    if (done) text = text.trimEnd();
+    else {
+      const tail = /\s+$/.exec(text);
+      if (tail) [text, held] = [text.slice(0, tail.index), tail[0]];
     }
     cb(row, text, id);
   };

@@ -71,3 +71,11 @@ test('demo: one image alone gives the same ids as in a batch', async () => {
   assert.deepEqual(r.tokenIds, items[2].generated_ids);
   assert.ok(r.timingsMs.total > 0);
 });
+
+test('demo: streamed pieces concatenate to the text, though the stop token decodes to a newline', async () => {
+  const files = items.slice(0, 3).map((it) => join('demo/heldout', it.file));
+  const streamed = files.map(() => '');
+  const rs = await model.generate(files, { maxNewTokens: MAX, onToken: (row, text) => (streamed[row] += text) });
+  assert.ok(rs.some((r) => r.tokenIds.includes(202)), 'a row ends at "\\n"'); // else the case is not exercised
+  assert.deepEqual(streamed, rs.map((r) => r.text));
+});
