@@ -41,7 +41,7 @@ export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {
     } catch (e) {
       if (e instanceof ImageDecodeError) throw e;
       const code = (e as { code?: string }).code;
-      throw new ImageDecodeError(name, code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : firstLine(e));
+      throw new ImageDecodeError(name, code === 'ENOENT' ? 'no such file or folder' : code === 'EISDIR' ? 'it is a directory' : firstLine(e));
     }
   } else {
     bytes = src.bytes;

@@ -41,6 +41,7 @@ export function OutputTasksRule(ctx: CheckContext): void {
       const node = ctx.model.nodes.get(arg.name);
       if (!node) {
         if (ctx.model.inputs.has(arg.name)) ctx.report('BLIP2026', arg.loc, `${out.task}() expects ${spec.accepts({ kind: '' } as DraftNode, ctx)}, found ${ctx.describe(arg.name)}`);
+        else if (ctx.model.nodes.size === 0) ctx.report('BLIP2020', arg.loc, `unknown node '${arg.name}': the model declares no nodes`);
         else ctx.report('BLIP2020', arg.loc, `unknown node '${arg.name}': expected one of ${someOf([...ctx.model.nodes.keys()])}${didYouMean(arg.name, names)}`);
         continue;
       }

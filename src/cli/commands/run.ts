@@ -213,7 +213,7 @@ single image, 'IMAGE: TEXT' lines for several, or with --json one line per image
 released before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
 ITM / retrieval models score every image against every --text, one JSON line per pair:
   {"image", "text", "itm", "itc"}   itm = P(match) from the ITM head, itc = cosine similarity
-An image that cannot be read gets an error line ({"image", "error"} with --json, else on stderr)
+An image that cannot be read gets an error line ({"image", "error", "code"} with --json, else on stderr)
 and the others still run; the exit code is then 1. On a terminal, stderr shows a loading line
 until the first output (a large model takes a while to read) and a progress bar for several images.
 

@@ -223,6 +223,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "output over a model without nodes",
+    src: 'model m {\n  input image: image\n  output o: generate(x)\n}\n',
+    expect: [
+      { code: "BLIP2020", line: 3, column: 22, message: "unknown node 'x': the model declares no nodes" },
+    ],
+  },
+  {
     name: "override without a base",
     src: edit('node llm:', 'override node llm:'),
     expect: [
