@@ -67,7 +67,8 @@ export const Llama: NodeKind = {
 //   lm_head (V, H)                       absent when tied: the embeddings serve
 Llama.lowering = {
   defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', act: 'silu' }, // rope_theta: transformers' default_theta
-  ignored: () => [/model\.rotary_emb\.inv_freq/, /(.*\.)?position_ids/], // buffers older checkpoints saved
+  // buffers older checkpoints saved: one rotary table for the model, or one per layer (older still)
+  ignored: () => [/(.*\.)?rotary_emb\.inv_freq/, /(.*\.)?position_ids/],
   decoder: {
     facts: (ctx) => ({ layers: ctx.int('depth'), kvHeads: kvHeads(ctx), headDim: headDim(ctx), hidden: ctx.int('width'), vocab: ctx.int('vocab_size'), positions: 'attention_mask' }),
     encode(_ctx, inputs) {

@@ -46,8 +46,9 @@ export class Checkpoint {
     const dir = this.dir;
     const indexPath = join(dir, 'model.safetensors.index.json');
     const single = join(dir, 'model.safetensors');
-    if (existsSync(indexPath)) this.openSharded(indexPath);
-    else if (existsSync(single)) this.add(SafetensorsFile.open(single));
+    // the single file first where both are there, as transformers' from_pretrained looks
+    if (existsSync(single)) this.add(SafetensorsFile.open(single));
+    else if (existsSync(indexPath)) this.openSharded(indexPath);
     else {
       const names = readdirSync(dir);
       const st = names.filter((f) => f.endsWith('.safetensors')).sort();

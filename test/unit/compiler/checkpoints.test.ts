@@ -91,6 +91,22 @@ test('a sharded checkpoint (index + 3 shards) compiles to the same weights as th
   }
 });
 
+test('a folder with model.safetensors and an index with shards reads the single file, as transformers does', async () => {
+  const root = tmp('both-');
+  try {
+    const ts = fixtureTensors();
+    const dir = writeCheckpoint(root, [ts]);
+    // shards holding other values (BF16-rounded) beside the single file
+    const other = ts.map((t) => toHalf(t, 'BF16'));
+    writeFileSync(join(dir, 'model-00001-of-00001.safetensors'), encodeSafetensors(other));
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: Object.fromEntries(other.map((t) => [t.name, 'model-00001-of-00001.safetensors'])) }));
+    assert.ok((await greedyError(dir, join(root, 'out'))) <= 1);
+    assert.deepEqual(readManifest(join(root, 'out')).source.checkpoint.files, ['model.safetensors']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 for (const dtype of ['F16', 'BF16'] as const) {
   test(`a ${dtype} checkpoint compiles and stays close to transformers' float32 outputs`, async (t) => {
     const root = tmp('half-');

@@ -279,6 +279,18 @@ test('an output directory that is not a compiled model is left alone; a compiled
   }
 });
 
+test("a LLaMA checkpoint with older per-layer rotary buffers (self_attn.rotary_emb.inv_freq) compiles: transformers ignores them too", async () => {
+  const extra = (l: number) => ({ name: `language_model.model.layers.${l}.self_attn.rotary_emb.inv_freq`, dtype: 'F32', shape: [4], data: new Uint8Array(new Float32Array([1, 0.1, 0.01, 0.001]).buffer) });
+  const weights = checkpointCopy('blip2-llama-a', (ts) => [...ts, extra(0), extra(1)]);
+  try {
+    const model = loadProgram('graphs/examples/blip2-llama.blip').program!.models[0];
+    const r = await compile({ model, graphFile: 'graphs/examples/blip2-llama.blip', graphText: '', weights, out: join(dirname(weights), 'out') });
+    assert.ok(r.manifest.graphs.decoder);
+  } finally {
+    rmSync(dirname(weights), { recursive: true, force: true });
+  }
+});
+
 test('NaN weights (a corrupt checkpoint transformers would load) compile with a warning naming the tensor and the count', async () => {
   const key = 'text_decoder.bert.encoder.layer.1.output.dense.weight';
   const weights = checkpointCopy('blip-caption-a', (ts) =>
