@@ -496,6 +496,15 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
   const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings);
   if (valueProblems.length) throw new CompileError(valueProblems);
+  // No tokenizer, no model to run: load() refuses an artifact without one (prompts are read and
+  // answers written with it), and InstructBLIP's Q-Former reads the instruction through its own.
+  // A warning, not an error: the graphs themselves are whole (benchmarks compile random-weight
+  // checkpoints that have no tokenizer and run the sessions directly).
+  const needed: Array<[string, string]> = [[x.ckpt.dir, 'blip run and load() refuse the compiled model without one (prompts are read and text written with it)']];
+  if (x.family === 'instructblip') needed.push([join(x.ckpt.dir, 'qformer_tokenizer'), "generate() refuses the compiled model without it (InstructBLIP's Q-Former reads the instruction with it)"]);
+  for (const [dir, why] of needed) {
+    if (!TOKENIZER_FILES.some((f) => existsSync(join(dir, f)))) warnings.push(`${dir} has no tokenizer files (tokenizer.json, tokenizer.model, vocab.txt, …): ${why}; copy them from the checkpoint's repository and compile again`);
+  }
   // The tokenizers are copied as they are: built once here, so that one `blip run` could not load
   // is refused now rather than after the weights are written.
   for (const dir of [x.ckpt.dir, join(x.ckpt.dir, 'qformer_tokenizer')]) {
@@ -534,7 +543,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     if (tokFiles.length) {
       mkdirSync(join(tmp, 'tokenizer'));
       for (const f of tokFiles) copyFileSync(join(x.ckpt.dir, f), join(tmp, 'tokenizer', f));
-    } else warnings.push(`${x.ckpt.dir} has no tokenizer files; \`blip run\` will need text given as token ids`);
+    }
     const qDir = join(x.ckpt.dir, 'qformer_tokenizer');
     const qFiles = existsSync(qDir) ? TOKENIZER_FILES.filter((f) => existsSync(join(qDir, f))) : [];
     if (qFiles.length) {

@@ -2,7 +2,7 @@
 // line) and leaves nothing behind: no output directory, no temporary directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
 import { compile } from '../../../src/lower/compile.js';
@@ -217,6 +217,26 @@ test('a tokenizer blip run could not build is refused before anything is written
   await fails(CAPTION, weights, (e) => {
     assert.match(problem(e, 'BLIP4001').message, /tokenizer\.json is not valid JSON \(.*\); blip run could not tokenize with it$/);
   });
+});
+
+test('a checkpoint without its tokenizer (or InstructBLIP without qformer_tokenizer/) compiles with a warning saying the model will not run', async () => {
+  const weights = checkpointCopy('blip-caption-a');
+  const root = tmp('noqformertok-');
+  try {
+    for (const f of readdirSync(weights)) if (/^(tokenizer|vocab|special_tokens)/.test(f)) rmSync(join(weights, f));
+    const { model, text } = loadModel(CAPTION);
+    const r = await compile({ model, graphFile: CAPTION, graphText: text, weights, out: join(root, 'cap') });
+    assert.ok(r.warnings.some((w) => /checkpoint has no tokenizer files \(tokenizer\.json, tokenizer\.model, vocab\.txt, …\): blip run and load\(\) refuse the compiled model without one/.test(w)), r.warnings.join('\n'));
+    const ib = join(root, 'checkpoint');
+    cpSync(join(FIXTURES, 'instructblip-t5-a', 'checkpoint'), ib, { recursive: true });
+    rmSync(join(ib, 'qformer_tokenizer'), { recursive: true });
+    const g = loadModel('graphs/instructblip-t5.blip');
+    const r2 = await compile({ model: g.model, graphFile: 'graphs/instructblip-t5.blip', graphText: g.text, weights: ib, out: join(root, 'ib') });
+    assert.ok(r2.warnings.some((w) => /qformer_tokenizer has no tokenizer files .*: generate\(\) refuses the compiled model without it/.test(w)), r2.warnings.join('\n'));
+  } finally {
+    rmSync(dirname(weights), { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test('a truncated safetensors file is refused before anything is written', async () => {
