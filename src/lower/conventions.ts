@@ -93,6 +93,14 @@ export function generationFor(model: IrModel, ckpt: Checkpoint): Generation {
   return { ...(out as Omit<Generation, 'source'>), source };
 }
 
+/** transformers' config defaults of the language models' special ids (pad: what a finished row is padded with). */
+const LANGUAGE_MODEL_IDS: Record<string, { bos?: number; eos: number; pad: number }> = {
+  opt: { bos: 2, eos: 2, pad: 1 },
+  t5: { eos: 1, pad: 0 },
+  // LlamaConfig leaves pad unset; finished rows are cropped at their eos either way
+  llama: { bos: 1, eos: 2, pad: 0 },
+};
+
 /** Special ids and prompt layout. BLIP's are fixed by its modeling code, not by generation_config. */
 export function textConventionsFor(family: Family, config: JsonObject, task: Manifest['task']): TextConventions {
   const text = obj(config.text_config);
@@ -112,13 +120,17 @@ export function textConventionsFor(family: Family, config: JsonObject, task: Man
       text_input: task === 'caption' ? 'decoder' : 'encoder',
     };
   }
+  // The language model's config class defaults (OPTConfig, T5Config, LlamaConfig), for configs
+  // that leave the ids out: transformers fills them in the same way.
+  const d = LANGUAGE_MODEL_IDS[String(text.model_type)] ?? { eos: 2, pad: 0 };
   const eos = text.eos_token_id;
   const conv: TextConventions = {
-    eos_token_id: Array.isArray(eos) ? (eos as number[]) : [num(eos) ?? 2],
-    pad_token_id: num(text.pad_token_id) ?? 0,
+    eos_token_id: Array.isArray(eos) ? (eos as number[]) : [num(eos) ?? d.eos],
+    pad_token_id: num(text.pad_token_id) ?? d.pad,
     prompt_format: 'plain',
   };
-  if (num(text.bos_token_id) !== undefined) conv.bos_token_id = num(text.bos_token_id);
+  const bos = num(text.bos_token_id) ?? d.bos;
+  if (bos !== undefined) conv.bos_token_id = bos;
   if (num(text.decoder_start_token_id) !== undefined) conv.decoder_start_token_id = num(text.decoder_start_token_id);
   if (num(config.image_token_index) !== undefined) conv.image_token_id = num(config.image_token_index);
   if (num(config.num_query_tokens) !== undefined) conv.num_query_tokens = num(config.num_query_tokens);

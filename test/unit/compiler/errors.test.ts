@@ -311,6 +311,25 @@ test("a LLaMA checkpoint with older per-layer rotary buffers (self_attn.rotary_e
   }
 });
 
+test("special ids a config leaves out take the language model's transformers defaults (T5 eos 1; OPT bos 2, pad 1)", async () => {
+  for (const [fixture, graph, drop, want] of [
+    ['blip2-t5-a', 'graphs/blip2-t5.blip', ['eos_token_id'], { eos_token_id: [1] }],
+    ['blip2-opt-a', 'graphs/blip2-opt.blip', ['bos_token_id', 'pad_token_id'], { bos_token_id: 2, pad_token_id: 1 }],
+  ] as const) {
+    const weights = checkpointCopy(fixture);
+    try {
+      const cfg = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
+      for (const k of drop) delete cfg.text_config[k];
+      writeFileSync(join(weights, 'config.json'), JSON.stringify(cfg));
+      const { model, text } = loadModel(graph);
+      const r = await compile({ model, graphFile: graph, graphText: text, weights, out: join(dirname(weights), 'out') });
+      for (const [k, v] of Object.entries(want)) assert.deepEqual((r.manifest.text as unknown as Record<string, unknown>)[k], v, `${fixture} ${k}`);
+    } finally {
+      rmSync(dirname(weights), { recursive: true, force: true });
+    }
+  }
+});
+
 test('NaN weights (a corrupt checkpoint transformers would load) compile with a warning naming the tensor and the count', async () => {
   const key = 'text_decoder.bert.encoder.layer.1.output.dense.weight';
   const weights = checkpointCopy('blip-caption-a', (ts) =>
