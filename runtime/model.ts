@@ -127,7 +127,7 @@ class Model implements BlipModel {
 
   /** Calls not finished yet: close() waits for them before it releases the sessions they use. */
   private readonly running = new Set<Promise<unknown>>();
-  /** A staged model's calls, one after another (each opens and releases the sessions itself). */
+  /** A staged model's calls, one after another (each opens and releases the sessions itself); never rejects. */
   private stagedTurn: Promise<unknown> = Promise.resolve();
 
   private track<T>(work: Promise<T>): Promise<T> {
@@ -141,10 +141,7 @@ class Model implements BlipModel {
     this.live();
     if (!(this.sessions.encode instanceof StagedSession)) return this.track(this.generateNow(images, opts));
     // staged: a second call waits for the first to release its sessions
-    const turn = this.stagedTurn.then(
-      () => this.generateNow(images, opts),
-      () => this.generateNow(images, opts),
-    );
+    const turn = this.stagedTurn.then(() => this.generateNow(images, opts));
     this.stagedTurn = turn.catch(() => undefined);
     return this.track(turn);
   }

@@ -129,7 +129,7 @@ interface RunValues {
   quiet?: boolean;
 }
 
-function runOptions(v: RunValues, stderr: NodeJS.WritableStream): RunOptions {
+function runOptions(v: RunValues, deps: CapfiltDeps): RunOptions {
   const shard = v.shard !== undefined ? parseShardSpec(v.shard) : undefined;
   if (!v.input?.length) throw new UsageError('--input is required');
   return {
@@ -146,7 +146,8 @@ function runOptions(v: RunValues, stderr: NodeJS.WritableStream): RunOptions {
     device: checkDeviceOption(v.device),
     threads: checkThreadsOption(num('threads', v.threads, true)),
     shard,
-    log: v.quiet ? undefined : stderr,
+    log: v.quiet ? undefined : deps.stderr,
+    checkModels: deps.checkModels,
   };
 }
 
@@ -163,7 +164,7 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
   if (sub === 'enqueue') {
     const v = parse(rest, ENQUEUE_OPTS);
     if (v.shard !== undefined) throw new UsageError('--shard does not apply to enqueue (the queue spreads the shards)');
-    const o = { ...runOptions(v, deps.stderr), checkModels: deps.checkModels };
+    const o = runOptions(v, deps);
     const { enqueue } = await import('../../capfilt/queue.js');
     await enqueue({ ...o, redis: need('redis', v.redis), queue: v.queue });
     return 0;
@@ -205,7 +206,7 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
     throw new UsageError(`unknown subcommand '${sub}'${hint ? ` (did you mean '${hint}'?)` : ''}; expected enqueue, worker or options`);
   }
   const v = parse(argv, RUN_OPTS);
-  await runCapfilt({ ...runOptions(v, deps.stderr), checkModels: deps.checkModels }, deps.load);
+  await runCapfilt(runOptions(v, deps), deps.load);
   return 0;
 }
 
