@@ -38,3 +38,15 @@ export function l2normalize(b: GraphBuilder, x: Value, role = 'normalized'): Val
 export function position(b: GraphBuilder, x: Value, i: number, role: string): Value {
   return b.gather(x, b.int64([i], [], `${role}_index`), 1, role);
 }
+
+/**
+ * A language model's output projection: `lm_head.weight` where the checkpoint stores one (transformers
+ * loads a stored head even when the config ties it), else the token embeddings when the config ties
+ * them (`tie_embeddings`), else a missing tensor: transformers would leave that head random.
+ */
+export function lmHead(ctx: LowerContext, embeddings: string, shape: number[]): Value {
+  if (ctx.has('lm_head.weight') || !ctx.bool('tie_embeddings')) {
+    return ctx.param('lm_head.weight', shape, { neededBecause: 'its config does not tie the head to the token embeddings (tie_embeddings false; config: tie_word_embeddings, false for LLaMA when left out), and transformers would leave a missing head random' });
+  }
+  return ctx.param(embeddings, shape);
+}

@@ -137,7 +137,7 @@ class Lowerer {
         const info = self.ckpt.info(k);
         const placeholder = new Value(`<missing ${k}>`, b);
         if (!info) {
-          self.report({ code: 'BLIP4010', message: `the checkpoint has no tensor "${k}", which ${where} needs${hint(self.ckpt, k)}`, loc: node.loc });
+          self.report({ code: 'BLIP4010', message: `the checkpoint has no tensor "${k}", which ${where} needs${opts.neededBecause ? `: ${opts.neededBecause}` : hint(self.ckpt, k)}`, loc: node.loc });
           return placeholder;
         }
         if (info.shape.join(',') !== shape.join(',')) {

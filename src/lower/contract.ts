@@ -57,6 +57,8 @@ export interface ParamOptions {
    * is then named `<checkpoint key>:T`.
    */
   transpose?: boolean;
+  /** Why the tensor is needed, said when the checkpoint lacks it. */
+  neededBecause?: string;
 }
 
 export interface LowerContext {

@@ -5,6 +5,7 @@ import type { IrGeneration, IrModel, IrPreprocess } from '../ir/types.js';
 import type { Generation, Manifest, Preprocess, TextConventions } from '../artifact/manifest.js';
 import type { Checkpoint, JsonObject } from '../weights/checkpoint.js';
 import { CompileError } from './CompileError.js';
+import { effectiveConfig } from '../weights/transformersConfig.js';
 
 export type Family = Manifest['family'];
 
@@ -93,19 +94,13 @@ export function generationFor(model: IrModel, ckpt: Checkpoint): Generation {
   return { ...(out as Omit<Generation, 'source'>), source };
 }
 
-/** transformers' config defaults of the language models' special ids (pad: what a finished row is padded with). */
-const LANGUAGE_MODEL_IDS: Record<string, { bos?: number; eos: number; pad: number }> = {
-  opt: { bos: 2, eos: 2, pad: 1 },
-  t5: { eos: 1, pad: 0 },
-  // LlamaConfig leaves pad unset; finished rows are cropped at their eos either way
-  llama: { bos: 1, eos: 2, pad: 0 },
-};
-
 /** Special ids and prompt layout. BLIP's are fixed by its modeling code, not by generation_config. */
-export function textConventionsFor(family: Family, config: JsonObject, task: Manifest['task']): TextConventions {
+export function textConventionsFor(family: Family, fileConfig: JsonObject, task: Manifest['task']): TextConventions {
+  // Ids the file leaves out are its config classes' defaults (BlipTextConfig, OPTConfig, T5Config,
+  // LlamaConfig), as transformers fills them in.
+  const config = effectiveConfig(fileConfig).config;
   const text = obj(config.text_config);
   if (family === 'blip') {
-    // BlipTextConfig defaults, for configs that leave them out.
     const bos = num(text.bos_token_id) ?? 30522;
     const sep = num(text.sep_token_id) ?? 102;
     return {
@@ -120,16 +115,16 @@ export function textConventionsFor(family: Family, config: JsonObject, task: Man
       text_input: task === 'caption' ? 'decoder' : 'encoder',
     };
   }
-  // The language model's config class defaults (OPTConfig, T5Config, LlamaConfig), for configs
-  // that leave the ids out: transformers fills them in the same way.
-  const d = LANGUAGE_MODEL_IDS[String(text.model_type)] ?? { eos: 2, pad: 0 };
+  // A language model blip-graph has no class for, or an id written as null: eos 2, pad 0 (LlamaConfig
+  // leaves pad unset; finished rows are cropped at their eos either way).
+  const d = { eos: 2, pad: 0 };
   const eos = text.eos_token_id;
   const conv: TextConventions = {
     eos_token_id: Array.isArray(eos) ? (eos as number[]) : [num(eos) ?? d.eos],
     pad_token_id: num(text.pad_token_id) ?? d.pad,
     prompt_format: 'plain',
   };
-  const bos = num(text.bos_token_id) ?? d.bos;
+  const bos = num(text.bos_token_id);
   if (bos !== undefined) conv.bos_token_id = bos;
   if (num(text.decoder_start_token_id) !== undefined) conv.decoder_start_token_id = num(text.decoder_start_token_id);
   if (num(config.image_token_index) !== undefined) conv.image_token_id = num(config.image_token_index);

@@ -8,6 +8,7 @@ import type { Attrs, NodeKind } from '../nodes/NodeKind.js';
 import { nodeKinds } from '../nodes/index.js';
 import type { Problem } from './CompileError.js';
 import { checkAttrs, kindSchemaId } from '../ir/validate.js';
+import { effectiveConfig } from '../weights/transformersConfig.js';
 
 export interface ResolvedNode {
   node: IrNode;
@@ -25,6 +26,12 @@ const show = (v: IrValue | undefined) => JSON.stringify(v);
 export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map<string, ResolvedNode>; problems: Problem[] } {
   const nodes = new Map<string, ResolvedNode>();
   const problems: Problem[] = [];
+  // Keys config.json leaves out mean their config class's defaults, as in transformers.
+  const effective = effectiveConfig(ckpt.config);
+  const asObject = (v: unknown) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const without = (o: Record<string, unknown>, keys: Set<string> | undefined) => (keys ? Object.fromEntries(Object.entries(o).filter(([k]) => !keys.has(k))) : o);
+  const rootFilled = effective.filled.get('')?.keys;
+  const givenRoot = without(effective.config, rootFilled);
   for (const node of model.nodes) {
     const kind = nodeKinds[node.kind];
     if (!kind?.lowering) {
@@ -32,10 +39,20 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
       continue;
     }
     const sectionName = node.config ?? kind.defaultConfig;
-    const raw = sectionName === undefined ? undefined : sectionName === '' ? ckpt.config : ckpt.config[sectionName];
-    const section = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? (raw as Record<string, unknown>) : undefined;
+    const section = sectionName === undefined ? undefined : asObject(sectionName === '' ? effective.config : effective.config[sectionName]);
     const sources: Array<[string, Attrs]> = [];
-    if (section && kind.fromConfig) sources.push([`config.json "${sectionName || '(top level)'}"`, kind.fromConfig(section, ckpt.config)]);
+    if (section && kind.fromConfig) {
+      const filled = effective.filled.get(sectionName!);
+      const given = kind.fromConfig(without(section, filled?.keys), givenRoot);
+      sources.push([`config.json "${sectionName || '(top level)'}"`, given]);
+      if (filled || rootFilled) {
+        const all = kind.fromConfig(section, effective.config);
+        const defaulted = Object.fromEntries(Object.entries(all).filter(([a]) => !(a in given)));
+        const cls = filled?.cls ?? effective.filled.get('')!.cls;
+        const where = `transformers' ${cls} default (config.json "${sectionName || '(top level)'}" leaves it out)`;
+        if (Object.keys(defaulted).length) sources.push([where, defaulted]);
+      }
+    }
     if (kind.fromShapes) sources.push([`the shapes of the checkpoint's "${node.checkpoint}.*" tensors`, kind.fromShapes((k) => ckpt.shape(k), node.checkpoint)]);
 
     // What the checkpoint says must fit the kind's schema as a pinned value would (the checker

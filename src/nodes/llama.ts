@@ -2,11 +2,11 @@
 // RMSNorm, rotary positions (theta `rope_theta`), SwiGLU MLP, grouped key/value heads.
 // prefix (B, Q, width) ++ embed(text) (B, S, width) -> decoder layers -> logits (B, V)
 import type { NodeKind } from './NodeKind.js';
-import { ACTIVATIONS, attrSchema, eps, int, n, num, oneOf, pick } from './schema.js';
+import { ACTIVATIONS, attrSchema, bool, eps, int, n, num, oneOf, pick } from './schema.js';
 import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
 import { activation, attend, causalBias, lastPosition, mergeHeads, positionsFromMask, rmsNorm, slice, splitHeads } from '../lower/transformer.js';
-import { dense } from '../lower/blocks.js';
+import { dense, lmHead } from '../lower/blocks.js';
 import { CompileError } from '../lower/CompileError.js';
 
 export const Llama: NodeKind = {
@@ -30,6 +30,7 @@ export const Llama: NodeKind = {
     rope_theta: num('rotary base (config: rope_theta or rope_parameters.rope_theta)', 1, 1e9),
     rope_type: oneOf('rotary variant (config: rope_parameters.rope_type); only "default" is lowered', ['default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3']),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
+    tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
   }),
   defaultConfig: 'text_config',
   fromConfig(section) {
@@ -45,6 +46,7 @@ export const Llama: NodeKind = {
       rms_norm_eps: 'rms_norm_eps',
       rope_theta: 'rope_theta',
       act: 'hidden_act',
+      tie_embeddings: 'tie_word_embeddings',
     });
     // Newer transformers move rope_theta under rope_parameters (older configs: top level, and
     // rope_scaling for the variant); as RotaryEmbeddingConfigMixin, rope_parameters wins.
@@ -64,9 +66,9 @@ export const Llama: NodeKind = {
 //   model.embed_tokens (V, H)
 //   model.layers.{i}.{input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm, mlp.{gate,up,down}_proj}
 //   model.norm
-//   lm_head (V, H)                       absent when tied: the embeddings serve
+//   lm_head (V, H)                       a stored one serves even when tied; absent and tied: the embeddings
 Llama.lowering = {
-  defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', act: 'silu' }, // rope_theta: transformers' default_theta
+  defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', act: 'silu', tie_embeddings: false }, // rope_theta: transformers' default_theta
   // buffers older checkpoints saved: one rotary table for the model, or one per layer (older still)
   ignored: () => [/(.*\.)?rotary_emb\.inv_freq/, /(.*\.)?position_ids/],
   decoder: {
@@ -150,6 +152,6 @@ function llamaStep(ctx: LowerContext, io: StepInputs): StepOutputs {
     });
   }
   const last = norm(lastPosition(b, h), 'model.norm.weight', 'norm'); // (B, H): the norm is per position
-  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight'; // tie_word_embeddings
-  return { logits: b.op('Gemm', [last, ctx.param(head, [V, H])], { transB: 1 }, { name: 'lm_head' }), present }; // (B, V)
+  const head = lmHead(ctx, 'model.embed_tokens.weight', [V, H]);
+  return { logits: b.op('Gemm', [last, head], { transB: 1 }, { name: 'lm_head' }), present }; // (B, V)
 }

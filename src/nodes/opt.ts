@@ -6,7 +6,7 @@ import { ACTIVATIONS, attrSchema, bool, int, n, oneOf, pick } from './schema.js'
 import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
 import { activation, attend, causalBias, lastPosition, mergeHeads, positionsFromMask, slice, splitHeads } from '../lower/transformer.js';
-import { dense, layerNorm } from '../lower/blocks.js';
+import { dense, layerNorm, lmHead } from '../lower/blocks.js';
 import { CompileError } from '../lower/CompileError.js';
 
 export const Opt: NodeKind = {
@@ -27,6 +27,7 @@ export const Opt: NodeKind = {
     embed_width: int('token-embedding width (config: word_embed_proj_dim)'),
     pre_norm: bool('layer norm before attention (config: do_layer_norm_before)'),
     act: oneOf('MLP activation (config: activation_function)', ACTIVATIONS),
+    tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
     placeholders: bool('the prompt carries `<image>` placeholder tokens that the soft prompt overwrites (root config: image_token_index); without, it is prepended'),
   }),
   defaultConfig: 'text_config',
@@ -41,6 +42,7 @@ export const Opt: NodeKind = {
       embed_width: 'word_embed_proj_dim',
       pre_norm: 'do_layer_norm_before',
       act: 'activation_function',
+      tie_embeddings: 'tie_word_embeddings',
     });
     // OPTConfig: word_embed_proj_dim defaults to hidden_size.
     if (attrs.embed_width === undefined && attrs.width !== undefined) attrs.embed_width = attrs.width;
@@ -58,11 +60,11 @@ export const Opt: NodeKind = {
 //   model.decoder.project_in (H, E), project_out (E, H)    only when E != H (OPT-350m)
 //   model.decoder.layers.{i}.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm, fc1, fc2, final_layer_norm}
 //   model.decoder.final_layer_norm       pre-norm models only
-//   lm_head (V, E)                       when stored untied
+//   lm_head (V, E)                       a stored one serves even when tied
 const DEC = 'model.decoder';
 
 Opt.lowering = {
-  defaults: { pre_norm: true, act: 'relu', placeholders: false },
+  defaults: { pre_norm: true, act: 'relu', placeholders: false, tie_embeddings: true },
   ignored: () => [/(.*\.)?position_ids/],
   decoder: {
     facts: (ctx) => ({
@@ -154,7 +156,6 @@ function optStep(ctx: LowerContext, io: StepInputs): StepOutputs {
   // Pre-norm OPT ends with a norm (unless the config removed it: then it is not stored either).
   if (preNorm && ctx.has(`${DEC}.final_layer_norm.weight`)) last = layerNorm(ctx, last, `${DEC}.final_layer_norm`, H, eps, 'final_layer_norm');
   if (E !== H) last = dense(ctx, last, `${DEC}.project_out`, H, E, 'project_out', false); // (B, E)
-  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : `${DEC}.embed_tokens.weight`; // tied unless stored
-  const logits = b.op('Gemm', [last, ctx.param(head, [V, E])], { transB: 1 }, { name: 'lm_head' }); // (B, V)
+  const logits = b.op('Gemm', [last, lmHead(ctx, `${DEC}.embed_tokens.weight`, [V, E])], { transB: 1 }, { name: 'lm_head' }); // (B, V)
   return { logits, present };
 }

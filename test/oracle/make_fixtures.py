@@ -4,7 +4,7 @@
     cd /work/main && ../shared/oracle/py test/oracle/make_fixtures.py --only tokenizers images
     cd /work/main && ../shared/oracle/py test/oracle/make_fixtures.py --only blip-caption-a
 
-Names: "tokenizers", "images", "blip" (all BLIP fixtures), "blip2", "instructblip", or a single fixture
+Names: "tokenizers", "images", "config-defaults", "blip" (all BLIP fixtures), "blip2", "instructblip", or a single fixture
 directory name (e.g. blip-caption-a, blip2-opt-a). Fixtures depend on the tokenizers and images, so
 build those first on a fresh checkout.
 """
@@ -24,6 +24,7 @@ from common import FIXTURES, dir_size  # noqa: E402
 GROUPS = {
     "tokenizers": ("build_tokenizers", "build_all", None),
     "images": ("images", "build_all", None),
+    "config-defaults": ("config_defaults", "build_all", None),
     "blip": ("blip", "build", "FIXTURES"),
     "blip2": ("blip2", "build", "FIXTURES"),
     "instructblip": ("instructblip", "build", "FIXTURES"),

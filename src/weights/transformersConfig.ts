@@ -1,0 +1,130 @@
+// What a checkpoint's config.json means to transformers: a key a section leaves out takes its config
+// class's default (BlipVisionConfig's layer_norm_eps is 1e-5, Blip2VisionConfig's 1e-6, BlipTextConfig
+// has 8 heads, …), and the composite configs overwrite one key of their own accord (the Q-Former's and
+// BLIP's text encoder_hidden_size is the vision hidden_size, whatever the file says). Reading the file
+// without these would compile another model than transformers runs, or refuse one it loads.
+//
+// Only the keys blip-graph reads are listed. Keys transformers derives from others (OPT's
+// word_embed_proj_dim, LLaMA's head_dim and num_key_value_heads, T5's num_decoder_layers and its
+// activation) are derived by the node kinds' fromConfig, as transformers does, and are not listed.
+// test/unit/weights/transformersConfig.test.ts holds this table against transformers 5.12's classes
+// (test/fixtures/config-defaults.json, written by test/oracle/config_defaults.py).
+import type { JsonObject } from './checkpoint.js';
+
+type Defaults = Readonly<Record<string, number | string | boolean | null>>;
+
+const VISION_EVA: Defaults = {
+  hidden_size: 1408, intermediate_size: 6144, num_hidden_layers: 39, num_attention_heads: 16, image_size: 224, patch_size: 14,
+  hidden_act: 'gelu', layer_norm_eps: 1e-6, qkv_bias: true,
+};
+const QFORMER: Defaults = {
+  vocab_size: 30522, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, hidden_act: 'gelu',
+  max_position_embeddings: 512, layer_norm_eps: 1e-12, cross_attention_frequency: 2, pad_token_id: 0,
+};
+
+/** transformers 5.12's defaults, by config class, of the keys blip-graph reads. */
+export const CONFIG_CLASS_DEFAULTS: Readonly<Record<string, Defaults>> = {
+  BlipConfig: { projection_dim: 512, image_text_hidden_size: 256 },
+  BlipVisionConfig: {
+    hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: 384, patch_size: 16,
+    hidden_act: 'gelu', layer_norm_eps: 1e-5,
+  },
+  BlipTextConfig: {
+    vocab_size: 30524, hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 8, max_position_embeddings: 512,
+    hidden_act: 'gelu', layer_norm_eps: 1e-12, bos_token_id: 30522, eos_token_id: 2, pad_token_id: 0, sep_token_id: 102,
+  },
+  Blip2Config: { num_query_tokens: 32, image_text_hidden_size: 256 },
+  Blip2VisionConfig: VISION_EVA,
+  Blip2QFormerConfig: QFORMER,
+  InstructBlipConfig: { num_query_tokens: 32 },
+  InstructBlipVisionConfig: VISION_EVA,
+  InstructBlipQFormerConfig: QFORMER,
+  OPTConfig: {
+    vocab_size: 50272, hidden_size: 768, num_hidden_layers: 12, ffn_dim: 3072, max_position_embeddings: 2048, do_layer_norm_before: true,
+    num_attention_heads: 12, activation_function: 'relu', pad_token_id: 1, bos_token_id: 2, eos_token_id: 2, tie_word_embeddings: true,
+  },
+  T5Config: {
+    vocab_size: 32128, d_model: 512, d_kv: 64, d_ff: 2048, num_layers: 6, num_heads: 8, relative_attention_num_buckets: 32,
+    relative_attention_max_distance: 128, layer_norm_epsilon: 1e-6, feed_forward_proj: 'relu', pad_token_id: 0, eos_token_id: 1,
+  },
+  LlamaConfig: {
+    vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, hidden_act: 'silu',
+    max_position_embeddings: 2048, rms_norm_eps: 1e-6, pad_token_id: null, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false,
+  },
+};
+
+/** The language models' config classes by model_type (transformers' CONFIG_MAPPING, the ones blip-graph lowers). */
+const LANGUAGE_MODEL_CLASSES: Record<string, string> = { opt: 'OPTConfig', t5: 'T5Config', llama: 'LlamaConfig' };
+
+const FAMILY_CLASSES: Record<string, { root: string; sections: Record<string, string> }> = {
+  blip: { root: 'BlipConfig', sections: { vision_config: 'BlipVisionConfig', text_config: 'BlipTextConfig' } },
+  'blip-2': { root: 'Blip2Config', sections: { vision_config: 'Blip2VisionConfig', qformer_config: 'Blip2QFormerConfig' } },
+  instructblip: { root: 'InstructBlipConfig', sections: { vision_config: 'InstructBlipVisionConfig', qformer_config: 'InstructBlipQFormerConfig' } },
+};
+FAMILY_CLASSES.blip_2 = FAMILY_CLASSES['blip-2'];
+
+const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The config class transformers reads a section with ('' is the top level), or undefined for a section it does not know. */
+export function configClassOf(config: JsonObject, section: string): string | undefined {
+  const family = FAMILY_CLASSES[String(config.model_type)];
+  if (!family) return undefined;
+  if (section === '') return family.root;
+  if (section === 'text_config' && family.root !== 'BlipConfig') {
+    // Blip2Config / InstructBlipConfig: text_config.get("model_type", "opt")
+    const text = config.text_config;
+    const type = isObject(text) && text.model_type !== undefined ? text.model_type : 'opt';
+    return LANGUAGE_MODEL_CLASSES[String(type)];
+  }
+  return family.sections[section];
+}
+
+export interface EffectiveConfig {
+  /** config.json as transformers reads it: left-out keys filled with their class's defaults, forced keys forced. */
+  config: JsonObject;
+  /** Per section ('' the top level): the class whose defaults filled keys, and which keys it filled. */
+  filled: Map<string, { cls: string; keys: Set<string> }>;
+}
+
+/**
+ * config.json as transformers' config classes read it. A section that is missing or not an object is
+ * left as it is (transformers would build the whole default model; blip-graph reports what it needs).
+ */
+export function effectiveConfig(config: JsonObject): EffectiveConfig {
+  const out: JsonObject = { ...config };
+  const filled: EffectiveConfig['filled'] = new Map();
+  const fill = (name: string, section: JsonObject): JsonObject => {
+    const cls = configClassOf(config, name);
+    if (!cls) return section;
+    const next: JsonObject = { ...section };
+    const keys = new Set<string>();
+    // Only left-out keys: one written as null is None to transformers too, not its default.
+    for (const [k, v] of Object.entries(CONFIG_CLASS_DEFAULTS[cls])) {
+      if (next[k] === undefined && v !== null) (next[k] = v), keys.add(k);
+    }
+    if (keys.size) filled.set(name, { cls, keys });
+    return next;
+  };
+  Object.assign(out, fill('', config));
+  for (const name of ['vision_config', 'qformer_config', 'text_config']) {
+    if (isObject(config[name])) out[name] = fill(name, config[name] as JsonObject);
+  }
+  // BlipConfig: text_config.encoder_hidden_size = vision_config.hidden_size; Blip2Config and
+  // InstructBlipConfig: the same for qformer_config.
+  const family = FAMILY_CLASSES[String(config.model_type)];
+  const fed = family?.root === 'BlipConfig' ? 'text_config' : family ? 'qformer_config' : undefined;
+  const vision = out.vision_config;
+  if (fed && isObject(out[fed]) && isObject(vision) && typeof vision.hidden_size === 'number') {
+    const section = out[fed] as JsonObject;
+    if (section.encoder_hidden_size !== vision.hidden_size) {
+      out[fed] = { ...section, encoder_hidden_size: vision.hidden_size };
+      const given = config[fed] as JsonObject;
+      if (given.encoder_hidden_size === undefined) {
+        const entry = filled.get(fed) ?? { cls: configClassOf(config, fed)!, keys: new Set<string>() };
+        entry.keys.add('encoder_hidden_size');
+        filled.set(fed, entry);
+      }
+    }
+  }
+  return { config: out, filled };
+}

@@ -1,0 +1,104 @@
+// A config.json that leaves keys out compiles as transformers reads it: each left-out key takes its
+// config class's default (src/weights/transformersConfig.ts). The fixtures' values for the keys
+// stripped here are those defaults, so the stripped checkpoint must give the very same artifact.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
+import { join, resolve } from 'node:path';
+import { compile } from '../../../src/lower/compile.js';
+import { CompileError } from '../../../src/lower/CompileError.js';
+import { FIXTURES, compileFixture, loadModel, tmp } from './harness.js';
+
+type Json = Record<string, any>;
+
+/** The fixture's checkpoint with `strip(config)` applied to config.json (weights linked, not copied). */
+function strippedCheckpoint(fixture: string, strip: (c: Json) => void): string {
+  const src = join(FIXTURES, fixture, 'checkpoint');
+  const dir = join(tmp('blip-cfg-'), 'checkpoint');
+  mkdirSync(dir);
+  for (const f of readdirSync(src)) {
+    if (f === 'config.json') continue;
+    if (f.endsWith('.safetensors')) symlinkSync(resolve(src, f), join(dir, f));
+    else copyFileSync(join(src, f), join(dir, f));
+  }
+  const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+  strip(config);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+const drop = (o: Json, keys: string[]) => keys.forEach((k) => {
+  assert.ok(k in o, `the fixture's config has no ${k} to leave out`);
+  delete o[k];
+});
+
+async function sameArtifact(graph: string, fixture: string, strip: (c: Json) => void, files: string[]): Promise<void> {
+  const full = tmp('blip-cfg-full-');
+  await compileFixture(graph, fixture, full);
+  const { model, text } = loadModel(graph);
+  const sparse = tmp('blip-cfg-sparse-');
+  await compile({ model, graphFile: graph, graphText: text, weights: strippedCheckpoint(fixture, strip), out: sparse });
+  for (const f of files) assert.ok(readFileSync(join(full, f)).equals(readFileSync(join(sparse, f))), `${f} differs`);
+  const manifest = (dir: string) => JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+  assert.deepEqual(manifest(sparse).text, manifest(full).text);
+}
+
+test("BLIP: a config without epsilons, activations, pad id or encoder_hidden_size compiles to the full config's artifact", async () => {
+  await sameArtifact('graphs/blip-caption.blip', 'blip-caption-a', (c) => {
+    drop(c.vision_config, ['layer_norm_eps', 'hidden_act']); // BlipVisionConfig: 1e-5, gelu
+    drop(c.text_config, ['layer_norm_eps', 'hidden_act', 'encoder_hidden_size', 'pad_token_id']); // 1e-12, gelu, the vision width, 0
+  }, ['encode.onnx', 'decoder.onnx', 'weights.bin']);
+});
+
+test('BLIP-2 OPT: vision eps 1e-6 and qkv_bias, the Q-Former encoder_hidden_size and the OPT defaults come from transformers\' classes', async () => {
+  await sameArtifact('graphs/blip2-opt.blip', 'blip2-opt-a', (c) => {
+    drop(c.vision_config, ['layer_norm_eps', 'qkv_bias', 'hidden_act']); // Blip2VisionConfig: 1e-6 (BlipVisionConfig's is 1e-5)
+    drop(c.qformer_config, ['layer_norm_eps', 'encoder_hidden_size', 'hidden_act']);
+    drop(c.text_config, ['activation_function', 'do_layer_norm_before', 'word_embed_proj_dim', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'model_type']);
+  }, ['encode.onnx', 'decoder.onnx', 'weights.bin']);
+});
+
+test('a pinned attribute that disagrees with a class default is BLIP4013 naming the default', async () => {
+  const graph = 'graphs/blip2-opt.blip';
+  const text = readFileSync(graph, 'utf8').replace('{ config: "vision_config" }', '{ config: "vision_config", layer_norm_eps: 1e-5 }');
+  assert.notEqual(text, readFileSync(graph, 'utf8'));
+  const file = join(tmp('blip-cfg-graph-'), 'pinned.blip');
+  writeFileSync(file, text);
+  const { model } = loadModel(file);
+  const weights = strippedCheckpoint('blip2-opt-a', (c) => drop(c.vision_config, ['layer_norm_eps']));
+  await assert.rejects(compile({ model, graphFile: file, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => p.code), ['BLIP4013']);
+    assert.match(e.message, /"layer_norm_eps" of node "vision" is pinned to 0\.00001, but transformers' Blip2VisionConfig default \(config\.json "vision_config" leaves it out\) says 0\.000001/);
+    return true;
+  });
+});
+
+/** Compile `graph` against the fixture's checkpoint, `strip` applied to its config and `lm_head` tensors left out. */
+async function compileHeadless(graph: string, fixture: string, strip: (c: Json) => void) {
+  const src = join(FIXTURES, fixture, 'checkpoint');
+  const dir = strippedCheckpoint(fixture, strip);
+  const st = SafetensorsFile.open(join(src, 'model.safetensors'));
+  const tensors = [...st.tensors.values()].filter((t) => !t.name.endsWith('lm_head.weight')).map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: st.readRaw(t.name) }));
+  st.close();
+  rmSync(join(dir, 'model.safetensors'));
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  const { model, text } = loadModel(graph);
+  return compile({ model, graphFile: graph, graphText: text, weights: dir, out: tmp('blip-cfg-head-') });
+}
+
+test('an untied language model without lm_head is BLIP4010 saying why (transformers reports it missing and leaves the head random); tied, the embeddings serve', async () => {
+  const llama = 'graphs/examples/blip2-llama.blip';
+  // LlamaConfig's tie_word_embeddings is false: left out, it is still false
+  await assert.rejects(compileHeadless(llama, 'blip2-llama-a', (c) => drop(c.text_config, ['tie_word_embeddings'])), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => p.code), ['BLIP4010']);
+    assert.match(e.message, /no tensor "language_model\.lm_head\.weight", which node "llm" \(llama\) needs: its config does not tie the head to the token embeddings/);
+    return true;
+  });
+  await compileHeadless(llama, 'blip2-llama-a', (c) => (c.text_config.tie_word_embeddings = true));
+  // OPTConfig's is true: the fixture stores no lm_head, and saying false makes it needed
+  await compileHeadless('graphs/blip2-opt.blip', 'blip2-opt-a', (c) => drop(c.text_config, ['tie_word_embeddings']));
+  await assert.rejects(compileHeadless('graphs/blip2-opt.blip', 'blip2-opt-a', (c) => (c.text_config.tie_word_embeddings = false)), /no tensor "language_model\.lm_head\.weight", which node "llm" \(opt\) needs: its config does not tie/);
+});
