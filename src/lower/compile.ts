@@ -33,7 +33,7 @@ import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.
 import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { PairRows } from './pairs.js';
-import { manifestValueProblems } from './manifestValues.js';
+import { manifestValueProblems, textDefaults } from './manifestValues.js';
 import { loadTokenizer } from '../../runtime/tokenizers/hf.js';
 import { TokenizerLoadError } from '../../runtime/errors.js';
 
@@ -494,7 +494,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const text: Manifest['text'] = { ...textConventionsFor(x.family, x.ckpt.config, task), ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}) };
   const generation = x.decoderFacts ? generationFor(opts.model, x.ckpt) : undefined;
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
-  const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings);
+  const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config));
   if (valueProblems.length) throw new CompileError(valueProblems);
   // No tokenizer, no model to run: load() refuses an artifact without one (prompts are read and
   // answers written with it), and InstructBLIP's Q-Former reads the instruction through its own.

@@ -13,6 +13,8 @@ import type { SourceLoc } from '../ir/types.js';
 import { blockSchemaId, checkAttrs } from '../ir/validate.js';
 import type { Problem } from './CompileError.js';
 import { RESAMPLE } from './conventions.js';
+import type { JsonObject } from '../weights/checkpoint.js';
+import { effectiveConfig } from '../weights/transformersConfig.js';
 
 /** Where each manifest `text` field comes from in the checkpoint's config.json. */
 const TEXT_SOURCES: Record<string, string> = {
@@ -24,6 +26,21 @@ const TEXT_SOURCES: Record<string, string> = {
   image_token_id: 'config.json image_token_index',
   num_query_tokens: 'config.json num_query_tokens',
 };
+
+/**
+ * The manifest `text` fields config.json leaves out, each with the config class whose default
+ * stands in (src/weights/transformersConfig.ts), so that a complaint about one does not send the
+ * user looking for a key the file does not have.
+ */
+export function textDefaults(config: JsonObject): Map<string, string> {
+  const { filled } = effectiveConfig(config);
+  const out = new Map<string, string>();
+  const text = filled.get('text_config');
+  for (const k of text?.keys ?? []) if (k in TEXT_SOURCES) out.set(k, text!.cls);
+  const root = filled.get('');
+  if (root?.keys.has('num_query_tokens')) out.set('num_query_tokens', root.cls);
+  return out;
+}
 
 /** The image processor's names for the manifest's preprocess fields. */
 const PROCESSOR_KEYS: Record<string, string> = { image_size: 'size', mean: 'image_mean', std: 'image_std' };
@@ -65,8 +82,10 @@ export function manifestValueProblems(
   vocab: number | undefined,
   loc: SourceLoc | undefined,
   warnings: string[],
+  defaulted: Map<string, string> = new Map(),
 ): Problem[] {
   const problems: Problem[] = [];
+  const from = (key: string) => `${TEXT_SOURCES[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (left out: ${defaulted.get(key)}'s default)` : ''}`;
   const v = validatorsFor();
   // The image processor's values, by the rules a graph's preprocess block meets (sizes 16-4096,
   // three channels, a positive std, a filter blip-graph resizes with) and do_resize / do_rescale.
@@ -101,7 +120,7 @@ export function manifestValueProblems(
   const t = text as unknown as Record<string, unknown>;
   for (const [key, index, message] of errors(v.text, text)) {
     const value = index === undefined ? t[key] : (t[key] as unknown[])[index];
-    problems.push({ code: 'BLIP4017', message: `${TEXT_SOURCES[key] ?? `config.json ${key}`} is ${show(value)}, which ${message}`, loc });
+    problems.push({ code: 'BLIP4017', message: `${from(key)} is ${show(value)}, which ${message}`, loc });
   }
   if (vocab !== undefined && !problems.length) {
     const ids: Array<[string, number | undefined]> = [
@@ -112,10 +131,10 @@ export function manifestValueProblems(
       ...text.eos_token_id.map((id): [string, number] => ['eos_token_id', id]),
     ];
     for (const [key, id] of ids) {
-      if (id !== undefined && (id < 0 || id >= vocab)) problems.push({ code: 'BLIP4017', message: `${TEXT_SOURCES[key]} is ${id}, outside the language model's vocabulary of ${vocab} tokens`, loc });
+      if (id !== undefined && (id < 0 || id >= vocab)) problems.push({ code: 'BLIP4017', message: `${from(key)} is ${id}, outside the language model's vocabulary of ${vocab} tokens`, loc });
     }
     // a negative pad id counts from the end of the embedding table, as a Gather reads it
-    if (text.pad_token_id < -vocab || text.pad_token_id >= vocab) problems.push({ code: 'BLIP4017', message: `${TEXT_SOURCES.pad_token_id} is ${text.pad_token_id}, outside the language model's vocabulary of ${vocab} tokens`, loc });
+    if (text.pad_token_id < -vocab || text.pad_token_id >= vocab) problems.push({ code: 'BLIP4017', message: `${from('pad_token_id')} is ${text.pad_token_id}, outside the language model's vocabulary of ${vocab} tokens`, loc });
   }
   return problems;
 }

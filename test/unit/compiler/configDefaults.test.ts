@@ -102,3 +102,14 @@ test('an untied language model without lm_head is BLIP4010 saying why (transform
   await compileHeadless('graphs/blip2-opt.blip', 'blip2-opt-a', (c) => drop(c.text_config, ['tie_word_embeddings']));
   await assert.rejects(compileHeadless('graphs/blip2-opt.blip', 'blip2-opt-a', (c) => (c.text_config.tie_word_embeddings = false)), /no tensor "language_model\.lm_head\.weight", which node "llm" \(opt\) needs: its config does not tie/);
 });
+
+test("a defaulted id that does not fit the model is BLIP4017 saying the file leaves it out and whose default it is", async () => {
+  const graph = 'graphs/blip-caption.blip';
+  const { model, text } = loadModel(graph);
+  const weights = strippedCheckpoint('blip-caption-a', (c) => drop(c.text_config, ['bos_token_id']));
+  await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.ok(e.problems.some((p) => p.code === 'BLIP4017' && p.message === `config.json "text_config" bos_token_id (left out: BlipTextConfig's default) is 30522, outside the language model's vocabulary of 364 tokens`), e.message);
+    return true;
+  });
+});
