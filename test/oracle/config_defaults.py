@@ -21,7 +21,36 @@ CLASSES = [
     "OPTConfig", "T5Config", "LlamaConfig",
 ]
 
+# config.json of Salesforce/blip2-opt-2.7b and Salesforce/blip2-flan-t5-xl as the hub serves them
+# (saved by transformers 4.47: the vision and Q-Former sections hold no sizes at all; T5's
+# task_specific_params left out here).
+HUB_BLIP2_OPT_2_7B = {
+    "architectures": ["Blip2ForConditionalGeneration"], "image_text_hidden_size": 256, "image_token_index": 50265,
+    "initializer_factor": 1.0, "initializer_range": 0.02, "model_type": "blip-2", "num_query_tokens": 32,
+    "qformer_config": {"classifier_dropout": None, "model_type": "blip_2_qformer"},
+    "text_config": {"_name_or_path": "facebook/opt-2.7b", "activation_dropout": 0.0, "architectures": ["OPTForCausalLM"],
+                    "eos_token_id": 50118, "ffn_dim": 10240, "hidden_size": 2560, "model_type": "opt", "num_attention_heads": 32,
+                    "num_hidden_layers": 32, "prefix": "</s>", "torch_dtype": "float16", "vocab_size": 50304, "word_embed_proj_dim": 2560},
+    "torch_dtype": "float32", "transformers_version": "4.47.0.dev0", "use_decoder_only_language_model": True,
+    "vision_config": {"dropout": 0.0, "initializer_factor": 1.0, "model_type": "blip_2_vision_model", "num_channels": 3, "projection_dim": 512},
+}
+HUB_BLIP2_FLAN_T5_XL = {
+    "architectures": ["Blip2ForConditionalGeneration"], "image_text_hidden_size": 256, "image_token_index": 32100,
+    "initializer_factor": 1.0, "initializer_range": 0.02, "model_type": "blip-2", "num_query_tokens": 32,
+    "qformer_config": {"classifier_dropout": None, "model_type": "blip_2_qformer"},
+    "text_config": {"architectures": ["T5ForConditionalGeneration"], "bos_token_id": 1, "classifier_dropout": 0.0, "d_ff": 5120,
+                    "d_kv": 64, "d_model": 2048, "decoder_start_token_id": 0, "dense_act_fn": "gelu", "dropout_rate": 0.1,
+                    "eos_token_id": 1, "feed_forward_proj": "gated-gelu", "initializer_factor": 1.0, "is_encoder_decoder": True,
+                    "is_gated_act": True, "layer_norm_epsilon": 1e-06, "model_type": "t5", "n_positions": 512, "num_decoder_layers": 24,
+                    "num_heads": 32, "num_layers": 24, "output_past": True, "pad_token_id": 0, "relative_attention_max_distance": 128,
+                    "relative_attention_num_buckets": 32, "tie_word_embeddings": False, "torch_dtype": "float32", "vocab_size": 32128},
+    "torch_dtype": "float32", "transformers_version": "4.47.0.dev0", "use_decoder_only_language_model": False,
+    "vision_config": {"dropout": 0.0, "initializer_factor": 1.0, "model_type": "blip_2_vision_model", "num_channels": 3, "projection_dim": 512},
+}
+
 SPARSE = [
+    HUB_BLIP2_OPT_2_7B,
+    HUB_BLIP2_FLAN_T5_XL,
     {"model_type": "blip", "vision_config": {"hidden_size": 64}, "text_config": {"encoder_hidden_size": 32, "hidden_size": 48}},
     {"model_type": "blip-2", "vision_config": {"hidden_size": 48, "layer_norm_eps": 1e-5},
      "qformer_config": {"hidden_size": 32, "encoder_hidden_size": 16}, "text_config": {"hidden_size": 64}},

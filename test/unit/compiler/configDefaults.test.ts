@@ -113,3 +113,24 @@ test("a defaulted id that does not fit the model is BLIP4017 saying the file lea
     return true;
   });
 });
+
+test("the hub's Salesforce/blip2-opt-2.7b and blip2-flan-t5-xl config.json (no vision or Q-Former sizes at all) resolve to the models transformers builds", async () => {
+  const { resolveNodes } = await import('../../../src/lower/resolve.js');
+  const hub = JSON.parse(readFileSync(join(FIXTURES, 'config-defaults.json'), 'utf8')).sparse.slice(0, 2).map((s: { config: Json }) => s.config);
+  const vision = { width: 1408, depth: 39, heads: 16, mlp_width: 6144, image_size: 224, patch_size: 14, layer_norm_eps: 1e-6, qkv_bias: true, act: 'gelu' };
+  const qformer = { width: 768, depth: 12, heads: 12, mlp_width: 3072, encoder_width: 1408, cross_attention_frequency: 2, layer_norm_eps: 1e-12, queries: 32 };
+  const cases: Array<[string, Json, Json]> = [
+    ['graphs/blip2-opt.blip', hub[0], { width: 2560, depth: 32, heads: 32, mlp_width: 10240, vocab_size: 50304, max_positions: 2048, embed_width: 2560, pre_norm: true, act: 'relu', tie_embeddings: true }],
+    ['graphs/blip2-t5.blip', hub[1], { width: 2048, kv_width: 64, mlp_width: 5120, depth: 24, decoder_depth: 24, heads: 32, vocab_size: 32128, gated: true, act: 'gelu_new', tie_embeddings: false }],
+  ];
+  for (const [graph, config, llm] of cases) {
+    assert.equal(config.vision_config.hidden_size, undefined);
+    const { model } = loadModel(graph);
+    const { nodes, problems } = resolveNodes(model, { config, shape: () => undefined });
+    assert.deepEqual(problems, [], graph);
+    const attrs = (name: string) => nodes.get(name)!.attrs;
+    for (const [k, v] of Object.entries(vision)) assert.equal(attrs('vision')[k], v, `${graph} vision.${k}`);
+    for (const [k, v] of Object.entries(qformer)) assert.equal(attrs('qformer')[k], v, `${graph} qformer.${k}`);
+    for (const [k, v] of Object.entries(llm)) assert.equal(attrs('llm')[k], v, `${graph} llm.${k}`);
+  }
+});

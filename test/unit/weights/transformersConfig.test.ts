@@ -34,7 +34,8 @@ test('a sparse config.json reads as transformers reads it: defaults by class, OP
     }
   }
   // the forced key is forced also where the file gives another value
-  const blip2 = effectiveConfig(oracle.sparse[1].config).config;
+  const given = oracle.sparse.find((s) => (s.config.qformer_config as JsonObject)?.encoder_hidden_size === 16)!;
+  const blip2 = effectiveConfig(given.config).config;
   assert.equal((blip2.qformer_config as JsonObject).encoder_hidden_size, 48);
 });
 
