@@ -48,9 +48,26 @@ HUB_BLIP2_FLAN_T5_XL = {
     "vision_config": {"dropout": 0.0, "initializer_factor": 1.0, "model_type": "blip_2_vision_model", "num_channels": 3, "projection_dim": 512},
 }
 
+# Salesforce/blip-image-captioning-base's config.json (saved by transformers 4.26 with every generic
+# PretrainedConfig key, left out here), whose text_config has no encoder_hidden_size: BlipConfig sets it.
+HUB_BLIP_CAPTIONING_BASE = {
+    "architectures": ["BlipForConditionalGeneration"], "image_text_hidden_size": 256, "initializer_factor": 1.0,
+    "logit_scale_init_value": 2.6592, "model_type": "blip", "projection_dim": 512, "torch_dtype": "float32",
+    "text_config": {"attention_probs_dropout_prob": 0.0, "bos_token_id": 30522, "eos_token_id": 2, "hidden_act": "gelu",
+                    "hidden_dropout_prob": 0.0, "hidden_size": 768, "initializer_factor": 1.0, "initializer_range": 0.02,
+                    "intermediate_size": 3072, "is_decoder": True, "layer_norm_eps": 1e-12, "max_position_embeddings": 512,
+                    "model_type": "blip_text_model", "num_attention_heads": 12, "num_hidden_layers": 12, "pad_token_id": 0,
+                    "projection_dim": 768, "sep_token_id": 102, "tie_word_embeddings": True, "use_cache": True, "vocab_size": 30524},
+    "vision_config": {"attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "gelu", "hidden_size": 768, "image_size": 384,
+                      "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-05,
+                      "model_type": "blip_vision_model", "num_attention_heads": 12, "num_channels": 3, "num_hidden_layers": 12,
+                      "patch_size": 16, "projection_dim": 512},
+}
+
 SPARSE = [
     HUB_BLIP2_OPT_2_7B,
     HUB_BLIP2_FLAN_T5_XL,
+    HUB_BLIP_CAPTIONING_BASE,
     {"model_type": "blip", "vision_config": {"hidden_size": 64}, "text_config": {"encoder_hidden_size": 32, "hidden_size": 48}},
     {"model_type": "blip-2", "vision_config": {"hidden_size": 48, "layer_norm_eps": 1e-5},
      "qformer_config": {"hidden_size": 32, "encoder_hidden_size": 16}, "text_config": {"hidden_size": 64}},

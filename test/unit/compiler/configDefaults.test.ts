@@ -134,3 +134,16 @@ test("the hub's Salesforce/blip2-opt-2.7b and blip2-flan-t5-xl config.json (no v
     for (const [k, v] of Object.entries(llm)) assert.equal(attrs('llm')[k], v, `${graph} llm.${k}`);
   }
 });
+
+test("the hub's Salesforce/blip-image-captioning-base config.json, whose text_config has no encoder_hidden_size, resolves (the decoder's cross width is the vision width)", async () => {
+  const { resolveNodes } = await import('../../../src/lower/resolve.js');
+  const config = JSON.parse(readFileSync(join(FIXTURES, 'config-defaults.json'), 'utf8')).sparse[2].config as Json;
+  assert.equal(config.model_type, 'blip');
+  assert.equal(config.text_config.encoder_hidden_size, undefined);
+  const { model } = loadModel('graphs/blip-caption.blip');
+  const { nodes, problems } = resolveNodes(model, { config, shape: () => undefined });
+  assert.deepEqual(problems, []);
+  assert.equal(nodes.get('decoder')!.attrs.encoder_width, 768);
+  assert.equal(nodes.get('decoder')!.attrs.heads, 12);
+  assert.equal(nodes.get('vision')!.attrs.layer_norm_eps, 1e-5);
+});
