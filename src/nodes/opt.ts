@@ -26,6 +26,9 @@ export const Opt: NodeKind = {
     max_positions: int('learned positions (config: max_position_embeddings)'),
     embed_width: int('token-embedding width (config: word_embed_proj_dim)'),
     pre_norm: bool('layer norm before attention (config: do_layer_norm_before)'),
+    final_norm: bool('a pre-norm model ends with a layer norm (config: not _remove_final_layer_norm)'),
+    norm_affine: bool('the layer norms have a learned scale and shift (config: layer_norm_elementwise_affine)'),
+    bias: bool('the attention and MLP projections have biases (config: enable_bias)'),
     act: oneOf('MLP activation (config: activation_function)', ACTIVATIONS),
     tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
     placeholders: bool('the prompt carries `<image>` placeholder tokens that the soft prompt overwrites (root config: image_token_index); without, it is prepended'),
@@ -41,11 +44,14 @@ export const Opt: NodeKind = {
       max_positions: 'max_position_embeddings',
       embed_width: 'word_embed_proj_dim',
       pre_norm: 'do_layer_norm_before',
+      norm_affine: 'layer_norm_elementwise_affine',
+      bias: 'enable_bias',
       act: 'activation_function',
       tie_embeddings: 'tie_word_embeddings',
     });
     // OPTConfig: word_embed_proj_dim defaults to hidden_size.
     if (attrs.embed_width === undefined && attrs.width !== undefined) attrs.embed_width = attrs.width;
+    if (typeof section._remove_final_layer_norm === 'boolean') attrs.final_norm = !section._remove_final_layer_norm;
     attrs.placeholders = typeof root.image_token_index === 'number';
     return attrs;
   },
@@ -64,7 +70,7 @@ export const Opt: NodeKind = {
 const DEC = 'model.decoder';
 
 Opt.lowering = {
-  defaults: { pre_norm: true, act: 'relu', placeholders: false, tie_embeddings: true },
+  defaults: { pre_norm: true, final_norm: true, norm_affine: true, bias: true, act: 'relu', placeholders: false, tie_embeddings: true },
   ignored: () => [/(.*\.)?position_ids/],
   decoder: {
     facts: (ctx) => ({
@@ -119,8 +125,11 @@ function optStep(ctx: LowerContext, io: StepInputs): StepOutputs {
   const preNorm = ctx.bool('pre_norm');
   const act = ctx.str('act');
   const eps = 1e-5; // OPT's nn.LayerNorm default
-  const bias = ctx.has(`${DEC}.layers.0.self_attn.q_proj.bias`); // config enable_bias
-  const norm = (x: Value, name: string, role: string) => (ctx.has(`${name}.weight`) ? layerNorm(ctx, x, name, H, eps, role) : b.layerNorm(x, b.constant(new Float32Array(H).fill(1), [H], `${role}_ones`), undefined, eps, role)); // layer_norm_elementwise_affine: false stores nothing
+  const bias = ctx.bool('bias');
+  // As OPTDecoder builds them from the config, not from what the checkpoint happens to store: a
+  // non-affine norm has no tensors and still normalises.
+  const affine = ctx.bool('norm_affine');
+  const norm = (x: Value, name: string, role: string) => (affine ? layerNorm(ctx, x, name, H, eps, role) : b.layerNorm(x, b.constant(new Float32Array(H).fill(1), [H], `${role}_ones`), undefined, eps, role));
 
   const tokens = b.gather(ctx.param(`${DEC}.embed_tokens.weight`, [V, E]), io.ids, 0, 'tokens'); // (B, S, E)
   let x = io.prefix ? b.concat([io.prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, E), L = Qp + S
@@ -153,8 +162,8 @@ function optStep(ctx: LowerContext, io: StepInputs): StepOutputs {
     });
   }
   let last = lastPosition(b, h); // (B, H)
-  // Pre-norm OPT ends with a norm (unless the config removed it: then it is not stored either).
-  if (preNorm && ctx.has(`${DEC}.final_layer_norm.weight`)) last = layerNorm(ctx, last, `${DEC}.final_layer_norm`, H, eps, 'final_layer_norm');
+  // Pre-norm OPT ends with a norm unless the config removes it (OPT-350m is post-norm: none).
+  if (preNorm && ctx.bool('final_norm')) last = norm(last, `${DEC}.final_layer_norm`, 'final_layer_norm');
   if (E !== H) last = dense(ctx, last, `${DEC}.project_out`, H, E, 'project_out', false); // (B, E)
   const logits = b.op('Gemm', [last, lmHead(ctx, `${DEC}.embed_tokens.weight`, [V, E])], { transB: 1 }, { name: 'lm_head' }); // (B, V)
   return { logits, present };

@@ -42,6 +42,7 @@ export const CONFIG_CLASS_DEFAULTS: Readonly<Record<string, Defaults>> = {
   OPTConfig: {
     vocab_size: 50272, hidden_size: 768, num_hidden_layers: 12, ffn_dim: 3072, max_position_embeddings: 2048, do_layer_norm_before: true,
     num_attention_heads: 12, activation_function: 'relu', pad_token_id: 1, bos_token_id: 2, eos_token_id: 2, tie_word_embeddings: true,
+    enable_bias: true, layer_norm_elementwise_affine: true, _remove_final_layer_norm: false,
   },
   T5Config: {
     vocab_size: 32128, d_model: 512, d_kv: 64, d_ff: 2048, num_layers: 6, num_heads: 8, relative_attention_num_buckets: 32,

@@ -91,6 +91,24 @@ SPECS = {
         eos_boost=True,
         images=["blocks_1000x700.png", "rgba_29x41.png"],
     ),
+    "blip2-opt-c": dict(
+        kind="opt",
+        seed=206,
+        tokenizer="opt",
+        num_query_tokens=4,
+        vision=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                    image_size=32, patch_size=8, layer_norm_eps=1e-6),
+        qformer=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                     cross_attention_frequency=2, layer_norm_eps=1e-12, max_position_embeddings=32),
+        # OPTConfig's structural switches: layer norms without scale and shift (no tensors stored, the
+        # final one still applied), projections without biases, a gelu MLP
+        text=dict(model_type="opt", hidden_size=32, ffn_dim=48, num_hidden_layers=2, num_attention_heads=4,
+                  max_position_embeddings=64, do_layer_norm_before=True, layer_norm_elementwise_affine=False,
+                  enable_bias=False, activation_function="gelu", vocab_size=480,
+                  bos_token_id=2, eos_token_id=2, pad_token_id=1, dropout=0.0),
+        # no EOS boost: after a non-affine final norm the mean head input is ~0 and the boost has no direction
+        images=["rgb_37x23.png", "photo_64x48.jpg"],
+    ),
     "blip2-opt-legacy": dict(
         kind="opt",
         legacy=True,

@@ -219,6 +219,7 @@ const gen = (fixture: string, graph: string, what: string, check: typeof checkDe
 
 gen('blip2-opt-a', 'graphs/blip2-opt.blip', 'OPT with placeholders: soft prompt, prefill / cached / greedy logits match transformers', checkDecoderOnly);
 gen('blip2-opt-b', 'graphs/blip2-opt.blip', 'post-norm OPT with project_in/out (masked_scatter of a wider soft prompt), 3 layers', checkDecoderOnly);
+gen('blip2-opt-c', 'graphs/blip2-opt.blip', 'OPT with layer norms without scale and shift (the final one still applied) and projections without biases', checkDecoderOnly);
 gen('blip2-opt-legacy', 'graphs/blip2-opt.blip', 'checkpoint without image_token_index: the soft prompt is prepended', checkDecoderOnly);
 gen('blip2-t5-a', 'graphs/blip2-t5.blip', 'Flan-T5 (gated-gelu, untied unscaled head): encoder cross K/V, decoder logits, greedy steps', checkT5);
 gen('instructblip-vicuna-a', 'graphs/instructblip-vicuna.blip', 'Vicuna with grouped KV heads: instruction in the Q-Former, prefill / cached / greedy logits', checkDecoderOnly);
