@@ -48,8 +48,9 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
       if (filled || rootFilled) {
         const all = kind.fromConfig(section, effective.config);
         const defaulted = Object.fromEntries(Object.entries(all).filter(([a]) => !(a in given)));
-        const cls = filled?.cls ?? effective.filled.get('')!.cls;
-        const where = `transformers' ${cls} default (config.json "${sectionName || '(top level)'}" leaves it out)`;
+        const where = filled
+          ? `transformers' ${filled.cls} default (config.json "${sectionName || '(top level)'}" leaves it out)`
+          : `transformers' ${effective.filled.get('')!.cls} default (config.json leaves it out at its top level)`;
         if (Object.keys(defaulted).length) sources.push([where, defaulted]);
       }
     }

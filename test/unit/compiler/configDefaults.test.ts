@@ -147,3 +147,17 @@ test("the hub's Salesforce/blip-image-captioning-base config.json, whose text_co
   assert.equal(nodes.get('decoder')!.attrs.heads, 12);
   assert.equal(nodes.get('vision')!.attrs.layer_norm_eps, 1e-5);
 });
+
+test('a pinned attribute against a top-level default names the top level', async () => {
+  const graph = 'graphs/blip2-opt.blip';
+  const text = readFileSync(graph, 'utf8').replace('{ config: "qformer_config" }', '{ config: "qformer_config", queries: 8 }');
+  const file = join(tmp('blip-cfg-graph-'), 'pinned.blip');
+  writeFileSync(file, text);
+  const { model } = loadModel(file);
+  const weights = strippedCheckpoint('blip2-opt-a', (c) => drop(c, ['num_query_tokens']));
+  await assert.rejects(compile({ model, graphFile: file, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.match(e.message, /"queries" of node "qformer" is pinned to 8, but transformers' Blip2Config default \(config\.json leaves it out at its top level\) says 32/);
+    return true;
+  });
+});
