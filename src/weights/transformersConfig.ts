@@ -88,8 +88,8 @@ export interface EffectiveConfig {
 }
 
 /**
- * config.json as transformers' config classes read it. A section that is missing or not an object is
- * left as it is (transformers would build the whole default model; blip-graph reports what it needs).
+ * config.json as transformers' config classes read it. A section that is left out or null is built
+ * from its class's defaults; one that is not an object is left as it is, for the compiler to refuse.
  */
 export function effectiveConfig(config: JsonObject): EffectiveConfig {
   const out: JsonObject = { ...config };
@@ -109,6 +109,8 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
   Object.assign(out, fill('', config));
   for (const name of ['vision_config', 'qformer_config', 'text_config']) {
     if (isObject(config[name])) out[name] = fill(name, config[name] as JsonObject);
+    // A section left out (or null) is its class with every default, as the composite configs build it.
+    else if ((config[name] === undefined || config[name] === null) && configClassOf(config, name)) out[name] = fill(name, {});
   }
   // BlipConfig: text_config.encoder_hidden_size = vision_config.hidden_size; Blip2Config and
   // InstructBlipConfig: the same for qformer_config.
@@ -119,8 +121,8 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
     const section = out[fed] as JsonObject;
     if (section.encoder_hidden_size !== vision.hidden_size) {
       out[fed] = { ...section, encoder_hidden_size: vision.hidden_size };
-      const given = config[fed] as JsonObject;
-      if (given.encoder_hidden_size === undefined) {
+      const given = config[fed];
+      if (!isObject(given) || given.encoder_hidden_size === undefined) {
         const entry = filled.get(fed) ?? { cls: configClassOf(config, fed)!, keys: new Set<string>() };
         entry.keys.add('encoder_hidden_size');
         filled.set(fed, entry);

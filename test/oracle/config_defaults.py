@@ -73,6 +73,8 @@ SPARSE = [
      "qformer_config": {"hidden_size": 32, "encoder_hidden_size": 16}, "text_config": {"hidden_size": 64}},
     {"model_type": "blip-2", "num_query_tokens": 8, "vision_config": {}, "qformer_config": {},
      "text_config": {"model_type": "t5", "d_model": 64}},
+    {"model_type": "blip-2"},
+    {"model_type": "blip", "vision_config": None, "text_config": {"hidden_size": 48}},
     {"model_type": "instructblip", "vision_config": {"image_size": 64}, "qformer_config": {"num_hidden_layers": 2},
      "text_config": {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4}},
 ]
