@@ -82,6 +82,7 @@ export const CODES = {
   BLIP4016: e('output directory is not a compiled model'),
   BLIP4017: e('checkpoint value the node cannot take'),
   BLIP4018: e('the compiled model cannot be written'),
+  BLIP4019: e('the checkpoint is another model than the file describes'),
 
   // 5xxx: runtime (blip run, blip serve, blip capfilt: runtime/, src/artifact, src/capfilt)
   BLIP5001: e('no manifest.json'),

@@ -10,6 +10,7 @@
 //   BLIP4015  a graph shape or setting the compiler does not support
 //   BLIP4016  the output path cannot be written (exists and is not a compiled model, ...)
 //   BLIP4017  a checkpoint value the compiled model could not use (config.json / generation_config.json)
+//   BLIP4019  the checkpoint is another model (a node's prefix holds nothing, another language model)
 import type { SourceLoc } from '../ir/types.js';
 import { BlipError } from '../cli/Command.js';
 

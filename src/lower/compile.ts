@@ -24,6 +24,7 @@ import { WeightStore } from './WeightStore.js';
 import { encodeModel, toModelProto } from './emitOnnx.js';
 import { CompileError, type Problem } from './CompileError.js';
 import { resolveNodes, type ResolvedNode } from './resolve.js';
+import { pairingProblems } from './pairing.js';
 import { checkWidths } from '../checks/widths.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
 import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
@@ -263,6 +264,9 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
   let widthProblems: Problem[] = [];
   try {
     const family = familyOf(ckpt.config, opts.weights);
+    // Another model's checkpoint is said as such, before its sizes fail one by one.
+    const pairing = pairingProblems(model, upstream(model, model.outputs.flatMap((o) => o.args)), ckpt.config, ckpt.keys());
+    if (pairing.length) throw new CompileError(pairing);
     const { nodes, problems } = resolveNodes(model, ckpt);
     // Widths left out of the file are known only now, from the checkpoint: check the edges again
     // (a projection fed by a Q-Former of another width, a prefix narrower than the LLM).

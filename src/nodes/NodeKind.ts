@@ -31,6 +31,11 @@ export interface NodeKind {
   /** config.json section read when the node doesn't say `config: "..."` (e.g. "vision_config"). */
   defaultConfig?: string;
   /**
+   * The `model_type`s its config section may name (language models share the `language_model`
+   * prefix, so the section's model_type is what tells a T5 checkpoint from an OPT one).
+   */
+  modelTypes?: string[];
+  /**
    * Attributes from a HuggingFace config section (`root` is the whole config.json, for keys such
    * as BLIP-2's top-level `num_query_tokens`). Keys must be attrSchema property names.
    */

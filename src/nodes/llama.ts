@@ -33,6 +33,7 @@ export const Llama: NodeKind = {
     tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
   }),
   defaultConfig: 'text_config',
+  modelTypes: ['llama'],
   fromConfig(section) {
     const attrs = pick(section, {
       width: 'hidden_size',

@@ -34,6 +34,7 @@ export const Opt: NodeKind = {
     placeholders: bool('the prompt carries `<image>` placeholder tokens that the soft prompt overwrites (root config: image_token_index); without, it is prepended'),
   }),
   defaultConfig: 'text_config',
+  modelTypes: ['opt'],
   fromConfig(section, root) {
     const attrs = pick(section, {
       width: 'hidden_size',

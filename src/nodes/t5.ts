@@ -34,6 +34,7 @@ export const T5: NodeKind = {
     tie_embeddings: bool('the LM head shares the token embeddings and the decoder output is scaled by width^-0.5'),
   }),
   defaultConfig: 'text_config',
+  modelTypes: ['t5'],
   fromConfig(section) {
     const attrs = pick(section, {
       width: 'd_model',

@@ -126,7 +126,7 @@ test('blip inspect refuses a directory without a valid manifest; blip compile re
     assert.equal(inline.code, 0, inline.err);
     const wrong = await cli(['compile', 'graphs/blip-vqa.blip', '--weights', join(FIXTURES, 'blip-caption-a', 'checkpoint'), '--out', join(root, 'x')]);
     assert.equal(wrong.code, 1);
-    assert.match(wrong.err, /graphs\/blip-vqa\.blip:\d+:\d+ - error BLIP4010: the checkpoint has no tensor "text_encoder\.[^"]+", which node "question_encoder" \(bert\) needs/);
+    assert.match(wrong.err, /graphs\/blip-vqa\.blip:\d+:\d+ - error BLIP4019: the checkpoint is another model than "blip_vqa" describes: it has no tensors under "text_encoder\." \(node question_encoder\); it holds text_decoder\.\*, vision_model\.\* \(config\.json: BlipForConditionalGeneration, which graphs\/blip-caption\.blip compiles\)/);
     assert.match(wrong.err, /\| +node question_encoder: bert/); // the code frame
   } finally {
     rmSync(root, { recursive: true, force: true });

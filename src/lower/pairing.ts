@@ -1,0 +1,85 @@
+// Whether the checkpoint is the model the graph describes, asked before any size is resolved. A
+// BLIP-2 graph given a BLIP checkpoint otherwise stops at the first size the checkpoint cannot give
+// ("pin it") or lists every tensor it does not read, and never names the real cause: the wrong
+// graph, or the wrong folder. One BLIP4019 line says what the checkpoint is and which shipped graph
+// compiles it.
+import type { IrModel } from '../ir/types.js';
+import { nodeKinds } from '../nodes/index.js';
+import type { JsonObject } from '../weights/checkpoint.js';
+import { effectiveConfig } from '../weights/transformersConfig.js';
+import type { Problem } from './CompileError.js';
+
+/** The shipped graph for each transformers class (and language model), as README's table lists them. */
+const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: string }> = [
+  { architecture: 'BlipForConditionalGeneration', graph: 'graphs/blip-caption.blip' },
+  { architecture: 'BlipForQuestionAnswering', graph: 'graphs/blip-vqa.blip' },
+  { architecture: 'BlipForImageTextRetrieval', graph: 'graphs/blip-itm.blip' },
+  { architecture: 'Blip2ForConditionalGeneration', language: 'opt', graph: 'graphs/blip2-opt.blip' },
+  { architecture: 'Blip2ForConditionalGeneration', language: 't5', graph: 'graphs/blip2-t5.blip' },
+  { architecture: 'Blip2ForConditionalGeneration', language: 'llama', graph: 'graphs/examples/blip2-llama.blip' },
+  { architecture: 'Blip2ForImageTextRetrieval', graph: 'graphs/blip2-itm.blip' },
+  { architecture: 'InstructBlipForConditionalGeneration', language: 't5', graph: 'graphs/instructblip-t5.blip' },
+  { architecture: 'InstructBlipForConditionalGeneration', language: 'llama', graph: 'graphs/instructblip-vicuna.blip' },
+];
+
+/** What config.json says the checkpoint is, and the shipped graph for it when there is one. */
+function describeCheckpoint(config: JsonObject, keys: string[]): string {
+  const architectures = Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [];
+  const text = effectiveConfig(config).config.text_config;
+  const language = typeof text === 'object' && text !== null && !Array.isArray(text) ? (text as JsonObject).model_type : undefined;
+  const prefixes = [...new Set(keys.map((k) => k.split('.')[0]))].sort();
+  const holds = `it holds ${prefixes.map((p) => `${p}.*`).join(', ')}`;
+  const arch = architectures[0];
+  if (!arch) return holds;
+  const shipped = SHIPPED_GRAPHS.find((s) => s.architecture === arch && (!s.language || s.language === language));
+  const generates = arch === 'Blip2ForConditionalGeneration' || arch === 'InstructBlipForConditionalGeneration';
+  const what = `${arch}${generates && typeof language === 'string' ? ` with ${language}` : ''}`;
+  return `${holds} (config.json: ${what}${shipped ? `, which ${shipped.graph} compiles` : ''})`;
+}
+
+/**
+ * Nodes an output needs whose checkpoint prefix holds no tensor at all, and language-model nodes
+ * whose config section names another model_type: one BLIP4019 problem naming them all, or none.
+ */
+export function pairingProblems(model: IrModel, used: Set<string>, config: JsonObject, keys: string[]): Problem[] {
+  const prefixes = new Set<string>();
+  for (const k of keys) {
+    const parts = k.split('.');
+    for (let i = 1; i < parts.length; i++) prefixes.add(parts.slice(0, i).join('.'));
+  }
+  const effective = effectiveConfig(config).config;
+  const missing = new Map<string, string[]>(); // prefix -> the nodes reading it
+  const others: string[] = [];
+  let loc;
+  for (const node of model.nodes) {
+    if (!used.has(node.name)) continue;
+    const kind = nodeKinds[node.kind];
+    if (node.checkpoint && !prefixes.has(node.checkpoint)) {
+      missing.set(node.checkpoint, [...(missing.get(node.checkpoint) ?? []), node.name]);
+      loc ??= node.loc;
+      continue;
+    }
+    // InstructBLIP's Q-Former reads the instruction (its own embeddings); BLIP-2's has none.
+    if (node.kind === 'qformer' && (config.model_type === 'instructblip') !== node.edges.some((e) => e.port === 'instruction') && !node.edges.some((e) => e.port === 'text')) {
+      others.push(
+        config.model_type === 'instructblip'
+          ? `node "${node.name}" takes no instruction, but config.json's model_type is "instructblip", whose Q-Former reads one`
+          : `node "${node.name}" takes an instruction (InstructBLIP), but config.json's model_type is ${JSON.stringify(config.model_type)}`,
+      );
+      loc ??= node.loc;
+    }
+    const sectionName = node.config ?? kind?.defaultConfig;
+    const section = sectionName === undefined ? undefined : sectionName === '' ? effective : effective[sectionName];
+    const type = typeof section === 'object' && section !== null && !Array.isArray(section) ? (section as JsonObject).model_type : undefined;
+    if (kind?.modelTypes && typeof type === 'string' && !kind.modelTypes.includes(type)) {
+      others.push(`node "${node.name}" is ${node.kind}, but config.json "${sectionName}" is model_type "${type}"`);
+      loc ??= node.loc;
+    }
+  }
+  const found = [
+    ...(missing.size ? [`it has no tensors under ${[...missing].map(([p, names]) => `"${p}." (${names.map((n) => `node ${n}`).join(', ')})`).join(', ')}`] : []),
+    ...others,
+  ];
+  if (!found.length) return [];
+  return [{ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: ${found.join('; ')}; ${describeCheckpoint(config, keys)}`, loc }];
+}
