@@ -8,6 +8,7 @@ import type { Attrs } from '../../nodes/NodeKind.js';
 import { describeModel, toDotGraph, toMermaid, toSvg } from '../../draw/index.js';
 import { Checkpoint } from '../../weights/checkpoint.js';
 import { resolveNodes } from '../../lower/resolve.js';
+import { pairingProblems } from '../../lower/pairing.js';
 
 /**
  * Graphviz DOT: inputs as ellipses, nodes as boxes (frozen ones grey) with kind, width and depth,
@@ -22,7 +23,8 @@ function resolveAgainst(m: IrModel, dir: string): Record<string, Attrs> {
   const ckpt = Checkpoint.open(dir);
   try {
     const { nodes, problems } = resolveNodes(m, ckpt);
-    for (const p of problems) process.stderr.write(`warning ${p.code}: ${p.message}\n`);
+    const all = new Set(m.nodes.map((n) => n.name));
+    for (const p of [...pairingProblems(m, all, ckpt.config, ckpt.keys()), ...problems]) process.stderr.write(`warning ${p.code}: ${p.message}\n`);
     return Object.fromEntries([...nodes].map(([name, r]) => [name, r.attrs]));
   } finally {
     ckpt.close();

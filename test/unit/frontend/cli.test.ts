@@ -36,6 +36,7 @@ const BATCH: Record<string, string[]> = {
   fmtBroken: ['fmt', broken],
   dot: ['graph', 'graphs/instructblip-t5.blip'],
   json2: ['graph', '--format', 'json', '--model', 'blip2_opt_2_7b', 'graphs/pinned/blip2-opt-2.7b.blip'],
+  otherWeights: ['graph', '--format', 'mermaid', 'graphs/blip2-opt.blip', '--weights', 'test/fixtures/blip-caption-a/checkpoint'],
 };
 const names = Object.keys(BATCH);
 let cache: Record<string, Result> | undefined;
@@ -109,4 +110,9 @@ test('blip graph: DOT and IR JSON of the resolved model', async () => {
   const m = JSON.parse(json.out);
   assert.equal(m.name, 'blip2_opt_2_7b');
   assert.deepEqual(m.nodes.map((n: { name: string }) => n.name), ['vision', 'qformer', 'projection', 'llm']);
+  // --weights of another model: still drawn, with the BLIP4019 line as a warning
+  const other = await run('otherWeights');
+  assert.equal(other.code, 0, other.err);
+  assert.match(other.out, /qformer/);
+  assert.match(other.err, /^warning BLIP4019: the checkpoint is another model than "blip2_opt" describes: .*which graphs\/blip-caption\.blip compiles\)$/m);
 });
