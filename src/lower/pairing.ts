@@ -22,19 +22,29 @@ const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: st
   { architecture: 'InstructBlipForConditionalGeneration', language: 'llama', graph: 'graphs/instructblip-vicuna.blip' },
 ];
 
-/** What config.json says the checkpoint is, and the shipped graph for it when there is one. */
-function describeCheckpoint(config: JsonObject, keys: string[]): string {
+/**
+ * What config.json says the checkpoint is (its first `architectures` entry, with the language model
+ * of a generating BLIP-2 / InstructBLIP) and the shipped graph for it (a path from the package
+ * root), when blip-graph ships one.
+ */
+export function shippedGraphFor(config: JsonObject): { what: string; graph?: string } | undefined {
   const architectures = Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [];
+  const arch = architectures[0];
+  if (!arch) return undefined;
   const text = effectiveConfig(config).config.text_config;
   const language = typeof text === 'object' && text !== null && !Array.isArray(text) ? (text as JsonObject).model_type : undefined;
-  const prefixes = [...new Set(keys.map((k) => k.split('.')[0]))].sort();
-  const holds = `it holds ${prefixes.map((p) => `${p}.*`).join(', ')}`;
-  const arch = architectures[0];
-  if (!arch) return holds;
-  const shipped = SHIPPED_GRAPHS.find((s) => s.architecture === arch && (!s.language || s.language === language));
   const generates = arch === 'Blip2ForConditionalGeneration' || arch === 'InstructBlipForConditionalGeneration';
   const what = `${arch}${generates && typeof language === 'string' ? ` with ${language}` : ''}`;
-  return `${holds} (config.json: ${what}${shipped ? `, which ${shipped.graph} compiles` : ''})`;
+  return { what, graph: SHIPPED_GRAPHS.find((s) => s.architecture === arch && (!s.language || s.language === language))?.graph };
+}
+
+/** What the checkpoint holds, what config.json says it is, and the shipped graph for it when there is one. */
+function describeCheckpoint(config: JsonObject, keys: string[]): string {
+  const prefixes = [...new Set(keys.map((k) => k.split('.')[0]))].sort();
+  const holds = `it holds ${prefixes.map((p) => `${p}.*`).join(', ')}`;
+  const shipped = shippedGraphFor(config);
+  if (!shipped) return holds;
+  return `${holds} (config.json: ${shipped.what}${shipped.graph ? `, which ${shipped.graph} compiles` : ''})`;
 }
 
 /**

@@ -1,4 +1,8 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Checkpoint } from '../../weights/checkpoint.js';
+import { shippedGraphFor } from '../../lower/pairing.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { loadProgram } from '../../syntax/load.js';
@@ -23,7 +27,7 @@ const EXIT_CODE: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 1
 const command: Command = {
   name: 'compile',
   summary: 'compile a .blip model and a HuggingFace checkpoint to ONNX',
-  help: `Usage: blip compile GRAPH.blip --weights DIR --out OUTDIR [--dtype fp32|fp16] [--target T] [--quantize Q] [--model NAME]
+  help: `Usage: blip compile [GRAPH.blip] --weights DIR --out OUTDIR [--dtype fp32|fp16] [--target T] [--quantize Q] [--model NAME]
 
 Checks GRAPH.blip, reads the checkpoint in DIR (config.json and model.safetensors, or sharded
 model-0000k-of-0000n.safetensors with model.safetensors.index.json; float32, float16 or
@@ -44,6 +48,10 @@ it was); what a killed compile left (OUTDIR.tmp-<pid>) is removed by the next co
 An existing OUTDIR is replaced only if it holds a compiled model. A summary goes to stdout, a
 progress bar to stderr when it is a terminal.
 
+Without GRAPH.blip, the shipped graph for the checkpoint is compiled: the one for the transformers
+class config.json names in "architectures" (and, for BLIP-2 / InstructBLIP, its text_config's
+model_type), as README's table lists them; which one is said on stderr.
+
 Options:
   --weights DIR   the HuggingFace checkpoint directory (required)
   --out OUTDIR    where to write the compiled model (required)
@@ -61,6 +69,7 @@ Options:
   --model NAME    the model to compile when GRAPH.blip declares several
 
 Examples:
+  blip compile --weights ./blip2-opt-2.7b --out ./out/blip2
   blip compile graphs/blip-caption.blip --weights ./blip-image-captioning-base --out ./out/caption
   blip compile graphs/blip-vqa.blip --weights ./blip-vqa-base --out ./out/vqa --dtype fp16`,
   async run(argv) {
@@ -77,7 +86,7 @@ Examples:
       } else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
       else files.push(a);
     }
-    if (files.length !== 1) throw new UsageError(files.length ? `expected one GRAPH.blip, found ${files.length}` : 'expected GRAPH.blip');
+    if (files.length > 1) throw new UsageError(`expected one GRAPH.blip, found ${files.length}`);
     if (!opt.weights) throw new UsageError('--weights DIR is required');
     if (!opt.out) throw new UsageError('--out OUTDIR is required');
     const dtype = opt.dtype === undefined || opt.dtype === 'fp32' ? 'float32' : opt.dtype === 'fp16' ? 'float16' : undefined;
@@ -87,7 +96,7 @@ Examples:
     const quantize = opt.quantize as 'int8' | 'int4' | undefined;
     if (quantize !== undefined && quantize !== 'int8' && quantize !== 'int4') throw new UsageError(`--quantize expects int8 or int4, found '${opt.quantize}'`);
 
-    const [file] = files;
+    const file = files[0] ?? shippedGraph(opt.weights);
     const loaded = loadProgram(file);
     if (hasErrors(loaded.diagnostics) || !loaded.program) {
       process.stderr.write(formatDiagnostics(loaded.diagnostics, loaded.sources));
@@ -135,6 +144,28 @@ Examples:
   },
 };
 export default command;
+
+/** The shipped graph for the checkpoint in `dir` (src/lower/pairing.ts), said on stderr; a usage error when there is none. */
+function shippedGraph(dir: string): string {
+  const ckpt = Checkpoint.open(dir); // a missing or unreadable config.json is its one-line BLIP4001
+  const shipped = shippedGraphFor(ckpt.config);
+  ckpt.close();
+  if (!shipped?.graph) {
+    throw new UsageError(`expected GRAPH.blip: ${join(dir, 'config.json')} ${shipped ? `says ${shipped.what}, for which blip-graph ships no graph` : 'names no "architectures"'}; write a graph for it (docs/language.md)`);
+  }
+  const path = join(PACKAGE_ROOT, shipped.graph);
+  const shown = relative(process.cwd(), path);
+  const file = shown.startsWith('..') || isAbsolute(shown) ? path : shown;
+  process.stderr.write(`blip compile: ${join(dir, 'config.json')} says ${shipped.what}: compiling ${file}\n`);
+  return file;
+}
+
+/** The folder of package.json: the nearest one above this file (dist/src/cli/commands/). */
+const PACKAGE_ROOT = (() => {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
+  return d;
+})();
 
 const MB = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`);
 

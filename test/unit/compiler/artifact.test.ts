@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { main } from '../../../src/cli/main.js';
@@ -128,6 +129,34 @@ test('blip inspect refuses a directory without a valid manifest; blip compile re
     assert.equal(wrong.code, 1);
     assert.match(wrong.err, /graphs\/blip-vqa\.blip:\d+:\d+ - error BLIP4019: the checkpoint is another model than "blip_vqa" describes: it has no tensors under "text_encoder\." \(node question_encoder\); it holds text_decoder\.\*, vision_model\.\* \(config\.json: BlipForConditionalGeneration, which graphs\/blip-caption\.blip compiles\)/);
     assert.match(wrong.err, /\| +node question_encoder: bert/); // the code frame
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('blip compile without GRAPH.blip compiles the shipped graph config.json names, and says which; none for an unknown class', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'blip-auto-'));
+  try {
+    for (const [fixture, graph, model] of [
+      ['blip2-opt-a', 'graphs/blip2-opt.blip', 'blip2_opt'],
+      ['blip2-t5-a', 'graphs/blip2-t5.blip', 'blip2_t5'],
+      ['blip-vqa-a', 'graphs/blip-vqa.blip', 'blip_vqa'],
+      ['instructblip-vicuna-a', 'graphs/instructblip-vicuna.blip', 'instructblip_vicuna'],
+    ]) {
+      const r = await cli(['compile', '--weights', join(FIXTURES, fixture, 'checkpoint'), '--out', join(root, fixture)]);
+      assert.equal(r.code, 0, r.err);
+      assert.ok(r.err.startsWith(`blip compile: ${join(FIXTURES, fixture, 'checkpoint', 'config.json')} says `) && r.err.endsWith(`: compiling ${graph}\n`), r.err);
+      assert.equal(JSON.parse(readFileSync(join(root, fixture, 'manifest.json'), 'utf8')).model, model);
+    }
+    const ck = join(root, 'other');
+    mkdirSync(ck);
+    for (const f of readdirSync(join(FIXTURES, 'blip-itm-a', 'checkpoint'))) copyFileSync(join(FIXTURES, 'blip-itm-a', 'checkpoint', f), join(ck, f));
+    const config = JSON.parse(readFileSync(join(ck, 'config.json'), 'utf8'));
+    writeFileSync(join(ck, 'config.json'), JSON.stringify({ ...config, architectures: ['BlipModel'] }));
+    const r = await cli(['compile', '--weights', ck, '--out', join(root, 'x')]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /expected GRAPH\.blip: .*config\.json says BlipModel, for which blip-graph ships no graph/);
+    assert.equal(existsSync(join(root, 'x')), false);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
