@@ -7,6 +7,7 @@ import { compile as compileModel, type CompileResult } from './lower/compile.js'
 import { CompileError } from './lower/CompileError.js';
 import { TARGETS, type Target } from './rewrite/index.js';
 import { unknownOption } from './diagnostics/suggest.js';
+import { shippedGraphOf } from './shippedGraph.js';
 
 export { load } from '../runtime/model.js';
 export type {
@@ -28,6 +29,15 @@ export { BlipError } from './cli/Command.js';
 export { CompileError, type Problem } from './lower/CompileError.js';
 export type { CompileResult } from './lower/compile.js';
 export { VERSION } from './version.js';
+
+/**
+ * The path of the shipped .blip file for the checkpoint in `weightsDir` (the one for the class its
+ * config.json names, as `blip compile` without a graph takes it), or undefined when blip-graph
+ * ships none for that class. Throws BlipError for an unreadable checkpoint.
+ */
+export function shippedGraph(weightsDir: string): string | undefined {
+  return shippedGraphOf(weightsDir).path;
+}
 export { startServer, type BlipServer, type ServeOptions } from '../runtime/server/index.js';
 
 export interface CompileOptions {

@@ -1,8 +1,6 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Checkpoint } from '../../weights/checkpoint.js';
-import { shippedGraphFor } from '../../lower/pairing.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { isAbsolute, join, relative } from 'node:path';
+import { shippedGraphOf } from '../../shippedGraph.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { loadProgram } from '../../syntax/load.js';
@@ -145,27 +143,17 @@ Examples:
 };
 export default command;
 
-/** The shipped graph for the checkpoint in `dir` (src/lower/pairing.ts), said on stderr; a usage error when there is none. */
+/** The shipped graph for the checkpoint in `dir`, said on stderr; a usage error when there is none. */
 function shippedGraph(dir: string): string {
-  const ckpt = Checkpoint.open(dir); // a missing or unreadable config.json is its one-line BLIP4001
-  const shipped = shippedGraphFor(ckpt.config);
-  ckpt.close();
-  if (!shipped?.graph) {
-    throw new UsageError(`expected GRAPH.blip: ${join(dir, 'config.json')} ${shipped ? `says ${shipped.what}, for which blip-graph ships no graph` : 'names no "architectures"'}; write a graph for it (docs/language.md)`);
+  const { what, path } = shippedGraphOf(dir); // a missing or unreadable config.json is its one-line BLIP4001
+  if (!path) {
+    throw new UsageError(`expected GRAPH.blip: ${join(dir, 'config.json')} ${what ? `says ${what}, for which blip-graph ships no graph` : 'names no "architectures"'}; write a graph for it (docs/language.md)`);
   }
-  const path = join(PACKAGE_ROOT, shipped.graph);
   const shown = relative(process.cwd(), path);
   const file = shown.startsWith('..') || isAbsolute(shown) ? path : shown;
-  process.stderr.write(`blip compile: ${join(dir, 'config.json')} says ${shipped.what}: compiling ${file}\n`);
+  process.stderr.write(`blip compile: ${join(dir, 'config.json')} says ${what}: compiling ${file}\n`);
   return file;
 }
-
-/** The folder of package.json: the nearest one above this file (dist/src/cli/commands/). */
-const PACKAGE_ROOT = (() => {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, 'package.json')) && dirname(d) !== d) d = dirname(d);
-  return d;
-})();
 
 const MB = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`);
 

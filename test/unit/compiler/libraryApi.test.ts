@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { compile, CompileError } from '../../../src/index.js';
+import { compile, CompileError, shippedGraph } from '../../../src/index.js';
+import { resolve } from 'node:path';
 import { FIXTURES, tmp } from './harness.js';
 
 const GRAPH = 'graphs/blip-caption.blip';
@@ -28,4 +29,18 @@ test('compile() takes target and quantize, and refuses values it does not know',
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('shippedGraph() names the shipped .blip file for a checkpoint, which compile() then takes', async () => {
+  assert.equal(shippedGraph(weights), resolve('graphs/blip-caption.blip'));
+  assert.equal(shippedGraph(join(FIXTURES, 'instructblip-t5-a', 'checkpoint')), resolve('graphs/instructblip-t5.blip'));
+  assert.equal(shippedGraph(join(FIXTURES, 'blip2-llama-a', 'checkpoint')), resolve('graphs/examples/blip2-llama.blip'));
+  const out = tmp('blip-shipped-');
+  try {
+    const r = await compile(shippedGraph(weights)!, { weights, out });
+    assert.equal(r.manifest.model, 'blip_caption');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+  assert.throws(() => shippedGraph(join(FIXTURES, 'nope')), /BLIP4001|does not exist/);
 });
