@@ -39,8 +39,10 @@ bfloat16 tensors), and writes a compiled model directory OUTDIR:
   tokenizer/      the checkpoint's tokenizer files
 
 Weights stream one tensor at a time, so memory stays near the largest tensor. Attributes the
-file leaves out come from config.json; a pinned attribute that disagrees with the checkpoint, a
-missing, unexpected or misshapen tensor is an error naming the tensor, the node and its line.
+file leaves out come from config.json, read as transformers reads it (a key it leaves out is its
+config class's default); a checkpoint of another model than the file describes, a pinned attribute
+that disagrees with the checkpoint, a missing, unexpected or misshapen tensor is an error naming
+the tensor, the node and its line.
 Nothing is left behind on failure or on Ctrl-C / SIGTERM / SIGHUP (exit 130 / 143 / 129, OUTDIR as
 it was); what a killed compile left (OUTDIR.tmp-<pid>) is removed by the next compile to OUTDIR.
 An existing OUTDIR is replaced only if it holds a compiled model. A summary goes to stdout, a
