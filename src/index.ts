@@ -36,6 +36,7 @@ export { VERSION } from './version.js';
  * ships none for that class. Throws BlipError for an unreadable checkpoint.
  */
 export function shippedGraph(weightsDir: string): string | undefined {
+  if (typeof weightsDir !== 'string') throw new CompileError('BLIP4015', `shippedGraph() takes the checkpoint folder's path as a string, found ${Array.isArray(weightsDir) ? 'an array' : typeof weightsDir}`);
   return shippedGraphOf(weightsDir).path;
 }
 export { startServer, type BlipServer, type ServeOptions } from '../runtime/server/index.js';
@@ -68,7 +69,10 @@ const COMPILE_OPTIONS: Array<keyof CompileOptions> = ['weights', 'out', 'dtype',
  */
 export async function compile(graphPath: string, opts: CompileOptions): Promise<CompileResult> {
   // checked at run time too, for JavaScript callers
-  if (typeof graphPath !== 'string') throw new CompileError('BLIP4015', `compile() takes the .blip file's path as a string, found ${typeof graphPath}`);
+  if (typeof graphPath !== 'string') {
+    const hint = graphPath === undefined ? ' (shippedGraph() gives undefined for a checkpoint whose class blip-graph ships no graph for: name or write one)' : '';
+    throw new CompileError('BLIP4015', `compile() takes the .blip file's path as a string, found ${typeof graphPath}${hint}`);
+  }
   if (typeof opts !== 'object' || opts === null) throw new CompileError('BLIP4015', 'compile() needs options with weights and out');
   const unknown = unknownOption(opts, COMPILE_OPTIONS, 'compile option');
   if (unknown) throw new CompileError('BLIP4015', unknown);

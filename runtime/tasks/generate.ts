@@ -14,7 +14,7 @@
 //                  decoder_start_token_id
 //   InstructBLIP   the instruction also goes to the Q-Former through its own (BERT) tokenizer
 import * as ort from 'onnxruntime-node';
-import type { Manifest } from '../../src/artifact/manifest.js';
+import { describeModel, type Manifest } from '../../src/artifact/manifest.js';
 import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
 import { generate, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
@@ -172,9 +172,9 @@ export interface BuiltInputs {
 export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batch: number): BuiltInputs {
   const m = ctx.manifest;
   const style = promptStyle(m);
-  if (style.required && !prompts) throw new GenerationConfigError(`this ${m.family} ${m.task} model needs ${style.what} (a prompt)`);
+  if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const blank = style.required ? (prompts?.findIndex((p) => p.trim() === '') ?? -1) : -1;
-  if (blank >= 0) throw new GenerationConfigError(`prompt ${blank} is empty: this ${m.family} ${m.task} model needs ${style.what}`);
+  if (blank >= 0) throw new GenerationConfigError(`prompt ${blank} is empty: ${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what}`);
   const encodeFeeds: Record<string, ort.Tensor> = {};
   if (m.family === 'instructblip') {
     if (!ctx.qformerTokenizer) throw new BlipRuntimeError('BLIP5020', 'this InstructBLIP model has no qformer_tokenizer in its manifest; recompile it');
@@ -320,7 +320,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   }
   if (prompts?.some((p) => typeof p !== 'string')) throw new GenerationConfigError('prompts must be strings');
   const style = promptStyle(m);
-  if (style.required && !prompts) throw new GenerationConfigError(`this ${m.family} ${m.task} model needs ${style.what} (a prompt)`);
+  if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const nRet = opts.numReturnSequences ?? 1;
   if (Array.isArray(opts.seed) && opts.seed.length !== N * nRet) {
     throw new GenerationConfigError(`${opts.seed.length} seeds for ${N * nRet} output sequences (${N} images x ${nRet})`);

@@ -24,8 +24,9 @@ import { WeightStore } from './WeightStore.js';
 import { encodeModel, toModelProto } from './emitOnnx.js';
 import { CompileError, type Problem } from './CompileError.js';
 import { resolveNodes, type ResolvedNode } from './resolve.js';
-import { pairingProblems } from './pairing.js';
+import { describeCheckpoint, pairingProblems } from './pairing.js';
 import { checkWidths } from '../checks/widths.js';
+import { sizeProblems } from '../checks/NodeSizesRule.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
 import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
 import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer.js';
@@ -265,13 +266,22 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
   try {
     const family = familyOf(ckpt.config, opts.weights);
     // Another model's checkpoint is said as such, before its sizes fail one by one.
-    const pairing = pairingProblems(model, upstream(model, model.outputs.flatMap((o) => o.args)), ckpt.config, ckpt.keys());
+    const pairing = pairingProblems(model, upstream(model, model.outputs.flatMap((o) => o.args)), ckpt.config, ckpt.keys(), opts.graphFile);
     if (pairing.length) throw new CompileError(pairing);
     const { nodes, problems } = resolveNodes(model, ckpt);
     // Widths left out of the file are known only now, from the checkpoint: check the edges again
     // (a projection fed by a Q-Former of another width, a prefix narrower than the LLM).
     // They are reported with the tensor problems found while lowering, all at once.
     const resolvedAttrs = Object.fromEntries([...nodes].map(([name, r]) => [name, r.attrs]));
+    // Heads that do not divide the width where the checkpoint gave them: transformers refuses such a
+    // config; compiled, the model would fail at run time. (An image size that is no multiple of the
+    // patch transformers takes, flooring the grid, and so does the lowering.)
+    for (const [name, r] of nodes) {
+      for (const [attr, message] of sizeProblems(r.node.kind, r.attrs)) {
+        if (attr !== 'heads' && attr !== 'kv_heads') continue;
+        problems.push({ code: 'BLIP4017', message: `node "${name}" (${r.node.kind}): ${message} (sizes resolved from the checkpoint's config.json; transformers refuses it too)`, loc: r.node.attrLocs[attr] ?? r.node.loc });
+      }
+    }
     widthProblems = checkWidths(model, resolvedAttrs).map((d) => ({ code: d.code, message: `${d.message} (sizes resolved from the checkpoint)`, loc: d.loc }));
     if (problems.length) throw new CompileError([...problems, ...widthProblems]);
 
@@ -361,6 +371,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     // Coverage: every checkpoint tensor is read by a node, or deliberately ignored by its kind.
     const read = new Set([...lw.requested, ...store.keys.map((k) => k.split(':')[0])]);
     const used = upstream(model, model.outputs.flatMap((o) => o.args));
+    const unowned = new Map<string, number>(); // top-level prefix no node claims -> its tensor count
     for (const key of ckpt.keys()) {
       if (read.has(key)) continue;
       // The node whose prefix is the longest match owns the tensor.
@@ -374,13 +385,22 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       });
       if (ignored) continue;
       const owner = owners[0];
+      if (!owner) {
+        const top = key.split('.')[0];
+        unowned.set(top, (unowned.get(top) ?? 0) + 1);
+        continue;
+      }
       lw.report({
         code: 'BLIP4011',
-        message: owner
-          ? `the checkpoint has tensor "${key}" under node "${owner.name}"'s prefix "${owner.checkpoint}", but ${owner.kind} does not read it: a different architecture than the file describes?`
-          : `the checkpoint has tensor "${key}", which no node reads (no node has checkpoint prefix "${key.split('.')[0]}")`,
-        loc: owner?.loc ?? model.loc,
+        message: `the checkpoint has tensor "${key}" under node "${owner.name}"'s prefix "${owner.checkpoint}", but ${owner.kind} does not read it: a different architecture than the file describes?`,
+        loc: owner.loc,
       });
+    }
+    // Whole parts of the checkpoint no node reads (a caption graph given a VQA checkpoint): one line
+    // saying what the checkpoint is, not a line per tensor.
+    if (unowned.size) {
+      const parts = [...unowned].map(([p, n]) => `"${p}${ckpt.keys().some((k) => k.startsWith(`${p}.`)) ? '.' : ''}" (${n} tensor${n > 1 ? 's' : ''})`).join(', ');
+      lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, ckpt.keys(), opts.graphFile)}`, loc: model.loc });
     }
     if (lw.problems.length || widthProblems.length) throw new CompileError([...lw.problems, ...widthProblems]);
 

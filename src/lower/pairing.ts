@@ -8,6 +8,8 @@ import { nodeKinds } from '../nodes/index.js';
 import type { JsonObject } from '../weights/checkpoint.js';
 import { effectiveConfig } from '../weights/transformersConfig.js';
 import type { Problem } from './CompileError.js';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT, packagePath } from '../packageRoot.js';
 
 /** The shipped graph for each transformers class (and language model), as README's table lists them. */
 const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: string }> = [
@@ -23,41 +25,48 @@ const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: st
 ];
 
 /**
- * What config.json says the checkpoint is (its first `architectures` entry, with the language model
- * of a generating BLIP-2 / InstructBLIP) and the shipped graph for it (a path from the package
- * root), when blip-graph ships one.
+ * What config.json says the checkpoint is (its `architectures` entry, with the language model of a
+ * generating BLIP-2 / InstructBLIP) and the shipped graph for it (a path from the package root),
+ * when blip-graph ships one; `invalid` when `architectures` is there but names no class.
  */
-export function shippedGraphFor(config: JsonObject): { what: string; graph?: string } | undefined {
-  const architectures = Array.isArray(config.architectures) ? config.architectures.filter((a): a is string => typeof a === 'string') : [];
+export function shippedGraphFor(config: JsonObject): { what?: string; graph?: string; invalid?: string } {
+  const given = config.architectures;
+  if (given === undefined || given === null) return {};
+  // a lone string is taken as the one class it names
+  const architectures = typeof given === 'string' ? [given] : Array.isArray(given) && given.every((a) => typeof a === 'string') ? (given as string[]) : [];
   const arch = architectures[0];
-  if (!arch) return undefined;
+  if (!arch) return { invalid: `"architectures" is ${JSON.stringify(given)}, not a list of transformers class names` };
   const text = effectiveConfig(config).config.text_config;
   const language = typeof text === 'object' && text !== null && !Array.isArray(text) ? (text as JsonObject).model_type : undefined;
   const generates = arch === 'Blip2ForConditionalGeneration' || arch === 'InstructBlipForConditionalGeneration';
-  const what = `${arch}${generates && typeof language === 'string' ? ` with ${language}` : ''}`;
+  const what = `${arch}${generates && typeof language === 'string' ? ` with ${language}` : ''}${architectures.length > 1 ? ` (the first of its ${architectures.length} architectures)` : ''}`;
   return { what, graph: SHIPPED_GRAPHS.find((s) => s.architecture === arch && (!s.language || s.language === language))?.graph };
 }
 
-/** What the checkpoint holds, what config.json says it is, and the shipped graph for it when there is one. */
-function describeCheckpoint(config: JsonObject, keys: string[]): string {
+/**
+ * What the checkpoint holds, what config.json says it is, and the shipped graph for it when there
+ * is one and it is not `graphFile`, the graph that did not fit (as a path from the current folder).
+ */
+export function describeCheckpoint(config: JsonObject, keys: string[], graphFile?: string): string {
   const prefixes = [...new Set(keys.map((k) => k.split('.')[0]))].sort();
   const holds = `it holds ${prefixes.map((p) => `${p}.*`).join(', ')}`;
   const shipped = shippedGraphFor(config);
-  if (!shipped) return holds;
-  return `${holds} (config.json: ${shipped.what}${shipped.graph ? `, which ${shipped.graph} compiles` : ''})`;
+  if (!shipped.what) return holds;
+  const other = shipped.graph && (!graphFile || resolve(graphFile) !== join(PACKAGE_ROOT, shipped.graph));
+  return `${holds} (config.json: ${shipped.what}${other ? `, which ${packagePath(shipped.graph!)} compiles` : ''})`;
 }
 
 /**
  * Nodes an output needs whose checkpoint prefix holds no tensor at all, and language-model nodes
  * whose config section names another model_type: one BLIP4019 problem naming them all, or none.
  */
-export function pairingProblems(model: IrModel, used: Set<string>, config: JsonObject, keys: string[]): Problem[] {
+export function pairingProblems(model: IrModel, used: Set<string>, config: JsonObject, keys: string[], graphFile?: string): Problem[] {
   const prefixes = new Set<string>();
   for (const k of keys) {
     const parts = k.split('.');
     for (let i = 1; i < parts.length; i++) prefixes.add(parts.slice(0, i).join('.'));
   }
-  const effective = effectiveConfig(config).config;
+  const { config: effective, filled } = effectiveConfig(config);
   const missing = new Map<string, string[]>(); // prefix -> the nodes reading it
   const others: string[] = [];
   let loc;
@@ -82,14 +91,23 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
     const section = sectionName === undefined ? undefined : sectionName === '' ? effective : effective[sectionName];
     const type = typeof section === 'object' && section !== null && !Array.isArray(section) ? (section as JsonObject).model_type : undefined;
     if (kind?.modelTypes && typeof type === 'string' && !kind.modelTypes.includes(type)) {
-      others.push(`node "${node.name}" is ${node.kind}, but config.json "${sectionName}" is model_type "${type}"`);
+      const said = filled.get(sectionName!)?.keys.has('model_type') ? `leaves model_type out, which transformers reads as "${type}"` : `is model_type "${type}"`;
+      others.push(`node "${node.name}" is ${node.kind}, but config.json "${sectionName}" ${said}`);
       loc ??= node.loc;
     }
+  }
+  // model_type decides how transformers reads config.json, architectures which class it builds
+  const arch = typeof config.architectures === 'string' ? config.architectures : Array.isArray(config.architectures) ? config.architectures[0] : undefined;
+  const archFamily = typeof arch !== 'string' ? undefined : arch.startsWith('InstructBlip') ? 'instructblip' : arch.startsWith('Blip2') ? 'blip-2' : arch.startsWith('Blip') ? 'blip' : undefined;
+  const family = config.model_type === 'blip_2' ? 'blip-2' : config.model_type;
+  if (archFamily && family !== archFamily) {
+    others.push(`config.json's model_type ${JSON.stringify(config.model_type)} is not the family of its architectures (${arch}, model_type "${archFamily}")`);
+    loc ??= model.loc;
   }
   const found = [
     ...(missing.size ? [`it has no tensors under ${[...missing].map(([p, names]) => `"${p}." (${names.map((n) => `node ${n}`).join(', ')})`).join(', ')}`] : []),
     ...others,
   ];
   if (!found.length) return [];
-  return [{ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: ${found.join('; ')}; ${describeCheckpoint(config, keys)}`, loc }];
+  return [{ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: ${found.join('; ')}; ${describeCheckpoint(config, keys, graphFile)}`, loc }];
 }

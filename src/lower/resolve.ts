@@ -40,6 +40,10 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     }
     const sectionName = node.config ?? kind.defaultConfig;
     const section = sectionName === undefined ? undefined : asObject(sectionName === '' ? effective.config : effective.config[sectionName]);
+    const raw = sectionName ? ckpt.config[sectionName] : undefined;
+    if (sectionName && !section && raw !== undefined && raw !== null) {
+      problems.push({ code: 'BLIP4017', message: `config.json "${sectionName}" is ${JSON.stringify(raw)}, where node "${node.name}" (${node.kind}) expects an object of settings`, loc: node.loc });
+    }
     const sources: Array<[string, Attrs]> = [];
     if (section && kind.fromConfig) {
       const filled = effective.filled.get(sectionName!);

@@ -103,6 +103,8 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
     for (const [k, v] of Object.entries(CONFIG_CLASS_DEFAULTS[cls])) {
       if (next[k] === undefined && v !== null) (next[k] = v), keys.add(k);
     }
+    // Blip2Config / InstructBlipConfig read a text_config without model_type as OPT's
+    if (name === 'text_config' && cls === 'OPTConfig' && next.model_type === undefined) (next.model_type = 'opt'), keys.add('model_type');
     if (keys.size) filled.set(name, { cls, keys });
     return next;
   };

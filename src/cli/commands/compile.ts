@@ -1,6 +1,5 @@
 import { readFileSync, rmSync } from 'node:fs';
-import { isAbsolute, join, relative } from 'node:path';
-import { shippedGraphOf } from '../../shippedGraph.js';
+import { isCheckpointFolder, shippedGraphArg } from '../shippedGraphArg.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { loadProgram } from '../../syntax/load.js';
@@ -87,6 +86,9 @@ Examples:
       else files.push(a);
     }
     if (files.length > 1) throw new UsageError(`expected one GRAPH.blip, found ${files.length}`);
+    if (!opt.weights && files.length === 1 && isCheckpointFolder(files[0])) {
+      throw new UsageError(`${files[0]} is a checkpoint folder: give it as --weights ${files[0]} (the graph is then the shipped one for its config.json, or name one before it)`);
+    }
     if (!opt.weights) throw new UsageError('--weights DIR is required');
     if (!opt.out) throw new UsageError('--out OUTDIR is required');
     const dtype = opt.dtype === undefined || opt.dtype === 'fp32' ? 'float32' : opt.dtype === 'fp16' ? 'float16' : undefined;
@@ -96,7 +98,7 @@ Examples:
     const quantize = opt.quantize as 'int8' | 'int4' | undefined;
     if (quantize !== undefined && quantize !== 'int8' && quantize !== 'int4') throw new UsageError(`--quantize expects int8 or int4, found '${opt.quantize}'`);
 
-    const file = files[0] ?? shippedGraph(opt.weights);
+    const file = files[0] ?? shippedGraphArg('compile', opt.weights);
     const loaded = loadProgram(file);
     if (hasErrors(loaded.diagnostics) || !loaded.program) {
       process.stderr.write(formatDiagnostics(loaded.diagnostics, loaded.sources));
@@ -144,18 +146,6 @@ Examples:
   },
 };
 export default command;
-
-/** The shipped graph for the checkpoint in `dir`, said on stderr; a usage error when there is none. */
-function shippedGraph(dir: string): string {
-  const { what, path } = shippedGraphOf(dir); // a missing or unreadable config.json is its one-line BLIP4001
-  if (!path) {
-    throw new UsageError(`expected GRAPH.blip: ${join(dir, 'config.json')} ${what ? `says ${what}, for which blip-graph ships no graph` : 'names no "architectures"'}; write a graph for it (docs/language.md)`);
-  }
-  const shown = relative(process.cwd(), path);
-  const file = shown.startsWith('..') || isAbsolute(shown) ? path : shown;
-  process.stderr.write(`blip compile: ${join(dir, 'config.json')} says ${what}: compiling ${file}\n`);
-  return file;
-}
 
 const MB = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`);
 

@@ -9,6 +9,7 @@ import { describeModel, toDotGraph, toMermaid, toSvg } from '../../draw/index.js
 import { Checkpoint } from '../../weights/checkpoint.js';
 import { resolveNodes } from '../../lower/resolve.js';
 import { pairingProblems } from '../../lower/pairing.js';
+import { shippedGraphArg } from '../shippedGraphArg.js';
 
 /**
  * Graphviz DOT: inputs as ellipses, nodes as boxes (frozen ones grey) with kind, width and depth,
@@ -19,12 +20,12 @@ export function toDot(m: IrModel, attrsByNode?: Record<string, Attrs>): string {
 }
 
 /** Each node's attributes resolved against a checkpoint's config.json and tensor shapes (headers only). */
-function resolveAgainst(m: IrModel, dir: string): Record<string, Attrs> {
+function resolveAgainst(m: IrModel, dir: string, graphFile: string): Record<string, Attrs> {
   const ckpt = Checkpoint.open(dir);
   try {
     const { nodes, problems } = resolveNodes(m, ckpt);
     const all = new Set(m.nodes.map((n) => n.name));
-    for (const p of [...pairingProblems(m, all, ckpt.config, ckpt.keys()), ...problems]) process.stderr.write(`warning ${p.code}: ${p.message}\n`);
+    for (const p of [...pairingProblems(m, all, ckpt.config, ckpt.keys(), graphFile), ...problems]) process.stderr.write(`warning ${p.code}: ${p.message}\n`);
     return Object.fromEntries([...nodes].map(([name, r]) => [name, r.attrs]));
   } finally {
     ckpt.close();
@@ -36,13 +37,15 @@ const FORMATS = ['dot', 'svg', 'mermaid', 'json'];
 const command: Command = {
   name: 'graph',
   summary: 'draw the composition of a .blip file (SVG, Mermaid or Graphviz DOT) or print its IR JSON',
-  help: `Usage: blip graph FILE [--format svg|mermaid|dot|json] [--weights DIR] [--model NAME]
+  help: `Usage: blip graph [FILE] [--format svg|mermaid|dot|json] [--weights DIR] [--model NAME]
 
 Checks FILE like 'blip check' and draws each model after imports and 'extends' are resolved:
 inputs, nodes with kind, width, depth, frozen or trainable and checkpoint prefix, edges with the
 port and the shape of the tensor along them, outputs. Widths and depths are the ones the file
 pins; --weights DIR resolves the rest from the checkpoint's config.json and tensor headers (no
-weights are read); sizes known from neither are drawn as '?'.
+weights are read); sizes known from neither are drawn as '?'. With --weights and no FILE, the
+shipped graph for the checkpoint's class (config.json "architectures") is drawn, as 'blip compile'
+takes it.
 
   --format svg      a self-contained SVG picture, laid out in-process (no Graphviz needed)
   --format mermaid  a Mermaid flowchart (paste into a \`\`\`mermaid block on GitHub)
@@ -84,6 +87,7 @@ Examples:
       throw new UsageError(`--format expects one of ${FORMATS.join(', ')}, found '${format}'${hint ? ` (did you mean ${hint}?)` : ''}`);
     }
     if (weights === '') throw new UsageError('--weights expects a checkpoint directory');
+    if (files.length === 0 && weights !== undefined) files.push(shippedGraphArg('graph', weights));
     if (files.length !== 1) throw new UsageError('expected one FILE');
     const r = loadProgram(files[0]);
     process.stderr.write(formatDiagnostics(r.diagnostics, r.sources));
@@ -94,7 +98,7 @@ Examples:
       process.stdout.write(JSON.stringify(only ? models[0] : { ...r.program, models }, null, 2) + '\n');
       return 0;
     }
-    const graphs = models.map((m) => describeModel(m, weights === undefined ? undefined : resolveAgainst(m, weights)));
+    const graphs = models.map((m) => describeModel(m, weights === undefined ? undefined : resolveAgainst(m, weights, files[0])));
     if (format === 'svg') process.stdout.write(toSvg(graphs));
     else if (format === 'mermaid') process.stdout.write(graphs.map(toMermaid).join('\n'));
     else process.stdout.write(graphs.map(toDotGraph).join('\n'));

@@ -5,7 +5,7 @@ import { extname, join } from 'node:path';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { nearest } from '../main.js';
-import { readManifest, type Manifest } from '../../artifact/manifest.js';
+import { describeModel, readManifest, type Manifest } from '../../artifact/manifest.js';
 import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
 import { promptStyle } from '../../../runtime/tasks/generate.js';
 import { toRgbImage } from '../../../runtime/tasks/images.js';
@@ -127,7 +127,7 @@ export function parseRunArgs(argv: string[]): Args {
 /** Flags that only make sense for one kind of model. */
 function checkFitsTask(a: Args, m: Manifest): void {
   const generating = !!m.graphs.decoder;
-  const model = `${a.dir} is a ${m.family} ${m.task} model`;
+  const model = `${a.dir} is ${describeModel(m)}`;
   if (generating) {
     if (a.texts.length) throw new UsageError(`--text is for image-text matching, but ${model}; use --prompt for ${promptStyle(m).what}`);
     const st = promptStyle(m);

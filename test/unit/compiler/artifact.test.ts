@@ -157,6 +157,16 @@ test('blip compile without GRAPH.blip compiles the shipped graph config.json nam
     assert.equal(r.code, 2);
     assert.match(r.err, /expected GRAPH\.blip: .*config\.json says BlipModel, for which blip-graph ships no graph/);
     assert.equal(existsSync(join(root, 'x')), false);
+    // the checkpoint where the graph belongs, without --weights
+    const ckDir = join(FIXTURES, 'blip-itm-a', 'checkpoint');
+    const misplaced = await cli(['compile', ckDir, '--out', join(root, 'y')]);
+    assert.equal(misplaced.code, 2);
+    assert.match(misplaced.err, new RegExp(`^blip compile: ${ckDir.replace(/[./]/g, '\\$&')} is a checkpoint folder: give it as --weights `));
+    // blip graph --weights without FILE draws the shipped graph
+    const drawn = await cli(['graph', '--weights', ckDir, '--format', 'mermaid']);
+    assert.equal(drawn.code, 0, drawn.err);
+    assert.match(drawn.err, /says BlipForImageTextRetrieval: drawing graphs\/blip-itm\.blip\n$/);
+    assert.match(drawn.out, /blip_itm/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

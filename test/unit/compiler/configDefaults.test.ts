@@ -161,3 +161,19 @@ test('a pinned attribute against a top-level default names the top level', async
     return true;
   });
 });
+
+test('heads that do not divide the width, given or defaulted, are BLIP4017 at compile (transformers refuses them; the model failed at run)', async () => {
+  const graph = 'graphs/blip2-opt.blip';
+  const { model, text } = loadModel(graph);
+  const weights = strippedCheckpoint('blip2-opt-a', (c) => {
+    drop(c.qformer_config, ['num_attention_heads']); // Blip2QFormerConfig's 12 over a width of 32
+    c.text_config.num_attention_heads = 5;
+  });
+  await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => [p.code, p.message.split(':')[0]]), [['BLIP4017', 'node "qformer" (qformer)'], ['BLIP4017', 'node "llm" (opt)']]);
+    assert.match(e.problems[0].message, /width 32 is not a multiple of heads 12/);
+    assert.match(e.problems[1].message, /width 32 is not a multiple of heads 5/);
+    return true;
+  });
+});

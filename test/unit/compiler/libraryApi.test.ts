@@ -42,5 +42,7 @@ test('shippedGraph() names the shipped .blip file for a checkpoint, which compil
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
-  assert.throws(() => shippedGraph(join(FIXTURES, 'nope')), /BLIP4001|does not exist/);
+  assert.throws(() => shippedGraph(join(FIXTURES, 'nope')), (e: Error & { code?: string }) => e.code === 'BLIP4001' && /does not exist/.test(e.message));
+  assert.throws(() => shippedGraph(42 as unknown as string), (e: Error & { code?: string }) => e.code === 'BLIP4015' && /takes the checkpoint folder's path as a string, found number/.test(e.message));
+  await assert.rejects(compile(undefined as unknown as string, { weights, out: tmp('blip-shipped-') }), /found undefined \(shippedGraph\(\) gives undefined/);
 });

@@ -2,10 +2,13 @@
 // the shipped graph for it (src/lower/pairing.ts), found before any size is resolved.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { pairingProblems } from '../../../src/lower/pairing.js';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pairingProblems, shippedGraphFor } from '../../../src/lower/pairing.js';
+import { compile } from '../../../src/lower/compile.js';
+import { CompileError } from '../../../src/lower/CompileError.js';
 import { Checkpoint } from '../../../src/weights/checkpoint.js';
-import { FIXTURES, loadModel } from './harness.js';
+import { FIXTURES, loadModel, tmp } from './harness.js';
 
 function problems(graph: string, fixture: string) {
   const { model } = loadModel(graph);
@@ -59,4 +62,64 @@ test('a language model of another kind over the text_config is named by both mod
   assert.match(p.message, /node "llm" is t5, but config\.json "text_config" is model_type "opt"/);
   const [q] = problems('graphs/blip2-opt.blip', 'blip-caption-a');
   assert.match(q.message, /it has no tensors under "qformer\." \(node qformer\), "language_projection\." \(node projection\), "language_model\." \(node llm\); it holds text_decoder\.\*, vision_model\.\* \(config\.json: BlipForConditionalGeneration, which graphs\/blip-caption\.blip compiles\)$/);
+});
+
+/** The fixture's checkpoint with config.json edited (weights linked). */
+function edited(fixture: string, edit: (c: Record<string, any>) => void): string {
+  const src = join(FIXTURES, fixture, 'checkpoint');
+  const dir = join(tmp('blip-pair-'), 'checkpoint');
+  mkdirSync(dir);
+  for (const f of readdirSync(src)) if (f !== 'config.json') symlinkSync(resolve(src, f), join(dir, f));
+  const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+  edit(config);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+async function compileError(graph: string, weights: string): Promise<CompileError> {
+  const { model, text } = loadModel(graph);
+  try {
+    await compile({ model, graphFile: graph, graphText: text, weights, out: tmp('blip-pair-out-') });
+  } catch (e) {
+    assert.ok(e instanceof CompileError, String(e));
+    return e;
+  }
+  assert.fail(`${graph} compiled`);
+}
+
+test('a checkpoint with parts no node reads (a caption graph given a VQA checkpoint) is one BLIP4019 line, not a line per tensor', async () => {
+  const e = await compileError('graphs/blip-caption.blip', join(FIXTURES, 'blip-vqa-a', 'checkpoint'));
+  assert.deepEqual(e.problems.map((p) => p.code), ['BLIP4019']);
+  assert.match(e.problems[0].message, /^the checkpoint is another model than "blip_caption" describes: no node reads its tensors under "text_encoder\." \(\d+ tensors\); it holds text_decoder\.\*, text_encoder\.\*, vision_model\.\* \(config\.json: BlipForQuestionAnswering, which graphs\/blip-vqa\.blip compiles\)$/);
+});
+
+test("config.json's own contradictions and oddities: model_type against architectures, a lone string, several classes, a text_config without model_type", () => {
+  const { model } = loadModel('graphs/blip2-opt.blip');
+  const keys = (() => {
+    const c = Checkpoint.open(join(FIXTURES, 'blip2-opt-a', 'checkpoint'));
+    const k = c.keys();
+    c.close();
+    return k;
+  })();
+  const base = JSON.parse(readFileSync(join(FIXTURES, 'blip2-opt-a', 'checkpoint', 'config.json'), 'utf8'));
+  const all = new Set(model.nodes.map((n) => n.name));
+  const run = (config: Record<string, unknown>, graphFile = 'graphs/blip-caption.blip') => pairingProblems(model, all, config, keys, graphFile);
+  assert.match(run({ ...base, model_type: 'blip' })[0].message, /config\.json's model_type "blip" is not the family of its architectures \(Blip2ForConditionalGeneration, model_type "blip-2"\)/);
+  assert.deepEqual(shippedGraphFor({ ...base, architectures: 'Blip2ForConditionalGeneration' }), { what: 'Blip2ForConditionalGeneration with opt', graph: 'graphs/blip2-opt.blip' });
+  assert.deepEqual(shippedGraphFor({ ...base, architectures: [42] }), { invalid: '"architectures" is [42], not a list of transformers class names' });
+  assert.deepEqual(shippedGraphFor({ ...base, architectures: [] }).invalid, '"architectures" is [], not a list of transformers class names');
+  assert.equal(shippedGraphFor({ ...base, architectures: ['Blip2ForConditionalGeneration', 'Blip2Model'] }).what, 'Blip2ForConditionalGeneration with opt (the first of its 2 architectures)');
+  // no text_config: Blip2Config builds OPTConfig, and the shipped OPT graph is the one
+  const { text_config: _, ...noText } = base;
+  assert.deepEqual(shippedGraphFor(noText), { what: 'Blip2ForConditionalGeneration with opt', graph: 'graphs/blip2-opt.blip' });
+  const t5 = loadModel('graphs/blip2-t5.blip').model;
+  const [p] = pairingProblems(t5, new Set(t5.nodes.map((n) => n.name)), noText, keys, 'graphs/blip2-t5.blip');
+  assert.match(p.message, /node "llm" is t5, but config\.json "text_config" leaves model_type out, which transformers reads as "opt"/);
+  // the graph being compiled is not suggested to itself
+  assert.match(run({ ...base, model_type: 'blip' }, 'graphs/blip2-opt.blip')[0].message, /\(config\.json: Blip2ForConditionalGeneration with opt\)$/);
+});
+
+test('a config section that is not an object is BLIP4017 naming it', async () => {
+  const e = await compileError('graphs/blip-caption.blip', edited('blip-caption-a', (c) => (c.vision_config = [])));
+  assert.ok(e.problems.some((p) => p.code === 'BLIP4017' && p.message === 'config.json "vision_config" is [], where node "vision" (vit) expects an object of settings'), e.message);
 });

@@ -194,7 +194,7 @@ test('bad requests fail with BLIP5030 before running', async () => {
 test('a model whose prompt is required refuses a blank one (BLIP5030), naming which', async () => {
   const vqa = await load(await compileFixture('blip-vqa-a', tmp.dir), { threads: 1 });
   try {
-    await assert.rejects(vqa.generate(imgs().slice(0, 2), { prompt: ['what is it?', '  '] }), (e: unknown) => (e as { code?: string }).code === 'BLIP5030' && /^prompt 1 is empty: this blip vqa model needs the question$/.test((e as Error).message));
+    await assert.rejects(vqa.generate(imgs().slice(0, 2), { prompt: ['what is it?', '  '] }), (e: unknown) => (e as { code?: string }).code === 'BLIP5030' && /^prompt 1 is empty: this BLIP question-answering model needs the question$/.test((e as Error).message));
     assert.equal((await vqa.generate(imgs().slice(0, 1), { prompt: 'what is it?', maxNewTokens: 3 })).length, 1);
   } finally {
     await vqa.close();

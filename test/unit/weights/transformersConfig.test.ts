@@ -28,7 +28,7 @@ test('a sparse config.json reads as transformers reads it: defaults by class, OP
       const cls = configClassOf(config, section);
       assert.ok(cls, `${config.model_type} ${section}: no class`);
       // every key the table lists, and every key the file gave, reads as transformers reads it
-      const keys = new Set([...Object.keys(CONFIG_CLASS_DEFAULTS[cls]), 'encoder_hidden_size'].filter((k) => k in values && values[k] !== null));
+      const keys = new Set([...Object.keys(CONFIG_CLASS_DEFAULTS[cls]), 'encoder_hidden_size', ...(section === 'text_config' && cls !== 'BlipTextConfig' ? ['model_type'] : [])].filter((k) => k in values && values[k] !== null));
       for (const k of keys) assert.equal(ours[k], values[k], `${config.model_type} ${section}.${k} (${cls})`);
       for (const k of filled.get(section)?.keys ?? []) assert.equal(((section === '' ? config : config[section] ?? {}) as JsonObject)[k], undefined, `${section}.${k} was given`);
     }
