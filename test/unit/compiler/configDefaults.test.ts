@@ -177,3 +177,12 @@ test('heads that do not divide the width, given or defaulted, are BLIP4017 at co
     return true;
   });
 });
+
+test("the pinned graphs of the published checkpoints accept the hub's own config.json (blip2-opt-2.7b's embeddings are 50304 rows since the <image> token)", async () => {
+  const { resolveNodes } = await import('../../../src/lower/resolve.js');
+  const hub = JSON.parse(readFileSync(join(FIXTURES, 'config-defaults.json'), 'utf8')).sparse.slice(0, 3).map((s: { config: Json }) => s.config);
+  for (const [graph, config] of [['graphs/pinned/blip2-opt-2.7b.blip', hub[0]], ['graphs/pinned/blip2-flan-t5-xl.blip', hub[1]], ['graphs/pinned/blip-image-captioning-base.blip', hub[2]]] as const) {
+    const { model } = loadModel(graph);
+    assert.deepEqual(resolveNodes(model, { config, shape: () => undefined }).problems, [], graph);
+  }
+});

@@ -71,7 +71,7 @@ test('IR: nodes in topological order, edges, checkpoints and config sections', (
 test('IR: pinned attributes and where they were written', () => {
   const m = model('graphs/pinned/blip2-opt-2.7b.blip');
   const llm = m.nodes.find((n) => n.name === 'llm')!;
-  assert.deepEqual(llm.attrs, { width: 2560, depth: 32, heads: 32, mlp_width: 10240, vocab_size: 50272 });
+  assert.deepEqual(llm.attrs, { width: 2560, depth: 32, heads: 32, mlp_width: 10240 });
   assert.equal(llm.attrLocs.width.file, 'graphs/pinned/blip2-opt-2.7b.blip');
   assert.equal(llm.config, 'text_config');
   assert.equal(llm.kind, 'opt');
