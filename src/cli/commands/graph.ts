@@ -2,7 +2,8 @@ import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { nearest } from '../main.js';
 import { loadProgram } from '../../syntax/load.js';
-import { formatDiagnostics } from '../../diagnostics/format.js';
+import { formatDiagnostics, type Sources } from '../../diagnostics/format.js';
+import type { Diagnostic } from '../../diagnostics/Diagnostic.js';
 import type { IrModel } from '../../ir/types.js';
 import type { Attrs } from '../../nodes/NodeKind.js';
 import { describeModel, toDotGraph, toMermaid, toSvg } from '../../draw/index.js';
@@ -20,12 +21,16 @@ export function toDot(m: IrModel, attrsByNode?: Record<string, Attrs>): string {
 }
 
 /** Each node's attributes resolved against a checkpoint's config.json and tensor shapes (headers only). */
-function resolveAgainst(m: IrModel, dir: string, graphFile: string): Record<string, Attrs> {
+function resolveAgainst(m: IrModel, dir: string, graphFile: string, sources: Sources): Record<string, Attrs> {
   const ckpt = Checkpoint.open(dir);
   try {
     const { nodes, problems } = resolveNodes(m, ckpt);
     const all = new Set(m.nodes.map((n) => n.name));
-    for (const p of [...pairingProblems(m, all, ckpt.config, ckpt.keys(), graphFile), ...problems]) process.stderr.write(`warning ${p.code}: ${p.message}\n`);
+    // what compile would refuse, as located warnings: the drawing is still made
+    const found = [...pairingProblems(m, all, ckpt.config, ckpt.keys(), graphFile), ...problems];
+    const located: Diagnostic[] = found.filter((p) => p.loc).map((p) => ({ code: p.code, severity: 'warning', message: p.message, loc: p.loc! }));
+    for (const p of found.filter((p) => !p.loc)) process.stderr.write(`warning ${p.code}: ${p.message}\n`);
+    if (located.length) process.stderr.write(formatDiagnostics(located, sources));
     return Object.fromEntries([...nodes].map(([name, r]) => [name, r.attrs]));
   } finally {
     ckpt.close();
@@ -98,7 +103,7 @@ Examples:
       process.stdout.write(JSON.stringify(only ? models[0] : { ...r.program, models }, null, 2) + '\n');
       return 0;
     }
-    const graphs = models.map((m) => describeModel(m, weights === undefined ? undefined : resolveAgainst(m, weights, files[0])));
+    const graphs = models.map((m) => describeModel(m, weights === undefined ? undefined : resolveAgainst(m, weights, files[0], r.sources)));
     if (format === 'svg') process.stdout.write(toSvg(graphs));
     else if (format === 'mermaid') process.stdout.write(graphs.map(toMermaid).join('\n'));
     else process.stdout.write(graphs.map(toDotGraph).join('\n'));
