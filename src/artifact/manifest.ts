@@ -380,7 +380,9 @@ export function readManifest(dir: string): Manifest {
   if (!existsSync(path)) {
     throw new BlipError(
       'BLIP5001',
-      existsSync(dir)
+      existsSync(join(dir, 'config.json'))
+        ? `${dir} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile --weights ${dir} --out OUT' takes the shipped graph for its class), then use OUT`
+        : existsSync(dir)
         ? `${dir} is not a compiled model: it has no ${MANIFEST_FILE} (compile one with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`
         : `${dir} does not exist (compile a model with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`,
     );

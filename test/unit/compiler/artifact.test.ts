@@ -109,6 +109,11 @@ test('blip inspect refuses a directory without a valid manifest; blip compile re
     const none = await cli(['inspect', root]);
     assert.equal(none.code, 1);
     assert.match(none.err, /error BLIP5001: .* is not a compiled model: it has no manifest\.json/);
+    // a checkpoint folder where a compiled model belongs is told how to compile it
+    const ck = join(FIXTURES, 'blip-caption-a', 'checkpoint');
+    const checkpoint = await cli(['run', ck, '--image', 'test/fixtures/images/photo_64x48.jpg']);
+    assert.equal(checkpoint.code, 1);
+    assert.equal(checkpoint.err, `error BLIP5001: ${ck} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile --weights ${ck} --out OUT' takes the shipped graph for its class), then use OUT\n`);
     writeFileSync(join(root, 'manifest.json'), '{"format": "blip-graph-artifact", "version": 1}');
     assert.match((await cli(['inspect', root])).err, /error BLIP5002: .*manifest\.json is invalid: \(top level\): must have required property/);
     const usage = await cli(['compile', 'graphs/blip-vqa.blip', '--out', join(root, 'x')]);
