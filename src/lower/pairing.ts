@@ -57,8 +57,11 @@ export function describeCheckpoint(config: JsonObject, keys: string[], graphFile
 }
 
 /**
- * Nodes an output needs whose checkpoint prefix holds no tensor at all, and language-model nodes
- * whose config section names another model_type: one BLIP4019 problem naming them all, or none.
+ * One BLIP4019 problem naming every sign that the checkpoint is another model, or none: nodes an
+ * output needs whose prefix holds no tensor, language-model nodes over a section of another
+ * model_type, a Q-Former with an instruction over BLIP-2 (or without over InstructBLIP), and a
+ * config.json whose model_type is not the family of its architectures. (Parts of the checkpoint no
+ * node reads are known only after lowering: compile.ts says those.)
  */
 export function pairingProblems(model: IrModel, used: Set<string>, config: JsonObject, keys: string[], graphFile?: string): Problem[] {
   const prefixes = new Set<string>();
