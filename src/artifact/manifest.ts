@@ -367,7 +367,6 @@ export function manifestErrors(m: unknown): string[] {
   });
 }
 
-/** Read and validate `dir/manifest.json`; every file it names must exist in `dir`. */
 /** What kind of model a manifest describes, for messages: "a BLIP captioning model", "an InstructBLIP model". */
 export function describeModel(m: Pick<Manifest, 'family' | 'task'>): string {
   if (m.family === 'instructblip') return m.task === 'retrieval' ? 'an InstructBLIP retrieval model' : 'an InstructBLIP model';
@@ -375,13 +374,14 @@ export function describeModel(m: Pick<Manifest, 'family' | 'task'>): string {
   return `a BLIP ${m.task === 'caption' ? 'captioning' : m.task === 'vqa' ? 'question-answering' : 'retrieval'} model`;
 }
 
+/** Read and validate `dir/manifest.json`; every file it names must exist in `dir`. */
 export function readManifest(dir: string): Manifest {
   const path = join(dir, MANIFEST_FILE);
   if (!existsSync(path)) {
     throw new BlipError(
       'BLIP5001',
       existsSync(join(dir, 'config.json'))
-        ? `${dir} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile --weights ${dir} --out OUT' takes the shipped graph for its class), then use OUT`
+        ? `${dir} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile [GRAPH.blip] --weights ${dir} --out OUT'; without a graph, the shipped one for its class), then use OUT`
         : existsSync(dir)
         ? `${dir} is not a compiled model: it has no ${MANIFEST_FILE} (compile one with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`
         : `${dir} does not exist (compile a model with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`,

@@ -10,7 +10,7 @@ import { PACKAGE_ROOT, packagePath } from '../packageRoot.js';
 export function shippedGraphArg(command: string, dir: string): string {
   const { what, path, invalid } = shippedGraphOf(dir); // a missing or unreadable config.json is its one-line BLIP4001
   if (!path) {
-    const why = what ? `says ${what}, for which blip-graph ships no graph` : invalid ? `has ${invalid}` : 'names no "architectures"';
+    const why = invalid ? invalid : what ? `says ${what}, for which blip-graph ships no graph` : 'names no "architectures"';
     throw new UsageError(`expected GRAPH.blip: ${join(dir, 'config.json')} ${why}; name the graph (README's table) or write one (docs/language.md)`);
   }
   const file = packagePath(relative(PACKAGE_ROOT, path));

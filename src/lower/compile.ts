@@ -24,7 +24,7 @@ import { WeightStore } from './WeightStore.js';
 import { encodeModel, toModelProto } from './emitOnnx.js';
 import { CompileError, type Problem } from './CompileError.js';
 import { resolveNodes, type ResolvedNode } from './resolve.js';
-import { describeCheckpoint, pairingProblems } from './pairing.js';
+import { describeCheckpoint, pairingProblems, unownedPart } from './pairing.js';
 import { checkWidths } from '../checks/widths.js';
 import { sizeProblems } from '../checks/NodeSizesRule.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
@@ -279,7 +279,8 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     for (const [name, r] of nodes) {
       for (const [attr, message] of sizeProblems(r.node.kind, r.attrs)) {
         if (attr !== 'heads' && attr !== 'kv_heads') continue;
-        problems.push({ code: 'BLIP4017', message: `node "${name}" (${r.node.kind}): ${message} (sizes resolved from the checkpoint's config.json; transformers refuses it too)`, loc: r.node.attrLocs[attr] ?? r.node.loc });
+        const whole = attr === 'heads' ? 'width' : 'heads';
+        problems.push({ code: 'BLIP4017', message: `node "${name}" (${r.node.kind}): ${message} (${whole}: ${r.from[whole]}; ${attr}: ${r.from[attr]}); transformers refuses it too`, loc: r.node.attrLocs[attr] ?? r.node.loc });
       }
     }
     widthProblems = checkWidths(model, resolvedAttrs).map((d) => ({ code: d.code, message: `${d.message} (sizes resolved from the checkpoint)`, loc: d.loc }));
@@ -386,8 +387,8 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       if (ignored) continue;
       const owner = owners[0];
       if (!owner) {
-        const top = key.split('.')[0];
-        unowned.set(top, (unowned.get(top) ?? 0) + 1);
+        const part = unownedPart(key, model.nodes.map((n) => n.checkpoint));
+        unowned.set(part, (unowned.get(part) ?? 0) + 1);
         continue;
       }
       lw.report({

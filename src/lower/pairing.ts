@@ -27,7 +27,8 @@ const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: st
 /**
  * What config.json says the checkpoint is (its `architectures` entry, with the language model of a
  * generating BLIP-2 / InstructBLIP) and the shipped graph for it (a path from the package root),
- * when blip-graph ships one; `invalid` when `architectures` is there but names no class.
+ * when blip-graph ships one; `invalid` (what config.json does wrong, as a predicate) when
+ * `architectures` names no class or a generating model's `text_config` no language model.
  */
 export function shippedGraphFor(config: JsonObject): { what?: string; graph?: string; invalid?: string } {
   const given = config.architectures;
@@ -35,10 +36,11 @@ export function shippedGraphFor(config: JsonObject): { what?: string; graph?: st
   // a lone string is taken as the one class it names
   const architectures = typeof given === 'string' ? [given] : Array.isArray(given) && given.every((a) => typeof a === 'string') ? (given as string[]) : [];
   const arch = architectures[0];
-  if (!arch) return { invalid: `"architectures" is ${JSON.stringify(given)}, not a list of transformers class names` };
+  if (!arch) return { invalid: `has "architectures": ${JSON.stringify(given)}, which is not a list of transformers class names` };
   const text = effectiveConfig(config).config.text_config;
   const language = typeof text === 'object' && text !== null && !Array.isArray(text) ? (text as JsonObject).model_type : undefined;
   const generates = arch === 'Blip2ForConditionalGeneration' || arch === 'InstructBlipForConditionalGeneration';
+  if (generates && typeof language !== 'string') return { what: arch, invalid: `says ${arch}, but its "text_config" (${JSON.stringify(config.text_config)}) names no language model` };
   const what = `${arch}${generates && typeof language === 'string' ? ` with ${language}` : ''}${architectures.length > 1 ? ` (the first of its ${architectures.length} architectures)` : ''}`;
   return { what, graph: SHIPPED_GRAPHS.find((s) => s.architecture === arch && (!s.language || s.language === language))?.graph };
 }
@@ -49,7 +51,7 @@ export function shippedGraphFor(config: JsonObject): { what?: string; graph?: st
  */
 export function describeCheckpoint(config: JsonObject, keys: string[], graphFile?: string): string {
   const prefixes = [...new Set(keys.map((k) => k.split('.')[0]))].sort();
-  const holds = `it holds ${prefixes.map((p) => `${p}.*`).join(', ')}`;
+  const holds = `it holds ${prefixes.map((p) => (keys.includes(p) ? p : `${p}.*`)).join(', ')}`;
   const shipped = shippedGraphFor(config);
   if (!shipped.what) return holds;
   const other = shipped.graph && (!graphFile || resolve(graphFile) !== join(PACKAGE_ROOT, shipped.graph));
@@ -95,7 +97,7 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
     const type = typeof section === 'object' && section !== null && !Array.isArray(section) ? (section as JsonObject).model_type : undefined;
     if (kind?.modelTypes && typeof type === 'string' && !kind.modelTypes.includes(type)) {
       const said = filled.get(sectionName!)?.keys.has('model_type') ? `leaves model_type out, which transformers reads as "${type}"` : `is model_type "${type}"`;
-      others.push(`node "${node.name}" is ${node.kind}, but config.json "${sectionName}" ${said}`);
+      others.push(`node "${node.name}" is ${node.kind}, but config.json "${sectionName}" ${said} (the ${node.kind} kind lowers model_type ${kind.modelTypes.map((t) => `"${t}"`).join(', ')} only)`);
       loc ??= node.loc;
     }
   }
@@ -113,4 +115,17 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
   ];
   if (!found.length) return [];
   return [{ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: ${found.join('; ')}; ${describeCheckpoint(config, keys, graphFile)}`, loc }];
+}
+
+/**
+ * The part of the checkpoint a tensor no node owns belongs to: the shortest prefix of its key that
+ * no node's prefix lies within (`text_decoder.cls` beside a node at `text_decoder.bert`).
+ */
+export function unownedPart(key: string, nodePrefixes: string[]): string {
+  const parts = key.split('.');
+  for (let i = 1; i <= parts.length; i++) {
+    const p = parts.slice(0, i).join('.');
+    if (!nodePrefixes.some((n) => n === p || n.startsWith(`${p}.`))) return p;
+  }
+  return key;
 }

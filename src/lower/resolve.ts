@@ -8,12 +8,14 @@ import type { Attrs, NodeKind } from '../nodes/NodeKind.js';
 import { nodeKinds } from '../nodes/index.js';
 import type { Problem } from './CompileError.js';
 import { checkAttrs, kindSchemaId } from '../ir/validate.js';
-import { effectiveConfig } from '../weights/transformersConfig.js';
+import { configClassOf, effectiveConfig, nullProblems } from '../weights/transformersConfig.js';
 
 export interface ResolvedNode {
   node: IrNode;
   kind: NodeKind;
   attrs: Attrs;
+  /** Where each attribute came from: "the file", a config.json section, a class default, tensor shapes, the kind's default. */
+  from: Record<string, string>;
 }
 
 export interface CheckpointView {
@@ -32,6 +34,15 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
   const without = (o: Record<string, unknown>, keys: Set<string> | undefined) => (keys ? Object.fromEntries(Object.entries(o).filter(([k]) => !keys.has(k))) : o);
   const rootFilled = effective.filled.get('')?.keys;
   const givenRoot = without(effective.config, rootFilled);
+  // null where transformers' typed config fields take none: refused there, so here too
+  for (const [section, key] of nullProblems(ckpt.config)) {
+    const at = model.nodes.find((n) => (n.config ?? nodeKinds[n.kind]?.defaultConfig) === section) ?? model.nodes[0];
+    problems.push({
+      code: 'BLIP4017',
+      message: `config.json ${section ? `"${section}" ` : ''}${key} is null, which transformers refuses (${configClassOf(ckpt.config, section)} takes no None there): write the value, or leave the key out for the class's default`,
+      loc: at?.loc ?? model.loc,
+    });
+  }
   for (const node of model.nodes) {
     const kind = nodeKinds[node.kind];
     if (!kind?.lowering) {
@@ -50,12 +61,12 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
       const given = kind.fromConfig(without(section, filled?.keys), givenRoot);
       sources.push([`config.json "${sectionName || '(top level)'}"`, given]);
       if (filled || rootFilled) {
-        const all = kind.fromConfig(section, effective.config);
-        const defaulted = Object.fromEntries(Object.entries(all).filter(([a]) => !(a in given)));
-        const where = filled
-          ? `transformers' ${filled.cls} default (config.json "${sectionName || '(top level)'}" leaves it out)`
-          : `transformers' ${effective.filled.get('')!.cls} default (config.json leaves it out at its top level)`;
-        if (Object.keys(defaulted).length) sources.push([where, defaulted]);
+        // credited to the class whose default it is: the section's, or the top level's (queries)
+        const newIn = (found: Attrs, seen: Attrs) => Object.fromEntries(Object.entries(found).filter(([a]) => !(a in seen)));
+        const fromSection = newIn(kind.fromConfig(section, givenRoot), given);
+        const fromRoot = newIn(newIn(kind.fromConfig(section, effective.config), given), fromSection);
+        if (filled && Object.keys(fromSection).length) sources.push([`transformers' ${filled.cls} default (config.json "${sectionName || '(top level)'}" leaves it out)`, fromSection]);
+        if (rootFilled && Object.keys(fromRoot).length) sources.push([`transformers' ${effective.filled.get('')!.cls} default (config.json leaves it out at its top level)`, fromRoot]);
       }
     }
     if (kind.fromShapes) sources.push([`the shapes of the checkpoint's "${node.checkpoint}.*" tensors`, kind.fromShapes((k) => ckpt.shape(k), node.checkpoint)]);
@@ -93,7 +104,8 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     const attrs: Attrs = { ...(kind.lowering.defaults ?? {}) };
     for (const [, found] of [...sources].reverse()) Object.assign(attrs, found);
     Object.assign(attrs, node.attrs);
-    nodes.set(node.name, { node, kind, attrs });
+    const from = Object.fromEntries(Object.keys(attrs).map((a) => [a, a in node.attrs ? 'the file' : (sources.find(([, f]) => a in f)?.[0] ?? `${node.kind}'s default`)]));
+    nodes.set(node.name, { node, kind, attrs, from });
   }
   return { nodes, problems };
 }

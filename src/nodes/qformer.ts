@@ -51,7 +51,7 @@ export const QFormer: NodeKind = {
     // The query count lives at the root of BLIP-2 / InstructBLIP configs, not in qformer_config.
     if (typeof root.num_query_tokens === 'number') attrs.queries = root.num_query_tokens;
     // transformers' _keep_in_fp32_modules: ["query_tokens", "qformer"] in every BLIP-2 class.
-    if (typeof root.model_type === 'string') attrs.keep_float32 = root.model_type === 'blip-2';
+    if (typeof root.model_type === 'string') attrs.keep_float32 = root.model_type === 'blip-2' || root.model_type === 'blip_2';
     return attrs;
   },
   outputWidth: (a) => n(a, 'width'),

@@ -65,19 +65,39 @@ const FAMILY_CLASSES: Record<string, { root: string; sections: Record<string, st
 FAMILY_CLASSES.blip_2 = FAMILY_CLASSES['blip-2'];
 
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A table entry by a name config.json gives: own keys only ("constructor" is no model_type). */
+const own = <T>(table: Record<string, T>, key: unknown): T | undefined => (typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined);
+
+/**
+ * Keys written as null that transformers 5.12 refuses (its config classes are typed dataclasses:
+ * `hidden_size: int` takes no None), as [section ('' the top level), key]. The special ids may be
+ * null (no such token), and keys blip-graph does not read are not looked at.
+ */
+export function nullProblems(config: JsonObject): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const name of ['', 'vision_config', 'qformer_config', 'text_config']) {
+    const section = name === '' ? config : config[name];
+    const cls = configClassOf(config, name);
+    if (!cls || !isObject(section)) continue;
+    for (const [k, v] of Object.entries(CONFIG_CLASS_DEFAULTS[cls])) {
+      if (section[k] === null && v !== null && !k.endsWith('_token_id')) out.push([name, k]);
+    }
+  }
+  return out;
+}
 
 /** The config class transformers reads a section with ('' is the top level), or undefined for a section it does not know. */
 export function configClassOf(config: JsonObject, section: string): string | undefined {
-  const family = FAMILY_CLASSES[String(config.model_type)];
+  const family = own(FAMILY_CLASSES, config.model_type);
   if (!family) return undefined;
   if (section === '') return family.root;
   if (section === 'text_config' && family.root !== 'BlipConfig') {
     // Blip2Config / InstructBlipConfig: text_config.get("model_type", "opt")
     const text = config.text_config;
     const type = isObject(text) && text.model_type !== undefined ? text.model_type : 'opt';
-    return LANGUAGE_MODEL_CLASSES[String(type)];
+    return own(LANGUAGE_MODEL_CLASSES, type);
   }
-  return family.sections[section];
+  return own(family.sections, section);
 }
 
 export interface EffectiveConfig {
@@ -99,7 +119,8 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
     if (!cls) return section;
     const next: JsonObject = { ...section };
     const keys = new Set<string>();
-    // Only left-out keys: one written as null is None to transformers too, not its default.
+    // Only left-out keys: one written as null is not "left out" (transformers 5.12's typed fields
+    // refuse it; nullProblems says so).
     for (const [k, v] of Object.entries(CONFIG_CLASS_DEFAULTS[cls])) {
       if (next[k] === undefined && v !== null) (next[k] = v), keys.add(k);
     }
@@ -116,7 +137,7 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
   }
   // BlipConfig: text_config.encoder_hidden_size = vision_config.hidden_size; Blip2Config and
   // InstructBlipConfig: the same for qformer_config.
-  const family = FAMILY_CLASSES[String(config.model_type)];
+  const family = own(FAMILY_CLASSES, config.model_type);
   const fed = family?.root === 'BlipConfig' ? 'text_config' : family ? 'qformer_config' : undefined;
   const vision = out.vision_config;
   if (fed && isObject(out[fed]) && isObject(vision) && typeof vision.hidden_size === 'number') {

@@ -10,7 +10,7 @@ import { describeModel, toDotGraph, toMermaid, toSvg } from '../../draw/index.js
 import { Checkpoint } from '../../weights/checkpoint.js';
 import { resolveNodes } from '../../lower/resolve.js';
 import { pairingProblems } from '../../lower/pairing.js';
-import { shippedGraphArg } from '../shippedGraphArg.js';
+import { isCheckpointFolder, shippedGraphArg } from '../shippedGraphArg.js';
 
 /**
  * Graphviz DOT: inputs as ellipses, nodes as boxes (frozen ones grey) with kind, width and depth,
@@ -93,6 +93,9 @@ Examples:
     }
     if (weights === '') throw new UsageError('--weights expects a checkpoint directory');
     if (files.length === 0 && weights !== undefined) files.push(shippedGraphArg('graph', weights));
+    if (files.length === 1 && weights === undefined && isCheckpointFolder(files[0])) {
+      throw new UsageError(`${files[0]} is a checkpoint folder: give it as --weights ${files[0]} (the graph drawn is then the shipped one for its config.json, or name one before it)`);
+    }
     if (files.length !== 1) throw new UsageError('expected one FILE');
     const r = loadProgram(files[0]);
     process.stderr.write(formatDiagnostics(r.diagnostics, r.sources));

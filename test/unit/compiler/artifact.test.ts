@@ -113,7 +113,7 @@ test('blip inspect refuses a directory without a valid manifest; blip compile re
     const ck = join(FIXTURES, 'blip-caption-a', 'checkpoint');
     const checkpoint = await cli(['run', ck, '--image', 'test/fixtures/images/photo_64x48.jpg']);
     assert.equal(checkpoint.code, 1);
-    assert.equal(checkpoint.err, `error BLIP5001: ${ck} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile --weights ${ck} --out OUT' takes the shipped graph for its class), then use OUT\n`);
+    assert.equal(checkpoint.err, `error BLIP5001: ${ck} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile [GRAPH.blip] --weights ${ck} --out OUT'; without a graph, the shipped one for its class), then use OUT\n`);
     writeFileSync(join(root, 'manifest.json'), '{"format": "blip-graph-artifact", "version": 1}');
     assert.match((await cli(['inspect', root])).err, /error BLIP5002: .*manifest\.json is invalid: \(top level\): must have required property/);
     const usage = await cli(['compile', 'graphs/blip-vqa.blip', '--out', join(root, 'x')]);

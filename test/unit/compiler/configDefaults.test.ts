@@ -186,3 +186,35 @@ test("the pinned graphs of the published checkpoints accept the hub's own config
     assert.deepEqual(resolveNodes(model, { config, shape: () => undefined }).problems, [], graph);
   }
 });
+
+test('review cases: null where transformers takes no None is BLIP4017; defaults are credited to the class they come from; a heads problem names where each size came from', async () => {
+  const graph = 'graphs/blip2-opt.blip';
+  const { model, text } = loadModel(graph);
+  const weights = strippedCheckpoint('blip2-opt-a', (c) => {
+    c.text_config.enable_bias = null;
+    drop(c.text_config, ['num_attention_heads']);
+  });
+  await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => p.message), [
+      `config.json "text_config" enable_bias is null, which transformers refuses (OPTConfig takes no None there): write the value, or leave the key out for the class's default`,
+      `node "llm" (opt): width 32 is not a multiple of heads 12: expected heads to divide width (width: config.json "text_config"; heads: transformers' OPTConfig default (config.json "text_config" leaves it out)); transformers refuses it too`,
+    ]);
+    return true;
+  });
+  // a pinned query count against Blip2Config's default names the top level even when the section has defaults too
+  const pinned = readFileSync(graph, 'utf8').replace('{ config: "qformer_config" }', '{ config: "qformer_config", queries: 8 }');
+  const file = join(tmp('blip-cfg-graph-'), 'pinned.blip');
+  writeFileSync(file, pinned);
+  const both = strippedCheckpoint('blip2-opt-a', (c) => (drop(c, ['num_query_tokens']), drop(c.qformer_config, ['layer_norm_eps'])));
+  await assert.rejects(compile({ model: loadModel(file).model, graphFile: file, graphText: pinned, weights: both, out: tmp('blip-cfg-out-') }), /pinned to 8, but transformers' Blip2Config default \(config\.json leaves it out at its top level\) says 32/);
+});
+
+test('a model_type that is an Object.prototype name is an unknown family, not a crash', async () => {
+  const { effectiveConfig, configClassOf } = await import('../../../src/weights/transformersConfig.js');
+  for (const model_type of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    assert.equal(configClassOf({ model_type }, 'vision_config'), undefined);
+    assert.equal(configClassOf({ model_type: 'blip-2', text_config: { model_type } }, 'text_config'), undefined);
+    assert.deepEqual(effectiveConfig({ model_type: 'blip-2', text_config: { model_type } }).config.text_config, { model_type });
+  }
+});

@@ -106,8 +106,9 @@ test("config.json's own contradictions and oddities: model_type against architec
   const run = (config: Record<string, unknown>, graphFile = 'graphs/blip-caption.blip') => pairingProblems(model, all, config, keys, graphFile);
   assert.match(run({ ...base, model_type: 'blip' })[0].message, /config\.json's model_type "blip" is not the family of its architectures \(Blip2ForConditionalGeneration, model_type "blip-2"\)/);
   assert.deepEqual(shippedGraphFor({ ...base, architectures: 'Blip2ForConditionalGeneration' }), { what: 'Blip2ForConditionalGeneration with opt', graph: 'graphs/blip2-opt.blip' });
-  assert.deepEqual(shippedGraphFor({ ...base, architectures: [42] }), { invalid: '"architectures" is [42], not a list of transformers class names' });
-  assert.deepEqual(shippedGraphFor({ ...base, architectures: [] }).invalid, '"architectures" is [], not a list of transformers class names');
+  assert.deepEqual(shippedGraphFor({ ...base, architectures: [42] }), { invalid: 'has "architectures": [42], which is not a list of transformers class names' });
+  assert.deepEqual(shippedGraphFor({ ...base, architectures: [] }).invalid, 'has "architectures": [], which is not a list of transformers class names');
+  assert.deepEqual(shippedGraphFor({ ...base, text_config: [1] }), { what: 'Blip2ForConditionalGeneration', invalid: 'says Blip2ForConditionalGeneration, but its "text_config" ([1]) names no language model' });
   assert.equal(shippedGraphFor({ ...base, architectures: ['Blip2ForConditionalGeneration', 'Blip2Model'] }).what, 'Blip2ForConditionalGeneration with opt (the first of its 2 architectures)');
   // no text_config: Blip2Config builds OPTConfig, and the shipped OPT graph is the one
   const { text_config: _, ...noText } = base;
@@ -122,4 +123,20 @@ test("config.json's own contradictions and oddities: model_type against architec
 test('a config section that is not an object is BLIP4017 naming it', async () => {
   const e = await compileError('graphs/blip-caption.blip', edited('blip-caption-a', (c) => (c.vision_config = [])));
   assert.ok(e.problems.some((p) => p.code === 'BLIP4017' && p.message === 'config.json "vision_config" is [], where node "vision" (vit) expects an object of settings'), e.message);
+});
+
+test('a language model type the kind does not lower (mt5) is named as such', () => {
+  const { model } = loadModel('graphs/blip2-t5.blip');
+  const ck = Checkpoint.open(join(FIXTURES, 'blip2-t5-a', 'checkpoint'));
+  const config = { ...ck.config, text_config: { ...(ck.config.text_config as Record<string, unknown>), model_type: 'mt5' } };
+  const [p] = pairingProblems(model, new Set(model.nodes.map((n) => n.name)), config, ck.keys(), 'graphs/blip2-t5.blip');
+  ck.close();
+  assert.match(p.message, /node "llm" is t5, but config\.json "text_config" is model_type "mt5" \(the t5 kind lowers model_type "t5" only\)/);
+});
+
+test('tensors no node owns are grouped by the shortest part of the key no node prefix lies within', async () => {
+  const { unownedPart } = await import('../../../src/lower/pairing.js');
+  assert.equal(unownedPart('text_encoder.embeddings.x', ['vision_model', 'text_decoder']), 'text_encoder');
+  assert.equal(unownedPart('text_decoder.cls.predictions.bias', ['vision_model', 'text_decoder.bert']), 'text_decoder.cls');
+  assert.equal(unownedPart('query_tokens', ['qformer']), 'query_tokens');
 });
