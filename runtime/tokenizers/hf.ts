@@ -87,6 +87,11 @@ export interface TokenizerFiles {
   config: Json;
   tokenizerJson?: Json;
   spModel?: SpModel;
+  /**
+   * A tokenizer saved without tokenizer.json: BERT's vocab.txt (WordPiece) or GPT-2 / OPT's vocab.json
+   * + merges.txt (byte-level BPE), read as the tokenizers library reads them.
+   */
+  vocabFiles?: { kind: 'wordpiece'; vocab: Map<string, number> } | { kind: 'bpe'; vocab: Map<string, number>; merges: string[][] };
   specialTokensMap?: Json;
   addedTokensJson?: Record<string, number>;
 }
@@ -109,15 +114,53 @@ export function readTokenizerFiles(dir: string): TokenizerFiles {
   const files: TokenizerFiles = { source: dir, config: existsSync(p('tokenizer_config.json')) ? readJsonFile(p('tokenizer_config.json')) : {} };
   if (existsSync(p('tokenizer.json'))) files.tokenizerJson = readJsonFile(p('tokenizer.json'));
   else if (existsSync(p('tokenizer.model'))) files.spModel = parseSentencePieceModel(readFileSync(p('tokenizer.model')), p('tokenizer.model'));
+  else if (existsSync(p('vocab.txt'))) files.vocabFiles = { kind: 'wordpiece', vocab: readWordPieceVocab(p('vocab.txt')) };
+  else if (existsSync(p('vocab.json')) && existsSync(p('merges.txt'))) files.vocabFiles = { kind: 'bpe', vocab: readBpeVocab(p('vocab.json')), merges: readMerges(p('merges.txt')) };
   else {
     throw new TokenizerLoadError(
-      `${dir} has no tokenizer: tokenizer.json or a SentencePiece tokenizer.model expected (vocab.txt-only BERT tokenizers: save them once with transformers to get tokenizer.json)`,
+      `${dir} has no tokenizer: tokenizer.json, a SentencePiece tokenizer.model, BERT's vocab.txt or GPT-2's vocab.json with merges.txt expected`,
       dir,
     );
   }
   if (existsSync(p('special_tokens_map.json'))) files.specialTokensMap = readJsonFile(p('special_tokens_map.json'));
   if (existsSync(p('added_tokens.json'))) files.addedTokensJson = readJsonFile(p('added_tokens.json')) as Record<string, number>;
   return files;
+}
+
+/** vocab.txt as tokenizers' WordPiece.read_file reads it: one token a line (trailing whitespace trimmed), ids in line order. */
+function readWordPieceVocab(path: string): Map<string, number> {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  const vocab = new Map<string, number>();
+  lines.forEach((line, i) => vocab.set(line.trimEnd(), i));
+  if (!vocab.size) throw new TokenizerLoadError(`${path} holds no tokens`, path);
+  return vocab;
+}
+
+/** vocab.json: {token: id}. */
+function readBpeVocab(path: string): Map<string, number> {
+  const json = readJsonFile(path);
+  const vocab = new Map<string, number>();
+  for (const [k, v] of Object.entries(json)) {
+    if (!Number.isInteger(v) || (v as number) < 0) throw new TokenizerLoadError(`${path}: token ${JSON.stringify(k)} has id ${JSON.stringify(v)}, not a non-negative integer`, path);
+    vocab.set(k, v as number);
+  }
+  return vocab;
+}
+
+/** merges.txt as tokenizers' BPE.read_file reads it: "#version" lines skipped, each other line two tokens split by one space. */
+function readMerges(path: string): string[][] {
+  const lines = readFileSync(path, 'utf8').split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  const merges: string[][] = [];
+  lines.forEach((raw, i) => {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (line.startsWith('#version')) return;
+    const parts = line.split(' ');
+    if (parts.length !== 2) throw new TokenizerLoadError(`${path} line ${i + 1}: a merge is two tokens separated by one space, found ${JSON.stringify(line)}`, path);
+    merges.push(parts);
+  });
+  return merges;
 }
 
 function tokenValue(v: unknown): TokenValue | null | undefined {
@@ -134,9 +177,10 @@ function classOf(files: TokenizerFiles): TokenizerClass {
     const c = CLASS_ALIASES[name];
     if (c) return c;
     if (files.tokenizerJson) return 'TokenizersBackend';
-    throw new TokenizerLoadError(`${files.source}: tokenizer class ${name} cannot be built from tokenizer.model alone; tokenizer.json expected`, files.source);
+    throw new TokenizerLoadError(`${files.source}: tokenizer class ${name} cannot be built from ${files.vocabFiles ? (files.vocabFiles.kind === 'wordpiece' ? 'vocab.txt' : 'vocab.json and merges.txt') : 'tokenizer.model'} alone; tokenizer.json expected`, files.source);
   }
   if (files.tokenizerJson) return 'TokenizersBackend';
+  if (files.vocabFiles) return files.vocabFiles.kind === 'wordpiece' ? 'BertTokenizer' : 'GPT2Tokenizer';
   return 'LlamaTokenizer';
 }
 
@@ -195,6 +239,20 @@ function modelParts(cls: TokenizerClass, files: TokenizerFiles, unkToken: string
       default:
         return { model: m, vocabSize: Array.isArray(rawVocab) ? rawVocab.length : size, vocab, precompiledCharsmap: charsmap };
     }
+  }
+  const vf = files.vocabFiles;
+  if (vf) {
+    const expected = vf.kind === 'wordpiece' ? 'BertTokenizer' : 'GPT2Tokenizer';
+    if (cls !== expected) throw new TokenizerLoadError(`${files.source}: tokenizer class ${cls} cannot be built from ${vf.kind === 'wordpiece' ? 'vocab.txt' : 'vocab.json and merges.txt'}; tokenizer.json expected`, files.source);
+    const size = Math.max(-1, ...vf.vocab.values()) + 1;
+    const vocabObj = Object.fromEntries(vf.vocab);
+    return vf.kind === 'wordpiece'
+      ? { model: { type: 'WordPiece', unk_token: unkToken ?? '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: vocabObj }, vocabSize: size, vocab: vf.vocab }
+      : {
+          model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabObj, merges: vf.merges },
+          vocabSize: size,
+          vocab: vf.vocab,
+        };
   }
   const sp = files.spModel!;
   if (cls !== 'LlamaTokenizer') throw new TokenizerLoadError(`${files.source}: only LLaMA-style tokenizers can be built from tokenizer.model alone`, files.source);

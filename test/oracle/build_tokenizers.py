@@ -15,6 +15,11 @@ test/fixtures/tokenizers/
               BPE model (identity normalisation, byte_fallback, split_digits, like Llama's); tokenizer.model kept.
   llama-spm/  only tokenizer.model + tokenizer_config.json: the sentencepiece-only layout (transformers converts
               the .model itself when loading).
+  bert-vocab/ bert/ without tokenizer.json: vocab.txt (ids in line order) + tokenizer_config.json, the layout
+              of slow-tokenizer saves; transformers builds the WordPiece tokenizer from vocab.txt.
+  opt-vocab/  opt/ without tokenizer.json: vocab.json + merges.txt + tokenizer_config.json; transformers builds
+              the byte-level BPE from them (and, with no tokenizer.json post-processor, adds BOS only where
+              tokenizer_config.json says add_bos_token).
   cases.json  transformers' ids / tokens / decoded strings for CASE_STRINGS with every tokenizer above.
 """
 
@@ -342,7 +347,25 @@ def sentencepiece_reference(model_path: Path) -> list:
     return [{"text": s, "ids": sp.encode(s)} for s in CASE_STRINGS]
 
 
-NAMES = ["bert", "opt", "t5", "llama", "llama-spm"]
+NAMES = ["bert", "opt", "t5", "llama", "llama-spm", "bert-vocab", "opt-vocab"]
+
+
+def build_vocab_only(src: Path, out: Path) -> None:
+    """src's tokenizer without tokenizer.json: vocab.txt (WordPiece) or vocab.json + merges.txt (BPE)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy(src / "tokenizer_config.json", out / "tokenizer_config.json")
+    model = json.loads((src / "tokenizer.json").read_text())["model"]
+    vocab = model["vocab"]
+    if model["type"] == "WordPiece":
+        ordered = sorted(vocab.items(), key=lambda kv: kv[1])
+        assert [i for _, i in ordered] == list(range(len(ordered)))
+        (out / "vocab.txt").write_text("".join(t + "\n" for t, _ in ordered), encoding="utf-8")
+    else:
+        (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
+        (out / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")
 
 
 def build_all() -> dict:
@@ -353,6 +376,8 @@ def build_all() -> dict:
     build_opt(d / "opt")
     build_t5(d / "t5")
     build_llama(d / "llama", d / "llama-spm")
+    build_vocab_only(d / "bert", d / "bert-vocab")
+    build_vocab_only(d / "opt", d / "opt-vocab")
     out = {
         "_about": "Produced by test/oracle/build_tokenizers.py with transformers "
         + __import__("transformers").__version__

@@ -2,7 +2,7 @@
 // checkpoint fixtures of test/oracle/{blip,blip2,instructblip}.py).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blipDecoderPrompt, encoderText, llmPrompt, loadTokenizer, parseSentencePieceModel, qformerPrompt, toInt64 } from '../../../runtime/tokenizers/index.js';
@@ -30,7 +30,7 @@ interface TokFixture {
 }
 
 const cases = readFixtureJson<Record<string, TokFixture>>('tokenizers', 'cases.json');
-const NAMES = ['bert', 'opt', 't5', 'llama', 'llama-spm'];
+const NAMES = ['bert', 'opt', 't5', 'llama', 'llama-spm', 'bert-vocab', 'opt-vocab'];
 
 for (const name of NAMES) {
   test(`${name}: encode / decode / batch / special tokens as transformers`, () => {
@@ -220,4 +220,35 @@ test('T5: the SentencePiece charsmap is applied exactly (zero-width, fullwidth, 
   assert.ok(probe.length > 100);
   const tok = loadTokenizer(fixturePath('tokenizers', 't5'));
   for (const c of probe) assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text));
+});
+
+test('vocab.json + merges.txt: a malformed merge line is refused with its line number', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blip-merges-'));
+  try {
+    for (const f of ['tokenizer_config.json', 'vocab.json']) copyFileSync(fixturePath('tokenizers', 'opt-vocab', f), join(dir, f));
+    writeFileSync(join(dir, 'merges.txt'), '#version: 0.2\nĠ t\nh e l\n');
+    assert.throws(() => loadTokenizer(dir), /merges\.txt line 3: a merge is two tokens separated by one space, found "h e l"/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a checkpoint whose tokenizer is vocab.txt only compiles, and its artifact tokenizes as the tokenizer.json one does', async () => {
+  const { compile } = await import('../../../src/lower/compile.js');
+  const { loadProgram } = await import('../../../src/syntax/load.js');
+  const root = mkdtempSync(join(tmpdir(), 'blip-vocabtxt-'));
+  try {
+    const src = fixturePath('blip-caption-a', 'checkpoint');
+    const ck = join(root, 'checkpoint');
+    mkdirSync(ck);
+    for (const f of readdirSync(src)) if (f !== 'tokenizer.json') copyFileSync(join(src, f), join(ck, f));
+    copyFileSync(fixturePath('tokenizers', 'bert-vocab', 'vocab.txt'), join(ck, 'vocab.txt'));
+    const graph = 'graphs/blip-caption.blip';
+    await compile({ model: loadProgram(graph).program!.models[0], graphFile: graph, graphText: readFileSync(graph, 'utf8'), weights: ck, out: join(root, 'out') });
+    const copied = loadTokenizer(join(root, 'out', 'tokenizer'));
+    const original = loadTokenizer(src);
+    for (const c of cases.bert.cases) assert.deepEqual(copied.encode(c.text), original.encode(c.text), c.text);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
