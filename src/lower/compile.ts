@@ -13,8 +13,8 @@
 //      OUT.tmp-<pid>/weights.bin, write the graphs, tokenizer files and, last, the manifest; rename.
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
-import type { IrModel, IrNode, IrOutput } from '../ir/types.js';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import type { IrModel, IrNode, IrOutput, SourceLoc } from '../ir/types.js';
 import type { Attrs } from '../nodes/NodeKind.js';
 import { Checkpoint } from '../weights/checkpoint.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, manifestErrors, type GraphEntry, type Manifest, type TensorIO } from '../artifact/manifest.js';
@@ -93,7 +93,17 @@ class Lowerer {
     readonly ckpt: Checkpoint,
     readonly store: WeightStore,
     readonly nodes: Map<string, ResolvedNode>,
+    private readonly graphFile: string,
   ) {}
+
+  /**
+   * A .blip location as the ONNX nodes record it: relative to the compiled file's folder, so the
+   * same graph and checkpoint give the same bytes from whatever folder `blip compile` runs in.
+   */
+  sourceRef(loc: SourceLoc): string {
+    const file = relative(dirname(resolve(this.graphFile)), resolve(loc.file)) || basename(loc.file);
+    return `${file}:${loc.line}:${loc.column}`;
+  }
 
   report(p: Problem): void {
     const k = `${p.code}:${p.message}`;
@@ -119,7 +129,7 @@ class Lowerer {
         node.loc,
       );
     };
-    b.origin = `${node.loc.file}:${node.loc.line}:${node.loc.column}`;
+    b.origin = this.sourceRef(node.loc);
     const self = this;
     return {
       b,
@@ -298,7 +308,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     const vit = model.nodes.find((n) => n.kind === 'vit' && nodes.get(n.name));
     const imageSize = vit && typeof nodes.get(vit.name)!.attrs.image_size === 'number' ? (nodes.get(vit.name)!.attrs.image_size as number) : 224;
     const store = new WeightStore(floatType);
-    const lw = new Lowerer(model, ckpt, store, nodes);
+    const lw = new Lowerer(model, ckpt, store, nodes, opts.graphFile);
     const graphs: GraphBuilder[] = [];
     let decoderFacts: DecoderFacts | undefined;
     let fromEncode: string[] = [];
@@ -365,7 +375,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       const r = new GraphBuilder('retrieval', store);
       const pairs = (lw.pairs = new PairRows(r));
       const flows = lw.lowerNodes(r, 'retrieval', upstream(model, rets.flatMap((o) => o.args)), imageSize);
-      for (const o of rets) lowerRetrievalTask(r, o, flows, pairs);
+      for (const o of rets) (r.origin = lw.sourceRef(o.loc)), lowerRetrievalTask(r, o, flows, pairs);
       graphs.push(r);
     }
 
@@ -435,7 +445,6 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
  * text_embeds, itc_score (one per pair: ./pairs.ts).
  */
 function lowerRetrievalTask(b: GraphBuilder, o: IrOutput, flows: Map<string, Flow>, pairs: PairRows): void {
-  b.origin = `${o.loc.file}:${o.loc.line}:${o.loc.column}`;
   b.scope(o.name, () => {
     if (o.task === 'itm') {
       const head = flows.get(o.args[0]);

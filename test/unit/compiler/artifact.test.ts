@@ -176,3 +176,20 @@ test('blip compile without GRAPH.blip compiles the shipped graph config.json nam
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('the ONNX graphs do not depend on how the .blip path was written (relative or absolute): their node origins are relative to the compiled file', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'blip-origin-'));
+  try {
+    const weights = join(FIXTURES, 'blip2-t5-a', 'checkpoint');
+    for (const [name, graph] of [['rel', 'graphs/blip2-t5.blip'], ['abs', join(process.cwd(), 'graphs', 'blip2-t5.blip')]]) {
+      const r = await cli(['compile', graph, '--weights', weights, '--out', join(root, name)]);
+      assert.equal(r.code, 0, r.err);
+    }
+    for (const f of ['encode.onnx', 'decoder.onnx', 'weights.bin']) assert.ok(readFileSync(join(root, 'rel', f)).equals(readFileSync(join(root, 'abs', f))), f);
+    // the LLM node's ops name the line of its override, relative to graphs/
+    const decoder = readFileSync(join(root, 'rel', 'decoder.onnx')).toString('latin1');
+    assert.match(decoder, /blip2-t5\.blip:6:17/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
