@@ -25,6 +25,8 @@ import { encodeModel, toModelProto } from './emitOnnx.js';
 import { CompileError, type Problem } from './CompileError.js';
 import { resolveNodes, type ResolvedNode } from './resolve.js';
 import { describeCheckpoint, pairingProblems, unownedPart } from './pairing.js';
+import { nodeKinds } from '../nodes/index.js';
+import { effectiveConfig } from '../weights/transformersConfig.js';
 import { checkWidths } from '../checks/widths.js';
 import { sizeProblems } from '../checks/NodeSizesRule.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
@@ -413,6 +415,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       const parts = [...unowned].map(([p, n]) => `"${p}${ckpt.keys().some((k) => k.startsWith(`${p}.`)) ? '.' : ''}" (${n} tensor${n > 1 ? 's' : ''})`).join(', ');
       lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, ckpt.keys(), opts.graphFile)}`, loc: model.loc });
     }
+    summarizeWholeDefaults(model, ckpt, lw.problems);
     if (lw.problems.length || widthProblems.length) throw new CompileError([...lw.problems, ...widthProblems]);
 
     const rewrites: Record<string, RewriteReport> = {};
@@ -437,6 +440,30 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     throw e;
   } finally {
     ckpt.close();
+  }
+}
+
+/**
+ * A config section left out is its class with every default (OPTConfig(): 12 layers of 768); over a
+ * smaller checkpoint that is a missing or misshapen tensor per weight. Those of each node reading
+ * such a section become one line naming the cause. Edits `problems` in place.
+ */
+function summarizeWholeDefaults(model: IrModel, ckpt: Checkpoint, problems: Problem[]): void {
+  const { wholeDefaults, filled } = effectiveConfig(ckpt.config);
+  for (const section of wholeDefaults) {
+    for (const node of model.nodes) {
+      if ((node.config ?? nodeKinds[node.kind]?.defaultConfig) !== section) continue;
+      const tensorProblems = problems.filter((p) => (p.code === 'BLIP4010' || p.code === 'BLIP4012') && p.loc === node.loc);
+      if (!tensorProblems.length) continue;
+      const at = problems.indexOf(tensorProblems[0]);
+      for (const p of tensorProblems) problems.splice(problems.indexOf(p), 1);
+      const how = ckpt.config[section] === null ? `has "${section}": null` : `has no "${section}"`;
+      problems.splice(at, 0, {
+        code: 'BLIP4017',
+        message: `config.json ${how}, so transformers builds ${filled.get(section)?.cls ?? 'its class'} with every default, and the checkpoint's tensors under "${node.checkpoint}." do not fit that model (${tensorProblems.length} missing or misshapen, the first: ${tensorProblems[0].message}); write the section into config.json`,
+        loc: node.loc,
+      });
+    }
   }
 }
 

@@ -105,6 +105,8 @@ export interface EffectiveConfig {
   config: JsonObject;
   /** Per section ('' the top level): the class whose defaults filled keys, and which keys it filled. */
   filled: Map<string, { cls: string; keys: Set<string> }>;
+  /** Sections config.json leaves out (or writes as null), built from their class's defaults alone. */
+  wholeDefaults: Set<string>;
 }
 
 /**
@@ -114,6 +116,7 @@ export interface EffectiveConfig {
 export function effectiveConfig(config: JsonObject): EffectiveConfig {
   const out: JsonObject = { ...config };
   const filled: EffectiveConfig['filled'] = new Map();
+  const wholeDefaults = new Set<string>();
   const fill = (name: string, section: JsonObject): JsonObject => {
     const cls = configClassOf(config, name);
     if (!cls) return section;
@@ -133,7 +136,7 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
   for (const name of ['vision_config', 'qformer_config', 'text_config']) {
     if (isObject(config[name])) out[name] = fill(name, config[name] as JsonObject);
     // A section left out (or null) is its class with every default, as the composite configs build it.
-    else if ((config[name] === undefined || config[name] === null) && configClassOf(config, name)) out[name] = fill(name, {});
+    else if ((config[name] === undefined || config[name] === null) && configClassOf(config, name)) (out[name] = fill(name, {})), wholeDefaults.add(name);
   }
   // BlipConfig: text_config.encoder_hidden_size = vision_config.hidden_size; Blip2Config and
   // InstructBlipConfig: the same for qformer_config.
@@ -152,5 +155,5 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
       }
     }
   }
-  return { config: out, filled };
+  return { config: out, filled, wholeDefaults };
 }

@@ -218,3 +218,19 @@ test('a model_type that is an Object.prototype name is an unknown family, not a 
     assert.deepEqual(effectiveConfig({ model_type: 'blip-2', text_config: { model_type } }).config.text_config, { model_type });
   }
 });
+
+test("a section left out whose class defaults do not fit the checkpoint is one line naming the cause, not a line per tensor", async () => {
+  const graph = 'graphs/blip2-opt.blip';
+  const { model, text } = loadModel(graph);
+  for (const [how, strip] of [['has "text_config": null', (c: Json) => (c.text_config = null)], ['has no "text_config"', (c: Json) => delete c.text_config]] as const) {
+    const weights = strippedCheckpoint('blip2-opt-a', strip);
+    await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+      assert.ok(e instanceof CompileError);
+      const tensorLines = e.problems.filter((p) => p.code === 'BLIP4010' || p.code === 'BLIP4012');
+      assert.deepEqual(tensorLines, []);
+      const [summary] = e.problems.filter((p) => p.code === 'BLIP4017');
+      assert.match(summary.message, new RegExp(`^config\\.json ${how.replace(/"/g, '"')}, so transformers builds OPTConfig with every default, and the checkpoint's tensors under "language_model\\." do not fit that model \\(\\d+ missing or misshapen, the first: tensor "language_model\\.model\\.decoder\\.embed_tokens\\.weight" has shape \\[480, 32\\]`));
+      return true;
+    });
+  }
+});
