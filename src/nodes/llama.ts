@@ -28,7 +28,11 @@ export const Llama: NodeKind = {
     max_positions: int('context length (config: max_position_embeddings)'),
     rms_norm_eps: eps('RMSNorm epsilon'),
     rope_theta: num('rotary base (config: rope_theta or rope_parameters.rope_theta)', 1, 1e9),
-    rope_type: oneOf('rotary variant (config: rope_parameters.rope_type); only "default" is lowered', ['default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3']),
+    rope_type: oneOf('rotary variant (config: rope_parameters.rope_type); "default", "linear" and "llama3" are lowered', ['default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3']),
+    rope_factor: num('rotary scaling factor of "linear" and "llama3" (config: rope_parameters.factor)', 1e-3, 1e6),
+    rope_low_freq_factor: num('"llama3" low-frequency factor (config: rope_parameters.low_freq_factor)', 1e-6, 1e6),
+    rope_high_freq_factor: num('"llama3" high-frequency factor (config: rope_parameters.high_freq_factor)', 1e-6, 1e6),
+    rope_original_max_positions: int('"llama3" pre-scaling context length (config: rope_parameters.original_max_position_embeddings)'),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
     tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
   }),
@@ -54,6 +58,11 @@ export const Llama: NodeKind = {
     const rp = (section.rope_parameters ?? section.rope_scaling) as Record<string, unknown> | null | undefined;
     if (rp && typeof rp.rope_theta === 'number') attrs.rope_theta = rp.rope_theta;
     if (rp && typeof (rp.rope_type ?? rp.type) === 'string') attrs.rope_type = (rp.rope_type ?? rp.type) as string;
+    if (rp) {
+      for (const [attr, key] of [['rope_factor', 'factor'], ['rope_low_freq_factor', 'low_freq_factor'], ['rope_high_freq_factor', 'high_freq_factor'], ['rope_original_max_positions', 'original_max_position_embeddings']]) {
+        if (rp[key] !== undefined && rp[key] !== null) attrs[attr] = rp[key] as number;
+      }
+    }
     // num_key_value_heads: null means "same as heads" (plain multi-head attention).
     if (attrs.kv_heads === undefined && attrs.heads !== undefined) attrs.kv_heads = attrs.heads;
     return attrs;
@@ -94,6 +103,53 @@ export function ropeInverseFrequencies(theta: number, D: number): Float32Array {
   return Float32Array.from({ length: D / 2 }, (_, i) => f(1 / f(Math.pow(theta, f((2 * i) / D)))));
 }
 
+export interface RopeScaling {
+  type: 'linear' | 'llama3';
+  factor: number;
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositions?: number;
+}
+
+/**
+ * The inverse frequencies of transformers' scaled rotary variants, from the default ones, in
+ * float32 as its rope init functions compute them: "linear" divides every one by the factor;
+ * "llama3" divides the low frequencies (wavelength above original / low_freq_factor) by it, keeps
+ * the high ones, and blends those between.
+ */
+export function scaleInverseFrequencies(inv: Float32Array, s: RopeScaling): Float32Array {
+  const f = Math.fround;
+  if (s.type === 'linear') return inv.map((x) => f(x / s.factor));
+  const [low, high, old] = [s.lowFreqFactor!, s.highFreqFactor!, s.originalMaxPositions!];
+  const [lowWavelen, highWavelen] = [old / low, old / high];
+  return inv.map((x) => {
+    const wavelen = f((2 * Math.PI) / x);
+    const scaled = wavelen > lowWavelen ? f(x / s.factor) : x;
+    const smooth = f(f(f(old / wavelen) - low) / (high - low));
+    const smoothed = f(f(f(f(1 - smooth) * scaled) / s.factor) + f(smooth * scaled));
+    return !(wavelen < highWavelen) && !(wavelen > lowWavelen) ? smoothed : scaled;
+  });
+}
+
+/** The rotary inverse frequencies a node's attributes ask for; other variants are refused by name. */
+function inverseFrequencies(ctx: LowerContext, D: number): Float32Array {
+  const type = ctx.str('rope_type');
+  const inv = ropeInverseFrequencies(ctx.num('rope_theta'), D);
+  if (type === 'default') return inv;
+  if (type === 'linear') return scaleInverseFrequencies(inv, { type, factor: ctx.num('rope_factor') });
+  if (type === 'llama3') {
+    return scaleInverseFrequencies(inv, {
+      type,
+      factor: ctx.num('rope_factor'),
+      lowFreqFactor: ctx.num('rope_low_freq_factor'),
+      highFreqFactor: ctx.num('rope_high_freq_factor'),
+      originalMaxPositions: ctx.int('rope_original_max_positions'),
+    });
+  }
+  // dynamic NTK rescales with the sequence length at run time; yarn / longrope also scale attention
+  throw new CompileError('BLIP4015', `llama: rope_type "${type}" is not supported ("default", "linear" and "llama3" are)`, ctx.attrLoc('rope_type'));
+}
+
 /** x (B, N, L, D) -> x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂ ; x₁] over the halves of D. */
 function rotate(ctx: LowerContext, x: Value, cos: Value, sin: Value, D: number, role: string): Value {
   const { b } = ctx;
@@ -108,7 +164,6 @@ function rotate(ctx: LowerContext, x: Value, cos: Value, sin: Value, D: number, 
  */
 function llamaStep(ctx: LowerContext, io: StepInputs): StepOutputs {
   const { b } = ctx;
-  if (ctx.str('rope_type') !== 'default') throw new CompileError('BLIP4015', `llama: rope_type "${ctx.str('rope_type')}" is not supported (only "default")`, ctx.attrLoc('rope_type'));
   const [H, N, F, V] = [ctx.int('width'), ctx.int('heads'), ctx.int('mlp_width'), ctx.int('vocab_size')];
   const [Nkv, D] = [kvHeads(ctx), headDim(ctx)];
   const eps = ctx.num('rms_norm_eps');
@@ -122,7 +177,7 @@ function llamaStep(ctx: LowerContext, io: StepInputs): StepOutputs {
 
   // cos, sin (B, 1, L, D): positions · inverse frequencies in float32, the angles repeated over both halves.
   const pos = b.cast(positionsFromMask(b, io.mask, h), 'float32', 'positions_f32'); // (B, L)
-  const freqs = b.mul(b.unsqueeze(pos, [2], 'positions_col'), b.float32(ropeInverseFrequencies(ctx.num('rope_theta'), D), [D / 2], 'inv_freq'), 'freqs'); // (B, L, D/2)
+  const freqs = b.mul(b.unsqueeze(pos, [2], 'positions_col'), b.float32(inverseFrequencies(ctx, D), [D / 2], 'inv_freq'), 'freqs'); // (B, L, D/2)
   const angles = b.unsqueeze(b.concat([freqs, freqs], 2, 'angles'), [1], 'angles_heads'); // (B, 1, L, D)
   const inFt = (v: Value, role: string) => (b.floatType === 'float16' ? b.cast(v, 'float16', role) : v);
   const cos = inFt(b.op('Cos', [angles], {}, { name: 'cos' }), 'cos_f16');

@@ -107,6 +107,19 @@ CASES = {
                                   dict(vision_config=vision(), qformer_config=qformer(cross_attention_frequency=1, num_hidden_layers=2),
                                        text_config=llama(num_key_value_heads=4, rope_theta=500000.0, rms_norm_eps=1e-5),
                                        num_query_tokens=3, image_token_index=126)),
+    # Scaled rotary variants (transformers 5's rope_parameters): linear divides every frequency,
+    # llama3 the low ones below a context of 8 (the recorded positions go past it).
+    "instructblip-vicuna-rope-linear": (InstructBlipForConditionalGeneration, InstructBlipConfig,
+                                        dict(vision_config=vision(), qformer_config=qformer(num_hidden_layers=1),
+                                             text_config=llama(rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}),
+                                             num_query_tokens=3, image_token_index=126)),
+    "instructblip-vicuna-rope-llama3": (InstructBlipForConditionalGeneration, InstructBlipConfig,
+                                        dict(vision_config=vision(), qformer_config=qformer(num_hidden_layers=1),
+                                             text_config=llama(head_dim=16, num_attention_heads=2, num_key_value_heads=1,
+                                                               rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                                                "high_freq_factor": 4.0, "original_max_position_embeddings": 8,
+                                                                                "rope_theta": 500000.0}),
+                                             num_query_tokens=3, image_token_index=126)),
     "instructblip-t5": (InstructBlipForConditionalGeneration, InstructBlipConfig,
                         dict(vision_config=vision(), qformer_config=qformer(), text_config=t5(),
                              num_query_tokens=4, image_token_index=95)),
@@ -114,7 +127,7 @@ CASES = {
 
 
 # Original T5 (relu, tied head scaled by d_model**-0.5) and LLaMA with a top-level rope_theta.
-COMMITTED = {"blip2-t5-tied", "instructblip-vicuna-theta"}
+COMMITTED = {"blip2-t5-tied", "instructblip-vicuna-theta", "instructblip-vicuna-rope-linear", "instructblip-vicuna-rope-llama3"}
 
 
 def strip_vision(d):

@@ -34,16 +34,21 @@ function argmax(x: Float32Array, V: number): number[] {
   return out;
 }
 
-const CASES: Array<[string, NodeKind]> = [['instructblip-vicuna-theta', Llama]];
+// name, kind, attributes the case must resolve (each case's reason to exist)
+const CASES: Array<[string, NodeKind, Record<string, unknown>]> = [
+  ['instructblip-vicuna-theta', Llama, { rope_theta: 500000 }], // read from the top level of text_config
+  ['instructblip-vicuna-rope-linear', Llama, { rope_type: 'linear', rope_factor: 4 }],
+  ['instructblip-vicuna-rope-llama3', Llama, { rope_type: 'llama3', rope_factor: 8, rope_low_freq_factor: 1, rope_high_freq_factor: 4, rope_original_max_positions: 8, rope_theta: 500000 }],
+];
 
-for (const [name, kind] of CASES) {
+for (const [name, kind, wanted] of CASES) {
   const dir = join(DEBUG, name);
   test(`decoder: ${name} prefill and cached steps match transformers`, async (t) => {
     const ck = Checkpoint.open(dir);
     const exp = readTensors(join(dir, 'expected.safetensors'));
     const meta = readJson(join(dir, 'expected.json')) as { greedy: number[][] };
     const a = resolved(kind, ck, 'text_config');
-    assert.equal(a.rope_theta, 500000, 'rope_theta read from the top level of text_config');
+    for (const [k, v] of Object.entries(wanted)) assert.equal(a[k], v, `${name}: ${k}`);
     const lowering = kind.lowering!.decoder!;
     const store = new WeightStore('float32');
 
