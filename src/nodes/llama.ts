@@ -34,6 +34,8 @@ export const Llama: NodeKind = {
     rope_high_freq_factor: num('"llama3" high-frequency factor (config: rope_parameters.high_freq_factor)', 1e-6, 1e6),
     rope_original_max_positions: int('"llama3" pre-scaling context length (config: rope_parameters.original_max_position_embeddings)'),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
+    attention_bias: bool('the q/k/v/o projections have biases (config: attention_bias)'),
+    mlp_bias: bool('the gate/up/down projections have biases (config: mlp_bias)'),
     tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
   }),
   defaultConfig: 'text_config',
@@ -52,6 +54,8 @@ export const Llama: NodeKind = {
       rope_theta: 'rope_theta',
       act: 'hidden_act',
       tie_embeddings: 'tie_word_embeddings',
+      attention_bias: 'attention_bias',
+      mlp_bias: 'mlp_bias',
     });
     // Newer transformers move rope_theta under rope_parameters (older configs: top level, and
     // rope_scaling for the variant); as RotaryEmbeddingConfigMixin, rope_parameters wins.
@@ -78,7 +82,7 @@ export const Llama: NodeKind = {
 //   model.norm
 //   lm_head (V, H)                       a stored one serves even when tied; absent and tied: the embeddings
 Llama.lowering = {
-  defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', act: 'silu', tie_embeddings: false }, // rope_theta: transformers' default_theta
+  defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', act: 'silu', tie_embeddings: false, attention_bias: false, mlp_bias: false }, // rope_theta: transformers' default_theta
   // buffers older checkpoints saved: one rotary table for the model, or one per layer (older still)
   ignored: () => [/(.*\.)?rotary_emb\.inv_freq/, /(.*\.)?position_ids/],
   decoder: {
@@ -167,8 +171,8 @@ function llamaStep(ctx: LowerContext, io: StepInputs): StepOutputs {
   const [H, N, F, V] = [ctx.int('width'), ctx.int('heads'), ctx.int('mlp_width'), ctx.int('vocab_size')];
   const [Nkv, D] = [kvHeads(ctx), headDim(ctx)];
   const eps = ctx.num('rms_norm_eps');
-  const bias = ctx.has('model.layers.0.self_attn.q_proj.bias'); // config attention_bias
-  const mlpBias = ctx.has('model.layers.0.mlp.gate_proj.bias'); // config mlp_bias
+  // as LlamaAttention / LlamaMLP build them from the config, not from what the checkpoint stores
+  const [bias, mlpBias] = [ctx.bool('attention_bias'), ctx.bool('mlp_bias')];
   const norm = (x: Value, name: string, role: string) => rmsNorm(b, x, ctx.param(name, [H]), eps, role);
 
   const tokens = b.gather(ctx.param('model.embed_tokens.weight', [V, H]), io.ids, 0, 'tokens'); // (B, S, H)

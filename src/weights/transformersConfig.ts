@@ -51,6 +51,7 @@ export const CONFIG_CLASS_DEFAULTS: Readonly<Record<string, Defaults>> = {
   LlamaConfig: {
     vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, hidden_act: 'silu',
     max_position_embeddings: 2048, rms_norm_eps: 1e-6, pad_token_id: null, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false,
+    attention_bias: false, mlp_bias: false,
   },
 };
 

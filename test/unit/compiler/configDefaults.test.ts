@@ -234,3 +234,16 @@ test("a section left out whose class defaults do not fit the checkpoint is one l
     });
   }
 });
+
+test('LLaMA biases follow attention_bias / mlp_bias as LlamaAttention and LlamaMLP build them, not the stored tensors', async () => {
+  const graph = 'graphs/examples/blip2-llama.blip';
+  const { model, text } = loadModel(graph);
+  for (const [key, tensor] of [['attention_bias', 'language_model.model.layers.0.self_attn.q_proj.bias'], ['mlp_bias', 'language_model.model.layers.0.mlp.gate_proj.bias']]) {
+    const weights = strippedCheckpoint('blip2-llama-a', (c) => (c.text_config[key] = true));
+    await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+      assert.ok(e instanceof CompileError);
+      assert.ok(e.problems.some((p) => p.code === 'BLIP4010' && p.message.startsWith(`the checkpoint has no tensor "${tensor}"`)), e.message);
+      return true;
+    });
+  }
+});
