@@ -91,24 +91,6 @@ SPECS = {
         eos_boost=True,
         images=["blocks_1000x700.png", "rgba_29x41.png"],
     ),
-    "blip2-opt-c": dict(
-        kind="opt",
-        seed=206,
-        tokenizer="opt",
-        num_query_tokens=4,
-        vision=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-                    image_size=32, patch_size=8, layer_norm_eps=1e-6),
-        qformer=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                     cross_attention_frequency=2, layer_norm_eps=1e-12, max_position_embeddings=32),
-        # OPTConfig's structural switches: layer norms without scale and shift (no tensors stored, the
-        # final one still applied), projections without biases, a gelu MLP
-        text=dict(model_type="opt", hidden_size=32, ffn_dim=48, num_hidden_layers=2, num_attention_heads=4,
-                  max_position_embeddings=64, do_layer_norm_before=True, layer_norm_elementwise_affine=False,
-                  enable_bias=False, activation_function="gelu", vocab_size=480,
-                  bos_token_id=2, eos_token_id=2, pad_token_id=1, dropout=0.0),
-        # no EOS boost: after a non-affine final norm the mean head input is ~0 and the boost has no direction
-        images=["rgb_37x23.png", "photo_64x48.jpg"],
-    ),
     "blip2-opt-legacy": dict(
         kind="opt",
         legacy=True,
@@ -159,6 +141,16 @@ SPECS = {
         texts=["a photo of a cat sitting on a red couch", "Two dogs!"],
     ),
 }
+# OPTConfig's structural switches over blip2-opt-a's vision and Q-Former: layer norms without scale and
+# shift (no tensors stored, the final one still applied), projections without biases, a gelu MLP. No EOS
+# boost: after a non-affine final norm the mean head input is ~0 and the boost has no direction.
+SPECS["blip2-opt-c"] = dict(
+    {k: v for k, v in SPECS["blip2-opt-a"].items() if k not in ("eos_boost", "padded_prompts")},
+    seed=206,
+    num_query_tokens=4,
+    text=dict(SPECS["blip2-opt-a"]["text"], ffn_dim=48, layer_norm_elementwise_affine=False, enable_bias=False,
+              activation_function="gelu"),
+)
 FIXTURES = list(SPECS)
 
 
