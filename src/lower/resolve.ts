@@ -1,6 +1,7 @@
 // Attribute resolution at compile time: every node's attributes are what the .blip file pins, else
-// what the checkpoint says (its config.json section, or the shapes of its tensors for kinds
-// without a section), else the kind's lowering defaults. A pinned attribute that disagrees with the
+// what the checkpoint says (its config.json section as transformers reads it, left-out keys taking
+// the config class's defaults: ../weights/transformersConfig.ts; or the shapes of its tensors for
+// kinds without a section), else the kind's lowering defaults. A pinned attribute that disagrees with the
 // checkpoint is an error at the attribute's location: the file describes a different model than
 // the weights hold, and compiling anyway would produce garbage or a shape error far from the cause.
 import type { IrModel, IrNode, IrValue } from '../ir/types.js';
