@@ -114,11 +114,12 @@ export function readTokenizerFiles(dir: string): TokenizerFiles {
   const files: TokenizerFiles = { source: dir, config: existsSync(p('tokenizer_config.json')) ? readJsonFile(p('tokenizer_config.json')) : {} };
   if (existsSync(p('tokenizer.json'))) files.tokenizerJson = readJsonFile(p('tokenizer.json'));
   else if (existsSync(p('tokenizer.model'))) files.spModel = parseSentencePieceModel(readFileSync(p('tokenizer.model')), p('tokenizer.model'));
+  else if (existsSync(p('spiece.model'))) files.spModel = parseSentencePieceModel(readFileSync(p('spiece.model')), p('spiece.model')); // T5's name for it
   else if (existsSync(p('vocab.txt'))) files.vocabFiles = { kind: 'wordpiece', vocab: readWordPieceVocab(p('vocab.txt')) };
   else if (existsSync(p('vocab.json')) && existsSync(p('merges.txt'))) files.vocabFiles = { kind: 'bpe', vocab: readBpeVocab(p('vocab.json')), merges: readMerges(p('merges.txt')) };
   else {
     throw new TokenizerLoadError(
-      `${dir} has no tokenizer: tokenizer.json, a SentencePiece tokenizer.model, BERT's vocab.txt or GPT-2's vocab.json with merges.txt expected`,
+      `${dir} has no tokenizer: tokenizer.json, a SentencePiece tokenizer.model (T5: spiece.model), BERT's vocab.txt or GPT-2's vocab.json with merges.txt expected`,
       dir,
     );
   }
@@ -174,7 +175,7 @@ function tokenValue(v: unknown): TokenValue | null | undefined {
 function classOf(files: TokenizerFiles): TokenizerClass {
   const name = files.config.tokenizer_class;
   if (typeof name === 'string') {
-    const c = CLASS_ALIASES[name];
+    const c = Object.hasOwn(CLASS_ALIASES, name) ? CLASS_ALIASES[name] : undefined;
     if (c) return c;
     if (files.tokenizerJson) return 'TokenizersBackend';
     throw new TokenizerLoadError(`${files.source}: tokenizer class ${name} cannot be built from ${files.vocabFiles ? (files.vocabFiles.kind === 'wordpiece' ? 'vocab.txt' : 'vocab.json and merges.txt') : 'tokenizer.model'} alone; tokenizer.json expected`, files.source);
@@ -255,14 +256,30 @@ function modelParts(cls: TokenizerClass, files: TokenizerFiles, unkToken: string
         };
   }
   const sp = files.spModel!;
-  if (cls !== 'LlamaTokenizer') throw new TokenizerLoadError(`${files.source}: only LLaMA-style tokenizers can be built from tokenizer.model alone`, files.source);
+  // control / user-defined pieces become added tokens (SentencePieceExtractor.extract)
+  const spmAdded: TokenValue[] = sp.pieces
+    .filter((p) => p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED)
+    .map((p) => ({ content: p.piece, normalized: false, special: p.type === PieceType.CONTROL }));
+  if (cls === 'T5Tokenizer') {
+    // T5Converter.convert_from_spm: the pieces with their scores, then <extra_id_N> from the last down
+    const n = typeof files.config.extra_ids === 'number' ? files.config.extra_ids : 100;
+    const rawVocab: Array<[string, number]> = [...sp.pieces.map((p): [string, number] => [p.piece, p.score]), ...Array.from({ length: n }, (_, k): [string, number] => [`<extra_id_${n - 1 - k}>`, 0])];
+    const vocab = new Map<string, number>();
+    rawVocab.forEach(([piece], i) => vocab.set(piece, i));
+    const cm = sp.normalizer.precompiledCharsmap;
+    return {
+      model: { type: 'Unigram', unk_id: 2, byte_fallback: false, vocab: rawVocab },
+      vocabSize: rawVocab.length,
+      vocab,
+      spmAdded,
+      precompiledCharsmap: cm && cm.length ? Buffer.from(cm).toString('base64') : undefined,
+    };
+  }
+  if (cls !== 'LlamaTokenizer') throw new TokenizerLoadError(`${files.source}: only LLaMA- and T5-style tokenizers can be built from a SentencePiece model alone`, files.source);
   const vocab = new Map<string, number>();
   // transformers builds {piece: index} with a dict comprehension: a repeated piece keeps its last index
   sp.pieces.forEach((p, i) => vocab.set(p.piece, i));
   const merges = generateMerges(vocab);
-  const spmAdded: TokenValue[] = sp.pieces
-    .filter((p) => p.type === PieceType.CONTROL || p.type === PieceType.USER_DEFINED)
-    .map((p) => ({ content: p.piece, normalized: false, special: p.type === PieceType.CONTROL }));
   return {
     model: {
       type: 'BPE',
@@ -422,7 +439,9 @@ export function buildTokenizer(files: TokenizerFiles): LoadedTokenizer {
     const n = typeof kw.extra_ids === 'number' ? kw.extra_ids : 100;
     extras = Array.from({ length: n }, (_, i) => ({ content: `<extra_id_${i}>` }));
   }
-  if (parts.spmAdded && !Array.isArray(extraKw)) extras = parts.spmAdded;
+  // T5 from its spiece.model: the SentencePiece control pieces, then the sentinels (T5Tokenizer.__init__
+  // appends them to additional_special_tokens that name none)
+  if (parts.spmAdded && !Array.isArray(extraKw)) extras = cls === 'T5Tokenizer' ? [...parts.spmAdded, ...extras] : parts.spmAdded;
 
   // add tokens as TokenizersBackend.__init__ and _post_init do (Rust AddedVocabulary ids)
   const added: AddedTokenSpec[] = [];

@@ -15,6 +15,8 @@ test/fixtures/tokenizers/
               BPE model (identity normalisation, byte_fallback, split_digits, like Llama's); tokenizer.model kept.
   llama-spm/  only tokenizer.model + tokenizer_config.json: the sentencepiece-only layout (transformers converts
               the .model itself when loading).
+  t5-spm/     t5/'s spiece.model + a tokenizer_config.json as slow T5 saves wrote it (extra_ids, no token lists):
+              transformers builds the Unigram tokenizer from the .model and appends the <extra_id_N> sentinels.
   bert-vocab/ bert/ without tokenizer.json: vocab.txt (ids in line order) + tokenizer_config.json, the layout
               of slow-tokenizer saves; transformers builds the WordPiece tokenizer from vocab.txt.
   opt-vocab/  opt/ without tokenizer.json: vocab.json + merges.txt + tokenizer_config.json; transformers builds
@@ -235,6 +237,11 @@ def build_t5(out: Path) -> None:
     )
     reset_dir(out)
     t.save_pretrained(str(out))
+    spm_out = out.parent / "t5-spm"
+    reset_dir(spm_out)
+    shutil.copy(model_file, spm_out / "spiece.model")
+    write_json(spm_out / "tokenizer_config.json", {"tokenizer_class": "T5Tokenizer", "extra_ids": T5_EXTRA_IDS, "eos_token": "</s>",
+                                                   "unk_token": "<unk>", "pad_token": "<pad>", "model_max_length": 512})
 
 
 def _train_llama_spm() -> str:
@@ -347,7 +354,7 @@ def sentencepiece_reference(model_path: Path) -> list:
     return [{"text": s, "ids": sp.encode(s)} for s in CASE_STRINGS]
 
 
-NAMES = ["bert", "opt", "t5", "llama", "llama-spm", "bert-vocab", "opt-vocab"]
+NAMES = ["bert", "opt", "t5", "llama", "llama-spm", "bert-vocab", "opt-vocab", "t5-spm"]
 
 
 def build_vocab_only(src: Path, out: Path) -> None:

@@ -30,7 +30,7 @@ interface TokFixture {
 }
 
 const cases = readFixtureJson<Record<string, TokFixture>>('tokenizers', 'cases.json');
-const NAMES = ['bert', 'opt', 't5', 'llama', 'llama-spm', 'bert-vocab', 'opt-vocab'];
+const NAMES = ['bert', 'opt', 't5', 'llama', 'llama-spm', 'bert-vocab', 'opt-vocab', 't5-spm'];
 
 for (const name of NAMES) {
   test(`${name}: encode / decode / batch / special tokens as transformers`, () => {
