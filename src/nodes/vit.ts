@@ -98,11 +98,13 @@ Vit.lowering = {
  * bias (Blip2Attention concatenates q_bias, zeros, v_bias); a `qkv_bias: false` ViT has none.
  */
 function qkvBias(ctx: LowerContext, p: string, W: number): Value | undefined {
-  if (ctx.has(`${p}.qkv.bias`)) return ctx.param(`${p}.qkv.bias`, [3 * W]);
-  if (ctx.has(`${p}.q_bias`) || ctx.has(`${p}.v_bias`)) {
-    const zeros = ctx.b.constant(new Float32Array(W), [W], 'k_bias');
-    return ctx.b.concat([ctx.param(`${p}.q_bias`, [W]), zeros, ctx.param(`${p}.v_bias`, [W])], 0, 'qkv_bias');
-  }
+  // Blip2Attention gives qkv a bias only when the config's qkv_bias says so, whatever is stored
   if (ctx.attrs.qkv_bias === false) return undefined;
-  return ctx.param(`${p}.qkv.bias`, [3 * W]); // reports the missing bias
+  // older BLIP-2 saves: q_bias and v_bias, the key third zero
+  if (!ctx.has(`${p}.qkv.bias`) && (ctx.has(`${p}.q_bias`) || ctx.has(`${p}.v_bias`))) {
+    const zeros = ctx.b.constant(new Float32Array(W), [W], 'k_bias');
+    return ctx.b.concat([ctx.param(`${p}.q_bias`, [W]), zeros, ctx.param(`${p}.v_bias`, [W])], 0, 'qkv_bias'); // a missing half is named
+  }
+  // BLIP's ViT (its config has no qkv_bias) and transformers 5's saves: one bias over q, k and v
+  return ctx.param(`${p}.qkv.bias`, [3 * W]); // a missing one is named
 }

@@ -247,3 +247,28 @@ test('LLaMA biases follow attention_bias / mlp_bias as LlamaAttention and LlamaM
     });
   }
 });
+
+test("BLIP-2's ViT q/v biases follow the config's qkv_bias, as Blip2Attention builds them", async () => {
+  const graph = 'graphs/blip2-opt.blip';
+  const { model, text } = loadModel(graph);
+  // qkv_bias false while the checkpoint stores qkv.bias: transformers does not read it, nor does the compile
+  const off = strippedCheckpoint('blip2-opt-a', (c) => (c.vision_config.qkv_bias = false));
+  await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights: off, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.ok(e.problems.some((p) => p.code === 'BLIP4011' && p.message.includes('"vision_model.encoder.layers.0.self_attn.qkv.bias"')), e.message);
+    return true;
+  });
+  // qkv_bias left out (Blip2VisionConfig: true) and no bias stored for layer 0: the missing tensor is named
+  const src = join(FIXTURES, 'blip2-opt-a', 'checkpoint');
+  const dir = strippedCheckpoint('blip2-opt-a', (c) => drop(c.vision_config, ['qkv_bias']));
+  const st = SafetensorsFile.open(join(src, 'model.safetensors'));
+  const tensors = [...st.tensors.values()].filter((t) => t.name !== 'vision_model.encoder.layers.0.self_attn.qkv.bias').map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: st.readRaw(t.name) }));
+  st.close();
+  rmSync(join(dir, 'model.safetensors'));
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights: dir, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.ok(e.problems.some((p) => p.code === 'BLIP4010' && p.message.startsWith('the checkpoint has no tensor "vision_model.encoder.layers.0.self_attn.qkv.bias"')), e.message);
+    return true;
+  });
+});
