@@ -200,6 +200,14 @@ interface ModelParts {
   precompiledCharsmap?: string;
 }
 
+// The tokenizers model each class builds in its __init__, from whichever files gave the vocabulary.
+type Vocab = Map<string, number>;
+const wordPieceModel = (vocab: Vocab, unk: string | undefined): Json => ({ type: 'WordPiece', unk_token: unk ?? '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: Object.fromEntries(vocab) });
+const byteLevelBpeModel = (vocab: Vocab, merges: unknown[]): Json => ({ type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: Object.fromEntries(vocab), merges });
+const llamaBpeModel = (vocab: Vocab, merges: unknown[]): Json => ({ type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab: Object.fromEntries(vocab), merges });
+const t5UnigramModel = (scoredPieces: unknown[]): Json => ({ type: 'Unigram', unk_id: 2, byte_fallback: false, vocab: scoredPieces });
+const sizeOf = (vocab: Vocab): number => Math.max(-1, ...vocab.values()) + 1;
+
 function modelParts(cls: TokenizerClass, files: TokenizerFiles, unkToken: string | undefined): ModelParts {
   const tj = files.tokenizerJson;
   if (tj) {
@@ -214,28 +222,18 @@ function modelParts(cls: TokenizerClass, files: TokenizerFiles, unkToken: string
     const norm = tj.normalizer as Json | null | undefined;
     const norms = norm ? (norm.type === 'Sequence' ? (norm.normalizers as Json[]) : [norm]) : [];
     for (const n of norms) if (n && n.type === 'Precompiled' && typeof n.precompiled_charsmap === 'string') charsmap = n.precompiled_charsmap;
-    const vocabObj = (): Record<string, number> => Object.fromEntries(vocab);
     const merges = (m.merges as unknown[] | undefined) ?? [];
-    const maxId = Math.max(-1, ...vocab.values());
-    const size = maxId + 1;
+    const size = sizeOf(vocab);
     switch (cls) {
       case 'BertTokenizer':
-        return { model: { type: 'WordPiece', unk_token: unkToken ?? '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: vocabObj() }, vocabSize: size, vocab };
+        return { model: wordPieceModel(vocab, unkToken), vocabSize: size, vocab };
       case 'GPT2Tokenizer':
-        return {
-          model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabObj(), merges },
-          vocabSize: size,
-          vocab,
-        };
+        return { model: byteLevelBpeModel(vocab, merges), vocabSize: size, vocab };
       case 'LlamaTokenizer':
-        return {
-          model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab: vocabObj(), merges },
-          vocabSize: size,
-          vocab,
-        };
+        return { model: llamaBpeModel(vocab, merges), vocabSize: size, vocab };
       case 'T5Tokenizer': {
         if (!Array.isArray(rawVocab)) throw new TokenizerLoadError(`${files.source}/tokenizer.json: T5Tokenizer needs a Unigram vocabulary`, files.source);
-        return { model: { type: 'Unigram', unk_id: 2, byte_fallback: false, vocab: rawVocab }, vocabSize: rawVocab.length, vocab, precompiledCharsmap: charsmap };
+        return { model: t5UnigramModel(rawVocab), vocabSize: rawVocab.length, vocab, precompiledCharsmap: charsmap };
       }
       default:
         return { model: m, vocabSize: Array.isArray(rawVocab) ? rawVocab.length : size, vocab, precompiledCharsmap: charsmap };
@@ -245,15 +243,8 @@ function modelParts(cls: TokenizerClass, files: TokenizerFiles, unkToken: string
   if (vf) {
     const expected = vf.kind === 'wordpiece' ? 'BertTokenizer' : 'GPT2Tokenizer';
     if (cls !== expected) throw new TokenizerLoadError(`${files.source}: tokenizer class ${cls} cannot be built from ${vf.kind === 'wordpiece' ? 'vocab.txt' : 'vocab.json and merges.txt'}; tokenizer.json expected`, files.source);
-    const size = Math.max(-1, ...vf.vocab.values()) + 1;
-    const vocabObj = Object.fromEntries(vf.vocab);
-    return vf.kind === 'wordpiece'
-      ? { model: { type: 'WordPiece', unk_token: unkToken ?? '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab: vocabObj }, vocabSize: size, vocab: vf.vocab }
-      : {
-          model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabObj, merges: vf.merges },
-          vocabSize: size,
-          vocab: vf.vocab,
-        };
+    const model = vf.kind === 'wordpiece' ? wordPieceModel(vf.vocab, unkToken) : byteLevelBpeModel(vf.vocab, vf.merges);
+    return { model, vocabSize: sizeOf(vf.vocab), vocab: vf.vocab };
   }
   const sp = files.spModel!;
   // control / user-defined pieces become added tokens (SentencePieceExtractor.extract)
@@ -263,40 +254,18 @@ function modelParts(cls: TokenizerClass, files: TokenizerFiles, unkToken: string
   if (cls === 'T5Tokenizer') {
     // T5Converter.convert_from_spm: the pieces with their scores, then <extra_id_N> from the last down
     const n = typeof files.config.extra_ids === 'number' ? files.config.extra_ids : 100;
-    const rawVocab: Array<[string, number]> = [...sp.pieces.map((p): [string, number] => [p.piece, p.score]), ...Array.from({ length: n }, (_, k): [string, number] => [`<extra_id_${n - 1 - k}>`, 0])];
+    const scored: Array<[string, number]> = [...sp.pieces.map((p): [string, number] => [p.piece, p.score]), ...Array.from({ length: n }, (_, k): [string, number] => [`<extra_id_${n - 1 - k}>`, 0])];
     const vocab = new Map<string, number>();
-    rawVocab.forEach(([piece], i) => vocab.set(piece, i));
+    scored.forEach(([piece], i) => vocab.set(piece, i));
     const cm = sp.normalizer.precompiledCharsmap;
-    return {
-      model: { type: 'Unigram', unk_id: 2, byte_fallback: false, vocab: rawVocab },
-      vocabSize: rawVocab.length,
-      vocab,
-      spmAdded,
-      precompiledCharsmap: cm && cm.length ? Buffer.from(cm).toString('base64') : undefined,
-    };
+    return { model: t5UnigramModel(scored), vocabSize: scored.length, vocab, spmAdded, precompiledCharsmap: cm && cm.length ? Buffer.from(cm).toString('base64') : undefined };
   }
   if (cls !== 'LlamaTokenizer') throw new TokenizerLoadError(`${files.source}: only LLaMA- and T5-style tokenizers can be built from a SentencePiece model alone`, files.source);
   const vocab = new Map<string, number>();
   // transformers builds {piece: index} with a dict comprehension: a repeated piece keeps its last index
   sp.pieces.forEach((p, i) => vocab.set(p.piece, i));
-  const merges = generateMerges(vocab);
-  return {
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: true,
-      byte_fallback: true,
-      ignore_merges: false,
-      vocab: Object.fromEntries(vocab),
-      merges: merges.map(([a, b]) => [a, b]),
-    },
-    vocabSize: sp.pieces.length,
-    vocab,
-    spmAdded,
-  };
+  const merges = generateMerges(vocab).map(([a, b]) => [a, b]);
+  return { model: llamaBpeModel(vocab, merges), vocabSize: sp.pieces.length, vocab, spmAdded };
 }
 
 /** Token ids and positions of a template post-processor, single-sequence form. */

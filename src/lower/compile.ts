@@ -377,7 +377,10 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       const r = new GraphBuilder('retrieval', store);
       const pairs = (lw.pairs = new PairRows(r));
       const flows = lw.lowerNodes(r, 'retrieval', upstream(model, rets.flatMap((o) => o.args)), imageSize);
-      for (const o of rets) (r.origin = lw.sourceRef(o.loc)), lowerRetrievalTask(r, o, flows, pairs);
+      for (const o of rets) {
+        r.origin = lw.sourceRef(o.loc);
+        lowerRetrievalTask(r, o, flows, pairs);
+      }
       graphs.push(r);
     }
 
@@ -385,7 +388,9 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     const read = new Set([...lw.requested, ...store.keys.map((k) => k.split(':')[0])]);
     const used = upstream(model, model.outputs.flatMap((o) => o.args));
     const unowned = new Map<string, number>(); // top-level prefix no node claims -> its tensor count
-    for (const key of ckpt.keys()) {
+    const keys = ckpt.keys();
+    const nodePrefixes = model.nodes.map((n) => n.checkpoint);
+    for (const key of keys) {
       if (read.has(key)) continue;
       // The node whose prefix is the longest match owns the tensor.
       const owners = model.nodes.filter((n) => n.checkpoint === '' || key.startsWith(`${n.checkpoint}.`)).sort((a, b) => b.checkpoint.length - a.checkpoint.length);
@@ -399,7 +404,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       if (ignored) continue;
       const owner = owners[0];
       if (!owner) {
-        const part = unownedPart(key, model.nodes.map((n) => n.checkpoint));
+        const part = unownedPart(key, nodePrefixes);
         unowned.set(part, (unowned.get(part) ?? 0) + 1);
         continue;
       }
@@ -412,8 +417,8 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     // Whole parts of the checkpoint no node reads (a caption graph given a VQA checkpoint): one line
     // saying what the checkpoint is, not a line per tensor.
     if (unowned.size) {
-      const parts = [...unowned].map(([p, n]) => `"${p}${ckpt.keys().some((k) => k.startsWith(`${p}.`)) ? '.' : ''}" (${n} tensor${n > 1 ? 's' : ''})`).join(', ');
-      lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, ckpt.keys(), opts.graphFile)}`, loc: model.loc });
+      const parts = [...unowned].map(([p, n]) => `"${p}${keys.some((k) => k.startsWith(`${p}.`)) ? '.' : ''}" (${n} tensor${n > 1 ? 's' : ''})`).join(', ');
+      lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, keys, opts.graphFile)}`, loc: model.loc });
     }
     summarizeWholeDefaults(model, ckpt, lw.problems);
     if (lw.problems.length || widthProblems.length) throw new CompileError([...lw.problems, ...widthProblems]);

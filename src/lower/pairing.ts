@@ -24,6 +24,13 @@ const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: st
   { architecture: 'InstructBlipForConditionalGeneration', language: 'llama', graph: 'graphs/instructblip-vicuna.blip' },
 ];
 
+/** config.json's `architectures` as class names: a lone string is the one class it names; undefined when absent, [] when it names none. */
+function architecturesOf(config: JsonObject): string[] | undefined {
+  const given = config.architectures;
+  if (given === undefined || given === null) return undefined;
+  return typeof given === 'string' ? [given] : Array.isArray(given) && given.every((a) => typeof a === 'string') ? (given as string[]) : [];
+}
+
 /**
  * What config.json says the checkpoint is (its `architectures` entry, with the language model of a
  * generating BLIP-2 / InstructBLIP) and the shipped graph for it (a path from the package root),
@@ -31,12 +38,10 @@ const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: st
  * `architectures` names no class or a generating model's `text_config` no language model.
  */
 export function shippedGraphFor(config: JsonObject): { what?: string; graph?: string; invalid?: string } {
-  const given = config.architectures;
-  if (given === undefined || given === null) return {};
-  // a lone string is taken as the one class it names
-  const architectures = typeof given === 'string' ? [given] : Array.isArray(given) && given.every((a) => typeof a === 'string') ? (given as string[]) : [];
+  const architectures = architecturesOf(config);
+  if (!architectures) return {};
   const arch = architectures[0];
-  if (!arch) return { invalid: `has "architectures": ${JSON.stringify(given)}, which is not a list of transformers class names` };
+  if (!arch) return { invalid: `has "architectures": ${JSON.stringify(config.architectures)}, which is not a list of transformers class names` };
   const text = effectiveConfig(config).config.text_config;
   const language = typeof text === 'object' && text !== null && !Array.isArray(text) ? (text as JsonObject).model_type : undefined;
   const generates = arch === 'Blip2ForConditionalGeneration' || arch === 'InstructBlipForConditionalGeneration';
@@ -102,8 +107,8 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
     }
   }
   // model_type decides how transformers reads config.json, architectures which class it builds
-  const arch = typeof config.architectures === 'string' ? config.architectures : Array.isArray(config.architectures) ? config.architectures[0] : undefined;
-  const archFamily = typeof arch !== 'string' ? undefined : arch.startsWith('InstructBlip') ? 'instructblip' : arch.startsWith('Blip2') ? 'blip-2' : arch.startsWith('Blip') ? 'blip' : undefined;
+  const arch = architecturesOf(config)?.[0];
+  const archFamily = arch === undefined ? undefined : arch.startsWith('InstructBlip') ? 'instructblip' : arch.startsWith('Blip2') ? 'blip-2' : arch.startsWith('Blip') ? 'blip' : undefined;
   const family = config.model_type === 'blip_2' ? 'blip-2' : config.model_type;
   if (archFamily && family !== archFamily) {
     others.push(`config.json's model_type ${JSON.stringify(config.model_type)} is not the family of its architectures (${arch}, model_type "${archFamily}")`);
