@@ -93,3 +93,18 @@ test('bin/blip serve: the pid it was started as is node itself (exec), so SIGTER
   assert.equal(await exited, 0, err);
   assert.match(err, /SIGTERM: no new requests/);
 });
+
+test('bin/blip run piped into a reader that stops early (`| head -1`) ends quietly with status 141, as on SIGPIPE', { timeout: 120_000 }, async () => {
+  const model = await compiledFixture('blip-caption', 'blip-caption-a');
+  // enough images that the run is still writing when the reader has gone
+  const images = Array.from({ length: 400 }, () => ['--image', join(repoRoot(), 'test', 'fixtures', 'images', 'rgb_37x23.png')]).flat();
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'blip.js'), 'run', model, ...images, '--batch-size', '1', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  // the first line, then the reader goes away, as `head -1` does
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  child.stdout.destroy();
+  assert.equal(await exited, 141, err);
+  assert.doesNotMatch(err, /EPIPE|Error|at /);
+});
