@@ -108,3 +108,15 @@ test('bin/blip run piped into a reader that stops early (`| head -1`) ends quiet
   assert.equal(await exited, 141, err);
   assert.doesNotMatch(err, /EPIPE|Error|at /);
 });
+
+test('the deploy image (docs/deploy/Dockerfile) installs offline-safe and sets the tunables bin/blip sets', () => {
+  const docker = readFileSync(join(repoRoot(), 'docs', 'deploy', 'Dockerfile'), 'utf8');
+  const launcher = readFileSync(LAUNCHER, 'utf8');
+  const tunables = [...launcher.matchAll(/^\s*add_tunable (\S+) (\S+)$/gm)].map((m) => `${m[1]}=${m[2]}`);
+  assert.ok(tunables.length >= 2, launcher);
+  assert.match(docker, new RegExp(`^ENV GLIBC_TUNABLES=${tunables.join(':').replace(/\./g, '\\.')}$`, 'm'));
+  // the first COPY carries .npmrc (onnxruntime-node-install=skip) into the `npm ci` below it
+  const copy = docker.split('\n').find((l) => l.startsWith('COPY package.json'));
+  assert.match(copy ?? '', /\s\.npmrc\s/);
+  assert.match(readFileSync(join(repoRoot(), '.npmrc'), 'utf8'), /^onnxruntime-node-install=skip$/m);
+});
