@@ -2,7 +2,8 @@
 // under the span, related locations, the summary line, the cap on how many print, and --json.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CODES } from '../../../src/diagnostics/codes.js';
 import { diagnosticsToJson, formatDiagnostics } from '../../../src/diagnostics/format.js';
 import { BLIP2, edit, load } from './harness.js';
@@ -105,4 +106,14 @@ test('docs/diagnostics.md has an entry for every code, and no entry for a code t
   const frontEnd = Object.keys(CODES);
   assert.deepEqual(frontEnd.filter((c) => !documented.has(c)), []);
   assert.deepEqual([...documented].filter((c) => c < 'BLIP4' && !frontEnd.includes(c)), []);
+  // the compiler's and the runtime's codes are string literals where they are raised
+  const raised = new Set<string>();
+  for (const dir of ['src', 'runtime']) {
+    for (const f of readdirSync(dir, { recursive: true }) as string[]) {
+      if (f.endsWith('.ts')) for (const m of readFileSync(join(dir, f), 'utf8').matchAll(/['"`](BLIP\d{4})\b/g)) raised.add(m[1]!);
+    }
+  }
+  assert.ok(raised.has('BLIP5901') && raised.has('BLIP4011'), [...raised].join(' '));
+  assert.deepEqual([...raised].filter((c) => !documented.has(c)).sort(), []);
+  assert.deepEqual([...documented].filter((c) => c >= 'BLIP4' && !raised.has(c)).sort(), []);
 });
