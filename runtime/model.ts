@@ -15,7 +15,7 @@ import { threadsProblem } from './threads.js';
 import { unknownOption } from '../src/diagnostics/suggest.js';
 import { BlipError } from '../src/cli/Command.js';
 import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
-import { parseDevice, type Device, type Provider } from './providers.js';
+import { candidates, parseDevice, providerStatus, type Device, type Provider } from './providers.js';
 import { openSession } from './session.js';
 import { StagedSession } from './stagedSession.js';
 import { externalWeightBytes } from './generation/greedyLoop.js';
@@ -243,7 +243,9 @@ export async function load(dir: string, opts: LoadOptions | null = {}): Promise<
   const qformerTokenizer = manifest.qformer_tokenizer ? loadTokenizer(join(dir, manifest.qformer_tokenizer.dir)) : undefined;
   const sessions: Partial<Record<'encode' | 'decoder' | 'retrieval', ort.InferenceSession | StagedSession>> = {};
   const providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>> = {};
-  const device = typeof opts.device === 'string' ? parseDevice(opts.device) : (opts.device ?? 'cpu');
+  const asked = typeof opts.device === 'string' ? parseDevice(opts.device) : (opts.device ?? 'cpu');
+  // `auto` where no GPU provider could start (none installed, or no GPU visible) is the CPU, staged as such
+  const device = asked === 'auto' && candidates(asked).every((p) => p === 'cpu' || !providerStatus(p).installed) ? 'cpu' : asked;
   if (opts.staged && device === 'cpu' && manifest.graphs.decoder && manifest.graphs.encode) {
     // The greedy Loop only where opening it stays under the encode stage: opening a graph with a
     // subgraph keeps the decoder's weights.bin pages resident until it is ready (twice its weights

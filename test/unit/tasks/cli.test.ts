@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
 import { compileFixture, expected, fixturePath, imagesOf, repoRoot, tempDir } from './harness.js';
 import { compile } from '../../../src/index.js';
+import { candidates, providerStatus } from '../../../runtime/providers.js';
 
 type Result = CliResult;
 
@@ -43,6 +44,7 @@ before(async () => {
   const cap = (...a: string[]) => ['run', caption, ...a];
   const batch: Record<string, string[]> = {
     json: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json'),
+    jsonAuto: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--device', 'auto'),
     stream: cap('--image', IMG_A, '--max-new-tokens', '12'),
     lines: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--beams', '3'),
     folderJson: cap('--image', folder, '--max-new-tokens', '5', '--json', '--batch-size', '2'),
@@ -97,6 +99,14 @@ test('--json: one line per image with transformers greedy tokens, text and timin
     const t = r.timings_ms;
     assert.ok(Math.abs(t.preprocess + t.encode + t.prefill + t.decode + t.load - t.total) < 0.01, JSON.stringify(t));
   });
+});
+
+test('--device auto where only the CPU provider can start runs as --device cpu: the same tokens, staged (a load time)', (t) => {
+  if (candidates('auto').some((p) => p !== 'cpu' && providerStatus(p).installed)) return t.skip('a GPU provider is installed here');
+  assert.equal(R.jsonAuto.code, 0, R.jsonAuto.err);
+  const recs = lines(R.jsonAuto.out).map((l) => JSON.parse(l));
+  assert.deepEqual(recs.map((r) => r.token_ids), greedy().new_tokens);
+  for (const r of recs) assert.ok(typeof r.timings_ms.load === 'number', JSON.stringify(r.timings_ms));
 });
 
 test('one image streams its text to stdout; several print IMAGE: TEXT lines (beam search here)', () => {
