@@ -44,7 +44,7 @@ export interface ProviderStatus {
 }
 
 const REINSTALL =
-  "reinstall onnxruntime-node without the onnxruntime-node-install=skip setting (drop it from .npmrc and unset ONNXRUNTIME_NODE_INSTALL, then 'npm rebuild onnxruntime-node' or 'npm install onnxruntime-node' with network access) on a Linux x64 machine with CUDA 12 and cuDNN 9";
+  "fetch them once, with network access, on a Linux x64 machine with CUDA 12 and cuDNN 9: 'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node' (README: GPUs)";
 
 /** Whether a provider could be used here, as far as can be told without creating a session. */
 export function providerStatus(p: Provider, dir = nativeDir(), platform = `${process.platform}-${process.arch}`): ProviderStatus {

@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
@@ -152,7 +152,8 @@ async function main(): Promise<void> {
   const sets = (v.models ?? []).map((m) => {
     const [name, cap, itm] = m.split(':');
     if (!name || !cap || !itm) throw new Error(`--models expects NAME:CAPTIONER_DIR:ITM_DIR, got '${m}'`);
-    return { name, cap, itm };
+    // the children run in the repository root: folders given relative to where this was started
+    return { name, cap: resolve(cap), itm: resolve(itm) };
   });
   if (!sets.length) throw new Error('give at least one --models NAME:CAPTIONER_DIR:ITM_DIR');
   if (!existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) throw new Error('dist/ is missing: run npm run build first');
