@@ -2,11 +2,13 @@
 // transformers' processors see): grayscale is replicated, alpha is dropped without compositing,
 // palettes are expanded, EXIF orientation and embedded ICC profiles are ignored (PIL applies
 // neither), 16-bit RGB keeps the high byte, 16-bit grayscale is clipped at 255 (PIL's I;16 -> RGB),
-// CMYK uses PIL's naive formula. Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive,
-// grayscale, CMYK) and WebP (lossy, lossless, alpha): identical bytes.
+// CMYK uses PIL's naive formula, a GIF's transparent pixels keep their palette colour (gif.ts).
+// Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive, grayscale, CMYK), WebP (lossy,
+// lossless, alpha) and GIF (transparent, animated, partial first frame): identical bytes.
 import { readFile, stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ImageDecodeError, firstLine } from '../errors.js';
+import { fillAsPil, gifFirstFrame } from './gif.js';
 
 /** An 8-bit image, pixels interleaved row-major (HWC); `channels` is 3 after decoding. */
 export interface RgbImage {
@@ -50,7 +52,11 @@ export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {
   return decodeImageBytes(bytes, name, opts);
 }
 
-/** Decode image bytes (PNG, JPEG, WebP, and whatever else sharp reads) to RGB. */
+/** The formats both libvips and PIL read (AVIF is libvips' heif with AV1). */
+const PIL_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
+const SUPPORTED = 'PNG, JPEG, WebP, GIF, TIFF or AVIF';
+
+/** Decode image bytes (PNG, JPEG, WebP, GIF, TIFF, AVIF) to RGB. */
 export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
   const maxPixels = opts.maxPixels ?? 2 ** 28;
   const base = { ignoreIcc: true, failOn: 'error' as const, limitInputPixels: maxPixels, autoOrient: false };
@@ -65,6 +71,8 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   } catch (e) {
     throw new ImageDecodeError(name, describeSharpError(e, bytes, maxPixels));
   }
+  // what libvips reads beyond PIL (SVG, PDF, FITS, ...) would be a picture transformers never sees
+  if (!PIL_FORMATS.has(meta.format ?? '')) throw new ImageDecodeError(name, `not a supported image (${(meta.format ?? 'unknown').toUpperCase()}: ${SUPPORTED} expected)`);
   if (!meta.width || !meta.height) throw new ImageDecodeError(name, 'the image has no size');
   if (meta.width * meta.height > maxPixels) {
     throw new ImageDecodeError(name, `${meta.width}x${meta.height} is more than the ${maxPixels} pixels allowed`);
@@ -74,6 +82,8 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     // (16-bit gray with alpha opens as 8-bit LA in PIL, taking the high byte: the default path)
     if (meta.space === 'grey16' && meta.channels === 1) return await decodeGrey16(bytes, base);
     const { data, info } = await pixels;
+    const gif = meta.format === 'gif' ? gifFirstFrame(bytes) : undefined;
+    if (gif) fillAsPil(data, info.width, info.height, info.channels, gif);
     return toRgb(data, info.width, info.height, info.channels);
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
@@ -89,7 +99,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
  */
 function describeSharpError(e: unknown, bytes: Uint8Array, maxPixels: number): string {
   const m = firstLine(e);
-  if (/unsupported image format/i.test(m)) return 'not a supported image (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)';
+  if (/unsupported image format/i.test(m)) return `not a supported image (${SUPPORTED} expected)`;
   if (/exceeds pixel limit/i.test(m)) return `it has more than the ${maxPixels} pixels allowed`;
   const cut = truncation(bytes);
   if (cut) return `the file is truncated (${cut})`;

@@ -90,6 +90,43 @@ def png16_rgb(arr: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
+def gif_partial_frame(rng: np.random.Generator, w: int, h: int, transparency: int | None) -> bytes:
+    """A GIF89a whose one image covers only the middle of its screen (PIL writes full frames)."""
+    import struct
+
+    pal = rng.integers(0, 256, size=(16, 3), dtype=np.uint8)
+    fw, fh, left, top = w - 6, h - 4, 3, 2
+    idx = rng.integers(0, 16, size=fh * fw, dtype=np.uint8)
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", w, h, 0x80 | 0x03, 0, 0) + pal.tobytes())
+    if transparency is not None:
+        out += b"\x21\xf9\x04" + bytes([0x01]) + struct.pack("<H", 0) + bytes([transparency, 0])
+    out += b"\x2c" + struct.pack("<HHHHB", left, top, fw, fh, 0)
+    # LZW, minimum code size 4, no compression: a clear code before every 14 indices keeps the codes
+    # 5 bits wide
+    min_size, clear, end = 4, 16, 17
+    codes, bits = [], 5
+    for i in range(0, len(idx), 14):
+        codes.append(clear)
+        codes.extend(int(v) for v in idx[i : i + 14])
+    codes.append(end)
+    acc, n, data = 0, 0, bytearray()
+    for c in codes:
+        acc |= c << n
+        n += bits
+        while n >= 8:
+            data.append(acc & 0xFF)
+            acc >>= 8
+            n -= 8
+    if n:
+        data.append(acc & 0xFF)
+    out += bytes([min_size])
+    for i in range(0, len(data), 255):
+        chunk = data[i : i + 255]
+        out += bytes([len(chunk)]) + chunk
+    out += b"\x00\x3b"
+    return bytes(out)
+
+
 def formula_image(w: int, h: int) -> np.ndarray:
     """The same integer formula is implemented in the TS test (no file stored)."""
     y, x = np.mgrid[0:h, 0:w].astype(np.int64)
@@ -142,6 +179,20 @@ def main() -> None:
     photo.save(full, format="JPEG", quality=90)
     (imgs / "truncated.jpg").write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
     (imgs / "not_an_image.png").write_text("hello, this is text\n")
+    # GIF: PIL's convert("RGB") maps every index through the palette, the transparent one too, and
+    # fills what the first frame does not cover with the transparency index (else 0). (Their own
+    # generator: the draws above stay as they were.)
+    grng = np.random.default_rng(2026)
+    gif_pal = Image.fromarray(photo_like(grng, 18, 26), "RGB").quantize(colors=32, dither=Image.Dither.NONE)
+    gif_pal.save(imgs / "transparent_26x18.gif", transparency=5)
+    frames = [gif_pal, Image.fromarray(noise(grng, 18, 26, 3), "RGB").quantize(colors=32, dither=Image.Dither.NONE)]
+    frames[0].save(imgs / "animated_26x18.gif", save_all=True, append_images=frames[1:], transparency=7, duration=100, loop=0)
+    Image.fromarray(noise(grng, 17, 23, None), "L").save(imgs / "gray_23x17.gif")
+    Image.fromarray(noise(grng, 17, 23, None), "L").save(imgs / "gray_transparent_23x17.gif", transparency=200)
+    (imgs / "partial_frame_20x16.gif").write_bytes(gif_partial_frame(grng, 20, 16, transparency=3))
+    (imgs / "partial_frame_opaque_20x16.gif").write_bytes(gif_partial_frame(grng, 20, 16, transparency=None))
+    # PIL opens no SVG (transformers refuses it), though libvips would rasterise one
+    (imgs / "vector.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="red"/></svg>\n')
 
     # ---- decode: PIL's np.array(Image.open(p).convert("RGB")) -----------------------------------
     decoded: dict[str, np.ndarray] = {}
@@ -154,7 +205,7 @@ def main() -> None:
             cases["decode"].append({"file": p.name, "error": type(e).__name__})
             continue
         decoded[p.name] = arr
-        cases["decode"].append({"file": p.name, "mode": mode, "lossless": p.suffix == ".png" or "lossless" in p.name,
+        cases["decode"].append({"file": p.name, "mode": mode, "lossless": p.suffix in (".png", ".gif") or "lossless" in p.name,
                                 "rgb": blob.add(arr)})
 
     # ---- resize: Image.resize on the RGB image ---------------------------------------------------
