@@ -40,6 +40,8 @@ const ALIGN = 64;
 export class WeightStore {
   private readonly specs = new Map<string, WeightSpec>();
   private readonly stored = new Map<string, StoredWeight>();
+  /** Weights stored as float16 with finite values beyond its range (±65504), which became infinite, and how many. */
+  readonly halfOverflow = new Map<string, number>();
 
   constructor(readonly floatType: 'float32' | 'float16' = 'float32') {}
 
@@ -131,6 +133,8 @@ export class WeightStore {
         if (data instanceof Float32Array) {
           if (this.halves(spec)) {
             const h = float32ToFloat16(data, scratch.uint16(data.length));
+            const overflow = halfOverflow(data, h);
+            if (overflow) this.halfOverflow.set(spec.key.replace(/:.*$/, ''), overflow);
             bytes = new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
             dataType = 'float16';
           } else {
@@ -157,4 +161,13 @@ export class WeightStore {
     }
     return offset;
   }
+}
+
+/** How many finite float32 values became infinite halves (a float32 infinity stays one and is not counted). */
+function halfOverflow(data: Float32Array, h: Uint16Array): number {
+  let infinite = 0;
+  for (let i = 0; i < h.length; i++) if ((h[i]! & 0x7fff) === 0x7c00) infinite++;
+  if (!infinite) return 0;
+  for (let i = 0; i < data.length; i++) if (data[i] === Infinity || data[i] === -Infinity) infinite--;
+  return infinite;
 }

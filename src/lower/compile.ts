@@ -593,7 +593,13 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   try {
     const referenced = new Set(x.graphs.flatMap((g) => [...g.weightNames]));
     const weightsBytes = await x.store.writeAll(join(tmp, WEIGHTS_FILE), referenced, opts.onProgress, opts.signal);
-    for (const [key, n] of x.ckpt.withNaN) warnings.push(`checkpoint tensor ${key} has ${n} NaN value${n === 1 ? '' : 's'}: the checkpoint is corrupt there, and the model's outputs will be NaN`);
+    for (const [key, { nan, infinite }] of x.ckpt.nonFinite) {
+      const what = [nan ? `${nan} NaN value${nan === 1 ? '' : 's'}` : '', infinite ? `${infinite} infinite value${infinite === 1 ? '' : 's'}` : ''].filter(Boolean).join(' and ');
+      warnings.push(`checkpoint tensor ${key} has ${what}: the checkpoint is corrupt there, and the model's outputs will be NaN`);
+    }
+    for (const [key, n] of x.store.halfOverflow) {
+      warnings.push(`weight ${key} has ${n} value${n === 1 ? '' : 's'} beyond float16's range (±65504), stored as infinite by --dtype fp16: the model's outputs may be NaN; compile it with --dtype fp32`);
+    }
     const entries: Manifest['graphs'] = {};
     const written: CompileResult['graphs'] = [];
     for (const g of x.graphs) {

@@ -116,8 +116,8 @@ export class Checkpoint {
     return this.info(key)?.shape;
   }
 
-  /** Tensors read with NaN values, and how many: a corrupt checkpoint (every output would be NaN). */
-  readonly withNaN = new Map<string, number>();
+  /** Tensors read with NaN or infinite values, and how many of each: a corrupt checkpoint (the outputs would be NaN). */
+  readonly nonFinite = new Map<string, { nan: number; infinite: number }>();
 
   /** Read one tensor as float32 (widening F16/BF16); in `scratch` memory if given. */
   readFloat32(key: string, scratch?: Scratch): Float32Array {
@@ -135,8 +135,13 @@ export class Checkpoint {
     for (let i = 0; i < data.length; i++) probe += data[i] * 0;
     if (probe !== probe) {
       let nan = 0;
-      for (let i = 0; i < data.length; i++) if (data[i] !== data[i]) nan++;
-      if (nan) this.withNaN.set(key, nan);
+      let infinite = 0;
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i]!;
+        if (v !== v) nan++;
+        else if (v === Infinity || v === -Infinity) infinite++;
+      }
+      this.nonFinite.set(key, { nan, infinite });
     }
     return data;
   }

@@ -331,24 +331,49 @@ test("special ids a config leaves out take the language model's transformers def
   }
 });
 
-test('NaN weights (a corrupt checkpoint transformers would load) compile with a warning naming the tensor and the count', async () => {
+test('NaN and infinite weights (a corrupt checkpoint transformers would load) compile with a warning naming the tensor and the counts', async () => {
   const key = 'text_decoder.bert.encoder.layer.1.output.dense.weight';
+  const inf = 'vision_model.encoder.layers.0.mlp.fc1.weight';
   const weights = checkpointCopy('blip-caption-a', (ts) =>
     ts.map((t) => {
-      if (t.name !== key) return t;
+      if (t.name !== key && t.name !== inf) return t;
       const f = new Float32Array(t.data.slice().buffer);
-      f[0] = NaN;
-      f[5] = NaN;
+      if (t.name === key) [f[0], f[5], f[7]] = [NaN, NaN, -Infinity];
+      else f[3] = Infinity;
       return { ...t, data: new Uint8Array(f.buffer) };
     }),
   );
   try {
     const { model, text } = loadModel(CAPTION);
     const r = await compile({ model, graphFile: CAPTION, graphText: text, weights, out: join(dirname(weights), 'out') });
+    assert.deepEqual(r.warnings.filter((w) => w.includes('corrupt')).sort(), [
+      `checkpoint tensor ${key} has 2 NaN values and 1 infinite value: the checkpoint is corrupt there, and the model's outputs will be NaN`,
+      `checkpoint tensor ${inf} has 1 infinite value: the checkpoint is corrupt there, and the model's outputs will be NaN`,
+    ]);
+  } finally {
+    rmSync(dirname(weights), { recursive: true, force: true });
+  }
+});
+
+test('--dtype fp16: weights beyond float16\'s range are named with their count (they become infinite); an infinity already there is not counted again', async () => {
+  const key = 'text_decoder.bert.encoder.layer.0.output.dense.weight';
+  const weights = checkpointCopy('blip-caption-a', (ts) =>
+    ts.map((t) => {
+      if (t.name !== key) return t;
+      const f = new Float32Array(t.data.slice().buffer);
+      [f[1], f[2], f[4], f[6]] = [1e6, -70000, 65504, Infinity];
+      return { ...t, data: new Uint8Array(f.buffer) };
+    }),
+  );
+  try {
+    const { model, text } = loadModel(CAPTION);
+    const r = await compile({ model, graphFile: CAPTION, graphText: text, weights, out: join(dirname(weights), 'out'), dtype: 'float16' });
     assert.deepEqual(
-      r.warnings.filter((w) => w.includes('NaN')),
-      [`checkpoint tensor ${key} has 2 NaN values: the checkpoint is corrupt there, and the model's outputs will be NaN`],
+      r.warnings.filter((w) => w.includes('float16\'s range')),
+      [`weight ${key} has 2 values beyond float16's range (±65504), stored as infinite by --dtype fp16: the model's outputs may be NaN; compile it with --dtype fp32`],
     );
+    const f32 = await compile({ model, graphFile: CAPTION, graphText: text, weights, out: join(dirname(weights), 'out32') });
+    assert.deepEqual(f32.warnings.filter((w) => w.includes('float16')), []);
   } finally {
     rmSync(dirname(weights), { recursive: true, force: true });
   }
