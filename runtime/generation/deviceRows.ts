@@ -5,7 +5,7 @@
 // the same device (onnxruntime-node's WebGPU sessions share one device), its outputs kept there.
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { BlipRuntimeError } from '../errors.js';
+import { BlipRuntimeError, oneLine } from '../errors.js';
 
 const { onnx } = onnxProto;
 
@@ -62,7 +62,7 @@ export class DeviceRowGather {
     try {
       s = await this.session(names.length, rank);
     } catch (e) {
-      throw new BlipRuntimeError('BLIP5043', `device row gather: cannot open its WebGPU session (${(e as Error).message.split('\n')[0]})`);
+      throw new BlipRuntimeError('BLIP5043', `device row gather: cannot open its WebGPU session (${oneLine(e)})`);
     }
     const feeds: Record<string, ort.Tensor> = { rows: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [rows.length]) };
     names.forEach((k, i) => (feeds[`x${i}`] = tensors[k]));

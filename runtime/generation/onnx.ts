@@ -9,7 +9,7 @@
 // contiguous (beams, returned sequences); older artifacts get them expanded to the beams once. The
 // per-step reorders never copy them (beams of image b read image b's rows).
 import * as ort from 'onnxruntime-node';
-import { BlipRuntimeError } from '../errors.js';
+import { BlipRuntimeError, oneLine } from '../errors.js';
 import type { StepInput, StepModel, StepOutput } from './types.js';
 import type { DeviceRowGather } from './deviceRows.js';
 import { LOOP, isLoopName } from './greedyLoop.js';
@@ -291,7 +291,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     try {
       out = await this.o.session.run(feeds);
     } catch (e) {
-      throw new BlipRuntimeError('BLIP5043', `decoder.onnx failed (${(e as Error).message.split('\n')[0]})`);
+      throw new BlipRuntimeError('BLIP5043', `decoder.onnx failed (${oneLine(e)})`);
     } finally {
       if (pastIn !== st.past) releaseDevice(pastIn);
     }
@@ -316,7 +316,7 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
       return await this.o.deviceRows.gather(past, rows);
     } catch (e) {
       if (e instanceof BlipRuntimeError) throw e;
-      throw new BlipRuntimeError('BLIP5043', `reordering the KV cache on the device failed (${(e as Error).message.split('\n')[0]})`);
+      throw new BlipRuntimeError('BLIP5043', `reordering the KV cache on the device failed (${oneLine(e)})`);
     }
   }
 

@@ -15,7 +15,7 @@
 //   InstructBLIP   the instruction also goes to the Q-Former through its own (BERT) tokenizer
 import * as ort from 'onnxruntime-node';
 import { describeModel, type Manifest } from '../../src/artifact/manifest.js';
-import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
+import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
 import { generate, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
 import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js';
@@ -26,7 +26,7 @@ import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } 
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
-import { pixelBatch, type ImageInput } from './images.js';
+import { declaredImageSize, pixelBatch, type ImageInput } from './images.js';
 import { checkImageList, describeArgument, optionsObject } from './arguments.js';
 import { encodeInRows, release } from './encodeRows.js';
 
@@ -350,7 +350,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const chunk = images.slice(start, start + bs);
     const B = chunk.length;
     const t0 = performance.now();
-    const pixel_values = await pixelBatch(chunk, ctx.preprocess, start);
+    const pixel_values = await pixelBatch(chunk, ctx.preprocess, start, declaredImageSize(ctx.manifest, 'encode'));
     const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
     checkLengths(m, built, base.maxNewTokens);
     let openEncode = 0;
@@ -364,7 +364,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     try {
       encoded = await encodeInRows(ctx.encode, { pixel_values, ...built.encodeFeeds }, B, ctx.encodeRows ?? B);
     } catch (e) {
-      throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${(e as Error).message.split('\n')[0]})`);
+      throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${oneLine(e)})`);
     }
     const t2 = performance.now();
     let openDecoder = 0;

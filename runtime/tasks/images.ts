@@ -5,6 +5,7 @@ import { BlipRuntimeError, ImageDecodeError } from '../errors.js';
 import { decodeImage, toRgb, type ImageDecodeOptions, type RgbImage } from '../preprocess/image.js';
 import { assemblePixelValues, resizeForModel, type PreprocessConfig } from '../preprocess/index.js';
 import { describeArgument } from './arguments.js';
+import type { Manifest } from '../../src/artifact/manifest.js';
 
 /** Decoded 8-bit pixels, interleaved row-major (HWC); 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA) channels. */
 export interface DecodedImage {
@@ -81,7 +82,7 @@ export function distinct(images: ImageInput[]): { unique: ImageInput[]; rows: nu
  * full-size image is held at a time besides the next one, whose decoding (sharp, in libuv's
  * threads) runs while this one is resized on the main thread.
  */
-export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset: number | number[] = 0): Promise<ort.Tensor> {
+export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset: number | number[] = 0, modelSize?: ImageSize): Promise<ort.Tensor> {
   const at = (i: number): number => (typeof offset === 'number' ? offset + i : offset[i]);
   if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');
   const { unique, rows, first } = distinct(images);
@@ -98,6 +99,28 @@ export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, of
     next = decode(u + 1);
     resized.push(resizeForModel(rgb, cfg));
   }
-  const pv = assemblePixelValues(rows.map((r) => resized[r]), cfg, images.map((im, i) => imageName(im, at(i))));
+  const names = images.map((im, i) => imageName(im, at(i)));
+  if (modelSize) rows.forEach((r, i) => checkImageSize(resized[r]!, modelSize, names[i]!));
+  const pv = assemblePixelValues(rows.map((r) => resized[r]), cfg, names);
   return new ort.Tensor('float32', pv.data, pv.dims);
+}
+
+export interface ImageSize {
+  width: number;
+  height: number;
+}
+
+/**
+ * An image (after resizing) of another size than the model's encoder takes: BLIP5011 naming it.
+ * Only without resizing (do_resize false) can one reach the encoder, which would fail on it.
+ */
+export function checkImageSize(im: { width: number; height: number }, modelSize: ImageSize | undefined, name: string): void {
+  if (!modelSize || (im.width === modelSize.width && im.height === modelSize.height)) return;
+  throw new BlipRuntimeError('BLIP5011', `${name} is ${im.width}x${im.height}, but this model takes ${modelSize.width}x${modelSize.height} images and does not resize them (do_resize false in its preprocessing): resize it first`, name);
+}
+
+/** The image size a graph's pixel_values input declares, when it declares one. */
+export function declaredImageSize(manifest: Manifest, graph: 'encode' | 'retrieval'): ImageSize | undefined {
+  const shape = manifest.graphs[graph]?.inputs.find((i) => i.name === 'pixel_values')?.shape ?? [];
+  return typeof shape[2] === 'number' && typeof shape[3] === 'number' ? { height: shape[2], width: shape[3] } : undefined;
 }

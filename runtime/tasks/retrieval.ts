@@ -7,11 +7,11 @@
 // does not depend on the text and the text side not on the image, so the other input is a stand-in.
 import * as ort from 'onnxruntime-node';
 import type { Manifest } from '../../src/artifact/manifest.js';
-import { BlipRuntimeError, GenerationConfigError } from '../errors.js';
+import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
 import type { DecoderSession } from '../generation/onnx.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
-import { distinct, pixelBatch, type ImageInput } from './images.js';
+import { declaredImageSize, distinct, pixelBatch, type ImageInput } from './images.js';
 import { checkImageList, checkTextList, optionsObject } from './arguments.js';
 
 export interface RetrievalContext {
@@ -68,7 +68,7 @@ async function run(ctx: RetrievalContext, feeds: Record<string, ort.Tensor>, fet
     const s = ctx.retrieval as unknown as { run(f: Record<string, ort.Tensor>, o: string[]): Promise<Record<string, ort.Tensor>> };
     return await s.run(feeds, want);
   } catch (e) {
-    throw new BlipRuntimeError('BLIP5043', `retrieval.onnx failed (${(e as Error).message.split('\n')[0]})`);
+    throw new BlipRuntimeError('BLIP5043', `retrieval.onnx failed (${oneLine(e)})`);
   }
 }
 
@@ -141,8 +141,8 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
     let feeds: Record<string, ort.Tensor>;
     if (paired(ctx)) {
       const d = distinct(idx.map(img));
-      feeds = { pixel_values: await pixelBatch(d.unique, ctx.preprocess, d.first.map((k) => s + k)), pair_image: index(d.rows) };
-    } else feeds = { pixel_values: await pixelBatch(idx.map(img), ctx.preprocess, s) };
+      feeds = { pixel_values: await pixelBatch(d.unique, ctx.preprocess, d.first.map((k) => s + k), declaredImageSize(ctx.manifest, 'retrieval')), pair_image: index(d.rows) };
+    } else feeds = { pixel_values: await pixelBatch(idx.map(img), ctx.preprocess, s, declaredImageSize(ctx.manifest, 'retrieval')) };
     const r = await run(ctx, { ...feeds, ...textFeeds(ctx, idx.map(txt)) }, ['itm_score', 'itc_score']);
     const itm = r.itm_score?.data as Float32Array | undefined;
     const itc = r.itc_score?.data as Float32Array | undefined;
@@ -166,7 +166,7 @@ export async function embedImages(ctx: RetrievalContext, images: ImageInput[], o
   const out: Embedding[] = [];
   for (let s = 0; s < images.length; s += bs) {
     const chunk = images.slice(s, s + bs);
-    const pixel_values = await pixelBatch(chunk, ctx.preprocess, s);
+    const pixel_values = await pixelBatch(chunk, ctx.preprocess, s, declaredImageSize(ctx.manifest, 'retrieval'));
     // the text side is a stand-in: one empty text when the graph pairs rows, else one per image
     const texts = paired(ctx) ? { ...textFeeds(ctx, ['']), pair_image: index([0]) } : textFeeds(ctx, chunk.map(() => ''));
     const r = await run(ctx, { pixel_values, ...texts }, ['image_embeds']);
@@ -182,9 +182,7 @@ export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: I
   if (!ctx.retrieval.outputNames.includes('text_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no text_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
   // the graph's declared image size (the preprocess size unless resizing is off)
-  const shape = ctx.manifest.graphs.retrieval?.inputs.find((i) => i.name === 'pixel_values')?.shape ?? [];
-  const height = typeof shape[2] === 'number' ? shape[2] : ctx.preprocess.image_size.height;
-  const width = typeof shape[3] === 'number' ? shape[3] : ctx.preprocess.image_size.width;
+  const { height, width } = declaredImageSize(ctx.manifest, 'retrieval') ?? ctx.preprocess.image_size;
   const out: Embedding[] = [];
   for (let s = 0; s < texts.length; s += bs) {
     const chunk = texts.slice(s, s + bs);

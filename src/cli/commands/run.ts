@@ -8,8 +8,8 @@ import { nearest } from '../main.js';
 import { describeModel, readManifest, type Manifest } from '../../artifact/manifest.js';
 import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
 import { promptStyle } from '../../../runtime/tasks/generate.js';
-import { toRgbImage } from '../../../runtime/tasks/images.js';
-import { ImageDecodeError } from '../../../runtime/errors.js';
+import { checkImageSize, declaredImageSize, toRgbImage } from '../../../runtime/tasks/images.js';
+import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
 import { MAX_ROWS_PER_PROMPT } from '../../../runtime/generation/generate.js';
 
@@ -279,9 +279,12 @@ Examples:
         const errors = new Map<string, { code: string; msg: string }>();
         for (const f of chunk) {
           try {
-            ok.push({ file: f, pixels: await toRgbImage(f, 0) });
+            const pixels = await toRgbImage(f, 0);
+            // a model that does not resize takes images of its size only: the others are errors of their own
+            if (!model.manifest.preprocess.do_resize) checkImageSize(pixels, declaredImageSize(model.manifest, model.kind === 'retrieval' ? 'retrieval' : 'encode'), f);
+            ok.push({ file: f, pixels });
           } catch (e) {
-            if (!(e instanceof ImageDecodeError)) throw e;
+            if (!(e instanceof ImageDecodeError) && !(e instanceof BlipRuntimeError && e.code === 'BLIP5011')) throw e;
             errors.set(f, { code: e.code, msg: e.message });
           }
         }

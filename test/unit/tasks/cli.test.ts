@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
 import { compileFixture, expected, fixturePath, imagesOf, repoRoot, tempDir } from './harness.js';
 import { compile } from '../../../src/index.js';
+import { load } from '../../../runtime/model.js';
+import sharp from 'sharp';
 import { candidates, providerStatus } from '../../../runtime/providers.js';
 
 type Result = CliResult;
@@ -21,6 +23,8 @@ let vqa: string;
 let old: string;
 let folder: string;
 let half: string;
+let noResize: string;
+let img32: string;
 let R: Record<string, Result>;
 
 const [IMG_A, IMG_B] = imagesOf(expected('blip-caption-a'));
@@ -35,6 +39,16 @@ before(async () => {
   cpSync(caption, old, { recursive: true });
   const m = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8'));
   writeFileSync(join(old, 'manifest.json'), JSON.stringify({ ...m, version: 0 }));
+  // a processor that does not resize: the encoder takes 32x32 images only
+  const noResizeCkpt = join(tmp.dir, 'no-resize-checkpoint');
+  cpSync(fixturePath('blip-caption-a', 'checkpoint'), noResizeCkpt, { recursive: true });
+  const proc = JSON.parse(readFileSync(join(noResizeCkpt, 'processor_config.json'), 'utf8'));
+  proc.image_processor.do_resize = false;
+  writeFileSync(join(noResizeCkpt, 'processor_config.json'), JSON.stringify(proc));
+  noResize = join(tmp.dir, 'no-resize');
+  await compile(join(repoRoot(), 'graphs', 'blip-caption.blip'), { weights: noResizeCkpt, out: noResize });
+  img32 = join(tmp.dir, 'square-32.png');
+  await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 200, g: 40, b: 90 } } }).png().toFile(img32);
   folder = join(tmp.dir, 'images');
   mkdirSync(folder);
   copyFileSync(IMG_A, join(folder, 'a.png'));
@@ -53,6 +67,7 @@ before(async () => {
     sample2: cap('--image', IMG_A, '--sample', '--top-p=0.9', '--seed=5', '--json', '--threads', '1'),
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
     half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
+    noResize: ['run', noResize, '--image', IMG_A, '--image', img32, '--max-new-tokens', '3', '--json'],
     help: ['run', '--help'],
     helpCommand: ['help', 'run'],
     // usage errors (2)
@@ -107,6 +122,23 @@ test('--device auto where only the CPU provider can start runs as --device cpu: 
   const recs = lines(R.jsonAuto.out).map((l) => JSON.parse(l));
   assert.deepEqual(recs.map((r) => r.token_ids), greedy().new_tokens);
   for (const r of recs) assert.ok(typeof r.timings_ms.load === 'number', JSON.stringify(r.timings_ms));
+});
+
+test('a model that does not resize (do_resize false): an image of another size is an error record of its own naming it, the others run', async () => {
+  assert.equal(R.noResize.code, 1, R.noResize.err);
+  const [bad, good] = lines(R.noResize.out).map((l) => JSON.parse(l));
+  assert.equal(bad.image, IMG_A);
+  assert.equal(bad.code, 'BLIP5011');
+  assert.equal(bad.error, `${IMG_A} is 37x23, but this model takes 32x32 images and does not resize them (do_resize false in its preprocessing): resize it first`);
+  assert.equal(good.image, img32);
+  assert.equal(good.token_ids.length, 3);
+  // the library says the same, naming the file
+  const model = await load(noResize);
+  try {
+    await assert.rejects(model.generate([img32, IMG_A], { maxNewTokens: 2 }), (e: Error & { code?: string }) => e.code === 'BLIP5011' && e.message.startsWith(`${IMG_A} is 37x23`));
+  } finally {
+    await model.close();
+  }
 });
 
 test('one image streams its text to stdout; several print IMAGE: TEXT lines (beam search here)', () => {
