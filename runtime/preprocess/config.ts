@@ -2,7 +2,8 @@
 // a HuggingFace checkpoint: transformers 5 `processor_config.json` (image processor nested under
 // "image_processor", preferred as transformers does) or `preprocessor_config.json`. Missing keys take
 // BlipImageProcessor's defaults (384x384, bicubic, CLIP mean/std, 1/255, everything on).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readJsonFile } from '../../src/jsonSyntax.js';
 import { join } from 'node:path';
 import { PreprocessConfigError } from '../errors.js';
 import { resampleFromPil, type Resample } from './resize.js';
@@ -133,12 +134,9 @@ export function preprocessFromHf(d: Record<string, unknown>, where = 'preprocess
 }
 
 function readJson(path: string): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new PreprocessConfigError(`${path} is not valid JSON (${(e as Error).message})`, path);
-  }
+  const read = readJsonFile(path);
+  if (read.problem !== undefined) throw new PreprocessConfigError(`${path} ${read.problem}`, path);
+  const v = read.value;
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new PreprocessConfigError(`${path} does not hold a JSON object`, path);
   return v as Record<string, unknown>;
 }

@@ -37,6 +37,7 @@ const lib = hfTokenizers as unknown as {
   PrecompiledNormalizer: Ctor;
 };
 import { TokenizerLoadError } from '../errors.js';
+import { readJsonFile as readJson } from '../../src/jsonSyntax.js';
 import { generateMerges, parseSentencePieceModel, PieceType, type SpModel } from './sentencepiece.js';
 
 export type TokenizerClass = 'BertTokenizer' | 'GPT2Tokenizer' | 'T5Tokenizer' | 'LlamaTokenizer' | 'TokenizersBackend';
@@ -97,12 +98,9 @@ export interface TokenizerFiles {
 }
 
 function readJsonFile(path: string): Json {
-  let v: unknown;
-  try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new TokenizerLoadError(`${path} is not valid JSON (${(e as Error).message})`, path);
-  }
+  const read = readJson(path);
+  if (read.problem !== undefined) throw new TokenizerLoadError(`${path} ${read.problem}`, path);
+  const v = read.value;
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new TokenizerLoadError(`${path} does not hold a JSON object`, path);
   return v as Json;
 }

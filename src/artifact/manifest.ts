@@ -5,7 +5,8 @@
 //
 // Codes: BLIP5001 no manifest.json, BLIP5002 invalid manifest, BLIP5003 other format version,
 // BLIP5004 a file the manifest names is missing from the directory.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readJsonFile } from '../jsonSyntax.js';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { BlipError } from '../cli/Command.js';
@@ -387,12 +388,9 @@ export function readManifest(dir: string): Manifest {
         : `${dir} does not exist (compile a model with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`,
     );
   }
-  let m: unknown;
-  try {
-    m = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new BlipError('BLIP5002', `${path} is not valid JSON (${(e as Error).message}); recompile the model`);
-  }
+  const read = readJsonFile(path);
+  if (read.problem !== undefined) throw new BlipError('BLIP5002', `${path} ${read.problem}${read.problem.startsWith('is not valid JSON') ? '; recompile the model' : ''}`);
+  const m = read.value;
   const obj = (typeof m === 'object' && m !== null ? m : {}) as Record<string, unknown>;
   if (obj.format !== MANIFEST_FORMAT) {
     throw new BlipError('BLIP5002', `${path} is not a blip-graph manifest (format is ${JSON.stringify(obj.format)}, "${MANIFEST_FORMAT}" expected)`);

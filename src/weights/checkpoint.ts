@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { CheckpointError } from './CheckpointError.js';
 import { FLOAT_DTYPES, SafetensorsFile, toFloat32, type TensorInfo } from './safetensors.js';
 import type { Scratch } from './Scratch.js';
+import { isSystemError, systemErrorMeaning } from '../filesystem.js';
+import { describeJsonError } from '../jsonSyntax.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -31,7 +33,7 @@ export class Checkpoint {
     }
     const configPath = join(dir, 'config.json');
     if (!existsSync(configPath)) throw new CheckpointError('BLIP4001', `${dir} has no config.json (a HuggingFace checkpoint directory is expected)`, configPath);
-    this.configText = readFileSync(configPath, 'utf8');
+    this.configText = readText(configPath);
     this.config = parseJsonObject(configPath, this.configText);
 
     try {
@@ -74,7 +76,7 @@ export class Checkpoint {
   }
 
   private openSharded(indexPath: string): void {
-    const index = parseJsonObject(indexPath, readFileSync(indexPath, 'utf8'));
+    const index = parseJsonObject(indexPath, readText(indexPath));
     const map = index.weight_map;
     if (typeof map !== 'object' || map === null || Array.isArray(map)) {
       throw new CheckpointError('BLIP4006', `${indexPath}: no "weight_map" object`, indexPath);
@@ -180,11 +182,20 @@ export class Checkpoint {
   readJson(name: string): JsonObject | undefined {
     const p = join(this.dir, name);
     if (!existsSync(p)) return undefined;
-    return parseJsonObject(p, readFileSync(p, 'utf8'));
+    return parseJsonObject(p, readText(p));
   }
 
   close(): void {
     for (const f of this.files) f.close();
+  }
+}
+
+/** A text file of the checkpoint; one that cannot be read (a folder, no permission) is BLIP4001 naming it. */
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new CheckpointError('BLIP4001', `${path} cannot be read: ${isSystemError(e) ? systemErrorMeaning(e) : String(e)}`, path);
   }
 }
 
@@ -193,7 +204,7 @@ function parseJsonObject(path: string, text: string): JsonObject {
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new CheckpointError('BLIP4001', `${path} is not valid JSON: ${(e as Error).message}`, path);
+    throw new CheckpointError('BLIP4001', `${path} is not valid JSON (${describeJsonError(text, e)})`, path);
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CheckpointError('BLIP4001', `${path} is not a JSON object`, path);
   return v as JsonObject;

@@ -7,6 +7,8 @@
 // header is checked against the file size before any tensor is read, so a corrupt or truncated file
 // fails at open with a message naming the file and the tensor, not with a garbage tensor later.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { describeJsonError } from '../jsonSyntax.js';
+import { isSystemError, systemErrorMeaning } from '../filesystem.js';
 import { bfloat16ToFloat32, float16ToFloat32 } from './float16.js';
 import { CheckpointError } from './CheckpointError.js';
 import type { Scratch } from './Scratch.js';
@@ -67,10 +69,11 @@ export class SafetensorsFile {
     readFully(fd, json, 8, path);
     this.header = Buffer.concat([lenBuf, json]);
     let parsed: unknown;
+    const headerText = json.toString('utf8');
     try {
-      parsed = JSON.parse(json.toString('utf8'));
+      parsed = JSON.parse(headerText);
     } catch (e) {
-      corrupt(`the header is not valid JSON (${(e as Error).message})`);
+      corrupt(`the header is not valid JSON (${describeJsonError(headerText, e)})`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) corrupt('the header is not a JSON object');
     const dataStart = 8 + headerLen;
@@ -125,8 +128,13 @@ export class SafetensorsFile {
     let fd: number;
     try {
       fd = openSync(path, 'r');
+      // (a folder opens for reading; only its first read would fail, without naming it)
+      if (fstatSync(fd).isDirectory()) {
+        closeSync(fd);
+        throw Object.assign(new Error('is a folder'), { code: 'EISDIR', syscall: 'open' });
+      }
     } catch (e) {
-      throw new CheckpointError('BLIP4002', `cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, path);
+      throw new CheckpointError('BLIP4001', `${path} cannot be read: ${isSystemError(e) ? systemErrorMeaning(e) : (e as Error).message}`, path);
     }
     try {
       return new SafetensorsFile(path, fd);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
@@ -182,8 +182,13 @@ test('directories without config.json or safetensors weights are refused clearly
     expectError(() => Checkpoint.open(join(dir, 'nope')), 'BLIP4001', /does not exist/);
     expectError(() => Checkpoint.open(dir), 'BLIP4001', /has no config\.json/);
     writeFileSync(join(dir, 'config.json'), '{"model_type": ');
-    expectError(() => Checkpoint.open(dir), 'BLIP4001', /config\.json is not valid JSON/);
+    expectError(() => Checkpoint.open(dir), 'BLIP4001', /config\.json is not valid JSON \(line 1, column 16: expected a value, found the text ends\)$/);
+    mkdirSync(join(dir, 'folder', 'config.json'), { recursive: true });
+    expectError(() => Checkpoint.open(join(dir, 'folder')), 'BLIP4001', /folder\/config\.json cannot be read: is a folder \(EISDIR\)$/);
     writeFileSync(join(dir, 'config.json'), '{}');
+    mkdirSync(join(dir, 'model.safetensors'));
+    expectError(() => Checkpoint.open(dir), 'BLIP4001', /model\.safetensors cannot be read: is a folder \(EISDIR\)$/);
+    rmSync(join(dir, 'model.safetensors'), { recursive: true });
     expectError(() => Checkpoint.open(dir), 'BLIP4002', /has no model\.safetensors/);
     writeFileSync(join(dir, 'pytorch_model.bin'), '');
     expectError(() => Checkpoint.open(dir), 'BLIP4002', /PyTorch pickle weights only; save the model with safe_serialization=True/);
