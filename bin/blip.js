@@ -11,8 +11,15 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// process.exit does not wait for output still queued for a pipe (`blip check --json | jq` would get
+// its first 64 KiB): wait until stdout and stderr have taken everything written, then exit.
+const flushed = (stream) => new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', () => resolve())));
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  async (code) => {
+    await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+    process.exit(code);
+  },
   (e) => {
     process.stderr.write(`blip: internal error: ${e?.stack ?? e}\n`);
     process.exit(2);

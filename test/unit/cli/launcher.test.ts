@@ -120,3 +120,24 @@ test('the deploy image (docs/deploy/Dockerfile) installs offline-safe and sets t
   assert.match(copy ?? '', /\s\.npmrc\s/);
   assert.match(readFileSync(join(repoRoot(), '.npmrc'), 'utf8'), /^onnxruntime-node-install=skip$/m);
 });
+
+test('bin/blip writes all of a large output into a pipe before it exits (process.exit would cut it at 64 KiB)', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pipe-'));
+  try {
+    // ~1500 problems: check --json prints well over 64 KiB
+    const file = join(dir, 'many.blip');
+    writeFileSync(file, `model m {\n  input image: image\n${Array.from({ length: 1500 }, (_, i) => `  node n${i}: nokind${i}(image)\n`).join('')}  output caption: generate(n0)\n}\n`);
+    const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'blip.js'), 'check', '--json', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    // a slow reader: nothing is read for a while after the process has written everything
+    await new Promise((r) => setTimeout(r, 1500));
+    let out = '';
+    for await (const chunk of child.stdout.setEncoding('utf8')) out += chunk;
+    assert.equal(await exited, 1);
+    assert.ok(out.length > 100_000, `${out.length} bytes`);
+    const diagnostics = JSON.parse(out) as unknown[];
+    assert.ok(diagnostics.length >= 1500, String(diagnostics.length));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
