@@ -5,6 +5,8 @@ import type { SourceLoc } from '../ir/types.js';
 
 export class SourceFile {
   readonly lineStarts: number[] = [0];
+  /** Lines holding a surrogate pair (an emoji, say), where columns must count code points; elsewhere a column is the offset into the line. */
+  private readonly astralLines = new Set<number>();
 
   constructor(
     readonly path: string,
@@ -14,6 +16,7 @@ export class SourceFile {
       const c = text.charCodeAt(i);
       if (c === 10) this.lineStarts.push(i + 1);
       else if (c === 13 && text.charCodeAt(i + 1) !== 10) this.lineStarts.push(i + 1);
+      else if (c >= 0xd800 && c <= 0xdbff) this.astralLines.add(this.lineStarts.length - 1);
     }
   }
 
@@ -33,7 +36,9 @@ export class SourceFile {
   position(offset: number): { line: number; column: number } {
     const o = Math.max(0, Math.min(offset, this.text.length));
     const li = this.lineIndex(o);
-    return { line: li + 1, column: codePoints(this.text.slice(this.lineStarts[li], o)) + 1 };
+    // (not a count from the line's start every time: a long line with many diagnostics was quadratic)
+    const column = this.astralLines.has(li) ? codePoints(this.text.slice(this.lineStarts[li], o)) : o - this.lineStarts[li]!;
+    return { line: li + 1, column: column + 1 };
   }
 
   /** The text of a 0-based line, without its line break. */
