@@ -1,12 +1,12 @@
 // The front end's entry point: a `.blip` file (and the files it imports) -> a checked IrProgram
 // and every diagnostic found on the way. Never throws for anything wrong with the input.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { IrProgram, SourceLoc } from '../ir/types.js';
 import { validateIr } from '../ir/validate.js';
 import { diagnostic, hasErrors, sortDiagnostics, type Diagnostic } from '../diagnostics/Diagnostic.js';
 import { checkModel } from '../checks/index.js';
-import { parse } from './parse.js';
+import { MAX_FILE_CHARS, parse } from './parse.js';
 import { Resolver, type ParsedFile } from './resolve.js';
 import { toIrModel } from './toIr.js';
 
@@ -26,14 +26,33 @@ export interface LoadResult {
   sources: Map<string, string>;
 }
 
+/** A file the parser would refuse as too large (BLIP1015), refused before it is read. */
+class FileTooLarge extends Error {
+  constructor(readonly bytes: number) {
+    super('too large');
+  }
+}
+
 function defaultReadFile(p: string): string {
-  // Invalid UTF-8 becomes U+FFFD (reported by the lexer), never an exception.
+  // a device or pipe (/dev/zero) would be read without end, a huge file read whole only to be refused
+  const st = statSync(p);
+  if (st.isFile() && st.size > 3 * MAX_FILE_CHARS) throw new FileTooLarge(st.size); // (UTF-8 takes at most 3 bytes a UTF-16 unit)
+  if (!st.isFile() && !st.isDirectory()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
+  // Invalid UTF-8 becomes U+FFFD (reported by the parser), never an exception.
   return new TextDecoder('utf-8').decode(readFileSync(p));
 }
 
 function readError(e: unknown): string {
   const code = (e as { code?: string })?.code;
-  return code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : ((e as Error)?.message ?? String(e));
+  return code === 'ENOENT'
+    ? 'no such file'
+    : code === 'EISDIR'
+      ? 'it is a directory'
+      : code === 'EACCES'
+        ? 'permission denied'
+        : code === 'ENOTREG'
+          ? 'a device, pipe or socket, not a file'
+          : ((e as Error)?.message ?? String(e));
 }
 
 function dedupe(ds: Diagnostic[]): Diagnostic[] {
@@ -61,6 +80,11 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
         text = readFile(p);
       } catch (e) {
         const where: SourceLoc = from ?? { file: p, line: 1, column: 1, start: 0, end: 0 };
+        if (e instanceof FileTooLarge) {
+          const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
+          diagnostics.push(diagnostic('BLIP1015', { file: p, line: 1, column: 1, start: 0, end: 0 }, `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(e.bytes)} MiB`));
+          return undefined;
+        }
         diagnostics.push(diagnostic('BLIP2001', where, `cannot read ${from ? 'imported ' : ''}file '${p}': expected a readable .blip file, found ${readError(e)}`));
         return undefined;
       }

@@ -107,6 +107,12 @@ export function parse(text: string, file: string): ParseResult {
   }
   const lexed = T.BlipLexer.tokenize(text);
   const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, (lexed.groups.errors ?? []) as IToken[]);
+  // Bytes that were not UTF-8 inside a string or a comment, which the lexer takes as they are
+  // (outside them the lexer has reported the character already)
+  const reported = new Set(diagnostics.map((d) => d.loc.start));
+  for (let i = text.indexOf('\ufffd'); i >= 0; i = text.indexOf('\ufffd', i + 1)) {
+    if (!reported.has(i)) diagnostics.push(diagnostic('BLIP1001', source.loc(i, i + 1), `unexpected bytes that are not UTF-8 (decoded as U+FFFD) in a string or comment: expected UTF-8 text (save the file as UTF-8)`));
+  }
   // An unterminated string is reported, then parsed as if closed at the end of its line.
   // A malformed number, as a number (its value NaN, not reported again).
   const strayStrings = ((lexed.groups.errors ?? []) as IToken[])

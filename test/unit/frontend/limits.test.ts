@@ -6,6 +6,10 @@ import assert from 'node:assert/strict';
 import { BLIP2, check, load, simple } from './harness.js';
 import { parse, MAX_FILE_CHARS } from '../../../src/syntax/parse.js';
 import { formatDiagnostics } from '../../../src/diagnostics/format.js';
+import { loadProgram } from '../../../src/syntax/load.js';
+import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 test('a 1 MB file of comments then a missing brace: one error on the right line', () => {
   const filler = '// ' + 'x'.repeat(96) + '\n';
@@ -74,4 +78,40 @@ test('a 200 KB line: the error is found and its frame is cut around it', () => {
   const frame = formatDiagnostics([d], r.sources);
   for (const line of frame.split('\n').slice(1)) assert.ok(line.length <= 140, `frame line of ${line.length} chars`);
   assert.match(frame, /\n {2}1 \| …a+" max_new_tokens: \] \} \}\n {4}\| +\^\n/);
+});
+
+test('a file far over the size limit is refused by its size before it is read; a device is refused without reading it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'limits-'));
+  try {
+    const huge = join(dir, 'huge.blip');
+    writeFileSync(huge, '');
+    truncateSync(huge, 600 * 1024 * 1024); // sparse: no disk, and no read
+    const r = loadProgram(huge);
+    assert.deepEqual(r.diagnostics.map((d) => [d.code, d.message]), [['BLIP1015', 'file too large: expected at most 8.0 MiB of text, found 600.0 MiB']]);
+    if (existsSync('/dev/zero')) {
+      const z = loadProgram('/dev/zero');
+      assert.deepEqual(z.diagnostics.map((d) => [d.code, d.message]), [['BLIP2001', "cannot read file '/dev/zero': expected a readable .blip file, found a device, pipe or socket, not a file"]]);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bytes that are not UTF-8 inside a comment or a string are BLIP1001 where they are (they were taken as U+FFFD)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'limits-'));
+  try {
+    const file = join(dir, 'latin1.blip');
+    const text = `// caf\xe9\nmodel m {\n  input image: image\n  node v: vit(image) @ "vision_model"\n  node d: bert_decoder(v) @ "text_decoder"\n  output caption: generate(d)\n  generation { prompt: "caf\xe9" }\n}\n`;
+    writeFileSync(file, Buffer.from(text, 'latin1'));
+    const r = loadProgram(file);
+    assert.deepEqual(
+      r.diagnostics.map((d) => [d.code, d.loc.line, d.loc.column]),
+      [
+        ['BLIP1001', 1, 7],
+        ['BLIP1001', 7, 28],
+      ],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
