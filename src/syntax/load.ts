@@ -108,12 +108,20 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
 
   // A model with a syntax error is not checked further: what recovery dropped would show up as
   // unknown or unused names. Other models still are.
+  // A model reaches up to the next declaration, its first token included: where recovery gave the
+  // model up early, the error lies after the span it parsed, or at the token recovery took for a
+  // new declaration ('input model: text' resynchronises at 'model').
   const broken: SourceLoc[] = [];
   for (const f of files)
-    for (const d of f.ast.decls)
-      if (d.type === 'model' && diagnostics.some((x) => x.code < 'BLIP2' && x.loc.file === f.path && x.loc.start >= d.start && x.loc.start <= d.end))
-        broken.push(f.src.loc(d.start, d.end));
-  const inBroken = (x: Diagnostic) => x.code >= 'BLIP2' && broken.some((b) => b.file === x.loc.file && x.loc.start >= b.start && x.loc.start <= b.end);
+    f.ast.decls.forEach((d, i) => {
+      const reach = i + 1 < f.ast.decls.length ? f.ast.decls[i + 1]!.start : f.src.text.length;
+      if (d.type === 'model' && diagnostics.some((x) => x.code < 'BLIP2' && x.loc.file === f.path && x.loc.start >= d.start && x.loc.start <= reach)) broken.push(f.src.loc(d.start, reach));
+    });
+  // A syntax error outside every model (in an import, between declarations) may have dropped an
+  // import: a base model not found in that file is then its echo.
+  const inModel = (x: Diagnostic) => broken.some((b) => b.file === x.loc.file && x.loc.start >= b.start && x.loc.start <= b.end);
+  const outsideModels = new Set(diagnostics.filter((x) => x.code < 'BLIP2' && !inModel(x)).map((x) => x.loc.file));
+  const inBroken = (x: Diagnostic) => x.code >= 'BLIP2' && (inModel(x) || (x.code === 'BLIP2003' && outsideModels.has(x.loc.file)));
 
   const resolver = new Resolver(files);
   const program: IrProgram = { file, models: [] };

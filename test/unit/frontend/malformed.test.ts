@@ -571,3 +571,14 @@ for (const c of cases)
   test(`malformed: ${c.name}`, () => {
     assert.deepEqual(check(c.src, c.files), c.expect);
   });
+
+test('no follow-on errors from what recovery dropped: a keyword where a name goes, a broken import', () => {
+  // 'input model' resynchronises at 'model' as a new declaration: model m keeps no output, which is not to be reported
+  const kw = check(edit('input prompt: text', 'input model: text'));
+  assert.deepEqual([...new Set(kw.map((d) => d.code))], ['BLIP1010']);
+  assert.deepEqual(kw[0], { code: 'BLIP1010', line: 3, column: 9, message: "expected a name, found 'model'" });
+  // an unterminated import: the base model it would have brought is not 'unknown'
+  const imp = check(`import "./base.blip\nmodel n extends m {\n  generation { max_new_tokens: 5 }\n}\n`, { 'base.blip': BLIP2 });
+  assert.ok(imp.some((d) => d.code === 'BLIP1002'), JSON.stringify(imp));
+  assert.deepEqual(imp.filter((d) => d.code === 'BLIP2003'), []);
+});
