@@ -53,8 +53,8 @@ export const UnterminatedString = createToken({ name: 'UnterminatedString', patt
 // A number must not run into a name or another dot: `12layers`, `1.` and `1.2.3` are MalformedNumber.
 export const Float = createToken({ name: 'Float', pattern: /-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)(?![\w.])/, label: 'a number' });
 export const Int = createToken({ name: 'Int', pattern: /-?\d+(?![\w.])/, label: 'an integer' });
-/** Digits run into letters or dots (`102vocab_size`, `1.`): reported as BLIP1006, parsed as a number. */
-export const MalformedNumber = createToken({ name: 'MalformedNumber', pattern: /-?\d[\w.]*(?:[eE][+-]\d*[\w.]*)?/, group: 'errors' });
+/** Digits run into letters or dots (`102vocab_size`, `1.`, `1e-5.0`): reported as BLIP1006, parsed as a number. An exponent's sign stays in it. */
+export const MalformedNumber = createToken({ name: 'MalformedNumber', pattern: /-?\d(?:[eE][+-]|[\w.])*/, group: 'errors' });
 
 export const LCurly = createToken({ name: 'LCurly', pattern: /{/, label: "'{'" });
 export const RCurly = createToken({ name: 'RCurly', pattern: /}/, label: "'}'" });

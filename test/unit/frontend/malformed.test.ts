@@ -106,6 +106,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
       { code: "BLIP1006", line: 5, column: 54, message: "malformed number '12layers': expected digits with an optional fraction and exponent, then a space or punctuation" },
     ],
   },
+  {
+    name: "an exponent run into a fraction is one malformed number, its sign included",
+    src: edit('@ "qformer"', '@ "qformer" { layer_norm_eps: 1e-5.0 }'),
+    expect: [
+      { code: "BLIP1006", line: 5, column: 63, message: "malformed number '1e-5.0': expected digits with an optional fraction and exponent, then a space or punctuation" },
+    ],
+  },
   // parsing
   {
     name: "missing closing parenthesis",
