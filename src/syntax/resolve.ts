@@ -227,6 +227,11 @@ export class Resolver {
     }
     if (!mem.kind) {
       // The refinement form `override node NAME { attrs }`: the inherited node with more attributes.
+      if (mem.override && !prev) {
+        // `override node X { … }` with nothing to refine: the override's own message
+        this.checkOverride('node', true, n, src, false, undefined, draft);
+        return;
+      }
       if (!mem.override || !prev) {
         this.diagnostics.push(
           diagnostic(

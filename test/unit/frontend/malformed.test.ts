@@ -107,6 +107,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "refining a node in a model without a base",
+    src: edit('  output text', '  override node extra { width: 8 }\n  output text'),
+    expect: [
+      { code: "BLIP2006", line: 8, column: 17, message: "override of nothing inherited: expected 'extends BASE' on model 'm' for 'override node extra', found a model without a base" },
+    ],
+  },
+  {
     name: "an exponent run into a fraction is one malformed number, its sign included",
     src: edit('@ "qformer"', '@ "qformer" { layer_norm_eps: 1e-5.0 }'),
     expect: [
