@@ -22,7 +22,7 @@ export interface Diagnostic {
 
 /** A diagnostic with the severity its code is registered with (see codes.ts). */
 export function diagnostic(code: Code, loc: SourceLoc, message: string, related?: RelatedInfo[]): Diagnostic {
-  const d: Diagnostic = { code, severity: CODES[code].severity, message, loc };
+  const d: Diagnostic = { code, severity: CODES[code].severity, message: tidyMessage(message), loc };
   if (related?.length) d.related = related;
   return d;
 }
@@ -34,4 +34,16 @@ export function sortDiagnostics(ds: readonly Diagnostic[]): Diagnostic[] {
   return [...ds].sort(
     (a, b) => (a.loc.file < b.loc.file ? -1 : a.loc.file > b.loc.file ? 1 : 0) || a.loc.start - b.loc.start || (a.code < b.code ? -1 : a.code > b.code ? 1 : 0),
   );
+}
+
+/**
+ * A message as it prints: a quoted name or text of more than 80 characters cut to its first 40
+ * (a 5000-character name made a 5 KB line), control characters shown as escapes, not sent to the
+ * terminal.
+ */
+export function tidyMessage(message: string): string {
+  return message
+    // (a quote opens after a space or bracket, and closes before one or punctuation)
+    .replace(/(^|[\s([{])(['"])(?=\S)([^'"\n]{81,}?)\2(?=$|[\s:;,.)?\]}])/g, (_, pre: string, q: string, body: string) => `${pre}${q}${[...body].slice(0, 40).join('')}…${q}`)
+    .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CODES } from '../../../src/diagnostics/codes.js';
 import { diagnosticsToJson, formatDiagnostics } from '../../../src/diagnostics/format.js';
+import { tidyMessage } from '../../../src/diagnostics/Diagnostic.js';
 import { BLIP2, edit, load } from './harness.js';
 
 test('an error prints with its location, code, message and a caret frame', () => {
@@ -116,4 +117,14 @@ test('docs/diagnostics.md has an entry for every code, and no entry for a code t
   assert.ok(raised.has('BLIP5901') && raised.has('BLIP4011'), [...raised].join(' '));
   assert.deepEqual([...raised].filter((c) => !documented.has(c)).sort(), []);
   assert.deepEqual([...documented].filter((c) => c >= 'BLIP4' && !raised.has(c)).sort(), []);
+});
+
+test('messages: a quoted name of over 80 characters is cut to 40, control characters are escaped, the rest is as written', () => {
+  const long = 'v'.repeat(5000);
+  assert.equal(tidyMessage(`unknown node kind '${long}': expected one of vit, bert`), `unknown node kind '${'v'.repeat(40)}…': expected one of vit, bert`);
+  assert.equal(tidyMessage('unknown input "q\x01former"'), 'unknown input "q\\x01former"');
+  const plain = "unknown node kind 'qformr': expected one of vit, bert, qformer, linear, mlp, opt, llama, t5, classifier, embed; did you mean 'qformer'?";
+  assert.equal(tidyMessage(plain), plain);
+  const r = load({ 'main.blip': edit('qformer(vision)', `${long}(vision)`) });
+  assert.ok(r.diagnostics.every((d) => d.message.length < 300), r.diagnostics.map((d) => d.message.length).join(' '));
 });
