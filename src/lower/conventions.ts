@@ -20,6 +20,8 @@ export function familyOf(config: JsonObject, dir: string): Family {
 
 const obj = (v: unknown): JsonObject => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as JsonObject) : {});
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+/** A special id as the file gives it (a string or a float is then refused as BLIP4017, not replaced by the default); undefined when left out or null. */
+const id = (v: unknown): number | undefined => (v === undefined || v === null ? undefined : (v as number));
 
 /** PIL resampling codes as image processors store them (4 BOX and 5 HAMMING are not resized with). */
 export const RESAMPLE: Record<number, Preprocess['resample']> = { 0: 'nearest', 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
@@ -101,13 +103,13 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   const config = effectiveConfig(fileConfig).config;
   const text = obj(config.text_config);
   if (family === 'blip') {
-    const bos = num(text.bos_token_id) ?? 30522;
-    const sep = num(text.sep_token_id) ?? 102;
+    const bos = id(text.bos_token_id) ?? 30522;
+    const sep = id(text.sep_token_id) ?? 102;
     return {
       bos_token_id: bos,
       // Why sep: BLIP's generate() stops on [SEP] (text_config.sep_token_id), not on eos_token_id.
       eos_token_id: [sep],
-      pad_token_id: num(text.pad_token_id) ?? 0,
+      pad_token_id: id(text.pad_token_id) ?? 0,
       sep_token_id: sep,
       // Why bos: generate() replaces [CLS] by text_config.bos_token_id ([DEC]) as the first decoder token.
       decoder_start_token_id: bos,
@@ -120,14 +122,14 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   const d = { eos: 2, pad: 0 };
   const eos = text.eos_token_id;
   const conv: TextConventions = {
-    eos_token_id: Array.isArray(eos) ? (eos as number[]) : [num(eos) ?? d.eos],
-    pad_token_id: num(text.pad_token_id) ?? d.pad,
+    eos_token_id: Array.isArray(eos) ? (eos as number[]) : [id(eos) ?? d.eos],
+    pad_token_id: id(text.pad_token_id) ?? d.pad,
     prompt_format: 'plain',
   };
-  const bos = num(text.bos_token_id);
+  const bos = id(text.bos_token_id);
   if (bos !== undefined) conv.bos_token_id = bos;
-  if (num(text.decoder_start_token_id) !== undefined) conv.decoder_start_token_id = num(text.decoder_start_token_id);
-  if (num(config.image_token_index) !== undefined) conv.image_token_id = num(config.image_token_index);
+  if (id(text.decoder_start_token_id) !== undefined) conv.decoder_start_token_id = id(text.decoder_start_token_id);
+  if (id(config.image_token_index) !== undefined) conv.image_token_id = id(config.image_token_index);
   if (num(config.num_query_tokens) !== undefined) conv.num_query_tokens = num(config.num_query_tokens);
   return conv;
 }

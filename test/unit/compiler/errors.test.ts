@@ -147,6 +147,10 @@ test('token ids and generation settings the runtime would refuse are errors nami
   const weights2 = checkpointCopy('blip-caption-a');
   writeFileSync(join(weights2, 'config.json'), JSON.stringify({ ...cfg, text_config: { ...cfg.text_config, bos_token_id: 2.5 } }));
   await fails(CAPTION, weights2, (e) => assert.equal(problem(e, 'BLIP4017').message, 'config.json "text_config" bos_token_id is 2.5, which must be integer'));
+  // a string is refused too, not replaced by the default id (a "408" eos generated to the length limit)
+  const weights4 = checkpointCopy('blip-caption-a');
+  writeFileSync(join(weights4, 'config.json'), JSON.stringify({ ...cfg, text_config: { ...cfg.text_config, sep_token_id: '102' } }));
+  await fails(CAPTION, weights4, (e) => assert.ok((e as CompileError).problems.some((p) => p.code === 'BLIP4017' && p.message === 'config.json "text_config" sep_token_id is "102", which must be integer'), (e as Error).message));
   const weights3 = checkpointCopy('blip-caption-a');
   writeFileSync(join(weights3, 'config.json'), JSON.stringify(cfg));
   await fails(CAPTION, weights3, (e) => {
