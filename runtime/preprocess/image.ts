@@ -9,6 +9,7 @@ import { readFile, stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ImageDecodeError, firstLine } from '../errors.js';
 import { fillAsPil, gifFirstFrame } from './gif.js';
+import { isSystemError, systemErrorMeaning } from '../../src/filesystem.js';
 
 /** An 8-bit image, pixels interleaved row-major (HWC); `channels` is 3 after decoding. */
 export interface RgbImage {
@@ -43,7 +44,7 @@ export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {
     } catch (e) {
       if (e instanceof ImageDecodeError) throw e;
       const code = (e as { code?: string }).code;
-      throw new ImageDecodeError(name, code === 'ENOENT' ? 'no such file or folder' : code === 'EISDIR' ? 'it is a directory' : firstLine(e));
+      throw new ImageDecodeError(name, code === 'ENOENT' ? 'no such file or folder' : code === 'EISDIR' ? 'it is a directory' : isSystemError(e) ? systemErrorMeaning(e) : firstLine(e));
     }
   } else {
     bytes = src.bytes;

@@ -5,7 +5,8 @@
 //
 // Codes: BLIP5001 no manifest.json, BLIP5002 invalid manifest, BLIP5003 other format version,
 // BLIP5004 a file the manifest names is missing from the directory.
-import { existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { isSystemError, systemErrorMeaning } from '../filesystem.js';
 import { readJsonFile } from '../jsonSyntax.js';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -412,6 +413,12 @@ export function readManifest(dir: string): Manifest {
   for (const t of [man.tokenizer, man.qformer_tokenizer]) if (t) files.push(...t.files.map((f) => join(t.dir, f)));
   for (const f of files) {
     if (!existsSync(join(dir, f))) throw new BlipError('BLIP5004', `${dir} is incomplete: ${f}, named by ${MANIFEST_FILE}, is missing`);
+    // (an unreadable weights.bin would fail inside onnxruntime, naming a graph and C++ internals)
+    try {
+      accessSync(join(dir, f), constants.R_OK);
+    } catch (e) {
+      throw new BlipError('BLIP5004', `${join(dir, f)} cannot be read: ${isSystemError(e) ? systemErrorMeaning(e) : String(e)}`);
+    }
   }
   // A copy cut short (an interrupted scp or rsync) would otherwise fail inside onnxruntime's
   // external-data reader, naming one initializer and its offsets.
