@@ -27,7 +27,12 @@ export class CompileError extends BlipError {
   constructor(code: string, message: string, loc?: SourceLoc);
   constructor(problems: Problem[]);
   constructor(a: string | Problem[], message?: string, loc?: SourceLoc) {
-    const problems = typeof a === 'string' ? [{ code: a, message: message!, loc }] : a;
+    // the same problem found by two routes (a value checked for each place it is used) prints once
+    const seen = new Set<string>();
+    const problems = (typeof a === 'string' ? [{ code: a, message: message!, loc }] : a).filter((p) => {
+      const key = `${p.code}\0${p.message}\0${p.loc?.file}:${p.loc?.start}`;
+      return !seen.has(key) && seen.add(key);
+    });
     super(problems[0].code, problems.length === 1 ? problems[0].message : `${problems[0].message} (and ${problems.length - 1} more problems)`);
     this.problems = problems;
   }

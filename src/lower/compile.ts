@@ -468,6 +468,10 @@ function summarizeWholeDefaults(model: IrModel, ckpt: Checkpoint, problems: Prob
         message: `config.json ${how}, so transformers builds ${filled.get(section)?.cls ?? 'its class'} with every default, and the checkpoint's tensors under "${node.checkpoint}." do not fit that model (${tensorProblems.length} missing or misshapen, the first: ${tensorProblems[0].message}); write the section into config.json`,
         loc: node.loc,
       });
+      // the nodes reading this one size their cross-attention by its defaulted width: their
+      // misshapen tensors echo the same cause
+      const readers = new Set(model.nodes.filter((n) => n.edges.some((e) => e.from === node.name)).map((n) => n.loc));
+      for (let i = problems.length - 1; i >= 0; i--) if (problems[i]!.code === 'BLIP4012' && readers.has(problems[i]!.loc!)) problems.splice(i, 1);
     }
   }
 }

@@ -235,6 +235,22 @@ test("a section left out whose class defaults do not fit the checkpoint is one l
   }
 });
 
+test("a vision section left out: one line, and the text decoder's cross-attention, sized by that section's defaulted width, adds none", async () => {
+  const graph = 'graphs/blip-caption.blip';
+  const { model, text } = loadModel(graph);
+  const weights = strippedCheckpoint('blip-caption-a', (c: Json) => delete c.vision_config);
+  await assert.rejects(compile({ model, graphFile: graph, graphText: text, weights, out: tmp('blip-cfg-out-') }), (e: unknown) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(
+      e.problems.map((p) => p.code),
+      ['BLIP4017'],
+      e.problems.map((p) => p.message).join('\n'),
+    );
+    assert.match(e.problems[0]!.message, /^config\.json has no "vision_config", so transformers builds BlipVisionConfig with every default/);
+    return true;
+  });
+});
+
 test('LLaMA biases follow attention_bias / mlp_bias as LlamaAttention and LlamaMLP build them, not the stored tensors', async () => {
   const graph = 'graphs/examples/blip2-llama.blip';
   const { model, text } = loadModel(graph);

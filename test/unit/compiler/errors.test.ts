@@ -177,6 +177,11 @@ test("the image processor's values are checked by name instead of replaced by de
     [{ do_rescale: 'yes' }, /gives "yes" for do_rescale: expected true or false$/],
   ];
   for (const [change, pattern] of cases) await fails(CAPTION, edit(change), (e) => assert.match(problem(e, 'BLIP4017').message, pattern));
+  // a value checked for each channel is one problem, not one per channel
+  await fails(CAPTION, edit({ image_std: [0, 0, 0] }), (e) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => p.message), ['processor_config.json gives [0,0,0] for image_std: expected a value > 0']);
+  });
 });
 
 test('a sampling setting a greedy model never reads is left out with a warning; a single std is widened; the artifact loads', async () => {
