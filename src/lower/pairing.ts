@@ -56,7 +56,7 @@ export function shippedGraphFor(config: JsonObject): { what?: string; graph?: st
  */
 export function describeCheckpoint(config: JsonObject, keys: string[], graphFile?: string): string {
   const prefixes = [...new Set(keys.map((k) => k.split('.')[0]))].sort();
-  const holds = `it holds ${prefixes.map((p) => (keys.includes(p) ? p : `${p}.*`)).join(', ')}`;
+  const holds = prefixes.length ? `it holds ${prefixes.map((p) => (keys.includes(p) ? p : `${p}.*`)).join(', ')}` : 'it holds no tensors at all';
   const shipped = shippedGraphFor(config);
   if (!shipped.what) return holds;
   const other = shipped.graph && (!graphFile || resolve(graphFile) !== join(PACKAGE_ROOT, shipped.graph));

@@ -38,6 +38,10 @@ export class Checkpoint {
 
     try {
       this.openWeights();
+      if (this.where.size === 0) {
+        const why = this.files.length === 0 ? 'model.safetensors.index.json maps no tensor to a file' : this.files.length === 1 ? `${this.files[0]!.path} holds no tensors` : 'its safetensors files hold no tensors';
+        throw new CheckpointError('BLIP4002', `${dir} has no weights: ${why}`, dir);
+      }
     } catch (e) {
       this.close();
       throw e;

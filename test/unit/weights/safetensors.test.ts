@@ -190,6 +190,12 @@ test('directories without config.json or safetensors weights are refused clearly
     expectError(() => Checkpoint.open(dir), 'BLIP4001', /model\.safetensors cannot be read: is a folder \(EISDIR\)$/);
     rmSync(join(dir, 'model.safetensors'), { recursive: true });
     expectError(() => Checkpoint.open(dir), 'BLIP4002', /has no model\.safetensors/);
+    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors([]));
+    expectError(() => Checkpoint.open(dir), 'BLIP4002', /has no weights: .*model\.safetensors holds no tensors$/);
+    rmSync(join(dir, 'model.safetensors'));
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: {} }));
+    expectError(() => Checkpoint.open(dir), 'BLIP4002', /has no weights: model\.safetensors\.index\.json maps no tensor to a file$/);
+    rmSync(join(dir, 'model.safetensors.index.json'));
     writeFileSync(join(dir, 'pytorch_model.bin'), '');
     expectError(() => Checkpoint.open(dir), 'BLIP4002', /PyTorch pickle weights only; save the model with safe_serialization=True/);
   } finally {
