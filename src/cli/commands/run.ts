@@ -97,6 +97,10 @@ export function parseRunArgs(argv: string[]): Args {
   if (positional.length > 1) throw new UsageError(`expected one OUTDIR, found ${positional.length} (${positional.join(', ')}); give images with --image`);
   a.dir = positional[0];
   if (a.images.length === 0) throw new UsageError('--image PATH is required (a file or a folder of images; repeat it for more)');
+  for (const img of a.images) {
+    if (img.trim() === '') throw new UsageError('--image is empty: expected the path of an image file or folder');
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(img) && !existsSync(img)) throw new UsageError(`--image ${img}: expected a local file or folder (blip run downloads nothing; save the image first)`);
+  }
   const atLeast = (name: string, min: number) => {
     const v = a.num[name];
     if (v !== undefined && v < min) throw new UsageError(`--${name} must be at least ${min}, found ${v}`);

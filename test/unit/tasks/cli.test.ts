@@ -85,6 +85,8 @@ before(async () => {
     vqaBlankPrompt: ['run', vqa, '--image', IMG_A, '--prompt', '   '],
     helpAsValue: cap('--image', IMG_A, '--prompt', '--help'),
     noImage: cap(),
+    emptyImage: cap('--image', ''),
+    urlImage: cap('--image', 'https://example.com/cat.jpg'),
     noDir: ['run', '--image', IMG_A],
     // failures (1)
     missingImage: cap('--image', join(tmp.dir, 'nope.jpg')),
@@ -205,6 +207,8 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['helpAsValue', /--prompt expects a value/], // not the help: --help stands where --prompt's value belongs
     ['noImage', /--image PATH is required/],
     ['noDir', /expected OUTDIR/],
+    ['emptyImage', /--image is empty: expected the path of an image file or folder/],
+    ['urlImage', /--image https:\/\/example\.com\/cat\.jpg: expected a local file or folder \(blip run downloads nothing; save the image first\)/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];
