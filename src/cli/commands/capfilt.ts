@@ -206,7 +206,13 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
     throw new UsageError(`unknown subcommand '${sub}'${hint ? ` (did you mean '${hint}'?)` : ''}; expected enqueue, worker or options`);
   }
   const v = parse(argv, RUN_OPTS);
-  await runCapfilt(runOptions(v, deps), deps.load);
+  const summary = await runCapfilt(runOptions(v, deps), deps.load);
+  // a finished run in which no sample could be read is a failure (wrong inputs, say), not a clean dataset
+  const stats = summary.final;
+  if (stats && (stats.images_seen > 0 || stats.errors > 0) && stats.images_ok === 0) {
+    deps.stderr.write(`blip capfilt: none of the ${stats.images_seen} samples could be read (${stats.errors} error records in errors.jsonl)\n`);
+    return 1;
+  }
   return 0;
 }
 

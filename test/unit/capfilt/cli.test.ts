@@ -104,3 +104,22 @@ test('the model folders are checked: a compiled ITM model is refused as --captio
   assert.equal(r.code, 0, r.err);
   assert.ok(existsSync(join(root, 'o5', 'stats.json')));
 });
+
+test('a run in which no sample could be read exits 1 with one line (its outputs written as usual); one readable sample is a success', async () => {
+  const { captioner: cap, filter: itm } = await compileTinyModels(join(root, 'models'));
+  await writeTar(join(root, 'bad', '00000.tar'), [
+    ['a.jpg', Buffer.from('not a jpeg')],
+    ['a.txt', 'text'],
+    ['b.png', Buffer.from('not a png either')],
+  ]);
+  const r = await blip('capfilt', '--captioner', cap, '--filter', itm, '--input', join(root, 'bad'), '--output', join(root, 'o-bad'), '--quiet');
+  assert.equal(r.code, 1, r.err);
+  assert.equal(r.err, 'blip capfilt: none of the 2 samples could be read (2 error records in errors.jsonl)\n');
+  assert.ok(existsSync(join(root, 'o-bad', 'stats.json')) && existsSync(join(root, 'o-bad', 'errors.jsonl')));
+  await writeTar(join(root, 'mixed', '00000.tar'), [
+    ['a.jpg', Buffer.from('not a jpeg')],
+    ['b.jpg', await image('red', 'jpeg')],
+  ]);
+  const ok = await blip('capfilt', '--captioner', cap, '--filter', itm, '--input', join(root, 'mixed'), '--output', join(root, 'o-mixed'), '--quiet');
+  assert.equal(ok.code, 0, ok.err);
+});
