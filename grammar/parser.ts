@@ -29,16 +29,26 @@ const CLOSERS: Record<string, string> = {
   'list:RBracket': "',' or ']'",
 };
 
+/** The same places right after '(' / '[' or a ',': a closer or an item may follow, not another ','. */
+const ITEM_OR_CLOSER: Record<string, string> = {
+  'nodeDecl:RParen': "an input name or ')'",
+  'outputDecl:RParen': "a node name or ')'",
+  'list:RBracket': "a value or ']'",
+};
+const OPENS_ITEM = new Set(['Comma', 'LParen', 'LBracket']);
+
 /**
  * Messages of the form "CODE|expected X, found Y". src/syntax/parse.ts splits off the diagnostic
  * code: BLIP1010 a token other than the one required, BLIP1011 nothing that could start here,
  * BLIP1012 text after a declaration where only `import` or `model` may start.
  */
 export const errorMessageProvider: IParserErrorMessageProvider = {
-  buildMismatchTokenMessage: ({ expected, actual, ruleName }) =>
-    expected === EOF
-      ? `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(actual)}`
-      : `BLIP1010|expected ${CLOSERS[`${ruleName}:${expected.name}`] ?? label(expected)}, found ${describe(actual)}`,
+  buildMismatchTokenMessage: ({ expected, actual, previous, ruleName }) => {
+    if (expected === EOF) return `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(actual)}`;
+    const key = `${ruleName}:${expected.name}`;
+    const what = (OPENS_ITEM.has(previous?.tokenType?.name ?? '') ? ITEM_OR_CLOSER[key] : undefined) ?? CLOSERS[key] ?? label(expected);
+    return `BLIP1010|expected ${what}, found ${describe(actual)}`;
+  },
   buildNotAllInputParsedMessage: ({ firstRedundant }) => `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(firstRedundant)}`,
   buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) => {
     const firsts = expectedPathsPerAlt.flatMap((alt) => alt.map((path) => label(path[0])));

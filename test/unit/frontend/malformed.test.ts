@@ -107,6 +107,21 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "a comma where a list item goes",
+    src: edit('@ "qformer"', '@ "qformer" { mean: [0.5,, 0.5] }'),
+    expect: [
+      { code: "BLIP1010", line: 5, column: 58, message: "expected a value or ']', found ','" },
+      { code: "BLIP1010", line: 5, column: 60, message: "expected an attribute 'name: value' or '}', found '0.5'" },
+    ],
+  },
+  {
+    name: "a string where a node input goes",
+    src: edit('qformer(vision)', 'qformer("vision")'),
+    expect: [
+      { code: "BLIP1010", line: 5, column: 25, message: "expected an input name or ')', found '\"vision\"'" },
+    ],
+  },
+  {
     name: "refining a node in a model without a base",
     src: edit('  output text', '  override node extra { width: 8 }\n  output text'),
     expect: [
