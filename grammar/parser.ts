@@ -47,7 +47,9 @@ export const errorMessageProvider: IParserErrorMessageProvider = {
     if (expected === EOF) return `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(actual)}`;
     const key = `${ruleName}:${expected.name}`;
     const what = (OPENS_ITEM.has(previous?.tokenType?.name ?? '') ? ITEM_OR_CLOSER[key] : undefined) ?? CLOSERS[key] ?? label(expected);
-    return `BLIP1010|expected ${what}, found ${describe(actual)}`;
+    // 'node input: …': a reserved word where a name goes
+    const reserved = expected === T.Identifier && T.KEYWORDS.has(actual.tokenType) ? ` ('${actual.image}' is a reserved word: choose another name)` : '';
+    return `BLIP1010|expected ${what}, found ${describe(actual)}${reserved}`;
   },
   buildNotAllInputParsedMessage: ({ firstRedundant }) => `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(firstRedundant)}`,
   buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) => {

@@ -29,9 +29,14 @@ export const Identifier = createToken({
   label: 'a name',
 });
 
+/** The reserved words, which cannot be names. */
+export const KEYWORDS = new Set<TokenType>();
+
 function keyword(word: string): TokenType {
   const name = word[0].toUpperCase() + word.slice(1);
-  return createToken({ name, pattern: new RegExp(word), longer_alt: Identifier, label: `'${word}'` });
+  const t = createToken({ name, pattern: new RegExp(word), longer_alt: Identifier, label: `'${word}'` });
+  KEYWORDS.add(t);
+  return t;
 }
 export const Import = keyword('import');
 export const Model = keyword('model');

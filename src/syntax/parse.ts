@@ -98,6 +98,30 @@ function parseDiagnostic(src: SourceFile, e: IRecognitionException, tokens: ITok
   return diagnostic(code, src.loc(start, end), message);
 }
 
+/** The keywords a declared name follows: `node NAME`, `input NAME`, `model NAME extends NAME`. */
+const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
+
+/**
+ * A reserved word where a declaration's name goes (`node input: vit(image)`) is reported once and
+ * then read as that name, so the rest of the declaration parses instead of failing token by token.
+ */
+function namesNotKeywords(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]): IToken[] {
+  const declared = new Set<string>();
+  const asName = (t: IToken): IToken => ({ ...t, tokenType: T.Identifier, tokenTypeIdx: T.Identifier.tokenTypeIdx! });
+  return tokens.map((t, i) => {
+    if (i === 0 || !T.KEYWORDS.has(t.tokenType)) return t;
+    const prev = tokens[i - 1]!.tokenType;
+    const next = tokens[i + 1]?.tokenType;
+    // a use of the name so declared, as an input (`bert(model, cross: v)`): read as the name, not reported again
+    if (declared.has(t.image) && (prev === T.LParen || prev === T.Comma || prev === T.Colon) && (next === T.Comma || next === T.RParen)) return asName(t);
+    // (`model m extends` then `{`… is not this: only a word followed by what follows a name)
+    if (!NAME_AFTER.has(prev) || (next !== T.Colon && next !== T.LCurly && next !== T.Extends)) return t;
+    diagnostics.push(diagnostic('BLIP1010', src.loc(t.startOffset, t.endOffset! + 1), `expected a name, found '${t.image}' ('${t.image}' is a reserved word: choose another name)`));
+    declared.add(t.image);
+    return asName(t);
+  });
+}
+
 export function parse(text: string, file: string): ParseResult {
   const source = new SourceFile(file, text);
   const empty: ProgramSyntax = { file, decls: [], comments: [] };
@@ -123,7 +147,7 @@ export function parse(text: string, file: string): ParseResult {
         : { ...t, tokenType: T.StringLiteral, tokenTypeIdx: T.StringLiteral.tokenTypeIdx!, unterminated: true },
     );
   const all = strayStrings.length ? [...lexed.tokens, ...strayStrings].sort((a, b) => a.startOffset - b.startOffset) : lexed.tokens;
-  const tokens = limitNesting(source, all, diagnostics);
+  const tokens = limitNesting(source, namesNotKeywords(source, all, diagnostics), diagnostics);
 
   let cst: C.ProgramCstNode | undefined;
   try {
