@@ -61,11 +61,19 @@ function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[
 }
 
 /** Drops lists nested deeper than MAX_LIST_DEPTH (reported once each) so parsing stays shallow. */
+const IN_LISTS = new Set<unknown>([T.LBracket, T.RBracket, T.Comma, T.Int, T.Float, T.StringLiteral, T.True, T.False, T.Identifier]);
+
 function limitNesting(src: SourceFile, tokens: IToken[], out: Diagnostic[]): IToken[] {
   let depth = 0;
   let dropFrom = -1;
   const kept: IToken[] = [];
   for (const t of tokens) {
+    // a token no list holds ('}', '(', ':', a keyword …) ends any list left open: what follows is
+    // parsed again, not dropped to the end of the file
+    if (depth > 0 && !IN_LISTS.has(t.tokenType)) {
+      depth = 0;
+      dropFrom = -1;
+    }
     if (t.tokenType === T.LBracket) {
       depth++;
       if (depth > MAX_LIST_DEPTH && dropFrom < 0) {

@@ -115,3 +115,10 @@ test('bytes that are not UTF-8 inside a comment or a string are BLIP1001 where t
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a list nested too deep and never closed: what follows it is still checked, not dropped to the end of the file', () => {
+  const src = `model m {\n  input image: image\n  node v: vit(image) @ ${'['.repeat(40)}"x"\n  output o: generate(v)\n}\nmodel n { node q: qformr(image) @ "q" output o: generate(q) }\n`;
+  const codes = check(src).map((d) => `${d.code}@${d.line}`);
+  assert.ok(codes.includes('BLIP1014@3'), codes.join(' '));
+  assert.ok(codes.includes('BLIP2010@6'), codes.join(' '));
+});
