@@ -33,7 +33,18 @@ class FileTooLarge extends Error {
   }
 }
 
-function defaultReadFile(p: string): string {
+/** Why a .blip file could not be read, as its diagnostic (at the import that names it, if any). */
+export function readFailure(p: string, e: unknown, from?: SourceLoc): Diagnostic {
+  const top: SourceLoc = { file: p, line: 1, column: 1, start: 0, end: 0 };
+  if (e instanceof FileTooLarge) {
+    const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
+    return diagnostic('BLIP1015', top, `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(e.bytes)} MiB`);
+  }
+  return diagnostic('BLIP2001', from ?? top, `cannot read ${from ? 'imported ' : ''}file '${p}': expected a readable .blip file, found ${readError(e)}`);
+}
+
+/** A .blip file's text; refuses devices and files far over the size limit before reading (see readFailure). */
+export function readBlipFile(p: string): string {
   // a device or pipe (/dev/zero) would be read without end, a huge file read whole only to be refused
   const st = statSync(p);
   if (st.isFile() && st.size > 3 * MAX_FILE_CHARS) throw new FileTooLarge(st.size); // (UTF-8 takes at most 3 bytes a UTF-16 unit)
@@ -66,7 +77,7 @@ function dedupe(ds: Diagnostic[]): Diagnostic[] {
 }
 
 export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
-  const readFile = opts.readFile ?? defaultReadFile;
+  const readFile = opts.readFile ?? readBlipFile;
   const sources = new Map<string, string>();
   const diagnostics: Diagnostic[] = [];
   const files: ParsedFile[] = [];
@@ -79,13 +90,7 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
       try {
         text = readFile(p);
       } catch (e) {
-        const where: SourceLoc = from ?? { file: p, line: 1, column: 1, start: 0, end: 0 };
-        if (e instanceof FileTooLarge) {
-          const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
-          diagnostics.push(diagnostic('BLIP1015', { file: p, line: 1, column: 1, start: 0, end: 0 }, `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(e.bytes)} MiB`));
-          return undefined;
-        }
-        diagnostics.push(diagnostic('BLIP2001', where, `cannot read ${from ? 'imported ' : ''}file '${p}': expected a readable .blip file, found ${readError(e)}`));
+        diagnostics.push(readFailure(p, e, from));
         return undefined;
       }
     }

@@ -3,6 +3,7 @@ import { UsageError } from '../Command.js';
 import { loadProgram } from '../../syntax/load.js';
 import { diagnosticsToJson, formatDiagnostics } from '../../diagnostics/format.js';
 import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
+import { readStdin, STDIN_NAME } from '../stdin.js';
 
 const command: Command = {
   name: 'check',
@@ -14,6 +15,7 @@ ports and edge types, attribute types and ranges (JSON Schemas), cycles, reachab
 declarations, and widths along edges as far as the file pins them. Checkpoints are not read:
 'blip compile' checks pinned sizes against config.json.
 
+FILE '-' is standard input, shown as <stdin>; its imports are found from the current folder.
 Diagnostics go to stderr as 'path:line:col - error BLIPnnnn: message' with a code frame.
 Exit status: 0 when no file has errors (warnings are printed but allowed), 1 otherwise.
 
@@ -25,7 +27,8 @@ Options:
 Examples:
   blip check graphs/blip2-opt.blip
   blip check graphs/*.blip graphs/pinned/*.blip
-  blip check --json my-model.blip`,
+  blip check --json my-model.blip
+  cat my-model.blip | blip check -`,
   async run(argv) {
     let json = false;
     let max = 20;
@@ -46,7 +49,8 @@ Examples:
     const all: Diagnostic[] = [];
     const sources = new Map<string, string>();
     for (const file of files) {
-      const r = loadProgram(file);
+      // '-' is standard input; its imports are found from the current folder
+      const r = file === '-' ? loadProgram(STDIN_NAME, { text: readStdin() }) : loadProgram(file);
       if (hasErrors(r.diagnostics)) failed = true;
       for (const [k, v] of r.sources) sources.set(k, v);
       if (json) all.push(...r.diagnostics);

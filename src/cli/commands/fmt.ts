@@ -1,8 +1,10 @@
-import { chmodSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { formatSource } from '../../syntax/print.js';
 import { formatDiagnostics } from '../../diagnostics/format.js';
+import { readBlipFile, readFailure } from '../../syntax/load.js';
+import { readStdin } from '../stdin.js';
 
 const command: Command = {
   name: 'fmt',
@@ -18,7 +20,8 @@ Options:
   --write   rewrite each FILE in place (only when it changes); prints nothing
   --check   print the names of files that are not formatted; exit 1 if there are any
 
-Without --write or --check, exactly one FILE is printed to stdout.
+Without --write or --check, exactly one FILE is printed to stdout. FILE '-' is standard input
+(an editor's format-on-save: blip fmt - < model.blip).
 
 Examples:
   blip fmt graphs/blip2-opt.blip
@@ -31,20 +34,20 @@ Examples:
     for (const a of argv) {
       if (a === '--write' || a === '-w') write = true;
       else if (a === '--check') check = true;
-      else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
+      else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option '${a}'`);
       else files.push(a);
     }
     if (write && check) throw new UsageError('--write and --check exclude each other');
     if (!files.length) throw new UsageError('expected a FILE');
     if (!write && !check && files.length > 1) throw new UsageError('expected one FILE (use --write or --check for several)');
+    if (write && files.includes('-')) throw new UsageError("--write rewrites files: '-' (standard input) has none to rewrite");
     let status = 0;
     for (const file of files) {
       let text: string;
       try {
-        text = new TextDecoder('utf-8').decode(readFileSync(file));
+        text = file === '-' ? readStdin() : readBlipFile(file);
       } catch (e) {
-        const code = (e as { code?: string }).code;
-        process.stderr.write(`${file}:1:1 - error BLIP2001: cannot read file '${file}': expected a readable .blip file, found ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message}\n`);
+        process.stderr.write(formatDiagnostics([readFailure(file, e)], new Map()));
         status = 1;
         continue;
       }

@@ -1,7 +1,8 @@
 // blip check, fmt and graph as a user runs them: exit codes, what goes to stdout and stderr.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
@@ -116,4 +117,40 @@ test('blip graph: DOT and IR JSON of the resolved model', async () => {
   assert.match(other.out, /qformer/);
   assert.match(other.err, /^graphs\/blip2-opt\.blip:\d+:\d+ - warning BLIP4019: the checkpoint is another model than "blip2_opt" describes: .*which graphs\/blip-caption\.blip compiles\)$/m);
   assert.match(other.err, /\| +node qformer: qformer/); // the code frame
+});
+
+test("FILE '-' is standard input: check names it <stdin> and finds its imports from the current folder; fmt prints it formatted; --write refuses it", () => {
+  const bin = join(process.cwd(), 'bin', 'blip.js');
+  const run = (args: string[], input: string, cwd = process.cwd()) => spawnSync(process.execPath, [bin, ...args], { input, encoding: 'utf8', cwd });
+  const ok = run(['check', '-'], readFileSync('graphs/blip-caption.blip', 'utf8'));
+  assert.equal(ok.status, 0, ok.stderr);
+  const bad = run(['check', '--json', '-'], readFileSync('graphs/blip-caption.blip', 'utf8').replace('vit(image)', 'vitt(image)'));
+  assert.equal(bad.status, 1);
+  const [d] = JSON.parse(bad.stdout) as Array<{ file: string; code: string; line: number }>;
+  assert.deepEqual([d!.file, d!.code], ['<stdin>', 'BLIP2010']);
+  // an import resolves against the current folder
+  const imp = run(['check', '-'], 'import "./graphs/blip-caption.blip"\nmodel mine extends blip_caption {\n  generation { max_new_tokens: 5 }\n}\n');
+  assert.equal(imp.status, 0, imp.stderr);
+  const fmt = run(['fmt', '-'], 'model m{input image:image\nnode v:vit(image)@"v"\noutput o:generate(v)}');
+  assert.equal(fmt.status, 0, fmt.stderr);
+  assert.match(fmt.stdout, /^model m \{\n  input image: image\n/);
+  const write = run(['fmt', '--write', '-'], '');
+  assert.equal(write.status, 2);
+  assert.match(write.stderr, /--write rewrites files: '-' \(standard input\) has none to rewrite/);
+});
+
+test('fmt refuses a device and a file far over the size limit as check does, without reading them', () => {
+  const huge = join(dir, 'huge.blip');
+  writeFileSync(huge, '');
+  truncateSync(huge, 100 * 1024 * 1024);
+  const [big, dev] = runAll([
+    ['fmt', huge],
+    ['fmt', '/dev/zero'],
+  ]);
+  assert.equal(big!.code, 1);
+  assert.match(big!.err, /error BLIP1015: file too large: expected at most 8\.0 MiB of text, found 100\.0 MiB/);
+  if (process.platform !== 'win32') {
+    assert.equal(dev!.code, 1);
+    assert.match(dev!.err, /error BLIP2001: cannot read file '\/dev\/zero': expected a readable \.blip file, found a device, pipe or socket, not a file/);
+  }
 });
