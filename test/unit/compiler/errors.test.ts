@@ -2,7 +2,7 @@
 // line) and leaves nothing behind: no output directory, no temporary directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
 import { compile } from '../../../src/lower/compile.js';
@@ -306,6 +306,15 @@ test('an output directory that is not a compiled model is left alone; a compiled
     await compile({ model, graphFile: CAPTION, graphText: text, weights, out: again });
     assert.ok(existsSync(join(again, 'manifest.json')) && !existsSync(join(again, 'stale.txt')));
     assert.deepEqual(readdirSync(root).sort(), ['artifact', 'precious']);
+    // an --out that is a link (current -> artifact) is compiled where it points; the link stays
+    const link = join(root, 'current');
+    symlinkSync(again, link, 'dir');
+    writeFileSync(join(again, 'stale.txt'), 'old');
+    const r = await compile({ model, graphFile: CAPTION, graphText: text, weights, out: link });
+    assert.ok(lstatSync(link).isSymbolicLink());
+    assert.equal(r.out, realpathSync(again));
+    assert.ok(existsSync(join(again, 'manifest.json')) && !existsSync(join(again, 'stale.txt')));
+    assert.deepEqual(readdirSync(root).sort(), ['artifact', 'current', 'precious']);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
