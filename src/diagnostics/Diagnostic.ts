@@ -37,13 +37,16 @@ export function sortDiagnostics(ds: readonly Diagnostic[]): Diagnostic[] {
 }
 
 /**
- * A message as it prints: a quoted name or text of more than 80 characters cut to its first 40
- * (a 5000-character name made a 5 KB line), control characters shown as escapes, not sent to the
- * terminal.
+ * A message as it prints: a quoted name of more than 80 characters cut to its first 40 (a
+ * 5000-character name made a 5 KB line; paths are kept whole), control characters shown as
+ * escapes, not sent to the terminal.
  */
 export function tidyMessage(message: string): string {
   return message
-    // (a quote opens after a space or bracket, and closes before one or punctuation)
-    .replace(/(^|[\s([{])(['"])(?=\S)([^'"\n]{81,}?)\2(?=$|[\s:;,.)?\]}])/g, (_, pre: string, q: string, body: string) => `${pre}${q}${[...body].slice(0, 40).join('')}…${q}`)
+    // (a quote opens after a space or bracket, and closes before one or punctuation; a file path,
+    // whose end names the file, is left whole)
+    .replace(/(^|[\s([{])(['"])(?=\S)([^'"\n]{81,}?)\2(?=$|[\s:;,.)?\]}])/g, (all: string, pre: string, q: string, body: string) =>
+      /[\\/]/.test(body) ? all : `${pre}${q}${[...body].slice(0, 40).join('')}…${q}`,
+    )
     .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -52,10 +52,15 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
   const size = obj(ip?.size);
   // {height, width} that differ: not a square resize, kept as the pair for the check to refuse
   const pair = size.height !== undefined && size.width !== undefined && size.height !== size.width ? [size.height, size.width] : undefined;
-  // ({shortest_edge} alone, which BlipImageProcessor refuses — it resizes to a height and width — is
-  // kept as it is for the check to refuse, not read as a square)
-  const sizeObject = typeof ip?.size === 'object' && ip?.size !== null;
-  const ckptSize = given(pair ?? size.height ?? (sizeObject && Object.keys(size).length ? ip?.size : sizeObject ? undefined : ip?.size));
+  // A size object without a height ({shortest_edge}: transformers 5 then keeps the aspect ratio,
+  // which the encoder cannot take) is kept as it is for the check to refuse, not read as a square.
+  const sizeGiven = (): unknown => {
+    if (typeof ip?.size !== 'object' || ip?.size === null) return ip?.size;
+    if (pair) return pair;
+    if (size.height !== undefined || size.width !== undefined) return size.height ?? size.width;
+    return Object.keys(size).length ? ip.size : undefined;
+  };
+  const ckptSize = given(sizeGiven());
   const channels = (v: unknown) => (typeof v === 'number' ? [v, v, v] : given(v));
   const resample = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'number' && RESAMPLE[v] ? RESAMPLE[v] : v);
   const value = <T>(v: unknown) => v as T | undefined;

@@ -95,7 +95,14 @@ export function manifestValueProblems(
   const said = (k: string) => `${preprocess.source[k]} gives ${show(pp[k])} for ${PROCESSOR_KEYS[k] ?? k}`;
   for (const p of checkAttrs(blockSchemaId('preprocess'), inBlock as Record<string, never>)) {
     const k = String(p.path[0]);
-    const why = k === 'resample' && typeof pp[k] === 'number' ? `a PIL filter blip-graph does not resize with (${Object.entries(RESAMPLE).map(([code, name]) => `${code} ${name}`).join(', ')})` : `expected ${p.expected}`;
+    const aspect = k === 'image_size' && typeof pp[k] === 'object' && pp[k] !== null && !Array.isArray(pp[k]);
+    const why =
+      k === 'resample' && typeof pp[k] === 'number'
+        ? `a PIL filter blip-graph does not resize with (${Object.entries(RESAMPLE).map(([code, name]) => `${code} ${name}`).join(', ')})`
+        : aspect
+          ? // transformers 5 keeps the aspect ratio for {shortest_edge}; the encoder's position embeddings take one fixed size
+            'an aspect-preserving resize, but the vision encoder takes one fixed {"height", "width"}'
+          : `expected ${p.expected}`;
     problems.push({ code: 'BLIP4017', message: `${said(k)}: ${why}`, loc });
   }
   for (const k of ['do_resize', 'do_rescale']) if (fromFile.includes(k) && typeof pp[k] !== 'boolean') problems.push({ code: 'BLIP4017', message: `${said(k)}: expected true or false`, loc });

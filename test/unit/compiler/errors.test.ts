@@ -175,8 +175,8 @@ test("the image processor's values are checked by name instead of replaced by de
     [{ size: { height: vision, width: vision + 16 } }, new RegExp(`gives \\[${vision},${vision + 16}\\] for size: expected an integer$`)],
     [{ size: { height: vision + 16, width: vision + 16 } }, new RegExp(`gives ${vision + 16} for the image size, but the vision encoder takes ${vision} × ${vision} images$`)],
     [{ do_rescale: 'yes' }, /gives "yes" for do_rescale: expected true or false$/],
-    // BlipImageProcessor resizes to a height and width and refuses a shortest edge; it is not read as a square
-    [{ size: { shortest_edge: vision } }, new RegExp(`gives \\{"shortest_edge":${vision}\\} for size: expected an integer$`)],
+    // transformers 5 keeps the aspect ratio for a shortest edge, which the encoder cannot take; it is not read as a square
+    [{ size: { shortest_edge: vision } }, new RegExp(`gives \\{"shortest_edge":${vision}\\} for size: an aspect-preserving resize, but the vision encoder takes one fixed \\{"height", "width"\\}$`)],
   ];
   for (const [change, pattern] of cases) await fails(CAPTION, edit(change), (e) => assert.match(problem(e, 'BLIP4017').message, pattern));
   // a value checked for each channel is one problem, not one per channel

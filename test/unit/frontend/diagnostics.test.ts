@@ -125,6 +125,8 @@ test('messages: a quoted name of over 80 characters is cut to 40, control charac
   assert.equal(tidyMessage('unknown input "q\x01former"'), 'unknown input "q\\x01former"');
   const plain = "unknown node kind 'qformr': expected one of vit, bert, qformer, linear, mlp, opt, llama, t5, classifier, embed; did you mean 'qformer'?";
   assert.equal(tidyMessage(plain), plain);
+  const path = `/home/me/.cache/huggingface/hub/models--Salesforce--blip2-opt-2.7b/snapshots/${'0'.repeat(40)}/model.blip`;
+  assert.equal(tidyMessage(`cannot read file '${path}': expected a readable .blip file`), `cannot read file '${path}': expected a readable .blip file`);
   const r = load({ 'main.blip': edit('qformer(vision)', `${long}(vision)`) });
   assert.ok(r.diagnostics.every((d) => d.message.length < 300), r.diagnostics.map((d) => d.message.length).join(' '));
 });
