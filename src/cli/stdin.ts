@@ -1,13 +1,13 @@
 // FILE '-' of `blip check` and `blip fmt`: the text on standard input, read once.
-import { readFileSync } from 'node:fs';
+import { readBlipFile } from '../syntax/load.js';
 
 /** How diagnostics name standard input. */
 export const STDIN_NAME = '<stdin>';
 
 let text: string | undefined;
 
-/** Standard input as UTF-8 text (invalid bytes as U+FFFD, which the parser reports). */
+/** Standard input as UTF-8 text (invalid bytes as U+FFFD, which the parser reports); refused past the size limit, as files are. */
 export function readStdin(): string {
-  text ??= new TextDecoder('utf-8').decode(readFileSync(0));
+  text ??= readBlipFile(0);
   return text;
 }

@@ -12,7 +12,7 @@
 //   4. prune dead nodes, check each graph, stream the weights (one tensor at a time) into
 //      OUT.tmp-<pid>/weights.bin, write the graphs, tokenizer files and, last, the manifest; rename.
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import type { IrModel, IrNode, IrOutput, SourceLoc } from '../ir/types.js';
 import type { Attrs } from '../nodes/NodeKind.js';
@@ -547,11 +547,22 @@ function positionLimits(model: IrModel, nodes: Map<string, ResolvedNode>, gens: 
   return limits;
 }
 
+/** Where --out is: itself, or where it points when it is a symbolic link (`current/` included, or a link to a folder not made yet). */
+function outputFolder(given: string): string {
+  const path = resolve(given); // (resolve drops a trailing slash, through which lstat would follow the link)
+  try {
+    if (!lstatSync(path).isSymbolicLink()) return path;
+  } catch {
+    return path;
+  }
+  return existsSync(path) ? realpathSync(path) : resolve(dirname(path), readlinkSync(path));
+}
+
 /** Write everything into OUT.tmp-<pid>, the manifest last, then move it into place. */
 async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<CompileResult, 'rewrites'>> {
   // an --out that is a symbolic link (current -> models/v3) is written where it points: the
   // swap-in rename would otherwise replace the link and leave its target stale
-  const out = existsSync(opts.out) && lstatSync(opts.out).isSymbolicLink() ? realpathSync(opts.out) : resolve(opts.out);
+  const out = outputFolder(opts.out);
   if (existsSync(out)) {
     const ok = statSync(out).isDirectory() && (existsSync(join(out, MANIFEST_FILE)) || readdirSync(out).length === 0);
     if (!ok) throw new CompileError('BLIP4016', `${opts.out} exists and is not a compiled model (no ${MANIFEST_FILE}); remove it or choose another --out`);

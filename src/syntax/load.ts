@@ -1,6 +1,6 @@
 // The front end's entry point: a `.blip` file (and the files it imports) -> a checked IrProgram
 // and every diagnostic found on the way. Never throws for anything wrong with the input.
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { IrProgram, SourceLoc } from '../ir/types.js';
 import { validateIr } from '../ir/validate.js';
@@ -26,9 +26,13 @@ export interface LoadResult {
   sources: Map<string, string>;
 }
 
-/** A file the parser would refuse as too large (BLIP1015), refused before it is read. */
+/** A file the parser would refuse as too large (BLIP1015), refused without reading it all. */
 class FileTooLarge extends Error {
-  constructor(readonly bytes: number) {
+  /** `bytes`: its size, or (a pipe, a device) how much was read before giving up. */
+  constructor(
+    readonly bytes: number,
+    readonly atLeast: boolean,
+  ) {
     super('too large');
   }
 }
@@ -38,19 +42,47 @@ export function readFailure(p: string, e: unknown, from?: SourceLoc): Diagnostic
   const top: SourceLoc = { file: p, line: 1, column: 1, start: 0, end: 0 };
   if (e instanceof FileTooLarge) {
     const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
-    return diagnostic('BLIP1015', top, `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(e.bytes)} MiB`);
+    return diagnostic('BLIP1015', top, `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${e.atLeast ? 'more than ' : ''}${mib(e.bytes)} MiB`);
   }
   return diagnostic('BLIP2001', from ?? top, `cannot read ${from ? 'imported ' : ''}file '${p}': expected a readable .blip file, found ${readError(e)}`);
 }
 
-/** A .blip file's text; refuses devices and files far over the size limit before reading (see readFailure). */
-export function readBlipFile(p: string): string {
-  // a device or pipe (/dev/zero) would be read without end, a huge file read whole only to be refused
-  const st = statSync(p);
-  if (st.isFile() && st.size > 3 * MAX_FILE_CHARS) throw new FileTooLarge(st.size); // (UTF-8 takes at most 3 bytes a UTF-16 unit)
-  if (!st.isFile() && !st.isDirectory()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTREG' });
-  // Invalid UTF-8 becomes U+FFFD (reported by the parser), never an exception.
-  return new TextDecoder('utf-8').decode(readFileSync(p));
+/** More bytes than this are more UTF-16 units than the parser takes (UTF-8 spends at most 3 bytes on one). */
+const MAX_FILE_BYTES = 3 * MAX_FILE_CHARS;
+
+/**
+ * A .blip file's text, from a path or a file descriptor (standard input). A regular file over the
+ * limit is refused by its size; a pipe or device (/dev/zero) is read until it ends or passes the
+ * limit, never without end. Invalid UTF-8 becomes U+FFFD (reported by the parser), never an exception.
+ */
+export function readBlipFile(p: string | number): string {
+  if (typeof p === 'string') {
+    const st = statSync(p);
+    if (st.isFile() && st.size > MAX_FILE_BYTES) throw new FileTooLarge(st.size, false);
+    if (st.isDirectory()) return new TextDecoder('utf-8').decode(readFileSync(p)); // (throws EISDIR)
+  }
+  const fd = typeof p === 'string' ? openSync(p, 'r') : p;
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(1 << 16);
+      let n: number;
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'EAGAIN') continue; // a non-blocking pipe not ready yet
+        throw e;
+      }
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > MAX_FILE_BYTES) throw new FileTooLarge(total, true);
+    }
+    return new TextDecoder('utf-8').decode(Buffer.concat(chunks, total));
+  } finally {
+    if (typeof p === 'string') closeSync(fd);
+  }
 }
 
 function readError(e: unknown): string {

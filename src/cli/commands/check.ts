@@ -1,6 +1,6 @@
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
-import { loadProgram } from '../../syntax/load.js';
+import { loadProgram, readFailure, type LoadResult } from '../../syntax/load.js';
 import { diagnosticsToJson, formatDiagnostics } from '../../diagnostics/format.js';
 import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
 import { readStdin, STDIN_NAME } from '../stdin.js';
@@ -50,7 +50,7 @@ Examples:
     const sources = new Map<string, string>();
     for (const file of files) {
       // '-' is standard input; its imports are found from the current folder
-      const r = file === '-' ? loadProgram(STDIN_NAME, { text: readStdin() }) : loadProgram(file);
+      const r = file === '-' ? loadStdin() : loadProgram(file);
       if (hasErrors(r.diagnostics)) failed = true;
       for (const [k, v] of r.sources) sources.set(k, v);
       if (json) all.push(...r.diagnostics);
@@ -61,3 +61,13 @@ Examples:
   },
 };
 export default command;
+
+function loadStdin(): LoadResult {
+  let text: string;
+  try {
+    text = readStdin();
+  } catch (e) {
+    return { diagnostics: [readFailure(STDIN_NAME, e)], sources: new Map() };
+  }
+  return loadProgram(STDIN_NAME, { text });
+}

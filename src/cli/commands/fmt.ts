@@ -4,7 +4,7 @@ import { UsageError } from '../Command.js';
 import { formatSource } from '../../syntax/print.js';
 import { formatDiagnostics } from '../../diagnostics/format.js';
 import { readBlipFile, readFailure } from '../../syntax/load.js';
-import { readStdin } from '../stdin.js';
+import { readStdin, STDIN_NAME } from '../stdin.js';
 
 const command: Command = {
   name: 'fmt',
@@ -42,10 +42,11 @@ Examples:
     if (!write && !check && files.length > 1) throw new UsageError('expected one FILE (use --write or --check for several)');
     if (write && files.includes('-')) throw new UsageError("--write rewrites files: '-' (standard input) has none to rewrite");
     let status = 0;
-    for (const file of files) {
+    for (const given of files) {
+      const file = given === '-' ? STDIN_NAME : given;
       let text: string;
       try {
-        text = file === '-' ? readStdin() : readBlipFile(file);
+        text = given === '-' ? readStdin() : readBlipFile(file);
       } catch (e) {
         process.stderr.write(formatDiagnostics([readFailure(file, e)], new Map()));
         status = 1;

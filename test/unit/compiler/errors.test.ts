@@ -315,6 +315,14 @@ test('an output directory that is not a compiled model is left alone; a compiled
     assert.equal(r.out, realpathSync(again));
     assert.ok(existsSync(join(again, 'manifest.json')) && !existsSync(join(again, 'stale.txt')));
     assert.deepEqual(readdirSync(root).sort(), ['artifact', 'current', 'precious']);
+    // written as `current/` (shell completion adds the slash), and a link to a folder not made yet
+    writeFileSync(join(again, 'stale.txt'), 'old');
+    await compile({ model, graphFile: CAPTION, graphText: text, weights, out: link + '/' });
+    assert.ok(lstatSync(link).isSymbolicLink() && !existsSync(join(again, 'stale.txt')));
+    const ahead = join(root, 'next');
+    symlinkSync(join(root, 'v4'), ahead, 'dir');
+    await compile({ model, graphFile: CAPTION, graphText: text, weights, out: ahead });
+    assert.ok(lstatSync(ahead).isSymbolicLink() && existsSync(join(root, 'v4', 'manifest.json')));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
