@@ -140,10 +140,13 @@ export function parse(text: string, file: string): ParseResult {
   const lexed = T.BlipLexer.tokenize(text);
   const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, (lexed.groups.errors ?? []) as IToken[]);
   // Bytes that were not UTF-8 inside a string or a comment, which the lexer takes as they are
-  // (outside them the lexer has reported the character already)
-  const reported = new Set(diagnostics.map((d) => d.loc.start));
+  // (outside them the lexer has reported its run of unexpected characters already). They decode
+  // to U+FFFD, which is refused wherever it stands: written as such, it marks text an earlier
+  // conversion already lost.
+  const unexpected = lexed.errors.map((e) => [e.offset, e.offset + e.length] as const);
   for (let i = text.indexOf('\ufffd'); i >= 0; i = text.indexOf('\ufffd', i + 1)) {
-    if (!reported.has(i)) diagnostics.push(diagnostic('BLIP1001', source.loc(i, i + 1), `unexpected bytes that are not UTF-8 (decoded as U+FFFD) in a string or comment: expected UTF-8 text (save the file as UTF-8)`));
+    if (unexpected.some(([a, b]) => i >= a && i < b)) continue;
+    diagnostics.push(diagnostic('BLIP1001', source.loc(i, i + 1), `unexpected bytes that are not UTF-8, or a U+FFFD replacement character: expected UTF-8 text (save the file as UTF-8)`));
   }
   // An unterminated string is reported, then parsed as if closed at the end of its line.
   // A malformed number, as a number (its value NaN, not reported again).
