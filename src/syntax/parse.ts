@@ -114,14 +114,19 @@ const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Exten
  * then read as that name, so the rest of the declaration parses instead of failing token by token.
  */
 function namesNotKeywords(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]): IToken[] {
-  const declared = new Set<string>();
+  const declared = new Set<string>(); // in the current model
+  let parens = 0;
   const asName = (t: IToken): IToken => ({ ...t, tokenType: T.Identifier, tokenTypeIdx: T.Identifier.tokenTypeIdx! });
   return tokens.map((t, i) => {
-    if (i === 0 || !T.KEYWORDS.has(t.tokenType)) return t;
+    if (t.tokenType === T.Model) declared.clear();
+    else if (t.tokenType === T.LParen) parens++;
+    else if (t.tokenType === T.RParen) parens = Math.max(0, parens - 1);
+    // (true and false are values too: `causal: true` must stay one)
+    if (i === 0 || !T.KEYWORDS.has(t.tokenType) || t.tokenType === T.True || t.tokenType === T.False) return t;
     const prev = tokens[i - 1]!.tokenType;
     const next = tokens[i + 1]?.tokenType;
-    // a use of the name so declared, as an input (`bert(model, cross: v)`): read as the name, not reported again
-    if (declared.has(t.image) && (prev === T.LParen || prev === T.Comma || prev === T.Colon) && (next === T.Comma || next === T.RParen)) return asName(t);
+    // a use of the name so declared, as a node's input (`bert(model, cross: v)`): read as the name, not reported again
+    if (declared.has(t.image) && parens > 0 && (prev === T.LParen || prev === T.Comma || prev === T.Colon) && (next === T.Comma || next === T.RParen)) return asName(t);
     // (`model m extends` then `{`… is not this: only a word followed by what follows a name)
     if (!NAME_AFTER.has(prev) || (next !== T.Colon && next !== T.LCurly && next !== T.Extends)) return t;
     diagnostics.push(diagnostic('BLIP1010', src.loc(t.startOffset, t.endOffset! + 1), `expected a name, found '${t.image}' ('${t.image}' is a reserved word: choose another name)`));

@@ -606,6 +606,12 @@ test('no follow-on errors from what recovery dropped: a keyword where a name goe
   const kw = check(edit('input prompt: text', 'input model: text'));
   assert.deepEqual([...new Set(kw.map((d) => d.code))], ['BLIP1010']);
   assert.deepEqual(kw, [{ code: 'BLIP1010', line: 3, column: 9, message: "expected a name, found 'model' ('model' is a reserved word: choose another name)" }]);
+  // a node named by a reserved word and used as an input: one error, at the declaration
+  const used = check(edit('node vision: vit(image)', 'node output: vit(image)').replace('qformer(vision)', 'qformer(output)'));
+  assert.deepEqual(used, [{ code: 'BLIP1010', line: 4, column: 8, message: "expected a name, found 'output' ('output' is a reserved word: choose another name)" }]);
+  // true / false stay values: another model's `causal: true` is not taken for a name
+  const values = check(`model a {\n  input image: image\n  node true: vit(image) @ "v"\n  output o: generate(true)\n}\nmodel b {\n  input image: image\n  node v: vit(image) @ "vision_model"\n  node d: bert(cross: v) @ "text_decoder" { causal: true }\n  output o: generate(d)\n}\n`);
+  assert.ok(values.every((d) => d.line <= 5), JSON.stringify(values));
   // an unterminated import: the base model it would have brought is not 'unknown'
   const imp = check(`import "./base.blip\nmodel n extends m {\n  generation { max_new_tokens: 5 }\n}\n`, { 'base.blip': BLIP2 });
   assert.ok(imp.some((d) => d.code === 'BLIP1002'), JSON.stringify(imp));
