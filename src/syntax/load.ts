@@ -145,13 +145,15 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
 
   // A model with a syntax error is not checked further: what recovery dropped would show up as
   // unknown or unused names. Other models still are.
-  // A model reaches up to the next declaration, its first token included: where recovery gave the
-  // model up early, the error lies after the span it parsed, or at the token recovery took for a
-  // new declaration ('input model: text' resynchronises at 'model').
+  // A model recovery gave up on before its '}' reaches up to the next declaration, its first token
+  // included: the error lies after the span it parsed, or at the token recovery took for a new
+  // declaration ('input model: text' resynchronises at 'model').
   const broken: SourceLoc[] = [];
   for (const f of files)
     f.ast.decls.forEach((d, i) => {
-      const reach = i + 1 < f.ast.decls.length ? f.ast.decls[i + 1]!.start : f.src.text.length;
+      // (a model closed by its '}' reaches no further: a stray token after it is not its error)
+      const closed = f.src.text[d.end - 1] === '}';
+      const reach = closed ? d.end : i + 1 < f.ast.decls.length ? f.ast.decls[i + 1]!.start : f.src.text.length;
       if (d.type === 'model' && diagnostics.some((x) => x.code < 'BLIP2' && x.loc.file === f.path && x.loc.start >= d.start && x.loc.start <= reach)) broken.push(f.src.loc(d.start, reach));
     });
   // A syntax error outside every model (in an import, between declarations) may have dropped an

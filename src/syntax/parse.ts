@@ -116,9 +116,12 @@ const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Exten
 function namesNotKeywords(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]): IToken[] {
   const declared = new Set<string>(); // in the current model
   let parens = 0;
+  let braces = 0;
   const asName = (t: IToken): IToken => ({ ...t, tokenType: T.Identifier, tokenTypeIdx: T.Identifier.tokenTypeIdx! });
   return tokens.map((t, i) => {
-    if (t.tokenType === T.Model) declared.clear();
+    if (t.tokenType === T.Model && braces === 0) declared.clear(); // a new model declaration
+    else if (t.tokenType === T.LCurly) braces++;
+    else if (t.tokenType === T.RCurly) braces = Math.max(0, braces - 1);
     else if (t.tokenType === T.LParen) parens++;
     else if (t.tokenType === T.RParen) parens = Math.max(0, parens - 1);
     // (true and false are values too: `causal: true` must stay one)

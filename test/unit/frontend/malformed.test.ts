@@ -608,10 +608,14 @@ test('no follow-on errors from what recovery dropped: a keyword where a name goe
   assert.deepEqual(kw, [{ code: 'BLIP1010', line: 3, column: 9, message: "expected a name, found 'model' ('model' is a reserved word: choose another name)" }]);
   // a node named by a reserved word and used as an input: one error, at the declaration
   const used = check(edit('node vision: vit(image)', 'node output: vit(image)').replace('qformer(vision)', 'qformer(output)'));
+  assert.deepEqual(check(edit('input prompt: text', 'input model: text').replace('text: prompt', 'text: model')), kw);
   assert.deepEqual(used, [{ code: 'BLIP1010', line: 4, column: 8, message: "expected a name, found 'output' ('output' is a reserved word: choose another name)" }]);
   // true / false stay values: another model's `causal: true` is not taken for a name
   const values = check(`model a {\n  input image: image\n  node true: vit(image) @ "v"\n  output o: generate(true)\n}\nmodel b {\n  input image: image\n  node v: vit(image) @ "vision_model"\n  node d: bert(cross: v) @ "text_decoder" { causal: true }\n  output o: generate(d)\n}\n`);
   assert.ok(values.every((d) => d.line <= 5), JSON.stringify(values));
+  // a stray token after a model closed by its '}' is not that model's error: its own errors still show
+  const stray = check(`model a {\n  input image: image\n}\n]\n`);
+  assert.deepEqual(stray.map((d) => d.code), ['BLIP2029', 'BLIP1012']);
   // an unterminated import: the base model it would have brought is not 'unknown'
   const imp = check(`import "./base.blip\nmodel n extends m {\n  generation { max_new_tokens: 5 }\n}\n`, { 'base.blip': BLIP2 });
   assert.ok(imp.some((d) => d.code === 'BLIP1002'), JSON.stringify(imp));
