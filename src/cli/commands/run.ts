@@ -279,29 +279,30 @@ Examples:
       for (let s = 0; s < files.length; s += bs) {
         const chunk = files.slice(s, s + bs);
         // decode each image on its own so that one bad file does not sink the batch
-        const ok: Array<{ file: string; pixels: DecodedImage }> = [];
-        const errors = new Map<string, { code: string; msg: string }>();
-        for (const f of chunk) {
+        // (by position in the chunk: the same file given twice is two rows, which need not agree)
+        const ok: Array<{ file: string; pixels: DecodedImage; at: number }> = [];
+        const errors = new Map<number, { code: string; msg: string }>();
+        for (const [at, f] of chunk.entries()) {
           try {
             const pixels = await toRgbImage(f, 0);
             // a model that does not resize takes images of its size only: the others are errors of their own
             if (!model.manifest.preprocess.do_resize) checkImageSize(pixels, declaredImageSize(model.manifest, model.kind === 'retrieval' ? 'retrieval' : 'encode'), f);
-            ok.push({ file: f, pixels });
+            ok.push({ file: f, pixels, at });
           } catch (e) {
             if (!(e instanceof ImageDecodeError) && !(e instanceof BlipRuntimeError && e.code === 'BLIP5011')) throw e;
-            errors.set(f, { code: e.code, msg: e.message });
+            errors.set(at, { code: e.code, msg: e.message });
           }
         }
-        const printed = new Map<string, string>();
+        const printed = new Map<number, string>();
         if (ok.length) {
           const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts, bs) : await runGenerate(model, ok, a, files.length === 1 && !json, json, bs, out);
-          got.forEach((text, i) => printed.set(ok[i].file, text));
+          got.forEach((text, i) => printed.set(ok[i]!.at, text));
         }
         bar.clear();
         // in input order: results on stdout, errors as records (--json) or on stderr
-        for (const f of chunk) {
-          const err = errors.get(f);
-          if (!err) out(printed.get(f) ?? '');
+        for (const [at, f] of chunk.entries()) {
+          const err = errors.get(at);
+          if (!err) out(printed.get(at) ?? '');
           else {
             failed++;
             if (json) out(JSON.stringify({ image: f, error: err.msg, code: err.code }) + '\n');

@@ -64,6 +64,7 @@ before(async () => {
     folderJson: cap('--image', folder, '--max-new-tokens', '5', '--json', '--batch-size', '2'),
     folderText: cap('--image', folder, '--max-new-tokens', '5'),
     sample1: cap('--image', IMG_A, '--sample', '--top-p', '0.9', '--seed', '5', '--json'),
+    sameTwice: cap('--image', IMG_A, '--image', IMG_A, '--sample', '--seed', '3', '--max-new-tokens', '8', '--json'),
     sample2: cap('--image', IMG_A, '--sample', '--top-p=0.9', '--seed=5', '--json', '--threads', '1'),
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
     half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
@@ -124,6 +125,19 @@ test('--device auto where only the CPU provider can start runs as --device cpu: 
   const recs = lines(R.jsonAuto.out).map((l) => JSON.parse(l));
   assert.deepEqual(recs.map((r) => r.token_ids), greedy().new_tokens);
   for (const r of recs) assert.ok(typeof r.timings_ms.load === 'number', JSON.stringify(r.timings_ms));
+});
+
+test('the same image given twice is two rows, each printed with its own result (sampling draws differ by row)', async () => {
+  assert.equal(R.sameTwice.code, 0, R.sameTwice.err);
+  const recs = lines(R.sameTwice.out).map((l) => JSON.parse(l));
+  const model = await load(caption);
+  try {
+    const want = await model.generate([IMG_A, IMG_A], { doSample: true, seed: 3, maxNewTokens: 8 });
+    assert.deepEqual(recs.map((r) => r.token_ids), want.map((r) => r.tokenIds));
+    assert.notDeepEqual(want[0]!.tokenIds, want[1]!.tokenIds, 'the two rows should differ for this to test anything');
+  } finally {
+    await model.close();
+  }
 });
 
 test('a model that does not resize (do_resize false): an image of another size is an error record of its own naming it, the others run', async () => {
