@@ -43,10 +43,9 @@ export function isLoopName(name: string): boolean {
 
 /**
  * Step inputs that change from one iteration to the next; every other input is the same for all
- * (cross.*, the image's mask). A graph that takes position_ids (no family's does today) is not
- * wrapped: its next positions would have to be derived here.
+ * (cross.*, the image's mask). position_ids (BLIP's text decoder) go on from the last column's + 1.
  */
-const CARRIED = ['input_ids', 'attention_mask', 'prefix_embeds'] as const;
+const CARRIED = ['input_ids', 'attention_mask', 'prefix_embeds', 'position_ids'] as const;
 
 const INT64 = onnx.TensorProto.DataType.INT64;
 const BOOL = onnx.TensorProto.DataType.BOOL;
@@ -74,7 +73,7 @@ export interface GreedyLoopOptions {
 
 /**
  * The greedy-loop form of a step graph (model bytes), or undefined when the graph is not one this
- * can wrap: it has subgraphs already, no input_ids, position_ids, no 2-D logits, a past.* without
+ * can wrap: it has subgraphs already, no input_ids, no 2-D logits, a past.* without
  * its present.*, or an opset whose ReduceMax takes axes as an input (18+).
  */
 export function wrapInGreedyLoop(bytes: Uint8Array, opts: GreedyLoopOptions = {}): Uint8Array | undefined {
@@ -89,7 +88,7 @@ export function wrapInGreedyLoop(bytes: Uint8Array, opts: GreedyLoopOptions = {}
   const outputs = g.output ?? [];
   const inputNames = inputs.map((i) => i.name ?? '');
   const outputNames = outputs.map((o) => o.name ?? '');
-  if (!inputNames.includes('input_ids') || inputNames.includes('position_ids') || !outputNames.includes('logits') || inputNames.some((n) => n.startsWith('loop.'))) return undefined;
+  if (!inputNames.includes('input_ids') || !outputNames.includes('logits') || inputNames.some((n) => n.startsWith('loop.'))) return undefined;
   const logitsDims = outputs.find((o) => o.name === 'logits')?.type?.tensorType?.shape?.dim;
   if (logitsDims && logitsDims.length !== 2) return undefined;
   const past = inputNames.filter((n) => n.startsWith('past.'));
@@ -106,6 +105,7 @@ export function wrapInGreedyLoop(bytes: Uint8Array, opts: GreedyLoopOptions = {}
   const logits = rename('logits');
   const mask = inner.get('attention_mask');
   const prefix = inner.get('prefix_embeds');
+  const positions = inner.get('position_ids');
   body.push(
     constant(L('axis1'), { dataType: INT64, dims: [1], int64Data: [1] }),
     constant(L('no_ban'), { dataType: FLOAT, dims: [], floatData: [0] }),
@@ -145,6 +145,18 @@ export function wrapInGreedyLoop(bytes: Uint8Array, opts: GreedyLoopOptions = {}
       node('Slice', [prefix, L('zero'), L('zero'), L('axis1')], [L('prefix_next')]),
     );
     next.push(L('prefix_next'));
+  }
+  // (the carried values in CARRIED's order: ids, mask, prefix, positions)
+  if (positions) {
+    // the next token's position: the last column's + 1, as generate() numbers them
+    body.push(
+      constant(L('last'), { dataType: INT64, dims: [1], int64Data: [-1] }),
+      constant(L('end'), { dataType: INT64, dims: [1], int64Data: [1 << 30] }),
+      constant(L('one'), { dataType: INT64, dims: [], int64Data: [1] }),
+      node('Slice', [positions, L('last'), L('end'), L('axis1')], [L('last_position')]),
+      node('Add', [L('last_position'), L('one')], [L('positions_next')]),
+    );
+    next.push(L('positions_next'));
   }
   // element types only: the carried values change shape from one iteration to the next
   const elem = (name: string): number => inputs.find((i) => i.name === name)?.type?.tensorType?.elemType ?? FLOAT;

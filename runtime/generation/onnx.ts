@@ -247,12 +247,13 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
         feeds.prefix_embeds = p;
       }
       if (this.inputs.has('position_ids')) {
-        // transformers: cumsum(mask) - 1, padding positions set to 1
+        // transformers 5.12 (GenerationMixin._prepare_position_ids_for_generation): cumsum(mask) - 1,
+        // padding positions 0; each step then continues from the last column's (below)
         const pos = mask.map((r) => {
           let c = 0;
           return r.map((m) => {
             c += m;
-            return m === 0 ? 1 : c - 1;
+            return m === 0 ? 0 : c - 1;
           });
         });
         st.lastPosition = pos.map((r) => r[r.length - 1]);

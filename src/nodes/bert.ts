@@ -71,7 +71,7 @@ function dims(ctx: LowerContext): Dims {
 /** Where the transformer body's tensors are: the decoder nests it under `bert.`. */
 const body = (ctx: LowerContext) => (ctx.bool('causal') ? 'bert.' : '');
 
-/** Word + learned position embeddings, then LayerNorm. ids (B, S), positions (S) → (B, S, W). */
+/** Word + learned position embeddings, then LayerNorm. ids (B, S), positions (S) or (B, S) → (B, S, W). */
 function embed(ctx: LowerContext, d: Dims, ids: Value, positions: Value): Value {
   const { b } = ctx;
   const p = `${body(ctx)}embeddings`;
@@ -167,7 +167,7 @@ Bert.lowering = {
   decoder: {
     facts: (ctx) => {
       const d = dims(ctx);
-      return { layers: ctx.int('depth'), kvHeads: d.heads, headDim: d.D, hidden: d.W, vocab: ctx.int('vocab_size'), positions: 'past_length' };
+      return { layers: ctx.int('depth'), kvHeads: d.heads, headDim: d.D, hidden: d.W, vocab: ctx.int('vocab_size'), positions: 'input' };
     },
 
     encode(ctx, inputs) {
@@ -185,10 +185,11 @@ Bert.lowering = {
     step(ctx, io) {
       const { b } = ctx;
       const d = dims(ctx);
-      // Positions continue from the cache length, ignoring padding (BlipTextEmbeddings: past_key_values_length + arange).
-      const P = b.dim(io.past[0].key, 2, 'past_len');
-      const S = b.dim(io.ids, 1, 'seq_len');
-      let x = embed(ctx, d, io.ids, b.range(P, b.add(P, S, 'total_len'), 'position_ids'));
+      // Positions as transformers 5.12's generate() gives them (BlipTextLMHeadModel takes
+      // position_ids): cumsum(mask) - 1 over the prompt, 0 at its padding, then the last column's + 1
+      // at each step, so a right-padded prompt's new tokens count on from its padding's 0. The
+      // runtime numbers them (runtime/generation/onnx.ts); (B, S) here.
+      let x = embed(ctx, d, io.ids, io.positions!);
       const selfBias = causalBias(b, io.mask, x, 'self_bias');
       const crossBias = io.crossMask && paddingBias(b, io.crossMask, 'cross_bias');
       const present: KV[] = [];

@@ -290,6 +290,29 @@ def caption_cases(spec, model, processor, tok, pix, tensors) -> list:
             gens.append(record_generation(model, gin, kwargs, dec_ids.shape[1], tok, gname, tensors, cname))
         case["generation"] = gens
         cases.append(case)
+    # 3. a prompt per row, of different lengths: right-padded by the processor, so the shorter row
+    # keeps its [SEP] and padding before the new tokens, which transformers 5.12's generate()
+    # numbers from the mask (cumsum - 1, 0 at padding; then the last column's + 1)
+    prompts = [spec["prompt"], "a"][: pix.shape[0]]
+    if pix.shape[0] == 2:
+        enc = processor(images=None, text=prompts, padding=True, return_tensors="pt")
+        dec_ids = enc["input_ids"].clone()[:, :-1]
+        dec_ids[:, 0] = model.config.text_config.bos_token_id
+        case = {
+            "name": "mixed_prompts",
+            "prompt": prompts,
+            "processor_input_ids": enc["input_ids"].tolist(),
+            "processor_attention_mask": enc["attention_mask"].tolist(),
+            "decoder_input_ids": dec_ids.tolist(),
+            "decoder_attention_mask": enc["attention_mask"][:, :-1].tolist(),
+        }
+        inputs = {"pixel_values": pix, "input_ids": enc["input_ids"].clone(), "attention_mask": enc["attention_mask"]}
+        gens = []
+        for gname, kwargs in GENERATIONS:
+            gin = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in inputs.items()}
+            gens.append(record_generation(model, gin, kwargs, dec_ids.shape[1], tok, gname, tensors, "mixed_prompts"))
+        case["generation"] = gens
+        cases.append(case)
     return cases
 
 

@@ -241,7 +241,7 @@ for (const fixture of ['blip-caption-a', 'blip2-opt-a', 'blip2-t5-a', 'instructb
       const K = 3;
       const encK = Object.fromEntries(Object.entries(enc1).map(([n, t]) => [n, repeatRows(t, K)]));
       const ids = c.decoder_input_ids ?? c.input_ids!;
-      const mask = c.decoder_input_ids ? ids.map((r) => r.map(() => 1)) : c.attention_mask!;
+      const mask = c.decoder_input_ids ? (c.decoder_attention_mask ?? ids.map((r) => r.map(() => 1))) : c.attention_mask!;
       const B = ids.length;
       const P = ids[0].length;
       const prefix = dec.inputNames.includes('prefix_embeds') ? { placeholders } : undefined;

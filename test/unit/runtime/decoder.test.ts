@@ -79,7 +79,7 @@ for (const [[fixture, graph], target] of GRAPHS.flatMap((g) => (['plain', 'cpu']
             prefillText: legacy ? { inputIds: c.input_ids!, attentionMask: c.attention_mask! } : undefined,
           });
           const prompt = encoderDecoder
-            ? { inputIds: c.decoder_input_ids! }
+            ? { inputIds: c.decoder_input_ids!, attentionMask: c.decoder_attention_mask }
             : legacy
               ? { inputIds: Array.from({ length: B }, () => [] as number[]) }
               : { inputIds: c.input_ids!, attentionMask: c.attention_mask! };
@@ -135,7 +135,8 @@ test('OnnxDecoderStepModel: position_ids from the mask, past/present, reorder of
   const ids = BigInt64Array.from([0n, 7n, 8n, 4n, 5n, 6n]);
   const mask = BigInt64Array.from([0n, 1n, 1n, 1n, 1n, 1n]);
   const a = await m.step({ inputIds: ids, batch: 2, seqLen: 3, attentionMask: mask, pastLength: 0, prefill: true }, undefined);
-  assert.deepEqual(Array.from(s.calls[0].position_ids.data as BigInt64Array, Number), [1, 0, 1, 0, 1, 2]);
+  // transformers 5.12: cumsum(mask) - 1, 0 at padding
+  assert.deepEqual(Array.from(s.calls[0].position_ids.data as BigInt64Array, Number), [0, 0, 1, 0, 1, 2]);
   assert.equal(s.calls[0]['past.0.key'].dims[2], 0);
   const r = m.reorder(a.state, [1, 1, 0]);
   assert.deepEqual(r.mask, [[1, 1, 1], [1, 1, 1], [0, 1, 1]]);

@@ -32,6 +32,8 @@ export interface FixtureInputs {
   input_ids?: number[][];
   attention_mask?: number[][];
   decoder_input_ids?: number[][];
+  /** BLIP captions with a prompt per row: the right-padded decoder prompt's mask. */
+  decoder_attention_mask?: number[][];
   qformer_input_ids?: number[][];
   qformer_attention_mask?: number[][];
 }

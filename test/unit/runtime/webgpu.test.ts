@@ -150,7 +150,7 @@ for (const [fixture, graph] of GENERATING) {
             const model = new Recording(
               new OnnxDecoderStepModel({ session: dec.session, decoder: m.decoder!, encoded, prefix: dec.session.inputNames.includes('prefix_embeds') ? { placeholders } : undefined, deviceRows: rows }),
             );
-            const prompt = encoderDecoder ? { inputIds: c.decoder_input_ids! } : { inputIds: c.input_ids!, attentionMask: c.attention_mask! };
+            const prompt = encoderDecoder ? { inputIds: c.decoder_input_ids!, attentionMask: c.decoder_attention_mask } : { inputIds: c.input_ids!, attentionMask: c.attention_mask! };
             const o: Record<string, unknown> = {};
             for (const [k, v] of Object.entries(g.kwargs)) if (k !== 'do_sample') o[camel(k)] = v;
             const r = await generate(model, prompt, { ...(o as GenerationOptions), eosTokenId: m.text.eos_token_id, padTokenId: m.text.pad_token_id, vocabSize: m.decoder!.vocab_size });
