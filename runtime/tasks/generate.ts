@@ -239,7 +239,8 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
   if (lim.text !== undefined && e > lim.text) throw new BlipRuntimeError('BLIP5032', `the question is ${e} tokens, the text encoder has ${lim.text} positions; shorten it`);
   if (lim.decoder !== undefined) {
     const prompt = (built.prompt.inputIds[0]?.length ?? 0) + (built.prefillText ? (built.prefillText.inputIds[0]?.length ?? 0) + (m.text.num_query_tokens ?? 0) : 0);
-    const total = prompt + (maxNewTokens ?? 0);
+    // the last new token is never fed back, so it takes no position (as in transformers: one more fails there)
+    const total = prompt + Math.max(0, (maxNewTokens ?? 0) - 1);
     if (prompt > lim.decoder || total > lim.decoder) {
       throw new BlipRuntimeError(
         'BLIP5032',

@@ -25,15 +25,18 @@ test('the manifest records the learned-position limits of the text paths', async
   }
 });
 
-test('a prompt plus max_new_tokens beyond the decoder positions is BLIP5032', async () => {
+test('a prompt plus max_new_tokens beyond the decoder positions is BLIP5032; up to the last position runs (the last new token is never fed back)', async () => {
   const m = await load(await compileFixture('blip-caption-a', tmp.dir));
   try {
     const limit = m.manifest.text.max_positions!.decoder!;
-    await assert.rejects(m.generate([image], { maxNewTokens: limit }), (e: Error & { code?: string }) => {
+    // no prompt: [DEC] takes position 0, new tokens 1 … limit - 1 are fed back, the limit-th is not
+    await assert.rejects(m.generate([image], { maxNewTokens: limit + 1, minNewTokens: limit + 1 }), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'BLIP5032');
       assert.match(e.message, new RegExp(`decoder has ${limit} positions`));
       return true;
     });
+    const [full] = await m.generate([image], { maxNewTokens: limit, minNewTokens: limit });
+    assert.equal(full!.tokenIds.length, limit);
     const ok = await m.generate([image], { maxNewTokens: 2 });
     assert.equal(ok.length, 1);
   } finally {
