@@ -36,6 +36,8 @@ export interface LlmPromptOptions {
   bosTokenId?: number;
   /** Padding side for prompts of different lengths (default: the tokenizer's). */
   paddingSide?: 'left' | 'right';
+  /** The pad id when the tokenizer has none (the manifest's text.pad_token_id). */
+  padTokenId?: number;
 }
 
 /**
@@ -56,7 +58,7 @@ export function llmPrompt(tok: HfTokenizer, prompts: string[] | null, batch: num
       attentionMask: Array.from({ length: batch }, () => [...ones, 1]),
     };
   }
-  const enc = tok.encodeBatch(prompts, { paddingSide: opts.paddingSide });
+  const enc = tok.encodeBatch(prompts, { paddingSide: opts.paddingSide, padTokenId: tok.padTokenId ?? opts.padTokenId });
   return {
     inputIds: enc.inputIds.map((r) => [...img, ...r]),
     attentionMask: enc.attentionMask.map((r) => [...ones, ...r]),

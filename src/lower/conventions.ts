@@ -125,13 +125,14 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
       text_input: task === 'caption' ? 'decoder' : 'encoder',
     };
   }
-  // A language model blip-graph has no class for, or an id written as null: eos 2, pad 0 (LlamaConfig
-  // leaves pad unset; finished rows are cropped at their eos either way).
-  const d = { eos: 2, pad: 0 };
+  // A language model blip-graph has no class for, or an id written as null: eos 2. No pad id
+  // (LlamaConfig leaves it unset): the first eos, as generate() then pads with (the pads of a
+  // batch's shorter prompts are ids the repetition penalty and the n-gram ban see).
   const eos = text.eos_token_id;
+  const eosIds = Array.isArray(eos) ? (eos as number[]) : [id(eos) ?? 2];
   const conv: TextConventions = {
-    eos_token_id: Array.isArray(eos) ? (eos as number[]) : [id(eos) ?? d.eos],
-    pad_token_id: id(text.pad_token_id) ?? d.pad,
+    eos_token_id: eosIds,
+    pad_token_id: id(text.pad_token_id) ?? eosIds[0]!,
     prompt_format: 'plain',
   };
   const bos = id(text.bos_token_id);

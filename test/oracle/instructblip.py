@@ -23,6 +23,7 @@ from transformers import (
 from blip2 import image_processor
 from common import (
     GENERATIONS,
+    record_generation,
     dir_size,
     randomize_parameters,
     reset_dir,
@@ -81,6 +82,16 @@ SPECS = {
                   rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, vocab_size=601,
                   bos_token_id=1, eos_token_id=2, tie_word_embeddings=False),
         images=["blocks_1000x700.png", "gray_45x31.png"],
+        # no pad id in the config or the tokenizer: a batch pads with eos, as generate() falls back to
+        # (the repetition penalty and the n-gram ban see those ids)
+        padded_prompts=["What is unusual about this image?", "Describe the image in detail."],
+        padded_generations=["greedy", "beam3", "greedy_penalties", "beam3_penalties"],
+        # a repetition penalty below 1 favours the ids already in the batch, the pads among them
+        padded_extra=[
+            ("greedy_favour_seen", {"max_new_tokens": 10, "min_new_tokens": 3, "num_beams": 1, "do_sample": False, "repetition_penalty": 0.8}),
+            ("beam4_favour_seen", {"max_new_tokens": 10, "min_new_tokens": 3, "num_beams": 4, "do_sample": False, "repetition_penalty": 0.8,
+                                   "no_repeat_ngram_size": 3, "length_penalty": 2.0, "early_stopping": False}),
+        ],
     ),
     "instructblip-t5-a": dict(
         kind="t5",
@@ -252,7 +263,10 @@ def cases(spec, model, processor, tok, images, tensors) -> list:
     out = []
     runs = [("instruction", [PROMPT] * len(images), None), ("describe", [PROMPT2] * len(images), ["greedy"])]
     if spec.get("padded_prompts"):
-        runs.append(("padded", spec["padded_prompts"], ["greedy", "beam3"]))
+        runs.append(("padded", spec["padded_prompts"], spec.get("padded_generations", ["greedy", "beam3"])))
+        if tok.pad_token is None:
+            # (in memory only: the saved tokenizer keeps none, so blip-graph pads with the config's fallback)
+            tok.pad_token = tok.eos_token
     for cname, prompts, which in runs:
         enc = processor(images=images, text=prompts, padding=cname == "padded", return_tensors="pt")
         pix = enc["pixel_values"]
@@ -294,6 +308,10 @@ def cases(spec, model, processor, tok, images, tensors) -> list:
             prompt_length = 1
         gin = {k: v for k, v in enc.items()}
         case["generation"] = generations(model, gin, prompt_length, tok, tensors, cname, which=which)
+        if cname == "padded":
+            for gname, kwargs in spec.get("padded_extra", []):
+                g = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in gin.items()}
+                case["generation"].append(record_generation(model, g, kwargs, prompt_length, tok, gname, tensors, cname))
         if cname != "instruction":
             tensors.pop(f"{cname}/greedy/step_logits", None)
         out.append(case)

@@ -80,7 +80,7 @@ test('blip compile prints a summary; blip inspect prints the manifest and an op 
     const i = await cli(['inspect', out]);
     assert.equal(i.code, 0, i.err);
     assert.match(i.out, /"task": "vqa"/);
-    assert.match(i.out, /decoder\.onnx: \d+ nodes, \d+ initializers\n\s+inputs:\s+input_ids int64\[batch, sequence\], attention_mask int64\[batch, total_sequence\], past\.0\.key float32\[batch, 4, past_sequence, 10\]/);
+    assert.match(i.out, /decoder\.onnx: \d+ nodes, \d+ initializers\n\s+inputs:\s+input_ids int64\[batch, sequence\], attention_mask int64\[batch, total_sequence\], position_ids int64\[batch, position_sequence\], past\.0\.key float32\[batch, 4, past_sequence, 10\]/);
     assert.match(i.out, /\n\s+MatMul\s+\d+\n/);
     const j = JSON.parse((await cli(['inspect', out, '--json'])).out);
     assert.equal(j.graphs.encode.ops.Conv, 1);

@@ -8,7 +8,7 @@ import { compile } from '../../../src/lower/compile.js';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
 import { floatToHalf } from '../../../src/weights/float16.js';
-import { FIXTURES, diff, emptyPast, expected, f32, i64, loadModel, nextPast, rows, session, tmp } from './harness.js';
+import { FIXTURES, diff, emptyPast, expected, f32, i64, loadModel, nextPast, rows, session, stepPositions, tmp } from './harness.js';
 
 const CAPTION = 'graphs/blip-caption.blip';
 const FIXTURE = 'blip-caption-a';
@@ -65,7 +65,7 @@ async function greedyError(weights: string, out: string, dtype: 'float32' | 'flo
   let worst = 0;
   for (let step = 0; step < 4; step++) {
     len += ids[0].length;
-    const o = await dec.run({ ...fixed, ...past, input_ids: i64(ids), attention_mask: i64(ids.map(() => Array(len).fill(1))) });
+    const o = await dec.run({ ...fixed, ...past, ...stepPositions(dec, len - ids[0].length, ids), input_ids: i64(ids), attention_mask: i64(ids.map(() => Array(len).fill(1))) });
     const d = diff(o.logits.data as Float32Array, rows(steps, step, step + 1));
     worst = Math.max(worst, d.max / d.tol);
     past = nextPast(o);

@@ -19,7 +19,7 @@ function checkpointCopy(fixture: string, edit: (ts: Tensor[]) => Tensor[] = (t) 
   const src = join(FIXTURES, fixture, 'checkpoint');
   const dir = join(tmp('ckpt-'), 'checkpoint');
   mkdirSync(dir);
-  for (const f of readdirSync(src)) if (f !== 'model.safetensors') copyFileSync(join(src, f), join(dir, f));
+  for (const f of readdirSync(src)) if (f !== 'model.safetensors') cpSync(join(src, f), join(dir, f), { recursive: true }); // (qformer_tokenizer/ is a folder)
   const st = SafetensorsFile.open(join(src, 'model.safetensors'));
   const tensors = [...st.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: st.readRaw(t.name) }));
   st.close();
@@ -340,10 +340,12 @@ test("a LLaMA checkpoint with older per-layer rotary buffers (self_attn.rotary_e
   }
 });
 
-test("special ids a config leaves out take the language model's transformers defaults (T5 eos 1; OPT bos 2, pad 1)", async () => {
+test("special ids a config leaves out take the language model's transformers defaults (T5 eos 1; OPT bos 2, pad 1; no pad id at all: the eos, as generate() pads)", async () => {
   for (const [fixture, graph, drop, want] of [
     ['blip2-t5-a', 'graphs/blip2-t5.blip', ['eos_token_id'], { eos_token_id: [1] }],
     ['blip2-opt-a', 'graphs/blip2-opt.blip', ['bos_token_id', 'pad_token_id'], { bos_token_id: 2, pad_token_id: 1 }],
+    // LlamaConfig has no pad id; the fixture's tokenizer neither
+    ['instructblip-vicuna-b', 'graphs/instructblip-vicuna.blip', [], { eos_token_id: [2], pad_token_id: 2 }],
   ] as const) {
     const weights = checkpointCopy(fixture);
     try {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { compile } from '../../../src/lower/compile.js';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { SafetensorsFile } from '../../../src/weights/safetensors.js';
-import { close, emptyPast, i64, loadModel, nextPast, rows, session, tmp } from './harness.js';
+import { close, emptyPast, i64, loadModel, nextPast, rows, session, stepPositions, tmp } from './harness.js';
 import * as ort from 'onnxruntime-node';
 
 const BENCH = '.bench/blip-base-random';
@@ -36,7 +36,8 @@ test('BLIP-base (random weights, 224 M parameters) compiles and matches transfor
     const logits = arr('decoder_logits');
     let past = emptyPast(dec, 2, m.decoder!.kv_heads, m.decoder!.head_dim);
     for (let s = 0; s < ids[0].length; s++) {
-      const o = await dec.run({ ...fixed, ...past, input_ids: i64(ids.map((row) => [row[s]])), attention_mask: i64(mask.map((row) => row.slice(0, s + 1))) });
+      const step = ids.map((row) => [row[s]]);
+      const o = await dec.run({ ...fixed, ...past, ...stepPositions(dec, s, step), input_ids: i64(step), attention_mask: i64(mask.map((row) => row.slice(0, s + 1))) });
       close('decoder logits (step by step)', o.logits.data as Float32Array, rows(logits, s, s + 1), diffs);
       past = nextPast(o);
     }

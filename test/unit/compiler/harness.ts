@@ -101,6 +101,15 @@ export function emptyPast(s: ort.InferenceSession, batch: number, kvHeads: numbe
   return out;
 }
 
+/**
+ * position_ids of a step of `ids` after `past` columns, when the decoder takes them (BLIP's text
+ * decoder): column numbers, as transformers numbers an unpadded prompt and its forward() numbers a
+ * sequence it is given without them.
+ */
+export function stepPositions(s: ort.InferenceSession, past: number, ids: number[][]): Record<string, ort.Tensor> {
+  return s.inputNames.includes('position_ids') ? { position_ids: i64(ids.map((r) => r.map((_, j) => past + j))) } : {};
+}
+
 /** present.* outputs of one step as the next step's past.* inputs. */
 export function nextPast(o: ort.InferenceSession.OnnxValueMapType): Record<string, ort.Tensor> {
   const out: Record<string, ort.Tensor> = {};

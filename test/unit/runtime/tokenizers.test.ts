@@ -192,6 +192,8 @@ for (const fx of checkpoints) {
           numQueryTokens: exp.num_query_tokens,
           bosTokenId: exp.config?.text_config?.bos_token_id ?? exp.special_ids?.bos_token_id ?? undefined,
           paddingSide: c.padding_side,
+          // what the compiler's conventions give when the tokenizer has no pad: the config's, else the first eos
+          padTokenId: exp.special_ids?.pad_token_id ?? [exp.special_ids?.eos_token_id ?? 2].flat()[0],
         });
         assert.deepEqual(p.inputIds, c.input_ids, `${fx} ${c.name}`);
         assert.deepEqual(p.attentionMask, c.attention_mask, `${fx} ${c.name}`);
