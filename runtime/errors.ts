@@ -83,13 +83,13 @@ export class DeviceError extends BlipRuntimeError {
   }
 }
 
-/** First line of an error's message (native libraries sometimes return several). */
 /** An error's whole message on one line (onnxruntime puts what it expected on the lines after the first). */
 export function oneLine(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return m.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
 }
 
+/** First line of an error's message (native libraries sometimes return several). */
 export function firstLine(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return (m.split('\n').find((l) => l.trim().length > 0) ?? m).trim();

@@ -26,6 +26,8 @@ export function describeJsonError(text: string, e: unknown): string {
   return jsonSyntaxProblem(text) ?? (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
 }
 
+const NUMBER = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+
 function scan(s: string): { at: number; why: string } | undefined {
   let i = 0;
   const fail = (why: string): never => {
@@ -39,7 +41,9 @@ function scan(s: string): { at: number; why: string } | undefined {
     if (word === 'True' || word === 'False' || word === 'None') return `${word} (Python, not JSON: ${word === 'None' ? 'null' : word.toLowerCase()})`;
     if (word === 'NaN' || word === 'Infinity') return `${word}, which JSON has no way to write`;
     if (word) return `'${word}'`;
-    return c === "'" ? "a single quote (JSON strings take double quotes)" : `'${c}'`;
+    if (c === "'") return 'a single quote (JSON strings take double quotes)';
+    const code = c.codePointAt(0)!;
+    return code < 0x20 || code === 0x7f ? `control character U+${code.toString(16).toUpperCase().padStart(4, '0')}` : `'${c}'`;
   };
   const ws = (): void => {
     while (i < s.length && (s[i] === ' ' || s[i] === '\t' || s[i] === '\n' || s[i] === '\r')) i++;
@@ -111,7 +115,8 @@ function scan(s: string): { at: number; why: string } | undefined {
       }
     }
     if (c === '"') return string();
-    const number = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(s.slice(i, i + 400))?.[0];
+    NUMBER.lastIndex = i;
+    const number = NUMBER.exec(s)?.[0];
     if (number) return void (i += number.length);
     for (const word of ['true', 'false', 'null']) if (s.startsWith(word, i)) return void (i += word.length);
     fail(`expected a value, found ${found()}`);
@@ -124,7 +129,6 @@ function scan(s: string): { at: number; why: string } | undefined {
   } catch (e) {
     if (typeof e === 'object' && e !== null && 'at' in e) return e as { at: number; why: string };
     return undefined; // nested too deep for this scanner: V8's words then
-
   }
 }
 

@@ -37,7 +37,7 @@ const lib = hfTokenizers as unknown as {
   PrecompiledNormalizer: Ctor;
 };
 import { TokenizerLoadError } from '../errors.js';
-import { readJsonFile as readJson } from '../../src/jsonSyntax.js';
+import { readJsonFile as readJsonOrProblem } from '../../src/jsonSyntax.js';
 import { generateMerges, parseSentencePieceModel, PieceType, type SpModel } from './sentencepiece.js';
 
 export type TokenizerClass = 'BertTokenizer' | 'GPT2Tokenizer' | 'T5Tokenizer' | 'LlamaTokenizer' | 'TokenizersBackend';
@@ -98,7 +98,7 @@ export interface TokenizerFiles {
 }
 
 function readJsonFile(path: string): Json {
-  const read = readJson(path);
+  const read = readJsonOrProblem(path);
   if (read.problem !== undefined) throw new TokenizerLoadError(`${path} ${read.problem}`, path);
   const v = read.value;
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new TokenizerLoadError(`${path} does not hold a JSON object`, path);

@@ -210,7 +210,8 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
   // a finished run in which no sample could be read is a failure (wrong inputs, say), not a clean dataset
   const stats = summary.final;
   if (stats && (stats.images_seen > 0 || stats.errors > 0) && stats.images_ok === 0) {
-    deps.stderr.write(`blip capfilt: none of the ${stats.images_seen} samples could be read (${stats.errors} error records in errors.jsonl)\n`);
+    const records = `${stats.errors} error record${stats.errors === 1 ? '' : 's'} in errors.jsonl`;
+    deps.stderr.write(stats.images_seen ? `blip capfilt: none of the ${stats.images_seen} samples could be read (${records})\n` : `blip capfilt: no sample could be read from the inputs (${records})\n`);
     return 1;
   }
   return 0;

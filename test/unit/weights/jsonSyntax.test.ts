@@ -26,6 +26,8 @@ test('jsonSyntaxProblem: the first offending character, its line and column, and
     ['', 'line 1, column 1: expected a value, found the text ends'],
     ['{} {}', "line 1, column 4: expected the end of the text after the value, found '{'"],
     ['{"a": 01}', "line 1, column 8: expected ',' or '}', found '1'"],
+    ['\x1b{}', 'line 1, column 1: expected a value, found control character U+001B'],
+    [`{"a": ${'1'.repeat(500)} x}`, `line 1, column ${8 + 500}: expected ',' or '}', found 'x'`],
   ];
   for (const [text, want] of cases) {
     assert.equal(jsonSyntaxProblem(text), want, text);
