@@ -3,6 +3,7 @@
 // penalty, no-repeat n-gram, min length, min new tokens; when sampling, then temperature, top-k,
 // top-p, min-p, typical-p.
 import { topk } from './topk.js';
+import { GenerationConfigError } from '../errors.js';
 
 const f = Math.fround;
 const NEG_INF = -Infinity;
@@ -77,7 +78,15 @@ export function minNewTokens(promptLength: number, min: number, eos: number[]): 
 export function temperature(t: number): LogitsProcessor {
   const tf = f(t);
   return (_ids, scores) => {
-    for (let i = 0; i < scores.length; i++) scores[i] = f(scores[i] / tf);
+    for (let i = 0; i < scores.length; i++) {
+      const x = scores[i]!;
+      scores[i] = f(x / tf);
+      // a finite score the division overflows upwards: the softmax would be NaN (torch's
+      // multinomial refuses the same); the settings' fault, said as such (-inf is a 0 probability)
+      if (Number.isFinite(x) && !(scores[i]! < Infinity)) {
+        throw new GenerationConfigError(`temperature ${t} is too small: the scores divided by it overflow float32 (for the most likely tokens use greedy decoding, without sampling)`);
+      }
+    }
   };
 }
 

@@ -62,9 +62,11 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   const maxPixels = opts.maxPixels ?? 2 ** 28;
   const base = { ignoreIcc: true, failOn: 'error' as const, limitInputPixels: maxPixels, autoOrient: false };
   // The header and the pixels are read at once (both in libuv's threads: a caller can resize the
-  // previous image meanwhile); the pixels are dropped for the rare spaces decoded another way.
-  const pixels = sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  pixels.catch(() => {}); // awaited below unless the header fails first
+  // previous image meanwhile); the pixels are dropped for the rare spaces decoded another way. Only
+  // for bytes that announce a format PIL reads: an SVG would be rendered (tens of seconds, on the
+  // threads every decode shares) before its header is refused.
+  const pixels = signature(bytes) || isHeif(bytes) ? sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }) : undefined;
+  pixels?.catch(() => {}); // awaited below unless the header fails first
   let meta: sharp.Metadata;
   try {
     // (no pixel limit for the header alone: sharp would refuse a bomb without saying its size)
@@ -82,7 +84,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     if (meta.space === 'cmyk') return await decodeCmyk(bytes, base);
     // (16-bit gray with alpha opens as 8-bit LA in PIL, taking the high byte: the default path)
     if (meta.space === 'grey16' && meta.channels === 1) return await decodeGrey16(bytes, base);
-    const { data, info } = await pixels;
+    const { data, info } = await (pixels ?? sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
     const gif = meta.format === 'gif' ? gifFirstFrame(bytes) : undefined;
     if (gif) fillAsPil(data, info.width, info.height, info.channels, gif);
     return toRgb(data, info.width, info.height, info.channels);
@@ -106,6 +108,11 @@ function describeSharpError(e: unknown, bytes: Uint8Array, maxPixels: number): s
   if (cut) return `the file is truncated (${cut})`;
   const format = signature(bytes) ?? 'image';
   return /corrupt header/i.test(m) ? `the file is corrupt (its ${format} header does not decode)` : `the file is corrupt (its ${format} data does not decode)`;
+}
+
+/** Whether the bytes are an ISO-BMFF image (AVIF, HEIF): an `ftyp` box first. */
+function isHeif(b: Uint8Array): boolean {
+  return b[4] === 0x66 && b[5] === 0x74 && b[6] === 0x79 && b[7] === 0x70;
 }
 
 /** The format that a file's first bytes announce. */

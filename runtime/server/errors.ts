@@ -63,6 +63,9 @@ export function toApiError(e: unknown): ApiError {
       return new ApiError(400, msg, 'invalid_request_error', 'invalid_image', 'messages');
     case 'BLIP5030':
       return new ApiError(400, msg, 'invalid_request_error', 'invalid_generation_settings', null);
+    case 'BLIP5032':
+      // a text the model has no positions for (an instruction past the Q-Former's, say)
+      return new ApiError(400, msg, 'invalid_request_error', 'context_length_exceeded', 'messages');
     default:
       return new ApiError(500, code ? `${code}: ${msg}` : `internal error: ${msg}`, 'server_error', code ?? null, null);
   }

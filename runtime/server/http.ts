@@ -72,7 +72,9 @@ export function sendError(res: ServerResponse, e: ApiError): void {
   const headers: Record<string, string> = { ...e.headers };
   // clients retry 429 and 5xx; the rest would fail the same way again
   if (e.status < 500 && e.status !== 429) headers['x-should-retry'] = 'false';
-  if (e.status === 413) headers.Connection = 'close';
+  // a body not read to its end (a 413, or an error found before reading it: 404, 405, 415) is not
+  // read on: the connection closes after the answer instead of draining an endless upload
+  if (e.status === 413 || res.req?.complete === false) headers.Connection = 'close';
   sendJson(res, e.status, errorBody(e), headers);
 }
 

@@ -3,7 +3,7 @@
 // links resolved) lies inside DIR. Remote http(s) URLs are never fetched. Decoding happens in the
 // worker (runtime/preprocess), where a file that is not an image becomes a 400.
 import { realpath, stat, readFile } from 'node:fs/promises';
-import { isAbsolute, relative, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiError, badRequest } from './errors.js';
 
@@ -69,7 +69,7 @@ async function fileUrl(url: string, param: string, o: ImageUrlOptions): Promise<
     real = await realpath(path);
   } catch {
     // do not tell files outside the folder from missing ones
-    throw forbiddenOrMissing(path, param, o.allowFiles);
+    throw forbiddenOrMissing(path, await resolvedAsFarAsExists(path), param, o.allowFiles);
   }
   const rel = relative(o.allowFiles, real);
   if (rel === '' || rel.startsWith('..' + sep) || rel === '..' || isAbsolute(rel)) {
@@ -81,8 +81,27 @@ async function fileUrl(url: string, param: string, o: ImageUrlOptions): Promise<
   return { name: path, bytes: new Uint8Array(await readFile(real)) };
 }
 
-function forbiddenOrMissing(path: string, param: string, allow: string): ApiError {
-  const rel = relative(allow, path);
+/** `path` with its deepest existing folder resolved (links followed) and the missing rest appended. */
+async function resolvedAsFarAsExists(path: string): Promise<string> {
+  const rest: string[] = [];
+  for (let dir = path; ; ) {
+    try {
+      return join(await realpath(dir), ...rest.reverse());
+    } catch {
+      const parent = dirname(dir);
+      if (parent === dir) return path;
+      rest.push(basename(dir));
+      dir = parent;
+    }
+  }
+}
+
+/**
+ * A missing file is judged where it would be once links are followed: a link inside the folder to
+ * one outside must not tell a client which files exist there (403 for both, not 400 for the missing).
+ */
+function forbiddenOrMissing(path: string, resolved: string, param: string, allow: string): ApiError {
+  const rel = relative(allow, resolved);
   if (rel.startsWith('..') || isAbsolute(rel)) return new ApiError(403, `${param}: ${path} is outside the folder this server may read images from`, 'permission_error', 'file_not_allowed', param);
   return badRequest(`${param}: no such file ${path}`, param, 'invalid_image');
 }

@@ -15,6 +15,15 @@ export interface Ctx {
   maxN: number;
   /** Most texts / inputs per ITM or embeddings request. */
   maxInputs: number;
+  /** Most characters of one text, checked before tokenizing (--max-text-chars). */
+  maxTextChars: number;
+}
+
+/** A text longer than the server tokenizes: refused before tokenizing (which would block every request). */
+function checkTextChars(ctx: Ctx, text: string, param: string): void {
+  if (text.length > ctx.maxTextChars) {
+    throw badRequest(`${param} is ${text.length} characters; this server takes at most ${ctx.maxTextChars} characters of text (--max-text-chars)`, param, 'context_length_exceeded');
+  }
 }
 
 type Obj = Record<string, unknown>;
@@ -51,11 +60,18 @@ function optNumber(b: Obj, name: string, min: number, max: number, integer = fal
 }
 
 function imageRef(v: unknown, param: string): unknown {
-  // "url", { url }, { image_url: { url } | "url" }, { type: "image_url", image_url: ... }
-  if (typeof v === 'string') return v;
-  if (isObj(v)) {
-    if ('image_url' in v) return imageRef(v.image_url, `${param}.image_url`);
+  // "url", { url }, { image_url: { url } | "url" }, { type: "image_url", image_url: ... }; an
+  // image_url nests once (a loop, not recursion: a body nested 20000 deep exhausted the stack)
+  for (let depth = 0; depth < 2; depth++) {
+    if (typeof v === 'string') return v;
+    if (!isObj(v)) break;
+    if ('image_url' in v && depth === 0) {
+      v = v.image_url;
+      param = `${param}.image_url`;
+      continue;
+    }
     if ('url' in v) return v.url;
+    break;
   }
   throw badRequest(`${param} must be an image URL string or {"url": ...}`, param, 'invalid_image_url');
 }
@@ -157,6 +173,7 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   }
   if (doSample && topP === 0) throw badRequest('top_p must be > 0 when sampling', 'top_p');
 
+  if (prompt !== null) checkTextChars(ctx, prompt, 'messages');
   let facts;
   try {
     facts = promptFacts(entry, prompt);
@@ -250,6 +267,7 @@ export interface ItmPlan {
 
 function checkTexts(ctx: Ctx, entry: ModelEntry, texts: string[], param: string): number {
   let total = 0;
+  texts.forEach((t, i) => checkTextChars(ctx, t, `${param}[${i}]`));
   texts.forEach((t, i) => {
     const n = entry.tokenizer.encode(t).length;
     total += n;

@@ -45,6 +45,12 @@ export interface ServeOptions {
    * would not bound a request's memory.
    */
   maxImagePixels?: number;
+  /**
+   * The most characters of one prompt, ITM text or embeddings input (default 32768). Checked before
+   * tokenizing, which runs on the HTTP thread: a megabyte of T5 prompt took minutes and froze every
+   * other request meanwhile.
+   */
+  maxTextChars?: number;
   /** Folder file:// image URLs may read from. */
   allowFiles?: string;
   /** Most sequences per chat request (n). */
@@ -66,6 +72,7 @@ export const SERVE_DEFAULTS = {
   workers: 1,
   maxBodyBytes: 20 * 1024 * 1024,
   maxImagePixels: 50_000_000,
+  maxTextChars: 32_768,
   maxN: 16,
   maxInputs: 256,
 } as const;
@@ -89,7 +96,7 @@ type Endpoint = 'chat' | 'itm' | 'embeddings' | 'models' | 'health' | 'metrics' 
 /** Every key ServeOptions has (checked at run time for JavaScript callers: a misspelt limit would be ignored). */
 const SERVE_OPTIONS: Array<keyof ServeOptions> = [
   'models', 'host', 'port', 'device', 'threads', 'deviceId', 'maxBatch', 'maxQueue', 'timeoutMs', 'workers',
-  'maxBodyBytes', 'maxImagePixels', 'allowFiles', 'maxN', 'maxInputs', 'backendModule', 'backendOptions', 'log',
+  'maxBodyBytes', 'maxImagePixels', 'maxTextChars', 'allowFiles', 'maxN', 'maxInputs', 'backendModule', 'backendOptions', 'log',
 ];
 
 export async function startServer(opts: ServeOptions): Promise<BlipServer> {
@@ -111,6 +118,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     ['workers', o.workers, 1],
     ['maxBodyBytes', o.maxBodyBytes, 1],
     ['maxImagePixels', o.maxImagePixels, 1],
+    ['maxTextChars', o.maxTextChars, 1],
   ] as const) {
     if (!Number.isInteger(v) || v < min) throw new BlipError('BLIP5901', `${name} must be an integer >= ${min}, found ${v}`);
   }
@@ -125,7 +133,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
   }
   const entries = opts.models.map((m) => loadEntry(m.id, m.dir));
   const models = new Map(entries.map((e) => [e.id, e]));
-  const ctx: Ctx = { models, images: { allowFiles, maxBytes: o.maxBodyBytes }, maxN: o.maxN, maxInputs: o.maxInputs };
+  const ctx: Ctx = { models, images: { allowFiles, maxBytes: o.maxBodyBytes }, maxN: o.maxN, maxInputs: o.maxInputs, maxTextChars: o.maxTextChars };
 
   const pool: PoolOptions = {
     maxBatch: o.maxBatch,
@@ -195,7 +203,13 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       default:
         if (path.startsWith('/v1/models/')) {
           route('models', 'GET');
-          const id = decodeURIComponent(path.slice('/v1/models/'.length));
+          const raw = path.slice('/v1/models/'.length);
+          let id: string;
+          try {
+            id = decodeURIComponent(raw);
+          } catch {
+            throw new ApiError(404, `The model '${raw}' does not exist (its name is not valid percent-encoding)`, 'invalid_request_error', 'model_not_found', 'model');
+          }
           const e = models.get(id);
           if (!e) throw new ApiError(404, `The model '${id}' does not exist`, 'invalid_request_error', 'model_not_found', 'model');
           return sendJson(res, 200, modelCard(e, scheduler.providers(e.id)));
@@ -206,10 +220,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
   };
 
   function refuseWhileDraining(): void {
-    if (draining) {
-      metrics.rejected.inc({ reason: 'draining' });
-      throw new ApiError(503, 'the server is shutting down', 'service_unavailable', 'draining');
-    }
+    if (draining) throw new ApiError(503, 'the server is shutting down', 'service_unavailable', 'draining');
   }
 
   /** Run a job, cancelling it when the client goes away first. */
@@ -315,17 +326,18 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     const t0 = performance.now();
     const endpoint = { name: 'other' as Endpoint };
     let status: number | undefined;
-    res.once('close', () => {
-      metrics.requests.inc({ endpoint: endpoint.name, status: String(status ?? res.statusCode) });
-      metrics.latency.observe((performance.now() - t0) / 1000, { endpoint: endpoint.name });
-    });
-    handle(req, res, endpoint).catch((e) => {
+    const handled = handle(req, res, endpoint).catch((e) => {
       if (e instanceof Handled) {
         status = e.status;
         return;
       }
       const err = toApiError(e);
       if (err.status >= 500) o.log?.(`error: ${req.method} ${req.url}: ${err.message}`);
+      // (refused while draining, here or by the scheduler for a request read before the signal)
+      if (err.code === 'draining') {
+        metrics.rejected.inc({ reason: 'draining' });
+        res.setHeader('Connection', 'close');
+      }
       if (err.status === 499) {
         status = 499;
         res.destroy();
@@ -336,6 +348,14 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       } catch {
         res.destroy();
       }
+    });
+    // counted once the connection is done and the handling has settled: a client that went away is
+    // a 499 only once the cancelled job has said so (the default 200 was counted before)
+    res.once('close', () => {
+      void handled.then(() => {
+        metrics.requests.inc({ endpoint: endpoint.name, status: String(status ?? res.statusCode) });
+        metrics.latency.observe((performance.now() - t0) / 1000, { endpoint: endpoint.name });
+      });
     });
   });
   http.on('clientError', (err, socket) => {

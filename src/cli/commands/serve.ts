@@ -35,6 +35,8 @@ Options:
   --max-body BYTES    request body limit (default 20971520 = 20 MiB); also the image size limit
   --max-image-pixels N  the most pixels (width x height) an image may decode to; larger ones are
                       refused by their header, before decoding: 400 (default 50000000)
+  --max-text-chars N  the most characters of one prompt or text, checked before tokenizing: 400
+                      beyond it (default 32768)
   --allow-files DIR   accept file:// image URLs for files inside DIR (never outside it)
   --quiet             no log lines on stderr
 
@@ -57,6 +59,7 @@ const OPTIONS = {
   'timeout-ms': { type: 'string' },
   'max-body': { type: 'string' },
   'max-image-pixels': { type: 'string' },
+  'max-text-chars': { type: 'string' },
   'allow-files': { type: 'string' },
   quiet: { type: 'boolean' },
 } as const;
@@ -99,6 +102,7 @@ const command: Command = {
       timeoutMs: int('timeout-ms', v['timeout-ms'], 1),
       maxBodyBytes: int('max-body', v['max-body'], 1),
       maxImagePixels: int('max-image-pixels', v['max-image-pixels'], 1),
+      maxTextChars: int('max-text-chars', v['max-text-chars'], 1),
       allowFiles: v['allow-files'],
       log,
     });

@@ -140,7 +140,11 @@ test('a client that goes away while queued frees its slot', async () => {
     await until(async () => (await health(s.url)).queue_depth === 0, 'the slot to be freed');
     g.open();
     assert.equal((await running).status, 200);
-    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /blip_rejected_total\{reason="client_closed"\} 1/);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    assert.match(metrics, /blip_rejected_total\{reason="client_closed"\} 1/);
+    // counted as what it was, not as the response's default 200
+    await until(async () => /blip_requests_total\{endpoint="chat",status="499"\} 1/.test(await (await fetch(`${s.url}/metrics`)).text()), 'the 499 to be counted');
+    assert.match(await (await fetch(`${s.url}/metrics`)).text(), /blip_requests_total\{endpoint="chat",status="200"\} 1\n/);
   } finally {
     g.open();
     await s.close();

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import OpenAI from 'openai';
 import sharp from 'sharp';
@@ -31,6 +31,7 @@ before(async () => {
   writeFileSync(join(allowed, 'not-an-image.png'), 'hello');
   symlinkSync(fixturePath('images', 'gray_45x31.png'), join(allowed, 'escape.png'));
   mkdirSync(join(allowed, 'sub'));
+  symlinkSync(tmpdir(), join(allowed, 'sub', 'up')); // a folder link pointing outside
   s = await serve({
     models: [
       { id: 'cap', dir: dirs.cap },
@@ -40,6 +41,7 @@ before(async () => {
     maxBatch: 4,
     maxBodyBytes: 256 * 1024,
     maxImagePixels: 4000, // the fixtures' photos are 64 x 48 at most
+    maxTextChars: 2000,
     allowFiles: allowed,
   });
   client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -181,6 +183,11 @@ test('file:// images: read inside --allow-files, refused outside it and through 
     assert.ok(r.status === 403 || r.status === 400, `${url}: ${r.status}`);
     assert.ok(['file_not_allowed', 'invalid_image_url'].includes(r.json.error.code), `${url}: ${JSON.stringify(r.json)}`);
   }
+  // through a folder link pointing outside, a file that exists there and one that does not read the same: 403
+  for (const name of [basename(allowed), 'no-such-file-here.png']) {
+    const r = await post(`${s.url}/v1/chat/completions`, chatBody('cap', {}, undefined, pathToFileURL(join(allowed, 'sub', 'up', name)).href));
+    assert.equal(r.status, 403, `${name}: ${JSON.stringify(r.json)}`);
+  }
   const notImage = await post(`${s.url}/v1/chat/completions`, chatBody('cap', {}, undefined, pathToFileURL(join(allowed, 'not-an-image.png')).href));
   assert.equal(notImage.status, 400);
   assert.equal(notImage.json.error.code, 'invalid_image');
@@ -254,6 +261,21 @@ test('bad input over raw HTTP: malformed JSON, oversized body, wrong content typ
   assert.equal(noTexts.status, 400);
   const tokens = await post(`${s.url}/v1/embeddings`, { model: 'itm', input: [[1, 2, 3]] });
   assert.equal(tokens.status, 400);
+  // texts longer than --max-text-chars are refused before they are tokenized
+  const long = 'word '.repeat(500);
+  const longChat = await post(url, chatBody('cap', {}, long));
+  assert.deepEqual([longChat.status, longChat.json.error.code, longChat.json.error.message], [400, 'context_length_exceeded', 'messages is 2499 characters; this server takes at most 2000 characters of text (--max-text-chars)']);
+  const longItm = await post(`${s.url}/v1/itm`, { model: 'itm', image: dataUrl(), texts: ['a cat', long] });
+  assert.deepEqual([longItm.status, longItm.json.error.param], [400, 'texts[1]']);
+  // an image_url nested 15000 deep (within --max-body) is a 400 about the image, not a stack overflow
+  const nested = `${'{"image_url":'.repeat(15000)}${JSON.stringify({ url: dataUrl() })}${'}'.repeat(15000)}`; // (JSON.stringify would overflow here)
+  const deep = await post(url, `{"model":"cap","messages":[{"role":"user","content":[{"type":"image_url","image_url":${nested}}]}]}`);
+  assert.deepEqual([deep.status, deep.json.error.code], [400, 'invalid_image_url']);
+  // a model name that is not valid percent-encoding is an unknown model
+  const odd = await fetch(`${s.url}/v1/models/%E0%A4%A`);
+  assert.equal(odd.status, 404);
+  // an error found before the body is read closes the connection instead of reading the body on
+  assert.equal(text.headers.get('connection'), 'close');
   assert.equal((await health(s.url)).status, 'ok');
 });
 
