@@ -72,48 +72,34 @@ function scan(s: string): { at: number; why: string } | undefined {
     }
     i++;
   };
+  // an object's members or an array's values: after the opener, items separated by commas up to `close`
+  const items = (close: string, item: () => void): void => {
+    i++;
+    ws();
+    if (s[i] === close) return void i++;
+    for (;;) {
+      item();
+      ws();
+      if (s[i] !== ',') return expect(`',' or '${close}'`, close);
+      i++;
+      ws();
+      if (s[i] === close) fail(`a comma before '${close}' (JSON has no trailing commas)`);
+    }
+  };
   const value = (): void => {
     ws();
     const c = s[i];
     if (c === '{') {
-      i++;
-      ws();
-      if (s[i] === '}') return void i++;
-      for (;;) {
+      return items('}', () => {
         ws();
         if (s[i] !== '"') fail(`expected a double-quoted property name, found ${found()}`);
         string();
         ws();
         expect("':'", ':');
         value();
-        ws();
-        if (s[i] === ',') {
-          i++;
-          ws();
-          if (s[i] === '}') fail("a comma before '}' (JSON has no trailing commas)");
-          continue;
-        }
-        expect("',' or '}'", '}');
-        return;
-      }
+      });
     }
-    if (c === '[') {
-      i++;
-      ws();
-      if (s[i] === ']') return void i++;
-      for (;;) {
-        value();
-        ws();
-        if (s[i] === ',') {
-          i++;
-          ws();
-          if (s[i] === ']') fail("a comma before ']' (JSON has no trailing commas)");
-          continue;
-        }
-        expect("',' or ']'", ']');
-        return;
-      }
-    }
+    if (c === '[') return items(']', value);
     if (c === '"') return string();
     NUMBER.lastIndex = i;
     const number = NUMBER.exec(s)?.[0];
