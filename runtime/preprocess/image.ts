@@ -75,7 +75,9 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     throw new ImageDecodeError(name, describeSharpError(e, bytes, maxPixels));
   }
   // what libvips reads beyond PIL (SVG, PDF, FITS, ...) would be a picture transformers never sees
-  if (!PIL_FORMATS.has(meta.format ?? '')) throw new ImageDecodeError(name, `not a supported image (${(meta.format ?? 'unknown').toUpperCase()}: ${SUPPORTED} expected)`);
+  // (HEIC is libvips' heif with HEVC, which PIL opens only with a plug-in)
+  const format = meta.format === 'heif' && meta.compression && meta.compression !== 'av1' ? 'heic' : (meta.format ?? 'unknown');
+  if (!PIL_FORMATS.has(format)) throw new ImageDecodeError(name, `not a supported image (${format.toUpperCase()}: ${SUPPORTED} expected)`);
   if (!meta.width || !meta.height) throw new ImageDecodeError(name, 'the image has no size');
   if (meta.width * meta.height > maxPixels) {
     throw new ImageDecodeError(name, `${meta.width}x${meta.height} is more than the ${maxPixels} pixels allowed`);
