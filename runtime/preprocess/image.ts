@@ -65,7 +65,8 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   // previous image meanwhile); the pixels are dropped for the rare spaces decoded another way. Only
   // for bytes that announce a format PIL reads: an SVG would be rendered (tens of seconds, on the
   // threads every decode shares) before its header is refused.
-  const pixels = signature(bytes) || isHeif(bytes) ? sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }) : undefined;
+  const decodePixels = () => sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  const pixels = signature(bytes) || isHeif(bytes) ? decodePixels() : undefined;
   pixels?.catch(() => {}); // awaited below unless the header fails first
   let meta: sharp.Metadata;
   try {
@@ -86,7 +87,7 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     if (meta.space === 'cmyk') return await decodeCmyk(bytes, base);
     // (16-bit gray with alpha opens as 8-bit LA in PIL, taking the high byte: the default path)
     if (meta.space === 'grey16' && meta.channels === 1) return await decodeGrey16(bytes, base);
-    const { data, info } = await (pixels ?? sharp(bytes, base).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }));
+    const { data, info } = await (pixels ?? decodePixels());
     const gif = meta.format === 'gif' ? gifFirstFrame(bytes) : undefined;
     if (gif) fillAsPil(data, info.width, info.height, info.channels, gif);
     return toRgb(data, info.width, info.height, info.channels);

@@ -1,6 +1,6 @@
 // The front end's entry point: a `.blip` file (and the files it imports) -> a checked IrProgram
 // and every diagnostic found on the way. Never throws for anything wrong with the input.
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { IrProgram, SourceLoc } from '../ir/types.js';
 import { validateIr } from '../ir/validate.js';
@@ -59,7 +59,7 @@ export function readBlipFile(p: string | number): string {
   if (typeof p === 'string') {
     const st = statSync(p);
     if (st.isFile() && st.size > MAX_FILE_BYTES) throw new FileTooLarge(st.size, false);
-    if (st.isDirectory()) return new TextDecoder('utf-8').decode(readFileSync(p)); // (throws EISDIR)
+    if (st.isDirectory()) throw Object.assign(new Error(`${p} is a directory`), { code: 'EISDIR' });
   }
   const fd = typeof p === 'string' ? openSync(p, 'r') : p;
   try {
@@ -93,9 +93,7 @@ function readError(e: unknown): string {
       ? 'it is a directory'
       : code === 'EACCES'
         ? 'permission denied'
-        : code === 'ENOTREG'
-          ? 'a device, pipe or socket, not a file'
-          : ((e as Error)?.message ?? String(e));
+        : ((e as Error)?.message ?? String(e));
 }
 
 function dedupe(ds: Diagnostic[]): Diagnostic[] {

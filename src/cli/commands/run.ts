@@ -276,6 +276,8 @@ Examples:
     const out = (s: string) => (status.clear(), process.stdout.write(s));
     try {
       let done = 0;
+      // a model that does not resize takes images of its encoder's size only
+      const fixedSize = model.manifest.preprocess.do_resize ? undefined : declaredImageSize(model.manifest, model.kind === 'retrieval' ? 'retrieval' : 'encode');
       for (let s = 0; s < files.length; s += bs) {
         const chunk = files.slice(s, s + bs);
         // decode each image on its own so that one bad file does not sink the batch
@@ -285,8 +287,8 @@ Examples:
         for (const [at, f] of chunk.entries()) {
           try {
             const pixels = await toRgbImage(f, 0);
-            // a model that does not resize takes images of its size only: the others are errors of their own
-            if (!model.manifest.preprocess.do_resize) checkImageSize(pixels, declaredImageSize(model.manifest, model.kind === 'retrieval' ? 'retrieval' : 'encode'), f);
+            // (the others are errors of their own)
+            if (fixedSize) checkImageSize(pixels, fixedSize, f);
             ok.push({ file: f, pixels, at });
           } catch (e) {
             if (!(e instanceof ImageDecodeError) && !(e instanceof BlipRuntimeError && e.code === 'BLIP5011')) throw e;
