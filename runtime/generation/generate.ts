@@ -205,15 +205,26 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   const inGraph = !cfg.doSample && cfg.processors.every((p) => p.eosBannedBelow !== undefined) && model.greedy !== undefined && opts.greedyChunk !== 0;
   const eosBannedBelow = Math.max(0, ...cfg.processors.map((p) => p.eosBannedBelow ?? 0));
   let step = 0;
+  let stopped = false;
   /** Appends one token per row, marks the rows it finishes and reports it. */
   const record = (tokens: number[]): void => {
     if (tokens.length !== B) throw new BlipRuntimeError('BLIP5031', `step ${step}: ${tokens.length} tokens for ${B} rows`);
+    // a row that a stopRow finished inside an in-graph chunk is padded here, as the model pads the rows it finished
+    if (stopped && hasEos) tokens = tokens.map((t, r) => (unfinished[r] ? t : cfg.pad!));
     for (let r = 0; r < B; r++) {
       seqs[r].push(tokens[r]);
       mask[r].push(1);
     }
     const len = seqs[0].length;
     for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(tokens[r]))) unfinished[r] = false;
+    if (opts.stopRow) {
+      for (let r = 0; r < B; r++) {
+        if (unfinished[r] && opts.stopRow(r, seqs[r].slice(P))) {
+          unfinished[r] = false;
+          stopped = true;
+        }
+      }
+    }
     opts.onToken?.({ step, tokens, finished: unfinished.map((u) => !u) });
     step++;
   };

@@ -83,6 +83,12 @@ export interface GenerationOptions {
   seed?: number;
   /** A custom uniform [0, 1) source for sampling (overrides seed). */
   random?: () => number;
+  /**
+   * A stopping criterion for one row (transformers' StoppingCriteria, per row), asked after each of
+   * its new tokens (`tokens`: the row's tokens after the prompt); true finishes the row, which is
+   * padded from then on as after an EOS. Greedy and sampling; beam search does not ask it.
+   */
+  stopRow?: (row: number, tokens: number[]) => boolean;
   /** Called after every generated token (greedy and sampling). */
   onToken?: (e: TokenEvent) => void;
   /**

@@ -1,6 +1,7 @@
 // Request validation and response shapes of the OpenAI-compatible endpoints.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rowSeed } from '../tasks/generate.js';
+import { stopList } from '../generation/stopStrings.js';
 import type { ModelEntry } from './catalog.js';
 import { promptFacts } from './catalog.js';
 import { ApiError, badRequest } from './errors.js';
@@ -91,7 +92,6 @@ export interface ChatPlan {
 }
 
 const UNSUPPORTED: Array<[string, (v: unknown) => boolean, string]> = [
-  ['stop', (v) => v !== null && !(Array.isArray(v) && v.length === 0), 'stop sequences are not supported'],
   ['logprobs', (v) => v === true, 'logprobs are not supported'],
   ['top_logprobs', (v) => v !== null && v !== 0, 'logprobs are not supported'],
   ['tools', (v) => Array.isArray(v) && v.length > 0, 'tools are not supported'],
@@ -172,6 +172,12 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
     doSample = true; // n different answers: sample them
   }
   if (doSample && topP === 0) throw badRequest('top_p must be > 0 when sampling', 'top_p');
+  let stop: string[];
+  try {
+    stop = stopList(b.stop);
+  } catch (e) {
+    throw badRequest((e as Error).message, 'stop');
+  }
 
   if (prompt !== null) checkTextChars(ctx, prompt, 'messages');
   let facts;
@@ -205,6 +211,7 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   if (maxTokens !== undefined) maxNew = maxTokens;
 
   const settings: GenSettings = { maxNewTokens: maxNew, doSample, n };
+  if (stop.length) settings.stop = stop;
   if (doSample) {
     if (temperature !== undefined) settings.temperature = temperature;
     if (topP !== undefined) settings.topP = topP;
@@ -214,11 +221,13 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   const image = await resolveImageUrl(images[0].url, images[0].param, ctx.images);
   // beam sampling draws from one stream per batch: such requests are never batched together
   const alone = doSample && numBeams > 1 ? `|${randomUUID()}` : '';
-  const key = `generate|${maxNew}|${doSample}|${settings.temperature}|${settings.topP}|${n}|${facts.shape}${alone}`;
+  const key = `generate|${maxNew}|${doSample}|${settings.temperature}|${settings.topP}|${n}|${facts.shape}|${JSON.stringify(stop)}${alone}`;
   return { entry, image, prompt, settings, seeds, stream, includeUsage, promptTokens: facts.positions + facts.encoderTokens, key };
 }
 
-export function finishReason(tokenIds: number[], plan: ChatPlan): 'stop' | 'length' {
+export function finishReason(choice: { tokenIds: number[]; stop?: string }, plan: ChatPlan): 'stop' | 'length' {
+  const { tokenIds } = choice;
+  if (choice.stop !== undefined) return 'stop';
   const eos = plan.entry.manifest.text.eos_token_id;
   if (tokenIds.length > 0 && eos.includes(tokenIds[tokenIds.length - 1])) return 'stop';
   return tokenIds.length >= plan.settings.maxNewTokens ? 'length' : 'stop';
@@ -244,7 +253,7 @@ export function chatResponse(plan: ChatPlan, v: GenValue, id: string, created: n
       index,
       message: { role: 'assistant', content: c.text, refusal: null },
       logprobs: null,
-      finish_reason: finishReason(c.tokenIds, plan),
+      finish_reason: finishReason(c, plan),
     })),
     usage: { prompt_tokens: plan.promptTokens, completion_tokens: completion, total_tokens: plan.promptTokens + completion },
   };

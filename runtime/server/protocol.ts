@@ -43,6 +43,8 @@ export interface GenSettings {
   topP?: number;
   /** Sequences per image (OpenAI's n). */
   n: number;
+  /** Stop strings (OpenAI's stop): a choice ends before the first one it completes. */
+  stop?: string[];
 }
 
 export interface GenJob {
@@ -79,7 +81,8 @@ export type BatchMessage =
 export type ToWorker = BatchMessage | { type: 'close' };
 
 export interface GenValue {
-  choices: Array<{ text: string; tokenIds: number[] }>;
+  /** `stop`: the stop string that ended the choice. */
+  choices: Array<{ text: string; tokenIds: number[]; stop?: string }>;
 }
 export interface ItmValue {
   itm: number[];

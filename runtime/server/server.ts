@@ -275,7 +275,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       throw new Handled(toApiError(e).status);
     }
     open();
-    v.choices.forEach((c, index) => sse.send(chunk(plan, id, created, [{ index, delta: {}, logprobs: null, finish_reason: finishReason(c.tokenIds, plan) }])));
+    v.choices.forEach((c, index) => sse.send(chunk(plan, id, created, [{ index, delta: {}, logprobs: null, finish_reason: finishReason(c, plan) }])));
     if (plan.includeUsage) {
       const completion = v.choices.reduce((a, c) => a + c.tokenIds.length, 0);
       sse.send({ ...(chunk(plan, id, created, []) as object), usage: { prompt_tokens: plan.promptTokens, completion_tokens: completion, total_tokens: plan.promptTokens + completion } });

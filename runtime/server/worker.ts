@@ -93,6 +93,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
       doSample: s.doSample,
       batchSize: live.length,
     };
+    if (s.stop) opts.stop = s.stop;
     if (prompts.some((p) => p !== null)) opts.prompt = prompts.map((p) => p ?? '');
     if (s.doSample) {
       if (s.temperature !== undefined) opts.temperature = s.temperature;
@@ -124,7 +125,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
     live.forEach((i, b) => {
       const r = out[b];
       const seqs = r.sequences ?? [r];
-      const value: GenValue = { choices: seqs.map((q) => ({ text: q.text, tokenIds: q.tokenIds })) };
+      const value: GenValue = { choices: seqs.map((q) => ({ text: q.text, tokenIds: q.tokenIds, ...(q.stop !== undefined ? { stop: q.stop } : {}) })) };
       for (const q of seqs) tokens += q.tokenIds.length;
       results[i] = { ok: true, value };
     });

@@ -22,6 +22,7 @@ import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js
 import type { DeviceRowGather } from '../generation/deviceRows.js';
 import { createRandom } from '../generation/random.js';
 import { TextStreamer } from '../generation/streamer.js';
+import { cutAtStop, findStop, StopFilter, stopList } from '../generation/stopStrings.js';
 import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } from '../generation/types.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
@@ -56,6 +57,13 @@ export interface GenerateOptions {
   seed?: number | number[];
   /** Sequences per image (beam search: at most numBeams; sampling: independent samples). */
   numReturnSequences?: number;
+  /**
+   * Stop strings (at most 4): a sequence ends at the token whose text completes one, and its `text`
+   * is what came before it (`stop` names the string). Matched in the decoded new tokens before
+   * white space is trimmed. Greedy and sampled rows stop there; beam search runs as without them and
+   * its sequences are cut.
+   */
+  stop?: string | string[];
   /** Images per encode / generate call (default 8). */
   batchSize?: number;
   /**
@@ -89,6 +97,8 @@ export interface GeneratedSequence {
   tokenIds: number[];
   /** Beam search: the length-penalised score. */
   score?: number;
+  /** The stop string (GenerateOptions.stop) that ended the sequence; `text` stops before it. */
+  stop?: string;
 }
 
 export interface GenerateResult extends GeneratedSequence {
@@ -298,7 +308,7 @@ function checkOptions(o: GenerateOptions): void {
 /** Every key GenerateOptions has (checked at run time for JavaScript callers). */
 const GENERATE_OPTIONS: Array<keyof GenerateOptions> = [
   'prompt', 'maxNewTokens', 'maxLength', 'minNewTokens', 'minLength', 'numBeams', 'lengthPenalty', 'earlyStopping', 'repetitionPenalty',
-  'noRepeatNgramSize', 'doSample', 'topP', 'topK', 'temperature', 'seed', 'numReturnSequences', 'batchSize', 'onToken',
+  'noRepeatNgramSize', 'doSample', 'topP', 'topK', 'temperature', 'seed', 'numReturnSequences', 'stop', 'batchSize', 'onToken',
 ];
 
 /** Run generation for `images` (see GenerateOptions); one result per image, in order. */
@@ -323,6 +333,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   const style = promptStyle(m);
   if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const nRet = opts.numReturnSequences ?? 1;
+  const stops = stopList(opts.stop);
   if (Array.isArray(opts.seed) && opts.seed.length !== N * nRet) {
     throw new GenerationConfigError(`${opts.seed.length} seeds for ${N * nRet} output sequences (${N} images x ${nRet})`);
   }
@@ -391,9 +402,11 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         g.random = () => rngs[draws++ % rowsOut]();
       }
     }
-    const streamers = opts.onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, opts.onToken!)) : [];
-    // in-graph greedy (CPU): a caller who streams gets its tokens four at a time
-    if (opts.onToken) g.greedyChunk = 4;
+    const streamers = opts.onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, opts.onToken!, stops)) : [];
+    // in-graph greedy (CPU): a caller who streams gets its tokens four at a time, and a row that
+    // meets a stop string runs at most three tokens past it before the host sees it
+    if (opts.onToken || stops.length) g.greedyChunk = 4;
+    if (stops.length) g.stopRow = (_r, toks) => findStop(ctx.tokenizer.decode(toks, { skipSpecialTokens: true }), stops) !== undefined;
     g.onToken = (e: TokenEvent) => {
       if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
         throw new BlipRuntimeError('BLIP5031', `sampling drew ${draws} numbers by step ${e.step} for ${rowsOut} rows; per-row seeds need one draw per row per step`);
@@ -408,7 +421,10 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const fresh = s.slice(out.promptLength);
       const cut = fresh.findIndex((t) => eos.has(t));
       const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
-      const seq: GeneratedSequence = { text: ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true }).trim(), tokenIds };
+      const stopped = cutAtStop(ctx.tokenizer, tokenIds, stops);
+      const seq: GeneratedSequence = stopped
+        ? { text: stopped.text.trim(), tokenIds: stopped.tokenIds, stop: stopped.stop }
+        : { text: ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true }).trim(), tokenIds };
       if (out.sequenceScores) seq.score = out.sequenceScores[r];
       return seq;
     });
@@ -425,13 +441,17 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   return results;
 }
 
-/** Streams one output row through TextStreamer (one callback per token), trimming the white space before its first text. */
-function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: string, id: number) => void) {
+/**
+ * Streams one output row through TextStreamer (one callback per token), holding back what may be
+ * the start of a stop string and trimming the white space around the text.
+ */
+function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: string, id: number) => void, stops: string[]) {
   let started = false;
   let done = false;
   let pending = '';
   let held = '';
-  const streamer = new TextStreamer(tok, (text, end) => (pending += end ? text.trimEnd() : text), { skipSpecialTokens: true });
+  const filter = stops.length ? new StopFilter(stops) : undefined;
+  const streamer = new TextStreamer(tok, (text, end) => (pending += filter ? filter.push(text) + (end ? filter.end() : '') : text), { skipSpecialTokens: true });
   const feed = (id: number, last: boolean) => {
     streamer.put([id]);
     if (last) {

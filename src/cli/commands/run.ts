@@ -12,6 +12,7 @@ import { checkImageSize, declaredImageSize, toRgbImage } from '../../../runtime/
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
 import { MAX_ROWS_PER_PROMPT } from '../../../runtime/generation/generate.js';
+import { MAX_STOP_LENGTH, MAX_STOP_STRINGS } from '../../../runtime/generation/stopStrings.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
@@ -31,6 +32,7 @@ const OPTIONS: Record<string, Kind> = {
   'top-k': 'int',
   temperature: 'float',
   seed: 'int',
+  stop: 'list',
   'batch-size': 'int',
   device: 'string',
   threads: 'int',
@@ -41,6 +43,7 @@ interface Args {
   dir: string;
   images: string[];
   texts: string[];
+  stops: string[];
   prompt?: string;
   flags: Set<string>;
   num: Record<string, number>;
@@ -49,7 +52,7 @@ interface Args {
 
 export function parseRunArgs(argv: string[]): Args {
   const positional: string[] = [];
-  const a: Args = { dir: '', images: [], texts: [], flags: new Set(), num: {} };
+  const a: Args = { dir: '', images: [], texts: [], stops: [], flags: new Set(), num: {} };
   const seen = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -79,7 +82,7 @@ export function parseRunArgs(argv: string[]): Args {
     }
     if (kind !== 'list' && seen.has(name)) throw new UsageError(`--${name} is given twice`);
     seen.add(name);
-    if (kind === 'list') (name === 'image' ? a.images : a.texts).push(value);
+    if (kind === 'list') (name === 'image' ? a.images : name === 'stop' ? a.stops : a.texts).push(value);
     else if (kind === 'string') {
       if (name === 'prompt') a.prompt = value;
       else a.device = value;
@@ -101,6 +104,10 @@ export function parseRunArgs(argv: string[]): Args {
     if (img.trim() === '') throw new UsageError('--image is empty: expected the path of an image file or folder');
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(img) && !existsSync(img)) throw new UsageError(`--image ${img}: expected a local file or folder (blip run downloads nothing; save the image first)`);
   }
+  if (a.stops.some((s) => s === '')) throw new UsageError('--stop is empty: a stop string needs at least one character');
+  const long = a.stops.find((s) => s.length > MAX_STOP_LENGTH);
+  if (long !== undefined) throw new UsageError(`--stop is ${long.length} characters; a stop string has at most ${MAX_STOP_LENGTH}`);
+  if (new Set(a.stops).size > MAX_STOP_STRINGS) throw new UsageError(`--stop is given ${new Set(a.stops).size} times; at most ${MAX_STOP_STRINGS} stop strings`);
   const atLeast = (name: string, min: number) => {
     const v = a.num[name];
     if (v !== undefined && v < min) throw new UsageError(`--${name} must be at least ${min}, found ${v}`);
@@ -140,7 +147,7 @@ function checkFitsTask(a: Args, m: Manifest): void {
   } else {
     const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
     if (a.prompt !== undefined) throw new UsageError(`--prompt is for generating models, but ${model} (image-text matching); give the texts to score with --text`);
-    if (gen || a.flags.has('sample')) throw new UsageError(`--${gen ?? 'sample'} is a generation setting, but ${model} (image-text matching)`);
+    if (gen || a.flags.has('sample') || a.stops.length) throw new UsageError(`--${gen ?? (a.stops.length ? 'stop' : 'sample')} is a generation setting, but ${model} (image-text matching)`);
     if (a.texts.length === 0) throw new UsageError(`--text is required: ${model} that scores images against texts`);
   }
 }
@@ -213,6 +220,7 @@ Runs the compiled model in OUTDIR (written by 'blip compile') on images. PATH is
 Captioning, VQA and instruction models print the generated text: streamed word by word for a
 single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
   {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, load, total}}
+  ("stop": the --stop string that ended the text, when one did)
 (load: opening the graphs. When all images fit in one --batch-size batch, the image encoder is
 released before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
 ITM / retrieval models score every image against every --text, one JSON line per pair:
@@ -238,6 +246,8 @@ Options:
     --top-k N               keep the N most likely tokens (default 50; 0 = all)
     --temperature F         divide the logits by F (default 1)
     --seed N                seed of the sampler (default 0): the same seed gives the same text
+  --stop TEXT               end a text where TEXT first appears, and print what came before it
+                            (repeat for up to 4; a newline: --stop $'\\n' in bash)
   --batch-size N            images per model call (default 8)
   --device D                cpu (default), cuda, tensorrt, webgpu or auto
   --threads N               CPU threads per session (default: one per physical core)
@@ -345,6 +355,7 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     seed: n.seed,
     batchSize: bs,
   };
+  if (a.stops.length) opts.stop = a.stops;
   if (stream) {
     // Print what `text` will hold (trimmed): whitespace is held back until more text follows, so a
     // stop token that decodes to "\n" (BLIP-2 OPT's) adds no blank line.
@@ -367,7 +378,7 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     const image = ok[i].file;
     if (json) {
       const t = r.timingsMs;
-      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), ...(t.load !== undefined ? { load: round(t.load) } : {}), total: round(t.total) } }) + '\n';
+      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, ...(r.stop !== undefined ? { stop: r.stop } : {}), timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), ...(t.load !== undefined ? { load: round(t.load) } : {}), total: round(t.total) } }) + '\n';
     }
     return stream ? '\n' : `${image}: ${r.text}\n`;
   });

@@ -189,6 +189,32 @@ test('onToken streams every generated token with finished flags', async () => {
   assert.ok(events[events.length - 1].finished.every(Boolean));
 });
 
+test('stopRow finishes a row: padded from then on as after an EOS, the other rows and the draws unchanged, no calls after the last row stops', async () => {
+  const c = fx.cases.find((x) => x.name === 'greedy_b3')!;
+  const prompt = { inputIds: c.input_ids, attentionMask: c.attention_mask };
+  const P = c.input_ids[0].length;
+  for (const extra of [{}, { doSample: true, seed: 9, numReturnSequences: 2 }] as GenerationOptions[]) {
+    const o = { ...optionsOf(c), ...extra, maxNewTokens: 12, minNewTokens: 12 };
+    const full = await generate(new ScriptedModel(c), prompt, o);
+    const asked: Array<[number, number[]]> = [];
+    // row 1 stops at its 3rd new token; the others run on
+    const m = new ScriptedModel(c);
+    const r = await generate(m, prompt, { ...o, stopRow: (row, toks) => (asked.push([row, toks.slice()]), row === 1 && toks.length === 3) });
+    r.sequences.forEach((s, row) => {
+      if (row !== 1) assert.deepEqual(s, full.sequences[row], `row ${row} ${JSON.stringify(extra)}`);
+      else assert.deepEqual(s, [...full.sequences[1].slice(0, P + 3), ...new Array(9).fill(c.pad ?? c.eos[0])]);
+    });
+    // asked with the row's new tokens, never again once it stopped
+    assert.ok(asked.every(([row, toks]) => row !== 1 || toks.length <= 3));
+    assert.deepEqual(asked.find(([row, toks]) => row === 0 && toks.length === 2)![1], full.sequences[0].slice(P, P + 2));
+    // every row stopping at its 2nd token: two model calls (prefill and one step), not thirteen
+    const all = new ScriptedModel(c);
+    const two = await generate(all, prompt, { ...o, stopRow: (_row, toks) => toks.length === 2 });
+    assert.equal(all.calls, 2);
+    two.sequences.forEach((s, row) => assert.deepEqual(s.slice(0, P + 2), full.sequences[row].slice(0, P + 2)));
+  }
+});
+
 test('sampling is reproducible for a seed, varies across seeds, and top_k=1 is greedy', async () => {
   const c = fx.cases.find((x) => x.name === 'greedy_b2_padded')!;
   const prompt = { inputIds: c.input_ids, attentionMask: c.attention_mask };

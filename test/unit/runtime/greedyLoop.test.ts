@@ -183,6 +183,32 @@ for (const { fixture, prompt } of CASES) {
   });
 }
 
+for (const { fixture, prompt } of CASES) {
+  test(`${fixture}: stop strings in the graph: four tokens a call, the host loop's tokens and text, no call after every row stopped`, async () => {
+    const dir = await compileFixture(fixture, tmp.dir);
+    const images = imagesOf(expected(fixture)).slice(0, 2);
+    const opts = { prompt, maxNewTokens: 14, numBeams: 1, repetitionPenalty: 1, batchSize: 2 };
+    const host = await load(dir, { threads: 1, greedyLoop: false });
+    const full = await host.generate(images, opts);
+    // a stop from the middle of row 0's text (characters, so byte-level texts are cut whole)
+    const chars = [...full[0].text];
+    const stop = chars.slice(Math.floor(chars.length / 2), Math.floor(chars.length / 2) + 2).join('');
+    const want = await decoderRuns(() => host.generate(images, { ...opts, stop }));
+    await host.close();
+    const inGraph = await load(dir, { threads: 1, greedyLoop: true });
+    const got = await decoderRuns(() => inGraph.generate(images, { ...opts, stop }));
+    await inGraph.close();
+    assert.ok(want.result[0].stop === stop && want.result[0].tokenIds.length < full[0].tokenIds.length, `${JSON.stringify(stop)} in ${JSON.stringify(full[0].text)}`);
+    assert.deepEqual(
+      got.result.map((r) => [r.tokenIds, r.text, r.stop]),
+      want.result.map((r) => [r.tokenIds, r.text, r.stop]),
+    );
+    const longest = Math.max(...want.result.map((r) => r.tokenIds.length));
+    assert.equal(want.runs, longest, 'host: one run per token, none after the rows stopped');
+    assert.equal(got.runs, 1 + Math.ceil((longest - 1) / 4), 'in the graph: four tokens a call');
+  });
+}
+
 test('the EOS ban was exercised: some fixture stops early without it', () => {
   assert.ok(banMattered.length > 0, 'no fixture row stopped before 11 tokens');
 });

@@ -94,6 +94,31 @@ test('streaming: the deltas add up to the non-streamed answer (BLIP-2 OPT)', asy
   assert.deepEqual(usage, whole.usage);
 });
 
+test('stop: the answer ends before the stop string, finish_reason "stop", streamed the same; as the library does it', async () => {
+  const [full] = await direct.cap.generate([imageBytes()], { maxNewTokens: 12 });
+  const chars = [...full.text];
+  const stop = chars.slice(Math.floor(chars.length / 2), Math.floor(chars.length / 2) + 2).join('');
+  const [want] = await direct.cap.generate([imageBytes()], { maxNewTokens: 12, stop: [stop, 'zzz'] });
+  assert.ok(want.stop === stop && want.text.length < full.text.length, JSON.stringify([full.text, stop]));
+  const body = chatBody('cap', { max_tokens: 12, stop: [stop, 'zzz'] });
+  const r = await chat(body);
+  assert.equal(r.choices[0].message.content, want.text);
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  assert.equal(r.usage?.completion_tokens, want.tokenIds.length);
+  const stream = (await client.chat.completions.create({ ...body, stream: true } as never)) as unknown as AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>;
+  let text = '';
+  let finish: string | null = null;
+  for await (const c of stream) for (const ch of c.choices) (text += ch.delta.content ?? ''), (finish = ch.finish_reason ?? finish);
+  assert.equal(text, want.text);
+  assert.equal(finish, 'stop');
+  // a single string, as OpenAI takes it
+  assert.equal((await chat(chatBody('cap', { max_tokens: 12, stop }))).choices[0].message.content, want.text);
+  const err = await post(`${s.url}/v1/chat/completions`, chatBody('cap', { stop: ['.', ''] }));
+  assert.equal(err.status, 400);
+  assert.equal(err.json.error.param, 'stop');
+  assert.match(err.json.error.message, /^stop\[1\] is empty/);
+});
+
 test('sampling: n choices, reproducible for a seed', async () => {
   const body = chatBody('opt', { max_tokens: 5, n: 3, temperature: 1.5, top_p: 0.95, seed: 42 });
   const a = await chat(body);
@@ -206,7 +231,10 @@ test('bad input is a 4xx in OpenAI error shape, through the openai client', asyn
     [chatBody('cap', { max_tokens: 100 }), OpenAI.BadRequestError, 'context_length_exceeded'],
     [chatBody('cap', { temperature: 5 }), OpenAI.BadRequestError, null],
     [chatBody('cap', { n: 1000 }), OpenAI.BadRequestError, null],
-    [chatBody('cap', { stop: ['.'] }), OpenAI.BadRequestError, 'unsupported_parameter'],
+    [chatBody('cap', { logprobs: true }), OpenAI.BadRequestError, 'unsupported_parameter'],
+    [chatBody('cap', { stop: ['.', ''] }), OpenAI.BadRequestError, null],
+    [chatBody('cap', { stop: ['a', 'b', 'c', 'd', 'e'] }), OpenAI.BadRequestError, null],
+    [chatBody('cap', { stop: 7 }), OpenAI.BadRequestError, null],
     [{ model: 'cap', messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: '', format: 'wav' } }] }] }, OpenAI.BadRequestError, 'unsupported_content_type'],
     [{ model: 'cap', messages: [] }, OpenAI.BadRequestError, null],
   ];

@@ -56,6 +56,7 @@ before(async () => {
   copyFileSync(IMG_B, join(folder, 'c.jpg'));
   writeFileSync(join(folder, 'notes.txt'), 'not an image');
   const cap = (...a: string[]) => ['run', caption, ...a];
+  const stop = stopOf(greedy().text[0].trim());
   const batch: Record<string, string[]> = {
     json: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json'),
     jsonAuto: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--device', 'auto'),
@@ -66,6 +67,8 @@ before(async () => {
     sample1: cap('--image', IMG_A, '--sample', '--top-p', '0.9', '--seed', '5', '--json'),
     sameTwice: cap('--image', IMG_A, '--image', IMG_A, '--sample', '--seed', '3', '--max-new-tokens', '8', '--json'),
     sample2: cap('--image', IMG_A, '--sample', '--top-p=0.9', '--seed=5', '--json', '--threads', '1'),
+    stopJson: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--stop', stop, '--stop', 'zzz-never'),
+    stopStream: cap('--image', IMG_A, '--max-new-tokens', '12', '--stop', stop),
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
     half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
     noResize: ['run', noResize, '--image', IMG_A, '--image', img32, '--max-new-tokens', '3', '--json'],
@@ -88,6 +91,9 @@ before(async () => {
     noImage: cap(),
     emptyImage: cap('--image', ''),
     urlImage: cap('--image', 'https://example.com/cat.jpg'),
+    emptyStop: cap('--image', IMG_A, '--stop', ''),
+    manyStops: cap('--image', IMG_A, ...['a', 'b', 'c', 'd', 'e'].flatMap((x) => ['--stop', x])),
+    stopOnItm: ['run', itm, '--image', IMG_A, '--text', 'x', '--stop', '.'],
     noDir: ['run', '--image', IMG_A],
     // failures (1)
     missingImage: cap('--image', join(tmp.dir, 'nope.jpg')),
@@ -102,6 +108,25 @@ before(async () => {
 const greedy = () => expected('blip-caption-a').cases![0].generation.find((g) => g.name === 'greedy')!;
 const beam = () => expected('blip-caption-a').cases![0].generation.find((g) => g.name === 'beam3')!;
 const lines = (s: string) => s.split('\n').filter(Boolean);
+/** Two characters from the middle of a text: a stop string that cuts it. */
+const stopOf = (text: string) => [...text].slice(Math.floor([...text].length / 2), Math.floor([...text].length / 2) + 2).join('');
+
+test('--stop: the text ends before the stop, token_ids through the token that completed it, "stop" named; streamed the same', () => {
+  assert.equal(R.stopJson.code, 0, R.stopJson.err);
+  const full = greedy().text[0].trim();
+  const stop = stopOf(full);
+  const [a, b] = lines(R.stopJson.out).map((l) => JSON.parse(l));
+  assert.equal(a.text, full.slice(0, full.indexOf(stop)).trim());
+  assert.equal(a.stop, stop);
+  assert.ok(a.token_ids.length < greedy().new_tokens[0].length);
+  assert.deepEqual(a.token_ids, greedy().new_tokens[0].slice(0, a.token_ids.length));
+  // the other image: cut too where its text holds the stop, else all of it and no "stop" key
+  const other = greedy().text[1].trim();
+  if (other.includes(stop)) assert.equal(b.stop, stop);
+  else assert.deepEqual([b.text, b.token_ids, 'stop' in b], [other, greedy().new_tokens[1], false]);
+  assert.equal(R.stopStream.code, 0, R.stopStream.err);
+  assert.equal(R.stopStream.out, `${a.text}\n`);
+});
 
 test('--json: one line per image with transformers greedy tokens, text and timings', () => {
   assert.equal(R.json.code, 0, R.json.err);
@@ -197,7 +222,7 @@ test('ITM models print one JSON line per image-text pair', () => {
 
 test('help lists every option with examples', () => {
   assert.equal(R.help.code, 0);
-  for (const o of ['--image', '--prompt', '--text', '--max-new-tokens', '--min-new-tokens', '--beams', '--length-penalty', '--repetition-penalty', '--no-repeat-ngram', '--sample', '--top-p', '--top-k', '--temperature', '--seed', '--batch-size', '--device', '--threads', '--json']) {
+  for (const o of ['--image', '--prompt', '--text', '--max-new-tokens', '--min-new-tokens', '--beams', '--length-penalty', '--repetition-penalty', '--no-repeat-ngram', '--sample', '--top-p', '--top-k', '--temperature', '--seed', '--stop', '--batch-size', '--device', '--threads', '--json']) {
     assert.ok(R.help.out.includes(o), o);
   }
   assert.match(R.help.out, /Examples:\n {2}blip run /);
@@ -223,6 +248,9 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['noDir', /expected OUTDIR/],
     ['emptyImage', /--image is empty: expected the path of an image file or folder/],
     ['urlImage', /--image https:\/\/example\.com\/cat\.jpg: expected a local file or folder \(blip run downloads nothing; save the image first\)/],
+    ['emptyStop', /--stop is empty: a stop string needs at least one character/],
+    ['manyStops', /--stop is given 5 times; at most 4 stop strings/],
+    ['stopOnItm', /--stop is a generation setting, but .* is a BLIP retrieval model/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];

@@ -1,0 +1,69 @@
+// runtime/generation/stopStrings.ts: the streamed filter releases exactly the text before the stop
+// string completed first, however the text is split, and cutAtStop ends at the first token whose own text
+// shows a stop (a character completed by a later byte token counts only once it is whole).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cutAtStop, findStop, StopFilter, stopList } from '../../../runtime/generation/stopStrings.js';
+import { createRandom } from '../../../runtime/generation/random.js';
+
+test('StopFilter: the pieces it releases are the text before the stop completed first, for any split (seeded)', () => {
+  const rnd = createRandom(12345);
+  const pick = (s: string) => s[Math.floor(rnd() * s.length)];
+  const word = (alphabet: string, min: number, max: number) => Array.from({ length: min + Math.floor(rnd() * (max - min + 1)) }, () => pick(alphabet)).join('');
+  let stopped = 0;
+  for (let n = 0; n < 3000; n++) {
+    const text = word('ab \n', 0, 30);
+    const stops = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => word('ab \n', 1, 4));
+    const f = new StopFilter(stops);
+    let out = '';
+    for (let i = 0; i < text.length; ) {
+      const k = Math.floor(rnd() * 5); // pieces of 0-4 characters
+      out += f.push(text.slice(i, i + k));
+      i += k;
+    }
+    out += f.end();
+    const hit = findStop(text, stops);
+    if (hit) stopped++;
+    assert.equal(out, hit ? text.slice(0, hit.index) : text, `${JSON.stringify(text)} ${JSON.stringify(stops)}`);
+  }
+  assert.ok(stopped > 1000 && stopped < 2900, `${stopped} of 3000 texts held a stop`);
+});
+
+test('findStop: the stop completed first wins, the longer of two ending together', () => {
+  assert.deepEqual(findStop('a cat. A dog', ['A', '.']), { index: 5, stop: '.' });
+  assert.deepEqual(findStop('a cat. A dog', ['. ', '.']), { index: 5, stop: '.' });
+  assert.deepEqual(findStop('a cat. A dog', ['cat. A', '. A']), { index: 2, stop: 'cat. A' });
+  assert.deepEqual(findStop('  ab', ['a', ' ab']), { index: 2, stop: 'a' });
+  assert.equal(findStop('a cat', ['dog']), undefined);
+});
+
+test('cutAtStop: through the token whose text completes the stop; a character made whole later counts then', () => {
+  // a toy decoder: ids < 100 are characters, 200/201 the two bytes of "é" (an incomplete one shows U+FFFD)
+  const tok = {
+    decode(ids: number[]) {
+      let s = '';
+      for (let i = 0; i < ids.length; i++) {
+        if (ids[i] === 200) s += ids[i + 1] === 201 ? 'é' : '\uFFFD';
+        else if (ids[i] !== 201) s += String.fromCharCode(ids[i]);
+      }
+      return s;
+    },
+  };
+  const ids = [...'caf'].map((c) => c.charCodeAt(0)).concat([200, 201], [...' ok'].map((c) => c.charCodeAt(0)));
+  assert.deepEqual(cutAtStop(tok, ids, ['é']), { tokenIds: ids.slice(0, 5), text: 'caf', stop: 'é' });
+  assert.deepEqual(cutAtStop(tok, ids, [' o', 'f']), { tokenIds: ids.slice(0, 3), text: 'ca', stop: 'f' });
+  assert.equal(cutAtStop(tok, ids, ['x']), undefined);
+  assert.equal(cutAtStop(tok, ids, []), undefined);
+});
+
+test('stopList: a string or up to four non-empty strings of at most 256 characters; duplicates once', () => {
+  assert.deepEqual(stopList(undefined), []);
+  assert.deepEqual(stopList(null), []);
+  assert.deepEqual(stopList('\n'), ['\n']);
+  assert.deepEqual(stopList(['.', '.', '!']), ['.', '!']);
+  assert.throws(() => stopList(['']), /stop\[0\] is empty/);
+  assert.throws(() => stopList(['a', 'b', 'c', 'd', 'e']), /at most 4 strings, found 5/);
+  assert.throws(() => stopList({}), /a string or a list of strings/);
+  assert.throws(() => stopList(['.', 'x'.repeat(257)]), /stop\[1\] is 257 characters; a stop string has at most 256/);
+  assert.deepEqual(stopList(['x'.repeat(256)]), ['x'.repeat(256)]);
+});
