@@ -22,36 +22,45 @@ function isCjk(cp: number): boolean {
 
 export class TextStreamer {
   private cache: number[] = [];
+  /** Code points already released (Python's print_len counts code points, not UTF-16 units). */
   private printLen = 0;
   private finished = false;
 
   /**
    * @param onText receives each released piece of text; `end` is true for the last one.
-   * @param row which batch row to stream (transformers supports batch size 1 only).
+   * @param opts.row which batch row to stream (transformers supports batch size 1 only).
+   * @param opts.resetAtNewline transformers empties its cache at a newline (default true), so the
+   *   tokens after it are decoded alone — for SentencePiece a word after "\n" then loses its space
+   *   and the pieces no longer add up to the decoded text. false keeps the cache: the pieces are
+   *   slices of one growing decode.
    */
   constructor(
     private readonly tokenizer: Decoder,
     private readonly onText: (text: string, end: boolean) => void,
-    private readonly opts: { skipSpecialTokens?: boolean; row?: number } = {},
+    private readonly opts: { skipSpecialTokens?: boolean; row?: number; resetAtNewline?: boolean } = {},
   ) {}
 
   /** Feed new token ids. */
   put(ids: number[]): void {
     this.cache.push(...ids);
-    const text = this.tokenizer.decode(this.cache, { skipSpecialTokens: this.opts.skipSpecialTokens });
+    const cps = [...this.tokenizer.decode(this.cache, { skipSpecialTokens: this.opts.skipSpecialTokens })];
     let printable: string;
-    const tail = [...text.slice(-2)];
-    const last = tail.length ? tail[tail.length - 1].codePointAt(0)! : 0;
-    if (text.endsWith('\n')) {
-      printable = text.slice(this.printLen);
-      this.cache = [];
-      this.printLen = 0;
-    } else if (text.length > 0 && isCjk(last)) {
-      printable = text.slice(this.printLen);
-      this.printLen += printable.length;
+    const last = cps.length ? cps[cps.length - 1].codePointAt(0)! : 0;
+    if (cps.length > 0 && cps[cps.length - 1] === '\n') {
+      printable = cps.slice(this.printLen).join('');
+      if (this.opts.resetAtNewline === false) this.printLen = Math.max(this.printLen, cps.length);
+      else {
+        this.cache = [];
+        this.printLen = 0;
+      }
+    } else if (cps.length > 0 && isCjk(last)) {
+      const piece = cps.slice(this.printLen);
+      printable = piece.join('');
+      this.printLen += piece.length;
     } else {
-      printable = text.slice(this.printLen, text.lastIndexOf(' ') + 1);
-      this.printLen += printable.length;
+      const piece = cps.slice(this.printLen, cps.lastIndexOf(' ') + 1);
+      printable = piece.join('');
+      this.printLen += piece.length;
     }
     this.onText(printable, false);
   }
@@ -60,8 +69,8 @@ export class TextStreamer {
   end(): void {
     let printable = '';
     if (this.cache.length > 0) {
-      const text = this.tokenizer.decode(this.cache, { skipSpecialTokens: this.opts.skipSpecialTokens });
-      printable = text.slice(this.printLen);
+      const cps = [...this.tokenizer.decode(this.cache, { skipSpecialTokens: this.opts.skipSpecialTokens })];
+      printable = cps.slice(this.printLen).join('');
     }
     this.cache = [];
     this.printLen = 0;

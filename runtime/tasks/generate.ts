@@ -23,6 +23,7 @@ import type { DeviceRowGather } from '../generation/deviceRows.js';
 import { createRandom } from '../generation/random.js';
 import { TextStreamer } from '../generation/streamer.js';
 import { cutAtStop, findStop, StopFilter, stopList } from '../generation/stopStrings.js';
+import { pyLstrip, pyRstrip, pyStrip } from '../generation/pythonSpace.js';
 import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } from '../generation/types.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
@@ -91,7 +92,7 @@ export interface Timings {
 }
 
 export interface GeneratedSequence {
-  /** Decoded new tokens, special tokens skipped, surrounding white space trimmed. */
+  /** Decoded new tokens, special tokens skipped, surrounding white space stripped (Python's str.strip()). */
   text: string;
   /** The new ids: without the prompt or the decoder start, through the first EOS, without padding. */
   tokenIds: number[];
@@ -423,8 +424,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
       const stopped = cutAtStop(ctx.tokenizer, tokenIds, stops);
       const seq: GeneratedSequence = stopped
-        ? { text: stopped.text.trim(), tokenIds: stopped.tokenIds, stop: stopped.stop }
-        : { text: ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true }).trim(), tokenIds };
+        ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop }
+        : { text: pyStrip(ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true })), tokenIds };
       if (out.sequenceScores) seq.score = out.sequenceScores[r];
       return seq;
     });
@@ -443,7 +444,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
 
 /**
  * Streams one output row through TextStreamer (one callback per token), holding back what may be
- * the start of a stop string and trimming the white space around the text.
+ * the start of a stop string and trimming the white space around the text. The streamer keeps its
+ * cache at newlines (unlike transformers'), so that the pieces add up to the row's text.
  */
 function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: string, id: number) => void, stops: string[]) {
   let started = false;
@@ -451,7 +453,7 @@ function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: stri
   let pending = '';
   let held = '';
   const filter = stops.length ? new StopFilter(stops) : undefined;
-  const streamer = new TextStreamer(tok, (text, end) => (pending += filter ? filter.push(text) + (end ? filter.end() : '') : text), { skipSpecialTokens: true });
+  const streamer = new TextStreamer(tok, (text, end) => (pending += filter ? filter.push(text) + (end ? filter.end() : '') : text), { skipSpecialTokens: true, resetAtNewline: false });
   const feed = (id: number, last: boolean) => {
     streamer.put([id]);
     if (last) {
@@ -461,16 +463,16 @@ function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: stri
     let text = held + pending;
     pending = '';
     if (!started) {
-      text = text.trimStart();
+      text = pyLstrip(text);
       if (text) started = true;
     }
     // white space at the end waits for more text: the last token's (a newline the tokenizer
     // decodes) would otherwise reach the caller though the row's text is trimmed
     held = '';
-    if (done) text = text.trimEnd();
+    if (done) text = pyRstrip(text);
     else {
-      const tail = /\s+$/.exec(text);
-      if (tail) [text, held] = [text.slice(0, tail.index), tail[0]];
+      const body = pyRstrip(text);
+      [text, held] = [body, text.slice(body.length)];
     }
     cb(row, text, id);
   };

@@ -35,6 +35,9 @@ const lib = hfTokenizers as unknown as {
   Tokenizer: new (json: object, config: object) => JsTokenizer;
   ByteFallbackDecoder: Ctor;
   PrecompiledNormalizer: Ctor;
+  BertNormalizer: Ctor;
+  ByteLevelPreTokenizer: Ctor;
+  WhitespaceSplitPreTokenizer: Ctor;
 };
 import { TokenizerLoadError } from '../errors.js';
 import { readJsonFile as readJsonOrProblem } from '../../src/jsonSyntax.js';
@@ -572,6 +575,8 @@ export class HfTokenizer {
     const dec = this.tokenizer.decoder;
     if (dec) patchDecoder(dec);
     if (this.tokenizer.normalizer) patchNormalizer(this.tokenizer.normalizer, source);
+    const pre = (this.tokenizer as unknown as { pre_tokenizer: object | null }).pre_tokenizer;
+    if (pre) patchPreTokenizer(pre);
     this.decodeFn = dec ? (tokens: string[]) => (dec as unknown as (t: string[]) => string)(tokens) : null;
   }
 
@@ -716,7 +721,8 @@ export class HfTokenizer {
 function byteFallbackChain(tokens: string[]): string[] {
   const out: string[] = [];
   let bytes: number[] = [];
-  const strict = new TextDecoder('utf-8', { fatal: true });
+  // (ignoreBOM: a leading U+FEFF is text, as Rust's String::from_utf8 keeps it)
+  const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   const flush = (): void => {
     if (bytes.length === 0) return;
     try {
@@ -738,8 +744,50 @@ function byteFallbackChain(tokens: string[]): string[] {
   return out;
 }
 
-/** Replace the library's NFKC approximation of SentencePiece's charsmap with the exact lookup. */
+/** Rust's BERT is_chinese_char (tokenizers' normalizers/bert.rs); its ranges, not the library's. */
+function isChineseChar(cp: number): boolean {
+  return (
+    (cp >= 0x4e00 && cp <= 0x9fff) ||
+    (cp >= 0x3400 && cp <= 0x4dbf) ||
+    (cp >= 0x20000 && cp <= 0x2a6df) ||
+    (cp >= 0x2a700 && cp <= 0x2b73f) ||
+    (cp >= 0x2b740 && cp <= 0x2b81f) ||
+    (cp >= 0x2b920 && cp <= 0x2ceaf) ||
+    (cp >= 0xf900 && cp <= 0xfaff) ||
+    (cp >= 0x2f800 && cp <= 0x2fa1f)
+  );
+}
+
+/** Rust's char::is_whitespace (Unicode White_Space): JS's \s also counts U+FEFF and not U+0085. */
+const WS = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const WS_RUNS = new RegExp(`[${WS}]+`, 'u');
+/** GPT-2's pre-tokenizer pattern as Rust's regex engine reads it (\s as White_Space). */
+const BYTE_LEVEL_PATTERN = new RegExp(`'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^${WS}\\p{L}\\p{N}]+|[${WS}]+(?![^${WS}])|[${WS}]+`, 'gu');
+
+/**
+ * Where the library's pre-tokenizers use JavaScript's \s, use Rust's White_Space: GPT-2's
+ * byte-level split and WhitespaceSplit (T5) differ on U+0085 and U+FEFF otherwise.
+ */
+function patchPreTokenizer(pre: object): void {
+  if (pre instanceof lib.ByteLevelPreTokenizer) (pre as unknown as { pattern: RegExp }).pattern = BYTE_LEVEL_PATTERN;
+  if (pre instanceof lib.WhitespaceSplitPreTokenizer) (pre as unknown as { pre_tokenize_text: (t: string) => string[] }).pre_tokenize_text = (t: string) => t.split(WS_RUNS).filter((w) => w !== '');
+  const subs = (pre as { tokenizers?: object[] }).tokenizers;
+  if (Array.isArray(subs)) subs.forEach((p) => p && patchPreTokenizer(p));
+}
+
+/**
+ * Replace the library's NFKC approximation of SentencePiece's charsmap with the exact lookup, and
+ * BERT's CJK spacing, which the library applies per UTF-16 unit (missing the CJK extensions
+ * beyond U+FFFF), with Rust's per character.
+ */
 function patchNormalizer(norm: object, source: string): void {
+  if (norm instanceof lib.BertNormalizer) {
+    (norm as unknown as { tokenize_chinese_chars: (t: string) => string }).tokenize_chinese_chars = (t: string) => {
+      let out = '';
+      for (const ch of t) out += isChineseChar(ch.codePointAt(0)!) ? ` ${ch} ` : ch;
+      return out;
+    };
+  }
   if (norm instanceof lib.PrecompiledNormalizer) {
     const b64 = (norm as unknown as { charsmap: string | null }).charsmap;
     if (b64) {

@@ -79,7 +79,15 @@ CASE_STRINGS = [
     "literal ▁ metaspace and <0x41> byte token",
     "the the the the the the the the the the",
     LONG,
+    # CJK beyond U+FFFF (BERT spaces them per character; U+2B820 is outside its ranges)
+    "cjk ext a\U00020000b \U0002a700 \U0002b820 \U0002b920c \U0002f800",
+    # white space where Rust and JavaScript disagree (U+0085, U+FEFF) and Python's strip (U+001F)
+    "a  \ufeffb !  \x85\n4 side \x85 \x1f end",
+    "\x85",
 ]
+
+# decode cases given as token strings (used where every token exists): byte-fallback runs with a BOM
+DECODE_TOKENS = [["<0xEF>", "<0xBB>", "<0xBF>", "\u2581a"], ["<0xEF>", "<0xBB>", "<0xBF>"]]
 
 BATCH_STRINGS = ["a cat", "Question: what color is the bus? Answer:", ""]
 
@@ -328,6 +336,17 @@ def tokenizer_cases(tok, strings=CASE_STRINGS) -> dict:
                 "decoded_skip_special": tok.decode(ids, skip_special_tokens=True),
             }
         )
+    vocab = tok.get_vocab()
+    for tokens in DECODE_TOKENS:
+        if all(t in vocab for t in tokens):
+            ids = [vocab[t] for t in tokens]
+            decode_cases.append(
+                {
+                    "ids": ids,
+                    "decoded": tok.decode(ids, skip_special_tokens=False),
+                    "decoded_skip_special": tok.decode(ids, skip_special_tokens=True),
+                }
+            )
     return {
         "class": type(tok).__name__,
         "len": len(tok),

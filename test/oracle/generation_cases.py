@@ -247,11 +247,14 @@ def streamer_cases() -> list[dict]:
 
     out = []
     texts = ["a photo of a cat sitting on a red couch", "two dogs\nplaying in the park", "日本語のテキスト 東京 猫",
-             "emoji 🙂 🐱 and café"]
+             "emoji 🙂 🐱 and café", "dog\n cat"]
+    # id runs that change text already released: a 4-byte character's bytes made invalid by a later
+    # byte (Python counts the printed length in code points, not UTF-16 units)
+    id_runs = {"llama": [[510, 243, 163, 131, 131, 2, 165, 557]]}
     for name in ("opt", "bert", "llama", "t5"):
         tok = AutoTokenizer.from_pretrained(str(ROOT / "test" / "fixtures" / "tokenizers" / name))
-        for text in texts:
-            ids = tok(text, add_special_tokens=False)["input_ids"]
+        runs = [tok(text, add_special_tokens=False)["input_ids"] for text in texts] + id_runs.get(name, [])
+        for ids in runs:
             for skip in (False, True):
                 pieces = []
 

@@ -13,6 +13,7 @@ import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
 import { MAX_ROWS_PER_PROMPT } from '../../../runtime/generation/generate.js';
 import { MAX_STOP_LENGTH, MAX_STOP_STRINGS } from '../../../runtime/generation/stopStrings.js';
+import { pyLstrip, pyRstrip } from '../../../runtime/generation/pythonSpace.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
@@ -364,8 +365,8 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     opts.onToken = (_row, text) => {
       if (!text) return;
       let s = held + text;
-      if (!started) s = s.trimStart();
-      const body = s.trimEnd();
+      if (!started) s = pyLstrip(s);
+      const body = pyRstrip(s);
       held = s.slice(body.length);
       if (body) (started = true), out(body);
     };

@@ -176,6 +176,22 @@ test('TextStreamer releases the same pieces as transformers TextStreamer', () =>
   }
 });
 
+test('TextStreamer without the reset at newlines: the pieces add up to the decoded text, where transformers\' do not', () => {
+  const tok = loadTokenizer(fixturePath('tokenizers', 'llama'));
+  const ids = tok.encode('dog\n cat', { addSpecialTokens: false });
+  const run = (resetAtNewline: boolean) => {
+    let out = '';
+    const st = new TextStreamer(tok, (t) => (out += t), { resetAtNewline });
+    for (const id of ids) st.put([id]);
+    st.end();
+    return out;
+  };
+  const whole = tok.decode(ids);
+  assert.equal(whole, 'dog\n cat');
+  assert.equal(run(true), 'dog\ncat'); // transformers' pieces: the word after the newline is decoded alone
+  assert.equal(run(false), whole);
+});
+
 test('onToken streams every generated token with finished flags', async () => {
   const c = fx.cases.find((x) => x.name === 'greedy_b3')!;
   const events: TokenEvent[] = [];
