@@ -81,6 +81,9 @@ function resolve(opts: GenerationOptions, promptLength: number): Resolved {
     if (v !== undefined && !(v > 0)) throw new GenerationConfigError(`${name} must be > 0, found ${v}`);
   }
   if (opts.topP !== undefined && !(opts.topP >= 0 && opts.topP <= 1)) throw new GenerationConfigError(`top_p must be in [0, 1], found ${opts.topP}`);
+  // (transformers' MinPLogitsWarper and TypicalLogitsWarper refuse these; typical_p 1 is off)
+  if (opts.minP !== undefined && !(opts.minP >= 0 && opts.minP <= 1)) throw new GenerationConfigError(`min_p must be in [0, 1], found ${opts.minP}`);
+  if (opts.typicalP !== undefined && !(opts.typicalP > 0 && opts.typicalP <= 1)) throw new GenerationConfigError(`typical_p must be in (0, 1], found ${opts.typicalP}`);
   if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 0)) throw new GenerationConfigError(`top_k must be an integer >= 0, found ${opts.topK}`);
   int(opts.noRepeatNgramSize, 'no_repeat_ngram_size', 0);
   if (opts.lengthPenalty !== undefined && !Number.isFinite(opts.lengthPenalty)) throw new GenerationConfigError(`length_penalty must be a number, found ${opts.lengthPenalty}`);
@@ -147,6 +150,12 @@ function argmax(scores: Float32Array, off: number, V: number): number {
 }
 
 /** Draw one index from probabilities (float32 softmax output); `exclude` are not drawable. */
+/** Whether any token outside `exclude` has probability above 0. */
+function hasMass(probs: Float32Array, exclude: Set<number>): boolean {
+  for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && !exclude.has(i)) return true;
+  return false;
+}
+
 function draw(probs: Float32Array, random: () => number, exclude?: Set<number>): number {
   let total = 0;
   for (let i = 0; i < probs.length; i++) if (!exclude?.has(i) && probs[i] > 0) total += probs[i];
@@ -430,6 +439,15 @@ class Beams {
         const taken = new Set<number>();
         chosen = [];
         for (let j = 0; j < this.keep; j++) {
+          if (j > 0 && !hasMass(probs, taken)) {
+            // fewer live candidates than draws (top-k 5 over 3 beams on the first step, where only
+            // beam 0 is live): torch.multinomial without replacement goes on with zero-probability
+            // ones, here the best-scored of the rest. They score -inf and never win a hypothesis.
+            const rest = Float32Array.from(acc);
+            for (const t of taken) rest[t] = -Infinity;
+            chosen.push(...topk(rest, this.keep - j));
+            break;
+          }
           const i = draw(probs, cfg.random, taken);
           taken.add(i);
           chosen.push(i);

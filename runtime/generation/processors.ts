@@ -246,7 +246,7 @@ export function typicalP(mass: number, minTokensToKeep = 1): LogitsProcessor {
       let lastInd = 0;
       for (let j = 0; j < V; j++) {
         cum += probs[j];
-        if (f(cum) < mass) lastInd++;
+        if (f(cum) < f(mass)) lastInd++; // torch compares in float32: f(0.9) < 0.9 is false there
       }
       lastInd = Math.min(lastInd, V - 1);
       const thr = shifted[idx[lastInd]];

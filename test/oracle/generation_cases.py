@@ -204,6 +204,9 @@ def generation_cases() -> list[dict]:
 def processor_cases() -> list[dict]:
     g = torch.Generator().manual_seed(1234)
     rows = (torch.randn((4, 37), generator=g) * 3).to(torch.float32)
+    # a row whose typical mass lands on the float32 limit: torch compares float32(0.9) < 0.9 as false
+    rows[3, :2] = torch.tensor([0.0, math.log(1 / 9)])
+    rows[3, 2:] = -math.inf
     rows[1, 5] = -math.inf
     rows[2, :] = rows[2, :].round()  # ties
     ids = torch.tensor([[1, 5, 5, 9, 36], [2, 2, 2, 2, 2], [0, 7, 8, 7, 8], [3, 4, 3, 4, 3]])
@@ -219,6 +222,7 @@ def processor_cases() -> list[dict]:
         ("min_p_0.1", MinPLogitsWarper(0.1)),
         ("min_p_0.5_keep3", MinPLogitsWarper(0.5, min_tokens_to_keep=3)),
         ("typical_0.8", TypicalLogitsWarper(0.8)),
+        ("typical_0.9", TypicalLogitsWarper(0.9)),
         ("repetition_1.3", RepetitionPenaltyLogitsProcessor(1.3)),
         ("repetition_0.6", RepetitionPenaltyLogitsProcessor(0.6)),
         ("ngram_2", NoRepeatNGramLogitsProcessor(2)),

@@ -94,6 +94,7 @@ test('logits processors and warpers are bit-exact with transformers (float32)', 
     'min_p_0.1': minP(0.1),
     'min_p_0.5_keep3': minP(0.5, 3),
     'typical_0.8': typicalP(0.8),
+    'typical_0.9': typicalP(0.9),
     'repetition_1.3': repetitionPenalty(1.3),
     'repetition_0.6': repetitionPenalty(0.6),
     ngram_2: noRepeatNgram(2),
@@ -247,6 +248,13 @@ test('sampling is reproducible for a seed, varies across seeds, and top_k=1 is g
   assert.deepEqual(top1.sequences, greedy.sequences);
   const beamSample = await generate(new ScriptedModel(c), prompt, { ...optionsOf(c), doSample: true, numBeams: 3, seed: 5, maxNewTokens: 6 });
   assert.deepEqual(beamSample.sequences, (await generate(new ScriptedModel(c), prompt, { ...optionsOf(c), doSample: true, numBeams: 3, seed: 5, maxNewTokens: 6 })).sequences);
+  // fewer live candidates than the 2 x beams drawn (top-k 1 keeps 2 per beam; only beam 0 is live at
+  // first): the draws go on with zero-probability ones, as torch.multinomial does, after the live
+  for (const topK of [1, 5]) {
+    const few = await generate(new ScriptedModel(c), prompt, { ...optionsOf(c), doSample: true, numBeams: 4, topK, seed: 2, maxNewTokens: 6 });
+    assert.equal(few.sequences.length, c.input_ids.length);
+    assert.ok(few.sequenceScores!.every((s) => Number.isFinite(s) && s < 0), JSON.stringify(few.sequenceScores));
+  }
 });
 
 test('sampled tokens follow the warped distribution', async () => {
@@ -272,6 +280,8 @@ test('bad settings are BLIP5030 errors; a model returning the wrong shape is BLI
     { earlyStopping: 'sometimes' as unknown as boolean },
     { maxNewTokens: 0 },
     { topP: 1.5 },
+    { minP: 1.5, doSample: true },
+    { typicalP: 0, doSample: true },
     { numBeams: MAX_ROWS_PER_PROMPT + 1 },
     { numReturnSequences: MAX_ROWS_PER_PROMPT + 1, doSample: true },
   ];
