@@ -255,7 +255,7 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
     if (prompt > lim.decoder || total > lim.decoder) {
       throw new BlipRuntimeError(
         'BLIP5032',
-        `the prompt takes ${prompt} positions${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower max_new_tokens`,
+        `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower max_new_tokens`,
       );
     }
   }

@@ -54,8 +54,9 @@ function textFeeds(ctx: RetrievalContext, texts: string[]): Record<string, ort.T
   const limit = lim?.text ?? lim?.qformer_text;
   const longest = enc.inputIds[0]?.length ?? 0;
   if (limit !== undefined && longest > limit) {
-    const i = enc.attentionMask.findIndex((r) => r.reduce((a, b) => a + b, 0) > limit);
-    throw new BlipRuntimeError('BLIP5032', `text ${JSON.stringify(texts[i].length > 60 ? texts[i].slice(0, 57) + '...' : texts[i])} is ${longest} tokens; this model reads at most ${limit}: shorten it`);
+    const lengths = enc.attentionMask.map((r) => r.reduce((a, b) => a + b, 0));
+    const i = lengths.findIndex((n) => n > limit);
+    throw new BlipRuntimeError('BLIP5032', `text ${JSON.stringify(texts[i].length > 60 ? texts[i].slice(0, 57) + '...' : texts[i])} is ${lengths[i]} tokens; this model reads at most ${limit}: shorten it`);
   }
   return { input_ids: i64(enc.inputIds), attention_mask: i64(enc.attentionMask) };
 }

@@ -44,16 +44,23 @@ test('a prompt plus max_new_tokens beyond the decoder positions is BLIP5032; up 
   }
 });
 
-test('an ITM text longer than the Q-Former positions is BLIP5032', async () => {
+test('an ITM text longer than the Q-Former positions is BLIP5032, naming the first too long and its own length', async () => {
   const m = await load(await compileFixture('blip2-itm-a', tmp.dir));
   try {
     const limit = m.manifest.text.max_positions!.qformer_text!;
     const long = Array.from({ length: limit * 2 }, () => 'cat').join(' ');
-    await assert.rejects(m.itm([image], [long]), (e: Error & { code?: string }) => {
+    const longer = `${long} ${long}`;
+    const tokensIn = async (texts: string[]): Promise<number> => {
+      const e = (await m.itm([image], texts).then(() => assert.fail('no error'), (x: unknown) => x)) as Error & { code?: string };
       assert.equal(e.code, 'BLIP5032');
-      assert.match(e.message, new RegExp(`at most ${limit}`));
-      return true;
-    });
+      const got = new RegExp(`^text "cat cat .*\\.\\.\\." is (\\d+) tokens; this model reads at most ${limit}: shorten it$`).exec(e.message);
+      assert.ok(got, e.message);
+      return Number(got[1]);
+    };
+    const alone = await tokensIn([long]);
+    assert.ok(alone > limit);
+    // beside a longer text: still the first one's own length, not the batch's padded width
+    assert.equal(await tokensIn([long, longer]), alone);
     const [r] = await m.itm([image], ['a cat']);
     assert.ok(r.itm >= 0 && r.itm <= 1);
   } finally {
