@@ -29,7 +29,7 @@ import { describeArgument } from './tasks/arguments.js';
 /** Staged decoders run at most this many times (new tokens x beams) open unpacked (see load()). */
 export const UNPACKED_DECODER_RUNS = 64;
 
-export type { GenerateOptions, GenerateResult, GeneratedSequence, Timings, PromptStyle } from './tasks/generate.js';
+export type { GenerateOptions, GenerateResult, GeneratedSequence, Timings, PromptStyle, TokenLogprobEntry, TokenLogprobInfo } from './tasks/generate.js';
 export type { ItmOptions, ItmResult, Embedding } from './tasks/retrieval.js';
 export type { ImageInput, DecodedImage } from './tasks/images.js';
 

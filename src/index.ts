@@ -18,6 +18,8 @@ export type {
   GeneratedSequence,
   Timings,
   PromptStyle,
+  TokenLogprobEntry,
+  TokenLogprobInfo,
   ItmOptions,
   ItmResult,
   Embedding,

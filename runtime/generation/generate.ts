@@ -6,10 +6,12 @@ import { GenerationConfigError, BlipRuntimeError } from '../errors.js';
 import { topk } from './topk.js';
 import { buildProcessors, logSoftmaxRow, softmaxRow, type LogitsProcessor } from './processors.js';
 import { createRandom } from './random.js';
-import type { GenerationOptions, GenerationResult, StepModel, StepOutput } from './types.js';
+import type { GenerationOptions, GenerationResult, StepModel, StepOutput, TokenLogprob } from './types.js';
 
 /** Beams (or sampled sequences) one prompt may ask for. */
 export const MAX_ROWS_PER_PROMPT = 256;
+/** The most alternatives a logprobs entry lists (OpenAI's top_logprobs limit). */
+export const MAX_TOP_LOGPROBS = 20;
 
 const f = Math.fround;
 const NEG = -1.0e9;
@@ -64,6 +66,11 @@ function resolve(opts: GenerationOptions, promptLength: number): Resolved {
     if (v > MAX_ROWS_PER_PROMPT) throw new GenerationConfigError(`${name} is ${v}, more than the ${MAX_ROWS_PER_PROMPT} rows per prompt this runtime takes`);
   }
   const doSample = opts.doSample ?? false;
+  if (opts.logprobs) {
+    const top = opts.logprobs.top;
+    if (!Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS) throw new GenerationConfigError(`top logprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, found ${top}`);
+    if (numBeams > 1) throw new GenerationConfigError('logprobs are given for greedy decoding and sampling, not beam search (num_beams > 1)');
+  }
   if (numReturnSequences > 1 && numBeams === 1 && !doSample) {
     throw new GenerationConfigError(`greedy decoding returns one sequence per prompt; num_return_sequences ${numReturnSequences} needs num_beams >= it or do_sample`);
   }
@@ -211,7 +218,9 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   const hasEos = cfg.eos.length > 0;
   // greedy decoding runs in the model when it can (StepModel.greedy): its only logits processors
   // may be minimum lengths, which ban EOS below a length
-  const inGraph = !cfg.doSample && cfg.processors.every((p) => p.eosBannedBelow !== undefined) && model.greedy !== undefined && opts.greedyChunk !== 0;
+  const inGraph = !cfg.doSample && cfg.processors.every((p) => p.eosBannedBelow !== undefined) && model.greedy !== undefined && opts.greedyChunk !== 0 && !opts.logprobs;
+  const logprobs = opts.logprobs ? seqs.map(() => [] as TokenLogprob[]) : undefined;
+  const logp = opts.logprobs ? new Float32Array(logits.length / B) : undefined;
   const eosBannedBelow = Math.max(0, ...cfg.processors.map((p) => p.eosBannedBelow ?? 0));
   let step = 0;
   let stopped = false;
@@ -245,6 +254,10 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
       let t = cfg.doSample ? draw(softmaxRow(scores.subarray(r * V, (r + 1) * V)), cfg.random) : argmax(scores, r * V, V);
       if (hasEos && !unfinished[r]) t = cfg.pad!;
       next.push(t);
+      if (logprobs && unfinished[r]) {
+        logSoftmaxRow(logits.subarray(r * V, (r + 1) * V), logp!);
+        logprobs[r].push({ token: t, logprob: logp![t], top: topk(logp!, opts.logprobs!.top).map((k) => ({ token: k, logprob: logp![k] })) });
+      }
     }
     record(next);
     const len = seqs[0].length;
@@ -276,7 +289,7 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
     V = out.vocab;
   }
   model.dispose?.(state);
-  return { sequences: seqs, promptLength: P, modelCalls: calls };
+  return { sequences: seqs, promptLength: P, modelCalls: calls, ...(logprobs ? { logprobs } : {}) };
 }
 
 async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number[][], cfg: Resolved, opts: GenerationOptions): Promise<GenerationResult> {

@@ -92,6 +92,12 @@ export interface GenerationOptions {
   /** Called after every generated token (greedy and sampling). */
   onToken?: (e: TokenEvent) => void;
   /**
+   * Record each chosen token's log-probability under the model (log-softmax of its logits, before
+   * any logits processor: transformers' `output_logits`), with the `top` most likely tokens of that
+   * step. Greedy and sampling; the loop then runs on the host.
+   */
+  logprobs?: { top: number };
+  /**
    * Greedy decoding inside the model (StepModel.greedy): at most this many tokens per model call
    * (default: all that are left; 0: one model call per token, on the host). Smaller values stream
    * onToken events sooner.
@@ -99,11 +105,20 @@ export interface GenerationOptions {
   greedyChunk?: number;
 }
 
+/** A chosen token's log-probability, and the most likely tokens of its step (best first, ties by lower id). */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+  top: Array<{ token: number; logprob: number }>;
+}
+
 export interface GenerationResult {
   /** (batch x numReturnSequences) rows: prompt + generated tokens, padded as transformers pads. */
   sequences: number[][];
   /** Beam search: the final (length-penalised) score of each returned sequence. */
   sequenceScores?: number[];
+  /** With GenerationOptions.logprobs: per row, one entry per new token through the one that finished it. */
+  logprobs?: TokenLogprob[][];
   promptLength: number;
   /** Model calls made (prefill included). */
   modelCalls: number;

@@ -2,6 +2,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { rowSeed } from '../tasks/generate.js';
 import { stopList } from '../generation/stopStrings.js';
+import { MAX_TOP_LOGPROBS } from '../generation/generate.js';
 import type { ModelEntry } from './catalog.js';
 import { promptFacts } from './catalog.js';
 import { ApiError, badRequest } from './errors.js';
@@ -92,8 +93,6 @@ export interface ChatPlan {
 }
 
 const UNSUPPORTED: Array<[string, (v: unknown) => boolean, string]> = [
-  ['logprobs', (v) => v === true, 'logprobs are not supported'],
-  ['top_logprobs', (v) => v !== null && v !== 0, 'logprobs are not supported'],
   ['tools', (v) => Array.isArray(v) && v.length > 0, 'tools are not supported'],
   ['functions', (v) => Array.isArray(v) && v.length > 0, 'functions are not supported'],
   ['response_format', (v) => isObj(v) && v.type !== 'text', 'only the text response format is supported'],
@@ -172,6 +171,11 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
     doSample = true; // n different answers: sample them
   }
   if (doSample && topP === 0) throw badRequest('top_p must be > 0 when sampling', 'top_p');
+  if (b.logprobs !== undefined && b.logprobs !== null && typeof b.logprobs !== 'boolean') throw badRequest('logprobs must be a boolean', 'logprobs');
+  const logprobs = b.logprobs === true;
+  const topLogprobs = optNumber(b, 'top_logprobs', 0, MAX_TOP_LOGPROBS, true);
+  if (topLogprobs !== undefined && topLogprobs > 0 && !logprobs) throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs');
+  if (logprobs && numBeams > 1) throw badRequest(`logprobs are given for greedy decoding and sampling; ${entry.id} decodes with beam search (num_beams ${numBeams})`, 'logprobs', 'unsupported_parameter');
   let stop: string[];
   try {
     stop = stopList(b.stop);
@@ -212,6 +216,7 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
 
   const settings: GenSettings = { maxNewTokens: maxNew, doSample, n };
   if (stop.length) settings.stop = stop;
+  if (logprobs) settings.topLogprobs = topLogprobs ?? 0;
   if (doSample) {
     if (temperature !== undefined) settings.temperature = temperature;
     if (topP !== undefined) settings.topP = topP;
@@ -221,7 +226,7 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   const image = await resolveImageUrl(images[0].url, images[0].param, ctx.images);
   // beam sampling draws from one stream per batch: such requests are never batched together
   const alone = doSample && numBeams > 1 ? `|${randomUUID()}` : '';
-  const key = `generate|${maxNew}|${doSample}|${settings.temperature}|${settings.topP}|${n}|${facts.shape}|${JSON.stringify(stop)}${alone}`;
+  const key = `generate|${maxNew}|${doSample}|${settings.temperature}|${settings.topP}|${n}|${facts.shape}|${JSON.stringify(stop)}|${settings.topLogprobs}${alone}`;
   return { entry, image, prompt, settings, seeds, stream, includeUsage, promptTokens: facts.positions + facts.encoderTokens, key };
 }
 
@@ -231,6 +236,13 @@ export function finishReason(choice: { tokenIds: number[]; stop?: string }, plan
   const eos = plan.entry.manifest.text.eos_token_id;
   if (tokenIds.length > 0 && eos.includes(tokenIds[tokenIds.length - 1])) return 'stop';
   return tokenIds.length >= plan.settings.maxNewTokens ? 'length' : 'stop';
+}
+
+/** OpenAI's choice.logprobs: null unless the request asked for them. */
+export function choiceLogprobs(c: GenValue['choices'][number]): unknown {
+  if (!c.logprobs) return null;
+  const one = (e: { token: string; bytes: number[]; logprob: number }) => ({ token: e.token, logprob: e.logprob, bytes: e.bytes });
+  return { content: c.logprobs.map((e) => ({ ...one(e), top_logprobs: e.top.map(one) })), refusal: null };
 }
 
 export function chatId(): string {
@@ -252,7 +264,7 @@ export function chatResponse(plan: ChatPlan, v: GenValue, id: string, created: n
     choices: v.choices.map((c, index) => ({
       index,
       message: { role: 'assistant', content: c.text, refusal: null },
-      logprobs: null,
+      logprobs: choiceLogprobs(c),
       finish_reason: finishReason(c, plan),
     })),
     usage: { prompt_tokens: plan.promptTokens, completion_tokens: completion, total_tokens: plan.promptTokens + completion },

@@ -5,7 +5,7 @@
 import type { WireError } from './errors.js';
 import type { ImageBytes } from './images.js';
 import type { DecodedImage } from '../tasks/images.js';
-import type { GenerateOptions, GenerateResult } from '../tasks/generate.js';
+import type { GenerateOptions, GenerateResult, TokenLogprobEntry } from '../tasks/generate.js';
 import type { Embedding, ItmResult } from '../tasks/retrieval.js';
 
 /** What the worker needs of a loaded model (runtime/model.ts BlipModel has it). */
@@ -45,6 +45,8 @@ export interface GenSettings {
   n: number;
   /** Stop strings (OpenAI's stop): a choice ends before the first one it completes. */
   stop?: string[];
+  /** Set: logprobs with this many top alternatives (OpenAI's logprobs + top_logprobs). */
+  topLogprobs?: number;
 }
 
 export interface GenJob {
@@ -81,8 +83,8 @@ export type BatchMessage =
 export type ToWorker = BatchMessage | { type: 'close' };
 
 export interface GenValue {
-  /** `stop`: the stop string that ended the choice. */
-  choices: Array<{ text: string; tokenIds: number[]; stop?: string }>;
+  /** `stop`: the stop string that ended the choice; `logprobs` when the request asked. */
+  choices: Array<{ text: string; tokenIds: number[]; stop?: string; logprobs?: TokenLogprobEntry[] }>;
 }
 export interface ItmValue {
   itm: number[];

@@ -16,7 +16,7 @@ import { loadEntry, type ModelEntry } from './catalog.js';
 import { ApiError, toApiError } from './errors.js';
 import { EventStream, readJson, sendError, sendJson, sendText } from './http.js';
 import { ServerMetrics } from './metrics.js';
-import { chatId, chatResponse, chunk, embeddingValue, finishReason, parseChat, parseEmbeddings, parseItm, type Ctx } from './openai.js';
+import { chatId, chatResponse, choiceLogprobs, chunk, embeddingValue, finishReason, parseChat, parseEmbeddings, parseItm, type Ctx } from './openai.js';
 import type { EmbedValue, GenJob, GenValue, ItmValue } from './protocol.js';
 import { Scheduler, type JobHandle, type PoolOptions } from './scheduler.js';
 
@@ -275,7 +275,8 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       throw new Handled(toApiError(e).status);
     }
     open();
-    v.choices.forEach((c, index) => sse.send(chunk(plan, id, created, [{ index, delta: {}, logprobs: null, finish_reason: finishReason(c, plan) }])));
+    // (logprobs, when asked, come whole with each choice's last chunk: the deltas are words, not tokens)
+    v.choices.forEach((c, index) => sse.send(chunk(plan, id, created, [{ index, delta: {}, logprobs: choiceLogprobs(c), finish_reason: finishReason(c, plan) }])));
     if (plan.includeUsage) {
       const completion = v.choices.reduce((a, c) => a + c.tokenIds.length, 0);
       sse.send({ ...(chunk(plan, id, created, []) as object), usage: { prompt_tokens: plan.promptTokens, completion_tokens: completion, total_tokens: plan.promptTokens + completion } });

@@ -94,6 +94,10 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
       batchSize: live.length,
     };
     if (s.stop) opts.stop = s.stop;
+    if (s.topLogprobs !== undefined) {
+      opts.logprobs = true;
+      opts.topLogprobs = s.topLogprobs;
+    }
     if (prompts.some((p) => p !== null)) opts.prompt = prompts.map((p) => p ?? '');
     if (s.doSample) {
       if (s.temperature !== undefined) opts.temperature = s.temperature;
@@ -125,7 +129,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
     live.forEach((i, b) => {
       const r = out[b];
       const seqs = r.sequences ?? [r];
-      const value: GenValue = { choices: seqs.map((q) => ({ text: q.text, tokenIds: q.tokenIds, ...(q.stop !== undefined ? { stop: q.stop } : {}) })) };
+      const value: GenValue = { choices: seqs.map((q) => ({ text: q.text, tokenIds: q.tokenIds, ...(q.stop !== undefined ? { stop: q.stop } : {}), ...(q.logprobs ? { logprobs: q.logprobs } : {}) })) };
       for (const q of seqs) tokens += q.tokenIds.length;
       results[i] = { ok: true, value };
     });

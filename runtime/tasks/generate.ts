@@ -65,6 +65,14 @@ export interface GenerateOptions {
    * its sequences are cut.
    */
   stop?: string | string[];
+  /**
+   * Each new token's log-probability under the model (log-softmax of its logits before any logits
+   * processor, as transformers' `output_logits` gives them), in the result's `logprobs`. Greedy and
+   * sampling (greedy decoding then runs on the host, one decoder call a token); not beam search.
+   */
+  logprobs?: boolean;
+  /** With logprobs: the most likely tokens of each step to list too (0–20, default 0). */
+  topLogprobs?: number;
   /** Images per encode / generate call (default 8). */
   batchSize?: number;
   /**
@@ -100,6 +108,21 @@ export interface GeneratedSequence {
   score?: number;
   /** The stop string (GenerateOptions.stop) that ended the sequence; `text` stops before it. */
   stop?: string;
+  /** With GenerateOptions.logprobs: one entry per token of `tokenIds`. */
+  logprobs?: TokenLogprobEntry[];
+}
+
+/** A token as logprobs list it: its id, its text decoded alone, its bytes (tokenizer.tokenBytes) and log-probability. */
+export interface TokenLogprobInfo {
+  id: number;
+  token: string;
+  bytes: number[];
+  logprob: number;
+}
+
+export interface TokenLogprobEntry extends TokenLogprobInfo {
+  /** The most likely tokens of the step, best first (GenerateOptions.topLogprobs of them). */
+  top: TokenLogprobInfo[];
 }
 
 export interface GenerateResult extends GeneratedSequence {
@@ -309,7 +332,7 @@ function checkOptions(o: GenerateOptions): void {
 /** Every key GenerateOptions has (checked at run time for JavaScript callers). */
 const GENERATE_OPTIONS: Array<keyof GenerateOptions> = [
   'prompt', 'maxNewTokens', 'maxLength', 'minNewTokens', 'minLength', 'numBeams', 'lengthPenalty', 'earlyStopping', 'repetitionPenalty',
-  'noRepeatNgramSize', 'doSample', 'topP', 'topK', 'temperature', 'seed', 'numReturnSequences', 'stop', 'batchSize', 'onToken',
+  'noRepeatNgramSize', 'doSample', 'topP', 'topK', 'temperature', 'seed', 'numReturnSequences', 'stop', 'logprobs', 'topLogprobs', 'batchSize', 'onToken',
 ];
 
 /** Run generation for `images` (see GenerateOptions); one result per image, in order. */
@@ -335,6 +358,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const nRet = opts.numReturnSequences ?? 1;
   const stops = stopList(opts.stop);
+  if (opts.logprobs !== undefined && typeof opts.logprobs !== 'boolean') throw new GenerationConfigError(`logprobs must be true or false, found ${describeArgument(opts.logprobs)}`);
+  if (opts.topLogprobs !== undefined && !opts.logprobs) throw new GenerationConfigError('topLogprobs needs logprobs: true');
   if (Array.isArray(opts.seed) && opts.seed.length !== N * nRet) {
     throw new GenerationConfigError(`${opts.seed.length} seeds for ${N * nRet} output sequences (${N} images x ${nRet})`);
   }
@@ -408,6 +433,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     // meets a stop string runs at most three tokens past it before the host sees it
     if (opts.onToken || stops.length) g.greedyChunk = 4;
     if (stops.length) g.stopRow = (_r, toks) => findStop(ctx.tokenizer.decode(toks, { skipSpecialTokens: true }), stops) !== undefined;
+    if (opts.logprobs) g.logprobs = { top: opts.topLogprobs ?? 0 };
     g.onToken = (e: TokenEvent) => {
       if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
         throw new BlipRuntimeError('BLIP5031', `sampling drew ${draws} numbers by step ${e.step} for ${rowsOut} rows; per-row seeds need one draw per row per step`);
@@ -427,6 +453,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop }
         : { text: pyStrip(ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true })), tokenIds };
       if (out.sequenceScores) seq.score = out.sequenceScores[r];
+      if (out.logprobs) seq.logprobs = out.logprobs[r].slice(0, seq.tokenIds.length).map((e) => ({ ...tokenInfo(ctx.tokenizer, e.token, e.logprob), top: e.top.map((t) => tokenInfo(ctx.tokenizer, t.token, t.logprob)) }));
       return seq;
     });
     if (beam && opts.onToken) seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
@@ -440,6 +467,10 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     await ctx.stages?.done();
   }
   return results;
+}
+
+function tokenInfo(tok: HfTokenizer, id: number, logprob: number): TokenLogprobInfo {
+  return { id, token: tok.decode([id]), bytes: tok.tokenBytes(id), logprob };
 }
 
 /**

@@ -711,6 +711,51 @@ export class HfTokenizer {
   batchDecode(rows: Array<ArrayLike<number | bigint>>, opts: DecodeOptions = {}): string[] {
     return rows.map((r) => this.decode(r, opts));
   }
+
+  /**
+   * The bytes one token stands for (OpenAI's logprobs `bytes`): a byte-level BPE token's bytes, a
+   * byte-fallback token's one byte, otherwise the UTF-8 of the token decoded alone. A character
+   * split over tokens is whole only in their bytes joined.
+   */
+  tokenBytes(id: number): number[] {
+    const t = this.idToContent.get(id);
+    if (t === undefined) return [];
+    const json = this.loaded.json as { decoder?: Json | null; model?: Json };
+    if (this.loaded.modelType === 'BPE' && !this.specialIds.has(id) && usesDecoder(json.decoder, 'ByteLevel')) {
+      const table = unicodeToBytes();
+      if ([...t].every((c) => table.has(c))) return [...t].map((c) => table.get(c)!);
+    }
+    const b = /^<0x([0-9A-Fa-f]{2})>$/.exec(t);
+    if (b && json.model?.byte_fallback === true) return [parseInt(b[1], 16)];
+    return [...new TextEncoder().encode(this.decode([id]))];
+  }
+}
+
+/** Whether a decoder (or one in its Sequence) has this type. */
+function usesDecoder(dec: Json | null | undefined, type: string): boolean {
+  if (!dec) return false;
+  if (dec.type === type) return true;
+  return Array.isArray(dec.decoders) && (dec.decoders as Json[]).some((d) => usesDecoder(d, type));
+}
+
+let byteTable: Map<string, number> | undefined;
+/** GPT-2's printable character of each byte, inverted (what ByteLevel tokens are spelt with). */
+function unicodeToBytes(): Map<string, number> {
+  if (byteTable) return byteTable;
+  const bs: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
+  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
+  const cs = bs.slice();
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n++);
+    }
+  }
+  byteTable = new Map(bs.map((b, i) => [String.fromCodePoint(cs[i]), b]));
+  return byteTable;
 }
 
 /**

@@ -11,7 +11,7 @@ import { promptStyle } from '../../../runtime/tasks/generate.js';
 import { checkImageSize, declaredImageSize, toRgbImage } from '../../../runtime/tasks/images.js';
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
-import { MAX_ROWS_PER_PROMPT } from '../../../runtime/generation/generate.js';
+import { MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS } from '../../../runtime/generation/generate.js';
 import { MAX_STOP_LENGTH, MAX_STOP_STRINGS } from '../../../runtime/generation/stopStrings.js';
 import { pyLstrip, pyRstrip } from '../../../runtime/generation/pythonSpace.js';
 
@@ -34,6 +34,7 @@ const OPTIONS: Record<string, Kind> = {
   temperature: 'float',
   seed: 'int',
   stop: 'list',
+  logprobs: 'int',
   'batch-size': 'int',
   device: 'string',
   threads: 'int',
@@ -120,6 +121,10 @@ export function parseRunArgs(argv: string[]): Args {
   atLeast('top-k', 0);
   atLeast('seed', 0);
   atLeast('batch-size', 1);
+  atLeast('logprobs', 0);
+  if (a.num.logprobs !== undefined && a.num.logprobs > MAX_TOP_LOGPROBS) throw new UsageError(`--logprobs lists at most ${MAX_TOP_LOGPROBS} alternatives, found ${a.num.logprobs}`);
+  if (a.num.logprobs !== undefined && !a.flags.has('json')) throw new UsageError('--logprobs needs --json (they are printed in each JSON line)');
+  if (a.num.logprobs !== undefined && (a.num.beams ?? 1) > 1) throw new UsageError('--logprobs is for greedy decoding and --sample, not --beams');
   atLeast('threads', 1);
   checkThreadsOption(a.num.threads);
   if (a.num.beams !== undefined && a.num.beams > MAX_ROWS_PER_PROMPT) throw new UsageError(`--beams is ${a.num.beams}, more than the ${MAX_ROWS_PER_PROMPT} this runtime takes`);
@@ -146,7 +151,7 @@ function checkFitsTask(a: Args, m: Manifest): void {
     if (st.required && a.prompt === undefined && m.generation?.prompt === undefined) throw new UsageError(`--prompt is required: ${model} and needs ${st.what}`);
     if (st.required && a.prompt !== undefined && a.prompt.trim() === '') throw new UsageError(`--prompt is empty: ${model} and needs ${st.what}`);
   } else {
-    const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
+    const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed', 'logprobs'].find((n) => a.num[n] !== undefined);
     if (a.prompt !== undefined) throw new UsageError(`--prompt is for generating models, but ${model} (image-text matching); give the texts to score with --text`);
     if (gen || a.flags.has('sample') || a.stops.length) throw new UsageError(`--${gen ?? (a.stops.length ? 'stop' : 'sample')} is a generation setting, but ${model} (image-text matching)`);
     if (a.texts.length === 0) throw new UsageError(`--text is required: ${model} that scores images against texts`);
@@ -221,7 +226,8 @@ Runs the compiled model in OUTDIR (written by 'blip compile') on images. PATH is
 Captioning, VQA and instruction models print the generated text: streamed word by word for a
 single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
   {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, load, total}}
-  ("stop": the --stop string that ended the text, when one did)
+  ("stop": the --stop string that ended the text, when one did; "logprobs" with --logprobs:
+   [{"id", "token", "bytes", "logprob", "top": [{"id", "token", "bytes", "logprob"}, ...]}, ...])
 (load: opening the graphs. When all images fit in one --batch-size batch, the image encoder is
 released before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
 ITM / retrieval models score every image against every --text, one JSON line per pair:
@@ -247,6 +253,8 @@ Options:
     --top-k N               keep the N most likely tokens (default 50; 0 = all)
     --temperature F         divide the logits by F (default 1)
     --seed N                seed of the sampler (default 0): the same seed gives the same text
+  --logprobs N              with --json: each token's log-probability under the model and the N
+                            most likely tokens of its step (0-20; greedy or --sample, not --beams)
   --stop TEXT               end a text where TEXT first appears, and print what came before it
                             (repeat for up to 4; a newline: --stop $'\\n' in bash)
   --batch-size N            images per model call (default 8)
@@ -357,6 +365,10 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     batchSize: bs,
   };
   if (a.stops.length) opts.stop = a.stops;
+  if (n.logprobs !== undefined) {
+    opts.logprobs = true;
+    opts.topLogprobs = n.logprobs;
+  }
   if (stream) {
     // Print what `text` will hold (trimmed): whitespace is held back until more text follows, so a
     // stop token that decodes to "\n" (BLIP-2 OPT's) adds no blank line.
@@ -379,7 +391,7 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     const image = ok[i].file;
     if (json) {
       const t = r.timingsMs;
-      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, ...(r.stop !== undefined ? { stop: r.stop } : {}), timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), ...(t.load !== undefined ? { load: round(t.load) } : {}), total: round(t.total) } }) + '\n';
+      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, ...(r.stop !== undefined ? { stop: r.stop } : {}), ...(r.logprobs ? { logprobs: r.logprobs } : {}), timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), ...(t.load !== undefined ? { load: round(t.load) } : {}), total: round(t.total) } }) + '\n';
     }
     return stream ? '\n' : `${image}: ${r.text}\n`;
   });

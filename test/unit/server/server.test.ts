@@ -119,6 +119,30 @@ test('stop: the answer ends before the stop string, finish_reason "stop", stream
   assert.match(err.json.error.message, /^stop\[1\] is empty/);
 });
 
+test('logprobs: OpenAI\'s choice.logprobs from the library\'s, streamed whole with each choice\'s last chunk', async () => {
+  const body = chatBody('opt', { max_tokens: 6, logprobs: true, top_logprobs: 2 }, 'a photo of');
+  const [want] = await direct.opt.generate([imageBytes()], { maxNewTokens: 6, prompt: 'a photo of', logprobs: true, topLogprobs: 2 });
+  const r = await chat(body);
+  const content = r.choices[0].logprobs!.content!;
+  assert.equal(content.length, want.tokenIds.length);
+  content.forEach((e, i) => {
+    const w = want.logprobs![i];
+    assert.deepEqual([e.token, e.logprob, e.bytes], [w.token, w.logprob, w.bytes]);
+    assert.deepEqual(e.top_logprobs.map((x) => [x.token, x.logprob, x.bytes]), w.top.map((x) => [x.token, x.logprob, x.bytes]));
+  });
+  // without logprobs: null, as OpenAI answers
+  assert.equal((await chat(chatBody('opt', { max_tokens: 3 }, 'a photo of'))).choices[0].logprobs, null);
+  const stream = (await client.chat.completions.create({ ...body, stream: true } as never)) as unknown as AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>;
+  const streamed: unknown[] = [];
+  for await (const c of stream) for (const ch of c.choices) streamed.push(...(ch.logprobs?.content ?? []));
+  assert.deepEqual(streamed, content);
+  for (const [extra, param] of [[{ top_logprobs: 2 }, 'top_logprobs'], [{ logprobs: true, top_logprobs: 21 }, 'top_logprobs'], [{ logprobs: 'yes' }, 'logprobs']] as const) {
+    const bad = await post(`${s.url}/v1/chat/completions`, chatBody('opt', extra));
+    assert.equal(bad.status, 400, JSON.stringify(extra));
+    assert.equal(bad.json.error.param, param);
+  }
+});
+
 test('sampling: n choices, reproducible for a seed', async () => {
   const body = chatBody('opt', { max_tokens: 5, n: 3, temperature: 1.5, top_p: 0.95, seed: 42 });
   const a = await chat(body);
@@ -231,7 +255,7 @@ test('bad input is a 4xx in OpenAI error shape, through the openai client', asyn
     [chatBody('cap', { max_tokens: 100 }), OpenAI.BadRequestError, 'context_length_exceeded'],
     [chatBody('cap', { temperature: 5 }), OpenAI.BadRequestError, null],
     [chatBody('cap', { n: 1000 }), OpenAI.BadRequestError, null],
-    [chatBody('cap', { logprobs: true }), OpenAI.BadRequestError, 'unsupported_parameter'],
+    [chatBody('cap', { tools: [{ type: 'function', function: { name: 'f' } }] }), OpenAI.BadRequestError, 'unsupported_parameter'],
     [chatBody('cap', { stop: ['.', ''] }), OpenAI.BadRequestError, null],
     [chatBody('cap', { stop: ['a', 'b', 'c', 'd', 'e'] }), OpenAI.BadRequestError, null],
     [chatBody('cap', { stop: 7 }), OpenAI.BadRequestError, null],

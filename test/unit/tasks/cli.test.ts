@@ -12,6 +12,7 @@ import { compile } from '../../../src/index.js';
 import { load } from '../../../runtime/model.js';
 import sharp from 'sharp';
 import { candidates, providerStatus } from '../../../runtime/providers.js';
+import { pyStrip } from '../../../runtime/generation/pythonSpace.js';
 
 type Result = CliResult;
 
@@ -56,7 +57,7 @@ before(async () => {
   copyFileSync(IMG_B, join(folder, 'c.jpg'));
   writeFileSync(join(folder, 'notes.txt'), 'not an image');
   const cap = (...a: string[]) => ['run', caption, ...a];
-  const stop = stopOf(greedy().text[0].trim());
+  const stop = stopOf(pyStrip(greedy().text[0]));
   const batch: Record<string, string[]> = {
     json: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json'),
     jsonAuto: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--device', 'auto'),
@@ -69,6 +70,7 @@ before(async () => {
     sample2: cap('--image', IMG_A, '--sample', '--top-p=0.9', '--seed=5', '--json', '--threads', '1'),
     stopJson: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--stop', stop, '--stop', 'zzz-never'),
     stopStream: cap('--image', IMG_A, '--max-new-tokens', '12', '--stop', stop),
+    logprobsJson: cap('--image', IMG_A, '--max-new-tokens', '12', '--json', '--logprobs', '2'),
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
     half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
     noResize: ['run', noResize, '--image', IMG_A, '--image', img32, '--max-new-tokens', '3', '--json'],
@@ -94,6 +96,9 @@ before(async () => {
     emptyStop: cap('--image', IMG_A, '--stop', ''),
     manyStops: cap('--image', IMG_A, ...['a', 'b', 'c', 'd', 'e'].flatMap((x) => ['--stop', x])),
     stopOnItm: ['run', itm, '--image', IMG_A, '--text', 'x', '--stop', '.'],
+    logprobsNoJson: cap('--image', IMG_A, '--logprobs', '2'),
+    logprobsBeams: cap('--image', IMG_A, '--json', '--logprobs', '2', '--beams', '3'),
+    logprobsMany: cap('--image', IMG_A, '--json', '--logprobs', '21'),
     noDir: ['run', '--image', IMG_A],
     // failures (1)
     missingImage: cap('--image', join(tmp.dir, 'nope.jpg')),
@@ -113,19 +118,32 @@ const stopOf = (text: string) => [...text].slice(Math.floor([...text].length / 2
 
 test('--stop: the text ends before the stop, token_ids through the token that completed it, "stop" named; streamed the same', () => {
   assert.equal(R.stopJson.code, 0, R.stopJson.err);
-  const full = greedy().text[0].trim();
+  const full = pyStrip(greedy().text[0]);
   const stop = stopOf(full);
   const [a, b] = lines(R.stopJson.out).map((l) => JSON.parse(l));
-  assert.equal(a.text, full.slice(0, full.indexOf(stop)).trim());
+  assert.equal(a.text, pyStrip(full.slice(0, full.indexOf(stop))));
   assert.equal(a.stop, stop);
   assert.ok(a.token_ids.length < greedy().new_tokens[0].length);
   assert.deepEqual(a.token_ids, greedy().new_tokens[0].slice(0, a.token_ids.length));
   // the other image: cut too where its text holds the stop, else all of it and no "stop" key
-  const other = greedy().text[1].trim();
+  const other = pyStrip(greedy().text[1]);
   if (other.includes(stop)) assert.equal(b.stop, stop);
   else assert.deepEqual([b.text, b.token_ids, 'stop' in b], [other, greedy().new_tokens[1], false]);
   assert.equal(R.stopStream.code, 0, R.stopStream.err);
   assert.equal(R.stopStream.out, `${a.text}\n`);
+});
+
+test('--logprobs N: each token\'s log-probability and the N most likely of its step, in the JSON line; the same tokens', () => {
+  assert.equal(R.logprobsJson.code, 0, R.logprobsJson.err);
+  const r = JSON.parse(R.logprobsJson.out);
+  assert.deepEqual(r.token_ids, greedy().new_tokens[0]);
+  assert.deepEqual(r.logprobs.map((e: { id: number }) => e.id), r.token_ids);
+  for (const e of r.logprobs) {
+    assert.deepEqual(Object.keys(e), ['id', 'token', 'bytes', 'logprob', 'top']);
+    assert.equal(e.top.length, 2);
+    assert.equal(e.top[0].id, e.id); // greedy: the most likely
+    assert.ok(e.logprob <= 0 && e.top[1].logprob <= e.top[0].logprob);
+  }
 });
 
 test('--json: one line per image with transformers greedy tokens, text and timings', () => {
@@ -136,7 +154,7 @@ test('--json: one line per image with transformers greedy tokens, text and timin
   recs.forEach((r, b) => {
     assert.equal(r.image, [IMG_A, IMG_B][b]);
     assert.deepEqual(r.token_ids, greedy().new_tokens[b]);
-    assert.equal(r.text, greedy().text[b].trim());
+    assert.equal(r.text, pyStrip(greedy().text[b]));
     // one batch: staged loading, so the time spent opening the graphs is reported apart
     assert.deepEqual(Object.keys(r.timings_ms), ['preprocess', 'encode', 'prefill', 'decode', 'load', 'total']);
     const t = r.timings_ms;
@@ -184,9 +202,9 @@ test('a model that does not resize (do_resize false): an image of another size i
 
 test('one image streams its text to stdout; several print IMAGE: TEXT lines (beam search here)', () => {
   assert.equal(R.stream.code, 0, R.stream.err);
-  assert.equal(R.stream.out, greedy().text[0].trim() + '\n');
+  assert.equal(R.stream.out, pyStrip(greedy().text[0]) + '\n');
   assert.equal(R.lines.code, 0, R.lines.err);
-  assert.deepEqual(lines(R.lines.out), [`${IMG_A}: ${beam().text[0].trim()}`, `${IMG_B}: ${beam().text[1].trim()}`]);
+  assert.deepEqual(lines(R.lines.out), [`${IMG_A}: ${pyStrip(beam().text[0])}`, `${IMG_B}: ${pyStrip(beam().text[1])}`]);
 });
 
 test('a folder: images in name order, a corrupt one gets an error record, the rest run, exit 1', () => {
@@ -222,7 +240,7 @@ test('ITM models print one JSON line per image-text pair', () => {
 
 test('help lists every option with examples', () => {
   assert.equal(R.help.code, 0);
-  for (const o of ['--image', '--prompt', '--text', '--max-new-tokens', '--min-new-tokens', '--beams', '--length-penalty', '--repetition-penalty', '--no-repeat-ngram', '--sample', '--top-p', '--top-k', '--temperature', '--seed', '--stop', '--batch-size', '--device', '--threads', '--json']) {
+  for (const o of ['--image', '--prompt', '--text', '--max-new-tokens', '--min-new-tokens', '--beams', '--length-penalty', '--repetition-penalty', '--no-repeat-ngram', '--sample', '--top-p', '--top-k', '--temperature', '--seed', '--stop', '--logprobs', '--batch-size', '--device', '--threads', '--json']) {
     assert.ok(R.help.out.includes(o), o);
   }
   assert.match(R.help.out, /Examples:\n {2}blip run /);
@@ -251,6 +269,9 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['emptyStop', /--stop is empty: a stop string needs at least one character/],
     ['manyStops', /--stop is given 5 times; at most 4 stop strings/],
     ['stopOnItm', /--stop is a generation setting, but .* is a BLIP retrieval model/],
+    ['logprobsNoJson', /--logprobs needs --json/],
+    ['logprobsBeams', /--logprobs is for greedy decoding and --sample, not --beams/],
+    ['logprobsMany', /--logprobs lists at most 20 alternatives, found 21/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];
