@@ -7,6 +7,7 @@ export interface Decoder {
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
 }
 
+/** transformers' TextStreamer._is_chinese_char: from U+2B820, where Rust's BERT normalizer (tokenizers/hf.ts) starts at U+2B920. */
 function isCjk(cp: number): boolean {
   return (
     (cp >= 0x4e00 && cp <= 0x9fff) ||

@@ -789,7 +789,7 @@ function byteFallbackChain(tokens: string[]): string[] {
   return out;
 }
 
-/** Rust's BERT is_chinese_char (tokenizers' normalizers/bert.rs); its ranges, not the library's. */
+/** Rust's BERT is_chinese_char (tokenizers' normalizers/bert.rs): from U+2B920, where the library and transformers' TextStreamer (generation/streamer.ts) start at U+2B820. */
 function isChineseChar(cp: number): boolean {
   return (
     (cp >= 0x4e00 && cp <= 0x9fff) ||
