@@ -234,7 +234,7 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
       mask[r].push(1);
     }
     const len = seqs[0].length;
-    for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(tokens[r]))) unfinished[r] = false;
+    // asked of every row this token extends, the one that ends it by length or EOS too
     if (opts.stopRow) {
       for (let r = 0; r < B; r++) {
         if (unfinished[r] && opts.stopRow(r, seqs[r].slice(P))) {
@@ -243,6 +243,7 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
         }
       }
     }
+    for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(tokens[r]))) unfinished[r] = false;
     opts.onToken?.({ step, tokens, finished: unfinished.map((u) => !u) });
     step++;
   };

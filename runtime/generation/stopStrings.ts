@@ -6,7 +6,7 @@ import type { Decoder } from './streamer.js';
 
 /** The most stop strings a call takes (OpenAI's limit). */
 export const MAX_STOP_STRINGS = 4;
-/** The longest stop string, in UTF-16 units: a stop is a delimiter, and the streamed check costs its length squared. */
+/** The longest stop string, in characters: a stop is a delimiter, and the streamed check costs its length squared. */
 export const MAX_STOP_LENGTH = 256;
 
 /** `stop` as given (a string or a list of them) as a list; refuses empty or long strings and too many. */
@@ -14,13 +14,17 @@ export function stopList(stop: unknown, what = 'stop'): string[] {
   if (stop === undefined || stop === null) return [];
   const list = typeof stop === 'string' ? [stop] : stop;
   if (!Array.isArray(list)) throw new GenerationConfigError(`${what} must be a string or a list of strings`);
-  if (list.length > MAX_STOP_STRINGS) throw new GenerationConfigError(`${what} takes at most ${MAX_STOP_STRINGS} strings, found ${list.length}`);
-  list.forEach((s, i) => {
+  // (an index loop: forEach would skip the holes of a sparse array)
+  for (let i = 0; i < list.length; i++) {
+    const s: unknown = list[i];
     if (typeof s !== 'string') throw new GenerationConfigError(`${what}[${i}] must be a string`);
     if (s === '') throw new GenerationConfigError(`${what}[${i}] is empty: a stop string needs at least one character`);
-    if (s.length > MAX_STOP_LENGTH) throw new GenerationConfigError(`${what}[${i}] is ${s.length} characters; a stop string has at most ${MAX_STOP_LENGTH}`);
-  });
-  return [...new Set(list as string[])];
+    const chars = [...s].length;
+    if (chars > MAX_STOP_LENGTH) throw new GenerationConfigError(`${what}[${i}] is ${chars} characters; a stop string has at most ${MAX_STOP_LENGTH}`);
+  }
+  const distinct = [...new Set(list as string[])];
+  if (distinct.length > MAX_STOP_STRINGS) throw new GenerationConfigError(`${what} takes at most ${MAX_STOP_STRINGS} different strings, found ${distinct.length}`);
+  return distinct;
 }
 
 /**
@@ -40,15 +44,31 @@ export function findStop(text: string, stops: readonly string[]): { index: numbe
   return best;
 }
 
-/** The new tokens through the one whose text completes a stop string, the text before the stop, and the stop; undefined when none occurs. */
+/** The text stop strings are matched in: the decoded new tokens that later tokens cannot change. */
+export function stopText(tok: Decoder, tokenIds: number[]): string {
+  return (tok.decodeStable ?? tok.decode).call(tok, tokenIds, { skipSpecialTokens: true });
+}
+
+/** Where a row that a stop ended (after `count` new tokens) is cut: its tokens, the text before the stop, the stop. */
+export function cutAt(tok: Decoder, tokenIds: number[], count: number, stops: readonly string[]): { tokenIds: number[]; text: string; stop: string } | undefined {
+  const kept = tokenIds.slice(0, count);
+  const text = stopText(tok, kept);
+  const hit = findStop(text, stops);
+  return hit && { tokenIds: kept, text: text.slice(0, hit.index), stop: hit.stop };
+}
+
+/**
+ * The new tokens through the first whose text completes a stop string, the text before the stop,
+ * and the stop; undefined when none does. Each prefix is decoded on its own: with byte fallback a
+ * later byte can turn earlier text into U+FFFD, so the decode of the whole is no guide. (Quadratic
+ * in the length: for beam search, whose rows the loop does not stop; greedy and sampled rows record
+ * where they stopped.)
+ */
 export function cutAtStop(tok: Decoder, tokenIds: number[], stops: readonly string[]): { tokenIds: number[]; text: string; stop: string } | undefined {
-  if (stops.length === 0 || !findStop(tok.decode(tokenIds, { skipSpecialTokens: true }), stops)) return undefined;
-  // the shortest prefix that shows a stop (a byte-fallback token can complete a character late,
-  // so the test is on each prefix's own text, not on slices of the whole)
+  if (stops.length === 0) return undefined;
   for (let k = 1; k <= tokenIds.length; k++) {
-    const text = tok.decode(tokenIds.slice(0, k), { skipSpecialTokens: true });
-    const hit = findStop(text, stops);
-    if (hit) return { tokenIds: tokenIds.slice(0, k), text: text.slice(0, hit.index), stop: hit.stop };
+    const cut = cutAt(tok, tokenIds, k, stops);
+    if (cut) return cut;
   }
   return undefined;
 }

@@ -5,6 +5,8 @@ import type { TokenEvent } from './types.js';
 
 export interface Decoder {
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
+  /** The part of the decode that later ids cannot change (HfTokenizer.decodeStable). */
+  decodeStable?(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
 }
 
 /** transformers' TextStreamer._is_chinese_char: from U+2B820, where Rust's BERT normalizer (tokenizers/hf.ts) starts at U+2B920. */
@@ -34,17 +36,21 @@ export class TextStreamer {
    *   tokens after it are decoded alone — for SentencePiece a word after "\n" then loses its space
    *   and the pieces no longer add up to the decoded text. false keeps the cache: the pieces are
    *   slices of one growing decode.
+   * @param opts.holdIncomplete release only what later tokens cannot change (Decoder.decodeStable):
+   *   not the text of a trailing byte-fallback run or an incomplete character (default false, as
+   *   transformers, whose released text a later byte can then rewrite).
    */
   constructor(
     private readonly tokenizer: Decoder,
     private readonly onText: (text: string, end: boolean) => void,
-    private readonly opts: { skipSpecialTokens?: boolean; row?: number; resetAtNewline?: boolean } = {},
+    private readonly opts: { skipSpecialTokens?: boolean; row?: number; resetAtNewline?: boolean; holdIncomplete?: boolean } = {},
   ) {}
 
   /** Feed new token ids. */
   put(ids: number[]): void {
     this.cache.push(...ids);
-    const cps = [...this.tokenizer.decode(this.cache, { skipSpecialTokens: this.opts.skipSpecialTokens })];
+    const dec = this.opts.holdIncomplete && this.tokenizer.decodeStable ? this.tokenizer.decodeStable.bind(this.tokenizer) : this.tokenizer.decode.bind(this.tokenizer);
+    const cps = [...dec(this.cache, { skipSpecialTokens: this.opts.skipSpecialTokens })];
     let printable: string;
     const last = cps.length ? cps[cps.length - 1].codePointAt(0)! : 0;
     if (cps.length > 0 && cps[cps.length - 1] === '\n') {

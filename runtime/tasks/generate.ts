@@ -22,7 +22,7 @@ import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js
 import type { DeviceRowGather } from '../generation/deviceRows.js';
 import { createRandom } from '../generation/random.js';
 import { TextStreamer } from '../generation/streamer.js';
-import { cutAtStop, findStop, StopFilter, stopList } from '../generation/stopStrings.js';
+import { cutAt, cutAtStop, findStop, StopFilter, stopList, stopText } from '../generation/stopStrings.js';
 import { pyLstrip, pyRstrip, pyStrip } from '../generation/pythonSpace.js';
 import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } from '../generation/types.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
@@ -432,7 +432,15 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     // in-graph greedy (CPU): a caller who streams gets its tokens four at a time, and a row that
     // meets a stop string runs at most three tokens past it before the host sees it
     if (opts.onToken || stops.length) g.greedyChunk = 4;
-    if (stops.length) g.stopRow = (_r, toks) => findStop(ctx.tokenizer.decode(toks, { skipSpecialTokens: true }), stops) !== undefined;
+    // where each greedy or sampled row stopped (new tokens kept); beam rows are cut afterwards
+    const stoppedAt = new Map<number, number>();
+    if (stops.length) {
+      g.stopRow = (r, toks) => {
+        if (findStop(stopText(ctx.tokenizer, toks), stops) === undefined) return false;
+        stoppedAt.set(r, toks.length);
+        return true;
+      };
+    }
     if (opts.logprobs) g.logprobs = { top: opts.topLogprobs ?? 0 };
     g.onToken = (e: TokenEvent) => {
       if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
@@ -448,7 +456,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const fresh = s.slice(out.promptLength);
       const cut = fresh.findIndex((t) => eos.has(t));
       const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
-      const stopped = cutAtStop(ctx.tokenizer, tokenIds, stops);
+      const at = stoppedAt.get(r);
+      const stopped = at !== undefined ? cutAt(ctx.tokenizer, tokenIds, at, stops) : beam ? cutAtStop(ctx.tokenizer, tokenIds, stops) : undefined;
       const seq: GeneratedSequence = stopped
         ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop }
         : { text: pyStrip(ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true })), tokenIds };
@@ -476,7 +485,8 @@ function tokenInfo(tok: HfTokenizer, id: number, logprob: number): TokenLogprobI
 /**
  * Streams one output row through TextStreamer (one callback per token), holding back what may be
  * the start of a stop string and trimming the white space around the text. The streamer keeps its
- * cache at newlines (unlike transformers'), so that the pieces add up to the row's text.
+ * cache at newlines (unlike transformers') and releases only text later tokens cannot change (not a
+ * trailing byte-fallback run's), so that the pieces add up to the row's text.
  */
 function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: string, id: number) => void, stops: string[]) {
   let started = false;
@@ -484,7 +494,7 @@ function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: stri
   let pending = '';
   let held = '';
   const filter = stops.length ? new StopFilter(stops) : undefined;
-  const streamer = new TextStreamer(tok, (text, end) => (pending += filter ? filter.push(text) + (end ? filter.end() : '') : text), { skipSpecialTokens: true, resetAtNewline: false });
+  const streamer = new TextStreamer(tok, (text, end) => (pending += filter ? filter.push(text) + (end ? filter.end() : '') : text), { skipSpecialTokens: true, resetAtNewline: false, holdIncomplete: true });
   const feed = (id: number, last: boolean) => {
     streamer.put([id]);
     if (last) {

@@ -713,6 +713,23 @@ export class HfTokenizer {
   }
 
   /**
+   * The decode of `ids` as far as ids after them cannot change it: without a trailing run of
+   * byte-fallback tokens (a later byte can make the run invalid UTF-8, which byte fallback turns
+   * into U+FFFD as a whole, the bytes already shown too) and without trailing U+FFFD (a byte-level
+   * character whose bytes are still arriving). What stop strings are matched in and streams release.
+   */
+  decodeStable(ids: ArrayLike<number | bigint>, opts: DecodeOptions = {}): string {
+    let end = ids.length;
+    if ((this.loaded.json as { model?: Json }).model?.byte_fallback === true) {
+      while (end > 0 && /^<0x[0-9A-Fa-f]{2}>$/.test(this.idToContent.get(Number(ids[end - 1])) ?? '')) end--;
+    }
+    const text = this.decode(end === ids.length ? ids : Array.prototype.slice.call(ids, 0, end), opts);
+    let cut = text.length;
+    while (cut > 0 && text.charCodeAt(cut - 1) === 0xfffd) cut--;
+    return text.slice(0, cut);
+  }
+
+  /**
    * The bytes one token stands for (OpenAI's logprobs `bytes`): a byte-level BPE token's bytes, a
    * byte-fallback token's one byte, otherwise the UTF-8 of the token decoded alone. A character
    * split over tokens is whole only in their bytes joined.

@@ -9,7 +9,8 @@ Serve compiled models (blip compile output) over HTTP with an OpenAI-compatible 
   POST /v1/chat/completions   generating models (caption, VQA, instructions): a user message with
                               one image_url part (data:image/...;base64,...) and optional text
                               (the prompt / question / instruction); max_tokens, temperature,
-                              top_p, n, seed, stream (server-sent events)
+                              top_p, n, seed, stop, logprobs / top_logprobs, stream
+                              (server-sent events)
   POST /v1/itm                retrieval models: {"model", "image", "texts": [...]} -> ITM
                               probabilities and ITC similarities
   POST /v1/embeddings         retrieval models with an ITC head: texts and image parts -> embeddings

@@ -62,8 +62,44 @@ test('stopList: a string or up to four non-empty strings of at most 256 characte
   assert.deepEqual(stopList('\n'), ['\n']);
   assert.deepEqual(stopList(['.', '.', '!']), ['.', '!']);
   assert.throws(() => stopList(['']), /stop\[0\] is empty/);
-  assert.throws(() => stopList(['a', 'b', 'c', 'd', 'e']), /at most 4 strings, found 5/);
+  assert.throws(() => stopList(['a', 'b', 'c', 'd', 'e']), /at most 4 different strings, found 5/);
+  assert.deepEqual(stopList(['a', 'b', 'a', 'c', 'd']), ['a', 'b', 'c', 'd']); // counted once each, as blip run counts --stop
+  // a sparse array's hole is no string; 256 characters counted as characters, not UTF-16 units
+  assert.throws(() => stopList([, 'e'] as unknown as string[]), /stop\[0\] must be a string/);
+  assert.deepEqual(stopList(['🙂'.repeat(256)]), ['🙂'.repeat(256)]);
+  assert.throws(() => stopList(['🙂'.repeat(257)]), /257 characters/);
   assert.throws(() => stopList({}), /a string or a list of strings/);
   assert.throws(() => stopList(['.', 'x'.repeat(257)]), /stop\[1\] is 257 characters; a stop string has at most 256/);
   assert.deepEqual(stopList(['x'.repeat(256)]), ['x'.repeat(256)]);
+});
+
+test('byte fallback: stops are matched, and streams released, only in text later bytes cannot change', async () => {
+  const { loadTokenizer } = await import('../../../runtime/tokenizers/hf.js');
+  const { TextStreamer } = await import('../../../runtime/generation/streamer.js');
+  const { fixturePath } = await import('./fixtures.js');
+  const tok = loadTokenizer(fixturePath('tokenizers', 'llama'));
+  const ids = (tokens: string[]) => tokens.map((t) => tok.tokenToId(t)!);
+  // "G" is shown while its byte run may go on, then the next byte makes the run invalid: "a" + 2 x U+FFFD
+  const run = ids(['▁a', '<0x47>', '<0xE5>', '▁b']);
+  assert.equal(tok.decode(run.slice(0, 2)), 'aG');
+  assert.equal(tok.decodeStable(run.slice(0, 2)), 'a');
+  assert.equal(tok.decode(run), 'a\uFFFD\uFFFD b');
+  assert.equal(cutAtStop(tok, run, ['G']), undefined);
+  assert.deepEqual(cutAtStop(tok, run, [' b']), { tokenIds: run, text: 'a\uFFFD\uFFFD', stop: ' b' });
+  // a streamer holding incomplete text: its pieces add up to the decode (transformers' can release a space or newline a later byte rewrites)
+  for (const tokens of [['▁a', '<0x20>', '<0xE5>', '▁b'], ['▁a', '<0x0A>', '<0xE5>', '▁b'], ['▁a', '<0xE5>', '<0x93>', '<0x88>', '▁b']]) {
+    const seq = ids(tokens);
+    let out = '';
+    const st = new TextStreamer(tok, (t) => (out += t), { resetAtNewline: false, holdIncomplete: true });
+    for (const id of seq) st.put([id]);
+    st.end();
+    assert.equal(out, tok.decode(seq), tokens.join(' '));
+  }
+  // byte-level BPE: a character whose second byte is still to come is held back, not matched as U+FFFD
+  const opt = loadTokenizer(fixturePath('tokenizers', 'opt'));
+  const half = [opt.tokenToId('a')!, opt.tokenToId('Ã')!];
+  assert.equal(opt.decode(half), 'a\uFFFD');
+  assert.equal(opt.decodeStable(half), 'a');
+  assert.equal(cutAtStop(opt, half, ['\uFFFD']), undefined);
+  assert.equal(opt.decodeStable([...half, opt.tokenToId('©')!]), 'aé');
 });

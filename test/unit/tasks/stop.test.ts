@@ -103,7 +103,7 @@ test('stop values are checked: a string or up to four non-empty strings (BLIP503
   const m = models.get('blip-caption-a')!;
   const code = (re: RegExp) => (e: unknown) => (e as { code?: string }).code === 'BLIP5030' && re.test((e as Error).message);
   await assert.rejects(m.generate([images[0]], { stop: '' }), code(/stop\[0\] is empty/));
-  await assert.rejects(m.generate([images[0]], { stop: ['a', 'b', 'c', 'd', 'e'] }), code(/at most 4 strings, found 5/));
+  await assert.rejects(m.generate([images[0]], { stop: ['a', 'b', 'c', 'd', 'e'] }), code(/at most 4 different strings, found 5/));
   await assert.rejects(m.generate([images[0]], { stop: [1] as unknown as string[] }), code(/stop\[0\] must be a string/));
   await assert.rejects(m.generate([images[0]], { stop: 3 as unknown as string }), code(/a string or a list of strings/));
 });
