@@ -70,7 +70,18 @@ export function cutAtStop(tok: Decoder, tokenIds: number[], stops: readonly stri
     const cut = cutAt(tok, tokenIds, k, stops);
     if (cut) return cut;
   }
-  return undefined;
+  return finalCut(tok, tokenIds, stops);
+}
+
+/**
+ * A finished sequence's text is final: a stop in what its last tokens left open (a byte run, an
+ * incomplete character, which no later token will change now) ends it too.
+ */
+export function finalCut(tok: Decoder, tokenIds: number[], stops: readonly string[]): { tokenIds: number[]; text: string; stop: string } | undefined {
+  if (stops.length === 0) return undefined;
+  const text = tok.decode(tokenIds, { skipSpecialTokens: true });
+  const hit = findStop(text, stops);
+  return hit && { tokenIds, text: text.slice(0, hit.index), stop: hit.stop };
 }
 
 /**

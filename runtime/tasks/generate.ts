@@ -22,7 +22,7 @@ import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js
 import type { DeviceRowGather } from '../generation/deviceRows.js';
 import { createRandom } from '../generation/random.js';
 import { TextStreamer } from '../generation/streamer.js';
-import { cutAt, cutAtStop, findStop, StopFilter, stopList, stopText } from '../generation/stopStrings.js';
+import { cutAt, cutAtStop, finalCut, findStop, StopFilter, stopList, stopText } from '../generation/stopStrings.js';
 import { pyLstrip, pyRstrip, pyStrip } from '../generation/pythonSpace.js';
 import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } from '../generation/types.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
@@ -457,7 +457,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const cut = fresh.findIndex((t) => eos.has(t));
       const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
       const at = stoppedAt.get(r);
-      const stopped = at !== undefined ? cutAt(ctx.tokenizer, tokenIds, at, stops) : beam ? cutAtStop(ctx.tokenizer, tokenIds, stops) : undefined;
+      const stopped = at !== undefined ? cutAt(ctx.tokenizer, tokenIds, at, stops) : beam ? cutAtStop(ctx.tokenizer, tokenIds, stops) : finalCut(ctx.tokenizer, tokenIds, stops);
       const seq: GeneratedSequence = stopped
         ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop }
         : { text: pyStrip(ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true })), tokenIds };

@@ -86,6 +86,8 @@ test('byte fallback: stops are matched, and streams released, only in text later
   assert.equal(tok.decode(run), 'a\uFFFD\uFFFD b');
   assert.equal(cutAtStop(tok, run, ['G']), undefined);
   assert.deepEqual(cutAtStop(tok, run, [' b']), { tokenIds: run, text: 'a\uFFFD\uFFFD', stop: ' b' });
+  // a sequence that ends inside a run: its text is final, and a stop there cuts it
+  assert.deepEqual(cutAtStop(tok, run.slice(0, 2), ['G']), { tokenIds: run.slice(0, 2), text: 'a', stop: 'G' });
   // a streamer holding incomplete text: its pieces add up to the decode (transformers' can release a space or newline a later byte rewrites)
   for (const tokens of [['▁a', '<0x20>', '<0xE5>', '▁b'], ['▁a', '<0x0A>', '<0xE5>', '▁b'], ['▁a', '<0xE5>', '<0x93>', '<0x88>', '▁b']]) {
     const seq = ids(tokens);
