@@ -3,7 +3,7 @@
 // shows a stop (a character completed by a later byte token counts only once it is whole).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cutAtStop, findStop, StopFilter, stopList } from '../../../runtime/generation/stopStrings.js';
+import { cutAtStop, findStop, StopFilter, stopList, stopText } from '../../../runtime/generation/stopStrings.js';
 import { createRandom } from '../../../runtime/generation/random.js';
 
 test('StopFilter: the pieces it releases are the text before the stop completed first, for any split (seeded)', () => {
@@ -102,6 +102,7 @@ test('byte fallback: stops are matched, and streams released, only in text later
   const half = [opt.tokenToId('a')!, opt.tokenToId('Ã')!];
   assert.equal(opt.decode(half), 'a\uFFFD');
   assert.equal(opt.decodeStable(half), 'a');
-  assert.equal(cutAtStop(opt, half, ['\uFFFD']), undefined);
+  assert.equal(findStop(stopText(opt, half), ['\uFFFD']), undefined); // not while generating
+  assert.deepEqual(cutAtStop(opt, half, ['\uFFFD']), { tokenIds: half, text: 'a', stop: '\uFFFD' }); // a finished text is final
   assert.equal(opt.decodeStable([...half, opt.tokenToId('©')!]), 'aé');
 });
