@@ -156,13 +156,13 @@ function argmax(scores: Float32Array, off: number, V: number): number {
   return best;
 }
 
-/** Draw one index from probabilities (float32 softmax output); `exclude` are not drawable. */
 /** Whether any token outside `exclude` has probability above 0. */
 function hasMass(probs: Float32Array, exclude: Set<number>): boolean {
   for (let i = 0; i < probs.length; i++) if (probs[i] > 0 && !exclude.has(i)) return true;
   return false;
 }
 
+/** Draw one index from probabilities (float32 softmax output); `exclude` are not drawable. */
 function draw(probs: Float32Array, random: () => number, exclude?: Set<number>): number {
   let total = 0;
   for (let i = 0; i < probs.length; i++) if (!exclude?.has(i) && probs[i] > 0) total += probs[i];

@@ -61,8 +61,9 @@ export interface GenerateOptions {
   /**
    * Stop strings (at most 4): a sequence ends at the token whose text completes one, and its `text`
    * is what came before it (`stop` names the string). Matched in the decoded new tokens before
-   * white space is trimmed. Greedy and sampled rows stop there; beam search runs as without them and
-   * its sequences are cut.
+   * white space is stripped, in text later tokens cannot change (a trailing byte-fallback run waits
+   * for the next token; a finished sequence's text is final). Greedy and sampled rows stop there;
+   * beam search runs as without them and its sequences are cut.
    */
   stop?: string | string[];
   /**
