@@ -2,25 +2,12 @@
 // row: text is released up to the last space (whole words), at a newline, or after a CJK character;
 // the rest when the stream ends.
 import type { TokenEvent } from './types.js';
+import { isCjk } from '../tokenizers/cjk.js';
 
 export interface Decoder {
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
   /** The part of the decode that later ids cannot change (HfTokenizer.decodeStable). */
   decodeStable?(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
-}
-
-/** transformers' TextStreamer._is_chinese_char: from U+2B820, where Rust's BERT normalizer (tokenizers/hf.ts) starts at U+2B920. */
-function isCjk(cp: number): boolean {
-  return (
-    (cp >= 0x4e00 && cp <= 0x9fff) ||
-    (cp >= 0x3400 && cp <= 0x4dbf) ||
-    (cp >= 0x20000 && cp <= 0x2a6df) ||
-    (cp >= 0x2a700 && cp <= 0x2b73f) ||
-    (cp >= 0x2b740 && cp <= 0x2b81f) ||
-    (cp >= 0x2b820 && cp <= 0x2ceaf) ||
-    (cp >= 0xf900 && cp <= 0xfaff) ||
-    (cp >= 0x2f800 && cp <= 0x2fa1f)
-  );
 }
 
 export class TextStreamer {
@@ -60,7 +47,7 @@ export class TextStreamer {
         this.cache = [];
         this.printLen = 0;
       }
-    } else if (cps.length > 0 && isCjk(last)) {
+    } else if (cps.length > 0 && isCjk(last, 0x2b820)) {
       const piece = cps.slice(this.printLen);
       printable = piece.join('');
       this.printLen += piece.length;

@@ -42,6 +42,7 @@ const lib = hfTokenizers as unknown as {
 import { TokenizerLoadError } from '../errors.js';
 import { readJsonFile as readJsonOrProblem } from '../../src/jsonSyntax.js';
 import { generateMerges, parseSentencePieceModel, PieceType, type SpModel } from './sentencepiece.js';
+import { isCjk } from './cjk.js';
 
 export type TokenizerClass = 'BertTokenizer' | 'GPT2Tokenizer' | 'T5Tokenizer' | 'LlamaTokenizer' | 'TokenizersBackend';
 
@@ -806,20 +807,6 @@ function byteFallbackChain(tokens: string[]): string[] {
   return out;
 }
 
-/** Rust's BERT is_chinese_char (tokenizers' normalizers/bert.rs): from U+2B920, where the library and transformers' TextStreamer (generation/streamer.ts) start at U+2B820. */
-function isChineseChar(cp: number): boolean {
-  return (
-    (cp >= 0x4e00 && cp <= 0x9fff) ||
-    (cp >= 0x3400 && cp <= 0x4dbf) ||
-    (cp >= 0x20000 && cp <= 0x2a6df) ||
-    (cp >= 0x2a700 && cp <= 0x2b73f) ||
-    (cp >= 0x2b740 && cp <= 0x2b81f) ||
-    (cp >= 0x2b920 && cp <= 0x2ceaf) ||
-    (cp >= 0xf900 && cp <= 0xfaff) ||
-    (cp >= 0x2f800 && cp <= 0x2fa1f)
-  );
-}
-
 /** Rust's char::is_whitespace (Unicode White_Space): JS's \s also counts U+FEFF and not U+0085. */
 const WS = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const WS_RUNS = new RegExp(`[${WS}]+`, 'u');
@@ -846,7 +833,7 @@ function patchNormalizer(norm: object, source: string): void {
   if (norm instanceof lib.BertNormalizer) {
     (norm as unknown as { tokenize_chinese_chars: (t: string) => string }).tokenize_chinese_chars = (t: string) => {
       let out = '';
-      for (const ch of t) out += isChineseChar(ch.codePointAt(0)!) ? ` ${ch} ` : ch;
+      for (const ch of t) out += isCjk(ch.codePointAt(0)!, 0x2b920) ? ` ${ch} ` : ch;
       return out;
     };
   }
