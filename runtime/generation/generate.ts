@@ -273,7 +273,11 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
         calls++;
         model.dispose?.(state);
         state = g.state;
-        g.tokens.forEach(record);
+        // (a chunk may go on past the step where stop strings finished every row: not recorded, as the host loop records nothing after)
+        for (const t of g.tokens) {
+          if (!unfinished.some(Boolean)) break;
+          record(t);
+        }
         feed = g.tokens[g.tokens.length - 1];
       }
       break;
@@ -456,7 +460,8 @@ class Beams {
           if (j > 0 && !hasMass(probs, taken)) {
             // fewer live candidates than draws (top-k 5 over 3 beams on the first step, where only
             // beam 0 is live): torch.multinomial without replacement goes on with zero-probability
-            // ones, here the best-scored of the rest. They score -inf and never win a hypothesis.
+            // ones, here the best-scored of the rest. With probability 0 beside the live ones, their
+            // scores (-inf or far below) never win a hypothesis over a live one.
             const rest = Float32Array.from(acc);
             for (const t of taken) rest[t] = -Infinity;
             chosen.push(...topk(rest, this.keep - j));

@@ -16,7 +16,7 @@
 import * as ort from 'onnxruntime-node';
 import { describeModel, type Manifest } from '../../src/artifact/manifest.js';
 import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
-import { generate, type Prompt } from '../generation/generate.js';
+import { generate, MAX_TOP_LOGPROBS, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
 import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js';
 import type { DeviceRowGather } from '../generation/deviceRows.js';
@@ -24,7 +24,7 @@ import { createRandom } from '../generation/random.js';
 import { TextStreamer } from '../generation/streamer.js';
 import { cutAt, cutAtStop, finalCut, findStop, StopFilter, stopList, stopText } from '../generation/stopStrings.js';
 import { pyLstrip, pyRstrip, pyStrip } from '../generation/pythonSpace.js';
-import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent } from '../generation/types.js';
+import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent, TokenLogprob } from '../generation/types.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
@@ -382,6 +382,12 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   };
   const base = generationOptionsFromManifest(m.generation, m.text, overrides);
   base.vocabSize = m.decoder.vocab_size;
+  // before any image is read: the loop would refuse them only after the first batch's encode
+  if (opts.logprobs) {
+    const top = opts.topLogprobs ?? 0;
+    if (!Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS) throw new GenerationConfigError(`topLogprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, found ${String(opts.topLogprobs)}`);
+    if ((base.numBeams ?? 1) > 1) throw new GenerationConfigError(`logprobs are given for greedy decoding and sampling, not beam search: this model decodes with ${base.numBeams} beams${opts.numBeams === undefined ? ' by default; set numBeams: 1' : ''}`);
+  }
   const eos = new Set(base.eosTokenId === null || base.eosTokenId === undefined ? [] : Array.isArray(base.eosTokenId) ? base.eosTokenId : [base.eosTokenId]);
   const bs = opts.batchSize ?? 8;
   const results: GenerateResult[] = [];
@@ -463,7 +469,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop }
         : { text: pyStrip(ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true })), tokenIds };
       if (out.sequenceScores) seq.score = out.sequenceScores[r];
-      if (out.logprobs) seq.logprobs = out.logprobs[r].slice(0, seq.tokenIds.length).map((e) => ({ ...tokenInfo(ctx.tokenizer, e.token, e.logprob), top: e.top.map((t) => tokenInfo(ctx.tokenizer, t.token, t.logprob)) }));
+      if (out.logprobs) seq.logprobs = logprobEntries(ctx.tokenizer, seq.tokenIds, out.logprobs[r]);
       return seq;
     });
     if (beam && opts.onToken) seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
@@ -479,8 +485,27 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   return results;
 }
 
-function tokenInfo(tok: HfTokenizer, id: number, logprob: number): TokenLogprobInfo {
-  return { id, token: tok.decode([id]), bytes: tok.tokenBytes(id), logprob };
+/**
+ * The logprobs of a sequence's tokens. A token's text is what it adds to the decode of the tokens
+ * before it (a SentencePiece word's leading space, a WordPiece continuation without "##"), so the
+ * texts, and the bytes, of a sequence's tokens add up to its decode; an alternative's is what it
+ * would have added there.
+ */
+function logprobEntries(tok: HfTokenizer, tokenIds: number[], entries: TokenLogprob[]): TokenLogprobEntry[] {
+  const out: TokenLogprobEntry[] = [];
+  let before = '';
+  for (let i = 0; i < Math.min(entries.length, tokenIds.length); i++) {
+    const prefix = tokenIds.slice(0, i);
+    const info = (id: number, logprob: number): TokenLogprobInfo => {
+      const after = tok.decode([...prefix, id]);
+      const token = after.startsWith(before) ? after.slice(before.length) : tok.decode([id]);
+      return { id, token, bytes: tok.tokenBytes(id, token), logprob };
+    };
+    const e = entries[i];
+    out.push({ ...info(e.token, e.logprob), top: e.top.map((t) => info(t.token, t.logprob)) });
+    before = tok.decode(tokenIds.slice(0, i + 1));
+  }
+  return out;
 }
 
 /**

@@ -732,10 +732,11 @@ export class HfTokenizer {
 
   /**
    * The bytes one token stands for (OpenAI's logprobs `bytes`): a byte-level BPE token's bytes, a
-   * byte-fallback token's one byte, otherwise the UTF-8 of the token decoded alone. A character
-   * split over tokens is whole only in their bytes joined.
+   * byte-fallback token's one byte, otherwise the UTF-8 of `text` (the token's text where it
+   * stands; by default the token decoded alone). A character split over tokens is whole only in
+   * their bytes joined.
    */
-  tokenBytes(id: number): number[] {
+  tokenBytes(id: number, text?: string): number[] {
     const t = this.idToContent.get(id);
     if (t === undefined) return [];
     const json = this.loaded.json as { decoder?: Json | null; model?: Json };
@@ -745,7 +746,7 @@ export class HfTokenizer {
     }
     const b = /^<0x([0-9A-Fa-f]{2})>$/.exec(t);
     if (b && json.model?.byte_fallback === true) return [parseInt(b[1], 16)];
-    return [...new TextEncoder().encode(this.decode([id]))];
+    return [...new TextEncoder().encode(text ?? this.decode([id]))];
   }
 }
 

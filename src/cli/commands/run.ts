@@ -106,10 +106,12 @@ export function parseRunArgs(argv: string[]): Args {
     if (img.trim() === '') throw new UsageError('--image is empty: expected the path of an image file or folder');
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(img) && !existsSync(img)) throw new UsageError(`--image ${img}: expected a local file or folder (blip run downloads nothing; save the image first)`);
   }
+  // the library's rules, counted as it counts (characters; a repeated string once)
   if (a.stops.some((s) => s === '')) throw new UsageError('--stop is empty: a stop string needs at least one character');
-  const long = a.stops.find((s) => s.length > MAX_STOP_LENGTH);
-  if (long !== undefined) throw new UsageError(`--stop is ${long.length} characters; a stop string has at most ${MAX_STOP_LENGTH}`);
-  if (new Set(a.stops).size > MAX_STOP_STRINGS) throw new UsageError(`--stop is given ${new Set(a.stops).size} times; at most ${MAX_STOP_STRINGS} stop strings`);
+  const long = a.stops.find((s) => [...s].length > MAX_STOP_LENGTH);
+  if (long !== undefined) throw new UsageError(`--stop is ${[...long].length} characters; a stop string has at most ${MAX_STOP_LENGTH}`);
+  const distinct = new Set(a.stops).size;
+  if (distinct > MAX_STOP_STRINGS) throw new UsageError(`--stop gives ${distinct} different strings; at most ${MAX_STOP_STRINGS}`);
   const atLeast = (name: string, min: number) => {
     const v = a.num[name];
     if (v !== undefined && v < min) throw new UsageError(`--${name} must be at least ${min}, found ${v}`);
@@ -150,6 +152,8 @@ function checkFitsTask(a: Args, m: Manifest): void {
     const st = promptStyle(m);
     if (st.required && a.prompt === undefined && m.generation?.prompt === undefined) throw new UsageError(`--prompt is required: ${model} and needs ${st.what}`);
     if (st.required && a.prompt !== undefined && a.prompt.trim() === '') throw new UsageError(`--prompt is empty: ${model} and needs ${st.what}`);
+    const beams = a.num.beams ?? m.generation?.num_beams ?? 1;
+    if (a.num.logprobs !== undefined && beams > 1) throw new UsageError(`--logprobs is for greedy decoding and --sample, not beam search, and ${a.dir} decodes with ${beams} beams by default: add --beams 1`);
   } else {
     const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed', 'logprobs'].find((n) => a.num[n] !== undefined);
     if (a.prompt !== undefined) throw new UsageError(`--prompt is for generating models, but ${model} (image-text matching); give the texts to score with --text`);
@@ -256,7 +260,8 @@ Options:
   --logprobs N              with --json: each token's log-probability under the model and the N
                             most likely tokens of its step (0-20; greedy or --sample, not --beams)
   --stop TEXT               end a text where TEXT first appears, and print what came before it
-                            (repeat for up to 4; a newline: --stop $'\\n' in bash)
+                            (repeat for up to 4; a newline: --stop $'\\n' in bash; one that
+                            starts with --: --stop=TEXT)
   --batch-size N            images per model call (default 8)
   --device D                cpu (default), cuda, tensorrt, webgpu or auto
   --threads N               CPU threads per session (default: one per physical core)

@@ -267,7 +267,7 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['emptyImage', /--image is empty: expected the path of an image file or folder/],
     ['urlImage', /--image https:\/\/example\.com\/cat\.jpg: expected a local file or folder \(blip run downloads nothing; save the image first\)/],
     ['emptyStop', /--stop is empty: a stop string needs at least one character/],
-    ['manyStops', /--stop is given 5 times; at most 4 stop strings/],
+    ['manyStops', /--stop gives 5 different strings; at most 4/],
     ['stopOnItm', /--stop is a generation setting, but .* is a BLIP retrieval model/],
     ['logprobsNoJson', /--logprobs needs --json/],
     ['logprobsBeams', /--logprobs is for greedy decoding and --sample, not --beams/],

@@ -12,9 +12,11 @@ const tmp = tempDir('blip-logprobs-');
 const models = new Map<string, BlipModel>();
 // fixture -> the case whose greedy run recorded its raw step logits
 const CASES: Record<string, string> = { 'blip-caption-a': 'prompt', 'blip2-opt-a': 'question' };
+// one per tokenizer family: WordPiece, byte-level BPE, BPE with byte fallback, Unigram
+const FAMILIES = ['blip-caption-a', 'blip2-opt-a', 'instructblip-vicuna-a', 'blip2-t5-a'];
 
 before(async () => {
-  for (const f of Object.keys(CASES)) models.set(f, await load(await compileFixture(f, tmp.dir), { threads: 1 }));
+  for (const f of FAMILIES) models.set(f, await load(await compileFixture(f, tmp.dir), { threads: 1 }));
 });
 after(async () => {
   for (const m of models.values()) await m.close();
@@ -67,15 +69,28 @@ for (const [fixture, caseName] of Object.entries(CASES)) {
   });
 }
 
-test('byte-level tokens: their bytes add up to the decoded text; sampled logprobs follow tokenIds, top lists sorted', async () => {
+test('every tokenizer family: the tokens\' bytes add up to the text (texts too where no character is split); sampled logprobs follow tokenIds, top lists sorted', async () => {
+  let checked = 0;
+  const seen = new Set<string>();
+  for (const f of FAMILIES) {
+    const m = models.get(f)!;
+    const eos = m.manifest.text.eos_token_id;
+    const rs = await m.generate(imagesOf(expected(f)), { prompt: f === 'blip-caption-a' ? undefined : 'a photo of', maxNewTokens: 16, numBeams: 1, logprobs: true });
+    for (const r of rs) {
+      const mine = r.logprobs!.filter((e) => !eos.includes(e.id));
+      // (where the text shows U+FFFD the bytes are the truth: byte fallback turns a whole invalid run, "\\" with it, into U+FFFD)
+      if (r.text.includes('\uFFFD')) continue;
+      checked++;
+      seen.add(f);
+      assert.equal(pyStrip(new TextDecoder().decode(Uint8Array.from(mine.flatMap((e) => e.bytes)))), r.text, f);
+      assert.equal(pyStrip(mine.map((e) => e.token).join('')), r.text, f);
+      assert.ok(r.logprobs!.every((e) => e.top.length === 0));
+    }
+  }
+  assert.ok(checked >= 4 && seen.has('blip-caption-a') && seen.has('blip2-t5-a'), `${checked} texts without U+FFFD, from ${[...seen].join(', ')}`);
   const m = models.get('blip2-opt-a')!;
   const exp = expected('blip2-opt-a');
   const [r] = await m.generate(imagesOf(exp).slice(0, 1), { prompt: 'a photo of', maxNewTokens: 12, logprobs: true });
-  const eos = m.manifest.text.eos_token_id;
-  const bytes = r.logprobs!.filter((e) => !eos.includes(e.id)).flatMap((e) => e.bytes);
-  const whole = new TextDecoder().decode(Uint8Array.from(bytes));
-  assert.equal(pyStrip(whole), r.text);
-  assert.ok(r.logprobs!.every((e) => e.top.length === 0));
   const sampled = await m.generate(imagesOf(exp), { prompt: 'a photo of', maxNewTokens: 10, doSample: true, seed: 4, numReturnSequences: 2, logprobs: true, topLogprobs: 3 });
   for (const s of sampled.flatMap((x) => x.sequences!)) {
     assert.deepEqual(s.logprobs!.map((e) => e.id), s.tokenIds);
@@ -95,6 +110,9 @@ test('logprobs settings are checked (BLIP5030): not with beams, topLogprobs 0-20
   const img = imagesOf(expected('blip-caption-a')).slice(0, 1);
   const code = (re: RegExp) => (e: unknown) => (e as { code?: string }).code === 'BLIP5030' && re.test((e as Error).message);
   await assert.rejects(m.generate(img, { logprobs: true, numBeams: 3 }), code(/not beam search/));
+  // a model whose generation config searches with beams: named before any image is read
+  const vicuna = models.get('instructblip-vicuna-a')!;
+  await assert.rejects(vicuna.generate(['no-such-image.png'], { prompt: 'Describe it.', logprobs: true }), code(/decodes with 5 beams by default; set numBeams: 1$/));
   await assert.rejects(m.generate(img, { logprobs: true, topLogprobs: 21 }), code(/from 0 to 20, found 21/));
   await assert.rejects(m.generate(img, { topLogprobs: 2 }), code(/topLogprobs needs logprobs: true/));
   await assert.rejects(m.generate(img, { logprobs: 'yes' as unknown as boolean }), code(/logprobs must be true or false/));
