@@ -716,8 +716,10 @@ export class HfTokenizer {
   /**
    * The decode of `ids` as far as ids after them cannot change it: without a trailing run of
    * byte-fallback tokens (a later byte can make the run invalid UTF-8, which byte fallback turns
-   * into U+FFFD as a whole, the bytes already shown too) and without trailing U+FFFD (a byte-level
-   * character whose bytes are still arriving). What stop strings are matched in and streams release.
+   * into U+FFFD as a whole, the bytes already shown too), without trailing U+FFFD (a byte-level
+   * character whose bytes are still arriving), and, where clean_up_tokenization_spaces is on,
+   * without the last word and the space before it (the next token can join them: "don '" + "t"
+   * is "don't"). What stop strings are matched in and streams release.
    */
   decodeStable(ids: ArrayLike<number | bigint>, opts: DecodeOptions = {}): string {
     let end = ids.length;
@@ -727,6 +729,7 @@ export class HfTokenizer {
     const text = this.decode(end === ids.length ? ids : Array.prototype.slice.call(ids, 0, end), opts);
     let cut = text.length;
     while (cut > 0 && text.charCodeAt(cut - 1) === 0xfffd) cut--;
+    if ((opts.cleanUpTokenizationSpaces ?? this.loaded.cleanUp) && this.loaded.modelType !== 'BPE') cut = Math.max(0, text.lastIndexOf(' ', cut - 1));
     return text.slice(0, cut);
   }
 

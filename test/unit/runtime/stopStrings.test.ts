@@ -106,3 +106,22 @@ test('byte fallback: stops are matched, and streams released, only in text later
   assert.deepEqual(cutAtStop(opt, half, ['\uFFFD']), { tokenIds: half, text: 'a', stop: '\uFFFD' }); // a finished text is final
   assert.equal(opt.decodeStable([...half, opt.tokenToId('©')!]), 'aé');
 });
+
+test('a clean-up tokenizer (clean_up_tokenization_spaces): the last word is held back, since the next token can join it', async () => {
+  const { loadTokenizer } = await import('../../../runtime/tokenizers/hf.js');
+  const { TextStreamer } = await import('../../../runtime/generation/streamer.js');
+  const { fixturePath } = await import('./fixtures.js');
+  const tok = loadTokenizer(fixturePath('tokenizers', 'bert'));
+  tok.loaded.cleanUp = true; // as a BLIP tokenizer_config.json saved by transformers 4 says
+  const ids = tok.encode("i don't know it", { addSpecialTokens: false });
+  const whole = tok.decode(ids);
+  assert.equal(whole, "i don't know it");
+  // a prefix decodes to "i don '" before the clean-up joins it: no stop there, no piece of it released
+  assert.ok(ids.some((_, k) => tok.decode(ids.slice(0, k)).endsWith("don '")));
+  assert.equal(cutAtStop(tok, ids, ["n '"]), undefined);
+  let out = '';
+  const st = new TextStreamer(tok, (t) => (out += t), { resetAtNewline: false, holdIncomplete: true });
+  for (const id of ids) st.put([id]);
+  st.end();
+  assert.equal(out, whole);
+});
