@@ -724,7 +724,16 @@ export class HfTokenizer {
   decodeStable(ids: ArrayLike<number | bigint>, opts: DecodeOptions = {}): string {
     let end = ids.length;
     if ((this.loaded.json as { model?: Json }).model?.byte_fallback === true) {
-      while (end > 0 && /^<0x[0-9A-Fa-f]{2}>$/.test(this.idToContent.get(Number(ids[end - 1])) ?? '')) end--;
+      // back over the trailing byte tokens, and over the ids the decode drops (skipped special
+      // tokens, ids outside the vocabulary), which do not end a run
+      const skip = opts.skipSpecialTokens ?? false;
+      for (let i = ids.length - 1; i >= 0; i--) {
+        const id = Number(ids[i]);
+        const t = this.idToContent.get(id);
+        if (t === undefined || (skip && this.specialIds.has(id))) continue;
+        if (!/^<0x[0-9A-Fa-f]{2}>$/.test(t)) break;
+        end = i;
+      }
     }
     const text = this.decode(end === ids.length ? ids : Array.prototype.slice.call(ids, 0, end), opts);
     let cut = text.length;
