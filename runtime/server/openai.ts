@@ -161,7 +161,9 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   if (so !== undefined && so !== null && !isObj(so)) throw badRequest('stream_options must be an object', 'stream_options');
   const includeUsage = stream && isObj(so) && so.include_usage === true;
 
-  const numBeams = gen?.num_beams ?? 1;
+  // temperature 0 asks for the greedy answer (OpenAI's meaning), whatever search the checkpoint's
+  // generation config sets; n answers the beams cannot give are sampled, one row each
+  let numBeams = temperature === 0 ? 1 : (gen?.num_beams ?? 1);
   let doSample: boolean;
   if (temperature !== undefined) doSample = temperature > 0;
   else if (topP !== undefined && topP < 1) doSample = true;
@@ -169,13 +171,15 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   if (n > 1 && !doSample && numBeams < n) {
     if (temperature === 0) throw badRequest(`n is ${n}, but temperature 0 asks for the one greedy answer; give a temperature above 0 to sample ${n} answers`, 'n');
     doSample = true; // n different answers: sample them
+    numBeams = 1;
   }
+  if (doSample && numBeams < n) numBeams = 1; // (beam sampling returns at most num_beams sequences)
   if (doSample && topP === 0) throw badRequest('top_p must be > 0 when sampling', 'top_p');
   if (b.logprobs !== undefined && b.logprobs !== null && typeof b.logprobs !== 'boolean') throw badRequest('logprobs must be a boolean', 'logprobs');
   const logprobs = b.logprobs === true;
   const topLogprobs = optNumber(b, 'top_logprobs', 0, MAX_TOP_LOGPROBS, true);
   if (topLogprobs !== undefined && topLogprobs > 0 && !logprobs) throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs');
-  if (logprobs && numBeams > 1) throw badRequest(`logprobs are given for greedy decoding and sampling; ${entry.id} decodes with beam search (num_beams ${numBeams})`, 'logprobs', 'unsupported_parameter');
+  if (logprobs && numBeams > 1) throw badRequest(`logprobs are given for greedy decoding and sampling; ${entry.id} decodes with beam search (num_beams ${numBeams}) by its generation config: add temperature 0 for its greedy answer`, 'logprobs', 'unsupported_parameter');
   let stop: string[];
   try {
     stop = stopList(b.stop);
@@ -215,6 +219,7 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   if (maxTokens !== undefined) maxNew = maxTokens;
 
   const settings: GenSettings = { maxNewTokens: maxNew, doSample, n };
+  if (numBeams !== (gen?.num_beams ?? 1)) settings.numBeams = numBeams;
   if (stop.length) settings.stop = stop;
   if (logprobs) settings.topLogprobs = topLogprobs ?? 0;
   if (doSample) {
@@ -226,7 +231,7 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   const image = await resolveImageUrl(images[0].url, images[0].param, ctx.images);
   // beam sampling draws from one stream per batch: such requests are never batched together
   const alone = doSample && numBeams > 1 ? `|${randomUUID()}` : '';
-  const key = `generate|${maxNew}|${doSample}|${settings.temperature}|${settings.topP}|${n}|${facts.shape}|${JSON.stringify(stop)}|${settings.topLogprobs}${alone}`;
+  const key = `generate|${maxNew}|${doSample}|${numBeams}|${settings.temperature}|${settings.topP}|${n}|${facts.shape}|${JSON.stringify(stop)}|${settings.topLogprobs}${alone}`;
   return { entry, image, prompt, settings, seeds, stream, includeUsage, promptTokens: facts.positions + facts.encoderTokens, key };
 }
 

@@ -43,6 +43,8 @@ export interface GenSettings {
   topP?: number;
   /** Sequences per image (OpenAI's n). */
   n: number;
+  /** Set where the request overrides the model's num_beams (temperature 0: greedy; n sampled answers). */
+  numBeams?: number;
   /** Stop strings (OpenAI's stop): a choice ends before the first one it completes. */
   stop?: string[];
   /** Set: logprobs with this many top alternatives (OpenAI's logprobs + top_logprobs). */

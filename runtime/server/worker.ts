@@ -94,6 +94,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
       batchSize: live.length,
     };
     if (s.stop) opts.stop = s.stop;
+    if (s.numBeams !== undefined) opts.numBeams = s.numBeams;
     if (s.topLogprobs !== undefined) {
       opts.logprobs = true;
       opts.topLogprobs = s.topLogprobs;

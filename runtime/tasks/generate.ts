@@ -488,22 +488,26 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
 /**
  * The logprobs of a sequence's tokens. A token's text is what it adds to the decode of the tokens
  * before it (a SentencePiece word's leading space, a WordPiece continuation without "##"), so the
- * texts, and the bytes, of a sequence's tokens add up to its decode; an alternative's is what it
- * would have added there.
+ * texts, and the bytes, of a sequence's tokens add up to its text; an alternative's is what it
+ * would have added there. A special token (EOS, padding, a sentinel), which the text leaves out,
+ * gives its name and no bytes.
  */
 function logprobEntries(tok: HfTokenizer, tokenIds: number[], entries: TokenLogprob[]): TokenLogprobEntry[] {
   const out: TokenLogprobEntry[] = [];
+  const dec = (ids: number[]) => tok.decode(ids, { skipSpecialTokens: true });
+  const special = new Set(tok.allSpecialIds);
   let before = '';
   for (let i = 0; i < Math.min(entries.length, tokenIds.length); i++) {
     const prefix = tokenIds.slice(0, i);
     const info = (id: number, logprob: number): TokenLogprobInfo => {
-      const after = tok.decode([...prefix, id]);
+      if (special.has(id)) return { id, token: tok.idToToken(id) ?? '', bytes: [], logprob };
+      const after = dec([...prefix, id]);
       const token = after.startsWith(before) ? after.slice(before.length) : tok.decode([id]);
       return { id, token, bytes: tok.tokenBytes(id, token), logprob };
     };
     const e = entries[i];
     out.push({ ...info(e.token, e.logprob), top: e.top.map((t) => info(t.token, t.logprob)) });
-    before = tok.decode(tokenIds.slice(0, i + 1));
+    before = dec(tokenIds.slice(0, i + 1));
   }
   return out;
 }

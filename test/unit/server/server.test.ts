@@ -3,7 +3,7 @@
 // answers to bad input (the process must keep serving after every one of them).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,11 +12,11 @@ import sharp from 'sharp';
 import { load, type BlipModel } from '../../../runtime/model.js';
 import type { BlipServer } from '../../../runtime/server/index.js';
 import { chatBody, compiledFixture, dataUrl, health, imageBytes, post, serve, until } from './helpers.js';
-import { fixturePath } from '../runtime/fixtures.js';
+import { fixturePath, repoRoot } from '../runtime/fixtures.js';
 
 let s: BlipServer;
 let client: OpenAI;
-let dirs: { cap: string; itm: string; opt: string };
+let dirs: { cap: string; itm: string; opt: string; capBeams: string };
 let allowed: string;
 const direct: Record<string, BlipModel> = {};
 
@@ -25,6 +25,7 @@ before(async () => {
     cap: await compiledFixture('blip-caption', 'blip-caption-a'),
     itm: await compiledFixture('blip-itm', 'blip-itm-a'),
     opt: await compiledFixture('blip2-opt', 'blip2-opt-a'),
+    capBeams: await beamsVariant(),
   };
   allowed = mkdtempSync(join(tmpdir(), 'blip-serve-files-'));
   copyFileSync(fixturePath('images', 'rgb_37x23.png'), join(allowed, 'ok.png'));
@@ -37,6 +38,7 @@ before(async () => {
       { id: 'cap', dir: dirs.cap },
       { id: 'itm', dir: dirs.itm },
       { id: 'opt', dir: dirs.opt },
+      { id: 'capBeams', dir: dirs.capBeams },
     ],
     maxBatch: 4,
     maxBodyBytes: 256 * 1024,
@@ -52,6 +54,17 @@ after(async () => {
   await s?.close();
   for (const m of Object.values(direct)) await m.close();
 });
+
+/** blip-caption-a compiled with a generation block that searches with 3 beams, as some checkpoints' configs do. */
+async function beamsVariant(): Promise<string> {
+  const { compile } = await import('../../../src/index.js');
+  const dir = mkdtempSync(join(tmpdir(), 'blip-serve-beams-'));
+  const text = readFileSync(join(repoRoot(), 'graphs', 'blip-caption.blip'), 'utf8').replace('generation { max_new_tokens: 20 }', 'generation { max_new_tokens: 20, num_beams: 3 }');
+  assert.ok(text.includes('num_beams: 3'));
+  writeFileSync(join(dir, 'beams.blip'), text);
+  await compile(join(dir, 'beams.blip'), { weights: fixturePath('blip-caption-a', 'checkpoint'), out: join(dir, 'out') });
+  return join(dir, 'out');
+}
 
 const chat = (body: Record<string, unknown>) => client.chat.completions.create(body as never) as Promise<OpenAI.Chat.Completions.ChatCompletion>;
 
@@ -143,6 +156,22 @@ test('logprobs: OpenAI\'s choice.logprobs from the library\'s, streamed whole wi
   }
 });
 
+test('a model whose config searches with beams: temperature 0 is its greedy answer (logprobs allowed), omitted its beam answer, n above its beams sampled', async () => {
+  const m = direct.capBeams;
+  const [greedy] = await m.generate([imageBytes()], { maxNewTokens: 8, numBeams: 1, logprobs: true });
+  const [beams] = await m.generate([imageBytes()], { maxNewTokens: 8 });
+  assert.notEqual(greedy.text, beams.text, 'the fixture gives beam search and greedy different answers');
+  const t0 = await chat(chatBody('capBeams', { max_tokens: 8, temperature: 0, logprobs: true }));
+  assert.equal(t0.choices[0].message.content, greedy.text);
+  assert.deepEqual(t0.choices[0].logprobs!.content!.map((e) => e.logprob), greedy.logprobs!.map((e) => e.logprob));
+  assert.equal((await chat(chatBody('capBeams', { max_tokens: 8 }))).choices[0].message.content, beams.text);
+  const five = await chat(chatBody('capBeams', { max_tokens: 8, n: 5, seed: 3 }));
+  assert.equal(five.choices.length, 5);
+  const refused = await post(`${s.url}/v1/chat/completions`, chatBody('capBeams', { max_tokens: 8, logprobs: true }));
+  assert.equal(refused.status, 400);
+  assert.match(refused.json.error.message, /beam search \(num_beams 3\) by its generation config: add temperature 0/);
+});
+
 test('sampling: n choices, reproducible for a seed', async () => {
   const body = chatBody('opt', { max_tokens: 5, n: 3, temperature: 1.5, top_p: 0.95, seed: 42 });
   const a = await chat(body);
@@ -178,7 +207,7 @@ test('concurrent requests are batched and answer exactly what each gets alone', 
 test('GET /v1/models lists the models with their endpoints', async () => {
   const list = await client.models.list();
   const ids = list.data.map((m) => m.id).sort();
-  assert.deepEqual(ids, ['cap', 'itm', 'opt']);
+  assert.deepEqual(ids, ['cap', 'capBeams', 'itm', 'opt']);
   const one = (await (await fetch(`${s.url}/v1/models/itm`)).json()) as { endpoints: string[]; family: string };
   assert.deepEqual(one.endpoints, ['/v1/itm', '/v1/embeddings']);
   assert.equal(one.family, 'blip');
