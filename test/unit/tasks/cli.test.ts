@@ -21,6 +21,7 @@ after(() => tmp.remove());
 let caption: string;
 let itm: string;
 let vqa: string;
+let vicuna: string;
 let old: string;
 let folder: string;
 let half: string;
@@ -34,6 +35,7 @@ before(async () => {
   caption = await compileFixture('blip-caption-a', tmp.dir);
   itm = await compileFixture('blip-itm-a', tmp.dir);
   vqa = await compileFixture('blip-vqa-a', tmp.dir);
+  vicuna = await compileFixture('instructblip-vicuna-a', tmp.dir); // its generation config searches with 5 beams
   half = join(tmp.dir, 'half');
   await compile(join(repoRoot(), 'graphs', 'blip-caption.blip'), { weights: fixturePath('blip-caption-a', 'checkpoint'), out: half, dtype: 'fp16' });
   old = join(tmp.dir, 'old');
@@ -99,6 +101,8 @@ before(async () => {
     logprobsNoJson: cap('--image', IMG_A, '--logprobs', '2'),
     logprobsBeams: cap('--image', IMG_A, '--json', '--logprobs', '2', '--beams', '3'),
     logprobsMany: cap('--image', IMG_A, '--json', '--logprobs', '21'),
+    logprobsBeamModel: ['run', vicuna, '--image', IMG_A, '--prompt', 'Describe it.', '--json', '--logprobs', '1'],
+    logprobsBeamModelGreedy: ['run', vicuna, '--image', IMG_A, '--prompt', 'Describe it.', '--json', '--logprobs', '1', '--beams', '1', '--max-new-tokens', '4'],
     noDir: ['run', '--image', IMG_A],
     // failures (1)
     missingImage: cap('--image', join(tmp.dir, 'nope.jpg')),
@@ -138,6 +142,10 @@ test('--logprobs N: each token\'s log-probability and the N most likely of its s
   const r = JSON.parse(R.logprobsJson.out);
   assert.deepEqual(r.token_ids, greedy().new_tokens[0]);
   assert.deepEqual(r.logprobs.map((e: { id: number }) => e.id), r.token_ids);
+  // a model whose config searches with beams runs with --beams 1
+  assert.equal(R.logprobsBeamModelGreedy.code, 0, R.logprobsBeamModelGreedy.err);
+  const v = JSON.parse(R.logprobsBeamModelGreedy.out);
+  assert.equal(v.logprobs.length, v.token_ids.length);
   for (const e of r.logprobs) {
     assert.deepEqual(Object.keys(e), ['id', 'token', 'bytes', 'logprob', 'top']);
     assert.equal(e.top.length, 2);
@@ -272,6 +280,7 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['logprobsNoJson', /--logprobs needs --json/],
     ['logprobsBeams', /--logprobs is for greedy decoding and --sample, not --beams/],
     ['logprobsMany', /--logprobs lists at most 20 alternatives, found 21/],
+    ['logprobsBeamModel', /--logprobs is for greedy decoding and --sample, not beam search, and .* decodes with 5 beams by default: add --beams 1/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];
