@@ -11,6 +11,7 @@
 //   BLIP5030 bad generation settings
 //   BLIP5031 a model step returned something the generation loop cannot use
 //   BLIP5032 a prompt or text longer than the model's learned positions allow
+//   BLIP5033 a text with a token the encoder reading it has no embedding for
 //   BLIP5040 unknown --device name
 //   BLIP5041 execution provider not installed
 //   BLIP5042 execution provider installed but unusable here (no adapter / driver)
@@ -27,6 +28,7 @@ export const RUNTIME_CODES = {
   BLIP5030: 'bad generation settings',
   BLIP5031: 'bad model step output',
   BLIP5032: 'text longer than the model can take',
+  BLIP5033: 'text has a token the model has no embedding for',
   BLIP5040: 'unknown device',
   BLIP5041: 'execution provider not installed',
   BLIP5042: 'execution provider unusable',

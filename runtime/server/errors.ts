@@ -66,6 +66,9 @@ export function toApiError(e: unknown): ApiError {
     case 'BLIP5032':
       // a text the model has no positions for (an instruction past the Q-Former's, say)
       return new ApiError(400, msg, 'invalid_request_error', 'context_length_exceeded', 'messages');
+    case 'BLIP5033':
+      // a text with a token the model has no embedding for (a literal "<image>" for a Q-Former, say)
+      return new ApiError(400, msg, 'invalid_request_error', 'invalid_token', null);
     default:
       return new ApiError(500, code ? `${code}: ${msg}` : `internal error: ${msg}`, 'server_error', code ?? null, null);
   }

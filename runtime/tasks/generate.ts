@@ -30,6 +30,7 @@ import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
 import { declaredImageSize, pixelBatch, type ImageInput } from './images.js';
 import { checkImageList, describeArgument, optionsObject } from './arguments.js';
+import { checkVocabulary } from './vocabulary.js';
 import { encodeInRows, release } from './encodeRows.js';
 
 export interface GenerateOptions {
@@ -214,6 +215,7 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
   if (m.family === 'instructblip') {
     if (!ctx.qformerTokenizer) throw new BlipRuntimeError('BLIP5020', 'this InstructBLIP model has no qformer_tokenizer in its manifest; recompile it');
     const q = textBatch(ctx.qformerTokenizer, prompts!, undefined, 0);
+    checkVocabulary(ctx.qformerTokenizer, q.inputIds, q.attentionMask, prompts!, m.text.vocab_sizes?.qformer_text, 'the Q-Former');
     encodeFeeds.qformer_input_ids = i64(q.inputIds);
     encodeFeeds.qformer_attention_mask = i64(q.attentionMask);
   }
@@ -230,6 +232,7 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
     }
     case 'blip-vqa': {
       const q = textBatch(ctx.tokenizer, prompts!, 'right', m.text.pad_token_id);
+      checkVocabulary(ctx.tokenizer, q.inputIds, q.attentionMask, prompts!, m.text.vocab_sizes?.text, 'the question encoder');
       encodeFeeds.input_ids = i64(q.inputIds);
       encodeFeeds.attention_mask = i64(q.attentionMask);
       return { encodeFeeds, prompt: startRows(m.text.decoder_start_token_id ?? m.text.bos_token_id, 'decoder_start_token_id') };

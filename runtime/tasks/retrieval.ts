@@ -13,6 +13,7 @@ import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { declaredImageSize, distinct, pixelBatch, type ImageInput } from './images.js';
 import { checkImageList, checkTextList, optionsObject } from './arguments.js';
+import { checkVocabulary } from './vocabulary.js';
 
 export interface RetrievalContext {
   manifest: Manifest;
@@ -58,6 +59,8 @@ function textFeeds(ctx: RetrievalContext, texts: string[]): Record<string, ort.T
     const i = lengths.findIndex((n) => n > limit);
     throw new BlipRuntimeError('BLIP5032', `text ${JSON.stringify(texts[i].length > 60 ? texts[i].slice(0, 57) + '...' : texts[i])} is ${lengths[i]} tokens; this model reads at most ${limit}: shorten it`);
   }
+  const vocab = ctx.manifest.text.vocab_sizes;
+  checkVocabulary(tok, enc.inputIds, enc.attentionMask, texts, vocab?.text ?? vocab?.qformer_text, vocab?.text !== undefined ? 'the text encoder' : 'the Q-Former');
   return { input_ids: i64(enc.inputIds), attention_mask: i64(enc.attentionMask) };
 }
 

@@ -106,6 +106,8 @@ export interface TextConventions {
    * inputs are refused (BLIP5032) rather than failing inside onnxruntime.
    */
   max_positions?: { decoder?: number; text?: number; qformer_text?: number };
+  /** Vocabulary sizes of the text encoder (`text`) and the Q-Former (`qformer_text`) that read text: ids beyond them are refused (BLIP5033). */
+  vocab_sizes?: { text?: number; qformer_text?: number };
   /** Where the VQA question / retrieval text goes: the encoder (encode.onnx / retrieval.onnx input_ids). */
   text_input?: 'encoder' | 'decoder';
 }
@@ -304,6 +306,11 @@ export const manifestSchema = {
           type: 'object',
           additionalProperties: false,
           properties: { decoder: { type: 'integer', minimum: 1 }, text: { type: 'integer', minimum: 1 }, qformer_text: { type: 'integer', minimum: 1 } },
+        },
+        vocab_sizes: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { text: { type: 'integer', minimum: 1 }, qformer_text: { type: 'integer', minimum: 1 } },
         },
       },
     },

@@ -97,6 +97,7 @@ export const CODES = {
   BLIP5030: e('bad generation settings'),
   BLIP5031: e('bad model step output'),
   BLIP5032: e('text longer than the model can take'),
+  BLIP5033: e('text has a token the model has no embedding for'),
   BLIP5040: e('unknown device'),
   BLIP5041: e('execution provider not installed'),
   BLIP5042: e('execution provider unusable'),

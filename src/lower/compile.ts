@@ -438,7 +438,8 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     }
 
     const limits = positionLimits(model, nodes, gens);
-    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, limits, t0, parameters })), rewrites };
+    const vocabs = textVocabularies(model, nodes, gens);
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, limits, vocabs, t0, parameters })), rewrites };
   } catch (e) {
     // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
     if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
@@ -519,6 +520,7 @@ interface Built {
   gens: IrOutput[];
   imageSize: number;
   limits: NonNullable<Manifest['text']['max_positions']>;
+  vocabs: NonNullable<Manifest['text']['vocab_sizes']>;
   t0: number;
   /** Parameter count before --quantize packs weights. */
   parameters: number;
@@ -545,6 +547,24 @@ function positionLimits(model: IrModel, nodes: Map<string, ResolvedNode>, gens: 
     else limits.text = min(limits.text, n);
   }
   return limits;
+}
+
+/**
+ * The vocabularies of the text encoders and Q-Formers that read the model's text inputs: a
+ * tokenizer can hold tokens beyond them (a processor's added `<image>`), which the runtime then
+ * names (BLIP5033) instead of failing in onnxruntime's Gather.
+ */
+function textVocabularies(model: IrModel, nodes: Map<string, ResolvedNode>, gens: IrOutput[]): NonNullable<Manifest['text']['vocab_sizes']> {
+  const out: NonNullable<Manifest['text']['vocab_sizes']> = {};
+  const gen = gens.length ? nodes.get(gens[0].args[0]) : undefined;
+  const textInputs = new Set(model.inputs.filter((i) => i.type === 'text').map((i) => i.name));
+  for (const r of nodes.values()) {
+    if (r === gen || !['bert', 'qformer'].includes(r.node.kind) || typeof r.attrs.vocab_size !== 'number') continue;
+    if (!r.node.edges.some((e) => textInputs.has(e.from))) continue;
+    const key = r.node.kind === 'qformer' ? 'qformer_text' : 'text';
+    out[key] = Math.min(out[key] ?? Infinity, r.attrs.vocab_size);
+  }
+  return out;
 }
 
 /** Where --out is: itself, or where it points when it is a symbolic link (`current/` included, or a link to a folder not made yet). */
@@ -574,7 +594,11 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   // What config.json / generation_config.json put in the manifest, checked before the weights are
   // written: the runtime refuses a manifest that fails its schema.
   const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
-  const text: Manifest['text'] = { ...textConventionsFor(x.family, x.ckpt.config, task), ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}) };
+  const text: Manifest['text'] = {
+    ...textConventionsFor(x.family, x.ckpt.config, task),
+    ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}),
+    ...(Object.keys(x.vocabs).length ? { vocab_sizes: x.vocabs } : {}),
+  };
   const generation = x.decoderFacts ? generationFor(opts.model, x.ckpt) : undefined;
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
   const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config));

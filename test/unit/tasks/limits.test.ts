@@ -67,3 +67,25 @@ test('an ITM text longer than the Q-Former positions is BLIP5032, naming the fir
     await m.close();
   }
 });
+
+test('a text with a token its encoder has no embedding for is BLIP5033, naming the text and the token; the manifest records the vocabularies', async () => {
+  const itm = await load(await compileFixture('blip2-itm-a', tmp.dir));
+  const blipItm = await load(await compileFixture('blip-itm-a', tmp.dir));
+  const vicuna = await load(await compileFixture('instructblip-vicuna-a', tmp.dir));
+  try {
+    const V = itm.manifest.text.vocab_sizes?.qformer_text;
+    assert.ok(V! > 0);
+    assert.ok(blipItm.manifest.text.vocab_sizes?.text! > 0);
+    assert.ok(vicuna.manifest.text.vocab_sizes?.qformer_text! > 0);
+    // BLIP-2's processor puts "<image>" in the Q-Former's tokenizer at the vocabulary's size
+    await assert.rejects(itm.itm([image], ['a cat', 'a cat <image>']), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'BLIP5033');
+      assert.match(e.message, new RegExp(`^text "a cat <image>" has the token "<image>" \\(id ${V}\\), which the Q-Former has no embedding for: its vocabulary has ${V} tokens`));
+      return true;
+    });
+    const [r] = await itm.itm([image], ['a cat image']);
+    assert.ok(r.itm >= 0 && r.itm <= 1);
+  } finally {
+    await Promise.all([itm.close(), blipItm.close(), vicuna.close()]);
+  }
+});
