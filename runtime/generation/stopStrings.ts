@@ -49,12 +49,23 @@ export function stopText(tok: Decoder, tokenIds: number[]): string {
   return (tok.decodeStable ?? tok.decode).call(tok, tokenIds, { skipSpecialTokens: true });
 }
 
-/** Where a row that a stop ended (after `count` new tokens) is cut: its tokens, the text before the stop, the stop. */
-export function cutAt(tok: Decoder, tokenIds: number[], count: number, stops: readonly string[]): { tokenIds: number[]; text: string; stop: string } | undefined {
-  const kept = tokenIds.slice(0, count);
-  const text = stopText(tok, kept);
+/** A sequence cut at a stop string: its tokens through the one at which the stop was seen, the text before the stop, the stop. */
+export interface StopCut {
+  tokenIds: number[];
+  text: string;
+  stop: string;
+}
+
+/** `tokenIds` cut where `text`, their decode, shows a stop; undefined when it shows none. */
+export function cutText(tokenIds: number[], text: string, stops: readonly string[]): StopCut | undefined {
   const hit = findStop(text, stops);
-  return hit && { tokenIds: kept, text: text.slice(0, hit.index), stop: hit.stop };
+  return hit && { tokenIds, text: text.slice(0, hit.index), stop: hit.stop };
+}
+
+/** Where a row that a stop ended (after `count` new tokens) is cut. */
+export function cutAt(tok: Decoder, tokenIds: number[], count: number, stops: readonly string[]): StopCut | undefined {
+  const kept = tokenIds.slice(0, count);
+  return cutText(kept, stopText(tok, kept), stops);
 }
 
 /**
@@ -64,24 +75,15 @@ export function cutAt(tok: Decoder, tokenIds: number[], count: number, stops: re
  * in the length: for beam search, whose rows the loop does not stop; greedy and sampled rows record
  * where they stopped.)
  */
-export function cutAtStop(tok: Decoder, tokenIds: number[], stops: readonly string[]): { tokenIds: number[]; text: string; stop: string } | undefined {
+export function cutAtStop(tok: Decoder, tokenIds: number[], stops: readonly string[]): StopCut | undefined {
   if (stops.length === 0) return undefined;
   for (let k = 1; k <= tokenIds.length; k++) {
     const cut = cutAt(tok, tokenIds, k, stops);
     if (cut) return cut;
   }
-  return finalCut(tok, tokenIds, stops);
-}
-
-/**
- * A finished sequence's text is final: a stop in what its last tokens left open (a byte run, an
- * incomplete character, which no later token will change now) ends it too.
- */
-export function finalCut(tok: Decoder, tokenIds: number[], stops: readonly string[]): { tokenIds: number[]; text: string; stop: string } | undefined {
-  if (stops.length === 0) return undefined;
-  const text = tok.decode(tokenIds, { skipSpecialTokens: true });
-  const hit = findStop(text, stops);
-  return hit && { tokenIds, text: text.slice(0, hit.index), stop: hit.stop };
+  // a finished sequence's text is final: a stop in what its last tokens left open (a byte run, an
+  // incomplete character, which no later token will change now) ends it too
+  return cutText(tokenIds, tok.decode(tokenIds, { skipSpecialTokens: true }), stops);
 }
 
 /**

@@ -36,8 +36,8 @@ export class TextStreamer {
   /** Feed new token ids. */
   put(ids: number[]): void {
     this.cache.push(...ids);
-    const dec = this.opts.holdIncomplete && this.tokenizer.decodeStable ? this.tokenizer.decodeStable.bind(this.tokenizer) : this.tokenizer.decode.bind(this.tokenizer);
-    const cps = [...dec(this.cache, { skipSpecialTokens: this.opts.skipSpecialTokens })];
+    const o = { skipSpecialTokens: this.opts.skipSpecialTokens };
+    const cps = [...(this.opts.holdIncomplete && this.tokenizer.decodeStable ? this.tokenizer.decodeStable(this.cache, o) : this.tokenizer.decode(this.cache, o))];
     let printable: string;
     const last = cps.length ? cps[cps.length - 1].codePointAt(0)! : 0;
     if (cps.length > 0 && cps[cps.length - 1] === '\n') {

@@ -22,7 +22,7 @@ import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js
 import type { DeviceRowGather } from '../generation/deviceRows.js';
 import { createRandom } from '../generation/random.js';
 import { TextStreamer } from '../generation/streamer.js';
-import { cutAt, cutAtStop, finalCut, findStop, StopFilter, stopList, stopText } from '../generation/stopStrings.js';
+import { cutAt, cutAtStop, cutText, findStop, StopFilter, stopList, stopText } from '../generation/stopStrings.js';
 import { pyLstrip, pyRstrip, pyStrip } from '../generation/pythonSpace.js';
 import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent, TokenLogprob } from '../generation/types.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
@@ -466,11 +466,11 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const fresh = s.slice(out.promptLength);
       const cut = fresh.findIndex((t) => eos.has(t));
       const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
+      const whole = ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
+      // a row the loop stopped, a beam row (cut afterwards), or a finished text whose last tokens complete a stop
       const at = stoppedAt.get(r);
-      const stopped = at !== undefined ? cutAt(ctx.tokenizer, tokenIds, at, stops) : beam ? cutAtStop(ctx.tokenizer, tokenIds, stops) : finalCut(ctx.tokenizer, tokenIds, stops);
-      const seq: GeneratedSequence = stopped
-        ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop }
-        : { text: pyStrip(ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true })), tokenIds };
+      const stopped = at !== undefined ? cutAt(ctx.tokenizer, tokenIds, at, stops) : beam ? cutAtStop(ctx.tokenizer, tokenIds, stops) : cutText(tokenIds, whole, stops);
+      const seq: GeneratedSequence = stopped ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop } : { text: pyStrip(whole), tokenIds };
       if (out.sequenceScores) seq.score = out.sequenceScores[r];
       if (out.logprobs) seq.logprobs = logprobEntries(ctx.tokenizer, seq.tokenIds, out.logprobs[r]);
       return seq;
