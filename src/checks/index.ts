@@ -18,6 +18,8 @@ import { HasOutputsRule } from './HasOutputsRule.js';
 import { NoCyclesRule } from './NoCyclesRule.js';
 import { ReachabilityRule } from './ReachabilityRule.js';
 import { UnusedRule } from './UnusedRule.js';
+import { ArtifactOutputsRule } from './ArtifactOutputsRule.js';
+import { OneInputPerTypeRule } from './OneInputPerTypeRule.js';
 import { NodeSizesRule } from './NodeSizesRule.js';
 import { EdgeWidthsRule } from './EdgeWidthsRule.js';
 
@@ -37,6 +39,8 @@ export const checkRules: CheckRule[] = [
   // outputs and the graph as a whole
   OutputTasksRule,
   HasOutputsRule,
+  ArtifactOutputsRule,
+  OneInputPerTypeRule,
   NoCyclesRule,
   ReachabilityRule,
   UnusedRule,

@@ -54,6 +54,8 @@ export const CODES = {
   BLIP2031: w('unused input'),
   BLIP2032: e('node without checkpoint prefix'),
   BLIP2033: e('attribute contradicts the inputs'),
+  BLIP2034: e('outputs that make no one compiled model'),
+  BLIP2035: e('a second image or text input'),
   BLIP2040: e('width mismatch on an edge'),
   BLIP2041: e('inconsistent sizes in a node'),
 

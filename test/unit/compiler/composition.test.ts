@@ -1,0 +1,71 @@
+// Compositions a user writes by editing a shipped graph: each is checked by `blip check` where
+// the file alone tells, compiled or refused with one clear line otherwise, and never merged,
+// dropped or fed something the graph does not connect (docs/composition.md).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadProgram } from '../../../src/syntax/load.js';
+import type { Diagnostic } from '../../../src/diagnostics/Diagnostic.js';
+
+/** Diagnostics of `text` read as if it were `file` (imports resolve beside it). */
+function check(text: string, file = 'graphs/user.blip'): Diagnostic[] {
+  return loadProgram(file, { text }).diagnostics;
+}
+
+function only(ds: Diagnostic[], code: string): Diagnostic {
+  const hits = ds.filter((d) => d.code === code);
+  assert.equal(hits.length, 1, ds.map((d) => `${d.code} ${d.loc.file}:${d.loc.line}: ${d.message}`).join('\n'));
+  return hits[0]!;
+}
+
+test('blip check refuses a second generate output (an output cannot be renamed by adding one), at the new output', () => {
+  const ds = check('import "./blip2-opt.blip"\nmodel renamed extends blip2_opt {\n  output caption: generate(llm)\n}\n');
+  const d = only(ds, 'BLIP2034');
+  assert.deepEqual([d.loc.file, d.loc.line, d.severity], ['graphs/user.blip', 3, 'error']);
+  assert.match(d.message, /'caption' is a second generate\(\) output/);
+  assert.equal(d.related?.[0]?.loc.file, 'graphs/blip2-opt.blip');
+});
+
+test('blip check refuses generate beside itm, and a second itc', () => {
+  const mixed = check('import "./blip-itm.blip"\nmodel both extends blip_itm {\n  node decoder: bert(text, cross: vision) @ "text_decoder" { causal: true }\n  output caption: generate(decoder)\n}\n');
+  assert.match(only(mixed, 'BLIP2034').message, /mixes generate\(\) \('caption'\) and itm\(\) \('itm'\)/);
+  const twice = check('import "./blip-itm.blip"\nmodel two extends blip_itm {\n  output again: itc(image_proj, text_proj)\n}\n');
+  assert.equal(only(twice, 'BLIP2034').loc.line, 3);
+});
+
+test('a second text input (an instruction beside the prompt) is a check error at the second input, not merged', () => {
+  const ds = check(
+    'import "./instructblip-t5.blip"\nmodel split extends instructblip_t5 {\n  input instruction: text\n' +
+      '  override node qformer: qformer(vision, instruction: instruction) @ "qformer" { config: "qformer_config" }\n}\n',
+  );
+  const d = only(ds, 'BLIP2035');
+  assert.deepEqual([d.loc.file, d.loc.line, d.loc.column], ['graphs/user.blip', 3, 9]);
+  assert.match(d.message, /'instruction' is a second text input.*read 'prompt' where 'instruction' is read/);
+});
+
+const RETRIEVAL = (imageB: string, textB: string) => `model two {
+  input image: image
+  input image_b: image
+  input text: text
+  input query: text
+  node vision: vit(image) @ "vision_model" { config: "vision_config" }
+  node vision_b: vit(${imageB}) @ "vision_model" { config: "vision_config" }
+  node fused: bert(text, cross: vision) @ "text_encoder" { config: "text_config" }
+  node unimodal: bert(${textB}) @ "text_encoder" { config: "text_config" }
+  node itm_head: classifier(fused) @ "itm_head" { pool: cls }
+  node image_proj: embed(vision_b) @ "vision_proj" { pool: cls }
+  node text_proj: embed(unimodal) @ "text_proj" { pool: cls }
+  output itm: itm(itm_head)
+  output itc: itc(image_proj, text_proj)
+}
+`;
+
+test('a second image input, or a second text input, of a retrieval model is a check error (not an internal error or a run-time BLIP5043)', () => {
+  const images = only(check(RETRIEVAL('image_b', 'text')), 'BLIP2035');
+  assert.deepEqual([images.loc.line, images.message.startsWith("'image_b' is a second image input")], [3, true]);
+  const texts = only(check(RETRIEVAL('image', 'query')), 'BLIP2035');
+  assert.deepEqual([texts.loc.line, texts.message.startsWith("'query' is a second text input")], [5, true]);
+  // declared but unread: a warning (BLIP2031), not this error
+  const unread = check(RETRIEVAL('image', 'text'));
+  assert.deepEqual(unread.filter((d) => d.severity === 'error'), []);
+  assert.deepEqual(unread.map((d) => d.code).sort(), ['BLIP2031', 'BLIP2031']);
+});
