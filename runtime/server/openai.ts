@@ -148,6 +148,7 @@ export async function parseChat(ctx: Ctx, raw: unknown): Promise<ChatPlan> {
   const userText = (lastUserText as string[]).join('\n').trim();
   const gen = entry.manifest.generation;
   const prompt = userText !== '' ? userText : (gen?.prompt ?? null);
+  if (userText !== '' && entry.style?.none) throw badRequest(`${entry.id} takes no text: its graph reads no text input, so it describes the image alone; send the image without a text part`, 'messages', 'unexpected_prompt');
   if (prompt === null && entry.style?.required) throw badRequest(`${entry.id} needs ${entry.style.what}: add a text part to the user message`, 'messages', 'missing_prompt');
 
   const n = optNumber(b, 'n', 1, ctx.maxN, true) ?? 1;

@@ -423,7 +423,7 @@ function modelCard(e: ModelEntry, providers: Record<string, string>): unknown {
     task: m.task,
     outputs: m.outputs.map((x) => x.task),
     endpoints: [...(e.tasks.generate ? ['/v1/chat/completions'] : []), ...(e.tasks.itm || e.tasks.itc ? ['/v1/itm'] : []), ...(e.tasks.itc ? ['/v1/embeddings'] : [])],
-    prompt: e.style ? { kind: e.style.kind, required: e.style.required, what: e.style.what } : undefined,
+    prompt: e.style ? { kind: e.style.kind, required: e.style.required, what: e.style.what, ...(e.style.none ? { none: true } : {}) } : undefined,
     context_length: e.contextLength ?? null,
     dtype: m.dtype,
     providers,

@@ -161,9 +161,21 @@ export interface PromptStyle {
   required: boolean;
   /** What the prompt is, for messages and help. */
   what: string;
+  /** The graph reads no text input (manifest text.takes_prompt false): a prompt is refused. */
+  none?: true;
 }
 
 export function promptStyle(m: Manifest): PromptStyle {
+  const style = promptStyleOf(m);
+  return m.text.takes_prompt === false ? { ...style, required: false, none: true } : style;
+}
+
+/** Why a prompt is refused by a model whose graph reads no text. */
+export function noPromptMessage(m: Manifest): string {
+  return `model "${m.model}" takes no prompt: its graph reads no text input, so it generates from the image alone; leave the prompt out (or compile a graph that connects one, e.g. text: prompt)`;
+}
+
+function promptStyleOf(m: Manifest): PromptStyle {
   const instruct = m.family === 'instructblip';
   if (m.family === 'blip') {
     return m.text.text_input === 'encoder' ? { kind: 'blip-vqa', required: true, what: 'the question' } : { kind: 'blip-caption', required: false, what: 'a caption prefix' };
@@ -359,6 +371,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   }
   if (prompts?.some((p) => typeof p !== 'string')) throw new GenerationConfigError('prompts must be strings');
   const style = promptStyle(m);
+  if (style.none && opts.prompt !== undefined) throw new GenerationConfigError(noPromptMessage(m));
   if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const nRet = opts.numReturnSequences ?? 1;
   const stops = stopList(opts.stop);

@@ -110,6 +110,12 @@ export interface TextConventions {
   vocab_sizes?: { text?: number; qformer_text?: number };
   /** Where the VQA question / retrieval text goes: the encoder (encode.onnx / retrieval.onnx input_ids). */
   text_input?: 'encoder' | 'decoder';
+  /**
+   * false: the graph reads no text input (`opt(prefix: projection)`, a caption decoder without a
+   * text port), so the model generates from the image alone and refuses a prompt (BLIP5030).
+   * Absent: it takes one.
+   */
+  takes_prompt?: false;
 }
 
 export interface Generation {
@@ -302,6 +308,7 @@ export const manifestSchema = {
         num_query_tokens: { type: 'integer', minimum: 1 },
         prompt_format: { enum: ['blip', 'plain'] },
         text_input: { enum: ['encoder', 'decoder'] },
+        takes_prompt: { const: false },
         max_positions: {
           type: 'object',
           additionalProperties: false,

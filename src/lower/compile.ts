@@ -439,7 +439,11 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
 
     const limits = positionLimits(model, nodes, gens);
     const vocabs = textVocabularies(model, nodes, gens);
-    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, rets, gens, imageSize, limits, vocabs, t0, parameters })), rewrites };
+    // A graph that connects no text input generates from the image alone: the manifest says so and
+    // the runtime refuses a prompt rather than feeding it to the decoder anyway.
+    const textInputs = new Set(model.inputs.filter((i) => i.type === 'text').map((i) => i.name));
+    const takesPrompt = model.nodes.some((n) => used.has(n.name) && n.edges.some((e) => textInputs.has(e.from)));
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, takesPrompt, rets, gens, imageSize, limits, vocabs, t0, parameters })), rewrites };
   } catch (e) {
     // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
     if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
@@ -516,6 +520,8 @@ interface Built {
   decoderFacts?: DecoderFacts;
   fromEncode: string[];
   encodeTakesText: boolean;
+  /** Some node an output needs reads a text input. */
+  takesPrompt: boolean;
   rets: IrOutput[];
   gens: IrOutput[];
   imageSize: number;
@@ -598,8 +604,14 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     ...textConventionsFor(x.family, x.ckpt.config, task),
     ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}),
     ...(Object.keys(x.vocabs).length ? { vocab_sizes: x.vocabs } : {}),
+    ...(x.decoderFacts && !x.takesPrompt ? { takes_prompt: false as const } : {}),
   };
   const generation = x.decoderFacts ? generationFor(opts.model, x.ckpt) : undefined;
+  if (generation?.prompt !== undefined && text.takes_prompt === false) {
+    warnings.push(`the generation block's prompt "${generation.prompt}" is left out: model "${opts.model.name}" reads no text input, so it takes no prompt`);
+    delete generation.prompt;
+    delete generation.source.prompt;
+  }
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
   const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config));
   if (valueProblems.length) throw new CompileError(valueProblems);

@@ -7,7 +7,7 @@ import { UsageError } from '../Command.js';
 import { nearest } from '../main.js';
 import { describeModel, readManifest, type Manifest } from '../../artifact/manifest.js';
 import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
-import { promptStyle } from '../../../runtime/tasks/generate.js';
+import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { checkImageSize, declaredImageSize, toRgbImage } from '../../../runtime/tasks/images.js';
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
@@ -150,6 +150,7 @@ function checkFitsTask(a: Args, m: Manifest): void {
   if (generating) {
     if (a.texts.length) throw new UsageError(`--text is for image-text matching, but ${model}; use --prompt for ${promptStyle(m).what}`);
     const st = promptStyle(m);
+    if (st.none && a.prompt !== undefined) throw new UsageError(`--prompt is not taken: ${noPromptMessage(m)}`);
     if (st.required && a.prompt === undefined && m.generation?.prompt === undefined) throw new UsageError(`--prompt is required: ${model} and needs ${st.what}`);
     if (st.required && a.prompt !== undefined && a.prompt.trim() === '') throw new UsageError(`--prompt is empty: ${model} and needs ${st.what}`);
     const beams = a.num.beams ?? m.generation?.num_beams ?? 1;
