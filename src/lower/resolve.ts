@@ -17,6 +17,22 @@ export interface ResolvedNode {
   attrs: Attrs;
   /** Where each attribute came from: "the file", a config.json section, a class default, tensor shapes, the kind's default. */
   from: Record<string, string>;
+  /** For attributes config.json gives: the key they were read from ("text_config.hidden_size", "num_query_tokens"). */
+  configKeys?: Record<string, string>;
+}
+
+/**
+ * Which key of the node's config section (or of the top level) gives `attr`: the one whose removal
+ * changes what the kind reads. Asked only when a message names it, so trying each key is cheap.
+ */
+export function configKeyOf(kind: NodeKind, sectionName: string, section: Record<string, unknown>, root: Record<string, unknown>, attr: string): string | undefined {
+  const read = (s: Record<string, unknown>, r: Record<string, unknown>) => JSON.stringify(kind.fromConfig!(s, r)[attr]);
+  const base = read(section, root);
+  if (base === undefined) return undefined;
+  const drop = (o: Record<string, unknown>, k: string) => Object.fromEntries(Object.entries(o).filter(([x]) => x !== k));
+  for (const k of Object.keys(section)) if (read(drop(section, k), root) !== base) return sectionName ? `${sectionName}.${k}` : k;
+  if (sectionName) for (const k of Object.keys(root)) if (read(section, drop(root, k)) !== base) return k;
+  return undefined;
 }
 
 export interface CheckpointView {
@@ -57,9 +73,13 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
       problems.push({ code: 'BLIP4017', message: `config.json "${sectionName}" is ${JSON.stringify(raw)}, where node "${node.name}" (${node.kind}) expects an object of settings`, loc: node.loc });
     }
     const sources: Array<[string, Attrs]> = [];
+    /** The config.json key an attribute the file gives was read from ("text_config.hidden_size", "num_query_tokens"). */
+    let keyOf: (attr: string) => string | undefined = () => undefined;
     if (section && kind.fromConfig) {
       const filled = effective.filled.get(sectionName!);
-      const given = kind.fromConfig(without(section, filled?.keys), givenRoot);
+      const givenSection = without(section, filled?.keys);
+      const given = kind.fromConfig(givenSection, givenRoot);
+      keyOf = (attr) => configKeyOf(kind, sectionName!, givenSection, givenRoot, attr);
       sources.push([`config.json "${sectionName || '(top level)'}"`, given]);
       if (filled || rootFilled) {
         // credited to the class whose default it is: the section's, or the top level's (queries)
@@ -91,11 +111,12 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     }
 
     for (const [attr, pinned] of Object.entries(node.attrs)) {
-      for (const [where, found] of sources) {
+      for (const [i, [where, found]] of sources.entries()) {
         if (attr in found && found[attr] !== pinned) {
+          const key = i === 0 ? keyOf(attr) : undefined;
           problems.push({
             code: 'BLIP4013',
-            message: `attribute "${attr}" of node "${node.name}" is pinned to ${show(pinned)}, but ${where} says ${show(found[attr])}: the file describes another model than the checkpoint holds`,
+            message: `attribute "${attr}" of node "${node.name}" is pinned to ${show(pinned)}, but ${key ? `config.json "${key}"` : where} says ${show(found[attr])}: the file describes another model than the checkpoint holds`,
             loc: node.attrLocs[attr] ?? node.loc,
           });
           break;
@@ -106,7 +127,12 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     for (const [, found] of [...sources].reverse()) Object.assign(attrs, found);
     Object.assign(attrs, node.attrs);
     const from = Object.fromEntries(Object.keys(attrs).map((a) => [a, a in node.attrs ? 'the file' : (sources.find(([, f]) => a in f)?.[0] ?? `${node.kind}'s default`)]));
-    nodes.set(node.name, { node, kind, attrs, from });
+    const configKeys: Record<string, string> = {};
+    for (const a of Object.keys(sources[0]?.[1] ?? {})) {
+      const key = !(a in node.attrs) && sources[0]![0].startsWith('config.json') ? keyOf(a) : undefined;
+      if (key) configKeys[a] = key;
+    }
+    nodes.set(node.name, { node, kind, attrs, from, configKeys });
   }
   return { nodes, problems };
 }

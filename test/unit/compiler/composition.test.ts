@@ -3,12 +3,29 @@
 // dropped or fed something the graph does not connect (docs/composition.md).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
 import type { Diagnostic } from '../../../src/diagnostics/Diagnostic.js';
+import { compile } from '../../../src/lower/compile.js';
+import { CompileError } from '../../../src/lower/CompileError.js';
+import { FIXTURES, tmp } from './harness.js';
 
 /** Diagnostics of `text` read as if it were `file` (imports resolve beside it). */
 function check(text: string, file = 'graphs/user.blip'): Diagnostic[] {
   return loadProgram(file, { text }).diagnostics;
+}
+
+/** The CompileError of compiling `text` (as graphs/user.blip) against a fixture; nothing is written. */
+async function compileFails(text: string, fixture: string, weights = join(FIXTURES, fixture, 'checkpoint')): Promise<CompileError> {
+  const loaded = loadProgram('graphs/user.blip', { text });
+  assert.ok(loaded.program, loaded.diagnostics.map((d) => d.message).join('; '));
+  const out = join(tmp('compose-'), 'out');
+  let error: unknown;
+  await compile({ model: loaded.program.models[0]!, graphFile: 'graphs/user.blip', graphText: text, weights, out }).catch((e) => (error = e));
+  assert.ok(error instanceof CompileError, `expected a CompileError, got ${error}`);
+  assert.ok(!existsSync(out));
+  return error;
 }
 
 function only(ds: Diagnostic[], code: string): Diagnostic {
@@ -68,4 +85,12 @@ test('a second image input, or a second text input, of a retrieval model is a ch
   const unread = check(RETRIEVAL('image', 'text'));
   assert.deepEqual(unread.filter((d) => d.severity === 'error'), []);
   assert.deepEqual(unread.map((d) => d.code).sort(), ['BLIP2031', 'BLIP2031']);
+});
+
+test('a pinned query count that disagrees names the key it comes from: the top-level num_query_tokens, not qformer_config', async () => {
+  const text = 'import "./examples/blip2-llama.blip"\nmodel x extends blip2_llama {\n  override node qformer { queries: 4 }\n}\n';
+  const e = await compileFails(text, 'blip2-llama-a');
+  const p = e.problems.find((x) => x.code === 'BLIP4013');
+  assert.match(p?.message ?? '', /pinned to 4, but config\.json "num_query_tokens" says 6/);
+  assert.deepEqual([p?.loc?.file, p?.loc?.line], ['graphs/user.blip', 3]);
 });

@@ -98,7 +98,7 @@ test('a pinned attribute that disagrees with config.json is an error at the attr
   const text = readFileSync(CAPTION, 'utf8').replace('{ config: "vision_config" }', '{ config: "vision_config", heads: 8 }');
   await fails(CAPTION, checkpointCopy('blip-caption-a'), (e) => {
     const p = problem(e, 'BLIP4013');
-    assert.match(p.message, /attribute "heads" of node "vision" is pinned to 8, but config\.json "vision_config" says 4/);
+    assert.match(p.message, /attribute "heads" of node "vision" is pinned to 8, but config\.json "vision_config\.num_attention_heads" says 4/);
     assert.equal(p.loc?.line, lineOf(CAPTION, 'node vision'));
     assert.equal(text.slice(p.loc!.start - 'heads: '.length, p.loc!.end), 'heads: 8');
   }, text);
