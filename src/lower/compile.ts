@@ -10,7 +10,7 @@
 //      each checkpoint tensor it reads; then check coverage: every tensor read by some node or
 //      deliberately ignored by its kind. All problems are reported at once, before anything is written.
 //   4. prune dead nodes, check each graph, stream the weights (one tensor at a time) into
-//      OUT.tmp-<pid>/weights.bin, write the graphs, tokenizer files and, last, the manifest; rename.
+//      OUT.tmp-<pid>-<call>/weights.bin, write the graphs, tokenizer files and, last, the manifest; rename.
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -34,7 +34,7 @@ import { familyOf, generationFor, preprocessFor, textConventionsFor } from './co
 import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
-import { partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
+import { compileCall, partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { PairRows } from './pairs.js';
 import { manifestValueProblems, textDefaults } from './manifestValues.js';
@@ -584,7 +584,7 @@ function outputFolder(given: string): string {
   return existsSync(path) ? realpathSync(path) : resolve(dirname(path), readlinkSync(path));
 }
 
-/** Write everything into OUT.tmp-<pid>, the manifest last, then move it into place. */
+/** Write everything into OUT.tmp-<pid>-<call>, the manifest last, then move it into place. */
 async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<CompileResult, 'rewrites'>> {
   // an --out that is a symbolic link (current -> models/v3) is written where it points: the
   // swap-in rename would otherwise replace the link and leave its target stale
@@ -636,7 +636,8 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     }
   }
   opts.signal?.throwIfAborted();
-  const tmp = partialOutputPath(out);
+  const call = compileCall(); // this compile's own folders: another compile() to `out` in this process has its own
+  const tmp = partialOutputPath(out, call);
   try {
     rmSync(tmp, { recursive: true, force: true });
     makeDirectories(tmp);
@@ -724,7 +725,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
 
     opts.signal?.throwIfAborted();
     if (existsSync(out)) {
-      const old = replacedOutputPath(out);
+      const old = replacedOutputPath(out, call);
       renameSync(out, old);
       renameSync(tmp, out);
       rmSync(old, { recursive: true, force: true });

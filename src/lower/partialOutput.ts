@@ -1,19 +1,52 @@
 // Where a compile writes before its output is complete, and what is left of compiles that were
-// killed: OUT.tmp-<pid> while writing, OUT.old-<pid> for the moment a finished compile swaps itself
-// for the model already at OUT. A compile stopped by a signal it can handle removes its own (see
+// killed: OUT.tmp-<pid>-<call> while writing, OUT.old-<pid>-<call> for the moment a finished compile
+// swaps itself for the model already at OUT. <call> tells apart the compiles of one process (two
+// compile() calls to the same OUT at once, in one thread or two): each writes its own folder, and
+// the last to finish is the one at OUT (the swap is two renames with no await between them). A
+// compile stopped by a signal it can handle removes its own (see
 // CompileOptions.signal); one killed outright (SIGKILL, out of memory, power) cannot, so the next
 // compile to the same OUT removes those of processes that no longer exist.
 import { readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { threadId } from 'node:worker_threads';
 
-/** The directory a compile of `out` by process `pid` writes into before renaming it to `out`. */
-export function partialOutputPath(out: string, pid: number = process.pid): string {
-  return `${resolve(out)}.tmp-${pid}`;
+let calls = 0;
+
+/** A name for one compile of this process, unique among its threads' compiles: `<thread>.<n>`. */
+export function compileCall(): string {
+  return `${threadId}.${++calls}`;
+}
+
+/** The directory a compile of `out` by process `pid` (its call `call`) writes into before renaming it to `out`. */
+export function partialOutputPath(out: string, call: string, pid: number = process.pid): string {
+  return `${resolve(out)}.tmp-${pid}-${call}`;
 }
 
 /** The name a finished compile gives the model it replaces, for the moment between two renames. */
-export function replacedOutputPath(out: string, pid: number = process.pid): string {
-  return `${resolve(out)}.old-${pid}`;
+export function replacedOutputPath(out: string, call: string, pid: number = process.pid): string {
+  return `${resolve(out)}.old-${pid}-${call}`;
+}
+
+/** What OUT.<entry> is: a compile's partial output or replaced model (of which process), or none of ours. */
+function leftover(entry: string): { pid: number } | undefined {
+  // OUT.tmp-<pid> and OUT.old-<pid> are what compiles before <call> left
+  const m = /^\.(?:tmp|old)-(\d+)(?:-\d+\.\d+)?$/.exec(entry);
+  return m ? { pid: Number(m[1]) } : undefined;
+}
+
+/** Removes the partial outputs of `out` this process is writing (`blip compile`'s second signal does not wait for the compile to). */
+export function removeOwnPartialOutputs(out: string): void {
+  const dir = dirname(resolve(out));
+  const name = basename(resolve(out));
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (entry.startsWith(name + '.tmp-') && leftover(entry.slice(name.length))?.pid === process.pid) rmSync(join(dir, entry), { recursive: true, force: true });
+  }
 }
 
 /** Whether a process with this id exists (on this machine), whoever owns it. */
@@ -28,7 +61,7 @@ export function processExists(pid: number): boolean {
 }
 
 /**
- * Removes OUT.tmp-<pid> and OUT.old-<pid> left by compiles whose process is gone; returns what it
+ * Removes OUT.tmp-<pid>[-<call>] and OUT.old-<pid>[-<call>] left by compiles whose process is gone; returns what it
  * removed. Those of a live process (a compile running now) are left alone.
  */
 export function removeStaleLeftovers(out: string): string[] {
@@ -43,9 +76,9 @@ export function removeStaleLeftovers(out: string): string[] {
   const removed: string[] = [];
   for (const entry of entries) {
     if (!entry.startsWith(name + '.')) continue;
-    const m = /^\.(tmp|old)-(\d+)$/.exec(entry.slice(name.length));
-    if (!m) continue;
-    const pid = Number(m[2]);
+    const ours = leftover(entry.slice(name.length));
+    if (!ours) continue;
+    const pid = ours.pid;
     if (pid === process.pid || processExists(pid)) continue;
     rmSync(join(dir, entry), { recursive: true, force: true });
     removed.push(join(dir, entry));

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isCheckpointFolder, shippedGraphArg } from '../shippedGraphArg.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
@@ -8,7 +8,7 @@ import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
 import { compile, type CompileResult } from '../../lower/compile.js';
 import { CompileError, formatProblem } from '../../lower/CompileError.js';
 import { TARGETS, type Target } from '../../rewrite/index.js';
-import { partialOutputPath } from '../../lower/partialOutput.js';
+import { removeOwnPartialOutputs } from '../../lower/partialOutput.js';
 
 /** The reason a compile was aborted: the signal that stopped it. */
 class Interrupted extends Error {
@@ -117,7 +117,7 @@ Examples:
     const abort = new AbortController();
     const onSignal = (sig: NodeJS.Signals): void => {
       if (!abort.signal.aborted) return abort.abort(new Interrupted(sig));
-      rmSync(partialOutputPath(opt.out), { recursive: true, force: true });
+      removeOwnPartialOutputs(opt.out);
       process.exit(EXIT_CODE[sig]);
     };
     for (const s of STOP_SIGNALS) process.on(s, onSignal);

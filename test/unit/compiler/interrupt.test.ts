@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { join } from 'node:path';
 import { compile } from '../../../src/lower/compile.js';
 import { partialOutputPath } from '../../../src/lower/partialOutput.js';
+import { load } from '../../../runtime/model.js';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
 import { FIXTURES, loadModel, tmp } from './harness.js';
 
@@ -19,7 +20,7 @@ function compileTo(out: string, extra: { signal?: AbortSignal; onProgress?: () =
   return compile({ model, graphFile: CAPTION, graphText: text, weights: WEIGHTS, out, ...extra });
 }
 
-/** Entries beside `out` that a compile of it writes or leaves (OUT.tmp-<pid>, OUT.old-<pid>). */
+/** Entries beside `out` that a compile of it writes or leaves (OUT.tmp-<pid>-<call>, OUT.old-<pid>-<call>). */
 const leftovers = (root: string) => readdirSync(root).filter((f) => f.startsWith('out.'));
 
 test('an aborted compile removes its partial output and leaves the model at OUT as it was', async () => {
@@ -37,7 +38,7 @@ test('an aborted compile removes its partial output and leaves the model at OUT 
       compileTo(out, {
         signal: abort.signal,
         onProgress: () => {
-          sawPartial ||= existsSync(partialOutputPath(out));
+          sawPartial ||= leftovers(root).some((f) => f.startsWith(`out.tmp-${process.pid}-`));
           if (++tensors === 3) abort.abort(reason);
         },
       }),
@@ -64,18 +65,49 @@ test("what killed compiles left beside OUT is removed by the next compile; a run
     const out = join(root, 'out');
     const gone = spawnSync(process.execPath, ['-e', '0']).pid!; // a process that has exited
     const alive = process.ppid;
-    for (const p of [partialOutputPath(out, gone), `${out}.old-${gone}`, partialOutputPath(out, alive)]) {
+    // (compiles before the per-call suffix left OUT.tmp-<pid>: recognised too)
+    for (const p of [partialOutputPath(out, '0.1', gone), `${out}.old-${gone}-0.2`, `${out}.tmp-${gone}`, partialOutputPath(out, '0.1', alive)]) {
       mkdirSync(p);
       writeFileSync(join(p, 'weights.bin'), 'partial');
     }
     writeFileSync(join(root, 'out.tmp-notapid'), 'not ours');
     const r = await compileTo(out);
-    assert.deepEqual(leftovers(root).sort(), [`out.tmp-${alive}`, 'out.tmp-notapid']);
+    assert.deepEqual(leftovers(root).sort(), [`out.tmp-${alive}-0.1`, 'out.tmp-notapid']);
     const removed = r.warnings.filter((w) => w.startsWith('removed '));
-    assert.equal(removed.length, 2, r.warnings.join('\n'));
+    assert.equal(removed.length, 3, r.warnings.join('\n'));
+    assert.match(removed.join('\n'), new RegExp(`out\\.tmp-${gone}-0\\.1, left by a compile that was killed`));
+    assert.match(removed.join('\n'), new RegExp(`out\\.old-${gone}-0\\.2, left by a compile that was killed`));
     assert.match(removed.join('\n'), new RegExp(`out\\.tmp-${gone}, left by a compile that was killed`));
-    assert.match(removed.join('\n'), new RegExp(`out\\.old-${gone}, left by a compile that was killed`));
     assert.ok(existsSync(join(out, 'manifest.json')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('two compile() calls to the same OUT at once write apart: both succeed and OUT holds the one that finished last, whole', async () => {
+  const root = tmp('race-');
+  try {
+    const out = join(root, 'out');
+    const vqaGraph = 'graphs/blip-vqa.blip';
+    const { model: vqa, text: vqaText } = loadModel(vqaGraph);
+    const finished: string[] = [];
+    const seen = new Set<string>();
+    const calls = [
+      compileTo(out, { onProgress: () => leftovers(root).forEach((f) => seen.add(f)) }),
+      compile({ model: vqa, graphFile: vqaGraph, graphText: vqaText, weights: join(FIXTURES, 'blip-vqa-a', 'checkpoint'), out }),
+    ].map((p) => p.then((r) => (finished.push(r.manifest.model), r)));
+    const results = await Promise.all(calls);
+    assert.equal(new Set([...seen].filter((f) => f.startsWith('out.tmp-'))).size, 2, `each call its own partial output: ${[...seen].join(', ')}`);
+    const last = results.find((r) => r.manifest.model === finished[1])!;
+    assert.deepEqual(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')), JSON.parse(JSON.stringify(last.manifest)));
+    assert.equal(readFileSync(join(out, 'weights.bin')).length, last.weightsBytes);
+    assert.deepEqual(leftovers(root), [], 'nothing left beside OUT');
+    const m = await load(out, { threads: 1 });
+    try {
+      assert.equal(m.manifest.model, finished[1]);
+    } finally {
+      await m.close();
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -113,7 +145,7 @@ test('blip compile stopped by SIGINT exits 130 with one line and leaves nothing 
     const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
     let signalled = false;
     const poll = setInterval(() => {
-      if (!signalled && existsSync(partialOutputPath(out, child.pid!))) {
+      if (!signalled && readdirSync(root).some((f) => f.startsWith(`out.tmp-${child.pid}-`))) {
         signalled = true;
         child.kill('SIGINT');
       }
