@@ -18,6 +18,8 @@ export interface Problem {
   code: string;
   message: string;
   loc?: SourceLoc;
+  /** BLIP4012: the tensor, its shape in the checkpoint and the shape the node's attributes imply. */
+  shape?: { key: string; found: number[]; expected: number[] };
 }
 
 export class CompileError extends BlipError {

@@ -37,6 +37,7 @@ import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.
 import { compileCall, partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { PairRows } from './pairs.js';
+import { summarizeConfigMismatch } from './configMismatch.js';
 import { manifestValueProblems, textDefaults } from './manifestValues.js';
 import { loadTokenizer } from '../../runtime/tokenizers/hf.js';
 import { TokenizerLoadError } from '../../runtime/errors.js';
@@ -159,6 +160,7 @@ class Lowerer {
             code: 'BLIP4012',
             message: `tensor "${k}" has shape [${info.shape.join(', ')}], but ${where} expects [${shape.join(', ')}] from its attributes (${describe(attrs)})`,
             loc: node.loc,
+            shape: { key: k, found: info.shape, expected: shape },
           });
           return placeholder;
         }
@@ -421,6 +423,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, keys, opts.graphFile)}`, loc: model.loc });
     }
     summarizeWholeDefaults(model, ckpt, lw.problems);
+    summarizeConfigMismatch(nodes, lw.problems);
     if (lw.problems.length || widthProblems.length) throw new CompileError([...lw.problems, ...widthProblems]);
 
     const rewrites: Record<string, RewriteReport> = {};

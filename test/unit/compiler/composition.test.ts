@@ -3,7 +3,7 @@
 // dropped or fed something the graph does not connect (docs/composition.md).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
 import type { Diagnostic } from '../../../src/diagnostics/Diagnostic.js';
@@ -93,4 +93,19 @@ test('a pinned query count that disagrees names the key it comes from: the top-l
   const p = e.problems.find((x) => x.code === 'BLIP4013');
   assert.match(p?.message ?? '', /pinned to 4, but config\.json "num_query_tokens" says 6/);
   assert.deepEqual([p?.loc?.file, p?.loc?.line], ['graphs/user.blip', 3]);
+});
+
+test('one config.json size that contradicts the tensors is one line naming the key and both sizes, not a line per tensor', async () => {
+  const weights = join(tmp('compose-ckpt-'), 'checkpoint');
+  cpSync(join(FIXTURES, 'blip2-opt-a', 'checkpoint'), weights, { recursive: true });
+  const config = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
+  config.text_config.hidden_size = 48; // the tensors are 32 wide
+  writeFileSync(join(weights, 'config.json'), JSON.stringify(config));
+  const e = await compileFails('import "./blip2-opt.blip"\nmodel x extends blip2_opt {}\n', 'blip2-opt-a', weights);
+  const lines = e.problems.map((p) => `${p.code} ${p.message}`);
+  assert.ok(lines.length <= 2, lines.join('\n'));
+  assert.deepEqual(e.problems.filter((p) => p.code === 'BLIP4010' || p.code === 'BLIP4012'), []);
+  const p = e.problems.find((x) => x.code === 'BLIP4017')!;
+  assert.match(p.message, /^config\.json "text_config\.hidden_size" says 48 for attribute "width" of node "llm" \(opt\), but its tensors say 32: "language_model\.[^"]+" is \[\d+, 32\], not the \[\d+, 48\]/);
+  assert.equal(p.loc?.line, 10);
 });
