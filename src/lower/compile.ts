@@ -38,6 +38,7 @@ import { compileCall, partialOutputPath, removeStaleLeftovers, replacedOutputPat
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { PairRows } from './pairs.js';
 import { summarizeConfigMismatch } from './configMismatch.js';
+import { projectionLayoutProblems } from './projectionLayout.js';
 import { manifestValueProblems, textDefaults } from './manifestValues.js';
 import { loadTokenizer } from '../../runtime/tokenizers/hf.js';
 import { TokenizerLoadError } from '../../runtime/errors.js';
@@ -280,7 +281,9 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
   try {
     const family = familyOf(ckpt.config, opts.weights);
     // Another model's checkpoint is said as such, before its sizes fail one by one.
-    const pairing = pairingProblems(model, upstream(model, model.outputs.flatMap((o) => o.args)), ckpt.config, ckpt.keys(), opts.graphFile);
+    const needed = upstream(model, model.outputs.flatMap((o) => o.args));
+    const pairing = pairingProblems(model, needed, ckpt.config, ckpt.keys(), opts.graphFile);
+    if (!pairing.length) pairing.push(...projectionLayoutProblems(model, needed, (k) => ckpt.shape(k), ckpt.keys()));
     if (pairing.length) throw new CompileError(pairing);
     const { nodes, problems } = resolveNodes(model, ckpt);
     // Widths left out of the file are known only now, from the checkpoint: check the edges again

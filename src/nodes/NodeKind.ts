@@ -42,6 +42,8 @@ export interface NodeKind {
   fromConfig?(section: Record<string, unknown>, root: Record<string, unknown>): Attrs;
   /** Attributes derived from checkpoint tensor shapes (for kinds with no config section: linear, mlp, heads). */
   fromShapes?(shape: (key: string) => number[] | undefined, prefix: string): Attrs;
+  /** The tensors fromShapes reads, for a message naming what a checkpoint lacks ("weight [out, in], bias"). */
+  layout?: string;
   /** Width of the output features, when the attributes (pinned or resolved) determine it. */
   outputWidth(attrs: Attrs): number | undefined;
   /** Width a port expects to receive, when known (checked against the producer's outputWidth). */

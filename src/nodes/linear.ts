@@ -15,6 +15,7 @@ export const Linear: NodeKind = {
     out_width: int('output width'),
     bias: bool('the projection has a bias'),
   }),
+  layout: 'one linear layer: weight [out, in] and an optional bias',
   fromShapes(shape, prefix): Attrs {
     const w = shape(`${prefix}.weight`);
     if (!w || w.length !== 2) return {};

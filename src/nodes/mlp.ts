@@ -17,6 +17,7 @@ export const Mlp: NodeKind = {
     out_width: int('output width (checkpoint: linear_2.weight shape [out, hidden])'),
     act: oneOf('activation between the two layers', ACTIVATIONS),
   }),
+  layout: 'two linear layers: linear_1.weight, linear_2.weight and their biases',
   fromShapes(shape, prefix): Attrs {
     const w1 = shape(`${prefix}.linear_1.weight`);
     const w2 = shape(`${prefix}.linear_2.weight`);

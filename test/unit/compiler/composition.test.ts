@@ -109,3 +109,14 @@ test('one config.json size that contradicts the tensors is one line naming the k
   assert.match(p.message, /^config\.json "text_config\.hidden_size" says 48 for attribute "width" of node "llm" \(opt\), but its tensors say 32: "language_model\.[^"]+" is \[\d+, 32\], not the \[\d+, 48\]/);
   assert.equal(p.loc?.line, 10);
 });
+
+test('mlp over a linear projection is one line naming both layouts, pinned or not (not "pin in_width", then a missing and an unread tensor each)', async () => {
+  for (const attrs of ['', ' { in_width: 32, hidden_width: 32, out_width: 32 }']) {
+    const e = await compileFails(`import "./blip2-opt.blip"\nmodel x extends blip2_opt {\n  override node projection: mlp(qformer) @ "language_projection"${attrs}\n}\n`, 'blip2-opt-a');
+    assert.equal(e.problems.length, 1, e.problems.map((p) => `${p.code} ${p.message}`).join('\n'));
+    const p = e.problems[0]!;
+    assert.equal(p.code, 'BLIP4019');
+    assert.match(p.message, /node "projection" is mlp \(two linear layers: linear_1\.weight, linear_2\.weight.*\), but the checkpoint has "language_projection\.bias", "language_projection\.weight", the layout of linear \(one linear layer.*write linear\(…\)/);
+    assert.deepEqual([p.loc?.file, p.loc?.line], ['graphs/user.blip', 3]);
+  }
+});
