@@ -25,6 +25,12 @@ export interface RetrievalContext {
 export interface ItmOptions {
   /** At most this many pairs per retrieval.onnx call (default 16); see `calls`. */
   batchSize?: number;
+  /**
+   * Cut each text to at most this many tokens, [CLS] and [SEP] included, as transformers'
+   * tokenizer(text, truncation=True, max_length=N) does (BLIP's ITM model reads 35). Without it a
+   * text longer than the model's positions is refused (BLIP5032).
+   */
+  maxTextTokens?: number;
 }
 
 export interface ItmResult {
@@ -47,9 +53,9 @@ function i64(rows: number[][]): ort.Tensor {
   return new ort.Tensor('int64', d, [rows.length, s]);
 }
 
-function textFeeds(ctx: RetrievalContext, texts: string[]): Record<string, ort.Tensor> {
+function textFeeds(ctx: RetrievalContext, texts: string[], maxTextTokens?: number): Record<string, ort.Tensor> {
   const tok = ctx.tokenizer;
-  const enc = tok.encodeBatch(texts, { paddingSide: 'right', padTokenId: tok.padTokenId ?? ctx.manifest.text.pad_token_id });
+  const enc = tok.encodeBatch(texts, { paddingSide: 'right', padTokenId: tok.padTokenId ?? ctx.manifest.text.pad_token_id, maxLength: maxTextTokens });
   // BLIP's text encoder or BLIP-2's Q-Former: the text must fit their learned positions.
   const lim = ctx.manifest.text.max_positions;
   const limit = lim?.text ?? lim?.qformer_text;
@@ -80,6 +86,12 @@ async function run(ctx: RetrievalContext, feeds: Record<string, ort.Tensor>, fet
 const paired = (ctx: RetrievalContext): boolean => ctx.retrieval.inputNames.includes('pair_image');
 
 const index = (rows: number[]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [rows.length]);
+
+function maxTextTokensOf(o: ItmOptions): number | undefined {
+  const n = o.maxTextTokens;
+  if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new GenerationConfigError(`maxTextTokens must be a positive integer, found ${JSON.stringify(n)}`);
+  return n;
+}
 
 function batchSizeOf(o: ItmOptions, dflt: number): number {
   const bs = o.batchSize ?? dflt;
@@ -130,14 +142,15 @@ export function calls(runs: number[], bs: number): Array<[number, number]> {
 export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
   checkImageList(images);
   checkTextList(texts);
-  opts = optionsObject<ItmOptions>(opts, ['batchSize']);
-  if (images.length === 0 || texts.length === 0) return [];
+  opts = optionsObject<ItmOptions>(opts, ['batchSize', 'maxTextTokens']);
   const n = Math.max(images.length, texts.length);
   if (images.length !== n && images.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
   if (texts.length !== n && texts.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
   const img = (i: number) => images[images.length === 1 ? 0 : i];
   const txt = (i: number) => texts[texts.length === 1 ? 0 : i];
   const bs = batchSizeOf(opts, 16);
+  const maxText = maxTextTokensOf(opts);
+  if (n === 0) return []; // (after the pairing rule and the options are checked)
   const out: ItmResult[] = [];
   const runs = paired(ctx) ? imageRuns(n, img) : [n];
   for (const [s, e] of calls(runs, bs)) {
@@ -147,7 +160,7 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
       const d = distinct(idx.map(img));
       feeds = { pixel_values: await pixelBatch(d.unique, ctx.preprocess, d.first.map((k) => s + k), declaredImageSize(ctx.manifest, 'retrieval')), pair_image: index(d.rows) };
     } else feeds = { pixel_values: await pixelBatch(idx.map(img), ctx.preprocess, s, declaredImageSize(ctx.manifest, 'retrieval')) };
-    const r = await run(ctx, { ...feeds, ...textFeeds(ctx, idx.map(txt)) }, ['itm_score', 'itc_score']);
+    const r = await run(ctx, { ...feeds, ...textFeeds(ctx, idx.map(txt), maxText) }, ['itm_score', 'itc_score']);
     const itm = r.itm_score?.data as Float32Array | undefined;
     const itc = r.itc_score?.data as Float32Array | undefined;
     idx.forEach((_, k) => out.push({ itm: itm ? itm[k] : NaN, itc: itc ? itc[k] : NaN }));
@@ -182,9 +195,10 @@ export async function embedImages(ctx: RetrievalContext, images: ImageInput[], o
 /** The normalised ITC text embeddings (E). */
 export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
   checkTextList(texts);
-  opts = optionsObject<ItmOptions>(opts, ['batchSize']);
+  opts = optionsObject<ItmOptions>(opts, ['batchSize', 'maxTextTokens']);
   if (!ctx.retrieval.outputNames.includes('text_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no text_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
+  const maxText = maxTextTokensOf(opts);
   // the graph's declared image size (the preprocess size unless resizing is off)
   const { height, width } = declaredImageSize(ctx.manifest, 'retrieval') ?? ctx.preprocess.image_size;
   const out: Embedding[] = [];
@@ -194,7 +208,7 @@ export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: I
     const images = paired(ctx) ? 1 : chunk.length;
     const pixel_values = new ort.Tensor('float32', new Float32Array(images * 3 * height * width), [images, 3, height, width]);
     const pairs: Record<string, ort.Tensor> = paired(ctx) ? { pair_image: index(chunk.map(() => 0)) } : {};
-    const r = await run(ctx, { pixel_values, ...pairs, ...textFeeds(ctx, chunk) }, ['text_embeds']);
+    const r = await run(ctx, { pixel_values, ...pairs, ...textFeeds(ctx, chunk, maxText) }, ['text_embeds']);
     out.push(...split(r.text_embeds));
   }
   return out;

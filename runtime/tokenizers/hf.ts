@@ -538,6 +538,11 @@ export function buildTokenizer(files: TokenizerFiles): LoadedTokenizer {
 export interface EncodeOptions {
   /** Add the tokenizer's special tokens ([CLS]/[SEP], <s>, </s>...) as its post-processor says (default true). */
   addSpecialTokens?: boolean;
+  /**
+   * At most this many ids, special tokens included: the text's tokens are cut from the end, as
+   * transformers' tokenizer(text, truncation=True, max_length=N) does.
+   */
+  maxLength?: number;
 }
 
 export interface BatchEncoding {
@@ -661,8 +666,11 @@ export class HfTokenizer {
       }
       return id;
     });
+    const { prefix, suffix } = this.loaded.template;
+    const specials = opts.addSpecialTokens === false ? 0 : prefix.length + suffix.length;
+    if (opts.maxLength !== undefined && ids.length + specials > opts.maxLength) ids.length = Math.max(0, opts.maxLength - specials);
     if (opts.addSpecialTokens === false) return ids;
-    return [...this.loaded.template.prefix, ...ids, ...this.loaded.template.suffix];
+    return [...prefix, ...ids, ...suffix];
   }
 
   /** transformers' tokenizer(texts, padding="longest"): pads with pad_token_id on the tokenizer's padding side. */
