@@ -4,6 +4,7 @@
 import { join } from 'node:path';
 import { load, type BlipModel } from '../../runtime/model.js';
 import { preprocessFromManifest, resizeForModel, type PreprocessConfig } from '../../runtime/preprocess/index.js';
+import { isCjk } from '../../runtime/tokenizers/cjk.js';
 import { loadTokenizer, type HfTokenizer } from '../../runtime/tokenizers/hf.js';
 import { BlipError } from '../cli/Command.js';
 import type { CapfiltModels, ImageInput, ModelSpec, Pixels } from './model.js';
@@ -12,26 +13,41 @@ import type { CapfiltModels, ImageInput, ModelSpec, Pixels } from './model.js';
 export const CAPTION_PROMPT = 'a picture of ';
 /** BLIP's ITM head reads at most 35 tokens ([CLS] and [SEP] included; models/blip_itm.py). */
 export const ITM_MAX_TOKENS = 35;
+/** BLIP's CapFilt samples with this repetition penalty (models/blip.py generate, sample=True). */
+export const CAPTION_REPETITION_PENALTY = 1.1;
+
+/** What BERT's pre-tokenizer always splits after: whitespace, punctuation (its ASCII list and \p{P}). */
+const SPLITS = /[\p{White_Space}\p{P}!-/:-@[-`{-~]/u;
+/** ... and a CJK character, which its normalizer spaces apart. */
+const isSplitPoint = (ch: string): boolean => SPLITS.test(ch) || isCjk(ch.codePointAt(0)!, 0x2b920);
 
 /**
- * `text` cut to at most `maxTokens` tokens (special tokens included) at a word boundary. A huge web
- * text is cut to its first words before it is tokenized at all.
+ * The start of `text` that holds its first `maxTokens` tokens, so that a huge web text is not
+ * tokenized whole to score its first 35 tokens. The cut falls where BERT's pre-tokenizer splits,
+ * so the start's tokens are the text's first tokens; it grows until it holds enough of them.
  */
-export function truncateForItm(tok: HfTokenizer, text: string, maxTokens = ITM_MAX_TOKENS): string {
-  const words = text.split(/\s+/).filter((w) => w !== '');
-  if (words.length <= maxTokens && tok.encode(text).length <= maxTokens) return text;
-  // Every word is at least one token, so the first maxTokens words hold at least maxTokens tokens.
-  const fits = (k: number): boolean => tok.encode(words.slice(0, k).join(' ')).length <= maxTokens;
-  let lo = 0;
-  let hi = Math.min(words.length, maxTokens); // fits(lo) holds, fits(hi) does not
-  if (fits(hi)) return words.slice(0, hi).join(' ');
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (fits(mid)) lo = mid;
-    else hi = mid;
+export function itmPrefix(tok: HfTokenizer, text: string, maxTokens = ITM_MAX_TOKENS, chars = 4096): string {
+  for (let budget = chars; budget < text.length; budget *= 4) {
+    let cut = budget;
+    while (cut > 0 && !isSplitPoint(text[cut - 1])) cut--;
+    if (cut === 0) {
+      // one word longer than the budget: cut after it
+      const m = SPLITS.exec(text.slice(budget));
+      cut = m ? budget + m.index + 1 : text.length;
+    }
+    const head = text.slice(0, cut);
+    if (cut >= text.length || tok.encode(head, { addSpecialTokens: false }).length >= maxTokens) return head;
   }
-  // A first word longer than the budget on its own: keep its first characters.
-  return lo === 0 ? words[0].slice(0, maxTokens) : words.slice(0, lo).join(' ');
+  return text;
+}
+
+/**
+ * A sampled caption as BLIP's CapFilt takes it: the whole sequence decoded, prompt included, then
+ * the prompt's characters cut off (models/blip.py: caption[len(self.prompt):]). A first token that
+ * continues the prompt's last word ("##s") thus eats into the caption, as it does there.
+ */
+export function captionText(tok: HfTokenizer, promptIds: number[], tokenIds: number[]): string {
+  return [...tok.decode([...promptIds, ...tokenIds], { skipSpecialTokens: true })].slice(CAPTION_PROMPT.length).join('');
 }
 
 export type RuntimeModelSpec = ModelSpec;
@@ -47,9 +63,17 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
     await cap.close();
     throw e;
   }
-  const tokDir = itm.manifest.tokenizer?.dir;
-  if (!tokDir) throw new BlipError('BLIP5806', `--filter ${spec.filter}: the manifest names no tokenizer; recompile the model`);
-  const tok = loadTokenizer(join(spec.filter, tokDir));
+  const tokenizerOf = (m: BlipModel, flag: string, dir: string): HfTokenizer => {
+    const d = m.manifest.tokenizer?.dir;
+    if (!d) throw new BlipError('BLIP5806', `${flag} ${dir}: the manifest names no tokenizer; recompile the model`);
+    return loadTokenizer(join(dir, d));
+  };
+  const tok = tokenizerOf(itm, '--filter', spec.filter);
+  const capTok = tokenizerOf(cap, '--captioner', spec.captioner);
+  const promptIds = capTok.encode(CAPTION_PROMPT, { addSpecialTokens: false });
+  // the ITM head's 35 tokens, or fewer where the filter has fewer positions (BLIP-2's Q-Former: 32)
+  const lim = itm.manifest.text.max_positions;
+  const itmTokens = Math.min(ITM_MAX_TOKENS, lim?.text ?? lim?.qformer_text ?? ITM_MAX_TOKENS);
   const capPre = preprocessFromManifest(cap.manifest.preprocess, `${join(spec.captioner, 'manifest.json')} preprocess`);
   const itmPre = preprocessFromManifest(itm.manifest.preprocess, `${join(spec.filter, 'manifest.json')} preprocess`);
   // Each image is resized once per distinct preprocessing (the captioner and the filter of one BLIP
@@ -82,7 +106,7 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
             topK: 50, // transformers' default, active in BLIP's CapFilt sampling
             temperature: 1,
             numBeams: 1,
-            repetitionPenalty: 1,
+            repetitionPenalty: CAPTION_REPETITION_PENALTY,
             maxLength: o.maxLength,
             minLength: o.minLength,
             minNewTokens: 0,
@@ -91,7 +115,7 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
             batchSize: images.length,
           },
         );
-        return res.map((r) => (r.sequences ?? [r]).map((s) => s.text));
+        return res.map((r) => (r.sequences ?? [r]).map((s) => captionText(capTok, promptIds, s.tokenIds)));
       },
     },
     matcher: {
@@ -103,7 +127,7 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
           const px = sized(im, itmPre);
           for (const t of texts[i]) {
             pairsImg.push(px);
-            pairsText.push(truncateForItm(tok, t));
+            pairsText.push(itmPrefix(tok, t, itmTokens));
           }
         });
         if (pairsImg.length === 0) return images.map(() => []);
@@ -112,7 +136,7 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
         // one call, so each image is encoded once. (An older artifact runs the ViT once per pair:
         // K + 1 rows would be K + 1 images' activations.)
         const perCall = Math.max(1, images.length, ...(pairedItm ? texts.map((t) => t.length) : []));
-        const scores = await itm.itm(pairsImg, pairsText, { batchSize: perCall });
+        const scores = await itm.itm(pairsImg, pairsText, { batchSize: perCall, maxTextTokens: itmTokens });
         const out: number[][] = [];
         let k = 0;
         for (let i = 0; i < images.length; i++) {
