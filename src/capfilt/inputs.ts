@@ -3,7 +3,7 @@
 // plan of shard tasks, each named by the output shard it writes. Every process of a run (single,
 // `--shard I/N`, enqueue) computes the same plan from the same inputs.
 import { createReadStream } from 'node:fs';
-import { access, constants, readdir, stat } from 'node:fs/promises';
+import { access, constants, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { BlipError, UsageError } from '../cli/Command.js';
 
@@ -146,6 +146,7 @@ export async function expandGlob(pattern: string): Promise<string[]> {
   if (first < 0) return [pattern];
   const base = segs.slice(0, first).join('/') || (pattern.startsWith('/') ? '/' : '.');
   const out: string[] = [];
+  const entered = new Set<string>(); // folders `**` went into (real paths): a link loop ends there
   const walk = async (dir: string, rest: string[]): Promise<void> => {
     if (rest.length === 0) {
       out.push(dir);
@@ -153,6 +154,9 @@ export async function expandGlob(pattern: string): Promise<string[]> {
     }
     const [seg, ...tail] = rest;
     if (seg === '**') {
+      const key = `${rest.length}\0${await realpath(dir).catch(() => dir)}`;
+      if (entered.has(key)) return;
+      entered.add(key);
       await walk(dir, tail);
       for (const e of await listDir(dir)) if (e.dir && !e.name.startsWith('.')) await walk(join(dir, e.name), rest);
       return;
@@ -190,8 +194,12 @@ const isInside = (child: string, parent: string): boolean => {
 
 async function walkTars(dir: string, exclude: string): Promise<string[]> {
   const out: string[] = [];
+  const entered = new Set<string>(); // real paths: a folder reached twice through links is read once
   const rec = async (d: string): Promise<void> => {
     if (isInside(resolve(d), exclude)) return;
+    const real = await realpath(d).catch(() => resolve(d));
+    if (entered.has(real) || isInside(real, exclude)) return;
+    entered.add(real);
     for (const e of await listDir(d)) {
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
@@ -270,6 +278,7 @@ export async function planShards(inputs: string[], opts: PlanOptions): Promise<S
           throw new BlipError('BLIP5801', st.code === 'ENOENT' ? `input ${path} does not exist` : `cannot read input ${path}: ${st.code ?? st.message}`);
         }
         if (st.isDirectory()) {
+          if (!isPattern && isInside(resolve(path), output)) throw new BlipError('BLIP5801', `input folder ${path} is the output folder or inside it: CapFilt never reads its own output; give another --output`);
           const tars = await walkTars(path, output);
           if (tars.length === 0 && !isPattern) throw new BlipError('BLIP5801', `input folder ${path} has no .tar shards`);
           for (const t of tars) found.push({ path: t, base: isPattern ? base : path });

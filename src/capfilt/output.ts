@@ -6,7 +6,7 @@
 //   DEST/_capfilt/tmp/                 files being written (<name>.<host>-<pidns>.<pid>.<random>.tmp)
 // Every file is written under tmp/ and renamed into place when complete; a shard counts as
 // complete when its tar exists (its sidecar is renamed first), so a re-run skips it.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -34,6 +34,14 @@ function machineTag(): string {
   return (hostname() + (ns ? `-${ns}` : '')).replace(/[^A-Za-z0-9_-]/g, '_');
 }
 const MACHINE = machineTag();
+
+/** The last code points of `s` that fit in `bytes` UTF-8 bytes. */
+function tail(s: string, bytes: number): string {
+  const cps = [...s];
+  let out = '';
+  for (let i = cps.length - 1; i >= 0 && Buffer.byteLength(cps[i] + out) <= bytes; i--) out = cps[i] + out;
+  return out;
+}
 
 export class OutputDir {
   readonly root: string;
@@ -73,7 +81,9 @@ export class OutputDir {
 
   /** A fresh temp path for `name` (unique per process and call). */
   tempPath(name: string): string {
-    const safe = name.replace(/[/\\]/g, '__');
+    let safe = name.replace(/[/\\]/g, '__');
+    // a file name holds 255 bytes: a deep shard path keeps its end and a hash of the whole
+    if (Buffer.byteLength(safe) > 120) safe = `${createHash('sha256').update(name).digest('hex').slice(0, 16)}~${tail(safe, 60)}`;
     return join(this.tmpDir, `${safe}.${MACHINE}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   }
 

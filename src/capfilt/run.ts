@@ -2,12 +2,13 @@
 // DEST/_capfilt/run.json, process this process's share of the shards that are not complete yet,
 // and write stats.json and errors.jsonl once every planned shard is complete (whichever process
 // completes the last one writes them; their content depends only on the shards).
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { BlipError, UsageError } from '../cli/Command.js';
 import { planShards, selectShards, taskWeight, type ShardSpec, type ShardTask } from './inputs.js';
 import type { ModelLoader } from './model.js';
-import { OutputDir } from './output.js';
+import { META_DIR, OutputDir } from './output.js';
+import { isSystemError, systemErrorMeaning } from '../filesystem.js';
 import { Progress } from './progress.js';
 import { addStats, emptyStats, processShard, type CapfiltSettings, type CapfiltStats, type ErrorRecord, type ShardSidecar } from './shard.js';
 
@@ -83,10 +84,15 @@ export async function modelIdentity(dir: string): Promise<string> {
     const m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as {
       model?: string;
       compiler?: { version?: string };
+      dtype?: string;
+      target?: string;
+      quantize?: string;
       source?: { checkpoint?: { fingerprint?: string }; graph?: { sha256?: string } };
     };
     const fp = m.source?.checkpoint?.fingerprint;
-    if (typeof fp === 'string') return `${m.model ?? 'model'}@${fp}/${m.source?.graph?.sha256 ?? ''}/${m.compiler?.version ?? ''}`;
+    // what the outputs depend on: the weights, the graph, the compiler, and how it was compiled
+    const build = [m.dtype ?? 'float32', m.target ?? 'plain', m.quantize ?? 'none'].join(',');
+    if (typeof fp === 'string') return `${m.model ?? 'model'}@${fp}/${m.source?.graph?.sha256 ?? ''}/${m.compiler?.version ?? ''}/${build}`;
   } catch {
     // no manifest: fall back to the path
   }
@@ -129,7 +135,19 @@ const RUN_FILE = 'run.json';
 export async function recordRun(out: OutputDir, s: CapfiltSettings, plan: ShardTask[]): Promise<void> {
   const run: RunFile = { format: 'blip-capfilt-run', version: 1, settings: recordedSettings(s), shards: plan.map((t) => t.id) };
   const path = join(out.metaDir, RUN_FILE);
-  const prev = await out.readJson<RunFile>(path).catch(() => undefined);
+  let prev: RunFile | undefined;
+  try {
+    prev = await out.readJson<RunFile>(path);
+  } catch (e) {
+    // never overwritten: the shards there were written with the settings it held
+    throw new BlipError('BLIP5803', `cannot read ${path} (${isSystemError(e) ? systemErrorMeaning(e) : (e as Error).message.split('\n')[0]}): it records the settings of the shards in ${out.root}; restore it, or write to a new --output`);
+  }
+  if (prev !== undefined && (prev === null || typeof prev !== 'object' || prev.format !== 'blip-capfilt-run' || typeof prev.settings !== 'object' || prev.settings === null || !Array.isArray(prev.shards))) {
+    throw new BlipError('BLIP5803', `${path} is not a CapFilt run file: it records the settings of the shards in ${out.root}; restore it, or write to a new --output`);
+  }
+  if (!prev && (await readdir(join(out.metaDir, 'shards')).catch(() => [])).length > 0) {
+    throw new BlipError('BLIP5803', `${out.root} holds shards of a run but no ${join(META_DIR, RUN_FILE)} saying with which settings; write to a new --output`);
+  }
   if (prev) {
     const diff = Object.keys(run.settings).filter((k) => prev.settings?.[k] !== run.settings[k]);
     if (diff.length) {

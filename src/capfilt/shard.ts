@@ -8,7 +8,7 @@ import { decodeImageBytes } from '../../runtime/preprocess/image.js';
 import type { ShardTask } from './inputs.js';
 import { captionSeed, type CapfiltModels, type ImageInput } from './model.js';
 import type { OutputDir } from './output.js';
-import { readSamples, ShardReadError, TarWriter, type InputSample } from './webdataset.js';
+import { IMAGE_FILES, readSamples, ShardReadError, TarWriter, type InputSample } from './webdataset.js';
 
 /** Everything that decides a run's output: a re-run into the same folder must use the same. */
 export interface CapfiltSettings {
@@ -110,8 +110,8 @@ interface Ready {
 async function decode(sample: InputSample): Promise<{ image: ImageInput; imageName: string } | { error: string }> {
   const img = sample.image!;
   try {
-    const rgb = await decodeImageBytes(img.bytes, img.name);
-    if (rgb.channels !== 3) return { error: `cannot read image ${img.name}: decoded to ${rgb.channels} channels, 3 expected` };
+    const rgb = await decodeImageBytes(img.bytes, img.source ?? img.name);
+    if (rgb.channels !== 3) return { error: `cannot read image ${img.source ?? img.name}: decoded to ${rgb.channels} channels, 3 expected` };
     let imageName = img.name;
     if (imageName.endsWith('.img')) {
       const fmt = (await sharp(img.bytes).metadata()).format ?? 'img';
@@ -184,7 +184,7 @@ export async function processShard(out: OutputDir, task: ShardTask, s: CapfiltSe
       const decoded = await Promise.all(group.map((smp) => (smp.image && smp.error === undefined ? decode(smp) : undefined)));
       group.forEach((smp, i) => {
         const d = decoded[i];
-        if (!d) fail(smp.key, smp.error ?? 'no image (a .jpg, .jpeg, .png or .webp file)');
+        if (!d) fail(smp.key, smp.error ?? `no image (${IMAGE_FILES})`);
         else if ('error' in d) fail(smp.key, d.error);
         else ready.push({ sample: smp, image: d.image, imageName: d.imageName, web: smp.text !== undefined && smp.text.trim() !== '' ? smp.text : undefined });
       });

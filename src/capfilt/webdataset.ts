@@ -8,13 +8,18 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { ShardSource } from './inputs.js';
 
-/** Image extensions a sample's image may have, in the order one is picked when a sample has several. */
-export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp'] as const;
+/**
+ * Image extensions a sample's image may have, in the order one is picked when a sample has several:
+ * the formats the runtime decodes as PIL does (runtime/preprocess/image.ts).
+ */
+export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'] as const;
+/** "a .jpg, .jpeg, ... or .avif file", for messages. */
+export const IMAGE_FILES = `a ${IMAGE_EXTENSIONS.slice(0, -1).map((e) => `.${e}`).join(', ')} or .${IMAGE_EXTENSIONS[IMAGE_EXTENSIONS.length - 1]} file`;
 
 export interface InputSample {
   key: string;
-  /** The image file: its name in the output shard and its bytes, untouched. */
-  image?: { name: string; bytes: Buffer };
+  /** The image file: its name in the output shard and its bytes, untouched (`source`: where it was read, for messages). */
+  image?: { name: string; bytes: Buffer; source?: string };
   /** The web text (`.txt`, or the JSONL `text` / `caption` field); undefined when missing. */
   text?: string;
   /** The `.json` metadata (or the JSONL record's other fields), passed through. */
@@ -29,6 +34,8 @@ export class ShardReadError extends Error {
 }
 
 const utf8 = new TextDecoder('utf-8');
+/** WebDataset decodes a .txt as UTF-8 strictly: text that is not UTF-8 is an error, not U+FFFD. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** WebDataset's key/extension split: the key is the path up to the first dot of the file name. */
 export function splitKey(name: string): { key: string; ext: string } | undefined {
@@ -57,8 +64,13 @@ function toSample(key: string, files: Map<string, { name: string; bytes: Buffer 
   }
   for (const [e, f] of files) {
     const l = e.toLowerCase();
-    if (l === 'txt' && s.text === undefined) s.text = utf8.decode(f.bytes);
-    else if (l === 'json' && s.meta === undefined) s.meta = parseMeta(f.bytes);
+    if (l === 'txt' && s.text === undefined) {
+      try {
+        s.text = strictUtf8.decode(f.bytes);
+      } catch {
+        s.error = `${f.name} is not UTF-8 text`;
+      }
+    } else if (l === 'json' && s.meta === undefined) s.meta = parseMeta(f.bytes);
   }
   if (!s.image && s.text === undefined && s.meta === undefined) {
     s.error = `no image, text or metadata (files: ${[...files.values()].map((f) => f.name).join(', ')})`;
@@ -71,7 +83,11 @@ export async function* readTarSamples(path: string, onBytes: (n: number) => void
   const extract = tar.extract();
   const src = createReadStream(path);
   let srcError: Error | undefined;
-  src.on('data', (b) => onBytes(b.length));
+  let read = 0;
+  src.on('data', (b) => {
+    read += b.length;
+    onBytes(b.length);
+  });
   src.on('error', (e) => {
     srcError = e;
     extract.destroy(e);
@@ -79,31 +95,45 @@ export async function* readTarSamples(path: string, onBytes: (n: number) => void
   src.pipe(extract);
   let key: string | undefined;
   let files = new Map<string, { name: string; bytes: Buffer }>();
+  const seen = new Set<string>();
+  // why the current sample cannot be used: its key came earlier, or a file name repeats in it
+  let duplicate: string | undefined;
+  let reading: string | undefined; // the file whose body is being read
+  const finish = (k: string): InputSample => (duplicate ? { key: k, error: duplicate } : toSample(k, files));
   try {
     for await (const entry of extract) {
-      const chunks: Buffer[] = [];
-      for await (const c of entry) chunks.push(c as Buffer);
       const h = entry.header;
-      if (h.type !== 'file' && h.type !== 'contiguous-file') continue;
-      const split = splitKey(h.name);
-      if (!split) continue; // no extension: not part of a sample
-      if (split.key !== key) {
-        if (key !== undefined) yield toSample(key, files);
+      const split = h.type === 'file' || h.type === 'contiguous-file' ? splitKey(h.name) : undefined;
+      // A new key ends the sample before it, which is complete: yield it before this entry's body
+      // is read, so that a tar breaking off in the body blames this entry's sample.
+      if (split && split.key !== key) {
+        if (key !== undefined) yield finish(key);
+        duplicate = seen.has(split.key) ? `key ${split.key} is used by an earlier sample of the shard; keys must be unique` : undefined;
+        seen.add(split.key);
         key = split.key;
         files = new Map();
       }
-      if (!files.has(split.ext)) files.set(split.ext, { name: h.name, bytes: Buffer.concat(chunks) });
+      reading = h.name;
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      reading = undefined;
+      if (!split) continue; // not a file, or no extension: not part of a sample
+      // WebDataset refuses a file name twice in a sample
+      if (files.has(split.ext)) duplicate ??= `${h.name} appears twice in the sample`;
+      else files.set(split.ext, { name: h.name, bytes: Buffer.concat(chunks) });
     }
+    if (read === 0) throw new Error('the file is empty, not a tar archive');
   } catch (e) {
     if (srcError) throw srcError; // an I/O error: let the caller retry the shard
     // The sample being read when the archive broke off may be incomplete: report it, don't use it.
-    if (key !== undefined) yield { key, error: `the shard breaks off in this sample (${(e as Error).message})` };
-    throw new ShardReadError(`tar: ${(e as Error).message}`);
+    const why = (e as Error).message;
+    if (key !== undefined) yield { key, error: reading !== undefined ? `the shard breaks off in ${reading} (${why})` : `the shard breaks off after this sample, which may have had more files (${why})` };
+    throw new ShardReadError(`tar: ${why}`);
   } finally {
     src.destroy();
     extract.destroy();
   }
-  if (key !== undefined) yield toSample(key, files);
+  if (key !== undefined) yield finish(key);
 }
 
 const IMAGE_EXT_SET = new Set<string>(IMAGE_EXTENSIONS);
@@ -133,6 +163,10 @@ export async function* readJsonlSamples(source: Extract<ShardSource, { kind: 'js
     const s: InputSample = { key };
     const web = txt ?? caption;
     if (typeof web === 'string') s.text = web;
+    else if (web !== undefined && web !== null) {
+      s.error = `line ${n + 1}: "${txt !== undefined ? 'text' : 'caption'}" is ${Array.isArray(web) ? 'an array' : typeof web}, not a string`;
+      return s;
+    }
     if (Object.keys(meta).length) s.meta = meta;
     if (typeof image !== 'string' || image === '') {
       s.error = `line ${n + 1} has no "image" path`;
@@ -143,7 +177,7 @@ export async function* readJsonlSamples(source: Extract<ShardSource, { kind: 'js
       const bytes = await readFile(path);
       let ext = extname(image).slice(1).toLowerCase();
       if (!IMAGE_EXT_SET.has(ext)) ext = 'img';
-      s.image = { name: `${key}.${ext}`, bytes };
+      s.image = { name: `${key}.${ext}`, bytes, source: image };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);

@@ -96,7 +96,9 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[]
 function num(name: string, v: string | undefined, integer: boolean): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}, got '${v}'`);
+  // decimal only: Number() would also read 0x10 and 1e3, which a seed in a shell script should not mean
+  const form = integer ? /^\s*[+-]?\d+\s*$/ : /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+  if (!form.test(v) || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} expects ${integer ? 'an integer' : 'a number'}, got '${v}'`);
   if (integer && !Number.isSafeInteger(n)) throw new UsageError(`--${name} is ${v.trim()}, beyond the integers a double holds exactly (2^53)`);
   return n;
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
 import capfiltCommand from '../../../src/cli/commands/capfilt.js';
 import { writeTar, image } from './helpers/fixtures.js';
-import { compileTinyModels } from './helpers/tinyModels.js';
+import { compileFixture, compileTinyModels } from './helpers/tinyModels.js';
 
 let root: string;
 before(async () => {
@@ -54,6 +54,8 @@ test('usage errors exit 2 with one line', async () => {
     [['capfilt', '--input', join(root, 'in'), '--output', join(root, 'o1')], /--captioner is required/],
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--top-p', '2'], /--top-p must be in \(0, 1\]/],
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--batch-size', 'many'], /--batch-size expects an integer/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--seed', '0x10'], /--seed expects an integer, got '0x10'/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--seed', '1e3'], /--seed expects an integer, got '1e3'/],
     [['capfilt', 'workr', '--redis', 'redis://x'], /unknown subcommand 'workr' \(did you mean 'worker'\?\)/],
     [['capfilt', 'worker'], /--redis is required/],
     [['capfilt', 'enqueue', '--redis', 'redis://127.0.0.1:1', '--shard', '0/2'], /--shard does not apply to enqueue/],
@@ -77,6 +79,7 @@ test('failures exit 1 with one line: missing input, output that is a file, a cap
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'a-file')], /^error BLIP5802: output .*a-file exists and is not a folder$/],
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o3')], /^error BLIP5001: .*no-captioner does not exist/],
     [[...base(), '--input', join(root, 'empty.jsonl'), '--output', join(root, 'o4')], /^error BLIP5801: no input shard to process: the \.jsonl input is empty \(no samples\)$/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'in')], /^error BLIP5801: input folder .*in is the output folder or inside it/],
   ];
   for (const [argv, re] of cases) {
     const r = await blip(...argv);
@@ -91,7 +94,12 @@ test('the model folders are checked: a compiled ITM model is refused as --captio
   const run = (c: string, f: string, out: string) => blip('capfilt', '--captioner', c, '--filter', f, '--input', join(root, 'in'), '--output', join(root, out), '--quiet');
   let r = await run(itm, itm, 'o5');
   assert.equal(r.code, 1, r.err);
-  assert.match(r.err.trim(), /^error BLIP5805: --captioner .* without a generating output/);
+  assert.match(r.err.trim(), /^error BLIP5805: --captioner .* is a retrieval model, not a captioning one/);
+  // a VQA model generates, but answers "a picture of" as a question
+  const vqa = await compileFixture('graphs/blip-vqa.blip', 'test/fixtures/blip-vqa-a/checkpoint', join(root, 'models', 'vqa'));
+  r = await run(vqa, itm, 'o5');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err.trim(), /^error BLIP5805: --captioner .* is a vqa model, not a captioning one/);
   r = await run(cap, cap, 'o6');
   assert.equal(r.code, 1, r.err);
   assert.match(r.err.trim(), /^error BLIP5805: --filter .* has no ITM output/);

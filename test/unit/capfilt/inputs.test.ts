@@ -1,10 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { expandBraces, expandGlob, parseShardSpec, planShards, selectShards } from '../../../src/capfilt/inputs.js';
 import { BlipError, UsageError } from '../../../src/cli/Command.js';
+import { OutputDir } from '../../../src/capfilt/output.js';
+import { modelIdentity } from '../../../src/capfilt/run.js';
 
 test('brace expansion: ranges (zero-padded), lists, nesting, literals', () => {
   assert.deepEqual(expandBraces('data/{00000..00003}.tar'), ['data/00000.tar', 'data/00001.tar', 'data/00002.tar', 'data/00003.tar']);
@@ -79,6 +81,49 @@ test('a JSONL file is cut into shards of --samples-per-shard lines', async () =>
     assert.equal(src[0].start, 0);
     assert.equal(src[1].start, src[0].end);
     assert.equal(src[2].end, Buffer.byteLength(lines.join('\n')));
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a link back up the tree is followed once: a folder and a ** glob plan each shard once', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-loop-'));
+  try {
+    const d = join(root, 'data');
+    await mkdir(join(d, 'sub'), { recursive: true });
+    await writeFile(join(d, '00000.tar'), '');
+    await writeFile(join(d, 'sub', '00001.tar'), '');
+    await symlink('..', join(d, 'sub', 'back'));
+    const out = join(root, 'out');
+    assert.deepEqual((await planShards([d], { output: out, samplesPerShard: 10 })).map((t) => t.id), ['00000.tar', 'sub/00001.tar']);
+    assert.deepEqual((await expandGlob(join(d, '**', '*.tar'))).map((p) => p.slice(d.length + 1)), ['00000.tar', 'sub/00001.tar']);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("a deep shard path's temp file name stays under the 255-byte limit, one per shard", () => {
+  const out = new OutputDir('/tmp/capfilt-out');
+  const deep = (end: string) => `${'a'.repeat(60)}/${'b'.repeat(60)}/${'c'.repeat(60)}/part-${end}.tar`;
+  const names = [deep('é0'), deep('é1')].map((id) => basename(out.tempPath(id)));
+  for (const n of names) assert.ok(Buffer.byteLength(n) <= 255 - 40, n); // room for a long host name
+  assert.notEqual(names[0].split('.')[0], names[1].split('.')[0]);
+  assert.match(names[0], /part-é0\.tar\./);
+});
+
+test("a model's identity in run.json includes how it was compiled: dtype, target, quantization", async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-id-'));
+  try {
+    const manifest = { model: 'm', compiler: { version: '1' }, dtype: 'float32', source: { checkpoint: { fingerprint: 'f' }, graph: { sha256: 'g' } } };
+    const ids = [];
+    for (const more of [{}, { dtype: 'float16' }, { quantize: 'int8' }, { target: 'cpu' }, {}]) {
+      const dir = join(root, String(ids.length));
+      await mkdir(dir);
+      await writeFile(join(dir, 'manifest.json'), JSON.stringify({ ...manifest, ...more }));
+      ids.push(await modelIdentity(dir));
+    }
+    assert.equal(new Set(ids.slice(0, 4)).size, 4);
+    assert.equal(ids[4], ids[0]); // another folder, the same model
   } finally {
     await rm(root, { recursive: true, force: true });
   }

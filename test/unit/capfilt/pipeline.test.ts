@@ -8,6 +8,7 @@ import { runCapfilt, type RunOptions, type SampleRecord, type FinalStats, type M
 import { BlipError } from '../../../src/cli/Command.js';
 import { buildFixture, image, readTar, treeDigest, writeTar, type Fixture } from './helpers/fixtures.js';
 import { testDoubleModels } from './helpers/testDoubleModels.js';
+import sharp from 'sharp';
 
 let root: string;
 let fx: Fixture;
@@ -132,9 +133,79 @@ test('a truncated tar keeps the samples before the damage and records one shard 
   assert.equal(s.final?.errors, 2);
   const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(errors.map((e) => e.key), ['b', null]);
-  assert.match(errors[0].error, /breaks off in this sample/);
+  assert.match(errors[0].error, /breaks off in b\.txt/);
   assert.match(errors[1].error, /^tar: /);
   assert.deepEqual((await readTar(join(out, 'cut.tar'))).map((e) => e.name), ['a.jpg', 'a.json']);
+});
+
+test("a tar that breaks off in a sample's first file blames that sample and keeps the one before", async () => {
+  const dir = join(root, 'truncated-first');
+  const a = await image('red', 'jpeg');
+  const b = Buffer.concat([await image('blue', 'png'), Buffer.alloc(3000, 7)]); // PNG ignores what follows IEND
+  await writeTar(join(dir, 'full.tar'), [
+    ['a.jpg', a],
+    ['a.txt', 'a red thing'],
+    ['b.png', b],
+    ['b.txt', 'a blue thing'],
+  ]);
+  const full = await readFile(join(dir, 'full.tar'));
+  const bStart = 512 + Math.ceil(a.length / 512) * 512 + 1024; // a.jpg, a.txt: header and body each
+  await writeFile(join(dir, 'cut.tar'), full.subarray(0, bStart + 512 + 100)); // 100 bytes into b.png
+  await rm(join(dir, 'full.tar'));
+  const out = join(root, 'out-truncated-first');
+  const s = await runCapfilt(opts(out, { inputs: [dir] }), load);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => e.key), ['b', null]);
+  assert.match(errors[0].error, /breaks off in b\.png/);
+  assert.equal(s.final?.images_ok, 1);
+  assert.deepEqual((await readTar(join(out, 'cut.tar'))).map((e) => e.name), ['a.jpg', 'a.json']);
+});
+
+test('WebDataset refusals are error records: a key used twice, a file name twice in a sample, a .txt not UTF-8; a GIF is an image; an empty file a shard error', async () => {
+  const dir = join(root, 'odd');
+  const gif = await sharp({ create: { width: 8, height: 6, channels: 3, background: 'green' } }).gif().toBuffer();
+  await writeTar(join(dir, 'odd.tar'), [
+    ['a.jpg', await image('red', 'jpeg')],
+    ['a.txt', 'first a'],
+    ['b.jpg', await image('blue', 'jpeg')],
+    ['b.txt', 'b'],
+    ['a.jpg', await image('red', 'jpeg')],
+    ['a.txt', 'a again'],
+    ['c.jpg', await image('red', 'jpeg')],
+    ['c.txt', Buffer.from('caf\xe9 cr\xe8me', 'latin1')],
+    ['d.gif', gif],
+    ['d.txt', 'a green gif'],
+    ['e.jpg', await image('red', 'jpeg')],
+    ['e.txt', 'one'],
+    ['e.txt', 'two'],
+  ]);
+  await writeFile(join(dir, 'zero.tar'), '');
+  const out = join(root, 'out-odd');
+  await runCapfilt(opts(out, { inputs: [dir] }), load);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => [e.shard, e.key]), [['odd.tar', 'a'], ['odd.tar', 'c'], ['odd.tar', 'e'], ['zero.tar', null]]);
+  assert.match(errors[0].error, /key a is used by an earlier sample/);
+  assert.match(errors[1].error, /c\.txt is not UTF-8 text/);
+  assert.match(errors[2].error, /e\.txt appears twice in the sample/);
+  assert.match(errors[3].error, /the file is empty, not a tar archive/);
+  const names = (await readTar(join(out, 'odd.tar'))).map((e) => e.name);
+  assert.deepEqual(names, ['a.jpg', 'a.json', 'b.jpg', 'b.json', 'd.gif', 'd.json']);
+});
+
+test('run.json is never overwritten: unreadable, not a run file, or missing beside written shards is BLIP5803', async () => {
+  const out = join(root, 'out-runjson');
+  await runCapfilt(opts(out), load);
+  const path = join(out, '_capfilt', 'run.json');
+  const saved = await readFile(path, 'utf8');
+  for (const [content, re] of [['', /cannot read .*run\.json/], ['[1, 2]', /is not a CapFilt run file/]] as const) {
+    await writeFile(path, content);
+    await assert.rejects(runCapfilt(opts(out, { seed: 8 }), load), (e: BlipError) => e.code === 'BLIP5803' && re.test(e.message));
+    assert.equal(await readFile(path, 'utf8'), content);
+  }
+  await rm(path);
+  await assert.rejects(runCapfilt(opts(out, { seed: 8 }), load), (e: BlipError) => e.code === 'BLIP5803' && /holds shards of a run but no _capfilt\/run\.json/.test(e.message));
+  await writeFile(path, saved);
+  assert.equal((await runCapfilt(opts(out), load)).skipped, 4);
 });
 
 test('JSONL input: {"image": path, "text": ...} lines become shards; unreadable lines are errors', async () => {
@@ -167,4 +238,19 @@ test('JSONL input: {"image": path, "text": ...} lines become shards; unreadable 
   const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual(errors.map((e) => e.key), ['000000001', '000000002']);
   assert.equal(errors[1].error, `cannot read image img/missing.jpg (${join(dir, 'img', 'missing.jpg')}: relative paths are read from the JSONL file's folder): no such file`);
+});
+
+test('JSONL: a text that is not a string is an error record, and a bad image is named by its path in the file', async () => {
+  const dir = join(root, 'jsonl-types');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'r.jpg'), await image('red', 'jpeg'));
+  await writeFile(join(dir, 'bad.bmp'), 'BM not really');
+  const lines = [JSON.stringify({ image: 'r.jpg', text: 42 }), JSON.stringify({ image: 'bad.bmp', text: 'x' }), JSON.stringify({ image: 'r.jpg', text: 'ok' })];
+  await writeFile(join(dir, 'p.jsonl'), lines.join('\n') + '\n');
+  const out = join(root, 'out-jsonl-types');
+  await runCapfilt(opts(out, { inputs: [join(dir, 'p.jsonl')] }), load);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => e.key), ['000000000', '000000001']);
+  assert.match(errors[0].error, /"text" is number, not a string/);
+  assert.match(errors[1].error, /bad\.bmp/);
 });

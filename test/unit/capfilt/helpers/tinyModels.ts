@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { loadProgram } from '../../../../src/syntax/load.js';
 import { compile } from '../../../../src/lower/compile.js';
 
-async function compileFixture(graph: string, checkpoint: string, out: string): Promise<string> {
+export async function compileFixture(graph: string, checkpoint: string, out: string): Promise<string> {
   const loaded = loadProgram(graph);
   if (!loaded.program || loaded.program.models.length !== 1) throw new Error(`${graph} did not load as one model`);
   await compile({ model: loaded.program.models[0], graphFile: graph, graphText: readFileSync(graph, 'utf8'), weights: checkpoint, out });
