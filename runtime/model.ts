@@ -35,7 +35,7 @@ export type { ImageInput, DecodedImage } from './tasks/images.js';
 
 export interface LoadOptions {
   /** cpu (default) | cuda | tensorrt | webgpu | auto. */
-  device?: Device | string;
+  device?: Device;
   /** Intra-op threads per session (default: one per physical core this process may use, runtime/threads.ts). */
   threads?: number;
   /** GPU index for cuda / tensorrt. */
@@ -68,9 +68,13 @@ export interface LoadOptions {
   greedyLoop?: boolean;
 }
 
+/** load()'s options inside the repository, where a device can come as a name still to check (a --device flag): BLIP5040 when it is none. */
+export type LoadOptionsByName = Omit<LoadOptions, 'device'> & { device?: Device | string };
+
 /** What a compiled model can do: `generate` for caption / VQA / instruction graphs, `itm` and the embeddings for retrieval graphs. */
 export interface BlipModel {
   readonly dir: string;
+  /** The artifact's manifest.json as load() read it; deeply frozen (a copy to change: structuredClone(model.manifest)). */
   readonly manifest: Manifest;
   /** 'generate' (caption, VQA, instructions) or 'retrieval' (ITM / ITC). */
   readonly kind: 'generate' | 'retrieval';
@@ -147,7 +151,7 @@ class Model implements BlipModel {
   }
 
   private async generateNow(images: ImageInput[], opts: GenerateOptions): Promise<GenerateResult[]> {
-    this.live();
+    // (not this.live(): a staged call made before close() waits its turn and then runs, as close() promises)
     const { encode, decoder } = this.sessions;
     if (!encode || !decoder) throw new BlipRuntimeError('BLIP5044', `${this.what()}: it does not generate text; use itm()`);
     const stages =
@@ -188,14 +192,27 @@ class Model implements BlipModel {
     return this.track(embedTexts(this.retrievalCtx(), texts, opts));
   }
 
-  /** Refuses new calls at once, lets the running ones finish, then releases the sessions. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** Set by the first close(): every later close() returns it (it settles when the sessions are released). */
+  private closing: Promise<void> | undefined;
+
+  /** Refuses new calls at once, lets the running ones (and a staged model's queued ones) finish, then releases the sessions. */
+  close(): Promise<void> {
     this.closed = true;
-    await Promise.allSettled([...this.running]);
-    for (const s of Object.values(this.sessions)) await s?.release();
-    await this.deviceRows?.close();
+    return (this.closing ??= (async () => {
+      await Promise.allSettled([...this.running]);
+      for (const s of Object.values(this.sessions)) await s?.release();
+      await this.deviceRows?.close();
+    })());
   }
+}
+
+/** `v` and everything it holds, frozen: a model's manifest is read-only (its defaults must not change under later calls). */
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
 }
 
 /** The weight bytes a graph file of the artifact reads from weights.bin. */
@@ -211,7 +228,7 @@ function graphWeightBytes(dir: string, file: string): number {
 const LOAD_OPTIONS: Array<keyof LoadOptions> = ['device', 'threads', 'deviceId', 'kvOnDevice', 'staged', 'greedyLoop'];
 
 /** load()'s options as JavaScript callers may pass them: BLIP5030, as the methods' options. */
-function checkLoadOptions(opts: unknown): asserts opts is LoadOptions {
+function checkLoadOptions(opts: unknown): asserts opts is LoadOptionsByName {
   if (typeof opts !== 'object' || Array.isArray(opts)) throw new GenerationConfigError(`load() options must be an object, found ${describeArgument(opts)}`);
   const o = opts as Record<string, unknown>;
   const unknown = unknownOption(o, LOAD_OPTIONS, 'load option');
@@ -232,11 +249,11 @@ function checkLoadOptions(opts: unknown): asserts opts is LoadOptions {
  * one (BLIP5002), one written by another artifact format version (BLIP5003) or with missing files
  * (BLIP5004); an unknown or unusable device is BLIP504x.
  */
-export async function load(dir: string, opts: LoadOptions | null = {}): Promise<BlipModel> {
-  if (typeof dir !== 'string') throw new BlipError('BLIP5001', `load() takes the compiled model's directory as a string, found ${describeArgument(dir)}`);
+export async function load(dir: string, opts: LoadOptionsByName | null = {}): Promise<BlipModel> {
+  if (typeof dir !== 'string' || dir === '') throw new BlipError('BLIP5001', `load() takes the compiled model's directory as a string, found ${dir === '' ? 'an empty string' : describeArgument(dir)}`);
   opts ??= {};
   checkLoadOptions(opts);
-  const manifest = readManifest(dir);
+  const manifest = deepFreeze(readManifest(dir));
   const preprocess = preprocessFromManifest(manifest.preprocess, `${join(dir, 'manifest.json')} preprocess`);
   if (!manifest.tokenizer) throw new BlipRuntimeError('BLIP5020', `${dir}: the manifest names no tokenizer; recompile the model`);
   const tokenizer = loadTokenizer(join(dir, manifest.tokenizer.dir));

@@ -48,55 +48,55 @@ function resolve(opts: GenerationOptions, promptLength: number): Resolved {
     if (!Number.isInteger(v) || v < min) throw new GenerationConfigError(`${name} must be an integer >= ${min}, found ${v}`);
     return v;
   };
-  const maxNew = int(opts.maxNewTokens, 'max_new_tokens', 1);
-  let maxLength = int(opts.maxLength, 'max_length', 1);
+  const maxNew = int(opts.maxNewTokens, 'maxNewTokens', 1);
+  let maxLength = int(opts.maxLength, 'maxLength', 1);
   if (maxNew !== undefined) maxLength = maxNew + promptLength;
   else if (maxLength === undefined) {
     maxLength = 20 + promptLength;
     if (opts.maxPositionEmbeddings !== undefined) maxLength = Math.min(maxLength, opts.maxPositionEmbeddings);
   }
   if (promptLength >= maxLength) {
-    throw new GenerationConfigError(`the prompt is ${promptLength} tokens but max_length is ${maxLength}; raise max_length or set max_new_tokens`);
+    throw new GenerationConfigError(`the prompt is ${promptLength} tokens but maxLength is ${maxLength}; raise maxLength or set maxNewTokens`);
   }
-  const numBeams = int(opts.numBeams, 'num_beams', 1) ?? 1;
-  const numReturnSequences = int(opts.numReturnSequences, 'num_return_sequences', 1) ?? 1;
+  const numBeams = int(opts.numBeams, 'numBeams', 1) ?? 1;
+  const numReturnSequences = int(opts.numReturnSequences, 'numReturnSequences', 1) ?? 1;
   // every beam and returned sequence is a batch row with its own logits and cache (100000 beams
   // took 10 GB before the first step); LAVIS captions with 3, transformers' examples use up to 10
-  for (const [name, v] of [['num_beams', numBeams], ['num_return_sequences', numReturnSequences]] as const) {
+  for (const [name, v] of [['numBeams', numBeams], ['numReturnSequences', numReturnSequences]] as const) {
     if (v > MAX_ROWS_PER_PROMPT) throw new GenerationConfigError(`${name} is ${v}, more than the ${MAX_ROWS_PER_PROMPT} rows per prompt this runtime takes`);
   }
   const doSample = opts.doSample ?? false;
   if (opts.logprobs) {
     const top = opts.logprobs.top;
-    if (!Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS) throw new GenerationConfigError(`top logprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, found ${top}`);
-    if (numBeams > 1) throw new GenerationConfigError('logprobs are given for greedy decoding and sampling, not beam search (num_beams > 1)');
+    if (!Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS) throw new GenerationConfigError(`topLogprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, found ${top}`);
+    if (numBeams > 1) throw new GenerationConfigError('logprobs are given for greedy decoding and sampling, not beam search (numBeams > 1)');
   }
   if (numReturnSequences > 1 && numBeams === 1 && !doSample) {
-    throw new GenerationConfigError(`greedy decoding returns one sequence per prompt; num_return_sequences ${numReturnSequences} needs num_beams >= it or do_sample`);
+    throw new GenerationConfigError(`greedy decoding returns one sequence per prompt; numReturnSequences ${numReturnSequences} needs numBeams >= it or doSample: true`);
   }
   if (numBeams > 1 && numReturnSequences > numBeams) {
-    throw new GenerationConfigError(`num_return_sequences (${numReturnSequences}) must not exceed num_beams (${numBeams})`);
+    throw new GenerationConfigError(`numReturnSequences (${numReturnSequences}) must not exceed numBeams (${numBeams})`);
   }
   const eos = opts.eosTokenId === null || opts.eosTokenId === undefined ? [] : Array.isArray(opts.eosTokenId) ? opts.eosTokenId : [opts.eosTokenId];
   const pad = opts.padTokenId ?? (eos.length ? eos[0] : undefined);
   const es = opts.earlyStopping ?? false;
-  if (es !== true && es !== false && es !== 'never') throw new GenerationConfigError(`early_stopping must be true, false or "never", found ${JSON.stringify(es)}`);
+  if (es !== true && es !== false && es !== 'never') throw new GenerationConfigError(`earlyStopping must be true, false or "never", found ${JSON.stringify(es)}`);
   for (const [name, v] of [
     ['temperature', opts.temperature],
-    ['repetition_penalty', opts.repetitionPenalty],
+    ['repetitionPenalty', opts.repetitionPenalty],
   ] as const) {
     if (v !== undefined && !(v > 0)) throw new GenerationConfigError(`${name} must be > 0, found ${v}`);
   }
-  if (opts.topP !== undefined && !(opts.topP >= 0 && opts.topP <= 1)) throw new GenerationConfigError(`top_p must be in [0, 1], found ${opts.topP}`);
+  if (opts.topP !== undefined && !(opts.topP >= 0 && opts.topP <= 1)) throw new GenerationConfigError(`topP must be in [0, 1], found ${opts.topP}`);
   // (transformers' MinPLogitsWarper and TypicalLogitsWarper refuse these; typical_p 1 is off)
-  if (opts.minP !== undefined && !(opts.minP >= 0 && opts.minP <= 1)) throw new GenerationConfigError(`min_p must be in [0, 1], found ${opts.minP}`);
-  if (opts.typicalP !== undefined && !(opts.typicalP > 0 && opts.typicalP <= 1)) throw new GenerationConfigError(`typical_p must be in (0, 1], found ${opts.typicalP}`);
-  if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 0)) throw new GenerationConfigError(`top_k must be an integer >= 0, found ${opts.topK}`);
-  int(opts.noRepeatNgramSize, 'no_repeat_ngram_size', 0);
-  if (opts.lengthPenalty !== undefined && !Number.isFinite(opts.lengthPenalty)) throw new GenerationConfigError(`length_penalty must be a number, found ${opts.lengthPenalty}`);
-  if (opts.doSample !== undefined && typeof opts.doSample !== 'boolean') throw new GenerationConfigError(`do_sample must be true or false, found ${JSON.stringify(opts.doSample)}`);
-  let minLength = int(opts.minLength, 'min_length', 0) ?? 0;
-  const minNewTokens = int(opts.minNewTokens, 'min_new_tokens', 0) ?? 0;
+  if (opts.minP !== undefined && !(opts.minP >= 0 && opts.minP <= 1)) throw new GenerationConfigError(`minP must be in [0, 1], found ${opts.minP}`);
+  if (opts.typicalP !== undefined && !(opts.typicalP > 0 && opts.typicalP <= 1)) throw new GenerationConfigError(`typicalP must be in (0, 1], found ${opts.typicalP}`);
+  if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 0)) throw new GenerationConfigError(`topK must be an integer >= 0, found ${opts.topK}`);
+  int(opts.noRepeatNgramSize, 'noRepeatNgramSize', 0);
+  if (opts.lengthPenalty !== undefined && !Number.isFinite(opts.lengthPenalty)) throw new GenerationConfigError(`lengthPenalty must be a number, found ${opts.lengthPenalty}`);
+  if (opts.doSample !== undefined && typeof opts.doSample !== 'boolean') throw new GenerationConfigError(`doSample must be true or false, found ${JSON.stringify(opts.doSample)}`);
+  let minLength = int(opts.minLength, 'minLength', 0) ?? 0;
+  const minNewTokens = int(opts.minNewTokens, 'minNewTokens', 0) ?? 0;
   if (minNewTokens > 0) minLength = 0; // min_new_tokens takes precedence (transformers sets min_length from it)
   const minTokensToKeep = numBeams > 1 ? (eos.length ? eos.length + 1 : 2) : 1;
   const processors = buildProcessors({

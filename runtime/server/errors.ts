@@ -4,6 +4,7 @@
 // `server_error` whose message is one line (never a stack trace).
 import { BlipError } from '../../src/cli/Command.js';
 import { firstLine } from '../errors.js';
+import { withOptionNames } from '../tasks/arguments.js';
 
 export type ErrorType = 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'not_found_error' | 'rate_limit_error' | 'timeout_error' | 'server_error' | 'service_unavailable';
 
@@ -49,6 +50,9 @@ export function errorBody(e: ApiError | WireError): { error: { message: string; 
   return { error: { message: e.message, type: e.type, param: e.param, code: e.code } };
 }
 
+/** The library's generate() options as this server's request fields, for messages that reach a client from the library. */
+const SERVER_OPTION_NAMES: Record<string, string> = { maxNewTokens: 'max_tokens', topP: 'top_p', topLogprobs: 'top_logprobs', numReturnSequences: 'n' };
+
 /**
  * Map anything thrown by the runtime to an ApiError: images that do not decode or cannot be
  * processed and bad generation settings are the client's (400); the rest is the server's (500).
@@ -56,7 +60,7 @@ export function errorBody(e: ApiError | WireError): { error: { message: string; 
 export function toApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
   const code = e instanceof BlipError ? e.code : typeof (e as { code?: unknown })?.code === 'string' ? ((e as { code: string }).code as string) : undefined;
-  const msg = firstLine(e);
+  const msg = firstLine(withOptionNames(e, SERVER_OPTION_NAMES));
   switch (code) {
     case 'BLIP5010':
     case 'BLIP5011':

@@ -16,6 +16,11 @@ export function describeArgument(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
+/** A value named after "found" in an option's message: a number as it is, anything else as describeArgument says (a string quoted, so "5" is not taken for 5). */
+export function found(v: unknown): string {
+  return typeof v === 'number' || typeof v === 'boolean' ? String(v) : describeArgument(v);
+}
+
 export function checkImageList(images: unknown): void {
   if (!Array.isArray(images)) throw new GenerationConfigError(`images must be an array (one entry per image), found ${describeArgument(images)}`);
 }
@@ -33,4 +38,19 @@ export function optionsObject<T extends object>(opts: unknown, known: ReadonlyAr
   const unknown = unknownOption(opts, known);
   if (unknown) throw new GenerationConfigError(unknown);
   return opts as T;
+}
+
+/**
+ * `e` with the library's option names in its message replaced by another surface's (a command's
+ * flags, a server's JSON fields): GenerateOptions' camelCase names are the library's, and the CLI
+ * and `blip serve` pass their own settings through it. Only names with a capital are replaced
+ * (`temperature`, `seed` and `stop` read the same everywhere). Anything but a BLIP5030 / BLIP5032
+ * error is returned as it is.
+ */
+export function withOptionNames(e: unknown, names: Readonly<Record<string, string>>): unknown {
+  if (!(e instanceof Error) || !['BLIP5030', 'BLIP5032'].includes((e as { code?: unknown }).code as string)) return e;
+  const keys = Object.keys(names).filter((k) => /^[a-z]+[A-Z]\w*$/.test(k)); // ('doSample: true' is a replacement of its own)
+  if (!keys.length) return e;
+  e.message = e.message.replace(new RegExp(`\\b(${keys.join('|')})\\b(: true)?`, 'g'), (_all, k: string, t: string | undefined) => (t && names[`${k}: true`] ? names[`${k}: true`]! : names[k]! + (t ?? '')));
+  return e;
 }

@@ -16,7 +16,7 @@
 import * as ort from 'onnxruntime-node';
 import { describeModel, type Manifest } from '../../src/artifact/manifest.js';
 import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
-import { generate, MAX_TOP_LOGPROBS, type Prompt } from '../generation/generate.js';
+import { generate, MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
 import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js';
 import type { DeviceRowGather } from '../generation/deviceRows.js';
@@ -29,7 +29,7 @@ import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
 import { declaredImageSize, pixelBatch, type ImageInput } from './images.js';
-import { checkImageList, describeArgument, optionsObject } from './arguments.js';
+import { checkImageList, describeArgument, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 import { encodeInRows, release } from './encodeRows.js';
 
@@ -82,7 +82,9 @@ export interface GenerateOptions {
    * the released text ('' when a token released none) and the token id. `row` is the output
    * sequence (image i, sequence k -> i * numReturnSequences + k). The pieces of a row concatenate to
    * its `text`. Greedy and sampling stream token by token; beam search replays each final sequence
-   * when its batch is done.
+   * when its batch is done. A promise it returns is not waited for token by token, but the call
+   * settles only after it has, and rejects with its reason if it rejects (generation then stops at
+   * the next token, as when onToken throws).
    */
   onToken?: (row: number, text: string, id: number) => void;
 }
@@ -294,7 +296,7 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
     if (prompt > lim.decoder || total > lim.decoder) {
       throw new BlipRuntimeError(
         'BLIP5032',
-        `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower max_new_tokens`,
+        `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower maxNewTokens`,
       );
     }
   }
@@ -330,19 +332,67 @@ class TimedStepModel<S> implements StepModel<S> {
   }
 }
 
+/**
+ * The options as the library takes them, each named as GenerateOptions names it (the CLI and
+ * `blip serve` check their own flags and fields first, and rename what reaches them from here:
+ * cliOptionNames in src/cli/commands/run.ts, toApiError in runtime/server/errors.ts). Checked
+ * before anything else, with no images too.
+ */
 function checkOptions(o: GenerateOptions): void {
-  const int = (v: number | undefined, name: string, min: number) => {
-    if (v !== undefined && (!Number.isInteger(v) || v < min)) throw new GenerationConfigError(`${name} must be an integer >= ${min}, found ${v}`);
+  const bad = (name: string, want: string, v: unknown) => new GenerationConfigError(`${name} must be ${want}, found ${found(v)}`);
+  const int = (name: keyof GenerateOptions, min: number, max = Infinity) => {
+    const v = o[name];
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v >= min)) throw bad(name, `an integer >= ${min}`, v);
+    if (typeof v === 'number' && v > max) throw new GenerationConfigError(`${name} is ${v}, more than the ${max} rows per prompt this runtime takes`);
   };
-  int(o.batchSize, 'batchSize', 1);
-  int(o.numReturnSequences, 'numReturnSequences', 1);
+  int('batchSize', 1);
+  int('numReturnSequences', 1, MAX_ROWS_PER_PROMPT);
   // (before the prompt-length check, which would take Infinity for a length)
-  int(o.maxNewTokens, 'maxNewTokens', 1);
-  int(o.maxLength, 'maxLength', 1);
+  int('maxNewTokens', 1);
+  int('maxLength', 1);
+  int('minNewTokens', 0);
+  int('minLength', 0);
+  int('numBeams', 1, MAX_ROWS_PER_PROMPT);
+  int('noRepeatNgramSize', 0);
+  int('topK', 0);
+  const num = (name: 'lengthPenalty' | 'repetitionPenalty' | 'temperature' | 'topP', ok: (v: number) => boolean, want: string) => {
+    const v = o[name];
+    if (v !== undefined && !(typeof v === 'number' && ok(v))) throw bad(name, want, v);
+  };
+  num('lengthPenalty', Number.isFinite, 'a finite number');
+  num('repetitionPenalty', (v) => v > 0, 'a number > 0');
+  num('temperature', (v) => v > 0, 'a number > 0');
+  num('topP', (v) => v >= 0 && v <= 1, 'a number from 0 to 1');
+  if (o.earlyStopping !== undefined && o.earlyStopping !== true && o.earlyStopping !== false && o.earlyStopping !== 'never') throw bad('earlyStopping', 'true, false or "never"', o.earlyStopping);
+  for (const name of ['doSample', 'logprobs'] as const) if (o[name] !== undefined && typeof o[name] !== 'boolean') throw bad(name, 'true or false', o[name]);
+  if (o.topLogprobs !== undefined && !(typeof o.topLogprobs === 'number' && Number.isInteger(o.topLogprobs) && o.topLogprobs >= 0 && o.topLogprobs <= MAX_TOP_LOGPROBS)) {
+    throw bad('topLogprobs', `an integer from 0 to ${MAX_TOP_LOGPROBS}`, o.topLogprobs);
+  }
+  if (o.topLogprobs !== undefined && !o.logprobs) throw new GenerationConfigError('topLogprobs needs logprobs: true');
   // a seed is an integer: 1.5 would draw what 1 draws
-  if (Array.isArray(o.seed) && !o.seed.every((s) => Number.isSafeInteger(s))) throw new GenerationConfigError('seed must be integers (below 2^53 in size)');
-  if (o.seed !== undefined && !Array.isArray(o.seed) && !Number.isSafeInteger(o.seed)) throw new GenerationConfigError(`seed must be an integer (below 2^53 in size), found ${describeArgument(o.seed)}`);
-  if (o.onToken !== undefined && typeof o.onToken !== 'function') throw new GenerationConfigError('onToken must be a function');
+  if (Array.isArray(o.seed)) {
+    const i = o.seed.findIndex((s) => !Number.isSafeInteger(s));
+    if (i >= 0) throw bad(`seed[${i}]`, 'an integer (below 2^53 in size)', o.seed[i]);
+  } else if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw bad('seed', 'an integer (below 2^53 in size)', o.seed);
+  if (o.onToken !== undefined && typeof o.onToken !== 'function') throw bad('onToken', 'a function', o.onToken);
+  if (o.prompt !== undefined) {
+    if (Array.isArray(o.prompt)) {
+      const i = o.prompt.findIndex((p) => typeof p !== 'string');
+      if (i >= 0) throw new GenerationConfigError(`prompt[${i}] must be a string, found ${describeArgument(o.prompt[i])}`);
+    } else if (typeof o.prompt !== 'string') throw new GenerationConfigError(`prompt must be a string or an array of strings (one per image), found ${describeArgument(o.prompt)}`);
+  }
+  stopList(o.stop);
+}
+
+/**
+ * Sampling settings given where the call does not sample (neither `doSample: true` nor a
+ * generation config that samples by default) would be ignored: refused, as `blip run` refuses them
+ * without --sample.
+ */
+function checkSampling(o: GenerateOptions, sampling: boolean): void {
+  if (sampling) return;
+  const given = (['temperature', 'topP', 'topK', 'seed'] as const).find((k) => o[k] !== undefined);
+  if (given) throw new GenerationConfigError(`${given} applies when sampling: set doSample: true${o.doSample === false ? ' (doSample is false)' : ''}`);
 }
 
 /** Every key GenerateOptions has (checked at run time for JavaScript callers). */
@@ -359,6 +409,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   checkOptions(opts);
   const m = ctx.manifest;
   if (!m.decoder) throw new BlipRuntimeError('BLIP5044', 'this model has no decoder facts in its manifest; recompile it');
+  checkSampling(opts, opts.doSample ?? m.generation?.do_sample ?? false);
   const N = images.length;
   if (N === 0) return [];
   let prompts: string[] | null;
@@ -369,14 +420,11 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const p = opts.prompt ?? m.generation?.prompt;
     prompts = p === undefined ? null : new Array<string>(N).fill(p);
   }
-  if (prompts?.some((p) => typeof p !== 'string')) throw new GenerationConfigError('prompts must be strings');
   const style = promptStyle(m);
   if (style.none && opts.prompt !== undefined) throw new GenerationConfigError(noPromptMessage(m));
   if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const nRet = opts.numReturnSequences ?? 1;
   const stops = stopList(opts.stop);
-  if (opts.logprobs !== undefined && typeof opts.logprobs !== 'boolean') throw new GenerationConfigError(`logprobs must be true or false, found ${describeArgument(opts.logprobs)}`);
-  if (opts.topLogprobs !== undefined && !opts.logprobs) throw new GenerationConfigError('topLogprobs needs logprobs: true');
   if (Array.isArray(opts.seed) && opts.seed.length !== N * nRet) {
     throw new GenerationConfigError(`${opts.seed.length} seeds for ${N * nRet} output sequences (${N} images x ${nRet})`);
   }
@@ -404,6 +452,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     if (!Number.isInteger(top) || top < 0 || top > MAX_TOP_LOGPROBS) throw new GenerationConfigError(`topLogprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, found ${String(opts.topLogprobs)}`);
     if ((base.numBeams ?? 1) > 1) throw new GenerationConfigError(`logprobs are given for greedy decoding and sampling, not beam search: this model decodes with ${base.numBeams} beams${opts.numBeams === undefined ? ' by default; set numBeams: 1' : ''}`);
   }
+  const callbacks = opts.onToken ? tokenCallbacks(opts.onToken) : undefined;
+  const onToken = callbacks?.call;
   const eos = new Set(base.eosTokenId === null || base.eosTokenId === undefined ? [] : Array.isArray(base.eosTokenId) ? base.eosTokenId : [base.eosTokenId]);
   const bs = opts.batchSize ?? 8;
   const results: GenerateResult[] = [];
@@ -451,7 +501,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         g.random = () => rngs[draws++ % rowsOut]();
       }
     }
-    const streamers = opts.onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, opts.onToken!, stops)) : [];
+    const streamers = onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, onToken, stops)) : [];
     // in-graph greedy (CPU): a caller who streams gets its tokens four at a time, and a row that
     // meets a stop string runs at most three tokens past it before the host sees it
     if (opts.onToken || stops.length) g.greedyChunk = 4;
@@ -469,9 +519,11 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
         throw new BlipRuntimeError('BLIP5031', `sampling drew ${draws} numbers by step ${e.step} for ${rowsOut} rows; per-row seeds need one draw per row per step`);
       }
+      callbacks?.check();
       streamers.forEach((s, r) => s.event(e, r));
     };
     const out = await generate(model, built.prompt, g);
+    await callbacks?.settled();
     const t3 = performance.now();
     const timingsMs: Timings = { preprocess: t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: t3 - t0 };
     if (ctx.stages) timingsMs.load = openEncode + openDecoder;
@@ -488,10 +540,13 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       if (out.logprobs) seq.logprobs = logprobEntries(ctx.tokenizer, seq.tokenIds, out.logprobs[r]);
       return seq;
     });
-    if (beam && opts.onToken) seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
+    if (beam && onToken) {
+      seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
+      await callbacks?.settled();
+    }
     for (let b = 0; b < B; b++) {
       const mine = seqs.slice(b * nRet, (b + 1) * nRet);
-      const res: GenerateResult = { ...mine[0], timingsMs };
+      const res: GenerateResult = { ...mine[0], timingsMs: { ...timingsMs } }; // each result its own copy
       if (nRet > 1) res.sequences = mine;
       results.push(res);
     }
@@ -499,6 +554,34 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     await ctx.stages?.done();
   }
   return results;
+}
+
+/**
+ * The caller's onToken, as the loop calls it. A callback that returns a promise (an async
+ * function) is not awaited token by token (the decoder does not wait for it), but the call settles
+ * only once every promise it returned has settled, and one that rejects rejects the call with its
+ * reason: generation stops at the next token, as when onToken throws.
+ */
+function tokenCallbacks(cb: NonNullable<GenerateOptions['onToken']>) {
+  const pending: Promise<unknown>[] = [];
+  let failed: { reason: unknown } | undefined;
+  return {
+    call(row: number, text: string, id: number): void {
+      const r: unknown = cb(row, text, id);
+      if (r !== null && typeof r === 'object' && typeof (r as PromiseLike<unknown>).then === 'function') {
+        pending.push(Promise.resolve(r as PromiseLike<unknown>).then(undefined, (reason: unknown) => void (failed ??= { reason })));
+      }
+    },
+    /** Throws the first rejection seen so far. */
+    check(): void {
+      if (failed) throw failed.reason;
+    },
+    /** Waits for the promises returned so far; throws the first rejection. */
+    async settled(): Promise<void> {
+      while (pending.length) await Promise.all(pending.splice(0));
+      if (failed) throw failed.reason;
+    },
+  };
 }
 
 /**

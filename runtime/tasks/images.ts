@@ -16,46 +16,56 @@ export interface DecodedImage {
 }
 
 /**
- * One image: a file path, encoded bytes (PNG, JPEG, WebP, ...), encoded bytes with a name for
- * messages, or decoded pixels (alpha is dropped and gray replicated, as PIL's convert("RGB")).
+ * One image: a file path, encoded bytes (PNG, JPEG, WebP, ...: a Uint8Array, Buffer or ArrayBuffer),
+ * encoded bytes with a name for messages, or decoded pixels (alpha is dropped and gray replicated,
+ * as PIL's convert("RGB")); their `data` may be a Uint8ClampedArray (a canvas's ImageData).
  */
-export type ImageInput = string | Uint8Array | { name: string; bytes: Uint8Array } | DecodedImage;
+export type ImageInput = string | Uint8Array | ArrayBuffer | { name: string; bytes: Uint8Array } | DecodedImage | (Omit<DecodedImage, 'data'> & { data: Uint8ClampedArray });
 
 /** Which form of ImageInput `img` is, or undefined for anything else (JavaScript callers). */
 function inputForm(img: unknown): 'path' | 'bytes' | 'named' | 'pixels' | undefined {
   if (typeof img === 'string') return 'path';
-  if (img instanceof Uint8Array) return 'bytes';
+  if (img instanceof Uint8Array || img instanceof ArrayBuffer) return 'bytes';
   if (typeof img !== 'object' || img === null) return undefined;
   if ('bytes' in img) return img.bytes instanceof Uint8Array && typeof (img as { name?: unknown }).name === 'string' ? 'named' : undefined;
   return 'data' in img ? 'pixels' : undefined;
 }
 
-/** A short name for messages and output records. */
+/** A short name for messages and output records ("cannot read image NAME"): an unnamed input is `#index`. */
 export function imageName(img: ImageInput, index: number): string {
   const form = inputForm(img);
   if (form === 'path') return img as string;
   if (form === 'named') return (img as { name: string }).name;
-  if (form === 'pixels') return `image ${index} (${(img as DecodedImage).width}x${(img as DecodedImage).height} pixels)`;
-  return `image ${index}`;
+  if (form === 'pixels') return `#${index} (${(img as DecodedImage).width}x${(img as DecodedImage).height} pixels)`;
+  return `#${index}`;
 }
 
 /** Decode one input to RGB (pixels given as pixels are only checked and converted). */
 export async function toRgbImage(img: ImageInput, index: number, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
   const form = inputForm(img);
   if (!form) {
-    throw new ImageDecodeError(`image ${index}`, `expected a file path, encoded bytes (a Uint8Array, or {name, bytes}) or decoded pixels ({data, width, height, channels}), found ${describeArgument(img)}`);
+    throw new ImageDecodeError(`#${index}`, `expected a file path, encoded bytes (a Uint8Array or ArrayBuffer, or {name, bytes}) or decoded pixels ({data, width, height, channels}), found ${describeArgument(img)}`);
   }
   if (form === 'path') return decodeImage(img as string, opts);
-  if (form === 'bytes') return decodeImage({ name: imageName(img, index), bytes: img as Uint8Array }, opts);
+  if (form === 'bytes') return decodeImage({ name: imageName(img, index), bytes: img instanceof ArrayBuffer ? new Uint8Array(img) : (img as Uint8Array) }, opts);
   if (form === 'named') return decodeImage(img as { name: string; bytes: Uint8Array }, opts);
-  const { width, height, channels, data } = img as DecodedImage;
+  const { width, height, channels, data: given } = img as { width: number; height: number; channels: number; data: unknown };
   const name = imageName(img, index);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new ImageDecodeError(name, `bad size ${width}x${height}`);
   if (![1, 2, 3, 4].includes(channels)) throw new ImageDecodeError(name, `${channels} channels; 1 to 4 expected`);
-  if (!(data instanceof Uint8Array) || data.length !== width * height * channels) {
-    throw new ImageDecodeError(name, `${data?.length} bytes of pixel data for ${width}x${height}x${channels}`);
+  // a canvas's ImageData holds its RGBA bytes in a Uint8ClampedArray: the same bytes
+  const data = given instanceof Uint8ClampedArray ? new Uint8Array(given.buffer, given.byteOffset, given.byteLength) : given;
+  if (!(data instanceof Uint8Array)) throw new ImageDecodeError(name, `data must be a Uint8Array (or Uint8ClampedArray) of 8-bit pixels, found ${typedArrayName(data)}`);
+  if (data.length !== width * height * channels) {
+    throw new ImageDecodeError(name, `${data.length} bytes of pixel data for ${width}x${height}x${channels} (width x height x channels = ${width * height * channels} expected)`);
   }
   return channels === 3 ? { width, height, channels: 3, data } : toRgb(data, width, height, channels);
+}
+
+/** What a `data` that is no byte array is, for its message ("a Float32Array of 12", "an array of 12"). */
+function typedArrayName(v: unknown): string {
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${(v as unknown as { length?: number }).length ?? v.byteLength}`;
+  return describeArgument(v);
 }
 
 /** The distinct images of `images` (the same string or object once) and, per entry, its row among them. */

@@ -8,6 +8,7 @@ import { nearest } from '../main.js';
 import { describeModel, readManifest, type Manifest } from '../../artifact/manifest.js';
 import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
+import { withOptionNames } from '../../../runtime/tasks/arguments.js';
 import { checkImageSize, declaredImageSize, toRgbImage } from '../../../runtime/tasks/images.js';
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
@@ -352,6 +353,22 @@ Examples:
 };
 export default command;
 
+/** The library's generate() options as this command's flags, for messages that reach it from the library (withOptionNames). */
+const CLI_OPTION_NAMES: Record<string, string> = {
+  maxNewTokens: '--max-new-tokens',
+  minNewTokens: '--min-new-tokens',
+  numBeams: '--beams',
+  lengthPenalty: '--length-penalty',
+  repetitionPenalty: '--repetition-penalty',
+  noRepeatNgramSize: '--no-repeat-ngram',
+  doSample: '--sample',
+  'doSample: true': '--sample',
+  topP: '--top-p',
+  topK: '--top-k',
+  topLogprobs: '--logprobs',
+  batchSize: '--batch-size',
+};
+
 /** The text each image prints (streaming writes the text itself as it comes; only its newline is returned). */
 async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, stream: boolean, json: boolean, bs: number, out: (s: string) => void): Promise<string[]> {
   const n = a.num;
@@ -389,10 +406,14 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
       if (body) (started = true), out(body);
     };
   }
-  const res = await model.generate(
-    ok.map((o) => o.pixels),
-    opts,
-  );
+  const res = await model
+    .generate(
+      ok.map((o) => o.pixels),
+      opts,
+    )
+    .catch((e: unknown) => {
+      throw withOptionNames(e, CLI_OPTION_NAMES);
+    });
   return res.map((r, i) => {
     const image = ok[i].file;
     if (json) {

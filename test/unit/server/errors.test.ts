@@ -26,3 +26,11 @@ test('a temperature so small the scores overflow is a generation-settings error 
   temperature(0.5)([[1]], ok, 3);
   assert.deepEqual(Array.from(ok), [6, -Infinity, 1]);
 });
+
+test("the library's option names in a message reaching a client are the request's fields", () => {
+  const e = toApiError(new BlipRuntimeError('BLIP5032', 'the prompt takes 3 positions and up to 900 new tokens were asked for; the decoder has 512 positions: shorten the prompt or lower maxNewTokens'));
+  assert.match(e.message, /lower max_tokens$/);
+  assert.equal(toApiError(new GenerationConfigError('topP must be a number from 0 to 1, found 2')).message, 'top_p must be a number from 0 to 1, found 2');
+  // a word that only contains a name is left alone
+  assert.equal(toApiError(new GenerationConfigError('maxNewTokensX is odd')).message, 'maxNewTokensX is odd');
+});

@@ -108,6 +108,7 @@ before(async () => {
     missingImage: cap('--image', join(tmp.dir, 'nope.jpg')),
     oldVersion: ['run', old, '--image', IMG_A],
     notCompiled: ['run', folder, '--image', IMG_A],
+    tooManyTokens: cap('--image', IMG_A, '--max-new-tokens', '10000'),
   };
   const names = Object.keys(batch);
   const res = runCliBatch(names.map((n) => batch[n]));
@@ -298,6 +299,8 @@ test('failures exit 1 with one line: missing image, another format version, a fo
     ['missingImage', /^error BLIP5010: cannot read image .*nope\.jpg: no such file or folder$/],
     ['oldVersion', /^error BLIP5003: .*format version 0.*reads version 1\. Recompile/],
     ['notCompiled', /^error BLIP5001: .* is not a compiled model/],
+    // the library's message names its option; the command names its flag
+    ['tooManyTokens', /^error BLIP5032: the prompt takes 1 position and up to 10000 new tokens were asked for; the decoder has \d+ positions: shorten the prompt or lower --max-new-tokens$/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];

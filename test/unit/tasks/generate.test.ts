@@ -217,10 +217,10 @@ test('JavaScript callers get named errors, not TypeErrors: a misspelt option, a 
   await assert.rejects(untyped.generate(imgs(), { maxTokens: 5 }), says('BLIP5030', /unknown option 'maxTokens'; did you mean 'maxNewTokens'\? \(the options: prompt, maxNewTokens, /));
   await assert.rejects(untyped.generate(imgs()[0]), says('BLIP5030', /^images must be an array \(one entry per image\), found the string "\/.*…"$/));
   await assert.rejects(untyped.generate(imgs(), 'greedy'), says('BLIP5030', /^options must be an object, found the string "greedy"$/));
-  await assert.rejects(untyped.generate(imgs(), { noRepeatNgramSize: 1.5 }), says('BLIP5030', /no_repeat_ngram_size must be an integer >= 0, found 1\.5/));
-  await assert.rejects(untyped.generate(imgs(), { doSample: 'yes' }), says('BLIP5030', /do_sample must be true or false, found "yes"/));
+  await assert.rejects(untyped.generate(imgs(), { noRepeatNgramSize: 1.5 }), says('BLIP5030', /noRepeatNgramSize must be an integer >= 0, found 1\.5/));
+  await assert.rejects(untyped.generate(imgs(), { doSample: 'yes' }), says('BLIP5030', /doSample must be true or false, found the string "yes"/));
   for (const [bad, found] of [[null, 'null'], [5, 'number 5'], [{ name: 'x' }, 'an object with name: string'], [{ name: 'x', bytes: 'a/path.png' }, 'an object with name: string, bytes: string']] as const) {
-    await assert.rejects(untyped.generate([bad]), says('BLIP5010', new RegExp(`^cannot read image image 0: expected a file path, .* found ${found}$`)));
+    await assert.rejects(untyped.generate([bad]), says('BLIP5010', new RegExp(`^cannot read image #0: expected a file path, .* found ${found}$`)));
   }
   // null options are no options
   assert.equal(((await untyped.generate([imgs()[0]], null)) as unknown[]).length, 1);
