@@ -83,13 +83,13 @@ export interface BlipModel {
   /** The execution provider each session runs on. */
   readonly providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>>;
   /** One result per image, in order. */
-  generate(images: ImageInput[], opts?: GenerateOptions): Promise<GenerateResult[]>;
+  generate(images: readonly ImageInput[], opts?: GenerateOptions): Promise<GenerateResult[]>;
   /** P(match) and ITC similarity for images[i] with texts[i] (a single image or text pairs with all). */
-  itm(images: ImageInput[], texts: string[], opts?: ItmOptions): Promise<ItmResult[]>;
+  itm(images: readonly ImageInput[], texts: readonly string[], opts?: ItmOptions): Promise<ItmResult[]>;
   /** Normalised ITC image embeddings: (E), or (Q, E) for BLIP-2. */
-  embedImages(images: ImageInput[], opts?: ItmOptions): Promise<Embedding[]>;
+  embedImages(images: readonly ImageInput[], opts?: ItmOptions): Promise<Embedding[]>;
   /** Normalised ITC text embeddings: (E). */
-  embedTexts(texts: string[], opts?: ItmOptions): Promise<Embedding[]>;
+  embedTexts(texts: readonly string[], opts?: ItmOptions): Promise<Embedding[]>;
   /** Release the sessions. The model cannot be used afterwards. */
   close(): Promise<void>;
 }
@@ -141,7 +141,9 @@ class Model implements BlipModel {
     return work;
   }
 
-  async generate(images: ImageInput[], opts: GenerateOptions = {}): Promise<GenerateResult[]> {
+  // (the tasks read the lists, never change them: `readonly` for callers, mutable types inside)
+  async generate(imageList: readonly ImageInput[], opts: GenerateOptions = {}): Promise<GenerateResult[]> {
+    const images = imageList as ImageInput[];
     this.live();
     if (!(this.sessions.encode instanceof StagedSession)) return this.track(this.generateNow(images, opts));
     // staged: a second call waits for the first to release its sessions
@@ -180,16 +182,16 @@ class Model implements BlipModel {
     return { manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, retrieval };
   }
 
-  async itm(images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
-    return this.track(itmPairs(this.retrievalCtx(), images, texts, opts));
+  async itm(images: readonly ImageInput[], texts: readonly string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
+    return this.track(itmPairs(this.retrievalCtx(), images as ImageInput[], texts as string[], opts));
   }
 
-  async embedImages(images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
-    return this.track(embedImages(this.retrievalCtx(), images, opts));
+  async embedImages(images: readonly ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
+    return this.track(embedImages(this.retrievalCtx(), images as ImageInput[], opts));
   }
 
-  async embedTexts(texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
-    return this.track(embedTexts(this.retrievalCtx(), texts, opts));
+  async embedTexts(texts: readonly string[], opts: ItmOptions = {}): Promise<Embedding[]> {
+    return this.track(embedTexts(this.retrievalCtx(), texts as string[], opts));
   }
 
   /** Set by the first close(): every later close() returns it (it settles when the sessions are released). */

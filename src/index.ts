@@ -3,13 +3,21 @@
 // answer, follow instructions or score image-text pairs. See docs/api.md.
 import { readFileSync } from 'node:fs';
 import { loadProgram } from './syntax/load.js';
-import { compile as compileModel, type CompileResult } from './lower/compile.js';
+import { compile as compileModel } from './lower/compile.js';
 import { CompileError } from './lower/CompileError.js';
-import { TARGETS, type Target } from './rewrite/index.js';
+import { TARGETS, type Target as RewriteTarget } from './rewrite/index.js';
 import { unknownOption } from './diagnostics/suggest.js';
 import { shippedGraphOf } from './shippedGraph.js';
+import { load as loadModel, type BlipModel, type LoadOptions } from '../runtime/model.js';
+import { found } from '../runtime/tasks/arguments.js';
+import type { Manifest } from './artifact/manifest.js';
 
-export { load } from '../runtime/model.js';
+/**
+ * Load a compiled model directory (docs/api.md, "load"). Refuses a directory without a manifest
+ * (BLIP5001), an invalid one (BLIP5002), one written by another artifact format version (BLIP5003)
+ * or with missing files (BLIP5004); an unknown or unusable device is BLIP504x.
+ */
+export const load: (dir: string, opts?: LoadOptions | null) => Promise<BlipModel> = loadModel;
 export type {
   BlipModel,
   LoadOptions,
@@ -26,10 +34,10 @@ export type {
   ImageInput,
   DecodedImage,
 } from '../runtime/model.js';
+export type { Device, Provider } from '../runtime/providers.js';
 export { readManifest, MANIFEST_VERSION, type Manifest } from './artifact/manifest.js';
 export { BlipError } from './cli/Command.js';
 export { CompileError, type Problem } from './lower/CompileError.js';
-export type { CompileResult } from './lower/compile.js';
 export { VERSION } from './version.js';
 
 /**
@@ -42,6 +50,31 @@ export function shippedGraph(weightsDir: string): string | undefined {
   return shippedGraphOf(weightsDir).path;
 }
 export { startServer, type BlipServer, type ServeOptions } from '../runtime/server/index.js';
+
+/** The onnxruntime provider a compile fuses operators for ('plain': standard ONNX only). */
+export type Target = 'plain' | 'cpu' | 'cuda' | 'webgpu';
+// the compiler's own list, the same names (a compile-time check; nothing of it is exported)
+const sameTargets: [RewriteTarget, Target] extends [Target, RewriteTarget] ? true : never = true;
+void sameTargets;
+
+/** What compile() wrote (plain data: none of the compiler's internal types). */
+export interface CompileResult {
+  /** The artifact directory (where a symbolic link `out` points). */
+  out: string;
+  /** The manifest.json written there. */
+  manifest: Manifest;
+  /** Parameters of the weights written. */
+  parameters: number;
+  /** Each ONNX graph written: its name (encode, decoder, retrieval), file, node count and file size. */
+  graphs: Array<{ name: string; file: string; nodes: number; bytes: number }>;
+  /** Bytes of weights.bin. */
+  weightsBytes: number;
+  seconds: number;
+  /** One line each (stale leftovers removed, float16 overflow, missing tokenizer files, ...). */
+  warnings: string[];
+  /** Per graph, how often each fusion of `target` / `quantize` fired, by fusion name (empty objects for target plain without quantize). */
+  rewrites: Record<string, Record<string, number>>;
+}
 
 export interface CompileOptions {
   /** The HuggingFace checkpoint directory (config.json + safetensors + tokenizer files). */
@@ -71,15 +104,25 @@ const COMPILE_OPTIONS: Array<keyof CompileOptions> = ['weights', 'out', 'dtype',
  */
 export async function compile(graphPath: string, opts: CompileOptions): Promise<CompileResult> {
   // checked at run time too, for JavaScript callers
-  if (typeof graphPath !== 'string') {
+  if (typeof graphPath !== 'string' || graphPath === '') {
     const hint = graphPath === undefined ? ' (shippedGraph() gives undefined for a checkpoint whose class blip-graph ships no graph for: name or write one)' : '';
-    throw new CompileError('BLIP4015', `compile() takes the .blip file's path as a string, found ${typeof graphPath}${hint}`);
+    throw new CompileError('BLIP4015', `compile() takes the .blip file's path as a string, found ${graphPath === '' ? 'an empty string' : typeof graphPath}${hint}`);
   }
   if (typeof opts !== 'object' || opts === null) throw new CompileError('BLIP4015', 'compile() needs options with weights and out');
   const unknown = unknownOption(opts, COMPILE_OPTIONS, 'compile option');
   if (unknown) throw new CompileError('BLIP4015', unknown);
-  for (const k of ['weights', 'out'] as const) if (typeof opts[k] !== 'string') throw new CompileError('BLIP4015', `compile() needs the ${k} option, a directory path`);
-  if (opts.dtype !== undefined && !['float32', 'float16', 'fp32', 'fp16'].includes(opts.dtype)) throw new CompileError('BLIP4015', `unknown dtype '${opts.dtype}' (expected fp32 or fp16)`);
+  const bad = (name: string, want: string) => new CompileError('BLIP4015', `compile option ${name} must be ${want}, found ${found((opts as unknown as Record<string, unknown>)[name])}`);
+  if (opts.weights === undefined) throw new CompileError('BLIP4015', 'compile() needs the weights option, the checkpoint directory');
+  if (opts.out === undefined) throw new CompileError('BLIP4015', "compile() needs the out option, the compiled model's directory");
+  if (typeof opts.weights !== 'string' || opts.weights === '') throw bad('weights', 'the checkpoint directory (a non-empty path)');
+  if (typeof opts.out !== 'string' || opts.out === '') throw bad('out', "the compiled model's directory (a non-empty path)");
+  if (opts.dtype !== undefined && !['float32', 'float16', 'fp32', 'fp16'].includes(opts.dtype)) throw new CompileError('BLIP4015', `unknown dtype ${typeof opts.dtype === 'string' ? `'${opts.dtype}'` : found(opts.dtype)} (expected fp32 or fp16)`);
+  if (opts.model !== undefined && (typeof opts.model !== 'string' || opts.model === '')) throw bad('model', 'the name of a model the .blip file declares');
+  if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') throw bad('onProgress', 'a function (done, total, key)');
+  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) throw bad('signal', 'an AbortSignal (AbortController.signal)');
+  const target = opts.target ?? 'plain';
+  if (!TARGETS.includes(target)) throw new CompileError('BLIP4015', `unknown target ${typeof target === 'string' ? `'${target}'` : found(target)} (expected ${TARGETS.join(', ')})`);
+  if (opts.quantize !== undefined && opts.quantize !== 'int8' && opts.quantize !== 'int4') throw new CompileError('BLIP4015', `unknown quantize ${typeof opts.quantize === 'string' ? `'${opts.quantize}'` : found(opts.quantize)} (expected int8 or int4)`);
   const loaded = loadProgram(graphPath);
   const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
   if (errors.length || !loaded.program) {
@@ -92,8 +135,5 @@ export async function compile(graphPath: string, opts: CompileOptions): Promise<
     throw new CompileError('BLIP4015', opts.model ? `${graphPath} has no model '${opts.model}' (it has ${names})` : `${graphPath} declares ${models.length} models (${names}); choose one with the model option`);
   }
   const dtype = opts.dtype === 'fp16' || opts.dtype === 'float16' ? 'float16' : 'float32';
-  const target = opts.target ?? 'plain';
-  if (!TARGETS.includes(target)) throw new CompileError('BLIP4015', `unknown target '${target}' (expected ${TARGETS.join(', ')})`);
-  if (opts.quantize !== undefined && opts.quantize !== 'int8' && opts.quantize !== 'int4') throw new CompileError('BLIP4015', `unknown quantize '${opts.quantize}' (expected int8 or int4)`);
   return compileModel({ model, graphFile: graphPath, graphText: readFileSync(graphPath, 'utf8'), weights: opts.weights, out: opts.out, dtype, target, quantize: opts.quantize, onProgress: opts.onProgress, signal: opts.signal });
 }

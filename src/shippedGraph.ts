@@ -8,14 +8,10 @@ import { Checkpoint } from './weights/checkpoint.js';
 /**
  * What the checkpoint in `dir` is (config.json's first `architectures` entry, with the language
  * model of a generating BLIP-2 / InstructBLIP) and the absolute path of its shipped graph, when
- * there is one. Unreadable checkpoints throw their BLIP400x error.
+ * there is one, from config.json alone: a missing folder or config.json, or one that is unreadable or not JSON, throws BLIP4001.
  */
 export function shippedGraphOf(dir: string): { what?: string; path?: string; invalid?: string } {
-  const ckpt = Checkpoint.open(dir);
-  try {
-    const shipped = shippedGraphFor(ckpt.config);
-    return { what: shipped.what, invalid: shipped.invalid, path: shipped.graph ? join(PACKAGE_ROOT, shipped.graph) : undefined };
-  } finally {
-    ckpt.close();
-  }
+  // config.json alone: the weights need not be there (or be readable) to say which graph fits
+  const shipped = shippedGraphFor(Checkpoint.readConfig(dir));
+  return { what: shipped.what, invalid: shipped.invalid, path: shipped.graph ? join(PACKAGE_ROOT, shipped.graph) : undefined };
 }

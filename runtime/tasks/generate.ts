@@ -35,7 +35,7 @@ import { encodeInRows, release } from './encodeRows.js';
 
 export interface GenerateOptions {
   /** One prompt for every image, or one per image (BLIP: caption prefix; VQA: the question; BLIP-2: the LLM prompt; InstructBLIP: the instruction). */
-  prompt?: string | string[];
+  prompt?: string | readonly string[];
   maxNewTokens?: number;
   /** Total length limit (prompt included); maxNewTokens takes precedence. */
   maxLength?: number;
@@ -56,7 +56,7 @@ export interface GenerateOptions {
    * each output sequence (image i, sequence k -> index i * numReturnSequences + k). Beam sampling
    * (numBeams > 1 with doSample) uses one stream per batch, seeded by the batch's first seed.
    */
-  seed?: number | number[];
+  seed?: number | readonly number[];
   /** Sequences per image (beam search: at most numBeams; sampling: independent samples). */
   numReturnSequences?: number;
   /**
@@ -66,7 +66,7 @@ export interface GenerateOptions {
    * for the next token; a finished sequence's text is final). Greedy and sampled rows stop there;
    * beam search runs as without them and its sequences are cut.
    */
-  stop?: string | string[];
+  stop?: string | readonly string[];
   /**
    * Each new token's log-probability under the model (log-softmax of its logits before any logits
    * processor, as transformers' `output_logits` gives them), in the result's `logprobs`. Greedy and
@@ -395,6 +395,9 @@ function checkSampling(o: GenerateOptions, sampling: boolean): void {
   if (given) throw new GenerationConfigError(`${given} applies when sampling: set doSample: true${o.doSample === false ? ' (doSample is false)' : ''}`);
 }
 
+/** Array.isArray for the options' `readonly` lists (which it does not narrow). */
+const isList = <T>(v: T | readonly T[] | undefined): v is readonly T[] => Array.isArray(v);
+
 /** Every key GenerateOptions has (checked at run time for JavaScript callers). */
 const GENERATE_OPTIONS: Array<keyof GenerateOptions> = [
   'prompt', 'maxNewTokens', 'maxLength', 'minNewTokens', 'minLength', 'numBeams', 'lengthPenalty', 'earlyStopping', 'repetitionPenalty',
@@ -413,9 +416,9 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   const N = images.length;
   if (N === 0) return [];
   let prompts: string[] | null;
-  if (Array.isArray(opts.prompt)) {
+  if (isList(opts.prompt)) {
     if (opts.prompt.length !== N) throw new GenerationConfigError(`${opts.prompt.length} prompts for ${N} images; give one prompt, or one per image`);
-    prompts = opts.prompt;
+    prompts = [...opts.prompt];
   } else {
     const p = opts.prompt ?? m.generation?.prompt;
     prompts = p === undefined ? null : new Array<string>(N).fill(p);
@@ -490,7 +493,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
     const rowsOut = B * nRet;
     const firstRow = start * nRet;
     const sampling = g.doSample === true;
-    const seeds = Array.from({ length: rowsOut }, (_, r) => (Array.isArray(opts.seed) ? opts.seed[firstRow + r] : rowSeed(opts.seed ?? 0, firstRow + r)));
+    const seeds = Array.from({ length: rowsOut }, (_, r) => (isList(opts.seed) ? opts.seed[firstRow + r] : rowSeed(opts.seed ?? 0, firstRow + r)));
     let draws = 0;
     const beam = (g.numBeams ?? 1) > 1;
     if (sampling) {

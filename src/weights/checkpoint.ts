@@ -28,11 +28,7 @@ export class Checkpoint {
   private readonly configText: string;
 
   private constructor(readonly dir: string) {
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-      throw new CheckpointError('BLIP4001', `checkpoint directory ${dir} does not exist or is not a directory`, dir);
-    }
-    const configPath = join(dir, 'config.json');
-    if (!existsSync(configPath)) throw new CheckpointError('BLIP4001', `${dir} has no config.json (a HuggingFace checkpoint directory is expected)`, configPath);
+    const configPath = configPathOf(dir);
     this.configText = readText(configPath);
     this.config = parseJsonObject(configPath, this.configText);
 
@@ -64,6 +60,12 @@ export class Checkpoint {
         throw new CheckpointError('BLIP4002', `${dir} holds PyTorch pickle weights only; save the model with safe_serialization=True (model.safetensors)`, dir);
       } else throw new CheckpointError('BLIP4002', `${dir} has no model.safetensors or model.safetensors.index.json`, dir);
     }
+  }
+
+  /** The checkpoint's config.json alone (no weights opened): a missing folder or file, unreadable or invalid JSON is BLIP4001. */
+  static readConfig(dir: string): JsonObject {
+    const configPath = configPathOf(dir);
+    return parseJsonObject(configPath, readText(configPath));
   }
 
   static open(dir: string): Checkpoint {
@@ -192,6 +194,16 @@ export class Checkpoint {
   close(): void {
     for (const f of this.files) f.close();
   }
+}
+
+/** `dir`/config.json, after checking that both exist (BLIP4001 otherwise). */
+function configPathOf(dir: string): string {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new CheckpointError('BLIP4001', `checkpoint directory ${dir} does not exist or is not a directory`, dir);
+  }
+  const configPath = join(dir, 'config.json');
+  if (!existsSync(configPath)) throw new CheckpointError('BLIP4001', `${dir} has no config.json (a HuggingFace checkpoint directory is expected)`, configPath);
+  return configPath;
 }
 
 /** A text file of the checkpoint; one that cannot be read (a folder, no permission) is BLIP4001 naming it. */

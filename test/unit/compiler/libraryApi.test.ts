@@ -1,7 +1,8 @@
 // The package's compile(): the options `blip compile` has (--target, --quantize) reach the compiler.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { compile, CompileError, shippedGraph } from '../../../src/index.js';
 import { resolve } from 'node:path';
@@ -45,4 +46,84 @@ test('shippedGraph() names the shipped .blip file for a checkpoint, which compil
   assert.throws(() => shippedGraph(join(FIXTURES, 'nope')), (e: Error & { code?: string }) => e.code === 'BLIP4001' && /does not exist/.test(e.message));
   assert.throws(() => shippedGraph(42 as unknown as string), (e: Error & { code?: string }) => e.code === 'BLIP4015' && /takes the checkpoint folder's path as a string, found number/.test(e.message));
   await assert.rejects(compile(undefined as unknown as string, { weights, out: tmp('blip-shipped-') }), /found undefined \(shippedGraph\(\) gives undefined/);
+});
+
+test("compile() names an option of the wrong type or an empty string, and what it takes (BLIP4015)", async () => {
+  const untyped = compile as unknown as (g: unknown, o: unknown) => Promise<unknown>;
+  const root = tmp('api-bad-');
+  try {
+    const out = join(root, 'out');
+    const cases: Array<[string, object, RegExp]> = [
+      ['GRAPH', { weights, out, onProgress: 'x' }, /^compile option onProgress must be a function \(done, total, key\), found the string "x"$/],
+      ['GRAPH', { weights, out, signal: 'x' }, /^compile option signal must be an AbortSignal \(AbortController\.signal\), found the string "x"$/],
+      ['GRAPH', { weights, out, signal: {} }, /^compile option signal must be an AbortSignal .*, found an empty object$/],
+      ['GRAPH', { weights, out, model: 42 }, /^compile option model must be the name of a model the \.blip file declares, found 42$/],
+      ['GRAPH', { weights, out: '' }, /^compile option out must be the compiled model's directory \(a non-empty path\), found the string ""$/],
+      ['GRAPH', { weights: '', out }, /^compile option weights must be the checkpoint directory \(a non-empty path\), found the string ""$/],
+      ['GRAPH', { weights, out, target: 7 }, /^unknown target 7 \(expected plain, cpu, cuda, webgpu\)$/],
+      ['', { weights, out }, /^compile\(\) takes the \.blip file's path as a string, found an empty string$/],
+    ];
+    for (const [graph, opts, message] of cases) {
+      await assert.rejects(untyped(graph === 'GRAPH' ? GRAPH : graph, opts), (e: Error & { code?: string }) => (assert.equal(e.code, 'BLIP4015', e.message), assert.match(e.message, message), true), JSON.stringify(opts));
+    }
+    assert.deepEqual(readdirSync(root), [], 'nothing written');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('shippedGraph() reads config.json alone: a folder with no weights yet has its graph', () => {
+  const dir = tmp('blip-config-only-');
+  try {
+    copyFileSync(join(weights, 'config.json'), join(dir, 'config.json'));
+    assert.equal(shippedGraph(dir), resolve('graphs/blip-caption.blip'));
+    writeFileSync(join(dir, 'config.json'), '{ not json');
+    assert.throws(() => shippedGraph(dir), (e: Error & { code?: string }) => e.code === 'BLIP4001' && /is not valid JSON/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the package's declarations type-check in a strict consumer without skipLibCheck (no internal types leak)", () => {
+  const root = tmp('blip-dts-');
+  try {
+    const tsc = join(process.cwd(), 'node_modules', '.bin', 'tsc');
+    const emit = spawnSync(
+      tsc,
+      ['src/index.ts', '--declaration', '--emitDeclarationOnly', '--outDir', join(root, 'pkg'), '--rootDir', '.', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--strict', '--skipLibCheck', '--esModuleInterop', '--resolveJsonModule', '--types', 'node'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(emit.status, 0, emit.stdout + emit.stderr);
+    symlinkSync(join(process.cwd(), 'node_modules'), join(root, 'pkg', 'node_modules'));
+    writeFileSync(
+      join(root, 'consumer.ts'),
+      `import { compile, load, type CompileResult, type Provider, type Device, type GenerateOptions } from './pkg/src/index.js';
+export async function main(): Promise<void> {
+  const r: CompileResult = await compile('g.blip', { weights: 'w', out: 'o', target: 'cpu' });
+  const fired: number | undefined = r.rewrites['decoder']?.['MultiHeadAttention'];
+  const device: Device = 'cpu';
+  const m = await load('o', { device, threads: 2 });
+  const images: readonly string[] = ['cat.jpg'];
+  const prompts: readonly string[] = ['a picture of'];
+  const opts: GenerateOptions = { prompt: prompts, stop: ['.'] as const, seed: [1] as const };
+  const [first] = await m.generate(images, opts);
+  const p: Provider | undefined = m.providers.decoder;
+  await m.itm(images, prompts);
+  console.log(fired, first?.text, p);
+}
+`,
+    );
+    writeFileSync(
+      join(root, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { strict: true, noUncheckedIndexedAccess: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', noEmit: true, skipLibCheck: false, types: ['node'], typeRoots: [join(process.cwd(), 'node_modules', '@types')] }, files: ['consumer.ts'] }),
+    );
+    const check = spawnSync(tsc, ['-p', root], { encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    // a device name that is none is a type error for the package's callers
+    writeFileSync(join(root, 'consumer.ts'), `import { load } from './pkg/src/index.js';\nexport const m = load('o', { device: 'gpu' });\n`);
+    const wrong = spawnSync(tsc, ['-p', root], { encoding: 'utf8' });
+    assert.match(wrong.stdout, /consumer\.ts.*error TS2322: Type '"gpu"' is not assignable/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

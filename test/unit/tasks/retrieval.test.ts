@@ -64,7 +64,7 @@ test('load() refuses a missing directory, another format version, an incomplete 
   cpSync(src, partial, { recursive: true });
   writeFileSync(join(partial, 'manifest.json'), JSON.stringify({ ...m, graphs: { ...m.graphs, retrieval: { ...m.graphs.retrieval, file: 'gone.onnx' } } }));
   await assert.rejects(load(partial), code('BLIP5004', /gone\.onnx/));
-  await assert.rejects(load(src, { device: 'gpu' }), code('BLIP5040', /unknown device "gpu"/));
+  await assert.rejects(load(src, { device: 'gpu' as never }), code('BLIP5040', /unknown device "gpu"/));
   const model = await load(src, { threads: 1 });
   assert.deepEqual(model.providers, { retrieval: 'cpu' });
   await model.close();
