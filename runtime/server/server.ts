@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { realpathSync, statSync } from 'node:fs';
-import { BlipError } from '../../src/cli/Command.js';
+import { BlipError, type BlipCode } from '../../src/cli/Command.js';
 import { unknownOption } from '../../src/diagnostics/suggest.js';
 import { loadEntry, type ModelEntry } from './catalog.js';
 import { ApiError, toApiError } from './errors.js';
@@ -154,7 +154,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     await scheduler.start(entries.map((e) => ({ id: e.id, dir: e.dir })));
   } catch (e) {
     const err = toApiError(e);
-    const code = err.code && /^BLIP\d{4}$/.test(err.code) ? err.code : 'BLIP5903';
+    const code = (err.code && /^BLIP\d{4}$/.test(err.code) ? err.code : 'BLIP5903') as BlipCode;
     throw new BlipError(code, err.message.replace(/^(cannot load model \S+: )BLIP\d{4}: /, '$1'));
   }
 

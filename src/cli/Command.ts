@@ -15,6 +15,9 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** A diagnostic code: BLIP and four digits (docs/diagnostics.md). */
+export type BlipCode = `BLIP${number}`;
+
 /**
  * A user-facing failure (bad file, bad checkpoint, unreadable image): printed as one line, exit
  * code 1, never with a stack trace. `code` is a BLIPnnnn diagnostic code.
@@ -22,7 +25,7 @@ export class UsageError extends Error {
 export class BlipError extends Error {
   override name = 'BlipError';
   constructor(
-    readonly code: string,
+    readonly code: BlipCode,
     message: string,
   ) {
     super(message);

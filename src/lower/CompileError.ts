@@ -12,7 +12,7 @@
 //   BLIP4017  a checkpoint value the compiled model could not use (config.json / generation_config.json)
 //   BLIP4019  the checkpoint is another model (a node's prefix holds nothing, another language model)
 import type { SourceLoc } from '../ir/types.js';
-import { BlipError } from '../cli/Command.js';
+import { BlipError, type BlipCode } from '../cli/Command.js';
 
 export interface Problem {
   code: string;
@@ -35,7 +35,7 @@ export class CompileError extends BlipError {
       const key = `${p.code}\0${p.message}\0${p.loc?.file}:${p.loc?.start}`;
       return !seen.has(key) && seen.add(key);
     });
-    super(problems[0].code, problems.length === 1 ? problems[0].message : `${problems[0].message} (and ${problems.length - 1} more problems)`);
+    super(problems[0].code as BlipCode, problems.length === 1 ? problems[0].message : `${problems[0].message} (and ${problems.length - 1} more problems)`);
     this.problems = problems;
   }
 }

@@ -9,12 +9,12 @@
 //   BLIP4004  truncated safetensors file (data shorter than the header says)
 //   BLIP4005  unsupported tensor dtype
 //   BLIP4006  inconsistent shard index (missing shard, tensor not in its shard, duplicate tensor)
-import { BlipError } from '../cli/Command.js';
+import { BlipError, type BlipCode } from '../cli/Command.js';
 
 export class CheckpointError extends BlipError {
   override name = 'CheckpointError';
   constructor(
-    code: string,
+    code: BlipCode,
     message: string,
     readonly file?: string,
     readonly tensor?: string,

@@ -97,7 +97,7 @@ test("the package's declarations type-check in a strict consumer without skipLib
     symlinkSync(join(process.cwd(), 'node_modules'), join(root, 'pkg', 'node_modules'));
     writeFileSync(
       join(root, 'consumer.ts'),
-      `import { compile, load, type CompileResult, type Provider, type Device, type GenerateOptions } from './pkg/src/index.js';
+      `import { compile, load, type BlipError, type CompileResult, type Provider, type Device, type GenerateOptions } from './pkg/src/index.js';
 export async function main(): Promise<void> {
   const r: CompileResult = await compile('g.blip', { weights: 'w', out: 'o', target: 'cpu' });
   const fired: number | undefined = r.rewrites['decoder']?.['MultiHeadAttention'];
@@ -111,6 +111,7 @@ export async function main(): Promise<void> {
   await m.itm(images, prompts);
   console.log(fired, first?.text, p);
 }
+export const codeOf = (e: BlipError): \`BLIP\${number}\` => e.code;
 `,
     );
     writeFileSync(
