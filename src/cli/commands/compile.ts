@@ -43,7 +43,7 @@ config class's default); a checkpoint of another model than the file describes, 
 that disagrees with the checkpoint, a missing, unexpected or misshapen tensor is an error naming
 the tensor, the node and its line.
 Nothing is left behind on failure or on Ctrl-C / SIGTERM / SIGHUP (exit 130 / 143 / 129, OUTDIR as
-it was); what a killed compile left (OUTDIR.tmp-<pid>) is removed by the next compile to OUTDIR.
+it was); what a killed compile left (OUTDIR.tmp-<pid>-<call>) is removed by the next compile to OUTDIR.
 An existing OUTDIR is replaced only if it holds a compiled model. A summary goes to stdout, a
 progress bar to stderr when it is a terminal.
 
