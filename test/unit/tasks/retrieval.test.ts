@@ -80,7 +80,12 @@ test('itm / embedImages / embedTexts: JavaScript callers get named errors for ar
     await assert.rejects(m.itm(img, ['a dog']), says(/^images must be an array \(one entry per image\), found /));
     await assert.rejects(m.itm([img], 'a dog'), says(/^texts must be an array of strings, found the string "a dog"$/));
     await assert.rejects(m.itm([img], ['a dog', 5]), says(/^texts\[1\] must be a string, found number 5$/));
-    await assert.rejects(m.itm([img], ['a dog'], { batch: 2 }), says(/^unknown option 'batch' \(the options: batchSize\)$/));
+    await assert.rejects(m.itm([img], ['a dog'], { batch: 2 }), says(/^unknown option 'batch' \(the options: batchSize, maxTextTokens\)$/));
+    await assert.rejects(m.itm([img], ['a dog'], { maxTextTokens: 0 }), says(/^maxTextTokens must be a positive integer, found 0$/));
+    // a text past the encoder's positions: refused, or cut to its first tokens when asked
+    const long = 'dog '.repeat(80);
+    await assert.rejects(m.itm([img], [long]), (e: unknown) => (e as { code?: string }).code === 'BLIP5032');
+    assert.equal(((await m.itm([img], [long], { maxTextTokens: 12 })) as unknown[]).length, 1);
     await assert.rejects(m.embedImages(null), says(/^images must be an array \(one entry per image\), found null$/));
     await assert.rejects(m.embedTexts([null]), says(/^texts\[0\] must be a string, found null$/));
     assert.equal(((await m.itm([img], ['a dog'], null)) as unknown[]).length, 1);
