@@ -1,7 +1,8 @@
 // The `.blip` parser: a chevrotain CstParser with error recovery and no embedded actions. One RULE
 // per production, its EBNF above it (grammar/grammar.md collects them). The CST it builds is typed
 // by grammar/cst.generated.d.ts and turned into the syntax tree by src/syntax/toAst.ts.
-import { CstParser, EOF, type IParserErrorMessageProvider, type IToken, type TokenType } from 'chevrotain';
+import { CstParser, EOF, MismatchedTokenException, tokenMatcher, type IParserErrorMessageProvider, type IToken, type TokenType } from 'chevrotain';
+import { didYouMean } from '../src/diagnostics/suggest.js';
 import * as T from './tokens.js';
 
 const describe = (t: IToken): string => (t.tokenType === EOF ? 'end of file' : `'${t.image.length > 40 ? t.image.slice(0, 40) + '…' : t.image}'`);
@@ -36,6 +37,7 @@ const ITEM_OR_CLOSER: Record<string, string> = {
   'list:RBracket': "a value or ']'",
 };
 const OPENS_ITEM = new Set(['Comma', 'LParen', 'LBracket']);
+const MEMBER_WORDS = ['input', 'node', 'override', 'output', 'preprocess', 'generation'];
 
 /**
  * Messages of the form "CODE|expected X, found Y". src/syntax/parse.ts splits off the diagnostic
@@ -49,7 +51,9 @@ export const errorMessageProvider: IParserErrorMessageProvider = {
     const what = (OPENS_ITEM.has(previous?.tokenType?.name ?? '') ? ITEM_OR_CLOSER[key] : undefined) ?? CLOSERS[key] ?? label(expected);
     // 'node input: …': a reserved word where a name goes
     const reserved = expected === T.Identifier && T.KEYWORDS.has(actual.tokenType) ? ` ('${actual.image}' is a reserved word: choose another name)` : '';
-    return `BLIP1010|expected ${what}, found ${describe(actual)}${reserved}`;
+    // 'frozn' after a node's inputs, 'nod' for a member: a misspelt keyword
+    const words = key === 'modelDecl:RCurly' && actual.tokenType === T.Identifier ? [...MEMBER_WORDS, ...(previous?.tokenType === T.RParen ? ['frozen'] : [])] : [];
+    return `BLIP1010|expected ${what}, found ${describe(actual)}${reserved}${didYouMean(actual.image, words)}`;
   },
   buildNotAllInputParsedMessage: ({ firstRedundant }) => `BLIP1012|expected ${RULE_DESCRIPTIONS.program}, found ${describe(firstRedundant)}`,
   buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) => {
@@ -60,7 +64,101 @@ export const errorMessageProvider: IParserErrorMessageProvider = {
     `BLIP1011|expected ${oneOf(expectedIterationPaths.map((p) => label(p[0])))}, found ${describe(actual[0])}`,
 };
 
+/** Recovery skips what these bracket, so a '}' inside a broken member's attributes does not close its model. */
+const OPENERS = new Set<TokenType>([T.LCurly, T.LParen, T.LBracket]);
+const CLOSING = new Set<TokenType>([T.RCurly, T.RParen, T.RBracket]);
+/** Words that only start a member or a declaration: recovery may resume at them inside unclosed brackets too. */
+const STARTERS = new Set<TokenType>([T.Input, T.Node, T.Override, T.Output, T.Preprocess, T.Generation, T.Model, T.Import]);
+
+/** Chevrotain's recovery internals that BlipParser replaces or calls (not in its typings). */
+interface RecoveryInternals {
+  flattenFollowSet(): TokenType[];
+  exportLexerState(): number;
+  importLexerState(state: number): void;
+  getCurrRuleFullName(): string;
+  SAVE_ERROR(e: Error): void;
+  SKIP_TOKEN(): IToken;
+  LA(k: number): IToken;
+}
+
 export class BlipParser extends CstParser {
+  private get internals(): RecoveryInternals {
+    return this as unknown as RecoveryInternals;
+  }
+
+  /**
+   * Where recovery may resume: LA(k) for the first token at bracket depth 0 (or a STARTER) that
+   * matches one of `types`. Chevrotain's own search ignores nesting.
+   */
+  private resumePoint(types: TokenType[]): { k: number; type: TokenType } {
+    let depth = 0;
+    for (let k = 1; ; k++) {
+      const t = this.internals.LA(k);
+      if (t.tokenType === EOF) return { k, type: EOF };
+      const starter = STARTERS.has(t.tokenType);
+      if (depth === 0 || starter) {
+        const type = types.find((tt) => tokenMatcher(t, tt));
+        if (type) return { k, type };
+      }
+      if (starter) depth = 0;
+      else if (OPENERS.has(t.tokenType)) depth++;
+      else if (CLOSING.has(t.tokenType) && depth > 0) depth--;
+    }
+  }
+
+  /** (overrides chevrotain) The token type rule-level recovery resynchronises at. */
+  findReSyncTokenType(): TokenType {
+    return this.resumePoint(this.internals.flattenFollowSet()).type;
+  }
+
+  /** (overrides chevrotain) Skips to the point findReSyncTokenType found. */
+  reSyncTo(tokType: TokenType): IToken[] {
+    const { k } = this.resumePoint([tokType]);
+    const skipped: IToken[] = [];
+    for (let i = 1; i < k; i++) {
+      skipped.push(this.internals.LA(1));
+      this.internals.SKIP_TOKEN();
+    }
+    return skipped;
+  }
+
+  /**
+   * (overrides chevrotain) After a repetition (a model's members, a block's attributes) stops at a
+   * token that neither continues nor closes it: skip to the next item (re-entering the repetition)
+   * or to its closer, one error for the skipped run, bracket-aware as above.
+   */
+  tryInRepetitionRecovery(grammarRule: (...args: unknown[]) => void, grammarRuleArgs: unknown[], lookAheadFunc: () => boolean, expectedTokType: TokenType): void {
+    const p = this.internals;
+    const reSyncTokType = this.findReSyncTokenType();
+    const saved = p.exportLexerState();
+    const actual = p.LA(1);
+    const previous = p.LA(0);
+    const report = () => {
+      const msg = errorMessageProvider.buildMismatchTokenMessage({ expected: expectedTokType, actual, previous, ruleName: p.getCurrRuleFullName() });
+      p.SAVE_ERROR(new MismatchedTokenException(msg, actual, previous));
+    };
+    let depth = 0;
+    for (;;) {
+      const t = p.LA(1);
+      if (t.tokenType === EOF) break;
+      const starter = STARTERS.has(t.tokenType);
+      if (depth === 0 || starter) {
+        if (tokenMatcher(t, expectedTokType)) return report();
+        if (lookAheadFunc.call(this)) {
+          report();
+          grammarRule.apply(this, grammarRuleArgs);
+          return;
+        }
+        if (tokenMatcher(t, reSyncTokType)) break;
+      }
+      if (starter) depth = 0;
+      else if (OPENERS.has(t.tokenType)) depth++;
+      else if (CLOSING.has(t.tokenType) && depth > 0) depth--;
+      p.SKIP_TOKEN();
+    }
+    p.importLexerState(saved);
+  }
+
   constructor() {
     super(T.allTokens, { recoveryEnabled: true, maxLookahead: 3, errorMessageProvider });
     this.performSelfAnalysis();

@@ -53,6 +53,8 @@ export const False = keyword('false');
 
 /** A double-quoted string; escapes \" \\ \/ \n \r \t \uXXXX (checked when building the syntax tree). */
 export const StringLiteral = createToken({ name: 'StringLiteral', pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*"/, label: 'a string' });
+/** A string in single quotes, as other languages write them: reported (BLIP1001), then read as a string. */
+export const SingleQuotedString = createToken({ name: 'SingleQuotedString', pattern: /'(?:[^'\\\r\n]|\\[^\r\n])*'/, group: 'errors' });
 /** A string with no closing quote on its line: reported as BLIP1002. */
 export const UnterminatedString = createToken({ name: 'UnterminatedString', pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*\\?/, group: 'errors' });
 // A number must not run into a name or another dot: `12layers`, `1.` and `1.2.3` are MalformedNumber.
@@ -70,6 +72,10 @@ export const RBracket = createToken({ name: 'RBracket', pattern: /]/, label: "']
 export const Colon = createToken({ name: 'Colon', pattern: /:/, label: "':'" });
 export const Comma = createToken({ name: 'Comma', pattern: /,/, label: "','" });
 export const At = createToken({ name: 'At', pattern: /@/, label: "'@'" });
+/** `=` where `:` goes (`max_new_tokens = 5`): reported (BLIP1001), then read as ':'. */
+export const Equals = createToken({ name: 'Equals', pattern: /=/, group: 'errors' });
+/** `#` to the end of the line, a comment in other languages: reported (BLIP1001), then skipped. */
+export const HashComment = createToken({ name: 'HashComment', pattern: /#[^\r\n]*/, group: 'errors' });
 
 export const keywords = [Import, Model, Extends, Input, Node, Override, Frozen, Output, Preprocess, Generation, True, False];
 
@@ -82,6 +88,7 @@ export const allTokens: TokenType[] = [
   Identifier,
   StringLiteral,
   UnterminatedString,
+  SingleQuotedString,
   Float,
   Int,
   MalformedNumber,
@@ -94,6 +101,8 @@ export const allTokens: TokenType[] = [
   Colon,
   Comma,
   At,
+  Equals,
+  HashComment,
 ];
 
 export const BlipLexer = new Lexer(allTokens, { positionTracking: 'full', ensureOptimizations: false });

@@ -1,11 +1,16 @@
 // The front end's entry point: a `.blip` file (and the files it imports) -> a checked IrProgram
 // and every diagnostic found on the way. Never throws for anything wrong with the input.
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { IrProgram, SourceLoc } from '../ir/types.js';
 import { validateIr } from '../ir/validate.js';
 import { diagnostic, hasErrors, sortDiagnostics, type Diagnostic } from '../diagnostics/Diagnostic.js';
 import { checkModel } from '../checks/index.js';
+import { BlockAttributesRule } from '../checks/BlockAttributesRule.js';
+import { InputTypeRule } from '../checks/InputTypeRule.js';
+import { NodeAttributesRule } from '../checks/NodeAttributesRule.js';
+import { NodeKindRule } from '../checks/NodeKindRule.js';
+import type { ModelSyntax } from './ast.js';
 import { MAX_FILE_CHARS, parse } from './parse.js';
 import { Resolver, type ParsedFile } from './resolve.js';
 import { toIrModel } from './toIr.js';
@@ -106,20 +111,58 @@ function dedupe(ds: Diagnostic[]): Diagnostic[] {
   });
 }
 
+/** The checks that look at one declaration alone: run on a model with a syntax error, away from it. */
+const LOCAL_RULES = [NodeKindRule, InputTypeRule, NodeAttributesRule, BlockAttributesRule];
+
+/** An imported file is a .blip file: anything else (`import "/etc/passwd"`) is refused unread. */
+const BLIP_EXTENSION = /\.blip$/i;
+
+/** The path that names a file whatever link or `..` led to it: imports are de-duplicated by it. */
+function realPath(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+/**
+ * The spans of a model that a syntax error at one of `damage` may have cut or misread: the member
+ * holding the error (from its start to the next member's), or the header before the first member.
+ */
+function damagedSpans(m: ModelSyntax, damage: number[], reach: number): Array<[number, number]> {
+  const starts = m.members.map((x) => x.start);
+  return damage
+    .filter((o) => o >= m.start && o <= reach)
+    .map((o) => {
+      let i = -1;
+      while (i + 1 < starts.length && starts[i + 1]! <= o) i++;
+      return [i < 0 ? m.start : starts[i]!, starts[i + 1] ?? reach] as [number, number];
+    });
+}
+
 export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
   const readFile = opts.readFile ?? readBlipFile;
   const sources = new Map<string, string>();
   const diagnostics: Diagnostic[] = [];
   const files: ParsedFile[] = [];
+  const damageOf = new Map<string, number[]>();
   const byRealPath = new Map<string, ParsedFile>();
+  let importFailed = false;
 
   const load = (p: string, text: string | undefined, from?: SourceLoc): ParsedFile | undefined => {
-    const key = path.resolve(p);
+    const key = opts.readFile ? path.resolve(p) : realPath(p);
     if (byRealPath.has(key)) return byRealPath.get(key);
+    if (from && !BLIP_EXTENSION.test(p)) {
+      importFailed = true;
+      diagnostics.push(diagnostic('BLIP2001', from, `cannot import '${p}': expected a .blip file, found ${path.extname(p) ? `a '${path.extname(p)}' file` : 'a file without the .blip extension'}`));
+      return undefined;
+    }
     if (text === undefined) {
       try {
         text = readFile(p);
       } catch (e) {
+        if (from) importFailed = true;
         diagnostics.push(readFailure(p, e, from));
         return undefined;
       }
@@ -129,6 +172,7 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
     diagnostics.push(...parsed.diagnostics);
     const f: ParsedFile = { path: p, src: parsed.source, ast: parsed.ast };
     byRealPath.set(key, f);
+    damageOf.set(p, parsed.damage);
     files.push(f);
     for (const d of parsed.ast.decls) {
       if (d.type !== 'import' || !d.path) continue;
@@ -141,31 +185,43 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
   const root = load(file, opts.text);
   if (!root) return { diagnostics, sources };
 
-  // A model with a syntax error is not checked further: what recovery dropped would show up as
-  // unknown or unused names. Other models still are.
+  // A model with a syntax error is checked only by LOCAL_RULES, and only away from the error: what
+  // recovery dropped would show up as unknown or unused names. Other models are checked in full.
   // A model recovery gave up on before its '}' reaches up to the next declaration, its first token
   // included: the error lies after the span it parsed, or at the token recovery took for a new
   // declaration ('input model: text' resynchronises at 'model').
-  const broken: SourceLoc[] = [];
+  const broken: Array<{ loc: SourceLoc; damaged: Array<[number, number]> }> = [];
   for (const f of files)
     f.ast.decls.forEach((d, i) => {
       // (a model closed by its '}' reaches no further: a stray token after it is not its error)
       const closed = f.src.text[d.end - 1] === '}';
       const reach = closed ? d.end : i + 1 < f.ast.decls.length ? f.ast.decls[i + 1]!.start : f.src.text.length;
-      if (d.type === 'model' && diagnostics.some((x) => x.code < 'BLIP2' && x.loc.file === f.path && x.loc.start >= d.start && x.loc.start <= reach)) broken.push(f.src.loc(d.start, reach));
+      const damage = (damageOf.get(f.path) ?? []).filter((o) => o >= d.start && o <= reach);
+      if (d.type === 'model' && damage.length) broken.push({ loc: f.src.loc(d.start, reach), damaged: damagedSpans(d, damage, reach) });
     });
+  const brokenAt = (x: Diagnostic) => broken.find((b) => b.loc.file === x.loc.file && x.loc.start >= b.loc.start && x.loc.start <= b.loc.end);
+  const inDamage = (x: Diagnostic) => !!brokenAt(x)?.damaged.some(([s, e]) => x.loc.start >= s && x.loc.start < e);
   // A syntax error outside every model (in an import, between declarations) may have dropped an
-  // import: a base model not found in that file is then its echo.
-  const inModel = (x: Diagnostic) => broken.some((b) => b.file === x.loc.file && x.loc.start >= b.start && x.loc.start <= b.end);
-  const outsideModels = new Set(diagnostics.filter((x) => x.code < 'BLIP2' && !inModel(x)).map((x) => x.loc.file));
-  const inBroken = (x: Diagnostic) => x.code >= 'BLIP2' && (inModel(x) || (x.code === 'BLIP2003' && outsideModels.has(x.loc.file)));
+  // import, and an import that could not be read holds models too: a base model not found is then their echo.
+  const outsideModels = new Set(diagnostics.filter((x) => x.code < 'BLIP2' && damageOf.get(x.loc.file)?.includes(x.loc.start) && !brokenAt(x)).map((x) => x.loc.file));
+  // A lexical error read as what was meant (`384px`, a number): a check of the same text is its echo.
+  const lexical = diagnostics.filter((x) => x.code < 'BLIP2');
+  const overlap = (a: SourceLoc, b: SourceLoc) => a.file === b.file && a.start < Math.max(b.end, b.start + 1) && b.start < Math.max(a.end, a.start + 1);
+  const echoesLexical = (x: Diagnostic) => lexical.some((l) => overlap(l.loc, x.loc));
+  const isEcho = (x: Diagnostic) =>
+    x.code >= 'BLIP2' && (inDamage(x) || echoesLexical(x) || (x.code === 'BLIP2003' && (importFailed || outsideModels.has(x.loc.file))));
 
   const resolver = new Resolver(files);
   const program: IrProgram = { file, models: [] };
   for (const d of root.ast.decls) {
     if (d.type !== 'model' || !d.name) continue;
     const draft = resolver.resolve(d.name.text);
-    if (!draft || broken.some((b) => b.file === root.path && b.start === d.start)) continue;
+    if (!draft) continue;
+    const damaged = broken.find((b) => b.loc.file === root.path && b.loc.start === d.start);
+    if (damaged) {
+      diagnostics.push(...checkModel(draft, LOCAL_RULES).filter((x) => x.loc.file === root.path && x.loc.start >= damaged.loc.start && x.loc.start <= damaged.loc.end));
+      continue;
+    }
     let found = checkModel(draft);
     const own = resolver.diagnostics.filter((x) => x.loc.file === root.path && x.loc.start >= d.start && x.loc.start <= d.end);
     // "Unused" warnings are noise next to the error that disconnected the graph.
@@ -174,7 +230,7 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
     if (!hasErrors([...found, ...own])) program.models.push(toIrModel(draft));
   }
   diagnostics.push(...resolver.diagnostics);
-  const all = sortDiagnostics(dedupe(diagnostics.filter((x) => !inBroken(x))));
+  const all = sortDiagnostics(dedupe(diagnostics.filter((x) => !isEcho(x))));
   if (hasErrors(all)) return { diagnostics: all, sources };
   for (const e of validateIr(program))
     all.push(diagnostic('BLIP3099', program.models[0]?.loc ?? { file, line: 1, column: 1, start: 0, end: 0 }, `internal: the IR does not match src/ir/schema/ir.schema.json at ${e.instancePath || '/'}: ${e.message}`));

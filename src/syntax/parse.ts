@@ -1,6 +1,6 @@
 // Text -> tokens -> CST -> syntax tree, with every lexing and parsing problem as a Diagnostic.
 // Never throws: any string (or byte sequence, decoded as UTF-8) gives a tree and diagnostics.
-import type { ILexingError, IRecognitionException, IToken } from 'chevrotain';
+import type { ILexingError, IRecognitionException, IToken, TokenType } from 'chevrotain';
 import type * as C from '../../grammar/cst.generated.js';
 import { parser } from '../../grammar/parser.js';
 import * as T from '../../grammar/tokens.js';
@@ -19,6 +19,11 @@ export interface ParseResult {
   ast: ProgramSyntax;
   source: SourceFile;
   diagnostics: Diagnostic[];
+  /**
+   * Offsets of the errors after which the tree may lack text or hold misread text (syntax errors;
+   * not lexical ones read as what was meant): src/syntax/load.ts checks less around them.
+   */
+  damage: number[];
 }
 
 function describeChar(ch: string): string {
@@ -32,7 +37,8 @@ function describeChar(ch: string): string {
 
 const EXPECTED_CHARS = 'expected a name, number, string, comment or one of { } ( ) [ ] : , @';
 
-function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[], errorTokens: IToken[]): Diagnostic[] {
+/** Lexical problems, each one diagnostic; `damage` gets those the tree is not whole after (see ParseResult). */
+function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[], errorTokens: IToken[], damage: number[]): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const e of errors) {
     const ch = String.fromCodePoint(src.text.codePointAt(e.offset) ?? 0xfffd);
@@ -44,20 +50,94 @@ function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[
     if (!m) continue;
     const ch = String.fromCodePoint(t.image.codePointAt(m.index)!);
     const at = t.startOffset + m.index;
+    damage.push(at); // (other uses of the name may be spelt without the letter)
     out.push(
       diagnostic('BLIP1001', src.loc(at, at + ch.length), `unexpected ${describeChar(ch)} in the name '${t.image}': expected ASCII letters, digits and _ (other text goes in a "string")`),
     );
   }
   for (const t of errorTokens) {
+    const at = (n: number) => src.loc(t.startOffset, t.startOffset + n);
     if (t.tokenType === T.MalformedNumber)
       out.push(
         diagnostic('BLIP1006', src.loc(t.startOffset, t.endOffset! + 1), `malformed number '${t.image.length > 40 ? t.image.slice(0, 40) + '…' : t.image}': expected digits with an optional fraction and exponent, then a space or punctuation`),
       );
-    else if (t.tokenType === T.UnterminatedString)
-      out.push(diagnostic('BLIP1002', src.loc(t.startOffset, t.endOffset! + 1), `unterminated string: expected a closing '"' before the end of the line`));
-    else out.push(diagnostic('BLIP1003', src.loc(t.startOffset, t.startOffset + 2), `unterminated comment: expected '*/' before the end of the file`));
+    else if (t.tokenType === T.UnterminatedString) {
+      damage.push(t.startOffset);
+      out.push(diagnostic('BLIP1002', at(1), `unterminated string: expected a closing '"' before the end of the line`));
+    }
+    else if (t.tokenType === T.SingleQuotedString)
+      out.push(diagnostic('BLIP1001', at(1), `unexpected character ''' (U+0027): expected a string in double quotes ("${t.image.slice(1, -1)}")`));
+    else if (t.tokenType === T.Equals) out.push(diagnostic('BLIP1001', at(1), `unexpected character '=' (U+003D): expected ':' between a name and its value`));
+    else if (t.tokenType === T.HashComment) out.push(diagnostic('BLIP1001', at(1), `unexpected character '#' (U+0023): expected a comment to start with '//' (or to be written /* … */)`));
+    else {
+      damage.push(t.startOffset);
+      out.push(diagnostic('BLIP1003', at(2), `unterminated comment: expected '*/' before the end of the file`));
+    }
   }
   return out;
+}
+
+interface Lexed {
+  tokens: IToken[];
+  errorTokens: IToken[];
+  comments: IToken[];
+  errors: ILexingError[];
+}
+
+/** Tokens that cannot follow a string on its line: after one, the "closing" quote opened a string instead. */
+const NOT_AFTER_STRING = new Set<unknown>([T.Identifier, T.Int, T.Float, T.MalformedNumber]);
+
+/**
+ * A line with a quote left open: the lexer pairs quotes left to right, blaming the last one. When a
+ * "closing" quote is directly followed by a name or number (`@ "vision_model { config: "vision_config" }`),
+ * the string it closed is the one left open: it is read from its opening quote to the end of the line.
+ */
+function reopenStrings(text: string, lexed: Lexed): Lexed {
+  const open = lexed.errorTokens.filter((t) => t.tokenType === T.UnterminatedString);
+  if (!open.length) return lexed;
+  let { tokens, errorTokens, comments, errors } = lexed;
+  for (const u of open) {
+    const lineStart = Math.max(text.lastIndexOf('\n', u.startOffset), text.lastIndexOf('\r', u.startOffset)) + 1;
+    const culprit = tokens.find((t, i) => {
+      const next = tokens[i + 1];
+      return t.tokenType === T.StringLiteral && t.startOffset >= lineStart && t.startOffset < u.startOffset && !!next && NOT_AFTER_STRING.has(next.tokenType);
+    });
+    if (!culprit) continue;
+    const [from, to] = [culprit.startOffset, u.endOffset!];
+    const inside = (o: number) => o >= from && o <= to;
+    tokens = tokens.filter((t) => !inside(t.startOffset));
+    comments = comments.filter((t) => !inside(t.startOffset));
+    errors = errors.filter((e) => !inside(e.offset));
+    errorTokens = errorTokens.filter((t) => !inside(t.startOffset));
+    errorTokens.push({ ...u, image: text.slice(from, to + 1), startOffset: from, startLine: culprit.startLine, startColumn: culprit.startColumn });
+  }
+  errorTokens.sort((a, b) => a.startOffset - b.startOffset);
+  return { tokens, errorTokens, comments, errors };
+}
+
+/** After these a name goes. */
+const NAME_AFTER_WORD = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
+
+/**
+ * A name that starts with a digit (`node 1vision: …`) lexes as a malformed number: where a name
+ * goes, it is reported as such (BLIP1001) and read as the name, so that the rest parses.
+ */
+function digitNames(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[], handled: Set<IToken>): IToken[] {
+  let parens = 0;
+  return tokens.map((t, i) => {
+    if (t.tokenType === T.LParen) parens++;
+    else if (t.tokenType === T.RParen) parens = Math.max(0, parens - 1);
+    if (t.tokenType !== T.MalformedNumber || !/^\d+[\p{L}_][\p{L}\p{M}\p{N}_]*$/u.test(t.image)) return t;
+    const prev = tokens[i - 1]?.tokenType;
+    const inArgs = parens > 0 && (prev === T.LParen || prev === T.Comma || prev === T.Colon);
+    if (!inArgs && !NAME_AFTER_WORD.has(prev) && tokens[i + 1]?.tokenType !== T.LParen) return t;
+    const digits = /^\d+/.exec(t.image)![0];
+    diagnostics.push(
+      diagnostic('BLIP1001', src.loc(t.startOffset, t.startOffset + 1), `unexpected digit '${digits[0]}' at the start of the name '${t.image}': expected a name to start with a letter or _`),
+    );
+    handled.add(t);
+    return { ...t, tokenType: T.Identifier, tokenTypeIdx: T.Identifier.tokenTypeIdx! };
+  });
 }
 
 /** Drops lists nested deeper than MAX_LIST_DEPTH (reported once each) so parsing stays shallow. */
@@ -110,32 +190,47 @@ function parseDiagnostic(src: SourceFile, e: IRecognitionException, tokens: ITok
 const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
 
 /**
- * A reserved word where a declaration's name goes (`node input: vit(image)`) is reported once and
- * then read as that name, so the rest of the declaration parses instead of failing token by token.
+ * A reserved word where a declaration's name or an attribute's key goes (`node input: vit(image)`,
+ * `generation { input: 10 }`) is reported once and then read as that name, so the rest of the
+ * declaration parses instead of failing token by token. `override input` is reported and read
+ * as `input`.
  */
-function namesNotKeywords(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]): IToken[] {
+function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]): IToken[] {
   const declared = new Set<string>(); // in the current model
   let parens = 0;
   let braces = 0;
   const asName = (t: IToken): IToken => ({ ...t, tokenType: T.Identifier, tokenTypeIdx: T.Identifier.tokenTypeIdx! });
-  return tokens.map((t, i) => {
+  const out: IToken[] = [];
+  tokens.forEach((t, i) => out.push(...read(t, i)));
+  return out;
+  function read(t: IToken, i: number): IToken[] {
     if (t.tokenType === T.Model && braces === 0) declared.clear(); // a new model declaration
     else if (t.tokenType === T.LCurly) braces++;
     else if (t.tokenType === T.RCurly) braces = Math.max(0, braces - 1);
     else if (t.tokenType === T.LParen) parens++;
     else if (t.tokenType === T.RParen) parens = Math.max(0, parens - 1);
     // (true and false are values too: `causal: true` must stay one)
-    if (i === 0 || !T.KEYWORDS.has(t.tokenType) || t.tokenType === T.True || t.tokenType === T.False) return t;
+    if (i === 0 || !T.KEYWORDS.has(t.tokenType) || t.tokenType === T.True || t.tokenType === T.False) return [t];
+    const loc = src.loc(t.startOffset, t.endOffset! + 1);
     const prev = tokens[i - 1]!.tokenType;
     const next = tokens[i + 1]?.tokenType;
+    if (t.tokenType === T.Override && next === T.Input) {
+      diagnostics.push(diagnostic('BLIP1010', loc, `expected 'node' or 'output' after 'override', found 'input' (an input is not overridden: redeclare it with the same type, without 'override')`));
+      return [];
+    }
     // a use of the name so declared, as a node's input (`bert(model, cross: v)`): read as the name, not reported again
-    if (declared.has(t.image) && parens > 0 && (prev === T.LParen || prev === T.Comma || prev === T.Colon) && (next === T.Comma || next === T.RParen)) return asName(t);
+    if (declared.has(t.image) && parens > 0 && (prev === T.LParen || prev === T.Comma || prev === T.Colon) && (next === T.Comma || next === T.RParen)) return [asName(t)];
+    // a key in an attribute block (the model's body is the first brace)
+    if (braces >= 2 && parens === 0 && next === T.Colon) {
+      diagnostics.push(diagnostic('BLIP1010', loc, `expected an attribute name, found '${t.image}' ('${t.image}' is a reserved word: no attribute has that name)`));
+      return [asName(t)];
+    }
     // (`model m extends` then `{`… is not this: only a word followed by what follows a name)
-    if (!NAME_AFTER.has(prev) || (next !== T.Colon && next !== T.LCurly && next !== T.Extends)) return t;
-    diagnostics.push(diagnostic('BLIP1010', src.loc(t.startOffset, t.endOffset! + 1), `expected a name, found '${t.image}' ('${t.image}' is a reserved word: choose another name)`));
+    if (!NAME_AFTER.has(prev) || (next !== T.Colon && next !== T.LCurly && next !== T.Extends)) return [t];
+    diagnostics.push(diagnostic('BLIP1010', loc, `expected a name, found '${t.image}' ('${t.image}' is a reserved word: choose another name)`));
     declared.add(t.image);
-    return asName(t);
-  });
+    return [asName(t)];
+  }
 }
 
 export function parse(text: string, file: string): ParseResult {
@@ -143,10 +238,21 @@ export function parse(text: string, file: string): ParseResult {
   const empty: ProgramSyntax = { file, decls: [], comments: [] };
   if (text.length > MAX_FILE_CHARS) {
     const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
-    return { ast: empty, source, diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(text.length)} MiB`)] };
+    return { ast: empty, source, damage: [0], diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(text.length)} MiB`)] };
   }
-  const lexed = T.BlipLexer.tokenize(text);
-  const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, (lexed.groups.errors ?? []) as IToken[]);
+  const raw = T.BlipLexer.tokenize(text);
+  const lexed = reopenStrings(text, { tokens: raw.tokens, errorTokens: (raw.groups.errors ?? []) as IToken[], comments: (raw.groups.comments ?? []) as IToken[], errors: raw.errors });
+  // Error tokens the parser reads as what was meant (a '#' comment is skipped), sorted in.
+  const meant = lexed.errorTokens.filter((t) => t.tokenType !== T.UnterminatedComment && t.tokenType !== T.HashComment);
+  const merged = meant.length ? [...lexed.tokens, ...meant].sort((a, b) => a.startOffset - b.startOffset) : lexed.tokens;
+  const later: Diagnostic[] = [];
+  const asNames = new Set<IToken>();
+  const named = digitNames(source, merged, later, asNames);
+  // The tree is whole after lexical errors read as what was meant, but for a name misspelt (its
+  // other uses may be spelt otherwise) or text an open string or comment swallowed.
+  const damage = later.map((d) => d.loc.start);
+  const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, lexed.errorTokens.filter((t) => !asNames.has(t)), damage);
+  diagnostics.push(...later);
   // Bytes that were not UTF-8 inside a string or a comment, which the lexer takes as they are
   // (outside them the lexer has reported its run of unexpected characters already). They decode
   // to U+FFFD, which is refused wherever it stands: written as such, it marks text an earlier
@@ -156,28 +262,35 @@ export function parse(text: string, file: string): ParseResult {
     if (unexpected.some(([a, b]) => i >= a && i < b)) continue;
     diagnostics.push(diagnostic('BLIP1001', source.loc(i, i + 1), `unexpected bytes that are not UTF-8, or a U+FFFD replacement character: expected UTF-8 text (save the file as UTF-8)`));
   }
-  // An unterminated string is reported, then parsed as if closed at the end of its line.
-  // A malformed number, as a number (its value NaN, not reported again).
-  const strayStrings = ((lexed.groups.errors ?? []) as IToken[])
-    .filter((t) => t.tokenType === T.UnterminatedString || t.tokenType === T.MalformedNumber)
-    .map((t) =>
-      t.tokenType === T.MalformedNumber
-        ? { ...t, tokenType: T.Int, tokenTypeIdx: T.Int.tokenTypeIdx! }
-        : { ...t, tokenType: T.StringLiteral, tokenTypeIdx: T.StringLiteral.tokenTypeIdx!, unterminated: true },
-    );
-  const all = strayStrings.length ? [...lexed.tokens, ...strayStrings].sort((a, b) => a.startOffset - b.startOffset) : lexed.tokens;
-  const tokens = limitNesting(source, namesNotKeywords(source, all, diagnostics), diagnostics);
+  // An unterminated string is read as if closed at the end of its line, '…' as a string, '=' as
+  // ':', a malformed number as a number (its value NaN, not reported again).
+  const readAs = (t: IToken, type: TokenType, extra: object = {}): IToken => ({ ...t, tokenType: type, tokenTypeIdx: type.tokenTypeIdx!, ...extra });
+  const converted = named.map((t) =>
+    t.tokenType === T.MalformedNumber
+      ? readAs(t, T.Int)
+      : t.tokenType === T.UnterminatedString
+        ? readAs(t, T.StringLiteral, { unterminated: true })
+        : t.tokenType === T.SingleQuotedString
+          ? readAs(t, T.StringLiteral)
+          : t.tokenType === T.Equals
+            ? readAs(t, T.Colon)
+            : t,
+  );
+  const lexical = diagnostics.length;
+  const tokens = limitNesting(source, reservedWords(source, converted, diagnostics), diagnostics);
+  damage.push(...diagnostics.slice(lexical).map((d) => d.loc.start));
 
   let cst: C.ProgramCstNode | undefined;
   try {
     parser.input = tokens;
     cst = parser.program() as C.ProgramCstNode;
-    const seen = new Set<string>();
+    // (two errors at one place are one mistake: the first says it)
+    const seen = new Set<number>(diagnostics.map((d) => d.loc.start));
     for (const e of parser.errors) {
       const d = parseDiagnostic(source, e, tokens);
-      const key = `${d.loc.start}:${d.code}`;
-      if (!seen.has(key)) diagnostics.push(d);
-      seen.add(key);
+      damage.push(d.loc.start);
+      if (!seen.has(d.loc.start)) diagnostics.push(d);
+      seen.add(d.loc.start);
     }
   } finally {
     parser.input = [];
@@ -185,10 +298,10 @@ export function parse(text: string, file: string): ParseResult {
   const builder = new AstBuilder(source);
   const ast = cst ? builder.program(cst) : empty;
   diagnostics.push(...builder.diagnostics);
-  ast.comments = ((lexed.groups.comments ?? []) as IToken[]).map((t) => ({ text: t.image, start: t.startOffset, end: t.endOffset! + 1 }));
+  ast.comments = lexed.comments.map((t) => ({ text: t.image, start: t.startOffset, end: t.endOffset! + 1 }));
   if (!ast.decls.some((d) => d.type === 'model') && !diagnostics.length) {
     const at = tokens.length ? source.loc(tokens[0].startOffset, tokens[0].endOffset! + 1) : source.loc(text.length, text.length);
     diagnostics.push(diagnostic('BLIP1013', at, `no model declared: expected at least one 'model NAME { … }' declaration, found ${tokens.length ? 'only imports' : text.trim() ? 'only comments' : 'an empty file'}`));
   }
-  return { ast, source, diagnostics };
+  return { ast, source, diagnostics, damage };
 }

@@ -109,6 +109,8 @@ test('bytes that are not UTF-8 inside a comment or a string are BLIP1001 where t
       r.diagnostics.map((d) => [d.code, d.loc.line, d.loc.column]),
       [
         ['BLIP1001', 1, 7],
+        // (a lexical error stops no check: the unknown kind is reported too)
+        ['BLIP2010', 5, 11],
         ['BLIP1001', 7, 28],
       ],
     );

@@ -189,7 +189,7 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     name: "unknown member keyword",
     src: edit('  output text', '  outptu text'),
     expect: [
-      { code: "BLIP1010", line: 8, column: 3, message: "expected a model member ('input', 'node', 'output', 'preprocess', 'generation') or '}', found 'outptu'" },
+      { code: "BLIP1010", line: 8, column: 3, message: "expected a model member ('input', 'node', 'output', 'preprocess', 'generation') or '}', found 'outptu'; did you mean 'output'?" },
     ],
   },
   {

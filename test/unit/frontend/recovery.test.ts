@@ -1,0 +1,93 @@
+// Error recovery and follow-on errors: one mistake gives one diagnostic, parsing resumes at the
+// next model member, and the checks that can still run do (review findings 11-17).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadProgram } from '../../../src/syntax/load.js';
+import { BLIP2, check, edit } from './harness.js';
+
+const codes = (src: string, more: Record<string, string> = {}) => check(src, more).map((d) => `${d.code}@${d.line}:${d.column}`);
+
+test('a mistake after a node head resumes at the next member, not at a brace inside the node (no BLIP1012)', () => {
+  for (const [from, to, at] of [
+    ['frozen @ "vision_model"', 'frozn @ "vision_model" { config: "vision_config" }', 'BLIP1010@4:27'],
+    ['frozen @ "vision_model"', '"vision_model" { config: "vision_config" }', 'BLIP1010@4:27'],
+    ['node vision: vit', 'node vision vit', 'BLIP1011@4:15'],
+    ['frozen @ "vision_model"', '@ "vision_model" frozen { config: "vision_config" }', 'BLIP1010@4:44'],
+  ])
+    assert.deepEqual(codes(edit(from, to)), [at], to);
+});
+
+test('a misspelt keyword after a node head suggests it', () => {
+  const [d] = check(edit('frozen @', 'frozn @'));
+  assert.match(d!.message, /found 'frozn'; did you mean 'frozen'\?$/);
+});
+
+test('after a syntax error in one member, a mistake in another member of the model is still reported', () => {
+  const src = edit('qformer(vision) @', 'qformr(vision) @', edit('frozen @ "vision_model"', 'frozn @ "vision_model"'));
+  assert.deepEqual(codes(src), ['BLIP1010@4:27', 'BLIP2010@5:17']);
+});
+
+test('a reserved word as an attribute key is one error that says so', () => {
+  const ds = check(edit('output text: generate(llm)', 'output text: generate(llm)\n  generation { input: 10 }'));
+  assert.deepEqual(ds.map((d) => d.code), ['BLIP1010']);
+  assert.match(ds[0]!.message, /expected an attribute name, found 'input' \('input' is a reserved word/);
+});
+
+test("'override input' is one error that says inputs are not overridden", () => {
+  const ds = check('model d extends m {\n  override input prompt: text\n}\n', {}).filter((d) => d.code !== 'BLIP2003');
+  assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1010@2:3']);
+  assert.match(ds[0]!.message, /an input is not overridden/);
+});
+
+test("'=' for ':', '#' comments, single quotes and names starting with a digit: one error each, with a hint", () => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['output text: generate(llm)', 'output text = generate(llm)', /expected ':'/],
+    ['opt(prefix: projection', 'opt(prefix= projection', /expected ':'/],
+    ['  input prompt: text', '  # the prompt\n  input prompt: text', /expected a comment to start with '\/\/'/],
+    ['@ "qformer"', "@ 'qformer'", /expected a string in double quotes \("qformer"\)/],
+    ['node vision: vit(image) frozen', 'node 1vision: vit(image) frozen', /expected a name to start with a letter or _/],
+  ];
+  for (const [from, to, hint] of cases) {
+    const ds = check(edit(from, to));
+    assert.equal(ds.length, 1, `${to}: ${JSON.stringify(ds)}`);
+    assert.match(ds[0]!.message, hint);
+  }
+});
+
+test('an unterminated string is one error at its opening quote', () => {
+  const ds = check(edit('@ "vision_model"', '@ "vision_model { config: "vision_config" }'));
+  assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1002@4:36']);
+  assert.match(ds[0]!.message, /^unterminated string/);
+});
+
+test('a lexical error the lexer read past does not stop the checks (a malformed number and an unknown kind)', () => {
+  const src = edit('qformer(vision) @ "qformer"', 'qformr(vision) @ "qformer"', edit('@ "vision_model"', '@ "vision_model" { image_size: 384px }'));
+  assert.deepEqual(codes(src), ['BLIP1006@4:65', 'BLIP2010@5:17']);
+});
+
+test('a missing import is one error: models extending what it holds are not reported again', () => {
+  const src = 'import "./missing.blip"\nmodel x extends blip2_opt { generation { max_new_tokens: 4 } }\nmodel y extends blip2_opt { }\n';
+  assert.deepEqual(codes(src), ['BLIP2001@1:8']);
+});
+
+test('an import of a file that is not .blip is one error at the import, the file unread', () => {
+  const ds = check('import "/etc/passwd"\n' + BLIP2);
+  assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP2001@1:8']);
+  assert.match(ds[0]!.message, /cannot import '\/etc\/passwd': expected a \.blip file/);
+});
+
+test('a file imported twice, once through a symbolic link, is one file (no duplicate model)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'recovery-'));
+  try {
+    mkdirSync(join(dir, 'g'));
+    writeFileSync(join(dir, 'g', 'base.blip'), BLIP2);
+    symlinkSync(join(dir, 'g'), join(dir, 'link'));
+    writeFileSync(join(dir, 'main.blip'), 'import "./link/base.blip"\nimport "./g/base.blip"\nmodel x extends m { generation { max_new_tokens: 3 } }\n');
+    assert.deepEqual(loadProgram(join(dir, 'main.blip')).diagnostics.map((d) => d.code), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
