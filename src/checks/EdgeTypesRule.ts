@@ -15,7 +15,10 @@ export function EdgeTypesRule(ctx: CheckContext): void {
       const type = ctx.typeOf(arg.source);
       if (!port || !type || port.accepts.includes(type)) continue;
       const portWords = arg.port ? `port '${arg.port}' of ${kind.kind}` : `the input of ${kind.kind}`;
-      ctx.report('BLIP2024', arg.sourceLoc, `${portWords} '${node.name}' expects ${listWords(port.accepts)}, found ${type} from ${ctx.describe(arg.source)}`);
+      // an edge written in a base model, broken by an override elsewhere: point at the override too
+      const source = ctx.model.nodes.get(arg.source);
+      const related = source && source.loc.file !== arg.sourceLoc.file ? [{ message: `${ctx.describe(arg.source)} is declared here`, loc: source.kindLoc }] : undefined;
+      ctx.report('BLIP2024', arg.sourceLoc, `${portWords} '${node.name}' expects ${listWords(port.accepts)}, found ${type} from ${ctx.describe(arg.source)}`, related);
     }
   }
 }

@@ -406,7 +406,13 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         const connected = (port: string) => n.edges.some((e) => e.port === port);
         return (rn.kind.lowering?.ignored?.(rn.attrs, connected) ?? []).some((re) => new RegExp(`^(?:${re.source})$`).test(rel));
       });
-      if (ignored) continue;
+      // beside the prefix of a node no output needs (query_tokens of a bypassed Q-Former)
+      const besideUnused = model.nodes.some((n) => {
+        const pattern = used.has(n.name) ? undefined : nodes.get(n.name)?.kind.lowering?.beside;
+        const parent = n.checkpoint.includes('.') ? n.checkpoint.slice(0, n.checkpoint.lastIndexOf('.') + 1) : '';
+        return pattern && key.startsWith(parent) && pattern.some((re) => new RegExp(`^(?:${re.source})$`).test(key.slice(parent.length)));
+      });
+      if (ignored || besideUnused) continue;
       const owner = owners[0];
       if (!owner) {
         const part = unownedPart(key, nodePrefixes);
@@ -423,7 +429,9 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     // saying what the checkpoint is, not a line per tensor.
     if (unowned.size) {
       const parts = [...unowned].map(([p, n]) => `"${p}${keys.some((k) => k.startsWith(`${p}.`)) ? '.' : ''}" (${n} tensor${n > 1 ? 's' : ''})`).join(', ');
-      lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, keys, opts.graphFile)}`, loc: model.loc });
+      // (a graph that drops a head on purpose says so by declaring its node unused: docs/composition.md)
+      const onPurpose = `; to leave ${unowned.size > 1 ? 'them' : 'it'} out on purpose, declare a node at ${unowned.size > 1 ? 'each such prefix' : 'that prefix'} that no output reads`;
+      lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, keys, opts.graphFile)}${onPurpose}`, loc: model.loc });
     }
     summarizeWholeDefaults(model, ckpt, lw.problems);
     summarizeConfigMismatch(nodes, lw.problems);

@@ -166,6 +166,12 @@ export interface NodeLowering {
    * use of the node does not need. Anything else unread under any prefix is an "unexpected tensor".
    */
   ignored?(attrs: Attrs, connected: (port: string) => boolean): RegExp[];
+  /**
+   * Tensors the kind reads beside its prefix (`../name`, relative to the prefix's parent), matched
+   * in full: a node no output needs leaves them unread without an error, as it does those under
+   * its prefix (BLIP-2's query_tokens when a graph bypasses the Q-Former).
+   */
+  beside?: RegExp[];
   /** Attribute defaults when neither the file nor the checkpoint says (e.g. `causal: false`). */
   defaults?: Attrs;
 }

@@ -70,6 +70,7 @@ export const QFormer: NodeKind = {
 // text embeddings `embeddings.{word,position}_embeddings` (no LayerNorm of their own).
 QFormer.lowering = {
   defaults: { cross_attention_frequency: 2, layer_norm_eps: 1e-12, act: 'gelu', keep_float32: false },
+  beside: [/query_tokens/, /embeddings\.(word_embeddings|position_embeddings)\.weight|embeddings\.position_ids/],
   ignored: (attrs, connected) => [
     /(.*\.)?position_ids/,
     // Queries beside text (an instruction, BLIP-2's ITM): only the query outputs go on, so the last

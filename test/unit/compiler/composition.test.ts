@@ -120,3 +120,42 @@ test('mlp over a linear projection is one line naming both layouts, pinned or no
     assert.deepEqual([p.loc?.file, p.loc?.line], ['graphs/user.blip', 3]);
   }
 });
+
+const ITM_ONLY = (dropped: string) => `model itm_only {
+  input image: image
+  input text: text
+  node vision: vit(image) @ "vision_model" { config: "vision_config" }
+  node fused: bert(text, cross: vision) @ "text_encoder" { config: "text_config" }
+  node itm_head: classifier(fused) @ "itm_head" { pool: cls }
+${dropped}  output itm: itm(itm_head)
+}
+`;
+
+test('a head no node names stays an error (the wrong checkpoint, usually), saying how to drop it on purpose; declared and unused, it compiles', async () => {
+  const e = await compileFails(ITM_ONLY(''), 'blip-itm-a');
+  assert.equal(e.problems.length, 1);
+  assert.match(e.problems[0]!.message, /no node reads its tensors under "text_proj\." \(2 tensors\), "vision_proj\." \(2 tensors\);.*; to leave them out on purpose, declare a node at each such prefix that no output reads$/);
+  const text = ITM_ONLY('  node image_proj: embed(vision) @ "vision_proj" { pool: cls }\n  node text_proj: embed(fused) @ "text_proj" { pool: cls }\n');
+  assert.deepEqual(check(text).map((d) => d.code), ['BLIP2030', 'BLIP2030']);
+  const out = join(tmp('compose-'), 'out');
+  const r = await compile({ model: loadProgram('graphs/user.blip', { text }).program!.models[0]!, graphFile: 'graphs/user.blip', graphText: text, weights: join(FIXTURES, 'blip-itm-a', 'checkpoint'), out });
+  assert.deepEqual(r.manifest.outputs.map((o) => o.name), ['itm']);
+});
+
+test('an override that bypasses the Q-Former compiles: the unused node\'s query_tokens beside its prefix are left unread like its own tensors', async () => {
+  const text = 'import "./blip2-opt.blip"\nmodel skip extends blip2_opt {\n  override node llm: opt(prefix: vision, text: prompt) frozen @ "language_model" { config: "text_config" }\n}\n';
+  const warnings = check(text);
+  assert.deepEqual(warnings.map((d) => d.code), ['BLIP2030', 'BLIP2030']);
+  // the unused nodes are in the base file; the override that left them unused follows, in the user's
+  for (const w of warnings) assert.deepEqual([w.loc.file, w.related?.[0]?.loc.file, w.related?.[0]?.loc.line], ['graphs/blip2-opt.blip', 'graphs/user.blip', 3]);
+  const out = join(tmp('compose-'), 'out');
+  const r = await compile({ model: loadProgram('graphs/user.blip', { text }).program!.models[0]!, graphFile: 'graphs/user.blip', graphText: text, weights: join(FIXTURES, 'blip2-opt-a', 'checkpoint'), out });
+  assert.equal(r.manifest.task, 'caption');
+});
+
+test('a wrong edge type caused by an override in another file points at the override too', () => {
+  const ds = check('import "./blip2-opt.blip"\nmodel typ extends blip2_opt {\n  override node projection: classifier(qformer) @ "language_projection"\n}\n');
+  const d = only(ds, 'BLIP2024');
+  assert.equal(d.loc.file, 'graphs/blip2-opt.blip');
+  assert.deepEqual([d.related?.[0]?.loc.file, d.related?.[0]?.loc.line, d.related?.[0]?.message], ['graphs/user.blip', 3, "classifier 'projection' is declared here"]);
+});
