@@ -127,9 +127,14 @@ class Lowerer {
     const attr = (a: string, type: 'number' | 'string' | 'boolean') => {
       const v = attrs[a];
       if (typeof v === type) return v;
+      // a section the file chose over the kind's usual one (config: "qformer_config" on a vit) is the likelier cause
+      const usual = nodeKinds[node.kind]?.defaultConfig;
+      const section = usual !== undefined && node.config !== undefined && node.config !== usual && typeof this.ckpt.config[usual] === 'object' ? usual : undefined;
       throw new CompileError(
         'BLIP4014',
-        `attribute "${a}" of ${where} is not pinned in the file and the checkpoint does not give it (${node.config ? `config.json "${node.config}"` : 'no config section'}); pin it, e.g. \`${a}: …\``,
+        section
+          ? `attribute "${a}" of ${where} is not in config.json "${node.config}", the section its config: names; ${node.kind} nodes read "${section}", which the checkpoint has: write config: "${section}" (or pin ${a})`
+          : `attribute "${a}" of ${where} is not pinned in the file and the checkpoint does not give it (${node.config ? `config.json "${node.config}"` : 'no config section'}); pin it, e.g. \`${a}: …\``,
         node.loc,
       );
     };

@@ -159,3 +159,9 @@ test('a wrong edge type caused by an override in another file points at the over
   assert.equal(d.loc.file, 'graphs/blip2-opt.blip');
   assert.deepEqual([d.related?.[0]?.loc.file, d.related?.[0]?.loc.line, d.related?.[0]?.message], ['graphs/user.blip', 3, "classifier 'projection' is declared here"]);
 });
+
+test('a refinement that points a node at another kind\'s config section names the section it wrote and the usual one', async () => {
+  const e = await compileFails('import "./blip2-opt.blip"\nmodel x extends blip2_opt {\n  override node vision { config: "qformer_config" }\n}\n', 'blip2-opt-a');
+  const p = e.problems.find((x) => x.code === 'BLIP4014');
+  assert.match(p?.message ?? '', /node "vision" \(vit\) is not in config\.json "qformer_config", the section its config: names; vit nodes read "vision_config", which the checkpoint has: write config: "vision_config"/);
+});
