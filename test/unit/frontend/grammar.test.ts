@@ -27,6 +27,12 @@ test('grammar/cst.generated.d.ts and grammar/diagrams.html are up to date (node 
   assert.equal(readFileSync('grammar/diagrams.html', 'utf8'), diagramsHtml());
 });
 
+test('grammar/diagrams.html is self-contained: it loads no script or style from the network', () => {
+  const html = readFileSync('grammar/diagrams.html', 'utf8');
+  assert.doesNotMatch(html, /<(script|link)[^>]*(src|href)=/i);
+  assert.match(html, /serializedGrammar/);
+});
+
 test('docs/language.md carries the same EBNF', () => {
   const lang = readFileSync('docs/language.md', 'utf8');
   const md = readFileSync('grammar/grammar.md', 'utf8');
