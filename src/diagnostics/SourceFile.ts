@@ -1,6 +1,6 @@
 // A source text with its line starts: offsets (UTF-16 units, as JavaScript strings and chevrotain
-// count them) to 1-based lines and columns. Columns count code points, so a caret under text
-// after an emoji or an accented letter still lines up.
+// count them) to 1-based lines and columns. Columns count code points (the code frame pads its
+// caret by display width: codeFrame.ts).
 import type { SourceLoc } from '../ir/types.js';
 
 export class SourceFile {
