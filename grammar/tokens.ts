@@ -4,8 +4,15 @@
 // Spec: grammar/grammar.md ("Lexical structure").
 import { createToken, Lexer, type TokenType } from 'chevrotain';
 
-// Whitespace, including a byte-order mark and CR of CRLF line ends. Newlines are not significant.
-export const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\r\n\uFEFF]+/, group: Lexer.SKIPPED, line_breaks: true });
+// Whitespace, including CR of CRLF line ends. Newlines are not significant.
+export const WhiteSpace = createToken({ name: 'WhiteSpace', pattern: /[ \t\r\n]+/, group: Lexer.SKIPPED, line_breaks: true });
+/** A byte-order mark as the file's first character, skipped; one anywhere else is BLIP1001. */
+export const ByteOrderMark = createToken({
+  name: 'ByteOrderMark',
+  pattern: { exec: (text: string, offset: number) => (offset === 0 && text.charCodeAt(0) === 0xfeff ? (['\ufeff'] as unknown as RegExpExecArray) : null) },
+  group: Lexer.SKIPPED,
+  line_breaks: false,
+});
 export const LineComment = createToken({ name: 'LineComment', pattern: /\/\/[^\r\n]*/, group: 'comments' });
 export const BlockComment = createToken({ name: 'BlockComment', pattern: /\/\*[\s\S]*?\*\//, group: 'comments', line_breaks: true });
 /** `/*` with no closing `*\/` before the end of the file: reported as BLIP1003. */
@@ -57,11 +64,19 @@ export const StringLiteral = createToken({ name: 'StringLiteral', pattern: /"(?:
 export const SingleQuotedString = createToken({ name: 'SingleQuotedString', pattern: /'(?:[^'\\\r\n]|\\[^\r\n])*'/, group: 'errors' });
 /** A string with no closing quote on its line: reported as BLIP1002. */
 export const UnterminatedString = createToken({ name: 'UnterminatedString', pattern: /"(?:[^"\\\r\n]|\\[^\r\n])*\\?/, group: 'errors' });
-// A number must not run into a name or another dot: `12layers`, `1.` and `1.2.3` are MalformedNumber.
-export const Float = createToken({ name: 'Float', pattern: /-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)(?![\w.])/, label: 'a number' });
-export const Int = createToken({ name: 'Int', pattern: /-?\d+(?![\w.])/, label: 'an integer' });
+/** A token matched by a sticky `u` regex (chevrotain's own regex handling drops the `u` flag that \p{L} needs). */
+const sticky = (re: RegExp) => ({
+  exec(text: string, offset: number): RegExpExecArray | null {
+    re.lastIndex = offset;
+    return re.exec(text);
+  },
+});
+// A number must not run into a letter (any script), digit, `_` or another dot: `12layers`, `12é`,
+// `1.` and `1.2.3` are MalformedNumber.
+export const Float = createToken({ name: 'Float', pattern: sticky(/-?\d+(?:\.\d+(?:[eE][+-]?\d+)?|[eE][+-]?\d+)(?![\p{L}\p{M}\p{N}_.])/uy), line_breaks: false, label: 'a number' });
+export const Int = createToken({ name: 'Int', pattern: sticky(/-?\d+(?![\p{L}\p{M}\p{N}_.])/uy), line_breaks: false, label: 'an integer' });
 /** Digits run into letters or dots (`102vocab_size`, `1.`, `1e-5.0`): reported as BLIP1006, parsed as a number. An exponent's sign stays in it. */
-export const MalformedNumber = createToken({ name: 'MalformedNumber', pattern: /-?\d(?:[eE][+-]|[\w.])*/, group: 'errors' });
+export const MalformedNumber = createToken({ name: 'MalformedNumber', pattern: sticky(/-?\d(?:[eE][+-]|[\p{L}\p{M}\p{N}_.])*/uy), line_breaks: false, group: 'errors' });
 
 export const LCurly = createToken({ name: 'LCurly', pattern: /{/, label: "'{'" });
 export const RCurly = createToken({ name: 'RCurly', pattern: /}/, label: "'}'" });
@@ -81,6 +96,7 @@ export const keywords = [Import, Model, Extends, Input, Node, Override, Frozen, 
 
 export const allTokens: TokenType[] = [
   WhiteSpace,
+  ByteOrderMark,
   LineComment,
   BlockComment,
   UnterminatedComment,

@@ -17,6 +17,7 @@ export function NodeAttributesRule(ctx: CheckContext): void {
       else if (config.value.type !== 'string' || !/^([A-Za-z_][A-Za-z0-9_.]*)?$/.test(config.value.value))
         ctx.report('BLIP3006', config.valueLoc, `'config' of ${owner} expects the string name of a config.json section (e.g. "vision_config"), found ${describeValue(config.value)}`);
     }
-    reportAttrProblems(ctx, kindSchemaId(node.kind), node.attrs, owner, ['config']);
+    // (`config` is offered for an unknown key only where BLIP3006 would take it)
+    reportAttrProblems(ctx, kindSchemaId(node.kind), node.attrs, owner, ['config'], kind.defaultConfig || kind.fromConfig ? ['config'] : []);
   }
 }

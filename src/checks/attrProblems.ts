@@ -1,6 +1,6 @@
 // Turns ajv attribute problems (src/ir/validate.ts) into diagnostics at the offending value.
 import type { SourceLoc } from '../ir/types.js';
-import { checkAttrs, schemaKeys } from '../ir/validate.js';
+import { checkAttrs, schemaKeys, schemaProperty } from '../ir/validate.js';
 import { didYouMean } from '../diagnostics/suggest.js';
 import type { ValueSyntax } from '../syntax/ast.js';
 import type { DraftAttr } from '../syntax/draft.js';
@@ -23,19 +23,34 @@ export function describeValue(v: ValueSyntax): string {
   }
 }
 
+const takesInteger = (schema: Record<string, unknown> | undefined): boolean => {
+  const t = schema?.type;
+  return t === 'integer' || (Array.isArray(t) && t.includes('integer') && !t.includes('number'));
+};
+
 /**
  * Validates `attrs` against schema `schemaId`; `owner` names them in messages ("vit 'vision'",
- * "the preprocess block"). `skip` keys are checked elsewhere (`config`).
+ * "the preprocess block"). `skip` keys are checked elsewhere (`config`); `offered` of them are listed
+ * with the schema's keys when a key is unknown.
  */
-export function reportAttrProblems(ctx: CheckContext, schemaId: string, attrs: Map<string, DraftAttr>, owner: string, skip: string[] = []): void {
+export function reportAttrProblems(ctx: CheckContext, schemaId: string, attrs: Map<string, DraftAttr>, owner: string, skip: string[] = [], offered: string[] = skip): void {
   const values: Record<string, ReturnType<typeof toIrValue>> = {};
-  for (const [k, a] of attrs) if (a.value && !skip.includes(k)) values[k] = toIrValue(a.value);
+  for (const [k, a] of attrs) {
+    if (!a.value || skip.includes(k)) continue;
+    // An integer attribute takes an integer as written: `1e2` and `10.0` are numbers JSON Schema
+    // would take as integers.
+    if (a.value.type === 'float' && Number.isInteger(a.value.value) && takesInteger(schemaProperty(schemaId, k))) {
+      ctx.report('BLIP3002', a.valueLoc, `attribute '${k}' of ${owner} expects an integer, found ${describeValue(a.value)} (write it without '.' or an exponent: ${a.value.value})`);
+      continue;
+    }
+    values[k] = toIrValue(a.value);
+  }
   for (const p of checkAttrs(schemaId, values)) {
     const key = String(p.path[0]);
     const attr = attrs.get(key);
     if (!attr) continue;
     if (p.code === 'BLIP3001') {
-      const keys = [...schemaKeys(schemaId), ...skip];
+      const keys = [...schemaKeys(schemaId), ...offered];
       ctx.report('BLIP3001', attr.keyLoc, `unknown attribute '${key}' for ${owner}: expected one of ${keys.join(', ')}${didYouMean(key, keys)}`);
       continue;
     }

@@ -30,6 +30,7 @@ function describeChar(ch: string): string {
   const cp = ch.codePointAt(0)!;
   const hex = 'U+' + cp.toString(16).toUpperCase().padStart(4, '0');
   if (cp === 0xfffd) return `bytes that are not UTF-8 (decoded as ${hex})`;
+  if (cp === 0xfeff) return `byte-order mark ${hex} (only the file's first character may be one)`;
   if (cp < 0x20 || cp === 0x7f || (cp >= 0x80 && cp < 0xa0)) return `control character ${hex}`;
   if (/\s/u.test(ch)) return `whitespace character ${hex}`;
   return `character '${ch}' (${hex})`;

@@ -45,17 +45,33 @@ export class AstBuilder {
     return { value: this.unescape(t), raw: t.image, start: t.startOffset, end: tokEnd(t) };
   }
 
-  /** Decodes \" \\ \/ \n \r \t \uXXXX; anything else is BLIP1004 (and kept as written). */
+  /**
+   * Decodes \" \\ \/ \n \r \t \uXXXX (a surrogate only in a high-low pair, which is one character);
+   * anything else is BLIP1004 (and kept as written). As in JSON, a control character U+0000-U+001F
+   * must be escaped: written raw it is BLIP1001 (and kept).
+   */
   private unescape(t: IToken): string {
     // A string recovered from BLIP1002 has no closing quote.
     const body = t.image.slice(1, (t as IToken & { unterminated?: boolean }).unterminated ? undefined : -1);
-    return body.replace(/\\(u[0-9a-fA-F]{4}|.)/gsu, (m, esc: string, at: number) => {
+    const at = (i: number) => t.startOffset + 1 + i;
+    for (const m of body.matchAll(/[\x00-\x1f]/g)) {
+      const hex = m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
+      this.diagnostics.push(diagnostic('BLIP1001', this.src.loc(at(m.index!), at(m.index!) + 1), `unexpected control character U+${hex} in a string: expected it escaped (\\u${hex})`));
+    }
+    return body.replace(/\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\(u[0-9a-fA-F]{4}|.)/gsu, (m, high: string | undefined, low: string | undefined, esc: string | undefined, i: number) => {
+      if (high && low) return String.fromCharCode(parseInt(high, 16), parseInt(low, 16));
       const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', n: '\n', r: '\r', t: '\t' };
-      if (esc in simple) return simple[esc];
-      if (esc.length === 5) return String.fromCharCode(parseInt(esc.slice(1), 16));
-      const start = t.startOffset + 1 + at;
+      if (esc! in simple) return simple[esc!];
+      const code = esc!.length === 5 ? parseInt(esc!.slice(1), 16) : NaN;
+      if (code >= 0 && !(code >= 0xd800 && code <= 0xdfff)) return String.fromCharCode(code);
       this.diagnostics.push(
-        diagnostic('BLIP1004', this.src.loc(start, start + m.length), `invalid escape '${m}' in a string: expected one of \\" \\\\ \\/ \\n \\r \\t \\uXXXX`),
+        diagnostic(
+          'BLIP1004',
+          this.src.loc(at(i), at(i) + m.length),
+          Number.isNaN(code)
+            ? `invalid escape '${m}' in a string: expected one of \\" \\\\ \\/ \\n \\r \\t \\uXXXX`
+            : `invalid escape '${m}' in a string: expected a character, not half of a surrogate pair (\\uD800-\\uDBFF followed by \\uDC00-\\uDFFF)`,
+        ),
       );
       return m;
     });
