@@ -438,6 +438,20 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "second generate output",
+    src: edit('  output text: generate(llm)', '  output text: generate(llm)\n  output caption: generate(llm)'),
+    expect: [
+      { code: "BLIP2034", line: 9, column: 10, message: "output 'caption' is a second generate() output: expected one (a compiled model drives one decoder); compile each as its own model" },
+    ],
+  },
+  {
+    name: "second text input read",
+    src: edit('qformer(vision)', 'qformer(vision, instruction: instruction)', edit('  input prompt: text', '  input prompt: text\n  input instruction: text')),
+    expect: [
+      { code: "BLIP2035", line: 4, column: 9, message: "'instruction' is a second text input read by model 'm': expected one text input, as a compiled model takes one text: the prompt, question or instruction; read 'prompt' where 'instruction' is read" },
+    ],
+  },
+  {
     name: "unused input (warning)",
     src: edit(', text: prompt)', ')'),
     expect: [
