@@ -201,8 +201,12 @@ function textBatch(tok: HfTokenizer, texts: string[], side: 'left' | 'right' | u
   return tok.encodeBatch(texts, { paddingSide: side ?? tok.paddingSide, padTokenId: tok.padTokenId ?? fallbackPad });
 }
 
-/** LLM text rows: the prompts, or text_config.bos_token_id alone when there are none. */
+/**
+ * LLM text rows: the prompts, or text_config.bos_token_id alone when there are none, or when the
+ * graph gives the language model no text (manifest text.llm_prompt false: the prompt is the Q-Former's instruction only).
+ */
 function llmText(ctx: GenerateContext, prompts: string[] | null, batch: number, side: 'left' | 'right' | undefined): TextBatch {
+  if (ctx.manifest.text.llm_prompt === false) prompts = null;
   const t = ctx.manifest.text;
   if (prompts) return textBatch(ctx.tokenizer, prompts, side, t.pad_token_id);
   const bos = t.bos_token_id;

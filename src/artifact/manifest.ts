@@ -116,6 +116,11 @@ export interface TextConventions {
    * Absent: it takes one.
    */
   takes_prompt?: false;
+  /**
+   * false: the language model reads no text (`llama(prefix: projection)` under a Q-Former that reads
+   * the instruction): the prompt goes to the Q-Former only and the LLM starts from its bos. Absent: both read it.
+   */
+  llm_prompt?: false;
 }
 
 export interface Generation {
@@ -309,6 +314,7 @@ export const manifestSchema = {
         prompt_format: { enum: ['blip', 'plain'] },
         text_input: { enum: ['encoder', 'decoder'] },
         takes_prompt: { const: false },
+        llm_prompt: { const: false },
         max_positions: {
           type: 'object',
           additionalProperties: false,

@@ -462,7 +462,9 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     // the runtime refuses a prompt rather than feeding it to the decoder anyway.
     const textInputs = new Set(model.inputs.filter((i) => i.type === 'text').map((i) => i.name));
     const takesPrompt = model.nodes.some((n) => used.has(n.name) && n.edges.some((e) => textInputs.has(e.from)));
-    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, takesPrompt, rets, gens, imageSize, limits, vocabs, t0, parameters })), rewrites };
+    // an InstructBLIP-style graph whose LLM has no text port: the prompt is the Q-Former's alone
+    const llmPrompt = !(family === 'instructblip' && takesPrompt && gens.length && !nodes.get(gens[0]!.args[0]!)!.node.edges.some((e) => textInputs.has(e.from)));
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, takesPrompt, llmPrompt, rets, gens, imageSize, limits, vocabs, t0, parameters })), rewrites };
   } catch (e) {
     // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
     if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
@@ -541,6 +543,8 @@ interface Built {
   encodeTakesText: boolean;
   /** Some node an output needs reads a text input. */
   takesPrompt: boolean;
+  /** The generating decoder reads the text too (false: only an InstructBLIP Q-Former does). */
+  llmPrompt: boolean;
   rets: IrOutput[];
   gens: IrOutput[];
   imageSize: number;
@@ -624,6 +628,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}),
     ...(Object.keys(x.vocabs).length ? { vocab_sizes: x.vocabs } : {}),
     ...(x.decoderFacts && !x.takesPrompt ? { takes_prompt: false as const } : {}),
+    ...(x.decoderFacts && !x.llmPrompt ? { llm_prompt: false as const } : {}),
   };
   const generation = x.decoderFacts ? generationFor(opts.model, x.ckpt) : undefined;
   if (generation?.prompt !== undefined && text.takes_prompt === false) {

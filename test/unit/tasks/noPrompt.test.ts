@@ -9,6 +9,9 @@ import { join, relative } from 'node:path';
 import { compile } from '../../../src/index.js';
 import { load } from '../../../runtime/model.js';
 import { runCliBatch } from '../cliHarness.js';
+import { readManifest } from '../../../src/artifact/manifest.js';
+import { loadTokenizer } from '../../../runtime/tokenizers/hf.js';
+import { buildInputs, type GenerateContext } from '../../../runtime/tasks/generate.js';
 import { expected, fixturePath, imagesOf, repoRoot, tempDir } from './harness.js';
 
 const tmp = tempDir('blip-no-prompt-');
@@ -74,5 +77,28 @@ test('a BLIP caption decoder without a text input takes no prompt; one that read
     assert.equal(m2.promptStyle?.none, undefined);
   } finally {
     await m2.close();
+  }
+});
+
+test('InstructBLIP whose LLM has no text port: the instruction goes to the Q-Former only, the LLM starts from its bos (manifest llm_prompt false)', async () => {
+  const { out } = await compileText(
+    'instruct-qformer-only',
+    'import "GRAPHS/instructblip-vicuna.blip"\nmodel z extends instructblip_vicuna {\n  override node llm: llama(prefix: projection) frozen @ "language_model" { config: "text_config" }\n}\n',
+    'instructblip-vicuna-a',
+  );
+  const manifest = readManifest(out);
+  assert.equal(manifest.text.llm_prompt, false);
+  assert.equal(manifest.text.takes_prompt, undefined);
+  const ctx = { manifest, tokenizer: loadTokenizer(join(out, 'tokenizer')), qformerTokenizer: loadTokenizer(join(out, 'qformer_tokenizer')) } as unknown as GenerateContext;
+  const built = buildInputs(ctx, ['What is in the picture?'], 1);
+  assert.ok((built.encodeFeeds.qformer_input_ids!.dims[1] as number) > 2, 'the Q-Former reads the instruction');
+  const llmIds = built.prefillText?.inputIds[0] ?? built.prompt.inputIds[0]!.filter((id) => id !== manifest.text.image_token_id);
+  assert.deepEqual(llmIds, [manifest.text.bos_token_id]);
+  const model = await load(out, { threads: 1 });
+  try {
+    const images = imagesOf(expected('instructblip-vicuna-a')).slice(0, 1);
+    assert.equal((await model.generate(images, { prompt: 'What is in the picture?', maxNewTokens: 3, numBeams: 1 })).length, 1);
+  } finally {
+    await model.close();
   }
 });
