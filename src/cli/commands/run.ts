@@ -136,10 +136,6 @@ export function parseRunArgs(argv: string[]): Args {
   for (const n of ['temperature', 'repetition-penalty']) {
     if (a.num[n] !== undefined && !(a.num[n] > 0)) throw new UsageError(`--${n} must be greater than 0, found ${a.num[n]}`);
   }
-  if (!a.flags.has('sample')) {
-    const s = ['top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
-    if (s) throw new UsageError(`--${s} applies to sampling; add --sample`);
-  }
   checkDeviceOption(a.device);
   return a;
 }
@@ -154,6 +150,9 @@ function checkFitsTask(a: Args, m: Manifest): void {
     if (st.none && a.prompt !== undefined) throw new UsageError(`--prompt is not taken: ${noPromptMessage(m)}`);
     if (st.required && a.prompt === undefined && m.generation?.prompt === undefined) throw new UsageError(`--prompt is required: ${model} and needs ${st.what}`);
     if (st.required && a.prompt !== undefined && a.prompt.trim() === '') throw new UsageError(`--prompt is empty: ${model} and needs ${st.what}`);
+    // (a model whose generation config samples takes them without --sample, as generate() does)
+    const s = ['top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
+    if (s && !a.flags.has('sample') && m.generation?.do_sample !== true) throw new UsageError(`--${s} applies to sampling; add --sample`);
     const beams = a.num.beams ?? m.generation?.num_beams ?? 1;
     if (a.num.logprobs !== undefined && beams > 1) throw new UsageError(`--logprobs is for greedy decoding and --sample, not beam search, and ${a.dir} decodes with ${beams} beams by default: add --beams 1`);
   } else {

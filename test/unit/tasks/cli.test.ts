@@ -42,6 +42,10 @@ before(async () => {
   cpSync(caption, old, { recursive: true });
   const m = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8'));
   writeFileSync(join(old, 'manifest.json'), JSON.stringify({ ...m, version: 0 }));
+  // a model whose generation config samples (do_sample true): sampling flags need no --sample
+  const sampling = join(tmp.dir, 'sampling');
+  cpSync(caption, sampling, { recursive: true });
+  writeFileSync(join(sampling, 'manifest.json'), JSON.stringify({ ...m, generation: { ...m.generation, do_sample: true } }));
   // a processor that does not resize: the encoder takes 32x32 images only
   const noResizeCkpt = join(tmp.dir, 'no-resize-checkpoint');
   cpSync(fixturePath('blip-caption-a', 'checkpoint'), noResizeCkpt, { recursive: true });
@@ -73,6 +77,8 @@ before(async () => {
     stopJson: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--stop', stop, '--stop', 'zzz-never'),
     stopStream: cap('--image', IMG_A, '--max-new-tokens', '12', '--stop', stop),
     logprobsJson: cap('--image', IMG_A, '--max-new-tokens', '12', '--json', '--logprobs', '2'),
+    samplingModel: ['run', sampling, '--image', IMG_A, '--temperature', '0.7', '--seed', '5', '--max-new-tokens', '6', '--json'],
+    samplingFlag: cap('--image', IMG_A, '--sample', '--temperature', '0.7', '--seed', '5', '--max-new-tokens', '6', '--json'),
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
     half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
     noResize: ['run', noResize, '--image', IMG_A, '--image', img32, '--max-new-tokens', '3', '--json'],
@@ -228,6 +234,11 @@ test('a folder: images in name order, a corrupt one gets an error record, the re
   assert.equal(R.folderText.code, 1);
   assert.equal(lines(R.folderText.out).length, 2);
   assert.match(R.folderText.err, /^error BLIP5010: cannot read image .*b\.png: .*\n$/);
+});
+
+test("a model whose generation config samples takes --temperature / --seed without --sample, and samples as --sample does", () => {
+  assert.equal(R.samplingModel.code, 0, R.samplingModel.err);
+  assert.deepEqual(JSON.parse(R.samplingModel.out).token_ids, JSON.parse(R.samplingFlag.out).token_ids);
 });
 
 test('sampling with a seed is reproducible', () => {
