@@ -81,7 +81,12 @@ interface RecoveryInternals {
   LA(k: number): IToken;
 }
 
+/** How deep repetition recovery may nest (each re-entry is a stack frame or several). */
+const MAX_REENTRIES = 200;
+
 export class BlipParser extends CstParser {
+  private reentries = 0;
+
   private get internals(): RecoveryInternals {
     return this as unknown as RecoveryInternals;
   }
@@ -144,9 +149,15 @@ export class BlipParser extends CstParser {
       const starter = STARTERS.has(t.tokenType);
       if (depth === 0 || starter) {
         if (tokenMatcher(t, expectedTokType)) return report();
-        if (lookAheadFunc.call(this)) {
+        // (re-entering recurses: past MAX_REENTRIES errors in one repetition, the rule-level recovery takes over)
+        if (this.reentries < MAX_REENTRIES && lookAheadFunc.call(this)) {
           report();
-          grammarRule.apply(this, grammarRuleArgs);
+          this.reentries++;
+          try {
+            grammarRule.apply(this, grammarRuleArgs);
+          } finally {
+            this.reentries--;
+          }
           return;
         }
         if (tokenMatcher(t, reSyncTokType)) break;

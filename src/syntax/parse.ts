@@ -96,24 +96,34 @@ const NOT_AFTER_STRING = new Set<unknown>([T.Identifier, T.Int, T.Float, T.Malfo
 function reopenStrings(text: string, lexed: Lexed): Lexed {
   const open = lexed.errorTokens.filter((t) => t.tokenType === T.UnterminatedString);
   if (!open.length) return lexed;
-  let { tokens, errorTokens, comments, errors } = lexed;
+  const { tokens } = lexed;
+  const reopened = new Map<IToken, IToken>(); // the unterminated token -> the string re-read
+  let i = 0; // (tokens and open strings are both in file order: one pass)
   for (const u of open) {
-    const lineStart = Math.max(text.lastIndexOf('\n', u.startOffset), text.lastIndexOf('\r', u.startOffset)) + 1;
-    const culprit = tokens.find((t, i) => {
-      const next = tokens[i + 1];
-      return t.tokenType === T.StringLiteral && t.startOffset >= lineStart && t.startOffset < u.startOffset && !!next && NOT_AFTER_STRING.has(next.tokenType);
-    });
-    if (!culprit) continue;
-    const [from, to] = [culprit.startOffset, u.endOffset!];
-    const inside = (o: number) => o >= from && o <= to;
-    tokens = tokens.filter((t) => !inside(t.startOffset));
-    comments = comments.filter((t) => !inside(t.startOffset));
-    errors = errors.filter((e) => !inside(e.offset));
-    errorTokens = errorTokens.filter((t) => !inside(t.startOffset));
-    errorTokens.push({ ...u, image: text.slice(from, to + 1), startOffset: from, startLine: culprit.startLine, startColumn: culprit.startColumn });
+    let lineStart = u.startOffset;
+    while (lineStart > 0 && text[lineStart - 1] !== '\n' && text[lineStart - 1] !== '\r') lineStart--;
+    while (i < tokens.length && tokens[i]!.startOffset < lineStart) i++;
+    for (let j = i; j + 1 < tokens.length && tokens[j]!.startOffset < u.startOffset; j++) {
+      const t = tokens[j]!;
+      if (t.tokenType !== T.StringLiteral || !NOT_AFTER_STRING.has(tokens[j + 1]!.tokenType)) continue;
+      reopened.set(u, { ...u, image: text.slice(t.startOffset, u.endOffset! + 1), startOffset: t.startOffset, startLine: t.startLine, startColumn: t.startColumn });
+      break;
+    }
   }
-  errorTokens.sort((a, b) => a.startOffset - b.startOffset);
-  return { tokens, errorTokens, comments, errors };
+  if (!reopened.size) return lexed;
+  const spans = [...reopened.values()].map((t) => [t.startOffset, t.endOffset!] as const);
+  let k = 0;
+  const outside = (o: number) => {
+    while (k < spans.length && spans[k]![1] < o) k++;
+    return !(k < spans.length && o >= spans[k]![0] && o <= spans[k]![1]);
+  };
+  const keep = <X>(xs: X[], at: (x: X) => number) => ((k = 0), xs.filter((x) => outside(at(x))));
+  return {
+    tokens: keep(tokens, (t) => t.startOffset),
+    comments: keep(lexed.comments, (t) => t.startOffset),
+    errors: keep(lexed.errors, (e) => e.offset),
+    errorTokens: [...keep(lexed.errorTokens, (t) => t.startOffset), ...reopened.values()].sort((a, b) => a.startOffset - b.startOffset),
+  };
 }
 
 /** After these a name goes. */

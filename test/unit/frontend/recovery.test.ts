@@ -91,3 +91,10 @@ test('a file imported twice, once through a symbolic link, is one file (no dupli
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('thousands of broken members neither overflow the stack nor stop the first errors being reported', () => {
+  const src = 'model m {\n  input image: image\n' + '  node v: vit(image) frozn { a: { b } }\n'.repeat(20000) + '}\n';
+  const ds = check(src);
+  assert.ok(ds.length > 100 && ds.length < 1000, String(ds.length));
+  assert.equal(`${ds[0]!.code}@${ds[0]!.line}:${ds[0]!.column}`, 'BLIP1010@3:22');
+});
