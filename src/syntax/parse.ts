@@ -236,6 +236,11 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
       diagnostics.push(diagnostic('BLIP1010', loc, `expected an attribute name, found '${t.image}' ('${t.image}' is a reserved word: no attribute has that name)`));
       return [asName(t)];
     }
+    // a value in an attribute block (`prompt: model`): a name as a value is a string, but not a reserved word
+    if (braces >= 2 && parens === 0 && prev === T.Colon) {
+      diagnostics.push(diagnostic('BLIP1010', loc, `expected a value, found '${t.image}' ('${t.image}' is a reserved word: write it as a string, "${t.image}")`));
+      return [asName(t)];
+    }
     // (`model m extends` then `{`… is not this: only a word followed by what follows a name)
     if (!NAME_AFTER.has(prev) || (next !== T.Colon && next !== T.LCurly && next !== T.Extends)) return [t];
     diagnostics.push(diagnostic('BLIP1010', loc, `expected a name, found '${t.image}' ('${t.image}' is a reserved word: choose another name)`));

@@ -98,3 +98,9 @@ test('thousands of broken members neither overflow the stack nor stop the first 
   assert.ok(ds.length > 100 && ds.length < 1000, String(ds.length));
   assert.equal(`${ds[0]!.code}@${ds[0]!.line}:${ds[0]!.column}`, 'BLIP1010@3:22');
 });
+
+test('a reserved word as an attribute value is one error that says to quote it', () => {
+  const ds = check(edit('output text: generate(llm)', 'output text: generate(llm)\n  generation { prompt: model }'));
+  assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1010@9:24']);
+  assert.match(ds[0]!.message, /'model' is a reserved word: write it as a string, "model"/);
+});
