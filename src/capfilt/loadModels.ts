@@ -12,6 +12,9 @@ export function checkCaptioner(dir: string): Manifest {
   if (m.task !== 'caption' || !m.outputs.some((o) => o.task === 'generate') || !m.graphs.decoder) {
     throw new BlipError('BLIP5805', `--captioner ${dir} is a ${m.task} model, not a captioning one (outputs ${m.outputs.map((o) => `${o.name}: ${o.task}`).join(', ')}); compile a BLIP captioning model for --captioner`);
   }
+  if (m.text.takes_prompt === false) {
+    throw new BlipError('BLIP5805', `--captioner ${dir} reads no text input, but CapFilt's captioner continues the prompt "a picture of "; compile a captioning graph whose decoder takes the text (text: prompt)`);
+  }
   return m;
 }
 

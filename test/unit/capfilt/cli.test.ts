@@ -100,6 +100,13 @@ test('the model folders are checked: a compiled ITM model is refused as --captio
   r = await run(vqa, itm, 'o5');
   assert.equal(r.code, 1, r.err);
   assert.match(r.err.trim(), /^error BLIP5805: --captioner .* is a vqa model, not a captioning one/);
+  // a captioning graph whose decoder reads no text cannot continue CapFilt's prompt
+  const noText = join(root, 'cap-no-text.blip');
+  await writeFile(noText, 'model cap {\n  input image: image\n  node vision: vit(image) @ "vision_model" { config: "vision_config" }\n  node decoder: bert(cross: vision) @ "text_decoder" { config: "text_config", causal: true }\n  output caption: generate(decoder)\n}\n');
+  const silent = await compileFixture(noText, 'test/fixtures/blip-caption-a/checkpoint', join(root, 'models', 'no-text'));
+  r = await run(silent, itm, 'o5');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err.trim(), /^error BLIP5805: --captioner .* reads no text input, but CapFilt's captioner continues the prompt "a picture of "/);
   r = await run(cap, cap, 'o6');
   assert.equal(r.code, 1, r.err);
   assert.match(r.err.trim(), /^error BLIP5805: --filter .* has no ITM output/);
