@@ -135,7 +135,7 @@ class Lowerer {
         section
           ? `attribute "${a}" of ${where} is not in config.json "${node.config}", the section its config: names; ${node.kind} nodes read "${section}", which the checkpoint has: write config: "${section}" (or pin ${a})`
           : `attribute "${a}" of ${where} is not pinned in the file and the checkpoint does not give it (${node.config ? `config.json "${node.config}"` : 'no config section'}); pin it, e.g. \`${a}: …\``,
-        node.loc,
+        (section && node.attrLocs.config) || node.loc,
       );
     };
     b.origin = this.sourceRef(node.loc);

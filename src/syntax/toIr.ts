@@ -64,7 +64,9 @@ export function topoOrder(nodes: Map<string, DraftNode>): DraftNode[] {
 export function toIrModel(d: DraftModel): IrModel {
   const nodes: IrNode[] = topoOrder(d.nodes).map((n) => {
     const [attrs, attrLocs] = attrsOf(n.attrs, 'config');
-    const config = n.attrs.get('config')?.value;
+    const configAttr = n.attrs.get('config');
+    const config = configAttr?.value;
+    if (config) attrLocs.config = configAttr.valueLoc; // where the section was named, for compile errors
     const node: IrNode = {
       name: n.name,
       kind: n.kind,

@@ -164,4 +164,6 @@ test('a refinement that points a node at another kind\'s config section names th
   const e = await compileFails('import "./blip2-opt.blip"\nmodel x extends blip2_opt {\n  override node vision { config: "qformer_config" }\n}\n', 'blip2-opt-a');
   const p = e.problems.find((x) => x.code === 'BLIP4014');
   assert.match(p?.message ?? '', /node "vision" \(vit\) is not in config\.json "qformer_config", the section its config: names; vit nodes read "vision_config", which the checkpoint has: write config: "vision_config"/);
+  // at the config: the user wrote, not at the base file's node
+  assert.deepEqual([p?.loc?.file, p?.loc?.line, p?.loc?.column], ['graphs/user.blip', 3, 34]);
 });
