@@ -43,7 +43,9 @@ function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[
   const out: Diagnostic[] = [];
   for (const e of errors) {
     const ch = String.fromCodePoint(src.text.codePointAt(e.offset) ?? 0xfffd);
-    out.push(diagnostic('BLIP1001', src.loc(e.offset, e.offset + ch.length), `unexpected ${describeChar(ch)}: ${EXPECTED_CHARS}`));
+    // (a ';' is what C-like languages end statements with: say what ends one here)
+    const why = ch === ';' ? 'expected no separator: a declaration ends where the next begins (a new line reads best)' : EXPECTED_CHARS;
+    out.push(diagnostic('BLIP1001', src.loc(e.offset, e.offset + ch.length), `unexpected ${describeChar(ch)}: ${why}`));
   }
   for (const t of tokens) {
     if (t.tokenType !== T.Identifier) continue;

@@ -49,6 +49,7 @@ test("'=' for ':', '#' comments, single quotes and names starting with a digit: 
     ['  input prompt: text', '  # the prompt\n  input prompt: text', /expected a comment to start with '\/\/'/],
     ['@ "qformer"', "@ 'qformer'", /expected a string in double quotes \("qformer"\)/],
     ['node vision: vit(image) frozen', 'node 1vision: vit(image) frozen', /expected a name to start with a letter or _/],
+    ['output text: generate(llm)', 'output text: generate(llm);', /expected no separator: a declaration ends where the next begins/],
   ];
   for (const [from, to, hint] of cases) {
     const ds = check(edit(from, to));
