@@ -87,9 +87,11 @@ const paired = (ctx: RetrievalContext): boolean => ctx.retrieval.inputNames.incl
 
 const index = (rows: number[]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [rows.length]);
 
-function maxTextTokensOf(o: ItmOptions): number | undefined {
+function maxTextTokensOf(o: ItmOptions, tok: HfTokenizer): number | undefined {
   const n = o.maxTextTokens;
-  if (n !== undefined && (!Number.isInteger(n) || n < 1)) throw new GenerationConfigError(`maxTextTokens must be a positive integer, found ${JSON.stringify(n)}`);
+  // room for one token of the text besides the special ones: fewer would score an empty text
+  const least = tok.specialTokenCount + 1;
+  if (n !== undefined && (!Number.isInteger(n) || n < least)) throw new GenerationConfigError(`maxTextTokens must be an integer of at least ${least} (the ${least - 1} special tokens and one of the text), found ${JSON.stringify(n)}`);
   return n;
 }
 
@@ -149,7 +151,7 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
   const img = (i: number) => images[images.length === 1 ? 0 : i];
   const txt = (i: number) => texts[texts.length === 1 ? 0 : i];
   const bs = batchSizeOf(opts, 16);
-  const maxText = maxTextTokensOf(opts);
+  const maxText = maxTextTokensOf(opts, ctx.tokenizer);
   if (n === 0) return []; // (after the pairing rule and the options are checked)
   const out: ItmResult[] = [];
   const runs = paired(ctx) ? imageRuns(n, img) : [n];
@@ -198,7 +200,7 @@ export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: I
   opts = optionsObject<ItmOptions>(opts, ['batchSize', 'maxTextTokens']);
   if (!ctx.retrieval.outputNames.includes('text_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no text_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
-  const maxText = maxTextTokensOf(opts);
+  const maxText = maxTextTokensOf(opts, ctx.tokenizer);
   // the graph's declared image size (the preprocess size unless resizing is off)
   const { height, width } = declaredImageSize(ctx.manifest, 'retrieval') ?? ctx.preprocess.image_size;
   const out: Embedding[] = [];

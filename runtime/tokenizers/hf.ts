@@ -652,6 +652,11 @@ export class HfTokenizer {
     return id;
   }
 
+  /** How many special tokens encode() adds around a text ([CLS] and [SEP]: 2). */
+  get specialTokenCount(): number {
+    return this.loaded.template.prefix.length + this.loaded.template.suffix.length;
+  }
+
   /** Token strings of a text (no special tokens). */
   tokenize(text: string): string[] {
     return this.tokenizer.encode(text, { add_special_tokens: false }).tokens;
