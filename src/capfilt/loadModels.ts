@@ -8,8 +8,9 @@ import { loadRuntimeModels, type RuntimeModelSpec } from './runtimeModels.js';
 
 export function checkCaptioner(dir: string): Manifest {
   const m = readManifest(dir);
-  // a VQA model generates too, but answers the prompt as a question instead of continuing it
-  if (m.task !== 'caption' || !m.outputs.some((o) => o.task === 'generate') || !m.graphs.decoder) {
+  // BLIP's VQA model generates too, but answers the prompt as a question instead of continuing it
+  // (BLIP-2 and InstructBLIP models continue it whatever their task: their LLM reads the prompt)
+  if ((m.family === 'blip' && m.task !== 'caption') || !m.outputs.some((o) => o.task === 'generate') || !m.graphs.decoder) {
     throw new BlipError('BLIP5805', `--captioner ${dir} is a ${m.task} model, not a captioning one (outputs ${m.outputs.map((o) => `${o.name}: ${o.task}`).join(', ')}); compile a BLIP captioning model for --captioner`);
   }
   if (m.text.takes_prompt === false) {

@@ -53,7 +53,12 @@ export interface RunOptions {
 /** DEST/_capfilt/run.json */
 export interface RunFile {
   format: 'blip-capfilt-run';
-  version: 1;
+  /**
+   * 2 since CapFilt took BLIP's caption settings (repetition penalty 1.1, its cut of the prompt)
+   * and cut texts for the filter by token: a folder written by version 1 holds other captions and
+   * scores, so it is not resumed.
+   */
+  version: typeof RUN_VERSION;
   settings: Record<string, string | number>;
   shards: string[];
 }
@@ -130,10 +135,11 @@ export async function resolveSettings(o: RunOptions): Promise<CapfiltSettings> {
 }
 
 const RUN_FILE = 'run.json';
+const RUN_VERSION = 2;
 
 /** Write run.json, or check that the one there was written with the same settings and plan (BLIP5803). */
 export async function recordRun(out: OutputDir, s: CapfiltSettings, plan: ShardTask[]): Promise<void> {
-  const run: RunFile = { format: 'blip-capfilt-run', version: 1, settings: recordedSettings(s), shards: plan.map((t) => t.id) };
+  const run: RunFile = { format: 'blip-capfilt-run', version: RUN_VERSION, settings: recordedSettings(s), shards: plan.map((t) => t.id) };
   const path = join(out.metaDir, RUN_FILE);
   let prev: RunFile | undefined;
   try {
@@ -144,6 +150,9 @@ export async function recordRun(out: OutputDir, s: CapfiltSettings, plan: ShardT
   }
   if (prev !== undefined && (prev === null || typeof prev !== 'object' || prev.format !== 'blip-capfilt-run' || typeof prev.settings !== 'object' || prev.settings === null || !Array.isArray(prev.shards))) {
     throw new BlipError('BLIP5803', `${path} is not a CapFilt run file: it records the settings of the shards in ${out.root}; restore it, or write to a new --output`);
+  }
+  if (prev && prev.version !== RUN_VERSION) {
+    throw new BlipError('BLIP5803', `${out.root} was written by an earlier blip capfilt (run.json version ${JSON.stringify(prev.version)}, this one writes ${RUN_VERSION}), whose captions and ITM scores differ from this one's: write to a new --output`);
   }
   if (!prev && (await readdir(join(out.metaDir, 'shards')).catch(() => [])).length > 0) {
     throw new BlipError('BLIP5803', `${out.root} holds shards of a run but no ${join(META_DIR, RUN_FILE)} saying with which settings; write to a new --output`);

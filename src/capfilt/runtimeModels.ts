@@ -115,7 +115,9 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
             batchSize: images.length,
           },
         );
-        return res.map((r) => (r.sequences ?? [r]).map((s) => captionText(capTok, promptIds, s.tokenIds)));
+        // BLIP's decoder continues the prompt in its own text: cut as BLIP cuts it; an LLM's new text is apart
+        const blip = cap.manifest.family === 'blip';
+        return res.map((r) => (r.sequences ?? [r]).map((s) => (blip ? captionText(capTok, promptIds, s.tokenIds) : s.text)));
       },
     },
     matcher: {

@@ -7,7 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
 import capfiltCommand from '../../../src/cli/commands/capfilt.js';
-import { writeTar, image } from './helpers/fixtures.js';
+import { readTar, writeTar, image } from './helpers/fixtures.js';
+import { load } from '../../../runtime/model.js';
+import { captionSeed } from '../../../src/capfilt/model.js';
+import { CAPTION_PROMPT } from '../../../src/capfilt/runtimeModels.js';
 import { compileFixture, compileTinyModels } from './helpers/tinyModels.js';
 
 let root: string;
@@ -107,6 +110,24 @@ test('the model folders are checked: a compiled ITM model is refused as --captio
   r = await run(silent, itm, 'o5');
   assert.equal(r.code, 1, r.err);
   assert.match(r.err.trim(), /^error BLIP5805: --captioner .* reads no text input, but CapFilt's captioner continues the prompt "a picture of "/);
+  // a BLIP-2 model continues the prompt in its language model: its new text, stripped, is the caption
+  const blip2 = await compileFixture('graphs/blip2-opt.blip', 'test/fixtures/blip2-opt-a/checkpoint', join(root, 'models', 'blip2'));
+  // (seed 1: one of the six captions starts with a spaced token, which BLIP's cut would keep)
+  r = await blip('capfilt', '--captioner', blip2, '--filter', itm, '--input', join(root, 'in'), '--output', join(root, 'o-blip2'), '--captions-per-image', '6', '--seed', '1', '--quiet');
+  assert.equal(r.code, 0, r.err);
+  const rec = JSON.parse((await readTar(join(root, 'o-blip2', '00000.tar'))).find((e) => e.name === 'a.json')!.data.toString('utf8'));
+  // each caption is generate()'s text for its seed, as the library gives it (stripped; no BLIP cut)
+  const entries = await readTar(join(root, 'in', '00000.tar'));
+  const model = await load(blip2, { threads: 1 });
+  try {
+    const seeds = Array.from({ length: 6 }, (_, j) => captionSeed(1, '00000.tar', 'a', j));
+    const [res] = await model.generate([{ name: 'a.jpg', bytes: entries.find((e) => e.name === 'a.jpg')!.data }], {
+      prompt: CAPTION_PROMPT, doSample: true, topP: 0.9, topK: 50, temperature: 1, numBeams: 1, repetitionPenalty: 1.1, maxLength: 30, minLength: 5, minNewTokens: 0, numReturnSequences: 6, seed: seeds,
+    });
+    assert.deepEqual(rec.synthetic.map((c: { text: string }) => c.text), res!.sequences!.map((q) => q.text));
+  } finally {
+    await model.close();
+  }
   r = await run(cap, cap, 'o6');
   assert.equal(r.code, 1, r.err);
   assert.match(r.err.trim(), /^error BLIP5805: --filter .* has no ITM output/);

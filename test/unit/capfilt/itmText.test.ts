@@ -35,6 +35,6 @@ test("a caption is the whole sequence decoded with the prompt's characters cut o
   // a first token that continues "of" joins it, and the cut then eats into the caption
   const piece = ctok.encode('ofellur', { addSpecialTokens: false }).slice(1);
   assert.ok(ctok.decode(piece).startsWith('##'), ctok.decode(piece));
-  assert.equal(captionText(ctok, prompt, piece), [...ctok.decode([...prompt, ...piece])].slice(CAPTION_PROMPT.length).join(''));
-  assert.ok(!captionText(ctok, prompt, piece).startsWith('#'));
+  // "a picture ofellur", less the 13 characters of "a picture of ": BLIP's caption is "llur"
+  assert.equal(captionText(ctok, prompt, piece), 'llur');
 });

@@ -202,6 +202,9 @@ test('run.json is never overwritten: unreadable, not a run file, or missing besi
     await assert.rejects(runCapfilt(opts(out, { seed: 8 }), load), (e: BlipError) => e.code === 'BLIP5803' && re.test(e.message));
     assert.equal(await readFile(path, 'utf8'), content);
   }
+  // written by an earlier blip capfilt, whose captions and scores differ
+  await writeFile(path, saved.replace('"version": 2', '"version": 1'));
+  await assert.rejects(runCapfilt(opts(out), load), (e: BlipError) => e.code === 'BLIP5803' && /an earlier blip capfilt \(run\.json version 1, this one writes 2\)/.test(e.message));
   await rm(path);
   await assert.rejects(runCapfilt(opts(out, { seed: 8 }), load), (e: BlipError) => e.code === 'BLIP5803' && /holds shards of a run but no _capfilt\/run\.json/.test(e.message));
   await writeFile(path, saved);
