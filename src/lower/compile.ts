@@ -34,7 +34,7 @@ import { familyOf, generationFor, preprocessFor, textConventionsFor } from './co
 import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
-import { compileCall, partialOutputPath, removeStaleLeftovers, replacedOutputPath } from './partialOutput.js';
+import { compileCall, partialOutputPath, removeStaleLeftovers, replacedOutputPath, swapIntoPlace } from './partialOutput.js';
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { PairRows } from './pairs.js';
 import { summarizeConfigMismatch } from './configMismatch.js';
@@ -748,12 +748,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     writeFileSync(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
 
     opts.signal?.throwIfAborted();
-    if (existsSync(out)) {
-      const old = replacedOutputPath(out, call);
-      renameSync(out, old);
-      renameSync(tmp, out);
-      rmSync(old, { recursive: true, force: true });
-    } else renameSync(tmp, out);
+    swapIntoPlace(tmp, out, replacedOutputPath(out, call));
     return { out, manifest, parameters: params, graphs: written, weightsBytes, seconds: (Date.now() - x.t0) / 1000, warnings };
   } catch (e) {
     try {

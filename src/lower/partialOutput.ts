@@ -1,12 +1,13 @@
 // Where a compile writes before its output is complete, and what is left of compiles that were
 // killed: OUT.tmp-<pid>-<call> while writing, OUT.old-<pid>-<call> for the moment a finished compile
 // swaps itself for the model already at OUT. <call> tells apart the compiles of one process (two
-// compile() calls to the same OUT at once, in one thread or two): each writes its own folder, and
-// the last to finish is the one at OUT (the swap is two renames with no await between them). A
+// compile() calls to the same OUT at once): each writes its own folder, and the last to finish is
+// the one at OUT (the swap is two renames with no await between them, so one event loop never
+// interleaves two swaps; two threads or processes can: swapIntoPlace then tries again). A
 // compile stopped by a signal it can handle removes its own (see
 // CompileOptions.signal); one killed outright (SIGKILL, out of memory, power) cannot, so the next
 // compile to the same OUT removes those of processes that no longer exist.
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 
@@ -89,4 +90,25 @@ export function removeStaleLeftovers(out: string): string[] {
 /** A turn of the event loop, so that a signal's handler can run between two pieces of synchronous work. */
 export function yieldToEventLoop(): Promise<void> {
   return new Promise((res) => setImmediate(res));
+}
+
+/**
+ * Put the finished `tmp` at `out`, moving a model already there to `old` and removing it. Another
+ * compile (another thread or process) may swap at the same moment: `out` gone when it was to be
+ * moved, or back before `tmp` could take its place. Each is tried again, a few times: the last
+ * compile to swap wins, and every one that returns left a whole model at `out`.
+ */
+export function swapIntoPlace(tmp: string, out: string, old: string, rename: (from: string, to: string) => void = renameSync): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      rmSync(old, { recursive: true, force: true }); // (a model moved aside by an earlier attempt)
+      if (existsSync(out)) rename(out, old);
+      rename(tmp, out);
+      break;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (attempt >= 5 || !(code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') || !existsSync(tmp)) throw e;
+    }
+  }
+  rmSync(old, { recursive: true, force: true });
 }

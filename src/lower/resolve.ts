@@ -23,7 +23,8 @@ export interface ResolvedNode {
 
 /**
  * Which key of the node's config section (or of the top level) gives `attr`: the one whose removal
- * changes what the kind reads. Asked only when a message names it, so trying each key is cheap.
+ * changes what the kind reads. Asked for every attribute config.json gives (messages name it); a
+ * kind reads a few dozen keys, so trying each is cheap.
  */
 export function configKeyOf(kind: NodeKind, sectionName: string, section: Record<string, unknown>, root: Record<string, unknown>, attr: string): string | undefined {
   const read = (s: Record<string, unknown>, r: Record<string, unknown>) => JSON.stringify(kind.fromConfig!(s, r)[attr]);
