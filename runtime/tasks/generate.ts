@@ -413,6 +413,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   checkImageList(images);
   // JavaScript callers have no type checker: a misspelt option would otherwise be ignored
   opts = optionsObject<GenerateOptions>(opts, GENERATE_OPTIONS);
+  // prompt: null is no prompt, as null options are no options (JavaScript callers pass it so)
+  if ((opts as { prompt?: unknown }).prompt === null) opts = { ...opts, prompt: undefined };
   checkOptions(opts);
   const m = ctx.manifest;
   if (!m.decoder) throw new BlipRuntimeError('BLIP5044', 'this model has no decoder facts in its manifest; recompile it');
@@ -464,101 +466,107 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   const eos = new Set(base.eosTokenId === null || base.eosTokenId === undefined ? [] : Array.isArray(base.eosTokenId) ? base.eosTokenId : [base.eosTokenId]);
   const bs = opts.batchSize ?? 8;
   const results: GenerateResult[] = [];
-  for (let start = 0; start < N; start += bs) {
-    const chunk = images.slice(start, start + bs);
-    const B = chunk.length;
-    const t0 = performance.now();
-    const pixel_values = await pixelBatch(chunk, ctx.preprocess, start, declaredImageSize(ctx.manifest, 'encode'));
-    const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
-    checkLengths(m, built, base.maxNewTokens);
-    let openEncode = 0;
-    if (ctx.stages) {
-      const t = performance.now();
-      await ctx.stages.encode();
-      openEncode = performance.now() - t;
-    }
-    const t1 = performance.now();
-    let encoded: Record<string, ort.Tensor>;
-    try {
-      encoded = await encodeInRows(ctx.encode, { pixel_values, ...built.encodeFeeds }, B, ctx.encodeRows ?? B);
-    } catch (e) {
-      throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${oneLine(e)})`);
-    }
-    const t2 = performance.now();
-    let openDecoder = 0;
-    if (ctx.stages) {
-      await ctx.stages.decode({ steps: base.maxNewTokens ?? base.maxLength ?? 20, beams: base.numBeams ?? 1 });
-      openDecoder = performance.now() - t2;
-    }
-    const model = new TimedStepModel(
-      new OnnxDecoderStepModel({ session: ctx.decoder, decoder: m.decoder, encoded, prefix: built.prefix, prefillText: built.prefillText, deviceRows: ctx.deviceRows }),
-    );
-    const g: GenerationOptions = { ...base };
-    const rowsOut = B * nRet;
-    const firstRow = start * nRet;
-    const sampling = g.doSample === true;
-    const seeds = Array.from({ length: rowsOut }, (_, r) => (isList(opts.seed) ? opts.seed[firstRow + r] : rowSeed(opts.seed ?? 0, firstRow + r)));
-    let draws = 0;
-    const beam = (g.numBeams ?? 1) > 1;
-    if (sampling) {
-      if (beam) g.random = createRandom(seeds[0]);
-      else {
-        // one stream per output row: the loop draws once per row, in row order, every step
-        const rngs = seeds.map((s) => createRandom(s));
-        g.random = () => rngs[draws++ % rowsOut]();
+  try {
+    for (let start = 0; start < N; start += bs) {
+      const chunk = images.slice(start, start + bs);
+      const B = chunk.length;
+      const t0 = performance.now();
+      const pixel_values = await pixelBatch(chunk, ctx.preprocess, start, declaredImageSize(ctx.manifest, 'encode'));
+      const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
+      checkLengths(m, built, base.maxNewTokens);
+      let openEncode = 0;
+      if (ctx.stages) {
+        const t = performance.now();
+        await ctx.stages.encode();
+        openEncode = performance.now() - t;
       }
-    }
-    const streamers = onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, onToken, stops)) : [];
-    // in-graph greedy (CPU): a caller who streams gets its tokens four at a time, and a row that
-    // meets a stop string runs at most three tokens past it before the host sees it
-    if (opts.onToken || stops.length) g.greedyChunk = 4;
-    // where each greedy or sampled row stopped (new tokens kept); beam rows are cut afterwards
-    const stoppedAt = new Map<number, number>();
-    if (stops.length) {
-      g.stopRow = (r, toks) => {
-        if (findStop(stopText(ctx.tokenizer, toks), stops) === undefined) return false;
-        stoppedAt.set(r, toks.length);
-        return true;
+      const t1 = performance.now();
+      let encoded: Record<string, ort.Tensor>;
+      try {
+        encoded = await encodeInRows(ctx.encode, { pixel_values, ...built.encodeFeeds }, B, ctx.encodeRows ?? B);
+      } catch (e) {
+        throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${oneLine(e)})`);
+      }
+      const t2 = performance.now();
+      let openDecoder = 0;
+      if (ctx.stages) {
+        await ctx.stages.decode({ steps: base.maxNewTokens ?? base.maxLength ?? 20, beams: base.numBeams ?? 1 });
+        openDecoder = performance.now() - t2;
+      }
+      const model = new TimedStepModel(
+        new OnnxDecoderStepModel({ session: ctx.decoder, decoder: m.decoder, encoded, prefix: built.prefix, prefillText: built.prefillText, deviceRows: ctx.deviceRows }),
+      );
+      const g: GenerationOptions = { ...base };
+      const rowsOut = B * nRet;
+      const firstRow = start * nRet;
+      const sampling = g.doSample === true;
+      const seeds = Array.from({ length: rowsOut }, (_, r) => (isList(opts.seed) ? opts.seed[firstRow + r] : rowSeed(opts.seed ?? 0, firstRow + r)));
+      let draws = 0;
+      const beam = (g.numBeams ?? 1) > 1;
+      if (sampling) {
+        if (beam) g.random = createRandom(seeds[0]);
+        else {
+          // one stream per output row: the loop draws once per row, in row order, every step
+          const rngs = seeds.map((s) => createRandom(s));
+          g.random = () => rngs[draws++ % rowsOut]();
+        }
+      }
+      const streamers = onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, onToken, stops)) : [];
+      // in-graph greedy (CPU): a caller who streams gets its tokens four at a time, and a row that
+      // meets a stop string runs at most three tokens past it before the host sees it
+      if (opts.onToken || stops.length) g.greedyChunk = 4;
+      // where each greedy or sampled row stopped (new tokens kept); beam rows are cut afterwards
+      const stoppedAt = new Map<number, number>();
+      if (stops.length) {
+        g.stopRow = (r, toks) => {
+          if (findStop(stopText(ctx.tokenizer, toks), stops) === undefined) return false;
+          stoppedAt.set(r, toks.length);
+          return true;
+        };
+      }
+      if (opts.logprobs) g.logprobs = { top: opts.topLogprobs ?? 0 };
+      g.onToken = (e: TokenEvent) => {
+        if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
+          throw new BlipRuntimeError('BLIP5031', `sampling drew ${draws} numbers by step ${e.step} for ${rowsOut} rows; per-row seeds need one draw per row per step`);
+        }
+        callbacks?.check();
+        streamers.forEach((s, r) => s.event(e, r));
       };
-    }
-    if (opts.logprobs) g.logprobs = { top: opts.topLogprobs ?? 0 };
-    g.onToken = (e: TokenEvent) => {
-      if (sampling && !beam && draws !== (e.step + 1) * rowsOut) {
-        throw new BlipRuntimeError('BLIP5031', `sampling drew ${draws} numbers by step ${e.step} for ${rowsOut} rows; per-row seeds need one draw per row per step`);
-      }
-      callbacks?.check();
-      streamers.forEach((s, r) => s.event(e, r));
-    };
-    const out = await generate(model, built.prompt, g);
-    await callbacks?.settled();
-    const t3 = performance.now();
-    const timingsMs: Timings = { preprocess: t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: t3 - t0 };
-    if (ctx.stages) timingsMs.load = openEncode + openDecoder;
-    const seqs: GeneratedSequence[] = out.sequences.map((s, r) => {
-      const fresh = s.slice(out.promptLength);
-      const cut = fresh.findIndex((t) => eos.has(t));
-      const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
-      const whole = ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
-      // a row the loop stopped, a beam row (cut afterwards), or a finished text whose last tokens complete a stop
-      const at = stoppedAt.get(r);
-      const stopped = at !== undefined ? cutAt(ctx.tokenizer, tokenIds, at, stops) : beam ? cutAtStop(ctx.tokenizer, tokenIds, stops) : cutText(tokenIds, whole, stops);
-      const seq: GeneratedSequence = stopped ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop } : { text: pyStrip(whole), tokenIds };
-      if (out.sequenceScores) seq.score = out.sequenceScores[r];
-      if (out.logprobs) seq.logprobs = logprobEntries(ctx.tokenizer, seq.tokenIds, out.logprobs[r]);
-      return seq;
-    });
-    if (beam && onToken) {
-      seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
+      const out = await generate(model, built.prompt, g);
       await callbacks?.settled();
+      const t3 = performance.now();
+      const timingsMs: Timings = { preprocess: t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: t3 - t0 };
+      if (ctx.stages) timingsMs.load = openEncode + openDecoder;
+      const seqs: GeneratedSequence[] = out.sequences.map((s, r) => {
+        const fresh = s.slice(out.promptLength);
+        const cut = fresh.findIndex((t) => eos.has(t));
+        const tokenIds = cut < 0 ? fresh : fresh.slice(0, cut + 1);
+        const whole = ctx.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
+        // a row the loop stopped, a beam row (cut afterwards), or a finished text whose last tokens complete a stop
+        const at = stoppedAt.get(r);
+        const stopped = at !== undefined ? cutAt(ctx.tokenizer, tokenIds, at, stops) : beam ? cutAtStop(ctx.tokenizer, tokenIds, stops) : cutText(tokenIds, whole, stops);
+        const seq: GeneratedSequence = stopped ? { text: pyStrip(stopped.text), tokenIds: stopped.tokenIds, stop: stopped.stop } : { text: pyStrip(whole), tokenIds };
+        if (out.sequenceScores) seq.score = out.sequenceScores[r];
+        if (out.logprobs) seq.logprobs = logprobEntries(ctx.tokenizer, seq.tokenIds, out.logprobs[r]);
+        return seq;
+      });
+      if (beam && onToken) {
+        seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
+        await callbacks?.settled();
+      }
+      for (let b = 0; b < B; b++) {
+        const mine = seqs.slice(b * nRet, (b + 1) * nRet);
+        const res: GenerateResult = { ...mine[0], timingsMs: { ...timingsMs } }; // each result its own copy
+        if (nRet > 1) res.sequences = mine;
+        results.push(res);
+      }
+      release(encoded); // read by nothing now: its buffers go back at once (encodeRows.ts)
+      await ctx.stages?.done();
     }
-    for (let b = 0; b < B; b++) {
-      const mine = seqs.slice(b * nRet, (b + 1) * nRet);
-      const res: GenerateResult = { ...mine[0], timingsMs: { ...timingsMs } }; // each result its own copy
-      if (nRet > 1) res.sequences = mine;
-      results.push(res);
-    }
-    release(encoded); // read by nothing now: its buffers go back at once (encodeRows.ts)
-    await ctx.stages?.done();
+  } catch (e) {
+    // the promises onToken returned settle before the call rejects, as they do before it resolves
+    await callbacks?.drain();
+    throw e;
   }
   return results;
 }
@@ -582,6 +590,10 @@ function tokenCallbacks(cb: NonNullable<GenerateOptions['onToken']>) {
     /** Throws the first rejection seen so far. */
     check(): void {
       if (failed) throw failed.reason;
+    },
+    /** Waits for the promises returned so far, whatever they settle to (the call is failing anyway). */
+    async drain(): Promise<void> {
+      while (pending.length) await Promise.all(pending.splice(0));
     },
     /** Waits for the promises returned so far; throws the first rejection. */
     async settled(): Promise<void> {

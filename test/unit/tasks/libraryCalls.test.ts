@@ -152,6 +152,26 @@ test('an async onToken that rejects rejects the call (generation stops), and one
   assert.equal(settled, res[0]!.tokenIds.length, 'every callback had settled when generate() resolved');
   // beam search replays its sequences: the same
   await assert.rejects(caption.generate([IMG], { maxNewTokens: 4, numBeams: 2, onToken: () => Promise.reject(failure) }), (e) => e === failure);
+  // a call that fails otherwise (here onToken throws at once) also settles only after the promises returned before
+  let late = 0;
+  let n = 0;
+  await assert.rejects(
+    caption.generate([IMG], {
+      maxNewTokens: 6,
+      onToken: () => {
+        if (++n > 2) throw failure;
+        return new Promise<void>((r) => setTimeout(() => (late++, r()), 30));
+      },
+    }),
+    (e) => e === failure,
+  );
+  assert.equal(late, 2, 'the two pending callbacks had settled when generate() rejected');
+});
+
+test('prompt: null is no prompt, as null options are no options', async () => {
+  const none = await caption.generate([IMG], { maxNewTokens: 3 });
+  const nul = await caption.generate([IMG], { maxNewTokens: 3, prompt: null as unknown as string });
+  assert.deepEqual(nul[0]!.tokenIds, none[0]!.tokenIds);
 });
 
 test("each result has its own timingsMs, and the model's manifest cannot be changed under later calls", async () => {
