@@ -245,7 +245,9 @@ Options:
   --image PATH              an image file or folder (repeat for more; required)
   --prompt TEXT             BLIP captioning: the caption's start ("a picture of"); BLIP VQA: the
                             question (required); BLIP-2: the language-model prompt
-                            ("Question: what is this? Answer:"); InstructBLIP: the instruction (required)
+                            ("Question: what is this? Answer:"); InstructBLIP: the instruction (required,
+                            unless the graph's generation block gives one); a graph that reads no
+                            text input takes none
   --text TEXT               ITM models: a text to score against each image (repeat for more)
   --max-new-tokens N        generated tokens at most (default: the manifest's)
   --min-new-tokens N        generated tokens at least before EOS may end the text
@@ -253,7 +255,8 @@ Options:
   --length-penalty F        beam search length penalty (exponent of the length; default 1)
   --repetition-penalty F    penalise tokens already present (> 1 discourages them)
   --no-repeat-ngram N       never repeat an n-gram of this size
-  --sample                  sample instead of searching; with:
+  --sample                  sample instead of searching (a model whose generation config samples
+                            does so without it); with:
     --top-p F               nucleus sampling: keep tokens up to probability F (0, 1]
     --top-k N               keep the N most likely tokens (default 50; 0 = all)
     --temperature F         divide the logits by F (default 1)
