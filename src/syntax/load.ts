@@ -101,6 +101,11 @@ function readError(e: unknown): string {
         : ((e as Error)?.message ?? String(e));
 }
 
+/** Pushes every item of `items` onto `to`: `to.push(...items)` overflows the stack for a long list (a file of 100k errors). */
+export function append<T>(to: T[], items: readonly T[]): void {
+  for (const x of items) to.push(x);
+}
+
 function dedupe(ds: Diagnostic[]): Diagnostic[] {
   const seen = new Set<string>();
   return ds.filter((d) => {
@@ -169,7 +174,7 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
     }
     sources.set(p, text);
     const parsed = parse(text, p);
-    diagnostics.push(...parsed.diagnostics);
+    append(diagnostics, parsed.diagnostics);
     const f: ParsedFile = { path: p, src: parsed.source, ast: parsed.ast };
     byRealPath.set(key, f);
     damageOf.set(p, parsed.damage);
@@ -219,17 +224,17 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
     if (!draft) continue;
     const damaged = broken.find((b) => b.loc.file === root.path && b.loc.start === d.start);
     if (damaged) {
-      diagnostics.push(...checkModel(draft, LOCAL_RULES).filter((x) => x.loc.file === root.path && x.loc.start >= damaged.loc.start && x.loc.start <= damaged.loc.end));
+      append(diagnostics, checkModel(draft, LOCAL_RULES).filter((x) => x.loc.file === root.path && x.loc.start >= damaged.loc.start && x.loc.start <= damaged.loc.end));
       continue;
     }
     let found = checkModel(draft);
     const own = resolver.diagnostics.filter((x) => x.loc.file === root.path && x.loc.start >= d.start && x.loc.start <= d.end);
     // "Unused" warnings are noise next to the error that disconnected the graph.
     if (hasErrors([...found, ...own])) found = found.filter((x) => x.code !== 'BLIP2030' && x.code !== 'BLIP2031');
-    diagnostics.push(...found);
+    append(diagnostics, found);
     if (!hasErrors([...found, ...own])) program.models.push(toIrModel(draft));
   }
-  diagnostics.push(...resolver.diagnostics);
+  append(diagnostics, resolver.diagnostics);
   const all = sortDiagnostics(dedupe(diagnostics.filter((x) => !isEcho(x))));
   if (hasErrors(all)) return { diagnostics: all, sources };
   for (const e of validateIr(program))

@@ -270,7 +270,7 @@ export function parse(text: string, file: string): ParseResult {
   // other uses may be spelt otherwise) or text an open string or comment swallowed.
   const damage = later.map((d) => d.loc.start);
   const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, lexed.errorTokens.filter((t) => !asNames.has(t)), damage);
-  diagnostics.push(...later);
+  for (const d of later) diagnostics.push(d);
   // Bytes that were not UTF-8 inside a string or a comment, which the lexer takes as they are
   // (outside them the lexer has reported its run of unexpected characters already). They decode
   // to U+FFFD, which is refused wherever it stands: written as such, it marks text an earlier
@@ -296,7 +296,7 @@ export function parse(text: string, file: string): ParseResult {
   );
   const lexical = diagnostics.length;
   const tokens = limitNesting(source, reservedWords(source, converted, diagnostics), diagnostics);
-  damage.push(...diagnostics.slice(lexical).map((d) => d.loc.start));
+  for (const d of diagnostics.slice(lexical)) damage.push(d.loc.start);
 
   let cst: C.ProgramCstNode | undefined;
   try {
@@ -315,7 +315,7 @@ export function parse(text: string, file: string): ParseResult {
   }
   const builder = new AstBuilder(source);
   const ast = cst ? builder.program(cst) : empty;
-  diagnostics.push(...builder.diagnostics);
+  for (const d of builder.diagnostics) diagnostics.push(d);
   ast.comments = lexed.comments.map((t) => ({ text: t.image, start: t.startOffset, end: t.endOffset! + 1 }));
   if (!ast.decls.some((d) => d.type === 'model') && !diagnostics.length) {
     const at = tokens.length ? source.loc(tokens[0].startOffset, tokens[0].endOffset! + 1) : source.loc(text.length, text.length);

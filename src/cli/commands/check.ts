@@ -53,7 +53,7 @@ Examples:
       const r = file === '-' ? loadStdin() : loadProgram(file);
       if (hasErrors(r.diagnostics)) failed = true;
       for (const [k, v] of r.sources) sources.set(k, v);
-      if (json) all.push(...r.diagnostics);
+      if (json) for (const d of r.diagnostics) all.push(d);
       else process.stderr.write(formatDiagnostics(r.diagnostics, r.sources, { max }));
     }
     if (json) process.stdout.write(JSON.stringify(diagnosticsToJson(all, sources), null, 2) + '\n');
