@@ -135,15 +135,31 @@ function realPath(p: string): string {
  * The spans of a model that a syntax error at one of `damage` may have cut or misread: the member
  * holding the error (from its start to the next member's), or the header before the first member.
  */
-function damagedSpans(m: ModelSyntax, damage: number[], reach: number): Array<[number, number]> {
+function damagedSpans(m: ModelSyntax, damage: readonly number[], reach: number): Array<[number, number]> {
   const starts = m.members.map((x) => x.start);
-  return damage
-    .filter((o) => o >= m.start && o <= reach)
-    .map((o) => {
-      let i = -1;
-      while (i + 1 < starts.length && starts[i + 1]! <= o) i++;
-      return [i < 0 ? m.start : starts[i]!, starts[i + 1] ?? reach] as [number, number];
-    });
+  const spans: Array<[number, number]> = [];
+  for (const o of damage) {
+    if (o < m.start || o > reach) continue;
+    const i = lastAtMost(starts, o);
+    const span: [number, number] = [i < 0 ? m.start : starts[i]!, starts[i + 1] ?? reach];
+    const prev = spans[spans.length - 1];
+    // (damage comes sorted: a span already listed is not listed again)
+    if (prev && prev[0] === span[0] && prev[1] === span[1]) continue;
+    spans.push(span);
+  }
+  return spans;
+}
+
+/** The index of the last item of the ascending `xs` that is at most `v` (-1 if none): a binary search. */
+function lastAtMost(xs: readonly number[], v: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid]! <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
 }
 
 export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
@@ -195,24 +211,63 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
   // A model recovery gave up on before its '}' reaches up to the next declaration, its first token
   // included: the error lies after the span it parsed, or at the token recovery took for a new
   // declaration ('input model: text' resynchronises at 'model').
-  const broken: Array<{ loc: SourceLoc; damaged: Array<[number, number]> }> = [];
-  for (const f of files)
+  // (everything below is looked up by binary search or in a Set: a file can hold 100k errors)
+  type Broken = { loc: SourceLoc; damaged: Array<[number, number]>; starts: number[] };
+  const brokenIn = new Map<string, Broken[]>(); // by file, in source order
+  const damageSet = new Map<string, Set<number>>();
+  for (const f of files) {
+    const damage = [...(damageOf.get(f.path) ?? [])].sort((a, b) => a - b);
+    damageSet.set(f.path, new Set(damage));
+    const list: Broken[] = [];
+    brokenIn.set(f.path, list);
     f.ast.decls.forEach((d, i) => {
+      if (d.type !== 'model') return;
       // (a model closed by its '}' reaches no further: a stray token after it is not its error)
       const closed = f.src.text[d.end - 1] === '}';
       const reach = closed ? d.end : i + 1 < f.ast.decls.length ? f.ast.decls[i + 1]!.start : f.src.text.length;
-      const damage = (damageOf.get(f.path) ?? []).filter((o) => o >= d.start && o <= reach);
-      if (d.type === 'model' && damage.length) broken.push({ loc: f.src.loc(d.start, reach), damaged: damagedSpans(d, damage, reach) });
+      const from = lastAtMost(damage, d.start - 1) + 1;
+      const to = lastAtMost(damage, reach) + 1;
+      if (from >= to) return;
+      const damaged = damagedSpans(d, damage.slice(from, to), reach);
+      list.push({ loc: f.src.loc(d.start, reach), damaged, starts: damaged.map((x) => x[0]) });
     });
-  const brokenAt = (x: Diagnostic) => broken.find((b) => b.loc.file === x.loc.file && x.loc.start >= b.loc.start && x.loc.start <= b.loc.end);
-  const inDamage = (x: Diagnostic) => !!brokenAt(x)?.damaged.some(([s, e]) => x.loc.start >= s && x.loc.start < e);
+  }
+  const brokenStarts = new Map([...brokenIn].map(([k, v]) => [k, v.map((b) => b.loc.start)]));
+  const brokenAt = (x: Diagnostic): Broken | undefined => {
+    const list = brokenIn.get(x.loc.file);
+    if (!list) return undefined;
+    const b = list[lastAtMost(brokenStarts.get(x.loc.file)!, x.loc.start)];
+    return b && x.loc.start <= b.loc.end ? b : undefined;
+  };
+  const inDamage = (x: Diagnostic) => {
+    const b = brokenAt(x);
+    if (!b) return false;
+    const spans = b.damaged;
+    // (the spans are in source order and each starts where a member does: the one starting last at or
+    // before x is the one that may hold it, but a header span and a member span can share a start)
+    const i = lastAtMost(b.starts, x.loc.start);
+    for (let j = i; j >= 0 && spans[j]![0] === spans[i]![0]; j--) if (x.loc.start < spans[j]![1]) return true;
+    return false;
+  };
   // A syntax error outside every model (in an import, between declarations) may have dropped an
   // import, and an import that could not be read holds models too: a base model not found is then their echo.
-  const outsideModels = new Set(diagnostics.filter((x) => x.code < 'BLIP2' && damageOf.get(x.loc.file)?.includes(x.loc.start) && !brokenAt(x)).map((x) => x.loc.file));
+  const outsideModels = new Set(diagnostics.filter((x) => x.code < 'BLIP2' && damageSet.get(x.loc.file)?.has(x.loc.start) && !brokenAt(x)).map((x) => x.loc.file));
   // A lexical error read as what was meant (`384px`, a number): a check of the same text is its echo.
-  const lexical = diagnostics.filter((x) => x.code < 'BLIP2');
-  const overlap = (a: SourceLoc, b: SourceLoc) => a.file === b.file && a.start < Math.max(b.end, b.start + 1) && b.start < Math.max(a.end, a.start + 1);
-  const echoesLexical = (x: Diagnostic) => lexical.some((l) => overlap(l.loc, x.loc));
+  // Per file, lexical errors by start, with the furthest end reached by any of the first i of them.
+  const lexicalIn = new Map<string, { starts: number[]; maxEnd: number[] }>();
+  for (const l of diagnostics.filter((x) => x.code < 'BLIP2').sort((a, b) => a.loc.start - b.loc.start)) {
+    let e = lexicalIn.get(l.loc.file);
+    if (!e) lexicalIn.set(l.loc.file, (e = { starts: [], maxEnd: [] }));
+    e.starts.push(l.loc.start);
+    e.maxEnd.push(Math.max(e.maxEnd[e.maxEnd.length - 1] ?? -Infinity, Math.max(l.loc.end, l.loc.start + 1)));
+  }
+  // (spans overlap when each starts before the other ends, an empty span counted as one character)
+  const echoesLexical = (x: Diagnostic) => {
+    const e = lexicalIn.get(x.loc.file);
+    if (!e) return false;
+    const i = lastAtMost(e.starts, Math.max(x.loc.end, x.loc.start + 1) - 1);
+    return i >= 0 && e.maxEnd[i]! > x.loc.start;
+  };
   const isEcho = (x: Diagnostic) =>
     x.code >= 'BLIP2' && (inDamage(x) || echoesLexical(x) || (x.code === 'BLIP2003' && (importFailed || outsideModels.has(x.loc.file))));
 
@@ -222,7 +277,8 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
     if (d.type !== 'model' || !d.name) continue;
     const draft = resolver.resolve(d.name.text);
     if (!draft) continue;
-    const damaged = broken.find((b) => b.loc.file === root.path && b.loc.start === d.start);
+    const at = brokenAt({ loc: { file: root.path, start: d.start } } as Diagnostic);
+    const damaged = at?.loc.start === d.start ? at : undefined;
     if (damaged) {
       append(diagnostics, checkModel(draft, LOCAL_RULES).filter((x) => x.loc.file === root.path && x.loc.start >= damaged.loc.start && x.loc.start <= damaged.loc.end));
       continue;
