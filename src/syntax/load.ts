@@ -212,7 +212,8 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
   // included: the error lies after the span it parsed, or at the token recovery took for a new
   // declaration ('input model: text' resynchronises at 'model').
   // (everything below is looked up by binary search or in a Set: a file can hold 100k errors)
-  type Broken = { loc: SourceLoc; damaged: Array<[number, number]>; starts: number[] };
+  // (headerDamaged: an error between 'model' and the '{' may have lost 'extends BASE')
+  type Broken = { loc: SourceLoc; damaged: Array<[number, number]>; starts: number[]; headerDamaged: boolean };
   const brokenIn = new Map<string, Broken[]>(); // by file, in source order
   const damageSet = new Map<string, Set<number>>();
   for (const f of files) {
@@ -229,7 +230,8 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
       const to = lastAtMost(damage, reach) + 1;
       if (from >= to) return;
       const damaged = damagedSpans(d, damage.slice(from, to), reach);
-      list.push({ loc: f.src.loc(d.start, reach), damaged, starts: damaged.map((x) => x[0]) });
+      const headerDamaged = damage[from]! <= d.bodyStart;
+      list.push({ loc: f.src.loc(d.start, reach), damaged, starts: damaged.map((x) => x[0]), headerDamaged });
     });
   }
   const brokenStarts = new Map([...brokenIn].map(([k, v]) => [k, v.map((b) => b.loc.start)]));
@@ -268,8 +270,15 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
     const i = lastAtMost(e.starts, Math.max(x.loc.end, x.loc.start + 1) - 1);
     return i >= 0 && e.maxEnd[i]! > x.loc.start;
   };
+  // An override of nothing inherited, or a redeclaration of something inherited, in a model whose
+  // header is broken ('model derived extends {') is an echo of the base the header lost or misread.
+  const INHERITANCE = new Set(['BLIP2006', 'BLIP2007']);
   const isEcho = (x: Diagnostic) =>
-    x.code >= 'BLIP2' && (inDamage(x) || echoesLexical(x) || (x.code === 'BLIP2003' && (importFailed || outsideModels.has(x.loc.file))));
+    x.code >= 'BLIP2' &&
+    (inDamage(x) ||
+      echoesLexical(x) ||
+      (INHERITANCE.has(x.code) && !!brokenAt(x)?.headerDamaged) ||
+      (x.code === 'BLIP2003' && (importFailed || outsideModels.has(x.loc.file))));
 
   const resolver = new Resolver(files);
   const program: IrProgram = { file, models: [] };

@@ -105,3 +105,10 @@ test('a reserved word as an attribute value is one error that says to quote it',
   assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1010@9:24']);
   assert.match(ds[0]!.message, /'model' is a reserved word: write it as a string, "model"/);
 });
+
+test("a model header whose 'extends' lost its base gives one error, not BLIP2006 at every override", () => {
+  const src = 'import "./base.blip"\n\nmodel derived extends {\n  override node vision { width: 1408 }\n  override node llm { width: 2560 }\n  override output text: generate(llm)\n}\n';
+  assert.deepEqual(codes(src, { 'base.blip': BLIP2 }), ['BLIP1010@3:23']);
+  // (with a base the header names, an override of nothing inherited is still reported)
+  assert.deepEqual(codes(src.replace('extends {', 'extends m {\n  frozn').replace('vision {', 'visio {'), { 'base.blip': BLIP2 }), ['BLIP1010@4:3', 'BLIP2006@5:17']);
+});
