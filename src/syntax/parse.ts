@@ -206,7 +206,7 @@ const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Exten
  * A reserved word where a declaration's name or an attribute's key goes (`node input: vit(image)`,
  * `generation { input: 10 }`) is reported once and then read as that name, so the rest of the
  * declaration parses instead of failing token by token. `override input` is reported and read
- * as `input`.
+ * as `input`. A reserved word as a node's kind (`node d: output(x)`) is reported and read as a kind.
  */
 function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]): IToken[] {
   const declared = new Set<string>(); // in the current model
@@ -241,6 +241,11 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
     // a value in an attribute block (`prompt: model`): a name as a value is a string, but not a reserved word
     if (braces >= 2 && parens === 0 && prev === T.Colon) {
       diagnostics.push(diagnostic('BLIP1010', loc, `expected a value, found '${t.image}' ('${t.image}' is a reserved word: write it as a string, "${t.image}")`));
+      return [asName(t)];
+    }
+    // a node's kind (`node decoder: output(prompt)`): read as a kind no node has, which is then not reported again
+    if (prev === T.Colon && next === T.LParen && tokens[i - 3]?.tokenType === T.Node) {
+      diagnostics.push(diagnostic('BLIP1010', loc, `expected a node kind, found '${t.image}' ('${t.image}' is a reserved word, not a kind)`));
       return [asName(t)];
     }
     // (`model m extends` then `{`… is not this: only a word followed by what follows a name)

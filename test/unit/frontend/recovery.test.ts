@@ -112,3 +112,11 @@ test("a model header whose 'extends' lost its base gives one error, not BLIP2006
   // (with a base the header names, an override of nothing inherited is still reported)
   assert.deepEqual(codes(src.replace('extends {', 'extends m {\n  frozn').replace('vision {', 'visio {'), { 'base.blip': BLIP2 }), ['BLIP1010@4:3', 'BLIP2006@5:17']);
 });
+
+test('a reserved word as a node kind is one error that says so', () => {
+  for (const kw of ['output', 'generation', 'model', 'input']) {
+    const ds = check(edit('node llm: opt(', `node llm: ${kw}(`));
+    assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1010@7:13'], kw);
+    assert.match(ds[0]!.message, new RegExp(`expected a node kind, found '${kw}' \\('${kw}' is a reserved word`));
+  }
+});
