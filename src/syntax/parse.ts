@@ -199,6 +199,9 @@ function parseDiagnostic(src: SourceFile, e: IRecognitionException, tokens: ITok
   return diagnostic(code, src.loc(start, end), message);
 }
 
+/** The keywords that start a model member (and 'override', which may precede one). */
+const MEMBER_START = new Set<unknown>([T.Node, T.Input, T.Output, T.Override, T.Preprocess, T.Generation]);
+
 /** The keywords a declared name follows: `node NAME`, `input NAME`, `model NAME extends NAME`. */
 const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
 
@@ -239,7 +242,8 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
       return [asName(t)];
     }
     // a value in an attribute block (`prompt: model`): a name as a value is a string, but not a reserved word
-    if (braces >= 2 && parens === 0 && prev === T.Colon) {
+    // (but a member keyword starting a line after the ':' begins the next member: the value is missing)
+    if (braces >= 2 && parens === 0 && prev === T.Colon && !(MEMBER_START.has(t.tokenType) && t.startLine! > tokens[i - 1]!.endLine!)) {
       diagnostics.push(diagnostic('BLIP1010', loc, `expected a value, found '${t.image}' ('${t.image}' is a reserved word: write it as a string, "${t.image}")`));
       return [asName(t)];
     }

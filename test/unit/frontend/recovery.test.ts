@@ -120,3 +120,14 @@ test('a reserved word as a node kind is one error that says so', () => {
     assert.match(ds[0]!.message, new RegExp(`expected a node kind, found '${kw}' \\('${kw}' is a reserved word`));
   }
 });
+
+test("a member keyword starting the line after an attribute's ':' begins the next member: one error", () => {
+  const open = edit('frozen @ "vision_model"', 'frozen @ "vision_model" { config: "vision_config" :');
+  assert.deepEqual(codes(open), ['BLIP1010@4:77']);
+  const missing = edit('frozen @ "vision_model"', 'frozen @ "vision_model" { config:');
+  const ds = check(missing);
+  assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1011@5:3']);
+  assert.doesNotMatch(ds[0]!.message, /write it as a string/);
+  // (on the same line it is still a reserved word given as a value)
+  assert.match(check(edit('frozen @ "vision_model"', 'frozen @ "vision_model" { config: node }'))[0]!.message, /write it as a string, "node"/);
+});
