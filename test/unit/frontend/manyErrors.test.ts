@@ -1,5 +1,7 @@
-// Files with a hundred thousand errors (fuzzing review, round 2): loading one neither overflows the
-// stack nor takes time quadratic in the number of errors.
+// Files with tens of thousands of errors (fuzzing review, round 2): loading one neither overflows
+// the stack nor reports an echo twice. (Their load time, quadratic in the errors before 8e9d1f5 —
+// 40 s for 1 MB of malformed numbers, now 1.5 s — is measured by hand, not asserted: tests time
+// nothing.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { load } from './harness.js';
@@ -11,25 +13,16 @@ test("440 KB of '; ' in a model: every error is reported, the stack does not ove
   assert.ok(r.diagnostics.every((d) => !/internal/.test(d.message)));
 });
 
-/** Loads `src` and returns the diagnostics and the seconds it took. */
-function timed(src: string): { n: number; s: number } {
-  const t = performance.now();
-  const r = load({ 'main.blip': src });
-  return { n: r.diagnostics.length, s: (performance.now() - t) / 1000 };
-}
+const count = (src: string): number => load({ 'main.blip': src }).diagnostics.length;
 
-test('600 KB of malformed numbers (50k lexical errors, each echoed by a check) loads in seconds, not a minute', () => {
-  const src = 'model m { node v: vit(image) {\n' + ' a: 12layers\n'.repeat(50_000) + '}}\n';
-  const { n, s } = timed(src);
-  assert.ok(n >= 50_000, String(n));
-  // (each lexical error was compared with every other diagnostic: 15 s here; now under 1.5 s)
-  assert.ok(s < 5, `${s.toFixed(1)} s`);
+test('600 KB of malformed numbers: one error each, the check that echoes it left out', () => {
+  const src = 'model m { node v: vit(image) {\n' + ' image_size: 12layers\n'.repeat(50_000) + '}}\n';
+  const ds = load({ 'main.blip': src }).diagnostics;
+  assert.equal(ds.filter((d) => d.code === 'BLIP1006').length, 50_000);
+  assert.equal(ds.filter((d) => d.code === 'BLIP3002').length, 0); // the type check's echo of each
 });
 
-test('600 KB of broken node heads (40k syntax errors in one model) loads in seconds', () => {
+test('600 KB of broken node heads (40k syntax errors in one model) are reported', () => {
   const src = 'model m {\n' + '  node x: vit(\n'.repeat(40_000) + '}\n';
-  const { n, s } = timed(src);
-  assert.ok(n >= 40_000, String(n));
-  // (every diagnostic was looked for among every damaged span: 8 s here; now about 2 s)
-  assert.ok(s < 5, `${s.toFixed(1)} s`);
+  assert.ok(count(src) >= 40_000);
 });
