@@ -199,6 +199,9 @@ function parseDiagnostic(src: SourceFile, e: IRecognitionException, tokens: ITok
   return diagnostic(code, src.loc(start, end), message);
 }
 
+/** Tokens that end a value in a list. */
+const AFTER_VALUE = new Set<unknown>([T.Int, T.Float, T.StringLiteral, T.True, T.False, T.Identifier, T.RBracket]);
+
 /** The keywords that start a model member (and 'override', which may precede one). */
 const MEMBER_START = new Set<unknown>([T.Node, T.Input, T.Output, T.Override, T.Preprocess, T.Generation]);
 
@@ -215,6 +218,7 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
   const declared = new Set<string>(); // in the current model
   let parens = 0;
   let braces = 0;
+  let brackets = 0; // open '[' since the last token no list holds
   const asName = (t: IToken): IToken => ({ ...t, tokenType: T.Identifier, tokenTypeIdx: T.Identifier.tokenTypeIdx! });
   const out: IToken[] = [];
   tokens.forEach((t, i) => out.push(...read(t, i)));
@@ -225,11 +229,28 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
     else if (t.tokenType === T.RCurly) braces = Math.max(0, braces - 1);
     else if (t.tokenType === T.LParen) parens++;
     else if (t.tokenType === T.RParen) parens = Math.max(0, parens - 1);
+    if (t.tokenType === T.LBracket) brackets++;
+    else if (t.tokenType === T.RBracket) brackets = Math.max(0, brackets - 1);
+    else if (!IN_LISTS.has(t.tokenType) && !T.KEYWORDS.has(t.tokenType)) brackets = 0;
     // (true and false are values too: `causal: true` must stay one)
     if (i === 0 || !T.KEYWORDS.has(t.tokenType) || t.tokenType === T.True || t.tokenType === T.False) return [t];
     const loc = src.loc(t.startOffset, t.endOffset! + 1);
     const prev = tokens[i - 1]!.tokenType;
     const next = tokens[i + 1]?.tokenType;
+    // in a list, followed by ',' or ']' (`mean: [0.48 input, 0.45]`): not a member starting (recovery
+    // would resume at it, ending the model), but a value given as a reserved word, or a stray word
+    // after a value, reported and left out
+    if (brackets > 0 && braces >= 2 && parens === 0 && (next === T.Comma || next === T.RBracket)) {
+      if (prev === T.LBracket || prev === T.Comma) {
+        diagnostics.push(diagnostic('BLIP1010', loc, `expected a value, found '${t.image}' ('${t.image}' is a reserved word: write it as a string, "${t.image}")`));
+        return [asName(t)];
+      }
+      if (AFTER_VALUE.has(prev)) {
+        diagnostics.push(diagnostic('BLIP1010', loc, `expected ',' or ']', found '${t.image}'`));
+        return [];
+      }
+    }
+    brackets = 0;
     if (t.tokenType === T.Override && next === T.Input) {
       diagnostics.push(diagnostic('BLIP1010', loc, `expected 'node' or 'output' after 'override', found 'input' (an input is not overridden: redeclare it with the same type, without 'override')`));
       return [];

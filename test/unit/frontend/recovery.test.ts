@@ -131,3 +131,19 @@ test("a member keyword starting the line after an attribute's ':' begins the nex
   // (on the same line it is still a reserved word given as a value)
   assert.match(check(edit('frozen @ "vision_model"', 'frozen @ "vision_model" { config: node }'))[0]!.message, /write it as a string, "node"/);
 });
+
+test('a reserved word in a list is one error and the model goes on after the list', () => {
+  const block = (list: string) => edit('output text: generate(llm)', `output text: generate(llm)\n  preprocess {\n    mean: ${list}\n    std: [0.26, 0.26, 0.27]\n  }\n  generation { max_new_tokns: 20 }`);
+  // a stray word after a value: left out, so the list keeps its 3 items (no BLIP3007), and the
+  // generation block after it is still checked (its misspelt key reported), not BLIP1012
+  for (const kw of ['input', 'node', 'generation']) {
+    const ds = check(block(`[0.48 ${kw}, 0.45, 0.40]`));
+    assert.deepEqual(ds.map((d) => `${d.code}@${d.line}`), ['BLIP1010@10', 'BLIP3001@13'], kw);
+    assert.match(ds[0]!.message, new RegExp(`expected ',' or '\\]', found '${kw}'$`));
+  }
+  // as an item of its own: a value that is a reserved word
+  const ds = check(block('[input, 0.45, 0.40]'));
+  assert.equal(`${ds[0]!.code}@${ds[0]!.line}:${ds[0]!.column}`, 'BLIP1010@10:12');
+  assert.match(ds[0]!.message, /write it as a string, "input"/);
+  assert.ok(!ds.some((d) => d.code === 'BLIP1012'));
+});
