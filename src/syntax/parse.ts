@@ -39,7 +39,7 @@ function describeChar(ch: string): string {
 const EXPECTED_CHARS = 'expected a name, number, string, comment or one of { } ( ) [ ] : , @';
 
 /** Lexical problems, each one diagnostic; `damage` gets those the tree is not whole after (see ParseResult). */
-function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[], errorTokens: IToken[], damage: number[]): Diagnostic[] {
+function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[], errorTokens: IToken[], damage: number[], stray: Set<IToken>): Diagnostic[] {
   const out: Diagnostic[] = [];
   for (const e of errors) {
     const ch = String.fromCodePoint(src.text.codePointAt(e.offset) ?? 0xfffd);
@@ -70,6 +70,8 @@ function lexDiagnostics(src: SourceFile, errors: ILexingError[], tokens: IToken[
     }
     else if (t.tokenType === T.SingleQuotedString)
       out.push(diagnostic('BLIP1001', at(1), `unexpected character ''' (U+0027): expected a string in double quotes ("${t.image.slice(1, -1)}")`));
+    else if (stray.has(t) && t.tokenType === T.Equals) out.push(diagnostic('BLIP1001', at(1), `unexpected character '=' (U+003D): expected '{' to follow the name directly (an attribute block is not assigned)`));
+    else if (stray.has(t)) out.push(diagnostic('BLIP1001', at(1), `unexpected character '#' (U+0023): expected ':' to follow the name directly`));
     else if (t.tokenType === T.Equals) out.push(diagnostic('BLIP1001', at(1), `unexpected character '=' (U+003D): expected ':' between a name and its value`));
     else if (t.tokenType === T.HashComment) out.push(diagnostic('BLIP1001', at(1), `unexpected character '#' (U+0023): expected a comment to start with '//' (or to be written /* … */)`));
     else {
@@ -126,6 +128,42 @@ function reopenStrings(text: string, lexed: Lexed): Lexed {
     errors: keep(lexed.errors, (e) => e.offset),
     errorTokens: [...keep(lexed.errorTokens, (t) => t.startOffset), ...reopened.values()].sort((a, b) => a.startOffset - b.startOffset),
   };
+}
+
+/**
+ * A '#' glued to the end of a name and followed by ':' (`max_new_tokens#: 20`) is a stray character,
+ * not a comment: the rest of its line is lexed again, so that the attribute is read whole. The '#'
+ * stays an error token (skipped by the parser), added to `stray`.
+ */
+function splitHashes(text: string, lexed: Lexed, stray: Set<IToken>): Lexed {
+  const glued = lexed.errorTokens.filter((t) => t.tokenType === T.HashComment && /[\p{L}\p{N}_]/u.test(text[t.startOffset - 1] ?? '') && /^#[ \t]*:/.test(t.image));
+  if (!glued.length) return lexed;
+  const out: Lexed = { tokens: [...lexed.tokens], comments: [...lexed.comments], errors: [...lexed.errors], errorTokens: lexed.errorTokens.filter((t) => !glued.includes(t)) };
+  for (const h of glued) {
+    const from = h.startOffset + 1;
+    const shift = (t: IToken): IToken => ({
+      ...t,
+      startOffset: t.startOffset + from,
+      endOffset: t.endOffset! + from,
+      startLine: h.startLine,
+      endLine: h.startLine,
+      startColumn: t.startColumn! + h.startColumn!,
+      endColumn: t.endColumn! + h.startColumn!,
+    });
+    const sub = T.BlipLexer.tokenize(text.slice(from, h.endOffset! + 1));
+    const hash = { ...h, image: '#', endOffset: h.startOffset, endColumn: h.startColumn };
+    stray.add(hash);
+    out.errorTokens.push(hash, ...((sub.groups.errors ?? []) as IToken[]).map(shift));
+    out.tokens.push(...sub.tokens.map(shift));
+    out.comments.push(...((sub.groups.comments ?? []) as IToken[]).map(shift));
+    out.errors.push(...sub.errors.map((e) => ({ ...e, offset: e.offset + from, column: e.column === undefined ? undefined : e.column + h.startColumn!, line: h.startLine })));
+  }
+  const byStart = (a: { startOffset: number }, b: { startOffset: number }) => a.startOffset - b.startOffset;
+  out.tokens.sort(byStart);
+  out.comments.sort(byStart);
+  out.errorTokens.sort(byStart);
+  out.errors.sort((a, b) => a.offset - b.offset);
+  return out;
 }
 
 /** After these a name goes. */
@@ -289,17 +327,23 @@ export function parse(text: string, file: string): ParseResult {
     return { ast: empty, source, damage: [0], diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(text.length)} MiB`)] };
   }
   const raw = T.BlipLexer.tokenize(text);
-  const lexed = reopenStrings(text, { tokens: raw.tokens, errorTokens: (raw.groups.errors ?? []) as IToken[], comments: (raw.groups.comments ?? []) as IToken[], errors: raw.errors });
+  const stray = new Set<IToken>(); // a '#' glued to a name, '=' before '{'
+  const lexed = splitHashes(text, reopenStrings(text, { tokens: raw.tokens, errorTokens: (raw.groups.errors ?? []) as IToken[], comments: (raw.groups.comments ?? []) as IToken[], errors: raw.errors }), stray);
   // Error tokens the parser reads as what was meant (a '#' comment is skipped), sorted in.
   const meant = lexed.errorTokens.filter((t) => t.tokenType !== T.UnterminatedComment && t.tokenType !== T.HashComment);
   const merged = meant.length ? [...lexed.tokens, ...meant].sort((a, b) => a.startOffset - b.startOffset) : lexed.tokens;
   const later: Diagnostic[] = [];
   const asNames = new Set<IToken>();
-  const named = digitNames(source, merged, later, asNames);
+  const named = digitNames(source, merged, later, asNames).filter((t, i, all) => {
+    // `node qformer = {`: the '=' is left out (`node NAME {` refines a node), not read as ':' (a kind to follow)
+    if (t.tokenType !== T.Equals || all[i + 1]?.tokenType !== T.LCurly) return true;
+    stray.add(t);
+    return false;
+  });
   // The tree is whole after lexical errors read as what was meant, but for a name misspelt (its
   // other uses may be spelt otherwise) or text an open string or comment swallowed.
   const damage = later.map((d) => d.loc.start);
-  const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, lexed.errorTokens.filter((t) => !asNames.has(t)), damage);
+  const diagnostics = lexDiagnostics(source, lexed.errors, lexed.tokens, lexed.errorTokens.filter((t) => !asNames.has(t)), damage, stray);
   for (const d of later) diagnostics.push(d);
   // Bytes that were not UTF-8 inside a string or a comment, which the lexer takes as they are
   // (outside them the lexer has reported its run of unexpected characters already). They decode

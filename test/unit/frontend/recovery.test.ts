@@ -147,3 +147,15 @@ test('a reserved word in a list is one error and the model goes on after the lis
   assert.match(ds[0]!.message, /write it as a string, "input"/);
   assert.ok(!ds.some((d) => d.code === 'BLIP1012'));
 });
+
+test("'=' before a node's attribute block and a '#' glued to a key: one error each, the rest read", () => {
+  const refine = 'model d extends m {\n  override node qformer ={\n    width: 768\n  }\n  override node llm { widht: 2560 }\n}\n';
+  const ds = check(BLIP2 + '\n' + refine);
+  assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1001@12:25', 'BLIP3001@15:23']);
+  assert.match(ds[0]!.message, /unexpected character '=' \(U\+003D\): expected '\{' to follow the name directly/);
+  const hash = check(edit('output text: generate(llm)', 'output text: generate(llm)\n  generation {\n    max_new_tokens#: 20\n    num_beams: 5\n  }'));
+  assert.deepEqual(hash.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1001@10:19']);
+  assert.match(hash[0]!.message, /unexpected character '#' \(U\+0023\): expected ':' to follow the name directly/);
+  // (the rest of the line is read: a mistake in it is reported)
+  assert.deepEqual(check(edit('output text: generate(llm)', 'output text: generate(llm)\n  generation { max_new_tokens#: 20, num_beems: 5 }')).map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1001@9:30', 'BLIP3001@9:37']);
+});
