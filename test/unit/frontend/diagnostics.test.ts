@@ -130,3 +130,15 @@ test('messages: a quoted name of over 80 characters is cut to 40, control charac
   const r = load({ 'main.blip': edit('qformer(vision)', `${long}(vision)`) });
   assert.ok(r.diagnostics.every((d) => d.message.length < 300), r.diagnostics.map((d) => d.message.length).join(' '));
 });
+
+test('suggestions among thousands of names: the first closest, cased as declared, from arrays and other iterables', async () => {
+  const { closest } = await import('../../../src/diagnostics/suggest.js');
+  const names = Array.from({ length: 3000 }, (_, i) => `a${i}`);
+  assert.equal(closest('zz0', names), undefined);
+  assert.equal(closest('a2999x', names), 'a2999');
+  assert.equal(closest('A1234', names), 'a1234');
+  assert.equal(closest('widht', new Set(['depth', 'Width', 'height'])), 'Width');
+  assert.equal(closest('decodr', ['decoder', 'decoded']), 'decoder');
+  names.push('zz0_'); // (an array that grew is read again)
+  assert.equal(closest('zz0', names), 'zz0_');
+});
