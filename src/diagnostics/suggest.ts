@@ -29,16 +29,6 @@ function distance(a: string, b: string, max = Infinity): number {
   return back1[n]!;
 }
 
-/** The candidates in lower case, kept per array (a check asks about many names against one list). */
-const lowered = new WeakMap<object, string[]>();
-
-function lower(candidates: Iterable<string>): string[] {
-  if (!Array.isArray(candidates)) return Array.from(candidates, (c) => c.toLowerCase());
-  let l = lowered.get(candidates);
-  if (!l || l.length !== candidates.length) lowered.set(candidates, (l = candidates.map((c: string) => c.toLowerCase())));
-  return l;
-}
-
 /** Characters of `word` by bucket (char code mod 64), and a scratch count (bag distance, below). */
 const wordCounts = new Int32Array(64);
 const used = new Int32Array(64);
@@ -62,13 +52,12 @@ export function closest(word: string, candidates: Iterable<string>): string | un
   const limit = Math.max(1, Math.min(3, Math.floor(word.length / 3)));
   const w = word.toLowerCase();
   const all = Array.isArray(candidates) ? (candidates as string[]) : [...candidates];
-  const lows = lower(all);
   wordCounts.fill(0);
   for (let i = 0; i < w.length; i++) wordCounts[w.charCodeAt(i) & 63]!++;
   let best: string | undefined;
   let bestD = Infinity;
   for (let k = 0; k < all.length; k++) {
-    const lc = lows[k]!;
+    const lc = all[k]!.toLowerCase();
     // (the distance is at least the difference in length and the bag distance: a candidate further
     // than the limit, or no closer than the best so far, is not measured; the first closest one is
     // still the answer)
