@@ -90,8 +90,23 @@ export function readBlipFile(p: string | number): string {
   }
 }
 
+/** 'a named pipe', 'a device', 'a socket' for such a path; undefined for a regular file, a folder or none. */
+function specialFileKind(p: string): string | undefined {
+  let st;
+  try {
+    st = statSync(p);
+  } catch {
+    return undefined; // (reading it says why)
+  }
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return undefined;
+}
+
 function readError(e: unknown): string {
   const code = (e as { code?: string })?.code;
+  if (code === 'ERR_INVALID_ARG_VALUE' || code === 'ERR_INVALID_ARG_TYPE') return 'a path with a NUL character';
   return code === 'ENOENT'
     ? 'no such file'
     : code === 'EISDIR'
@@ -180,6 +195,15 @@ export function loadProgram(file: string, opts: LoadOptions = {}): LoadResult {
       return undefined;
     }
     if (text === undefined) {
+      // an import is read only from a regular file: a named pipe would wait for a writer without
+      // end, and a device (a link to /dev/zero) is no .blip file (the file given to blip check may
+      // be a pipe: <(…) or standard input)
+      const kind = from && !opts.readFile ? specialFileKind(p) : undefined;
+      if (kind) {
+        importFailed = true;
+        diagnostics.push(diagnostic('BLIP2001', from!, `cannot import '${p}': expected a regular .blip file, found ${kind}`));
+        return undefined;
+      }
       try {
         text = readFile(p);
       } catch (e) {

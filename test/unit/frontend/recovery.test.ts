@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
 import { BLIP2, check, edit } from './harness.js';
@@ -88,6 +89,19 @@ test('a file imported twice, once through a symbolic link, is one file (no dupli
     symlinkSync(join(dir, 'g'), join(dir, 'link'));
     writeFileSync(join(dir, 'main.blip'), 'import "./link/base.blip"\nimport "./g/base.blip"\nmodel x extends m { generation { max_new_tokens: 3 } }\n');
     assert.deepEqual(loadProgram(join(dir, 'main.blip')).diagnostics.map((d) => d.code), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an import of a named pipe or a device (a link to /dev/zero) is one error at the import, never a wait without end', { timeout: 20_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'recovery-'));
+  try {
+    execFileSync('mkfifo', [join(dir, 'pipe.blip')]);
+    symlinkSync('/dev/zero', join(dir, 'zero.blip'));
+    writeFileSync(join(dir, 'main.blip'), 'import "./pipe.blip"\nimport "./zero.blip"\n' + BLIP2);
+    const ds = loadProgram(join(dir, 'main.blip')).diagnostics.map((d) => `${d.code}@${d.loc.line}:${d.loc.column} ${d.message.replace(/.*found /, '')}`);
+    assert.deepEqual(ds, ['BLIP2001@1:8 a named pipe', 'BLIP2001@2:8 a device']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
