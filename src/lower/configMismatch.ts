@@ -18,10 +18,13 @@ export function summarizeConfigMismatch(nodes: Map<string, ResolvedNode>, proble
     const [said, real] = differ[0] ?? [];
     if (said === undefined || differ.some(([e, f]) => e !== said || f !== real)) continue;
     // the attribute config.json gave that size (width before the others when two share it)
-    const attr = Object.keys(r.configKeys ?? {})
+    const keyed = Object.keys(r.attrs)
       .filter((a) => r.attrs[a] === said)
-      .sort((a, b) => Number(b === 'width') - Number(a === 'width'))[0];
-    if (!attr) continue;
+      .map((a) => [a, r.configKey?.(a)] as const)
+      .filter((x): x is readonly [string, string] => x[1] !== undefined)
+      .sort(([a], [b]) => Number(b === 'width') - Number(a === 'width'))[0];
+    if (!keyed) continue;
+    const [attr, configKey] = keyed;
     const at = problems.indexOf(mine[0]!);
     for (const p of mine) problems.splice(problems.indexOf(p), 1);
     const misshapen = mine.filter((p) => p.code === 'BLIP4012').length;
@@ -29,7 +32,7 @@ export function summarizeConfigMismatch(nodes: Map<string, ResolvedNode>, proble
     const counts = `${misshapen} of its tensors misshapen${missing ? `, ${missing} expected ones missing` : ''}`;
     problems.splice(at, 0, {
       code: 'BLIP4017',
-      message: `config.json "${r.configKeys![attr]}" says ${said} for attribute "${attr}" of node "${r.node.name}" (${r.node.kind}), but its tensors say ${real}: "${key}" is [${found.join(', ')}], not the [${expected.join(', ')}] ${said} makes (${counts}); config.json does not describe these weights: correct it`,
+      message: `config.json "${configKey}" says ${said} for attribute "${attr}" of node "${r.node.name}" (${r.node.kind}), but its tensors say ${real}: "${key}" is [${found.join(', ')}], not the [${expected.join(', ')}] ${said} makes (${counts}); config.json does not describe these weights: correct it`,
       loc: r.node.loc,
     });
   }

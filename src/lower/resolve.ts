@@ -17,14 +17,16 @@ export interface ResolvedNode {
   attrs: Attrs;
   /** Where each attribute came from: "the file", a config.json section, a class default, tensor shapes, the kind's default. */
   from: Record<string, string>;
-  /** For attributes config.json gives: the key they were read from ("text_config.hidden_size", "num_query_tokens"). */
-  configKeys?: Record<string, string>;
+  /**
+   * For an attribute config.json gives (not the file): the key it was read from
+   * ("text_config.hidden_size", "num_query_tokens"); found when a message asks.
+   */
+  configKey?: (attr: string) => string | undefined;
 }
 
 /**
  * Which key of the node's config section (or of the top level) gives `attr`: the one whose removal
- * changes what the kind reads. Asked for every attribute config.json gives (messages name it); a
- * kind reads a few dozen keys, so trying each is cheap.
+ * changes what the kind reads. Asked only when a message names it, so trying each key is cheap.
  */
 export function configKeyOf(kind: NodeKind, sectionName: string, section: Record<string, unknown>, root: Record<string, unknown>, attr: string): string | undefined {
   const read = (s: Record<string, unknown>, r: Record<string, unknown>) => JSON.stringify(kind.fromConfig!(s, r)[attr]);
@@ -128,12 +130,9 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     for (const [, found] of [...sources].reverse()) Object.assign(attrs, found);
     Object.assign(attrs, node.attrs);
     const from = Object.fromEntries(Object.keys(attrs).map((a) => [a, a in node.attrs ? 'the file' : (sources.find(([, f]) => a in f)?.[0] ?? `${node.kind}'s default`)]));
-    const configKeys: Record<string, string> = {};
-    for (const a of Object.keys(sources[0]?.[1] ?? {})) {
-      const key = !(a in node.attrs) && sources[0]![0].startsWith('config.json') ? keyOf(a) : undefined;
-      if (key) configKeys[a] = key;
-    }
-    nodes.set(node.name, { node, kind, attrs, from, configKeys });
+    const fromConfig = sources[0]?.[0].startsWith('config.json') ? sources[0][1] : {};
+    const configKey = (a: string) => (a in fromConfig && !(a in node.attrs) ? keyOf(a) : undefined);
+    nodes.set(node.name, { node, kind, attrs, from, configKey });
   }
   return { nodes, problems };
 }
