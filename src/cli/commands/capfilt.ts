@@ -16,10 +16,11 @@ const HELP = `Usage:
   blip capfilt worker --redis URL [--queue NAME] [--device D] [--threads N] [--exit-when-idle]
 
 CapFilt (BLIP's caption-and-filter): the captioner writes K synthetic captions per image with
-nucleus sampling (prompt "a picture of ", top-k 50, top-p P, 5 to 30 tokens), and the filter's
-ITM head (first 35 tokens of each text) drops every text, web or synthetic, it judges not to
-match the image. Output shards mirror the input shards: each sample keeps its image bytes and
-gets a .json with the web text, the synthetic captions, their ITM probabilities and the kept texts.
+nucleus sampling as BLIP's code does (prompt "a picture of ", top-k 50, top-p P, repetition
+penalty 1.1, 5 to 30 tokens), and the filter's ITM head (the first 35 tokens of each text) drops
+every text, web or synthetic, it judges not to match the image. Output shards mirror the input
+shards: each sample keeps its image bytes and gets a .json with the web text, the synthetic
+captions, their ITM probabilities and the kept texts.
 DEST also gets stats.json and errors.jsonl (unreadable samples, which never stop the run).
 
 Input (--input, repeatable):
