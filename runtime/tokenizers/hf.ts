@@ -39,7 +39,7 @@ const lib = hfTokenizers as unknown as {
   ByteLevelPreTokenizer: Ctor;
   WhitespaceSplitPreTokenizer: Ctor;
 };
-import { TokenizerLoadError } from '../errors.js';
+import { BlipRuntimeError, TokenizerLoadError } from '../errors.js';
 import { readJsonFile as readJsonOrProblem } from '../../src/jsonSyntax.js';
 import { generateMerges, parseSentencePieceModel, PieceType, type SpModel } from './sentencepiece.js';
 import { isCjk } from './cjk.js';
@@ -659,12 +659,30 @@ export class HfTokenizer {
 
   /** Token strings of a text (no special tokens). */
   tokenize(text: string): string[] {
-    return this.tokenizer.encode(text, { add_special_tokens: false }).tokens;
+    return this.encodeText(text).tokens;
+  }
+
+  /**
+   * The library's encoding of a text without special tokens. It spreads each word's tokens into a
+   * call's arguments, so a word of some 100,000 tokens (a megabyte of CJK has no spaces) overflows
+   * the stack: that is a BLIP5032 that says so, not a RangeError.
+   */
+  private encodeText(text: string): { ids: number[]; tokens: string[] } {
+    try {
+      return this.tokenizer.encode(text, { add_special_tokens: false });
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      throw new BlipRuntimeError(
+        'BLIP5032',
+        `${this.source}: a text of ${text.length.toLocaleString('en-US')} characters is too long to tokenize (${e.message}): shorten it or split its longest run without spaces`,
+        this.source,
+      );
+    }
   }
 
   /** transformers' tokenizer(text)["input_ids"]. */
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const enc = this.tokenizer.encode(text, { add_special_tokens: false });
+    const enc = this.encodeText(text);
     const ids = enc.ids.map((id, i) => {
       if (id === undefined || id === null || Number.isNaN(id)) {
         throw new TokenizerLoadError(`${this.source}: token ${JSON.stringify(enc.tokens[i])} has no id and the tokenizer has no unknown token`, this.source);

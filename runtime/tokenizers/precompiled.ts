@@ -12,6 +12,7 @@ export class PrecompiledCharsmap {
   private readonly enc = new TextEncoder();
   private readonly dec = new TextDecoder();
   private readonly segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+  private readonly clusterCache = new Map<string, string>();
 
   constructor(blob: Uint8Array) {
     if (blob.length < 4) throw new Error('precompiled charsmap too short');
@@ -57,21 +58,97 @@ export class PrecompiledCharsmap {
     return this.dec.decode(this.normalized.subarray(idx, end));
   }
 
+  /** One grapheme cluster, normalised: whole when shorter than 6 UTF-8 bytes and in the map, else per character. */
+  private normalizeCluster(segment: string): string {
+    const cached = this.clusterCache.get(segment);
+    if (cached !== undefined) return cached;
+    let out: string | null = null;
+    if (this.enc.encode(segment).length < 6) out = this.transform(segment);
+    if (out === null) {
+      out = '';
+      for (const ch of segment) out += this.transform(ch) ?? ch;
+    }
+    // Short clusters repeat (letters, CJK characters); long ones are rare and would only fill the cache.
+    if (segment.length <= 4 && this.clusterCache.size < 1 << 16) this.clusterCache.set(segment, out);
+    return out;
+  }
+
   normalize(text: string): string {
     let out = '';
-    for (const { segment } of this.segmenter.segment(text)) {
-      if (this.enc.encode(segment).length < 6) {
-        const norm = this.transform(segment);
-        if (norm !== null) {
-          out += norm;
-          continue;
-        }
-      }
-      for (const ch of segment) {
-        const norm = this.transform(ch);
-        out += norm ?? ch;
-      }
-    }
+    forEachGraphemeCluster(text, this.segmenter, (segment) => {
+      out += this.normalizeCluster(segment);
+    });
     return out;
+  }
+}
+
+/**
+ * ASCII other than CR: two such characters side by side are always split by the grapheme cluster
+ * rules (every rule that joins needs a non-ASCII character or CR LF), so only runs touching other
+ * characters need Intl.Segmenter.
+ */
+const isSimple = (unit: number): boolean => unit < 0x80 && unit !== 0x0d;
+const isHighSurrogate = (unit: number): boolean => unit >= 0xd800 && unit <= 0xdbff;
+const isLowSurrogate = (unit: number): boolean => unit >= 0xdc00 && unit <= 0xdfff;
+
+/**
+ * Visits `text`'s extended grapheme clusters in order, as Intl.Segmenter splits the whole text.
+ * V8's segmenter costs more per character the longer its input (80,000 characters: seconds, CJK
+ * tens of seconds), so ASCII between ASCII is split here, and the rest — the "islands" of other
+ * characters with the ASCII characters next to them, which they may join (a combining mark after a
+ * letter, a letter after an Arabic number sign) — goes to the segmenter `window` code units at a
+ * time, resuming at the window's last cluster boundary (each boundary depends only on what comes
+ * before it and the whole character after it, so one found inside a window is final).
+ */
+export function forEachGraphemeCluster(
+  text: string,
+  segmenter: Intl.Segmenter,
+  visit: (segment: string) => void,
+  window = 1024,
+): void {
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    if (isSimple(text.charCodeAt(i)) && (i + 1 === n || isSimple(text.charCodeAt(i + 1)))) {
+      visit(text[i]);
+      i++;
+      continue;
+    }
+    // An island ends with an ASCII character followed by ASCII (or the end): a sure boundary.
+    let end = i + 1;
+    while (end < n) {
+      const simple = isSimple(text.charCodeAt(end));
+      end++;
+      if (simple && (end === n || isSimple(text.charCodeAt(end)))) break;
+    }
+    let start = i;
+    let size = window;
+    while (start < end) {
+      let stop = Math.min(end, start + size);
+      // Never cut a surrogate pair: the boundary before the last cluster depends on its whole first character.
+      if (stop < end && isHighSurrogate(text.charCodeAt(stop - 1)) && isLowSurrogate(text.charCodeAt(stop))) stop++;
+      let count = 0;
+      let lastIndex = 0;
+      let last = '';
+      for (const { segment, index } of segmenter.segment(text.slice(start, stop))) {
+        if (count > 0) visit(last);
+        last = segment;
+        lastIndex = index;
+        count++;
+      }
+      if (stop === end) {
+        visit(last);
+        break;
+      }
+      // The window's last cluster may go on past it: find it again from its start. A cluster as
+      // long as the window (a run of combining marks) needs a longer one.
+      if (count === 1) {
+        size *= 2;
+        continue;
+      }
+      start += lastIndex;
+      size = window;
+    }
+    i = end;
   }
 }

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blipDecoderPrompt, encoderText, llmPrompt, loadTokenizer, parseSentencePieceModel, qformerPrompt, toInt64 } from '../../../runtime/tokenizers/index.js';
 import { TokenizerLoadError } from '../../../runtime/errors.js';
+import { forEachGraphemeCluster } from '../../../runtime/tokenizers/precompiled.js';
 import { fixturePath, readFixtureJson } from './fixtures.js';
 
 interface TokCase {
@@ -222,6 +223,37 @@ test('T5: the SentencePiece charsmap is applied exactly (zero-width, fullwidth, 
   assert.ok(probe.length > 100);
   const tok = loadTokenizer(fixturePath('tokenizers', 't5'));
   for (const c of probe) assert.deepEqual(tok.encode(c.text), c.ids, JSON.stringify(c.text));
+});
+
+test('T5: grapheme clusters are split as Intl.Segmenter splits the whole text, whatever the window', () => {
+  // The charsmap replaces short clusters whole, so a wrong split changes ids. Characters that join
+  // (combining and spacing marks, ZWJ, Arabic number signs before a letter, regional-indicator
+  // pairs, Hangul jamo, CR LF, lone surrogates) mixed with ASCII; windows small enough to cut
+  // clusters and surrogate pairs.
+  const pool = ['a', 'b', ' ', '1', '\r', '\n', '\r\n', '\t', '\u0301', '\u200d', '\ufe0f', '\u0600', '\u0605', '\u06dd', '\u0903', '\u0e33', 'ก', '\u0915', '\u094d', '👍', '🏽', '👨', '🇫', '🇷', '\u1100', '\u1161', '\u11a8', '가', '猫', 'é', '\ud800', '\udc00'];
+  const segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+  let seed = 7;
+  const next = (k: number): number => Math.floor(((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * k);
+  for (let t = 0; t < 1500; t++) {
+    let text = '';
+    for (let n = 1 + next(t % 10 === 0 ? 600 : 40); n > 0; n--) text += pool[next(pool.length)];
+    const want = [...segmenter.segment(text)].map((s) => s.segment);
+    for (const window of [3, 7, 64, 1024]) {
+      const got: string[] = [];
+      forEachGraphemeCluster(text, segmenter, (s) => got.push(s), window);
+      assert.deepEqual(got, want, `window ${window}: ${JSON.stringify(text)}`);
+    }
+  }
+});
+
+test('a word too long for the tokenizer library is a BLIP5032 naming its length, not a RangeError', () => {
+  // 150,000 CJK characters without a space: one word of 150,000 tokens, which the library spreads
+  // into one call's arguments.
+  const tok = loadTokenizer(fixturePath('tokenizers', 't5'));
+  assert.throws(
+    () => tok.encode('猫'.repeat(150_000)),
+    (e: Error & { code?: string }) => e.code === 'BLIP5032' && /a text of 150,000 characters is too long to tokenize/.test(e.message),
+  );
 });
 
 test('vocab.json + merges.txt: a malformed merge line is refused with its line number', () => {
