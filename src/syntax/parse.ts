@@ -7,6 +7,7 @@ import * as T from '../../grammar/tokens.js';
 import { diagnostic, type Diagnostic } from '../diagnostics/Diagnostic.js';
 import { SourceFile } from '../diagnostics/SourceFile.js';
 import type { Code } from '../diagnostics/codes.js';
+import { closest } from '../diagnostics/suggest.js';
 import type { ProgramSyntax } from './ast.js';
 import { AstBuilder } from './toAst.js';
 
@@ -259,7 +260,8 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
   let brackets = 0; // open '[' since the last token no list holds
   const asName = (t: IToken): IToken => ({ ...t, tokenType: T.Identifier, tokenTypeIdx: T.Identifier.tokenTypeIdx! });
   const out: IToken[] = [];
-  tokens.forEach((t, i) => out.push(...read(t, i)));
+  const meant = new Map<number, IToken>(); // a token read as the keyword it misspells
+  tokens.forEach((t, i) => out.push(...(meant.has(i) ? [meant.get(i)!] : read(t, i))));
   return out;
   function read(t: IToken, i: number): IToken[] {
     if (t.tokenType === T.Model && braces === 0) declared.clear(); // a new model declaration
@@ -292,6 +294,18 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
     if (t.tokenType === T.Override && next === T.Input) {
       diagnostics.push(diagnostic('BLIP1010', loc, `expected 'node' or 'output' after 'override', found 'input' (an input is not overridden: redeclare it with the same type, without 'override')`));
       return [];
+    }
+    // `override nod x { … }`: one error at the misspelt word, which is then read as 'node' (or
+    // 'output', when it is nearer that), so the member parses instead of failing at 'override'
+    if (t.tokenType === T.Override && next === T.Identifier) {
+      const word = tokens[i + 1]!;
+      const guess = closest(word.image, ['node', 'output']);
+      diagnostics.push(
+        diagnostic('BLIP1010', src.loc(word.startOffset, word.endOffset! + 1), `expected 'node' or 'output' after 'override', found '${word.image}'${guess ? `; did you mean '${guess}'?` : ''}`),
+      );
+      const kw = guess === 'output' ? T.Output : T.Node;
+      meant.set(i + 1, { ...word, tokenType: kw, tokenTypeIdx: kw.tokenTypeIdx! });
+      return [t];
     }
     // a use of the name so declared, as a node's input (`bert(model, cross: v)`): read as the name, not reported again
     if (declared.has(t.image) && parens > 0 && (prev === T.LParen || prev === T.Comma || prev === T.Colon) && (next === T.Comma || next === T.RParen)) return [asName(t)];

@@ -43,6 +43,22 @@ test("'override input' is one error that says inputs are not overridden", () => 
   assert.match(ds[0]!.message, /an input is not overridden/);
 });
 
+test("'override' before a misspelt 'node' or 'output' is one error at that word, and the member still parses", () => {
+  const base = { 'base.blip': BLIP2 };
+  for (const [member, at, hint] of [
+    ['override nod projection { width: 7 }', 'BLIP1010@3:12', /found 'nod'; did you mean 'node'\?$/],
+    ['override outptu text: generate(llm)', 'BLIP1010@3:12', /found 'outptu'; did you mean 'output'\?$/],
+    ['override zzz projection { width: 7 }', 'BLIP1010@3:12', /expected 'node' or 'output' after 'override', found 'zzz'$/],
+  ] as const) {
+    // the model's other members are still read: no BLIP2029 (no outputs), no second syntax error
+    const ds = check(`import "./base.blip"\nmodel d extends m {\n  ${member}\n  output other: generate(llm)\n}\n`, base).filter((d) => d.code.startsWith('BLIP1'));
+    assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), [at], member);
+    assert.match(ds[0]!.message, hint);
+  }
+  const plain = check(`model m2 {\n  input image: image\n  override nod v: vit(image) @ "vision_model"\n  output caption: generate(v)\n}\n`, {});
+  assert.ok(!plain.some((d) => d.code === 'BLIP2029'), plain.map((d) => d.code).join(' '));
+});
+
 test("'=' for ':', '#' comments, single quotes and names starting with a digit: one error each, with a hint", () => {
   const cases: Array<[string, string, RegExp]> = [
     ['output text: generate(llm)', 'output text = generate(llm)', /expected ':'/],
