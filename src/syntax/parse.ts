@@ -192,6 +192,41 @@ function digitNames(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]
   });
 }
 
+/** Tokens that start a list item. */
+const VALUE_START = new Set<unknown>([T.Int, T.Float, T.StringLiteral, T.True, T.False, T.Identifier, T.LBracket]);
+
+/**
+ * A missing or doubled comma in a list (`[0.5 0.5]`, `[red green, blue]`, `[0.5,, 0.5]`) is one
+ * error, and the list is read as meant (the comma supplied, the extra one left out): the parser's
+ * own recovery would read a name after a value as the next attribute's key, or stop at the second
+ * comma, and report again at the ']'. A name followed by ':' is a key after a list left open, and
+ * a token no list holds ends any open list, as in limitNesting.
+ */
+function listCommas(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]): IToken[] {
+  const out: IToken[] = [];
+  let depth = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (depth > 0 && !IN_LISTS.has(t.tokenType)) depth = 0;
+    const prev = out[out.length - 1]?.tokenType;
+    if (depth > 0) {
+      if (t.tokenType === T.Comma && (prev === T.LBracket || prev === T.Comma)) {
+        diagnostics.push(diagnostic('BLIP1010', src.loc(t.startOffset, t.endOffset! + 1), `expected a value or ']', found ','`));
+        continue;
+      }
+      const item = VALUE_START.has(t.tokenType) && !(t.tokenType === T.Identifier && tokens[i + 1]?.tokenType === T.Colon);
+      if (item && AFTER_VALUE.has(prev)) {
+        diagnostics.push(diagnostic('BLIP1010', src.loc(t.startOffset, t.endOffset! + 1), `expected ',' or ']', found '${t.image}'`));
+        out.push({ ...t, image: ',', tokenType: T.Comma, tokenTypeIdx: T.Comma.tokenTypeIdx!, endOffset: t.startOffset });
+      }
+    }
+    if (t.tokenType === T.LBracket) depth++;
+    else if (t.tokenType === T.RBracket) depth = Math.max(0, depth - 1);
+    out.push(t);
+  }
+  return out;
+}
+
 /** Drops lists nested deeper than MAX_LIST_DEPTH (reported once each) so parsing stays shallow. */
 const IN_LISTS = new Set<unknown>([T.LBracket, T.RBracket, T.Comma, T.Int, T.Float, T.StringLiteral, T.True, T.False, T.Identifier]);
 
@@ -383,7 +418,7 @@ export function parse(text: string, file: string): ParseResult {
             : t,
   );
   const lexical = diagnostics.length;
-  const tokens = limitNesting(source, reservedWords(source, converted, diagnostics), diagnostics);
+  const tokens = limitNesting(source, listCommas(source, reservedWords(source, converted, diagnostics), diagnostics), diagnostics);
   for (const d of diagnostics.slice(lexical)) damage.push(d.loc.start);
 
   let cst: C.ProgramCstNode | undefined;

@@ -59,6 +59,22 @@ test("'override' before a misspelt 'node' or 'output' is one error at that word,
   assert.ok(!plain.some((d) => d.code === 'BLIP2029'), plain.map((d) => d.code).join(' '));
 });
 
+test('a missing or doubled comma in a list is one error each, and the rest of the block is read', () => {
+  for (const [list, errs] of [
+    ['[0.5, 0.5 red]', ["expected ',' or ']', found 'red'"]],
+    ['[red green, blue]', ["expected ',' or ']', found 'green'"]],
+    ['[0.5,, 0.5, 0.5]', ["expected a value or ']', found ','"]],
+    ['[[1, 2] [3, 4]]', ["expected ',' or ']', found '['"]],
+    ['[0.5 0.5 0.5]', ["expected ',' or ']', found '0.5'", "expected ',' or ']', found '0.5'"]],
+  ] as const) {
+    const ds = check(edit('output text: generate(llm)', `output text: generate(llm)\n  preprocess { mean: ${list}\n    std: [0.5, 0.5, 0.5] }`));
+    assert.deepEqual(ds.filter((d) => d.code.startsWith('BLIP1')).map((d) => d.message), errs, list);
+  }
+  // a list left open before the next key still closes there, with one error
+  const open = check(edit('output text: generate(llm)', 'output text: generate(llm)\n  preprocess { mean: [0.5, 0.5, 0.5\n    std: [0.5, 0.5, 0.5] }'));
+  assert.deepEqual(open.map((d) => d.message), ["expected ',' or ']', found 'std'"]);
+});
+
 test("'=' for ':', '#' comments, single quotes and names starting with a digit: one error each, with a hint", () => {
   const cases: Array<[string, string, RegExp]> = [
     ['output text: generate(llm)', 'output text = generate(llm)', /expected ':'/],
