@@ -281,9 +281,10 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
 
 /**
  * Refuse, before any work, text longer than the model's learned positions (the manifest's
- * text.max_positions): onnxruntime would fail with a shape error far from the cause.
+ * text.max_positions): onnxruntime would fail with a shape error far from the cause. `maxLength`:
+ * given when the new tokens were asked for that way, for the message.
  */
-function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | undefined): void {
+function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | undefined, maxLength?: number): void {
   const lim = m.text.max_positions;
   if (!lim) return;
   const width = (t: ort.Tensor | undefined) => (t ? Number(t.dims[1]) : 0);
@@ -300,7 +301,7 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
     if (prompt > lim.decoder || total > lim.decoder) {
       throw new BlipRuntimeError(
         'BLIP5032',
-        `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower maxNewTokens`,
+        `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for${maxLength !== undefined ? ` (maxLength ${maxLength})` : ''}` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower ${maxLength !== undefined ? 'maxLength' : 'maxNewTokens'}`,
       );
     }
   }
@@ -473,7 +474,10 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const t0 = performance.now();
       const pixel_values = await pixelBatch(chunk, ctx.preprocess, start, declaredImageSize(ctx.manifest, 'encode'));
       const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
-      checkLengths(m, built, base.maxNewTokens);
+      // what the loop will decode at most: maxLength counts the prompt it is given, as in transformers
+      const loopPrompt = built.prompt.inputIds[0]?.length ?? 0;
+      const newTokens = base.maxNewTokens ?? (base.maxLength !== undefined ? Math.max(0, base.maxLength - loopPrompt) : undefined);
+      checkLengths(m, built, newTokens, base.maxNewTokens === undefined && base.maxLength !== undefined ? base.maxLength : undefined);
       let openEncode = 0;
       if (ctx.stages) {
         const t = performance.now();
@@ -490,7 +494,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const t2 = performance.now();
       let openDecoder = 0;
       if (ctx.stages) {
-        await ctx.stages.decode({ steps: base.maxNewTokens ?? base.maxLength ?? 20, beams: base.numBeams ?? 1 });
+        await ctx.stages.decode({ steps: newTokens ?? 20, beams: base.numBeams ?? 1 });
         openDecoder = performance.now() - t2;
       }
       const model = new TimedStepModel(

@@ -71,6 +71,8 @@ test('generate() options are named as the library names them, with what was foun
   for (const [opts, message] of cases) await assert.rejects(g.generate([IMG], opts), says('BLIP5030', message), JSON.stringify(opts));
   // the decoder's positions: "lower maxNewTokens"
   await assert.rejects(caption.generate([IMG], { maxNewTokens: 10_000 }), says('BLIP5032', /lower maxNewTokens$/));
+  // asked as maxLength, the same check before any work (it failed inside onnxruntime, BLIP5043)
+  await assert.rejects(caption.generate([IMG], { maxLength: 10_000 }), says('BLIP5032', /new tokens were asked for \(maxLength 10000\); .* lower maxLength$/));
 });
 
 test('with no images the options and the pairing rule are still checked', async () => {
