@@ -13,7 +13,7 @@
 //      OUT.tmp-<pid>-<call>/weights.bin, write the graphs, tokenizer files and, last, the manifest; rename.
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { IrModel, IrNode, IrOutput, SourceLoc } from '../ir/types.js';
 import type { Attrs } from '../nodes/NodeKind.js';
 import { Checkpoint } from '../weights/checkpoint.js';
@@ -36,6 +36,7 @@ import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } f
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
 import { compileCall, partialOutputPath, removeStaleLeftovers, replacedOutputPath, swapIntoPlace } from './partialOutput.js';
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
+import { readJsonFile } from '../jsonSyntax.js';
 import { PairRows } from './pairs.js';
 import { summarizeConfigMismatch } from './configMismatch.js';
 import { projectionLayoutProblems } from './projectionLayout.js';
@@ -607,15 +608,45 @@ function outputFolder(given: string): string {
   return existsSync(path) ? realpathSync(path) : resolve(dirname(path), readlinkSync(path));
 }
 
+/**
+ * BLIP4016 unless the existing `out` may be replaced: an empty folder, or a compiled model (a
+ * manifest.json that is blip-graph's: a file merely named so is someone else's) that does not hold
+ * what is being compiled. The swap deletes the old `out` whole, so a checkpoint inside it (or the
+ * checkpoint folder itself given as --out) would be lost; an --out inside the checkpoint is fine.
+ */
+function refuseToReplace(given: string, out: string, sources: string[]): void {
+  if (!statSync(out).isDirectory()) throw new CompileError('BLIP4016', `${given} exists and is not a folder; remove it or choose another --out`);
+  const entries = readdirSync(out);
+  if (entries.length === 0) return;
+  const manifestPath = join(out, MANIFEST_FILE);
+  if (!entries.includes(MANIFEST_FILE)) throw new CompileError('BLIP4016', `${given} exists and is not a compiled model (no ${MANIFEST_FILE}); remove it or choose another --out`);
+  const read = readJsonFile(manifestPath);
+  const format = read.problem === undefined && typeof read.value === 'object' && read.value !== null ? (read.value as Record<string, unknown>).format : undefined;
+  if (format !== MANIFEST_FORMAT) {
+    const why = read.problem !== undefined ? `${MANIFEST_FILE} ${read.problem}` : `its ${MANIFEST_FILE} is not blip-graph's (format ${format === undefined ? 'missing' : JSON.stringify(format)}, "${MANIFEST_FORMAT}" expected)`;
+    throw new CompileError('BLIP4016', `${given} exists and is not a compiled model: ${why}; remove it or choose another --out`);
+  }
+  const real = realpathSync(out);
+  for (const s of sources) {
+    let r: string;
+    try {
+      r = realpathSync(s);
+    } catch {
+      continue; // (a file the checkpoint did not have: nothing of it to lose)
+    }
+    const rel = relative(real, r);
+    if (rel === '' || (rel !== '..' && !rel.startsWith('..' + sep) && !isAbsolute(rel))) {
+      throw new CompileError('BLIP4016', `${given} holds the checkpoint being compiled (${s}); replacing it would delete the checkpoint: choose another --out`);
+    }
+  }
+}
+
 /** Write everything into OUT.tmp-<pid>-<call>, the manifest last, then move it into place. */
 async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<CompileResult, 'rewrites'>> {
   // an --out that is a symbolic link (current -> models/v3) is written where it points: the
   // swap-in rename would otherwise replace the link and leave its target stale
   const out = outputFolder(opts.out);
-  if (existsSync(out)) {
-    const ok = statSync(out).isDirectory() && (existsSync(join(out, MANIFEST_FILE)) || readdirSync(out).length === 0);
-    if (!ok) throw new CompileError('BLIP4016', `${opts.out} exists and is not a compiled model (no ${MANIFEST_FILE}); remove it or choose another --out`);
-  }
+  if (existsSync(out)) refuseToReplace(opts.out, out, [x.ckpt.dir, opts.weights, ...x.ckpt.fileNames]);
   const warnings = removeStaleLeftovers(out).map((p) => `removed ${p}, left by a compile that was killed`);
   if (x.store.floatType === 'float16' && (opts.target ?? 'plain') === 'cpu') {
     warnings.push('float16 for the CPU target saves disk only: onnxruntime\'s CPU provider runs the matrix products in float32 with converted copies of the weights (more memory than --dtype fp32, no faster); fp16 is for cuda and webgpu, --quantize int8 makes CPU weights smaller');

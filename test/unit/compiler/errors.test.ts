@@ -328,6 +328,51 @@ test('an output directory that is not a compiled model is left alone; a compiled
   }
 });
 
+test('--out is not replaced when its manifest.json is not blip-graph\'s or it holds the checkpoint being compiled (BLIP4016); an --out inside the checkpoint is written', async () => {
+  const root = tmp('out-keep-');
+  try {
+    const { model, text } = loadModel(CAPTION);
+    const weights = join(FIXTURES, 'blip-caption-a', 'checkpoint');
+    const refused = async (w: string, out: string, message: RegExp) =>
+      assert.rejects(compile({ model, graphFile: CAPTION, graphText: text, weights: w, out }), (e) => {
+        assert.ok(e instanceof CompileError, String(e));
+        assert.equal(e.code, 'BLIP4016');
+        assert.match(e.message, message);
+        return true;
+      });
+    // a folder of the user's that happens to hold a manifest.json (a web app's), or one that is not JSON
+    const notes = join(root, 'notes');
+    mkdirSync(notes);
+    writeFileSync(join(notes, 'manifest.json'), '{"name":"my web app"}');
+    writeFileSync(join(notes, 'data.txt'), 'precious');
+    await refused(weights, notes, /notes exists and is not a compiled model: its manifest\.json is not blip-graph's \(format missing, "blip-graph-artifact" expected\)/);
+    writeFileSync(join(notes, 'manifest.json'), '{');
+    await refused(weights, notes, /notes exists and is not a compiled model: manifest\.json is not valid JSON/);
+    assert.equal(readFileSync(join(notes, 'data.txt'), 'utf8'), 'precious');
+    // the checkpoint itself as --out
+    const ck = join(root, 'ck');
+    cpSync(weights, ck, { recursive: true });
+    writeFileSync(join(ck, 'manifest.json'), '{}');
+    await refused(ck, ck, /ck exists and is not a compiled model/);
+    await compile({ model, graphFile: CAPTION, graphText: text, weights: ck, out: join(root, 'model') });
+    cpSync(join(root, 'model', 'manifest.json'), join(ck, 'manifest.json')); // (even with a real manifest)
+    await refused(ck, ck, /ck holds the checkpoint being compiled/);
+    assert.ok(existsSync(join(ck, 'model.safetensors')) && existsSync(join(ck, 'config.json')));
+    // a compiled model that keeps its checkpoint inside it
+    const inner = join(root, 'model', 'hf-checkpoint');
+    cpSync(weights, inner, { recursive: true });
+    await refused(inner, join(root, 'model'), /model holds the checkpoint being compiled \(.*hf-checkpoint/);
+    assert.ok(existsSync(join(inner, 'model.safetensors')));
+    // an --out inside the checkpoint is fine, and compiled again over itself
+    rmSync(join(ck, 'manifest.json'));
+    await compile({ model, graphFile: CAPTION, graphText: text, weights: ck, out: join(ck, 'compiled') });
+    await compile({ model, graphFile: CAPTION, graphText: text, weights: ck, out: join(ck, 'compiled') });
+    assert.ok(existsSync(join(ck, 'compiled', 'manifest.json')) && existsSync(join(ck, 'model.safetensors')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("a LLaMA checkpoint with older per-layer rotary buffers (self_attn.rotary_emb.inv_freq) compiles: transformers ignores them too", async () => {
   const extra = (l: number) => ({ name: `language_model.model.layers.${l}.self_attn.rotary_emb.inv_freq`, dtype: 'F32', shape: [4], data: new Uint8Array(new Float32Array([1, 0.1, 0.01, 0.001]).buffer) });
   const weights = checkpointCopy('blip2-llama-a', (ts) => [...ts, extra(0), extra(1)]);
