@@ -20,9 +20,10 @@ export const FLOAT_MIN: Record<FloatType, number> = { float32: -3.40282346638528
  * T5 / LLaMA RMS norm: x·rsqrt(mean(x²) + eps) with the statistics in float32 (float16 graphs cast
  * there and back, as transformers does), then ·weight.
  */
-export function rmsNorm(b: GraphBuilder, x: Value, weight: Value, eps: number, role = 'rmsnorm'): Value {
+export function rmsNorm(b: GraphBuilder, x: Value, weight: Value, eps: number, role = 'rmsnorm', xIsFloat32 = false): Value {
   const f16 = b.floatType === 'float16';
-  const x32 = f16 ? b.cast(x, 'float32', `${role}_f32`) : x;
+  // xIsFloat32: a float32 input in a float16 graph (T5's residual stream, see src/nodes/t5.ts).
+  const x32 = f16 && !xIsFloat32 ? b.cast(x, 'float32', `${role}_f32`) : x;
   const ms = b.op('ReduceMean', [b.mul(x32, x32, `${role}_sq`)], { axes: [-1], keepdims: 1 }, { name: `${role}_ms` }); // (…, 1)
   const inv = b.op('Reciprocal', [b.op('Sqrt', [b.add(ms, f32(b, eps), `${role}_eps`)], {}, { name: `${role}_rms` })], {}, { name: `${role}_inv` });
   let y = b.mul(x32, inv, `${role}_normed`);

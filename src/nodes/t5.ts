@@ -176,11 +176,43 @@ function feedForward(ctx: LowerContext, dm: Dims, x: Value, p: string): Value {
     const hidden = ctx.bool('gated')
       ? b.mul(activation(b, dense(ctx, x, `${r}.wi_0`, dm.d, dm.F, 'wi_0', false), act), dense(ctx, x, `${r}.wi_1`, dm.d, dm.F, 'wi_1', false), 'gated')
       : activation(b, dense(ctx, x, `${r}.wi`, dm.d, dm.F, 'wi', false), act);
+    // transformers keeps T5's `wo` in float32 in a float16 model (_keep_in_fp32_modules = ["wo"]):
+    // the gated activations are cast up, the product and its output are float32.
+    if (b.floatType === 'float16') return b.withFloatType('float32', () => dense(ctx, b.cast(hidden, 'float32', 'wo_input_f32'), `${r}.wo`, dm.F, dm.d, 'wo', false));
     return dense(ctx, hidden, `${r}.wo`, dm.F, dm.d, 'wo', false);
   });
 }
 
-const norm = (ctx: LowerContext, dm: Dims, x: Value, name: string, role: string) => rmsNorm(ctx.b, x, ctx.param(`${name}.weight`, [dm.d]), dm.eps, role);
+/**
+ * The residual stream of a float16 T5 as transformers computes it: float16 until the first
+ * feed-forward, whose float32 `wo` output promotes the sum (float16 + float32 -> float32), and float32
+ * from then on; sublayer outputs (float16 attention, float32 feed-forward) are added in float32, and
+ * each RMS norm reads the float32 stream and casts back to float16 before its weight. In float32
+ * graphs a plain residual.
+ */
+class Residual {
+  /** The stream is float32 (in a float16 graph). */
+  f32 = false;
+  constructor(
+    private readonly ctx: LowerContext,
+    private readonly dm: Dims,
+    public h: Value,
+  ) {}
+  norm(name: string, role: string, x = this.h): Value {
+    return rmsNorm(this.ctx.b, x, this.ctx.param(`${name}.weight`, [this.dm.d]), this.dm.eps, role, this.f32);
+  }
+  /** h += y; `y32`: y is float32 (the feed-forward's `wo` output in a float16 graph). */
+  add(y: Value, role: string, y32 = false): Value {
+    const b = this.ctx.b;
+    if (b.floatType === 'float16' && (this.f32 || y32)) {
+      const h = this.f32 ? this.h : b.cast(this.h, 'float32', `${role}_h_f32`);
+      this.h = b.add(h, y32 ? y : b.cast(y, 'float32', `${role}_y_f32`), role);
+      this.f32 = true;
+    } else this.h = b.add(this.h, y, role);
+    return this.h;
+  }
+}
+
 const embeddings = (ctx: LowerContext, dm: Dims, stack: string) => ctx.param(ctx.has('shared.weight') || !ctx.has(`${stack}.embed_tokens.weight`) ? 'shared.weight' : `${stack}.embed_tokens.weight`, [dm.V, dm.d]);
 
 /**
@@ -194,19 +226,21 @@ export function t5Encode(ctx: LowerContext, prefix: Value | undefined, text: Tex
   const { b } = ctx;
   const dm = dims(ctx);
   const tokens = b.gather(embeddings(ctx, dm, 'encoder'), text.ids, 0, 'tokens'); // (B, S, d)
-  let h = prefix ? b.concat([prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, d)
+  const h = prefix ? b.concat([prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, d)
   const mask = prefix ? b.concat([onesMask(b, prefix, 'prefix_mask'), text.mask], 1, 'encoder_mask') : text.mask; // (B, L)
   const positions = b.range(b.int64([0], [], 'zero'), b.dim(h, 1, 'encoder_length'), 'encoder_positions');
   const bias = b.add(positionBias(ctx, 'encoder', true, positions, positions, 'encoder_position_bias'), paddingBias(b, mask, 'encoder_pad_bias'), 'encoder_bias'); // (B, N, L, L)
+  const res = new Residual(ctx, dm, h);
+  const f16 = b.floatType === 'float16';
   for (let i = 0; i < ctx.int('depth'); i++) {
     const p = `encoder.block.${i}`;
-    h = b.scope(p, () => {
-      const x = norm(ctx, dm, h, `${p}.layer.0.layer_norm`, 'layer_norm_0');
-      const r = b.add(h, b.scope('SelfAttention', () => attention(ctx, dm, x, x, `${p}.layer.0.SelfAttention`, bias).out), 'attn_residual');
-      return b.add(r, feedForward(ctx, dm, norm(ctx, dm, r, `${p}.layer.1.layer_norm`, 'layer_norm_1'), `${p}.layer.1`), 'ffn_residual');
+    b.scope(p, () => {
+      const x = res.norm(`${p}.layer.0.layer_norm`, 'layer_norm_0');
+      res.add(b.scope('SelfAttention', () => attention(ctx, dm, x, x, `${p}.layer.0.SelfAttention`, bias).out), 'attn_residual');
+      res.add(feedForward(ctx, dm, res.norm(`${p}.layer.1.layer_norm`, 'layer_norm_1'), `${p}.layer.1`), 'ffn_residual', f16);
     });
   }
-  const states = norm(ctx, dm, h, 'encoder.final_layer_norm', 'encoder_final_layer_norm'); // (B, L, d)
+  const states = res.norm('encoder.final_layer_norm', 'encoder_final_layer_norm'); // (B, L, d)
   const inner = dm.N * dm.dkv;
   const cross = Array.from({ length: ctx.int('decoder_depth') }, (_, i) =>
     b.scope(`decoder.block.${i}.EncDecAttention`, () => {
@@ -228,26 +262,28 @@ function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
   const { b } = ctx;
   const dm = dims(ctx);
   if (!io.cross || !io.crossMask) throw new CompileError('BLIP4015', 't5: the decoder step needs the cross keys/values from encode.onnx', ctx.node.loc);
-  let h = b.gather(embeddings(ctx, dm, 'decoder'), io.ids, 0, 'tokens'); // (B, S, d)
+  const h = b.gather(embeddings(ctx, dm, 'decoder'), io.ids, 0, 'tokens'); // (B, S, d)
   const T = b.dim(io.mask, 1, 'total_length');
   const qpos = b.range(b.sub(T, b.dim(io.ids, 1, 'step_length'), 'past_length'), T, 'query_positions'); // P .. T-1
   const kpos = b.range(b.int64([0], [], 'zero'), T, 'key_positions');
   const selfBias = b.add(positionBias(ctx, 'decoder', false, qpos, kpos, 'decoder_position_bias'), causalBias(b, io.mask, h), 'self_bias'); // (B, N, S, T)
   const crossBias = paddingBias(b, io.crossMask, 'cross_bias'); // (B, 1, 1, L)
   const present: KV[] = [];
+  const res = new Residual(ctx, dm, h);
+  const f16 = b.floatType === 'float16';
   for (let i = 0; i < ctx.int('decoder_depth'); i++) {
     const p = `decoder.block.${i}`;
-    h = b.scope(p, () => {
-      const x = norm(ctx, dm, h, `${p}.layer.0.layer_norm`, 'layer_norm_0');
+    b.scope(p, () => {
+      const x = res.norm(`${p}.layer.0.layer_norm`, 'layer_norm_0');
       const self = b.scope('SelfAttention', () => attention(ctx, dm, x, x, `${p}.layer.0.SelfAttention`, selfBias, io.past[i]));
       present.push(self.present!);
-      const r1 = b.add(h, self.out, 'self_residual');
-      const y = norm(ctx, dm, r1, `${p}.layer.1.layer_norm`, 'layer_norm_1');
-      const r2 = b.add(r1, b.scope('EncDecAttention', () => attention(ctx, dm, y, io.cross![i], `${p}.layer.1.EncDecAttention`, crossBias, undefined, io.crossGroups).out), 'cross_residual');
-      return b.add(r2, feedForward(ctx, dm, norm(ctx, dm, r2, `${p}.layer.2.layer_norm`, 'layer_norm_2'), `${p}.layer.2`), 'ffn_residual');
+      res.add(self.out, 'self_residual');
+      const y = res.norm(`${p}.layer.1.layer_norm`, 'layer_norm_1');
+      res.add(b.scope('EncDecAttention', () => attention(ctx, dm, y, io.cross![i], `${p}.layer.1.EncDecAttention`, crossBias, undefined, io.crossGroups).out), 'cross_residual');
+      res.add(feedForward(ctx, dm, res.norm(`${p}.layer.2.layer_norm`, 'layer_norm_2'), `${p}.layer.2`), 'ffn_residual', f16);
     });
   }
-  let last = norm(ctx, dm, lastPosition(b, h), 'decoder.final_layer_norm', 'decoder_final_layer_norm'); // (B, d)
+  let last = res.norm('decoder.final_layer_norm', 'decoder_final_layer_norm', lastPosition(b, res.h)); // (B, d)
   // Original T5 scales before its tied head; Flan-T5 (scale_decoder_outputs: false) does not.
   if (ctx.bool('tie_embeddings')) last = b.mul(last, b.scalar(dm.d ** -0.5), 'scaled');
   const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : 'shared.weight'; // a stored lm_head loads untied

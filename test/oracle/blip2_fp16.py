@@ -9,10 +9,22 @@ test/fixtures/<fixture>/fp16.safetensors; and the same from the model with *ever
 float16 (`.half()`), the alternative that `--dtype fp16` must not follow, for comparison.
 
     cd /work/main && ../shared/oracle/py test/oracle/blip2_fp16.py blip2-opt-a
+
+With a Flan-T5 language model (blip2-t5-a) transformers also keeps T5's `wo` (the feed-forward's
+output projection, T5's `_keep_in_fp32_modules = ["wo"]`, gathered into the composite model's list)
+in float32: its input is cast up, its output is float32, and the residual stream it is added to
+becomes float32 from the first feed-forward on (float16 + float32 promotes); each RMS norm casts back
+to float16 for the next attention / feed-forward. For the fixture's "question" case this records,
+besides the Q-Former outputs above, the encoder's last hidden state and the decoder's logits
+teacher-forced along the float32 model's greedy tokens (`t5/...`), from both models.
+
+    cd /work/main && ../shared/oracle/py test/oracle/blip2_fp16.py blip2-t5-a
 """
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 
 import torch
@@ -32,6 +44,22 @@ def features(model, pixel_values: torch.Tensor) -> dict:
     return {"image_embeds": image.float(), "qformer_last_hidden_state": q.float(), "prefix_embeds": prefix.float()}
 
 
+def t5_case(model, pixel_values: torch.Tensor, case: dict, steps: int) -> dict:
+    """Encoder states and teacher-forced decoder logits (B, steps, V) of one fixture case."""
+    greedy = next(g for g in case["generation"] if g["name"] == "greedy")
+    dec = torch.tensor([[d[0]] + r[: steps - 1] for d, r in zip(case["decoder_input_ids"], greedy["new_tokens"])])
+    with torch.inference_mode():
+        out = model(
+            pixel_values=pixel_values.to(model.vision_model.dtype),
+            input_ids=torch.tensor(case["input_ids"]),
+            attention_mask=torch.tensor(case["attention_mask"]),
+            decoder_input_ids=dec,
+        )
+    lm = out.language_model_outputs
+    # decoder_input_ids stored as float32 (exact for token ids) so that one reader serves the file
+    return {"encoder_last_hidden_state": lm.encoder_last_hidden_state.float(), "decoder_logits": lm.logits.float(), "decoder_input_ids": dec.float()}
+
+
 def main(name: str) -> None:
     fixture = FIXTURES / name
     pixels = load_file(str(fixture / "expected.safetensors"))["pixel_values"]
@@ -42,6 +70,36 @@ def main(name: str) -> None:
     out = {f"fp16/{k}": v for k, v in features(kept, pixels).items()}
     out.update({f"all_half/{k}": v for k, v in features(allhalf, pixels).items()})
     out["pixel_values"] = pixels
+    if kept.config.text_config.model_type == "t5":
+        wo = kept.language_model.encoder.block[0].layer[1].DenseReluDense.wo.weight
+        assert wo.dtype == torch.float32, "transformers no longer keeps T5's wo in float32"
+        assert kept.language_model.encoder.block[0].layer[1].DenseReluDense.wi_0.weight.dtype == torch.float16
+        case = next(c for c in json.loads((fixture / "expected.json").read_text())["cases"] if c["name"] == "question")
+        steps = 8
+        for tag, model in (("fp16", kept), ("all_half", allhalf)):
+            r = t5_case(model, pixels, case, steps)
+            out["t5/decoder_input_ids"] = r.pop("decoder_input_ids")
+            out.update({f"{tag}/t5/{k}": v for k, v in r.items()})
+        # What keeping `wo` in float32 is for (Flan-T5-xl / xxl): feed-forward outputs past float16's
+        # 65504. The first encoder and decoder blocks' `wo` scaled by 2^k (exact in float32 and float16),
+        # k the smallest with an encoder `wo` output over 65504: transformers' float16 model stays finite
+        # (the float32 residual stream absorbs it); an all-float16 one overflows (T5 clamps the inf).
+        ffn = kept.language_model.encoder.block[0].layer[1]
+        seen = []
+        hook = ffn.DenseReluDense.wo.register_forward_hook(lambda m, i, o: seen.append(o.abs().max().item()))
+        t5_case(kept, pixels, case, 1)
+        hook.remove()
+        k = math.ceil(math.log2(70000 / seen[0]))
+        for model in (kept, allhalf):
+            with torch.no_grad():
+                for stack in (model.language_model.encoder, model.language_model.decoder):
+                    wo = stack.block[0].layer[-1].DenseReluDense.wo.weight
+                    wo.mul_(2.0**k)
+            r = t5_case(model, pixels, case, steps)
+            tag = "fp16" if model is kept else "all_half"
+            out[f"{tag}/t5_large_wo/decoder_logits"] = r["decoder_logits"]
+        out["t5_large_wo/log2_scale"] = torch.tensor([float(k)])
+        assert torch.isfinite(out["fp16/t5_large_wo/decoder_logits"]).all()
     write_tensors(fixture / "fp16.safetensors", out, {"transformers": __import__("transformers").__version__})
     for k, v in out.items():
         print(k, tuple(v.shape))

@@ -4,15 +4,20 @@
 // the same model with every module in float16 (.half()) for contrast.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { decodeModel } from '../../../src/lower/emitOnnx.js';
-import { SafetensorsFile } from '../../../src/weights/safetensors.js';
-import { FIXTURES, compileFixture, loadModel, session, tmp } from '../compiler/harness.js';
+import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
+import { FIXTURES, compileFixture, emptyPast, i64, loadModel, nextPast, session, tmp } from '../compiler/harness.js';
 import { compile } from '../../../src/lower/compile.js';
 
+const meanAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m += Math.abs(a[i] - b[i]);
+  return m / a.length;
+};
 const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
@@ -73,3 +78,116 @@ test('blip2-opt-a --dtype fp16 --quantize int8: the float32 Q-Former gets float3
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+// transformers' T5 keeps `wo` (the feed-forward's output projection) in float32 in a float16 model
+// (T5's _keep_in_fp32_modules, gathered by Blip2ForConditionalGeneration): its input is cast up, its
+// output is float32, and the residual stream it is added to stays float32 from then on; each RMS norm
+// casts back to float16. Reference: test/oracle/blip2_fp16.py blip2-t5-a: the "question" case's
+// decoder logits teacher-forced along the float32 model's greedy tokens, from transformers' float16
+// model and from an all-float16 one; and the same with the first encoder / decoder blocks' `wo`
+// scaled by 2^k so that a feed-forward output passes float16's 65504 (Flan-T5-xl's failure mode).
+
+/** (B, S, V) decoder logits of a float16 blip2-t5 build from `weights`, teacher-forced along `ids` (B, S). */
+async function t5Logits(weights: string, out: string, target: 'plain' | 'cpu', st: SafetensorsFile): Promise<Float32Array> {
+  const { model, text } = loadModel('graphs/blip2-t5.blip');
+  await compile({ model, graphFile: 'graphs/blip2-t5.blip', graphText: text, weights, out, dtype: 'float16', target });
+  const m = readManifest(out);
+  const exp = JSON.parse(readFileSync(join(FIXTURES, 'blip2-t5-a', 'expected.json'), 'utf8'));
+  const c = exp.cases.find((x: { name: string }) => x.name === 'question');
+  const Q: number = exp.num_query_tokens;
+  const enc = await session(join(out, 'encode.onnx'));
+  const dec = await session(join(out, 'decoder.onnx'));
+  try {
+    const e = await enc.run({
+      pixel_values: new ort.Tensor('float32', Float32Array.from(st.readFloat32('pixel_values')), st.info('pixel_values')!.shape),
+      input_ids: i64(c.input_ids.map((r: number[]) => r.slice(Q))),
+      attention_mask: i64(c.attention_mask.map((r: number[]) => r.slice(Q))),
+    });
+    const fixed: Record<string, ort.Tensor> = {};
+    for (const name of m.decoder!.from_encode) fixed[name] = e[name] as ort.Tensor;
+    const ids = st.readFloat32('t5/decoder_input_ids');
+    const [B, S] = st.info('t5/decoder_input_ids')!.shape;
+    const V = m.decoder!.vocab_size;
+    const got = new Float32Array(B * S * V);
+    let past = emptyPast(dec, B, m.decoder!.kv_heads, m.decoder!.head_dim);
+    for (let s = 0; s < S; s++) {
+      const step = Array.from({ length: B }, (_, r) => [ids[r * S + s]]);
+      const mask = Array.from({ length: B }, () => new Array(s + 1).fill(1));
+      const o = await dec.run({ ...fixed, ...past, input_ids: i64(step), attention_mask: i64(mask) });
+      const l = o.logits.data as Float32Array;
+      for (let r = 0; r < B; r++) got.set(l.subarray(r * V, (r + 1) * V), (r * S + s) * V);
+      past = nextPast(o);
+    }
+    return got;
+  } finally {
+    await enc.release();
+    await dec.release();
+  }
+}
+
+/** blip2-t5-a's checkpoint with the first encoder and decoder blocks' `wo` scaled by 2^k, in `dir`. */
+function largeWoCheckpoint(dir: string, k: number): string {
+  const src = join(FIXTURES, 'blip2-t5-a', 'checkpoint');
+  mkdirSync(dir, { recursive: true });
+  for (const f of readdirSync(src)) if (f !== 'model.safetensors') copyFileSync(join(src, f), join(dir, f));
+  const w = SafetensorsFile.open(join(src, 'model.safetensors'));
+  try {
+    const scaled = new Set(['language_model.encoder.block.0.layer.1.DenseReluDense.wo.weight', 'language_model.decoder.block.0.layer.2.DenseReluDense.wo.weight']);
+    const tensors = [...w.tensors.values()].map((t) => {
+      if (!scaled.has(t.name)) return { name: t.name, dtype: t.dtype, shape: t.shape, data: w.readRaw(t.name).slice() };
+      assert.equal(t.dtype, 'F32');
+      const x = Float32Array.from(w.readFloat32(t.name), (v) => v * 2 ** k);
+      return { name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(x.buffer) };
+    });
+    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  } finally {
+    w.close();
+  }
+  return dir;
+}
+
+for (const target of ['plain', 'cpu'] as const) {
+  const tag = target === 'plain' ? '' : ` --target ${target}`;
+  test(`blip2-t5-a --dtype fp16${tag}: T5's wo weights are float32, the others float16, and the logits match transformers' float16 model`, async (t) => {
+    const out = tmp('blip2-t5-fp16-');
+    const st = SafetensorsFile.open(join(FIXTURES, 'blip2-t5-a', 'fp16.safetensors'));
+    try {
+      const got = await t5Logits(join(FIXTURES, 'blip2-t5-a', 'checkpoint'), out, target, st);
+      const want = Float32Array.from(st.readFloat32('fp16/t5/decoder_logits'));
+      const half = Float32Array.from(st.readFloat32('all_half/t5/decoder_logits'));
+      t.diagnostic(`decoder logits, max | mean abs vs transformers float16: ${maxAbs(got, want).toExponential(2)} | ${meanAbs(got, want).toExponential(2)}; vs all-float16 ${maxAbs(got, half).toExponential(2)} | ${meanAbs(got, half).toExponential(2)} (the references differ by ${maxAbs(want, half).toExponential(2)} | ${meanAbs(want, half).toExponential(2)})`);
+      const inits = ['encode.onnx', 'decoder.onnx'].flatMap((f) => decodeModel(readFileSync(join(out, f))).graph!.initializer!);
+      const type = (pred: (n: string) => boolean) => new Set(inits.filter((i) => pred(i.name!) && (i.dataType === 1 || i.dataType === 10)).map((i) => i.dataType));
+      assert.deepEqual(type((n) => /DenseReluDense\.wo\.weight/.test(n)), new Set([1]), 'T5 wo weights: FLOAT');
+      assert.deepEqual(type((n) => /DenseReluDense\.wi_[01]\.weight|Attention\.[qkvo]\.weight/.test(n)), new Set([10]), 'other T5 weights: FLOAT16');
+      // This fixture's float16 rounding noise (vision encoder, attention order) is as large as the
+      // difference `wo` makes here (the two references differ by 2.6e-2 max, 3.4e-3 mean; measured
+      // 3.3e-2 | 4.1e-3 from either): the large-wo case below is the one that tells them apart.
+      const scale = want.reduce((a, x) => Math.max(a, Math.abs(x)), 1);
+      assert.ok(maxAbs(got, want) <= 2e-2 * scale, `decoder logits differ from transformers float16 by ${maxAbs(got, want)}`);
+    } finally {
+      st.close();
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  test(`blip2-t5-a --dtype fp16${tag}: a T5 feed-forward output past float16's range (Flan-T5-xl) stays finite and matches transformers' float16 model`, async (t) => {
+    const dir = tmp('blip2-t5-fp16-wo-');
+    const st = SafetensorsFile.open(join(FIXTURES, 'blip2-t5-a', 'fp16.safetensors'));
+    try {
+      const k = st.readFloat32('t5_large_wo/log2_scale')[0];
+      const got = await t5Logits(largeWoCheckpoint(join(dir, 'checkpoint'), k), join(dir, 'out'), target, st);
+      const want = Float32Array.from(st.readFloat32('fp16/t5_large_wo/decoder_logits'));
+      const half = Float32Array.from(st.readFloat32('all_half/t5_large_wo/decoder_logits'));
+      assert.ok(got.every(Number.isFinite), 'finite logits');
+      const [vsKept, vsHalf] = [maxAbs(got, want), maxAbs(got, half)];
+      t.diagnostic(`wo x 2^${k}: decoder logits, max | mean abs vs transformers float16: ${vsKept.toExponential(2)} | ${meanAbs(got, want).toExponential(2)}; vs all-float16 (T5's clamp) ${vsHalf.toExponential(2)} | ${meanAbs(got, half).toExponential(2)} (the references differ by ${maxAbs(want, half).toExponential(2)})`);
+      const scale = want.reduce((a, x) => Math.max(a, Math.abs(x)), 1);
+      assert.ok(vsKept <= 2e-2 * scale, `decoder logits differ from transformers float16 by ${vsKept}`);
+      assert.ok(vsKept < vsHalf / 4, `closer to transformers' float16 model (${vsKept}) than to an all-float16 one (${vsHalf})`);
+    } finally {
+      st.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
