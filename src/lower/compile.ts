@@ -34,7 +34,7 @@ import { familyOf, generationFor, preprocessFor, textConventionsFor } from './co
 import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
-import { compileCall, partialOutputPath, removeStaleLeftovers, replacedOutputPath, swapIntoPlace } from './partialOutput.js';
+import { compileCall, markPartialOutput, partialOutputPath, removeStaleLeftovers, replacedOutputPath, swapIntoPlace, unmarkPartialOutput } from './partialOutput.js';
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { readJsonFile } from '../jsonSyntax.js';
 import { PairRows } from './pairs.js';
@@ -696,6 +696,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   try {
     rmSync(tmp, { recursive: true, force: true });
     makeDirectories(tmp);
+    markPartialOutput(tmp);
   } catch (e) {
     throw outputError(e, opts.out, tmp);
   }
@@ -779,6 +780,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     writeFileSync(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
 
     opts.signal?.throwIfAborted();
+    unmarkPartialOutput(tmp);
     swapIntoPlace(tmp, out, replacedOutputPath(out, call));
     return { out, manifest, parameters: params, graphs: written, weightsBytes, seconds: (Date.now() - x.t0) / 1000, warnings };
   } catch (e) {

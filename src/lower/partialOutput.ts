@@ -7,7 +7,8 @@
 // compile stopped by a signal it can handle removes its own (see
 // CompileOptions.signal); one killed outright (SIGKILL, out of memory, power) cannot, so the next
 // compile to the same OUT removes those of processes that no longer exist.
-import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { MANIFEST_FILE, MANIFEST_FORMAT } from '../artifact/manifest.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 
@@ -28,11 +29,61 @@ export function replacedOutputPath(out: string, call: string, pid: number = proc
   return `${resolve(out)}.old-${pid}-${call}`;
 }
 
-/** What OUT.<entry> is: a compile's partial output or replaced model (of which process), or none of ours. */
-function leftover(entry: string): { pid: number } | undefined {
-  // OUT.tmp-<pid> and OUT.old-<pid> are what compiles before <call> left
-  const m = /^\.(?:tmp|old)-(\d+)(?:-\d+\.\d+)?$/.exec(entry);
-  return m ? { pid: Number(m[1]) } : undefined;
+/**
+ * Written first into a compile's partial output and removed just before it is renamed to OUT, so
+ * that a folder merely named like one (a user's OUT.tmp-20240101) is never taken for ours.
+ */
+export const PARTIAL_MARKER = '.blip-partial-output';
+
+/** What a compile writes into OUT (and so what its partial output or a replaced model can hold). */
+const COMPILED_ENTRIES = new Set(['manifest.json', 'weights.bin', 'encode.onnx', 'decoder.onnx', 'retrieval.onnx', 'tokenizer', 'qformer_tokenizer', PARTIAL_MARKER]);
+
+/** Marks `tmp` (just made) as a compile's partial output. */
+export function markPartialOutput(tmp: string): void {
+  writeFileSync(join(tmp, PARTIAL_MARKER), 'a blip compile writes here; removed when it finishes\n');
+}
+
+/** Unmarks the finished `tmp` before it becomes OUT (once its manifest is there it is recognised by that). */
+export function unmarkPartialOutput(tmp: string): void {
+  rmSync(join(tmp, PARTIAL_MARKER), { force: true });
+}
+
+/** Whether `dir`'s manifest.json is blip-graph's: the model a swap moved aside, or a partial output that was finished. */
+function holdsCompiledModel(dir: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8')) as { format?: unknown } | null)?.format === MANIFEST_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What OUT.<entry> is: a compile's partial output or replaced model (of which process), or none of
+ * ours. The name alone is not enough (OUT.old-2023 may be a user's backup): a folder is ours only
+ * when its contents are what a compile leaves there too.
+ */
+function leftover(entry: string, path: string): { pid: number } | undefined {
+  const now = /^\.(tmp|old)-(\d+)-\d+\.\d+$/.exec(entry);
+  // OUT.tmp-<pid> is what compiles before <call> left; their replaced models (OUT.old-<pid>) are
+  // whole models, not told apart from a backup, so left alone
+  const before = now ? null : /^\.tmp-(\d+)$/.exec(entry);
+  if (!now && !before) return undefined;
+  let entries: string[];
+  try {
+    if (!lstatSync(path).isDirectory()) return undefined;
+    entries = readdirSync(path);
+  } catch {
+    return undefined;
+  }
+  if (now) {
+    // a partial output is marked from its start (or, finished, has its manifest); a replaced model
+    // has its manifest (or was the empty folder OUT); a folder just made is empty
+    const ours = entries.length === 0 || (now[1] === 'tmp' && entries.includes(PARTIAL_MARKER)) || holdsCompiledModel(path);
+    return ours ? { pid: Number(now[2]) } : undefined;
+  }
+  // (unmarked: only the compiler's own files, and not finished, which a backup would be)
+  const ours = entries.length > 0 && entries.every((e) => COMPILED_ENTRIES.has(e)) && !entries.includes(MANIFEST_FILE);
+  return ours ? { pid: Number(before![1]) } : undefined;
 }
 
 /** Removes the partial outputs of `out` this process is writing (`blip compile`'s second signal does not wait for the compile to). */
@@ -46,7 +97,7 @@ export function removeOwnPartialOutputs(out: string): void {
     return;
   }
   for (const entry of entries) {
-    if (entry.startsWith(name + '.tmp-') && leftover(entry.slice(name.length))?.pid === process.pid) rmSync(join(dir, entry), { recursive: true, force: true });
+    if (entry.startsWith(name + '.tmp-') && leftover(entry.slice(name.length), join(dir, entry))?.pid === process.pid) rmSync(join(dir, entry), { recursive: true, force: true });
   }
 }
 
@@ -62,8 +113,8 @@ export function processExists(pid: number): boolean {
 }
 
 /**
- * Removes OUT.tmp-<pid>[-<call>] and OUT.old-<pid>[-<call>] left by compiles whose process is gone; returns what it
- * removed. Those of a live process (a compile running now) are left alone.
+ * Removes OUT.tmp-<pid>[-<call>] and OUT.old-<pid>-<call> left by compiles whose process is gone (see
+ * leftover()); returns what it removed. Those of a live process (a compile running now) are left alone.
  */
 export function removeStaleLeftovers(out: string): string[] {
   const dir = dirname(resolve(out));
@@ -77,7 +128,7 @@ export function removeStaleLeftovers(out: string): string[] {
   const removed: string[] = [];
   for (const entry of entries) {
     if (!entry.startsWith(name + '.')) continue;
-    const ours = leftover(entry.slice(name.length));
+    const ours = leftover(entry.slice(name.length), join(dir, entry));
     if (!ours) continue;
     const pid = ours.pid;
     if (pid === process.pid || processExists(pid)) continue;

@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compile } from '../../../src/lower/compile.js';
-import { partialOutputPath } from '../../../src/lower/partialOutput.js';
+import { markPartialOutput, PARTIAL_MARKER, partialOutputPath } from '../../../src/lower/partialOutput.js';
 import { load } from '../../../runtime/model.js';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
 import { FIXTURES, loadModel, tmp } from './harness.js';
@@ -65,11 +65,13 @@ test("what killed compiles left beside OUT is removed by the next compile; a run
     const out = join(root, 'out');
     const gone = spawnSync(process.execPath, ['-e', '0']).pid!; // a process that has exited
     const alive = process.ppid;
-    // (compiles before the per-call suffix left OUT.tmp-<pid>: recognised too)
+    // (compiles before the per-call suffix left OUT.tmp-<pid>, unmarked: recognised too)
     for (const p of [partialOutputPath(out, '0.1', gone), `${out}.old-${gone}-0.2`, `${out}.tmp-${gone}`, partialOutputPath(out, '0.1', alive)]) {
       mkdirSync(p);
       writeFileSync(join(p, 'weights.bin'), 'partial');
+      if (p.includes('.tmp-') && p.endsWith('-0.1')) markPartialOutput(p); // what compile() writes first
     }
+    writeFileSync(join(`${out}.old-${gone}-0.2`, 'manifest.json'), JSON.stringify({ format: 'blip-graph-artifact', version: 1 })); // the model a swap moved aside
     writeFileSync(join(root, 'out.tmp-notapid'), 'not ours');
     const r = await compileTo(out);
     assert.deepEqual(leftovers(root).sort(), [`out.tmp-${alive}-0.1`, 'out.tmp-notapid']);
@@ -79,6 +81,32 @@ test("what killed compiles left beside OUT is removed by the next compile; a run
     assert.match(removed.join('\n'), new RegExp(`out\\.old-${gone}-0\\.2, left by a compile that was killed`));
     assert.match(removed.join('\n'), new RegExp(`out\\.tmp-${gone}, left by a compile that was killed`));
     assert.ok(existsSync(join(out, 'manifest.json')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("folders merely named like a compile's leftovers (a user's OUT.old-2023 backup) are not removed", async () => {
+  const root = tmp('backup-');
+  try {
+    const out = join(root, 'out');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    await compileTo(out);
+    // backups named by year, date or number; a copy of a compiled model among them; and names in
+    // today's exact form whose contents are not a compile's
+    const names = ['out.old-2023', 'out.tmp-20240101', 'out.old-3', `out.old-${gone}`, `out.tmp-${gone}`, `out.tmp-${gone}-0.9`, `out.old-${gone}-0.9`];
+    for (const n of names) {
+      mkdirSync(join(root, n));
+      writeFileSync(join(root, n, 'README'), 'mine');
+    }
+    cpSync(out, join(root, 'out.old-2022'), { recursive: true }); // last year's model, kept by hand
+    cpSync(out, join(root, `out.tmp-${gone}`), { recursive: true });
+    const r = await compileTo(out);
+    assert.deepEqual(r.warnings.filter((w) => w.startsWith('removed ')), []);
+    assert.deepEqual(leftovers(root).sort(), [...names, 'out.old-2022'].sort());
+    for (const n of names) assert.equal(readFileSync(join(root, n, 'README'), 'utf8'), 'mine');
+    assert.ok(existsSync(join(root, 'out.old-2022', 'weights.bin')));
+    assert.ok(!readdirSync(out).includes(PARTIAL_MARKER), 'the marker does not stay in the compiled model');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
