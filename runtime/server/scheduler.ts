@@ -88,13 +88,39 @@ class WorkerHandle {
  */
 function spawnWorker(init: WorkerInit): Worker {
   // the parent's flags minus those that only apply to its entry point (node --input-type=module -e ...)
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+  let execArgv = workerFlags ?? process.execArgv.filter((a) => !a.startsWith('--input-type'));
   const fromSource = import.meta.url.endsWith('.ts');
-  if (!fromSource) return new Worker(new URL('./worker.js', import.meta.url), { workerData: init, execArgv });
-  const url = new URL('./worker.ts', import.meta.url).href;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(url)}); })`;
-  return new Worker(code, { eval: true, workerData: init, execArgv });
+  const url = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
+  const tsx = fromSource ? import.meta.resolve('tsx/esm/api') : '';
+  const code = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); })`;
+  for (;;) {
+    try {
+      const worker = fromSource ? new Worker(code, { eval: true, workerData: init, execArgv }) : new Worker(url, { workerData: init, execArgv });
+      workerFlags = execArgv;
+      return worker;
+    } catch (e) {
+      const rest = withoutRefusedFlags(e, execArgv);
+      if (!rest) throw e;
+      execArgv = rest;
+    }
+  }
+}
+
+/** The flags worker threads took, once one has started: the next workers are given those. */
+let workerFlags: string[] | undefined;
+
+/**
+ * `flags` without those the Worker constructor refused. Process-wide flags (`node
+ * --max-old-space-size=4096`, `--expose-gc`, `--title=…`) make it throw ERR_WORKER_INVALID_EXEC_ARGV
+ * with a message that lists them; they already apply to the whole process. Undefined when the
+ * error is another, or names none of `flags`.
+ */
+export function withoutRefusedFlags(e: unknown, flags: string[]): string[] | undefined {
+  const err = e as Error & { code?: string };
+  if (err?.code !== 'ERR_WORKER_INVALID_EXEC_ARGV') return undefined;
+  const listed = new Set(err.message.slice(err.message.indexOf(':') + 1).split(/[\s,]+/).filter(Boolean));
+  const rest = flags.filter((f) => !listed.has(f));
+  return rest.length < flags.length ? rest : undefined;
 }
 
 export class Scheduler {

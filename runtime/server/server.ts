@@ -394,9 +394,13 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
         const closed = new Promise<void>((r) => http.close(() => r()));
         http.closeIdleConnections();
         await scheduler.drain();
-        // responses are written; give keep-alive sockets a moment to see Connection: close
+        // The answers are being written. A keep-alive socket goes idle once its answer is out (one
+        // that began before the drain was not told Connection: close): close those as they do,
+        // and whatever is left after a second (a client that does not read).
+        const idle = setInterval(() => http.closeIdleConnections(), 20);
         const t = setTimeout(() => http.closeAllConnections(), 1000);
         await closed;
+        clearInterval(idle);
         clearTimeout(t);
       })();
       return closing;

@@ -20,7 +20,7 @@ test('usage errors exit 2, a folder that is no model exits 1 with its BLIP code'
   assert.match(noPort.stderr, /--port is required/);
   const typo = spawnSync(process.execPath, args(['serve', 'x', '--port', '0', '--max-bach', '3']), { encoding: 'utf8', cwd: repoRoot() });
   assert.equal(typo.status, 2);
-  assert.match(typo.stderr, /did you mean --max-batch/);
+  assert.match(typo.stderr, /^blip serve: unknown option '--max-bach'; did you mean '--max-batch'\?$/m);
   // a value that starts with '-' is the value (parseArgs alone calls it "ambiguous"), then range-checked
   const negative = spawnSync(process.execPath, args(['serve', 'x', '--port', '-1']), { encoding: 'utf8', cwd: repoRoot() });
   assert.equal(negative.status, 2);
@@ -34,6 +34,27 @@ test('usage errors exit 2, a folder that is no model exits 1 with its BLIP code'
   const missing = spawnSync(process.execPath, args(['serve', 'test/fixtures/images', '--port', '0']), { encoding: 'utf8', cwd: repoRoot() });
   assert.equal(missing.status, 1, missing.stderr);
   assert.match(missing.stderr, /^error BLIP5001: /m);
+});
+
+test("node's process-wide flags (--max-old-space-size, --expose-gc) do not stop the workers from starting", async () => {
+  const dir = await compiledFixture('blip2-opt', 'blip2-opt-a');
+  const child = spawn(process.execPath, ['--max-old-space-size=2048', '--expose-gc', ...args(['serve', `opt=${dir}`, '--port', '0', '--threads', '1'])], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    void exited.then((c) => reject(new Error(`exited ${c} before listening: ${err}`)));
+  });
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(chatBody('opt', { max_tokens: 3 })) });
+  assert.equal(res.status, 200, await res.clone().text());
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, err);
 });
 
 test('SIGTERM: the running request is finished, then the process exits 0', async () => {
