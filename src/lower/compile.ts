@@ -38,7 +38,7 @@ import { compileCall, markPartialOutput, partialOutputPath, removeStaleLeftovers
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { readJsonFile } from '../jsonSyntax.js';
 import { PairRows } from './pairs.js';
-import { summarizeConfigMismatch } from './configMismatch.js';
+import { summarizeConfigMismatch, type TensorRead } from './configMismatch.js';
 import { projectionLayoutProblems } from './projectionLayout.js';
 import { manifestValueProblems, textDefaults } from './manifestValues.js';
 import { loadTokenizer } from '../../runtime/tokenizers/hf.js';
@@ -89,6 +89,10 @@ class Lowerer {
   readonly problems: Problem[] = [];
   /** Checkpoint keys some node asked for (found or not, well-shaped or not): the coverage check's "read". */
   readonly requested = new Set<string>();
+  /** Per node, each tensor it asked for: the shape its attributes imply and the checkpoint's (none: missing). */
+  readonly reads = new Map<string, Map<string, TensorRead>>();
+  /** The tensor a BLIP4010 / BLIP4011 problem is about (./configMismatch.ts groups them by layer). */
+  readonly tensorOf = new WeakMap<Problem, string>();
   private readonly seen = new Set<string>();
   /** retrieval.onnx: which flows have one row per image and which one per pair (./pairs.ts). */
   pairs?: PairRows;
@@ -157,9 +161,13 @@ class Lowerer {
         const k = key(name);
         self.requested.add(k);
         const info = self.ckpt.info(k);
+        if (!self.reads.has(node.name)) self.reads.set(node.name, new Map());
+        self.reads.get(node.name)!.set(k, { expected: shape, found: info?.shape });
         const placeholder = new Value(`<missing ${k}>`, b);
         if (!info) {
-          self.report({ code: 'BLIP4010', message: `the checkpoint has no tensor "${k}", which ${where} needs${opts.neededBecause ? `: ${opts.neededBecause}` : hint(self.ckpt, k)}`, loc: node.loc });
+          const p: Problem = { code: 'BLIP4010', message: `the checkpoint has no tensor "${k}", which ${where} needs${opts.neededBecause ? `: ${opts.neededBecause}` : hint(self.ckpt, k)}`, loc: node.loc };
+          self.tensorOf.set(p, k);
+          self.report(p);
           return placeholder;
         }
         if (info.shape.join(',') !== shape.join(',')) {
@@ -425,11 +433,13 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         unowned.set(part, (unowned.get(part) ?? 0) + 1);
         continue;
       }
-      lw.report({
+      const unread: Problem = {
         code: 'BLIP4011',
         message: `the checkpoint has tensor "${key}" under node "${owner.name}"'s prefix "${owner.checkpoint}", but ${owner.kind} does not read it: a different architecture than the file describes?`,
         loc: owner.loc,
-      });
+      };
+      lw.tensorOf.set(unread, key);
+      lw.report(unread);
     }
     // Whole parts of the checkpoint no node reads (a caption graph given a VQA checkpoint): one line
     // saying what the checkpoint is, not a line per tensor.
@@ -440,7 +450,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       lw.report({ code: 'BLIP4019', message: `the checkpoint is another model than "${model.name}" describes: no node reads its tensors under ${parts}; ${describeCheckpoint(ckpt.config, keys, opts.graphFile)}${onPurpose}`, loc: model.loc });
     }
     summarizeWholeDefaults(model, ckpt, lw.problems);
-    summarizeConfigMismatch(nodes, lw.problems);
+    summarizeConfigMismatch(nodes, lw.problems, lw.reads, lw.tensorOf, keys);
     if (lw.problems.length || widthProblems.length) throw new CompileError([...lw.problems, ...widthProblems]);
 
     const rewrites: Record<string, RewriteReport> = {};
@@ -485,14 +495,15 @@ function summarizeWholeDefaults(model: IrModel, ckpt: Checkpoint, problems: Prob
   for (const section of wholeDefaults) {
     for (const node of model.nodes) {
       if ((node.config ?? nodeKinds[node.kind]?.defaultConfig) !== section) continue;
-      const tensorProblems = problems.filter((p) => (p.code === 'BLIP4010' || p.code === 'BLIP4012') && p.loc === node.loc);
+      // (the checkpoint's layers past the defaulted depth are unread: the same cause)
+      const tensorProblems = problems.filter((p) => (p.code === 'BLIP4010' || p.code === 'BLIP4011' || p.code === 'BLIP4012') && p.loc === node.loc);
       if (!tensorProblems.length) continue;
       const at = problems.indexOf(tensorProblems[0]);
       for (const p of tensorProblems) problems.splice(problems.indexOf(p), 1);
       const how = ckpt.config[section] === null ? `has "${section}": null` : `has no "${section}"`;
       problems.splice(at, 0, {
         code: 'BLIP4017',
-        message: `config.json ${how}, so transformers builds ${filled.get(section)?.cls ?? 'its class'} with every default, and the checkpoint's tensors under "${node.checkpoint}." do not fit that model (${tensorProblems.length} missing or misshapen, the first: ${tensorProblems[0].message}); write the section into config.json`,
+        message: `config.json ${how}, so transformers builds ${filled.get(section)?.cls ?? 'its class'} with every default, and the checkpoint's tensors under "${node.checkpoint}." do not fit that model (${tensorProblems.length} missing, misshapen or unread, the first: ${tensorProblems[0].message}); write the section into config.json`,
         loc: node.loc,
       });
       // the nodes reading this one size their cross-attention by its defaulted width: their

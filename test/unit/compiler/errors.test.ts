@@ -53,6 +53,49 @@ function problem(e: unknown, code: string) {
 
 const CAPTION = 'graphs/blip-caption.blip';
 
+/** checkpointCopy(fixture) with its config.json through `edit`. */
+function configCopy(fixture: string, edit: (c: Record<string, any>) => void): string {
+  const dir = checkpointCopy(fixture);
+  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  edit(config);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+const codes = (e: unknown) => (e as CompileError).problems.map((p) => `${p.code} ${p.message}`);
+
+test('one corrupt tensor among many of that size is BLIP4012 naming it, not config.json blamed', async () => {
+  const key = 'text_decoder.bert.embeddings.LayerNorm.bias';
+  const shrink = (t: Tensor) => ({ ...t, shape: [47], data: t.data.slice(0, 47 * 4) });
+  await fails(CAPTION, checkpointCopy('blip-caption-a', (ts) => ts.map((t) => (t.name === key ? shrink(t) : t))), (e) => {
+    assert.deepEqual(codes(e).map((l) => l.slice(0, 8)), ['BLIP4012'], codes(e).join('\n'));
+    assert.match(problem(e, 'BLIP4012').message, /tensor "text_decoder\.bert\.embeddings\.LayerNorm\.bias" has shape \[47\], but node "decoder" \(bert\) expects \[48\]/);
+  });
+});
+
+test('a config.json size two attributes share (num_query_tokens 4, Q-Former heads 4) names neither: BLIP4012 names the tensor', async () => {
+  await fails('graphs/blip2-opt.blip', configCopy('blip2-opt-a', (c) => (c.num_query_tokens = 4)), (e) => {
+    assert.ok(!codes(e).some((l) => l.includes('num_attention_heads')), codes(e).join('\n'));
+    assert.match(problem(e, 'BLIP4012').message, /tensor "query_tokens" has shape \[1, 8, 32\], but node "qformer" \(qformer\) expects \[1, 4, 32\]/);
+  });
+});
+
+test('a config.json depth that disagrees with the layers is one line naming the key, not a line per tensor', async () => {
+  await fails('graphs/blip2-opt.blip', configCopy('blip2-opt-a', (c) => (c.qformer_config.num_hidden_layers = 1)), (e) => {
+    assert.equal(codes(e).length, 1, codes(e).join('\n'));
+    assert.match(problem(e, 'BLIP4017').message, /^config\.json "qformer_config\.num_hidden_layers" says 1 for attribute "depth" of node "qformer" \(qformer\), but the checkpoint has 2 layers under "qformer\.encoder\.layer\." \(\d+ of its tensors not read, e\.g\. "qformer\.encoder\.layer\.1\./);
+  });
+  await fails(CAPTION, configCopy('blip-caption-a', (c) => (c.vision_config.num_hidden_layers = 3)), (e) => {
+    assert.equal(codes(e).length, 1, codes(e).join('\n'));
+    assert.match(problem(e, 'BLIP4017').message, /^config\.json "vision_config\.num_hidden_layers" says 3 for attribute "depth" of node "vision" \(vit\), but the checkpoint has 2 layers under "vision_model\.encoder\.layers\." \(\d+ expected tensors missing/);
+  });
+  // a section left out (12 default layers over 2): its unread tensors are part of that one line too
+  await fails('graphs/blip2-opt.blip', configCopy('blip2-opt-a', (c) => delete c.qformer_config), (e) => {
+    assert.deepEqual(codes(e).filter((l) => /^BLIP401[0-2]/.test(l)), []);
+    assert.match(problem(e, 'BLIP4017').message, /^config\.json has no "qformer_config", so transformers builds Blip2QFormerConfig with every default.*\(\d+ missing, misshapen or unread/);
+  });
+});
+
 test('a missing tensor names the tensor, the node and its line', async () => {
   const key = 'text_decoder.bert.encoder.layer.1.crossattention.self.key.weight';
   await fails(CAPTION, checkpointCopy('blip-caption-a', (ts) => ts.filter((t) => t.name !== key)), (e) => {
