@@ -1,6 +1,7 @@
 // Accuracy of compiled variants of the full-size random BLIP-base checkpoint against transformers'
 // own outputs (.bench/blip-base-random/expected.safetensors, test/oracle/make_fullsize.py): two
-// 384 × 384 images, two decoder sequences (one right-padded), whole sequence through decoder.onnx.
+// 384 × 384 images, two decoder sequences (one right-padded), fed to decoder.onnx one position per
+// call through the KV cache.
 // Reports max |Δ| of the logits, relative to max |logit|, and how many argmax tokens agree.
 //
 //   node --import tsx bench/accuracy_fullsize.ts DIR...   (compiled artifacts of that checkpoint)
@@ -8,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readManifest } from '../src/artifact/manifest.js';
+import { decodeModel } from '../src/lower/emitOnnx.js';
 import { SafetensorsFile } from '../src/weights/safetensors.js';
 
 const EXP = '.bench/blip-base-random';
@@ -37,7 +39,12 @@ async function main(): Promise<void> {
     let agree = 0;
     let total = 0;
     for (let s = 0; s < S; s++) {
-      const o = await dec.run({ ...feeds, input_ids: i64(ids.map((r) => [r[s]])), attention_mask: i64(mask.map((r) => r.slice(0, s + 1))) });
+      // position_ids (BLIP's text decoder takes them): as the runtime computes them
+      // (runtime/generation/onnx.ts, transformers' cumsum(mask) - 1), 0 at padding.
+      const pos: Record<string, ort.Tensor> = dec.inputNames.includes('position_ids')
+        ? { position_ids: i64(mask.map((r) => [r[s] ? r.slice(0, s + 1).reduce((a, c) => a + c, 0) - 1 : 0])) }
+        : {};
+      const o = await dec.run({ ...feeds, ...pos, input_ids: i64(ids.map((r) => [r[s]])), attention_mask: i64(mask.map((r) => r.slice(0, s + 1))) });
       const got = o.logits.data as Float32Array;
       for (let b = 0; b < B; b++) {
         if (!mask[b][s]) continue; // padded positions are not compared
@@ -54,7 +61,10 @@ async function main(): Promise<void> {
       }
       for (const n of dec.inputNames) if (n.startsWith('past.')) feeds[n] = o[n.replace('past.', 'present.')] as ort.Tensor;
     }
-    console.log(`| ${m.dtype}${m.target ? ` --target ${m.target}` : ''}${m.quantize ? ` --quantize ${m.quantize}` : ''} | ${(m.weights.bytes / 1e6).toFixed(0)} MB | ${maxErr.toExponential(2)} | ${(maxErr / scale).toExponential(2)} | ${agree}/${total} |`);
+    // MatMulNBits' accuracy_level (quantized builds): decides the CPU kernel and its rounding.
+    const levels = new Set(decodeModel(readFileSync(join(dir, 'decoder.onnx'))).graph!.node!.filter((n) => n.opType === 'MatMulNBits').map((n) => Number(n.attribute!.find((a) => a.name === 'accuracy_level')?.i ?? 0)));
+    const level = levels.size ? ` (accuracy_level ${[...levels].join(', ')})` : '';
+    console.log(`| ${m.dtype}${m.target ? ` --target ${m.target}` : ''}${m.quantize ? ` --quantize ${m.quantize}` : ''}${level} | ${(m.weights.bytes / 1e6).toFixed(0)} MB | ${maxErr.toExponential(2)} | ${(maxErr / scale).toExponential(2)} | ${agree}/${total} |`);
   }
 }
 

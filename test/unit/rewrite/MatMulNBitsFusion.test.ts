@@ -97,3 +97,15 @@ function transpose(src: Float32Array, rows: number, cols: number): Float32Array 
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = src[i * cols + j];
   return out;
 }
+
+// Plain builds run where onnxruntime's CPU provider is the default: they get the CPU target's
+// accuracy_level 4 (int8 at level 0 is onnxruntime's dequantizing path, 7-10x slower per BLIP-base
+// decode step than level 4, docs/performance.md); cuda and webgpu leave it unset (their kernels).
+test('--quantize: accuracy_level 4 for plain and --target cpu builds, unset for cuda and webgpu', () => {
+  for (const [target, want] of [['plain', 4], ['cpu', 4], ['cuda', undefined], ['webgpu', undefined]] as const) {
+    const g = build(model);
+    rewriteGraph(g, { target, quantize: 'int8' });
+    const levels = g.nodes.filter((n) => n.opType === 'MatMulNBits').map((n) => n.attribute!.find((a) => a.name === 'accuracy_level')?.i);
+    assert.deepEqual(levels.map((l) => (l === undefined || l === null ? undefined : Number(l))), [want, want], target);
+  }
+});
