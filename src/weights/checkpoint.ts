@@ -89,7 +89,8 @@ export class Checkpoint {
     }
     const shards = new Map<string, string[]>();
     for (const [key, file] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof file !== 'string' || file.includes('/') || file.includes('\\')) {
+      // ('' and '.' would name the checkpoint folder itself, '..' the one above it)
+      if (typeof file !== 'string' || file.includes('/') || file.includes('\\') || file === '' || file === '.' || file === '..') {
         throw new CheckpointError('BLIP4006', `${indexPath}: tensor "${key}" maps to ${JSON.stringify(file)}, not a file name in the directory`, indexPath, key);
       }
       shards.set(file, [...(shards.get(file) ?? []), key]);

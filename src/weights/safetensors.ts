@@ -28,6 +28,9 @@ export const FLOAT_DTYPES = ['F32', 'F16', 'BF16'];
 const MAX_HEADER = 100 * 1024 * 1024;
 /** Positioned reads are chunked below Node's 2 GiB limit per call. */
 const CHUNK = 1 << 30;
+/** Files kept open for reading tensors, least recently used first; more are closed as others open. */
+const MAX_OPEN = 8;
+const openFiles = new Map<SafetensorsFile, number>();
 
 export interface TensorInfo {
   name: string;
@@ -45,14 +48,17 @@ export class SafetensorsFile {
   /** The raw header bytes (length prefix + JSON), for fingerprinting. */
   readonly header: Buffer;
   readonly size: number;
-  private fd: number | undefined;
+  /** Which file was opened (device and inode), so that a reopen finds the same one. */
+  private readonly identity: string;
+  private closed = false;
 
   private constructor(
     readonly path: string,
     fd: number,
   ) {
-    this.fd = fd;
-    this.size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    this.size = st.size;
+    this.identity = `${st.dev}:${st.ino}`;
     const corrupt = (why: string, tensor?: string): never => {
       throw new CheckpointError('BLIP4003', `${path}: corrupt safetensors header: ${why}`, path, tensor);
     };
@@ -69,6 +75,10 @@ export class SafetensorsFile {
     readFully(fd, json, 8, path);
     this.header = Buffer.concat([lenBuf, json]);
     let parsed: unknown;
+    // (decoded leniently, bytes that are not UTF-8 would become U+FFFD: a mangled tensor name
+    // reported as missing, or metadata silently changed)
+    const bad = firstInvalidUtf8(json);
+    if (bad >= 0) corrupt(`not UTF-8 (byte ${8 + bad} of the file)`);
     const headerText = json.toString('utf8');
     try {
       parsed = JSON.parse(headerText);
@@ -138,10 +148,39 @@ export class SafetensorsFile {
     }
     try {
       return new SafetensorsFile(path, fd);
-    } catch (e) {
+    } finally {
+      // only the header is read here: a checkpoint of hundreds of shards must not hold a
+      // descriptor per shard for the whole compile (EMFILE under a low `ulimit -n`)
       closeSync(fd);
-      throw e;
     }
+  }
+
+  /** A descriptor for reading tensors: one of the few kept open, or opened again (the same file). */
+  private descriptor(): number {
+    const held = openFiles.get(this);
+    if (held !== undefined) {
+      openFiles.delete(this); // (re-inserted: most recently used last)
+      openFiles.set(this, held);
+      return held;
+    }
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'r');
+    } catch (e) {
+      throw new CheckpointError('BLIP4001', `${this.path} cannot be read: ${isSystemError(e) ? systemErrorMeaning(e) : (e as Error).message}`, this.path);
+    }
+    const st = fstatSync(fd);
+    if (`${st.dev}:${st.ino}` !== this.identity || st.size !== this.size) {
+      closeSync(fd);
+      throw new CheckpointError('BLIP4004', `${this.path} changed while it was being read (it was ${this.size} bytes, it is ${st.size}): compile again once nothing writes to it`, this.path);
+    }
+    openFiles.set(this, fd);
+    for (const [f, old] of openFiles) {
+      if (openFiles.size <= MAX_OPEN) break;
+      closeSync(old);
+      openFiles.delete(f);
+    }
+    return fd;
   }
 
   info(name: string): TensorInfo | undefined {
@@ -155,10 +194,10 @@ export class SafetensorsFile {
   readRaw(name: string, scratch?: Scratch): Uint8Array {
     const t = this.tensors.get(name);
     if (!t) throw new CheckpointError('BLIP4006', `${this.path}: no tensor "${name}"`, this.path, name);
-    if (this.fd === undefined) throw new Error(`${this.path} is closed`);
+    if (this.closed) throw new Error(`${this.path} is closed`);
     // 8-byte aligned backing store so that the bytes can be viewed as any typed array.
     const out = scratch ? scratch.bytes(t.end - t.begin) : new Uint8Array(new ArrayBuffer(t.end - t.begin));
-    readFully(this.fd, out, t.begin, this.path);
+    readFully(this.descriptor(), out, t.begin, this.path);
     return out;
   }
 
@@ -173,8 +212,10 @@ export class SafetensorsFile {
   }
 
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    const fd = openFiles.get(this);
+    if (fd !== undefined) closeSync(fd);
+    openFiles.delete(this);
+    this.closed = true;
   }
 }
 
@@ -190,6 +231,25 @@ export function toFloat32(raw: Uint8Array, dtype: string, scratch?: Scratch): Fl
     default:
       throw new CheckpointError('BLIP4005', `dtype ${dtype} cannot be read as float weights (F32, F16 or BF16 expected)`);
   }
+}
+
+/** Index of the first byte of `b` that does not begin a well-formed UTF-8 sequence, or -1. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    // the lead byte gives the length and the range of the first continuation byte (no overlongs,
+    // no surrogates, nothing past U+10FFFF)
+    const [n, lo, hi] = c >= 0xc2 && c <= 0xdf ? [1, 0x80, 0xbf] : c === 0xe0 ? [2, 0xa0, 0xbf] : c === 0xed ? [2, 0x80, 0x9f] : c >= 0xe1 && c <= 0xef ? [2, 0x80, 0xbf] : c === 0xf0 ? [3, 0x90, 0xbf] : c === 0xf4 ? [3, 0x80, 0x8f] : c >= 0xf1 && c <= 0xf3 ? [3, 0x80, 0xbf] : [0, 0, 0];
+    if (n === 0 || i + n >= b.length) return i; // (not a lead byte, or cut short by the header's end)
+    if (b[i + 1]! < lo || b[i + 1]! > hi) return i;
+    for (let k = 2; k <= n; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
+    i += n + 1;
+  }
+  return -1;
 }
 
 function readFully(fd: number, buf: Uint8Array, position: number, path: string): void {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync, rmSync, truncateSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
@@ -198,6 +198,70 @@ test('directories without config.json or safetensors weights are refused clearly
     rmSync(join(dir, 'model.safetensors.index.json'));
     writeFileSync(join(dir, 'pytorch_model.bin'), '');
     expectError(() => Checkpoint.open(dir), 'BLIP4002', /PyTorch pickle weights only; save the model with safe_serialization=True/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a header that is not UTF-8 is corrupt (BLIP4003 with the byte), in a tensor name or in __metadata__', () => {
+  const dir = tmp();
+  try {
+    const p = join(dir, 'model.safetensors');
+    for (const [metadata, name] of [[undefined, 'AB.weight'], [{ note: 'AB' }, 'x']] as const) {
+      const file = encodeSafetensors([{ name, dtype: 'F32', shape: [1], data: f32([1]) }], metadata);
+      const at = file.indexOf('AB');
+      file[at] = 0xff;
+      file[at + 1] = 0xfe;
+      writeFileSync(p, file);
+      expectError(() => SafetensorsFile.open(p), 'BLIP4003', new RegExp(`corrupt safetensors header: not UTF-8 \\(byte ${at} of the file\\)`));
+    }
+    // well-formed multi-byte names are fine
+    writeFileSync(p, encodeSafetensors([{ name: 'ü€😀', dtype: 'F32', shape: [1], data: f32([1]) }]));
+    const f = SafetensorsFile.open(p);
+    assert.deepEqual([...f.tensors.keys()], ['ü€😀']);
+    f.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an index mapping a tensor to "", "." or ".." is BLIP4006 naming the index and the tensor', () => {
+  for (const file of ['', '.', '..']) {
+    const dir = tmp();
+    try {
+      writeCheckpoint(dir, { 'model-00001-of-00001.safetensors': [{ name: 'x.weight', dtype: 'F32', shape: [1], data: f32([1]) }] }, { 'x.weight': file });
+      expectError(() => Checkpoint.open(dir), 'BLIP4006', new RegExp(`model\\.safetensors\\.index\\.json: tensor "x\\.weight" maps to ${JSON.stringify(JSON.stringify(file)).slice(1, -1).replaceAll('.', '\\.')}, not a file name in the directory`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
+test('a checkpoint of many shards holds only a few files open (not one per shard), and a shard replaced after opening is refused', () => {
+  const dir = tmp();
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  try {
+    const shards: Record<string, Array<{ name: string; dtype: string; shape: number[]; data: Uint8Array }>> = {};
+    const index: Record<string, string> = {};
+    for (let i = 0; i < 60; i++) {
+      const file = `model-${String(i + 1).padStart(5, '0')}-of-00060.safetensors`;
+      shards[file] = [{ name: `t${i}`, dtype: 'F32', shape: [1], data: f32([i]) }];
+      index[`t${i}`] = file;
+    }
+    writeCheckpoint(dir, shards, index);
+    const before = openFds();
+    const c = Checkpoint.open(dir);
+    assert.ok(openFds() - before <= 1, `open: ${openFds() - before} more descriptors`);
+    for (let round = 0; round < 2; round++) for (let i = 0; i < 60; i++) assert.deepEqual([...c.readFloat32(`t${i}`)], [i]);
+    assert.ok(openFds() - before <= 10, `reading: ${openFds() - before} more descriptors`);
+    // (written anew: another file at the same path)
+    const p = join(dir, 'model-00001-of-00060.safetensors');
+    rmSync(p);
+    writeFileSync(p, encodeSafetensors([{ name: 't0', dtype: 'F32', shape: [2], data: f32([0, 0]) }]));
+    for (let i = 1; i < 60; i++) c.readFloat32(`t${i}`); // (t0's file is no longer among those held open)
+    expectError(() => c.readFloat32('t0'), 'BLIP4004', /model-00001-of-00060\.safetensors changed while it was being read/);
+    c.close();
+    assert.equal(openFds(), before, 'closing releases every descriptor');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
