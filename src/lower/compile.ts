@@ -82,6 +82,16 @@ export interface CompileResult {
 const WEIGHTS_FILE = 'weights.bin';
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'added_tokens.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'spiece.model'];
 
+/**
+ * Whether `dir` has what runtime/tokenizers/hf.ts builds a tokenizer from. tokenizer_config.json,
+ * special_tokens_map.json and added_tokens.json only adjust one: alone they are no tokenizer (the
+ * compile warns, and copies none of them, as for a folder with no tokenizer files at all).
+ */
+function hasTokenizer(dir: string): boolean {
+  const has = (f: string) => existsSync(join(dir, f));
+  return has('tokenizer.json') || has('tokenizer.model') || has('spiece.model') || has('vocab.txt') || (has('vocab.json') && has('merges.txt'));
+}
+
 type GraphName = 'encode' | 'decoder' | 'retrieval';
 
 /** Lowers nodes into graphs, collecting problems instead of stopping at the first. */
@@ -688,12 +698,15 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const needed: Array<[string, string]> = [[x.ckpt.dir, 'blip run and load() refuse the compiled model without one (prompts are read and text written with it)']];
   if (x.family === 'instructblip') needed.push([join(x.ckpt.dir, 'qformer_tokenizer'), "generate() refuses the compiled model without it (InstructBLIP's Q-Former reads the instruction with it)"]);
   for (const [dir, why] of needed) {
-    if (!TOKENIZER_FILES.some((f) => existsSync(join(dir, f)))) warnings.push(`${dir} has no tokenizer files (tokenizer.json, tokenizer.model, vocab.txt, …): ${why}; copy them from the checkpoint's repository and compile again`);
+    if (hasTokenizer(dir)) continue;
+    const partial = TOKENIZER_FILES.filter((f) => existsSync(join(dir, f)));
+    const only = partial.length ? ` (only ${partial.join(', ')}, which no tokenizer is built from)` : '';
+    warnings.push(`${dir} has no tokenizer files (tokenizer.json, tokenizer.model, vocab.txt, …)${only}: ${why}; copy them from the checkpoint's repository and compile again`);
   }
   // The tokenizers are copied as they are: built once here, so that one `blip run` could not load
   // is refused now rather than after the weights are written.
   for (const dir of [x.ckpt.dir, join(x.ckpt.dir, 'qformer_tokenizer')]) {
-    if (!TOKENIZER_FILES.some((f) => existsSync(join(dir, f)))) continue;
+    if (!hasTokenizer(dir)) continue;
     try {
       loadTokenizer(dir);
     } catch (e) {
@@ -732,13 +745,13 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
       written.push({ name: g.name, file, nodes: g.nodes.length, bytes: bytes.length });
     }
 
-    const tokFiles = TOKENIZER_FILES.filter((f) => existsSync(join(x.ckpt.dir, f)));
+    const tokFiles = hasTokenizer(x.ckpt.dir) ? TOKENIZER_FILES.filter((f) => existsSync(join(x.ckpt.dir, f))) : [];
     if (tokFiles.length) {
       mkdirSync(join(tmp, 'tokenizer'));
       for (const f of tokFiles) copyFileSync(join(x.ckpt.dir, f), join(tmp, 'tokenizer', f));
     }
     const qDir = join(x.ckpt.dir, 'qformer_tokenizer');
-    const qFiles = existsSync(qDir) ? TOKENIZER_FILES.filter((f) => existsSync(join(qDir, f))) : [];
+    const qFiles = hasTokenizer(qDir) ? TOKENIZER_FILES.filter((f) => existsSync(join(qDir, f))) : [];
     if (qFiles.length) {
       mkdirSync(join(tmp, 'qformer_tokenizer'));
       for (const f of qFiles) copyFileSync(join(qDir, f), join(tmp, 'qformer_tokenizer', f));

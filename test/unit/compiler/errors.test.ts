@@ -288,6 +288,14 @@ test('a checkpoint without its tokenizer (or InstructBLIP without qformer_tokeni
     const g = loadModel('graphs/instructblip-t5.blip');
     const r2 = await compile({ model: g.model, graphFile: 'graphs/instructblip-t5.blip', graphText: g.text, weights: ib, out: join(root, 'ib') });
     assert.ok(r2.warnings.some((w) => /qformer_tokenizer has no tokenizer files .*: generate\(\) refuses the compiled model without it/.test(w)), r2.warnings.join('\n'));
+    // tokenizer_config.json alone (tokenizer.json removed) is no tokenizer either: the same warning, none of it copied
+    const half = checkpointCopy('blip-caption-a');
+    rmSync(join(half, 'tokenizer.json'));
+    const r3 = await compile({ model, graphFile: CAPTION, graphText: text, weights: half, out: join(root, 'half') });
+    rmSync(dirname(half), { recursive: true, force: true });
+    assert.ok(r3.warnings.some((w) => /checkpoint has no tokenizer files \(tokenizer\.json, tokenizer\.model, vocab\.txt, …\) \(only tokenizer_config\.json, which no tokenizer is built from\): blip run and load\(\) refuse/.test(w)), r3.warnings.join('\n'));
+    assert.equal(r3.manifest.tokenizer, undefined);
+    assert.ok(!existsSync(join(root, 'half', 'tokenizer')));
   } finally {
     rmSync(dirname(weights), { recursive: true, force: true });
     rmSync(root, { recursive: true, force: true });
