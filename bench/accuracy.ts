@@ -7,6 +7,11 @@
 //                     whole sequences identical
 //
 //   node --import tsx bench/accuracy.ts [--out docs-table.md]
+//
+// Environment: FIXTURES=a,b (a subset), VARIANTS='name,name' (by name, from ALL below, including the
+// WebGPU ones; default: those run on the CPU provider), PER_FIXTURE=1 (one row per fixture and
+// variant). WebGPU on lavapipe: XDG_RUNTIME_DIR=/tmp VK_DRIVER_FILES=/usr/share/vulkan/icd.d/lvp_icd.json
+// (docs/webgpu.md; the first run compiles shaders for minutes).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +22,7 @@ import { readManifest } from '../src/artifact/manifest.js';
 import { SafetensorsFile } from '../src/weights/safetensors.js';
 import { generate, OnnxDecoderStepModel, type GenerationOptions, type StepModel } from '../runtime/generation/index.js';
 
-const FIXTURES: Array<[string, string]> = [
+const ALL_FIXTURES: Array<[string, string]> = [
   ['blip-caption-a', 'blip-caption'],
   ['blip-caption-b', 'blip-caption'],
   ['blip-vqa-a', 'blip-vqa'],
@@ -29,15 +34,21 @@ const FIXTURES: Array<[string, string]> = [
   ['instructblip-t5-a', 'instructblip-t5'],
 ];
 
-type Variant = { name: string; opts: Pick<CompileOptions, 'dtype' | 'target' | 'quantize'> };
-const VARIANTS: Variant[] = [
+const FIXTURES = process.env.FIXTURES ? ALL_FIXTURES.filter(([f]) => process.env.FIXTURES!.split(',').includes(f)) : ALL_FIXTURES;
+
+/** `ep`: the session's execution provider (default the CPU one). */
+type Variant = { name: string; opts: Pick<CompileOptions, 'dtype' | 'target' | 'quantize'>; ep?: 'webgpu' };
+const ALL: Variant[] = [
   { name: 'fp32 --target cpu', opts: { target: 'cpu' } },
   { name: 'fp16', opts: { dtype: 'float16' } },
   // the fused float16 norms of the GPU targets, run here on the CPU provider (it has their float16 kernels)
   { name: 'fp16 --target webgpu', opts: { dtype: 'float16', target: 'webgpu' } },
   { name: 'int8 --target cpu', opts: { target: 'cpu', quantize: 'int8' } },
   { name: 'int4 --target cpu', opts: { target: 'cpu', quantize: 'int4' } },
+  { name: 'fp16 on WebGPU', opts: { dtype: 'float16' }, ep: 'webgpu' },
+  { name: 'fp16 --target webgpu on WebGPU', opts: { dtype: 'float16', target: 'webgpu' }, ep: 'webgpu' },
 ];
+const VARIANTS = process.env.VARIANTS ? ALL.filter((v) => process.env.VARIANTS!.split(',').includes(v.name)) : ALL.filter((v) => !v.ep);
 
 const camel = (k: string): string => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 const i64 = (rows: number[][]): ort.Tensor => new ort.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
@@ -48,11 +59,11 @@ interface Loaded {
   dec: ort.InferenceSession;
 }
 
-async function build(fixture: string, graph: string, dir: string, opts: Variant['opts']): Promise<Loaded> {
+async function build(fixture: string, graph: string, dir: string, opts: Variant['opts'], ep?: Variant['ep']): Promise<Loaded> {
   const path = join('graphs', `${graph}.blip`);
   const p = loadProgram(path);
   await compile({ model: p.program!.models[0], graphFile: path, graphText: readFileSync(path, 'utf8'), weights: join('test/fixtures', fixture, 'checkpoint'), out: dir, ...opts });
-  const so = { graphOptimizationLevel: 'all' as const, intraOpNumThreads: 1 };
+  const so = { graphOptimizationLevel: 'all' as const, intraOpNumThreads: 1, ...(ep ? { executionProviders: [ep] } : {}) };
   return { manifest: readManifest(dir), enc: await ort.InferenceSession.create(join(dir, 'encode.onnx'), so), dec: await ort.InferenceSession.create(join(dir, 'decoder.onnx'), so) };
 }
 
@@ -103,7 +114,7 @@ async function main(): Promise<void> {
       const pv = st.info('pixel_values')!;
       const pixels = new ort.Tensor('float32', Float32Array.from(st.readFloat32('pixel_values')), pv.shape);
       const ref = await build(fixture, graph, join(root, `${fixture}-ref`), {});
-      const variants = await Promise.all(VARIANTS.map(async (v) => ({ v, m: await build(fixture, graph, join(root, `${fixture}-${v.name.replace(/\W+/g, '_')}`), v.opts) })));
+      const variants = await Promise.all(VARIANTS.map(async (v) => ({ v, m: await build(fixture, graph, join(root, `${fixture}-${v.name.replace(/\W+/g, '_')}`), v.opts, v.ep) })));
       const Q: number = exp.num_query_tokens ?? 0;
       const placeholders = typeof exp.image_token_index === 'number' && !fixture.includes('legacy');
       for (const c of exp.cases) {
@@ -130,7 +141,8 @@ async function main(): Promise<void> {
         };
         const base = await run(ref);
         for (const { v, m } of variants) {
-          const s = stats.get(v.name) ?? { maxErr: 0, scale: 0, tokens: 0, agree: 0, sequences: 0, identical: 0 };
+          const key = process.env.PER_FIXTURE ? `${fixture} ${v.name}` : v.name;
+          const s = stats.get(key) ?? { maxErr: 0, scale: 0, tokens: 0, agree: 0, sequences: 0, identical: 0 };
           const forced = await run(m, base.newTokens);
           forced.logits.slice(0, base.logits.length).forEach((l, i) => {
             const want = base.logits[i];
@@ -149,7 +161,7 @@ async function main(): Promise<void> {
               if (row[j] === want[j]) s.agree++;
             }
           });
-          stats.set(v.name, s);
+          stats.set(key, s);
         }
       }
       perFixture.push(fixture);
