@@ -4,7 +4,7 @@
 // "ambiguous": it is passed on as the value instead, for the command's own range check to refuse.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from './Command.js';
-import { nearest } from './main.js';
+import { unknownOption } from './options.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 /** What parseArgs returns for `options` (values typed by the option table, positionals). */
@@ -25,10 +25,7 @@ export function parseOptions<O extends Options>(argv: string[], options: O, allo
   } catch (e) {
     const msg = (e as Error).message;
     const unknown = /Unknown option '(--?[^']+)'/.exec(msg);
-    if (unknown) {
-      const hint = nearest(unknown[1].replace(/^-+/, ''), Object.keys(options));
-      throw new UsageError(`unknown option ${unknown[1]}${hint ? ` (did you mean --${hint}?)` : ''}`);
-    }
+    if (unknown) throw unknownOption(unknown[1], Object.keys(options));
     const unexpected = /Unexpected argument '([^']+)'/.exec(msg);
     if (unexpected) throw new UsageError(`unexpected argument '${unexpected[1]}'`);
     const missing = /Option '(--[^ ']+)[^']*' argument missing/.exec(msg);

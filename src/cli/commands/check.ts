@@ -1,5 +1,6 @@
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
+import { unknownOption } from '../options.js';
 import { loadProgram, readFailure, type LoadResult } from '../../syntax/load.js';
 import { diagnosticsToJson, formatDiagnostics } from '../../diagnostics/format.js';
 import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
@@ -41,7 +42,7 @@ Examples:
         const n = v === undefined || v.trim() === '' ? NaN : Number(v);
         if (!Number.isInteger(n) || n < 1) throw new UsageError(v === undefined ? '--max expects a positive integer' : `--max expects a positive integer, found '${v}'`);
         max = n;
-      } else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option '${a}'`);
+      } else if (a.startsWith('-') && a !== '-') throw unknownOption(a, ['json', 'max']);
       else files.push(a);
     }
     if (!files.length) throw new UsageError('expected at least one FILE');

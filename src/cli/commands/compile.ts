@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isCheckpointFolder, shippedGraphArg } from '../shippedGraphArg.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
+import { valueOptions } from '../options.js';
 import { loadProgram } from '../../syntax/load.js';
 import { formatDiagnostics } from '../../diagnostics/format.js';
 import { hasErrors, type Diagnostic } from '../../diagnostics/Diagnostic.js';
@@ -72,25 +73,14 @@ Examples:
   blip compile graphs/blip-caption.blip --weights ./blip-image-captioning-base --out ./out/caption
   blip compile graphs/blip-vqa.blip --weights ./blip-vqa-base --out ./out/vqa --dtype fp16`,
   async run(argv) {
-    const opt: Record<string, string> = {};
-    const files: string[] = [];
-    for (let i = 0; i < argv.length; i++) {
-      const [a, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
-      if (['--weights', '--out', '--dtype', '--model', '--target', '--quantize'].includes(a)) {
-        const value = inline ?? argv[++i];
-        if (value === undefined) throw new UsageError(`${a} expects a value`);
-        if (inline === undefined && value.startsWith('--')) throw new UsageError(`${a} expects a value, found the option ${value} (write ${a}=VALUE for a value that starts with '--')`);
-        if (opt[a.slice(2)] !== undefined) throw new UsageError(`${a} is given twice`);
-        opt[a.slice(2)] = value;
-      } else if (a.startsWith('-')) throw new UsageError(`unknown option '${a}'`);
-      else files.push(a);
-    }
+    const { values: opt, positionals: files } = valueOptions(argv, ['weights', 'out', 'dtype', 'model', 'target', 'quantize']);
     if (files.length > 1) throw new UsageError(`expected one GRAPH.blip, found ${files.length}`);
     if (!opt.weights && files.length === 1 && isCheckpointFolder(files[0])) {
       throw new UsageError(`${files[0]} is a checkpoint folder: give it as --weights ${files[0]} (the graph is then the shipped one for its config.json, or name one before it)`);
     }
     if (!opt.weights) throw new UsageError('--weights DIR is required');
     if (!opt.out) throw new UsageError('--out OUTDIR is required');
+    const out = opt.out;
     const dtype = opt.dtype === undefined || opt.dtype === 'fp32' ? 'float32' : opt.dtype === 'fp16' ? 'float16' : undefined;
     if (!dtype) throw new UsageError(`--dtype expects fp32 or fp16, found '${opt.dtype}'`);
     const target = (opt.target ?? 'plain') as Target;
@@ -117,7 +107,7 @@ Examples:
     const abort = new AbortController();
     const onSignal = (sig: NodeJS.Signals): void => {
       if (!abort.signal.aborted) return abort.abort(new Interrupted(sig));
-      removeOwnPartialOutputs(opt.out);
+      removeOwnPartialOutputs(out);
       process.exit(EXIT_CODE[sig]);
     };
     for (const s of STOP_SIGNALS) process.on(s, onSignal);

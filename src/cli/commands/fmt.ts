@@ -1,6 +1,7 @@
 import { chmodSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
+import { unknownOption } from '../options.js';
 import { formatSource } from '../../syntax/print.js';
 import { formatDiagnostics } from '../../diagnostics/format.js';
 import { readBlipFile, readFailure } from '../../syntax/load.js';
@@ -34,7 +35,7 @@ Examples:
     for (const a of argv) {
       if (a === '--write' || a === '-w') write = true;
       else if (a === '--check') check = true;
-      else if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option '${a}'`);
+      else if (a.startsWith('-') && a !== '-') throw unknownOption(a, ['write', 'check']);
       else files.push(a);
     }
     if (write && check) throw new UsageError('--write and --check exclude each other');

@@ -1,5 +1,6 @@
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
+import { valueOptions } from '../options.js';
 import { nearest } from '../main.js';
 import { loadProgram } from '../../syntax/load.js';
 import { formatDiagnostics, type Sources } from '../../diagnostics/format.js';
@@ -71,22 +72,9 @@ Examples:
   blip graph graphs/instructblip-t5.blip | dot -Tpng > instructblip-t5.png
   blip graph --format json graphs/pinned/blip2-opt-2.7b.blip`,
   async run(argv) {
-    let format = 'dot';
-    let only: string | undefined;
-    let weights: string | undefined;
-    const files: string[] = [];
-    for (let i = 0; i < argv.length; i++) {
-      const a = argv[i];
-      if (a === '--format') format = argv[++i] ?? '';
-      else if (a.startsWith('--format=')) format = a.slice('--format='.length);
-      else if (a === '--model') only = argv[++i];
-      else if (a === '--weights') weights = argv[++i];
-      else if (a.startsWith('-')) {
-        const hint = nearest(a.replace(/^-+/, '').split('=')[0], ['format', 'weights', 'model']);
-        throw new UsageError(`unknown option '${a}'${hint ? ` (did you mean --${hint}?)` : ''}`);
-      }
-      else files.push(a);
-    }
+    // read as 'blip compile' reads its options: --name VALUE or --name=VALUE, each once
+    const { values, positionals: files } = valueOptions(argv, ['format', 'weights', 'model']);
+    const { format = 'dot', model: only, weights } = values;
     if (!FORMATS.includes(format)) {
       const hint = nearest(format, FORMATS);
       throw new UsageError(`--format expects one of ${FORMATS.join(', ')}, found '${format}'${hint ? ` (did you mean ${hint}?)` : ''}`);

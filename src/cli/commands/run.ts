@@ -4,7 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
-import { nearest } from '../main.js';
+import { unknownOption } from '../options.js';
 import { describeModel, readManifest, type Manifest } from '../../artifact/manifest.js';
 import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
@@ -60,17 +60,14 @@ export function parseRunArgs(argv: string[]): Args {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith('--') || arg === '--') {
-      if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option '${arg}'`);
+      if (arg.startsWith('-') && arg !== '-') throw unknownOption(arg, Object.keys(OPTIONS));
       positional.push(arg);
       continue;
     }
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     const kind = OPTIONS[name];
-    if (!kind) {
-      const hint = nearest(name, Object.keys(OPTIONS));
-      throw new UsageError(`unknown option '--${name}'${hint ? ` (did you mean --${hint}?)` : ''}`);
-    }
+    if (!kind) throw unknownOption(arg, Object.keys(OPTIONS));
     if (kind === 'flag') {
       if (eq >= 0) throw new UsageError(`--${name} takes no value`);
       a.flags.add(name);

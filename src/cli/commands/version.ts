@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
+import { unknownOption } from '../options.js';
 import { VERSION } from '../../version.js';
 import { hugePageStatus } from '../../../runtime/hugePages.js';
 import { providerStatus, type Provider } from '../../../runtime/providers.js';
@@ -19,7 +20,7 @@ Example:
   blip version --verbose`,
   async run(argv) {
     const bad = argv.find((a) => a !== '--verbose');
-    if (bad) throw new UsageError(bad.startsWith('-') ? `unknown option '${bad}'` : `unexpected argument '${bad}'`);
+    if (bad) throw bad.startsWith('-') ? unknownOption(bad, ['verbose']) : new UsageError(`unexpected argument '${bad}'`);
     const lines = [`blip-graph ${VERSION}`];
     if (argv.includes('--verbose')) {
       const ort = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;

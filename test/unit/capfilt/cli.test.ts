@@ -52,7 +52,7 @@ test('usage errors exit 2 with one line', async () => {
   const cases: Array<[string[], RegExp]> = [
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--shard', '2/2'], /--shard expects I\/N/],
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--shard', 'x'], /--shard expects I\/N/],
-    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--bach-size', '2'], /unknown option --bach-size \(did you mean --batch-size\?\)/],
+    [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--bach-size', '2'], /unknown option '--bach-size'; did you mean '--batch-size'\?$/],
     [[...base(), '--output', join(root, 'o1')], /--input is required/],
     [['capfilt', '--input', join(root, 'in'), '--output', join(root, 'o1')], /--captioner is required/],
     [[...base(), '--input', join(root, 'in'), '--output', join(root, 'o1'), '--top-p', '2'], /--top-p must be in \(0, 1\]/],

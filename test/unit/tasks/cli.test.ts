@@ -269,7 +269,7 @@ test('help lists every option with examples', () => {
 
 test('usage errors exit 2 with one line (and the --help hint)', () => {
   const cases: Array<[string, RegExp]> = [
-    ['unknownFlag', /unknown option '--beam' \(did you mean --beams\?\)/],
+    ['unknownFlag', /unknown option '--beam'; did you mean '--beams'\?$/],
     ['textOnCaption', /--text is for image-text matching, but .* is a BLIP captioning model/],
     ['promptOnItm', /--prompt is for generating models, but .* is a BLIP retrieval model/],
     ['itmNoText', /--text is required/],

@@ -1,0 +1,62 @@
+// Options as every command reads them: --name=VALUE as --name VALUE, a missing value or a repeated
+// option refused, a misspelt option named with the nearest known one in the same words.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCliBatch } from '../cliHarness.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'blip-cmdline-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const CAPTION = 'graphs/blip-caption.blip';
+const ckpt = 'test/fixtures/blip-caption-a/checkpoint';
+
+const BATCH = {
+  graphInline: ['graph', `--weights=${ckpt}`, '--model=blip_caption', '--format=json'],
+  graphSpaced: ['graph', '--weights', ckpt, '--model', 'blip_caption', '--format', 'json'],
+  graphNoModel: ['graph', CAPTION, '--model'],
+  graphNoWeights: ['graph', CAPTION, '--weights'],
+  graphTwice: ['graph', CAPTION, '--model', 'x', '--model', 'blip_caption'],
+  graphFormatTwice: ['graph', CAPTION, '--format=svg', '--format', 'dot'],
+  graphTypo: ['graph', CAPTION, '--wieghts', ckpt],
+  compileTypo: ['compile', '--wieghts', ckpt],
+  checkTypo: ['check', '--jsn', CAPTION],
+  fmtTypo: ['fmt', '--wrte', CAPTION],
+  versionTypo: ['version', '--verbos'],
+  versionX: ['version', '--x'],
+  runTypo: ['run', 'out', '--imge', 'a.jpg'],
+  serveTypo: ['serve', 'x', '--prot', '8080'],
+};
+const names = Object.keys(BATCH) as Array<keyof typeof BATCH>;
+const R = Object.fromEntries(runCliBatch(names.map((n) => BATCH[n])).map((r, i) => [names[i], r]));
+const usage = (name: keyof typeof BATCH, command: string, line: string) => {
+  const r = R[name];
+  assert.equal(r.code, 2, `${name}: ${r.err}`);
+  assert.equal(r.out, '', name);
+  assert.equal(r.err, `blip ${command}: ${line}\nRun 'blip ${command} --help' for usage.\n`, name);
+};
+
+test('blip graph takes --weights=DIR and --model=NAME as blip compile does', () => {
+  assert.equal(R.graphInline.code, 0, R.graphInline.err);
+  assert.equal(R.graphInline.out, R.graphSpaced.out);
+  assert.equal(JSON.parse(R.graphInline.out).name, 'blip_caption');
+});
+
+test('blip graph refuses a trailing option without its value, and an option given twice, as blip compile does', () => {
+  usage('graphNoModel', 'graph', '--model expects a value');
+  usage('graphNoWeights', 'graph', '--weights expects a value');
+  usage('graphTwice', 'graph', '--model is given twice');
+  usage('graphFormatTwice', 'graph', '--format is given twice');
+});
+
+test("every command names a misspelt option's nearest one the same way", () => {
+  usage('graphTypo', 'graph', "unknown option '--wieghts'; did you mean '--weights'?");
+  usage('compileTypo', 'compile', "unknown option '--wieghts'; did you mean '--weights'?");
+  usage('checkTypo', 'check', "unknown option '--jsn'; did you mean '--json'?");
+  usage('fmtTypo', 'fmt', "unknown option '--wrte'; did you mean '--write'?");
+  usage('versionTypo', 'version', "unknown option '--verbos'; did you mean '--verbose'?");
+  usage('versionX', 'version', "unknown option '--x'");
+  usage('runTypo', 'run', "unknown option '--imge'; did you mean '--image'?");
+  usage('serveTypo', 'serve', "unknown option '--prot'; did you mean '--port'?");
+});
