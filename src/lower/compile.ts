@@ -669,7 +669,8 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const out = outputFolder(opts.out);
   if (existsSync(out)) refuseToReplace(opts.out, out, [x.ckpt.dir, opts.weights, ...x.ckpt.fileNames]);
   const warnings = removeStaleLeftovers(out).map((p) => `removed ${p}, left by a compile that was killed`);
-  if (x.store.floatType === 'float16' && (opts.target ?? 'plain') === 'cpu') {
+  // (a quantized build's products are MatMulNBits over the packed weights: none of this applies)
+  if (x.store.floatType === 'float16' && (opts.target ?? 'plain') === 'cpu' && !opts.quantize) {
     warnings.push('float16 for the CPU target saves disk only: onnxruntime\'s CPU provider runs the matrix products in float32 with converted copies of the weights (more memory than --dtype fp32, no faster); fp16 is for cuda and webgpu, --quantize int8 makes CPU weights smaller');
   }
   // What config.json / generation_config.json put in the manifest, checked before the weights are

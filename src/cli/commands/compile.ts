@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { isCheckpointFolder, shippedGraphArg } from '../shippedGraphArg.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
@@ -45,8 +44,8 @@ that disagrees with the checkpoint, a missing, unexpected or misshapen tensor is
 the tensor, the node and its line.
 Nothing is left behind on failure or on Ctrl-C / SIGTERM / SIGHUP (exit 130 / 143 / 129, OUTDIR as
 it was); what a killed compile left (OUTDIR.tmp-<pid>-<call>) is removed by the next compile to OUTDIR.
-An existing OUTDIR is replaced only if it holds a compiled model. A summary goes to stdout, a
-progress bar to stderr when it is a terminal.
+An existing OUTDIR is replaced only if it holds a compiled model. A summary goes to stdout; the check's
+and the compile's warnings, and a progress bar when it is a terminal, to stderr.
 
 Without GRAPH.blip, the shipped graph for the checkpoint is compiled: the one for the transformers
 class config.json names in "architectures" (and, for BLIP-2 / InstructBLIP, its text_config's
@@ -90,10 +89,9 @@ Examples:
 
     const file = files[0] ?? shippedGraphArg('compile', opt.weights);
     const loaded = loadProgram(file);
-    if (hasErrors(loaded.diagnostics) || !loaded.program) {
-      process.stderr.write(formatDiagnostics(loaded.diagnostics, loaded.sources));
-      return 1;
-    }
+    // the check's warnings too (an unused node, BLIP2030), as 'blip check' prints them
+    process.stderr.write(formatDiagnostics(loaded.diagnostics, loaded.sources));
+    if (hasErrors(loaded.diagnostics) || !loaded.program) return 1;
     const models = loaded.program.models;
     const model = opt.model ? models.find((m) => m.name === opt.model) : models.length === 1 ? models[0] : undefined;
     if (!model) {
@@ -113,7 +111,9 @@ Examples:
     for (const s of STOP_SIGNALS) process.on(s, onSignal);
     let result: CompileResult;
     try {
-      result = await compile({ model, graphFile: file, graphText: readFileSync(file, 'utf8'), weights: opt.weights, out: opt.out, dtype, target, quantize, onProgress: bar?.update, signal: abort.signal });
+      // the text that was checked is the one hashed: reading the file again would hash another
+      // text if it changed since, or nothing for a pipe (<(…)) read once
+      result = await compile({ model, graphFile: file, graphText: loaded.sources.get(file)!, weights: opt.weights, out: opt.out, dtype, target, quantize, onProgress: bar?.update, signal: abort.signal });
     } catch (e) {
       bar?.clear();
       if (e instanceof Interrupted) {
@@ -132,6 +132,7 @@ Examples:
     }
     bar?.clear();
     process.stdout.write(summary(result));
+    for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
     return 0;
   },
 };
@@ -152,7 +153,6 @@ function summary(r: CompileResult): string {
   return [
     `compiled ${m.model} (${m.family} ${m.task}, ${m.dtype}${m.target ? `, target ${m.target}` : ''}${m.quantize ? `, ${m.quantize} weights` : ''}) -> ${r.out}`,
     ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`),
-    ...r.warnings.map((x) => `warning: ${x}`),
     '',
   ].join('\n');
 }

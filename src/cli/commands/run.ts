@@ -291,7 +291,8 @@ Examples:
     const status = statusLine(process.stderr.isTTY === true);
     status.show(`loading ${a.dir} (${sizeOf(manifest.weights.bytes)} of weights) and running the first ${files.length > 1 ? 'batch' : 'image'}...`);
     const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: files.length <= bs });
-    if (manifest.dtype === 'float16' && Object.values(model.providers).includes('cpu')) {
+    // (not for a quantized build, whose products are MatMulNBits over its packed weights)
+    if (manifest.dtype === 'float16' && !manifest.quantize && Object.values(model.providers).includes('cpu')) {
       status.clear();
       // Measured on BLIP-2 OPT-2.7b (docs/performance.md, run K): 1.08x the float32 model's memory, 10 % slower.
       process.stderr.write(`warning: ${a.dir} is a float16 model; the CPU provider runs its matrix products in float32 with converted copies of the weights (more memory than the float32 model, and no faster); for the CPU compile with --dtype fp32, or --quantize int8 for smaller weights\n`);

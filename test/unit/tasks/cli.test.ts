@@ -25,6 +25,7 @@ let vicuna: string;
 let old: string;
 let folder: string;
 let half: string;
+let halfInt8: string;
 let noResize: string;
 let img32: string;
 let R: Record<string, Result>;
@@ -38,6 +39,8 @@ before(async () => {
   vicuna = await compileFixture('instructblip-vicuna-a', tmp.dir); // its generation config searches with 5 beams
   half = join(tmp.dir, 'half');
   await compile(join(repoRoot(), 'graphs', 'blip-caption.blip'), { weights: fixturePath('blip-caption-a', 'checkpoint'), out: half, dtype: 'fp16' });
+  halfInt8 = join(tmp.dir, 'half-int8');
+  await compile(join(repoRoot(), 'graphs', 'blip-caption.blip'), { weights: fixturePath('blip-caption-a', 'checkpoint'), out: halfInt8, dtype: 'fp16', target: 'cpu', quantize: 'int8' });
   old = join(tmp.dir, 'old');
   cpSync(caption, old, { recursive: true });
   const m = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8'));
@@ -81,6 +84,7 @@ before(async () => {
     samplingFlag: cap('--image', IMG_A, '--sample', '--temperature', '0.7', '--seed', '5', '--max-new-tokens', '6', '--json'),
     itm: ['run', itm, '--image', IMG_A, '--text', 'a photo of a cat sitting on a red couch', '--text', 'two dogs'],
     half: ['run', half, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
+    halfInt8: ['run', halfInt8, '--image', IMG_A, '--max-new-tokens', '3', '--json'],
     noResize: ['run', noResize, '--image', IMG_A, '--image', img32, '--max-new-tokens', '3', '--json'],
     help: ['run', '--help'],
     helpCommand: ['help', 'run'],
@@ -331,4 +335,7 @@ test('a float16 model on the CPU runs, with one warning on stderr that it costs 
   assert.match(r.err, /^warning: .*half is a float16 model; the CPU provider runs its matrix products in float32 .*compile with --dtype fp32, or --quantize int8/);
   // The float32 model says nothing.
   assert.equal(R.json.err, '');
+  // nor does a quantized float16 one: its products are MatMulNBits over the int8 weights
+  assert.equal(R.halfInt8.code, 0, R.halfInt8.err);
+  assert.equal(R.halfInt8.err, '');
 });
