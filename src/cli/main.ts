@@ -73,11 +73,24 @@ function asksForHelp(cmd: Command, rest: string[]): boolean {
   return rest.some((a, i) => (a === '--help' || a === '-h') && !(i > 0 && takesValue.has(rest[i - 1])));
 }
 
+function unknownCommand(name: string, entries: typeof COMMANDS): number {
+  const hint = nearest(name, entries.map((c) => c.name));
+  process.stderr.write(`blip: unknown command '${name}'.${hint ? ` Did you mean '${hint}'?` : ''} Run 'blip --help' for the list.\n`);
+  return 2;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const entries = await registered();
   const [name, ...rest] = argv;
-  // `blip help run` is `blip run --help`
-  if (name === 'help' && rest.length === 1 && entries.some((c) => c.name === rest[0])) return main([rest[0], '--help']);
+  // `blip help run` is `blip run --help`; `blip help nope` is the unknown command it names
+  if (name === 'help' && rest.length === 1 && rest[0] !== '--help' && rest[0] !== '-h') {
+    if (entries.some((c) => c.name === rest[0])) return main([rest[0], '--help']);
+    return unknownCommand(rest[0], entries);
+  }
+  if (name === 'help' && rest.length > 1) {
+    process.stderr.write(`blip: 'blip help' takes one command, found ${rest.length} (${rest.join(' ')}). Run 'blip --help' for the list.\n`);
+    return 2;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(mainHelp(await loadCommands()) + '\n');
     return 0;
@@ -88,11 +101,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const entry = entries.find((c) => c.name === name);
-  if (!entry) {
-    const hint = nearest(name, entries.map((c) => c.name));
-    process.stderr.write(`blip: unknown command '${name}'.${hint ? ` Did you mean '${hint}'?` : ''} Run 'blip --help' for the list.\n`);
-    return 2;
-  }
+  if (!entry) return unknownCommand(name, entries);
   const cmd = await loadCommand(entry);
   if (asksForHelp(cmd, rest)) {
     process.stdout.write(cmd.help.trimEnd() + '\n');

@@ -1,16 +1,25 @@
 // Options as every command reads them: --name=VALUE as --name VALUE, a missing value or a repeated
-// option refused, a misspelt option named with the nearest known one in the same words.
+// option refused, a misspelt option named with the nearest known one in the same words; `blip help`
+// with a command it does not know; `blip fmt --write` through a symbolic link; one Mermaid diagram
+// for a file of two models.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { runCliBatch } from '../cliHarness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'blip-cmdline-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const CAPTION = 'graphs/blip-caption.blip';
 const ckpt = 'test/fixtures/blip-caption-a/checkpoint';
+const two = join(dir, 'two.blip');
+writeFileSync(two, `import "${resolve('graphs/blip2-opt.blip')}"\nmodel a extends blip2_opt { }\nmodel b extends blip2_opt { }\n`);
+const real = join(dir, 'real.blip');
+const messy = 'model m{input image:image\nnode v:vit(image)@"v"\noutput o:generate(v)}';
+writeFileSync(real, messy);
+const link = join(dir, 'link.blip');
+symlinkSync(real, link);
 
 const BATCH = {
   graphInline: ['graph', `--weights=${ckpt}`, '--model=blip_caption', '--format=json'],
@@ -27,6 +36,10 @@ const BATCH = {
   versionX: ['version', '--x'],
   runTypo: ['run', 'out', '--imge', 'a.jpg'],
   serveTypo: ['serve', 'x', '--prot', '8080'],
+  helpUnknown: ['help', 'nonexistent'],
+  helpTypo: ['help', 'comple'],
+  helpExtra: ['help', 'compile', 'extra'],
+  helpCompile: ['help', 'compile'],
 };
 const names = Object.keys(BATCH) as Array<keyof typeof BATCH>;
 const R = Object.fromEntries(runCliBatch(names.map((n) => BATCH[n])).map((r, i) => [names[i], r]));
@@ -59,4 +72,12 @@ test("every command names a misspelt option's nearest one the same way", () => {
   usage('versionX', 'version', "unknown option '--x'");
   usage('runTypo', 'run', "unknown option '--imge'; did you mean '--image'?");
   usage('serveTypo', 'serve', "unknown option '--prot'; did you mean '--port'?");
+});
+
+test("blip help with a command it does not know is that command's error (exit 2), not the main help", () => {
+  assert.deepEqual(R.helpUnknown, { code: 2, out: '', err: "blip: unknown command 'nonexistent'. Run 'blip --help' for the list.\n" });
+  assert.deepEqual(R.helpTypo, { code: 2, out: '', err: "blip: unknown command 'comple'. Did you mean 'compile'? Run 'blip --help' for the list.\n" });
+  assert.deepEqual(R.helpExtra, { code: 2, out: '', err: "blip: 'blip help' takes one command, found 2 (compile extra). Run 'blip --help' for the list.\n" });
+  assert.equal(R.helpCompile.code, 0);
+  assert.match(R.helpCompile.out, /^Usage: blip compile /);
 });
