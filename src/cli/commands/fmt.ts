@@ -1,4 +1,4 @@
-import { chmodSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
@@ -79,16 +79,21 @@ Examples:
 };
 export default command;
 
-/** Writes `text` beside `file` and renames it over it (same mode), so `file` is never half-written. */
-function replaceFile(file: string, text: string): string | undefined {
-  const tmp = `${file}.fmt-${process.pid}`;
+/**
+ * Writes `text` beside `file` and renames it over it (same mode), so `file` is never half-written.
+ * A symbolic link is followed: renaming over the link would replace it and leave its target as it was.
+ */
+function replaceFile(given: string, text: string): string | undefined {
+  let tmp: string | undefined;
   try {
+    const file = realpathSync(given);
+    tmp = `${file}.fmt-${process.pid}`;
     writeFileSync(tmp, text);
     chmodSync(tmp, statSync(file).mode & 0o7777);
     renameSync(tmp, file);
     return undefined;
   } catch (e) {
-    rmSync(tmp, { force: true });
+    if (tmp) rmSync(tmp, { force: true });
     return (e as Error).message;
   }
 }

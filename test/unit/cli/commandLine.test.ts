@@ -40,6 +40,7 @@ const BATCH = {
   helpTypo: ['help', 'comple'],
   helpExtra: ['help', 'compile', 'extra'],
   helpCompile: ['help', 'compile'],
+  fmtLink: ['fmt', '--write', link],
 };
 const names = Object.keys(BATCH) as Array<keyof typeof BATCH>;
 const R = Object.fromEntries(runCliBatch(names.map((n) => BATCH[n])).map((r, i) => [names[i], r]));
@@ -80,4 +81,11 @@ test("blip help with a command it does not know is that command's error (exit 2)
   assert.deepEqual(R.helpExtra, { code: 2, out: '', err: "blip: 'blip help' takes one command, found 2 (compile extra). Run 'blip --help' for the list.\n" });
   assert.equal(R.helpCompile.code, 0);
   assert.match(R.helpCompile.out, /^Usage: blip compile /);
+});
+
+test('blip fmt --write through a symbolic link formats the file it points to and keeps the link', () => {
+  assert.deepEqual(R.fmtLink, { code: 0, out: '', err: '' });
+  assert.ok(lstatSync(link).isSymbolicLink(), 'the link was replaced by a file');
+  assert.notEqual(readFileSync(real, 'utf8'), messy, 'the target is not formatted');
+  assert.match(readFileSync(real, 'utf8'), /^model m \{\n/);
 });
