@@ -54,7 +54,8 @@ shipped graph for the checkpoint's class (config.json "architectures") is drawn,
 takes it.
 
   --format svg      a self-contained SVG picture, laid out in-process (no Graphviz needed)
-  --format mermaid  a Mermaid flowchart (paste into a \`\`\`mermaid block on GitHub)
+  --format mermaid  a Mermaid flowchart (paste into a \`\`\`mermaid block on GitHub); several
+                    models are one flowchart, a subgraph each
   --format dot      Graphviz DOT (default; render with 'dot -Tsvg' if you have Graphviz)
   --format json     the IR the compiler reads (src/ir/types.ts)
 
@@ -96,7 +97,7 @@ Examples:
     }
     const graphs = models.map((m) => describeModel(m, weights === undefined ? undefined : resolveAgainst(m, weights, files[0], r.sources)));
     if (format === 'svg') process.stdout.write(toSvg(graphs));
-    else if (format === 'mermaid') process.stdout.write(graphs.map(toMermaid).join('\n'));
+    else if (format === 'mermaid') process.stdout.write(toMermaid(graphs)); // one diagram, a subgraph per model
     else process.stdout.write(graphs.map(toDotGraph).join('\n'));
     return 0;
   },

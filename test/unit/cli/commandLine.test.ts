@@ -41,6 +41,7 @@ const BATCH = {
   helpExtra: ['help', 'compile', 'extra'],
   helpCompile: ['help', 'compile'],
   fmtLink: ['fmt', '--write', link],
+  mermaidTwo: ['graph', two, '--format', 'mermaid'],
 };
 const names = Object.keys(BATCH) as Array<keyof typeof BATCH>;
 const R = Object.fromEntries(runCliBatch(names.map((n) => BATCH[n])).map((r, i) => [names[i], r]));
@@ -88,4 +89,13 @@ test('blip fmt --write through a symbolic link formats the file it points to and
   assert.ok(lstatSync(link).isSymbolicLink(), 'the link was replaced by a file');
   assert.notEqual(readFileSync(real, 'utf8'), messy, 'the target is not formatted');
   assert.match(readFileSync(real, 'utf8'), /^model m \{\n/);
+});
+
+test('blip graph --format mermaid of a file with two models is one diagram', () => {
+  const r = R.mermaidTwo;
+  assert.equal(r.code, 0, r.err);
+  assert.equal((r.out.match(/^flowchart /gm) ?? []).length, 1, r.out);
+  assert.equal((r.out.match(/^ {2}subgraph /gm) ?? []).length, 2, r.out);
+  const declared = [...r.out.matchAll(/^ +(\w+)[[({]/gm)].map((m) => m[1]);
+  assert.equal(new Set(declared).size, declared.length, 'an id declared twice');
 });

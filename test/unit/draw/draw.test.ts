@@ -101,3 +101,20 @@ test('draw: frozen nodes are dashed in SVG and classed in Mermaid', () => {
   assert.match(mm, /v_input_3a_prompt -- "instruction" --> v_qformer/);
   assert.match(mm, /v_projection -- "prefix · \(B, 32, 4096\)" --> v_llm/);
 });
+
+test('draw: several models are one Mermaid flowchart, a subgraph each, no id declared twice', () => {
+  const text = 'import "./blip2-opt.blip"\nmodel a extends blip2_opt { }\nmodel b extends blip2_opt { }\n';
+  const r = loadProgram('graphs/two.blip', { text });
+  assert.ok(r.program);
+  const graphs = r.program.models.map((m) => describeModel(m));
+  const mm = toMermaid(graphs);
+  assert.equal((mm.match(/^flowchart /gm) ?? []).length, 1, mm);
+  assert.match(mm, /^ {2}subgraph m0 \["a"\]$/m);
+  assert.match(mm, /^ {2}subgraph m1 \["b"\]$/m);
+  const declared = [...mm.matchAll(/^ +(\w+)[[({]/gm)].map((m) => m[1]);
+  assert.equal(declared.length, 2 * graphs[0].vertices.length);
+  assert.equal(new Set(declared).size, declared.length, 'an id declared twice');
+  assert.equal((mm.match(/-->/g) ?? []).length, 2 * graphs[0].edges.length);
+  assert.match(mm, /^ {4}m1_v_projection -- "prefix · \(B, Q, \?\)" --> m1_v_llm$/m);
+  assert.equal((mm.match(/^ {2}classDef frozen /gm) ?? []).length, 1);
+});
