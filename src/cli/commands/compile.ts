@@ -58,13 +58,14 @@ Options:
                   (graph inputs and outputs stay float32); fp16 is for GPUs: the CPU
                   provider computes it in float32 with more memory than fp32
   --target T      plain (default), cpu, cuda or webgpu: plain writes standard ONNX any runtime
-                  loads; a target replaces attention, residual + layer norm, GELU, RMSNorm and
+                  loads (but for --quantize's operator, below); a target replaces attention, residual + layer norm, GELU, RMSNorm and
                   rotary positions by onnxruntime's fused operators that have kernels there
                   (LLaMA attention: GroupQueryAttention on cpu; webgpu keeps attention
                   decomposed, see docs/webgpu.md; residual + layer norm stays unfused on
                   cpu, whose fused kernel is the slower)
   --quantize Q    int8 or int4: weight-only block quantization of the linear layers
-                  (com.microsoft.MatMulNBits; onnxruntime only)
+                  (com.microsoft.MatMulNBits, onnxruntime only, on every target; accuracy_level 4,
+                  int8 activations on the CPU, for plain and cpu builds; unset for cuda/webgpu)
   --model NAME    the model to compile when GRAPH.blip declares several
 
 Examples:
