@@ -15,6 +15,12 @@ import { AstBuilder } from './toAst.js';
 export const MAX_FILE_CHARS = 8 * 1024 * 1024;
 /** Lists nest at most this deep (BLIP1014); deeper ones are dropped before parsing. */
 export const MAX_LIST_DEPTH = 32;
+/**
+ * Files of more tokens are refused (BLIP1015) before lexing: a token costs the lexer about a
+ * microsecond and 250 bytes, and may be an error, so 8 MiB of `}` or `; ` took a minute and
+ * 3.5 GB. A 1 MB model (20k nodes) is 180k.
+ */
+export const MAX_TOKENS = 500_000;
 
 export interface ParseResult {
   ast: ProgramSyntax;
@@ -368,12 +374,91 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
   }
 }
 
+const isWordChar = (c: number): boolean =>
+  (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45 || c === 43 || c >= 0x80;
+
+/**
+ * The tokens, comments and lexical errors the lexer would make of `text`, near enough (a run of
+ * punctuation or stray characters counts one each), counted no further than `limit + 1`: one
+ * pass over the characters, allocating nothing.
+ */
+export function countTokens(text: string, limit: number): number {
+  let n = 0;
+  let i = 0;
+  const len = text.length;
+  while (i < len && n <= limit) {
+    const c = text.charCodeAt(i);
+    if (c === 32 || c === 9 || c === 10 || c === 13) {
+      i++;
+      continue;
+    }
+    n++;
+    const next = text.charCodeAt(i + 1);
+    if ((c === 47 && next === 47) || c === 35) {
+      // a '//' (or '#') comment: to the end of its line
+      const e = text.indexOf('\n', i);
+      i = e < 0 ? len : e;
+    } else if (c === 47 && next === 42) {
+      const e = text.indexOf('*/', i + 2);
+      i = e < 0 ? len : e + 2;
+    } else if (c === 34 || c === 39) {
+      // a string: to its closing quote, or the end of its line
+      for (i++; i < len; i++) {
+        const d = text.charCodeAt(i);
+        if (d === c || d === 10 || d === 13) break;
+        if (d === 92) i++;
+      }
+      i++;
+    } else if (isWordChar(c)) {
+      while (i < len && isWordChar(text.charCodeAt(i))) i++;
+    } else i++;
+  }
+  return n;
+}
+
+/** The first four kilobytes of a binary file are mostly bytes that are not UTF-8 and control characters. */
+const SNIFF_CHARS = 4096;
+
+/**
+ * Where `text` shows itself a binary file, not text: at its first two NULs in a row, or at 0 when over
+ * a quarter of its first characters are U+FFFD (bytes not UTF-8) or control characters other than
+ * white space. Undefined for text, however wrong (one NUL is a stray character, reported as such).
+ * (Lexed, a binary file is an error every few bytes: 7 MB of weights ran ten minutes.)
+ */
+export function binaryAt(text: string): number | undefined {
+  const nuls = text.indexOf('\0\0');
+  if (nuls >= 0) return nuls;
+  const n = Math.min(text.length, SNIFF_CHARS);
+  let odd = 0;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0xfffd || (c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13 && c !== 0x1b) || c === 0x7f) odd++;
+  }
+  return n >= 64 && odd * 4 > n ? 0 : undefined;
+}
+
 export function parse(text: string, file: string): ParseResult {
   const source = new SourceFile(file, text);
   const empty: ProgramSyntax = { file, decls: [], comments: [] };
   if (text.length > MAX_FILE_CHARS) {
     const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
     return { ast: empty, source, damage: [0], diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(text.length)} MiB`)] };
+  }
+  const binary = binaryAt(text);
+  if (binary !== undefined) {
+    const nuls = text.charCodeAt(binary) === 0;
+    const what = nuls ? 'NUL bytes (U+0000)' : 'bytes that are not UTF-8 or control characters (over a quarter of the first 4 KB)';
+    const loc = source.loc(binary, binary + (nuls ? 2 : 0));
+    return { ast: empty, source, damage: [0], diagnostics: [diagnostic('BLIP1001', loc, `unexpected ${what}: expected .blip text, found a binary file (weights or an image?)`)] };
+  }
+  if (countTokens(text, MAX_TOKENS) > MAX_TOKENS) {
+    const k = (MAX_TOKENS / 1000).toFixed(0);
+    return {
+      ast: empty,
+      source,
+      damage: [0],
+      diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${k}k tokens (names, numbers, strings, punctuation), found more`)],
+    };
   }
   const raw = T.BlipLexer.tokenize(text);
   const stray = new Set<IToken>(); // a '#' glued to a name, '=' before '{'
@@ -398,9 +483,12 @@ export function parse(text: string, file: string): ParseResult {
   // (outside them the lexer has reported its run of unexpected characters already). They decode
   // to U+FFFD, which is refused wherever it stands: written as such, it marks text an earlier
   // conversion already lost.
-  const unexpected = lexed.errors.map((e) => [e.offset, e.offset + e.length] as const);
+  // (the errors are sorted: one pointer walks them, as a search of all for each U+FFFD took 9 s for 200 KB of random bytes)
+  const unexpected = lexed.errors.map((e) => [e.offset, e.offset + e.length] as const).sort((x, y) => x[0] - y[0]);
+  let u = 0;
   for (let i = text.indexOf('\ufffd'); i >= 0; i = text.indexOf('\ufffd', i + 1)) {
-    if (unexpected.some(([a, b]) => i >= a && i < b)) continue;
+    while (u < unexpected.length && unexpected[u]![1] <= i) u++;
+    if (u < unexpected.length && i >= unexpected[u]![0]) continue;
     diagnostics.push(diagnostic('BLIP1001', source.loc(i, i + 1), `unexpected bytes that are not UTF-8, or a U+FFFD replacement character: expected UTF-8 text (save the file as UTF-8)`));
   }
   // An unterminated string is read as if closed at the end of its line, '…' as a string, '=' as
