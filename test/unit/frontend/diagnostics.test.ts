@@ -119,6 +119,17 @@ test('docs/diagnostics.md has an entry for every code, and no entry for a code t
   assert.deepEqual([...documented].filter((c) => c >= 'BLIP4' && !raised.has(c)).sort(), []);
 });
 
+test("docs/language.md's error-code table has a row for every front-end code, titled as in codes.ts, and none other", () => {
+  const lang = readFileSync('docs/language.md', 'utf8');
+  const rows = new Map([...lang.matchAll(/^\| \[(BLIP\d{4})\]\(diagnostics\.md#blip\d{4}\) \| ([^|]+) \|/gm)].map((m) => [m[1]!, m[2]!.trim()]));
+  const frontEnd = Object.entries(CODES).filter(([c]) => c < 'BLIP4');
+  assert.deepEqual(
+    frontEnd.filter(([c, info]) => rows.get(c) !== info.title + (info.severity === 'warning' ? ' (warning)' : '')).map(([c]) => c),
+    [],
+  );
+  assert.deepEqual([...rows.keys()].filter((c) => !(c in CODES)), []);
+});
+
 test('messages: a quoted name of over 80 characters is cut to 40, control characters are escaped, the rest is as written', () => {
   const long = 'v'.repeat(5000);
   assert.equal(tidyMessage(`unknown node kind '${long}': expected one of vit, bert`), `unknown node kind '${'v'.repeat(40)}…': expected one of vit, bert`);
