@@ -93,7 +93,8 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
         if (rootFilled && Object.keys(fromRoot).length) sources.push([`transformers' ${effective.filled.get('')!.cls} default (config.json leaves it out at its top level)`, fromRoot]);
       }
     }
-    if (kind.fromShapes) sources.push([`the shapes of the checkpoint's "${node.checkpoint}.*" tensors`, kind.fromShapes((k) => ckpt.shape(k), node.checkpoint)]);
+    // (named as one thing: messages go on '… says N', '… gives N')
+    if (kind.fromShapes) sources.push([`the checkpoint (the shapes of its "${node.checkpoint}.*" tensors)`, kind.fromShapes((k) => ckpt.shape(k), node.checkpoint)]);
 
     // What the checkpoint says must fit the kind's schema as a pinned value would (the checker
     // validated those): an activation the lowering does not know, a list where a size belongs or a

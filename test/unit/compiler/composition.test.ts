@@ -167,3 +167,10 @@ test('a refinement that points a node at another kind\'s config section names th
   // at the config: the user wrote, not at the base file's node
   assert.deepEqual([p?.loc?.file, p?.loc?.line, p?.loc?.column], ['graphs/user.blip', 3, 34]);
 });
+
+test('a pinned width that the tensor shapes contradict is BLIP4013 naming the checkpoint as one thing that says the width', async () => {
+  const text = 'import "./blip2-opt.blip"\nmodel x extends blip2_opt {\n  override node projection { out_width: 4096 }\n}\n';
+  const e = await compileFails(text, 'blip2-opt-a');
+  const p = e.problems.find((x) => x.code === 'BLIP4013');
+  assert.match(p?.message ?? '', /^attribute "out_width" of node "projection" is pinned to 4096, but the checkpoint \(the shapes of its "language_projection\.\*" tensors\) says \d+: /);
+});
