@@ -39,6 +39,10 @@ test('hugePageStatus: on with THP [always], or [madvise] plus the glibc tunable;
     const off = hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, thp('madvise'));
     assert.equal(off.active, false);
     if (glibc) assert.match(off.line, /GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1/);
+    // turned off on purpose: said so, not 'start through bin/blip' (which it was)
+    const optedOut = hugePageStatus({ BLIP_HUGE_PAGES: '0' }, thp('madvise'));
+    assert.equal(optedOut.active, false);
+    if (glibc) assert.match(optedOut.line, /^huge pages: off \(turned off by BLIP_HUGE_PAGES=0;/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -59,7 +63,7 @@ test('bin/blip sets glibc.malloc.hugetlb=1, keeps the user\'s tunables, and leav
     assert.equal(run(baseEnv()), hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' }).line);
     assert.equal(run({ ...baseEnv(), GLIBC_TUNABLES: 'glibc.malloc.check=0' }), hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.check=0:glibc.malloc.hugetlb=1' }).line);
     assert.equal(run({ ...baseEnv(), GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }), hugePageStatus({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }).line);
-    assert.equal(run({ ...baseEnv(), BLIP_HUGE_PAGES: '0' }), hugePageStatus({}).line);
+    assert.equal(run({ ...baseEnv(), BLIP_HUGE_PAGES: '0' }), hugePageStatus({ BLIP_HUGE_PAGES: '0' }).line);
     const bad = spawnSync(link, ['version', '--nope'], { encoding: 'utf8', env: baseEnv() });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /unknown option '--nope'/);
