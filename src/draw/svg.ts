@@ -1,5 +1,5 @@
 // SVG drawing of a described model (src/draw/describe.ts), laid out by src/draw/layout.ts. Made
-// in-process (no Graphviz): boxes coloured by the kind's role, frozen nodes grey with a dashed
+// in-process (no Graphviz): boxes coloured by the kind's role, frozen nodes greyed with a dashed
 // border, inputs as pills, outputs as hexagons, edges as curves labelled with port and shape.
 import type { DrawGraph, DrawVertex } from './describe.js';
 import { layout, textWidth, type Placed, type Routed } from './layout.js';
@@ -171,7 +171,8 @@ function drawLegend(graphs: DrawGraph[], y0: number, maxWidth: number): { body: 
   const used = new Set(graphs.flatMap((g) => g.vertices.filter((v) => v.role === 'node').map((v) => FAMILY[v.kind] ?? 'head')));
   const items: string[] = [];
   const unknown = graphs.some((g) => g.vertices.some((v) => v.detail.includes('?')) || g.edges.some((e) => e.shape.includes('?')));
-  const notes = ['dashed grey border = frozen, solid = trainable', 'B batch, S text length', ...(unknown ? ['? = read from config.json at compile time (--weights DIR fills it in)'] : [])];
+  // (a frozen box keeps its kind's border colour, dashed, under a grey tint: the note says just that)
+  const notes = ["dashed border, greyed = frozen; solid border = trainable", 'B batch, S text length', ...(unknown ? ['? = read from config.json at compile time (--weights DIR fills it in)'] : [])];
   const limit = Math.max(maxWidth, 420);
   let [x, y, w] = [16, y0 + 8, 0];
   for (const key of Object.keys(PALETTE)) {

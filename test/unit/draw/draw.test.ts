@@ -96,6 +96,12 @@ test('draw: frozen nodes are dashed in SVG and classed in Mermaid', () => {
   const svg = toSvg([g]);
   assert.match(svg, /<g class="node frozen" id="vision"><rect [^>]*stroke-dasharray/);
   assert.match(svg, /<g class="node" id="qformer"><rect (?![^>]*stroke-dasharray)/);
+  // the legend says what a frozen box is drawn with: its kind's border colour, dashed, greyed (not a grey border)
+  const stroke = (id: string) => new RegExp(`<g class="node[^"]*" id="${id}"><rect [^>]*stroke="([^"]+)"`).exec(svg)![1];
+  assert.equal(stroke('vision'), /<rect [^>]*stroke="([^"]+)"[^>]*\/>\n<text [^>]*>vision encoder/.exec(svg)![1]); // the legend's swatch
+  assert.notEqual(stroke('vision'), '#9ca3af');
+  assert.match(svg, />dashed border, greyed = frozen; solid border = trainable</);
+  assert.doesNotMatch(svg, /grey border/);
   const mm = toMermaid(g);
   assert.match(mm, /class v_vision,v_llm frozen/);
   assert.match(mm, /v_input_3a_prompt -- "instruction" --> v_qformer/);
