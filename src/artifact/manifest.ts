@@ -5,7 +5,7 @@
 //
 // Codes: BLIP5001 no manifest.json, BLIP5002 invalid manifest, BLIP5003 other format version,
 // BLIP5004 a file the manifest names is missing from the directory.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { isSystemError, systemErrorMeaning } from '../filesystem.js';
 import { readJsonFile } from '../jsonSyntax.js';
 import { join } from 'node:path';
@@ -396,18 +396,48 @@ export function describeModel(m: Pick<Manifest, 'family' | 'task'>): string {
   return `a BLIP ${m.task === 'caption' ? 'captioning' : m.task === 'vqa' ? 'question-answering' : 'retrieval'} model`;
 }
 
+/** "blip2_opt (blip-2 caption, float32, target cpu, int4 weights)": as `blip compile` and `blip inspect` head their summaries. */
+export function modelHeading(m: Pick<Manifest, 'model' | 'family' | 'task' | 'dtype' | 'target' | 'quantize'>): string {
+  return `${m.model} (${m.family} ${m.task}, ${m.dtype}${m.target ? `, target ${m.target}` : ''}${m.quantize ? `, ${m.quantize} weights` : ''})`;
+}
+
+/**
+ * Why `dir`, which has no manifest.json, is not a compiled model, and what to do. `--out` is
+ * suggested into it only where compile would write (a path not there, an empty folder): a folder
+ * with files in it is refused by compile (BLIP4016), and a .blip file is a graph to check or compile.
+ */
+function notCompiled(dir: string): string {
+  if (existsSync(join(dir, 'config.json')))
+    return `${dir} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile [GRAPH.blip] --weights ${dir} --out OUT'; without a graph, the shipped one for its class), then use OUT`;
+  let st: Stats | undefined;
+  try {
+    st = statSync(dir);
+  } catch {
+    st = undefined;
+  }
+  if (!st) return `${dir} does not exist (compile a model with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`;
+  const compileInto = `'blip compile GRAPH.blip --weights DIR --out OUT', then use OUT`;
+  if (!st.isDirectory()) {
+    if (/\.blip$/i.test(dir))
+      return `${dir} is a graph, not a compiled model: check it with 'blip check ${dir}', draw it with 'blip graph ${dir}', or compile it ('blip compile ${dir} --weights DIR --out OUT') and use OUT`;
+    return `${dir} is a file, not a compiled model (a folder with a ${MANIFEST_FILE}, written by ${compileInto})`;
+  }
+  let empty = false;
+  try {
+    empty = readdirSync(dir).length === 0;
+  } catch {
+    empty = false;
+  }
+  return empty
+    ? `${dir} is not a compiled model: it is empty (compile one into it with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`
+    : `${dir} is not a compiled model: it has no ${MANIFEST_FILE} (compile one into a new folder with ${compileInto})`;
+}
+
 /** Read and validate `dir/manifest.json`; every file it names must exist in `dir`. */
 export function readManifest(dir: string): Manifest {
   const path = join(dir, MANIFEST_FILE);
   if (!existsSync(path)) {
-    throw new BlipError(
-      'BLIP5001',
-      existsSync(join(dir, 'config.json'))
-        ? `${dir} is a HuggingFace checkpoint, not a compiled model: compile it first ('blip compile [GRAPH.blip] --weights ${dir} --out OUT'; without a graph, the shipped one for its class), then use OUT`
-        : existsSync(dir)
-        ? `${dir} is not a compiled model: it has no ${MANIFEST_FILE} (compile one with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`
-        : `${dir} does not exist (compile a model with 'blip compile GRAPH.blip --weights DIR --out ${dir}')`,
-    );
+    throw new BlipError('BLIP5001', notCompiled(dir));
   }
   const read = readJsonFile(path);
   if (read.problem !== undefined) throw new BlipError('BLIP5002', `${path} ${read.problem}${read.problem.startsWith('is not valid JSON') ? '; recompile the model' : ''}`);

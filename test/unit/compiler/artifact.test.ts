@@ -108,7 +108,16 @@ test('blip inspect refuses a directory without a valid manifest; blip compile re
   try {
     const none = await cli(['inspect', root]);
     assert.equal(none.code, 1);
-    assert.match(none.err, /error BLIP5001: .* is not a compiled model: it has no manifest\.json/);
+    assert.equal(none.err, `error BLIP5001: ${root} is not a compiled model: it is empty (compile one into it with 'blip compile GRAPH.blip --weights DIR --out ${root}')\n`);
+    // --out is suggested only where compile would write: not into a .blip file (a graph, to check or
+    // compile), another file, or a folder with files in it (compile refuses that, BLIP4016)
+    const graph = await cli(['inspect', 'graphs/blip2-opt.blip']);
+    assert.equal(
+      graph.err,
+      "error BLIP5001: graphs/blip2-opt.blip is a graph, not a compiled model: check it with 'blip check graphs/blip2-opt.blip', draw it with 'blip graph graphs/blip2-opt.blip', or compile it ('blip compile graphs/blip2-opt.blip --weights DIR --out OUT') and use OUT\n",
+    );
+    assert.equal((await cli(['inspect', 'graphs'])).err, "error BLIP5001: graphs is not a compiled model: it has no manifest.json (compile one into a new folder with 'blip compile GRAPH.blip --weights DIR --out OUT', then use OUT)\n");
+    assert.match((await cli(['inspect', 'package.json'])).err, /^error BLIP5001: package\.json is a file, not a compiled model \(a folder with a manifest\.json, written by 'blip compile GRAPH\.blip --weights DIR --out OUT', then use OUT\)\n$/);
     // a checkpoint folder where a compiled model belongs is told how to compile it
     const ck = join(FIXTURES, 'blip-caption-a', 'checkpoint');
     const checkpoint = await cli(['run', ck, '--image', 'test/fixtures/images/photo_64x48.jpg']);
