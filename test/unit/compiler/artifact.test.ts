@@ -68,7 +68,7 @@ test('manifest facts come from the graph, then processor_config.json / preproces
   }
 });
 
-test('blip compile prints a summary; blip inspect prints the manifest and an op histogram', async () => {
+test('blip compile prints a summary; blip inspect prints a summary of the manifest and an op histogram', async () => {
   const root = tmp('cli-');
   try {
     const out = join(root, 'vqa');
@@ -79,9 +79,21 @@ test('blip compile prints a summary; blip inspect prints the manifest and an op 
     assert.match(c.out, /weights\.bin\s+[\d.]+ KB, \d+ tensors\n\s+time\s+[\d.]+ s/);
     const i = await cli(['inspect', out]);
     assert.equal(i.code, 0, i.err);
-    assert.match(i.out, /"task": "vqa"/);
-    assert.match(i.out, /decoder\.onnx: \d+ nodes, \d+ initializers\n\s+inputs:\s+input_ids int64\[batch, sequence\], attention_mask int64\[batch, total_sequence\], position_ids int64\[batch, position_sequence\], past\.0\.key float32\[batch, 4, past_sequence, 10\]/);
+    assert.equal(i.out.split('\n')[0], `${out}: blip_vqa (blip vqa, float32), compiled by blip-graph ${JSON.parse(readFileSync('package.json', 'utf8')).version}`);
+    // a summary, not the manifest's JSON: a tensor a line, the KV cache once for all layers
+    assert.doesNotMatch(i.out, /[{}]\n|"task"/);
+    assert.match(i.out, /\n  generation  max_new_tokens 20, num_beams 1, do_sample false\n/);
+    assert.match(i.out, /\n  weights     weights\.bin [\d.]+ KB, \d+ tensors, [\d.]+ M parameters\n/);
+    assert.match(
+      i.out,
+      /\ndecoder\.onnx: \d+ nodes, \d+ initializers, [\d.]+ KB\n  inputs   input_ids +int64\[batch, sequence\]\n +attention_mask +int64\[batch, total_sequence\]\n +position_ids +int64\[batch, position_sequence\]\n +past\.\{0\.\.1\}\.\{key,value\} +float32\[batch, 4, past_sequence, 10\]  \(2 layers × 2\)\n/,
+    );
+    assert.doesNotMatch(i.out, /past\.1\.key/);
     assert.match(i.out, /\n\s+MatMul\s+\d+\n/);
+    assert.ok(i.out.split('\n').length < 100, i.out);
+    const typo = await cli(['inspect', out, '--jsn']);
+    assert.equal(typo.code, 2);
+    assert.match(typo.err, /^blip inspect: unknown option '--jsn'; did you mean '--json'\?\n/);
     const j = JSON.parse((await cli(['inspect', out, '--json'])).out);
     assert.equal(j.graphs.encode.ops.Conv, 1);
     assert.equal(j.graphs.decoder.ops.Softmax, 4); // 2 layers × (self + cross)
@@ -98,6 +110,22 @@ test('blip compile prints a summary; blip inspect prints the manifest and an op 
       assert.match(bad.err, why);
       assert.equal(bad.err.trim().split('\n').length, 1, bad.err);
     }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('blip inspect heads its summary as blip compile does: family, task, dtype, target and quantization', async () => {
+  const root = tmp('cli-');
+  try {
+    const out = join(root, 'q');
+    const c = await cli(['compile', 'graphs/blip-caption.blip', '--weights', join(FIXTURES, 'blip-caption-a', 'checkpoint'), '--out', out, '--target', 'cpu', '--quantize', 'int8']);
+    assert.equal(c.code, 0, c.err);
+    const compiled = /^compiled (.*) -> /.exec(c.out)![1]!;
+    assert.equal(compiled, 'blip_caption (blip caption, float32, target cpu, int8 weights)');
+    const i = await cli(['inspect', out]);
+    assert.equal(i.code, 0, i.err);
+    assert.ok(i.out.startsWith(`${out}: ${compiled}, compiled by `), i.out.split('\n')[0]);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
