@@ -425,7 +425,7 @@ const SNIFF_CHARS = 4096;
  * white space. Undefined for text, however wrong (one NUL is a stray character, reported as such).
  * (Lexed, a binary file is an error every few bytes: 7 MB of weights ran ten minutes.)
  */
-export function binaryAt(text: string): number | undefined {
+function binaryAt(text: string): number | undefined {
   const nuls = text.indexOf('\0\0');
   if (nuls >= 0) return nuls;
   const n = Math.min(text.length, SNIFF_CHARS);
