@@ -38,6 +38,7 @@ import { compileCall, markPartialOutput, partialOutputPath, removeStaleLeftovers
 import { isSystemError, makeDirectories, systemErrorLine, systemErrorMeaning } from '../filesystem.js';
 import { readJsonFile } from '../jsonSyntax.js';
 import { PairRows } from './pairs.js';
+import { keepFloat32Names, keptFloat32 } from './keepFloat32.js';
 import { summarizeConfigMismatch, type TensorRead } from './configMismatch.js';
 import { projectionLayoutProblems } from './projectionLayout.js';
 import { manifestValueProblems, textDefaults } from './manifestValues.js';
@@ -106,6 +107,8 @@ class Lowerer {
   private readonly seen = new Set<string>();
   /** retrieval.onnx: which flows have one row per image and which one per pair (./pairs.ts). */
   pairs?: PairRows;
+  /** The checkpoint model's keep-in-float32 names (transformers' `_keep_in_fp32_modules`, ./keepFloat32.ts). */
+  private readonly keepFloat32: string[];
 
   constructor(
     readonly model: IrModel,
@@ -113,7 +116,9 @@ class Lowerer {
     readonly store: WeightStore,
     readonly nodes: Map<string, ResolvedNode>,
     private readonly graphFile: string,
-  ) {}
+  ) {
+    this.keepFloat32 = keepFloat32Names(ckpt.config);
+  }
 
   /**
    * A .blip location as the ONNX nodes record it: relative to the compiled file's folder, so the
@@ -161,6 +166,7 @@ class Lowerer {
       attrs,
       graph,
       has: (name) => self.ckpt.has(key(name)),
+      keptFloat32: (name) => keptFloat32(self.keepFloat32, key(name)),
       connected: (port) => node.edges.some((e) => e.port === port),
       attrLoc: (a) => node.attrLocs[a] ?? node.loc,
       int: (a) => attr(a, 'number') as number,

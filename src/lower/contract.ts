@@ -77,6 +77,12 @@ export interface LowerContext {
   param(name: string, shape: number[], opts?: ParamOptions): Value;
   /** Whether the checkpoint has `<node.checkpoint>.<name>` (for optional tensors such as biases). */
   has(name: string): boolean;
+  /**
+   * Whether transformers keeps the checkpoint tensor `<node.checkpoint>.<name>` in float32 when it
+   * loads the model in float16: a keep-in-float32 name of the checkpoint's model is found in the
+   * tensor's name (./keepFloat32.ts; InstructBLIP-Flan-T5's `qformer.embeddings.word_embeddings`).
+   */
+  keptFloat32(name: string): boolean;
   /** Resolved attribute accessors; an attribute nobody set is a BLIP4014 error at the node. */
   int(attr: string): number;
   num(attr: string): number;

@@ -32,7 +32,7 @@ export const QFormer: NodeKind = {
     layer_norm_eps: eps('layer-norm epsilon'),
     instruction: bool('the instruction text enters the Q-Former (InstructBLIP); implied by an `instruction:` input'),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
-    keep_float32: bool('computed in float32 in a --dtype fp16 artifact, as transformers keeps BLIP-2\'s Q-Former (root config model_type blip-2; InstructBLIP keeps only its query tokens, which it rounds to float16)'),
+    keep_float32: bool('computed in float32 in a --dtype fp16 artifact, as transformers keeps BLIP-2\'s Q-Former (root config model_type blip-2; InstructBLIP keeps only its query tokens, which it rounds to float16, and with Flan-T5 its word embeddings, which stay float32 either way)'),
   }),
   defaultConfig: 'qformer_config',
   fromConfig(section, root) {
@@ -118,9 +118,21 @@ function qformer(ctx: LowerContext, image: Value | undefined, text: TextFlow | u
     // InstructBLIP keeps the text embeddings inside the Q-Former, BLIP-2 retrieval beside it.
     const e = ctx.has('embeddings.word_embeddings.weight') ? 'embeddings' : '../embeddings';
     const [V, P] = [ctx.int('vocab_size'), ctx.int('max_positions')];
-    const words = b.gather(ctx.param(`${e}.word_embeddings.weight`, [V, W]), text.ids, 0, 'words'); // (B, S, W)
-    const positions = slice(b, ctx.param(`${e}.position_embeddings.weight`, [P, W]), 0, 0, b.shape(text.ids, 1, 2, 'text_len'), 'positions'); // (S, W)
-    parts.push(b.add(words, positions, 'text_embeddings'));
+    // Each table in the type transformers loads it in. In a float16 InstructBLIP-Flan-T5 the word
+    // embeddings stay float32 (T5's keep-in-float32 "wo" is found in `word_embeddings`,
+    // src/lower/keepFloat32.ts): the sum with the float16 positions is float32 (torch promotes), and
+    // is rounded to float16 once, where InstructBlipQFormerEmbeddings casts to its LayerNorm's type.
+    // (The query tokens beside it, float32 there, are rounded at that cast too: the float16 ones here.)
+    const kept = (name: string) => b.floatType === 'float16' && ctx.keptFloat32(name);
+    const table = (name: string, dims: number[], read: (w: Value) => Value): [Value, boolean] =>
+      kept(name) ? [b.withFloatType('float32', () => read(ctx.param(name, dims))), true] : [read(ctx.param(name, dims)), false];
+    const [words, words32] = table(`${e}.word_embeddings.weight`, [V, W], (w) => b.gather(w, text.ids, 0, 'words')); // (B, S, W)
+    const [positions, positions32] = table(`${e}.position_embeddings.weight`, [P, W], (w) => slice(b, w, 0, 0, b.shape(text.ids, 1, 2, 'text_len'), 'positions')); // (S, W)
+    if (words32 || positions32) {
+      const up = (v: Value, is32: boolean, role: string) => (is32 ? v : b.cast(v, 'float32', role));
+      const sum = b.add(up(words, words32, 'words_f32'), up(positions, positions32, 'positions_f32'), 'text_embeddings_f32');
+      parts.push(b.cast(sum, 'float16', 'text_embeddings'));
+    } else parts.push(b.add(words, positions, 'text_embeddings'));
   }
   const ln = ctx.has('layernorm.weight') || !ctx.has('embeddings.layernorm.weight') ? 'layernorm' : 'embeddings.layernorm';
   let x = layerNorm(ctx, parts.length > 1 ? b.concat(parts, 1, 'embeddings') : parts[0], ln, W, eps, 'embeddings_ln');

@@ -19,6 +19,18 @@ besides the Q-Former outputs above, the encoder's last hidden state and the deco
 teacher-forced along the float32 model's greedy tokens (`t5/...`), from both models.
 
     cd /work/main && ../shared/oracle/py test/oracle/blip2_fp16.py blip2-t5-a
+
+InstructBLIP keeps only its query tokens (`_keep_in_fp32_modules = ["query_tokens"]`): its Q-Former
+is float16. With Flan-T5, T5's "wo" joins the list, and transformers finds the names anywhere in a
+tensor's name (an unanchored regex search), so it also keeps `qformer.embeddings.word_embeddings` in
+float32: the Q-Former's text embeddings (float32 words + float16 positions) are summed in float32 and
+rounded to float16 once before the embedding LayerNorm. For instructblip-t5-a's "instruction" case
+this records the Q-Former's query outputs and the projected soft prompt (`instructblip/...`), from
+transformers' float16 model and from an all-float16 one; and the same from a checkpoint whose word
+embeddings are shifted by +2^k and position embeddings by -2^k (`instructblip_shift/...`; their sums,
+the model, unchanged in float32), where rounding the word embeddings to float16 loses more.
+
+    cd /work/main && ../shared/oracle/py test/oracle/blip2_fp16.py instructblip-t5-a
 """
 
 from __future__ import annotations
@@ -27,9 +39,13 @@ import json
 import math
 import sys
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import torch
-from safetensors.torch import load_file
-from transformers import Blip2ForConditionalGeneration
+from safetensors.torch import load_file, save_file
+from transformers import Blip2ForConditionalGeneration, InstructBlipForConditionalGeneration
 
 from common import FIXTURES, write_tensors
 
@@ -60,8 +76,66 @@ def t5_case(model, pixel_values: torch.Tensor, case: dict, steps: int) -> dict:
     return {"encoder_last_hidden_state": lm.encoder_last_hidden_state.float(), "decoder_logits": lm.logits.float(), "decoder_input_ids": dec.float()}
 
 
+def instructblip_features(model, pixel_values: torch.Tensor, case: dict) -> dict:
+    """The query outputs of the Q-Former (with the instruction) and the soft prompt, as the model computes them."""
+    with torch.inference_mode():
+        out = model.get_image_features(
+            pixel_values=pixel_values.to(model.vision_model.dtype),
+            qformer_input_ids=torch.tensor(case["qformer_input_ids"]),
+            qformer_attention_mask=torch.tensor(case["qformer_attention_mask"]),
+            return_dict=True,
+        )
+    q = out.qformer_outputs[0][:, : model.config.num_query_tokens]
+    return {"qformer_last_hidden_state": q.float(), "prefix_embeds": out.pooler_output.float()}
+
+
+# word + 2^k, position - 2^k: rounding the word embeddings to float16 then loses up to 2^(k-11).
+SHIFT_LOG2 = 4
+
+
+def instructblip_main(fixture: Path) -> None:
+    pixels = load_file(str(fixture / "expected.safetensors"))["pixel_values"]
+    case = next(c for c in json.loads((fixture / "expected.json").read_text())["cases"] if c["name"] == "instruction")
+    out = {"pixel_values": pixels}
+
+    def run(checkpoint: Path, tag: str) -> None:
+        kept = InstructBlipForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float16)
+        fp32 = sorted(k for k, p in kept.named_parameters() if p.dtype != torch.float16)
+        print("float32 in transformers' float16 model:", fp32)
+        assert kept.qformer.embeddings.layernorm.weight.dtype == torch.float16, "transformers keeps InstructBLIP's Q-Former in float32"
+        if kept.config.text_config.model_type == "t5":
+            assert kept.qformer.embeddings.word_embeddings.weight.dtype == torch.float32, "transformers no longer keeps the Q-Former's word embeddings in float32 (T5's 'wo')"
+            assert kept.qformer.embeddings.position_embeddings.weight.dtype == torch.float16
+        allhalf = InstructBlipForConditionalGeneration.from_pretrained(checkpoint, dtype=torch.float32).half()
+        out.update({f"fp16/{tag}/{k}": v for k, v in instructblip_features(kept, pixels, case).items()})
+        out.update({f"all_half/{tag}/{k}": v for k, v in instructblip_features(allhalf, pixels, case).items()})
+
+    run(fixture / "checkpoint", "instructblip")
+    with tempfile.TemporaryDirectory() as tmp:
+        shifted = Path(tmp)
+        for f in (fixture / "checkpoint").iterdir():
+            if f.is_file() and f.name != "model.safetensors":
+                shutil.copy(f, shifted / f.name)
+        sd = load_file(str(fixture / "checkpoint" / "model.safetensors"))
+        c = 2.0**SHIFT_LOG2
+        sd["qformer.embeddings.word_embeddings.weight"] = sd["qformer.embeddings.word_embeddings.weight"] + c  # float32 arithmetic, as the test's
+        sd["qformer.embeddings.position_embeddings.weight"] = sd["qformer.embeddings.position_embeddings.weight"] - c
+        save_file(sd, str(shifted / "model.safetensors"), metadata={"format": "pt"})
+        run(shifted, "instructblip_shift")
+    out["instructblip_shift/log2"] = torch.tensor([float(SHIFT_LOG2)])
+    write_tensors(fixture / "fp16.safetensors", out, {"transformers": __import__("transformers").__version__})
+    for k, v in out.items():
+        print(k, tuple(v.shape))
+    for tag in ("instructblip", "instructblip_shift"):
+        for k in ("qformer_last_hidden_state", "prefix_embeds"):
+            a, b = out[f"fp16/{tag}/{k}"], out[f"all_half/{tag}/{k}"]
+            print(f"{tag}/{k}: the references differ by max {(a - b).abs().max().item():.3e}, scale {a.abs().max().item():.3g}")
+
+
 def main(name: str) -> None:
     fixture = FIXTURES / name
+    if json.loads((fixture / "checkpoint" / "config.json").read_text())["model_type"] == "instructblip":
+        return instructblip_main(fixture)
     pixels = load_file(str(fixture / "expected.safetensors"))["pixel_values"]
     kept = Blip2ForConditionalGeneration.from_pretrained(fixture / "checkpoint", dtype=torch.float16)
     assert kept.qformer.layernorm.weight.dtype == torch.float32, "transformers no longer keeps the Q-Former in float32"

@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
-import { decodeModel } from '../../../src/lower/emitOnnx.js';
+import { decodeModel, encodeModel } from '../../../src/lower/emitOnnx.js';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
 import { FIXTURES, compileFixture, emptyPast, i64, loadModel, nextPast, session, tmp } from '../compiler/harness.js';
 import { compile } from '../../../src/lower/compile.js';
@@ -193,3 +193,99 @@ for (const target of ['plain', 'cpu', 'webgpu'] as const) {
     }
   });
 }
+
+// InstructBLIP keeps only its query tokens in float32 (its _keep_in_fp32_modules); with Flan-T5,
+// T5's "wo" joins them, and transformers looks for each name anywhere in a tensor's name (an
+// unanchored regex search): it finds "wo" in the Q-Former's `qformer.embeddings.word_embeddings`,
+// which its float16 model therefore keeps float32. The text embeddings (float32 words + float16
+// positions) are summed in float32 and rounded to float16 once, before the embedding LayerNorm.
+// Reference: test/oracle/blip2_fp16.py instructblip-t5-a: the "instruction" case's Q-Former query
+// outputs and soft prompt from transformers' float16 model and from an all-float16 one; and the same
+// with the word embeddings shifted by +2^k and the position embeddings by -2^k (the same sums in
+// float32), where a float16 word table loses more than the rest of the float16 rounding.
+
+/** instructblip-t5-a's checkpoint with word embeddings + c and position embeddings - c (float32 arithmetic), in `dir`. */
+function shiftedEmbeddingsCheckpoint(dir: string, c: number): string {
+  const src = join(FIXTURES, 'instructblip-t5-a', 'checkpoint');
+  mkdirSync(dir, { recursive: true });
+  for (const f of readdirSync(src, { withFileTypes: true })) if (f.isFile() && f.name !== 'model.safetensors') copyFileSync(join(src, f.name), join(dir, f.name));
+  const shift = new Map([['qformer.embeddings.word_embeddings.weight', c], ['qformer.embeddings.position_embeddings.weight', -c]]);
+  const w = SafetensorsFile.open(join(src, 'model.safetensors'));
+  try {
+    const tensors = [...w.tensors.values()].map((t) => {
+      const d = shift.get(t.name);
+      if (d === undefined) return { name: t.name, dtype: t.dtype, shape: t.shape, data: w.readRaw(t.name).slice() };
+      assert.equal(t.dtype, 'F32');
+      const x = Float32Array.from(w.readFloat32(t.name), (v) => v + d);
+      return { name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(x.buffer) };
+    });
+    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  } finally {
+    w.close();
+  }
+  return dir;
+}
+
+/**
+ * The Q-Former's query outputs and the soft prompt of a float16 instructblip-t5 build from `weights`
+ * on the oracle's "instruction" case: encode.onnx with the last values of nodes `qformer` and
+ * `projection` made float32 graph outputs.
+ */
+async function instructblipSoftPrompt(weights: string, out: string, st: SafetensorsFile): Promise<{ qformer: Float32Array; prefix: Float32Array; initializers: Map<string, number> }> {
+  const { model, text } = loadModel('graphs/instructblip-t5.blip');
+  await compile({ model, graphFile: 'graphs/instructblip-t5.blip', graphText: text, weights, out, dtype: 'float16' });
+  const m = decodeModel(readFileSync(join(out, 'encode.onnx')));
+  const g = m.graph!;
+  const last = (node: string) => g.node!.filter((n) => n.name!.startsWith(`${node}/`) || n.name!.startsWith(`${node}.`)).at(-1)!.output![0]!;
+  for (const [node, name] of [['qformer', 'tap_qformer'], ['projection', 'tap_prefix']]) {
+    g.node!.push({ opType: 'Cast', name: `${name}_cast`, input: [last(node)], output: [name], attribute: [{ name: 'to', type: 2, i: 1 }] });
+    g.output!.push({ name, type: { tensorType: { elemType: 1 } } });
+  }
+  writeFileSync(join(out, 'tapped.onnx'), encodeModel(m));
+  const exp = JSON.parse(readFileSync(join(FIXTURES, 'instructblip-t5-a', 'expected.json'), 'utf8'));
+  const c = exp.cases.find((x: { name: string }) => x.name === 'instruction');
+  const Q: number = exp.num_query_tokens;
+  const s = await session(join(out, 'tapped.onnx'));
+  try {
+    const o = (await s.run({
+      pixel_values: new ort.Tensor('float32', Float32Array.from(st.readFloat32('pixel_values')), st.info('pixel_values')!.shape),
+      qformer_input_ids: i64(c.qformer_input_ids),
+      qformer_attention_mask: i64(c.qformer_attention_mask),
+      input_ids: i64(c.input_ids.map((r: number[]) => r.slice(Q))),
+      attention_mask: i64(c.attention_mask.map((r: number[]) => r.slice(Q))),
+    })) as Record<string, ort.Tensor>;
+    return { qformer: o.tap_qformer.data as Float32Array, prefix: o.tap_prefix.data as Float32Array, initializers: new Map(g.initializer!.map((i) => [i.name!, i.dataType!])) };
+  } finally {
+    await s.release();
+  }
+}
+
+test('instructblip-t5-a --dtype fp16: the Q-Former word embeddings stay float32, as transformers keeps them (T5\'s "wo" found in word_embeddings), and the soft prompt matches its float16 model', async (t) => {
+  const dir = tmp('instructblip-t5-fp16-');
+  const st = SafetensorsFile.open(join(FIXTURES, 'instructblip-t5-a', 'fp16.safetensors'));
+  try {
+    const ref = (name: string) => Float32Array.from(st.readFloat32(name));
+    // The fixture as it is: its float16 rounding noise elsewhere is about as large as the word
+    // table's rounding, so this checks the tolerance; the shifted checkpoint below tells them apart.
+    const plain = await instructblipSoftPrompt(join(FIXTURES, 'instructblip-t5-a', 'checkpoint'), join(dir, 'plain'), st);
+    const init = (n: string) => plain.initializers.get(n);
+    assert.equal(init('qformer.embeddings.word_embeddings.weight'), 1, 'qformer.embeddings.word_embeddings.weight: FLOAT');
+    assert.equal(init('qformer.embeddings.position_embeddings.weight'), 10, 'qformer.embeddings.position_embeddings.weight: FLOAT16');
+    assert.equal(init('qformer.embeddings.layernorm.weight'), 10, 'the rest of the Q-Former: FLOAT16');
+    assert.equal(init('query_tokens'), 10, 'query_tokens: FLOAT16 (transformers rounds its float32 ones before the LayerNorm)');
+    for (const [tag, got] of [['instructblip', plain], ['instructblip_shift', undefined]] as const) {
+      const k = st.readFloat32('instructblip_shift/log2')[0];
+      const r = got ?? (await instructblipSoftPrompt(shiftedEmbeddingsCheckpoint(join(dir, 'shifted', 'checkpoint'), 2 ** k), join(dir, 'shifted', 'out'), st));
+      const [want, half] = [ref(`fp16/${tag}/prefix_embeds`), ref(`all_half/${tag}/prefix_embeds`)];
+      const [vsKept, vsHalf] = [maxAbs(r.prefix, want), maxAbs(r.prefix, half)];
+      const q = maxAbs(r.qformer, ref(`fp16/${tag}/qformer_last_hidden_state`));
+      t.diagnostic(`${tag === 'instructblip' ? 'fixture' : `word +2^${k}, positions -2^${k}`}: soft prompt, max | mean abs vs transformers float16: ${vsKept.toExponential(2)} | ${meanAbs(r.prefix, want).toExponential(2)} (Q-Former ${q.toExponential(2)}); vs all-float16 ${vsHalf.toExponential(2)} | ${meanAbs(r.prefix, half).toExponential(2)} (the references differ by ${maxAbs(want, half).toExponential(2)} | ${meanAbs(want, half).toExponential(2)})`);
+      const scale = want.reduce((a, x) => Math.max(a, Math.abs(x)), 1);
+      assert.ok(vsKept <= 2e-3 * scale, `${tag}: the soft prompt differs from transformers float16 by ${vsKept}`);
+      if (tag === 'instructblip_shift') assert.ok(vsKept < vsHalf / 4, `closer to transformers' float16 model (${vsKept}) than to an all-float16 one (${vsHalf})`);
+    }
+  } finally {
+    st.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -13,6 +13,7 @@ import { SafetensorsFile, toFloat32 } from '../../../src/weights/safetensors.js'
 import type { Checkpoint } from '../../../src/weights/checkpoint.js';
 import type { DecoderFacts, LowerContext, ParamOptions, StepInputs, StepOutputs } from '../../../src/lower/contract.js';
 import { floatInput, floatOutput, transpose2d } from '../../../src/lower/transformer.js';
+import { keepFloat32Names, keptFloat32 } from '../../../src/lower/keepFloat32.js';
 import type { Attrs, NodeKind } from '../../../src/nodes/NodeKind.js';
 
 export const DEBUG = 'test/fixtures/debug';
@@ -145,6 +146,7 @@ export function contextFor(b: GraphBuilder, ck: Checkpoint, prefix: string, attr
     attrs,
     graph: 'encode',
     has: (name) => ck.has(key(name)),
+    keptFloat32: (name) => keptFloat32(keepFloat32Names(ck.config), key(name)),
     connected: (port) => ports.includes(port),
     attrLoc: () => loc,
     int: (a) => attr<number>(a, 'number'),
