@@ -118,8 +118,11 @@ let workerFlags: string[] | undefined;
 export function withoutRefusedFlags(e: unknown, flags: string[]): string[] | undefined {
   const err = e as Error & { code?: string };
   if (err?.code !== 'ERR_WORKER_INVALID_EXEC_ARGV') return undefined;
-  const listed = new Set(err.message.slice(err.message.indexOf(':') + 1).split(/[\s,]+/).filter(Boolean));
-  const rest = flags.filter((f) => !listed.has(f));
+  // "Initiated Worker with invalid execArgv flags: --title=blip serve, --expose-gc": a flag's
+  // value may hold spaces (and ', '), so each flag is looked for in the list whole
+  const list = `${err.message.slice(err.message.indexOf(':') + 1).trim()}, `;
+  const refused = (f: string): boolean => list.startsWith(`${f}, `) || list.includes(`, ${f}, `);
+  const rest = flags.filter((f) => !refused(f));
   return rest.length < flags.length ? rest : undefined;
 }
 

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chatBody, compiledFixture } from './helpers.js';
 import { repoRoot } from '../runtime/fixtures.js';
+import { Worker } from 'node:worker_threads';
+import { withoutRefusedFlags } from '../../../runtime/server/scheduler.js';
 
 const MAIN = new URL('../../../src/cli/main.js', import.meta.url).href;
 const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' || a === '--loader' ? [a, all[i + 1]] : a.startsWith('--import=') ? [a] : []));
@@ -55,6 +57,19 @@ test("node's process-wide flags (--max-old-space-size, --expose-gc) do not stop 
   assert.equal(res.status, 200, await res.clone().text());
   child.kill('SIGTERM');
   assert.equal(await exited, 0, err);
+});
+
+test("a refused worker flag whose value holds spaces or ', ' is found whole in node's message", () => {
+  const flags = ['--title=blip serve, main', '--expose-gc', '--enable-source-maps', '--max-old-space-size=100'];
+  let error: unknown;
+  try {
+    void new Worker('', { eval: true, execArgv: flags }).terminate();
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error, 'node accepted process-wide flags for a worker');
+  assert.deepEqual(withoutRefusedFlags(error, flags), ['--enable-source-maps']);
+  assert.equal(withoutRefusedFlags(new Error('other'), flags), undefined);
 });
 
 test('SIGTERM: the running request is finished, then the process exits 0', async () => {
