@@ -34,8 +34,10 @@ function keyedWith(r: ResolvedNode, v: number): Array<readonly [string, string]>
 
 function summarizeWidth(r: ResolvedNode, problems: Problem[], reads: Map<string, TensorRead> | undefined): boolean {
   const mine = problems.filter((p) => (p.code === 'BLIP4010' || p.code === 'BLIP4012') && p.loc === r.node.loc);
-  // (a single problem is one line already, and one tensor alone says little about config.json)
-  if (mine.length < 2) return false;
+  // no minimum count: a size one tensor alone carries (a tied vocab_size, num_query_tokens) is still
+  // config.json's fault when that tensor is all that carries it; the carriers and one-attribute rules
+  // below keep the odd corrupt tensor among many, or a size two attributes share, a BLIP4012
+  if (mine.length === 0 || (mine.length === 1 && !reads)) return false; // (without reads the carriers rule cannot speak for one tensor)
   const first = mine.find((p) => p.shape);
   if (!first?.shape || first.shape.found.length !== first.shape.expected.length) return false;
   const { key, found, expected } = first.shape;

@@ -80,6 +80,19 @@ test('a config.json size two attributes share (num_query_tokens 4, Q-Former head
   });
 });
 
+test('a config.json size only one tensor carries is BLIP4017 naming the key (tied vocab_size, num_query_tokens)', async () => {
+  // OPT with tied embeddings: vocab_size sizes embed_tokens alone
+  await fails('graphs/blip2-opt.blip', configCopy('blip2-opt-a', (c) => (c.text_config.vocab_size += 8)), (e) => {
+    assert.equal(codes(e).length, 1, codes(e).join('\n'));
+    assert.match(problem(e, 'BLIP4017').message, /^config\.json "text_config\.vocab_size" says 488 for attribute "vocab_size" of node "llm" \(opt\), but .*"language_model\.model\.decoder\.embed_tokens\.weight" is \[480, 32\]/);
+  });
+  // 2 Q-Former heads, so 4 is num_query_tokens' alone
+  await fails('graphs/blip2-t5.blip', configCopy('blip2-t5-a', (c) => (c.num_query_tokens = 4)), (e) => {
+    assert.equal(codes(e).length, 1, codes(e).join('\n'));
+    assert.match(problem(e, 'BLIP4017').message, /^config\.json "num_query_tokens" says 4 for attribute "queries" of node "qformer" \(qformer\), but .*"query_tokens" is \[1, 6, 32\]/);
+  });
+});
+
 test('a config.json depth that disagrees with the layers is one line naming the key, not a line per tensor', async () => {
   await fails('graphs/blip2-opt.blip', configCopy('blip2-opt-a', (c) => (c.qformer_config.num_hidden_layers = 1)), (e) => {
     assert.equal(codes(e).length, 1, codes(e).join('\n'));
