@@ -57,10 +57,14 @@ function holdsCompiledModel(dir: string): boolean {
   }
 }
 
+/** Linux's ceiling for pid_max: no process id is larger, so OUT.tmp-20240101 names a date, not a compile. */
+const PID_CEILING = 4194304;
+
 /**
  * What OUT.<entry> is: a compile's partial output or replaced model (of which process), or none of
  * ours. The name alone is not enough (OUT.old-2023 may be a user's backup): a folder is ours only
- * when its contents are what a compile leaves there too.
+ * when its contents are what a compile leaves there too. (The caller still keeps those of a running
+ * process.)
  */
 function leftover(entry: string, path: string): { pid: number } | undefined {
   const now = /^\.(tmp|old)-(\d+)-\d+\.\d+$/.exec(entry);
@@ -68,6 +72,7 @@ function leftover(entry: string, path: string): { pid: number } | undefined {
   // whole models, not told apart from a backup, so left alone
   const before = now ? null : /^\.tmp-(\d+)$/.exec(entry);
   if (!now && !before) return undefined;
+  const pid = Number(now ? now[2] : before![1]);
   let entries: string[];
   try {
     if (!lstatSync(path).isDirectory()) return undefined;
@@ -75,15 +80,16 @@ function leftover(entry: string, path: string): { pid: number } | undefined {
   } catch {
     return undefined;
   }
-  if (now) {
-    // a partial output is marked from its start (or, finished, has its manifest); a replaced model
-    // has its manifest (or was the empty folder OUT); a folder just made is empty
-    const ours = entries.length === 0 || (now[1] === 'tmp' && entries.includes(PARTIAL_MARKER)) || holdsCompiledModel(path);
-    return ours ? { pid: Number(now[2]) } : undefined;
-  }
-  // (unmarked: only the compiler's own files, and not finished, which a backup would be)
-  const ours = entries.length > 0 && entries.every((e) => COMPILED_ENTRIES.has(e)) && !entries.includes(MANIFEST_FILE);
-  return ours ? { pid: Number(before![1]) } : undefined;
+  // a partial output is marked from its start (or, finished, has its manifest); a replaced model
+  // has its manifest (or was the empty folder OUT); a folder just made is empty
+  if (now && (entries.length === 0 || (now[1] === 'tmp' && entries.includes(PARTIAL_MARKER)) || holdsCompiledModel(path))) return { pid };
+  // Unmarked OUT.tmp-<pid>[-<call>]: compiles before the marker wrote both names without one, and one
+  // killed mid-weights.bin left gigabytes there. Ours when it holds only the compiler's own files,
+  // unfinished (no manifest, which a backup of a model would have), and its <pid> is one a process
+  // can have (a date or serial past pid_max is a user's name).
+  const partialByName = (!now || now[1] === 'tmp') && pid >= 1 && pid <= PID_CEILING;
+  const ours = partialByName && entries.length > 0 && entries.every((e) => COMPILED_ENTRIES.has(e)) && !entries.includes(MANIFEST_FILE);
+  return ours ? { pid } : undefined;
 }
 
 /** Removes the partial outputs of `out` this process is writing (`blip compile`'s second signal does not wait for the compile to). */

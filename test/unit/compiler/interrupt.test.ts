@@ -112,6 +112,35 @@ test("folders merely named like a compile's leftovers (a user's OUT.old-2023 bac
   }
 });
 
+test("an unmarked OUT.tmp-<pid>-<call> of compiler files (a compile from before the marker, killed mid-weights) is removed; OUT.tmp-20240101 of compiler files is kept", async () => {
+  const root = tmp('unmarked-');
+  try {
+    const out = join(root, 'out');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const alive = process.ppid;
+    // same naming as today's, no marker: what such a compile leaves while writing weights.bin
+    for (const p of [partialOutputPath(out, '0.1', gone), partialOutputPath(out, '0.1', alive)]) {
+      mkdirSync(p);
+      writeFileSync(join(p, 'weights.bin'), 'partial');
+      writeFileSync(join(p, 'encode.onnx'), 'partial');
+    }
+    // a hand backup of weights.bin named by date (past pid_max: no process has that id), and one
+    // named by a serial just past it
+    for (const n of ['out.tmp-20240101', 'out.tmp-4194305']) {
+      mkdirSync(join(root, n));
+      writeFileSync(join(root, n, 'weights.bin'), 'my backup');
+    }
+    const r = await compileTo(out);
+    assert.deepEqual(leftovers(root).sort(), [`out.tmp-${alive}-0.1`, 'out.tmp-20240101', 'out.tmp-4194305'].sort());
+    const removed = r.warnings.filter((w) => w.startsWith('removed '));
+    assert.equal(removed.length, 1, r.warnings.join('\n'));
+    assert.match(removed[0]!, new RegExp(`out\\.tmp-${gone}-0\\.1, left by a compile that was killed`));
+    assert.equal(readFileSync(join(root, 'out.tmp-20240101', 'weights.bin'), 'utf8'), 'my backup');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('two compile() calls to the same OUT at once write apart: both succeed and OUT holds the one that finished last, whole', async () => {
   const root = tmp('race-');
   try {
