@@ -419,22 +419,68 @@ export function countTokens(text: string, limit: number): number {
 /** The first four kilobytes of a binary file are mostly bytes that are not UTF-8 and control characters. */
 const SNIFF_CHARS = 4096;
 
+/** What a file that is not UTF-8 text shows itself to be, and where. */
+type NotText = { kind: 'utf16'; at: number; bom: boolean; bigEndian: boolean } | { kind: 'legacy' | 'binary'; at: number };
+
 /**
- * Where `text` shows itself a binary file, not text: at its first two NULs in a row, or at 0 when over
- * a quarter of its first characters are U+FFFD (bytes not UTF-8) or control characters other than
- * white space. Undefined for text, however wrong (one NUL is a stray character, reported as such).
- * (Lexed, a binary file is an error every few bytes: 7 MB of weights ran ten minutes.)
+ * Whether `text` (bytes decoded as UTF-8) is not UTF-8 text at all, and what it is then:
+ * - UTF-16 (Windows PowerShell 5's '>' writes it): NULs that stand, for the most part, one printable
+ *   ASCII character apart ("m\0o\0d\0"), and never three in a row; looked for first, as a
+ *   character such as U+4E00 '一' after an ASCII one makes two NULs in a row;
+ * - binary: two NULs in a row, or over a quarter of the first characters U+FFFD (bytes not UTF-8)
+ *   or control characters other than white space, these a fiftieth or more (compressed data and
+ *   floats hold a control character every ten bytes or so);
+ * - a legacy encoding (GBK, Shift-JIS, Latin-1): over a quarter U+FFFD, but next to no control characters.
+ * Undefined for text, however wrong (one NUL is a stray character, reported as such; a few bytes not
+ * UTF-8 are reported where they stand). (Lexed, a binary file is an error every few bytes: 7 MB of
+ * weights ran ten minutes.)
  */
-function binaryAt(text: string): number | undefined {
-  const nuls = text.indexOf('\0\0');
-  if (nuls >= 0) return nuls;
+function notTextAt(text: string): NotText | undefined {
   const n = Math.min(text.length, SNIFF_CHARS);
-  let odd = 0;
+  let nuls = 0;
+  let spaced = 0; // NULs with another two characters on, an ASCII character between
+  let bad = 0; // U+FFFD
+  let control = 0;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0xfffd || (c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13 && c !== 0x1b) || c === 0x7f) odd++;
+    if (c === 0) {
+      nuls++;
+      const between = text.charCodeAt(i + 1);
+      if (text.charCodeAt(i + 2) === 0 && ((between >= 0x20 && between < 0x7f) || between === 9 || between === 10 || between === 13)) spaced++;
+    } else if (c === 0xfffd) bad++;
+    else if ((c < 0x20 && c !== 9 && c !== 10 && c !== 12 && c !== 13 && c !== 0x1b) || c === 0x7f) control++;
   }
-  return n >= 64 && odd * 4 > n ? 0 : undefined;
+  // (UTF-16 text never holds three NULs in a row; a safetensors file's length and a PNG's chunk
+  // lengths do, before numbers that may look like UTF-16)
+  const run3 = text.indexOf('\0\0\0');
+  if (spaced >= 4 && spaced * 2 >= nuls && (run3 < 0 || run3 >= n)) {
+    // a byte-order mark, FF FE or FE FF, decodes to two U+FFFD; UTF-16BE puts the NUL before the ASCII character
+    const bom = text.startsWith('\ufffd\ufffd');
+    return { kind: 'utf16', at: 0, bom, bigEndian: text.charCodeAt(bom ? 2 : 0) === 0 };
+  }
+  const run = text.indexOf('\0\0');
+  if (run >= 0) return { kind: 'binary', at: run };
+  if (n < 64 || (bad + nuls + control) * 4 <= n) return undefined;
+  return (nuls + control) * 50 < n && bad * 4 > n ? { kind: 'legacy', at: text.indexOf('\ufffd') } : { kind: 'binary', at: 0 };
+}
+
+/** The one error for a file `notTextAt` found not UTF-8 text, by what it is. */
+function notTextDiagnostic(source: SourceFile, found: NotText): Diagnostic {
+  const at = (n: number) => source.loc(found.at, found.at + n);
+  switch (found.kind) {
+    case 'utf16': {
+      const what = `NUL bytes between the characters${found.bom ? ', after a UTF-16 byte-order mark' : ''}`;
+      const name = found.bigEndian ? 'UTF-16BE text' : `UTF-16LE text${found.bom ? " (as Windows PowerShell 5's '>' writes)" : ''}`;
+      return diagnostic('BLIP1001', at(0), `unexpected ${what}: expected UTF-8 text, found ${name}: save the file as UTF-8`);
+    }
+    case 'legacy':
+      return diagnostic('BLIP1001', at(1), `unexpected bytes that are not UTF-8 (over a quarter of the first 4 KB): expected UTF-8 text, found text in a legacy encoding (GBK, Shift-JIS, Latin-1?): save the file as UTF-8`);
+    case 'binary': {
+      const nuls = source.text.charCodeAt(found.at) === 0;
+      const what = nuls ? 'NUL bytes (U+0000)' : 'bytes that are not UTF-8 or control characters (over a quarter of the first 4 KB)';
+      return diagnostic('BLIP1001', at(nuls ? 2 : 0), `unexpected ${what}: expected .blip text, found a binary file (weights or an image?)`);
+    }
+  }
 }
 
 export function parse(text: string, file: string): ParseResult {
@@ -444,13 +490,8 @@ export function parse(text: string, file: string): ParseResult {
     const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
     return { ast: empty, source, damage: [0], diagnostics: [diagnostic('BLIP1015', source.loc(0, 0), `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${mib(text.length)} MiB`)] };
   }
-  const binary = binaryAt(text);
-  if (binary !== undefined) {
-    const nuls = text.charCodeAt(binary) === 0;
-    const what = nuls ? 'NUL bytes (U+0000)' : 'bytes that are not UTF-8 or control characters (over a quarter of the first 4 KB)';
-    const loc = source.loc(binary, binary + (nuls ? 2 : 0));
-    return { ast: empty, source, damage: [0], diagnostics: [diagnostic('BLIP1001', loc, `unexpected ${what}: expected .blip text, found a binary file (weights or an image?)`)] };
-  }
+  const notText = notTextAt(text);
+  if (notText) return { ast: empty, source, damage: [0], diagnostics: [notTextDiagnostic(source, notText)] };
   if (countTokens(text, MAX_TOKENS) > MAX_TOKENS) {
     const k = (MAX_TOKENS / 1000).toFixed(0);
     return {
