@@ -86,7 +86,9 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   try {
     if (meta.space === 'cmyk') return await decodeCmyk(bytes, base);
     // (16-bit gray with alpha opens as 8-bit LA in PIL, taking the high byte: the default path)
-    if (meta.space === 'grey16' && meta.channels === 1) return await decodeGrey16(bytes, base);
+    // (a 16-bit grayscale PNG with a tRNS chunk is I;16 in PIL too, transparency aside: libvips
+    // gives it an alpha channel, so the PNG's colour type decides, not the channel count)
+    if ((meta.space === 'grey16' && meta.channels === 1) || isPngGrey16(bytes)) return await decodeGrey16(bytes, base);
     const { data, info } = await (pixels ?? decodePixels());
     const gif = meta.format === 'gif' ? gifFirstFrame(bytes) : undefined;
     if (gif) fillAsPil(data, info.width, info.height, info.channels, gif);
@@ -116,6 +118,11 @@ function describeSharpError(e: unknown, bytes: Uint8Array, maxPixels: number): s
 /** Whether the bytes are an ISO-BMFF image (AVIF, HEIF): an `ftyp` box first. */
 function isHeif(b: Uint8Array): boolean {
   return b[4] === 0x66 && b[5] === 0x74 && b[6] === 0x79 && b[7] === 0x70;
+}
+
+/** Whether the bytes are a PNG of 16-bit grayscale (IHDR bit depth 16, colour type 0). */
+function isPngGrey16(b: Uint8Array): boolean {
+  return signature(b) === 'PNG' && b[12] === 0x49 && b[13] === 0x48 && b[14] === 0x44 && b[15] === 0x52 && b[24] === 16 && b[25] === 0;
 }
 
 /** The format that a file's first bytes announce. */

@@ -191,6 +191,10 @@ def main() -> None:
     Image.fromarray(noise(grng, 17, 23, None), "L").save(imgs / "gray_transparent_23x17.gif", transparency=200)
     (imgs / "partial_frame_20x16.gif").write_bytes(gif_partial_frame(grng, 20, 16, transparency=3))
     (imgs / "partial_frame_opaque_20x16.gif").write_bytes(gif_partial_frame(grng, 20, 16, transparency=None))
+    # A 16-bit grayscale PNG with a tRNS chunk: PIL opens it as I;16 (transparency in info) and
+    # convert("RGB") clips each value at 255 (libvips gives it an alpha channel). Values around 255.
+    xrng = np.random.default_rng(2027)
+    Image.fromarray(xrng.integers(0, 600, size=(11, 13), dtype=np.uint16)).save(imgs / "gray16_trns_13x11.png", transparency=300)
     # PIL opens no SVG (transformers refuses it), though libvips would rasterise one
     (imgs / "vector.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="red"/></svg>\n')
 

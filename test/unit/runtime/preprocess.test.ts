@@ -99,6 +99,21 @@ test('decoding matches PIL open().convert("RGB") byte for byte', async () => {
   assert.ok(checked >= 20, `only ${checked} images decoded`);
 });
 
+/** Decode a fixture image and compare it with PIL's bytes exactly (size included). */
+async function assertDecodesAsPil(file: string, mode: string): Promise<void> {
+  const c = cases.decode.find((d) => d.file === file);
+  assert.ok(c?.rgb, `${file} is not among the decode cases`);
+  assert.equal(c.mode, mode, file);
+  const im = await decodeImage(img(file));
+  assert.deepEqual([im.height, im.width, 3], c.rgb.shape, `${file}: size`);
+  const d = maxDiff(im.data, blob.u8(c.rgb));
+  assert.equal(d.max, 0, `${file}: max difference ${d.max} in ${d.count} samples`);
+}
+
+test('a 16-bit grayscale PNG with a tRNS chunk decodes as PIL I;16: clipped at 255, not its high byte', async () => {
+  await assertDecodesAsPil('gray16_trns_13x11.png', 'I;16');
+});
+
 test('unreadable images are one-line BLIP5010 errors naming the file', async () => {
   const bad = cases.decode.filter((c) => c.error).map((c) => c.file);
   assert.ok(bad.includes('corrupt.png') && bad.includes('truncated.jpg') && bad.includes('not_an_image.png'));
