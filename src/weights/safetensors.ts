@@ -48,17 +48,28 @@ export class SafetensorsFile {
   /** The raw header bytes (length prefix + JSON), for fingerprinting. */
   readonly header: Buffer;
   readonly size: number;
-  /** Which file was opened (device and inode), so that a reopen finds the same one. */
-  private readonly identity: string;
+  /**
+   * What a reopen must find again: the modification time (with `size`). Not the device and inode:
+   * some mounts number inodes per lookup (FUSE without use_ino once the kernel forgets the inode,
+   * SMB with noserverino), so every reopen of an unchanged shard (its first tensor read, open()
+   * having closed it after the header, and again past MAX_OPEN shards) would be refused; and a shard
+   * rewritten in place keeps its inode. A file put in its place (copied,
+   * downloaded, moved there) has another mtime unless one is deliberately carried over with the
+   * same size, which is left undetected.
+   */
+  private readonly mtimeNs: bigint;
+  /** The inode first opened, only to say whether a changed file was replaced or rewritten. */
+  private readonly ino: bigint;
   private closed = false;
 
   private constructor(
     readonly path: string,
     fd: number,
   ) {
-    const st = fstatSync(fd);
-    this.size = st.size;
-    this.identity = `${st.dev}:${st.ino}`;
+    const st = fstatSync(fd, { bigint: true });
+    this.size = Number(st.size);
+    this.mtimeNs = st.mtimeNs;
+    this.ino = st.ino;
     const corrupt = (why: string, tensor?: string): never => {
       throw new CheckpointError('BLIP4003', `${path}: corrupt safetensors header: ${why}`, path, tensor);
     };
@@ -169,10 +180,11 @@ export class SafetensorsFile {
     } catch (e) {
       throw new CheckpointError('BLIP4001', `${this.path} cannot be read: ${isSystemError(e) ? systemErrorMeaning(e) : (e as Error).message}`, this.path);
     }
-    const st = fstatSync(fd);
-    if (`${st.dev}:${st.ino}` !== this.identity || st.size !== this.size) {
+    const st = fstatSync(fd, { bigint: true });
+    if (st.mtimeNs !== this.mtimeNs || Number(st.size) !== this.size) {
       closeSync(fd);
-      throw new CheckpointError('BLIP4004', `${this.path} changed while it was being read (it was ${this.size} bytes, it is ${st.size}): compile again once nothing writes to it`, this.path);
+      const how = Number(st.size) !== this.size ? `it was ${this.size} bytes, it is ${st.size}` : st.ino !== this.ino ? 'it was replaced by another file' : 'it was rewritten in place';
+      throw new CheckpointError('BLIP4004', `${this.path} changed while it was being read (${how}): compile again once nothing writes to it`, this.path);
     }
     openFiles.set(this, fd);
     for (const [f, old] of openFiles) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync, rmSync, truncateSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
@@ -262,6 +262,39 @@ test('a checkpoint of many shards holds only a few files open (not one per shard
     expectError(() => c.readFloat32('t0'), 'BLIP4004', /model-00001-of-00060\.safetensors changed while it was being read/);
     c.close();
     assert.equal(openFds(), before, 'closing releases every descriptor');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a file changed between its header and its tensors is BLIP4004 saying how (the size clause only when the size differs); one found again with a new inode, same size and mtime reads on', () => {
+  const dir = tmp();
+  try {
+    const p = join(dir, 'model.safetensors');
+    const then = new Date(1e12); // (whole seconds: a copy can be given exactly this mtime)
+    const write = (at: string, xs: number[]) => writeFileSync(at, encodeSafetensors([{ name: 't', dtype: 'F32', shape: [xs.length], data: f32(xs) }]));
+    /** `p` holding [1, 2], last modified `then`, opened (header read; the first tensor read reopens it), then `change`d. */
+    const openThen = (change: () => void) => {
+      write(p, [1, 2]);
+      utimesSync(p, then, then);
+      const f = SafetensorsFile.open(p);
+      change();
+      return f;
+    };
+    const moveIn = (xs: number[], mtime?: Date) => {
+      write(`${p}.new`, xs);
+      if (mtime) utimesSync(`${p}.new`, mtime, mtime);
+      renameSync(`${p}.new`, p);
+    };
+    const zeroTail = (b: Buffer) => b.fill(0, b.length - 8); // (same file, same size, other values)
+    expectError(() => openThen(() => moveIn([3, 4])).readRaw('t'), 'BLIP4004', /model\.safetensors changed while it was being read \(it was replaced by another file\): compile again once nothing writes to it$/);
+    expectError(() => openThen(() => writeFileSync(p, zeroTail(readFileSync(p)))).readRaw('t'), 'BLIP4004', /changed while it was being read \(it was rewritten in place\)/);
+    expectError(() => openThen(() => moveIn([3, 4, 5])).readRaw('t'), 'BLIP4004', /changed while it was being read \(it was \d+ bytes, it is \d+\)/);
+    // another inode, same size and mtime: how an unchanged file looks on a mount that numbers
+    // inodes per open (FUSE without use_ino, SMB noserverino), so not a change
+    const f = openThen(() => moveIn([1, 2], then));
+    assert.deepEqual([...f.readFloat32('t')], [1, 2]);
+    f.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
