@@ -6,7 +6,8 @@
 //             raises it for a tokenizer blip run could not build)
 //   BLIP4002  no safetensors weights in the directory (or only PyTorch .bin files)
 //   BLIP4003  corrupt safetensors header (size, JSON, an entry's dtype/shape/offsets)
-//   BLIP4004  truncated safetensors file (data shorter than the header says)
+//   BLIP4004  truncated safetensors file (data shorter than the header says), or one that changed
+//             (size or modification time) between its header and a tensor read
 //   BLIP4005  unsupported tensor dtype
 //   BLIP4006  inconsistent shard index (missing shard, tensor not in its shard, duplicate tensor)
 import { BlipError, type BlipCode } from '../cli/Command.js';
