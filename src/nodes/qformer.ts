@@ -5,7 +5,7 @@
 import type { NodeKind } from './NodeKind.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
 import type { FeaturesFlow, LowerContext, TextFlow } from '../lower/contract.js';
-import type { Value } from '../lower/GraphBuilder.js';
+import type { DType, Value } from '../lower/GraphBuilder.js';
 import { activation, attend, mergeHeads, paddingBias, slice, splitHeads } from '../lower/transformer.js';
 import { dense, layerNorm, onesMask } from '../lower/blocks.js';
 import { CompileError } from '../lower/CompileError.js';
@@ -110,6 +110,7 @@ function qformer(ctx: LowerContext, image: Value | undefined, text: TextFlow | u
 
   // Embeddings: LayerNorm([queries ; word(ids) + position(0..S-1)])            (B, Q + S, W)
   const parts: Value[] = [];
+  let joined: Value | undefined; // the parts joined otherwise than by a concatenation in the Q-Former's type
   if (image) {
     const shape = b.concat([b.shape(image, 0, 1, 'batch'), b.int64([Q, W], [2], 'query_dims')], 0, 'query_shape');
     parts.push(b.op('Expand', [ctx.param('../query_tokens', [1, Q, W]), shape], {}, { name: 'queries' })); // (B, Q, W)
@@ -118,24 +119,39 @@ function qformer(ctx: LowerContext, image: Value | undefined, text: TextFlow | u
     // InstructBLIP keeps the text embeddings inside the Q-Former, BLIP-2 retrieval beside it.
     const e = ctx.has('embeddings.word_embeddings.weight') ? 'embeddings' : '../embeddings';
     const [V, P] = [ctx.int('vocab_size'), ctx.int('max_positions')];
-    // Each table in the type transformers loads it in. In a float16 InstructBLIP-Flan-T5 the word
-    // embeddings stay float32 (T5's keep-in-float32 "wo" is found in `word_embeddings`,
-    // src/lower/keepFloat32.ts): the sum with the float16 positions is float32 (torch promotes), and
-    // is rounded to float16 once, where InstructBlipQFormerEmbeddings casts to its LayerNorm's type.
-    // (The query tokens beside it, float32 there, are rounded at that cast too: the float16 ones here.)
-    const kept = (name: string) => b.floatType === 'float16' && ctx.keptFloat32(name);
-    const table = (name: string, dims: number[], read: (w: Value) => Value): [Value, boolean] =>
-      kept(name) ? [b.withFloatType('float32', () => read(ctx.param(name, dims))), true] : [read(ctx.param(name, dims)), false];
-    const [words, words32] = table(`${e}.word_embeddings.weight`, [V, W], (w) => b.gather(w, text.ids, 0, 'words')); // (B, S, W)
-    const [positions, positions32] = table(`${e}.position_embeddings.weight`, [P, W], (w) => slice(b, w, 0, 0, b.shape(text.ids, 1, 2, 'text_len'), 'positions')); // (S, W)
-    if (words32 || positions32) {
-      const up = (v: Value, is32: boolean, role: string) => (is32 ? v : b.cast(v, 'float32', role));
-      const sum = b.add(up(words, words32, 'words_f32'), up(positions, positions32, 'positions_f32'), 'text_embeddings_f32');
-      parts.push(b.cast(sum, 'float16', 'text_embeddings'));
-    } else parts.push(b.add(words, positions, 'text_embeddings'));
+    // The text embeddings as transformers' float16 model computes them: each table in the type it
+    // loads it in, float16 but where a keep-in-float32 name of the model is found in the tensor's
+    // name (src/lower/keepFloat32.ts), summed with torch's promotion; then cast to the Q-Former's type.
+    //  - InstructBLIP-Flan-T5: T5's "wo" is found in `word_embeddings`, so float32 words + float16
+    //    positions are summed in float32 and rounded to float16 once, where
+    //    InstructBlipQFormerEmbeddings casts to its LayerNorm's type (the query tokens beside them,
+    //    float32 there, are rounded at that cast too: the float16 ones here).
+    //  - BLIP-2 retrieval: its text embeddings beside the (float32) Q-Former are float16 tables
+    //    summed in float16; Blip2TextEmbeddings casts the float32 query tokens to float16 to join
+    //    them, and the Q-Former casts the whole up to float32.
+    const half = b.weights.floatType === 'float16';
+    const table = (name: string, dims: number[], read: (w: Value) => Value): [Value, DType] => {
+      const t = half && !ctx.keptFloat32(name) ? 'float16' : 'float32';
+      return [t === b.floatType ? read(ctx.param(name, dims)) : b.withFloatType(t, () => read(ctx.param(name, dims))), t];
+    };
+    const [words, wordsType] = table(`${e}.word_embeddings.weight`, [V, W], (w) => b.gather(w, text.ids, 0, 'words')); // (B, S, W)
+    const [positions, positionsType] = table(`${e}.position_embeddings.weight`, [P, W], (w) => slice(b, w, 0, 0, b.shape(text.ids, 1, 2, 'text_len'), 'positions')); // (S, W)
+    const t = wordsType === 'float32' || positionsType === 'float32' ? 'float32' : 'float16';
+    if (wordsType === b.floatType && positionsType === b.floatType) parts.push(b.add(words, positions, 'text_embeddings'));
+    else {
+      const sfx = t === 'float32' ? 'f32' : 'f16';
+      const to = (v: Value, from: DType, role: string) => (from === t ? v : b.cast(v, t, `${role}_${sfx}`));
+      const sum = b.add(to(words, wordsType, 'words'), to(positions, positionsType, 'positions'), `text_embeddings_${sfx}`);
+      if (t === b.floatType) parts.push(sum);
+      else if (t === 'float32') parts.push(b.cast(sum, 'float16', 'text_embeddings')); // into a float16 Q-Former
+      else {
+        // float16 text into a float32 Q-Former (BLIP-2 retrieval): queries rounded to join it
+        joined = b.cast(parts.length ? b.concat([b.cast(parts[0], 'float16', 'queries_f16'), sum], 1, 'embeddings_f16') : sum, 'float32', 'embeddings');
+      }
+    }
   }
   const ln = ctx.has('layernorm.weight') || !ctx.has('embeddings.layernorm.weight') ? 'layernorm' : 'embeddings.layernorm';
-  let x = layerNorm(ctx, parts.length > 1 ? b.concat(parts, 1, 'embeddings') : parts[0], ln, W, eps, 'embeddings_ln');
+  let x = layerNorm(ctx, joined ?? (parts.length > 1 ? b.concat(parts, 1, 'embeddings') : parts[0]), ln, W, eps, 'embeddings_ln');
 
   // Self-attention mask: queries are never padding.
   const selfBias = text ? paddingBias(b, image ? b.concat([onesMask(b, parts[0], 'query_mask'), text.mask], 1, 'self_mask') : text.mask, 'self_bias') : undefined;

@@ -31,6 +31,15 @@ embeddings are shifted by +2^k and position embeddings by -2^k (`instructblip_sh
 the model, unchanged in float32), where rounding the word embeddings to float16 loses more.
 
     cd /work/main && ../shared/oracle/py test/oracle/blip2_fp16.py instructblip-t5-a
+
+BLIP-2 retrieval (Blip2ForImageTextRetrieval) keeps its Q-Former float32 but not the text embeddings
+beside it (`embeddings.{word,position}_embeddings`): in its float16 model they are float16 tables
+summed in float16, the query tokens are cast to float16 to join them (Blip2TextEmbeddings), and the
+Q-Former casts the whole up to float32. For blip2-itm-a's retrieval pairs this records the ITM logits
+and the ITC text embeddings (`itm/...`), from that model and from the same with float32 text embeddings
+(`text_f32/...`, the alternative), and the same with the tables shifted as above.
+
+    cd /work/main && ../shared/oracle/py test/oracle/blip2_fp16.py blip2-itm-a
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import Blip2ForConditionalGeneration, InstructBlipForConditionalGeneration
+from transformers import Blip2ForConditionalGeneration, Blip2ForImageTextRetrieval, InstructBlipForConditionalGeneration
 
 from common import FIXTURES, write_tensors
 
@@ -93,6 +102,60 @@ def instructblip_features(model, pixel_values: torch.Tensor, case: dict) -> dict
 SHIFT_LOG2 = 4
 
 
+def shifted_checkpoint(fixture: Path, tmp: str, prefix: str) -> Path:
+    """The fixture's checkpoint with `<prefix>.word_embeddings` + 2^SHIFT_LOG2 and `<prefix>.position_embeddings` - 2^SHIFT_LOG2 (float32 arithmetic, as the test's)."""
+    shifted = Path(tmp)
+    for f in (fixture / "checkpoint").iterdir():
+        if f.is_file() and f.name != "model.safetensors":
+            shutil.copy(f, shifted / f.name)
+    sd = load_file(str(fixture / "checkpoint" / "model.safetensors"))
+    c = 2.0**SHIFT_LOG2
+    sd[f"{prefix}.word_embeddings.weight"] = sd[f"{prefix}.word_embeddings.weight"] + c
+    sd[f"{prefix}.position_embeddings.weight"] = sd[f"{prefix}.position_embeddings.weight"] - c
+    save_file(sd, str(shifted / "model.safetensors"), metadata={"format": "pt"})
+    return shifted
+
+
+def itm_features(model, pixel_values: torch.Tensor, rt: dict) -> dict:
+    """ITM logits of pair p = (image p, text p) and the ITC text embeddings, as the model computes them."""
+    ids, mask = torch.tensor(rt["input_ids"]), torch.tensor(rt["attention_mask"])
+    with torch.inference_mode():
+        itm = model(pixel_values=pixel_values.to(model.vision_model.dtype), input_ids=ids, attention_mask=mask, use_image_text_matching_head=True)
+        itc = model(pixel_values=pixel_values.to(model.vision_model.dtype), input_ids=ids, attention_mask=mask, use_image_text_matching_head=False)
+    return {"itm_logits": itm.logits_per_image.float(), "text_embeds": itc.text_embeds.float()}
+
+
+def itm_main(fixture: Path) -> None:
+    pixels = load_file(str(fixture / "expected.safetensors"))["pixel_values"]
+    rt = json.loads((fixture / "expected.json").read_text())["retrieval"]
+    out = {"pixel_values": pixels}
+
+    def run(checkpoint: Path, tag: str) -> None:
+        kept = Blip2ForImageTextRetrieval.from_pretrained(checkpoint, dtype=torch.float16)
+        fp32 = sorted(k for k, p in kept.named_parameters() if p.dtype != torch.float16 and not k.startswith("qformer."))
+        print("float32 in transformers' float16 model besides qformer.*:", fp32)
+        assert kept.qformer.layernorm.weight.dtype == torch.float32, "transformers no longer keeps the Q-Former in float32"
+        assert kept.embeddings.word_embeddings.weight.dtype == torch.float16, "transformers keeps BLIP-2 retrieval's text embeddings in float32"
+        out.update({f"fp16/{tag}/{k}": v for k, v in itm_features(kept, pixels, rt).items()})
+        # the alternative: the same model with float32 text embeddings (the query tokens then join them unrounded)
+        text32 = Blip2ForImageTextRetrieval.from_pretrained(checkpoint, dtype=torch.float16)
+        text32.embeddings.float().load_state_dict(Blip2ForImageTextRetrieval.from_pretrained(checkpoint, dtype=torch.float32).embeddings.state_dict())
+        assert text32.embeddings.word_embeddings.weight.dtype == torch.float32
+        out.update({f"text_f32/{tag}/{k}": v for k, v in itm_features(text32, pixels, rt).items()})
+
+    run(fixture / "checkpoint", "itm")
+    with tempfile.TemporaryDirectory() as tmp:
+        run(shifted_checkpoint(fixture, tmp, "embeddings"), "itm_shift")
+    out["itm_shift/log2"] = torch.tensor([float(SHIFT_LOG2)])
+    write_tensors(fixture / "fp16.safetensors", out, {"transformers": __import__("transformers").__version__})
+    for k, v in out.items():
+        print(k, tuple(v.shape))
+    for tag in ("itm", "itm_shift"):
+        for k in ("itm_logits", "text_embeds"):
+            a, b = out[f"fp16/{tag}/{k}"], out[f"text_f32/{tag}/{k}"]
+            print(f"{tag}/{k}: the references differ by max {(a - b).abs().max().item():.3e}, scale {a.abs().max().item():.3g}")
+
+
 def instructblip_main(fixture: Path) -> None:
     pixels = load_file(str(fixture / "expected.safetensors"))["pixel_values"]
     case = next(c for c in json.loads((fixture / "expected.json").read_text())["cases"] if c["name"] == "instruction")
@@ -112,16 +175,7 @@ def instructblip_main(fixture: Path) -> None:
 
     run(fixture / "checkpoint", "instructblip")
     with tempfile.TemporaryDirectory() as tmp:
-        shifted = Path(tmp)
-        for f in (fixture / "checkpoint").iterdir():
-            if f.is_file() and f.name != "model.safetensors":
-                shutil.copy(f, shifted / f.name)
-        sd = load_file(str(fixture / "checkpoint" / "model.safetensors"))
-        c = 2.0**SHIFT_LOG2
-        sd["qformer.embeddings.word_embeddings.weight"] = sd["qformer.embeddings.word_embeddings.weight"] + c  # float32 arithmetic, as the test's
-        sd["qformer.embeddings.position_embeddings.weight"] = sd["qformer.embeddings.position_embeddings.weight"] - c
-        save_file(sd, str(shifted / "model.safetensors"), metadata={"format": "pt"})
-        run(shifted, "instructblip_shift")
+        run(shifted_checkpoint(fixture, tmp, "qformer.embeddings"), "instructblip_shift")
     out["instructblip_shift/log2"] = torch.tensor([float(SHIFT_LOG2)])
     write_tensors(fixture / "fp16.safetensors", out, {"transformers": __import__("transformers").__version__})
     for k, v in out.items():
@@ -134,8 +188,11 @@ def instructblip_main(fixture: Path) -> None:
 
 def main(name: str) -> None:
     fixture = FIXTURES / name
-    if json.loads((fixture / "checkpoint" / "config.json").read_text())["model_type"] == "instructblip":
+    config = json.loads((fixture / "checkpoint" / "config.json").read_text())
+    if config["model_type"] == "instructblip":
         return instructblip_main(fixture)
+    if config["architectures"] == ["Blip2ForImageTextRetrieval"]:
+        return itm_main(fixture)
     pixels = load_file(str(fixture / "expected.safetensors"))["pixel_values"]
     kept = Blip2ForConditionalGeneration.from_pretrained(fixture / "checkpoint", dtype=torch.float16)
     assert kept.qformer.layernorm.weight.dtype == torch.float32, "transformers no longer keeps the Q-Former in float32"

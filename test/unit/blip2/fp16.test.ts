@@ -289,3 +289,79 @@ test('instructblip-t5-a --dtype fp16: the Q-Former word embeddings stay float32,
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// BLIP-2 retrieval keeps its Q-Former float32 but not the text embeddings beside it
+// (`embeddings.{word,position}_embeddings`, which no keep-in-float32 name matches): transformers'
+// float16 model sums float16 tables in float16, casts the float32 query tokens to float16 to join
+// them (Blip2TextEmbeddings), and the Q-Former casts the whole up. Reference: test/oracle/blip2_fp16.py
+// blip2-itm-a: the retrieval pairs' ITM logits and ITC text embeddings from that model and from the
+// same with float32 text embeddings (what blip-graph computed before), on the fixture and with the
+// tables shifted by ±2^k (word + 2^k, position - 2^k), where their float16 rounding shows.
+
+/** blip2-itm-a's checkpoint with `<prefix>.word_embeddings` + c and `<prefix>.position_embeddings` - c, in `dir`. */
+function shiftedItmCheckpoint(dir: string, c: number): string {
+  const src = join(FIXTURES, 'blip2-itm-a', 'checkpoint');
+  mkdirSync(dir, { recursive: true });
+  for (const f of readdirSync(src, { withFileTypes: true })) if (f.isFile() && f.name !== 'model.safetensors') copyFileSync(join(src, f.name), join(dir, f.name));
+  const shift = new Map([['embeddings.word_embeddings.weight', c], ['embeddings.position_embeddings.weight', -c]]);
+  const w = SafetensorsFile.open(join(src, 'model.safetensors'));
+  try {
+    const tensors = [...w.tensors.values()].map((t) => {
+      const d = shift.get(t.name);
+      if (d === undefined) return { name: t.name, dtype: t.dtype, shape: t.shape, data: w.readRaw(t.name).slice() };
+      assert.equal(t.dtype, 'F32');
+      const x = Float32Array.from(w.readFloat32(t.name), (v) => v + d);
+      return { name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(x.buffer) };
+    });
+    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
+  } finally {
+    w.close();
+  }
+  return dir;
+}
+
+test('blip2-itm-a --dtype fp16: the text embeddings beside the float32 Q-Former are float16, with the query tokens rounded to join them, as in transformers\' float16 model', async (t) => {
+  const dir = tmp('blip2-itm-fp16-');
+  const st = SafetensorsFile.open(join(FIXTURES, 'blip2-itm-a', 'fp16.safetensors'));
+  try {
+    const ref = (name: string) => Float32Array.from(st.readFloat32(name));
+    const exp = JSON.parse(readFileSync(join(FIXTURES, 'blip2-itm-a', 'expected.json'), 'utf8'));
+    const rt = exp.retrieval;
+    const Q: number = typeof exp.image_token_index === 'number' ? exp.num_query_tokens : 0;
+    const k = st.readFloat32('itm_shift/log2')[0];
+    for (const tag of ['itm', 'itm_shift']) {
+      const out = join(dir, tag);
+      const weights = tag === 'itm' ? join(FIXTURES, 'blip2-itm-a', 'checkpoint') : shiftedItmCheckpoint(join(dir, 'checkpoint'), 2 ** k);
+      const { model, text } = loadModel('graphs/blip2-itm.blip');
+      await compile({ model, graphFile: 'graphs/blip2-itm.blip', graphText: text, weights, out, dtype: 'float16' });
+      const types = new Map(decodeModel(readFileSync(join(out, 'retrieval.onnx'))).graph!.initializer!.map((i) => [i.name!, i.dataType]));
+      assert.equal(types.get('embeddings.word_embeddings.weight'), 10, 'embeddings.word_embeddings.weight: FLOAT16');
+      assert.equal(types.get('embeddings.position_embeddings.weight'), 10, 'embeddings.position_embeddings.weight: FLOAT16');
+      assert.equal(types.get('query_tokens'), 1, 'query_tokens: FLOAT');
+      const s = await session(join(out, 'retrieval.onnx'));
+      let o: Record<string, ort.Tensor>;
+      try {
+        o = (await s.run({
+          pixel_values: new ort.Tensor('float32', ref('pixel_values'), st.info('pixel_values')!.shape),
+          input_ids: i64(rt.input_ids.map((r: number[]) => r.slice(Q))),
+          attention_mask: i64(rt.attention_mask.map((r: number[]) => r.slice(Q))),
+          pair_image: new ort.Tensor('int64', BigInt64Array.from(rt.input_ids.map((_: number[], p: number) => BigInt(p))), [rt.input_ids.length]), // pair p: image p
+        })) as Record<string, ort.Tensor>;
+      } finally {
+        await s.release();
+      }
+      for (const [output, name] of [['itm_logits', 'itm_logits'], ['text_embeds', 'text_embeds']]) {
+        const got = o[output].data as Float32Array;
+        const [want, alt] = [ref(`fp16/${tag}/${name}`), ref(`text_f32/${tag}/${name}`)];
+        const [vsKept, vsAlt] = [maxAbs(got, want), maxAbs(got, alt)];
+        t.diagnostic(`${tag === 'itm' ? 'fixture' : `word +2^${k}, positions -2^${k}`}: ${name}, max abs vs transformers float16 ${vsKept.toExponential(2)}; vs float32 text embeddings ${vsAlt.toExponential(2)} (the references differ by ${maxAbs(want, alt).toExponential(2)})`);
+        const scale = want.reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+        assert.ok(vsKept <= 2e-3 * scale, `${tag} ${name}: differs from transformers float16 by ${vsKept}`);
+        if (tag === 'itm_shift') assert.ok(vsKept < vsAlt / 4, `${name}: closer to transformers' float16 model (${vsKept}) than to float32 text embeddings (${vsAlt})`);
+      }
+    }
+  } finally {
+    st.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
