@@ -285,6 +285,9 @@ const AFTER_VALUE = new Set<unknown>([T.Int, T.Float, T.StringLiteral, T.True, T
 /** The keywords that start a model member (and 'override', which may precede one). */
 const MEMBER_START = new Set<unknown>([T.Node, T.Input, T.Output, T.Override, T.Preprocess, T.Generation]);
 
+/** What an output computes (`output caption: generate(decoder)`), as a node's kind follows a node's name. */
+const OUTPUT_TASKS = new Set(['generate', 'itm', 'itc']);
+
 /** The keywords a declared name follows: `node NAME`, `input NAME`, `model NAME extends NAME`. */
 const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
 
@@ -337,16 +340,26 @@ function reservedWords(src: SourceFile, tokens: IToken[], diagnostics: Diagnosti
       return [];
     }
     // `override nod x { … }`: one error at the misspelt word, which is then read as 'node' (or
-    // 'output', when it is nearer that), so the member parses instead of failing at 'override'
+    // 'output', when it is nearer that), so the member parses instead of failing at 'override'.
+    // `override vision: vit(…)`: the keyword left out, the word is the name: one error there, and a
+    // 'node' (or an 'output', before `generate(`, `itm(`, `itc(`) read before it.
     if (t.tokenType === T.Override && next === T.Identifier) {
       const word = tokens[i + 1]!;
-      const guess = closest(word.image, ['node', 'output']);
+      const named = tokens[i + 2]?.tokenType === T.Identifier;
+      const guess = named ? closest(word.image, ['node', 'output']) : undefined;
       diagnostics.push(
         diagnostic('BLIP1010', src.loc(word.startOffset, word.endOffset! + 1), `expected 'node' or 'output' after 'override', found '${word.image}'${guess ? `; did you mean '${guess}'?` : ''}`),
       );
-      const kw = guess === 'output' ? T.Output : T.Node;
-      meant.set(i + 1, { ...word, tokenType: kw, tokenTypeIdx: kw.tokenTypeIdx! });
-      return [t];
+      if (named) {
+        const kw = guess === 'output' ? T.Output : T.Node;
+        meant.set(i + 1, { ...word, tokenType: kw, tokenTypeIdx: kw.tokenTypeIdx! });
+        return [t];
+      }
+      const task = tokens[i + 2]?.tokenType === T.Colon && tokens[i + 4]?.tokenType === T.LParen ? tokens[i + 3] : undefined;
+      const kw = task?.tokenType === T.Identifier && OUTPUT_TASKS.has(task.image) ? T.Output : T.Node;
+      // (no text of its own: it ends before the name begins)
+      const inserted: IToken = { ...word, image: kw === T.Output ? 'output' : 'node', endOffset: word.startOffset - 1, endColumn: word.startColumn! - 1, tokenType: kw, tokenTypeIdx: kw.tokenTypeIdx! };
+      return [t, inserted];
     }
     // a use of the name so declared, as a node's input (`bert(model, cross: v)`): read as the name, not reported again
     if (declared.has(t.image) && parens > 0 && (prev === T.LParen || prev === T.Comma || prev === T.Colon) && (next === T.Comma || next === T.RParen)) return [asName(t)];

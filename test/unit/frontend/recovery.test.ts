@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
 import { BLIP2, check, edit } from './harness.js';
+import { parse } from '../../../src/syntax/parse.js';
 
 const codes = (src: string, more: Record<string, string> = {}) => check(src, more).map((d) => `${d.code}@${d.line}:${d.column}`);
 
@@ -57,6 +58,30 @@ test("'override' before a misspelt 'node' or 'output' is one error at that word,
   }
   const plain = check(`model m2 {\n  input image: image\n  override nod v: vit(image) @ "vision_model"\n  output caption: generate(v)\n}\n`, {});
   assert.ok(!plain.some((d) => d.code === 'BLIP2029'), plain.map((d) => d.code).join(' '));
+});
+
+test("'override' with 'node' or 'output' left out is one error at the name, which is still the name", () => {
+  const base = { 'base.blip': BLIP2 };
+  for (const [member, at, name] of [
+    ['override vision: vit(image) @ "vision_model"', 'BLIP1010@3:12', 'vision'],
+    ['override projection { width: 7 }', 'BLIP1010@3:12', 'projection'],
+    ['override text: generate(llm)', 'BLIP1010@3:12', 'text'],
+    ['override nod: vit(image)', 'BLIP1010@3:12', 'nod'], // a node named 'nod', not a misspelt 'node'
+  ] as const) {
+    // nothing after: no error at the name or the ':' (the name is not taken for the keyword), the model's outputs are read
+    const ds = check(`import "./base.blip"\nmodel d extends m {\n  ${member}\n  output other: generate(llm)\n}\n`, base).filter((d) => d.code.startsWith('BLIP1') || d.code === 'BLIP2029');
+    assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), [at], member);
+    assert.equal(ds[0]!.message, `expected 'node' or 'output' after 'override', found '${name}'`);
+  }
+  // read as the member meant: an overriding node named 'vision', an overriding output named 'text'
+  const { ast } = parse(`model d extends m {\n  override vision: vit(image) @ "v"\n  override text: itm(llm)\n}\n`, 'main.blip');
+  assert.deepEqual(
+    ast.decls.flatMap((d) => (d.type === 'model' ? d.members : [])).map((m) => [m.type, 'override' in m && m.override, 'name' in m && m.name?.text]),
+    [
+      ['node', true, 'vision'],
+      ['output', true, 'text'],
+    ],
+  );
 });
 
 test('a missing or doubled comma in a list is one error each, and the rest of the block is read', () => {
