@@ -82,8 +82,9 @@ function unknownCommand(name: string, entries: typeof COMMANDS): number {
 export async function main(argv: string[]): Promise<number> {
   const entries = await registered();
   const [name, ...rest] = argv;
-  // `blip help run` is `blip run --help`; `blip help nope` is the unknown command it names
-  if (name === 'help' && rest.length === 1 && rest[0] !== '--help' && rest[0] !== '-h') {
+  // `blip help run` is `blip run --help`; `blip help nope` is the unknown command it names;
+  // `blip help help` is the main help (help is no registered command, but a word users type)
+  if (name === 'help' && rest.length === 1 && rest[0] !== '--help' && rest[0] !== '-h' && rest[0] !== 'help') {
     if (entries.some((c) => c.name === rest[0])) return main([rest[0], '--help']);
     return unknownCommand(rest[0], entries);
   }

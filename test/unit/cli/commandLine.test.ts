@@ -40,6 +40,8 @@ const BATCH = {
   helpTypo: ['help', 'comple'],
   helpExtra: ['help', 'compile', 'extra'],
   helpCompile: ['help', 'compile'],
+  helpHelp: ['help', 'help'],
+  help: ['help'],
   fmtLink: ['fmt', '--write', link],
   mermaidTwo: ['graph', two, '--format', 'mermaid'],
 };
@@ -82,6 +84,12 @@ test("blip help with a command it does not know is that command's error (exit 2)
   assert.deepEqual(R.helpExtra, { code: 2, out: '', err: "blip: 'blip help' takes one command, found 2 (compile extra). Run 'blip --help' for the list.\n" });
   assert.equal(R.helpCompile.code, 0);
   assert.match(R.helpCompile.out, /^Usage: blip compile /);
+});
+
+test('blip help help is the main help (exit 0), as blip help is', () => {
+  assert.equal(R.help.code, 0, R.help.err);
+  assert.match(R.help.out, /Run 'blip <command> --help' for a command's options/);
+  assert.deepEqual(R.helpHelp, R.help);
 });
 
 test('blip fmt --write through a symbolic link formats the file it points to and keeps the link', () => {
