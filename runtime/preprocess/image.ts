@@ -1,14 +1,16 @@
 // Decoding an image file to 8-bit RGB the way `PIL.Image.open(path).convert("RGB")` does (what
 // transformers' processors see): grayscale is replicated, alpha is dropped without compositing,
-// palettes are expanded, EXIF orientation and embedded ICC profiles are ignored (PIL applies
-// neither), 16-bit RGB keeps the high byte, 16-bit grayscale is clipped at 255 (PIL's I;16 -> RGB),
-// CMYK uses PIL's naive formula, a GIF's transparent pixels keep their palette colour (gif.ts).
-// Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive, grayscale, CMYK), WebP (lossy,
-// lossless, alpha) and GIF (transparent, animated, partial first frame): identical bytes.
+// palettes are expanded, embedded ICC profiles are ignored, EXIF orientation is ignored except in
+// TIFF, which PIL turns upright as it loads it (orientation.ts), 16-bit RGB keeps the high byte,
+// 16-bit grayscale is clipped at 255 (PIL's I;16 -> RGB), CMYK uses PIL's naive formula, a GIF's
+// transparent pixels keep their palette colour (gif.ts). Verified against PIL on PNG, JPEG
+// (baseline, 4:4:4, progressive, grayscale, CMYK), WebP (lossy, lossless, alpha), GIF (transparent,
+// animated, partial first frame) and TIFF (orientations 1-8, tag or XMP): identical bytes.
 import { readFile, stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ImageDecodeError, firstLine } from '../errors.js';
 import { fillAsPil, gifFirstFrame } from './gif.js';
+import { tiffAsPil } from './orientation.js';
 import { isSystemError, systemErrorMeaning } from '../../src/filesystem.js';
 
 /** An 8-bit image, pixels interleaved row-major (HWC); `channels` is 3 after decoding. */
@@ -50,15 +52,18 @@ export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {
     bytes = src.bytes;
   }
   if (bytes.length === 0) throw new ImageDecodeError(name, 'the file is empty');
-  return decodeImageBytes(bytes, name, opts);
+  return decodeImageBytes(bytes, name, opts, typeof src === 'string');
 }
 
 /** The formats both libvips and PIL read (AVIF is libvips' heif with AV1). */
 const PIL_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif']);
 const SUPPORTED = 'PNG, JPEG, WebP, GIF, TIFF or AVIF';
 
-/** Decode image bytes (PNG, JPEG, WebP, GIF, TIFF, AVIF) to RGB. */
-export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
+/**
+ * Decode image bytes (PNG, JPEG, WebP, GIF, TIFF, AVIF) to RGB. `fromPath`: as PIL opens the file by
+ * its path, not from bytes (they differ for some rotated TIFFs, see orientation.ts).
+ */
+export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: ImageDecodeOptions = {}, fromPath = false): Promise<RgbImage> {
   const maxPixels = opts.maxPixels ?? 2 ** 28;
   const base = { ignoreIcc: true, failOn: 'error' as const, limitInputPixels: maxPixels, autoOrient: false };
   // The header and the pixels are read at once (both in libuv's threads: a caller can resize the
@@ -83,16 +88,22 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   if (meta.width * meta.height > maxPixels) {
     throw new ImageDecodeError(name, `${meta.width}x${meta.height} is more than the ${maxPixels} pixels allowed`);
   }
-  try {
-    if (meta.space === 'cmyk') return await decodeCmyk(bytes, base);
+  /** The pixels as stored (libvips does not apply an orientation with autoOrient false). */
+  const decodeUpright = async (): Promise<RgbImage> => {
+    if (meta.space === 'cmyk') return decodeCmyk(bytes, base);
     // (16-bit gray with alpha opens as 8-bit LA in PIL, taking the high byte: the default path)
     // (a 16-bit grayscale PNG with a tRNS chunk is I;16 in PIL too, transparency aside: libvips
     // gives it an alpha channel, so the PNG's colour type decides, not the channel count)
-    if ((meta.space === 'grey16' && meta.channels === 1) || isPngGrey16(bytes)) return await decodeGrey16(bytes, base);
+    if ((meta.space === 'grey16' && meta.channels === 1) || isPngGrey16(bytes)) return decodeGrey16(bytes, base);
     const { data, info } = await (pixels ?? decodePixels());
     const gif = meta.format === 'gif' ? gifFirstFrame(bytes) : undefined;
     if (gif) fillAsPil(data, info.width, info.height, info.channels, gif);
     return toRgb(data, info.width, info.height, info.channels);
+  };
+  try {
+    const im = await decodeUpright();
+    // PIL turns a TIFF upright as it loads it (no other format: orientation.ts)
+    return meta.format === 'tiff' ? tiffAsPil(im, bytes, name, fromPath) : im;
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
     throw new ImageDecodeError(name, describeSharpError(e, bytes, maxPixels));

@@ -195,6 +195,33 @@ def main() -> None:
     # convert("RGB") clips each value at 255 (libvips gives it an alpha channel). Values around 255.
     xrng = np.random.default_rng(2027)
     Image.fromarray(xrng.integers(0, 600, size=(11, 13), dtype=np.uint16)).save(imgs / "gray16_trns_13x11.png", transparency=300)
+    # TIFF: PIL applies the orientation as it loads (TiffImageFile.load_end calls
+    # ImageOps.exif_transpose): tag 274, else tiff:Orientation in the XMP packet (tag 700); every
+    # orientation, the libtiff path (LZW), I;16 and CMYK. Opened by path, an uncompressed one-strip
+    # file in a mode PIL maps into memory (L, P, RGBA, CMYK, I;16) with orientation 5-8 is mapped
+    # with the swapped size, its stored rows cut up anew, before it is turned (ImageFile.load); in
+    # several strips (RowsPerStrip 1) it is decoded and only turned. (A value outside 1-8: libvips
+    # refuses the file.)
+    from PIL import TiffImagePlugin
+
+    trgb = Image.fromarray(xrng.integers(0, 256, size=(4, 7, 3), dtype=np.uint8), "RGB")
+    for o in range(1, 9):
+        trgb.save(imgs / f"rgb_7x4_o{o}.tif", tiffinfo={274: o})
+    trgb.save(imgs / "rgb_7x4_o6_lzw.tif", tiffinfo={274: 6}, compression="tiff_lzw")
+    Image.fromarray(xrng.integers(0, 600, size=(4, 5), dtype=np.uint16)).save(imgs / "gray16_5x4_o5.tif", tiffinfo={274: 5})
+    tcmyk = Image.fromarray(xrng.integers(0, 256, size=(3, 5, 4), dtype=np.uint8), "CMYK")
+    tcmyk.save(imgs / "cmyk_5x3_o7.tif", tiffinfo={274: 7})
+    tcmyk.save(imgs / "cmyk_5x3_o3.tif", tiffinfo={274: 3})
+    tcmyk.save(imgs / "cmyk_5x3_o6_strips.tif", tiffinfo={274: 6, 278: 1})
+    Image.fromarray(xrng.integers(0, 256, size=(4, 6), dtype=np.uint8), "L").save(imgs / "gray_6x4_o6.tif", tiffinfo={274: 6})
+    Image.fromarray(xrng.integers(0, 256, size=(3, 5, 4), dtype=np.uint8), "RGBA").save(imgs / "rgba_5x3_o8.tif", tiffinfo={274: 8})
+    tpal = Image.fromarray(xrng.integers(0, 256, size=(4, 6, 3), dtype=np.uint8), "RGB").quantize(colors=8)
+    tpal.save(imgs / "palette_6x4_o5.tif", tiffinfo={274: 5})
+    xmp = TiffImagePlugin.ImageFileDirectory_v2()
+    xmp[700] = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="8"/></rdf:RDF></x:xmpmeta>')
+    xmp.tagtype[700] = 1  # BYTE
+    trgb.save(imgs / "rgb_7x4_xmp_o8.tif", tiffinfo=xmp)
     # PIL opens no SVG (transformers refuses it), though libvips would rasterise one
     (imgs / "vector.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="red"/></svg>\n')
 
@@ -209,8 +236,14 @@ def main() -> None:
             cases["decode"].append({"file": p.name, "error": type(e).__name__})
             continue
         decoded[p.name] = arr
-        cases["decode"].append({"file": p.name, "mode": mode, "lossless": p.suffix in (".png", ".gif") or "lossless" in p.name,
-                                "rgb": blob.add(arr)})
+        case = {"file": p.name, "mode": mode, "lossless": p.suffix in (".png", ".gif", ".tif") or "lossless" in p.name,
+                "rgb": blob.add(arr)}
+        # opened from bytes (no file to map into memory) PIL can differ: see the TIFFs above
+        with Image.open(io.BytesIO(p.read_bytes())) as im:
+            from_bytes = np.array(im.convert("RGB"))
+        if not np.array_equal(from_bytes, arr):
+            case["rgb_from_bytes"] = blob.add(from_bytes)
+        cases["decode"].append(case)
 
     # ---- resize: Image.resize on the RGB image ---------------------------------------------------
     def add_resize(src_name: str, arr: np.ndarray, w: int, h: int, resample: int, store: bool = True) -> None:

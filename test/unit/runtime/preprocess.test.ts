@@ -27,6 +27,8 @@ interface DecodeCase {
   error?: string;
   lossless?: boolean;
   rgb?: BlobRef;
+  /** PIL's bytes when it opens the file from bytes (BytesIO), where they differ from a path's. */
+  rgb_from_bytes?: BlobRef;
 }
 interface ResizeCase {
   input: string;
@@ -112,6 +114,39 @@ async function assertDecodesAsPil(file: string, mode: string): Promise<void> {
 
 test('a 16-bit grayscale PNG with a tRNS chunk decodes as PIL I;16: clipped at 255, not its high byte', async () => {
   await assertDecodesAsPil('gray16_trns_13x11.png', 'I;16');
+});
+
+test('a TIFF is turned upright by its orientation as PIL does on load (tag 274, else XMP): every orientation', async () => {
+  const tiffs: Array<[string, string]> = [
+    ...[1, 2, 3, 4, 5, 6, 7, 8].map((o): [string, string] => [`rgb_7x4_o${o}.tif`, 'RGB']),
+    ['rgb_7x4_o6_lzw.tif', 'RGB'], // libtiff's path in PIL
+    ['rgb_7x4_xmp_o8.tif', 'RGB'], // no tag 274: tiff:Orientation in the XMP packet
+    ['gray16_5x4_o5.tif', 'I;16'],
+    ['cmyk_5x3_o3.tif', 'CMYK'],
+    ['cmyk_5x3_o6_strips.tif', 'CMYK'],
+    // opened by path, one uncompressed strip in a mode PIL maps: read with the swapped size first
+    ['cmyk_5x3_o7.tif', 'CMYK'],
+    ['gray_6x4_o6.tif', 'L'],
+    ['rgba_5x3_o8.tif', 'RGBA'],
+    ['palette_6x4_o5.tif', 'P'],
+  ];
+  for (const [file, mode] of tiffs) await assertDecodesAsPil(file, mode);
+  const o6 = await decodeImage(img('rgb_7x4_o6.tif'));
+  assert.deepEqual([o6.width, o6.height], [4, 7]);
+});
+
+test('a TIFF given as bytes decodes as PIL opens it from bytes (nothing mapped into memory)', async () => {
+  let differ = 0;
+  for (const c of cases.decode) {
+    if (!c.file.endsWith('.tif') || !c.rgb) continue;
+    const exp = c.rgb_from_bytes ?? c.rgb;
+    if (c.rgb_from_bytes) differ++;
+    const im = await decodeImage({ name: c.file, bytes: new Uint8Array(readFileSync(img(c.file))) });
+    assert.deepEqual([im.height, im.width, 3], exp.shape, `${c.file}: size`);
+    const d = maxDiff(im.data, blob.u8(exp));
+    assert.equal(d.max, 0, `${c.file} from bytes: max difference ${d.max} in ${d.count} samples`);
+  }
+  assert.ok(differ >= 5, `only ${differ} TIFFs differ between a path and bytes`);
 });
 
 test('unreadable images are one-line BLIP5010 errors naming the file', async () => {
