@@ -1,16 +1,17 @@
 // Decoding an image file to 8-bit RGB the way `PIL.Image.open(path).convert("RGB")` does (what
 // transformers' processors see): grayscale is replicated, alpha is dropped without compositing,
 // palettes are expanded, embedded ICC profiles are ignored, EXIF orientation is ignored except in
-// TIFF, which PIL turns upright as it loads it (orientation.ts), 16-bit RGB keeps the high byte,
-// 16-bit grayscale is clipped at 255 (PIL's I;16 -> RGB), CMYK uses PIL's naive formula, a GIF's
-// transparent pixels keep their palette colour (gif.ts). Verified against PIL on PNG, JPEG
-// (baseline, 4:4:4, progressive, grayscale, CMYK), WebP (lossy, lossless, alpha), GIF (transparent,
-// animated, partial first frame) and TIFF (orientations 1-8, tag or XMP): identical bytes.
+// TIFF, which PIL turns upright as it loads it, and an AVIF's irot / imir, which libheif applies,
+// is undone (orientation.ts), 16-bit RGB keeps the high byte, 16-bit grayscale is clipped at 255
+// (PIL's I;16 -> RGB), CMYK uses PIL's naive formula, a GIF's transparent pixels keep their palette
+// colour (gif.ts). Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive, grayscale,
+// CMYK), WebP (lossy, lossless, alpha), GIF (transparent, animated, partial first frame) and TIFF
+// (orientations 1-8, tag or XMP): identical bytes; 4:4:4 AVIF (irot / imir too) within 1 level.
 import { readFile, stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ImageDecodeError, firstLine } from '../errors.js';
 import { fillAsPil, gifFirstFrame } from './gif.js';
-import { tiffAsPil } from './orientation.js';
+import { heifAsPil, tiffAsPil } from './orientation.js';
 import { isSystemError, systemErrorMeaning } from '../../src/filesystem.js';
 
 /** An 8-bit image, pixels interleaved row-major (HWC); `channels` is 3 after decoding. */
@@ -103,7 +104,9 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   try {
     const im = await decodeUpright();
     // PIL turns a TIFF upright as it loads it (no other format: orientation.ts)
-    return meta.format === 'tiff' ? tiffAsPil(im, bytes, name, fromPath) : im;
+    if (meta.format === 'tiff') return tiffAsPil(im, bytes, name, fromPath);
+    // (libheif applies an AVIF's irot / imir itself, PIL does not: undone)
+    return meta.format === 'heif' ? heifAsPil(im, bytes) : im;
   } catch (e) {
     if (e instanceof ImageDecodeError) throw e;
     throw new ImageDecodeError(name, describeSharpError(e, bytes, maxPixels));

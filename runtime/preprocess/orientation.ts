@@ -2,7 +2,7 @@
 // calls ImageOps.exif_transpose (Pillow 13), whose orientation is tag 274 of the first IFD or,
 // without that tag, `tiff:Orientation` in the XMP packet (tag 700). JPEG, PNG and WebP keep their
 // stored layout (their EXIF orientation is ignored on open), and so must AVIF, whose irot / imir
-// boxes libheif applies by itself (see heifTransform).
+// properties libheif applies by itself and PIL (libavif) does not (heifAsPil undoes them).
 import { ImageDecodeError } from '../errors.js';
 import type { RgbImage } from './image.js';
 
@@ -257,4 +257,96 @@ export function orient(im: RgbImage, o: number): RgbImage {
     }
   }
   return { width: ow, height: oh, channels: c, data: out };
+}
+
+/**
+ * An AVIF as PIL opens it, from what libheif decoded (`im`): libheif turns the primary image by its
+ * transformative properties (irot: angle x 90 degrees anticlockwise; imir: mode 0 top-to-bottom,
+ * 1 left-to-right, as libavif writes them for EXIF orientations) in the order the item lists them,
+ * PIL keeps the pixels as stored: each is undone, the last first.
+ */
+export function heifAsPil(im: RgbImage, b: Uint8Array): RgbImage {
+  const ops = heifTransforms(b);
+  if (!ops) return im;
+  for (let i = ops.length - 1; i >= 0; i--) {
+    const t = ops[i];
+    // the inverse, as an EXIF orientation: irot 1 (90 anticlockwise) by ROTATE_270 (6), 2 by 3, 3
+    // by ROTATE_90 (8); a mirror by itself
+    im = orient(im, t.type === 'irot' ? [1, 6, 3, 8][t.value] : t.value === 0 ? 4 : 2);
+  }
+  return im;
+}
+
+interface Box {
+  type: string;
+  /** Where the payload starts and the box ends. */
+  start: number;
+  end: number;
+}
+
+/** The boxes in b[start, end) (ISO-BMFF: 32-bit size, type, 64-bit size when the size is 1). */
+function boxes(b: Uint8Array, start: number, end: number): Box[] {
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
+  const out: Box[] = [];
+  for (let at = start; at + 8 <= end; ) {
+    let size = dv.getUint32(at);
+    let head = 8;
+    if (size === 1) {
+      if (at + 16 > end) break;
+      size = dv.getUint32(at + 8) * 2 ** 32 + dv.getUint32(at + 12);
+      head = 16;
+    } else if (size === 0) {
+      size = end - at;
+    }
+    if (size < head || at + size > end) break;
+    const type = String.fromCharCode(b[at + 4], b[at + 5], b[at + 6], b[at + 7]);
+    out.push({ type, start: at + head, end: at + size });
+    at += size;
+  }
+  return out;
+}
+
+/**
+ * The irot / imir properties of a HEIF's primary item, in the order its ipma entry lists them, or
+ * undefined when it has none (or the boxes cannot be read).
+ */
+export function heifTransforms(b: Uint8Array): Array<{ type: 'irot' | 'imir'; value: number }> | undefined {
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
+  const meta = boxes(b, 0, b.length).find((x) => x.type === 'meta');
+  if (!meta || meta.start + 4 > meta.end) return undefined;
+  const inMeta = boxes(b, meta.start + 4, meta.end); // (a full box: version and flags first)
+  const pitm = inMeta.find((x) => x.type === 'pitm');
+  const iprp = inMeta.find((x) => x.type === 'iprp');
+  if (!pitm || !iprp || pitm.start + 6 > pitm.end) return undefined;
+  const primary = b[pitm.start] === 0 ? dv.getUint16(pitm.start + 4) : pitm.start + 8 <= pitm.end ? dv.getUint32(pitm.start + 4) : -1;
+  const inIprp = boxes(b, iprp.start, iprp.end);
+  const ipco = inIprp.find((x) => x.type === 'ipco');
+  if (!ipco) return undefined;
+  const props = boxes(b, ipco.start, ipco.end); // property index i (1-based) is props[i - 1]
+  const ops: Array<{ type: 'irot' | 'imir'; value: number }> = [];
+  for (const ipma of inIprp.filter((x) => x.type === 'ipma')) {
+    if (ipma.start + 8 > ipma.end) continue;
+    const version = b[ipma.start];
+    const wide = (b[ipma.start + 3] & 1) === 1;
+    const entries = dv.getUint32(ipma.start + 4);
+    let at = ipma.start + 8;
+    for (let e = 0; e < entries; e++) {
+      const idSize = version < 1 ? 2 : 4;
+      if (at + idSize + 1 > ipma.end) return undefined;
+      const item = version < 1 ? dv.getUint16(at) : dv.getUint32(at);
+      const n = b[at + idSize];
+      at += idSize + 1;
+      for (let k = 0; k < n; k++) {
+        if (at + (wide ? 2 : 1) > ipma.end) return undefined;
+        const index = wide ? dv.getUint16(at) & 0x7fff : b[at] & 0x7f;
+        at += wide ? 2 : 1;
+        if (item !== primary || index < 1 || index > props.length) continue;
+        const p = props[index - 1];
+        if ((p.type === 'irot' || p.type === 'imir') && p.start < p.end) {
+          ops.push({ type: p.type, value: b[p.start] & (p.type === 'irot' ? 3 : 1) });
+        }
+      }
+    }
+  }
+  return ops.length ? ops : undefined;
 }

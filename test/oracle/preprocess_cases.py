@@ -222,6 +222,13 @@ def main() -> None:
                 b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="8"/></rdf:RDF></x:xmpmeta>')
     xmp.tagtype[700] = 1  # BYTE
     trgb.save(imgs / "rgb_7x4_xmp_o8.tif", tiffinfo=xmp)
+    # AVIF: Pillow (libavif) writes an EXIF orientation as irot / imir properties and opens the file
+    # unturned; libheif turns it (the runtime undoes that). 4:4:4 at quality 100: within 1 level.
+    tavif = Image.fromarray(xrng.integers(0, 256, size=(5, 7, 3), dtype=np.uint8), "RGB")
+    for o in (1, 2, 3, 5, 6, 7):
+        ex = Image.Exif()
+        ex[0x0112] = o
+        tavif.save(imgs / f"rgb_7x5_o{o}.avif", exif=ex, quality=100, subsampling="4:4:4")
     # PIL opens no SVG (transformers refuses it), though libvips would rasterise one
     (imgs / "vector.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="red"/></svg>\n')
 
