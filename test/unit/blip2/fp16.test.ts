@@ -125,18 +125,18 @@ async function t5Logits(weights: string, out: string, target: 'plain' | 'cpu' | 
   }
 }
 
-/** blip2-t5-a's checkpoint with the first encoder and decoder blocks' `wo` scaled by 2^k, in `dir`. */
-function largeWoCheckpoint(dir: string, k: number): string {
-  const src = join(FIXTURES, 'blip2-t5-a', 'checkpoint');
+/** `fixture`'s checkpoint copied to `dir`, each float32 tensor named in `edits` mapped value by value (float32 arithmetic). */
+function editedCheckpoint(fixture: string, dir: string, edits: Record<string, (v: number) => number>): string {
+  const src = join(FIXTURES, fixture, 'checkpoint');
   mkdirSync(dir, { recursive: true });
-  for (const f of readdirSync(src)) if (f !== 'model.safetensors') copyFileSync(join(src, f), join(dir, f));
+  for (const f of readdirSync(src, { withFileTypes: true })) if (f.isFile() && f.name !== 'model.safetensors') copyFileSync(join(src, f.name), join(dir, f.name));
   const w = SafetensorsFile.open(join(src, 'model.safetensors'));
   try {
-    const scaled = new Set(['language_model.encoder.block.0.layer.1.DenseReluDense.wo.weight', 'language_model.decoder.block.0.layer.2.DenseReluDense.wo.weight']);
     const tensors = [...w.tensors.values()].map((t) => {
-      if (!scaled.has(t.name)) return { name: t.name, dtype: t.dtype, shape: t.shape, data: w.readRaw(t.name).slice() };
+      const edit = edits[t.name];
+      if (!edit) return { name: t.name, dtype: t.dtype, shape: t.shape, data: w.readRaw(t.name).slice() };
       assert.equal(t.dtype, 'F32');
-      const x = Float32Array.from(w.readFloat32(t.name), (v) => v * 2 ** k);
+      const x = Float32Array.from(w.readFloat32(t.name), edit);
       return { name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(x.buffer) };
     });
     writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
@@ -144,6 +144,15 @@ function largeWoCheckpoint(dir: string, k: number): string {
     w.close();
   }
   return dir;
+}
+
+/** blip2-t5-a's checkpoint with the first encoder and decoder blocks' `wo` scaled by 2^k, in `dir`. */
+function largeWoCheckpoint(dir: string, k: number): string {
+  const scale = (v: number) => v * 2 ** k;
+  return editedCheckpoint('blip2-t5-a', dir, {
+    'language_model.encoder.block.0.layer.1.DenseReluDense.wo.weight': scale,
+    'language_model.decoder.block.0.layer.2.DenseReluDense.wo.weight': scale,
+  });
 }
 
 // webgpu: its fused float16 norms (those before the first feed-forward; the float32 stream's stay
@@ -204,27 +213,9 @@ for (const target of ['plain', 'cpu', 'webgpu'] as const) {
 // with the word embeddings shifted by +2^k and the position embeddings by -2^k (the same sums in
 // float32), where a float16 word table loses more than the rest of the float16 rounding.
 
-/** instructblip-t5-a's checkpoint with word embeddings + c and position embeddings - c (float32 arithmetic), in `dir`. */
-function shiftedEmbeddingsCheckpoint(dir: string, c: number): string {
-  const src = join(FIXTURES, 'instructblip-t5-a', 'checkpoint');
-  mkdirSync(dir, { recursive: true });
-  for (const f of readdirSync(src, { withFileTypes: true })) if (f.isFile() && f.name !== 'model.safetensors') copyFileSync(join(src, f.name), join(dir, f.name));
-  const shift = new Map([['qformer.embeddings.word_embeddings.weight', c], ['qformer.embeddings.position_embeddings.weight', -c]]);
-  const w = SafetensorsFile.open(join(src, 'model.safetensors'));
-  try {
-    const tensors = [...w.tensors.values()].map((t) => {
-      const d = shift.get(t.name);
-      if (d === undefined) return { name: t.name, dtype: t.dtype, shape: t.shape, data: w.readRaw(t.name).slice() };
-      assert.equal(t.dtype, 'F32');
-      const x = Float32Array.from(w.readFloat32(t.name), (v) => v + d);
-      return { name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(x.buffer) };
-    });
-    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-  } finally {
-    w.close();
-  }
-  return dir;
-}
+/** instructblip-t5-a's checkpoint with the Q-Former's word embeddings + c and position embeddings - c, in `dir`. */
+const shiftedEmbeddingsCheckpoint = (dir: string, c: number): string =>
+  editedCheckpoint('instructblip-t5-a', dir, { 'qformer.embeddings.word_embeddings.weight': (v) => v + c, 'qformer.embeddings.position_embeddings.weight': (v) => v - c });
 
 /**
  * The Q-Former's query outputs and the soft prompt of a float16 instructblip-t5 build from `weights`
@@ -298,27 +289,9 @@ test('instructblip-t5-a --dtype fp16: the Q-Former word embeddings stay float32,
 // same with float32 text embeddings (what blip-graph computed before), on the fixture and with the
 // tables shifted by ±2^k (word + 2^k, position - 2^k), where their float16 rounding shows.
 
-/** blip2-itm-a's checkpoint with `<prefix>.word_embeddings` + c and `<prefix>.position_embeddings` - c, in `dir`. */
-function shiftedItmCheckpoint(dir: string, c: number): string {
-  const src = join(FIXTURES, 'blip2-itm-a', 'checkpoint');
-  mkdirSync(dir, { recursive: true });
-  for (const f of readdirSync(src, { withFileTypes: true })) if (f.isFile() && f.name !== 'model.safetensors') copyFileSync(join(src, f.name), join(dir, f.name));
-  const shift = new Map([['embeddings.word_embeddings.weight', c], ['embeddings.position_embeddings.weight', -c]]);
-  const w = SafetensorsFile.open(join(src, 'model.safetensors'));
-  try {
-    const tensors = [...w.tensors.values()].map((t) => {
-      const d = shift.get(t.name);
-      if (d === undefined) return { name: t.name, dtype: t.dtype, shape: t.shape, data: w.readRaw(t.name).slice() };
-      assert.equal(t.dtype, 'F32');
-      const x = Float32Array.from(w.readFloat32(t.name), (v) => v + d);
-      return { name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(x.buffer) };
-    });
-    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-  } finally {
-    w.close();
-  }
-  return dir;
-}
+/** blip2-itm-a's checkpoint with the text word embeddings + c and position embeddings - c, in `dir`. */
+const shiftedItmCheckpoint = (dir: string, c: number): string =>
+  editedCheckpoint('blip2-itm-a', dir, { 'embeddings.word_embeddings.weight': (v) => v + c, 'embeddings.position_embeddings.weight': (v) => v - c });
 
 test('blip2-itm-a --dtype fp16: the text embeddings beside the float32 Q-Former are float16, with the query tokens rounded to join them, as in transformers\' float16 model', async (t) => {
   const dir = tmp('blip2-itm-fp16-');

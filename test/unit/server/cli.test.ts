@@ -13,6 +13,24 @@ const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' || a ===
 const CHILD = `const { main } = await import(${JSON.stringify(MAIN)}); process.exit(await main(JSON.parse(process.argv[1])));`;
 const args = (argv: string[]) => [...hooks, '--input-type=module', '-e', CHILD, JSON.stringify(argv)];
 
+/** `blip serve ARGV` in a child node (with `nodeFlags` before its own), once it says where it listens. */
+async function startServe(argv: string[], nodeFlags: string[] = []) {
+  const child = spawn(process.execPath, [...nodeFlags, ...args(argv)], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    void exited.then((c) => reject(new Error(`exited ${c} before listening: ${err}`)));
+  });
+  return { child, url, exited, stderr: () => err };
+}
+
 test('usage errors exit 2, a folder that is no model exits 1 with its BLIP code', () => {
   const none = spawnSync(process.execPath, args(['serve', '--port', '0']), { encoding: 'utf8', cwd: repoRoot() });
   assert.equal(none.status, 2, none.stderr);
@@ -40,23 +58,11 @@ test('usage errors exit 2, a folder that is no model exits 1 with its BLIP code'
 
 test("node's process-wide flags (--max-old-space-size, --expose-gc) do not stop the workers from starting", async () => {
   const dir = await compiledFixture('blip2-opt', 'blip2-opt-a');
-  const child = spawn(process.execPath, ['--max-old-space-size=2048', '--expose-gc', ...args(['serve', `opt=${dir}`, '--port', '0', '--threads', '1'])], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    void exited.then((c) => reject(new Error(`exited ${c} before listening: ${err}`)));
-  });
+  const { child, url, exited, stderr } = await startServe(['serve', `opt=${dir}`, '--port', '0', '--threads', '1'], ['--max-old-space-size=2048', '--expose-gc']);
   const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(chatBody('opt', { max_tokens: 3 })) });
   assert.equal(res.status, 200, await res.clone().text());
   child.kill('SIGTERM');
-  assert.equal(await exited, 0, err);
+  assert.equal(await exited, 0, stderr());
 });
 
 test("a refused worker flag whose value holds spaces or ', ' is found whole in node's message", () => {
@@ -74,19 +80,7 @@ test("a refused worker flag whose value holds spaces or ', ' is found whole in n
 
 test('SIGTERM: the running request is finished, then the process exits 0', async () => {
   const dir = await compiledFixture('blip2-opt', 'blip2-opt-a');
-  const child = spawn(process.execPath, args(['serve', `opt=${dir}`, '--port', '0', '--threads', '1']), { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    void exited.then((c) => reject(new Error(`exited ${c} before listening: ${err}`)));
-  });
+  const { child, url, exited, stderr } = await startServe(['serve', `opt=${dir}`, '--port', '0', '--threads', '1']);
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
@@ -110,9 +104,9 @@ test('SIGTERM: the running request is finished, then the process exits 0', async
   }
   assert.match(text, /"finish_reason":"(stop|length)"/);
   assert.match(text, /data: \[DONE\]\n\n$/);
-  assert.equal(await exited, 0, err);
-  assert.match(err, /SIGTERM: no new requests/);
-  assert.match(err, /stopped/);
+  assert.equal(await exited, 0, stderr());
+  assert.match(stderr(), /SIGTERM: no new requests/);
+  assert.match(stderr(), /stopped/);
 });
 
 test("without --threads, a model's workers share the physical cores; the startup line says how", async () => {
