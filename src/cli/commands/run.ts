@@ -1,7 +1,6 @@
 // `blip run`: a compiled model on images from the command line — captions, answers and
 // instructions stream to stdout; ITM models score every image against every --text.
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { extname, join } from 'node:path';
+import { existsSync } from 'node:fs';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
@@ -10,13 +9,12 @@ import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '.
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { withOptionNames } from '../../../runtime/tasks/arguments.js';
 import { checkImageSize, declaredImageSize, toRgbImage } from '../../../runtime/tasks/images.js';
+import { expandImages, type ImageEntry } from '../imageList.js';
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
 import { MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS } from '../../../runtime/generation/generate.js';
 import { MAX_STOP_LENGTH, MAX_STOP_STRINGS } from '../../../runtime/generation/stopStrings.js';
 import { pyLstrip, pyRstrip } from '../../../runtime/generation/pythonSpace.js';
-
-const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
 type Kind = 'flag' | 'int' | 'float' | 'string' | 'list';
 const OPTIONS: Record<string, Kind> = {
@@ -160,25 +158,25 @@ function checkFitsTask(a: Args, m: Manifest): void {
   }
 }
 
-/** The image files named: files as given, folders expanded to their images (sorted, not recursive). */
-function expandImages(paths: string[]): string[] {
-  const out: string[] = [];
-  for (const p of paths) {
-    if (!existsSync(p)) throw new ImageDecodeError(p, 'no such file or folder');
-    if (statSync(p).isDirectory()) {
-      const files = readdirSync(p)
-        .filter((f) => IMAGE_EXTENSIONS.has(extname(f).toLowerCase()))
-        .sort()
-        .map((f) => join(p, f))
-        .filter((f) => statSync(f).isFile());
-      if (files.length === 0) throw new ImageDecodeError(p, `the folder has no images (${[...IMAGE_EXTENSIONS].join(', ')})`);
-      out.push(...files);
-    } else out.push(p);
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+/** Consecutive entries holding up to `bs` images to run each (with the entries in error between them). */
+export function chunks(entries: ImageEntry[], bs: number): ImageEntry[][] {
+  const out: ImageEntry[][] = [];
+  let cur: ImageEntry[] = [];
+  let n = 0;
+  for (const e of entries) {
+    if (!e.error && n === bs) {
+      out.push(cur);
+      cur = [];
+      n = 0;
+    }
+    cur.push(e);
+    if (!e.error) n++;
   }
+  if (cur.length) out.push(cur);
   return out;
 }
-
-const round = (x: number) => Math.round(x * 1000) / 1000;
 
 const sizeOf = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.max(1, Math.round(bytes / 1e6))} MB`);
 
@@ -223,7 +221,9 @@ const command: Command = {
   help: `Usage: blip run OUTDIR --image PATH [--image PATH ...] [options]
 
 Runs the compiled model in OUTDIR (written by 'blip compile') on images. PATH is an image file
-(PNG, JPEG, WebP, ...) or a folder, whose images are all run (sorted by name).
+(PNG, JPEG, WebP, GIF, TIFF, AVIF) or a folder, whose images are all run (sorted by name, not
+recursive; found by extension: .png .apng .jpg .jpeg .jpe .jfif .webp .gif .tif .tiff .avif .bmp,
+and a note on stderr names the other files skipped).
 
 Captioning, VQA and instruction models print the generated text: streamed word by word for a
 single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
@@ -234,9 +234,11 @@ single image, 'IMAGE: TEXT' lines for several, or with --json one line per image
 released before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
 ITM / retrieval models score every image against every --text, one JSON line per pair:
   {"image", "text", "itm", "itc"}   itm = P(match) from the ITM head, itc = cosine similarity
-An image that cannot be read gets an error line ({"image", "error", "code"} with --json, else on stderr)
-and the others still run; the exit code is then 1. On a terminal, stderr shows a loading line
-until the first output (a large model takes a while to read) and a progress bar for several images.
+An image that cannot be read — a missing file, a dangling link, a folder that cannot be listed or
+holds no images, a file that does not decode (BMP: not read) — gets an error line in its place
+({"image", "error", "code"} with --json, else on stderr) and the others still run; the exit code
+is then 1. On a terminal, stderr shows a loading line until the first output (a large model takes
+a while to read) and a progress bar for several images.
 
 Options:
   --image PATH              an image file or folder (repeat for more; required)
@@ -281,16 +283,32 @@ Examples:
     const a = parseRunArgs(argv);
     const manifest = readManifest(a.dir);
     checkFitsTask(a, manifest);
-    const files = expandImages(a.images);
     const json = a.flags.has('json');
     const bs = a.num['batch-size'] ?? 8;
+    // a missing file, a dangling link, a folder that cannot be listed: an error line of its own, in order
+    const { entries, notes } = expandImages(a.images);
+    for (const n of notes) process.stderr.write(`${n}\n`);
+    const runnable = entries.filter((e) => !e.error).length;
+    const printError = (file: string, err: { code: string; message: string }) => {
+      if (json) out(JSON.stringify({ image: file, error: err.message, code: err.code }) + '\n');
+      else {
+        status.clear();
+        process.stderr.write(`error ${err.code}: ${err.message}\n`);
+      }
+    };
+    const status = statusLine(process.stderr.isTTY === true);
+    const out = (s: string) => (status.clear(), process.stdout.write(s));
+    if (runnable === 0) {
+      // nothing to run: the model is not loaded
+      for (const e of entries) printError(e.file, e.error!);
+      return 1;
+    }
     // One batch: the image encoder is released before the decoder loads (runtime/stagedSession.ts),
     // so the command's peak memory is the larger of the two, not their sum, and graphs run only a
     // few times read their weights in place instead of copying them first (runtime/model.ts).
     // A large model still takes a while (OPT-2.7b: ~30 s, reading 15 GB): say so on a terminal.
-    const status = statusLine(process.stderr.isTTY === true);
-    status.show(`loading ${a.dir} (${sizeOf(manifest.weights.bytes)} of weights) and running the first ${files.length > 1 ? 'batch' : 'image'}...`);
-    const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: files.length <= bs });
+    status.show(`loading ${a.dir} (${sizeOf(manifest.weights.bytes)} of weights) and running the first ${runnable > 1 ? 'batch' : 'image'}...`);
+    const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: runnable <= bs });
     // (not for a quantized build, whose products are MatMulNBits over its packed weights)
     if (manifest.dtype === 'float16' && !manifest.quantize && Object.values(model.providers).includes('cpu')) {
       status.clear();
@@ -298,19 +316,21 @@ Examples:
       process.stderr.write(`warning: ${a.dir} is a float16 model; the CPU provider runs its matrix products in float32 with converted copies of the weights (more memory than the float32 model, and no faster); for the CPU compile with --dtype fp32, or --quantize int8 for smaller weights\n`);
     }
     let failed = 0;
-    const bar = progress(files.length);
-    const out = (s: string) => (status.clear(), process.stdout.write(s));
+    const bar = progress(entries.length);
     try {
       let done = 0;
       // a model that does not resize takes images of its encoder's size only
       const fixedSize = model.manifest.preprocess.do_resize ? undefined : declaredImageSize(model.manifest, model.kind === 'retrieval' ? 'retrieval' : 'encode');
-      for (let s = 0; s < files.length; s += bs) {
-        const chunk = files.slice(s, s + bs);
+      for (const chunk of chunks(entries, bs)) {
         // decode each image on its own so that one bad file does not sink the batch
         // (by position in the chunk: the same file given twice is two rows, which need not agree)
         const ok: Array<{ file: string; pixels: DecodedImage; at: number }> = [];
-        const errors = new Map<number, { code: string; msg: string }>();
-        for (const [at, f] of chunk.entries()) {
+        const errors = new Map<number, { code: string; message: string }>();
+        for (const [at, { file: f, error }] of chunk.entries()) {
+          if (error) {
+            errors.set(at, error);
+            continue;
+          }
           try {
             const pixels = await toRgbImage(f, 0);
             // (the others are errors of their own)
@@ -318,26 +338,22 @@ Examples:
             ok.push({ file: f, pixels, at });
           } catch (e) {
             if (!(e instanceof ImageDecodeError) && !(e instanceof BlipRuntimeError && e.code === 'BLIP5011')) throw e;
-            errors.set(at, { code: e.code, msg: e.message });
+            errors.set(at, e);
           }
         }
         const printed = new Map<number, string>();
         if (ok.length) {
-          const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts, bs) : await runGenerate(model, ok, a, files.length === 1 && !json, json, bs, out);
+          const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts, bs) : await runGenerate(model, ok, a, runnable === 1 && !json, json, bs, out);
           got.forEach((text, i) => printed.set(ok[i]!.at, text));
         }
         bar.clear();
         // in input order: results on stdout, errors as records (--json) or on stderr
-        for (const [at, f] of chunk.entries()) {
+        for (const [at, { file: f }] of chunk.entries()) {
           const err = errors.get(at);
           if (!err) out(printed.get(at) ?? '');
           else {
             failed++;
-            if (json) out(JSON.stringify({ image: f, error: err.msg, code: err.code }) + '\n');
-            else {
-              status.clear();
-              process.stderr.write(`error ${err.code}: ${err.msg}\n`);
-            }
+            printError(f, err);
           }
         }
         done += chunk.length;

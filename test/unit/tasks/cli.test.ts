@@ -4,7 +4,7 @@
 // input as a one-line error with its exit code (2 usage, 1 failure).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
 import { compileFixture, expected, fixturePath, imagesOf, repoRoot, tempDir } from './harness.js';
@@ -13,6 +13,8 @@ import { load } from '../../../runtime/model.js';
 import sharp from 'sharp';
 import { candidates, providerStatus } from '../../../runtime/providers.js';
 import { pyStrip } from '../../../runtime/generation/pythonSpace.js';
+import { chunks } from '../../../src/cli/commands/run.js';
+import { expandImages } from '../../../src/cli/imageList.js';
 
 type Result = CliResult;
 
@@ -24,6 +26,9 @@ let vqa: string;
 let vicuna: string;
 let old: string;
 let folder: string;
+let mixed: string;
+let noImages: string;
+let locked: string | undefined;
 let half: string;
 let halfInt8: string;
 let noResize: string;
@@ -65,6 +70,29 @@ before(async () => {
   writeFileSync(join(folder, 'b.png'), Buffer.concat([readFileSync(IMG_A).subarray(0, 60)])); // truncated PNG
   copyFileSync(IMG_B, join(folder, 'c.jpg'));
   writeFileSync(join(folder, 'notes.txt'), 'not an image');
+  // a folder with every kind of entry: images under PIL's other extensions (.jpe, .jfif, .apng), a
+  // BMP (the decoder does not read it: an error line), a dangling link, a file without an
+  // extension and a text file (skipped, named in one note), a subfolder (not recursive)
+  mixed = join(tmp.dir, 'mixed');
+  mkdirSync(mixed);
+  copyFileSync(IMG_A, join(mixed, 'a.apng'));
+  copyFileSync(IMG_B, join(mixed, 'b.jfif'));
+  writeFileSync(join(mixed, 'c.bmp'), bmp2x1());
+  symlinkSync(join(tmp.dir, 'gone.jpg'), join(mixed, 'd_broken.jpg'));
+  copyFileSync(IMG_B, join(mixed, 'e.JPE'));
+  copyFileSync(IMG_A, join(mixed, 'f_noext'));
+  writeFileSync(join(mixed, 'g.txt'), 'not an image');
+  mkdirSync(join(mixed, 'h.png'));
+  noImages = join(tmp.dir, 'no-images');
+  mkdirSync(noImages);
+  writeFileSync(join(noImages, 'readme.md'), '# none');
+  // a folder that cannot be listed (root lists it anyway)
+  if (process.getuid?.() !== 0) {
+    locked = join(tmp.dir, 'locked');
+    mkdirSync(locked);
+    copyFileSync(IMG_A, join(locked, 'a.png'));
+    chmodSync(locked, 0);
+  }
   const cap = (...a: string[]) => ['run', caption, ...a];
   const stop = stopOf(pyStrip(greedy().text[0]));
   const batch: Record<string, string[]> = {
@@ -119,6 +147,12 @@ before(async () => {
     oldVersion: ['run', old, '--image', IMG_A],
     notCompiled: ['run', folder, '--image', IMG_A],
     tooManyTokens: cap('--image', IMG_A, '--max-new-tokens', '10000'),
+    // bad entries among good ones: each an error line in its place, the others run
+    mixedJson: cap('--image', mixed, '--max-new-tokens', '3', '--json', '--batch-size', '2'),
+    missingAmongJson: cap('--image', IMG_A, '--image', join(tmp.dir, 'nope.jpg'), '--image', IMG_B, '--max-new-tokens', '3', '--json'),
+    missingAmongText: cap('--image', IMG_A, '--image', join(tmp.dir, 'nope.jpg'), '--image', IMG_B, '--max-new-tokens', '3'),
+    noImagesJson: cap('--image', noImages, '--json'),
+    ...(locked ? { lockedJson: cap('--image', IMG_A, '--image', locked, '--max-new-tokens', '3', '--json') } : {}),
   };
   const names = Object.keys(batch);
   const res = runCliBatch(names.map((n) => batch[n]));
@@ -234,10 +268,13 @@ test('a folder: images in name order, a corrupt one gets an error record, the re
   assert.match(recs[1].error, /cannot read image .*b\.png/);
   assert.deepEqual(recs[0].token_ids, greedy().new_tokens[0].slice(0, 5));
   assert.deepEqual(recs[2].token_ids, greedy().new_tokens[1].slice(0, 5));
-  assert.equal(R.folderJson.err, '', 'no progress bar when stderr is not a terminal');
+  // no progress bar when stderr is not a terminal; the file that is no image is named in a note
+  const note = `note: skipped 1 file in ${folder} that is not an image by its extension: notes.txt\n`;
+  assert.equal(R.folderJson.err, note);
   assert.equal(R.folderText.code, 1);
   assert.equal(lines(R.folderText.out).length, 2);
-  assert.match(R.folderText.err, /^error BLIP5010: cannot read image .*b\.png: .*\n$/);
+  assert.equal(R.folderText.err.slice(0, note.length), note);
+  assert.match(R.folderText.err.slice(note.length), /^error BLIP5010: cannot read image .*b\.png: .*\n$/);
 });
 
 test("a model whose generation config samples takes --temperature / --seed without --sample, and samples as --sample does", () => {
@@ -338,4 +375,77 @@ test('a float16 model on the CPU runs, with one warning on stderr that it costs 
   // nor does a quantized float16 one: its products are MatMulNBits over the int8 weights
   assert.equal(R.halfInt8.code, 0, R.halfInt8.err);
   assert.equal(R.halfInt8.err, '');
+});
+
+/** A 2x1 24-bit BMP (which PIL opens and the decoder, sharp, does not). */
+function bmp2x1(): Buffer {
+  const b = Buffer.alloc(54 + 8);
+  b.write('BM', 0, 'latin1');
+  b.writeUInt32LE(b.length, 2);
+  b.writeUInt32LE(54, 10);
+  b.writeUInt32LE(40, 14);
+  b.writeInt32LE(2, 18);
+  b.writeInt32LE(1, 22);
+  b.writeUInt16LE(1, 26);
+  b.writeUInt16LE(24, 28);
+  b.writeUInt32LE(8, 34);
+  b.set([0, 0, 255, 0, 255, 0], 54); // red, green (BGR), padded to 8 bytes
+  return b;
+}
+
+test('a folder: images by any extension PIL opens them under run; a BMP and a dangling link are error lines in their place; other files are named in one note', () => {
+  const r = R.mixedJson;
+  assert.equal(r.code, 1, r.err);
+  const recs = lines(r.out).map((l) => JSON.parse(l));
+  assert.deepEqual(recs.map((x) => x.image), ['a.apng', 'b.jfif', 'c.bmp', 'd_broken.jpg', 'e.JPE'].map((f) => join(mixed, f)));
+  assert.deepEqual(recs[0].token_ids, greedy().new_tokens[0].slice(0, 3));
+  assert.deepEqual(recs[1].token_ids, greedy().new_tokens[1].slice(0, 3));
+  assert.deepEqual(recs[4].token_ids, greedy().new_tokens[1].slice(0, 3));
+  assert.deepEqual([recs[2].code, recs[2].error], ['BLIP5010', `cannot read image ${join(mixed, 'c.bmp')}: not a supported image (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)`]);
+  assert.deepEqual([recs[3].code, recs[3].error], ['BLIP5010', `cannot read image ${join(mixed, 'd_broken.jpg')}: it is a link to ${join(tmp.dir, 'gone.jpg')}, which does not exist`]);
+  assert.equal(r.err, `note: skipped 2 files in ${mixed} that are not images by their extension: f_noext, g.txt\n`);
+});
+
+test('a missing image among good ones is an error line in its place (a JSON record with --json); the others run; exit 1', () => {
+  const bad = `cannot read image ${join(tmp.dir, 'nope.jpg')}: no such file or folder`;
+  const j = R.missingAmongJson;
+  assert.equal(j.code, 1, j.err);
+  assert.equal(j.err, '');
+  const recs = lines(j.out).map((l) => JSON.parse(l));
+  assert.deepEqual(recs[1], { image: join(tmp.dir, 'nope.jpg'), error: bad, code: 'BLIP5010' });
+  assert.deepEqual([recs[0].token_ids, recs[2].token_ids], greedy().new_tokens.map((t: number[]) => t.slice(0, 3)));
+  const t = R.missingAmongText;
+  assert.equal(t.code, 1, t.err);
+  assert.deepEqual(lines(t.out), [`${IMG_A}: ${recs[0].text}`, `${IMG_B}: ${recs[2].text}`]);
+  assert.equal(t.err, `error BLIP5010: ${bad}\n`);
+  // a folder without images: its error record and the note; nothing to run
+  assert.equal(R.noImagesJson.code, 1, R.noImagesJson.err);
+  assert.deepEqual(JSON.parse(R.noImagesJson.out), { image: noImages, error: `cannot read image ${noImages}: the folder has no images (.png, .apng, .jpg, .jpeg, .jpe, .jfif, .webp, .gif, .tif, .tiff, .avif, .bmp)`, code: 'BLIP5010' });
+  assert.equal(R.noImagesJson.err, `note: skipped 1 file in ${noImages} that is not an image by its extension: readme.md\n`);
+});
+
+test('a folder that cannot be listed is an error record naming it; the image beside it runs', (t) => {
+  if (!locked) return t.skip('running as root, which lists any folder');
+  const r = R.lockedJson;
+  assert.equal(r.code, 1, r.err);
+  const [good, bad] = lines(r.out).map((l) => JSON.parse(l));
+  assert.deepEqual(good.token_ids, greedy().new_tokens[0].slice(0, 3));
+  assert.deepEqual(bad, { image: locked, error: `cannot list folder ${locked}: permission denied (EACCES)`, code: 'BLIP5010' });
+});
+
+test('the image list: entries in input order, bad ones with their error; batches of --batch-size images to run', () => {
+  const { entries, notes } = expandImages([IMG_A, join(mixed, 'd_broken.jpg'), mixed]);
+  assert.deepEqual(entries.map((e) => [e.file, e.error?.code]), [
+    [IMG_A, undefined],
+    [join(mixed, 'd_broken.jpg'), 'BLIP5010'],
+    [join(mixed, 'a.apng'), undefined],
+    [join(mixed, 'b.jfif'), undefined],
+    [join(mixed, 'c.bmp'), undefined],
+    [join(mixed, 'd_broken.jpg'), 'BLIP5010'],
+    [join(mixed, 'e.JPE'), undefined],
+  ]);
+  assert.equal(entries[1]!.error!.message, `cannot read image ${join(mixed, 'd_broken.jpg')}: it is a link to ${join(tmp.dir, 'gone.jpg')}, which does not exist`);
+  assert.equal(notes.length, 1);
+  // an entry in error takes no place in a batch
+  assert.deepEqual(chunks(entries, 2).map((c) => c.length), [3, 3, 1]);
 });
