@@ -265,7 +265,7 @@ Options:
   --stop TEXT               end a text where TEXT first appears, and print what came before it
                             (repeat for up to 4; a newline: --stop $'\\n' in bash; one that
                             starts with --: --stop=TEXT)
-  --batch-size N            images per model call (default 8)
+  --batch-size N            images per model call (default 8; ITM: each with every --text)
   --device D                cpu (default), cuda, tensorrt, webgpu or auto
   --threads N               CPU threads per session (default: one per physical core)
   --json                    one JSON object per line (generating models)
@@ -343,7 +343,7 @@ Examples:
         }
         const printed = new Map<number, string>();
         if (ok.length) {
-          const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts, bs) : await runGenerate(model, ok, a, runnable === 1 && !json, json, bs, out);
+          const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts) : await runGenerate(model, ok, a, runnable === 1 && !json, json, bs, out);
           got.forEach((text, i) => printed.set(ok[i]!.at, text));
         }
         bar.clear();
@@ -440,11 +440,10 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
   });
 }
 
-async function runItm(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, texts: string[], bs: number): Promise<string[]> {
-  const res: string[] = [];
-  for (const { file, pixels } of ok) {
-    const r = await model.itm([pixels], texts, { batchSize: bs });
-    res.push(texts.map((text, j) => JSON.stringify({ image: file, text, itm: r[j].itm, itc: r[j].itc }) + '\n').join(''));
-  }
-  return res;
+/** One itm() call for the chunk: each image paired with every text (the library encodes each image once per call). */
+export async function runItm(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, texts: string[]): Promise<string[]> {
+  const images = ok.flatMap((o) => texts.map(() => o.pixels));
+  const pairs = ok.flatMap(() => texts);
+  const r = await model.itm(images, pairs, { batchSize: ok.length * texts.length });
+  return ok.map(({ file }, i) => texts.map((text, j) => JSON.stringify({ image: file, text, itm: r[i * texts.length + j].itm, itc: r[i * texts.length + j].itc }) + '\n').join(''));
 }

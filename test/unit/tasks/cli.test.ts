@@ -13,8 +13,9 @@ import { load } from '../../../runtime/model.js';
 import sharp from 'sharp';
 import { candidates, providerStatus } from '../../../runtime/providers.js';
 import { pyStrip } from '../../../runtime/generation/pythonSpace.js';
-import { chunks } from '../../../src/cli/commands/run.js';
+import { chunks, runItm } from '../../../src/cli/commands/run.js';
 import { expandImages } from '../../../src/cli/imageList.js';
+import type { BlipModel, DecodedImage } from '../../../runtime/model.js';
 
 type Result = CliResult;
 
@@ -153,6 +154,7 @@ before(async () => {
     missingAmongText: cap('--image', IMG_A, '--image', join(tmp.dir, 'nope.jpg'), '--image', IMG_B, '--max-new-tokens', '3'),
     noImagesJson: cap('--image', noImages, '--json'),
     ...(locked ? { lockedJson: cap('--image', IMG_A, '--image', locked, '--max-new-tokens', '3', '--json') } : {}),
+    itmBatch: ['run', itm, '--image', IMG_A, '--image', IMG_B, '--image', IMG_A, '--text', 'a cat on a couch', '--text', 'two dogs', '--batch-size', '2'],
   };
   const names = Object.keys(batch);
   const res = runCliBatch(names.map((n) => batch[n]));
@@ -448,4 +450,29 @@ test('the image list: entries in input order, bad ones with their error; batches
   assert.equal(notes.length, 1);
   // an entry in error takes no place in a batch
   assert.deepEqual(chunks(entries, 2).map((c) => c.length), [3, 3, 1]);
+});
+
+test('ITM: one itm() call per --batch-size chunk, each image paired with every text; the scores the library gives image by image', async () => {
+  // the call the command makes
+  const calls: Array<{ images: number; texts: string[]; batchSize?: number }> = [];
+  const fake = { itm: async (images: DecodedImage[], texts: string[], o: { batchSize?: number }) => (calls.push({ images: new Set(images).size, texts, batchSize: o.batchSize }), texts.map((_, k) => ({ itm: k, itc: k + 0.5 }))) } as unknown as BlipModel;
+  const px = (w: number): DecodedImage => ({ data: new Uint8Array(w * 3), width: w, height: 1, channels: 3 });
+  const got = await runItm(fake, [{ file: 'a', pixels: px(1) }, { file: 'b', pixels: px(2) }], ['x', 'y']);
+  assert.deepEqual(calls, [{ images: 2, texts: ['x', 'y', 'x', 'y'], batchSize: 4 }]);
+  assert.deepEqual(got.map((g) => lines(g).map((l) => JSON.parse(l))), [
+    [{ image: 'a', text: 'x', itm: 0, itc: 0.5 }, { image: 'a', text: 'y', itm: 1, itc: 1.5 }],
+    [{ image: 'b', text: 'x', itm: 2, itc: 2.5 }, { image: 'b', text: 'y', itm: 3, itc: 3.5 }],
+  ]);
+  // the command's scores: those of one image at a time, exactly
+  assert.equal(R.itmBatch.code, 0, R.itmBatch.err);
+  const recs = lines(R.itmBatch.out).map((l) => JSON.parse(l));
+  const texts = ['a cat on a couch', 'two dogs'];
+  const model = await load(itm);
+  try {
+    const want: unknown[] = [];
+    for (const image of [IMG_A, IMG_B, IMG_A]) (await model.itm([image], texts)).forEach((r, j) => want.push({ image, text: texts[j], itm: r.itm, itc: r.itc }));
+    assert.deepEqual(recs, want);
+  } finally {
+    await model.close();
+  }
 });
