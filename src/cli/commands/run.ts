@@ -8,7 +8,8 @@ import { describeModel, readManifest, type Manifest } from '../../artifact/manif
 import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { withOptionNames } from '../../../runtime/tasks/arguments.js';
-import { checkImageSize, declaredImageSize, toRgbImage } from '../../../runtime/tasks/images.js';
+import { checkImageSize, declaredImageSize, toRgbImage, type ImageSize } from '../../../runtime/tasks/images.js';
+import { preprocessFromManifest, resizeForModel, type PreprocessConfig } from '../../../runtime/preprocess/index.js';
 import { expandImages, type ImageEntry } from '../imageList.js';
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
@@ -159,6 +160,17 @@ function checkFitsTask(a: Args, m: Manifest): void {
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
+
+/**
+ * One image as the model takes it: decoded and resized at once, so that a batch holds no full-size
+ * images (the library's resizing of an image of the model's size is a copy: the same pixels). Where
+ * the model does not resize, an image of another size is BLIP5011 naming it.
+ */
+export async function readForModel(file: string, preprocess: PreprocessConfig, fixedSize?: ImageSize): Promise<DecodedImage> {
+  const pixels = resizeForModel(await toRgbImage(file, 0), preprocess);
+  if (fixedSize) checkImageSize(pixels, fixedSize, file);
+  return pixels;
+}
 
 /** Consecutive entries holding up to `bs` images to run each (with the entries in error between them). */
 export function chunks(entries: ImageEntry[], bs: number): ImageEntry[][] {
@@ -321,9 +333,11 @@ Examples:
       let done = 0;
       // a model that does not resize takes images of its encoder's size only
       const fixedSize = model.manifest.preprocess.do_resize ? undefined : declaredImageSize(model.manifest, model.kind === 'retrieval' ? 'retrieval' : 'encode');
+      const preprocess = preprocessFromManifest(model.manifest.preprocess);
       for (const chunk of chunks(entries, bs)) {
         // decode each image on its own so that one bad file does not sink the batch
-        // (by position in the chunk: the same file given twice is two rows, which need not agree)
+        // (by position in the chunk: the same file given twice is two rows, which need not agree),
+        // and resize it for the model at once: a batch holds no full-size images
         const ok: Array<{ file: string; pixels: DecodedImage; at: number }> = [];
         const errors = new Map<number, { code: string; message: string }>();
         for (const [at, { file: f, error }] of chunk.entries()) {
@@ -332,10 +346,7 @@ Examples:
             continue;
           }
           try {
-            const pixels = await toRgbImage(f, 0);
-            // (the others are errors of their own)
-            if (fixedSize) checkImageSize(pixels, fixedSize, f);
-            ok.push({ file: f, pixels, at });
+            ok.push({ file: f, pixels: await readForModel(f, preprocess, fixedSize), at });
           } catch (e) {
             if (!(e instanceof ImageDecodeError) && !(e instanceof BlipRuntimeError && e.code === 'BLIP5011')) throw e;
             errors.set(at, e);

@@ -13,8 +13,9 @@ import { load } from '../../../runtime/model.js';
 import sharp from 'sharp';
 import { candidates, providerStatus } from '../../../runtime/providers.js';
 import { pyStrip } from '../../../runtime/generation/pythonSpace.js';
-import { chunks, runItm } from '../../../src/cli/commands/run.js';
+import { chunks, readForModel, runItm } from '../../../src/cli/commands/run.js';
 import { expandImages } from '../../../src/cli/imageList.js';
+import { preprocessFromManifest } from '../../../runtime/preprocess/index.js';
 import type { BlipModel, DecodedImage } from '../../../runtime/model.js';
 
 type Result = CliResult;
@@ -450,6 +451,22 @@ test('the image list: entries in input order, bad ones with their error; batches
   assert.equal(notes.length, 1);
   // an entry in error takes no place in a batch
   assert.deepEqual(chunks(entries, 2).map((c) => c.length), [3, 3, 1]);
+});
+
+test('an image is resized for the model as soon as it is decoded (a batch holds no full-size image), to the pixels the library makes of it', async () => {
+  const m = JSON.parse(readFileSync(join(caption, 'manifest.json'), 'utf8'));
+  const cfg = preprocessFromManifest(m.preprocess);
+  const px = await readForModel(IMG_B, cfg);
+  assert.deepEqual([px.width, px.height], [cfg.image_size.width, cfg.image_size.height]);
+  assert.notDeepEqual([64, 48], [px.width, px.height]);
+  // the same tokens as the library given the file
+  const model = await load(caption);
+  try {
+    const [fromFile, fromPixels] = await Promise.all([model.generate([IMG_B], { maxNewTokens: 6 }), model.generate([px], { maxNewTokens: 6 })]);
+    assert.deepEqual(fromPixels[0]!.tokenIds, fromFile[0]!.tokenIds);
+  } finally {
+    await model.close();
+  }
 });
 
 test('ITM: one itm() call per --batch-size chunk, each image paired with every text; the scores the library gives image by image', async () => {
