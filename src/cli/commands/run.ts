@@ -56,13 +56,18 @@ export function parseRunArgs(argv: string[]): Args {
   const positional: string[] = [];
   const a: Args = { dir: '', images: [], texts: [], stops: [], flags: new Set(), num: {} };
   const seen = new Set<string>();
+  // the words right after an --image value: a glob the shell expanded (--image many/*.png)
+  let afterImage = false;
+  let followImage = 0;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith('--') || arg === '--') {
       if (arg.startsWith('-') && arg !== '-') throw unknownOption(arg, Object.keys(OPTIONS));
       positional.push(arg);
+      if (afterImage) followImage++;
       continue;
     }
+    afterImage = false;
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);
     const kind = OPTIONS[name];
@@ -81,6 +86,7 @@ export function parseRunArgs(argv: string[]): Args {
     }
     if (kind !== 'list' && seen.has(name)) throw new UsageError(`--${name} is given twice`);
     seen.add(name);
+    afterImage = name === 'image';
     if (kind === 'list') (name === 'image' ? a.images : name === 'stop' ? a.stops : a.texts).push(value);
     else if (kind === 'string') {
       if (name === 'prompt') a.prompt = value;
@@ -96,12 +102,16 @@ export function parseRunArgs(argv: string[]): Args {
     }
   }
   if (positional.length === 0) throw new UsageError('expected OUTDIR, the compiled model directory');
+  const extra = positional.length - 1;
+  if (extra > 0 && followImage >= extra) throw new UsageError(`--image takes one path; ${extra} more ${extra === 1 ? 'path follows' : 'paths follow'} it (a shell-expanded glob?): pass the folder, or repeat --image`);
   if (positional.length > 1) throw new UsageError(`expected one OUTDIR, found ${positional.length} (${positional.join(', ')}); give images with --image`);
   a.dir = positional[0];
   if (a.images.length === 0) throw new UsageError('--image PATH is required (a file or a folder of images; repeat it for more)');
   for (const img of a.images) {
     if (img.trim() === '') throw new UsageError('--image is empty: expected the path of an image file or folder');
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(img) && !existsSync(img)) throw new UsageError(`--image ${img}: expected a local file or folder (blip run downloads nothing; save the image first)`);
+    if (img === '-' && !existsSync(img)) throw new UsageError('--image -: reading an image from stdin is not supported; save it to a file and give its path');
+    if (/[*?[]/.test(img) && !existsSync(img)) throw new UsageError(`--image ${img} is a pattern, and globs are not supported: pass the folder, or repeat --image for each file`);
   }
   // the library's rules, counted as it counts (characters; a repeated string once)
   if (a.stops.some((s) => s === '')) throw new UsageError('--stop is empty: a stop string needs at least one character');
@@ -235,7 +245,7 @@ const command: Command = {
 Runs the compiled model in OUTDIR (written by 'blip compile') on images. PATH is an image file
 (PNG, JPEG, WebP, GIF, TIFF, AVIF) or a folder, whose images are all run (sorted by name, not
 recursive; found by extension: .png .apng .jpg .jpeg .jpe .jfif .webp .gif .tif .tiff .avif .bmp,
-and a note on stderr names the other files skipped).
+and a note on stderr names the other files skipped). Globs and stdin are not read: pass a folder.
 
 Captioning, VQA and instruction models print the generated text: streamed word by word for a
 single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
@@ -253,7 +263,7 @@ is then 1. On a terminal, stderr shows a loading line until the first output (a 
 a while to read) and a progress bar for several images.
 
 Options:
-  --image PATH              an image file or folder (repeat for more; required)
+  --image PATH              an image file or folder (one path each; repeat for more; required)
   --prompt TEXT             BLIP captioning: the caption's start ("a picture of"); BLIP VQA: the
                             question (required); BLIP-2: the language-model prompt
                             ("Question: what is this? Answer:"); InstructBLIP: the instruction (required,

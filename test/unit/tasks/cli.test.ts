@@ -156,6 +156,9 @@ before(async () => {
     noImagesJson: cap('--image', noImages, '--json'),
     ...(locked ? { lockedJson: cap('--image', IMG_A, '--image', locked, '--max-new-tokens', '3', '--json') } : {}),
     itmBatch: ['run', itm, '--image', IMG_A, '--image', IMG_B, '--image', IMG_A, '--text', 'a cat on a couch', '--text', 'two dogs', '--batch-size', '2'],
+    globShell: cap('--image', IMG_A, IMG_B, IMG_A, '--max-new-tokens', '3'),
+    globQuoted: cap('--image', join(folder, '*.png')),
+    stdinImage: cap('--image', '-'),
   };
   const names = Object.keys(batch);
   const res = runCliBatch(names.map((n) => batch[n]));
@@ -337,6 +340,10 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['logprobsBeams', /--logprobs is for greedy decoding and --sample, not --beams/],
     ['logprobsMany', /--logprobs lists at most 20 alternatives, found 21/],
     ['logprobsBeamModel', /--logprobs is for greedy decoding and --sample, not beam search, and .* decodes with 5 beams by default: add --beams 1/],
+    // a shell-expanded glob is the paths after --image: said in a line, not a usage error listing them all
+    ['globShell', /^blip run: --image takes one path; 2 more paths follow it \(a shell-expanded glob\?\): pass the folder, or repeat --image$/],
+    ['globQuoted', /--image .*images\/\*\.png is a pattern, and globs are not supported: pass the folder, or repeat --image for each file$/],
+    ['stdinImage', /--image -: reading an image from stdin is not supported; save it to a file and give its path$/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];
