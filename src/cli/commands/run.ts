@@ -5,7 +5,7 @@ import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
 import { describeModel, readManifest, type Manifest } from '../../artifact/manifest.js';
-import { load, type BlipModel, type GenerateOptions, type DecodedImage } from '../../../runtime/model.js';
+import { load, type BlipModel, type GenerateOptions, type GenerateResult, type DecodedImage } from '../../../runtime/model.js';
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { withOptionNames } from '../../../runtime/tasks/arguments.js';
 import { checkImageSize, declaredImageSize, toRgbImage, type ImageSize } from '../../../runtime/tasks/images.js';
@@ -252,8 +252,9 @@ single image, 'IMAGE: TEXT' lines for several, or with --json one line per image
   {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, load, total}}
   ("stop": the --stop string that ended the text, when one did; "logprobs" with --logprobs:
    [{"id", "token", "bytes", "logprob", "top": [{"id", "token", "bytes", "logprob"}, ...]}, ...])
-(load: opening the graphs. When all images fit in one --batch-size batch, the image encoder is
-released before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
+(the timings are the batch's: preprocess is reading, decoding and resizing its images; load is
+opening the graphs. When all images fit in one --batch-size batch, the image encoder is released
+before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
 ITM / retrieval models score every image against every --text, one JSON line per pair:
   {"image", "text", "itm", "itc"}   itm = P(match) from the ITM head, itc = cosine similarity
 An image that cannot be read — a missing file, a dangling link, a folder that cannot be listed or
@@ -350,6 +351,7 @@ Examples:
         // and resize it for the model at once: a batch holds no full-size images
         const ok: Array<{ file: string; pixels: DecodedImage; at: number }> = [];
         const errors = new Map<number, { code: string; message: string }>();
+        const t0 = performance.now();
         for (const [at, { file: f, error }] of chunk.entries()) {
           if (error) {
             errors.set(at, error);
@@ -362,9 +364,10 @@ Examples:
             errors.set(at, e);
           }
         }
+        const decodeMs = performance.now() - t0;
         const printed = new Map<number, string>();
         if (ok.length) {
-          const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts) : await runGenerate(model, ok, a, runnable === 1 && !json, json, bs, out);
+          const got = model.kind === 'retrieval' ? await runItm(model, ok, a.texts) : await runGenerate(model, ok, a, runnable === 1 && !json, json, bs, decodeMs, out);
           got.forEach((text, i) => printed.set(ok[i]!.at, text));
         }
         bar.clear();
@@ -407,7 +410,7 @@ const CLI_OPTION_NAMES: Record<string, string> = {
 };
 
 /** The text each image prints (streaming writes the text itself as it comes; only its newline is returned). */
-async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, stream: boolean, json: boolean, bs: number, out: (s: string) => void): Promise<string[]> {
+async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, stream: boolean, json: boolean, bs: number, decodeMs: number, out: (s: string) => void): Promise<string[]> {
   const n = a.num;
   const opts: GenerateOptions = {
     prompt: a.prompt,
@@ -453,12 +456,18 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     });
   return res.map((r, i) => {
     const image = ok[i].file;
-    if (json) {
-      const t = r.timingsMs;
-      return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, ...(r.stop !== undefined ? { stop: r.stop } : {}), ...(r.logprobs ? { logprobs: r.logprobs } : {}), timings_ms: { preprocess: round(t.preprocess), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), ...(t.load !== undefined ? { load: round(t.load) } : {}), total: round(t.total) } }) + '\n';
-    }
+    if (json) return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, ...(r.stop !== undefined ? { stop: r.stop } : {}), ...(r.logprobs ? { logprobs: r.logprobs } : {}), timings_ms: timingsRecord(r.timingsMs, decodeMs) }) + '\n';
     return stream ? '\n' : `${image}: ${r.text}\n`;
   });
+}
+
+/**
+ * The JSON record's timings_ms: the library's, with the time the command spent reading, decoding
+ * and resizing the batch's images (before calling generate) counted in preprocess and total, as the
+ * library counts it when it is given the files.
+ */
+export function timingsRecord(t: GenerateResult['timingsMs'], decodeMs: number): Record<string, number> {
+  return { preprocess: round(t.preprocess + decodeMs), encode: round(t.encode), prefill: round(t.prefill), decode: round(t.decode), ...(t.load !== undefined ? { load: round(t.load) } : {}), total: round(t.total + decodeMs) };
 }
 
 /** One itm() call for the chunk: each image paired with every text (the library encodes each image once per call). */

@@ -13,7 +13,7 @@ import { load } from '../../../runtime/model.js';
 import sharp from 'sharp';
 import { candidates, providerStatus } from '../../../runtime/providers.js';
 import { pyStrip } from '../../../runtime/generation/pythonSpace.js';
-import { chunks, readForModel, runItm } from '../../../src/cli/commands/run.js';
+import { chunks, readForModel, runItm, timingsRecord } from '../../../src/cli/commands/run.js';
 import { expandImages } from '../../../src/cli/imageList.js';
 import { preprocessFromManifest } from '../../../runtime/preprocess/index.js';
 import type { BlipModel, DecodedImage } from '../../../runtime/model.js';
@@ -499,4 +499,9 @@ test('ITM: one itm() call per --batch-size chunk, each image paired with every t
   } finally {
     await model.close();
   }
+});
+
+test('--json timings_ms: preprocess and total count the time the command spent reading and decoding the batch', () => {
+  assert.deepEqual(timingsRecord({ preprocess: 1, encode: 2, prefill: 3, decode: 4, total: 10 }, 5), { preprocess: 6, encode: 2, prefill: 3, decode: 4, total: 15 });
+  assert.deepEqual(timingsRecord({ preprocess: 1, encode: 2, prefill: 3, decode: 4, load: 7, total: 17 }, 0.5), { preprocess: 1.5, encode: 2, prefill: 3, decode: 4, load: 7, total: 17.5 });
 });
