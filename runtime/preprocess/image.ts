@@ -3,8 +3,8 @@
 // palettes are expanded, embedded ICC profiles are ignored, EXIF orientation is ignored except in
 // TIFF, which PIL turns upright as it loads it, and an AVIF's irot / imir, which libheif applies,
 // is undone (orientation.ts), 16-bit RGB keeps the high byte, 16-bit grayscale is clipped at 255
-// (PIL's I;16 -> RGB), CMYK uses PIL's naive formula, a GIF's transparent pixels keep their palette
-// colour (gif.ts). Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive, grayscale,
+// (PIL's I;16 -> RGB), CMYK uses PIL's naive formula, a TIFF's associated alpha is divided out with
+// PIL's rounding (premultiplied.ts), a GIF's transparent pixels keep their palette colour (gif.ts). Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive, grayscale,
 // CMYK), WebP (lossy, lossless, alpha), GIF (transparent, animated, partial first frame) and TIFF
 // (orientations 1-8, tag or XMP): identical bytes; 4:4:4 AVIF (irot / imir too) within 1 level.
 import { readFile, stat } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { ImageDecodeError, firstLine } from '../errors.js';
 import { fillAsPil, gifFirstFrame } from './gif.js';
 import { heifAsPil, tiffAsPil } from './orientation.js';
+import { asPilUnpremultiplied, tiffAssociatedAlpha } from './premultiplied.js';
 import { isSystemError, systemErrorMeaning } from '../../src/filesystem.js';
 
 /** An 8-bit image, pixels interleaved row-major (HWC); `channels` is 3 after decoding. */
@@ -96,7 +97,10 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
     // (a 16-bit grayscale PNG with a tRNS chunk is I;16 in PIL too, transparency aside: libvips
     // gives it an alpha channel, so the PNG's colour type decides, not the channel count)
     if ((meta.space === 'grey16' && meta.channels === 1) || isPngGrey16(bytes)) return decodeGrey16(bytes, base);
+    const assoc = meta.format === 'tiff' ? tiffAssociatedAlpha(bytes) : undefined;
+    if (assoc === 16) throw new ImageDecodeError(name, 'a 16-bit TIFF with associated (premultiplied) alpha does not decode as PIL reads it: convert it to PNG');
     const { data, info } = await (pixels ?? decodePixels());
+    if (assoc === 8) asPilUnpremultiplied(data, info.channels); // (PIL's rounding, premultiplied.ts)
     const gif = meta.format === 'gif' ? gifFirstFrame(bytes) : undefined;
     if (gif) fillAsPil(data, info.width, info.height, info.channels, gif);
     return toRgb(data, info.width, info.height, info.channels);

@@ -146,7 +146,7 @@ function remap(im: RgbImage, map: PilMap, name: string): RgbImage {
   return { width: ow, height: oh, channels: c, data: out };
 }
 
-interface IfdEntry {
+export interface IfdEntry {
   count: number;
   /** The value as an integer (integer types only). */
   int(): number | undefined;
@@ -159,9 +159,9 @@ interface IfdEntry {
 const TYPE_SIZE: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8 };
 
 /** The entries of a TIFF's (or BigTIFF's) first IFD by tag, or undefined when it cannot be read. */
-type Ifd = Map<number, IfdEntry> & { le: boolean };
+export type Ifd = Map<number, IfdEntry> & { le: boolean };
 
-function firstIfd(b: Uint8Array): Ifd | undefined {
+export function firstIfd(b: Uint8Array): Ifd | undefined {
   if (b.length < 16) return undefined;
   const le = b[0] === 0x49 && b[1] === 0x49;
   if (!le && !(b[0] === 0x4d && b[1] === 0x4d)) return undefined;

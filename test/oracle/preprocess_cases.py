@@ -90,6 +90,31 @@ def png16_rgb(arr: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
+def tiff_rgba_associated(arr: np.ndarray) -> bytes:
+    """An uncompressed 8-bit RGBA TIFF whose alpha is associated (premultiplied): PIL cannot write one."""
+    import struct
+
+    h, w, _ = arr.shape
+    data = arr.tobytes()
+    # (tag, type, value); 258 BitsPerSample points past the IFD, 273 StripOffsets after that
+    entries = [(256, 3, w), (257, 3, h), (258, 3, None), (259, 3, 1), (262, 3, 2), (273, 4, None), (277, 3, 4),
+               (278, 3, h), (279, 4, len(data)), (284, 3, 1), (338, 3, 1)]
+    bps_at = 8 + 2 + 12 * len(entries) + 4
+    out = bytearray(b"II*\x00" + struct.pack("<IH", 8, len(entries)))
+    for tag, typ, val in entries:
+        count = 4 if tag == 258 else 1
+        if tag == 258:
+            out += struct.pack("<HHII", tag, typ, count, bps_at)
+        elif tag == 273:
+            out += struct.pack("<HHII", tag, typ, count, bps_at + 8)
+        elif typ == 3:
+            out += struct.pack("<HHIHH", tag, typ, count, val, 0)
+        else:
+            out += struct.pack("<HHII", tag, typ, count, val)
+    out += struct.pack("<I4H", 0, 8, 8, 8, 8) + data
+    return bytes(out)
+
+
 def gif_partial_frame(rng: np.random.Generator, w: int, h: int, transparency: int | None) -> bytes:
     """A GIF89a whose one image covers only the middle of its screen (PIL writes full frames)."""
     import struct
@@ -229,6 +254,22 @@ def main() -> None:
         ex = Image.Exif()
         ex[0x0112] = o
         tavif.save(imgs / f"rgb_7x5_o{o}.avif", exif=ex, quality=100, subsampling="4:4:4")
+    # TIFF with associated alpha: PIL unpacks "RGBa" as floor(c * 255 / a) (0 where a is 0); libvips'
+    # float32 division falls one short where that is a whole number: every such (c, a) of 8 bits
+    # (found exhaustively), then random premultiplied pixels and alpha 0 / 255
+    short = [(7, 7), (14, 14), (28, 28), (41, 41), (56, 56), (63, 63), (82, 82), (91, 91), (101, 101), (112, 112),
+             (113, 113), (119, 119), (123, 123), (126, 126), (163, 163), (164, 164), (182, 182), (191, 191),
+             (197, 197), (202, 202), (207, 207), (209, 209), (223, 223), (224, 224), (226, 226), (229, 229),
+             (233, 233), (237, 237), (79, 237), (158, 237), (238, 238), (239, 239), (246, 246), (252, 252)]
+    assoc = np.zeros((6, 12, 4), np.uint8).reshape(-1, 4)
+    alpha = xrng.integers(0, 256, size=len(assoc))
+    alpha[-2:] = (0, 255)
+    for i in range(len(assoc)):
+        a = int(alpha[i])
+        assoc[i] = [*xrng.integers(0, a + 1, size=3), a]
+    for i, (c, a) in enumerate(short):
+        assoc[i] = [c, c, xrng.integers(0, a + 1), a]
+    (imgs / "rgba_associated_12x6.tif").write_bytes(tiff_rgba_associated(assoc.reshape(6, 12, 4)))
     # PIL opens no SVG (transformers refuses it), though libvips would rasterise one
     (imgs / "vector.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8" fill="red"/></svg>\n')
 

@@ -140,6 +140,17 @@ test('an AVIF with irot / imir (an EXIF orientation as Pillow writes it) decodes
   for (const o of [1, 2, 3, 5, 6, 7]) await assertDecodesAsPil(`rgb_7x5_o${o}.avif`, 'RGB', 1);
 });
 
+test('a TIFF with associated alpha unpremultiplies as PIL does (floor(c * 255 / a), not libvips\' float32)', async () => {
+  await assertDecodesAsPil('rgba_associated_12x6.tif', 'RGBA');
+  // a 16-bit one libvips cannot give as PIL reads it: refused, one line
+  const tif = new Uint8Array(readFileSync(img('rgba_associated_12x6.tif')));
+  const view = new DataView(tif.buffer, tif.byteOffset, tif.length);
+  const bps = view.getUint32(8 + 2 + 2 * 12 + 8, true); // entry 3 (258): its values' offset
+  for (let k = 0; k < 4; k++) view.setUint16(bps + 2 * k, 16, true);
+  view.setUint16(8 + 2 + 1 * 12 + 8, 3, true); // half the height: the strip holds 6 x 3 pixels of 16 bits
+  await assert.rejects(decodeImage({ name: 'assoc16.tif', bytes: tif }), /^.*assoc16\.tif: a 16-bit TIFF with associated \(premultiplied\) alpha does not decode as PIL reads it: convert it to PNG$/);
+});
+
 test('a TIFF given as bytes decodes as PIL opens it from bytes (nothing mapped into memory)', async () => {
   let differ = 0;
   for (const c of cases.decode) {
