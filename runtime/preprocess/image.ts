@@ -4,9 +4,10 @@
 // TIFF, which PIL turns upright as it loads it, and an AVIF's irot / imir, which libheif applies,
 // is undone (orientation.ts), 16-bit RGB keeps the high byte, 16-bit grayscale is clipped at 255
 // (PIL's I;16 -> RGB), CMYK uses PIL's naive formula, a TIFF's associated alpha is divided out with
-// PIL's rounding (premultiplied.ts), a GIF's transparent pixels keep their palette colour (gif.ts). Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive, grayscale,
-// CMYK), WebP (lossy, lossless, alpha), GIF (transparent, animated, partial first frame) and TIFF
-// (orientations 1-8, tag or XMP): identical bytes; 4:4:4 AVIF (irot / imir too) within 1 level.
+// PIL's rounding (premultiplied.ts), a GIF's transparent pixels keep their palette colour (gif.ts).
+// Verified against PIL on PNG, JPEG (baseline, 4:4:4, progressive, grayscale, CMYK), WebP (lossy,
+// lossless, alpha), GIF (transparent, animated, partial first frame) and TIFF (orientations 1-8,
+// tag or XMP; associated alpha): identical bytes; 4:4:4 AVIF (irot / imir too) within 1 level.
 import { readFile, stat } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ImageDecodeError, firstLine } from '../errors.js';
