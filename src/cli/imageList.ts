@@ -7,11 +7,12 @@ import { BlipRuntimeError, ImageDecodeError } from '../../runtime/errors.js';
 import { isSystemError, systemErrorMeaning } from '../filesystem.js';
 
 /**
- * The extensions a folder's images are found by: those PIL opens these formats under (its
- * registered extensions for JPEG, PNG, WebP, GIF, TIFF, AVIF), and BMP's, which the decoder
- * refuses with an error line of its own rather than skipping the file unseen.
+ * The extensions a folder's images are found by: those PIL opens the decoder's formats under (its
+ * registered extensions for JPEG, PNG, WebP, GIF, TIFF, AVIF). Other files, BMP included (PIL reads
+ * it, the decoder does not), are named in a note and skipped, as before: a folder that ran cleanly
+ * does not start failing for a file it always skipped. A BMP named with --image is an error line.
  */
-export const IMAGE_EXTENSIONS = ['.png', '.apng', '.jpg', '.jpeg', '.jpe', '.jfif', '.webp', '.gif', '.tif', '.tiff', '.avif', '.bmp'];
+export const IMAGE_EXTENSIONS = ['.png', '.apng', '.jpg', '.jpeg', '.jpe', '.jfif', '.webp', '.gif', '.tif', '.tiff', '.avif'];
 const IMAGE_EXT_SET = new Set(IMAGE_EXTENSIONS);
 
 /** One image to run: its path, or why it cannot be (then it gets an error line and is not run). */
@@ -22,22 +23,28 @@ export interface ImageEntry {
 
 export interface ImageList {
   entries: ImageEntry[];
-  /** Lines for stderr: the files a folder holds that are not images by their extension. */
+  /** Lines for stderr: the files a folder holds that are not image files by their extension or kind (a pipe, a device). */
   notes: string[];
 }
 
 /** How many skipped names a note lists before "and N more". */
 const NOTE_NAMES = 8;
 
-/** Why `path` (which stat could not follow) cannot be read: a dangling link says so, and to what. */
+/** Why `path` (which stat could not follow) cannot be read: a dangling link or a loop of links says so, and to what. */
 function missing(path: string, e: unknown): ImageDecodeError {
+  const code = (e as { code?: string }).code;
   try {
-    if (lstatSync(path).isSymbolicLink()) return new ImageDecodeError(path, `it is a link to ${readlinkSync(path)}, which does not exist`);
+    if (lstatSync(path).isSymbolicLink()) {
+      const to = readlinkSync(path);
+      if (code === 'ENOENT') return new ImageDecodeError(path, `it is a link to ${to}, which does not exist`);
+      if (code === 'ELOOP') return new ImageDecodeError(path, `it is a link to ${to}, in a loop of links that never reaches a file`);
+    }
   } catch {
     // (not even the name exists: the error below)
   }
-  const code = (e as { code?: string }).code;
-  return new ImageDecodeError(path, code === 'ENOENT' ? 'no such file or folder' : isSystemError(e) ? systemErrorMeaning(e) : String(e));
+  // a name with glob characters that is no file: the shell did not expand it, and neither does blip run
+  const glob = /[*?[]/.test(path) ? ' (globs are not supported: pass the folder, or repeat --image for each file)' : '';
+  return new ImageDecodeError(path, code === 'ENOENT' ? `no such file or folder${glob}` : isSystemError(e) ? systemErrorMeaning(e) : String(e));
 }
 
 /** The image entries of `paths`: files as given, folders expanded to their images (sorted by name, not recursive). */
@@ -70,22 +77,24 @@ export function expandImages(paths: string[]): ImageList {
     for (const name of names) {
       const f = join(p, name);
       const image = IMAGE_EXT_SET.has(extname(name).toLowerCase());
-      let isFolder = false;
+      let kind: 'file' | 'folder' | 'other';
       try {
-        isFolder = statSync(f).isDirectory();
+        const st = statSync(f);
+        kind = st.isFile() ? 'file' : st.isDirectory() ? 'folder' : 'other';
       } catch (e) {
         // a dangling link (or an entry gone since the listing): an error line when named as an image
         if (image) images.push({ file: f, error: missing(f, e) });
         else skipped.push(name);
         continue;
       }
-      if (isFolder) continue; // (not recursive)
-      if (image) images.push({ file: f });
+      if (kind === 'folder') continue; // (not recursive)
+      // (a pipe, socket or device named like an image is no image file: skipped, as always)
+      if (image && kind === 'file') images.push({ file: f });
       else skipped.push(name);
     }
     if (skipped.length) {
       const listed = skipped.slice(0, NOTE_NAMES).join(', ') + (skipped.length > NOTE_NAMES ? `, and ${skipped.length - NOTE_NAMES} more` : '');
-      notes.push(`note: skipped ${skipped.length} ${skipped.length === 1 ? 'file' : 'files'} in ${p} that ${skipped.length === 1 ? 'is not an image' : 'are not images'} by ${skipped.length === 1 ? 'its' : 'their'} extension: ${listed}`);
+      notes.push(`note: skipped ${skipped.length} ${skipped.length === 1 ? 'file' : 'files'} in ${p} that ${skipped.length === 1 ? 'is not an image file' : 'are not image files'} by ${skipped.length === 1 ? 'its' : 'their'} extension or kind: ${listed}`);
     }
     if (images.length === 0) entries.push({ file: p, error: new ImageDecodeError(p, `the folder has no images (${IMAGE_EXTENSIONS.join(', ')})`) });
     entries.push(...images);

@@ -4,7 +4,8 @@
 // input as a one-line error with its exit code (2 usage, 1 failure).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
 import { compileFixture, expected, fixturePath, imagesOf, repoRoot, tempDir } from './harness.js';
@@ -73,7 +74,7 @@ before(async () => {
   copyFileSync(IMG_B, join(folder, 'c.jpg'));
   writeFileSync(join(folder, 'notes.txt'), 'not an image');
   // a folder with every kind of entry: images under PIL's other extensions (.jpe, .jfif, .apng), a
-  // BMP (the decoder does not read it: an error line), a dangling link, a file without an
+  // dangling link (an error line), a BMP (the decoder does not read it), a file without an
   // extension and a text file (skipped, named in one note), a subfolder (not recursive)
   mixed = join(tmp.dir, 'mixed');
   mkdirSync(mixed);
@@ -157,7 +158,8 @@ before(async () => {
     ...(locked ? { lockedJson: cap('--image', IMG_A, '--image', locked, '--max-new-tokens', '3', '--json') } : {}),
     itmBatch: ['run', itm, '--image', IMG_A, '--image', IMG_B, '--image', IMG_A, '--text', 'a cat on a couch', '--text', 'two dogs', '--batch-size', '2'],
     globShell: cap('--image', IMG_A, IMG_B, IMG_A, '--max-new-tokens', '3'),
-    globQuoted: cap('--image', join(folder, '*.png')),
+    globQuoted: cap('--image', join(folder, '*.png'), '--image', IMG_A, '--max-new-tokens', '3', '--json'),
+    missingThenOneText: cap('--image', join(tmp.dir, 'nope.jpg'), '--image', IMG_A, '--max-new-tokens', '3'),
     stdinImage: cap('--image', '-'),
   };
   const names = Object.keys(batch);
@@ -275,7 +277,7 @@ test('a folder: images in name order, a corrupt one gets an error record, the re
   assert.deepEqual(recs[0].token_ids, greedy().new_tokens[0].slice(0, 5));
   assert.deepEqual(recs[2].token_ids, greedy().new_tokens[1].slice(0, 5));
   // no progress bar when stderr is not a terminal; the file that is no image is named in a note
-  const note = `note: skipped 1 file in ${folder} that is not an image by its extension: notes.txt\n`;
+  const note = `note: skipped 1 file in ${folder} that is not an image file by its extension or kind: notes.txt\n`;
   assert.equal(R.folderJson.err, note);
   assert.equal(R.folderText.code, 1);
   assert.equal(lines(R.folderText.out).length, 2);
@@ -342,7 +344,6 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['logprobsBeamModel', /--logprobs is for greedy decoding and --sample, not beam search, and .* decodes with 5 beams by default: add --beams 1/],
     // a shell-expanded glob is the paths after --image: said in a line, not a usage error listing them all
     ['globShell', /^blip run: --image takes one path; 2 more paths follow it \(a shell-expanded glob\?\): pass the folder, or repeat --image$/],
-    ['globQuoted', /--image .*images\/\*\.png is a pattern, and globs are not supported: pass the folder, or repeat --image for each file$/],
     ['stdinImage', /--image -: reading an image from stdin is not supported; save it to a file and give its path$/],
   ];
   for (const [name, re] of cases) {
@@ -403,17 +404,33 @@ function bmp2x1(): Buffer {
   return b;
 }
 
-test('a folder: images by any extension PIL opens them under run; a BMP and a dangling link are error lines in their place; other files are named in one note', () => {
+const EXTENSIONS = '.png, .apng, .jpg, .jpeg, .jpe, .jfif, .webp, .gif, .tif, .tiff, .avif';
+
+test('a folder: images by any extension PIL opens them under run; a dangling link is an error line in its place; other files (a BMP too) are named in one note', () => {
   const r = R.mixedJson;
   assert.equal(r.code, 1, r.err);
   const recs = lines(r.out).map((l) => JSON.parse(l));
-  assert.deepEqual(recs.map((x) => x.image), ['a.apng', 'b.jfif', 'c.bmp', 'd_broken.jpg', 'e.JPE'].map((f) => join(mixed, f)));
+  assert.deepEqual(recs.map((x) => x.image), ['a.apng', 'b.jfif', 'd_broken.jpg', 'e.JPE'].map((f) => join(mixed, f)));
   assert.deepEqual(recs[0].token_ids, greedy().new_tokens[0].slice(0, 3));
   assert.deepEqual(recs[1].token_ids, greedy().new_tokens[1].slice(0, 3));
-  assert.deepEqual(recs[4].token_ids, greedy().new_tokens[1].slice(0, 3));
-  assert.deepEqual([recs[2].code, recs[2].error], ['BLIP5010', `cannot read image ${join(mixed, 'c.bmp')}: not a supported image (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)`]);
-  assert.deepEqual([recs[3].code, recs[3].error], ['BLIP5010', `cannot read image ${join(mixed, 'd_broken.jpg')}: it is a link to ${join(tmp.dir, 'gone.jpg')}, which does not exist`]);
-  assert.equal(r.err, `note: skipped 2 files in ${mixed} that are not images by their extension: f_noext, g.txt\n`);
+  assert.deepEqual(recs[3].token_ids, greedy().new_tokens[1].slice(0, 3));
+  assert.deepEqual([recs[2].code, recs[2].error], ['BLIP5010', `cannot read image ${join(mixed, 'd_broken.jpg')}: it is a link to ${join(tmp.dir, 'gone.jpg')}, which does not exist`]);
+  assert.equal(r.err, `note: skipped 3 files in ${mixed} that are not image files by their extension or kind: c.bmp, f_noext, g.txt\n`);
+});
+
+test('a quoted glob is a missing file that says globs are not supported, in its place; the image after it runs', () => {
+  const r = R.globQuoted;
+  assert.equal(r.code, 1, r.err);
+  const [bad, good] = lines(r.out).map((l) => JSON.parse(l));
+  assert.deepEqual(bad, { image: join(folder, '*.png'), error: `cannot read image ${join(folder, '*.png')}: no such file or folder (globs are not supported: pass the folder, or repeat --image for each file)`, code: 'BLIP5010' });
+  assert.deepEqual(good.token_ids, greedy().new_tokens[0].slice(0, 3));
+});
+
+test('text output with an error entry before the one image: the caption is labelled on its own line, not streamed into the error', () => {
+  const r = R.missingThenOneText;
+  assert.equal(r.code, 1, r.err);
+  assert.equal(r.err, `error BLIP5010: cannot read image ${join(tmp.dir, 'nope.jpg')}: no such file or folder\n`);
+  assert.deepEqual(lines(r.out), [`${IMG_A}: ${lines(R.missingAmongText.out)[0]!.slice(`${IMG_A}: `.length)}`]);
 });
 
 test('a missing image among good ones is an error line in its place (a JSON record with --json); the others run; exit 1', () => {
@@ -430,8 +447,8 @@ test('a missing image among good ones is an error line in its place (a JSON reco
   assert.equal(t.err, `error BLIP5010: ${bad}\n`);
   // a folder without images: its error record and the note; nothing to run
   assert.equal(R.noImagesJson.code, 1, R.noImagesJson.err);
-  assert.deepEqual(JSON.parse(R.noImagesJson.out), { image: noImages, error: `cannot read image ${noImages}: the folder has no images (.png, .apng, .jpg, .jpeg, .jpe, .jfif, .webp, .gif, .tif, .tiff, .avif, .bmp)`, code: 'BLIP5010' });
-  assert.equal(R.noImagesJson.err, `note: skipped 1 file in ${noImages} that is not an image by its extension: readme.md\n`);
+  assert.deepEqual(JSON.parse(R.noImagesJson.out), { image: noImages, error: `cannot read image ${noImages}: the folder has no images (${EXTENSIONS})`, code: 'BLIP5010' });
+  assert.equal(R.noImagesJson.err, `note: skipped 1 file in ${noImages} that is not an image file by its extension or kind: readme.md\n`);
 });
 
 test('a folder that cannot be listed is an error record naming it; the image beside it runs', (t) => {
@@ -450,14 +467,29 @@ test('the image list: entries in input order, bad ones with their error; batches
     [join(mixed, 'd_broken.jpg'), 'BLIP5010'],
     [join(mixed, 'a.apng'), undefined],
     [join(mixed, 'b.jfif'), undefined],
-    [join(mixed, 'c.bmp'), undefined],
     [join(mixed, 'd_broken.jpg'), 'BLIP5010'],
     [join(mixed, 'e.JPE'), undefined],
   ]);
   assert.equal(entries[1]!.error!.message, `cannot read image ${join(mixed, 'd_broken.jpg')}: it is a link to ${join(tmp.dir, 'gone.jpg')}, which does not exist`);
   assert.equal(notes.length, 1);
   // an entry in error takes no place in a batch
-  assert.deepEqual(chunks(entries, 2).map((c) => c.length), [3, 3, 1]);
+  assert.deepEqual(chunks(entries, 2).map((c) => c.length), [3, 3]);
+});
+
+test('the image list: a loop of links says so; a pipe named like an image is skipped as it always was', (t) => {
+  const dir = join(tmp.dir, 'odd');
+  mkdirSync(dir);
+  symlinkSync('l2.png', join(dir, 'l1.png'));
+  symlinkSync('l1.png', join(dir, 'l2.png'));
+  const loop = expandImages([join(dir, 'l1.png')]);
+  assert.equal(loop.entries[0]!.error!.message, `cannot read image ${join(dir, 'l1.png')}: it is a link to l2.png, in a loop of links that never reaches a file`);
+  rmSync(join(dir, 'l1.png'));
+  rmSync(join(dir, 'l2.png'));
+  copyFileSync(IMG_A, join(dir, 'a.png'));
+  if (spawnSync('mkfifo', [join(dir, 'pipe.png')]).status !== 0) return t.skip('needs mkfifo');
+  const { entries, notes } = expandImages([dir]);
+  assert.deepEqual(entries.map((e) => e.file), [join(dir, 'a.png')]);
+  assert.deepEqual(notes, [`note: skipped 1 file in ${dir} that is not an image file by its extension or kind: pipe.png`]);
 });
 
 test('an image is resized for the model as soon as it is decoded (a batch holds no full-size image), to the pixels the library makes of it', async () => {
@@ -481,8 +513,11 @@ test('ITM: one itm() call per --batch-size chunk, each image paired with every t
   const calls: Array<{ images: number; texts: string[]; batchSize?: number }> = [];
   const fake = { itm: async (images: DecodedImage[], texts: string[], o: { batchSize?: number }) => (calls.push({ images: new Set(images).size, texts, batchSize: o.batchSize }), texts.map((_, k) => ({ itm: k, itc: k + 0.5 }))) } as unknown as BlipModel;
   const px = (w: number): DecodedImage => ({ data: new Uint8Array(w * 3), width: w, height: 1, channels: 3 });
-  const got = await runItm(fake, [{ file: 'a', pixels: px(1) }, { file: 'b', pixels: px(2) }], ['x', 'y']);
-  assert.deepEqual(calls, [{ images: 2, texts: ['x', 'y', 'x', 'y'], batchSize: 4 }]);
+  const got = await runItm(fake, [{ file: 'a', pixels: px(1) }, { file: 'b', pixels: px(2) }], ['x', 'y'], 3);
+  // at most --batch-size pairs a model call, or one image's pairs if that is more (memory: not all of a chunk's)
+  assert.deepEqual(calls, [{ images: 2, texts: ['x', 'y', 'x', 'y'], batchSize: 3 }]);
+  await runItm(fake, [{ file: 'a', pixels: px(1) }], ['x', 'y', 'z'], 2);
+  assert.equal(calls[1]!.batchSize, 3);
   assert.deepEqual(got.map((g) => lines(g).map((l) => JSON.parse(l))), [
     [{ image: 'a', text: 'x', itm: 0, itc: 0.5 }, { image: 'a', text: 'y', itm: 1, itc: 1.5 }],
     [{ image: 'b', text: 'x', itm: 2, itc: 2.5 }, { image: 'b', text: 'y', itm: 3, itc: 3.5 }],
