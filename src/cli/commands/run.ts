@@ -1,6 +1,7 @@
 // `blip run`: a compiled model on images from the command line — captions, answers and
 // instructions stream to stdout; ITM models score every image against every --text.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { isSystemError, systemErrorMeaning } from '../../filesystem.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
@@ -22,6 +23,7 @@ const OPTIONS: Record<string, Kind> = {
   image: 'list',
   prompt: 'string',
   text: 'list',
+  'text-file': 'list',
   'max-new-tokens': 'int',
   'min-new-tokens': 'int',
   beams: 'int',
@@ -50,6 +52,30 @@ interface Args {
   flags: Set<string>;
   num: Record<string, number>;
   device?: string;
+}
+
+/**
+ * The texts of a --text-file: one a line (UTF-8; CR LF or LF; blank lines skipped). Many texts
+ * belong in a file rather than in --text flags: besides the system's limit on a command line,
+ * onnxruntime's start-up recurses deeper the longer the process's command line is, and ~56 KB of
+ * arguments (700 captions) overflowed the stack (a segmentation fault, not an error).
+ */
+function textsOfFile(path: string): string[] {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    throw new UsageError(`--text-file ${path}: cannot read it: ${isSystemError(e) ? systemErrorMeaning(e) : String(e)}`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`--text-file ${path}: expected UTF-8 text, one text a line`);
+  }
+  const texts = text.split(/\r?\n/).filter((line) => line.trim() !== '');
+  if (texts.length === 0) throw new UsageError(`--text-file ${path} holds no texts: expected one text a line`);
+  return texts;
 }
 
 export function parseRunArgs(argv: string[]): Args {
@@ -87,7 +113,8 @@ export function parseRunArgs(argv: string[]): Args {
     if (kind !== 'list' && seen.has(name)) throw new UsageError(`--${name} is given twice`);
     seen.add(name);
     afterImage = name === 'image';
-    if (kind === 'list') (name === 'image' ? a.images : name === 'stop' ? a.stops : a.texts).push(value);
+    if (name === 'text-file') a.texts.push(...textsOfFile(value));
+    else if (kind === 'list') (name === 'image' ? a.images : name === 'stop' ? a.stops : a.texts).push(value);
     else if (kind === 'string') {
       if (name === 'prompt') a.prompt = value;
       else a.device = value;
@@ -164,7 +191,7 @@ function checkFitsTask(a: Args, m: Manifest): void {
     const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed', 'logprobs'].find((n) => a.num[n] !== undefined);
     if (a.prompt !== undefined) throw new UsageError(`--prompt is for generating models, but ${model} (image-text matching); give the texts to score with --text`);
     if (gen || a.flags.has('sample') || a.stops.length) throw new UsageError(`--${gen ?? (a.stops.length ? 'stop' : 'sample')} is a generation setting, but ${model} (image-text matching)`);
-    if (a.texts.length === 0) throw new UsageError(`--text is required: ${model} that scores images against texts`);
+    if (a.texts.length === 0) throw new UsageError(`--text (or --text-file) is required: ${model} that scores images against texts`);
   }
 }
 
@@ -271,6 +298,8 @@ Options:
                             unless the graph's generation block gives one); a graph that reads no
                             text input takes none
   --text TEXT               ITM models: a text to score against each image (repeat for more)
+  --text-file PATH          ITM models: texts to score, one a line (UTF-8; blank lines skipped);
+                            for many texts, which a command line cannot hold
   --max-new-tokens N        generated tokens at most (default: the manifest's)
   --min-new-tokens N        generated tokens at least before EOS may end the text
   --beams N                 beam search with N beams (1 = greedy)

@@ -33,6 +33,9 @@ let mixed: string;
 let noImages: string;
 let locked: string | undefined;
 let half: string;
+let textFile: string;
+let manyTexts: string;
+let blankTexts: string;
 let halfInt8: string;
 let noResize: string;
 let img32: string;
@@ -97,6 +100,12 @@ before(async () => {
     chmodSync(locked, 0);
   }
   const cap = (...a: string[]) => ['run', caption, ...a];
+  textFile = join(tmp.dir, 'texts.txt');
+  writeFileSync(textFile, 'two dogs\r\n\n  \nthree cats\n');
+  manyTexts = join(tmp.dir, 'many-texts.txt');
+  writeFileSync(manyTexts, Array.from({ length: 1500 }, (_, i) => `a photo of object number ${i + 1} on a table`).join('\n'));
+  blankTexts = join(tmp.dir, 'blank.txt');
+  writeFileSync(blankTexts, '\n \n');
   const stop = stopOf(pyStrip(greedy().text[0]));
   const batch: Record<string, string[]> = {
     json: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json'),
@@ -161,6 +170,11 @@ before(async () => {
     globQuoted: cap('--image', join(folder, '*.png'), '--image', IMG_A, '--max-new-tokens', '3', '--json'),
     missingThenOneText: cap('--image', join(tmp.dir, 'nope.jpg'), '--image', IMG_A, '--max-new-tokens', '3'),
     stdinImage: cap('--image', '-'),
+    // texts from a file: one a line, blank lines skipped; many of them, beyond what a command line holds safely
+    itmTextFile: ['run', itm, '--image', IMG_A, '--text', 'a cat on a couch', '--text-file', textFile],
+    itmManyTexts: ['run', itm, '--image', IMG_A, '--text-file', manyTexts],
+    textFileMissing: ['run', itm, '--image', IMG_A, '--text-file', join(tmp.dir, 'no-such-texts.txt')],
+    textFileEmpty: ['run', itm, '--image', IMG_A, '--text-file', blankTexts],
   };
   const names = Object.keys(batch);
   const res = runCliBatch(names.map((n) => batch[n]));
@@ -321,7 +335,9 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['unknownFlag', /unknown option '--beam'; did you mean '--beams'\?$/],
     ['textOnCaption', /--text is for image-text matching, but .* is a BLIP captioning model/],
     ['promptOnItm', /--prompt is for generating models, but .* is a BLIP retrieval model/],
-    ['itmNoText', /--text is required/],
+    ['itmNoText', /--text \(or --text-file\) is required/],
+    ['textFileMissing', /^blip run: --text-file .*no-such-texts\.txt: cannot read it: no such file or folder \(ENOENT\)$/m],
+    ['textFileEmpty', /^blip run: --text-file .*blank\.txt holds no texts: expected one text a line$/m],
     ['beamsOnItm', /--beams is a generation setting/],
     ['vqaNoPrompt', /--prompt is required: .* needs the question/],
     ['device', /unknown device 'gpu'.*expected one of cpu, cuda, tensorrt, webgpu, auto/],
@@ -532,6 +548,23 @@ test('ITM: one itm() call per --batch-size chunk, each image paired with every t
   } finally {
     await model.close();
   }
+});
+
+test('--text-file: its texts, one a line (CR LF, blank lines skipped), after --text in order; 1500 of them run (as --text flags, 56 KB of command line crashed onnxruntime)', async () => {
+  assert.equal(R.itmTextFile.code, 0, R.itmTextFile.err);
+  const recs = lines(R.itmTextFile.out).map((l) => JSON.parse(l));
+  const texts = ['a cat on a couch', 'two dogs', 'three cats'];
+  const model = await load(itm);
+  try {
+    const want = (await model.itm([IMG_A], texts)).map((r, j) => ({ image: IMG_A, text: texts[j], itm: r.itm, itc: r.itc }));
+    assert.deepEqual(recs, want);
+  } finally {
+    await model.close();
+  }
+  assert.equal(R.itmManyTexts.code, 0, R.itmManyTexts.err);
+  const many = lines(R.itmManyTexts.out).map((l) => JSON.parse(l));
+  assert.equal(many.length, 1500);
+  assert.equal(many[1499].text, 'a photo of object number 1500 on a table');
 });
 
 test('--json timings_ms: preprocess and total count the time the command spent reading and decoding the batch', () => {
