@@ -396,6 +396,11 @@ export function describeModel(m: Pick<Manifest, 'family' | 'task'>): string {
   return `a BLIP ${m.task === 'caption' ? 'captioning' : m.task === 'vqa' ? 'question-answering' : 'retrieval'} model`;
 }
 
+/** A size in bytes as the summaries of `blip compile` and `blip inspect` give it: "7.4 MB", "62.2 KB". */
+export function byteSize(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`;
+}
+
 /** "blip2_opt (blip-2 caption, float32, target cpu, int4 weights)": as `blip compile` and `blip inspect` head their summaries. */
 export function modelHeading(m: Pick<Manifest, 'model' | 'family' | 'task' | 'dtype' | 'target' | 'quantize'>): string {
   return `${m.model} (${m.family} ${m.task}, ${m.dtype}${m.target ? `, target ${m.target}` : ''}${m.quantize ? `, ${m.quantize} weights` : ''})`;

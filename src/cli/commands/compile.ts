@@ -9,6 +9,7 @@ import { compile, type CompileResult } from '../../lower/compile.js';
 import { CompileError, formatProblem } from '../../lower/CompileError.js';
 import { TARGETS, type Target } from '../../rewrite/index.js';
 import { removeOwnPartialOutputs } from '../../lower/partialOutput.js';
+import { byteSize, modelHeading } from '../../artifact/manifest.js';
 
 /** The reason a compile was aborted: the signal that stopped it. */
 class Interrupted extends Error {
@@ -139,20 +140,18 @@ Examples:
 };
 export default command;
 
-const MB = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`);
-
 function summary(r: CompileResult): string {
   const m = r.manifest;
   const rows: Array<[string, string]> = [['parameters', `${(r.parameters / 1e6).toFixed(2)} M (shared tensors counted once)`]];
   for (const g of r.graphs) {
     const fused = Object.entries(r.rewrites[g.name] ?? {}).map(([k, n]) => `${n} ${k}`);
-    rows.push([g.file, `${g.nodes} nodes, ${MB(g.bytes)}${fused.length ? ` (fused: ${fused.join(', ')})` : ''}`]);
+    rows.push([g.file, `${g.nodes} nodes, ${byteSize(g.bytes)}${fused.length ? ` (fused: ${fused.join(', ')})` : ''}`]);
   }
-  rows.push([m.weights.file, `${MB(r.weightsBytes)}, ${m.weights.tensors} tensors`]);
+  rows.push([m.weights.file, `${byteSize(r.weightsBytes)}, ${m.weights.tensors} tensors`]);
   rows.push(['time', `${r.seconds.toFixed(1)} s`]);
   const w = Math.max(...rows.map(([k]) => k.length));
   return [
-    `compiled ${m.model} (${m.family} ${m.task}, ${m.dtype}${m.target ? `, target ${m.target}` : ''}${m.quantize ? `, ${m.quantize} weights` : ''}) -> ${r.out}`,
+    `compiled ${modelHeading(m)} -> ${r.out}`,
     ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`),
     '',
   ].join('\n');
@@ -170,7 +169,7 @@ function progressBar() {
       const f = total ? done / total : 1;
       const filled = Math.round(f * width);
       const name = key.length > 40 ? '…' + key.slice(-39) : key;
-      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(f * 100).toFixed(0).padStart(3)}% ${MB(done)} / ${MB(total)}  ${name}\x1b[K`);
+      process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(f * 100).toFixed(0).padStart(3)}% ${byteSize(done)} / ${byteSize(total)}  ${name}\x1b[K`);
     },
     clear() {
       process.stderr.write('\r\x1b[K');

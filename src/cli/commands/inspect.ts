@@ -4,7 +4,7 @@ import type { Command } from '../Command.js';
 import { BlipError, UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
 import { isSystemError } from '../../filesystem.js';
-import { modelHeading, readManifest, type Manifest, type TensorIO } from '../../artifact/manifest.js';
+import { byteSize, modelHeading, readManifest, type Manifest, type TensorIO } from '../../artifact/manifest.js';
 import { decodeModel } from '../../lower/emitOnnx.js';
 import { opHistogram } from '../../lower/graphCheck.js';
 
@@ -69,10 +69,9 @@ interface GraphStats {
   ops: Record<string, number>;
 }
 
-const size = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} KB`);
 const fileSize = (path: string): string => {
   try {
-    return size(statSync(path).size);
+    return byteSize(statSync(path).size);
   } catch {
     return '?';
   }
@@ -129,7 +128,7 @@ function summary(dir: string, m: Manifest, graphs: Record<string, GraphStats>): 
   for (const [label, tok] of [['tokenizer', m.tokenizer], ['Q-Former tokenizer', m.qformer_tokenizer]] as const) {
     if (tok) rows.push([label, tok.files.map((f) => `${join(tok.dir, f)} ${fileSize(join(dir, tok.dir, f))}`).join(', ')]);
   }
-  rows.push(['weights', `${m.weights.file} ${size(m.weights.bytes)}, ${m.weights.tensors} tensors, ${(m.weights.parameters / 1e6).toFixed(2)} M parameters`]);
+  rows.push(['weights', `${m.weights.file} ${byteSize(m.weights.bytes)}, ${m.weights.tensors} tensors, ${(m.weights.parameters / 1e6).toFixed(2)} M parameters`]);
   rows.push(['source', `${m.source.graph.file}, checkpoint ${m.source.checkpoint.dir} (${m.source.checkpoint.files.join(', ')})`]);
   const w = Math.max(...rows.map(([k]) => k.length));
   const out = [`${dir}: ${modelHeading(m)}, compiled by blip-graph ${m.compiler.version}`, ...rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`), ''];
