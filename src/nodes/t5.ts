@@ -168,19 +168,22 @@ function attention(ctx: LowerContext, dm: Dims, x: Value, kv: Value | KV, p: str
   return { out, present: past ? { key: k, value: v } : undefined };
 }
 
-function feedForward(ctx: LowerContext, dm: Dims, x: Value, p: string): Value {
+/** The feed-forward sublayer; `float32`: its output is float32 in a float16 graph (a kept `wo`). */
+function feedForward(ctx: LowerContext, dm: Dims, x: Value, p: string): { out: Value; float32: boolean } {
   const { b } = ctx;
-  return b.scope('DenseReluDense', () => {
-    const r = `${p}.DenseReluDense`;
+  const r = `${p}.DenseReluDense`;
+  // transformers keeps T5's `wo` in float32 in a float16 model (_keep_in_fp32_modules = ["wo"],
+  // src/lower/keepFloat32.ts): the gated activations are cast up, the product and its output are float32.
+  const float32 = b.floatType === 'float16' && ctx.keptFloat32(`${r}.wo.weight`);
+  const out = b.scope('DenseReluDense', () => {
     const act = ctx.str('act');
     const hidden = ctx.bool('gated')
       ? b.mul(activation(b, dense(ctx, x, `${r}.wi_0`, dm.d, dm.F, 'wi_0', false), act), dense(ctx, x, `${r}.wi_1`, dm.d, dm.F, 'wi_1', false), 'gated')
       : activation(b, dense(ctx, x, `${r}.wi`, dm.d, dm.F, 'wi', false), act);
-    // transformers keeps T5's `wo` in float32 in a float16 model (_keep_in_fp32_modules = ["wo"]):
-    // the gated activations are cast up, the product and its output are float32.
-    if (b.floatType === 'float16') return b.withFloatType('float32', () => dense(ctx, b.cast(hidden, 'float32', 'wo_input_f32'), `${r}.wo`, dm.F, dm.d, 'wo', false));
+    if (float32) return b.withFloatType('float32', () => dense(ctx, b.cast(hidden, 'float32', 'wo_input_f32'), `${r}.wo`, dm.F, dm.d, 'wo', false));
     return dense(ctx, hidden, `${r}.wo`, dm.F, dm.d, 'wo', false);
   });
+  return { out, float32 };
 }
 
 /**
@@ -231,13 +234,13 @@ export function t5Encode(ctx: LowerContext, prefix: Value | undefined, text: Tex
   const positions = b.range(b.int64([0], [], 'zero'), b.dim(h, 1, 'encoder_length'), 'encoder_positions');
   const bias = b.add(positionBias(ctx, 'encoder', true, positions, positions, 'encoder_position_bias'), paddingBias(b, mask, 'encoder_pad_bias'), 'encoder_bias'); // (B, N, L, L)
   const res = new Residual(ctx, dm, h);
-  const f16 = b.floatType === 'float16';
   for (let i = 0; i < ctx.int('depth'); i++) {
     const p = `encoder.block.${i}`;
     b.scope(p, () => {
       const x = res.norm(`${p}.layer.0.layer_norm`, 'layer_norm_0');
       res.add(b.scope('SelfAttention', () => attention(ctx, dm, x, x, `${p}.layer.0.SelfAttention`, bias).out), 'attn_residual');
-      res.add(feedForward(ctx, dm, res.norm(`${p}.layer.1.layer_norm`, 'layer_norm_1'), `${p}.layer.1`), 'ffn_residual', f16);
+      const ffn = feedForward(ctx, dm, res.norm(`${p}.layer.1.layer_norm`, 'layer_norm_1'), `${p}.layer.1`);
+      res.add(ffn.out, 'ffn_residual', ffn.float32);
     });
   }
   const states = res.norm('encoder.final_layer_norm', 'encoder_final_layer_norm'); // (B, L, d)
@@ -270,7 +273,6 @@ function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
   const crossBias = paddingBias(b, io.crossMask, 'cross_bias'); // (B, 1, 1, L)
   const present: KV[] = [];
   const res = new Residual(ctx, dm, h);
-  const f16 = b.floatType === 'float16';
   for (let i = 0; i < ctx.int('decoder_depth'); i++) {
     const p = `decoder.block.${i}`;
     b.scope(p, () => {
@@ -280,7 +282,8 @@ function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
       res.add(self.out, 'self_residual');
       const y = res.norm(`${p}.layer.1.layer_norm`, 'layer_norm_1');
       res.add(b.scope('EncDecAttention', () => attention(ctx, dm, y, io.cross![i], `${p}.layer.1.EncDecAttention`, crossBias, undefined, io.crossGroups).out), 'cross_residual');
-      res.add(feedForward(ctx, dm, res.norm(`${p}.layer.2.layer_norm`, 'layer_norm_2'), `${p}.layer.2`), 'ffn_residual', f16);
+      const ffn = feedForward(ctx, dm, res.norm(`${p}.layer.2.layer_norm`, 'layer_norm_2'), `${p}.layer.2`);
+      res.add(ffn.out, 'ffn_residual', ffn.float32);
     });
   }
   let last = res.norm('decoder.final_layer_norm', 'decoder_final_layer_norm', lastPosition(b, res.h)); // (B, d)
