@@ -9,9 +9,9 @@
 // name, not only as a module: T5's "wo" also catches InstructBLIP's Q-Former
 // `qformer.embeddings.word_embeddings` (measured with transformers 5.12.1).
 //
-// Nodes lower the module-level rules themselves (BLIP-2's Q-Former: the qformer node's
-// keep_float32; T5's `wo`: src/nodes/t5.ts); LowerContext.keptFloat32 answers for single tensors a
-// kind reads where such a match can fall (the Q-Former's text embeddings).
+// BLIP-2's whole Q-Former is the qformer node's keep_float32 attribute; LowerContext.keptFloat32
+// answers for the single tensors a kind reads where such a match can fall (T5's `wo`, src/nodes/t5.ts;
+// the Q-Former's text embeddings).
 import type { JsonObject } from '../weights/checkpoint.js';
 
 /** T5's `_keep_in_fp32_modules` (T5, MT5 and UMT5 pretrained models). */
