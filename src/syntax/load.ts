@@ -11,7 +11,8 @@ import { InputTypeRule } from '../checks/InputTypeRule.js';
 import { NodeAttributesRule } from '../checks/NodeAttributesRule.js';
 import { NodeKindRule } from '../checks/NodeKindRule.js';
 import type { ModelSyntax } from './ast.js';
-import { MAX_FILE_CHARS, parse } from './parse.js';
+import { parse } from './parse.js';
+import { MAX_FILE_CHARS } from './fileChecks.js';
 import { Resolver, type ParsedFile } from './resolve.js';
 import { toIrModel } from './toIr.js';
 

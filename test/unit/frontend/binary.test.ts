@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BLIP2, check } from './harness.js';
 import { mulberry32 } from '../seededRandom.js';
-import { countTokens, MAX_TOKENS } from '../../../src/syntax/parse.js';
+import { countTokens, MAX_TOKENS } from '../../../src/syntax/fileChecks.js';
 import { BlipLexer } from '../../../grammar/tokens.js';
 
 /** `n` random bytes, decoded as blip check decodes a file. */

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BLIP2, check, load, simple } from './harness.js';
-import { parse, MAX_FILE_CHARS } from '../../../src/syntax/parse.js';
+import { parse } from '../../../src/syntax/parse.js';
+import { MAX_FILE_CHARS } from '../../../src/syntax/fileChecks.js';
 import { formatDiagnostics } from '../../../src/diagnostics/format.js';
 import { loadProgram } from '../../../src/syntax/load.js';
 import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
