@@ -145,3 +145,21 @@ test('bin/blip writes all of a large output into a pipe before it exits (process
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('bin/blip with a long command line (700 --text values, ~60 KB) runs under an 8 MiB stack limit, where node bin/blip.js dies in onnxruntime\'s start-up', { timeout: 120_000 }, async (t) => {
+  if (process.platform !== 'linux') return t.skip('POSIX shell launcher, ulimit');
+  const model = await compiledFixture('blip-itm', 'blip-itm-a');
+  const image = join(repoRoot(), 'test', 'fixtures', 'images', 'photo_64x48.jpg');
+  const texts = Array.from({ length: 700 }, (_, i) => ['--text', `a photograph of a small grey cat asleep on a red couch by a window, text ${i}`]).flat();
+  // the soft limit most shells start with, whatever this test runner has (the hard one stays)
+  const under8MiB = (command: string[]) =>
+    spawnSync('/bin/sh', ['-c', 'ulimit -S -s 8192 && exec "$@"', 'sh', ...command, 'run', model, '--image', image, ...texts], { encoding: 'utf8', env: baseEnv(), maxBuffer: 64 << 20 });
+  const viaLauncher = under8MiB([LAUNCHER]);
+  assert.equal(viaLauncher.status, 0, viaLauncher.stderr);
+  const records = viaLauncher.stdout.trim().split('\n').map((l) => JSON.parse(l) as { text: string; itm: number });
+  assert.equal(records.length, 700);
+  assert.equal(records[699].text, texts[1399]);
+  // what the launcher works around: without it the same command line is a SIGSEGV
+  const direct = under8MiB([process.execPath, join(repoRoot(), 'bin', 'blip.js')]);
+  assert.equal(direct.signal, 'SIGSEGV', `status ${direct.status}: ${direct.stderr.slice(0, 300)}`);
+});
