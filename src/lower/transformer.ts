@@ -10,6 +10,7 @@ import onnxProto from 'onnx-proto';
 import { GraphBuilder, ONNX_DTYPE, Value } from './GraphBuilder.js';
 import { float32ToFloat16 } from '../weights/float16.js';
 import type { Scratch } from '../weights/Scratch.js';
+import { ACTIVATION_OPS } from './activations.js';
 
 export type FloatType = 'float32' | 'float16';
 
@@ -85,26 +86,14 @@ export function floatOutput(b: GraphBuilder, v: Value, name: string, dims?: (num
   return b.output(out, name, 'float32', dims);
 }
 
-/** HuggingFace ACT2FN, for the activations BLIP-family checkpoints use. */
+/**
+ * HuggingFace ACT2FN (./activations.ts). Node kinds' schemas accept only the table's names, so an
+ * unknown one here is a compiler bug, not a user error.
+ */
 export function activation(b: GraphBuilder, x: Value, name: string, role = 'act'): Value {
-  switch (name) {
-    case 'gelu':
-      return b.gelu(x, role);
-    case 'gelu_new':
-    case 'gelu_pytorch_tanh':
-      return b.geluTanh(x, role);
-    case 'relu':
-      return b.op('Relu', [x], {}, { name: role });
-    case 'silu':
-    case 'swish':
-      return b.mul(x, b.op('Sigmoid', [x], {}, { name: `${role}_sigmoid` }), role);
-    case 'quick_gelu':
-      return b.mul(x, b.op('Sigmoid', [b.mul(x, fscalar(b, 1.702), `${role}_scaled`)], {}, { name: `${role}_sigmoid` }), role);
-    case 'tanh':
-      return b.op('Tanh', [x], {}, { name: role });
-    default:
-      throw new Error(`activation "${name}" is not supported`);
-  }
+  const op = Object.hasOwn(ACTIVATION_OPS, name) ? ACTIVATION_OPS[name] : undefined;
+  if (!op) throw new Error(`internal: activation "${name}" passed the attribute schema but has no lowering (src/lower/activations.ts)`);
+  return op(b, x, role);
 }
 
 // ---- shapes ----

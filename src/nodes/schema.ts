@@ -16,7 +16,7 @@ export function attrSchema(kind: string, properties: Record<string, JsonSchema>)
 }
 
 /** Activation names as HuggingFace configs spell them. */
-export const ACTIVATIONS = ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'quick_gelu', 'relu', 'silu', 'swish', 'tanh'];
+export { ACTIVATIONS } from '../lower/activations.js';
 
 /**
  * Copies config keys to attributes: `map` is attr name → config key. Keys that are absent or null
