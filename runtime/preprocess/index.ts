@@ -46,12 +46,6 @@ export function writeNormalized(img: RgbImage, cfg: PreprocessConfig, out: Float
   }
 }
 
-/** Turn decoded images into one pixel_values batch (all must have the same size after resizing). */
-export function pixelValuesFromImages(images: RgbImage[], cfg: PreprocessConfig, names?: string[]): PixelValues {
-  if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images to preprocess');
-  return assemblePixelValues(images.map((im) => resizeForModel(im, cfg)), cfg, names);
-}
-
 /** One pixel_values batch from images already resized (all the same size). */
 export function assemblePixelValues(resized: RgbImage[], cfg: PreprocessConfig, names?: string[]): PixelValues {
   const { width: W, height: H } = resized[0];

@@ -30,12 +30,6 @@ export function tiffAsPil(im: RgbImage, b: Uint8Array, name: string, fromPath: b
   return orient(im, o);
 }
 
-/** The EXIF orientation (2-8) PIL applies to a TIFF's first frame, or 1 when it applies none. */
-export function tiffOrientation(b: Uint8Array): number {
-  const dir = firstIfd(b);
-  return dir ? orientation(dir) : 1;
-}
-
 function orientation(dir: Ifd): number {
   const tag = dir.get(274);
   if (tag) {

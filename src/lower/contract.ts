@@ -14,7 +14,7 @@
 //
 // Shapes below: B batch, S new tokens, P past tokens, T = P (+ Qp) + S, L cross length,
 // N heads, Nkv key/value heads, D head size, W width.
-import type { IrNode, IrType, SourceLoc } from '../ir/types.js';
+import type { IrNode, SourceLoc } from '../ir/types.js';
 import type { Attrs } from '../nodes/NodeKind.js';
 import type { GraphBuilder, Value } from './GraphBuilder.js';
 import type { QueryGroups } from './transformer.js';
@@ -49,7 +49,6 @@ export interface LogitsFlow {
   logits: Value;
 }
 export type Flow = ImageFlow | TextFlow | FeaturesFlow | EmbeddingFlow | LogitsFlow;
-export type FlowOf<T extends IrType> = Extract<Flow, { type: T }>;
 
 export interface ParamOptions {
   /**

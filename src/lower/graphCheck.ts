@@ -67,11 +67,16 @@ export function graphProblems(g: GraphBuilder): string[] {
   return out;
 }
 
+/** A node's op as histograms and the rewrites name it: "MatMul", "com.microsoft.MultiHeadAttention" (ai.onnx is the default domain). */
+export function opKey(n: { opType?: string | null; domain?: string | null }): string {
+  return n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType!;
+}
+
 /** Op type → count, for summaries and `blip inspect`. */
 export function opHistogram(nodes: Array<{ opType?: string | null; domain?: string | null }>): Record<string, number> {
   const h: Record<string, number> = {};
   for (const n of nodes) {
-    const k = n.domain && n.domain !== '' && n.domain !== 'ai.onnx' ? `${n.domain}.${n.opType}` : n.opType!;
+    const k = opKey(n);
     h[k] = (h[k] ?? 0) + 1;
   }
   return h;

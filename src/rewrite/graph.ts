@@ -8,7 +8,7 @@
 import type onnxProto from 'onnx-proto';
 import type { GraphBuilder, AttrValue } from '../lower/GraphBuilder.js';
 import { Value, onnx } from '../lower/GraphBuilder.js';
-import { pruneDead } from '../lower/graphCheck.js';
+import { opKey, pruneDead } from '../lower/graphCheck.js';
 import { halfToFloat } from '../weights/float16.js';
 
 export type Node = onnxProto.onnx.INodeProto;
@@ -125,7 +125,7 @@ export class GraphView {
     if (c) return c.dataType ?? undefined;
     const p = this.prod.get(name);
     if (!p) return this.b.inputs.find((i) => i.name === name)?.type?.tensorType?.elemType ?? undefined;
-    const op = p.domain ? `${p.domain}.${p.opType}` : p.opType!;
+    const op = opKey(p);
     if (op === 'Cast') return this.attrInt(p, 'to');
     if (op === 'Where') return this.elemType(p.input![1], depth + 1) ?? this.elemType(p.input![2], depth + 1);
     if (!SAME_AS_DATA.has(op)) return undefined;
@@ -237,11 +237,6 @@ export function toposort(b: GraphBuilder): void {
     if (!progressed) throw new Error(`internal: rewritten graph ${b.name} has a cycle or an undefined input (${pending[0].name} reads ${(pending[0].input ?? []).find((x) => x && !defined.has(x))})`);
   }
   b.nodes.splice(0, b.nodes.length, ...out);
-}
-
-/** The op histogram key of a node ("com.microsoft.MultiHeadAttention"). */
-export function opKey(n: Node): string {
-  return n.domain ? `${n.domain}.${n.opType}` : n.opType!;
 }
 
 export const MS = 'com.microsoft';

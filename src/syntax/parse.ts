@@ -166,8 +166,8 @@ function splitHashes(text: string, lexed: Lexed, stray: Set<IToken>): Lexed {
   return out;
 }
 
-/** After these a name goes. */
-const NAME_AFTER_WORD = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
+/** The keywords a declared name follows: `node NAME`, `input NAME`, `model NAME extends NAME`. */
+const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
 
 /**
  * A name that starts with a digit (`node 1vision: …`) lexes as a malformed number: where a name
@@ -181,7 +181,7 @@ function digitNames(src: SourceFile, tokens: IToken[], diagnostics: Diagnostic[]
     if (t.tokenType !== T.MalformedNumber || !/^\d+[\p{L}_][\p{L}\p{M}\p{N}_]*$/u.test(t.image)) return t;
     const prev = tokens[i - 1]?.tokenType;
     const inArgs = parens > 0 && (prev === T.LParen || prev === T.Comma || prev === T.Colon);
-    if (!inArgs && !NAME_AFTER_WORD.has(prev) && tokens[i + 1]?.tokenType !== T.LParen) return t;
+    if (!inArgs && !NAME_AFTER.has(prev) && tokens[i + 1]?.tokenType !== T.LParen) return t;
     const digits = /^\d+/.exec(t.image)![0];
     diagnostics.push(
       diagnostic('BLIP1001', src.loc(t.startOffset, t.startOffset + 1), `unexpected digit '${digits[0]}' at the start of the name '${t.image}': expected a name to start with a letter or _`),
@@ -280,9 +280,6 @@ const MEMBER_START = new Set<unknown>([T.Node, T.Input, T.Output, T.Override, T.
 
 /** What an output computes (`output caption: generate(decoder)`), as a node's kind follows a node's name. */
 const OUTPUT_TASKS = new Set(['generate', 'itm', 'itc']);
-
-/** The keywords a declared name follows: `node NAME`, `input NAME`, `model NAME extends NAME`. */
-const NAME_AFTER = new Set<unknown>([T.Node, T.Input, T.Output, T.Model, T.Extends]);
 
 /**
  * A reserved word where a declaration's name or an attribute's key goes (`node input: vit(image)`,

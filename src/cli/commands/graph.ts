@@ -13,14 +13,6 @@ import { resolveNodes } from '../../lower/resolve.js';
 import { pairingProblems } from '../../lower/pairing.js';
 import { isCheckpointFolder, shippedGraphArg } from '../shippedGraphArg.js';
 
-/**
- * Graphviz DOT: inputs as ellipses, nodes as boxes (frozen ones grey) with kind, width and depth,
- * outputs as diamonds, edges labelled with port and shape.
- */
-export function toDot(m: IrModel, attrsByNode?: Record<string, Attrs>): string {
-  return toDotGraph(describeModel(m, attrsByNode));
-}
-
 /** Each node's attributes resolved against a checkpoint's config.json and tensor shapes (headers only). */
 function resolveAgainst(m: IrModel, dir: string, graphFile: string, sources: Sources): Record<string, Attrs> {
   const ckpt = Checkpoint.open(dir);
