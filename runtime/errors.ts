@@ -17,7 +17,7 @@
 //   BLIP5042 execution provider installed but unusable here (no adapter / driver)
 //   BLIP5043 an ONNX session cannot be created or run
 //   BLIP5044 decoder.onnx inputs/outputs do not follow the artifact contract
-import { BlipError } from '../src/cli/Command.js';
+import { BlipError } from '../src/diagnostics/BlipError.js';
 
 export const RUNTIME_CODES = {
   BLIP5010: 'cannot read image',

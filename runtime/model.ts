@@ -13,7 +13,7 @@ import { describeModel, readManifest, type Manifest } from '../src/artifact/mani
 import { BlipRuntimeError, GenerationConfigError } from './errors.js';
 import { threadsProblem } from './threads.js';
 import { unknownOption } from '../src/diagnostics/suggest.js';
-import { BlipError } from '../src/cli/Command.js';
+import { BlipError } from '../src/diagnostics/BlipError.js';
 import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
 import { candidates, parseDevice, providerStatus, type Device, type Provider } from './providers.js';
 import { openSession } from './session.js';

@@ -36,7 +36,7 @@ export type {
 } from '../runtime/model.js';
 export type { Device, Provider } from '../runtime/providers.js';
 export { readManifest, MANIFEST_VERSION, type Manifest } from './artifact/manifest.js';
-export { BlipError, type BlipCode } from './cli/Command.js';
+export { BlipError, type BlipCode } from './diagnostics/BlipError.js';
 export { CompileError, type Problem } from './lower/CompileError.js';
 export { VERSION } from './version.js';
 

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { readManifest, type Manifest } from '../../src/artifact/manifest.js';
-import { BlipError } from '../../src/cli/Command.js';
+import { BlipError } from '../../src/diagnostics/BlipError.js';
 import { buildInputs, promptStyle, type GenerateContext, type PromptStyle } from '../tasks/generate.js';
 import { loadTokenizer, type HfTokenizer } from '../tokenizers/hf.js';
 

@@ -2,7 +2,7 @@
 //   { "error": { "message": "...", "type": "invalid_request_error", "param": "messages", "code": "..." } }
 // Every failure a client can cause is an ApiError with a 4xx status; anything else is a 500
 // `server_error` whose message is one line (never a stack trace).
-import { BlipError } from '../../src/cli/Command.js';
+import { BlipError } from '../../src/diagnostics/BlipError.js';
 import { firstLine } from '../errors.js';
 import { withOptionNames } from '../tasks/arguments.js';
 

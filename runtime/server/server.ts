@@ -10,7 +10,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { realpathSync, statSync } from 'node:fs';
-import { BlipError, type BlipCode } from '../../src/cli/Command.js';
+import { BlipError, type BlipCode } from '../../src/diagnostics/BlipError.js';
 import { unknownOption } from '../../src/diagnostics/suggest.js';
 import { loadEntry, type ModelEntry } from './catalog.js';
 import { ApiError, toApiError } from './errors.js';

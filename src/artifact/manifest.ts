@@ -10,7 +10,7 @@ import { isSystemError, systemErrorMeaning } from '../filesystem.js';
 import { readJsonFile } from '../jsonSyntax.js';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { BlipError } from '../cli/Command.js';
+import { BlipError } from '../diagnostics/BlipError.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'blip-graph-artifact';

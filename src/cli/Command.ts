@@ -15,19 +15,5 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-/** A diagnostic code: BLIP and four digits (docs/diagnostics.md). */
-export type BlipCode = `BLIP${number}`;
-
-/**
- * A user-facing failure (bad file, bad checkpoint, unreadable image): printed as one line, exit
- * code 1, never with a stack trace. `code` is a BLIPnnnn diagnostic code.
- */
-export class BlipError extends Error {
-  override name = 'BlipError';
-  constructor(
-    readonly code: BlipCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+// BlipError lives with the diagnostics; re-exported for the modules that import it from here.
+export { BlipError, type BlipCode } from '../diagnostics/BlipError.js';
