@@ -64,7 +64,7 @@ export function describeModel(model: IrModel, attrsByNode?: Record<string, Attrs
   const byName = new Map(model.nodes.map((n) => [n.name, n]));
   inferWidths(model.nodes, kinds, attrs, byName);
 
-  const imageSize = model.preprocess.image_size ?? model.nodes.map((n) => num(attrs.get(n.name)!, n.kind === 'vit' ? 'image_size' : '')).find((s) => s !== undefined);
+  const imageSize = model.preprocess.image_size ?? model.nodes.map((n) => kinds.get(n.name)?.imageSize?.(attrs.get(n.name)!)).find((s) => s !== undefined);
   const flows = new Map<string, Flow>();
   for (const i of model.inputs) flows.set(i.name, i.type === 'image' ? { text: `(B, 3, ${q(imageSize)}, ${q(imageSize)})` } : { text: '(B, S)' });
   for (const n of model.nodes) flows.set(n.name, flowOf(n, kinds.get(n.name), attrs.get(n.name)!, flows));

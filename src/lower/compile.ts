@@ -342,8 +342,10 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       if (same.length > 1) throw new CompileError('BLIP4015', `model "${model.name}" has ${same.length} ${t} outputs; retrieval.onnx has one of each`, same[1].loc);
     }
 
-    const vit = model.nodes.find((n) => n.kind === 'vit' && nodes.get(n.name));
-    const imageSize = vit && typeof nodes.get(vit.name)!.attrs.image_size === 'number' ? (nodes.get(vit.name)!.attrs.image_size as number) : 224;
+    // The node that reads the image input (a vit) sizes pixel_values, and its output is image_embeds.
+    const imageInputs = new Set(model.inputs.filter((i) => i.type === 'image').map((i) => i.name));
+    const imageReader = [...nodes.values()].find((r) => r.node.edges.some((e) => imageInputs.has(e.from)));
+    const imageSize = imageReader?.kind.imageSize?.(imageReader.attrs) ?? 224;
     const store = new WeightStore(floatType);
     const lw = new Lowerer(model, ckpt, store, nodes, opts.graphFile);
     const graphs: GraphBuilder[] = [];
@@ -371,7 +373,8 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         if (f) genInputs[e.port] = f;
       }
       const side: EncodeSide = enc.scope(gen.node.name, () => dec.encode(lw.context(enc, gen, 'encode'), genInputs));
-      if (vit && flows.get(vit.name)?.type === 'features') emitFloat(enc, (flows.get(vit.name) as { hidden: Value }).hidden, 'image_embeds', ['batch', 'image_sequence', nodes.get(vit.name)!.attrs.width as number]);
+      const imageFeatures = imageReader && flows.get(imageReader.node.name);
+      if (imageFeatures?.type === 'features') emitFloat(enc, imageFeatures.hidden, 'image_embeds', ['batch', 'image_sequence', imageReader!.kind.outputWidth(imageReader!.attrs)!]);
       side.cross?.forEach((kv, i) => {
         emitFloat(enc, kv.key, `cross.${i}.key`, crossDims);
         emitFloat(enc, kv.value, `cross.${i}.value`, crossDims);

@@ -48,6 +48,12 @@ export interface NodeKind {
   outputWidth(attrs: Attrs): number | undefined;
   /** Width a port expects to receive, when known (checked against the producer's outputWidth). */
   inputWidth?(port: string, attrs: Attrs): number | undefined;
+  /**
+   * For a kind that reads the `image` input: the side of the square image it takes, when the
+   * attributes give it. The compiled model's pixel_values are that size, and the encode graph's
+   * `image_embeds` are the output of the node that reads the image (vit).
+   */
+  imageSize?(attrs: Attrs): number | undefined;
   /** How the kind lowers to ONNX and which checkpoint tensors it reads (src/lower/contract.ts). */
   lowering?: NodeLowering;
 }

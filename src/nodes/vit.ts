@@ -42,6 +42,7 @@ export const Vit: NodeKind = {
     });
   },
   outputWidth: (a) => n(a, 'width'),
+  imageSize: (a) => n(a, 'image_size'),
 };
 
 // ---- lowering (src/lower/contract.ts) ----

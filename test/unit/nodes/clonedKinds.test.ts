@@ -1,0 +1,48 @@
+// Adding a node kind is adding one file (src/nodes/NodeKind.ts): a kind registered under a new
+// keyword, here a clone of an existing one, must check, draw and compile as the original does,
+// with nothing elsewhere knowing the original by name. The clones are registered before the
+// checker and compiler are imported, as a file listed in src/nodes/index.ts would be.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { nodeKinds, type NodeKind } from '../../../src/nodes/index.js';
+import { Vit } from '../../../src/nodes/vit.js';
+
+const clone = (kind: NodeKind, name: string): NodeKind => ({ ...kind, kind: name, attrSchema: { ...kind.attrSchema, $id: `blip:node/${name}` } });
+nodeKinds.siglip = clone(Vit, 'siglip');
+
+const { loadProgram } = await import('../../../src/syntax/load.js');
+const { compile } = await import('../../../src/lower/compile.js');
+const { describeModel } = await import('../../../src/draw/describe.js');
+const { tmp } = await import('../compiler/harness.js');
+import type { IrModel } from '../../../src/ir/types.js';
+
+const GRAPH = 'graphs/blip2-opt.blip';
+const WEIGHTS = 'test/fixtures/blip2-opt-a/checkpoint';
+
+/** The shipped graph's model, with each node of kind `from` made one of kind `to` (in the IR). */
+function model(from?: string, to?: string): IrModel {
+  const r = loadProgram(GRAPH);
+  assert.ok(r.program, r.diagnostics.map((d) => d.message).join('; '));
+  const m = r.program.models[0];
+  for (const n of m.nodes) if (n.kind === from) n.kind = to!;
+  return m;
+}
+
+test('a vit clone sizes pixel_values and writes image_embeds as vit does (compile)', async () => {
+  const out = tmp('blip-clone-');
+  const text = readFileSync(GRAPH, 'utf8');
+  const vit = await compile({ model: model(), graphFile: GRAPH, graphText: text, weights: WEIGHTS, out: join(out, 'vit') });
+  const siglip = await compile({ model: model('vit', 'siglip'), graphFile: GRAPH, graphText: text, weights: WEIGHTS, out: join(out, 'siglip') });
+  assert.deepEqual(siglip.manifest.graphs.encode, vit.manifest.graphs.encode);
+  assert.deepEqual(siglip.manifest.preprocess, vit.manifest.preprocess);
+  assert.ok(vit.manifest.graphs.encode!.outputs.some((o) => o.name === 'image_embeds'));
+});
+
+test('a vit clone draws the image input at its image size', () => {
+  const resolved = { vision: { width: 128, depth: 3, image_size: 96, patch_size: 12 } };
+  const image = (m: IrModel) => describeModel(m, resolved).vertices.find((v) => v.id === 'input:image')!.detail;
+  assert.equal(image(model()), 'pixels (B, 3, 96, 96)');
+  assert.equal(image(model('vit', 'siglip')), image(model()));
+});
