@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { describeModel, readManifest, type Manifest } from '../src/artifact/manifest.js';
+import { modelPhrase, readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { BlipRuntimeError, GenerationConfigError } from './errors.js';
 import { threadsProblem } from './threads.js';
 import { unknownOption } from '../src/diagnostics/suggest.js';
@@ -126,7 +126,7 @@ class Model implements BlipModel {
   }
 
   private what(): string {
-    return `${this.dir} is ${describeModel(this.manifest)} (outputs: ${this.manifest.outputs.map((o) => `${o.name}: ${o.task}`).join(', ')})`;
+    return `${this.dir} is ${modelPhrase(this.manifest)} (outputs: ${this.manifest.outputs.map((o) => `${o.name}: ${o.task}`).join(', ')})`;
   }
 
   /** Calls not finished yet: close() waits for them before it releases the sessions they use. */

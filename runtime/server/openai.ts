@@ -8,7 +8,7 @@ import { promptFacts } from './catalog.js';
 import { ApiError, badRequest } from './errors.js';
 import { resolveImageUrl, type ImageBytes, type ImageUrlOptions } from './images.js';
 import type { EmbedItem, GenSettings, GenValue } from './protocol.js';
-import { describeModel } from '../../src/artifact/manifest.js';
+import { modelPhrase } from '../../src/artifact/manifest.js';
 
 export interface Ctx {
   models: Map<string, ModelEntry>;
@@ -45,7 +45,7 @@ export function pickModel(ctx: Ctx, b: Obj, need: 'generate' | 'itm' | 'itc' | '
   if (typeof id !== 'string') throw badRequest(`model must be a string, found ${typeof id}`, 'model');
   const e = ctx.models.get(id);
   if (!e) throw new ApiError(404, `The model '${id}' does not exist; this server has ${[...ctx.models.keys()].join(', ')} (GET /v1/models)`, 'invalid_request_error', 'model_not_found', 'model');
-  const what = `${e.id} is ${describeModel(e.manifest)} (outputs: ${e.manifest.outputs.map((o) => o.task).join(', ')})`;
+  const what = `${e.id} is ${modelPhrase(e.manifest)} (outputs: ${e.manifest.outputs.map((o) => o.task).join(', ')})`;
   if (need === 'generate' && !e.tasks.generate) throw badRequest(`${what}: it does not generate text; use POST /v1/itm or /v1/embeddings`, 'model', 'wrong_model_task');
   if (need === 'itc' && !e.tasks.itc) throw badRequest(`${what}: it has no ITC head to compute embeddings`, 'model', 'wrong_model_task');
   if (need === 'itm' && !e.tasks.itm) throw badRequest(`${what}: it has no ITM head`, 'model', 'wrong_model_task');

@@ -14,7 +14,7 @@
 //                  decoder_start_token_id
 //   InstructBLIP   the instruction also goes to the Q-Former through its own (BERT) tokenizer
 import * as ort from 'onnxruntime-node';
-import { describeModel, type Manifest } from '../../src/artifact/manifest.js';
+import { modelPhrase, type Manifest } from '../../src/artifact/manifest.js';
 import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
 import { generate, MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
@@ -226,9 +226,9 @@ export interface BuiltInputs {
 export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batch: number): BuiltInputs {
   const m = ctx.manifest;
   const style = promptStyle(m);
-  if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
+  if (style.required && !prompts) throw new GenerationConfigError(`${modelPhrase(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const blank = style.required ? (prompts?.findIndex((p) => p.trim() === '') ?? -1) : -1;
-  if (blank >= 0) throw new GenerationConfigError(`prompt ${blank} is empty: ${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what}`);
+  if (blank >= 0) throw new GenerationConfigError(`prompt ${blank} is empty: ${modelPhrase(m).replace(/^an? /, 'this ')} needs ${style.what}`);
   const encodeFeeds: Record<string, ort.Tensor> = {};
   if (m.family === 'instructblip') {
     if (!ctx.qformerTokenizer) throw new BlipRuntimeError('BLIP5020', 'this InstructBLIP model has no qformer_tokenizer in its manifest; recompile it');
@@ -432,7 +432,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   }
   const style = promptStyle(m);
   if (style.none && opts.prompt !== undefined) throw new GenerationConfigError(noPromptMessage(m));
-  if (style.required && !prompts) throw new GenerationConfigError(`${describeModel(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
+  if (style.required && !prompts) throw new GenerationConfigError(`${modelPhrase(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const nRet = opts.numReturnSequences ?? 1;
   const stops = stopList(opts.stop);
   if (Array.isArray(opts.seed) && opts.seed.length !== N * nRet) {

@@ -390,7 +390,7 @@ export function manifestErrors(m: unknown): string[] {
 }
 
 /** What kind of model a manifest describes, for messages: "a BLIP captioning model", "an InstructBLIP model". */
-export function describeModel(m: Pick<Manifest, 'family' | 'task'>): string {
+export function modelPhrase(m: Pick<Manifest, 'family' | 'task'>): string {
   if (m.family === 'instructblip') return m.task === 'retrieval' ? 'an InstructBLIP retrieval model' : 'an InstructBLIP model';
   if (m.family === 'blip-2') return m.task === 'retrieval' ? 'a BLIP-2 retrieval model' : 'a BLIP-2 generating model';
   return `a BLIP ${m.task === 'caption' ? 'captioning' : m.task === 'vqa' ? 'question-answering' : 'retrieval'} model`;

@@ -5,7 +5,7 @@ import { isSystemError, systemErrorMeaning } from '../../filesystem.js';
 import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
-import { describeModel, readManifest, type Manifest } from '../../artifact/manifest.js';
+import { modelPhrase, readManifest, type Manifest } from '../../artifact/manifest.js';
 import { load, type BlipModel, type GenerateOptions, type GenerateResult, type DecodedImage } from '../../../runtime/model.js';
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { withOptionNames } from '../../../runtime/tasks/arguments.js';
@@ -175,7 +175,7 @@ export function parseRunArgs(argv: string[]): Args {
 /** Flags that only make sense for one kind of model. */
 function checkFitsTask(a: Args, m: Manifest): void {
   const generating = !!m.graphs.decoder;
-  const model = `${a.dir} is ${describeModel(m)}`;
+  const model = `${a.dir} is ${modelPhrase(m)}`;
   if (generating) {
     if (a.texts.length) throw new UsageError(`--text is for image-text matching, but ${model}; use --prompt for ${promptStyle(m).what}`);
     const st = promptStyle(m);
