@@ -9,6 +9,7 @@
 // contiguous (beams, returned sequences); older artifacts get them expanded to the beams once. The
 // per-step reorders never copy them (beams of image b read image b's rows).
 import * as ort from 'onnxruntime-node';
+import type { DecoderFacts } from '../../src/artifact/manifest.js';
 import { BlipRuntimeError, oneLine } from '../errors.js';
 import type { StepInput, StepModel, StepOutput } from './types.js';
 import type { DeviceRowGather } from './deviceRows.js';
@@ -22,17 +23,7 @@ export interface DecoderSession {
 }
 
 /** The manifest's decoder facts this model uses. */
-export interface DecoderFactsLike {
-  layers: number;
-  kv_heads: number;
-  head_dim: number;
-  vocab_size: number;
-  inputs: string[];
-  from_encode: string[];
-  positions: 'past_length' | 'attention_mask' | 'input';
-  /** See Manifest.decoder.cross_rows. */
-  cross_rows?: 'grouped';
-}
+export type DecoderFactsLike = Pick<DecoderFacts, 'layers' | 'kv_heads' | 'head_dim' | 'vocab_size' | 'inputs' | 'from_encode' | 'positions' | 'cross_rows'>;
 
 export interface OnnxDecoderOptions {
   session: DecoderSession;
