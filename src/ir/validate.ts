@@ -13,7 +13,12 @@ const ajv = new Ajv({ allErrors: true, strict: true });
 ajv.addSchema(preprocessSchema);
 ajv.addSchema(generationSchema);
 for (const k of Object.values(nodeKinds)) ajv.addSchema(k.attrSchema);
-const validateIrFn = ajv.compile(irSchema);
+// The node kinds the IR may hold are the registry's, so that a kind is added in its own file only.
+const { node } = irSchema.$defs;
+const validateIrFn = ajv.compile({
+  ...irSchema,
+  $defs: { ...irSchema.$defs, node: { ...node, properties: { ...node.properties, kind: { ...node.properties.kind, enum: Object.keys(nodeKinds) } } } },
+});
 
 export const blockSchemas = { preprocess: preprocessSchema, generation: generationSchema } as const;
 

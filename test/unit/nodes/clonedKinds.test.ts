@@ -16,6 +16,8 @@ const { loadProgram } = await import('../../../src/syntax/load.js');
 const { compile } = await import('../../../src/lower/compile.js');
 const { describeModel } = await import('../../../src/draw/describe.js');
 const { tmp } = await import('../compiler/harness.js');
+const { check, edit } = await import('../frontend/harness.js');
+const { validateIr } = await import('../../../src/ir/validate.js');
 import type { IrModel } from '../../../src/ir/types.js';
 
 const GRAPH = 'graphs/blip2-opt.blip';
@@ -45,4 +47,18 @@ test('a vit clone draws the image input at its image size', () => {
   const image = (m: IrModel) => describeModel(m, resolved).vertices.find((v) => v.id === 'input:image')!.detail;
   assert.equal(image(model()), 'pixels (B, 3, 96, 96)');
   assert.equal(image(model('vit', 'siglip')), image(model()));
+});
+
+test('a graph naming a vit clone checks clean: the IR schema takes its kinds from the registry', () => {
+  assert.deepEqual(check(edit('vision: vit(image)', 'vision: siglip(image)')), []);
+});
+
+test('the IR schema still refuses a kind that is not registered', () => {
+  const program = loadProgram(GRAPH).program!;
+  assert.deepEqual(validateIr(program), []);
+  program.models[0].nodes[0].kind = 'unregistered';
+  assert.deepEqual(
+    validateIr(program).map((e) => [e.instancePath, e.params]),
+    [['/models/0/nodes/0/kind', { allowedValues: Object.keys(nodeKinds) }]],
+  );
 });
