@@ -20,8 +20,6 @@ const validateIrFn = ajv.compile({
   $defs: { ...irSchema.$defs, node: { ...node, properties: { ...node.properties, kind: { ...node.properties.kind, enum: Object.keys(nodeKinds) } } } },
 });
 
-export const blockSchemas = { preprocess: preprocessSchema, generation: generationSchema } as const;
-
 const validators = new Map<string, ValidateFunction>();
 function validatorFor(schemaId: string): ValidateFunction {
   let v = validators.get(schemaId);
