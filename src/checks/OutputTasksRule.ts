@@ -1,27 +1,35 @@
 // Outputs: each names a task (generate, itm, itc) with the right number and kind of arguments:
 // generate(decoder), itm(classifier), itc(image embed, text embed). docs/diagnostics.md#blip2012
 import { didYouMean, someOf } from '../diagnostics/suggest.js';
+import { nodeKinds } from '../nodes/index.js';
 import type { DraftNode } from '../syntax/draft.js';
 import type { CheckContext } from './CheckContext.js';
 
 interface TaskSpec {
   arity: number;
   signature: string;
-  /** Undefined when the node fits, else what was expected. */
-  accepts(node: DraftNode, ctx: CheckContext): string | undefined;
+  /** What each argument must be, in words. */
+  expected(): string;
+  accepts(node: DraftNode, ctx: CheckContext): boolean;
 }
 
-const DECODERS = ['opt', 'llama', 't5'];
+/** "a text decoder (opt, llama, t5, or bert with causal: true)": the kinds that say they generate (NodeKind.generates). */
+function decoders(): string {
+  const always = Object.values(nodeKinds).flatMap((k) => (k.generates === true ? [k.kind] : []));
+  const when = Object.values(nodeKinds).flatMap((k) => (typeof k.generates === 'object' ? [`${k.kind} with ${k.generates.when}: true`] : []));
+  const words = [...always, ...when];
+  return `a text decoder (${words.length > 1 ? `${words.slice(0, -1).join(', ')}, or ${words.at(-1)}` : words.join('')})`;
+}
+
+const generates = (node: DraftNode, ctx: CheckContext): boolean => {
+  const g = ctx.kindOf(node)?.generates;
+  return g === true || (g !== undefined && ctx.attrValues(node)[g.when] === true);
+};
 
 export const TASKS: Record<string, TaskSpec> = {
-  generate: {
-    arity: 1,
-    signature: 'generate(decoder)',
-    accepts: (n, ctx) =>
-      DECODERS.includes(n.kind) || (n.kind === 'bert' && ctx.attrValues(n).causal === true) ? undefined : 'a text decoder (opt, llama, t5, or bert with causal: true)',
-  },
-  itm: { arity: 1, signature: 'itm(classifier)', accepts: (n) => (n.kind === 'classifier' ? undefined : 'a classifier node (the ITM head)') },
-  itc: { arity: 2, signature: 'itc(image_embed, text_embed)', accepts: (n) => (n.kind === 'embed' ? undefined : 'an embed node') },
+  generate: { arity: 1, signature: 'generate(decoder)', expected: decoders, accepts: generates },
+  itm: { arity: 1, signature: 'itm(classifier)', expected: () => 'a classifier node (the ITM head)', accepts: (n) => n.kind === 'classifier' },
+  itc: { arity: 2, signature: 'itc(image_embed, text_embed)', expected: () => 'an embed node', accepts: (n) => n.kind === 'embed' },
 };
 
 export function OutputTasksRule(ctx: CheckContext): void {
@@ -40,17 +48,16 @@ export function OutputTasksRule(ctx: CheckContext): void {
     for (const arg of out.args) {
       const node = ctx.model.nodes.get(arg.name);
       if (!node) {
-        if (ctx.model.inputs.has(arg.name)) ctx.report('BLIP2026', arg.loc, `${out.task}() expects ${spec.accepts({ kind: '' } as DraftNode, ctx)}, found ${ctx.describe(arg.name)}`);
+        if (ctx.model.inputs.has(arg.name)) ctx.report('BLIP2026', arg.loc, `${out.task}() expects ${spec.expected()}, found ${ctx.describe(arg.name)}`);
         else if (ctx.model.nodes.size === 0) ctx.report('BLIP2020', arg.loc, `unknown node '${arg.name}': the model declares no nodes`);
         else ctx.report('BLIP2020', arg.loc, `unknown node '${arg.name}': expected one of ${someOf([...ctx.model.nodes.keys()])}${didYouMean(arg.name, names)}`);
         continue;
       }
-      if (!ctx.kindOf(node)) continue;
-      const expected = spec.accepts(node, ctx);
-      if (expected) {
-        const detail = node.kind === 'bert' && out.task === 'generate' ? ` without causal: true` : '';
-        ctx.report('BLIP2026', arg.loc, `${out.task}() expects ${expected}, found ${ctx.describe(arg.name)}${detail}`);
-      }
+      const kind = ctx.kindOf(node);
+      if (!kind || spec.accepts(node, ctx)) continue;
+      // (a kind that generates with an attribute pinned: say which)
+      const detail = out.task === 'generate' && typeof kind.generates === 'object' ? ` without ${kind.generates.when}: true` : '';
+      ctx.report('BLIP2026', arg.loc, `${out.task}() expects ${spec.expected()}, found ${ctx.describe(arg.name)}${detail}`);
     }
   }
 }

@@ -54,6 +54,13 @@ export interface NodeKind {
    * `image_embeds` are the output of the node that reads the image (vit).
    */
   imageSize?(attrs: Attrs): number | undefined;
+  /**
+   * Whether its nodes are text decoders that `generate()` can drive: `true` (opt, llama, t5), or
+   * `{ when }`, the boolean attribute that makes a node one when pinned true (bert: causal). The
+   * check (BLIP2026) and its message take the decoders from this; compiling one needs
+   * `lowering.decoder` too.
+   */
+  generates?: true | { when: string };
   /** How the kind lowers to ONNX and which checkpoint tensors it reads (src/lower/contract.ts). */
   lowering?: NodeLowering;
 }

@@ -45,6 +45,7 @@ export const Bert: NodeKind = {
   },
   outputWidth: (a) => n(a, 'width'),
   inputWidth: (port, a) => (port === 'cross' ? n(a, 'encoder_width') : undefined),
+  generates: { when: 'causal' },
 };
 
 // ---- lowering (src/lower/contract.ts) ----

@@ -65,6 +65,7 @@ export const T5: NodeKind = {
   },
   outputWidth: (a) => n(a, 'vocab_size'),
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
+  generates: true,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

@@ -8,9 +8,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeKinds, type NodeKind } from '../../../src/nodes/index.js';
 import { Vit } from '../../../src/nodes/vit.js';
+import { Opt } from '../../../src/nodes/opt.js';
 
 const clone = (kind: NodeKind, name: string): NodeKind => ({ ...kind, kind: name, attrSchema: { ...kind.attrSchema, $id: `blip:node/${name}` } });
 nodeKinds.siglip = clone(Vit, 'siglip');
+nodeKinds.gpt = clone(Opt, 'gpt');
 
 const { loadProgram } = await import('../../../src/syntax/load.js');
 const { compile } = await import('../../../src/lower/compile.js');
@@ -61,4 +63,19 @@ test('the IR schema still refuses a kind that is not registered', () => {
     validateIr(program).map((e) => [e.instancePath, e.params]),
     [['/models/0/nodes/0/kind', { allowedValues: Object.keys(nodeKinds) }]],
   );
+});
+
+test('an opt clone can drive generate(), and the message naming the decoders names it', () => {
+  assert.deepEqual(check(edit('llm: opt(', 'llm: gpt(')), []);
+  assert.deepEqual(
+    check(edit('generate(llm)', 'generate(vision)')).map((d) => d.message),
+    ["generate() expects a text decoder (opt, llama, t5, gpt, or bert with causal: true), found vit 'vision'"],
+  );
+});
+
+test('the task messages: a bert without causal: true, an input where a node belongs', () => {
+  const bert = edit('llm: opt(prefix: projection, text: prompt) frozen @ "language_model"', 'llm: bert(prompt, cross: projection) @ "text_decoder"');
+  assert.deepEqual(check(bert).map((d) => d.message), ["generate() expects a text decoder (opt, llama, t5, gpt, or bert with causal: true), found bert 'llm' without causal: true"]);
+  assert.deepEqual(check(edit('@ "text_decoder"', '@ "text_decoder" { causal: true }', bert)), []);
+  assert.deepEqual(check(edit('output text: generate(llm)', 'output match: itm(prompt)')).map((d) => d.message), ["itm() expects a classifier node (the ITM head), found text input 'prompt'"]);
 });
