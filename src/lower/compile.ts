@@ -588,23 +588,20 @@ interface Built {
 
 /**
  * Learned-position limits of the text paths, for the runtime to refuse over-long inputs clearly.
- * Only kinds with a learned position table (bert, qformer, opt) have one; rotary (llama) and
- * relative (t5) positions have no hard limit.
+ * Only kinds with a learned position table have one (NodeKind.learnedPositions: bert, qformer,
+ * opt); rotary (llama) and relative (t5) positions have no hard limit.
  */
 function positionLimits(model: IrModel, nodes: Map<string, ResolvedNode>, gens: IrOutput[]): NonNullable<Manifest['text']['max_positions']> {
   const limits: NonNullable<Manifest['text']['max_positions']> = {};
-  const learned = (r: ResolvedNode | undefined) => (r && ['bert', 'qformer', 'opt'].includes(r.node.kind) && typeof r.attrs.max_positions === 'number' ? r.attrs.max_positions : undefined);
-  const min = (a: number | undefined, b: number) => (a === undefined ? b : Math.min(a, b));
+  const learned = (r: ResolvedNode | undefined) => (r?.kind.learnedPositions && typeof r.attrs.max_positions === 'number' ? r.attrs.max_positions : undefined);
   const gen = gens.length ? nodes.get(gens[0].args[0]) : undefined;
   const d = learned(gen);
   if (d !== undefined) limits.decoder = d;
-  const textInputs = new Set(model.inputs.filter((i) => i.type === 'text').map((i) => i.name));
-  for (const r of nodes.values()) {
-    if (r === gen) continue;
+  for (const r of textReaders(model, nodes, gen)) {
     const n = learned(r);
-    if (n === undefined || !r.node.edges.some((e) => textInputs.has(e.from))) continue;
-    if (r.node.kind === 'qformer') limits.qformer_text = min(limits.qformer_text, n);
-    else limits.text = min(limits.text, n);
+    if (n === undefined) continue;
+    const path = textPath(r);
+    limits[path] = Math.min(limits[path] ?? Infinity, n);
   }
   return limits;
 }
@@ -616,15 +613,27 @@ function positionLimits(model: IrModel, nodes: Map<string, ResolvedNode>, gens: 
  */
 function textVocabularies(model: IrModel, nodes: Map<string, ResolvedNode>, gens: IrOutput[]): NonNullable<Manifest['text']['vocab_sizes']> {
   const out: NonNullable<Manifest['text']['vocab_sizes']> = {};
-  const gen = gens.length ? nodes.get(gens[0].args[0]) : undefined;
-  const textInputs = new Set(model.inputs.filter((i) => i.type === 'text').map((i) => i.name));
-  for (const r of nodes.values()) {
-    if (r === gen || !['bert', 'qformer'].includes(r.node.kind) || typeof r.attrs.vocab_size !== 'number') continue;
-    if (!r.node.edges.some((e) => textInputs.has(e.from))) continue;
-    const key = r.node.kind === 'qformer' ? 'qformer_text' : 'text';
-    out[key] = Math.min(out[key] ?? Infinity, r.attrs.vocab_size);
+  for (const r of textReaders(model, nodes, gens.length ? nodes.get(gens[0].args[0]) : undefined)) {
+    if (typeof r.attrs.vocab_size !== 'number') continue;
+    const path = textPath(r);
+    out[path] = Math.min(out[path] ?? Infinity, r.attrs.vocab_size);
   }
   return out;
+}
+
+/** The nodes besides the generating one that read a text input of the model. */
+function textReaders(model: IrModel, nodes: Map<string, ResolvedNode>, gen: ResolvedNode | undefined): ResolvedNode[] {
+  const textInputs = new Set(model.inputs.filter((i) => i.type === 'text').map((i) => i.name));
+  return [...nodes.values()].filter((r) => r !== gen && r.node.edges.some((e) => textInputs.has(e.from)));
+}
+
+/**
+ * The manifest's name for the text a node reads: `qformer_text` for a Q-Former, a kind that takes
+ * an `instruction:` (the port Lowerer.input gives the Q-Former's own tokenizer), whichever port
+ * its text comes by (BLIP-2 retrieval reads it through `text:`); `text` for a text encoder.
+ */
+function textPath(r: ResolvedNode): 'text' | 'qformer_text' {
+  return r.kind.ports.some((p) => p.name === 'instruction') ? 'qformer_text' : 'text';
 }
 
 /** Where --out is: itself, or where it points when it is a symbolic link (`current/` included, or a link to a folder not made yet). */

@@ -61,6 +61,13 @@ export interface NodeKind {
    * `lowering.decoder` too.
    */
   generates?: true | { when: string };
+  /**
+   * Its `max_positions` is a table of learned positions (bert, qformer, opt), a hard limit on the
+   * text it reads: the compile records it in the manifest (text.max_positions), and the runtime
+   * refuses longer text (BLIP5032) rather than fail in onnxruntime's Gather. Rotary (llama) and
+   * relative (t5) positions have no such limit.
+   */
+  learnedPositions?: boolean;
   /** How the kind lowers to ONNX and which checkpoint tensors it reads (src/lower/contract.ts). */
   lowering?: NodeLowering;
 }

@@ -46,6 +46,7 @@ export const Bert: NodeKind = {
   outputWidth: (a) => n(a, 'width'),
   inputWidth: (port, a) => (port === 'cross' ? n(a, 'encoder_width') : undefined),
   generates: { when: 'causal' },
+  learnedPositions: true,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

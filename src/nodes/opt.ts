@@ -59,6 +59,7 @@ export const Opt: NodeKind = {
   outputWidth: (a) => n(a, 'vocab_size'),
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
   generates: true,
+  learnedPositions: true,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

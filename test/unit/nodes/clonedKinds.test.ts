@@ -20,6 +20,7 @@ const { describeModel } = await import('../../../src/draw/describe.js');
 const { tmp } = await import('../compiler/harness.js');
 const { check, edit } = await import('../frontend/harness.js');
 const { validateIr } = await import('../../../src/ir/validate.js');
+const { load } = await import('../../../src/index.js');
 import type { IrModel } from '../../../src/ir/types.js';
 
 const GRAPH = 'graphs/blip2-opt.blip';
@@ -78,4 +79,20 @@ test('the task messages: a bert without causal: true, an input where a node belo
   assert.deepEqual(check(bert).map((d) => d.message), ["generate() expects a text decoder (opt, llama, t5, gpt, or bert with causal: true), found bert 'llm' without causal: true"]);
   assert.deepEqual(check(edit('@ "text_decoder"', '@ "text_decoder" { causal: true }', bert)), []);
   assert.deepEqual(check(edit('output text: generate(llm)', 'output match: itm(prompt)')).map((d) => d.message), ["itm() expects a classifier node (the ITM head), found text input 'prompt'"]);
+});
+
+test('an opt clone records its learned positions: a prompt longer than them is BLIP5032, not a failure in onnxruntime', async () => {
+  const out = tmp('blip-clone-');
+  const text = readFileSync(GRAPH, 'utf8');
+  const opt = await compile({ model: model(), graphFile: GRAPH, graphText: text, weights: WEIGHTS, out: join(out, 'opt') });
+  const gpt = await compile({ model: model('opt', 'gpt'), graphFile: GRAPH, graphText: text, weights: WEIGHTS, out: join(out, 'gpt') });
+  assert.deepEqual(gpt.manifest.text, opt.manifest.text);
+  assert.ok(opt.manifest.text.max_positions?.decoder! > 0);
+  const m = await load(gpt.out);
+  try {
+    const prompt = 'Question: how many circles are there? '.repeat(12) + 'Answer:';
+    await assert.rejects(m.generate(['test/fixtures/images/rgb_37x23.png'], { prompt, maxNewTokens: 3 }), { code: 'BLIP5032' });
+  } finally {
+    await m.close();
+  }
 });
