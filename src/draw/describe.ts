@@ -157,13 +157,16 @@ function flowOf(n: IrNode, kind: NodeKind | undefined, a: Attrs, flows: Map<stri
   }
 }
 
-/** Fills unknown in/out widths of projection-like kinds from their neighbours. */
+/**
+ * Fills unknown in/out widths of the kinds sized from tensor shapes (NodeKind.fromShapes: linear,
+ * mlp, embed, classifier) from their neighbours.
+ */
 function inferWidths(nodes: IrNode[], kinds: Map<string, NodeKind | undefined>, attrs: Map<string, Attrs>, byName: Map<string, IrNode>): void {
-  const projection = new Set(['linear', 'mlp', 'embed', 'classifier']);
   for (let pass = 0; pass < 3; pass++) {
     for (const n of nodes) {
       const a = attrs.get(n.name)!;
-      if (!projection.has(n.kind)) continue;
+      const kind = kinds.get(n.name);
+      if (!kind?.fromShapes) continue;
       const e = n.edges.find((x) => x.port === '');
       const producer = e && byName.get(e.from);
       const pk = producer && kinds.get(producer.name);
@@ -171,7 +174,8 @@ function inferWidths(nodes: IrNode[], kinds: Map<string, NodeKind | undefined>, 
         const w = pk.outputWidth(attrs.get(producer.name)!);
         if (w !== undefined) a.in_width = w;
       }
-      if (a.out_width === undefined && n.kind !== 'classifier') {
+      // (a classifier's output is its classes: it has no out_width)
+      if (a.out_width === undefined && Object.hasOwn(kind.attrSchema.properties as object, 'out_width')) {
         for (const c of nodes) {
           const ck = kinds.get(c.name);
           for (const ce of c.edges) {

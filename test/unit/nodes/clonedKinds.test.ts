@@ -9,10 +9,12 @@ import { join } from 'node:path';
 import { nodeKinds, type NodeKind } from '../../../src/nodes/index.js';
 import { Vit } from '../../../src/nodes/vit.js';
 import { Opt } from '../../../src/nodes/opt.js';
+import { Linear } from '../../../src/nodes/linear.js';
 
 const clone = (kind: NodeKind, name: string): NodeKind => ({ ...kind, kind: name, attrSchema: { ...kind.attrSchema, $id: `blip:node/${name}` } });
 nodeKinds.siglip = clone(Vit, 'siglip');
 nodeKinds.gpt = clone(Opt, 'gpt');
+nodeKinds.proj = clone(Linear, 'proj');
 
 const { loadProgram } = await import('../../../src/syntax/load.js');
 const { compile } = await import('../../../src/lower/compile.js');
@@ -50,6 +52,16 @@ test('a vit clone draws the image input at its image size', () => {
   const image = (m: IrModel) => describeModel(m, resolved).vertices.find((v) => v.id === 'input:image')!.detail;
   assert.equal(image(model()), 'pixels (B, 3, 96, 96)');
   assert.equal(image(model('vit', 'siglip')), image(model()));
+});
+
+test('a linear clone takes its unknown widths from its neighbours when drawn, as linear does', () => {
+  const resolved = { vision: { width: 128 }, qformer: { width: 128, queries: 16 }, projection: {}, llm: { width: 96 } };
+  const widths = (m: IrModel) => {
+    const g = describeModel(m, resolved);
+    return [g.edges.find((e) => e.from === 'projection')!.shape.split(', ').at(-1), g.vertices.find((v) => v.id === 'projection')!.kind];
+  };
+  assert.deepEqual(widths(model()), ['96)', 'linear']);
+  assert.deepEqual(widths(model('linear', 'proj')), ['96)', 'proj']);
 });
 
 test('a graph naming a vit clone checks clean: the IR schema takes its kinds from the registry', () => {
