@@ -109,16 +109,30 @@ function readJsonFile(path: string): Json {
   return v as Json;
 }
 
+/** The files a tokenizer folder may hold (a compiled model copies those present). */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'added_tokens.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'spiece.model'];
+
+/**
+ * What a tokenizer is built from, in the order readTokenizerFiles tries them: the first whose files
+ * are all present. tokenizer_config.json, special_tokens_map.json and added_tokens.json only adjust one.
+ */
+const TOKENIZER_SOURCES = [['tokenizer.json'], ['tokenizer.model'], ['spiece.model'], ['vocab.txt'], ['vocab.json', 'merges.txt']];
+
+const tokenizerSource = (dir: string): string | undefined => TOKENIZER_SOURCES.find((files) => files.every((f) => existsSync(join(dir, f))))?.[0];
+
+/** Whether `dir` holds files a tokenizer is built from (readTokenizerFiles would find one). */
+export const hasTokenizer = (dir: string): boolean => tokenizerSource(dir) !== undefined;
+
 /** Read tokenizer.json / tokenizer.model / tokenizer_config.json / special_tokens_map.json / added_tokens.json. */
 export function readTokenizerFiles(dir: string): TokenizerFiles {
   if (!existsSync(dir)) throw new TokenizerLoadError(`tokenizer directory ${dir} does not exist`, dir);
   const p = (f: string): string => join(dir, f);
   const files: TokenizerFiles = { source: dir, config: existsSync(p('tokenizer_config.json')) ? readJsonFile(p('tokenizer_config.json')) : {} };
-  if (existsSync(p('tokenizer.json'))) files.tokenizerJson = readJsonFile(p('tokenizer.json'));
-  else if (existsSync(p('tokenizer.model'))) files.spModel = parseSentencePieceModel(readFileSync(p('tokenizer.model')), p('tokenizer.model'));
-  else if (existsSync(p('spiece.model'))) files.spModel = parseSentencePieceModel(readFileSync(p('spiece.model')), p('spiece.model')); // T5's name for it
-  else if (existsSync(p('vocab.txt'))) files.vocabFiles = { kind: 'wordpiece', vocab: readWordPieceVocab(p('vocab.txt')) };
-  else if (existsSync(p('vocab.json')) && existsSync(p('merges.txt'))) files.vocabFiles = { kind: 'bpe', vocab: readBpeVocab(p('vocab.json')), merges: readMerges(p('merges.txt')) };
+  const source = tokenizerSource(dir);
+  if (source === 'tokenizer.json') files.tokenizerJson = readJsonFile(p(source));
+  else if (source === 'tokenizer.model' || source === 'spiece.model') files.spModel = parseSentencePieceModel(readFileSync(p(source)), p(source)); // (spiece.model: T5's name for it)
+  else if (source === 'vocab.txt') files.vocabFiles = { kind: 'wordpiece', vocab: readWordPieceVocab(p(source)) };
+  else if (source === 'vocab.json') files.vocabFiles = { kind: 'bpe', vocab: readBpeVocab(p(source)), merges: readMerges(p('merges.txt')) };
   else {
     throw new TokenizerLoadError(
       `${dir} has no tokenizer: tokenizer.json, a SentencePiece tokenizer.model (T5: spiece.model), BERT's vocab.txt or GPT-2's vocab.json with merges.txt expected`,

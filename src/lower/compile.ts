@@ -42,7 +42,7 @@ import { keepFloat32Names, keptFloat32 } from './keepFloat32.js';
 import { summarizeConfigMismatch, type TensorRead } from './configMismatch.js';
 import { projectionLayoutProblems } from './projectionLayout.js';
 import { manifestValueProblems, textDefaults } from './manifestValues.js';
-import { loadTokenizer } from '../../runtime/tokenizers/hf.js';
+import { hasTokenizer, loadTokenizer, TOKENIZER_FILES } from '../../runtime/tokenizers/hf.js';
 import { TokenizerLoadError } from '../../runtime/errors.js';
 
 export interface CompileOptions {
@@ -81,18 +81,6 @@ export interface CompileResult {
 }
 
 const WEIGHTS_FILE = 'weights.bin';
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'added_tokens.json', 'vocab.json', 'merges.txt', 'tokenizer.model', 'spiece.model'];
-
-/**
- * Whether `dir` has what runtime/tokenizers/hf.ts builds a tokenizer from. tokenizer_config.json,
- * special_tokens_map.json and added_tokens.json only adjust one: alone they are no tokenizer (the
- * compile warns, and copies none of them, as for a folder with no tokenizer files at all).
- */
-function hasTokenizer(dir: string): boolean {
-  const has = (f: string) => existsSync(join(dir, f));
-  return has('tokenizer.json') || has('tokenizer.model') || has('spiece.model') || has('vocab.txt') || (has('vocab.json') && has('merges.txt'));
-}
-
 type GraphName = 'encode' | 'decoder' | 'retrieval';
 
 /** Lowers nodes into graphs, collecting problems instead of stopping at the first. */
