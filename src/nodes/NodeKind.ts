@@ -21,7 +21,7 @@ export type JsonSchema = Record<string, unknown>;
 
 export interface NodeKind {
   kind: string;
-  /** One sentence, shown by `blip check --explain` and in docs/language.md. */
+  /** One sentence: the kind's description, which docs/language.md's section on it starts with (a test compares them). */
   doc: string;
   ports: PortSpec[];
   /** What the node's output is. */
