@@ -17,6 +17,8 @@ writeFileSync(bad, 'model m {\n  input image: image\n  node v: vitt(image) @ "vi
 const messy = join(dir, 'messy.blip');
 writeFileSync(messy, 'model m{input image:image\nnode v:vit(image)@"v"\noutput o:generate(v)}');
 chmodSync(messy, 0o640);
+const three = join(dir, 'three.blip'); // three errors, in this order
+writeFileSync(three, 'model m {\n input p: txt\n node d: bert(p) @ "x" { causal: true, widht: 3 }\n output o: generat(d)\n}\n');
 const broken = join(dir, 'broken.blip');
 writeFileSync(broken, 'model m { node v: vit(image @ "v" }\n');
 
@@ -29,6 +31,9 @@ const BATCH: Record<string, string[]> = {
   bogus: ['check', '--bogus', bad],
   maxInline: ['check', '--max=1', bad],
   maxMissing: ['check', bad, '--max'],
+  jsonMax: ['check', '--json', '--max', '1', three, bad],
+  jsonAll: ['check', '--json', three],
+  textMax: ['check', '--max', '1', three],
   fmt: ['fmt', messy],
   fmtCheck1: ['fmt', '--check', messy],
   fmtWrite: ['fmt', '--write', messy],
@@ -68,6 +73,19 @@ test('blip check --json: the diagnostics as JSON on stdout', async () => {
   assert.equal(r.code, 1);
   const ds = JSON.parse(r.out);
   assert.deepEqual(ds.map((d: { code: string; line: number; column: number }) => [d.code, d.line, d.column]), [['BLIP2010', 3, 11]]);
+});
+
+test('blip check --max N: at most N diagnostics per file, the first in file order, in text and --json alike', async () => {
+  const all = await run('jsonAll');
+  assert.equal(all.code, 1);
+  // --json without --max: every diagnostic (the text's default of 20 is for people)
+  assert.deepEqual(JSON.parse(all.out).map((d: { code: string; line: number }) => [d.code, d.line]), [['BLIP2011', 2], ['BLIP3001', 3], ['BLIP2012', 4]]);
+  const firstOfEach = await run('jsonMax');
+  assert.equal(firstOfEach.code, 1);
+  assert.deepEqual(JSON.parse(firstOfEach.out).map((d: { file: string; line: number }) => [d.file, d.line]), [[bad, 3], [three, 2]]); // (the array is sorted by file)
+  const text = await run('textMax');
+  assert.match(text.err, /three\.blip:2:11 - error BLIP2011: unknown input type 'txt'/);
+  assert.match(text.err, /\n… and 2 more \(3 errors in all\)\n$/);
 });
 
 test('blip check: a missing file is a diagnostic, a missing argument a usage error', async () => {
