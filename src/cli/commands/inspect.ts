@@ -16,8 +16,9 @@ const command: Command = {
 Reads the compiled model directory OUTDIR (written by 'blip compile'), validates its manifest,
 and prints what it holds: task, family, dtype, target and quantization; each graph's inputs and
 outputs (the KV cache once for all layers) and operator histogram; preprocessing, text
-conventions, generation settings, tokenizer, files and sizes. --json prints the manifest itself.
-A directory without a valid manifest.json is refused.
+conventions, generation settings (grouped by where each came from: the graph, the checkpoint's
+generation_config.json or the default), tokenizer, files and sizes. --json prints the manifest
+itself. A directory without a valid manifest.json is refused.
 
 Options:
   --json   print {manifest, graphs: {name: {nodes, initializers, ops}}} as JSON instead
@@ -106,6 +107,21 @@ function tensorRows(xs: TensorIO[]): Array<[string, string]> {
   return rows.sort((a, b) => a[0] - b[0]).map(([, n, t]) => [n, t]);
 }
 
+/**
+ * The generation settings grouped by where each came from (the graph's generation block,
+ * generation_config.json or transformers' default), groups in the order their first key comes:
+ * `graph: max_new_tokens 30; generation_config.json: num_beams 1, do_sample false`.
+ */
+function generationRow(generation: NonNullable<Manifest['generation']>): string {
+  const { source, ...settings } = generation;
+  const groups = new Map<string, string[]>();
+  for (const [k, v] of Object.entries(settings)) {
+    const from = source[k] ?? ''; // (every key has one; an artifact edited by hand may lack it)
+    groups.set(from, [...(groups.get(from) ?? []), `${k} ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`]);
+  }
+  return [...groups].map(([from, values]) => `${from ? `${from}: ` : ''}${values.join(', ')}`).join('; ');
+}
+
 /** The text view: what the manifest says, a line a fact (--json has the manifest itself). */
 function summary(dir: string, m: Manifest, graphs: Record<string, GraphStats>): string {
   const rows: Array<[string, string]> = [];
@@ -120,10 +136,7 @@ function summary(dir: string, m: Manifest, graphs: Record<string, GraphStats>): 
     const d = m.decoder;
     rows.push(['decoder', `${d.layers} layers, ${d.kv_heads} KV heads × ${d.head_dim}, hidden ${d.hidden_size}, vocabulary ${d.vocab_size}; positions from ${d.positions}${d.cross_attention ? '; cross-attention' : ''}`]);
   }
-  if (m.generation) {
-    const { source: _source, ...g } = m.generation;
-    rows.push(['generation', Object.entries(g).map(([k, v]) => `${k} ${typeof v === 'string' ? JSON.stringify(v) : String(v)}`).join(', ')]);
-  }
+  if (m.generation) rows.push(['generation', generationRow(m.generation)]);
   if (m.itm) rows.push(['itm', `match is logit ${m.itm.match_index}`]);
   for (const [label, tok] of [['tokenizer', m.tokenizer], ['Q-Former tokenizer', m.qformer_tokenizer]] as const) {
     if (tok) rows.push([label, tok.files.map((f) => `${join(tok.dir, f)} ${fileSize(join(dir, tok.dir, f))}`).join(', ')]);

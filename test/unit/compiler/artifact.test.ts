@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readManifest } from '../../../src/artifact/manifest.js';
@@ -82,7 +82,8 @@ test('blip compile prints a summary; blip inspect prints a summary of the manife
     assert.equal(i.out.split('\n')[0], `${out}: blip_vqa (blip vqa, float32), compiled by blip-graph ${JSON.parse(readFileSync('package.json', 'utf8')).version}`);
     // a summary, not the manifest's JSON: a tensor a line, the KV cache once for all layers
     assert.doesNotMatch(i.out, /[{}]\n|"task"/);
-    assert.match(i.out, /\n  generation  max_new_tokens 20, num_beams 1, do_sample false\n/);
+    // where each setting came from: the graph's generation block, else transformers' default
+    assert.match(i.out, /\n  generation  graph: max_new_tokens 20; default: num_beams 1, do_sample false\n/);
     assert.match(i.out, /\n  weights     weights\.bin [\d.]+ KB, \d+ tensors, [\d.]+ M parameters\n/);
     assert.match(
       i.out,
@@ -110,6 +111,26 @@ test('blip compile prints a summary; blip inspect prints a summary of the manife
       assert.match(bad.err, why);
       assert.equal(bad.err.trim().split('\n').length, 1, bad.err);
     }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("blip inspect says where each generation setting came from: the graph, the checkpoint's generation_config.json or the default", async () => {
+  const root = tmp('cli-');
+  try {
+    const ckpt = join(root, 'checkpoint');
+    cpSync(join(FIXTURES, 'blip-caption-a', 'checkpoint'), ckpt, { recursive: true });
+    const file = JSON.parse(readFileSync(join(ckpt, 'generation_config.json'), 'utf8'));
+    writeFileSync(join(ckpt, 'generation_config.json'), JSON.stringify({ ...file, num_beams: 3, repetition_penalty: 1.2 }));
+    const out = join(root, 'caption');
+    const c = await cli(['compile', 'graphs/blip-caption.blip', '--weights', ckpt, '--out', out]);
+    assert.equal(c.code, 0, c.err);
+    const i = await cli(['inspect', out]);
+    assert.equal(i.code, 0, i.err);
+    assert.match(i.out, /\n  generation  graph: max_new_tokens 20; generation_config\.json: num_beams 3, repetition_penalty 1\.2; default: do_sample false\n/);
+    const j = JSON.parse((await cli(['inspect', out, '--json'])).out);
+    assert.deepEqual(j.manifest.generation.source, { max_new_tokens: 'graph', num_beams: 'generation_config.json', repetition_penalty: 'generation_config.json', do_sample: 'default' });
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
