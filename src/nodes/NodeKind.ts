@@ -49,6 +49,12 @@ export interface NodeKind {
   /** Width a port expects to receive, when known (checked against the producer's outputWidth). */
   inputWidth?(port: string, attrs: Attrs): number | undefined;
   /**
+   * Attributes that must divide others: `{ part: 'heads', whole: 'width' }` (the width splits into
+   * heads), skipped when `unless` is given (llama's explicit head_dim). Checked on the pinned
+   * attributes (BLIP2041) and on those the compile resolves (src/checks/NodeSizesRule.ts).
+   */
+  divides?: Array<{ part: string; whole: string; unless?: string }>;
+  /**
    * For a kind that reads the `image` input: the side of the square image it takes, when the
    * attributes give it. The compiled model's pixel_values are that size, and the encode graph's
    * `image_embeds` are the output of the node that reads the image (vit).

@@ -45,6 +45,7 @@ export const Bert: NodeKind = {
   },
   outputWidth: (a) => n(a, 'width'),
   inputWidth: (port, a) => (port === 'cross' ? n(a, 'encoder_width') : undefined),
+  divides: [{ part: 'heads', whole: 'width' }],
   generates: { when: 'causal' },
   learnedPositions: true,
 };

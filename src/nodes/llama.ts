@@ -73,6 +73,10 @@ export const Llama: NodeKind = {
   },
   outputWidth: (a) => n(a, 'vocab_size'),
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
+  divides: [
+    { part: 'heads', whole: 'width', unless: 'head_dim' },
+    { part: 'kv_heads', whole: 'heads' },
+  ],
   generates: true,
 };
 

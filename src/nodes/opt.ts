@@ -58,6 +58,7 @@ export const Opt: NodeKind = {
   },
   outputWidth: (a) => n(a, 'vocab_size'),
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
+  divides: [{ part: 'heads', whole: 'width' }],
   generates: true,
   learnedPositions: true,
 };

@@ -56,6 +56,7 @@ export const QFormer: NodeKind = {
   },
   outputWidth: (a) => n(a, 'width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'encoder_width') : undefined),
+  divides: [{ part: 'heads', whole: 'width' }],
   learnedPositions: true,
 };
 

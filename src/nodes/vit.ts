@@ -42,6 +42,10 @@ export const Vit: NodeKind = {
     });
   },
   outputWidth: (a) => n(a, 'width'),
+  divides: [
+    { part: 'heads', whole: 'width' },
+    { part: 'patch_size', whole: 'image_size' },
+  ],
   imageSize: (a) => n(a, 'image_size'),
 };
 

@@ -68,6 +68,17 @@ test('a graph naming a vit clone checks clean: the IR schema takes its kinds fro
   assert.deepEqual(check(edit('vision: vit(image)', 'vision: siglip(image)')), []);
 });
 
+test("a vit clone's sizes are checked as vit's: heads divide the width, patches the image", () => {
+  for (const kind of ['vit', 'siglip'])
+    assert.deepEqual(
+      check(edit('vision: vit(image) frozen @ "vision_model"', `vision: ${kind}(image) frozen @ "vision_model" { width: 1000, heads: 16, image_size: 100, patch_size: 16 }`)).map((d) => [d.code, d.message]),
+      [
+        ['BLIP2041', `${kind} 'vision': width 1000 is not a multiple of heads 16: expected heads to divide width`],
+        ['BLIP2041', `${kind} 'vision': image_size 100 is not a multiple of patch_size 16: expected patch_size to divide image_size`],
+      ],
+    );
+});
+
 test('the IR schema still refuses a kind that is not registered', () => {
   const program = loadProgram(GRAPH).program!;
   assert.deepEqual(validateIr(program), []);
