@@ -17,11 +17,13 @@ Reads the compiled model directory OUTDIR (written by 'blip compile'), validates
 and prints what it holds: task, family, dtype, target and quantization; each graph's inputs and
 outputs (the KV cache once for all layers) and operator histogram; preprocessing, text
 conventions, generation settings (grouped by where each came from: the graph, the checkpoint's
-generation_config.json or the default), tokenizer, files and sizes. --json prints the manifest
-itself. A directory without a valid manifest.json is refused.
+generation_config.json or the default), tokenizer, files and sizes. A directory without a valid
+manifest.json is refused.
 
 Options:
-  --json   print {manifest, graphs: {name: {nodes, initializers, ops}}} as JSON instead
+  --json   print JSON instead: {manifest, graphs: {name: {nodes, initializers, ops}}}, the
+           manifest.json as it is and each graph's node and initializer counts and operator
+           histogram
 
 Examples:
   blip inspect ./out/caption

@@ -96,6 +96,12 @@ test('blip compile prints a summary; blip inspect prints a summary of the manife
     assert.equal(typo.code, 2);
     assert.match(typo.err, /^blip inspect: unknown option '--jsn'; did you mean '--json'\?\n/);
     const j = JSON.parse((await cli(['inspect', out, '--json'])).out);
+    // what the help says --json prints, and only that
+    assert.deepEqual(Object.keys(j), ['manifest', 'graphs']);
+    assert.deepEqual(Object.keys(j.graphs.encode), ['nodes', 'initializers', 'ops']);
+    const help = (await cli(['inspect', '--help'])).out;
+    assert.match(help, /--json +print JSON instead: \{manifest, graphs: \{name: \{nodes, initializers, ops\}\}\}/);
+    assert.doesNotMatch(help, /manifest itself/);
     assert.equal(j.graphs.encode.ops.Conv, 1);
     assert.equal(j.graphs.decoder.ops.Softmax, 4); // 2 layers × (self + cross)
     // a graph file cut short, emptied or overwritten: one BLIP5004 line naming it
