@@ -1,8 +1,14 @@
 // What a node kind is. One kind per file in src/nodes/ (vit.ts, bert.ts, qformer.ts, linear.ts,
 // mlp.ts, opt.ts, llama.ts, t5.ts, classifier.ts, embed.ts), registered in src/nodes/index.ts.
 // A file holds everything about its kind: the attribute schema the checker validates, how the
-// attributes are read from a HuggingFace config.json section, width inference for the checks,
-// the checkpoint tensors it reads, and its ONNX lowering.
+// attributes are read from a HuggingFace config.json section (or tensor shapes), widths and size
+// rules for the checks, what the compiler asks of it (reads the image? generates? learned
+// positions?), the checkpoint tensors it reads, and its ONNX lowering.
+//
+// Adding a kind is adding its file, its line in src/nodes/index.ts, and its section in
+// docs/language.md (a test compares them): the IR schema, the checks, the compile and the
+// manifest take the kinds from the registry. Only `blip graph` draws the shipped kinds' shapes
+// by name (src/draw/describe.ts; another kind draws as width · depth). docs/architecture.md#adding-a-node-kind
 import type { IrType, IrValue } from '../ir/types.js';
 import type { NodeLowering } from '../lower/contract.js';
 
