@@ -276,12 +276,14 @@ read: pass a folder.
 
 Captioning, VQA and instruction models print the generated text: streamed word by word for a
 single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
-  {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, load, total}}
+  {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, load?, total}}
   ("stop": the --stop string that ended the text, when one did; "logprobs" with --logprobs:
    [{"id", "token", "bytes", "logprob", "top": [{"id", "token", "bytes", "logprob"}, ...]}, ...])
-(the timings are the batch's: preprocess is reading, decoding and resizing its images; load is
-opening the graphs. When all images fit in one --batch-size batch, the image encoder is released
-before the decoder is loaded, so the peak memory is the larger of the two, not the sum.)
+(the timings are the batch's: preprocess is reading, decoding and resizing its images. When all
+images fit in one --batch-size batch and the model runs on the CPU, the batch opens the graphs
+itself, releasing the image encoder before the decoder is loaded, so the peak memory is the larger
+of the two, not the sum; load is then the time that took. Otherwise the graphs are opened once
+before the first batch, and there is no load.)
 ITM / retrieval models score every image against every --text, one JSON line per pair:
   {"image", "text", "itm", "itc"}   itm = P(match) from the ITM head, itc = cosine similarity
 An image that cannot be read — a missing file, a dangling link, a folder that cannot be listed or

@@ -110,6 +110,7 @@ before(async () => {
   const batch: Record<string, string[]> = {
     json: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json'),
     jsonAuto: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--device', 'auto'),
+    jsonTwoBatches: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--batch-size', '1'),
     stream: cap('--image', IMG_A, '--max-new-tokens', '12'),
     lines: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--beams', '3'),
     folderJson: cap('--image', folder, '--max-new-tokens', '5', '--json', '--batch-size', '2'),
@@ -235,6 +236,15 @@ test('--json: one line per image with transformers greedy tokens, text and timin
     const t = r.timings_ms;
     assert.ok(Math.abs(t.preprocess + t.encode + t.prefill + t.decode + t.load - t.total) < 0.01, JSON.stringify(t));
   });
+});
+
+test("--json timings_ms has load only when the batch opened the graphs itself (all images in one batch, on the CPU), as --help says", () => {
+  assert.equal(R.jsonTwoBatches.code, 0, R.jsonTwoBatches.err);
+  const recs = lines(R.jsonTwoBatches.out).map((l) => JSON.parse(l));
+  assert.deepEqual(recs.map((r) => r.token_ids), greedy().new_tokens);
+  for (const r of recs) assert.deepEqual(Object.keys(r.timings_ms), ['preprocess', 'encode', 'prefill', 'decode', 'total']);
+  assert.match(R.help.out, /"timings_ms": \{preprocess, encode, prefill, decode, load\?, total\}/);
+  assert.match(R.help.out, /When all\s+images fit in one --batch-size batch\s+and the model runs on the CPU,[^)]*load is then the time that took\.[^)]*there is no load\./);
 });
 
 test('--device auto where only the CPU provider can start runs as --device cpu: the same tokens, staged (a load time)', (t) => {
