@@ -232,14 +232,15 @@ export class GraphBuilder {
   /**
    * A checkpoint-backed weight. `spec.key` names the initializer (use the checkpoint key, or
    * `<key>:<transform>` for a transformed view such as a transpose); registering the same key twice
-   * (from any graph sharing the store) yields the same initializer, stored once.
+   * (from any graph sharing the store) yields the same initializer, stored once (in a float16 store, a
+   * float32 and a float16 read of one key are two: WeightStore.define).
    */
   weight(spec: WeightSpec): Value {
     const float = (spec.dtype ?? 'float32') === 'float32';
     if (float && this.floatType === 'float32' && this.weights.floatType === 'float16' && !spec.storeAs) spec = { ...spec, storeAs: 'float32' };
-    this.weights.define(spec);
-    this.weightNames.add(spec.key);
-    return new Value(spec.key, this);
+    const name = this.weights.define(spec);
+    this.weightNames.add(name);
+    return new Value(name, this);
   }
 
   // ---- a few helpers used by every node kind ----

@@ -40,21 +40,33 @@ const ALIGN = 64;
 export class WeightStore {
   private readonly specs = new Map<string, WeightSpec>();
   private readonly stored = new Map<string, StoredWeight>();
+  /** A float-type copy's initializer name -> the one it copies (`define`). */
+  private readonly copies = new Map<string, string>();
   /** Weights stored as float16 with finite values beyond its range (±65504), which became infinite, and how many. */
   readonly halfOverflow = new Map<string, number>();
 
   constructor(readonly floatType: 'float32' | 'float16' = 'float32') {}
 
-  define(spec: WeightSpec): void {
+  /**
+   * Define a weight and return the name of its initializer: `spec.key`, or, when that key is already
+   * defined with the other float storage (a float16 store where one node keeps the tensor float32, as
+   * BLIP-2's Q-Former does, and another reads it float16), `<key>:float16` / `<key>:float32`: one
+   * copy per storage type, each rounded once from the checkpoint, rather than a float16 copy cast up
+   * for the float32 reader (which would lose what keeping it float32 is for).
+   */
+  define(spec: WeightSpec): string {
     const prev = this.specs.get(spec.key);
-    if (prev) {
-      if (prev.dims.join(',') !== spec.dims.join(',')) {
-        throw new Error(`weight ${spec.key} requested with shapes [${prev.dims}] and [${spec.dims}]`);
-      }
-      if (prev.storeAs !== spec.storeAs) throw new Error(`weight ${spec.key} requested as ${spec.storeAs ?? this.floatType} and as ${prev.storeAs ?? this.floatType}`);
-      return;
+    if (!prev) {
+      this.specs.set(spec.key, spec);
+      return spec.key;
     }
-    this.specs.set(spec.key, spec);
+    if (prev.dims.join(',') !== spec.dims.join(',')) {
+      throw new Error(`weight ${spec.key} requested with shapes [${prev.dims}] and [${spec.dims}]`);
+    }
+    if (this.halves(prev) === this.halves(spec)) return spec.key;
+    const copy = `${spec.key}:${this.halves(spec) ? 'float16' : 'float32'}`;
+    this.copies.set(copy, spec.key);
+    return this.define({ ...spec, key: copy });
   }
 
   has(key: string): boolean {
@@ -72,8 +84,13 @@ export class WeightStore {
 
   /** Parameter count of everything defined. */
   get parameterCount(): number {
+    return this.parameters(this.specs.keys());
+  }
+
+  /** Parameter count of the named initializers, a float-type copy counted with the tensor it copies (once). */
+  parameters(names: Iterable<string>): number {
     let n = 0;
-    for (const s of this.specs.values()) n += s.dims.reduce((a, b) => a * b, 1);
+    for (const name of new Set([...names].map((k) => this.copies.get(k) ?? k))) n += this.specs.get(name)!.dims.reduce((a, b) => a * b, 1);
     return n;
   }
 
