@@ -57,10 +57,13 @@ export interface ServeOptions {
   maxN?: number;
   /** Most texts / inputs per ITM or embeddings request. */
   maxInputs?: number;
-  /** Replace runtime/model.ts in the workers (tests): a module exporting load(dir, opts). */
+  /** Replace runtime/model.ts in the workers (tests): a module exporting load(dir, opts). Not for users: error messages leave it out. */
   backendModule?: string;
   backendOptions?: unknown;
-  /** One line per event (startup, shutdown); default: nothing. */
+  /**
+   * Given a line (`error: METHOD URL: message`) for each request answered with a 5xx status;
+   * default: nothing. The start-up, signal and `stopped` lines of `blip serve` are the command's own.
+   */
   log?: (line: string) => void;
 }
 
@@ -93,21 +96,26 @@ export interface BlipServer {
 
 type Endpoint = 'chat' | 'itm' | 'embeddings' | 'models' | 'health' | 'metrics' | 'other';
 
-/** Every key ServeOptions has (checked at run time for JavaScript callers: a misspelt limit would be ignored). */
+/**
+ * Every key ServeOptions has that docs/serve.md documents (checked at run time for JavaScript
+ * callers: a misspelt limit would be ignored); the tests' backendModule / backendOptions are
+ * accepted but not offered.
+ */
 const SERVE_OPTIONS: Array<keyof ServeOptions> = [
   'models', 'host', 'port', 'device', 'threads', 'deviceId', 'maxBatch', 'maxQueue', 'timeoutMs', 'workers',
-  'maxBodyBytes', 'maxImagePixels', 'maxTextChars', 'allowFiles', 'maxN', 'maxInputs', 'backendModule', 'backendOptions', 'log',
+  'maxBodyBytes', 'maxImagePixels', 'maxTextChars', 'allowFiles', 'maxN', 'maxInputs', 'log',
 ];
 
 export async function startServer(opts: ServeOptions): Promise<BlipServer> {
   if (typeof opts !== 'object' || opts === null) throw new BlipError('BLIP5901', 'startServer() takes an options object with models');
-  const unknown = unknownOption(opts, SERVE_OPTIONS, 'server option');
+  const { backendModule: _module, backendOptions: _options, ...documented } = opts;
+  const unknown = unknownOption(documented, SERVE_OPTIONS, 'server option');
   if (unknown) throw new BlipError('BLIP5901', unknown);
   if (!Array.isArray(opts.models) || opts.models.length === 0) throw new BlipError('BLIP5901', 'no model to serve: give at least one compiled model directory');
   const ids = new Set<string>();
   for (const m of opts.models) {
     if (typeof m?.id !== 'string' || m.id === '' || typeof m.dir !== 'string') throw new BlipError('BLIP5901', `each model needs an id (the name clients pass as model) and a dir, found ${JSON.stringify(m)}`);
-    if (ids.has(m.id)) throw new BlipError('BLIP5901', `two models are named ${m.id}; name them with NAME=DIR`);
+    if (ids.has(m.id)) throw new BlipError('BLIP5901', `two models are named ${m.id}; give each its own name (NAME=DIR on the command line, id in startServer's models)`);
     ids.add(m.id);
   }
   const o = { ...SERVE_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as ServeOptions & typeof SERVE_DEFAULTS;
