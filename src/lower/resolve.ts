@@ -25,16 +25,17 @@ export interface ResolvedNode {
 }
 
 /**
- * Which key of the node's config section (or of the top level) gives `attr`: the one whose removal
- * changes what the kind reads. Asked only when a message names it, so trying each key is cheap.
+ * Which key of the node's config section (or of the top level) gives `attr`, and its value: the one
+ * whose removal changes what the kind reads. Asked only when a message names it, so trying each key
+ * is cheap.
  */
-export function configKeyOf(kind: NodeKind, sectionName: string, section: Record<string, unknown>, root: Record<string, unknown>, attr: string): string | undefined {
+export function configSourceOf(kind: NodeKind, sectionName: string, section: Record<string, unknown>, root: Record<string, unknown>, attr: string): { key: string; value: unknown } | undefined {
   const read = (s: Record<string, unknown>, r: Record<string, unknown>) => JSON.stringify(kind.fromConfig!(s, r)[attr]);
   const base = read(section, root);
   if (base === undefined) return undefined;
   const drop = (o: Record<string, unknown>, k: string) => Object.fromEntries(Object.entries(o).filter(([x]) => x !== k));
-  for (const k of Object.keys(section)) if (read(drop(section, k), root) !== base) return sectionName ? `${sectionName}.${k}` : k;
-  if (sectionName) for (const k of Object.keys(root)) if (read(section, drop(root, k)) !== base) return k;
+  for (const k of Object.keys(section)) if (read(drop(section, k), root) !== base) return { key: sectionName ? `${sectionName}.${k}` : k, value: section[k] };
+  if (sectionName) for (const k of Object.keys(root)) if (read(section, drop(root, k)) !== base) return { key: k, value: root[k] };
   return undefined;
 }
 
@@ -77,12 +78,12 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     }
     const sources: Array<[string, Attrs]> = [];
     /** The config.json key an attribute the file gives was read from ("text_config.hidden_size", "num_query_tokens"). */
-    let keyOf: (attr: string) => string | undefined = () => undefined;
+    let sourceOf: (attr: string) => { key: string; value: unknown } | undefined = () => undefined;
     if (section && kind.fromConfig) {
       const filled = effective.filled.get(sectionName!);
       const givenSection = without(section, filled?.keys);
       const given = kind.fromConfig(givenSection, givenRoot);
-      keyOf = (attr) => configKeyOf(kind, sectionName!, givenSection, givenRoot, attr);
+      sourceOf = (attr) => configSourceOf(kind, sectionName!, givenSection, givenRoot, attr);
       sources.push([`config.json "${sectionName || '(top level)'}"`, given]);
       if (filled || rootFilled) {
         // credited to the class whose default it is: the section's, or the top level's (queries)
@@ -117,10 +118,17 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     for (const [attr, pinned] of Object.entries(node.attrs)) {
       for (const [i, [where, found]] of sources.entries()) {
         if (attr in found && found[attr] !== pinned) {
-          const key = i === 0 ? keyOf(attr) : undefined;
+          const source = i === 0 ? sourceOf(attr) : undefined;
+          // a value derived from the key (final_norm from _remove_final_layer_norm, placeholders from
+          // image_token_index) is told apart from the key's own value
+          const says = !source
+            ? `${where} says ${show(found[attr])}`
+            : JSON.stringify(source.value) === JSON.stringify(found[attr])
+              ? `config.json "${source.key}" says ${show(found[attr])}`
+              : `config.json "${source.key}" is ${JSON.stringify(source.value)}, so ${attr} is ${show(found[attr])}`;
           problems.push({
             code: 'BLIP4013',
-            message: `attribute "${attr}" of node "${node.name}" is pinned to ${show(pinned)}, but ${key ? `config.json "${key}"` : where} says ${show(found[attr])}: the file describes another model than the checkpoint holds`,
+            message: `attribute "${attr}" of node "${node.name}" is pinned to ${show(pinned)}, but ${says}: the file describes another model than the checkpoint holds`,
             loc: node.attrLocs[attr] ?? node.loc,
           });
           break;
@@ -132,7 +140,7 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     Object.assign(attrs, node.attrs);
     const from = Object.fromEntries(Object.keys(attrs).map((a) => [a, a in node.attrs ? 'the file' : (sources.find(([, f]) => a in f)?.[0] ?? `${node.kind}'s default`)]));
     const fromConfig = sources[0]?.[0].startsWith('config.json') ? sources[0][1] : {};
-    const configKey = (a: string) => (a in fromConfig && !(a in node.attrs) ? keyOf(a) : undefined);
+    const configKey = (a: string) => (a in fromConfig && !(a in node.attrs) ? sourceOf(a)?.key : undefined);
     nodes.set(node.name, { node, kind, attrs, from, configKey });
   }
   return { nodes, problems };

@@ -95,6 +95,21 @@ test('a pinned query count that disagrees names the key it comes from: the top-l
   assert.deepEqual([p?.loc?.file, p?.loc?.line], ['graphs/user.blip', 3]);
 });
 
+// attributes a kind derives from a config.json key rather than copies: the key's own value, then the derived one
+for (const [node, pin, says] of [
+  ['llm', 'final_norm: false', 'config.json "text_config._remove_final_layer_norm" is false, so final_norm is true'],
+  ['llm', 'placeholders: false', 'config.json "image_token_index" is 476, so placeholders is true'],
+  ['qformer', 'keep_float32: false', 'config.json "model_type" is "blip-2", so keep_float32 is true'],
+] as const) {
+  test(`a pinned ${pin.split(':')[0]} that disagrees with what config.json derives gives the key's value and the derived one`, async () => {
+    const text = `import "./blip2-opt.blip"\nmodel x extends blip2_opt {\n  override node ${node} { ${pin} }\n}\n`;
+    const e = await compileFails(text, 'blip2-opt-a');
+    const p = e.problems.find((x) => x.code === 'BLIP4013');
+    assert.equal(p?.message, `attribute "${pin.split(':')[0]}" of node "${node}" is pinned to false, but ${says}: the file describes another model than the checkpoint holds`);
+    assert.deepEqual([p?.loc?.file, p?.loc?.line], ['graphs/user.blip', 3]);
+  });
+}
+
 test('one config.json size that contradicts the tensors is one line naming the key and both sizes, not a line per tensor', async () => {
   const weights = join(tmp('compose-ckpt-'), 'checkpoint');
   cpSync(join(FIXTURES, 'blip2-opt-a', 'checkpoint'), weights, { recursive: true });
