@@ -75,18 +75,18 @@ export interface EnqueueSummary {
 
 /** `blip capfilt enqueue`: plan, record run.json, and add one job per shard that is not complete. */
 export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
-  // Redis first: an enqueue that cannot reach it records no run
+  // Redis and the queue first: an enqueue that cannot reach it, or whose queue name BullMQ refuses,
+  // records no run (and leaves no connection open to keep the process alive)
   const connection = await connectRedis(o.redis);
-  let prepared: Awaited<ReturnType<typeof prepareRun>>;
+  let queue: Queue<CapfiltJobData, CapfiltJobResult>;
   try {
-    prepared = await prepareRun(o);
+    queue = new Queue<CapfiltJobData, CapfiltJobResult>(o.queue ?? DEFAULT_QUEUE, { connection });
   } catch (e) {
     connection.disconnect();
     throw e;
   }
-  const { out, settings, plan } = prepared;
-  const queue = new Queue<CapfiltJobData, CapfiltJobResult>(o.queue ?? DEFAULT_QUEUE, { connection });
   try {
+    const { out, settings, plan } = await prepareRun(o);
     const todo: ShardTask[] = [];
     for (const t of plan) if (!(await out.isComplete(t.id))) todo.push(t);
     for (const t of todo) {
@@ -195,13 +195,20 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
     }
   };
 
-  const worker = new Worker<CapfiltJobData, CapfiltJobResult>(name, processor, {
-    connection,
-    concurrency: 1,
-    lockDuration,
-    stalledInterval,
-    maxStalledCount: 10,
-  });
+  let worker: Worker<CapfiltJobData, CapfiltJobResult>;
+  try {
+    worker = new Worker<CapfiltJobData, CapfiltJobResult>(name, processor, {
+      connection,
+      concurrency: 1,
+      lockDuration,
+      stalledInterval,
+      maxStalledCount: 10,
+    });
+  } catch (e) {
+    // (a name BullMQ refuses, say): the open connection would keep the process alive
+    connection.disconnect();
+    throw e;
+  }
   worker.on('failed', (job, err) => log?.write(`capfilt worker: ${job?.data.task.id ?? '?'} failed: ${err.message}\n`));
   worker.on('error', (err) => log?.write(`capfilt worker: ${err.message}\n`));
   log?.write(`capfilt worker: pid ${process.pid} waiting for jobs on '${name}'\n`);

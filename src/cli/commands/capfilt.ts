@@ -110,6 +110,17 @@ function positive(name: string, n: number | undefined): number | undefined {
   return n;
 }
 
+/**
+ * --queue, checked before anything is written or connected: BullMQ refuses an empty name, and one
+ * with ':' (the separator of its Redis keys), only when it builds the queue.
+ */
+function queueName(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (v === '') throw new UsageError(`--queue expects a queue name, got ''`);
+  if (v.includes(':')) throw new UsageError(`--queue '${v}' contains ':', which BullMQ keeps for its Redis keys; give a name without ':'`);
+  return v;
+}
+
 function need(name: string, v: string | undefined): string {
   if (v === undefined || v === '') throw new UsageError(`--${name} is required`);
   return v;
@@ -167,18 +178,20 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
   if (sub === 'enqueue') {
     const v = parse(rest, ENQUEUE_OPTS);
     if (v.shard !== undefined) throw new UsageError('--shard does not apply to enqueue (the queue spreads the shards)');
+    const queue = queueName(v.queue);
     const o = runOptions(v, deps);
     const { enqueue } = await import('../../capfilt/queue.js');
-    await enqueue({ ...o, redis: need('redis', v.redis), queue: v.queue });
+    await enqueue({ ...o, redis: need('redis', v.redis), queue });
     return 0;
   }
   if (sub === 'worker') {
     const v = parse(rest, WORKER_OPTS);
+    const queue = queueName(v.queue);
     const { runWorker } = await import('../../capfilt/queue.js');
     const handle = await runWorker(
       {
         redis: need('redis', v.redis),
-        queue: v.queue,
+        queue,
         device: checkDeviceOption(v.device),
         threads: checkThreadsOption(num('threads', v.threads, true)),
         exitWhenIdle: v['exit-when-idle'],

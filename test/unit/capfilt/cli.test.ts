@@ -66,6 +66,10 @@ test('usage errors exit 2 with one line', async () => {
     [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--device', 'tpu'], /unknown device 'tpu'/],
     [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--lock-duration', '-5'], /--lock-duration must be at least 1 \(milliseconds\), got -5/],
     [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--stalled-interval', '0'], /--stalled-interval must be at least 1/],
+    // (BullMQ refuses these names only when it builds the queue: an internal error and a process kept alive)
+    [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--queue', 'a:b'], /^blip capfilt: --queue 'a:b' contains ':', which BullMQ keeps for its Redis keys/],
+    [['capfilt', 'worker', '--redis', 'redis://127.0.0.1:1', '--queue', ''], /^blip capfilt: --queue expects a queue name, got ''$/],
+    [['capfilt', 'enqueue', '--redis', 'redis://127.0.0.1:1', '--queue', '', '--captioner', 'c', '--filter', 'f', '--input', join(root, 'in'), '--output', join(root, 'oq')], /--queue expects a queue name/],
   ];
   for (const [argv, re] of cases) {
     const r = await blip(...argv);

@@ -156,3 +156,28 @@ test('an unreachable Redis is a one-line BLIP5804 error', async () => {
   await assert.rejects(connectRedis('redis://127.0.0.1:1'), (e: BlipError) => e.code === 'BLIP5804' && !e.message.includes('\n'));
   await assert.rejects(connectRedis('http://x'), (e: BlipError) => e.code === 'BLIP5804');
 });
+
+test('a queue name BullMQ refuses: enqueue records no run, and neither it nor a worker leaves its Redis connection open', async () => {
+  const admin = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const clients = async (): Promise<number> => ((await admin.client('LIST')) as string).trim().split('\n').length;
+  /** The number of clients, once it has settled at `want` (or after 3 s): a refused call must close what it opened. */
+  const settle = async (want: number): Promise<number> => {
+    let n = await clients();
+    for (let i = 0; i < 30 && n !== want; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      n = await clients();
+    }
+    return n;
+  };
+  try {
+    const idle = await clients();
+    const out = join(root, 'bad-queue');
+    await assert.rejects(enqueue({ ...opts(out), redis: redis.url, queue: 'a:b' }), /Queue name cannot contain :/);
+    await assert.rejects(stat(join(out, '_capfilt', 'run.json')), 'no run recorded');
+    assert.equal(await settle(idle), idle, 'enqueue left a connection open');
+    await assert.rejects(runWorker({ redis: redis.url, queue: '' }, load), /Queue name must be provided/);
+    assert.equal(await settle(idle), idle, 'the worker left a connection open');
+  } finally {
+    admin.disconnect();
+  }
+});
