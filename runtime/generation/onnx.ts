@@ -154,8 +154,13 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
     return past;
   }
 
-  /** Greedy steps in the graph (StepModel.greedy): set when decoder.onnx is the greedy-loop form (greedyLoop.ts). */
-  readonly greedy?: StepModel<DecoderState>['greedy'];
+  /**
+   * Greedy steps in the graph (StepModel.greedy): set when decoder.onnx is the greedy-loop form (greedyLoop.ts).
+   * (NonNullable: StepModel['greedy'] includes undefined, and under a consumer's
+   * exactOptionalPropertyTypes a property that may hold undefined does not implement an optional
+   * method: TS2420 in the published .d.ts.)
+   */
+  readonly greedy?: NonNullable<StepModel<DecoderState>['greedy']>;
 
   step(input: StepInput, state: DecoderState | undefined): Promise<StepOutput<DecoderState>> {
     return this.run(input, state).then((r) => r.out);
