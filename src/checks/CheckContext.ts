@@ -6,7 +6,7 @@ import { diagnostic, type Diagnostic, type RelatedInfo } from '../diagnostics/Di
 import type { NodeKind } from '../nodes/NodeKind.js';
 import { nodeKinds } from '../nodes/index.js';
 import type { ValueSyntax } from '../syntax/ast.js';
-import type { DraftModel, DraftNode } from '../syntax/draft.js';
+import type { DraftArg, DraftModel, DraftNode } from '../syntax/draft.js';
 
 export type CheckRule = (ctx: CheckContext) => void;
 
@@ -53,5 +53,52 @@ export class CheckContext {
   /** Nodes and inputs a node reads, by name (only names that exist). */
   sources(node: DraftNode): string[] {
     return node.args.map((a) => a.source).filter((s) => this.model.nodes.has(s) || this.model.inputs.has(s));
+  }
+
+  /** The model inputs a node depends on through its edges, back to the inputs (itself, for an input). A cycle is walked once. */
+  inputsOf(name: string): Set<string> {
+    const found = new Set<string>();
+    const seen = new Set<string>();
+    const work = [name];
+    while (work.length) {
+      const n = work.pop()!;
+      if (seen.has(n)) continue;
+      seen.add(n);
+      if (this.model.inputs.has(n)) found.add(n);
+      for (const a of this.model.nodes.get(n)?.args ?? []) work.push(a.source);
+    }
+    return found;
+  }
+
+  /**
+   * A shortest path of edges back from node `from` to `to` (an input or node it depends on): the
+   * arguments read along it, the one `from` reads first. Undefined when `from` does not depend on `to`.
+   */
+  pathBack(from: string, to: string): DraftArg[] | undefined {
+    // (breadth first: each name reached with the argument that reached it and the node reading it)
+    const via = new Map<string, { arg: DraftArg; reader: string } | undefined>([[from, undefined]]);
+    const queue = [from];
+    for (let i = 0; i < queue.length; i++) {
+      const n = queue[i]!;
+      if (n === to) {
+        const path: DraftArg[] = [];
+        for (let step = via.get(n); step; step = via.get(step.reader)) path.unshift(step.arg);
+        return path;
+      }
+      for (const arg of this.model.nodes.get(n)?.args ?? [])
+        if (!via.has(arg.source)) {
+          via.set(arg.source, { arg, reader: n });
+          queue.push(arg.source);
+        }
+    }
+    return undefined;
+  }
+
+  /**
+   * The first of `locs` written in the checked model's own file, else the first: of the places a
+   * problem could be fixed, the one an edit of a shipped graph (`extends`, `override`) changed.
+   */
+  firstInModelFile(locs: [SourceLoc, ...SourceLoc[]]): SourceLoc {
+    return locs.find((l) => l.file === this.model.file) ?? locs[0];
   }
 }

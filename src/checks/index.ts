@@ -17,6 +17,7 @@ import { OutputTasksRule } from './OutputTasksRule.js';
 import { HasOutputsRule } from './HasOutputsRule.js';
 import { NoCyclesRule } from './NoCyclesRule.js';
 import { ReachabilityRule } from './ReachabilityRule.js';
+import { ItcSidesRule } from './ItcSidesRule.js';
 import { UnusedRule } from './UnusedRule.js';
 import { ArtifactOutputsRule } from './ArtifactOutputsRule.js';
 import { OneInputPerTypeRule } from './OneInputPerTypeRule.js';
@@ -43,6 +44,7 @@ export const checkRules: CheckRule[] = [
   OneInputPerTypeRule,
   NoCyclesRule,
   ReachabilityRule,
+  ItcSidesRule,
   UnusedRule,
   // sizes
   NodeSizesRule,

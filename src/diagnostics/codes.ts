@@ -56,6 +56,7 @@ export const CODES = {
   BLIP2033: e('attribute contradicts the inputs'),
   BLIP2034: e('outputs that make no one compiled model'),
   BLIP2035: e('a second image or text input'),
+  BLIP2036: e('itc() side computed from the wrong input'),
   BLIP2040: e('width mismatch on an edge'),
   BLIP2041: e('inconsistent sizes in a node'),
 

@@ -479,6 +479,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "itc() arguments swapped",
+    src: 'model r {\n  input image: image\n  input text: text\n  node vision: vit(image) @ "vision_model"\n  node unimodal: bert(text) @ "text_encoder"\n  node image_proj: embed(vision) @ "vision_proj"\n  node text_proj: embed(unimodal) @ "text_proj"\n  output itc: itc(text_proj, image_proj)\n}\n',
+    expect: [
+      { code: "BLIP2036", line: 8, column: 15, message: "itc() takes the image embedding first and the text embedding second (itc(image_embed, text_embed)): found 'text_proj' (from text input 'text') first and 'image_proj' (from image input 'image') second; write itc(image_proj, text_proj)" },
+    ],
+  },
+  {
     name: "generate() of an unknown node",
     src: edit('generate(llm)', 'generate(lm)'),
     expect: [
