@@ -7,8 +7,8 @@
 //
 // Adding a kind is adding its file, its line in src/nodes/index.ts, and its section in
 // docs/language.md (a test compares them): the IR schema, the checks, the compile and the
-// manifest take the kinds from the registry. Only `blip graph` draws the shipped kinds' shapes
-// by name (src/draw/describe.ts; another kind draws as width · depth). docs/architecture.md#adding-a-node-kind
+// manifest take the kinds from the registry. What still names shipped kinds (blip graph's
+// pictures, the itm/itc arguments, the Q-Former's instruction): docs/architecture.md#adding-a-node-kind
 import type { IrType, IrValue } from '../ir/types.js';
 import type { NodeLowering } from '../lower/contract.js';
 
