@@ -116,7 +116,7 @@ export const codeOf = (e: BlipError): \`BLIP\${number}\` => e.code;
     );
     writeFileSync(
       join(root, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { strict: true, noUncheckedIndexedAccess: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', noEmit: true, skipLibCheck: false, types: ['node'], typeRoots: [join(process.cwd(), 'node_modules', '@types')] }, files: ['consumer.ts'] }),
+      JSON.stringify({ compilerOptions: { strict: true, noUncheckedIndexedAccess: true, exactOptionalPropertyTypes: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', noEmit: true, skipLibCheck: false, types: ['node'], typeRoots: [join(process.cwd(), 'node_modules', '@types')] }, files: ['consumer.ts'] }),
     );
     const check = spawnSync(tsc, ['-p', root], { encoding: 'utf8' });
     assert.equal(check.status, 0, check.stdout + check.stderr);
