@@ -466,7 +466,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       foldOutputIdentities(g);
     }
     // Parameters as the checkpoint counts them (before --quantize packs weights), shared tensors once.
-    const parameters = [...new Set(graphs.flatMap((g) => [...g.weightNames]))].reduce((n, k) => n + store.spec(k)!.dims.reduce((a, d) => a * d, 1), 0);
+    const parameters = store.parameters(graphs.flatMap((g) => [...g.weightNames]));
     for (const g of graphs) {
       // Fused operators for the target (src/rewrite/index.ts), before the weights are streamed.
       if ((opts.target && opts.target !== 'plain') || opts.quantize) rewrites[g.name] = rewriteGraph(g, { target: opts.target ?? 'plain', quantize: opts.quantize });

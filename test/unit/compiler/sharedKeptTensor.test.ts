@@ -27,10 +27,12 @@ test('--dtype fp16: a linear node reading a tensor of the float32-kept Q-Former 
     assert.ok(loaded.program, loaded.diagnostics.map((d) => d.message).join('; '));
     const weights = join(FIXTURES, FIXTURE, 'checkpoint');
     const prefix: Record<string, Float32Array> = {};
+    const parameters: Record<string, number> = {};
     const pixels = f32(expected(FIXTURE).array('pixel_values'));
     for (const dtype of ['float32', 'float16'] as const) {
       const out = join(root, dtype);
       await compile({ model: loaded.program.models[0]!, graphFile: 'graphs/user.blip', graphText: GRAPH, weights, out, dtype });
+      parameters[dtype] = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { weights: { parameters: number } }).weights.parameters;
       prefix[dtype] = (await (await session(join(out, 'encode.onnx'))).run({ pixel_values: pixels })).prefix_embeds!.data as Float32Array;
     }
     const encode = decodeModel(readFileSync(join(root, 'float16', 'encode.onnx'))).graph!;
@@ -40,6 +42,8 @@ test('--dtype fp16: a linear node reading a tensor of the float32-kept Q-Former 
     assert.equal(typeOf(`${DENSE}.weight:T:float16`), ONNX_DTYPE.float16);
     assert.deepEqual(readers(`${DENSE}.weight:T`), ['qformer.encoder.layer.1.attention']);
     assert.deepEqual(readers(`${DENSE}.weight:T:float16`), ['extra']);
+    // the checkpoint's parameters, the float16 copy not counted again
+    assert.equal(parameters.float16, parameters.float32);
     const { max, tol } = diff(prefix.float16!, prefix.float32!);
     t.diagnostic(`soft prompt fp16 vs fp32: max difference ${max.toExponential(2)} (${(max / tol).toFixed(1)} × 1e-4 tolerance)`);
     assert.ok(max > 0, 'the float16 artifact does compute in float16');
