@@ -61,7 +61,8 @@ Vit.lowering = {
     const image = inputs[''] as ImageFlow;
     const [W, P, S, heads] = [ctx.int('width'), ctx.int('patch_size'), ctx.int('image_size'), ctx.int('heads')];
     const [mlpW, eps, act] = [ctx.int('mlp_width'), ctx.num('layer_norm_eps'), ctx.str('act')];
-    if (!ctx.bool('pre_norm') || !ctx.bool('class_token')) throw new CompileError('BLIP4015', 'vit lowers pre-norm ViTs with a class token only', ctx.node.loc);
+    // at the attribute that asks for it (an override's line), not at the node it overrides
+    for (const a of ['pre_norm', 'class_token']) if (!ctx.bool(a)) throw new CompileError('BLIP4015', `vit lowers pre-norm ViTs with a class token only (${a} is false)`, ctx.attrLoc(a));
     const D = W / heads;
     const grid = Math.floor(S / P);
 

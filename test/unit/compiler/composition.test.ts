@@ -189,3 +189,13 @@ test('a pinned width that the tensor shapes contradict is BLIP4013 naming the ch
   const p = e.problems.find((x) => x.code === 'BLIP4013');
   assert.match(p?.message ?? '', /^attribute "out_width" of node "projection" is pinned to 4096, but the checkpoint \(the shapes of its "language_projection\.\*" tensors\) says \d+: /);
 });
+
+for (const attr of ['class_token', 'pre_norm']) {
+  test(`a vit ${attr} the lowering does not support is reported at the override line that sets it, not at the base file's node`, async () => {
+    const text = `import "./blip2-opt.blip"\nmodel x extends blip2_opt {\n  override node vision { ${attr}: false }\n}\n`;
+    const e = await compileFails(text, 'blip2-opt-a');
+    const p = e.problems.find((x) => x.code === 'BLIP4015');
+    assert.equal(p?.message, `vit lowers pre-norm ViTs with a class token only (${attr} is false)`);
+    assert.deepEqual([p?.loc?.file, p?.loc?.line, text.slice(p!.loc!.start - attr.length - 2, p!.loc!.end)], ['graphs/user.blip', 3, `${attr}: false`]);
+  });
+}
