@@ -18,6 +18,7 @@ import { HasOutputsRule } from './HasOutputsRule.js';
 import { NoCyclesRule } from './NoCyclesRule.js';
 import { ReachabilityRule } from './ReachabilityRule.js';
 import { ItcSidesRule } from './ItcSidesRule.js';
+import { QueryPoolingRule } from './QueryPoolingRule.js';
 import { UnusedRule } from './UnusedRule.js';
 import { ArtifactOutputsRule } from './ArtifactOutputsRule.js';
 import { OneInputPerTypeRule } from './OneInputPerTypeRule.js';
@@ -45,6 +46,7 @@ export const checkRules: CheckRule[] = [
   NoCyclesRule,
   ReachabilityRule,
   ItcSidesRule,
+  QueryPoolingRule,
   UnusedRule,
   // sizes
   NodeSizesRule,

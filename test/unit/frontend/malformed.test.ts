@@ -486,6 +486,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "mean over the queries of a BERT's tokens",
+    src: 'model r {\n  input image: image\n  input text: text\n  node vision: vit(image) @ "vision_model"\n  node fused: bert(text, cross: vision) @ "text_encoder"\n  node itm_head: classifier(fused) @ "itm_head" { pool: mean_queries }\n  output itm: itm(itm_head)\n}\n',
+    expect: [
+      { code: "BLIP2037", line: 6, column: 57, message: "classifier 'itm_head' pools mean_queries over 'fused': expected the query outputs of a qformer that reads image features, found bert 'fused', whose positions are not a Q-Former's query outputs; use pool: cls" },
+    ],
+  },
+  {
     name: "generate() of an unknown node",
     src: edit('generate(llm)', 'generate(lm)'),
     expect: [

@@ -1,0 +1,56 @@
+// Pooling over Q-Former queries reads Q-Former queries: `pool: mean_queries` (classifier) and
+// `pool: queries` (embed) take every position of the features they read, which only a Q-Former
+// with image features gives as a fixed set of query outputs. Over a BERT's (or a text-only
+// Q-Former pass's) token states the mean runs over padding, so a text's ITM score changed with
+// the longest text batched beside it, and per-position text embeddings have no one-per-text shape.
+// And itc()'s text side pools with `cls`: one embedding per text. docs/diagnostics.md#blip2037
+import type { DraftNode } from '../syntax/draft.js';
+import type { CheckContext } from './CheckContext.js';
+
+/** Kinds that map each position on its own (their output has the positions of their input). */
+const POSITIONWISE = new Set(['linear', 'mlp']);
+const QUERY_POOLING = new Set(['queries', 'mean_queries']);
+
+export function QueryPoolingRule(ctx: CheckContext): void {
+  const reported = new Set<string>();
+  for (const out of ctx.model.outputs.values()) {
+    if (out.task !== 'itc' || out.args.length !== 2) continue; // BLIP2012, BLIP2025
+    const arg = out.args[1]!;
+    const node = ctx.model.nodes.get(arg.name);
+    const pool = node && ctx.attrValues(node).pool;
+    if (!node || pool === undefined || pool === 'cls') continue;
+    // (a text side that reads the image is BLIP2036's)
+    if ([...ctx.inputsOf(node.name)].some((i) => ctx.model.inputs.get(i)!.type !== 'text')) continue;
+    reported.add(node.name);
+    ctx.report('BLIP2037', node.attrs.get('pool')!.valueLoc, `${node.kind} '${node.name}' is itc()'s text side (output '${out.name}'): expected pool: cls, one embedding per text from its first position, found pool: ${String(pool)}`, [
+      { message: `'${node.name}' is itc()'s second argument`, loc: arg.loc },
+    ]);
+  }
+  for (const node of ctx.model.nodes.values()) {
+    const pool = ctx.attrValues(node).pool;
+    if (typeof pool !== 'string' || !QUERY_POOLING.has(pool) || reported.has(node.name)) continue;
+    const edge = node.args.find((a) => a.port === '');
+    const features = edge && queryFeaturesOf(ctx, edge.source);
+    if (!edge || !features || features.queries) continue;
+    const what = features.node.kind === 'qformer' ? `qformer '${features.node.name}' without image features, a text-only pass whose positions are text tokens` : `${ctx.describe(features.node.name)}, whose positions are not a Q-Former's query outputs`;
+    const through = features.node.name === edge.source ? '' : ` (through '${edge.source}')`;
+    const at = node.attrs.get('pool')!.valueLoc;
+    // (the edge is worth a frame of its own where the pool was pinned apart from it: `override node itm_head { pool: … }`)
+    const apart = edge.loc.file !== at.file || edge.loc.line !== at.line;
+    ctx.report('BLIP2037', at, `${node.kind} '${node.name}' pools ${pool} over '${features.node.name}'${through}: expected the query outputs of a qformer that reads image features, found ${what}; use pool: cls`, apart ? [
+      { message: `'${node.name}' reads '${edge.source}' here`, loc: edge.loc },
+    ] : undefined);
+  }
+}
+
+/** The node whose positions `name` carries (through position-wise nodes), and whether they are Q-Former query outputs. */
+function queryFeaturesOf(ctx: CheckContext, name: string): { node: DraftNode; queries: boolean } | undefined {
+  const seen = new Set<string>();
+  for (let node = ctx.model.nodes.get(name); node && !seen.has(node.name); ) {
+    seen.add(node.name);
+    if (!POSITIONWISE.has(node.kind)) return { node, queries: node.kind === 'qformer' && node.args.some((a) => a.port === '') };
+    const next = node.args.find((a) => a.port === '')?.source;
+    node = next === undefined ? undefined : ctx.model.nodes.get(next);
+  }
+  return undefined; // an input (BLIP2024), an unknown name (BLIP2020) or a cycle (BLIP2027)
+}
