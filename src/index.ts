@@ -49,6 +49,7 @@ export function shippedGraph(weightsDir: string): string | undefined {
   if (typeof weightsDir !== 'string') throw new CompileError('BLIP4015', `shippedGraph() takes the checkpoint folder's path as a string, found ${Array.isArray(weightsDir) ? 'an array' : typeof weightsDir}`);
   return shippedGraphOf(weightsDir).path;
 }
+export { shippedGraphPath, graphsDir } from './shippedGraph.js';
 export { startServer, type BlipServer, type ServeOptions } from '../runtime/server/index.js';
 
 /** The onnxruntime provider a compile fuses operators for ('plain': standard ONNX only). */

@@ -1,6 +1,10 @@
-// The shipped graph for a checkpoint folder: the one README's table gives for the transformers
-// class its config.json names (src/lower/pairing.ts holds the table), as a path into this package.
-import { join } from 'node:path';
+// The shipped graphs as paths into this package: the one for a checkpoint folder (the one README's
+// table gives for the transformers class its config.json names; src/lower/pairing.ts holds the
+// table), and one by name, for a project that installed the package.
+import { readdirSync } from 'node:fs';
+import { join, sep } from 'node:path';
+import { didYouMean } from './diagnostics/suggest.js';
+import { CompileError } from './lower/CompileError.js';
 import { shippedGraphFor } from './lower/pairing.js';
 import { PACKAGE_ROOT } from './packageRoot.js';
 import { Checkpoint } from './weights/checkpoint.js';
@@ -14,4 +18,31 @@ export function shippedGraphOf(dir: string): { what?: string; path?: string; inv
   // config.json alone: the weights need not be there (or be readable) to say which graph fits
   const shipped = shippedGraphFor(Checkpoint.readConfig(dir));
   return { what: shipped.what, invalid: shipped.invalid, path: shipped.graph ? join(PACKAGE_ROOT, shipped.graph) : undefined };
+}
+
+/** The folder of the shipped .blip files inside the installed package (its `graphs/`), as an absolute path. */
+export const graphsDir: string = join(PACKAGE_ROOT, 'graphs');
+
+/** The shipped graphs' names: their paths below graphs/ without `.blip` (`blip-caption`, `pinned/blip2-opt-2.7b`), sorted. */
+export function shippedGraphNames(): string[] {
+  return (readdirSync(graphsDir, { recursive: true }) as string[])
+    .filter((f) => f.endsWith('.blip'))
+    .map((f) => f.split(sep).join('/').slice(0, -'.blip'.length))
+    .sort();
+}
+
+/**
+ * The absolute path of the shipped graph `name` — its path below the package's graphs/ folder,
+ * with or without `.blip`: `blip-caption`, `blip2-opt.blip`, `pinned/blip2-opt-2.7b` — for
+ * compile() from a project that installed the package, where `graphs/…` relative to the current
+ * folder is not there. A name blip-graph ships no graph by is BLIP4015, listing the names.
+ */
+export function shippedGraphPath(name: string): string {
+  if (typeof name !== 'string') throw new CompileError('BLIP4015', `shippedGraphPath() takes a shipped graph's name as a string (such as 'blip-caption'), found ${name === null ? 'null' : Array.isArray(name) ? 'an array' : typeof name}`);
+  const names = shippedGraphNames();
+  const wanted = name.replace(/\\/g, '/').replace(/^graphs\//, '').replace(/\.blip$/, '');
+  if (!names.includes(wanted)) {
+    throw new CompileError('BLIP4015', `blip-graph ships no graph named '${name}'${didYouMean(wanted, names)} (the shipped graphs: ${names.join(', ')}; for a .blip file of your own, pass its path to compile())`);
+  }
+  return join(graphsDir, ...wanted.split('/')) + '.blip';
 }

@@ -1,10 +1,10 @@
 // The package's compile(): the options `blip compile` has (--target, --quantize) reach the compiler.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { compile, CompileError, shippedGraph } from '../../../src/index.js';
+import { join, sep } from 'node:path';
+import { compile, CompileError, graphsDir, shippedGraph, shippedGraphPath } from '../../../src/index.js';
 import { resolve } from 'node:path';
 import { FIXTURES, tmp } from './harness.js';
 
@@ -70,6 +70,29 @@ test("compile() names an option of the wrong type or an empty string, and what i
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('shippedGraphPath(name) is the path of each shipped graph inside the package, by its name below graphs/', () => {
+  assert.equal(graphsDir, resolve('graphs'));
+  const files = (readdirSync('graphs', { recursive: true }) as string[]).filter((f) => f.endsWith('.blip'));
+  assert.ok(files.length >= 20 && files.includes(join('pinned', 'blip2-opt-2.7b.blip')), files.join(' '));
+  for (const f of files) {
+    const name = f.split(sep).join('/').slice(0, -'.blip'.length);
+    const path = shippedGraphPath(name);
+    assert.equal(path, resolve('graphs', f));
+    assert.ok(statSync(path).isFile(), path);
+    // as written in the docs and the repository too: with .blip, from graphs/
+    assert.equal(shippedGraphPath(`${name}.blip`), path);
+    assert.equal(shippedGraphPath(`graphs/${name}.blip`), path);
+  }
+});
+
+test('shippedGraphPath() refuses a name blip-graph ships no graph by, naming those it does (BLIP4015)', () => {
+  const says = (re: RegExp) => (e: unknown) => e instanceof CompileError && e.code === 'BLIP4015' && re.test(e.message) && !e.message.includes('\n');
+  assert.throws(() => shippedGraphPath('blip-captoin'), says(/^blip-graph ships no graph named 'blip-captoin'; did you mean 'blip-caption'\? \(the shipped graphs: blip-caption, blip-itm, .*pinned\/blip2-opt-2\.7b, .*; for a \.blip file of your own, pass its path to compile\(\)\)$/));
+  // nothing outside graphs/, however it is named
+  for (const name of ['../package.json', '../graphs/blip-caption', '/etc/passwd', 'pinned', '']) assert.throws(() => shippedGraphPath(name), says(/^blip-graph ships no graph named /));
+  assert.throws(() => shippedGraphPath(42 as never), says(/^shippedGraphPath\(\) takes a shipped graph's name as a string \(such as 'blip-caption'\), found number$/));
 });
 
 test('shippedGraph() reads config.json alone: a folder with no weights yet has its graph', () => {

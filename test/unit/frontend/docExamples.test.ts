@@ -1,13 +1,39 @@
 // Examples and suggestions the docs stand behind (review finding 19).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { loadProgram } from '../../../src/syntax/load.js';
 import { check, edit } from './harness.js';
 
 test("docs/language.md's Lexical structure example is a whole model that checks clean", () => {
   const lang = readFileSync('docs/language.md', 'utf8');
   const example = /## Lexical structure\n\n```blip\n([^]*?)```/.exec(lang)![1]!;
   assert.deepEqual(check(example), []);
+});
+
+test("docs/language.md's import of a shipped graph from an installed package checks, from the project's root and from a subfolder", () => {
+  const lang = readFileSync('docs/language.md', 'utf8');
+  const example = /## Files and imports\n[^]*?```blip\n[^]*?```[^]*?```blip\n([^]*?)```/.exec(lang)![1]!;
+  assert.match(example, /^import "\.\/node_modules\/blip-graph\/graphs\/blip-caption\.blip"$/m);
+  // a project as npm leaves it: node_modules/blip-graph is the package (here, this repository)
+  const project = mkdtempSync(join(tmpdir(), 'blip-installed-'));
+  try {
+    mkdirSync(join(project, 'node_modules'));
+    symlinkSync(resolve('.'), join(project, 'node_modules', 'blip-graph'), 'dir');
+    writeFileSync(join(project, 'my-caption.blip'), example);
+    mkdirSync(join(project, 'graphs'));
+    writeFileSync(join(project, 'graphs', 'my-caption.blip'), example.replace('"./node_modules/', '"../node_modules/'));
+    for (const file of ['my-caption.blip', join('graphs', 'my-caption.blip')]) {
+      const r = loadProgram(join(project, file));
+      assert.deepEqual(r.diagnostics.map((d) => `${d.code} ${d.message}`), [], file);
+      const [model] = r.program!.models;
+      assert.deepEqual([model!.name, model!.extends, model!.nodes.map((n) => n.name), model!.generation.max_new_tokens], ['my_caption', 'blip_caption', ['vision', 'decoder'], 40]);
+    }
+  } finally {
+    rmSync(project, { recursive: true, force: true });
+  }
 });
 
 test("an unknown attribute of a kind that reads no config.json section is not offered 'config' (BLIP3006 would refuse it)", () => {
