@@ -10,7 +10,18 @@
 // A request past its deadline (or whose client went away) is cancelled: removed from the queue,
 // or, when its batch is running, flagged in the batch's shared cancel array; a batch whose
 // requests are all cancelled stops at the next decoding step and frees its worker.
+//
+// WebGPU takes turns: onnxruntime-node 1.30 crashes the process (SIGSEGV / SIGABRT) when two
+// threads create or run WebGPU sessions at the same time (.bench/review/webgpu3/threads2.mjs, no
+// blip code: two worker_threads creating sessions at once, or running them at once; sessions open in
+// both threads but used in turn are fine). So where the device may be WebGPU, the workers load their
+// models one after another, a worker on WebGPU runs a batch only while no other worker is loading
+// or running a WebGPU batch (one WebGPU batch at a time in the process, across models and --workers,
+// the oldest waiting request's model first), and they close one after another. The turn is a whole
+// batch, not each session.run: a batch also creates sessions (the beam search's row gather) and
+// releases device tensors between runs, all of which touch the one device.
 import { Worker } from 'node:worker_threads';
+import { candidates, parseDevice } from '../providers.js';
 import { ApiError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import type { BatchMessage, EmbedJob, FromWorker, GenJob, GenSettings, ItmJob, JobResult, WorkerInit } from './protocol.js';
@@ -39,6 +50,8 @@ export interface JobHandle<T> {
 
 interface Job {
   spec: JobSpec;
+  /** Order of arrival (the WebGPU turn goes to the model whose oldest request came first). */
+  seq: number;
   state: 'queued' | 'running' | 'settled';
   resolve(v: unknown): void;
   reject(e: ApiError): void;
@@ -74,12 +87,30 @@ class WorkerHandle {
   worker!: Worker;
   busy: Batch | null = null;
   ready = false;
+  /** From its start until 'ready', or its failure to load. */
+  loading = false;
+  /** Waiting for the WebGPU turn to be started again (after a crash). */
+  relaunch = false;
   closing = false;
   providers: Record<string, string> = {};
   constructor(
     readonly model: string,
     readonly init: WorkerInit,
   ) {}
+
+  /** Its model's sessions run on WebGPU (known once it is ready). */
+  get onWebgpu(): boolean {
+    return Object.values(this.providers).includes('webgpu');
+  }
+}
+
+/** Whether `device` may put sessions on WebGPU (webgpu; auto where it tries WebGPU here). */
+export function mayUseWebgpu(device: string | undefined): boolean {
+  try {
+    return candidates(parseDevice(device ?? 'cpu')).includes('webgpu');
+  } catch {
+    return false; // an unknown device fails at load
+  }
 }
 
 /**
@@ -131,13 +162,28 @@ export class Scheduler {
   private readonly workers = new Map<string, WorkerHandle[]>();
   private readonly batchMs = new Map<string, number>();
   private nextBatch = 1;
+  private nextJob = 1;
   private queued = 0;
   private running = new Set<Batch>();
   private closed = false;
   private idleWaiters: Array<() => void> = [];
   metrics?: ServerMetrics;
 
-  constructor(private readonly o: PoolOptions) {}
+  /** Loads and WebGPU batches take turns (see the header). */
+  private readonly webgpuTurns: boolean;
+
+  constructor(private readonly o: PoolOptions) {
+    this.webgpuTurns = mayUseWebgpu(o.device);
+  }
+
+  private handles(): WorkerHandle[] {
+    return [...this.workers.values()].flat();
+  }
+
+  /** A worker is loading, or one on WebGPU is running a batch: no WebGPU work may start. */
+  private webgpuInUse(): boolean {
+    return this.handles().some((h) => h.loading || (h.busy && h.onWebgpu));
+  }
 
   /** Start the workers of every model; resolves when all have loaded their model. */
   async start(models: Array<{ id: string; dir: string }>): Promise<void> {
@@ -159,8 +205,14 @@ export class Scheduler {
           backendOptions: this.o.backendOptions,
         });
         hs.push(h);
-        starts.push(this.launch(h));
+        if (!this.webgpuTurns) starts.push(this.launch(h));
       }
+    }
+    if (this.webgpuTurns) {
+      // one load at a time (each waits for the one before; the first failure ends the start)
+      let chain = Promise.resolve();
+      for (const h of this.handles()) chain = chain.then(() => this.launch(h));
+      starts.push(chain);
     }
     const r = await Promise.allSettled(starts);
     const bad = r.find((x): x is PromiseRejectedResult => x.status === 'rejected');
@@ -175,6 +227,11 @@ export class Scheduler {
       const w = spawnWorker(h.init);
       h.worker = w;
       h.ready = false;
+      h.loading = true;
+      const loaded = () => {
+        h.loading = false;
+        this.dispatch(); // the next load or batch may take the WebGPU turn
+      };
       w.on('message', (m: FromWorker) => {
         if (h.worker !== w) return;
         switch (m.type) {
@@ -182,10 +239,11 @@ export class Scheduler {
             h.ready = true;
             h.providers = m.providers;
             resolve();
-            this.dispatch();
+            loaded();
             break;
           case 'fatal':
             reject(new ApiError(500, `cannot load model ${h.model}: ${m.error.message}`, 'server_error', m.error.code));
+            loaded();
             break;
           case 'token':
             this.onToken(h, m);
@@ -201,12 +259,15 @@ export class Scheduler {
       w.on('error', (e) => {
         if (h.worker !== w) return;
         if (!h.ready) reject(new ApiError(500, `cannot start the worker of ${h.model}: ${e.message}`));
+        h.loading = false;
         this.onCrash(h, e);
       });
       w.on('exit', (code) => {
         if (h.worker !== w) return;
-        if (!h.ready) reject(new ApiError(500, `the worker of ${h.model} exited (code ${code}) while loading`));
-        else if (!h.closing) this.onCrash(h, new Error(`exit code ${code}`));
+        if (!h.ready) {
+          reject(new ApiError(500, `the worker of ${h.model} exited (code ${code}) while loading`));
+          if (h.loading) loaded();
+        } else if (!h.closing) this.onCrash(h, new Error(`exit code ${code}`));
       });
     });
   }
@@ -221,9 +282,11 @@ export class Scheduler {
     const wasReady = h.ready;
     h.ready = false;
     if (wasReady && !h.closing && !this.closed) {
-      // replace it; requests keep queueing meanwhile
-      this.launch(h).catch(() => undefined);
+      // replace it; requests keep queueing meanwhile (with WebGPU turns, once the device is free)
+      if (this.webgpuTurns) h.relaunch = true;
+      else this.launch(h).catch(() => undefined);
     }
+    this.dispatch();
     this.checkIdle();
   }
 
@@ -254,7 +317,8 @@ export class Scheduler {
   /** Seconds a client should wait before retrying when the queue is full. */
   retryAfter(model: string): number {
     const ms = this.batchMs.get(model) ?? 1000;
-    const waves = Math.ceil((this.queues.get(model)?.length ?? 0) / Math.max(1, this.o.maxBatch) / Math.max(1, this.o.workers));
+    const parallel = this.webgpuTurns ? 1 : Math.max(1, this.o.workers);
+    const waves = Math.ceil((this.queues.get(model)?.length ?? 0) / Math.max(1, this.o.maxBatch) / parallel);
     return Math.max(1, Math.ceil((ms * Math.max(1, waves)) / 1000));
   }
 
@@ -271,7 +335,7 @@ export class Scheduler {
     }
     let job!: Job;
     const promise = new Promise<T>((resolve, reject) => {
-      job = { spec, state: 'queued', resolve: resolve as (v: unknown) => void, reject };
+      job = { spec, seq: this.nextJob++, state: 'queued', resolve: resolve as (v: unknown) => void, reject };
     });
     job.timer = setTimeout(() => {
       this.metrics?.rejected.inc({ reason: 'timeout' });
@@ -311,6 +375,8 @@ export class Scheduler {
   }
 
   private held = false;
+  /** close() has begun: no batch or worker starts any more. */
+  private stopping = false;
 
   /** Stop starting batches (requests keep queueing) until release(): for maintenance and tests. */
   hold(): void {
@@ -323,12 +389,25 @@ export class Scheduler {
   }
 
   private dispatch(): void {
+    if (this.stopping) return;
+    if (this.webgpuTurns) {
+      // a crashed worker's replacement goes before the next WebGPU batch
+      const next = this.handles().find((h) => h.relaunch);
+      if (next && !this.webgpuInUse()) {
+        next.relaunch = false;
+        this.launch(next).catch(() => undefined);
+      }
+    }
     if (this.held) return;
-    for (const [model, hs] of this.workers) {
+    let models = [...this.workers];
+    // the WebGPU turn to the model whose oldest waiting request came first
+    if (this.webgpuTurns) models = models.sort(([a], [b]) => (this.queues.get(a)![0]?.seq ?? Infinity) - (this.queues.get(b)![0]?.seq ?? Infinity));
+    for (const [model, hs] of models) {
       const q = this.queues.get(model)!;
       for (const h of hs) {
         if (q.length === 0) break;
         if (!h.ready || h.busy || h.closing) continue;
+        if (this.webgpuTurns && h.onWebgpu && this.webgpuInUse()) continue;
         this.runBatch(h, this.take(q));
       }
     }
@@ -431,23 +510,24 @@ export class Scheduler {
   /** Stop the workers now (running requests fail). */
   async close(): Promise<void> {
     this.closed = true;
-    const all = [...this.workers.values()].flat();
-    await Promise.all(
-      all.map(
-        (h) =>
-          new Promise<void>((resolve) => {
-            h.closing = true;
-            if (!h.worker) return resolve();
-            const t = setTimeout(() => void h.worker.terminate().then(() => resolve()), 5000);
-            h.worker.once('exit', () => {
-              clearTimeout(t);
-              resolve();
-            });
-            if (h.ready && !h.busy) h.worker.postMessage({ type: 'close' });
-            else void h.worker.terminate();
-          }),
-      ),
-    );
+    this.stopping = true;
+    const stop = (h: WorkerHandle) =>
+      new Promise<void>((resolve) => {
+        h.closing = true;
+        h.relaunch = false;
+        if (!h.worker) return resolve();
+        const t = setTimeout(() => void h.worker.terminate().then(() => resolve()), 5000);
+        h.worker.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        if (h.ready && !h.busy) h.worker.postMessage({ type: 'close' });
+        else void h.worker.terminate();
+      });
+    const all = this.handles();
+    // WebGPU: one worker releases its sessions (or is stopped) after the other
+    if (this.webgpuTurns) for (const h of all) await stop(h);
+    else await Promise.all(all.map(stop));
     for (const q of this.queues.values()) for (const j of [...q]) this.settle(j, undefined, new ApiError(503, 'the server stopped', 'service_unavailable', 'shutdown'));
   }
 }
