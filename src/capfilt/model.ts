@@ -18,9 +18,17 @@ export interface ImageInput {
   key: string;
   /** The encoded bytes (JPEG, PNG or WebP) as read from the input. */
   bytes: Uint8Array;
-  /** The same image decoded to RGB as PIL's convert("RGB") does (runtime/preprocess decodeImageBytes), full size. */
-  pixels: Pixels;
+  /**
+   * The same image decoded to RGB as PIL's convert("RGB") does (runtime/preprocess decodeImageBytes),
+   * full size. Undefined when the models have a `prepare`: the pipeline then keeps only `prepared`.
+   */
+  pixels?: Pixels;
+  /** What the models' `prepare` made of the full-size pixels as soon as they were decoded. */
+  prepared?: PreparedPixels;
 }
+
+/** The pixels each model takes, by a key of the adapter's choosing (the runtime's: the model's resizing). */
+export type PreparedPixels = ReadonlyMap<string, Pixels>;
 
 export interface CaptionOptions {
   /** Captions per image. */
@@ -51,6 +59,12 @@ export interface Matcher {
 export interface CapfiltModels {
   captioner: Captioner;
   matcher: Matcher;
+  /**
+   * What the models need of an image's full-size pixels (the runtime adapter: the image resized for
+   * each model), made as soon as it is decoded: the pipeline then drops the full-size pixels, so a
+   * batch of large photos is never held at full size. It must give what resizing later would.
+   */
+  prepare?(pixels: Pixels): PreparedPixels;
   /** Releases sessions (optional). */
   close?(): Promise<void>;
 }

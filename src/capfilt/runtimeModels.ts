@@ -77,24 +77,36 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
   const capPre = preprocessFromManifest(cap.manifest.preprocess, `${join(spec.captioner, 'manifest.json')} preprocess`);
   const itmPre = preprocessFromManifest(itm.manifest.preprocess, `${join(spec.filter, 'manifest.json')} preprocess`);
   // Each image is resized once per distinct preprocessing (the captioner and the filter of one BLIP
-  // family usually share theirs), and the runtime then only normalises it.
+  // family usually share theirs), as soon as it is decoded (prepare), and the runtime then only
+  // normalises it.
+  const resizeKey = (cfg: PreprocessConfig): string => JSON.stringify([cfg.do_resize, cfg.image_size, cfg.resample]);
+  const resize = (pixels: Pixels, cfg: PreprocessConfig): Pixels => {
+    const r = resizeForModel(pixels, cfg);
+    return { data: r.data, width: r.width, height: r.height, channels: 3 };
+  };
+  const prepare = (pixels: Pixels): Map<string, Pixels> => {
+    const per = new Map<string, Pixels>();
+    for (const cfg of [capPre, itmPre]) if (!per.has(resizeKey(cfg))) per.set(resizeKey(cfg), resize(pixels, cfg));
+    return per;
+  };
+  // (images given full size, not prepared: resized on first use)
   const resized = new WeakMap<ImageInput, Map<string, Pixels>>();
   // whether the filter's retrieval.onnx takes each image once for all its pairs
   const pairedItm = (itm.manifest.graphs.retrieval?.inputs ?? []).some((i) => i.name === 'pair_image');
   const sized = (im: ImageInput, cfg: PreprocessConfig): Pixels => {
-    const key = JSON.stringify([cfg.do_resize, cfg.image_size, cfg.resample]);
+    const key = resizeKey(cfg);
+    const ready = im.prepared?.get(key);
+    if (ready) return ready;
+    if (!im.pixels) throw new Error(`image ${im.key} has neither its pixels nor them resized for this model`);
     let per = resized.get(im);
     if (!per) resized.set(im, (per = new Map()));
     let px = per.get(key);
-    if (!px) {
-      const r = resizeForModel(im.pixels, cfg);
-      px = { data: r.data, width: r.width, height: r.height, channels: 3 };
-      per.set(key, px);
-    }
+    if (!px) per.set(key, (px = resize(im.pixels, cfg)));
     return px;
   };
 
   return {
+    prepare,
     captioner: {
       async caption(images, o) {
         const res = await cap.generate(

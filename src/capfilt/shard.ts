@@ -6,7 +6,7 @@
 import sharp from 'sharp';
 import { decodeImageBytes } from '../../runtime/preprocess/image.js';
 import type { ShardTask } from './inputs.js';
-import { captionSeed, type CapfiltModels, type ImageInput } from './model.js';
+import { captionSeed, type CapfiltModels, type ImageInput, type Pixels } from './model.js';
 import type { OutputDir } from './output.js';
 import { IMAGE_FILES, readSamples, ShardReadError, TarWriter, type InputSample } from './webdataset.js';
 
@@ -106,8 +106,10 @@ interface Ready {
 /**
  * Decode with the runtime's decoder, which gives the RGB bytes PIL's convert("RGB") would (what
  * the models were trained on), so an adapter can feed `pixels` to the model without decoding again.
+ * With `prepare`, the pixels are made into what the models take at once, and the full-size ones
+ * dropped: a batch holds no full-size image.
  */
-async function decode(sample: InputSample): Promise<{ image: ImageInput; imageName: string } | { error: string }> {
+async function decode(sample: InputSample, prepare: CapfiltModels['prepare']): Promise<{ image: ImageInput; imageName: string } | { error: string }> {
   const img = sample.image!;
   try {
     const rgb = await decodeImageBytes(img.bytes, img.source ?? img.name);
@@ -117,7 +119,9 @@ async function decode(sample: InputSample): Promise<{ image: ImageInput; imageNa
       const fmt = (await sharp(img.bytes).metadata()).format ?? 'img';
       imageName = `${sample.key}.${fmt === 'jpeg' ? 'jpg' : fmt}`;
     }
-    return { image: { key: sample.key, bytes: img.bytes, pixels: { data: rgb.data, width: rgb.width, height: rgb.height, channels: 3 } }, imageName };
+    const pixels: Pixels = { data: rgb.data, width: rgb.width, height: rgb.height, channels: 3 };
+    const image: ImageInput = prepare ? { key: sample.key, bytes: img.bytes, prepared: prepare(pixels) } : { key: sample.key, bytes: img.bytes, pixels };
+    return { image, imageName };
   } catch (e) {
     return { error: (e as Error).message.split('\n')[0] };
   }
@@ -176,12 +180,16 @@ export async function processShard(out: OutputDir, task: ShardTask, s: CapfiltSe
   try {
     const ready: Ready[] = [];
     let pending: InputSample[] = [];
-    // Decode a group of samples concurrently; those that decode join `ready`, and errors are
-    // recorded, in input order.
+    // Decode a group of samples; those that decode join `ready`, and errors are recorded, in input
+    // order.
     const decodePending = async (): Promise<void> => {
       const group = pending;
       pending = [];
-      const decoded = await Promise.all(group.map((smp) => (smp.image && smp.error === undefined ? decode(smp) : undefined)));
+      const prepare = models.prepare?.bind(models);
+      // one at a time, as blip run reads its images: each holds its full-size pixels until it is
+      // prepared, and decoding a whole batch at once held up to --batch-size of them
+      const decoded: Array<Awaited<ReturnType<typeof decode>> | undefined> = [];
+      for (const smp of group) decoded.push(smp.image && smp.error === undefined ? await decode(smp, prepare) : undefined);
       group.forEach((smp, i) => {
         const d = decoded[i];
         if (!d) fail(smp.key, smp.error ?? `no image (${IMAGE_FILES})`);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCapfilt, type RunOptions, type SampleRecord, type FinalStats, type ModelLoader } from '../../../src/capfilt/index.js';
+import { runCapfilt, type CapfiltModels, type ImageInput, type Pixels, type RunOptions, type SampleRecord, type FinalStats, type ModelLoader } from '../../../src/capfilt/index.js';
 import { BlipError } from '../../../src/cli/Command.js';
 import { buildFixture, image, readTar, treeDigest, writeTar, type Fixture } from './helpers/fixtures.js';
 import { testDoubleModels } from './helpers/testDoubleModels.js';
@@ -256,4 +256,38 @@ test('JSONL: a text that is not a string is an error record, and a bad image is 
   assert.deepEqual(errors.map((e) => e.key), ['000000000', '000000001']);
   assert.match(errors[0].error, /"text" is number, not a string/);
   assert.match(errors[1].error, /bad\.bmp/);
+});
+
+test("models with a prepare() get each image prepared as soon as it is decoded, never its full-size pixels (a batch holds none)", async () => {
+  const dir = join(root, 'prepared');
+  const big = (colour: string) => sharp({ create: { width: 640, height: 480, channels: 3, background: colour } }).jpeg().toBuffer();
+  await writeTar(join(dir, 'p.tar'), [
+    ['a.jpg', await big('red')],
+    ['b.jpg', await big('blue')],
+    ['c.jpg', await big('green')],
+  ]);
+  const events: string[] = [];
+  const double = testDoubleModels();
+  // the test double reads `pixels`: give it the prepared ones
+  const seen = (images: ImageInput[]): ImageInput[] =>
+    images.map((im) => {
+      assert.equal(im.pixels, undefined, `${im.key} reached the models with its full-size pixels`);
+      return { ...im, pixels: im.prepared!.get('small') };
+    });
+  const models: CapfiltModels = {
+    prepare(px: Pixels) {
+      events.push(`prepare ${px.width}x${px.height}`);
+      return new Map([['small', { data: px.data.subarray(0, 2 * 2 * 3), width: 2, height: 2, channels: 3 as const }]]);
+    },
+    captioner: {
+      caption(images, o) {
+        events.push(`caption ${images.length}`);
+        return double.captioner.caption(seen(images), o);
+      },
+    },
+    matcher: { itm: (images, texts) => double.matcher.itm(seen(images), texts) },
+  };
+  const s = await runCapfilt(opts(join(root, 'out-prepared'), { inputs: [dir], batchSize: 2 }), async () => models);
+  assert.equal(s.final?.images_ok, 3);
+  assert.deepEqual(events, ['prepare 640x480', 'prepare 640x480', 'caption 2', 'prepare 640x480', 'caption 1']);
 });

@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { enqueue, runCapfilt, runWorker, type FinalStats, type RunOptions, type SampleRecord } from '../../../src/capfilt/index.js';
 import { loadModels } from '../../../src/capfilt/loadModels.js';
+import { loadRuntimeModels } from '../../../src/capfilt/runtimeModels.js';
+import { decodeImageBytes } from '../../../runtime/preprocess/image.js';
+import sharp from 'sharp';
 import { buildFixture, readTar, treeDigest, type Fixture } from './helpers/fixtures.js';
 import { startRedis, type RedisServer } from './helpers/procs.js';
 import { compileTinyModels } from './helpers/tinyModels.js';
@@ -76,4 +79,25 @@ test('tiny BLIP models: --shard 0/2 + 1/2 and two BullMQ workers give the single
   const workers = await Promise.all([0, 1].map(() => runWorker({ redis: redis.url, queue, threads: 1, exitWhenIdle: true, stalledInterval: 300 }, loadModels)));
   await Promise.all(workers.map((w) => w.done));
   assert.deepEqual(await treeDigest(queued), reference);
+});
+
+test('tiny BLIP models: an image prepared as soon as it is decoded (captioner 32 px, filter 64 px) gives the captions and ITM scores of the full-size one', async () => {
+  // noise, so that every resampled pixel depends on the resizing
+  const noise = Buffer.from(Array.from({ length: 300 * 200 * 3 }, (_, i) => (i * 2654435761) >>> 24));
+  const bytes = await sharp(noise, { raw: { width: 300, height: 200, channels: 3 } }).jpeg().toBuffer();
+  const rgb = await decodeImageBytes(bytes, 'noise.jpg');
+  const pixels = { data: rgb.data, width: rgb.width, height: rgb.height, channels: 3 as const };
+  const m = await loadRuntimeModels({ captioner: models.captioner, filter: models.filter, device: 'cpu', threads: 1 });
+  try {
+    const prepared = m.prepare!(pixels);
+    assert.deepEqual([...prepared.values()].map((p) => [p.width, p.height]).sort(), [[32, 32], [64, 64]], 'one copy per model size');
+    const full = { key: 'k', bytes, pixels };
+    const early = { key: 'k', bytes, prepared };
+    const o = { k: 3, topP: 0.9, seeds: [[11, 12, 13]], maxLength: 30, minLength: 5 };
+    const texts = [['a noisy picture', 'a dog on a beach']];
+    assert.deepEqual(await m.captioner.caption([early], o), await m.captioner.caption([full], o));
+    assert.deepEqual(await m.matcher.itm([early], texts), await m.matcher.itm([full], texts));
+  } finally {
+    await m.close?.();
+  }
 });

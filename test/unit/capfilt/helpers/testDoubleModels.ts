@@ -19,6 +19,7 @@ const ADJECTIVES = ['small', 'large', 'bright', 'plain', 'square', 'simple', 'fl
 const NOUNS = ['picture', 'photo', 'square', 'tile', 'card', 'wall', 'painting', 'screen'];
 
 export function colourOf(img: ImageInput): string {
+  if (!img.pixels) throw new Error(`image ${img.key} came without its pixels (the test double has no prepare)`);
   const { data, width, height } = img.pixels;
   const sum = [0, 0, 0];
   for (let i = 0; i < width * height; i++) for (let c = 0; c < 3; c++) sum[c] += data[i * 3 + c];
