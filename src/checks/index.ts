@@ -13,6 +13,7 @@ import { KnownPortsRule } from './KnownPortsRule.js';
 import { RequiredInputsRule } from './RequiredInputsRule.js';
 import { EdgeTypesRule } from './EdgeTypesRule.js';
 import { InstructionPortRule } from './InstructionPortRule.js';
+import { QFormerTextPortRule } from './QFormerTextPortRule.js';
 import { OutputTasksRule } from './OutputTasksRule.js';
 import { HasOutputsRule } from './HasOutputsRule.js';
 import { NoCyclesRule } from './NoCyclesRule.js';
@@ -38,6 +39,7 @@ export const checkRules: CheckRule[] = [
   RequiredInputsRule,
   EdgeTypesRule,
   InstructionPortRule,
+  QFormerTextPortRule,
   // outputs and the graph as a whole
   OutputTasksRule,
   HasOutputsRule,

@@ -506,6 +506,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
       { code: "BLIP2033", line: 5, column: 60, message: "qformer 'qformer' pins instruction: true: expected an 'instruction: SOURCE' input, found none" },
     ],
   },
+  {
+    name: "Q-Former text: port feeding generate()",
+    src: edit('qformer(vision)', 'qformer(vision, text: prompt)'),
+    expect: [
+      { code: "BLIP2038", line: 5, column: 33, message: "qformer 'qformer' reads text: prompt and feeds generate() output 'text': expected 'instruction: prompt', the port a generating Q-Former reads text through (InstructBLIP), found text:, BLIP-2 retrieval's port for itm() and itc()" },
+    ],
+  },
   // attributes
   {
     name: "unknown attribute",
