@@ -100,9 +100,15 @@ export async function* readTarSamples(path: string, onBytes: (n: number) => void
   let duplicate: string | undefined;
   let reading: string | undefined; // the file whose body is being read
   const finish = (k: string): InputSample => (duplicate ? { key: k, error: duplicate } : toSample(k, files));
+  // where the last entry (header and padded body) ends, and its name: what follows must be the end marker
+  let entriesEnd = 0;
+  let lastEntry: string | undefined;
   try {
     for await (const entry of extract) {
       const h = entry.header;
+      // (tar-stream's offset of the entry's own header, after any pax or GNU long-name header)
+      entriesEnd = (entry as typeof entry & { offset: number }).offset + 512 + Math.ceil((h.size ?? 0) / 512) * 512;
+      lastEntry = h.name;
       const split = h.type === 'file' || h.type === 'contiguous-file' ? splitKey(h.name) : undefined;
       // A new key ends the sample before it, which is complete: yield it before this entry's body
       // is read, so that a tar breaking off in the body blames this entry's sample.
@@ -123,6 +129,14 @@ export async function* readTarSamples(path: string, onBytes: (n: number) => void
       else files.set(split.ext, { name: h.name, bytes: Buffer.concat(chunks) });
     }
     if (read === 0) throw new Error('the file is empty, not a tar archive');
+    // Every tar writer ends an archive with two zero blocks (GNU tar, Python's tarfile, tar-stream;
+    // GNU tar pads to its record size). Without one, the file was cut off at an entry boundary and
+    // samples, or files of the last one, may be missing: GNU tar and Python's tarfile (WebDataset's
+    // reader) accept that silently, and tar-stream skips zero blocks, so it is checked here. One zero
+    // block is enough (GNU tar warns of "a lone zero block" and reads on): what follows it is padding.
+    if (read - entriesEnd < 512) {
+      throw new Error(`the archive ends${lastEntry !== undefined ? ` after ${lastEntry}` : ''} without the zero blocks that end a tar: the file was cut off`);
+    }
   } catch (e) {
     if (srcError) throw srcError; // an I/O error: let the caller retry the shard
     // The sample being read when the archive broke off may be incomplete: report it, don't use it.

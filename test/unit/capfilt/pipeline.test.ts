@@ -138,6 +138,29 @@ test('a truncated tar keeps the samples before the damage and records one shard 
   assert.deepEqual((await readTar(join(out, 'cut.tar'))).map((e) => e.name), ['a.jpg', 'a.json']);
 });
 
+test('a tar cut off exactly at an entry boundary (no end-of-archive zero blocks) is a break: its last sample and the shard get error records; one zero block is an end', async () => {
+  const dir = join(root, 'boundary');
+  await writeTar(join(dir, 'full.tar'), [
+    ['a.jpg', await image('red', 'jpeg')],
+    ['a.txt', 'a red thing'],
+    ['b.jpg', await image('blue', 'jpeg')],
+  ]);
+  const full = await readFile(join(dir, 'full.tar'));
+  assert.ok(full.subarray(full.length - 1024).every((b) => b === 0), 'tar-stream ends an archive with two zero blocks');
+  await writeFile(join(dir, 'cut.tar'), full.subarray(0, full.length - 1024)); // b.txt (say) never written
+  await writeFile(join(dir, 'lone.tar'), full.subarray(0, full.length - 512)); // GNU tar: "a lone zero block", read on
+  await rm(join(dir, 'full.tar'));
+  const out = join(root, 'out-boundary');
+  const s = await runCapfilt(opts(out, { inputs: [dir] }), load);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => [e.shard, e.key]), [['cut.tar', 'b'], ['cut.tar', null]]);
+  assert.equal(errors[0].error, 'the shard breaks off after this sample, which may have had more files (the archive ends after b.jpg without the zero blocks that end a tar: the file was cut off)');
+  assert.equal(errors[1].error, 'tar: the archive ends after b.jpg without the zero blocks that end a tar: the file was cut off');
+  assert.deepEqual((await readTar(join(out, 'cut.tar'))).map((e) => e.name), ['a.jpg', 'a.json']);
+  assert.deepEqual((await readTar(join(out, 'lone.tar'))).map((e) => e.name), ['a.jpg', 'a.json', 'b.jpg', 'b.json']);
+  assert.equal(s.final?.images_ok, 3);
+});
+
 test("a tar that breaks off in a sample's first file blames that sample and keeps the one before", async () => {
   const dir = join(root, 'truncated-first');
   const a = await image('red', 'jpeg');
