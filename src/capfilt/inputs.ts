@@ -124,14 +124,23 @@ function segmentRegex(seg: string): RegExp {
   return new RegExp(`^(?!\\.)${re}$`);
 }
 
-async function listDir(dir: string): Promise<Array<{ name: string; dir: boolean }>> {
+/**
+ * What a folder entry is, links followed: a folder, a regular file, something else (a pipe, a
+ * socket, a device: reading one may block forever), or nothing (a dangling link).
+ */
+type EntryKind = 'dir' | 'file' | 'other' | 'missing';
+
+async function listDir(dir: string): Promise<Array<{ name: string; kind: EntryKind; dir: boolean }>> {
   try {
     const ents = await readdir(dir, { withFileTypes: true });
-    const out: Array<{ name: string; dir: boolean }> = [];
+    const out: Array<{ name: string; kind: EntryKind; dir: boolean }> = [];
     for (const e of ents) {
-      let isDir = e.isDirectory();
-      if (e.isSymbolicLink()) isDir = (await stat(join(dir, e.name)).catch(() => undefined))?.isDirectory() ?? false;
-      out.push({ name: e.name, dir: isDir });
+      let kind: EntryKind = e.isDirectory() ? 'dir' : e.isFile() ? 'file' : 'other';
+      if (e.isSymbolicLink()) {
+        const st = await stat(join(dir, e.name)).catch(() => undefined);
+        kind = !st ? 'missing' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+      }
+      out.push({ name: e.name, kind, dir: kind === 'dir' });
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } catch {
@@ -192,7 +201,15 @@ const isInside = (child: string, parent: string): boolean => {
   return r === '' || (!r.startsWith('..') && !isAbsolute(r));
 };
 
-async function walkTars(dir: string, exclude: string): Promise<string[]> {
+/** How many skipped names a note lists before "and N more". */
+const NOTE_NAMES = 8;
+
+/**
+ * The .tar files under `dir`. Only regular files (links followed): a pipe, socket or device named
+ * *.tar would block the run or read forever, so it is skipped, with a note naming it, as blip run
+ * skips one named like an image in a folder.
+ */
+async function walkTars(dir: string, exclude: string, note?: (line: string) => void): Promise<string[]> {
   const out: string[] = [];
   const entered = new Set<string>(); // real paths: a folder reached twice through links is read once
   const rec = async (d: string): Promise<void> => {
@@ -200,11 +217,19 @@ async function walkTars(dir: string, exclude: string): Promise<string[]> {
     const real = await realpath(d).catch(() => resolve(d));
     if (entered.has(real) || isInside(real, exclude)) return;
     entered.add(real);
+    const skipped: string[] = [];
     for (const e of await listDir(d)) {
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
-      if (e.dir) await rec(p);
-      else if (e.name.endsWith('.tar')) out.push(p);
+      if (e.kind === 'dir') await rec(p);
+      else if (!e.name.endsWith('.tar')) continue;
+      else if (e.kind === 'other') skipped.push(e.name);
+      else out.push(p); // (a dangling link too: planShards says what it is)
+    }
+    if (skipped.length) {
+      const listed = skipped.slice(0, NOTE_NAMES).join(', ') + (skipped.length > NOTE_NAMES ? `, and ${skipped.length - NOTE_NAMES} more` : '');
+      const one = skipped.length === 1;
+      note?.(`note: skipped ${skipped.length} ${one ? 'entry' : 'entries'} named *.tar in ${d} that ${one ? 'is not a regular file' : 'are not regular files'} (a pipe, socket or device): ${listed}`);
     }
   };
   await rec(dir);
@@ -246,6 +271,8 @@ export interface PlanOptions {
   output: string;
   /** JSONL inputs are cut into output shards of this many lines. */
   samplesPerShard: number;
+  /** Gets a line about what a folder holds that is skipped (a pipe named *.tar, say). */
+  note?: (line: string) => void;
 }
 
 function inputKind(p: string): 'tar' | 'jsonl' | undefined {
@@ -279,7 +306,7 @@ export async function planShards(inputs: string[], opts: PlanOptions): Promise<S
         }
         if (st.isDirectory()) {
           if (!isPattern && isInside(resolve(path), output)) throw new BlipError('BLIP5801', `input folder ${path} is the output folder or inside it: CapFilt never reads its own output; give another --output`);
-          const tars = await walkTars(path, output);
+          const tars = await walkTars(path, output, opts.note);
           if (tars.length === 0 && !isPattern) throw new BlipError('BLIP5801', `input folder ${path} has no .tar shards`);
           for (const t of tars) found.push({ path: t, base: isPattern ? base : path });
         } else if (st.isFile()) {

@@ -218,7 +218,7 @@ export async function prepareRun(o: RunOptions): Promise<Prepared> {
   if (o.inputs.length === 0) throw new UsageError('--input is required');
   const out = new OutputDir(o.output);
   await out.checkNotFile();
-  const plan = await planShards(o.inputs, { output: out.root, samplesPerShard: settings.samplesPerShard });
+  const plan = await planShards(o.inputs, { output: out.root, samplesPerShard: settings.samplesPerShard, note: (line) => o.log?.write(`capfilt: ${line}\n`) });
   await o.checkModels?.(o.captioner, o.filter);
   await out.prepare();
   await recordRun(out, settings, plan);

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -97,6 +98,27 @@ test('a link back up the tree is followed once: a folder and a ** glob plan each
     const out = join(root, 'out');
     assert.deepEqual((await planShards([d], { output: out, samplesPerShard: 10 })).map((t) => t.id), ['00000.tar', 'sub/00001.tar']);
     assert.deepEqual((await expandGlob(join(d, '**', '*.tar'))).map((p) => p.slice(d.length + 1)), ['00000.tar', 'sub/00001.tar']);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a pipe named *.tar in an input folder is skipped with a note (reading it would block the run); named by a glob it is refused', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-fifo-'));
+  try {
+    const d = join(root, 'data');
+    await mkdir(join(d, 'sub'), { recursive: true });
+    await writeFile(join(d, '00000.tar'), '');
+    for (const p of [join(d, 'pipe.tar'), join(d, 'sub', 'a.tar'), join(d, 'sub', 'b.tar')]) assert.equal(spawnSync('mkfifo', [p]).status, 0, `mkfifo ${p}`);
+    await symlink('pipe.tar', join(d, 'link.tar'));
+    const notes: string[] = [];
+    const plan = await planShards([d], { output: join(root, 'out'), samplesPerShard: 10, note: (l) => notes.push(l) });
+    assert.deepEqual(plan.map((t) => t.id), ['00000.tar']);
+    assert.deepEqual(notes, [
+      `note: skipped 2 entries named *.tar in ${join(d, 'sub')} that are not regular files (a pipe, socket or device): a.tar, b.tar`,
+      `note: skipped 2 entries named *.tar in ${d} that are not regular files (a pipe, socket or device): link.tar, pipe.tar`,
+    ]);
+    await assert.rejects(planShards([join(d, '*.tar')], { output: join(root, 'out'), samplesPerShard: 10 }), (e: BlipError) => e.code === 'BLIP5801' && /link\.tar is not a regular file or folder/.test(e.message));
   } finally {
     await rm(root, { recursive: true, force: true });
   }
