@@ -264,7 +264,8 @@ export async function load(dir: string, opts: LoadOptionsByName | null = {}): Pr
   const providers: Partial<Record<'encode' | 'decoder' | 'retrieval', Provider>> = {};
   const asked = typeof opts.device === 'string' ? parseDevice(opts.device) : (opts.device ?? 'cpu');
   // `auto` where no GPU provider could start (none installed, or no GPU visible) is the CPU, staged as such
-  const device = asked === 'auto' && candidates(asked).every((p) => p === 'cpu' || !providerStatus(p).installed) ? 'cpu' : asked;
+  const build = { target: manifest.target, dtype: manifest.dtype };
+  const device = asked === 'auto' && candidates(asked, build).every((p) => p === 'cpu' || !providerStatus(p).installed) ? 'cpu' : asked;
   if (opts.staged && device === 'cpu' && manifest.graphs.decoder && manifest.graphs.encode) {
     // The greedy Loop only where opening it stays under the encode stage: opening a graph with a
     // subgraph keeps the decoder's weights.bin pages resident until it is ready (twice its weights
@@ -285,6 +286,7 @@ export async function load(dir: string, opts: LoadOptionsByName | null = {}): Pr
       sessions[name] = new StagedSession(g, (hint) =>
         openSession(join(dir, g.file), {
           device,
+          build,
           threads: opts.threads,
           greedyLoop: name === 'decoder' && stagedLoop,
           prepack: name === 'decoder' && (hint.decoderRuns === undefined || hint.decoderRuns > UNPACKED_DECODER_RUNS),
@@ -312,7 +314,7 @@ export async function load(dir: string, opts: LoadOptionsByName | null = {}): Pr
       // present.* stay on the device (WebGPU only: openSession applies this to that provider alone)
       const preferredOutputLocation =
         name === 'decoder' && opts.kvOnDevice !== false ? Object.fromEntries(g.outputs.filter((o) => o.name.startsWith('present.')).map((o) => [o.name, 'gpu-buffer' as const])) : undefined;
-      const s = await openSession(join(dir, g.file), { device: opts.device, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation, greedyLoop: name === 'decoder' && greedyLoop });
+      const s = await openSession(join(dir, g.file), { device: opts.device, build, threads: opts.threads, deviceId: opts.deviceId, preferredOutputLocation, greedyLoop: name === 'decoder' && greedyLoop });
       sessions[name] = s.session;
       providers[name] = s.provider;
     }

@@ -174,11 +174,39 @@ export function gpuNodeVisible(dev = '/dev'): boolean {
   }
 }
 
+/** What an artifact was compiled for: its manifest's `target` (absent: plain ONNX) and `dtype`. */
+export interface Build {
+  target?: 'cpu' | 'cuda' | 'webgpu';
+  dtype: 'float32' | 'float16';
+}
+
 /**
- * The providers `device` means, in the order they are tried (auto: CUDA, WebGPU, then CPU; on
- * Linux WebGPU only when a GPU is visible: `--device webgpu` still runs on a CPU Vulkan driver).
+ * Why an artifact compiled as `build` cannot run on provider `p`; undefined where it can. The one
+ * rule of which targets run where:
+ * - plain and `--target webgpu` builds run on every provider (webgpu's fusions, the norms, BiasGelu
+ *   and RotaryEmbedding, have CPU and CUDA kernels, and are a part of the cuda target's; the
+ *   review's webgpu fixtures give the same tokens on the CPU provider);
+ * - `--target cpu` and `--target cuda` builds run on the CPU and CUDA / TensorRT providers (onnxruntime
+ *   places a node the GPU provider has no kernel for, such as float32 GroupQueryAttention, on the CPU
+ *   provider), and on WebGPU only in float16, whose attention stays decomposed: in float32 their
+ *   attention is onnxruntime's MultiHeadAttention with a key_padding_mask, which the WebGPU provider
+ *   accepts at load and then fails every run on ("input `key_padding_mask` not implemented for
+ *   webgpu": BLIP caption / VQA / ITM, BLIP-2 T5 / ITM), and the cpu target's GroupQueryAttention has
+ *   causal 0, which it refuses at load ("causal=0 is not implemented": InstructBLIP Vicuna).
  */
-export function candidates(device: Device): Provider[] {
+export function buildMismatch(build: Build | undefined, p: Provider): string | undefined {
+  if (!build || p !== 'webgpu' || (build.target !== 'cpu' && build.target !== 'cuda') || build.dtype !== 'float32') return undefined;
+  const what = build.target === 'cpu' ? "onnxruntime's MultiHeadAttention with a key padding mask, or GroupQueryAttention with causal 0" : "onnxruntime's MultiHeadAttention with a key padding mask";
+  return `it was compiled with --target ${build.target}, whose fused attention (${what}) the WebGPU provider cannot run; recompile it with --target webgpu, or without --target (plain ONNX), or run it with --device ${build.target}`;
+}
+
+/**
+ * The providers `device` means for an artifact compiled as `build`, in the order they are tried
+ * (auto: CUDA, WebGPU, then CPU, less those the build cannot run on; on Linux WebGPU only when a GPU
+ * is visible: `--device webgpu` still runs on a CPU Vulkan driver).
+ */
+export function candidates(device: Device, build?: Build, gpuVisible = process.platform !== 'linux' || gpuNodeVisible()): Provider[] {
   if (device !== 'auto') return [device];
-  return process.platform !== 'linux' || gpuNodeVisible() ? ['cuda', 'webgpu', 'cpu'] : ['cuda', 'cpu'];
+  const all: Provider[] = gpuVisible ? ['cuda', 'webgpu', 'cpu'] : ['cuda', 'cpu'];
+  return all.filter((p) => !buildMismatch(build, p));
 }

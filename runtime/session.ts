@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { DeviceError, firstLine } from './errors.js';
 import { wrapInGreedyLoop } from './generation/greedyLoop.js';
 import { decodeFlatModel } from './onnxModel.js';
-import { candidates, executionProviders, parseDevice, providerFailure, providerStatus, type Device, type Provider } from './providers.js';
+import { buildMismatch, candidates, executionProviders, parseDevice, providerFailure, providerStatus, type Build, type Device, type Provider } from './providers.js';
 import { defaultThreads, threadsProblem } from './threads.js';
 
 // onnxruntime's process-wide logger, set before its first session creates it: at its default
@@ -28,6 +28,8 @@ export interface SessionOptions {
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /** Keep named outputs on the GPU (WebGPU only; e.g. present.* for the KV cache). */
   preferredOutputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
+  /** What the artifact was compiled for (manifest target and dtype): a provider it cannot run on is refused, or passed over by auto. */
+  build?: Build;
   /** A decoder step graph, on the CPU: wrap it in the greedy Loop (runtime/generation/greedyLoop.ts). */
   greedyLoop?: boolean;
   /**
@@ -89,7 +91,9 @@ export async function openSession(modelPath: string, o: SessionOptions = {}): Pr
   const device = typeof o.device === 'string' ? parseDevice(o.device) : (o.device ?? 'cpu');
   if (!existsSync(modelPath)) throw new DeviceError('BLIP5043', `cannot open ${modelPath}: no such file`);
   const fallbacks: OpenedSession['fallbacks'] = [];
-  const tries = candidates(device);
+  const mismatch = device === 'auto' ? undefined : buildMismatch(o.build, device);
+  if (mismatch) throw new DeviceError('BLIP5042', `device ${device}: cannot run the model in ${dirname(modelPath)}: ${mismatch}`);
+  const tries = candidates(device, o.build);
   for (const p of tries) {
     const last = p === tries[tries.length - 1];
     const st = providerStatus(p);
