@@ -138,10 +138,24 @@ function adapterHint(drivers: string[]): string {
   );
 }
 
-/** Turn a session-creation failure of a provider into a BLIP5042 line with the fix. */
-export function providerFailure(p: Provider, e: unknown): DeviceError {
+/**
+ * Whether a WebGPU session-creation failure is about the adapter (Dawn's instance, adapter or device,
+ * the Vulkan loader or driver), not about the model: "Failed to get a WebGPU adapter: No supported
+ * adapters", "Couldn't load Vulkan: libvulkan.so.1: …".
+ */
+export function webgpuAdapterFailure(msg: string): boolean {
+  return /Failed to (?:get|create) (?:a )?(?:WebGPU |wgpu::)(?:adapter|device|instance)|vulkan/i.test(msg);
+}
+
+/**
+ * Turn a session-creation failure of `file` on a provider into one line: BLIP5042 with the fix where
+ * the provider cannot start, BLIP5043 naming the file where the model is what failed (a truncated
+ * graph, a kernel the provider refuses), as on the CPU.
+ */
+export function providerFailure(p: Provider, e: unknown, file?: string): DeviceError {
   const msg = ortMessage(e);
   if (p === 'webgpu') {
+    if (!webgpuAdapterFailure(msg)) return new DeviceError('BLIP5043', `device webgpu: cannot load ${file ?? 'the model'} (${msg})`);
     const loader = /libvulkan|load vulkan/i.test(msg);
     const linux = process.platform === 'linux';
     return new DeviceError(

@@ -116,7 +116,7 @@ export async function openSession(modelPath: string, o: SessionOptions = {}): Pr
       return { session: created, provider: p, fallbacks };
     } catch (e) {
       if (p === 'cpu') throw new DeviceError('BLIP5043', `cannot load ${modelPath} (${firstLine(e)})`);
-      const err = providerFailure(p, e);
+      const err = providerFailure(p, e, modelPath);
       if (device !== 'auto' || last) throw err;
       fallbacks.push({ provider: p, reason: err.message });
     }

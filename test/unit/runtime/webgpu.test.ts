@@ -23,6 +23,8 @@ import { generate, OnnxDecoderStepModel, type GenerationOptions, type StepModel 
 import { DeviceRowGather } from '../../../runtime/generation/deviceRows.js';
 import { openSession } from '../../../runtime/session.js';
 import { load } from '../../../runtime/model.js';
+import { providerFailure } from '../../../runtime/providers.js';
+import { DeviceError } from '../../../runtime/errors.js';
 import { fixturePath, repoRoot, type FixtureCase as Case } from './fixtures.js';
 import type { Target } from '../../../src/rewrite/index.js';
 
@@ -51,6 +53,33 @@ async function webgpuUnavailable(): Promise<string | undefined> {
   }
 }
 const unavailable = await webgpuUnavailable();
+
+test('webgpu: only a failure to get an adapter is reported as one (BLIP5042, with the drivers); a model that fails to load is BLIP5043 naming the file', async (t) => {
+  const model = (msg: string) => providerFailure('webgpu', new Error(msg), 'out/m/decoder.onnx');
+  for (const msg of [
+    'Load model from out/m/decoder.onnx failed:Protobuf parsing failed.',
+    '/onnxruntime_src/onnxruntime/contrib_ops/webgpu/bert/group_query_attention.h:40 x was false. Exception during initialization: GroupQueryAttention (WebGPU): causal=0 is not implemented.',
+  ]) {
+    const e = model(msg);
+    assert.equal(e.code, 'BLIP5043', msg);
+    assert.match(e.message, /^device webgpu: cannot load out\/m\/decoder\.onnx \(/);
+    assert.doesNotMatch(e.message, /adapter|Vulkan|Mesa/);
+  }
+  for (const msg of ['/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 x was false. Failed to get a WebGPU adapter: No supported adapters', "Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file"]) {
+    const e = model(msg);
+    assert.equal(e.code, 'BLIP5042', msg);
+    assert.match(e.message, /no usable WebGPU adapter/);
+  }
+  if (unavailable) return t.diagnostic(`a truncated graph on WebGPU not tried: ${unavailable}`);
+  const path = join(tmp, 'truncated.onnx');
+  writeFileSync(path, readFileSync(join(tmp, 'probe.onnx')).subarray(0, 20));
+  await assert.rejects(openSession(path, { device: 'webgpu' }), (e: unknown) => {
+    assert.ok(e instanceof DeviceError, String(e));
+    assert.equal(e.code, 'BLIP5043');
+    assert.match(e.message, new RegExp(`^device webgpu: cannot load ${path} \\(.*Protobuf parsing failed`));
+    return true;
+  });
+});
 
 /** One fixture per decoder family (BLIP BERT + cross-attention, BLIP VQA, OPT, T5, LLaMA with grouped KV heads). */
 const GENERATING: Array<[string, string]> = [
