@@ -4,7 +4,7 @@
 // with 'cpu' after it in the list, so each device is tried on its own: a provider whose libraries
 // are not installed, or which finds no GPU / adapter, is a one-line BLIP504x error saying how to get
 // it; `auto` tries CUDA (when its libraries are installed) and WebGPU, then falls back to CPU.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { DeviceError, firstLine } from './errors.js';
@@ -104,28 +104,59 @@ export function findVulkanLoader(env = process.env): string | undefined {
 
 const VULKAN_HINT = "WebGPU runs over Vulkan here: install libvulkan1 and a Vulkan driver (the GPU vendor's ICD, e.g. NVIDIA's, or Mesa's lavapipe from mesa-vulkan-drivers >= 24 to run on the CPU)";
 
+/** The variable naming the Vulkan driver manifests, when one is set (it replaces the loader's search). */
+function driverVariable(env: NodeJS.ProcessEnv): 'VK_DRIVER_FILES' | 'VK_ICD_FILENAMES' | undefined {
+  return env.VK_DRIVER_FILES ? 'VK_DRIVER_FILES' : env.VK_ICD_FILENAMES ? 'VK_ICD_FILENAMES' : undefined;
+}
+
+/** The manifests (file names) at a path the variable names: the file, or a folder's .json files; none where it does not exist. */
+function manifestsAt(path: string): string[] {
+  try {
+    if (statSync(path).isDirectory()) return readdirSync(path).filter((f) => f.endsWith('.json'));
+    return [path.slice(path.lastIndexOf('/') + 1)];
+  } catch {
+    return [];
+  }
+}
+
+/** The Vulkan drivers (ICD manifests) installed in the standard manifest folders. */
+function installedVulkanDrivers(env: NodeJS.ProcessEnv): string[] {
+  const dirs = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', join(env.HOME ?? '/nonexistent', '.local/share/vulkan/icd.d')];
+  return dirs.flatMap((d) => (existsSync(d) ? manifestsAt(d) : []));
+}
+
 /**
- * The Vulkan drivers (ICD manifests) the loader would see: VK_DRIVER_FILES / VK_ICD_FILENAMES when
- * set (they replace the search), else the standard manifest folders.
+ * The Vulkan drivers (ICD manifests) the loader would see: those VK_DRIVER_FILES / VK_ICD_FILENAMES
+ * name when set (they replace the search; a path that does not exist gives none), else the standard
+ * manifest folders'.
  */
 export function vulkanDrivers(env = process.env): string[] {
-  const named = env.VK_DRIVER_FILES ?? env.VK_ICD_FILENAMES;
-  if (named) return named.split(':').filter(Boolean).map((f) => f.slice(f.lastIndexOf('/') + 1));
-  const dirs = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', join(env.HOME ?? '/nonexistent', '.local/share/vulkan/icd.d')];
-  const out: string[] = [];
-  for (const d of dirs) {
-    try {
-      for (const f of readdirSync(d)) if (f.endsWith('.json')) out.push(f);
-    } catch {
-      // folder absent
-    }
-  }
-  return out;
+  const v = driverVariable(env);
+  if (v) return env[v]!.split(':').filter(Boolean).flatMap(manifestsAt);
+  return installedVulkanDrivers(env);
+}
+
+/** The paths VK_DRIVER_FILES / VK_ICD_FILENAMES name that do not exist (the loader skips them). */
+export function missingVulkanDrivers(env = process.env): string[] {
+  const v = driverVariable(env);
+  return v ? env[v]!.split(':').filter((f) => f && !existsSync(f)) : [];
 }
 
 /** What to check when Dawn found no adapter although the Vulkan loader loaded. */
-function adapterHint(drivers: string[]): string {
+function adapterHint(drivers: string[], env = process.env): string {
+  const missing = missingVulkanDrivers(env);
+  const v = driverVariable(env);
+  const gone = missing.length ? `${v} names ${missing.length === 1 ? 'a driver manifest that does' : 'driver manifests that do'} not exist: ${missing.join(', ')}; ` : '';
+  if (drivers.length === 0 && v) {
+    const installed = installedVulkanDrivers(env);
+    return `${gone}no Vulkan driver is left to load: ${v} replaces the loader's search, so name an existing manifest${installed.length ? `, or unset it to use those installed (${installed.join(', ')})` : `; ${VULKAN_HINT}`}`;
+  }
   if (drivers.length === 0) return `no Vulkan driver (ICD manifest) is installed; ${VULKAN_HINT}`;
+  return gone + adapterHintFor(drivers);
+}
+
+/** The hint for drivers that loaded and gave no adapter. */
+function adapterHintFor(drivers: string[]): string {
   const lavapipe = drivers.some((d) => d.startsWith('lvp_icd'));
   // Seen on an H100 machine (docs/webgpu.md): nvidia_icd.json present, libvulkan1 alone, no adapter;
   // with glvnd's libraries installed as well, the H100 was found.

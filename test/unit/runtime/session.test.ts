@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { candidates, gpuNodeVisible, parseDevice, providerFailure, providerStatus, vulkanDrivers } from '../../../runtime/providers.js';
+import { candidates, gpuNodeVisible, missingVulkanDrivers, parseDevice, providerFailure, providerStatus, vulkanDrivers } from '../../../runtime/providers.js';
 import { describeDevices, openSession } from '../../../runtime/session.js';
 import { DeviceError } from '../../../runtime/errors.js';
 
@@ -114,8 +114,11 @@ test('provider failure messages: library load vs driver problems', () => {
 test('webgpu failures: no loader, no driver, or drivers Dawn rejected (lavapipe before Mesa 24) each say what to install', { skip: process.platform !== 'linux' && 'Linux only (Vulkan)' }, () => {
   const noAdapter = new Error('/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 x was false. Failed to get a WebGPU adapter: No supported adapters');
   const saved = { files: process.env.VK_DRIVER_FILES, icd: process.env.VK_ICD_FILENAMES };
+  // driver manifests where the variables name them (they are read only for their names here)
+  const icd = mkdtempSync(join(tmpdir(), 'blip-icd-'));
+  for (const f of ['lvp_icd.json', 'nvidia_icd.json']) writeFileSync(join(icd, f), '{}');
   try {
-    process.env.VK_DRIVER_FILES = '/usr/share/vulkan/icd.d/lvp_icd.json';
+    process.env.VK_DRIVER_FILES = join(icd, 'lvp_icd.json');
     assert.deepEqual(vulkanDrivers(), ['lvp_icd.json']);
     const e = providerFailure('webgpu', noAdapter);
     assert.equal(e.code, 'BLIP5042');
@@ -128,7 +131,7 @@ test('webgpu failures: no loader, no driver, or drivers Dawn rejected (lavapipe 
     else process.env.VK_DRIVER_FILES = saved.files;
   }
   try {
-    process.env.VK_DRIVER_FILES = '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json';
+    process.env.VK_DRIVER_FILES = join(icd, 'nvidia_icd.json');
     const e = providerFailure('webgpu', noAdapter);
     assert.match(e.message, /nvidia_icd\.json/);
     assert.match(e.message, /glvnd: install libglvnd0 /);
@@ -137,7 +140,24 @@ test('webgpu failures: no loader, no driver, or drivers Dawn rejected (lavapipe 
     if (saved.files === undefined) delete process.env.VK_DRIVER_FILES;
     else process.env.VK_DRIVER_FILES = saved.files;
   }
-  assert.deepEqual(vulkanDrivers({ VK_ICD_FILENAMES: '/a/nvidia_icd.json:/b/lvp_icd.json' }), ['nvidia_icd.json', 'lvp_icd.json']);
+  assert.deepEqual(vulkanDrivers({ VK_ICD_FILENAMES: `${join(icd, 'nvidia_icd.json')}:${join(icd, 'lvp_icd.json')}` }), ['nvidia_icd.json', 'lvp_icd.json']);
+  assert.deepEqual(vulkanDrivers({ VK_DRIVER_FILES: icd }).sort(), ['lvp_icd.json', 'nvidia_icd.json'], 'a folder of manifests');
+  // a named manifest that does not exist is said to be missing, not listed as a driver found
+  assert.deepEqual(vulkanDrivers({ VK_DRIVER_FILES: '/nonexistent' }), []);
+  assert.deepEqual(missingVulkanDrivers({ VK_DRIVER_FILES: `/nonexistent:${join(icd, 'lvp_icd.json')}` }), ['/nonexistent']);
+  try {
+    process.env.VK_DRIVER_FILES = '/nonexistent';
+    const e = providerFailure('webgpu', noAdapter);
+    assert.equal(e.code, 'BLIP5042');
+    assert.match(e.message, /VK_DRIVER_FILES names a driver manifest that does not exist: \/nonexistent; no Vulkan driver is left to load/);
+    assert.doesNotMatch(e.message, /drivers found/);
+    process.env.VK_DRIVER_FILES = `/nonexistent:${join(icd, 'lvp_icd.json')}`;
+    assert.match(providerFailure('webgpu', noAdapter).message, /does not exist: \/nonexistent; Vulkan drivers found: lvp_icd\.json;/);
+  } finally {
+    if (saved.files === undefined) delete process.env.VK_DRIVER_FILES;
+    else process.env.VK_DRIVER_FILES = saved.files;
+    rmSync(icd, { recursive: true, force: true });
+  }
   assert.match(providerFailure('webgpu', new Error("Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file")).message, /install libvulkan1/);
 });
 
