@@ -10,6 +10,9 @@ import type { DraftArg, DraftModel, DraftNode } from '../syntax/draft.js';
 
 export type CheckRule = (ctx: CheckContext) => void;
 
+/** Errors after which the edges do not say what a node depends on: unknown names or ports, missing inputs, wrong types, cycles. */
+const EDGE_ERRORS: ReadonlySet<string> = new Set<Code>(['BLIP2020', 'BLIP2021', 'BLIP2022', 'BLIP2023', 'BLIP2024', 'BLIP2027']);
+
 export function toIrValue(v: ValueSyntax): IrValue {
   return v.type === 'list' ? v.items.map(toIrValue) : v.value;
 }
@@ -53,6 +56,14 @@ export class CheckContext {
   /** Nodes and inputs a node reads, by name (only names that exist). */
   sources(node: DraftNode): string[] {
     return node.args.map((a) => a.source).filter((s) => this.model.nodes.has(s) || this.model.inputs.has(s));
+  }
+
+  /**
+   * Whether an error reported so far leaves the edges unsound (EDGE_ERRORS). A check of what a node
+   * depends on waits for them: its finding would be the broken edge's echo.
+   */
+  edgesBroken(): boolean {
+    return this.diagnostics.some((d) => d.severity === 'error' && EDGE_ERRORS.has(d.code));
   }
 
   /** The model inputs a node depends on through its edges, back to the inputs (itself, for an input). A cycle is walked once. */

@@ -9,6 +9,7 @@ import type { CheckContext } from './CheckContext.js';
 type Side = 'image' | 'text';
 
 export function ItcSidesRule(ctx: CheckContext): void {
+  if (ctx.edgesBroken()) return;
   for (const out of ctx.model.outputs.values()) {
     if (out.task !== 'itc' || out.args.length !== 2) continue; // BLIP2012, BLIP2025
     // (an argument that is not an embedding node is BLIP2026's; one no input reaches, BLIP2028's)

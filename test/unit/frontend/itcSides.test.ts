@@ -52,3 +52,8 @@ test('the shipped retrieval graphs (BLIP, BLIP-2) and every shipped graph and ex
     assert.ok(r.program, f);
   }
 });
+
+test('a broken edge on the way (a misspelt source) is reported alone, not echoed as a side without its input', () => {
+  const src = 'model r {\n  input image: image\n  input text: text\n  node vision: vit(image) @ "vision_model"\n  node fused: bert(txt, cross: vision) @ "text_encoder"\n  node image_proj: embed(vision) @ "vision_proj"\n  node text_proj: embed(fused) @ "text_proj"\n  output itc: itc(image_proj, text_proj)\n}\n';
+  assert.deepEqual(load({ 'main.blip': src }).diagnostics.map((d) => d.code), ['BLIP2020']);
+});
