@@ -50,3 +50,31 @@ export function lmHead(ctx: LowerContext, embeddings: string, shape: number[]): 
   }
   return ctx.param(embeddings, shape);
 }
+
+/**
+ * A tensor transformers ties to `source` (an LM head to the token embeddings, T5's decoder embeddings to
+ * `shared`) that the checkpoint may also store under its own name `own`: from_pretrained leaves a stored
+ * copy untied when its values differ from the source's (tie_weights: torch.equal, "both are present …
+ * with different values"), and that copy serves; an equal copy, or none, is the source, stored once.
+ * The copy is read either way, so that the coverage check counts it.
+ */
+export function tiedOrOwn(ctx: LowerContext, own: string, source: string, shape: number[]): Value {
+  if (own === source || !ctx.has(own)) return ctx.param(source, shape);
+  const copy = ctx.param(own, shape);
+  const tied = ctx.param(source, shape);
+  return sameValues(ctx.b, copy, tied) ? tied : copy;
+}
+
+/**
+ * Whether two checkpoint weights hold equal values, as torch.equal compares them (a NaN equals
+ * nothing). Read through their specs in the weight store, once each, at lowering time; a placeholder
+ * (a missing or misshapen tensor, already reported) equals nothing.
+ */
+function sameValues(b: GraphBuilder, x: Value, y: Value): boolean {
+  const [p, q] = [b.weights.spec(x.name), b.weights.spec(y.name)];
+  if (!p || !q) return false;
+  const [u, v] = [p.produce(), q.produce()];
+  if (!(u instanceof Float32Array) || !(v instanceof Float32Array) || u.length !== v.length) return false;
+  for (let i = 0; i < u.length; i++) if (u[i] !== v[i]) return false;
+  return true;
+}

@@ -6,7 +6,7 @@ import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schem
 import type { FeaturesFlow, KV, LowerContext, TextFlow } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
 import { activation, attend, causalBias, mergeHeads, paddingBias, splitHeads, type QueryGroups } from '../lower/transformer.js';
-import { dense, layerNorm, onesMask, position } from '../lower/blocks.js';
+import { dense, layerNorm, onesMask, position, tiedOrOwn } from '../lower/blocks.js';
 
 export const Bert: NodeKind = {
   kind: 'bert',
@@ -74,12 +74,26 @@ function dims(ctx: LowerContext): Dims {
 /** Where the transformer body's tensors are: the decoder nests it under `bert.`. */
 const body = (ctx: LowerContext) => (ctx.bool('causal') ? 'bert.' : '');
 
+// The decoder's tied pairs (BlipTextLMHeadModel._tied_weights_keys): its LM head's weight and bias are
+// the word embeddings and cls.predictions.bias unless the checkpoint stores them apart (tiedOrOwn).
+const HEAD_WEIGHT = 'cls.predictions.decoder.weight';
+const WORDS = 'bert.embeddings.word_embeddings.weight';
+const HEAD_BIAS = 'cls.predictions.decoder.bias';
+const BIAS = 'cls.predictions.bias';
+
+/**
+ * The tensor a tied pair shares: `tied`, or, in a checkpoint that stores only the other side `own`,
+ * that one (from_pretrained's tie_weights then ties the missing side to the present one).
+ */
+const tiedSource = (ctx: LowerContext, own: string, tied: string) => (!ctx.has(tied) && ctx.has(own) ? own : tied);
+
 /** Word + learned position embeddings, then LayerNorm. ids (B, S), positions (S) or (B, S) → (B, S, W). */
 function embed(ctx: LowerContext, d: Dims, ids: Value, positions: Value): Value {
   const { b } = ctx;
   const p = `${body(ctx)}embeddings`;
+  const table = ctx.bool('causal') ? tiedSource(ctx, HEAD_WEIGHT, WORDS) : `${p}.word_embeddings.weight`;
   return b.scope('embeddings', () => {
-    const words = b.gather(ctx.param(`${p}.word_embeddings.weight`, [ctx.int('vocab_size'), d.W]), ids, 0, 'words'); // (B, S, W)
+    const words = b.gather(ctx.param(table, [ctx.int('vocab_size'), d.W]), ids, 0, 'words'); // (B, S, W)
     const pos = b.gather(ctx.param(`${p}.position_embeddings.weight`, [ctx.int('max_positions'), d.W]), positions, 0, 'positions'); // (S, W)
     return layerNorm(ctx, b.add(words, pos, 'sum'), `${p}.LayerNorm`, d.W, d.eps, 'LayerNorm');
   });
@@ -146,7 +160,6 @@ Bert.lowering = {
   defaults: { causal: false, act: 'gelu' },
   ignored: (_attrs, connected) => [
     /(.*\.)?position_ids/, // a buffer that older checkpoints saved
-    /cls\.predictions\.decoder\.(weight|bias)/, // tied copies of the word embeddings and cls.predictions.bias
     /(bert\.)?pooler\..*/, // BLIP's heads read the [CLS] hidden state, never the pooler
     ...(connected('cross') ? [] : [/(bert\.)?encoder\.layer\.\d+\.crossattention\..*/]),
   ],
@@ -206,10 +219,11 @@ Bert.lowering = {
         const last = position(b, x, -1, 'last'); // (B, W)
         const t = activation(b, dense(ctx, last, `${p}.transform.dense`, d.W, d.W, 'transform'), d.act);
         const h = layerNorm(ctx, t, `${p}.transform.LayerNorm`, d.W, d.eps, 'transform_norm');
-        // The decoder is tied to the word embeddings (V, W): Gemm with transB reads them as stored.
+        // The head (V, W), tied to the word embeddings unless stored apart: Gemm with transB reads it as stored.
         const V = ctx.int('vocab_size');
-        const emb = ctx.param(`${body(ctx)}embeddings.word_embeddings.weight`, [V, d.W]);
-        return b.op('Gemm', [h, emb, ctx.param(`${p}.bias`, [V])], { transB: 1 }, { name: 'logits' }); // (B, V)
+        const weight = tiedOrOwn(ctx, HEAD_WEIGHT, tiedSource(ctx, HEAD_WEIGHT, WORDS), [V, d.W]);
+        const bias = tiedOrOwn(ctx, HEAD_BIAS, tiedSource(ctx, HEAD_BIAS, BIAS), [V]);
+        return b.op('Gemm', [h, weight, bias], { transB: 1 }, { name: 'logits' }); // (B, V)
       });
       return { logits, present };
     },

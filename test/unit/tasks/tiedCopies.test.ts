@@ -1,0 +1,122 @@
+// Checkpoints that store a tied tensor apart: an untied fine-tune's BLIP LM head or head bias, a head
+// stored in place of the word embeddings, T5's decoder / encoder embeddings, a T5 without `shared`.
+// Each variant of test/fixtures/untied/expected.json (test/oracle/untied.py) is rebuilt here from its
+// base fixture by the same edits, compiled with the shipped graph, and must generate transformers'
+// greedy tokens; a variant transformers loads with missing keys must be refused, naming them. A stored
+// copy equal to the tensor it is tied to is stored once: the artifact is the base fixture's, byte for byte.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compile, load } from '../../../src/index.js';
+import { SafetensorsFile, encodeSafetensors, DTYPE_SIZE } from '../../../src/weights/safetensors.js';
+import { GRAPH_OF, compileFixture, fixturePath, repoRoot, tempDir } from './harness.js';
+
+type Edit = { set: string; from: string; reverse: boolean } | { drop: string };
+interface Variant {
+  name: string;
+  fixture: string;
+  edits: Edit[];
+  config: Record<string, unknown>;
+  case: { name: string; prompt?: string | null; questions?: string[] };
+  missing_keys: string[];
+  generation?: Array<{ kwargs: { max_new_tokens: number }; new_tokens: number[][]; margins: number[][] }>;
+}
+
+const MARGIN = 1e-4;
+const untied = JSON.parse(readFileSync(fixturePath('untied', 'expected.json'), 'utf8')) as { variants: Variant[] };
+const tmp = tempDir('blip-tied-copies-');
+after(() => tmp.remove());
+
+type Tensor = { name: string; dtype: string; shape: number[]; data: Uint8Array };
+
+/** `fixture`'s checkpoint with its tensors edited as test/oracle/untied.py edits them, and config.json keys set. */
+function editedCheckpoint(fixture: string, name: string, edits: Edit[], config: Record<string, unknown> = {}): string {
+  const src = fixturePath(fixture, 'checkpoint');
+  const dir = join(tmp.dir, name);
+  mkdirSync(dir);
+  for (const f of readdirSync(src)) if (f !== 'model.safetensors' && f !== 'config.json') copyFileSync(join(src, f), join(dir, f));
+  const st = SafetensorsFile.open(join(src, 'model.safetensors'));
+  const tensors = new Map<string, Tensor>([...st.tensors.values()].map((t) => [t.name, { name: t.name, dtype: t.dtype, shape: t.shape, data: st.readRaw(t.name) }]));
+  st.close();
+  for (const e of edits) {
+    if ('drop' in e) {
+      assert.ok(tensors.delete(e.drop), e.drop);
+      continue;
+    }
+    const from = tensors.get(e.from)!;
+    const data = new Uint8Array(from.data); // a copy
+    if (e.reverse) {
+      const row = (from.data.length / from.shape[0]) | 0; // bytes per entry of the first axis
+      assert.equal(row % DTYPE_SIZE[from.dtype], 0);
+      for (let i = 0; i < from.shape[0]; i++) data.set(from.data.subarray(i * row, (i + 1) * row), (from.shape[0] - 1 - i) * row);
+    }
+    tensors.set(e.set, { ...from, name: e.set, data });
+  }
+  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors([...tensors.values()]));
+  const cfg = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+  for (const [k, v] of Object.entries(config)) {
+    if (k.startsWith('text_config.')) cfg.text_config[k.slice('text_config.'.length)] = v;
+    else cfg[k] = v;
+  }
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
+  return dir;
+}
+
+const graphOf = (fixture: string) => join(repoRoot(), 'graphs', `${GRAPH_OF[fixture]}.blip`);
+
+for (const v of untied.variants.filter((x) => x.fixture.startsWith('blip-') && !x.missing_keys.length)) {
+  test(`a stored tied copy as transformers loads it: ${v.name} (${v.missing_keys.length ? `missing ${v.missing_keys.join(', ')}` : 'greedy tokens'})`, async (t) => {
+    const weights = editedCheckpoint(v.fixture, v.name, v.edits, v.config);
+    const out = join(tmp.dir, `${v.name}-out`);
+    if (v.missing_keys.length) {
+      // transformers would run a newly initialised head: refused, each missing tensor named
+      await assert.rejects(compile(graphOf(v.fixture), { weights, out }), (e: Error & { code?: string; problems?: Array<{ code: string; message: string }> }) => {
+        const problems = e.problems ?? [{ code: e.code ?? '', message: e.message }];
+        for (const k of v.missing_keys) assert.ok(problems.some((p) => p.code === 'BLIP4010' && p.message.includes(`"${k}"`)), `${k} not reported missing: ${e.message}`);
+        return true;
+      });
+      return;
+    }
+    await compile(graphOf(v.fixture), { weights, out });
+    const model = await load(out, { threads: 1 });
+    try {
+      const base = JSON.parse(readFileSync(fixturePath(v.fixture, 'expected.json'), 'utf8')) as { images: string[] };
+      const images = base.images.map((n) => fixturePath('images', n));
+      const g = v.generation![0]!;
+      const res = await model.generate(images, { maxNewTokens: g.kwargs.max_new_tokens, numBeams: 1, doSample: false, minNewTokens: 0, repetitionPenalty: 1, noRepeatNgramSize: 0, prompt: v.case.questions ?? v.case.prompt ?? undefined });
+      const eos = model.manifest.text.eos_token_id;
+      res.forEach((r, b) => {
+        // transformers' new tokens through the first EOS, up to a near tie (top-2 margin < 1e-4)
+        const fresh = g.new_tokens[b]!;
+        const cut = fresh.findIndex((x) => eos.includes(x));
+        const ids = cut < 0 ? fresh : fresh.slice(0, cut + 1);
+        const low = g.margins[b]!.findIndex((m, i) => i < ids.length && m < MARGIN);
+        const certain = low < 0 ? ids.length : low;
+        assert.deepEqual(r.tokenIds.slice(0, certain), ids.slice(0, certain), `${v.name} row ${b}`);
+        if (certain === ids.length) assert.equal(r.tokenIds.length, ids.length, `${v.name} row ${b}: length`);
+      });
+      t.diagnostic(`${res.length} rows: ${res.map((r) => r.tokenIds.join(' ')).join(' | ')}`);
+    } finally {
+      await model.close();
+    }
+  });
+}
+
+/** encode.onnx, decoder.onnx and weights.bin of two artifacts are the same bytes; the manifests count the same weights. */
+function assertSameArtifact(a: string, b: string): void {
+  for (const f of ['encode.onnx', 'decoder.onnx', 'weights.bin']) assert.ok(readFileSync(join(a, f)).equals(readFileSync(join(b, f))), `${f} differs`);
+  const weights = (d: string) => JSON.parse(readFileSync(join(d, 'manifest.json'), 'utf8')).weights;
+  assert.deepEqual(weights(b), weights(a));
+}
+
+test('a BLIP head and head bias stored equal to the word embeddings and cls.predictions.bias are stored once: the artifact is the base fixture\'s', async () => {
+  const fixture = 'blip-caption-a';
+  const weights = editedCheckpoint(fixture, 'blip-equal-copies', [
+    { set: 'text_decoder.cls.predictions.decoder.weight', from: 'text_decoder.bert.embeddings.word_embeddings.weight', reverse: false },
+    { set: 'text_decoder.cls.predictions.decoder.bias', from: 'text_decoder.cls.predictions.bias', reverse: false },
+  ]);
+  const out = join(tmp.dir, 'blip-equal-copies-out');
+  await compile(graphOf(fixture), { weights, out });
+  assertSameArtifact(await compileFixture(fixture, tmp.dir), out);
+});
