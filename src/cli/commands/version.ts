@@ -4,8 +4,19 @@ import { UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
 import { VERSION } from '../../version.js';
 import { hugePageStatus } from '../../../runtime/hugePages.js';
-import { providerStatus, type Provider } from '../../../runtime/providers.js';
+import { missingVulkanDrivers, providerStatus, vulkanDrivers, type Provider } from '../../../runtime/providers.js';
 import { cpuFacts, threadsFor } from '../../../runtime/threads.js';
+
+/**
+ * Whether WebGPU finds an adapter is only known by creating a session (Dawn starting the Vulkan
+ * drivers: seconds on lavapipe), so version says it did not look, and which drivers the loader would see.
+ */
+function webgpuNote(): string {
+  if (process.platform !== 'linux') return 'adapter not checked';
+  const drivers = vulkanDrivers();
+  const missing = missingVulkanDrivers();
+  return `adapter not checked; Vulkan drivers: ${drivers.join(', ') || 'none'}${missing.length ? `; named but missing: ${missing.join(', ')}` : ''}`;
+}
 
 const command: Command = {
   name: 'version',
@@ -13,8 +24,9 @@ const command: Command = {
   help: `Usage: blip version [--verbose]
 
 Prints the blip-graph version. With --verbose, also the Node.js and onnxruntime-node versions,
-which execution providers are installed, the CPU threads a session gets by default, and whether
-large buffers get huge pages.
+which execution providers are installed (for WebGPU the Vulkan drivers too: whether one gives an
+adapter shows only when a session starts, with --device webgpu), the CPU threads a session gets by
+default, and whether large buffers get huge pages.
 
 Example:
   blip version --verbose`,
@@ -27,7 +39,8 @@ Example:
       lines.push(`node ${process.versions.node}, onnxruntime-node ${ort} (${process.platform}-${process.arch})`);
       const providers = (['cpu', 'cuda', 'tensorrt', 'webgpu'] as Provider[]).map((p) => {
         const s = providerStatus(p);
-        return s.installed ? `${p}: installed` : `${p}: not installed (${s.reason})`;
+        if (!s.installed) return `${p}: not installed (${s.reason})`;
+        return p === 'webgpu' ? `webgpu: installed (${webgpuNote()})` : `${p}: installed`;
       });
       lines.push(...providers.map((p) => `provider ${p}`));
       const cpu = cpuFacts();
