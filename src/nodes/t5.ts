@@ -7,7 +7,7 @@ import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schem
 import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs, TextFlow } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
 import { activation, attend, causalBias, lastPosition, mergeHeads, paddingBias, rmsNorm, splitHeads, type QueryGroups } from '../lower/transformer.js';
-import { dense, onesMask } from '../lower/blocks.js';
+import { dense, onesMask, tiedOrOwn } from '../lower/blocks.js';
 import { CompileError } from '../lower/CompileError.js';
 
 export const T5: NodeKind = {
@@ -73,7 +73,8 @@ export const T5: NodeKind = {
 // the soft prompt in front of the prompt's embeddings, runs once in encode.onnx, which also
 // projects the encoder states to every decoder layer's cross-attention keys/values; decoder.onnx
 // runs one step. At prefix `language_model`:
-//   shared (V, d)                                   token embeddings (encoder and decoder)
+//   shared (V, d)                                   token embeddings (the prompt's, and the decoder's
+//                                                   unless decoder.embed_tokens is stored apart)
 //   {encoder,decoder}.block.{i}.layer.0.{SelfAttention.{q,k,v,o}, layer_norm}
 //   {encoder,decoder}.block.0.layer.0.SelfAttention.relative_attention_bias (buckets, N)
 //   decoder.block.{i}.layer.1.{EncDecAttention.{q,k,v,o}, layer_norm}
@@ -84,7 +85,10 @@ export const T5: NodeKind = {
 T5.lowering = {
   defaults: { relative_buckets: 32, relative_max_distance: 128, layer_norm_eps: 1e-6, gated: false, act: 'relu', tie_embeddings: true },
   ignored: () => [
-    /(encoder|decoder)\.embed_tokens\.weight/, // tied copies of `shared`
+    // BLIP-2 / InstructBLIP embed the prompt through get_input_embeddings() (`shared`) and hand the
+    // encoder inputs_embeds: encoder.embed_tokens, tied or stored apart, is never used (it is read
+    // only when it stands in for a missing `shared`: tiedSource)
+    /encoder\.embed_tokens\.weight/,
     /decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight/, // unused (transformers ignores it too)
   ],
   decoder: {
@@ -217,7 +221,15 @@ class Residual {
   }
 }
 
-const embeddings = (ctx: LowerContext, dm: Dims, stack: string) => ctx.param(ctx.has('shared.weight') || !ctx.has(`${stack}.embed_tokens.weight`) ? 'shared.weight' : `${stack}.embed_tokens.weight`, [dm.V, dm.d]);
+/**
+ * The tensor T5ForConditionalGeneration ties its embeddings and head to: `shared`, or in a checkpoint
+ * without it the first stored of lm_head, encoder.embed_tokens, decoder.embed_tokens (its
+ * _tied_weights_keys' order: from_pretrained's tie_weights then ties `shared` to that one). T5Config
+ * always ties (tie_word_embeddings is forced true; config.json's value only decides the scaling).
+ */
+function tiedSource(ctx: LowerContext): string {
+  return ['shared.weight', 'lm_head.weight', 'encoder.embed_tokens.weight', 'decoder.embed_tokens.weight'].find((k) => ctx.has(k)) ?? 'shared.weight';
+}
 
 /**
  * encode.onnx: [soft prompt (B, Q, d) ; embed(input_ids) (B, S, d)] through the encoder (states
@@ -229,7 +241,7 @@ const embeddings = (ctx: LowerContext, dm: Dims, stack: string) => ctx.param(ctx
 export function t5Encode(ctx: LowerContext, prefix: Value | undefined, text: TextFlow): { cross: KV[]; mask: Value; states: Value } {
   const { b } = ctx;
   const dm = dims(ctx);
-  const tokens = b.gather(embeddings(ctx, dm, 'encoder'), text.ids, 0, 'tokens'); // (B, S, d)
+  const tokens = b.gather(ctx.param(tiedSource(ctx), [dm.V, dm.d]), text.ids, 0, 'tokens'); // (B, S, d)
   const h = prefix ? b.concat([prefix, tokens], 1, 'inputs_embeds') : tokens; // (B, L, d)
   const mask = prefix ? b.concat([onesMask(b, prefix, 'prefix_mask'), text.mask], 1, 'encoder_mask') : text.mask; // (B, L)
   const positions = b.range(b.int64([0], [], 'zero'), b.dim(h, 1, 'encoder_length'), 'encoder_positions');
@@ -266,7 +278,8 @@ function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
   const { b } = ctx;
   const dm = dims(ctx);
   if (!io.cross || !io.crossMask) throw new CompileError('BLIP4015', 't5: the decoder step needs the cross keys/values from encode.onnx', ctx.node.loc);
-  const h = b.gather(embeddings(ctx, dm, 'decoder'), io.ids, 0, 'tokens'); // (B, S, d)
+  // decoder.embed_tokens stored apart from `shared` (a fine-tune that untied them) loads untied
+  const h = b.gather(tiedOrOwn(ctx, 'decoder.embed_tokens.weight', tiedSource(ctx), [dm.V, dm.d]), io.ids, 0, 'tokens'); // (B, S, d)
   const T = b.dim(io.mask, 1, 'total_length');
   const qpos = b.range(b.sub(T, b.dim(io.ids, 1, 'step_length'), 'past_length'), T, 'query_positions'); // P .. T-1
   const kpos = b.range(b.int64([0], [], 'zero'), T, 'key_positions');
@@ -290,6 +303,8 @@ function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
   let last = res.norm('decoder.final_layer_norm', 'decoder_final_layer_norm', lastPosition(b, res.h)); // (B, d)
   // Original T5 scales before its tied head; Flan-T5 (scale_decoder_outputs: false) does not.
   if (ctx.bool('tie_embeddings')) last = b.mul(last, b.scalar(dm.d ** -0.5), 'scaled');
-  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : 'shared.weight'; // a stored lm_head loads untied
+  // A stored lm_head serves: Flan-T5's differs from `shared` (one equal to it is not looked for, which
+  // would read both whole on every Flan-T5 compile; it would be stored twice).
+  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : tiedSource(ctx);
   return { logits: b.op('Gemm', [last, ctx.param(head, [dm.V, dm.d])], { transB: 1 }, { name: 'lm_head' }), present }; // (B, V)
 }

@@ -65,7 +65,7 @@ function editedCheckpoint(fixture: string, name: string, edits: Edit[], config: 
 
 const graphOf = (fixture: string) => join(repoRoot(), 'graphs', `${GRAPH_OF[fixture]}.blip`);
 
-for (const v of untied.variants.filter((x) => x.fixture.startsWith('blip-') && !x.missing_keys.length)) {
+for (const v of untied.variants.filter((x) => !x.missing_keys.length)) {
   test(`a stored tied copy as transformers loads it: ${v.name} (${v.missing_keys.length ? `missing ${v.missing_keys.join(', ')}` : 'greedy tokens'})`, async (t) => {
     const weights = editedCheckpoint(v.fixture, v.name, v.edits, v.config);
     const out = join(tmp.dir, `${v.name}-out`);
@@ -117,6 +117,17 @@ test('a BLIP head and head bias stored equal to the word embeddings and cls.pred
     { set: 'text_decoder.cls.predictions.decoder.bias', from: 'text_decoder.cls.predictions.bias', reverse: false },
   ]);
   const out = join(tmp.dir, 'blip-equal-copies-out');
+  await compile(graphOf(fixture), { weights, out });
+  assertSameArtifact(await compileFixture(fixture, tmp.dir), out);
+});
+
+test("T5 decoder and encoder embeddings stored equal to `shared` are stored once: the artifact is the base fixture's", async () => {
+  const fixture = 'blip2-t5-a';
+  const weights = editedCheckpoint(fixture, 't5-equal-copies', [
+    { set: 'language_model.decoder.embed_tokens.weight', from: 'language_model.shared.weight', reverse: false },
+    { set: 'language_model.encoder.embed_tokens.weight', from: 'language_model.shared.weight', reverse: false },
+  ]);
+  const out = join(tmp.dir, 't5-equal-copies-out');
   await compile(graphOf(fixture), { weights, out });
   assertSameArtifact(await compileFixture(fixture, tmp.dir), out);
 });
