@@ -20,6 +20,7 @@ import { NoCyclesRule } from './NoCyclesRule.js';
 import { ReachabilityRule } from './ReachabilityRule.js';
 import { ItcSidesRule } from './ItcSidesRule.js';
 import { QueryPoolingRule } from './QueryPoolingRule.js';
+import { ImageReachesDecoderRule } from './ImageReachesDecoderRule.js';
 import { UnusedRule } from './UnusedRule.js';
 import { ArtifactOutputsRule } from './ArtifactOutputsRule.js';
 import { OneInputPerTypeRule } from './OneInputPerTypeRule.js';
@@ -49,6 +50,7 @@ export const checkRules: CheckRule[] = [
   ReachabilityRule,
   ItcSidesRule,
   QueryPoolingRule,
+  ImageReachesDecoderRule,
   UnusedRule,
   // sizes
   NodeSizesRule,

@@ -59,6 +59,7 @@ export const CODES = {
   BLIP2036: e('itc() side computed from the wrong input'),
   BLIP2037: e('pooling that does not fit the features'),
   BLIP2038: e('Q-Former text: input where an instruction is meant'),
+  BLIP2039: e('generated text that does not depend on the image'),
   BLIP2040: e('width mismatch on an edge'),
   BLIP2041: e('inconsistent sizes in a node'),
 

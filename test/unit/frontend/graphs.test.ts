@@ -109,8 +109,9 @@ test('a pinned file whose widths disagree is refused before any checkpoint is re
 });
 
 test('config: "" selects the top level of config.json (a checkpoint of the LLM alone)', () => {
-  const src = 'model m {\n  input prompt: text\n  node llm: opt(text: prompt) frozen @ "model" { config: "" }\n  output text: generate(llm)\n}\n';
+  // (the image reaches the LLM: a text-only LLM graph is BLIP2039)
+  const src = 'model m {\n  input image: image\n  input prompt: text\n  node vision: vit(image) @ "vision_model"\n  node llm: opt(prefix: vision, text: prompt) frozen @ "model" { config: "" }\n  output text: generate(llm)\n}\n';
   const r = load({ 'main.blip': src });
   assert.deepEqual(r.diagnostics.map(simple), []);
-  assert.equal(r.program!.models[0].nodes[0].config, '');
+  assert.equal(r.program!.models[0].nodes[1].config, '');
 });

@@ -513,6 +513,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
       { code: "BLIP2038", line: 5, column: 33, message: "qformer 'qformer' reads text: prompt and feeds generate() output 'text': expected 'instruction: prompt', the port a generating Q-Former reads text through (InstructBLIP), found text:, BLIP-2 retrieval's port for itm() and itc()" },
     ],
   },
+  {
+    name: "LLM that does not read the image",
+    src: edit('opt(prefix: projection, text: prompt)', 'opt(text: prompt)'),
+    expect: [
+      { code: "BLIP2039", line: 7, column: 13, message: "opt 'llm' (generate() output 'text') does not depend on the image: expected image input 'image' to reach it through prefix: (blip-graph models are vision-language: the image enters as a prefix, encoder input or cross-attention), found it reads text input 'prompt' only" },
+    ],
+  },
   // attributes
   {
     name: "unknown attribute",
