@@ -12,9 +12,9 @@
 // requests are all cancelled stops at the next decoding step and frees its worker.
 //
 // WebGPU takes turns: onnxruntime-node 1.30 crashes the process (SIGSEGV / SIGABRT) when two
-// threads create or run WebGPU sessions at the same time (.bench/review/webgpu3/threads2.mjs, no
-// blip code: two worker_threads creating sessions at once, or running them at once; sessions open in
-// both threads but used in turn are fine). So where the device may be WebGPU, the workers load their
+// threads create or run WebGPU sessions at the same time (two bare worker_threads creating a WebGPU
+// InferenceSession at once, or running theirs at once; sessions open in both threads but used in
+// turn are fine; docs/webgpu.md). So where the device may be WebGPU, the workers load their
 // models one after another, a worker on WebGPU runs a batch only while no other worker is loading
 // or running a WebGPU batch (one WebGPU batch at a time in the process, across models and --workers,
 // the oldest waiting request's model first), and they close one after another. The turn is a whole
