@@ -27,11 +27,12 @@ export const Bert: NodeKind = {
     encoder_width: int('width of the `cross:` features (config: encoder_hidden_size)'),
     causal: bool('causal self-attention and an LM head: a text decoder'),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
+    tie_embeddings: bool("a decoder's LM head is the word embeddings and cls.predictions.bias unless the checkpoint stores it apart (config: tie_word_embeddings, at the top level or in text_config); when false the head must be stored, as transformers reports it missing"),
   }),
   defaultConfig: 'text_config',
-  fromConfig(section) {
+  fromConfig(section, root) {
     // `is_decoder` is not read: BLIP's encoder and decoder share one text_config; the file says causal.
-    return pick(section, {
+    const attrs = pick(section, {
       width: 'hidden_size',
       depth: 'num_hidden_layers',
       heads: 'num_attention_heads',
@@ -42,6 +43,12 @@ export const Bert: NodeKind = {
       encoder_width: 'encoder_hidden_size',
       act: 'hidden_act',
     });
+    // BlipForConditionalGeneration / ForQuestionAnswering tie the head while either config says so (their
+    // tied-weights map is the union of the top level's and the text decoder's; each defaults to true)
+    const says = [section.tie_word_embeddings, root.tie_word_embeddings];
+    if (says.includes(true)) attrs.tie_embeddings = true;
+    else if (says.every((v) => v === false)) attrs.tie_embeddings = false;
+    return attrs;
   },
   outputWidth: (a) => n(a, 'width'),
   inputWidth: (port, a) => (port === 'cross' ? n(a, 'encoder_width') : undefined),
@@ -91,7 +98,7 @@ const tiedSource = (ctx: LowerContext, own: string, tied: string) => (!ctx.has(t
 function embed(ctx: LowerContext, d: Dims, ids: Value, positions: Value): Value {
   const { b } = ctx;
   const p = `${body(ctx)}embeddings`;
-  const table = ctx.bool('causal') ? tiedSource(ctx, HEAD_WEIGHT, WORDS) : `${p}.word_embeddings.weight`;
+  const table = ctx.bool('causal') && ctx.bool('tie_embeddings') ? tiedSource(ctx, HEAD_WEIGHT, WORDS) : `${p}.word_embeddings.weight`;
   return b.scope('embeddings', () => {
     const words = b.gather(ctx.param(table, [ctx.int('vocab_size'), d.W]), ids, 0, 'words'); // (B, S, W)
     const pos = b.gather(ctx.param(`${p}.position_embeddings.weight`, [ctx.int('max_positions'), d.W]), positions, 0, 'positions'); // (S, W)
@@ -157,9 +164,10 @@ function layer(ctx: LowerContext, d: Dims, i: number, x: Value, io: LayerIO): { 
 }
 
 Bert.lowering = {
-  defaults: { causal: false, act: 'gelu' },
-  ignored: (_attrs, connected) => [
+  defaults: { causal: false, act: 'gelu', tie_embeddings: true },
+  ignored: (attrs, connected) => [
     /(.*\.)?position_ids/, // a buffer that older checkpoints saved
+    ...(attrs.tie_embeddings === false ? [/cls\.predictions\.bias/] : []), // untied, the head's own bias serves
     /(bert\.)?pooler\..*/, // BLIP's heads read the [CLS] hidden state, never the pooler
     ...(connected('cross') ? [] : [/(bert\.)?encoder\.layer\.\d+\.crossattention\..*/]),
   ],
@@ -221,8 +229,11 @@ Bert.lowering = {
         const h = layerNorm(ctx, t, `${p}.transform.LayerNorm`, d.W, d.eps, 'transform_norm');
         // The head (V, W), tied to the word embeddings unless stored apart: Gemm with transB reads it as stored.
         const V = ctx.int('vocab_size');
-        const weight = tiedOrOwn(ctx, HEAD_WEIGHT, tiedSource(ctx, HEAD_WEIGHT, WORDS), [V, d.W]);
-        const bias = tiedOrOwn(ctx, HEAD_BIAS, tiedSource(ctx, HEAD_BIAS, BIAS), [V]);
+        // Untied, transformers reads the head alone and newly initialises a missing one (weight random, bias zeros).
+        const untied = !ctx.bool('tie_embeddings');
+        const why = (what: string) => ({ neededBecause: `its config does not tie the LM head to the word embeddings and cls.predictions.bias (tie_embeddings false; config: tie_word_embeddings false at the top level and in text_config), and transformers would leave a missing ${what}` });
+        const weight = untied ? ctx.param(HEAD_WEIGHT, [V, d.W], why('head random')) : tiedOrOwn(ctx, HEAD_WEIGHT, tiedSource(ctx, HEAD_WEIGHT, WORDS), [V, d.W]);
+        const bias = untied ? ctx.param(HEAD_BIAS, [V], why('head bias at zeros')) : tiedOrOwn(ctx, HEAD_BIAS, tiedSource(ctx, HEAD_BIAS, BIAS), [V]);
         return b.op('Gemm', [h, weight, bias], { transB: 1 }, { name: 'logits' }); // (B, V)
       });
       return { logits, present };
