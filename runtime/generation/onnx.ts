@@ -34,9 +34,10 @@ export interface OnnxDecoderOptions {
    * Decoder-only models with a visual prefix (prefix_embeds, Q positions). `placeholders`: the
    * prompt starts with Q `<image>` ids that the prefix replaces (transformers 5 processors); else
    * the prefix goes in front of the prompt and Q ones are added in front of its mask (older
-   * checkpoints).
+   * checkpoints). `length`: the Q the inputs were built for (the manifest's), which prefix_embeds
+   * must have: a prompt built for another Q would lose ids, or positions, without a word.
    */
-  prefix?: { placeholders: boolean };
+  prefix?: { placeholders: boolean; length?: number };
   /**
    * Text fed at prefill when the generation loop's prompt is empty (older BLIP-2 checkpoints:
    * transformers generates from inputs_embeds only, so its sequences hold the new tokens alone).
@@ -141,6 +142,13 @@ export class OnnxDecoderStepModel implements StepModel<DecoderState> {
       if (!prefix || prefix.dims.length !== 3) throw new BlipRuntimeError('BLIP5044', 'decoder.onnx takes prefix_embeds but encode.onnx gave none (B, Q, H)');
       this.prefixLength = prefix.dims[1];
       this.prefixWidth = prefix.dims[2];
+      const built = o.prefix?.length;
+      if (built !== undefined && built !== this.prefixLength) {
+        throw new BlipRuntimeError(
+          'BLIP5044',
+          `encode.onnx gives a visual prefix of ${this.prefixLength} positions, but the prompt was built for ${built}${o.prefix!.placeholders ? ' <image> placeholders' : ''} (the manifest's text.prefix_length, or num_query_tokens in artifacts compiled before it was recorded); recompile the model`,
+        );
+      }
     } else {
       this.prefixLength = 0;
       this.prefixWidth = 0;

@@ -122,7 +122,7 @@ export function promptFacts(e: ModelEntry, prompt: string | null): PromptFacts {
   const b = buildInputs(ctx, prompt === null ? null : [prompt], 1);
   let positions = b.prompt.inputIds[0]?.length ?? 0;
   if (b.prefillText) positions += b.prefillText.inputIds[0].length;
-  if (b.prefix && !b.prefix.placeholders) positions += e.manifest.text.num_query_tokens ?? 0;
+  if (b.prefix && !b.prefix.placeholders) positions += b.prefix.length;
   const enc = b.encodeFeeds.input_ids?.dims[1] ?? 0;
   const qf = b.encodeFeeds.qformer_input_ids?.dims[1] ?? 0;
   return { positions, encoderTokens: Number(enc), shape: `${prompt === null ? 'none' : 'text'}:${positions}:${enc}:${qf}` };

@@ -214,11 +214,20 @@ function llmText(ctx: GenerateContext, prompts: string[] | null, batch: number, 
   return { inputIds: Array.from({ length: batch }, () => [bos]), attentionMask: Array.from({ length: batch }, () => [1]) };
 }
 
+/**
+ * Positions the visual prefix of a decoder-only language model takes (manifest text.prefix_length:
+ * a ViT's outputs are more than num_query_tokens); artifacts compiled before it was recorded: num_query_tokens.
+ */
+export function prefixPositions(m: Manifest): number {
+  return m.text.prefix_length ?? m.text.num_query_tokens ?? 0;
+}
+
 export interface BuiltInputs {
   /** Text inputs of encode.onnx (besides pixel_values). */
   encodeFeeds: Record<string, ort.Tensor>;
   prompt: Prompt;
-  prefix?: { placeholders: boolean };
+  /** The visual prefix: placeholders in the prompt or positions in front of it, `length` of them. */
+  prefix?: { placeholders: boolean; length: number };
   prefillText?: { inputIds: number[][]; attentionMask: number[][] };
 }
 
@@ -263,18 +272,19 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
       return { encodeFeeds, prompt: startRows(m.text.decoder_start_token_id, 'decoder_start_token_id') };
     }
     case 'llm-prefix': {
-      const n = m.text.num_query_tokens ?? 0;
+      // one placeholder per prefix position: the decoder replaces exactly these
+      const n = prefixPositions(m);
       const e = llmText(ctx, prompts, batch, 'left');
       const img = new Array<number>(n).fill(m.text.image_token_id!);
       return {
         encodeFeeds,
         prompt: { inputIds: e.inputIds.map((r) => [...img, ...r]), attentionMask: e.attentionMask.map((r) => [...ones(n), ...r]) },
-        prefix: { placeholders: true },
+        prefix: { placeholders: true, length: n },
       };
     }
     case 'llm-legacy': {
       const e = llmText(ctx, prompts, batch, 'left');
-      return { encodeFeeds, prompt: { inputIds: Array.from({ length: batch }, () => []) }, prefix: { placeholders: false }, prefillText: e };
+      return { encodeFeeds, prompt: { inputIds: Array.from({ length: batch }, () => []) }, prefix: { placeholders: false, length: prefixPositions(m) }, prefillText: e };
     }
   }
 }
@@ -295,7 +305,7 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
   const e = width(built.encodeFeeds.input_ids);
   if (lim.text !== undefined && e > lim.text) throw new BlipRuntimeError('BLIP5032', `the question is ${e} tokens, the text encoder has ${lim.text} positions; shorten it`);
   if (lim.decoder !== undefined) {
-    const prompt = (built.prompt.inputIds[0]?.length ?? 0) + (built.prefillText ? (built.prefillText.inputIds[0]?.length ?? 0) + (m.text.num_query_tokens ?? 0) : 0);
+    const prompt = (built.prompt.inputIds[0]?.length ?? 0) + (built.prefillText ? (built.prefillText.inputIds[0]?.length ?? 0) + prefixPositions(m) : 0);
     // the last new token is never fed back, so it takes no position (as in transformers: one more fails there)
     const total = prompt + Math.max(0, (maxNewTokens ?? 0) - 1);
     if (prompt > lim.decoder || total > lim.decoder) {

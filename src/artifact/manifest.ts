@@ -92,6 +92,13 @@ export interface TextConventions {
   image_token_id?: number;
   num_query_tokens?: number;
   /**
+   * Positions the visual prefix of a decoder-only language model takes in front of its text: as
+   * many `<image>` placeholders go before the prompt (with image_token_id), or positions before it
+   * (without). num_query_tokens for a Q-Former's queries; 1 + (image_size / patch_size)² for a
+   * ViT's outputs (`opt(prefix: vision, …)`). Absent (artifacts compiled before it): num_query_tokens.
+   */
+  prefix_length?: number;
+  /**
    * How a decoder prompt is built from the tokenizer's output:
    * `blip` = tokenize with special tokens ([CLS] text [SEP]), replace the first id with
    * decoder_start_token_id and drop the last (what BlipForConditionalGeneration.generate does);
@@ -311,6 +318,7 @@ export const manifestSchema = {
         decoder_start_token_id: int,
         image_token_id: int,
         num_query_tokens: { type: 'integer', minimum: 1 },
+        prefix_length: { type: 'integer', minimum: 1 },
         prompt_format: { enum: ['blip', 'plain'] },
         text_input: { enum: ['encoder', 'decoder'] },
         takes_prompt: { const: false },

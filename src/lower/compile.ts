@@ -31,6 +31,7 @@ import { checkWidths } from '../checks/widths.js';
 import { sizeProblems } from '../checks/NodeSizesRule.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
 import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
+import { outputLength } from './prefixLength.js';
 import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
 import { rewriteGraph, type RewriteReport, type Target } from '../rewrite/index.js';
@@ -340,6 +341,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     let decoderFacts: DecoderFacts | undefined;
     let fromEncode: string[] = [];
     let encodeTakesText = false;
+    let prefixLength: number | undefined;
 
     if (gens.length) {
       const gen = nodes.get(gens[0].args[0])!;
@@ -368,7 +370,13 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         emitFloat(enc, kv.value, `cross.${i}.value`, crossDims);
       });
       if (side.crossMask) enc.output(side.crossMask, 'cross_attention_mask', 'int64', ['batch', 'cross_sequence']);
-      if (side.prefix) emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', facts.prefixWidth ?? facts.hidden]);
+      if (side.prefix) {
+        emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', facts.prefixWidth ?? facts.hidden]);
+        // the positions it takes: the runtime's placeholders and length checks count these, which are
+        // num_query_tokens only for a Q-Former's queries (a ViT's outputs are 1 + grid²)
+        const edge = gen.node.edges.find((e) => e.port === 'prefix');
+        prefixLength = edge && outputLength(nodes, edge.from);
+      }
       encodeTakesText = enc.inputs.some((i) => i.name === 'input_ids');
       graphs.push(enc);
 
@@ -482,7 +490,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     const takesPrompt = model.nodes.some((n) => used.has(n.name) && n.edges.some((e) => textInputs.has(e.from)));
     // an InstructBLIP-style graph whose LLM has no text port: the prompt is the Q-Former's alone
     const llmPrompt = !(family === 'instructblip' && takesPrompt && gens.length && !nodes.get(gens[0]!.args[0]!)!.node.edges.some((e) => textInputs.has(e.from)));
-    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, takesPrompt, llmPrompt, rets, gens, imageSize, limits, vocabs, t0, parameters })), rewrites };
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, takesPrompt, llmPrompt, rets, gens, imageSize, limits, vocabs, t0, parameters, prefixLength })), rewrites };
   } catch (e) {
     // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
     if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
@@ -572,6 +580,8 @@ interface Built {
   t0: number;
   /** Parameter count before --quantize packs weights. */
   parameters: number;
+  /** Positions the decoder's visual prefix takes (decoder-only LLMs), when its producers' attributes fix them (./prefixLength.ts). */
+  prefixLength?: number;
 }
 
 /**
@@ -683,7 +693,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   // written: the runtime refuses a manifest that fails its schema.
   const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
   const text: Manifest['text'] = {
-    ...textConventionsFor(x.family, x.ckpt.config, task),
+    ...textConventionsFor(x.family, x.ckpt.config, task, x.prefixLength),
     ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}),
     ...(Object.keys(x.vocabs).length ? { vocab_sizes: x.vocabs } : {}),
     ...(x.decoderFacts && !x.takesPrompt ? { takes_prompt: false as const } : {}),

@@ -104,8 +104,11 @@ export function generationFor(model: IrModel, ckpt: Checkpoint): Generation {
   return { ...(out as Omit<Generation, 'source'>), source };
 }
 
-/** Special ids and prompt layout. BLIP's are fixed by its modeling code, not by generation_config. */
-export function textConventionsFor(family: Family, fileConfig: JsonObject, task: Manifest['task']): TextConventions {
+/**
+ * Special ids and prompt layout. BLIP's are fixed by its modeling code, not by generation_config.
+ * `prefixLength`: the positions a decoder-only language model's visual prefix takes (./prefixLength.ts).
+ */
+export function textConventionsFor(family: Family, fileConfig: JsonObject, task: Manifest['task'], prefixLength?: number): TextConventions {
   // Ids the file leaves out are its config classes' defaults (BlipTextConfig, OPTConfig, T5Config,
   // LlamaConfig), as transformers fills them in.
   const config = effectiveConfig(fileConfig).config;
@@ -140,5 +143,6 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   if (id(text.decoder_start_token_id) !== undefined) conv.decoder_start_token_id = id(text.decoder_start_token_id);
   if (id(config.image_token_index) !== undefined) conv.image_token_id = id(config.image_token_index);
   if (num(config.num_query_tokens) !== undefined) conv.num_query_tokens = num(config.num_query_tokens);
+  if (prefixLength !== undefined) conv.prefix_length = prefixLength;
   return conv;
 }
