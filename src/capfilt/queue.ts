@@ -133,7 +133,7 @@ export interface WorkerOptions {
 export interface WorkerHandle {
   /** Resolves when the worker has stopped (rejects with the error that stopped it). */
   done: Promise<void>;
-  /** Finish the current job, then stop. */
+  /** Finish the current job, if one runs, then stop; an idle worker stops at once. */
   close(): Promise<void>;
 }
 
@@ -218,7 +218,10 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (idleTimer) clearInterval(idleTimer);
-      await worker.close();
+      // With no job running there is nothing to finish: close at once (force). BullMQ's graceful
+      // close first waits for its blocking connection to end, which after a Redis restart it waits
+      // for forever (bullmq 6.7: an idle worker ignored SIGTERM).
+      await worker.close(busy === 0);
       for (const m of models.values()) await m.then((x) => x.close?.(), () => undefined);
       connection.disconnect();
     })();

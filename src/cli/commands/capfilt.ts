@@ -204,7 +204,7 @@ export async function capfiltMain(argv: string[], deps: CapfiltDeps): Promise<nu
     let signals = 0;
     const onSignal = (): void => {
       if (++signals > 1) process.exit(130);
-      deps.stderr.write('capfilt worker: finishing the current job, then stopping (signal again to stop now)\n');
+      deps.stderr.write('capfilt worker: stopping, after the current job if one runs (signal again to stop now)\n');
       void handle.close();
     };
     process.on('SIGTERM', onSignal);

@@ -102,19 +102,21 @@ export async function freePort(): Promise<number> {
 
 export interface RedisServer {
   url: string;
+  port: number;
   stop(): Promise<void>;
 }
 
-/** A throwaway redis-server on a free port, without persistence. */
-export async function startRedis(): Promise<RedisServer> {
+/** A throwaway redis-server on a free port (or on `port`: to restart one), without persistence. */
+export async function startRedis(port?: number): Promise<RedisServer> {
   if (spawnSync('redis-server', ['--version']).error) {
     throw new Error('redis-server is not installed: the CapFilt queue tests need it (.ci/run installs it: apt-get install redis-server)');
   }
-  const port = await freePort();
+  port ??= await freePort();
   const p = new Proc('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {}, process.cwd());
   await p.waitFor(/Ready to accept connections/, 'out', 20_000);
   return {
     url: `redis://127.0.0.1:${port}`,
+    port,
     async stop() {
       await p.kill('SIGTERM');
     },
