@@ -6,15 +6,21 @@ import { open, readFile, unlink } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { IMAGE_EXTENSIONS, isImageExtension } from '../../runtime/preprocess/imageExtensions.js';
 import type { ShardSource } from './inputs.js';
 
 /**
- * Image extensions a sample's image may have, in the order one is picked when a sample has several:
- * the formats the runtime decodes as PIL does (runtime/preprocess/image.ts).
+ * Extensions (without the dot) a sample's image may have, in the order one is picked when a sample
+ * has several: those blip run takes in a folder (runtime/preprocess/imageExtensions.ts).
  */
-export const IMAGE_EXTENSIONS = ['jpg', 'jpeg', 'png', 'webp', 'gif', 'tif', 'tiff', 'avif'] as const;
-/** "a .jpg, .jpeg, ... or .avif file", for messages. */
-export const IMAGE_FILES = `a ${IMAGE_EXTENSIONS.slice(0, -1).map((e) => `.${e}`).join(', ')} or .${IMAGE_EXTENSIONS[IMAGE_EXTENSIONS.length - 1]} file`;
+const SAMPLE_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS.map((e) => e.slice(1));
+/** "a .png, .apng, ... or .avif file", for messages. */
+export const IMAGE_FILES = `a ${IMAGE_EXTENSIONS.slice(0, -1).join(', ')} or ${IMAGE_EXTENSIONS[IMAGE_EXTENSIONS.length - 1]} file`;
+/**
+ * Extensions of formats PIL reads and the decoder does not (BMP, ICO, the PNM family, TGA, PCX,
+ * JPEG 2000, HEIC): a sample whose image is one of them is told so, not that it has no image.
+ */
+const UNSUPPORTED_IMAGE_EXTENSIONS = new Set(['bmp', 'dib', 'ico', 'ppm', 'pgm', 'pbm', 'pnm', 'tga', 'pcx', 'jp2', 'j2k', 'heic', 'heif']);
 
 export interface InputSample {
   key: string;
@@ -53,7 +59,7 @@ function parseMeta(buf: Buffer): unknown {
 
 function toSample(key: string, files: Map<string, { name: string; bytes: Buffer }>): InputSample {
   const s: InputSample = { key };
-  for (const ext of IMAGE_EXTENSIONS) {
+  for (const ext of SAMPLE_IMAGE_EXTENSIONS) {
     for (const [e, f] of files) {
       if (e.toLowerCase() === ext) {
         s.image = f;
@@ -72,7 +78,9 @@ function toSample(key: string, files: Map<string, { name: string; bytes: Buffer 
       }
     } else if (l === 'json' && s.meta === undefined) s.meta = parseMeta(f.bytes);
   }
-  if (!s.image && s.text === undefined && s.meta === undefined) {
+  const unsupported = s.image ? undefined : [...files].find(([e]) => UNSUPPORTED_IMAGE_EXTENSIONS.has(e.toLowerCase()))?.[1];
+  if (unsupported) s.error ??= `${unsupported.name}: not a supported image format (${IMAGE_FILES} expected)`;
+  else if (!s.image && s.text === undefined && s.meta === undefined) {
     s.error = `no image, text or metadata (files: ${[...files.values()].map((f) => f.name).join(', ')})`;
   }
   return s;
@@ -150,8 +158,6 @@ export async function* readTarSamples(path: string, onBytes: (n: number) => void
   if (key !== undefined) yield finish(key);
 }
 
-const IMAGE_EXT_SET = new Set<string>(IMAGE_EXTENSIONS);
-
 /**
  * Samples of a JSONL chunk: one `{"image": path, "text": ...}` object a line (`caption` is read
  * when `text` is absent); relative image paths are relative to the JSONL file. The key is the
@@ -189,8 +195,7 @@ export async function* readJsonlSamples(source: Extract<ShardSource, { kind: 'js
     const path = isAbsolute(image) ? image : resolve(dir, image);
     try {
       const bytes = await readFile(path);
-      let ext = extname(image).slice(1).toLowerCase();
-      if (!IMAGE_EXT_SET.has(ext)) ext = 'img';
+      const ext = isImageExtension(extname(image)) ? extname(image).slice(1).toLowerCase() : 'img';
       s.image = { name: `${key}.${ext}`, bytes, source: image };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;

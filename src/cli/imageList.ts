@@ -5,15 +5,15 @@ import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { BlipRuntimeError, ImageDecodeError } from '../../runtime/errors.js';
 import { isSystemError, systemErrorMeaning } from '../filesystem.js';
+import { IMAGE_EXTENSIONS, isImageExtension } from '../../runtime/preprocess/imageExtensions.js';
 
 /**
- * The extensions a folder's images are found by: those PIL opens the decoder's formats under (its
- * registered extensions for JPEG, PNG, WebP, GIF, TIFF, AVIF). Other files, BMP included (PIL reads
- * it, the decoder does not), are named in a note and skipped, as before: a folder that ran cleanly
- * does not start failing for a file it always skipped. A BMP named with --image is an error line.
+ * A folder's images are found by these extensions (shared with CapFilt's tar samples). Other files,
+ * BMP included (PIL reads it, the decoder does not), are named in a note and skipped, as before: a
+ * folder that ran cleanly does not start failing for a file it always skipped. A BMP named with
+ * --image is an error line.
  */
-export const IMAGE_EXTENSIONS = ['.png', '.apng', '.jpg', '.jpeg', '.jpe', '.jfif', '.webp', '.gif', '.tif', '.tiff', '.avif'];
-const IMAGE_EXT_SET = new Set(IMAGE_EXTENSIONS);
+export { IMAGE_EXTENSIONS };
 
 /** One image to run: its path, or why it cannot be (then it gets an error line and is not run). */
 export interface ImageEntry {
@@ -76,7 +76,7 @@ export function expandImages(paths: string[]): ImageList {
     const images: ImageEntry[] = [];
     for (const name of names) {
       const f = join(p, name);
-      const image = IMAGE_EXT_SET.has(extname(name).toLowerCase());
+      const image = isImageExtension(extname(name));
       let kind: 'file' | 'folder' | 'other';
       try {
         const st = statSync(f);

@@ -9,6 +9,8 @@ import { BlipError } from '../../../src/cli/Command.js';
 import { buildFixture, image, readTar, treeDigest, writeTar, type Fixture } from './helpers/fixtures.js';
 import { testDoubleModels } from './helpers/testDoubleModels.js';
 import sharp from 'sharp';
+import { IMAGE_EXTENSIONS } from '../../../runtime/preprocess/imageExtensions.js';
+import { IMAGE_EXTENSIONS as cliImageExtensions } from '../../../src/cli/imageList.js';
 
 let root: string;
 let fx: Fixture;
@@ -213,6 +215,30 @@ test('WebDataset refusals are error records: a key used twice, a file name twice
   assert.match(errors[3].error, /the file is empty, not a tar archive/);
   const names = (await readTar(join(out, 'odd.tar'))).map((e) => e.name);
   assert.deepEqual(names, ['a.jpg', 'a.json', 'b.jpg', 'b.json', 'd.gif', 'd.json']);
+});
+
+test("a tar sample's image is found by blip run's extensions (.jpe, .jfif, .apng too: one shared list); a .bmp is an unsupported format, not a missing image", async () => {
+  assert.equal(cliImageExtensions, IMAGE_EXTENSIONS, 'blip run and CapFilt share one list');
+  const dir = join(root, 'exts');
+  await writeTar(join(dir, 'x.tar'), [
+    ['a.jpe', await image('red', 'jpeg')],
+    ['a.txt', 'jpe'],
+    ['b.jfif', await image('blue', 'jpeg')],
+    ['c.apng', await image('green', 'png')],
+    ['d.bmp', Buffer.concat([Buffer.from('BM'), Buffer.alloc(60)])],
+    ['d.txt', 'a bitmap'],
+    ['e.cls', '3'],
+    ['e.txt', 'a label and a text'],
+  ]);
+  const out = join(root, 'out-exts');
+  await runCapfilt(opts(out, { inputs: [dir] }), load);
+  assert.deepEqual((await readTar(join(out, 'x.tar'))).map((e) => e.name), ['a.jpe', 'a.json', 'b.jfif', 'b.json', 'c.apng', 'c.json']);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const files = 'a .png, .apng, .jpg, .jpeg, .jpe, .jfif, .webp, .gif, .tif, .tiff or .avif file';
+  assert.deepEqual(errors.map((e) => [e.key, e.error]), [
+    ['d', `d.bmp: not a supported image format (${files} expected)`],
+    ['e', `no image (${files})`],
+  ]);
 });
 
 test('run.json is never overwritten: unreadable, not a run file, or missing beside written shards is BLIP5803', async () => {
