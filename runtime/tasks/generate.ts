@@ -1,6 +1,7 @@
 // Captioning, VQA and instruction following: images (+ a prompt) -> encode.onnx -> the host
-// generation loop over decoder.onnx. Inputs are built per family as transformers' processors and
-// generate() build them:
+// generation loop over decoder.onnx. Inputs are built per generating decoder (the manifest's
+// prompt_format, from its kind: a BLIP BERT decoder over BLIP-2 queries is built as BLIP's) as
+// transformers' processors and generate() build them:
 //   BLIP caption   decoder prompt [DEC] + prompt ids (BlipForConditionalGeneration.generate)
 //   BLIP VQA       the question into encode.onnx (right-padded); the decoder starts from [DEC]
 //   BLIP-2 / InstructBLIP, decoder-only LLM (OPT, LLaMA)
@@ -177,10 +178,15 @@ export function noPromptMessage(m: Manifest): string {
   return `model "${m.model}" takes no prompt: its graph reads no text input, so it generates from the image alone; leave the prompt out (or compile a graph that connects one, e.g. text: prompt)`;
 }
 
+/**
+ * The prompt layout is the generating decoder's (the manifest's prompt_format, from its kind), not
+ * the family's: a BLIP caption decoder over BLIP-2 queries takes BLIP's [DEC] prompt, though it
+ * cross-attends as T5 does.
+ */
 function promptStyleOf(m: Manifest): PromptStyle {
   const instruct = m.family === 'instructblip';
-  if (m.family === 'blip') {
-    return m.text.text_input === 'encoder' ? { kind: 'blip-vqa', required: true, what: 'the question' } : { kind: 'blip-caption', required: false, what: 'a caption prefix' };
+  if (m.text.prompt_format === 'blip') {
+    return m.text.text_input === 'encoder' ? { kind: 'blip-vqa', required: true, what: 'the question' } : { kind: 'blip-caption', required: instruct, what: 'a caption prefix' };
   }
   const what = instruct ? 'the instruction' : 'the language-model prompt';
   if (m.decoder?.cross_attention) return { kind: 't5', required: instruct, what };

@@ -30,7 +30,7 @@ import { effectiveConfig } from '../weights/transformersConfig.js';
 import { checkWidths } from '../checks/widths.js';
 import { sizeProblems } from '../checks/NodeSizesRule.js';
 import { foldOutputIdentities, graphProblems, pruneDead } from './graphCheck.js';
-import { familyOf, generationFor, preprocessFor, textConventionsFor } from './conventions.js';
+import { familyOf, generationFor, preprocessFor, textConventionsFor, textSectionOf } from './conventions.js';
 import { outputLength } from './prefixLength.js';
 import { floatInput, floatOutput, QueryGroups, transpose2d } from './transformer.js';
 import type { DecoderFacts, EncodeSide, Flow, KV, LowerContext, ParamOptions } from './contract.js';
@@ -692,8 +692,11 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   // What config.json / generation_config.json put in the manifest, checked before the weights are
   // written: the runtime refuses a manifest that fails its schema.
   const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
+  // the special ids and prompt layout are the generating node's: its kind and its config section
+  const gen = x.gens.length ? opts.model.nodes.find((n) => n.name === x.gens[0]!.args[0]) : undefined;
+  const genNode = gen && { kind: gen.kind, ...(gen.config !== undefined ? { section: gen.config } : {}) };
   const text: Manifest['text'] = {
-    ...textConventionsFor(x.family, x.ckpt.config, task, x.prefixLength),
+    ...textConventionsFor(x.family, x.ckpt.config, task, genNode, x.prefixLength),
     ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}),
     ...(Object.keys(x.vocabs).length ? { vocab_sizes: x.vocabs } : {}),
     ...(x.decoderFacts && !x.takesPrompt ? { takes_prompt: false as const } : {}),
@@ -706,7 +709,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     delete generation.source.prompt;
   }
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
-  const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config));
+  const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config, textSectionOf(genNode)), textSectionOf(genNode));
   if (valueProblems.length) throw new CompileError(valueProblems);
   // No tokenizer, no model to run: load() refuses an artifact without one (prompts are read and
   // answers written with it), and InstructBLIP's Q-Former reads the instruction through its own.

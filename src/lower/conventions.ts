@@ -104,16 +104,37 @@ export function generationFor(model: IrModel, ckpt: Checkpoint): Generation {
   return { ...(out as Omit<Generation, 'source'>), source };
 }
 
+/** The node `generate()` drives, as far as the manifest's text conventions go. */
+export interface GeneratingNode {
+  kind: string;
+  /** The config.json section its attributes come from ('' the top level; absent: text_config). */
+  section?: string;
+}
+
 /**
- * Special ids and prompt layout. BLIP's are fixed by its modeling code, not by generation_config.
- * `prefixLength`: the positions a decoder-only language model's visual prefix takes (./prefixLength.ts).
+ * The config.json section the special ids are read from: the generating node's own (a BLIP caption
+ * decoder over BLIP-2 queries reads "decoder_config" where text_config is the OPT's), else text_config.
  */
-export function textConventionsFor(family: Family, fileConfig: JsonObject, task: Manifest['task'], prefixLength?: number): TextConventions {
+export function textSectionOf(gen: GeneratingNode | undefined): string {
+  return gen?.section ?? 'text_config';
+}
+
+/**
+ * Special ids and prompt layout, taken from the generating node: its kind says how prompts are built
+ * (BLIP's BERT decoder: [DEC] + the caption prefix, ending on [SEP]; a language model: the
+ * tokenizer's ids, after the visual prefix or into the T5 encoder) and its config section gives the
+ * ids. BLIP's are fixed by its modeling code, not by generation_config. Retrieval models (no
+ * generating node) follow the family. `prefixLength`: the positions a decoder-only language model's
+ * visual prefix takes (./prefixLength.ts).
+ */
+export function textConventionsFor(family: Family, fileConfig: JsonObject, task: Manifest['task'], gen?: GeneratingNode, prefixLength?: number): TextConventions {
   // Ids the file leaves out are its config classes' defaults (BlipTextConfig, OPTConfig, T5Config,
   // LlamaConfig), as transformers fills them in.
   const config = effectiveConfig(fileConfig).config;
-  const text = obj(config.text_config);
-  if (family === 'blip') {
+  const section = textSectionOf(gen);
+  const text = obj(section === '' ? config : config[section]);
+  // BlipTextLMHeadModel (transformers' BLIP text decoder) is the generating bert
+  if (gen ? gen.kind === 'bert' : family === 'blip') {
     const bos = id(text.bos_token_id) ?? 30522;
     const sep = id(text.sep_token_id) ?? 102;
     return {

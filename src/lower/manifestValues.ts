@@ -16,27 +16,30 @@ import { RESAMPLE } from './conventions.js';
 import type { JsonObject } from '../weights/checkpoint.js';
 import { effectiveConfig } from '../weights/transformersConfig.js';
 
-/** Where each manifest `text` field comes from in the checkpoint's config.json. */
-const TEXT_SOURCES: Record<string, string> = {
-  bos_token_id: 'config.json "text_config" bos_token_id',
-  eos_token_id: 'config.json "text_config" eos_token_id',
-  pad_token_id: 'config.json "text_config" pad_token_id',
-  sep_token_id: 'config.json "text_config" sep_token_id',
-  decoder_start_token_id: 'config.json "text_config" decoder_start_token_id',
-  image_token_id: 'config.json image_token_index',
-  num_query_tokens: 'config.json num_query_tokens',
-};
+/** Where each manifest `text` field comes from in the checkpoint's config.json: the special ids from the generating node's section. */
+function textSources(section: string): Record<string, string> {
+  const at = section === '' ? 'config.json' : `config.json "${section}"`;
+  return {
+    bos_token_id: `${at} bos_token_id`,
+    eos_token_id: `${at} eos_token_id`,
+    pad_token_id: `${at} pad_token_id`,
+    sep_token_id: `${at} sep_token_id`,
+    decoder_start_token_id: `${at} decoder_start_token_id`,
+    image_token_id: 'config.json image_token_index',
+    num_query_tokens: 'config.json num_query_tokens',
+  };
+}
 
 /**
  * The manifest `text` fields config.json leaves out, each with the config class whose default
  * stands in (src/weights/transformersConfig.ts), so that a complaint about one does not send the
- * user looking for a key the file does not have.
+ * user looking for a key the file does not have. `section`: where the special ids are read.
  */
-export function textDefaults(config: JsonObject): Map<string, string> {
+export function textDefaults(config: JsonObject, section = 'text_config'): Map<string, string> {
   const { filled } = effectiveConfig(config);
   const out = new Map<string, string>();
-  const text = filled.get('text_config');
-  for (const k of text?.keys ?? []) if (k in TEXT_SOURCES) out.set(k, text!.cls);
+  const text = filled.get(section);
+  for (const k of text?.keys ?? []) if (k in textSources(section)) out.set(k, text!.cls);
   const root = filled.get('');
   if (root?.keys.has('num_query_tokens')) out.set('num_query_tokens', root.cls);
   return out;
@@ -72,7 +75,8 @@ function errors(v: ValidateFunction, value: unknown): Array<[string, number | un
  * Checks the manifest's `preprocess`, `text` and `generation` sections as they come from the
  * checkpoint, before anything is written; `generation` is edited in place (unused sampling settings
  * dropped). `imageSize`: the vision encoder's input size; `vocab`: the generating decoder's
- * vocabulary; `loc`: where in the .blip file to point.
+ * vocabulary; `loc`: where in the .blip file to point; `textSection`: the config.json section the
+ * special ids come from (conventions.ts textSectionOf).
  */
 export function manifestValueProblems(
   preprocess: Preprocess,
@@ -83,9 +87,11 @@ export function manifestValueProblems(
   loc: SourceLoc | undefined,
   warnings: string[],
   defaulted: Map<string, string> = new Map(),
+  textSection = 'text_config',
 ): Problem[] {
   const problems: Problem[] = [];
-  const from = (key: string) => `${TEXT_SOURCES[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (left out: ${defaulted.get(key)}'s default)` : ''}`;
+  const sources = textSources(textSection);
+  const from = (key: string) => `${sources[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (left out: ${defaulted.get(key)}'s default)` : ''}`;
   const v = validatorsFor();
   // The image processor's values, by the rules a graph's preprocess block meets (sizes 16-4096,
   // three channels, a positive std, a filter blip-graph resizes with) and do_resize / do_rescale.
