@@ -4,7 +4,7 @@
 // in every mode, and every caption's seed is derived from (seed, shard, key), so a shard's
 // output does not depend on which process or worker wrote it.
 import sharp from 'sharp';
-import { decodeImageBytes } from '../../runtime/preprocess/image.js';
+import { decodeImage } from '../../runtime/preprocess/image.js';
 import type { ShardTask } from './inputs.js';
 import { captionSeed, type CapfiltModels, type ImageInput, type Pixels } from './model.js';
 import type { OutputDir } from './output.js';
@@ -112,7 +112,8 @@ interface Ready {
 async function decode(sample: InputSample, prepare: CapfiltModels['prepare']): Promise<{ image: ImageInput; imageName: string } | { error: string }> {
   const img = sample.image!;
   try {
-    const rgb = await decodeImageBytes(img.bytes, img.source ?? img.name);
+    // (decodeImage: its checks before decoding too, such as an empty file's, as blip run says them)
+    const rgb = await decodeImage({ name: img.source ?? img.name, bytes: img.bytes });
     if (rgb.channels !== 3) return { error: `cannot read image ${img.source ?? img.name}: decoded to ${rgb.channels} channels, 3 expected` };
     let imageName = img.name;
     if (imageName.endsWith('.img')) {

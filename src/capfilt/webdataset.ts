@@ -79,8 +79,13 @@ function toSample(key: string, files: Map<string, { name: string; bytes: Buffer 
     } else if (l === 'json' && s.meta === undefined) s.meta = parseMeta(f.bytes);
   }
   const unsupported = s.image ? undefined : [...files].find(([e]) => UNSUPPORTED_IMAGE_EXTENSIONS.has(e.toLowerCase()))?.[1];
+  // a.b.jpg is sample a's "b.jpg" file: say so, the one surprise of WebDataset's rule
+  const dotted = [...files].filter(([e]) => e.includes('.'));
   if (unsupported) s.error ??= `${unsupported.name}: not a supported image format (${IMAGE_FILES} expected)`;
-  else if (!s.image && s.text === undefined && s.meta === undefined) {
+  else if (!s.image && dotted.length) {
+    const one = dotted.length === 1;
+    s.error ??= `no image: the key is the file name up to its first dot (WebDataset's rule), so ${dotted.map(([, f]) => f.name).join(', ')} ${one ? 'is' : 'are'} sample ${key}'s ${dotted.map(([e]) => `"${e}"`).join(', ')} ${one ? 'file' : 'files'}; name ${one ? 'it' : 'them'} without a dot in the key`;
+  } else if (!s.image && s.text === undefined && s.meta === undefined) {
     s.error = `no image, text or metadata (files: ${[...files.values()].map((f) => f.name).join(', ')})`;
   }
   return s;
@@ -190,6 +195,12 @@ export async function* readJsonlSamples(source: Extract<ShardSource, { kind: 'js
     if (Object.keys(meta).length) s.meta = meta;
     if (typeof image !== 'string' || image === '') {
       s.error = `line ${n + 1} has no "image" path`;
+      return s;
+    }
+    // (any scheme but file: a Windows path such as C:\x has no "//")
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(image)?.[1];
+    if (scheme !== undefined && scheme.toLowerCase() !== 'file') {
+      s.error = `line ${n + 1}: "image" is a URL (${image}): CapFilt reads image files and does not download them; download the images first (img2dataset, say) and give their paths`;
       return s;
     }
     const path = isAbsolute(image) ? image : resolve(dir, image);

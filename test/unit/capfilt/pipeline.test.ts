@@ -241,6 +241,29 @@ test("a tar sample's image is found by blip run's extensions (.jpe, .jfif, .apng
   ]);
 });
 
+test('sample messages say why: a key with a dot, an empty image file (tar and JSONL), a URL for a JSONL image', async () => {
+  const dir = join(root, 'messages');
+  await writeTar(join(dir, 'm.tar'), [
+    ['a.b.jpg', await image('red', 'jpeg')],
+    ['a.b.txt', 'a red thing'],
+    ['c.d.e.png', await image('blue', 'png')],
+    ['z.jpg', Buffer.alloc(0)],
+    ['z.txt', 'nothing'],
+  ]);
+  await writeFile(join(dir, 'empty.jpg'), '');
+  await writeFile(join(dir, 'p.jsonl'), [JSON.stringify({ image: 'empty.jpg', text: 'x' }), JSON.stringify({ image: 'https://example.com/a.jpg', text: 'y' })].join('\n') + '\n');
+  const out = join(root, 'out-messages');
+  await runCapfilt(opts(out, { inputs: [join(dir, 'm.tar'), join(dir, 'p.jsonl')] }), load);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => [e.shard, e.key, e.error]), [
+    ['m.tar', 'a', `no image: the key is the file name up to its first dot (WebDataset's rule), so a.b.jpg, a.b.txt are sample a's "b.jpg", "b.txt" files; name them without a dot in the key`],
+    ['m.tar', 'c', `no image: the key is the file name up to its first dot (WebDataset's rule), so c.d.e.png is sample c's "d.e.png" file; name it without a dot in the key`],
+    ['m.tar', 'z', 'cannot read image z.jpg: the file is empty'],
+    ['p-00000.tar', '000000000', 'cannot read image empty.jpg: the file is empty'],
+    ['p-00000.tar', '000000001', 'line 2: "image" is a URL (https://example.com/a.jpg): CapFilt reads image files and does not download them; download the images first (img2dataset, say) and give their paths'],
+  ]);
+});
+
 test('run.json is never overwritten: unreadable, not a run file, or missing beside written shards is BLIP5803', async () => {
   const out = join(root, 'out-runjson');
   await runCapfilt(opts(out), load);
