@@ -709,7 +709,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     delete generation.source.prompt;
   }
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
-  const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config, textSectionOf(genNode)), textSectionOf(genNode));
+  const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config, textSectionOf(genNode)), textSectionOf(genNode), opts.model.preprocessLocs);
   if (valueProblems.length) throw new CompileError(valueProblems);
   // No tokenizer, no model to run: load() refuses an artifact without one (prompts are read and
   // answers written with it), and InstructBLIP's Q-Former reads the instruction through its own.

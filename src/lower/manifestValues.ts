@@ -75,8 +75,10 @@ function errors(v: ValidateFunction, value: unknown): Array<[string, number | un
  * Checks the manifest's `preprocess`, `text` and `generation` sections as they come from the
  * checkpoint, before anything is written; `generation` is edited in place (unused sampling settings
  * dropped). `imageSize`: the vision encoder's input size; `vocab`: the generating decoder's
- * vocabulary; `loc`: where in the .blip file to point; `textSection`: the config.json section the
- * special ids come from (conventions.ts textSectionOf).
+ * vocabulary; `loc`: where in the .blip file to point when the graph wrote none of it (a checkpoint
+ * value: the generate output); `textSection`: the config.json section the special ids come from
+ * (conventions.ts textSectionOf); `preprocessLocs`: the lines of the graph's preprocess block, for a
+ * value it wrote (its generation block is checked by blip check).
  */
 export function manifestValueProblems(
   preprocess: Preprocess,
@@ -88,6 +90,7 @@ export function manifestValueProblems(
   warnings: string[],
   defaulted: Map<string, string> = new Map(),
   textSection = 'text_config',
+  preprocessLocs: Record<string, SourceLoc> = {},
 ): Problem[] {
   const problems: Problem[] = [];
   const sources = textSources(textSection);
@@ -114,8 +117,11 @@ export function manifestValueProblems(
   for (const k of ['do_resize', 'do_rescale']) if (fromFile.includes(k) && typeof pp[k] !== 'boolean') problems.push({ code: 'BLIP4017', message: `${said(k)}: expected true or false`, loc });
   // the encoder's position embeddings fix its input size (transformers does not interpolate them either)
   if (!problems.length && imageSize !== undefined && preprocess.image_size !== imageSize && preprocess.do_resize) {
-    const from = preprocess.source.image_size === 'graph' ? "the graph's preprocess block gives" : `${preprocess.source.image_size} gives`;
-    problems.push({ code: 'BLIP4017', message: `${from} ${preprocess.image_size} for the image size, but the vision encoder takes ${imageSize} × ${imageSize} images`, loc });
+    const graph = preprocess.source.image_size === 'graph';
+    const from = graph ? "the graph's preprocess block gives" : `${preprocess.source.image_size} gives`;
+    // at the preprocess block's image_size when the graph set it (not at the output line)
+    const where = (graph ? preprocessLocs.image_size : undefined) ?? loc;
+    problems.push({ code: 'BLIP4017', message: `${from} ${preprocess.image_size} for the image size, but the vision encoder takes ${imageSize} × ${imageSize} images`, loc: where });
   }
 
   if (generation) {
