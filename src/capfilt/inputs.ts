@@ -3,7 +3,7 @@
 // plan of shard tasks, each named by the output shard it writes. Every process of a run (single,
 // `--shard I/N`, enqueue) computes the same plan from the same inputs.
 import { createReadStream } from 'node:fs';
-import { access, constants, readdir, realpath, stat } from 'node:fs/promises';
+import { access, constants, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { BlipError, UsageError } from '../cli/Command.js';
 
@@ -281,6 +281,14 @@ function inputKind(p: string): 'tar' | 'jsonl' | undefined {
   return undefined;
 }
 
+/** "is a link to T, which does not exist" when `path` is a link that `e` (from following it) says leads nowhere. */
+async function brokenLink(path: string, e: NodeJS.ErrnoException): Promise<string | undefined> {
+  if (e.code !== 'ENOENT' && e.code !== 'ELOOP') return undefined;
+  const to = await readlink(path).catch(() => undefined);
+  if (to === undefined) return undefined;
+  return e.code === 'ENOENT' ? `is a link to ${to}, which does not exist` : `is a link to ${to}, in a loop of links that never reaches a file`;
+}
+
 /**
  * Expand `--input` values into the run's shard plan, sorted by output name. Throws BlipError
  * BLIP5801 for an input that does not exist, cannot be read, matches nothing, or collides with
@@ -302,7 +310,8 @@ export async function planShards(inputs: string[], opts: PlanOptions): Promise<S
       for (const path of paths) {
         const st = await stat(path).catch((e: NodeJS.ErrnoException) => e);
         if (st instanceof Error) {
-          throw new BlipError('BLIP5801', st.code === 'ENOENT' ? `input ${path} does not exist` : `cannot read input ${path}: ${st.code ?? st.message}`);
+          const link = await brokenLink(path, st);
+          throw new BlipError('BLIP5801', link ? `input ${path} ${link}` : st.code === 'ENOENT' ? `input ${path} does not exist` : `cannot read input ${path}: ${st.code ?? st.message}`);
         }
         if (st.isDirectory()) {
           if (!isPattern && isInside(resolve(path), output)) throw new BlipError('BLIP5801', `input folder ${path} is the output folder or inside it: CapFilt never reads its own output; give another --output`);
@@ -332,7 +341,9 @@ export async function planShards(inputs: string[], opts: PlanOptions): Promise<S
     try {
       await access(abs, constants.R_OK);
     } catch (e) {
-      throw new BlipError('BLIP5801', `cannot read input ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      // (a dangling link in an input folder: walkTars lists it, as blip run lists one named like an image)
+      const link = await brokenLink(path, e as NodeJS.ErrnoException);
+      throw new BlipError('BLIP5801', link ? `input ${path} ${link}` : `cannot read input ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     let rel = toPosix(relative(resolve(base), abs));
     if (rel.startsWith('..')) rel = basename(abs);

@@ -124,6 +124,22 @@ test('a pipe named *.tar in an input folder is skipped with a note (reading it w
   }
 });
 
+test('a dangling link named *.tar, in an input folder or given itself, is a BLIP5801 line naming the link and its target', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-dangling-'));
+  try {
+    const d = join(root, 'data');
+    await mkdir(d);
+    await writeFile(join(d, '00000.tar'), '');
+    await symlink(join(root, 'gone', 'x.tar'), join(d, 'dangling.tar'));
+    const want = `input ${join(d, 'dangling.tar')} is a link to ${join(root, 'gone', 'x.tar')}, which does not exist`;
+    for (const input of [d, join(d, 'dangling.tar')]) {
+      await assert.rejects(planShards([input], { output: join(root, 'out'), samplesPerShard: 10 }), (e: BlipError) => e.code === 'BLIP5801' && e.message === want);
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 test("a deep shard path's temp file name stays under the 255-byte limit, one per shard", () => {
   const out = new OutputDir('/tmp/capfilt-out');
   const deep = (end: string) => `${'a'.repeat(60)}/${'b'.repeat(60)}/${'c'.repeat(60)}/part-${end}.tar`;
