@@ -41,12 +41,15 @@ export async function connectRedis(url: string): Promise<Redis> {
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new BlipError('BLIP5804', `--redis expects a redis:// or rediss:// URL, got '${url}'`);
   const probe = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true, connectTimeout: 5000 });
-  probe.on('error', () => undefined);
+  // connect() rejects with "Connection is closed."; the cause (ECONNREFUSED, ENOTFOUND, a timeout)
+  // comes in the last 'error' event before it
+  let cause: Error | undefined;
+  probe.on('error', (e: Error) => (cause = e));
   try {
     await probe.connect();
     await probe.ping();
   } catch (e) {
-    throw new BlipError('BLIP5804', `cannot reach Redis at ${url}: ${(e as Error).message}`);
+    throw new BlipError('BLIP5804', `cannot reach Redis at ${url}: ${(cause ?? (e as Error)).message.split('\n')[0]}`);
   } finally {
     probe.disconnect();
   }
