@@ -168,7 +168,8 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
       const out = new OutputDir(output);
       const run = await readRunFile(out);
       if (!run) throw new BlipError('BLIP5803', `${output} has no _capfilt/run.json: enqueue the run again`);
-      if (JSON.stringify(run.settings) !== JSON.stringify(recordedSettings(settings))) {
+      // (samples_per_shard is there when the plan has JSONL shards, or was written by an earlier version)
+      if (JSON.stringify(run.settings) !== JSON.stringify(recordedSettings(settings, 'samples_per_shard' in run.settings))) {
         throw new BlipError('BLIP5803', `job for ${task.id} does not match ${output}/_capfilt/run.json (the run was re-planned with other settings)`);
       }
       const t0 = Date.now();

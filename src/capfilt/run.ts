@@ -63,9 +63,12 @@ export interface RunFile {
   shards: string[];
 }
 
-/** The settings as run.json records them (model identities, not paths). */
-export function recordedSettings(s: CapfiltSettings): Record<string, string | number> {
-  return {
+/**
+ * The settings as run.json records them (model identities, not paths). `samples_per_shard` only
+ * where the plan has JSONL shards (`jsonl`): a tar's shard is the tar whatever it says.
+ */
+export function recordedSettings(s: CapfiltSettings, jsonl: boolean): Record<string, string | number> {
+  const recorded: Record<string, string | number> = {
     captioner: s.captionerId,
     filter: s.filterId,
     captions_per_image: s.captionsPerImage,
@@ -75,8 +78,9 @@ export function recordedSettings(s: CapfiltSettings): Record<string, string | nu
     batch_size: s.batchSize,
     max_length: s.maxLength,
     min_length: s.minLength,
-    samples_per_shard: s.samplesPerShard,
   };
+  if (jsonl) recorded.samples_per_shard = s.samplesPerShard;
+  return recorded;
 }
 
 /**
@@ -139,7 +143,7 @@ const RUN_VERSION = 2;
 
 /** Write run.json, or check that the one there was written with the same settings and plan (BLIP5803). */
 export async function recordRun(out: OutputDir, s: CapfiltSettings, plan: ShardTask[]): Promise<void> {
-  const run: RunFile = { format: 'blip-capfilt-run', version: RUN_VERSION, settings: recordedSettings(s), shards: plan.map((t) => t.id) };
+  const run: RunFile = { format: 'blip-capfilt-run', version: RUN_VERSION, settings: recordedSettings(s, plan.some((t) => t.source.kind === 'jsonl')), shards: plan.map((t) => t.id) };
   const path = join(out.metaDir, RUN_FILE);
   let prev: RunFile | undefined;
   try {

@@ -119,6 +119,23 @@ test('a re-run skips complete shards without loading models; other settings are 
   await assert.rejects(runCapfilt(opts(out, { inputs: [join(fx.input, '00000.tar')] }), load), (e: BlipError) => e.code === 'BLIP5803' && /other inputs/.test(e.message));
 });
 
+test('--samples-per-shard is part of the settings only where the plan has JSONL shards: a tar-only run resumes with another', async () => {
+  const out = join(root, 'out-sps');
+  await runCapfilt(opts(out, { inputs: [join(fx.input, '00003.tar')], samplesPerShard: 1000 }), load);
+  const run = JSON.parse(await readFile(join(out, '_capfilt', 'run.json'), 'utf8'));
+  assert.equal('samples_per_shard' in run.settings, false);
+  assert.equal((await runCapfilt(opts(out, { inputs: [join(fx.input, '00003.tar')], samplesPerShard: 5 }), load)).skipped, 1);
+  // with a JSONL input it decides the shards: recorded, and a change refused
+  const dir = join(root, 'sps');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'r.jpg'), await image('red', 'jpeg'));
+  await writeFile(join(dir, 'p.jsonl'), JSON.stringify({ image: 'r.jpg', text: 'a red card' }) + '\n');
+  const jl = join(root, 'out-sps-jsonl');
+  await runCapfilt(opts(jl, { inputs: [join(dir, 'p.jsonl')], samplesPerShard: 1000 }), load);
+  assert.equal(JSON.parse(await readFile(join(jl, '_capfilt', 'run.json'), 'utf8')).settings.samples_per_shard, 1000);
+  await assert.rejects(runCapfilt(opts(jl, { inputs: [join(dir, 'p.jsonl')], samplesPerShard: 5 }), load), (e: BlipError) => e.code === 'BLIP5803' && /samples_per_shard = 1000, this run has 5/.test(e.message));
+});
+
 test('a truncated tar keeps the samples before the damage and records one shard error', async () => {
   const dir = join(root, 'truncated');
   await writeTar(join(dir, 'full.tar'), [
