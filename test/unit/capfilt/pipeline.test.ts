@@ -281,6 +281,30 @@ test('sample messages say why: a key with a dot, an empty image file (tar and JS
   ]);
 });
 
+test("as docs/capfilt.md says: a .json that is not JSON passes through as {unparsed}; the web text is the .txt only (not a .caption, not the .json's caption); a repeated key keeps the first sample", async () => {
+  const dir = join(root, 'documented');
+  await writeTar(join(dir, 'd.tar'), [
+    ['a.jpg', await image('red', 'jpeg')],
+    ['a.txt', 'a red thing'],
+    ['a.json', '{"url": "https://example.com/a.jpg",'],
+    ['b.jpg', await image('blue', 'jpeg')],
+    ['b.caption', 'a blue thing'],
+    ['b.json', JSON.stringify({ caption: 'a blue thing' })],
+    ['a.jpg', await image('green', 'jpeg')],
+    ['a.txt', 'a green thing'],
+  ]);
+  const out = join(root, 'out-documented');
+  await runCapfilt(opts(out, { inputs: [dir] }), load);
+  const entries = await readTar(join(out, 'd.tar'));
+  assert.deepEqual(entries.map((e) => e.name), ['a.jpg', 'a.json', 'b.jpg', 'b.json']);
+  const rec = (name: string): SampleRecord => JSON.parse(entries.find((e) => e.name === name)!.data.toString('utf8'));
+  assert.deepEqual(rec('a.json').meta, { unparsed: '{"url": "https://example.com/a.jpg",' });
+  assert.equal(rec('a.json').web?.text, 'a red thing', 'the first sample with key a');
+  assert.equal(rec('b.json').web, null);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => e.key), ['a']);
+});
+
 test('run.json is never overwritten: unreadable, not a run file, or missing beside written shards is BLIP5803', async () => {
   const out = join(root, 'out-runjson');
   await runCapfilt(opts(out), load);
