@@ -43,15 +43,17 @@ export function position(b: GraphBuilder, x: Value, i: number, role: string): Va
 }
 
 /**
- * A language model's output projection: `lm_head.weight` where the checkpoint stores one (transformers
- * loads a stored head even when the config ties it), else the token embeddings when the config ties
- * them (`tie_embeddings`), else a missing tensor: transformers would leave that head random.
+ * A language model's output projection, as transformers 5.12 loads `lm_head.weight`: with the config
+ * tying it to the token embeddings (`tie_embeddings`; OPT / LLaMA read text_config's
+ * tie_word_embeddings) a stored head that differs serves, one equal to them is tied (tiedOrOwn: the
+ * embeddings, stored once) and none is the embeddings; untied, the stored head serves, and a missing
+ * one is reported: transformers would leave it random.
  */
 export function lmHead(ctx: LowerContext, embeddings: string, shape: number[]): Value {
-  if (ctx.has('lm_head.weight') || !ctx.bool('tie_embeddings')) {
+  if (!ctx.bool('tie_embeddings')) {
     return ctx.param('lm_head.weight', shape, { neededBecause: 'its config does not tie the head to the token embeddings (tie_embeddings false; config: tie_word_embeddings, false for LLaMA when left out), and transformers would leave a missing head random' });
   }
-  return ctx.param(embeddings, shape);
+  return tiedOrOwn(ctx, 'lm_head.weight', embeddings, shape);
 }
 
 /**

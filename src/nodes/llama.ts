@@ -36,7 +36,7 @@ export const Llama: NodeKind = {
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
     attention_bias: bool('the q/k/v/o projections have biases (config: attention_bias)'),
     mlp_bias: bool('the gate/up/down projections have biases (config: mlp_bias)'),
-    tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
+    tie_embeddings: bool('the LM head is the token embeddings unless the checkpoint stores an lm_head that differs from them (an equal one is stored once) (config: tie_word_embeddings); when false the stored lm_head serves and a missing one is an error, as transformers reports it missing'),
   }),
   defaultConfig: 'text_config',
   modelTypes: ['llama'],
@@ -85,7 +85,7 @@ export const Llama: NodeKind = {
 //   model.embed_tokens (V, H)
 //   model.layers.{i}.{input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm, mlp.{gate,up,down}_proj}
 //   model.norm
-//   lm_head (V, H)                       a stored one serves even when tied; absent and tied: the embeddings
+//   lm_head (V, H)                       a stored one serves even when tied, unless equal to embed_tokens; absent and tied: the embeddings
 Llama.lowering = {
   defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', act: 'silu', tie_embeddings: false, attention_bias: false, mlp_bias: false }, // rope_theta: transformers' default_theta
   // buffers older checkpoints saved: one rotary table for the model, or one per layer (older still)

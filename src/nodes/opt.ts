@@ -30,7 +30,7 @@ export const Opt: NodeKind = {
     norm_affine: bool('the layer norms have a learned scale and shift (config: layer_norm_elementwise_affine)'),
     bias: bool('the attention and MLP projections have biases (config: enable_bias)'),
     act: oneOf('MLP activation (config: activation_function)', ACTIVATIONS),
-    tie_embeddings: bool('the LM head is the token embeddings when the checkpoint stores no lm_head (config: tie_word_embeddings); when false a missing lm_head is an error, as transformers reports it missing'),
+    tie_embeddings: bool('the LM head is the token embeddings unless the checkpoint stores an lm_head that differs from them (an equal one is stored once) (config: tie_word_embeddings); when false the stored lm_head serves and a missing one is an error, as transformers reports it missing'),
     placeholders: bool('the prompt carries `<image>` placeholder tokens that the soft prompt overwrites (root config: image_token_index); without, it is prepended'),
   }),
   defaultConfig: 'text_config',
@@ -70,7 +70,7 @@ export const Opt: NodeKind = {
 //   model.decoder.project_in (H, E), project_out (E, H)    only when E != H (OPT-350m)
 //   model.decoder.layers.{i}.{self_attn.{q,k,v,out}_proj, self_attn_layer_norm, fc1, fc2, final_layer_norm}
 //   model.decoder.final_layer_norm       pre-norm models only
-//   lm_head (V, E)                       a stored one serves even when tied
+//   lm_head (V, E)                       a stored one serves even when tied, unless equal to embed_tokens
 const DEC = 'model.decoder';
 
 Opt.lowering = {

@@ -80,7 +80,7 @@ export const T5: NodeKind = {
 //   decoder.block.{i}.layer.1.{EncDecAttention.{q,k,v,o}, layer_norm}
 //   {encoder,decoder}.block.{i}.layer.{1|2}.{DenseReluDense.{wi | wi_0, wi_1, wo}, layer_norm}
 //   {encoder,decoder}.final_layer_norm
-//   lm_head (V, d)                                  when stored (Flan-T5); else `shared` serves
+//   lm_head (V, d)                                  when stored apart (Flan-T5); else `shared` serves
 // T5 attention is unscaled (the 1/sqrt(d) lives in the initialisation).
 T5.lowering = {
   defaults: { relative_buckets: 32, relative_max_distance: 128, layer_norm_eps: 1e-6, gated: false, act: 'relu', tie_embeddings: true },
@@ -303,8 +303,8 @@ function t5Step(ctx: LowerContext, io: StepInputs): StepOutputs {
   let last = res.norm('decoder.final_layer_norm', 'decoder_final_layer_norm', lastPosition(b, res.h)); // (B, d)
   // Original T5 scales before its tied head; Flan-T5 (scale_decoder_outputs: false) does not.
   if (ctx.bool('tie_embeddings')) last = b.mul(last, b.scalar(dm.d ** -0.5), 'scaled');
-  // A stored lm_head serves: Flan-T5's differs from `shared` (one equal to it is not looked for, which
-  // would read both whole on every Flan-T5 compile; it would be stored twice).
-  const head = ctx.has('lm_head.weight') ? 'lm_head.weight' : tiedSource(ctx);
-  return { logits: b.op('Gemm', [last, ctx.param(head, [dm.V, dm.d])], { transB: 1 }, { name: 'lm_head' }), present }; // (B, V)
+  // T5Config always ties lm_head to `shared`: a stored one that differs serves (Flan-T5's), one equal to
+  // it is `shared`, stored once, as transformers ties it
+  const head = tiedOrOwn(ctx, 'lm_head.weight', tiedSource(ctx), [dm.V, dm.d]);
+  return { logits: b.op('Gemm', [last, head], { transB: 1 }, { name: 'lm_head' }), present }; // (B, V)
 }

@@ -28,7 +28,7 @@ GROUPS = {
     "blip": ("blip", "build", "FIXTURES"),
     "blip2": ("blip2", "build", "FIXTURES"),
     "instructblip": ("instructblip", "build", "FIXTURES"),
-    "untied": ("untied", "build", None),  # edits blip-caption-a, blip-vqa-a, blip2-t5-a: after those
+    "untied": ("untied", "build", None),  # edits blip-caption-a, blip-vqa-a, blip2-t5-a, blip2-opt-a, blip2-llama-a: after those
 }
 
 

@@ -1,18 +1,23 @@
 """Stored copies of tied tensors: test/fixtures/untied/expected.json.
 
 transformers ties BLIP's LM head (text_decoder.cls.predictions.decoder.{weight,bias}) to the word
-embeddings / cls.predictions.bias, and T5's lm_head / encoder.embed_tokens / decoder.embed_tokens to
-`shared`. When a checkpoint stores both sides of a tied pair with different values, from_pretrained
-keeps them untied ("both are present in the checkpoints with different values, so we will NOT tie
-them"); when it stores only the target, the source is tied to it; with tie_word_embeddings false
-(BLIP: in both config.json and text_config) nothing is tied and a missing head is newly initialised.
+embeddings / cls.predictions.bias, T5's lm_head / encoder.embed_tokens / decoder.embed_tokens to
+`shared` (T5Config always ties), and an OPT / LLaMA lm_head to the token embeddings when
+text_config.tie_word_embeddings is true (the top-level key is not read). When a checkpoint stores
+both sides of a tied pair with different values, from_pretrained keeps them untied ("both are
+present in the checkpoints with different values, so we will NOT tie them"); equal ones are tied
+(one parameter); when it stores only the target, the source is tied to it; with tie_word_embeddings
+false (BLIP: in both config.json and text_config; OPT / LLaMA: in text_config) nothing is tied and a
+missing head is newly initialised.
 
-Each variant edits a committed fixture checkpoint (blip-caption-a, blip-vqa-a, blip2-t5-a) in a way
+Each variant edits a committed fixture checkpoint (blip-caption-a, blip-vqa-a, blip2-t5-a,
+blip2-opt-a, blip2-llama-a) in a way
 the TypeScript test repeats exactly (no random numbers): `edits` in order, each either
 {"set": key, "from": key, "reverse": bool} (a copy of another tensor as the state dict holds it at
 that point, its first axis reversed when asked) or {"drop": key}; `config` sets config.json keys
 ("text_config.x" inside text_config). Recorded per variant: the keys from_pretrained reports
-missing, which stored tensor each tied parameter holds once loaded (`loaded`), and greedy
+missing, which stored tensor each tied parameter holds once loaded (`loaded`), which of them
+are one parameter once loaded (`tied`: groups of two or more, as tie_weights left them), and greedy
 generation (`generation`, as in the other fixtures: new_tokens, margins) on the base fixture's two
 images and case (`case`: its prompt / questions). Variants with missing keys record no generation
 (transformers would run a randomly initialised head). The edited checkpoints are not committed.
@@ -40,6 +45,12 @@ BLIP_HEAD_BIAS = "text_decoder.cls.predictions.decoder.bias"
 BLIP_WORDS = "text_decoder.bert.embeddings.word_embeddings.weight"
 BLIP_BIAS = "text_decoder.cls.predictions.bias"
 T5 = "language_model."
+LM = "language_model."
+OPT_EMBED = LM + "model.decoder.embed_tokens.weight"
+LLAMA_EMBED = LM + "model.embed_tokens.weight"
+HEAD = LM + "lm_head.weight"
+TIE = {"text_config.tie_word_embeddings": True}
+NO_TIE = {"text_config.tie_word_embeddings": False}
 UNTIED = {"tie_word_embeddings": False, "text_config.tie_word_embeddings": False}
 
 VARIANTS = [
@@ -75,18 +86,49 @@ VARIANTS = [
      "edits": [{"set": T5 + "encoder.embed_tokens.weight", "from": T5 + "shared.weight", "reverse": False},
                {"set": T5 + "decoder.embed_tokens.weight", "from": T5 + "shared.weight", "reverse": True},
                {"drop": T5 + "shared.weight"}, {"drop": T5 + "lm_head.weight"}]},
+    # lm_head stored equal to `shared`: tied, one parameter
+    {"name": "t5-head-equal", "fixture": "blip2-t5-a", "case": "question",
+     "edits": [{"set": HEAD, "from": T5 + "shared.weight", "reverse": False}]},
+    # BLIP-2 OPT (tied config, no lm_head stored): a stored lm_head equal to the embeddings is tied to
+    # them, one that differs serves
+    {"name": "opt-head-equal", "fixture": "blip2-opt-a", "case": "question",
+     "edits": [{"set": HEAD, "from": OPT_EMBED, "reverse": False}]},
+    {"name": "opt-head", "fixture": "blip2-opt-a", "case": "question",
+     "edits": [{"set": HEAD, "from": OPT_EMBED, "reverse": True}]},
+    # untied config: the stored head serves, equal or not; a missing one is newly initialised
+    {"name": "opt-untied-head-equal", "fixture": "blip2-opt-a", "case": "question", "config": NO_TIE,
+     "edits": [{"set": HEAD, "from": OPT_EMBED, "reverse": False}]},
+    {"name": "opt-untied-head", "fixture": "blip2-opt-a", "case": "question", "config": NO_TIE,
+     "edits": [{"set": HEAD, "from": OPT_EMBED, "reverse": True}]},
+    {"name": "opt-untied-no-head", "fixture": "blip2-opt-a", "case": "question", "config": NO_TIE, "edits": []},
+    # BLIP-2 LLaMA (untied config, lm_head stored apart): tied in text_config, the stored head that
+    # differs serves, an equal one is tied, none is the embeddings
+    {"name": "llama-tied-head", "fixture": "blip2-llama-a", "case": "question", "config": TIE, "edits": []},
+    {"name": "llama-tied-head-equal", "fixture": "blip2-llama-a", "case": "question", "config": TIE,
+     "edits": [{"set": HEAD, "from": LLAMA_EMBED, "reverse": False}]},
+    {"name": "llama-tied-no-head", "fixture": "blip2-llama-a", "case": "question", "config": TIE,
+     "edits": [{"drop": HEAD}]},
+    # untied (the fixture's config): an equal stored head stays a parameter of its own
+    {"name": "llama-head-equal", "fixture": "blip2-llama-a", "case": "question",
+     "edits": [{"set": HEAD, "from": LLAMA_EMBED, "reverse": False}]},
 ]
 
 MODEL_CLASS = {
     "blip-caption-a": BlipForConditionalGeneration,
     "blip-vqa-a": BlipForQuestionAnswering,
     "blip2-t5-a": Blip2ForConditionalGeneration,
+    "blip2-opt-a": Blip2ForConditionalGeneration,
+    "blip2-llama-a": Blip2ForConditionalGeneration,
 }
+
+FAMILY = {"blip-caption-a": "blip", "blip-vqa-a": "blip", "blip2-t5-a": "t5", "blip2-opt-a": "opt", "blip2-llama-a": "llama"}
 
 # the loaded parameters whose source the variants are about, per model class
 TIED_PARAMS = {
     "blip": [BLIP_HEAD, BLIP_HEAD_BIAS, BLIP_WORDS, BLIP_BIAS],
     "t5": [T5 + k for k in ("shared.weight", "lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")],
+    "opt": [HEAD, OPT_EMBED],
+    "llama": [HEAD, LLAMA_EMBED],
 }
 
 
@@ -122,6 +164,15 @@ def loaded_sources(model, sd: dict, family: str) -> dict:
     return out
 
 
+def tied_groups(model, family: str) -> list:
+    """The tied parameters that are one tensor once loaded (the same storage), in groups of two or more."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    groups: dict = {}
+    for name in TIED_PARAMS[family]:
+        groups.setdefault(params[name].data_ptr(), []).append(name)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
 @torch.no_grad()
 def build_variant(v: dict, work: Path) -> dict:
     src = FIXTURES / v["fixture"] / "checkpoint"
@@ -136,7 +187,7 @@ def build_variant(v: dict, work: Path) -> dict:
     cls = MODEL_CLASS[v["fixture"]]
     model, info = cls.from_pretrained(str(ckpt), output_loading_info=True)
     model.eval()
-    family = "t5" if v["fixture"].startswith("blip2") else "blip"
+    family = FAMILY[v["fixture"]]
     rec = {
         "name": v["name"],
         "fixture": v["fixture"],
@@ -146,6 +197,7 @@ def build_variant(v: dict, work: Path) -> dict:
         "case": {k: case[k] for k in ("name", "prompt", "questions") if k in case},
         "missing_keys": sorted(info["missing_keys"]),
         "loaded": loaded_sources(model, sd, family),
+        "tied": tied_groups(model, family),
     }
     if rec["missing_keys"]:
         return rec
@@ -155,7 +207,9 @@ def build_variant(v: dict, work: Path) -> dict:
         inputs["input_ids"] = torch.tensor(case["input_ids"])
         inputs["attention_mask"] = torch.tensor(case["attention_mask"])
     tok = AutoTokenizer.from_pretrained(str(ckpt))
-    rec["generation"] = [record_generation(model, inputs, dict(GEN_GREEDY), 1, tok, "greedy", {}, v["name"])]
+    # a decoder-only LM returns the prompt with the new tokens, an encoder-decoder / BLIP decoder its start token
+    prompt_length = inputs["input_ids"].shape[1] if family in ("opt", "llama") else 1
+    rec["generation"] = [record_generation(model, inputs, dict(GEN_GREEDY), prompt_length, tok, "greedy", {}, v["name"])]
     return rec
 
 

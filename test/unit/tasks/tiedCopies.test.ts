@@ -1,5 +1,6 @@
 // Checkpoints that store a tied tensor apart: an untied fine-tune's BLIP LM head or head bias, a head
-// stored in place of the word embeddings, T5's decoder / encoder embeddings, a T5 without `shared`.
+// stored in place of the word embeddings, T5's decoder / encoder embeddings or lm_head, a T5 without
+// `shared`, an OPT / LLaMA lm_head next to the token embeddings with text_config tying them or not.
 // Each variant of test/fixtures/untied/expected.json (test/oracle/untied.py) is rebuilt here from its
 // base fixture by the same edits, compiled with the shipped graph, and must generate transformers'
 // greedy tokens; a variant transformers loads with missing keys must be refused, naming them. A stored
@@ -133,3 +134,48 @@ test("T5 decoder and encoder embeddings stored equal to `shared` are stored once
   await compile(graphOf(fixture), { weights, out });
   assertSameArtifact(await compileFixture(fixture, tmp.dir), out);
 });
+
+test("T5's lm_head stored equal to `shared` is `shared`, stored once: the artifact is that of a checkpoint without lm_head", async () => {
+  const fixture = 'blip2-t5-a';
+  const [equal, none] = await Promise.all([
+    compileEdited(fixture, 't5-head-equal', [{ set: 'language_model.lm_head.weight', from: 'language_model.shared.weight', reverse: false }]),
+    compileEdited(fixture, 't5-no-head', [{ drop: 'language_model.lm_head.weight' }]),
+  ]);
+  assertSameArtifact(none, equal);
+});
+
+const OPT_EMBED = 'language_model.model.decoder.embed_tokens.weight';
+const LLAMA_EMBED = 'language_model.model.embed_tokens.weight';
+const HEAD = 'language_model.lm_head.weight';
+
+test("an OPT lm_head stored equal to the token embeddings, the config tying them, is stored once: the artifact is the base fixture's", async () => {
+  const fixture = 'blip2-opt-a';
+  const out = await compileEdited(fixture, 'opt-head-equal', [{ set: HEAD, from: OPT_EMBED, reverse: false }]);
+  assertSameArtifact(await compileFixture(fixture, tmp.dir), out);
+});
+
+test("a LLaMA lm_head stored equal to the token embeddings, text_config tying them, is stored once: the artifact is that of the head left out", async () => {
+  const fixture = 'blip2-llama-a';
+  const tie = { 'text_config.tie_word_embeddings': true };
+  const [equal, none] = await Promise.all([
+    compileEdited(fixture, 'llama-tied-head-equal', [{ set: HEAD, from: LLAMA_EMBED, reverse: false }], tie),
+    compileEdited(fixture, 'llama-tied-no-head', [{ drop: HEAD }], tie),
+  ]);
+  assertSameArtifact(none, equal);
+});
+
+test('an lm_head equal to the token embeddings stays a tensor of its own when text_config does not tie them, as transformers keeps two parameters', async () => {
+  const fixture = 'blip2-opt-a';
+  const out = await compileEdited(fixture, 'opt-untied-head-equal', [{ set: HEAD, from: OPT_EMBED, reverse: false }], { 'text_config.tie_word_embeddings': false });
+  const weights = (d: string) => JSON.parse(readFileSync(join(d, 'manifest.json'), 'utf8')).weights as { tensors: number; parameters: number };
+  const [base, untied] = [weights(await compileFixture(fixture, tmp.dir)), weights(out)];
+  const [V, E] = [480, 32];
+  assert.deepEqual([untied.tensors, untied.parameters], [base.tensors + 1, base.parameters + V * E]);
+});
+
+/** `fixture` edited as editedCheckpoint does, compiled with its shipped graph; returns the artifact directory. */
+async function compileEdited(fixture: string, name: string, edits: Edit[], config: Record<string, unknown> = {}): Promise<string> {
+  const out = join(tmp.dir, `artifact-${name}-out`);
+  await compile(graphOf(fixture), { weights: editedCheckpoint(fixture, `artifact-${name}`, edits, config), out });
+  return out;
+}
