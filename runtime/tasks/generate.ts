@@ -295,12 +295,16 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
   }
 }
 
+/** Where a manifest's generation default came from, for a message (Generation.source's values). */
+const DEFAULT_SOURCES: Record<string, string> = { graph: "the graph's generation block", 'generation_config.json': "the checkpoint's generation_config.json", default: "transformers' default" };
+
 /**
  * Refuse, before any work, text longer than the model's learned positions (the manifest's
  * text.max_positions): onnxruntime would fail with a shape error far from the cause. `maxLength`:
- * given when the new tokens were asked for that way, for the message.
+ * given when the new tokens were asked for that way, for the message; `byDefault`: the source of
+ * the manifest's default (Generation.source) when the caller set neither.
  */
-function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | undefined, maxLength?: number): void {
+function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | undefined, maxLength?: number, byDefault?: string): void {
   const lim = m.text.max_positions;
   if (!lim) return;
   const width = (t: ort.Tensor | undefined) => (t ? Number(t.dims[1]) : 0);
@@ -317,7 +321,10 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
     if (prompt > lim.decoder || total > lim.decoder) {
       throw new BlipRuntimeError(
         'BLIP5032',
-        `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for${maxLength !== undefined ? ` (maxLength ${maxLength})` : ''}` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower ${maxLength !== undefined ? 'maxLength' : 'maxNewTokens'}`,
+        byDefault !== undefined && maxNewTokens
+          ? // the caller set no length: "lower maxNewTokens" would name a setting they never gave
+            `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'} and the model's default ${maxLength !== undefined ? `max_length ${maxLength}` : `max_new_tokens ${maxNewTokens}`} (from ${DEFAULT_SOURCES[byDefault] ?? byDefault}) asks for up to ${maxNewTokens} new tokens; the decoder has ${lim.decoder} positions: shorten the prompt or set a lower maxNewTokens`
+          : `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for${maxLength !== undefined ? ` (maxLength ${maxLength})` : ''}` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower ${maxLength !== undefined ? 'maxLength' : 'maxNewTokens'}`,
       );
     }
   }
@@ -493,7 +500,10 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       // what the loop will decode at most: maxLength counts the prompt it is given, as in transformers
       const loopPrompt = built.prompt.inputIds[0]?.length ?? 0;
       const newTokens = base.maxNewTokens ?? (base.maxLength !== undefined ? Math.max(0, base.maxLength - loopPrompt) : undefined);
-      checkLengths(m, built, newTokens, base.maxNewTokens === undefined && base.maxLength !== undefined ? base.maxLength : undefined);
+      const byLength = base.maxNewTokens === undefined && base.maxLength !== undefined;
+      // the caller gave neither: the manifest's default (its source named, as no flag of the caller's set it)
+      const byDefault = opts.maxNewTokens === undefined && opts.maxLength === undefined ? m.generation?.source[byLength ? 'max_length' : 'max_new_tokens'] : undefined;
+      checkLengths(m, built, newTokens, byLength ? base.maxLength : undefined, byDefault);
       let openEncode = 0;
       if (ctx.stages) {
         const t = performance.now();

@@ -711,6 +711,8 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
   const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config, textSectionOf(genNode)), textSectionOf(genNode), opts.model.preprocessLocs);
   if (valueProblems.length) throw new CompileError(valueProblems);
+  const tooLong = defaultBeyondPositions(opts.model, text, generation, x.prefixLength);
+  if (tooLong) warnings.push(tooLong);
   // No tokenizer, no model to run: load() refuses an artifact without one (prompts are read and
   // answers written with it), and InstructBLIP's Q-Former reads the instruction through its own.
   // A warning, not an error: the graphs themselves are whole (benchmarks compile random-weight
@@ -835,6 +837,26 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     }
     throw outputError(e, opts.out, tmp);
   }
+}
+
+/**
+ * A default max_new_tokens that cannot fit the decoder's learned positions even without a prompt:
+ * the start token ([DEC], bos) and every new token but the last take one each, after the visual
+ * prefix. Kept, as transformers keeps a generation config's max_new_tokens (it runs until its
+ * position table runs out, an IndexError), but said at compile, at the generation block's line,
+ * rather than by BLIP5032 at every run that keeps the default.
+ */
+function defaultBeyondPositions(model: IrModel, text: Manifest['text'], generation: Manifest['generation'], prefixLength: number | undefined): string | undefined {
+  const limit = text.max_positions?.decoder;
+  const newTokens = generation?.max_new_tokens;
+  const prefix = prefixLength ?? 0;
+  if (limit === undefined || newTokens === undefined || prefix + newTokens <= limit) return undefined;
+  const fromGraph = generation!.source.max_new_tokens === 'graph';
+  const at = fromGraph ? model.generationLocs.max_new_tokens : undefined;
+  const where = at ? `${at.file}:${at.line}:${at.column}: ` : '';
+  const after = prefix ? ` after the ${prefix}-position visual prefix` : '';
+  const fit = limit - prefix;
+  return `${where}${fromGraph ? "the generation block's" : "generation_config.json's"} max_new_tokens ${newTokens}${after} exceeds the decoder's ${limit} positions: every run that keeps this default is refused (BLIP5032), with or without a prompt; at most ${fit} new token${fit === 1 ? '' : 's'} fit without a prompt, fewer with one`;
 }
 
 /** A file-system error while writing `--out` as a one-line BLIP4018 (others pass through). */
