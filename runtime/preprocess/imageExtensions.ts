@@ -7,7 +7,9 @@
  * extensions for PNG, JPEG, WebP, GIF, TIFF and AVIF), lower case, with the dot. BMP and PIL's other
  * formats are not among them: the decoder does not read them.
  */
-export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.apng', '.jpg', '.jpeg', '.jpe', '.jfif', '.webp', '.gif', '.tif', '.tiff', '.avif'];
+// JPEG first: a WebDataset sample with several images gives CapFilt its first in this order, and
+// .jpg was CapFilt's first choice before the list was shared (as in WebDataset's usual "jpg;png").
+export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.apng', '.webp', '.gif', '.tif', '.tiff', '.avif'];
 
 const IMAGE_EXTENSION_SET = new Set(IMAGE_EXTENSIONS);
 

@@ -251,7 +251,7 @@ test("a tar sample's image is found by blip run's extensions (.jpe, .jfif, .apng
   await runCapfilt(opts(out, { inputs: [dir] }), load);
   assert.deepEqual((await readTar(join(out, 'x.tar'))).map((e) => e.name), ['a.jpe', 'a.json', 'b.jfif', 'b.json', 'c.apng', 'c.json']);
   const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
-  const files = 'a .png, .apng, .jpg, .jpeg, .jpe, .jfif, .webp, .gif, .tif, .tiff or .avif file';
+  const files = 'a .jpg, .jpeg, .jpe, .jfif, .png, .apng, .webp, .gif, .tif, .tiff or .avif file';
   assert.deepEqual(errors.map((e) => [e.key, e.error]), [
     ['d', `d.bmp: not a supported image format (${files} expected)`],
     ['e', `no image (${files})`],

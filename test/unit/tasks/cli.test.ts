@@ -430,7 +430,7 @@ function bmp2x1(): Buffer {
   return b;
 }
 
-const EXTENSIONS = '.png, .apng, .jpg, .jpeg, .jpe, .jfif, .webp, .gif, .tif, .tiff, .avif';
+const EXTENSIONS = '.jpg, .jpeg, .jpe, .jfif, .png, .apng, .webp, .gif, .tif, .tiff, .avif';
 
 test('a folder: images by any extension PIL opens them under run; a dangling link is an error line in its place; other files (a BMP too) are named in one note', () => {
   const r = R.mixedJson;
