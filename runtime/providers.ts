@@ -174,8 +174,11 @@ function adapterHintFor(drivers: string[]): string {
  * the Vulkan loader or driver), not about the model: "Failed to get a WebGPU adapter: No supported
  * adapters", "Couldn't load Vulkan: libvulkan.so.1: …".
  */
-export function webgpuAdapterFailure(msg: string): boolean {
-  return /Failed to (?:get|create) (?:a )?(?:WebGPU |wgpu::)(?:adapter|device|instance)|vulkan/i.test(msg);
+export function webgpuAdapterFailure(msg: string, file?: string): boolean {
+  // the model's path is no clue: onnxruntime names it ("Load model from …/vulkan-models/decoder.onnx
+  // failed: …"), and a folder may well be called so
+  const text = (file ? msg.split(file).join('') : msg).replace(/Load model from .*? failed/g, '');
+  return /Failed to (?:get|create) (?:a )?(?:WebGPU |wgpu::)(?:adapter|device|instance)|vulkan/i.test(text);
 }
 
 /**
@@ -186,7 +189,7 @@ export function webgpuAdapterFailure(msg: string): boolean {
 export function providerFailure(p: Provider, e: unknown, file?: string): DeviceError {
   const msg = ortMessage(e);
   if (p === 'webgpu') {
-    if (!webgpuAdapterFailure(msg)) return new DeviceError('BLIP5043', `device webgpu: cannot load ${file ?? 'the model'} (${msg})`);
+    if (!webgpuAdapterFailure(msg, file)) return new DeviceError('BLIP5043', `device webgpu: cannot load ${file ?? 'the model'} (${msg})`);
     const loader = /libvulkan|load vulkan/i.test(msg);
     const linux = process.platform === 'linux';
     return new DeviceError(

@@ -106,6 +106,10 @@ test('provider failure messages: library load vs driver problems', () => {
   assert.equal(providerFailure('cuda', new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library')).code, 'BLIP5041');
   assert.equal(providerFailure('cuda', new Error('CUDA failure 100: no CUDA-capable device is detected')).code, 'BLIP5042');
   assert.match(providerFailure('webgpu', new Error("Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file\nmore")).message, /libvulkan1/);
+  // a model in a folder named like the driver is a model failure, not an adapter one
+  const truncated = new Error('Load model from /models/vulkan-build/decoder.onnx failed:Protobuf parsing failed.');
+  assert.equal(providerFailure('webgpu', truncated, '/models/vulkan-build/decoder.onnx').code, 'BLIP5043');
+  assert.equal(providerFailure('webgpu', truncated).code, 'BLIP5043');
   assert.equal(providerStatus('cuda', '/nonexistent', 'linux-x64').installed, false);
   assert.match(providerStatus('cuda', '/nonexistent', 'darwin-arm64').reason!, /Linux x64 and Windows x64/);
   assert.equal(describeDevices().find((d) => d.provider === 'cpu')!.installed, true);
