@@ -163,3 +163,20 @@ test('bin/blip with a long command line (700 --text values, ~60 KB) runs under a
   const direct = under8MiB([process.execPath, join(repoRoot(), 'bin', 'blip.js')]);
   assert.equal(direct.signal, 'SIGSEGV', `status ${direct.status}: ${direct.stderr.slice(0, 300)}`);
 });
+
+test('bin/blip counts the command line in bytes when bash runs it in a UTF-8 locale (/bin/sh on Fedora, Arch …), where ${#arg} counts characters', { timeout: 120_000 }, async (t) => {
+  if (process.platform !== 'linux') return t.skip('POSIX shell launcher, ulimit');
+  if (spawnSync('bash', ['-c', 'true']).status !== 0) return t.skip('no bash');
+  const model = await compiledFixture('blip-itm', 'blip-itm-a');
+  const image = join(repoRoot(), 'test', 'fixtures', 'images', 'photo_64x48.jpg');
+  // 120 texts of a 120-emoji word (one [UNK]: longer than BERT's 100 characters a word): ~59 KB of
+  // arguments, but under 16,384 characters, the threshold
+  const texts = Array.from({ length: 120 }, (_, i) => ['--text', `${'🐱'.repeat(120)} ${i}`]).flat();
+  const r = spawnSync('/bin/sh', ['-c', 'ulimit -S -s 8192 && exec bash "$@"', 'sh', LAUNCHER, 'run', model, '--image', image, ...texts], {
+    encoding: 'utf8',
+    env: { ...baseEnv(), LC_ALL: 'C.UTF-8' },
+    maxBuffer: 64 << 20,
+  });
+  assert.equal(r.status, 0, `${r.signal ?? ''} ${r.stderr.slice(0, 300)}`);
+  assert.equal(r.stdout.trim().split('\n').length, 120);
+});
