@@ -108,7 +108,7 @@ test('a pinned file whose widths disagree is refused before any checkpoint is re
   );
 });
 
-test('config: "" selects the top level of config.json (a checkpoint whose config.json is the LLM\'s own)', () => {
+test('config: "" selects the top level of config.json', () => {
   // (the image reaches the LLM: a text-only LLM graph is BLIP2039)
   const src = 'model m {\n  input image: image\n  input prompt: text\n  node vision: vit(image) @ "vision_model"\n  node llm: opt(prefix: vision, text: prompt) frozen @ "model" { config: "" }\n  output text: generate(llm)\n}\n';
   const r = load({ 'main.blip': src });
