@@ -4,6 +4,7 @@
 // Q-Former pass's) token states the mean runs over padding, so a text's ITM score changed with
 // the longest text batched beside it, and per-position text embeddings have no one-per-text shape.
 // And itc()'s text side pools with `cls`: one embedding per text. docs/diagnostics.md#blip2037
+import type { IrValue } from '../ir/types.js';
 import type { DraftNode } from '../syntax/draft.js';
 import type { CheckContext } from './CheckContext.js';
 
@@ -18,7 +19,7 @@ export function QueryPoolingRule(ctx: CheckContext): void {
     const arg = out.args[1]!;
     const node = ctx.model.nodes.get(arg.name);
     const pool = node && ctx.attrValues(node).pool;
-    if (!node || pool === undefined || pool === 'cls') continue;
+    if (!node || pool === undefined || pool === 'cls' || !takes(ctx, node, pool)) continue; // (not one it takes: BLIP3004)
     // (a text side that reads the image is BLIP2036's)
     if ([...ctx.inputsOf(node.name)].some((i) => ctx.model.inputs.get(i)!.type !== 'text')) continue;
     reported.add(node.name);
@@ -41,6 +42,12 @@ export function QueryPoolingRule(ctx: CheckContext): void {
       { message: `'${node.name}' reads '${edge.source}' here`, loc: edge.loc },
     ] : undefined);
   }
+}
+
+/** Whether the node's kind takes `pool` (its schema's enum): another value is BLIP3004's, and a finding here its echo. */
+function takes(ctx: CheckContext, node: DraftNode, pool: IrValue): boolean {
+  const schema = ctx.kindOf(node)?.attrSchema.properties as Record<string, { enum?: unknown[] }> | undefined;
+  return schema?.pool?.enum?.includes(pool) ?? false;
 }
 
 /** The node whose positions `name` carries (through position-wise nodes), and whether they are Q-Former query outputs. */

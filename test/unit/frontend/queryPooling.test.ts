@@ -38,6 +38,15 @@ test("itc()'s text side with pool: queries is refused at the pool, pointing at t
   ]);
 });
 
+test("a pool its kind does not take is BLIP3004's alone, not also itc()'s text side", () => {
+  assert.deepEqual(checkEdit('import "../graphs/blip2-itm.blip"\nmodel m extends blip2_itm {\n  override node text_proj { pool: clss }\n}\n'), [
+    {
+      code: 'BLIP3004', file: 'review/main.blip', line: 3, column: 35, related: undefined,
+      message: "attribute 'pool' of embed 'text_proj' expects one of cls, queries, found the name clss; did you mean 'cls'?",
+    },
+  ]);
+});
+
 test('pool: queries over the ViT, and over a text-only Q-Former pass, are refused', () => {
   assert.deepEqual(checkEdit('import "../graphs/blip-itm.blip"\nmodel m extends blip_itm { override node image_proj: embed(vision) @ "vision_proj" { pool: queries } }\n').map((d) => [d.code, d.line, d.column, d.message]), [
     ['BLIP2037', 2, 92, "embed 'image_proj' pools queries over 'vision': expected the query outputs of a qformer that reads image features, found vit 'vision', whose positions are not a Q-Former's query outputs; use pool: cls"],
