@@ -18,15 +18,15 @@ export function QFormerTextPortRule(ctx: CheckContext): void {
     }
   }
   for (const node of ctx.model.nodes.values()) {
-    if (node.kind !== 'qformer') continue;
+    if (!ctx.kindOf(node)?.queryOutputs) continue; // (the Q-Former: text beside its queries)
     const text = node.args.find((a) => a.port === 'text');
     if (!text) continue;
     const instruction = node.args.find((a) => a.port === 'instruction');
     if (instruction)
-      ctx.report('BLIP2038', text.loc, `qformer '${node.name}' reads both text: ${text.source} and instruction: ${instruction.source}: expected one, instruction: for InstructBLIP's instruction beside the queries or text: for BLIP-2 retrieval's text`, [
+      ctx.report('BLIP2038', text.loc, `${node.kind} '${node.name}' reads both text: ${text.source} and instruction: ${instruction.source}: expected one, instruction: for InstructBLIP's instruction beside the queries or text: for BLIP-2 retrieval's text`, [
         { message: 'the instruction input', loc: instruction.loc },
       ]);
     else if (generating.has(node.name))
-      ctx.report('BLIP2038', text.loc, `qformer '${node.name}' reads text: ${text.source} and feeds generate() output '${generating.get(node.name)}': expected 'instruction: ${text.source}', the port a generating Q-Former reads text through (InstructBLIP), found text:, BLIP-2 retrieval's port for itm() and itc()`);
+      ctx.report('BLIP2038', text.loc, `${node.kind} '${node.name}' reads text: ${text.source} and feeds generate() output '${generating.get(node.name)}': expected 'instruction: ${text.source}', the port a generating Q-Former reads text through (InstructBLIP), found text:, BLIP-2 retrieval's port for itm() and itc()`);
   }
 }

@@ -6,10 +6,9 @@
 // And itc()'s text side pools with `cls`: one embedding per text. docs/diagnostics.md#blip2037
 import type { IrValue } from '../ir/types.js';
 import type { DraftNode } from '../syntax/draft.js';
+import { nodeKinds } from '../nodes/index.js';
 import type { CheckContext } from './CheckContext.js';
 
-/** Kinds that map each position on its own (their output has the positions of their input). */
-const POSITIONWISE = new Set(['linear', 'mlp']);
 const QUERY_POOLING = new Set(['queries', 'mean_queries']);
 
 export function QueryPoolingRule(ctx: CheckContext): void {
@@ -33,12 +32,12 @@ export function QueryPoolingRule(ctx: CheckContext): void {
     const edge = node.args.find((a) => a.port === '');
     const features = edge && queryFeaturesOf(ctx, edge.source);
     if (!edge || !features || features.queries) continue;
-    const what = features.node.kind === 'qformer' ? `qformer '${features.node.name}' without image features, a text-only pass whose positions are text tokens` : `${ctx.describe(features.node.name)}, whose positions are not a Q-Former's query outputs`;
+    const what = ctx.kindOf(features.node)?.queryOutputs ? `${features.node.kind} '${features.node.name}' without image features, a text-only pass whose positions are text tokens` : `${ctx.describe(features.node.name)}, whose positions are not a Q-Former's query outputs`;
     const through = features.node.name === edge.source ? '' : ` (through '${edge.source}')`;
     const at = node.attrs.get('pool')!.valueLoc;
     // (the edge is worth a frame of its own where the pool was pinned apart from it: `override node itm_head { pool: … }`)
     const apart = edge.loc.file !== at.file || edge.loc.line !== at.line;
-    ctx.report('BLIP2037', at, `${node.kind} '${node.name}' pools ${pool} over '${features.node.name}'${through}: expected the query outputs of a qformer that reads image features, found ${what}; use pool: cls`, apart ? [
+    ctx.report('BLIP2037', at, `${node.kind} '${node.name}' pools ${pool} over '${features.node.name}'${through}: expected the query outputs of ${queryKinds()} that reads image features, found ${what}; use pool: cls`, apart ? [
       { message: `'${node.name}' reads '${edge.source}' here`, loc: edge.loc },
     ] : undefined);
   }
@@ -50,12 +49,18 @@ function takes(ctx: CheckContext, node: DraftNode, pool: IrValue): boolean {
   return schema?.pool?.enum?.includes(pool) ?? false;
 }
 
+/** "a qformer": the kinds whose nodes output query positions (NodeKind.queryOutputs). */
+function queryKinds(): string {
+  return `a ${Object.values(nodeKinds).filter((k) => k.queryOutputs).map((k) => k.kind).join(' or ')}`;
+}
+
 /** The node whose positions `name` carries (through position-wise nodes), and whether they are Q-Former query outputs. */
 function queryFeaturesOf(ctx: CheckContext, name: string): { node: DraftNode; queries: boolean } | undefined {
   const seen = new Set<string>();
   for (let node = ctx.model.nodes.get(name); node && !seen.has(node.name); ) {
     seen.add(node.name);
-    if (!POSITIONWISE.has(node.kind)) return { node, queries: node.kind === 'qformer' && node.args.some((a) => a.port === '') };
+    const kind = ctx.kindOf(node);
+    if (!kind?.positionwise) return { node, queries: !!kind?.queryOutputs && node.args.some((a) => a.port === '') };
     const next = node.args.find((a) => a.port === '')?.source;
     node = next === undefined ? undefined : ctx.model.nodes.get(next);
   }

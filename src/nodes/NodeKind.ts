@@ -80,6 +80,19 @@ export interface NodeKind {
    * relative (t5) positions have no such limit.
    */
   learnedPositions?: boolean;
+  /**
+   * Its nodes that read image features (their first argument) output a fixed set of learned
+   * query positions (the Q-Former), what `pool: queries` (embed) and `pool: mean_queries`
+   * (classifier) pool and `pool: cls` does not (BLIP2037); one without image features is a
+   * text-only pass over text tokens. Text beside the queries through `text:` is BLIP-2
+   * retrieval's; a generating one reads `instruction:` (BLIP2038).
+   */
+  queryOutputs?: boolean;
+  /**
+   * It maps each position on its own (linear, mlp): its output has its input's positions, so
+   * what holds of the positions it reads (query outputs, for BLIP2037) holds of its output.
+   */
+  positionwise?: boolean;
   /** How the kind lowers to ONNX and which checkpoint tensors it reads (src/lower/contract.ts). */
   lowering?: NodeLowering;
 }

@@ -23,6 +23,7 @@ export const Linear: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+  positionwise: true,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

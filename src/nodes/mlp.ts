@@ -26,6 +26,7 @@ export const Mlp: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+  positionwise: true,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

@@ -58,6 +58,7 @@ export const QFormer: NodeKind = {
   inputWidth: (port, a) => (port === '' ? n(a, 'encoder_width') : undefined),
   divides: [{ part: 'heads', whole: 'width' }],
   learnedPositions: true,
+  queryOutputs: true,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

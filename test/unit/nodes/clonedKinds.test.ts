@@ -11,6 +11,7 @@ import { nodeKinds, type NodeKind } from '../../../src/nodes/index.js';
 import { Vit } from '../../../src/nodes/vit.js';
 import { Opt } from '../../../src/nodes/opt.js';
 import { Linear } from '../../../src/nodes/linear.js';
+import { QFormer } from '../../../src/nodes/qformer.js';
 import type { IrModel } from '../../../src/ir/types.js';
 import type { CompileResult } from '../../../src/lower/compile.js';
 
@@ -18,6 +19,7 @@ const clone = (kind: NodeKind, name: string): NodeKind => ({ ...kind, kind: name
 nodeKinds.siglip = clone(Vit, 'siglip');
 nodeKinds.gpt = clone(Opt, 'gpt');
 nodeKinds.proj = clone(Linear, 'proj');
+nodeKinds.qf2 = clone(QFormer, 'qf2');
 
 const { loadProgram } = await import('../../../src/syntax/load.js');
 const { compile } = await import('../../../src/lower/compile.js');
@@ -126,4 +128,19 @@ test('an opt clone records its learned positions: a prompt longer than them is B
   } finally {
     await m.close();
   }
+});
+
+test("a qformer clone's query outputs pool as the Q-Former's, through a linear clone, and its text: is retrieval's", () => {
+  const itm = readFileSync('graphs/blip2-itm.blip', 'utf8');
+  // the shipped BLIP-2 retrieval graph: mean_queries / queries over the clone's query outputs
+  assert.deepEqual(check(itm.replace(/qformer\(/g, 'qf2(')), []);
+  assert.deepEqual(check(itm.replace('classifier(fused)', 'classifier(pre)').replace('node itm_head', 'node pre: proj(fused) @ "pre"\n  node itm_head')), []);
+  // a text-only pass of the clone is no query outputs
+  assert.deepEqual(check(itm.replace(/qformer\(/g, 'qf2(').replace('classifier(fused)', 'classifier(text_only)')).filter((d) => d.code === 'BLIP2037').map((d) => d.message), [
+    "classifier 'itm_head' pools mean_queries over 'text_only': expected the query outputs of a qformer or qf2 that reads image features, found qf2 'text_only' without image features, a text-only pass whose positions are text tokens; use pool: cls",
+  ]);
+  // text: on a generating clone is BLIP2038, as on a qformer
+  assert.deepEqual(check(edit('qformer(vision)', 'qf2(vision, text: prompt)')).map((d) => [d.code, d.message]), [
+    ['BLIP2038', "qf2 'qformer' reads text: prompt and feeds generate() output 'text': expected 'instruction: prompt', the port a generating Q-Former reads text through (InstructBLIP), found text:, BLIP-2 retrieval's port for itm() and itc()"],
+  ]);
 });
