@@ -140,6 +140,9 @@ export interface WorkerHandle {
   close(): Promise<void>;
 }
 
+/** How long a stopping worker waits for BullMQ to record its last job's result in Redis. */
+const RECORD_WAIT_MS = 5000;
+
 /** `blip capfilt worker`: process shard jobs until closed (or, with exitWhenIdle, until the queue is empty). */
 export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<WorkerHandle> {
   const connection = await connectRedis(o.redis);
@@ -150,6 +153,8 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
   const models = new Map<string, Promise<CapfiltModels>>();
   let fatal: Error | undefined;
   let busy = 0;
+  /** The last job's processing, settled when it has finished (close() waits for it). */
+  let running: Promise<void> = Promise.resolve();
 
   const getModels = (s: CapfiltSettings): Promise<CapfiltModels> => {
     const key = `${s.captioner}\0${s.filter}`;
@@ -161,7 +166,15 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
     return m;
   };
 
-  const processor = async (job: Job<CapfiltJobData, CapfiltJobResult>): Promise<CapfiltJobResult> => {
+  const processor = (job: Job<CapfiltJobData, CapfiltJobResult>): Promise<CapfiltJobResult> => {
+    const p = processJob(job);
+    running = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  };
+  const processJob = async (job: Job<CapfiltJobData, CapfiltJobResult>): Promise<CapfiltJobResult> => {
     busy++;
     try {
       const { output, settings, task } = job.data;
@@ -222,10 +235,19 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (idleTimer) clearInterval(idleTimer);
-      // With no job running there is nothing to finish: close at once (force). BullMQ's graceful
-      // close first waits for its blocking connection to end, which after a Redis restart it waits
-      // for forever (bullmq 6.7: an idle worker ignored SIGTERM).
-      await worker.close(busy === 0);
+      // BullMQ's graceful close first waits for its blocking connection to end, which after Redis
+      // was away 8 s or more it waits for forever (bullmq 6.7), idle or not: finish the running job
+      // here, then close forced. Paused, the worker takes no further job.
+      const wasBusy = busy > 0;
+      await worker.pause(true);
+      while (busy > 0) await running;
+      if (wasBusy) {
+        // BullMQ records the job's result after the processor returns; paused, its loop then ends.
+        // (Bounded: with Redis away it retries that until Redis is back, and an unrecorded job is
+        // only retried later and found complete.)
+        for (const t0 = Date.now(); worker.isRunning() && Date.now() - t0 < RECORD_WAIT_MS; ) await new Promise((r) => setTimeout(r, 50));
+      }
+      await worker.close(true);
       for (const m of models.values()) await m.then((x) => x.close?.(), () => undefined);
       connection.disconnect();
     })();

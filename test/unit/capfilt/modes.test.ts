@@ -183,28 +183,45 @@ test('a queue name BullMQ refuses: enqueue records no run, and neither it nor a 
   }
 });
 
-test('an idle worker stops at once on SIGTERM, also after its Redis restarted (BullMQ\'s graceful close waited forever)', async () => {
+test('after its Redis restarted, a worker stops on SIGTERM: an idle one at once, a busy one when its job is done (BullMQ\'s graceful close waited forever)', async () => {
   const own = await startRedis();
   let restarted: RedisServer | undefined;
-  const w = capfilt(['worker', '--redis', own.url, '--queue', 'capfilt-test-restart']);
+  const idle = capfilt(['worker', '--redis', own.url, '--queue', 'capfilt-test-restart']);
+  // one job of 6 batches x 3 s: it runs through the outage and ends ~3 s after the SIGTERM
+  const busy = capfilt(['worker', '--redis', own.url, '--queue', 'capfilt-test-restart-busy'], 3000);
+  const out = join(root, 'restart-busy');
   try {
-    await w.waitFor(/waiting for jobs/, 'err');
-    await new Promise((r) => setTimeout(r, 3000)); // blocked waiting for a job
+    await Promise.all([idle.waitFor(/waiting for jobs/, 'err'), busy.waitFor(/waiting for jobs/, 'err')]);
+    const code = await capfiltMain(['enqueue', '--redis', own.url, '--queue', 'capfilt-test-restart-busy', ...args(out).map((a) => (a === fx.input ? join(fx.input, '00003.tar') : a)), '--batch-size', '1'], { load, stderr: { write: () => true } as unknown as NodeJS.WritableStream });
+    assert.equal(code, 0);
+    await busy.waitFor(/00003\.tar started/, 'err');
+    await new Promise((r) => setTimeout(r, 3000)); // the idle one blocked waiting for a job
     await own.stop();
-    await w.waitFor(/ECONNREFUSED/, 'err'); // it has seen Redis go
+    await Promise.all([idle.waitFor(/ECONNREFUSED/, 'err'), busy.waitFor(/ECONNREFUSED/, 'err')]); // they have seen Redis go
     // (Redis away 8 s or more: after outages of 2 to 7 s BullMQ's graceful close still ended; with
-    // 10 s this test failed 3 times out of 3 before the fix)
+    // 10 s this test failed 3 times out of 3 before either fix)
     await new Promise((r) => setTimeout(r, 10_000));
     restarted = await startRedis(own.port);
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = Date.now();
-    w.child.kill('SIGTERM');
-    const stopped = await Promise.race([w.exited, new Promise<undefined>((r) => setTimeout(r, 10_000))]);
-    assert.ok(stopped, `the worker was still running 10 s after SIGTERM:\n${w.err.filter((l) => !l.includes('ECONNREFUSED')).join('\n')}`);
+    const linesBefore = busy.err.length;
+    idle.child.kill('SIGTERM');
+    busy.child.kill('SIGTERM');
+    const stopped = await Promise.race([idle.exited, new Promise<undefined>((r) => setTimeout(r, 10_000))]);
+    assert.ok(stopped, `the idle worker was still running 10 s after SIGTERM:\n${idle.err.filter((l) => !l.includes('ECONNREFUSED')).join('\n')}`);
     assert.equal(stopped.code, 0);
-    assert.ok(Date.now() - t0 < 5000, `stopped after ${Date.now() - t0} ms`);
+    assert.ok(Date.now() - t0 < 5000, `the idle worker stopped after ${Date.now() - t0} ms`);
+
+    assert.ok(!busy.err.slice(0, linesBefore).some((l) => / done: /.test(l)), `the job ended before the SIGTERM:\n${busy.err.join('\n')}`);
+    const busyStopped = await Promise.race([busy.exited, new Promise<undefined>((r) => setTimeout(r, 20_000))]);
+    const log = busy.err.filter((l) => !/ECONNREFUSED|Connection is closed/.test(l)).join('\n');
+    assert.ok(busyStopped, `the busy worker was still running 20 s after SIGTERM:\n${log}`);
+    assert.equal(busyStopped.code, 0, log);
+    assert.ok(busy.err.some((l) => /00003\.tar done: 6 samples/.test(l)), `it finished its job first:\n${log}`);
+    await stat(join(out, '00003.tar'));
   } finally {
-    w.child.kill('SIGKILL');
+    idle.child.kill('SIGKILL');
+    busy.child.kill('SIGKILL');
     await restarted?.stop();
   }
 });
