@@ -3,7 +3,11 @@
 // with image features gives as a fixed set of query outputs. Over a BERT's (or a text-only
 // Q-Former pass's) token states the mean runs over padding, so a text's ITM score changed with
 // the longest text batched beside it, and per-position text embeddings have no one-per-text shape.
-// And itc()'s text side pools with `cls`: one embedding per text. docs/diagnostics.md#blip2037
+// And itc()'s text side pools with `cls`: one embedding per text. The other way round, `cls`
+// (written, or the default of classifier and embed) over an image-fed Q-Former's query outputs
+// takes query 0 alone: BLIP-2's ITM head averages every query, its image embedding keeps every
+// one, and a graph that left `pool` out scored ITM 0.7281 for 0.8175 and ITC 0.3631 for 0.6674.
+// docs/diagnostics.md#blip2037
 import type { IrValue } from '../ir/types.js';
 import type { DraftNode } from '../syntax/draft.js';
 import { nodeKinds } from '../nodes/index.js';
@@ -41,6 +45,30 @@ export function QueryPoolingRule(ctx: CheckContext): void {
       { message: `'${node.name}' reads '${edge.source}' here`, loc: edge.loc },
     ] : undefined);
   }
+  const textSides = new Set([...ctx.model.outputs.values()].flatMap((o) => (o.task === 'itc' && o.args.length === 2 ? [o.args[1]!.name] : [])));
+  for (const node of ctx.model.nodes.values()) {
+    // (itc()'s text side reading the image is BLIP2036's)
+    if (textSides.has(node.name)) continue;
+    const written = node.attrs.get('pool');
+    const pool = written ? ctx.attrValues(node).pool : ctx.kindOf(node)?.lowering?.defaults?.pool;
+    const want = queryPoolingOf(ctx, node);
+    if (pool !== 'cls' || !want) continue;
+    const edge = node.args.find((a) => a.port === '');
+    const features = edge && queryFeaturesOf(ctx, edge.source);
+    if (!edge || !features?.queries) continue;
+    const through = features.node.name === edge.source ? '' : ` (through '${edge.source}')`;
+    const at = written ? written.valueLoc : node.loc;
+    const apart = edge.loc.file !== at.file || edge.loc.line !== at.line;
+    ctx.report('BLIP2037', at, `${node.kind} '${node.name}' pools cls over the query outputs of ${features.node.kind} '${features.node.name}'${through}, which reads image features: expected pool: ${want}, over every query (the first position is one query alone, no summary of the image), found ${written ? 'pool: cls' : 'no pool attribute, and pool defaults to cls'}`, apart ? [
+      { message: `'${node.name}' reads '${edge.source}' here`, loc: edge.loc },
+    ] : undefined);
+  }
+}
+
+/** The pooling over query outputs that the node's kind takes (classifier: mean_queries, embed: queries), if any. */
+function queryPoolingOf(ctx: CheckContext, node: DraftNode): string | undefined {
+  const schema = ctx.kindOf(node)?.attrSchema.properties as Record<string, { enum?: unknown[] }> | undefined;
+  return schema?.pool?.enum?.find((v): v is string => typeof v === 'string' && QUERY_POOLING.has(v));
 }
 
 /** Whether the node's kind takes `pool` (its schema's enum): another value is BLIP3004's, and a finding here its echo. */

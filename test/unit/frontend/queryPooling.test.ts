@@ -56,6 +56,29 @@ test('pool: queries over the ViT, and over a text-only Q-Former pass, are refuse
   ]);
 });
 
+test("BLIP-2's query outputs pooled with cls, written or defaulted, are refused: at the pool, else at the node", () => {
+  // the review's graphs: each checked clean, then scored ITC 0.3631 (for 0.6674) and ITM 0.7281 (for 0.8175)
+  const cls = (node: string, want: string, qformer: string, found: string, through = '') =>
+    `${node} pools cls over the query outputs of qformer '${qformer}'${through}, which reads image features: expected pool: ${want}, over every query (the first position is one query alone, no summary of the image), found ${found}`;
+  const defaulted = 'no pool attribute, and pool defaults to cls';
+  assert.deepEqual(checkEdit('import "../graphs/blip2-itm.blip"\nmodel m extends blip2_itm {\n  override node image_proj: embed(queries) @ "vision_projection"\n}\n'), [
+    { code: 'BLIP2037', file: 'review/main.blip', line: 3, column: 17, related: undefined, message: cls("embed 'image_proj'", 'queries', 'queries', defaulted) },
+  ]);
+  assert.deepEqual(checkEdit('import "../graphs/blip2-itm.blip"\nmodel m extends blip2_itm {\n  override node itm_head: classifier(fused) @ "itm_head"\n}\n'), [
+    { code: 'BLIP2037', file: 'review/main.blip', line: 3, column: 17, related: undefined, message: cls("classifier 'itm_head'", 'mean_queries', 'fused', defaulted) },
+  ]);
+  // written apart from the edge the base file wrote: at the pool, the edge related
+  assert.deepEqual(checkEdit('import "../graphs/blip2-itm.blip"\nmodel m extends blip2_itm {\n  override node itm_head { pool: cls }\n}\n'), [
+    { code: 'BLIP2037', file: 'review/main.blip', line: 3, column: 34, related: ['graphs/blip2-itm.blip:12:29'], message: cls("classifier 'itm_head'", 'mean_queries', 'fused', 'pool: cls') },
+  ]);
+  // through a position-wise projection of the queries
+  assert.deepEqual(checkEdit('import "../graphs/blip2-itm.blip"\nmodel m extends blip2_itm {\n  node pre: mlp(fused) @ "pre"\n  override node itm_head: classifier(pre) @ "itm_head"\n}\n'), [
+    { code: 'BLIP2037', file: 'review/main.blip', line: 4, column: 17, related: undefined, message: cls("classifier 'itm_head'", 'mean_queries', 'fused', defaulted, " (through 'pre')") },
+  ]);
+  // itc()'s text side over the queries reads the image: BLIP2036's alone
+  assert.deepEqual(checkEdit('import "../graphs/blip2-itm.blip"\nmodel m extends blip2_itm {\n  override node text_proj: embed(queries) @ "text_projection"\n}\n').map((d) => d.code), ['BLIP2036']);
+});
+
 test('query pooling through a position-wise projection of the query outputs is accepted', () => {
   const src = edit('  output text: generate(llm)', '  node head: classifier(projection) @ "itm_head" { pool: mean_queries }\n  output itm: itm(head)', edit('input prompt: text\n', '', edit(', text: prompt', '', BLIP2)));
   const r = load({ 'main.blip': src });
