@@ -11,7 +11,7 @@ import { BlipError } from '../cli/Command.js';
 import type { ShardTask } from './inputs.js';
 import type { CapfiltModels, ModelLoader } from './model.js';
 import { OutputDir } from './output.js';
-import { finalize, prepareRun, readRunFile, recordedSettings, type RunOptions } from './run.js';
+import { finalize, planHasJsonl, prepareRun, readRunFile, recordedSettings, settingMismatch, type RunOptions } from './run.js';
 import { processShard, type CapfiltSettings } from './shard.js';
 
 /** The default queue name (also in src/cli/commands/capfilt.ts, which does not import this module up front). */
@@ -22,6 +22,8 @@ export interface CapfiltJobData {
   output: string;
   settings: CapfiltSettings;
   task: ShardTask;
+  /** Whether the run's plan has JSONL shards (samples_per_shard is then one of its settings); absent in jobs of earlier versions. */
+  jsonl?: boolean;
 }
 
 export interface CapfiltJobResult {
@@ -90,6 +92,7 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
   }
   try {
     const { out, settings, plan } = await prepareRun(o);
+    const jsonl = planHasJsonl(plan);
     const todo: ShardTask[] = [];
     for (const t of plan) if (!(await out.isComplete(t.id))) todo.push(t);
     for (const t of todo) {
@@ -104,7 +107,7 @@ export async function enqueue(o: EnqueueOptions): Promise<EnqueueSummary> {
       await queue.addBulk(
         todo.slice(i, i + 1000).map((task) => ({
           name: 'shard',
-          data: { output: out.root, settings, task },
+          data: { output: out.root, settings, task, jsonl },
           opts: { jobId: jobId(out.root, task.id), attempts: o.attempts ?? 5, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { count: 10000 }, removeOnFail: false },
         })),
       );
@@ -181,9 +184,11 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
       const out = new OutputDir(output);
       const run = await readRunFile(out);
       if (!run) throw new BlipError('BLIP5803', `${output} has no _capfilt/run.json: enqueue the run again`);
-      // (samples_per_shard is there when the plan has JSONL shards, or was written by an earlier version)
-      if (JSON.stringify(run.settings) !== JSON.stringify(recordedSettings(settings, 'samples_per_shard' in run.settings))) {
-        throw new BlipError('BLIP5803', `job for ${task.id} does not match ${output}/_capfilt/run.json (the run was re-planned with other settings)`);
+      // the settings enqueue's recordRun compared (a job of an earlier version does not say whether
+      // the plan has JSONL shards: its own shard's kind decides whether samples_per_shard matters)
+      const mismatch = settingMismatch(run.settings, recordedSettings(settings, job.data.jsonl ?? task.source.kind === 'jsonl'));
+      if (mismatch !== undefined) {
+        throw new BlipError('BLIP5803', `job for ${task.id} does not match ${output}/_capfilt/run.json (the run was re-planned with other settings: ${mismatch})`);
       }
       const t0 = Date.now();
       if (await out.isComplete(task.id)) {

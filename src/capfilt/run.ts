@@ -83,6 +83,21 @@ export function recordedSettings(s: CapfiltSettings, jsonl: boolean): Record<str
   return recorded;
 }
 
+/** Whether run.json records samples_per_shard for this plan: only a JSONL shard depends on it. */
+export function planHasJsonl(plan: ShardTask[]): boolean {
+  return plan.some((t) => t.source.kind === 'jsonl');
+}
+
+/**
+ * The first setting a run must share with run.json and does not: `now` is the run's
+ * recordedSettings, and only its keys are compared, so the samples_per_shard an earlier version
+ * recorded for a plan without JSONL shards does not bar a resume (recordRun and the queue's
+ * workers both check with this).
+ */
+export function settingMismatch(recorded: Record<string, string | number>, now: Record<string, string | number>): string | undefined {
+  return Object.keys(now).find((k) => recorded[k] !== now[k]);
+}
+
 /**
  * A compiled model's identity: its checkpoint fingerprint and graph hash from manifest.json, so
  * the same model mounted at another path on another machine is the same model; the resolved
@@ -143,7 +158,7 @@ const RUN_VERSION = 2;
 
 /** Write run.json, or check that the one there was written with the same settings and plan (BLIP5803). */
 export async function recordRun(out: OutputDir, s: CapfiltSettings, plan: ShardTask[]): Promise<void> {
-  const run: RunFile = { format: 'blip-capfilt-run', version: RUN_VERSION, settings: recordedSettings(s, plan.some((t) => t.source.kind === 'jsonl')), shards: plan.map((t) => t.id) };
+  const run: RunFile = { format: 'blip-capfilt-run', version: RUN_VERSION, settings: recordedSettings(s, planHasJsonl(plan)), shards: plan.map((t) => t.id) };
   const path = join(out.metaDir, RUN_FILE);
   let prev: RunFile | undefined;
   try {
@@ -162,9 +177,8 @@ export async function recordRun(out: OutputDir, s: CapfiltSettings, plan: ShardT
     throw new BlipError('BLIP5803', `${out.root} holds shards of a run but no ${join(META_DIR, RUN_FILE)} saying with which settings; write to a new --output`);
   }
   if (prev) {
-    const diff = Object.keys(run.settings).filter((k) => prev.settings?.[k] !== run.settings[k]);
-    if (diff.length) {
-      const k = diff[0];
+    const k = settingMismatch(prev.settings, run.settings);
+    if (k !== undefined) {
       throw new BlipError('BLIP5803', `${out.root} was written by a run with ${k} = ${JSON.stringify(prev.settings?.[k])}, this run has ${JSON.stringify(run.settings[k])}: resume with the same settings, or write to a new --output`);
     }
     if (JSON.stringify(prev.shards) !== JSON.stringify(run.shards)) {

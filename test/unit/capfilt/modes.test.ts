@@ -4,7 +4,7 @@
 // Uses the TEST DOUBLE models and a real redis-server started here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -145,6 +145,37 @@ test('enqueue adds each shard once, even twice over; a worker with --exit-when-i
     assert.deepEqual(await treeDigest(out), reference);
     const e3 = await enqueue({ ...opts(out), redis: redis.url, queue });
     assert.equal(e3.enqueued, 0, 'a complete run enqueues nothing');
+  } finally {
+    await q.obliterate({ force: true });
+    await q.close();
+    conn.disconnect();
+  }
+});
+
+test('a tar-only folder whose run.json records samples_per_shard (written before it was left out there) resumes on the queue with another --samples-per-shard', async () => {
+  const out = join(root, 'queued-old-sps');
+  const queue = 'capfilt-test-old-sps';
+  await runCapfilt({ ...opts(out), shard: { index: 0, count: 2 } }, load);
+  // run.json as versions before 7f4ad70 wrote it: samples_per_shard for tar shards too
+  const runPath = join(out, '_capfilt', 'run.json');
+  const run = JSON.parse(await readFile(runPath, 'utf8'));
+  assert.equal('samples_per_shard' in run.settings, false);
+  run.settings.samples_per_shard = 1000;
+  await writeFile(runPath, JSON.stringify(run, null, 2) + '\n');
+  const e = await enqueue({ ...opts(out), samplesPerShard: 5, redis: redis.url, queue });
+  assert.equal(e.enqueued, 2);
+  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const q = new Queue(queue, { connection: conn });
+  const lines: string[] = [];
+  try {
+    const w = await runWorker({ redis: redis.url, queue, exitWhenIdle: true, stalledInterval: 200, log: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream }, load);
+    await w.done;
+    assert.equal(await q.getJobCountByTypes('failed'), 0, lines.join(''));
+    // the same shards; run.json and stats.json (which copies its settings) keep samples_per_shard
+    const { ['_capfilt/run.json']: _r, ['stats.json']: _s, ...rest } = await treeDigest(out);
+    const { ['_capfilt/run.json']: _rr, ['stats.json']: _ss, ...want } = reference;
+    assert.deepEqual(rest, want);
+    assert.equal(JSON.parse(await readFile(join(out, 'stats.json'), 'utf8')).settings.samples_per_shard, 1000);
   } finally {
     await q.obliterate({ force: true });
     await q.close();
