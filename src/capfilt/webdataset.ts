@@ -5,6 +5,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { open, readFile, unlink } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import tar from 'tar-stream';
 import { IMAGE_EXTENSIONS, isImageExtension } from '../../runtime/preprocess/imageExtensions.js';
 import type { ShardSource } from './inputs.js';
@@ -203,16 +204,26 @@ export async function* readJsonlSamples(source: Extract<ShardSource, { kind: 'js
       s.error = `line ${n + 1}: "image" is a URL (${image}): CapFilt reads image files and does not download them; download the images first (img2dataset, say) and give their paths`;
       return s;
     }
-    const path = isAbsolute(image) ? image : resolve(dir, image);
+    let path: string;
+    if (scheme !== undefined) {
+      // a file:// URL names its file (percent-escapes and all), never a path beside the JSONL file
+      try {
+        path = fileURLToPath(image);
+      } catch (e) {
+        s.error = `line ${n + 1}: "image" ${image} is not a file URL this system can open: ${(e as Error).message}`;
+        return s;
+      }
+    } else path = isAbsolute(image) ? image : resolve(dir, image);
+    const relative = scheme === undefined && !isAbsolute(image);
     try {
       const bytes = await readFile(path);
-      const ext = isImageExtension(extname(image)) ? extname(image).slice(1).toLowerCase() : 'img';
+      const ext = isImageExtension(extname(path)) ? extname(path).slice(1).toLowerCase() : 'img';
       s.image = { name: `${key}.${ext}`, bytes, source: image };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
       // a relative path is read beside the JSONL file: say where, since that is what surprises
-      s.error = `cannot read image ${image}${path === image ? '' : ` (${path}: relative paths are read from the JSONL file's folder)`}: ${why}`;
+      s.error = `cannot read image ${image}${relative ? ` (${path}: relative paths are read from the JSONL file's folder)` : path === image ? '' : ` (${path})`}: ${why}`;
     }
     return s;
   };

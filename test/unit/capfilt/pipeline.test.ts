@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { runCapfilt, type CapfiltModels, type ImageInput, type Pixels, type RunOptions, type SampleRecord, type FinalStats, type ModelLoader } from '../../../src/capfilt/index.js';
 import { BlipError } from '../../../src/cli/Command.js';
 import { buildFixture, image, readTar, treeDigest, writeTar, type Fixture } from './helpers/fixtures.js';
@@ -279,6 +280,25 @@ test('sample messages say why: a key with a dot, an empty image file (tar and JS
     ['p-00000.tar', '000000000', 'cannot read image empty.jpg: the file is empty'],
     ['p-00000.tar', '000000001', 'line 2: "image" is a URL (https://example.com/a.jpg): CapFilt reads image files and does not download them; download the images first (img2dataset, say) and give their paths'],
   ]);
+});
+
+test('a file:// URL as a JSONL image names its file (percent-escapes decoded); one this system cannot open is a record', async () => {
+  const dir = join(root, 'file-urls');
+  await mkdir(dir, { recursive: true });
+  const red = await image('red', 'jpeg');
+  await writeFile(join(dir, 'a red.jpg'), red);
+  const good = pathToFileURL(join(dir, 'a red.jpg')).href; // …/a%20red.jpg
+  const missing = pathToFileURL(join(dir, 'gone.jpg')).href;
+  await writeFile(join(dir, 'u.jsonl'), [{ image: good, text: 'a red card' }, { image: missing, text: 'x' }, { image: 'file://otherhost/x.jpg', text: 'y' }].map((l) => JSON.stringify(l)).join('\n') + '\n');
+  const out = join(root, 'out-file-urls');
+  await runCapfilt(opts(out, { inputs: [join(dir, 'u.jsonl')] }), load);
+  const entries = await readTar(join(out, 'u-00000.tar'));
+  assert.deepEqual(entries.find((e) => e.name === '000000000.jpg')?.data, red);
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(errors.map((e) => e.key), ['000000001', '000000002']);
+  assert.equal(errors[0].error, `cannot read image ${missing} (${join(dir, 'gone.jpg')}): no such file`);
+  // (Node's reason ends with the platform's name)
+  assert.match(errors[1].error, /^line 3: "image" file:\/\/otherhost\/x\.jpg is not a file URL this system can open: File URL host must be "localhost" or empty on \w+$/);
 });
 
 test("as docs/capfilt.md says: a .json that is not JSON passes through as {unparsed}; the web text is the .txt only (not a .caption, not the .json's caption); a repeated key keeps the first sample", async () => {
