@@ -106,6 +106,31 @@ export class CheckContext {
   }
 
   /**
+   * The argument lists of node `name` and of every node it depends on, nearest first: where an
+   * input that does not reach it could be connected (with firstInModelFile, the one an override
+   * that cut it off wrote).
+   */
+  argsBack(name: string): SourceLoc[] {
+    const places: SourceLoc[] = [];
+    const seen = new Set<string>();
+    const queue = [name];
+    for (let i = 0; i < queue.length; i++) {
+      const n = this.model.nodes.get(queue[i]!);
+      if (!n || seen.has(n.name)) continue;
+      seen.add(n.name);
+      places.push(n.argsLoc);
+      for (const a of n.args) queue.push(a.source);
+    }
+    return places;
+  }
+
+  /** A node with features from input `input` that no node reads (other than `except`): presumably what was meant to carry it on. */
+  unreadFeatures(input: string, except: string): DraftNode | undefined {
+    const read = new Set([...this.model.nodes.values()].flatMap((n) => n.args.map((a) => a.source)));
+    return [...this.model.nodes.values()].find((n) => !read.has(n.name) && n.name !== except && this.kindOf(n)?.output === 'features' && this.inputsOf(n.name).has(input));
+  }
+
+  /**
    * The first of `locs` written in the checked model's own file, else the first: of the places a
    * problem could be fixed, the one an edit of a shipped graph (`extends`, `override`) changed.
    */

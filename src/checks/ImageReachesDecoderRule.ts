@@ -23,21 +23,9 @@ export function ImageReachesDecoderRule(ctx: CheckContext): void {
     const found = `it reads ${reads} only${images.length ? '' : `, and model '${ctx.model.name}' declares no image input`}`;
     // Where to connect it: the decoder's inputs, or a node on its way back that the checked file
     // wrote (an override that cut the image off), or the output.
-    const places: [SourceLoc, ...SourceLoc[]] = [decoder.argsLoc];
-    const seen = new Set([decoder.name]);
-    const queue = [decoder.name];
-    for (let i = 0; i < queue.length; i++)
-      for (const a of ctx.model.nodes.get(queue[i]!)?.args ?? []) {
-        const n = ctx.model.nodes.get(a.source);
-        if (!n || seen.has(n.name)) continue;
-        seen.add(n.name);
-        queue.push(n.name);
-        places.push(n.argsLoc);
-      }
-    places.push(arg.loc);
+    const places: [SourceLoc, ...SourceLoc[]] = [decoder.argsLoc, ...ctx.argsBack(decoder.name), arg.loc];
     // Image features nothing reads: what was presumably meant to reach the decoder.
-    const read = new Set([...ctx.model.nodes.values()].flatMap((n) => n.args.map((a) => a.source)));
-    const unread = [...ctx.model.nodes.values()].find((n) => !read.has(n.name) && n.name !== decoder.name && ctx.kindOf(n)?.output === 'features' && [...ctx.inputsOf(n.name)].some((i) => images.includes(i)));
+    const unread = images.map((i) => ctx.unreadFeatures(i, decoder.name)).find((n) => n);
     ctx.report(
       'BLIP2039',
       ctx.firstInModelFile(places),

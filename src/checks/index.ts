@@ -21,6 +21,7 @@ import { ReachabilityRule } from './ReachabilityRule.js';
 import { ItcSidesRule } from './ItcSidesRule.js';
 import { QueryPoolingRule } from './QueryPoolingRule.js';
 import { ImageReachesDecoderRule } from './ImageReachesDecoderRule.js';
+import { ItmInputsRule } from './ItmInputsRule.js';
 import { UnusedRule } from './UnusedRule.js';
 import { ArtifactOutputsRule } from './ArtifactOutputsRule.js';
 import { OneInputPerTypeRule } from './OneInputPerTypeRule.js';
@@ -51,6 +52,7 @@ export const checkRules: CheckRule[] = [
   ItcSidesRule,
   QueryPoolingRule,
   ImageReachesDecoderRule,
+  ItmInputsRule,
   UnusedRule,
   // sizes
   NodeSizesRule,

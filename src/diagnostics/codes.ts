@@ -62,6 +62,7 @@ export const CODES = {
   BLIP2039: e('generated text that does not depend on the image'),
   BLIP2040: e('width mismatch on an edge'),
   BLIP2041: e('inconsistent sizes in a node'),
+  BLIP2042: e('ITM score that does not depend on the image or the text'),
 
   // 3xxx: attribute and IR schemas (src/ir/validate.ts, ajv)
   BLIP3001: e('unknown attribute'),

@@ -37,7 +37,7 @@ test("docs/language.md's import of a shipped graph from an installed package che
 });
 
 test("an unknown attribute of a kind that reads no config.json section is not offered 'config' (BLIP3006 would refuse it)", () => {
-  const src = 'model m {\n  input image: image\n  node v: vit(image) @ "vision_model"\n  node h: classifier(v) @ "itm_head" { confg: "x" }\n  output o: itm(h)\n}\n';
+  const src = 'model m {\n  input image: image\n  input text: text\n  node v: vit(image) @ "vision_model"\n  node f: bert(text, cross: v) @ "text_encoder"\n  node h: classifier(f) @ "itm_head" { confg: "x" }\n  output o: itm(h)\n}\n';
   const ds = check(src);
   assert.deepEqual(ds.map((d) => d.code), ['BLIP3001']);
   assert.doesNotMatch(ds[0]!.message, /\bconfig\b/);

@@ -29,15 +29,15 @@ test('a 1 MB file of comments then a missing brace: one error on the right line'
 
 test('a 1 MB model: a chain of 20k nodes checks clean and keeps its order', () => {
   const n = 20_000;
-  const body = ['model chain {', '  input image: image', '  node n0: vit(image) @ "vision_model"'];
+  const body = ['model chain {', '  input image: image', '  input text: text', '  node n0: vit(image) @ "vision_model"'];
   for (let i = 1; i <= n; i++) body.push(`  node n${i}: linear(n${i - 1}) @ "projection_number_${i}"`);
-  body.push(`  node head: classifier(n${n}) @ "itm_head"`, '  output itm: itm(head)', '}', '');
+  body.push(`  node fused: bert(text, cross: n${n}) @ "text_encoder"`, '  node head: classifier(fused) @ "itm_head"', '  output itm: itm(head)', '}', '');
   const src = body.join('\n');
   assert.ok(src.length >= 1 << 20);
   const r = load({ 'main.blip': src });
   assert.deepEqual(r.diagnostics.map(simple), []);
   const nodes = r.program!.models[0].nodes;
-  assert.equal(nodes.length, n + 2);
+  assert.equal(nodes.length, n + 3);
   assert.deepEqual(nodes.slice(0, 3).map((x) => x.name), ['n0', 'n1', 'n2']);
   assert.equal(nodes[nodes.length - 1].name, 'head');
 });

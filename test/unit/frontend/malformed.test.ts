@@ -520,6 +520,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
       { code: "BLIP2039", line: 7, column: 13, message: "opt 'llm' (generate() output 'text') does not depend on the image: expected image input 'image' to reach it through prefix: (blip-graph models are vision-language: the image enters as a prefix, encoder input or cross-attention), found it reads text input 'prompt' only" },
     ],
   },
+  {
+    name: "ITM head over a text encoder without the image",
+    src: 'model m {\n  input image: image\n  input text: text\n  node v: vit(image) @ "vision_model"\n  node f: bert(text) @ "text_encoder"\n  node h: classifier(f) @ "itm_head"\n  output itm: itm(h)\n}\n',
+    expect: [
+      { code: "BLIP2042", line: 6, column: 11, message: "classifier 'h' (itm() output 'itm') does not depend on the image: expected image input 'image' and text input 'text' to reach it (itm() scores whether the text matches the image: a text encoder cross-attending to the image, or a Q-Former reading the text beside its queries), found it reads text input 'text' only" },
+    ],
+  },
   // attributes
   {
     name: "unknown attribute",
