@@ -304,7 +304,7 @@ const DEFAULT_SOURCES: Record<string, string> = { graph: "the graph's generation
  * given when the new tokens were asked for that way, for the message; `byDefault`: the source of
  * the manifest's default (Generation.source) when the caller set neither.
  */
-function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | undefined, maxLength?: number, byDefault?: string): void {
+function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | undefined, maxLength?: number, byDefault?: string, prompted = true): void {
   const lim = m.text.max_positions;
   if (!lim) return;
   const width = (t: ort.Tensor | undefined) => (t ? Number(t.dims[1]) : 0);
@@ -319,12 +319,15 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
     // the last new token is never fed back, so it takes no position (as in transformers: one more fails there)
     const total = prompt + Math.max(0, (maxNewTokens ?? 0) - 1);
     if (prompt > lim.decoder || total > lim.decoder) {
+      // with no prompt given, what takes the positions is the model's own start ([DEC], BOS): nothing to shorten
+      const what = prompted ? 'the prompt takes' : `with no prompt, the ${built.prefix?.length ? 'image prefix and start tokens take' : 'start tokens take'}`;
+      const fix = (setting: string) => (prompted ? `shorten the prompt or ${setting}` : setting);
       throw new BlipRuntimeError(
         'BLIP5032',
         byDefault !== undefined && maxNewTokens
           ? // the caller set no length: "lower maxNewTokens" would name a setting they never gave
-            `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'} and the model's default ${maxLength !== undefined ? `max_length ${maxLength}` : `max_new_tokens ${maxNewTokens}`} (from ${DEFAULT_SOURCES[byDefault] ?? byDefault}) asks for up to ${maxNewTokens} new tokens; the decoder has ${lim.decoder} positions: shorten the prompt or set a lower maxNewTokens`
-          : `the prompt takes ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for${maxLength !== undefined ? ` (maxLength ${maxLength})` : ''}` : ''}; the decoder has ${lim.decoder} positions: shorten the prompt or lower ${maxLength !== undefined ? 'maxLength' : 'maxNewTokens'}`,
+            `${what} ${prompt} position${prompt === 1 ? '' : 's'} and the model's default ${maxLength !== undefined ? `max_length ${maxLength}` : `max_new_tokens ${maxNewTokens}`} (from ${DEFAULT_SOURCES[byDefault] ?? byDefault}) asks for up to ${maxNewTokens} new tokens; the decoder has ${lim.decoder} positions: ${fix('set a lower maxNewTokens')}`
+          : `${what} ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for${maxLength !== undefined ? ` (maxLength ${maxLength})` : ''}` : ''}; the decoder has ${lim.decoder} positions: ${fix(`lower ${maxLength !== undefined ? 'maxLength' : 'maxNewTokens'}`)}`,
       );
     }
   }
@@ -503,7 +506,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const byLength = base.maxNewTokens === undefined && base.maxLength !== undefined;
       // the caller gave neither: the manifest's default (its source named, as no flag of the caller's set it)
       const byDefault = opts.maxNewTokens === undefined && opts.maxLength === undefined ? m.generation?.source[byLength ? 'max_length' : 'max_new_tokens'] : undefined;
-      checkLengths(m, built, newTokens, byLength ? base.maxLength : undefined, byDefault);
+      checkLengths(m, built, newTokens, byLength ? base.maxLength : undefined, byDefault, prompts !== null);
       let openEncode = 0;
       if (ctx.stages) {
         const t = performance.now();

@@ -389,7 +389,7 @@ test('failures exit 1 with one line: missing image, another format version, a fo
     ['oldVersion', /^error BLIP5003: .*format version 0.*reads version 1\. Recompile/],
     ['notCompiled', /^error BLIP5001: .* is not a compiled model/],
     // the library's message names its option; the command names its flag
-    ['tooManyTokens', /^error BLIP5032: the prompt takes 1 position and up to 10000 new tokens were asked for; the decoder has \d+ positions: shorten the prompt or lower --max-new-tokens$/],
+    ['tooManyTokens', /^error BLIP5032: with no prompt, the start tokens take 1 position and up to 10000 new tokens were asked for; the decoder has \d+ positions: lower --max-new-tokens$/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];

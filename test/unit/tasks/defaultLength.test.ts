@@ -34,7 +34,7 @@ test("a generation block's max_new_tokens beyond the decoder's positions is a co
     const image = fixturePath('images', 'rgb_37x23.png');
     await assert.rejects(model.generate([image]), (e: { code?: string; message?: string }) => {
       assert.equal(e.code, 'BLIP5032', e.message);
-      assert.equal(e.message, "the prompt takes 9 positions and the model's default max_new_tokens 100 (from the graph's generation block) asks for up to 100 new tokens; the decoder has 64 positions: shorten the prompt or set a lower maxNewTokens");
+      assert.equal(e.message, "with no prompt, the image prefix and start tokens take 9 positions and the model's default max_new_tokens 100 (from the graph's generation block) asks for up to 100 new tokens; the decoder has 64 positions: set a lower maxNewTokens");
       return true;
     });
     // the warning's count: the 8 placeholders, bos, and the new tokens but the last
