@@ -93,6 +93,12 @@ export interface NodeKind {
    * what holds of the positions it reads (query outputs, for BLIP2037) holds of its output.
    */
   positionwise?: boolean;
+  /**
+   * How many positions its output has, when its attributes fix that: a vit's 1 + grid², a
+   * Q-Former's queries (with image features). The manifest's text.prefix_length, the positions a
+   * decoder-only LLM's visual prefix takes, comes from it (src/lower/prefixLength.ts).
+   */
+  outputLength?(attrs: Attrs): number | undefined;
   /** How the kind lowers to ONNX and which checkpoint tensors it reads (src/lower/contract.ts). */
   lowering?: NodeLowering;
 }

@@ -59,6 +59,7 @@ export const QFormer: NodeKind = {
   divides: [{ part: 'heads', whole: 'width' }],
   learnedPositions: true,
   queryOutputs: true,
+  outputLength: (a) => n(a, 'queries'),
 };
 
 // ---- lowering (src/lower/contract.ts) ----

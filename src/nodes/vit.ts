@@ -47,6 +47,12 @@ export const Vit: NodeKind = {
     { part: 'patch_size', whole: 'image_size' },
   ],
   imageSize: (a) => n(a, 'image_size'),
+  outputLength: (a) => {
+    const [image, patch] = [n(a, 'image_size'), n(a, 'patch_size')];
+    if (image === undefined || patch === undefined) return undefined;
+    const grid = Math.floor(image / patch); // (the lowering floors the grid as transformers does)
+    return (a.class_token === false ? 0 : 1) + grid * grid;
+  },
 };
 
 // ---- lowering (src/lower/contract.ts) ----
