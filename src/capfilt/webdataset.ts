@@ -58,28 +58,24 @@ function parseMeta(buf: Buffer): unknown {
   }
 }
 
+/** `files`: the sample's files by field, the extension lower-cased (WebDataset's field names). */
 function toSample(key: string, files: Map<string, { name: string; bytes: Buffer }>): InputSample {
   const s: InputSample = { key };
   for (const ext of SAMPLE_IMAGE_EXTENSIONS) {
-    for (const [e, f] of files) {
-      if (e.toLowerCase() === ext) {
-        s.image = f;
-        break;
-      }
-    }
+    s.image = files.get(ext);
     if (s.image) break;
   }
-  for (const [e, f] of files) {
-    const l = e.toLowerCase();
-    if (l === 'txt' && s.text === undefined) {
-      try {
-        s.text = strictUtf8.decode(f.bytes);
-      } catch {
-        s.error = `${f.name} is not UTF-8 text`;
-      }
-    } else if (l === 'json' && s.meta === undefined) s.meta = parseMeta(f.bytes);
+  const txt = files.get('txt');
+  if (txt) {
+    try {
+      s.text = strictUtf8.decode(txt.bytes);
+    } catch {
+      s.error = `${txt.name} is not UTF-8 text`;
+    }
   }
-  const unsupported = s.image ? undefined : [...files].find(([e]) => UNSUPPORTED_IMAGE_EXTENSIONS.has(e.toLowerCase()))?.[1];
+  const json = files.get('json');
+  if (json) s.meta = parseMeta(json.bytes);
+  const unsupported = s.image ? undefined : [...files].find(([e]) => UNSUPPORTED_IMAGE_EXTENSIONS.has(e))?.[1];
   // a.b.jpg is sample a's "b.jpg" file: say so, the one surprise of WebDataset's rule
   const dotted = [...files].filter(([e]) => e.includes('.'));
   if (unsupported) s.error ??= `${unsupported.name}: not a supported image format (${IMAGE_FILES} expected)`;
@@ -110,7 +106,7 @@ export async function* readTarSamples(path: string, onBytes: (n: number) => void
   let key: string | undefined;
   let files = new Map<string, { name: string; bytes: Buffer }>();
   const seen = new Set<string>();
-  // why the current sample cannot be used: its key came earlier, or a file name repeats in it
+  // why the current sample cannot be used: its key came earlier, or a field (extension, any case) repeats in it
   let duplicate: string | undefined;
   let reading: string | undefined; // the file whose body is being read
   const finish = (k: string): InputSample => (duplicate ? { key: k, error: duplicate } : toSample(k, files));
@@ -138,9 +134,12 @@ export async function* readTarSamples(path: string, onBytes: (n: number) => void
       for await (const c of entry) chunks.push(c as Buffer);
       reading = undefined;
       if (!split) continue; // not a file, or no extension: not part of a sample
-      // WebDataset refuses a file name twice in a sample
-      if (files.has(split.ext)) duplicate ??= `${h.name} appears twice in the sample`;
-      else files.set(split.ext, { name: h.name, bytes: Buffer.concat(chunks) });
+      // WebDataset's field is the extension lower-cased (group_by_keys, lcase=True), and it refuses a
+      // field twice in a sample: a.JPG and a.jpg are both sample a's "jpg", neither is picked
+      const field = split.ext.toLowerCase();
+      const earlier = files.get(field);
+      if (earlier) duplicate ??= earlier.name === h.name ? `${h.name} appears twice in the sample` : `${earlier.name} and ${h.name} are both the sample's "${field}" file: WebDataset lower-cases extensions and refuses a file twice in a sample`;
+      else files.set(field, { name: h.name, bytes: Buffer.concat(chunks) });
     }
     if (read === 0) throw new Error('the file is empty, not a tar archive');
     // Every tar writer ends an archive with two zero blocks (GNU tar, Python's tarfile, tar-stream;

@@ -235,6 +235,41 @@ test('WebDataset refusals are error records: a key used twice, a file name twice
   assert.deepEqual(names, ['a.jpg', 'a.json', 'b.jpg', 'b.json', 'd.gif', 'd.json']);
 });
 
+test("a tar sample's fields are its extensions lower-cased, as WebDataset's: a.JPG is its jpg, and a.JPG beside a.jpg (or a.TXT beside a.txt) is a file twice, an error record naming both", async () => {
+  const dir = join(root, 'case');
+  const red = await image('red', 'jpeg');
+  await writeTar(join(dir, 'case.tar'), [
+    ['a.JPG', red],
+    ['a.jpg', await image('blue', 'jpeg')],
+    ['a.txt', 'which image?'],
+    ['b.JPG', red],
+    ['b.Txt', 'an upper-case jpg'],
+    ['b.JSON', '{"url": "b"}'],
+    ['c.jpg', red],
+    ['c.TXT', 'first text'],
+    ['c.txt', 'second text'],
+    ['d.png', await image('green', 'png')],
+    ['d.Json', '{"m": 1}'],
+    ['d.json', '{"m": 2}'],
+    ['e.PNG', await image('green', 'png')],
+  ]);
+  const out = join(root, 'out-case');
+  await runCapfilt(opts(out, { inputs: [dir] }), load);
+  const entries = await readTar(join(out, 'case.tar'));
+  assert.deepEqual(entries.map((e) => e.name), ['b.JPG', 'b.json', 'e.PNG', 'e.json']);
+  const b: SampleRecord = JSON.parse(entries.find((e) => e.name === 'b.json')!.data.toString('utf8'));
+  assert.equal(b.image, 'b.JPG');
+  assert.equal(b.web?.text, 'an upper-case jpg');
+  assert.deepEqual(b.meta, { url: 'b' });
+  const errors = (await readFile(join(out, 'errors.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  const twice = (x: string, y: string, field: string): string => `${x} and ${y} are both the sample's "${field}" file: WebDataset lower-cases extensions and refuses a file twice in a sample`;
+  assert.deepEqual(errors.map((e) => [e.shard, e.key, e.error]), [
+    ['case.tar', 'a', twice('a.JPG', 'a.jpg', 'jpg')],
+    ['case.tar', 'c', twice('c.TXT', 'c.txt', 'txt')],
+    ['case.tar', 'd', twice('d.Json', 'd.json', 'json')],
+  ]);
+});
+
 test("a tar sample's image is found by blip run's extensions (.jpe, .jfif, .apng too: one shared list); a .bmp is an unsupported format, not a missing image", async () => {
   assert.equal(cliImageExtensions, IMAGE_EXTENSIONS, 'blip run and CapFilt share one list');
   const dir = join(root, 'exts');
