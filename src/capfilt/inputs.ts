@@ -222,7 +222,7 @@ async function walkTars(dir: string, exclude: string, note?: (line: string) => v
       if (e.name.startsWith('.')) continue;
       const p = join(d, e.name);
       if (e.kind === 'dir') await rec(p);
-      else if (!e.name.endsWith('.tar')) continue;
+      else if (inputKind(e.name) !== 'tar') continue;
       else if (e.kind === 'other') skipped.push(e.name);
       else out.push(p); // (a dangling link too: planShards says what it is)
     }
@@ -275,9 +275,10 @@ export interface PlanOptions {
   note?: (line: string) => void;
 }
 
+/** What an input file is by its extension, in any case (`.TAR` too, as blip run and WebDataset take `.JPG`). */
 function inputKind(p: string): 'tar' | 'jsonl' | undefined {
-  if (p.endsWith('.tar')) return 'tar';
-  if (p.endsWith('.jsonl') || p.endsWith('.ndjson')) return 'jsonl';
+  if (/\.tar$/i.test(p)) return 'tar';
+  if (/\.(jsonl|ndjson)$/i.test(p)) return 'jsonl';
   return undefined;
 }
 
@@ -356,7 +357,7 @@ export async function planShards(inputs: string[], opts: PlanOptions): Promise<S
     if (inputKind(abs) === 'tar') {
       add(rel, { kind: 'tar', path: abs, bytes: (await stat(abs)).size });
     } else {
-      const stem = rel.replace(/\.(jsonl|ndjson)$/, '');
+      const stem = rel.replace(/\.(jsonl|ndjson)$/i, '');
       const chunks = await jsonlChunks(abs, opts.samplesPerShard);
       chunks.forEach((c, i) => add(`${stem}-${String(i).padStart(5, '0')}.tar`, { kind: 'jsonl', path: abs, ...c }));
     }

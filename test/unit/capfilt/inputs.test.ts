@@ -70,6 +70,26 @@ test('a folder, a glob and a brace pattern plan the same shards, mirrored by rel
   }
 });
 
+test('an input is known by its extension in any case: a folder plans its .TAR shards too, and a .Tar or .JSONL given itself is read', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-case-'));
+  try {
+    const d = join(root, 'data');
+    await mkdir(join(d, 'sub'), { recursive: true });
+    await writeFile(join(d, '00000.tar'), '');
+    await writeFile(join(d, '00001.TAR'), '');
+    await writeFile(join(d, 'sub', '00002.Tar'), '');
+    await writeFile(join(root, 'Pairs.JSONL'), JSON.stringify({ image: 'a.jpg', text: 'a' }) + '\n');
+    await writeFile(join(root, 'more.NDJSON'), JSON.stringify({ image: 'b.jpg', text: 'b' }) + '\n');
+    const ids = async (inputs: string[]) => (await planShards(inputs, { output: join(root, 'out'), samplesPerShard: 10 })).map((t) => t.id);
+    assert.deepEqual(await ids([d]), ['00000.tar', '00001.TAR', 'sub/00002.Tar']);
+    assert.deepEqual(await ids([join(d, '*')]), ['00000.tar', '00001.TAR', 'sub/00002.Tar']);
+    assert.deepEqual(await ids([join(d, 'sub', '00002.Tar')]), ['00002.Tar']);
+    assert.deepEqual(await ids([join(root, 'Pairs.JSONL'), join(root, 'more.NDJSON')]), ['Pairs-00000.tar', 'more-00000.tar']);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 test('a JSONL file is cut into shards of --samples-per-shard lines', async () => {
   const root = await mkdtemp(join(tmpdir(), 'capfilt-jsonl-'));
   try {
