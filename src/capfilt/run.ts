@@ -44,6 +44,11 @@ export interface RunOptions {
   /** Where messages and progress go (stderr in the CLI); nothing is printed when undefined. */
   log?: NodeJS.WritableStream;
   /**
+   * Where notes the user must see go, --quiet or not (an input skipped: a pipe named *.tar); stderr
+   * in the CLI, `log` when undefined.
+   */
+  warn?: NodeJS.WritableStream;
+  /**
    * Refuses a captioner or filter folder that is not such a model (the CLI's: manifest checks),
    * before anything is written: a run.json naming a wrong folder would bar the corrected rerun.
    */
@@ -236,7 +241,7 @@ export async function prepareRun(o: RunOptions): Promise<Prepared> {
   if (o.inputs.length === 0) throw new UsageError('--input is required');
   const out = new OutputDir(o.output);
   await out.checkNotFile();
-  const plan = await planShards(o.inputs, { output: out.root, samplesPerShard: settings.samplesPerShard, note: (line) => o.log?.write(`capfilt: ${line}\n`) });
+  const plan = await planShards(o.inputs, { output: out.root, samplesPerShard: settings.samplesPerShard, note: (line) => (o.warn ?? o.log)?.write(`capfilt: ${line}\n`) });
   await o.checkModels?.(o.captioner, o.filter);
   await out.prepare();
   await recordRun(out, settings, plan);

@@ -43,7 +43,7 @@ Options:
   --threads N              onnxruntime threads per session (default: one per physical core; with
                            several workers on one machine, give each cores / workers)
   --shard I/N              process only plan entries I, I+N, ... (0 <= I < N); run N of these anywhere
-  --quiet                  no progress on stderr
+  --quiet                  no progress on stderr (a note that an input was skipped is still written)
 
 Queue (enqueue / worker):
   --redis URL              redis://host:6379 (BullMQ queue)
@@ -161,6 +161,8 @@ function runOptions(v: RunValues, deps: CapfiltDeps): RunOptions {
     threads: checkThreadsOption(num('threads', v.threads, true)),
     shard,
     log: v.quiet ? undefined : deps.stderr,
+    // a skipped input is something to learn of even under --quiet, which quiets progress and the run's messages
+    warn: deps.stderr,
     checkModels: deps.checkModels,
   };
 }

@@ -3,6 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
@@ -93,6 +94,22 @@ test('failures exit 1 with one line: missing input, output that is a file, a cap
     assert.equal(r.code, 1, `${argv.join(' ')}: ${r.err}`);
     assert.equal(r.err.trim().split('\n').length, 1, r.err);
     assert.match(r.err.trim(), re);
+  }
+});
+
+test('--quiet keeps the note that an input was skipped (a pipe named *.tar in an input folder): only progress and messages are quieted', async () => {
+  const dir = join(root, 'with-pipe');
+  await writeTar(join(dir, '00000.tar'), [['a.jpg', await image('red', 'jpeg')]]);
+  assert.equal(spawnSync('mkfifo', [join(dir, 'pipe.tar')]).status, 0);
+  const note = `capfilt: note: skipped 1 entry named *.tar in ${dir} that is not a regular file (a pipe, socket or device): pipe.tar`;
+  // (the models are checked after the plan, so the missing ones end the run right after the note)
+  for (const quiet of [true, false]) {
+    const argv = ['capfilt', '--captioner', join(root, 'no-captioner'), '--filter', join(root, 'no-itm'), '--input', dir, '--output', join(root, 'o-pipe'), ...(quiet ? ['--quiet'] : [])];
+    const r = await blip(...argv);
+    assert.equal(r.code, 1, r.err);
+    const lines = r.err.trim().split('\n');
+    assert.deepEqual(lines.filter((l) => l.includes('skipped')), [note], r.err);
+    assert.match(lines[lines.length - 1], /^error BLIP5001: .*no-captioner does not exist/);
   }
 });
 
