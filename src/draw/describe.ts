@@ -82,7 +82,7 @@ export function describeModel(model: IrModel, attrsByNode?: Record<string, Attrs
       role: 'node',
       name: n.name,
       kind: n.kind,
-      detail: sizes(n, a),
+      detail: sizes(n, kinds.get(n.name), a),
       note: `${n.frozen ? 'frozen' : 'trainable'} @ ${n.checkpoint || '(top level)'}`,
       frozen: n.frozen,
     });
@@ -104,57 +104,33 @@ function shapeText(f: Flow | undefined): string {
   return `(B, ${f.seq ?? '?'}, ${q(f.width)})`;
 }
 
-/** The node's sizes as one short line. */
-function sizes(n: IrNode, a: Attrs): string {
-  switch (n.kind) {
-    case 'linear':
-    case 'embed':
-      return `${q(num(a, 'in_width'))} → ${q(num(a, 'out_width'))}`;
-    case 'mlp':
-      return `${q(num(a, 'in_width'))} → ${q(num(a, 'hidden_width'))} → ${q(num(a, 'out_width'))}`;
-    case 'classifier':
-      return `${q(num(a, 'in_width'))} → ${q(num(a, 'classes'))} classes`;
-    case 't5':
-      return `width ${q(num(a, 'width'))} · depth ${q(num(a, 'depth'))}+${q(num(a, 'decoder_depth') ?? num(a, 'depth'))}`;
-    case 'qformer':
-      if (!n.edges.some((e) => e.port === '')) return `width ${q(num(a, 'width'))} · depth ${q(num(a, 'depth'))} · text only`;
-      return `width ${q(num(a, 'width'))} · depth ${q(num(a, 'depth'))} · ${q(num(a, 'queries'))} queries`;
-    default:
-      return `width ${q(num(a, 'width'))} · depth ${q(num(a, 'depth'))}`;
-  }
+/** The node's sizes as one short line: the kind's own (NodeKind.drawnSizes), or width and depth. */
+function sizes(n: IrNode, kind: NodeKind | undefined, a: Attrs): string {
+  if (kind?.drawnSizes) return kind.drawnSizes(a, (port) => n.edges.some((e) => e.port === port));
+  return `width ${q(num(a, 'width'))} · depth ${q(num(a, 'depth'))}`;
 }
 
-/** What a node outputs, as a shape. */
+/** What a node outputs, as a shape: what its kind says of its output's positions (NodeKind). */
 function flowOf(n: IrNode, kind: NodeKind | undefined, a: Attrs, flows: Map<string, Flow>): Flow {
-  const src = (port: string) => {
-    const e = n.edges.find((x) => x.port === port);
-    return e ? flows.get(e.from) : undefined;
-  };
+  const input = n.edges.find((x) => x.port === '');
+  const inputSeq = input && flows.get(input.from)?.seq;
   const width = kind?.output === 'features' || kind?.output === 'embedding' ? kind.outputWidth(a) : undefined;
-  switch (n.kind) {
-    case 'vit': {
-      const [s, p] = [num(a, 'image_size'), num(a, 'patch_size')];
-      return { seq: s !== undefined && p !== undefined ? String(1 + Math.floor(s / p) ** 2) : '1+P', width };
-    }
-    case 'qformer':
-      return { seq: n.edges.some((e) => e.port === '') ? q(num(a, 'queries')).replace('?', 'Q') : 'S', width };
-    case 'bert':
-      if (a.causal === true) return { text: `logits (B, S, ${q(num(a, 'vocab_size'))})` };
-      return { seq: 'S', width };
-    case 'linear':
-    case 'mlp':
-      return { seq: src('')?.seq ?? 'T', width };
-    case 'embed':
-      return a.pool === 'queries' ? { text: `(B, ${src('')?.seq ?? 'Q'}, ${q(width)})` } : { text: `(B, ${q(width)})` };
-    case 'classifier':
-      return { text: `(B, ${q(num(a, 'classes'))})` };
-    case 'opt':
-    case 'llama':
-    case 't5':
-      return { text: `logits (B, S, ${q(num(a, 'vocab_size'))})` };
-    default:
-      return kind?.output === 'logits' ? { text: 'logits' } : { seq: 'S', width };
+  // position by position (linear, mlp): its input's positions
+  if (kind?.positionwise) return { seq: inputSeq ?? 'T', width };
+  // a text decoder (opt, llama, t5, bert with causal: true): next-token logits at every position
+  if (kind?.generates === true || (typeof kind?.generates === 'object' && a[kind.generates.when] === true)) return { text: `logits (B, S, ${q(num(a, 'vocab_size'))})` };
+  // pooled (classifier, embed: the kinds with a pool attribute): one row per example, or per query with pool: queries
+  if (kind && Object.hasOwn(kind.attrSchema.properties as object, 'pool')) {
+    const rows = kind.outputWidth(a);
+    return a.pool === 'queries' ? { text: `(B, ${inputSeq ?? 'Q'}, ${q(rows)})` } : { text: `(B, ${q(rows)})` };
   }
+  // as many positions as its attributes say (a vit's 1 + grid², a Q-Former's queries); a Q-Former
+  // without image features is a text-only pass, as long as the text
+  if (kind?.outputLength && !(kind.queryOutputs && !input)) {
+    const length = kind.outputLength(a);
+    return { seq: length !== undefined ? String(length) : kind.imageSize ? '1+P' : kind.queryOutputs ? 'Q' : 'S', width };
+  }
+  return kind?.output === 'logits' ? { text: 'logits' } : { seq: 'S', width };
 }
 
 /**
@@ -184,16 +160,6 @@ function inferWidths(nodes: IrNode[], kinds: Map<string, NodeKind | undefined>, 
             if (w !== undefined) a.out_width = w;
           }
         }
-      }
-    }
-    // A consumer whose expected input width is unknown takes the producer's (e.g. qformer encoder_width = vision width).
-    for (const n of nodes) {
-      const a = attrs.get(n.name)!;
-      if (n.kind === 'qformer' && a.encoder_width === undefined) {
-        const e = n.edges.find((x) => x.port === '');
-        const p = e && byName.get(e.from);
-        const w = p && kinds.get(p.name)?.outputWidth(attrs.get(p.name)!);
-        if (w !== undefined) a.encoder_width = w;
       }
     }
   }

@@ -3,6 +3,7 @@
 // border, inputs as pills, outputs as hexagons, edges as curves labelled with port and shape.
 import type { DrawGraph, DrawVertex } from './describe.js';
 import { layout, textWidth, type Placed, type Routed } from './layout.js';
+import { nodeKinds } from '../nodes/index.js';
 
 const FONT = "Helvetica, Arial, 'DejaVu Sans', sans-serif";
 const SIZE = 12;
@@ -10,25 +11,36 @@ const LINE = 16;
 const PAD_X = 12;
 const PAD_Y = 8;
 
-/** Fill and stroke per kind family. */
-const PALETTE: Record<string, [string, string, string]> = {
-  vision: ['#dbeafe', '#2563eb', 'vision encoder (vit)'],
-  bridge: ['#ede9fe', '#7c3aed', 'Q-Former / BERT (qformer, bert)'],
-  head: ['#dcfce7', '#16a34a', 'projection / head (linear, mlp, embed, classifier)'],
-  lm: ['#ffedd5', '#ea580c', 'language model (opt, llama, t5)'],
+/** Fill, stroke and legend per kind family. */
+const PALETTE = {
+  vision: { fill: '#dbeafe', stroke: '#2563eb', what: 'vision encoder' },
+  bridge: { fill: '#ede9fe', stroke: '#7c3aed', what: 'Q-Former / BERT' },
+  head: { fill: '#dcfce7', stroke: '#16a34a', what: 'projection / head' },
+  lm: { fill: '#ffedd5', stroke: '#ea580c', what: 'language model' },
 };
-const FAMILY: Record<string, keyof typeof PALETTE> = {
-  vit: 'vision',
-  qformer: 'bridge',
-  bert: 'bridge',
-  linear: 'head',
-  mlp: 'head',
-  embed: 'head',
-  classifier: 'head',
-  opt: 'lm',
-  llama: 'lm',
-  t5: 'lm',
-};
+type Family = keyof typeof PALETTE;
+
+/**
+ * A kind's family, from what the kind says of itself (NodeKind): it reads the image (vit), it is a
+ * text decoder (opt, llama, t5), it is sized from tensor shapes (linear, mlp, embed, classifier),
+ * else an encoder between them (qformer, bert). A kind not registered is drawn as a head.
+ */
+function familyOf(kind: string): Family {
+  const k = Object.hasOwn(nodeKinds, kind) ? nodeKinds[kind] : undefined;
+  if (!k || k.fromShapes) return 'head';
+  if (k.imageSize) return 'vision';
+  return k.generates === true ? 'lm' : 'bridge';
+}
+
+// The order the legend has always named the shipped kinds in; other registered kinds follow, in the registry's order.
+const LEGEND_ORDER = ['vit', 'qformer', 'bert', 'linear', 'mlp', 'embed', 'classifier', 'opt', 'llama', 't5'];
+
+/** "vision encoder (vit)": the family and the registered kinds drawn in its colour. */
+function legendLabel(family: Family): string {
+  const rank = (kind: string) => (LEGEND_ORDER.includes(kind) ? LEGEND_ORDER.indexOf(kind) : LEGEND_ORDER.length);
+  const kinds = Object.keys(nodeKinds).filter((k) => familyOf(k) === family).sort((a, b) => rank(a) - rank(b));
+  return `${PALETTE[family].what} (${kinds.join(', ')})`;
+}
 
 export const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
@@ -151,7 +163,7 @@ function drawVertex(v: DrawVertex, p: Placed): string {
     const pts = [[x + c, y], [x + w - c, y], [x + w, y + h / 2], [x + w - c, y + h], [x + c, y + h], [x, y + h / 2]];
     shape = `<polygon points="${pts.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}" fill="#fef9c3" stroke="#a16207" stroke-width="1.2"/>`;
   } else {
-    const [fill, stroke] = PALETTE[FAMILY[v.kind] ?? 'head'];
+    const { fill, stroke } = PALETTE[familyOf(v.kind)];
     const dash = v.frozen ? ' stroke-dasharray="6 3"' : '';
     shape =
       `<rect x="${x}" y="${y}" width="${w}" height="${h}" rx="6" fill="${fill}" stroke="${stroke}" stroke-width="${v.frozen ? 1.6 : 2}"${dash}/>` +
@@ -168,16 +180,17 @@ function drawVertex(v: DrawVertex, p: Placed): string {
 }
 
 function drawLegend(graphs: DrawGraph[], y0: number, maxWidth: number): { body: string; w: number; h: number } {
-  const used = new Set(graphs.flatMap((g) => g.vertices.filter((v) => v.role === 'node').map((v) => FAMILY[v.kind] ?? 'head')));
+  const used = new Set(graphs.flatMap((g) => g.vertices.filter((v) => v.role === 'node').map((v) => familyOf(v.kind))));
   const items: string[] = [];
   const unknown = graphs.some((g) => g.vertices.some((v) => v.detail.includes('?')) || g.edges.some((e) => e.shape.includes('?')));
   // (a frozen box keeps its kind's border colour, dashed, under a grey tint: the note says just that)
   const notes = ["dashed border, greyed = frozen; solid border = trainable", 'B batch, S text length', ...(unknown ? ['? = read from config.json at compile time (--weights DIR fills it in)'] : [])];
   const limit = Math.max(maxWidth, 420);
   let [x, y, w] = [16, y0 + 8, 0];
-  for (const key of Object.keys(PALETTE)) {
+  for (const key of Object.keys(PALETTE) as Family[]) {
     if (!used.has(key)) continue;
-    const [fill, stroke, label] = PALETTE[key];
+    const { fill, stroke } = PALETTE[key];
+    const label = legendLabel(key);
     const itemW = 20 + textWidth(label, 11) * 0.92 + 14;
     if (x > 16 && x + itemW > limit) [x, y] = [16, y + 20];
     items.push(`<rect x="${x}" y="${y}" width="14" height="14" rx="3" fill="${fill}" stroke="${stroke}" stroke-width="1.5"/>`);

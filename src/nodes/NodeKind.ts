@@ -99,6 +99,13 @@ export interface NodeKind {
    * decoder-only LLM's visual prefix takes, comes from it (src/lower/prefixLength.ts).
    */
   outputLength?(attrs: Attrs): number | undefined;
+  /**
+   * The line of sizes `blip graph` draws in its nodes' boxes (src/draw/describe.ts), from the
+   * attributes (pinned, or resolved with --weights; `shown` from ./schema.ts draws an unknown one
+   * as '?') and the ports a node connects: a projection's `in → out`, T5's encoder+decoder depth,
+   * a Q-Former's queries. A kind without it is drawn as `width W · depth D`.
+   */
+  drawnSizes?(attrs: Attrs, connected: (port: string) => boolean): string;
   /** How the kind lowers to ONNX and which checkpoint tensors it reads (src/lower/contract.ts). */
   lowering?: NodeLowering;
 }

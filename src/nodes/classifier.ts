@@ -1,7 +1,7 @@
 // classifier: a linear head over pooled features, e.g. the ITM head (match / no match).
 // features (B, T, in_width) -> pool (CLS position, or mean over the Q-Former queries) -> (B, classes)
 import type { Attrs, NodeKind } from './NodeKind.js';
-import { attrSchema, int, n, oneOf } from './schema.js';
+import { attrSchema, int, n, oneOf, shown } from './schema.js';
 import type { FeaturesFlow } from '../lower/contract.js';
 import { dense, position } from '../lower/blocks.js';
 
@@ -22,6 +22,7 @@ export const Classifier: NodeKind = {
   },
   outputWidth: (a) => n(a, 'classes'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+  drawnSizes: (a) => `${shown(n(a, 'in_width'))} → ${shown(n(a, 'classes'))} classes`,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

@@ -1,7 +1,7 @@
 // embed: a linear projection to the shared image-text embedding space for ITC, L2-normalised.
 // features (B, T, in_width) -> pool (CLS: (B, in), or every query: (B, Q, in)) -> (B[, Q], out_width)
 import type { Attrs, NodeKind } from './NodeKind.js';
-import { attrSchema, int, n, oneOf } from './schema.js';
+import { attrSchema, int, n, oneOf, shown } from './schema.js';
 import type { FeaturesFlow } from '../lower/contract.js';
 import { dense, l2normalize, position } from '../lower/blocks.js';
 
@@ -22,6 +22,7 @@ export const Embed: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+  drawnSizes: (a) => `${shown(n(a, 'in_width'))} → ${shown(n(a, 'out_width'))}`,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

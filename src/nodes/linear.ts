@@ -1,7 +1,7 @@
 // linear: one affine projection, e.g. BLIP-2's language_projection from the Q-Former width to the
 // LLM hidden size. features (B, T, in_width) -> (B, T, out_width). Widths come from `weight` (out, in).
 import type { Attrs, NodeKind } from './NodeKind.js';
-import { attrSchema, bool, int, n } from './schema.js';
+import { attrSchema, bool, int, n, shown } from './schema.js';
 import type { FeaturesFlow } from '../lower/contract.js';
 import { dense } from '../lower/blocks.js';
 
@@ -23,6 +23,7 @@ export const Linear: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+  drawnSizes: (a) => `${shown(n(a, 'in_width'))} → ${shown(n(a, 'out_width'))}`,
   positionwise: true,
 };
 

@@ -1,7 +1,7 @@
 // mlp: a two-layer projection (linear_1 -> activation -> linear_2), the LLaVA-style alternative to
 // a single linear language projection. features (B, T, in_width) -> (B, T, out_width).
 import type { Attrs, NodeKind } from './NodeKind.js';
-import { ACTIVATIONS, attrSchema, int, n, oneOf } from './schema.js';
+import { ACTIVATIONS, attrSchema, int, n, oneOf, shown } from './schema.js';
 import type { FeaturesFlow } from '../lower/contract.js';
 import { activation } from '../lower/transformer.js';
 import { dense } from '../lower/blocks.js';
@@ -26,6 +26,7 @@ export const Mlp: NodeKind = {
   },
   outputWidth: (a) => n(a, 'out_width'),
   inputWidth: (port, a) => (port === '' ? n(a, 'in_width') : undefined),
+  drawnSizes: (a) => `${shown(n(a, 'in_width'))} → ${shown(n(a, 'hidden_width'))} → ${shown(n(a, 'out_width'))}`,
   positionwise: true,
 };
 

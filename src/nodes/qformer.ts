@@ -3,7 +3,7 @@
 // that cross-attend to the image features every `cross_attention_frequency` layers.
 // features (B, N, encoder_width) -> (B, queries, width)   [text-only: (B, S, width)]
 import type { NodeKind } from './NodeKind.js';
-import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
+import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick, shown } from './schema.js';
 import type { FeaturesFlow, LowerContext, TextFlow } from '../lower/contract.js';
 import type { DType, Value } from '../lower/GraphBuilder.js';
 import { activation, attend, mergeHeads, paddingBias, slice, splitHeads } from '../lower/transformer.js';
@@ -60,6 +60,7 @@ export const QFormer: NodeKind = {
   learnedPositions: true,
   queryOutputs: true,
   outputLength: (a) => n(a, 'queries'),
+  drawnSizes: (a, connected) => `width ${shown(n(a, 'width'))} · depth ${shown(n(a, 'depth'))} · ${connected('') ? `${shown(n(a, 'queries'))} queries` : 'text only'}`,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

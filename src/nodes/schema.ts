@@ -37,3 +37,6 @@ export function pick(section: Record<string, unknown>, map: Record<string, strin
 
 /** A number attribute, or undefined when absent or not a number. */
 export const n = (attrs: Attrs, key: string): number | undefined => (typeof attrs[key] === 'number' ? (attrs[key] as number) : undefined);
+
+/** A size as `blip graph` draws it (NodeKind.drawnSizes): '?' when neither pinned nor resolved. */
+export const shown = (size: number | undefined): string => (size === undefined ? '?' : String(size));

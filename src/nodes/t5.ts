@@ -3,7 +3,7 @@
 // relative position buckets, gated-GELU feed-forward (feed_forward_proj "gated-gelu").
 // prefix (B, Q, width) ++ embed(text) -> encoder -> decoder (cross-attends) -> logits (B, V)
 import type { NodeKind } from './NodeKind.js';
-import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick } from './schema.js';
+import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick, shown } from './schema.js';
 import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs, TextFlow } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
 import { activation, attend, causalBias, lastPosition, mergeHeads, paddingBias, rmsNorm, splitHeads, type QueryGroups } from '../lower/transformer.js';
@@ -66,6 +66,7 @@ export const T5: NodeKind = {
   outputWidth: (a) => n(a, 'vocab_size'),
   inputWidth: (port, a) => (port === 'prefix' ? n(a, 'width') : undefined),
   generates: true,
+  drawnSizes: (a) => `width ${shown(n(a, 'width'))} · depth ${shown(n(a, 'depth'))}+${shown(n(a, 'decoder_depth') ?? n(a, 'depth'))}`,
 };
 
 // ---- lowering (src/lower/contract.ts) ----

@@ -5,7 +5,7 @@
 // src/nodes/index.ts would be.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeKinds, type NodeKind } from '../../../src/nodes/index.js';
 import { Vit } from '../../../src/nodes/vit.js';
@@ -24,6 +24,7 @@ nodeKinds.qf2 = clone(QFormer, 'qf2');
 const { loadProgram } = await import('../../../src/syntax/load.js');
 const { compile } = await import('../../../src/lower/compile.js');
 const { describeModel } = await import('../../../src/draw/describe.js');
+const { toSvg } = await import('../../../src/draw/svg.js');
 const { validateIr } = await import('../../../src/ir/validate.js');
 const { load } = await import('../../../src/index.js');
 const { tmp } = await import('../compiler/harness.js');
@@ -143,4 +144,48 @@ test("a qformer clone's query outputs pool as the Q-Former's, through a linear c
   assert.deepEqual(check(edit('qformer(vision)', 'qf2(vision, text: prompt)')).map((d) => [d.code, d.message]), [
     ['BLIP2038', "qf2 'qformer' reads text: prompt and feeds generate() output 'text': expected 'instruction: prompt', the port a generating Q-Former reads text through (InstructBLIP), found text:, BLIP-2 retrieval's port for itm() and itc()"],
   ]);
+});
+
+/** Every .blip file under graphs/. */
+function shippedGraphs(dir = 'graphs'): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? shippedGraphs(join(dir, e.name)) : e.name.endsWith('.blip') ? [join(dir, e.name)] : []));
+}
+
+/** Each node box's fill and stroke in an SVG picture, by node name. */
+const colours = (svg: string) => Object.fromEntries([...svg.matchAll(/<g class="node[^"]*" id="([^"]+)"><rect [^>]*fill="([^"]+)" stroke="([^"]+)"/g)].map((m) => [m[1], [m[2], m[3]]]));
+
+test('each shipped graph draws the same with any one of its kinds replaced by a clone: sizes, shapes along the edges, colours (blip graph)', () => {
+  const models: Array<[string, IrModel]> = shippedGraphs().flatMap((file) => {
+    const program = loadProgram(file).program;
+    assert.ok(program, file);
+    return program.models.map((m): [string, IrModel] => [`${file} (${m.name})`, m]);
+  });
+  models.push([`${GRAPH} with an mlp projection`, model('linear', 'mlp')]);
+  const cloned = new Set<string>();
+  for (const [what, m] of models) {
+    const drawn = describeModel(m);
+    const picture = colours(toSvg([drawn]));
+    for (const kind of new Set(m.nodes.map((n) => n.kind))) {
+      const name = `${kind}_copy`;
+      nodeKinds[name] = clone(nodeKinds[kind], name);
+      try {
+        const copy = structuredClone(m);
+        for (const n of copy.nodes) if (n.kind === kind) n.kind = name;
+        const g = describeModel(copy);
+        const named = { ...g, vertices: g.vertices.map((v) => (v.kind === name ? { ...v, kind } : v)) };
+        assert.deepEqual(named, drawn, `${what}, ${kind} cloned`);
+        assert.deepEqual(colours(toSvg([g])), picture, `${what}, ${kind} cloned`);
+        cloned.add(kind);
+      } finally {
+        delete nodeKinds[name];
+      }
+    }
+  }
+  assert.deepEqual([...cloned].sort(), ['bert', 'classifier', 'embed', 'linear', 'llama', 'mlp', 'opt', 'qformer', 't5', 'vit']);
+});
+
+test("the SVG legend names a clone beside its original's colour", () => {
+  const svg = toSvg([describeModel(model())]);
+  for (const label of ['vision encoder (vit, siglip)', 'Q-Former / BERT (qformer, bert, qf2)', 'projection / head (linear, mlp, embed, classifier, proj)', 'language model (opt, llama, t5, gpt)'])
+    assert.ok(svg.includes(`>${label}</text>`), label);
 });
