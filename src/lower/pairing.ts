@@ -88,8 +88,9 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
       loc ??= node.loc;
       continue;
     }
-    // InstructBLIP's Q-Former reads the instruction (its own embeddings); BLIP-2's has none.
-    if (node.kind === 'qformer' && (config.model_type === 'instructblip') !== node.edges.some((e) => e.port === 'instruction') && !node.edges.some((e) => e.port === 'text')) {
+    // InstructBLIP's Q-Former reads the instruction (its own embeddings); BLIP-2's has none (its
+    // text: is retrieval's). The kinds with an instruction port are the Q-Former's (NodeKind.ports).
+    if (kind?.ports.some((p) => p.name === 'instruction') && (config.model_type === 'instructblip') !== node.edges.some((e) => e.port === 'instruction') && !node.edges.some((e) => e.port === 'text')) {
       others.push(
         config.model_type === 'instructblip'
           ? `node "${node.name}" takes no instruction, but config.json's model_type is "instructblip", whose Q-Former reads one`

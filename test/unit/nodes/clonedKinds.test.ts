@@ -25,9 +25,11 @@ const { loadProgram } = await import('../../../src/syntax/load.js');
 const { compile } = await import('../../../src/lower/compile.js');
 const { describeModel } = await import('../../../src/draw/describe.js');
 const { toSvg } = await import('../../../src/draw/svg.js');
+const { pairingProblems } = await import('../../../src/lower/pairing.js');
+const { Checkpoint } = await import('../../../src/weights/checkpoint.js');
 const { validateIr } = await import('../../../src/ir/validate.js');
 const { load } = await import('../../../src/index.js');
-const { tmp } = await import('../compiler/harness.js');
+const { FIXTURES, loadModel, tmp } = await import('../compiler/harness.js');
 const { check, edit } = await import('../frontend/harness.js');
 
 const GRAPH = 'graphs/blip2-opt.blip';
@@ -188,4 +190,31 @@ test("the SVG legend names a clone beside its original's colour", () => {
   const svg = toSvg([describeModel(model())]);
   for (const label of ['vision encoder (vit, siglip)', 'Q-Former / BERT (qformer, bert, qf2)', 'projection / head (linear, mlp, embed, classifier, proj)', 'language model (opt, llama, t5, gpt)'])
     assert.ok(svg.includes(`>${label}</text>`), label);
+});
+
+test("a qformer clone's instruction attribute is checked against its instruction: input, as the Q-Former's (BLIP2033)", () => {
+  for (const kind of ['qformer', 'qf2']) {
+    assert.deepEqual(check(edit('qformer(vision) @ "qformer"', `${kind}(vision) @ "qformer" { instruction: true }`)).map((d) => [d.code, d.message]), [
+      ['BLIP2033', `${kind} 'qformer' pins instruction: true: expected an 'instruction: SOURCE' input, found none`],
+    ]);
+    assert.deepEqual(check(edit('qformer(vision) @ "qformer"', `${kind}(vision, instruction: prompt) @ "qformer" { instruction: false }`)).map((d) => [d.code, d.message]), [
+      ['BLIP2033', `${kind} 'qformer' pins instruction: false: expected no 'instruction:' input, found 'instruction: prompt'`],
+    ]);
+  }
+});
+
+test("a qformer clone's instruction: is paired with the checkpoint's family as the Q-Former's (BLIP4019)", () => {
+  const problems = (graph: string, fixture: string) => {
+    const { model: m } = loadModel(graph);
+    for (const n of m.nodes) if (n.kind === 'qformer') n.kind = 'qf2';
+    const ckpt = Checkpoint.open(join(FIXTURES, fixture, 'checkpoint'));
+    try {
+      return pairingProblems(m, new Set(m.nodes.map((n) => n.name)), ckpt.config, ckpt.keys()).map((p) => p.message);
+    } finally {
+      ckpt.close();
+    }
+  };
+  assert.deepEqual(problems('graphs/instructblip-vicuna.blip', 'instructblip-vicuna-a'), []);
+  assert.match(problems('graphs/instructblip-vicuna.blip', 'blip2-llama-a')[0], /node "qformer" takes an instruction \(InstructBLIP\), but config\.json's model_type is "blip-2"/);
+  assert.match(problems('graphs/blip2-t5.blip', 'instructblip-t5-a')[0], /node "qformer" takes no instruction, but config\.json's model_type is "instructblip", whose Q-Former reads one/);
 });
