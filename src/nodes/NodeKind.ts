@@ -6,9 +6,9 @@
 // positions?), the checkpoint tensors it reads, and its ONNX lowering.
 //
 // Adding a kind is adding its file, its line in src/nodes/index.ts, and its section in
-// docs/language.md (a test compares them): the IR schema, the checks, the compile and the
-// manifest take the kinds from the registry. What still names shipped kinds (blip graph's
-// pictures, the itm/itc arguments, the Q-Former's instruction): docs/architecture.md#adding-a-node-kind
+// docs/language.md (a test compares them): the IR schema, the checks, blip graph, the compile and
+// the manifest take the kinds from the registry. What still names shipped kinds (the itm/itc
+// arguments, BLIP's bert prompt layout): docs/architecture.md#adding-a-node-kind
 import type { IrType, IrValue } from '../ir/types.js';
 import type { NodeLowering } from '../lower/contract.js';
 
