@@ -29,7 +29,7 @@ import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent, T
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
-import { declaredImageSize, pixelBatch, type ImageInput } from './images.js';
+import { declaredImageSize, inOrder, prepareImages, type ImageInput } from './images.js';
 import { checkImageList, describeArgument, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 import { encodeInRows, release } from './encodeRows.js';
@@ -492,13 +492,15 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   const onToken = callbacks?.call;
   const eos = new Set(base.eosTokenId === null || base.eosTokenId === undefined ? [] : Array.isArray(base.eosTokenId) ? base.eosTokenId : [base.eosTokenId]);
   const bs = opts.batchSize ?? 8;
+  // every image read before the first batch runs: one that cannot be read fails the call before
+  // any encode or decode is spent on the others (docs/api.md)
+  const prepared = await prepareImages(images, inOrder(N, bs), ctx.preprocess, { modelSize: declaredImageSize(ctx.manifest, 'encode') });
   const results: GenerateResult[] = [];
   try {
     for (let start = 0; start < N; start += bs) {
-      const chunk = images.slice(start, start + bs);
-      const B = chunk.length;
+      const B = Math.min(bs, N - start);
       const t0 = performance.now();
-      const pixel_values = await pixelBatch(chunk, ctx.preprocess, start, declaredImageSize(ctx.manifest, 'encode'));
+      const { tensor: pixel_values, readMs } = await prepared.pixels(start / bs);
       const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
       // what the loop will decode at most: maxLength counts the prompt it is given, as in transformers
       const loopPrompt = built.prompt.inputIds[0]?.length ?? 0;
@@ -568,7 +570,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const out = await generate(model, built.prompt, g);
       await callbacks?.settled();
       const t3 = performance.now();
-      const timingsMs: Timings = { preprocess: t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: t3 - t0 };
+      // (the batch's images were read up front: their share of that read counts as the batch's)
+      const timingsMs: Timings = { preprocess: readMs + t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: readMs + t3 - t0 };
       if (ctx.stages) timingsMs.load = openEncode + openDecoder;
       const seqs: GeneratedSequence[] = out.sequences.map((s, r) => {
         const fresh = s.slice(out.promptLength);

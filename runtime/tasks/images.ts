@@ -86,33 +86,157 @@ export function distinct(images: ImageInput[]): { unique: ImageInput[]; rows: nu
 }
 
 /**
- * pixel_values (B, 3, H, W) for a list of inputs, row i from input i. Inputs that are the same
- * object (or the same path) are decoded once. `offset`: the caller's number of input i in
- * messages, offset + i, or offset[i]. Each image is resized as soon as it is decoded, so only one
- * full-size image is held at a time besides the next one, whose decoding (sharp, in libuv's
- * threads) runs while this one is resized on the main thread.
+ * Resized images kept from the up-front read (prepareImages) until their batch: past this many
+ * bytes of them, an image is read again when its batch runs. 64 MiB holds 151 images of 384 x 384
+ * (BLIP) or 445 of 224 x 224 (BLIP-2), so most calls read each image once.
  */
-export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset: number | number[] = 0, modelSize?: ImageSize): Promise<ort.Tensor> {
-  const at = (i: number): number => (typeof offset === 'number' ? offset + i : offset[i]);
-  if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');
-  const { unique, rows, first } = distinct(images);
-  const decode = (u: number): Promise<RgbImage> | undefined => {
-    if (u >= unique.length) return undefined;
-    const p = toRgbImage(unique[u], at(first[u]));
-    p.catch(() => {}); // awaited below, unless resizing the image before it throws first
+export const KEEP_RESIZED_BYTES = 64 * 2 ** 20;
+
+/** The images of a call, read and checked; `pixels(k)` gives batch k's pixel_values. */
+export interface PreparedImages {
+  /**
+   * pixel_values (B, 3, H, W) of batch k (its rows as the plan lists them), and the milliseconds
+   * the up-front read spent on the images first used in it (for the batch's `preprocess` time).
+   * Batches are taken in order, each once: the images a batch was the last to use are let go.
+   */
+  pixels(k: number): Promise<{ tensor: ort.Tensor; readMs: number }>;
+}
+
+export interface PrepareOptions {
+  /** The size the graph's pixel_values declares: an image of another size after resizing is BLIP5011. */
+  modelSize?: ImageSize;
+  /** Resized images kept between the up-front read and their batch (default KEEP_RESIZED_BYTES). */
+  keepBytes?: number;
+  /** The number messages give the unnamed input images[i] (default i). */
+  indexOf?: (i: number) => number;
+}
+
+/**
+ * Read every image of a call before its first model run: a missing, unreadable or wrong-sized image
+ * fails the call at once, BLIP5010 / BLIP5011 naming it (its path or `name`, else `#i`, its index
+ * in `images`), before any work is spent on the others. `plan` lists each batch's rows as indices
+ * into `images` (repeats allowed), in the order the batches will run.
+ *
+ * Memory stays bounded for long lists: each image is resized to the model's input as soon as it is
+ * decoded (one full-size image is held at a time besides the next one, whose decoding in sharp's
+ * threads overlaps this one's resizing), and the resized images are kept only up to `keepBytes`;
+ * an image past that is decoded to check it, let go, and read again when its batch runs. Inputs
+ * that are the same string or object are read once per call.
+ */
+export async function prepareImages(images: ImageInput[], plan: number[][], cfg: PreprocessConfig, opts: PrepareOptions = {}): Promise<PreparedImages> {
+  const { modelSize, keepBytes = KEEP_RESIZED_BYTES } = opts;
+  const { unique, rows, first: firstIndex } = distinct(images);
+  // the index an unnamed input is called by in messages (its own, or the caller's numbering)
+  const first = firstIndex.map((i) => opts.indexOf?.(i) ?? i);
+  const names = unique.map((im, u) => imageName(im, first[u]!));
+  // each distinct image in the order the batches use it, and the batches it is first and last used in
+  const order: number[] = [];
+  const firstBatch = new Array<number>(unique.length).fill(-1);
+  const lastBatch = new Array<number>(unique.length).fill(-1);
+  plan.forEach((batch, k) => {
+    for (const i of batch) {
+      const u = rows[i]!;
+      if (firstBatch[u] < 0) {
+        firstBatch[u] = k;
+        order.push(u);
+      }
+      lastBatch[u] = k;
+    }
+  });
+  const kept = new Array<RgbImage | undefined>(unique.length);
+  const sizes: ImageSize[] = [];
+  const readMs = new Array<number>(unique.length).fill(0);
+  const read = (u: number) => toRgbImage(unique[u]!, first[u]!);
+  let keptBytes = 0;
+  let last = performance.now();
+  await eachDecoded(order, read, (u, rgb) => {
+    const size = cfg.do_resize ? cfg.image_size : { width: rgb.width, height: rgb.height };
+    checkImageSize(size, modelSize, names[u]!);
+    const bytes = size.width * size.height * 3;
+    if (keptBytes + bytes <= keepBytes) {
+      kept[u] = resizeForModel(rgb, cfg);
+      keptBytes += bytes;
+    }
+    sizes[u] = size;
+    const now = performance.now();
+    readMs[u] = now - last; // (its decoding overlapped the image before's resizing: wall time between the two)
+    last = now;
+  });
+  // without resizing, a batch's images must share one size (assemblePixelValues): checked for all batches now
+  if (!cfg.do_resize) {
+    for (const batch of plan) {
+      const [w, h] = [sizes[rows[batch[0]!]!]!.width, sizes[rows[batch[0]!]!]!.height];
+      const odd = batch.find((i) => sizes[rows[i]!]!.width !== w || sizes[rows[i]!]!.height !== h);
+      if (odd !== undefined) {
+        const name = names[rows[odd]!]!;
+        const s = sizes[rows[odd]!]!;
+        throw new BlipRuntimeError('BLIP5011', `${name} is ${s.width}x${s.height} but the batch is ${w}x${h}; with do_resize false all images must have the same size`, name);
+      }
+    }
+  }
+  let done = -1;
+  return {
+    async pixels(k: number) {
+      if (k !== done + 1 || k >= plan.length) throw new BlipRuntimeError('BLIP5031', `image batch ${k} asked for after batch ${done} of ${plan.length}`);
+      done = k;
+      const batch = plan[k]!;
+      const ids = [...new Set(batch.map((i) => rows[i]!))];
+      // the images let go after the up-front read: read again
+      const again = new Map<number, RgbImage>();
+      await eachDecoded(
+        ids.filter((u) => !kept[u]),
+        read,
+        (u, rgb) => {
+          const resized = resizeForModel(rgb, cfg);
+          checkImageSize(resized, modelSize, names[u]!); // (a file that changed since it was checked)
+          again.set(u, resized);
+        },
+      );
+      const pv = assemblePixelValues(
+        batch.map((i) => kept[rows[i]!] ?? again.get(rows[i]!)!),
+        cfg,
+        batch.map((i) => names[rows[i]!]!),
+      );
+      for (const u of ids) if (lastBatch[u] === k) kept[u] = undefined;
+      const ms = ids.reduce((sum, u) => sum + (firstBatch[u] === k ? readMs[u]! : 0), 0);
+      return { tensor: new ort.Tensor('float32', pv.data, pv.dims), readMs: ms };
+    },
+  };
+}
+
+/**
+ * Decode the images `ids` in order and hand each to `use`, one decoding ahead: sharp decodes the
+ * next image in libuv's threads while `use` resizes this one on the main thread, so one full-size
+ * image is held at a time besides the next. The first failure is thrown; the look-ahead's is dropped.
+ */
+async function eachDecoded(ids: number[], decode: (u: number) => Promise<RgbImage>, use: (u: number, rgb: RgbImage) => void): Promise<void> {
+  const start = (j: number): Promise<RgbImage> | undefined => {
+    if (j >= ids.length) return undefined;
+    const p = decode(ids[j]!);
+    p.catch(() => {}); // awaited below, unless the image before it fails first
     return p;
   };
-  const resized: RgbImage[] = [];
-  let next = decode(0);
-  for (let u = 0; u < unique.length; u++) {
+  let next = start(0);
+  for (let j = 0; j < ids.length; j++) {
     const rgb = await next!;
-    next = decode(u + 1);
-    resized.push(resizeForModel(rgb, cfg));
+    next = start(j + 1);
+    use(ids[j]!, rgb);
   }
-  const names = images.map((im, i) => imageName(im, at(i)));
-  if (modelSize) rows.forEach((r, i) => checkImageSize(resized[r]!, modelSize, names[i]!));
-  const pv = assemblePixelValues(rows.map((r) => resized[r]), cfg, names);
-  return new ort.Tensor('float32', pv.data, pv.dims);
+}
+
+/**
+ * pixel_values (B, 3, H, W) for a list of inputs, row i from input i, read as prepareImages reads
+ * them (the same object or path once). `offset`: the number of input i in messages, offset + i.
+ */
+export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset = 0, modelSize?: ImageSize): Promise<ort.Tensor> {
+  if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');
+  const prepared = await prepareImages(images, [images.map((_, i) => i)], cfg, { modelSize, indexOf: (i) => offset + i });
+  return (await prepared.pixels(0)).tensor;
+}
+
+/** Indices 0..n-1 in runs of `size`: the batches of a call that takes its images in order. */
+export function inOrder(n: number, size: number): number[][] {
+  return Array.from({ length: Math.ceil(n / size) }, (_, k) => Array.from({ length: Math.min(size, n - k * size) }, (_, j) => k * size + j));
 }
 
 export interface ImageSize {

@@ -11,7 +11,7 @@ import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
 import type { DecoderSession } from '../generation/onnx.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
-import { declaredImageSize, distinct, pixelBatch, type ImageInput } from './images.js';
+import { declaredImageSize, distinct, inOrder, prepareImages, type ImageInput } from './images.js';
 import { checkImageList, checkTextList, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 
@@ -148,20 +148,26 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
   const n = Math.max(images.length, texts.length);
   if (images.length !== n && images.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
   if (texts.length !== n && texts.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
-  const img = (i: number) => images[images.length === 1 ? 0 : i];
+  const imageAt = (i: number) => (images.length === 1 ? 0 : i);
+  const img = (i: number) => images[imageAt(i)];
   const txt = (i: number) => texts[texts.length === 1 ? 0 : i];
   const bs = batchSizeOf(opts, 16);
   const maxText = maxTextTokensOf(opts, ctx.tokenizer);
   if (n === 0) return []; // (after the pairing rule and the options are checked)
   const out: ItmResult[] = [];
   const runs = paired(ctx) ? imageRuns(n, img) : [n];
-  for (const [s, e] of calls(runs, bs)) {
+  // per call: its pixel_values rows (indices into images) and, paired, each pair's row among them
+  const plan = calls(runs, bs).map(([s, e]) => {
     const idx = Array.from({ length: e - s }, (_, k) => s + k);
-    let feeds: Record<string, ort.Tensor>;
-    if (paired(ctx)) {
-      const d = distinct(idx.map(img));
-      feeds = { pixel_values: await pixelBatch(d.unique, ctx.preprocess, d.first.map((k) => s + k), declaredImageSize(ctx.manifest, 'retrieval')), pair_image: index(d.rows) };
-    } else feeds = { pixel_values: await pixelBatch(idx.map(img), ctx.preprocess, s, declaredImageSize(ctx.manifest, 'retrieval')) };
+    if (!paired(ctx)) return { idx, rows: idx.map(imageAt) };
+    const d = distinct(idx.map(img));
+    return { idx, rows: d.first.map((k) => imageAt(s + k)), pairImage: d.rows };
+  });
+  // every image read before the first retrieval.onnx call: one that cannot be read fails at once (docs/api.md)
+  const prepared = await prepareImages(images, plan.map((c) => c.rows), ctx.preprocess, { modelSize: declaredImageSize(ctx.manifest, 'retrieval') });
+  for (const [k, { idx, pairImage }] of plan.entries()) {
+    const { tensor: pixel_values } = await prepared.pixels(k);
+    const feeds: Record<string, ort.Tensor> = pairImage ? { pixel_values, pair_image: index(pairImage) } : { pixel_values };
     const r = await run(ctx, { ...feeds, ...textFeeds(ctx, idx.map(txt), maxText) }, ['itm_score', 'itc_score']);
     const itm = r.itm_score?.data as Float32Array | undefined;
     const itc = r.itc_score?.data as Float32Array | undefined;
@@ -183,11 +189,13 @@ export async function embedImages(ctx: RetrievalContext, images: ImageInput[], o
   if (!ctx.retrieval.outputNames.includes('image_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no image_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
   const out: Embedding[] = [];
-  for (let s = 0; s < images.length; s += bs) {
-    const chunk = images.slice(s, s + bs);
-    const pixel_values = await pixelBatch(chunk, ctx.preprocess, s, declaredImageSize(ctx.manifest, 'retrieval'));
+  const plan = inOrder(images.length, bs);
+  // every image read before the first retrieval.onnx call: one that cannot be read fails at once (docs/api.md)
+  const prepared = await prepareImages(images, plan, ctx.preprocess, { modelSize: declaredImageSize(ctx.manifest, 'retrieval') });
+  for (const [k, rows] of plan.entries()) {
+    const { tensor: pixel_values } = await prepared.pixels(k);
     // the text side is a stand-in: one empty text when the graph pairs rows, else one per image
-    const texts = paired(ctx) ? { ...textFeeds(ctx, ['']), pair_image: index([0]) } : textFeeds(ctx, chunk.map(() => ''));
+    const texts = paired(ctx) ? { ...textFeeds(ctx, ['']), pair_image: index([0]) } : textFeeds(ctx, rows.map(() => ''));
     const r = await run(ctx, { pixel_values, ...texts }, ['image_embeds']);
     out.push(...split(r.image_embeds));
   }
