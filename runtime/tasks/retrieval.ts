@@ -163,12 +163,14 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
     const d = distinct(idx.map(img));
     return { idx, rows: d.first.map((k) => imageAt(s + k)), pairImage: d.rows };
   });
-  // every image read before the first retrieval.onnx call: one that cannot be read fails at once (docs/api.md)
+  // every text tokenized and every image read before the first retrieval.onnx call: a text too long
+  // or an image that cannot be read fails the call at once (docs/api.md)
+  const textBatches = plan.map(({ idx }) => textFeeds(ctx, idx.map(txt), maxText));
   const prepared = await prepareImages(images, plan.map((c) => c.rows), ctx.preprocess, { modelSize: declaredImageSize(ctx.manifest, 'retrieval') });
   for (const [k, { idx, pairImage }] of plan.entries()) {
     const { tensor: pixel_values } = await prepared.pixels(k);
     const feeds: Record<string, ort.Tensor> = pairImage ? { pixel_values, pair_image: index(pairImage) } : { pixel_values };
-    const r = await run(ctx, { ...feeds, ...textFeeds(ctx, idx.map(txt), maxText) }, ['itm_score', 'itc_score']);
+    const r = await run(ctx, { ...feeds, ...textBatches[k] }, ['itm_score', 'itc_score']);
     const itm = r.itm_score?.data as Float32Array | undefined;
     const itc = r.itc_score?.data as Float32Array | undefined;
     idx.forEach((_, k) => out.push({ itm: itm ? itm[k] : NaN, itc: itc ? itc[k] : NaN }));
@@ -212,13 +214,15 @@ export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: I
   // the graph's declared image size (the preprocess size unless resizing is off)
   const { height, width } = declaredImageSize(ctx.manifest, 'retrieval') ?? ctx.preprocess.image_size;
   const out: Embedding[] = [];
-  for (let s = 0; s < texts.length; s += bs) {
-    const chunk = texts.slice(s, s + bs);
+  // every text tokenized before the first retrieval.onnx call: one too long fails the call at once
+  const textBatches = inOrder(texts.length, bs).map((rows) => textFeeds(ctx, rows.map((i) => texts[i]), maxText));
+  for (const feeds of textBatches) {
+    const rows = feeds.input_ids.dims[0];
     // the image side is a stand-in: one blank image when the graph pairs rows, else one per text
-    const images = paired(ctx) ? 1 : chunk.length;
+    const images = paired(ctx) ? 1 : rows;
     const pixel_values = new ort.Tensor('float32', new Float32Array(images * 3 * height * width), [images, 3, height, width]);
-    const pairs: Record<string, ort.Tensor> = paired(ctx) ? { pair_image: index(chunk.map(() => 0)) } : {};
-    const r = await run(ctx, { pixel_values, ...pairs, ...textFeeds(ctx, chunk, maxText) }, ['text_embeds']);
+    const pairs: Record<string, ort.Tensor> = paired(ctx) ? { pair_image: index(Array.from({ length: rows }, () => 0)) } : {};
+    const r = await run(ctx, { pixel_values, ...pairs, ...feeds }, ['text_embeds']);
     out.push(...split(r.text_embeds));
   }
   return out;

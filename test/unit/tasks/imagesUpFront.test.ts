@@ -2,6 +2,7 @@
 // that cannot be read, placed after several batches of good ones, fails generate(), itm() and
 // embedImages() with one BLIP5010 line naming it (path, name or #index) and no session has run;
 // resized images are kept up to a byte budget, past which an image is read again at its batch.
+// itm() and embedTexts() tokenize every text first: one too long for the model fails them so too.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, rmSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { load } from '../../../src/index.js';
 import { preprocessFromHf, preprocessFromManifest } from '../../../runtime/preprocess/config.js';
 import { loadTokenizer } from '../../../runtime/tokenizers/hf.js';
 import { generateForImages, type GenerateContext } from '../../../runtime/tasks/generate.js';
-import { embedImages, itmPairs, type RetrievalContext } from '../../../runtime/tasks/retrieval.js';
+import { embedImages, embedTexts, itmPairs, type RetrievalContext } from '../../../runtime/tasks/retrieval.js';
 import { prepareImages, type ImageInput } from '../../../runtime/tasks/images.js';
 import { compileFixture, fixturePath, tempDir } from './harness.js';
 
@@ -101,6 +102,23 @@ test('itm() and embedImages(): an unreadable last image fails the call before an
   assert.equal(retrieval.calls.length, 0);
   assert.equal((await itmPairs(ctx, goodThen(B), texts, { batchSize: 4 })).length, 11);
   assert.equal((await embedImages(ctx, goodThen(B), { batchSize: 4 })).length, 11);
+});
+
+test('itm() and embedTexts(): a text too long for the model, last, fails the call before any retrieval.onnx run', async () => {
+  for (const fixture of ['blip-itm-a', 'blip2-itm-a']) {
+    const dir = await compileFixture(fixture, tmp.dir);
+    const manifest = readManifest(dir);
+    const retrieval = recording((await ort.InferenceSession.create(join(dir, 'retrieval.onnx'), { intraOpNumThreads: 1 })) as unknown as Session);
+    const ctx: RetrievalContext = { manifest, preprocess: preprocessFromManifest(manifest.preprocess), tokenizer: loadTokenizer(join(dir, manifest.tokenizer!.dir)), retrieval };
+    const texts = [...Array.from({ length: 10 }, (_, i) => `text ${i}`), 'a dog '.repeat(40)];
+    const tooLong = (e: unknown) => (assert.equal((e as { code?: string }).code, 'BLIP5032', String(e)), assert.match((e as Error).message, /^text "a dog a dog .*" is \d+ tokens; this model reads at most \d+: shorten it$/), true);
+    await assert.rejects(itmPairs(ctx, goodThen(A), texts, { batchSize: 4 }), tooLong);
+    await assert.rejects(itmPairs(ctx, [A], texts, { batchSize: 4 }), tooLong);
+    await assert.rejects(embedTexts(ctx, texts, { batchSize: 4 }), tooLong);
+    assert.equal(retrieval.calls.length, 0, fixture);
+    assert.equal((await embedTexts(ctx, texts.slice(0, 10), { batchSize: 4 })).length, 10);
+    assert.equal(retrieval.calls.length, 3);
+  }
 });
 
 test('prepareImages: sizes checked for every batch up front; past keepBytes an image is read again at its batch', async () => {
