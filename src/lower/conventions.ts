@@ -6,6 +6,7 @@ import type { Generation, Manifest, Preprocess, TextConventions } from '../artif
 import type { Checkpoint, JsonObject } from '../weights/checkpoint.js';
 import { CompileError } from './CompileError.js';
 import { effectiveConfig } from '../weights/transformersConfig.js';
+import { nodeKinds } from '../nodes/index.js';
 
 export type Family = Manifest['family'];
 
@@ -121,9 +122,9 @@ export function textSectionOf(gen: GeneratingNode | undefined): string {
 
 /**
  * Special ids and prompt layout, taken from the generating node: its kind says how prompts are built
- * (BLIP's BERT decoder: [DEC] + the caption prefix, ending on [SEP]; a language model: the
- * tokenizer's ids, after the visual prefix or into the T5 encoder) and its config section gives the
- * ids. BLIP's are fixed by its modeling code, not by generation_config. Retrieval models (no
+ * (NodeKind.promptFormat: 'blip', BLIP's BERT decoder: [DEC] + the caption prefix, ending on [SEP];
+ * else a language model's: the tokenizer's ids, after the visual prefix or into the T5 encoder) and
+ * its config section gives the ids. BLIP's are fixed by its modeling code, not by generation_config. Retrieval models (no
  * generating node) follow the family. `prefixLength`: the positions a decoder-only language model's
  * visual prefix takes (./prefixLength.ts).
  */
@@ -133,8 +134,9 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   const config = effectiveConfig(fileConfig).config;
   const section = textSectionOf(gen);
   const text = obj(section === '' ? config : config[section]);
-  // BlipTextLMHeadModel (transformers' BLIP text decoder) is the generating bert
-  if (gen ? gen.kind === 'bert' : family === 'blip') {
+  // BlipTextLMHeadModel (transformers' BLIP text decoder): a generating bert
+  const blipLayout = gen ? Object.hasOwn(nodeKinds, gen.kind) && nodeKinds[gen.kind]!.promptFormat === 'blip' : family === 'blip';
+  if (blipLayout) {
     const bos = id(text.bos_token_id) ?? 30522;
     const sep = id(text.sep_token_id) ?? 102;
     return {

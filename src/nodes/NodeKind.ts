@@ -7,8 +7,8 @@
 //
 // Adding a kind is adding its file, its line in src/nodes/index.ts, and its section in
 // docs/language.md (a test compares them): the IR schema, the checks, blip graph, the compile and
-// the manifest take the kinds from the registry. What still names shipped kinds (the itm/itc
-// arguments, BLIP's bert prompt layout): docs/architecture.md#adding-a-node-kind
+// the manifest take the kinds from the registry and ask them through the hooks below, never by
+// name (the SVG legend's order alone still names the shipped ones): docs/architecture.md#adding-a-node-kind
 import type { IrType, IrValue } from '../ir/types.js';
 import type { NodeLowering } from '../lower/contract.js';
 
@@ -30,7 +30,12 @@ export interface NodeKind {
   /** One sentence: the kind's description, which docs/language.md's section on it starts with (a test compares them). */
   doc: string;
   ports: PortSpec[];
-  /** What the node's output is. */
+  /**
+   * What the node's output is. 'logits' are a decoder's next-token logits when the kind
+   * `generates`, else class logits over pooled features, one row per example (classifier: what
+   * itm() reads, class 1 "match"); 'embedding' is an L2-normalised embedding (embed: what
+   * itc() compares). The output tasks take their arguments by these (src/checks/OutputTasksRule.ts).
+   */
   output: IrType;
   /** Attributes a `.blip` file may pin; every property optional, `additionalProperties: false`. */
   attrSchema: JsonSchema;
@@ -73,6 +78,15 @@ export interface NodeKind {
    * `lowering.decoder` too.
    */
   generates?: true | { when: string };
+  /**
+   * How a prompt is laid out for its nodes when they drive generate(), the manifest's
+   * text.prompt_format: 'blip' for BLIP's BERT text decoder (bert; BlipTextLMHeadModel): the
+   * prompt follows bos_token_id ([DEC], in place of [CLS]), its trailing [SEP] is dropped and
+   * generation stops on sep_token_id, the ids from the node's config section with BlipTextConfig's
+   * defaults. Absent: 'plain', a language model's (the tokenizer's ids and its config's special
+   * ids, after the visual prefix or into the T5 encoder). src/lower/conventions.ts
+   */
+  promptFormat?: 'blip';
   /**
    * Its `max_positions` is a table of learned positions (bert, qformer, opt), a hard limit on the
    * text it reads: the compile records it in the manifest (text.max_positions), and the runtime

@@ -54,6 +54,7 @@ export const Bert: NodeKind = {
   inputWidth: (port, a) => (port === 'cross' ? n(a, 'encoder_width') : undefined),
   divides: [{ part: 'heads', whole: 'width' }],
   generates: { when: 'causal' },
+  promptFormat: 'blip',
   learnedPositions: true,
 };
 

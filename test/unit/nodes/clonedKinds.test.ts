@@ -12,6 +12,9 @@ import { Vit } from '../../../src/nodes/vit.js';
 import { Opt } from '../../../src/nodes/opt.js';
 import { Linear } from '../../../src/nodes/linear.js';
 import { QFormer } from '../../../src/nodes/qformer.js';
+import { Bert } from '../../../src/nodes/bert.js';
+import { Classifier } from '../../../src/nodes/classifier.js';
+import { Embed } from '../../../src/nodes/embed.js';
 import type { IrModel } from '../../../src/ir/types.js';
 import type { CompileResult } from '../../../src/lower/compile.js';
 
@@ -20,6 +23,9 @@ nodeKinds.siglip = clone(Vit, 'siglip');
 nodeKinds.gpt = clone(Opt, 'gpt');
 nodeKinds.proj = clone(Linear, 'proj');
 nodeKinds.qf2 = clone(QFormer, 'qf2');
+nodeKinds.bert2 = clone(Bert, 'bert2');
+nodeKinds.head = clone(Classifier, 'head');
+nodeKinds.embed2 = clone(Embed, 'embed2');
 
 const { loadProgram } = await import('../../../src/syntax/load.js');
 const { compile } = await import('../../../src/lower/compile.js');
@@ -33,26 +39,28 @@ const { FIXTURES, loadModel, tmp } = await import('../compiler/harness.js');
 const { check, edit } = await import('../frontend/harness.js');
 
 const GRAPH = 'graphs/blip2-opt.blip';
-const WEIGHTS = 'test/fixtures/blip2-opt-a/checkpoint';
 const dir = tmp('blip-cloned-kinds-');
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The shipped graph's model, with each node of kind `from` made one of kind `to` (in the IR). */
-function model(from?: string, to?: string): IrModel {
-  const r = loadProgram(GRAPH);
+/** A shipped graph's model (blip2-opt's by default), with each node of a kind in `clones` made one of the clone (in the IR). */
+function modelOf(graph: string, clones: Record<string, string> = {}): IrModel {
+  const r = loadProgram(graph);
   assert.ok(r.program, r.diagnostics.map((d) => d.message).join('; '));
   const m = r.program.models[0];
-  for (const n of m.nodes) if (n.kind === from) n.kind = to!;
+  for (const n of m.nodes) if (Object.hasOwn(clones, n.kind)) n.kind = clones[n.kind];
   return m;
 }
+const model = (from?: string, to?: string): IrModel => modelOf(GRAPH, from ? { [from]: to! } : {});
 
 const compiled = new Map<string, Promise<CompileResult>>();
-/** model(from, to) compiled against the blip2-opt-a fixture, once. */
-function compiledWith(from?: string, to?: string): Promise<CompileResult> {
-  const name = to ?? 'original';
-  if (!compiled.has(name)) compiled.set(name, compile({ model: model(from, to), graphFile: GRAPH, graphText: readFileSync(GRAPH, 'utf8'), weights: WEIGHTS, out: join(dir, name) }));
+/** modelOf(graph, clones) compiled against a fixture's checkpoint, once. */
+function compiledAs(graph: string, fixture: string, clones: Record<string, string> = {}): Promise<CompileResult> {
+  const name = [fixture, ...Object.values(clones)].join('-');
+  if (!compiled.has(name)) compiled.set(name, compile({ model: modelOf(graph, clones), graphFile: graph, graphText: readFileSync(graph, 'utf8'), weights: join(FIXTURES, fixture, 'checkpoint'), out: join(dir, name) }));
   return compiled.get(name)!;
 }
+/** model(from, to) compiled against the blip2-opt-a fixture, once. */
+const compiledWith = (from?: string, to?: string): Promise<CompileResult> => compiledAs(GRAPH, 'blip2-opt-a', from ? { [from]: to! } : {});
 
 test('a vit clone sizes pixel_values and writes image_embeds as vit does (compile)', async () => {
   const vit = await compiledWith();
@@ -108,15 +116,15 @@ test('an opt clone can drive generate(), and the message naming the decoders nam
   assert.deepEqual(check(edit('llm: opt(', 'llm: gpt(')), []);
   assert.deepEqual(
     check(edit('generate(llm)', 'generate(vision)')).map((d) => d.message),
-    ["generate() expects a text decoder (opt, llama, t5, gpt, or bert with causal: true), found vit 'vision'"],
+    ["generate() expects a text decoder (opt, llama, t5, gpt, bert with causal: true, or bert2 with causal: true), found vit 'vision'"],
   );
 });
 
 test('the task messages: a bert without causal: true, an input where a node belongs', () => {
   const bert = edit('llm: opt(prefix: projection, text: prompt) frozen @ "language_model"', 'llm: bert(prompt, cross: projection) @ "text_decoder"');
-  assert.deepEqual(check(bert).map((d) => d.message), ["generate() expects a text decoder (opt, llama, t5, gpt, or bert with causal: true), found bert 'llm' without causal: true"]);
+  assert.deepEqual(check(bert).map((d) => d.message), ["generate() expects a text decoder (opt, llama, t5, gpt, bert with causal: true, or bert2 with causal: true), found bert 'llm' without causal: true"]);
   assert.deepEqual(check(edit('@ "text_decoder"', '@ "text_decoder" { causal: true }', bert)), []);
-  assert.deepEqual(check(edit('output text: generate(llm)', 'output match: itm(prompt)')).map((d) => d.message), ["itm() expects a classifier node (the ITM head), found text input 'prompt'"]);
+  assert.deepEqual(check(edit('output text: generate(llm)', 'output match: itm(prompt)')).map((d) => d.message), ["itm() expects a classifier or head node (the ITM head), found text input 'prompt'"]);
 });
 
 test('an opt clone records its learned positions: a prompt longer than them is BLIP5032, not a failure in onnxruntime', async () => {
@@ -188,7 +196,7 @@ test('each shipped graph draws the same with any one of its kinds replaced by a 
 
 test("the SVG legend names a clone beside its original's colour", () => {
   const svg = toSvg([describeModel(model())]);
-  for (const label of ['vision encoder (vit, siglip)', 'Q-Former / BERT (qformer, bert, qf2)', 'projection / head (linear, mlp, embed, classifier, proj)', 'language model (opt, llama, t5, gpt)'])
+  for (const label of ['vision encoder (vit, siglip)', 'Q-Former / BERT (qformer, bert, qf2, bert2)', 'projection / head (linear, mlp, embed, classifier, proj, head, embed2)', 'language model (opt, llama, t5, gpt)'])
     assert.ok(svg.includes(`>${label}</text>`), label);
 });
 
@@ -217,4 +225,58 @@ test("a qformer clone's instruction: is paired with the checkpoint's family as t
   assert.deepEqual(problems('graphs/instructblip-vicuna.blip', 'instructblip-vicuna-a'), []);
   assert.match(problems('graphs/instructblip-vicuna.blip', 'blip2-llama-a')[0], /node "qformer" takes an instruction \(InstructBLIP\), but config\.json's model_type is "blip-2"/);
   assert.match(problems('graphs/blip2-t5.blip', 'instructblip-t5-a')[0], /node "qformer" takes no instruction, but config\.json's model_type is "instructblip", whose Q-Former reads one/);
+});
+
+const IMAGES = ['test/fixtures/images/rgb_37x23.png', 'test/fixtures/images/gray_45x31.png'];
+
+test('itm() takes a classifier clone and itc() embed clones: the retrieval graphs check clean, and BLIP\'s compiles and scores as with the originals', async () => {
+  const clones = { classifier: 'head', embed: 'embed2' };
+  for (const graph of ['graphs/blip-itm.blip', 'graphs/blip2-itm.blip']) {
+    const text = readFileSync(graph, 'utf8');
+    assert.deepEqual(check(text.replace(/classifier\(/g, 'head(').replace(/embed\(/g, 'embed2(')), [], graph);
+  }
+  const original = await compiledAs('graphs/blip-itm.blip', 'blip-itm-a');
+  const cloned = await compiledAs('graphs/blip-itm.blip', 'blip-itm-a', clones);
+  assert.deepEqual(cloned.manifest, original.manifest);
+  for (const file of ['retrieval.onnx', 'weights.bin']) assert.ok(readFileSync(join(cloned.out, file)).equals(readFileSync(join(original.out, file))), file);
+  const scores = async (out: string) => {
+    const m = await load(out);
+    try {
+      return await m.itm(IMAGES, ['a dog', 'two circles']);
+    } finally {
+      await m.close();
+    }
+  };
+  assert.deepEqual(await scores(cloned.out), await scores(original.out));
+});
+
+test('itm() and itc() name the kinds they take, clones included, and the node found by its own kind', () => {
+  const itm = readFileSync('graphs/blip-itm.blip', 'utf8');
+  assert.deepEqual(check(itm.replace('itm(itm_head)', 'itm(image_proj)')).filter((d) => d.code === 'BLIP2026').map((d) => d.message), [
+    "itm() expects a classifier or head node (the ITM head), found embed 'image_proj'",
+  ]);
+  assert.deepEqual(check(itm.replace('embed(unimodal)', 'head(unimodal)')).filter((d) => d.code === 'BLIP2026').map((d) => d.message), [
+    "itc() expects an embed or embed2 node, found head 'text_proj'",
+  ]);
+});
+
+test("a bert clone that generates gets BLIP's prompt layout: [DEC] + the prompt, ending on [SEP] (manifest text, generated tokens)", async () => {
+  assert.deepEqual(check(readFileSync('graphs/blip-caption.blip', 'utf8').replace('bert(', 'bert2(')), []);
+  const original = await compiledAs('graphs/blip-caption.blip', 'blip-caption-a');
+  const cloned = await compiledAs('graphs/blip-caption.blip', 'blip-caption-a', { bert: 'bert2' });
+  assert.equal(original.manifest.text.prompt_format, 'blip');
+  assert.deepEqual(cloned.manifest.text, original.manifest.text);
+  assert.deepEqual(cloned.manifest, original.manifest);
+  const tokens = async (out: string) => {
+    const m = await load(out);
+    try {
+      const runs = [await m.generate(IMAGES, { maxNewTokens: 5 }), await m.generate(IMAGES, { prompt: 'a picture of', maxNewTokens: 5 })];
+      return runs.flat().map((r) => [r.tokenIds, r.text]);
+    } finally {
+      await m.close();
+    }
+  };
+  const want = await tokens(original.out);
+  assert.ok(want.every(([ids]) => ids.length > 0));
+  assert.deepEqual(await tokens(cloned.out), want);
 });
