@@ -124,9 +124,9 @@ export function textSectionOf(gen: GeneratingNode | undefined): string {
  * Special ids and prompt layout, taken from the generating node: its kind says how prompts are built
  * (NodeKind.promptFormat: 'blip', BLIP's BERT decoder: [DEC] + the caption prefix, ending on [SEP];
  * else a language model's: the tokenizer's ids, after the visual prefix or into the T5 encoder) and
- * its config section gives the ids. BLIP's are fixed by its modeling code, not by generation_config. Retrieval models (no
- * generating node) follow the family. `prefixLength`: the positions a decoder-only language model's
- * visual prefix takes (./prefixLength.ts).
+ * its config section gives the ids. BLIP's are fixed by its modeling code, not by generation_config.
+ * Retrieval models (no generating node) follow the family. `prefixLength`: the positions a
+ * decoder-only language model's visual prefix takes (./prefixLength.ts).
  */
 export function textConventionsFor(family: Family, fileConfig: JsonObject, task: Manifest['task'], gen?: GeneratingNode, prefixLength?: number): TextConventions {
   // Ids the file leaves out are its config classes' defaults (BlipTextConfig, OPTConfig, T5Config,
