@@ -5,14 +5,18 @@ import type { GenerationOptions } from './types.js';
 
 /**
  * transformers semantics carried over: a max_length that came from no file (`source.max_length ===
- * 'default'`) means "20 new tokens", as generate() treats its built-in default; EOS and padding
- * come from the manifest's text conventions (BLIP: [SEP] / [PAD], as its generate() sets them).
+ * 'default'`) means "20 new tokens", as generate() treats its built-in default, the whole sequence
+ * capped at the generating model's max_position_embeddings (text.max_position_embeddings; artifacts
+ * compiled before it record the learned table's rows only); EOS and padding come from the manifest's
+ * text conventions (BLIP: [SEP] / [PAD], as its generate() sets them).
  */
 export function generationOptionsFromManifest(gen: Generation | undefined, text: TextConventions, overrides: GenerationOptions = {}): GenerationOptions {
   const o: GenerationOptions = {
     eosTokenId: text.eos_token_id.length === 1 ? text.eos_token_id[0] : [...text.eos_token_id],
     padTokenId: text.pad_token_id,
   };
+  const positions = text.max_position_embeddings ?? text.max_positions?.decoder;
+  if (positions !== undefined) o.maxPositionEmbeddings = positions;
   if (gen) {
     if (gen.max_new_tokens !== undefined) o.maxNewTokens = gen.max_new_tokens;
     else if (gen.max_length !== undefined && gen.source?.max_length !== 'default') o.maxLength = gen.max_length;

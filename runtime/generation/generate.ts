@@ -52,8 +52,17 @@ function resolve(opts: GenerationOptions, promptLength: number): Resolved {
   let maxLength = int(opts.maxLength, 'maxLength', 1);
   if (maxNew !== undefined) maxLength = maxNew + promptLength;
   else if (maxLength === undefined) {
+    // transformers' model-agnostic default: 20 new tokens, the whole sequence capped at the model's
+    // max_position_embeddings (an explicit length is not capped)
     maxLength = 20 + promptLength;
-    if (opts.maxPositionEmbeddings !== undefined) maxLength = Math.min(maxLength, opts.maxPositionEmbeddings);
+    const positions = opts.maxPositionEmbeddings;
+    if (positions !== undefined && maxLength > positions) {
+      maxLength = positions;
+      // (transformers: "Input length of input_ids is N, but `max_length` is set to N", a ValueError)
+      if (promptLength >= maxLength) {
+        throw new BlipRuntimeError('BLIP5032', `the input (start tokens, any image prefix and the prompt) takes ${promptLength} of the model's ${positions} positions, where the default length (20 new tokens, capped at the positions as in transformers) ends: no new token fits; shorten the prompt or set maxNewTokens`);
+      }
+    }
   }
   if (promptLength >= maxLength) {
     throw new GenerationConfigError(`the prompt is ${promptLength} tokens but maxLength is ${maxLength}; raise maxLength or set maxNewTokens`);

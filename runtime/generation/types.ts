@@ -57,6 +57,7 @@ export interface GenerationOptions {
   maxNewTokens?: number;
   /** Total length at most (prompt included). Default: prompt + 20, capped at maxPositionEmbeddings. */
   maxLength?: number;
+  /** The model's max_position_embeddings: caps the default length only (transformers' cap). */
   maxPositionEmbeddings?: number;
   minNewTokens?: number;
   minLength?: number;

@@ -295,6 +295,9 @@ export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batc
   }
 }
 
+/** transformers' model-agnostic max_length: 20 new tokens when nothing sets a length. */
+const DEFAULT_MAX_LENGTH = 20;
+
 /** Where a manifest's generation default came from, for a message (Generation.source's values). */
 const DEFAULT_SOURCES: Record<string, string> = { graph: "the graph's generation block", 'generation_config.json': "the checkpoint's generation_config.json", default: "transformers' default" };
 
@@ -504,11 +507,15 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
       // what the loop will decode at most: maxLength counts the prompt it is given, as in transformers
       const loopPrompt = built.prompt.inputIds[0]?.length ?? 0;
-      const newTokens = base.maxNewTokens ?? (base.maxLength !== undefined ? Math.max(0, base.maxLength - loopPrompt) : undefined);
+      // no length anywhere: transformers' default max_length, 20 new tokens with the whole sequence
+      // capped at the model's positions (as the loop resolves it); a legacy prefix is not counted there
+      const agnostic = base.maxNewTokens === undefined && base.maxLength === undefined;
+      const capped = Math.min(DEFAULT_MAX_LENGTH + loopPrompt, base.maxPositionEmbeddings ?? Infinity);
+      const newTokens = base.maxNewTokens ?? Math.max(0, (base.maxLength ?? capped) - loopPrompt);
       const byLength = base.maxNewTokens === undefined && base.maxLength !== undefined;
       // the caller gave neither: the manifest's default (its source named, as no flag of the caller's set it)
-      const byDefault = opts.maxNewTokens === undefined && opts.maxLength === undefined ? m.generation?.source[byLength ? 'max_length' : 'max_new_tokens'] : undefined;
-      checkLengths(m, built, newTokens, byLength ? base.maxLength : undefined, byDefault, prompts !== null);
+      const byDefault = opts.maxNewTokens === undefined && opts.maxLength === undefined ? (agnostic ? 'default' : m.generation?.source[byLength ? 'max_length' : 'max_new_tokens']) : undefined;
+      checkLengths(m, built, newTokens, byLength ? base.maxLength : agnostic && newTokens ? DEFAULT_MAX_LENGTH : undefined, byDefault, prompts !== null);
       let openEncode = 0;
       if (ctx.stages) {
         const t = performance.now();
@@ -525,7 +532,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const t2 = performance.now();
       let openDecoder = 0;
       if (ctx.stages) {
-        await ctx.stages.decode({ steps: newTokens ?? 20, beams: base.numBeams ?? 1 });
+        await ctx.stages.decode({ steps: newTokens, beams: base.numBeams ?? 1 });
         openDecoder = performance.now() - t2;
       }
       const model = new TimedStepModel(

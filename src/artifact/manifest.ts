@@ -113,6 +113,13 @@ export interface TextConventions {
    * inputs are refused (BLIP5032) rather than failing inside onnxruntime.
    */
   max_positions?: { decoder?: number; text?: number; qformer_text?: number };
+  /**
+   * The generating model's config max_position_embeddings (its node's `max_positions`: the learned
+   * table of BERT and OPT, LLaMA's context length; T5 has none). transformers caps its
+   * model-agnostic default length, the prompt + 20 new tokens, at it (explicit lengths are not
+   * capped), and so does the runtime. Absent (artifacts compiled before it): max_positions.decoder.
+   */
+  max_position_embeddings?: number;
   /** Vocabulary sizes of the text encoder (`text`) and the Q-Former (`qformer_text`) that read text: ids beyond them are refused (BLIP5033). */
   vocab_sizes?: { text?: number; qformer_text?: number };
   /** Where the VQA question / retrieval text goes: the encoder (encode.onnx / retrieval.onnx input_ids). */
@@ -328,6 +335,7 @@ export const manifestSchema = {
           additionalProperties: false,
           properties: { decoder: { type: 'integer', minimum: 1 }, text: { type: 'integer', minimum: 1 }, qformer_text: { type: 'integer', minimum: 1 } },
         },
+        max_position_embeddings: { type: 'integer', minimum: 1 },
         vocab_sizes: {
           type: 'object',
           additionalProperties: false,

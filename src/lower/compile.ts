@@ -483,6 +483,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     }
 
     const limits = positionLimits(model, nodes, gens);
+    const maxPositionEmbeddings = generatingPositions(nodes, gens);
     const vocabs = textVocabularies(model, nodes, gens);
     // A graph that connects no text input generates from the image alone: the manifest says so and
     // the runtime refuses a prompt rather than feeding it to the decoder anyway.
@@ -490,7 +491,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
     const takesPrompt = model.nodes.some((n) => used.has(n.name) && n.edges.some((e) => textInputs.has(e.from)));
     // an InstructBLIP-style graph whose LLM has no text port: the prompt is the Q-Former's alone
     const llmPrompt = !(family === 'instructblip' && takesPrompt && gens.length && !nodes.get(gens[0]!.args[0]!)!.node.edges.some((e) => textInputs.has(e.from)));
-    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, takesPrompt, llmPrompt, rets, gens, imageSize, limits, vocabs, t0, parameters, prefixLength })), rewrites };
+    return { ...(await writeArtifact(opts, { ckpt, store, graphs, family, decoderFacts, fromEncode, encodeTakesText, takesPrompt, llmPrompt, rets, gens, imageSize, limits, maxPositionEmbeddings, vocabs, t0, parameters, prefixLength })), rewrites };
   } catch (e) {
     // Lowering nodes whose widths disagree can fail in ways of its own; the widths are the cause.
     if (widthProblems.length && !(e instanceof CompileError)) throw new CompileError(widthProblems);
@@ -576,6 +577,8 @@ interface Built {
   gens: IrOutput[];
   imageSize: number;
   limits: NonNullable<Manifest['text']['max_positions']>;
+  /** The generating node's max_positions (manifest text.max_position_embeddings). */
+  maxPositionEmbeddings?: number;
   vocabs: NonNullable<Manifest['text']['vocab_sizes']>;
   t0: number;
   /** Parameter count before --quantize packs weights. */
@@ -602,6 +605,17 @@ function positionLimits(model: IrModel, nodes: Map<string, ResolvedNode>, gens: 
     limits[path] = Math.min(limits[path] ?? Infinity, n);
   }
   return limits;
+}
+
+/**
+ * The generating model's max_position_embeddings: its node's max_positions, a learned table (bert,
+ * opt) or not (llama's rotary positions), at which transformers caps its default length (prompt + 20
+ * new tokens). A kind without one (t5's relative positions) leaves the default uncapped, as
+ * transformers does for a config without the key.
+ */
+function generatingPositions(nodes: Map<string, ResolvedNode>, gens: IrOutput[]): number | undefined {
+  const n = gens.length ? nodes.get(gens[0].args[0])?.attrs.max_positions : undefined;
+  return typeof n === 'number' ? n : undefined;
 }
 
 /**
@@ -698,6 +712,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const text: Manifest['text'] = {
     ...textConventionsFor(x.family, x.ckpt.config, task, genNode, x.prefixLength),
     ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}),
+    ...(x.decoderFacts && x.maxPositionEmbeddings !== undefined ? { max_position_embeddings: x.maxPositionEmbeddings } : {}),
     ...(Object.keys(x.vocabs).length ? { vocab_sizes: x.vocabs } : {}),
     ...(x.decoderFacts && !x.takesPrompt ? { takes_prompt: false as const } : {}),
     ...(x.decoderFacts && !x.llmPrompt ? { llm_prompt: false as const } : {}),

@@ -4,7 +4,7 @@
     cd /work/main && ../shared/oracle/py test/oracle/make_fixtures.py --only tokenizers images
     cd /work/main && ../shared/oracle/py test/oracle/make_fixtures.py --only blip-caption-a
 
-Names: "tokenizers", "images", "config-defaults", "blip" (all BLIP fixtures), "blip2", "instructblip", "untied", or a single fixture
+Names: "tokenizers", "images", "config-defaults", "blip" (all BLIP fixtures), "blip2", "instructblip", "untied", "position-cap", or a single fixture
 directory name (e.g. blip-caption-a, blip2-opt-a). Fixtures depend on the tokenizers and images, so
 build those first on a fresh checkout.
 """
@@ -29,6 +29,7 @@ GROUPS = {
     "blip2": ("blip2", "build", "FIXTURES"),
     "instructblip": ("instructblip", "build", "FIXTURES"),
     "untied": ("untied", "build", None),  # edits blip-caption-a, blip-vqa-a, blip2-t5-a, blip2-opt-a, blip2-llama-a: after those
+    "position-cap": ("position_cap", "build", None),  # edits BLIP, BLIP-2 and InstructBLIP fixtures: after those
 }
 
 
