@@ -24,6 +24,8 @@ const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: st
   { architecture: 'InstructBlipForConditionalGeneration', language: 'llama', graph: 'graphs/instructblip-vicuna.blip' },
 ];
 
+const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 /** config.json's `architectures` as class names: a lone string is the one class it names; undefined when absent, [] when it names none. */
 function architecturesOf(config: JsonObject): string[] | undefined {
   const given = config.architectures;
@@ -101,9 +103,16 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
     const sectionName = node.config ?? kind?.defaultConfig;
     const section = sectionName === undefined ? undefined : sectionName === '' ? effective : effective[sectionName];
     const type = typeof section === 'object' && section !== null && !Array.isArray(section) ? (section as JsonObject).model_type : undefined;
-    if (kind?.modelTypes && typeof type === 'string' && !kind.modelTypes.includes(type)) {
+    // A config: naming another section than the kind's usual one, which the checkpoint has, is the
+    // likelier cause there: the compile says so (BLIP4014, write config: "vision_config").
+    const usual = kind?.defaultConfig;
+    const elsewhere = node.config !== undefined && usual !== undefined && node.config !== usual && isObject(config[usual]);
+    if (kind?.modelTypes && typeof type === 'string' && !kind.modelTypes.includes(type) && !elsewhere) {
       const said = filled.get(sectionName!)?.keys.has('model_type') ? `leaves model_type out, which transformers reads as "${type}"` : `is model_type "${type}"`;
-      others.push(`node "${node.name}" is ${node.kind}, but config.json "${sectionName}" ${said} (the ${node.kind} kind lowers model_type ${kind.modelTypes.map((t) => `"${t}"`).join(', ')} only)`);
+      // the registered kinds that do lower it, by their modelTypes: what to write instead
+      const lowering = Object.values(nodeKinds).filter((k) => k.modelTypes?.includes(type)).map((k) => k.kind);
+      const instead = lowering.length ? `; "${type}" is the ${lowering.join(' or ')} kind's` : '';
+      others.push(`node "${node.name}" is ${node.kind}, but config.json "${sectionName}" ${said} (the ${node.kind} kind lowers model_type ${kind.modelTypes.map((t) => `"${t}"`).join(', ')} only${instead})`);
       loc ??= node.loc;
     }
   }

@@ -28,6 +28,8 @@ export const Vit: NodeKind = {
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
   }),
   defaultConfig: 'vision_config',
+  // BlipVisionConfig's, Blip2VisionConfig's and InstructBlipVisionConfig's (what their to_dict writes)
+  modelTypes: ['blip_vision_model', 'blip_2_vision_model', 'instructblip_vision_model'],
   fromConfig(section) {
     return pick(section, {
       image_size: 'image_size',

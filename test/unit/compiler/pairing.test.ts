@@ -8,6 +8,7 @@ import { pairingProblems, shippedGraphFor } from '../../../src/lower/pairing.js'
 import { compile } from '../../../src/lower/compile.js';
 import { CompileError } from '../../../src/lower/CompileError.js';
 import { Checkpoint } from '../../../src/weights/checkpoint.js';
+import { nodeKinds } from '../../../src/nodes/index.js';
 import { FIXTURES, loadModel, tmp } from './harness.js';
 
 function problems(graph: string, fixture: string) {
@@ -132,6 +133,36 @@ test('a language model type the kind does not lower (mt5) is named as such', () 
   const [p] = pairingProblems(model, new Set(model.nodes.map((n) => n.name)), config, ck.keys(), 'graphs/blip2-t5.blip');
   ck.close();
   assert.match(p.message, /node "llm" is t5, but config\.json "text_config" is model_type "mt5" \(the t5 kind lowers model_type "t5" only\)/);
+  // a model_type another kind lowers is named with that kind
+  const [q] = problems('graphs/blip2-t5.blip', 'blip2-opt-a');
+  assert.match(q.message, /\(the t5 kind lowers model_type "t5" only; "opt" is the opt kind's\)/);
+});
+
+test("a vision section of another model (SigLIP's) under vit is one BLIP4019 line naming the kind that lowers it, not a line per tensor", async () => {
+  const siglipSection = (c: Record<string, any>) => (c.vision_config.model_type = 'siglip_vision_model');
+  const e = await compileError('graphs/blip2-opt.blip', edited('blip2-opt-a', siglipSection));
+  assert.deepEqual(e.problems.map((p) => p.code), ['BLIP4019']);
+  const vit = /node "vision" is vit, but config\.json "vision_config" is model_type "siglip_vision_model" \(the vit kind lowers model_type "blip_vision_model", "blip_2_vision_model", "instructblip_vision_model" only(.*?)\)/;
+  assert.equal(e.problems[0].message.match(vit)?.[1], '', e.problems[0].message);
+  // with a kind registered for it (here a stand-in for the one a contributor adds), that kind is named
+  const { model } = loadModel('graphs/blip2-opt.blip');
+  const ck = Checkpoint.open(join(FIXTURES, 'blip2-opt-a', 'checkpoint'));
+  const [config, keys] = [structuredClone(ck.config) as Record<string, any>, ck.keys()];
+  ck.close();
+  const pairing = (c: Record<string, any>) => pairingProblems(model, new Set(model.nodes.map((n) => n.name)), c, keys, 'graphs/blip2-opt.blip');
+  siglipSection(config);
+  nodeKinds.siglip = { ...nodeKinds.vit, kind: 'siglip', modelTypes: ['siglip_vision_model'] };
+  try {
+    const [p] = pairing(config);
+    assert.equal(p.message.match(vit)?.[1], '; "siglip_vision_model" is the siglip kind\'s', p.message);
+  } finally {
+    delete nodeKinds.siglip;
+  }
+  // BLIP's, BLIP-2's and InstructBLIP's own vision model_types pair with vit (and the shipped pairings above)
+  for (const type of ['blip_vision_model', 'blip_2_vision_model', 'instructblip_vision_model']) {
+    config.vision_config.model_type = type;
+    assert.deepEqual(pairing(config), [], type);
+  }
 });
 
 test('tensors no node owns are grouped by the shortest part of the key no node prefix lies within', async () => {
