@@ -65,6 +65,20 @@ const FAMILY_CLASSES: Record<string, { root: string; sections: Record<string, st
 };
 FAMILY_CLASSES.blip_2 = FAMILY_CLASSES['blip-2'];
 
+/**
+ * The model_types the BLIP families' section classes write (their to_dict), by section. Blip2Config
+ * and the others read a section with their own class whatever model_type it names (vision_config is
+ * Blip2VisionConfig(**section), even one saying "siglip_vision_model"), so these read as the family's
+ * class, as transformers reads them. Any other model_type is another model, which the family's
+ * classes cannot build (Blip2VisionModel has no SigLIP tower): its keys are not Blip2VisionConfig's
+ * to fill, and what it leaves out is the node kind's to say (its lowering.defaults).
+ */
+const FAMILY_SECTION_TYPES: Record<string, readonly string[]> = {
+  vision_config: ['blip_vision_model', 'blip_2_vision_model', 'instructblip_vision_model'],
+  qformer_config: ['blip_2_qformer', 'instructblip_qformer'],
+  text_config: ['blip_text_model'],
+};
+
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** A table entry by a name config.json gives: own keys only ("constructor" is no model_type). */
 const own = <T>(table: Record<string, T>, key: unknown): T | undefined => (typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined);
@@ -87,7 +101,11 @@ export function nullProblems(config: JsonObject): Array<[string, string]> {
   return out;
 }
 
-/** The config class transformers reads a section with ('' is the top level), or undefined for a section it does not know. */
+/**
+ * The config class transformers reads a section with ('' is the top level), or undefined for a
+ * section it does not know, or one of another model (a vision_config of model_type
+ * "siglip_vision_model": FAMILY_SECTION_TYPES).
+ */
 export function configClassOf(config: JsonObject, section: string): string | undefined {
   const family = own(FAMILY_CLASSES, config.model_type);
   if (!family) return undefined;
@@ -98,6 +116,9 @@ export function configClassOf(config: JsonObject, section: string): string | und
     const type = isObject(text) && text.model_type !== undefined ? text.model_type : 'opt';
     return own(LANGUAGE_MODEL_CLASSES, type);
   }
+  const given = config[section];
+  const type = isObject(given) ? given.model_type : undefined;
+  if (typeof type === 'string' && type !== '' && !own(FAMILY_SECTION_TYPES, section)?.includes(type)) return undefined;
   return own(family.sections, section);
 }
 

@@ -48,3 +48,24 @@ test('keys written as null, sections that are not objects and unknown families a
   assert.deepEqual(effectiveConfig(other).config, other);
   assert.equal(effectiveConfig(other).filled.size, 0);
 });
+
+test("a section of another model (model_type not one the BLIP families' classes write) takes no family class's defaults", () => {
+  // Blip2Config builds Blip2VisionConfig(**vision_config) whatever its model_type (transformers 5.12),
+  // but a "siglip_vision_model" section is no model Blip2VisionModel builds: the node kind's defaults apply
+  const siglip = { model_type: 'blip-2', vision_config: { model_type: 'siglip_vision_model', hidden_size: 32 }, qformer_config: { model_type: 'bert' } };
+  assert.equal(configClassOf(siglip, 'vision_config'), undefined);
+  assert.equal(configClassOf(siglip, 'qformer_config'), undefined);
+  const { config, filled } = effectiveConfig(siglip);
+  assert.deepEqual(config.vision_config, siglip.vision_config);
+  assert.equal(filled.has('vision_config'), false);
+  // the Q-Former still reads the vision width, as Blip2Config forces it
+  assert.equal((config.qformer_config as JsonObject).encoder_hidden_size, 32);
+  assert.equal(configClassOf({ model_type: 'blip', text_config: { model_type: 'bert' } }, 'text_config'), undefined);
+  // the families' own model_types (any family's: Blip2Config reads them with its class), none, or '' read as the family's class
+  for (const model_type of ['blip_vision_model', 'blip_2_vision_model', 'instructblip_vision_model', undefined, '']) {
+    assert.equal(configClassOf({ model_type: 'blip-2', vision_config: { model_type } }, 'vision_config'), 'Blip2VisionConfig', String(model_type));
+    assert.equal(configClassOf({ model_type: 'blip', vision_config: { model_type } }, 'vision_config'), 'BlipVisionConfig', String(model_type));
+  }
+  assert.equal(configClassOf({ model_type: 'instructblip', qformer_config: { model_type: 'blip_2_qformer' } }, 'qformer_config'), 'InstructBlipQFormerConfig');
+  assert.equal(configClassOf({ model_type: 'blip', text_config: { model_type: 'blip_text_model' } }, 'text_config'), 'BlipTextConfig');
+});
