@@ -40,6 +40,7 @@ function packed(g: GraphView, mha: Node): { split: Node; x: string; bias: string
 
 export const AttentionBiasFusion: Fusion = {
   name: 'AttentionBias',
+  emits: {}, // edits MultiHeadAttention's inputs in place
   applies: (ft, o) => o.target === 'cpu' && ft === 'float32',
   run(g) {
     let n = 0;

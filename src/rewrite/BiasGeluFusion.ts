@@ -44,6 +44,7 @@ function match(g: GraphView, mul: Node): Match | undefined {
 
 export const BiasGeluFusion: Fusion = {
   name: 'BiasGelu',
+  emits: { [`${MS}.BiasGelu`]: 'inputs', [`${MS}.Gelu`]: 'inputs' },
   applies: (ft, o) => o.target !== 'plain' && !(o.target === 'cpu' && ft === 'float16'), // CPU kernels: float only
   run(g) {
     let n = 0;

@@ -14,6 +14,7 @@ import { FLOAT16, type Fusion } from './graph.js';
 
 export const Float16LayerNormFusion: Fusion = {
   name: 'Float16LayerNormalization',
+  emits: {}, // a standard (float16) LayerNormalization
   applies: (ft, o) => (o.target === 'cuda' || o.target === 'webgpu') && ft === 'float16',
   run(g) {
     let n = 0;

@@ -150,6 +150,7 @@ function match(g: GraphView, sm: Node): Match | undefined {
 
 export const GroupQueryAttentionFusion: Fusion = {
   name: 'GroupQueryAttention',
+  emits: { [`${MS}.GroupQueryAttention`]: 'input0' },
   applies: (ft, o) => o.target === 'cpu' && ft === 'float32',
   run(g) {
     let n = 0;

@@ -130,6 +130,7 @@ function quantizedWeights(g: GraphView, key: string, K: number, N: number, kn: b
 
 export const MatMulNBitsFusion: Fusion = {
   name: 'MatMulNBits',
+  emits: { [`${MS}.MatMulNBits`]: 'input0' },
   applies: (_ft, o) => !!o.quantize,
   run(g, opts) {
     const o = { quantize: opts.quantize! };

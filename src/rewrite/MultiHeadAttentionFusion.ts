@@ -96,6 +96,7 @@ function match(g: GraphView, sm: Node): Match | undefined {
 
 export const MultiHeadAttentionFusion: Fusion = {
   name: 'MultiHeadAttention',
+  emits: { [`${MS}.MultiHeadAttention`]: 'input0' },
   applies: (ft, o) => o.target !== 'plain' && ft === 'float32',
   run(g) {
     let n = 0;

@@ -42,6 +42,7 @@ function transposedForConv(g: GraphView, key: string, K: number, N: number): str
 
 export const PointwiseConvFusion: Fusion = {
   name: 'PointwiseConv',
+  emits: {}, // standard Reshape, Transpose and Conv
   applies: (ft, o) => o.target === 'cpu' && ft === 'float32' && !o.quantize,
   run(g) {
     if (g.b.name !== 'decoder') return 0;

@@ -50,6 +50,7 @@ function projection(g: GraphView, v: string | undefined | null, reader: Node): P
 
 export const QkvPackFusion: Fusion = {
   name: 'QkvPack',
+  emits: {}, // a standard MatMul and Split
   applies: (ft, o) => o.target === 'cpu' && ft === 'float32',
   run(g) {
     let n = 0;

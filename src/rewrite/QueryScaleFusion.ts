@@ -11,6 +11,7 @@ import { MS, type Fusion } from './graph.js';
 
 export const QueryScaleFusion: Fusion = {
   name: 'QueryScale',
+  emits: {}, // edits MultiHeadAttention's scale and query in place
   applies: (ft, o) => o.target === 'cpu' && ft === 'float32',
   run(g) {
     let n = 0;

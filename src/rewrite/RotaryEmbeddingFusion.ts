@@ -68,6 +68,7 @@ function match(g: GraphView, add: Node): Match | undefined {
 
 export const RotaryEmbeddingFusion: Fusion = {
   name: 'RotaryEmbedding',
+  emits: { [`${MS}.RotaryEmbedding`]: 'input0' },
   applies: (ft, o) => o.target !== 'plain' && ft === 'float32',
   run(g) {
     let n = 0;

@@ -59,6 +59,7 @@ function match(g: GraphView, mul: Node): Match | undefined {
 
 export const SimplifiedLayerNormFusion: Fusion = {
   name: 'SimplifiedLayerNormalization',
+  emits: { SimplifiedLayerNormalization: 'inputs', [`${MS}.SkipSimplifiedLayerNormalization`]: 'inputs' },
   applies: (ft, o) => o.target !== 'plain' && (ft === 'float32' || o.target === 'cuda' || o.target === 'webgpu'),
   run(g) {
     let n = 0;

@@ -19,6 +19,7 @@ import { MS, type Fusion, type GraphView, type Node } from './graph.js';
 
 export const SkipLayerNormFusion: Fusion = {
   name: 'SkipLayerNormalization',
+  emits: { [`${MS}.SkipLayerNormalization`]: 'inputs' },
   applies: (_ft, o) => o.target === 'cuda' || o.target === 'webgpu',
   run(g) {
     let n = 0;

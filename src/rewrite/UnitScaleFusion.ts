@@ -35,6 +35,7 @@ function scaled(g: GraphView, key: string, s: number, count?: number): string {
 
 export const UnitScaleFusion: Fusion = {
   name: 'UnitScale',
+  emits: {}, // edits MultiHeadAttention's scale and weights in place
   applies: (ft, o) => o.target === 'cpu' && ft === 'float32',
   run(g) {
     let n = 0;

@@ -21,9 +21,23 @@ export interface RewriteOptions {
   quantize?: 'int8' | 'int4';
 }
 
+/**
+ * How the element type of a fused operator's outputs follows from its inputs (GraphView.elemType):
+ * `input0`, input 0's (its other inputs have other types: masks, positions, packed weights);
+ * `inputs`, the one type its inputs share (the first input whose type shows).
+ */
+export type OutputType = 'input0' | 'inputs';
+
 /** One fusion: finds its pattern in a graph and rewrites every occurrence; returns how many. */
 export interface Fusion {
   name: string;
+  /**
+   * The operators it writes that are not standard ONNX, by their opKey (`com.microsoft.BiasGelu`;
+   * a bare name for one onnxruntime registers in the ai.onnx domain), with their outputs' element
+   * type, so that the fusions after it see through them (GraphView.elemType); src/rewrite/providerGaps.ts
+   * and docs/performance.md's table are checked against them. Standard ops it writes are not listed.
+   */
+  emits: Readonly<Record<string, OutputType>>;
   /** Whether it applies to graphs of this float type for these options (kernels exist there). */
   applies(floatType: 'float32' | 'float16', opts: RewriteOptions): boolean;
   run(g: GraphView, opts: RewriteOptions): number;
@@ -34,8 +48,15 @@ export class GraphView {
   private cons = new Map<string, Node[]>();
   private outs = new Set<string>();
   private consts = new Map<string, onnxProto.onnx.ITensorProto>();
+  /** The output types of the fused operators that `fusions` emit, and of the standard ops modelled. */
+  private outputTypes: Map<string, OutputType>;
 
-  constructor(readonly b: GraphBuilder) {
+  /** `fusions`: those whose operators the graph may hold (their `emits`). */
+  constructor(
+    readonly b: GraphBuilder,
+    fusions: readonly Fusion[] = [],
+  ) {
+    this.outputTypes = new Map([...STANDARD_OUTPUT_TYPES, ...fusions.flatMap((f) => Object.entries(f.emits))]);
     this.reindex();
   }
 
@@ -113,7 +134,8 @@ export class GraphView {
   /**
    * The ONNX element type of a value where the graph shows it: a weight's stored type, a graph
    * input's declared one, a Cast's `to`, or, through ops whose output has their data input's type
-   * (elementwise arithmetic, MatMul, reshapes, norms), that input's. Undefined when not evident.
+   * (elementwise arithmetic, MatMul, reshapes, norms, and the fused operators as their fusions
+   * declare them), that input's. Undefined when not evident.
    */
   elemType(name: string | undefined | null, depth = 0): number | undefined {
     if (!name || depth > 64) return undefined;
@@ -128,9 +150,10 @@ export class GraphView {
     const op = opKey(p);
     if (op === 'Cast') return this.attrInt(p, 'to');
     if (op === 'Where') return this.elemType(p.input![1], depth + 1) ?? this.elemType(p.input![2], depth + 1);
-    if (!SAME_AS_DATA.has(op)) return undefined;
+    const rule = this.outputTypes.get(op);
+    if (!rule) return undefined;
     // the first input whose type shows (a scalar constant operand has the same type anyway)
-    for (const i of DATA_FIRST.has(op) ? [p.input![0]] : p.input!) {
+    for (const i of rule === 'input0' ? [p.input![0]] : p.input!) {
       const t = this.elemType(i, depth + 1);
       if (t !== undefined) return t;
     }
@@ -245,9 +268,11 @@ export const MS = 'com.microsoft';
 export const FLOAT = onnx.TensorProto.DataType.FLOAT;
 export const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
 
-/** Ops whose output has their data input's element type (GraphView.elemType), and those whose data is input 0 alone. */
-const DATA_FIRST = new Set(['Gather', 'Reshape', 'Slice', 'Expand', 'Squeeze', 'Unsqueeze']);
-const SAME_AS_DATA = new Set([...DATA_FIRST, 'Add', 'Sub', 'Mul', 'Div', 'MatMul', 'Transpose', 'Concat', 'Split', 'Softmax', 'LayerNormalization', `${MS}.SkipLayerNormalization`, `${MS}.BiasGelu`, `${MS}.Gelu`]);
+/** Standard ops whose output has their data input's element type (GraphView.elemType); fused ones are their fusions' `emits`. */
+const STANDARD_OUTPUT_TYPES: ReadonlyMap<string, OutputType> = new Map([
+  ...['Gather', 'Reshape', 'Slice', 'Expand', 'Squeeze', 'Unsqueeze'].map((op) => [op, 'input0'] as const),
+  ...['Add', 'Sub', 'Mul', 'Div', 'MatMul', 'Transpose', 'Concat', 'Split', 'Softmax', 'LayerNormalization'].map((op) => [op, 'inputs'] as const),
+]);
 
 /** Is `x` within float16 rounding of `want`? (scalars of float16 graphs) */
 export function near(x: number | undefined, want: number): boolean {

@@ -20,7 +20,7 @@ import { QkvPackFusion } from './QkvPackFusion.js';
 import { PointwiseConvFusion } from './PointwiseConvFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
-export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
+export { TARGETS, type Target, type RewriteOptions, type Fusion, type OutputType } from './graph.js';
 
 // Activations, norms and rotary positions first (the attention fusions read the rotated projections).
 // Float16LayerNormFusion before SkipLayerNormFusion: it gives float16 graphs the LayerNormalization that one folds adds into.
@@ -53,7 +53,7 @@ export function rewriteGraph(b: GraphBuilder, opts: RewriteOptions, through?: st
   if (!TARGETS.includes(opts.target)) throw new Error(`unknown target ${opts.target}`);
   const report: RewriteReport = {};
   const passes = [...PIPELINES[opts.target], ...(opts.quantize ? [MatMulNBitsFusion] : [])];
-  const g = new GraphView(b);
+  const g = new GraphView(b, passes);
   for (const f of passes) {
     if (!f.applies(b.floatType, opts)) continue;
     const n = f.run(g, opts);

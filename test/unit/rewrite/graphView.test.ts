@@ -2,7 +2,7 @@
 // rely on it to tell a float16 value from a float32 one).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GraphView } from '../../../src/rewrite/graph.js';
+import { GraphView, type Fusion } from '../../../src/rewrite/graph.js';
 import { build } from './harness.js';
 
 const FLOAT = 1;
@@ -34,4 +34,22 @@ test('elemType: weights, inputs, Casts, and through arithmetic, products and res
   assert.equal(g.elemType(names.back), FLOAT);
   assert.equal(g.elemType(names.odd), undefined, 'an op it does not model');
   assert.equal(g.elemType('no such value'), undefined);
+});
+
+test("elemType sees through a fused operator as the fusion that emits it declares (`emits`), graph.ts naming none", () => {
+  const names: Record<string, string> = {};
+  const b = build((b) => {
+    const x16 = b.cast(b.input('x', 'float32', ['B', 4]), 'float16', 'x16');
+    const unknown = b.op('Erf', [x16], {}, { name: 'erf' }); // an op elemType does not model
+    const fast = b.op('FastGelu', [unknown, x16], {}, { name: 'fast', domain: 'com.microsoft' });
+    const rope = b.op('Rope', [unknown, x16], {}, { name: 'rope', domain: 'com.microsoft' });
+    Object.assign(names, { fast: fast.name, rope: rope.name });
+    b.output(b.cast(fast, 'float32', 'fast32'), 'y', 'float32');
+    b.output(b.cast(rope, 'float32', 'rope32'), 'z', 'float32');
+  }, 'float16');
+  const fusion: Fusion = { name: 'Test', emits: { 'com.microsoft.FastGelu': 'inputs', 'com.microsoft.Rope': 'input0' }, applies: () => true, run: () => 0 };
+  assert.equal(new GraphView(b).elemType(names.fast), undefined, 'an operator no fusion of the view declares');
+  const g = new GraphView(b, [fusion]);
+  assert.equal(g.elemType(names.fast), FLOAT16, "'inputs': the first input whose type shows");
+  assert.equal(g.elemType(names.rope), undefined, "'input0': input 0's type alone");
 });
