@@ -42,15 +42,20 @@ export const PIPELINES: Record<Target, Fusion[]> = {
   webgpu: [...BEFORE_ATTENTION],
 };
 
+/** Every fusion a rewrite can run: the pipelines' and `--quantize`'s. */
+export const FUSIONS: readonly Fusion[] = [...new Set([...Object.values(PIPELINES).flat(), MatMulNBitsFusion])];
+
 /** Fusions that ran on one graph, by name, with their counts. */
 export type RewriteReport = Record<string, number>;
 
 /**
  * Rewrite one graph in place for `opts`; returns how often each fusion fired. `through` stops the
- * pipeline after the fusion of that name (to look at, or test, one fusion with what precedes it).
+ * pipeline after the fusion of that name (to look at, or test, one fusion with what precedes it,
+ * unchanged by fusions added after it); where the target's pipeline lacks it, the whole pipeline runs.
  */
 export function rewriteGraph(b: GraphBuilder, opts: RewriteOptions, through?: string): RewriteReport {
   if (!TARGETS.includes(opts.target)) throw new Error(`unknown target ${opts.target}`);
+  if (through !== undefined && !FUSIONS.some((f) => f.name === through)) throw new Error(`unknown fusion ${through} (expected one of ${FUSIONS.map((f) => f.name).join(', ')})`);
   const report: RewriteReport = {};
   const passes = [...PIPELINES[opts.target], ...(opts.quantize ? [MatMulNBitsFusion] : [])];
   const g = new GraphView(b, passes);

@@ -22,7 +22,7 @@ test('decoder step: the self-attention q/k/v biases and the cross-attention quer
       [0, 1, 1, 1],
     ]),
   ];
-  const c = await compare(decoderStep, feeds, { target: 'cpu' }, 'float32', 'AttentionBias');
+  const c = await compare(decoderStep, feeds, { through: 'AttentionBias' });
   assert.equal(c.report.AttentionBias, 2);
   assert.equal(c.after[MHA], 2);
   const onCuda = build(decoderStep); // the same pipeline without this fusion
@@ -46,7 +46,7 @@ test('decoder step: the self-attention q/k/v biases and the cross-attention quer
 });
 
 test('ViT: the packed projection’s bias becomes the bias input as it is, the Split reads the MatMul', async () => {
-  const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }], { target: 'cpu' }, 'float32', 'AttentionBias');
+  const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }], { through: 'AttentionBias' });
   assert.equal(c.report.AttentionBias, 1);
   assert.equal(c.after.Add, undefined);
   assertClose(c);
@@ -58,7 +58,7 @@ test('ViT: the packed projection’s bias becomes the bias input as it is, the S
 });
 
 test('OPT: with its query scale moved into the kernel (QueryScaleFusion), all three biases move', async () => {
-  const c = await compare(optSelf(), [{ x: tensor([2, 3, W], 4) }], { target: 'cpu' }, 'float32', 'AttentionBias');
+  const c = await compare(optSelf(), [{ x: tensor([2, 3, W], 4) }], { through: 'AttentionBias' });
   assert.deepEqual(c.report, { MultiHeadAttention: 1, QueryScale: 1, AttentionBias: 1 });
   assert.equal(c.after.Add, undefined);
   assertClose(c);

@@ -10,7 +10,8 @@ import { assertClose, compare, tensor, type Build } from './harness.js';
 
 const W = 16;
 const SLN = 'com.microsoft.SkipLayerNormalization';
-const WEBGPU = { target: 'webgpu' } as const;
+const F16LN = 'Float16LayerNormalization';
+const WEBGPU = { target: 'webgpu', through: F16LN } as const;
 /** One float16 ulp at 2, the largest magnitude the normalised outputs reach here. */
 const HALF_ULP = 2 ** -9;
 
@@ -26,7 +27,7 @@ const lone: Build = (b, w) => {
 };
 
 test('float16: Cast → LayerNormalization → Cast becomes one float16 LayerNormalization (its weight casts gone)', async () => {
-  const c = await compare(lone, [{ x: tensor([2, 3, W], 1) }], WEBGPU, 'float16');
+  const c = await compare(lone, [{ x: tensor([2, 3, W], 1) }], { ...WEBGPU, floatType: 'float16' });
   assert.equal(c.report.Float16LayerNormalization, 1);
   assert.equal(c.after.LayerNormalization, 1);
   assert.equal(c.before.Cast, 6);
@@ -44,7 +45,7 @@ test('float16 pre-norm block: the residual add and the dense bias join it in Ski
     b.output(b.cast(out, 'float32', 'y32'), 'y', 'float32');
   };
   for (const target of ['webgpu', 'cuda'] as const) {
-    const c = await compare(pre, [{ x: tensor([1, 4, W], 3), m: tensor([1, 4, W], 4) }], { target }, 'float16');
+    const c = await compare(pre, [{ x: tensor([1, 4, W], 3), m: tensor([1, 4, W], 4) }], { target, floatType: 'float16', through: 'SkipLayerNormalization' });
     assert.equal(c.after[SLN], 1, `${target}: ${JSON.stringify(c.report)} ${JSON.stringify(c.after)}`);
     assert.equal(c.after.LayerNormalization, undefined, target);
     assert.equal(c.after.Add, 2, `${target}: the later bias and residual adds stay`);
@@ -54,10 +55,10 @@ test('float16 pre-norm block: the residual add and the dense bias join it in Ski
 });
 
 test('left alone: float32 graphs, the cpu and plain targets, a norm whose float32 output is read elsewhere', async () => {
-  const f32 = await compare(lone, [{ x: tensor([2, 3, W], 1) }], WEBGPU, 'float32');
+  const f32 = await compare(lone, [{ x: tensor([2, 3, W], 1) }], WEBGPU);
   assert.equal(f32.report.Float16LayerNormalization, undefined);
   for (const target of ['cpu', 'plain'] as const) {
-    const c = await compare(lone, [{ x: tensor([2, 3, W], 1) }], { target }, 'float16');
+    const c = await compare(lone, [{ x: tensor([2, 3, W], 1) }], { target, floatType: 'float16', through: F16LN });
     assert.deepEqual(c.after, c.before, target);
   }
   const shared: Build = (b, w) => {
@@ -66,6 +67,6 @@ test('left alone: float32 graphs, the cpu and plain targets, a norm whose float3
     b.output(b.cast(b.cast(y, 'float16', 'y16'), 'float32', 'y32'), 'y', 'float32');
     b.output(y, 'y_float', 'float32');
   };
-  const c = await compare(shared, [{ x: tensor([2, W], 2) }], WEBGPU, 'float16');
+  const c = await compare(shared, [{ x: tensor([2, W], 2) }], { ...WEBGPU, floatType: 'float16' });
   assert.equal(c.report.Float16LayerNormalization, undefined);
 });

@@ -13,9 +13,11 @@ import { compileFixture, tmp } from '../compiler/harness.js';
 
 const GQA = 'com.microsoft.GroupQueryAttention';
 const MHA = 'com.microsoft.MultiHeadAttention';
+/** Through MultiHeadAttention, which comes after it: GroupQueryAttention takes LLaMA's attention first. */
+const THROUGH = 'MultiHeadAttention';
 
 test('grouped heads (6 query, 2 key/value): cached causal self-attention -> GroupQueryAttention, equal on every row of left-padded batches', async () => {
-  const c = await compare(llamaStep(6, 2, 8), steps(6, 2, 8));
+  const c = await compare(llamaStep(6, 2, 8), steps(6, 2, 8), { through: THROUGH });
   assert.equal(c.before[GQA], undefined);
   assert.equal(c.before.Softmax, 1);
   assert.equal(c.after[GQA], 1);
@@ -27,7 +29,7 @@ test('grouped heads (6 query, 2 key/value): cached causal self-attention -> Grou
 });
 
 test('equal heads (a LLaMA without grouping) also becomes GroupQueryAttention on the CPU target', async () => {
-  const c = await compare(llamaStep(4, 4, 8), steps(4, 4, 8));
+  const c = await compare(llamaStep(4, 4, 8), steps(4, 4, 8), { through: THROUGH });
   assert.equal(c.after[GQA], 1);
   assert.equal(c.after[MHA], undefined);
   assert.equal(c.after.Softmax, undefined);
@@ -36,18 +38,18 @@ test('equal heads (a LLaMA without grouping) also becomes GroupQueryAttention on
 
 test('cuda and webgpu targets: no GroupQueryAttention (grouped stays decomposed, equal heads is MultiHeadAttention on cuda)', async () => {
   for (const target of ['cuda', 'webgpu'] as const) {
-    const grouped = await compare(llamaStep(6, 2, 8), steps(6, 2, 8).slice(0, 1), { target });
+    const grouped = await compare(llamaStep(6, 2, 8), steps(6, 2, 8).slice(0, 1), { target, through: THROUGH });
     assert.equal(grouped.after[GQA], undefined, target);
     assert.equal(grouped.after.Softmax, 1, target);
     assertClose(grouped, 2e-5);
-    const equal = await compare(llamaStep(4, 4, 8), steps(4, 4, 8).slice(0, 1), { target });
+    const equal = await compare(llamaStep(4, 4, 8), steps(4, 4, 8).slice(0, 1), { target, through: THROUGH });
     assert.equal(equal.after[GQA], undefined, target);
     assert.equal(equal.after[MHA], target === 'cuda' ? 1 : undefined, target); // webgpu: attention stays decomposed
   }
 });
 
 test('head size not a multiple of 8 (the CPU kernel refuses it) is not fused; nor are float16 graphs', async () => {
-  const narrow = await compare(llamaStep(4, 2, 4), steps(4, 2, 4).slice(0, 1));
+  const narrow = await compare(llamaStep(4, 2, 4), steps(4, 2, 4).slice(0, 1), { through: THROUGH });
   assert.equal(narrow.after[GQA], undefined);
   assert.equal(narrow.after.Softmax, 1);
   assertClose(narrow, 2e-5);

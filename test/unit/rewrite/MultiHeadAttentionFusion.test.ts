@@ -7,8 +7,10 @@ import { attend, f32, mergeHeads, paddingBias, splitHeads } from '../../../src/l
 import { assertClose, compare, ints, tensor, type Build } from './harness.js';
 import { D, MHA, N, W, decoderStep, decoderStepFeeds as step, vitSelf } from './attentionGraphs.js';
 
+const THROUGH = { through: 'MultiHeadAttention' };
+
 test('ViT self-attention (packed q/k/v, scale) -> MultiHeadAttention with 3-D q, k, v', async () => {
-  const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }, { x: tensor([1, 3, W], 2) }]);
+  const c = await compare(vitSelf, [{ x: tensor([2, 5, W], 1) }, { x: tensor([1, 3, W], 2) }], THROUGH);
   assert.equal(c.before[MHA], undefined);
   assert.equal(c.before.Softmax, 1);
   assert.equal(c.after[MHA], 1);
@@ -25,7 +27,7 @@ const bertPadded: Build = (b, w) => {
 };
 
 test('padded self-attention: the padding bias becomes key_padding_mask with transformers’ mask value', async () => {
-  const c = await compare(bertPadded, [{ x: tensor([2, 4, W], 3), mask: ints([[1, 1, 1, 1], [1, 1, 0, 0]]) }]);
+  const c = await compare(bertPadded, [{ x: tensor([2, 4, W], 3), mask: ints([[1, 1, 1, 1], [1, 1, 0, 0]]) }], THROUGH);
   assert.equal(c.after[MHA], 1);
   assert.equal(c.after.Where, undefined, 'the additive bias is no longer built');
   assert.equal(c.after.Cast, 1, 'one int64 -> int32 cast of the mask');
@@ -43,7 +45,7 @@ test('decoder step: cached self-attention (past -> present, causal) and BNSH cro
       [0, 1, 1, 1],
     ]), // one token over a 3-token cache
     step(1, 2, 4, 7, 30, [[1, 1, 1, 1, 1, 1]]),
-  ]);
+  ], THROUGH);
   assert.equal(c.before.Softmax, 2);
   assert.equal(c.after[MHA], 2);
   assert.equal(c.after.Softmax, undefined);
@@ -60,7 +62,7 @@ test('grouped-query attention and float16 graphs are left decomposed', async () 
     const v = splitHeads(b, b.linear(x, w('v', [W, W / 2])), N / 2, D, 'v');
     b.output(mergeHeads(b, attend(b, q, k, v, { scale: D ** -0.5, groups: { heads: N, kvHeads: N / 2 } }), W, 'ctx'), 'y', 'float32');
   };
-  const c = await compare(grouped, [{ x: tensor([1, 3, W], 5) }]);
+  const c = await compare(grouped, [{ x: tensor([1, 3, W], 5) }], THROUGH);
   assert.equal(c.after[MHA], undefined);
   assert.equal(c.after.Softmax, 1);
   assertClose(c, 0);
@@ -70,7 +72,7 @@ test('grouped-query attention and float16 graphs are left decomposed', async () 
     const h = (r: string) => splitHeads(b, b.linear(x, w(r, [W, W])), N, D, `${r}_h`);
     b.output(b.cast(mergeHeads(b, attend(b, h('q'), h('k'), h('v'), { scale: D ** -0.5 }), W, 'ctx'), 'float32', 'y32'), 'y', 'float32');
   };
-  const h = await compare(half, [{ x: tensor([1, 3, W], 6) }], { target: 'cpu' }, 'float16');
+  const h = await compare(half, [{ x: tensor([1, 3, W], 6) }], { ...THROUGH, floatType: 'float16' });
   assert.equal(h.after[MHA], undefined);
 });
 
@@ -81,7 +83,7 @@ test('an unknown additive bias (T5 relative positions, per head) is attention_bi
     const h = (r: string) => splitHeads(b, b.linear(x, w(r, [W, W])), N, D, `${r}_h`);
     b.output(mergeHeads(b, attend(b, h('q'), h('k'), h('v'), { bias }), W, 'ctx'), 'y', 'float32');
   };
-  const c = await compare(t5, [{ x: tensor([2, 3, W], 7), pos_bias: tensor([1, N, 3, 3], 8, 3) }]);
+  const c = await compare(t5, [{ x: tensor([2, 3, W], 7), pos_bias: tensor([1, N, 3, 3], 8, 3) }], THROUGH);
   assert.equal(c.after[MHA], 1);
   assertClose(c);
 });
@@ -90,7 +92,7 @@ test('the fused graph declares the com.microsoft opset and also runs with ORT’
   const { build, open } = await import('./harness.js');
   const { rewriteGraph } = await import('../../../src/rewrite/index.js');
   const b = build(vitSelf);
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, THROUGH.through);
   const { session, dispose } = await open(b, 'all');
   try {
     const y = (await session.run({ x: tensor([1, 2, W], 9) })).y as ort.Tensor;

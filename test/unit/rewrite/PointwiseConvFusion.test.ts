@@ -22,7 +22,7 @@ const mlp: Build = (b, w) => {
 const mlpFeeds = [{ x: tensor([2, 3, 32], 1) }, { x: tensor([8, 1, 32], 2) }, { x: tensor([1, 40, 32], 3) }];
 
 test('decoder graph: products with a weight become Convs, their bias Adds folded; outputs equal', async () => {
-  const c = await compare(mlp, mlpFeeds, { target: 'cpu' }, 'float32', undefined, 'decoder');
+  const c = await compare(mlp, mlpFeeds, { through: 'PointwiseConv', graphName: 'decoder' });
   assert.equal(c.report.PointwiseConv, 2, 'fc1 and fc2; not the 20-wide one, not the shared weight');
   assert.equal(c.before.MatMul, 5);
   assert.equal(c.after.MatMul, 3);
@@ -30,7 +30,7 @@ test('decoder graph: products with a weight become Convs, their bias Adds folded
   assert.equal(c.before.Add - c.after.Add, 2, 'both bias Adds are the Convs’ bias inputs');
   assertClose(c, 2e-6);
   const b = build(mlp, 'float32', undefined, 'decoder');
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, 'PointwiseConv');
   const g = new GraphView(b);
   for (const conv of b.nodes.filter((n) => n.opType === 'Conv')) {
     const [K, N] = [g.dims(conv.input![1]!)![1], g.dims(conv.input![1]!)![0]];
@@ -43,7 +43,7 @@ test('decoder graph: products with a weight become Convs, their bias Adds folded
 test('with onnxruntime’s optimizations on (its NCHWc pass) the outputs stay those of the MatMul graph', async () => {
   const plain = build(mlp, 'float32', undefined, 'decoder');
   const fused = build(mlp, 'float32', undefined, 'decoder');
-  rewriteGraph(fused, { target: 'cpu' });
+  rewriteGraph(fused, { target: 'cpu' }, 'PointwiseConv');
   const [a, b] = [await open(plain), await open(fused, 'all')];
   try {
     for (const f of mlpFeeds) {
@@ -71,7 +71,7 @@ test('a decoder step: the packed q/k/v and the cross query become Convs after th
       [0, 1, 1, 1],
     ]),
   ];
-  const c = await compare(decoderStep, feeds, { target: 'cpu' }, 'float32', undefined, 'decoder');
+  const c = await compare(decoderStep, feeds, { through: 'PointwiseConv', graphName: 'decoder' });
   assert.equal(c.report.PointwiseConv, 2);
   assert.equal(c.after.MatMul, undefined);
   assert.equal(c.after['com.microsoft.MultiHeadAttention'], 2);

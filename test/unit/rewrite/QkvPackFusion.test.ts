@@ -9,6 +9,8 @@ import { assertClose, build, compare, tensor, type Build } from './harness.js';
 import { BLOCK_SIZE, dequantizeBlockwise, quantizeBlockwise } from '../../../src/rewrite/MatMulNBitsFusion.js';
 import { D, MHA, N, W, decoderStep, decoderStepFeeds as step, llamaStep, llamaSteps, optSelf } from './attentionGraphs.js';
 
+const THROUGH = { through: 'QkvPack' };
+
 const elements = (b: ReturnType<typeof build>) => [...b.weightNames].reduce((n, k) => n + b.weights.spec(k)!.dims.reduce((x, y) => x * y, 1), 0);
 
 /** The packed MatMuls of a rewritten graph: their weights' shapes. */
@@ -28,13 +30,13 @@ test('decoder step: the self-attention q, k, v (one input) packed, the cross-att
       [0, 1, 1, 1],
     ]),
   ];
-  const c = await compare(decoderStep, feeds);
+  const c = await compare(decoderStep, feeds, THROUGH);
   assert.equal(c.report.QkvPack, 1);
   assert.equal(c.after.MatMul, 2, 'the packed projection and the cross-attention query');
   assert.equal(c.after.Split, 1);
   assertClose(c, 2e-6);
   const b = build(decoderStep);
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, THROUGH.through);
   assert.deepEqual(packed(b), [[W, 3 * W]]);
   const unpacked = build(decoderStep);
   rewriteGraph(unpacked, { target: 'cpu' }, 'UnitScale');
@@ -48,12 +50,12 @@ test('the packed weight is each part row by row: [Wq | Wk | Wv]', async () => {
   const mha = parts.nodes.find((n) => n.opType === 'MultiHeadAttention')!;
   const ws = await Promise.all([0, 1, 2].map(async (i) => (await parts.weights.spec(g.producer(mha.input![i], 'MatMul')!.input![1]!)!.produce()) as Float32Array));
   const b = build(optSelf());
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, THROUGH.through);
   const v = new GraphView(b);
   const mm = b.nodes.find((n) => n.opType === 'MatMul' && v.consumers(n.output![0]!).some((c) => c.opType === 'Split'))!;
   const p = (await b.weights.spec(mm.input![1]!)!.produce()) as Float32Array;
   for (let r = 0; r < W; r++) for (let j = 0; j < 3; j++) assert.deepEqual(p.subarray(r * 3 * W + j * W, r * 3 * W + (j + 1) * W), ws[j].subarray(r * W, (r + 1) * W), `row ${r} part ${j}`);
-  const c = await compare(optSelf(), [{ x: tensor([2, 4, W], 13) }]);
+  const c = await compare(optSelf(), [{ x: tensor([2, 4, W], 13) }], THROUGH);
   assert.equal(c.report.QkvPack, 1);
   assertClose(c, 2e-6);
 });
@@ -67,22 +69,22 @@ const crossFromImage: Build = (b, w) => {
 };
 
 test('cross-attention with key and value from one input: those two are packed', async () => {
-  const c = await compare(crossFromImage, [{ x: tensor([2, 3, W], 14), img: tensor([2, 7, 2 * W], 15) }]);
+  const c = await compare(crossFromImage, [{ x: tensor([2, 3, W], 14), img: tensor([2, 7, 2 * W], 15) }], THROUGH);
   assert.equal(c.report.MultiHeadAttention, 1);
   assert.equal(c.report.QkvPack, 1);
   assertClose(c, 2e-6);
   const b = build(crossFromImage);
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, THROUGH.through);
   assert.deepEqual(packed(b), [[2 * W, 2 * W]]);
 });
 
 test('LLaMA (GroupQueryAttention, rotary q and k, 6 query and 2 key/value heads): packed through the RotaryEmbeddings, outputs equal', async () => {
-  const c = await compare(llamaStep(6, 2, 8), llamaSteps(6, 2, 8));
+  const c = await compare(llamaStep(6, 2, 8), llamaSteps(6, 2, 8), THROUGH);
   assert.equal(c.report.GroupQueryAttention, 1);
   assert.equal(c.report.QkvPack, 1);
   assertClose(c, 2e-5);
   const b = build(llamaStep(6, 2, 8));
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, THROUGH.through);
   assert.deepEqual(packed(b), [[48, 48 + 16 + 16]]);
   const split = b.nodes.find((n) => n.opType === 'Split')!;
   assert.deepEqual(
@@ -101,11 +103,11 @@ const sharedKey: Build = (b, w) => {
 };
 
 test('a weight read elsewhere too stays out of the pack (it would be stored twice)', async () => {
-  const c = await compare(sharedKey, [{ x: tensor([1, 3, W], 16) }]);
+  const c = await compare(sharedKey, [{ x: tensor([1, 3, W], 16) }], THROUGH);
   assert.equal(c.report.QkvPack, 1);
   assertClose(c, 2e-6);
   const b = build(sharedKey);
-  rewriteGraph(b, { target: 'cpu' });
+  rewriteGraph(b, { target: 'cpu' }, THROUGH.through);
   assert.deepEqual(packed(b), [[W, 2 * W]], 'query and value only');
 });
 

@@ -17,7 +17,7 @@ const mhaScale = (fn: ReturnType<typeof optSelf>, target: 'cpu' | 'cuda' = 'cpu'
 };
 
 test('OPT query scale D^-½: the Mul goes, the kernel scales by it, outputs equal', async () => {
-  const c = await compare(optSelf(), [{ x: tensor([2, 3, W], 7) }, { x: tensor([1, 5, W], 8) }], { target: 'cpu' }, 'float32', 'QueryScale');
+  const c = await compare(optSelf(), [{ x: tensor([2, 3, W], 7) }, { x: tensor([1, 5, W], 8) }], { through: 'QueryScale' });
   assert.equal(c.report.QueryScale, 1);
   assert.equal(c.before.Mul, 1);
   assert.equal(c.after.Mul, undefined);
@@ -27,14 +27,14 @@ test('OPT query scale D^-½: the Mul goes, the kernel scales by it, outputs equa
 });
 
 test('a factor that is not a power of two: scale multiplied in, outputs equal within rounding', async () => {
-  const c = await compare(optSelf(0.3), [{ x: tensor([2, 4, W], 9) }], { target: 'cpu' }, 'float32', 'QueryScale');
+  const c = await compare(optSelf(0.3), [{ x: tensor([2, 4, W], 9) }], { through: 'QueryScale' });
   assert.equal(c.report.QueryScale, 1);
   assertClose(c, 1e-6);
   assert.equal(mhaScale(optSelf(0.3)).scale, Math.fround(0.3));
 });
 
 test('a scale the scores already had is multiplied, not replaced', async () => {
-  const c = await compare(optSelf(0.3, 0.7), [{ x: tensor([2, 4, W], 10) }], { target: 'cpu' }, 'float32', 'QueryScale');
+  const c = await compare(optSelf(0.3, 0.7), [{ x: tensor([2, 4, W], 10) }], { through: 'QueryScale' });
   assert.equal(c.report.QueryScale, 1);
   assertClose(c, 1e-6);
   assert.equal(mhaScale(optSelf(0.3, 0.7)).scale, Math.fround(Math.fround(0.7) * Math.fround(0.3)));

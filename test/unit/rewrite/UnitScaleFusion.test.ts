@@ -23,7 +23,7 @@ const feeds = [
 const mhas = (b: ReturnType<typeof build>) => b.nodes.filter((n) => n.opType === 'MultiHeadAttention');
 
 test('decoder step (self- and cross-attention, scores / √D): both kernels at scale 1, weights and query biases scaled, outputs equal', async () => {
-  const c = await compare(decoderStep, feeds, { target: 'cpu' }, 'float32', 'UnitScale');
+  const c = await compare(decoderStep, feeds, { through: 'UnitScale' });
   assert.equal(c.report.UnitScale, 2);
   assert.equal(c.after[MHA], 2);
   assertClose(c, 2e-6);
@@ -50,7 +50,7 @@ test('decoder step (self- and cross-attention, scores / √D): both kernels at s
 });
 
 test("OPT's query scale, moved into the kernel by QueryScaleFusion, ends in the weights", async () => {
-  const c = await compare(optSelf(0.3), [{ x: tensor([2, 4, W], 11) }], { target: 'cpu' }, 'float32', 'UnitScale');
+  const c = await compare(optSelf(0.3), [{ x: tensor([2, 4, W], 11) }], { through: 'UnitScale' });
   assert.equal(c.report.QueryScale, 1);
   assert.equal(c.report.UnitScale, 1);
   assert.equal(c.after.Mul, undefined);
@@ -67,7 +67,7 @@ const sharedQuery: Build = (b, w) => {
 };
 
 test('a query weight read elsewhere too is left as it is (a scaled copy would be stored beside it)', async () => {
-  const c = await compare(sharedQuery, [{ x: tensor([1, 3, W], 12) }], { target: 'cpu' }, 'float32', 'UnitScale');
+  const c = await compare(sharedQuery, [{ x: tensor([1, 3, W], 12) }], { through: 'UnitScale' });
   assert.equal(c.report.MultiHeadAttention, 1);
   assert.equal(c.report.UnitScale, undefined);
   assertClose(c, 2e-6);

@@ -56,14 +56,27 @@ export interface Compared {
 }
 
 /**
- * Build the graph twice, rewrite the second for `opts` (up to the fusion `through`), run both on every feed set and return
+ * What a comparison rewrites: the pipeline of `target` (default cpu) through the fusion under test,
+ * so that fusions added after it in PIPELINES (src/rewrite/index.ts) do not change what a test sees.
+ */
+export interface Scope extends Partial<RewriteOptions> {
+  /** The fusion under test (its `name`); the pipeline stops after it. */
+  through: string;
+  floatType?: 'float32' | 'float16';
+  /** The graph's name ('decoder' for the fusions of the graph run once per token). */
+  graphName?: string;
+}
+
+/**
+ * Build the graph twice, rewrite the second for `scope`, run both on every feed set and return
  * the op histograms and the max differences (asserting the outputs' shapes agree).
  */
-export async function compare(fn: Build, feeds: Array<Record<string, ort.Tensor>>, opts: RewriteOptions = { target: 'cpu' }, floatType: 'float32' | 'float16' = 'float32', through?: string, graphName = 'test'): Promise<Compared> {
+export async function compare(fn: Build, feeds: Array<Record<string, ort.Tensor>>, scope: Scope): Promise<Compared> {
+  const { through, floatType = 'float32', graphName = 'test', target = 'cpu', quantize } = scope;
   const plain = build(fn, floatType, undefined, graphName);
   const fused = build(fn, floatType, undefined, graphName);
   const before = opHistogram(fused.nodes);
-  const report = rewriteGraph(fused, opts, through);
+  const report = rewriteGraph(fused, { target, quantize }, through);
   const after = opHistogram(fused.nodes);
   const [a, b] = [await open(plain), await open(fused)];
   const diffs: Record<string, number> = {};

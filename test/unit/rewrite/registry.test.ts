@@ -8,7 +8,9 @@ import { compileFixture, tmp } from '../compiler/harness.js';
 import { readManifest } from '../../../src/artifact/manifest.js';
 import { decodeModel } from '../../../src/lower/emitOnnx.js';
 import { opHistogram } from '../../../src/lower/graphCheck.js';
-import { PIPELINES, TARGETS } from '../../../src/rewrite/index.js';
+import { FUSIONS, PIPELINES, TARGETS, rewriteGraph } from '../../../src/rewrite/index.js';
+import { MatMulNBitsFusion } from '../../../src/rewrite/MatMulNBitsFusion.js';
+import { build } from './harness.js';
 
 const ops = (dir: string, graph: string) => opHistogram(decodeModel(readFileSync(join(dir, `${graph}.onnx`))).graph!.node!);
 const ms = (h: Record<string, number>) => Object.keys(h).filter((k) => k.startsWith('com.microsoft.'));
@@ -19,6 +21,13 @@ test('every target has a pipeline; plain has none', () => {
   for (const t of ['cpu', 'cuda'] as const) assert.ok(PIPELINES[t].some((f) => f.name === 'MultiHeadAttention'), t);
   // onnxruntime 1.30's WebGPU MultiHeadAttention is wrong from 32 keys on (docs/webgpu.md): attention stays decomposed there
   assert.ok(!PIPELINES.webgpu.some((f) => f.name === 'MultiHeadAttention'));
+});
+
+test('FUSIONS is every fusion a rewrite runs; `through` must name one (a misspelt name would run the whole pipeline)', () => {
+  assert.deepEqual(new Set(FUSIONS), new Set([...Object.values(PIPELINES).flat(), MatMulNBitsFusion]));
+  const lone = () => build((b) => b.output(b.gelu(b.input('x', 'float32', ['B', 4])), 'y', 'float32'));
+  assert.throws(() => rewriteGraph(lone(), { target: 'cpu' }, 'BiasGeLU'), /^Error: unknown fusion BiasGeLU \(expected one of BiasGelu, /);
+  assert.deepEqual(rewriteGraph(lone(), { target: 'cpu' }, 'BiasGelu'), { BiasGelu: 1 });
 });
 
 test('BLIP caption (2-layer ViT, 2-layer BERT decoder): fused op counts per target, recorded in the manifest', async () => {
