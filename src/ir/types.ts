@@ -36,7 +36,7 @@ export interface IrEdge {
 
 export interface IrNode {
   name: string;
-  /** Node kind: vit, bert, qformer, linear, mlp, opt, llama, t5, classifier, embed. */
+  /** Node kind: a key of the registry, src/nodes/index.ts (vit, qformer, opt, …). */
   kind: string;
   edges: IrEdge[];
   /** Checkpoint tensor-name prefix this node reads ("vision_model", "qformer", ...). */
