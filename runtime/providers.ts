@@ -8,6 +8,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { DeviceError, firstLine } from './errors.js';
+import { PROVIDER_GAPS } from '../src/rewrite/providerGaps.js';
 
 export const DEVICES = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'auto'] as const;
 export type Device = (typeof DEVICES)[number];
@@ -228,24 +229,31 @@ export interface Build {
   dtype: 'float32' | 'float16';
 }
 
+/** Providers as messages name them. */
+const PROVIDER_NAMES: Record<Provider, string> = { cpu: 'CPU', cuda: 'CUDA', tensorrt: 'TensorRT', webgpu: 'WebGPU' };
+const BUILD_TARGETS = ['cpu', 'cuda', 'webgpu'] as const;
+
+/** The fused operators of PROVIDER_GAPS that a build holds and provider `p` cannot run. */
+const gapsOf = (target: (typeof BUILD_TARGETS)[number], dtype: Build['dtype'], p: Provider) => PROVIDER_GAPS.filter((g) => g.provider === p && g.builds[target]?.includes(dtype));
+
 /**
- * Why an artifact compiled as `build` cannot run on provider `p`; undefined where it can. The one
- * rule of which targets run where:
- * - plain and `--target webgpu` builds run on every provider (webgpu's fusions, the norms, BiasGelu
- *   and RotaryEmbedding, have CPU and CUDA kernels, and are a part of the cuda target's; the
- *   review's webgpu fixtures give the same tokens on the CPU provider);
- * - `--target cpu` and `--target cuda` builds run on the CPU and CUDA / TensorRT providers (onnxruntime
- *   places a node the GPU provider has no kernel for, such as float32 GroupQueryAttention, on the CPU
- *   provider), and on WebGPU only in float16, whose attention stays decomposed: in float32 their
- *   attention is onnxruntime's MultiHeadAttention with a key_padding_mask, which the WebGPU provider
- *   accepts at load and then fails every run on ("input `key_padding_mask` not implemented for
- *   webgpu": BLIP caption / VQA / ITM, BLIP-2 T5 / ITM), and the cpu target's GroupQueryAttention has
- *   causal 0, which it refuses at load ("causal=0 is not implemented": InstructBLIP Vicuna).
+ * Why an artifact compiled as `build` cannot run on provider `p`; undefined where it can. A plain
+ * build runs everywhere; a `--target` build runs wherever its fused operators do, as
+ * src/rewrite/providerGaps.ts lists them (derived from the fusions that write them): float32
+ * `--target cpu` and `--target cuda` builds hold attention the WebGPU provider cannot run
+ * (MultiHeadAttention with a key padding mask; cpu: GroupQueryAttention with causal 0); float16
+ * ones keep attention decomposed, and `--target webgpu`'s fusions, the norms, BiasGelu and
+ * RotaryEmbedding, have CPU and CUDA kernels (the review's webgpu fixtures give the same tokens on
+ * the CPU provider). onnxruntime places a node a GPU provider has no kernel for, such as float32
+ * GroupQueryAttention on CUDA, on the CPU provider, so that is no mismatch.
  */
 export function buildMismatch(build: Build | undefined, p: Provider): string | undefined {
-  if (!build || p !== 'webgpu' || (build.target !== 'cpu' && build.target !== 'cuda') || build.dtype !== 'float32') return undefined;
-  const what = build.target === 'cpu' ? "onnxruntime's MultiHeadAttention with a key padding mask, or GroupQueryAttention with causal 0" : "onnxruntime's MultiHeadAttention with a key padding mask";
-  return `it was compiled with --target ${build.target}, whose fused attention (${what}) the WebGPU provider cannot run; recompile it with --target webgpu, or without --target (plain ONNX), or run it with --device ${build.target}`;
+  const target = build?.target;
+  if (!build || !target) return undefined;
+  const gaps = gapsOf(target, build.dtype, p);
+  if (!gaps.length) return undefined;
+  const runs = BUILD_TARGETS.filter((t) => t !== target && !gapsOf(t, build.dtype, p).length).map((t) => `with --target ${t}`);
+  return `it was compiled with --target ${target}, whose fused operators (${gaps.map((g) => g.cannot).join(', or ')}) the ${PROVIDER_NAMES[p]} provider cannot run; recompile it ${[...runs, 'without --target (plain ONNX)'].join(', or ')}, or run it with --device ${target}`;
 }
 
 /**
