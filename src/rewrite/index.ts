@@ -4,6 +4,7 @@
 // may match what an earlier one produced). Each fusion is one file with its before → after
 // formula; each says for which float types and targets its kernels exist (notes:
 // onnxruntime-node-1.30.md §1, §7). `--quantize` adds the weight-only MatMulNBits rewrite last.
+// Adding one: docs/architecture.md, "Adding a fused pattern".
 import type { GraphBuilder } from '../lower/GraphBuilder.js';
 import { BiasGeluFusion } from './BiasGeluFusion.js';
 import { SkipLayerNormFusion } from './SkipLayerNormFusion.js';
