@@ -3,8 +3,8 @@
 import type { IrType, IrValue, SourceLoc } from '../ir/types.js';
 import type { Code } from '../diagnostics/codes.js';
 import { diagnostic, type Diagnostic, type RelatedInfo } from '../diagnostics/Diagnostic.js';
-import type { NodeKind } from '../nodes/NodeKind.js';
-import { nodeKinds } from '../nodes/index.js';
+import type { NodeKind, PortRole } from '../nodes/NodeKind.js';
+import { nodeKinds, portWith } from '../nodes/index.js';
 import type { ValueSyntax } from '../syntax/ast.js';
 import type { DraftArg, DraftModel, DraftNode } from '../syntax/draft.js';
 
@@ -28,6 +28,12 @@ export class CheckContext {
   /** The node's kind, or undefined when the name isn't a registered kind (BLIP2010). */
   kindOf(node: DraftNode): NodeKind | undefined {
     return Object.hasOwn(nodeKinds, node.kind) ? nodeKinds[node.kind] : undefined;
+  }
+
+  /** The node's argument on its kind's port that is `role` (PortSpec.role), whatever the kind names it. */
+  argWith(node: DraftNode, role: PortRole): DraftArg | undefined {
+    const port = portWith(this.kindOf(node), role);
+    return port === undefined ? undefined : node.args.find((a) => a.port === port);
   }
 
   /** What flows out of a model input or node; undefined if unknown. */

@@ -7,7 +7,8 @@
 // (written, or the default of classifier and embed) over an image-fed Q-Former's query outputs
 // takes query 0 alone: BLIP-2's ITM head averages every query, its image embedding keeps every
 // one, and a graph that left `pool` out scored ITM 0.7281 for 0.8175 and ITC 0.3631 for 0.6674.
-// docs/diagnostics.md#blip2037
+// The ports are asked by their roles (PortSpec.role): a pooling or position-wise node's 'input',
+// a Q-Former's image features on its 'cross' port. docs/diagnostics.md#blip2037
 import type { IrValue } from '../ir/types.js';
 import type { DraftNode } from '../syntax/draft.js';
 import { nodeKinds } from '../nodes/index.js';
@@ -33,7 +34,7 @@ export function QueryPoolingRule(ctx: CheckContext): void {
   for (const node of ctx.model.nodes.values()) {
     const pool = ctx.attrValues(node).pool;
     if (typeof pool !== 'string' || !QUERY_POOLING.has(pool) || reported.has(node.name)) continue;
-    const edge = node.args.find((a) => a.port === '');
+    const edge = ctx.argWith(node, 'input');
     const features = edge && queryFeaturesOf(ctx, edge.source);
     if (!edge || !features || features.queries) continue;
     const what = ctx.kindOf(features.node)?.queryOutputs ? `${features.node.kind} '${features.node.name}' without image features, a text-only pass whose positions are text tokens` : `${ctx.describe(features.node.name)}, whose positions are not a Q-Former's query outputs`;
@@ -53,7 +54,7 @@ export function QueryPoolingRule(ctx: CheckContext): void {
     const pool = written ? ctx.attrValues(node).pool : ctx.kindOf(node)?.lowering?.defaults?.pool;
     const want = queryPoolingOf(ctx, node);
     if (pool !== 'cls' || !want) continue;
-    const edge = node.args.find((a) => a.port === '');
+    const edge = ctx.argWith(node, 'input');
     const features = edge && queryFeaturesOf(ctx, edge.source);
     if (!edge || !features?.queries) continue;
     const through = features.node.name === edge.source ? '' : ` (through '${edge.source}')`;
@@ -88,8 +89,8 @@ function queryFeaturesOf(ctx: CheckContext, name: string): { node: DraftNode; qu
   for (let node = ctx.model.nodes.get(name); node && !seen.has(node.name); ) {
     seen.add(node.name);
     const kind = ctx.kindOf(node);
-    if (!kind?.positionwise) return { node, queries: !!kind?.queryOutputs && node.args.some((a) => a.port === '') };
-    const next = node.args.find((a) => a.port === '')?.source;
+    if (!kind?.positionwise) return { node, queries: !!kind?.queryOutputs && ctx.argWith(node, 'cross') !== undefined };
+    const next = ctx.argWith(node, 'input')?.source;
     node = next === undefined ? undefined : ctx.model.nodes.get(next);
   }
   return undefined; // an input (BLIP2024), an unknown name (BLIP2020) or a cycle (BLIP2027)

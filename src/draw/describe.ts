@@ -5,7 +5,7 @@
 // that flows along it. Sizes that are neither pinned nor resolved are drawn as "?".
 import type { IrModel, IrNode } from '../ir/types.js';
 import type { Attrs, NodeKind } from '../nodes/NodeKind.js';
-import { nodeKinds } from '../nodes/index.js';
+import { nodeKinds, portWith } from '../nodes/index.js';
 
 export type DrawRole = 'input' | 'node' | 'output';
 
@@ -112,7 +112,7 @@ function sizes(n: IrNode, kind: NodeKind | undefined, a: Attrs): string {
 
 /** What a node outputs, as a shape: what its kind says of its output's positions (NodeKind). */
 function flowOf(n: IrNode, kind: NodeKind | undefined, a: Attrs, flows: Map<string, Flow>): Flow {
-  const input = n.edges.find((x) => x.port === '');
+  const input = n.edges.find((x) => x.port === portWith(kind, 'input'));
   const inputSeq = input && flows.get(input.from)?.seq;
   const width = kind?.output === 'features' || kind?.output === 'embedding' ? kind.outputWidth(a) : undefined;
   // position by position (linear, mlp): its input's positions
@@ -125,8 +125,8 @@ function flowOf(n: IrNode, kind: NodeKind | undefined, a: Attrs, flows: Map<stri
     return a.pool === 'queries' ? { text: `(B, ${inputSeq ?? 'Q'}, ${q(rows)})` } : { text: `(B, ${q(rows)})` };
   }
   // as many positions as its attributes say (a vit's 1 + grid², a Q-Former's queries); a Q-Former
-  // without image features is a text-only pass, as long as the text
-  if (kind?.outputLength && !(kind.queryOutputs && !input)) {
+  // without image features (on its 'cross' port) is a text-only pass, as long as the text
+  if (kind?.outputLength && !(kind.queryOutputs && !n.edges.some((x) => x.port === portWith(kind, 'cross')))) {
     const length = kind.outputLength(a);
     return { seq: length !== undefined ? String(length) : kind.imageSize ? '1+P' : kind.queryOutputs ? 'Q' : 'S', width };
   }
@@ -143,7 +143,7 @@ function inferWidths(nodes: IrNode[], kinds: Map<string, NodeKind | undefined>, 
       const a = attrs.get(n.name)!;
       const kind = kinds.get(n.name);
       if (!kind?.fromShapes) continue;
-      const e = n.edges.find((x) => x.port === '');
+      const e = n.edges.find((x) => x.port === portWith(kind, 'input'));
       const producer = e && byName.get(e.from);
       const pk = producer && kinds.get(producer.name);
       if (a.in_width === undefined && producer && pk) {

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { IrModel, IrNode, IrOutput, SourceLoc } from '../ir/types.js';
-import type { Attrs } from '../nodes/NodeKind.js';
+import type { Attrs, PortRole } from '../nodes/NodeKind.js';
 import { Checkpoint } from '../weights/checkpoint.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, manifestErrors, type GraphEntry, type Manifest, type TensorIO } from '../artifact/manifest.js';
 import { VERSION } from '../version.js';
@@ -25,7 +25,7 @@ import { encodeModel, toModelProto } from './emitOnnx.js';
 import { CompileError, type Problem } from './CompileError.js';
 import { resolveNodes, type ResolvedNode } from './resolve.js';
 import { describeCheckpoint, pairingProblems, unownedPart } from './pairing.js';
-import { nodeKinds } from '../nodes/index.js';
+import { nodeKinds, portWith, roleOf } from '../nodes/index.js';
 import { effectiveConfig } from '../weights/transformersConfig.js';
 import { checkWidths } from '../checks/widths.js';
 import { sizeProblems } from '../checks/NodeSizesRule.js';
@@ -196,12 +196,12 @@ class Lowerer {
 
   /**
    * A model input as graph inputs, declared on first use. The first text input of a graph is
-   * `input_ids`/`attention_mask`, another one gets its name; text reaching a Q-Former's
-   * `instruction:` port is tokenized by the Q-Former's own tokenizer, so it is a separate pair,
-   * `qformer_input_ids`/`qformer_attention_mask` (docs/architecture.md).
+   * `input_ids`/`attention_mask`, another one gets its name; text reaching a port whose role is
+   * 'instruction' (the Q-Former's `instruction:`) is tokenized by the Q-Former's own tokenizer, so
+   * it is a separate pair, `qformer_input_ids`/`qformer_attention_mask` (docs/architecture.md).
    */
-  input(b: GraphBuilder, flows: Map<string, Flow>, imageSize: number, name: string, port: string): Flow {
-    const instruction = port === 'instruction' && this.model.inputs.find((i) => i.name === name)?.type === 'text';
+  input(b: GraphBuilder, flows: Map<string, Flow>, imageSize: number, name: string, role: PortRole | undefined): Flow {
+    const instruction = role === 'instruction' && this.model.inputs.find((i) => i.name === name)?.type === 'text';
     const slot = instruction ? `${name}#qformer` : name;
     const known = flows.get(slot);
     if (known) return known;
@@ -227,7 +227,7 @@ class Lowerer {
     for (const node of this.model.nodes) {
       if (!names.has(node.name)) continue;
       const rn = this.nodes.get(node.name)!;
-      const read = this.inputsOf(node, flows, (name, port) => this.input(b, flows, imageSize, name, port));
+      const read = this.inputsOf(node, flows, (name, port) => this.input(b, flows, imageSize, name, roleOf(rn.kind, port)));
       flows.set(
         node.name,
         b.scope(node.name, () => {
@@ -359,7 +359,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
       for (const e of gen.node.edges) {
         const isText = model.inputs.some((i) => i.name === e.from && i.type === 'text');
         if (isText && !dec.textInEncode) continue;
-        const f = isText ? lw.input(enc, flows, imageSize, e.from, e.port) : flows.get(e.from);
+        const f = isText ? lw.input(enc, flows, imageSize, e.from, roleOf(gen.kind, e.port)) : flows.get(e.from);
         if (f) genInputs[e.port] = f;
       }
       const side: EncodeSide = enc.scope(gen.node.name, () => dec.encode(lw.context(enc, gen, 'encode'), genInputs));
@@ -374,7 +374,8 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         emitFloat(enc, side.prefix, 'prefix_embeds', ['batch', 'prefix_sequence', facts.prefixWidth ?? facts.hidden]);
         // the positions it takes: the runtime's placeholders and length checks count these, which are
         // num_query_tokens only for a Q-Former's queries (a ViT's outputs are 1 + grid²)
-        const edge = gen.node.edges.find((e) => e.port === 'prefix');
+        const softPrompt = portWith(gen.kind, 'soft-prompt');
+        const edge = gen.node.edges.find((e) => e.port === softPrompt);
         prefixLength = edge && outputLength(nodes, edge.from);
       }
       encodeTakesText = enc.inputs.some((i) => i.name === 'input_ids');
@@ -640,12 +641,13 @@ function textReaders(model: IrModel, nodes: Map<string, ResolvedNode>, gen: Reso
 }
 
 /**
- * The manifest's name for the text a node reads: `qformer_text` for a Q-Former, a kind that takes
- * an `instruction:` (the port Lowerer.input gives the Q-Former's own tokenizer), whichever port
- * its text comes by (BLIP-2 retrieval reads it through `text:`); `text` for a text encoder.
+ * The manifest's name for the text a node reads: `qformer_text` for a Q-Former, a kind with an
+ * 'instruction' port (the role Lowerer.input gives the Q-Former's own tokenizer), whichever port
+ * its text comes by (BLIP-2 retrieval reads it through its 'retrieval-text' port, `text:`); `text`
+ * for a text encoder.
  */
 function textPath(r: ResolvedNode): 'text' | 'qformer_text' {
-  return r.kind.ports.some((p) => p.name === 'instruction') ? 'qformer_text' : 'text';
+  return portWith(r.kind, 'instruction') !== undefined ? 'qformer_text' : 'text';
 }
 
 /** Where --out is: itself, or where it points when it is a symbolic link (`current/` included, or a link to a folder not made yet). */

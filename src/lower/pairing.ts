@@ -4,7 +4,7 @@
 // graph, or the wrong folder. One BLIP4019 line says what the checkpoint is and which shipped graph
 // compiles it.
 import type { IrModel } from '../ir/types.js';
-import { nodeKinds } from '../nodes/index.js';
+import { nodeKinds, portWith } from '../nodes/index.js';
 import type { JsonObject } from '../weights/checkpoint.js';
 import { effectiveConfig } from '../weights/transformersConfig.js';
 import type { Problem } from './CompileError.js';
@@ -91,8 +91,11 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
       continue;
     }
     // InstructBLIP's Q-Former reads the instruction (its own embeddings); BLIP-2's has none (its
-    // text: is retrieval's). The kinds with an instruction port are the Q-Former's (NodeKind.ports).
-    if (kind?.ports.some((p) => p.name === 'instruction') && (config.model_type === 'instructblip') !== node.edges.some((e) => e.port === 'instruction') && !node.edges.some((e) => e.port === 'text')) {
+    // text: is retrieval's). The kinds with a port whose role is 'instruction' are the Q-Former's
+    // (PortSpec.role), whatever they name it.
+    const instruction = portWith(kind, 'instruction');
+    const retrievalText = portWith(kind, 'retrieval-text');
+    if (instruction !== undefined && (config.model_type === 'instructblip') !== node.edges.some((e) => e.port === instruction) && !node.edges.some((e) => e.port === retrievalText)) {
       others.push(
         config.model_type === 'instructblip'
           ? `node "${node.name}" takes no instruction, but config.json's model_type is "instructblip", whose Q-Former reads one`

@@ -6,8 +6,9 @@
 //
 // Walked on the resolved attributes, not on the graph: the encode graph's prefix_embeds has a
 // symbolic length. The kinds say it: NodeKind.outputLength (vit, qformer) and positionwise (linear,
-// mlp keep their input's length).
-import { nodeKinds } from '../nodes/index.js';
+// mlp keep the length of their 'input' port's source), and the Q-Former's queries go on only when
+// its 'cross' port has image features (PortSpec.role).
+import { nodeKinds, portWith } from '../nodes/index.js';
 import type { ResolvedNode } from './resolve.js';
 
 /**
@@ -18,9 +19,12 @@ export function outputLength(nodes: Map<string, ResolvedNode>, name: string): nu
   const r = nodes.get(name);
   if (!r) return undefined; // a model input
   const kind = nodeKinds[r.node.kind];
-  const input = r.node.edges.find((e) => e.port === '')?.from;
-  if (kind?.positionwise) return input === undefined ? undefined : outputLength(nodes, input);
+  const from = (role: 'input' | 'cross') => r.node.edges.find((e) => e.port === portWith(kind, role))?.from;
+  if (kind?.positionwise) {
+    const input = from('input');
+    return input === undefined ? undefined : outputLength(nodes, input);
+  }
   // with image features only the query outputs go on; text alone is as long as the text
-  if (kind?.queryOutputs && input === undefined) return undefined;
+  if (kind?.queryOutputs && from('cross') === undefined) return undefined;
   return kind?.outputLength?.(r.attrs);
 }

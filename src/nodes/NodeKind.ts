@@ -8,18 +8,51 @@
 // Adding a kind is adding its file, its line in src/nodes/index.ts, and its section in
 // docs/language.md (a test compares them): the IR schema, the checks, blip graph, the compile and
 // the manifest take the kinds from the registry and ask them through the hooks below, never by
-// name (the SVG legend's order alone still names the shipped ones): docs/architecture.md#adding-a-node-kind
+// name (the SVG legend's order alone still names the shipped ones), and a port by what it is, its
+// role (PortSpec.role: the soft prompt, the instruction ...), never by its name, which is what a
+// `.blip` file writes and the kind's own: docs/architecture.md#adding-a-node-kind
 import type { IrType, IrValue } from '../ir/types.js';
 import type { NodeLowering } from '../lower/contract.js';
 
 export type Attrs = Record<string, IrValue>;
 
+/**
+ * What a port is, which the checks, the compile and `blip graph` ask instead of its name (the name
+ * is what a `.blip` file writes, the kind's own choice). A kind has each role on one port at most.
+ * - 'image': the model's image, as pixels (vit).
+ * - 'input': the features it transforms: position by position (linear, mlp: a `positionwise`
+ *   kind's output has this input's positions) or pooled (classifier, embed); the input a kind
+ *   sized by `fromShapes` takes its `in_width` from.
+ * - 'text': text it reads as tokens: encodes, or continues when it generates (bert; an LLM's prompt).
+ * - 'cross': features it cross-attends to (bert's cross:); a `queryOutputs` kind fed them outputs
+ *   its learned query positions (the Q-Former's image features), without them a text-only pass.
+ * - 'soft-prompt': features that enter as embeddings in front of the text (opt, llama: a
+ *   decoder-only LLM's visual prefix, whose positions are the manifest's text.prefix_length; t5:
+ *   before the encoder input).
+ * - 'instruction': InstructBLIP's instruction beside the queries: the text is tokenized by the
+ *   Q-Former's own tokenizer (qformer_input_ids), its kind's text is the manifest's `qformer_text`,
+ *   and it pairs with an `instructblip` checkpoint (BLIP2033, BLIP2038, BLIP4019).
+ * - 'retrieval-text': BLIP-2 retrieval's text beside the queries, for itm() and itc() (BLIP2038).
+ */
+export type PortRole = 'image' | 'input' | 'text' | 'cross' | 'soft-prompt' | 'instruction' | 'retrieval-text';
+
 export interface PortSpec {
   /** '' is the first positional argument: `vit(image)`; others are named: `bert(text, cross: vision)`. */
   name: string;
+  role: PortRole;
   accepts: IrType[];
   required: boolean;
   doc: string;
+}
+
+/** The name of the kind's port that is `role`, if it has one ('' for a positional one). */
+export function portWith(kind: NodeKind | undefined, role: PortRole): string | undefined {
+  return kind?.ports.find((p) => p.role === role)?.name;
+}
+
+/** The role of the kind's port named `port`, if the kind has such a port. */
+export function roleOf(kind: NodeKind | undefined, port: string): PortRole | undefined {
+  return kind?.ports.find((p) => p.name === port)?.role;
 }
 
 /** A JSON Schema (draft 2020-12 subset understood by ajv) for the pinned attributes. */

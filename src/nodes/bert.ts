@@ -12,8 +12,8 @@ export const Bert: NodeKind = {
   kind: 'bert',
   doc: 'A BERT-style text encoder or (with `causal: true`) decoder, optionally cross-attending to image features.',
   ports: [
-    { name: '', accepts: ['text'], required: false, doc: 'the text input (a decoder without it generates from its start token)' },
-    { name: 'cross', accepts: ['features'], required: false, doc: 'features every layer cross-attends to (image, or the question encoder in VQA)' },
+    { name: '', role: 'text', accepts: ['text'], required: false, doc: 'the text input (a decoder without it generates from its start token)' },
+    { name: 'cross', role: 'cross', accepts: ['features'], required: false, doc: 'features every layer cross-attends to (image, or the question encoder in VQA)' },
   ],
   output: 'features',
   attrSchema: attrSchema('bert', {

@@ -8,7 +8,7 @@ import { dense, position } from '../lower/blocks.js';
 export const Classifier: NodeKind = {
   kind: 'classifier',
   doc: 'A linear classification head over pooled features (the ITM head).',
-  ports: [{ name: '', accepts: ['features'], required: true, doc: 'the fused image-text features' }],
+  ports: [{ name: '', role: 'input', accepts: ['features'], required: true, doc: 'the fused image-text features' }],
   output: 'logits',
   attrSchema: attrSchema('classifier', {
     in_width: int('input width (checkpoint: weight shape [classes, in])'),

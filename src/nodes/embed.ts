@@ -8,7 +8,7 @@ import { dense, l2normalize, position } from '../lower/blocks.js';
 export const Embed: NodeKind = {
   kind: 'embed',
   doc: 'A projection to the image-text contrastive embedding space, L2-normalised (ITC).',
-  ports: [{ name: '', accepts: ['features'], required: true, doc: 'image or text features' }],
+  ports: [{ name: '', role: 'input', accepts: ['features'], required: true, doc: 'image or text features' }],
   output: 'embedding',
   attrSchema: attrSchema('embed', {
     in_width: int('input width (checkpoint: weight shape [out, in])'),

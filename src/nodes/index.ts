@@ -24,5 +24,6 @@ export const nodeKinds: Record<string, NodeKind> = {
   embed: Embed,
 };
 
-export type { NodeKind } from './NodeKind.js';
+export type { NodeKind, PortRole, PortSpec } from './NodeKind.js';
+export { portWith, roleOf } from './NodeKind.js';
 export { Vit, Bert, QFormer, Linear, Mlp, Opt, Llama, T5, Classifier, Embed };

@@ -8,7 +8,7 @@ import { dense } from '../lower/blocks.js';
 export const Linear: NodeKind = {
   kind: 'linear',
   doc: 'An affine projection of every position from one width to another.',
-  ports: [{ name: '', accepts: ['features'], required: true, doc: 'the features to project' }],
+  ports: [{ name: '', role: 'input', accepts: ['features'], required: true, doc: 'the features to project' }],
   output: 'features',
   attrSchema: attrSchema('linear', {
     in_width: int('input width (checkpoint: weight shape [out, in])'),

@@ -13,8 +13,8 @@ export const Llama: NodeKind = {
   kind: 'llama',
   doc: 'A decoder-only LLaMA / Vicuna language model (RMSNorm, rotary positions, grouped key/value heads).',
   ports: [
-    { name: 'prefix', accepts: ['features'], required: false, doc: 'soft visual prompt of width `width`' },
-    { name: 'text', accepts: ['text'], required: false, doc: 'the prompt text' },
+    { name: 'prefix', role: 'soft-prompt', accepts: ['features'], required: false, doc: 'soft visual prompt of width `width`' },
+    { name: 'text', role: 'text', accepts: ['text'], required: false, doc: 'the prompt text' },
   ],
   output: 'logits',
   attrSchema: attrSchema('llama', {

@@ -9,7 +9,7 @@ import { dense } from '../lower/blocks.js';
 export const Mlp: NodeKind = {
   kind: 'mlp',
   doc: 'A two-layer projection (linear, activation, linear) from one width to another.',
-  ports: [{ name: '', accepts: ['features'], required: true, doc: 'the features to project' }],
+  ports: [{ name: '', role: 'input', accepts: ['features'], required: true, doc: 'the features to project' }],
   output: 'features',
   attrSchema: attrSchema('mlp', {
     in_width: int('input width (checkpoint: linear_1.weight shape [hidden, in])'),

@@ -13,8 +13,8 @@ export const Opt: NodeKind = {
   kind: 'opt',
   doc: 'A decoder-only OPT language model; `prefix:` features are a soft prompt before the text.',
   ports: [
-    { name: 'prefix', accepts: ['features'], required: false, doc: 'soft visual prompt of width `width`' },
-    { name: 'text', accepts: ['text'], required: false, doc: 'the prompt text' },
+    { name: 'prefix', role: 'soft-prompt', accepts: ['features'], required: false, doc: 'soft visual prompt of width `width`' },
+    { name: 'text', role: 'text', accepts: ['text'], required: false, doc: 'the prompt text' },
   ],
   output: 'logits',
   attrSchema: attrSchema('opt', {

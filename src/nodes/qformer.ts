@@ -14,9 +14,9 @@ export const QFormer: NodeKind = {
   kind: 'qformer',
   doc: 'The Q-Former: learned queries (plus instruction or text tokens) cross-attending to image features.',
   ports: [
-    { name: '', accepts: ['features'], required: false, doc: 'image features the queries cross-attend to (left out: text-only pass)' },
-    { name: 'text', accepts: ['text'], required: false, doc: 'text beside the queries (BLIP-2 retrieval: fused ITM or text-only ITC pass)' },
-    { name: 'instruction', accepts: ['text'], required: false, doc: 'InstructBLIP: the instruction enters the Q-Former beside the queries' },
+    { name: '', role: 'cross', accepts: ['features'], required: false, doc: 'image features the queries cross-attend to (left out: text-only pass)' },
+    { name: 'text', role: 'retrieval-text', accepts: ['text'], required: false, doc: 'text beside the queries (BLIP-2 retrieval: fused ITM or text-only ITC pass)' },
+    { name: 'instruction', role: 'instruction', accepts: ['text'], required: false, doc: 'InstructBLIP: the instruction enters the Q-Former beside the queries' },
   ],
   output: 'features',
   attrSchema: attrSchema('qformer', {

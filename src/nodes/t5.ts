@@ -14,8 +14,8 @@ export const T5: NodeKind = {
   kind: 't5',
   doc: 'An encoder-decoder Flan-T5 language model; `prefix:` features go before the encoder input.',
   ports: [
-    { name: 'prefix', accepts: ['features'], required: false, doc: 'soft visual prompt of width `width`, before the encoder input' },
-    { name: 'text', accepts: ['text'], required: false, doc: 'the encoder-side prompt text' },
+    { name: 'prefix', role: 'soft-prompt', accepts: ['features'], required: false, doc: 'soft visual prompt of width `width`, before the encoder input' },
+    { name: 'text', role: 'text', accepts: ['text'], required: false, doc: 'the encoder-side prompt text' },
   ],
   output: 'logits',
   attrSchema: attrSchema('t5', {

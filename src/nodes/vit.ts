@@ -12,7 +12,7 @@ import { CompileError } from '../lower/CompileError.js';
 export const Vit: NodeKind = {
   kind: 'vit',
   doc: 'A ViT image encoder: patches of the image, a class token and learned positions through pre-norm transformer blocks.',
-  ports: [{ name: '', accepts: ['image'], required: true, doc: 'the image input' }],
+  ports: [{ name: '', role: 'image', accepts: ['image'], required: true, doc: 'the image input' }],
   output: 'features',
   attrSchema: attrSchema('vit', {
     image_size: int('input resolution in pixels (square)', 16, 4096),
