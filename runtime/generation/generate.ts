@@ -42,12 +42,18 @@ interface Resolved {
   processors: LogitsProcessor[];
 }
 
-function resolve(opts: GenerationOptions, promptLength: number): Resolved {
-  const int = (v: number | undefined, name: string, min: number): number | undefined => {
-    if (v === undefined) return undefined;
-    if (!Number.isInteger(v) || v < min) throw new GenerationConfigError(`${name} must be an integer >= ${min}, found ${v}`);
-    return v;
-  };
+const int = (v: number | undefined, name: string, min: number): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!Number.isInteger(v) || v < min) throw new GenerationConfigError(`${name} must be an integer >= ${min}, found ${v}`);
+  return v;
+};
+
+/**
+ * The whole sequence's length limit for a prompt of `promptLength` tokens, as the loop resolves it;
+ * throws where the prompt leaves no new token room. Exported so that a caller with several batches
+ * can refuse a later batch's prompt before running the first (runtime/tasks/generate.ts).
+ */
+export function resolveMaxLength(opts: GenerationOptions, promptLength: number): number {
   const maxNew = int(opts.maxNewTokens, 'maxNewTokens', 1);
   let maxLength = int(opts.maxLength, 'maxLength', 1);
   if (maxNew !== undefined) maxLength = maxNew + promptLength;
@@ -67,6 +73,11 @@ function resolve(opts: GenerationOptions, promptLength: number): Resolved {
   if (promptLength >= maxLength) {
     throw new GenerationConfigError(`the prompt is ${promptLength} tokens but maxLength is ${maxLength}; raise maxLength or set maxNewTokens`);
   }
+  return maxLength;
+}
+
+function resolve(opts: GenerationOptions, promptLength: number): Resolved {
+  const maxLength = resolveMaxLength(opts, promptLength);
   const numBeams = int(opts.numBeams, 'numBeams', 1) ?? 1;
   const numReturnSequences = int(opts.numReturnSequences, 'numReturnSequences', 1) ?? 1;
   // every beam and returned sequence is a batch row with its own logits and cache (100000 beams

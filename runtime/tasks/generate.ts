@@ -17,7 +17,7 @@
 import * as ort from 'onnxruntime-node';
 import { modelPhrase, type Manifest } from '../../src/artifact/manifest.js';
 import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
-import { generate, MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS, type Prompt } from '../generation/generate.js';
+import { generate, MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS, resolveMaxLength, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
 import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js';
 import type { DeviceRowGather } from '../generation/deviceRows.js';
@@ -29,7 +29,7 @@ import type { GenerationOptions, StepInput, StepModel, StepOutput, TokenEvent, T
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
-import { declaredImageSize, inOrder, prepareImages, type ImageInput } from './images.js';
+import { declaredImageSize, imageName, inOrder, prepareImages, type ImageInput } from './images.js';
 import { checkImageList, describeArgument, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 import { encodeInRows, release } from './encodeRows.js';
@@ -237,13 +237,16 @@ export interface BuiltInputs {
   prefillText?: { inputIds: number[][]; attentionMask: number[][] };
 }
 
-/** The model inputs for a batch of prompts (null: no prompt), as the family's processor and generate() build them. */
-export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batch: number): BuiltInputs {
+/**
+ * The model inputs for a batch of prompts (null: no prompt), as the family's processor and
+ * generate() build them; `first`: the call's index of the batch's first prompt, for messages.
+ */
+export function buildInputs(ctx: GenerateContext, prompts: string[] | null, batch: number, first = 0): BuiltInputs {
   const m = ctx.manifest;
   const style = promptStyle(m);
   if (style.required && !prompts) throw new GenerationConfigError(`${modelPhrase(m).replace(/^an? /, 'this ')} needs ${style.what} (a prompt)`);
   const blank = style.required ? (prompts?.findIndex((p) => p.trim() === '') ?? -1) : -1;
-  if (blank >= 0) throw new GenerationConfigError(`prompt ${blank} is empty: ${modelPhrase(m).replace(/^an? /, 'this ')} needs ${style.what}`);
+  if (blank >= 0) throw new GenerationConfigError(`prompt ${first + blank} is empty: ${modelPhrase(m).replace(/^an? /, 'this ')} needs ${style.what}`);
   const encodeFeeds: Record<string, ort.Tensor> = {};
   if (m.family === 'instructblip') {
     if (!ctx.qformerTokenizer) throw new BlipRuntimeError('BLIP5020', 'this InstructBLIP model has no qformer_tokenizer in its manifest; recompile it');
@@ -334,6 +337,74 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
       );
     }
   }
+}
+
+/**
+ * The new tokens the loop decodes at most for a batch built as `built` (maxLength counts the prompt
+ * the loop is given, as in transformers), after refusing a batch the loop would refuse: text the
+ * model has no positions for (BLIP5032, checkLengths; then the loop's own length resolution).
+ */
+function batchNewTokens(m: Manifest, base: GenerationOptions, opts: GenerateOptions, built: BuiltInputs, prompted: boolean): number {
+  const loopPrompt = built.prompt.inputIds[0]?.length ?? 0;
+  // no length anywhere: transformers' default max_length, 20 new tokens with the whole sequence
+  // capped at the model's positions (as the loop resolves it); a legacy prefix is not counted there
+  const agnostic = base.maxNewTokens === undefined && base.maxLength === undefined;
+  const capped = Math.min(DEFAULT_MAX_LENGTH + loopPrompt, base.maxPositionEmbeddings ?? Infinity);
+  const newTokens = base.maxNewTokens ?? Math.max(0, (base.maxLength ?? capped) - loopPrompt);
+  const byLength = base.maxNewTokens === undefined && base.maxLength !== undefined;
+  // the caller gave neither: the manifest's default (its source named, as no flag of the caller's set it)
+  const byDefault = opts.maxNewTokens === undefined && opts.maxLength === undefined ? (agnostic ? 'default' : m.generation?.source[byLength ? 'max_length' : 'max_new_tokens']) : undefined;
+  checkLengths(m, built, newTokens, byLength ? base.maxLength : agnostic && newTokens ? DEFAULT_MAX_LENGTH : undefined, byDefault, prompted);
+  // (a prompt filling the capped default's positions, or a maxLength it reaches)
+  resolveMaxLength(base, loopPrompt);
+  return newTokens;
+}
+
+/** A batch's text inputs, built before the first model run. */
+interface BatchText {
+  built: BuiltInputs;
+  newTokens: number;
+  /** Time spent building it (the batch's share of the preprocessing). */
+  ms: number;
+}
+
+/**
+ * Every batch's text inputs, built and checked before any image is read or model run: a prompt
+ * that is empty, too long for the model or holds a token its encoder has no embedding for fails
+ * the call at once, wherever it is in the list, instead of when its batch comes. With several
+ * prompts, a length error names the prompt (`prompt[i]`, and its image where that has a name) and
+ * gives that prompt's own length, not its batch's padded width (the first too long in the batch).
+ * The token ids are kept for their batch (a few bytes a token), not tokenized twice.
+ */
+function buildBatches(ctx: GenerateContext, images: ImageInput[], prompts: string[] | null, several: boolean, bs: number, base: GenerationOptions, opts: GenerateOptions): BatchText[] {
+  const m = ctx.manifest;
+  const batches: BatchText[] = [];
+  for (let start = 0; start < images.length; start += bs) {
+    const t = performance.now();
+    const B = Math.min(bs, images.length - start);
+    const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B, start);
+    let newTokens: number;
+    try {
+      newTokens = batchNewTokens(m, base, opts, built, prompts !== null);
+    } catch (e) {
+      if (!several || !prompts) throw e;
+      // the batch's width is its longest prompt's: find the first prompt refused alone, and say which
+      for (let i = start; i < start + B; i++) {
+        try {
+          batchNewTokens(m, base, opts, buildInputs(ctx, [prompts[i]!], 1, i), true);
+        } catch (alone) {
+          if (alone instanceof Error) {
+            const name = imageName(images[i]!, i);
+            alone.message = `prompt[${i}]${name.startsWith('#') ? '' : ` (image ${name})`}: ${alone.message}`;
+          }
+          throw alone;
+        }
+      }
+      throw e;
+    }
+    batches.push({ built, newTokens, ms: performance.now() - t });
+  }
+  return batches;
 }
 
 /** A 32-bit mix of (seed, row): the seed of output sequence `row` when one seed is given. */
@@ -495,8 +566,9 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   const onToken = callbacks?.call;
   const eos = new Set(base.eosTokenId === null || base.eosTokenId === undefined ? [] : Array.isArray(base.eosTokenId) ? base.eosTokenId : [base.eosTokenId]);
   const bs = opts.batchSize ?? 8;
-  // every image read before the first batch runs: one that cannot be read fails the call before
-  // any encode or decode is spent on the others (docs/api.md)
+  // every prompt built and checked, then every image read, before the first batch runs: one that
+  // is refused fails the call before any encode or decode is spent on the others (docs/api.md)
+  const texts: Array<BatchText | undefined> = buildBatches(ctx, images, prompts, isList(opts.prompt) && N > 1, bs, base, opts);
   const prepared = await prepareImages(images, inOrder(N, bs), ctx.preprocess, { modelSize: declaredImageSize(ctx.manifest, 'encode') });
   const results: GenerateResult[] = [];
   try {
@@ -504,18 +576,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const B = Math.min(bs, N - start);
       const t0 = performance.now();
       const { tensor: pixel_values, readMs } = await prepared.pixels(start / bs);
-      const built = buildInputs(ctx, prompts && prompts.slice(start, start + B), B);
-      // what the loop will decode at most: maxLength counts the prompt it is given, as in transformers
-      const loopPrompt = built.prompt.inputIds[0]?.length ?? 0;
-      // no length anywhere: transformers' default max_length, 20 new tokens with the whole sequence
-      // capped at the model's positions (as the loop resolves it); a legacy prefix is not counted there
-      const agnostic = base.maxNewTokens === undefined && base.maxLength === undefined;
-      const capped = Math.min(DEFAULT_MAX_LENGTH + loopPrompt, base.maxPositionEmbeddings ?? Infinity);
-      const newTokens = base.maxNewTokens ?? Math.max(0, (base.maxLength ?? capped) - loopPrompt);
-      const byLength = base.maxNewTokens === undefined && base.maxLength !== undefined;
-      // the caller gave neither: the manifest's default (its source named, as no flag of the caller's set it)
-      const byDefault = opts.maxNewTokens === undefined && opts.maxLength === undefined ? (agnostic ? 'default' : m.generation?.source[byLength ? 'max_length' : 'max_new_tokens']) : undefined;
-      checkLengths(m, built, newTokens, byLength ? base.maxLength : agnostic && newTokens ? DEFAULT_MAX_LENGTH : undefined, byDefault, prompts !== null);
+      const { built, newTokens, ms: buildMs } = texts[start / bs]!;
+      texts[start / bs] = undefined; // (its token ids are read by nothing after this batch)
       let openEncode = 0;
       if (ctx.stages) {
         const t = performance.now();
@@ -577,8 +639,9 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const out = await generate(model, built.prompt, g);
       await callbacks?.settled();
       const t3 = performance.now();
-      // (the batch's images were read up front: their share of that read counts as the batch's)
-      const timingsMs: Timings = { preprocess: readMs + t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: readMs + t3 - t0 };
+      // (the batch's images were read and its text built up front: that work counts as the batch's)
+      const before = readMs + buildMs;
+      const timingsMs: Timings = { preprocess: before + t1 - t0 - openEncode, encode: t2 - t1, prefill: model.prefillMs, decode: t3 - t2 - openDecoder - model.prefillMs, total: before + t3 - t0 };
       if (ctx.stages) timingsMs.load = openEncode + openDecoder;
       const seqs: GeneratedSequence[] = out.sequences.map((s, r) => {
         const fresh = s.slice(out.promptLength);
