@@ -53,7 +53,7 @@ const int = (v: number | undefined, name: string, min: number): number | undefin
  * throws where the prompt leaves no new token room. Exported so that a caller with several batches
  * can refuse a later batch's prompt before running the first (runtime/tasks/generate.ts).
  */
-export function resolveMaxLength(opts: GenerationOptions, promptLength: number): number {
+function resolveMaxLength(opts: GenerationOptions, promptLength: number): number {
   const maxNew = int(opts.maxNewTokens, 'maxNewTokens', 1);
   let maxLength = int(opts.maxLength, 'maxLength', 1);
   if (maxNew !== undefined) maxLength = maxNew + promptLength;
@@ -74,6 +74,14 @@ export function resolveMaxLength(opts: GenerationOptions, promptLength: number):
     throw new GenerationConfigError(`the prompt is ${promptLength} tokens but maxLength is ${maxLength}; raise maxLength or set maxNewTokens`);
   }
   return maxLength;
+}
+
+/**
+ * Refuses the settings the loop would refuse for a prompt of `promptLength` tokens (length, beams
+ * and returned sequences, penalties, sampling), so a caller can check them before any model runs.
+ */
+export function checkSettings(opts: GenerationOptions, promptLength: number): void {
+  resolve(opts, promptLength);
 }
 
 function resolve(opts: GenerationOptions, promptLength: number): Resolved {

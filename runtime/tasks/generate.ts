@@ -17,7 +17,7 @@
 import * as ort from 'onnxruntime-node';
 import { modelPhrase, type Manifest } from '../../src/artifact/manifest.js';
 import { BlipRuntimeError, GenerationConfigError, oneLine } from '../errors.js';
-import { generate, MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS, resolveMaxLength, type Prompt } from '../generation/generate.js';
+import { checkSettings, generate, MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS, type Prompt } from '../generation/generate.js';
 import { generationOptionsFromManifest } from '../generation/config.js';
 import { OnnxDecoderStepModel, type DecoderSession } from '../generation/onnx.js';
 import type { DeviceRowGather } from '../generation/deviceRows.js';
@@ -355,8 +355,9 @@ function batchNewTokens(m: Manifest, base: GenerationOptions, opts: GenerateOpti
   // the caller gave neither: the manifest's default (its source named, as no flag of the caller's set it)
   const byDefault = opts.maxNewTokens === undefined && opts.maxLength === undefined ? (agnostic ? 'default' : m.generation?.source[byLength ? 'max_length' : 'max_new_tokens']) : undefined;
   checkLengths(m, built, newTokens, byLength ? base.maxLength : agnostic && newTokens ? DEFAULT_MAX_LENGTH : undefined, byDefault, prompted);
-  // (a prompt filling the capped default's positions, or a maxLength it reaches)
-  resolveMaxLength(base, loopPrompt);
+  // (a prompt filling the capped default's positions, a maxLength it reaches, or settings the loop
+  // refuses whatever the prompt: numReturnSequences 2 with greedy decoding, more than numBeams)
+  checkSettings(base, loopPrompt);
   return newTokens;
 }
 

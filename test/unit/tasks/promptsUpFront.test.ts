@@ -155,3 +155,19 @@ test('load().generate(), staged too: no session runs (nor, staged, opens) before
     assert.deepEqual({ staged, runs, opened }, { staged, runs: 0, opened: 0 });
   }
 });
+
+test('generate(): settings the loop refuses whatever the prompt (returned sequences past the beams, greedy) fail before any run', async () => {
+  const count = { runs: 0 };
+  const ctx = await context('blip-caption-a', count);
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ numReturnSequences: 2, numBeams: 1 }, /^greedy decoding returns one sequence per prompt; numReturnSequences 2 needs numBeams >= it or doSample: true$/],
+    [{ numReturnSequences: 3, numBeams: 2 }, /^numReturnSequences \(3\) must not exceed numBeams \(2\)$/],
+  ];
+  for (const [settings, message] of cases) {
+    await assert.rejects(generateForImages(ctx, IMAGES, { batchSize: 4, maxNewTokens: 4, ...settings }), (e: unknown) => {
+      assert.match((e as Error).message, message);
+      return true;
+    });
+  }
+  assert.equal(count.runs, 0, 'no session ran before the settings were refused');
+});
