@@ -18,7 +18,7 @@ import { EventStream, readJson, sendError, sendJson, sendText } from './http.js'
 import { ServerMetrics } from './metrics.js';
 import { chatId, chatResponse, choiceLogprobs, chunk, embeddingValue, finishReason, parseChat, parseEmbeddings, parseItm, type Ctx } from './openai.js';
 import type { EmbedValue, GenJob, GenValue, ItmValue } from './protocol.js';
-import { Scheduler, type JobHandle, type PoolOptions } from './scheduler.js';
+import { Scheduler, type JobHandle, type JobSpec, type PoolOptions } from './scheduler.js';
 
 export interface ServeOptions {
   /** Models to serve: `id` is what clients pass as `model`. */
@@ -168,6 +168,11 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
 
   let draining = false;
   const started = Math.floor(Date.now() / 1000);
+  /**
+   * Inference requests routed before draining began whose job is not submitted yet (the body is
+   * still uploading, or being parsed): close() waits for them, as it does for queued ones.
+   */
+  const receiving = new Set<Receiving>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse, endpoint: { name: Endpoint }): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -198,16 +203,13 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
         return sendJson(res, 200, { object: 'list', data: entries.map((e) => modelCard(e, scheduler.providers(e.id))) });
       case '/v1/chat/completions':
         route('chat', 'POST');
-        refuseWhileDraining();
-        return chat(req, res);
+        return receive(res, (r) => chat(req, res, r));
       case '/v1/itm':
         route('itm', 'POST');
-        refuseWhileDraining();
-        return itm(req, res);
+        return receive(res, (r) => itm(req, res, r));
       case '/v1/embeddings':
         route('embeddings', 'POST');
-        refuseWhileDraining();
-        return embeddings(req, res);
+        return receive(res, (r) => embeddings(req, res, r));
       default:
         if (path.startsWith('/v1/models/')) {
           route('models', 'GET');
@@ -227,8 +229,49 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     }
   };
 
-  function refuseWhileDraining(): void {
+  /** Refuse a new inference request while draining; else run `f` with the request counted as receiving until it submits its job or fails. */
+  async function receive(res: ServerResponse, f: (r: Receiving) => Promise<void>): Promise<void> {
     if (draining) throw new ApiError(503, 'the server is shutting down', 'service_unavailable', 'draining');
+    const r = new Receiving(res, performance.now() + o.timeoutMs);
+    receiving.add(r);
+    try {
+      await f(r);
+    } finally {
+      r.done();
+      receiving.delete(r);
+    }
+  }
+
+  /** Submit a request's job; from here on the scheduler holds it (a shutdown drains it). */
+  function submit<T>(r: Receiving, spec: JobSpec): JobHandle<T> {
+    try {
+      return scheduler.submit<T>(spec);
+    } finally {
+      r.done();
+    }
+  }
+
+  /**
+   * Wait until every request routed before the shutdown has submitted its job (or failed). One
+   * still receiving --timeout-ms after it arrived is answered 408, as a queued one would be.
+   */
+  async function receivedAll(): Promise<void> {
+    await Promise.all(
+      [...receiving].map(async (r) => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), Math.max(0, r.deadline - performance.now()))));
+        const isLate = await Promise.race([r.submittedOrFailed.then(() => false), late]);
+        clearTimeout(timer);
+        if (!isLate) return;
+        metrics.rejected.inc({ reason: 'timeout' });
+        r.res.setHeader('Connection', 'close');
+        try {
+          sendError(r.res, new ApiError(408, `the request body was not received within ${o.timeoutMs} ms (--timeout-ms) while the server shuts down`, 'timeout_error', 'timeout'));
+        } catch {
+          r.res.destroy();
+        }
+      }),
+    );
   }
 
   /** Run a job, cancelling it when the client goes away first. */
@@ -240,7 +283,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     return h.promise.finally(() => res.off('close', onClose));
   }
 
-  async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function chat(req: IncomingMessage, res: ServerResponse, r: Receiving): Promise<void> {
     const plan = await parseChat(ctx, await readJson(req, o.maxBodyBytes));
     const id = chatId();
     const created = Math.floor(Date.now() / 1000);
@@ -249,7 +292,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     const transfer = [plan.image.bytes.buffer as ArrayBuffer];
     const key = plan.key;
     if (!plan.stream) {
-      const h = scheduler.submit<GenValue>({ model: plan.entry.id, task: 'generate', key, rows: n, payload, settings: plan.settings, transfer });
+      const h = submit<GenValue>(r, { model: plan.entry.id, task: 'generate', key, rows: n, payload, settings: plan.settings, transfer });
       const v = await track(res, h);
       return sendJson(res, 200, chatResponse(plan, v, id, created));
     }
@@ -262,7 +305,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       opened = true;
       sse.send(chunk(plan, id, created, Array.from({ length: n }, (_, index) => ({ index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }))));
     };
-    const h = scheduler.submit<GenValue>({
+    const h = submit<GenValue>(r, {
       model: plan.entry.id,
       task: 'generate',
       key,
@@ -292,9 +335,9 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     sse.done();
   }
 
-  async function itm(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function itm(req: IncomingMessage, res: ServerResponse, r: Receiving): Promise<void> {
     const plan = await parseItm(ctx, await readJson(req, o.maxBodyBytes));
-    const h = scheduler.submit<ItmValue>({
+    const h = submit<ItmValue>(r, {
       model: plan.entry.id,
       task: 'itm',
       key: 'itm',
@@ -312,10 +355,10 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     });
   }
 
-  async function embeddings(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function embeddings(req: IncomingMessage, res: ServerResponse, r: Receiving): Promise<void> {
     const plan = await parseEmbeddings(ctx, await readJson(req, o.maxBodyBytes));
     const transfer = plan.items.flatMap((it) => ('image' in it ? [it.image.bytes.buffer as ArrayBuffer] : []));
-    const h = scheduler.submit<EmbedValue>({ model: plan.entry.id, task: 'embed', key: 'embed', rows: plan.items.length, payload: { items: plan.items }, transfer });
+    const h = submit<EmbedValue>(r, { model: plan.entry.id, task: 'embed', key: 'embed', rows: plan.items.length, payload: { items: plan.items }, transfer });
     const v = await track(res, h);
     sendJson(res, 200, {
       object: 'list',
@@ -401,6 +444,8 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       closing = (async () => {
         const closed = new Promise<void>((r) => http.close(() => r()));
         http.closeIdleConnections();
+        // only new requests are refused: those that arrived before are still being received
+        await receivedAll();
         await scheduler.drain();
         // The answers are being written. A keep-alive socket goes idle once its answer is out (one
         // that began before the drain was not told Connection: close): close those as they do,
@@ -415,6 +460,19 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     },
   };
   return server;
+}
+
+/** An inference request between its routing and the submission of its job. */
+class Receiving {
+  readonly submittedOrFailed: Promise<void>;
+  done!: () => void;
+  constructor(
+    readonly res: ServerResponse,
+    /** performance.now() past which a shutdown stops waiting for it (its arrival + --timeout-ms). */
+    readonly deadline: number,
+  ) {
+    this.submittedOrFailed = new Promise<void>((resolve) => (this.done = resolve));
+  }
 }
 
 /** Thrown once an error was already written to an event stream. */

@@ -3,6 +3,8 @@
 // blocks during session.run). No assertion depends on timing: the tests wait for states.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import OpenAI from 'openai';
 import type { BlipServer } from '../../../runtime/server/index.js';
 import { chatBody, compiledFixture, dataUrl, fakeBackend, health, post, serve, until } from './helpers.js';
@@ -264,4 +266,52 @@ test('startServer() options are checked by name for JavaScript callers: a misspe
   ] as const) {
     await assert.rejects(untyped(opts), (e: Error & { code?: string }) => (assert.equal(e.code, 'BLIP5901', String(e)), assert.match(e.message, re), true));
   }
+});
+
+/**
+ * A POST over a raw socket (Connection: close) whose body goes in two parts: resolves once the
+ * server has routed it (its handler runs before this 'request' listener), with `rest()` to send
+ * the second part and `answer`, all the server wrote until it closed the connection.
+ */
+async function twoPartPost(s: BlipServer, path: string, body: string): Promise<{ rest(): void; answer: Promise<string> }> {
+  const u = new URL(s.url);
+  const sock = connect(Number(u.port), u.hostname);
+  let got = '';
+  sock.on('data', (d) => (got += d));
+  sock.on('error', () => undefined);
+  const answer = new Promise<string>((resolve) => sock.on('close', () => resolve(got)));
+  const routed = once(s.http, 'request');
+  const half = body.length >> 1;
+  sock.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, half)}`);
+  await routed;
+  return { rest: () => void sock.write(body.slice(half)), answer };
+}
+
+test('shutdown: a request whose body is still uploading when it begins is run and answered, however long the upload takes', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g);
+  const body = JSON.stringify(chatBody('cap', { max_tokens: 1 }));
+  const soon = await twoPartPost(s, '/v1/chat/completions', body);
+  const late = await twoPartPost(s, '/v1/chat/completions', body);
+  let closed = false;
+  const closing = s.close().then(() => (closed = true));
+  soon.rest();
+  assert.match(await soon.answer, /^HTTP\/1.1 200 [^]*"content":"64x48 0"/);
+  // longer than the second the shutdown leaves connections to take their answers
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(closed, false);
+  late.rest();
+  assert.match(await late.answer, /^HTTP\/1.1 200 [^]*"content":"64x48 0"/);
+  await closing;
+});
+
+test('shutdown: a request still uploading --timeout-ms after it arrived is answered 408 and holds the shutdown no longer', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g, { timeoutMs: 300 });
+  const stuck = await twoPartPost(s, '/v1/chat/completions', JSON.stringify(chatBody('cap', { max_tokens: 1 })));
+  await s.close();
+  assert.match(await stuck.answer, /^HTTP\/1.1 408 [^]*"code":"timeout"/);
+  assert.match(s.metrics.registry.render(), /blip_rejected_total\{reason="timeout"\} 1/);
 });
