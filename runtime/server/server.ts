@@ -14,7 +14,7 @@ import { BlipError, type BlipCode } from '../../src/diagnostics/BlipError.js';
 import { unknownOption } from '../../src/diagnostics/suggest.js';
 import { loadEntry, type ModelEntry } from './catalog.js';
 import { ApiError, toApiError } from './errors.js';
-import { EventStream, readJson, sendError, sendJson, sendText } from './http.js';
+import { EventStream, READ_ON_FACTOR, readJson, sendError, sendJson, sendText } from './http.js';
 import { ServerMetrics } from './metrics.js';
 import { chatId, chatResponse, choiceLogprobs, chunk, embeddingValue, finishReason, parseChat, parseEmbeddings, parseItm, type Ctx } from './openai.js';
 import type { EmbedValue, GenJob, GenValue, ItmValue } from './protocol.js';
@@ -266,7 +266,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
         metrics.rejected.inc({ reason: 'timeout' });
         r.res.setHeader('Connection', 'close');
         try {
-          sendError(r.res, new ApiError(408, `the request body was not received within ${o.timeoutMs} ms (--timeout-ms) while the server shuts down`, 'timeout_error', 'timeout'));
+          sendError(r.res, new ApiError(408, `the request body was not received within ${o.timeoutMs} ms (--timeout-ms) while the server shuts down`, 'timeout_error', 'timeout'), READ_ON_FACTOR * o.maxBodyBytes);
         } catch {
           r.res.destroy();
         }
@@ -396,7 +396,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
         return;
       }
       try {
-        sendError(res, err);
+        sendError(res, err, READ_ON_FACTOR * o.maxBodyBytes);
       } catch {
         res.destroy();
       }
