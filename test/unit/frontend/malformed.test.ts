@@ -558,6 +558,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "an epsilon of zero",
+    src: edit('@ "qformer"', '@ "qformer" { layer_norm_eps: 0 }'),
+    expect: [
+      { code: "BLIP3003", line: 5, column: 63, message: "attribute 'layer_norm_eps' of qformer 'qformer' expects a value > 0, found 0" },
+    ],
+  },
+  {
     name: "attribute not in enum",
     src: edit('@ "qformer"', '@ "qformer" { act: gelu2 }'),
     expect: [
