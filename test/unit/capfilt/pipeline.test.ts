@@ -120,6 +120,57 @@ test('a re-run skips complete shards without loading models; other settings are 
   await assert.rejects(runCapfilt(opts(out, { inputs: [join(fx.input, '00000.tar')] }), load), (e: BlipError) => e.code === 'BLIP5803' && /other inputs/.test(e.message));
 });
 
+test('a shard whose sidecar was written but whose tar was not (a crash between the two) is processed again on resume', async () => {
+  const out = join(root, 'out-no-tar');
+  await runCapfilt(opts(out), load);
+  const before = await treeDigest(out);
+  const id = fx.ids[0];
+  // processShard writes the sidecar, then commits the tar: leave the state a crash between them leaves
+  await rm(join(out, id));
+  assert.ok(before[`_capfilt/shards/${id}.json`], 'the sidecar stays');
+  const s = await runCapfilt(opts(out), load);
+  assert.deepEqual([s.processed, s.skipped], [1, 3]);
+  assert.deepEqual(await treeDigest(out), before);
+});
+
+test('the K captions of an image are drawn with K distinct seeds', async () => {
+  const seeds: number[][] = [];
+  const recording: ModelLoader = async () => {
+    const m = testDoubleModels();
+    const caption = m.captioner.caption.bind(m.captioner);
+    m.captioner.caption = async (images, o) => {
+      seeds.push(...o.seeds);
+      return caption(images, o);
+    };
+    return m;
+  };
+  const s = await runCapfilt(opts(join(root, 'out-seeds'), { inputs: [join(fx.input, '00003.tar')] }), recording);
+  assert.equal(seeds.length, s.final?.images_ok);
+  for (const k of seeds) assert.equal(new Set(k).size, 3, `seeds ${JSON.stringify(k)}`);
+  assert.equal(new Set(seeds.flat()).size, seeds.length * 3, 'no seed is shared between images either');
+});
+
+test('--min-itm keeps a text whose (6-decimal) score equals it, as docs/capfilt.md says: kept is itm >= --min-itm', async () => {
+  const input = join(fx.input, '00003.tar');
+  const texts = async (out: string) =>
+    (await readTar(join(out, '00003.tar'))).filter((e) => e.name.endsWith('.json')).flatMap((e) => {
+      const r: SampleRecord = JSON.parse(e.data.toString('utf8'));
+      return [...(r.web ? [r.web] : []), ...r.synthetic];
+    });
+  const scored = join(root, 'out-tie-scores');
+  await runCapfilt(opts(scored, { inputs: [input] }), load);
+  // a recorded score as the threshold: the median, so some texts score below it
+  const scores = (await texts(scored)).map((t) => t.itm).sort((a, b) => a - b);
+  const itm = scores[Math.floor(scores.length / 2)];
+  const out = join(root, 'out-tie');
+  await runCapfilt(opts(out, { inputs: [input], minItm: itm }), load);
+  const judged = await texts(out);
+  const tied = judged.filter((t) => t.itm === itm);
+  assert.ok(tied.length > 0 && judged.some((t) => t.itm < itm), `a text scored ${itm} and one below it`);
+  for (const t of tied) assert.equal(t.kept, true, `${JSON.stringify(t.text)} scored ${t.itm} = --min-itm`);
+  for (const t of judged) assert.equal(t.kept, t.itm >= itm, `${JSON.stringify(t.text)} scored ${t.itm}`);
+});
+
 test('--samples-per-shard is part of the settings only where the plan has JSONL shards: a tar-only run resumes with another', async () => {
   const out = join(root, 'out-sps');
   await runCapfilt(opts(out, { inputs: [join(fx.input, '00003.tar')], samplesPerShard: 1000 }), load);
