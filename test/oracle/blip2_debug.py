@@ -120,14 +120,22 @@ CASES = {
                                                                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8,
                                                                                 "rope_theta": 500000.0}),
                                              num_query_tokens=3, image_token_index=126)),
+    # head_dim set apart from hidden_size / heads (8, not 32 / 2): the attention is 16 wide and scaled by 8**-0.5.
+    "instructblip-vicuna-headdim": (InstructBlipForConditionalGeneration, InstructBlipConfig,
+                                    dict(vision_config=vision(), qformer_config=qformer(num_hidden_layers=1),
+                                         text_config=llama(head_dim=8, num_attention_heads=2, num_key_value_heads=1,
+                                                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0}),
+                                         num_query_tokens=3, image_token_index=126)),
     "instructblip-t5": (InstructBlipForConditionalGeneration, InstructBlipConfig,
                         dict(vision_config=vision(), qformer_config=qformer(), text_config=t5(),
                              num_query_tokens=4, image_token_index=95)),
 }
 
 
-# Original T5 (relu, tied head scaled by d_model**-0.5) and LLaMA with a top-level rope_theta.
-COMMITTED = {"blip2-t5-tied", "instructblip-vicuna-theta", "instructblip-vicuna-rope-linear", "instructblip-vicuna-rope-llama3"}
+# Original T5 (relu, tied head scaled by d_model**-0.5), LLaMA with a top-level rope_theta, scaled rotary
+# embeddings and a head_dim other than hidden_size / heads.
+COMMITTED = {"blip2-t5-tied", "instructblip-vicuna-theta", "instructblip-vicuna-rope-linear", "instructblip-vicuna-rope-llama3",
+             "instructblip-vicuna-headdim"}
 
 
 def strip_vision(d):

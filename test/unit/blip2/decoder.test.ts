@@ -1,5 +1,6 @@
-// A decoder-only LLM step by step against transformers (debug fixture of test/oracle/blip2_debug.py:
-// LLaMA with rope_theta 500000 at the top level of its config, the older layout): the soft prompt
+// A decoder-only LLM step by step against transformers (debug fixtures of test/oracle/blip2_debug.py:
+// LLaMA with rope_theta 500000 at the top level of its config, the older layout; linear and llama3
+// rotary scaling; a head_dim other than hidden_size / heads): the soft prompt
 // from the recorded projected query outputs, prefill of [prefix ; prompt] (left-padded batch), then
 // one step per greedy token with the KV cache. Every step's logits must match the teacher-forced
 // logits of the reference at that position, and the greedy tokens must be the reference's.
@@ -39,6 +40,7 @@ const CASES: Array<[string, NodeKind, Record<string, unknown>]> = [
   ['instructblip-vicuna-theta', Llama, { rope_theta: 500000 }], // read from the top level of text_config
   ['instructblip-vicuna-rope-linear', Llama, { rope_type: 'linear', rope_factor: 4 }],
   ['instructblip-vicuna-rope-llama3', Llama, { rope_type: 'llama3', rope_factor: 8, rope_low_freq_factor: 1, rope_high_freq_factor: 4, rope_original_max_positions: 8, rope_theta: 500000 }],
+  ['instructblip-vicuna-headdim', Llama, { head_dim: 8, heads: 2, width: 32 }], // head_dim ≠ width / heads: scores scaled by 8^-½
 ];
 
 for (const [name, kind, wanted] of CASES) {
