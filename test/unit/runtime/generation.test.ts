@@ -75,6 +75,29 @@ for (const c of fx.cases) {
   });
 }
 
+// Ties for the highest score: transformers' greedy step is torch.argmax, the first maximal index
+// (test/oracle/greedy_ties.py: a model returning the same row every step, ids 1 and 3 tied; its
+// fixture's sequences are transformers' generate()). The scripted model above never ties.
+test('greedy decoding resolves a tie for the maximum to the first index, as torch.argmax (with penalties and an EOS ban breaking and restoring it)', async () => {
+  const ties = readFixtureJson<{ row: number[]; cases: Array<{ name: string; input_ids: number[][]; eos: number; kwargs: Record<string, unknown>; sequences: number[][] }> }>('generation', 'ties.json');
+  assert.equal(ties.cases.length, 4);
+  const V = ties.row.length;
+  const model = {
+    step: async (input: { batch: number }) => {
+      const logits = new Float32Array(input.batch * V);
+      for (let r = 0; r < input.batch; r++) logits.set(ties.row, r * V);
+      return { logits, vocab: V, state: null };
+    },
+    reorder: (s: null) => s,
+  };
+  for (const c of ties.cases) {
+    const o: Record<string, unknown> = { eosTokenId: c.eos, padTokenId: 0 };
+    for (const [k, v] of Object.entries(c.kwargs)) o[camel(k)] = v;
+    const r = await generate(model, { inputIds: c.input_ids }, o as GenerationOptions);
+    assert.deepEqual(r.sequences, c.sequences, c.name);
+  }
+});
+
 const fromBits = (h: string): number =>
   h === '-inf' ? -Infinity : h === 'inf' ? Infinity : new Float32Array(new Uint8Array(h.match(/../g)!.map((x) => parseInt(x, 16))).buffer)[0];
 

@@ -6,7 +6,7 @@
 // (EOS banned in the graph); sampling, beams and the other logits processors keep the host loop.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, linkSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
@@ -15,6 +15,7 @@ import { load } from '../../../runtime/model.js';
 import { openSession } from '../../../runtime/session.js';
 import { LOOP, externalWeightBytes, wrapInGreedyLoop } from '../../../runtime/generation/greedyLoop.js';
 import { compileFixture, expected, imagesOf, tempDir } from '../tasks/harness.js';
+import { fixturePath } from './fixtures.js';
 
 const { onnx } = onnxProto;
 const tmp = tempDir('blip-greedy-loop-');
@@ -233,6 +234,64 @@ test('graphs it cannot wrap are left alone: subgraphs, no logits, a past without
   const withSubgraph: onnxProto.onnx.INodeProto = { opType: 'If', input: ['input_ids'], output: ['logits'], attribute: [{ name: 'then_branch', type: onnx.AttributeProto.AttributeType.GRAPH, g: { name: 't' } }] };
   assert.equal(wrapInGreedyLoop(mk(['input_ids'], ['logits'], [withSubgraph])), undefined);
   assert.equal(wrapInGreedyLoop(new Uint8Array([1, 2, 3])), undefined);
+});
+
+test('a tie for the highest score: the Loop\'s ArgMax takes the first index, as torch.argmax and the host loop (ties.json)', async () => {
+  // a step graph whose logits are the same tied row (ids 1 and 3) for every row, every step: the
+  // tokens transformers generates over it (test/oracle/greedy_ties.py), EOS ban included
+  const ties = JSON.parse(readFileSync(fixturePath('generation', 'ties.json'), 'utf8')) as { row: number[]; cases: Array<{ name: string; input_ids: number[][]; eos: number; kwargs: Record<string, number>; sequences: number[][] }> };
+  const V = ties.row.length;
+  const INT64 = onnx.TensorProto.DataType.INT64;
+  const FLOAT = onnx.TensorProto.DataType.FLOAT;
+  const io = (name: string, elemType: number, dims: Array<number | string>) => ({ name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
+  const constant = (name: string, t: onnxProto.onnx.ITensorProto): onnxProto.onnx.INodeProto => ({ opType: 'Constant', output: [name], attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t }] });
+  const step = onnx.ModelProto.encode({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'tied',
+      node: [
+        constant('row', { dataType: FLOAT, dims: [1, V], floatData: ties.row }),
+        constant('zero', { dataType: INT64, dims: [1], int64Data: [0] }),
+        constant('one', { dataType: INT64, dims: [1], int64Data: [1] }),
+        constant('width', { dataType: INT64, dims: [1], int64Data: [V] }),
+        { opType: 'Shape', input: ['input_ids'], output: ['ids_shape'] },
+        { opType: 'Slice', input: ['ids_shape', 'zero', 'one'], output: ['batch'] },
+        { opType: 'Concat', input: ['batch', 'width'], output: ['logits_shape'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] },
+        { opType: 'Expand', input: ['row', 'logits_shape'], output: ['logits'] },
+      ],
+      input: [io('input_ids', INT64, ['batch', 'sequence']), io('attention_mask', INT64, ['batch', 'total_sequence'])],
+      output: [io('logits', FLOAT, ['batch', V])],
+    },
+  }).finish();
+  const file = join(tmp.dir, 'tied-step.onnx');
+  writeFileSync(file, step);
+  const loop = (await openSession(file, { threads: 1, greedyLoop: true })).session;
+  assert.ok(loop.inputNames.includes(LOOP.maxSteps), 'wrapped');
+  const checked: string[] = [];
+  for (const c of ties.cases.filter((x) => !x.kwargs.repetition_penalty)) {
+    const P = c.input_ids[0].length;
+    const B = c.input_ids.length;
+    const ban = c.kwargs.min_new_tokens ?? 0;
+    const out = await loop.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(c.input_ids.flat(), BigInt), [B, P]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(B * P).fill(1n), [B, P]),
+      [LOOP.maxSteps]: new ort.Tensor('int64', BigInt64Array.from([BigInt(c.kwargs.max_new_tokens)]), []),
+      [LOOP.eosIds]: new ort.Tensor('int64', BigInt64Array.from([BigInt(c.eos)]), [1]),
+      [LOOP.padId]: new ort.Tensor('int64', BigInt64Array.from([0n]), []),
+      [LOOP.finished]: new ort.Tensor('bool', new Uint8Array(B), [B]),
+      [LOOP.eosBan]: new ort.Tensor('float32', Float32Array.from({ length: V }, (_, v) => (v === c.eos ? -Infinity : 0)), [V]),
+      [LOOP.banSteps]: new ort.Tensor('int64', BigInt64Array.from([BigInt(ban)]), []),
+    });
+    const t = out[LOOP.tokens];
+    const steps = Number(t.dims[0]);
+    const tokens = Array.from(t.data as BigInt64Array, Number);
+    const rows = c.input_ids.map((ids, r) => [...ids, ...Array.from({ length: steps }, (_, i) => tokens[i * B + r])]);
+    assert.deepEqual(rows, c.sequences, c.name);
+    checked.push(c.name);
+  }
+  assert.deepEqual(checked, ['tie', 'tie_eos_first_min_new_2']);
+  await loop.release();
 });
 
 test('an artifact whose weights.bin is hard-linked (cp -al) still loads with greedy in the graph, its tokens the same', async () => {
