@@ -395,6 +395,17 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
         res.destroy();
         return;
       }
+      // the connection closed before the body was read: a client gone, as one gone after its job was
+      // submitted (which the cancel counted), unless it closed on a malformed request (its 400 written)
+      if (err.code === 'aborted' || (err.code === 'bad_body' && req.socket.destroyed)) {
+        if (malformed.has(req.socket)) status = 400;
+        else {
+          metrics.rejected.inc({ reason: 'client_closed' });
+          status = 499;
+        }
+        res.destroy();
+        return;
+      }
       try {
         sendError(res, err, READ_ON_FACTOR * o.maxBodyBytes);
       } catch {
@@ -410,7 +421,12 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       });
     });
   });
-  http.on('clientError', (err, socket) => {
+  /** Connections answered 400 bad_request by clientError (a request may be in its handler, reading its body). */
+  const malformed = new WeakSet<object>();
+  http.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // the connection ended before the request did (a client gone mid-upload): nobody to answer
+    if (err.code === 'HPE_INVALID_EOF_STATE') return void socket.destroy();
+    malformed.add(socket);
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{"error":{"message":"malformed HTTP request","type":"invalid_request_error","param":null,"code":"bad_request"}}');
     else socket.destroy();
   });

@@ -3,10 +3,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 import type { BlipServer } from '../../../runtime/server/index.js';
-import { compiledFixture, fakeBackend, serve } from './helpers.js';
+import { compiledFixture, fakeBackend, serve, until } from './helpers.js';
 
 let s: BlipServer;
 
@@ -102,4 +103,30 @@ test('an endless chunked body is read on for at most 4 x --max-body past the lim
   } finally {
     await small.close();
   }
+});
+
+test('a client that goes away while uploading its body is counted as 499 client_closed, not as a 400', async () => {
+  const body = JSON.stringify({ model: 'cap', image: `data:image/png;base64,${'A'.repeat(4096)}`, texts: ['a'] });
+  for (let k = 0; k < 3; k++) {
+    const routed = once(s.http, 'request');
+    const c = rawSocket(s, `POST /v1/itm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 100)}`);
+    await routed;
+    c.sock.destroy();
+    await c.answer;
+  }
+  const counted = () => s.metrics.registry.render();
+  await until(() => /blip_requests_total\{endpoint="itm",status="\d+"\} 3/.test(counted()), 'the three requests to be counted');
+  assert.match(counted(), /blip_requests_total\{endpoint="itm",status="499"\} 3/);
+  assert.match(counted(), /blip_rejected_total\{reason="client_closed"\} 3/);
+});
+
+test('a body that breaks the HTTP framing midway is answered 400 bad_request and counted as such', async () => {
+  const routed = once(s.http, 'request');
+  const c = rawSocket(s, 'POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"mod\r\n');
+  await routed;
+  c.sock.write('not a chunk size\r\n');
+  assert.match(await c.answer, /^HTTP\/1.1 400 [^]*"code":"bad_request"/);
+  const counted = () => s.metrics.registry.render();
+  await until(() => /blip_requests_total\{endpoint="embeddings",status="\d+"\} 1/.test(counted()), 'the request to be counted');
+  assert.match(counted(), /blip_requests_total\{endpoint="embeddings",status="400"\} 1/);
 });
