@@ -56,15 +56,17 @@ const SERVER_OPTION_NAMES: Record<string, string> = { maxNewTokens: 'max_tokens'
 /**
  * Map anything thrown by the runtime to an ApiError: images that do not decode or cannot be
  * processed and bad generation settings are the client's (400); the rest is the server's (500).
+ * `imageParam`: the request field of the image a failure is about (the worker, which decodes the
+ * images, knows it); an image error names it as its param and at the start of its message.
  */
-export function toApiError(e: unknown): ApiError {
+export function toApiError(e: unknown, imageParam?: string): ApiError {
   if (e instanceof ApiError) return e;
   const code = e instanceof BlipError ? e.code : typeof (e as { code?: unknown })?.code === 'string' ? ((e as { code: string }).code as string) : undefined;
   const msg = firstLine(withOptionNames(e, SERVER_OPTION_NAMES));
   switch (code) {
     case 'BLIP5010':
     case 'BLIP5011':
-      return new ApiError(400, msg, 'invalid_request_error', 'invalid_image', 'messages');
+      return new ApiError(400, imageParam ? `${imageParam}: ${msg}` : msg, 'invalid_request_error', 'invalid_image', imageParam ?? null);
     case 'BLIP5030':
       return new ApiError(400, msg, 'invalid_request_error', 'invalid_generation_settings', null);
     case 'BLIP5032':

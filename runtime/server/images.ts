@@ -8,9 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { ApiError, badRequest } from './errors.js';
 
 export interface ImageBytes {
-  /** For messages: "data: URL (image/png, 1234 bytes)" or the file's path. */
+  /** For messages ("cannot read image NAME"): "data:image/png;base64,... (1234 bytes)" or the file's path. */
   name: string;
   bytes: Uint8Array;
+  /** The request field it came from (`messages[0].content[1].image_url`, `image`, `input[1]`): an error about the image names it. */
+  param: string;
 }
 
 export interface ImageUrlOptions {
@@ -49,7 +51,7 @@ function dataUrl(url: string, param: string, o: ImageUrlOptions): ImageBytes {
   if (bytes.length === 0) throw badRequest(`${param}: the data: URL holds no bytes`, param, 'invalid_image');
   if (bytes.length > o.maxBytes) throw new ApiError(413, `${param}: the image is ${bytes.length} bytes; at most ${o.maxBytes} are accepted`, 'invalid_request_error', 'image_too_large', param);
   // a fresh, exactly sized buffer (transferable to the worker)
-  return { name: `${param} (${mime}, ${bytes.length} bytes)`, bytes: new Uint8Array(bytes) };
+  return { name: `data:${mime};base64,... (${bytes.length} bytes)`, bytes: new Uint8Array(bytes), param };
 }
 
 async function fileUrl(url: string, param: string, o: ImageUrlOptions): Promise<ImageBytes> {
@@ -78,7 +80,7 @@ async function fileUrl(url: string, param: string, o: ImageUrlOptions): Promise<
   const st = await stat(real);
   if (!st.isFile()) throw badRequest(`${param}: ${path} is not a file`, param, 'invalid_image');
   if (st.size > o.maxBytes) throw new ApiError(413, `${param}: ${path} is ${st.size} bytes; at most ${o.maxBytes} are accepted`, 'invalid_request_error', 'image_too_large', param);
-  return { name: path, bytes: new Uint8Array(await readFile(real)) };
+  return { name: path, bytes: new Uint8Array(await readFile(real)), param };
 }
 
 /** `path` with its deepest existing folder resolved (links followed) and the missing rest appended. */

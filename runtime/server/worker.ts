@@ -3,6 +3,7 @@
 // here and the HTTP thread stays free to accept, reject and stream.
 import { parentPort, workerData } from 'node:worker_threads';
 import { ApiError, toApiError, type WireError } from './errors.js';
+import type { ImageBytes } from './images.js';
 import type { BatchMessage, EmbedJob, EmbedValue, FromWorker, GenValue, ItmValue, JobResult, LoadFn, ServedModel, ToWorker, WorkerInit } from './protocol.js';
 import { toRgbImage, type DecodedImage } from '../tasks/images.js';
 import type { GenerateOptions, GenerateResult } from '../tasks/generate.js';
@@ -13,7 +14,15 @@ class Cancelled extends Error {}
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer ?? []);
-const fail = (e: unknown): { ok: false; error: WireError } => ({ ok: false, error: toApiError(e).toWire() });
+/** A failed job; `imageParam`: the request field of the image it failed on (see toApiError). */
+const fail = (e: unknown, imageParam?: string): { ok: false; error: WireError } => ({ ok: false, error: toApiError(e, imageParam).toWire() });
+
+/** The request field of job i's image, where it has one image (generation, ITM, embeddings of one image). */
+function imageParam(m: BatchMessage, i: number): string | undefined {
+  if (m.task !== 'embed') return m.jobs[i].image.param;
+  const images = m.jobs[i].items.flatMap((it) => ('image' in it ? [it.image.param] : []));
+  return images.length === 1 ? images[0] : undefined;
+}
 const cancelledError = (): { ok: false; error: WireError } => ({ ok: false, error: new ApiError(499, 'cancelled', 'invalid_request_error', 'cancelled').toWire() });
 
 async function main(): Promise<void> {
@@ -50,14 +59,14 @@ async function main(): Promise<void> {
   });
 }
 
-async function decodeAll<T extends { image: { name: string; bytes: Uint8Array } }>(jobs: T[], results: Array<JobResult | undefined>): Promise<Array<DecodedImage | undefined>> {
+async function decodeAll<T extends { image: ImageBytes }>(jobs: T[], results: Array<JobResult | undefined>): Promise<Array<DecodedImage | undefined>> {
   const out: Array<DecodedImage | undefined> = [];
   for (let i = 0; i < jobs.length; i++) {
     try {
       out.push(await toRgbImage({ name: jobs[i].image.name, bytes: jobs[i].image.bytes }, i, { maxPixels: init.maxImagePixels }));
     } catch (e) {
       out.push(undefined);
-      results[i] = fail(e);
+      results[i] = fail(e, jobs[i].image.param);
     }
   }
   return out;
@@ -73,8 +82,7 @@ async function runBatch(model: ServedModel, m: BatchMessage): Promise<{ results:
     else if (m.task === 'itm') await runItm(model, m, results);
     else await runEmbed(model, m, results);
   } catch (e) {
-    const r = fail(e);
-    for (let i = 0; i < results.length; i++) if (!results[i]) results[i] = r;
+    for (let i = 0; i < results.length; i++) if (!results[i]) results[i] = fail(e, imageParam(m, i));
   }
   return { results: results.map((r, i) => (cancelled(i) ? cancelledError() : (r ?? fail(new Error('no result'))))), tokens };
 }
@@ -122,7 +130,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
       const api = toApiError(e);
       // a client error in a shared batch: find whose it is by running each request alone
       if (api.status < 500 && live.length > 1 && !streamed) {
-        for (const i of live) await run([i]).catch((err) => (results[i] = fail(err)));
+        for (const i of live) await run([i]).catch((err) => (results[i] = fail(err, imageParam(m, i))));
         return;
       }
       throw e;
@@ -151,7 +159,7 @@ async function runItm(model: ServedModel, m: Extract<BatchMessage, { task: 'itm'
       out = await model.itm(images, texts, { batchSize: Math.max(init.maxBatch, 1) });
     } catch (e) {
       if (toApiError(e).status < 500 && idx.length > 1) {
-        for (const i of idx) await run([i]).catch((err) => (results[i] = fail(err)));
+        for (const i of idx) await run([i]).catch((err) => (results[i] = fail(err, imageParam(m, i))));
         return;
       }
       throw e;
@@ -181,7 +189,7 @@ async function runEmbed(model: ServedModel, m: Extract<BatchMessage, { task: 'em
       try {
         row.push(await toRgbImage({ name: it.image.name, bytes: it.image.bytes }, 0, { maxPixels: init.maxImagePixels }));
       } catch (e) {
-        results[i] = fail(e);
+        results[i] = fail(e, it.image.param);
         break;
       }
     }
@@ -199,7 +207,7 @@ async function runEmbed(model: ServedModel, m: Extract<BatchMessage, { task: 'em
       if (texts.length) et = await model.embedTexts(texts, bs);
     } catch (e) {
       if (toApiError(e).status < 500 && idx.length > 1) {
-        for (const i of idx) await run([i]).catch((err) => (results[i] = fail(err)));
+        for (const i of idx) await run([i]).catch((err) => (results[i] = fail(err, imageParam(m, i))));
         return;
       }
       throw e;

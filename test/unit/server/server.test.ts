@@ -317,6 +317,21 @@ test('bad input is a 4xx in OpenAI error shape, through the openai client', asyn
   });
 });
 
+test('an image that does not decode is a 400 invalid_image naming its request field, on each endpoint', async () => {
+  const junk = `data:image/png;base64,${Buffer.from('not an image at all').toString('base64')}`;
+  const cases: Array<[string, unknown, string]> = [
+    ['/v1/chat/completions', { model: 'cap', messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'image_url', image_url: { url: junk } }] }] }, 'messages[0].content[1].image_url'],
+    ['/v1/itm', { model: 'itm', image: junk, texts: ['a'] }, 'image'],
+    ['/v1/itm', { model: 'itm', image_url: { url: junk }, texts: ['a'] }, 'image_url'],
+    ['/v1/embeddings', { model: 'itm', input: ['a', { type: 'image_url', image_url: { url: junk } }] }, 'input[1]'],
+  ];
+  for (const [path, body, param] of cases) {
+    const r = await post(`${s.url}${path}`, body);
+    assert.deepEqual([r.status, r.json.error.code, r.json.error.param], [400, 'invalid_image', param], path);
+    assert.equal(r.json.error.message, `${param}: cannot read image data:image/png;base64,... (19 bytes): not a supported image (PNG, JPEG, WebP, GIF, TIFF or AVIF expected)`);
+  }
+});
+
 test('bad input over raw HTTP: malformed JSON, oversized body, wrong content type, wrong method, unknown path', async () => {
   const url = `${s.url}/v1/chat/completions`;
   const bad = await post(url, '{"model": "cap", "messages": [');
