@@ -92,6 +92,8 @@ export interface BlipServer {
   close(): Promise<void>;
   /** True once close() has been called. */
   readonly draining: boolean;
+  /** Inference requests accepted whose body is still being received (close() waits for them too). */
+  readonly receiving: number;
 }
 
 type Endpoint = 'chat' | 'itm' | 'embeddings' | 'models' | 'health' | 'metrics' | 'other';
@@ -453,6 +455,9 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     http,
     get draining() {
       return draining;
+    },
+    get receiving() {
+      return receiving.size;
     },
     close() {
       if (closing) return closing;

@@ -115,7 +115,8 @@ const command: Command = {
           log?.(`${sig} again: stopping now`);
           process.exit(130);
         }
-        log?.(`${sig}: no new requests; finishing ${server.scheduler.totalQueued + server.scheduler.totalRunning} queued or running (signal again to stop now)`);
+        const uploading = server.receiving;
+        log?.(`${sig}: no new requests; finishing ${server.scheduler.totalQueued + server.scheduler.totalRunning} queued or running${uploading ? ` and ${uploading} still being received` : ''} (signal again to stop now)`);
         void server.close().then(() => {
           process.off('SIGTERM', onSignal);
           process.off('SIGINT', onSignal);

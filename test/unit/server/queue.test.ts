@@ -294,6 +294,8 @@ test('shutdown: a request whose body is still uploading when it begins is run an
   const body = JSON.stringify(chatBody('cap', { max_tokens: 1 }));
   const soon = await twoPartPost(s, '/v1/chat/completions', body);
   const late = await twoPartPost(s, '/v1/chat/completions', body);
+  // what blip serve's SIGTERM line counts beside the queued and running ones
+  assert.equal(s.receiving, 2);
   let closed = false;
   const closing = s.close().then(() => (closed = true));
   soon.rest();
@@ -301,6 +303,7 @@ test('shutdown: a request whose body is still uploading when it begins is run an
   // longer than the second the shutdown leaves connections to take their answers
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(closed, false);
+  assert.equal(s.receiving, 1);
   late.rest();
   assert.match(await late.answer, /^HTTP\/1.1 200 [^]*"content":"64x48 0"/);
   await closing;
