@@ -8,7 +8,10 @@ import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs, TextFlow 
 import type { Value } from '../lower/GraphBuilder.js';
 import { activation, attend, causalBias, lastPosition, mergeHeads, paddingBias, rmsNorm, splitHeads, type QueryGroups } from '../lower/transformer.js';
 import { dense, onesMask, tiedOrOwn } from '../lower/blocks.js';
-import { CompileError } from '../lower/CompileError.js';
+import { CompileError, type Problem } from '../lower/CompileError.js';
+
+/** The config.json keys of the relative position settings (named in their errors). */
+const BUCKET_KEYS = { relative_buckets: 'relative_attention_num_buckets', relative_max_distance: 'relative_attention_max_distance' } as const;
 
 export const T5: NodeKind = {
   kind: 't5',
@@ -44,8 +47,7 @@ export const T5: NodeKind = {
       decoder_depth: 'num_decoder_layers',
       heads: 'num_heads',
       vocab_size: 'vocab_size',
-      relative_buckets: 'relative_attention_num_buckets',
-      relative_max_distance: 'relative_attention_max_distance',
+      ...BUCKET_KEYS,
       layer_norm_eps: 'layer_norm_epsilon',
       tie_embeddings: 'tie_word_embeddings',
     });
@@ -138,10 +140,36 @@ export function relativeBucketTable(bidirectional: boolean, numBuckets: number, 
   return out;
 }
 
+/**
+ * The relative position settings transformers' bucket formula can use, checked before a table is
+ * built from them. Of `n` buckets the encoder's bidirectional attention gives each direction
+ * floor(n / 2) and the decoder's causal one all n; the first half of a direction's buckets are exact
+ * distances (max_exact: floor(n / 4) in the encoder, floor(n / 2) in the decoder), the rest
+ * log-spaced, dividing by log(max_distance / max_exact). Under 4 buckets the encoder has no exact
+ * one (transformers: ZeroDivisionError; here a NaN bucket); a max distance at or below the decoder's
+ * max_exact divides by log(1) = 0 or spaces the buckets backwards (transformers: bucket ids outside
+ * its table), and the table below, which stops at max_distance, would differ from it.
+ */
+function bucketProblems(ctx: LowerContext): Problem[] {
+  const section = ctx.node.config ?? T5.defaultConfig;
+  const said = (attr: keyof typeof BUCKET_KEYS, v: number) =>
+    attr in ctx.node.attrs ? `attribute "${attr}" of node "${ctx.node.name}" (t5) is ${v}` : `config.json "${section ? `${section}.` : ''}${BUCKET_KEYS[attr]}" says ${v} for attribute "${attr}" of node "${ctx.node.name}" (t5)`;
+  const [n, md] = [ctx.int('relative_buckets'), ctx.int('relative_max_distance')];
+  const out: Problem[] = [];
+  if (n < 4)
+    out.push({ code: 'BLIP4017', message: `${said('relative_buckets', n)}: expected at least 4 (the encoder splits them between the two directions and keeps half of each for exact distances; transformers divides by zero)`, loc: ctx.attrLoc('relative_buckets') });
+  const maxExact = Math.floor(n / 2);
+  if (md <= maxExact)
+    out.push({ code: 'BLIP4017', message: `${said('relative_max_distance', md)}: expected at least ${maxExact + 1} with ${n} buckets (the decoder's first ${maxExact} are exact distances, the rest log-spaced from there up to the max distance; transformers gives bucket ids outside its table)`, loc: ctx.attrLoc('relative_max_distance') });
+  return out;
+}
+
 /** Relative position bias (1, N, L, T), float32, for query positions qpos (L) over key positions kpos (T). */
 function positionBias(ctx: LowerContext, stack: string, bidirectional: boolean, qpos: Value, kpos: Value, role: string): Value {
   const { b } = ctx;
   const [buckets, md, N] = [ctx.int('relative_buckets'), ctx.int('relative_max_distance'), ctx.int('heads')];
+  const problems = bucketProblems(ctx);
+  if (problems.length) throw new CompileError(problems);
   return b.scope(role, () => {
     const rel = b.sub(kpos, b.unsqueeze(qpos, [1], 'query_col'), 'relative'); // (L, T): key - query
     const clipped = b.op('Min', [b.op('Max', [rel, b.int64([-md], [], 'lo')], {}, { name: 'max' }), b.int64([md], [], 'hi')], {}, { name: 'clipped' });

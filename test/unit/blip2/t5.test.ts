@@ -27,6 +27,23 @@ test('t5: relative position buckets follow transformers float32 arithmetic at th
   assert.deepEqual([-128, -64, -16, -15, -1, 0, 5].map((r) => Number(uni[r + 128])), [31, 26, 16, 15, 1, 0, 0]);
 });
 
+test('t5: at the fewest buckets and shortest max distance the compile accepts (4 buckets, max distance buckets / 2 + 1) the table is transformers\'', () => {
+  // T5Attention._relative_position_bucket (transformers 5.12.1) over -md..md; it keeps the edge buckets
+  // beyond ±md too (checked there out to ±(md + 200)), which the table's clipping assumes. One bucket
+  // or one distance fewer is refused (BLIP4017; errors.test.ts): transformers divides by zero there, or
+  // gives bucket ids outside its table.
+  const reference: Array<[number, number, boolean, number[]]> = [
+    [4, 3, true, [1, 1, 1, 0, 3, 3, 3]],
+    [4, 3, false, [3, 2, 1, 0, 0, 0, 0]],
+    [5, 3, true, [1, 1, 1, 0, 3, 3, 3]],
+    [5, 3, false, [4, 2, 1, 0, 0, 0, 0]],
+    [8, 5, true, [3, 3, 2, 2, 1, 0, 5, 6, 6, 7, 7]],
+    [8, 5, false, [7, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0]],
+    [9, 5, false, [8, 4, 3, 2, 1, 0, 0, 0, 0, 0, 0]],
+  ];
+  for (const [n, md, bidirectional, want] of reference) assert.deepEqual([...relativeBucketTable(bidirectional, n, md)].map(Number), want, `${n} buckets, max distance ${md}, ${bidirectional ? 'bi' : 'uni'}directional`);
+});
+
 // Original T5 (debug fixture of test/oracle/blip2_debug.py): relu, tied head scaled by d_model**-0.5,
 // d_kv · heads != d_model, 32 buckets over 128 positions, one decoder layer under two encoder layers.
 // Flan-T5: compile.test.ts.

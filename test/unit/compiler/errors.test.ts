@@ -183,6 +183,52 @@ test('config.json values outside what a node takes are errors at the node, each 
   });
 });
 
+test("T5 relative position settings transformers' bucket formula cannot use are one BLIP4017 line naming the key and the least it needs, not a crash", async () => {
+  const T5 = 'graphs/blip2-t5.blip';
+  // blip2-t5-a (8 buckets, max distance 20) with `n` buckets, its relative_attention_bias tables cut to n rows
+  const withBuckets = (n: number) =>
+    checkpointCopy('blip2-t5-a', (ts) =>
+      ts.map((t) => (t.name.endsWith('relative_attention_bias.weight') ? { ...t, shape: [n, t.shape[1]], data: t.data.slice(0, n * t.shape[1] * 4) } : t)),
+    );
+  const edited = (n: number, maxDistance = 20) => {
+    const dir = withBuckets(n);
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    Object.assign(config.text_config, { relative_attention_num_buckets: n, relative_attention_max_distance: maxDistance });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    return dir;
+  };
+  const llm = lineOf(T5, 'node llm');
+  const tooFew = (n: number) =>
+    `config.json "text_config.relative_attention_num_buckets" says ${n} for attribute "relative_buckets" of node "llm" (t5): expected at least 4 (the encoder splits them between the two directions and keeps half of each for exact distances; transformers divides by zero)`;
+  // 2 and 3 buckets leave the encoder's directions 1 bucket each, none exact (were: internal error,
+  // "The number NaN cannot be converted to a BigInt")
+  for (const n of [2, 3]) {
+    await fails(T5, edited(n), (e) => {
+      assert.deepEqual((e as CompileError).problems.map((p) => [p.code, p.message, p.loc?.line]), [['BLIP4017', tooFew(n), llm]]);
+    });
+  }
+  // 1 bucket: none exact in the decoder either
+  await fails(T5, edited(1), (e) => assert.deepEqual(codes(e), [`BLIP4017 ${tooFew(1)}`]));
+  // max distance at the decoder's exact buckets (8 / 2 = 4): log(4 / 4) = 0 in transformers' divisor
+  await fails(T5, edited(8, 4), (e) => {
+    assert.deepEqual(codes(e), [
+      'BLIP4017 config.json "text_config.relative_attention_max_distance" says 4 for attribute "relative_max_distance" of node "llm" (t5): expected at least 5 with 8 buckets (the decoder\'s first 4 are exact distances, the rest log-spaced from there up to the max distance; transformers gives bucket ids outside its table)',
+    ]);
+  });
+  // both at once: both said
+  await fails(T5, edited(3, 1), (e) => assert.deepEqual((e as CompileError).problems.map((p) => p.code), ['BLIP4017', 'BLIP4017']));
+  // the least each needs compiles: 4 buckets (max distance 3), 8 buckets with max distance 5
+  for (const [n, md] of [[4, 3], [8, 5]]) {
+    const dir = edited(n, md);
+    try {
+      const { model, text } = loadModel(T5);
+      await compile({ model, graphFile: T5, graphText: text, weights: dir, out: join(dirname(dir), 'out') });
+    } finally {
+      rmSync(dirname(dir), { recursive: true, force: true });
+    }
+  }
+});
+
 test('token ids and generation settings the runtime would refuse are errors naming the file and key, before anything is written', async () => {
   const weights = checkpointCopy('blip-caption-a');
   const cfg = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
