@@ -6,7 +6,7 @@ import type { Command } from '../Command.js';
 import { UsageError } from '../Command.js';
 import { unknownOption } from '../options.js';
 import { modelPhrase, readManifest, type Manifest } from '../../artifact/manifest.js';
-import { load, type BlipModel, type GenerateOptions, type GenerateResult, type DecodedImage } from '../../../runtime/model.js';
+import { load, type BlipModel, type GenerateOptions, type GenerateResult, type GeneratedSequence, type DecodedImage } from '../../../runtime/model.js';
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { withOptionNames } from '../../../runtime/tasks/arguments.js';
 import { checkImageSize, declaredImageSize, toRgbImage, type ImageSize } from '../../../runtime/tasks/images.js';
@@ -25,12 +25,17 @@ const OPTIONS: Record<string, Kind> = {
   text: 'list',
   'text-file': 'list',
   'max-new-tokens': 'int',
+  'max-length': 'int',
   'min-new-tokens': 'int',
+  'min-length': 'int',
   beams: 'int',
   'length-penalty': 'float',
+  'early-stopping': 'string',
+  'num-return-sequences': 'int',
   'repetition-penalty': 'float',
   'no-repeat-ngram': 'int',
   sample: 'flag',
+  'no-sample': 'flag',
   'top-p': 'float',
   'top-k': 'int',
   temperature: 'float',
@@ -49,6 +54,8 @@ interface Args {
   texts: string[];
   stops: string[];
   prompt?: string;
+  /** --early-stopping: transformers' early_stopping. */
+  earlyStopping?: boolean | 'never';
   flags: Set<string>;
   num: Record<string, number>;
   device?: string;
@@ -117,6 +124,7 @@ export function parseRunArgs(argv: string[]): Args {
     else if (kind === 'list') (name === 'image' ? a.images : name === 'stop' ? a.stops : a.texts).push(value);
     else if (kind === 'string') {
       if (name === 'prompt') a.prompt = value;
+      else if (name === 'early-stopping') a.earlyStopping = earlyStoppingValue(value);
       else a.device = value;
     } else if (kind === 'int') {
       if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${name} expects an integer, found '${value}'`);
@@ -150,8 +158,15 @@ export function parseRunArgs(argv: string[]): Args {
     if (v !== undefined && v < min) throw new UsageError(`--${name} must be at least ${min}, found ${v}`);
   };
   atLeast('max-new-tokens', 1);
+  atLeast('max-length', 1);
   atLeast('min-new-tokens', 0);
+  atLeast('min-length', 0);
   atLeast('beams', 1);
+  atLeast('num-return-sequences', 1);
+  // (transformers lets max_new_tokens / min_new_tokens win over the whole-sequence bound, with a warning)
+  if (a.num['max-length'] !== undefined && a.num['max-new-tokens'] !== undefined) throw new UsageError('--max-length and --max-new-tokens both bound the length: give one (--max-length counts the whole sequence, --max-new-tokens the new tokens)');
+  if (a.num['min-length'] !== undefined && a.num['min-new-tokens'] !== undefined) throw new UsageError('--min-length and --min-new-tokens both bound the length: give one (--min-length counts the whole sequence, --min-new-tokens the new tokens)');
+  if (a.flags.has('sample') && a.flags.has('no-sample')) throw new UsageError('--sample and --no-sample contradict each other: give one');
   atLeast('no-repeat-ngram', 0);
   atLeast('top-k', 0);
   atLeast('seed', 0);
@@ -162,7 +177,9 @@ export function parseRunArgs(argv: string[]): Args {
   if (a.num.logprobs !== undefined && (a.num.beams ?? 1) > 1) throw new UsageError('--logprobs is for greedy decoding and --sample, not --beams');
   atLeast('threads', 1);
   checkThreadsOption(a.num.threads);
-  if (a.num.beams !== undefined && a.num.beams > MAX_ROWS_PER_PROMPT) throw new UsageError(`--beams is ${a.num.beams}, more than the ${MAX_ROWS_PER_PROMPT} this runtime takes`);
+  for (const n of ['beams', 'num-return-sequences']) {
+    if (a.num[n] !== undefined && a.num[n] > MAX_ROWS_PER_PROMPT) throw new UsageError(`--${n} is ${a.num[n]}, more than the ${MAX_ROWS_PER_PROMPT} this runtime takes`);
+  }
   const tp = a.num['top-p'];
   if (tp !== undefined && !(tp > 0 && tp <= 1)) throw new UsageError(`--top-p must be in (0, 1], found ${tp}`);
   for (const n of ['temperature', 'repetition-penalty']) {
@@ -170,6 +187,13 @@ export function parseRunArgs(argv: string[]): Args {
   }
   checkDeviceOption(a.device);
   return a;
+}
+
+/** --early-stopping's value: transformers' early_stopping (a bool, or "never"). */
+function earlyStoppingValue(value: string): boolean | 'never' {
+  if (value === 'true' || value === 'false') return value === 'true';
+  if (value === 'never') return value;
+  throw new UsageError(`--early-stopping expects true, false or never, found '${value}'`);
 }
 
 /** Flags that only make sense for one kind of model. */
@@ -184,13 +208,21 @@ function checkFitsTask(a: Args, m: Manifest): void {
     if (st.required && a.prompt !== undefined && a.prompt.trim() === '') throw new UsageError(`--prompt is empty: ${model} and needs ${st.what}`);
     // (a model whose generation config samples takes them without --sample, as generate() does)
     const s = ['top-p', 'top-k', 'temperature', 'seed'].find((n) => a.num[n] !== undefined);
+    if (s && a.flags.has('no-sample')) throw new UsageError(`--${s} applies to sampling, which --no-sample turns off`);
     if (s && !a.flags.has('sample') && m.generation?.do_sample !== true) throw new UsageError(`--${s} applies to sampling; add --sample`);
     const beams = a.num.beams ?? m.generation?.num_beams ?? 1;
+    const byDefault = a.num.beams === undefined ? ` ${a.dir} searches with by default` : '';
     if (a.num.logprobs !== undefined && beams > 1) throw new UsageError(`--logprobs is for greedy decoding and --sample, not beam search, and ${a.dir} decodes with ${beams} beams by default: add --beams 1`);
+    const sampling = a.flags.has('sample') || (!a.flags.has('no-sample') && m.generation?.do_sample === true);
+    const n = a.num['num-return-sequences'];
+    if (n !== undefined && n > 1 && beams === 1 && !sampling) throw new UsageError(`--num-return-sequences ${n} needs --beams ${n} (or more) or --sample: greedy decoding returns one sequence`);
+    if (n !== undefined && beams > 1 && n > beams) throw new UsageError(`--num-return-sequences ${n} is more than the ${beams} beams${byDefault}: beam search returns at most one sequence a beam; add --beams ${n}`);
   } else {
-    const gen = ['max-new-tokens', 'min-new-tokens', 'beams', 'length-penalty', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed', 'logprobs'].find((n) => a.num[n] !== undefined);
+    const gen =
+      ['max-new-tokens', 'max-length', 'min-new-tokens', 'min-length', 'beams', 'length-penalty', 'num-return-sequences', 'repetition-penalty', 'no-repeat-ngram', 'top-p', 'top-k', 'temperature', 'seed', 'logprobs'].find((n) => a.num[n] !== undefined) ??
+      (a.earlyStopping !== undefined ? 'early-stopping' : ['sample', 'no-sample'].find((f) => a.flags.has(f)) ?? (a.stops.length ? 'stop' : undefined));
     if (a.prompt !== undefined) throw new UsageError(`--prompt is for generating models, but ${model} (image-text matching); give the texts to score with --text`);
-    if (gen || a.flags.has('sample') || a.stops.length) throw new UsageError(`--${gen ?? (a.stops.length ? 'stop' : 'sample')} is a generation setting, but ${model} (image-text matching)`);
+    if (gen) throw new UsageError(`--${gen} is a generation setting, but ${model} (image-text matching)`);
     if (a.texts.length === 0) throw new UsageError(`--text (or --text-file) is required: ${model} that scores images against texts`);
   }
 }
@@ -277,8 +309,12 @@ read: pass a folder.
 Captioning, VQA and instruction models print the generated text: streamed word by word for a
 single image, 'IMAGE: TEXT' lines for several, or with --json one line per image:
   {"image", "text", "token_ids", "timings_ms": {preprocess, encode, prefill, decode, load?, total}}
-  ("stop": the --stop string that ended the text, when one did; "logprobs" with --logprobs:
-   [{"id", "token", "bytes", "logprob", "top": [{"id", "token", "bytes", "logprob"}, ...]}, ...])
+  ("score": beam search's length-penalised score, transformers' sequences_scores; "stop": the
+   --stop string that ended the text, when one did; "logprobs" with --logprobs:
+   [{"id", "token", "bytes", "logprob", "top": [{"id", "token", "bytes", "logprob"}, ...]}, ...];
+   "sequences" with --num-return-sequences N > 1: [{"text", "token_ids", "score"?, "stop"?,
+   "logprobs"?}, ...], best first, the first also the line's own text and token_ids; without
+   --json each sequence is a line, 'IMAGE: TEXT' for several images)
 (the timings are the batch's: preprocess is reading, decoding and resizing its images. When all
 images fit in one --batch-size batch and the model runs on the CPU, the batch opens the graphs
 itself, releasing the image encoder before the decoder is loaded, so the peak memory is the larger
@@ -303,11 +339,19 @@ Options:
   --text-file PATH          ITM models: texts to score, one a line (UTF-8; blank lines skipped);
                             for many texts, which a command line cannot hold
   --max-new-tokens N        generated tokens at most (default: the manifest's)
+  --max-length N            instead: the whole sequence at most, as transformers' max_length
+                            (the decoder's start tokens, image placeholders and prompt count)
   --min-new-tokens N        generated tokens at least before EOS may end the text
+  --min-length N            instead: the whole sequence at least (transformers' min_length)
   --beams N                 beam search with N beams (1 = greedy)
   --length-penalty F        beam search length penalty (exponent of the length; default 1)
+  --early-stopping V        beam search: true (stop when --beams texts have ended), false (when a
+                            better text is unlikely; transformers' default) or never (when none can be)
+  --num-return-sequences N  texts per image: the N best beams (N <= --beams) or N samples
   --repetition-penalty F    penalise tokens already present (> 1 discourages them)
   --no-repeat-ngram N       never repeat an n-gram of this size
+  --no-sample               do not sample where the model's generation config does (do_sample
+                            false): greedy decoding, or beam search with --beams
   --sample                  sample instead of searching (a model whose generation config samples
                             does so without it); with:
     --top-p F               nucleus sampling: keep tokens up to probability F (0, 1]
@@ -330,6 +374,9 @@ Examples:
   blip run ./out/vqa --image bus.png --prompt "what color is the bus?"
   blip run ./out/blip2-opt --image photos/ --prompt "Question: what is this? Answer:" --json
   blip run ./out/instructblip --image cat.jpg --prompt "Describe the image in detail." --device cuda
+  blip run ./out/instructblip --image cat.jpg --prompt "What is unusual about this image?" \\
+      --beams 5 --max-length 256 --min-length 1 --repetition-penalty 1.5 --length-penalty 1
+  blip run ./out/caption --image cat.jpg --beams 5 --num-return-sequences 3 --json
   blip run ./out/caption --image photos/ --sample --top-p 0.9 --seed 7 --json > captions.jsonl
   blip run ./out/itm --image cat.jpg --text "a cat on a sofa" --text "two dogs"`,
 
@@ -427,9 +474,13 @@ export default command;
 /** The library's generate() options as this command's flags, for messages that reach it from the library (withOptionNames). */
 const CLI_OPTION_NAMES: Record<string, string> = {
   maxNewTokens: '--max-new-tokens',
+  maxLength: '--max-length',
   minNewTokens: '--min-new-tokens',
+  minLength: '--min-length',
   numBeams: '--beams',
   lengthPenalty: '--length-penalty',
+  earlyStopping: '--early-stopping',
+  numReturnSequences: '--num-return-sequences',
   repetitionPenalty: '--repetition-penalty',
   noRepeatNgramSize: '--no-repeat-ngram',
   doSample: '--sample',
@@ -441,17 +492,24 @@ const CLI_OPTION_NAMES: Record<string, string> = {
 };
 
 /** The text each image prints (streaming writes the text itself as it comes; only its newline is returned). */
-async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, stream: boolean, json: boolean, bs: number, decodeMs: number, out: (s: string) => void): Promise<string[]> {
+async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: DecodedImage }>, a: Args, plain: boolean, json: boolean, bs: number, decodeMs: number, out: (s: string) => void): Promise<string[]> {
   const n = a.num;
+  // one image's one text streams; several sequences of it are printed a line each when done
+  const stream = plain && (n['num-return-sequences'] ?? 1) === 1;
   const opts: GenerateOptions = {
     prompt: a.prompt,
     maxNewTokens: n['max-new-tokens'],
+    maxLength: n['max-length'],
     minNewTokens: n['min-new-tokens'],
+    minLength: n['min-length'],
     numBeams: n.beams,
     lengthPenalty: n['length-penalty'],
+    earlyStopping: a.earlyStopping,
+    numReturnSequences: n['num-return-sequences'],
     repetitionPenalty: n['repetition-penalty'],
     noRepeatNgramSize: n['no-repeat-ngram'],
-    doSample: a.flags.has('sample') ? true : undefined,
+    // left out: the model's generation config decides, as transformers' generate() does
+    doSample: a.flags.has('sample') ? true : a.flags.has('no-sample') ? false : undefined,
     topP: n['top-p'],
     topK: n['top-k'],
     temperature: n.temperature,
@@ -487,9 +545,19 @@ async function runGenerate(model: BlipModel, ok: Array<{ file: string; pixels: D
     });
   return res.map((r, i) => {
     const image = ok[i].file;
-    if (json) return JSON.stringify({ image, text: r.text, token_ids: r.tokenIds, ...(r.stop !== undefined ? { stop: r.stop } : {}), ...(r.logprobs ? { logprobs: r.logprobs } : {}), timings_ms: timingsRecord(r.timingsMs, decodeMs) }) + '\n';
-    return stream ? '\n' : `${image}: ${r.text}\n`;
+    if (json) return JSON.stringify({ image, ...sequenceRecord(r), ...(r.sequences ? { sequences: r.sequences.map(sequenceRecord) } : {}), timings_ms: timingsRecord(r.timingsMs, decodeMs) }) + '\n';
+    if (stream) return '\n';
+    // several sequences: one line each (the image's name on each when several images run)
+    return (r.sequences ?? [r]).map((s) => (plain ? `${s.text}\n` : `${image}: ${s.text}\n`)).join('');
   });
+}
+
+/**
+ * A sequence as --json prints it: the library's GeneratedSequence with token_ids for tokenIds, and
+ * its beam search `score` (transformers' sequences_scores) where it has one.
+ */
+function sequenceRecord(s: GeneratedSequence): Record<string, unknown> {
+  return { text: s.text, token_ids: s.tokenIds, ...(s.score !== undefined ? { score: s.score } : {}), ...(s.stop !== undefined ? { stop: s.stop } : {}), ...(s.logprobs ? { logprobs: s.logprobs } : {}) };
 }
 
 /**

@@ -27,6 +27,7 @@ let caption: string;
 let itm: string;
 let vqa: string;
 let vicuna: string;
+let opt: string;
 let old: string;
 let folder: string;
 let mixed: string;
@@ -42,12 +43,28 @@ let img32: string;
 let R: Record<string, Result>;
 
 const [IMG_A, IMG_B] = imagesOf(expected('blip-caption-a'));
+const OPT_IMAGE = fixturePath('images', 'photo_64x48.jpg');
+const OPT_QUESTION = 'Question: how many cats are there? Answer:';
+/**
+ * transformers 5.12.1 on blip2-opt-a, OPT_IMAGE and OPT_QUESTION:
+ * Blip2ForConditionalGeneration.generate(**processor(images=image, text=OPT_QUESTION), num_beams=3,
+ * max_new_tokens=6, early_stopping=..., output_scores=True, return_dict_in_generate=True): the new
+ * tokens (without the padding after EOS) and sequences_scores. Greedy gives [467, 2].
+ */
+const HF_EARLY_STOPPING = {
+  true: { tokens: [[467, 261, 2]], scores: [-4.73419189453125] },
+  false: { tokens: [[467, 261, 261, 2]], scores: [-4.685962200164795] },
+  never: { tokens: [[467, 261, 261, 261, 261, 261]], scores: [-4.660431385040283] },
+  // num_return_sequences=3
+  never3: { tokens: [[467, 261, 261, 261, 261, 261], [467, 261, 261, 2], [467, 261, 261, 261, 261, 2]], scores: [-4.660431385040283, -4.685962200164795, -4.686698913574219] },
+};
 
 before(async () => {
   caption = await compileFixture('blip-caption-a', tmp.dir);
   itm = await compileFixture('blip-itm-a', tmp.dir);
   vqa = await compileFixture('blip-vqa-a', tmp.dir);
   vicuna = await compileFixture('instructblip-vicuna-a', tmp.dir); // its generation config searches with 5 beams
+  opt = await compileFixture('blip2-opt-a', tmp.dir); // greedy answers OPT_QUESTION on OPT_IMAGE with one token and EOS
   half = join(tmp.dir, 'half');
   await compile(join(repoRoot(), 'graphs', 'blip-caption.blip'), { weights: fixturePath('blip-caption-a', 'checkpoint'), out: half, dtype: 'fp16' });
   halfInt8 = join(tmp.dir, 'half-int8');
@@ -107,7 +124,23 @@ before(async () => {
   blankTexts = join(tmp.dir, 'blank.txt');
   writeFileSync(blankTexts, '\n \n');
   const stop = stopOf(pyStrip(greedy().text[0]));
+  const ask = (...a: string[]) => ['run', opt, '--image', OPT_IMAGE, '--prompt', OPT_QUESTION, ...a];
   const batch: Record<string, string[]> = {
+    // transformers' generate() arguments blip run takes as flags
+    maxLength: cap('--image', IMG_A, '--max-length', '5', '--json'),
+    minLength: ask('--min-length', '31', '--max-new-tokens', '6', '--json'),
+    beamsJson: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--beams', '3', '--json'),
+    earlyTrue: ask('--beams', '3', '--max-new-tokens', '6', '--early-stopping', 'true', '--json'),
+    earlyFalse: ask('--beams', '3', '--max-new-tokens', '6', '--early-stopping', 'false', '--json'),
+    earlyNever: ask('--beams', '3', '--max-new-tokens', '6', '--early-stopping=never', '--json'),
+    returnBeams: ask('--beams', '3', '--max-new-tokens', '6', '--early-stopping', 'never', '--num-return-sequences', '3', '--json'),
+    returnBeamsText: ask('--beams', '3', '--max-new-tokens', '6', '--early-stopping', 'never', '--num-return-sequences', '3'),
+    returnBeamsLines: ['run', opt, '--image', OPT_IMAGE, '--image', OPT_IMAGE, '--prompt', OPT_QUESTION, '--beams', '3', '--max-new-tokens', '6', '--num-return-sequences', '2'],
+    returnSamples: cap('--image', IMG_A, '--sample', '--seed', '4', '--num-return-sequences', '2', '--max-new-tokens', '8', '--json'),
+    samplingBeams1: ['run', sampling, '--image', IMG_A, '--beams', '1', '--max-new-tokens', '12', '--json'],
+    noSample: ['run', sampling, '--image', IMG_A, '--no-sample', '--max-new-tokens', '12', '--json'],
+    noSampleBeams: ['run', sampling, '--image', IMG_A, '--image', IMG_B, '--no-sample', '--beams', '3', '--max-new-tokens', '12', '--json'],
+    maxLengthBelowPrompt: ask('--max-length', '20'),
     json: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json'),
     jsonAuto: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--device', 'auto'),
     jsonTwoBatches: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--batch-size', '1'),
@@ -154,6 +187,21 @@ before(async () => {
     logprobsMany: cap('--image', IMG_A, '--json', '--logprobs', '21'),
     logprobsBeamModel: ['run', vicuna, '--image', IMG_A, '--prompt', 'Describe it.', '--json', '--logprobs', '1'],
     logprobsBeamModelGreedy: ['run', vicuna, '--image', IMG_A, '--prompt', 'Describe it.', '--json', '--logprobs', '1', '--beams', '1', '--max-new-tokens', '4'],
+    maxLengthAndNew: cap('--image', IMG_A, '--max-length', '5', '--max-new-tokens', '3'),
+    minLengthAndNew: cap('--image', IMG_A, '--min-length', '5', '--min-new-tokens', '3'),
+    maxLengthZero: cap('--image', IMG_A, '--max-length', '0'),
+    minLengthNegative: cap('--image', IMG_A, '--min-length=-1'),
+    earlyStoppingYes: cap('--image', IMG_A, '--beams', '3', '--early-stopping', 'yes'),
+    earlyStoppingOnItm: ['run', itm, '--image', IMG_A, '--text', 'x', '--early-stopping', 'never'],
+    sampleNoSample: cap('--image', IMG_A, '--sample', '--no-sample'),
+    noSampleTopP: ['run', sampling, '--image', IMG_A, '--no-sample', '--top-p', '0.9'],
+    noSampleOnItm: ['run', itm, '--image', IMG_A, '--text', 'x', '--no-sample'],
+    returnGreedy: cap('--image', IMG_A, '--num-return-sequences', '2'),
+    returnMoreThanBeams: cap('--image', IMG_A, '--beams', '2', '--num-return-sequences', '3'),
+    returnMoreThanModelBeams: ['run', vicuna, '--image', IMG_A, '--prompt', 'Describe it.', '--num-return-sequences', '6'],
+    returnZero: cap('--image', IMG_A, '--num-return-sequences', '0'),
+    returnMany: cap('--image', IMG_A, '--sample', '--num-return-sequences', '1000'),
+    returnNoSampleModel: ['run', sampling, '--image', IMG_A, '--no-sample', '--num-return-sequences', '2'],
     noDir: ['run', '--image', IMG_A],
     // failures (1)
     missingImage: cap('--image', join(tmp.dir, 'nope.jpg')),
@@ -333,15 +381,29 @@ test('ITM models print one JSON line per image-text pair', () => {
 
 test('help lists every option with examples', () => {
   assert.equal(R.help.code, 0);
-  for (const o of ['--image', '--prompt', '--text', '--max-new-tokens', '--min-new-tokens', '--beams', '--length-penalty', '--repetition-penalty', '--no-repeat-ngram', '--sample', '--top-p', '--top-k', '--temperature', '--seed', '--stop', '--logprobs', '--batch-size', '--device', '--threads', '--json']) {
-    assert.ok(R.help.out.includes(o), o);
-  }
+  const options = ['--image', '--prompt', '--text', '--text-file', '--max-new-tokens', '--max-length', '--min-new-tokens', '--min-length', '--beams', '--length-penalty', '--early-stopping', '--num-return-sequences', '--repetition-penalty', '--no-repeat-ngram', '--no-sample', '--sample', '--top-p', '--top-k', '--temperature', '--seed', '--stop', '--logprobs', '--batch-size', '--device', '--threads', '--json'];
+  for (const o of options) assert.match(R.help.out, new RegExp(`^ +${o} `, 'm'), o);
   assert.match(R.help.out, /Examples:\n {2}blip run /);
   assert.deepEqual(R.helpCommand, R.help); // `blip help run`
 });
 
 test('usage errors exit 2 with one line (and the --help hint)', () => {
   const cases: Array<[string, RegExp]> = [
+    ['maxLengthAndNew', /^blip run: --max-length and --max-new-tokens both bound the length: give one \(--max-length counts the whole sequence, --max-new-tokens the new tokens\)$/],
+    ['minLengthAndNew', /^blip run: --min-length and --min-new-tokens both bound the length: give one/],
+    ['maxLengthZero', /^blip run: --max-length must be at least 1, found 0$/],
+    ['minLengthNegative', /^blip run: --min-length must be at least 0, found -1$/],
+    ['earlyStoppingYes', /^blip run: --early-stopping expects true, false or never, found 'yes'$/],
+    ['earlyStoppingOnItm', /^blip run: --early-stopping is a generation setting, but .* is a BLIP retrieval model/],
+    ['sampleNoSample', /^blip run: --sample and --no-sample contradict each other: give one$/],
+    ['noSampleTopP', /^blip run: --top-p applies to sampling, which --no-sample turns off$/],
+    ['noSampleOnItm', /^blip run: --no-sample is a generation setting, but .* is a BLIP retrieval model/],
+    ['returnGreedy', /^blip run: --num-return-sequences 2 needs --beams 2 \(or more\) or --sample: greedy decoding returns one sequence$/],
+    ['returnNoSampleModel', /^blip run: --num-return-sequences 2 needs --beams 2 \(or more\) or --sample/],
+    ['returnMoreThanBeams', /^blip run: --num-return-sequences 3 is more than the 2 beams: beam search returns at most one sequence a beam; add --beams 3$/],
+    ['returnMoreThanModelBeams', /^blip run: --num-return-sequences 6 is more than the 5 beams .*instructblip-vicuna-a searches with by default: beam search returns at most one sequence a beam; add --beams 6$/],
+    ['returnZero', /^blip run: --num-return-sequences must be at least 1, found 0$/],
+    ['returnMany', /^blip run: --num-return-sequences is 1000, more than the 256 this runtime takes$/],
     ['unknownFlag', /unknown option '--beam'; did you mean '--beams'\?$/],
     ['textOnCaption', /--text is for image-text matching, but .* is a BLIP captioning model/],
     ['promptOnItm', /--prompt is for generating models, but .* is a BLIP retrieval model/],
@@ -390,6 +452,8 @@ test('failures exit 1 with one line: missing image, another format version, a fo
     ['notCompiled', /^error BLIP5001: .* is not a compiled model/],
     // the library's message names its option; the command names its flag
     ['tooManyTokens', /^error BLIP5032: with no prompt, the start tokens take 1 position and up to 10000 new tokens were asked for; the decoder has \d+ positions: lower --max-new-tokens$/],
+    // 8 image placeholders, BOS and 19 prompt tokens
+    ['maxLengthBelowPrompt', /^error BLIP5030: the prompt is 28 tokens but --max-length is 20; raise --max-length or set --max-new-tokens$/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];
@@ -580,4 +644,100 @@ test('--text-file: its texts, one a line (CR LF, blank lines skipped), after --t
 test('--json timings_ms: preprocess and total count the time the command spent reading and decoding the batch', () => {
   assert.deepEqual(timingsRecord({ preprocess: 1, encode: 2, prefill: 3, decode: 4, total: 10 }, 5), { preprocess: 6, encode: 2, prefill: 3, decode: 4, total: 15 });
   assert.deepEqual(timingsRecord({ preprocess: 1, encode: 2, prefill: 3, decode: 4, load: 7, total: 17 }, 0.5), { preprocess: 1.5, encode: 2, prefill: 3, decode: 4, load: 7, total: 17.5 });
+});
+
+/** The JSON line's sequences as [token_ids, score]. */
+const beamsOf = (r: { token_ids: number[]; score?: number; sequences?: Array<{ token_ids: number[]; score?: number }> }) => (r.sequences ?? [r]).map((q) => ({ tokens: q.token_ids, score: q.score }));
+const close = (a: number | undefined, b: number, tol = 1e-5) => typeof a === 'number' && Math.abs(a - b) <= tol;
+/** transformers' beam rows through their first EOS (token_ids leave out the padding after it). */
+const beamTokens = () => {
+  const eos: number[] = JSON.parse(readFileSync(join(caption, 'manifest.json'), 'utf8')).text.eos_token_id;
+  return beam().new_tokens.map((t) => (t.findIndex((x) => eos.includes(x)) < 0 ? t : t.slice(0, t.findIndex((x) => eos.includes(x)) + 1)));
+};
+
+test('--max-length counts the whole sequence, as transformers\' max_length: for BLIP captioning [DEC] and the prompt', () => {
+  assert.equal(R.maxLength.code, 0, R.maxLength.err);
+  // no prompt: [DEC] and 4 new tokens, the first 4 of transformers' greedy caption (12 tokens, no EOS)
+  assert.deepEqual(JSON.parse(R.maxLength.out).token_ids, greedy().new_tokens[0].slice(0, 4));
+});
+
+test('--min-length counts the whole sequence (image placeholders, BOS and prompt for BLIP-2 OPT): EOS waits, as the library does it', async () => {
+  assert.equal(R.minLength.code, 0, R.minLength.err);
+  const got = JSON.parse(R.minLength.out).token_ids as number[];
+  const model = await load(opt);
+  try {
+    const [alone] = await model.generate([OPT_IMAGE], { prompt: OPT_QUESTION, maxNewTokens: 6 });
+    const [want] = await model.generate([OPT_IMAGE], { prompt: OPT_QUESTION, minLength: 31, maxNewTokens: 6 });
+    assert.deepEqual(alone!.tokenIds, [467, 2]); // EOS second without it
+    assert.deepEqual(got, want!.tokenIds);
+    assert.ok(got.length >= 3 && !got.slice(0, 3).includes(2), JSON.stringify(got)); // 31 - 28 = 3 tokens before EOS may come
+  } finally {
+    await model.close();
+  }
+});
+
+test('--json: beam search gives each line its score, transformers\' sequences_scores; greedy lines have none', () => {
+  assert.equal(R.beamsJson.code, 0, R.beamsJson.err);
+  const recs = lines(R.beamsJson.out).map((l) => JSON.parse(l));
+  recs.forEach((r, b) => {
+    assert.deepEqual(r.token_ids, beamTokens()[b]);
+    assert.ok(close(r.score, beam().sequences_scores![b]!, 1e-4), `${r.score} vs ${beam().sequences_scores![b]}`);
+    assert.deepEqual(Object.keys(r), ['image', 'text', 'token_ids', 'score', 'timings_ms']);
+  });
+  for (const r of lines(R.json.out).map((l) => JSON.parse(l))) assert.equal('score' in r, false);
+});
+
+test('--early-stopping true / false / never: the beams and scores transformers gives for each', () => {
+  for (const [name, key] of [['earlyTrue', 'true'], ['earlyFalse', 'false'], ['earlyNever', 'never']] as const) {
+    const r = R[name]!;
+    assert.equal(r.code, 0, r.err);
+    const [got] = beamsOf(JSON.parse(r.out));
+    const want = HF_EARLY_STOPPING[key];
+    assert.deepEqual(got!.tokens, want.tokens[0], name);
+    assert.ok(close(got!.score, want.scores[0]!), `${name}: ${got!.score}`);
+  }
+});
+
+test('--num-return-sequences N with beams: one JSON line per image, the N best beams in "sequences" (the first also at the top), as transformers returns them', () => {
+  assert.equal(R.returnBeams.code, 0, R.returnBeams.err);
+  const r = JSON.parse(R.returnBeams.out);
+  const want = HF_EARLY_STOPPING.never3;
+  const got = beamsOf(r);
+  assert.deepEqual(got.map((g) => g.tokens), want.tokens);
+  got.forEach((g, k) => assert.ok(close(g.score, want.scores[k]!), `${k}: ${g.score}`));
+  assert.deepEqual([r.text, r.token_ids, r.score], [r.sequences[0].text, r.sequences[0].token_ids, r.sequences[0].score]);
+  assert.deepEqual(Object.keys(r), ['image', 'text', 'token_ids', 'score', 'sequences', 'timings_ms']);
+  assert.deepEqual(Object.keys(r.sequences[1]), ['text', 'token_ids', 'score']);
+  // without --json: each sequence a line (one image: the texts alone; several: IMAGE: TEXT)
+  assert.equal(R.returnBeamsText.code, 0, R.returnBeamsText.err);
+  assert.deepEqual(lines(R.returnBeamsText.out), r.sequences.map((q: { text: string }) => q.text));
+  assert.equal(R.returnBeamsLines.code, 0, R.returnBeamsLines.err);
+  const two = lines(R.returnBeamsLines.out);
+  assert.equal(two.length, 4);
+  for (const l of two) assert.ok(l.startsWith(`${OPT_IMAGE}: `), l);
+});
+
+test('--num-return-sequences N with --sample: N samples per image, those the library draws for the seed', async () => {
+  assert.equal(R.returnSamples.code, 0, R.returnSamples.err);
+  const r = JSON.parse(R.returnSamples.out);
+  const model = await load(caption);
+  try {
+    const [want] = await model.generate([IMG_A], { doSample: true, seed: 4, numReturnSequences: 2, maxNewTokens: 8 });
+    assert.deepEqual(r.sequences.map((q: { token_ids: number[] }) => q.token_ids), want!.sequences!.map((q) => q.tokenIds));
+    assert.notDeepEqual(want!.sequences![0]!.tokenIds, want!.sequences![1]!.tokenIds, 'two samples should differ for this to test anything');
+    assert.equal('score' in r, false);
+  } finally {
+    await model.close();
+  }
+});
+
+test('--no-sample: a model whose generation config samples decodes greedily (transformers\' do_sample=False), or searches with --beams; --beams 1 alone still samples', () => {
+  assert.equal(R.samplingBeams1.code, 0, R.samplingBeams1.err);
+  assert.notDeepEqual(JSON.parse(R.samplingBeams1.out).token_ids, greedy().new_tokens[0], 'the model should sample without --no-sample');
+  assert.equal(R.noSample.code, 0, R.noSample.err);
+  assert.deepEqual(JSON.parse(R.noSample.out).token_ids, greedy().new_tokens[0]);
+  assert.equal(R.noSampleBeams.code, 0, R.noSampleBeams.err);
+  const recs = lines(R.noSampleBeams.out).map((l) => JSON.parse(l));
+  assert.deepEqual(recs.map((r) => r.token_ids), beamTokens());
+  recs.forEach((r, b) => assert.ok(close(r.score, beam().sequences_scores![b]!, 1e-4)));
 });
