@@ -313,7 +313,7 @@ single image, 'IMAGE: TEXT' lines for several, or with --json one line per image
    --stop string that ended the text, when one did; "logprobs" with --logprobs:
    [{"id", "token", "bytes", "logprob", "top": [{"id", "token", "bytes", "logprob"}, ...]}, ...];
    "sequences" with --num-return-sequences N > 1: [{"text", "token_ids", "score"?, "stop"?,
-   "logprobs"?}, ...], best first, the first also the line's own text and token_ids; without
+   "logprobs"?}, ...] (beams best first), the first also the line's text and token_ids; without
    --json each sequence is a line, 'IMAGE: TEXT' for several images)
 (the timings are the batch's: preprocess is reading, decoding and resizing its images. When all
 images fit in one --batch-size batch and the model runs on the CPU, the batch opens the graphs
