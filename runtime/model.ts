@@ -14,7 +14,7 @@ import { BlipRuntimeError, GenerationConfigError } from './errors.js';
 import { threadsProblem } from './threads.js';
 import { unknownOption } from '../src/diagnostics/suggest.js';
 import { BlipError } from '../src/diagnostics/BlipError.js';
-import { preprocessFromManifest, type PreprocessConfig } from './preprocess/config.js';
+import { IMAGE_BACKENDS, preprocessFromManifest, type ImageBackend, type PreprocessConfig } from './preprocess/config.js';
 import { candidates, parseDevice, providerStatus, type Device, type Provider } from './providers.js';
 import { openSession } from './session.js';
 import { StagedSession } from './stagedSession.js';
@@ -66,6 +66,14 @@ export interface LoadOptions {
    * RSS for a moment), which must not raise the model's peak RSS much.
    */
   greedyLoop?: boolean;
+  /**
+   * Whose image preprocessing to reproduce, bit for bit: 'pil' (default) is transformers' PIL
+   * backend (BlipImageProcessorPil; LAVIS, transformers 4, transformers 5 without torchvision or
+   * with `backend="pil"`); 'torchvision' is transformers 5's default BlipImageProcessor where
+   * torchvision is installed (what `AutoProcessor.from_pretrained(ckpt)` gives there). They differ
+   * by one level in a few resized pixels (runtime/preprocess/resizeTorchvision.ts).
+   */
+  imageBackend?: ImageBackend;
 }
 
 /** load()'s options inside the repository, where a device can come as a name still to check (a --device flag): BLIP5040 when it is none. */
@@ -227,7 +235,7 @@ function graphWeightBytes(dir: string, file: string): number {
 }
 
 /** Every key LoadOptions has (checked at run time for JavaScript callers). */
-const LOAD_OPTIONS: Array<keyof LoadOptions> = ['device', 'threads', 'deviceId', 'kvOnDevice', 'staged', 'greedyLoop'];
+const LOAD_OPTIONS: Array<keyof LoadOptions> = ['device', 'threads', 'deviceId', 'kvOnDevice', 'staged', 'greedyLoop', 'imageBackend'];
 
 /** load()'s options as JavaScript callers may pass them: BLIP5030, as the methods' options. */
 function checkLoadOptions(opts: unknown): asserts opts is LoadOptionsByName {
@@ -244,6 +252,7 @@ function checkLoadOptions(opts: unknown): asserts opts is LoadOptionsByName {
   }
   if (o.deviceId !== undefined && !(typeof o.deviceId === 'number' && Number.isInteger(o.deviceId) && o.deviceId >= 0)) throw bad('deviceId', 'a non-negative integer');
   for (const name of ['kvOnDevice', 'staged', 'greedyLoop']) if (o[name] !== undefined && typeof o[name] !== 'boolean') throw bad(name, 'true or false');
+  if (o.imageBackend !== undefined && !IMAGE_BACKENDS.includes(o.imageBackend as ImageBackend)) throw bad('imageBackend', '"pil" or "torchvision"');
 }
 
 /**
@@ -256,7 +265,7 @@ export async function load(dir: string, opts: LoadOptionsByName | null = {}): Pr
   opts ??= {};
   checkLoadOptions(opts);
   const manifest = deepFreeze(readManifest(dir));
-  const preprocess = preprocessFromManifest(manifest.preprocess, `${join(dir, 'manifest.json')} preprocess`);
+  const preprocess = { ...preprocessFromManifest(manifest.preprocess, `${join(dir, 'manifest.json')} preprocess`), backend: opts.imageBackend ?? 'pil' };
   if (!manifest.tokenizer) throw new BlipRuntimeError('BLIP5020', `${dir}: the manifest names no tokenizer; recompile the model`);
   const tokenizer = loadTokenizer(join(dir, manifest.tokenizer.dir));
   const qformerTokenizer = manifest.qformer_tokenizer ? loadTokenizer(join(dir, manifest.qformer_tokenizer.dir)) : undefined;

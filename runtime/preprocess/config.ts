@@ -8,7 +8,17 @@ import { join } from 'node:path';
 import { PreprocessConfigError } from '../errors.js';
 import { resampleFromPil, type Resample } from './resize.js';
 
+/**
+ * Whose arithmetic resizes and normalises: transformers' PIL backend (BlipImageProcessorPil, what
+ * LAVIS and transformers 4 computed; the default) or its torchvision one (BlipImageProcessor, what
+ * `AutoProcessor.from_pretrained(ckpt)` gives in transformers 5 where torchvision is installed).
+ */
+export type ImageBackend = 'pil' | 'torchvision';
+export const IMAGE_BACKENDS: readonly ImageBackend[] = ['pil', 'torchvision'];
+
 export interface PreprocessConfig {
+  /** Absent: 'pil'. Not in the manifest: a choice made where the model is loaded (load()'s imageBackend). */
+  backend?: ImageBackend;
   image_size: { height: number; width: number };
   resample: Resample;
   rescale_factor: number;

@@ -1,17 +1,23 @@
-// Images -> `pixel_values` (float32, B x 3 x H x W), as transformers' PIL backend
-// (BlipImageProcessorPil, i.e. transformers 4 / LAVIS behaviour) computes it:
-//   PIL open + convert("RGB") -> Image.resize((W, H), resample) on uint8
+// Images -> `pixel_values` (float32, B x 3 x H x W) as one of transformers' two image-processor
+// backends computes it (PreprocessConfig.backend):
+//  pil (default; BlipImageProcessorPil, i.e. transformers 4 / LAVIS behaviour):
+//   PIL open + convert("RGB") -> Image.resize((W, H), resample) on uint8 (resize.ts)
 //   -> float32(float64(x) * rescale_factor) -> (x - float32(mean)) / float32(std) in float32.
-// transformers 5's default BlipImageProcessor uses the torchvision backend, whose resize differs
-// (up to ~0.04 after normalisation); the runtime follows PIL, bit for bit.
+//  torchvision (transformers 5's default BlipImageProcessor where torchvision is installed):
+//   the same decoded bytes -> tvF.resize on the uint8 tensor (resizeTorchvision.ts), then rescale
+//   and normalise fused: (float32(x) - m) / s in float32, m = float32(float32(mean) * float32(1 /
+//   rescale_factor)) and s likewise (TorchvisionBackend._fuse_mean_std_and_rescale_factor).
+// Both bit for bit.
 import { BlipRuntimeError } from '../errors.js';
 import type { PreprocessConfig } from './config.js';
 import { decodeImage, type ImageDecodeOptions, type ImageSource, type RgbImage } from './image.js';
 import { resizePil } from './resize.js';
+import { resizeTorchvision } from './resizeTorchvision.js';
 
 export * from './config.js';
 export * from './image.js';
 export * from './resize.js';
+export * from './resizeTorchvision.js';
 
 /** A float32 tensor in row-major order. */
 export interface PixelValues {
@@ -23,24 +29,44 @@ export interface PixelValues {
 export function resizeForModel(img: RgbImage, cfg: PreprocessConfig): RgbImage {
   if (!cfg.do_resize) return img;
   const { height, width } = cfg.image_size;
-  return resizePil(img, width, height, cfg.resample);
+  return cfg.backend === 'torchvision' ? resizeTorchvision(img, width, height, cfg.resample) : resizePil(img, width, height, cfg.resample);
+}
+
+/** float32 pixel_values of each byte value 0..255 in channel `c` (the normalisation depends only on it). */
+export function normalizationTable(cfg: PreprocessConfig, c: number): Float32Array {
+  const f = Math.fround;
+  const table = new Float32Array(256);
+  if (cfg.backend === 'torchvision') {
+    if (cfg.do_rescale && cfg.do_normalize) {
+      // torch.tensor(mean) * (1.0 / rescale_factor): a float32 tensor times a scalar taken as float32
+      const m = f(f(cfg.mean[c]) * f(1 / cfg.rescale_factor));
+      const s = f(f(cfg.std[c]) * f(1 / cfg.rescale_factor));
+      for (let v = 0; v < 256; v++) table[v] = f(f(v - m) / s);
+    } else if (cfg.do_normalize) {
+      for (let v = 0; v < 256; v++) table[v] = f(f(v - f(cfg.mean[c])) / f(cfg.std[c]));
+    } else {
+      // uint8 tensor * python float: float32 arithmetic
+      for (let v = 0; v < 256; v++) table[v] = cfg.do_rescale ? f(v * f(cfg.rescale_factor)) : v;
+    }
+    return table;
+  }
+  const mean = f(cfg.mean[c]);
+  const std = f(cfg.std[c]);
+  for (let v = 0; v < 256; v++) {
+    let x = cfg.do_rescale ? f(v * cfg.rescale_factor) : v;
+    if (cfg.do_normalize) x = f(f(x - mean) / std);
+    table[v] = x;
+  }
+  return table;
 }
 
 /** Rescale + normalise 8-bit RGB (HWC) into `out` at `offset` as CHW float32. */
 export function writeNormalized(img: RgbImage, cfg: PreprocessConfig, out: Float32Array, offset: number): void {
   const { width: W, height: H } = img;
   const plane = W * H;
-  const f = Math.fround;
-  const mean = cfg.mean.map(f);
-  const std = cfg.std.map(f);
-  // the rescaled value depends only on the byte: tabulate it per channel
+  // the normalised value depends only on the byte: tabulated per channel
   for (let c = 0; c < 3; c++) {
-    const table = new Float32Array(256);
-    for (let v = 0; v < 256; v++) {
-      let x = cfg.do_rescale ? f(v * cfg.rescale_factor) : v;
-      if (cfg.do_normalize) x = f(f(x - mean[c]) / std[c]);
-      table[v] = x;
-    }
+    const table = normalizationTable(cfg, c);
     const base = offset + c * plane;
     for (let i = 0; i < plane; i++) out[base + i] = table[img.data[i * 3 + c]];
   }

@@ -272,22 +272,33 @@ export function resizePil(src: Image8, width: number, height: number, resample: 
   const verticalFirst = needH && needV && shrinkV > 0 && shrinkV > 2 * (src.width - width);
   const horiz = needH ? precomputeCoeffs(src.width, 0, src.width, width, filter) : undefined;
   const vert = precomputeCoeffs(src.height, 0, src.height, height, filter);
-  const yFirst = vert.bounds[0];
-  const yLast = vert.bounds[height * 2 - 2] + vert.bounds[height * 2 - 1];
+  return resampleSeparable(src, width, height, horiz, needV ? vert : undefined, verticalFirst);
+}
+
+/**
+ * Run the two passes with weights already in the 22-bit fixed point above (sums from 1 << 21,
+ * shifted right by 22, clipped to 0..255): `horiz` / `vert` absent where that size is unchanged,
+ * vertical first when asked (both passes then present). Also what resizeTorchvision.ts runs.
+ */
+export function resampleSeparable(src: Image8, width: number, height: number, horiz: Coeffs | undefined, vert: Coeffs | undefined, verticalFirst: boolean): Image8 {
+  if (!horiz && !vert) return { width, height, channels: src.channels, data: src.data.slice() };
+  // horizontal first: the rows the vertical pass reads (all of them without one)
+  const yFirst = vert ? vert.bounds[0] : 0;
+  const yLast = vert ? vert.bounds[height * 2 - 2] + vert.bounds[height * 2 - 1] : src.height;
   if (useSimd) {
-    const data = resampleSimd({ src, outW: width, outH: height, verticalFirst, horiz, vert: needV ? vert : undefined, rows: [yFirst, yLast] });
+    const data = resampleSimd({ src, outW: width, outH: height, verticalFirst, horiz, vert, rows: [yFirst, yLast] });
     if (data) return { width, height, channels: src.channels, data };
   }
   if (verticalFirst) {
-    const v = resampleVertical(src, height, vert, 0);
+    const v = resampleVertical(src, height, vert!, 0);
     return resampleHorizontal(v, width, 0, height, horiz!);
   }
   let img = src;
   let shift = 0;
-  if (needH) {
-    img = resampleHorizontal(src, width, yFirst, yLast - yFirst, horiz!);
+  if (horiz) {
+    img = resampleHorizontal(src, width, yFirst, yLast - yFirst, horiz);
     shift = yFirst;
   }
-  if (needV) img = resampleVertical(img, height, vert, shift);
+  if (vert) img = resampleVertical(img, height, vert, shift);
   return img;
 }
