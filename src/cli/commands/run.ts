@@ -10,7 +10,7 @@ import { load, type BlipModel, type GenerateOptions, type GenerateResult, type G
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { withOptionNames } from '../../../runtime/tasks/arguments.js';
 import { checkImageSize, declaredImageSize, toRgbImage, type ImageSize } from '../../../runtime/tasks/images.js';
-import { preprocessFromManifest, resizeForModel, type PreprocessConfig } from '../../../runtime/preprocess/index.js';
+import { IMAGE_BACKENDS, preprocessFromManifest, resizeForModel, type ImageBackend, type PreprocessConfig } from '../../../runtime/preprocess/index.js';
 import { expandImages, type ImageEntry } from '../imageList.js';
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
@@ -45,6 +45,7 @@ const OPTIONS: Record<string, Kind> = {
   'batch-size': 'int',
   device: 'string',
   threads: 'int',
+  'image-backend': 'string',
   json: 'flag',
 };
 
@@ -59,6 +60,8 @@ interface Args {
   flags: Set<string>;
   num: Record<string, number>;
   device?: string;
+  /** --image-backend: load()'s imageBackend. */
+  imageBackend?: ImageBackend;
 }
 
 /**
@@ -125,6 +128,7 @@ export function parseRunArgs(argv: string[]): Args {
     else if (kind === 'string') {
       if (name === 'prompt') a.prompt = value;
       else if (name === 'early-stopping') a.earlyStopping = earlyStoppingValue(value);
+      else if (name === 'image-backend') a.imageBackend = imageBackendValue(value);
       else a.device = value;
     } else if (kind === 'int') {
       if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${name} expects an integer, found '${value}'`);
@@ -194,6 +198,11 @@ function earlyStoppingValue(value: string): boolean | 'never' {
   if (value === 'true' || value === 'false') return value === 'true';
   if (value === 'never') return value;
   throw new UsageError(`--early-stopping expects true, false or never, found '${value}'`);
+}
+
+function imageBackendValue(value: string): ImageBackend {
+  if ((IMAGE_BACKENDS as string[]).includes(value)) return value as ImageBackend;
+  throw new UsageError(`--image-backend expects pil or torchvision, found '${value}'`);
 }
 
 /** Flags that only make sense for one kind of model. */
@@ -366,6 +375,9 @@ Options:
   --batch-size N            images per model call (default 8; ITM: image-text pairs)
   --device D                cpu (default), cuda, tensorrt, webgpu or auto
   --threads N               CPU threads per session (default: one per physical core)
+  --image-backend B         resize and normalise as transformers' pil backend (default:
+                            BlipImageProcessorPil) or torchvision backend (BlipImageProcessor, what
+                            AutoProcessor.from_pretrained gives where torchvision is installed)
   --json                    one JSON object per line (generating models)
 
 Examples:
@@ -409,7 +421,7 @@ Examples:
     // few times read their weights in place instead of copying them first (runtime/model.ts).
     // A large model still takes a while (OPT-2.7b: ~30 s, reading 15 GB): say so on a terminal.
     status.show(`loading ${a.dir} (${sizeOf(manifest.weights.bytes)} of weights) and running the first ${runnable > 1 ? 'batch' : 'image'}...`);
-    const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: runnable <= bs });
+    const model = await load(a.dir, { device: a.device, threads: a.num.threads, staged: runnable <= bs, imageBackend: a.imageBackend });
     // (not for a quantized build, whose products are MatMulNBits over its packed weights)
     if (manifest.dtype === 'float16' && !manifest.quantize && Object.values(model.providers).includes('cpu')) {
       status.clear();
@@ -422,7 +434,7 @@ Examples:
       let done = 0;
       // a model that does not resize takes images of its encoder's size only
       const fixedSize = model.manifest.preprocess.do_resize ? undefined : declaredImageSize(model.manifest, model.kind === 'retrieval' ? 'retrieval' : 'encode');
-      const preprocess = preprocessFromManifest(model.manifest.preprocess);
+      const preprocess = { ...preprocessFromManifest(model.manifest.preprocess), backend: a.imageBackend };
       for (const chunk of chunks(entries, bs)) {
         // decode each image on its own so that one bad file does not sink the batch
         // (by position in the chunk: the same file given twice is two rows, which need not agree),

@@ -21,6 +21,7 @@ import { load } from '../../../runtime/model.js';
 import { GenerationConfigError } from '../../../runtime/errors.js';
 import { fixturePath, readFixtureJson } from './fixtures.js';
 import { compileFixture, tempDir } from '../tasks/harness.js';
+import { runCliBatch } from '../cliHarness.js';
 
 interface Setting {
   size: number;
@@ -161,4 +162,18 @@ test('blip-itm-b end to end: load(dir, { imageBackend: "torchvision" }) scores a
   // the two processors' ITC differ by far more than that: the test tells them apart
   assert.ok(rel(want.pil.itc, want.torchvision.itc) > 1e-3);
   await assert.rejects(load(dir, { imageBackend: 'torch' as never }), (e: unknown) => e instanceof GenerationConfigError && /imageBackend must be "pil" or "torchvision", found the string "torch"/.test((e as Error).message));
+});
+
+test('blip run --image-backend torchvision | pil: the scores of each processor; another value is a usage error', { skip: (!present || !existsSync(fixturePath('blip-itm-b', 'expected.json'))) && 'fixtures not present' }, async () => {
+  const dir = await compileFixture('blip-itm-b', tmp.dir);
+  const want = cases!.itm;
+  const args = ['run', dir, '--image', fixturePath('images', want.image), '--text', want.text, '--threads', '1'];
+  const [tv, pil, bad] = runCliBatch([[...args, '--image-backend', 'torchvision'], [...args, '--image-backend', 'pil'], [...args, '--image-backend', 'torch']]);
+  for (const [r, backend] of [[tv, 'torchvision'], [pil, 'pil']] as const) {
+    assert.equal(r.code, 0, r.err);
+    const got = JSON.parse(r.out) as { itm: number; itc: number };
+    assert.ok(Math.abs(got.itc - want[backend].itc) <= 1e-4 * Math.abs(want[backend].itc), `${backend}: itc ${got.itc}, transformers ${want[backend].itc}`);
+  }
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /--image-backend expects pil or torchvision, found 'torch'/);
 });
