@@ -32,10 +32,15 @@ export function generationOptionsFromManifest(gen: Generation | undefined, text:
     if (gen.top_k !== undefined) o.topK = gen.top_k;
     if (gen.temperature !== undefined) o.temperature = gen.temperature;
   }
-  // an override of either length bound replaces both from the manifest
+  // an override of either bound of a length replaces both from the manifest (the new-token bound
+  // wins over the whole-sequence one, so the manifest's min_new_tokens would outlive a minLength)
   if (overrides.maxNewTokens !== undefined || overrides.maxLength !== undefined) {
     delete o.maxNewTokens;
     delete o.maxLength;
+  }
+  if (overrides.minNewTokens !== undefined || overrides.minLength !== undefined) {
+    delete o.minNewTokens;
+    delete o.minLength;
   }
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (o as Record<string, unknown>)[k] = v;
   return o;

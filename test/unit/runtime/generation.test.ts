@@ -325,6 +325,11 @@ test('generation options from a manifest: defaults, sources, overrides', async (
   assert.deepEqual(f.eosTokenId, [2, 50118]);
   const o = generationOptionsFromManifest({ max_length: 30, num_beams: 1, do_sample: false, source: {} }, text, { maxNewTokens: 5, numBeams: 2 });
   assert.deepEqual([o.maxLength, o.maxNewTokens, o.numBeams], [undefined, 5, 2]);
+  // so does the other length's: a minLength asked for is not overruled by the manifest's min_new_tokens
+  const minLength = generationOptionsFromManifest({ min_new_tokens: 4, num_beams: 1, do_sample: false, source: { min_new_tokens: 'graph' } }, text, { minLength: 10 });
+  assert.deepEqual([minLength.minLength, minLength.minNewTokens], [10, undefined]);
+  const minNew = generationOptionsFromManifest({ min_length: 30, num_beams: 1, do_sample: false, source: { min_length: 'generation_config.json' } }, text, { minNewTokens: 2 });
+  assert.deepEqual([minNew.minLength, minNew.minNewTokens], [undefined, 2]);
   // the default max_length behaves as transformers' (prompt + 20)
   const c = fx.cases.find((x) => x.name === 'greedy_default_length')!;
   const r = await generate(new ScriptedModel(c), { inputIds: c.input_ids }, { ...d, numBeams: 1, eosTokenId: c.eos, padTokenId: c.pad });
