@@ -2,6 +2,7 @@
 // encoded bytes (their buffers are transferred, not copied); each batch carries a
 // SharedArrayBuffer of cancel flags, one Int32 per job, that the worker reads between decoding
 // steps (its event loop is blocked while onnxruntime runs, so a message would arrive too late).
+import type { ImageBackend } from '../preprocess/config.js';
 import type { WireError } from './errors.js';
 import type { ImageBytes } from './images.js';
 import type { DecodedImage } from '../tasks/images.js';
@@ -18,7 +19,7 @@ export interface ServedModel {
   close(): Promise<void>;
 }
 
-export type LoadFn = (dir: string, opts: { device?: string; threads?: number; deviceId?: number; options?: unknown }) => Promise<ServedModel>;
+export type LoadFn = (dir: string, opts: { device?: string; threads?: number; deviceId?: number; imageBackend?: ImageBackend; options?: unknown }) => Promise<ServedModel>;
 
 
 export interface WorkerInit {
@@ -27,6 +28,8 @@ export interface WorkerInit {
   device?: string;
   threads?: number;
   deviceId?: number;
+  /** load()'s imageBackend (--image-backend). */
+  imageBackend?: ImageBackend;
   /** Rows per model call for retrieval batches (ITM pairs, embeddings). */
   maxBatch: number;
   /** The most pixels a request's image may decode to (its header says; refused before decoding). */

@@ -22,6 +22,7 @@
 // releases device tensors between runs, all of which touch the one device.
 import { Worker } from 'node:worker_threads';
 import { candidates, parseDevice } from '../providers.js';
+import type { ImageBackend } from '../preprocess/config.js';
 import { ApiError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import type { BatchMessage, EmbedJob, FromWorker, GenJob, GenSettings, ItmJob, JobResult, WorkerInit } from './protocol.js';
@@ -77,6 +78,7 @@ export interface PoolOptions {
   device?: string;
   threads?: number;
   deviceId?: number;
+  imageBackend?: ImageBackend;
   /** See WorkerInit.maxImagePixels. */
   maxImagePixels: number;
   backendModule?: string;
@@ -199,6 +201,7 @@ export class Scheduler {
           device: this.o.device,
           threads: this.o.threads,
           deviceId: this.o.deviceId,
+          imageBackend: this.o.imageBackend,
           maxBatch: this.o.maxBatch,
           maxImagePixels: this.o.maxImagePixels,
           backendModule: this.o.backendModule,

@@ -13,6 +13,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { BlipError, type BlipCode } from '../../src/diagnostics/BlipError.js';
 import { unknownOption } from '../../src/diagnostics/suggest.js';
 import { loadEntry, type ModelEntry } from './catalog.js';
+import { IMAGE_BACKENDS, type ImageBackend } from '../preprocess/config.js';
 import { ApiError, toApiError } from './errors.js';
 import { EventStream, READ_ON_FACTOR, readJson, sendError, sendJson, sendText } from './http.js';
 import { ServerMetrics } from './metrics.js';
@@ -29,6 +30,8 @@ export interface ServeOptions {
   device?: string;
   threads?: number;
   deviceId?: number;
+  /** load()'s imageBackend for every model: 'pil' (default) or 'torchvision' (docs/api.md). */
+  imageBackend?: ImageBackend;
   /** Rows (images x n, ITM pairs, embedding inputs) per model call. */
   maxBatch?: number;
   /** Requests waiting for a worker, all models together; more are refused with 429. */
@@ -104,7 +107,7 @@ type Endpoint = 'chat' | 'itm' | 'embeddings' | 'models' | 'health' | 'metrics' 
  * accepted but not offered.
  */
 const SERVE_OPTIONS: Array<keyof ServeOptions> = [
-  'models', 'host', 'port', 'device', 'threads', 'deviceId', 'maxBatch', 'maxQueue', 'timeoutMs', 'workers',
+  'models', 'host', 'port', 'device', 'threads', 'deviceId', 'imageBackend', 'maxBatch', 'maxQueue', 'timeoutMs', 'workers',
   'maxBodyBytes', 'maxImagePixels', 'maxTextChars', 'allowFiles', 'maxN', 'maxInputs', 'log',
 ];
 
@@ -132,6 +135,9 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
   ] as const) {
     if (!Number.isInteger(v) || v < min) throw new BlipError('BLIP5901', `${name} must be an integer >= ${min}, found ${v}`);
   }
+  if (o.imageBackend !== undefined && !IMAGE_BACKENDS.includes(o.imageBackend)) {
+    throw new BlipError('BLIP5901', `imageBackend must be "pil" or "torchvision", found ${JSON.stringify(o.imageBackend)}`);
+  }
   let allowFiles: string | undefined;
   if (o.allowFiles !== undefined) {
     try {
@@ -153,6 +159,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     device: o.device,
     threads: o.threads,
     deviceId: o.deviceId,
+    imageBackend: o.imageBackend,
     maxImagePixels: o.maxImagePixels,
     backendModule: o.backendModule,
     backendOptions: o.backendOptions,

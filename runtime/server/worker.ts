@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   try {
     const mod = (await import(init.backendModule ?? new URL(import.meta.url.endsWith('.ts') ? '../model.ts' : '../model.js', import.meta.url).href)) as { load: LoadFn };
     // `options` only for a test backend module: the real load() refuses keys it does not know
-    const opts = { device: init.device, threads: init.threads, deviceId: init.deviceId, ...(init.backendModule ? { options: init.backendOptions } : {}) };
+    const opts = { device: init.device, threads: init.threads, deviceId: init.deviceId, imageBackend: init.imageBackend, ...(init.backendModule ? { options: init.backendOptions } : {}) };
     model = await mod.load(init.dir, opts);
   } catch (e) {
     post({ type: 'fatal', error: toApiError(e).toWire() });

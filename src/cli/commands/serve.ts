@@ -27,6 +27,8 @@ Options:
   --device D          cpu | cuda | tensorrt | webgpu | auto (default cpu)
   --threads N         ONNX Runtime intra-op threads per worker (default: the physical cores
                       divided among the workers of a model, at least one)
+  --image-backend B   resize and normalise images as transformers' pil (default) or torchvision
+                      image processor does (docs/api.md)
   --workers N         inference workers per model, each with its own sessions (default 1)
   --max-batch N       rows (images x n, ITM pairs, embedding inputs) per model call (default 8)
   --max-queue N       requests waiting for a worker, all models together; beyond it: 429 with
@@ -54,6 +56,7 @@ const OPTIONS = {
   host: { type: 'string' },
   device: { type: 'string' },
   threads: { type: 'string' },
+  'image-backend': { type: 'string' },
   workers: { type: 'string' },
   'max-batch': { type: 'string' },
   'max-queue': { type: 'string' },
@@ -84,6 +87,8 @@ const command: Command = {
     const port = int('port', v.port, 0)!;
     if (port > 65535) throw new UsageError(`--port expects 0..65535, got '${v.port}'`);
     checkDeviceOption(v.device);
+    const imageBackend = v['image-backend'];
+    if (imageBackend !== undefined && imageBackend !== 'pil' && imageBackend !== 'torchvision') throw new UsageError(`--image-backend expects pil or torchvision, got '${imageBackend}'`);
     const log = v.quiet ? undefined : (line: string) => process.stderr.write(`blip serve: ${line}\n`);
     const { startServer, parseModelArg } = await import('../../../runtime/server/index.js');
     const workers = int('workers', v.workers, 1) ?? 1;
@@ -97,6 +102,7 @@ const command: Command = {
       port,
       device: v.device,
       threads,
+      imageBackend,
       workers,
       maxBatch: int('max-batch', v['max-batch'], 1),
       maxQueue: int('max-queue', v['max-queue'], 1),
