@@ -3,6 +3,7 @@
 // (src/capfilt/shard.ts) only ever talks to these; the adapter over the runtime's compiled
 // artifacts implements them (see loadModels in src/capfilt/runtimeModels.ts).
 import { createHash } from 'node:crypto';
+import type { ImageBackend } from '../../runtime/preprocess/config.js';
 
 /** An RGB image decoded by the pipeline (8 bits per channel, row-major HWC, no alpha). */
 export interface Pixels {
@@ -76,6 +77,8 @@ export interface ModelSpec {
   device: string;
   /** onnxruntime intra-op threads per session (default: one per physical core). */
   threads?: number;
+  /** load()'s imageBackend (default 'pil'). */
+  imageBackend?: ImageBackend;
 }
 
 export type ModelLoader = (spec: ModelSpec) => Promise<CapfiltModels>;

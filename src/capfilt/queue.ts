@@ -160,10 +160,10 @@ export async function runWorker(o: WorkerOptions, load: ModelLoader): Promise<Wo
   let running: Promise<void> = Promise.resolve();
 
   const getModels = (s: CapfiltSettings): Promise<CapfiltModels> => {
-    const key = `${s.captioner}\0${s.filter}`;
+    const key = `${s.captioner}\0${s.filter}\0${s.imageBackend ?? 'pil'}`;
     let m = models.get(key);
     if (!m) {
-      m = load({ captioner: s.captioner, filter: s.filter, device: o.device ?? 'cpu', threads: o.threads });
+      m = load({ captioner: s.captioner, filter: s.filter, device: o.device ?? 'cpu', threads: o.threads, imageBackend: s.imageBackend });
       models.set(key, m);
     }
     return m;

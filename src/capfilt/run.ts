@@ -11,6 +11,7 @@ import { META_DIR, OutputDir } from './output.js';
 import { isSystemError, systemErrorMeaning } from '../filesystem.js';
 import { Progress } from './progress.js';
 import { addStats, emptyStats, processShard, type CapfiltSettings, type CapfiltStats, type ErrorRecord, type ShardSidecar } from './shard.js';
+import type { ImageBackend } from '../../runtime/preprocess/config.js';
 
 export const DEFAULTS = {
   captionsPerImage: 1,
@@ -40,6 +41,8 @@ export interface RunOptions {
   device?: string;
   /** onnxruntime intra-op threads per session (not part of the run's settings). */
   threads?: number;
+  /** load()'s imageBackend (default 'pil'); recorded in run.json as image_backend. */
+  imageBackend?: ImageBackend;
   shard?: ShardSpec;
   /** Where messages and progress go (stderr in the CLI); nothing is printed when undefined. */
   log?: NodeJS.WritableStream;
@@ -83,6 +86,7 @@ export function recordedSettings(s: CapfiltSettings, jsonl: boolean): Record<str
     batch_size: s.batchSize,
     max_length: s.maxLength,
     min_length: s.minLength,
+    image_backend: s.imageBackend ?? 'pil',
   };
   if (jsonl) recorded.samples_per_shard = s.samplesPerShard;
   return recorded;
@@ -100,8 +104,11 @@ export function planHasJsonl(plan: ShardTask[]): boolean {
  * workers both check with this).
  */
 export function settingMismatch(recorded: Record<string, string | number>, now: Record<string, string | number>): string | undefined {
-  return Object.keys(now).find((k) => recorded[k] !== now[k]);
+  return Object.keys(now).find((k) => (recorded[k] ?? RECORDED_BEFORE[k]) !== now[k]);
 }
+
+/** Settings a run.json written before they were recorded ran with. */
+const RECORDED_BEFORE: Record<string, string | number> = { image_backend: 'pil' };
 
 /**
  * A compiled model's identity: its checkpoint fingerprint and graph hash from manifest.json, so
@@ -146,6 +153,7 @@ export async function resolveSettings(o: RunOptions): Promise<CapfiltSettings> {
     maxLength: o.maxLength ?? DEFAULTS.maxLength,
     minLength: o.minLength ?? DEFAULTS.minLength,
     samplesPerShard: o.samplesPerShard ?? DEFAULTS.samplesPerShard,
+    imageBackend: o.imageBackend ?? 'pil',
   };
   checkRange('--captions-per-image', s.captionsPerImage, Number.isInteger(s.captionsPerImage) && s.captionsPerImage >= 0 && s.captionsPerImage <= 100, 'an integer from 0 to 100');
   checkRange('--top-p', s.topP, s.topP > 0 && s.topP <= 1, 'in (0, 1]');
@@ -184,7 +192,7 @@ export async function recordRun(out: OutputDir, s: CapfiltSettings, plan: ShardT
   if (prev) {
     const k = settingMismatch(prev.settings, run.settings);
     if (k !== undefined) {
-      throw new BlipError('BLIP5803', `${out.root} was written by a run with ${k} = ${JSON.stringify(prev.settings?.[k])}, this run has ${JSON.stringify(run.settings[k])}: resume with the same settings, or write to a new --output`);
+      throw new BlipError('BLIP5803', `${out.root} was written by a run with ${k} = ${JSON.stringify(prev.settings?.[k] ?? RECORDED_BEFORE[k])}, this run has ${JSON.stringify(run.settings[k])}: resume with the same settings, or write to a new --output`);
     }
     if (JSON.stringify(prev.shards) !== JSON.stringify(run.shards)) {
       const missing = run.shards.find((id) => !prev.shards?.includes(id)) ?? prev.shards?.find((id) => !run.shards.includes(id));
@@ -269,7 +277,7 @@ export async function runCapfilt(o: RunOptions, load: ModelLoader): Promise<RunS
     `capfilt: ${plan.length} shard${plan.length === 1 ? '' : 's'} planned${o.shard ? `, ${mine.length} for --shard ${o.shard.index}/${o.shard.count}` : ''}, ${mine.length - pending.length} already complete, ${pending.length} to process\n`,
   );
   if (pending.length) {
-    const models = await load({ captioner: settings.captioner, filter: settings.filter, device: o.device ?? DEFAULTS.device, threads: o.threads });
+    const models = await load({ captioner: settings.captioner, filter: settings.filter, device: o.device ?? DEFAULTS.device, threads: o.threads, imageBackend: settings.imageBackend });
     const progress = new Progress(log, pending.reduce((a, t) => a + taskWeight(t), 0), pending.length);
     try {
       for (const t of pending) {

@@ -1,6 +1,7 @@
 // The CapFilt models over the runtime's task API (runtime/model.ts): the captioner samples K
 // captions per image with BLIP's CapFilt settings, and the filter scores every (image, text) pair
-// with the ITM head. Images arrive decoded (PIL-exact, by the pipeline) and are never decoded again.
+// with the ITM head. Images arrive decoded (PIL-exact, by the pipeline) and are never decoded again;
+// they are resized as the image backend the run was given says (--image-backend).
 import { join } from 'node:path';
 import { load, type BlipModel } from '../../runtime/model.js';
 import { preprocessFromManifest, resizeForModel, type PreprocessConfig } from '../../runtime/preprocess/index.js';
@@ -54,7 +55,7 @@ export type RuntimeModelSpec = ModelSpec;
 
 /** Load the captioner and the filter with the runtime (the folders are checked first by loadModels). */
 export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<CapfiltModels> {
-  const opts = { device: spec.device, threads: spec.threads };
+  const opts = { device: spec.device, threads: spec.threads, imageBackend: spec.imageBackend };
   const cap = await load(spec.captioner, opts);
   let itm: BlipModel;
   try {
@@ -74,8 +75,9 @@ export async function loadRuntimeModels(spec: RuntimeModelSpec): Promise<Capfilt
   // the ITM head's 35 tokens, or fewer where the filter has fewer positions (BLIP-2's Q-Former: 32)
   const lim = itm.manifest.text.max_positions;
   const itmTokens = Math.min(ITM_MAX_TOKENS, lim?.text ?? lim?.qformer_text ?? ITM_MAX_TOKENS);
-  const capPre = preprocessFromManifest(cap.manifest.preprocess, `${join(spec.captioner, 'manifest.json')} preprocess`);
-  const itmPre = preprocessFromManifest(itm.manifest.preprocess, `${join(spec.filter, 'manifest.json')} preprocess`);
+  const backend = spec.imageBackend ?? 'pil';
+  const capPre = { ...preprocessFromManifest(cap.manifest.preprocess, `${join(spec.captioner, 'manifest.json')} preprocess`), backend };
+  const itmPre = { ...preprocessFromManifest(itm.manifest.preprocess, `${join(spec.filter, 'manifest.json')} preprocess`), backend };
   // Each image is resized once per distinct preprocessing (the captioner and the filter of one BLIP
   // family usually share theirs), as soon as it is decoded (prepare), and the runtime then only
   // normalises it.

@@ -9,6 +9,7 @@ import type { ShardTask } from './inputs.js';
 import { captionSeed, type CapfiltModels, type ImageInput, type Pixels } from './model.js';
 import type { OutputDir } from './output.js';
 import { IMAGE_FILES, readSamples, ShardReadError, TarWriter, type InputSample } from './webdataset.js';
+import type { ImageBackend } from '../../runtime/preprocess/config.js';
 
 /** Everything that decides a run's output: a re-run into the same folder must use the same. */
 export interface CapfiltSettings {
@@ -26,6 +27,8 @@ export interface CapfiltSettings {
   minLength: number;
   /** JSONL inputs: lines per output shard. */
   samplesPerShard: number;
+  /** load()'s imageBackend for both models (absent, as in jobs enqueued before it: 'pil'). */
+  imageBackend?: ImageBackend;
 }
 
 export interface TextStats {

@@ -6,6 +6,7 @@ import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
 import { parseShardSpec } from '../../capfilt/inputs.js';
 import type { ModelLoader } from '../../capfilt/model.js';
 import { DEFAULTS, runCapfilt, type RunOptions } from '../../capfilt/run.js';
+import type { ImageBackend } from '../../../runtime/preprocess/config.js';
 
 // The queue (bullmq, ioredis) and the model loader are imported only by the paths that use them.
 const DEFAULT_QUEUE = 'blip-capfilt';
@@ -39,6 +40,8 @@ Options:
   --seed S                 sampling seed; each caption's seed is derived from S, the shard and the key (default ${DEFAULTS.seed})
   --batch-size N           images per model call (default ${DEFAULTS.batchSize}); part of the run's settings
   --samples-per-shard N    JSONL input: lines per output shard (default ${DEFAULTS.samplesPerShard})
+  --image-backend B        resize images as transformers' pil (default) or torchvision image processor
+                           does (docs/api.md); part of the run's settings
   --device D               cpu | cuda | tensorrt | webgpu | auto (default ${DEFAULTS.device})
   --threads N              onnxruntime threads per session (default: one per physical core; with
                            several workers on one machine, give each cores / workers)
@@ -71,6 +74,7 @@ const RUN_OPTS = {
   seed: { type: 'string' },
   'batch-size': { type: 'string' },
   'samples-per-shard': { type: 'string' },
+  'image-backend': { type: 'string' },
   device: { type: 'string' },
   threads: { type: 'string' },
   shard: { type: 'string' },
@@ -137,10 +141,16 @@ interface RunValues {
   seed?: string;
   'batch-size'?: string;
   'samples-per-shard'?: string;
+  'image-backend'?: string;
   device?: string;
   threads?: string;
   shard?: string;
   quiet?: boolean;
+}
+
+function imageBackendOption(v: string | undefined): ImageBackend | undefined {
+  if (v === undefined || v === 'pil' || v === 'torchvision') return v;
+  throw new UsageError(`--image-backend expects pil or torchvision, got '${v}'`);
 }
 
 function runOptions(v: RunValues, deps: CapfiltDeps): RunOptions {
@@ -157,6 +167,7 @@ function runOptions(v: RunValues, deps: CapfiltDeps): RunOptions {
     seed: num('seed', v.seed, true),
     batchSize: num('batch-size', v['batch-size'], true),
     samplesPerShard: num('samples-per-shard', v['samples-per-shard'], true),
+    imageBackend: imageBackendOption(v['image-backend']),
     device: checkDeviceOption(v.device),
     threads: checkThreadsOption(num('threads', v.threads, true)),
     shard,
