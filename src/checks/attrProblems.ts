@@ -66,7 +66,9 @@ export function reportAttrProblems(ctx: CheckContext, schemaId: string, attrs: M
       ctx.report('BLIP3007', loc, `${what} expects ${p.expected}, found ${describeValue(v)}`);
       continue;
     }
-    const hint = p.code === 'BLIP3004' && 'value' in v && typeof v.value === 'string' ? didYouMean(v.value, (p.error.params as { allowedValues: string[] }).allowedValues) : '';
+    // (an enum may mix true / false with names: early_stopping's true, false, "never")
+    const names = () => (p.error.params as { allowedValues: unknown[] }).allowedValues.filter((a): a is string => typeof a === 'string');
+    const hint = p.code === 'BLIP3004' && 'value' in v && typeof v.value === 'string' ? didYouMean(v.value, names()) : '';
     ctx.report(p.code, loc, `${what} expects ${p.expected}, found ${describeValue(v)}${hint}`);
   }
 }

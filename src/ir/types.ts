@@ -77,10 +77,14 @@ export interface IrPreprocess {
 
 export interface IrGeneration {
   max_new_tokens?: number;
+  /** The whole sequence, as transformers' max_length counts it; max_new_tokens wins over it. */
+  max_length?: number;
   min_new_tokens?: number;
+  /** The whole sequence, as transformers' min_length counts it; min_new_tokens wins over it. */
+  min_length?: number;
   num_beams?: number;
   length_penalty?: number;
-  early_stopping?: boolean;
+  early_stopping?: boolean | 'never';
   repetition_penalty?: number;
   no_repeat_ngram_size?: number;
   do_sample?: boolean;

@@ -84,19 +84,27 @@ const GENERATION_KEYS = [
   'repetition_penalty', 'no_repeat_ngram_size', 'top_p', 'top_k', 'temperature',
 ] as const;
 
+/** Two ways to bound one length: the whole sequence, or the new tokens (which wins over it). */
+const LENGTH_BOUNDS = [['max_length', 'max_new_tokens'], ['min_length', 'min_new_tokens']] as const;
+
 /**
  * Generation defaults: the graph's generation block, else generation_config.json, else
- * transformers' GenerationConfig defaults (max_length 20, greedy).
+ * transformers' GenerationConfig defaults (max_length 20, greedy). A length the block bounds,
+ * either way, is the block's: generation_config.json's bound of it is left out (its max_new_tokens
+ * would win over the block's max_length, as max_new_tokens wins in transformers whichever layer
+ * sets it), as generate()'s options replace the manifest's. Within one layer max_new_tokens /
+ * min_new_tokens win at run time, as in transformers.
  */
 export function generationFor(model: IrModel, ckpt: Checkpoint): Generation {
   const file = ckpt.readJson('generation_config.json') ?? {};
   const g: IrGeneration = model.generation ?? {};
   const out: Record<string, unknown> = {};
   const source: Record<string, string> = {};
+  const graphBounds = new Set<string>(LENGTH_BOUNDS.filter((pair) => pair.some((k) => g[k] !== undefined)).flat());
   for (const k of GENERATION_KEYS) {
     const fromGraph = (g as Record<string, unknown>)[k];
     if (fromGraph !== undefined) (out[k] = fromGraph), (source[k] = 'graph');
-    else if (file[k] !== undefined && file[k] !== null) (out[k] = file[k]), (source[k] = 'generation_config.json');
+    else if (file[k] !== undefined && file[k] !== null && !graphBounds.has(k)) (out[k] = file[k]), (source[k] = 'generation_config.json');
   }
   if (g.prompt !== undefined) (out.prompt = g.prompt), (source.prompt = 'graph');
   for (const [k, v] of [['max_length', 20], ['num_beams', 1], ['do_sample', false]] as const) {

@@ -21,6 +21,19 @@ interface ModelEntry {
 
 const at = (src: SourceFile, s: A.Span): SourceLoc => src.loc(s.start, s.end);
 
+/** Two ways to bound one length: the whole sequence, or the new tokens (which wins, as in transformers). */
+const LENGTH_BOUNDS = [['max_length', 'max_new_tokens'], ['min_length', 'min_new_tokens']] as const;
+
+/**
+ * A derived model's generation block that bounds a length replaces the base's bound of that length
+ * either way: merged key by key, a base's max_new_tokens would outlive, and override, the derived
+ * block's max_length.
+ */
+function dropInheritedLengthBounds(inherited: Map<string, DraftAttr>, block: A.AttrBlockSyntax | undefined): void {
+  const keys = new Set(block?.attrs.map((a) => a.key.text));
+  for (const pair of LENGTH_BOUNDS) if (pair.some((k) => keys.has(k))) for (const k of pair) inherited.delete(k);
+}
+
 export class Resolver {
   readonly diagnostics: Diagnostic[] = [];
   private readonly models = new Map<string, ModelEntry>();
@@ -166,6 +179,7 @@ export class Resolver {
           continue;
         }
         ownBlocks.set(mem.type, kwLoc);
+        if (mem.type === 'generation') dropInheritedLengthBounds(draft.generation, mem.attrs);
         this.mergeAttrs(draft[mem.type], mem.attrs, src, `the ${mem.type} block`);
       }
     }

@@ -235,13 +235,14 @@ test('token ids and generation settings the runtime would refuse are errors nami
   const vocab = cfg.text_config.vocab_size;
   cfg.text_config.bos_token_id = vocab + 5;
   writeFileSync(join(weights, 'config.json'), JSON.stringify(cfg));
-  writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ num_beams: 'x', max_length: -5 }));
+  // (min_length: the graph's max_new_tokens bounds the max length, so the file's max_length is not read)
+  writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ num_beams: 'x', min_length: -5 }));
   await fails(CAPTION, weights, (e) => {
     assert.ok(e instanceof CompileError);
     assert.deepEqual(
       e.problems.map((p) => [p.code, p.message, p.loc?.line]),
       [
-        ['BLIP4017', 'generation_config.json gives -5 for max_length, which must be >= 1', lineOf(CAPTION, 'output caption')],
+        ['BLIP4017', 'generation_config.json gives -5 for min_length, which must be >= 0', lineOf(CAPTION, 'output caption')],
         ['BLIP4017', 'generation_config.json gives "x" for num_beams, which must be integer', lineOf(CAPTION, 'output caption')],
       ],
     );
@@ -290,7 +291,7 @@ test("the image processor's values are checked by name instead of replaced by de
 
 test('a sampling setting a greedy model never reads is left out with a warning; a single std is widened; the artifact loads', async () => {
   const weights = checkpointCopy('blip-caption-a');
-  writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ temperature: 0, top_p: 0, max_length: 12 }));
+  writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ temperature: 0, top_p: 0, min_length: 12 }));
   const processor = JSON.parse(readFileSync(join(weights, 'processor_config.json'), 'utf8'));
   processor.image_processor.image_std = 0.5;
   writeFileSync(join(weights, 'processor_config.json'), JSON.stringify(processor));
@@ -306,7 +307,7 @@ test('a sampling setting a greedy model never reads is left out with a warning; 
     assert.deepEqual(m.preprocess.std, [0.5, 0.5, 0.5], 'a single std for all channels is widened, as image processors do');
     assert.equal(m.preprocess.source.std, 'processor_config.json');
     assert.equal(m.generation!.temperature, undefined);
-    assert.equal(m.generation!.max_length, 12);
+    assert.equal(m.generation!.min_length, 12);
   } finally {
     rmSync(dirname(weights), { recursive: true, force: true });
   }

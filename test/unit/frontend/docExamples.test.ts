@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
+import { blockSchemaId, schemaKeys } from '../../../src/ir/validate.js';
 import { check, edit } from './harness.js';
 
 test("docs/language.md's Lexical structure example is a whole model that checks clean", () => {
@@ -53,4 +54,14 @@ test("docs/diagnostics.md's fix for BLIP3006 is not the text its example refuses
   assert.ok(!fix.includes(refused), fix);
   const suggested = /`(vit\(image\) @ "vision_model" \{ config: "[^"]+" \})`/.exec(fix)![1]!;
   assert.deepEqual(check(edit('vit(image) frozen @ "vision_model"', suggested)), []);
+});
+
+test("docs/language.md's generation block table has a row for every key the block's schema takes, and no other", () => {
+  const lang = readFileSync('docs/language.md', 'utf8');
+  const table = /## Generation defaults\n[^]*?\n(\| key \|[^]*?)\n\n/.exec(lang)![1]!;
+  const keys = table
+    .split('\n')
+    .slice(2)
+    .flatMap((row) => [...row.split('|')[1]!.matchAll(/`(\w+)`/g)].map((m) => m[1]!));
+  assert.deepEqual(keys.sort(), schemaKeys(blockSchemaId('generation')).sort());
 });

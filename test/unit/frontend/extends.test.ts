@@ -1,5 +1,5 @@
 // Composition: imports relative to the importing file, `extends` chains, `override` (replace and
-// refine), redeclared inputs, blocks merged key by key.
+// refine), redeclared inputs, blocks merged key by key (a length bound replacing the base's either way).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BLIP2, load, simple } from './harness.js';
@@ -43,6 +43,26 @@ test('a chain across files in different folders, with an import cycle, resolves'
   assert.deepEqual(top.generation, { max_new_tokens: 30, num_beams: 5 });
   assert.equal(top.generationLocs.num_beams.file, 'main.blip');
   assert.equal(top.generationLocs.max_new_tokens.file, 'lib/base.blip');
+});
+
+test("a derived generation block that bounds a length replaces the base's bound of it either way (else the base's max_new_tokens would win over its max_length)", () => {
+  const base = BLIP2.replace('  output text', '  generation { max_new_tokens: 30, min_length: 5, num_beams: 3 }\n  output text');
+  const r = load({
+    'base.blip': base,
+    'main.blip': [
+      'import "./base.blip"',
+      'model whole extends m {\n  generation { max_length: 40 }\n}',
+      'model fresh extends m {\n  generation { min_new_tokens: 2, early_stopping: never }\n}',
+      'model both extends whole {\n  generation { max_new_tokens: 8 }\n}',
+      '',
+    ].join('\n'),
+  });
+  assert.deepEqual(r.diagnostics.map(simple), []);
+  const [whole, fresh, both] = r.program!.models;
+  assert.deepEqual(whole!.generation, { min_length: 5, num_beams: 3, max_length: 40 });
+  assert.deepEqual(fresh!.generation, { max_new_tokens: 30, num_beams: 3, min_new_tokens: 2, early_stopping: 'never' });
+  assert.deepEqual(both!.generation, { min_length: 5, num_beams: 3, max_new_tokens: 8 });
+  assert.deepEqual(Object.keys(both!.generationLocs).sort(), ['max_new_tokens', 'min_length', 'num_beams']);
 });
 
 test('a node refined twice in one model is a duplicate', () => {

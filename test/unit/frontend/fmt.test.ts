@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatSource } from '../../../src/syntax/print.js';
+import { BLIP2, check } from './harness.js';
 
 const fmt = (text: string): string => {
   const r = formatSource(text, 'x.blip');
@@ -100,6 +101,18 @@ test('values are kept as written: number spelling, string escapes, names, lists'
     fmt(ok),
     'model m {\n  generation { prompt: "a \\"q\\"\\n", temperature: 1e-1, top_k: 0 }\n  preprocess { resample: bicubic, mean: [0.5, 0.5, 5E-1] }\n}\n',
   );
+});
+
+test("the generation block's whole-sequence lengths and early_stopping never come back as written, and the result checks clean", () => {
+  const messy = BLIP2.replace('  output text: generate(llm)\n', '  output text: generate(llm)\ngeneration{max_length:40,min_length:31,\nearly_stopping:never,num_beams:3,}\n');
+  const out = fmt(messy);
+  assert.match(out, /\n  generation \{ max_length: 40, min_length: 31, early_stopping: never, num_beams: 3 \}\n/);
+  assert.equal(fmt(out), out);
+  assert.deepEqual(check(out), []);
+  // a string is kept a string
+  const quoted = fmt(messy.replace('early_stopping:never', 'early_stopping:"never"'));
+  assert.match(quoted, /early_stopping: "never",/);
+  assert.deepEqual(check(quoted), []);
 });
 
 test('override forms, empty blocks and CRLF input', () => {

@@ -610,7 +610,29 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     name: "unknown generation key",
     src: edit('  output', '  generation { max_tokens: 20 }\n  output'),
     expect: [
-      { code: "BLIP3001", line: 8, column: 16, message: "unknown attribute 'max_tokens' for the generation block: expected one of max_new_tokens, min_new_tokens, num_beams, length_penalty, early_stopping, repetition_penalty, no_repeat_ngram_size, do_sample, top_p, top_k, temperature, prompt" },
+      { code: "BLIP3001", line: 8, column: 16, message: "unknown attribute 'max_tokens' for the generation block: expected one of max_new_tokens, max_length, min_new_tokens, min_length, num_beams, length_penalty, early_stopping, repetition_penalty, no_repeat_ngram_size, do_sample, top_p, top_k, temperature, prompt" },
+    ],
+  },
+  {
+    name: "early_stopping neither a bool nor never",
+    src: edit('  output', '  generation { early_stopping: nevr, num_beams: 3 }\n  output'),
+    expect: [
+      { code: "BLIP3004", line: 8, column: 32, message: "attribute 'early_stopping' of the generation block expects one of true, false, never, found the name nevr; did you mean 'never'?" },
+    ],
+  },
+  {
+    name: "early_stopping a number",
+    src: edit('  output', '  generation { early_stopping: 1 }\n  output'),
+    expect: [
+      { code: "BLIP3004", line: 8, column: 32, message: "attribute 'early_stopping' of the generation block expects one of true, false, never, found 1" },
+    ],
+  },
+  {
+    name: "whole-sequence lengths out of range",
+    src: edit('  output', '  generation { max_length: 0, min_length: -1 }\n  output'),
+    expect: [
+      { code: "BLIP3003", line: 8, column: 28, message: "attribute 'max_length' of the generation block expects a value >= 1, found 0" },
+      { code: "BLIP3003", line: 8, column: 43, message: "attribute 'min_length' of the generation block expects a value >= 0, found -1" },
     ],
   },
   // widths and sizes
