@@ -71,7 +71,8 @@ function resolveMaxLength(opts: GenerationOptions, promptLength: number): number
     }
   }
   if (promptLength >= maxLength) {
-    throw new GenerationConfigError(`the prompt is ${promptLength} tokens but maxLength is ${maxLength}; raise maxLength or set maxNewTokens`);
+    // (maxLength counts what the decoder is given before the first new token, not the prompt's text alone: BLIP5032's words)
+    throw new GenerationConfigError(`the input (start tokens, any image prefix and the prompt) is ${promptLength} token${promptLength === 1 ? '' : 's'} but maxLength is ${maxLength}, which counts them: raise maxLength or set maxNewTokens`);
   }
   return maxLength;
 }

@@ -453,7 +453,7 @@ test('failures exit 1 with one line: missing image, another format version, a fo
     // the library's message names its option; the command names its flag
     ['tooManyTokens', /^error BLIP5032: with no prompt, the start tokens take 1 position and up to 10000 new tokens were asked for; the decoder has \d+ positions: lower --max-new-tokens$/],
     // 8 image placeholders, BOS and 19 prompt tokens
-    ['maxLengthBelowPrompt', /^error BLIP5030: the prompt is 28 tokens but --max-length is 20; raise --max-length or set --max-new-tokens$/],
+    ['maxLengthBelowPrompt', /^error BLIP5030: the input \(start tokens, any image prefix and the prompt\) is 28 tokens but --max-length is 20, which counts them: raise --max-length or set --max-new-tokens$/],
   ];
   for (const [name, re] of cases) {
     const r = R[name];

@@ -116,7 +116,7 @@ test('generate(): a prompt that fills the positions under the default length, or
   // an explicit maxLength the last prompt reaches (within the positions): the loop's BLIP5030, up front too
   await assert.rejects(
     generateForImages(ctx, IMAGES, { prompt: goodThen('a '.repeat(15)), batchSize: 4, maxLength: 10 }),
-    refused('BLIP5030', new RegExp(`^prompt\\[10\\] \\(image ${escape(A)}\\): the prompt is ${takes('a '.repeat(15))} tokens but maxLength is 10; raise maxLength or set maxNewTokens$`)),
+    refused('BLIP5030', new RegExp(`^prompt\\[10\\] \\(image ${escape(A)}\\): the input \\(start tokens, any image prefix and the prompt\\) is ${takes('a '.repeat(15))} tokens but maxLength is 10, which counts them: raise maxLength or set maxNewTokens$`)),
   );
   assert.equal(count.runs, 0);
 });
