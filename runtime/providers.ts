@@ -8,7 +8,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { DeviceError, firstLine } from './errors.js';
-import { PROVIDER_GAPS } from '../src/rewrite/providerGaps.js';
+import { PROVIDER_GAPS } from './providerGaps.js';
 
 export const DEVICES = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'auto'] as const;
 export type Device = (typeof DEVICES)[number];
@@ -239,7 +239,7 @@ const gapsOf = (target: (typeof BUILD_TARGETS)[number], dtype: Build['dtype'], p
 /**
  * Why an artifact compiled as `build` cannot run on provider `p`; undefined where it can. A plain
  * build runs everywhere; a `--target` build runs wherever its fused operators do, as
- * src/rewrite/providerGaps.ts lists them (derived from the fusions that write them): float32
+ * runtime/providerGaps.ts lists them (derived from the fusions that write them): float32
  * `--target cpu` and `--target cuda` builds hold attention the WebGPU provider cannot run
  * (MultiHeadAttention with a key padding mask; cpu: GroupQueryAttention with causal 0); float16
  * ones keep attention decomposed, and `--target webgpu`'s fusions, the norms, BiasGelu and

@@ -34,7 +34,7 @@ export interface Fusion {
   /**
    * The operators it writes that are not standard ONNX, by their opKey (`com.microsoft.BiasGelu`;
    * a bare name for one onnxruntime registers in the ai.onnx domain), with their outputs' element
-   * type, so that the fusions after it see through them (GraphView.elemType); src/rewrite/providerGaps.ts
+   * type, so that the fusions after it see through them (GraphView.elemType); runtime/providerGaps.ts
    * and docs/performance.md's table are checked against them. Standard ops it writes are not listed.
    */
   emits: Readonly<Record<string, OutputType>>;

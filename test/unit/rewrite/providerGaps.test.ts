@@ -1,4 +1,4 @@
-// src/rewrite/providerGaps.ts, the table runtime/providers.ts buildMismatch refuses builds by, says
+// runtime/providerGaps.ts, the table runtime/providers.ts buildMismatch refuses builds by, says
 // which builds hold each operator a provider cannot run as the fusions do (their `emits` and
 // `applies` over PIPELINES), and stays readable by the runtime without loading the fusions.
 import { test } from 'node:test';
@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { FUSIONS, PIPELINES } from '../../../src/rewrite/index.js';
 import { MatMulNBitsFusion } from '../../../src/rewrite/MatMulNBitsFusion.js';
-import { PROVIDER_GAPS } from '../../../src/rewrite/providerGaps.js';
+import { PROVIDER_GAPS } from '../../../runtime/providerGaps.js';
 
 const TARGETS = ['cpu', 'cuda', 'webgpu'] as const;
 const FLOAT_TYPES = ['float32', 'float16'] as const;
@@ -25,7 +25,7 @@ test("each provider gap's builds are those whose fusions write its operator", ()
   assert.ok(PROVIDER_GAPS.length > 0);
   for (const gap of PROVIDER_GAPS) {
     assert.ok(FUSIONS.some((f) => gap.op in f.emits), `${gap.op}: no fusion emits it`);
-    assert.deepEqual(gap.builds, buildsWith(gap.op), `${gap.provider} ${gap.op}: builds (src/rewrite/providerGaps.ts) against the fusions' emits and applies`);
+    assert.deepEqual(gap.builds, buildsWith(gap.op), `${gap.provider} ${gap.op}: builds (runtime/providerGaps.ts) against the fusions' emits and applies`);
   }
 });
 
@@ -34,6 +34,6 @@ test('--quantize writes no operator of the table (a build does not record it: th
 });
 
 test('providerGaps.ts imports types only (runtime/providers.ts reads it without loading the compiler)', () => {
-  const src = readFileSync('src/rewrite/providerGaps.ts', 'utf8');
+  const src = readFileSync('runtime/providerGaps.ts', 'utf8');
   for (const line of src.split('\n').filter((l) => /^\s*(import|export .* from)\b/.test(l))) assert.match(line, /^import type /, line);
 });

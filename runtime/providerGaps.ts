@@ -5,7 +5,7 @@
 // entry's `builds` from the fusions' `emits` and `applies` over PIPELINES: a fusion that starts or
 // stops writing one of these operators on a target fails there until this table says so. An
 // operator a provider lacks is found by running a build there (docs/webgpu.md); add it here then.
-import type { Target } from './graph.js';
+import type { Target } from '../src/rewrite/graph.js';
 
 export interface ProviderGap {
   /** An onnxruntime execution provider (runtime/providers.ts Provider). */
