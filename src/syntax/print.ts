@@ -1,7 +1,8 @@
 // `blip fmt`: the canonical layout of a `.blip` file. Two-space indent; one declaration per line;
 // attribute blocks on one line when they fit in 120 columns and hold no comment, else one
 // attribute per line; values as written; single blank lines kept where the source had blank
-// lines; comments kept: leading ones above their declaration, trailing ones at the line's end.
+// lines; comments kept: leading ones above their declaration, trailing ones (`//` or `/* */`) at the
+// end of the declaration's line.
 // print(parse(print(parse(x)))) === print(parse(x)).
 import type * as A from './ast.js';
 import { parse } from './parse.js';
@@ -60,7 +61,7 @@ class Printer {
     const out: string[] = [];
     let prevEnd = -1;
     let prev: Item | undefined;
-    for (const item of items) {
+    for (const [index, item] of items.entries()) {
       const leading = this.takeBefore(item.start);
       // Comments inside a one-line item have nowhere to go but above it.
       leading.push(...this.takeBefore(item.container ? (item.bodyStart ?? item.start) : item.end));
@@ -75,9 +76,15 @@ class Printer {
       if (leading.length && this.blankBetween(last, item.start)) out.push('');
       const lines = item.print(indent);
       prevEnd = item.end;
-      const next = this.comments[this.ci];
-      if (next && next.start >= item.end && next.start < end && this.sameLine(item.end, next.start) && next.text.startsWith('//')) {
-        lines[lines.length - 1] += ' ' + next.text.trimEnd();
+      // Comments starting on the line the item ends on trail it there, `//` and `/* */` alike,
+      // unless the next item starts on the line such a comment ends on: then it is that item's.
+      const following = items[index + 1];
+      const limit = following?.start ?? end;
+      for (let next = this.comments[this.ci]; next && next.start >= prevEnd && next.start < limit && this.sameLine(prevEnd, next.start); next = this.comments[this.ci]) {
+        if (following && this.sameLine(next.end, following.start)) break;
+        const [first, ...rest] = this.commentLines(next, '');
+        lines[lines.length - 1] += ' ' + first;
+        lines.push(...rest);
         prevEnd = next.end;
         this.ci++;
       }

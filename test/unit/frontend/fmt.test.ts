@@ -133,3 +133,46 @@ test('an empty file formats to an empty file', () => {
   assert.equal(formatSource('', 'x.blip').text, '');
   assert.equal(formatSource('// only a comment\n', 'x.blip').text, '// only a comment\n');
 });
+
+test('a block comment after a declaration stays at the end of its line, as a // comment does; the result checks clean', () => {
+  const src = BLIP2.replace('  input image: image\n', '  input image: image /* the photo */\n').replace(
+    '  input prompt: text\n',
+    '  input prompt: text // the question\n',
+  );
+  const out = fmt(src);
+  assert.match(out, /\n  input image: image \/\* the photo \*\/\n  input prompt: text \/\/ the question\n  node vision:/);
+  assert.equal(fmt(out), out);
+  assert.deepEqual(check(out), []);
+  // several on the line, one over several lines, one after a block: all stay where they end their line
+  const more = `model m {
+  input image: image /* a */ /* b */ // c
+  input prompt: text /* over
+     two lines */
+  node v: vit(image) @ "v" { width: 768 } /* after the block */
+  node w: vit(image) @ "w" { width: 768 /* in the block */ }
+}
+`;
+  const moreOut = fmt(more);
+  assert.equal(
+    moreOut,
+    `model m {
+  input image: image /* a */ /* b */ // c
+  input prompt: text /* over
+     two lines */
+  node v: vit(image) @ "v" { width: 768 } /* after the block */
+  node w: vit(image) @ "w" {
+    width: 768 /* in the block */
+  }
+}
+`,
+  );
+  assert.equal(fmt(moreOut), moreOut);
+});
+
+test('a comment on a line two declarations share belongs to the one it is next to', () => {
+  // before the second declaration: above it; after it: at the end of its line (not the first's)
+  const src = 'model m {\n  input image: image /* the question */ input prompt: text\n  input extra: text input more: text // the last\n}\n';
+  const out = fmt(src);
+  assert.equal(out, 'model m {\n  input image: image\n  /* the question */\n  input prompt: text\n  input extra: text\n  input more: text // the last\n}\n');
+  assert.equal(fmt(out), out);
+});
