@@ -176,3 +176,16 @@ test('a comment on a line two declarations share belongs to the one it is next t
   assert.equal(out, 'model m {\n  input image: image\n  /* the question */\n  input prompt: text\n  input extra: text\n  input more: text // the last\n}\n');
   assert.equal(fmt(out), out);
 });
+
+test('an attribute block of exactly 120 columns stays on its line; 121 columns break it', () => {
+  const line = (config: string): string => `  node decoder: bert(prompt, cross: vision) @ "text_decoder" { config: "${config}", causal: true }`;
+  const at120 = line('text_config' + 'x'.repeat(20));
+  assert.equal(at120.length, 120);
+  const src = BLIP2.replace('  output text: generate(llm)\n', `${at120}\n  output text: generate(llm)\n`);
+  assert.ok(fmt(src).includes(`\n${at120}\n`));
+  const at121 = line('text_config' + 'x'.repeat(21));
+  assert.equal(at121.length, 121);
+  const broken = fmt(src.replace(at120, at121));
+  assert.ok(!broken.includes(at121));
+  assert.match(broken, /\n  node decoder: bert\(prompt, cross: vision\) @ "text_decoder" \{\n    config: "text_configx{21}"\n    causal: true\n  \}\n/);
+});
