@@ -2,7 +2,7 @@
 // byte-order mark, numbers that run into letters of any script.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BLIP2, check, edit } from './harness.js';
+import { BLIP2, check, edit, load } from './harness.js';
 
 const withGeneration = (attrs: string) => edit('output text: generate(llm)', `output text: generate(llm)\n  generation { ${attrs} }`);
 const codes = (src: string) => check(src).map((d) => `${d.code}@${d.line}:${d.column}`);
@@ -27,6 +27,21 @@ test('a lone surrogate escape is BLIP1004; a surrogate pair is one character', (
   assert.deepEqual(check(withGeneration('prompt: "\\ud800"')).map((d) => d.code), ['BLIP1004']);
   assert.deepEqual(check(withGeneration('prompt: "x\\udc00"')).map((d) => d.code), ['BLIP1004']);
   assert.deepEqual(codes(withGeneration('prompt: "\\ud83d\\ude00"')), []);
+  // the ends of the surrogate range, and a high surrogate followed by something other than a low one
+  for (const lone of ['\\uDFFF', '\\uDBFF', '\\uD800x', '\\uD800\\u0041']) {
+    const ds = check(withGeneration(`prompt: "${lone}"`));
+    assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP1004@9:25'], lone);
+    assert.match(ds[0]!.message, /^invalid escape '\\u(DFFF|DBFF|D800)' in a string: expected a character, not half of a surrogate pair/, lone);
+  }
+  // a pair the wrong way round is two halves
+  assert.deepEqual(codes(withGeneration('prompt: "\\uDFFF\\uD800"')), ['BLIP1004@9:25', 'BLIP1004@9:31']);
+});
+
+test('the escapes language.md lists decode as in JSON, \\/ to /', () => {
+  const src = withGeneration('prompt: "either\\/or \\"q\\" \\\\ \\n\\r\\t \\u00e9 \\uD83D\\uDE00"');
+  const { program, diagnostics } = load({ 'main.blip': src });
+  assert.deepEqual(diagnostics, []);
+  assert.equal(program!.models[0]!.generation!.prompt, 'either/or "q" \\ \n\r\t \u00e9 \u{1F600}');
 });
 
 test('a byte-order mark is skipped as the first character only; elsewhere it is BLIP1001', () => {
