@@ -416,6 +416,14 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    // located at the name that closes the cycle, after the port, not at the port
+    name: "cycle through a port",
+    src: 'model c {\n  input image: image\n  input prompt: text\n  node vision: vit(image) @ "vision_model"\n  node decoder: bert(prompt, cross: decoder) @ "text_decoder" { causal: true }\n  output caption: generate(decoder)\n}\n',
+    expect: [
+      { code: "BLIP2027", line: 5, column: 37, message: "cycle decoder → decoder: expected every input of 'decoder' to come from a model input or a node before it, found 'decoder' which depends on 'decoder'" },
+    ],
+  },
+  {
     name: "output not reached from any input",
     src: edit('opt(prefix: projection, text: prompt)', 'opt(prefix: projection)', edit('qformer(vision)', 'qformer(projection)')),
     expect: [
