@@ -19,12 +19,20 @@ writeFileSync(messy, 'model m{input image:image\nnode v:vit(image)@"v"\noutput o
 chmodSync(messy, 0o640);
 const three = join(dir, 'three.blip'); // three errors, in this order
 writeFileSync(three, 'model m {\n input p: txt\n node d: bert(p) @ "x" { causal: true, widht: 3 }\n output o: generat(d)\n}\n');
+const warnOnly = join(dir, 'warn.blip'); // one warning (BLIP2031: input 'extra' is never read), no error
+writeFileSync(
+  warnOnly,
+  'model m {\n  input image: image\n  input prompt: text\n  input extra: text\n  node vision: vit(image) @ "vision_model"\n  node decoder: bert(prompt, cross: vision) @ "text_decoder" { causal: true }\n  output caption: generate(decoder)\n}\n',
+);
 const broken = join(dir, 'broken.blip');
 writeFileSync(broken, 'model m { node v: vit(image @ "v" }\n');
 
 const BATCH: Record<string, string[]> = {
   clean: ['check', 'graphs/blip2-opt.blip', 'graphs/pinned/instructblip-vicuna-7b.blip'],
   bad: ['check', bad],
+  warnOnly: ['check', warnOnly],
+  warnOnlyJson: ['check', '--json', warnOnly],
+  warnAndBad: ['check', warnOnly, bad],
   json: ['check', '--json', bad, 'graphs/blip-vqa.blip'],
   missing: ['check', join(dir, 'nope.blip')],
   noArgs: ['check'],
@@ -66,6 +74,21 @@ test('blip check: errors exit 1 with located diagnostics on stderr, no stack tra
   assert.match(r.err, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3:11 - error BLIP2010: unknown node kind 'vitt'`));
   assert.match(r.err, /\n {4}\| {11}\^~~~\n/);
   assert.doesNotMatch(r.err, /at .*\.(js|ts):\d+/);
+});
+
+test('blip check: a file with warnings only exits 0, the warnings on stderr (in --json on stdout); with an error in another file, 1', async () => {
+  const text = await run('warnOnly');
+  assert.equal(text.code, 0);
+  assert.equal(text.out, '');
+  assert.match(text.err, /warn\.blip:4:9 - warning BLIP2031: /);
+  assert.doesNotMatch(text.err, /error/);
+  const json = await run('warnOnlyJson');
+  assert.equal(json.code, 0);
+  assert.deepEqual(
+    (JSON.parse(json.out) as Array<{ code: string; severity: string }>).map((d) => `${d.severity} ${d.code}`),
+    ['warning BLIP2031'],
+  );
+  assert.equal((await run('warnAndBad')).code, 1);
 });
 
 test('blip check --json: the diagnostics as JSON on stdout', async () => {
