@@ -120,7 +120,9 @@ async function decode(sample: InputSample, prepare: CapfiltModels['prepare']): P
     if (rgb.channels !== 3) return { error: `cannot read image ${img.source ?? img.name}: decoded to ${rgb.channels} channels, 3 expected` };
     let imageName = img.name;
     if (imageName.endsWith('.img')) {
-      const fmt = (await sharp(img.bytes).metadata()).format ?? 'img';
+      const md = await sharp(img.bytes).metadata();
+      // (sharp names AVIF by its container, heif: a .heif image is one the readers refuse, blip capfilt's own included)
+      const fmt = md.format === 'heif' && md.compression === 'av1' ? 'avif' : (md.format ?? 'img');
       imageName = `${sample.key}.${fmt === 'jpeg' ? 'jpg' : fmt}`;
     }
     const pixels: Pixels = { data: rgb.data, width: rgb.width, height: rgb.height, channels: 3 };

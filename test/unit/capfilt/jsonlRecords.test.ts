@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { runCapfilt, type CapfiltModels, type FinalStats, type SampleRecord } from '../../../src/capfilt/index.js';
 import { image, readTar } from './helpers/fixtures.js';
 import { testDoubleModels } from './helpers/testDoubleModels.js';
+import sharp from 'sharp';
 
 let root: string;
 before(async () => {
@@ -74,4 +75,15 @@ test('kept lists each kept text once, web text first, when the captioner draws t
   assert.ok(rec.web!.kept && rec.synthetic.every((c) => c.kept));
   assert.deepEqual(rec.kept, ['a red card', 'a small red tile']);
   assert.deepEqual(stats.texts, { web: { kept: 1, dropped: 0, missing: 0 }, synthetic: { kept: 3, dropped: 0 } });
+});
+
+test('an AVIF without an extension is written KEY.avif (sharp calls its format heif), and the output shard reads back as input without error records', async () => {
+  const dir = await folder('avif');
+  await writeFile(join(dir, 'a'), await sharp({ create: { width: 16, height: 12, channels: 3, background: { r: 220, g: 30, b: 30 } } }).avif().toBuffer());
+  const { entries } = await run(dir, [{ image: 'a', text: 'a red card' }], testDoubleModels(), 0);
+  assert.deepEqual(entries.map((e) => e.name), ['000000000.avif', '000000000.json']);
+  const again = join(dir, 'again');
+  await runCapfilt({ captioner: join(dir, 'cap'), filter: join(dir, 'itm'), inputs: [join(dir, 'out', 'in-00000.tar')], output: again, captionsPerImage: 0, batchSize: 2, seed: 7, minItm: 0 }, async () => testDoubleModels());
+  assert.equal(await readFile(join(again, 'errors.jsonl'), 'utf8'), '');
+  assert.deepEqual((await readTar(join(again, 'in-00000.tar'))).map((e) => e.name), ['000000000.avif', '000000000.json']);
 });
