@@ -151,6 +151,9 @@ before(async () => {
     sample1: cap('--image', IMG_A, '--sample', '--top-p', '0.9', '--seed', '5', '--json'),
     sameTwice: cap('--image', IMG_A, '--image', IMG_A, '--sample', '--seed', '3', '--max-new-tokens', '8', '--json'),
     sample2: cap('--image', IMG_A, '--sample', '--top-p=0.9', '--seed=5', '--json', '--threads', '1'),
+    // top-p is in (0, 1]: 1 keeps every token, as top-p unset (transformers' default 1.0) does
+    topPOne: cap('--image', IMG_A, '--sample', '--top-p', '1', '--seed', '5', '--max-new-tokens', '8', '--json'),
+    topPUnset: cap('--image', IMG_A, '--sample', '--seed', '5', '--max-new-tokens', '8', '--json'),
     stopJson: cap('--image', IMG_A, '--image', IMG_B, '--max-new-tokens', '12', '--json', '--stop', stop, '--stop', 'zzz-never'),
     stopStream: cap('--image', IMG_A, '--max-new-tokens', '12', '--stop', stop),
     logprobsJson: cap('--image', IMG_A, '--max-new-tokens', '12', '--json', '--logprobs', '2'),
@@ -173,6 +176,9 @@ before(async () => {
     topPNoSample: cap('--image', IMG_A, '--top-p', '0.9'),
     badInt: cap('--image', IMG_A, '--beams', 'three'),
     hugeInt: cap('--image', IMG_A, '--sample', '--seed', '99999999999999999999999'),
+    seedNegative: cap('--image', IMG_A, '--sample', '--seed', '-1'),
+    topPZero: cap('--image', IMG_A, '--sample', '--top-p', '0'),
+    topPAboveOne: cap('--image', IMG_A, '--sample', '--top-p', '1.01'),
     manyBeams: cap('--image', IMG_A, '--beams', '100000'),
     vqaBlankPrompt: ['run', vqa, '--image', IMG_A, '--prompt', '   '],
     helpAsValue: cap('--image', IMG_A, '--prompt', '--help'),
@@ -368,6 +374,13 @@ test('sampling with a seed is reproducible', () => {
   assert.deepEqual(JSON.parse(R.sample1.out).token_ids, JSON.parse(R.sample2.out).token_ids);
 });
 
+test('--top-p 1 is taken (top-p is in (0, 1]) and samples what top-p unset does', () => {
+  assert.equal(R.topPOne.code, 0, R.topPOne.err);
+  assert.equal(R.topPUnset.code, 0, R.topPUnset.err);
+  assert.equal(R.topPOne.err, '');
+  assert.deepEqual(JSON.parse(R.topPOne.out).token_ids, JSON.parse(R.topPUnset.out).token_ids);
+});
+
 test('ITM models print one JSON line per image-text pair', () => {
   assert.equal(R.itm.code, 0, R.itm.err);
   const recs = lines(R.itm.out).map((l) => JSON.parse(l));
@@ -416,6 +429,9 @@ test('usage errors exit 2 with one line (and the --help hint)', () => {
     ['topPNoSample', /--top-p applies to sampling; add --sample/],
     ['badInt', /--beams expects an integer, found 'three'/],
     ['hugeInt', /--seed is 99999999999999999999999, beyond the integers a double holds exactly/],
+    ['seedNegative', /^blip run: --seed must be at least 0, found -1$/m],
+    ['topPZero', /^blip run: --top-p must be in \(0, 1\], found 0$/m],
+    ['topPAboveOne', /^blip run: --top-p must be in \(0, 1\], found 1\.01$/m],
     ['manyBeams', /--beams is 100000, more than the 256 this runtime takes/],
     ['vqaBlankPrompt', /--prompt is empty: .* needs the question/],
     ['helpAsValue', /--prompt expects a value/], // not the help: --help stands where --prompt's value belongs
