@@ -30,6 +30,31 @@ test('block quantization: every weight within half a step of its block, padding 
   }
 });
 
+// The block's range always includes 0, as onnxruntime's MLAS blockwise quantizer makes it
+// (q4_dq.cpp: min = min(min, 0), max = max(max, 0)): a block all of one sign still has every weight
+// within half a step (its zero point at the end of the range), and a zero weight comes back exactly 0.
+test('block quantization: a block all positive, one all negative, one of zeros and positives: within half a step, zeros exact', () => {
+  for (const [bits, bs] of [
+    [4, 32],
+    [8, 128],
+  ] as const) {
+    const K = 3 * bs;
+    const w = new Float32Array(K);
+    for (let k = 0; k < bs; k++) {
+      w[k] = 0.5 + (0.5 * k) / (bs - 1); // 0.5 .. 1.0
+      w[bs + k] = -1 + (0.5 * k) / (bs - 1); // -1.0 .. -0.5
+      w[2 * bs + k] = k % 3 === 0 ? 0 : 0.25 + (0.5 * k) / bs;
+    }
+    const q = quantizeBlockwise(w, 1, K, bits, bs);
+    const back = dequantizeBlockwise(q, 1, K, bits, bs);
+    for (let k = 0; k < K; k++) {
+      const step = q.scales[Math.floor(k / bs)];
+      assert.ok(Math.abs(back[k] - w[k]) <= step / 2 + 1e-7, `${bits}-bit block ${Math.floor(k / bs)}: w[${k}] ${w[k]} -> ${back[k]} (step ${step})`);
+      if (w[k] === 0) assert.equal(back[k], 0, `${bits}-bit: w[${k}] 0 -> ${back[k]}`);
+    }
+  }
+});
+
 const [K, N, V] = [64, 48, 40];
 /** A linear layer with bias, then a tied LM head (Gemm, transB) as the decoders lower it. */
 const model: Build = (b, w) => {
