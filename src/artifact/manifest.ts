@@ -11,6 +11,7 @@ import { readJsonFile } from '../jsonSyntax.js';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { BlipError } from '../diagnostics/BlipError.js';
+import { VERSION } from '../version.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'blip-graph-artifact';
@@ -389,19 +390,39 @@ export const manifestSchema = {
 } as const;
 
 let validator: ReturnType<Ajv['compile']> | undefined;
-function validate(): ReturnType<Ajv['compile']> {
+function schemaErrors(m: unknown): ErrorObject[] {
   validator ??= new Ajv({ allErrors: true, strict: true }).compile(manifestSchema);
-  return validator;
+  return validator(m) ? [] : (validator.errors ?? []);
 }
 
 /** Schema errors of a manifest object, as "path: message" lines ([] when valid). */
 export function manifestErrors(m: unknown): string[] {
-  const v = validate();
-  if (v(m)) return [];
-  return (v.errors ?? []).map((e: ErrorObject) => {
+  return schemaErrors(m).map((e: ErrorObject) => {
     const where = e.instancePath || '(top level)';
     const extra = e.keyword === 'additionalProperties' ? ` "${(e.params as { additionalProperty: string }).additionalProperty}"` : e.keyword === 'enum' ? ` (${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')})` : '';
     return `${where}: ${e.message}${extra}`;
+  });
+}
+
+/**
+ * The properties the schema does not know ("text.max_position_embeddings"), when they are all that
+ * is wrong with `m`, else []. Version 1 gains optional fields compatibly (an older manifest lacks
+ * them and still reads), so a field this version lacks is most likely a newer compiler's, not a
+ * broken file: that is the message for it, where "invalid" would send the user to recompile with
+ * the older version they have.
+ */
+function unknownFields(m: unknown): string[] {
+  const errs = schemaErrors(m);
+  if (!errs.length || !errs.every((e) => e.keyword === 'additionalProperties')) return [];
+  return errs.map((e) => {
+    const path = e.instancePath
+      .split('/')
+      .slice(1)
+      .map((seg) => seg.replace(/~1/g, '/').replace(/~0/g, '~'))
+      .map((seg, i) => (/^\d+$/.test(seg) ? `[${seg}]` : i ? `.${seg}` : seg))
+      .join('');
+    const field = (e.params as { additionalProperty: string }).additionalProperty;
+    return path ? `${path}.${field}` : field;
   });
 }
 
@@ -472,6 +493,14 @@ export function readManifest(dir: string): Manifest {
     throw new BlipError(
       'BLIP5003',
       `${path} has format version ${JSON.stringify(obj.version)}${by ? ` (written by blip-graph ${by})` : ''}; this blip-graph reads version ${MANIFEST_VERSION}. Recompile the model with this version`,
+    );
+  }
+  const unknown = unknownFields(m);
+  if (unknown.length) {
+    const by = (obj.compiler as { version?: string } | undefined)?.version;
+    throw new BlipError(
+      'BLIP5002',
+      `${path} has ${unknown.join(', ')}, ${unknown.length === 1 ? 'a field' : 'fields'} this blip-graph (${VERSION}) does not know: the model was likely compiled by a newer blip-graph${by && by !== VERSION ? ` (${by})` : ''}; upgrade blip-graph, or recompile the model with this version`,
     );
   }
   const errs = manifestErrors(m);

@@ -93,6 +93,24 @@ test('schema violations are listed with their paths', () => {
   refused(artifact(m), 'BLIP5002', /\/task: must be equal to one of the allowed values.*\/text: must have required property 'pad_token_id'/);
 });
 
+test('a field this version does not know (a newer compiler\'s) is named, with the fix: upgrade, or recompile with this version', () => {
+  const m = sampleManifest() as unknown as Record<string, unknown>;
+  m.compiler = { name: 'blip-graph', version: '9.0.0' };
+  (m.text as Record<string, unknown>).max_context = 512;
+  refused(
+    artifact(m),
+    'BLIP5002',
+    /^\S+manifest\.json has text\.max_context, a field this blip-graph \(\d+\.\d+\.\d+\) does not know: the model was likely compiled by a newer blip-graph \(9\.0\.0\); upgrade blip-graph, or recompile the model with this version$/,
+  );
+  const two = sampleManifest() as unknown as Record<string, unknown>;
+  two.cache = true;
+  (two.outputs as Array<Record<string, unknown>>)[0]!.stream = true;
+  refused(artifact(two), 'BLIP5002', /has cache, outputs\[0\]\.stream, fields this blip-graph .* does not know: the model was likely compiled by a newer blip-graph; upgrade/);
+  // an unknown field beside another fault is an invalid manifest, listed as before
+  (two as Record<string, unknown>).task = 'dance';
+  refused(artifact(two), 'BLIP5002', /is invalid: .*\/task: must be equal to one of the allowed values/);
+});
+
 test('a manifest naming a missing graph file is refused', () => {
   refused(artifact(sampleManifest(), ['encode.onnx', 'weights.bin', 'tokenizer/tokenizer.json']), 'BLIP5004', /decoder\.onnx.*missing/);
 });
