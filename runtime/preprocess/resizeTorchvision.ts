@@ -49,9 +49,6 @@ const FILTERS: Partial<Record<Resample, Filter>> = {
   lanczos: { fn: lanczos, support: 3.0 },
 };
 
-/** The resample filters the torchvision backend reproduces. */
-export const TORCHVISION_RESAMPLE: readonly Resample[] = ['nearest', 'bilinear', 'bicubic', 'lanczos'];
-
 /**
  * _compute_index_ranges_int16_weights for one pass, returned with its weights scaled up to the
  * 22-bit fixed point of resize.ts's passes: (sum + 2^(p-1)) >> p equals

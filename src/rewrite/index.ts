@@ -21,7 +21,7 @@ import { QkvPackFusion } from './QkvPackFusion.js';
 import { PointwiseConvFusion } from './PointwiseConvFusion.js';
 import { GraphView, TARGETS, type Fusion, type RewriteOptions, type Target } from './graph.js';
 
-export { TARGETS, type Target, type RewriteOptions, type Fusion, type OutputType } from './graph.js';
+export { TARGETS, type Target, type RewriteOptions, type Fusion } from './graph.js';
 
 // Activations, norms and rotary positions first (the attention fusions read the rotated projections).
 // Float16LayerNormFusion before SkipLayerNormFusion: it gives float16 graphs the LayerNormalization that one folds adds into.
