@@ -72,7 +72,12 @@ function resolveMaxLength(opts: GenerationOptions, promptLength: number): number
   }
   if (promptLength >= maxLength) {
     // (maxLength counts what the decoder is given before the first new token, not the prompt's text alone: BLIP5032's words)
-    throw new GenerationConfigError(`the input (start tokens, any image prefix and the prompt) is ${promptLength} token${promptLength === 1 ? '' : 's'} but maxLength is ${maxLength}, which counts them: raise maxLength or set maxNewTokens`);
+    const input = `the input (start tokens, any image prefix and the prompt) is ${promptLength} token${promptLength === 1 ? '' : 's'}`;
+    throw new GenerationConfigError(
+      opts.maxLengthFrom !== undefined
+        ? `${input} but the model's default max_length ${maxLength} (from ${opts.maxLengthFrom}) counts them: set a larger maxLength or set maxNewTokens`
+        : `${input} but maxLength is ${maxLength}, which counts them: raise maxLength or set maxNewTokens`,
+    );
   }
   return maxLength;
 }

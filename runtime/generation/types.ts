@@ -59,6 +59,11 @@ export interface GenerationOptions {
   maxLength?: number;
   /** The model's max_position_embeddings: caps the default length only (transformers' cap). */
   maxPositionEmbeddings?: number;
+  /**
+   * Where maxLength came from when no caller set it ("the graph's generation block"): a message
+   * refusing it then names the model's default and its source, not an option the caller never gave.
+   */
+  maxLengthFrom?: string;
   minNewTokens?: number;
   minLength?: number;
   numBeams?: number;

@@ -557,6 +557,9 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   };
   const base = generationOptionsFromManifest(m.generation, m.text, overrides);
   base.vocabSize = m.decoder.vocab_size;
+  // a length the caller did not set is the manifest's: the loop's refusal of it names where it came from
+  const lengthSource = m.generation?.source.max_length;
+  if (base.maxLength !== undefined && opts.maxLength === undefined && lengthSource !== undefined) base.maxLengthFrom = DEFAULT_SOURCES[lengthSource] ?? lengthSource;
   // before any image is read: the loop would refuse them only after the first batch's encode
   if (opts.logprobs) {
     const top = opts.topLogprobs ?? 0;

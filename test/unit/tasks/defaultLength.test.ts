@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { compile } from '../../../src/index.js';
 import { load } from '../../../runtime/model.js';
+import { main } from '../../../src/cli/main.js';
 import { fixturePath, repoRoot, tempDir } from './harness.js';
 
 const tmp = tempDir('blip-default-length-');
@@ -48,4 +49,39 @@ test("a generation block's max_new_tokens beyond the decoder's positions is a co
 test('a default that just fits (56 new tokens after the 8 queries) compiles without the warning', async () => {
   const { warnings } = await compileText('fits', 'import "GRAPHS/blip2-opt.blip"\nmodel m extends blip2_opt {\n  generation { max_new_tokens: 56 }\n}\n');
   assert.deepEqual(warnings, []);
+});
+
+/** What `blip run ARGS` writes to stderr, and its exit code. */
+async function runCli(args: string[]): Promise<{ code: number; err: string }> {
+  const err: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((s: unknown, ...rest: unknown[]) =>
+    typeof s === 'string' ? (err.push(s), true) : (write as (...a: unknown[]) => boolean).call(process.stderr, s, ...rest)) as typeof process.stderr.write;
+  try {
+    return { code: await main(['run', ...args]), err: err.join('') };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+test("a default max_length the start tokens fill is refused naming the default and where it came from, not an option or flag the caller never gave", async () => {
+  // blip2-opt-a without a prompt: 8 image placeholders and BOS, which max_length counts
+  const { out } = await compileText('short', 'import "GRAPHS/blip2-opt.blip"\nmodel m extends blip2_opt {\n  generation { max_length: 9 }\n}\n');
+  const image = fixturePath('images', 'rgb_37x23.png');
+  const model = await load(out, { threads: 1 });
+  try {
+    await assert.rejects(model.generate([image]), (e: { code?: string; message?: string }) => {
+      assert.equal(e.code, 'BLIP5030', e.message);
+      assert.equal(e.message, "the input (start tokens, any image prefix and the prompt) is 9 tokens but the model's default max_length 9 (from the graph's generation block) counts them: set a larger maxLength or set maxNewTokens");
+      return true;
+    });
+    // the caller's own maxLength is named as theirs
+    await assert.rejects(model.generate([image], { maxLength: 9 }), /is 9 tokens but maxLength is 9, which counts them: raise maxLength or set maxNewTokens$/);
+    assert.equal((await model.generate([image], { maxLength: 10 }))[0]!.tokenIds.length, 1);
+  } finally {
+    await model.close();
+  }
+  const cli = await runCli([out, '--image', image]);
+  assert.equal(cli.code, 1);
+  assert.equal(cli.err, "error BLIP5030: the input (start tokens, any image prefix and the prompt) is 9 tokens but the model's default max_length 9 (from the graph's generation block) counts them: set a larger --max-length or set --max-new-tokens\n");
 });
