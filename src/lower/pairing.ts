@@ -6,7 +6,7 @@
 import type { IrModel } from '../ir/types.js';
 import { nodeKinds, portWith } from '../nodes/index.js';
 import type { JsonObject } from '../weights/checkpoint.js';
-import { effectiveConfig } from '../weights/transformersConfig.js';
+import { effectiveConfig, isJsonObject } from '../weights/transformersConfig.js';
 import type { Problem } from './CompileError.js';
 import { join, resolve } from 'node:path';
 import { PACKAGE_ROOT, packagePath } from '../packageRoot.js';
@@ -23,8 +23,6 @@ const SHIPPED_GRAPHS: Array<{ architecture: string; language?: string; graph: st
   { architecture: 'InstructBlipForConditionalGeneration', language: 't5', graph: 'graphs/instructblip-t5.blip' },
   { architecture: 'InstructBlipForConditionalGeneration', language: 'llama', graph: 'graphs/instructblip-vicuna.blip' },
 ];
-
-const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** config.json's `architectures` as class names: a lone string is the one class it names; undefined when absent, [] when it names none. */
 function architecturesOf(config: JsonObject): string[] | undefined {
@@ -45,7 +43,7 @@ export function shippedGraphFor(config: JsonObject): { what?: string; graph?: st
   const arch = architectures[0];
   if (!arch) return { invalid: `has "architectures": ${JSON.stringify(config.architectures)}, which is not a list of transformers class names` };
   const text = effectiveConfig(config).config.text_config;
-  const language = typeof text === 'object' && text !== null && !Array.isArray(text) ? (text as JsonObject).model_type : undefined;
+  const language = isJsonObject(text) ? text.model_type : undefined;
   const generates = arch === 'Blip2ForConditionalGeneration' || arch === 'InstructBlipForConditionalGeneration';
   if (generates && typeof language !== 'string') return { what: arch, invalid: `says ${arch}, but its "text_config" (${JSON.stringify(config.text_config)}) names no language model` };
   const what = `${arch}${generates && typeof language === 'string' ? ` with ${language}` : ''}${architectures.length > 1 ? ` (the first of its ${architectures.length} architectures)` : ''}`;
@@ -105,11 +103,11 @@ export function pairingProblems(model: IrModel, used: Set<string>, config: JsonO
     }
     const sectionName = node.config ?? kind?.defaultConfig;
     const section = sectionName === undefined ? undefined : sectionName === '' ? effective : effective[sectionName];
-    const type = typeof section === 'object' && section !== null && !Array.isArray(section) ? (section as JsonObject).model_type : undefined;
+    const type = isJsonObject(section) ? section.model_type : undefined;
     // A config: naming another section than the kind's usual one, which the checkpoint has, is the
     // likelier cause there: the compile says so (BLIP4014, write config: "vision_config").
     const usual = kind?.defaultConfig;
-    const elsewhere = node.config !== undefined && usual !== undefined && node.config !== usual && isObject(config[usual]);
+    const elsewhere = node.config !== undefined && usual !== undefined && node.config !== usual && isJsonObject(config[usual]);
     if (kind?.modelTypes && typeof type === 'string' && !kind.modelTypes.includes(type) && !elsewhere) {
       const said = filled.get(sectionName!)?.keys.has('model_type') ? `leaves model_type out, which transformers reads as "${type}"` : `is model_type "${type}"`;
       // the registered kinds that do lower it, by their modelTypes: what to write instead

@@ -79,7 +79,8 @@ const FAMILY_SECTION_TYPES: Record<string, readonly string[]> = {
   text_config: ['blip_text_model'],
 };
 
-const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** A JSON object (not null, not an array): a config section. */
+export const isJsonObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 /** A table entry by a name config.json gives: own keys only ("constructor" is no model_type). */
 const own = <T>(table: Record<string, T>, key: unknown): T | undefined => (typeof key === 'string' && Object.hasOwn(table, key) ? table[key] : undefined);
 
@@ -93,7 +94,7 @@ export function nullProblems(config: JsonObject): Array<[string, string]> {
   for (const name of ['', 'vision_config', 'qformer_config', 'text_config']) {
     const section = name === '' ? config : config[name];
     const cls = configClassOf(config, name);
-    if (!cls || !isObject(section)) continue;
+    if (!cls || !isJsonObject(section)) continue;
     for (const [k, v] of Object.entries(CONFIG_CLASS_DEFAULTS[cls])) {
       if (section[k] === null && v !== null && !k.endsWith('_token_id')) out.push([name, k]);
     }
@@ -113,11 +114,11 @@ export function configClassOf(config: JsonObject, section: string): string | und
   if (section === 'text_config' && family.root !== 'BlipConfig') {
     // Blip2Config / InstructBlipConfig: text_config.get("model_type", "opt")
     const text = config.text_config;
-    const type = isObject(text) && text.model_type !== undefined ? text.model_type : 'opt';
+    const type = isJsonObject(text) && text.model_type !== undefined ? text.model_type : 'opt';
     return own(LANGUAGE_MODEL_CLASSES, type);
   }
   const given = config[section];
-  const type = isObject(given) ? given.model_type : undefined;
+  const type = isJsonObject(given) ? given.model_type : undefined;
   if (typeof type === 'string' && type !== '' && !own(FAMILY_SECTION_TYPES, section)?.includes(type)) return undefined;
   return own(family.sections, section);
 }
@@ -156,7 +157,7 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
   };
   Object.assign(out, fill('', config));
   for (const name of ['vision_config', 'qformer_config', 'text_config']) {
-    if (isObject(config[name])) out[name] = fill(name, config[name] as JsonObject);
+    if (isJsonObject(config[name])) out[name] = fill(name, config[name] as JsonObject);
     // A section left out (or null) is its class with every default, as the composite configs build it.
     else if ((config[name] === undefined || config[name] === null) && configClassOf(config, name)) (out[name] = fill(name, {})), wholeDefaults.add(name);
   }
@@ -165,12 +166,12 @@ export function effectiveConfig(config: JsonObject): EffectiveConfig {
   const family = own(FAMILY_CLASSES, config.model_type);
   const fed = family?.root === 'BlipConfig' ? 'text_config' : family ? 'qformer_config' : undefined;
   const vision = out.vision_config;
-  if (fed && isObject(out[fed]) && isObject(vision) && typeof vision.hidden_size === 'number') {
+  if (fed && isJsonObject(out[fed]) && isJsonObject(vision) && typeof vision.hidden_size === 'number') {
     const section = out[fed] as JsonObject;
     if (section.encoder_hidden_size !== vision.hidden_size) {
       out[fed] = { ...section, encoder_hidden_size: vision.hidden_size };
       const given = config[fed];
-      if (!isObject(given) || given.encoder_hidden_size === undefined) {
+      if (!isJsonObject(given) || given.encoder_hidden_size === undefined) {
         const entry = filled.get(fed) ?? { cls: configClassOf(config, fed)!, keys: new Set<string>() };
         entry.keys.add('encoder_hidden_size');
         filled.set(fed, entry);
