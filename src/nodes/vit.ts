@@ -8,6 +8,7 @@ import type { Value } from '../lower/GraphBuilder.js';
 import { activation, attend, mergeHeads, splitHeads } from '../lower/transformer.js';
 import { dense, layerNorm } from '../lower/blocks.js';
 import { CompileError } from '../lower/CompileError.js';
+import { BLIP_VISION_MODEL_TYPES } from '../weights/transformersConfig.js';
 
 export const Vit: NodeKind = {
   kind: 'vit',
@@ -28,8 +29,8 @@ export const Vit: NodeKind = {
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
   }),
   defaultConfig: 'vision_config',
-  // BlipVisionConfig's, Blip2VisionConfig's and InstructBlipVisionConfig's (what their to_dict writes)
-  modelTypes: ['blip_vision_model', 'blip_2_vision_model', 'instructblip_vision_model'],
+  // BlipVisionConfig's, Blip2VisionConfig's and InstructBlipVisionConfig's, which transformersConfig.ts reads with those classes
+  modelTypes: [...BLIP_VISION_MODEL_TYPES],
   fromConfig(section) {
     return pick(section, {
       image_size: 'image_size',

@@ -65,6 +65,9 @@ const FAMILY_CLASSES: Record<string, { root: string; sections: Record<string, st
 };
 FAMILY_CLASSES.blip_2 = FAMILY_CLASSES['blip-2'];
 
+/** BlipVisionConfig's, Blip2VisionConfig's and InstructBlipVisionConfig's model_type (what their to_dict writes): the vit kind's modelTypes. */
+export const BLIP_VISION_MODEL_TYPES: readonly string[] = ['blip_vision_model', 'blip_2_vision_model', 'instructblip_vision_model'];
+
 /**
  * The model_types the BLIP families' section classes write (their to_dict), by section. Blip2Config
  * and the others read a section with their own class whatever model_type it names (vision_config is
@@ -74,7 +77,7 @@ FAMILY_CLASSES.blip_2 = FAMILY_CLASSES['blip-2'];
  * to fill, and what it leaves out is the node kind's to say (its lowering.defaults).
  */
 const FAMILY_SECTION_TYPES: Record<string, readonly string[]> = {
-  vision_config: ['blip_vision_model', 'blip_2_vision_model', 'instructblip_vision_model'],
+  vision_config: BLIP_VISION_MODEL_TYPES,
   qformer_config: ['blip_2_qformer', 'instructblip_qformer'],
   text_config: ['blip_text_model'],
 };
