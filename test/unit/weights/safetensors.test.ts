@@ -93,6 +93,33 @@ test('corrupt headers are refused at open, naming the file and the tensor', () =
   }
 });
 
+// The format's data is contiguous, but its header need not list the tensors in byte order (a JSON
+// object: the Python loader, safetensors 0.8.0, sorts the offsets and loads such a file; checked with
+// this very file). Overlaps are found over the sorted ranges, whatever pair of the header they are.
+test('a header listing tensors out of byte order opens and reads; an overlap not adjacent in the header is still refused, naming the pair', () => {
+  const dir = tmp();
+  try {
+    const p = join(dir, 'x.safetensors');
+    const write = (obj: unknown, data: Uint8Array) => {
+      const json = Buffer.from(JSON.stringify(obj));
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(json.length));
+      writeFileSync(p, Buffer.concat([len, json, data]));
+    };
+    const data = Buffer.concat([f32([1, 2, 3, 4]), f16([5, 6, 0.5, -1]), f32([7, 8])]);
+    write({ a: { dtype: 'F32', shape: [2], data_offsets: [24, 32] }, b: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, c: { dtype: 'F16', shape: [4], data_offsets: [16, 24] } }, data);
+    const f = SafetensorsFile.open(p);
+    assert.deepEqual([...f.readFloat32('a')], [7, 8]);
+    assert.deepEqual([...f.readFloat32('b')], [1, 2, 3, 4]);
+    assert.deepEqual([...f.readFloat32('c')], [5, 6, 0.5, -1]);
+    f.close();
+    write({ b: { dtype: 'F32', shape: [4], data_offsets: [16, 32] }, a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, c: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }, new Uint8Array(32));
+    expectError(() => SafetensorsFile.open(p), 'BLIP4003', /tensors "a" and "c" overlap/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a truncated file is refused at open, naming the tensor cut off', () => {
   const dir = tmp();
   try {
