@@ -3,6 +3,7 @@ import { parseOptions } from '../parseOptions.js';
 import { nearest } from '../main.js';
 import { UsageError, type Command } from '../Command.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
+import { checkImageBackendOption } from '../imageBackendOption.js';
 import { parseShardSpec } from '../../capfilt/inputs.js';
 import type { ModelLoader } from '../../capfilt/model.js';
 import { DEFAULTS, runCapfilt, type RunOptions } from '../../capfilt/run.js';
@@ -148,11 +149,6 @@ interface RunValues {
   quiet?: boolean;
 }
 
-function imageBackendOption(v: string | undefined): ImageBackend | undefined {
-  if (v === undefined || v === 'pil' || v === 'torchvision') return v;
-  throw new UsageError(`--image-backend expects pil or torchvision, got '${v}'`);
-}
-
 function runOptions(v: RunValues, deps: CapfiltDeps): RunOptions {
   const shard = v.shard !== undefined ? parseShardSpec(v.shard) : undefined;
   if (!v.input?.length) throw new UsageError('--input is required');
@@ -167,7 +163,7 @@ function runOptions(v: RunValues, deps: CapfiltDeps): RunOptions {
     seed: num('seed', v.seed, true),
     batchSize: num('batch-size', v['batch-size'], true),
     samplesPerShard: num('samples-per-shard', v['samples-per-shard'], true),
-    imageBackend: imageBackendOption(v['image-backend']),
+    imageBackend: checkImageBackendOption(v['image-backend']),
     device: checkDeviceOption(v.device),
     threads: checkThreadsOption(num('threads', v.threads, true)),
     shard,

@@ -10,10 +10,11 @@ import { load, type BlipModel, type GenerateOptions, type GenerateResult, type G
 import { noPromptMessage, promptStyle } from '../../../runtime/tasks/generate.js';
 import { withOptionNames } from '../../../runtime/tasks/arguments.js';
 import { checkImageSize, declaredImageSize, toRgbImage, type ImageSize } from '../../../runtime/tasks/images.js';
-import { IMAGE_BACKENDS, preprocessFromManifest, resizeForModel, type ImageBackend, type PreprocessConfig } from '../../../runtime/preprocess/index.js';
+import { preprocessFromManifest, resizeForModel, type ImageBackend, type PreprocessConfig } from '../../../runtime/preprocess/index.js';
 import { expandImages, type ImageEntry } from '../imageList.js';
 import { BlipRuntimeError, ImageDecodeError } from '../../../runtime/errors.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
+import { checkImageBackendOption } from '../imageBackendOption.js';
 import { MAX_ROWS_PER_PROMPT, MAX_TOP_LOGPROBS } from '../../../runtime/generation/generate.js';
 import { MAX_STOP_LENGTH, MAX_STOP_STRINGS } from '../../../runtime/generation/stopStrings.js';
 import { pyLstrip, pyRstrip } from '../../../runtime/generation/pythonSpace.js';
@@ -128,7 +129,7 @@ export function parseRunArgs(argv: string[]): Args {
     else if (kind === 'string') {
       if (name === 'prompt') a.prompt = value;
       else if (name === 'early-stopping') a.earlyStopping = earlyStoppingValue(value);
-      else if (name === 'image-backend') a.imageBackend = imageBackendValue(value);
+      else if (name === 'image-backend') a.imageBackend = checkImageBackendOption(value);
       else a.device = value;
     } else if (kind === 'int') {
       if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${name} expects an integer, found '${value}'`);
@@ -198,11 +199,6 @@ function earlyStoppingValue(value: string): boolean | 'never' {
   if (value === 'true' || value === 'false') return value === 'true';
   if (value === 'never') return value;
   throw new UsageError(`--early-stopping expects true, false or never, found '${value}'`);
-}
-
-function imageBackendValue(value: string): ImageBackend {
-  if ((IMAGE_BACKENDS as string[]).includes(value)) return value as ImageBackend;
-  throw new UsageError(`--image-backend expects pil or torchvision, found '${value}'`);
 }
 
 /** Flags that only make sense for one kind of model. */

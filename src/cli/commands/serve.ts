@@ -1,6 +1,7 @@
 import { parseOptions } from '../parseOptions.js';
 import { UsageError, type Command } from '../Command.js';
 import { checkDeviceOption, checkThreadsOption } from '../deviceOption.js';
+import { checkImageBackendOption } from '../imageBackendOption.js';
 
 const HELP = `Usage: blip serve OUTDIR [OUTDIR ...] --port N [options]
 
@@ -87,8 +88,7 @@ const command: Command = {
     const port = int('port', v.port, 0)!;
     if (port > 65535) throw new UsageError(`--port expects 0..65535, got '${v.port}'`);
     checkDeviceOption(v.device);
-    const imageBackend = v['image-backend'];
-    if (imageBackend !== undefined && imageBackend !== 'pil' && imageBackend !== 'torchvision') throw new UsageError(`--image-backend expects pil or torchvision, got '${imageBackend}'`);
+    const imageBackend = checkImageBackendOption(v['image-backend']);
     const log = v.quiet ? undefined : (line: string) => process.stderr.write(`blip serve: ${line}\n`);
     const { startServer, parseModelArg } = await import('../../../runtime/server/index.js');
     const workers = int('workers', v.workers, 1) ?? 1;

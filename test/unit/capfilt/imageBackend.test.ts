@@ -72,7 +72,7 @@ test('blip capfilt --image-backend other than pil or torchvision: a usage error'
     process.stderr.write = ew;
   }
   assert.equal(code, 2);
-  assert.match(err, /--image-backend expects pil or torchvision, got 'torch'/);
+  assert.match(err, /--image-backend expects pil or torchvision, found 'torch'/);
 });
 
 test('tiny BLIP models with imageBackend torchvision: images prepared with torchvision\'s resize, ITM scores of load(filter, { imageBackend })', async () => {

@@ -40,5 +40,5 @@ test('an image backend other than pil or torchvision: BLIP5901 from startServer,
   await assert.rejects(serve({ models: [{ id: 'itm', dir }], imageBackend: 'torch' as never }), (e: unknown) => e instanceof BlipError && e.code === 'BLIP5901' && /imageBackend must be "pil" or "torchvision", found "torch"/.test(e.message));
   const [r] = runCliBatch([['serve', dir, '--port', '0', '--image-backend', 'torch']]);
   assert.equal(r.code, 2);
-  assert.match(r.err, /--image-backend expects pil or torchvision, got 'torch'/);
+  assert.match(r.err, /--image-backend expects pil or torchvision, found 'torch'/);
 });
