@@ -1,10 +1,11 @@
 // The fused operators an onnxruntime provider cannot run, and the builds (target, float type) that
 // hold them: the one table runtime/providers.ts buildMismatch reads to refuse such a build on that
-// provider at load. It is data without imports so that the runtime can read it without loading the
-// fusions (they pull in the graph builder). test/unit/rewrite/providerGaps.test.ts derives each
-// entry's `builds` from the fusions' `emits` and `applies` over PIPELINES: a fusion that starts or
-// stops writing one of these operators on a target fails there until this table says so. An
-// operator a provider lacks is found by running a build there (docs/webgpu.md); add it here then.
+// provider at load. It is data, with type imports only, so that the runtime can read it without
+// loading the fusions (they pull in the graph builder). test/unit/rewrite/providerGaps.test.ts
+// derives each entry's `builds` from the fusions' `emits` and `applies` over PIPELINES: a fusion
+// that starts or stops writing one of these operators on a target fails there until this table
+// says so. An operator a provider lacks is found by running a build there (docs/webgpu.md); add it
+// here then.
 import type { Target } from '../src/rewrite/graph.js';
 
 export interface ProviderGap {

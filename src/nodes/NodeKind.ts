@@ -75,8 +75,10 @@ export interface NodeKind {
   /** config.json section read when the node doesn't say `config: "..."` (e.g. "vision_config"). */
   defaultConfig?: string;
   /**
-   * The `model_type`s its config section may name (language models share the `language_model`
-   * prefix, so the section's model_type is what tells a T5 checkpoint from an OPT one).
+   * The `model_type`s its config section may name; another is another model, which the compile
+   * refuses before sizing anything (BLIP4019, src/lower/pairing.ts): the language models share the
+   * `language_model` prefix, so the section's model_type is what tells a T5 checkpoint from an OPT
+   * one, and vit's vision_config is one of the BLIP families' vision models, not SigLIP's.
    */
   modelTypes?: string[];
   /**
@@ -128,11 +130,11 @@ export interface NodeKind {
    */
   learnedPositions?: boolean;
   /**
-   * Its nodes that read image features (their first argument) output a fixed set of learned
-   * query positions (the Q-Former), what `pool: queries` (embed) and `pool: mean_queries`
-   * (classifier) pool and `pool: cls` does not (BLIP2037); one without image features is a
-   * text-only pass over text tokens. Text beside the queries through `text:` is BLIP-2
-   * retrieval's; a generating one reads `instruction:` (BLIP2038).
+   * Its nodes fed image features (through its `cross` port) output a fixed set of learned query
+   * positions (the Q-Former), what `pool: queries` (embed) and `pool: mean_queries` (classifier)
+   * pool and `pool: cls` does not (BLIP2037); one without image features is a text-only pass over
+   * text tokens. Text beside the queries through its `retrieval-text` port is BLIP-2 retrieval's;
+   * a generating one reads its `instruction` port (BLIP2038).
    */
   queryOutputs?: boolean;
   /**
