@@ -332,7 +332,7 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
         'BLIP5032',
         byDefault !== undefined && maxNewTokens
           ? // the caller set no length: "lower maxNewTokens" would name a setting they never gave
-            `${what} ${prompt} position${prompt === 1 ? '' : 's'} and the model's default ${maxLength !== undefined ? `max_length ${maxLength}` : `max_new_tokens ${maxNewTokens}`} (from ${DEFAULT_SOURCES[byDefault] ?? byDefault}) asks for up to ${maxNewTokens} new tokens; the decoder has ${lim.decoder} positions: ${fix('set a lower maxNewTokens')}`
+            `${what} ${prompt} position${prompt === 1 ? '' : 's'} and the model's default ${maxLength !== undefined ? `max_length ${maxLength}` : `max_new_tokens ${maxNewTokens}`} (from ${DEFAULT_SOURCES[byDefault] ?? byDefault}) asks for up to ${maxNewTokens} new tokens; the decoder has ${lim.decoder} positions: ${fix(maxLength !== undefined ? 'set a lower maxLength or maxNewTokens' : 'set a lower maxNewTokens')}`
           : `${what} ${prompt} position${prompt === 1 ? '' : 's'}${maxNewTokens ? ` and up to ${maxNewTokens} new tokens were asked for${maxLength !== undefined ? ` (maxLength ${maxLength})` : ''}` : ''}; the decoder has ${lim.decoder} positions: ${fix(`lower ${maxLength !== undefined ? 'maxLength' : 'maxNewTokens'}`)}`,
       );
     }

@@ -729,8 +729,8 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
   const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config, textSectionOf(genNode)), textSectionOf(genNode), opts.model.preprocessLocs);
   if (valueProblems.length) throw new CompileError(valueProblems);
-  const tooLong = defaultBeyondPositions(opts.model, text, generation, x.prefixLength);
-  if (tooLong) warnings.push(tooLong);
+  const refusedLength = defaultLengthRefused(opts.model, text, generation, startTokens(text, x.fromEncode.some((n) => n.startsWith('cross.')), x.prefixLength));
+  if (refusedLength) warnings.push(refusedLength);
   // No tokenizer, no model to run: load() refuses an artifact without one (prompts are read and
   // answers written with it), and InstructBLIP's Q-Former reads the instruction through its own.
   // A warning, not an error: the graphs themselves are whole (benchmarks compile random-weight
@@ -875,23 +875,53 @@ function lengthBoundedTwice(model: IrModel): string[] {
 }
 
 /**
- * A default max_new_tokens that cannot fit the decoder's learned positions even without a prompt:
- * the start token ([DEC], bos) and every new token but the last take one each, after the visual
- * prefix. Kept, as transformers keeps a generation config's max_new_tokens (it runs until its
- * position table runs out, an IndexError), but said at compile, at the generation block's line,
- * rather than by BLIP5032 at every run that keeps the default.
+ * The tokens generate()'s loop starts from when no prompt is given, as runtime/tasks/generate.ts
+ * buildInputs builds them: `counted`, those a max_length counts (transformers' input_ids), and
+ * `positions`, the decoder positions they take. BLIP's decoder and T5's start from one token
+ * ([DEC], decoder_start_token_id; a question or prompt goes to an encoder); a decoder-only LLM
+ * from its image placeholders and BOS, or, with no image token (older BLIP-2 checkpoints), from
+ * nothing max_length counts, the visual prefix and BOS fed at prefill.
  */
-function defaultBeyondPositions(model: IrModel, text: Manifest['text'], generation: Manifest['generation'], prefixLength: number | undefined): string | undefined {
+function startTokens(text: Manifest['text'], crossAttention: boolean, prefixLength: number | undefined): { counted: number; positions: number; what: string } {
+  if (text.prompt_format === 'blip' || crossAttention) return { counted: 1, positions: 1, what: "decoder's start token" };
+  const prefix = prefixLength ?? text.num_query_tokens ?? 0;
+  if (text.image_token_id !== undefined) return { counted: prefix + 1, positions: prefix + 1, what: `${prefix} image placeholders and BOS` };
+  return { counted: 0, positions: prefix + 1, what: '' };
+}
+
+/**
+ * A default length that every run keeping it would refuse, said at compile (at the generation
+ * block's line) rather than at every run: a max_new_tokens, or a max_length, beyond the decoder's
+ * learned positions even without a prompt (the start tokens and every new token but the last take
+ * one each; BLIP5032), or a max_length the start tokens already fill (BLIP5030). Kept, as
+ * transformers keeps a generation config's lengths (it runs until its position table runs out, an
+ * IndexError, or refuses the input, a ValueError).
+ */
+function defaultLengthRefused(model: IrModel, text: Manifest['text'], generation: Manifest['generation'], start: { counted: number; positions: number; what: string }): string | undefined {
+  if (!generation) return undefined;
   const limit = text.max_positions?.decoder;
-  const newTokens = generation?.max_new_tokens;
-  const prefix = prefixLength ?? 0;
-  if (limit === undefined || newTokens === undefined || prefix + newTokens <= limit) return undefined;
-  const fromGraph = generation!.source.max_new_tokens === 'graph';
-  const at = fromGraph ? model.generationLocs.max_new_tokens : undefined;
-  const where = at ? `${at.file}:${at.line}:${at.column}: ` : '';
-  const after = prefix ? ` after the ${prefix}-position visual prefix` : '';
-  const fit = limit - prefix;
-  return `${where}${fromGraph ? "the generation block's" : "generation_config.json's"} max_new_tokens ${newTokens}${after} exceeds the decoder's ${limit} positions: every run that keeps this default is refused (BLIP5032), with or without a prompt; at most ${fit} new token${fit === 1 ? '' : 's'} fit without a prompt, fewer with one`;
+  const key = generation.max_new_tokens !== undefined ? 'max_new_tokens' : 'max_length';
+  const value = generation[key];
+  const source = generation.source[key];
+  // (transformers' default max_length is not a default of the model's: the runtime caps it at the positions)
+  if (value === undefined || (source !== 'graph' && source !== 'generation_config.json')) return undefined;
+  const at = source === 'graph' ? model.generationLocs[key] : undefined;
+  const setting = `${at ? `${at.file}:${at.line}:${at.column}: ` : ''}${source === 'graph' ? "the generation block's" : "generation_config.json's"} ${key} ${value}`;
+  const refused = (code: string) => `every run that keeps this default is refused (${code}), with or without a prompt`;
+  const prefix = start.positions - 1;
+  if (key === 'max_new_tokens') {
+    if (limit === undefined || prefix + value <= limit) return undefined;
+    const fit = limit - prefix;
+    return `${setting}${prefix ? ` after the ${prefix}-position visual prefix` : ''} exceeds the decoder's ${limit} positions: ${refused('BLIP5032')}; at most ${fit} new token${fit === 1 ? '' : 's'} fit without a prompt, fewer with one`;
+  }
+  if (value <= start.counted) {
+    return `${setting} leaves no room for a new token: it counts the ${start.what} every run starts from (${start.counted} token${start.counted === 1 ? '' : 's'}), so ${refused('BLIP5030')}; give a max_length above ${start.counted}, or max_new_tokens`;
+  }
+  // the new tokens are max_length less what it counts; with a prompt it counts more of them, or (a
+  // legacy prefix: it counts none) the prompt's positions come on top
+  if (limit === undefined || start.positions + (value - start.counted) - 1 <= limit) return undefined;
+  const fit = limit + 1 + start.counted - start.positions;
+  return `${setting} exceeds the decoder's ${limit} positions: ${refused('BLIP5032')}; a max_length of at most ${fit} fits${start.counted ? '' : ' without a prompt, less with one'}`;
 }
 
 /** A file-system error while writing `--out` as a one-line BLIP4018 (others pass through). */
