@@ -66,8 +66,9 @@ export function reportAttrProblems(ctx: CheckContext, schemaId: string, attrs: M
       ctx.report('BLIP3007', loc, `${what} expects ${p.expected}, found ${describeValue(v)}`);
       continue;
     }
-    // (an enum may mix true / false with names: early_stopping's true, false, "never")
-    const names = () => (p.error.params as { allowedValues: unknown[] }).allowedValues.filter((a): a is string => typeof a === 'string');
+    // (an enum may mix true / false with names: early_stopping's true, false, "never"; the
+    // booleans as written, so Python's True gets 'true')
+    const names = () => (p.error.params as { allowedValues: unknown[] }).allowedValues.flatMap((a) => (typeof a === 'string' ? [a] : typeof a === 'boolean' ? [String(a)] : []));
     const hint = p.code === 'BLIP3004' && 'value' in v && typeof v.value === 'string' ? didYouMean(v.value, names()) : '';
     ctx.report(p.code, loc, `${what} expects ${p.expected}, found ${describeValue(v)}${hint}`);
   }

@@ -629,6 +629,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "early_stopping written True, as Python writes it",
+    src: edit('  output', '  generation { early_stopping: True, num_beams: 3 }\n  output'),
+    expect: [
+      { code: "BLIP3004", line: 8, column: 32, message: "attribute 'early_stopping' of the generation block expects one of true, false, never, found the name True; did you mean 'true'?" },
+    ],
+  },
+  {
     name: "early_stopping a number",
     src: edit('  output', '  generation { early_stopping: 1 }\n  output'),
     expect: [
