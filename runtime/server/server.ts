@@ -253,6 +253,8 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
 
   /** Submit a request's job; from here on the scheduler holds it (a shutdown drains it). */
   function submit<T>(r: Receiving, spec: JobSpec): JobHandle<T> {
+    // answered 408 by the shutdown before its body was in: not run, and counted once (as a timeout)
+    if (r.timedOut) throw new Handled(408);
     try {
       return scheduler.submit<T>(spec);
     } finally {
@@ -272,6 +274,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
         const isLate = await Promise.race([r.submittedOrFailed.then(() => false), late]);
         clearTimeout(timer);
         if (!isLate) return;
+        r.timedOut = true;
         metrics.rejected.inc({ reason: 'timeout' });
         r.res.setHeader('Connection', 'close');
         try {
@@ -394,6 +397,9 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
       }
       const err = toApiError(e);
       if (err.status >= 500) o.log?.(`error: ${req.method} ${req.url}: ${err.message}`);
+      // already answered (a 408 from the shutdown while the body was uploading, its end still being
+      // read): nothing more to write, and counted as what it was answered
+      if (res.headersSent) return;
       // (refused while draining, here or by the scheduler for a request read before the signal)
       if (err.code === 'draining') {
         metrics.rejected.inc({ reason: 'draining' });
@@ -494,6 +500,8 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
 class Receiving {
   readonly submittedOrFailed: Promise<void>;
   done!: () => void;
+  /** Answered 408 by a shutdown that stopped waiting for its body: its job is never submitted. */
+  timedOut = false;
   constructor(
     readonly res: ServerResponse,
     /** performance.now() past which a shutdown stops waiting for it (its arrival + --timeout-ms). */
@@ -503,7 +511,7 @@ class Receiving {
   }
 }
 
-/** Thrown once an error was already written to an event stream. */
+/** Thrown once an error was already written (to an event stream, or a 408 by the shutdown). */
 class Handled extends Error {
   constructor(readonly status: number) {
     super('handled');

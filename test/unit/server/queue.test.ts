@@ -318,3 +318,46 @@ test('shutdown: a request still uploading --timeout-ms after it arrived is answe
   assert.match(await stuck.answer, /^HTTP\/1.1 408 [^]*"code":"timeout"/);
   assert.match(s.metrics.registry.render(), /blip_rejected_total\{reason="timeout"\} 1/);
 });
+
+test('shutdown: a request answered 408 whose body then arrives within the grace second is not run, and is counted once', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g, { timeoutMs: 300 });
+  const stuck = await twoPartPost(s, '/v1/chat/completions', JSON.stringify(chatBody('cap', { max_tokens: 1 })));
+  const closing = s.close();
+  await until(() => /blip_rejected_total\{reason="timeout"\} 1/.test(s.metrics.registry.render()), 'the 408');
+  // the rest of the body, before the second the shutdown leaves connections is up: its handler
+  // goes on to submit a job the draining scheduler refuses, on a response already sent
+  stuck.rest();
+  assert.match(await stuck.answer, /^HTTP\/1.1 408 [^]*"code":"timeout"/);
+  await closing;
+  const counted = s.metrics.registry.render();
+  assert.match(counted, /blip_requests_total\{endpoint="chat",status="408"\} 1\n/);
+  assert.doesNotMatch(counted, /blip_requests_total\{endpoint="chat",status="(?!408)/);
+  assert.match(counted, /blip_rejected_total\{reason="timeout"\} 1\n/);
+  assert.doesNotMatch(counted, /blip_rejected_total\{reason="draining"\}/);
+});
+
+test('shutdown: a request answered 408 whose body then arrives while another upload holds the shutdown is not run', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g, { timeoutMs: 1500 });
+  const body = JSON.stringify(chatBody('cap', { max_tokens: 1 }));
+  const stuck = await twoPartPost(s, '/v1/chat/completions', body);
+  // a second later: its deadline leaves the first's body that long to arrive before the scheduler drains
+  await new Promise((r) => setTimeout(r, 1000));
+  const other = await twoPartPost(s, '/v1/chat/completions', body);
+  const closing = s.close();
+  await until(() => /blip_rejected_total\{reason="timeout"\} 1/.test(s.metrics.registry.render()), 'the first one\'s 408');
+  stuck.rest();
+  assert.match(await stuck.answer, /^HTTP\/1.1 408 [^]*"code":"timeout"/);
+  other.rest();
+  assert.match(await other.answer, /^HTTP\/1.1 200 [^]*"content":"64x48 0"/);
+  await closing;
+  // one model call, of one row: the other request's
+  assert.deepEqual(g.batches(), [1]);
+  const counted = s.metrics.registry.render();
+  assert.match(counted, /blip_requests_total\{endpoint="chat",status="408"\} 1\n/);
+  assert.match(counted, /blip_requests_total\{endpoint="chat",status="200"\} 1\n/);
+  assert.match(counted, /blip_rejected_total\{reason="timeout"\} 1\n/);
+});
