@@ -8,6 +8,7 @@ import { InputTypeRule } from './InputTypeRule.js';
 import { CheckpointPrefixRule } from './CheckpointPrefixRule.js';
 import { NodeAttributesRule } from './NodeAttributesRule.js';
 import { BlockAttributesRule } from './BlockAttributesRule.js';
+import { LengthBoundedTwiceRule } from './LengthBoundedTwiceRule.js';
 import { KnownSourcesRule } from './KnownSourcesRule.js';
 import { KnownPortsRule } from './KnownPortsRule.js';
 import { RequiredInputsRule } from './RequiredInputsRule.js';
@@ -35,6 +36,7 @@ export const checkRules: CheckRule[] = [
   CheckpointPrefixRule,
   NodeAttributesRule,
   BlockAttributesRule,
+  LengthBoundedTwiceRule,
   // edges
   KnownSourcesRule,
   KnownPortsRule,

@@ -63,6 +63,7 @@ export const CODES = {
   BLIP2040: e('width mismatch on an edge'),
   BLIP2041: e('inconsistent sizes in a node'),
   BLIP2042: e('ITM score that does not depend on the image or the text'),
+  BLIP2043: w('length bounded both ways in one block'),
 
   // 3xxx: attribute and IR schemas (src/ir/validate.ts, ajv)
   BLIP3001: e('unknown attribute'),

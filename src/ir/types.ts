@@ -94,6 +94,18 @@ export interface IrGeneration {
   prompt?: string;
 }
 
+/**
+ * The two ways to bound one length: the whole sequence (transformers' max_length, min_length) or the
+ * new tokens (max_new_tokens, min_new_tokens), which wins over it, as in transformers. A layer that
+ * bounds a length either way replaces both bounds of it from the layer below: a derived model's
+ * block the base's (src/syntax/resolve.ts), the block generation_config.json's (src/lower/conventions.ts);
+ * one block giving both is BLIP2043 (src/checks/LengthBoundedTwiceRule.ts).
+ */
+export const LENGTH_BOUNDS = [
+  ['max_length', 'max_new_tokens'],
+  ['min_length', 'min_new_tokens'],
+] as const satisfies ReadonlyArray<readonly [keyof IrGeneration, keyof IrGeneration]>;
+
 export interface IrModel {
   name: string;
   /** The file that declared the model (after `extends`, the most derived one). */

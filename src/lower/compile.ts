@@ -725,7 +725,6 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     delete generation.prompt;
     delete generation.source.prompt;
   }
-  if (generation) warnings.push(...lengthBoundedTwice(opts.model));
   const preprocess = preprocessFor(opts.model, x.ckpt, x.imageSize);
   const valueProblems = manifestValueProblems(preprocess, x.imageSize, text, generation, x.decoderFacts?.vocab, x.gens[0]?.loc ?? opts.model.outputs[0]?.loc, warnings, textDefaults(x.ckpt.config, textSectionOf(genNode)), textSectionOf(genNode), opts.model.preprocessLocs);
   if (valueProblems.length) throw new CompileError(valueProblems);
@@ -855,23 +854,6 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
     }
     throw outputError(e, opts.out, tmp);
   }
-}
-
-/**
- * A generation block that bounds one length both ways: the new-token bound wins at run time, as in
- * transformers (which warns 'Both `max_new_tokens` ... and `max_length` ... seem to have been set'),
- * so the other is said to be unused, at its line.
- */
-function lengthBoundedTwice(model: IrModel): string[] {
-  const g = model.generation;
-  const out: string[] = [];
-  for (const [whole, fresh] of [['max_length', 'max_new_tokens'], ['min_length', 'min_new_tokens']] as const) {
-    if (g[whole] === undefined || g[fresh] === undefined) continue;
-    const at = model.generationLocs[whole];
-    const where = at ? `${at.file}:${at.line}:${at.column}: ` : '';
-    out.push(`${where}the generation block sets both ${whole} ${g[whole]} and ${fresh} ${g[fresh]}: ${fresh} wins, as in transformers, and ${whole} is not used; give one of them`);
-  }
-  return out;
 }
 
 /**

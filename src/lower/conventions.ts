@@ -1,7 +1,7 @@
 // Facts the manifest carries besides the graphs, read from the .blip file's blocks and the
 // checkpoint's files, in that order of precedence: image preprocessing, generation defaults, the
 // special token ids and how prompts are built. Each value records where it came from.
-import type { IrGeneration, IrModel, IrPreprocess } from '../ir/types.js';
+import { LENGTH_BOUNDS, type IrGeneration, type IrModel, type IrPreprocess } from '../ir/types.js';
 import type { Generation, Manifest, Preprocess, TextConventions } from '../artifact/manifest.js';
 import type { Checkpoint, JsonObject } from '../weights/checkpoint.js';
 import { CompileError } from './CompileError.js';
@@ -83,9 +83,6 @@ const GENERATION_KEYS = [
   'max_length', 'max_new_tokens', 'min_length', 'min_new_tokens', 'num_beams', 'do_sample', 'length_penalty', 'early_stopping',
   'repetition_penalty', 'no_repeat_ngram_size', 'top_p', 'top_k', 'temperature',
 ] as const;
-
-/** Two ways to bound one length: the whole sequence, or the new tokens (which wins over it). */
-const LENGTH_BOUNDS = [['max_length', 'max_new_tokens'], ['min_length', 'min_new_tokens']] as const;
 
 /**
  * Generation defaults: the graph's generation block, else generation_config.json, else

@@ -1,6 +1,6 @@
 // Syntax trees of the loaded files -> one DraftModel per model: `extends` chains merged, `override`
 // applied, duplicates reported. Diagnostics: BLIP2002-BLIP2009, BLIP3005.
-import type { SourceLoc } from '../ir/types.js';
+import { LENGTH_BOUNDS, type SourceLoc } from '../ir/types.js';
 import { diagnostic, type Diagnostic } from '../diagnostics/Diagnostic.js';
 import { someOf } from '../diagnostics/suggest.js';
 import type { SourceFile } from '../diagnostics/SourceFile.js';
@@ -20,9 +20,6 @@ interface ModelEntry {
 }
 
 const at = (src: SourceFile, s: A.Span): SourceLoc => src.loc(s.start, s.end);
-
-/** Two ways to bound one length: the whole sequence, or the new tokens (which wins, as in transformers). */
-const LENGTH_BOUNDS = [['max_length', 'max_new_tokens'], ['min_length', 'min_new_tokens']] as const;
 
 /**
  * A derived model's generation block that bounds a length replaces the base's bound of that length

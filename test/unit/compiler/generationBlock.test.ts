@@ -10,6 +10,7 @@ import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { compile, load } from '../../../src/index.js';
 import { main } from '../../../src/cli/main.js';
+import { loadProgram } from '../../../src/syntax/load.js';
 import { FIXTURES, tmp } from './harness.js';
 
 const root = tmp('generation-block-');
@@ -128,8 +129,14 @@ test("a length the block bounds either way is the block's: generation_config.jso
   assert.deepEqual(shipped.manifest.generation!.source, { max_new_tokens: 'graph', num_beams: 'default', do_sample: 'default' });
 });
 
-test('a block with both max_length and max_new_tokens compiles with a warning at max_length: max_new_tokens wins, as in transformers', async () => {
+test('a block with both max_length and max_new_tokens is a check warning at max_length (BLIP2043, blip check and blip compile alike): max_new_tokens wins, as in transformers', async () => {
+  const warnings = loadProgram(graph).diagnostics.filter((d) => d.severity === 'warning');
+  assert.deepEqual(
+    warnings.map((d) => [d.code, `${d.loc.line}:${d.loc.column}`, d.message, d.related?.map((r) => `${r.loc.line}:${r.loc.column} ${r.message}`)]),
+    [['BLIP2043', '17:16', 'the generation block sets both max_length 5 and max_new_tokens 3: max_new_tokens wins, as in transformers, and max_length is not used; give one of them', ['17:31 max_new_tokens is set here']]],
+  );
+  // the compile adds no second, codeless note of it
   const r = await compiled('caption_both', ckpt('blip-caption-a'));
-  assert.deepEqual(r.warnings, [`${graph}:17:28: the generation block sets both max_length 5 and max_new_tokens 3: max_new_tokens wins, as in transformers, and max_length is not used; give one of them`]);
+  assert.deepEqual(r.warnings, []);
   assert.deepEqual((await generated(r.out, RGB)).tokenIds, HF.captionMaxLength5.slice(0, 3));
 });

@@ -650,6 +650,20 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
       { code: "BLIP3003", line: 8, column: 43, message: "attribute 'min_length' of the generation block expects a value >= 0, found -1" },
     ],
   },
+  {
+    name: "a length bounded both ways in one block: the new-token bound wins, the other is unused (a warning)",
+    src: edit('  output', '  generation { max_length: 40, num_beams: 3, max_new_tokens: 10 }\n  output'),
+    expect: [
+      { code: "BLIP2043", line: 8, column: 16, message: "the generation block sets both max_length 40 and max_new_tokens 10: max_new_tokens wins, as in transformers, and max_length is not used; give one of them" },
+    ],
+  },
+  {
+    name: "a length bound the schema refuses is not also said to be unused",
+    src: edit('  output', '  generation { min_length: -1, min_new_tokens: 2 }\n  output'),
+    expect: [
+      { code: "BLIP3003", line: 8, column: 28, message: "attribute 'min_length' of the generation block expects a value >= 0, found -1" },
+    ],
+  },
   // widths and sizes
   {
     name: "projection width differs from the Q-Former",
