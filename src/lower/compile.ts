@@ -609,14 +609,13 @@ function positionLimits(model: IrModel, nodes: Map<string, ResolvedNode>, gens: 
 }
 
 /**
- * The generating model's max_position_embeddings: its node's max_positions, a learned table (bert,
- * opt) or not (llama's rotary positions), at which transformers caps its default length (prompt + 20
- * new tokens). A kind without one (t5's relative positions) leaves the default uncapped, as
- * transformers does for a config without the key.
+ * The generating model's max_position_embeddings, where transformers caps its default length
+ * (prompt + 20 new tokens): its kind's NodeKind.maxPositionEmbeddings. A kind without one (t5's
+ * relative positions) leaves the default uncapped, as transformers does for a config without the key.
  */
 function generatingPositions(nodes: Map<string, ResolvedNode>, gens: IrOutput[]): number | undefined {
-  const n = gens.length ? nodes.get(gens[0].args[0])?.attrs.max_positions : undefined;
-  return typeof n === 'number' ? n : undefined;
+  const gen = gens.length ? nodes.get(gens[0].args[0]) : undefined;
+  return gen?.kind.maxPositionEmbeddings?.(gen.attrs);
 }
 
 /**

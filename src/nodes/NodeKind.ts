@@ -126,9 +126,19 @@ export interface NodeKind {
    * Its `max_positions` is a table of learned positions (bert, qformer, opt), a hard limit on the
    * text it reads: the compile records it in the manifest (text.max_positions), and the runtime
    * refuses longer text (BLIP5032) rather than fail in onnxruntime's Gather. Rotary (llama) and
-   * relative (t5) positions have no such limit.
+   * relative (t5) positions have no such limit (llama's context length still caps the default
+   * length: `maxPositionEmbeddings`).
    */
   learnedPositions?: boolean;
+  /**
+   * For a kind that `generates`: its config's max_position_embeddings, from its attributes, where
+   * transformers caps the default length (the prompt and 20 new tokens, when nothing sets a
+   * length: the manifest's text.max_position_embeddings). bert's and opt's learned position
+   * table; llama's context length, which caps the default though rotary positions have no table
+   * and run past it (no BLIP5032). Absent, or undefined: the default is not capped (t5's relative
+   * positions; T5Config has no such key, and transformers then leaves it uncapped).
+   */
+  maxPositionEmbeddings?(attrs: Attrs): number | undefined;
   /**
    * Its nodes fed image features (through its `cross` port) output a fixed set of learned query
    * positions (the Q-Former), what `pool: queries` (embed) and `pool: mean_queries` (classifier)

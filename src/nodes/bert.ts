@@ -56,6 +56,7 @@ export const Bert: NodeKind = {
   generates: { when: 'causal' },
   promptFormat: 'blip',
   learnedPositions: true,
+  maxPositionEmbeddings: (a) => n(a, 'max_positions'),
 };
 
 // ---- lowering (src/lower/contract.ts) ----

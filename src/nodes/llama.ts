@@ -78,6 +78,9 @@ export const Llama: NodeKind = {
     { part: 'kv_heads', whole: 'heads' },
   ],
   generates: true,
+  // no learnedPositions: rotary positions have no table, so text past the context length is not
+  // refused, but transformers still caps its default length at max_position_embeddings
+  maxPositionEmbeddings: (a) => n(a, 'max_positions'),
 };
 
 // ---- lowering (src/lower/contract.ts) ----

@@ -61,6 +61,7 @@ export const Opt: NodeKind = {
   divides: [{ part: 'heads', whole: 'width' }],
   generates: true,
   learnedPositions: true,
+  maxPositionEmbeddings: (a) => n(a, 'max_positions'),
 };
 
 // ---- lowering (src/lower/contract.ts) ----
