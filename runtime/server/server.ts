@@ -246,9 +246,14 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     try {
       await f(r);
     } finally {
-      r.done();
-      receiving.delete(r);
+      settle(r);
     }
+  }
+
+  /** A request is received once its job is submitted (queued: the scheduler counts it), it failed, or the shutdown answered it 408. */
+  function settle(r: Receiving): void {
+    r.done();
+    receiving.delete(r);
   }
 
   /** Submit a request's job; from here on the scheduler holds it (a shutdown drains it). */
@@ -258,7 +263,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
     try {
       return scheduler.submit<T>(spec);
     } finally {
-      r.done();
+      settle(r);
     }
   }
 
@@ -275,6 +280,7 @@ export async function startServer(opts: ServeOptions): Promise<BlipServer> {
         clearTimeout(timer);
         if (!isLate) return;
         r.timedOut = true;
+        receiving.delete(r);
         metrics.rejected.inc({ reason: 'timeout' });
         r.res.setHeader('Connection', 'close');
         try {

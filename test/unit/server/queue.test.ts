@@ -227,9 +227,12 @@ test('shutdown: stop accepting, finish queued and running requests, then resolve
   await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
   const queued = post(url, chatBody('cap', { max_tokens: 1 }));
   await until(async () => (await health(s.url)).queue_depth === 1, 'a queued request');
+  // their bodies are in: blip serve's SIGTERM line counts them as queued or running, not as still being received
+  assert.equal(s.receiving, 0);
   let closed = false;
   const closing = s.close().then(() => (closed = true));
   assert.equal(s.draining, true);
+  assert.equal(s.receiving, 0);
   // new connections are refused (the listener is closed) or answered 503 on a kept-alive one
   const late = await post(url, chatBody('cap', { max_tokens: 1 })).catch((e: Error) => ({ status: 0, error: e }));
   assert.ok(late.status === 0 || late.status === 503, `late request got ${late.status}`);
