@@ -50,8 +50,8 @@ const int = (v: number | undefined, name: string, min: number): number | undefin
 
 /**
  * The whole sequence's length limit for a prompt of `promptLength` tokens, as the loop resolves it;
- * throws where the prompt leaves no new token room. Exported so that a caller with several batches
- * can refuse a later batch's prompt before running the first (runtime/tasks/generate.ts).
+ * throws where the prompt leaves no new token room (checkSettings runs it for a caller that checks
+ * every batch before the first runs).
  */
 function resolveMaxLength(opts: GenerationOptions, promptLength: number): number {
   const maxNew = int(opts.maxNewTokens, 'maxNewTokens', 1);

@@ -379,6 +379,9 @@ interface BatchText {
  */
 function buildBatches(ctx: GenerateContext, images: ImageInput[], prompts: string[] | null, several: boolean, bs: number, base: GenerationOptions, opts: GenerateOptions): BatchText[] {
   const m = ctx.manifest;
+  // settings refused whatever the prompt (beams against returned sequences, penalties, sampling),
+  // first and alone: a prompt's re-check below would take them for that prompt's fault
+  checkSettings({ ...base, maxNewTokens: 1, maxLength: undefined }, 0);
   const batches: BatchText[] = [];
   for (let start = 0; start < images.length; start += bs) {
     const t = performance.now();

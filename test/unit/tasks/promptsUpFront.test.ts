@@ -171,3 +171,13 @@ test('generate(): settings the loop refuses whatever the prompt (returned sequen
   }
   assert.equal(count.runs, 0, 'no session ran before the settings were refused');
 });
+
+test('generate(): with a list of prompts, a settings error names no prompt (it is no prompt\'s fault)', async () => {
+  const count = { runs: 0 };
+  const ctx = await context('blip-caption-a', count);
+  await assert.rejects(generateForImages(ctx, IMAGES, { prompt: goodThen('what is it'), batchSize: 4, maxNewTokens: 4, numBeams: 2, numReturnSequences: 3 }), (e: unknown) => {
+    assert.equal((e as Error).message, 'numReturnSequences (3) must not exceed numBeams (2)');
+    return true;
+  });
+  assert.equal(count.runs, 0);
+});
