@@ -324,6 +324,10 @@ function checkLengths(m: Manifest, built: BuiltInputs, maxNewTokens: number | un
     const prompt = (built.prompt.inputIds[0]?.length ?? 0) + (built.prefillText ? (built.prefillText.inputIds[0]?.length ?? 0) + prefixPositions(m) : 0);
     // the last new token is never fed back, so it takes no position (as in transformers: one more fails there)
     const total = prompt + Math.max(0, (maxNewTokens ?? 0) - 1);
+    if (prompted && prompt > lim.decoder) {
+      // no length setting makes room for a prompt past the positions: only shortening it does
+      throw new BlipRuntimeError('BLIP5032', `the prompt takes ${prompt} positions; the decoder has ${lim.decoder}: shorten the prompt`);
+    }
     if (prompt > lim.decoder || total > lim.decoder) {
       // with no prompt given, what takes the positions is the model's own start ([DEC], BOS): nothing to shorten
       const what = prompted ? 'the prompt takes' : `with no prompt, the ${built.prefix?.length ? 'image prefix and start tokens take' : 'start tokens take'}`;
