@@ -39,23 +39,79 @@ function sourceName(src: ImageSource): string {
 /** Read and decode one image to RGB (see the file comment for the exact conversions). */
 export async function decodeImage(src: ImageSource, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
   const name = sourceName(src);
-  let bytes: Uint8Array;
-  if (typeof src === 'string') {
-    try {
-      // a device or a pipe (/dev/zero, a FIFO) would be read without end
-      const st = await stat(src);
-      if (!st.isFile() && !st.isDirectory()) throw new ImageDecodeError(name, 'not a regular file (a device, pipe or socket)');
-      bytes = await readFile(src);
-    } catch (e) {
-      if (e instanceof ImageDecodeError) throw e;
-      const code = (e as { code?: string }).code;
-      throw new ImageDecodeError(name, code === 'ENOENT' ? 'no such file or folder' : code === 'EISDIR' ? 'it is a directory' : isSystemError(e) ? systemErrorMeaning(e) : firstLine(e));
-    }
-  } else {
-    bytes = src.bytes;
-  }
+  const bytes = typeof src === 'string' ? await readImageFile(src, 'bytes') : src.bytes;
   if (bytes.length === 0) throw new ImageDecodeError(name, 'the file is empty');
   return decodeImageBytes(bytes, name, opts, typeof src === 'string');
+}
+
+/** A file's bytes, or (`check`) only that it is a regular file, with decodeImage's words when it cannot be. */
+async function readImageFile(path: string, what: 'bytes'): Promise<Uint8Array>;
+async function readImageFile(path: string, what: 'check'): Promise<{ size: number }>;
+async function readImageFile(path: string, what: 'bytes' | 'check'): Promise<Uint8Array | { size: number }> {
+  try {
+    // a device or a pipe (/dev/zero, a FIFO) would be read without end
+    const st = await stat(path);
+    if (!st.isFile() && !st.isDirectory()) throw new ImageDecodeError(path, 'not a regular file (a device, pipe or socket)');
+    return what === 'bytes' ? await readFile(path) : st;
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw e;
+    const code = (e as { code?: string }).code;
+    throw new ImageDecodeError(path, code === 'ENOENT' ? 'no such file or folder' : code === 'EISDIR' ? 'it is a directory' : isSystemError(e) ? systemErrorMeaning(e) : firstLine(e));
+  }
+}
+
+/** What an image's header says: its format (as sharp names it) and its stored size. */
+export interface ImageHeader {
+  format: string;
+  width: number;
+  height: number;
+}
+
+/**
+ * Check an image without decoding its pixels: that it can be opened, is not empty, and that its
+ * header (sharp's metadata(): format, size) reads as decodeImage would accept it, the pixel limit
+ * included; failures are decodeImage's ImageDecodeError, in its words. Not caught: pixel data that
+ * does not decode (a file cut short after its header, a corrupt stream), found only by decoding.
+ * A path's header is read from the file (its first bytes); anything refused is read again whole
+ * for decodeImage's message.
+ */
+export async function readImageHeader(src: ImageSource, opts: ImageDecodeOptions = {}): Promise<ImageHeader> {
+  const name = sourceName(src);
+  const maxPixels = opts.maxPixels ?? 2 ** 28;
+  if (typeof src === 'string') {
+    if ((await readImageFile(src, 'check')).size > 0) {
+      const meta = await sharp(src, HEADER_OPTIONS).metadata().catch(() => undefined);
+      const header = meta && acceptedHeader(meta, name, maxPixels, false);
+      if (header) return header;
+    }
+    // (refused, or a directory: the bytes say why, as decodeImage says it)
+    return readImageHeader({ name, bytes: await readImageFile(src, 'bytes') }, opts);
+  }
+  if (src.bytes.length === 0) throw new ImageDecodeError(name, 'the file is empty');
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(src.bytes, HEADER_OPTIONS).metadata();
+  } catch (e) {
+    throw new ImageDecodeError(name, describeSharpError(e, src.bytes, maxPixels));
+  }
+  return acceptedHeader(meta, name, maxPixels, true)!;
+}
+
+/** sharp's options for a header read (no pixel limit: sharp would refuse a bomb without saying its size). */
+const HEADER_OPTIONS = { ignoreIcc: true, failOn: 'error' as const, limitInputPixels: false as const, autoOrient: false };
+
+/** The header when decodeImage takes it; else (`refuse`) its ImageDecodeError, or undefined. */
+function acceptedHeader(meta: sharp.Metadata, name: string, maxPixels: number, refuse: boolean): ImageHeader | undefined {
+  // what libvips reads beyond PIL (SVG, PDF, FITS, ...) would be a picture transformers never sees
+  // (HEIC is libvips' heif with HEVC, which PIL opens only with a plug-in)
+  const format = meta.format === 'heif' && meta.compression && meta.compression !== 'av1' ? 'heic' : (meta.format ?? 'unknown');
+  let why: string | undefined;
+  if (!PIL_FORMATS.has(format)) why = `not a supported image (${format.toUpperCase()}: ${SUPPORTED} expected)`;
+  else if (!meta.width || !meta.height) why = 'the image has no size';
+  else if (meta.width * meta.height > maxPixels) why = `${meta.width}x${meta.height} is more than the ${maxPixels} pixels allowed`;
+  if (why === undefined) return { format, width: meta.width!, height: meta.height! };
+  if (refuse) throw new ImageDecodeError(name, why);
+  return undefined;
 }
 
 /** The formats both libvips and PIL read (AVIF is libvips' heif with AV1). */
@@ -78,19 +134,11 @@ export async function decodeImageBytes(bytes: Uint8Array, name: string, opts: Im
   pixels?.catch(() => {}); // awaited below unless the header fails first
   let meta: sharp.Metadata;
   try {
-    // (no pixel limit for the header alone: sharp would refuse a bomb without saying its size)
-    meta = await sharp(bytes, { ...base, limitInputPixels: false }).metadata();
+    meta = await sharp(bytes, HEADER_OPTIONS).metadata();
   } catch (e) {
     throw new ImageDecodeError(name, describeSharpError(e, bytes, maxPixels));
   }
-  // what libvips reads beyond PIL (SVG, PDF, FITS, ...) would be a picture transformers never sees
-  // (HEIC is libvips' heif with HEVC, which PIL opens only with a plug-in)
-  const format = meta.format === 'heif' && meta.compression && meta.compression !== 'av1' ? 'heic' : (meta.format ?? 'unknown');
-  if (!PIL_FORMATS.has(format)) throw new ImageDecodeError(name, `not a supported image (${format.toUpperCase()}: ${SUPPORTED} expected)`);
-  if (!meta.width || !meta.height) throw new ImageDecodeError(name, 'the image has no size');
-  if (meta.width * meta.height > maxPixels) {
-    throw new ImageDecodeError(name, `${meta.width}x${meta.height} is more than the ${maxPixels} pixels allowed`);
-  }
+  acceptedHeader(meta, name, maxPixels, true);
   /** The pixels as stored (libvips does not apply an orientation with autoOrient false). */
   const decodeUpright = async (): Promise<RgbImage> => {
     if (meta.space === 'cmyk') return decodeCmyk(bytes, base);

@@ -2,7 +2,7 @@
 // pixel_values batch as the manifest's `preprocess` says (runtime/preprocess: PIL-exact).
 import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError, ImageDecodeError } from '../errors.js';
-import { decodeImage, toRgb, type ImageDecodeOptions, type RgbImage } from '../preprocess/image.js';
+import { decodeImage, readImageHeader, toRgb, type ImageDecodeOptions, type ImageHeader, type RgbImage } from '../preprocess/image.js';
 import { assemblePixelValues, resizeForModel, type PreprocessConfig } from '../preprocess/index.js';
 import { describeArgument } from './arguments.js';
 import type { Manifest } from '../../src/artifact/manifest.js';
@@ -42,13 +42,36 @@ export function imageName(img: ImageInput, index: number): string {
 
 /** Decode one input to RGB (pixels given as pixels are only checked and converted). */
 export async function toRgbImage(img: ImageInput, index: number, opts: ImageDecodeOptions = {}): Promise<RgbImage> {
-  const form = inputForm(img);
-  if (!form) {
-    throw new ImageDecodeError(`#${index}`, `expected a file path, encoded bytes (a Uint8Array or ArrayBuffer, or {name, bytes}) or decoded pixels ({data, width, height, channels}), found ${describeArgument(img)}`);
-  }
+  const form = formOf(img, index);
   if (form === 'path') return decodeImage(img as string, opts);
   if (form === 'bytes') return decodeImage({ name: imageName(img, index), bytes: img instanceof ArrayBuffer ? new Uint8Array(img) : (img as Uint8Array) }, opts);
   if (form === 'named') return decodeImage(img as { name: string; bytes: Uint8Array }, opts);
+  const { width, height, channels, data } = checkedPixels(img, index);
+  return channels === 3 ? { width, height, channels: 3, data } : toRgb(data, width, height, channels);
+}
+
+/**
+ * Check one input without decoding it (readImageHeader: opened, its header read and checked as
+ * toRgbImage checks it); pixels given as pixels are checked whole. Its size as stored.
+ */
+export async function checkImageInput(img: ImageInput, index: number, opts: ImageDecodeOptions = {}): Promise<ImageHeader> {
+  const form = formOf(img, index);
+  if (form === 'path') return readImageHeader(img as string, opts);
+  if (form === 'bytes') return readImageHeader({ name: imageName(img, index), bytes: img instanceof ArrayBuffer ? new Uint8Array(img) : (img as Uint8Array) }, opts);
+  if (form === 'named') return readImageHeader(img as { name: string; bytes: Uint8Array }, opts);
+  const { width, height } = checkedPixels(img, index);
+  return { format: 'pixels', width, height };
+}
+
+/** The form of input `index`, or BLIP5010 for anything that is no ImageInput. */
+function formOf(img: ImageInput, index: number): 'path' | 'bytes' | 'named' | 'pixels' {
+  const form = inputForm(img);
+  if (form) return form;
+  throw new ImageDecodeError(`#${index}`, `expected a file path, encoded bytes (a Uint8Array or ArrayBuffer, or {name, bytes}) or decoded pixels ({data, width, height, channels}), found ${describeArgument(img)}`);
+}
+
+/** Decoded pixels given by the caller, checked: a size, 1 to 4 channels and that many bytes. */
+function checkedPixels(img: ImageInput, index: number): DecodedImage {
   const { width, height, channels, data: given } = img as { width: number; height: number; channels: number; data: unknown };
   const name = imageName(img, index);
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new ImageDecodeError(name, `bad size ${width}x${height}`);
@@ -59,7 +82,7 @@ export async function toRgbImage(img: ImageInput, index: number, opts: ImageDeco
   if (data.length !== width * height * channels) {
     throw new ImageDecodeError(name, `${data.length} bytes of pixel data for ${width}x${height}x${channels} (width x height x channels = ${width * height * channels} expected)`);
   }
-  return channels === 3 ? { width, height, channels: 3, data } : toRgb(data, width, height, channels);
+  return { width, height, channels, data };
 }
 
 /** What a `data` that is no byte array is, for its message ("a Float32Array of 12", "an array of 12"). */
@@ -85,19 +108,12 @@ export function distinct(images: ImageInput[]): { unique: ImageInput[]; rows: nu
   return { unique, rows, first };
 }
 
-/**
- * Resized images kept from the up-front read (prepareImages) until their batch: past this many
- * bytes of them, an image is read again when its batch runs. 64 MiB holds 151 images of 384 x 384
- * (BLIP) or 445 of 224 x 224 (BLIP-2), so most calls read each image once.
- */
-export const KEEP_RESIZED_BYTES = 64 * 2 ** 20;
-
-/** The images of a call, read and checked; `pixels(k)` gives batch k's pixel_values. */
+/** The images of a call, checked; `pixels(k)` gives batch k's pixel_values. */
 export interface PreparedImages {
   /**
    * pixel_values (B, 3, H, W) of batch k (its rows as the plan lists them), and the milliseconds
-   * the up-front read spent on the images first used in it (for the batch's `preprocess` time).
-   * Batches are taken in order, each once: the images a batch was the last to use are let go.
+   * of the up-front check spent on the images first used in it (for the batch's `preprocess`
+   * time). Batches are taken in order, each once; batch k + 1 is read while batch k runs.
    */
   pixels(k: number): Promise<{ tensor: ort.Tensor; readMs: number }>;
 }
@@ -105,34 +121,35 @@ export interface PreparedImages {
 export interface PrepareOptions {
   /** The size the graph's pixel_values declares: an image of another size after resizing is BLIP5011. */
   modelSize?: ImageSize;
-  /** Resized images kept between the up-front read and their batch (default KEEP_RESIZED_BYTES). */
-  keepBytes?: number;
   /** The number messages give the unnamed input images[i] (default i). */
   indexOf?: (i: number) => number;
 }
 
+/** Images whose headers are read at once in the up-front check (libuv's 4 threads). */
+const CHECKS_AT_ONCE = 4;
+
 /**
- * Read every image of a call before its first model run: a missing, unreadable or wrong-sized image
- * fails the call at once, BLIP5010 / BLIP5011 naming it (its path or `name`, else `#i`, its index
- * in `images`), before any work is spent on the others. `plan` lists each batch's rows as indices
- * into `images` (repeats allowed), in the order the batches will run.
+ * Check every image of a call before its first model run, cheaply (checkImageInput: each file
+ * opened and its header read, no pixels decoded): a missing, unreadable, unsupported or oversized
+ * image fails the call at once, BLIP5010 naming it (its path or `name`, else `#i`, its index in
+ * `images`), as does one of the wrong size for a model that does not resize (BLIP5011). `plan`
+ * lists each batch's rows as indices into `images` (repeats allowed), in the order they will run.
  *
- * Memory stays bounded for long lists: each image is resized to the model's input as soon as it is
- * decoded (one full-size image is held at a time besides the next one, whose decoding in sharp's
- * threads overlaps this one's resizing), and the resized images are kept only up to `keepBytes`;
- * an image past that is decoded to check it, let go, and read again when its batch runs. Inputs
- * that are the same string or object are read once per call.
+ * The pixels are decoded and resized per batch, each image once, batch k + 1's while batch k runs
+ * (one full-size image held at a time besides the next, whose decoding in sharp's threads overlaps
+ * this one's resizing). An image whose header is fine but whose data does not decode (cut short,
+ * corrupt), or that changed after the check, fails at its batch, with the same BLIP5010. Inputs
+ * that are the same string or object are checked once and read once per batch that uses them.
  */
 export async function prepareImages(images: ImageInput[], plan: number[][], cfg: PreprocessConfig, opts: PrepareOptions = {}): Promise<PreparedImages> {
-  const { modelSize, keepBytes = KEEP_RESIZED_BYTES } = opts;
+  const { modelSize } = opts;
   const { unique, rows, first: firstIndex } = distinct(images);
   // the index an unnamed input is called by in messages (its own, or the caller's numbering)
   const first = firstIndex.map((i) => opts.indexOf?.(i) ?? i);
   const names = unique.map((im, u) => imageName(im, first[u]!));
-  // each distinct image in the order the batches use it, and the batches it is first and last used in
+  // each distinct image in the order the batches use it, and the batch it is first used in
   const order: number[] = [];
   const firstBatch = new Array<number>(unique.length).fill(-1);
-  const lastBatch = new Array<number>(unique.length).fill(-1);
   plan.forEach((batch, k) => {
     for (const i of batch) {
       const u = rows[i]!;
@@ -140,68 +157,92 @@ export async function prepareImages(images: ImageInput[], plan: number[][], cfg:
         firstBatch[u] = k;
         order.push(u);
       }
-      lastBatch[u] = k;
     }
   });
-  const kept = new Array<RgbImage | undefined>(unique.length);
-  const sizes: ImageSize[] = [];
-  const readMs = new Array<number>(unique.length).fill(0);
-  const read = (u: number) => toRgbImage(unique[u]!, first[u]!);
-  let keptBytes = 0;
-  let last = performance.now();
-  await eachDecoded(order, read, (u, rgb) => {
-    const size = cfg.do_resize ? cfg.image_size : { width: rgb.width, height: rgb.height };
-    checkImageSize(size, modelSize, names[u]!);
-    const bytes = size.width * size.height * 3;
-    if (keptBytes + bytes <= keepBytes) {
-      kept[u] = resizeForModel(rgb, cfg);
-      keptBytes += bytes;
-    }
-    sizes[u] = size;
-    const now = performance.now();
-    readMs[u] = now - last; // (its decoding overlapped the image before's resizing: wall time between the two)
-    last = now;
-  });
-  // without resizing, a batch's images must share one size (assemblePixelValues): checked for all batches now
-  if (!cfg.do_resize) {
+  const t0 = performance.now();
+  const headers = await checkedInOrder(order.length, (j) => checkImageInput(unique[order[j]!]!, first[order[j]!]!), CHECKS_AT_ONCE);
+  const checkMs = order.length ? (performance.now() - t0) / order.length : 0;
+  const header = new Array<ImageHeader | undefined>(unique.length);
+  order.forEach((u, j) => (header[u] = headers[j]));
+  if (cfg.do_resize) {
+    if (order.length) checkImageSize(cfg.image_size, modelSize, names[order[0]!]!);
+  } else {
+    // without resizing, a batch's images must share one size (assemblePixelValues), the model's
+    // when it declares one: checked for all batches now, from the stored sizes, except a TIFF's
+    // or AVIF's, which an orientation may turn (checked at their batch)
+    const size = (u: number) => (header[u]!.format === 'tiff' || header[u]!.format === 'heif' ? undefined : header[u]!);
+    for (const u of order) if (size(u)) checkImageSize(size(u)!, modelSize, names[u]!);
     for (const batch of plan) {
-      const [w, h] = [sizes[rows[batch[0]!]!]!.width, sizes[rows[batch[0]!]!]!.height];
-      const odd = batch.find((i) => sizes[rows[i]!]!.width !== w || sizes[rows[i]!]!.height !== h);
+      const sized = batch.map((i) => rows[i]!).filter((u) => size(u));
+      const s0 = sized.length ? size(sized[0]!)! : undefined;
+      const odd = sized.find((u) => size(u)!.width !== s0!.width || size(u)!.height !== s0!.height);
       if (odd !== undefined) {
-        const name = names[rows[odd]!]!;
-        const s = sizes[rows[odd]!]!;
-        throw new BlipRuntimeError('BLIP5011', `${name} is ${s.width}x${s.height} but the batch is ${w}x${h}; with do_resize false all images must have the same size`, name);
+        const s = size(odd)!;
+        throw new BlipRuntimeError('BLIP5011', `${names[odd]} is ${s.width}x${s.height} but the batch is ${s0!.width}x${s0!.height}; with do_resize false all images must have the same size`, names[odd]);
       }
     }
   }
+  const readBatch = async (k: number): Promise<ort.Tensor> => {
+    const batch = plan[k]!;
+    const resized = new Map<number, RgbImage>();
+    await eachDecoded(
+      [...new Set(batch.map((i) => rows[i]!))],
+      (u) => toRgbImage(unique[u]!, first[u]!),
+      (u, rgb) => {
+        const im = resizeForModel(rgb, cfg);
+        checkImageSize(im, modelSize, names[u]!);
+        resized.set(u, im);
+      },
+    );
+    const pv = assemblePixelValues(
+      batch.map((i) => resized.get(rows[i]!)!),
+      cfg,
+      batch.map((i) => names[rows[i]!]!),
+    );
+    return new ort.Tensor('float32', pv.data, pv.dims);
+  };
   let done = -1;
+  let ahead: Promise<ort.Tensor> | undefined;
   return {
     async pixels(k: number) {
       if (k !== done + 1 || k >= plan.length) throw new BlipRuntimeError('BLIP5031', `image batch ${k} asked for after batch ${done} of ${plan.length}`);
       done = k;
-      const batch = plan[k]!;
-      const ids = [...new Set(batch.map((i) => rows[i]!))];
-      // the images let go after the up-front read: read again
-      const again = new Map<number, RgbImage>();
-      await eachDecoded(
-        ids.filter((u) => !kept[u]),
-        read,
-        (u, rgb) => {
-          const resized = resizeForModel(rgb, cfg);
-          checkImageSize(resized, modelSize, names[u]!); // (a file that changed since it was checked)
-          again.set(u, resized);
-        },
-      );
-      const pv = assemblePixelValues(
-        batch.map((i) => kept[rows[i]!] ?? again.get(rows[i]!)!),
-        cfg,
-        batch.map((i) => names[rows[i]!]!),
-      );
-      for (const u of ids) if (lastBatch[u] === k) kept[u] = undefined;
-      const ms = ids.reduce((sum, u) => sum + (firstBatch[u] === k ? readMs[u]! : 0), 0);
-      return { tensor: new ort.Tensor('float32', pv.data, pv.dims), readMs: ms };
+      const reading = ahead ?? readBatch(k);
+      ahead = undefined;
+      const tensor = await reading;
+      // the next batch's images are read while this one runs
+      if (k + 1 < plan.length) {
+        ahead = readBatch(k + 1);
+        ahead.catch(() => {}); // awaited when batch k + 1 is asked for
+      }
+      const checked = new Set(plan[k]!.map((i) => rows[i]!).filter((u) => firstBatch[u] === k)).size;
+      return { tensor, readMs: checked * checkMs };
     },
   };
+}
+
+/**
+ * check(0..n-1), up to `width` at a time, their results in order. On a failure no more are
+ * started, and the first failing index's error is thrown (every index before it was checked).
+ */
+async function checkedInOrder<T>(n: number, check: (j: number) => Promise<T>, width: number): Promise<T[]> {
+  const out = new Array<T>(n);
+  let failed = n;
+  let error: unknown;
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < failed) {
+      const j = next++;
+      try {
+        out[j] = await check(j);
+      } catch (e) {
+        if (j < failed) [failed, error] = [j, e];
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, n) }, worker));
+  if (failed < n) throw error;
+  return out;
 }
 
 /**
@@ -226,7 +267,7 @@ async function eachDecoded(ids: number[], decode: (u: number) => Promise<RgbImag
 
 /**
  * pixel_values (B, 3, H, W) for a list of inputs, row i from input i, read as prepareImages reads
- * them (the same object or path once). `offset`: the number of input i in messages, offset + i.
+ * them (all checked, then decoded; the same object or path once). `offset`: the number of input i in messages, offset + i.
  */
 export async function pixelBatch(images: ImageInput[], cfg: PreprocessConfig, offset = 0, modelSize?: ImageSize): Promise<ort.Tensor> {
   if (images.length === 0) throw new BlipRuntimeError('BLIP5011', 'no images');

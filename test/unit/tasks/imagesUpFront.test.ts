@@ -1,11 +1,14 @@
-// The task calls read every image before their first model run (docs/api.md, "load"): an image
-// that cannot be read, placed after several batches of good ones, fails generate(), itm() and
-// embedImages() with one BLIP5010 line naming it (path, name or #index) and no session has run;
-// resized images are kept up to a byte budget, past which an image is read again at its batch.
+// The task calls check every image before their first model run (docs/api.md, "load"): an image
+// that is missing, unreadable, not a supported image or too large, placed after several batches of
+// good ones, fails generate(), itm() and embedImages() with one BLIP5010 line naming it (path, name
+// or #index) and no session has run. The check reads headers only: the pixels are decoded once, at
+// their batch, so an image whose header is fine but whose data is cut short fails there.
 // itm() and embedTexts() tokenize every text first: one too long for the model fails them so too.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { crc32, deflateSync } from 'node:zlib';
+import sharp from 'sharp';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readManifest } from '../../../src/artifact/manifest.js';
@@ -24,6 +27,26 @@ const A = fixturePath('images', 'rgb_37x23.png');
 const B = fixturePath('images', 'photo_64x48.jpg');
 const CORRUPT = fixturePath('preprocess', 'images', 'corrupt.png');
 const MISSING = join(tmp.dir, 'missing.png');
+const NOT_AN_IMAGE = fixturePath('preprocess', 'images', 'not_an_image.png');
+const SVG = fixturePath('preprocess', 'images', 'vector.svg');
+/** A PNG whose header is whole and whose pixel data is cut short: only decoding finds it. */
+const CUT = join(tmp.dir, 'cut.png');
+const photo = readFileSync(fixturePath('preprocess', 'images', 'photo_100x75.png'));
+writeFileSync(CUT, photo.subarray(0, Math.floor(photo.length * 0.6)));
+/** A PNG header of 20000 x 20000 pixels (more than the 2^28 allowed) over one deflated row. */
+const HUGE = join(tmp.dir, 'huge.png');
+{
+  const chunk = (type: string, data: Buffer) => {
+    const typed = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const len = Buffer.alloc(4);
+    const crc = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    crc.writeUInt32BE(crc32(typed));
+    return Buffer.concat([len, typed, crc]);
+  };
+  const ihdr = Buffer.from([0, 0, 0x4e, 0x20, 0, 0, 0x4e, 0x20, 8, 0, 0, 0, 0]);
+  writeFileSync(HUGE, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(20001))), chunk('IEND', Buffer.alloc(0))]));
+}
 /** Ten good images (more than two batches of 4), then `last`. */
 const goodThen = (last: ImageInput): ImageInput[] => [...Array.from({ length: 10 }, (_, i) => (i % 2 ? B : A)), last];
 
@@ -51,6 +74,9 @@ test('generate(): an unreadable last image fails the call before any encode or d
   const cases: Array<[ImageInput, string]> = [
     [MISSING, MISSING],
     [CORRUPT, CORRUPT],
+    [NOT_AN_IMAGE, NOT_AN_IMAGE],
+    [SVG, SVG],
+    [HUGE, HUGE],
     [{ name: 'upload.png', bytes: new Uint8Array(readFileSync(CORRUPT)) }, 'upload.png'],
     [new Uint8Array(readFileSync(CORRUPT)), '#10'],
   ];
@@ -121,7 +147,61 @@ test('itm() and embedTexts(): a text too long for the model, last, fails the cal
   }
 });
 
-test('prepareImages: sizes checked for every batch up front; past keepBytes an image is read again at its batch', async () => {
+test('generate(): an image whose header reads but whose data is cut short fails at its batch, after the batches before it ran', async () => {
+  const dir = await compileFixture('blip-caption-a', tmp.dir);
+  const manifest = readManifest(dir);
+  const opts = { intraOpNumThreads: 1 };
+  const encode = recording((await ort.InferenceSession.create(join(dir, 'encode.onnx'), opts)) as unknown as Session);
+  const decoder = recording((await ort.InferenceSession.create(join(dir, 'decoder.onnx'), opts)) as unknown as Session);
+  const ctx: GenerateContext = { manifest, preprocess: preprocessFromManifest(manifest.preprocess), tokenizer: loadTokenizer(join(dir, manifest.tokenizer!.dir)), encode, decoder };
+  // (what the up-front check cannot see, docs/api.md: the caller who wants the others' results calls per image)
+  await assert.rejects(generateForImages(ctx, goodThen(CUT), { batchSize: 4, maxNewTokens: 4 }), (e: unknown) => {
+    unreadable(CUT)(e);
+    assert.match((e as Error).message, /: the file is truncated \(PNG chunk at byte \d+ needs \d+ bytes of data, the file has \d+ bytes\)$/);
+    return true;
+  });
+  assert.equal(encode.calls.length, 2, 'batches 0 and 1 (images 0-7) were encoded before batch 2 failed');
+});
+
+test('prepareImages: headers only up front, then each image decoded once per batch that uses it', async () => {
+  const cfg = preprocessFromHf({ do_resize: true, size: { height: 24, width: 24 }, resample: 3, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.4, 0.3], image_std: [0.2, 0.3, 0.4] });
+  const files = Array.from({ length: 6 }, (_, i) => join(tmp.dir, i % 2 ? `d${i}.jpg` : `d${i}.png`));
+  files.forEach((f, i) => copyFileSync(i % 2 ? B : A, f));
+  // sharp's decodes (toBuffer) and header reads (metadata), counted on its prototype
+  const proto = sharp.prototype as unknown as { toBuffer: (...a: unknown[]) => unknown; metadata: (...a: unknown[]) => unknown };
+  const [toBuffer, metadata] = [proto.toBuffer, proto.metadata];
+  const count = { decodes: 0, headers: 0 };
+  proto.toBuffer = function (this: unknown, ...a: unknown[]) {
+    count.decodes++;
+    return toBuffer.apply(this, a);
+  };
+  proto.metadata = function (this: unknown, ...a: unknown[]) {
+    count.headers++;
+    return metadata.apply(this, a);
+  };
+  try {
+    // 6 distinct images, file 0 in batches 0 and 2 (read again there: a batch holds only its own)
+    const plan = [[0, 1], [2, 3], [4, 5, 0]];
+    const prepared = await prepareImages(files, plan, cfg);
+    assert.deepEqual(count, { decodes: 0, headers: 6 });
+    const batches = [];
+    for (let k = 0; k < plan.length; k++) batches.push(await prepared.pixels(k));
+    assert.deepEqual(count, { decodes: 7, headers: 6 + 7 }, 'each image decoded once per batch using it (decodeImage reads its header too)');
+    assert.deepEqual(batches.map((b) => b.tensor.dims), [[2, 3, 24, 24], [2, 3, 24, 24], [3, 3, 24, 24]]);
+    assert.deepEqual(batches[2]!.tensor.data.slice(2 * 3 * 24 * 24), batches[0]!.tensor.data.slice(0, 3 * 24 * 24));
+    // an image removed after the check fails at its batch, named
+    const again = await prepareImages(files, plan, cfg);
+    await again.pixels(0);
+    rmSync(files[5]!);
+    await again.pixels(1);
+    await assert.rejects(again.pixels(2), unreadable(files[5]!));
+  } finally {
+    proto.toBuffer = toBuffer;
+    proto.metadata = metadata;
+  }
+});
+
+test('prepareImages: without resizing, the sizes of every batch are checked up front, from the headers', async () => {
   const cfg = preprocessFromHf({ do_resize: true, size: { height: 24, width: 24 }, resample: 3, do_rescale: true, rescale_factor: 1 / 255, do_normalize: true, image_mean: [0.5, 0.4, 0.3], image_std: [0.2, 0.3, 0.4] });
   // a model that does not resize: the wrong size in the last batch, or two sizes in one batch, fail before batch 0 is built
   const fixed = { ...cfg, do_resize: false };
@@ -134,21 +214,6 @@ test('prepareImages: sizes checked for every batch up front; past keepBytes an i
     assert.equal((e as Error).message, `${B} is 64x48 but the batch is 37x23; with do_resize false all images must have the same size`);
     return true;
   });
-
-  const a = join(tmp.dir, 'a.png');
-  const b = join(tmp.dir, 'b.jpg');
-  copyFileSync(A, a);
-  copyFileSync(B, b);
-  const plan = [[0, 1], [2, 0]];
-  const all = await prepareImages([a, b, b], plan, cfg);
-  const want = [(await all.pixels(0)).tensor.data, (await all.pixels(1)).tensor.data];
-  // none kept: every image read again at its batch, to the same pixel values
-  const none = await prepareImages([a, b, b], plan, cfg, { keepBytes: 0 });
-  assert.deepEqual([(await none.pixels(0)).tensor.data, (await none.pixels(1)).tensor.data], want);
-  // room for one resized image (24 x 24 x 3 bytes): a is kept from the up-front read, b read again at its batch
-  const one = await prepareImages([a, b], [[0], [1]], cfg, { keepBytes: 24 * 24 * 3 });
-  rmSync(a);
-  rmSync(b);
-  assert.deepEqual((await one.pixels(0)).tensor.dims, [1, 3, 24, 24]);
-  await assert.rejects(one.pixels(1), unreadable(b));
+  const ok = await prepareImages([A, A, B], [[0, 1], [2]], fixed);
+  assert.deepEqual([(await ok.pixels(0)).tensor.dims, (await ok.pixels(1)).tensor.dims], [[2, 3, 23, 37], [1, 3, 48, 64]]);
 });
