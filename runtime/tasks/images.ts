@@ -1,5 +1,6 @@
 // Image inputs of the task API: a path, encoded bytes, or pixels already decoded, turned into one
-// pixel_values batch as the manifest's `preprocess` says (runtime/preprocess: transformers' PIL or torchvision processor, exactly).
+// pixel_values batch as the manifest's `preprocess` says (runtime/preprocess: exactly as
+// transformers' PIL or torchvision image processor).
 import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError, ImageDecodeError } from '../errors.js';
 import { decodeImage, readImageHeader, toRgb, type ImageDecodeOptions, type ImageHeader, type RgbImage } from '../preprocess/image.js';
