@@ -27,7 +27,7 @@ export const Bert: NodeKind = {
     encoder_width: int('width of the `cross:` features (config: encoder_hidden_size)'),
     causal: bool('causal self-attention and an LM head: a text decoder'),
     act: oneOf('MLP activation (config: hidden_act)', ACTIVATIONS),
-    tie_embeddings: bool("a decoder's LM head is the word embeddings and cls.predictions.bias unless the checkpoint stores it apart (config: tie_word_embeddings, at the top level or in text_config); when false the head must be stored, as transformers reports it missing"),
+    tie_embeddings: bool("a decoder's LM head is the word embeddings and cls.predictions.bias unless the checkpoint stores a head that differs from them (an equal one is stored once) (config: tie_word_embeddings, at the top level or in text_config); when false the head must be stored, as transformers reports it missing"),
   }),
   defaultConfig: 'text_config',
   fromConfig(section, root) {

@@ -29,7 +29,7 @@ export const T5: NodeKind = {
     decoder_depth: int('decoder layers (config: num_decoder_layers)', 1, 1024),
     heads: int('attention heads (config: num_heads)', 1, 1024),
     vocab_size: int('vocabulary size'),
-    relative_buckets: int('relative position buckets (config: relative_attention_num_buckets)', 1, 4096),
+    relative_buckets: int('relative position buckets (config: relative_attention_num_buckets; at least 4: each direction keeps half of its buckets for exact distances)', 4, 4096),
     relative_max_distance: int('relative position max distance (config: relative_attention_max_distance)', 1, 1 << 20),
     layer_norm_eps: eps('RMS layer-norm epsilon (config: layer_norm_epsilon)'),
     gated: bool('gated feed-forward (config: feed_forward_proj "gated-…")'),
@@ -146,9 +146,11 @@ export function relativeBucketTable(bidirectional: boolean, numBuckets: number, 
  * floor(n / 2) and the decoder's causal one all n; the first half of a direction's buckets are exact
  * distances (max_exact: floor(n / 4) in the encoder, floor(n / 2) in the decoder), the rest
  * log-spaced, dividing by log(max_distance / max_exact). Under 4 buckets the encoder has no exact
- * one (transformers: ZeroDivisionError; here a NaN bucket); a max distance at or below the decoder's
- * max_exact divides by log(1) = 0 or spaces the buckets backwards (transformers: bucket ids outside
- * its table), and the table below, which stops at max_distance, would differ from it.
+ * one (transformers: ZeroDivisionError; here a NaN bucket): the attribute schema's minimum, so
+ * `blip check` refuses a pinned one (BLIP3003) and the compile one from config.json (BLIP4017).
+ * A max distance at or below the decoder's max_exact, which depends on the count and so is checked
+ * here, divides by log(1) = 0 or spaces the buckets backwards (transformers: bucket ids outside its
+ * table), and the table below, which stops at max_distance, would differ from it.
  */
 function bucketProblems(ctx: LowerContext): Problem[] {
   const section = ctx.node.config ?? T5.defaultConfig;
@@ -156,8 +158,6 @@ function bucketProblems(ctx: LowerContext): Problem[] {
     attr in ctx.node.attrs ? `attribute "${attr}" of node "${ctx.node.name}" (t5) is ${v}` : `config.json "${section ? `${section}.` : ''}${BUCKET_KEYS[attr]}" says ${v} for attribute "${attr}" of node "${ctx.node.name}" (t5)`;
   const [n, md] = [ctx.int('relative_buckets'), ctx.int('relative_max_distance')];
   const out: Problem[] = [];
-  if (n < 4)
-    out.push({ code: 'BLIP4017', message: `${said('relative_buckets', n)}: expected at least 4 (the encoder splits them between the two directions and keeps half of each for exact distances; transformers divides by zero)`, loc: ctx.attrLoc('relative_buckets') });
   const maxExact = Math.floor(n / 2);
   if (md <= maxExact)
     out.push({ code: 'BLIP4017', message: `${said('relative_max_distance', md)}: expected at least ${maxExact + 1} with ${n} buckets (the decoder's first ${maxExact} are exact distances, the rest log-spaced from there up to the max distance; transformers gives bucket ids outside its table)`, loc: ctx.attrLoc('relative_max_distance') });

@@ -39,13 +39,33 @@ test('docs/language.md carries the same EBNF', () => {
   assert.equal(norm(/```ebnf\n([^]*?)```/.exec(lang)![1]), norm(/```ebnf\n([^]*?)```/.exec(md)![1]));
 });
 
-test('docs/language.md lists every node kind with its ports and attributes', async () => {
+/** An attribute schema's type column in docs/language.md's table (src/nodes/schema.ts's int, num, eps, bool, oneOf). */
+interface AttrSchema {
+  description: string;
+  type?: string;
+  enum?: string[];
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+}
+function typeColumn(s: AttrSchema): string {
+  if (s.enum) return s.enum.join(' \\| ');
+  if (s.type === 'integer') return `int ${s.minimum}..${s.maximum}`;
+  if (s.type === 'boolean') return 'bool';
+  if (s.type === 'number') return s.exclusiveMinimum !== undefined ? `number > ${s.exclusiveMinimum}, <= ${s.maximum}` : `number >= ${s.minimum}, <= ${s.maximum}`;
+  return JSON.stringify(s);
+}
+
+test('docs/language.md lists every node kind with its ports and attributes, each attribute with its schema range and description', async () => {
   const { nodeKinds } = await import('../../../src/nodes/index.js');
   const lang = readFileSync('docs/language.md', 'utf8');
   for (const kind of Object.values(nodeKinds)) {
     const section = lang.split(`### \`${kind.kind}\``)[1]?.split('\n### ')[0];
     assert.ok(section, `no section for ${kind.kind}`);
-    for (const attr of Object.keys(kind.attrSchema.properties as object)) assert.ok(section.includes(`| \`${attr}\` |`), `${kind.kind}.${attr}`);
+    for (const [attr, schema] of Object.entries(kind.attrSchema.properties as Record<string, AttrSchema>)) {
+      const row = section.split('\n').find((l) => l.startsWith(`| \`${attr}\` |`));
+      assert.equal(row, `| \`${attr}\` | ${typeColumn(schema)} | ${schema.description} |`, `${kind.kind}.${attr}`);
+    }
     for (const port of kind.ports) assert.ok(section.includes(port.name ? `| \`${port.name}:\` |` : '| (positional) |'), `${kind.kind} port ${port.name}`);
   }
 });

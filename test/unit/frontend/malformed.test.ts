@@ -573,6 +573,13 @@ const cases: Array<{ name: string; src: string; files?: Record<string, string>; 
     ],
   },
   {
+    name: "T5 with fewer than 4 relative position buckets (the encoder's two directions would keep no exact one): refused by blip check, not first at compile",
+    src: edit('opt(prefix: projection, text: prompt) frozen @ "language_model"', 't5(prefix: projection, text: prompt) frozen @ "language_model" { relative_buckets: 2 }'),
+    expect: [
+      { code: "BLIP3003", line: 7, column: 96, message: "attribute 'relative_buckets' of t5 'llm' expects a value >= 4, found 2" },
+    ],
+  },
+  {
     name: "attribute not in enum",
     src: edit('@ "qformer"', '@ "qformer" { act: gelu2 }'),
     expect: [
