@@ -71,7 +71,10 @@ export interface CompileResult {
   /** Bytes of weights.bin. */
   weightsBytes: number;
   seconds: number;
-  /** One line each (stale leftovers removed, float16 overflow, missing tokenizer files, ...). */
+  /**
+   * One line each: the .blip file's check warnings (`file:line:column BLIPnnnn: message`), then the
+   * compile's (stale leftovers removed, float16 overflow, missing tokenizer files, ...).
+   */
   warnings: string[];
   /** Per graph, how often each fusion of `target` / `quantize` fired, by fusion name (empty objects for target plain without quantize). */
   rewrites: Record<string, Record<string, number>>;
@@ -136,5 +139,8 @@ export async function compile(graphPath: string, opts: CompileOptions): Promise<
     throw new CompileError('BLIP4015', opts.model ? `${graphPath} has no model '${opts.model}' (it has ${names})` : `${graphPath} declares ${models.length} models (${names}); choose one with the model option`);
   }
   const dtype = opts.dtype === 'fp16' || opts.dtype === 'float16' ? 'float16' : 'float32';
-  return compileModel({ model, graphFile: graphPath, graphText: readFileSync(graphPath, 'utf8'), weights: opts.weights, out: opts.out, dtype, target, quantize: opts.quantize, onProgress: opts.onProgress, signal: opts.signal });
+  const result = await compileModel({ model, graphFile: graphPath, graphText: readFileSync(graphPath, 'utf8'), weights: opts.weights, out: opts.out, dtype, target, quantize: opts.quantize, onProgress: opts.onProgress, signal: opts.signal });
+  // the check's warnings first (an unused node, a length bounded twice), as blip compile prints them
+  const checked = loaded.diagnostics.filter((d) => d.severity === 'warning').map((d) => `${d.loc.file}:${d.loc.line}:${d.loc.column} ${d.code}: ${d.message}`);
+  return { ...result, warnings: [...checked, ...result.warnings] };
 }

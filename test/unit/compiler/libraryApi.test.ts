@@ -151,3 +151,19 @@ export const codeOf = (e: BlipError): \`BLIP\${number}\` => e.code;
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("compile() returns the .blip file's check warnings with the compile's, one line each with their place", async () => {
+  const root = tmp('api-warn-');
+  try {
+    const graph = join(root, 'caption.blip');
+    // a length bounded both ways in one block: BLIP2043 at the unused max_length
+    writeFileSync(graph, readFileSync(GRAPH, 'utf8').replace('generation { max_new_tokens: 20 }', 'generation { max_new_tokens: 20, max_length: 25 }'));
+    const r = await compile(graph, { weights, out: join(root, 'out') });
+    const checked = r.warnings.filter((w) => w.includes('BLIP2043'));
+    assert.equal(checked.length, 1, r.warnings.join('\n'));
+    assert.match(checked[0]!, new RegExp(`^${graph.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:13:\\d+ BLIP2043: `));
+    assert.doesNotMatch(checked[0]!, /\n/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
