@@ -3,6 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { compile } from '../../../src/index.js';
 import { fixturePath, repoRoot } from '../runtime/fixtures.js';
 
@@ -75,4 +76,27 @@ export function expected(fixture: string): Expected {
 /** The fixture's images, as paths, in batch order. */
 export function imagesOf(e: Expected): string[] {
   return e.images.map((n) => fixturePath('images', n));
+}
+
+/**
+ * Runs `fn` with every onnxruntime session run and session creation counted (the prototype's run
+ * and InferenceSession.create wrapped, put back afterwards): what a call spent before it failed.
+ */
+export async function countingSessionWork(fn: () => Promise<void>): Promise<{ runs: number; opened: number }> {
+  const proto = (ort.InferenceSession as unknown as { prototype: unknown }).prototype as { run: (...a: unknown[]) => Promise<unknown> };
+  const create = ort.InferenceSession.create;
+  const run = proto.run;
+  const count = { runs: 0, opened: 0 };
+  proto.run = function (this: ort.InferenceSession, ...a: unknown[]) {
+    count.runs++;
+    return run.apply(this, a);
+  };
+  (ort.InferenceSession as { create: unknown }).create = (...a: unknown[]) => (count.opened++, (create as (...b: unknown[]) => unknown).apply(ort.InferenceSession, a));
+  try {
+    await fn();
+  } finally {
+    proto.run = run;
+    (ort.InferenceSession as { create: unknown }).create = create;
+  }
+  return count;
 }
