@@ -174,7 +174,6 @@ export function parseRunArgs(argv: string[]): Args {
   if (a.flags.has('sample') && a.flags.has('no-sample')) throw new UsageError('--sample and --no-sample contradict each other: give one');
   atLeast('no-repeat-ngram', 0);
   atLeast('top-k', 0);
-  atLeast('seed', 0);
   atLeast('batch-size', 1);
   atLeast('logprobs', 0);
   if (a.num.logprobs !== undefined && a.num.logprobs > MAX_TOP_LOGPROBS) throw new UsageError(`--logprobs lists at most ${MAX_TOP_LOGPROBS} alternatives, found ${a.num.logprobs}`);
