@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { load, type BlipModel, type GenerateOptions } from '../../../src/index.js';
-import { compileFixture, expected, fixturePath, imagesOf, tempDir, type CaseRecord, type GenRecord } from './harness.js';
+import { compileFixture, expected, expectedRow, fixturePath, imagesOf, tempDir, type CaseRecord, type GenRecord } from './harness.js';
 import { pyStrip } from '../../../runtime/generation/pythonSpace.js';
 
 const FIXTURES = [
@@ -25,7 +25,6 @@ const FIXTURES = [
   'instructblip-t5-a',
   'blip2-llama-a',
 ];
-const MARGIN = 1e-4;
 
 const tmp = tempDir('blip-tasks-gen-');
 after(() => tmp.remove());
@@ -47,16 +46,6 @@ function optionsOf(g: GenRecord): GenerateOptions {
 
 function promptOf(c: CaseRecord): string | string[] | undefined {
   return c.questions ?? c.prompt ?? undefined;
-}
-
-/** transformers' new tokens through the first EOS (what tokenIds holds), and how many of them are certain. */
-function expectedRow(g: GenRecord, b: number, eos: number[]): { ids: number[]; certain: number } {
-  const fresh = g.new_tokens[b];
-  const cut = fresh.findIndex((t) => eos.includes(t));
-  const ids = cut < 0 ? fresh : fresh.slice(0, cut + 1);
-  const m = g.margins?.[b] ?? [];
-  const low = m.findIndex((x, i) => i < ids.length && x < MARGIN);
-  return { ids, certain: low < 0 ? ids.length : low };
 }
 
 for (const fixture of FIXTURES) {

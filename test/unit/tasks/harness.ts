@@ -100,3 +100,16 @@ export async function countingSessionWork(fn: () => Promise<void>): Promise<{ ru
   }
   return count;
 }
+
+/** A recorded top-2 logit margin below this is a near tie, which torch and onnxruntime may break apart. */
+export const NEAR_TIE = 1e-4;
+
+/** transformers' new tokens of row `b` through the first EOS (what tokenIds holds), and how many of them are certain (before a near tie). */
+export function expectedRow(g: { new_tokens: number[][]; margins?: number[][] }, b: number, eos: readonly number[]): { ids: number[]; certain: number } {
+  const fresh = g.new_tokens[b]!;
+  const cut = fresh.findIndex((t) => eos.includes(t));
+  const ids = cut < 0 ? fresh : fresh.slice(0, cut + 1);
+  const m = g.margins?.[b] ?? [];
+  const low = m.findIndex((x, i) => i < ids.length && x < NEAR_TIE);
+  return { ids, certain: low < 0 ? ids.length : low };
+}

@@ -17,7 +17,7 @@ import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { compile, load } from '../../../src/index.js';
 import { SafetensorsFile, encodeSafetensors } from '../../../src/weights/safetensors.js';
-import { GRAPH_OF, fixturePath, repoRoot, tempDir } from './harness.js';
+import { GRAPH_OF, expectedRow, fixturePath, repoRoot, tempDir } from './harness.js';
 
 interface GenerationRecord {
   new_tokens: number[][];
@@ -38,7 +38,6 @@ interface Variant {
   same_as?: string;
 }
 
-const MARGIN = 1e-4;
 const oracle = JSON.parse(readFileSync(fixturePath('position-cap', 'expected.json'), 'utf8')) as { transformers_version: string; variants: Variant[] };
 const byName = new Map(oracle.variants.map((v) => [v.name, v]));
 const tmp = tempDir('blip-position-cap-');
@@ -121,12 +120,8 @@ for (const v of oracle.variants) {
       const eos = model.manifest.text.eos_token_id;
       const g = ref.result!;
       res.forEach((r, b) => {
-        // transformers' new tokens through the first EOS, up to a near tie (top-2 margin < 1e-4)
-        const fresh = g.new_tokens[b]!;
-        const cut = fresh.findIndex((x) => eos.includes(x));
-        const ids = cut < 0 ? fresh : fresh.slice(0, cut + 1);
-        const low = g.margins[b]!.findIndex((m, i) => i < ids.length && m < MARGIN);
-        const certain = low < 0 ? ids.length : low;
+        // transformers' new tokens through the first EOS, up to a near tie
+        const { ids, certain } = expectedRow(g, b, eos);
         assert.deepEqual(r.tokenIds.slice(0, certain), ids.slice(0, certain), `${v.name} row ${b}`);
         if (certain === ids.length) assert.equal(r.tokenIds.length, ids.length, `${v.name} row ${b}: length`);
       });
