@@ -158,7 +158,8 @@ export async function resolveSettings(o: RunOptions): Promise<CapfiltSettings> {
   checkRange('--captions-per-image', s.captionsPerImage, Number.isInteger(s.captionsPerImage) && s.captionsPerImage >= 0 && s.captionsPerImage <= 100, 'an integer from 0 to 100');
   checkRange('--top-p', s.topP, s.topP > 0 && s.topP <= 1, 'in (0, 1]');
   checkRange('--min-itm', s.minItm, s.minItm >= 0 && s.minItm <= 1, 'in [0, 1]');
-  checkRange('--seed', s.seed, Number.isSafeInteger(s.seed) && s.seed >= 0, 'a non-negative integer');
+  // any integer, as blip run, blip serve and generate() take: the seed is hashed as its decimal text
+  checkRange('--seed', s.seed, Number.isSafeInteger(s.seed), 'an integer below 2^53 in size');
   checkRange('--batch-size', s.batchSize, Number.isInteger(s.batchSize) && s.batchSize >= 1 && s.batchSize <= 4096, 'an integer from 1 to 4096');
   checkRange('--samples-per-shard', s.samplesPerShard, Number.isInteger(s.samplesPerShard) && s.samplesPerShard >= 1, 'a positive integer');
   checkRange('max length', s.maxLength, Number.isInteger(s.maxLength) && s.maxLength >= 1, 'a positive integer');

@@ -105,6 +105,20 @@ test('captions and scores do not depend on the batch size; a different seed chan
   assert.notDeepEqual(ta.map((e) => e.data.toString('base64')), tc.map((e) => e.data.toString('base64')));
 });
 
+test('a negative --seed is a seed like any other (as blip run and blip serve take it): -1 samples other captions than 1, the same on a rerun', async () => {
+  const input = join(fx.input, '00003.tar');
+  const minus = join(root, 'out-seed-minus1');
+  const again = join(root, 'out-seed-minus1-again');
+  const plus = join(root, 'out-seed-plus1');
+  await runCapfilt(opts(minus, { inputs: [input], seed: -1 }), load);
+  await runCapfilt(opts(again, { inputs: [input], seed: -1 }), load);
+  await runCapfilt(opts(plus, { inputs: [input], seed: 1 }), load);
+  const shard = async (out: string) => (await readTar(join(out, '00003.tar'))).map((e) => e.data.toString('base64'));
+  assert.deepEqual(await shard(minus), await shard(again));
+  assert.notDeepEqual(await shard(minus), await shard(plus));
+  assert.equal(JSON.parse(await readFile(join(minus, '_capfilt', 'run.json'), 'utf8')).settings.seed, -1);
+});
+
 test('a re-run skips complete shards without loading models; other settings are refused', async () => {
   const out = join(root, 'out-rerun');
   await runCapfilt(opts(out), load);
