@@ -4,10 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { VERSION } from '../../src/version.js';
 
 const ROOT = (() => {
   let d = dirname(fileURLToPath(import.meta.url));
@@ -25,6 +26,10 @@ function pack(args: string[]): PackResult {
   assert.equal(r.status, 0, r.stderr);
   return (JSON.parse(r.stdout) as PackResult[])[0]!;
 }
+
+test("blip --version, the manifests' compiler.version and the ONNX producerVersion (src/version.ts) are package.json's version: npm version must not leave them behind", () => {
+  assert.equal(VERSION, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+});
 
 test('the npm package holds the CLI, the built code, the shipped graphs and the docs, and no test fixtures', () => {
   const files = new Set(pack(['--dry-run']).files.map((f) => f.path));
