@@ -35,17 +35,17 @@ export type { ImageInput, DecodedImage } from './tasks/images.js';
 
 export interface LoadOptions {
   /** cpu (default) | cuda | tensorrt | webgpu | auto. */
-  device?: Device;
+  device?: Device | undefined;
   /** Intra-op threads per session (default: one per physical core this process may use, runtime/threads.ts). */
-  threads?: number;
+  threads?: number | undefined;
   /** GPU index for cuda / tensorrt. */
-  deviceId?: number;
+  deviceId?: number | undefined;
   /**
    * WebGPU: keep the decoder's KV cache (present.*) on the device between steps instead of
    * downloading and re-uploading it every token (default true; beam search then reorders it on
    * the device). Other providers ignore it.
    */
-  kvOnDevice?: boolean;
+  kvOnDevice?: boolean | undefined;
   /**
    * CPU, generating models: open each graph only while a call needs it. encode.onnx is opened for a
    * batch's encode and released before decoder.onnx is opened for its decoding (and that one is
@@ -56,7 +56,7 @@ export interface LoadOptions {
    * UNPACKED_DECODER_RUNS times are not prepacked (their weights are read from the mapped
    * weights.bin, not copied first). Ignored on other devices and for retrieval models.
    */
-  staged?: boolean;
+  staged?: boolean | undefined;
   /**
    * CPU: run greedy decoding (one beam, no sampling, no logits processors but minimum lengths)
    * inside decoder.onnx, wrapped in an ONNX Loop at load (runtime/generation/greedyLoop.ts),
@@ -65,7 +65,7 @@ export interface LoadOptions {
    * with a subgraph keeps its weights' file pages resident until it is ready (twice its weights in
    * RSS for a moment), which must not raise the model's peak RSS much.
    */
-  greedyLoop?: boolean;
+  greedyLoop?: boolean | undefined;
   /**
    * Whose image preprocessing to reproduce, bit for bit: 'pil' (default) is transformers' PIL
    * backend (BlipImageProcessorPil; LAVIS, transformers 4, transformers 5 without torchvision or
@@ -73,11 +73,11 @@ export interface LoadOptions {
    * torchvision is installed (what `AutoProcessor.from_pretrained(ckpt)` gives there). They differ
    * by one level in a few resized pixels (runtime/preprocess/resizeTorchvision.ts).
    */
-  imageBackend?: ImageBackend;
+  imageBackend?: ImageBackend | undefined;
 }
 
 /** load()'s options inside the repository, where a device can come as a name still to check (a --device flag): BLIP5040 when it is none. */
-export type LoadOptionsByName = Omit<LoadOptions, 'device'> & { device?: Device | string };
+export type LoadOptionsByName = Omit<LoadOptions, 'device'> & { device?: Device | string | undefined };
 
 /** What a compiled model can do: `generate` for caption / VQA / instruction graphs, `itm` and the embeddings for retrieval graphs. */
 export interface BlipModel {

@@ -86,17 +86,17 @@ export interface CompileOptions {
   /** The artifact directory to write (replaced only if it already holds a compiled model). */
   out: string;
   /** Precision of the weights and arithmetic (graph inputs and outputs stay float32). Default float32. */
-  dtype?: 'float32' | 'float16' | 'fp32' | 'fp16';
+  dtype?: 'float32' | 'float16' | 'fp32' | 'fp16' | undefined;
   /** The model to compile when the file declares several. */
-  model?: string;
+  model?: string | undefined;
   /** Fused operators for one onnxruntime provider: 'cpu', 'cuda', 'webgpu'; 'plain' (default) is standard ONNX. */
-  target?: Target;
+  target?: Target | undefined;
   /** Weight-only block quantization of the linear layers (com.microsoft.MatMulNBits). */
-  quantize?: 'int8' | 'int4';
+  quantize?: 'int8' | 'int4' | undefined;
   /** Bytes of weights written so far, in all, and the tensor just written. */
-  onProgress?: (done: number, total: number, key: string) => void;
+  onProgress?: ((done: number, total: number, key: string) => void) | undefined;
   /** Stops the compile between tensors: its partial output is removed and `out` is left as it was. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 const COMPILE_OPTIONS: Array<keyof CompileOptions> = ['weights', 'out', 'dtype', 'model', 'target', 'quantize', 'onProgress', 'signal'];

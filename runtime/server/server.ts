@@ -24,50 +24,50 @@ import { Scheduler, type JobHandle, type JobSpec, type PoolOptions } from './sch
 export interface ServeOptions {
   /** Models to serve: `id` is what clients pass as `model`. */
   models: Array<{ id: string; dir: string }>;
-  host?: string;
+  host?: string | undefined;
   /** 0 picks a free port. */
-  port?: number;
-  device?: string;
-  threads?: number;
-  deviceId?: number;
+  port?: number | undefined;
+  device?: string | undefined;
+  threads?: number | undefined;
+  deviceId?: number | undefined;
   /** load()'s imageBackend for every model: 'pil' (default) or 'torchvision' (docs/api.md). */
-  imageBackend?: ImageBackend;
+  imageBackend?: ImageBackend | undefined;
   /** Rows (images x n, ITM pairs, embedding inputs) per model call. */
-  maxBatch?: number;
+  maxBatch?: number | undefined;
   /** Requests waiting for a worker, all models together; more are refused with 429. */
-  maxQueue?: number;
+  maxQueue?: number | undefined;
   /** A request not finished after this long (queue wait included) is cancelled with 408. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Workers (each with its own sessions) per model. */
-  workers?: number;
+  workers?: number | undefined;
   /** Request body limit in bytes. */
-  maxBodyBytes?: number;
+  maxBodyBytes?: number | undefined;
   /**
    * The most pixels one image may decode to (width x height by its header; default 50 M, a
    * 8660 x 5773 photo). A 656 KB PNG of 15000 x 15000 decodes to 675 MB: without this, --max-body
    * would not bound a request's memory.
    */
-  maxImagePixels?: number;
+  maxImagePixels?: number | undefined;
   /**
    * The most characters of one prompt, ITM text or embeddings input (default 32768). Checked before
    * tokenizing, which runs on the HTTP thread: a megabyte of T5 prompt took minutes and froze every
    * other request meanwhile.
    */
-  maxTextChars?: number;
+  maxTextChars?: number | undefined;
   /** Folder file:// image URLs may read from. */
-  allowFiles?: string;
+  allowFiles?: string | undefined;
   /** Most sequences per chat request (n). */
-  maxN?: number;
+  maxN?: number | undefined;
   /** Most texts / inputs per ITM or embeddings request. */
-  maxInputs?: number;
+  maxInputs?: number | undefined;
   /** Replace runtime/model.ts in the workers (tests): a module exporting load(dir, opts). Not for users: error messages leave it out. */
-  backendModule?: string;
+  backendModule?: string | undefined;
   backendOptions?: unknown;
   /**
    * Given a line (`error: METHOD URL: message`) for each request answered with a 5xx status;
    * default: nothing. The start-up, signal and `stopped` lines of `blip serve` are the command's own.
    */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
 }
 
 export const SERVE_DEFAULTS = {

@@ -36,30 +36,30 @@ import { encodeInRows, release } from './encodeRows.js';
 
 export interface GenerateOptions {
   /** One prompt for every image, or one per image (BLIP: caption prefix; VQA: the question; BLIP-2: the LLM prompt; InstructBLIP: the instruction). */
-  prompt?: string | readonly string[];
-  maxNewTokens?: number;
+  prompt?: string | readonly string[] | undefined;
+  maxNewTokens?: number | undefined;
   /** Total length limit (prompt included); maxNewTokens takes precedence. */
-  maxLength?: number;
-  minNewTokens?: number;
-  minLength?: number;
-  numBeams?: number;
-  lengthPenalty?: number;
-  earlyStopping?: boolean | 'never';
-  repetitionPenalty?: number;
-  noRepeatNgramSize?: number;
-  doSample?: boolean;
-  topP?: number;
-  topK?: number;
-  temperature?: number;
+  maxLength?: number | undefined;
+  minNewTokens?: number | undefined;
+  minLength?: number | undefined;
+  numBeams?: number | undefined;
+  lengthPenalty?: number | undefined;
+  earlyStopping?: boolean | 'never' | undefined;
+  repetitionPenalty?: number | undefined;
+  noRepeatNgramSize?: number | undefined;
+  doSample?: boolean | undefined;
+  topP?: number | undefined;
+  topK?: number | undefined;
+  temperature?: number | undefined;
   /**
    * Sampling seed. A number seeds every output sequence on its own (sequence j gets a seed derived
    * from (seed, j)), so a sampled text does not depend on the batch size; an array gives the seed of
    * each output sequence (image i, sequence k -> index i * numReturnSequences + k). Beam sampling
    * (numBeams > 1 with doSample) uses one stream per batch, seeded by the batch's first seed.
    */
-  seed?: number | readonly number[];
+  seed?: number | readonly number[] | undefined;
   /** Sequences per image (beam search: at most numBeams; sampling: independent samples). */
-  numReturnSequences?: number;
+  numReturnSequences?: number | undefined;
   /**
    * Stop strings (at most 4): a sequence ends at the token whose text completes one, and its `text`
    * is what came before it (`stop` names the string). Matched in the decoded new tokens before
@@ -67,17 +67,17 @@ export interface GenerateOptions {
    * for the next token; a finished sequence's text is final). Greedy and sampled rows stop there;
    * beam search runs as without them and its sequences are cut.
    */
-  stop?: string | readonly string[];
+  stop?: string | readonly string[] | undefined;
   /**
    * Each new token's log-probability under the model (log-softmax of its logits before any logits
    * processor, as transformers' `output_logits` gives them), in the result's `logprobs`. Greedy and
    * sampling (greedy decoding then runs on the host, one decoder call a token); not beam search.
    */
-  logprobs?: boolean;
+  logprobs?: boolean | undefined;
   /** With logprobs: the most likely tokens of each step to list too (0–20, default 0). */
-  topLogprobs?: number;
+  topLogprobs?: number | undefined;
   /** Images per encode / generate call (default 8). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /**
    * Streaming: called as text becomes printable (whole words, as transformers' TextStreamer), with
    * the released text ('' when a token released none) and the token id. `row` is the output
@@ -87,7 +87,7 @@ export interface GenerateOptions {
    * settles only after it has, and rejects with its reason if it rejects (generation then stops at
    * the next token, as when onToken throws).
    */
-  onToken?: (row: number, text: string, id: number) => void;
+  onToken?: ((row: number, text: string, id: number) => void) | undefined;
 }
 
 export interface Timings {

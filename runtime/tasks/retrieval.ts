@@ -24,13 +24,13 @@ export interface RetrievalContext {
 
 export interface ItmOptions {
   /** At most this many pairs per retrieval.onnx call (default 16); see `calls`. */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /**
    * Cut each text to at most this many tokens, [CLS] and [SEP] included, as transformers'
    * tokenizer(text, truncation=True, max_length=N) does (BLIP's ITM model reads 35). Without it a
    * text longer than the model's positions is refused (BLIP5032).
    */
-  maxTextTokens?: number;
+  maxTextTokens?: number | undefined;
 }
 
 export interface ItmResult {

@@ -120,7 +120,7 @@ test("the package's declarations type-check in a strict consumer without skipLib
     symlinkSync(join(process.cwd(), 'node_modules'), join(root, 'pkg', 'node_modules'));
     writeFileSync(
       join(root, 'consumer.ts'),
-      `import { compile, load, type BlipError, type CompileResult, type Provider, type Device, type GenerateOptions } from './pkg/src/index.js';
+      `import { compile, load, startServer, type BlipError, type CompileOptions, type CompileResult, type Provider, type Device, type GenerateOptions, type ItmOptions, type LoadOptions, type ServeOptions } from './pkg/src/index.js';
 export async function main(): Promise<void> {
   const r: CompileResult = await compile('g.blip', { weights: 'w', out: 'o', target: 'cpu' });
   const fired: number | undefined = r.rewrites['decoder']?.['MultiHeadAttention'];
@@ -135,6 +135,30 @@ export async function main(): Promise<void> {
   console.log(fired, first?.text, p);
 }
 export const codeOf = (e: BlipError): \`BLIP\${number}\` => e.code;
+// a value that may be absent (a CLI flag not given) passed straight through, to every option a
+// user passes in: \`satisfies Record<keyof X, unknown>\` makes each list name every option there is
+declare function maybe<const T>(v: T): T | undefined;
+export async function passThrough(): Promise<void> {
+  await compile('g.blip', { weights: 'w', out: 'o', dtype: maybe('fp16'), model: maybe('m'), target: maybe('cpu'), quantize: maybe('int8'), onProgress: maybe(() => {}), signal: maybe(new AbortController().signal) } satisfies Record<keyof CompileOptions, unknown>);
+  const loadOpts = { device: maybe('cpu'), threads: maybe(2), deviceId: maybe(0), kvOnDevice: maybe(true), staged: maybe(true), greedyLoop: maybe(true), imageBackend: maybe('pil') } satisfies Record<keyof LoadOptions, unknown>;
+  const m = await load('o', loadOpts);
+  const generateOpts = {
+    prompt: maybe('a'), maxNewTokens: maybe(3), maxLength: maybe(9), minNewTokens: maybe(1), minLength: maybe(1), numBeams: maybe(2), lengthPenalty: maybe(1), earlyStopping: maybe('never'),
+    repetitionPenalty: maybe(1), noRepeatNgramSize: maybe(0), doSample: maybe(true), topP: maybe(1), topK: maybe(5), temperature: maybe(1), seed: maybe(1), numReturnSequences: maybe(1),
+    stop: maybe('.'), logprobs: maybe(true), topLogprobs: maybe(1), batchSize: maybe(8), onToken: maybe(() => {}),
+  } satisfies Record<keyof GenerateOptions, unknown>;
+  await m.generate(['cat.jpg'], generateOpts);
+  const itmOpts = { batchSize: maybe(4), maxTextTokens: maybe(35) } satisfies Record<keyof ItmOptions, unknown>;
+  await m.itm(['cat.jpg'], ['a cat'], itmOpts);
+  await m.embedTexts(['a cat'], itmOpts);
+  await m.embedImages(['cat.jpg'], { batchSize: itmOpts.batchSize });
+  const s = await startServer({
+    models: [{ id: 'a', dir: 'o' }], host: maybe('::1'), port: maybe(0), device: maybe('cpu'), threads: maybe(2), deviceId: maybe(0), imageBackend: maybe('pil'), maxBatch: maybe(8), maxQueue: maybe(64),
+    timeoutMs: maybe(1000), workers: maybe(1), maxBodyBytes: maybe(1), maxImagePixels: maybe(1), maxTextChars: maybe(1), allowFiles: maybe('.'), maxN: maybe(1), maxInputs: maybe(1),
+    backendModule: maybe('b.js'), backendOptions: maybe({}), log: maybe(() => {}),
+  } satisfies Record<keyof ServeOptions, unknown>);
+  await s.close();
+}
 `,
     );
     writeFileSync(
