@@ -185,9 +185,9 @@ function split(t: ort.Tensor): Embedding[] {
 }
 
 /** The normalised ITC image embeddings (BLIP: (E); BLIP-2: (Q, E)). */
-export async function embedImages(ctx: RetrievalContext, images: ImageInput[], opts: ItmOptions = {}): Promise<Embedding[]> {
+export async function embedImages(ctx: RetrievalContext, images: ImageInput[], opts: Pick<ItmOptions, 'batchSize'> = {}): Promise<Embedding[]> {
   checkImageList(images);
-  opts = optionsObject<ItmOptions>(opts, ['batchSize']);
+  opts = optionsObject<Pick<ItmOptions, 'batchSize'>>(opts, ['batchSize']);
   if (!ctx.retrieval.outputNames.includes('image_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no image_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
   const out: Embedding[] = [];

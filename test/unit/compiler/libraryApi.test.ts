@@ -152,6 +152,8 @@ export async function passThrough(): Promise<void> {
   await m.itm(['cat.jpg'], ['a cat'], itmOpts);
   await m.embedTexts(['a cat'], itmOpts);
   await m.embedImages(['cat.jpg'], { batchSize: itmOpts.batchSize });
+  // @ts-expect-error embedImages takes batchSize alone: it refuses maxTextTokens (no text to cut), undefined too
+  await m.embedImages(['cat.jpg'], { batchSize: itmOpts.batchSize, maxTextTokens: itmOpts.maxTextTokens });
   const s = await startServer({
     models: [{ id: 'a', dir: 'o' }], host: maybe('::1'), port: maybe(0), device: maybe('cpu'), threads: maybe(2), deviceId: maybe(0), imageBackend: maybe('pil'), maxBatch: maybe(8), maxQueue: maybe(64),
     timeoutMs: maybe(1000), workers: maybe(1), maxBodyBytes: maybe(1), maxImagePixels: maybe(1), maxTextChars: maybe(1), allowFiles: maybe('.'), maxN: maybe(1), maxInputs: maybe(1),
