@@ -18,6 +18,7 @@ import { createInterface } from 'node:readline';
 import { load } from '../runtime/model.js';
 import { oursGenerateOptions } from './decoding.js';
 import { flags } from './flags.js';
+import { readProcMemory } from './procMemory.js';
 
 /** One reading of the bandwidth probe, GB/s, from a fresh process. */
 function probeBandwidth(threads: number): number {
@@ -46,14 +47,20 @@ async function main(): Promise<void> {
   let last: Awaited<ReturnType<typeof model.generate>> = [];
   const probeThreads = a['probe-threads'] ? Number(a['probe-threads']) : 0;
   const bandwidth: number[] = probeThreads ? [probeBandwidth(probeThreads)] : [];
+  // the kernel's share of each timed call (page faults, system time: bench/mallocEnv.ts)
+  const kernel: Array<{ minorFaults: number; systemS: number }> = [];
   for (let r = 0; r < repeat; r++) {
+    const u0 = process.resourceUsage();
     const t = performance.now();
     last = await model.generate(images, opts);
     runs.push({ wall: performance.now() - t, t: last[0].timingsMs });
+    const u1 = process.resourceUsage();
+    kernel.push({ minorFaults: u1.minorPageFault - u0.minorPageFault, systemS: (u1.systemCPUTime - u0.systemCPUTime) / 1e6 });
     if (probeThreads) bandwidth.push(probeBandwidth(probeThreads));
   }
   const mean = (f: (r: (typeof runs)[number]) => number) => runs.reduce((s, r) => s + f(r), 0) / runs.length;
   const decodeMs = mean((r) => r.t.decode);
+  const memory = { ...readProcMemory(), minor_faults_per_call: kernel.reduce((s, k) => s + k.minorFaults, 0) / repeat, system_s_per_call: kernel.reduce((s, k) => s + k.systemS, 0) / repeat };
   await model.close();
   const out = {
     end_to_end_ms: mean((r) => r.wall),
@@ -68,6 +75,8 @@ async function main(): Promise<void> {
     load_ms: loadMs,
     first_call_ms: firstCallMs,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    // at the end of the timed calls, the model still loaded
+    memory,
     providers: model.providers,
     sequences: last.map((r) => r.tokenIds),
     texts: last.map((r) => r.text),

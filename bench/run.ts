@@ -21,8 +21,10 @@
 // alternating, a pause between calls), so that each ratio compares calls a few seconds apart: this
 // VM's speed drifts by a fifth from minute to minute, and the back-to-back blocks above can land in
 // different moods. Results: .bench/results/bench-<time>.{json,md}.
-// scripts/bench.mjs starts this with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (--huge-pages on, the
-// default: what bin/blip gives the blip command), which every process below inherits.
+// scripts/bench.mjs starts this with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576
+// (--huge-pages on, the default: what bin/blip gives the blip command), which blip-graph's processes
+// inherit; PyTorch's get their own (bench/mallocEnv.ts: THP_MEM_ALLOC_ENABLE=1, no tunables), and
+// each side's huge pages, page faults and system time are recorded (bench/procMemory.ts).
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,6 +39,8 @@ import type { Target } from '../src/rewrite/index.js';
 import { readBandwidth, readBandwidthDetail, type BandwidthReading } from './bandwidth.js';
 import { besideFraction, boundTokensPerSecond, stepWeightBytes, type ProbedCall } from './bound.js';
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
+import { mallocSettings, pytorchEnv } from './mallocEnv.js';
+import type { MemoryParity } from './procMemory.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BENCH = join(ROOT, '.bench');
@@ -171,8 +175,11 @@ function log(msg: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
+/** PyTorch's environment (set in main from --huge-pages): every python process of the run gets it. */
+let TORCH_ENV: NodeJS.ProcessEnv = process.env;
+
 function oracle(script: string[]): string {
-  const r = spawnSync(ORACLE, script, { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync(ORACLE, script, { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28, env: TORCH_ENV });
   if (r.status !== 0) throw new Error(`${script.join(' ')} failed (${r.status}):\n${(r.stderr ?? '').slice(-3000)}`);
   return r.stdout;
 }
@@ -256,6 +263,8 @@ interface Row {
   blip_run_rss_mb?: number;
   blip_run_rss_over_weights?: number;
   same_tokens?: boolean;
+  /** The side's memory at the end of its timed calls and their kernel cost (bench/procMemory.ts). */
+  memory?: MemoryParity;
 }
 
 /** Peak RSS (MB) of `blip run` captioning the case's batch of images, one call, as the command runs. */
@@ -330,7 +339,7 @@ async function pairedRounds(c: Case, dir: string, view: string, threads: number,
   let torch: Resident | undefined;
   try {
     await ours.next();
-    torch = new Resident('bench/torch_generate.py', spawn(ORACLE, ['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(threads), '--batch', String(c.batch), '--dtype', c.torchDtype ?? 'float32', ...torchGenerateArgs(decoding), '--warmup', String(c.torchWarmup), '--rounds-stdin'], { cwd: ROOT }));
+    torch = new Resident('bench/torch_generate.py', spawn(ORACLE, ['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(threads), '--batch', String(c.batch), '--dtype', c.torchDtype ?? 'float32', ...torchGenerateArgs(decoding), '--warmup', String(c.torchWarmup), '--rounds-stdin'], { cwd: ROOT, env: TORCH_ENV }));
     await torch.next();
     const p: Paired = { rounds, ours_ms: [], torch_ms: [], ratios: [], same_tokens: true };
     for (let r = 0; r < rounds; r++) {
@@ -361,6 +370,8 @@ async function main(): Promise<void> {
     return c;
   });
   const started = new Date();
+  TORCH_ENV = pytorchEnv(process.env, o.hugePages === 'on');
+  log(`malloc settings: blip-graph ${JSON.stringify(mallocSettings(process.env))}, PyTorch ${JSON.stringify(mallocSettings(TORCH_ENV))}`);
   log(`measuring memory read bandwidth (${o.threads} threads)`);
   // This VM's read bandwidth swings by a third from minute to minute (39-58 GB/s measured within
   // ten minutes): it is measured again before each case and the highest value makes every row's
@@ -413,9 +424,10 @@ async function main(): Promise<void> {
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
-    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, stepBytes[c.name]), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same });
-    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s == null ? NaN : t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes });
+    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, stepBytes[c.name]), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s == null ? NaN : t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes, memory: t.memory });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
+    for (const [side, m] of [['ours', a.memory], ['torch', t?.memory]] as const) if (m) log(`${c.name}: ${side}: ${parity(m)}`);
     // Paired rounds where both resident sides fit in memory with room to spare
     if (t && o.paired > 0) {
       if ((a.peak_rss_mb + t.peak_rss_mb) * 2 ** 20 < 0.8 * totalmem()) {
@@ -436,7 +448,7 @@ async function main(): Promise<void> {
     r.bound_tokens_per_s = boundTokensPerSecond(bw, stepBytes[r.case]);
     r.of_bound = r.decode_tokens_per_s == null ? NaN : r.decode_tokens_per_s / r.bound_tokens_per_s;
   }
-  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_probes: probes, read_bandwidth_beside_gb_s: beside, glibc_tunables: process.env.GLIBC_TUNABLES ?? '' };
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_probes: probes, read_bandwidth_beside_gb_s: beside, malloc_env: { blip_graph: mallocSettings(process.env), pytorch: mallocSettings(TORCH_ENV) } };
   const md = table(rows, machine, o, started, paired);
   const outDir = join(BENCH, 'results');
   mkdirSync(outDir, { recursive: true });
@@ -447,15 +459,29 @@ async function main(): Promise<void> {
   log(`results: ${relative(ROOT, join(outDir, `bench-${stamp}.{json,md}`))}`);
 }
 
-function table(rows: Row[], machine: Record<string, unknown>, o: ReturnType<typeof args>, started: Date, paired: Record<string, Paired>): string {
+/** One side's memory parity in a log line. */
+function parity(m: MemoryParity): string {
+  return `AnonHugePages ${m.anon_huge_pages_mb?.toFixed(0)} MB, RssAnon ${m.rss_anon_mb?.toFixed(0)} MB, RssFile ${m.rss_file_mb?.toFixed(0)} MB, ${m.minor_faults_per_call.toFixed(0)} minor faults and ${m.system_s_per_call.toFixed(2)} s system time per timed call`;
+}
+
+/** Malloc settings as the table's header states them. */
+const settings = (m: ReturnType<typeof mallocSettings>): string => [m.GLIBC_TUNABLES && `GLIBC_TUNABLES=${m.GLIBC_TUNABLES}`, m.THP_MEM_ALLOC_ENABLE && `THP_MEM_ALLOC_ENABLE=${m.THP_MEM_ALLOC_ENABLE}`].filter(Boolean).join(' ') || 'none';
+
+function table(rows: Row[], machine: { [k: string]: any; malloc_env: { blip_graph: ReturnType<typeof mallocSettings>; pytorch: ReturnType<typeof mallocSettings> } }, o: ReturnType<typeof args>, started: Date, paired: Record<string, Paired>): string {
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [
-    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy${rows.some((r) => /-beam\d+-/.test(r.case)) ? ' (the -beamK cases: beam search with K beams)' : ''}, ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; GLIBC_TUNABLES '${machine.glibc_tunables}' on both sides; read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (the faster of onnxruntime's ReduceSum and MatMul by a vector over 512 MB, which read ${(machine.read_bandwidth_probes as BandwidthReading[]).map((p) => `${p.reduceSum.toFixed(1)} / ${p.matMul.toFixed(1)}`).join(', ')} before the cases; highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case, and of the ${(machine.read_bandwidth_beside_gb_s as number[]).length} readings beside the timed calls)`,
+    `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy${rows.some((r) => /-beam\d+-/.test(r.case)) ? ' (the -beamK cases: beam search with K beams)' : ''}, ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; malloc: blip-graph ${settings(machine.malloc_env.blip_graph)}, PyTorch ${settings(machine.malloc_env.pytorch)} (bench/mallocEnv.ts; the memory table below shows what each side got); read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (the faster of onnxruntime's ReduceSum and MatMul by a vector over 512 MB, which read ${(machine.read_bandwidth_probes as BandwidthReading[]).map((p) => `${p.reduceSum.toFixed(1)} / ${p.matMul.toFixed(1)}`).join(', ')} before the cases; highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case, and of the ${(machine.read_bandwidth_beside_gb_s as number[]).length} readings beside the timed calls)`,
     '',
     '| case | implementation | end-to-end ms | preprocess ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | of bound, probes beside it (GB/s) | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.preprocess_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${Number.isFinite(r.of_bound) ? `${(100 * r.of_bound).toFixed(0)}%` : '–'} | ${Number.isFinite(r.of_bound_beside) ? `${(100 * r.of_bound_beside).toFixed(0)}%` : '–'} (${r.bandwidth_beside.map((b) => b.toFixed(0)).join(', ')}) | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
+    '',
+    'Memory at the end of each side\'s timed calls (AnonHugePages: on transparent huge pages) and the kernel\'s share of a timed call (getrusage):',
+    '',
+    '| case | implementation | AnonHugePages MB | RssAnon MB | RssFile MB | minor faults / call | system s / call |',
+    '|---|---|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${r.memory ? [r.memory.anon_huge_pages_mb, r.memory.rss_anon_mb, r.memory.rss_file_mb, r.memory.minor_faults_per_call].map(f0).join(' | ') : '– | – | – | –'} | ${r.memory ? r.memory.system_s_per_call.toFixed(2) : '–'} |`),
     '',
     ...(Object.keys(paired).length
       ? [

@@ -18,6 +18,8 @@ two sides decode differently.
 import argparse
 import io
 import json
+import os
+import re
 import resource
 import sys
 import time
@@ -45,18 +47,39 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def proc_memory():
+    """bench/procMemory.ts's fields: AnonHugePages (smaps_rollup), RssAnon / RssFile (status), MB."""
+    def kb(path, name):
+        try:
+            with open(path) as f:
+                m = re.search(rf"^{name}:\s+(\d+) kB", f.read(), re.M)
+        except OSError:
+            m = None
+        return int(m.group(1)) / 1024 if m else None
+    return {"anon_huge_pages_mb": kb("/proc/self/smaps_rollup", "AnonHugePages"),
+            "rss_anon_mb": kb("/proc/self/status", "RssAnon"), "rss_file_mb": kb("/proc/self/status", "RssFile")}
+
+
+def kernel_cost(before, after):
+    """Minor page faults and system CPU seconds between two getrusage readings (every thread of the process)."""
+    return after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime
+
+
 def timed(fn, device, repeat, warmup=1):
+    """Mean seconds of `repeat` calls after `warmup`, the last output, and each call's kernel cost."""
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
+    times, costs = [], []
     out = None
     for _ in range(repeat):
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         out = fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    return sum(times) / len(times), out
+        costs.append(kernel_cost(r0, resource.getrusage(resource.RUSAGE_SELF)))
+    return sum(times) / len(times), out, costs
 
 
 def main():
@@ -132,10 +155,14 @@ def main():
 
         return rounds(one_call, a.device, a.warmup)
 
-    t_pre, _ = timed(preprocess, a.device, a.repeat, a.warmup)
-    t_encode, _ = timed(encode, a.device, a.repeat, a.warmup)
-    t_one, _ = timed(gen(1), a.device, a.repeat, a.warmup)
-    t_full, out = timed(gen(a.max_new_tokens), a.device, a.repeat, a.warmup)
+    t_pre, _, pre_costs = timed(preprocess, a.device, a.repeat, a.warmup)
+    t_encode, _, _ = timed(encode, a.device, a.repeat, a.warmup)
+    t_one, _, _ = timed(gen(1), a.device, a.repeat, a.warmup)
+    t_full, out, gen_costs = timed(gen(a.max_new_tokens), a.device, a.repeat, a.warmup)
+    # an end-to-end call's kernel cost: its preprocess and its generate (timed apart here)
+    memory = {**proc_memory(),
+              "minor_faults_per_call": sum(c[0] for c in pre_costs + gen_costs) / a.repeat,
+              "system_s_per_call": sum(c[1] for c in pre_costs + gen_costs) / a.repeat}
     decode_per_token = (t_full - t_one) / max(1, a.max_new_tokens - 1)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
@@ -155,6 +182,9 @@ def main():
         "prefill_ms": max(0.0, (t_one - t_encode)) * 1000,
         "decode_tokens_per_s": a.batch / decode_per_token if decode_per_token > 0 else None,
         "peak_rss_mb": peak_rss_mb,
+        # at the end of the timed calls, the model still loaded; with the malloc settings it ran under
+        "memory": memory,
+        "malloc_env": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE")},
         "sequences": out.tolist(),
     }
     if a.device == "cuda":

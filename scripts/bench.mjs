@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // npm run bench [-- options]: runs bench/run.ts (blip-graph vs transformers' PyTorch generate) with tsx.
-// Everything it starts — the bandwidth probe, blip-graph, PyTorch — gets the same malloc settings:
-// GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576, as bin/blip gives the
-// blip command (PyTorch's allocator goes through the same glibc malloc), unless --huge-pages off.
+// blip-graph's processes — the bandwidth probe, bench/ours.ts, `blip run` — get the malloc settings
+// bin/blip gives the blip command, GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576,
+// unless --huge-pages off (glibc reads tunables only at start-up, hence this launcher). PyTorch's
+// processes get their own from bench/run.ts (bench/mallocEnv.ts: neither tunable works for it in the
+// reference chroot; THP_MEM_ALLOC_ENABLE=1 does), and both sides' huge pages are recorded.
 import { spawnSync } from 'node:child_process';
 const argv = process.argv.slice(2);
 const at = argv.indexOf('--huge-pages');
