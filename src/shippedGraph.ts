@@ -2,7 +2,7 @@
 // table gives for the transformers class its config.json names; src/lower/pairing.ts holds the
 // table), and one by name, for a project that installed the package.
 import { readdirSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { join, posix, sep } from 'node:path';
 import { didYouMean } from './diagnostics/suggest.js';
 import { CompileError } from './lower/CompileError.js';
 import { shippedGraphFor } from './lower/pairing.js';
@@ -44,5 +44,33 @@ export function shippedGraphPath(name: string): string {
   if (!names.includes(wanted)) {
     throw new CompileError('BLIP4015', `blip-graph ships no graph named '${name}'${didYouMean(wanted, names)} (the shipped graphs: ${names.join(', ')}; for a .blip file of your own, pass its path to compile())`);
   }
-  return join(graphsDir, ...wanted.split('/')) + '.blip';
+  return pathOfShipped(wanted);
+}
+
+/**
+ * The absolute path of the shipped graph a .blip path names, if any: its part below a `graphs/`
+ * folder (`graphs/pinned/blip2-opt-2.7b.blip`), else its file name, that of a graph in graphs/ or
+ * in one subfolder of it alone (`blip2-opt.blip`, `blip2-opt-2.7b`), with or without `.blip`. For
+ * the hint at a missing file (BLIP2001): `graphs/…` is there only in a clone of the repository.
+ */
+export function shippedGraphNamedBy(file: string): string | undefined {
+  let names: string[];
+  try {
+    names = shippedGraphNames();
+  } catch {
+    return undefined; // (a package without its graphs/ folder has none to point at)
+  }
+  const parts = posix.normalize(file.replace(/\\/g, '/')).replace(/\.blip$/, '').split('/');
+  const graphs = parts.lastIndexOf('graphs');
+  const belowGraphs = graphs >= 0 ? parts.slice(graphs + 1).join('/') : undefined;
+  if (belowGraphs !== undefined && names.includes(belowGraphs)) return pathOfShipped(belowGraphs);
+  const base = parts[parts.length - 1]!;
+  if (names.includes(base)) return pathOfShipped(base);
+  const inSubfolder = names.filter((n) => n.endsWith('/' + base));
+  return inSubfolder.length === 1 ? pathOfShipped(inSubfolder[0]!) : undefined;
+}
+
+/** The absolute path of the shipped graph `name` (one of shippedGraphNames()). */
+function pathOfShipped(name: string): string {
+  return join(graphsDir, ...name.split('/')) + '.blip';
 }

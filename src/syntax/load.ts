@@ -13,6 +13,7 @@ import { NodeKindRule } from '../checks/NodeKindRule.js';
 import type { ModelSyntax } from './ast.js';
 import { parse } from './parse.js';
 import { MAX_FILE_CHARS } from './fileChecks.js';
+import { shippedGraphNamedBy } from '../shippedGraph.js';
 import { Resolver, type ParsedFile } from './resolve.js';
 import { toIrModel } from './toIr.js';
 
@@ -50,7 +51,18 @@ export function readFailure(p: string, e: unknown, from?: SourceLoc): Diagnostic
     const mib = (n: number) => (n / 1024 / 1024).toFixed(1);
     return diagnostic('BLIP1015', top, `file too large: expected at most ${mib(MAX_FILE_CHARS)} MiB of text, found ${e.atLeast ? 'more than ' : ''}${mib(e.bytes)} MiB`);
   }
-  return diagnostic('BLIP2001', from ?? top, `cannot read ${from ? 'imported ' : ''}file '${p}': expected a readable .blip file, found ${readError(e)}`);
+  const hint = (e as { code?: string })?.code === 'ENOENT' ? shippedGraphHint(p) : '';
+  return diagnostic('BLIP2001', from ?? top, `cannot read ${from ? 'imported ' : ''}file '${p}': expected a readable .blip file, found ${readError(e)}${hint}`);
+}
+
+/**
+ * Where blip-graph's own graph of the name a missing `p` gives is, as the end of its BLIP2001
+ * message: the help's and docs' `graphs/blip2-opt.blip` is there only in a clone, not in a project
+ * that installed the package. Nothing when `p` is that file itself.
+ */
+function shippedGraphHint(p: string): string {
+  const shipped = shippedGraphNamedBy(p);
+  return shipped && path.resolve(p) !== shipped ? `; blip-graph ships a graph of that name: ${shipped}` : '';
 }
 
 /** More bytes than this are more UTF-16 units than the parser takes (UTF-8 spends at most 3 bytes on one). */

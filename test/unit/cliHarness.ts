@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 const MAIN = new URL('../../src/cli/main.js', import.meta.url).href;
 const hooks = process.execArgv.flatMap((a, i, all) => (a === '--import' || a === '--loader' ? [a, all[i + 1]] : a.startsWith('--import=') ? [a] : []));
 const CHILD = `
+if (process.argv[2]) process.chdir(process.argv[2]);
 const { main } = await import(${JSON.stringify(MAIN)});
 const results = [];
 const [o, e] = [process.stdout.write, process.stderr.write];
@@ -24,9 +25,12 @@ process.stdout.write(JSON.stringify(results));
 
 export type CliResult = { code: number; out: string; err: string };
 
-/** Run each argv of `batch` through the CLI's `main`, in order, in one child process. */
-export function runCliBatch(batch: string[][]): CliResult[] {
-  const r = spawnSync(process.execPath, [...hooks, '--input-type=module', '-e', CHILD, JSON.stringify(batch)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+/**
+ * Run each argv of `batch` through the CLI's `main`, in order, in one child process; in the folder
+ * `cwd` when given (entered by the child itself: the --import hook resolves from where it starts).
+ */
+export function runCliBatch(batch: string[][], cwd?: string): CliResult[] {
+  const r = spawnSync(process.execPath, [...hooks, '--input-type=module', '-e', CHILD, JSON.stringify(batch), ...(cwd ? [cwd] : [])], { encoding: 'utf8', maxBuffer: 1 << 26 });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as CliResult[];
 }

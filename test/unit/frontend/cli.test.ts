@@ -1,10 +1,10 @@
 // blip check, fmt and graph as a user runs them: exit codes, what goes to stdout and stderr.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { runCliBatch, type CliResult } from '../cliHarness.js';
 
 type Result = CliResult;
@@ -119,6 +119,28 @@ test('blip check: a missing file is a diagnostic, a missing argument a usage err
   assert.equal((await run('bogus')).code, 2);
   assert.equal((await run('maxInline')).code, 1); // --max=N as --max N
   assert.match((await run('maxMissing')).err, /^blip check: --max expects a positive integer\n/);
+});
+
+test("a shipped graph's repository path, missing where graphs/ is not (a project that installed the package), is BLIP2001 naming the shipped file, on the same line; another missing file has no such hint", () => {
+  const project = mkdtempSync(join(tmpdir(), 'blip-project-')); // no graphs/ folder in it
+  const [opt, pinned, bare, fmt, nosuch] = runAll(
+    [
+      ['check', 'graphs/blip2-opt.blip'],
+      ['graph', 'graphs/pinned/blip2-opt-2.7b.blip'],
+      ['check', 'blip-vqa'],
+      ['fmt', 'graphs/blip-caption.blip'],
+      ['check', 'nosuch.blip'],
+    ],
+    project,
+  );
+  rmSync(project, { recursive: true, force: true });
+  const missing = (given: string, hint: string) => `${given}:1:1 - error BLIP2001: cannot read file '${given}': expected a readable .blip file, found no such file${hint}\n`;
+  const ships = (graph: string) => `; blip-graph ships a graph of that name: ${resolve('graphs', graph)}`; // (this test runs in the package's root)
+  assert.deepEqual(opt, { code: 1, out: '', err: missing('graphs/blip2-opt.blip', ships('blip2-opt.blip')) });
+  assert.deepEqual(pinned, { code: 1, out: '', err: missing('graphs/pinned/blip2-opt-2.7b.blip', ships('pinned/blip2-opt-2.7b.blip')) });
+  assert.deepEqual(bare, { code: 1, out: '', err: missing('blip-vqa', ships('blip-vqa.blip')) });
+  assert.deepEqual(fmt, { code: 1, out: '', err: missing('graphs/blip-caption.blip', ships('blip-caption.blip')) });
+  assert.deepEqual(nosuch, { code: 1, out: '', err: missing('nosuch.blip', '') });
 });
 
 test('blip fmt: prints the canonical layout; --check and --write', async () => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { loadProgram } from '../../../src/syntax/load.js';
 import { BLIP2, check, edit } from './harness.js';
 import { parse } from '../../../src/syntax/parse.js';
@@ -136,6 +136,28 @@ test('an import of a file that is not .blip is one error at the import, the file
   const ds = check('import "/etc/passwd"\n' + BLIP2);
   assert.deepEqual(ds.map((d) => `${d.code}@${d.line}:${d.column}`), ['BLIP2001@1:8']);
   assert.match(ds[0]!.message, /cannot import '\/etc\/passwd': expected a \.blip file/);
+});
+
+test("a missing file or import that names a shipped graph says where blip-graph's is; not for another read error, nor when that file is the one given", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'recovery-'));
+  const ships = (graph: string) => `found no such file; blip-graph ships a graph of that name: ${resolve('graphs', graph)}`; // (run from the package's root)
+  const found = (file: string, opts?: Parameters<typeof loadProgram>[1]) => loadProgram(file, opts).diagnostics.map((d) => `${d.code} ${d.message.replace(/.*found /, 'found ')}`);
+  try {
+    // compile('graphs/blip-caption.blip', …) from a project, and an import of a missing copy
+    assert.deepEqual(found(join(dir, 'graphs', 'blip-caption.blip')), [`BLIP2001 ${ships('blip-caption.blip')}`]);
+    writeFileSync(join(dir, 'mine.blip'), 'import "./graphs/blip2-opt.blip"\nmodel mine extends blip2_opt { }\n');
+    assert.deepEqual(found(join(dir, 'mine.blip')), [`BLIP2001 ${ships('blip2-opt.blip')}`]);
+    // a folder where the file should be: not missing, so no hint
+    mkdirSync(join(dir, 'graphs', 'blip-vqa.blip'), { recursive: true });
+    assert.deepEqual(found(join(dir, 'graphs', 'blip-vqa.blip')), ['BLIP2001 found it is a directory']);
+    // the shipped file itself, unreadable as missing: pointing at it again would not help
+    const enoent = () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    };
+    assert.deepEqual(found(resolve('graphs', 'blip2-opt.blip'), { readFile: enoent }), ['BLIP2001 found no such file']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a file imported twice, once through a symbolic link, is one file (no duplicate model)', () => {
