@@ -28,7 +28,7 @@ Options:
 
 Examples:
   blip check graphs/blip2-opt.blip
-  blip check graphs/*.blip graphs/pinned/*.blip
+  blip check my-model.blip models/*.blip
   blip check --json my-model.blip
   cat my-model.blip | blip check -`,
   async run(argv) {

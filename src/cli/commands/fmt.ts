@@ -26,8 +26,8 @@ Without --write or --check, exactly one FILE is printed to stdout. FILE '-' is s
 
 Examples:
   blip fmt graphs/blip2-opt.blip
-  blip fmt --write graphs/*.blip graphs/pinned/*.blip
-  blip fmt --check graphs/*.blip`,
+  blip fmt --write my-model.blip models/*.blip
+  blip fmt --check models/*.blip`,
   async run(argv) {
     let write = false;
     let check = false;

@@ -60,7 +60,7 @@ Options:
 
 Examples:
   blip graph graphs/pinned/blip2-opt-2.7b.blip --format svg > blip2-opt-2.7b.svg
-  blip graph graphs/blip2-opt.blip --weights demo/model --format svg > demo.svg
+  blip graph graphs/blip2-opt.blip --weights ./blip2-opt-2.7b --format svg > blip2-opt.svg
   blip graph graphs/instructblip-vicuna.blip --format mermaid
   blip graph graphs/instructblip-t5.blip | dot -Tpng > instructblip-t5.png
   blip graph --format json graphs/pinned/blip2-opt-2.7b.blip`,
