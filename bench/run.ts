@@ -425,7 +425,7 @@ async function main(): Promise<void> {
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
     rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, stepBytes[c.name]), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
-    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s == null ? NaN : t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes, memory: t.memory });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes, memory: t.memory });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
     for (const [side, m] of [['ours', a.memory], ['torch', t?.memory]] as const) if (m) log(`${c.name}: ${side}: ${parity(m)}`);
     // Paired rounds where both resident sides fit in memory with room to spare
@@ -436,17 +436,13 @@ async function main(): Promise<void> {
         (raw[c.name] as Record<string, unknown>).paired = paired[c.name];
       } else log(`${c.name}: no paired rounds: both sides (${a.peak_rss_mb.toFixed(0)} + ${t.peak_rss_mb.toFixed(0)} MB) do not fit in memory together`);
     }
-    // PyTorch's encode, one-token and full generate are timed as separate calls (bench/torch_generate.py):
-    // on a noisy machine with --repeat 1 they can disagree (run M: a 10 s generate after a 31 s encode)
-    if (t && (t.decode_tokens_per_s == null || t.generate_ms < t.image_encode_ms))
-      log(`${c.name}: PyTorch's separately timed calls disagree (generate ${t.generate_ms.toFixed(0)} ms, encode alone ${t.image_encode_ms.toFixed(0)} ms): its decode rate is not shown; rerun with a larger --repeat`);
   }
   // the strict bound: the highest reading of the run, the probes beside the timed calls included
   const beside = rows.flatMap((r) => r.bandwidth_beside).filter((b) => Number.isFinite(b));
   const bw = Math.max(...bws, ...beside);
   for (const r of rows) {
     r.bound_tokens_per_s = boundTokensPerSecond(bw, stepBytes[r.case]);
-    r.of_bound = r.decode_tokens_per_s == null ? NaN : r.decode_tokens_per_s / r.bound_tokens_per_s;
+    r.of_bound = r.decode_tokens_per_s / r.bound_tokens_per_s;
   }
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_probes: probes, read_bandwidth_beside_gb_s: beside, malloc_env: { blip_graph: mallocSettings(process.env), pytorch: mallocSettings(TORCH_ENV) } };
   const md = table(rows, machine, o, started, paired);

@@ -6,10 +6,15 @@ image, prompt and settings as blip-graph, timed the same way.
         [--repeat R] [--warmup W]
 
 Prints one JSON object: end-to-end latency (image file bytes to tokens: decoding the image and the
-processor, timed on their own, plus `generate`; means of R runs after W warm-ups, default 1), image-encode time
-(vision encoder + Q-Former + projection where the family has them), prefill (generate with one new
-token, minus image encode), decode tokens/s ((t(N) - t(1)) / (N - 1) per token), peak RSS, and the
-generated ids (so the caller can check both sides produced the same tokens).
+processor, then `generate`; means of R calls after W warm-ups, default 1), and its phases timed inside
+each call (PhaseClock), split where blip-graph's timingsMs split its own: image encode = from the start
+of `generate` to the end of the vision model (BLIP) or of the language projection after the Q-Former
+(BLIP-2, InstructBLIP), plus, for BLIP, the text decoder's cross-attention K/V projections of the
+image embeddings (transformers runs them inside its first decoder forward; blip-graph's encode.onnx
+computes them); prefill = from there to the first new token; decode = the first new token to the
+last, decode tokens/s = batch x (N - 1) / decode. Also peak RSS, the memory at the end and the
+kernel's share of a call (bench/procMemory.ts's fields), and the generated ids (so the caller can
+check both sides produced the same tokens).
 
 Greedy, and every setting that changes greedy scores is passed to generate explicitly (the same ones
 bench/decoding.ts gives blip-graph), so a generation_config.json in the checkpoint cannot make the
@@ -65,21 +70,60 @@ def kernel_cost(before, after):
     return after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime
 
 
-def timed(fn, device, repeat, warmup=1):
-    """Mean seconds of `repeat` calls after `warmup`, the last output, and each call's kernel cost."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times, costs = [], []
-    out = None
-    for _ in range(repeat):
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.perf_counter()
-        out = fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-        costs.append(kernel_cost(r0, resource.getrusage(resource.RUSAGE_SELF)))
-    return sum(times) / len(times), out, costs
+class PhaseClock:
+    """Marks inside one `generate` call, so that its phases come from the call itself (as blip-graph's
+    timingsMs do) rather than from separately timed calls: a forward hook marks the end of the image
+    encode, hooks around BLIP's cross-attention K/V projections time them, and a stopping criterion,
+    which `generate` calls once per step (greedy and beam search alike), marks each new token."""
+
+    def __init__(self, model, kind, device):
+        self.device = device
+        self.reset()
+        (model.vision_model if kind == "blip" else model.language_projection).register_forward_hook(self._encoded)
+        if kind == "blip":
+            for name, mod in model.text_decoder.named_modules():
+                if name.endswith(("crossattention.self.key", "crossattention.self.value")):
+                    mod.register_forward_pre_hook(self._kv_start)
+                    mod.register_forward_hook(self._kv_end)
+        clock = self
+
+        class Tick(transformers.StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                clock.ticks.append(clock.now())
+                return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+        self.criteria = transformers.StoppingCriteriaList([Tick()])
+
+    def now(self):
+        sync(self.device)
+        return time.perf_counter()
+
+    def reset(self):
+        self.encoded, self.ticks, self.kv_s, self.kv_calls, self.kv_calls_late, self._kv_t = None, [], 0.0, 0, 0, None
+
+    def _encoded(self, *_):
+        self.encoded = self.now()
+
+    def _kv_start(self, *_):
+        self._kv_t = self.now()
+
+    def _kv_end(self, *_):
+        if self.ticks:  # after the first token: transformers reuses the cached cross K/V, so none expected
+            self.kv_calls_late += 1
+            return
+        self.kv_s += self.now() - self._kv_t
+        self.kv_calls += 1
+
+    def phases(self, t0, t1, t2, tokens):
+        """One call's phases in ms: t0 start, t1 preprocessing done (generate starts), t2 generate returned."""
+        if self.encoded is None or len(self.ticks) != tokens:
+            sys.exit(f"torch_generate.py: the phase marks of a call are incomplete ({len(self.ticks)} token marks for "
+                     f"{tokens} new tokens, image encode {'marked' if self.encoded else 'not marked'})")
+        ms = lambda s: s * 1000
+        return {"end_to_end_ms": ms(t2 - t0), "preprocess_ms": ms(t1 - t0), "generate_ms": ms(t2 - t1),
+                "image_encode_ms": ms(self.encoded - t1 + self.kv_s), "cross_kv_ms": ms(self.kv_s),
+                "cross_kv_calls": self.kv_calls, "cross_kv_calls_after_prefill": self.kv_calls_late,
+                "prefill_ms": ms(self.ticks[0] - self.encoded - self.kv_s), "decode_ms": ms(self.ticks[-1] - self.ticks[0])}
 
 
 def main():
@@ -94,12 +138,14 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=20)
     ap.add_argument("--repetition-penalty", type=float, default=1.0)
     ap.add_argument("--num-beams", type=int, default=1, help="beam search (early_stopping False, length_penalty 1)")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed calls before each measurement (0 for the slowest layouts)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed calls")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed calls before the timed ones (0 for the slowest layouts)")
     ap.add_argument("--rounds-stdin", action="store_true",
                     help="after a warm-up, one timed preprocess + generate per 'go' line on stdin, a JSON line each "
                          "(bench/run.ts's paired rounds against a resident blip-graph)")
     a = ap.parse_args()
+    if a.max_new_tokens < 2 or a.repeat < 1:
+        ap.error("--max-new-tokens must be at least 2 (the decode is the tokens after the first) and --repeat at least 1")
 
     torch.set_num_threads(a.threads)
     dtype = getattr(torch, a.dtype)
@@ -120,50 +166,38 @@ def main():
         inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
         return inputs
 
-    inputs = preprocess()
+    clock = PhaseClock(model, kind, a.device)
+    n = a.max_new_tokens
 
-    def encode():
+    def call():
+        """One end-to-end call, image file bytes to tokens: the new sequences, and its phases and kernel cost."""
+        clock.reset()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = clock.now()
+        inputs = preprocess()
+        t1 = clock.now()
         with torch.inference_mode():
-            v = model.vision_model(pixel_values=inputs["pixel_values"])[0]
-            if kind == "blip-2":
-                q = model.query_tokens.expand(v.shape[0], -1, -1)
-                h = model.qformer(query_embeds=q, encoder_hidden_states=v)[0]
-                return model.language_projection(h.to(model.language_projection.weight.dtype))
-            if kind == "instructblip":
-                q = model.query_tokens.expand(v.shape[0], -1, -1)
-                mask = torch.cat([torch.ones(q.shape[:-1], dtype=torch.long, device=q.device), inputs["qformer_attention_mask"]], dim=1)
-                h = model.qformer(input_ids=inputs["qformer_input_ids"], attention_mask=mask, query_embeds=q,
-                                  encoder_hidden_states=v)[0]
-                return model.language_projection(h[:, : q.shape[1]].to(model.language_projection.weight.dtype))
-            return v
-
-    def gen(n):
-        def run():
-            with torch.inference_mode():
-                # beam search: transformers' defaults stated (given with one beam they only warn)
-                beam = dict(early_stopping=False, length_penalty=1.0) if a.num_beams > 1 else {}
-                return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=a.num_beams,
-                                      repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=0, **beam)
-        return run
+            # beam search: transformers' defaults stated (given with one beam they only warn)
+            beam = dict(early_stopping=False, length_penalty=1.0) if a.num_beams > 1 else {}
+            out = model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=a.num_beams,
+                                 repetition_penalty=a.repetition_penalty, no_repeat_ngram_size=0,
+                                 stopping_criteria=clock.criteria, **beam)
+        t2 = clock.now()
+        faults, system_s = kernel_cost(r0, resource.getrusage(resource.RUSAGE_SELF))
+        return out, {**clock.phases(t0, t1, t2, n), "minor_faults": faults, "system_s": system_s}
 
     if a.rounds_stdin:
-        generate = gen(a.max_new_tokens)
+        return rounds(call, a.warmup)
 
-        def one_call():
-            inputs.update(preprocess())  # the generate closure reads `inputs`
-            return generate()
-
-        return rounds(one_call, a.device, a.warmup)
-
-    t_pre, _, pre_costs = timed(preprocess, a.device, a.repeat, a.warmup)
-    t_encode, _, _ = timed(encode, a.device, a.repeat, a.warmup)
-    t_one, _, _ = timed(gen(1), a.device, a.repeat, a.warmup)
-    t_full, out, gen_costs = timed(gen(a.max_new_tokens), a.device, a.repeat, a.warmup)
-    # an end-to-end call's kernel cost: its preprocess and its generate (timed apart here)
-    memory = {**proc_memory(),
-              "minor_faults_per_call": sum(c[0] for c in pre_costs + gen_costs) / a.repeat,
-              "system_s_per_call": sum(c[1] for c in pre_costs + gen_costs) / a.repeat}
-    decode_per_token = (t_full - t_one) / max(1, a.max_new_tokens - 1)
+    for _ in range(a.warmup):
+        call()
+    runs = []
+    for _ in range(a.repeat):
+        out, run = call()
+        runs.append(run)
+    mean = lambda k: sum(r[k] for r in runs) / len(runs)
+    # at the end of the timed calls, the model still loaded
+    memory = {**proc_memory(), "minor_faults_per_call": mean("minor_faults"), "system_s_per_call": mean("system_s")}
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "peer": f"transformers {transformers.__version__} / torch {torch.__version__}",
@@ -174,16 +208,21 @@ def main():
         "max_new_tokens": a.max_new_tokens,
         "repetition_penalty": a.repetition_penalty,
         "num_beams": a.num_beams,
-        # image bytes to tokens, as blip-graph's side is timed: preprocessing + generate
-        "end_to_end_ms": (t_pre + t_full) * 1000,
-        "preprocess_ms": t_pre * 1000,
-        "generate_ms": t_full * 1000,
-        "image_encode_ms": t_encode * 1000,
-        "prefill_ms": max(0.0, (t_one - t_encode)) * 1000,
-        "decode_tokens_per_s": a.batch / decode_per_token if decode_per_token > 0 else None,
+        # image bytes to tokens, as blip-graph's side is timed: preprocessing + generate; phases from
+        # inside each call (PhaseClock), means over the timed calls
+        "end_to_end_ms": mean("end_to_end_ms"),
+        "end_to_end_min_ms": min(r["end_to_end_ms"] for r in runs),
+        "preprocess_ms": mean("preprocess_ms"),
+        "generate_ms": mean("generate_ms"),
+        "image_encode_ms": mean("image_encode_ms"),
+        "cross_kv_ms": mean("cross_kv_ms"),
+        "prefill_ms": mean("prefill_ms"),
+        "decode_ms": mean("decode_ms"),
+        "decode_tokens_per_s": a.batch * (n - 1) * 1000 / mean("decode_ms"),
+        "runs": runs,
         "peak_rss_mb": peak_rss_mb,
-        # at the end of the timed calls, the model still loaded; with the malloc settings it ran under
         "memory": memory,
+        # the malloc settings it ran under
         "malloc_env": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE")},
         "sequences": out.tolist(),
     }
@@ -193,17 +232,14 @@ def main():
     sys.stdout.write("\n")
 
 
-def rounds(call, device, warmup):
+def rounds(call, warmup):
     """Paired rounds: 'ready', then per 'go' line one call from image bytes to tokens, timed."""
     for _ in range(max(1, warmup)):
         call()
-    sync(device)
     print(json.dumps({"ready": True}), flush=True)
     while sys.stdin.readline().strip() == "go":
-        t0 = time.perf_counter()
-        out = call()
-        sync(device)
-        print(json.dumps({"wall_ms": (time.perf_counter() - t0) * 1000, "sequences": out.tolist()}), flush=True)
+        out, run = call()
+        print(json.dumps({"wall_ms": run["end_to_end_ms"], "phases": run, "sequences": out.tolist()}), flush=True)
 
 
 if __name__ == "__main__":
