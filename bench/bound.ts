@@ -26,17 +26,23 @@ export function besideFraction(calls: ProbedCall[], stepBytes: number): { fracti
 
 /** The parts of an ONNX graph that stepWeightBytes reads (onnx-proto's IGraphProto fits). */
 export interface WeightGraph {
-  initializer?: Array<{ name?: string | null; dims?: Array<number | { toNumber(): number }> | null; rawData?: Uint8Array | null; floatData?: number[] | null; int32Data?: number[] | null; int64Data?: unknown[] | null; externalData?: Array<{ key?: string | null; value?: string | null }> | null }> | null;
+  initializer?: Array<{ name?: string | null; dataType?: number | null; dims?: Array<number | { toNumber(): number }> | null; rawData?: Uint8Array | null; floatData?: number[] | null; int32Data?: number[] | null; int64Data?: unknown[] | null; externalData?: Array<{ key?: string | null; value?: string | null }> | null }> | null;
   node?: Array<{ opType?: string | null; input?: string[] | null; attribute?: Array<{ g?: WeightGraph | null; graphs?: WeightGraph[] | null }> | null }> | null;
 }
+
+/** onnx TensorProto.DataType: the float weights' element sizes. */
+const FLOAT_BYTES: Record<number, number> = { 1: 4, 10: 2 };
 
 /**
  * Weight bytes one decode step reads from a decoder graph's initializers, `rows` token rows a step.
  * Every weight is read whole, except a table that only Gathers read as their data (an embedding
  * lookup that no head shares): a step reads its `rows` rows. Counting such a table whole (an
  * untied LLaMA's 131 MB input embedding) made the bound ~12 % too low before 2026-11-29.
+ * `floatElementBytes`: float32 and float16 weights count at this many bytes an element, the dtype
+ * the reader holds them in (PyTorch: the dtype it loaded; onnxruntime's CPU provider runs a float16
+ * graph's matrix products in float32, on float32 copies of their weights); by default as stored.
  */
-export function stepWeightBytes(graph: WeightGraph, rows: number): number {
+export function stepWeightBytes(graph: WeightGraph, rows: number, floatElementBytes?: number): number {
   const uses = new Map<string, { gatherData: number; other: number }>();
   const visit = (g: WeightGraph): void => {
     for (const n of g.node ?? []) {
@@ -55,10 +61,54 @@ export function stepWeightBytes(graph: WeightGraph, rows: number): number {
   let total = 0;
   for (const t of graph.initializer ?? []) {
     const len = t.externalData?.find((e) => e.key === 'length')?.value;
-    const bytes = len ? Number(len) : (t.rawData?.length ?? 0) + 4 * ((t.floatData?.length ?? 0) + (t.int32Data?.length ?? 0)) + 8 * (t.int64Data?.length ?? 0);
+    const stored = len ? Number(len) : (t.rawData?.length ?? 0) + 4 * ((t.floatData?.length ?? 0) + (t.int32Data?.length ?? 0)) + 8 * (t.int64Data?.length ?? 0);
+    const stride = FLOAT_BYTES[t.dataType ?? 0];
+    const bytes = floatElementBytes && stride ? (stored / stride) * floatElementBytes : stored;
     const u = uses.get(t.name ?? '');
     const dim0 = Number(t.dims?.[0] ?? 0);
     total += u && u.gatherData > 0 && u.other === 0 && dim0 > 0 ? Math.min(bytes, (bytes / dim0) * rows) : bytes;
   }
   return total;
+}
+
+/** Bytes an element of the dtypes the bench runs in. */
+export const DTYPE_BYTES = { float32: 4, float16: 2 } as const;
+
+/** The KV cache a decode step reads at the mean decode length. */
+export interface KvShape {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  batch: number;
+  beams: number;
+  /** Self-attention length at the mean of the decode (prompt, prefix, half the new tokens). */
+  meanSelf: number;
+  /** Cross-attention length (BLIP: the image tokens), 0 if none. */
+  crossLength: number;
+}
+
+/**
+ * KV-cache bytes one decode step reads, `elementBytes` an element: the self-attention cache of every
+ * beam, the cross-attention K/V once per image (what a step must read; blip-graph's grouped decoder
+ * does, transformers reads it once per beam).
+ */
+export function kvStepBytes(k: KvShape, elementBytes: number): number {
+  return k.layers * 2 * k.batch * k.kvHeads * k.headDim * elementBytes * (k.meanSelf * k.beams + k.crossLength);
+}
+
+/** What one side reads per output token of a decode step, at the dtypes it reads: weights, KV cache, and both. */
+export interface StepBytes {
+  weights: number;
+  kv: number;
+  total: number;
+}
+
+/**
+ * A side's bytes per output token (a step's bytes over the batch), at the element sizes it reads:
+ * `weightBytes` for the graph's float weights (stepWeightBytes), `kvBytes` for its KV cache.
+ */
+export function sideStepBytes(graph: WeightGraph, kv: KvShape, weightBytes: number, kvBytes: number): StepBytes {
+  const weights = stepWeightBytes(graph, kv.batch * kv.beams, weightBytes) / kv.batch;
+  const kvStep = kvStepBytes(kv, kvBytes) / kv.batch;
+  return { weights, kv: kvStep, total: weights + kvStep };
 }

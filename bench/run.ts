@@ -37,7 +37,7 @@ import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { decodeModel } from '../src/lower/emitOnnx.js';
 import type { Target } from '../src/rewrite/index.js';
 import { readBandwidth, readBandwidthDetail, type BandwidthReading } from './bandwidth.js';
-import { besideFraction, boundTokensPerSecond, stepWeightBytes, type ProbedCall } from './bound.js';
+import { besideFraction, boundTokensPerSecond, DTYPE_BYTES, sideStepBytes, type KvShape, type ProbedCall, type StepBytes } from './bound.js';
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 import { mallocSettings, pytorchEnv } from './mallocEnv.js';
 import type { MemoryParity } from './procMemory.js';
@@ -263,6 +263,11 @@ interface Row {
   blip_run_rss_mb?: number;
   blip_run_rss_over_weights?: number;
   same_tokens?: boolean;
+  /** Bytes this side reads per output token of a decode step, at the dtypes it reads (bench/bound.ts sideStepBytes). */
+  step_bytes: StepBytes;
+  /** Its weights' bytes at the dtype it holds them (RSS / weights): blip-graph, its artifact's
+   * weights.bin; PyTorch, its parameters as loaded (torch_generate.py weights_bytes). */
+  weights_bytes: number;
   /** The side's memory at the end of its timed calls and their kernel cost (bench/procMemory.ts). */
   memory?: MemoryParity;
 }
@@ -385,7 +390,6 @@ async function main(): Promise<void> {
     return r.gbs;
   };
   const bws = [await probe()];
-  const stepBytes: Record<string, number> = {};
 
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
@@ -397,14 +401,18 @@ async function main(): Promise<void> {
     const m: Manifest = readManifest(dir);
     const weightBytes = m.weights.bytes;
     const d = m.decoder!;
-    // Bytes one decode step reads: every decoder weight (the tied head reads the whole embedding
-    // table), except a table only looked up (an untied input embedding: one row per token row), plus the KV cache at the mean length of the decode (prompt, prefix, half the new tokens):
-    // the self-attention cache of every beam, the cross-attention K/V once per image (what a step
-    // must read; blip-graph's grouped decoder does, transformers reads it once per beam).
-    const decoderBytes = stepWeightBytes(decodeModel(readFileSync(join(dir, 'decoder.onnx'))).graph!, c.batch * decoding.beams);
-    const meanSelf = 16 + (c.crossLength ? 0 : 32) + o.tokens / 2;
-    const kvBytes = d.layers * 2 * c.batch * d.kv_heads * d.head_dim * 4 * (meanSelf * decoding.beams + c.crossLength);
-    stepBytes[c.name] = (decoderBytes + kvBytes) / c.batch;
+    // Bytes one decode step reads (bench/bound.ts): every decoder weight (the tied head reads the whole
+    // embedding table), except a table only looked up (an untied input embedding: one row per token
+    // row), plus the KV cache at the mean length of the decode (prompt, prefix, half the new tokens),
+    // each side at the dtypes it reads. blip-graph runs on onnxruntime's CPU provider here, which
+    // computes a float16 artifact's matrix products in float32 on float32 copies of the weights, and
+    // keeps the KV cache at the decoder's past.* input type; PyTorch reads both at the dtype it loaded.
+    const decoderGraph = decodeModel(readFileSync(join(dir, 'decoder.onnx'))).graph!;
+    const kv: KvShape = { layers: d.layers, kvHeads: d.kv_heads, headDim: d.head_dim, batch: c.batch, beams: decoding.beams, meanSelf: 16 + (c.crossLength ? 0 : 32) + o.tokens / 2, crossLength: c.crossLength };
+    const oursKvType = m.graphs.decoder!.inputs.find((i) => i.name.startsWith('past.'))?.type === 'float16' ? 'float16' : 'float32';
+    const oursStep = sideStepBytes(decoderGraph, kv, DTYPE_BYTES.float32, DTYPE_BYTES[oursKvType]);
+    const torchDtype = c.torchDtype ?? 'float32';
+    const torchStep = sideStepBytes(decoderGraph, kv, DTYPE_BYTES[torchDtype], DTYPE_BYTES[torchDtype]);
     bws.push(await probe());
 
     log(`${c.name}: blip-graph (${relative(ROOT, dir)})`);
@@ -418,14 +426,14 @@ async function main(): Promise<void> {
     if (o.torch) {
       log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${c.torchRepeat})`);
       torchBandwidth.push(await readBandwidth(o.threads));
-      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--dtype', c.torchDtype ?? 'float32', ...torchGenerateArgs(decoding), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
+      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--dtype', torchDtype, ...torchGenerateArgs(decoding), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
       torchBandwidth.push(await readBandwidth(o.threads));
     }
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
-    raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, decoder_bytes: decoderBytes, kv_bytes: kvBytes };
-    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, stepBytes[c.name]), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
-    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), stepBytes[c.name]), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / weightBytes, memory: t.memory });
+    raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, step_bytes: { ours: oursStep, torch: torchStep } };
+    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, oursStep.total), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, step_bytes: oursStep, weights_bytes: weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), torchStep.total), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / t.weights_bytes, step_bytes: torchStep, weights_bytes: t.weights_bytes, memory: t.memory });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
     for (const [side, m] of [['ours', a.memory], ['torch', t?.memory]] as const) if (m) log(`${c.name}: ${side}: ${parity(m)}`);
     // Paired rounds where both resident sides fit in memory with room to spare
@@ -441,7 +449,7 @@ async function main(): Promise<void> {
   const beside = rows.flatMap((r) => r.bandwidth_beside).filter((b) => Number.isFinite(b));
   const bw = Math.max(...bws, ...beside);
   for (const r of rows) {
-    r.bound_tokens_per_s = boundTokensPerSecond(bw, stepBytes[r.case]);
+    r.bound_tokens_per_s = boundTokensPerSecond(bw, r.step_bytes.total);
     r.of_bound = r.decode_tokens_per_s / r.bound_tokens_per_s;
   }
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_probes: probes, read_bandwidth_beside_gb_s: beside, malloc_env: { blip_graph: mallocSettings(process.env), pytorch: mallocSettings(TORCH_ENV) } };

@@ -221,6 +221,9 @@ def main():
         "decode_tokens_per_s": a.batch * (n - 1) * 1000 / mean("decode_ms"),
         "runs": runs,
         "peak_rss_mb": peak_rss_mb,
+        # its weights as loaded, at the dtype it holds each (BLIP-2 keeps the Q-Former in float32 at
+        # --dtype float16): the RSS / weights denominator of its row
+        "weights_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
         "memory": memory,
         # the malloc settings it ran under
         "malloc_env": {k: os.environ.get(k, "") for k in ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE")},

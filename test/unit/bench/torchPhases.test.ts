@@ -58,3 +58,9 @@ test('BLIP-2: the encode ends with the language projection; no cross-attention',
   checkPhases(t, 1, 5);
   for (const r of t.runs) assert.equal(r.cross_kv_calls, 0);
 });
+
+test("PyTorch's weights count at the dtype it loaded them in (its row's RSS / weights)", { skip, timeout: 300_000 }, () => {
+  const [f32, f16] = ['float32', 'float16'].map((dtype) => torchGenerate('blip-caption-a', ['--prompt', 'a picture of', '--dtype', dtype]));
+  assert.ok(f32.weights_bytes > 0);
+  assert.equal(f16.weights_bytes * 2, f32.weights_bytes);
+});
