@@ -5,8 +5,11 @@
 //
 //   npm run bench [-- --cases blip-base-b1,blip-base-b8,blip2-opt-350m-b1,instructblip-llama-small-b1,
 //                             blip-base-beam3-b1,blip2-opt-2.7b-b1,blip2-opt-2.7b-fp16-b1 | all]
-//                 [--threads 2] [--tokens 20] [--repetition-penalty 1] [--repeat 3] [--target cpu]
+//                 [--threads 2] [--tokens 20] [--repetition-penalty 1] [--repeat R] [--target cpu]
 //                 [--recompile] [--no-torch] [--huge-pages on|off] [--paired 5]
+//
+// --repeat: timed calls on both sides (each after one warm-up); without it each case's own counts
+// (bench/options.ts repeatsOf: the slow layouts make fewer).
 //
 // For each case: make the checkpoint if it is missing (test/oracle/make_fullsize*.py through the
 // reference environment), lay out a bench view of it (the weights linked, config / processor /
@@ -40,6 +43,7 @@ import { readBandwidth, readBandwidthDetail, type BandwidthReading } from './ban
 import { besideFraction, boundTokensPerSecond, DTYPE_BYTES, sideStepBytes, type KvShape, type ProbedCall, type StepBytes } from './bound.js';
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 import { mallocSettings, pytorchEnv } from './mallocEnv.js';
+import { BenchUsageError, parseBenchArgs, repeatsOf, type BenchOptions } from './options.js';
 import type { MemoryParity } from './procMemory.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -63,7 +67,8 @@ interface Case {
   batch: number;
   /** Cross-attention length the decoder reads every step (BLIP: the image tokens), 0 if none. */
   crossLength: number;
-  /** Torch: warm-ups and repeats (one warm-up everywhere: a first call pays one-off costs, which made the phase split of single runs meaningless). */
+  /** Torch: warm-ups, and timed calls on each side unless --repeat says (bench/options.ts repeatsOf; one
+   * warm-up everywhere: a first call pays one-off costs). */
   torchWarmup: number;
   torchRepeat: number;
   oursRepeat?: number;
@@ -151,25 +156,6 @@ const CASES: Case[] = [
     }),
   ),
 ];
-
-function args(argv: string[]) {
-  const o = { cases: ['blip-base-b1', 'blip-base-b8', 'blip2-opt-350m-b1'], threads: 2, tokens: 20, repetitionPenalty: 1, repeat: 3, target: 'cpu' as Target, recompile: false, torch: true, hugePages: 'on', paired: 5 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--cases') o.cases = argv[++i] === 'all' ? CASES.map((c) => c.name) : argv[i].split(',');
-    else if (a === '--threads') o.threads = Number(argv[++i]);
-    else if (a === '--tokens') o.tokens = Number(argv[++i]);
-    else if (a === '--repetition-penalty') o.repetitionPenalty = Number(argv[++i]);
-    else if (a === '--repeat') o.repeat = Number(argv[++i]);
-    else if (a === '--target') o.target = argv[++i] as Target;
-    else if (a === '--recompile') o.recompile = true;
-    else if (a === '--no-torch') o.torch = false;
-    else if (a === '--huge-pages') o.hugePages = argv[++i];
-    else if (a === '--paired') o.paired = Number(argv[++i]);
-    else throw new Error(`unknown option ${a}`);
-  }
-  return o;
-}
 
 function log(msg: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -368,12 +354,15 @@ async function pairedRounds(c: Case, dir: string, view: string, threads: number,
 }
 
 async function main(): Promise<void> {
-  const o = args(process.argv.slice(2));
-  const cases = o.cases.map((n) => {
-    const c = CASES.find((x) => x.name === n);
-    if (!c) throw new Error(`unknown case ${n} (${CASES.map((x) => x.name).join(', ')})`);
-    return c;
-  });
+  let o: BenchOptions;
+  try {
+    o = parseBenchArgs(process.argv.slice(2), CASES.map((c) => c.name));
+  } catch (e) {
+    if (!(e instanceof BenchUsageError)) throw e;
+    process.stderr.write(`npm run bench: ${e.message}\n`);
+    process.exit(2);
+  }
+  const cases = o.cases.map((n) => CASES.find((x) => x.name === n)!);
   const started = new Date();
   TORCH_ENV = pytorchEnv(process.env, o.hugePages === 'on');
   log(`malloc settings: blip-graph ${JSON.stringify(mallocSettings(process.env))}, PyTorch ${JSON.stringify(mallocSettings(TORCH_ENV))}`);
@@ -396,6 +385,7 @@ async function main(): Promise<void> {
   const paired: Record<string, Paired> = {};
   for (const c of cases) {
     const decoding: BenchDecoding = { tokens: o.tokens, repetitionPenalty: o.repetitionPenalty, beams: c.beams ?? 1 };
+    const repeats = repeatsOf(c, o.repeat);
     const view = benchView(c);
     const dir = await compiled(c, view, o.target, o.recompile);
     const m: Manifest = readManifest(dir);
@@ -416,7 +406,7 @@ async function main(): Promise<void> {
     bws.push(await probe());
 
     log(`${c.name}: blip-graph (${relative(ROOT, dir)})`);
-    const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...oursArgs(decoding), '--repeat', String(c.oursRepeat ?? o.repeat), '--probe-threads', String(o.threads)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+    const ours = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'ours.ts'), '--dir', dir, '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), ...oursArgs(decoding), '--repeat', String(repeats.ours), '--probe-threads', String(o.threads)], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
     if (ours.status !== 0) throw new Error(`bench/ours.ts failed:\n${ours.stderr.slice(-3000)}`);
     const a = lastJson(ours.stdout);
     // The issue's RSS target is for `blip run`: the same generation as a one-shot command
@@ -424,9 +414,9 @@ async function main(): Promise<void> {
     let t: any;
     const torchBandwidth: number[] = [];
     if (o.torch) {
-      log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${c.torchRepeat})`);
+      log(`${c.name}: PyTorch (warm-up ${c.torchWarmup}, repeat ${repeats.torch})`);
       torchBandwidth.push(await readBandwidth(o.threads));
-      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--dtype', torchDtype, ...torchGenerateArgs(decoding), '--repeat', String(c.torchRepeat), '--warmup', String(c.torchWarmup)]));
+      t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--dtype', torchDtype, ...torchGenerateArgs(decoding), '--repeat', String(repeats.torch), '--warmup', String(c.torchWarmup)]));
       torchBandwidth.push(await readBandwidth(o.threads));
     }
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
@@ -471,7 +461,7 @@ function parity(m: MemoryParity): string {
 /** Malloc settings as the table's header states them. */
 const settings = (m: ReturnType<typeof mallocSettings>): string => [m.GLIBC_TUNABLES && `GLIBC_TUNABLES=${m.GLIBC_TUNABLES}`, m.THP_MEM_ALLOC_ENABLE && `THP_MEM_ALLOC_ENABLE=${m.THP_MEM_ALLOC_ENABLE}`].filter(Boolean).join(' ') || 'none';
 
-function table(rows: Row[], machine: { [k: string]: any; malloc_env: { blip_graph: ReturnType<typeof mallocSettings>; pytorch: ReturnType<typeof mallocSettings> } }, o: ReturnType<typeof args>, started: Date, paired: Record<string, Paired>): string {
+function table(rows: Row[], machine: { [k: string]: any; malloc_env: { blip_graph: ReturnType<typeof mallocSettings>; pytorch: ReturnType<typeof mallocSettings> } }, o: BenchOptions, started: Date, paired: Record<string, Paired>): string {
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
   const lines = [

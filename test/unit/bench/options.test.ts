@@ -1,0 +1,33 @@
+// The command line of `npm run bench` (bench/options.ts). --repeat once set blip-graph's timed calls
+// only where a case had no count of its own and never PyTorch's (fixed per case), while the bench told
+// the user to "rerun with a larger --repeat".
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { BenchUsageError, parseBenchArgs, repeatsOf } from '../../../bench/options.js';
+
+const CASES = ['blip-base-b1', 'blip-base-b8', 'blip2-opt-350m-b1', 'blip2-opt-2.7b-b1'];
+
+test('--repeat sets the timed calls of both sides, whatever the case says', () => {
+  const o = parseBenchArgs(['--cases', 'blip2-opt-2.7b-b1', '--repeat', '5'], CASES);
+  assert.deepEqual(repeatsOf({ oursRepeat: 2, torchRepeat: 2 }, o.repeat), { ours: 5, torch: 5 });
+  assert.deepEqual(repeatsOf({ torchRepeat: 1 }, o.repeat), { ours: 5, torch: 5 });
+});
+
+test("without --repeat each side makes the case's own count (blip-graph: 3 unless the case says)", () => {
+  const o = parseBenchArgs([], CASES);
+  assert.equal(o.repeat, undefined);
+  assert.deepEqual(repeatsOf({ torchRepeat: 1 }, o.repeat), { ours: 3, torch: 1 });
+  assert.deepEqual(repeatsOf({ oursRepeat: 2, torchRepeat: 2 }, o.repeat), { ours: 2, torch: 2 });
+});
+
+test('command-line mistakes are usage errors naming the flag or case', () => {
+  for (const [argv, msg] of [
+    [['--repeat', '0'], /--repeat must be a positive integer, got 0/],
+    [['--repeat', '2.5'], /--repeat must be a positive integer, got 2.5/],
+    [['--repeat'], /--repeat must be a positive integer, got nothing/],
+    [['--cases', 'blip-base-b2'], /unknown case blip-base-b2 \(blip-base-b1, blip-base-b8, blip2-opt-350m-b1, blip2-opt-2.7b-b1, or all\)/],
+    [['--fast'], /unknown option --fast/],
+  ] as const)
+    assert.throws(() => parseBenchArgs([...argv], CASES), (e: unknown) => e instanceof BenchUsageError && msg.test(e.message), argv.join(' '));
+  assert.deepEqual(parseBenchArgs(['--cases', 'all'], CASES).cases, CASES);
+});
