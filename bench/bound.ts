@@ -112,3 +112,28 @@ export function sideStepBytes(graph: WeightGraph, kv: KvShape, weightBytes: numb
   const kvStep = kvStepBytes(kv, kvBytes) / kv.batch;
   return { weights, kv: kvStep, total: weights + kvStep };
 }
+
+/**
+ * A decode rate against the bound of each count of step bytes: `weights`, the bound of issue 7 (the
+ * weight bytes a token reads over the bandwidth), and `weights_kv`, with the KV cache's bytes too
+ * (the stricter fraction's complement: a step must read both).
+ */
+export interface BoundFractions {
+  weights: number;
+  weights_kv: number;
+}
+
+export function boundsOf(bandwidthGbs: number, step: StepBytes): BoundFractions {
+  return { weights: boundTokensPerSecond(bandwidthGbs, step.weights), weights_kv: boundTokensPerSecond(bandwidthGbs, step.total) };
+}
+
+export function ofBound(tokensPerSecond: number, bandwidthGbs: number, step: StepBytes): BoundFractions {
+  const b = boundsOf(bandwidthGbs, step);
+  return { weights: tokensPerSecond / b.weights, weights_kv: tokensPerSecond / b.weights_kv };
+}
+
+/** besideFraction against both bounds. */
+export function besideFractions(calls: ProbedCall[], step: StepBytes): { fractions: BoundFractions; readings: number[] } {
+  const w = besideFraction(calls, step.weights);
+  return { fractions: { weights: w.fraction, weights_kv: besideFraction(calls, step.total).fraction }, readings: w.readings };
+}

@@ -40,7 +40,7 @@ import { readManifest, type Manifest } from '../src/artifact/manifest.js';
 import { decodeModel } from '../src/lower/emitOnnx.js';
 import type { Target } from '../src/rewrite/index.js';
 import { readBandwidth, readBandwidthDetail, type BandwidthReading } from './bandwidth.js';
-import { besideFraction, boundTokensPerSecond, DTYPE_BYTES, sideStepBytes, type KvShape, type ProbedCall, type StepBytes } from './bound.js';
+import { besideFractions, boundsOf, DTYPE_BYTES, ofBound, sideStepBytes, type BoundFractions, type KvShape, type ProbedCall, type StepBytes } from './bound.js';
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 import { mallocSettings, pytorchEnv } from './mallocEnv.js';
 import { BenchUsageError, parseBenchArgs, repeatsOf, type BenchOptions } from './options.js';
@@ -216,9 +216,9 @@ async function compiled(c: Case, view: string, target: Target, recompile: boolea
 }
 
 /** blip-graph's decode against the probe readings taken just before and just after each timed call. */
-function oursBeside(calls: ProbedCall[], stepBytes: number): Pick<Row, 'of_bound_beside' | 'bandwidth_beside'> {
-  const b = besideFraction(calls, stepBytes);
-  return { of_bound_beside: b.fraction, bandwidth_beside: b.readings };
+function oursBeside(calls: ProbedCall[], step: StepBytes): Pick<Row, 'of_bound_beside' | 'bandwidth_beside'> {
+  const b = besideFractions(calls, step);
+  return { of_bound_beside: b.fractions, bandwidth_beside: b.readings };
 }
 
 function lastJson(s: string): any {
@@ -226,6 +226,9 @@ function lastJson(s: string): any {
   if (!line) throw new Error(`no JSON in output:\n${s.slice(-2000)}`);
   return JSON.parse(line);
 }
+
+/** A row's bounds before the run's highest bandwidth reading is known. */
+const UNSET: BoundFractions = { weights: NaN, weights_kv: NaN };
 
 interface Row {
   case: string;
@@ -236,11 +239,13 @@ interface Row {
   image_encode_ms: number;
   prefill_ms: number;
   decode_tokens_per_s: number;
-  bound_tokens_per_s: number;
-  of_bound: number;
-  /** The decode rate over the bound from probe readings taken beside it (the higher of the one just
+  /** The bound from the run's highest bandwidth reading: weights only (issue 7's) and weights + KV cache (bench/bound.ts). */
+  bound_tokens_per_s: BoundFractions;
+  /** decode_tokens_per_s over each bound. */
+  of_bound: BoundFractions;
+  /** The decode rate over the bounds from probe readings taken beside it (the higher of the one just
    * before and the one just after; blip-graph: per timed call, averaged; PyTorch: around its process). */
-  of_bound_beside: number;
+  of_bound_beside: BoundFractions;
   /** Those readings, GB/s. */
   bandwidth_beside: number[];
   peak_rss_mb: number;
@@ -422,8 +427,8 @@ async function main(): Promise<void> {
     // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, step_bytes: { ours: oursStep, torch: torchStep } };
-    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, ...oursBeside(a.runs, oursStep.total), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, step_bytes: oursStep, weights_bytes: weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
-    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: NaN, of_bound: NaN, of_bound_beside: t.decode_tokens_per_s / boundTokensPerSecond(Math.max(...torchBandwidth), torchStep.total), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / t.weights_bytes, step_bytes: torchStep, weights_bytes: t.weights_bytes, memory: t.memory });
+    rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: UNSET, of_bound: UNSET, ...oursBeside(a.runs, oursStep), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, step_bytes: oursStep, weights_bytes: weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: UNSET, of_bound: UNSET, of_bound_beside: ofBound(t.decode_tokens_per_s, Math.max(...torchBandwidth), torchStep), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / t.weights_bytes, step_bytes: torchStep, weights_bytes: t.weights_bytes, memory: t.memory });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
     for (const [side, m] of [['ours', a.memory], ['torch', t?.memory]] as const) if (m) log(`${c.name}: ${side}: ${parity(m)}`);
     // Paired rounds where both resident sides fit in memory with room to spare
@@ -439,8 +444,8 @@ async function main(): Promise<void> {
   const beside = rows.flatMap((r) => r.bandwidth_beside).filter((b) => Number.isFinite(b));
   const bw = Math.max(...bws, ...beside);
   for (const r of rows) {
-    r.bound_tokens_per_s = boundTokensPerSecond(bw, r.step_bytes.total);
-    r.of_bound = r.decode_tokens_per_s / r.bound_tokens_per_s;
+    r.bound_tokens_per_s = boundsOf(bw, r.step_bytes);
+    r.of_bound = ofBound(r.decode_tokens_per_s, bw, r.step_bytes);
   }
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memory_gb: Math.round(totalmem() / 2 ** 30), node: process.version, threads: o.threads, read_bandwidth_gb_s: bw, read_bandwidth_all_gb_s: bws, read_bandwidth_probes: probes, read_bandwidth_beside_gb_s: beside, malloc_env: { blip_graph: mallocSettings(process.env), pytorch: mallocSettings(TORCH_ENV) } };
   const md = table(rows, machine, o, started, paired);
@@ -464,12 +469,15 @@ const settings = (m: ReturnType<typeof mallocSettings>): string => [m.GLIBC_TUNA
 function table(rows: Row[], machine: { [k: string]: any; malloc_env: { blip_graph: ReturnType<typeof mallocSettings>; pytorch: ReturnType<typeof mallocSettings> } }, o: BenchOptions, started: Date, paired: Record<string, Paired>): string {
   const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
   const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
+  const pct = (b: BoundFractions) => [b.weights, b.weights_kv].map((x) => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : '–')).join(' / ');
   const lines = [
     `blip-graph vs PyTorch eager — ${started.toISOString()}, ${machine.cpus} cores (${machine.cpu}), ${machine.memory_gb} GB, ${o.threads} threads each, float32 (unless the row says fp16), greedy${rows.some((r) => /-beam\d+-/.test(r.case)) ? ' (the -beamK cases: beam search with K beams)' : ''}, ${o.tokens} new tokens${o.repetitionPenalty !== 1 ? `, repetition penalty ${o.repetitionPenalty}` : ''}; malloc: blip-graph ${settings(machine.malloc_env.blip_graph)}, PyTorch ${settings(machine.malloc_env.pytorch)} (bench/mallocEnv.ts; the memory table below shows what each side got); read bandwidth ${(machine.read_bandwidth_gb_s as number).toFixed(1)} GB/s (the faster of onnxruntime's ReduceSum and MatMul by a vector over 512 MB, which read ${(machine.read_bandwidth_probes as BandwidthReading[]).map((p) => `${p.reduceSum.toFixed(1)} / ${p.matMul.toFixed(1)}`).join(', ')} before the cases; highest of ${(machine.read_bandwidth_all_gb_s as number[]).map((b) => b.toFixed(1)).join(', ')}: one before each case, and of the ${(machine.read_bandwidth_beside_gb_s as number[]).length} readings beside the timed calls)`,
     '',
+    'Bounds and fractions: weights only (the bytes of weights a token reads over the bandwidth) / weights + KV cache.',
+    '',
     '| case | implementation | end-to-end ms | preprocess ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | of bound, probes beside it (GB/s) | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.preprocess_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s)} | ${Number.isFinite(r.of_bound) ? `${(100 * r.of_bound).toFixed(0)}%` : '–'} | ${Number.isFinite(r.of_bound_beside) ? `${(100 * r.of_bound_beside).toFixed(0)}%` : '–'} (${r.bandwidth_beside.map((b) => b.toFixed(0)).join(', ')}) | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
+    ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.preprocess_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s.weights)} / ${f1(r.bound_tokens_per_s.weights_kv)} | ${pct(r.of_bound)} | ${pct(r.of_bound_beside)} (${r.bandwidth_beside.map((b) => b.toFixed(0)).join(', ')}) | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
     '',
     'Memory at the end of each side\'s timed calls (AnonHugePages: on transparent huge pages) and the kernel\'s share of a timed call (getrusage):',
     '',

@@ -2,7 +2,7 @@
 // bound of the higher of the two bandwidth readings around it, then the calls are averaged.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { besideFraction, boundTokensPerSecond, DTYPE_BYTES, kvStepBytes, sideStepBytes, stepWeightBytes } from '../../../bench/bound.js';
+import { besideFraction, besideFractions, boundsOf, boundTokensPerSecond, DTYPE_BYTES, kvStepBytes, ofBound, sideStepBytes, stepWeightBytes } from '../../../bench/bound.js';
 
 test('the bound is bandwidth over the bytes a token reads', () => {
   // 50 GB/s over 500 MB a token: 100 tokens/s at most
@@ -92,4 +92,14 @@ test("each side's step bytes at its own dtypes: weights and KV cache, per output
   const beams = { ...kv, beams: 3, crossLength: 5 };
   assert.equal(kvStepBytes(beams, 4), 2 * 2 * 2 * 4 * 8 * 4 * (10 * 3 + 5));
   assert.equal(sideStepBytes(fp16Decoder, beams, 4, 4).weights, stepWeightBytes(fp16Decoder, 6, 4) / 2);
+});
+
+// Issue 7 defines the bound as the weight bytes a token reads over the bandwidth; the bench's single
+// fraction counted the KV cache's bytes too. Both are reported.
+test('the decode is held to the weights-only bound of issue 7 and to the weights + KV one', () => {
+  const step = { weights: 400e6, kv: 100e6, total: 500e6 }; // at 50 GB/s: 125 and 100 tok/s
+  assert.deepEqual(boundsOf(50, step), { weights: 125, weights_kv: 100 });
+  assert.deepEqual(ofBound(75, 50, step), { weights: 0.6, weights_kv: 0.75 });
+  const calls = [{ decode_tokens_per_s: 75, bandwidth_before_gb_s: 40, bandwidth_after_gb_s: 50 }];
+  assert.deepEqual(besideFractions(calls, step), { fractions: { weights: 0.6, weights_kv: 0.75 }, readings: [40, 50] });
 });
