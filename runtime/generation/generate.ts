@@ -237,98 +237,122 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   const seqs = expandIdx.map((b) => ids[b].slice());
   const mask = expandIdx.map((b) => mask0[b].slice());
   let calls = 1;
-  let out = await model.step({ inputIds: mask2d(ids.map((r) => r)), batch: B0, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
-  checkStep(out, B0, 'prefill');
-  let V = out.vocab;
-  let state = out.state;
-  let logits = out.logits;
-  if (expand > 1) {
-    state = await model.reorder(state, expandIdx);
-    const e = new Float32Array(B * V);
-    expandIdx.forEach((b, i) => e.set(logits.subarray(b * V, (b + 1) * V), i * V));
-    logits = e;
-  }
-  const unfinished = new Array<boolean>(B).fill(true);
-  const hasEos = cfg.eos.length > 0;
-  // greedy decoding runs in the model when it can (StepModel.greedy): its only logits processors
-  // may be minimum lengths, which ban EOS below a length
-  const inGraph = !cfg.doSample && cfg.processors.every((p) => p.eosBannedBelow !== undefined) && model.greedy !== undefined && opts.greedyChunk !== 0 && !opts.logprobs;
-  const logprobs = opts.logprobs ? seqs.map(() => [] as TokenLogprob[]) : undefined;
-  const logp = opts.logprobs ? new Float32Array(logits.length / B) : undefined;
-  const eosBannedBelow = Math.max(0, ...cfg.processors.map((p) => p.eosBannedBelow ?? 0));
-  let step = 0;
-  let stopped = false;
-  /** Appends one token per row, marks the rows it finishes and reports it. */
-  const record = (tokens: number[]): void => {
-    if (tokens.length !== B) throw new BlipRuntimeError('BLIP5031', `step ${step}: ${tokens.length} tokens for ${B} rows`);
-    // a row that a stopRow finished inside an in-graph chunk is padded here, as the model pads the rows it finished
-    if (stopped && hasEos) tokens = tokens.map((t, r) => (unfinished[r] ? t : cfg.pad!));
-    for (let r = 0; r < B; r++) {
-      seqs[r].push(tokens[r]);
-      mask[r].push(1);
-    }
-    const len = seqs[0].length;
-    // asked of every row this token extends, the one that ends it by length or EOS too
-    if (opts.stopRow) {
-      for (let r = 0; r < B; r++) {
-        if (unfinished[r] && opts.stopRow(r, seqs[r].slice(P))) {
-          unfinished[r] = false;
-          stopped = true;
-        }
-      }
-    }
-    for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(tokens[r]))) unfinished[r] = false;
-    opts.onToken?.({ step, tokens, finished: unfinished.map((u) => !u) });
-    step++;
-  };
-  for (;;) {
-    const scores = new Float32Array(logits);
-    for (const p of cfg.processors) p(seqs, scores, V);
-    const next: number[] = [];
-    for (let r = 0; r < B; r++) {
-      let t = cfg.doSample ? draw(softmaxRow(scores.subarray(r * V, (r + 1) * V)), cfg.random) : argmax(scores, r * V, V);
-      if (hasEos && !unfinished[r]) t = cfg.pad!;
-      next.push(t);
-      if (logprobs && unfinished[r]) {
-        logSoftmaxRow(logits.subarray(r * V, (r + 1) * V), logp!);
-        logprobs[r].push({ token: t, logprob: logp![t], top: topk(logp!, opts.logprobs!.top).map((k) => ({ token: k, logprob: logp![k] })) });
-      }
-    }
-    record(next);
-    const len = seqs[0].length;
-    if (!unfinished.some(Boolean)) break;
-    if (inGraph) {
-      // the rest in the model (greedy): the tokens it chooses are recorded as the host's are
-      let feed = next;
-      while (unfinished.some(Boolean)) {
-        const steps = Math.min(cfg.maxLength - seqs[0].length, opts.greedyChunk ?? Infinity);
-        // the first token chosen makes the rows seqs[0].length + 1 long; EOS is banned while they are shorter than the minimum
-        const g = await model.greedy!(feed, state, steps, cfg.eos, cfg.pad ?? 0, unfinished.map((u) => !u), eosBannedBelow - seqs[0].length);
-        calls++;
-        model.dispose?.(state);
-        state = g.state;
-        // (a chunk may go on past the step where stop strings finished every row: not recorded, as the host loop records nothing after)
-        for (const t of g.tokens) {
-          if (!unfinished.some(Boolean)) break;
-          record(t);
-        }
-        feed = g.tokens[g.tokens.length - 1];
-      }
-      break;
-    }
-    const inp = new BigInt64Array(B);
-    next.forEach((t, i) => (inp[i] = BigInt(t)));
-    out = await model.step({ inputIds: inp, batch: B, seqLen: 1, attentionMask: mask2d(mask), pastLength: len - 1, prefill: false }, state);
-    calls++;
-    checkStep(out, B, `step ${step}`);
-    if (out.vocab !== V) throw new BlipRuntimeError('BLIP5031', `step ${step}: vocabulary changed from ${V} to ${out.vocab}`);
-    model.dispose?.(state);
+  // The state the model holds now (the last step's, or what reorder() made of it; reorder() takes
+  // over its input's resources, so that one is not disposed): released when the loop ends, by a
+  // return or by anything thrown inside it (an onToken that stops it, a failed step). On WebGPU it
+  // holds the KV cache's device buffers, kept until close() where a throw skipped its release.
+  let state!: S;
+  let holding = false;
+  try {
+    let out = await model.step({ inputIds: mask2d(ids.map((r) => r)), batch: B0, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
     state = out.state;
-    logits = out.logits;
-    V = out.vocab;
+    holding = true;
+    checkStep(out, B0, 'prefill');
+    let V = out.vocab;
+    let logits = out.logits;
+    if (expand > 1) {
+      state = await model.reorder(state, expandIdx);
+      const e = new Float32Array(B * V);
+      expandIdx.forEach((b, i) => e.set(logits.subarray(b * V, (b + 1) * V), i * V));
+      logits = e;
+    }
+    const unfinished = new Array<boolean>(B).fill(true);
+    const hasEos = cfg.eos.length > 0;
+    // greedy decoding runs in the model when it can (StepModel.greedy): its only logits processors
+    // may be minimum lengths, which ban EOS below a length
+    const inGraph = !cfg.doSample && cfg.processors.every((p) => p.eosBannedBelow !== undefined) && model.greedy !== undefined && opts.greedyChunk !== 0 && !opts.logprobs;
+    const logprobs = opts.logprobs ? seqs.map(() => [] as TokenLogprob[]) : undefined;
+    const logp = opts.logprobs ? new Float32Array(logits.length / B) : undefined;
+    const eosBannedBelow = Math.max(0, ...cfg.processors.map((p) => p.eosBannedBelow ?? 0));
+    let step = 0;
+    let stopped = false;
+    /** Appends one token per row, marks the rows it finishes and reports it. */
+    const record = (tokens: number[]): void => {
+      if (tokens.length !== B) throw new BlipRuntimeError('BLIP5031', `step ${step}: ${tokens.length} tokens for ${B} rows`);
+      // a row that a stopRow finished inside an in-graph chunk is padded here, as the model pads the rows it finished
+      if (stopped && hasEos) tokens = tokens.map((t, r) => (unfinished[r] ? t : cfg.pad!));
+      for (let r = 0; r < B; r++) {
+        seqs[r].push(tokens[r]);
+        mask[r].push(1);
+      }
+      const len = seqs[0].length;
+      // asked of every row this token extends, the one that ends it by length or EOS too
+      if (opts.stopRow) {
+        for (let r = 0; r < B; r++) {
+          if (unfinished[r] && opts.stopRow(r, seqs[r].slice(P))) {
+            unfinished[r] = false;
+            stopped = true;
+          }
+        }
+      }
+      for (let r = 0; r < B; r++) if (len >= cfg.maxLength || (hasEos && cfg.eos.includes(tokens[r]))) unfinished[r] = false;
+      opts.onToken?.({ step, tokens, finished: unfinished.map((u) => !u) });
+      step++;
+    };
+    for (;;) {
+      const scores = new Float32Array(logits);
+      for (const p of cfg.processors) p(seqs, scores, V);
+      const next: number[] = [];
+      for (let r = 0; r < B; r++) {
+        let t = cfg.doSample ? draw(softmaxRow(scores.subarray(r * V, (r + 1) * V)), cfg.random) : argmax(scores, r * V, V);
+        if (hasEos && !unfinished[r]) t = cfg.pad!;
+        next.push(t);
+        if (logprobs && unfinished[r]) {
+          logSoftmaxRow(logits.subarray(r * V, (r + 1) * V), logp!);
+          logprobs[r].push({ token: t, logprob: logp![t], top: topk(logp!, opts.logprobs!.top).map((k) => ({ token: k, logprob: logp![k] })) });
+        }
+      }
+      record(next);
+      const len = seqs[0].length;
+      if (!unfinished.some(Boolean)) break;
+      if (inGraph) {
+        // the rest in the model (greedy): the tokens it chooses are recorded as the host's are
+        let feed = next;
+        while (unfinished.some(Boolean)) {
+          const steps = Math.min(cfg.maxLength - seqs[0].length, opts.greedyChunk ?? Infinity);
+          // the first token chosen makes the rows seqs[0].length + 1 long; EOS is banned while they are shorter than the minimum
+          const g = await model.greedy!(feed, state, steps, cfg.eos, cfg.pad ?? 0, unfinished.map((u) => !u), eosBannedBelow - seqs[0].length);
+          calls++;
+          const used = state;
+          state = g.state;
+          model.dispose?.(used);
+          // (a chunk may go on past the step where stop strings finished every row: not recorded, as the host loop records nothing after)
+          for (const t of g.tokens) {
+            if (!unfinished.some(Boolean)) break;
+            record(t);
+          }
+          feed = g.tokens[g.tokens.length - 1];
+        }
+        break;
+      }
+      const inp = new BigInt64Array(B);
+      next.forEach((t, i) => (inp[i] = BigInt(t)));
+      out = await model.step({ inputIds: inp, batch: B, seqLen: 1, attentionMask: mask2d(mask), pastLength: len - 1, prefill: false }, state);
+      calls++;
+      const used = state;
+      state = out.state;
+      model.dispose?.(used);
+      checkStep(out, B, `step ${step}`);
+      if (out.vocab !== V) throw new BlipRuntimeError('BLIP5031', `step ${step}: vocabulary changed from ${V} to ${out.vocab}`);
+      logits = out.logits;
+      V = out.vocab;
+    }
+    holding = false;
+    model.dispose?.(state);
+    return { sequences: seqs, promptLength: P, modelCalls: calls, ...(logprobs ? { logprobs } : {}) };
+  } catch (e) {
+    if (holding) disposeAfterFailure(model, state);
+    throw e;
   }
-  model.dispose?.(state);
-  return { sequences: seqs, promptLength: P, modelCalls: calls, ...(logprobs ? { logprobs } : {}) };
+}
+
+/** Releases the state a loop held when something thrown ended it; a failure to release does not hide what ended it. */
+function disposeAfterFailure<S>(model: StepModel<S>, state: S): void {
+  try {
+    model.dispose?.(state);
+  } catch {
+    // (the loop's own error is the one the caller gets)
+  }
 }
 
 async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number[][], cfg: Resolved, opts: GenerationOptions): Promise<GenerationResult> {
@@ -341,32 +365,45 @@ async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number
   // prompt are identical, and so are their logits); the model then expands its state to the beams
   // (reorder), and the -1e9 initial scores of beams 1..K-1 keep the first step's candidates on beam 0.
   let calls = 1;
-  const out = await model.step({ inputIds: mask2d(ids), batch: B, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
-  checkStep(out, B, 'prefill');
-  const Vl = out.vocab;
-  const V = opts.vocabSize ?? Vl;
-  if (V !== Vl) throw new BlipRuntimeError('BLIP5031', `the model returns ${Vl} logits per row but its vocabulary is ${V}`);
-  const expandIdx = ids.flatMap((_, b) => Array.from({ length: K }, () => b));
-  let state: S = await model.reorder(out.state, expandIdx);
-  let logits: Float32Array = new Float32Array(B * K * V);
-  expandIdx.forEach((b, i) => logits.set(out.logits.subarray(b * V, (b + 1) * V), i * V));
+  // the state the model holds now, released however the loop ends (as in sampleOrGreedy)
+  let state!: S;
+  let holding = false;
+  let beams: Beams;
+  try {
+    const out = await model.step({ inputIds: mask2d(ids), batch: B, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
+    state = out.state;
+    holding = true;
+    checkStep(out, B, 'prefill');
+    const Vl = out.vocab;
+    const V = opts.vocabSize ?? Vl;
+    if (V !== Vl) throw new BlipRuntimeError('BLIP5031', `the model returns ${Vl} logits per row but its vocabulary is ${V}`);
+    const expandIdx = ids.flatMap((_, b) => Array.from({ length: K }, () => b));
+    state = await model.reorder(state, expandIdx);
+    let logits: Float32Array = new Float32Array(B * K * V);
+    expandIdx.forEach((b, i) => logits.set(out.logits.subarray(b * V, (b + 1) * V), i * V));
 
-  const beams = new Beams(ids, cfg, opts, V);
-  for (;;) {
-    const rows = beams.advance(logits);
-    if (!rows) break;
-    state = await model.reorder(state, rows);
-    const inp = new BigInt64Array(B * K);
-    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) inp[b * K + k] = BigInt(beams.running[b][k][beams.cur - 1]);
-    for (const m of mask) m.push(1);
-    const o = await model.step({ inputIds: inp, batch: B * K, seqLen: 1, attentionMask: mask2d(mask), pastLength: beams.cur - 1, prefill: false }, state);
-    calls++;
-    checkStep(o, B * K, `step ${beams.cur - P}`);
+    beams = new Beams(ids, cfg, opts, V);
+    for (;;) {
+      const rows = beams.advance(logits);
+      if (!rows) break;
+      state = await model.reorder(state, rows);
+      const inp = new BigInt64Array(B * K);
+      for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) inp[b * K + k] = BigInt(beams.running[b][k][beams.cur - 1]);
+      for (const m of mask) m.push(1);
+      const o = await model.step({ inputIds: inp, batch: B * K, seqLen: 1, attentionMask: mask2d(mask), pastLength: beams.cur - 1, prefill: false }, state);
+      calls++;
+      const used = state;
+      state = o.state;
+      model.dispose?.(used);
+      checkStep(o, B * K, `step ${beams.cur - P}`);
+      logits = o.logits;
+    }
+    holding = false;
     model.dispose?.(state);
-    state = o.state;
-    logits = o.logits;
+  } catch (e) {
+    if (holding) disposeAfterFailure(model, state);
+    throw e;
   }
-  model.dispose?.(state);
   const { sequences, beamScores, beamIdx } = beams;
 
   // 5. best beams of each prompt, cropped to the longest generated

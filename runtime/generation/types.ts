@@ -28,9 +28,15 @@ export interface StepOutput<S> {
  */
 export interface StepModel<S = unknown> {
   step(input: StepInput, state: S | undefined): Promise<StepOutput<S>>;
-  /** Gather batch rows: row i of the result is row rows[i] of `state` (rows may repeat). */
+  /**
+   * Gather batch rows: row i of the result is row rows[i] of `state` (rows may repeat). The result
+   * takes over `state`'s resources (it may share them): the loop disposes the result, not `state`.
+   */
   reorder(state: S, rows: number[]): S | Promise<S>;
-  /** Release resources held by a state that will not be used again (optional). */
+  /**
+   * Release resources held by a state that will not be used again (optional). The loop calls it
+   * once for every state step() or greedy() returned, however it ends (something thrown included).
+   */
   dispose?(state: S): void;
   /**
    * Greedy steps inside the model (optional; greedy decoding whose only logits processors are
