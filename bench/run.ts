@@ -44,6 +44,7 @@ import { besideFractions, boundsOf, DTYPE_BYTES, ofBound, sideStepBytes, type Bo
 import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 import { mallocSettings, pytorchEnv } from './mallocEnv.js';
 import { BenchUsageError, parseBenchArgs, repeatsOf, type BenchOptions } from './options.js';
+import { staleDist } from './distFreshness.js';
 import type { MemoryParity } from './procMemory.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -368,6 +369,11 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const cases = o.cases.map((n) => CASES.find((x) => x.name === n)!);
+  const stale = staleDist(ROOT);
+  if (stale) {
+    process.stderr.write(`npm run bench: ${stale}; the \`blip run\` RSS column runs the built command (dist/src/cli/main.js) while the timings run from source: run npm run build first\n`);
+    process.exit(2);
+  }
   const started = new Date();
   TORCH_ENV = pytorchEnv(process.env, o.hugePages === 'on');
   log(`malloc settings: blip-graph ${JSON.stringify(mallocSettings(process.env))}, PyTorch ${JSON.stringify(mallocSettings(TORCH_ENV))}`);
