@@ -63,8 +63,8 @@ class Tracked implements StepModel<Box> {
     if (!this.live.delete(state)) this.problems.push('a state was disposed twice, or after reorder() took it over');
   }
 
-  /** Greedy steps as the in-model loop takes them: feed `tokens`, choose by argmax, return the state with all but the last fed. */
-  private async greedyRun(tokens: number[], state: Box, steps: number, eos: number[], pad: number, finished: boolean[]): Promise<{ tokens: number[][]; state: Box }> {
+  /** Greedy steps as the in-model loop takes them: feed `tokens`, choose by argmax, return the state with all but the last fed (no minimum length is asked here: no EOS ban). */
+  private async greedyRun(tokens: number[], state: Box, steps: number, eos: number[], pad: number, finished: boolean[], _eosBanSteps: number): Promise<{ tokens: number[][]; state: Box }> {
     this.use(state, 'greedy');
     const V = this.inner.spec.vocab;
     const done = [...finished];
