@@ -24,7 +24,7 @@ import { loadTokenizer, type HfTokenizer } from './tokenizers/hf.js';
 import { generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
 import { embedImages, embedTexts, itmPairs, type Embedding, type ItmOptions, type ItmResult } from './tasks/retrieval.js';
 import type { ImageInput } from './tasks/images.js';
-import { describeArgument } from './tasks/arguments.js';
+import { describeArgument, listAsCalled, optionsAsCalled } from './tasks/arguments.js';
 
 /** Staged decoders run at most this many times (new tokens x beams) open unpacked (see load()). */
 export const UNPACKED_DECODER_RUNS = 64;
@@ -151,8 +151,11 @@ class Model implements BlipModel {
 
   // (the tasks read the lists, never change them: `readonly` for callers, mutable types inside)
   async generate(imageList: readonly ImageInput[], opts: GenerateOptions = {}): Promise<GenerateResult[]> {
-    const images = imageList as ImageInput[];
     this.live();
+    // the list and the options as they are now: the call reads them later (after its first await;
+    // a staged call when its turn comes), and a caller may reuse them for its next call
+    const images = listAsCalled(imageList) as ImageInput[];
+    opts = optionsAsCalled(opts);
     if (!(this.sessions.encode instanceof StagedSession)) return this.track(this.generateNow(images, opts));
     // staged: a second call waits for the first to release its sessions
     const turn = this.stagedTurn.then(() => this.generateNow(images, opts));

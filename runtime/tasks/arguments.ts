@@ -41,6 +41,25 @@ export function optionsObject<T extends object>(opts: unknown, known: ReadonlyAr
 }
 
 /**
+ * A call's options as they are when it is made: a copy of the object and of the lists it holds
+ * (prompt, seed, stop). A call reads its options after its first await, and a staged model's queued
+ * call only when its turn comes, so a caller who reuses one object (`o.seed = i; ps.push(m.generate(
+ * [img], o))`) would otherwise change calls already made. Functions and other values (onToken, an
+ * AbortSignal) are kept as given; anything but an object is returned as it is, for optionsObject to refuse.
+ */
+export function optionsAsCalled<T>(opts: T): T {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) return opts;
+  const copy: Record<string, unknown> = { ...(opts as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(copy)) if (Array.isArray(v)) copy[k] = [...(v as unknown[])];
+  return copy as T;
+}
+
+/** A list argument as it is when the call is made (see optionsAsCalled); anything but an array as it is, for the task's check to refuse. */
+export function listAsCalled<T>(list: T): T {
+  return (Array.isArray(list) ? [...(list as unknown[])] : list) as T;
+}
+
+/**
  * `e` with the library's option names in its message replaced by another surface's (a command's
  * flags, a server's JSON fields): GenerateOptions' camelCase names are the library's, and the CLI
  * and `blip serve` pass their own settings through it. Only names with a capital are replaced

@@ -1,12 +1,13 @@
 // The library API as a caller meets it (docs/api.md): close() and staged calls, options checked
 // and named as GenerateOptions names them (with no images too), sampling settings without
 // sampling refused, image inputs a browser or Node program has at hand, an async onToken, results
-// and manifests that later calls cannot change through the caller's hands.
+// and manifests that later calls cannot change through the caller's hands, nor calls already made
+// through the arguments the caller still holds.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { load, type BlipModel } from '../../../src/index.js';
+import { load, type BlipModel, type GenerateOptions } from '../../../src/index.js';
 import { compileFixture, fixturePath, tempDir } from './harness.js';
 
 const tmp = tempDir('blip-library-calls-');
@@ -186,6 +187,44 @@ test("each result has its own timingsMs, and the model's manifest cannot be chan
   assert.throws(() => {
     (caption.manifest.generation as { max_new_tokens?: number }).max_new_tokens = 1;
   }, TypeError);
+});
+
+test('a call uses its arguments as they were when it was made: the caller may change its options object and lists right after (resident and staged)', async () => {
+  const I = (n: string) => fixturePath('images', n);
+  const texts = (r: Array<{ text: string }>) => r.map((x) => x.text);
+  const alone = async (m: BlipModel, images: string[], o: GenerateOptions) => texts(await m.generate(images, o));
+  for (const staged of [false, true]) {
+    const m = staged ? await load(dir, { threads: 1, staged: true }) : caption;
+    try {
+      const sampled = { doSample: true, maxNewTokens: 8 };
+      const one = await alone(m, [IMG], { ...sampled, seed: 1 });
+      const two = await alone(m, [IMG], { ...sampled, seed: 2 });
+      assert.notDeepEqual(one, two, 'seeds 1 and 2 sample different texts (else this test shows nothing)');
+      // one options object for two calls, its seed changed in between
+      const o: GenerateOptions = { ...sampled, seed: 1 };
+      const first = m.generate([IMG], o);
+      o.seed = 2;
+      const second = m.generate([IMG], o);
+      assert.deepEqual([texts(await first), texts(await second)], [one, two], `staged ${staged}`);
+      // the image list, the prompts and the other options changed at once
+      const images = [I('photo_64x48.jpg'), I('rgb_37x23.png')];
+      const prompts = ['a picture of', 'the'];
+      const want = await alone(m, images, { prompt: prompts, maxNewTokens: 4 });
+      const seen: string[] = [];
+      const o2: GenerateOptions = { prompt: prompts, maxNewTokens: 4, onToken: () => void seen.push('first') };
+      const call = m.generate(images, o2);
+      images.length = 0;
+      images.push(I('gray_45x31.png'));
+      prompts[0] = 'x'.repeat(1000);
+      Object.assign(o2, { maxNewTokens: 2, numBeams: 2, logprobs: true, onToken: () => void seen.push('second') });
+      const got = await call;
+      assert.deepEqual(texts(got), want, `staged ${staged}`);
+      assert.ok(got.every((r) => r.logprobs === undefined));
+      assert.deepEqual([...new Set(seen)], ['first']);
+    } finally {
+      if (staged) await m.close();
+    }
+  }
 });
 
 test("load('') names what was expected", async () => {
