@@ -260,6 +260,8 @@ interface Row {
   /** Its weights' bytes at the dtype it holds them (RSS / weights): blip-graph, its artifact's
    * weights.bin; PyTorch, its parameters as loaded (torch_generate.py weights_bytes). */
   weights_bytes: number;
+  /** PyTorch rows: transformers' attention implementation of each sub-model (torch_generate.py). */
+  attn_implementation?: Record<string, string>;
   /** The side's memory at the end of its timed calls and their kernel cost (bench/procMemory.ts). */
   memory?: MemoryParity;
 }
@@ -434,7 +436,7 @@ async function main(): Promise<void> {
     const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, step_bytes: { ours: oursStep, torch: torchStep } };
     rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: UNSET, of_bound: UNSET, ...oursBeside(a.runs, oursStep), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, step_bytes: oursStep, weights_bytes: weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
-    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: UNSET, of_bound: UNSET, of_bound_beside: ofBound(t.decode_tokens_per_s, Math.max(...torchBandwidth), torchStep), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / t.weights_bytes, step_bytes: torchStep, weights_bytes: t.weights_bytes, memory: t.memory });
+    if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: UNSET, of_bound: UNSET, of_bound_beside: ofBound(t.decode_tokens_per_s, Math.max(...torchBandwidth), torchStep), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / t.weights_bytes, step_bytes: torchStep, weights_bytes: t.weights_bytes, attn_implementation: t.attn_implementation, memory: t.memory });
     log(`${c.name}: ours ${a.end_to_end_ms.toFixed(0)} ms${t ? `, torch ${t.end_to_end_ms.toFixed(0)} ms, same tokens: ${same}` : ''}`);
     for (const [side, m] of [['ours', a.memory], ['torch', t?.memory]] as const) if (m) log(`${c.name}: ${side}: ${parity(m)}`);
     // Paired rounds where both resident sides fit in memory with room to spare
@@ -484,6 +486,11 @@ function table(rows: Row[], machine: { [k: string]: any; malloc_env: { blip_grap
     '| case | implementation | end-to-end ms | preprocess ms | image encode ms | prefill ms | decode tok/s | bound tok/s | of bound | of bound, probes beside it (GB/s) | peak RSS MB | RSS / weights | `blip run` RSS MB (/ weights) | same tokens |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows.map((r) => `| ${r.case} | ${r.impl} | ${f0(r.end_to_end_ms)} | ${f0(r.preprocess_ms)} | ${f0(r.image_encode_ms)} | ${f0(r.prefill_ms)} | ${f1(r.decode_tokens_per_s)} | ${f1(r.bound_tokens_per_s.weights)} / ${f1(r.bound_tokens_per_s.weights_kv)} | ${pct(r.of_bound)} | ${pct(r.of_bound_beside)} (${r.bandwidth_beside.map((b) => b.toFixed(0)).join(', ')}) | ${f0(r.peak_rss_mb)} | ${r.rss_over_weights.toFixed(2)} | ${r.blip_run_rss_mb === undefined ? '' : `${f0(r.blip_run_rss_mb)} (${r.blip_run_rss_over_weights!.toFixed(2)})`} | ${r.same_tokens === undefined ? '' : r.same_tokens ? 'yes' : 'NO'} |`),
+    '',
+    `PyTorch runs in eager mode (no torch.compile) with transformers' default attention per sub-model: ${rows
+      .filter((r) => r.attn_implementation)
+      .map((r) => `${r.case} ${Object.entries(r.attn_implementation!).map(([k, v]) => `${k} ${v}`).join(', ')}`)
+      .join('; ')}.`,
     '',
     'Memory at the end of each side\'s timed calls (AnonHugePages: on transparent huge pages) and the kernel\'s share of a timed call (getrusage):',
     '',

@@ -47,6 +47,14 @@ def load(ckpt, dtype, device):
     return kind, model, processor
 
 
+def attn_implementations(model, kind):
+    """transformers' attention implementation of each sub-model as loaded: none is asked for, so each
+    gets its class's default (5.12.1: BLIP eager throughout; BLIP-2 / InstructBLIP sdpa for the vision
+    model and the language model, eager for the Q-Former)."""
+    parts = ("vision_model", "text_decoder") if kind == "blip" else ("vision_model", "qformer", "language_model")
+    return {p: getattr(getattr(model, p).config, "_attn_implementation", None) for p in parts}
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -208,6 +216,7 @@ def main():
         "max_new_tokens": a.max_new_tokens,
         "repetition_penalty": a.repetition_penalty,
         "num_beams": a.num_beams,
+        "attn_implementation": attn_implementations(model, kind),
         # image bytes to tokens, as blip-graph's side is timed: preprocessing + generate; phases from
         # inside each call (PhaseClock), means over the timed calls
         "end_to_end_ms": mean("end_to_end_ms"),

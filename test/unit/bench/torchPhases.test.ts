@@ -48,6 +48,9 @@ test("BLIP: PyTorch's encode holds the cross-attention K/V projections, run once
     assert.equal(r.cross_kv_calls_after_prefill, 0, 'the decode steps reuse the cached cross K/V');
     assert.ok(r.cross_kv_ms > 0 && r.cross_kv_ms < r.image_encode_ms, JSON.stringify(r));
   }
+  // "PyTorch eager" is eager-mode execution with transformers' default attention per sub-model, which
+  // docs/performance.md states for transformers 5.12.1
+  assert.deepEqual(t.attn_implementation, { vision_model: 'eager', text_decoder: 'eager' });
   // the malloc environment reached python through the reference chroot
   assert.deepEqual(t.malloc_env, { GLIBC_TUNABLES: '', THP_MEM_ALLOC_ENABLE: '1' });
   for (const k of ['anon_huge_pages_mb', 'rss_anon_mb', 'rss_file_mb', 'minor_faults_per_call', 'system_s_per_call']) assert.equal(typeof t.memory[k], 'number', k);
@@ -57,6 +60,7 @@ test('BLIP-2: the encode ends with the language projection; no cross-attention',
   const t = torchGenerate('blip2-opt-a', []);
   checkPhases(t, 1, 5);
   for (const r of t.runs) assert.equal(r.cross_kv_calls, 0);
+  assert.deepEqual(t.attn_implementation, { vision_model: 'sdpa', qformer: 'eager', language_model: 'sdpa' });
 });
 
 test("PyTorch's weights count at the dtype it loaded them in (its row's RSS / weights)", { skip, timeout: 300_000 }, () => {
