@@ -24,6 +24,13 @@ const positiveInteger = (flag: string, v: string | undefined): number => {
   return n;
 };
 
+/** --tokens: decode tokens/s is over the tokens after the first, so at least 2. */
+const tokenCount = (v: string | undefined): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 2) throw new BenchUsageError(`--tokens must be an integer of at least 2 (the decode is the tokens after the first), got ${v ?? 'nothing'}`);
+  return n;
+};
+
 /** `caseNames`: every case the bench knows, in order (`--cases all`). */
 export function parseBenchArgs(argv: string[], caseNames: string[]): BenchOptions {
   const o: BenchOptions = { cases: ['blip-base-b1', 'blip-base-b8', 'blip2-opt-350m-b1'], threads: 2, tokens: 20, repetitionPenalty: 1, target: 'cpu', recompile: false, torch: true, hugePages: 'on', paired: 5 };
@@ -31,7 +38,7 @@ export function parseBenchArgs(argv: string[], caseNames: string[]): BenchOption
     const a = argv[i];
     if (a === '--cases') o.cases = argv[++i] === 'all' ? [...caseNames] : (argv[i] ?? '').split(',');
     else if (a === '--threads') o.threads = Number(argv[++i]);
-    else if (a === '--tokens') o.tokens = Number(argv[++i]);
+    else if (a === '--tokens') o.tokens = tokenCount(argv[++i]);
     else if (a === '--repetition-penalty') o.repetitionPenalty = Number(argv[++i]);
     else if (a === '--repeat') o.repeat = positiveInteger('--repeat', argv[++i]);
     else if (a === '--target') o.target = argv[++i] as Target;

@@ -45,6 +45,7 @@ import { oursArgs, torchGenerateArgs, type BenchDecoding } from './decoding.js';
 import { mallocSettings, pytorchEnv } from './mallocEnv.js';
 import { BenchUsageError, parseBenchArgs, repeatsOf, type BenchOptions } from './options.js';
 import { staleDist } from './distFreshness.js';
+import { sameNewTokens } from './agreement.js';
 import type { MemoryParity } from './procMemory.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -351,7 +352,7 @@ async function pairedRounds(c: Case, dir: string, view: string, threads: number,
       p.ours_ms.push(a.wall_ms);
       p.torch_ms.push(t.wall_ms);
       p.ratios.push(a.wall_ms / t.wall_ms);
-      p.same_tokens &&= a.sequences.every((s, i) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-tokens).slice(0, s.length)));
+      p.same_tokens &&= sameNewTokens(a.sequences, t.sequences, tokens);
       log(`${c.name}: paired round ${r + 1}: ours ${a.wall_ms.toFixed(0)} ms, torch ${t.wall_ms.toFixed(0)} ms (${(a.wall_ms / t.wall_ms).toFixed(3)})`);
     }
     return p;
@@ -432,8 +433,8 @@ async function main(): Promise<void> {
       t = lastJson(oracle(['bench/torch_generate.py', '--ckpt', relative(ROOT, view), '--image', IMAGE, '--prompt', c.prompt, '--threads', String(o.threads), '--batch', String(c.batch), '--dtype', torchDtype, ...torchGenerateArgs(decoding), '--repeat', String(repeats.torch), '--warmup', String(c.torchWarmup)]));
       torchBandwidth.push(await readBandwidth(o.threads));
     }
-    // Token agreement: transformers' sequences hold the prompt (BLIP) too; compare the new tokens.
-    const same = t ? a.sequences.every((s: number[], i: number) => JSON.stringify(s) === JSON.stringify(t.sequences[i].slice(-o.tokens).slice(0, s.length))) : undefined;
+    // Token agreement: transformers' sequences hold the prompt (BLIP) or prefix too; compare the new tokens.
+    const same = t ? sameNewTokens(a.sequences, t.sequences, o.tokens) : undefined;
     raw[c.name] = { ours: a, torch: t, weights_bytes: weightBytes, step_bytes: { ours: oursStep, torch: torchStep } };
     rows.push({ case: c.name, impl: `blip-graph (--target ${o.target}${c.dtype === 'float16' ? ' --dtype fp16' : ''})`, end_to_end_ms: a.end_to_end_ms, preprocess_ms: a.preprocess_ms, image_encode_ms: a.image_encode_ms, prefill_ms: a.prefill_ms, decode_tokens_per_s: a.decode_tokens_per_s, bound_tokens_per_s: UNSET, of_bound: UNSET, ...oursBeside(a.runs, oursStep), peak_rss_mb: a.peak_rss_mb, rss_over_weights: (a.peak_rss_mb * 2 ** 20) / weightBytes, step_bytes: oursStep, weights_bytes: weightBytes, blip_run_rss_mb: runRss, blip_run_rss_over_weights: (runRss * 2 ** 20) / weightBytes, same_tokens: same, memory: a.memory });
     if (t) rows.push({ case: c.name, impl: `${t.peer}${c.torchDtype === 'float16' ? ' float16' : ''}`, end_to_end_ms: t.end_to_end_ms, preprocess_ms: t.preprocess_ms ?? NaN, image_encode_ms: t.image_encode_ms, prefill_ms: t.prefill_ms, decode_tokens_per_s: t.decode_tokens_per_s, bound_tokens_per_s: UNSET, of_bound: UNSET, of_bound_beside: ofBound(t.decode_tokens_per_s, Math.max(...torchBandwidth), torchStep), bandwidth_beside: torchBandwidth, peak_rss_mb: t.peak_rss_mb, rss_over_weights: (t.peak_rss_mb * 2 ** 20) / t.weights_bytes, step_bytes: torchStep, weights_bytes: t.weights_bytes, attn_implementation: t.attn_implementation, memory: t.memory });

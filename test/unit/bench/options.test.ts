@@ -27,7 +27,10 @@ test('command-line mistakes are usage errors naming the flag or case', () => {
     [['--repeat'], /--repeat must be a positive integer, got nothing/],
     [['--cases', 'blip-base-b2'], /unknown case blip-base-b2 \(blip-base-b1, blip-base-b8, blip2-opt-350m-b1, blip2-opt-2.7b-b1, or all\)/],
     [['--fast'], /unknown option --fast/],
+    [['--tokens', '1'], /--tokens must be an integer of at least 2 \(the decode is the tokens after the first\), got 1/],
+    [['--tokens', 'x'], /--tokens must be an integer of at least 2 .*got x/],
   ] as const)
     assert.throws(() => parseBenchArgs([...argv], CASES), (e: unknown) => e instanceof BenchUsageError && msg.test(e.message), argv.join(' '));
   assert.deepEqual(parseBenchArgs(['--cases', 'all'], CASES).cases, CASES);
+  assert.equal(parseBenchArgs(['--tokens', '2'], CASES).tokens, 2);
 });
