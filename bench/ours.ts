@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline';
 import { load } from '../runtime/model.js';
 import { oursGenerateOptions } from './decoding.js';
 import { flags } from './flags.js';
-import { readProcMemory } from './procMemory.js';
+import { peakRssMb, readProcMemory } from './procMemory.js';
 
 /** One reading of the bandwidth probe, GB/s, from a fresh process. */
 function probeBandwidth(threads: number): number {
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     runs: runs.map((r, i) => ({ decode_tokens_per_s: (batch * (tokens - 1) * 1000) / r.t.decode, bandwidth_before_gb_s: bandwidth[i], bandwidth_after_gb_s: bandwidth[i + 1] })),
     load_ms: loadMs,
     first_call_ms: firstCallMs,
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    peak_rss_mb: peakRssMb(),
     // at the end of the timed calls, the model still loaded
     memory,
     providers: model.providers,

@@ -27,6 +27,23 @@ export function parseProcMemory(smapsRollup: string, status: string): ProcMemory
   return { anon_huge_pages_mb: kbField(smapsRollup, 'AnonHugePages'), rss_anon_mb: kbField(status, 'RssAnon'), rss_file_mb: kbField(status, 'RssFile') };
 }
 
+/**
+ * The process's peak RSS in MB: VmHWM of /proc/self/status, the high-water mark of its own memory
+ * since its exec. Not getrusage's maxRSS: Linux carries into a child's the RSS of the parent it was
+ * forked from (a 39 MB child of bench/run.ts, holding the bandwidth probe's 512 MB buffer, read 516),
+ * so every bench child's peak was at least run.ts's RSS at the spawn. maxRSS where there is no /proc.
+ */
+export function peakRssMb(): number {
+  let status = '';
+  try {
+    status = readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    // not Linux
+  }
+  const hwm = kbField(status, 'VmHWM');
+  return Number.isFinite(hwm) ? hwm : process.resourceUsage().maxRSS / 1024;
+}
+
 export function readProcMemory(): ProcMemory {
   const read = (f: string) => {
     try {

@@ -73,6 +73,19 @@ def proc_memory():
             "rss_anon_mb": kb("/proc/self/status", "RssAnon"), "rss_file_mb": kb("/proc/self/status", "RssFile")}
 
 
+def peak_rss():
+    """VmHWM (bench/procMemory.ts peakRssMb): getrusage's ru_maxrss carries the RSS of the process
+    this one was forked from (bench/run.ts, with the bandwidth probe's 512 MB buffer)."""
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
+        if m:
+            return int(m.group(1)) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def kernel_cost(before, after):
     """Minor page faults and system CPU seconds between two getrusage readings (every thread of the process)."""
     return after.ru_minflt - before.ru_minflt, after.ru_stime - before.ru_stime
@@ -206,7 +219,7 @@ def main():
     mean = lambda k: sum(r[k] for r in runs) / len(runs)
     # at the end of the timed calls, the model still loaded
     memory = {**proc_memory(), "minor_faults_per_call": mean("minor_faults"), "system_s_per_call": mean("system_s")}
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_rss_mb = peak_rss()
     result = {
         "peer": f"transformers {transformers.__version__} / torch {torch.__version__}",
         "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(0),
