@@ -16,8 +16,9 @@
 // tokenizer files from the fixtures so both sides tokenize the same prompt), compile it with
 // `--target`, then run blip-graph (bench/ours.ts, library API, a fresh process) and PyTorch
 // (bench/torch_generate.py through ../shared/oracle/py) back to back. Memory read bandwidth is
-// measured first and before each case (bench/bandwidth.ts); the decode bound is the bytes one decode
-// step must read (decoder weights + KV cache) divided by the run's highest reading. A second fraction
+// measured first and before each case (bench/bandwidth.ts); the decode bounds are the run's highest
+// reading over the bytes a token must read, each side's at the dtypes it reads (bench/bound.ts): the
+// decoder weights (issue 7's bound), and the weights + KV cache. A second pair of fractions
 // uses readings taken beside the decode: just before and after each timed blip-graph call, and
 // around the PyTorch process. Then, where both fit in memory at once, the paired rounds: both sides
 // resident in their own processes, one end-to-end call each in turn (--paired rounds, the order
