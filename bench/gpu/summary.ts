@@ -10,6 +10,7 @@
 // (bench/gpu/probe.ts), kernels.json (bench/gpu/kernels.ts), logs/make.log, logs/compile.log.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { sameNewTokens } from '../agreement.js';
 
 interface GenRun {
   end_to_end_ms?: number;
@@ -55,7 +56,7 @@ export function readPhases(file: string): Phase[] {
     });
 }
 
-/** New tokens of both sides: equal, and how many leading tokens agree (transformers' sequences hold the prompt). */
+/** New tokens of both sides: equal (sameNewTokens), and how many leading tokens agree (transformers' sequences hold the prompt). */
 export function compareTokens(ours: number[][] | undefined, torch: number[][] | undefined, tokens: number): { same: boolean; agree: number[] } | undefined {
   if (!ours || !torch || ours.length !== torch.length) return undefined;
   const agree = ours.map((s, i) => {
@@ -64,8 +65,8 @@ export function compareTokens(ours: number[][] | undefined, torch: number[][] | 
     while (k < s.length && k < t.length && s[k] === t[k]) k++;
     return k;
   });
-  const same = ours.every((s, i) => JSON.stringify(s) === JSON.stringify(torch[i].slice(-tokens).slice(0, s.length)));
-  return { same, agree };
+  // a short or empty row of blip-graph's is not the same: both sides are asked for exactly `tokens`
+  return { same: sameNewTokens(ours, torch, tokens), agree };
 }
 
 /** nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu samples taken while blip-graph ran. */

@@ -16,6 +16,9 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 test('compareTokens: new tokens against transformers (whose sequences hold the prompt), leading agreement', () => {
   assert.deepEqual(compareTokens([[5, 6, 7]], [[1, 2, 5, 6, 7]], 3), { same: true, agree: [3] });
   assert.deepEqual(compareTokens([[5, 6, 7]], [[1, 2, 5, 9, 7]], 3), { same: false, agree: [1] });
+  // a row shorter than asked (or empty) is not the same, though what it holds agrees
+  assert.deepEqual(compareTokens([[5, 6]], [[1, 2, 5, 6, 7]], 3), { same: false, agree: [2] });
+  assert.deepEqual(compareTokens([[]], [[1, 2, 5, 6, 7]], 3), { same: false, agree: [0] });
   assert.equal(compareTokens(undefined, [[1]], 1), undefined);
   assert.equal(compareTokens([[1], [2]], [[1]], 1), undefined);
 });
