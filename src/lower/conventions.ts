@@ -168,7 +168,16 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   };
   const bos = id(text.bos_token_id);
   if (bos !== undefined) conv.bos_token_id = bos;
-  if (id(text.decoder_start_token_id) !== undefined) conv.decoder_start_token_id = id(text.decoder_start_token_id);
+  // An encoder-decoder's (T5's) decoder starts from decoder_start_token_id, else bos_token_id, as
+  // transformers' generate() falls back (_prepare_special_tokens); with neither it refuses to
+  // generate, and so does the compile: the runtime cannot start the decoder from nothing.
+  const encoderDecoder = gen !== undefined && Object.hasOwn(nodeKinds, gen.kind) && nodeKinds[gen.kind]!.lowering?.decoder?.textInEncode === true;
+  const start = id(text.decoder_start_token_id) ?? (encoderDecoder ? bos : undefined);
+  if (start !== undefined) conv.decoder_start_token_id = start;
+  else if (encoderDecoder) {
+    const at = section === '' ? 'config.json' : `config.json "${section}"`;
+    throw new CompileError('BLIP4017', `${at} gives no decoder_start_token_id and no bos_token_id (left out or null): the decoder starts from one of them, and transformers refuses to generate without; write decoder_start_token_id (Flan-T5's is 0)`);
+  }
   if (id(config.image_token_index) !== undefined) conv.image_token_id = id(config.image_token_index);
   if (num(config.num_query_tokens) !== undefined) conv.num_query_tokens = num(config.num_query_tokens);
   if (prefixLength !== undefined) conv.prefix_length = prefixLength;

@@ -31,17 +31,22 @@ function textSources(section: string): Record<string, string> {
 }
 
 /**
- * The manifest `text` fields config.json leaves out, each with the config class whose default
- * stands in (src/weights/transformersConfig.ts), so that a complaint about one does not send the
- * user looking for a key the file does not have. `section`: where the special ids are read.
+ * Why a manifest `text` field is not the value of its own config.json key, by field: the ones the
+ * file leaves out, each with the config class whose default stands in
+ * (src/weights/transformersConfig.ts), and a decoder start the file does not give (an
+ * encoder-decoder's is then bos_token_id: conventions.ts), so that a complaint about one does not
+ * send the user looking for a key the file does not have. `section`: where the special ids are read.
  */
 export function textDefaults(config: JsonObject, section = 'text_config'): Map<string, string> {
-  const { filled } = effectiveConfig(config);
+  const { config: effective, filled } = effectiveConfig(config);
   const out = new Map<string, string>();
   const text = filled.get(section);
-  for (const k of text?.keys ?? []) if (k in textSources(section)) out.set(k, text!.cls);
+  for (const k of text?.keys ?? []) if (k in textSources(section)) out.set(k, `left out: ${text!.cls}'s default`);
   const root = filled.get('');
-  if (root?.keys.has('num_query_tokens')) out.set('num_query_tokens', root.cls);
+  if (root?.keys.has('num_query_tokens')) out.set('num_query_tokens', `left out: ${root.cls}'s default`);
+  const ids = section === '' ? effective : effective[section];
+  const start = ids && typeof ids === 'object' && !Array.isArray(ids) ? (ids as JsonObject).decoder_start_token_id : undefined;
+  if (start === undefined || start === null) out.set('decoder_start_token_id', `${start === null ? 'null' : 'left out'}: the decoder starts from bos_token_id`);
   return out;
 }
 
@@ -88,13 +93,14 @@ export function manifestValueProblems(
   vocab: number | undefined,
   loc: SourceLoc | undefined,
   warnings: string[],
+  /** textDefaults: why a field is not its own key's value. */
   defaulted: Map<string, string> = new Map(),
   textSection = 'text_config',
   preprocessLocs: Record<string, SourceLoc> = {},
 ): Problem[] {
   const problems: Problem[] = [];
   const sources = textSources(textSection);
-  const from = (key: string) => `${sources[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (left out: ${defaulted.get(key)}'s default)` : ''}`;
+  const from = (key: string) => `${sources[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (${defaulted.get(key)})` : ''}`;
   const v = validatorsFor();
   // The image processor's values, by the rules a graph's preprocess block meets (sizes 16-4096,
   // three channels, a positive std, a filter blip-graph resizes with) and do_resize / do_rescale.

@@ -6,7 +6,7 @@
 // embedding table: BLIP4017.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { compile, CompileError } from '../../../src/index.js';
 import { FIXTURES, tmp } from './harness.js';
@@ -24,7 +24,7 @@ function editedCheckpoint(fixture: string, edit: (c: Json) => void): string {
   for (const f of readdirSync(src)) {
     if (f === 'config.json') continue;
     if (f.endsWith('.safetensors')) symlinkSync(resolve(src, f), join(dir, f));
-    else copyFileSync(join(src, f), join(dir, f));
+    else cpSync(join(src, f), join(dir, f), { recursive: true }); // (qformer_tokenizer/ is a folder)
   }
   const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
   edit(config);
@@ -70,4 +70,42 @@ test('a bos or eos id equal to the vocabulary size (one past the embeddings) is 
   }
   const last = await compileWith('graphs/blip2-opt.blip', 'blip2-opt-a', (c) => (c.text_config.bos_token_id = c.text_config.vocab_size - 1));
   assert.equal(last.manifest.text.bos_token_id, 479);
+});
+
+test('T5: a text_config without decoder_start_token_id (left out or null) starts the decoder from bos_token_id, as transformers\' generate() falls back; with neither, BLIP4017 at compile', async () => {
+  for (const [graph, fixture] of [['graphs/blip2-t5.blip', 'blip2-t5-a'], ['graphs/instructblip-t5.blip', 'instructblip-t5-a']]) {
+    const own = (c: Json) => assert.deepEqual([c.text_config.decoder_start_token_id, c.text_config.bos_token_id], [0, 1], "the fixture's own ids");
+    const missing = await compileWith(graph, fixture, (c) => (own(c), delete c.text_config.decoder_start_token_id));
+    assert.equal(missing.manifest.text.decoder_start_token_id, 1);
+    const asNull = await compileWith(graph, fixture, (c) => (own(c), (c.text_config.decoder_start_token_id = null)));
+    assert.equal(asNull.manifest.text.decoder_start_token_id, 1);
+    for (const bos of [undefined, null]) {
+      await assert.rejects(
+        compileWith(graph, fixture, (c) => (own(c), delete c.text_config.decoder_start_token_id, (c.text_config.bos_token_id = bos))),
+        (e: unknown) => {
+          assert.ok(e instanceof CompileError);
+          assert.deepEqual(
+            e.problems.map((p) => [p.code, p.message]),
+            [['BLIP4017', 'config.json "text_config" gives no decoder_start_token_id and no bos_token_id (left out or null): the decoder starts from one of them, and transformers refuses to generate without; write decoder_start_token_id (Flan-T5\'s is 0)']],
+          );
+          return true;
+        },
+      );
+    }
+  }
+});
+
+test('T5: a bos_token_id outside the vocabulary that stands in for the decoder start is named as such', async () => {
+  await assert.rejects(
+    compileWith('graphs/blip2-t5.blip', 'blip2-t5-a', (c) => (delete c.text_config.decoder_start_token_id, (c.text_config.bos_token_id = c.text_config.vocab_size))),
+    (e: unknown) => {
+      assert.ok(e instanceof CompileError);
+      const v = (e.problems[0]!.message.match(/vocabulary of (\d+)/) ?? [])[1];
+      assert.deepEqual(e.problems.map((p) => p.message), [
+        `config.json "text_config" bos_token_id is ${v}, outside the language model's vocabulary of ${v} tokens`,
+        `config.json "text_config" decoder_start_token_id (left out: the decoder starts from bos_token_id) is ${v}, outside the language model's vocabulary of ${v} tokens`,
+      ]);
+      return true;
+    },
+  );
 });
