@@ -127,6 +127,11 @@ export function preprocessFromHf(d: Record<string, unknown>, where = 'preprocess
     throw new PreprocessConfigError(`${where}: do_center_crop is true; BLIP processors resize without cropping and the runtime does not crop`, where);
   }
   if (d.do_pad === true) throw new PreprocessConfigError(`${where}: do_pad is true; the runtime does not pad images`, where);
+  // The file stores PIL's integer code: transformers resizes a name ("nearest") with bilinear (PIL
+  // backend) or refuses it (torchvision), so a name is not read as the filter it names.
+  if (d.resample !== undefined && d.resample !== null && typeof d.resample !== 'number') {
+    throw new PreprocessConfigError(`${where}: resample ${JSON.stringify(d.resample)} is not an integer PIL code (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming)`, where);
+  }
   return preprocessFromManifest(
     {
       image_size: (d.size ?? BLIP_DEFAULTS.image_size) as PreprocessLike['image_size'],

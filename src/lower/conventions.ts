@@ -65,6 +65,16 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
   const channels = (v: unknown) => (typeof v === 'number' ? [v, v, v] : given(v));
   const resample = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'number' && RESAMPLE[v] ? RESAMPLE[v] : v);
   const value = <T>(v: unknown) => v as T | undefined;
+  // What the manifest cannot hold is refused here, at the model's output, in one line each.
+  const refused: string[] = [];
+  // An image processor file stores resample as PIL's integer code: transformers' PIL backend resizes
+  // any other value (a name such as "nearest", "3") with BILINEAR, its torchvision backend refuses
+  // it. A name is not read as the filter it names (the graph's preprocess block takes names).
+  if (g.resample === undefined && ip?.resample !== undefined && ip.resample !== null && typeof ip.resample !== 'number') {
+    const codes = Object.entries(RESAMPLE).map(([code, name]) => `${code} ${name}`).join(', ');
+    refused.push(`${file} gives ${JSON.stringify(ip.resample)} for resample: expected an integer PIL code (${codes}); transformers resizes with bilinear for any other value (PIL backend) or refuses it (torchvision backend)`);
+  }
+  if (refused.length) throw new CompileError(refused.map((message) => ({ code: 'BLIP4017', message, loc: model.outputs[0]?.loc })));
   return {
     image_size: pick('image_size', g.image_size, value<number>(ckptSize), imageSize),
     mean: pick('mean', g.mean, value<number[]>(channels(ip?.image_mean)), CLIP_MEAN),

@@ -314,6 +314,8 @@ test('configuration: manifest form, defaults and clear refusals', () => {
   assert.deepEqual(hf.image_size, { height: 384, width: 384 });
   assert.equal(hf.resample, 'bicubic');
   assert.throws(() => preprocessFromHf({ resample: 9 }), (e: unknown) => e instanceof PreprocessConfigError && e.code === 'BLIP5012' && /resample 9/.test(e.message));
+  // a name is the manifest's form, not the file's: transformers resizes it with bilinear (PIL) or refuses it (torchvision)
+  for (const name of ['nearest', 'bicubic', '3']) assert.throws(() => preprocessFromHf({ resample: name }), new RegExp(`resample "${name}" is not an integer PIL code`));
   assert.throws(() => preprocessFromHf({ do_center_crop: true }), PreprocessConfigError);
   assert.throws(() => preprocessFromHf({ size: { shortest_edge: 224 } }), /aspect-preserving/);
   assert.throws(() => preprocessFromHf({ image_std: [1, 0, 1] }), /std must be positive/);

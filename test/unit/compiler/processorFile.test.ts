@@ -1,0 +1,56 @@
+// The image processor file (processor_config.json's image_processor, or preprocessor_config.json)
+// as transformers 5.12.1 reads it: values it would read otherwise than blip-graph did are read its
+// way, or refused in one line naming the file and key (review of mutated tiny checkpoints,
+// .bench/review/configs: p_resample_*, p_do_*_null, p_center_crop_*, p_size_list16).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compile } from '../../../src/lower/compile.js';
+import { loadProgram } from '../../../src/syntax/load.js';
+import { CompileError } from '../../../src/lower/CompileError.js';
+import type { Manifest } from '../../../src/artifact/manifest.js';
+import { FIXTURES, loadModel, tmp } from './harness.js';
+
+const CAPTION = 'graphs/blip-caption.blip';
+const root = tmp('processor-file-');
+after(() => rmSync(root, { recursive: true, force: true }));
+let made = 0;
+
+/** blip-caption-a with `change` applied to processor_config.json's image_processor; the graph's text replaced when given. */
+async function compileWith(change: Record<string, unknown>, graphText?: string): Promise<Manifest> {
+  const weights = join(root, `checkpoint-${made++}`);
+  cpSync(join(FIXTURES, 'blip-caption-a', 'checkpoint'), weights, { recursive: true });
+  const file = join(weights, 'processor_config.json');
+  const processor = JSON.parse(readFileSync(file, 'utf8'));
+  Object.assign(processor.image_processor, change);
+  writeFileSync(file, JSON.stringify(processor));
+  const model = graphText === undefined ? loadModel(CAPTION).model : loadProgram(CAPTION, { text: graphText }).program!.models[0]!;
+  const r = await compile({ model, graphFile: CAPTION, graphText: graphText ?? '', weights, out: `${weights}-out` });
+  return r.manifest;
+}
+
+async function refused(change: Record<string, unknown>, messages: string[]): Promise<void> {
+  await assert.rejects(compileWith(change), (e: unknown) => {
+    assert.ok(e instanceof CompileError, String(e));
+    assert.deepEqual(e.problems.map((p) => [p.code, p.message]), messages.map((m) => ['BLIP4017', m]));
+    assert.ok(e.problems.every((p) => p.loc !== undefined), 'at the model output');
+    return true;
+  });
+}
+
+const CODES = '0 nearest, 1 lanczos, 2 bilinear, 3 bicubic';
+
+test('a resample given as a name (or a string) is refused, not read as the filter it names: transformers resizes with bilinear for it', async () => {
+  for (const name of ['nearest', 'lanczos', 'bicubic', 'BICUBIC', '3']) {
+    await refused({ resample: name }, [
+      `processor_config.json gives ${JSON.stringify(name)} for resample: expected an integer PIL code (${CODES}); transformers resizes with bilinear for any other value (PIL backend) or refuses it (torchvision backend)`,
+    ]);
+  }
+  assert.equal((await compileWith({ resample: 0 })).preprocess.resample, 'nearest', 'the integer code is the filter');
+  // the graph's preprocess block takes names, and its resample wins over the file's
+  const graph = readFileSync(CAPTION, 'utf8').replace(/^(model \S+ \{)$/m, '$1\n  preprocess { resample: nearest }');
+  assert.notEqual(graph, readFileSync(CAPTION, 'utf8'), 'the graph got a preprocess block');
+  const m = await compileWith({ resample: 'lanczos' }, graph);
+  assert.deepEqual([m.preprocess.resample, m.preprocess.source.resample], ['nearest', 'graph']);
+});
