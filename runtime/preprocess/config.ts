@@ -132,17 +132,22 @@ export function preprocessFromHf(d: Record<string, unknown>, where = 'preprocess
   if (d.resample !== undefined && d.resample !== null && typeof d.resample !== 'number') {
     throw new PreprocessConfigError(`${where}: resample ${JSON.stringify(d.resample)} is not an integer PIL code (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming)`, where);
   }
+  // null is None to transformers: a step switched by null is off, and a value left null for a step
+  // that is on is refused, as transformers refuses it ("`size` and `resample` must be specified …").
+  const flag = (key: string) => (d[key] === null ? false : (d[key] as boolean | undefined));
+  const steps = { do_resize: flag('do_resize'), do_rescale: flag('do_rescale'), do_normalize: flag('do_normalize'), do_convert_rgb: flag('do_convert_rgb') };
+  const needed: Array<[string, keyof typeof steps]> = [['size', 'do_resize'], ['resample', 'do_resize'], ['image_mean', 'do_normalize'], ['image_std', 'do_normalize'], ['rescale_factor', 'do_rescale']];
+  for (const [key, step] of needed) {
+    if (d[key] === null && steps[step] !== false) throw new PreprocessConfigError(`${where}: ${key} is null, which ${step} true needs (transformers refuses it too)`, where);
+  }
   return preprocessFromManifest(
     {
       image_size: (d.size ?? BLIP_DEFAULTS.image_size) as PreprocessLike['image_size'],
       resample: (d.resample ?? 3) as number,
-      rescale_factor: d.rescale_factor as number | undefined,
-      do_resize: d.do_resize as boolean | undefined,
-      do_rescale: d.do_rescale as boolean | undefined,
-      do_normalize: d.do_normalize as boolean | undefined,
-      mean: d.image_mean as number[] | undefined,
-      std: d.image_std as number[] | undefined,
-      do_convert_rgb: d.do_convert_rgb as boolean | undefined,
+      rescale_factor: (d.rescale_factor ?? undefined) as number | undefined,
+      ...steps,
+      mean: (d.image_mean ?? undefined) as number[] | undefined,
+      std: (d.image_std ?? undefined) as number[] | undefined,
     },
     where,
   );

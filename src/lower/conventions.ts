@@ -48,7 +48,8 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
   };
   // Values present in the file are taken as they are (a single number for all three channels, as
   // image processors accept, widened): manifestValues.ts refuses malformed ones by name, where
-  // falling back to a default would preprocess differently from transformers without a word.
+  // falling back to a default would preprocess differently from transformers without a word. A
+  // null value is refused below where its step is on.
   const given = (v: unknown): unknown => (v === null ? undefined : v);
   const size = obj(ip?.size);
   // {height, width} that differ: not a square resize, kept as the pair for the check to refuse
@@ -65,6 +66,21 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
   const channels = (v: unknown) => (typeof v === 'number' ? [v, v, v] : given(v));
   const resample = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'number' && RESAMPLE[v] ? RESAMPLE[v] : v);
   const value = <T>(v: unknown) => v as T | undefined;
+  // null is None to transformers: a step switched by null is off (it skips the resize, the rescale,
+  // the normalisation, the RGB conversion), not on by default.
+  const flag = (v: unknown): unknown => (v === null ? false : v);
+  const out: Preprocess = {
+    image_size: pick('image_size', g.image_size, value<number>(ckptSize), imageSize),
+    mean: pick('mean', g.mean, value<number[]>(channels(ip?.image_mean)), CLIP_MEAN),
+    std: pick('std', g.std, value<number[]>(channels(ip?.image_std)), CLIP_STD),
+    resample: pick('resample', g.resample, value<Preprocess['resample']>(resample(ip?.resample)), 'bicubic'),
+    rescale_factor: pick('rescale_factor', g.rescale_factor, value<number>(given(ip?.rescale_factor)), 1 / 255),
+    do_resize: pick('do_resize', undefined, value<boolean>(flag(ip?.do_resize)), true),
+    do_rescale: pick('do_rescale', undefined, value<boolean>(flag(ip?.do_rescale)), true),
+    do_normalize: pick('do_normalize', g.do_normalize, value<boolean>(flag(ip?.do_normalize)), true),
+    do_convert_rgb: pick('do_convert_rgb', g.do_convert_rgb, value<boolean>(flag(ip?.do_convert_rgb)), true),
+    source,
+  };
   // What the manifest cannot hold is refused here, at the model's output, in one line each.
   const refused: string[] = [];
   // An image processor file stores resample as PIL's integer code: transformers' PIL backend resizes
@@ -74,19 +90,19 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
     const codes = Object.entries(RESAMPLE).map(([code, name]) => `${code} ${name}`).join(', ');
     refused.push(`${file} gives ${JSON.stringify(ip.resample)} for resample: expected an integer PIL code (${codes}); transformers resizes with bilinear for any other value (PIL backend) or refuses it (torchvision backend)`);
   }
+  // A value written as null for a step that is on: transformers refuses it ("`size` and `resample`
+  // must be specified if `do_resize` is `True`"), where the default would preprocess without a word.
+  const needed: Array<[key: string, fromGraph: unknown, step: keyof Preprocess]> = [
+    ['size', g.image_size, 'do_resize'], ['resample', g.resample, 'do_resize'], ['image_mean', g.mean, 'do_normalize'],
+    ['image_std', g.std, 'do_normalize'], ['rescale_factor', g.rescale_factor, 'do_rescale'],
+  ];
+  for (const [key, fromGraph, step] of needed) {
+    if (ip?.[key] === null && fromGraph === undefined && out[step] === true) {
+      refused.push(`${file} gives null for ${key}, which ${step} true needs (transformers refuses it too): write the value, or leave the key out for BlipImageProcessor's default`);
+    }
+  }
   if (refused.length) throw new CompileError(refused.map((message) => ({ code: 'BLIP4017', message, loc: model.outputs[0]?.loc })));
-  return {
-    image_size: pick('image_size', g.image_size, value<number>(ckptSize), imageSize),
-    mean: pick('mean', g.mean, value<number[]>(channels(ip?.image_mean)), CLIP_MEAN),
-    std: pick('std', g.std, value<number[]>(channels(ip?.image_std)), CLIP_STD),
-    resample: pick('resample', g.resample, value<Preprocess['resample']>(resample(ip?.resample)), 'bicubic'),
-    rescale_factor: pick('rescale_factor', g.rescale_factor, value<number>(given(ip?.rescale_factor)), 1 / 255),
-    do_resize: pick('do_resize', undefined, value<boolean>(given(ip?.do_resize)), true),
-    do_rescale: pick('do_rescale', undefined, value<boolean>(given(ip?.do_rescale)), true),
-    do_normalize: pick('do_normalize', g.do_normalize, value<boolean>(given(ip?.do_normalize)), true),
-    do_convert_rgb: pick('do_convert_rgb', g.do_convert_rgb, value<boolean>(given(ip?.do_convert_rgb)), true),
-    source,
-  };
+  return out;
 }
 
 const GENERATION_KEYS = [

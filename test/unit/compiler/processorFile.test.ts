@@ -54,3 +54,20 @@ test('a resample given as a name (or a string) is refused, not read as the filte
   const m = await compileWith({ resample: 'lanczos' }, graph);
   assert.deepEqual([m.preprocess.resample, m.preprocess.source.resample], ['nearest', 'graph']);
 });
+
+test('a step switched by null (do_resize, do_rescale, do_normalize, do_convert_rgb) is off, as transformers reads None', async () => {
+  for (const key of ['do_resize', 'do_rescale', 'do_normalize', 'do_convert_rgb'] as const) {
+    const m = await compileWith({ [key]: null });
+    assert.deepEqual([m.preprocess[key], m.preprocess.source[key]], [false, 'processor_config.json'], key);
+  }
+});
+
+test('a value written as null for a step that is on is refused, as transformers refuses it; with the step off it is not read', async () => {
+  const why = (key: string, step: string) => `processor_config.json gives null for ${key}, which ${step} true needs (transformers refuses it too): write the value, or leave the key out for BlipImageProcessor's default`;
+  await refused({ size: null }, [why('size', 'do_resize')]);
+  await refused({ resample: null }, [why('resample', 'do_resize')]);
+  await refused({ image_mean: null, image_std: null }, [why('image_mean', 'do_normalize'), why('image_std', 'do_normalize')]);
+  await refused({ rescale_factor: null }, [why('rescale_factor', 'do_rescale')]);
+  const off = await compileWith({ image_mean: null, do_normalize: false, rescale_factor: null, do_rescale: null });
+  assert.deepEqual([off.preprocess.do_normalize, off.preprocess.do_rescale], [false, false]);
+});

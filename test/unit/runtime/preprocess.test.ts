@@ -317,6 +317,12 @@ test('configuration: manifest form, defaults and clear refusals', () => {
   // a name is the manifest's form, not the file's: transformers resizes it with bilinear (PIL) or refuses it (torchvision)
   for (const name of ['nearest', 'bicubic', '3']) assert.throws(() => preprocessFromHf({ resample: name }), new RegExp(`resample "${name}" is not an integer PIL code`));
   assert.throws(() => preprocessFromHf({ do_center_crop: true }), PreprocessConfigError);
+  // null is None to transformers: a step switched by null is off, a value it needs left null is refused
+  const nulls = preprocessFromHf({ do_resize: null, do_rescale: null, do_normalize: null, do_convert_rgb: null });
+  assert.deepEqual([nulls.do_resize, nulls.do_rescale, nulls.do_normalize, nulls.do_convert_rgb], [false, false, false, false]);
+  assert.throws(() => preprocessFromHf({ size: null }), /size is null, which do_resize true needs/);
+  assert.throws(() => preprocessFromHf({ image_std: null }), /image_std is null, which do_normalize true needs/);
+  assert.equal(preprocessFromHf({ image_std: null, do_normalize: false }).do_normalize, false);
   assert.throws(() => preprocessFromHf({ size: { shortest_edge: 224 } }), /aspect-preserving/);
   assert.throws(() => preprocessFromHf({ image_std: [1, 0, 1] }), /std must be positive/);
   assert.throws(() => preprocessFromHf({ image_mean: [1, 2] }), /mean must be 3 numbers/);
