@@ -158,9 +158,16 @@ class Model implements BlipModel {
     opts = optionsAsCalled(opts);
     if (!(this.sessions.encode instanceof StagedSession)) return this.track(this.generateNow(images, opts));
     // staged: a second call waits for the first to release its sessions
-    const turn = this.stagedTurn.then(() => this.generateNow(images, opts));
+    let started = false;
+    const turn = this.stagedTurn.then(() => {
+      started = true;
+      return this.generateNow(images, opts);
+    });
     this.stagedTurn = turn.catch(() => undefined);
-    return this.track(turn);
+    this.track(turn);
+    // a call aborted while it waits its turn rejects then (when the turn comes it runs nothing: the
+    // task rejects at once); once running it stops at its next decoding step, as a resident call does
+    return whileQueued(turn, opts?.signal, () => !started);
   }
 
   private async generateNow(images: ImageInput[], opts: GenerateOptions): Promise<GenerateResult[]> {
@@ -217,6 +224,23 @@ class Model implements BlipModel {
       await this.deviceRows?.close();
     })());
   }
+}
+
+/** `work`, or the abort of `signal` while `queued()` (a call made with a signal already aborted rejects at once). */
+function whileQueued<T>(work: Promise<T>, signal: unknown, queued: () => boolean): Promise<T> {
+  if (!(signal instanceof AbortSignal)) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      if (queued()) reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    const done = () => signal.removeEventListener('abort', onAbort);
+    work.then(
+      (v) => (done(), resolve(v)),
+      (e: unknown) => (done(), reject(e)),
+    );
+  });
 }
 
 /** `v` and everything it holds, frozen: a model's manifest is read-only (its defaults must not change under later calls). */

@@ -243,7 +243,9 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
   // holds the KV cache's device buffers, kept until close() where a throw skipped its release.
   let state!: S;
   let holding = false;
+  const signal = opts.signal;
   try {
+    signal?.throwIfAborted();
     let out = await model.step({ inputIds: mask2d(ids.map((r) => r)), batch: B0, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
     state = out.state;
     holding = true;
@@ -309,6 +311,7 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
         // the rest in the model (greedy): the tokens it chooses are recorded as the host's are
         let feed = next;
         while (unfinished.some(Boolean)) {
+          signal?.throwIfAborted();
           const steps = Math.min(cfg.maxLength - seqs[0].length, opts.greedyChunk ?? Infinity);
           // the first token chosen makes the rows seqs[0].length + 1 long; EOS is banned while they are shorter than the minimum
           const g = await model.greedy!(feed, state, steps, cfg.eos, cfg.pad ?? 0, unfinished.map((u) => !u), eosBannedBelow - seqs[0].length);
@@ -325,6 +328,7 @@ async function sampleOrGreedy<S>(model: StepModel<S>, ids: number[][], mask0: nu
         }
         break;
       }
+      signal?.throwIfAborted();
       const inp = new BigInt64Array(B);
       next.forEach((t, i) => (inp[i] = BigInt(t)));
       out = await model.step({ inputIds: inp, batch: B, seqLen: 1, attentionMask: mask2d(mask), pastLength: len - 1, prefill: false }, state);
@@ -369,7 +373,9 @@ async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number
   let state!: S;
   let holding = false;
   let beams: Beams;
+  const signal = opts.signal;
   try {
+    signal?.throwIfAborted();
     const out = await model.step({ inputIds: mask2d(ids), batch: B, seqLen: P, attentionMask: mask2d(mask0), pastLength: 0, prefill: true }, undefined);
     state = out.state;
     holding = true;
@@ -386,6 +392,7 @@ async function beamSearch<S>(model: StepModel<S>, ids: number[][], mask0: number
     for (;;) {
       const rows = beams.advance(logits);
       if (!rows) break;
+      signal?.throwIfAborted();
       state = await model.reorder(state, rows);
       const inp = new BigInt64Array(B * K);
       for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) inp[b * K + k] = BigInt(beams.running[b][k][beams.cur - 1]);

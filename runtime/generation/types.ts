@@ -104,6 +104,11 @@ export interface GenerationOptions {
   /** Called after every generated token (greedy and sampling). */
   onToken?: (e: TokenEvent) => void;
   /**
+   * Stops the loop: looked at before every model call (the prefill, each step, each in-model
+   * greedy chunk; beam search too), which then throws the signal's reason.
+   */
+  signal?: AbortSignal;
+  /**
    * Record each chosen token's log-probability under the model (log-softmax of its logits, before
    * any logits processor: transformers' `output_logits`), with the `top` most likely tokens of that
    * step. Greedy and sampling; the loop then runs on the host.

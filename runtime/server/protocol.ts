@@ -1,7 +1,10 @@
 // Messages between the HTTP thread and the inference workers (worker_threads). Images travel as
 // encoded bytes (their buffers are transferred, not copied); each batch carries a
-// SharedArrayBuffer of cancel flags, one Int32 per job, that the worker reads between decoding
-// steps (its event loop is blocked while onnxruntime runs, so a message would arrive too late).
+// SharedArrayBuffer of cancel flags, one Int32 per job, that the worker reads as it streams (which
+// requests still get tokens and results). A 'cancel' message tells the worker to look at the flags
+// now: it arrives between two decoding steps (onnxruntime-node runs each session.run from a
+// setImmediate, so the worker's event loop turns between them, not during one), where the worker
+// aborts a generate call whose requests are all cancelled (GenerateOptions.signal).
 import type { ImageBackend } from '../preprocess/config.js';
 import type { WireError } from './errors.js';
 import type { ImageBytes } from './images.js';
@@ -85,7 +88,7 @@ export type BatchMessage =
   | (BatchBase & { task: 'itm'; jobs: ItmJob[] })
   | (BatchBase & { task: 'embed'; jobs: EmbedJob[] });
 
-export type ToWorker = BatchMessage | { type: 'close' };
+export type ToWorker = BatchMessage | { type: 'cancel'; batch: number } | { type: 'close' };
 
 export interface GenValue {
   /** `stop`: the stop string that ended the choice; `logprobs` when the request asked. */

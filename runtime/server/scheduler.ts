@@ -8,8 +8,10 @@
 // runs, new requests accumulate and form the next one: the batch size follows the load.
 //
 // A request past its deadline (or whose client went away) is cancelled: removed from the queue,
-// or, when its batch is running, flagged in the batch's shared cancel array; a batch whose
-// requests are all cancelled stops at the next decoding step and frees its worker.
+// or, when its batch is running, flagged in the batch's shared cancel array and the worker told
+// (a 'cancel' message, read between two decoding steps); a generation batch whose requests are
+// all cancelled then stops before its next decoding step — greedy, sampling and beam search — and
+// frees its worker. (ITM and embedding batches, one model call per batch of inputs, run to their end.)
 //
 // WebGPU takes turns: onnxruntime-node 1.30 crashes the process (SIGSEGV / SIGABRT) when two
 // threads create or run WebGPU sessions at the same time (two bare worker_threads creating a WebGPU
@@ -25,7 +27,7 @@ import { candidates, parseDevice } from '../providers.js';
 import type { ImageBackend } from '../preprocess/config.js';
 import { ApiError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
-import type { BatchMessage, EmbedJob, FromWorker, GenJob, GenSettings, ItmJob, JobResult, WorkerInit } from './protocol.js';
+import type { BatchMessage, EmbedJob, FromWorker, GenJob, GenSettings, ItmJob, JobResult, ToWorker, WorkerInit } from './protocol.js';
 
 export type Task = 'generate' | 'itm' | 'embed';
 
@@ -59,6 +61,8 @@ interface Job {
   timer?: NodeJS.Timeout;
   flags?: Int32Array;
   index?: number;
+  /** Set while its batch runs: tells the worker that a request of the batch was cancelled. */
+  cancelRunning?: () => void;
 }
 
 interface Batch {
@@ -369,6 +373,7 @@ export class Scheduler {
       }
     } else if (job.flags && job.index !== undefined) {
       Atomics.store(job.flags, job.index, 1);
+      job.cancelRunning?.();
     }
     job.state = 'settled';
     if (job.timer) clearTimeout(job.timer);
@@ -442,6 +447,7 @@ export class Scheduler {
       j.state = 'running';
       j.flags = flags;
       j.index = i;
+      if (first.task === 'generate') j.cancelRunning = () => this.tellCancelled(h, batch);
     });
     h.busy = batch;
     this.running.add(batch);
@@ -456,6 +462,20 @@ export class Scheduler {
       h.worker.postMessage(msg, transfer);
     } catch (e) {
       this.onCrash(h, e as Error);
+    }
+  }
+
+  /**
+   * A request of batch `b` was cancelled while it runs on `h`: the worker looks at the batch's flags
+   * between two decoding steps and stops the batch when all its requests are. Not once the batch is
+   * over (its result came, or the worker failed: h.busy is cleared before its jobs are settled).
+   */
+  private tellCancelled(h: WorkerHandle, b: Batch): void {
+    if (h.busy !== b) return;
+    try {
+      h.worker.postMessage({ type: 'cancel', batch: b.id } satisfies ToWorker);
+    } catch {
+      // (a worker that is gone: its 'exit' settles the batch)
     }
   }
 

@@ -11,6 +11,12 @@ import type { Embedding, ItmResult } from '../tasks/retrieval.js';
 
 class Cancelled extends Error {}
 
+/**
+ * The generate call running now, and what a 'cancel' message for its batch does: abort it when
+ * every request it serves is cancelled (the loop then stops before its next decoding step).
+ */
+let running: { batch: number; check(): void } | undefined;
+
 const port = parentPort!;
 const init = workerData as WorkerInit;
 const post = (m: FromWorker, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer ?? []);
@@ -43,6 +49,11 @@ async function main(): Promise<void> {
   // one batch at a time, in arrival order
   let chain = Promise.resolve();
   port.on('message', (m: ToWorker) => {
+    // at once, not after the batch it is about: it arrives between two of its decoding steps
+    if (m.type === 'cancel') {
+      if (running?.batch === m.batch) running.check();
+      return;
+    }
     chain = chain.then(async () => {
       if (m.type === 'close') {
         await model.close().catch(() => undefined);
@@ -114,6 +125,11 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
       opts.seed = live.flatMap((i) => m.jobs[i].seeds);
     }
     let streamed = false;
+    // every request cancelled: stop decoding (greedy and sampling see it at their next token here;
+    // beam search, which calls onToken only once it is done, through the signal: see `running`)
+    const abort = new AbortController();
+    opts.signal = abort.signal;
+    running = { batch: m.id, check: () => live.every(cancelled) && abort.abort(new Cancelled('every request of the batch was cancelled')) };
     opts.onToken = (row, text) => {
       if (live.every(cancelled)) throw new Cancelled('every request of the batch was cancelled');
       const j = live[Math.floor(row / s.n)];
@@ -124,7 +140,7 @@ async function runGenerate(model: ServedModel, m: Extract<BatchMessage, { task: 
     };
     let out: GenerateResult[];
     try {
-      out = await model.generate(live.map((i) => decoded[i]!), opts);
+      out = await model.generate(live.map((i) => decoded[i]!), opts).finally(() => (running = undefined));
     } catch (e) {
       if (e instanceof Cancelled) return;
       const api = toApiError(e);

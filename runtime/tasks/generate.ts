@@ -83,11 +83,19 @@ export interface GenerateOptions {
    * the released text ('' when a token released none) and the token id. `row` is the output
    * sequence (image i, sequence k -> i * numReturnSequences + k). The pieces of a row concatenate to
    * its `text`. Greedy and sampling stream token by token; beam search replays each final sequence
-   * when its batch is done. A promise it returns is not waited for token by token, but the call
-   * settles only after it has, and rejects with its reason if it rejects (generation then stops at
-   * the next token, as when onToken throws).
+   * when its batch is done (so throwing from onToken cannot stop a beam search's decoding: `signal`
+   * can). A promise it returns is not waited for token by token, but the call settles only after it
+   * has, and rejects with its reason if it rejects (generation then stops at the next token, as when
+   * onToken throws; a beam replay at its next token).
    */
   onToken?: ((row: number, text: string, id: number) => void) | undefined;
+  /**
+   * Cancels the call: aborted before it, the call rejects at once; aborted while it runs, it stops
+   * before its next model run (the next decoding step, greedy or beam search, or the next batch's
+   * encode) and rejects with the signal's reason. With a signal, greedy decoding inside the model
+   * (CPU) runs four tokens a call, so that it looks every four tokens.
+   */
+  signal?: AbortSignal | undefined;
 }
 
 export interface Timings {
@@ -488,6 +496,7 @@ function checkOptions(o: GenerateOptions): void {
     if (i >= 0) throw bad(`seed[${i}]`, 'an integer (below 2^53 in size)', o.seed[i]);
   } else if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw bad('seed', 'an integer (below 2^53 in size)', o.seed);
   if (o.onToken !== undefined && typeof o.onToken !== 'function') throw bad('onToken', 'a function', o.onToken);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw bad('signal', 'an AbortSignal (AbortController.signal)', o.signal);
   if (o.prompt !== undefined) {
     if (Array.isArray(o.prompt)) {
       const i = o.prompt.findIndex((p) => typeof p !== 'string');
@@ -514,7 +523,7 @@ const isList = <T>(v: T | readonly T[] | undefined): v is readonly T[] => Array.
 /** Every key GenerateOptions has (checked at run time for JavaScript callers). */
 const GENERATE_OPTIONS: Array<keyof GenerateOptions> = [
   'prompt', 'maxNewTokens', 'maxLength', 'minNewTokens', 'minLength', 'numBeams', 'lengthPenalty', 'earlyStopping', 'repetitionPenalty',
-  'noRepeatNgramSize', 'doSample', 'topP', 'topK', 'temperature', 'seed', 'numReturnSequences', 'stop', 'logprobs', 'topLogprobs', 'batchSize', 'onToken',
+  'noRepeatNgramSize', 'doSample', 'topP', 'topK', 'temperature', 'seed', 'numReturnSequences', 'stop', 'logprobs', 'topLogprobs', 'batchSize', 'onToken', 'signal',
 ];
 
 /** Run generation for `images` (see GenerateOptions); one result per image, in order. */
@@ -525,6 +534,8 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   // prompt: null is no prompt, as null options are no options (JavaScript callers pass it so)
   if ((opts as { prompt?: unknown }).prompt === null) opts = { ...opts, prompt: undefined };
   checkOptions(opts);
+  // (Node's convention: a signal aborted before the call rejects it at once, with its reason)
+  opts.signal?.throwIfAborted();
   const m = ctx.manifest;
   if (!m.decoder) throw new BlipRuntimeError('BLIP5044', 'this model has no decoder facts in its manifest; recompile it');
   checkSampling(opts, opts.doSample ?? m.generation?.do_sample ?? false);
@@ -585,6 +596,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
   try {
     for (let start = 0; start < N; start += bs) {
       const B = Math.min(bs, N - start);
+      opts.signal?.throwIfAborted(); // (before the batch opens or runs anything)
       const t0 = performance.now();
       const { tensor: pixel_values, readMs } = await prepared.pixels(start / bs);
       const { built, newTokens, ms: buildMs } = texts[start / bs]!;
@@ -627,9 +639,11 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         }
       }
       const streamers = onToken ? Array.from({ length: rowsOut }, (_, r) => rowStreamer(ctx.tokenizer, firstRow + r, onToken, stops)) : [];
-      // in-graph greedy (CPU): a caller who streams gets its tokens four at a time, and a row that
-      // meets a stop string runs at most three tokens past it before the host sees it
-      if (opts.onToken || stops.length) g.greedyChunk = 4;
+      // in-graph greedy (CPU): a caller who streams gets its tokens four at a time, a row that meets
+      // a stop string runs at most three tokens past it before the host sees it, and an abort is
+      // seen within four tokens
+      if (opts.onToken || stops.length || opts.signal) g.greedyChunk = 4;
+      g.signal = opts.signal;
       // where each greedy or sampled row stopped (new tokens kept); beam rows are cut afterwards
       const stoppedAt = new Map<number, number>();
       if (stops.length) {
@@ -668,7 +682,12 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         return seq;
       });
       if (beam && onToken) {
-        seqs.forEach((s, r) => streamers[r].replay(s.tokenIds));
+        // an abort or a rejected async onToken stops the replay as it stops decoding: at the next token
+        const stopping = () => {
+          opts.signal?.throwIfAborted();
+          callbacks?.check();
+        };
+        for (let r = 0; r < seqs.length; r++) await streamers[r].replay(seqs[r].tokenIds, stopping);
         await callbacks?.settled();
       }
       for (let b = 0; b < B; b++) {
@@ -786,8 +805,13 @@ function rowStreamer(tok: HfTokenizer, row: number, cb: (row: number, text: stri
     event(e: TokenEvent, r: number) {
       if (!done) feed(e.tokens[r], e.finished[r]);
     },
-    replay(ids: number[]) {
-      ids.forEach((id, i) => feed(id, i === ids.length - 1));
+    /** Streams a finished sequence, calling `stopping` before each token (after a microtask, in which an async onToken's rejection is seen). */
+    async replay(ids: number[], stopping: () => void) {
+      for (let i = 0; i < ids.length; i++) {
+        await Promise.resolve();
+        stopping();
+        feed(ids[i], i === ids.length - 1);
+      }
     },
   };
 }

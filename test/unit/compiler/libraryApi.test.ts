@@ -145,7 +145,7 @@ export async function passThrough(): Promise<void> {
   const generateOpts = {
     prompt: maybe('a'), maxNewTokens: maybe(3), maxLength: maybe(9), minNewTokens: maybe(1), minLength: maybe(1), numBeams: maybe(2), lengthPenalty: maybe(1), earlyStopping: maybe('never'),
     repetitionPenalty: maybe(1), noRepeatNgramSize: maybe(0), doSample: maybe(true), topP: maybe(1), topK: maybe(5), temperature: maybe(1), seed: maybe(1), numReturnSequences: maybe(1),
-    stop: maybe('.'), logprobs: maybe(true), topLogprobs: maybe(1), batchSize: maybe(8), onToken: maybe(() => {}),
+    stop: maybe('.'), logprobs: maybe(true), topLogprobs: maybe(1), batchSize: maybe(8), onToken: maybe(() => {}), signal: maybe(new AbortController().signal),
   } satisfies Record<keyof GenerateOptions, unknown>;
   await m.generate(['cat.jpg'], generateOpts);
   const itmOpts = { batchSize: maybe(4), maxTextTokens: maybe(35) } satisfies Record<keyof ItmOptions, unknown>;

@@ -127,6 +127,29 @@ test('a request past --timeout-ms is cancelled with 408 and its slot freed, queu
   }
 });
 
+test('a running batch whose requests are all cancelled stops before its next decoding step, beam search too (no onToken while it decodes)', async () => {
+  for (const beams of [false, true]) {
+    const g = gate();
+    const steps = new SharedArrayBuffer(4);
+    const s = await start(g, { maxBatch: 1, timeoutMs: 300, backendOptions: { gate: g.gate, log: g.log, steps, beams } });
+    try {
+      const url = `${s.url}/v1/chat/completions`;
+      // the worker is held in its first step (the gate is closed) until the request has timed out
+      const r = await post(url, chatBody('cap', { max_tokens: 30 }));
+      assert.equal(r.status, 408);
+      g.open();
+      await until(() => s.scheduler.busyWorkers()[0][1] === 0, 'the worker to be free');
+      const run = Atomics.load(new Int32Array(steps), 0);
+      assert.ok(run <= 3, `beams ${beams}: ${run} of the 30 steps ran (the request was cancelled during the first)`);
+      const ok = await post(url, chatBody('cap', { max_tokens: 2 }));
+      assert.equal(ok.status, 200);
+    } finally {
+      g.open();
+      await s.close();
+    }
+  }
+});
+
 test('a client that goes away while queued frees its slot', async () => {
   const g = gate();
   const s = await start(g, { maxBatch: 1 });

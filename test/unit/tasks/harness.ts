@@ -81,14 +81,16 @@ export function imagesOf(e: Expected): string[] {
 /**
  * Runs `fn` with every onnxruntime session run and session creation counted (the prototype's run
  * and InferenceSession.create wrapped, put back afterwards): what a call spent before it failed.
+ * `onRun(n)` is called as run n (1-based) starts.
  */
-export async function countingSessionWork(fn: () => Promise<void>): Promise<{ runs: number; opened: number }> {
+export async function countingSessionWork(fn: () => Promise<void>, onRun?: (n: number) => void): Promise<{ runs: number; opened: number }> {
   const proto = (ort.InferenceSession as unknown as { prototype: unknown }).prototype as { run: (...a: unknown[]) => Promise<unknown> };
   const create = ort.InferenceSession.create;
   const run = proto.run;
   const count = { runs: 0, opened: 0 };
   proto.run = function (this: ort.InferenceSession, ...a: unknown[]) {
     count.runs++;
+    onRun?.(count.runs);
     return run.apply(this, a);
   };
   (ort.InferenceSession as { create: unknown }).create = (...a: unknown[]) => (count.opened++, (create as (...b: unknown[]) => unknown).apply(ort.InferenceSession, a));
