@@ -91,7 +91,7 @@ export interface GenerationOptions {
   padTokenId?: number | null;
   /** The language model's configured vocabulary (beam search splits candidates by it); default: logits width. */
   vocabSize?: number;
-  /** Seed of the sampling PRNG (reproducible for a seed; torch's RNG is not reproduced). */
+  /** Seed of the sampling PRNG (reproducible for a seed; torch's RNG is not reproduced). Default 0: the same draws every call. */
   seed?: number;
   /** A custom uniform [0, 1) source for sampling (overrides seed). */
   random?: () => number;

@@ -56,6 +56,8 @@ export interface GenerateOptions {
    * from (seed, j)), so a sampled text does not depend on the batch size; an array gives the seed of
    * each output sequence (image i, sequence k -> index i * numReturnSequences + k). Beam sampling
    * (numBeams > 1 with doSample) uses one stream per batch, seeded by the batch's first seed.
+   * Default 0: every unseeded call samples the same texts (blip serve draws a random seed per
+   * request instead); pass a seed of your own for different samples.
    */
   seed?: number | readonly number[] | undefined;
   /** Sequences per image (beam search: at most numBeams; sampling: independent samples). */
