@@ -292,6 +292,9 @@ export async function load(dir: string, opts: LoadOptionsByName | null = {}): Pr
   opts ??= {};
   checkLoadOptions(opts);
   const manifest = deepFreeze(readManifest(dir));
+  // before any session is opened (one opened and then refused would be left to the garbage collector)
+  if (manifest.graphs.decoder && !manifest.graphs.encode) throw new BlipRuntimeError('BLIP5044', `${dir}: decoder.onnx without encode.onnx; recompile the model`);
+  if (!manifest.graphs.decoder && !manifest.graphs.retrieval) throw new BlipRuntimeError('BLIP5044', `${dir}: neither decoder.onnx nor retrieval.onnx; recompile the model`);
   const preprocess = { ...preprocessFromManifest(manifest.preprocess, `${join(dir, 'manifest.json')} preprocess`), backend: opts.imageBackend ?? 'pil' };
   if (!manifest.tokenizer) throw new BlipRuntimeError('BLIP5020', `${dir}: the manifest names no tokenizer; recompile the model`);
   const tokenizer = loadTokenizer(join(dir, manifest.tokenizer.dir));
@@ -358,9 +361,6 @@ export async function load(dir: string, opts: LoadOptionsByName | null = {}): Pr
     for (const s of Object.values(sessions)) await s?.release().catch(() => undefined);
     throw e;
   }
-  const generating = !!sessions.decoder;
-  if (generating && !sessions.encode) throw new BlipRuntimeError('BLIP5044', `${dir}: decoder.onnx without encode.onnx; recompile the model`);
-  if (!generating && !sessions.retrieval) throw new BlipRuntimeError('BLIP5044', `${dir}: neither decoder.onnx nor retrieval.onnx; recompile the model`);
   const kvOnDevice = providers.decoder === 'webgpu' && opts.kvOnDevice !== false;
   return new Model(dir, manifest, preprocess, tokenizer, qformerTokenizer, sessions, providers, kvOnDevice ? new DeviceRowGather() : undefined);
 }

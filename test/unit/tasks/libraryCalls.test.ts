@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load, type BlipModel, type GenerateOptions } from '../../../src/index.js';
-import { compileFixture, fixturePath, tempDir } from './harness.js';
+import { compileFixture, countingSessionWork, fixturePath, tempDir } from './harness.js';
 
 const tmp = tempDir('blip-library-calls-');
 after(() => tmp.remove());
@@ -225,6 +225,16 @@ test('a call uses its arguments as they were when it was made: the caller may ch
       if (staged) await m.close();
     }
   }
+});
+
+test('load() refuses a decoder without its image encoder (BLIP5044) before it opens any session', async () => {
+  const noEncoder = join(tmp.dir, 'no-encoder');
+  cpSync(dir, noEncoder, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(noEncoder, 'manifest.json'), 'utf8'));
+  delete manifest.graphs.encode;
+  writeFileSync(join(noEncoder, 'manifest.json'), JSON.stringify(manifest));
+  const work = await countingSessionWork(() => assert.rejects(load(noEncoder, { threads: 1 }), says('BLIP5044', /decoder\.onnx without encode\.onnx; recompile the model$/)));
+  assert.equal(work.opened, 0, 'sessions opened (and left to the garbage collector) before the refusal');
 });
 
 test("load('') names what was expected", async () => {
