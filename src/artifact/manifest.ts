@@ -85,6 +85,7 @@ export interface TokenizerEntry {
 
 export interface TextConventions {
   bos_token_id?: number;
+  /** Empty: the model has no end-of-sequence id (config.json eos_token_id null); generation runs to its length limit. */
   eos_token_id: number[];
   pad_token_id: number;
   sep_token_id?: number;
@@ -320,7 +321,8 @@ export const manifestSchema = {
       required: ['eos_token_id', 'pad_token_id', 'prompt_format'],
       properties: {
         bos_token_id: int,
-        eos_token_id: { type: 'array', items: int, minItems: 1 },
+        // empty: no end-of-sequence id (config.json eos_token_id null), generation runs to its length limit
+        eos_token_id: { type: 'array', items: int },
         pad_token_id: int,
         sep_token_id: int,
         decoder_start_token_id: int,

@@ -182,14 +182,21 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
       text_input: task === 'caption' ? 'decoder' : 'encoder',
     };
   }
-  // A language model blip-graph has no class for, or an id written as null: eos 2. No pad id
-  // (LlamaConfig leaves it unset): the first eos, as generate() then pads with (the pads of a
-  // batch's shorter prompts are ids the repetition penalty and the n-gram ban see).
+  // eos_token_id null: no end-of-sequence id, generation runs to its length limit (transformers
+  // gives the language model's generation config eos None, whatever generation_config.json says).
+  // Left out by a language model blip-graph has no class for: eos 2. No pad id (LlamaConfig leaves
+  // it unset): the first eos, as generate() then pads with (the pads of a batch's shorter prompts
+  // are ids the repetition penalty and the n-gram ban see).
   const eos = text.eos_token_id;
-  const eosIds = Array.isArray(eos) ? (eos as number[]) : [id(eos) ?? 2];
+  const eosIds = eos === null ? [] : Array.isArray(eos) ? (eos as number[]) : [id(eos) ?? 2];
+  const pad = id(text.pad_token_id) ?? eosIds[0];
+  if (pad === undefined) {
+    const at = section === '' ? 'config.json' : `config.json "${section}"`;
+    throw new CompileError('BLIP4017', `${at} gives no pad_token_id (left out or null) and eos_token_id null: the compiled model needs a padding id (a batch's shorter prompts are padded with it when the tokenizer has none); write pad_token_id`);
+  }
   const conv: TextConventions = {
     eos_token_id: eosIds,
-    pad_token_id: id(text.pad_token_id) ?? eosIds[0]!,
+    pad_token_id: pad,
     prompt_format: 'plain',
   };
   const bos = id(text.bos_token_id);

@@ -131,7 +131,7 @@ function summary(dir: string, m: Manifest, graphs: Record<string, GraphStats>): 
   const p = m.preprocess;
   rows.push(['preprocess', `${p.do_resize ? `${p.image_size}×${p.image_size} ${p.resample}` : `no resize (${p.image_size})`}${p.do_normalize ? `, mean [${p.mean.map(round).join(', ')}], std [${p.std.map(round).join(', ')}]` : ', not normalized'}`]);
   const t = m.text;
-  const ids = [t.bos_token_id !== undefined && `bos ${t.bos_token_id}`, `eos ${t.eos_token_id.join('/')}`, `pad ${t.pad_token_id}`, t.sep_token_id !== undefined && `sep ${t.sep_token_id}`, t.decoder_start_token_id !== undefined && `decoder start ${t.decoder_start_token_id}`, t.image_token_id !== undefined && `image ${t.image_token_id}`].filter(Boolean);
+  const ids = [t.bos_token_id !== undefined && `bos ${t.bos_token_id}`, `eos ${t.eos_token_id.join('/') || 'none'}`, `pad ${t.pad_token_id}`, t.sep_token_id !== undefined && `sep ${t.sep_token_id}`, t.decoder_start_token_id !== undefined && `decoder start ${t.decoder_start_token_id}`, t.image_token_id !== undefined && `image ${t.image_token_id}`].filter(Boolean);
   const limits = Object.entries(t.max_positions ?? {}).map(([k, v]) => `${v} ${k.replace('_', ' ')}`);
   rows.push(['text', [`${t.prompt_format} prompts`, `tokens ${ids.join(', ')}`, t.num_query_tokens !== undefined && `${t.num_query_tokens} query tokens`, limits.length && `at most ${limits.join(', ')} positions`].filter(Boolean).join('; ')]);
   if (m.decoder) {

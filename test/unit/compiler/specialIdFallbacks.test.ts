@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { compile, CompileError } from '../../../src/index.js';
+import { compile, CompileError, load } from '../../../src/index.js';
 import { FIXTURES, tmp } from './harness.js';
 
 type Json = Record<string, any>;
@@ -104,6 +104,39 @@ test('T5: a bos_token_id outside the vocabulary that stands in for the decoder s
       assert.deepEqual(e.problems.map((p) => p.message), [
         `config.json "text_config" bos_token_id is ${v}, outside the language model's vocabulary of ${v} tokens`,
         `config.json "text_config" decoder_start_token_id (left out: the decoder starts from bos_token_id) is ${v}, outside the language model's vocabulary of ${v} tokens`,
+      ]);
+      return true;
+    },
+  );
+});
+
+test('eos_token_id null is no end-of-sequence id (eos_token_id [] in the manifest), as transformers reads None: generation runs to its length', async () => {
+  // transformers 5.12.1, InstructBlipForConditionalGeneration.generate(max_new_tokens=12) on photo_64x48.jpg,
+  // "What is unusual about this image?" (.bench/review/configs/eosnull.py): the fixture's own config stops at 2
+  const noEos = [53, 181, 425, 311, 498, 557, 5, 495, 64, 2, 536, 364];
+  const r = await compileWith('graphs/instructblip-vicuna.blip', 'instructblip-vicuna-a', (c) => {
+    assert.deepEqual([c.text_config.eos_token_id, c.text_config.pad_token_id], [2, 0], "the fixture's own ids");
+    c.text_config.eos_token_id = null;
+  });
+  assert.deepEqual([r.manifest.text.eos_token_id, r.manifest.text.pad_token_id], [[], 0]);
+  const model = await load(r.out);
+  try {
+    const [g] = await model.generate([join(FIXTURES, 'images', 'photo_64x48.jpg')], { prompt: 'What is unusual about this image?', maxNewTokens: 12, numBeams: 1, repetitionPenalty: 1 });
+    assert.deepEqual(g!.tokenIds, noEos);
+  } finally {
+    await model.close();
+  }
+  for (const [graph, fixture] of [['graphs/blip2-opt.blip', 'blip2-opt-a'], ['graphs/blip2-t5.blip', 'blip2-t5-a']]) {
+    const m = await compileWith(graph, fixture, (c) => (c.text_config.eos_token_id = null));
+    assert.deepEqual(m.manifest.text.eos_token_id, [], fixture);
+  }
+  // and no pad id to fall back on: refused by name
+  await assert.rejects(
+    compileWith('graphs/instructblip-vicuna.blip', 'instructblip-vicuna-a', (c) => ((c.text_config.eos_token_id = null), delete c.text_config.pad_token_id)),
+    (e: unknown) => {
+      assert.ok(e instanceof CompileError);
+      assert.deepEqual(e.problems.map((p) => [p.code, p.message]), [
+        ['BLIP4017', 'config.json "text_config" gives no pad_token_id (left out or null) and eos_token_id null: the compiled model needs a padding id (a batch\'s shorter prompts are padded with it when the tokenizer has none); write pad_token_id'],
       ]);
       return true;
     },
