@@ -709,7 +709,7 @@ async function writeArtifact(opts: CompileOptions, x: Built): Promise<Omit<Compi
   const task: Manifest['task'] = x.rets.length ? 'retrieval' : x.encodeTakesText ? 'vqa' : 'caption';
   // the special ids and prompt layout are the generating node's: its kind and its config section
   const gen = x.gens.length ? opts.model.nodes.find((n) => n.name === x.gens[0]!.args[0]) : undefined;
-  const genNode = gen && { kind: gen.kind, ...(gen.config !== undefined ? { section: gen.config } : {}) };
+  const genNode = gen && { kind: gen.kind, ...(gen.config !== undefined ? { section: gen.config } : {}), loc: x.gens[0]!.loc };
   const text: Manifest['text'] = {
     ...textConventionsFor(x.family, x.ckpt.config, task, genNode, x.prefixLength),
     ...(Object.keys(x.limits).length ? { max_positions: x.limits } : {}),

@@ -1,7 +1,7 @@
 // Facts the manifest carries besides the graphs, read from the .blip file's blocks and the
 // checkpoint's files, in that order of precedence: image preprocessing, generation defaults, the
 // special token ids and how prompts are built. Each value records where it came from.
-import { LENGTH_BOUNDS, type IrGeneration, type IrModel, type IrPreprocess } from '../ir/types.js';
+import { LENGTH_BOUNDS, type IrGeneration, type IrModel, type IrPreprocess, type SourceLoc } from '../ir/types.js';
 import type { Generation, Manifest, Preprocess, TextConventions } from '../artifact/manifest.js';
 import type { Checkpoint, JsonObject } from '../weights/checkpoint.js';
 import { CompileError } from './CompileError.js';
@@ -141,6 +141,8 @@ export interface GeneratingNode {
   kind: string;
   /** The config.json section its attributes come from ('' the top level; absent: text_config). */
   section?: string;
+  /** The generate output, where a special id the model cannot run with is reported. */
+  loc?: SourceLoc;
 }
 
 /**
@@ -165,9 +167,15 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   const config = effectiveConfig(fileConfig).config;
   const section = textSectionOf(gen);
   const text = obj(section === '' ? config : config[section]);
+  const at = section === '' ? 'config.json' : `config.json "${section}"`;
   // BlipTextLMHeadModel (transformers' BLIP text decoder): a generating bert
   const blipLayout = gen ? Object.hasOwn(nodeKinds, gen.kind) && nodeKinds[gen.kind]!.promptFormat === 'blip' : family === 'blip';
   if (blipLayout) {
+    // BLIP's generate() writes bos_token_id over [CLS] as the decoder's first token: transformers
+    // fails on a null one ("can't assign a NoneType"), where the class default would run unasked.
+    if (gen && text.bos_token_id === null) {
+      throw new CompileError('BLIP4017', `${at} bos_token_id is null, but BLIP's decoder starts from it ([DEC]; transformers fails on null too): write the id, or leave the key out for BlipTextConfig's default (30522)`, gen.loc);
+    }
     const bos = id(text.bos_token_id) ?? 30522;
     const sep = id(text.sep_token_id) ?? 102;
     return {
@@ -191,8 +199,7 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   const eosIds = eos === null ? [] : Array.isArray(eos) ? (eos as number[]) : [id(eos) ?? 2];
   const pad = id(text.pad_token_id) ?? eosIds[0];
   if (pad === undefined) {
-    const at = section === '' ? 'config.json' : `config.json "${section}"`;
-    throw new CompileError('BLIP4017', `${at} gives no pad_token_id (left out or null) and eos_token_id null: the compiled model needs a padding id (a batch's shorter prompts are padded with it when the tokenizer has none); write pad_token_id`);
+    throw new CompileError('BLIP4017', `${at} gives no pad_token_id (left out or null) and eos_token_id null: the compiled model needs a padding id (a batch's shorter prompts are padded with it when the tokenizer has none); write pad_token_id`, gen?.loc);
   }
   const conv: TextConventions = {
     eos_token_id: eosIds,
@@ -207,10 +214,7 @@ export function textConventionsFor(family: Family, fileConfig: JsonObject, task:
   const encoderDecoder = gen !== undefined && Object.hasOwn(nodeKinds, gen.kind) && nodeKinds[gen.kind]!.lowering?.decoder?.textInEncode === true;
   const start = id(text.decoder_start_token_id) ?? (encoderDecoder ? bos : undefined);
   if (start !== undefined) conv.decoder_start_token_id = start;
-  else if (encoderDecoder) {
-    const at = section === '' ? 'config.json' : `config.json "${section}"`;
-    throw new CompileError('BLIP4017', `${at} gives no decoder_start_token_id and no bos_token_id (left out or null): the decoder starts from one of them, and transformers refuses to generate without; write decoder_start_token_id (Flan-T5's is 0)`);
-  }
+  else if (encoderDecoder) throw new CompileError('BLIP4017', `${at} gives no decoder_start_token_id and no bos_token_id (left out or null): the decoder starts from one of them, and transformers refuses to generate without; write decoder_start_token_id (Flan-T5's is 0)`, gen?.loc);
   if (id(config.image_token_index) !== undefined) conv.image_token_id = id(config.image_token_index);
   if (num(config.num_query_tokens) !== undefined) conv.num_query_tokens = num(config.num_query_tokens);
   if (prefixLength !== undefined) conv.prefix_length = prefixLength;

@@ -100,7 +100,13 @@ export function manifestValueProblems(
 ): Problem[] {
   const problems: Problem[] = [];
   const sources = textSources(textSection);
-  const from = (key: string) => `${sources[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (${defaulted.get(key)})` : ''}`;
+  // BLIP's decoder starts from bos_token_id and stops on sep_token_id (conventions.ts): their
+  // values are named by those keys, so that one bad value is one line naming the key the file has
+  const readFrom: Record<string, string> = text.prompt_format === 'blip' ? { decoder_start_token_id: 'bos_token_id', eos_token_id: 'sep_token_id' } : {};
+  const from = (field: string) => {
+    const key = readFrom[field] ?? field;
+    return `${sources[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (${defaulted.get(key)})` : ''}`;
+  };
   const v = validatorsFor();
   // The image processor's values, by the rules a graph's preprocess block meets (sizes 16-4096,
   // three channels, a positive std, a filter blip-graph resizes with) and do_resize / do_rescale.

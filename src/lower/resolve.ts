@@ -101,14 +101,17 @@ export function resolveNodes(model: IrModel, ckpt: CheckpointView): { nodes: Map
     // validated those): an activation the lowering does not know, a list where a size belongs or a
     // patch of 1e30 pixels is reported here, as the checkpoint's, instead of failing in the lowering
     // or as a shape error. Such values are dropped; the compile stops on these problems anyway.
-    for (const [where, found] of sources) {
+    for (const [i, [where, found]] of sources.entries()) {
       const unpinned = Object.fromEntries(Object.entries(found).filter(([a]) => !(a in node.attrs)));
       for (const p of checkAttrs(kindSchemaId(node.kind), unpinned)) {
         const attr = String(p.path[0]);
         if (p.code === 'BLIP3001') continue; // lowering-only facts (placeholders, queries, …) are not in the schema
+        // a value read from the top level (BLIP-2's num_query_tokens) is named by its key, not by the section
+        const key = i === 0 && sectionName ? sourceOf(attr)?.key : undefined;
+        const at = key !== undefined && !key.startsWith(`${sectionName}.`) ? `config.json "${key}"` : where;
         problems.push({
           code: 'BLIP4017',
-          message: `${where} gives ${show(found[attr])} for attribute "${attr}" of node "${node.name}" (${node.kind}), which expects ${p.expected}`,
+          message: `${at} gives ${show(found[attr])} for attribute "${attr}" of node "${node.name}" (${node.kind}), which expects ${p.expected}`,
           loc: node.loc,
         });
         delete found[attr];

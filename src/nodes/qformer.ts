@@ -49,7 +49,8 @@ export const QFormer: NodeKind = {
       act: 'hidden_act',
     });
     // The query count lives at the root of BLIP-2 / InstructBLIP configs, not in qformer_config.
-    if (typeof root.num_query_tokens === 'number') attrs.queries = root.num_query_tokens;
+    // Any value but null is taken, for the schema to refuse a malformed one ("8") by name.
+    if (root.num_query_tokens !== undefined && root.num_query_tokens !== null) attrs.queries = root.num_query_tokens as number;
     // transformers' _keep_in_fp32_modules: ["query_tokens", "qformer"] in every BLIP-2 class.
     if (typeof root.model_type === 'string') attrs.keep_float32 = root.model_type === 'blip-2' || root.model_type === 'blip_2';
     return attrs;

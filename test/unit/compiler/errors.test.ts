@@ -253,11 +253,32 @@ test('token ids and generation settings the runtime would refuse are errors nami
   // a string is refused too, not replaced by the default id (a "408" eos generated to the length limit)
   const weights4 = checkpointCopy('blip-caption-a');
   writeFileSync(join(weights4, 'config.json'), JSON.stringify({ ...cfg, text_config: { ...cfg.text_config, sep_token_id: '102' } }));
-  await fails(CAPTION, weights4, (e) => assert.ok((e as CompileError).problems.some((p) => p.code === 'BLIP4017' && p.message === 'config.json "text_config" sep_token_id is "102", which must be integer'), (e as Error).message));
+  // one line, by the key the file has: BLIP stops on sep_token_id (the manifest's eos) and starts from bos_token_id (its decoder start)
+  await fails(CAPTION, weights4, (e) => assert.deepEqual((e as CompileError).problems.map((p) => [p.code, p.message]), [['BLIP4017', 'config.json "text_config" sep_token_id is "102", which must be integer']]));
+  const weights5 = checkpointCopy('blip-caption-a');
+  writeFileSync(join(weights5, 'config.json'), JSON.stringify({ ...cfg, text_config: { ...cfg.text_config, bos_token_id: null } }));
+  await fails(CAPTION, weights5, (e) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => [p.code, p.message, p.loc?.line]), [
+      ['BLIP4017', 'config.json "text_config" bos_token_id is null, but BLIP\'s decoder starts from it ([DEC]; transformers fails on null too): write the id, or leave the key out for BlipTextConfig\'s default (30522)', lineOf(CAPTION, 'output caption')],
+    ]);
+  });
   const weights3 = checkpointCopy('blip-caption-a');
   writeFileSync(join(weights3, 'config.json'), JSON.stringify(cfg));
   await fails(CAPTION, weights3, (e) => {
-    assert.equal(problem(e, 'BLIP4017').message, `config.json "text_config" bos_token_id is ${vocab + 5}, outside the language model's vocabulary of ${vocab} tokens`);
+    assert.deepEqual((e as CompileError).problems.map((p) => p.message), [`config.json "text_config" bos_token_id is ${vocab + 5}, outside the language model's vocabulary of ${vocab} tokens`]);
+  });
+});
+
+test("BLIP-2's top-level num_query_tokens that is not a number is refused by its key, not read as absent", async () => {
+  const weights = checkpointCopy('blip2-opt-a');
+  const cfg = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
+  writeFileSync(join(weights, 'config.json'), JSON.stringify({ ...cfg, num_query_tokens: String(cfg.num_query_tokens) }));
+  await fails('graphs/blip2-opt.blip', weights, (e) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => [p.code, p.message]), [
+      ['BLIP4017', `config.json "num_query_tokens" gives "${cfg.num_query_tokens}" for attribute "queries" of node "qformer" (qformer), which expects an integer`],
+    ]);
   });
 });
 

@@ -88,6 +88,7 @@ test('T5: a text_config without decoder_start_token_id (left out or null) starts
             e.problems.map((p) => [p.code, p.message]),
             [['BLIP4017', 'config.json "text_config" gives no decoder_start_token_id and no bos_token_id (left out or null): the decoder starts from one of them, and transformers refuses to generate without; write decoder_start_token_id (Flan-T5\'s is 0)']],
           );
+          assert.ok(e.problems[0]!.loc, 'at the generate output');
           return true;
         },
       );
@@ -138,6 +139,7 @@ test('eos_token_id null is no end-of-sequence id (eos_token_id [] in the manifes
       assert.deepEqual(e.problems.map((p) => [p.code, p.message]), [
         ['BLIP4017', 'config.json "text_config" gives no pad_token_id (left out or null) and eos_token_id null: the compiled model needs a padding id (a batch\'s shorter prompts are padded with it when the tokenizer has none); write pad_token_id'],
       ]);
+      assert.ok(e.problems[0]!.loc, 'at the generate output');
       return true;
     },
   );
