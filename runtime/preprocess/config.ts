@@ -123,8 +123,18 @@ export function preprocessFromManifest(p: PreprocessLike, where = 'manifest.json
 
 /** A HuggingFace image-processor dict (the contents of preprocessor_config.json). */
 export function preprocessFromHf(d: Record<string, unknown>, where = 'preprocessor_config.json'): PreprocessConfig {
-  if (d.do_center_crop === true) {
-    throw new PreprocessConfigError(`${where}: do_center_crop is true; BLIP processors resize without cropping and the runtime does not crop`, where);
+  // transformers crops the resized image to crop_size; the runtime does not crop, so only a crop to
+  // the size just resized to (one that changes nothing) is taken
+  if (d.do_center_crop !== undefined && d.do_center_crop !== null && d.do_center_crop !== false) {
+    const side = (v: unknown): number | undefined => {
+      if (typeof v === 'number') return v;
+      const [h, w] = Array.isArray(v) ? v : v && typeof v === 'object' ? [(v as Record<string, unknown>).height, (v as Record<string, unknown>).width] : [];
+      return typeof h === 'number' && h === w ? h : undefined;
+    };
+    const resized = d.do_resize === undefined || d.do_resize === true ? side(d.size ?? BLIP_DEFAULTS.image_size) : undefined;
+    if (d.do_center_crop !== true || resized === undefined || side(d.crop_size) !== resized) {
+      throw new PreprocessConfigError(`${where}: do_center_crop is ${JSON.stringify(d.do_center_crop)} with crop_size ${JSON.stringify(d.crop_size ?? null)}; the runtime does not crop (a crop_size equal to the resized size, which changes nothing, is taken)`, where);
+    }
   }
   if (d.do_pad === true) throw new PreprocessConfigError(`${where}: do_pad is true; the runtime does not pad images`, where);
   // The file stores PIL's integer code: transformers resizes a name ("nearest") with bilinear (PIL

@@ -101,8 +101,28 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
       refused.push(`${file} gives null for ${key}, which ${step} true needs (transformers refuses it too): write the value, or leave the key out for BlipImageProcessor's default`);
     }
   }
+  // do_center_crop: transformers crops the resized image to crop_size (padding where it is larger);
+  // blip-graph does not crop, so only a crop to the size just resized to (one that changes nothing)
+  // is taken.
+  const crop = ip?.do_center_crop;
+  if (crop !== undefined && crop !== null && crop !== false) {
+    const cropSide = squareSide(ip!.crop_size);
+    if (crop !== true) refused.push(`${file} gives ${JSON.stringify(crop)} for do_center_crop: expected true or false`);
+    else if (ip!.crop_size === undefined || ip!.crop_size === null) refused.push(`${file} gives do_center_crop true and no crop_size (transformers refuses it too): set do_center_crop false`);
+    else if (out.do_resize !== true || cropSide !== out.image_size) {
+      const resized = out.do_resize === true ? `images are resized to ${JSON.stringify(out.image_size)} × ${JSON.stringify(out.image_size)}` : 'images are not resized, do_resize is false';
+      refused.push(`${file} gives do_center_crop true with crop_size ${JSON.stringify(ip!.crop_size)}, but blip-graph does not crop (${resized}): expected do_center_crop false, or a crop_size equal to the resized size (a crop that changes nothing)`);
+    }
+  }
   if (refused.length) throw new CompileError(refused.map((message) => ({ code: 'BLIP4017', message, loc: model.outputs[0]?.loc })));
   return out;
+}
+
+/** The side of a square size as image processors write one (16, [16, 16], {"height": 16, "width": 16}), else undefined. */
+function squareSide(v: unknown): number | undefined {
+  if (typeof v === 'number') return v;
+  const [h, w] = Array.isArray(v) ? v : [obj(v).height, obj(v).width];
+  return typeof h === 'number' && h === w ? h : undefined;
 }
 
 const GENERATION_KEYS = [

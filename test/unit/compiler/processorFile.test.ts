@@ -71,3 +71,20 @@ test('a value written as null for a step that is on is refused, as transformers 
   const off = await compileWith({ image_mean: null, do_normalize: false, rescale_factor: null, do_rescale: null });
   assert.deepEqual([off.preprocess.do_normalize, off.preprocess.do_rescale], [false, false]);
 });
+
+test('do_center_crop true is refused unless the crop changes nothing (crop_size the size images are resized to): blip-graph does not crop', async () => {
+  const side = JSON.parse(readFileSync(join(FIXTURES, 'blip-caption-a', 'checkpoint', 'config.json'), 'utf8')).vision_config.image_size as number;
+  const half = { height: side / 2, width: side / 2 };
+  await refused({ do_center_crop: true, crop_size: half }, [
+    `processor_config.json gives do_center_crop true with crop_size ${JSON.stringify(half)}, but blip-graph does not crop (images are resized to ${side} × ${side}): expected do_center_crop false, or a crop_size equal to the resized size (a crop that changes nothing)`,
+  ]);
+  await refused({ do_center_crop: true }, ['processor_config.json gives do_center_crop true and no crop_size (transformers refuses it too): set do_center_crop false']);
+  await refused({ do_center_crop: true, crop_size: side, do_resize: false }, [
+    `processor_config.json gives do_center_crop true with crop_size ${side}, but blip-graph does not crop (images are not resized, do_resize is false): expected do_center_crop false, or a crop_size equal to the resized size (a crop that changes nothing)`,
+  ]);
+  await refused({ do_center_crop: 1, crop_size: side }, ['processor_config.json gives 1 for do_center_crop: expected true or false']);
+  for (const crop_size of [side, [side, side], { height: side, width: side }]) {
+    assert.equal((await compileWith({ do_center_crop: true, crop_size })).preprocess.image_size, side, JSON.stringify(crop_size));
+  }
+  for (const do_center_crop of [false, null]) assert.equal((await compileWith({ do_center_crop, crop_size: half })).preprocess.image_size, side);
+});

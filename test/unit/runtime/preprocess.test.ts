@@ -317,6 +317,11 @@ test('configuration: manifest form, defaults and clear refusals', () => {
   // a name is the manifest's form, not the file's: transformers resizes it with bilinear (PIL) or refuses it (torchvision)
   for (const name of ['nearest', 'bicubic', '3']) assert.throws(() => preprocessFromHf({ resample: name }), new RegExp(`resample "${name}" is not an integer PIL code`));
   assert.throws(() => preprocessFromHf({ do_center_crop: true }), PreprocessConfigError);
+  // a crop to the size just resized to changes nothing; any other is refused
+  assert.throws(() => preprocessFromHf({ do_center_crop: true, size: { height: 32, width: 32 }, crop_size: { height: 16, width: 16 } }), /the runtime does not crop/);
+  assert.throws(() => preprocessFromHf({ do_center_crop: true, do_resize: false, crop_size: 32 }), /the runtime does not crop/);
+  assert.deepEqual(preprocessFromHf({ do_center_crop: true, size: { height: 32, width: 32 }, crop_size: [32, 32] }).image_size, { height: 32, width: 32 });
+  assert.equal(preprocessFromHf({ do_center_crop: null, crop_size: 16 }).do_resize, true);
   // null is None to transformers: a step switched by null is off, a value it needs left null is refused
   const nulls = preprocessFromHf({ do_resize: null, do_rescale: null, do_normalize: null, do_convert_rgb: null });
   assert.deepEqual([nulls.do_resize, nulls.do_rescale, nulls.do_normalize, nulls.do_convert_rgb], [false, false, false, false]);
