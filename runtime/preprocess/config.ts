@@ -78,6 +78,8 @@ function boolOr(v: unknown, dflt: boolean, key: string, where: string): boolean 
 function sizeOf(v: unknown, where: string): { height: number; width: number } {
   const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0;
   if (ok(v)) return { height: v, width: v };
+  // [height, width], as transformers reads a list
+  if (Array.isArray(v) && v.length === 2 && ok(v[0]) && ok(v[1])) return { height: v[0], width: v[1] };
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
     if (ok(o.height) && ok(o.width)) return { height: o.height, width: o.width };

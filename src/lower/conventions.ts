@@ -57,6 +57,8 @@ export function preprocessFor(model: IrModel, ckpt: Checkpoint, imageSize: numbe
   // A size object without a height ({shortest_edge}: transformers 5 then keeps the aspect ratio,
   // which the encoder cannot take) is kept as it is for the check to refuse, not read as a square.
   const sizeGiven = (): unknown => {
+    // [height, width], as transformers reads a list (a square one is its side; another the check refuses)
+    if (Array.isArray(ip?.size)) return ip.size.length === 2 && ip.size[0] === ip.size[1] ? ip.size[0] : ip.size;
     if (typeof ip?.size !== 'object' || ip?.size === null) return ip?.size;
     if (pair) return pair;
     if (size.height !== undefined || size.width !== undefined) return size.height ?? size.width;

@@ -88,3 +88,13 @@ test('do_center_crop true is refused unless the crop changes nothing (crop_size 
   }
   for (const do_center_crop of [false, null]) assert.equal((await compileWith({ do_center_crop, crop_size: half })).preprocess.image_size, side);
 });
+
+test('a size given as a list is [height, width], as transformers reads it, not left for the default', async () => {
+  const side = JSON.parse(readFileSync(join(FIXTURES, 'blip-caption-a', 'checkpoint', 'config.json'), 'utf8')).vision_config.image_size as number;
+  const m = await compileWith({ size: [side, side] });
+  assert.deepEqual([m.preprocess.image_size, m.preprocess.source.image_size], [side, 'processor_config.json']);
+  // one the vision encoder does not take is refused by name, as {height, width} is (it ran at the encoder's size)
+  await refused({ size: [side / 2, side / 2] }, [`processor_config.json gives ${side / 2} for the image size, but the vision encoder takes ${side} × ${side} images`]);
+  await refused({ size: [side, side + 16] }, [`processor_config.json gives [${side},${side + 16}] for size: expected an integer`]);
+  await refused({ size: [side] }, [`processor_config.json gives [${side}] for size: expected an integer`]);
+});

@@ -317,6 +317,8 @@ test('configuration: manifest form, defaults and clear refusals', () => {
   // a name is the manifest's form, not the file's: transformers resizes it with bilinear (PIL) or refuses it (torchvision)
   for (const name of ['nearest', 'bicubic', '3']) assert.throws(() => preprocessFromHf({ resample: name }), new RegExp(`resample "${name}" is not an integer PIL code`));
   assert.throws(() => preprocessFromHf({ do_center_crop: true }), PreprocessConfigError);
+  assert.deepEqual(preprocessFromHf({ size: [16, 24] }).image_size, { height: 16, width: 24 }, 'a list is [height, width]');
+  assert.throws(() => preprocessFromHf({ size: [16] }), /image size must be/);
   // a crop to the size just resized to changes nothing; any other is refused
   assert.throws(() => preprocessFromHf({ do_center_crop: true, size: { height: 32, width: 32 }, crop_size: { height: 16, width: 16 } }), /the runtime does not crop/);
   assert.throws(() => preprocessFromHf({ do_center_crop: true, do_resize: false, crop_size: 32 }), /the runtime does not crop/);
