@@ -3,6 +3,7 @@
 // relative position buckets, gated-GELU feed-forward (feed_forward_proj "gated-gelu").
 // prefix (B, Q, width) ++ embed(text) -> encoder -> decoder (cross-attends) -> logits (B, V)
 import type { NodeKind } from './NodeKind.js';
+import type { IrValue } from '../ir/types.js';
 import { ACTIVATIONS, attrSchema, bool, eps, int, n, oneOf, pick, shown } from './schema.js';
 import type { FeaturesFlow, KV, LowerContext, StepInputs, StepOutputs, TextFlow } from '../lower/contract.js';
 import type { Value } from '../lower/GraphBuilder.js';
@@ -32,8 +33,8 @@ export const T5: NodeKind = {
     relative_buckets: int('relative position buckets (config: relative_attention_num_buckets; at least 4: each direction keeps half of its buckets for exact distances)', 4, 4096),
     relative_max_distance: int('relative position max distance (config: relative_attention_max_distance)', 1, 1 << 20),
     layer_norm_eps: eps('RMS layer-norm epsilon (config: layer_norm_epsilon)'),
-    gated: bool('gated feed-forward (config: feed_forward_proj "gated-…")'),
-    act: oneOf('feed-forward activation (config: dense_act_fn)', ACTIVATIONS),
+    gated: bool('gated feed-forward (config: is_gated_act, else feed_forward_proj "gated-…")'),
+    act: oneOf('feed-forward activation (config: dense_act_fn, else from feed_forward_proj)', ACTIVATIONS),
     tie_embeddings: bool('the LM head shares the token embeddings and the decoder output is scaled by width^-0.5'),
   }),
   defaultConfig: 'text_config',
@@ -52,13 +53,19 @@ export const T5: NodeKind = {
       tie_embeddings: 'tie_word_embeddings',
     });
     if (attrs.decoder_depth === undefined && attrs.depth !== undefined) attrs.decoder_depth = attrs.depth;
-    // As transformers' T5Config: "gated-gelu" -> gated, act gelu_new; "relu" -> not gated, relu.
+    // As transformers' T5Config: feed_forward_proj "gated-gelu" -> gated, act gelu_new; "relu" -> not
+    // gated, relu. dense_act_fn and is_gated_act written in the file then replace what it derived
+    // (__post_init__ derives them, then sets the file's own keys over them), as the model is built.
     const proj = typeof section.feed_forward_proj === 'string' ? section.feed_forward_proj : 'relu';
     const parts = proj.split('-');
     attrs.gated = parts[0] === 'gated';
-    let act = parts[parts.length - 1]; // dense_act_fn in config.json is recomputed by T5Config too
+    let act = parts[parts.length - 1];
     if (proj === 'gated-gelu') act = 'gelu_new';
     attrs.act = act;
+    // (null: transformers builds no activation from None, so it goes to the schema to be refused by name)
+    if (section.dense_act_fn !== undefined) attrs.act = section.dense_act_fn as IrValue;
+    // (null is falsy: the plain feed-forward)
+    if (section.is_gated_act !== undefined) attrs.gated = section.is_gated_act === null ? false : (section.is_gated_act as IrValue);
     if (attrs.tie_embeddings === undefined) attrs.tie_embeddings = true;
     // Configs saved by transformers 5 say tie_word_embeddings: true (T5Config forces it) and keep
     // the scaling decision in scale_decoder_outputs; that one wins when present.
