@@ -67,13 +67,32 @@ function validatorsFor(): { text: ValidateFunction; generation: ValidateFunction
   return validators;
 }
 
-/** Schema errors of one manifest section as [key, item index or undefined, message]. */
+/** What one branch of an anyOf takes, from the error ajv gives for it ("boolean", "\"never\""). */
+function branchTakes(e: ErrorObject): string {
+  if (e.keyword === 'type') return String(e.params.type);
+  if (e.keyword === 'const') return JSON.stringify(e.params.allowedValue);
+  if (e.keyword === 'enum') return (e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ');
+  return `a value that ${e.message ?? 'fits'}`;
+}
+
+/**
+ * Schema errors of one manifest section as [key, item index or undefined, message]. A value no
+ * branch of an anyOf takes is one error saying what the branches take (`must be boolean or
+ * "never"`), not ajv's one per branch and one for the anyOf.
+ */
 function errors(v: ValidateFunction, value: unknown): Array<[string, number | undefined, string]> {
   if (v(value)) return [];
-  return (v.errors ?? []).map((e: ErrorObject) => {
-    const [key, index] = e.instancePath.split('/').slice(1);
-    return [key ?? '', index === undefined ? undefined : Number(index), e.message ?? 'is invalid'];
-  });
+  const all = v.errors ?? [];
+  const anyOfs = all.filter((e) => e.keyword === 'anyOf');
+  const branchesOf = (a: ErrorObject) => all.filter((e) => e !== a && e.instancePath === a.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`));
+  const inBranch = new Set(anyOfs.flatMap(branchesOf));
+  return all
+    .filter((e) => !inBranch.has(e))
+    .map((e: ErrorObject) => {
+      const [key, index] = e.instancePath.split('/').slice(1);
+      const message = e.keyword === 'anyOf' && branchesOf(e).length ? `must be ${branchesOf(e).map(branchTakes).join(' or ')}` : (e.message ?? 'is invalid');
+      return [key ?? '', index === undefined ? undefined : Number(index), message];
+    });
 }
 
 /**

@@ -270,6 +270,15 @@ test('token ids and generation settings the runtime would refuse are errors nami
   });
 });
 
+test('a generation setting that takes one of several forms (early_stopping: true, false or "never") is one line saying which', async () => {
+  const weights = checkpointCopy('blip2-opt-a');
+  writeFileSync(join(weights, 'generation_config.json'), JSON.stringify({ early_stopping: 1 }));
+  await fails('graphs/blip2-opt.blip', weights, (e) => {
+    assert.ok(e instanceof CompileError);
+    assert.deepEqual(e.problems.map((p) => [p.code, p.message]), [['BLIP4017', 'generation_config.json gives 1 for early_stopping, which must be boolean or "never"']]);
+  });
+});
+
 test("BLIP-2's top-level num_query_tokens that is not a number is refused by its key, not read as absent", async () => {
   const weights = checkpointCopy('blip2-opt-a');
   const cfg = JSON.parse(readFileSync(join(weights, 'config.json'), 'utf8'));
