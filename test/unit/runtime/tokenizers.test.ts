@@ -67,6 +67,23 @@ for (const name of NAMES) {
   });
 }
 
+test('BERT spaces apart the ends of its CJK ranges: U+9FFF and the compatibility ideographs U+F900-U+FAFF', () => {
+  // ids from transformers 5.12.1 (BertTokenizer of this checkpoint): a CJK character is its own word
+  // ([UNK] here, 1) between 'a' (43) and 'b' (44); a character outside the ranges joins 'a' and 'b'
+  // into one unknown word
+  const tok = loadTokenizer(fixturePath('blip-caption-a', 'checkpoint'));
+  const expected: Array<[string, number[]]> = [
+    ['a\u4e00b', [2, 43, 1, 44, 3]],
+    ['a\u9fffb', [2, 43, 1, 44, 3]],
+    ['a\ua000b', [2, 1, 3]],
+    ['a\u4dffb', [2, 1, 3]],
+    ['a\uf900b', [2, 43, 1, 44, 3]],
+    ['a\ufaffb', [2, 43, 1, 44, 3]],
+    ['a\uf8ffb', [2, 43, 130, 3]],
+  ];
+  for (const [text, ids] of expected) assert.deepEqual(tok.encode(text), ids, JSON.stringify(text));
+});
+
 test('decoding drops ids beyond the vocabulary (padded LM vocabularies)', () => {
   for (const name of NAMES) {
     const tok = loadTokenizer(fixturePath('tokenizers', name));
