@@ -12,6 +12,7 @@ import {
   preprocessImages,
   readHfPreprocessConfig,
   resizePil,
+  toRgb,
   truncation,
   PIL_RESAMPLE,
   type RgbImage,
@@ -133,6 +134,61 @@ test('a TIFF is turned upright by its orientation as PIL does on load (tag 274, 
   for (const [file, mode] of tiffs) await assertDecodesAsPil(file, mode);
   const o6 = await decodeImage(img('rgb_7x4_o6.tif'));
   assert.deepEqual([o6.width, o6.height], [4, 7]);
+});
+
+/** An uncompressed 3x2 RGB TIFF (one strip) whose first IFD gives tag 274 once per value in `orientations`. */
+function tiffWithOrientations(orientations: number[]): Uint8Array {
+  const pixels = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180];
+  // [tag, type (3 SHORT, 4 LONG), value]; 273 (the strip's offset) is filled in below
+  const entries: Array<[number, number, number]> = [[256, 3, 3], [257, 3, 2], [258, 3, 8], [259, 3, 1], [262, 3, 2], [273, 4, 0]];
+  for (const o of orientations) entries.push([274, 3, o]);
+  entries.push([277, 3, 3], [278, 3, 2], [279, 4, pixels.length]);
+  const dataAt = 8 + 2 + 12 * entries.length + 4;
+  const b = new Uint8Array(dataAt + pixels.length);
+  const dv = new DataView(b.buffer);
+  b.set([0x49, 0x49, 42, 0]);
+  dv.setUint32(4, 8, true);
+  dv.setUint16(8, entries.length, true);
+  entries.forEach(([tag, type, value], i) => {
+    const e = 10 + 12 * i;
+    dv.setUint16(e, tag, true);
+    dv.setUint16(e + 2, type, true);
+    dv.setUint32(e + 4, 1, true);
+    if (type === 3) dv.setUint16(e + 8, value, true);
+    else dv.setUint32(e + 8, tag === 273 ? dataAt : value, true);
+  });
+  b.set(pixels, dataAt);
+  return b;
+}
+
+test('a TIFF whose Orientation tag is given twice is turned by the first value, as PIL opens it', async () => {
+  // PIL 13 (Image.open(...).convert("RGB"), by path and from bytes alike; exif_transpose gives the same)
+  const stored = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180];
+  const rotate270 = [100, 110, 120, 10, 20, 30, 130, 140, 150, 40, 50, 60, 160, 170, 180, 70, 80, 90];
+  const rotate180 = [160, 170, 180, 130, 140, 150, 100, 110, 120, 70, 80, 90, 40, 50, 60, 10, 20, 30];
+  const rotate90 = [70, 80, 90, 160, 170, 180, 40, 50, 60, 130, 140, 150, 10, 20, 30, 100, 110, 120];
+  const expected: Array<[number[], [number, number], number[]]> = [
+    [[1, 6], [3, 2], stored],
+    [[6, 1], [2, 3], rotate270],
+    [[3, 8], [3, 2], rotate180],
+    [[8, 3], [2, 3], rotate90],
+  ];
+  const dir = mkdtempSync(join(tmpdir(), 'blip-dup274-'));
+  try {
+    for (const [orientations, size, rgb] of expected) {
+      const name = `dup_${orientations.join('_')}.tif`;
+      const bytes = tiffWithOrientations(orientations);
+      writeFileSync(join(dir, name), bytes);
+      for (const source of [{ name, bytes }, join(dir, name)]) {
+        const im = await decodeImage(source);
+        const what = `${name} ${typeof source === 'string' ? 'by path' : 'from bytes'}`;
+        assert.deepEqual([im.width, im.height], size, what);
+        assert.deepEqual(Array.from(im.data), rgb, what);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('an AVIF with irot / imir (an EXIF orientation as Pillow writes it) decodes unturned, as PIL opens it', async () => {
@@ -346,6 +402,35 @@ test('configuration: manifest form, defaults and clear refusals', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('do_pad true in the image processor file is refused in one line naming the file; false is taken', () => {
+  assert.throws(() => preprocessFromHf({ do_pad: true }), (e: unknown) => e instanceof PreprocessConfigError && e.code === 'BLIP5012' && /do_pad is true; the runtime does not pad images/.test(e.message));
+  assert.equal(preprocessFromHf({ do_pad: false }).do_resize, true);
+  const dir = mkdtempSync(join(tmpdir(), 'blip-pad-'));
+  try {
+    writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify({ size: { height: 32, width: 32 }, do_pad: true }));
+    assert.throws(() => readHfPreprocessConfig(dir), (e: unknown) => {
+      assert.ok(e instanceof PreprocessConfigError, String(e));
+      assert.equal(e.message, `${join(dir, 'preprocessor_config.json')}: do_pad is true; the runtime does not pad images`);
+      return true;
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('decoded grey + alpha pixels (channels 2) become RGB as PIL converts LA: the grey copied, the alpha dropped', async () => {
+  const la = new Uint8Array([10, 255, 200, 128, 30, 0, 90, 255]);
+  // PIL 13: Image.frombytes("LA", (2, 2), la).convert("RGB").tobytes()
+  const pil = [10, 10, 10, 200, 200, 200, 30, 30, 30, 90, 90, 90];
+  assert.deepEqual(Array.from(toRgb(la, 2, 2, 2).data), pil);
+  // what generate() and the other tasks do with pixels given as pixels
+  const cfg = preprocessFromHf({ size: { height: 4, width: 4 } });
+  const fromLa = await pixelBatch([{ data: la, width: 2, height: 2, channels: 2 }], cfg);
+  const fromRgb = await pixelBatch([{ data: new Uint8Array(pil), width: 2, height: 2, channels: 3 }], cfg);
+  assert.deepEqual(fromLa.dims, [1, 3, 4, 4]);
+  assert.deepEqual(fromLa.data, fromRgb.data);
 });
 
 test('do_resize false: the batch needs equal sizes', async () => {
