@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nodeKinds } from '../../../src/nodes/index.js';
-import { BLIP2, check, edit, type Simple } from './harness.js';
+import { BLIP2, check, edit, load, type Simple } from './harness.js';
 
 const cases: Array<{ name: string; src: string; files?: Record<string, string>; expect: Simple[] }> = [
   // lexing
@@ -714,6 +714,20 @@ for (const c of cases)
   test(`malformed: ${c.name}`, () => {
     assert.deepEqual(check(c.src, c.files), c.expect);
   });
+
+test('a port given three times: each later one points at the first use, not the one before it', () => {
+  const src = edit('text: prompt)', 'text: prompt, text: prompt, text: prompt)');
+  const found = load({ 'main.blip': src }).diagnostics.map((d) => ({
+    code: d.code,
+    at: [d.loc.line, d.loc.column],
+    related: d.related?.map((r) => ({ message: r.message, at: [r.loc.line, r.loc.column] })),
+  }));
+  const first = { message: 'first given here', at: [7, 37] };
+  assert.deepEqual(found, [
+    { code: 'BLIP2022', at: [7, 51], related: [first] },
+    { code: 'BLIP2022', at: [7, 65], related: [first] },
+  ]);
+});
 
 test('no follow-on errors from what recovery dropped: a keyword where a name goes, a broken import', () => {
   // 'input model' resynchronises at 'model' as a new declaration: model m keeps no output, which is not to be reported
