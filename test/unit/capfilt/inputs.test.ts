@@ -160,6 +160,25 @@ test('a dangling link named *.tar, in an input folder or given itself, is a BLIP
   }
 });
 
+test('a brace alternative that leaves the pattern\'s base folder is named by its file name: no shard id climbs out of --output', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'capfilt-escape-'));
+  try {
+    const work = join(root, 'work');
+    await mkdir(join(work, 'in'), { recursive: true });
+    await mkdir(join(root, 'other'));
+    await writeFile(join(work, 'in', 'a.tar'), '');
+    await writeFile(join(root, 'other', 'b.tar'), '');
+    const output = join(work, 'out');
+    // the pattern's base is work/; ../other/b.tar is outside it
+    const plan = await planShards([join(work, '{in/a.tar,../other/b.tar}')], { output, samplesPerShard: 10 });
+    assert.deepEqual(plan.map((t) => t.id), ['b.tar', 'in/a.tar']);
+    const out = new OutputDir(output);
+    for (const t of plan) assert.ok(out.shardPath(t.id).startsWith(out.root + '/'), `${t.id} is written inside --output`);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 test("a deep shard path's temp file name stays under the 255-byte limit, one per shard", () => {
   const out = new OutputDir('/tmp/capfilt-out');
   const deep = (end: string) => `${'a'.repeat(60)}/${'b'.repeat(60)}/${'c'.repeat(60)}/part-${end}.tar`;
