@@ -1,12 +1,12 @@
 // CapFilt in one process over small WebDataset shards, with the TEST DOUBLE models.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { runCapfilt, type CapfiltModels, type ImageInput, type Pixels, type RunOptions, type SampleRecord, type FinalStats, type ModelLoader } from '../../../src/capfilt/index.js';
-import { BlipError } from '../../../src/cli/Command.js';
+import { finalize, OutputDir, resolveSettings, runCapfilt, type CapfiltModels, type ImageInput, type Pixels, type RunOptions, type SampleRecord, type FinalStats, type ModelLoader } from '../../../src/capfilt/index.js';
+import { BlipError, UsageError } from '../../../src/cli/Command.js';
 import { buildFixture, image, readTar, treeDigest, writeTar, type Fixture } from './helpers/fixtures.js';
 import { testDoubleModels } from './helpers/testDoubleModels.js';
 import sharp from 'sharp';
@@ -145,6 +145,29 @@ test('a shard whose sidecar was written but whose tar was not (a crash between t
   const s = await runCapfilt(opts(out), load);
   assert.deepEqual([s.processed, s.skipped], [1, 3]);
   assert.deepEqual(await treeDigest(out), before);
+});
+
+test('finalize writes no stats.json while a shard\'s tar is missing, though every sidecar is there', async () => {
+  const out = join(root, 'out-finalize-no-tar');
+  await runCapfilt(opts(out), load);
+  await rm(join(out, 'stats.json'));
+  await rm(join(out, 'errors.jsonl'));
+  // the state a crash between a shard's sidecar and its tar leaves, in the last shard to complete
+  await rm(join(out, fx.ids[1]));
+  assert.equal(await finalize(new OutputDir(out)), undefined);
+  await assert.rejects(stat(join(out, 'stats.json')), { code: 'ENOENT' });
+  await assert.rejects(stat(join(out, 'errors.jsonl')), { code: 'ENOENT' });
+});
+
+test('settings at the edges of their ranges: --top-p 0 and a min length above the max are refused, 100 captions per image are not', async () => {
+  const settings = (more: Partial<RunOptions>) => resolveSettings(opts(join(root, 'out-ranges'), more));
+  await assert.rejects(settings({ topP: 0 }), (e: Error) => e instanceof UsageError && e.message === '--top-p must be in (0, 1], got 0');
+  assert.equal((await settings({ topP: 1 })).topP, 1);
+  assert.equal((await settings({ captionsPerImage: 100 })).captionsPerImage, 100);
+  await assert.rejects(settings({ captionsPerImage: 101 }), (e: Error) => e instanceof UsageError && e.message === '--captions-per-image must be an integer from 0 to 100, got 101');
+  const same = await settings({ minLength: 30, maxLength: 30 });
+  assert.deepEqual([same.minLength, same.maxLength], [30, 30]);
+  await assert.rejects(settings({ minLength: 31, maxLength: 30 }), (e: Error) => e instanceof UsageError && e.message === 'min length must be an integer from 0 to the max length, got 31');
 });
 
 test('the K captions of an image are drawn with K distinct seeds', async () => {
