@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { connectRedis, enqueue, runCapfilt, runWorker, type RunOptions } from '../../../src/capfilt/index.js';
 import { capfiltMain } from '../../../src/cli/commands/capfilt.js';
@@ -145,6 +145,79 @@ test('enqueue adds each shard once, even twice over; a worker with --exit-when-i
     assert.deepEqual(await treeDigest(out), reference);
     const e3 = await enqueue({ ...opts(out), redis: redis.url, queue });
     assert.equal(e3.enqueued, 0, 'a complete run enqueues nothing');
+  } finally {
+    await q.obliterate({ force: true });
+    await q.close();
+    conn.disconnect();
+  }
+});
+
+test('jobs that failed (attempts used up) are put back on the queue when the run is enqueued again, and then run', async () => {
+  const out = join(root, 'enqueue-after-failed');
+  const queue = 'capfilt-test-failed';
+  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const q = new Queue(queue, { connection: conn });
+  try {
+    const first = await enqueue({ ...opts(out), redis: redis.url, queue, attempts: 1 });
+    assert.equal(first.enqueued, 4);
+    // a worker on a machine without the models: every job fails at its one attempt
+    const failing = new Worker(queue, async () => { throw new Error('models not mounted on this machine'); }, { connection: conn });
+    try {
+      for (let i = 0; i < 200 && (await q.getJobCountByTypes('failed')) < 4; i++) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await failing.close();
+    }
+    assert.deepEqual(await q.getJobCounts('failed', 'waiting'), { failed: 4, waiting: 0 });
+
+    const again = await enqueue({ ...opts(out), redis: redis.url, queue, attempts: 1 });
+    assert.deepEqual([again.planned, again.enqueued], [4, 4]);
+    assert.deepEqual(await q.getJobCounts('failed', 'waiting'), { failed: 0, waiting: 4 });
+    const w = await runWorker({ redis: redis.url, queue, exitWhenIdle: true, stalledInterval: 200 }, load);
+    await w.done;
+    assert.deepEqual(await treeDigest(out), reference);
+  } finally {
+    await q.obliterate({ force: true });
+    await q.close();
+    conn.disconnect();
+  }
+});
+
+test('enqueueing a complete run whose stats.json was lost (a worker killed before it finalized) writes stats.json again', async () => {
+  const out = join(root, 'enqueue-complete-no-stats');
+  const queue = 'capfilt-test-complete';
+  await runCapfilt(opts(out), load);
+  await rm(join(out, 'stats.json'));
+  await rm(join(out, 'errors.jsonl'));
+  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const q = new Queue(queue, { connection: conn });
+  try {
+    const e = await enqueue({ ...opts(out), redis: redis.url, queue });
+    assert.deepEqual([e.planned, e.enqueued, e.complete], [4, 0, 4]);
+    assert.equal(await q.getJobCountByTypes('waiting'), 0);
+    assert.deepEqual(await treeDigest(out), reference);
+  } finally {
+    await q.obliterate({ force: true });
+    await q.close();
+    conn.disconnect();
+  }
+});
+
+test('two runs over the same input into two output folders, on one queue: each gets its own jobs, and both are written', async () => {
+  const [out1, out2] = [join(root, 'same-input-1'), join(root, 'same-input-2')];
+  const queue = 'capfilt-test-two-outputs';
+  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const q = new Queue(queue, { connection: conn });
+  try {
+    const e1 = await enqueue({ ...opts(out1), redis: redis.url, queue });
+    const e2 = await enqueue({ ...opts(out2), redis: redis.url, queue });
+    assert.deepEqual([e1.enqueued, e2.enqueued], [4, 4]);
+    const waiting = await q.getJobs(['waiting']);
+    assert.equal(waiting.length, 8);
+    assert.deepEqual(new Set(waiting.map((j) => (j.data as { output: string }).output)), new Set([out1, out2]));
+    const w = await runWorker({ redis: redis.url, queue, exitWhenIdle: true, stalledInterval: 200 }, load);
+    await w.done;
+    assert.deepEqual(await treeDigest(out1), reference);
+    assert.deepEqual(await treeDigest(out2), reference);
   } finally {
     await q.obliterate({ force: true });
     await q.close();
