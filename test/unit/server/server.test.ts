@@ -213,6 +213,29 @@ test('GET /v1/models lists the models with their endpoints', async () => {
   assert.equal(one.family, 'blip');
   const cap = (await (await fetch(`${s.url}/v1/models/cap`)).json()) as { context_length: number };
   assert.equal(cap.context_length, 32);
+  // OPT's position table has 2 rows more than its positions (blip2-opt-a: 66 rows, max_position_embeddings 64)
+  const opt = (await (await fetch(`${s.url}/v1/models/opt`)).json()) as { context_length: number };
+  assert.equal(opt.context_length, 64);
+});
+
+test('OPT without max_tokens: the new tokens are capped at the positions the prompt leaves, and the model runs', async () => {
+  // the query tokens and the prompt take 52 of the 64 positions: 12 are left (a 66-position limit left 14, which the model refuses)
+  const r = await post(`${s.url}/v1/chat/completions`, chatBody('opt', {}, 'a picture of a cat sitting on a red chair in the garden next to a big tree on a sunny day with clouds'));
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(r.json.usage.prompt_tokens, 52);
+  assert.ok(r.json.usage.completion_tokens >= 1 && r.json.usage.completion_tokens <= 12, JSON.stringify(r.json.usage));
+});
+
+test('GET endpoints answer HEAD, and a path with a trailing slash is the path without it', async () => {
+  const head = await fetch(`${s.url}/health`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), '');
+  assert.equal((await fetch(`${s.url}/health/`)).status, 200);
+  const list = await fetch(`${s.url}/v1/models/`);
+  assert.equal(list.status, 200);
+  assert.deepEqual(((await list.json()) as { data: Array<{ id: string }> }).data.map((m) => m.id).sort(), ['cap', 'capBeams', 'itm', 'opt']);
+  const one = await fetch(`${s.url}/v1/models/cap/`);
+  assert.equal(((await one.json()) as { id: string }).id, 'cap');
 });
 
 test('POST /v1/itm: ITM probabilities and ITC similarities, as the library computes them', async () => {
