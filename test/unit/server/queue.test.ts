@@ -70,6 +70,8 @@ test('requests that arrive while a batch runs share the next model call; /health
     assert.match(metrics, /blip_batch_size_bucket\{le="4",model="cap",task="generate"\} 4/);
     assert.match(metrics, /blip_requests_total\{endpoint="chat",status="200"\} 7/);
     assert.match(metrics, /blip_generated_tokens_total\{model="cap"\} 15/);
+    // the 15 tokens over the rate's 10 s window
+    assert.match(metrics, /^blip_tokens_per_second 1\.5$/m);
   } finally {
     g.open();
     await s.close();
@@ -90,6 +92,10 @@ test('a full queue answers 429 with Retry-After, and the openai client sees a Ra
     assert.equal(r.json.error.type, 'rate_limit_error');
     assert.equal(r.json.error.code, 'queue_full');
     assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    // the openai client retries a 429 unless told not to (x-should-retry: false, as a 4xx that would fail again says)
+    assert.equal(r.headers.get('x-should-retry'), null);
+    const unknown = await post(url, chatBody('nope', { max_tokens: 1 }));
+    assert.deepEqual([unknown.status, unknown.headers.get('x-should-retry')], [404, 'false']);
     const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'none', maxRetries: 0 });
     await assert.rejects(
       client.chat.completions.create(chatBody('cap', { max_tokens: 1 }) as never),
@@ -98,6 +104,28 @@ test('a full queue answers 429 with Retry-After, and the openai client sees a Ra
     g.open();
     for (const x of await Promise.all([running, ...queued])) assert.equal(x.status, 200);
     assert.match(await (await fetch(`${s.url}/metrics`)).text(), /blip_rejected_total\{reason="queue_full"\} 2/);
+  } finally {
+    g.open();
+    await s.close();
+  }
+});
+
+test('Retry-After counts the waiting requests in model calls of --max-batch: 16 waiting at --max-batch 8 are 2 calls', async () => {
+  const g = gate();
+  g.open();
+  const s = await start(g, { maxBatch: 8, maxQueue: 16 });
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    s.scheduler.hold();
+    const queued = Array.from({ length: 16 }, () => post(url, chatBody('cap', { max_tokens: 1 })));
+    await until(async () => (await health(s.url)).queue_depth === 16, '16 queued requests');
+    const r = await post(url, chatBody('cap', { max_tokens: 1 }));
+    assert.equal(r.status, 429);
+    // no call has run yet, so each is taken to last 1 s
+    assert.equal(r.headers.get('retry-after'), '2');
+    assert.equal(r.json.error.message, 'the server is busy: 16 requests are waiting (--max-queue 16); retry in 2 s');
+    s.scheduler.release();
+    for (const x of await Promise.all(queued)) assert.equal(x.status, 200);
   } finally {
     g.open();
     await s.close();
@@ -176,6 +204,27 @@ test('a client that goes away while queued frees its slot', async () => {
   }
 });
 
+test('a client that goes away while its request runs: blip_requests_in_flight drops to 0 with /health, the worker stays busy', async () => {
+  const g = gate();
+  const s = await start(g, { maxBatch: 1 });
+  try {
+    const url = `${s.url}/v1/chat/completions`;
+    const ac = new AbortController();
+    const gone = fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(chatBody('cap', { max_tokens: 2 })), signal: ac.signal });
+    await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
+    ac.abort();
+    await assert.rejects(gone);
+    await until(async () => (await health(s.url)).in_flight === 0, 'the request to be cancelled');
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    assert.match(metrics, /^blip_requests_in_flight\{model="cap"\} 0$/m);
+    // its batch still holds the worker (the gate is closed): the gauge counts requests, not batches
+    assert.match(metrics, /^blip_workers_busy\{model="cap"\} 1$/m);
+  } finally {
+    g.open();
+    await s.close();
+  }
+});
+
 test('a client error in a shared batch is attributed by running its requests one at a time', async () => {
   const g = gate();
   g.open();
@@ -200,15 +249,18 @@ test('a client error in a shared batch is attributed by running its requests one
   }
 });
 
-test('a worker that dies fails its batch with 500 and is replaced', async () => {
+test('a worker that dies fails its batch with 500, logged, and is replaced', async () => {
   const g = gate();
   g.open();
-  const s = await start(g);
+  const logs: string[] = [];
+  const s = await start(g, { log: (line: string) => logs.push(line) });
   try {
     const url = `${s.url}/v1/chat/completions`;
     const dead = await post(url, chatBody('cap', { max_tokens: 1 }, undefined, dataUrl('gray_45x31.png')));
     assert.equal(dead.status, 500);
     assert.equal(dead.json.error.code, 'worker_failed');
+    // a server-side failure is the operator's to see (the fake backend's worker exits with code 3)
+    assert.deepEqual(logs.filter((l) => l.startsWith('error:')), ['error: POST /v1/chat/completions: the inference worker of cap failed (exit code 3)']);
     const ok = await post(url, chatBody('cap', { max_tokens: 1 }));
     assert.equal(ok.status, 200);
     assert.equal((await health(s.url)).status, 'ok');
@@ -289,8 +341,12 @@ test('startServer() options are checked by name for JavaScript callers: a misspe
     [{ port: 0 }, /^no model to serve/],
     [{ models: [{ dir }] }, /^each model needs an id .* and a dir, found \{"dir":/],
     [{ models: [{ id: '', dir }] }, /^each model needs an id/],
+    // a queue of 0 would refuse every request with 429
+    [{ models: [{ id: 'cap', dir }], maxQueue: 0 }, /^maxQueue must be an integer >= 1, found 0$/],
   ] as const) {
-    await assert.rejects(untyped(opts), (e: Error & { code?: string }) => (assert.equal(e.code, 'BLIP5901', String(e)), assert.match(e.message, re), true));
+    // (a server that starts all the same is closed, so the failing test ends)
+    const started = untyped(opts).then(async (srv) => (await srv.close(), srv));
+    await assert.rejects(started, (e: Error & { code?: string }) => (assert.equal(e.code, 'BLIP5901', String(e)), assert.match(e.message, re), true));
   }
 });
 
