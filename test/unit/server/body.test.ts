@@ -105,6 +105,31 @@ test('an endless chunked body is read on for at most 4 x --max-body past the lim
   }
 });
 
+test('a body of exactly --max-body bytes is read, with a Content-Length or chunked, as JSON or a +json media type; one byte more is 413', async () => {
+  // read and parsed, it reaches the model lookup: 404 model_not_found, not 413 or 415
+  const body = JSON.stringify({ model: 'nope', input: 'a'.repeat(200) });
+  const limit = Buffer.byteLength(body);
+  const exact = await serve({ models: s.models.map((m) => ({ id: m.id, dir: m.dir })), maxBodyBytes: limit, backendModule: fakeBackend(), backendOptions: { gate: new SharedArrayBuffer(4), log: new SharedArrayBuffer(8) } });
+  try {
+    const status = (a: string) => /^HTTP\/1.1 (\d+) [^]*"code":"(\w+)"/.exec(a)?.slice(1).join(' ');
+    const declared = (type: string, b: string) => rawSocket(exact, `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nContent-Length: ${Buffer.byteLength(b)}\r\nConnection: close\r\n\r\n${b}`).answer;
+    // two chunks, so the size is only known as it arrives
+    const chunked = (b: string) => {
+      const [p, q] = [b.slice(0, 100), b.slice(100)];
+      const frames = `${p.length.toString(16)}\r\n${p}\r\n${q.length.toString(16)}\r\n${q}\r\n0\r\n\r\n`;
+      return rawSocket(exact, `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${frames}`).answer;
+    };
+    assert.equal(status(await declared('application/json', body)), '404 model_not_found');
+    assert.equal(status(await chunked(body)), '404 model_not_found');
+    assert.equal(status(await declared('application/vnd.api+json; charset=utf-8', body)), '404 model_not_found');
+    const over = `${body} `;
+    assert.equal(status(await declared('application/json', over)), '413 request_too_large');
+    assert.equal(status(await chunked(over)), '413 request_too_large');
+  } finally {
+    await exact.close();
+  }
+});
+
 test('a client that goes away while uploading its body is counted as 499 client_closed, not as a 400', async () => {
   const body = JSON.stringify({ model: 'cap', image: `data:image/png;base64,${'A'.repeat(4096)}`, texts: ['a'] });
   for (let k = 0; k < 3; k++) {
