@@ -10,7 +10,7 @@ import { startServer, type BlipServer, type ServeOptions } from '../../../runtim
 const compiled = new Map<string, string>();
 
 /** Compile a test fixture with a shipped graph (once per process); returns the output folder. */
-export async function compiledFixture(graph: 'blip-caption' | 'blip-itm' | 'blip2-opt' | 'blip-vqa' | 'blip2-t5' | 'instructblip-t5', fixture: string): Promise<string> {
+export async function compiledFixture(graph: 'blip-caption' | 'blip-itm' | 'blip2-opt' | 'blip-vqa' | 'blip2-t5' | 'instructblip-t5' | 'instructblip-vicuna', fixture: string): Promise<string> {
   const k = `${graph}/${fixture}`;
   const have = compiled.get(k);
   if (have) return have;
