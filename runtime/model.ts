@@ -21,7 +21,7 @@ import { StagedSession } from './stagedSession.js';
 import { externalWeightBytes } from './generation/greedyLoop.js';
 import { DeviceRowGather } from './generation/deviceRows.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizers/hf.js';
-import { generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
+import { GENERATE_OPTIONS, generateForImages, promptStyle, type GenerateOptions, type GenerateResult, type PromptStyle } from './tasks/generate.js';
 import { embedImages, embedTexts, itmPairs, type Embedding, type ItmOptions, type ItmResult } from './tasks/retrieval.js';
 import type { ImageInput } from './tasks/images.js';
 import { describeArgument, listAsCalled, optionsAsCalled } from './tasks/arguments.js';
@@ -155,7 +155,7 @@ class Model implements BlipModel {
     // the list and the options as they are now: the call reads them later (after its first await;
     // a staged call when its turn comes), and a caller may reuse them for its next call
     const images = listAsCalled(imageList) as ImageInput[];
-    opts = optionsAsCalled(opts);
+    opts = optionsAsCalled(opts, GENERATE_OPTIONS);
     if (!(this.sessions.encode instanceof StagedSession)) return this.track(this.generateNow(images, opts));
     // staged: a second call waits for the first to release its sessions
     let started = false;

@@ -46,10 +46,17 @@ export function optionsObject<T extends object>(opts: unknown, known: ReadonlyAr
  * call only when its turn comes, so a caller who reuses one object (`o.seed = i; ps.push(m.generate(
  * [img], o))`) would otherwise change calls already made. Functions and other values (onToken, an
  * AbortSignal) are kept as given; anything but an object is returned as it is, for optionsObject to refuse.
+ * `names`: the task's option names, read by name too, as the call would read them, so that a value
+ * the object inherits (Object.create(defaults)) or computes (a class's getter) is copied as well —
+ * a spread copies only the object's own enumerable keys.
  */
-export function optionsAsCalled<T>(opts: T): T {
+export function optionsAsCalled<T>(opts: T, names: readonly string[] = []): T {
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) return opts;
   const copy: Record<string, unknown> = { ...(opts as Record<string, unknown>) };
+  for (const k of names) {
+    const v = (opts as Record<string, unknown>)[k];
+    if (!Object.hasOwn(copy, k) && v !== undefined) copy[k] = v;
+  }
   for (const [k, v] of Object.entries(copy)) if (Array.isArray(v)) copy[k] = [...(v as unknown[])];
   return copy as T;
 }

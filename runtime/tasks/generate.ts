@@ -523,7 +523,7 @@ function checkSampling(o: GenerateOptions, sampling: boolean): void {
 const isList = <T>(v: T | readonly T[] | undefined): v is readonly T[] => Array.isArray(v);
 
 /** Every key GenerateOptions has (checked at run time for JavaScript callers). */
-const GENERATE_OPTIONS: Array<keyof GenerateOptions> = [
+export const GENERATE_OPTIONS: ReadonlyArray<keyof GenerateOptions> = [
   'prompt', 'maxNewTokens', 'maxLength', 'minNewTokens', 'minLength', 'numBeams', 'lengthPenalty', 'earlyStopping', 'repetitionPenalty',
   'noRepeatNgramSize', 'doSample', 'topP', 'topK', 'temperature', 'seed', 'numReturnSequences', 'stop', 'logprobs', 'topLogprobs', 'batchSize', 'onToken', 'signal',
 ];

@@ -227,6 +227,23 @@ test('a call uses its arguments as they were when it was made: the caller may ch
   }
 });
 
+test('options a caller inherits (Object.create(defaults)) or computes (a class getter) are read, as options given directly are', async () => {
+  const lengths = async (o: GenerateOptions) => (await caption.generate([IMG], o)).map((r) => r.tokenIds.length);
+  const direct = await lengths({ maxNewTokens: 3, minNewTokens: 3 });
+  assert.deepEqual(direct, [3]);
+  const inherited = Object.create({ maxNewTokens: 3, minNewTokens: 3 }) as GenerateOptions;
+  assert.deepEqual(await lengths(inherited), direct);
+  class Options {
+    get maxNewTokens() {
+      return 3;
+    }
+    get minNewTokens() {
+      return 3;
+    }
+  }
+  assert.deepEqual(await lengths(new Options() as GenerateOptions), direct);
+});
+
 test('load() refuses a decoder without its image encoder (BLIP5044) before it opens any session', async () => {
   const noEncoder = join(tmp.dir, 'no-encoder');
   cpSync(dir, noEncoder, { recursive: true });
