@@ -226,6 +226,13 @@ class Model implements BlipModel {
   }
 }
 
+/**
+ * The staged calls waiting on each signal, and the one 'abort' listener that rejects those still queued:
+ * one listener a signal however many calls share it (Node warns of a leak past 10 listeners on an
+ * AbortSignal), removed when the last of its calls settles.
+ */
+const queuedOnSignal = new Map<AbortSignal, { calls: Set<() => void>; listener: () => void }>();
+
 /** `work`, or the abort of `signal` while `queued()` (a call made with a signal already aborted rejects at once). */
 function whileQueued<T>(work: Promise<T>, signal: unknown, queued: () => boolean): Promise<T> {
   if (!(signal instanceof AbortSignal)) return work;
@@ -234,8 +241,21 @@ function whileQueued<T>(work: Promise<T>, signal: unknown, queued: () => boolean
       if (queued()) reject(signal.reason);
     };
     if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    const done = () => signal.removeEventListener('abort', onAbort);
+    let waiting = queuedOnSignal.get(signal);
+    if (!waiting) {
+      const calls = new Set<() => void>();
+      waiting = { calls, listener: () => [...calls].forEach((call) => call()) };
+      queuedOnSignal.set(signal, waiting);
+      signal.addEventListener('abort', waiting.listener, { once: true });
+    }
+    const { calls, listener } = waiting;
+    calls.add(onAbort);
+    const done = () => {
+      calls.delete(onAbort);
+      if (calls.size > 0) return;
+      signal.removeEventListener('abort', listener);
+      queuedOnSignal.delete(signal);
+    };
     work.then(
       (v) => (done(), resolve(v)),
       (e: unknown) => (done(), reject(e)),

@@ -5,6 +5,7 @@
 // token on an abort or an async onToken's rejection.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { load, type BlipModel, type GenerateOptions } from '../../../src/index.js';
 import { compileFixture, countingSessionWork, fixturePath, tempDir } from './harness.js';
 
@@ -74,6 +75,40 @@ test("a staged call aborted while it waits its turn rejects then, not after the 
     assert.equal(firstDone, false, 'the call before it was still running');
     await first;
   } finally {
+    await staged.close();
+  }
+});
+
+test('fifteen staged calls sharing one signal add one abort listener to it, not fifteen (no MaxListenersExceededWarning), removed when they settle', async () => {
+  const staged = await load(dir, { threads: 1, staged: true });
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  try {
+    const SHORT: GenerateOptions = { maxNewTokens: 2 };
+    const ac = new AbortController();
+    const calls = Array.from({ length: 15 }, () => staged.generate(IMAGES, { ...SHORT, signal: ac.signal }));
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 1, 'while they wait');
+    const settled = await Promise.allSettled(calls);
+    assert.deepEqual(settled.map((r) => r.status), Array(15).fill('fulfilled'));
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0, 'once they settled');
+
+    // aborted while fourteen wait behind a call without the signal: each rejects with the reason
+    const cut = new AbortController();
+    const reason = new Error('all cancelled');
+    const first = staged.generate(IMAGES, SHORT);
+    const queued = Array.from({ length: 14 }, () => staged.generate(IMAGES, { ...SHORT, signal: cut.signal }));
+    assert.equal(getEventListeners(cut.signal, 'abort').length, 1);
+    cut.abort(reason);
+    const rejected = await Promise.allSettled(queued);
+    assert.ok(rejected.every((r) => r.status === 'rejected' && r.reason === reason));
+    await first;
+    await staged.close(); // (the queued calls' turns settled too)
+    assert.equal(getEventListeners(cut.signal, 'abort').length, 0);
+    await new Promise((resolve) => setImmediate(resolve)); // (a warning is emitted on the next tick)
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
     await staged.close();
   }
 });
