@@ -34,8 +34,9 @@ function textSources(section: string): Record<string, string> {
  * Why a manifest `text` field is not the value of its own config.json key, by field: the ones the
  * file leaves out, each with the config class whose default stands in
  * (src/weights/transformersConfig.ts), and a decoder start the file does not give (an
- * encoder-decoder's is then bos_token_id: conventions.ts), so that a complaint about one does not
- * send the user looking for a key the file does not have. `section`: where the special ids are read.
+ * encoder-decoder's is then bos_token_id: conventions.ts; manifestValueProblems names its value by
+ * bos_token_id), so that a complaint about one does not send the user looking for a key the file
+ * does not have. `section`: where the special ids are read.
  */
 export function textDefaults(config: JsonObject, section = 'text_config'): Map<string, string> {
   const { config: effective, filled } = effectiveConfig(config);
@@ -119,9 +120,13 @@ export function manifestValueProblems(
 ): Problem[] {
   const problems: Problem[] = [];
   const sources = textSources(textSection);
-  // BLIP's decoder starts from bos_token_id and stops on sep_token_id (conventions.ts): their
-  // values are named by those keys, so that one bad value is one line naming the key the file has
-  const readFrom: Record<string, string> = text.prompt_format === 'blip' ? { decoder_start_token_id: 'bos_token_id', eos_token_id: 'sep_token_id' } : {};
+  // BLIP's decoder starts from bos_token_id and stops on sep_token_id, and an encoder-decoder's
+  // (T5's) without decoder_start_token_id starts from bos_token_id (conventions.ts): their values
+  // are named by those keys, so that one bad value is one line naming the key the file has
+  const readFrom: Record<string, string> = {
+    ...(defaulted.has('decoder_start_token_id') ? { decoder_start_token_id: 'bos_token_id' } : {}),
+    ...(text.prompt_format === 'blip' ? { decoder_start_token_id: 'bos_token_id', eos_token_id: 'sep_token_id' } : {}),
+  };
   const from = (field: string) => {
     const key = readFrom[field] ?? field;
     return `${sources[key] ?? `config.json ${key}`}${defaulted.has(key) ? ` (${defaulted.get(key)})` : ''}`;

@@ -96,19 +96,21 @@ test('T5: a text_config without decoder_start_token_id (left out or null) starts
   }
 });
 
-test('T5: a bos_token_id outside the vocabulary that stands in for the decoder start is named as such', async () => {
-  await assert.rejects(
-    compileWith('graphs/blip2-t5.blip', 'blip2-t5-a', (c) => (delete c.text_config.decoder_start_token_id, (c.text_config.bos_token_id = c.text_config.vocab_size))),
-    (e: unknown) => {
-      assert.ok(e instanceof CompileError);
-      const v = (e.problems[0]!.message.match(/vocabulary of (\d+)/) ?? [])[1];
-      assert.deepEqual(e.problems.map((p) => p.message), [
-        `config.json "text_config" bos_token_id is ${v}, outside the language model's vocabulary of ${v} tokens`,
-        `config.json "text_config" decoder_start_token_id (left out: the decoder starts from bos_token_id) is ${v}, outside the language model's vocabulary of ${v} tokens`,
-      ]);
-      return true;
-    },
-  );
+test('T5: a bos_token_id outside the vocabulary that stands in for the decoder start is one line, naming bos_token_id (the key the file has)', async () => {
+  for (const [graph, fixture] of [['graphs/blip2-t5.blip', 'blip2-t5-a'], ['graphs/instructblip-t5.blip', 'instructblip-t5-a']]) {
+    for (const start of [undefined, null]) {
+      await assert.rejects(
+        compileWith(graph, fixture, (c) => ((c.text_config.decoder_start_token_id = start), (c.text_config.bos_token_id = c.text_config.vocab_size))),
+        (e: unknown) => {
+          assert.ok(e instanceof CompileError);
+          const v = (e.problems[0]!.message.match(/vocabulary of (\d+)/) ?? [])[1];
+          // (not also 'decoder_start_token_id (left out: the decoder starts from bos_token_id) is …' for the one value)
+          assert.deepEqual(e.problems.map((p) => p.message), [`config.json "text_config" bos_token_id is ${v}, outside the language model's vocabulary of ${v} tokens`], `${fixture}, decoder_start_token_id ${start}`);
+          return true;
+        },
+      );
+    }
+  }
 });
 
 test('eos_token_id null is no end-of-sequence id (eos_token_id [] in the manifest), as transformers reads None: generation runs to its length', async () => {
