@@ -1,5 +1,5 @@
 // The command line of `npm run bench` (bench/run.ts), and how many timed calls each side makes.
-import type { Target } from '../src/rewrite/index.js';
+import { TARGETS, type Target } from '../src/rewrite/index.js';
 
 /** A mistake on the bench's command line: bench/run.ts prints its message as one line and exits 2. */
 export class BenchUsageError extends Error {}
@@ -24,6 +24,20 @@ const positiveInteger = (flag: string, v: string | undefined): number => {
   return n;
 };
 
+/** --paired: 0 runs no paired rounds. */
+const roundCount = (v: string | undefined): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new BenchUsageError(`--paired must be an integer of at least 0 (0: no paired rounds), got ${v ?? 'nothing'}`);
+  return n;
+};
+
+/** --repetition-penalty: transformers' repetition_penalty, a positive number. */
+const penalty = (v: string | undefined): number => {
+  const n = Number(v);
+  if (v === undefined || v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new BenchUsageError(`--repetition-penalty must be a positive number, got ${v ?? 'nothing'}`);
+  return n;
+};
+
 /** --tokens: decode tokens/s is over the tokens after the first, so at least 2. */
 const tokenCount = (v: string | undefined): number => {
   const n = Number(v);
@@ -37,15 +51,19 @@ export function parseBenchArgs(argv: string[], caseNames: string[]): BenchOption
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--cases') o.cases = argv[++i] === 'all' ? [...caseNames] : (argv[i] ?? '').split(',');
-    else if (a === '--threads') o.threads = Number(argv[++i]);
+    else if (a === '--threads') o.threads = positiveInteger('--threads', argv[++i]);
     else if (a === '--tokens') o.tokens = tokenCount(argv[++i]);
-    else if (a === '--repetition-penalty') o.repetitionPenalty = Number(argv[++i]);
+    else if (a === '--repetition-penalty') o.repetitionPenalty = penalty(argv[++i]);
     else if (a === '--repeat') o.repeat = positiveInteger('--repeat', argv[++i]);
-    else if (a === '--target') o.target = argv[++i] as Target;
+    else if (a === '--target') {
+      const t = argv[++i];
+      if (!(TARGETS as readonly string[]).includes(t ?? '')) throw new BenchUsageError(`--target must be one of ${TARGETS.join(', ')}, got ${t ?? 'nothing'}`);
+      o.target = t as Target;
+    }
     else if (a === '--recompile') o.recompile = true;
     else if (a === '--no-torch') o.torch = false;
     else if (a === '--huge-pages') o.hugePages = argv[++i];
-    else if (a === '--paired') o.paired = Number(argv[++i]);
+    else if (a === '--paired') o.paired = roundCount(argv[++i]);
     else throw new BenchUsageError(`unknown option ${a}`);
   }
   const unknown = o.cases.find((n) => !caseNames.includes(n));

@@ -29,8 +29,16 @@ test('command-line mistakes are usage errors naming the flag or case', () => {
     [['--fast'], /unknown option --fast/],
     [['--tokens', '1'], /--tokens must be an integer of at least 2 \(the decode is the tokens after the first\), got 1/],
     [['--tokens', 'x'], /--tokens must be an integer of at least 2 .*got x/],
+    // (a NaN thread count reached onnxruntime and torch.set_num_threads; a bad target, the compiler)
+    [['--threads', 'two'], /--threads must be a positive integer, got two/],
+    [['--threads', '0'], /--threads must be a positive integer, got 0/],
+    [['--paired', '-1'], /--paired must be an integer of at least 0 \(0: no paired rounds\), got -1/],
+    [['--repetition-penalty', '0'], /--repetition-penalty must be a positive number, got 0/],
+    [['--repetition-penalty', 'x'], /--repetition-penalty must be a positive number, got x/],
+    [['--target', 'tpu'], /--target must be one of plain, cpu, cuda, webgpu, got tpu/],
   ] as const)
     assert.throws(() => parseBenchArgs([...argv], CASES), (e: unknown) => e instanceof BenchUsageError && msg.test(e.message), argv.join(' '));
   assert.deepEqual(parseBenchArgs(['--cases', 'all'], CASES).cases, CASES);
   assert.equal(parseBenchArgs(['--tokens', '2'], CASES).tokens, 2);
+  assert.deepEqual(((o) => [o.threads, o.paired, o.repetitionPenalty, o.target])(parseBenchArgs(['--threads', '1', '--paired', '0', '--repetition-penalty', '1.5', '--target', 'webgpu'], CASES)), [1, 0, 1.5, 'webgpu']);
 });
