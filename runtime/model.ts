@@ -94,8 +94,8 @@ export interface BlipModel {
   generate(images: readonly ImageInput[], opts?: GenerateOptions): Promise<GenerateResult[]>;
   /** P(match) and ITC similarity for images[i] with texts[i] (a single image or text pairs with all). */
   itm(images: readonly ImageInput[], texts: readonly string[], opts?: ItmOptions): Promise<ItmResult[]>;
-  /** Normalised ITC image embeddings: (E), or (Q, E) for BLIP-2. batchSize alone: there is no text to cut. */
-  embedImages(images: readonly ImageInput[], opts?: Pick<ItmOptions, 'batchSize'>): Promise<Embedding[]>;
+  /** Normalised ITC image embeddings: (E), or (Q, E) for BLIP-2. batchSize and signal alone: there is no text to cut. */
+  embedImages(images: readonly ImageInput[], opts?: Pick<ItmOptions, 'batchSize' | 'signal'>): Promise<Embedding[]>;
   /** Normalised ITC text embeddings: (E). */
   embedTexts(texts: readonly string[], opts?: ItmOptions): Promise<Embedding[]>;
   /** Release the sessions. The model cannot be used afterwards. */
@@ -204,7 +204,7 @@ class Model implements BlipModel {
     return this.track(itmPairs(this.retrievalCtx(), images as ImageInput[], texts as string[], opts));
   }
 
-  async embedImages(images: readonly ImageInput[], opts: Pick<ItmOptions, 'batchSize'> = {}): Promise<Embedding[]> {
+  async embedImages(images: readonly ImageInput[], opts: Pick<ItmOptions, 'batchSize' | 'signal'> = {}): Promise<Embedding[]> {
     return this.track(embedImages(this.retrievalCtx(), images as ImageInput[], opts));
   }
 

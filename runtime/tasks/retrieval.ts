@@ -12,7 +12,7 @@ import type { DecoderSession } from '../generation/onnx.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { declaredImageSize, distinct, inOrder, prepareImages, type ImageInput } from './images.js';
-import { checkImageList, checkTextList, optionsObject } from './arguments.js';
+import { checkImageList, checkTextList, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 
 export interface RetrievalContext {
@@ -31,6 +31,12 @@ export interface ItmOptions {
    * text longer than the model's positions is refused (BLIP5032).
    */
   maxTextTokens?: number | undefined;
+  /**
+   * Cancels the call, as generate()'s does: aborted before it, the call rejects at once; aborted
+   * while it runs, it starts no further retrieval.onnx call (it looks before each batch's) and
+   * rejects with the signal's reason.
+   */
+  signal?: AbortSignal | undefined;
 }
 
 export interface ItmResult {
@@ -95,6 +101,14 @@ function maxTextTokensOf(o: ItmOptions, tok: HfTokenizer): number | undefined {
   return n;
 }
 
+/** The call's signal, checked for JavaScript callers, after it has been looked at once (an abort before the call rejects it at once). */
+function signalOf(o: ItmOptions): AbortSignal | undefined {
+  const signal = o.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new GenerationConfigError(`signal must be an AbortSignal (AbortController.signal), found ${found(signal)}`);
+  signal?.throwIfAborted();
+  return signal;
+}
+
 function batchSizeOf(o: ItmOptions, dflt: number): number {
   const bs = o.batchSize ?? dflt;
   if (!Number.isInteger(bs) || bs < 1) throw new GenerationConfigError(`batchSize must be an integer >= 1, found ${bs}`);
@@ -144,7 +158,7 @@ export function calls(runs: number[], bs: number): Array<[number, number]> {
 export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], texts: string[], opts: ItmOptions = {}): Promise<ItmResult[]> {
   checkImageList(images);
   checkTextList(texts);
-  opts = optionsObject<ItmOptions>(opts, ['batchSize', 'maxTextTokens']);
+  opts = optionsObject<ItmOptions>(opts, ['batchSize', 'maxTextTokens', 'signal']);
   const n = Math.max(images.length, texts.length);
   if (images.length !== n && images.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
   if (texts.length !== n && texts.length !== 1) throw new GenerationConfigError(`${images.length} images for ${texts.length} texts; give one image, one text, or as many of each`);
@@ -153,6 +167,7 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
   const txt = (i: number) => texts[texts.length === 1 ? 0 : i];
   const bs = batchSizeOf(opts, 16);
   const maxText = maxTextTokensOf(opts, ctx.tokenizer);
+  const signal = signalOf(opts);
   if (n === 0) return []; // (after the pairing rule and the options are checked)
   const out: ItmResult[] = [];
   const runs = paired(ctx) ? imageRuns(n, img) : [n];
@@ -170,6 +185,7 @@ export async function itmPairs(ctx: RetrievalContext, images: ImageInput[], text
   for (const [k, { idx, pairImage }] of plan.entries()) {
     const { tensor: pixel_values } = await prepared.pixels(k);
     const feeds: Record<string, ort.Tensor> = pairImage ? { pixel_values, pair_image: index(pairImage) } : { pixel_values };
+    signal?.throwIfAborted(); // (a run already under way finishes; none starts after the abort)
     const r = await run(ctx, { ...feeds, ...textBatches[k] }, ['itm_score', 'itc_score']);
     const itm = r.itm_score?.data as Float32Array | undefined;
     const itc = r.itc_score?.data as Float32Array | undefined;
@@ -185,11 +201,12 @@ function split(t: ort.Tensor): Embedding[] {
 }
 
 /** The normalised ITC image embeddings (BLIP: (E); BLIP-2: (Q, E)). */
-export async function embedImages(ctx: RetrievalContext, images: ImageInput[], opts: Pick<ItmOptions, 'batchSize'> = {}): Promise<Embedding[]> {
+export async function embedImages(ctx: RetrievalContext, images: ImageInput[], opts: Pick<ItmOptions, 'batchSize' | 'signal'> = {}): Promise<Embedding[]> {
   checkImageList(images);
-  opts = optionsObject<Pick<ItmOptions, 'batchSize'>>(opts, ['batchSize']);
+  opts = optionsObject<Pick<ItmOptions, 'batchSize' | 'signal'>>(opts, ['batchSize', 'signal']);
   if (!ctx.retrieval.outputNames.includes('image_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no image_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
+  const signal = signalOf(opts);
   const out: Embedding[] = [];
   const plan = inOrder(images.length, bs);
   // every image read before the first retrieval.onnx call: one that cannot be read fails at once (docs/api.md)
@@ -198,6 +215,7 @@ export async function embedImages(ctx: RetrievalContext, images: ImageInput[], o
     const { tensor: pixel_values } = await prepared.pixels(k);
     // the text side is a stand-in: one empty text when the graph pairs rows, else one per image
     const texts = paired(ctx) ? { ...textFeeds(ctx, ['']), pair_image: index([0]) } : textFeeds(ctx, rows.map(() => ''));
+    signal?.throwIfAborted();
     const r = await run(ctx, { pixel_values, ...texts }, ['image_embeds']);
     out.push(...split(r.image_embeds));
   }
@@ -207,10 +225,11 @@ export async function embedImages(ctx: RetrievalContext, images: ImageInput[], o
 /** The normalised ITC text embeddings (E). */
 export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: ItmOptions = {}): Promise<Embedding[]> {
   checkTextList(texts);
-  opts = optionsObject<ItmOptions>(opts, ['batchSize', 'maxTextTokens']);
+  opts = optionsObject<ItmOptions>(opts, ['batchSize', 'maxTextTokens', 'signal']);
   if (!ctx.retrieval.outputNames.includes('text_embeds')) throw new BlipRuntimeError('BLIP5044', 'retrieval.onnx has no text_embeds output (the model has no ITC head)');
   const bs = batchSizeOf(opts, 16);
   const maxText = maxTextTokensOf(opts, ctx.tokenizer);
+  const signal = signalOf(opts);
   // the graph's declared image size (the preprocess size unless resizing is off)
   const { height, width } = declaredImageSize(ctx.manifest, 'retrieval') ?? ctx.preprocess.image_size;
   const out: Embedding[] = [];
@@ -222,6 +241,7 @@ export async function embedTexts(ctx: RetrievalContext, texts: string[], opts: I
     const images = paired(ctx) ? 1 : rows;
     const pixel_values = new ort.Tensor('float32', new Float32Array(images * 3 * height * width), [images, 3, height, width]);
     const pairs: Record<string, ort.Tensor> = paired(ctx) ? { pair_image: index(Array.from({ length: rows }, () => 0)) } : {};
+    signal?.throwIfAborted();
     const r = await run(ctx, { pixel_values, ...pairs, ...feeds }, ['text_embeds']);
     out.push(...split(r.text_embeds));
   }

@@ -148,11 +148,11 @@ export async function passThrough(): Promise<void> {
     stop: maybe('.'), logprobs: maybe(true), topLogprobs: maybe(1), batchSize: maybe(8), onToken: maybe(() => {}), signal: maybe(new AbortController().signal),
   } satisfies Record<keyof GenerateOptions, unknown>;
   await m.generate(['cat.jpg'], generateOpts);
-  const itmOpts = { batchSize: maybe(4), maxTextTokens: maybe(35) } satisfies Record<keyof ItmOptions, unknown>;
+  const itmOpts = { batchSize: maybe(4), maxTextTokens: maybe(35), signal: maybe(new AbortController().signal) } satisfies Record<keyof ItmOptions, unknown>;
   await m.itm(['cat.jpg'], ['a cat'], itmOpts);
   await m.embedTexts(['a cat'], itmOpts);
-  await m.embedImages(['cat.jpg'], { batchSize: itmOpts.batchSize });
-  // @ts-expect-error embedImages takes batchSize alone: it refuses maxTextTokens (no text to cut), undefined too
+  await m.embedImages(['cat.jpg'], { batchSize: itmOpts.batchSize, signal: itmOpts.signal });
+  // @ts-expect-error embedImages takes batchSize and signal alone: it refuses maxTextTokens (no text to cut), undefined too
   await m.embedImages(['cat.jpg'], { batchSize: itmOpts.batchSize, maxTextTokens: itmOpts.maxTextTokens });
   const s = await startServer({
     models: [{ id: 'a', dir: 'o' }], host: maybe('::1'), port: maybe(0), device: maybe('cpu'), threads: maybe(2), deviceId: maybe(0), imageBackend: maybe('pil'), maxBatch: maybe(8), maxQueue: maybe(64),

@@ -80,7 +80,7 @@ test('itm / embedImages / embedTexts: JavaScript callers get named errors for ar
     await assert.rejects(m.itm(img, ['a dog']), says(/^images must be an array \(one entry per image\), found /));
     await assert.rejects(m.itm([img], 'a dog'), says(/^texts must be an array of strings, found the string "a dog"$/));
     await assert.rejects(m.itm([img], ['a dog', 5]), says(/^texts\[1\] must be a string, found number 5$/));
-    await assert.rejects(m.itm([img], ['a dog'], { batch: 2 }), says(/^unknown option 'batch' \(the options: batchSize, maxTextTokens\)$/));
+    await assert.rejects(m.itm([img], ['a dog'], { batch: 2 }), says(/^unknown option 'batch' \(the options: batchSize, maxTextTokens, signal\)$/));
     await assert.rejects(m.itm([img], ['a dog'], { maxTextTokens: 2 }), says(/^maxTextTokens must be an integer of at least 3 \(the 2 special tokens and one of the text\), found 2$/));
     // a text past the encoder's positions: refused, or cut to its first tokens when asked
     const long = 'dog '.repeat(80);
