@@ -43,6 +43,19 @@ const opts = (output: string): RunOptions => ({
 });
 const load = async () => testDoubleModels();
 
+/** A BullMQ handle on queue `name` (and its connection) for the test's own checks, emptied and closed afterwards. */
+async function withQueue(name: string, body: (q: Queue, conn: Redis) => Promise<void>): Promise<void> {
+  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const q = new Queue(name, { connection: conn });
+  try {
+    await body(q, conn);
+  } finally {
+    await q.obliterate({ force: true });
+    await q.close();
+    conn.disconnect();
+  }
+}
+
 /** First keys of the batches that are not the last of their shard: a process that has just scored one is mid-shard. */
 function midShardKeys(ids: string[]): Set<string> {
   const keys = new Set<string>();
@@ -135,9 +148,7 @@ test('enqueue adds each shard once, even twice over; a worker with --exit-when-i
   const e1 = await enqueue({ ...opts(out), redis: redis.url, queue });
   const e2 = await enqueue({ ...opts(out), redis: redis.url, queue });
   assert.deepEqual([e1.enqueued, e2.enqueued], [4, 4]);
-  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const q = new Queue(queue, { connection: conn });
-  try {
+  await withQueue(queue, async (q) => {
     assert.equal(await q.getJobCountByTypes('waiting'), 4);
     const w = await runWorker({ redis: redis.url, queue, exitWhenIdle: true, stalledInterval: 200 }, load);
     await w.done;
@@ -145,19 +156,13 @@ test('enqueue adds each shard once, even twice over; a worker with --exit-when-i
     assert.deepEqual(await treeDigest(out), reference);
     const e3 = await enqueue({ ...opts(out), redis: redis.url, queue });
     assert.equal(e3.enqueued, 0, 'a complete run enqueues nothing');
-  } finally {
-    await q.obliterate({ force: true });
-    await q.close();
-    conn.disconnect();
-  }
+  });
 });
 
 test('jobs that failed (attempts used up) are put back on the queue when the run is enqueued again, and then run', async () => {
   const out = join(root, 'enqueue-after-failed');
   const queue = 'capfilt-test-failed';
-  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const q = new Queue(queue, { connection: conn });
-  try {
+  await withQueue(queue, async (q, conn) => {
     const first = await enqueue({ ...opts(out), redis: redis.url, queue, attempts: 1 });
     assert.equal(first.enqueued, 4);
     // a worker on a machine without the models: every job fails at its one attempt
@@ -175,11 +180,7 @@ test('jobs that failed (attempts used up) are put back on the queue when the run
     const w = await runWorker({ redis: redis.url, queue, exitWhenIdle: true, stalledInterval: 200 }, load);
     await w.done;
     assert.deepEqual(await treeDigest(out), reference);
-  } finally {
-    await q.obliterate({ force: true });
-    await q.close();
-    conn.disconnect();
-  }
+  });
 });
 
 test('enqueueing a complete run whose stats.json was lost (a worker killed before it finalized) writes stats.json again', async () => {
@@ -188,26 +189,18 @@ test('enqueueing a complete run whose stats.json was lost (a worker killed befor
   await runCapfilt(opts(out), load);
   await rm(join(out, 'stats.json'));
   await rm(join(out, 'errors.jsonl'));
-  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const q = new Queue(queue, { connection: conn });
-  try {
+  await withQueue(queue, async (q) => {
     const e = await enqueue({ ...opts(out), redis: redis.url, queue });
     assert.deepEqual([e.planned, e.enqueued, e.complete], [4, 0, 4]);
     assert.equal(await q.getJobCountByTypes('waiting'), 0);
     assert.deepEqual(await treeDigest(out), reference);
-  } finally {
-    await q.obliterate({ force: true });
-    await q.close();
-    conn.disconnect();
-  }
+  });
 });
 
 test('two runs over the same input into two output folders, on one queue: each gets its own jobs, and both are written', async () => {
   const [out1, out2] = [join(root, 'same-input-1'), join(root, 'same-input-2')];
   const queue = 'capfilt-test-two-outputs';
-  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const q = new Queue(queue, { connection: conn });
-  try {
+  await withQueue(queue, async (q) => {
     const e1 = await enqueue({ ...opts(out1), redis: redis.url, queue });
     const e2 = await enqueue({ ...opts(out2), redis: redis.url, queue });
     assert.deepEqual([e1.enqueued, e2.enqueued], [4, 4]);
@@ -218,11 +211,7 @@ test('two runs over the same input into two output folders, on one queue: each g
     await w.done;
     assert.deepEqual(await treeDigest(out1), reference);
     assert.deepEqual(await treeDigest(out2), reference);
-  } finally {
-    await q.obliterate({ force: true });
-    await q.close();
-    conn.disconnect();
-  }
+  });
 });
 
 test('a tar-only folder whose run.json records samples_per_shard (written before it was left out there) resumes on the queue with another --samples-per-shard', async () => {
@@ -237,10 +226,8 @@ test('a tar-only folder whose run.json records samples_per_shard (written before
   await writeFile(runPath, JSON.stringify(run, null, 2) + '\n');
   const e = await enqueue({ ...opts(out), samplesPerShard: 5, redis: redis.url, queue });
   assert.equal(e.enqueued, 2);
-  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const q = new Queue(queue, { connection: conn });
   const lines: string[] = [];
-  try {
+  await withQueue(queue, async (q) => {
     const w = await runWorker({ redis: redis.url, queue, exitWhenIdle: true, stalledInterval: 200, log: { write: (l: string) => lines.push(l) } as unknown as NodeJS.WritableStream }, load);
     await w.done;
     assert.equal(await q.getJobCountByTypes('failed'), 0, lines.join(''));
@@ -249,11 +236,7 @@ test('a tar-only folder whose run.json records samples_per_shard (written before
     const { ['_capfilt/run.json']: _rr, ['stats.json']: _ss, ...want } = reference;
     assert.deepEqual(rest, want);
     assert.equal(JSON.parse(await readFile(join(out, 'stats.json'), 'utf8')).settings.samples_per_shard, 1000);
-  } finally {
-    await q.obliterate({ force: true });
-    await q.close();
-    conn.disconnect();
-  }
+  });
 });
 
 test('an unreachable Redis is a one-line BLIP5804 error', async () => {
