@@ -21,6 +21,11 @@ export function found(v: unknown): string {
   return typeof v === 'number' || typeof v === 'boolean' ? String(v) : describeArgument(v);
 }
 
+/** The `signal` option, for JavaScript callers: an AbortSignal or nothing (BLIP5030 otherwise). */
+export function checkSignal(signal: unknown): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new GenerationConfigError(`signal must be an AbortSignal (AbortController.signal), found ${found(signal)}`);
+}
+
 export function checkImageList(images: unknown): void {
   if (!Array.isArray(images)) throw new GenerationConfigError(`images must be an array (one entry per image), found ${describeArgument(images)}`);
 }

@@ -30,7 +30,7 @@ import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
 import { declaredImageSize, imageName, inOrder, prepareImages, type ImageInput } from './images.js';
-import { checkImageList, describeArgument, found, optionsObject } from './arguments.js';
+import { checkImageList, checkSignal, describeArgument, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 import { encodeInRows, release } from './encodeRows.js';
 
@@ -498,7 +498,7 @@ function checkOptions(o: GenerateOptions): void {
     if (i >= 0) throw bad(`seed[${i}]`, 'an integer (below 2^53 in size)', o.seed[i]);
   } else if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw bad('seed', 'an integer (below 2^53 in size)', o.seed);
   if (o.onToken !== undefined && typeof o.onToken !== 'function') throw bad('onToken', 'a function', o.onToken);
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw bad('signal', 'an AbortSignal (AbortController.signal)', o.signal);
+  checkSignal(o.signal);
   if (o.prompt !== undefined) {
     if (Array.isArray(o.prompt)) {
       const i = o.prompt.findIndex((p) => typeof p !== 'string');

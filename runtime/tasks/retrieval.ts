@@ -12,7 +12,7 @@ import type { DecoderSession } from '../generation/onnx.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { declaredImageSize, distinct, inOrder, prepareImages, type ImageInput } from './images.js';
-import { checkImageList, checkTextList, found, optionsObject } from './arguments.js';
+import { checkImageList, checkSignal, checkTextList, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 
 export interface RetrievalContext {
@@ -104,7 +104,7 @@ function maxTextTokensOf(o: ItmOptions, tok: HfTokenizer): number | undefined {
 /** The call's signal, checked for JavaScript callers, after it has been looked at once (an abort before the call rejects it at once). */
 function signalOf(o: ItmOptions): AbortSignal | undefined {
   const signal = o.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new GenerationConfigError(`signal must be an AbortSignal (AbortController.signal), found ${found(signal)}`);
+  checkSignal(signal);
   signal?.throwIfAborted();
   return signal;
 }
