@@ -1,20 +1,21 @@
 // The malloc environment of each side of `npm run bench`. blip-graph's processes (node: the bandwidth
 // probe, bench/ours.ts, `blip run`) inherit what scripts/bench.mjs sets before node starts (glibc reads
 // tunables only at start-up), what bin/blip gives the `blip` command:
-// GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576. PyTorch's processes get
+// GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=2097152. PyTorch's processes get
 // neither tunable:
 // - hugetlb=1 does nothing there: ../shared/oracle/py runs python in a chroot without /sys, so glibc
 //   cannot read the kernel's THP mode and never madvises (AnonHugePages 0 kB). PyTorch's own switch,
 //   THP_MEM_ALLOC_ENABLE=1 (its CPU allocator aligns blocks of 2 MiB or more to 2 MiB and madvises
 //   them), does work in the chroot: 260 MB of AnonHugePages after filling a 256 MB tensor, 0 without;
-// - mmap_threshold=1 MiB costs PyTorch, whose CPU allocator keeps no cache: every activation of 1 MiB
-//   or more becomes a fresh mmap, faulted in page by page (full-size BLIP-base generate: 169k -> 278k
-//   minor faults and 0.73 -> 1.05 s of system time per call).
+// - a fixed mmap_threshold costs PyTorch, whose CPU allocator keeps no cache: at 1 MiB (blip-graph's
+//   before 2026-11-30) every activation of 1 MiB or more became a fresh mmap, faulted in page by
+//   page (full-size BLIP-base generate: 169k -> 278k minor faults and 0.73 -> 1.05 s of system time
+//   per call).
 // Each side's AnonHugePages, RSS split, minor faults and system time are recorded every run
 // (bench/procMemory.ts), so the parity is checked rather than assumed.
 
 /** The tunables scripts/bench.mjs gives blip-graph's side (--huge-pages on). */
-export const BLIP_GRAPH_TUNABLES = ['glibc.malloc.hugetlb=1', 'glibc.malloc.mmap_threshold=1048576'];
+export const BLIP_GRAPH_TUNABLES = ['glibc.malloc.hugetlb=1', 'glibc.malloc.mmap_threshold=2097152'];
 
 /** PyTorch's environment from the bench's own: blip-graph's tunables out, PyTorch's huge-page switch in (--huge-pages on) or out. */
 export function pytorchEnv(env: NodeJS.ProcessEnv, hugePages: boolean): NodeJS.ProcessEnv {

@@ -25,7 +25,7 @@
 // alternating, a pause between calls), so that each ratio compares calls a few seconds apart: this
 // VM's speed drifts by a fifth from minute to minute, and the back-to-back blocks above can land in
 // different moods. Results: .bench/results/bench-<time>.{json,md}.
-// scripts/bench.mjs starts this with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576
+// scripts/bench.mjs starts this with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=2097152
 // (--huge-pages on, the default: what bin/blip gives the blip command), which blip-graph's processes
 // inherit; PyTorch's get their own (bench/mallocEnv.ts: THP_MEM_ALLOC_ENABLE=1, no tunables), and
 // each side's huge pages, page faults and system time are recorded (bench/procMemory.ts).

@@ -1,12 +1,16 @@
 // PyTorch's malloc environment in `npm run bench` (bench/mallocEnv.ts): blip-graph's glibc tunables
 // must not reach it. In the reference chroot (no /sys) glibc.malloc.hugetlb=1 gave PyTorch no huge
-// pages, and glibc.malloc.mmap_threshold=1048576 turned every activation of 1 MiB or more into a fresh
-// mmap (full-size BLIP-base: 169k -> 278k minor faults, 0.73 -> 1.05 s system time per call).
+// pages, and a fixed glibc.malloc.mmap_threshold (1048576, blip-graph's before 2026-11-30) turned every
+// activation of 1 MiB or more into a fresh mmap (full-size BLIP-base: 169k -> 278k minor faults, 0.73 -> 1.05 s system time per call).
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../runtime/fixtures.js';
 import assert from 'node:assert/strict';
 import { BLIP_GRAPH_TUNABLES, mallocSettings, pytorchEnv } from '../../../bench/mallocEnv.js';
 import { parseProcMemory } from '../../../bench/procMemory.js';
 
+const ROOT = repoRoot();
 const blipGraphEnv = { PATH: '/usr/bin', GLIBC_TUNABLES: BLIP_GRAPH_TUNABLES.join(':') };
 
 test("PyTorch gets neither of blip-graph's tunables, and THP_MEM_ALLOC_ENABLE=1 with huge pages on", () => {
@@ -32,4 +36,14 @@ test('each side records AnonHugePages, RssAnon and RssFile from /proc in MB', ()
   const status = 'VmRSS:\t 900000 kB\nRssAnon:\t  409600 kB\nRssFile:\t  102400 kB\nRssShmem:\t       0 kB\n';
   assert.deepEqual(parseProcMemory(smaps, status), { anon_huge_pages_mb: 260, rss_anon_mb: 400, rss_file_mb: 100 });
   assert.ok(Number.isNaN(parseProcMemory('', status).anon_huge_pages_mb), 'a missing field is NaN, not 0');
+});
+
+test("the bench gives blip-graph's side exactly the tunables bin/blip gives the blip command", () => {
+  const launcher = readFileSync(join(ROOT, 'bin', 'blip'), 'utf8');
+  const fromLauncher = [...launcher.matchAll(/^\s*add_tunable (\S+) (\S+)$/gm)].map((m) => `${m[1]}=${m[2]}`);
+  assert.deepEqual(fromLauncher, BLIP_GRAPH_TUNABLES);
+  const script = readFileSync(join(ROOT, 'scripts', 'bench.mjs'), 'utf8');
+  const fromScript = /const ours = (\[[^\]]*\])/.exec(script)?.[1];
+  assert.ok(fromScript, 'scripts/bench.mjs lists its tunables in `const ours = [...]`');
+  assert.deepEqual(JSON.parse(fromScript.replace(/'/g, '"')), BLIP_GRAPH_TUNABLES);
 });

@@ -19,7 +19,7 @@ const python = join(process.env.ORACLE_ROOT ?? join(process.env.XDG_CACHE_HOME ?
 const skip = existsSync(ORACLE) && existsSync(python) ? false : 'no reference environment (../shared/oracle/py)';
 
 function torchGenerate(fixture: string, extra: string[]): any {
-  const env = pytorchEnv({ ...process.env, GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=1048576' }, true);
+  const env = pytorchEnv({ ...process.env, GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=2097152' }, true);
   const args = ['bench/torch_generate.py', '--ckpt', `test/fixtures/${fixture}/checkpoint`, '--image', 'test/fixtures/images/blocks_1000x700.png', '--threads', '1', '--max-new-tokens', '5', '--repeat', '2', '--warmup', '0', ...extra];
   const r = spawnSync(ORACLE, args, { cwd: ROOT, encoding: 'utf8', env, maxBuffer: 1 << 26 });
   assert.equal(r.status, 0, r.stderr.slice(-2000));

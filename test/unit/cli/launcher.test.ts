@@ -102,7 +102,7 @@ test('bin/blip serve: the pid it was started as is node itself (exec), so SIGTER
   assert.ok(cmdline.some((a) => a.endsWith(join('bin', 'blip.js'))), cmdline.join(' '));
   // glibc parses GLIBC_TUNABLES in place at start-up, so /proc shows its ':' separators as NULs.
   const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8');
-  assert.match(environ, /(^|\0)GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1[:\0]glibc\.malloc\.mmap_threshold=1048576\0/, environ.split('\0').filter((e) => e.startsWith('GLIBC')).join(' '));
+  assert.match(environ, /(^|\0)GLIBC_TUNABLES=glibc\.malloc\.hugetlb=1[:\0]glibc\.malloc\.mmap_threshold=2097152\0/, environ.split('\0').filter((e) => e.startsWith('GLIBC')).join(' '));
   child.kill('SIGTERM');
   assert.equal(await exited, 0, err);
   assert.match(err, /SIGTERM: no new requests/);
