@@ -25,6 +25,7 @@ import { GENERATE_OPTIONS, generateForImages, promptStyle, type GenerateOptions,
 import { embedImages, embedTexts, itmPairs, type Embedding, type ItmOptions, type ItmResult } from './tasks/retrieval.js';
 import type { ImageInput } from './tasks/images.js';
 import { describeArgument, listAsCalled, optionsAsCalled } from './tasks/arguments.js';
+import { EncodeBuffers } from './tasks/encodeRows.js';
 
 /** Staged decoders run at most this many times (new tokens x beams) open unpacked (see load()). */
 export const UNPACKED_DECODER_RUNS = 64;
@@ -107,6 +108,8 @@ class Model implements BlipModel {
   readonly promptStyle?: PromptStyle;
   private closed = false;
   private readonly encodeRows: number | undefined;
+  /** The last batch's encoder outputs when it was encoded in rows, for the next batch (runtime/tasks/encodeRows.ts). */
+  private readonly encodeBuffers = new EncodeBuffers();
 
   constructor(
     readonly dir: string,
@@ -186,7 +189,7 @@ class Model implements BlipModel {
           }
         : undefined;
     try {
-      return await generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows, encodeRows: this.encodeRows, stages }, images, opts);
+      return await generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows, encodeRows: this.encodeRows, encodeBuffers: this.encodeBuffers, stages }, images, opts);
     } finally {
       // staged: nothing stays loaded between calls, failed ones included
       if (stages) await Promise.all([encode.release(), decoder.release()]);
@@ -222,6 +225,7 @@ class Model implements BlipModel {
       await Promise.allSettled([...this.running]);
       for (const s of Object.values(this.sessions)) await s?.release();
       await this.deviceRows?.close();
+      this.encodeBuffers.clear();
     })());
   }
 }

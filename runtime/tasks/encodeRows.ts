@@ -7,6 +7,12 @@
 // the doubled outputs are one row's; the rows are copied into one batch-major buffer per output.
 // Every row's arithmetic is the same either way (the kernels work row by row or (row, head) by
 // (row, head)): the outputs are identical bit for bit (test/unit/tasks/encodeRows.test.ts).
+//
+// The batch-major buffers are kept for the next batch of the same size (EncodeBuffers) rather than
+// made afresh: a new buffer of several MB is a fresh mapping whose every page is faulted in (and,
+// with huge pages asked for, compacted for) as the rows are copied into it — BLIP-base at batch 8,
+// 340 MB of cross-attention keys and values, 10–136 ms a row on the 2-core VM against ~10 ms for
+// the copy alone into buffers already touched (docs/performance.md).
 import * as ort from 'onnxruntime-node';
 import { BlipRuntimeError } from '../errors.js';
 
@@ -28,7 +34,7 @@ function rows(t: ort.Tensor, a: number, b: number): ort.Tensor {
  * Run `session` on `feeds` (every feed batch-major with `batch` rows) `rowsPerRun` rows at a time
  * and return the outputs for the whole batch, as one run would. Every output must be batch-major.
  */
-export async function encodeInRows(session: EncodeSession, feeds: Record<string, ort.Tensor>, batch: number, rowsPerRun: number): Promise<Record<string, ort.Tensor>> {
+export async function encodeInRows(session: EncodeSession, feeds: Record<string, ort.Tensor>, batch: number, rowsPerRun: number, buffers?: EncodeBuffers): Promise<Record<string, ort.Tensor>> {
   if (!(rowsPerRun >= 1) || rowsPerRun >= batch) return session.run(feeds);
   for (const [k, t] of Object.entries(feeds)) {
     if (t.dims[0] !== batch || Array.isArray(t.data) || (t.location !== 'cpu' && t.location !== undefined)) {
@@ -46,7 +52,10 @@ export async function encodeInRows(session: EncodeSession, feeds: Record<string,
           throw new BlipRuntimeError('BLIP5044', `encode.onnx output ${k} (${t.dims.join(' x ')}) is not batch-major over ${b - a} rows`);
         }
         const data = t.data as unknown as Typed;
-        out[k] = new ort.Tensor(t.type as 'float32', new data.constructor((data.length / (b - a)) * batch) as unknown as Float32Array, [batch, ...t.dims.slice(1)]);
+        const length = (data.length / (b - a)) * batch;
+        // (every row of it is written below: a kept buffer's old contents never show)
+        const whole = buffers?.take(k, data.constructor, length) ?? new data.constructor(length);
+        out[k] = new ort.Tensor(t.type as 'float32', whole as unknown as Float32Array, [batch, ...t.dims.slice(1)]);
       }
     }
     for (const [k, t] of Object.entries(part)) {
@@ -59,6 +68,46 @@ export async function encodeInRows(session: EncodeSession, feeds: Record<string,
     release(part);
   }
   return out!;
+}
+
+/**
+ * encodeInRows' batch-major output buffers, kept from one batch to the next: at most one per output
+ * name (the latest given), taken out while a batch uses it, so two batches running at once never
+ * share one. A buffer of another length or type is not taken (and is replaced when the batch that
+ * made its own gives that back).
+ */
+export class EncodeBuffers {
+  private readonly kept = new Map<string, Typed>();
+
+  /** A kept buffer for output `name` of exactly `length` elements of `type`, removed from the pool. */
+  take(name: string, type: new (length: number) => ArrayBufferView, length: number): Typed | undefined {
+    const b = this.kept.get(name);
+    if (!b || b.constructor !== type || b.length !== length) return undefined;
+    this.kept.delete(name);
+    return b;
+  }
+
+  /** Keep the buffers of a batch's outputs (whole CPU typed arrays only) for the next batch. */
+  keep(tensors: Record<string, ort.Tensor>): void {
+    for (const [name, t] of Object.entries(tensors)) {
+      if ((t.location !== 'cpu' && t.location !== undefined) || Array.isArray(t.data)) continue;
+      const d = t.data as unknown as Typed;
+      if (d.byteOffset !== 0 || d.byteLength !== d.buffer.byteLength || d.byteLength === 0) continue;
+      this.kept.set(name, d);
+    }
+  }
+
+  /** Bytes kept. */
+  get bytes(): number {
+    let n = 0;
+    for (const b of this.kept.values()) n += b.byteLength;
+    return n;
+  }
+
+  /** Drop every kept buffer (the model is closed). */
+  clear(): void {
+    this.kept.clear();
+  }
 }
 
 /**

@@ -32,7 +32,7 @@ import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
 import { declaredImageSize, imageName, inOrder, prepareImages, type ImageInput } from './images.js';
 import { checkImageList, checkSignal, describeArgument, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
-import { encodeInRows, release } from './encodeRows.js';
+import { encodeInRows, release, type EncodeBuffers } from './encodeRows.js';
 
 export interface GenerateOptions {
   /** One prompt for every image, or one per image (BLIP: caption prefix; VQA: the question; BLIP-2: the LLM prompt; InstructBLIP: the instruction). */
@@ -159,6 +159,8 @@ export interface GenerateContext {
   deviceRows?: DeviceRowGather;
   /** Images per encode.onnx run within a batch (default: the whole batch; 1 on the CPU, see encodeRows.ts). */
   encodeRows?: number;
+  /** Where a batch encoded in rows leaves its batch-major buffers for the next batch (encodeRows.ts). */
+  encodeBuffers?: EncodeBuffers;
   /**
    * Staged sessions (LoadOptions.staged, runtime/stagedSession.ts), per batch: `encode` opens
    * encode.onnx, `decode` releases it and opens decoder.onnx for at most `steps` decoder runs of
@@ -612,7 +614,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
       const t1 = performance.now();
       let encoded: Record<string, ort.Tensor>;
       try {
-        encoded = await encodeInRows(ctx.encode, { pixel_values, ...built.encodeFeeds }, B, ctx.encodeRows ?? B);
+        encoded = await encodeInRows(ctx.encode, { pixel_values, ...built.encodeFeeds }, B, ctx.encodeRows ?? B, ctx.encodeBuffers);
       } catch (e) {
         throw new BlipRuntimeError('BLIP5043', `encode.onnx failed (${oneLine(e)})`);
       }
@@ -698,7 +700,9 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         if (nRet > 1) res.sequences = mine;
         results.push(res);
       }
-      release(encoded); // read by nothing now: its buffers go back at once (encodeRows.ts)
+      // read by nothing now: buffers encodeInRows assembled wait for the next batch, the binding's own go back at once (encodeRows.ts)
+      if (ctx.encodeBuffers && B > (ctx.encodeRows ?? B)) ctx.encodeBuffers.keep(encoded);
+      else release(encoded);
       await ctx.stages?.done();
     }
   } catch (e) {
