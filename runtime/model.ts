@@ -191,7 +191,7 @@ class Model implements BlipModel {
     try {
       return await generateForImages({ manifest: this.manifest, preprocess: this.preprocess, tokenizer: this.tokenizer, qformerTokenizer: this.qformerTokenizer, encode, decoder, deviceRows: this.deviceRows, encodeRows: this.encodeRows, encodeBuffers: this.encodeBuffers, stages }, images, opts);
     } finally {
-      // staged: nothing stays loaded between calls, failed ones included
+      // staged: no session stays open between calls, failed ones included (the kept encoder buffers do stay: encodeRows.ts)
       if (stages) await Promise.all([encode.release(), decoder.release()]);
     }
   }

@@ -73,8 +73,8 @@ export async function encodeInRows(session: EncodeSession, feeds: Record<string,
 /**
  * encodeInRows' batch-major output buffers, kept from one batch to the next: at most one per output
  * name (the latest given), taken out while a batch uses it, so two batches running at once never
- * share one. A buffer of another length or type is not taken (and is replaced when the batch that
- * made its own gives that back).
+ * share one. One that does not fit the batch asking (another size or type) is handed back then, so
+ * a batch never runs beside a kept set it cannot use; one replaced, or dropped by clear(), too.
  */
 export class EncodeBuffers {
   private readonly kept = new Map<string, Typed>();
@@ -82,9 +82,11 @@ export class EncodeBuffers {
   /** A kept buffer for output `name` of exactly `length` elements of `type`, removed from the pool. */
   take(name: string, type: new (length: number) => ArrayBufferView, length: number): Typed | undefined {
     const b = this.kept.get(name);
-    if (!b || b.constructor !== type || b.length !== length) return undefined;
+    if (!b) return undefined;
     this.kept.delete(name);
-    return b;
+    if (b.constructor === type && b.length === length) return b;
+    handBack([b]);
+    return undefined;
   }
 
   /** Keep the buffers of a batch's outputs (whole CPU typed arrays only) for the next batch. */
@@ -92,7 +94,9 @@ export class EncodeBuffers {
     for (const [name, t] of Object.entries(tensors)) {
       if ((t.location !== 'cpu' && t.location !== undefined) || Array.isArray(t.data)) continue;
       const d = t.data as unknown as Typed;
-      if (d.byteOffset !== 0 || d.byteLength !== d.buffer.byteLength || d.byteLength === 0) continue;
+      if (!whole(d)) continue;
+      const before = this.kept.get(name);
+      if (before && before.buffer !== d.buffer) handBack([before]);
       this.kept.set(name, d);
     }
   }
@@ -104,9 +108,26 @@ export class EncodeBuffers {
     return n;
   }
 
-  /** Drop every kept buffer (the model is closed). */
+  /** Hand back every kept buffer (the model is closed). */
   clear(): void {
+    handBack([...this.kept.values()]);
     this.kept.clear();
+  }
+}
+
+/** Whether a typed array spans a whole ArrayBuffer of its own (not a view, not empty). */
+function whole(d: Typed): boolean {
+  return d.buffer instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === d.buffer.byteLength && d.byteLength > 0;
+}
+
+/** Give the memory of whole typed arrays back at once: see release(). */
+function handBack(arrays: Typed[]): void {
+  const buffers = [...new Set(arrays.filter(whole).map((d) => d.buffer as ArrayBuffer))];
+  if (!buffers.length) return;
+  try {
+    structuredClone(buffers, { transfer: buffers });
+  } catch {
+    // not transferable (an external buffer): left to the garbage collector
   }
 }
 
@@ -118,17 +139,10 @@ export class EncodeBuffers {
  * meantime holds both. Only whole, unshared ArrayBuffers are handed back.
  */
 export function release(tensors: Record<string, ort.Tensor>): void {
-  const seen = new Set<ArrayBuffer>();
+  const arrays: Typed[] = [];
   for (const t of Object.values(tensors)) {
     if ((t.location !== 'cpu' && t.location !== undefined) || Array.isArray(t.data)) continue;
-    const d = t.data as unknown as Typed;
-    if (!(d.buffer instanceof ArrayBuffer) || d.byteOffset !== 0 || d.byteLength !== d.buffer.byteLength || d.byteLength === 0) continue;
-    seen.add(d.buffer);
+    arrays.push(t.data as unknown as Typed);
   }
-  if (!seen.size) return;
-  try {
-    structuredClone([...seen], { transfer: [...seen] });
-  } catch {
-    // not transferable (an external buffer): left to the garbage collector
-  }
+  handBack(arrays);
 }

@@ -38,7 +38,7 @@ test('each side records AnonHugePages, RssAnon and RssFile from /proc in MB', ()
   assert.ok(Number.isNaN(parseProcMemory('', status).anon_huge_pages_mb), 'a missing field is NaN, not 0');
 });
 
-test("the bench gives blip-graph's side exactly the tunables bin/blip gives the blip command", () => {
+test("the bench gives blip-graph's side exactly the tunables bin/blip gives the blip command (and hugePages.ts suggests)", () => {
   const launcher = readFileSync(join(ROOT, 'bin', 'blip'), 'utf8');
   const fromLauncher = [...launcher.matchAll(/^\s*add_tunable (\S+) (\S+)$/gm)].map((m) => `${m[1]}=${m[2]}`);
   assert.deepEqual(fromLauncher, BLIP_GRAPH_TUNABLES);
@@ -46,4 +46,7 @@ test("the bench gives blip-graph's side exactly the tunables bin/blip gives the 
   const fromScript = /const ours = (\[[^\]]*\])/.exec(script)?.[1];
   assert.ok(fromScript, 'scripts/bench.mjs lists its tunables in `const ours = [...]`');
   assert.deepEqual(JSON.parse(fromScript.replace(/'/g, '"')), BLIP_GRAPH_TUNABLES);
+  // the line `blip version --verbose` prints where huge pages are off names the same setting
+  const hint = readFileSync(join(ROOT, 'runtime', 'hugePages.ts'), 'utf8');
+  assert.deepEqual([...hint.matchAll(/GLIBC_TUNABLES=(glibc[^\s`]*)/g)].map((m) => m[1]), [BLIP_GRAPH_TUNABLES.join(':')]);
 });

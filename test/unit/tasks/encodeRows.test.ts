@@ -92,39 +92,63 @@ test('blip-caption-a: a batch encoded in rows reuses the buffers the previous ba
     }
     assert.equal(buffers.bytes, 0, 'a buffer in use is not kept for another batch meanwhile');
     buffers.keep(second);
-    // a batch of another size makes its own; what it gives back replaces the kept set
+    // a batch of another size makes its own and hands the kept set back at once (no two sets held)
+    const secondData = Object.fromEntries(Object.entries(second).map(([k, t]) => [k, t.data as Float32Array]));
     const third = await encodeInRows(session, feedsFor(inputs, 2, 2), 2, 1, buffers);
     const want3 = await session.run(feedsFor(inputs, 2, 2));
     for (const [k, t] of Object.entries(want3)) {
-      assert.notEqual(third[k].data, second[k].data, k);
+      assert.notEqual(third[k].data, secondData[k], k);
+      assert.equal(secondData[k].length, 0, `${k}: the batch of 3's buffer was handed back`);
       assert.ok(sameBytes(third[k], t), k);
     }
-    assert.equal(buffers.bytes, keptBytes, 'the batch of 3 still has its buffers kept');
+    assert.equal(buffers.bytes, 0);
     buffers.keep(third);
     assert.equal(buffers.bytes, (keptBytes / 3) * 2);
+    const thirdData = Object.values(third).map((t) => t.data as Float32Array);
     buffers.clear();
     assert.equal(buffers.bytes, 0);
+    assert.ok(thirdData.every((d) => d.length === 0), 'clear() hands the kept buffers back');
     await session.release();
   } finally {
     tmp.remove();
   }
 });
 
-test('EncodeBuffers.take: only a buffer of that output, type and length, once', () => {
+test('EncodeBuffers: take() gives a buffer of that output, type and length once, and hands back one that does not fit; keep() hands back the one it replaces', () => {
   const buffers = new EncodeBuffers();
   const f = new Float32Array(6);
   const view = new Float32Array(8).subarray(0, 4);
   buffers.keep({ a: new ort.Tensor('float32', f, [2, 3]), v: new ort.Tensor('float32', view, [4]) });
   assert.equal(buffers.bytes, 24, 'a view of a larger buffer is not kept');
-  assert.equal(buffers.take('a', Float32Array, 4), undefined);
-  assert.equal(buffers.take('a', Int32Array, 6), undefined);
   assert.equal(buffers.take('b', Float32Array, 6), undefined);
   assert.equal(buffers.take('a', Float32Array, 6), f);
   assert.equal(buffers.take('a', Float32Array, 6), undefined, 'taken once');
+  const g = new Float32Array(6);
+  buffers.keep({ a: new ort.Tensor('float32', g, [2, 3]) });
+  assert.equal(buffers.take('a', Float32Array, 4), undefined, 'another length');
+  assert.equal(g.length, 0, 'handed back, not kept beside the batch that could not use it');
+  assert.equal(buffers.bytes, 0);
+  const h = new Float32Array(6);
+  buffers.keep({ a: new ort.Tensor('float32', h, [2, 3]) });
+  assert.equal(buffers.take('a', Int32Array, 6), undefined, 'another type');
+  assert.equal(h.length, 0);
+  const x = new Float32Array(6);
+  const y = new Float32Array(6);
+  buffers.keep({ a: new ort.Tensor('float32', x, [2, 3]) });
+  buffers.keep({ a: new ort.Tensor('float32', y, [2, 3]) });
+  assert.equal(x.length, 0, 'the replaced buffer is handed back');
+  assert.equal(buffers.take('a', Float32Array, 6), y);
 });
 
-test('blip-caption-a: a model generating batches of 2 in turn gives each call what a fresh model gives it', async () => {
+test('blip-caption-a: a model reuses its last batch\'s buffers, alone and with calls running together, and gives each call what a fresh model gives it', async () => {
   const tmp = tempDir('blip-rows-');
+  const take = EncodeBuffers.prototype.take;
+  let reused = 0;
+  EncodeBuffers.prototype.take = function (this: EncodeBuffers, ...args: Parameters<typeof take>) {
+    const b = take.apply(this, args);
+    if (b) reused++;
+    return b;
+  };
   try {
     const dir = await compileFixture('blip-caption-a', tmp.dir);
     const images = imagesOf(expected('blip-caption-a')).slice(0, 2);
@@ -135,15 +159,24 @@ test('blip-caption-a: a model generating batches of 2 in turn gives each call wh
     try {
       const opts = { maxNewTokens: 6, minNewTokens: 6, batchSize: 2 };
       const before = await model.generate(images, opts);
+      assert.equal(reused, 0);
       const after = await model.generate(swapped, opts); // into the buffers the first call left
+      assert.ok(reused > 0, 'the second batch of 2 took the kept buffers');
       const want = await fresh.generate(swapped, opts);
       assert.deepEqual(after.map((r) => r.tokenIds), want.map((r) => r.tokenIds));
       assert.deepEqual(after.map((r) => r.tokenIds), [before[1].tokenIds, before[0].tokenIds]);
+      // calls running together (one with beams): none reads a buffer another one writes
+      const beams = { ...opts, numBeams: 2 };
+      const [x, y, z] = await Promise.all([model.generate(images, opts), model.generate(swapped, beams), model.generate(images, { ...opts, onToken: () => new Promise<void>((r) => setTimeout(r, 1)) })]);
+      assert.deepEqual(x.map((r) => r.tokenIds), before.map((r) => r.tokenIds));
+      assert.deepEqual(y.map((r) => r.tokenIds), (await fresh.generate(swapped, beams)).map((r) => r.tokenIds));
+      assert.deepEqual(z.map((r) => r.tokenIds), before.map((r) => r.tokenIds));
     } finally {
       await model.close();
       await fresh.close();
     }
   } finally {
+    EncodeBuffers.prototype.take = take;
     tmp.remove();
   }
 });
