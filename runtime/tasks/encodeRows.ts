@@ -35,7 +35,7 @@ function rows(t: ort.Tensor, a: number, b: number): ort.Tensor {
  * and return the outputs for the whole batch, as one run would. Every output must be batch-major.
  */
 export async function encodeInRows(session: EncodeSession, feeds: Record<string, ort.Tensor>, batch: number, rowsPerRun: number, buffers?: EncodeBuffers): Promise<Record<string, ort.Tensor>> {
-  if (!(rowsPerRun >= 1) || rowsPerRun >= batch) return session.run(feeds);
+  if (!inRows(batch, rowsPerRun)) return session.run(feeds);
   for (const [k, t] of Object.entries(feeds)) {
     if (t.dims[0] !== batch || Array.isArray(t.data) || (t.location !== 'cpu' && t.location !== undefined)) {
       throw new BlipRuntimeError('BLIP5031', `encode.onnx input ${k} is not a batch-major CPU tensor of ${batch} rows`);
@@ -68,6 +68,20 @@ export async function encodeInRows(session: EncodeSession, feeds: Record<string,
     release(part);
   }
   return out!;
+}
+
+/** Whether encodeInRows runs `batch` rows in parts (and assembles its outputs) rather than at once. */
+function inRows(batch: number, rowsPerRun: number): boolean {
+  return rowsPerRun >= 1 && rowsPerRun < batch;
+}
+
+/**
+ * encodeInRows' outputs once nothing reads them: the buffers it assembled go to `buffers` for the
+ * next batch, the binding's own (a batch run at once) are released.
+ */
+export function doneWith(outputs: Record<string, ort.Tensor>, batch: number, rowsPerRun: number, buffers?: EncodeBuffers): void {
+  if (buffers && inRows(batch, rowsPerRun)) buffers.keep(outputs);
+  else release(outputs);
 }
 
 /**

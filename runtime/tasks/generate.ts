@@ -32,7 +32,7 @@ import { blipDecoderPrompt, type TextBatch } from '../tokenizers/prompts.js';
 import { declaredImageSize, imageName, inOrder, prepareImages, type ImageInput } from './images.js';
 import { checkImageList, checkSignal, describeArgument, found, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
-import { encodeInRows, release, type EncodeBuffers } from './encodeRows.js';
+import { doneWith, encodeInRows, type EncodeBuffers } from './encodeRows.js';
 
 export interface GenerateOptions {
   /** One prompt for every image, or one per image (BLIP: caption prefix; VQA: the question; BLIP-2: the LLM prompt; InstructBLIP: the instruction). */
@@ -700,9 +700,7 @@ export async function generateForImages(ctx: GenerateContext, images: ImageInput
         if (nRet > 1) res.sequences = mine;
         results.push(res);
       }
-      // read by nothing now: buffers encodeInRows assembled wait for the next batch, the binding's own go back at once (encodeRows.ts)
-      if (ctx.encodeBuffers && B > (ctx.encodeRows ?? B)) ctx.encodeBuffers.keep(encoded);
-      else release(encoded);
+      doneWith(encoded, B, ctx.encodeRows ?? B, ctx.encodeBuffers); // read by nothing now (encodeRows.ts)
       await ctx.stages?.done();
     }
   } catch (e) {
