@@ -62,6 +62,14 @@ export function chatBody(model: string, extra: Record<string, unknown> = {}, tex
   return { model, messages: [{ role: 'user', content }], ...extra };
 }
 
+/** A POST whose client can go away: `abort()` closes the connection; `response` then rejects. */
+export function postAbortable(url: string, body: unknown): { response: Promise<Response>; abort(): void } {
+  const ac = new AbortController();
+  const response = fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal: ac.signal });
+  response.catch(() => {}); // (awaited by the test, after it aborts)
+  return { response, abort: () => ac.abort() };
+}
+
 export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any }> {
   const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
   const text = await r.text();

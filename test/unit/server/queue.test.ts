@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import OpenAI from 'openai';
 import type { BlipServer } from '../../../runtime/server/index.js';
-import { chatBody, compiledFixture, dataUrl, fakeBackend, health, post, serve, until } from './helpers.js';
+import { chatBody, compiledFixture, dataUrl, fakeBackend, health, post, postAbortable, serve, until } from './helpers.js';
 
 interface Gate {
   gate: SharedArrayBuffer;
@@ -185,11 +185,10 @@ test('a client that goes away while queued frees its slot', async () => {
     const url = `${s.url}/v1/chat/completions`;
     const running = post(url, chatBody('cap', { max_tokens: 1 }));
     await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
-    const ac = new AbortController();
-    const gone = fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(chatBody('cap', { max_tokens: 1 })), signal: ac.signal });
+    const gone = postAbortable(url, chatBody('cap', { max_tokens: 1 }));
     await until(async () => (await health(s.url)).queue_depth === 1, 'the request to queue');
-    ac.abort();
-    await assert.rejects(gone);
+    gone.abort();
+    await assert.rejects(gone.response);
     await until(async () => (await health(s.url)).queue_depth === 0, 'the slot to be freed');
     g.open();
     assert.equal((await running).status, 200);
@@ -209,11 +208,10 @@ test('a client that goes away while its request runs: blip_requests_in_flight dr
   const s = await start(g, { maxBatch: 1 });
   try {
     const url = `${s.url}/v1/chat/completions`;
-    const ac = new AbortController();
-    const gone = fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(chatBody('cap', { max_tokens: 2 })), signal: ac.signal });
+    const gone = postAbortable(url, chatBody('cap', { max_tokens: 2 }));
     await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
-    ac.abort();
-    await assert.rejects(gone);
+    gone.abort();
+    await assert.rejects(gone.response);
     await until(async () => (await health(s.url)).in_flight === 0, 'the request to be cancelled');
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
     assert.match(metrics, /^blip_requests_in_flight\{model="cap"\} 0$/m);
