@@ -12,7 +12,7 @@ import type { DecoderSession } from '../generation/onnx.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import type { HfTokenizer } from '../tokenizers/hf.js';
 import { declaredImageSize, distinct, inOrder, prepareImages, type ImageInput } from './images.js';
-import { checkImageList, checkSignal, checkTextList, found, optionsObject } from './arguments.js';
+import { checkImageList, checkSignal, checkTextList, optionsObject } from './arguments.js';
 import { checkVocabulary } from './vocabulary.js';
 
 export interface RetrievalContext {
