@@ -210,6 +210,9 @@ test('a client that goes away while its request runs: blip_requests_in_flight dr
     const url = `${s.url}/v1/chat/completions`;
     const gone = postAbortable(url, chatBody('cap', { max_tokens: 2 }));
     await until(async () => (await health(s.url)).in_flight === 1, 'a running request');
+    // in_flight counts it from when its batch is sent; cancelled while the worker still decodes its
+    // image, the batch would end before the model is called, freeing the worker
+    await until(() => g.batches().length === 1, 'the model to be called (and held by the gate)');
     gone.abort();
     await assert.rejects(gone.response);
     await until(async () => (await health(s.url)).in_flight === 0, 'the request to be cancelled');
