@@ -398,7 +398,7 @@ export async function compile(opts: CompileOptions): Promise<CompileResult> {
         value: floatInput(d, `cross.${i}.value`, stepCrossDims),
       }));
       const crossMask = side.crossMask ? d.input('cross_attention_mask', 'int64', ['cross_batch', 'cross_sequence']) : undefined;
-      const crossGroups = cross?.length ? new QueryGroups(d, cross[0].key, ids) : undefined;
+      const crossGroups = cross?.length ? new QueryGroups(d, cross[0].key) : undefined;
       const step = d.scope(gen.node.name, () => dec.step(ctx, { ids, mask, past, cross, crossMask, crossGroups, prefix, positions }));
       if (crossGroups && !crossGroups.used) throw new Error(`internal: ${gen.node.kind}'s decoder step takes cross keys/values but did not attend through io.crossGroups`);
       emitFloat(d, step.logits, 'logits', ['batch', facts.vocab]);

@@ -107,40 +107,40 @@ export function dim(b: GraphBuilder, x: Value, axis: number, role = 'dim'): Valu
  * Cross-attention of a decoder step whose rows come in groups (manifest `decoder.cross_rows`:
  * 'grouped'): the B = I·G rows — G beams or returned sequences of each encoded row, contiguous —
  * attend to I rows of cross keys/values. Attention is independent per query, so group i's G rows
- * can attend as G·L query positions of row i: (B, L, W) -> (I, G·L, W) before the query
- * projection, and back after the context. The cross K/V then stay one copy per image: beam search
- * over 3 beams used to hold three and read each one every step. With G = 1 both are plain views.
+ * can attend as G·L query positions of row i: the query projection (B, L, W) -> (I, G·L, W), and
+ * the context back to the projection's own shape. The cross K/V then stay one copy per image: beam
+ * search over 3 beams used to hold three and read each one every step. With G = 1 both are plain
+ * views. The projection itself runs on the step's rows: a product's rows then share the (B, L) of
+ * every other product in the step, which PointwiseConvFusion reads once for all of them.
  */
 export class QueryGroups {
-  private readonly shapes = new Map<string, Value>();
+  private readonly grouped = new Map<number, Value>();
+  private readonly rows = new Map<number, Value>();
   /** Whether a node attended through it (compile.ts checks that a cross-attending step did). */
   used = false;
 
-  /** `crossKey`: any (I, N, L, D) cross key; `ids`: the step's (B, S) input ids. */
+  /** `crossKey`: any (I, N, L, D) cross key. */
   constructor(
     private readonly b: GraphBuilder,
     private readonly crossKey: Value,
-    private readonly ids: Value,
   ) {}
 
-  /** (B, L, W) -> (I, G·L, W). */
-  group(x: Value, width: number): Value {
+  /** The query projection (B, L, W) -> (I, G·L, W). */
+  group(query: Value, width: number): Value {
     this.used = true;
-    const shape = this.shape(`grouped_${width}`, () => this.b.concat([dim(this.b, this.crossKey, 0, 'cross_rows'), this.b.int64([-1, width], [2], `grouped_${width}_dims`)], 0, `grouped_${width}_shape`));
-    return this.b.op('Reshape', [x, shape], {}, { name: 'queries_grouped' });
+    let shape = this.grouped.get(width); // built once per graph (at the first layer) and shared by every layer
+    if (!shape) this.grouped.set(width, (shape = this.b.concat([dim(this.b, this.crossKey, 0, 'cross_rows'), this.b.int64([-1, width], [2], `grouped_${width}_dims`)], 0, `grouped_${width}_shape`)));
+    return this.b.op('Reshape', [query, shape], {}, { name: 'queries_grouped' });
   }
 
-  /** (I, G·L, W) -> (B, L, W). */
-  ungroup(x: Value, width: number): Value {
-    const shape = this.shape(`rows_${width}`, () => this.b.concat([this.b.op('Shape', [this.ids], {}, { name: 'step_rows' }), this.b.int64([width], [1], `rows_${width}_width`)], 0, `rows_${width}_shape`));
-    return this.b.op('Reshape', [x, shape], {}, { name: 'context_rows' });
-  }
-
-  // Built once per graph (at the first layer) and shared by every layer.
-  private shape(key: string, make: () => Value): Value {
-    let v = this.shapes.get(key);
-    if (!v) this.shapes.set(key, (v = make()));
-    return v;
+  /**
+   * (I, G·L, W) -> (B, L, W), with the (B, L) of `x`, the input of the query projection that
+   * group() took. Every layer's x has the step's (B, L), so the first layer's serves all of them.
+   */
+  ungroup(context: Value, x: Value, width: number): Value {
+    let shape = this.rows.get(width);
+    if (!shape) this.rows.set(width, (shape = this.b.concat([this.b.shape(x, 0, -1, 'step_rows'), this.b.int64([width], [1], `rows_${width}_width`)], 0, `rows_${width}_shape`)));
+    return this.b.op('Reshape', [context, shape], {}, { name: 'context_rows' });
   }
 }
 

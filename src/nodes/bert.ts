@@ -154,10 +154,10 @@ function layer(ctx: LowerContext, d: Dims, i: number, x: Value, io: LayerIO): { 
       const c = io.cross;
       h = b.scope('crossattention', () => {
         const g = io.crossGroups;
-        const x = g ? g.group(self.out, d.W) : self.out;
-        const q = heads(dense(ctx, x, `${p}.crossattention.self.query`, d.W, d.W, 'query'), 'query_heads');
-        const o = mergeHeads(b, attend(b, q, c.key, c.value, { divide: Math.sqrt(d.D), bias: io.crossBias }), d.W, 'context');
-        return addNorm(ctx, d, g ? g.ungroup(o, d.W) : o, self.out, `${p}.crossattention.output`, d.W, 'output');
+        const q = dense(ctx, self.out, `${p}.crossattention.self.query`, d.W, d.W, 'query');
+        const qh = heads(g ? g.group(q, d.W) : q, 'query_heads');
+        const o = mergeHeads(b, attend(b, qh, c.key, c.value, { divide: Math.sqrt(d.D), bias: io.crossBias }), d.W, 'context');
+        return addNorm(ctx, d, g ? g.ungroup(o, self.out, d.W) : o, self.out, `${p}.crossattention.output`, d.W, 'output');
       });
     }
     const ff = b.scope('ffn', () => activation(b, dense(ctx, h, `${p}.intermediate.dense`, d.W, d.mlpW, 'intermediate'), d.act));

@@ -192,7 +192,8 @@ function attention(ctx: LowerContext, dm: Dims, x: Value, kv: Value | KV, p: str
   const { b } = ctx;
   const heads = (t: Value, role: string) => splitHeads(b, t, dm.N, dm.dkv, role); // (B, N, L, dkv)
   const inner = dm.N * dm.dkv;
-  const q = heads(dense(ctx, groups ? groups.group(x, dm.d) : x, `${p}.q`, dm.d, inner, 'q', false), 'query');
+  const qx = dense(ctx, x, `${p}.q`, dm.d, inner, 'q', false);
+  const q = heads(groups ? groups.group(qx, inner) : qx, 'query');
   let k: Value;
   let v: Value;
   if ('key' in kv) ({ key: k, value: v } = kv); // cross-attention: keys/values from encode.onnx
@@ -205,7 +206,7 @@ function attention(ctx: LowerContext, dm: Dims, x: Value, kv: Value | KV, p: str
     }
   }
   const context = mergeHeads(b, attend(b, q, k, v, { bias }), inner, 'context');
-  const out = dense(ctx, groups ? groups.ungroup(context, inner) : context, `${p}.o`, inner, dm.d, 'o', false);
+  const out = dense(ctx, groups ? groups.ungroup(context, x, inner) : context, `${p}.o`, inner, dm.d, 'o', false);
   return { out, present: past ? { key: k, value: v } : undefined };
 }
 

@@ -5,6 +5,8 @@
 //            y = MultiHeadAttention(Split(Add(QKV, b), 3), …)              (ViT's packed projection)
 //   after:   y = MultiHeadAttention(Q, K, V, bias = [bq | bk | bv], …)    (zeros where there is no Add)
 //            y = MultiHeadAttention(Split(QKV, 3), …, bias = b)
+// A query whose rows a Reshape puts in groups (a cross-attention over the beams' shared image:
+// QueryGroups) gives its bias too: Reshape(Add(Q, bq)) is Reshape(Q) + bq when the rows keep their width.
 //
 // Keys and values given as BNSH (cross-attention K/V computed once per image) get no bias from the
 // kernel and zeros here; a query scaled after its bias keeps its Add (OPT's scale is moved into the
@@ -13,7 +15,7 @@
 // outputs). Measured on full-size BLIP-base's decode step (CPU, two threads, alternating rounds):
 // 48 Adds fewer, -3.5 to -4 % per step, identical logits. CPU target only: it is the kernel this was checked on (BNSH keys with a bias
 // included); the CUDA kernel's handling of a bias beside BNSH keys was not.
-import { MS, type Fusion, type GraphView, type Node } from './graph.js';
+import { MS, regroupedRows, type Fusion, type GraphView, type Node } from './graph.js';
 
 /** Add(x, b) with b a 1-D weight, read by `reader` alone: x and b. */
 function biasAdd(g: GraphView, v: string, reader: Node): { x: string; bias: string; add: Node } | undefined {
@@ -24,6 +26,20 @@ function biasAdd(g: GraphView, v: string, reader: Node): { x: string; bias: stri
   const x = add.input![1 - bi];
   if (g.isWeight(x)) return undefined;
   return { x, bias: add.input![bi], add };
+}
+
+/**
+ * The query's bias Add under a Reshape that regroups its rows (QueryGroups: the beams of an image
+ * attend as one row of queries), the Add's other input a product as wide as the bias: the Reshape
+ * then reads the bare product and the kernel adds the bias after it.
+ */
+function regroupedBias(g: GraphView, q: string, mha: Node): { bias: string; rewire: () => void } | undefined {
+  const r = g.producer(q, 'Reshape');
+  const b = r && g.onlyFeeds(q, mha) ? biasAdd(g, r.input![0]!, r) : undefined;
+  const W = b && g.dims(b.bias)![0];
+  const mm = b && g.producer(b.x, 'MatMul');
+  if (!b || !mm || g.dims(mm.input![1]!)?.[1] !== W || !regroupedRows(g, q, W!)) return undefined;
+  return { bias: b.bias, rewire: () => (r!.input![0] = b.x) }; // the Add is left to pruneDead
 }
 
 /** q, k, v = Split(Add(QKV, b)) into three equal parts along the last axis, read by `mha` alone. */
@@ -56,7 +72,12 @@ export const AttentionBiasFusion: Fusion = {
         n++;
         continue;
       }
-      const parts = [0, 1, 2].map((i) => (mha.input![i] ? biasAdd(g, mha.input![i], mha) : undefined));
+      const parts: Array<{ bias: string; rewire: () => void } | undefined> = [0, 1, 2].map((i) => {
+        const v = mha.input![i];
+        const b = v ? biasAdd(g, v, mha) : undefined;
+        if (b) return { bias: b.bias, rewire: () => (mha.input![i] = b.x) };
+        return i === 0 && v ? regroupedBias(g, v, mha) : undefined;
+      });
       if (parts.every((x) => !x)) continue;
       const widths = parts.map((x) => x && g.dims(x.bias)![0]);
       const W = widths.find((w) => w !== undefined)!;
@@ -74,10 +95,10 @@ export const AttentionBiasFusion: Fusion = {
         origin: specs.find((s) => s)!.origin,
       });
       const inputs = [...mha.input!];
-      parts.forEach((x, i) => x && (inputs[i] = x.x));
       while (inputs.length < 4) inputs.push('');
       inputs[3] = bias;
       mha.input = inputs;
+      parts.forEach((x) => x?.rewire());
       g.reindex();
       n++;
     }

@@ -15,7 +15,7 @@
 // stored beside the original) and the bias, if any, is a weight; only float32 on the CPU, the kernel
 // this was measured on. Runs after QueryScaleFusion and AttentionBiasFusion, which gather OPT's
 // scale and every bias into the kernel first.
-import { MS, type Fusion, type GraphView } from './graph.js';
+import { MS, regroupedRows, type Fusion, type GraphView } from './graph.js';
 
 /** A float32 view of a weight with every element (or the first `count`) multiplied by s. */
 function scaled(g: GraphView, key: string, s: number, count?: number): string {
@@ -44,8 +44,10 @@ export const UnitScaleFusion: Fusion = {
       const scale = g.attr(mha, 'scale');
       if (!scale?.f || scale.f === 1) continue; // unset or 0 means 1/√D to the kernel: left as it is
       const q = mha.input![0];
-      const mm = g.producer(q, 'MatMul');
-      if (!mm || !g.onlyFeeds(q, mha)) continue;
+      // the projection itself, or under a Reshape that puts its rows in groups (QueryGroups): a factor is the same either side of it
+      const r = g.producer(q, 'Reshape');
+      const mm = g.producer(q, 'MatMul') ?? (r && g.producer(r.input![0], 'MatMul'));
+      if (!mm || !g.onlyFeeds(q, mha) || (r && !regroupedRows(g, q, g.dims(mm.input![1]!)?.[1] ?? NaN))) continue;
       const w = mm.input![1]!;
       if (!g.isWeight(w) || g.dims(w)?.length !== 2 || g.consumers(w).length !== 1) continue;
       const bias = mha.input![3];

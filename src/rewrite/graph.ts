@@ -282,6 +282,26 @@ export function near(x: number | undefined, want: number): boolean {
 /** Equal integer lists (an attribute's or a constant's values against a pattern's). */
 export const sameInts = (a: number[] | undefined, b: number[]): boolean => !!a && a.length === b.length && a.every((x, i) => x === b[i]);
 
+/** The last entry of an int64 shape: a constant's, or that of the last input of a Concat along axis 0. */
+function lastShapeEntry(g: GraphView, s: string | undefined | null): number | undefined {
+  const c = g.ints(s);
+  if (c) return c[c.length - 1];
+  const cat = g.producer(s, 'Concat');
+  return cat && g.attrInt(cat, 'axis', 0) === 0 ? lastShapeEntry(g, cat.input![cat.input!.length - 1]) : undefined;
+}
+
+/**
+ * u, where `v` = Reshape(u, shape) regroups the rows of a `width`-wide u and keeps them `width` wide
+ * (the shape's last entry is the constant `width`), and u is read by that Reshape alone: a
+ * cross-attention's query projection put in groups of beams (QueryGroups, src/lower/transformer.ts).
+ * A bias added to u's last axis, or a factor, is the same before and after it.
+ */
+export function regroupedRows(g: GraphView, v: string, width: number): { u: string; reshape: Node } | undefined {
+  const r = g.producer(v, 'Reshape');
+  if (!r || lastShapeEntry(g, r.input![1]) !== width || !g.onlyFeeds(r.input![0]!, r)) return undefined;
+  return { u: r.input![0]!, reshape: r };
+}
+
 /** Transpose(Reshape(X, [0,0,N,D]), [0,2,1,3]) -> X, N, D: the attention fusions' split into heads. */
 export function splitHeads(g: GraphView, v: string): { x: string; N: number; D: number } | undefined {
   const t = g.producer(v, 'Transpose');

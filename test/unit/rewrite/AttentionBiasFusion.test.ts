@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { GraphView, type Node } from '../../../src/rewrite/graph.js';
 import { rewriteGraph } from '../../../src/rewrite/index.js';
 import { assertClose, build, compare, tensor } from './harness.js';
-import { MHA, W, decoderStep, decoderStepFeeds as step, optSelf, vitSelf } from './attentionGraphs.js';
+import { attend, mergeHeads, splitHeads } from '../../../src/lower/transformer.js';
+import { MHA, W, decoderStep, decoderStepFeeds as step, groupedDecoderStep, groupedDecoderStepFeeds, optSelf, vitSelf } from './attentionGraphs.js';
 
 const mhaNodes = (b: ReturnType<typeof build>): Node[] => b.nodes.filter((n) => n.opType === 'MultiHeadAttention');
 
@@ -43,6 +44,35 @@ test('decoder step: the self-attention q/k/v biases and the cross-attention quer
   const bias = (await b.weights.spec(cross.input![3]!)!.produce()) as Float32Array;
   assert.ok(bias.subarray(0, W).some((x) => x !== 0), 'the query bias is there');
   assert.ok(bias.subarray(W).every((x) => x === 0), 'zeros for the BNSH key and value');
+});
+
+test('a cross-attention query put in groups of beams (QueryGroups) gives its bias too: the Reshape reads the bare product; outputs equal', async () => {
+  const feeds = [groupedDecoderStepFeeds(2, 3, 1, 4, 5, 70), groupedDecoderStepFeeds(1, 2, 3, 0, 6, 80)];
+  const c = await compare(groupedDecoderStep, feeds, { through: 'AttentionBias' });
+  assert.equal(c.report.AttentionBias, 2);
+  assertClose(c);
+  const b = build(groupedDecoderStep);
+  rewriteGraph(b, { target: 'cpu' }, 'AttentionBias');
+  const g = new GraphView(b);
+  const cross = mhaNodes(b)[1];
+  const grouped = g.producer(cross.input![0], 'Reshape');
+  assert.ok(grouped, 'the query is the grouping Reshape');
+  assert.equal(g.producer(grouped.input![0])?.opType, 'MatMul', 'which reads the product without its bias');
+  const bias = (await b.weights.spec(cross.input![3]!)!.produce()) as Float32Array;
+  assert.deepEqual(bias.subarray(0, W), (await b.weights.spec('w.cq_b')!.produce()) as Float32Array);
+});
+
+test('a Reshape that changes the width of the rows keeps the bias Add where it is', () => {
+  const b = build((b, w) => {
+    const x = b.input('x', 'float32', ['B', 'S', 2 * W]);
+    const q = b.reshape(b.linear(x, w('q_w', [2 * W, 2 * W]), w('q_b', [2 * W]), 'q'), [0, -1, W], 'q_rows'); // (B, 2S, W)
+    const kv = b.linear(b.reshape(x, [0, -1, W]), w('kv_w', [W, W]), undefined, 'kv');
+    const h = (t: typeof x, r: string) => splitHeads(b, t, 4, W / 4, r);
+    b.output(mergeHeads(b, attend(b, h(q, 'qh'), h(kv, 'kh'), h(kv, 'vh'), { scale: 0.5 }), W, 'ctx'), 'y', 'float32');
+  });
+  const report = rewriteGraph(b, { target: 'cpu' }, 'AttentionBias');
+  assert.equal(report.MultiHeadAttention, 1);
+  assert.equal(report.AttentionBias, undefined);
 });
 
 test('ViT: the packed projection’s bias becomes the bias input as it is, the Split reads the MatMul', async () => {

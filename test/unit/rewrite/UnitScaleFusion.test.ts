@@ -7,7 +7,7 @@ import { GraphView } from '../../../src/rewrite/graph.js';
 import { rewriteGraph } from '../../../src/rewrite/index.js';
 import { mergeHeads, attend, splitHeads } from '../../../src/lower/transformer.js';
 import { assertClose, build, compare, tensor, type Build } from './harness.js';
-import { D, MHA, N, W, decoderStep, decoderStepFeeds as step, optSelf } from './attentionGraphs.js';
+import { D, MHA, N, W, decoderStep, decoderStepFeeds as step, groupedDecoderStep, groupedDecoderStepFeeds, optSelf } from './attentionGraphs.js';
 
 const feeds = [
   step(2, 3, 0, 5, 30, [
@@ -47,6 +47,16 @@ test('decoder step (self- and cross-attention, scores / √D): both kernels at s
   }
   const elements = (b: ReturnType<typeof build>) => [...b.weightNames].reduce((n, k) => n + b.weights.spec(k)!.dims.reduce((x, y) => x * y, 1), 0);
   assert.equal(elements(after), elements(before), 'the scaled copies replace the originals');
+});
+
+test('a cross-attention query put in groups of beams (QueryGroups): its weight scaled under the Reshape, kernel at scale 1, outputs equal', async () => {
+  const c = await compare(groupedDecoderStep, [groupedDecoderStepFeeds(2, 3, 1, 4, 5, 90), groupedDecoderStepFeeds(1, 2, 3, 0, 6, 95)], { through: 'UnitScale' });
+  assert.equal(c.report.UnitScale, 2);
+  assertClose(c, 2e-6);
+  const b = build(groupedDecoderStep);
+  rewriteGraph(b, { target: 'cpu' }, 'UnitScale');
+  const g = new GraphView(b);
+  for (const mha of mhas(b)) assert.equal(g.attrFloat(mha, 'scale'), 1);
 });
 
 test("OPT's query scale, moved into the kernel by QueryScaleFusion, ends in the weights", async () => {

@@ -1,7 +1,7 @@
 // Attention blocks as the node kinds lower them (transformer.ts), shared by the attention fusions'
 // tests: widths, the graphs, and the feeds of a decoder step.
 import type { GraphBuilder, Value } from '../../../src/lower/GraphBuilder.js';
-import { attend, causalBias, mergeHeads, paddingBias, positionsFromMask, slice, splitHeads } from '../../../src/lower/transformer.js';
+import { attend, causalBias, mergeHeads, paddingBias, positionsFromMask, QueryGroups, slice, splitHeads } from '../../../src/lower/transformer.js';
 import { ropeInverseFrequencies } from '../../../src/nodes/llama.js';
 import { ints, tensor, type Build } from './harness.js';
 
@@ -46,6 +46,41 @@ export const decoderStep: Build = (b, w) => {
   b.output(k, 'present.key', 'float32');
   b.output(v, 'present.value', 'float32');
 };
+
+/**
+ * decoderStep with an output projection after each attention and the cross-attention's queries in
+ * groups as compile.ts lowers a decoder step (QueryGroups): the B = I·G rows (G beams of each of I
+ * images) attend to I rows of cross keys/values.
+ */
+export const groupedDecoderStep: Build = (b, w) => {
+  const x = b.input('x', 'float32', ['B', 'S', W]);
+  const mask = b.input('mask', 'int64', ['B', 'T']);
+  const past = { key: b.input('past_key', 'float32', ['B', N, 'P', D]), value: b.input('past_value', 'float32', ['B', N, 'P', D]) };
+  const cross = { key: b.input('cross_key', 'float32', ['I', N, 'L', D]), value: b.input('cross_value', 'float32', ['I', N, 'L', D]) };
+  const crossMask = b.input('cross_mask', 'int64', ['I', 'L']);
+  const groups = new QueryGroups(b, cross.key);
+  const lin = (t: Value, r: string) => b.linear(t, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r);
+  const h = (t: Value, r: string) => splitHeads(b, t, N, D, `${r}_h`);
+  const k = b.concat([past.key, h(lin(x, 'k'), 'k')], 2, 'present_key');
+  const v = b.concat([past.value, h(lin(x, 'v'), 'v')], 2, 'present_value');
+  const self = lin(mergeHeads(b, attend(b, h(lin(x, 'q'), 'q'), k, v, { divide: Math.sqrt(D), bias: causalBias(b, mask, x) }), W, 'self'), 'so');
+  const cq = lin(self, 'cq');
+  const context = mergeHeads(b, attend(b, h(groups.group(cq, W), 'cq'), cross.key, cross.value, { divide: Math.sqrt(D), bias: paddingBias(b, crossMask, 'cross_bias') }), W, 'cross');
+  b.output(b.add(lin(groups.ungroup(context, self, W), 'co'), self, 'residual'), 'y', 'float32');
+  b.output(k, 'present.key', 'float32');
+  b.output(v, 'present.value', 'float32');
+};
+
+/** Feeds of groupedDecoderStep: I images, G rows each, S new tokens over a P-token cache, L cross positions. */
+export const groupedDecoderStepFeeds = (I: number, G: number, S: number, P: number, L: number, seed: number) => ({
+  x: tensor([I * G, S, W], seed),
+  mask: ints(Array.from({ length: I * G }, (_, r) => Array.from({ length: P + S }, (_, j) => (r === 1 && j === 0 ? 0 : 1)))),
+  past_key: tensor([I * G, N, P, D], seed + 1),
+  past_value: tensor([I * G, N, P, D], seed + 2),
+  cross_key: tensor([I, N, L, D], seed + 3),
+  cross_value: tensor([I, N, L, D], seed + 4),
+  cross_mask: ints(Array.from({ length: I }, (_, r) => Array.from({ length: L }, (_, j) => (r === 1 && j >= L - 2 ? 0 : 1)))),
+});
 
 /** Feeds of decoderStep: batch B, S new tokens over a P-token cache, L cross positions (row 1's last two padded). */
 export const decoderStepFeeds = (B: number, S: number, P: number, L: number, seed: number, maskRows: number[][]) => ({
