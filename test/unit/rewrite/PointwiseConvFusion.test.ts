@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { rewriteGraph } from '../../../src/rewrite/index.js';
 import { GraphView } from '../../../src/rewrite/graph.js';
 import { assertClose, build, compare, open, tensor, type Build } from './harness.js';
-import { decoderStep, decoderStepFeeds as step } from './attentionGraphs.js';
+import { decoderStep, decoderStepFeeds as step, groupedDecoderStep, groupedDecoderStepFeeds } from './attentionGraphs.js';
 
 /** x (B, S, 32) -> linear 32→64 (+b) -> Relu -> linear 64→32 (+b); a 32→20 linear beside it; a weight read twice. */
 const mlp: Build = (b, w) => {
@@ -76,6 +76,42 @@ test('a decoder step: the packed q/k/v and the cross query become Convs after th
   assert.equal(c.after.MatMul, undefined);
   assert.equal(c.after['com.microsoft.MultiHeadAttention'], 2);
   assertClose(c, 2e-6);
+});
+
+/** Nodes of the rewritten graph that read a product's leading dimensions (Shape) or build its output shape (Concat). */
+const shapeNodes = (b: ReturnType<typeof build>) => ({
+  lead: b.nodes.filter((n) => n.output!.some((o) => o.includes('pointwise_lead'))).length,
+  shapes: b.nodes.filter((n) => n.output!.some((o) => o.includes('pointwise_shape'))).length,
+});
+
+test('one Shape for all the products of a step: attention, a Split, residual Adds and the grouped cross-attention keep the rows; outputs equal', async () => {
+  const feeds = [groupedDecoderStepFeeds(2, 3, 1, 4, 5, 110), groupedDecoderStepFeeds(1, 2, 3, 0, 6, 120)];
+  const c = await compare(groupedDecoderStep, feeds, { through: 'PointwiseConv', graphName: 'decoder' });
+  assert.equal(c.report.PointwiseConv, 4, 'packed q/k/v, self output, cross query, cross output');
+  assertClose(c, 2e-6);
+  const b = build(groupedDecoderStep, 'float32', undefined, 'decoder');
+  rewriteGraph(b, { target: 'cpu' }, 'PointwiseConv');
+  assert.deepEqual(shapeNodes(b), { lead: 1, shapes: 2 }, 'the rows of x; widths 3W and W');
+});
+
+test('values whose rows are not known to be the same get their own Shape: a broadcast Add, a Reshape; outputs equal', async () => {
+  const fn: Build = (b, w) => {
+    const x = b.input('x', 'float32', ['B', 'S', 32]);
+    const p = b.input('p', 'float32', [1, 'S', 32]); // broadcast over the batch
+    const sum = b.add(x, p, 'sum'); // (B, S, 32): not p's rows
+    b.output(b.linear(sum, w('a', [32, 32]), undefined, 'a'), 'a', 'float32');
+    b.output(b.linear(p, w('b', [32, 32]), undefined, 'b'), 'b', 'float32');
+    const rows = b.reshape(x, [-1, 2, 32], 'regrouped'); // (B·S/2, 2, 32)
+    b.output(b.linear(b.op('Relu', [rows]), w('c', [32, 32]), undefined, 'c'), 'c', 'float32');
+    b.output(b.linear(b.mul(b.op('Relu', [x]), x), w('d', [32, 32]), undefined, 'd'), 'd', 'float32'); // x's rows
+    b.output(b.linear(x, w('e', [32, 32]), undefined, 'e'), 'e', 'float32');
+  };
+  const c = await compare(fn, [{ x: tensor([2, 4, 32], 5), p: tensor([1, 4, 32], 6) }], { through: 'PointwiseConv', graphName: 'decoder' });
+  assert.equal(c.report.PointwiseConv, 5);
+  assertClose(c, 2e-6);
+  const b = build(fn, 'float32', undefined, 'decoder');
+  rewriteGraph(b, { target: 'cpu' }, 'PointwiseConv');
+  assert.deepEqual(shapeNodes(b), { lead: 4, shapes: 4 }, 'sum, p, the regrouped rows; x shared by d and e');
 });
 
 test('left alone: graphs other than the decoder, other targets, float16, --quantize', async () => {
