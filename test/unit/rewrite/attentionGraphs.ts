@@ -30,13 +30,21 @@ export const optSelf =
     b.output(mergeHeads(b, attend(b, q, splitHeads(b, lin('k'), N, D, 'k_h'), splitHeads(b, lin('v'), N, D, 'v_h'), { scale: scores }), W, 'ctx'), 'y', 'float32');
   };
 
+/** A decoder step's inputs: x (B, S, W), its mask, a past, and BNSH cross keys/values of `crossRows` rows with their mask. */
+function stepInputs(b: GraphBuilder, crossRows: 'B' | 'I') {
+  const bnsh = (name: string, rows: string, seq: string) => b.input(name, 'float32', [rows, N, seq, D]);
+  return {
+    x: b.input('x', 'float32', ['B', 'S', W]),
+    mask: b.input('mask', 'int64', ['B', 'T']),
+    past: { key: bnsh('past_key', 'B', 'P'), value: bnsh('past_value', 'B', 'P') },
+    cross: { key: bnsh('cross_key', crossRows, 'L'), value: bnsh('cross_value', crossRows, 'L') },
+    crossMask: b.input('cross_mask', 'int64', [crossRows, 'L']),
+  };
+}
+
 /** A decoder layer: cached self-attention (past/present, causal bias) and cross-attention over given BNSH keys/values. */
 export const decoderStep: Build = (b, w) => {
-  const x = b.input('x', 'float32', ['B', 'S', W]);
-  const mask = b.input('mask', 'int64', ['B', 'T']);
-  const past = { key: b.input('past_key', 'float32', ['B', N, 'P', D]), value: b.input('past_value', 'float32', ['B', N, 'P', D]) };
-  const cross = { key: b.input('cross_key', 'float32', ['B', N, 'L', D]), value: b.input('cross_value', 'float32', ['B', N, 'L', D]) };
-  const crossMask = b.input('cross_mask', 'int64', ['B', 'L']);
+  const { x, mask, past, cross, crossMask } = stepInputs(b, 'B');
   const h = (t: typeof x, r: string) => splitHeads(b, b.linear(t, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r), N, D, `${r}_h`);
   const k = b.concat([past.key, h(x, 'k')], 2, 'present_key');
   const v = b.concat([past.value, h(x, 'v')], 2, 'present_value');
@@ -53,11 +61,7 @@ export const decoderStep: Build = (b, w) => {
  * images) attend to I rows of cross keys/values.
  */
 export const groupedDecoderStep: Build = (b, w) => {
-  const x = b.input('x', 'float32', ['B', 'S', W]);
-  const mask = b.input('mask', 'int64', ['B', 'T']);
-  const past = { key: b.input('past_key', 'float32', ['B', N, 'P', D]), value: b.input('past_value', 'float32', ['B', N, 'P', D]) };
-  const cross = { key: b.input('cross_key', 'float32', ['I', N, 'L', D]), value: b.input('cross_value', 'float32', ['I', N, 'L', D]) };
-  const crossMask = b.input('cross_mask', 'int64', ['I', 'L']);
+  const { x, mask, past, cross, crossMask } = stepInputs(b, 'I');
   const groups = new QueryGroups(b, cross.key);
   const lin = (t: Value, r: string) => b.linear(t, w(`${r}_w`, [W, W]), w(`${r}_b`, [W]), r);
   const h = (t: Value, r: string) => splitHeads(b, t, N, D, `${r}_h`);
