@@ -34,12 +34,11 @@ function biasAdd(g: GraphView, v: string, reader: Node): { x: string; bias: stri
  * then reads the bare product and the kernel adds the bias after it.
  */
 function regroupedBias(g: GraphView, q: string, mha: Node): { bias: string; rewire: () => void } | undefined {
-  const r = g.producer(q, 'Reshape');
-  const b = r && g.onlyFeeds(q, mha) ? biasAdd(g, r.input![0]!, r) : undefined;
-  const W = b && g.dims(b.bias)![0];
+  const rows = g.onlyFeeds(q, mha) ? regroupedRows(g, q) : undefined;
+  const b = rows && biasAdd(g, rows.u, rows.reshape);
   const mm = b && g.producer(b.x, 'MatMul');
-  if (!b || !mm || g.dims(mm.input![1]!)?.[1] !== W || !regroupedRows(g, q, W!)) return undefined;
-  return { bias: b.bias, rewire: () => (r!.input![0] = b.x) }; // the Add is left to pruneDead
+  if (!rows || !b || !mm || g.dims(b.bias)![0] !== rows.width || g.dims(mm.input![1]!)?.[1] !== rows.width) return undefined;
+  return { bias: b.bias, rewire: () => (rows.reshape.input![0] = b.x) }; // the Add is left to pruneDead
 }
 
 /** q, k, v = Split(Add(QKV, b)) into three equal parts along the last axis, read by `mha` alone. */

@@ -59,10 +59,11 @@ function leadRoot(g: GraphView, x: string, rowsOf: Map<string, string>, memo: Ma
   const known = memo.get(x) ?? rowsOf.get(x);
   if (known !== undefined) return known;
   const p = g.producer(x);
+  const reshapedFrom = p?.opType === 'Reshape' && !p.domain ? leadingOf(g, p.input![1]) : undefined;
   let root = x;
   if (p && (p.output![0] === x || (p.output![3] === x && p.opType!.startsWith('Skip'))) && SAME_SHAPE.has(p.opType!)) root = leadRoot(g, p.input![0]!, rowsOf, memo);
   else if (p && p.opType === 'Split' && !p.domain && g.attrInt(p, 'axis', 0) === -1) root = leadRoot(g, p.input![0]!, rowsOf, memo);
-  else if (p && p.opType === 'Reshape' && !p.domain && leadingOf(g, p.input![1])) root = leadRoot(g, leadingOf(g, p.input![1])!, rowsOf, memo);
+  else if (reshapedFrom) root = leadRoot(g, reshapedFrom, rowsOf, memo);
   else if (p && p.output![0] === x && p.domain === 'com.microsoft' && (p.opType === 'GroupQueryAttention' || (p.opType === 'MultiHeadAttention' && p.input![1]))) {
     root = leadRoot(g, p.input![0]!, rowsOf, memo); // a separate key: the query is (B, S, D)
   } else if (p && BINARY.has(p.opType!) && !p.domain) {

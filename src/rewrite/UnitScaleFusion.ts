@@ -45,9 +45,9 @@ export const UnitScaleFusion: Fusion = {
       if (!scale?.f || scale.f === 1) continue; // unset or 0 means 1/√D to the kernel: left as it is
       const q = mha.input![0];
       // the projection itself, or under a Reshape that puts its rows in groups (QueryGroups): a factor is the same either side of it
-      const r = g.producer(q, 'Reshape');
-      const mm = g.producer(q, 'MatMul') ?? (r && g.producer(r.input![0], 'MatMul'));
-      if (!mm || !g.onlyFeeds(q, mha) || (r && !regroupedRows(g, q, g.dims(mm.input![1]!)?.[1] ?? NaN))) continue;
+      const rows = g.producer(q, 'MatMul') ? undefined : regroupedRows(g, q);
+      const mm = g.producer(rows?.u ?? q, 'MatMul');
+      if (!mm || !g.onlyFeeds(q, mha) || (rows && g.dims(mm.input![1]!)?.[1] !== rows.width)) continue;
       const w = mm.input![1]!;
       if (!g.isWeight(w) || g.dims(w)?.length !== 2 || g.consumers(w).length !== 1) continue;
       const bias = mha.input![3];

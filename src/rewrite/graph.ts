@@ -291,15 +291,16 @@ function lastShapeEntry(g: GraphView, s: string | undefined | null): number | un
 }
 
 /**
- * u, where `v` = Reshape(u, shape) regroups the rows of a `width`-wide u and keeps them `width` wide
- * (the shape's last entry is the constant `width`), and u is read by that Reshape alone: a
- * cross-attention's query projection put in groups of beams (QueryGroups, src/lower/transformer.ts).
- * A bias added to u's last axis, or a factor, is the same before and after it.
+ * u, where `v` = Reshape(u, shape) regroups the rows of u and leaves them `width` wide (the shape's
+ * last entry is that constant), and u is read by that Reshape alone: a cross-attention's query
+ * projection put in groups of beams (QueryGroups, src/lower/transformer.ts). Where u is `width`
+ * wide too, a bias added to its last axis, or a factor, is the same before and after it.
  */
-export function regroupedRows(g: GraphView, v: string, width: number): { u: string; reshape: Node } | undefined {
+export function regroupedRows(g: GraphView, v: string): { u: string; width: number; reshape: Node } | undefined {
   const r = g.producer(v, 'Reshape');
-  if (!r || lastShapeEntry(g, r.input![1]) !== width || !g.onlyFeeds(r.input![0]!, r)) return undefined;
-  return { u: r.input![0]!, reshape: r };
+  const width = r && lastShapeEntry(g, r.input![1]);
+  if (!r || width === undefined || width <= 0 || !g.onlyFeeds(r.input![0]!, r)) return undefined;
+  return { u: r.input![0]!, width, reshape: r };
 }
 
 /** Transpose(Reshape(X, [0,0,N,D]), [0,2,1,3]) -> X, N, D: the attention fusions' split into heads. */
